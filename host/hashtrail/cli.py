@@ -1,0 +1,58 @@
+"""The `hashtrail` command line: a thin layer over one plain function per operation.
+
+Each command lives in its own module under `hashtrail.commands` and exposes
+`register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Expected failures are `HashtrailError`s: caught here once, printed with their hint,
+and turned into a non-zero exit without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import HashtrailError
+
+# Modules under hashtrail.commands, in the order they appear in --help.
+COMMANDS: tuple[str, ...] = (
+    "selfcheck",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hashtrail",
+        description="Tamper-evident telemetry for ESP32 fleets.",
+    )
+    parser.add_argument("--version", action="version", version=f"hashtrail {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"hashtrail.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except HashtrailError as e:
+        print(f"hashtrail: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hashtrail: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""One error family for everything a user can cause or fix, caught once in the CLI.
+
+Why: expected failures (bad input, a device that is not enrolled, a broken chain)
+must end with a clear message and a non-zero exit, never a traceback. Every error
+carries a hint that tells the user what to do next.
+"""
+
+from __future__ import annotations
+
+
+class HashtrailError(Exception):
+    """Base of every error hashtrail raises on purpose."""
+
+    hint: str = ""
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class FormatError(HashtrailError):
+    """Bytes that do not parse as the format they claim to be (entry, checkpoint, frame...)."""
+
+    hint = "the data is malformed or truncated; it was not accepted"
+
+
+class VerificationError(HashtrailError):
+    """Well-formed data whose signatures, links or proofs do not check."""
+
+    hint = "the data does not verify; do not trust it, and keep it as evidence"
+
+
+class ConfigError(HashtrailError):
+    """A missing or inconsistent board definition, path or option."""
+
+    exit_code = 2

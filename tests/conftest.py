@@ -1,0 +1,19 @@
+"""Shared pytest configuration: the `device` marker needs a real board on --port."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--port", default=None,
+                     help="serial port of a real ESP32 board, for tests marked `device`")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--port"):
+        return
+    skip = pytest.mark.skip(reason="needs a real board: pass --port PORT")
+    for item in items:
+        if "device" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""The two set-up commands of the README, runnable with nothing but Python 3.11 and git.
+
+Why a script and not a Makefile: a fresh machine may lack make, and the virtual
+environment must be created, filled from the package registry and reused on the
+next run without the user knowing any of it. The environment is rebuilt when
+pyproject.toml changes (a stamp holds its hash).
+
+    python3 tools/dev.py demo    # the main job: the demo on virtual devices
+    python3 tools/dev.py test    # the whole test suite (what .ci/run calls)
+    python3 tools/dev.py hashtrail ARGS...   # any CLI command inside the env
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("HASHTRAIL_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _stamp() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_env() -> None:
+    """Create or refresh the project's virtual environment from pyproject.toml."""
+    stamp_file = VENV / ".hashtrail-stamp"
+    if stamp_file.exists() and stamp_file.read_text() == _stamp():
+        return
+    if not (BIN / "python").exists():
+        print(f"[dev] creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("[dev] installing hashtrail and its pinned dependencies", flush=True)
+    subprocess.run(
+        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-e", f"{ROOT}[dev]"],
+        check=True,
+    )
+    stamp_file.write_text(_stamp())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    ensure_env()
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    verb, rest = args[0], args[1:]
+    if verb == "test":
+        cmd = [str(BIN / "python"), "-m", "pytest", *rest]
+    elif verb == "demo":
+        cmd = [str(BIN / "hashtrail"), "demo", *rest]
+    elif verb == "hashtrail":
+        cmd = [str(BIN / "hashtrail"), *rest]
+    else:
+        print(f"unknown command {verb!r}; use demo, test or hashtrail", file=sys.stderr)
+        return 2
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
