@@ -13,7 +13,8 @@ Module-level constants the harness reads (by parsing, not importing):
   BOARD = "esp32"        board whose heap budget applies (boards/<name>.json)
   HEAP = 131072          explicit heap size instead of the board's budget
   TIMEOUT = 300          seconds per test function
-  NEEDS = ("name", ...)  host-made data files: tests/firmware/vectors.py make_<name>(dir)
+  NEEDS = ("name", ...)  host-made data files: a `make_<name>(dir)` function in one of
+                         the CPython modules tests/firmware/vectors_*.py writes them
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(HERE))
 
 import build_mpy  # noqa: E402
 
@@ -77,11 +79,21 @@ class _Session:
             self._data = Path(self.config._tmp_path_factory.mktemp("fw-data"))  # type: ignore[attr-defined]
         for name in needs:
             if name not in self._made:
-                import vectors  # tests/firmware/vectors.py, CPython side
-
-                getattr(vectors, f"make_{name}")(self._data)
+                _maker(name)(self._data)
                 self._made.add(name)
         return self._data
+
+
+def _maker(name: str) -> Any:
+    """Find make_<name> in the CPython-side tests/firmware/vectors_*.py modules."""
+    import importlib
+
+    for path in sorted(HERE.glob("vectors_*.py")):
+        mod = importlib.import_module(path.stem)
+        fn = getattr(mod, f"make_{name}", None)
+        if fn is not None:
+            return fn
+    raise LookupError(f"no make_{name} in tests/firmware/vectors_*.py")
 
 
 def _session(config: pytest.Config) -> _Session:
