@@ -18,7 +18,6 @@ from .errors import HashtrailError
 
 # Modules under hashtrail.commands, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
-    "selfcheck",
 )
 
 
