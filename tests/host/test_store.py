@@ -1,0 +1,67 @@
+"""The collector store: quarantine first, accept only a verified, complete range, idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hashtrail.errors import HashtrailError, VerificationError
+from hashtrail.store import RawEntry, Store, device_id_of
+
+PUB = b"\x04" + bytes(range(64))
+DEV = device_id_of(PUB)
+
+
+def _chain(n: int) -> list[RawEntry]:
+    # Store-level tests only need distinct bodies; chain links are chainverify's job.
+    return [RawEntry(i, b"entry-%d" % i) for i in range(n)]
+
+
+def test_quarantine_then_accept(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(DEV, PUB, label="fridge", board="esp32", fw="0.1.0")
+        recs = _chain(5)
+        assert st.quarantine(DEV, recs) == 5
+        assert st.quarantine(DEV, recs) == 0          # idempotent
+        assert st.anchor(DEV) is None
+        assert st.accepted_records(DEV) == []
+        assert st.accept(DEV, 2, recs[2].entry_hash) == 3
+        assert st.anchor(DEV) == (2, recs[2].entry_hash)
+        assert [r.seq for r in st.accepted_records(DEV)] == [0, 1, 2]
+        assert [r.seq for r in st.quarantined(DEV)] == [3, 4]
+        assert st.accept(DEV, 2, recs[2].entry_hash) == 0   # rerun after a crash: no-op
+    with Store.open(tmp_path / "c.db", create=False) as st:   # survives reopening
+        assert st.anchor(DEV) == (2, recs[2].entry_hash)
+
+
+def test_accept_refuses_unverifiable_ranges(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(DEV, PUB)
+        recs = _chain(4)
+        st.quarantine(DEV, [recs[0], recs[1], recs[3]])
+        with pytest.raises(VerificationError):            # hole at seq 2
+            st.accept(DEV, 3, recs[3].entry_hash)
+        with pytest.raises(VerificationError):            # head does not match
+            st.accept(DEV, 1, recs[0].entry_hash)
+        st.quarantine(DEV, [RawEntry(1, b"other")])       # two entries for seq 1
+        with pytest.raises(VerificationError):
+            st.accept(DEV, 1, recs[1].entry_hash)
+        assert st.accepted_records(DEV) == []
+
+
+def test_enrollment_rules(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "c.db") as st:
+        with pytest.raises(HashtrailError):
+            st.quarantine(DEV, _chain(1))                 # not enrolled
+        with pytest.raises(VerificationError):
+            st.enroll("00" * 16, PUB)                     # id not derived from the key
+        st.enroll(DEV, PUB)
+        assert st.enroll(DEV, PUB).pub == PUB             # idempotent
+        head = hashlib.sha256(b"x").digest()
+        assert st.add_checkpoint(DEV, b"cose", b"n", seq=0, head=head)
+        assert not st.add_checkpoint(DEV, b"cose", b"n", seq=0, head=head)
+        assert st.last_checkpoint(DEV) is None
+        st.accept_checkpoint(DEV, b"cose")
+        last = st.last_checkpoint(DEV)
+        assert last is not None and last.seq == 0 and last.nonce == b"n"
