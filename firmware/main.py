@@ -1,0 +1,136 @@
+# main.py: the hashtrail device application, run by MicroPython after boot.py.
+#
+# What it does, in one cooperative loop (no threads, no asyncio):
+#   - loads /board.json (boardcfg) and the board layer it names (board_esp32/board_unix)
+#   - opens the identity and the log (devlog.Log): first boot makes the key
+#   - takes a reading from every sensor every `sample_interval_s` seconds (board.json,
+#     default 10 s) and appends it; devlog adds scheduled checkpoints itself
+#   - serves the host protocol on the console (link.py, docs/PROTOCOL.md), polling
+#     sys.stdin with short timeouts between samples
+#   - feeds the hardware watchdog where the board has one
+#
+# The REPL stays reachable: Ctrl-C (0x03 on the console) raises KeyboardInterrupt
+# wherever the loop is; it is never caught here (only `Exception` is), the log is
+# closed in `finally`, and MicroPython drops to the REPL, so stock mpremote (Ctrl-C,
+# then Ctrl-A for the raw REPL) works against a running device. Protocol requests are
+# ASCII lines and never contain 0x03. micropython.kbd_intr() is left alone.
+#
+# Allocation per loop pass: poll() returns a small list; a sample allocates the
+# readings (a few small tuples) and whatever devlog.reading() needs.
+import sys
+import time
+
+FW_VERSION = "0.1.0"
+ROOT = "/ht"
+_POLL_MS = 50  # longest console poll while idle: keeps request latency low
+_WDT_MS = 30000
+
+
+def _log_error(what, e):
+    # Plain text on the console: the host ignores it, a human at the REPL sees it.
+    print("hashtrail: %s: %s: %s" % (what, type(e).__name__, e))
+
+
+class App:
+    def __init__(self, root=ROOT, cfg_path="/board.json", inp=None, out=None):
+        import boardcfg
+        import devlog
+        import link
+
+        cfg, layer = boardcfg.load(cfg_path)
+        board = __import__(layer)
+        self.cfg = cfg
+        self.clock = board.Clock()
+        self.log = devlog.Log(root, cfg["name"], FW_VERSION, self.clock, cfg,
+                              reset_cause=board.reset_cause())
+        self.sensors = board.sensors(cfg)
+        self.wdt = board.watchdog(int(cfg.get("watchdog_ms", _WDT_MS))) if cfg.get(
+            "watchdog") else None
+        self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
+        self.inp = inp if inp is not None else sys.stdin.buffer
+        out = out if out is not None else sys.stdout.buffer
+        self.link = link.Link(self.log, out, cfg["name"], FW_VERSION, self.clock,
+                              chunk=int(cfg.get("link_chunk", 1024)))
+        self._one = bytearray(1)
+        self.samples = 0
+
+    def sample(self):
+        readings = []
+        for s in self.sensors:
+            try:
+                readings.append(s.read())
+            except Exception as e:  # one broken sensor must not stop the others
+                _log_error("sensor", e)
+        if readings:
+            self.log.reading(readings)
+            self.samples += 1
+
+    def _serve(self, poller, timeout_ms):
+        # Read every byte already waiting, one at a time: a board's stdin read blocks
+        # until it has as many bytes as asked for.
+        if not poller.poll(timeout_ms):
+            return
+        one = self._one
+        inp = self.inp
+        feed = self.link.feed_byte
+        while True:
+            if inp.readinto(one) != 1:
+                return
+            feed(one[0])
+            if not poller.poll(0):
+                return
+
+    def run(self, poll_src=None, loops=-1):
+        """The main loop. `loops` bounds the passes (tests); -1 runs until Ctrl-C."""
+        import select
+
+        poller = select.poll()
+        poller.register(poll_src if poll_src is not None else sys.stdin, select.POLLIN)
+        next_sample = time.ticks_ms()
+        try:
+            while loops != 0:
+                if loops > 0:
+                    loops -= 1
+                if self.wdt is not None:
+                    self.wdt.feed()
+                now = time.ticks_ms()
+                if time.ticks_diff(now, next_sample) >= 0:
+                    try:
+                        self.sample()
+                    except Exception as e:
+                        _log_error("sample", e)
+                    next_sample = time.ticks_add(next_sample, self.interval)
+                    if time.ticks_diff(now, next_sample) >= 0:
+                        next_sample = time.ticks_add(now, self.interval)  # fell behind
+                busy = False
+                try:
+                    busy = self.link.step()
+                except Exception as e:
+                    _log_error("link", e)
+                    self.link._close_stream()
+                wait = 0 if busy else min(
+                    _POLL_MS, max(0, time.ticks_diff(next_sample, time.ticks_ms())))
+                self._serve(poller, wait)
+                try:
+                    self.log.tick()
+                except Exception as e:
+                    _log_error("log", e)
+        finally:
+            self.log.close()
+
+
+def main():
+    try:
+        app = App()
+    except Exception as e:
+        # Stay at the REPL with a clear message instead of a reboot loop.
+        _log_error("cannot start", e)
+        return None
+    print("hashtrail %s on %s: device %s, %d s interval" % (
+        FW_VERSION, app.cfg["name"], app.log.device_id, app.interval // 1000))
+    app.run()
+    return app
+
+
+if __name__ == "__main__":
+    main()
