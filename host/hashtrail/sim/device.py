@@ -1,0 +1,263 @@
+"""One virtual device: the real firmware under the MicroPython unix port.
+
+The device is a supervisor (this object, in the host process) around a child
+process, the MicroPython VM running the ROM (`rom/rom.py`) over a littlefs image
+file. The supervisor owns everything that must outlive the child, as the board's
+hardware outlives its firmware:
+
+- the flash: `image_path`, created on first start from `imagefs` (the same layout
+  `hashtrail image` writes for a real board) and kept, so a restart is a reboot;
+- the console: a pseudo-terminal whose slave path (`port`) is what users open with
+  pyserial, mpremote or `hashtrail collect`; the supervisor keeps both ends open, so
+  the path survives every reset, and relays bytes between the pty and the child's
+  stdin/stdout pipes (also kept across resets, like the UART FIFO);
+- Ctrl-C: byte 0x03 from the host becomes SIGINT to the child, but only while the
+  child catches SIGINT (read from /proc/PID/status), i.e. while MicroPython's
+  keyboard interrupt is enabled; otherwise 0x03 is passed on as a data byte. This is
+  what the UART driver of a board does with `micropython.kbd_intr()`, and it
+  interrupts main.py even inside time.sleep().
+
+Output nobody reads is dropped once the pty's buffer is full, like a UART nobody
+listens to. A soft reset (Ctrl-D) makes the ROM exit with a code the supervisor
+answers by starting a fresh VM with reset cause "soft"; `power_cut()` is kill -9;
+`restart()` is a hard reset (the EN button).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from ..boards import Board, load_board
+from ..errors import ConfigError, HashtrailError
+from ..imagefs import build_image, firmware_files
+from ..paths import venv_tool
+
+ROM_DIR = Path(__file__).resolve().parent / "rom"
+EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py
+EXIT_SOFT_RAW = 81
+_SIGINT_GUARD_S = 0.1  # a second SIGINT before the VM handled the first kills it
+
+
+def _catches_sigint(pid: int) -> bool:
+    """True when the process has a SIGINT handler installed (MicroPython kbd_intr on)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        return False
+    return True  # no /proc (not Linux): assume interrupts are enabled
+
+
+class VirtualDevice:
+    """A virtual board with a persistent flash image and a stable serial port."""
+
+    def __init__(self, directory: Path | str, name: str, board: Board | str = "unix",
+                 log: bool = False) -> None:
+        self.board = load_board(board) if isinstance(board, str) else board
+        if self.board.name != "unix":
+            raise ConfigError(f"board {self.board.name!r} cannot run virtually",
+                              hint="virtual devices use --board unix")
+        self.name = name
+        self.dir = Path(directory)
+        self.image_path = self.dir / f"{name}.lfs"
+        self.log = log
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._master = self._slave = -1
+        self._in_r = self._in_w = self._out_r = self._out_w = -1
+        self._relay: threading.Thread | None = None
+        self._running = False
+        self._last_sigint = 0.0
+        self.port = ""
+        self.boots = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> VirtualDevice:
+        """Power on: create the flash image if it does not exist, then boot."""
+        with self._lock:
+            if self._running:
+                return self
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not self.image_path.exists():
+                self.write_image()
+            if self._master < 0:
+                self._open_console()
+            self._running = True
+            self._spawn("power_on", "friendly")
+        return self
+
+    def write_image(self) -> None:
+        """(Re)flash: a fresh littlefs image with the current compiled firmware."""
+        data = build_image(firmware_files(self.board), self.board.vfs_size,
+                           self.board.block_size)
+        tmp = self.image_path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.image_path)
+
+    def power_cut(self) -> None:
+        """Kill -9 the VM: whatever littlefs had not committed is lost, as on a board."""
+        with self._lock:
+            self._running = False
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self, cause: str = "hard") -> None:
+        """Hard reset (EN button): cut the VM and boot again with `cause`."""
+        self.power_cut()
+        with self._lock:
+            self._running = True
+            self._spawn(cause, "friendly")
+
+    def stop(self) -> None:
+        """Power off and release the console; the image stays for the next start()."""
+        self.power_cut()
+        with self._lock:
+            for fd in (self._master, self._slave, self._in_r, self._in_w, self._out_r,
+                       self._out_w):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._master = self._slave = self._in_r = self._in_w = -1
+            self._out_r = self._out_w = -1
+        if self._relay is not None:
+            self._relay.join(timeout=2)
+            self._relay = None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        proc = self._proc
+        return self._running and proc is not None and proc.poll() is None
+
+    def __enter__(self) -> VirtualDevice:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------
+    def _open_console(self) -> None:
+        self._master, self._slave = os.openpty()
+        # Raw, no echo: without a client the line discipline would otherwise echo the
+        # device's output back to it as input.
+        tty.setraw(self._slave, termios.TCSANOW)
+        self.port = os.ttyname(self._slave)
+        fl = fcntl.fcntl(self._master, fcntl.F_GETFL)
+        fcntl.fcntl(self._master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        self._in_r, self._in_w = os.pipe()
+        self._out_r, self._out_w = os.pipe()
+        self._relay = threading.Thread(target=self._relay_loop, name=f"vdev-{self.name}",
+                                       daemon=True)
+        self._relay.start()
+
+    def _spawn(self, cause: str, mode: str) -> None:
+        env = dict(os.environ, MICROPYPATH=str(ROM_DIR))
+        cmd = [venv_tool("micropython"), "-X", f"heapsize={self.board.heap_budget}",
+               str(ROM_DIR / "rom.py"), str(self.image_path), str(self.board.block_size),
+               self.name, cause, mode]
+        self._proc = subprocess.Popen(cmd, stdin=self._in_r, stdout=self._out_w,
+                                      stderr=self._out_w, env=env, cwd=str(self.dir),
+                                      start_new_session=True)
+        self.boots += 1
+        if self.log:
+            print(f"[{self.name}] boot {self.boots} ({cause}) pid {self._proc.pid}",
+                  file=sys.stderr)
+        threading.Thread(target=self._watch, args=(self._proc,), daemon=True).start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Answer the ROM's soft-reset exit by booting again; a crash reboots too."""
+        rc = proc.wait()
+        with self._lock:
+            if self._proc is not proc or not self._running:
+                return  # power cut or stop(): stay off
+            if rc in (EXIT_SOFT_FRIENDLY, EXIT_SOFT_RAW):
+                self._spawn("soft", "raw" if rc == EXIT_SOFT_RAW else "friendly")
+                return
+        # The VM died on its own (fatal error, killed): a board would reset.
+        if self.log:
+            print(f"[{self.name}] VM exited with {rc}; rebooting", file=sys.stderr)
+        time.sleep(0.2)
+        with self._lock:
+            if self._proc is proc and self._running:
+                self._spawn("unknown", "friendly")
+
+    def _relay_loop(self) -> None:
+        master, out_r = self._master, self._out_r
+        while True:
+            try:
+                ready, _, _ = select.select([master, out_r], [], [], 0.5)
+            except (OSError, ValueError):
+                return
+            if self._master < 0:
+                return
+            if out_r in ready:
+                try:
+                    data = os.read(out_r, 4096)
+                except OSError:
+                    return
+                self._to_host(data)
+            if master in ready:
+                try:
+                    data = os.read(master, 4096)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    if e.errno == errno.EIO:  # no client and nothing buffered
+                        time.sleep(0.05)
+                        continue
+                    return
+                self._to_device(data)
+
+    def _to_host(self, data: bytes) -> None:
+        try:
+            os.write(self._master, data)
+        except BlockingIOError:
+            pass  # nobody reads the port and its buffer is full: the bytes are lost
+        except OSError:
+            pass
+
+    def _to_device(self, data: bytes) -> None:
+        start = 0
+        while True:
+            i = data.find(b"\x03", start)
+            chunk = data[start:] if i < 0 else data[start:i]
+            if chunk:
+                os.write(self._in_w, chunk)
+            if i < 0:
+                return
+            proc = self._proc
+            if proc is not None and proc.poll() is None and _catches_sigint(proc.pid):
+                now = time.monotonic()
+                if now - self._last_sigint >= _SIGINT_GUARD_S:
+                    self._last_sigint = now
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGINT)
+            else:
+                os.write(self._in_w, b"\x03")
+            start = i + 1
+
+
+class SimError(HashtrailError):
+    """A virtual device could not start or run."""
+
+    hint = "check that the firmware compiles (python3 tools/build_mpy.py --board unix)"

@@ -1,0 +1,4 @@
+# Facts the virtual board's ROM (rom.py) publishes for board_unix.py: the reset cause
+# of this boot and the device's name. Stays loaded for the whole life of the process.
+reset_cause = "power_on"
+name = "unix"
