@@ -18,6 +18,7 @@ from .errors import HashtrailError
 
 # Modules under hashtrail.commands, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
+    "sim",
 )
 
 
