@@ -22,12 +22,15 @@
 #
 # Allocation: uint/int/null/bool/float/array/map/tag/bytes write into buf with
 # struct.pack_into or slice assignment and allocate nothing beyond small ints
-# (uint64 values above the small-int range are bigints). text() allocates the UTF-8
-# encoding of a str. value() on a dict allocates one encoded copy of each key to sort
-# them; value() on other types allocates nothing more than the calls above.
+# (uint64 values above the small-int range are bigints); float() allocates nothing
+# (bit arithmetic on a module scratch buffer). text() allocates the UTF-8 encoding
+# of a str (pass bytes to avoid it). value() on a dict allocates one encoded copy of
+# each key to sort them; on other types nothing more than the calls above.
 import struct
 
 _U64 = 0xFFFFFFFFFFFFFFFF
+# Scratch for float encoding (the encoder is not re-entrant across threads).
+_F64 = bytearray(8)
 
 
 class CborError(ValueError):
@@ -92,7 +95,8 @@ class Writer:
         self.n += k
 
     def text(self, s):
-        b = s.encode("utf-8")
+        # str is encoded (allocates); bytes/bytearray are taken as UTF-8 already.
+        b = s.encode("utf-8") if isinstance(s, str) else s
         k = len(b)
         self._head(3, k)
         self._room(k)
@@ -120,34 +124,76 @@ class Writer:
         self._simple(0xF5 if b else 0xF4)
 
     def float(self, f):
-        buf = self.buf
-        n = self.n
-        if f != f:  # NaN: one canonical encoding
-            self._room(3)
-            buf[n] = 0xF9
-            buf[n + 1] = 0x7E
-            buf[n + 2] = 0x00
-            self.n = n + 3
+        # Shortest exact width from the float64 bits, by integer arithmetic on bytes
+        # (no float temporaries, and MicroPython's struct 'e' mishandles float16
+        # subnormals). Every intermediate int stays below 2**24: small ints even on
+        # the ESP32's 31-bit small-int builds, so this allocates nothing.
+        s = _F64
+        struct.pack_into(">d", s, 0, f)
+        sign = s[0] >> 7
+        ex = ((s[0] & 0x7F) << 4) | (s[1] >> 4)
+        # trailing zero bits of the 52-bit mantissa (52 when it is zero)
+        tz = 0
+        for i in range(7, 1, -1):
+            byte = s[i]
+            if byte:
+                while not byte & 1:
+                    byte >>= 1
+                    tz += 1
+                break
+            tz += 8
+        else:
+            byte = s[1] & 0x0F
+            if byte:
+                while not byte & 1:
+                    byte >>= 1
+                    tz += 1
+            else:
+                tz = 52
+        top10 = (((s[1] & 0x0F) << 8) | s[2]) >> 2
+        if ex == 0x7FF:  # inf or NaN; every NaN is written as f97e00
+            self._f16(0x7E00 if tz < 52 else (sign << 15) | 0x7C00)
             return
+        if ex == 0:
+            if tz == 52:  # +-0
+                self._f16(sign << 15)
+                return
+            self._f64()  # float64 subnormals are below every smaller width
+            return
+        e = ex - 1023
+        if -14 <= e <= 15 and tz >= 42:
+            self._f16((sign << 15) | ((e + 15) << 10) | top10)
+            return
+        if -24 <= e < -14 and tz >= 52 - (e + 24):
+            k = e + 24
+            self._f16((sign << 15) | (1 << k) | (top10 >> (10 - k)))
+            return
+        top23 = ((s[1] & 0x0F) << 19) | (s[2] << 11) | (s[3] << 3) | (s[4] >> 5)
+        if -126 <= e <= 127 and tz >= 29:
+            self._f32((sign << 15) | ((e + 127) << 7) | (top23 >> 16), top23 & 0xFFFF)
+            return
+        if -149 <= e < -126 and tz >= 52 - (e + 149):
+            k = e + 149
+            m = (1 << k) | (top23 >> (23 - k))
+            self._f32((sign << 15) | (m >> 16), m & 0xFFFF)
+            return
+        self._f64()
+
+    def _f16(self, bits):
         self._room(3)
-        try:
-            struct.pack_into(">Be", buf, n, 0xF9, f)
-            if struct.unpack_from(">e", buf, n + 1)[0] == f:
-                self.n = n + 3
-                return
-        except (OverflowError, ValueError):
-            pass
+        struct.pack_into(">BH", self.buf, self.n, 0xF9, bits)
+        self.n += 3
+
+    def _f32(self, hi, lo):
         self._room(5)
-        try:
-            struct.pack_into(">Bf", buf, n, 0xFA, f)
-            if struct.unpack_from(">f", buf, n + 1)[0] == f:
-                self.n = n + 5
-                return
-        except (OverflowError, ValueError):
-            pass
+        struct.pack_into(">BHH", self.buf, self.n, 0xFA, hi, lo)
+        self.n += 5
+
+    def _f64(self):
         self._room(9)
-        struct.pack_into(">Bd", buf, n, 0xFB, f)
-        self.n = n + 9
+        self.buf[self.n] = 0xFB
+        self.buf[self.n + 1:self.n + 9] = _F64
+        self.n += 9
 
     def raw(self, b):
         k = len(b)
