@@ -468,39 +468,52 @@ class LogStore:
     def records(self, from_seq=0, buf=None):
         """Yield each valid record (memoryview into buf) of entries >= from_seq, in order.
 
-        Do not prune() while a records() generator is running: it deletes files."""
+        Appends and prune() may run while a reader is suspended; a segment is read as it
+        was on flash when the reader opened it."""
         self._flush_if_open()
         if buf is None:
             if self._rbuf is None:
                 self._rbuf = bytearray(len(self._buf))
             buf = self._rbuf
         mv = memoryview(buf)
-        segs = self._segs
-        start = 0
-        for i in range(len(segs)):
-            if segs[i] <= from_seq:
-                start = i
-        for i in range(start, len(segs)):
-            path = self.dir + "/" + seg_name(segs[i])
+        # Walk by seq, not by list index: prune() may drop segments while a reader is
+        # suspended between records (littlefs keeps an open file's blocks intact even
+        # after it is removed, so the open segment still reads correctly).
+        cur = -1
+        for s in self._segs:
+            if s <= from_seq:
+                cur = s
+        if cur < 0 and self._segs:
+            cur = self._segs[0]
+        while cur >= 0:
+            self._flush_if_open()
+            path = self.dir + "/" + seg_name(cur)
             try:
                 size = os.stat(path)[_STAT_SIZE]
                 f = open(path, "rb")
             except OSError:
-                continue
-            try:
-                off = 0
-                while off < size:
-                    rl = self._read_at(f, off, size, mv)
-                    if rl <= 0:
-                        off = self._resync(f, off + 1, size)
-                        if off < 0:
-                            break
-                        continue
-                    if (buf[2] | buf[3] << 8 | buf[4] << 16 | buf[5] << 24) >= from_seq:
-                        yield mv[:rl]
-                    off += rl
-            finally:
-                f.close()
+                size = -1
+            if size >= 0:
+                try:
+                    off = 0
+                    while off < size:
+                        rl = self._read_at(f, off, size, mv)
+                        if rl <= 0:
+                            off = self._resync(f, off + 1, size)
+                            if off < 0:
+                                break
+                            continue
+                        if (buf[2] | buf[3] << 8 | buf[4] << 16 | buf[5] << 24) >= from_seq:
+                            yield mv[:rl]
+                        off += rl
+                finally:
+                    f.close()
+            nxt = -1
+            for s in self._segs:
+                if s > cur:
+                    nxt = s
+                    break
+            cur = nxt
 
     # ---- prune ---------------------------------------------------------------------
     def prune(self, acked_seq):

@@ -26,14 +26,36 @@ POWER_CUT = PowerCut("power cut")
 
 
 class RamBlock:
-    def __init__(self, block_size, blocks, data=None):
+    """The flash is an io.BytesIO: seek + readinto/write copy without allocating,
+    which matters because littlefs may call in with the heap locked (a file closed by
+    its finalizer during gc, for one)."""
+
+    def __init__(self, block_size, blocks, mem=None):
+        import io
+
         self.bs = block_size
         self.n = blocks
-        self.data = bytearray(block_size * blocks) if data is None else data
+        self._ff = b"\xff" * block_size
+        self._one = bytearray(1)
+        self.mem = io.BytesIO(b"\xff" * (block_size * blocks)) if mem is None else mem
         self.cut_at = -1
         self.half = False
-        self._ff = b"\xff" * block_size
+        self.exc = POWER_CUT
         self.reset_counters()
+
+    def arm(self, cut_at, half=False):
+        """Lose power at flash operation cut_at (counted from the last reset_counters).
+        A fresh exception per run: a preallocated one also collects every traceback."""
+        self.exc = PowerCut("power cut at flash op %d" % cut_at)
+        self.cut_at = cut_at
+        self.half = half
+
+    def image(self):
+        return self.mem.getvalue()
+
+    def load(self, image):
+        self.mem.seek(0)
+        self.mem.write(image)
 
     def reset_counters(self):
         self.ops = 0
@@ -42,27 +64,27 @@ class RamBlock:
         self.erases = 0
 
     def _op(self):
-        if self.cut_at >= 0 and self.ops >= self.cut_at:
-            self.ops += 1
-            return True
+        cut = self.cut_at >= 0 and self.ops >= self.cut_at
         self.ops += 1
-        return False
+        return cut
 
     def readblocks(self, block, buf, off=0):
-        a = block * self.bs + off
-        buf[:] = memoryview(self.data)[a:a + len(buf)]
+        self.mem.seek(block * self.bs + off)
+        self.mem.readinto(buf)
 
     def writeblocks(self, block, buf, off=0):
-        a = block * self.bs + off
-        n = len(buf)
+        m = self.mem
+        m.seek(block * self.bs + off)
         if self._op():
             if self.half and self.ops == self.cut_at + 1:
-                h = n // 2
-                self.data[a:a + h] = memoryview(buf)[:h]
-            raise POWER_CUT
-        self.data[a:a + n] = buf
+                one = self._one
+                for i in range(len(buf) // 2):
+                    one[0] = buf[i]
+                    m.write(one)
+            raise self.exc
+        m.write(buf)
         self.prog_calls += 1
-        self.prog_bytes += n
+        self.prog_bytes += len(buf)
 
     def ioctl(self, op, arg):
         if op == _IOCTL_COUNT:
@@ -71,13 +93,12 @@ class RamBlock:
             return self.bs
         if op == _IOCTL_ERASE:
             if self._op():
-                raise POWER_CUT
-            a = arg * self.bs
-            self.data[a:a + self.bs] = self._ff
+                raise self.exc
+            self.mem.seek(arg * self.bs)
+            self.mem.write(self._ff)
             self.erases += 1
             return 0
         return 0
-
 
 MOUNT = "/flash"
 
@@ -97,10 +118,16 @@ def mount(bd, mkfs=False):
 
 
 def reboot(bd):
-    """Power back on: drop the old filesystem object (its RAM state dies with the
-    power) and mount the flash contents afresh."""
-    bd.cut_at = -1
-    return mount(bd)
+    """Power back on: mount the flash contents afresh through a NEW block device over
+    the same memory, and return it. The old device stays dead (every operation past
+    its cut fails), so file objects of the old filesystem that the garbage collector
+    finalizes later cannot write to the rebooted flash: their RAM died with the power."""
+    nbd = RamBlock(bd.bs, bd.n, bd.mem)
+    if bd.cut_at < 0:
+        bd.arm(0)  # a clean reboot: the old objects are just as dead
+        bd.reset_counters()
+    mount(nbd)
+    return nbd
 
 
 def chain_body(prev, seq, size):

@@ -50,7 +50,7 @@ def test_append_read_rotate_reopen():
     dtest.eq(names, ["%010d.seg" % s for s in range(0, 95, 10)])
     dtest.eq(_entries(st), bodies)
     st.close()
-    ramblock.reboot(bd)
+    bd = ramblock.reboot(bd)
     st = logstore.LogStore(root, seg_records=10, seg_bytes=4096)
     dtest.eq(st.problems, [])
     dtest.eq((st.first_seq, st.last_seq), (0, 94))
@@ -108,7 +108,7 @@ def test_prune_deletes_only_fully_acknowledged_segments():
     dtest.eq(sorted(os.listdir(root + "/log")), ["0000000040.seg"])
     dtest.eq(_entries(st), bodies[40:])
     st.close()
-    ramblock.reboot(bd)
+    bd = ramblock.reboot(bd)
     st = logstore.LogStore(root, seg_records=10)
     dtest.eq((st.first_seq, st.last_seq, st.problems), (40, 44, []))
 
@@ -141,7 +141,7 @@ def test_corruption_in_the_middle_is_reported_with_its_seq():
     st.close()
     _flip(root + "/log/%010d.seg" % seg, off + 20)  # body byte of entry 13
     _flip(root + "/log/%010d.seg" % lseg, loff + 3)  # seq byte of entry 32 (last segment)
-    ramblock.reboot(bd)
+    bd = ramblock.reboot(bd)
     st = logstore.LogStore(root, seg_records=10)
     dtest.eq(st.problems, [("corrupt", 13, "0000000010.seg", off),
                            ("corrupt", 32, "0000000030.seg", loff)])
@@ -158,7 +158,7 @@ def test_missing_segment_is_a_gap():
     bodies, _ = _fill(st, 35)
     st.close()
     os.remove(root + "/log/0000000010.seg")
-    ramblock.reboot(bd)
+    bd = ramblock.reboot(bd)
     st = logstore.LogStore(root, seg_records=10)
     dtest.eq(st.problems, [("gap", 10, "0000000020.seg", 0)])
     dtest.eq(_entries(st), bodies[:10] + bodies[20:])
@@ -176,7 +176,7 @@ def test_torn_tail_is_cut_and_appending_resumes():
         with open(path, "ab") as f:
             f.write(tail)
         open(root + "/log/0000000010.tmp", "wb").close()  # a repair cut short
-        ramblock.reboot(bd)
+        bd = ramblock.reboot(bd)
         st = logstore.LogStore(root, seg_records=10)
         dtest.eq(st.problems, [("torn", 15, "0000000010.seg", size)])
         dtest.eq(os.stat(path)[6], size)
@@ -213,6 +213,22 @@ def test_flash_full_keeps_the_reserve_and_recovers_after_prune():
     st.append(seq, body)
     dtest.eq(st.last_seq, seq)
     st.close()
-    ramblock.reboot(bd)
+    bd = ramblock.reboot(bd)
     st = logstore.LogStore(root, seg_records=1000, seg_bytes=4096)
     dtest.eq((st.last_seq, st.problems), (seq, []))
+
+
+def test_reader_survives_appends_and_prune_between_records():
+    bd, root = _fresh()
+    st = logstore.LogStore(root, seg_records=10)
+    bodies, head = _fill(st, 25)
+    got = []
+    it = st.records(0)
+    for _ in range(3):
+        got.append(bytes(next(it)))
+    dtest.eq(st.prune(19), 2)  # deletes the segment being read and the next one
+    more, head = _fill(st, 10, 25, head)  # and the log grows meanwhile
+    for rec in it:
+        got.append(bytes(rec))
+    seqs = [logstore.parse(r)[2] for r in got]
+    dtest.eq(seqs, list(range(10)) + list(range(20, 35)))
