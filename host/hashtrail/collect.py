@@ -1,0 +1,225 @@
+"""Collect one device: pull what is new, verify it, store it, then let the device prune.
+
+Why this order (docs/PROTOCOL.md "Collection"): bytes from a serial line are suspect,
+so they go to the store's quarantine exactly as received; they are accepted only
+after the chain links from our anchor and a checkpoint made just now for our random
+nonce signs the head we hold; and the device is told it may prune (ACK) only after
+the store committed. Killing the collector, pulling the cable or rebooting the device
+at any point therefore loses nothing, and the store's idempotent writes mean a re-run
+duplicates nothing.
+
+`collect(link, store)` is the plain function behind `hashtrail collect`; it does no
+printing (progress goes through a callback).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import collect_verify
+from .errors import HashtrailError, VerificationError
+from .link import DeviceError, DeviceInfo, Link, LinkError
+from .store import RawEntry, Store, device_id_of
+
+Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
+
+_ENTRY = 0xA7
+_CHECKPOINT = 0xC7
+
+
+class NotEnrolledError(HashtrailError):
+    """The device on the port is not enrolled in this collector store."""
+
+    exit_code = 3
+
+
+@dataclass
+class CollectResult:
+    device_id: str
+    label: str
+    from_seq: int
+    upto_seq: int | None  # last accepted seq after this run
+    new_entries: int  # entries accepted in this run
+    checkpoints: int  # device checkpoints stored and verified in this run
+    time_set: bool
+    acked: bool
+    device_first_seq: int | None  # what the device still holds after pruning
+    bytes_in: int
+    seconds: float
+    retries: int
+    noise_bytes: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _parse_header(rec: bytes) -> tuple[int, int, int, bytes, bytes | None]:
+    """(magic, seq, flags, body, sig) of one raw record; the CRC is checked by the verifier."""
+    magic, flags = rec[0], rec[1]
+    seq = int.from_bytes(rec[2:6], "little")
+    n = int.from_bytes(rec[6:8], "little")
+    body = rec[8:8 + n]
+    sig = rec[8 + n:8 + n + 64] if flags & 1 else None
+    return magic, seq, flags, body, sig
+
+
+def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
+    """HELLO, check the key matches the id, and find the enrollment (label)."""
+    info = link.hello()
+    if info.proto != 1:
+        raise LinkError(f"device speaks protocol {info.proto}, this collector speaks 1")
+    if device_id_of(info.pub) != info.device_id:
+        raise VerificationError(
+            f"device claims id {info.device_id} but its public key gives "
+            f"{device_id_of(info.pub)}")
+    enr = store.enrollment(info.device_id)
+    if enr is None:
+        raise NotEnrolledError(
+            f"device {info.device_id} ({info.board}, fw {info.fw}) is not enrolled in "
+            f"{store.path}",
+            hint=f"enroll it first: hashtrail enroll --port PORT --store {store.path} "
+                 "--label NAME")
+    if enr.pub != info.pub:
+        raise VerificationError(f"device {info.device_id} presents another key than the "
+                                "one enrolled")
+    return info, enr.label
+
+
+class _Pull:
+    """Records received in this run, in order, kept from `start` on."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.entries: dict[int, tuple[bytes, bytes]] = {}  # seq -> (raw record, body)
+        self.checkpoints: list[bytes] = []  # raw checkpoint records, in stream order
+        self.next = start
+
+    def add(self, rec: bytes) -> RawEntry | None:
+        magic, seq, _flags, body, sig = _parse_header(rec)
+        if magic == _CHECKPOINT:
+            if rec not in self.checkpoints:
+                self.checkpoints.append(rec)
+            return None
+        if magic != _ENTRY or seq != self.next:
+            # Not what we asked for: keep it anyway for the verifier, which names it.
+            self.entries.setdefault(seq, (rec, body))
+            self.next = max(self.next, seq + 1)
+            return RawEntry(seq, body, sig)
+        self.entries[seq] = (rec, body)
+        self.next = seq + 1
+        return RawEntry(seq, body, sig)
+
+
+def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
+            progress: Progress | None = None, attempts: int = 4,
+            window: int = 4) -> CollectResult:
+    t0 = time.monotonic()
+    info, label = identify(link, store)
+    did = info.device_id
+    time_set = False
+    if set_time and info.time is None:
+        link.set_time(int(time.time()))
+        time_set = True
+    anchor = store.anchor(did)
+    start = 0 if anchor is None else anchor.seq + 1
+    if info.first_seq > start:
+        raise VerificationError(
+            f"device {did} no longer holds seq {start}..{info.first_seq - 1}, which this "
+            "collector never received (pruned after another collector's ACK?)",
+            hint="collect its bundle from the other collector; this store cannot accept "
+                 "a chain with a hole")
+    pull = _Pull(start)
+    retries = 0
+    expected = 0
+    nonce = b""
+    cose = b""
+    while True:
+        try:
+            if info.last_seq is not None:
+                expected = max(expected, info.last_seq + 1 - start)
+            if info.last_seq is not None and pull.next <= info.last_seq:
+                _stream(link, store, did, pull, expected, progress, window)
+            nonce = os.urandom(16)
+            cose = link.checkpoint(nonce)
+            cp = collect_verify.checkpoint_fields(cose)
+            if cp.seq >= pull.next:  # the device appended meanwhile: fetch the rest
+                info = link.hello()
+                continue
+            break
+        except (LinkError, DeviceError) as e:
+            retries += 1
+            if retries >= attempts:
+                raise LinkError(f"collection of {did} failed after {retries} tries: {e}",
+                                hint="everything received is kept; run collect again") from e
+            time.sleep(min(2.0, 0.25 * retries))
+            link.drain()
+            info = link.hello()  # the device may have rebooted: same id, new boot
+            if info.device_id != did:
+                raise LinkError("another device appeared on the port during collection") from e
+    report = collect_verify.verify(info.pub, did, anchor, pull.entries, pull.checkpoints,
+                                   cose, nonce)
+    # Everything as received, even what fails, is kept in quarantine as evidence.
+    for raw in report.checkpoints:
+        store.add_checkpoint(did, raw.cose, raw.nonce, seq=raw.seq, head=raw.head)
+    store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
+    if report.findings:
+        raise VerificationError(
+            f"device {did}: " + "; ".join(report.findings[:5])
+            + (f" (and {len(report.findings) - 5} more)" if len(report.findings) > 5 else ""),
+            hint="nothing was accepted or acknowledged; the received records are kept in "
+                 "the store's quarantine as evidence")
+    new = 0
+    if report.fresh.seq >= start:
+        new = store.accept(did, report.fresh.seq, report.fresh.head)
+    store.accept_checkpoint(did, cose)
+    for raw in report.checkpoints:
+        if raw.verified:
+            store.accept_checkpoint(did, raw.cose)
+    acked = False
+    first: int | None = info.first_seq
+    if ack and new:
+        first = link.ack(report.fresh.seq)
+        acked = True
+    return CollectResult(
+        device_id=did, label=label, from_seq=start, upto_seq=report.fresh.seq,
+        new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
+        acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
+        seconds=round(time.monotonic() - t0, 3), retries=retries,
+        noise_bytes=link.decoder.skipped, warnings=report.warnings)
+
+
+def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
+            progress: Progress | None, window: int) -> None:
+    """One RECORDS stream from pull.next; each chunk is quarantined as it arrives."""
+    batch: list[RawEntry] = []
+    got = 0
+
+    def flush() -> None:
+        if batch:
+            store.quarantine(did, batch)
+            batch.clear()
+
+    try:
+        for rec in link.records(pull.next, window=window):
+            got += len(rec)
+            e = pull.add(rec)
+            if e is not None:
+                batch.append(e)
+            if len(batch) >= 256:
+                flush()
+                if progress is not None:
+                    progress(pull.next - pull.start, expected, got)
+    finally:
+        flush()
+    if progress is not None:
+        progress(pull.next - pull.start, expected, got)
+
+
+def entry_hash(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()

@@ -1,0 +1,44 @@
+"""`hashtrail enroll`: record a device's identity in the collector store.
+
+Why over the protocol: the device id, public key, firmware and board come from the
+device itself (HELLO), and the id must be derived from the key before anything is
+recorded, so a device cannot be enrolled under an id it does not own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import VerificationError
+from ..link import open_serial
+from ..store import Store, device_id_of
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "enroll", help="enroll the device on a serial port into a collector store")
+    p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
+    p.add_argument("--store", required=True, help="collector store file (SQLite)")
+    p.add_argument("--label", required=True, help="a human name for the device")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--json", action="store_true", help="print the enrollment as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_serial(args.port, args.baud) as link:
+        info = link.hello()
+    if device_id_of(info.pub) != info.device_id:
+        raise VerificationError(f"device claims id {info.device_id}, its key gives "
+                                f"{device_id_of(info.pub)}")
+    with Store.open(args.store) as st:
+        e = st.enroll(info.device_id, info.pub, label=args.label, board=info.board,
+                      fw=info.fw)
+    if args.json:
+        print(json.dumps({"device_id": e.device_id, "pub": e.pub.hex(), "label": e.label,
+                          "board": e.board, "fw": e.fw, "enrolled_at": e.enrolled_at}))
+    else:
+        print(f"enrolled {e.device_id} ({e.label}, board {e.board}, fw {e.fw})")
+    return 0
