@@ -76,10 +76,11 @@ def file_hashes(files: Mapping[str, bytes]) -> dict[str, str]:
     return {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
 
 
-def _new_fs(block_size: int, block_count: int, mount: bool = True) -> LittleFS:
+def _new_fs(block_size: int, block_count: int, mount: bool = True,
+            disk_version: int = LFS_DISK_VERSION) -> LittleFS:
     return LittleFS(block_size=block_size, block_count=block_count, read_size=LFS_READ_SIZE,
                     prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD,
-                    name_max=LFS_NAME_MAX, disk_version=LFS_DISK_VERSION, mount=mount)
+                    name_max=LFS_NAME_MAX, disk_version=disk_version, mount=mount)
 
 
 def build_image(files: Mapping[str, bytes], size: int, block_size: int) -> bytes:
@@ -102,7 +103,9 @@ def read_image(image: bytes, block_size: int) -> dict[str, bytes]:
     if not image or len(image) % block_size:
         raise FormatError(f"a littlefs image must be whole {block_size}-byte blocks "
                           f"(got {len(image)} bytes)")
-    fs = _new_fs(block_size, len(image) // block_size, mount=False)
+    # disk_version 0 = the newest this littlefs knows: a board's littlefs may have
+    # upgraded the image to 2.1 on its first write, and 2.1 reads 2.0 images too.
+    fs = _new_fs(block_size, len(image) // block_size, mount=False, disk_version=0)
     fs.context.buffer[:] = image
     try:
         fs.mount()
