@@ -104,7 +104,8 @@ def make_cbor_vectors(d: Path) -> None:
     with (d / "cbor_vectors.jsonl").open("w") as f:
         for v in _collect(400) + _random_floats(600):
             # cbor2 writes every NaN as f97e00, as the device must.
-            f.write(json.dumps({"v": tagged(v), "e": canonical(v).hex()}, ensure_ascii=False) + "\n")
+            line = {"v": tagged(v), "e": canonical(v).hex()}
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def _random_floats(n: int) -> list[Any]:

@@ -1,0 +1,134 @@
+"""Device checkpoints (docs/FORMATS.md "Checkpoint"): COSE_Sign1, ES256, kid = device id.
+
+Why: a checkpoint is the device's signed statement of its chain head (and of the
+host's fresh nonce, against replay). The signature is checked over the RFC 9052
+Sig_structure built from the protected header and payload bytes exactly as received,
+never re-encoded. Verb pair: `parse_checkpoint` (structure only) and
+`verify_checkpoint` (structure + signature against a known public key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from . import cbor_strict
+from .errors import FormatError, VerificationError
+from .keys import DeviceId, device_id_bytes, ec_public_key
+
+TAG_COSE_SIGN1 = 18
+ALG_ES256 = -7
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_ECDSA = ec.ECDSA(hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    device_id: DeviceId
+    seq: int
+    head: bytes
+    t: int | None
+    up: int
+    nonce: bytes | None
+    protected: bytes
+    payload: bytes
+    signature: bytes
+    raw: bytes
+
+
+def _uint(v: Any, name: str) -> int:
+    if type(v) is not int or v < 0:
+        raise FormatError(f"checkpoint {name} must be an unsigned integer")
+    return v
+
+
+def parse_checkpoint(raw: bytes) -> Checkpoint:
+    """Structure only: FormatError unless raw is a canonical hashtrail checkpoint."""
+    raw = bytes(raw)
+    msg = cbor_strict.loads(raw, tags=frozenset({TAG_COSE_SIGN1}), what="checkpoint")
+    if type(msg) is not cbor2.CBORTag or msg.tag != TAG_COSE_SIGN1:
+        raise FormatError("checkpoint must be a tagged COSE_Sign1 (tag 18)")
+    parts = msg.value
+    if not isinstance(parts, (list, tuple)) or len(parts) != 4:
+        raise FormatError("COSE_Sign1 must be an array of 4")
+    protected, unprotected, payload, sig = parts
+    if type(protected) is not bytes or type(payload) is not bytes or type(sig) is not bytes:
+        raise FormatError("COSE_Sign1 protected, payload and signature must be byte strings")
+    if not isinstance(unprotected, Mapping) or len(unprotected) != 0:
+        raise FormatError("checkpoint unprotected header must be empty")
+    if len(sig) != 64:
+        raise FormatError("ES256 signature must be 64 bytes (r || s)")
+    hdr = cbor_strict.loads(protected, what="checkpoint protected header")
+    if type(hdr) is not dict or set(hdr) != {1, 4} or hdr[1] != ALG_ES256 \
+            or type(hdr[4]) is not bytes or len(hdr[4]) != 16:
+        raise FormatError("checkpoint protected header must be {1: -7 (ES256), 4: kid (16)}")
+    p = cbor_strict.loads(payload, what="checkpoint payload")
+    if type(p) is not dict or set(p) not in ({0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6}):
+        raise FormatError("checkpoint payload must be a map with keys 0..5 (6 optional)")
+    if p[0] != 1 or type(p[0]) is not int:
+        raise FormatError(f"unsupported checkpoint version {p[0]!r}")
+    if p[1] != hdr[4]:
+        raise FormatError("checkpoint kid and payload device id differ")
+    head = p[3]
+    if type(head) is not bytes or len(head) != 32:
+        raise FormatError("checkpoint head must be 32 bytes")
+    t = p[4]
+    if t is not None:
+        _uint(t, "t")
+    nonce = p.get(6)
+    if nonce is not None and (type(nonce) is not bytes or not 1 <= len(nonce) <= 32):
+        raise FormatError("checkpoint nonce must be 1 to 32 bytes")
+    return Checkpoint(device_id=DeviceId(hdr[4].hex()), seq=_uint(p[2], "seq"), head=head,
+                      t=t, up=_uint(p[5], "up"), nonce=nonce, protected=protected,
+                      payload=payload, signature=sig, raw=raw)
+
+
+def _bstr(b: bytes) -> bytes:
+    n = len(b)
+    if n < 24:
+        return bytes([0x40 | n]) + b
+    if n < 0x100:
+        return bytes([0x58, n]) + b
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big") + b
+    return b"\x5a" + n.to_bytes(4, "big") + b
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """RFC 9052 section 4.4: ["Signature1", protected, h'', payload] as CBOR."""
+    return b"\x84\x6aSignature1" + _bstr(protected) + b"\x40" + _bstr(payload)
+
+
+def check_signature(pub: bytes, message: bytes, sig: bytes) -> bool:
+    """ECDSA P-256 / SHA-256 over message with a 64-byte r || s signature."""
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    if len(sig) != 64 or not (0 < r < N and 0 < s < N):
+        return False
+    try:
+        ec_public_key(pub).verify(encode_dss_signature(r, s), message, _ECDSA)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def verify_checkpoint(raw: bytes, pub: bytes, *, nonce: bytes | None = None) -> Checkpoint:
+    """Parse, then check kid and signature against pub (and the nonce, when given)."""
+    cp = parse_checkpoint(raw)
+    if device_id_bytes(pub).hex() != cp.device_id:
+        raise VerificationError(f"checkpoint is from device {cp.device_id}, "
+                                f"not {device_id_bytes(pub).hex()}")
+    if not check_signature(pub, sig_structure(cp.protected, cp.payload), cp.signature):
+        raise VerificationError(f"checkpoint seq {cp.seq} of device {cp.device_id}: "
+                                "bad signature")
+    if nonce is not None and cp.nonce != nonce:
+        raise VerificationError(f"checkpoint seq {cp.seq}: nonce does not match the "
+                                "challenge (replayed checkpoint?)")
+    return cp

@@ -1,0 +1,84 @@
+"""Device public keys and the ids derived from them (docs/FORMATS.md "Device identity").
+
+Why: the public key is the root of every check, so it is validated by hand before any
+crypto library sees it: `cryptography` accepts some out-of-range coordinates when a
+key is built from integers, and an off-curve or infinity point must never become a
+verifier. The device id (first 16 bytes of SHA-256(pub), 32 hex chars) is what every
+tool prints and accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import NewType
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .errors import FormatError
+
+DeviceId = NewType("DeviceId", str)
+
+P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+GENESIS_TAG = b"hashtrail/genesis/v1"
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def check_pub(pub: bytes) -> bytes:
+    """Return pub if it is a valid SEC1 uncompressed P-256 point, else FormatError."""
+    pub = bytes(pub)
+    if len(pub) != 65 or pub[0] != 4:
+        raise FormatError("public key must be 65 bytes, SEC1 uncompressed (04 || X || Y)")
+    x = int.from_bytes(pub[1:33], "big")
+    y = int.from_bytes(pub[33:], "big")
+    if x >= P or y >= P:
+        raise FormatError("public key coordinate out of range")
+    if (y * y - (x * x * x - 3 * x + B)) % P:
+        raise FormatError("public key is not on the P-256 curve")
+    return pub
+
+
+def ec_public_key(pub: bytes) -> ec.EllipticCurvePublicKey:
+    """A `cryptography` verifier key, built only from a checked point."""
+    check_pub(pub)
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
+
+
+def device_id(pub: bytes) -> DeviceId:
+    return DeviceId(hashlib.sha256(pub).digest()[:16].hex())
+
+
+def device_id_bytes(pub: bytes) -> bytes:
+    return hashlib.sha256(pub).digest()[:16]
+
+
+def parse_device_id(text: str) -> DeviceId:
+    t = text.strip().lower()
+    if not _HEX_ID.fullmatch(t):
+        raise FormatError(f"not a device id (32 hex characters): {text!r}")
+    return DeviceId(t)
+
+
+def genesis_prev(pub: bytes) -> bytes:
+    """prev of the entry with seq 0: binds a chain to its device key."""
+    return hashlib.sha256(GENESIS_TAG + pub).digest()
+
+
+def load_pub(arg: str) -> bytes:
+    """A public key given as 130 hex characters, or a file holding hex or 65 raw bytes."""
+    text = arg.strip()
+    if re.fullmatch(r"(0x)?[0-9a-fA-F]{130}", text):
+        return check_pub(bytes.fromhex(text.removeprefix("0x")))
+    path = Path(arg)
+    if not path.is_file():
+        raise FormatError(f"--pubkey {arg!r} is neither 130 hex characters nor a file",
+                          hint="pass the device's public key (04...) as hex or a file")
+    raw = path.read_bytes()
+    if len(raw) == 65:
+        return check_pub(raw)
+    try:
+        return check_pub(bytes.fromhex(raw.decode("ascii").strip().removeprefix("0x")))
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError(f"{path}: not a public key (65 raw bytes or hex)") from None
