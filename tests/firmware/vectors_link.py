@@ -1,0 +1,29 @@
+"""Host-made request lines for the device link tests: the host encoder drives the device."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "host"))
+
+from hashtrail.link import encode_request  # noqa: E402
+
+
+def make_link_requests(d: Path) -> None:
+    good = encode_request(0x21, 0x07)  # CANCEL: needs no log
+    lines = {
+        "cancel": good.decode(),
+        "unknown_cmd": encode_request(0x22, 0x55, b"xy").decode(),
+        "bad_version": ("@HT" + (bytes((9, 0x23, 1)) + struct.pack(
+            "<I", __import__("zlib").crc32(bytes((9, 0x23, 1))))).hex() + "\n"),
+        "bad_crc": good.decode()[:-2] + ("0" if good.decode()[-2] != "0" else "1") + "\n",
+        "not_hex": "@HTzz\n",
+        "short": "@HT0102\n",
+        "too_long": "@HT" + "ab" * 150 + "\n",
+        "credit_bad_args": encode_request(0x24, 0x03, b"\x01").decode(),
+        "records_bad_args": encode_request(0x25, 0x02, b"\x00").decode(),
+    }
+    (d / "link_requests.json").write_text(json.dumps(lines))
