@@ -1,0 +1,93 @@
+"""Host-made device chains that follow docs/FORMATS.md, for ledger tests and benchmarks.
+
+Why: the ledger needs many realistic chains (forks, clones, gaps, per-entry signatures)
+faster than the firmware under the unix port can sign them. The bytes follow the format
+contract exactly (canonical CBOR entries, COSE_Sign1 checkpoints over the RFC 9052
+Sig_structure); tests also run the real firmware modules to prove that both agree.
+Signatures use `cryptography` (OpenSSL); `deterministic=True` signs with python-ecdsa's
+RFC 6979 `sign_deterministic`, byte-identical to the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+GENESIS_TAG = b"hashtrail/genesis/v1"
+
+
+def canon(obj: Any) -> bytes:
+    return bytes(cbor2.dumps(obj, canonical=True))
+
+
+@dataclass
+class Device:
+    """A virtual device key and its chain state; `entries` holds (seq, bytes, sig)."""
+
+    secret: int
+    per_entry_sig: bool = False
+    deterministic: bool = False
+    entries: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+    head: bytes = b""
+    t: int = 1_700_000_000
+
+    def __post_init__(self) -> None:
+        self.key = ec.derive_private_key(self.secret, ec.SECP256R1())
+        self.pub = self.key.public_key().public_bytes(Encoding.X962,
+                                                      PublicFormat.UncompressedPoint)
+        self.device_id = hashlib.sha256(self.pub).digest()[:16]
+        self.id_hex = self.device_id.hex()
+        self.head = hashlib.sha256(GENESIS_TAG + self.pub).digest()
+
+    def sign(self, digest: bytes) -> bytes:
+        if self.deterministic:
+            import ecdsa  # dev dependency; only for byte-exact comparisons
+            sk = ecdsa.SigningKey.from_secret_exponent(self.secret, curve=ecdsa.NIST256p,
+                                                       hashfunc=hashlib.sha256)
+            return bytes(sk.sign_digest_deterministic(digest, hashfunc=hashlib.sha256))
+        der = self.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def entry(self, kind: int, body: Any, *, t: int | None = -1) -> bytes:
+        seq = len(self.entries)
+        when = self.t + seq if t == -1 else t
+        raw = canon({0: 1, 1: seq, 2: when, 3: seq * 1000, 4: 1, 5: self.head,
+                     6: "0.1.0", 7: kind, 8: body})
+        self.head = hashlib.sha256(raw).digest()
+        sig = self.sign(self.head) if self.per_entry_sig else None
+        self.entries.append((seq, raw, sig))
+        return raw
+
+    def readings(self, n: int) -> None:
+        if not self.entries:
+            self.entry(3, {1: self.pub})
+        for i in range(n):
+            self.entry(0, [{0: "temp", 1: "Cel", 2: 20 + (i % 10) / 4}])
+
+    def checkpoint(self, nonce: bytes | None = None, seq: int | None = None) -> bytes:
+        s = len(self.entries) - 1 if seq is None else seq
+        head = hashlib.sha256(self.entries[s][1]).digest()
+        prot = canon({1: -7, 4: self.device_id})
+        p: dict[int, Any] = {0: 1, 1: self.device_id, 2: s, 3: head, 4: self.t + s, 5: 5}
+        if nonce is not None:
+            p[6] = nonce
+        payload = canon(p)
+        tbs = canon(["Signature1", prot, b"", payload])
+        sig = self.sign(hashlib.sha256(tbs).digest())
+        return canon(cbor2.CBORTag(18, [prot, {}, payload, sig]))
+
+    def fork(self, at_seq: int) -> Device:
+        """A clone of this device whose chain is cut back to `at_seq` (exclusive)."""
+        twin = Device(self.secret, self.per_entry_sig, self.deterministic,
+                      list(self.entries[:at_seq]), t=self.t + 500_000)
+        twin.head = (hashlib.sha256(self.entries[at_seq - 1][1]).digest() if at_seq
+                     else twin.head)
+        return twin
