@@ -1,0 +1,112 @@
+# Shared by the devlog device tests: a settable clock and a chain walker.
+import chain
+import entry
+import logstore
+
+
+class StepClock:
+    """A board clock whose uptime advances a fixed step per reading, so two runs of
+    the same script write byte-identical entries (power-cut tests compare them)."""
+
+    def __init__(self, t=None, step_ms=250):
+        self.t = t
+        self.up = 0
+        self.step = step_ms
+
+    def uptime_ms(self):
+        self.up += self.step
+        return self.up
+
+    def now(self):
+        return self.t
+
+    def set(self, t):
+        prev = self.t
+        self.t = t
+        return prev
+
+
+def walk(store_or_log, pub=None):
+    """Entries on flash as [(seq, bytes)], checking the hash chain link by link (from
+    genesis when seq 0 is held and pub given). Raises ChainError on a broken link."""
+    out = []
+    c = None
+    for rec in store_or_log.records(0):
+        magic, _, seq, blen = logstore.parse(rec)
+        if magic != logstore.ENTRY:
+            continue
+        b = bytes(rec[8:8 + blen])
+        if c is None:
+            if seq == 0 and pub is not None:
+                c = chain.Chain.genesis(pub)
+            else:
+                c = chain.Chain(seq, bytes(chain.fields(b)[1]))
+        c.advance(b)
+        out.append((seq, b))
+    return out
+
+
+def loads(b):
+    """A small CBOR decoder for tests (the device itself never decodes CBOR)."""
+    v, i = _item(memoryview(b), 0)
+    if i != len(b):
+        raise ValueError("trailing bytes")
+    return v
+
+
+def _item(b, i):
+    import struct
+
+    ib = b[i]
+    major = ib >> 5
+    ai = ib & 31
+    i += 1
+    if major == 7:
+        if ai == 20:
+            return False, i
+        if ai == 21:
+            return True, i
+        if ai == 22:
+            return None, i
+        fmt, n = {25: (">e", 2), 26: (">f", 4), 27: (">d", 8)}[ai]
+        return struct.unpack(fmt, bytes(b[i:i + n]))[0], i + n
+    if ai < 24:
+        v = ai
+    else:
+        n = 1 << (ai - 24)
+        v = int.from_bytes(bytes(b[i:i + n]), "big")
+        i += n
+    if major == 0:
+        return v, i
+    if major == 1:
+        return -1 - v, i
+    if major == 2:
+        return bytes(b[i:i + v]), i + v
+    if major == 3:
+        return str(bytes(b[i:i + v]), "utf-8"), i + v
+    if major == 4:
+        out = []
+        for _ in range(v):
+            x, i = _item(b, i)
+            out.append(x)
+        return out, i
+    if major == 5:
+        out = {}
+        for _ in range(v):
+            k, i = _item(b, i)
+            x, i = _item(b, i)
+            out[k] = x
+        return out, i
+    if major == 6:
+        x, i = _item(b, i)
+        return ("tag", v, x), i
+    raise ValueError("unsupported CBOR")
+
+
+def kinds(entries):
+    """[(seq, kind, body)] of walk()'s output."""
+    out = []
+    for seq, b in entries:
+        m = loads(b)
+        out.append((seq, m[7], m[8]))
+    return out
