@@ -19,6 +19,8 @@ from .errors import HashtrailError
 # Modules under hashtrail.commands, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
     "sim",
+    "image",
+    "flash",
     "enroll",
     "collect",
 )
