@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "sim",
     "image",
     "flash",
+    "deploy",
     "enroll",
     "collect",
 )
