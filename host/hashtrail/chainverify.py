@@ -1,0 +1,229 @@
+"""Verify one device's chain of records and report every break (pure, no I/O).
+
+Why: the verifier is where tampering becomes visible. It walks the records in order
+from seq 0 (the genesis link binds the chain to the device key) or from a known
+(seq, head) anchor, since pruned devices and incremental collection start mid-way.
+It never stops at the first problem: every break is a Finding with device id, seq,
+a reason code and a text, and after a break it resynchronises on the next entry only
+to find further breaks. Entries after the first break are never counted as
+verified: `verified_through` ends before it.
+
+Reason codes:
+  record_torn_tail, record_bad_crc, record_bad_magic   the flash record layer
+  bad_entry          entry bytes that are not a canonical v1 entry
+  seq_mismatch       record header seq differs from the seq inside the entry/checkpoint
+  wrong_genesis      seq 0 does not link to genesis_prev(pub), or names another key
+  unanchored         chain starts after seq 0 and no anchor was given
+  link_mismatch      prev is not the hash of the previous entry (edited entry)
+  gap                entries missing (deleted)
+  reordered          an entry older than the chain position, not seen before
+  duplicate          an entry seen already (identical bytes)
+  conflict           a second, different entry for a seq already seen (fork)
+  time_backwards     t or up decreased within one boot; boot counter decreased
+  entry_bad_sig      per-entry signature does not verify
+  checkpoint_bad     checkpoint bytes malformed
+  checkpoint_bad_sig checkpoint signature does not verify / other device
+  checkpoint_head_mismatch   signed head differs from the chain's entry at that seq
+  checkpoint_beyond_chain    a signed head for an entry the log does not hold (tail cut)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+from .checkpoint import Checkpoint, N, check_signature, parse_checkpoint, sig_structure
+from .entry import KIND_KEY_CREATED, Entry, entry_hash, parse_entry
+from .errors import FormatError
+from .keys import DeviceId, device_id, ec_public_key, genesis_prev
+from .records import Record, RecordProblem
+
+_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+
+@dataclass(frozen=True)
+class Finding:
+    device_id: DeviceId
+    seq: int | None
+    code: str
+    text: str
+    source: str = ""
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A (seq, head) already trusted (a verified checkpoint or an earlier collection)."""
+
+    seq: int
+    head: bytes
+
+
+@dataclass
+class ChainReport:
+    device_id: DeviceId
+    findings: list[Finding] = field(default_factory=list)
+    entries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head: bytes | None = None
+    verified_through: int | None = None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+class _Walker:
+    def __init__(self, pub: bytes, anchor: Anchor | None, report: ChainReport) -> None:
+        self.pub = pub
+        self.key = ec_public_key(pub)
+        self.dev = report.device_id
+        self.r = report
+        self.seen: dict[int, bytes] = {}  # seq -> entry hash, as walked
+        if anchor is None:
+            self.next_seq, self.head = 0, genesis_prev(pub)
+        else:
+            self.next_seq, self.head = anchor.seq + 1, anchor.head
+            self.seen[anchor.seq] = anchor.head
+        self.broken = False
+        self.last: Entry | None = None
+        self.started = False
+
+    def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
+        self.r.findings.append(Finding(self.dev, seq, code, text,
+                                       rec.source if rec else "", rec.offset if rec else None))
+
+    def brk(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
+        self.find(seq, code, text, rec)
+        self.broken = True
+
+    def entry(self, rec: Record) -> None:
+        try:
+            e = parse_entry(rec.body)
+        except FormatError as err:
+            self.brk(rec.seq, "bad_entry", f"record seq {rec.seq}: {err}", rec)
+            return
+        h = entry_hash(e.raw)
+        if e.seq != rec.seq:
+            self.brk(e.seq, "seq_mismatch",
+                     f"record header says seq {rec.seq}, the entry says {e.seq}", rec)
+        if rec.sig is not None and not self._sig_ok(h, rec.sig):
+            self.brk(e.seq, "entry_bad_sig", f"entry {e.seq}: per-entry signature invalid",
+                     rec)
+        if e.seq < self.next_seq:
+            old = self.seen.get(e.seq)
+            if old == h:
+                self.brk(e.seq, "duplicate", f"entry {e.seq} appears again", rec)
+            elif old is not None:
+                self.brk(e.seq, "conflict", f"a second, different entry {e.seq}", rec)
+            else:
+                self.brk(e.seq, "reordered",
+                         f"entry {e.seq} after entry {self.next_seq - 1}", rec)
+            return
+        if not self.started and e.seq > 0 and self.next_seq == 0:
+            self.brk(e.seq, "unanchored",
+                     f"chain starts at seq {e.seq}: no anchor to check it against", rec)
+        elif e.seq > self.next_seq:
+            missing = (f"entry {self.next_seq}" if e.seq == self.next_seq + 1
+                       else f"entries {self.next_seq}..{e.seq - 1}")
+            self.brk(e.seq, "gap", f"{missing} missing before entry {e.seq}", rec)
+        elif e.prev != self.head:
+            if e.seq == 0:
+                self.brk(0, "wrong_genesis",
+                         "entry 0 does not link to this device's genesis", rec)
+            else:
+                self.brk(e.seq, "link_mismatch",
+                         f"entry {e.seq} does not link to entry {e.seq - 1} "
+                         f"(entry {e.seq - 1} edited, or this one)", rec)
+        if e.seq == 0 and e.kind == KIND_KEY_CREATED and e.body.get(1) != self.pub:
+            self.brk(0, "wrong_genesis", "entry 0 names another public key", rec)
+        if self.last is not None and self.last.seq == e.seq - 1:
+            self._times(self.last, e, rec)
+        self.started = True
+        self.seen[e.seq] = h
+        self.next_seq, self.head, self.last = e.seq + 1, h, e
+        self.r.entries += 1
+        if self.r.first_seq is None:
+            self.r.first_seq = e.seq
+        self.r.last_seq, self.r.head = e.seq, h
+        if not self.broken:
+            self.r.verified_through = e.seq
+
+    def _times(self, a: Entry, b: Entry, rec: Record) -> None:
+        if b.boot < a.boot:
+            self.brk(b.seq, "time_backwards", f"boot counter went back at entry {b.seq}", rec)
+        elif b.boot == a.boot:
+            if b.up < a.up:
+                self.brk(b.seq, "time_backwards", f"uptime went back at entry {b.seq}", rec)
+            elif a.t is not None and b.t is not None and b.t < a.t:
+                self.brk(b.seq, "time_backwards", f"device time went back at entry {b.seq}",
+                         rec)
+
+    def _sig_ok(self, digest: bytes, sig: bytes) -> bool:
+        r = int.from_bytes(sig[:32], "big")
+        s = int.from_bytes(sig[32:], "big")
+        if not (0 < r < N and 0 < s < N):
+            return False
+        try:
+            self.key.verify(encode_dss_signature(r, s), digest, _PREHASHED)
+        except InvalidSignature:
+            return False
+        return True
+
+    def checkpoint(self, rec: Record) -> None:
+        try:
+            cp = parse_checkpoint(rec.body)
+        except FormatError as err:
+            self.find(rec.seq, "checkpoint_bad", f"checkpoint record: {err}", rec)
+            return
+        if cp.seq != rec.seq:
+            self.find(cp.seq, "seq_mismatch",
+                      f"record header says seq {rec.seq}, the checkpoint says {cp.seq}", rec)
+        if cp.device_id != self.dev or not check_signature(
+                self.pub, sig_structure(cp.protected, cp.payload), cp.signature):
+            self.find(cp.seq, "checkpoint_bad_sig",
+                      f"checkpoint for seq {cp.seq}: signature does not verify", rec)
+            return
+        self.r.checkpoints.append(cp)
+        h = self.seen.get(cp.seq)
+        if h is None:
+            if cp.seq >= self.next_seq:
+                self.find(cp.seq, "checkpoint_beyond_chain",
+                          f"signed head for entry {cp.seq}, but the log ends at "
+                          f"{self.next_seq - 1} (tail truncated?)", rec)
+            return
+        if h != cp.head:
+            self.find(cp.seq, "checkpoint_head_mismatch",
+                      f"signed head for entry {cp.seq} differs from the chain's entry", rec)
+
+
+def verify_chain(pub: bytes, records: Sequence[Record],
+                 problems: Sequence[RecordProblem] = (), *,
+                 anchor: Anchor | None = None) -> ChainReport:
+    """Walk records (entries and checkpoint records, in log order); report every break.
+
+    Checkpoint records are checked after all entries, against the entries as walked,
+    so a checkpoint written before a later damaged region is still judged.
+    """
+    report = ChainReport(device_id(pub))
+    w = _Walker(pub, anchor, report)
+    # A damaged record ends its segment's valid data; what that loses shows up as a
+    # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
+    for p in problems:
+        report.findings.append(Finding(report.device_id, p.seq, f"record_{p.code}", p.text,
+                                       p.source, p.offset))
+    for rec in records:
+        if rec.is_entry:
+            w.entry(rec)
+    for rec in records:
+        if not rec.is_entry:
+            w.checkpoint(rec)
+    report.findings.sort(key=lambda f: (f.seq if f.seq is not None else -1))
+    return report
