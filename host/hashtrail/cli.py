@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "deploy",
     "enroll",
     "collect",
+    "verify_log",
 )
 
 
