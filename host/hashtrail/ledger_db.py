@@ -1,0 +1,272 @@
+"""The ledger file: one SQLite database holding the device registry, the Merkle log and
+its signed checkpoints, revocations and fork evidence (docs/LEDGER.md).
+
+Why SQLite with stored subtree hashes: the ledger must stay consistent when killed at
+any point and must serve O(log n) proofs at a million leaves. Every change happens in
+one `BEGIN IMMEDIATE` transaction (writers queue on a busy timeout instead of failing
+or interleaving), and the tree keeps one row per complete subtree (`nodes`), so a proof
+reads at most ~2 log2(n) rows through `merkle`'s `get(level, index)` callable.
+
+The ledger's Ed25519 note key is kept in the file (`meta.signer`): `ledger init` makes
+it; a deployment that wants the key elsewhere can re-sign checkpoints with `--key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from . import merkle, note
+from .errors import ConfigError, HashtrailError
+
+LEAF_TAG = b"HTL1"
+_BUSY_MS = 60_000
+_SCHEMA_VERSION = "1"
+
+_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE devices (device_id TEXT PRIMARY KEY, pub BLOB NOT NULL,
+        label TEXT NOT NULL, board TEXT NOT NULL, fw TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL, tip_seq INTEGER NOT NULL DEFAULT -1,
+        tip_head BLOB NOT NULL, tip_t INTEGER, forked INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER, revoked_reason TEXT)""",
+    """CREATE TABLE entries (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        leaf_index INTEGER NOT NULL UNIQUE, entry_hash BLOB NOT NULL, body BLOB NOT NULL,
+        sig BLOB, PRIMARY KEY (device_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE pending (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        entry_hash BLOB NOT NULL, body BLOB NOT NULL, sig BLOB,
+        PRIMARY KEY (device_id, seq, entry_hash)) WITHOUT ROWID""",
+    """CREATE TABLE dev_checkpoints (device_id TEXT NOT NULL, cose_hash BLOB NOT NULL,
+        cose BLOB NOT NULL, nonce BLOB, seq INTEGER NOT NULL, head BLOB NOT NULL,
+        PRIMARY KEY (device_id, cose_hash)) WITHOUT ROWID""",
+    "CREATE INDEX dev_checkpoints_seq ON dev_checkpoints (device_id, seq)",
+    """CREATE TABLE nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)) WITHOUT ROWID""",
+    """CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL,
+        created INTEGER NOT NULL)""",
+    """CREATE TABLE evidence (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        digest BLOB NOT NULL, doc TEXT NOT NULL, created INTEGER NOT NULL,
+        PRIMARY KEY (device_id, digest))""",
+    """CREATE TABLE bundles (digest BLOB PRIMARY KEY, collector TEXT NOT NULL,
+        reconciled_at INTEGER NOT NULL)""",
+]
+
+
+class LedgerError(HashtrailError):
+    hint = "check the --ledger path; make a ledger with `hashtrail ledger init`"
+
+
+class Device(NamedTuple):
+    device_id: str
+    pub: bytes
+    label: str
+    board: str
+    fw: str
+    enrolled_at: int
+    tip_seq: int
+    tip_head: bytes
+    tip_t: int | None
+    forked: bool
+    revoked_at: int | None
+    revoked_reason: str | None
+
+
+def leaf_bytes(device_id: str, seq: int, entry: bytes) -> bytes:
+    """docs/LEDGER.md: "HTL1" || device id (16) || seq (u64 BE) || SHA-256(entry) || entry."""
+    return (LEAF_TAG + bytes.fromhex(device_id) + struct.pack(">Q", seq)
+            + hashlib.sha256(entry).digest() + entry)
+
+
+def parse_leaf(leaf: bytes) -> tuple[str, int, bytes]:
+    """(device id, seq, entry bytes) of a leaf; raises ValueError when malformed."""
+    if len(leaf) < 61 or leaf[:4] != LEAF_TAG:
+        raise ValueError("not a hashtrail ledger leaf")
+    entry = leaf[60:]
+    if hashlib.sha256(entry).digest() != leaf[28:60]:
+        raise ValueError("leaf entry hash does not match its entry bytes")
+    return leaf[4:20].hex(), struct.unpack(">Q", leaf[20:28])[0], entry
+
+
+class Ledger:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.db = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+        p = Path(path)
+        if not p.exists():
+            raise LedgerError(f"no ledger at {p}")
+        led = cls._connect(p)
+        row = led._meta("schema")
+        if row != _SCHEMA_VERSION:
+            led.close()
+            raise LedgerError(f"{p} is not a hashtrail ledger (schema {row!r})")
+        return led
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], origin: str,
+               signer: note.Signer | None = None) -> Ledger:
+        p = Path(path)
+        if p.exists():
+            raise ConfigError(f"{p} already exists", hint="pick a new file for a new ledger")
+        signer = signer or note.Signer.generate(origin)
+        if signer.name != origin:
+            raise ConfigError("the ledger key's name must be the checkpoint origin")
+        led = cls._connect(p)
+        with led.tx() as db:
+            for stmt in _SCHEMA:
+                db.execute(stmt)
+            db.executemany("INSERT INTO meta VALUES (?,?)", [
+                ("schema", _SCHEMA_VERSION), ("origin", origin),
+                ("signer", signer.to_string()), ("size", "0")])
+        led.sign_checkpoint()
+        return led
+
+    @classmethod
+    def _connect(cls, p: Path) -> Ledger:
+        try:
+            conn = sqlite3.connect(p, timeout=_BUSY_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"cannot open ledger {p}: {e}") from e
+        return cls(conn, p)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        return None if row is None else str(row[0])
+
+    # -- identity and tree ---------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return self._meta("origin") or ""
+
+    @property
+    def signer(self) -> note.Signer:
+        return note.Signer.from_string(self._meta("signer") or "")
+
+    @property
+    def verifier(self) -> note.Verifier:
+        return self.signer.verifier()
+
+    @property
+    def size(self) -> int:
+        return int(self._meta("size") or 0)
+
+    def node(self, level: int, index: int) -> bytes:
+        row = self.db.execute("SELECT hash FROM nodes WHERE level=? AND idx=?",
+                              (level, index)).fetchone()
+        if row is None:
+            raise LedgerError(f"ledger tree is missing node ({level}, {index})",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return bytes(row[0])
+
+    def root(self, size: int | None = None) -> bytes:
+        return merkle.root(self.node, self.size if size is None else size)
+
+    def append_leaf(self, db: sqlite3.Connection, leaf: bytes) -> int:
+        """Inside a transaction: add one leaf and its completed subtrees; returns its index."""
+        index = self.size
+        db.executemany("INSERT INTO nodes VALUES (?,?,?)",
+                       merkle.new_nodes(self.node, index, merkle.leaf_hash(leaf)))
+        db.execute("UPDATE meta SET value=? WHERE key='size'", (str(index + 1),))
+        return index
+
+    def leaf(self, index: int) -> bytes:
+        row = self.db.execute("SELECT device_id, seq, body FROM entries WHERE leaf_index=?",
+                              (index,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no leaf {index} in the ledger")
+        return leaf_bytes(row[0], int(row[1]), bytes(row[2]))
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def sign_checkpoint(self, signer: note.Signer | None = None) -> bytes:
+        """Sign (size, root) now; stored once per size, so repeating it is a no-op."""
+        with self.tx() as db:
+            size = self.size
+            row = db.execute("SELECT note FROM checkpoints WHERE size=?", (size,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            s = signer or self.signer
+            data = note.sign_checkpoint(note.Checkpoint(self.origin, size, self.root(size)),
+                                        [s])
+            db.execute("INSERT INTO checkpoints VALUES (?,?,?)", (size, data, int(time.time())))
+            return data
+
+    def checkpoints(self) -> list[bytes]:
+        return [bytes(r[0]) for r in
+                self.db.execute("SELECT note FROM checkpoints ORDER BY size").fetchall()]
+
+    def latest_checkpoint(self) -> bytes:
+        row = self.db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
+                              ).fetchone()
+        if row is None:
+            raise LedgerError("the ledger has no signed checkpoint yet")
+        return bytes(row[0])
+
+    # -- devices -------------------------------------------------------------------------
+
+    def device(self, device_id: str) -> Device | None:
+        row = self.db.execute("SELECT * FROM devices WHERE device_id=?",
+                              (device_id,)).fetchone()
+        return None if row is None else _device(row)
+
+    def devices(self) -> list[Device]:
+        return [_device(r) for r in
+                self.db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()]
+
+    def revoke(self, device_id: str, reason: str) -> Device:
+        with self.tx() as db:
+            dev = self.device(device_id)
+            if dev is None:
+                raise LedgerError(f"device {device_id} is not enrolled in this ledger")
+            if dev.revoked_at is None:
+                db.execute("UPDATE devices SET revoked_at=?, revoked_reason=? WHERE "
+                           "device_id=?", (int(time.time()), reason, device_id))
+        out = self.device(device_id)
+        assert out is not None
+        return out
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    (did, pub, label, board, fw, enrolled, tip_seq, tip_head, tip_t, forked, rev_at,
+     rev_reason) = row
+    return Device(str(did), bytes(pub), str(label), str(board), str(fw), int(enrolled),
+                  int(tip_seq), bytes(tip_head), None if tip_t is None else int(tip_t),
+                  bool(forked), None if rev_at is None else int(rev_at),
+                  None if rev_reason is None else str(rev_reason))

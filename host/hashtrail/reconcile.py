@@ -1,0 +1,295 @@
+"""Reconcile collector bundles into the ledger: verify everything, accept what connects.
+
+Why this shape: bundles arrive from several collectors, overlapping, out of order,
+sometimes twice, sometimes from a cloned device. Per device and in one `BEGIN
+IMMEDIATE` transaction, reconcile
+  1. checks every device checkpoint (ES256 by the enrolled key) and keeps the good ones;
+  2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
+     entries already accepted are duplicates; everything else waits in `pending`;
+  3. walks `pending` from the device's accepted tip along `prev` links, and accepts up
+     to the last entry a device signature covers (a checkpoint over its hash, or its
+     own per-entry signature): unsigned tails wait for a checkpoint, holes wait for the
+     collector that has the missing entries. Each accepted entry becomes a Merkle leaf;
+  4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
+     about an accepted seq that disagrees with the accepted entry is kept as
+     self-contained evidence (hashtrail.evidence) and the device is flagged.
+A killed reconcile leaves whole devices done or untouched; rerunning finishes the job
+and the same bundle twice is a no-op. Problems are returned as findings (device, seq,
+reason), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .bundle import Bundle, BundleCheckpoint
+from .devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
+from .errors import HashtrailError
+from .evidence import Branch, branch_hash, make_evidence
+from .ledger_db import Ledger, leaf_bytes
+from .store import RawEntry
+
+
+class Finding(NamedTuple):
+    device_id: str
+    seq: int | None
+    reason: str
+
+
+@dataclass
+class Result:
+    enrolled: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    checkpoints: int = 0
+    forks: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+
+class _Cand(NamedTuple):
+    seq: int
+    h: bytes
+    body: bytes
+    sig: bytes | None
+    f: EntryFields
+
+
+def reconcile(led: Ledger, b: Bundle) -> Result:
+    res = Result()
+    with led.tx() as db:
+        for e in b.enrollments:
+            dev = led.device(e.device_id)
+            if dev is None:
+                db.execute("INSERT INTO devices (device_id, pub, label, board, fw, "
+                           "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
+                           (e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
+                            DeviceKey(e.pub).genesis_prev))
+                res.enrolled += 1
+            elif dev.pub != e.pub:
+                res.findings.append(Finding(e.device_id, None, "enrollment with another key"
+                                            " refused"))
+    entries: dict[str, list[RawEntry]] = defaultdict(list)
+    cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
+    for did, r in b.entries:
+        entries[did].append(r)
+    for c in b.checkpoints:
+        cps[c.device_id].append(c)
+    for did in sorted(set(entries) | set(cps)):
+        with led.tx() as db:
+            _device(led, db, did, entries[did], cps[did], res)
+    led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
+    return res
+
+
+def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
+            cps: list[BundleCheckpoint], res: Result) -> None:
+    dev = led.device(did)
+    if dev is None:
+        res.findings.append(Finding(did, None, f"unknown device: {len(recs)} entries and "
+                                    f"{len(cps)} checkpoints refused (not enrolled)"))
+        return
+    if dev.revoked_at is not None:
+        res.findings.append(Finding(did, None, f"device revoked ({dev.revoked_reason}): "
+                                    f"{len(recs)} entries refused"))
+        return
+    key = DeviceKey(dev.pub)
+    for c in cps:
+        try:
+            cp = key.checkpoint(c.cose)
+        except HashtrailError as e:
+            res.findings.append(Finding(did, None, f"checkpoint refused: {e}"))
+            continue
+        cur = db.execute("INSERT OR IGNORE INTO dev_checkpoints VALUES (?,?,?,?,?,?)",
+                         (did, hashlib.sha256(c.cose).digest(), c.cose, c.nonce, cp.seq,
+                          cp.head))
+        res.checkpoints += cur.rowcount
+    old = [r.seq for r in recs if r.seq <= dev.tip_seq]
+    accepted: dict[int, bytes] = {} if not old else {
+        int(s): bytes(h) for s, h in db.execute(
+            "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq BETWEEN ? AND ?",
+            (did, min(old), max(old)))}
+    for r in recs:
+        try:
+            f = parse_entry(r.body)
+            if f.seq != r.seq:
+                raise HashtrailError(f"record says seq {r.seq}, entry says {f.seq}")
+            h = hashlib.sha256(r.body).digest()
+            if r.sig is not None and not key.signed(h, r.sig):
+                raise HashtrailError("per-entry signature does not verify")
+            if r.seq == 0:
+                key.check_first_entry(f)
+                if f.prev != key.genesis_prev:
+                    raise HashtrailError("entry 0 is not bound to this key's genesis")
+        except HashtrailError as e:
+            res.findings.append(Finding(did, r.seq, f"entry refused: {e}"))
+            continue
+        if accepted.get(r.seq) == h:
+            res.duplicates += 1
+            continue
+        db.execute("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)",
+                   (did, r.seq, h, r.body, r.sig))
+    _advance(led, db, did, key, res)
+    _forks(led, db, did, key, res)
+    row = db.execute("SELECT COUNT(*) FROM pending p WHERE device_id=? AND seq > "
+                     "(SELECT tip_seq FROM devices WHERE device_id=p.device_id)",
+                     (did,)).fetchone()
+    if row[0]:
+        res.pending += int(row[0])
+
+
+def _load_pending(db: sqlite3.Connection, did: str, lo: int) -> dict[int, list[_Cand]]:
+    out: dict[int, list[_Cand]] = defaultdict(list)
+    for s, h, body, sig in db.execute("SELECT seq, entry_hash, body, sig FROM pending "
+                                      "WHERE device_id=? AND seq>=? ORDER BY seq, entry_hash",
+                                      (did, lo)):
+        b = bytes(body)
+        out[int(s)].append(_Cand(int(s), bytes(h), b, None if sig is None else bytes(sig),
+                                 parse_entry(b)))
+    return out
+
+
+def _signed_heads(db: sqlite3.Connection, did: str, lo: int) -> set[tuple[int, bytes]]:
+    return {(int(s), bytes(h)) for s, h in db.execute(
+        "SELECT seq, head FROM dev_checkpoints WHERE device_id=? AND seq>=?", (did, lo))}
+
+
+def _advance(led: Ledger, db: sqlite3.Connection, did: str, key: DeviceKey,
+             res: Result) -> None:
+    dev = led.device(did)
+    assert dev is not None
+    cands = _load_pending(db, did, dev.tip_seq + 1)
+    heads = _signed_heads(db, did, dev.tip_seq + 1)
+    path: list[_Cand] = []
+    covered = 0
+    s, head = dev.tip_seq + 1, dev.tip_head
+    while s in cands:
+        opts = [c for c in cands[s] if c.f.prev == head]
+        if not opts:
+            res.findings.append(Finding(did, s, "entry does not link to the previous entry"
+                                        " (edited, reordered or from another chain); held"))
+            break
+        # Two linked candidates for one seq: prefer the one a device signature covers;
+        # the other stays pending and becomes fork evidence once it is signed too.
+        opts.sort(key=lambda c: (c.sig is None and (s, c.h) not in heads, c.h))
+        c = opts[0]
+        path.append(c)
+        if c.sig is not None or (s, c.h) in heads:
+            covered = len(path)
+        head, s = c.h, s + 1
+    prev_t = dev.tip_t
+    for c in path[:covered]:
+        if c.f.t is not None and prev_t is not None and c.f.t < prev_t \
+                and c.f.kind != KIND_TIME_SET:
+            res.findings.append(Finding(did, c.seq, f"device time went backwards "
+                                        f"({prev_t} -> {c.f.t}); accepted, flagged"))
+        if c.f.t is not None:
+            prev_t = c.f.t
+        index = led.append_leaf(db, leaf_bytes(did, c.seq, c.body))
+        db.execute("INSERT INTO entries VALUES (?,?,?,?,?,?)",
+                   (did, c.seq, index, c.h, c.body, c.sig))
+        db.execute("DELETE FROM pending WHERE device_id=? AND seq=? AND entry_hash=?",
+                   (did, c.seq, c.h))
+        res.accepted += 1
+    if covered:
+        last = path[covered - 1]
+        db.execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE device_id=?",
+                   (last.seq, last.h, prev_t, did))
+
+
+def accepted_branch(db: sqlite3.Connection, did: str, seq: int) -> Branch:
+    """The shortest signed branch of the accepted chain that covers `seq`."""
+    cp = db.execute("SELECT c.seq, c.cose FROM dev_checkpoints c JOIN entries e ON "
+                    "e.device_id=c.device_id AND e.seq=c.seq AND e.entry_hash=c.head "
+                    "WHERE c.device_id=? AND c.seq>=? ORDER BY c.seq LIMIT 1",
+                    (did, seq)).fetchone()
+    sg = db.execute("SELECT seq, sig FROM entries WHERE device_id=? AND seq>=? AND sig IS "
+                    "NOT NULL ORDER BY seq LIMIT 1", (did, seq)).fetchone()
+    options = []
+    if cp is not None:
+        options.append((int(cp[0]), "checkpoint", bytes(cp[1])))
+    if sg is not None:
+        options.append((int(sg[0]), "entry-sig", bytes(sg[1])))
+    if not options:
+        raise HashtrailError(f"device {did}: no signed statement covers accepted seq {seq}")
+    end, kind, stmt = min(options)
+    bodies = [bytes(r[0]) for r in db.execute(
+        "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
+        (did, seq, end))]
+    return Branch(bodies, kind, stmt)
+
+
+def _pending_branch(db: sqlite3.Connection, did: str, start: _Cand,
+                    cands: dict[int, list[_Cand]], heads: dict[tuple[int, bytes], bytes]
+                    ) -> Branch | None:
+    """Follow pending entries from `start` along prev links to a device signature."""
+    chain = [start]
+    cur = start
+    while True:
+        if cur.sig is not None:
+            return Branch([c.body for c in chain], "entry-sig", cur.sig)
+        cose = heads.get((cur.seq, cur.h))
+        if cose is not None:
+            return Branch([c.body for c in chain], "checkpoint", cose)
+        nxt = [c for c in cands.get(cur.seq + 1, []) if c.f.prev == cur.h]
+        if not nxt or len(chain) > 100_000:
+            return None
+        cur = nxt[0]
+        chain.append(cur)
+
+
+def _forks(led: Ledger, db: sqlite3.Connection, did: str, key: DeviceKey,
+           res: Result) -> None:
+    dev = led.device(did)
+    assert dev is not None
+    acc = dict(db.execute("SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq IN "
+                          "(SELECT seq FROM dev_checkpoints WHERE device_id=? UNION "
+                          "SELECT seq FROM pending WHERE device_id=?)", (did, did, did)))
+    def acc_prev(seq: int) -> bytes:
+        return bytes(db.execute("SELECT entry_hash FROM entries WHERE device_id=? AND seq=?",
+                                (did, seq)).fetchone()[0])
+
+    found: list[tuple[int, Branch]] = []
+    cp_forks = [(int(s), Branch([], "checkpoint", bytes(cose))) for s, h, cose in db.execute(
+        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=? AND seq<=? ORDER BY "
+        "seq", (did, dev.tip_seq)).fetchall() if bytes(acc[s]) != bytes(h)]
+    cands = _load_pending(db, did, 0)
+    heads = {(int(s), bytes(h)): bytes(c) for s, h, c in db.execute(
+        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=?", (did,))}
+    for s in sorted(cands):
+        if s > dev.tip_seq:
+            break
+        for c in cands[s]:
+            # only the divergence point: an entry linking to the accepted entry s - 1
+            want_prev = key.genesis_prev if s == 0 else bytes(acc_prev(s - 1))
+            if bytes(acc[s]) == c.h or c.f.prev != want_prev:
+                continue
+            br = _pending_branch(db, did, c, cands, heads)
+            if br is None:
+                res.findings.append(Finding(did, s, "entry conflicts with the accepted one"
+                                            " but no device signature covers it; held"))
+            else:
+                found.append((s, br))
+    # A mismatching checkpoint is its own evidence unless a branch above already shows
+    # the same fork from its divergence point, or evidence for this device is stored.
+    known = db.execute("SELECT MIN(seq) FROM evidence WHERE device_id=?", (did,)).fetchone()[0]
+    first = min([s for s, _ in found] + ([int(known)] if known is not None else []),
+                default=None)
+    found += [(s, br) for s, br in cp_forks if first is None or s < first][:1]
+    for s, br in found:
+        doc = make_evidence(key.pub, s, accepted_branch(db, did, s), br)
+        # one evidence row per distinct fork (seq, both hashes), however often re-signed
+        digest = hashlib.sha256(s.to_bytes(8, "big") + bytes(acc[s])
+                                + branch_hash(key, s, br)).digest()
+        cur = db.execute("INSERT OR IGNORE INTO evidence VALUES (?,?,?,?,?)",
+                         (did, s, digest, doc, int(time.time())))
+        if cur.rowcount:
+            res.forks += 1
+            res.findings.append(Finding(did, s, "fork: the device key signed two different "
+                                        "entries for this seq; evidence kept, device flagged"))
+        db.execute("UPDATE devices SET forked=1 WHERE device_id=?", (did,))

@@ -1,0 +1,131 @@
+"""Reconcile into real SQLite ledgers: dedup, gaps, order, reruns, refusals, forks."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from hashtrail import merkle
+from hashtrail.bundle import parse_bundle, read_bundle
+from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.evidence import check_evidence
+from hashtrail.ledger_db import Ledger, parse_leaf
+from hashtrail.reconcile import reconcile
+from ledgerkit import Device, bundle, save
+
+
+def _ledger(tmp: Path) -> Ledger:
+    return Ledger.create(tmp / "l.db", "test.example/ledger")
+
+
+def _dev(n: int, secret: int = 1001, sig: bool = False) -> Device:
+    d = Device(secret, per_entry_sig=sig)
+    d.readings(n)
+    return d
+
+
+def test_overlap_dedup_and_rerun_is_noop(tmp_path: Path) -> None:
+    d = _dev(20)
+    with _ledger(tmp_path) as led:
+        a = bundle([d], {d.id_hex: (0, 15)}, [(d, d.checkpoint(seq=14))])
+        b = bundle([d], {d.id_hex: (5, 21)}, [(d, d.checkpoint())], name="c2")
+        r1 = reconcile(led, a)
+        assert r1.accepted == 15 and r1.findings == []
+        r2 = reconcile(led, b)
+        assert (r2.accepted, r2.duplicates) == (6, 10)
+        size, cps = led.size, len(led.checkpoints())
+        r3 = reconcile(led, b)
+        assert (r3.accepted, r3.duplicates, led.size, len(led.checkpoints())) == \
+            (0, 16, size, cps)
+        assert size == 21
+        # every leaf is in acceptance order and proves into the signed root
+        for i in range(size):
+            leaf = led.leaf(i)
+            assert parse_leaf(leaf)[:2] == (d.id_hex, i)
+            merkle.check_inclusion(merkle.leaf_hash(leaf), i, size, led.root(),
+                                   merkle.prove_inclusion(led.node, i, size))
+
+
+def test_gap_filled_by_another_collector_out_of_order(tmp_path: Path) -> None:
+    d = _dev(30)
+    with _ledger(tmp_path) as led:
+        late = bundle([d], {d.id_hex: (20, 31)}, [(d, d.checkpoint())])
+        r = reconcile(led, late)
+        assert r.accepted == 0 and r.pending == 11          # held: does not connect yet
+        early = bundle([d], {d.id_hex: (0, 10)}, [(d, d.checkpoint(seq=9))])
+        assert reconcile(led, early).accepted == 10
+        middle = bundle([d], {d.id_hex: (10, 20)})
+        r = reconcile(led, middle)
+        assert r.accepted == 21 and led.device(d.id_hex).tip_seq == 30  # type: ignore[union-attr]
+
+
+def test_unsigned_tail_waits_for_a_checkpoint(tmp_path: Path) -> None:
+    d = _dev(10)
+    with _ledger(tmp_path) as led:
+        assert reconcile(led, bundle([d], cps=[(d, d.checkpoint(seq=4))])).accepted == 5
+        assert reconcile(led, bundle([d], cps=[(d, d.checkpoint())])).accepted == 6
+        e = _dev(5, secret=77, sig=True)                    # per-entry signed: no cp needed
+        assert reconcile(led, bundle([e])).accepted == 6
+
+
+def test_tampered_unknown_and_revoked_are_refused(tmp_path: Path) -> None:
+    d, stranger = _dev(5), _dev(5, secret=999)
+    with _ledger(tmp_path) as led:
+        b = bundle([d], cps=[(d, d.checkpoint(seq=2)), (d, d.checkpoint())])
+        body = b.entries[3][1].body
+        b.entries[3] = (d.id_hex, b.entries[3][1]._replace(body=body.replace(b"temp", b"tmpx")))
+        r = reconcile(led, b)
+        assert r.accepted == 3                               # stops before the edited entry
+        assert (r.findings[0].seq, "does not link" in r.findings[0].reason) == (4, True)
+        u = bundle([stranger], cps=[(stranger, stranger.checkpoint())], enroll=False)
+        r = reconcile(led, u)
+        assert r.accepted == 0 and "unknown device" in r.findings[0].reason
+        led.revoke(d.id_hex, "stolen")
+        d.readings(3)
+        r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        assert r.accepted == 0 and "revoked" in r.findings[0].reason
+        forged = bundle([d], cps=[(d, d.checkpoint()[:-1] + b"\x00")])
+        assert reconcile(led, forged).accepted == 0
+
+
+def test_fork_evidence_verifies_standalone(tmp_path: Path) -> None:
+    d = _dev(10)
+    clone = d.fork(6)
+    clone.readings(4)                                        # same key, different history
+    with _ledger(tmp_path) as led:
+        assert reconcile(led, bundle([d], cps=[(d, d.checkpoint())])).accepted == 11
+        r = reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
+        assert r.forks == 1 and r.accepted == 0
+        dev = led.device(d.id_hex)
+        assert dev is not None and dev.forked
+        doc = led.db.execute("SELECT doc FROM evidence").fetchone()[0]
+        verdict = check_evidence(doc)
+        assert (verdict.device_id, verdict.seq) == (d.id_hex, 6)
+        assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 0
+    tampered = json.loads(doc)
+    tampered["branches"][1] = tampered["branches"][0]
+    with pytest.raises(HashtrailError):
+        check_evidence(json.dumps(tampered))
+
+
+def test_time_going_backwards_is_flagged(tmp_path: Path) -> None:
+    d = _dev(3)
+    d.entry(0, [{0: "temp", 2: 1}], t=5)
+    with _ledger(tmp_path) as led:
+        r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        assert r.accepted == 5 and [f.seq for f in r.findings] == [4]
+
+
+def test_bundle_round_trip_and_strictness(tmp_path: Path) -> None:
+    d = _dev(3, sig=True)
+    p = save(bundle([d], cps=[(d, d.checkpoint(b"n"))]), tmp_path / "b.jsonl")
+    b = read_bundle(p)
+    assert len(b.entries) == 4 and b.checkpoints[0].cose.startswith(b"\xd2\x84")
+    data = p.read_bytes()
+    for bad in [data.replace(b'"seq":1', b'"seq": 1'), data.replace(b'"seq":1', b'"seq":-1'),
+                data.replace(b"hashtrail-bundle/1", b"hashtrail-bundle/2"), b"",
+                data + b'{"type":"mystery"}\n', data[:-1], data.replace(b'"sig":"', b'"sig":"!')]:
+        with pytest.raises(FormatError):
+            parse_bundle(io.BytesIO(bad))
