@@ -1,5 +1,6 @@
 # Shared by the devlog device tests: a settable clock and a chain walker.
 import chain
+import devlog
 import entry
 import logstore
 
@@ -110,3 +111,29 @@ def kinds(entries):
         m = loads(b)
         out.append((seq, m[7], m[8]))
     return out
+
+
+def make_image(path, readings=40, blocks=512, sign=False):
+    """Run the real Log on a file-backed littlefs image (what a virtual board's flash
+    holds): readings, a time set, checkpoints with and without a nonce, an ack.
+    Prints one line the host test parses: "@@IMAGE last_seq head_hex"."""
+    import binascii
+    import vfs
+
+    import blockdev_file
+
+    bd = blockdev_file.FileBlock(path, 4096, blocks)
+    vfs.VfsLfs2.mkfs(bd)
+    vfs.mount(vfs.VfsLfs2(bd), "/img")
+    cfg = {"log": {"checkpoint_every": 16, "sign_entries": sign}}
+    log = devlog.Log("/img/ht", "unix", "0.1.0", StepClock(), cfg, "power_on")
+    for i in range(readings):
+        log.reading([("temp", "Cel", 4.0 + i / 8), ("vbat", "V", 3.7)])
+        if i == 5:
+            log.set_time(1700000000)
+    log.checkpoint(b"host-nonce-1")
+    log.ack(log.last_seq - 3)
+    log.close()
+    vfs.umount("/img")
+    bd.close()
+    print("@@IMAGE %d %s" % (log.last_seq, binascii.hexlify(log.head).decode()))
