@@ -1,4 +1,6 @@
-# main.py: the hashtrail device application, run by MicroPython after boot.py.
+# app.py: the hashtrail device application; firmware/main.py only calls app.main().
+# It lives in lib/ so it is loaded as compiled .mpy: a board compiles main.py from
+# source at every boot, in the heap the application needs (about 5 KB for this file).
 #
 # What it does, in one cooperative loop (no threads, no asyncio):
 #   - loads /board.json (boardcfg) and the board layer it names (board_esp32/board_unix)
@@ -31,18 +33,39 @@ def _log_error(what, e):
     print("hashtrail: %s: %s: %s" % (what, type(e).__name__, e))
 
 
+class _IntClock:
+    # The board-layer contract says now() is an int (Unix seconds) or None; the unix
+    # port's time.time() is a float, so enforce the contract here, once, for every board.
+    def __init__(self, clock):
+        self._c = clock
+        self.uptime_ms = clock.uptime_ms
+        self.set = clock.set
+
+    def now(self):
+        t = self._c.now()
+        return None if t is None else int(t)
+
+
 class App:
     def __init__(self, root=ROOT, cfg_path="/board.json", inp=None, out=None):
+        import gc
+
         import boardcfg
-        import devlog
-        import link
 
         cfg, layer = boardcfg.load(cfg_path)
         board = __import__(layer)
         self.cfg = cfg
-        self.clock = board.Clock()
+        self.clock = _IntClock(board.Clock())
+        # The log's buffers are the biggest long-lived allocations: make them first,
+        # on a freshly collected heap, before the link module and its buffer.
+        import devlog
+
+        gc.collect()
         self.log = devlog.Log(root, cfg["name"], FW_VERSION, self.clock, cfg,
                               reset_cause=board.reset_cause())
+        import link
+
+        gc.collect()
         self.sensors = board.sensors(cfg)
         self.wdt = board.watchdog(int(cfg.get("watchdog_ms", _WDT_MS))) if cfg.get(
             "watchdog") else None
@@ -50,7 +73,7 @@ class App:
         self.inp = inp if inp is not None else sys.stdin.buffer
         out = out if out is not None else sys.stdout.buffer
         self.link = link.Link(self.log, out, cfg["name"], FW_VERSION, self.clock,
-                              chunk=int(cfg.get("link_chunk", 1024)))
+                              chunk=int(cfg.get("link_chunk", 512)))
         self._one = bytearray(1)
         self.samples = 0
 
@@ -125,12 +148,9 @@ def main():
     except Exception as e:
         # Stay at the REPL with a clear message instead of a reboot loop.
         _log_error("cannot start", e)
+        sys.print_exception(e)
         return None
     print("hashtrail %s on %s: device %s, %d s interval" % (
         FW_VERSION, app.cfg["name"], app.log.device_id, app.interval // 1000))
     app.run()
     return app
-
-
-if __name__ == "__main__":
-    main()

@@ -27,43 +27,44 @@
 # serves a log of any length.
 import binascii
 import struct
+from time import ticks_diff as _ticks_diff
+from time import ticks_ms as _ticks
 
 from micropython import const
 
-VERSION = const(1)
-SYNC0 = const(0xA5)
-SYNC1 = const(0x5A)
-HDR = const(8)
-TRAILER = const(4)
-MAX_PAYLOAD = const(4096)  # host refuses anything longer (resynchronises instead)
+_VERSION = const(1)
+_SYNC0 = const(0xA5)
+_SYNC1 = const(0x5A)
+_HDR = const(8)
+_TRAILER = const(4)
 
 # Requests (host -> device).
-REQ_HELLO = const(0x01)
-REQ_RECORDS = const(0x02)
-REQ_CREDIT = const(0x03)
-REQ_CHECKPOINT = const(0x04)
-REQ_SET_TIME = const(0x05)
-REQ_ACK = const(0x06)
-REQ_CANCEL = const(0x07)
+_REQ_HELLO = const(0x01)
+_REQ_RECORDS = const(0x02)
+_REQ_CREDIT = const(0x03)
+_REQ_CHECKPOINT = const(0x04)
+_REQ_SET_TIME = const(0x05)
+_REQ_ACK = const(0x06)
+_REQ_CANCEL = const(0x07)
 
 # Replies (device -> host): request | 0x80, plus the records stream frames and errors.
-REP_INFO = const(0x81)
-REP_CHUNK = const(0x82)
-REP_END = const(0x83)
-REP_CHECKPOINT = const(0x84)
-REP_TIME = const(0x85)
-REP_ACK = const(0x86)
-REP_CANCELLED = const(0x87)
-REP_ERROR = const(0xFF)
+_REP_INFO = const(0x81)
+_REP_CHUNK = const(0x82)
+_REP_END = const(0x83)
+_REP_CHECKPOINT = const(0x84)
+_REP_TIME = const(0x85)
+_REP_ACK = const(0x86)
+_REP_CANCELLED = const(0x87)
+_REP_ERROR = const(0xFF)
 
 # Error codes (first payload byte of an ERROR frame; a UTF-8 reason follows).
-E_FRAME = const(1)  # hex, length or CRC of the request line is wrong
-E_VERSION = const(2)  # protocol version not spoken by this device
-E_COMMAND = const(3)  # unknown command
-E_ARGS = const(4)  # arguments malformed or out of range
-E_DEVICE = const(5)  # the log or the clock failed while serving the request
-E_TOOLONG = const(6)  # request line longer than the device accepts
-E_RECORD = const(7)  # a record does not fit in one chunk
+_E_FRAME = const(1)  # hex, length or CRC of the request line is wrong
+_E_VERSION = const(2)  # protocol version not spoken by this device
+_E_COMMAND = const(3)  # unknown command
+_E_ARGS = const(4)  # arguments malformed or out of range
+_E_DEVICE = const(5)  # the log or the clock failed while serving the request
+_E_TOOLONG = const(6)  # request line longer than the device accepts
+_E_RECORD = const(7)  # a record does not fit in one chunk
 
 _PREFIX = b"@HT"
 _MAXLINE = const(200)  # "@HT" + hex of up to 98 payload bytes
@@ -112,7 +113,7 @@ def _cbor_value(buf, pos, v):
 
 
 class Link:
-    def __init__(self, log, out, board, fw, clock, chunk=1024):
+    def __init__(self, log, out, board, fw, clock, chunk=512):
         self.log = log
         self.out = out  # .write(bytes-like), raw bytes to the console
         self.board = board
@@ -122,7 +123,7 @@ class Link:
         self._line = bytearray(_MAXLINE)
         self._n = 0  # bytes in _line
         self._over = False  # current line overflowed: drop it up to its newline
-        self._buf = bytearray(HDR + chunk + TRAILER)
+        self._buf = bytearray(_HDR + chunk + _TRAILER)
         self._mv = memoryview(self._buf)
         self._it = None  # records iterator of the open stream
         self._sid = 0
@@ -139,30 +140,30 @@ class Link:
     # -- frames -------------------------------------------------------------------------
 
     def _send(self, typ, rid, n):
-        # The payload (n bytes) is already at self._buf[HDR:]; fill header and CRC.
+        # The payload (n bytes) is already at self._buf[_HDR:]; fill header and CRC.
         b = self._buf
-        b[0] = SYNC0
-        b[1] = SYNC1
-        b[2] = VERSION
+        b[0] = _SYNC0
+        b[1] = _SYNC1
+        b[2] = _VERSION
         b[3] = typ
         b[4] = rid
         struct.pack_into("<H", b, 5, n)
         b[7] = binascii.crc32(self._mv[0:7]) & 0xFF
-        struct.pack_into("<I", b, HDR + n, binascii.crc32(self._mv[0:HDR + n]))
-        self.out.write(self._mv[0:HDR + n + TRAILER])
+        struct.pack_into("<I", b, _HDR + n, binascii.crc32(self._mv[0:_HDR + n]))
+        self.out.write(self._mv[0:_HDR + n + _TRAILER])
 
     def _reply(self, typ, rid, payload=b""):
         n = len(payload)
-        self._buf[HDR:HDR + n] = payload
+        self._buf[_HDR:_HDR + n] = payload
         self._send(typ, rid, n)
 
     def _error(self, rid, code, reason):
         self.errors += 1
         r = reason.encode() if isinstance(reason, str) else reason
         r = r[:200]
-        self._buf[HDR] = code
-        self._buf[HDR + 1:HDR + 1 + len(r)] = r
-        self._send(REP_ERROR, rid, 1 + len(r))
+        self._buf[_HDR] = code
+        self._buf[_HDR + 1:_HDR + 1 + len(r)] = r
+        self._send(_REP_ERROR, rid, 1 + len(r))
 
     # -- request lines ------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class Link:
             if self._over:
                 self._over = False
                 if self._line[0:3] == _PREFIX:
-                    self._error(0, E_TOOLONG, "request line too long")
+                    self._error(0, _E_TOOLONG, "request line too long")
             elif self._n:
                 self._line_done()
             self._n = 0
@@ -192,80 +193,80 @@ class Link:
         try:
             p = binascii.unhexlify(memoryview(ln)[3:n])
         except ValueError:
-            self._error(0, E_FRAME, "request is not hex")
+            self._error(0, _E_FRAME, "request is not hex")
             return
         if len(p) < 7:
-            self._error(0, E_FRAME, "request too short")
+            self._error(0, _E_FRAME, "request too short")
             return
         rid = p[1]
         if struct.unpack_from("<I", p, len(p) - 4)[0] != binascii.crc32(
                 memoryview(p)[0:len(p) - 4]):
-            self._error(rid, E_FRAME, "request CRC mismatch")
+            self._error(rid, _E_FRAME, "request CRC mismatch")
             return
-        if p[0] != VERSION:
-            self._error(rid, E_VERSION, "protocol version %d not supported" % p[0])
+        if p[0] != _VERSION:
+            self._error(rid, _E_VERSION, "protocol version %d not supported" % p[0])
             return
         try:
             self._dispatch(rid, p[2], memoryview(p)[3:len(p) - 4])
         except Exception as e:  # noqa: a request never stops the device
-            self._error(rid, E_DEVICE, "%s: %s" % (type(e).__name__, e))
+            self._error(rid, _E_DEVICE, "%s: %s" % (type(e).__name__, e))
 
     def _dispatch(self, rid, cmd, a):
-        if cmd == REQ_CREDIT:
+        if cmd == _REQ_CREDIT:
             if len(a) != 2:
-                self._error(rid, E_ARGS, "CREDIT takes u16")
+                self._error(rid, _E_ARGS, "CREDIT takes u16")
             elif self._it is not None and rid == self._sid:
                 self._credit += struct.unpack_from("<H", a, 0)[0]
                 self._idle = _ticks()
             return  # credit for a finished stream is dropped silently
         # Any other request ends an open stream: the host moved on (or restarted).
         self._close_stream()
-        if cmd == REQ_HELLO:
+        if cmd == _REQ_HELLO:
             self._hello(rid)
-        elif cmd == REQ_RECORDS:
+        elif cmd == _REQ_RECORDS:
             if len(a) != 6:
-                self._error(rid, E_ARGS, "RECORDS takes u32 from_seq, u16 credit")
+                self._error(rid, _E_ARGS, "RECORDS takes u32 from_seq, u16 credit")
                 return
             frm, credit = struct.unpack_from("<IH", a, 0)
             self._open_stream(rid, frm, credit)
-        elif cmd == REQ_CHECKPOINT:
+        elif cmd == _REQ_CHECKPOINT:
             if not 1 <= len(a) <= 32:
-                self._error(rid, E_ARGS, "nonce must be 1 to 32 bytes")
+                self._error(rid, _E_ARGS, "nonce must be 1 to 32 bytes")
                 return
             if self.log.last_seq is None:
-                self._error(rid, E_DEVICE, "log is empty")
+                self._error(rid, _E_DEVICE, "log is empty")
                 return
-            self._reply(REP_CHECKPOINT, rid, self.log.checkpoint(bytes(a)))
-        elif cmd == REQ_SET_TIME:
+            self._reply(_REP_CHECKPOINT, rid, self.log.checkpoint(bytes(a)))
+        elif cmd == _REQ_SET_TIME:
             if len(a) != 8:
-                self._error(rid, E_ARGS, "SET_TIME takes u64 unix seconds")
+                self._error(rid, _E_ARGS, "SET_TIME takes u64 unix seconds")
                 return
             t = struct.unpack_from("<Q", a, 0)[0]
             if t < 1000000000 or t >= 1 << 40:
-                self._error(rid, E_ARGS, "implausible time %d" % t)
+                self._error(rid, _E_ARGS, "implausible time %d" % t)
                 return
             seq = self.log.set_time(t)
-            self._reply(REP_TIME, rid, struct.pack("<I", seq))
-        elif cmd == REQ_ACK:
+            self._reply(_REP_TIME, rid, struct.pack("<I", seq))
+        elif cmd == _REQ_ACK:
             if len(a) != 4:
-                self._error(rid, E_ARGS, "ACK takes u32 seq")
+                self._error(rid, _E_ARGS, "ACK takes u32 seq")
                 return
             seq = struct.unpack_from("<I", a, 0)[0]
             last = self.log.last_seq
             if last is None or seq > last:
-                self._error(rid, E_ARGS, "seq %d is beyond the log" % seq)
+                self._error(rid, _E_ARGS, "seq %d is beyond the log" % seq)
                 return
             self.log.ack(seq)
-            self._reply(REP_ACK, rid, struct.pack("<I", self.log.first_seq))
-        elif cmd == REQ_CANCEL:
-            self._reply(REP_CANCELLED, rid)
+            self._reply(_REP_ACK, rid, struct.pack("<I", self.log.first_seq))
+        elif cmd == _REQ_CANCEL:
+            self._reply(_REP_CANCELLED, rid)
         else:
-            self._error(rid, E_COMMAND, "unknown command 0x%02x" % cmd)
+            self._error(rid, _E_COMMAND, "unknown command 0x%02x" % cmd)
 
     def _hello(self, rid):
         log = self.log
         items = (
-            (0, VERSION),
+            (0, _VERSION),
             (1, binascii.unhexlify(log.device_id)),
             (2, log.pub),
             (3, self.fw),
@@ -279,11 +280,11 @@ class Link:
             (11, self.chunk),
         )
         b = self._buf
-        pos = _cbor_head(b, HDR, 5, len(items))
+        pos = _cbor_head(b, _HDR, 5, len(items))
         for k, v in items:
             pos = _cbor_head(b, pos, 0, k)
             pos = _cbor_value(b, pos, v)
-        self._send(REP_INFO, rid, pos - HDR)
+        self._send(_REP_INFO, rid, pos - _HDR)
 
     # -- records stream -----------------------------------------------------------------
 
@@ -303,7 +304,7 @@ class Link:
             self._end_stream()
             return
         if frm < self.log.first_seq:
-            self._error(rid, E_ARGS, "seq %d was pruned; first held is %d" % (
+            self._error(rid, _E_ARGS, "seq %d was pruned; first held is %d" % (
                 frm, self.log.first_seq))
             return
         self._end = last  # entries appended while streaming wait for the next request
@@ -315,7 +316,7 @@ class Link:
 
     def _end_stream(self):
         self._close_stream()
-        self._reply(REP_END, self._sid, struct.pack("<II", self._sent, self._next))
+        self._reply(_REP_END, self._sid, struct.pack("<II", self._sent, self._next))
 
     def step(self):
         """Send one chunk if a stream is open and has credit. Returns True if it sent."""
@@ -326,14 +327,14 @@ class Link:
                 self._close_stream()  # the host went away; nothing to tell it
             return False
         b = self._buf
-        limit = HDR + self.chunk
-        pos = HDR + 2
+        limit = _HDR + self.chunk
+        pos = _HDR + 2
         count = 0
         if self._pending:  # a record carried over from the last step, already in place
             pos += self._pending
             count = 1
             self._pending = 0
-        struct.pack_into("<H", b, HDR, self._chunkno & 0xFFFF)
+        struct.pack_into("<H", b, _HDR, self._chunkno & 0xFFFF)
         done = False
         carry = None
         while True:
@@ -348,9 +349,9 @@ class Link:
                 break
             n = len(rec)
             if pos + n > limit:
-                if HDR + 2 + n > limit:
+                if _HDR + 2 + n > limit:
                     self._close_stream()
-                    self._error(self._sid, E_RECORD, "record %d is %d bytes, chunk %d" % (
+                    self._error(self._sid, _E_RECORD, "record %d is %d bytes, chunk %d" % (
                         seq, n, self.chunk))
                     return True
                 carry = rec  # copied to the next chunk's start once this one is sent
@@ -361,7 +362,7 @@ class Link:
             if rec[0] == _REC_ENTRY:
                 self._next = seq + 1
         if count:
-            self._send(REP_CHUNK, self._sid, pos - HDR)
+            self._send(_REP_CHUNK, self._sid, pos - _HDR)
             self._chunkno += 1
             self._sent += count
             self._credit -= 1
@@ -369,22 +370,10 @@ class Link:
         if carry is not None:
             # The log may reuse its record buffer on the next call: copy the record now.
             n = len(carry)
-            b[HDR + 2:HDR + 2 + n] = carry
+            b[_HDR + 2:_HDR + 2 + n] = carry
             self._pending = n
             if carry[0] == _REC_ENTRY:
                 self._next = struct.unpack_from("<I", carry, 2)[0] + 1
         if done:
             self._end_stream()
         return True
-
-try:
-    from time import ticks_diff as _ticks_diff
-    from time import ticks_ms as _ticks
-except ImportError:  # pragma: no cover - every MicroPython port has them
-    import time as _t
-
-    def _ticks():
-        return int(_t.time() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b

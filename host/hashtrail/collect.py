@@ -14,11 +14,10 @@ printing (progress goes through a callback).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import collect_verify
@@ -53,7 +52,6 @@ class CollectResult:
     seconds: float
     retries: int
     noise_bytes: int
-    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,27 +90,24 @@ def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
 
 
 class _Pull:
-    """Records received in this run, in order, kept from `start` on."""
+    """Raw records received in this run, in log order, from `start` on."""
 
     def __init__(self, start: int) -> None:
         self.start = start
-        self.entries: dict[int, tuple[bytes, bytes]] = {}  # seq -> (raw record, body)
-        self.checkpoints: list[bytes] = []  # raw checkpoint records, in stream order
-        self.next = start
+        self.raw: list[bytes] = []
+        self._seen: set[bytes] = set()
+        self.next = start  # the seq to ask for next
 
     def add(self, rec: bytes) -> RawEntry | None:
-        magic, seq, _flags, body, sig = _parse_header(rec)
-        if magic == _CHECKPOINT:
-            if rec not in self.checkpoints:
-                self.checkpoints.append(rec)
+        """Keep one record; returns it as a store entry when it is an entry record."""
+        if rec in self._seen:
             return None
-        if magic != _ENTRY or seq != self.next:
-            # Not what we asked for: keep it anyway for the verifier, which names it.
-            self.entries.setdefault(seq, (rec, body))
-            self.next = max(self.next, seq + 1)
-            return RawEntry(seq, body, sig)
-        self.entries[seq] = (rec, body)
-        self.next = seq + 1
+        self._seen.add(rec)
+        self.raw.append(rec)
+        magic, seq, _flags, body, sig = _parse_header(rec)
+        if magic != _ENTRY:
+            return None  # checkpoint records (or garbage: the verifier names it)
+        self.next = max(self.next, seq + 1)
         return RawEntry(seq, body, sig)
 
 
@@ -147,9 +142,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
                 _stream(link, store, did, pull, expected, progress, window)
             nonce = os.urandom(16)
             cose = link.checkpoint(nonce)
-            cp = collect_verify.checkpoint_fields(cose)
-            if cp.seq >= pull.next:  # the device appended meanwhile: fetch the rest
-                info = link.hello()
+            if collect_verify.checkpoint_seq(cose) >= pull.next:
+                info = link.hello()  # the device appended meanwhile: fetch the rest
                 continue
             break
         except (LinkError, DeviceError) as e:
@@ -162,36 +156,37 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             info = link.hello()  # the device may have rebooted: same id, new boot
             if info.device_id != did:
                 raise LinkError("another device appeared on the port during collection") from e
-    report = collect_verify.verify(info.pub, did, anchor, pull.entries, pull.checkpoints,
-                                   cose, nonce)
+    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce)
     # Everything as received, even what fails, is kept in quarantine as evidence.
-    for raw in report.checkpoints:
-        store.add_checkpoint(did, raw.cose, raw.nonce, seq=raw.seq, head=raw.head)
-    store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
-    if report.findings:
+    for cp in report.checkpoints:
+        store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+    if report.fresh is not None:
+        store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
+    if not report.ok or report.last_seq is None or report.head is None:
+        n = len(report.findings)
         raise VerificationError(
             f"device {did}: " + "; ".join(report.findings[:5])
-            + (f" (and {len(report.findings) - 5} more)" if len(report.findings) > 5 else ""),
+            + (f" (and {n - 5} more)" if n > 5 else ""),
             hint="nothing was accepted or acknowledged; the received records are kept in "
                  "the store's quarantine as evidence")
     new = 0
-    if report.fresh.seq >= start:
-        new = store.accept(did, report.fresh.seq, report.fresh.head)
+    if report.last_seq >= start:
+        new = store.accept(did, report.last_seq, report.head)
     store.accept_checkpoint(did, cose)
-    for raw in report.checkpoints:
-        if raw.verified:
-            store.accept_checkpoint(did, raw.cose)
+    for cp in report.checkpoints:
+        if cp.seq <= report.last_seq:
+            store.accept_checkpoint(did, cp.raw)
     acked = False
     first: int | None = info.first_seq
     if ack and new:
-        first = link.ack(report.fresh.seq)
+        first = link.ack(report.last_seq)
         acked = True
     return CollectResult(
-        device_id=did, label=label, from_seq=start, upto_seq=report.fresh.seq,
+        device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
-        noise_bytes=link.decoder.skipped, warnings=report.warnings)
+        noise_bytes=link.decoder.skipped)
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
@@ -219,7 +214,3 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
         flush()
     if progress is not None:
         progress(pull.next - pull.start, expected, got)
-
-
-def entry_hash(body: bytes) -> bytes:
-    return hashlib.sha256(body).digest()

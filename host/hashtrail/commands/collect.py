@@ -66,6 +66,4 @@ def run(args: argparse.Namespace) -> int:
               f"up to seq {res.upto_seq}; "
               f"{'acknowledged' if res.acked else 'not acknowledged'}; "
               f"{res.bytes_in} bytes in {res.seconds:.2f} s")
-        for w in res.warnings:
-            print(f"warning: {w}")
     return 0
