@@ -25,6 +25,11 @@ COMMANDS: tuple[str, ...] = (
     "enroll",
     "collect",
     "verify_log",
+    "export",
+    "reconcile",
+    "ledger",
+    "devices",
+    "verify",
 )
 
 

@@ -1,0 +1,39 @@
+"""`hashtrail export`: a collector store -> a bundle file (docs/BUNDLE.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..bundle import from_store, write_bundle
+from ..store import Store
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "export", help="export a collector store as a bundle")
+    p.add_argument("--store", required=True, help="collector store file")
+    p.add_argument("--out", required=True, help="bundle file to write ('-' for stdout)")
+    p.add_argument("--name", default="", help="collector name written in the bundle")
+    p.add_argument("--device", action="append", help="only this device (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with Store.open(args.store, create=False) as st:
+        b = from_store(st, name=args.name, devices=args.device)
+    if args.out == "-":
+        write_bundle(b, sys.stdout)
+    else:
+        with open(args.out, "w", encoding="ascii") as f:
+            write_bundle(b, f)
+    summary = {"devices": len(b.enrollments), "entries": len(b.entries),
+               "checkpoints": len(b.checkpoints), "out": args.out}
+    out = sys.stderr if args.out == "-" else sys.stdout
+    print(json.dumps(summary) if args.json else
+          f"exported {summary['entries']} entries, {summary['checkpoints']} checkpoints of "
+          f"{summary['devices']} devices to {args.out}", file=out)
+    return 0

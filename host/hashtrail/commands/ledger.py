@@ -1,0 +1,210 @@
+"""`hashtrail ledger ...`: make the ledger, sign checkpoints, print and check proofs,
+export and check fork evidence, and cosign checkpoints as a witness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import merkle, note
+from ..errors import FormatError, HashtrailError, VerificationError
+from ..evidence import check_evidence
+from ..ledger_db import Ledger, LedgerError, parse_leaf
+
+PROOF_FORMAT = "hashtrail-proof/1"
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("ledger", help="ledger checkpoints and proofs")
+    s = p.add_subparsers(dest="ledger_cmd", required=True)
+
+    def cmd(name: str, func: Any, help: str, ledger: bool = True) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = s.add_parser(name, help=help)
+        if ledger:
+            c.add_argument("--ledger", required=True, help="ledger file")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(func=func)
+        return c
+
+    c = cmd("init", run_init, "make a new ledger file and its Ed25519 checkpoint key")
+    c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
+    cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
+    c = cmd("prove", run_prove, "inclusion proof of one device entry")
+    c.add_argument("--device", required=True)
+    c.add_argument("--seq", required=True, type=int)
+    c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
+    c.add_argument("--old", required=True, type=int)
+    c.add_argument("--new", type=int)
+    c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
+    c.add_argument("file")
+    c = cmd("evidence", run_evidence, "export fork evidence of a device")
+    c.add_argument("--device", required=True)
+    c.add_argument("--out", required=True)
+    c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
+    c.add_argument("file")
+    c = cmd("cosign", run_cosign, "as a witness, cosign a checkpoint that extends the last one",
+            ledger=True)
+    c.add_argument("--key", required=True, help="witness signer key file (PRIVATE+KEY+...)")
+    c.add_argument("--state", required=True, help="witness state file")
+    c.add_argument("checkpoint", help="signed checkpoint file to cosign")
+    c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=1) if args.json else text)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    led = Ledger.create(args.ledger, args.origin)
+    with led:
+        v = led.verifier.to_string()
+    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v},
+          f"ledger {args.ledger} created\nverifier key: {v}")
+    return 0
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        data = led.sign_checkpoint()
+        v = led.verifier.to_string()
+    _emit(args, {"checkpoint": data.decode(), "verifier_key": v}, data.decode().rstrip("\n"))
+    return 0
+
+
+def _hexes(hs: list[bytes]) -> list[str]:
+    return [h.hex() for h in hs]
+
+
+def run_prove(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        row = led.db.execute("SELECT leaf_index FROM entries WHERE device_id=? AND seq=?",
+                             (args.device, args.seq)).fetchone()
+        if row is None:
+            raise LedgerError(f"device {args.device} seq {args.seq} is not in the ledger")
+        cp_bytes = led.sign_checkpoint()
+        cp, _ = note.open_checkpoint(cp_bytes, [led.verifier])
+        index, leaf = int(row[0]), led.leaf(int(row[0]))
+        proof = merkle.prove_inclusion(led.node, index, cp.size)
+        doc = {"format": PROOF_FORMAT, "type": "inclusion", "leaf": leaf.hex(),
+               "leaf_index": index, "tree_size": cp.size, "root": cp.root.hex(),
+               "path": _hexes(proof), "checkpoint": cp_bytes.decode(),
+               "verifier_key": led.verifier.to_string()}
+    _emit(args, doc, json.dumps(doc, indent=1))
+    return 0
+
+
+def run_consistency(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        new = led.size if args.new is None else args.new
+        if not 0 < args.old <= new <= led.size:
+            raise LedgerError(f"need 0 < old <= new <= {led.size}")
+        proof = merkle.prove_consistency(led.node, args.old, new)
+        doc = {"format": PROOF_FORMAT, "type": "consistency", "old_size": args.old,
+               "new_size": new, "old_root": led.root(args.old).hex(),
+               "new_root": led.root(new).hex(), "path": _hexes(proof)}
+    _emit(args, doc, json.dumps(doc, indent=1))
+    return 0
+
+
+def check_proof(doc: dict[str, Any]) -> str:
+    """Check a proof document alone; returns a one-line description."""
+    try:
+        if doc["format"] != PROOF_FORMAT:
+            raise FormatError("not a hashtrail proof")
+        path = [bytes.fromhex(h) for h in doc["path"]]
+        if doc["type"] == "inclusion":
+            leaf, root = bytes.fromhex(doc["leaf"]), bytes.fromhex(doc["root"])
+            if "checkpoint" in doc:   # bind size and root to the ledger's signature
+                cp, _ = note.open_checkpoint(doc["checkpoint"].encode(),
+                                             [note.Verifier.from_string(doc["verifier_key"])])
+                if (cp.size, cp.root) != (doc["tree_size"], root):
+                    raise VerificationError("proof root/size differ from its checkpoint")
+            merkle.check_inclusion(merkle.leaf_hash(leaf), doc["leaf_index"],
+                                   doc["tree_size"], root, path)
+            did, seq, _ = parse_leaf(leaf)
+            return f"inclusion OK: device {did} seq {seq} is leaf {doc['leaf_index']} " \
+                   f"of {doc['tree_size']}"
+        if doc["type"] == "consistency":
+            merkle.check_consistency(doc["old_size"], doc["new_size"],
+                                     bytes.fromhex(doc["old_root"]),
+                                     bytes.fromhex(doc["new_root"]), path)
+            return f"consistency OK: {doc['old_size']} -> {doc['new_size']}"
+        raise FormatError(f"unknown proof type {doc['type']!r}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise FormatError(f"malformed proof: {e}") from None
+
+
+def run_verify_proof(args: argparse.Namespace) -> int:
+    try:
+        doc = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError) as e:
+        raise FormatError(f"cannot read proof {args.file}: {e}") from None
+    msg = check_proof(doc)
+    _emit(args, {"ok": True, "result": msg}, msg)
+    return 0
+
+
+def run_evidence(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        row = led.db.execute("SELECT doc FROM evidence WHERE device_id=? ORDER BY seq LIMIT 1",
+                             (args.device,)).fetchone()
+    if row is None:
+        raise LedgerError(f"no fork evidence for device {args.device}")
+    Path(args.out).write_text(row[0])
+    v = check_evidence(row[0])
+    _emit(args, {"device": v.device_id, "seq": v.seq, "out": args.out},
+          f"fork evidence for {v.device_id} at seq {v.seq} written to {args.out}")
+    return 0
+
+
+def run_check_evidence(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text()
+    except OSError as e:
+        raise FormatError(f"cannot read {args.file}: {e.strerror}") from None
+    v = check_evidence(text)
+    _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
+                 "hashes": [h.hex() for h in v.hashes]},
+          f"fork proven: device {v.device_id} signed two different entries for seq {v.seq}")
+    return 0
+
+
+def run_cosign(args: argparse.Namespace) -> int:
+    """Witness: cosign only a checkpoint consistent with the last one this witness saw."""
+    try:
+        witness = note.Signer.from_string(Path(args.key).read_text())
+        data = Path(args.checkpoint).read_bytes()
+    except OSError as e:
+        raise FormatError(f"cannot read {e.filename}: {e.strerror}") from None
+    state = Path(args.state)
+    with Ledger.open(args.ledger) as led:
+        cp, _ = note.open_checkpoint(data, [led.verifier])
+        if state.exists():
+            old_data = state.read_bytes()
+            old, _ = note.open_checkpoint(old_data, [led.verifier])
+            try:
+                if cp.size < old.size:
+                    raise VerificationError(f"checkpoint size {cp.size} is older than the "
+                                            f"last seen {old.size}")
+                proof = merkle.prove_consistency(led.node, old.size, cp.size) \
+                    if old.size else []
+                if old.size:
+                    merkle.check_consistency(old.size, cp.size, old.root, cp.root, proof)
+            except HashtrailError as e:
+                ev = state.with_suffix(".inconsistent.json")
+                ev.write_text(json.dumps({
+                    "format": "hashtrail-split-view/1", "reason": str(e),
+                    "seen": old_data.decode(), "offered": data.decode()}, indent=1))
+                raise VerificationError(f"refused to cosign: {e}",
+                                        hint=f"both signed checkpoints kept in {ev}") from e
+    out = note.add_signature(data, witness)
+    state.write_bytes(data)
+    if args.out:
+        Path(args.out).write_bytes(out)
+    if args.json:
+        print(json.dumps({"cosigned": out.decode(), "size": cp.size}))
+    elif not args.out:
+        print(out.decode(), end="")
+    return 0

@@ -1,0 +1,44 @@
+"""`hashtrail reconcile BUNDLE... --ledger FILE`: merge collector bundles into the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..bundle import read_bundle
+from ..ledger_db import Ledger
+from ..reconcile import reconcile
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "reconcile", help="verify bundles and merge them into a ledger")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("--ledger", required=True, help="ledger file (made by `ledger init`)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out: list[dict[str, Any]] = []
+    bad = 0
+    with Ledger.open(args.ledger) as led:
+        for path in args.bundles:
+            r = reconcile(led, read_bundle(path))
+            bad += len(r.findings)
+            out.append({"bundle": path, "enrolled": r.enrolled, "accepted": r.accepted,
+                        "duplicates": r.duplicates, "pending": r.pending,
+                        "checkpoints": r.checkpoints, "forks": r.forks,
+                        "findings": [f._asdict() for f in r.findings]})
+        size = led.size
+    if args.json:
+        print(json.dumps({"bundles": out, "size": size}, indent=1))
+    else:
+        for o in out:
+            print(f"{o['bundle']}: accepted {o['accepted']}, duplicates {o['duplicates']}, "
+                  f"held {o['pending']}, forks {o['forks']}")
+            for f in o["findings"]:
+                print(f"  {f['device_id']} seq {f['seq']}: {f['reason']}")
+        print(f"ledger size {size}")
+    return 1 if bad else 0
