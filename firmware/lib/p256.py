@@ -61,6 +61,7 @@ _WNAF_W = const(5)
 _WMASK = const((1 << _WNAF_W) - 1)
 _WHALF = const(1 << (_WNAF_W - 1))
 _WSIZE = const(1 << (_WNAF_W - 2))
+_NO_DIGITS = bytes(32)  # the wNAF of u2 = 0, as far as the comb-only loop reads it
 
 
 def _inv(a, m):
@@ -124,53 +125,6 @@ def _add(X1, Y1, Z1, X2, Y2, Z2):
     return X3, (R * (V - X3) - S1 * HHH) % P, Z1 * Z2 % P * H % P
 
 
-def _comb_g(k):
-    """k*G in Jacobian coordinates, for 0 < k < 2^256, by the fixed-base comb.
-
-    Column i (31 down to 0) indexes the table with bit i + 32*j of k as bit j of
-    the index; k*G = sum 2^i * COMB[index_i], evaluated Horner-style. _dbl and
-    _madd are inlined (a call costs ~15% of a doubling here).
-    """
-    kb = k.to_bytes(32, "big")
-    T = COMB
-    X = Y = Z = 0
-    for i in range(31, -1, -1):
-        if Z:
-            d = Z * Z % P
-            g = Y * Y % P
-            b = X * g % P
-            a = (X - d) * (X + d) * 3 % P
-            X = (a * a - (b << 3)) % P
-            Z = (Y * Z << 1) % P
-            Y = (a * ((b << 2) - X) - ((g * g) << 3)) % P
-        o = 31 - (i >> 3)
-        s = i & 7
-        idx = ((kb[o] >> s) & 1 | ((kb[o - 4] >> s) & 1) << 1 | ((kb[o - 8] >> s) & 1) << 2
-               | ((kb[o - 12] >> s) & 1) << 3 | ((kb[o - 16] >> s) & 1) << 4
-               | ((kb[o - 20] >> s) & 1) << 5 | ((kb[o - 24] >> s) & 1) << 6
-               | ((kb[o - 28] >> s) & 1) << 7)
-        if idx:
-            off = (idx - 1) << 6
-            x2 = int.from_bytes(T[off:off + 32], "big")
-            y2 = int.from_bytes(T[off + 32:off + 64], "big")
-            if not Z:
-                X, Y, Z = x2, y2, 1
-                continue
-            z = Z * Z % P
-            H = (x2 * z - X) % P
-            R = (y2 * z % P * Z - Y) % P
-            if H:
-                HH = H * H % P
-                HHH = H * HH % P
-                V = X * HH % P
-                X = (R * R - HHH - (V << 1)) % P
-                Y = (R * (V - X) - Y * HHH) % P
-                Z = Z * H % P
-            else:
-                X, Y, Z = _madd_h0(X, Y, Z, R)
-    return X, Y, Z
-
-
 def _i2b(x):
     return x.to_bytes(32, "big")
 
@@ -192,7 +146,7 @@ def public_key(d):
     """SEC1 uncompressed public key (65 bytes) of the private scalar d."""
     if not 0 < d < N:
         raise ValueError("private key out of range")
-    X, Y, Z = _comb_g(d)
+    X, Y, Z = _mul2(d, 0, 0, 0)
     zi = _inv(Z, P)
     zi2 = zi * zi % P
     return b"\x04" + _i2b(X * zi2 % P) + _i2b(Y * zi2 % P * zi % P)
@@ -224,7 +178,7 @@ def rfc6979_k(d, digest):
 
 
 def _sign_k(d, e, k):
-    X, _, Z = _comb_g(k)
+    X, _, Z = _mul2(k, 0, 0, 0)
     zi = _inv(Z, P)
     r = X * (zi * zi % P) % P % N
     if not r:
@@ -321,7 +275,7 @@ def verify(pub, digest, sig):
     if not (0 < r < N and 0 < s < N):
         return False
     w = _inv(s, N)
-    X, Y, Z = _shamir(e * w % N, r * w % N, x, y)
+    X, Y, Z = _mul2(e * w % N, r * w % N, x, y)
     if not Z:
         return False
     zz = Z * Z % P
@@ -331,21 +285,31 @@ def verify(pub, digest, sig):
     return r + N < P and ((r + N) * zz - X) % P == 0
 
 
-def _shamir(u1, u2, x, y):
-    """u1*G + u2*(x, y) in Jacobian coordinates (Z == 0: infinity).
+def _mul2(u1, u2, x, y):
+    """u1*G + u2*(x, y) in Jacobian coordinates (Z == 0: infinity); u2 = 0 gives
+    u1*G alone (sign, public_key) and skips everything about (x, y).
 
-    One accumulator, 257 doublings: u2's wNAF digits are added at their bit, and
-    the comb columns of u1 in the last 32 steps (column i is worth 2^i, exactly
-    what the remaining i doublings make of it). _dbl/_madd are inlined; the
-    negated y of each odd multiple is precomputed for negative digits.
+    u1*G is the fixed-base comb: column i (31 down to 0) indexes COMB with bit
+    i + 32*j of u1 as bit j of the index, and u1*G = sum 2^i * COMB[index_i].
+    With u2 there is one accumulator and 257 doublings: u2's wNAF digits are
+    added at their bit, and the comb columns in the last 32 steps (column i is
+    worth 2^i, exactly what the remaining i doublings make of it). One function
+    serves both so the code (resident in RAM when loaded from .mpy) exists once;
+    _dbl and the general case of mixed addition are inlined (a call costs ~15%
+    of a doubling here).
     """
-    xs, ys = _odd_multiples(x, y)
-    ys = ys + [P - v for v in ys]  # index 8 + m: -(2m+1)Q
-    naf = _wnaf(u2)
+    if u2:
+        xs, ys = _odd_multiples(x, y)
+        ys = ys + [P - v for v in ys]  # index _WSIZE + m: y of -(2m+1)Q
+        naf = _wnaf(u2)
+        top = 256
+    else:
+        naf = _NO_DIGITS
+        top = 31
     kb = u1.to_bytes(32, "big")
     T = COMB
     X = Y = Z = 0
-    for i in range(256, -1, -1):
+    for i in range(top, -1, -1):
         if Z:
             d = Z * Z % P
             g = Y * Y % P
