@@ -78,10 +78,11 @@ def check_after_reboot(root, bodies, done_seq):
     return nxt
 
 
-def sweep(n_entries=30, stride=1, half=False, start=0, limit=-1, verbose=False):
+def sweep(n_entries=30, stride=1, half=False, start=0, limit=-1, verbose=False,
+          blocks=BLOCKS):
     """Returns (total_ops, cuts_checked). Raises AssertionError on the first bad cut."""
     bodies = _expected(n_entries)
-    bd = ramblock.RamBlock(4096, BLOCKS)
+    bd = ramblock.RamBlock(4096, blocks)
     import vfs
 
     vfs.VfsLfs2.mkfs(bd)
@@ -98,7 +99,7 @@ def sweep(n_entries=30, stride=1, half=False, start=0, limit=-1, verbose=False):
     while c < total and (limit < 0 or checked < limit):
         mem.seek(0)
         mem.write(image)
-        bd = ramblock.RamBlock(4096, BLOCKS, mem)
+        bd = ramblock.RamBlock(4096, blocks, mem)
         bd.arm(c, half)
         done[0] = -1
         root = ramblock.mount(bd) + "/ht"

@@ -45,10 +45,10 @@ def _entries(root):
     return es, problems, last
 
 
-def sweep(n=16, stride=1, half=False, limit=-1, verbose=False):
+def sweep(n=16, stride=1, half=False, limit=-1, verbose=False, blocks=BLOCKS):
     import vfs
 
-    bd = ramblock.RamBlock(4096, BLOCKS)
+    bd = ramblock.RamBlock(4096, blocks)
     vfs.VfsLfs2.mkfs(bd)
     root = ramblock.mount(bd) + "/ht"
     _log(root).close()  # first boot: key + entries 0, 1
@@ -59,7 +59,7 @@ def sweep(n=16, stride=1, half=False, limit=-1, verbose=False):
     # Clean run: every entry's bytes by seq (gathered before and after the prune).
     mem.seek(0)
     mem.write(image)
-    bd = ramblock.RamBlock(4096, BLOCKS, mem)
+    bd = ramblock.RamBlock(4096, blocks, mem)
     root = ramblock.mount(bd) + "/ht"
     want = {}
     done = [None]
@@ -69,7 +69,7 @@ def sweep(n=16, stride=1, half=False, limit=-1, verbose=False):
     log.close()
     mem.seek(0)
     mem.write(image)
-    bd = ramblock.RamBlock(4096, BLOCKS, mem)
+    bd = ramblock.RamBlock(4096, blocks, mem)
     root = ramblock.mount(bd) + "/ht"
     _script(root, done, n)
     total = bd.ops
@@ -78,7 +78,7 @@ def sweep(n=16, stride=1, half=False, limit=-1, verbose=False):
         want[s] = b
     mem.seek(0)
     mem.write(image)  # the prefix the prune removed: replay up to just before the ack
-    bd = ramblock.RamBlock(4096, BLOCKS, mem)
+    bd = ramblock.RamBlock(4096, blocks, mem)
     root = ramblock.mount(bd) + "/ht"
     log = _log(root)
     for i in range(n):
@@ -103,7 +103,7 @@ def sweep(n=16, stride=1, half=False, limit=-1, verbose=False):
     while c < total and (limit < 0 or checked < limit):
         mem.seek(0)
         mem.write(image)
-        bd = ramblock.RamBlock(4096, BLOCKS, mem)
+        bd = ramblock.RamBlock(4096, blocks, mem)
         bd.arm(c, half)
         done[0] = None
         root = ramblock.mount(bd) + "/ht"
