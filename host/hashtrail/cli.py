@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "ledger",
     "devices",
     "verify",
+    "selfcheck",
 )
 
 
