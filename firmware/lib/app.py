@@ -39,11 +39,14 @@ class _IntClock:
     def __init__(self, clock):
         self._c = clock
         self.uptime_ms = clock.uptime_ms
-        self.set = clock.set
 
     def now(self):
         t = self._c.now()
         return None if t is None else int(t)
+
+    def set(self, t):
+        prev = self._c.set(t)
+        return None if prev is None else int(prev)
 
 
 class App:

@@ -131,6 +131,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
                  "a chain with a hole")
     pull = _Pull(start)
     retries = 0
+    stuck = 0  # failures in a row without receiving a new entry
+    progress_mark = start
     expected = 0
     nonce = b""
     cose = b""
@@ -148,10 +150,14 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             break
         except (LinkError, DeviceError) as e:
             retries += 1
-            if retries >= attempts:
+            if pull.next > progress_mark:  # made progress: the failure count restarts
+                progress_mark = pull.next
+                stuck = 0
+            stuck += 1
+            if stuck >= attempts:
                 raise LinkError(f"collection of {did} failed after {retries} tries: {e}",
                                 hint="everything received is kept; run collect again") from e
-            time.sleep(min(2.0, 0.25 * retries))
+            time.sleep(min(2.0, 0.25 * stuck))
             link.drain()
             info = link.hello()  # the device may have rebooted: same id, new boot
             if info.device_id != did:
@@ -193,7 +199,12 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
             progress: Progress | None, window: int) -> None:
     """One RECORDS stream from pull.next; each chunk is quarantined as it arrives."""
     batch: list[RawEntry] = []
-    got = 0
+    got = [0]
+
+    def chunk_done(nbytes: int) -> None:
+        got[0] += nbytes
+        if progress is not None:
+            progress(pull.next - pull.start, expected, got[0])
 
     def flush() -> None:
         if batch:
@@ -201,16 +212,13 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
             batch.clear()
 
     try:
-        for rec in link.records(pull.next, window=window):
-            got += len(rec)
+        for rec in link.records(pull.next, window=window, on_chunk=chunk_done):
             e = pull.add(rec)
             if e is not None:
                 batch.append(e)
-            if len(batch) >= 256:
+            if len(batch) >= 512:
                 flush()
-                if progress is not None:
-                    progress(pull.next - pull.start, expected, got)
     finally:
         flush()
     if progress is not None:
-        progress(pull.next - pull.start, expected, got)
+        progress(pull.next - pull.start, expected, got[0])
