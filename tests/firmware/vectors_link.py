@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
+import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "host"))
-
-from hashtrail.link import encode_request  # noqa: E402
+from hashtrail.link import encode_request
 
 
 def make_link_requests(d: Path) -> None:
@@ -18,7 +16,7 @@ def make_link_requests(d: Path) -> None:
         "cancel": good.decode(),
         "unknown_cmd": encode_request(0x22, 0x55, b"xy").decode(),
         "bad_version": ("@HT" + (bytes((9, 0x23, 1)) + struct.pack(
-            "<I", __import__("zlib").crc32(bytes((9, 0x23, 1))))).hex() + "\n"),
+            "<I", zlib.crc32(bytes((9, 0x23, 1))))).hex() + "\n"),
         "bad_crc": good.decode()[:-2] + ("0" if good.decode()[-2] != "0" else "1") + "\n",
         "not_hex": "@HTzz\n",
         "short": "@HT0102\n",
