@@ -102,29 +102,6 @@ def _madd_h0(X1, Y1, Z1, R):
     return _dbl(X1, Y1, Z1)
 
 
-def _add(X1, Y1, Z1, X2, Y2, Z2):
-    """Full Jacobian addition (only for the few precomputed multiples of Q)."""
-    if not Z1:
-        return X2, Y2, Z2
-    if not Z2:
-        return X1, Y1, Z1
-    z1 = Z1 * Z1 % P
-    z2 = Z2 * Z2 % P
-    U1 = X1 * z2 % P
-    S1 = Y1 * Z2 * z2 % P
-    H = (X2 * z1 - U1) % P
-    R = (Y2 * Z1 * z1 - S1) % P
-    if not H:
-        if R:
-            return 0, 1, 0
-        return _dbl(X1, Y1, Z1)
-    HH = H * H % P
-    HHH = H * HH % P
-    V = U1 * HH % P
-    X3 = (R * R - HHH - 2 * V) % P
-    return X3, (R * (V - X3) - S1 * HHH) % P, Z1 * Z2 % P * H % P
-
-
 def _i2b(x):
     return x.to_bytes(32, "big")
 
@@ -229,31 +206,50 @@ def _wnaf(k):
 
 
 def _odd_multiples(x, y):
-    """Affine Q, 3Q, 5Q, ... (_WSIZE points) as lists of x and y, one inverse for all.
+    """Affine Q, 3Q, 5Q, ... (_WSIZE points) of Q = (x, y), as lists of x and of y.
 
-    Q has order n (on the curve, cofactor 1), so none of these is infinity.
+    Co-Z arithmetic (Meloni; Goundar et al.): T = 2Q is made with Q rescaled to the
+    same Z (DBLU), then each ZADDU adds T to the last odd multiple and rescales T to
+    the new common Z, for 7 products instead of 16 for a general addition. The Z of
+    the i-th multiple is Z0 * t_1 * ... * t_i, so one inverse of the last Z and a
+    walk back through the t's make all of them affine. Q has order n (on the curve,
+    cofactor 1): no multiple here is infinity and no ZADDU meets equal x.
     """
-    X2, Y2, Z2 = _dbl(x, y, 1)
-    jac = [(x, y, 1)]
+    # DBLU from affine Q (Z = 1, a = -3): T = 2Q with Z0 = 2y; Q becomes (S, 8L, Z0).
+    E = y * y % P
+    L = E * E % P
+    S = (x * E << 2) % P
+    M = (x * x - 1) * 3 % P
+    TX = (M * M - (S << 1)) % P
+    TY = (M * (S - TX) - (L << 3)) % P
+    QX = S
+    QY = (L << 3) % P
+    xs = [QX]
+    ys = [QY]
+    ts = []
+    z = (y << 1) % P
     for _ in range(_WSIZE - 1):
-        X, Y, Z = jac[-1]
-        jac.append(_add(X, Y, Z, X2, Y2, Z2))
-    # Montgomery's trick: prefix products of Z, one inverse, then walk back.
-    acc = [1] * _WSIZE
-    p = 1
-    for i in range(_WSIZE):
-        acc[i] = p
-        p = p * jac[i][2] % P
-    inv = _inv(p, P)
-    xs = [0] * _WSIZE
-    ys = [0] * _WSIZE
+        # ZADDU: (Q + T, T rescaled), both with Z * t.
+        t = (TX - QX) % P
+        C = t * t % P
+        W1 = TX * C % P
+        W2 = QX * C % P
+        D = TY - QY
+        TY = TY * (W1 - W2) % P
+        QX = (D * D - W1 - W2) % P
+        QY = (D * (W1 - QX) - TY) % P
+        TX = W1
+        z = z * t % P
+        ts.append(t)
+        xs.append(QX)
+        ys.append(QY)
+    zi = _inv(z, P)
     for i in range(_WSIZE - 1, -1, -1):
-        X, Y, Z = jac[i]
-        zi = inv * acc[i] % P
-        inv = inv * Z % P
         zi2 = zi * zi % P
-        xs[i] = X * zi2 % P
-        ys[i] = Y * zi2 % P * zi % P
+        xs[i] = xs[i] * zi2 % P
+        ys[i] = ys[i] * zi2 % P * zi % P
+        if i:
+            zi = zi * ts[i - 1] % P
     return xs, ys
 
 
