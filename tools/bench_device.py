@@ -7,7 +7,10 @@ naive double-and-add; issue 2: sign >= 3x naive, verify <= 4x sign, module + tab
 resident in <= 24 KB). Both implementations are compiled to .mpy bytecode as a board
 would load them, timed interleaved (fast sign, naive sign, fast verify, naive verify
 per input per round) so machine noise hits both alike, and checked against each other
-(the signatures must be identical). Medians are reported; min in parentheses.
+(the signatures must be identical). Each op's median and minimum are reported, and
+the ratios from both; targets are judged on the minima (the least-disturbed run, as
+timeit does): on a shared machine a 4 ms verify is preempted far more often than a
+1 ms sign, which skews median ratios.
 
     python tools/bench_device.py [--rounds 10] [--heap 131072] [--json]
 
@@ -167,18 +170,25 @@ def bench(rounds: int, inputs: int, heap: int) -> dict[str, Any]:
         med = _median(ts)
         ops[name] = {"median_us": med, "min_us": min(ts), "samples": len(ts),
                      **{k: round(med * f / 1000, 1) for k, f in ESP32_SCALE.items()}}
-    speedup = ops["naive_sign"]["median_us"] / ops["fast_sign"]["median_us"]
-    vratio = ops["fast_verify"]["median_us"] / ops["fast_sign"]["median_us"]
+    def ratio(a: str, b: str, stat: str) -> float:
+        return round(float(ops[a][stat]) / float(ops[b][stat]), 2)
+
+    speedup = ratio("naive_sign", "fast_sign", "min_us")
+    vratio = ratio("fast_verify", "fast_sign", "min_us")
     return {
         "machine": machine(),
         "heap": heap,
         "rounds": rounds,
         "inputs": inputs,
         "ops_us": ops,
-        "sign_speedup_naive_over_fast": round(speedup, 2),
-        "verify_naive_over_fast": round(
-            ops["naive_verify"]["median_us"] / ops["fast_verify"]["median_us"], 2),
-        "verify_over_sign_fast": round(vratio, 2),
+        "sign_speedup_naive_over_fast": {"min": speedup,
+                                         "median": ratio("naive_sign", "fast_sign",
+                                                         "median_us")},
+        "verify_naive_over_fast": {"min": ratio("naive_verify", "fast_verify", "min_us"),
+                                   "median": ratio("naive_verify", "fast_verify",
+                                                   "median_us")},
+        "verify_over_sign_fast": {"min": vratio,
+                                  "median": ratio("fast_verify", "fast_sign", "median_us")},
         "resident_heap_bytes": raw["resident"],
         "min_heap_bytes": min_heap(),
         "mem_peak_cumulative": raw["mem_peak"],
@@ -207,12 +217,15 @@ def render(r: dict[str, Any]) -> str:
     def mark(ok: bool) -> str:
         return "ok" if ok else "MISSED"
 
+    def both(key: str) -> str:
+        return f"{r[key]['min']:.2f}x (medians {r[key]['median']:.2f}x)"
+
     lines += [
-        f"sign speed-up naive/fast:   {r['sign_speedup_naive_over_fast']:.2f}x  "
-        f"(target >= {SIGN_SPEEDUP_TARGET:g}x: {mark(t['sign_speedup_ge_3'])})",
-        f"verify speed-up naive/fast: {r['verify_naive_over_fast']:.2f}x",
-        f"verify/sign (fast):         {r['verify_over_sign_fast']:.2f}x  "
-        f"(target <= {VERIFY_RATIO_TARGET:g}x: {mark(t['verify_over_sign_le_4'])})",
+        f"sign speed-up naive/fast:   {both('sign_speedup_naive_over_fast')}  "
+        f"target >= {SIGN_SPEEDUP_TARGET:g}x on minima: {mark(t['sign_speedup_ge_3'])}",
+        f"verify speed-up naive/fast: {both('verify_naive_over_fast')}",
+        f"verify/sign (fast):         {both('verify_over_sign_fast')}  "
+        f"target <= {VERIFY_RATIO_TARGET:g}x on minima: {mark(t['verify_over_sign_le_4'])}",
         f"resident heap p256 + table + hmac256: {r['resident_heap_bytes']} B  "
         f"(budget {RESIDENT_BUDGET}: {mark(t['resident_le_24k'])})",
         f"smallest heap running import + sign + verify: {r['min_heap_bytes']} B",
