@@ -47,7 +47,7 @@ def exec_value(port: str, expr: str) -> object:
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualDevice]:
-    d = VirtualDevice(tmp_path_factory.mktemp("vdev"), "dev0")
+    d = VirtualDevice(tmp_path_factory.mktemp("vdev"), "dev0", log=True)
     d.start()
     yield d
     d.stop()
@@ -144,3 +144,16 @@ def test_power_cut_keeps_the_log(dev: VirtualDevice) -> None:
         if path in after:  # (a segment may be pruned only once acknowledged)
             assert after[path][: len(old)] == old, f"{path} lost or changed committed records"
     assert sum(map(len, after.values())) >= sum(map(len, before.values()))
+
+
+def test_rom_heap_overhead_is_what_the_vm_adds(tmp_path: Path) -> None:
+    # The VM gets budget + ROM_HEAP_OVERHEAD; if the ROM grows, the firmware would
+    # silently lose heap it has on a board. 992 bytes: the mount a board also makes.
+    from hashtrail.imagefs import build_image
+    from hashtrail.sim.device import ROM_HEAP_OVERHEAD, measure_rom_heap
+
+    board = load_board("unix")
+    img = tmp_path / "m.lfs"
+    img.write_bytes(build_image(firmware_files(board), board.vfs_size, board.block_size))
+    used = measure_rom_heap(img, board.block_size)
+    assert 0 < used - 992 <= ROM_HEAP_OVERHEAD, used

@@ -2,3 +2,4 @@
 # of this boot and the device's name. Stays loaded for the whole life of the process.
 reset_cause = "power_on"
 name = "unix"
+report_heap = False  # set by the supervisor's heap measurement

@@ -81,11 +81,17 @@ def banner():
         b"Type \"help()\" for more information.\r\n" % (v[0], v[1], v[2], tag))
 
 
-def execute(src, name, g, mode, print_eof):
-    """Compile and run like pyexec's parse_compile_execute; returns _ok, 0 or _FORCED_EXIT."""
+def execute(src, name, g, mode, print_eof, ack=b""):
+    """Compile and run like pyexec's parse_compile_execute; returns _ok, 0 or _FORCED_EXIT.
+
+    `ack` (raw REPL "OK", raw-paste end "\x04") is written only once Ctrl-C is armed:
+    a host that sends 0x03 right after the acknowledgement must interrupt the code.
+    """
     ret = _ok
     try:
         micropython.kbd_intr(3)
+        if ack:
+            out(ack)
         code = compile(src, name, mode)
         src = None
         exec(code, g)
@@ -123,9 +129,8 @@ def raw_paste(g):
     while True:
         c = getc()
         if c == 3 or c == 4:
-            out(b"\x04")
             if c == 3:
-                out(b"\x04")
+                out(b"\x04\x04")
                 sys.print_exception(KeyboardInterrupt(), sys.stdout)
                 out(b"\x04")
                 return _ok
@@ -135,7 +140,7 @@ def raw_paste(g):
         if remain == 0:
             out(b"\x01")
             remain = _WINDOW
-    return execute(bytes(buf), "<stdin>", g, "exec", True)
+    return execute(bytes(buf), "<stdin>", g, "exec", True, b"\x04")
 
 
 def raw_repl(g):
@@ -164,13 +169,12 @@ def raw_repl(g):
         elif c == 3:
             line = bytearray()
         elif c == 4:
-            out(b"OK")
             if not line:
-                out(b"\r\n")
+                out(b"OK\r\n")
                 return "soft"
             src = bytes(line)
             line = bytearray()
-            if execute(src, "<stdin>", g, "exec", True) == _FORCED_EXIT:
+            if execute(src, "<stdin>", g, "exec", True, b"OK") == _FORCED_EXIT:
                 return "soft"
             out(b">")
         else:
@@ -265,6 +269,7 @@ def main():
     image, bs, name, cause, mode = sys.argv[1:6]
     _vboard.name = name
     _vboard.reset_cause = cause
+    _vboard.report_heap = len(sys.argv) > 6 and sys.argv[6] == "report-heap"
     flash = Flash(image, int(bs))
     try:
         vfs.mount(vfs.VfsLfs2(flash), "/")
@@ -276,6 +281,9 @@ def main():
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
     g = {"__name__": "__main__"}
+    gc.collect()
+    if _vboard.report_heap:
+        out(b"ROM heap in use: %d\r\n" % gc.mem_alloc())
     ret = run_file("boot.py", g)
     if ret != _FORCED_EXIT and mode == "friendly" and ret:
         ret = run_file("main.py", g)
