@@ -1,0 +1,214 @@
+"""Helpers for the attack suite: virtual devices, flash-image surgery, stores, bundles.
+
+Why a golden device: booting the real firmware and making its key costs seconds, so
+the suite records ONE device history once per session (tests/threats/conftest.py) and
+every test boots its own copy of that flash image. Copies share the key, which is
+exactly what the clone and rollback attacks need, and each test damages only its copy.
+
+Everything here is real: the MicroPython VM running the firmware, littlefs images
+edited with littlefs-python, SQLite stores and ledgers, bundles on disk, the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hashtrail import imagefs
+from hashtrail.boards import load_board
+from hashtrail.chainverify import ChainReport, verify_chain
+from hashtrail.collect import CollectResult, collect
+from hashtrail.link import open_serial
+from hashtrail.records import Record, RecordProblem, parse_records
+from hashtrail.sim import VirtualDevice
+from hashtrail.store import Store
+from littlefs import LittleFS
+
+# Same test-only departures as tests/e2e/test_collect_e2e.py: a bigger VM heap (the
+# firmware plus the virtual ROM does not fit the 100 KB budget yet) and fast sampling.
+HEAP = 160 * 1024
+BOARD = dataclasses.replace(load_board("unix"), heap_budget=HEAP)
+LOG_DIR = "/ht/log"
+# Small segments so segment-level attacks (delete, reorder) have several files to work
+# on; automatic checkpoints every 20 entries so the log holds nonce-less checkpoints.
+DEVICE_CFG = {"sample_interval_s": 0.05, "log": {"seg_records": 8, "checkpoint_every": 20}}
+
+
+def _fs(image: bytearray) -> LittleFS:
+    fs = LittleFS(block_size=BOARD.block_size, block_count=len(image) // BOARD.block_size,
+                  read_size=imagefs.LFS_READ_SIZE, prog_size=imagefs.LFS_PROG_SIZE,
+                  lookahead_size=imagefs.LFS_LOOKAHEAD, name_max=imagefs.LFS_NAME_MAX,
+                  disk_version=0, mount=False)
+    fs.context.buffer[:] = image
+    fs.mount()
+    return fs
+
+
+def edit_image(path: Path, fn: Callable[[LittleFS], None]) -> None:
+    """Open a (powered-off) device's flash image with littlefs-python, let fn edit it."""
+    fs = _fs(bytearray(path.read_bytes()))
+    fn(fs)
+    fs.unmount()
+    path.write_bytes(bytes(fs.context.buffer))
+
+
+def log_files(path: Path) -> dict[str, bytes]:
+    """Segment name -> bytes, as on the image."""
+    files = imagefs.read_image(path.read_bytes(), BOARD.block_size)
+    return {p.rsplit("/", 1)[1]: b for p, b in files.items() if p.startswith(LOG_DIR + "/")}
+
+
+def write_seg(fs: LittleFS, name: str, data: bytes) -> None:
+    with fs.open(f"{LOG_DIR}/{name}", "wb") as f:
+        f.write(data)
+
+
+def read_seg(fs: LittleFS, name: str) -> bytes:
+    with fs.open(f"{LOG_DIR}/{name}", "rb") as f:
+        return bytes(f.read())
+
+
+def segments(fs: LittleFS) -> list[str]:
+    return sorted(n for n in fs.listdir(LOG_DIR) if n.endswith(".seg"))
+
+
+def record_spans(data: bytes) -> list[tuple[int, int, int, int]]:
+    """(magic, seq, offset, size) of every record in a segment (no CRC check)."""
+    out = []
+    pos = 0
+    while pos + 8 <= len(data):
+        n = struct.unpack_from("<H", data, pos + 6)[0]
+        size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
+        out.append((data[pos], struct.unpack_from("<I", data, pos + 2)[0], pos, size))
+        pos += size
+    return out
+
+
+def fix_crc(data: bytearray, off: int, size: int) -> None:
+    struct.pack_into("<I", data, off + size - 4, zlib.crc32(data[off:off + size - 4]))
+
+
+def find_entry(fs: LittleFS, seq: int) -> tuple[str, bytearray, int, int]:
+    """(segment, its bytes, offset, size) of the entry record `seq`."""
+    for name in segments(fs):
+        data = bytearray(read_seg(fs, name))
+        for magic, s, off, size in record_spans(bytes(data)):
+            if magic == 0xA7 and s == seq:
+                return name, data, off, size
+    raise AssertionError(f"entry {seq} is not on the image")
+
+
+def image_records(path: Path) -> tuple[list[Record], list[RecordProblem]]:
+    recs: list[Record] = []
+    probs: list[RecordProblem] = []
+    for name, data in sorted(log_files(path).items()):
+        r, p = parse_records(data, name)
+        recs += r
+        probs += p
+    return recs, probs
+
+
+def verify_image(path: Path, pub: bytes) -> ChainReport:
+    """What `hashtrail verify-log` says about the log on an image (host verifier)."""
+    recs, probs = image_records(path)
+    return verify_chain(pub, recs, probs)
+
+
+def configure(path: Path, cfg: dict[str, object]) -> None:
+    def fn(fs: LittleFS) -> None:
+        with fs.open("/board.json", "rb") as f:
+            board = json.loads(f.read())
+        board.update(cfg)
+        with fs.open("/board.json", "wb") as f:
+            f.write(json.dumps(board).encode())
+
+    edit_image(path, fn)
+
+
+def wait_ready(dev: VirtualDevice, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open_serial(dev.port) as link:
+                link.timeout = 1.0
+                link.hello()
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def boot_copy(image: Path, directory: Path, name: str,
+              edit: Callable[[LittleFS], None] | None = None,
+              cfg: dict[str, object] | None = None) -> VirtualDevice:
+    """A virtual device booting a copy of `image` (same key, same history so far)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dev = VirtualDevice(directory, name, board=BOARD)
+    shutil.copyfile(image, dev.image_path)
+    if cfg:
+        configure(dev.image_path, cfg)
+    if edit is not None:
+        edit_image(dev.image_path, edit)
+    dev.start()
+    wait_ready(dev)
+    return dev
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A copy of a closed collector store (WAL files are folded in on close)."""
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def accepted_seqs(store: Path, did: str) -> list[int]:
+    with Store.open(store, create=False) as st:
+        return [r.seq for r in st.accepted_records(did)]
+
+
+def anchor_seq(store: Path, did: str) -> int | None:
+    with Store.open(store, create=False) as st:
+        a = st.anchor(did)
+        return None if a is None else a.seq
+
+
+@dataclass(frozen=True)
+class Golden:
+    dir: Path
+    image: Path  # flash after the collection, with entries N+1..M not yet collected
+    early: Path  # flash from before the collection (last entry E < N)
+    store: Path  # collector store that accepted 0..N (do not open: copy it)
+    device_id: str
+    pub: bytes
+    early_last: int  # E
+    anchor: int  # N
+    last: int  # M
+
+    def store_copy(self, tmp: Path, name: str = "c.db") -> Path:
+        return copy_store(self.store, tmp / name)
+
+    def boot(self, tmp: Path, name: str = "dev", image: Path | None = None,
+             edit: Callable[[LittleFS], None] | None = None,
+             cfg: dict[str, object] | None = None) -> VirtualDevice:
+        """Boot a copy of `image` (default: the golden one), first edited by `edit`."""
+        return boot_copy(image or self.image, tmp, name, edit, cfg)
+
+
+
+# A device copy that samples rarely: after boot it writes only its boot entry (and a
+# time-set entry when a collector sets its clock), so what a test sees is deterministic.
+SLOW = {"sample_interval_s": 60}
+
+
+def collect_from(dev: VirtualDevice, store: Path, **kw: object) -> CollectResult:
+    """`hashtrail collect` as a function, without ACK (the device prunes nothing)."""
+    kw.setdefault("ack", False)
+    with open_serial(dev.port) as link, Store.open(store) as st:
+        return collect(link, st, **kw)  # type: ignore[arg-type]
