@@ -99,14 +99,20 @@ class _Pull:
         self.next = start  # the seq to ask for next
 
     def add(self, rec: bytes) -> RawEntry | None:
-        """Keep one record; returns it as a store entry when it is an entry record."""
-        if rec in self._seen:
-            return None
-        self._seen.add(rec)
-        self.raw.append(rec)
+        """Keep one record; returns it as a store entry when it is an entry record.
+
+        A checkpoint record seen again (a stream restarted after it) is kept once. An
+        entry record is always kept, even byte-identical to one already received: the
+        device never streams an entry twice, so a repeat is a duplicate on its flash,
+        and the verifier must see it to report it.
+        """
         magic, seq, _flags, body, sig = _parse_header(rec)
         if magic != _ENTRY:
+            if rec not in self._seen:
+                self._seen.add(rec)
+                self.raw.append(rec)
             return None  # checkpoint records (or garbage: the verifier names it)
+        self.raw.append(rec)
         self.next = max(self.next, seq + 1)
         return RawEntry(seq, body, sig)
 
