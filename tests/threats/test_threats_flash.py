@@ -31,6 +31,7 @@ from threatkit import (
     read_seg,
     record_spans,
     segments,
+    start,
     verify_image,
     write_seg,
 )
@@ -69,9 +70,10 @@ def test_edited_entry_with_fixed_crc_breaks_the_chain(golden: Golden, tmp_path: 
         fix_crc(data, off, size)  # the record layer is satisfied: only the chain can tell
         write_seg(fs, name, bytes(data))
 
-    dev = golden.boot(tmp_path, edit=edit, cfg=SLOW)
+    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
     devices.append(dev)
     assert ("link_mismatch", s + 1) in _codes(golden, dev.image_path)
+    start(dev)
     store = golden.store_copy(tmp_path)
     err = _refused(dev, store)
     assert f"device {golden.device_id}" in err and f"seq {s + 1}: link_mismatch" in err, err
@@ -87,10 +89,11 @@ def test_plain_byte_edit_is_caught_as_corruption(golden: Golden, tmp_path: Path,
         data[off + size - 5] ^= 0x01  # CRC left as it was
         write_seg(fs, name, bytes(data))
 
-    dev = golden.boot(tmp_path, edit=edit, cfg=SLOW)
+    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
     devices.append(dev)
     codes = _codes(golden, dev.image_path)
     assert ("record_bad_crc", s) in codes, codes
+    start(dev)
     store = golden.store_copy(tmp_path)
     err = _refused(dev, store)
     assert f"seq {s + 1}: gap" in err, err  # the device skips the damaged record
@@ -108,11 +111,12 @@ def test_missing_segment_file_is_a_gap(golden: Golden, tmp_path: Path,
         gone.append(int(name[:10]))
         fs.remove(f"/ht/log/{name}")
 
-    dev = golden.boot(tmp_path, edit=edit, cfg=SLOW)
+    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
     devices.append(dev)
     first = gone[0]
     nxt = min(int(n[:10]) for n in log_files(dev.image_path) if int(n[:10]) > first)
     assert ("gap", nxt) in _codes(golden, dev.image_path)
+    start(dev)
     store = golden.store_copy(tmp_path)
     err = _refused(dev, store)
     assert f"seq {nxt}: gap: entries {first}..{nxt - 1} missing" in err, err
@@ -135,10 +139,11 @@ def _swap_or_dup(s: int, dup: bool):  # type: ignore[no-untyped-def]
 def test_reordered_entries_are_reported(golden: Golden, tmp_path: Path,
                                         devices: list[VirtualDevice]) -> None:
     s = _target(golden)
-    dev = golden.boot(tmp_path, edit=_swap_or_dup(s, dup=False), cfg=SLOW)
+    dev = golden.prepare(tmp_path, edit=_swap_or_dup(s, dup=False), cfg=SLOW)
     devices.append(dev)
     codes = _codes(golden, dev.image_path)
     assert {("gap", s + 1), ("reordered", s)} <= codes, codes
+    start(dev)
     store = golden.store_copy(tmp_path)
     err = _refused(dev, store)
     assert f"seq {s + 1}: gap" in err and f"seq {s}: reordered" in err, err
@@ -148,10 +153,110 @@ def test_reordered_entries_are_reported(golden: Golden, tmp_path: Path,
 def test_duplicated_entry_is_reported(golden: Golden, tmp_path: Path,
                                       devices: list[VirtualDevice]) -> None:
     s = _target(golden)
-    dev = golden.boot(tmp_path, edit=_swap_or_dup(s, dup=True), cfg=SLOW)
+    dev = golden.prepare(tmp_path, edit=_swap_or_dup(s, dup=True), cfg=SLOW)
     devices.append(dev)
     assert ("duplicate", s) in _codes(golden, dev.image_path)
+    start(dev)
     store = golden.store_copy(tmp_path)
     err = _refused(dev, store)
     assert f"seq {s}: duplicate" in err, err
     _nothing_lost(golden, store)
+
+
+def test_torn_tail_is_cut_at_boot_and_nothing_complete_is_lost(
+        golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    def edit(fs: LittleFS) -> None:
+        last = segments(fs)[-1]
+        data = read_seg(fs, last)
+        _, _, off, size = record_spans(data)[-1]
+        write_seg(fs, last, data + data[off:off + size // 2])  # half a record appended
+
+    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
+    devices.append(dev)
+    codes = _codes(golden, dev.image_path)
+    assert [c for c, _ in codes] == ["record_torn_tail"], codes
+    start(dev)
+    store = golden.store_copy(tmp_path)
+    res = collect_from(dev, store)  # the device cut the torn record when it booted
+    assert res.upto_seq is not None and res.upto_seq > golden.last
+    assert accepted_seqs(store, golden.device_id) == list(range(res.upto_seq + 1))
+    dev.power_cut()
+    assert verify_image(dev.image_path, golden.pub).ok
+
+
+def _truncate_after(seq: int):  # type: ignore[no-untyped-def]
+    """Delete every segment that starts after `seq` (a tail cut on segment boundaries)."""
+    def edit(fs: LittleFS) -> None:
+        for name in segments(fs):
+            if int(name[:10]) > seq:
+                fs.remove(f"/ht/log/{name}")
+    return edit
+
+
+def _segment_start_at_or_before(g: Golden, seq: int) -> int:
+    return max(int(n[:10]) for n in log_files(g.image) if int(n[:10]) <= seq)
+
+
+def test_tail_truncated_below_the_last_seen_checkpoint_is_refused(
+        golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    cut = _segment_start_at_or_before(golden, golden.anchor) - 1  # last entry kept
+    dev = golden.prepare(tmp_path, edit=_truncate_after(cut), cfg=SLOW)
+    devices.append(dev)
+    assert verify_image(dev.image_path, golden.pub).ok  # the truncated log alone looks fine
+    start(dev)
+    store = golden.store_copy(tmp_path)
+    err = _refused(dev, store)
+    # boot entry cut+1, first reading cut+2, time-set entry cut+3: behind the host's head
+    assert (f"fresh checkpoint signs seq {cut + 3}, but this collector holds "
+            f"{golden.anchor}") in err, err
+    _nothing_lost(golden, store)
+
+
+def test_tail_truncated_after_the_last_seen_checkpoint_is_not_detectable(
+        golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A limitation, proven: entries no host has seen a checkpoint for can vanish."""
+    cut = _segment_start_at_or_before(golden, golden.last) - 1
+    assert cut > golden.anchor
+    dev = golden.boot(tmp_path, edit=_truncate_after(cut), cfg=SLOW)
+    devices.append(dev)
+    store = golden.store_copy(tmp_path)
+    res = collect_from(dev, store)
+    assert res.upto_seq == cut + 3  # boot, reading, time-set now sit where others were
+    assert accepted_seqs(store, golden.device_id) == list(range(cut + 4))
+
+
+def test_rolled_back_flash_image_is_refused(golden: Golden, tmp_path: Path,
+                                           devices: list[VirtualDevice]) -> None:
+    dev = golden.boot(tmp_path, image=golden.early, cfg=SLOW)
+    devices.append(dev)
+    store = golden.store_copy(tmp_path)
+    err = _refused(dev, store)
+    e = golden.early_last
+    assert (f"fresh checkpoint signs seq {e + 3}, but this collector holds "
+            f"{golden.anchor}" in err and "rolled back" in err), err
+    _nothing_lost(golden, store)
+
+
+def test_power_cuts_while_appending_keep_the_log_intact(
+        golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    fast = dict(DEVICE_CFG, sample_interval_s=0.02)
+    dev = golden.boot(tmp_path, cfg=fast)
+    devices.append(dev)
+    before = log_files(golden.image)
+    rng = random.Random(5)
+    for _ in range(5):  # kill -9 at random points while it appends every 20 ms
+        time.sleep(rng.uniform(0.3, 0.9))
+        dev.power_cut()
+        dev.start()
+    time.sleep(0.5)
+    dev.power_cut()
+    rep = verify_image(dev.image_path, golden.pub)
+    assert rep.ok, rep.findings  # no torn record survives a boot; the chain is whole
+    after = log_files(dev.image_path)
+    for name, old in before.items():  # every entry on flash before the cuts is kept
+        assert after[name][:len(old)] == old, name
+    dev.start()
+    store = golden.store_copy(tmp_path)
+    res = collect_from(dev, store)
+    assert res.upto_seq is not None and res.upto_seq >= rep.last_seq  # type: ignore[operator]
+    assert accepted_seqs(store, golden.device_id) == list(range(res.upto_seq + 1))

@@ -150,6 +150,16 @@ def boot_copy(image: Path, directory: Path, name: str,
               edit: Callable[[LittleFS], None] | None = None,
               cfg: dict[str, object] | None = None) -> VirtualDevice:
     """A virtual device booting a copy of `image` (same key, same history so far)."""
+    dev = copy_device(image, directory, name, edit, cfg)
+    dev.start()
+    wait_ready(dev)
+    return dev
+
+
+def copy_device(image: Path, directory: Path, name: str,
+                edit: Callable[[LittleFS], None] | None = None,
+                cfg: dict[str, object] | None = None) -> VirtualDevice:
+    """A powered-off virtual device whose flash is a copy of `image`, edited by `edit`."""
     directory.mkdir(parents=True, exist_ok=True)
     dev = VirtualDevice(directory, name, board=BOARD)
     shutil.copyfile(image, dev.image_path)
@@ -157,8 +167,6 @@ def boot_copy(image: Path, directory: Path, name: str,
         configure(dev.image_path, cfg)
     if edit is not None:
         edit_image(dev.image_path, edit)
-    dev.start()
-    wait_ready(dev)
     return dev
 
 
@@ -199,6 +207,18 @@ class Golden:
              cfg: dict[str, object] | None = None) -> VirtualDevice:
         """Boot a copy of `image` (default: the golden one), first edited by `edit`."""
         return boot_copy(image or self.image, tmp, name, edit, cfg)
+
+    def prepare(self, tmp: Path, name: str = "dev", image: Path | None = None,
+                edit: Callable[[LittleFS], None] | None = None,
+                cfg: dict[str, object] | None = None) -> VirtualDevice:
+        """The same, powered off: inspect the damaged image, then `start(dev)`."""
+        return copy_device(image or self.image, tmp, name, edit, cfg)
+
+
+def start(dev: VirtualDevice) -> VirtualDevice:
+    dev.start()
+    wait_ready(dev)
+    return dev
 
 
 
