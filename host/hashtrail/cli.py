@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "devices",
     "verify",
     "selfcheck",
+    "demo",
 )
 
 

@@ -1,0 +1,688 @@
+"""`hashtrail demo`: the whole product on virtual devices, one step at a time.
+
+Why it exists: a user with no board must be able to see every claim of the brief hold
+on real parts in about ten seconds: the real firmware running under the MicroPython
+unix port (its own littlefs image and pseudo-terminal per device), two collectors with
+their own SQLite stores collecting over those ptys, bundles reconciled into one Merkle
+ledger, a signed ledger checkpoint, an offline inclusion proof, and one tampering
+attempt caught. Nothing here is simulated around the parts: the demo only calls the
+same plain functions the CLI commands call (`collect`, `from_store`, `reconcile`,
+`verify_ledger`, `check_proof`) and reports what they returned.
+
+Two settings differ from boards/unix.json, written into each device's own /board.json
+(the firmware reads them at boot like any board would): readings every 0.25 s instead
+of 10 s, so "time passes" in a second; and `prune_on_ack: false`, the setting for a
+device read by two collectors (docs/STORAGE.md "Pruning"): with pruning on, collector
+A's ACK would delete entries collector B has not read yet.
+
+`run_demo(directory, devices, out)` does no argument parsing and returns a
+`DemoReport`; progress is written to `out` as it happens. Every device process is
+stopped on the way out, whatever happened (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import cbor2
+from littlefs import LittleFS
+
+from . import imagefs
+from .bundle import from_store, read_bundle, write_bundle
+from .chainverify import Anchor as ChainAnchor
+from .chainverify import verify_chain
+from .collect import collect
+from .commands.ledger import check_proof, run_prove
+from .entry import KIND_READING, parse_entry
+from .errors import FormatError, HashtrailError, VerificationError
+from .ledger_db import Ledger
+from .ledger_verify import LedgerReport, verify_ledger
+from .link import DeviceInfo, open_serial
+from .reconcile import Result, reconcile
+from .records import MAGIC_ENTRY, Record, format_record, parse_records
+from .sim import Fleet, VirtualDevice
+from .store import Store, device_id_of
+
+SAMPLE_INTERVAL_S = 0.25
+ORIGIN = "demo.hashtrail.example/ledger"
+_READY_TIMEOUT_S = 30.0
+_LOG_DIR = "/ht/log"
+_WAIT_S = 6 * SAMPLE_INTERVAL_S  # "time passes" between collection rounds: ~6 readings
+
+
+class DemoError(HashtrailError):
+    """A demo step that should have succeeded did not."""
+
+    hint = "run again with --keep and inspect the folder it names; `hashtrail sim --log` " \
+           "shows device boots"
+
+
+# -- the report ------------------------------------------------------------------------
+
+@dataclass
+class DeviceRow:
+    name: str
+    port: str
+    device_id: str
+    image: str
+
+
+@dataclass
+class CollectionRow:
+    collector: str
+    device: str
+    from_seq: int
+    upto_seq: int | None
+    new_entries: int
+    seconds: float
+
+
+@dataclass
+class TamperReport:
+    device: str
+    device_id: str
+    edited_seq: int
+    reading: str
+    old_value: float
+    new_value: float
+    crc_valid_after_edit: bool       # the record CRC was fixed up: no trivial CRC catch
+    collector_refused: bool
+    collector_message: str
+    findings: list[dict[str, Any]]   # structured re-check of the quarantined bytes
+    caught_seq: int | None           # the seq the first finding names
+    caught_code: str
+    anchor_before: int | None
+    anchor_after: int | None
+    ledger_tip_before: int
+    ledger_tip_after: int
+    ledger_held: int
+    caught: bool = False
+
+
+@dataclass
+class DemoReport:
+    directory: str
+    devices: list[DeviceRow] = field(default_factory=list)
+    collections: list[CollectionRow] = field(default_factory=list)
+    reconciles: list[dict[str, Any]] = field(default_factory=list)
+    rerun_noop: bool = False
+    entries_a: int = 0
+    entries_b: int = 0
+    entries_union: int = 0
+    ledger_size: int = 0
+    verify_ok: bool = False
+    checkpoint: str = ""
+    verifier_key: str = ""
+    proof_ok: bool = False
+    proof_tampered_refused: bool = False
+    tamper: TamperReport | None = None
+    ledger_intact_after_tamper: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.rerun_noop and self.verify_ok and self.proof_ok
+                and self.proof_tampered_refused and self.entries_union == self.ledger_size
+                and self.tamper is not None and self.tamper.caught
+                and self.ledger_intact_after_tamper)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+# -- output ------------------------------------------------------------------------------
+
+class Narrator:
+    """Step headings, indented lines and aligned tables, flushed as they happen."""
+
+    def __init__(self, out: IO[str], steps: int = 8) -> None:
+        self.out = out
+        self.steps = steps
+        self.t0 = time.monotonic()
+
+    def step(self, n: int, title: str) -> None:
+        self.out.write(f"\n[{n}/{self.steps}] {title}  ({time.monotonic() - self.t0:.1f} s)\n")
+        self.out.flush()
+
+    def say(self, text: str = "", indent: int = 4) -> None:
+        for line in text.splitlines() or [""]:
+            self.out.write(" " * indent + line + "\n")
+        self.out.flush()
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]],
+              right: Sequence[int] = ()) -> None:
+        cells = [[str(c) for c in r] for r in [list(headers), *rows]]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+        def fmt(r: list[str]) -> str:
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+
+        self.say(fmt(cells[0]))
+        self.say("  ".join("-" * w for w in widths))
+        for r in cells[1:]:
+            self.say(fmt(r))
+
+
+def _utc(t: int | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+
+def _short(device_id: str) -> str:
+    return device_id[:12]
+
+
+# -- devices -----------------------------------------------------------------------------
+
+def demo_image(board_name: str = "unix") -> bytes:
+    """One littlefs image for every demo device: the compiled firmware plus a
+    /board.json with the demo's two settings (compiled once, copied to each device)."""
+    from .boards import load_board
+
+    board = load_board(board_name)
+    files = imagefs.firmware_files(board)
+    cfg = json.loads(files[imagefs.BOARD_FILE])
+    cfg["sample_interval_s"] = SAMPLE_INTERVAL_S
+    cfg["prune_on_ack"] = False
+    files[imagefs.BOARD_FILE] = json.dumps(cfg, indent=1).encode()
+    return imagefs.build_image(files, board.vfs_size, board.block_size)
+
+
+def hello(dev: VirtualDevice, timeout: float = _READY_TIMEOUT_S) -> DeviceInfo:
+    """HELLO over the device's pty, retried until it has booted and answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open_serial(dev.port) as link:
+                link.timeout = 1.0
+                return link.hello()
+        except HashtrailError as e:
+            if time.monotonic() > deadline:
+                raise DemoError(f"{dev.name} on {dev.port} did not answer within "
+                                f"{timeout:.0f} s: {e}") from e
+            time.sleep(0.1)
+
+
+def wait_for_entries(dev: VirtualDevice, last_seq: int, timeout: float = 20.0) -> DeviceInfo:
+    """Poll HELLO until the device's log reaches `last_seq` (it appends on its own)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = hello(dev)
+        if info.last_seq is not None and info.last_seq >= last_seq:
+            return info
+        if time.monotonic() > deadline:
+            raise DemoError(f"{dev.name} logged up to seq {info.last_seq} in {timeout:.0f} s, "
+                            f"expected {last_seq}")
+        time.sleep(SAMPLE_INTERVAL_S)
+
+
+# -- collectors --------------------------------------------------------------------------
+
+@dataclass
+class Collector:
+    name: str          # "A" / "B"
+    store: Store
+    path: Path
+
+
+def collect_one(c: Collector, dev: VirtualDevice) -> CollectionRow:
+    """One `hashtrail collect` run: pull, verify against a fresh nonce, store, ACK."""
+    with open_serial(dev.port) as link:
+        res = collect(link, c.store)
+    return CollectionRow(c.name, dev.name, res.from_seq, res.upto_seq, res.new_entries,
+                         res.seconds)
+
+
+def accepted_seqs(c: Collector, device_id: str) -> set[int]:
+    return {r.seq for r in c.store.accepted_records(device_id)}
+
+
+# -- tampering ---------------------------------------------------------------------------
+
+def _mount(image: bytearray, block_size: int) -> LittleFS:
+    fs = LittleFS(block_size=block_size, block_count=len(image) // block_size,
+                  read_size=imagefs.LFS_READ_SIZE, prog_size=imagefs.LFS_PROG_SIZE,
+                  lookahead_size=imagefs.LFS_LOOKAHEAD, name_max=imagefs.LFS_NAME_MAX,
+                  disk_version=0, mount=False)
+    fs.context.buffer[:] = image
+    fs.mount()
+    return fs
+
+
+@dataclass
+class FlashEdit:
+    seq: int
+    reading: str
+    old_value: float
+    new_value: float
+    crc_valid: bool
+
+
+def _edit_reading(body: bytes, delta: float) -> tuple[bytes, str, float, float]:
+    """The entry with its first reading's value moved by `delta`, canonically encoded
+    (so the edit is not caught as malformed CBOR: only the hash chain can catch it)."""
+    m = cbor2.loads(body)
+    rec = m[8][0]
+    old = rec[2]
+    rec[2] = round(float(old) + delta, 2)
+    new_body = cbor2.dumps(m, canonical=True)
+    parse_entry(new_body)  # still a valid, canonical v1 entry
+    return new_body, str(rec[0]), float(old), float(rec[2])
+
+
+def tamper_flash(image_path: Path, block_size: int, after_seq: int,
+                 delta: float = -2.5) -> FlashEdit:
+    """Edit the first reading entry with seq > `after_seq` that has a successor on flash.
+
+    The device must be off. The segment files are read from the littlefs image with
+    littlefs-python and parsed with records.py; the record is re-written with a correct
+    CRC (records.format_record), so the flash record layer sees nothing wrong."""
+    image = bytearray(image_path.read_bytes())
+    fs = _mount(image, block_size)
+    try:
+        segs = sorted(fs.listdir(_LOG_DIR))
+        files: dict[str, bytes] = {}
+        for s in segs:
+            with fs.open(f"{_LOG_DIR}/{s}", "rb") as f:
+                files[s] = f.read()
+        parsed = {s: parse_records(data, s)[0] for s, data in files.items()}
+        last = max((r.seq for rs in parsed.values() for r in rs if r.is_entry), default=-1)
+        target: tuple[str, Record] | None = None
+        for s in segs:
+            for r in parsed[s]:
+                if (r.is_entry and after_seq < r.seq < last
+                        and parse_entry(r.body).kind == KIND_READING):
+                    target = (s, r)
+                    break
+            if target:
+                break
+        if target is None:
+            raise DemoError(f"{image_path.name}: no reading entry after seq {after_seq} "
+                            "with a successor on flash")
+        seg, rec = target
+        new_body, name, old, new = _edit_reading(rec.body, delta)
+        out = b"".join(format_record(MAGIC_ENTRY, r.seq, new_body, r.sig) if r is rec
+                       else format_record(r.magic, r.seq, r.body, r.sig)
+                       for r in parsed[seg])
+        recs, problems = parse_records(out, seg)
+        crc_ok = not problems and len(recs) == len(parsed[seg])
+        with fs.open(f"{_LOG_DIR}/{seg}", "wb") as f:
+            f.write(out)
+        fs.unmount()
+    except Exception:
+        with contextlib.suppress(Exception):
+            fs.unmount()
+        raise
+    tmp = image_path.with_suffix(".edit")
+    tmp.write_bytes(bytes(fs.context.buffer))
+    tmp.replace(image_path)
+    return FlashEdit(rec.seq, name, old, new, crc_ok)
+
+
+def recheck_quarantine(c: Collector, pub: bytes) -> list[dict[str, Any]]:
+    """Re-verify, offline, what the collector kept in quarantine from its anchor on:
+    the structured findings (device, seq, reason code) behind its refusal."""
+    did = device_id_of(pub)
+    anchor = c.store.anchor(did)
+    start = 0 if anchor is None else anchor.seq + 1
+    recs = [Record(MAGIC_ENTRY, r.seq, r.body, r.sig, "quarantine", 0)
+            for r in c.store.quarantined(did, start)]
+    rep = verify_chain(pub, recs, anchor=None if anchor is None
+                       else ChainAnchor(anchor.seq, anchor.head))
+    return [{"device_id": f.device_id, "seq": f.seq, "code": f.code, "text": f.text}
+            for f in rep.findings]
+
+
+# -- the demo ----------------------------------------------------------------------------
+
+def _reconcile_row(label: str, r: Result, size: int) -> dict[str, Any]:
+    return {"bundle": label, "enrolled": r.enrolled, "accepted": r.accepted,
+            "duplicates": r.duplicates, "held": r.pending, "checkpoints": r.checkpoints,
+            "findings": [f._asdict() for f in r.findings], "ledger_size": size}
+
+
+class _Demo:
+    """The eight steps over shared state; `run_demo` owns the processes and files."""
+
+    def __init__(self, directory: Path, fleet: Fleet, stack: contextlib.ExitStack,
+                 n: Narrator) -> None:
+        self.dir = directory
+        self.fleet = fleet
+        self.devs = fleet.devices
+        self.stack = stack
+        self.n = n
+        self.rep = DemoReport(str(directory))
+        self.infos: dict[str, DeviceInfo] = {}
+        self.names: dict[str, str] = {}          # device id -> device name
+        self.cols: list[Collector] = []
+        self.bundles: dict[str, Path] = {}
+        self.ledger_path = directory / "ledger.db"
+        self.led: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self.led is None:
+            raise DemoError("the ledger was not made")
+        return self.led
+
+    def did(self, dev: VirtualDevice) -> str:
+        return self.infos[dev.name].device_id
+
+    def start(self) -> None:
+        n = self.n
+        n.step(1, "Start virtual devices: the real firmware under the MicroPython unix port")
+        self.fleet.start()
+        self.infos = {d.name: hello(d) for d in self.devs}
+        self.names = {i.device_id: name for name, i in self.infos.items()}
+        self.rep.devices = [DeviceRow(d.name, d.port, self.did(d), str(d.image_path))
+                            for d in self.devs]
+        n.table(["device", "serial port", "device id (from its own P-256 key)", "flash image"],
+                [[r.name, r.port, r.device_id, Path(r.image).name] for r in self.rep.devices])
+        n.say(f"each device made its own key at first boot; readings every {SAMPLE_INTERVAL_S}"
+              f" s; firmware heap budget {self.devs[0].board.heap_budget // 1024} KB "
+              "(generic ESP32)")
+
+    def enroll(self) -> None:
+        n = self.n
+        n.step(2, "Enroll every device in two collectors' stores (separate SQLite files)")
+        for x in ("A", "B"):
+            path = self.dir / f"collector-{x}.db"
+            self.cols.append(Collector(x, self.stack.enter_context(Store.open(path)), path))
+        for d in self.devs:
+            i = self.infos[d.name]
+            if device_id_of(i.pub) != i.device_id:
+                raise VerificationError(f"{d.name} claims an id its key does not give")
+            for c in self.cols:
+                c.store.enroll(i.device_id, i.pub, label=d.name, board=i.board, fw=i.fw)
+        n.table(["collector", "store", "devices enrolled"],
+                [[c.name, c.path.name, len(c.store.enrollments())] for c in self.cols])
+
+    def collect(self) -> None:
+        n, devs = self.n, self.devs
+        a, b = self.cols
+        n.step(3, "Collect over the pseudo-terminals: overlapping, interleaved rounds")
+        first_a = devs[:-1] or devs
+        first_b = devs[1:] or devs
+        rounds: list[tuple[str, list[tuple[Collector, VirtualDevice]]]] = [
+            (f"A collects {_names(first_a)}; B collects {_names(first_b)}",
+             [(a, d) for d in first_a] + [(b, d) for d in first_b]),
+            ("A collects all", [(a, d) for d in devs]),
+            (f"B collects {devs[0].name} (its first time: more than A has)", [(b, devs[0])]),
+        ]
+        for k, (title, plan) in enumerate(rounds):
+            if k:
+                n.say(f"... {_WAIT_S:.1f} s pass; the devices keep logging ...")
+                time.sleep(_WAIT_S)
+            n.say(f"round {k + 1}: {title}")
+            rows = [collect_one(c, d) for c, d in plan]
+            self.rep.collections += rows
+            n.table(["collector", "device", "seqs accepted", "new", "time"],
+                    [[r.collector, r.device, f"{r.from_seq}..{r.upto_seq}", r.new_entries,
+                      f"{r.seconds * 1000:.0f} ms"] for r in rows], right=(3, 4))
+        n.say("each run: HELLO, stream records, verify chain + a checkpoint signed just now "
+              "over a fresh nonce, store, then ACK")
+
+    def export(self, c: Collector, path: Path) -> Path:
+        with path.open("w", encoding="ascii") as f:
+            write_bundle(from_store(c.store, name=f"collector {c.name}"), f)
+        return path
+
+    def reconcile(self) -> None:
+        n, rep = self.n, self.rep
+        n.step(4, "Export one bundle per collector; reconcile both into one ledger")
+        for c in self.cols:
+            self.bundles[c.name] = self.export(c, self.dir / f"bundle-{c.name}.jsonl")
+        self.led = led = self.stack.enter_context(Ledger.create(self.ledger_path, ORIGIN))
+        n.say(f"ledger init: {self.ledger_path.name}, origin {ORIGIN}")
+        for k, name in enumerate(("A", "B", "A")):
+            size0, cps0 = led.size, len(led.checkpoints())
+            r = reconcile(led, read_bundle(self.bundles[name]))
+            row = _reconcile_row(f"bundle-{name}.jsonl", r, led.size)
+            rep.reconciles.append(row)
+            again = k == 2
+            if again:
+                rep.rerun_noop = (r.accepted == 0 and led.size == size0
+                                  and len(led.checkpoints()) == cps0 and not r.findings)
+            n.say(f"reconcile {row['bundle']}{' again' if again else ''}: accepted "
+                  f"{r.accepted}, duplicates {r.duplicates}, held {r.pending}, "
+                  f"findings {len(r.findings)} -> ledger size {led.size}"
+                  + ("  (no-op: nothing changed)" if again and rep.rerun_noop else ""))
+            for f in r.findings:
+                n.say(f"! {self.names.get(f.device_id, f.device_id)} seq {f.seq}: "
+                      f"{f.reason}", 6)
+        a, b = self.cols
+        rows: list[list[object]] = []
+        for d in self.devs:
+            sa, sb = accepted_seqs(a, self.did(d)), accepted_seqs(b, self.did(d))
+            rep.entries_a += len(sa)
+            rep.entries_b += len(sb)
+            rep.entries_union += len(sa | sb)
+            rows.append([d.name, _range(sa), _range(sb), len(sa - sb), len(sb - sa),
+                         len(sa & sb), _tip(led, self.did(d)) + 1])
+        rep.ledger_size = led.size
+        n.table(["device", "A holds", "B holds", "only A", "only B", "both", "in ledger"],
+                rows, right=(3, 4, 5, 6))
+        n.say(f"distinct entries across both collectors: {rep.entries_union}; ledger leaves: "
+              f"{led.size} ({'match' if rep.entries_union == led.size else 'MISMATCH'})")
+
+    def verify(self) -> None:
+        n, rep, led = self.n, self.rep, self.ledger
+        n.step(5, "Verify the ledger from raw bytes; sign a ledger checkpoint")
+        vr = verify_ledger(led)
+        rep.verify_ok = vr.ok
+        _verify_table(n, vr, self.names)
+        rep.checkpoint = led.sign_checkpoint().decode()
+        rep.verifier_key = led.verifier.to_string()
+        n.say("signed checkpoint (C2SP tlog-checkpoint signed note):")
+        n.say(rep.checkpoint.rstrip("\n"), indent=6)
+        n.say(f"verifier key: {rep.verifier_key}")
+
+    def prove(self) -> None:
+        n, rep = self.n, self.rep
+        a, b = self.cols
+        n.step(6, "Prove one entry's inclusion; check the proof offline")
+        dev = self.devs[0]
+        did = self.did(dev)
+        only_b = sorted(accepted_seqs(b, did) - accepted_seqs(a, did))
+        seq = only_b[len(only_b) // 2] if only_b else max(accepted_seqs(a, did)) // 2
+        doc = prove(self.ledger_path, did, seq)
+        path = self.dir / "proof.json"
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        n.say(f"hashtrail ledger prove --device {_short(did)}... --seq {seq}"
+              + (" (an entry only collector B had)" if only_b else "") + f" > {path.name}")
+        n.say(json.dumps(doc, indent=1), indent=6)
+        msg = check_proof(json.loads(path.read_text()))
+        rep.proof_ok = True
+        n.say(f"hashtrail ledger verify-proof {path.name}: {msg}")
+        bad = dict(doc, leaf=_flip_hex(doc["leaf"], len(doc["leaf"]) // 2 - 1))
+        try:
+            check_proof(bad)
+            n.say("! the same proof with one leaf bit flipped was ACCEPTED")
+        except HashtrailError as e:
+            rep.proof_tampered_refused = True
+            n.say(f"the same proof with one leaf bit flipped: refused ({e})")
+
+    def tamper(self) -> None:
+        n, rep, led = self.n, self.rep, self.ledger
+        a, b = self.cols
+        n.step(7, "Tamper: edit a reading on one device's flash, then collect it")
+        victim = self.devs[1] if len(self.devs) > 1 else self.devs[0]
+        info = self.infos[victim.name]
+        did = info.device_id
+        collected = max(accepted_seqs(a, did) | accepted_seqs(b, did))
+        wait_for_entries(victim, collected + 3)
+        tip_before = _tip(led, did)
+        victim.power_cut()
+        edit = tamper_flash(victim.image_path, victim.board.block_size, collected)
+        n.say(f"{victim.name} switched off; in {victim.image_path.name} (littlefs), entry seq "
+              f"{edit.seq}, not collected yet: {edit.reading} {edit.old_value} -> "
+              f"{edit.new_value}")
+        n.say("record CRC recomputed: the flash record layer sees a valid record "
+              f"({'yes' if edit.crc_valid else 'NO'}); only the hash chain can tell")
+        victim.start()
+        hello(victim)
+        n.say(f"{victim.name} powered on again on {victim.port}; collector A collects it:")
+        anchor_before = a.store.anchor(did)
+        refused, message = False, ""
+        try:
+            got = collect_one(a, victim)
+            message = f"accepted {got.new_entries} entries up to seq {got.upto_seq}"
+        except VerificationError as e:
+            refused, message = True, str(e)
+        anchor_after = a.store.anchor(did)
+        findings = recheck_quarantine(a, info.pub)
+        n.say(("REFUSED: " if refused else "ACCEPTED: ") + message, indent=6)
+        for f in findings[:3]:
+            n.say(f"{self.names[f['device_id']]} ({f['device_id']}) seq {f['seq']}: "
+                  f"{f['code']}: {f['text']}", indent=6)
+        # The collector keeps the refused bytes; its bundle takes them to the ledger,
+        # which must not accept the edited entry or anything after it either.
+        r = reconcile(led, read_bundle(self.export(a, self.dir / "bundle-A-tampered.jsonl")))
+        tip_after = _tip(led, did)
+        t = TamperReport(
+            victim.name, did, edit.seq, edit.reading, edit.old_value, edit.new_value,
+            edit.crc_valid, refused, message, findings,
+            findings[0]["seq"] if findings else None, findings[0]["code"] if findings else "",
+            None if anchor_before is None else anchor_before.seq,
+            None if anchor_after is None else anchor_after.seq, tip_before, tip_after,
+            r.pending)
+        t.caught = (refused and edit.crc_valid and anchor_after == anchor_before
+                    and tip_after < edit.seq and _names_edit(findings, did, edit.seq))
+        rep.tamper = t
+        n.say(f"collector A's anchor for {victim.name}: seq {t.anchor_before} before, seq "
+              f"{t.anchor_after} after " + (
+                  "(nothing from this run accepted; the bytes stay in quarantine as evidence)"
+                  if t.anchor_after == t.anchor_before else "(MOVED: the edit was accepted)"))
+        n.say(f"the ledger, given A's bundle with those bytes: {victim.name} "
+              + (f"stays at seq {tip_after}" if tip_after == tip_before else
+                 f"MOVED from seq {tip_before} to {tip_after}")
+              + f" (accepted {r.accepted}; {r.pending} held: they do not link up to a "
+              "device-signed head)")
+        vr = verify_ledger(led)
+        rep.ledger_intact_after_tamper = not vr.problems and all(
+            not d.problems for d in vr.devices)
+        n.say("ledger re-verified: chains, signatures, Merkle log "
+              f"{'OK' if rep.ledger_intact_after_tamper else 'FAILED'}; anomalies: "
+              + ("; ".join(f"{self.names[d.device_id]}: {x}" for d in vr.devices
+                           for x in d.anomalies) or "none"))
+
+    def summary(self) -> None:
+        n, rep, t = self.n, self.rep, self.rep.tamper
+        n.step(8, "Summary")
+        caught = "NOT CAUGHT" if t is None or not t.caught else (
+            f"{t.device} ({_short(t.device_id)}) seq {t.edited_seq}: {t.caught_code} at seq "
+            f"{t.caught_seq}")
+        n.table(["check", "result"], [
+            ["devices running the real firmware", len(rep.devices)],
+            ["collections (A + B)", len(rep.collections)],
+            ["entries held by A / B / distinct",
+             f"{rep.entries_a} / {rep.entries_b} / {rep.entries_union}"],
+            ["ledger leaves", rep.ledger_size],
+            ["same bundle reconciled twice", "no-op" if rep.rerun_noop else "CHANGED THE LEDGER"],
+            ["ledger verifies from raw bytes", "yes" if rep.verify_ok else "NO"],
+            ["inclusion proof checks offline", "yes" if rep.proof_ok else "NO"],
+            ["tampered entry caught", caught],
+            ["ledger intact after tampering", "yes" if rep.ledger_intact_after_tamper else "NO"],
+            ["time", f"{rep.seconds} s"],
+        ])
+        n.say("all virtual devices stopped")
+        n.say("RESULT: OK" if rep.ok else "RESULT: FAILED (see the steps above)", indent=0)
+
+
+def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None:
+    devs = sorted(rep.devices, key=lambda d: names.get(d.device_id, d.device_id))
+    n.table(["device", "id", "entries", "first (UTC)", "last (UTC)", "gaps/held",
+             "anomalies", "status"],
+            [[names.get(d.device_id, "?"), _short(d.device_id), d.entries, _utc(d.first_t),
+              _utc(d.last_t), d.pending, len(d.anomalies) + len(d.problems), d.status]
+             for d in devs], right=(2, 5, 6))
+    for d in devs:
+        for a in d.problems + d.anomalies:
+            n.say(f"! {names.get(d.device_id, d.device_id)}: {a}", indent=6)
+    n.say(f"Merkle log: {rep.size} leaves, root {rep.root[:16]}..., {rep.checkpoints} signed "
+          f"checkpoints re-checked: {'OK' if not rep.problems else 'FAILED'}")
+    for p in rep.problems:
+        n.say(f"! {p}", indent=6)
+
+
+def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> DemoReport:
+    """Run the eight steps in `directory` (must be new or empty); stop every device after."""
+    if not 1 <= devices <= 16:
+        raise DemoError("--devices must be between 1 and 16", hint="the default is 3")
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise DemoError(f"{directory} is not empty", hint="give --dir a new or empty folder")
+    t0 = time.monotonic()
+    n = Narrator(out if out is not None else io.StringIO())
+    n.say(f"hashtrail demo in {directory}: {devices} virtual devices, collectors A and B, "
+          "one ledger", indent=0)
+    fleet = Fleet(directory / "devices", devices)
+    image = demo_image()
+    (directory / "devices").mkdir()
+    for d in fleet.devices:
+        d.image_path.write_bytes(image)
+    with contextlib.ExitStack() as stack:
+        stack.callback(fleet.stop)
+        demo = _Demo(directory, fleet, stack, n)
+        demo.start()
+        demo.enroll()
+        demo.collect()
+        demo.reconcile()
+        demo.verify()
+        demo.prove()
+        demo.tamper()
+    demo.rep.seconds = round(time.monotonic() - t0, 1)
+    demo.summary()
+    return demo.rep
+
+
+def prove(ledger_path: Path, device_id: str, seq: int) -> dict[str, Any]:
+    """The proof document exactly as `hashtrail ledger prove --json` prints it."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        run_prove(argparse.Namespace(ledger=str(ledger_path), device=device_id, seq=seq,
+                                     json=True))
+    doc: dict[str, Any] = json.loads(buf.getvalue())
+    return doc
+
+
+def _names_edit(findings: list[dict[str, Any]], device_id: str, seq: int) -> bool:
+    """Does a finding pin the edit: the next entry's link, or a signed head at `seq`?"""
+    return any(f["device_id"] == device_id and (
+        (f["code"] == "link_mismatch" and f["seq"] == seq + 1)
+        or (f["code"] == "checkpoint_head_mismatch" and f["seq"] == seq))
+        for f in findings)
+
+
+def _tip(led: Ledger, device_id: str) -> int:
+    d = led.device(device_id)
+    return -1 if d is None else d.tip_seq
+
+
+def _flip_hex(h: str, byte: int) -> str:
+    b = bytearray(bytes.fromhex(h))
+    b[byte] ^= 0x01
+    return b.hex()
+
+
+def _names(devs: Sequence[VirtualDevice]) -> str:
+    return ", ".join(d.name for d in devs)
+
+
+def _range(seqs: set[int]) -> str:
+    if not seqs:
+        return "-"
+    lo, hi = min(seqs), max(seqs)
+    if len(seqs) != hi - lo + 1:
+        raise FormatError("a collector store holds a chain with a hole")
+    return f"{lo}..{hi}"
