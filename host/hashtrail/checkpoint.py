@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from . import cbor_strict
+from .entry import int_keys
 from .errors import FormatError, VerificationError
 from .keys import DeviceId, device_id_bytes, ec_public_key
 
@@ -66,11 +67,12 @@ def parse_checkpoint(raw: bytes) -> Checkpoint:
     if len(sig) != 64:
         raise FormatError("ES256 signature must be 64 bytes (r || s)")
     hdr = cbor_strict.loads(protected, what="checkpoint protected header")
-    if type(hdr) is not dict or set(hdr) != {1, 4} or hdr[1] != ALG_ES256 \
+    if not int_keys(hdr) or set(hdr) != {1, 4} or type(hdr[1]) is not int \
+            or hdr[1] != ALG_ES256 \
             or type(hdr[4]) is not bytes or len(hdr[4]) != 16:
         raise FormatError("checkpoint protected header must be {1: -7 (ES256), 4: kid (16)}")
     p = cbor_strict.loads(payload, what="checkpoint payload")
-    if type(p) is not dict or set(p) not in ({0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6}):
+    if not int_keys(p) or set(p) not in ({0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6}):
         raise FormatError("checkpoint payload must be a map with keys 0..5 (6 optional)")
     if p[0] != 1 or type(p[0]) is not int:
         raise FormatError(f"unsupported checkpoint version {p[0]!r}")

@@ -53,11 +53,18 @@ def _uint(v: Any, name: str) -> int:
     return v
 
 
+def int_keys(m: Any) -> bool:
+    """A dict whose keys are all plain ints: canonical CBOR allows keys of any type, and
+    Python compares True == 1, so `sorted(m)` alone can raise (bytes vs int) or be fooled
+    (a `true` key standing in for key 1)."""
+    return type(m) is dict and all(type(k) is int for k in m)
+
+
 def parse_entry(raw: bytes) -> Entry:
     """Decode canonical entry bytes; FormatError for anything else."""
     raw = bytes(raw)
     m = cbor_strict.loads(raw, what="entry")
-    if type(m) is not dict or sorted(m) != _KEYS:
+    if not int_keys(m) or sorted(m) != _KEYS:
         raise FormatError("entry must be a map with keys 0..8")
     if m[0] != VERSION or type(m[0]) is not int:
         raise FormatError(f"unsupported entry version {m[0]!r}")
@@ -83,15 +90,16 @@ def _check_body(kind: int, body: Any) -> None:
         if type(body) is not list:
             raise FormatError("reading body must be a SenML array")
         for rec in body:
-            if type(rec) is not dict or not set(rec) <= {0, 1, 2} or 0 not in rec or 2 not in rec:
+            if not int_keys(rec) or not set(rec) <= {0, 1, 2} or 0 not in rec \
+                    or 2 not in rec:
                 raise FormatError("SenML record must be {0: name, 1?: unit, 2: value}")
             if type(rec[0]) is not str or (1 in rec and type(rec[1]) is not str):
                 raise FormatError("SenML name and unit must be text")
             if type(rec[2]) not in (int, float):
                 raise FormatError("SenML value must be a number")
         return
-    if type(body) is not dict:
-        raise FormatError(f"{KIND_NAMES[kind]} body must be a map")
+    if not int_keys(body):
+        raise FormatError(f"{KIND_NAMES[kind]} body must be a map with integer keys")
     if kind == KIND_KEY_CREATED:
         pub = body.get(1)
         if set(body) != {1} or type(pub) is not bytes or len(pub) != 65:

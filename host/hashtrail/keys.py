@@ -72,10 +72,14 @@ def load_pub(arg: str) -> bytes:
     if re.fullmatch(r"(0x)?[0-9a-fA-F]{130}", text):
         return check_pub(bytes.fromhex(text.removeprefix("0x")))
     path = Path(arg)
-    if not path.is_file():
-        raise FormatError(f"--pubkey {arg!r} is neither 130 hex characters nor a file",
+    try:  # a name too long for the filesystem (OSError) or holding NUL (ValueError)
+        raw = path.read_bytes() if path.is_file() else None
+    except (OSError, ValueError):
+        raw = None
+    if raw is None:
+        raise FormatError(f"--pubkey {arg!r} is neither 130 hex characters nor a "
+                          "readable file",
                           hint="pass the device's public key (04...) as hex or a file")
-    raw = path.read_bytes()
     if len(raw) == 65:
         return check_pub(raw)
     try:
