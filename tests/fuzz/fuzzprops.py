@@ -36,8 +36,6 @@ from typing import Any
 
 import cbor2
 from fuzzseeds import Seeds, seeds
-from hypothesis import strategies as st
-
 from hashtrail import cbor_strict, chainverify, collect_verify, devicecheck, keys, link, note
 from hashtrail import checkpoint as cpmod
 from hashtrail import entry as entrymod
@@ -50,6 +48,7 @@ from hashtrail.ledger_db import Ledger
 from hashtrail.reconcile import reconcile
 from hashtrail.records import parse_records
 from hashtrail.store import Anchor
+from hypothesis import strategies as st
 
 N = cpmod.N
 INTERESTING = [0x00, 0x01, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1F, 0x3F, 0x40, 0x5F, 0x7F,
@@ -168,13 +167,30 @@ def prop_cbor(data: bytes) -> None:
         assert cbor_strict._encode_rfc8949(v) == data, "accepted CBOR does not re-encode"
 
 
+def _known_ledger_entry_bug(data: bytes) -> bool:
+    """Pinned by test_fuzz_findings.py (xfail): devicecheck.parse_entry on a map with
+    keys that are not all ints. Skipped so the fuzzer keeps looking for others."""
+    try:
+        m = cbor2.loads(data)
+    except Exception:
+        return False
+    return type(m) is dict and not entrymod.int_keys(m)
+
+
+def _ledger_parse(data: bytes) -> Any:
+    """devicecheck.parse_entry's result, its HashtrailError, or None for the known bug."""
+    if _known_ledger_entry_bug(data):
+        return None
+    try:
+        return devicecheck.parse_entry(data)
+    except HashtrailError as e:
+        return e
+
+
 def prop_entry(data: bytes) -> None:
     host = only_project_errors(lambda: entrymod.parse_entry(data))
-    try:
-        ledger: Any = devicecheck.parse_entry(data)
-    except HashtrailError as e:
-        ledger = e
-    if host is not None:
+    ledger = _ledger_parse(data)
+    if host is not None and ledger is not None:
         assert host.raw == data
         assert not isinstance(ledger, Exception), f"ledger refuses a host-valid entry: {ledger}"
         assert (ledger.seq, ledger.t, ledger.up, ledger.boot, ledger.prev, ledger.fw,
@@ -190,8 +206,8 @@ def prop_entry_version_type(data: bytes) -> None:
         host = entrymod.parse_entry(data)
     except HashtrailError as e:
         host = e
-    ledger = only_project_errors(lambda: devicecheck.parse_entry(data))
-    if ledger is not None and isinstance(host, Exception):
+    ledger = _ledger_parse(data)
+    if ledger is not None and not isinstance(ledger, Exception) and isinstance(host, Exception):
         msg = str(host)
         assert "body" in msg or "SenML" in msg, \
             f"ledger accepts an entry the host refuses for: {msg}"

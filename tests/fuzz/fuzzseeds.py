@@ -29,7 +29,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_mutations  # noqa: E402
-
 from hashtrail import link  # noqa: E402
 from hashtrail.bundle import Bundle, BundleCheckpoint, write_bundle  # noqa: E402
 from hashtrail.cli import main as cli  # noqa: E402

@@ -13,7 +13,6 @@ import copy
 import cbor2
 import pytest
 from fuzzseeds import seeds
-
 from hashtrail import devicecheck, entry, keys
 from hashtrail.commands.ledger import check_proof
 from hashtrail.errors import FormatError, HashtrailError
