@@ -1,0 +1,306 @@
+"""Attacks that reach the ledger: clones, rollbacks, tampered or foreign bundles,
+revoked devices, overlapping collectors and a ledger showing two views of its log.
+
+Bundles here are exported by the real CLI from collector stores filled by collecting
+copies of the golden virtual device; the ledger is a real SQLite file driven through
+`hashtrail reconcile / devices / ledger / verify`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hashtrail.cli import main as cli
+from hashtrail.errors import VerificationError
+from hashtrail.note import Signer
+from hashtrail.store import Store
+from threatkit import SLOW, Golden, collect_from
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:
+    """Run the CLI in-process; (exit code, parsed --json output or None, stderr)."""
+    capsys.readouterr()
+    code = cli(list(args))
+    out, err = capsys.readouterr()
+    try:
+        data = json.loads(out) if out.strip() else None
+    except ValueError:
+        data = None
+    return code, data, err
+
+
+def export(store: Path, out: Path) -> Path:
+    assert cli(["export", "--store", str(store), "--out", str(out), "--json"]) == 0
+    return out
+
+
+def new_ledger(path: Path) -> Path:
+    assert cli(["ledger", "init", "--ledger", str(path), "--origin", "threats.test/ledger",
+                "--json"]) == 0
+    return path
+
+
+def reconcile(capsys: pytest.CaptureFixture[str], ledger: Path,
+              *bundles: Path) -> tuple[int, dict[str, Any]]:
+    code, data, err = run(capsys, "reconcile", *map(str, bundles), "--ledger", str(ledger),
+                          "--json")
+    assert data is not None, err
+    return code, data
+
+
+def findings(data: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    return [(f["device_id"], f["seq"], f["reason"]) for b in data["bundles"]
+            for f in b["findings"]]
+
+
+@dataclass(frozen=True)
+class Clones:
+    a: Path  # bundle of clone A's collector
+    b: Path  # bundle of clone B's collector
+    a_upto: int
+    b_upto: int
+
+
+@pytest.fixture(scope="module")
+def clones(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clones]:
+    """Two devices booted from one flash image (same key), both running, each collected
+    by its own collector: each history is valid on its own."""
+    d = tmp_path_factory.mktemp("clones")
+    devs = [golden.boot(d, "clone_a"), golden.boot(d, "clone_b")]
+    try:
+        time.sleep(1.0)
+        res = [collect_from(dev, golden.store_copy(d, f"{dev.name}.db")) for dev in devs]
+    finally:
+        for dev in devs:
+            dev.stop()
+    assert res[0].upto_seq is not None and res[1].upto_seq is not None
+    yield Clones(export(d / "clone_a.db", d / "a.jsonl"), export(d / "clone_b.db", d / "b.jsonl"),
+                 res[0].upto_seq, res[1].upto_seq)
+
+
+@pytest.fixture(scope="module")
+def gold_bundle(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("goldbundle")
+    return export(golden.store_copy(d), d / "gold.jsonl")
+
+
+def _size(capsys: pytest.CaptureFixture[str], ledger: Path) -> int:
+    _, data, _ = run(capsys, "verify", "--ledger", str(ledger), "--json")
+    assert data is not None
+    return int(data["size"])
+
+
+def test_cloned_device_fork_evidence_kept_and_device_flagged(
+        golden: Golden, clones: Clones, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    led = new_ledger(tmp_path / "l.db")
+    code, data = reconcile(capsys, led, clones.a)
+    assert code == 0 and data["size"] == clones.a_upto + 1
+    code, data = reconcile(capsys, led, clones.b)
+    assert code == 1 and data["bundles"][0]["forks"] == 1
+    forks = [(d, s) for d, s, r in findings(data) if r.startswith("fork:")]
+    assert len(forks) == 1 and forks[0][0] == golden.device_id
+    fork_seq = forks[0][1]
+    assert fork_seq is not None and golden.last < fork_seq <= min(clones.a_upto, clones.b_upto)
+    assert data["size"] == clones.a_upto + 1  # nothing of A lost, nothing of B's fork in
+    code, devs, _ = run(capsys, "devices", "list", "--ledger", str(led), "--json")
+    assert [(x["device"], x["forked"]) for x in devs] == [(golden.device_id, True)]
+    ev = tmp_path / "fork.json"
+    code, out, _ = run(capsys, "ledger", "evidence", "--ledger", str(led), "--device",
+                       golden.device_id, "--out", str(ev), "--json")
+    assert code == 0 and out["seq"] == fork_seq
+    shutil.move(led, tmp_path / "gone.db")  # the evidence file stands on its own
+    code, out, _ = run(capsys, "ledger", "check-evidence", str(ev), "--json")
+    assert code == 0 and (out["fork"], out["device"], out["seq"]) == \
+        (True, golden.device_id, fork_seq)
+    doc = json.loads(ev.read_text())  # both signed statements are in it
+    assert {b["statement"]["kind"] for b in doc["branches"]} == {"checkpoint"}
+
+
+def test_rolled_back_device_leaves_fork_evidence(golden: Golden, gold_bundle: Path,
+                                                 tmp_path: Path, devices: list[Any],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    dev = golden.boot(tmp_path, image=golden.early, cfg=SLOW)
+    devices.append(dev)
+    store = golden.store_copy(tmp_path)
+    with pytest.raises(VerificationError, match="rolled back"):
+        collect_from(dev, store)  # refused, but its fresh checkpoint is kept as received
+    led = new_ledger(tmp_path / "l.db")
+    code, data = reconcile(capsys, led, export(store, tmp_path / "rb.jsonl"))
+    assert code == 1 and data["size"] == golden.anchor + 1  # all the host had seen is in
+    assert data["bundles"][0]["forks"] == 1
+    (did, seq, _), = [f for f in findings(data) if f[2].startswith("fork:")]
+    assert did == golden.device_id and golden.early_last < seq <= golden.anchor
+    ev = tmp_path / "fork.json"
+    assert run(capsys, "ledger", "evidence", "--ledger", str(led), "--device", did,
+               "--out", str(ev))[0] == 0
+    assert run(capsys, "ledger", "check-evidence", str(ev))[0] == 0
+
+
+def test_two_collectors_overlapping_merge_once(golden: Golden, tmp_path: Path,
+                                               devices: list[Any],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    dev = golden.boot(tmp_path, cfg=SLOW)
+    devices.append(dev)
+    first = golden.store_copy(tmp_path, "first.db")  # holds 0..N already
+    second = tmp_path / "second.db"  # a fresh collector: everything from 0
+    with Store.open(second) as st:
+        st.enroll(golden.device_id, golden.pub, label="again")
+    r1 = collect_from(dev, first)
+    r2 = collect_from(dev, second)
+    assert r1.upto_seq == r2.upto_seq and r2.from_seq == 0
+    n = r2.upto_seq + 1  # type: ignore[operator]
+    led = new_ledger(tmp_path / "l.db")
+    code, data = reconcile(capsys, led, export(first, tmp_path / "1.jsonl"),
+                           export(second, tmp_path / "2.jsonl"))
+    b1, b2 = data["bundles"]
+    assert code == 0 and (b1["accepted"], b2["accepted"], b2["duplicates"]) == (n, 0, n)
+    code, rep, _ = run(capsys, "verify", "--ledger", str(led), "--json")
+    assert code == 0 and rep["size"] == n and rep["devices"][0]["entries"] == n
+
+
+def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool) -> bytes:
+    """Edit entry `seq`'s body in a bundle, keeping every line canonical."""
+    lines = bundle.read_bytes().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        if obj.get("type") == "entry" and obj["seq"] == seq:
+            body = base64.b64decode(obj["body"])
+            good = hashlib.sha256(body).digest()
+            for k in range(len(body) - 1, 0, -1):  # a one-byte edit near the end
+                bad = bytearray(body)
+                bad[k] ^= 0x01
+                # pick an edit whose hash sorts after (or before) the genuine entry's
+                if (hashlib.sha256(bad).digest() > good) == genuine_first:
+                    break
+            obj["body"] = base64.b64encode(bytes(bad)).decode()
+            lines[i] = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+            out.write_bytes(b"".join(lines))
+            return bytes(bad)
+    raise AssertionError(f"no entry {seq} in {bundle}")
+
+
+def _signed_seqs(bundle: Path) -> list[int]:
+    """Seqs that a device checkpoint in the bundle signs."""
+    from hashtrail.checkpoint import parse_checkpoint
+
+    out = []
+    for line in bundle.read_bytes().splitlines():
+        obj = json.loads(line)
+        if obj.get("type") == "checkpoint":
+            out.append(parse_checkpoint(base64.b64decode(obj["cose"])).seq)
+    return sorted(out)
+
+
+# Finding (reconcile.py, owned by the ledger engineer): `_advance` follows the first
+# candidate by hash that links by `prev`, with no backtracking. A tampered copy of an
+# entry still links to its predecessor; when its hash sorts first, the walk takes it,
+# the next entry does not link, and the genuine chain stays pending for good: one bad
+# bundle from any collector stops a device's ledger.
+_BLOCKS = pytest.mark.xfail(strict=True, reason="reconcile follows a tampered pending "
+                            "copy that sorts first and never backtracks to the genuine one")
+
+
+@pytest.mark.parametrize("genuine_first", [True, pytest.param(False, marks=_BLOCKS)])
+def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
+        golden: Golden, gold_bundle: Path, tmp_path: Path, genuine_first: bool,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    signed = _signed_seqs(gold_bundle)
+    assert len(signed) >= 2, signed
+    s = signed[0] + 3  # after the first device-signed point, before the next
+    bad = tmp_path / "bad.jsonl"
+    _tamper_line(gold_bundle, bad, s, genuine_first)
+    led = new_ledger(tmp_path / "l.db")
+    code, data = reconcile(capsys, led, bad)
+    assert code == 1 and data["size"] == signed[0] + 1  # the signed prefix before it
+    assert (golden.device_id, s + 1) in [(d, q) for d, q, r in findings(data)
+                                         if "does not link" in r], findings(data)
+    code, data = reconcile(capsys, led, gold_bundle)  # then the honest collector's copy
+    assert data["size"] == golden.anchor + 1, findings(data)
+
+
+def test_malformed_bundle_is_a_clear_error(gold_bundle: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    led = new_ledger(tmp_path / "l.db")
+    data = gold_bundle.read_bytes()
+    for i, bad in enumerate([data.replace(b'"seq":', b'"seq": ', 1), data[:-1],
+                             data.replace(b'"type":"entry"', b'"type":"entri"', 1),
+                             data[: len(data) // 2] + b"\x00garbage\n"]):
+        p = tmp_path / f"bad{i}.jsonl"
+        p.write_bytes(bad)
+        code, _, err = run(capsys, "reconcile", str(p), "--ledger", str(led))
+        assert code != 0 and err.startswith("hashtrail: error: bundle line"), err
+        assert "Traceback" not in err
+    assert _size(capsys, led) == 0
+
+
+def test_unknown_device_never_enters_the_ledger(golden: Golden, gold_bundle: Path,
+                                               tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    lines = gold_bundle.read_bytes().splitlines(keepends=True)
+    stranger = tmp_path / "stranger.jsonl"
+    stranger.write_bytes(b"".join(x for x in lines if b'"type":"enrollment"' not in x))
+    led = new_ledger(tmp_path / "l.db")
+    code, data = reconcile(capsys, led, stranger)
+    assert code == 1 and data["size"] == 0
+    (did, seq, reason), = findings(data)
+    assert did == golden.device_id and seq is None and reason.startswith("unknown device")
+
+
+def test_revoked_device_gets_nothing_new(golden: Golden, gold_bundle: Path, tmp_path: Path,
+                                        devices: list[Any],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    led = new_ledger(tmp_path / "l.db")
+    assert reconcile(capsys, led, gold_bundle)[0] == 0
+    code, out, _ = run(capsys, "devices", "revoke", golden.device_id, "--reason",
+                       "key extracted", "--ledger", str(led), "--json")
+    assert code == 0 and out["reason"] == "key extracted"
+    dev = golden.boot(tmp_path, cfg=SLOW)
+    devices.append(dev)
+    store = golden.store_copy(tmp_path)
+    assert collect_from(dev, store).upto_seq > golden.anchor  # type: ignore[operator]
+    code, data = reconcile(capsys, led, export(store, tmp_path / "later.jsonl"))
+    assert code == 1 and data["size"] == golden.anchor + 1
+    (did, seq, reason), = findings(data)
+    assert (did, seq) == (golden.device_id, None) and "revoked (key extracted)" in reason
+    code, rep, _ = run(capsys, "verify", "--ledger", str(led), "--json")
+    assert code == 0 and rep["devices"][0]["status"] == "revoked"
+
+
+def test_witness_refuses_a_checkpoint_that_does_not_extend_what_it_saw(
+        golden: Golden, gold_bundle: Path, clones: Clones, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Split view: the ledger operator shows one witness two different histories."""
+    base = new_ledger(tmp_path / "base.db")
+    reconcile(capsys, base, gold_bundle)
+    views = {}
+    for name, b in (("a", clones.a), ("b", clones.b)):
+        shutil.copyfile(base, tmp_path / f"{name}.db")
+        reconcile(capsys, tmp_path / f"{name}.db", b)
+        code, out, _ = run(capsys, "ledger", "checkpoint", "--ledger",
+                           str(tmp_path / f"{name}.db"), "--json")
+        (tmp_path / f"{name}.cp").write_text(out["checkpoint"])
+        views[name] = (tmp_path / f"{name}.db", tmp_path / f"{name}.cp")
+    # the witness first sees the smaller view, then is offered the other (not older) one
+    small, big = sorted(views, key=lambda k: int(views[k][1].read_text().split("\n")[1]))
+    key = tmp_path / "witness.key"
+    key.write_text(Signer.generate("witness.test").to_string())
+    state = tmp_path / "witness.state"
+    args = ["ledger", "cosign", "--key", str(key), "--state", str(state)]
+    code, _, err = run(capsys, *args, "--ledger", str(views[small][0]), str(views[small][1]))
+    assert code == 0, err
+    code, _, err = run(capsys, *args, "--ledger", str(views[big][0]), str(views[big][1]))
+    assert code != 0 and "refused to cosign" in err, err
+    split = json.loads(state.with_suffix(".inconsistent.json").read_text())
+    assert split["format"] == "hashtrail-split-view/1"
+    assert (split["seen"], split["offered"]) == (views[small][1].read_text(),
+                                                 views[big][1].read_text())
