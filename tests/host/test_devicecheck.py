@@ -1,0 +1,117 @@
+"""The fast strict entry decoder never accepts what the reference decoder refuses.
+
+devicecheck._fast_entry is reconcile's hot path; cbor_strict.loads is the reference.
+Every mutation of real entries (truncations, byte increments, xors, insertions) and a
+set of hand-made non-canonical encodings must get the same verdict and the same value
+from parse_entry as from the reference, and the fast path must actually be taken for
+ordinary entries (or it would be dead code hiding behind the reference).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+import pytest
+from hashtrail import cbor_strict
+from hashtrail.devicecheck import _entry_fields, _fast_entry, parse_entry
+from hashtrail.errors import FormatError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ledgerkit import Device
+
+
+def _entries() -> list[bytes]:
+    d = Device(4242)
+    d.readings(3)
+    d.entry(1, {1: "power on"})
+    d.entry(0, [{0: "rh", 1: "%RH", 2: 40}, {0: "temp", 2: -3.5}, {0: "v", 2: 1e300}], t=None)
+    d.entry(0, [{0: "x", 2: 2**64 - 1}, {0: "y", 2: -2**64}])
+    return [raw for _, raw, _ in d.entries]
+
+
+def _same_as_reference(raw: bytes) -> bool:
+    """Check the fast path against the reference; True if the fast path decided."""
+    fast = _fast_entry(raw)
+    try:
+        ref = _entry_fields(cbor_strict.loads(raw, what="entry"))
+    except FormatError:
+        assert fast is None, raw.hex()
+        return False
+    if fast is None:
+        return False
+    assert fast == ref and cbor2.dumps(fast.body, canonical=True) == \
+        cbor2.dumps(ref.body, canonical=True), raw.hex()
+    return True
+
+
+def _mutations(raw: bytes) -> list[bytes]:
+    out = [raw[:i] for i in range(len(raw))] + [raw + b"\x00", b"\x00" + raw]
+    for i in range(len(raw)):
+        for v in {(raw[i] + 1) & 0xFF, raw[i] ^ 0xFF, raw[i] ^ 0x20, raw[i] ^ 0x01}:
+            out.append(raw[:i] + bytes([v]) + raw[i + 1:])
+        out.append(raw[:i] + b"\x00" + raw[i:])
+    return out
+
+
+def test_fast_path_is_taken_for_ordinary_entries() -> None:
+    for raw in _entries():
+        assert _fast_entry(raw) is not None
+        assert parse_entry(raw) == _entry_fields(cbor2.loads(raw))
+
+
+def test_every_mutation_gets_the_reference_verdict() -> None:
+    checked = decided = 0
+    for raw in _entries():
+        for bad in _mutations(raw):
+            decided += _same_as_reference(bad)
+            checked += 1
+    # many mutations stay canonical (a changed digit, a changed string byte) and so
+    # exercise the fast path's acceptance, the rest its refusal
+    assert checked > 3000 and 100 < decided < checked
+
+
+def _top(**over: Any) -> dict[int, Any]:
+    m: dict[int, Any] = {0: 1, 1: 5, 2: 1_700_000_005, 3: 5000, 4: 1, 5: b"\x11" * 32,
+                         6: "0.1.0", 7: 0, 8: [{0: "temp", 1: "Cel", 2: 21.25}]}
+    m.update({int(k[1:]): v for k, v in over.items()})
+    return m
+
+
+NONCANONICAL = {
+    # seq 5 written as a 1-byte-argument integer (18 05 instead of 05)
+    "long-int": cbor2.dumps(_top()).replace(b"\x01\x05\x02", b"\x01\x18\x05\x02", 1),
+    "float-double": cbor2.dumps(_top()),              # 21.25 as a float64, not float16
+    "unsorted-top": b"\xa9" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in
+                                       sorted(_top().items(), key=lambda kv: -kv[0])),
+    "unsorted-body": cbor2.dumps(_top(k8=[{2: 21, 0: "temp"}])),
+    "tagged-body": cbor2.dumps(_top(k8=cbor2.CBORTag(55799, [1])), canonical=True),
+    "bignum": cbor2.dumps(_top(k8=[{0: "x", 2: 2**64}]), canonical=True),
+    "undefined": cbor2.dumps(_top(k8=[{0: "x", 2: cbor2.undefined}]), canonical=True),
+    "indefinite": cbor2.dumps(_top(), canonical=True)[:-1].replace(b"\x81\xa3", b"\x9f\xa3")
+    + cbor2.dumps(21.25, canonical=True) + b"\xff",
+    "trailing": cbor2.dumps(_top(), canonical=True) + b"\x00",
+    "version-true": cbor2.dumps(_top(k0=True), canonical=True),
+    "seq-float": cbor2.dumps(_top(k1=5.0), canonical=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NONCANONICAL))
+def test_noncanonical_or_mistyped_entries_are_refused(name: str) -> None:
+    raw = NONCANONICAL[name]
+    assert _fast_entry(raw) is None
+    with pytest.raises(FormatError):
+        parse_entry(raw)
+
+
+_leaf = (st.integers(-2**64, 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=5)
+         | st.binary(max_size=5) | st.booleans() | st.none())
+_data = st.recursive(_leaf, lambda c: st.lists(c, max_size=3)
+                     | st.dictionaries(st.integers(-30, 30), c, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_data, st.booleans())
+def test_any_body_same_verdict_as_reference(body: Any, canonical: bool) -> None:
+    raw = cbor2.dumps(_top(k8=body), canonical=canonical)
+    _same_as_reference(raw)
