@@ -137,19 +137,29 @@ def _device(led: Ledger, did: str) -> DeviceReport:
         r.entries += 1
     if r.entries and covered != r.entries - 1:
         r.problems.append(f"accepted entries after seq {covered} are not signed by the device")
-    for s, hs in heads.items():
-        if s in hashes and any(h != hashes[s] for h in hs):
-            r.anomalies.append(f"seq {s}: a device checkpoint disagrees with the chain (fork)")
+    disagree = sorted(s for s, hs in heads.items()
+                      if s in hashes and any(h != hashes[s] for h in hs))
     r.pending = int(led.db.execute("SELECT COUNT(*) FROM pending WHERE device_id=? AND seq>?",
                                    (did, r.entries - 1)).fetchone()[0])
     if r.pending:
         r.anomalies.append(f"{r.pending} entries held: gap after seq {r.entries - 1} "
                            "or not yet signed")
     if dev.forked:
+        # One finding per forked device: the stored evidence and any disagreeing
+        # checkpoint are the same fact (one key, two histories), not two problems.
         r.status = "forked"
-        n = led.db.execute("SELECT COUNT(*) FROM evidence WHERE device_id=?",
-                           (did,)).fetchone()[0]
-        r.anomalies.append(f"fork evidence kept ({n}); see `hashtrail ledger evidence`")
+        ev = [int(x) for (x,) in led.db.execute(
+            "SELECT seq FROM evidence WHERE device_id=? ORDER BY seq", (did,))]
+        at = sorted(set(ev)) or disagree
+        where = ("seq " if len(at) == 1 else "seqs ") + ", ".join(map(str, at))
+        extra = f", {len(disagree)} of its checkpoints off the accepted chain" \
+            if disagree else ""
+        r.anomalies.append(f"fork at {where}: the device key signed two different histories "
+                           f"(evidence kept: {len(ev)}{extra}); see `hashtrail ledger "
+                           f"evidence --device {did}`")
+    else:
+        r.anomalies += [f"seq {s}: a device checkpoint disagrees with the accepted chain, "
+                        "and the device is not flagged as forked" for s in disagree]
     if dev.revoked_at is not None:
         r.status = "revoked"
     return r

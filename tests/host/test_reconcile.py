@@ -129,3 +129,27 @@ def test_bundle_round_trip_and_strictness(tmp_path: Path) -> None:
                 data + b'{"type":"mystery"}\n', data[:-1], data.replace(b'"sig":"', b'"sig":"!')]:
         with pytest.raises(FormatError):
             parse_bundle(io.BytesIO(bad))
+
+
+def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    """A clone's checkpoint off the accepted chain and the stored evidence are one fact:
+    `hashtrail verify` prints one fork line for the device, at the divergence seq."""
+    from hashtrail.cli import main
+    from hashtrail.ledger_verify import verify_ledger
+
+    d = _dev(10)
+    clone = d.fork(6)
+    clone.readings(4)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint(seq=8)),
+                                            (clone, clone.checkpoint())], name="c2"))
+        dev = verify_ledger(led).devices[0]
+    assert dev.status == "forked" and not dev.problems
+    assert len(dev.anomalies) == 1 and dev.anomalies[0].startswith("fork at seq 6:")
+    assert "2 of its checkpoints off the accepted chain" in dev.anomalies[0]
+    assert main(["verify", "--ledger", str(tmp_path / "l.db")]) == 1
+    out = capsys.readouterr().out
+    flagged = [ln for ln in out.splitlines() if ln.startswith("    !")]
+    assert len(flagged) == 1 and flagged[0].startswith("    ! fork at seq 6:")
