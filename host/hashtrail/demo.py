@@ -45,7 +45,7 @@ from .entry import KIND_READING, parse_entry
 from .errors import FormatError, HashtrailError, VerificationError
 from .ledger_db import Ledger
 from .ledger_verify import LedgerReport, verify_ledger
-from .link import DeviceInfo, open_serial
+from .link import DeviceInfo, LinkError, open_serial
 from .reconcile import Result, reconcile
 from .records import MAGIC_ENTRY, Record, format_record, parse_records
 from .sim import Fleet, VirtualDevice
@@ -238,7 +238,14 @@ class Collector:
 def collect_one(c: Collector, dev: VirtualDevice) -> CollectionRow:
     """One `hashtrail collect` run: pull, verify against a fresh nonce, store, ACK."""
     with open_serial(dev.port) as link:
-        res = collect(link, c.store)
+        try:
+            res = collect(link, c.store)
+        except LinkError as e:
+            # What the device printed instead of frames (a traceback, a MemoryError)
+            # is the only clue to why it went silent: show it.
+            console = bytes(link.decoder.text[-800:]).decode("utf-8", "replace").strip()
+            raise DemoError(f"collector {c.name} could not collect {dev.name}: {e}"
+                            + (f"\ndevice console:\n{console}" if console else "")) from e
     return CollectionRow(c.name, dev.name, res.from_seq, res.upto_seq, res.new_entries,
                          res.seconds)
 
