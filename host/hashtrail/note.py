@@ -13,6 +13,13 @@ text (everything before the blank line, including its final newline). Verifier k
 `<name>+<key id hex>+<base64(0x01 || public key)>`; signer keys (our key files) are
 `PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || private seed)>`, as in Go's note package.
 
+Witness cosignatures follow c2sp.org/tlog-cosignature (cosignature/v1, Ed25519): the
+line is `— <witness name> base64(key id (4) || timestamp (u64 BE) || signature (64))`,
+key id = SHA-256(name || "\n" || 0x04 || public key)[:4], and the signature covers
+"cosignature/v1\ntime <timestamp>\n" followed by the checkpoint text. A witness keeps
+one Ed25519 key file in the ordinary signer form; its cosigner verifier key is
+`<name>+<key id hex>+<base64(0x04 || public key)>` (`Verifier.cosigner_string`).
+
 Parsers are strict and canonical: anything that does not re-encode to the same bytes
 ("+2", "02", a missing blank line, non-canonical base64, stray whitespace) is a
 FormatError. Verification fails closed: a note with no signature by a trusted key is a
@@ -41,6 +48,8 @@ from cryptography.hazmat.primitives.serialization import (
 from .errors import FormatError, VerificationError
 
 ALG_ED25519 = 0x01
+ALG_COSIGNATURE_V1 = 0x04
+COSIGNATURE_V1 = b"cosignature/v1\n"
 SIG_PREFIX = "\u2014 "   # em dash, space
 MAX_NOTE = 1 << 16
 
@@ -85,8 +94,8 @@ def _check_name(name: str) -> str:
     return name
 
 
-def key_id(name: str, pub: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + pub).digest()[:4]
+def key_id(name: str, pub: bytes, alg: int = ALG_ED25519) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + pub).digest()[:4]
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -100,24 +109,34 @@ class Verifier:
             raise FormatError("an Ed25519 public key is 32 bytes")
         self.pub = pub
         self.key_id = key_id(name, pub)
+        self.cosigner_id = key_id(name, pub, ALG_COSIGNATURE_V1)
         self._key = Ed25519PublicKey.from_public_bytes(pub)
 
     @classmethod
     def from_string(cls, text: str) -> Verifier:
+        """A verifier key of either type: Ed25519 note key (0x01) or cosignature/v1
+        cosigner key (0x04); both hold the same kind of Ed25519 public key."""
         parts = text.strip().split("+", 2)   # base64 may itself contain '+'
         if len(parts) != 3:
             raise FormatError("a verifier key is <name>+<key id hex>+<base64 key>")
         name, kid, key = parts
         raw = _unb64(key, "verifier key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise FormatError("verifier key is not an Ed25519 (0x01) key")
+        if len(raw) != 33 or raw[0] not in (ALG_ED25519, ALG_COSIGNATURE_V1):
+            raise FormatError("verifier key is not an Ed25519 (0x01) or cosignature/v1 "
+                              "(0x04) key")
         v = cls(name, raw[1:])
-        if v.key_id.hex() != kid:
+        want = v.key_id if raw[0] == ALG_ED25519 else v.cosigner_id
+        if want.hex() != kid:
             raise FormatError("verifier key id does not match its name and key")
         return v
 
     def to_string(self) -> str:
         return f"{self.name}+{self.key_id.hex()}+{_b64(bytes([ALG_ED25519]) + self.pub)}"
+
+    def cosigner_string(self) -> str:
+        """This key as a c2sp.org/tlog-cosignature cosigner verifier key (type 0x04)."""
+        return (f"{self.name}+{self.cosigner_id.hex()}+"
+                f"{_b64(bytes([ALG_COSIGNATURE_V1]) + self.pub)}")
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         try:
@@ -237,6 +256,47 @@ def add_signature(data: bytes, signer: Signer) -> bytes:
         return data
     new = Signature(signer.name, signer.key_id, signer.sign(note.text.encode("utf-8")))
     return format_note(Note(note.text, (*note.sigs, new)))
+
+
+def cosignature_message(text: str, timestamp: int) -> bytes:
+    """What a cosignature/v1 signs: header line, time line, then the checkpoint text."""
+    return COSIGNATURE_V1 + f"time {timestamp}\n".encode() + text.encode("utf-8")
+
+
+def cosign(data: bytes, signer: Signer, timestamp: int) -> bytes:
+    """Add `signer`'s c2sp.org/tlog-cosignature cosignature/v1 line to a signed note.
+
+    Existing lines stay as they are; a note this key already cosigned is returned
+    unchanged (one cosignature per cosigner key, as verifiers count them)."""
+    if not 0 <= timestamp < 1 << 63:
+        raise FormatError("cosignature timestamp must be 0..2^63-1")
+    note = parse_note(data)
+    kid = key_id(signer.name, signer.pub, ALG_COSIGNATURE_V1)
+    if any(s.name == signer.name and s.key_id == kid for s in note.sigs):
+        return data
+    sig = signer.sign(cosignature_message(note.text, timestamp))
+    new = Signature(signer.name, kid, timestamp.to_bytes(8, "big") + sig)
+    return format_note(Note(note.text, (*note.sigs, new)))
+
+
+def open_cosignatures(data: bytes, cosigners: list[Verifier]) -> dict[str, int]:
+    """The cosignature/v1 lines of `cosigners` on a note: {cosigner name: timestamp}.
+
+    Lines of other keys are ignored; a line that claims a given cosigner's name and key
+    id but is malformed or does not verify is a VerificationError (fail closed)."""
+    note = parse_note(data)
+    out: dict[str, int] = {}
+    for s in note.sigs:
+        for v in cosigners:
+            if v.name != s.name or v.cosigner_id != s.key_id:
+                continue
+            if len(s.sig) != 72:
+                raise VerificationError(f"cosignature by {s.name} is not 8 + 64 bytes")
+            ts = int.from_bytes(s.sig[:8], "big")
+            if ts >= 1 << 63 or not v.verify(cosignature_message(note.text, ts), s.sig[8:]):
+                raise VerificationError(f"cosignature by {s.name} does not verify")
+            out[v.name] = ts
+    return out
 
 
 def open_note(data: bytes, verifiers: list[Verifier]) -> tuple[Note, list[str]]:

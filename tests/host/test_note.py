@@ -6,6 +6,7 @@ import base64
 import hashlib
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hashtrail import note
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
 
@@ -107,3 +108,63 @@ def test_go_sumdb_note_known_answer() -> None:
     assert signer.to_string() == skey
     assert note.sign_note(text, [signer]) == want
     assert note.open_note(want, [note.Verifier.from_string(vkey)])[1] == ["PeterNeumann"]
+
+
+# -- c2sp.org/tlog-cosignature, cosignature/v1 -----------------------------------------
+
+WITNESS = note.Signer("witness.example.com/w1", bytes([9]) * 32)
+
+
+def test_cosignature_v1_known_key_ids() -> None:
+    # Verifier keys from transparency-dev/formats note/note_cosigv1_test.go
+    # (TestCoSigV1NewVerifier): a native cosignature/v1 key (type 0x04, key id over
+    # name || "\n" || 0x04 || pub) and an ordinary Ed25519 note key (type 0x01).
+    native = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
+    v = note.Verifier.from_string(native)
+    assert v.cosigner_string() == native and v.cosigner_id.hex() == "da77ade7"
+    plain = "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6"
+    assert note.Verifier.from_string(plain).to_string() == plain
+    with pytest.raises(FormatError):
+        note.Verifier.from_string(native.replace("da77ade7", "00000000"))
+
+
+def test_cosignature_v1_layout_and_message() -> None:
+    # The payload layout of the same file's TestCosignatureTimestamp vector:
+    # key id (4) || u64 big-endian timestamp || signature (64), time 1727964367.
+    known = base64.b64decode("ZGhGuQAAAABm/qTPeyKXD+R2rzyQsxPiP8mXum7qq/iF0u4vanlqJyocWODBt97w"
+                             "9uL+8qT7S5gxEHWWOworDcFiEBYJXORmnFBOBA==")
+    assert len(known) == 76 and int.from_bytes(known[4:12], "big") == 1727964367
+    ts = 1679315147                                  # the spec's example time line
+    data = note.cosign(_signed(), WITNESS, ts)
+    assert data.startswith(_signed())
+    line = data.decode().splitlines()[-1]
+    name, b64 = line.removeprefix("— ").split(" ")
+    raw = base64.b64decode(b64)
+    assert name == WITNESS.name and len(raw) == 4 + 8 + 64
+    assert raw[:4] == hashlib.sha256(b"witness.example.com/w1\n\x04" + WITNESS.pub).digest()[:4]
+    assert raw[4:12] == ts.to_bytes(8, "big")
+    # the signed message, spelled out as in the spec's example
+    msg = (b"cosignature/v1\ntime 1679315147\nexample.com/ledger\n12\n"
+           + base64.b64encode(ROOT) + b"\n")
+    Ed25519PublicKey.from_public_bytes(WITNESS.pub).verify(raw[12:], msg)
+
+
+def test_cosignature_v1_verifies_and_fails_closed() -> None:
+    wv = WITNESS.verifier()
+    data = note.cosign(_signed(), WITNESS, 1_700_000_000)
+    assert note.cosign(data, WITNESS, 1_800_000_000) == data          # one per cosigner key
+    assert note.open_cosignatures(data, [wv]) == {WITNESS.name: 1_700_000_000}
+    assert note.open_cosignatures(data, [note.Verifier("other", bytes(32))]) == {}
+    # the log signature still opens the checkpoint; the cosignature is not a note signature
+    assert note.open_checkpoint(data, [SIGNER.verifier(), wv])[1] == [SIGNER.name]
+    with pytest.raises(VerificationError):                 # fail closed: no log signature
+        note.open_checkpoint(data, [wv])
+    raw = bytearray(base64.b64decode(data.decode().splitlines()[-1].split(" ")[2]))
+    for i in (4, 11, 12, 75):                      # timestamp bytes and signature bytes
+        bad = bytearray(raw)
+        bad[i] ^= 1
+        forged = data.rsplit(b" ", 1)[0] + b" " + base64.b64encode(bytes(bad)) + b"\n"
+        with pytest.raises(VerificationError):
+            note.open_cosignatures(forged, [wv])
+    with pytest.raises(FormatError):
+        note.cosign(_signed(), WITNESS, 1 << 63)

@@ -153,3 +153,28 @@ def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     flagged = [ln for ln in out.splitlines() if ln.startswith("    !")]
     assert len(flagged) == 1 and flagged[0].startswith("    ! fork at seq 6:")
+
+
+def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`ledger cosign` appends a c2sp.org/tlog-cosignature line that the printed cosigner
+    key verifies, and keeps the log's own signature."""
+    from hashtrail import note
+    from hashtrail.cli import main
+
+    d = _dev(3)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        log_key = led.verifier
+    assert main(["ledger", "checkpoint", "--ledger", str(tmp_path / "l.db"), "--json"]) == 0
+    (tmp_path / "cp").write_text(json.loads(capsys.readouterr().out)["checkpoint"])
+    (tmp_path / "w.key").write_text(note.Signer.generate("witness.test/w1").to_string())
+    assert main(["ledger", "cosign", "--ledger", str(tmp_path / "l.db"), "--key",
+                 str(tmp_path / "w.key"), "--state", str(tmp_path / "w.state"), "--json",
+                 str(tmp_path / "cp")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    data = out["cosigned"].encode()
+    witness = note.Verifier.from_string(out["cosigner_key"])
+    assert out["cosigner_key"] == witness.cosigner_string()
+    assert list(note.open_cosignatures(data, [witness])) == ["witness.test/w1"]
+    assert note.open_checkpoint(data, [log_key])[0].size == 4

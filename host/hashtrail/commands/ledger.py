@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +200,13 @@ def run_cosign(args: argparse.Namespace) -> int:
                     "seen": old_data.decode(), "offered": data.decode()}, indent=1))
                 raise VerificationError(f"refused to cosign: {e}",
                                         hint=f"both signed checkpoints kept in {ev}") from e
-    out = note.add_signature(data, witness)
+    out = note.cosign(data, witness, int(time.time()))
     state.write_bytes(data)
     if args.out:
         Path(args.out).write_bytes(out)
     if args.json:
-        print(json.dumps({"cosigned": out.decode(), "size": cp.size}))
+        print(json.dumps({"cosigned": out.decode(), "size": cp.size,
+                          "cosigner_key": witness.verifier().cosigner_string()}))
     elif not args.out:
         print(out.decode(), end="")
     return 0
