@@ -227,9 +227,10 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
             res.findings.append(Finding(did, s, "entry does not link to the previous entry"
                                         " (edited, reordered or from another chain); held"))
             break
-        # Two linked candidates for one seq: prefer the one a device signature covers;
-        # the other stays pending and becomes fork evidence once it is signed too.
-        opts.sort(key=lambda c: (c.sig is None and (s, c.h) not in heads, c.h))
+        # Two linked candidates for one seq (say an edited copy from one collector and
+        # the real entry from another): take the one whose chain reaches a device
+        # signature; the other stays pending, and becomes fork evidence once signed too.
+        opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads), c.h))
         c = opts[0]
         path.append(c)
         if c.sig is not None or (s, c.h) in heads:
@@ -257,6 +258,21 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
         db.execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE device_id=?",
                    (last.seq, last.h, prev_t, did))
     return {c.seq: c for c in take}
+
+
+def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
+                  heads: set[tuple[int, bytes]]) -> bool:
+    """Whether a device signature covers `start` or an entry chained after it."""
+    stack, seen = [start], {id(start)}
+    while stack:
+        c = stack.pop()
+        if c.sig is not None or (c.seq, c.h) in heads:
+            return True
+        for n in cands.get(c.seq + 1, ()):
+            if n.f.prev == c.h and id(n) not in seen:
+                seen.add(id(n))
+                stack.append(n)
+    return False
 
 
 def accepted_branch(db: sqlite3.Connection, did: str, seq: int) -> Branch:

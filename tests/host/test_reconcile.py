@@ -178,3 +178,20 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
     assert out["cosigner_key"] == witness.cosigner_string()
     assert list(note.open_cosignatures(data, [witness])) == ["witness.test/w1"]
     assert note.open_checkpoint(data, [log_key])[0].size == 4
+
+
+def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
+    """Collector A delivers an edited entry (held), collector B the real one: the chain
+    that reaches the device's checkpoint is accepted, whatever the hashes' order."""
+    for secret in range(2001, 2009):           # both hash orders of edited vs real
+        d = _dev(12, secret=secret)
+        evil = bundle([d], cps=[(d, d.checkpoint(seq=4))])
+        body = evil.entries[6][1].body
+        evil.entries[6] = (d.id_hex, evil.entries[6][1]._replace(
+            body=body.replace(b"temp", b"tmpx")))
+        with Ledger.create(tmp_path / f"{secret}.db", "t/l") as led:
+            assert reconcile(led, evil).accepted == 5
+            r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())], name="c2"))
+            assert (r.accepted, led.size) == (8, 13), secret
+            assert [(f.seq, "no device signature covers it" in f.reason)
+                    for f in r.findings] == [(6, True)]
