@@ -626,6 +626,9 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> D
     """Run the eight steps in `directory` (must be new or empty); stop every device after."""
     if not 1 <= devices <= 16:
         raise DemoError("--devices must be between 1 and 16", hint="the default is 3")
+    # Absolute: a virtual device's VM runs in its image folder and is handed the image
+    # path, which a relative --dir would make point nowhere.
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise DemoError(f"{directory} is not empty", hint="give --dir a new or empty folder")
