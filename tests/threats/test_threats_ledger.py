@@ -201,16 +201,10 @@ def _signed_seqs(bundle: Path) -> list[int]:
     return sorted(out)
 
 
-# Finding (reconcile.py, owned by the ledger engineer): `_advance` follows the first
-# candidate by hash that links by `prev`, with no backtracking. A tampered copy of an
-# entry still links to its predecessor; when its hash sorts first, the walk takes it,
-# the next entry does not link, and the genuine chain stays pending for good: one bad
-# bundle from any collector stops a device's ledger.
-_BLOCKS = pytest.mark.xfail(strict=True, reason="reconcile follows a tampered pending "
-                            "copy that sorts first and never backtracks to the genuine one")
-
-
-@pytest.mark.parametrize("genuine_first", [True, pytest.param(False, marks=_BLOCKS)])
+# Both hash orders: reconcile once followed whichever linked copy of a seq sorted first
+# by hash, so an edited copy held from a bad bundle blocked the genuine chain for good
+# (found by this test; fixed in reconcile by 80c4544).
+@pytest.mark.parametrize("genuine_first", [True, False])
 def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
         golden: Golden, gold_bundle: Path, tmp_path: Path, genuine_first: bool,
         capsys: pytest.CaptureFixture[str]) -> None:
