@@ -154,6 +154,21 @@ def run_protocol(seconds: float, seed: int) -> int:
     return 1 if findings else 0
 
 
+def _runner(strategy: Any, prop: Any, given: Any, settings: Any, st: Any,
+            health: Any) -> tuple[Any, list[int]]:
+    """A hypothesis test of one target (500 examples a round) and its case counter."""
+    count = [0]
+
+    @settings(max_examples=500, deadline=None, database=None,
+              suppress_health_check=list(health))
+    @given(st.data())
+    def one(data: Any) -> None:
+        count[0] += 1
+        prop(data.draw(strategy()))
+
+    return one, count
+
+
 def run_decoders(minutes: float, names: list[str]) -> int:
     from fuzzprops import TARGETS
     from hypothesis import HealthCheck, given, settings
@@ -163,16 +178,7 @@ def run_decoders(minutes: float, names: list[str]) -> int:
     share = minutes * 60 / len(names)
     failed = 0
     for name in names:
-        strategy, prop = TARGETS[name]
-        count = [0]
-
-        @settings(max_examples=500, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(st.data())
-        def one(data: Any, strategy: Any = strategy, prop: Any = prop,
-                count: list[int] = count) -> None:
-            count[0] += 1
-            prop(data.draw(strategy()))
+        one, count = _runner(*TARGETS[name], given, settings, st, HealthCheck)
 
         end = time.monotonic() + share
         rounds = 0
