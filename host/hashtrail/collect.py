@@ -198,7 +198,7 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
-        noise_bytes=link.decoder.skipped)
+        noise_bytes=link.noise_bytes)
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,

@@ -329,6 +329,7 @@ class Link:
         self._frames: list[Frame] = []
         self._rid = int.from_bytes(os.urandom(1), "little") % 254 + 1
         self.bytes_in = 0
+        self._noise_before = 0
         self.bytes_out = 0
 
     def close(self) -> None:
@@ -364,10 +365,19 @@ class Link:
 
     def drain(self, quiet: float = 0.05) -> None:
         """Discard whatever the device is still sending (an old stream, REPL text)."""
-        while self.stream.read(8192, quiet):
-            pass
+        discarded = 0
+        while data := self.stream.read(8192, quiet):
+            discarded += len(data)
+        self.bytes_in += discarded
+        # The decoder is replaced: fold what it skipped into the link's running total.
+        self._noise_before += self.decoder.skipped + discarded
         self.decoder = FrameDecoder()
         self._frames.clear()
+
+    @property
+    def noise_bytes(self) -> int:
+        """Bytes received that were not part of a used frame, over the link's lifetime."""
+        return self._noise_before + self.decoder.skipped
 
     def request(self, cmd: int, args: bytes = b"", *, expect: int, timeout: float | None = None,
                 retries: int = 2) -> Frame:
