@@ -8,6 +8,8 @@ device code from this output at least once. Prints each module's `.mpy` size.
     python tools/build_mpy.py [--board esp32] [--out build/mpy/esp32] [--json]
 
 `boot.py` and `main.py` stay source: MicroPython only runs those two names as scripts.
+Data files in firmware/ (DATA_GLOBS: the P-256 comb table p256_table.bin, read from
+flash by p256.py instead of costing 16 KB of heap) are copied unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ FIRMWARE = ROOT / "firmware"
 BOARDS = ROOT / "boards"
 # Files MicroPython executes by name; they must stay as source on the board.
 SCRIPTS = ("boot.py", "main.py")
+# Data files shipped as they are (read by the firmware at run time).
+DATA_GLOBS = ("*.bin",)
 
 
 def mpy_cross() -> str:
@@ -43,11 +47,8 @@ def board_arch(board: str) -> str | None:
 
 def firmware_sources() -> list[Path]:
     """Every firmware file that is shipped to a board, relative to firmware/."""
-    return sorted(
-        p.relative_to(FIRMWARE)
-        for p in FIRMWARE.rglob("*.py")
-        if "__pycache__" not in p.parts
-    )
+    found = [p for g in ("*.py", *DATA_GLOBS) for p in FIRMWARE.rglob(g)]
+    return sorted(p.relative_to(FIRMWARE) for p in found if "__pycache__" not in p.parts)
 
 
 def build(out: Path, arch: str | None = None, opt: int = 0) -> list[tuple[str, int]]:
@@ -57,7 +58,7 @@ def build(out: Path, arch: str | None = None, opt: int = 0) -> list[tuple[str, i
     results: list[tuple[str, int]] = []
     for rel in firmware_sources():
         src = FIRMWARE / rel
-        if rel.name in SCRIPTS and len(rel.parts) == 1:
+        if (rel.name in SCRIPTS and len(rel.parts) == 1) or rel.suffix != ".py":
             dst = out / rel
             shutil.copyfile(src, dst)
         else:

@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""Generate firmware/lib/p256_table.py: the fixed-base comb table for P-256's generator.
+"""Generate firmware/lib/p256_table.py and p256_table.bin: the fixed-base comb table for
+P-256's generator.
 
 Why a generated file: the device multiplies the generator G for every signature and
 every public key. A comb with 8 teeth spaced 32 bits apart turns k*G into 31
 doublings and 32 additions of precomputed affine points, instead of 256 doublings
 and ~128 additions. The table is a `bytes` constant so a frozen firmware build keeps
-it in flash; loaded from `.mpy` it costs its 16,320 bytes of heap once.
+it in flash; loaded from `.mpy` it would cost 16,320 bytes of heap, so the same bytes
+are also shipped as the file /lib/p256_table.bin, from which p256.py reads one 64-byte
+row per comb column (p256 uses the file when it sits next to p256's module file, else
+imports the constant: docs/DEVICE.md).
 
 Layout (what firmware/lib/p256.py reads):
     entry idx (1..255) at byte offset (idx - 1) * 64: X (32, big-endian) || Y (32)
     point(idx) = sum over set bits j of idx (0..7) of 2^(32*j) * G
     (idx 0 would be the point at infinity and is not stored)
 
-    python tools/gen_p256_table.py            # rewrite the table
-    python tools/gen_p256_table.py --check    # exit 1 if the committed table differs
+    python tools/gen_p256_table.py            # rewrite both files
+    python tools/gen_p256_table.py --check    # exit 1 if a committed file differs
 
 Computed here with plain affine arithmetic (CPython's pow(x, -1, p)); the host tests
 check the result against the `cryptography` package point by point.
@@ -27,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "firmware" / "lib" / "p256_table.py"
+OUT_BIN = ROOT / "firmware" / "lib" / "p256_table.bin"
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
@@ -93,7 +98,8 @@ def render(table: bytes) -> str:
         "# Fixed-base comb table for P-256: 8 teeth spaced 32 bits apart.",
         "# Entry idx (1..255) at offset (idx - 1) * 64 is X || Y (big-endian, affine) of",
         "# sum over set bits j of idx of 2^(32*j) * G. A `bytes` constant, so a frozen",
-        "# build keeps it in flash; from .mpy it takes 16,320 bytes of heap.",
+        "# build keeps it in flash; from .mpy it would take 16,320 bytes of heap, so",
+        "# p256.py reads the same bytes from p256_table.bin when that file is shipped.",
         "COMB = (",
     ]
     for off in range(0, len(table), BYTES_PER_LINE):
@@ -109,15 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true",
                     help="compare with the committed file instead of writing it")
     args = ap.parse_args(argv)
-    text = render(table_bytes())
+    table = table_bytes()
+    text = render(table)
     if args.check:
-        same = OUT.is_file() and OUT.read_text() == text
-        print(f"{OUT.relative_to(ROOT)}: {'up to date' if same else 'DIFFERS'}")
-        return 0 if same else 1
+        ok = True
+        for path, same in ((OUT, OUT.is_file() and OUT.read_text() == text),
+                           (OUT_BIN, OUT_BIN.is_file() and OUT_BIN.read_bytes() == table)):
+            print(f"{path.relative_to(ROOT)}: {'up to date' if same else 'DIFFERS'}")
+            ok = ok and same
+        return 0 if ok else 1
     OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)} ({len(table_bytes())} table bytes)")
+    OUT_BIN.write_bytes(table)
+    print(f"wrote {OUT.relative_to(ROOT)} and {OUT_BIN.relative_to(ROOT)} "
+          f"({len(table)} table bytes)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

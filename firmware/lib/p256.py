@@ -12,9 +12,12 @@
 #   N, P, GX, GY                      curve order, field prime, generator
 #
 # How it is fast (tools/bench_device.py measures it against tools/p256_naive.py):
-# - k*G uses a fixed-base comb (p256_table.COMB: 8 teeth spaced 32 bits apart,
-#   255 affine points as one bytes constant that a frozen build keeps in flash):
-#   31 doublings and at most 32 mixed additions instead of 256 and ~128.
+# - k*G uses a fixed-base comb (8 teeth spaced 32 bits apart, 255 affine points):
+#   31 doublings and at most 32 mixed additions instead of 256 and ~128. The table
+#   is read row by row (one 64-byte seek + readinto per comb column, into one
+#   preallocated buffer) from p256_table.bin next to this module when the firmware
+#   ships it (.mpy builds: /lib/p256_table.bin), else taken from the bytes constant
+#   p256_table.COMB (frozen builds keep it in flash; from .mpy it costs 16 KB heap).
 # - Modular inverses use the extended Euclidean algorithm in Python: about 10x
 #   faster here than Fermat's pow(x, m - 2, m) (pow(x, -1, m) returns 0 on this
 #   MicroPython). Signing needs two inverses (affine x of R, and 1/k).
@@ -35,13 +38,13 @@
 #
 # Allocation: every big-int operation allocates a new int; the GC reclaims them, and
 # verify's ~5,000 operations make several collections per call. Resident after
-# import (module + table + hmac256) is ~24 KB; import + sign + verify run in a heap
-# of ~35 KB in total (tools/bench_device.py bisects it; tests/firmware/
-# test_p256_heap.py checks the 24 KB budget and a run with only ~20 KB free).
+# import (module + hmac256, table in the file) is ~9 KB (~24 KB with the table as a
+# constant from .mpy); tools/bench_device.py bisects the smallest heap running import
+# + sign + verify; tests/firmware/test_p256_heap.py checks the budget and a run with
+# only ~20 KB free.
 import os
 
 import hmac256
-from p256_table import COMB
 
 try:
     from micropython import const
@@ -64,6 +67,36 @@ _WMASK = const((1 << _WNAF_W) - 1)
 _WHALF = const(1 << (_WNAF_W - 1))
 _WSIZE = const(1 << (_WNAF_W - 2))
 _NO_DIGITS = bytes(32)  # the wNAF of u2 = 0, as far as the comb-only loop reads it
+_TABLE_LEN = const(16320)  # 255 rows of X || Y, 64 bytes each
+
+
+def _find_table():
+    """Path of p256_table.bin next to this module, or None (then COMB is imported).
+
+    Loaded from .mpy, the comb table as a bytes constant would take 16 KB of heap, so
+    the firmware ships it as a file too (/lib/p256_table.bin) and reads one 64-byte
+    row per comb column into a preallocated buffer. A frozen build does not ship the
+    file: there the p256_table module's constant lives in flash at no heap cost."""
+    try:
+        here = __file__
+    except NameError:
+        return None
+    path = here[:here.rfind("/") + 1] + "p256_table.bin"
+    try:
+        if os.stat(path)[6] == _TABLE_LEN:
+            return path
+    except OSError:
+        pass
+    return None
+
+
+_TABLE_FILE = _find_table()
+if _TABLE_FILE is None:
+    from p256_table import COMB
+else:
+    COMB = None
+_ROW = bytearray(64)  # one table row read from the file
+_MASK256 = const((1 << 256) - 1)
 
 
 def _inv(a, m):
@@ -306,56 +339,69 @@ def _mul2(u1, u2, x, y):
         top = 31
     kb = u1.to_bytes(32, "big")
     T = COMB
+    f = None if T is not None else open(_TABLE_FILE, "rb")
+    row = _ROW
     X = Y = Z = 0
-    for i in range(top, -1, -1):
-        if Z:
-            d = Z * Z % P
-            g = Y * Y % P
-            b = X * g % P
-            a = (X - d) * (X + d) * 3 % P
-            X = (a * a - (b << 3)) % P
-            Z = (Y * Z << 1) % P
-            Y = (a * ((b << 2) - X) - ((g * g) << 3)) % P
-        v = naf[i]
-        if i < 32:
-            o = 31 - (i >> 3)
-            sh = i & 7
-            idx = ((kb[o] >> sh) & 1 | ((kb[o - 4] >> sh) & 1) << 1
-                   | ((kb[o - 8] >> sh) & 1) << 2 | ((kb[o - 12] >> sh) & 1) << 3
-                   | ((kb[o - 16] >> sh) & 1) << 4 | ((kb[o - 20] >> sh) & 1) << 5
-                   | ((kb[o - 24] >> sh) & 1) << 6 | ((kb[o - 28] >> sh) & 1) << 7)
-        else:
-            idx = 0
-        # Up to two additions this step: the wNAF digit of u2, then the comb column.
-        while v or idx:
-            if v:
-                if v < 128:
-                    x2 = xs[v >> 1]
-                    y2 = ys[v >> 1]
-                else:
-                    x2 = xs[(256 - v) >> 1]
-                    y2 = ys[_WSIZE + ((256 - v) >> 1)]
-                v = 0
+    try:
+        for i in range(top, -1, -1):
+            if Z:
+                d = Z * Z % P
+                g = Y * Y % P
+                b = X * g % P
+                a = (X - d) * (X + d) * 3 % P
+                X = (a * a - (b << 3)) % P
+                Z = (Y * Z << 1) % P
+                Y = (a * ((b << 2) - X) - ((g * g) << 3)) % P
+            v = naf[i]
+            if i < 32:
+                o = 31 - (i >> 3)
+                sh = i & 7
+                idx = ((kb[o] >> sh) & 1 | ((kb[o - 4] >> sh) & 1) << 1
+                       | ((kb[o - 8] >> sh) & 1) << 2 | ((kb[o - 12] >> sh) & 1) << 3
+                       | ((kb[o - 16] >> sh) & 1) << 4 | ((kb[o - 20] >> sh) & 1) << 5
+                       | ((kb[o - 24] >> sh) & 1) << 6 | ((kb[o - 28] >> sh) & 1) << 7)
             else:
-                off = (idx - 1) << 6
-                x2 = _b2i(T[off:off + 32])
-                y2 = _b2i(T[off + 32:off + 64])
                 idx = 0
-            if not Z:
-                X, Y, Z = x2, y2, 1
-                continue
-            z = Z * Z % P
-            H = (x2 * z - X) % P
-            R = (y2 * z % P * Z - Y) % P
-            if H:
-                HH = H * H % P
-                HHH = H * HH % P
-                V = X * HH % P
-                X = (R * R - HHH - (V << 1)) % P
-                Y = (R * (V - X) - Y * HHH) % P
-                Z = Z * H % P
-            else:
-                X, Y, Z = _madd_h0(X, Y, Z, R)
+            # Up to two additions this step: the wNAF digit of u2, then the comb column.
+            while v or idx:
+                if v:
+                    if v < 128:
+                        x2 = xs[v >> 1]
+                        y2 = ys[v >> 1]
+                    else:
+                        x2 = xs[(256 - v) >> 1]
+                        y2 = ys[_WSIZE + ((256 - v) >> 1)]
+                    v = 0
+                else:
+                    off = (idx - 1) << 6
+                    if f is None:
+                        x2 = _b2i(T[off:off + 64])
+                    else:
+                        f.seek(off)
+                        if f.readinto(row) != 64:
+                            raise OSError("p256 table file short")
+                        x2 = _b2i(row)
+                    y2 = x2 & _MASK256
+                    x2 >>= 256
+                    idx = 0
+                if not Z:
+                    X, Y, Z = x2, y2, 1
+                    continue
+                z = Z * Z % P
+                H = (x2 * z - X) % P
+                R = (y2 * z % P * Z - Y) % P
+                if H:
+                    HH = H * H % P
+                    HHH = H * HH % P
+                    V = X * HH % P
+                    X = (R * R - HHH - (V << 1)) % P
+                    Y = (R * (V - X) - Y * HHH) % P
+                    Z = Z * H % P
+                else:
+                    X, Y, Z = _madd_h0(X, Y, Z, R)
+    finally:
+        if f is not None:
+            f.close()
     return X, Y, Z
 
 

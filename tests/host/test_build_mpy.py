@@ -35,6 +35,9 @@ def _expected_outputs() -> set[str]:
             continue
         keep_source = rel.name in SCRIPTS and len(rel.parts) == 1
         out.add(str(rel if keep_source else rel.with_suffix(".mpy")))
+    # Data files are shipped unchanged (the P-256 comb table read from flash).
+    out.update(str(p.relative_to(FIRMWARE)) for p in FIRMWARE.rglob("*.bin"))
+    assert "lib/p256_table.bin" in out
     return out
 
 
