@@ -428,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         args.dir.mkdir(parents=True, exist_ok=True)
     s = run(args.minutes, args.devices, args.interval, args.seed, args.dir, args.verbose)
     if args.json:
-        d = dataclasses.asdict(s)
+        d = dataclasses.asdict(dataclasses.replace(s, events=Counter()))
+        d["events"] = dict(s.events)  # asdict would turn a Counter's items into keys
         d["seed"] = args.seed
         print(json.dumps(d, indent=1))
     else:
