@@ -79,7 +79,7 @@ class VirtualDevice:
             raise ConfigError(f"board {self.board.name!r} cannot run virtually",
                               hint="virtual devices use --board unix")
         self.name = name
-        self.dir = Path(directory)
+        self.dir = Path(directory).resolve()  # the VM runs with cwd=self.dir
         self.image_path = self.dir / f"{name}.lfs"
         self.log = log
         self._lock = threading.RLock()
