@@ -111,8 +111,10 @@ def _fast_entry(body: bytes) -> EntryFields | None:
     raises: anything else returns None and the reference path decides (and words the
     error)."""
     try:
-        m = cbor2.loads(body, allow_indefinite=False, allow_duplicate_keys=False,
-                        max_depth=32)
+        # an indefinite length or a duplicate key cannot survive the byte-exact
+        # comparison below; nesting deeper than the reference allows could, so it is
+        # limited here the same way
+        m = cbor2.loads(body, max_depth=32)
     except _CBOR_ERRORS:
         return None
     if type(m) is not dict or list(m) != _ENTRY_KEYS or body[0] != 0xA9:
@@ -132,12 +134,16 @@ def _fast_entry(body: bytes) -> EntryFields | None:
         return None
     if again[0] != 0x92 or body[1:] != again[1:]:
         return None
-    return EntryFields(seq, t, up, boot, prev, fw, kind, payload)
+    return _new_fields(EntryFields, (seq, t, up, boot, prev, fw, kind, payload))
+
+
+_new_fields = tuple.__new__     # NamedTuple construction without its Python-level __new__
 
 
 def parse_entry(body: bytes) -> EntryFields:
     """Decode entry bytes strictly; FormatError if they are not a version-1 entry."""
-    body = bytes(body)
+    if type(body) is not bytes:
+        body = bytes(body)
     fast = _fast_entry(body)
     if fast is not None:
         return fast

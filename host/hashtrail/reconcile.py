@@ -137,7 +137,6 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0)
-    known = {(c.seq, c.h) for cs in cands.values() for c in cs}
     sha256, signed = hashlib.sha256, key.signed          # hot loop: local names
     for seq, body, sig in recs:
         try:
@@ -157,29 +156,32 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
         if accepted and accepted.get(seq) == h:
             res.duplicates += 1
             continue
-        k = (seq, h)
-        if k not in known:
-            known.add(k)
-            cands[seq].append(_Cand(seq, h, body, sig, f, False))
-        elif sig is not None:
-            # A signed copy replaces an unsigned one of the same bytes: its signature
-            # is what lets the entry (and so the chain up to it) be accepted.
-            cs = cands[seq]
-            for i, c in enumerate(cs):
-                if c.h == h and c.sig is None:
+        cs = cands.get(seq)
+        if cs is None:
+            cands[seq] = [_Cand(seq, h, body, sig, f, False)]
+            continue
+        for i, c in enumerate(cs):
+            if c.h == h:
+                # A signed copy replaces an unsigned one of the same bytes: its
+                # signature is what lets the entry (and the chain up to it) be accepted.
+                if sig is not None and c.sig is None:
                     cs[i] = c._replace(sig=sig)
                     if c.stored:
                         db.execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? "
                                    "AND entry_hash=?", (sig, did, seq, h))
+                break
+        else:
+            cs.append(_Cand(seq, h, body, sig, f, False))
     for cs in cands.values():
         if len(cs) > 1:
             cs.sort(key=lambda c: c.h)
     taken = _advance(led, db, did, cands, res)
     rest: dict[int, list[_Cand]] = defaultdict(list)
-    for seq, cs in cands.items():
-        for c in cs:
-            if taken.get(seq) is not c:
-                rest[seq].append(c)
+    if len(taken) != len(cands) or any(len(cs) > 1 for cs in cands.values()):
+        for seq, cs in cands.items():      # (all taken, one copy each: nothing is left)
+            for c in cs:
+                if taken.get(seq) is not c:
+                    rest[seq].append(c)
     db.executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)",
                    [(did, c.seq, c.h, c.body, c.sig) for cs in rest.values() for c in cs
                     if not c.stored])
@@ -215,14 +217,15 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
     covered = 0
     s, head = dev.tip_seq + 1, dev.tip_head
     while s in cands:
-        opts = [c for c in cands[s] if c.f.prev == head]
-        if len(opts) == 1:
-            c = opts[0]
+        cs = cands[s]
+        if len(cs) == 1 and cs[0].f.prev == head:      # the usual case: one linked copy
+            c = cs[0]
             path.append(c)
             if c.sig is not None or (s, c.h) in heads:
                 covered = len(path)
             head, s = c.h, s + 1
             continue
+        opts = [c for c in cs if c.f.prev == head]
         if not opts:
             res.findings.append(Finding(did, s, "entry does not link to the previous entry"
                                         " (edited, reordered or from another chain); held"))
@@ -238,12 +241,13 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
         head, s = c.h, s + 1
     prev_t = dev.tip_t
     for c in path[:covered]:
-        if c.f.t is not None and prev_t is not None and c.f.t < prev_t \
-                and c.f.kind != KIND_TIME_SET:
+        t = c.f.t
+        if t is None:
+            continue
+        if prev_t is not None and t < prev_t and c.f.kind != KIND_TIME_SET:
             res.findings.append(Finding(did, c.seq, f"device time went backwards "
-                                        f"({prev_t} -> {c.f.t}); accepted, flagged"))
-        if c.f.t is not None:
-            prev_t = c.f.t
+                                        f"({prev_t} -> {t}); accepted, flagged"))
+        prev_t = t
     take = path[:covered]
     pre = leaf_prefix(did)
     first = led.append_leaves(db, [pre + c.seq.to_bytes(8, "big") + c.h + c.body

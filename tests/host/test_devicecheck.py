@@ -78,6 +78,13 @@ def _top(**over: Any) -> dict[int, Any]:
     return m
 
 
+def _nest(depth: int) -> Any:
+    v: Any = 0
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
 NONCANONICAL = {
     # seq 5 written as a 1-byte-argument integer (18 05 instead of 05)
     "long-int": cbor2.dumps(_top()).replace(b"\x01\x05\x02", b"\x01\x18\x05\x02", 1),
@@ -92,6 +99,11 @@ NONCANONICAL = {
     + cbor2.dumps(21.25, canonical=True) + b"\xff",
     "trailing": cbor2.dumps(_top(), canonical=True) + b"\x00",
     "version-true": cbor2.dumps(_top(k0=True), canonical=True),
+    # {0: "x", 0: "temp", 1: "Cel", 2: 21.25}: a duplicate key the fast path's lenient
+    # decode collapses; the re-encoding is shorter, so it must stand aside
+    "duplicate-key": cbor2.dumps(_top(), canonical=True).replace(
+        b"\x81\xa3\x00", b"\x81\xa4\x00\x61x\x00"),
+    "deep-nesting": cbor2.dumps(_top(k8=_nest(40)), canonical=True),
     "seq-float": cbor2.dumps(_top(k1=5.0), canonical=True),
 }
 

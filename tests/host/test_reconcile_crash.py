@@ -33,26 +33,33 @@ def _init(path: Path) -> None:
 
 def test_killed_reconcile_reruns_to_the_same_ledger(tmp_path: Path) -> None:
     bundles = _bundles(tmp_path)
+    cmd = [*CLI, "reconcile", *map(str, bundles), "--ledger"]
+    # Kill times are fractions of a full run's wall time (start-up included), so the
+    # kills keep landing mid-reconcile however fast reconcile gets.
+    _init(tmp_path / "timing.db")
+    t = time.perf_counter()
+    subprocess.run([*cmd, str(tmp_path / "timing.db")], check=True, capture_output=True)
+    full = time.perf_counter() - t
     rng = random.Random(7)
     partial = 0
-    for it in range(4):
+    for it in range(12):
         led_path = tmp_path / f"l{it}.db"
         _init(led_path)
-        p = subprocess.Popen([*CLI, "reconcile", *map(str, bundles), "--ledger",
-                              str(led_path)], stdout=subprocess.DEVNULL,
+        p = subprocess.Popen([*cmd, str(led_path)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 0.9))
+        time.sleep(rng.uniform(0.4, 1.0) * full)
         p.kill()
         p.wait()
         with Ledger.open(led_path) as led:
             partial += 0 < led.size < 3 * N
             assert verify_ledger(led).ok           # consistent right after the kill
-        subprocess.run([*CLI, "reconcile", *map(str, bundles), "--ledger", str(led_path)],
-                       check=True, capture_output=True)
+        subprocess.run([*cmd, str(led_path)], check=True, capture_output=True)
         with Ledger.open(led_path) as led:
             assert led.size == 3 * N
             assert verify_ledger(led).ok
-    assert partial, "no kill landed in the middle of a reconcile; widen the window"
+        if it >= 3 and partial >= 2:
+            break
+    assert partial >= 2, "kills did not land in the middle of a reconcile; widen the window"
 
 
 def test_two_concurrent_reconciles(tmp_path: Path) -> None:
