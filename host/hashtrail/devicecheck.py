@@ -150,9 +150,17 @@ def parse_entry(body: bytes) -> EntryFields:
     return _entry_fields(cbor_strict.loads(body, what="entry"))
 
 
+def _int_keys(m: Any) -> list[int]:
+    """A map's keys in order if they are all integers, else []: text or bytes keys must
+    not reach sorted() (TypeError), and a `true` key must not pass for 1 (True == 1)."""
+    if not isinstance(m, dict) or any(type(k) is not int for k in m):
+        return []
+    return sorted(m)
+
+
 def _entry_fields(m: Any) -> EntryFields:
     """The reference schema check of a strictly decoded entry."""
-    if not isinstance(m, dict) or sorted(m) != _ENTRY_KEYS:
+    if _int_keys(m) != _ENTRY_KEYS:
         raise FormatError("entry: not a map with keys 0..8")
     if type(m[0]) is not int or m[0] != 1 or not _uint(m[1]) \
             or not (m[2] is None or _uint(m[2])) \
@@ -211,7 +219,7 @@ class DeviceKey:
         if hdr != {1: -7, 4: self.device_id}:
             raise VerificationError("checkpoint: not ES256 with this device's kid")
         p = cbor_strict.loads(payload, what="checkpoint payload")
-        keys = sorted(p) if isinstance(p, dict) else []
+        keys = _int_keys(p)
         if keys not in ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6]) or p[0] != 1 \
                 or p[1] != self.device_id or not _uint(p[2]) or not isinstance(p[3], bytes) \
                 or len(p[3]) != 32 or not (p[4] is None or _uint(p[4])) or not _uint(p[5]) \

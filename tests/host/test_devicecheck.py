@@ -127,3 +127,17 @@ _data = st.recursive(_leaf, lambda c: st.lists(c, max_size=3)
 def test_any_body_same_verdict_as_reference(body: Any, canonical: bool) -> None:
     raw = cbor2.dumps(_top(k8=body), canonical=canonical)
     _same_as_reference(raw)
+
+
+@pytest.mark.parametrize("key", [b"k", "k", True, 9, -1], ids=repr)
+def test_a_key_of_another_type_is_a_format_error(key: Any) -> None:
+    """Text/bytes keys (sorted() would raise TypeError) and a `true` key (True == 1)
+    in an entry or a checkpoint payload are FormatErrors, never tracebacks."""
+    raw = cbor2.dumps(_top(), canonical=True)
+    extra = b"\xaa" + raw[1:] + cbor2.dumps(key) + b"\x00"         # ten pairs
+    with pytest.raises(FormatError):
+        parse_entry(extra)
+    swapped = raw.replace(b"\x01\x05\x02", b"\xf5\x05\x02", 1)      # key 1 written as true
+    assert swapped != raw
+    with pytest.raises(FormatError):
+        parse_entry(swapped)

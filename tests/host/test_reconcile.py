@@ -195,3 +195,24 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
             assert (r.accepted, led.size) == (8, 13), secret
             assert [(f.seq, "no device signature covers it" in f.reason)
                     for f in r.findings] == [(6, True)]
+
+
+def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An inclusion proof counts only with its signed checkpoint; malformed fields are
+    FormatErrors, not tracebacks."""
+    from hashtrail.cli import main
+    from hashtrail.commands.ledger import check_proof
+
+    d = _dev(3)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+    assert main(["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device",
+                 d.id_hex, "--seq", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert check_proof(doc).startswith("inclusion OK")
+    for field, value in (("checkpoint", None), ("verifier_key", None), ("checkpoint", 5),
+                         ("leaf", None), ("path", [None])):
+        with pytest.raises(HashtrailError):
+            check_proof({**doc, field: value})
+    with pytest.raises(HashtrailError):
+        check_proof({k: v for k, v in doc.items() if k != "checkpoint"})

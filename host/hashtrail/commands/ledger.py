@@ -117,11 +117,14 @@ def check_proof(doc: dict[str, Any]) -> str:
         path = [bytes.fromhex(h) for h in doc["path"]]
         if doc["type"] == "inclusion":
             leaf, root = bytes.fromhex(doc["leaf"]), bytes.fromhex(doc["root"])
-            if "checkpoint" in doc:   # bind size and root to the ledger's signature
-                cp, _ = note.open_checkpoint(doc["checkpoint"].encode(),
-                                             [note.Verifier.from_string(doc["verifier_key"])])
-                if (cp.size, cp.root) != (doc["tree_size"], root):
-                    raise VerificationError("proof root/size differ from its checkpoint")
+            # fail closed: size and root count only as signed by the ledger's key
+            cp_text, key = doc.get("checkpoint"), doc.get("verifier_key")
+            if not isinstance(cp_text, str) or not isinstance(key, str):
+                raise VerificationError("inclusion proof without its signed checkpoint "
+                                        "and verifier key")
+            cp, _ = note.open_checkpoint(cp_text.encode(), [note.Verifier.from_string(key)])
+            if (cp.size, cp.root) != (doc["tree_size"], root):
+                raise VerificationError("proof root/size differ from its checkpoint")
             merkle.check_inclusion(merkle.leaf_hash(leaf), doc["leaf_index"],
                                    doc["tree_size"], root, path)
             did, seq, _ = parse_leaf(leaf)
@@ -133,7 +136,7 @@ def check_proof(doc: dict[str, Any]) -> str:
                                      bytes.fromhex(doc["new_root"]), path)
             return f"consistency OK: {doc['old_size']} -> {doc['new_size']}"
         raise FormatError(f"unknown proof type {doc['type']!r}")
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise FormatError(f"malformed proof: {e}") from None
 
 
