@@ -56,27 +56,38 @@ class App:
         import boardcfg
 
         cfg, layer = boardcfg.load(cfg_path)
+        # The parsed board definition takes about 4 KB of heap and boardcfg 1.7 KB:
+        # take what the app needs, build the sensors, then drop both before the log
+        # and the link make their long-lived buffers.
+        del sys.modules["boardcfg"]
         board = __import__(layer)
-        self.cfg = cfg
+        name = cfg["name"]
+        self.cfg = {"name": name}
         self.clock = _IntClock(board.Clock())
+        self.sensors = board.sensors(cfg)
+        wdt_ms = int(cfg.get("watchdog_ms", _WDT_MS)) if cfg.get("watchdog") else 0
+        self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
+        chunk = int(cfg.get("link_chunk", 512))
+        log_cfg = {"log": cfg.get("log")}
+        reset_cause = board.reset_cause()
+        cfg = boardcfg = None
         # The log's buffers are the biggest long-lived allocations: make them first,
         # on a freshly collected heap, before the link module and its buffer.
         import devlog
 
         gc.collect()
-        self.log = devlog.Log(root, cfg["name"], FW_VERSION, self.clock, cfg,
-                              reset_cause=board.reset_cause())
+        self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
+                              reset_cause=reset_cause)
+        # The watchdog starts once the log is open: a boot check of a long log can take
+        # longer than its timeout.
+        self.wdt = board.watchdog(wdt_ms) if wdt_ms else None
+        board = None
         import link
 
         gc.collect()
-        self.sensors = board.sensors(cfg)
-        self.wdt = board.watchdog(int(cfg.get("watchdog_ms", _WDT_MS))) if cfg.get(
-            "watchdog") else None
-        self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
         self.inp = inp if inp is not None else sys.stdin.buffer
         out = out if out is not None else sys.stdout.buffer
-        self.link = link.Link(self.log, out, cfg["name"], FW_VERSION, self.clock,
-                              chunk=int(cfg.get("link_chunk", 512)))
+        self.link = link.Link(self.log, out, name, FW_VERSION, self.clock, chunk=chunk)
         self._one = bytearray(1)
         self.samples = 0
 

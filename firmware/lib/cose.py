@@ -12,10 +12,11 @@
 #       pieces (the structure itself is never built in RAM).
 #   CoseError (ValueError)
 #
-# Allocation: one 400-byte scratch bytearray per call (protected header, payload and
-# the final message are written into it), the 64-byte signature, the returned bytes,
-# and whatever p256.sign allocates. Checkpoints are rare (on host request), so this
-# is not a hot path.
+# Allocation: the 64-byte signature, the returned bytes, and whatever p256.sign
+# allocates. The protected header, payload and final message are written into one
+# 400-byte scratch buffer made at import: made per call, a 400-byte block is often
+# no longer found in a heap fragmented by signing's bigints (the device runs near
+# its heap budget; tests/firmware/test_app_budget.py). Not reentrant (no threads).
 import hashlib
 
 from micropython import const
@@ -37,6 +38,9 @@ _P_NONCE = const(6)
 
 _CONTEXT = b"\x84\x6aSignature1"  # array(4) header + tstr "Signature1"
 _EMPTY_BSTR = b"\x40"
+
+
+_SCRATCH = bytearray(400)
 
 
 class CoseError(ValueError):
@@ -76,7 +80,7 @@ def checkpoint(key, device_id, seq, head, t, up, nonce=None):
         raise CoseError("nonce must be 1 to 32 bytes")
     if seq < 0 or up < 0 or (t is not None and t < 0):
         raise CoseError("seq, t and up must be unsigned")
-    buf = bytearray(400)
+    buf = _SCRATCH
     mv = memoryview(buf)
     # protected header at [0:p_end)
     w = cbor.Writer(buf)

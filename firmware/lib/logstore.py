@@ -102,7 +102,9 @@ class LogStore:
         # One record of the largest size, shared by boot scan and appends' CRC check.
         self._buf = bytearray(_HDR + max_body + _SIG + _CRC)
         self._mv = memoryview(self._buf)
-        self._rbuf = None  # records() buffer, made on first use
+        # records() buffer: made now, on the boot heap; made on the first stream, a
+        # 1 KB block may no longer be found in a heap fragmented by signing's bigints.
+        self._rbuf = bytearray(len(self._buf))
         self._hdr = bytearray(_HDR)
         self._crcb = bytearray(_CRC)
         self.problems = []

@@ -10,9 +10,14 @@ timing changes, so the run is deterministic and fast: a reading on every loop pa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+HERE = Path(__file__).resolve().parent
 
 
 def make_app_board(out: Path) -> None:
@@ -20,3 +25,31 @@ def make_app_board(out: Path) -> None:
     cfg["sample_interval_s"] = 0
     cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0}
     (out / "board.json").write_text(json.dumps(cfg, indent=2))
+
+
+def make_app_image(out: Path) -> None:
+    """booted.img: the littlefs flash after a first boot of the real app (key made,
+    readings, checkpoints, a stream), run on the VM with a large heap. The second-boot
+    test recovers it at the board budget in a fresh VM, as a board reboots."""
+    if not (out / "board.json").exists():
+        make_app_board(out)
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import build_mpy
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    sys.path.insert(0, str(ROOT / "host"))
+    try:
+        from hashtrail.paths import venv_tool
+    finally:
+        sys.path.remove(str(ROOT / "host"))
+    with tempfile.TemporaryDirectory(prefix="app-image-fw-") as tmp:
+        fw = Path(tmp)
+        build_mpy.build(fw)
+        env = dict(os.environ, MICROPYPATH=f"{fw / 'lib'}:{HERE}")
+        proc = subprocess.run(
+            [venv_tool("micropython"), "-X", "heapsize=1M", str(HERE / "_runner.py"),
+             "test_app_budget", "first_boot_image", str(out)],
+            env=env, cwd=str(out), capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not (out / "booted.img").exists():
+        raise RuntimeError(f"first boot for booted.img failed:\n{proc.stdout}{proc.stderr}")
