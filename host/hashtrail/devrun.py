@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ class DeviceRunError(HashtrailError):
 
 def _sources_digest(lib: Path) -> str:
     h = hashlib.sha256()
-    for p in sorted(lib.rglob("*.py")):
+    for p in sorted([*lib.rglob("*.py"), *lib.rglob("*.bin")]):
         h.update(str(p.relative_to(lib)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
@@ -62,6 +63,8 @@ def compiled_lib(lib: Path = LIB, cache: Path = CACHE) -> Path:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise DeviceRunError(f"mpy-cross failed on firmware/lib/{rel}:\n{proc.stderr}")
+    for src in sorted(lib.rglob("*.bin")):  # data shipped as is (p256_table.bin)
+        shutil.copyfile(src, tmp / src.relative_to(lib))
     try:
         tmp.rename(out)
     except OSError:  # another process finished the same version first
