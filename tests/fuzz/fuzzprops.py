@@ -167,20 +167,8 @@ def prop_cbor(data: bytes) -> None:
         assert cbor_strict._encode_rfc8949(v) == data, "accepted CBOR does not re-encode"
 
 
-def _known_ledger_entry_bug(data: bytes) -> bool:
-    """Pinned by test_fuzz_findings.py (xfail): devicecheck.parse_entry on a map with
-    keys that are not all ints. Skipped so the fuzzer keeps looking for others."""
-    try:
-        m = cbor2.loads(data)
-    except Exception:
-        return False
-    return type(m) is dict and not entrymod.int_keys(m)
-
-
 def _ledger_parse(data: bytes) -> Any:
-    """devicecheck.parse_entry's result, its HashtrailError, or None for the known bug."""
-    if _known_ledger_entry_bug(data):
-        return None
+    """devicecheck.parse_entry's result, or its HashtrailError."""
     try:
         return devicecheck.parse_entry(data)
     except HashtrailError as e:

@@ -1,9 +1,9 @@
 """What the fuzzers found, pinned as plain regression tests with the minimal input.
 
-Fixed bugs are ordinary tests. Bugs in modules still being edited by their owners are
-xfail(strict=True): they fail today, and turn into an XPASS (a suite failure) the day
-they are fixed, so the mark is removed with the fix. The fuzz properties skip exactly
-these known cases so that they keep looking for new ones.
+Every finding here is fixed, so every test is a plain regression test. A new finding in
+a module still being edited by its owner goes in as xfail(strict=True): it fails today
+and turns into an XPASS (a suite failure) the day it is fixed, so the mark goes with the
+fix; the fuzz properties may skip exactly such a pinned case meanwhile.
 """
 
 from __future__ import annotations
@@ -48,11 +48,8 @@ def test_ledger_entry_parser_refuses_version_true() -> None:
         devicecheck.parse_entry(_version_true_entry())
 
 
-@pytest.mark.xfail(strict=True, reason="commands/ledger.py check_proof calls "
-                   "doc['checkpoint'].encode() and Verifier.from_string(doc['verifier_key'])"
-                   " without type checks: a proof whose checkpoint or verifier_key is null "
-                   "(or a number) crashes verify-proof with AttributeError. "
-                   "Owner: commands/ledger.py (being edited).")
+# Found by `proof-doc`: check_proof called doc['checkpoint'].encode() and
+# Verifier.from_string(doc['verifier_key']) without type checks (AttributeError).
 @pytest.mark.parametrize("field", ["checkpoint", "verifier_key"])
 def test_proof_with_a_null_checkpoint_is_a_format_error(field: str) -> None:
     doc = copy.deepcopy(seeds().inclusion_proof)
@@ -61,11 +58,8 @@ def test_proof_with_a_null_checkpoint_is_a_format_error(field: str) -> None:
         check_proof(doc)
 
 
-@pytest.mark.xfail(strict=True, reason="check_proof binds size and root to a signed "
-                   "checkpoint only `if 'checkpoint' in doc`: deleting the checkpoint "
-                   "from a proof (or writing a proof for a made-up root) still prints "
-                   "'inclusion OK'. Fail closed: an inclusion proof needs its signed "
-                   "checkpoint. Owner: commands/ledger.py (being edited).")
+# Found by `proof-doc`: size and root were bound to a signed checkpoint only when the
+# proof carried one; deleting it still printed "inclusion OK". Fail closed.
 def test_inclusion_proof_without_its_signed_checkpoint_does_not_verify() -> None:
     doc = copy.deepcopy(seeds().inclusion_proof)
     del doc["checkpoint"]
@@ -103,15 +97,10 @@ def test_entry_map_with_a_key_of_another_type_is_a_format_error(key: object) -> 
         entry.parse_entry(_entry_with_extra_key(key))
 
 
-_DC_BUG = pytest.mark.xfail(strict=True, reason="devicecheck.parse_entry (ledger path): "
-                            "`sorted(m)` raises TypeError on a bytes/text key, and a `true` "
-                            "key is taken for key 1 (True == 1). Owner: devicecheck.py "
-                            "(being edited); fix: refuse maps whose keys are not all ints.")
-
-
-@pytest.mark.parametrize("key", [pytest.param(k, marks=_DC_BUG) if k in (b"k", "k") or
-                                 k is True else k for k in KEYS], ids=repr)
+@pytest.mark.parametrize("key", KEYS, ids=repr)
 def test_ledger_entry_map_with_a_key_of_another_type_is_a_format_error(key: object) -> None:
+    # Same finding on the ledger's parser (devicecheck): TypeError from `sorted(m)` on a
+    # bytes/text key, and `true` taken for key 1; it now refuses non-int keys.
     with pytest.raises(FormatError):
         devicecheck.parse_entry(_entry_with_extra_key(key))
 

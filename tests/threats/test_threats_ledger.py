@@ -169,19 +169,34 @@ def test_two_collectors_overlapping_merge_once(golden: Golden, tmp_path: Path,
 
 
 def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool) -> bytes:
-    """Edit entry `seq`'s body in a bundle, keeping every line canonical."""
+    """Edit entry `seq`'s body in a bundle, keeping every line canonical.
+
+    The edit is the last single-bit flip (from the end of the body) that leaves a valid
+    entry for the ledger's own parser, with the same seq and the same `prev` link, and
+    whose hash sorts after (or before) the genuine entry's. So the edited copy is always
+    a well-formed entry that links into the chain: the verdict is exactly "the next
+    entry does not link", never a parse refusal that depends on which byte was hit."""
+    from hashtrail.devicecheck import parse_entry
+    from hashtrail.errors import HashtrailError
+
     lines = bundle.read_bytes().splitlines(keepends=True)
     for i, line in enumerate(lines):
         obj = json.loads(line)
         if obj.get("type") == "entry" and obj["seq"] == seq:
             body = base64.b64decode(obj["body"])
-            good = hashlib.sha256(body).digest()
-            for k in range(len(body) - 1, 0, -1):  # a one-byte edit near the end
+            good, want = hashlib.sha256(body).digest(), parse_entry(body)
+            for k in range(len(body) - 1, 0, -1):
                 bad = bytearray(body)
                 bad[k] ^= 0x01
-                # pick an edit whose hash sorts after (or before) the genuine entry's
-                if (hashlib.sha256(bad).digest() > good) == genuine_first:
+                try:
+                    f = parse_entry(bytes(bad))
+                except HashtrailError:
+                    continue
+                if (f.seq, f.prev) == (want.seq, want.prev) and \
+                        (hashlib.sha256(bad).digest() > good) == genuine_first:
                     break
+            else:
+                raise AssertionError(f"no valid one-bit edit of entry {seq} in {bundle}")
             obj["body"] = base64.b64encode(bytes(bad)).decode()
             lines[i] = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
             out.write_bytes(b"".join(lines))
@@ -216,8 +231,8 @@ def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
     led = new_ledger(tmp_path / "l.db")
     code, data = reconcile(capsys, led, bad)
     assert code == 1 and data["size"] == signed[0] + 1  # the signed prefix before it
-    assert (golden.device_id, s + 1) in [(d, q) for d, q, r in findings(data)
-                                         if "does not link" in r], findings(data)
+    assert [(d, q, "does not link to the previous entry" in r)
+            for d, q, r in findings(data)] == [(golden.device_id, s + 1, True)]
     code, data = reconcile(capsys, led, gold_bundle)  # then the honest collector's copy
     assert data["size"] == golden.anchor + 1, findings(data)
 
