@@ -35,7 +35,7 @@ from typing import IO, Any
 import cbor2
 from littlefs import LittleFS
 
-from . import imagefs
+from . import imagefs, merkle, note
 from .bundle import from_store, read_bundle, write_bundle
 from .chainverify import Anchor as ChainAnchor
 from .chainverify import verify_chain
@@ -450,7 +450,9 @@ class _Demo:
         for c in self.cols:
             self.bundles[c.name] = self.export(c, self.dir / f"bundle-{c.name}.jsonl")
         self.led = led = self.stack.enter_context(Ledger.create(self.ledger_path, ORIGIN))
-        n.say(f"ledger init: {self.ledger_path.name}, origin {ORIGIN}")
+        rep.verifier_key = led.verifier.to_string()
+        n.say(f"ledger init: {self.ledger_path.name}, origin {ORIGIN}; verifier key (what "
+              f"proof checkers and witnesses must trust): {rep.verifier_key}")
         for k, name in enumerate(("A", "B", "A")):
             size0, cps0 = led.size, len(led.checkpoints())
             r = reconcile(led, read_bundle(self.bundles[name]))
@@ -489,7 +491,6 @@ class _Demo:
         rep.verify_ok = vr.ok
         _verify_table(n, vr, self.names)
         rep.checkpoint = led.sign_checkpoint().decode()
-        rep.verifier_key = led.verifier.to_string()
         n.say("signed checkpoint (C2SP tlog-checkpoint signed note):")
         n.say(rep.checkpoint.rstrip("\n"), indent=6)
         n.say(f"verifier key: {rep.verifier_key}")
@@ -508,16 +509,29 @@ class _Demo:
         n.say(f"hashtrail ledger prove --device {_short(did)}... --seq {seq}"
               + (" (an entry only collector B had)" if only_b else "") + f" > {path.name}")
         n.say(json.dumps(doc, indent=1), indent=6)
-        msg = check_proof(json.loads(path.read_text()))
+        # The verifier brings the ledger's key (printed by `ledger init`, step 4); the
+        # key named inside the proof is never what makes it count.
+        trusted = note.Verifier.from_string(rep.verifier_key)
+        msg = check_proof(json.loads(path.read_text()), trusted)
         rep.proof_ok = True
-        n.say(f"hashtrail ledger verify-proof {path.name}: {msg}")
+        n.say(f"hashtrail ledger verify-proof --verifier-key {rep.verifier_key.split('+')[0]}+"
+              f"... {path.name}: {msg}")
         bad = dict(doc, leaf=_flip_hex(doc["leaf"], len(doc["leaf"]) // 2 - 1))
+        refused = []
         try:
-            check_proof(bad)
+            check_proof(bad, trusted)
             n.say("! the same proof with one leaf bit flipped was ACCEPTED")
         except HashtrailError as e:
-            rep.proof_tampered_refused = True
+            refused.append(True)
             n.say(f"the same proof with one leaf bit flipped: refused ({e})")
+        forged = _self_signed_proof(doc)
+        try:
+            check_proof(forged, trusted)
+            n.say("! a proof signed by someone else's key was ACCEPTED")
+        except HashtrailError as e:
+            refused.append(True)
+            n.say(f"a made-up proof signed with the forger's own key: refused ({e})")
+        rep.proof_tampered_refused = refused == [True, True]
 
     def tamper(self) -> None:
         n, rep, led = self.n, self.rep, self.ledger
@@ -677,6 +691,17 @@ def _names_edit(findings: list[dict[str, Any]], device_id: str, seq: int) -> boo
 def _tip(led: Ledger, device_id: str) -> int:
     d = led.device(device_id)
     return -1 if d is None else d.tip_seq
+
+
+def _self_signed_proof(doc: dict[str, Any]) -> dict[str, Any]:
+    """What anyone can make: a one-leaf log of their own, its checkpoint signed with a
+    key of their own under the same origin, named in the proof."""
+    forger = note.Signer.generate(ORIGIN)
+    leaf = bytes.fromhex(doc["leaf"])
+    root = merkle.leaf_hash(leaf)
+    cp = note.sign_checkpoint(note.Checkpoint(ORIGIN, 1, root), [forger])
+    return dict(doc, leaf_index=0, tree_size=1, root=root.hex(), path=[],
+                checkpoint=cp.decode(), verifier_key=forger.verifier().to_string())
 
 
 def _flip_hex(h: str, byte: int) -> str:

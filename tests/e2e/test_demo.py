@@ -90,6 +90,7 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
         for s in stores:
             s.close()
     with Ledger.open(d / "ledger.db") as led:
+        vkey = led.verifier.to_string()
         assert led.size == distinct == rep["entries_union"]
         vr = verify_ledger(led)
         assert vr.problems == [] and all(x.problems == [] for x in vr.devices)
@@ -118,8 +119,10 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     assert (k + 1, "link_mismatch") in codes
     assert all(seq is not None and seq > k for seq, _ in codes)
 
-    # The proof the demo printed checks with the CLI, offline.
-    assert cli(["ledger", "verify-proof", str(d / "proof.json")]) == 0
+    # The proof the demo printed checks with the CLI, offline, against the ledger's key
+    # (and only with it: no key given fails closed).
+    assert cli(["ledger", "verify-proof", "--verifier-key", vkey, str(d / "proof.json")]) == 0
+    assert cli(["ledger", "verify-proof", str(d / "proof.json")]) == 2
 
 
 def test_ctrl_c_stops_every_device(tmp_path: Path) -> None:

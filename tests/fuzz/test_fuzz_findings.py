@@ -55,7 +55,7 @@ def test_proof_with_a_null_checkpoint_is_a_format_error(field: str) -> None:
     doc = copy.deepcopy(seeds().inclusion_proof)
     doc[field] = None
     with pytest.raises(HashtrailError):
-        check_proof(doc)
+        check_proof(doc, Verifier.from_string(seeds().verifier_key))
 
 
 # Found by `proof-doc`: size and root were bound to a signed checkpoint only when the
@@ -64,17 +64,19 @@ def test_inclusion_proof_without_its_signed_checkpoint_does_not_verify() -> None
     doc = copy.deepcopy(seeds().inclusion_proof)
     del doc["checkpoint"]
     with pytest.raises(HashtrailError):
-        check_proof(doc)
+        check_proof(doc, Verifier.from_string(seeds().verifier_key))
 
 
 def test_inclusion_proof_with_a_checkpoint_from_another_key_does_not_verify() -> None:
     from hashtrail.note import Signer
 
     doc = copy.deepcopy(seeds().inclusion_proof)
-    doc["verifier_key"] = Signer.generate("fuzz.example/log").verifier().to_string()
-    with pytest.raises(HashtrailError):
-        check_proof(doc)
-    Verifier.from_string(seeds().verifier_key)  # the seed's own key still parses
+    other = Signer.generate("fuzz.example/log").verifier()
+    doc["verifier_key"] = other.to_string()
+    with pytest.raises(HashtrailError):           # trusting the key the proof names
+        check_proof(doc, other)
+    with pytest.raises(HashtrailError):           # trusting the real key
+        check_proof(doc, Verifier.from_string(seeds().verifier_key))
 
 
 def _entry_with_extra_key(key: object) -> bytes:

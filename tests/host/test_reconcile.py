@@ -169,9 +169,21 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
     assert main(["ledger", "checkpoint", "--ledger", str(tmp_path / "l.db"), "--json"]) == 0
     (tmp_path / "cp").write_text(json.loads(capsys.readouterr().out)["checkpoint"])
     (tmp_path / "w.key").write_text(note.Signer.generate("witness.test/w1").to_string())
-    assert main(["ledger", "cosign", "--ledger", str(tmp_path / "l.db"), "--key",
-                 str(tmp_path / "w.key"), "--state", str(tmp_path / "w.state"), "--json",
-                 str(tmp_path / "cp")]) == 0
+    args = ["ledger", "cosign", "--key", str(tmp_path / "w.key"), "--state",
+            str(tmp_path / "w.state"), "--json"]
+    # fail closed: a witness must be configured with the ledger key it vouches for
+    assert main([*args, "--ledger", str(tmp_path / "l.db"), str(tmp_path / "cp")]) == 2
+    assert "hashtrail ledger init prints it" in capsys.readouterr().err
+    # another "ledger" file (its own key inside) does not make its checkpoint trusted
+    with Ledger.create(tmp_path / "evil.db", "test.example/ledger") as evil:
+        reconcile(evil, bundle([d], cps=[(d, d.checkpoint())]))
+        (tmp_path / "evil.cp").write_bytes(evil.sign_checkpoint())
+    trusted = ["--verifier-key", log_key.to_string()]
+    assert main([*args, *trusted, "--ledger", str(tmp_path / "evil.db"),
+                 str(tmp_path / "evil.cp")]) == 1
+    assert "no signature by a trusted key" in capsys.readouterr().err
+    assert not (tmp_path / "w.state").exists()
+    assert main([*args, *trusted, "--ledger", str(tmp_path / "l.db"), str(tmp_path / "cp")]) == 0
     out = json.loads(capsys.readouterr().out)
     data = out["cosigned"].encode()
     witness = note.Verifier.from_string(out["cosigner_key"])
@@ -200,6 +212,7 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
 def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
+    from hashtrail import note
     from hashtrail.cli import main
     from hashtrail.commands.ledger import check_proof
 
@@ -209,10 +222,62 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device",
                  d.id_hex, "--seq", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert check_proof(doc).startswith("inclusion OK")
+    key = note.Verifier.from_string(doc["verifier_key"])
+    assert check_proof(doc, key).startswith("inclusion OK")
     for field, value in (("checkpoint", None), ("verifier_key", None), ("checkpoint", 5),
                          ("leaf", None), ("path", [None])):
         with pytest.raises(HashtrailError):
-            check_proof({**doc, field: value})
+            check_proof({**doc, field: value}, key)
     with pytest.raises(HashtrailError):
-        check_proof({k: v for k, v in doc.items() if k != "checkpoint"})
+        check_proof({k: v for k, v in doc.items() if k != "checkpoint"}, key)
+
+
+def _forged_proof(doc: dict[str, object]) -> dict[str, object]:
+    """An attacker's proof: a one-leaf "ledger" of their own making, its checkpoint signed
+    by their own key, named in the proof. Internally consistent: only the trust in the
+    verifier key can tell it apart."""
+    from hashtrail import note
+    from hashtrail.ledger_db import leaf_bytes
+
+    attacker = note.Signer.generate("test.example/ledger")  # same origin, another key
+    leaf = leaf_bytes("ab" * 16, 0, b"\xa0made up")
+    root = merkle.leaf_hash(leaf)
+    cp = note.sign_checkpoint(note.Checkpoint("test.example/ledger", 1, root), [attacker])
+    return {**doc, "leaf": leaf.hex(), "leaf_index": 0, "tree_size": 1, "root": root.hex(),
+            "path": [], "checkpoint": cp.decode(),
+            "verifier_key": attacker.verifier().to_string()}
+
+
+def test_verify_proof_needs_a_trusted_ledger_key(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """verify-proof trusts only the ledger key the verifier brings, never the one the
+    proof carries: without one it fails closed; a self-signed proof is refused."""
+    from hashtrail.cli import main
+
+    d = _dev(3)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        vkey = led.verifier.to_string()
+    assert main(["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device",
+                 d.id_hex, "--seq", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    good, forged = tmp_path / "good.json", tmp_path / "forged.json"
+    good.write_text(json.dumps(doc))
+    forged.write_text(json.dumps(_forged_proof(doc)))
+    unnamed = tmp_path / "unnamed.json"          # the key name is optional in a proof
+    unnamed.write_text(json.dumps({k: v for k, v in _forged_proof(doc).items()
+                                   if k != "verifier_key"}))
+    (tmp_path / "ledger.vkey").write_text(vkey + "\n")
+    for proof in (good, forged):                       # no key given: fail closed
+        assert main(["ledger", "verify-proof", str(proof)]) == 2
+        err = capsys.readouterr().err
+        assert "hashtrail ledger init prints it" in err and "Traceback" not in err
+    for how in (["--verifier-key", vkey], ["--verifier-key-file", str(tmp_path / "ledger.vkey")]):
+        assert main(["ledger", "verify-proof", *how, str(good)]) == 0
+        assert main(["ledger", "verify-proof", *how, str(forged)]) == 1
+        assert "not the one you trust" in capsys.readouterr().err
+        assert main(["ledger", "verify-proof", *how, str(unnamed)]) == 1
+        assert "no signature by a trusted key" in capsys.readouterr().err
+    other = _forged_proof(doc)["verifier_key"]
+    assert main(["ledger", "verify-proof", "--verifier-key", str(other), str(good)]) == 1
+    assert main(["ledger", "verify-proof", "--verifier-key", "not a key", str(good)]) == 2

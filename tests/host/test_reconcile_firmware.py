@@ -102,7 +102,9 @@ def _cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]
 def test_firmware_chain_is_accepted_and_proves(chain: DeviceChain, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     led = str(tmp_path / "ledger.db")
-    assert main(["ledger", "init", "--ledger", led, "--origin", "test.example/fw"]) == 0
+    code, init = _cli_json(capsys, "ledger", "init", "--ledger", led, "--origin",
+                           "test.example/fw")
+    assert code == 0
     code, out = _cli_json(capsys, "reconcile", "--ledger", led,
                           str(_bundle(tmp_path, chain, "c1")))
     (b,) = out["bundles"]
@@ -122,10 +124,11 @@ def test_firmware_chain_is_accepted_and_proves(chain: DeviceChain, tmp_path: Pat
         assert bytes.fromhex(proof["leaf"])[4:20].hex() == chain.device_id
         p = tmp_path / f"proof{seq}.json"
         p.write_text(json.dumps(proof))
-        assert main(["ledger", "verify-proof", str(p)]) == 0
+        key = ["--verifier-key", init["verifier_key"]]    # the operator's, printed by init
+        assert main(["ledger", "verify-proof", *key, str(p)]) == 0
         proof["leaf"] = proof["leaf"][:-2] + ("00" if proof["leaf"][-2:] != "00" else "01")
         p.write_text(json.dumps(proof))
-        assert main(["ledger", "verify-proof", str(p)]) != 0
+        assert main(["ledger", "verify-proof", *key, str(p)]) != 0
     code, rep = _cli_json(capsys, "verify", "--ledger", led)
     dev = rep["devices"][0]
     assert not rep["problems"] and not dev["problems"], rep

@@ -304,7 +304,10 @@ def test_witness_refuses_a_checkpoint_that_does_not_extend_what_it_saw(
     key = tmp_path / "witness.key"
     key.write_text(Signer.generate("witness.test").to_string())
     state = tmp_path / "witness.state"
-    args = ["ledger", "cosign", "--key", str(key), "--state", str(state)]
+    code, init, _ = run(capsys, "ledger", "checkpoint", "--ledger", str(base), "--json")
+    # the witness is configured with the ledger's key (both views are signed by it)
+    args = ["ledger", "cosign", "--key", str(key), "--state", str(state),
+            "--verifier-key", init["verifier_key"]]
     code, _, err = run(capsys, *args, "--ledger", str(views[small][0]), str(views[small][1]))
     assert code == 0, err
     code, _, err = run(capsys, *args, "--ledger", str(views[big][0]), str(views[big][1]))

@@ -1,5 +1,11 @@
 """`hashtrail ledger ...`: make the ledger, sign checkpoints, print and check proofs,
-export and check fork evidence, and cosign checkpoints as a witness."""
+export and check fork evidence, and cosign checkpoints as a witness.
+
+Offline checks (`verify-proof`, `cosign`) trust only the ledger verifier key the user
+brings (`--verifier-key` or `--verifier-key-file`), never a key carried by the input:
+anyone can sign a checkpoint for a made-up root with a key of their own. Without a
+trusted key they fail closed.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import merkle, note
-from ..errors import FormatError, HashtrailError, VerificationError
+from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError, parse_leaf
 
 PROOF_FORMAT = "hashtrail-proof/1"
+KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
 
 
 def register(sub: Any) -> None:
@@ -39,6 +46,7 @@ def register(sub: Any) -> None:
     c.add_argument("--old", required=True, type=int)
     c.add_argument("--new", type=int)
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
+    _trusted_key_args(c)
     c.add_argument("file")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
     c.add_argument("--device", required=True)
@@ -49,8 +57,37 @@ def register(sub: Any) -> None:
             ledger=True)
     c.add_argument("--key", required=True, help="witness signer key file (PRIVATE+KEY+...)")
     c.add_argument("--state", required=True, help="witness state file")
+    _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
     c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+
+
+def _trusted_key_args(c: argparse.ArgumentParser) -> None:
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--verifier-key", metavar="VKEY",
+                   help="the ledger's verifier key (<name>+<key id>+<base64>), as "
+                        "`ledger init` prints it; required")
+    g.add_argument("--verifier-key-file", metavar="FILE",
+                   help="a file holding the ledger's verifier key")
+
+
+def trusted_key(args: argparse.Namespace) -> note.Verifier:
+    """The ledger key the user trusts, from --verifier-key(-file); fails closed."""
+    text = args.verifier_key
+    if args.verifier_key_file is not None:
+        try:
+            text = Path(args.verifier_key_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read verifier key file {args.verifier_key_file}: {e}",
+                              hint=KEY_HINT) from None
+    if text is None:
+        raise ConfigError("no trusted ledger key: give --verifier-key or "
+                          "--verifier-key-file (a key carried by the input proves nothing)",
+                          hint=KEY_HINT)
+    try:
+        return note.Verifier.from_string(text)
+    except FormatError as e:
+        raise ConfigError(f"bad ledger verifier key: {e}", hint=KEY_HINT) from None
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -109,20 +146,26 @@ def run_consistency(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_proof(doc: dict[str, Any]) -> str:
-    """Check a proof document alone; returns a one-line description."""
+def check_proof(doc: dict[str, Any], trusted: note.Verifier) -> str:
+    """Check a proof document against the ledger key the caller trusts; returns a
+    one-line description. The proof's own `verifier_key` is a convenience label only:
+    it must name the trusted key if present, and the checkpoint must be signed by it."""
     try:
         if doc["format"] != PROOF_FORMAT:
             raise FormatError("not a hashtrail proof")
         path = [bytes.fromhex(h) for h in doc["path"]]
         if doc["type"] == "inclusion":
             leaf, root = bytes.fromhex(doc["leaf"]), bytes.fromhex(doc["root"])
-            # fail closed: size and root count only as signed by the ledger's key
-            cp_text, key = doc.get("checkpoint"), doc.get("verifier_key")
+            # fail closed: size and root count only as signed by the trusted ledger key
+            cp_text, key = doc.get("checkpoint"), doc.get("verifier_key", trusted.to_string())
             if not isinstance(cp_text, str) or not isinstance(key, str):
                 raise VerificationError("inclusion proof without its signed checkpoint "
                                         "and verifier key")
-            cp, _ = note.open_checkpoint(cp_text.encode(), [note.Verifier.from_string(key)])
+            if key != trusted.to_string():
+                raise VerificationError(f"proof names ledger key {key.split('+')[0]!r} "
+                                        f"({key}), not the one you trust",
+                                        hint="a proof signed by another key proves nothing")
+            cp, _ = note.open_checkpoint(cp_text.encode(), [trusted])
             if (cp.size, cp.root) != (doc["tree_size"], root):
                 raise VerificationError("proof root/size differ from its checkpoint")
             merkle.check_inclusion(merkle.leaf_hash(leaf), doc["leaf_index"],
@@ -145,7 +188,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
         doc = json.loads(Path(args.file).read_text())
     except (OSError, ValueError) as e:
         raise FormatError(f"cannot read proof {args.file}: {e}") from None
-    msg = check_proof(doc)
+    msg = check_proof(doc, trusted_key(args))
     _emit(args, {"ok": True, "result": msg}, msg)
     return 0
 
@@ -183,11 +226,13 @@ def run_cosign(args: argparse.Namespace) -> int:
     except OSError as e:
         raise FormatError(f"cannot read {e.filename}: {e.strerror}") from None
     state = Path(args.state)
+    # the key this witness was configured with, never the one in the ledger file given
+    trusted = trusted_key(args)
     with Ledger.open(args.ledger) as led:
-        cp, _ = note.open_checkpoint(data, [led.verifier])
+        cp, _ = note.open_checkpoint(data, [trusted])
         if state.exists():
             old_data = state.read_bytes()
-            old, _ = note.open_checkpoint(old_data, [led.verifier])
+            old, _ = note.open_checkpoint(old_data, [trusted])
             try:
                 if cp.size < old.size:
                     raise VerificationError(f"checkpoint size {cp.size} is older than the "
