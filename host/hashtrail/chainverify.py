@@ -32,18 +32,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-
-from .checkpoint import Checkpoint, N, check_signature, parse_checkpoint, sig_structure
-from .entry import KIND_KEY_CREATED, Entry, entry_hash, parse_entry
+from .checkpoint import Checkpoint, parse_checkpoint, signed_by
+from .entry import Entry, is_key_created_by, parse_entry
 from .errors import FormatError
-from .keys import DeviceId, device_id, ec_public_key, genesis_prev
+from .keys import DeviceId, DeviceKey
 from .records import Record, RecordProblem
-
-_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 
 
 @dataclass(frozen=True)
@@ -81,14 +74,14 @@ class ChainReport:
 
 
 class _Walker:
-    def __init__(self, pub: bytes, anchor: Anchor | None, report: ChainReport) -> None:
-        self.pub = pub
-        self.key = ec_public_key(pub)
+    def __init__(self, key: DeviceKey, anchor: Anchor | None, report: ChainReport) -> None:
+        self.key = key
+        self.pub = self.key.pub
         self.dev = report.device_id
         self.r = report
         self.seen: dict[int, bytes] = {}  # seq -> entry hash, as walked
         if anchor is None:
-            self.next_seq, self.head = 0, genesis_prev(pub)
+            self.next_seq, self.head = 0, self.key.genesis_prev
         else:
             self.next_seq, self.head = anchor.seq + 1, anchor.head
             self.seen[anchor.seq] = anchor.head
@@ -110,11 +103,11 @@ class _Walker:
         except FormatError as err:
             self.brk(rec.seq, "bad_entry", f"record seq {rec.seq}: {err}", rec)
             return
-        h = entry_hash(e.raw)
+        h = e.hash
         if e.seq != rec.seq:
             self.brk(e.seq, "seq_mismatch",
                      f"record header says seq {rec.seq}, the entry says {e.seq}", rec)
-        if rec.sig is not None and not self._sig_ok(h, rec.sig):
+        if rec.sig is not None and not self.key.signed(h, rec.sig):
             self.brk(e.seq, "entry_bad_sig", f"entry {e.seq}: per-entry signature invalid",
                      rec)
         if e.seq < self.next_seq:
@@ -142,21 +135,28 @@ class _Walker:
                 self.brk(e.seq, "link_mismatch",
                          f"entry {e.seq} does not link to entry {e.seq - 1} "
                          f"(entry {e.seq - 1} edited, or this one)", rec)
-        if e.seq == 0 and e.kind == KIND_KEY_CREATED and e.body.get(1) != self.pub:
-            self.brk(0, "wrong_genesis", "entry 0 names another public key", rec)
-        if self.last is not None and self.last.seq == e.seq - 1:
-            self._times(self.last, e, rec)
+        if e.seq == 0 and not is_key_created_by(e, self.pub):
+            self.brk(0, "wrong_genesis", "entry 0 is not the key-created entry of this key",
+                     rec)
+        last = self.last
+        if last is not None and last.seq == e.seq - 1 and (
+                e.boot != last.boot or e.up < last.up
+                or (e.t is not None and last.t is not None and e.t < last.t)):
+            self._times(last, e, rec)
         self.started = True
-        self.seen[e.seq] = h
-        self.next_seq, self.head, self.last = e.seq + 1, h, e
-        self.r.entries += 1
-        if self.r.first_seq is None:
-            self.r.first_seq = e.seq
-        self.r.last_seq, self.r.head = e.seq, h
+        seq = e.seq
+        self.seen[seq] = h
+        self.next_seq, self.head, self.last = seq + 1, h, e
+        r = self.r
+        r.entries += 1
+        if r.first_seq is None:
+            r.first_seq = seq
+        r.last_seq, r.head = seq, h
         if not self.broken:
-            self.r.verified_through = e.seq
+            r.verified_through = seq
 
     def _times(self, a: Entry, b: Entry, rec: Record) -> None:
+        """Entry b follows a: within one boot, uptime and device time never go back."""
         if b.boot < a.boot:
             self.brk(b.seq, "time_backwards", f"boot counter went back at entry {b.seq}", rec)
         elif b.boot == a.boot:
@@ -165,17 +165,6 @@ class _Walker:
             elif a.t is not None and b.t is not None and b.t < a.t:
                 self.brk(b.seq, "time_backwards", f"device time went back at entry {b.seq}",
                          rec)
-
-    def _sig_ok(self, digest: bytes, sig: bytes) -> bool:
-        r = int.from_bytes(sig[:32], "big")
-        s = int.from_bytes(sig[32:], "big")
-        if not (0 < r < N and 0 < s < N):
-            return False
-        try:
-            self.key.verify(encode_dss_signature(r, s), digest, _PREHASHED)
-        except InvalidSignature:
-            return False
-        return True
 
     def checkpoint(self, rec: Record) -> None:
         try:
@@ -186,8 +175,7 @@ class _Walker:
         if cp.seq != rec.seq:
             self.find(cp.seq, "seq_mismatch",
                       f"record header says seq {rec.seq}, the checkpoint says {cp.seq}", rec)
-        if cp.device_id != self.dev or not check_signature(
-                self.pub, sig_structure(cp.protected, cp.payload), cp.signature):
+        if not signed_by(cp, self.key):
             self.find(cp.seq, "checkpoint_bad_sig",
                       f"checkpoint for seq {cp.seq}: signature does not verify", rec)
             return
@@ -212,8 +200,9 @@ def verify_chain(pub: bytes, records: Sequence[Record],
     Checkpoint records are checked after all entries, against the entries as walked,
     so a checkpoint written before a later damaged region is still judged.
     """
-    report = ChainReport(device_id(pub))
-    w = _Walker(pub, anchor, report)
+    key = DeviceKey(pub)
+    report = ChainReport(key.id)
+    w = _Walker(key, anchor, report)
     # A damaged record ends its segment's valid data; what that loses shows up as a
     # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
     for p in problems:

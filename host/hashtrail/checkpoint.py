@@ -4,7 +4,10 @@ Why: a checkpoint is the device's signed statement of its chain head (and of the
 host's fresh nonce, against replay). The signature is checked over the RFC 9052
 Sig_structure built from the protected header and payload bytes exactly as received,
 never re-encoded. Verb pair: `parse_checkpoint` (structure only) and
-`verify_checkpoint` (structure + signature against a known public key).
+`verify_checkpoint` (structure + signature against a known device key); `signed_by`
+is the signature half alone, for callers that report format and signature apart.
+Every host path (collect, chain verifier, reconcile, `verify --ledger`, evidence)
+reads checkpoints through these.
 """
 
 from __future__ import annotations
@@ -14,20 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from . import cbor_strict
 from .entry import int_keys
 from .errors import FormatError, VerificationError
-from .keys import DeviceId, device_id_bytes, ec_public_key
+from .keys import DeviceId, DeviceKey, N
+
+__all__ = [
+    "Checkpoint",
+    "N",
+    "check_signature",
+    "parse_checkpoint",
+    "sig_structure",
+    "signed_by",
+    "verify_checkpoint",
+]
 
 TAG_COSE_SIGN1 = 18
 ALG_ES256 = -7
-N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_ECDSA = ec.ECDSA(hashes.SHA256())
 
 
 @dataclass(frozen=True)
@@ -93,14 +100,7 @@ def parse_checkpoint(raw: bytes) -> Checkpoint:
 
 
 def _bstr(b: bytes) -> bytes:
-    n = len(b)
-    if n < 24:
-        return bytes([0x40 | n]) + b
-    if n < 0x100:
-        return bytes([0x58, n]) + b
-    if n < 0x10000:
-        return b"\x59" + n.to_bytes(2, "big") + b
-    return b"\x5a" + n.to_bytes(4, "big") + b
+    return cbor_strict.head(2, len(b)) + b
 
 
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
@@ -110,24 +110,25 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
 
 def check_signature(pub: bytes, message: bytes, sig: bytes) -> bool:
     """ECDSA P-256 / SHA-256 over message with a 64-byte r || s signature."""
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:], "big")
-    if len(sig) != 64 or not (0 < r < N and 0 < s < N):
-        return False
-    try:
-        ec_public_key(pub).verify(encode_dss_signature(r, s), message, _ECDSA)
-    except InvalidSignature:
-        return False
-    return True
+    return DeviceKey(pub).signs(message, sig)
 
 
-def verify_checkpoint(raw: bytes, pub: bytes, *, nonce: bytes | None = None) -> Checkpoint:
-    """Parse, then check kid and signature against pub (and the nonce, when given)."""
+def signed_by(cp: Checkpoint, key: DeviceKey) -> bool:
+    """Whether this device key made the checkpoint (its kid and its signature)."""
+    return cp.device_id == key.id and key.signs(sig_structure(cp.protected, cp.payload),
+                                                cp.signature)
+
+
+def verify_checkpoint(raw: bytes, key: DeviceKey | bytes, *,
+                      nonce: bytes | None = None) -> Checkpoint:
+    """Parse, then check kid and signature against the device key (a DeviceKey or its
+    65-byte public key), and the nonce when given."""
     cp = parse_checkpoint(raw)
-    if device_id_bytes(pub).hex() != cp.device_id:
-        raise VerificationError(f"checkpoint is from device {cp.device_id}, "
-                                f"not {device_id_bytes(pub).hex()}")
-    if not check_signature(pub, sig_structure(cp.protected, cp.payload), cp.signature):
+    if not isinstance(key, DeviceKey):
+        key = DeviceKey(key)
+    if key.id != cp.device_id:
+        raise VerificationError(f"checkpoint is from device {cp.device_id}, not {key.id}")
+    if not signed_by(cp, key):
         raise VerificationError(f"checkpoint seq {cp.seq} of device {cp.device_id}: "
                                 "bad signature")
     if nonce is not None and cp.nonce != nonce:

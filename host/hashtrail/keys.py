@@ -5,6 +5,10 @@ crypto library sees it: `cryptography` accepts some out-of-range coordinates whe
 key is built from integers, and an off-curve or infinity point must never become a
 verifier. The device id (first 16 bytes of SHA-256(pub), 32 hex chars) is what every
 tool prints and accepts.
+
+`DeviceKey` is the key parsed once per device, with the one ECDSA check every host
+path uses (chain verifier, checkpoints, reconcile, `verify --ledger`, fork evidence):
+parsing the key costs more than a verify, and one check cannot drift from another.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import re
 from pathlib import Path
 from typing import NewType
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from .errors import FormatError
 
@@ -22,7 +29,9 @@ DeviceId = NewType("DeviceId", str)
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 GENESIS_TAG = b"hashtrail/genesis/v1"
+_ES256_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -44,6 +53,38 @@ def ec_public_key(pub: bytes) -> ec.EllipticCurvePublicKey:
     """A `cryptography` verifier key, built only from a checked point."""
     check_pub(pub)
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
+
+
+class DeviceKey:
+    """A device's P-256 public key, checked and parsed once.
+
+    `device_id` is the 16-byte id (bytes, as in checkpoints), `id` the printed form."""
+
+    __slots__ = ("_key", "device_id", "genesis_prev", "id", "pub")
+
+    def __init__(self, pub: bytes) -> None:
+        self.pub = check_pub(pub)
+        self._key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), self.pub)
+        self.device_id = device_id_bytes(self.pub)
+        self.id = DeviceId(self.device_id.hex())
+        self.genesis_prev = genesis_prev(self.pub)
+
+    def signed(self, digest: bytes, sig: bytes) -> bool:
+        """ECDSA P-256 over a SHA-256 digest, with a 64-byte r || s (0 < r, s < n)."""
+        if len(sig) != 64:
+            return False
+        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+        if not (0 < r < N and 0 < s < N):
+            return False
+        try:
+            self._key.verify(encode_dss_signature(r, s), digest, _ES256_PREHASHED)
+        except InvalidSignature:
+            return False
+        return True
+
+    def signs(self, message: bytes, sig: bytes) -> bool:
+        """ECDSA P-256 / SHA-256 over a whole message."""
+        return self.signed(hashlib.sha256(message).digest(), sig)
 
 
 def device_id(pub: bytes) -> DeviceId:

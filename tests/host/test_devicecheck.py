@@ -1,6 +1,7 @@
 """The fast strict entry decoder never accepts what the reference decoder refuses.
 
-devicecheck._fast_entry is reconcile's hot path; cbor_strict.loads is the reference.
+entry._fast_entry (cbor_strict.quick_loads + the schema) is the hot path of every entry
+parser on the host (collect, reconcile, verify); cbor_strict.loads is the reference.
 Every mutation of real entries (truncations, byte increments, xors, insertions) and a
 set of hand-made non-canonical encodings must get the same verdict and the same value
 from parse_entry as from the reference, and the fast path must actually be taken for
@@ -14,7 +15,7 @@ from typing import Any
 import cbor2
 import pytest
 from hashtrail import cbor_strict
-from hashtrail.devicecheck import _entry_fields, _fast_entry, parse_entry
+from hashtrail.entry import _entry_fields, _fast_entry, parse_entry
 from hashtrail.errors import FormatError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,7 @@ def _same_as_reference(raw: bytes) -> bool:
     """Check the fast path against the reference; True if the fast path decided."""
     fast = _fast_entry(raw)
     try:
-        ref = _entry_fields(cbor_strict.loads(raw, what="entry"))
+        ref = _entry_fields(cbor_strict.loads(raw, what="entry"), raw)
     except FormatError:
         assert fast is None, raw.hex()
         return False
@@ -57,7 +58,7 @@ def _mutations(raw: bytes) -> list[bytes]:
 def test_fast_path_is_taken_for_ordinary_entries() -> None:
     for raw in _entries():
         assert _fast_entry(raw) is not None
-        assert parse_entry(raw) == _entry_fields(cbor2.loads(raw))
+        assert parse_entry(raw) == _entry_fields(cbor2.loads(raw), raw)
 
 
 def test_every_mutation_gets_the_reference_verdict() -> None:

@@ -8,6 +8,8 @@ give Wycheproof's verdict on the same bytes:
 - the chain verifier's per-entry signature check (`chainverify`, digest = entry hash),
   which collect runs on every pulled record;
 - `devicecheck.DeviceKey.signed(digest, sig)`: what reconcile and `verify --ledger` use.
+All three now end in `keys.DeviceKey.signed`; each is still called the way its caller
+calls it, so a path that stops going through it is caught.
 The cases come from the loader the device test uses (tests/firmware/vectors_p256.py),
 with its verdict mapping (strict: "acceptable" counts as invalid).
 """
@@ -31,8 +33,9 @@ CASES = vectors_p256.wycheproof_cases()
 
 def _entry_sig_ok(pub: bytes, digest: bytes, sig: bytes) -> bool:
     """The per-entry check exactly as verify_chain runs it for a record's signature."""
-    walker = chainverify._Walker(pub, None, chainverify.ChainReport(keys.device_id(pub)))
-    return walker._sig_ok(digest, sig)
+    walker = chainverify._Walker(keys.DeviceKey(pub), None,
+                                 chainverify.ChainReport(keys.device_id(pub)))
+    return walker.key.signed(digest, sig)
 
 
 def test_every_wycheproof_case_through_every_host_verification_path() -> None:
