@@ -36,7 +36,7 @@ import ecdsa  # noqa: E402
 from hashtrail import merkle  # noqa: E402
 from hashtrail.ledger_db import Ledger  # noqa: E402
 from hashtrail.reconcile import reconcile  # noqa: E402
-from ledgerkit import Device, bundle  # noqa: E402
+from ledgerkit import Device, bundle, trust  # noqa: E402
 
 
 def _chain(n: int, sig: bool) -> Device:
@@ -48,7 +48,7 @@ def _chain(n: int, sig: bool) -> Device:
 def _reconcile_rate(path: Path, d: Device) -> tuple[float, float]:
     n = len(d.entries)
     b = bundle([d], cps=[(d, d.checkpoint())])
-    with Ledger.create(path, "bench/ledger") as led:
+    with trust(Ledger.create(path, "bench/ledger")) as led:
         t = time.perf_counter()
         r = reconcile(led, b)
         dt = time.perf_counter() - t

@@ -236,6 +236,9 @@ class Soak:
         self.boots = {d.name: d.boots for d in self.devs}  # boots we caused
         self.s = Stats(devices=devices, heap_limit=BOARD.heap_budget + ROM_HEAP_OVERHEAD)
         self.behind: set[str] = set()  # devices c2 can no longer follow (pruned)
+        for i, path in enumerate(self.stores):    # the operator trusts both collectors
+            with Store.open(path) as st, Ledger.open(self.ledger) as led:
+                led.trust_collector(st.signer.verifier(), f"c{i + 1}")
         for d in self.devs:
             info = wait_ready(d)
             self.pubs[d.name] = info.pub
@@ -293,7 +296,7 @@ class Soak:
         for i, path in enumerate(self.stores):
             bpath = self.work / f"bundle{i + 1}.jsonl"
             with Store.open(path) as st, open(bpath, "w", encoding="ascii") as f:
-                write_bundle(from_store(st, name=f"c{i + 1}"), f)
+                write_bundle(from_store(st, name=f"c{i + 1}"), f, st.signer)
             with Ledger.open(self.ledger) as led:
                 res = reconcile(led, read_bundle(bpath))
             self.s.findings += [f"reconcile c{i + 1}: {f.device_id} seq {f.seq}: {f.reason}"

@@ -7,12 +7,21 @@ base64. The parser is strict: a line that does not re-encode to the same bytes, 
 unknown or missing field, a wrong type or size is a FormatError naming the line. The
 bundle carries the raw device bytes exactly as collected, so every claim in it can be
 re-verified from the bundle alone; nothing in it is trusted by the ledger.
+
+Except who sent it: a bundle may end with a signature line by its collector's Ed25519
+identity key (made with the collector store), over the exact bytes before it. Entries
+and checkpoints are self-authenticating (device signatures), but an enrollment line is
+only a claim, so the ledger counts enrollments only from bundles signed by a collector
+it trusts (`ledger trust`). The parser checks the signature against the key the line
+names and sets `Bundle.signer`; a signature that does not verify refuses the whole
+bundle. Whether that key is trusted is the ledger's decision, not the parser's.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -20,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import FormatError
+from . import note
+from .errors import FormatError, VerificationError
 from .store import Enrollment, RawEntry, Store, check_device_id, device_id_of
 
 FORMAT = "hashtrail-bundle/1"
@@ -28,6 +38,7 @@ MAX_LINE = 200_000          # an entry body is at most 65535 bytes (uint16 lengt
 MAX_ENTRY = 65_535
 MAX_COSE = 4096
 MAX_TEXT = 200
+SIG_CONTEXT = b"hashtrail-bundle-signature/1\n"
 
 
 @dataclass
@@ -45,6 +56,9 @@ class Bundle:
     enrollments: list[Enrollment] = field(default_factory=list)
     entries: list[tuple[str, RawEntry]] = field(default_factory=list)
     checkpoints: list[BundleCheckpoint] = field(default_factory=list)
+    # Set only by parse_bundle, after the signature line verified under this key;
+    # reconcile relies on that (an in-memory Bundle you build yourself is unsigned).
+    signer: note.Verifier | None = None
 
 
 def _b64(b: bytes | None) -> str | None:
@@ -70,10 +84,25 @@ def _lines(b: Bundle) -> Iterator[str]:
                      "nonce": _b64(c.nonce)})
 
 
-def write_bundle(b: Bundle, out: IO[str]) -> int:
+def signed_message(digest: bytes) -> bytes:
+    """What a collector signs: a context line, then SHA-256 of every byte before the
+    signature line (so a bundle of any size streams through one hash)."""
+    return SIG_CONTEXT + digest
+
+
+def write_bundle(b: Bundle, out: IO[str], signer: note.Signer | None = None) -> int:
+    """Write the bundle's lines; with `signer`, end with its signature line."""
     n = 0
+    h = hashlib.sha256()
     for line in _lines(b):
-        out.write(line + "\n")
+        data = line + "\n"
+        out.write(data)
+        h.update(data.encode("ascii"))
+        n += 1
+    if signer is not None:
+        sig = signer.sign(signed_message(h.digest()))
+        out.write(_line({"type": "signature", "key": signer.verifier().to_string(),
+                         "sig": _b64(sig)}) + "\n")
         n += 1
     return n
 
@@ -149,9 +178,14 @@ def read_bundle(path: str | Path) -> Bundle:
 
 def parse_bundle(f: IO[bytes]) -> Bundle:
     b: Bundle | None = None
+    hsh = hashlib.sha256()
+    signed_at = 0
     for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE + 2), b""), 1):
         if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
             raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
+        if signed_at:
+            raise FormatError(f"bundle line {lineno}: data after the signature line "
+                              f"{signed_at}")
         try:
             text = raw[:-1].decode("ascii")
             obj = json.loads(text)
@@ -165,8 +199,15 @@ def parse_bundle(f: IO[bytes]) -> Bundle:
                 raise h.err(f"not a {FORMAT} file")
             c = _Line(obj["collector"], lineno, {"id", "name"})
             b = Bundle(c.text("id"), c.text("name"), h.uint("created"))
+            hsh.update(raw)
             continue
         kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind == "signature":
+            b.signer = _check_signature(_Line(obj, lineno, {"type", "key", "sig"}),
+                                        hsh.digest())
+            signed_at = lineno
+            continue
+        hsh.update(raw)
         if kind == "enrollment":
             x = _Line(obj, lineno, {"type", "device", "pub", "label", "board", "fw",
                                     "enrolled_at"})
@@ -193,3 +234,23 @@ def parse_bundle(f: IO[bytes]) -> Bundle:
     if b is None:
         raise FormatError("empty bundle: no header line")
     return b
+
+
+def _check_signature(x: _Line, digest: bytes) -> note.Verifier:
+    key = x.obj["key"]
+    if not isinstance(key, str):
+        raise x.err("key must be a collector verifier key")
+    try:
+        v = note.Verifier.from_string(key)
+    except FormatError as e:
+        raise x.err(f"bad collector key: {e}") from None
+    if v.to_string() != key:
+        raise x.err("collector key must be an Ed25519 note key (type 0x01)")
+    sig = x.blob("sig", 64, 64)
+    assert sig is not None
+    if not v.verify(signed_message(digest), sig):
+        raise VerificationError(f"bundle line {x.n}: the collector signature by {v.name} does "
+                                "not verify: the bundle was altered after export, or forged",
+                                hint="the whole bundle is refused; get a fresh export from "
+                                     "its collector")
+    return v

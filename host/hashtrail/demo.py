@@ -441,18 +441,24 @@ class _Demo:
 
     def export(self, c: Collector, path: Path) -> Path:
         with path.open("w", encoding="ascii") as f:
-            write_bundle(from_store(c.store, name=f"collector {c.name}"), f)
+            write_bundle(from_store(c.store, name=f"collector {c.name}"), f, c.store.signer)
         return path
 
     def reconcile(self) -> None:
         n, rep = self.n, self.rep
-        n.step(4, "Export one bundle per collector; reconcile both into one ledger")
+        n.step(4, "Export one signed bundle per collector; trust both; reconcile into one "
+                  "ledger")
         for c in self.cols:
             self.bundles[c.name] = self.export(c, self.dir / f"bundle-{c.name}.jsonl")
         self.led = led = self.stack.enter_context(Ledger.create(self.ledger_path, ORIGIN))
         rep.verifier_key = led.verifier.to_string()
         n.say(f"ledger init: {self.ledger_path.name}, origin {ORIGIN}; verifier key (what "
               f"proof checkers and witnesses must trust): {rep.verifier_key}")
+        # Only bundles signed by a collector the operator trusts may enroll devices.
+        for c in self.cols:
+            key = c.store.signer.verifier()
+            led.trust_collector(key, f"collector {c.name}")
+            n.say(f"ledger trust {key.to_string()} --name 'collector {c.name}'")
         for k, name in enumerate(("A", "B", "A")):
             size0, cps0 = led.size, len(led.checkpoints())
             r = reconcile(led, read_bundle(self.bundles[name]))

@@ -9,6 +9,10 @@ reads at most ~2 log2(n) rows through `merkle`'s `get(level, index)` callable.
 
 The ledger's Ed25519 note key is kept in the file (`meta.signer`): `ledger init` makes
 it; a deployment that wants the key elsewhere can re-sign checkpoints with `--key`.
+
+`collectors` lists the collector identity keys the operator trusts (`ledger trust`):
+only bundles signed by one of them may enroll devices (docs/BUNDLE.md). A ledger made
+before that table existed gets it, empty, when opened.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from .errors import ConfigError, HashtrailError
 LEAF_TAG = b"HTL1"
 _BUSY_MS = 60_000
 _SCHEMA_VERSION = "1"
+
+_COLLECTORS = """CREATE TABLE IF NOT EXISTS collectors (key TEXT PRIMARY KEY,
+        name TEXT NOT NULL, added_at INTEGER NOT NULL)"""
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -57,6 +64,7 @@ _SCHEMA = [
         PRIMARY KEY (device_id, digest))""",
     """CREATE TABLE bundles (digest BLOB PRIMARY KEY, collector TEXT NOT NULL,
         reconciled_at INTEGER NOT NULL)""",
+    _COLLECTORS,
 ]
 
 
@@ -115,6 +123,9 @@ class Ledger:
         if row != _SCHEMA_VERSION:
             led.close()
             raise LedgerError(f"{p} is not a hashtrail ledger (schema {row!r})")
+        if led.db.execute("SELECT 1 FROM sqlite_master WHERE name='collectors'").fetchone() \
+                is None:
+            led.db.execute(_COLLECTORS)      # a ledger from before collector trust
         return led
 
     @classmethod
@@ -264,6 +275,26 @@ class Ledger:
         if row is None:
             raise LedgerError("the ledger has no signed checkpoint yet")
         return bytes(row[0])
+
+    # -- trusted collectors --------------------------------------------------------------
+
+    def trust_collector(self, key: note.Verifier, name: str) -> bool:
+        """Let bundles signed by `key` enroll devices; False if it was trusted already."""
+        with self.tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO collectors VALUES (?,?,?)",
+                             (key.to_string(), name, int(time.time())))
+            return cur.rowcount == 1
+
+    def trusted_collectors(self) -> list[tuple[str, str, int]]:
+        """(verifier key, name, added at) of every trusted collector, oldest first."""
+        return [(str(k), str(n), int(t)) for k, n, t in self.db.execute(
+            "SELECT key, name, added_at FROM collectors ORDER BY added_at, key")]
+
+    def collector_name(self, key: note.Verifier) -> str | None:
+        """The name under which `key` is trusted, or None if it is not."""
+        row = self.db.execute("SELECT name FROM collectors WHERE key=?",
+                              (key.to_string(),)).fetchone()
+        return None if row is None else str(row[0])
 
     # -- devices -------------------------------------------------------------------------
 

@@ -3,6 +3,12 @@
 Why this shape: bundles arrive from several collectors, overlapping, out of order,
 sometimes twice, sometimes from a cloned device. Per device and in one `BEGIN
 IMMEDIATE` transaction, reconcile
+  0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
+     signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
+     claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
+     refused with a finding and that device's entries never enter. Entries and
+     checkpoints of devices already enrolled carry their own device signatures, so
+     they count from any bundle, signed or not (a second party filling gaps);
   1. checks every device checkpoint (ES256 by the enrolled key) and keeps the good ones;
   2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
      entries already accepted are duplicates; everything else waits in `pending`;
@@ -46,6 +52,7 @@ class Finding(NamedTuple):
 
 @dataclass
 class Result:
+    signed_by: str | None = None     # the trusted collector's name, None if not trusted
     enrolled: int = 0
     accepted: int = 0
     duplicates: int = 0
@@ -66,10 +73,23 @@ class _Cand(NamedTuple):
 
 def reconcile(led: Ledger, b: Bundle) -> Result:
     res = Result()
+    entries: dict[str, list[RawEntry]] = defaultdict(list)
+    cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
+    for did, r in b.entries:
+        entries[did].append(r)
+    for c in b.checkpoints:
+        cps[c.device_id].append(c)
+    refused: set[str] = set()
     with led.tx() as db:
+        res.signed_by = None if b.signer is None else led.collector_name(b.signer)
         for e in b.enrollments:
             dev = led.device(e.device_id)
-            if dev is None:
+            if dev is None and res.signed_by is None:
+                refused.add(e.device_id)
+                res.findings.append(Finding(e.device_id, None, (
+                    f"enrollment refused: {_untrusted(b)}; its {len(entries[e.device_id])} "
+                    f"entries and {len(cps[e.device_id])} checkpoints never enter")))
+            elif dev is None:
                 db.execute("INSERT INTO devices (device_id, pub, label, board, fw, "
                            "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
                            (e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
@@ -78,17 +98,18 @@ def reconcile(led: Ledger, b: Bundle) -> Result:
             elif dev.pub != e.pub:
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
-    entries: dict[str, list[RawEntry]] = defaultdict(list)
-    cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
-    for did, r in b.entries:
-        entries[did].append(r)
-    for c in b.checkpoints:
-        cps[c.device_id].append(c)
-    for did in sorted(set(entries) | set(cps)):
+    for did in sorted((set(entries) | set(cps)) - refused):
         with _no_cyclic_gc(), led.tx() as db:
             _device(led, db, did, entries[did], cps[did], res)
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
+
+
+def _untrusted(b: Bundle) -> str:
+    if b.signer is None:
+        return "the bundle is not signed by a collector"
+    return (f"the bundle is signed by collector key {b.signer.to_string()}, which this "
+            "ledger does not trust (`hashtrail ledger trust` adds it)")
 
 
 @contextmanager

@@ -13,6 +13,7 @@ API for the collect engineer (all methods are plain, synchronous, one transactio
 
     with Store.open(path) as st:                       # creates the file on first use
         st.collector_id                                # random 16-hex id of this collector
+        st.signer                                      # its Ed25519 identity (signs bundles)
         st.enroll(device_id, pub, label=, board=, fw=) # idempotent; same id + other key -> error
         st.enrollment(device_id) -> Enrollment | None
         st.enrollments() -> list[Enrollment]
@@ -26,6 +27,11 @@ API for the collect engineer (all methods are plain, synchronous, one transactio
         st.checkpoints(device_id) -> list[StoredCheckpoint]
         st.accepted_records(device_id, from_seq=0) -> list[RawEntry]
         st.all_records(device_id) -> list[RawEntry]   # accepted and quarantined, for export
+
+Each store has an Ed25519 identity key (a C2SP note signer named
+`collector-<collector id>`), made with the store and kept in it: `hashtrail export` signs
+bundles with it, and a ledger enrolls devices only from bundles signed by a collector it
+trusts (`hashtrail ledger trust`), so the key is what the ledger operator approves.
 
 `device_id` is the 32-hex-character id of docs/FORMATS.md; `pub` the 65-byte SEC1 key.
 A `RawEntry.body` is the entry's CBOR bytes exactly as read from flash and `sig` its
@@ -46,6 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
+from . import note
 from .errors import FormatError, HashtrailError, VerificationError
 
 _SCHEMA_VERSION = 1
@@ -158,6 +165,12 @@ class Store:
                 elif row[0] != str(_SCHEMA_VERSION):
                     raise StoreError(f"{p} has store schema {row[0]}, this hashtrail reads "
                                      f"{_SCHEMA_VERSION}")
+                # made with the store (and, once, for a store older than this key)
+                if conn.execute("SELECT 1 FROM meta WHERE key='signer'").fetchone() is None:
+                    cid = conn.execute("SELECT value FROM meta WHERE key='collector_id'"
+                                       ).fetchone()[0]
+                    conn.execute("INSERT INTO meta VALUES ('signer', ?)",
+                                 (note.Signer.generate(f"collector-{cid}").to_string(),))
             return st
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open collector store {p}: {e}") from e
@@ -187,6 +200,13 @@ class Store:
     def collector_id(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key='collector_id'").fetchone()
         return str(row[0])
+
+    @property
+    def signer(self) -> note.Signer:
+        """This collector's Ed25519 identity key; its verifier key is what a ledger
+        operator trusts (`hashtrail export --show-key` prints it)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='signer'").fetchone()
+        return note.Signer.from_string(str(row[0]))
 
     # -- enrollments ---------------------------------------------------------------------
 

@@ -35,16 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
-from fuzzseeds import Seeds, seeds
+from fuzzseeds import Seeds, seeds, signed_bundle, trusting_ledger
 from hashtrail import cbor_strict, chainverify, collect_verify, devicecheck, keys, link, note
 from hashtrail import checkpoint as cpmod
 from hashtrail import entry as entrymod
-from hashtrail.bundle import parse_bundle
+from hashtrail.bundle import Bundle, parse_bundle
 from hashtrail.cli import main as cli
 from hashtrail.commands.ledger import check_proof
 from hashtrail.errors import HashtrailError
 from hashtrail.evidence import check_evidence
-from hashtrail.ledger_db import Ledger
 from hashtrail.reconcile import reconcile
 from hashtrail.records import parse_records
 from hashtrail.store import Anchor
@@ -343,14 +342,17 @@ def prop_bundle(data: bytes) -> None:
         return
     orig = parse_bundle(io.BytesIO(s.bundle))
     with tempfile.TemporaryDirectory(prefix="hashtrail-fuzz-") as tmp:
-        path = Path(tmp) / "l.db"
-        Ledger.create(path, "fuzz.example/log").close()
-        with Ledger.open(path) as led:
+        # The seed device is enrolled by a trusted collector's signed bundle; the
+        # mutated (unsigned) bundle then brings entries and maybe other enrollments.
+        with trusting_ledger(Path(tmp) / "l.db") as led:
+            reconcile(led, signed_bundle(Bundle("ab" * 8, "fuzz", 0, orig.enrollments)))
             only_project_errors(lambda: reconcile(led, b))
             rows = led.db.execute("SELECT device_id, seq, body FROM entries").fetchall()
+            devices = [d.device_id for d in led.devices()]
     known = {(d, r.seq, r.body) for d, r in orig.entries}
     for did, seq, body in rows:
         assert (did, seq, bytes(body)) in known, "the ledger took an entry nobody signed"
+    assert devices == [s.device_id], "an unsigned bundle enrolled a device"
 
 
 def prop_note(data: bytes) -> None:

@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_mutations  # noqa: E402
 from hashtrail import link  # noqa: E402
-from hashtrail.bundle import Bundle, BundleCheckpoint, write_bundle  # noqa: E402
+from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle  # noqa: E402
 from hashtrail.cli import main as cli  # noqa: E402
 from hashtrail.evidence import Branch, make_evidence  # noqa: E402
 from hashtrail.ledger_db import Ledger  # noqa: E402
+from hashtrail.note import Signer  # noqa: E402
 from hashtrail.reconcile import reconcile  # noqa: E402
 from hashtrail.store import Enrollment, RawEntry, device_id_of  # noqa: E402
 
@@ -110,13 +111,30 @@ def _cli_json(argv: list[str]) -> dict[str, Any]:
     return json.loads(buf.getvalue())  # type: ignore[no-any-return]
 
 
+COLLECTOR = Signer("collector-fuzz", bytes(range(32, 64)))  # fixed: reproducible seeds
+
+
+def signed_bundle(b: Bundle) -> Bundle:
+    """`b` signed by the fuzz collector and parsed back (the real signature path)."""
+    out = io.StringIO()
+    write_bundle(b, out, COLLECTOR)
+    return parse_bundle(io.BytesIO(out.getvalue().encode("ascii")))
+
+
+def trusting_ledger(path: Path) -> Ledger:
+    """A new ledger file that trusts the fuzz collector (so its bundles may enroll)."""
+    led = Ledger.create(path, "fuzz.example/log")
+    led.trust_collector(COLLECTOR.verifier(), "fuzz collector")
+    return led
+
+
 def _ledger_artifacts(b: Bundle) -> tuple[bytes, str, dict[str, Any], dict[str, Any]]:
     """A real ledger file: reconcile, then the CLI's own signed checkpoint and proofs."""
     with tempfile.TemporaryDirectory(prefix="hashtrail-fuzzseed-") as tmp:
         path = Path(tmp) / "ledger.db"
-        Ledger.create(path, "fuzz.example/log").close()
+        trusting_ledger(path).close()
         with Ledger.open(path) as led:
-            res = reconcile(led, b)
+            res = reconcile(led, signed_bundle(b))
             if res.findings or res.accepted < ENTRIES:
                 raise RuntimeError(f"seed bundle did not reconcile cleanly: {res}")
         cp = _cli_json(["ledger", "checkpoint", "--ledger", str(path), "--json"])

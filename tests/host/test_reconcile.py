@@ -13,11 +13,13 @@ from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.evidence import check_evidence
 from hashtrail.ledger_db import Ledger, parse_leaf
 from hashtrail.reconcile import reconcile
-from ledgerkit import Device, bundle, save
+from hashtrail.store import RawEntry
+from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 
 def _ledger(tmp: Path) -> Ledger:
-    return Ledger.create(tmp / "l.db", "test.example/ledger")
+    """A new ledger that trusts the test collector (whose bundles may enroll devices)."""
+    return trust(Ledger.create(tmp / "l.db", "test.example/ledger"))
 
 
 def _dev(n: int, secret: int = 1001, sig: bool = False) -> Device:
@@ -175,7 +177,7 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
     assert main([*args, "--ledger", str(tmp_path / "l.db"), str(tmp_path / "cp")]) == 2
     assert "hashtrail ledger init prints it" in capsys.readouterr().err
     # another "ledger" file (its own key inside) does not make its checkpoint trusted
-    with Ledger.create(tmp_path / "evil.db", "test.example/ledger") as evil:
+    with trust(Ledger.create(tmp_path / "evil.db", "test.example/ledger")) as evil:
         reconcile(evil, bundle([d], cps=[(d, d.checkpoint())]))
         (tmp_path / "evil.cp").write_bytes(evil.sign_checkpoint())
     trusted = ["--verifier-key", log_key.to_string()]
@@ -201,7 +203,7 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
         body = evil.entries[6][1].body
         evil.entries[6] = (d.id_hex, evil.entries[6][1]._replace(
             body=body.replace(b"temp", b"tmpx")))
-        with Ledger.create(tmp_path / f"{secret}.db", "t/l") as led:
+        with trust(Ledger.create(tmp_path / f"{secret}.db", "t/l")) as led:
             assert reconcile(led, evil).accepted == 5
             r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())], name="c2"))
             assert (r.accepted, led.size) == (8, 13), secret
@@ -281,3 +283,106 @@ def test_verify_proof_needs_a_trusted_ledger_key(tmp_path: Path,
     other = _forged_proof(doc)["verifier_key"]
     assert main(["ledger", "verify-proof", "--verifier-key", str(other), str(good)]) == 1
     assert main(["ledger", "verify-proof", "--verifier-key", "not a key", str(good)]) == 2
+
+
+def test_enrollment_counts_only_from_a_trusted_collector(tmp_path: Path) -> None:
+    """An enrollment line is a claim: it counts only in a bundle signed by a collector
+    the ledger trusts. Entries of an enrolled device count from any bundle."""
+    from hashtrail.note import Signer
+
+    d = _dev(12)
+    stranger = Signer.generate("collector-stranger")
+    with Ledger.create(tmp_path / "l.db", "test.example/ledger") as led:
+        for b, why in ((bundle([d], cps=[(d, d.checkpoint())], signer=None),
+                        "the bundle is not signed by a collector"),
+                       (bundle([d], cps=[(d, d.checkpoint())], signer=stranger),
+                        f"signed by collector key {stranger.verifier().to_string()}, which "
+                        "this ledger does not trust")):
+            r = reconcile(led, b)
+            assert (r.enrolled, r.accepted, r.pending, r.signed_by) == (0, 0, 0, None)
+            (f,) = r.findings                               # one finding, naming the device
+            assert (f.device_id, f.seq) == (d.id_hex, None)
+            assert f.reason.startswith("enrollment refused:") and why in f.reason
+            assert "13 entries and 1 checkpoints never enter" in f.reason
+            assert led.device(d.id_hex) is None and led.size == 0
+            assert led.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
+        trust(led)
+        r = reconcile(led, bundle([d], {d.id_hex: (0, 6)}, [(d, d.checkpoint(seq=5))]))
+        assert (r.signed_by, r.enrolled, r.accepted, r.findings) == \
+            ("test collector", 1, 6, [])
+        # a second party's unsigned bundle fills the rest: device signatures suffice
+        r = reconcile(led, bundle([d], {d.id_hex: (6, 13)}, [(d, d.checkpoint())],
+                                  signer=None))
+        assert (r.enrolled, r.accepted, r.findings) == (0, 7, [])
+        # ... and its enrollment line of an enrolled device is harmless
+        r = reconcile(led, bundle([d], signer=stranger))
+        assert (r.enrolled, r.accepted, r.duplicates, r.findings) == (0, 0, 13, [])
+
+
+def test_bundle_signature_covers_every_byte(tmp_path: Path) -> None:
+    """A signed bundle altered after export is refused whole, whatever line changed;
+    an unsigned bundle still parses (signer None)."""
+    from hashtrail.errors import VerificationError
+    from hashtrail.note import Signer
+
+    d = _dev(3)
+    p = save(bundle([d], cps=[(d, d.checkpoint())]), tmp_path / "b.jsonl")
+    data = p.read_bytes()
+    signer = read_bundle(p).signer
+    assert signer is not None and signer.to_string() == COLLECTOR.verifier().to_string()
+    assert parse_bundle(io.BytesIO(b"".join(data.splitlines(True)[:-1]))).signer is None
+    lines = data.splitlines(keepends=True)
+    for i in range(len(lines) - 1):                      # each data line edited in place
+        obj = json.loads(lines[i])
+        key = "created" if i == 0 else "enrolled_at" if "pub" in obj else \
+            "seq" if obj["type"] == "entry" else None
+        if key is None:
+            obj["device"] = "ff" * 16
+        else:
+            obj[key] += 1
+        edited = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        bad = [*lines[:i], edited, *lines[i + 1:]]
+        with pytest.raises(VerificationError, match="signature by collector-test does not"):
+            parse_bundle(io.BytesIO(b"".join(bad)))
+    sig = json.loads(lines[-1])
+    sig["key"] = Signer.generate("collector-x").verifier().to_string()  # another key
+    with pytest.raises(VerificationError):
+        parse_bundle(io.BytesIO(b"".join(lines[:-1]) + (json.dumps(
+            sig, sort_keys=True, separators=(",", ":")) + "\n").encode()))
+    with pytest.raises(FormatError, match="after the signature"):
+        parse_bundle(io.BytesIO(data + lines[1]))
+
+
+def test_cli_export_signs_and_ledger_trust(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`export` signs with the store's own key; `ledger trust` takes the key `export
+    --show-key` prints (or a file of it); `ledger trusted` lists it; reconcile enrolls."""
+    from hashtrail.cli import main
+    from hashtrail.store import Store
+
+    d = _dev(4)
+    store, led = tmp_path / "c.db", tmp_path / "l.db"
+    with Store.open(store) as st:
+        st.enroll(d.id_hex, d.pub, label="x")
+        st.quarantine(d.id_hex, [RawEntry(s, b, g) for s, b, g in d.entries])
+        key = st.signer.verifier().to_string()
+    assert main(["export", "--store", str(store), "--show-key"]) == 0
+    assert capsys.readouterr().out.strip() == key
+    assert main(["export", "--store", str(store), "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert key in capsys.readouterr().out
+    assert main(["ledger", "init", "--ledger", str(led), "--origin", "t/l"]) == 0
+    assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl")]) == 1
+    assert "enrollment refused" in capsys.readouterr().out
+    (tmp_path / "c.vkey").write_text(key + "\n")
+    assert main(["ledger", "trust", "--ledger", str(led), str(tmp_path / "c.vkey"),
+                 "--name", "site A"]) == 0
+    assert "trusted: collector site A" in capsys.readouterr().out
+    assert main(["ledger", "trust", "--ledger", str(led), key, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == \
+        {"key": key, "name": "site A", "added": False}
+    assert main(["ledger", "trusted", "--ledger", str(led), "--json"]) == 0
+    assert [(r["key"], r["name"]) for r in json.loads(capsys.readouterr().out)] == \
+        [(key, "site A")]
+    assert main(["ledger", "trust", "--ledger", str(led), "nonsense"]) == 2
+    assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl")]) == 0
+    assert "trusted collector site A" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hashtrail.ledger_db import Ledger
 from hashtrail.ledger_verify import verify_ledger
-from ledgerkit import Device, bundle, save
+from ledgerkit import COLLECTOR, Device, bundle, save
 
 CLI = [sys.executable, "-m", "hashtrail.cli"]
 N = 1500
@@ -29,6 +29,8 @@ def _bundles(tmp: Path) -> list[Path]:
 def _init(path: Path) -> None:
     subprocess.run([*CLI, "ledger", "init", "--ledger", str(path), "--origin", "t/l"],
                    check=True, capture_output=True)
+    subprocess.run([*CLI, "ledger", "trust", "--ledger", str(path),
+                    COLLECTOR.verifier().to_string()], check=True, capture_output=True)
 
 
 def test_killed_reconcile_reruns_to_the_same_ledger(tmp_path: Path) -> None:

@@ -70,9 +70,10 @@ def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def _bundle(tmp: Path, ch: DeviceChain, name: str,
-            edit: tuple[int, int] | None = None) -> Path:
+            edit: tuple[int, int] | None = None, trusted_by: str | None = None) -> Path:
     """Collector side: file the device records as received, then `hashtrail export`.
-    `edit` = (seq, byte offset from the end) flips one bit of that entry's body."""
+    `edit` = (seq, byte offset from the end) flips one bit of that entry's body;
+    `trusted_by` = a ledger that then trusts this collector's key (so it may enroll)."""
     key = DeviceKey(ch.pub)
     with Store.open(tmp / f"{name}.db") as st:
         st.enroll(ch.device_id, ch.pub, label="fw-unix", board="unix", fw="0.1.0")
@@ -90,6 +91,10 @@ def _bundle(tmp: Path, ch: DeviceChain, name: str,
     out = tmp / f"{name}.jsonl"
     assert main(["export", "--store", str(tmp / f"{name}.db"), "--out", str(out),
                  "--name", name]) == 0
+    if trusted_by is not None:
+        with Store.open(tmp / f"{name}.db") as st:
+            key = st.signer.verifier().to_string()
+        assert main(["ledger", "trust", "--ledger", trusted_by, key, "--name", name]) == 0
     return out
 
 
@@ -106,7 +111,7 @@ def test_firmware_chain_is_accepted_and_proves(chain: DeviceChain, tmp_path: Pat
                            "test.example/fw")
     assert code == 0
     code, out = _cli_json(capsys, "reconcile", "--ledger", led,
-                          str(_bundle(tmp_path, chain, "c1")))
+                          str(_bundle(tmp_path, chain, "c1", trusted_by=led)))
     (b,) = out["bundles"]
     assert code == 0 and b["findings"] == [], b
     assert b["accepted"] == chain.covered + 1 == out["size"]
@@ -148,7 +153,7 @@ def test_edited_firmware_entry_is_refused(chain: DeviceChain, tmp_path: Path,
     assert main(["ledger", "init", "--ledger", led, "--origin", "test.example/fw"]) == 0
     # the last byte of seq 20's body: the low byte of its second reading's float value
     code, out = _cli_json(capsys, "reconcile", "--ledger", led,
-                          str(_bundle(tmp_path, chain, "evil", edit=(20, 1))))
+                          str(_bundle(tmp_path, chain, "evil", edit=(20, 1), trusted_by=led)))
     (b,) = out["bundles"]
     assert code == 1
     found = [(f["device_id"], f["seq"], f["reason"]) for f in b["findings"]]

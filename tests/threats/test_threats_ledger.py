@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import shutil
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hashtrail.bundle import parse_bundle, read_bundle, write_bundle
 from hashtrail.cli import main as cli
 from hashtrail.errors import VerificationError
 from hashtrail.note import Signer
@@ -43,9 +45,18 @@ def export(store: Path, out: Path) -> Path:
     return out
 
 
-def new_ledger(path: Path) -> Path:
+def collector_key(store: Path) -> str:
+    with Store.open(store, create=False) as st:
+        return st.signer.verifier().to_string()
+
+
+def new_ledger(path: Path, golden: Golden) -> Path:
+    """A new ledger whose operator trusts the golden collector (every copy of its store
+    has the same identity key), so that collector's bundles may enroll the device."""
     assert cli(["ledger", "init", "--ledger", str(path), "--origin", "threats.test/ledger",
                 "--json"]) == 0
+    assert cli(["ledger", "trust", "--ledger", str(path), collector_key(golden.store),
+                "--name", "golden", "--json"]) == 0
     return path
 
 
@@ -102,7 +113,7 @@ def _size(capsys: pytest.CaptureFixture[str], ledger: Path) -> int:
 def test_cloned_device_fork_evidence_kept_and_device_flagged(
         golden: Golden, clones: Clones, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    led = new_ledger(tmp_path / "l.db")
+    led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, clones.a)
     assert code == 0 and data["size"] == clones.a_upto + 1
     code, data = reconcile(capsys, led, clones.b)
@@ -134,7 +145,7 @@ def test_rolled_back_device_leaves_fork_evidence(golden: Golden, gold_bundle: Pa
     store = golden.store_copy(tmp_path)
     with pytest.raises(VerificationError, match="rolled back"):
         collect_from(dev, store)  # refused, but its fresh checkpoint is kept as received
-    led = new_ledger(tmp_path / "l.db")
+    led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, export(store, tmp_path / "rb.jsonl"))
     assert code == 1 and data["size"] == golden.anchor + 1  # all the host had seen is in
     assert data["bundles"][0]["forks"] == 1
@@ -159,7 +170,7 @@ def test_two_collectors_overlapping_merge_once(golden: Golden, tmp_path: Path,
     r2 = collect_from(dev, second)
     assert r1.upto_seq == r2.upto_seq and r2.from_seq == 0
     n = r2.upto_seq + 1  # type: ignore[operator]
-    led = new_ledger(tmp_path / "l.db")
+    led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, export(first, tmp_path / "1.jsonl"),
                            export(second, tmp_path / "2.jsonl"))
     b1, b2 = data["bundles"]
@@ -168,8 +179,11 @@ def test_two_collectors_overlapping_merge_once(golden: Golden, tmp_path: Path,
     assert code == 0 and rep["size"] == n and rep["devices"][0]["entries"] == n
 
 
-def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool) -> bytes:
-    """Edit entry `seq`'s body in a bundle, keeping every line canonical.
+def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool,
+                 resign: Path | None = None) -> bytes:
+    """Edit entry `seq`'s body in a bundle, keeping every line canonical; with `resign`
+    (a collector store), sign the result again with that collector's key: a trusted
+    collector gone bad, or its key stolen. Without it the old signature line stays.
 
     The edit is the last single-bit flip (from the end of the body) that leaves a valid
     entry for the ledger's own parser, with the same seq and the same `prev` link, and
@@ -200,6 +214,10 @@ def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool) -> byte
             obj["body"] = base64.b64encode(bytes(bad)).decode()
             lines[i] = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
             out.write_bytes(b"".join(lines))
+            if resign is not None:
+                b = parse_bundle(io.BytesIO(b"".join(lines[:-1])))   # data lines only
+                with Store.open(resign, create=False) as st, out.open("w") as f:
+                    write_bundle(b, f, st.signer)
             return bytes(bad)
     raise AssertionError(f"no entry {seq} in {bundle}")
 
@@ -227,8 +245,8 @@ def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
     assert len(signed) >= 2, signed
     s = signed[0] + 3  # after the first device-signed point, before the next
     bad = tmp_path / "bad.jsonl"
-    _tamper_line(gold_bundle, bad, s, genuine_first)
-    led = new_ledger(tmp_path / "l.db")
+    _tamper_line(gold_bundle, bad, s, genuine_first, resign=golden.store)
+    led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, bad)
     assert code == 1 and data["size"] == signed[0] + 1  # the signed prefix before it
     assert [(d, q, "does not link to the previous entry" in r)
@@ -237,9 +255,57 @@ def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
     assert data["size"] == golden.anchor + 1, findings(data)
 
 
-def test_malformed_bundle_is_a_clear_error(gold_bundle: Path, tmp_path: Path,
+def test_bundle_edited_after_signing_is_refused_whole(
+        golden: Golden, gold_bundle: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The same edit without the collector's key: the signature no longer covers the
+    bytes, so nothing of the bundle is taken, not even the untouched prefix."""
+    s = _signed_seqs(gold_bundle)[0] + 3
+    bad = tmp_path / "bad.jsonl"
+    _tamper_line(gold_bundle, bad, s, True)
+    led = new_ledger(tmp_path / "l.db", golden)
+    code, _, err = run(capsys, "reconcile", str(bad), "--ledger", str(led))
+    assert code == 1 and "the collector signature by collector-" in err, err
+    assert "does not verify" in err and "Traceback" not in err
+    assert _size(capsys, led) == 0
+
+
+def test_foreign_collector_cannot_enroll_a_device(
+        golden: Golden, gold_bundle: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A collector the operator never trusted (its own store, its own key) exports a
+    validly signed bundle enrolling a device: refused with a finding, nothing enters.
+    Once the operator trusts that collector, the same bundle enrolls it. Unsigned or
+    untrusted bundles still fill entries for devices already enrolled."""
+    gold = read_bundle(gold_bundle)
+    foreign = tmp_path / "foreign.db"
+    with Store.open(foreign) as st:
+        st.enroll(golden.device_id, golden.pub, label="not yours")
+        st.quarantine(golden.device_id, [r for _, r in gold.entries])
+    fb = export(foreign, tmp_path / "foreign.jsonl")
+    led = new_ledger(tmp_path / "l.db", golden)
+    code, data = reconcile(capsys, led, fb)
+    assert code == 1 and data["size"] == 0 and data["bundles"][0]["signed_by"] is None
+    (did, seq, reason), = findings(data)
+    assert (did, seq) == (golden.device_id, None)
+    assert reason.startswith("enrollment refused: the bundle is signed by collector key "
+                             + collector_key(foreign)), reason
+    code, devs, _ = run(capsys, "devices", "list", "--ledger", str(led), "--json")
+    assert devs == []
+    assert run(capsys, "ledger", "trust", "--ledger", str(led), collector_key(foreign),
+               "--name", "site B")[0] == 0
+    code, data = reconcile(capsys, led, fb)          # no checkpoints: entries wait
+    assert data["bundles"][0]["signed_by"] == "site B"
+    assert data["bundles"][0]["enrolled"] == 1 and data["size"] == 0
+    unsigned = tmp_path / "unsigned.jsonl"           # the golden data, signature removed
+    unsigned.write_bytes(b"".join(gold_bundle.read_bytes().splitlines(True)[:-1]))
+    code, data = reconcile(capsys, led, unsigned)
+    assert code == 0 and data["size"] == golden.anchor + 1, findings(data)
+
+
+def test_malformed_bundle_is_a_clear_error(golden: Golden, gold_bundle: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    led = new_ledger(tmp_path / "l.db")
+    led = new_ledger(tmp_path / "l.db", golden)
     data = gold_bundle.read_bytes()
     for i, bad in enumerate([data.replace(b'"seq":', b'"seq": ', 1), data[:-1],
                              data.replace(b'"type":"entry"', b'"type":"entri"', 1),
@@ -257,8 +323,9 @@ def test_unknown_device_never_enters_the_ledger(golden: Golden, gold_bundle: Pat
                                                capsys: pytest.CaptureFixture[str]) -> None:
     lines = gold_bundle.read_bytes().splitlines(keepends=True)
     stranger = tmp_path / "stranger.jsonl"
-    stranger.write_bytes(b"".join(x for x in lines if b'"type":"enrollment"' not in x))
-    led = new_ledger(tmp_path / "l.db")
+    stranger.write_bytes(b"".join(x for x in lines if b'"type":"enrollment"' not in x
+                                  and b'"type":"signature"' not in x))
+    led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, stranger)
     assert code == 1 and data["size"] == 0
     (did, seq, reason), = findings(data)
@@ -268,7 +335,7 @@ def test_unknown_device_never_enters_the_ledger(golden: Golden, gold_bundle: Pat
 def test_revoked_device_gets_nothing_new(golden: Golden, gold_bundle: Path, tmp_path: Path,
                                         devices: list[Any],
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    led = new_ledger(tmp_path / "l.db")
+    led = new_ledger(tmp_path / "l.db", golden)
     assert reconcile(capsys, led, gold_bundle)[0] == 0
     code, out, _ = run(capsys, "devices", "revoke", golden.device_id, "--reason",
                        "key extracted", "--ledger", str(led), "--json")
@@ -289,7 +356,7 @@ def test_witness_refuses_a_checkpoint_that_does_not_extend_what_it_saw(
         golden: Golden, gold_bundle: Path, clones: Clones, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Split view: the ledger operator shows one witness two different histories."""
-    base = new_ledger(tmp_path / "base.db")
+    base = new_ledger(tmp_path / "base.db", golden)
     reconcile(capsys, base, gold_bundle)
     views = {}
     for name, b in (("a", clones.a), ("b", clones.b)):

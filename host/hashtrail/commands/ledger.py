@@ -1,5 +1,6 @@
 """`hashtrail ledger ...`: make the ledger, sign checkpoints, print and check proofs,
-export and check fork evidence, and cosign checkpoints as a witness.
+export and check fork evidence, cosign checkpoints as a witness, and keep the list of
+collectors whose bundles may enroll devices.
 
 Offline checks (`verify-proof`, `cosign`) trust only the ledger verifier key the user
 brings (`--verifier-key` or `--verifier-key-file`), never a key carried by the input:
@@ -53,6 +54,12 @@ def register(sub: Any) -> None:
     c.add_argument("--out", required=True)
     c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
     c.add_argument("file")
+    c = cmd("trust", run_trust, "let bundles signed by this collector key enroll devices")
+    c.add_argument("key", metavar="VKEY_OR_FILE",
+                   help="the collector's verifier key (`hashtrail export --show-key` prints "
+                        "it), or a file holding it")
+    c.add_argument("--name", help="what to call this collector (default: the key's name)")
+    cmd("trusted", run_trusted, "list the collectors trusted to enroll devices")
     c = cmd("cosign", run_cosign, "as a witness, cosign a checkpoint that extends the last one",
             ledger=True)
     c.add_argument("--key", required=True, help="witness signer key file (PRIVATE+KEY+...)")
@@ -215,6 +222,47 @@ def run_check_evidence(args: argparse.Namespace) -> int:
     _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
                  "hashes": [h.hex() for h in v.hashes]},
           f"fork proven: device {v.device_id} signed two different entries for seq {v.seq}")
+    return 0
+
+
+def _collector_key(arg: str) -> note.Verifier:
+    text = arg
+    p = Path(arg)
+    if "+" not in arg and p.is_file():
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read collector key file {arg}: {e}") from None
+    try:
+        return note.Verifier.from_string(text)
+    except FormatError as e:
+        raise ConfigError(f"bad collector key: {e}",
+                          hint="on the collector, `hashtrail export --store FILE --show-key` "
+                               "prints its key") from None
+
+
+def run_trust(args: argparse.Namespace) -> int:
+    key = _collector_key(args.key)
+    name = args.name or key.name
+    with Ledger.open(args.ledger) as led:
+        new = led.trust_collector(key, name)
+        name = led.collector_name(key) or name
+    _emit(args, {"key": key.to_string(), "name": name, "added": new},
+          f"{'trusted' if new else 'already trusted'}: collector {name} "
+          f"({key.to_string()}); its signed bundles may enroll devices")
+    return 0
+
+
+def run_trusted(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        rows = led.trusted_collectors()
+    if args.json:
+        print(json.dumps([{"key": k, "name": n, "added_at": t} for k, n, t in rows], indent=1))
+    elif not rows:
+        print("no trusted collectors: bundles can enroll no device "
+              "(add one with `hashtrail ledger trust`)")
+    for k, n, t in [] if args.json else rows:
+        print(f"{n}  {k}  since {time.strftime('%Y-%m-%d %H:%M', time.gmtime(t))} UTC")
     return 0
 
 

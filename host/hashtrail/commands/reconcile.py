@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
         for path in args.bundles:
             r = reconcile(led, read_bundle(path))
             bad += len(r.findings)
-            out.append({"bundle": path, "enrolled": r.enrolled, "accepted": r.accepted,
+            out.append({"bundle": path, "signed_by": r.signed_by, "enrolled": r.enrolled,
+                        "accepted": r.accepted,
                         "duplicates": r.duplicates, "pending": r.pending,
                         "checkpoints": r.checkpoints, "forks": r.forks,
                         "findings": [f._asdict() for f in r.findings]})
@@ -36,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"bundles": out, "size": size}, indent=1))
     else:
         for o in out:
-            print(f"{o['bundle']}: accepted {o['accepted']}, duplicates {o['duplicates']}, "
-                  f"held {o['pending']}, forks {o['forks']}")
+            who = f"trusted collector {o['signed_by']}" if o["signed_by"] else \
+                "no trusted collector (enrolls nothing)"
+            print(f"{o['bundle']} ({who}): enrolled {o['enrolled']}, accepted "
+                  f"{o['accepted']}, duplicates {o['duplicates']}, held {o['pending']}, "
+                  f"forks {o['forks']}")
             for f in o["findings"]:
                 print(f"  {f['device_id']} seq {f['seq']}: {f['reason']}")
         print(f"ledger size {size}")
