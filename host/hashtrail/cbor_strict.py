@@ -40,6 +40,18 @@ _DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError,
 _MAX_DEPTH = 32
 
 
+def is_uint(v: Any) -> bool:
+    """A CBOR unsigned integer as decoded: an int (not a bool) in 0 .. 2**64 - 1."""
+    return type(v) is int and 0 <= v <= _U64
+
+
+def int_keys(m: Any) -> bool:
+    """A dict whose keys are all plain ints: canonical CBOR allows keys of any type, and
+    Python compares True == 1, so `sorted(m)` alone can raise (bytes vs int) or be fooled
+    (a `true` key standing in for key 1)."""
+    return type(m) is dict and all(type(k) is int for k in m)  # (bool is not int)
+
+
 def loads(data: bytes, *, tags: frozenset[int] = frozenset(), what: str = "CBOR") -> Any:
     """Decode one canonical CBOR item that must fill `data` exactly."""
     data = bytes(data)

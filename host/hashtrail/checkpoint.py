@@ -19,7 +19,7 @@ from typing import Any
 import cbor2
 
 from . import cbor_strict
-from .entry import int_keys
+from .cbor_strict import int_keys, is_uint
 from .errors import FormatError, VerificationError
 from .keys import DeviceId, DeviceKey, N
 
@@ -52,9 +52,9 @@ class Checkpoint:
 
 
 def _uint(v: Any, name: str) -> int:
-    if type(v) is not int or v < 0:
+    if not is_uint(v):
         raise FormatError(f"checkpoint {name} must be an unsigned integer")
-    return v
+    return int(v)
 
 
 def parse_checkpoint(raw: bytes) -> Checkpoint:

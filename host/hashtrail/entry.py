@@ -20,6 +20,8 @@ import hashlib
 from typing import Any, NamedTuple
 
 from . import cbor_strict
+from .cbor_strict import int_keys as int_keys  # (re-exported: callers check maps too)
+from .cbor_strict import is_uint as _uint
 from .errors import FormatError
 
 VERSION = 1
@@ -32,7 +34,6 @@ KIND_ACK = 5
 KIND_NAMES = {0: "reading", 1: "boot", 2: "time_set", 3: "key_created", 4: "overflow",
               5: "acknowledged"}
 _KEYS = list(range(9))
-_U64 = 1 << 64
 
 
 class Entry(NamedTuple):
@@ -56,17 +57,6 @@ class Entry(NamedTuple):
 
 def entry_hash(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
-
-
-def int_keys(m: Any) -> bool:
-    """A dict whose keys are all plain ints: canonical CBOR allows keys of any type, and
-    Python compares True == 1, so `sorted(m)` alone can raise (bytes vs int) or be fooled
-    (a `true` key standing in for key 1)."""
-    return type(m) is dict and all(type(k) is int for k in m)  # (bool is not int)
-
-
-def _uint(v: Any) -> bool:
-    return type(v) is int and 0 <= v < _U64
 
 
 def parse_entry(raw: bytes) -> Entry:

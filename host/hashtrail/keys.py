@@ -88,7 +88,7 @@ class DeviceKey:
 
 
 def device_id(pub: bytes) -> DeviceId:
-    return DeviceId(hashlib.sha256(pub).digest()[:16].hex())
+    return DeviceId(device_id_bytes(pub).hex())
 
 
 def device_id_bytes(pub: bytes) -> bytes:

@@ -10,6 +10,7 @@ ordinary entries (or it would be dead code hiding behind the reference).
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import cbor2
@@ -86,6 +87,17 @@ def _nest(depth: int) -> Any:
     return v
 
 
+def _canon(v: Any) -> bytes:
+    return bytes(cbor2.dumps(v, canonical=True))
+
+
+def _with_body(body: bytes) -> bytes:
+    """A canonical entry head (keys 0..7) followed by hand-written key-8 bytes."""
+    empty = _canon(_top(k8=[]))
+    assert empty.endswith(b"\x08\x80")
+    return empty[:-1] + body
+
+
 NONCANONICAL = {
     # seq 5 written as a 1-byte-argument integer (18 05 instead of 05)
     "long-int": cbor2.dumps(_top()).replace(b"\x01\x05\x02", b"\x01\x18\x05\x02", 1),
@@ -106,7 +118,32 @@ NONCANONICAL = {
         b"\x81\xa3\x00", b"\x81\xa4\x00\x61x\x00"),
     "deep-nesting": cbor2.dumps(_top(k8=_nest(40)), canonical=True),
     "seq-float": cbor2.dumps(_top(k1=5.0), canonical=True),
+    # tags that cbor2 decodes to plain values: without refusing every tag, the fast
+    # path's "length equals canonical size" argument would not hold (a shared or
+    # string reference is shorter than writing the value out again)
+    "self-described": _with_body(b"\xd9\xd9\xf7" + _canon([{0: "t", 2: 1}])),
+    "shared-ref-shorter": _with_body(b"\x82\xa2\x00\xd8\x1c" + _canon("a" * 26) + b"\x02\x01"
+                                     + b"\xa2\x00\xd8\x1d\x00\x02\x01"),
+    "bignum-small": _canon(_top()).replace(b"\x01\x05\x02", b"\x01\xc2\x41\x05\x02", 1),
+    "nan-payload": _with_body(b"\x81\xa2\x00\x61x\x02\xf9\x7e\x01"),
+    "float32-for-float16": _canon(_top()).replace(_canon(21.25),
+                                                  b"\xfa" + struct.pack(">f", 21.25)),
 }
+
+
+def test_noncanonical_vectors_are_what_they_claim() -> None:
+    # each hand-made vector really differs from the canonical bytes and still decodes
+    # (leniently) to an entry-shaped map, so the refusal below is about canonical form
+    for name in ("self-described", "shared-ref-shorter", "bignum-small", "nan-payload",
+                 "float32-for-float16"):
+        raw = NONCANONICAL[name]
+        assert raw != cbor2.dumps(cbor2.loads(raw), canonical=True), name
+        assert sorted(cbor2.loads(raw)) == list(range(9)), name
+        assert cbor_strict.quick_loads(raw) is None, name
+    shared = cbor2.loads(NONCANONICAL["shared-ref-shorter"])[8]
+    assert shared[0][0] is shared[1][0]           # the reference really resolved
+    assert len(NONCANONICAL["shared-ref-shorter"]) < len(
+        cbor2.dumps(cbor2.loads(NONCANONICAL["shared-ref-shorter"]), canonical=True))
 
 
 @pytest.mark.parametrize("name", sorted(NONCANONICAL))
@@ -142,3 +179,27 @@ def test_a_key_of_another_type_is_a_format_error(key: Any) -> None:
     assert swapped != raw
     with pytest.raises(FormatError):
         parse_entry(swapped)
+
+
+def _quick_same_as_reference(raw: bytes) -> None:
+    quick = cbor_strict.quick_loads(raw)
+    try:
+        ref = cbor_strict.loads(raw)
+    except FormatError:
+        assert quick is None, raw.hex()
+        return
+    if quick is not None:
+        assert cbor_strict._encode_rfc8949(quick) == cbor_strict._encode_rfc8949(ref) == raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(_data, st.booleans(), st.integers(0, 64), st.integers(0, 255))
+def test_quick_loads_never_accepts_what_loads_refuses(body: Any, canonical: bool, at: int,
+                                                       byte: int) -> None:
+    """Any plain data, canonical or not, and with one byte set anywhere."""
+    raw = bytes(cbor2.dumps(body, canonical=canonical))
+    _quick_same_as_reference(raw)
+    if raw:
+        i = at % len(raw)
+        _quick_same_as_reference(raw[:i] + bytes([byte]) + raw[i + 1:])
+        _quick_same_as_reference(raw[:i])
