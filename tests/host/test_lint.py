@@ -1,4 +1,4 @@
-"""The host code stays typed (mypy --strict) and ruff-clean: checked in the suite, so CI enforces it."""
+"""Host code stays typed (mypy --strict) and ruff-clean: checked in the suite, so CI holds it."""
 
 from __future__ import annotations
 
