@@ -4,15 +4,18 @@
 Why: the unit and end-to-end tests each check one event; a fleet lives through all of
 them interleaved, for hours. This runs several virtual devices (the real firmware
 under the unix port, each on its own littlefs image and pty) sampling fast, and at
-random: collects a device through one of two collectors (the first ACKs and so lets the
-device prune; the second does not), soft-resets one (Ctrl-C, a heap/flash sample over
+random: collects a device through one of two collectors (both ACK: the device keeps
+acknowledged data until it needs the space, so one collector's ACK does not take data
+the other has not read; docs/STORAGE.md), soft-resets one (Ctrl-C, a heap/flash sample over
 the raw REPL, Ctrl-D), hard-resets one (EN), cuts one's power (kill -9), and exports
 both collectors and reconciles them into one ledger. At the end every device is
 collected once more and powered off, and the ledger must: verify (`verify_ledger`),
 hold every seq 0..n of every device exactly once, and agree byte for byte with what is
 still on each device's flash image (read with littlefs-python, checked with the chain
 verifier). Heap (micropython.mem_peak of each app run) and flash use (INFO free bytes,
-statvfs) are sampled all along and must stay within the board's budget.
+statvfs) are sampled all along and must stay within the board's budget. The summary
+says how many ledger entries came in through each collector's bundle (bundles are
+reconciled in a random order each time, so neither gets the shared entries by rank).
 
     python tools/soak.py --minutes 10 [--devices 3] [--interval 0.1] [--seed N] [--json]
 
@@ -203,7 +206,10 @@ class Stats:
     seconds: float = 0.0
     devices: int = 0
     collections: int = 0
-    collect_refused_pruned: int = 0
+    collect_refused_pruned: int = 0     # a collector fell behind: the device pruned
+    collections_by: list[int] = dataclasses.field(default_factory=lambda: [0, 0])
+    contributed: list[int] = dataclasses.field(default_factory=lambda: [0, 0])
+    held_by: list[int] = dataclasses.field(default_factory=lambda: [0, 0])
     collect_link_failures: int = 0
     soft_resets: int = 0
     hard_resets: int = 0
@@ -235,7 +241,7 @@ class Soak:
         self.pubs: dict[str, bytes] = {}
         self.boots = {d.name: d.boots for d in self.devs}  # boots we caused
         self.s = Stats(devices=devices, heap_limit=BOARD.heap_budget + ROM_HEAP_OVERHEAD)
-        self.behind: set[str] = set()  # devices c2 can no longer follow (pruned)
+        self.behind: set[tuple[str, int]] = set()  # (device, collector) that fell behind
         for i, path in enumerate(self.stores):    # the operator trusts both collectors
             with Store.open(path) as st, Ledger.open(self.ledger) as led:
                 led.trust_collector(st.signer.verifier(), f"c{i + 1}")
@@ -257,18 +263,21 @@ class Soak:
         with Store.open(self.stores[which]) as st:
             try:
                 with open_serial(dev.port) as link:
-                    res = collect(link, st, ack=which == 0)
+                    res = collect(link, st, ack=True)
                     self._flash(link.hello().free_bytes, BOARD.vfs_size)
                 self.s.collections += 1
+                self.s.collections_by[which] += 1
                 self.s.events[f"collect-c{which + 1}"] += 1
             except LinkError:
                 self.s.collect_link_failures += 1  # rebooting; everything kept, retried later
                 return
             except HashtrailError as e:
-                if which == 1 and "no longer holds" in str(e):
-                    self.s.collect_refused_pruned += 1  # c1 ACKed, the device pruned
-                    self.behind.add(dev.name)
-                    self.log(f"c2 fell behind on {dev.name}: {e}")
+                if "no longer holds" in str(e):
+                    # the device needed the space and pruned what the other collector
+                    # ACKed: a finding here, since the soak's flash should never fill
+                    self.s.collect_refused_pruned += 1
+                    self.behind.add((dev.name, which))
+                    self.s.findings.append(f"c{which + 1} fell behind on {dev.name}: {e}")
                     return
                 self.s.findings.append(f"collect {dev.name} by c{which + 1}: {e}")
                 return
@@ -293,12 +302,15 @@ class Soak:
                  f"{sample['flash_free']}")
 
     def reconcile(self) -> None:
-        for i, path in enumerate(self.stores):
+        order = [0, 1]
+        self.rng.shuffle(order)
+        for i in order:
             bpath = self.work / f"bundle{i + 1}.jsonl"
-            with Store.open(path) as st, open(bpath, "w", encoding="ascii") as f:
+            with Store.open(self.stores[i]) as st, open(bpath, "w", encoding="ascii") as f:
                 write_bundle(from_store(st, name=f"c{i + 1}"), f, st.signer)
             with Ledger.open(self.ledger) as led:
                 res = reconcile(led, read_bundle(bpath))
+            self.s.contributed[i] += res.accepted
             self.s.findings += [f"reconcile c{i + 1}: {f.device_id} seq {f.seq}: {f.reason}"
                                 for f in res.findings]
         self.s.reconciles += 1
@@ -308,8 +320,8 @@ class Soak:
         dev = self.rng.choice(self.devs)
         action = self.rng.choices(["c1", "c2", "soft", "hard", "cut", "reconcile"],
                                   weights=[30, 20, 6, 5, 5, 8])[0]
-        if action == "c2" and dev.name in self.behind:
-            action = "c1"
+        if action in ("c1", "c2") and (dev.name, int(action[1]) - 1) in self.behind:
+            action = "c2" if action == "c1" else "c1"
         if action in ("c1", "c2"):
             self.collect(dev, int(action[1]) - 1)
         elif action == "soft":
@@ -334,12 +346,13 @@ class Soak:
         """Collect everything, power off, reconcile, then judge ledger against images."""
         for d in self.devs:
             wait_ready(d)
-            for _attempt in range(4):
-                before = len(self.s.findings)
-                self.collect(d, 0)
-                if len(self.s.findings) == before:
-                    break
-                time.sleep(1)
+            for which in self.rng.sample([0, 1], 2):    # both, in a random order
+                for _attempt in range(4):
+                    before = len(self.s.findings)
+                    self.collect(d, which)
+                    if len(self.s.findings) == before:
+                        break
+                    time.sleep(1)
         for d in self.devs:
             extra = d.boots - self.boots[d.name]
             if extra > 0:  # the supervisor rebooted a VM that died: MemoryError, crash...
@@ -347,6 +360,10 @@ class Soak:
                 self.s.findings.append(f"{d.name}: {extra} reboots nobody asked for")
             d.stop()
         self.reconcile()
+        for i, path in enumerate(self.stores):
+            with Store.open(path) as st:
+                self.s.held_by[i] = sum(len(st.accepted_records(e.device_id))
+                                        for e in st.enrollments())
         with Ledger.open(self.ledger) as led:
             rep = verify_ledger(led)
             if not rep.ok:
@@ -399,8 +416,13 @@ def summary(s: Stats) -> str:
     mb = 1024 * 1024
     lines = [
         f"soak: {s.seconds} s, {s.devices} devices",
-        f"  collections {s.collections} (c2 refused after c1's ACK pruned: "
-        f"{s.collect_refused_pruned}, link failures retried later: {s.collect_link_failures})",
+        f"  collections {s.collections} (c1 {s.collections_by[0]}, c2 "
+        f"{s.collections_by[1]}, both ACK; refused because the other's ACK let the device "
+        f"prune: {s.collect_refused_pruned}; link failures retried later: "
+        f"{s.collect_link_failures})",
+        f"  ledger entries contributed (first to reach the ledger) by c1 {s.contributed[0]}"
+        f", by c2 {s.contributed[1]}; entries each store holds verified: c1 "
+        f"{s.held_by[0]}, c2 {s.held_by[1]}",
         f"  soft resets {s.soft_resets}, hard resets {s.hard_resets}, power cuts "
         f"{s.power_cuts}, reconciles {s.reconciles}",
         f"  ledger entries {s.ledger_entries}, image entries checked against it "

@@ -31,7 +31,8 @@
 #
 # Flash full policy: readings may not eat into the store's reserve (logstore.reserve);
 # boot, time-set, overflow and ack entries may use half of it. Acknowledged data goes
-# first: with prune_on_ack off, acknowledged segments are only pruned when space runs out.
+# first: with prune_on_ack off (the default: a second collector may not have read it
+# yet), acknowledged segments are only pruned, oldest first, when an append finds no room.
 #
 # Allocation per entry: entry.encode's small ints and text copies, one memoryview of
 # the entry buffer, the 32-byte head (+ a 64-byte signature when sign_entries).
@@ -55,7 +56,8 @@ DEFAULTS = {
     "checkpoint_every": 100,  # automatic checkpoint after this many entries (0: off)
     "checkpoint_s": 3600,  # ... or this long after the last one (0: off)
     "sign_entries": False,  # 64-byte signature beside every entry
-    "prune_on_ack": True,  # delete acknowledged segments at once (else when full)
+    "prune_on_ack": False,  # True: delete acknowledged segments at once; False: only
+    # when space is needed (a second collector can still read them; docs/STORAGE.md)
     "boot_check": True,  # walk every segment at boot (else only the last one)
 }
 
@@ -235,9 +237,16 @@ class Log:
 
     def append(self, kind, body):
         floor = kind != entry.KIND_READING
-        if not self._flush_overflow(floor):
-            raise logstore.LogFull("flash full")
-        return self._append(kind, body, floor)
+        try:
+            if not self._flush_overflow(floor):
+                raise logstore.LogFull("flash full")
+            return self._append(kind, body, floor)
+        except logstore.LogFull:
+            # No room even in the reserve: make it from acknowledged data, oldest
+            # segment first, as reading() does. Unacknowledged data is never pruned.
+            if self.acked is None or not self.store.prune(self.acked):
+                raise
+        return self.append(kind, body)
 
     def reading(self, readings):
         try:

@@ -9,11 +9,12 @@ attempt caught. Nothing here is simulated around the parts: the demo only calls 
 same plain functions the CLI commands call (`collect`, `from_store`, `reconcile`,
 `verify_ledger`, `check_proof`) and reports what they returned.
 
-Two settings differ from boards/unix.json, written into each device's own /board.json
-(the firmware reads them at boot like any board would): readings every 0.25 s instead
-of 10 s, so "time passes" in a second; and `prune_on_ack: false`, the setting for a
-device read by two collectors (docs/STORAGE.md "Pruning"): with pruning on, collector
-A's ACK would delete entries collector B has not read yet.
+One setting differs from boards/unix.json, written into each device's own /board.json
+(the firmware reads it at boot like any board would): readings every 0.25 s instead
+of 10 s, so "time passes" in a second. Two collectors read each device; that works
+because the firmware's default keeps acknowledged data until space is needed
+(docs/STORAGE.md "Pruning"), so collector A's ACK does not delete entries collector B
+has not read yet.
 
 `run_demo(directory, devices, out)` does no argument parsing and returns a
 `DemoReport`; progress is written to `out` as it happens. Every device process is
@@ -186,14 +187,13 @@ def _short(device_id: str) -> str:
 
 def demo_image(board_name: str = "unix") -> bytes:
     """One littlefs image for every demo device: the compiled firmware plus a
-    /board.json with the demo's two settings (compiled once, copied to each device)."""
+    /board.json with the demo's sampling interval (compiled once, copied to each device)."""
     from .boards import load_board
 
     board = load_board(board_name)
     files = imagefs.firmware_files(board)
     cfg = json.loads(files[imagefs.BOARD_FILE])
     cfg["sample_interval_s"] = SAMPLE_INTERVAL_S
-    cfg["prune_on_ack"] = False
     files[imagefs.BOARD_FILE] = json.dumps(cfg, indent=1).encode()
     return imagefs.build_image(files, board.vfs_size, board.block_size)
 

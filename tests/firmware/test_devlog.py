@@ -64,8 +64,10 @@ def test_boot_counter_survives_a_lost_state_file():
 
 
 def test_ack_prunes_and_appends_an_ack_entry():
+    # prune_on_ack on (not the default, see test_devlog_pruning.py): prune at once
     bd, root = _fresh()
-    log = _log(root)
+    cfg = {"name": "unix", "log": dict(CFG["log"], prune_on_ack=True)}
+    log = _log(root, cfg=cfg)
     for _ in range(30):
         log.reading(R)
     last = log.last_seq
@@ -79,7 +81,7 @@ def test_ack_prunes_and_appends_an_ack_entry():
     dtest.eq(devhelp.kinds(es)[-1][1:], (entry.KIND_ACK, {1: 20, 2: 16}))
     log.close()
     bd = ramblock.reboot(bd)
-    log = _log(root)
+    log = _log(root, cfg=cfg)
     dtest.eq((log.acked, log.first_seq), (20, 16))
 
 

@@ -23,7 +23,9 @@ HERE = Path(__file__).resolve().parent
 def make_app_board(out: Path) -> None:
     cfg = json.loads((ROOT / "boards" / "unix.json").read_text())
     cfg["sample_interval_s"] = 0
-    cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0}
+    # prune_on_ack: the second-boot test measures an ACK that prunes at once (the
+    # default keeps acknowledged data until space is needed, docs/STORAGE.md)
+    cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0, "prune_on_ack": True}
     (out / "board.json").write_text(json.dumps(cfg, indent=2))
 
 
