@@ -69,26 +69,34 @@ class App:
         self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
         chunk = int(cfg.get("link_chunk", 512))
         log_cfg = {"log": cfg.get("log")}
+        body = int((log_cfg["log"] or {}).get("max_body", 1024))
         reset_cause = board.reset_cause()
         cfg = boardcfg = None
-        # The log's buffers are the biggest long-lived allocations: make them first,
-        # on a freshly collected heap, before the link module and its buffer.
-        import devlog
-
+        # MicroPython's GC never moves objects. Loading modules leaves many small holes
+        # between the code it keeps, and so do the identity check's bigints and the
+        # recovery scan, so near the budget a 1 KB buffer made after them finds no
+        # room although the heap has 15 KB free. The long-lived buffers (the log's
+        # entry and record buffers, the link's frame and line buffers) therefore get
+        # one contiguous block, held while the modules load and released just before
+        # they are made; the log makes them before its boot work (devlog.Log).
         gc.collect()
+        room = bytearray(chunk + body * 3 + 1024)
+        import devlog
+        import link
+
+        room = None
+        gc.collect()
+        self.inp = inp if inp is not None else sys.stdin.buffer
+        out = out if out is not None else sys.stdout.buffer
+        self.link = link.Link(None, out, name, FW_VERSION, self.clock, chunk=chunk)
+        self._one = bytearray(1)
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
+        self.link.log = self.log
         # The watchdog starts once the log is open: a boot check of a long log can take
         # longer than its timeout.
         self.wdt = board.watchdog(wdt_ms) if wdt_ms else None
         board = None
-        import link
-
-        gc.collect()
-        self.inp = inp if inp is not None else sys.stdin.buffer
-        out = out if out is not None else sys.stdout.buffer
-        self.link = link.Link(self.log, out, name, FW_VERSION, self.clock, chunk=chunk)
-        self._one = bytearray(1)
         self.samples = 0
 
     def sample(self):

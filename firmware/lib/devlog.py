@@ -113,21 +113,33 @@ class Log:
         self._cp_every = int(cfg["checkpoint_every"])
         self._cp_ms = int(cfg["checkpoint_s"]) * 1000
         self._prune_on_ack = bool(cfg["prune_on_ack"])
+        # The long-lived buffers first (this entry buffer, then the store's, made
+        # before its recovery scan), the identity check last: its bigints and the
+        # scan's temporaries leave small holes between the few objects kept, and
+        # MicroPython's GC never moves objects, so a 1 KB buffer made after them may
+        # find no room near the heap budget (tests/firmware/test_app_budget.py).
+        # One entry buffer for every append (entry + the store's own record buffer).
+        self._w = Writer(bytearray(int(cfg["max_body"])))
+        self._mv = memoryview(self._w.buf)
         try:
             os.mkdir(root)
         except OSError:
             pass
-        self.ident = identity.load_or_create(root)
-        self.pub = self.ident.pub
-        self.device_id = self.ident.device_id_hex
+        # The store only reads and repairs what is on flash; nothing is appended before
+        # the identity is checked, and a missing key under existing segments is still
+        # refused (identity.load_or_create sees the same segment files).
         self.store = logstore.LogStore(
             root, seg_records=int(cfg["seg_records"]), seg_bytes=int(cfg["seg_bytes"]),
             max_body=int(cfg["max_body"]), flush_every=int(cfg["flush_every"]),
             flush_ms=int(cfg["flush_s"]) * 1000, boot_check=bool(cfg["boot_check"]))
         self.problems = self.store.problems
-        # One entry buffer for every append (entry + the store's own record buffer).
-        self._w = Writer(bytearray(int(cfg["max_body"])))
-        self._mv = memoryview(self._w.buf)
+        try:
+            self.ident = identity.load_or_create(root)
+        except Exception:
+            self.store.close()
+            raise
+        self.pub = self.ident.pub
+        self.device_id = self.ident.device_id_hex
         boot, acked, dropped = self._read_state()
         last = self.store.last_entry()
         if last is None:

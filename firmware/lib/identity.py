@@ -18,19 +18,17 @@
 #   device_id_of(pub) -> 16 bytes
 #
 # The private scalar stays in Identity._d: no public attribute, method, repr or str
-# returns, prints or serialises it. Only _write_key() writes it, to the key file.
+# returns, prints or serialises it. Only keyfile._write_key() writes it, to the key file.
 #
-# Allocation: load/create allocate the file contents and a few bigints once per boot;
-# sign() allocates what p256.sign does.
+# The key file code (parse, check, create) is boot-only and lives in keyfile.py:
+# load()/load_or_create() import it and drop it again, so it is not resident while the
+# app runs. Allocation: load/create allocate the file contents and a few bigints once
+# per boot; sign() allocates what p256.sign does.
 import binascii
 import hashlib
-import os
-import struct
+import sys
 
 import p256
-
-_MAGIC = b"HTK1"
-_KEY_LEN = 4 + 32 + 65 + 4
 
 
 class IdentityError(Exception):
@@ -60,83 +58,18 @@ class Identity:
     __str__ = __repr__
 
 
-def _exists(path):
+def _keyfile(fn, root):
     try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+        import keyfile
 
-
-def _log_has_segments(root):
-    try:
-        names = os.listdir(root + "/log")
-    except OSError:
-        return False
-    for name in names:
-        if name.endswith(".seg"):
-            return True
-    return False
-
-
-def _mkdir(path):
-    try:
-        os.mkdir(path)
-    except OSError:
-        if not _exists(path):
-            raise
-
-
-def _encode_key(d, pub):
-    body = _MAGIC + d.to_bytes(32, "big") + pub
-    return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
-
-
-def _parse_key(raw):
-    if len(raw) != _KEY_LEN:
-        raise IdentityError("key file has the wrong size (%d bytes)" % len(raw))
-    if raw[0:4] != _MAGIC:
-        raise IdentityError("key file has a bad magic")
-    crc = struct.unpack("<I", raw[_KEY_LEN - 4:])[0]
-    if binascii.crc32(raw[:_KEY_LEN - 4]) & 0xFFFFFFFF != crc:
-        raise IdentityError("key file CRC mismatch")
-    d = int.from_bytes(raw[4:36], "big")
-    pub = bytes(raw[36:101])
-    if not 0 < d < p256.N:
-        raise IdentityError("key file scalar out of range")
-    if p256.public_key(d) != pub:
-        raise IdentityError("key file public key does not match its private key")
-    return d, pub
-
-
-def _write_key(root, d, pub):
-    _mkdir(root)
-    tmp = root + "/key.tmp"
-    with open(tmp, "wb") as f:
-        f.write(_encode_key(d, pub))
-    os.rename(tmp, root + "/key")
+        return getattr(keyfile, fn)(root)
+    finally:
+        sys.modules.pop("keyfile", None)
 
 
 def load(root="/ht"):
-    path = root + "/key"
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError:
-        raise IdentityError("no key file at " + path)
-    d, pub = _parse_key(raw)
-    return Identity(d, pub)
+    return _keyfile("load", root)
 
 
 def load_or_create(root="/ht"):
-    if _exists(root + "/key"):
-        return load(root)
-    if _log_has_segments(root):
-        raise IdentityError(
-            "key file missing but the log has segments: refusing to make a new identity")
-    d = p256.new_key()
-    pub = p256.public_key(d)
-    _write_key(root, d, pub)
-    ident = load(root)  # read back: what is on flash is what we use
-    ident.created = True
-    return ident
+    return _keyfile("load_or_create", root)

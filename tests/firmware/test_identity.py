@@ -4,6 +4,7 @@ import vfs
 
 import dtest
 import identity
+import keyfile
 import p256
 
 
@@ -112,7 +113,7 @@ def test_key_file_with_wrong_public_key_raises():
     d = 12345
     wrong = p256.public_key(d + 1)
     with open(ROOT + "/key", "wb") as f:
-        f.write(identity._encode_key(d, wrong))
+        f.write(keyfile.encode_key(d, wrong))
     e = dtest.raises(identity.IdentityError, identity.load_or_create, ROOT)
     dtest.true("match" in str(e))
 
