@@ -28,6 +28,9 @@ BOARDS = ROOT / "boards"
 SCRIPTS = ("boot.py", "main.py")
 # Data files shipped as they are (read by the firmware at run time).
 DATA_GLOBS = ("*.bin",)
+# Build-host files in firmware/, never shipped: manifest.py is read by MicroPython's
+# own build when the firmware is frozen into an image.
+HOST_ONLY = ("manifest.py",)
 
 
 def mpy_cross() -> str:
@@ -48,7 +51,9 @@ def board_arch(board: str) -> str | None:
 def firmware_sources() -> list[Path]:
     """Every firmware file that is shipped to a board, relative to firmware/."""
     found = [p for g in ("*.py", *DATA_GLOBS) for p in FIRMWARE.rglob(g)]
-    return sorted(p.relative_to(FIRMWARE) for p in found if "__pycache__" not in p.parts)
+    return sorted(p.relative_to(FIRMWARE) for p in found
+                  if "__pycache__" not in p.parts and p.relative_to(FIRMWARE).as_posix()
+                  not in HOST_ONLY)
 
 
 def build(out: Path, arch: str | None = None, opt: int = 0) -> list[tuple[str, int]]:
