@@ -1,0 +1,131 @@
+"""`mpremote mip install firmware/package.json` on a freshly flashed virtual board.
+
+The way a MicroPython user installs a library: mip copies every file named in
+firmware/package.json into the board's /lib (mpremote 1.29 reads a local package.json
+and resolves its relative urls next to it; over http it does the same against the
+server). The application itself (main.py, boot.py) and the board definition are not
+library files: the user copies them with `mpremote cp`, as the README says. The board
+then has to boot into the app from exactly those files and answer the protocol.
+
+mip copies files as they are: these are .py sources, compiled in RAM at import. That
+needs more heap than the generic ESP32's 100 KB budget (about 130 KB measured with this
+firmware), so the virtual board here gets the ESP32-S3's budget; the 100 KB board
+installs compiled .mpy with `hashtrail deploy` or freezes the modules (manifest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hashtrail.boards import load_board
+from hashtrail.checkpoint import verify_checkpoint
+from hashtrail.imagefs import build_image
+from hashtrail.link import open_serial
+from hashtrail.paths import venv_tool
+from hashtrail.sim import VirtualDevice
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+PACKAGE = FIRMWARE / "package.json"
+
+
+def _mpremote(port: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "mpremote", "connect", port, *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@contextmanager
+def _http_server(directory: Path) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1 (a free port) for the block's duration."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _fresh_board(directory: Path) -> VirtualDevice:
+    """A virtual board just flashed with MicroPython: an empty littlefs, no firmware."""
+    board = dataclasses.replace(load_board("unix"),
+                                heap_budget=load_board("esp32s3").heap_budget)
+    dev = VirtualDevice(directory, "dev0", board=board)
+    dev.image_path.write_bytes(build_image({}, board.vfs_size, board.block_size))
+    return dev
+
+
+@pytest.mark.parametrize("source", ["local", "http"])
+def test_mip_install_lands_every_file_and_the_board_runs_the_app(tmp_path: Path,
+                                                                   source: str) -> None:
+    package = json.loads(PACKAGE.read_text())
+    expected = {f"/lib/{dest}": hashlib.sha256((FIRMWARE / url).read_bytes()).hexdigest()
+                for dest, url in package["urls"]}
+    with _fresh_board(tmp_path) as dev:
+        assert "lib" not in _mpremote(dev.port, "exec", "import os; print(os.listdir('/'))")
+        if source == "local":
+            _mpremote(dev.port, "mip", "install", str(PACKAGE))
+        else:
+            with _http_server(FIRMWARE) as base:
+                _mpremote(dev.port, "mip", "install", f"{base}/package.json")
+        # The application and the board definition: copied, not installed by mip.
+        _mpremote(dev.port, "cp", "firmware/main.py", "firmware/boot.py", ":")
+        _mpremote(dev.port, "cp", "boards/unix.json", ":board.json")
+
+        listing = _mpremote(dev.port, "exec",
+                            "import os, json; print(json.dumps(sorted(os.listdir('/lib'))))")
+        assert json.loads(listing) == sorted(p.rsplit("/", 1)[1] for p in expected)
+        paths = sorted(expected)
+        out = _mpremote(dev.port, "sha256sum", *(":" + p for p in paths))
+        digests = [w for w in out.split() if len(w) == 64]
+        assert dict(zip(paths, digests, strict=True)) == expected
+
+        dev.restart()  # boots boot.py, then main.py -> /lib/app.py from the mip files
+        with open_serial(dev.port) as link:
+            link.timeout = 10.0
+            info = link.hello()
+            assert info.board == "unix" and info.boot == 1
+            nonce = os.urandom(16)
+            cp = verify_checkpoint(link.checkpoint(nonce), info.pub, nonce=nonce)
+            assert cp.device_id == info.device_id
+
+
+def test_on_device_mip_installs_the_same_files_over_http(tmp_path: Path) -> None:
+    """The other mip: micropython-lib's, which a networked board runs itself
+    (`import mip; mip.install(URL)`). The unix port carries it frozen; it fetches
+    package.json and every relative url from the server."""
+    target = tmp_path / "lib"
+    with _http_server(FIRMWARE) as base:
+        proc = subprocess.run([venv_tool("micropython"), "-m", "mip", "install", "--target",
+                               str(target), f"{base}/package.json"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    urls = json.loads(PACKAGE.read_text())["urls"]
+    assert sorted(p.name for p in target.iterdir()) == sorted(dest for dest, _ in urls)
+    for dest, url in urls:
+        assert (target / dest).read_bytes() == (FIRMWARE / url).read_bytes(), dest
