@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,35 +34,58 @@ def _init(path: Path) -> None:
                     COLLECTOR.verifier().to_string()], check=True, capture_output=True)
 
 
+def _entries(path: Path) -> int:
+    """Entries committed so far, read through a separate read-only connection (WAL)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # not created yet, or busy for a moment
+        return 0
+
+
+def _kill_and_rerun(cmd: list[str], led_path: Path, kill_at: int | None,
+                    delay: float) -> int:
+    """Start a reconcile, kill -9 it (once `kill_at` entries are committed, or after
+    `delay` s), check the ledger right after the kill, rerun it to completion. Returns
+    the ledger size seen right after the kill."""
+    _init(led_path)
+    p = subprocess.Popen([*cmd, str(led_path)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + (60.0 if kill_at is not None else delay)
+    while p.poll() is None and time.monotonic() < deadline:
+        if kill_at is not None and _entries(led_path) >= kill_at:
+            break
+        time.sleep(0.002)
+    p.kill()
+    p.wait()
+    with Ledger.open(led_path) as led:
+        seen = led.size
+        assert verify_ledger(led).ok           # consistent right after the kill
+    subprocess.run([*cmd, str(led_path)], check=True, capture_output=True)
+    with Ledger.open(led_path) as led:
+        assert led.size == 3 * N               # the rerun finished it, no duplicates
+        assert verify_ledger(led).ok
+    return seen
+
+
 def test_killed_reconcile_reruns_to_the_same_ledger(tmp_path: Path) -> None:
     bundles = _bundles(tmp_path)
     cmd = [*CLI, "reconcile", *map(str, bundles), "--ledger"]
-    # Kill times are fractions of a full run's wall time (start-up included), so the
-    # kills keep landing mid-reconcile however fast reconcile gets.
-    _init(tmp_path / "timing.db")
-    t = time.perf_counter()
-    subprocess.run([*cmd, str(tmp_path / "timing.db")], check=True, capture_output=True)
-    full = time.perf_counter() - t
-    rng = random.Random(7)
+    # Each device is merged in one transaction, so the states a kill can leave are the
+    # ones between device commits. Watching the ledger's progress puts kills right after
+    # the first and the second device commit (mid-reconcile by construction, however
+    # loaded the machine); kills at random times cover every other point.
     partial = 0
-    for it in range(12):
-        led_path = tmp_path / f"l{it}.db"
-        _init(led_path)
-        p = subprocess.Popen([*cmd, str(led_path)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.0) * full)
-        p.kill()
-        p.wait()
-        with Ledger.open(led_path) as led:
-            partial += 0 < led.size < 3 * N
-            assert verify_ledger(led).ok           # consistent right after the kill
-        subprocess.run([*cmd, str(led_path)], check=True, capture_output=True)
-        with Ledger.open(led_path) as led:
-            assert led.size == 3 * N
-            assert verify_ledger(led).ok
-        if it >= 3 and partial >= 2:
-            break
-    assert partial >= 2, "kills did not land in the middle of a reconcile; widen the window"
+    for it, kill_at in enumerate((N, 2 * N, N, 2 * N)):
+        seen = _kill_and_rerun(cmd, tmp_path / f"w{it}.db", kill_at, 0.0)
+        partial += 0 < seen < 3 * N
+    rng = random.Random(7)
+    for it in range(4):
+        _kill_and_rerun(cmd, tmp_path / f"r{it}.db", None, rng.uniform(0.05, 1.5))
+    assert partial >= 2, "no kill landed between two device commits"
 
 
 def test_two_concurrent_reconciles(tmp_path: Path) -> None:
