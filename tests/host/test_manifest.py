@@ -15,9 +15,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from hashtrail.paths import venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
@@ -158,3 +161,20 @@ def test_package_json_urls_are_relative_and_exist() -> None:
     for dest, url in urls:
         assert "/" not in dest and not url.startswith(("/", "http", "github:"))
         assert (FIRMWARE / url).is_file()
+
+
+def test_p256_named_as_a_frozen_module_takes_the_table_constant(tmp_path: Path) -> None:
+    """A frozen module's __file__ is its bare name ("p256.py", no folder: the unix port's
+    own frozen asyncio shows "asyncio/__init__.py"), so p256 looks for p256_table.bin in
+    the current folder, finds none, and uses p256_table.COMB, which a frozen build keeps
+    in flash. Imported here by bare name from the current folder, as a frozen one is."""
+    for name in ("p256.py", "p256_table.py", "hmac256.py"):
+        shutil.copyfile(LIB / name, tmp_path / name)
+    code = ("import sys\nsys.path[:] = ['']\nimport p256\n"
+            "print(p256.__file__, p256.COMB is not None and len(p256.COMB))\n"
+            "d = 12345\nsig = p256.sign(d, bytes(32))\n"
+            "print(p256.verify(p256.public_key(d), bytes(32), sig))\n")
+    proc = subprocess.run([venv_tool("micropython"), "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["p256.py", "16320", "True"]
