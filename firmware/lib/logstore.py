@@ -41,6 +41,7 @@
 # allocates one small memoryview slice per record. Buffers are made once in __init__.
 import os
 import struct
+import sys
 from binascii import crc32
 from micropython import const
 from time import ticks_diff, ticks_ms
@@ -51,7 +52,6 @@ FLAG_SIG = const(1)
 _HDR = const(8)
 _SIG = const(64)
 _CRC = const(4)
-_MAX_PROBLEMS = const(16)
 _STAT_SIZE = const(6)
 
 
@@ -140,103 +140,15 @@ class LogStore:
         self._measure()
 
     # ---- boot ----------------------------------------------------------------------
-    def _problem(self, what, seq, seg, off):
-        if len(self.problems) < _MAX_PROBLEMS:
-            self.problems.append((what, seq, seg, off))
-
     def _recover(self, full):
-        segs = []
-        for ent in os.ilistdir(self.dir):
-            name = ent[0]
-            if name.endswith(".tmp"):
-                os.remove(self.dir + "/" + name)  # an interrupted repair: the .seg is intact
-            elif name.endswith(".seg") and len(name) == 14:
-                try:
-                    segs.append(int(name[:10]))
-                except ValueError:
-                    pass
-        segs.sort()
-        self._segs = segs
-        if not segs:
-            return
-        self.first_seq = segs[0]
-        last = len(segs) - 1
-        if full:
-            prev_last = None
-            for i in range(last + 1):
-                first = segs[i]
-                if prev_last is not None and first > prev_last + 1:
-                    self._problem("gap", prev_last + 1, seg_name(first), 0)
-                elif prev_last is not None and first <= prev_last:
-                    self._problem("order", first, seg_name(first), 0)
-                res = self._scan(first, i == last)
-                if res is not None:
-                    prev_last = res
-            self.last_seq = prev_last
-            return
-        # Quick boot: only the last segment (and earlier ones if it holds no entry).
-        i = last
-        while i >= 0:
-            res = self._scan(segs[i], i == last)
-            if res is not None:
-                self.last_seq = res
-                return
-            i -= 1
+        # Boot-only code (the recovery scan, the torn-tail repair) lives in logscan.py,
+        # imported for the scan and dropped again: it is not resident while the app runs.
+        try:
+            import logscan
 
-    def _scan(self, first, is_last):
-        """Walk one segment; returns its last entry seq (None if it has none).
-
-        In the last segment, also sets the append state and cuts a torn tail."""
-        path = self.dir + "/" + seg_name(first)
-        size = os.stat(path)[_STAT_SIZE]
-        expect = first
-        last = None
-        n = 0
-        last_off = -1
-        last_len = 0
-        good_end = 0
-        with open(path, "rb") as f:
-            off = 0
-            while off < size:
-                rl = self._read_at(f, off, size, self._mv)
-                if rl <= 0:
-                    # Report the seq the bad bytes should have held: one past the last
-                    # good entry (the segment's first seq when there is none).
-                    at = first if last is None else last + 1
-                    nxt = self._resync(f, off + 1, size)
-                    if nxt < 0:
-                        self._problem("torn" if is_last else "corrupt", at, seg_name(first), off)
-                        break
-                    self._problem("corrupt", at, seg_name(first), off)
-                    off = nxt
-                    expect = -1  # whatever follows the damage is not an order error
-                    continue
-                magic = self._buf[0]
-                seq = struct.unpack_from("<I", self._buf, 2)[0]
-                if magic == ENTRY:
-                    if expect >= 0 and seq != expect:
-                        self._problem("order", seq, seg_name(first), off)
-                    last = seq
-                    expect = seq + 1
-                    n += 1
-                    last_off = off
-                    last_len = rl
-                off += rl
-                good_end = off
-        if is_last:
-            self._sealed = False
-            if good_end < size:
-                try:
-                    self._truncate(path, good_end)
-                except OSError:
-                    # No room to repair: never append after the bad bytes; the next
-                    # entry opens a new segment and this tail reads as "corrupt".
-                    self._sealed = True
-            self._seg_n = n
-            self._seg_size = good_end
-            self._last_off = last_off
-            self._last_len = last_len
-        return last
+            logscan.recover(self, full)
+        finally:
+            sys.modules.pop("logscan", None)
 
     def _read_at(self, f, off, size, mv):
         """Length of the valid record at off (read into mv), 0 if invalid, -1 at EOF."""
@@ -279,20 +191,6 @@ class LogStore:
                         return pos + i
             pos += got
         return -1
-
-    def _truncate(self, path, keep):
-        """Cut a segment to its first `keep` bytes: copy to .tmp, then atomic rename."""
-        tmp = path[:-4] + ".tmp"
-        chunk = self._mv[:256] if len(self._buf) >= 256 else self._mv
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            left = keep
-            while left:
-                n = src.readinto(chunk[: min(len(chunk), left)])
-                if not n:
-                    break
-                dst.write(chunk[:n])
-                left -= n
-        os.rename(tmp, path)
 
     def last_entry(self):
         """Body of the newest entry record, as bytes (None when the log is empty)."""
