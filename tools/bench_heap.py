@@ -20,6 +20,11 @@ Figures:
               succeeds, re-checked twice (layout varies: random key, sensor noise);
               it also covers transient peaks inside signing, which a sample
               after gc.collect() cannot see. budget - min heap = real headroom.
+  harness     heap in use just before the app boots (runner, dtest, the test module
+              compiled from source, scripted host, Python block device, littlefs
+              mount); min heap - harness estimates what the firmware alone needs.
+Boot-only modules (boardcfg, keyfile, logscan) are imported for the boot and dropped
+again: their "resident" figure is what they cost while loaded, not after boot.
 The unix port here is 64-bit: object words are 8 bytes against the ESP32's 4, so the
 same objects take more heap than on a board; the test harness (runner, test module,
 scripted host, Python block device) shares the heap too. Both make these figures
@@ -126,6 +131,18 @@ def full_app(fw: Path, data: Path, heap: int, test: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def harness_used(fw: Path, data: Path, heap: int, test: str) -> int:
+    """Bytes in use before the app boots in one run of `test`: the runner, dtest, the
+    test module (compiled from source), its host script objects, the Python block
+    device and the littlefs mount (the mount's caches a board has too)."""
+    proc = _vm([str(TESTS / "_runner.py"), "test_app_budget", test, str(data)], heap, fw, data,
+               timeout=180)
+    m = re.search(r"heap before boot: free \d+, used (\d+)", proc.stdout)
+    if not m:
+        raise SystemExit(f"{test}: no 'heap before boot' line:\n{proc.stdout}{proc.stderr}")
+    return int(m.group(1))
+
+
 def min_heap(fw: Path, data: Path, hi: int, step: int, test: str, lo: int = 32 * 1024) -> int:
     """Smallest heap (multiple of `step`) at which the run succeeds. Heap layout, and
     so fragmentation, varies between runs (random key, sensor noise), so a bisection
@@ -162,12 +179,14 @@ def measure(board: str, step: int, bisect: bool) -> dict[str, Any]:
             "runs": {},
         }
         for test in TESTS_RUN:
-            run: dict[str, Any] = {"min_free": full_app(fw, data, budget, test)}
+            run: dict[str, Any] = {"min_free": full_app(fw, data, budget, test),
+                                   "harness": harness_used(fw, data, budget, test)}
             if bisect:
                 mh = min_heap(fw, data, budget if run["min_free"] is not None else 200 * 1024,
                               step, test)
                 run["min_heap"] = mh
                 run["headroom"] = budget - mh
+                run["firmware_heap"] = mh - run["harness"]
             out["runs"][test] = run
     return out
 
@@ -189,6 +208,11 @@ def render(r: dict[str, Any]) -> str:
                               f"min free after gc.collect {f} B")
         if "min_heap" in run:
             line += f"; smallest heap {run['min_heap']} B -> headroom {run['headroom']} B"
+        lines.append(line)
+        line = f"  harness in use before boot {run['harness']} B"
+        if "min_heap" in run:
+            line += (f"; firmware alone ~{run['firmware_heap']} B (smallest heap minus the "
+                     f"harness: an estimate, the harness's objects also shape fragmentation)")
         lines.append(line)
     return "\n".join(lines)
 
