@@ -3,8 +3,9 @@
 #
 # API (stable; link.py and main.py code against it)
 #   log = Log(root, board_name, fw_version, clock, config, reset_cause="unknown")
-#       Opens the identity (identity.load_or_create: first boot makes the key), recovers
-#       the store (logstore.LogStore: torn tail cut, problems listed), resumes the chain
+#       Recovers the store (logstore.LogStore: torn tail cut, problems listed), opens
+#       the identity (identity.load_or_create: first boot makes the key; a missing key
+#       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
 #       clock: .now() -> unix seconds or None (never set), .uptime_ms(), .set(t)
