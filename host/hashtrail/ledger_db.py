@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from . import merkle, note
+from . import merkle, note, sqlite_file
 from .errors import ConfigError, HashtrailError
 
 LEAF_TAG = b"HTL1"
@@ -150,10 +150,7 @@ class Ledger:
     @classmethod
     def _connect(cls, p: Path) -> Ledger:
         try:
-            conn = sqlite3.connect(p, timeout=_BUSY_MS / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = sqlite_file.connect(p, _BUSY_MS)
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"cannot open ledger {p}: {e}") from e
         return cls(conn, p)
@@ -170,13 +167,8 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with sqlite_file.transaction(self.db) as db:
+            yield db
 
     def _meta(self, key: str) -> str | None:
         try:

@@ -52,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from . import note
+from . import note, sqlite_file
 from .errors import FormatError, HashtrailError, VerificationError
 
 _SCHEMA_VERSION = 1
@@ -148,10 +148,7 @@ class Store:
         if not create and not p.exists():
             raise StoreError(f"no collector store at {p}")
         try:
-            conn = sqlite3.connect(p, timeout=_BUSY_MS / 1000, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = sqlite_file.connect(p, _BUSY_MS)
             st = cls(conn, p)
             with st._tx():
                 for stmt in _SCHEMA.split(";"):
@@ -188,13 +185,8 @@ class Store:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: writers queue on the busy timeout instead of failing mid-way."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with sqlite_file.transaction(self._db) as db:
+            yield db
 
     @property
     def collector_id(self) -> str:
