@@ -10,7 +10,9 @@ then has to boot into the app from exactly those files and answer the protocol.
 mip copies files as they are: these are .py sources, compiled in RAM at import. That
 needs more heap than the generic ESP32's 100 KB budget (about 130 KB measured with this
 firmware), so the virtual board here gets the ESP32-S3's budget; the 100 KB board
-installs compiled .mpy with `hashtrail deploy` or freezes the modules (manifest.py).
+installs compiled .mpy with `hashtrail deploy`, from a mip index of compiled .mpy
+(tools/mip_index.py: tested last here, at the 100 KB budget) or freezes the modules
+(manifest.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from hashtrail.imagefs import build_image
 from hashtrail.link import open_serial
 from hashtrail.paths import venv_tool
 from hashtrail.sim import VirtualDevice
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import mip_index
 
 pytestmark = pytest.mark.e2e
 
@@ -71,10 +76,11 @@ def _http_server(directory: Path) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def _fresh_board(directory: Path) -> VirtualDevice:
-    """A virtual board just flashed with MicroPython: an empty littlefs, no firmware."""
+def _fresh_board(directory: Path, budget_of: str = "esp32s3") -> VirtualDevice:
+    """A virtual board just flashed with MicroPython: an empty littlefs, no firmware,
+    with the heap budget of board `budget_of`."""
     board = dataclasses.replace(load_board("unix"),
-                                heap_budget=load_board("esp32s3").heap_budget)
+                                heap_budget=load_board(budget_of).heap_budget)
     dev = VirtualDevice(directory, "dev0", board=board)
     dev.image_path.write_bytes(build_image({}, board.vfs_size, board.block_size))
     return dev
@@ -129,3 +135,51 @@ def test_on_device_mip_installs_the_same_files_over_http(tmp_path: Path) -> None
     assert sorted(p.name for p in target.iterdir()) == sorted(dest for dest, _ in urls)
     for dest, url in urls:
         assert (target / dest).read_bytes() == (FIRMWARE / url).read_bytes(), dest
+
+
+@pytest.mark.parametrize("source", ["local", "http"])
+def test_mip_install_from_compiled_index_boots_at_the_esp32_budget(tmp_path: Path,
+                                                                  source: str) -> None:
+    """tools/mip_index.py's index, installed with `mip install --index DIR hashtrail`:
+    compiled .mpy (bytecode for the unix board, as for an ESP32 without native code)
+    that boots the app in the generic ESP32's 100 KB, where the .py sources cannot."""
+    index = tmp_path / "index"
+    doc = mip_index.build_index("unix", index)
+    hashes = doc["hashes"]
+    assert isinstance(hashes, list)
+    names = sorted(dest for dest, _ in hashes)
+    lib_names = sorted(dest for dest, _ in json.loads(PACKAGE.read_text())["urls"])
+    assert names == sorted(n[:-3] + ".mpy" if n.endswith(".py") else n for n in lib_names)
+    assert (index / "package" / "6" / "hashtrail" / "latest.json").is_file()
+    budget = load_board("esp32").heap_budget
+    with _fresh_board(tmp_path, budget_of="esp32") as dev:
+        assert dev.board.heap_budget == budget == 100 * 1024
+        if source == "local":
+            out = _mpremote(dev.port, "mip", "install", "--index", str(index), "hashtrail")
+        else:
+            with _http_server(index) as base:
+                out = _mpremote(dev.port, "mip", "install", "--index", base, "hashtrail")
+        assert "package/6/hashtrail/latest.json" in out or "hashtrail (latest)" in out, out
+        _mpremote(dev.port, "cp", "firmware/main.py", "firmware/boot.py", ":")
+        _mpremote(dev.port, "cp", "boards/unix.json", ":board.json")
+        listing = _mpremote(dev.port, "exec",
+                            "import os, json; print(json.dumps(sorted(os.listdir('/lib'))))")
+        assert json.loads(listing) == names
+        # Every installed file is the index's file (mip named it by its hash prefix).
+        paths = [f"/lib/{dest}" for dest, _ in hashes]
+        out = _mpremote(dev.port, "sha256sum", *(":" + p for p in paths))
+        digests = [w for w in out.split() if len(w) == 64]
+        assert [d[:8] for d in digests] == [short for _, short in hashes]
+
+        dev.restart()  # boot.py, main.py -> /lib/app.mpy, in 100 KB of heap
+        with open_serial(dev.port) as link:
+            link.timeout = 10.0
+            info = link.hello()
+            assert info.board == "unix" and info.boot == 1
+            nonce = os.urandom(16)
+            cp = verify_checkpoint(link.checkpoint(nonce), info.pub, nonce=nonce)
+            assert cp.device_id == info.device_id
+
+        # A second install finds every file in place (mip compares the hash prefix).
+        again = _mpremote(dev.port, "mip", "install", "--index", str(index), "hashtrail")
+        assert again.count("Exists:") == len(hashes), again
