@@ -16,8 +16,12 @@ Layout (what firmware/lib/p256.py reads):
     point(idx) = sum over set bits j of idx (0..7) of 2^(32*j) * G
     (idx 0 would be the point at infinity and is not stored)
 
-    python tools/gen_p256_table.py            # rewrite both files
+    python tools/gen_p256_table.py            # rewrite both files and the hash line
     python tools/gen_p256_table.py --check    # exit 1 if a committed file differs
+
+The file's SHA-256 also goes into firmware/lib/p256.py (the `_TABLE_SHA256 = ...` line):
+p256 checks the file against it once at import, so a damaged table raises instead of
+making wrong signatures.
 
 Computed here with plain affine arithmetic (CPython's pow(x, -1, p)); the host tests
 check the result against the `cryptography` package point by point.
@@ -26,12 +30,16 @@ check the result against the `cryptography` package point by point.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "firmware" / "lib" / "p256_table.py"
 OUT_BIN = ROOT / "firmware" / "lib" / "p256_table.bin"
+P256 = ROOT / "firmware" / "lib" / "p256.py"
+SHA_LINE = re.compile(r'^_TABLE_SHA256 = b"[^"\n]*"$', re.MULTILINE)
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
@@ -109,6 +117,16 @@ def render(table: bytes) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_table_hash(p256_source: str, table: bytes) -> str:
+    """p256.py's source with its `_TABLE_SHA256 = b"..."` line set to the table's hash."""
+    digest = "".join(f"\\x{b:02x}" for b in hashlib.sha256(table).digest())
+    new, count = SHA_LINE.subn(lambda _m: f'_TABLE_SHA256 = b"{digest}"', p256_source)
+    if count != 1:
+        raise SystemExit(f"{P256.relative_to(ROOT)}: expected one `_TABLE_SHA256 = b\"...\"` "
+                         f"line, found {count}")
+    return new
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,17 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     table = table_bytes()
     text = render(table)
+    p256_source = P256.read_text()
+    p256_text = with_table_hash(p256_source, table)
     if args.check:
         ok = True
         for path, same in ((OUT, OUT.is_file() and OUT.read_text() == text),
-                           (OUT_BIN, OUT_BIN.is_file() and OUT_BIN.read_bytes() == table)):
+                           (OUT_BIN, OUT_BIN.is_file() and OUT_BIN.read_bytes() == table),
+                           (P256, p256_source == p256_text)):
             print(f"{path.relative_to(ROOT)}: {'up to date' if same else 'DIFFERS'}")
             ok = ok and same
         return 0 if ok else 1
     OUT.write_text(text)
     OUT_BIN.write_bytes(table)
-    print(f"wrote {OUT.relative_to(ROOT)} and {OUT_BIN.relative_to(ROOT)} "
-          f"({len(table)} table bytes)")
+    P256.write_text(p256_text)
+    print(f"wrote {OUT.relative_to(ROOT)}, {OUT_BIN.relative_to(ROOT)} "
+          f"({len(table)} table bytes) and the hash line in {P256.relative_to(ROOT)}")
     return 0
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@
 #   preallocated buffer) from p256_table.bin next to this module when the firmware
 #   ships it (.mpy builds: /lib/p256_table.bin), else taken from the bytes constant
 #   p256_table.COMB (frozen builds keep it in flash; from .mpy it costs 16 KB heap).
+#   The file counts only in the module's own folder: a module whose __file__ has no
+#   folder (frozen) never reads one from the current folder. At import the file's
+#   SHA-256 is checked once against _TABLE_SHA256 (written by tools/gen_p256_table.py);
+#   a damaged or truncated file raises RuntimeError instead of signing with wrong
+#   points.
 # - Modular inverses use the extended Euclidean algorithm in Python: about 10x
 #   faster here than Fermat's pow(x, m - 2, m) (pow(x, -1, m) returns 0 on this
 #   MicroPython). Signing needs two inverses (affine x of R, and 1/k).
@@ -68,6 +73,11 @@ _WHALF = const(1 << (_WNAF_W - 1))
 _WSIZE = const(1 << (_WNAF_W - 2))
 _NO_DIGITS = bytes(32)  # the wNAF of u2 = 0, as far as the comb-only loop reads it
 _TABLE_LEN = const(16320)  # 255 rows of X || Y, 64 bytes each
+_ROW = bytearray(64)  # one table row read from the file (and the hashing chunk)
+
+
+# SHA-256 of p256_table.bin (tools/gen_p256_table.py writes this line; --check checks it)
+_TABLE_SHA256 = b"\xa9\xca\x49\x6a\x52\xe9\x32\x90\x82\x85\x41\xdc\xe5\x7d\xce\xd5\xe0\x29\x24\x8b\x0e\x60\xc1\xb1\x05\x8a\xa1\x4c\xaf\x36\x11\x2c"
 
 
 def _find_table():
@@ -76,26 +86,49 @@ def _find_table():
     Loaded from .mpy, the comb table as a bytes constant would take 16 KB of heap, so
     the firmware ships it as a file too (/lib/p256_table.bin) and reads one 64-byte
     row per comb column into a preallocated buffer. A frozen build does not ship the
-    file: there the p256_table module's constant lives in flash at no heap cost."""
+    file: there the p256_table module's constant lives in flash at no heap cost, and
+    its __file__ ("p256.py") has no folder, so no file is looked for: a stray
+    p256_table.bin in the current folder is not the module's and is never read.
+
+    A file that is there is checked once, here: its size, then its SHA-256, hashed in
+    64-byte chunks through _ROW (no allocation per chunk). A mismatch raises
+    RuntimeError: a damaged table would make wrong signatures without any error."""
     try:
         here = __file__
     except NameError:
         return None
-    path = here[:here.rfind("/") + 1] + "p256_table.bin"
+    cut = here.rfind("/")
+    if cut < 0:
+        return None
+    path = here[:cut + 1] + "p256_table.bin"
     try:
-        if os.stat(path)[6] == _TABLE_LEN:
-            return path
+        size = os.stat(path)[6]
     except OSError:
-        pass
-    return None
+        return None
+    if size != _TABLE_LEN:
+        raise RuntimeError("p256 table %s: %d bytes, expected %d" % (path, size, _TABLE_LEN))
+    import hashlib
+
+    h = hashlib.sha256()
+    row = _ROW
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(row)
+            if not n:
+                break
+            h.update(row if n == 64 else row[:n])
+    if h.digest() != _TABLE_SHA256:
+        raise RuntimeError("p256 table %s is corrupted (SHA-256 mismatch): reinstall it"
+                           % path)
+    return path
 
 
 _TABLE_FILE = _find_table()
+del _find_table  # runs once: its code need not stay resident
 if _TABLE_FILE is None:
     from p256_table import COMB
 else:
     COMB = None
-_ROW = bytearray(64)  # one table row read from the file
 _MASK256 = const((1 << 256) - 1)
 
 
