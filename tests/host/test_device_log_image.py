@@ -8,52 +8,24 @@ different hands; only running one against the other shows they read the same con
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from fwimage import BLOCK, device_image, log_records
 from hashtrail.chainverify import verify_chain
 from hashtrail.imagefs import read_image
-from hashtrail.paths import FIRMWARE, ROOT, venv_tool
-from hashtrail.records import Record, RecordProblem, parse_records
-
-BLOCK = 4096
-
-
-def _device_image(tmp: Path, sign: bool) -> tuple[bytes, int, bytes]:
-    img = tmp / "flash.img"
-    code = (f"import devhelp; devhelp.make_image({str(img)!r}, readings=40, "
-            f"sign={sign!r})")
-    env = dict(os.environ,
-               MICROPYPATH=f"{FIRMWARE / 'lib'}:{ROOT / 'tests' / 'firmware'}")
-    proc = subprocess.run([venv_tool("micropython"), "-X", "heapsize=1M", "-c", code],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@IMAGE")]
-    assert proc.returncode == 0 and line, proc.stdout + proc.stderr
-    _, last, head = line[0].split()
-    return img.read_bytes(), int(last), bytes.fromhex(head)
-
-
-def _records(files: dict[str, bytes]) -> tuple[list[Record], list[RecordProblem]]:
-    recs: list[Record] = []
-    probs: list[RecordProblem] = []
-    for name in sorted(n for n in files if n.startswith("/ht/log/") and n.endswith(".seg")):
-        r, p = parse_records(files[name], name)
-        recs += r
-        probs += p
-    return recs, probs
+from hashtrail.records import Record
 
 
 @pytest.mark.parametrize("sign", [False, True], ids=["checkpoints-only", "signed-entries"])
 def test_device_image_verifies_on_the_host(tmp_path: Path, sign: bool) -> None:
-    image, last, head = _device_image(tmp_path, sign)
+    image, last, head = device_image(tmp_path, sign)
     files = read_image(image, BLOCK)
     key = files["/ht/key"]
     assert key[:4] == b"HTK1" and len(key) == 105
     pub = key[36:101]
     assert "/ht/state" in files
-    recs, probs = _records(files)
+    recs, probs = log_records(files)
     assert probs == []
     report = verify_chain(pub, recs, probs)
     assert report.findings == []
@@ -66,10 +38,10 @@ def test_device_image_verifies_on_the_host(tmp_path: Path, sign: bool) -> None:
 
 
 def test_edited_entry_in_the_device_image_is_caught(tmp_path: Path) -> None:
-    image, _last, _head = _device_image(tmp_path, False)
+    image, _last, _head = device_image(tmp_path, False)
     files = read_image(image, BLOCK)
     pub = files["/ht/key"][36:101]
-    recs, probs = _records(files)
+    recs, probs = log_records(files)
     victim = next(i for i, r in enumerate(recs) if r.is_entry and r.seq == 20)
     r = recs[victim]
     body = bytearray(r.body)

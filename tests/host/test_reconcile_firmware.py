@@ -12,20 +12,17 @@ and per-entry-signed chains.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fwimage import BLOCK, device_image, log_records
 from hashtrail.cli import main
 from hashtrail.devicecheck import DeviceKey
 from hashtrail.imagefs import read_image
-from hashtrail.paths import FIRMWARE, ROOT, venv_tool
-from hashtrail.records import MAGIC_CHECKPOINT, Record, parse_records
+from hashtrail.records import MAGIC_CHECKPOINT, Record
 from hashtrail.store import RawEntry, Store, device_id_of
 
-BLOCK = 4096
 READINGS = 40
 
 
@@ -44,22 +41,11 @@ class DeviceChain:
 
 def _firmware_chain(tmp: Path, sign: bool) -> DeviceChain:
     """Run devlog on the unix port and read back what it left on the flash image."""
-    img = tmp / "flash.img"
-    code = (f"import devhelp; devhelp.make_image({str(img)!r}, readings={READINGS}, "
-            f"sign={sign!r})")
-    env = dict(os.environ,
-               MICROPYPATH=f"{FIRMWARE / 'lib'}:{ROOT / 'tests' / 'firmware'}")
-    proc = subprocess.run([venv_tool("micropython"), "-X", "heapsize=1M", "-c", code],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@IMAGE")]
-    assert proc.returncode == 0 and line, proc.stdout + proc.stderr
-    files = read_image(img.read_bytes(), BLOCK)
-    recs: list[Record] = []
-    for name in sorted(n for n in files if n.startswith("/ht/log/") and n.endswith(".seg")):
-        r, problems = parse_records(files[name], name)
-        assert problems == []
-        recs += r
-    return DeviceChain(files["/ht/key"][36:101], recs, int(line[0].split()[1]))
+    image, last, _head = device_image(tmp, sign, READINGS)
+    files = read_image(image, BLOCK)
+    recs, problems = log_records(files)
+    assert problems == []
+    return DeviceChain(files["/ht/key"][36:101], recs, last)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["checkpoint-signed",
