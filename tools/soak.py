@@ -50,42 +50,21 @@ from hashtrail.ledger_verify import verify_ledger
 from hashtrail.link import LinkError, open_serial
 from hashtrail.reconcile import reconcile
 from hashtrail.records import parse_records
-from hashtrail.sim import VirtualDevice
+from hashtrail.sim import VirtualDevice, provision
 from hashtrail.sim.device import ROM_HEAP_OVERHEAD
+from hashtrail.sim.provision import wait_ready
 from hashtrail.store import Store
 
 BOARD = load_board("unix")
 
 
-# -- virtual device helpers (also used by tools/fuzz.py and the e2e tests) -------------
+# -- virtual device helpers (make_device and wait_ready live in hashtrail.sim.provision;
+# tools/fuzz.py and tests/e2e/test_protocol_fuzz.py reach them through this module) -----
 
 def make_device(directory: Path, name: str, interval: float,
                 board: Board = BOARD) -> VirtualDevice:
     """A virtual device whose /board.json samples every `interval` s (the only change)."""
-    dev = VirtualDevice(directory, name, board=board)
-    files = imagefs.firmware_files(board)
-    cfg = json.loads(files[imagefs.BOARD_FILE])
-    cfg["sample_interval_s"] = interval
-    files[imagefs.BOARD_FILE] = json.dumps(cfg).encode()
-    dev.dir.mkdir(parents=True, exist_ok=True)
-    dev.image_path.write_bytes(imagefs.build_image(files, board.vfs_size, board.block_size))
-    dev.start()
-    wait_ready(dev)
-    return dev
-
-
-def wait_ready(dev: VirtualDevice, timeout: float = 30.0) -> Any:
-    """HELLO until the app answers (after a boot); returns the INFO."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open_serial(dev.port) as link:
-                link.timeout = 1.0
-                return link.hello()
-        except HashtrailError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return provision.make_device(directory, name, interval, board)
 
 
 def image_records(dev: VirtualDevice) -> tuple[list[Any], list[Any]]:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import cbor2
-from littlefs import LittleFS
 
 from . import imagefs, merkle, note
 from .bundle import from_store, read_bundle, write_bundle
@@ -49,7 +48,7 @@ from .ledger_verify import LedgerReport, verify_ledger
 from .link import DeviceInfo, LinkError, open_serial
 from .reconcile import Result, reconcile
 from .records import MAGIC_ENTRY, Record, format_record, parse_records
-from .sim import Fleet, VirtualDevice
+from .sim import Fleet, VirtualDevice, provision
 from .store import Store, device_id_of
 
 SAMPLE_INTERVAL_S = 0.25
@@ -190,27 +189,16 @@ def demo_image(board_name: str = "unix") -> bytes:
     /board.json with the demo's sampling interval (compiled once, copied to each device)."""
     from .boards import load_board
 
-    board = load_board(board_name)
-    files = imagefs.firmware_files(board)
-    cfg = json.loads(files[imagefs.BOARD_FILE])
-    cfg["sample_interval_s"] = SAMPLE_INTERVAL_S
-    files[imagefs.BOARD_FILE] = json.dumps(cfg, indent=1).encode()
-    return imagefs.build_image(files, board.vfs_size, board.block_size)
+    return provision.sampling_image(load_board(board_name), SAMPLE_INTERVAL_S)
 
 
 def hello(dev: VirtualDevice, timeout: float = _READY_TIMEOUT_S) -> DeviceInfo:
     """HELLO over the device's pty, retried until it has booted and answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open_serial(dev.port) as link:
-                link.timeout = 1.0
-                return link.hello()
-        except HashtrailError as e:
-            if time.monotonic() > deadline:
-                raise DemoError(f"{dev.name} on {dev.port} did not answer within "
-                                f"{timeout:.0f} s: {e}") from e
-            time.sleep(0.1)
+    try:
+        return provision.wait_ready(dev, timeout, poll_s=0.1)
+    except (HashtrailError, OSError) as e:
+        raise DemoError(f"{dev.name} on {dev.port} did not answer within "
+                        f"{timeout:.0f} s: {e}") from e
 
 
 def wait_for_entries(dev: VirtualDevice, last_seq: int, timeout: float = 20.0) -> DeviceInfo:
@@ -256,16 +244,6 @@ def accepted_seqs(c: Collector, device_id: str) -> set[int]:
 
 # -- tampering ---------------------------------------------------------------------------
 
-def _mount(image: bytearray, block_size: int) -> LittleFS:
-    fs = LittleFS(block_size=block_size, block_count=len(image) // block_size,
-                  read_size=imagefs.LFS_READ_SIZE, prog_size=imagefs.LFS_PROG_SIZE,
-                  lookahead_size=imagefs.LFS_LOOKAHEAD, name_max=imagefs.LFS_NAME_MAX,
-                  disk_version=0, mount=False)
-    fs.context.buffer[:] = image
-    fs.mount()
-    return fs
-
-
 @dataclass
 class FlashEdit:
     seq: int
@@ -294,8 +272,7 @@ def tamper_flash(image_path: Path, block_size: int, after_seq: int,
     The device must be off. The segment files are read from the littlefs image with
     littlefs-python and parsed with records.py; the record is re-written with a correct
     CRC (records.format_record), so the flash record layer sees nothing wrong."""
-    image = bytearray(image_path.read_bytes())
-    fs = _mount(image, block_size)
+    fs = imagefs.mount_image(image_path.read_bytes(), block_size)
     try:
         segs = sorted(fs.listdir(_LOG_DIR))
         files: dict[str, bytes] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,9 @@ def build_image(files: Mapping[str, bytes], size: int, block_size: int) -> bytes
     return bytes(fs.context.buffer)
 
 
-def read_image(image: bytes, block_size: int) -> dict[str, bytes]:
-    """Every regular file in a littlefs image, by absolute path (for checks and tests)."""
+def mount_image(image: bytes, block_size: int) -> LittleFS:
+    """A littlefs-python filesystem mounted on a copy of `image` (the caller unmounts it
+    and takes the edited bytes from `fs.context.buffer`)."""
     if not image or len(image) % block_size:
         raise FormatError(f"a littlefs image must be whole {block_size}-byte blocks "
                           f"(got {len(image)} bytes)")
@@ -111,6 +112,22 @@ def read_image(image: bytes, block_size: int) -> dict[str, bytes]:
         fs.mount()
     except Exception as e:  # littlefs raises LittleFSError with a negative lfs error code
         raise FormatError(f"not a littlefs image: {e}") from e
+    return fs
+
+
+def edit_image(path: Path, block_size: int, edit: Callable[[LittleFS], None]) -> None:
+    """Let `edit` change the littlefs image in the file `path` (a powered-off device's
+    flash) with littlefs-python, then write the result back: how tests, the soak and
+    the demo do flash surgery."""
+    fs = mount_image(path.read_bytes(), block_size)
+    edit(fs)
+    fs.unmount()
+    path.write_bytes(bytes(fs.context.buffer))
+
+
+def read_image(image: bytes, block_size: int) -> dict[str, bytes]:
+    """Every regular file in a littlefs image, by absolute path (for checks and tests)."""
+    fs = mount_image(image, block_size)
     out: dict[str, bytes] = {}
     for root, _dirs, names in fs.walk("/"):
         for name in names:

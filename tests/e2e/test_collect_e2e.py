@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,8 @@ from hashtrail import imagefs
 from hashtrail.boards import load_board
 from hashtrail.cli import main as cli
 from hashtrail.collect import collect
-from hashtrail.link import FdStream, Link, open_serial
-from hashtrail.sim import VirtualDevice
+from hashtrail.link import FdStream, Link
+from hashtrail.sim import VirtualDevice, provision
 from hashtrail.store import Store
 from littlefs import LittleFS
 
@@ -39,54 +39,17 @@ HEAP = 160 * 1024
 BOARD = dataclasses.replace(load_board("unix"), heap_budget=HEAP)
 
 
-def _fs(image: bytearray) -> LittleFS:
-    fs = LittleFS(block_size=BOARD.block_size, block_count=len(image) // BOARD.block_size,
-                  read_size=imagefs.LFS_READ_SIZE, prog_size=imagefs.LFS_PROG_SIZE,
-                  lookahead_size=imagefs.LFS_LOOKAHEAD, name_max=imagefs.LFS_NAME_MAX,
-                  disk_version=0, mount=False)
-    fs.context.buffer[:] = image
-    fs.mount()
-    return fs
-
-
-def edit_image(path: Path, fn: object) -> None:
+def edit_image(path: Path, fn: Callable[[LittleFS], None]) -> None:
     """Open the device's flash image with littlefs-python, let fn(fs) edit it, save."""
-    image = bytearray(path.read_bytes())
-    fs = _fs(image)
-    fn(fs)  # type: ignore[operator]
-    fs.unmount()
-    path.write_bytes(bytes(fs.context.buffer))
+    imagefs.edit_image(path, BOARD.block_size, fn)
 
 
 def make_device(tmp: Path, name: str, interval: float = 0.05) -> VirtualDevice:
-    dev = VirtualDevice(tmp, name, board=BOARD)
-    dev.write_image()
-
-    def fast(fs: LittleFS) -> None:
-        with fs.open("/board.json", "rb") as f:
-            cfg = json.loads(f.read())
-        cfg["sample_interval_s"] = interval
-        with fs.open("/board.json", "wb") as f:
-            f.write(json.dumps(cfg).encode())
-
-    edit_image(dev.image_path, fast)
-    dev.start()
-    wait_ready(dev)
-    return dev
+    return provision.make_device(tmp, name, interval, BOARD, ready_timeout=20.0)
 
 
-def wait_ready(dev: VirtualDevice, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open_serial(dev.port) as link:
-                link.timeout = 1.0
-                link.hello()
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def wait_ready(dev: VirtualDevice) -> None:
+    provision.wait_ready(dev, timeout=20.0)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import shutil
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from hashtrail.collect import CollectResult, collect
 from hashtrail.link import open_serial
 from hashtrail.records import Record, RecordProblem, parse_records
 from hashtrail.sim import VirtualDevice
+from hashtrail.sim.provision import wait_ready
 from hashtrail.store import Store
 from littlefs import LittleFS
 
@@ -41,22 +41,9 @@ LOG_DIR = "/ht/log"
 DEVICE_CFG = {"sample_interval_s": 0.05, "log": {"seg_records": 8, "checkpoint_every": 20}}
 
 
-def _fs(image: bytearray) -> LittleFS:
-    fs = LittleFS(block_size=BOARD.block_size, block_count=len(image) // BOARD.block_size,
-                  read_size=imagefs.LFS_READ_SIZE, prog_size=imagefs.LFS_PROG_SIZE,
-                  lookahead_size=imagefs.LFS_LOOKAHEAD, name_max=imagefs.LFS_NAME_MAX,
-                  disk_version=0, mount=False)
-    fs.context.buffer[:] = image
-    fs.mount()
-    return fs
-
-
 def edit_image(path: Path, fn: Callable[[LittleFS], None]) -> None:
     """Open a (powered-off) device's flash image with littlefs-python, let fn edit it."""
-    fs = _fs(bytearray(path.read_bytes()))
-    fn(fs)
-    fs.unmount()
-    path.write_bytes(bytes(fs.context.buffer))
+    imagefs.edit_image(path, BOARD.block_size, fn)
 
 
 def log_files(path: Path) -> dict[str, bytes]:
@@ -130,20 +117,6 @@ def configure(path: Path, cfg: dict[str, object]) -> None:
             f.write(json.dumps(board).encode())
 
     edit_image(path, fn)
-
-
-def wait_ready(dev: VirtualDevice, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open_serial(dev.port) as link:
-                link.timeout = 1.0
-                link.hello()
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def boot_copy(image: Path, directory: Path, name: str,

@@ -1,0 +1,55 @@
+"""Bringing up a virtual device for a test, a tool or the demo: an image whose
+/board.json samples fast, and a wait until the booted app answers HELLO.
+
+Why here: the e2e tests, the attack suite, tools/soak.py, tools/fuzz.py and the demo
+all need the same two steps, and the only difference they make to the firmware (the
+sampling interval) is written into the device's own /board.json, never faked around it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .. import imagefs
+from ..boards import Board, load_board
+from ..errors import HashtrailError
+from ..link import DeviceInfo, open_serial
+from .device import VirtualDevice
+
+
+def sampling_image(board: Board, interval_s: float) -> bytes:
+    """A fresh littlefs image of the compiled firmware whose /board.json samples every
+    `interval_s` seconds (the only change from the board's own configuration)."""
+    files = imagefs.firmware_files(board)
+    cfg = json.loads(files[imagefs.BOARD_FILE])
+    cfg["sample_interval_s"] = interval_s
+    files[imagefs.BOARD_FILE] = json.dumps(cfg).encode()
+    return imagefs.build_image(files, board.vfs_size, board.block_size)
+
+
+def wait_ready(dev: VirtualDevice, timeout: float = 30.0, poll_s: float = 0.2) -> DeviceInfo:
+    """HELLO over the device's pty until the app answers (after a boot); its INFO.
+    Re-raises the last link error once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open_serial(dev.port) as link:
+                link.timeout = 1.0
+                return link.hello()
+        except (HashtrailError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(poll_s)
+
+
+def make_device(directory: Path, name: str, interval_s: float, board: Board | None = None,
+                ready_timeout: float = 30.0) -> VirtualDevice:
+    """A virtual device on a fresh `sampling_image`, powered on and answering HELLO."""
+    dev = VirtualDevice(directory, name, board=board or load_board("unix"))
+    dev.dir.mkdir(parents=True, exist_ok=True)
+    dev.image_path.write_bytes(sampling_image(dev.board, interval_s))
+    dev.start()
+    wait_ready(dev, ready_timeout)
+    return dev
