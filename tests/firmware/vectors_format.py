@@ -20,29 +20,20 @@ from typing import Any
 import cbor2
 from ecdsa import NIST256p, SigningKey
 from ecdsa.util import sigencode_string
+from hashtrail.cbor_strict import head  # shortest CBOR head, RFC 8949 4.2.1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SEED = 20250911
 
 
-def _head(major: int, n: int) -> bytes:
-    mt = major << 5
-    if n < 24:
-        return bytes([mt | n])
-    for ai, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * size):
-            return bytes([mt | ai]) + n.to_bytes(size, "big")
-    raise ValueError(n)
-
-
 def canonical(v: Any) -> bytes:
     """RFC 8949 deterministic encoding: cbor2 for items, bytewise-sorted map keys."""
     if isinstance(v, dict):
         items = sorted((canonical(k), canonical(x)) for k, x in v.items())
-        return _head(5, len(items)) + b"".join(k + x for k, x in items)
+        return head(5, len(items)) + b"".join(k + x for k, x in items)
     if isinstance(v, list):
-        return _head(4, len(v)) + b"".join(canonical(x) for x in v)
+        return head(4, len(v)) + b"".join(canonical(x) for x in v)
     return bytes(cbor2.dumps(v, canonical=True))
 
 
