@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
+from benchutil import host_machine  # noqa: E402
 from hashtrail.devrun import DeviceRunError, run_snippet  # noqa: E402
 from hashtrail.paths import venv_tool  # noqa: E402
 
@@ -143,19 +142,10 @@ def min_heap(lo: int = 8 * 1024, hi: int = 128 * 1024, step: int = 512) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     vm = subprocess.run([venv_tool("micropython"), "-c",
                          "import sys; print(sys.implementation.version)"],
                         capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "nproc": os.cpu_count(), "micropython": vm,
-            "python": platform.python_version()}
+    return {**host_machine(), "micropython": vm}
 
 
 def bench(rounds: int, inputs: int, heap: int) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from ecdsa.util import sigdecode_string
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
+from benchutil import host_machine  # noqa: E402
 from hashtrail.chainverify import verify_chain  # noqa: E402
 from hashtrail.checkpoint import sig_structure  # noqa: E402
 from hashtrail.keys import GENESIS_TAG  # noqa: E402
@@ -191,16 +192,8 @@ def _openssl(n: int) -> Callable[[], None]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "nproc": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "cryptography": cryptography.__version__,
+    return {**host_machine(), "platform": platform.platform(),
+            "cryptography": cryptography.__version__,
             "openssl": openssl_backend.openssl_version_text()}
 
 
