@@ -22,6 +22,8 @@ import time
 
 import machine
 
+from clock import Clock as _Clock
+
 # Offset between the port's time.time() epoch and the Unix epoch: older ESP32 ports
 # count from 2000-01-01, newer ones from 1970. Computed once.
 _EPOCH_2000 = 946684800
@@ -46,44 +48,17 @@ def reset_cause():
     return "unknown"
 
 
-class Clock:
-    """Wall clock that is "never set" until the host sets it (tracked in RAM).
+class Clock(_Clock):
+    """clock.Clock ("never set" until the host sets it in this boot, uptime that does
+    not wrap), keeping the hardware RTC roughly right too (for deep sleep wakeups): a
+    value nobody set since this boot may be garbage (2000-01-01 after power-on)."""
 
-    The RTC keeps counting across soft resets, but a value nobody set since this
-    boot may be garbage (2000-01-01 after power-on), so `now()` returns None until
-    `set()` is called in this boot. Uptime accumulates `ticks_diff` so it does not
-    wrap with ticks_ms (call it at least every few days; the main loop does).
-    """
-
-    def __init__(self):
-        self._offset = None  # Unix seconds minus time.time(), once set
-        self._last = time.ticks_ms()
-        self._up = 0
-
-    def uptime_ms(self):
-        now = time.ticks_ms()
-        self._up += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._up
-
-    def now(self):
-        if self._offset is None:
-            return None
-        return time.time() + self._offset
-
-    def set(self, t):
-        t = int(t)
-        if t < 0:
-            raise ValueError("time before 1970")
-        prev = self.now()
+    def _set_hw(self, t):
         try:
-            # Keep the hardware RTC roughly right too (for deep sleep wakeups).
             tm = time.gmtime(t - _epoch_offset())
             machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
         except (OverflowError, ValueError, OSError):
             pass
-        self._offset = t - time.time()
-        return prev
 
 
 def watchdog(timeout_ms):

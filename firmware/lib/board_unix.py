@@ -12,7 +12,7 @@
 # The ROM publishes its facts in the module `_vboard` (reset_cause, name); without a
 # ROM (the device tests) it is absent and the board reports "power_on".
 # Allocation: as board_esp32; nothing here is on a hot path.
-import time
+from clock import Clock  # board.Clock is part of the board-layer interface
 
 
 def _rom(attr, default):
@@ -30,39 +30,6 @@ def reset_cause():
 def device_name():
     """The virtual device's name given by the supervisor (seeds simulated sensors)."""
     return _rom("name", "unix")
-
-
-class Clock:
-    """Wall clock that is "never set" until the host sets it in this boot.
-
-    The unix port's time.time() is the host's Unix time, but a board cannot know the
-    time before a host tells it, so now() stays None until set(), exactly like the
-    ESP32 board. Uptime accumulates ticks_diff so it never wraps.
-    """
-
-    def __init__(self):
-        self._offset = None
-        self._last = time.ticks_ms()
-        self._up = 0
-
-    def uptime_ms(self):
-        now = time.ticks_ms()
-        self._up += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._up
-
-    def now(self):
-        if self._offset is None:
-            return None
-        return time.time() + self._offset
-
-    def set(self, t):
-        t = int(t)
-        if t < 0:
-            raise ValueError("time before 1970")
-        prev = self.now()
-        self._offset = t - time.time()
-        return prev
 
 
 def watchdog(timeout_ms):
