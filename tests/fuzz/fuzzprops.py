@@ -148,7 +148,7 @@ def only_project_errors(fn: Callable[[], Any]) -> Any:
 
 
 def _twin(sig: bytes) -> bytes:
-    """The other valid ECDSA signature (r, n - s): ECDSA is malleable, see README."""
+    """The other valid ECDSA signature (r, n - s): ECDSA is malleable, see docs/FORMATS.md."""
     s = int.from_bytes(sig[32:], "big")
     return sig[:32] + (N - s).to_bytes(32, "big")
 
