@@ -49,7 +49,7 @@ from hashtrail.ledger_db import Ledger
 from hashtrail.ledger_verify import verify_ledger
 from hashtrail.link import LinkError, open_serial
 from hashtrail.reconcile import reconcile
-from hashtrail.records import parse_records
+from hashtrail.records import log_segments, parse_segments
 from hashtrail.sim import VirtualDevice, provision
 from hashtrail.sim.device import ROM_HEAP_OVERHEAD
 from hashtrail.sim.provision import wait_ready
@@ -70,13 +70,7 @@ def make_device(directory: Path, name: str, interval: float,
 def image_records(dev: VirtualDevice) -> tuple[list[Any], list[Any]]:
     """The log records on the device's flash image (power it off first), in seq order."""
     files = imagefs.read_image(dev.image_path.read_bytes(), dev.board.block_size)
-    recs: list[Any] = []
-    probs: list[Any] = []
-    for path in sorted(p for p in files if p.startswith("/ht/log/") and p.endswith(".seg")):
-        r, p = parse_records(files[path], path)
-        recs += r
-        probs += p
-    return recs, probs
+    return parse_segments(log_segments(files))
 
 
 def check_image_against(dev: VirtualDevice, pub: bytes,

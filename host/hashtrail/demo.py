@@ -47,14 +47,13 @@ from .ledger_db import Ledger
 from .ledger_verify import LedgerReport, verify_ledger
 from .link import DeviceInfo, LinkError, open_serial
 from .reconcile import Result, reconcile
-from .records import MAGIC_ENTRY, Record, format_record, parse_records
+from .records import LOG_DIR, MAGIC_ENTRY, Record, format_record, parse_records
 from .sim import Fleet, VirtualDevice, provision
 from .store import Store, device_id_of
 
 SAMPLE_INTERVAL_S = 0.25
 ORIGIN = "demo.hashtrail.example/ledger"
 _READY_TIMEOUT_S = 30.0
-_LOG_DIR = "/ht/log"
 _WAIT_S = 6 * SAMPLE_INTERVAL_S  # "time passes" between collection rounds: ~6 readings
 
 
@@ -274,10 +273,10 @@ def tamper_flash(image_path: Path, block_size: int, after_seq: int,
     CRC (records.format_record), so the flash record layer sees nothing wrong."""
     fs = imagefs.mount_image(image_path.read_bytes(), block_size)
     try:
-        segs = sorted(fs.listdir(_LOG_DIR))
+        segs = sorted(fs.listdir(LOG_DIR))
         files: dict[str, bytes] = {}
         for s in segs:
-            with fs.open(f"{_LOG_DIR}/{s}", "rb") as f:
+            with fs.open(f"{LOG_DIR}/{s}", "rb") as f:
                 files[s] = f.read()
         parsed = {s: parse_records(data, s)[0] for s, data in files.items()}
         last = max((r.seq for rs in parsed.values() for r in rs if r.is_entry), default=-1)
@@ -300,7 +299,7 @@ def tamper_flash(image_path: Path, block_size: int, after_seq: int,
                        for r in parsed[seg])
         recs, problems = parse_records(out, seg)
         crc_ok = not problems and len(recs) == len(parsed[seg])
-        with fs.open(f"{_LOG_DIR}/{seg}", "wb") as f:
+        with fs.open(f"{LOG_DIR}/{seg}", "wb") as f:
             f.write(out)
         fs.unmount()
     except Exception:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import FormatError
+
+LOG_DIR = "/ht/log"  # where the device keeps its segment files (FORMATS.md)
 
 MAGIC_ENTRY = 0xA7
 MAGIC_CHECKPOINT = 0xC7
@@ -114,15 +116,31 @@ def segment_files(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(files, key=lambda f: (f.name, str(f)))
 
 
-def read_segments(paths: Sequence[str | Path]) -> tuple[list[Record], list[RecordProblem]]:
+def parse_segments(
+    segments: Iterable[tuple[str, bytes]],
+) -> tuple[list[Record], list[RecordProblem]]:
+    """The records of named segment contents, concatenated in the order given."""
     records: list[Record] = []
     problems: list[RecordProblem] = []
-    for f in segment_files(paths):
-        try:
-            data = f.read_bytes()
-        except OSError as e:
-            raise FormatError(f"{f}: cannot read ({e.strerror})") from None
-        recs, probs = parse_records(data, str(f))
+    for name, data in segments:
+        recs, probs = parse_records(data, name)
         records.extend(recs)
         problems.extend(probs)
     return records, problems
+
+
+def log_segments(files: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
+    """The log segments (`/ht/log/*.seg`) of a device filesystem's files, by absolute
+    path (as `imagefs.read_image` returns them), in name order."""
+    return sorted((p, b) for p, b in files.items()
+                  if p.startswith(LOG_DIR + "/") and p.endswith(".seg"))
+
+
+def read_segments(paths: Sequence[str | Path]) -> tuple[list[Record], list[RecordProblem]]:
+    segments: list[tuple[str, bytes]] = []
+    for f in segment_files(paths):
+        try:
+            segments.append((str(f), f.read_bytes()))
+        except OSError as e:
+            raise FormatError(f"{f}: cannot read ({e.strerror})") from None
+    return parse_segments(segments)

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from hashtrail.paths import FIRMWARE, ROOT, venv_tool
-from hashtrail.records import Record, RecordProblem, parse_records
+from hashtrail.records import Record, RecordProblem, log_segments, parse_segments
 
 BLOCK = 4096
 
@@ -33,10 +33,4 @@ def device_image(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, int,
 
 def log_records(files: dict[str, bytes]) -> tuple[list[Record], list[RecordProblem]]:
     """Every record of every log segment (/ht/log/*.seg), segments in name order."""
-    recs: list[Record] = []
-    probs: list[RecordProblem] = []
-    for name in sorted(n for n in files if n.startswith("/ht/log/") and n.endswith(".seg")):
-        r, p = parse_records(files[name], name)
-        recs += r
-        probs += p
-    return recs, probs
+    return parse_segments(log_segments(files))

@@ -25,7 +25,7 @@ from hashtrail.boards import load_board
 from hashtrail.chainverify import ChainReport, verify_chain
 from hashtrail.collect import CollectResult, collect
 from hashtrail.link import open_serial
-from hashtrail.records import Record, RecordProblem, parse_records
+from hashtrail.records import LOG_DIR, Record, RecordProblem, parse_segments
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
 from hashtrail.store import Store
@@ -35,7 +35,6 @@ from littlefs import LittleFS
 # firmware plus the virtual ROM does not fit the 100 KB budget yet) and fast sampling.
 HEAP = 160 * 1024
 BOARD = dataclasses.replace(load_board("unix"), heap_budget=HEAP)
-LOG_DIR = "/ht/log"
 # Small segments so segment-level attacks (delete, reorder) have several files to work
 # on; automatic checkpoints every 20 entries so the log holds nonce-less checkpoints.
 DEVICE_CFG = {"sample_interval_s": 0.05, "log": {"seg_records": 8, "checkpoint_every": 20}}
@@ -93,13 +92,7 @@ def find_entry(fs: LittleFS, seq: int) -> tuple[str, bytearray, int, int]:
 
 
 def image_records(path: Path) -> tuple[list[Record], list[RecordProblem]]:
-    recs: list[Record] = []
-    probs: list[RecordProblem] = []
-    for name, data in sorted(log_files(path).items()):
-        r, p = parse_records(data, name)
-        recs += r
-        probs += p
-    return recs, probs
+    return parse_segments(sorted(log_files(path).items()))
 
 
 def verify_image(path: Path, pub: bytes) -> ChainReport:
