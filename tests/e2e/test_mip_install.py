@@ -86,6 +86,18 @@ def _fresh_board(directory: Path, budget_of: str = "esp32s3") -> VirtualDevice:
     return dev
 
 
+def _assert_first_boot_signs(dev: VirtualDevice) -> None:
+    """The app installed by mip runs: first boot, and a checkpoint over a fresh nonce
+    verifies against the key the device reports."""
+    with open_serial(dev.port) as link:
+        link.timeout = 10.0
+        info = link.hello()
+        assert info.board == "unix" and info.boot == 1
+        nonce = os.urandom(16)
+        cp = verify_checkpoint(link.checkpoint(nonce), info.pub, nonce=nonce)
+        assert cp.device_id == info.device_id
+
+
 @pytest.mark.parametrize("source", ["local", "http"])
 def test_mip_install_lands_every_file_and_the_board_runs_the_app(tmp_path: Path,
                                                                    source: str) -> None:
@@ -112,13 +124,7 @@ def test_mip_install_lands_every_file_and_the_board_runs_the_app(tmp_path: Path,
         assert dict(zip(paths, digests, strict=True)) == expected
 
         dev.restart()  # boots boot.py, then main.py -> /lib/app.py from the mip files
-        with open_serial(dev.port) as link:
-            link.timeout = 10.0
-            info = link.hello()
-            assert info.board == "unix" and info.boot == 1
-            nonce = os.urandom(16)
-            cp = verify_checkpoint(link.checkpoint(nonce), info.pub, nonce=nonce)
-            assert cp.device_id == info.device_id
+        _assert_first_boot_signs(dev)
 
 
 def test_on_device_mip_installs_the_same_files_over_http(tmp_path: Path) -> None:
@@ -172,13 +178,7 @@ def test_mip_install_from_compiled_index_boots_at_the_esp32_budget(tmp_path: Pat
         assert [d[:8] for d in digests] == [short for _, short in hashes]
 
         dev.restart()  # boot.py, main.py -> /lib/app.mpy, in 100 KB of heap
-        with open_serial(dev.port) as link:
-            link.timeout = 10.0
-            info = link.hello()
-            assert info.board == "unix" and info.boot == 1
-            nonce = os.urandom(16)
-            cp = verify_checkpoint(link.checkpoint(nonce), info.pub, nonce=nonce)
-            assert cp.device_id == info.device_id
+        _assert_first_boot_signs(dev)
 
         # A second install finds every file in place (mip compares the hash prefix).
         again = _mpremote(dev.port, "mip", "install", "--index", str(index), "hashtrail")
