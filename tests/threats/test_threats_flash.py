@@ -56,8 +56,22 @@ def _codes(g: Golden, image: Path) -> set[tuple[str, int | None]]:
 
 
 def _target(g: Golden) -> int:
-    """An uncollected entry in the middle of a segment, well before the head."""
-    return g.anchor + 3
+    """An uncollected entry in the middle of a segment, well before the head.
+
+    Where segments break depends on how fast the golden device ran (checkpoints share
+    the segments), so the entry is looked up on the image: neither the first nor the
+    last record of its segment (a damaged last record reads as a torn tail), and
+    followed there by entry s + 1 (the swap and duplicate attacks need both).
+    """
+    for _, data in sorted(log_files(g.image).items()):
+        spans = record_spans(data)
+        for i in range(1, len(spans) - 2):
+            magic, s, _, _ = spans[i]
+            nmagic, ns, _, _ = spans[i + 1]
+            if (magic == nmagic == 0xA7 and ns == s + 1
+                    and g.anchor + 2 <= s <= g.last - 4):
+                return s
+    raise AssertionError(f"no mid-segment entry after {g.anchor} on the golden image")
 
 
 def test_edited_entry_with_fixed_crc_breaks_the_chain(golden: Golden, tmp_path: Path,

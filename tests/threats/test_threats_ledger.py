@@ -14,7 +14,7 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,8 +179,8 @@ def test_two_collectors_overlapping_merge_once(golden: Golden, tmp_path: Path,
     assert code == 0 and rep["size"] == n and rep["devices"][0]["entries"] == n
 
 
-def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool,
-                 resign: Path | None = None) -> bytes:
+def _tamper_line(bundle: Path, out: Path, seqs: Iterable[int], genuine_first: bool,
+                 resign: Path | None = None) -> int:
     """Edit entry `seq`'s body in a bundle, keeping every line canonical; with `resign`
     (a collector store), sign the result again with that collector's key: a trusted
     collector gone bad, or its key stolen. Without it the old signature line stays.
@@ -189,37 +189,55 @@ def _tamper_line(bundle: Path, out: Path, seq: int, genuine_first: bool,
     entry for the ledger's own parser, with the same seq and the same `prev` link, and
     whose hash sorts after (or before) the genuine entry's. So the edited copy is always
     a well-formed entry that links into the chain: the verdict is exactly "the next
-    entry does not link", never a parse refusal that depends on which byte was hit."""
+    entry does not link", never a parse refusal that depends on which byte was hit.
+
+    Which entries allow such an edit depends on their bytes (a reading, a boot entry),
+    and those vary with how fast the golden device ran: the first seq of `seqs` that
+    does is edited, and returned."""
     from hashtrail.devicecheck import parse_entry
     from hashtrail.errors import HashtrailError
 
+    def one_bit_edit(body: bytes) -> bytes | None:
+        good, want = hashlib.sha256(body).digest(), parse_entry(body)
+        for k in range(len(body) - 1, 0, -1):
+            bad = bytearray(body)
+            bad[k] ^= 0x01
+            try:
+                f = parse_entry(bytes(bad))
+            except HashtrailError:
+                continue
+            if (f.seq, f.prev) == (want.seq, want.prev) and \
+                    (hashlib.sha256(bad).digest() > good) == genuine_first:
+                return bytes(bad)
+        return None
+
     lines = bundle.read_bytes().splitlines(keepends=True)
+    entries = {}
     for i, line in enumerate(lines):
         obj = json.loads(line)
-        if obj.get("type") == "entry" and obj["seq"] == seq:
-            body = base64.b64decode(obj["body"])
-            good, want = hashlib.sha256(body).digest(), parse_entry(body)
-            for k in range(len(body) - 1, 0, -1):
-                bad = bytearray(body)
-                bad[k] ^= 0x01
-                try:
-                    f = parse_entry(bytes(bad))
-                except HashtrailError:
-                    continue
-                if (f.seq, f.prev) == (want.seq, want.prev) and \
-                        (hashlib.sha256(bad).digest() > good) == genuine_first:
-                    break
-            else:
-                raise AssertionError(f"no valid one-bit edit of entry {seq} in {bundle}")
-            obj["body"] = base64.b64encode(bytes(bad)).decode()
-            lines[i] = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
-            out.write_bytes(b"".join(lines))
-            if resign is not None:
-                b = parse_bundle(io.BytesIO(b"".join(lines[:-1])))   # data lines only
-                with Store.open(resign, create=False) as st, out.open("w") as f:
-                    write_bundle(b, f, st.signer)
-            return bytes(bad)
-    raise AssertionError(f"no entry {seq} in {bundle}")
+        if obj.get("type") == "entry":
+            entries[obj["seq"]] = (i, obj)
+    tried = []
+    for seq in seqs:
+        i, obj = entries[seq]
+        bad = one_bit_edit(base64.b64decode(obj["body"]))
+        tried.append(seq)
+        if bad is None:
+            continue
+        obj["body"] = base64.b64encode(bad).decode()
+        lines[i] = (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        out.write_bytes(b"".join(lines))
+        if resign is not None:
+            b = parse_bundle(io.BytesIO(b"".join(lines[:-1])))   # data lines only
+            with Store.open(resign, create=False) as st, out.open("w") as f:
+                write_bundle(b, f, st.signer)
+        return seq
+    raise AssertionError(f"no valid one-bit edit of entries {tried} in {bundle}")
+
+
+def _between_signed(signed: list[int]) -> range:
+    """Entries after the first device-signed point and well before the next."""
+    return range(signed[0] + 3, signed[1] - 1)
 
 
 def _signed_seqs(bundle: Path) -> list[int]:
@@ -243,9 +261,9 @@ def test_tampered_bundle_is_refused_and_does_not_block_the_genuine_one(
         capsys: pytest.CaptureFixture[str]) -> None:
     signed = _signed_seqs(gold_bundle)
     assert len(signed) >= 2, signed
-    s = signed[0] + 3  # after the first device-signed point, before the next
     bad = tmp_path / "bad.jsonl"
-    _tamper_line(gold_bundle, bad, s, genuine_first, resign=golden.store)
+    s = _tamper_line(gold_bundle, bad, _between_signed(signed), genuine_first,
+                     resign=golden.store)
     led = new_ledger(tmp_path / "l.db", golden)
     code, data = reconcile(capsys, led, bad)
     assert code == 1 and data["size"] == signed[0] + 1  # the signed prefix before it
@@ -260,9 +278,8 @@ def test_bundle_edited_after_signing_is_refused_whole(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The same edit without the collector's key: the signature no longer covers the
     bytes, so nothing of the bundle is taken, not even the untouched prefix."""
-    s = _signed_seqs(gold_bundle)[0] + 3
     bad = tmp_path / "bad.jsonl"
-    _tamper_line(gold_bundle, bad, s, True)
+    _tamper_line(gold_bundle, bad, _between_signed(_signed_seqs(gold_bundle)), True)
     led = new_ledger(tmp_path / "l.db", golden)
     code, _, err = run(capsys, "reconcile", str(bad), "--ledger", str(led))
     assert code == 1 and "the collector signature by collector-" in err, err
