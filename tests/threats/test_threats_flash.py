@@ -213,7 +213,9 @@ def _segment_start_at_or_before(g: Golden, seq: int) -> int:
 
 def test_tail_truncated_below_the_last_seen_checkpoint_is_refused(
         golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
-    cut = _segment_start_at_or_before(golden, golden.anchor) - 1  # last entry kept
+    # last entry kept; the three entries the device writes after it (below) must still
+    # sit below the anchor, so the cut is a segment start at least 3 below it
+    cut = _segment_start_at_or_before(golden, golden.anchor - 3) - 1
     dev = golden.prepare(tmp_path, edit=_truncate_after(cut), cfg=SLOW)
     devices.append(dev)
     assert verify_image(dev.image_path, golden.pub).ok  # the truncated log alone looks fine

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import shutil
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,22 @@ class Golden:
                 cfg: dict[str, object] | None = None) -> VirtualDevice:
         """The same, powered off: inspect the damaged image, then `start(dev)`."""
         return copy_device(image or self.image, tmp, name, edit, cfg)
+
+
+def wait_for_seq(dev: VirtualDevice, seq: int, timeout: float = 60.0) -> int:
+    """Wait (asking HELLO, which changes nothing on the device) until the device's log
+    reaches `seq`; its last seq. A slow machine samples fewer readings per second, so
+    the golden history is sized by entries, not by seconds of sleep."""
+    deadline = time.monotonic() + timeout
+    with open_serial(dev.port) as link:
+        while True:
+            last = link.hello().last_seq
+            if last is not None and last >= seq:
+                return last
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{dev.name} reached seq {last}, not {seq}, "
+                                     f"in {timeout:.0f} s")
+            time.sleep(0.1)
 
 
 def start(dev: VirtualDevice) -> VirtualDevice:
