@@ -5,7 +5,9 @@
                                            [--json]
 
 Reconcile: real bundles (host-made chains, tools/devchain.py) into a fresh real SQLite
-ledger, for a checkpoint-signed chain and a per-entry-signed chain. Baseline: the
+ledger, for a checkpoint-signed chain and a per-entry-signed chain; the latter twice,
+with per-entry signatures checked on every CPU (the default, keys.signed_batch) and on
+the calling thread alone (python-ecdsa, pure Python under the GIL, gets one). Baseline: the
 per-entry signatures of that same signed chain (its first 1000 entries) verified with
 python-ecdsa (pure Python), the verifier hashtrail would be without OpenSSL.
 Each round measures all three, one after the other; the best round of each counts
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "host"))
 
 import ecdsa  # noqa: E402
 from hashtrail import merkle  # noqa: E402
+from hashtrail.keys import cpu_workers  # noqa: E402
 from hashtrail.ledger_db import Ledger  # noqa: E402
 from hashtrail.reconcile import reconcile  # noqa: E402
 from ledgerkit import Device, bundle, trust  # noqa: E402
@@ -45,12 +48,12 @@ def _chain(n: int, sig: bool) -> Device:
     return d
 
 
-def _reconcile_rate(path: Path, d: Device) -> tuple[float, float]:
+def _reconcile_rate(path: Path, d: Device, workers: int | None = None) -> tuple[float, float]:
     n = len(d.entries)
     b = bundle([d], cps=[(d, d.checkpoint())])
     with trust(Ledger.create(path, "bench/ledger")) as led:
         t = time.perf_counter()
-        r = reconcile(led, b)
+        r = reconcile(led, b, workers)
         dt = time.perf_counter() - t
         if r.accepted != n or r.findings:
             raise SystemExit(f"reconcile did not accept the chain: {r}")
@@ -113,12 +116,15 @@ def main() -> int:
         for k in range(a.rounds):
             cp_rate, cp_size = _reconcile_rate(tmp / f"cp{k}.db", plain)
             sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
+            one_rate, _ = _reconcile_rate(tmp / f"one{k}.db", signed, workers=1)
             base = _ecdsa_rate(signed, min(a.entries, 1000))
             rounds.append({"checkpoint_signed": round(cp_rate), "per_entry_signed":
-                           round(sig_rate), "python_ecdsa": round(base)})
+                           round(sig_rate), "per_entry_signed_1_thread": round(one_rate),
+                           "python_ecdsa": round(base)})
         proofs = _proofs(tmp, a.leaves)
     cp_rate = max(r["checkpoint_signed"] for r in rounds)
     sig_rate = max(r["per_entry_signed"] for r in rounds)
+    one_rate = max(r["per_entry_signed_1_thread"] for r in rounds)
     base = max(r["python_ecdsa"] for r in rounds)
     out = {"machine": f"{platform.machine()} {platform.processor() or ''} "
                       f"{os.cpu_count()} cpus, Python {platform.python_version()}".strip(),
@@ -126,9 +132,12 @@ def main() -> int:
            "entries": a.entries,
            "checkpoint_signed_entries_per_s": cp_rate,
            "per_entry_signed_entries_per_s": sig_rate,
+           "per_entry_signed_1_thread_entries_per_s": one_rate,
+           "verify_threads": min(cpu_workers(), a.entries // 64),
            "python_ecdsa_verify_per_s": base,
            "ratio_checkpoint_signed_vs_python_ecdsa": round(cp_rate / base, 1),
            "ratio_per_entry_signed_vs_python_ecdsa": round(sig_rate / base, 1),
+           "ratio_per_entry_signed_1_thread_vs_python_ecdsa": round(one_rate / base, 1),
            "rounds": rounds,
            "ledger_bytes_per_entry": round(cp_size), "ledger_bytes_per_signed_entry":
            round(sig_size), "proofs": proofs}

@@ -11,7 +11,9 @@ IMMEDIATE` transaction, reconcile
      they count from any bundle, signed or not (a second party filling gaps);
   1. checks every device checkpoint (ES256 by the enrolled key) and keeps the good ones;
   2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
-     entries already accepted are duplicates; everything else waits in `pending`;
+     entries already accepted are duplicates; everything else waits in `pending`.
+     Per-entry signatures are checked as one batch over `workers` threads (default:
+     every CPU; OpenSSL drops the GIL while it verifies, keys.signed_batch);
   3. walks `pending` from the device's accepted tip along `prev` links, and accepts up
      to the last entry a device signature covers (a checkpoint over its hash, or its
      own per-entry signature): unsigned tails wait for a checkpoint, holes wait for the
@@ -71,7 +73,7 @@ class _Cand(NamedTuple):
     stored: bool            # already a row in `pending` (from an earlier run)
 
 
-def reconcile(led: Ledger, b: Bundle) -> Result:
+def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
     res = Result()
     entries: dict[str, list[RawEntry]] = defaultdict(list)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
@@ -100,7 +102,7 @@ def reconcile(led: Ledger, b: Bundle) -> Result:
                                             " refused"))
     for did in sorted((set(entries) | set(cps)) - refused):
         with _no_cyclic_gc(), led.tx() as db:
-            _device(led, db, did, entries[did], cps[did], res)
+            _device(led, db, did, entries[did], cps[did], res, workers)
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
 
@@ -129,7 +131,7 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
-            cps: list[BundleCheckpoint], res: Result) -> None:
+            cps: list[BundleCheckpoint], res: Result, workers: int | None) -> None:
     dev = led.device(did)
     if dev is None:
         res.findings.append(Finding(did, None, f"unknown device: {len(recs)} entries and "
@@ -158,14 +160,25 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0)
-    sha256, signed = hashlib.sha256, key.signed          # hot loop: local names
-    for seq, body, sig in recs:
+    sha256 = hashlib.sha256
+    hashes = [sha256(r.body).digest() for r in recs]
+    # Per-entry signatures first, all at once (over every CPU: keys.signed_batch); an
+    # entry that does not parse is refused for that below, whatever its signature.
+    signed_at: list[int] = []
+    pairs: list[tuple[bytes, bytes]] = []
+    for i, r in enumerate(recs):
+        if r.sig is not None:
+            signed_at.append(i)
+            pairs.append((hashes[i], r.sig))
+    verdicts = key.signed_batch(pairs, workers)
+    bad_sig = {i for i, ok in zip(signed_at, verdicts, strict=True) if not ok}
+    for i, (seq, body, sig) in enumerate(recs):
         try:
             f = parse_entry(body)
             if f.seq != seq:
                 raise HashtrailError(f"record says seq {seq}, entry says {f.seq}")
-            h = sha256(body).digest()
-            if sig is not None and not signed(h, sig):
+            h = hashes[i]
+            if i in bad_sig:
                 raise HashtrailError("per-entry signature does not verify")
             if seq == 0:
                 key.check_first_entry(f)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from hashtrail import merkle
-from hashtrail.bundle import parse_bundle, read_bundle
+from hashtrail.bundle import Bundle, parse_bundle, read_bundle
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.evidence import check_evidence
+from hashtrail.keys import DeviceKey
 from hashtrail.ledger_db import Ledger, parse_leaf
 from hashtrail.reconcile import reconcile
 from hashtrail.store import RawEntry
@@ -386,3 +387,37 @@ def test_cli_export_signs_and_ledger_trust(tmp_path: Path,
     assert main(["ledger", "trust", "--ledger", str(led), "nonsense"]) == 2
     assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl")]) == 0
     assert "trusted collector site A" in capsys.readouterr().out
+
+
+def _flip_sig(b: Bundle, i: int) -> None:
+    did, r = b.entries[i]
+    assert r.sig is not None
+    b.entries[i] = (did, r._replace(sig=r.sig[:40] + bytes([r.sig[40] ^ 1]) + r.sig[41:]))
+
+
+def test_per_entry_signatures_checked_on_threads_give_the_same_verdicts(
+        tmp_path: Path) -> None:
+    """keys.signed_batch splits a large batch over CPUs: the verdicts, and so what the
+    ledger accepts and refuses, are the same as checking one by one."""
+    d = _dev(299, sig=True)
+    bad = {7, 150, 299}          # in the first, a middle and the last slice
+    b = bundle([d], cps=[(d, d.checkpoint())])
+    for i in bad:
+        _flip_sig(b, i)
+    key = DeviceKey(d.pub)
+    pairs = [(r.entry_hash, r.sig) for _, r in b.entries if r.sig is not None]
+    assert len(pairs) == 300
+    one = key.signed_batch(pairs, workers=1)
+    assert key.signed_batch(pairs, workers=3) == one == [key.signed(h, s) for h, s in pairs]
+    assert {i for i, ok in enumerate(one) if not ok} == bad
+    results = []
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        with _ledger(tmp_path / str(workers)) as led:
+            r = reconcile(led, b, workers)
+            results.append((r.accepted, r.pending, [(f.seq, f.reason) for f in r.findings]))
+    assert results[0] == results[1]
+    accepted, _, findings = results[0]
+    assert accepted == 7
+    assert [s for s, why in findings if why.endswith("per-entry signature does not verify")
+            ] == sorted(bad)
