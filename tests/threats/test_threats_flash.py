@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,26 @@ def _nothing_lost(g: Golden, store: Path) -> None:
     assert accepted_seqs(store, g.device_id) == list(range(g.anchor + 1))
 
 
+def _damaged(g: Golden, tmp: Path, devices: list[VirtualDevice],
+             edit: Callable[[LittleFS], None] | None = None,
+             image: Path | None = None) -> VirtualDevice:
+    """A powered-off, rarely sampling copy of the golden image (or `image`) damaged by
+    `edit`: inspect its image, then `_boot_and_refuse` it."""
+    dev = g.prepare(tmp, image=image, edit=edit, cfg=SLOW)
+    devices.append(dev)
+    return dev
+
+
+def _boot_and_refuse(g: Golden, tmp: Path, dev: VirtualDevice) -> str:
+    """Boot the damaged copy and collect it into a copy of the store that holds 0..N:
+    the refusal's message, once the store is checked to have lost nothing."""
+    start(dev)
+    store = g.store_copy(tmp)
+    err = _refused(dev, store)
+    _nothing_lost(g, store)
+    return err
+
+
 def _codes(g: Golden, image: Path) -> set[tuple[str, int | None]]:
     rep = verify_image(image, g.pub)
     assert all(f.device_id == g.device_id for f in rep.findings)
@@ -84,14 +105,10 @@ def test_edited_entry_with_fixed_crc_breaks_the_chain(golden: Golden, tmp_path: 
         fix_crc(data, off, size)  # the record layer is satisfied: only the chain can tell
         write_seg(fs, name, bytes(data))
 
-    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=edit)
     assert ("link_mismatch", s + 1) in _codes(golden, dev.image_path)
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     assert f"device {golden.device_id}" in err and f"seq {s + 1}: link_mismatch" in err, err
-    _nothing_lost(golden, store)
 
 
 def test_plain_byte_edit_is_caught_as_corruption(golden: Golden, tmp_path: Path,
@@ -103,15 +120,11 @@ def test_plain_byte_edit_is_caught_as_corruption(golden: Golden, tmp_path: Path,
         data[off + size - 5] ^= 0x01  # CRC left as it was
         write_seg(fs, name, bytes(data))
 
-    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=edit)
     codes = _codes(golden, dev.image_path)
     assert ("record_bad_crc", s) in codes, codes
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     assert f"seq {s + 1}: gap" in err, err  # the device skips the damaged record
-    _nothing_lost(golden, store)
 
 
 def test_missing_segment_file_is_a_gap(golden: Golden, tmp_path: Path,
@@ -125,16 +138,12 @@ def test_missing_segment_file_is_a_gap(golden: Golden, tmp_path: Path,
         gone.append(int(name[:10]))
         fs.remove(f"/ht/log/{name}")
 
-    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=edit)
     first = gone[0]
     nxt = min(int(n[:10]) for n in log_files(dev.image_path) if int(n[:10]) > first)
     assert ("gap", nxt) in _codes(golden, dev.image_path)
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     assert f"seq {nxt}: gap: entries {first}..{nxt - 1} missing" in err, err
-    _nothing_lost(golden, store)
 
 
 def _swap_or_dup(s: int, dup: bool):  # type: ignore[no-untyped-def]
@@ -153,28 +162,20 @@ def _swap_or_dup(s: int, dup: bool):  # type: ignore[no-untyped-def]
 def test_reordered_entries_are_reported(golden: Golden, tmp_path: Path,
                                         devices: list[VirtualDevice]) -> None:
     s = _target(golden)
-    dev = golden.prepare(tmp_path, edit=_swap_or_dup(s, dup=False), cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=_swap_or_dup(s, dup=False))
     codes = _codes(golden, dev.image_path)
     assert {("gap", s + 1), ("reordered", s)} <= codes, codes
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     assert f"seq {s + 1}: gap" in err and f"seq {s}: reordered" in err, err
-    _nothing_lost(golden, store)
 
 
 def test_duplicated_entry_is_reported(golden: Golden, tmp_path: Path,
                                       devices: list[VirtualDevice]) -> None:
     s = _target(golden)
-    dev = golden.prepare(tmp_path, edit=_swap_or_dup(s, dup=True), cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=_swap_or_dup(s, dup=True))
     assert ("duplicate", s) in _codes(golden, dev.image_path)
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     assert f"seq {s}: duplicate" in err, err
-    _nothing_lost(golden, store)
 
 
 def test_torn_tail_is_cut_at_boot_and_nothing_complete_is_lost(
@@ -185,8 +186,7 @@ def test_torn_tail_is_cut_at_boot_and_nothing_complete_is_lost(
         _, _, off, size = record_spans(data)[-1]
         write_seg(fs, last, data + data[off:off + size // 2])  # half a record appended
 
-    dev = golden.prepare(tmp_path, edit=edit, cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=edit)
     codes = _codes(golden, dev.image_path)
     assert [c for c, _ in codes] == ["record_torn_tail"], codes
     start(dev)
@@ -216,16 +216,12 @@ def test_tail_truncated_below_the_last_seen_checkpoint_is_refused(
     # last entry kept; the three entries the device writes after it (below) must still
     # sit below the anchor, so the cut is a segment start at least 3 below it
     cut = _segment_start_at_or_before(golden, golden.anchor - 3) - 1
-    dev = golden.prepare(tmp_path, edit=_truncate_after(cut), cfg=SLOW)
-    devices.append(dev)
+    dev = _damaged(golden, tmp_path, devices, edit=_truncate_after(cut))
     assert verify_image(dev.image_path, golden.pub).ok  # the truncated log alone looks fine
-    start(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     # boot entry cut+1, first reading cut+2, time-set entry cut+3: behind the host's head
     assert (f"fresh checkpoint signs seq {cut + 3}, but this collector holds "
             f"{golden.anchor}") in err, err
-    _nothing_lost(golden, store)
 
 
 def test_tail_truncated_after_the_last_seen_checkpoint_is_not_detectable(
@@ -243,14 +239,11 @@ def test_tail_truncated_after_the_last_seen_checkpoint_is_not_detectable(
 
 def test_rolled_back_flash_image_is_refused(golden: Golden, tmp_path: Path,
                                            devices: list[VirtualDevice]) -> None:
-    dev = golden.boot(tmp_path, image=golden.early, cfg=SLOW)
-    devices.append(dev)
-    store = golden.store_copy(tmp_path)
-    err = _refused(dev, store)
+    dev = _damaged(golden, tmp_path, devices, image=golden.early)
+    err = _boot_and_refuse(golden, tmp_path, dev)
     e = golden.early_last
     assert (f"fresh checkpoint signs seq {e + 3}, but this collector holds "
             f"{golden.anchor}" in err and "rolled back" in err), err
-    _nothing_lost(golden, store)
 
 
 def test_power_cuts_while_appending_keep_the_log_intact(
