@@ -56,7 +56,7 @@ DEFAULTS = {
     "flush_s": 0,  # ... or when the oldest unsynced record is this old (0: off)
     "checkpoint_every": 100,  # automatic checkpoint after this many entries (0: off)
     "checkpoint_s": 3600,  # ... or this long after the last one (0: off)
-    "sign_entries": False,  # 64-byte signature beside every entry
+    "sign_entries": False,  # 64-byte signature beside every entry (policy in entry 0)
     "prune_on_ack": False,  # True: delete acknowledged segments at once; False: only
     # when space is needed (a second collector can still read them; docs/STORAGE.md)
     "boot_check": True,  # walk every segment at boot (else only the last one)
@@ -160,7 +160,9 @@ class Log:
         self._cp_at = clock.uptime_ms()
         self._write_state()
         if self._next == 0:
-            self._append(entry.KIND_KEY_CREATED, entry.key_body(self.pub), True)
+            self._append(entry.KIND_KEY_CREATED, entry.key_body(
+                self.pub, entry.POLICY_EVERY_ENTRY if self.sign_entries
+                else entry.POLICY_CHECKPOINTS), True)
         self._append(entry.KIND_BOOT, entry.boot_body(reset_cause), True)
 
     # ---- state file ----------------------------------------------------------------

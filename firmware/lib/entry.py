@@ -2,7 +2,8 @@
 #
 # API
 #   VERSION, KIND_READING, KIND_BOOT, KIND_TIME_SET, KIND_KEY_CREATED, KIND_OVERFLOW,
-#   KIND_ACK                                  protocol numbers
+#   KIND_ACK, KIND_LOG_ALTERED,
+#   POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY    protocol numbers
 #   genesis_prev(pub) -> bytes(32)            prev of the entry with seq 0
 #   encode(w, seq, t, up, boot, prev, fw, kind, body) -> int
 #       resets cbor.Writer w and writes one entry into its buffer; returns the length.
@@ -10,8 +11,9 @@
 #       None) written as a SenML pack; for other kinds body is a dict made by the
 #       *_body() helpers below (or any canonical-encodable value).
 #   entry_hash(b) -> bytes(32)                SHA-256 of the entry bytes
-#   boot_body(cause) time_set_body(prev_t, new_t) key_body(pub)
-#   overflow_body(missed, reason) ack_body(acked_seq, first_held)   -> dict
+#   boot_body(cause) time_set_body(prev_t, new_t) key_body(pub, policy)
+#   overflow_body(missed, reason) ack_body(acked_seq, first_held)
+#   altered_body(first_seq, reason)                                  -> dict
 #   EntryError (ValueError)                   a field of the wrong type or size
 #
 # Allocation: encode() allocates only small ints plus the UTF-8 copies of the firmware
@@ -31,7 +33,12 @@ KIND_TIME_SET = const(2)
 KIND_KEY_CREATED = const(3)
 KIND_OVERFLOW = const(4)
 KIND_ACK = const(5)
-_KIND_MAX = const(5)
+KIND_LOG_ALTERED = const(6)
+_KIND_MAX = const(6)
+
+# Signing policy, fixed at first boot and recorded in entry 0 (key-created body key 2).
+POLICY_CHECKPOINTS = const(0)  # only checkpoints are signed: entries unprotected until one
+POLICY_EVERY_ENTRY = const(1)  # every entry carries its own signature when written
 
 # SenML CBOR labels (RFC 8428 section 6): n = 0, u = 1, v = 2.
 _SENML_N = const(0)
@@ -138,14 +145,24 @@ def time_set_body(prev_t, new_t):
     return {1: prev_t, 2: _uint(new_t, "new time"), 3: "host"}
 
 
-def key_body(pub):
+def key_body(pub, policy=POLICY_EVERY_ENTRY):
+    # The policy is device-signed history: a host reads it from entry 0 and holds the
+    # device to it, whatever /board.json says later (docs/FORMATS.md "Entry").
     if len(pub) != 65:
         raise EntryError("public key must be 65 bytes")
-    return {1: bytes(pub)}
+    if policy != POLICY_CHECKPOINTS and policy != POLICY_EVERY_ENTRY:
+        raise EntryError("unknown signing policy")
+    return {1: bytes(pub), 2: policy}
 
 
 def overflow_body(missed, reason):
     return {1: _uint(missed, "missed readings"), 2: reason}
+
+
+def altered_body(first_seq, reason):
+    # The device's own testimony: entries from first_seq up to this one are not what it
+    # signed (found by its check at boot). No signature of the device vouches for them.
+    return {1: _uint(first_seq, "first altered seq"), 2: reason}
 
 
 def ack_body(acked_seq, first_held):

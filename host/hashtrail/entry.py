@@ -31,8 +31,12 @@ KIND_TIME_SET = 2
 KIND_KEY_CREATED = 3
 KIND_OVERFLOW = 4
 KIND_ACK = 5
+KIND_LOG_ALTERED = 6
 KIND_NAMES = {0: "reading", 1: "boot", 2: "time_set", 3: "key_created", 4: "overflow",
-              5: "acknowledged"}
+              5: "acknowledged", 6: "log_altered"}
+# Signing policy, recorded by the device in entry 0 (key-created body key 2).
+POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
+POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
 _KEYS = list(range(9))
 
 
@@ -147,11 +151,29 @@ def _check_body(kind: int, body: Any) -> None:
         raise FormatError(f"{KIND_NAMES[kind]} body must be a map with integer keys")
     if kind == KIND_KEY_CREATED:
         pub = body.get(1)
-        if list(body) != [1] or type(pub) is not bytes or len(pub) != 65:
-            raise FormatError("key-created body must be {1: pub (65 bytes)}")
+        keys = list(body)
+        if keys not in ([1], [1, 2]) or type(pub) is not bytes or len(pub) != 65 \
+                or (keys == [1, 2] and (type(body[2]) is not int
+                                        or body[2] not in _POLICIES)):
+            raise FormatError("key-created body must be {1: pub (65 bytes), 2?: signing "
+                              "policy (0 or 1)}")
+    elif kind == KIND_LOG_ALTERED:
+        if list(body) != [1, 2] or not _uint(body[1]) or type(body[2]) is not str:
+            raise FormatError("log-altered body must be {1: first altered seq, 2: reason}")
     elif kind == KIND_BOOT:
         if list(body) != [1] or type(body[1]) is not str:
             raise FormatError("boot body must be {1: reset cause}")
+
+
+_POLICIES = (POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY)
+
+
+def signing_policy(e: Entry) -> int:
+    """The signing policy entry 0 declares; an entry 0 without one (format 1 before the
+    policy existed) signed checkpoints only."""
+    if e.kind != KIND_KEY_CREATED:
+        raise FormatError("only the key-created entry declares a signing policy")
+    return int(e.body.get(2, POLICY_CHECKPOINTS))   # parse_entry checked it is 0 or 1
 
 
 def is_key_created_by(e: Entry, pub: bytes) -> bool:

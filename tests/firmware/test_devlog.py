@@ -45,7 +45,7 @@ def test_first_boot_then_resume_on_the_same_chain():
         (0, entry.KIND_KEY_CREATED), (1, entry.KIND_BOOT), (2, entry.KIND_READING),
         (3, entry.KIND_TIME_SET), (4, entry.KIND_BOOT)])
     ks = devhelp.kinds(es)
-    dtest.eq(ks[0][2], {1: log.pub})
+    dtest.eq(ks[0][2], {1: log.pub, 2: entry.POLICY_CHECKPOINTS})
     dtest.eq(ks[2][2], [{0: "temp", 1: "Cel", 2: 4.25}, {0: "vbat", 1: "V", 2: 3.7}])
     dtest.eq(ks[3][2], {1: None, 2: 1700000000, 3: "host"})
     dtest.eq(ks[4][2], {1: "watchdog"})
