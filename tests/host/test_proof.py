@@ -96,7 +96,11 @@ def test_prove_refuses_a_checkpoint_of_another_ledger_or_tree(
         "bigger tree": note.sign_checkpoint(note.Checkpoint(origin, size + 1, root),
                                             [signer]),
         "too old": older,
+        "another origin": note.sign_checkpoint(note.Checkpoint("elsewhere.example/log", size,
+                                                               root), [signer]),
     }
+    with Ledger.open(fw.path) as led:
+        stored = led.checkpoints()
     for why, data in cases.items():
         f = tmp_path / "cp.txt"
         f.write_bytes(data)
@@ -105,10 +109,13 @@ def test_prove_refuses_a_checkpoint_of_another_ledger_or_tree(
         assert code == 1 and out == "" and "Traceback" not in err, (why, err)
         assert ("not signed by this ledger" in err) == (why == "another key"), err
     # an older checkpoint of this very tree that covers the entry: fine
+    f.write_bytes(older)
     doc = prove(capsys, fw.path, fw.device_id, 1, "--checkpoint", str(f))
     assert doc["tree_size"] == 3
     code, _, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key)
     assert code == 0, err
+    with Ledger.open(fw.path) as led:             # prove reads; it never signs
+        assert led.checkpoints() == stored
 
 
 def test_bad_input_is_exit_2_without_traceback(fw: FirmwareLedger, tmp_path: Path,

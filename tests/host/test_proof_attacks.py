@@ -59,6 +59,9 @@ def test_honest_proof_verifies_down_to_the_device(fw: FirmwareLedger, tmp_path: 
         assert doc["device"] == {"id": fw.device_id, "pub": fw.pub.hex(), "fingerprint": fp}
         kind = doc["device_signature"]["kind"]
         assert kind == ("entry" if any(r.sig for r in fw.records) else "checkpoint")
+        if kind == "checkpoint":    # the links from the entry to the covering checkpoint
+            n = len(doc["device_signature"]["chain"])
+            assert n == 0 if seq == fw.tip else 0 < n < 16
         code, out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key, "--device",
                                  fw.device_id)
         assert code == 0, err
@@ -157,6 +160,7 @@ def test_made_up_device_key_is_another_identity(fw: FirmwareLedger, tmp_path: Pa
     assert code == 0 and fake.id_hex in out and fake_fp in out and fw.device_id not in out
     code, out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key, "--device", fw.device_id)
     assert code == 1 and "step 'device key'" in err and fake.id_hex in err, err
+    assert fake_fp in err and len(err.splitlines()) == 2        # the error and its hint
     # the made-up key named as the real device: the key does not hash to that id
     from hashtrail.proof import (
         STEP_DEVICE_KEY,
