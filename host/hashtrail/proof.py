@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -125,7 +126,8 @@ class ProofCheck:
             "  witnesses: " + (", ".join(self.witnesses) if self.witnesses
                                else "none checked"),
             f"  enrollment (the operator's statement, signed by no one): label "
-            f"{e.get('label')!r}, board {e.get('board')}, enrolled at {e.get('enrolled_at')}"
+            f"{e.get('label')!r}, board {e.get('board')}, enrolled at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e['enrolled_at']))}"
             + (f" by collector {e['collector']}" if e.get("collector") else ""),
         ]
         return "\n".join(lines)

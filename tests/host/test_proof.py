@@ -261,3 +261,24 @@ def test_enrollment_is_the_operators_unsigned_statement(fw: FirmwareLedger, tmp_
     assert code == 0, err
     assert "enrollment (the operator's statement, signed by no one): label " \
            "\"someone else's room\"" in out
+
+
+def test_prove_refuses_an_entry_without_the_devices_word(
+        fw: FirmwareLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A device whose entry 0 declares policy 1 signs every entry: a ledger row without
+    that signature is damage, and `ledger prove` says so instead of proving it. For a
+    checkpoint-signed device, the same when no stored device checkpoint covers it."""
+    path = tmp_path / "l.db"
+    path.write_bytes(fw.path.read_bytes())
+    signed = any(r.sig for r in fw.records)
+    with Ledger.open(path) as led, led.tx() as db:
+        if signed:
+            db.execute("UPDATE entries SET sig=NULL WHERE device_id=? AND seq=5",
+                       (fw.device_id,))
+        else:
+            db.execute("DELETE FROM dev_checkpoints WHERE device_id=?", (fw.device_id,))
+    code, out, err = cli(capsys, "ledger", "prove", "--ledger", str(path), "--device",
+                         fw.device_id, "--seq", "5")
+    want = "holds no signature for seq 5" if signed else "no device checkpoint in the " \
+        "ledger covers"
+    assert code == 1 and out == "" and want in err, err

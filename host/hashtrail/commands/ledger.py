@@ -5,7 +5,9 @@ collectors whose bundles may enroll devices.
 Offline checks (`verify-proof`, `cosign`) trust only the ledger verifier key the user
 brings (`--verifier-key` or `--verifier-key-file`), never a key carried by the input:
 anyone can sign a checkpoint for a made-up root with a key of their own. Without a
-trusted key they fail closed.
+trusted key they fail closed. Inclusion proofs are built and checked by
+`hashtrail.proof` (down to the device's own signature); this module parses, calls and
+prints.
 """
 
 from __future__ import annotations
