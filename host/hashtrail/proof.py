@@ -23,6 +23,7 @@ proof signs it, and the checker reports it as such.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -220,6 +221,22 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
 
 
 # -- checking (pure) ------------------------------------------------------------------------
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ProofFormatError("a JSON object names one field twice")
+    return d
+
+
+def load_proof(text: str) -> Any:
+    """Parse proof JSON strictly: a field named twice (which two readers could take
+    differently) is bad input, as is anything that is not JSON."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except ValueError as e:
+        raise ProofFormatError(f"not JSON: {e}") from None
+
 
 def _field(d: Any, key: str, where: str = "proof") -> Any:
     if not isinstance(d, dict) or key not in d:

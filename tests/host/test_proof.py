@@ -128,12 +128,17 @@ def test_bad_input_is_exit_2_without_traceback(fw: FirmwareLedger, tmp_path: Pat
                            json.dumps(dict(doc, leaf="0x" + doc["leaf"])),
                            json.dumps(dict(doc, leaf_index=str(doc["leaf_index"]))),
                            json.dumps(dict(doc, extra=1)),
-                           json.dumps(dict(doc, format="hashtrail-proof/1"))]
+                           json.dumps(dict(doc, format="hashtrail-proof/1")),
+                           # a field twice: two readers could take either copy
+                           json.dumps(doc)[:-1] + ', "leaf_index": 0}']
     for text in variants:
         p.write_text(text)
         code, out, err = cli(capsys, "ledger", "verify-proof", "--verifier-key",
                               fw.verifier_key, str(p))
         assert code == 2 and out == "" and "Traceback" not in err, (text[:60], err)
+    p.write_bytes(b"\xff" + json.dumps(doc).encode())       # not UTF-8
+    assert cli(capsys, "ledger", "verify-proof", "--verifier-key", fw.verifier_key,
+               str(p))[0] == 2
     p.write_text(json.dumps(doc))
     for bad in (fw.device_id.upper(), " " + fw.device_id, "0x" + fw.device_id,
                 fw.device_id[:-1]):

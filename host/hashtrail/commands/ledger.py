@@ -186,9 +186,10 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     if args.device is not None:
         proof.canonical_device_id(args.device)
     try:
-        doc = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, ValueError) as e:
         raise proof.ProofFormatError(f"cannot read proof {args.file}: {e}") from None
+    doc = proof.load_proof(text)
     msg, pc = proof.check_proof_doc(doc, trusted_key(args), witnesses, need, args.device)
     data: dict[str, Any] = {"ok": True, "result": msg.split("\n")[0]}
     if pc is not None:
