@@ -23,7 +23,6 @@ stopped on the way out, whatever happened (Ctrl-C included).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -40,12 +39,13 @@ from .bundle import from_store, read_bundle, write_bundle
 from .chainverify import Anchor as ChainAnchor
 from .chainverify import verify_chain
 from .collect import collect
-from .commands.ledger import check_proof, run_prove
+from .commands.ledger import check_proof
 from .entry import KIND_READING, parse_entry
 from .errors import FormatError, HashtrailError, VerificationError
 from .ledger_db import Ledger
 from .ledger_verify import LedgerReport, verify_ledger
 from .link import DeviceInfo, LinkError, open_serial
+from .proof import build_inclusion_proof
 from .reconcile import Result, reconcile
 from .records import LOG_DIR, MAGIC_ENTRY, Record, format_record, parse_records
 from .sim import Fleet, VirtualDevice, provision
@@ -654,11 +654,9 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> D
 
 def prove(ledger_path: Path, device_id: str, seq: int) -> dict[str, Any]:
     """The proof document exactly as `hashtrail ledger prove --json` prints it."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        run_prove(argparse.Namespace(ledger=str(ledger_path), device=device_id, seq=seq,
-                                     json=True))
-    doc: dict[str, Any] = json.loads(buf.getvalue())
+    with Ledger.open(ledger_path) as led:
+        doc: dict[str, Any] = json.loads(json.dumps(build_inclusion_proof(led, device_id,
+                                                                          seq)))
     return doc
 
 

@@ -72,6 +72,15 @@ class LedgerError(HashtrailError):
     hint = "check the --ledger path; make a ledger with `hashtrail ledger init`"
 
 
+class StoredEntry(NamedTuple):
+    """One accepted entry as the ledger holds it (read-only view of `entries`)."""
+
+    leaf_index: int
+    entry_hash: bytes
+    body: bytes
+    sig: bytes | None       # the device's per-entry signature (r || s), if it sent one
+
+
 class Device(NamedTuple):
     device_id: str
     pub: bytes
@@ -241,6 +250,34 @@ class Ledger:
         if row is None:
             raise LedgerError(f"no leaf {index} in the ledger")
         return leaf_bytes(row[0], int(row[1]), bytes(row[2]))
+
+    # -- accepted entries (read-only: what an inclusion proof carries) ---------------------
+
+    def entry(self, device_id: str, seq: int) -> StoredEntry | None:
+        """The accepted entry `seq` of a device, or None."""
+        row = self.db.execute("SELECT leaf_index, entry_hash, body, sig FROM entries "
+                              "WHERE device_id=? AND seq=?", (device_id, seq)).fetchone()
+        if row is None:
+            return None
+        return StoredEntry(int(row[0]), bytes(row[1]), bytes(row[2]),
+                           None if row[3] is None else bytes(row[3]))
+
+    def entry_bodies(self, device_id: str, lo: int, hi: int) -> list[bytes]:
+        """The accepted entry bytes of seqs lo..hi (inclusive), in seq order."""
+        return [bytes(r[0]) for r in self.db.execute(
+            "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (device_id, lo, hi))]
+
+    def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
+        """(seq, COSE bytes) of the first stored device checkpoint at or after `seq`
+        whose head is the accepted entry at its seq: the device's signed word over the
+        accepted chain up to it. None if no such checkpoint is stored."""
+        row = self.db.execute(
+            "SELECT c.seq, c.cose FROM dev_checkpoints c JOIN entries e ON "
+            "e.device_id=c.device_id AND e.seq=c.seq AND e.entry_hash=c.head "
+            "WHERE c.device_id=? AND c.seq>=? ORDER BY c.seq, c.cose_hash LIMIT 1",
+            (device_id, seq)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- checkpoints ---------------------------------------------------------------------
 

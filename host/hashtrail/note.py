@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
@@ -192,12 +193,15 @@ class Signer:
 
 # -- notes -----------------------------------------------------------------------------
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f]")    # every control but newline
+
+
 def _check_text(text: str) -> None:
     if not text.endswith("\n"):
         raise FormatError("note text must end with a newline")
     if "\n\n" in text or text.startswith("\n"):
         raise FormatError("note text must not contain blank lines")
-    if any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in text):
+    if _CONTROL.search(text):
         raise FormatError("note text contains control characters")
 
 

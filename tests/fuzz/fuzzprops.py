@@ -365,13 +365,15 @@ def prop_note(data: bytes) -> None:
 
 
 _PROOF_KEYS = {"format", "type", "leaf", "leaf_index", "tree_size", "root", "path",
-               "checkpoint", "verifier_key", "old_size", "new_size", "old_root", "new_root"}
+               "checkpoint", "verifier_key", "old_size", "new_size", "old_root", "new_root",
+               "device", "device_signature"}
 
 
 def _norm_proof(doc: Any) -> Any:
-    """What a proof says: hex case and unknown extra fields (which check_proof ignores,
-    found by the long run) do not change it; nor does leaving out the inclusion proof's
-    `verifier_key` (a label: the verifier brings the key it trusts)."""
+    """What a proof says: hex case and unknown extra fields (which the consistency check
+    ignores, found by the long run) do not change it; nor does leaving out the inclusion
+    proof's `verifier_key` (a label: the verifier brings the key it trusts), nor its
+    `enrollment` (the operator's statement, signed by no one: docs/LEDGER.md "Proofs")."""
     if not isinstance(doc, dict):
         return doc
     out = {k: v for k, v in doc.items() if k in _PROOF_KEYS}

@@ -236,14 +236,13 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def _forged_proof(doc: dict[str, object]) -> dict[str, object]:
-    """An attacker's proof: a one-leaf "ledger" of their own making, its checkpoint signed
-    by their own key, named in the proof. Internally consistent: only the trust in the
-    verifier key can tell it apart."""
+    """An attacker's proof: a one-leaf "ledger" of their own making (holding a real,
+    device-signed leaf), its checkpoint signed by their own key, named in the proof.
+    Internally consistent: only the trust in the verifier key can tell it apart."""
     from hashtrail import note
-    from hashtrail.ledger_db import leaf_bytes
 
     attacker = note.Signer.generate("test.example/ledger")  # same origin, another key
-    leaf = leaf_bytes("ab" * 16, 0, b"\xa0made up")
+    leaf = bytes.fromhex(str(doc["leaf"]))
     root = merkle.leaf_hash(leaf)
     cp = note.sign_checkpoint(note.Checkpoint("test.example/ledger", 1, root), [attacker])
     return {**doc, "leaf": leaf.hex(), "leaf_index": 0, "tree_size": 1, "root": root.hex(),

@@ -5,7 +5,9 @@ collectors whose bundles may enroll devices.
 Offline checks (`verify-proof`, `cosign`) trust only the ledger verifier key the user
 brings (`--verifier-key` or `--verifier-key-file`), never a key carried by the input:
 anyone can sign a checkpoint for a made-up root with a key of their own. Without a
-trusted key they fail closed.
+trusted key they fail closed. Inclusion proofs are built and checked by
+`hashtrail.proof` (down to the device's own signature); this module parses, calls and
+prints.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import merkle, note
+from .. import merkle, note, proof
 from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
 from ..evidence import check_evidence
-from ..ledger_db import Ledger, LedgerError, parse_leaf
+from ..ledger_db import Ledger, LedgerError
 
-PROOF_FORMAT = "hashtrail-proof/1"
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
 
 
@@ -40,14 +41,25 @@ def register(sub: Any) -> None:
     c = cmd("init", run_init, "make a new ledger file and its Ed25519 checkpoint key")
     c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
     cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
-    c = cmd("prove", run_prove, "inclusion proof of one device entry")
-    c.add_argument("--device", required=True)
+    c = cmd("prove", run_prove, "inclusion proof of one device entry, with the device's "
+                                "signature over it")
+    c.add_argument("--device", required=True, help="device id (32 lower-case hex)")
     c.add_argument("--seq", required=True, type=int)
+    c.add_argument("--checkpoint", metavar="FILE",
+                   help="prove against this signed (possibly cosigned) checkpoint of the "
+                        "ledger instead of the latest stored one")
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
     c.add_argument("--old", required=True, type=int)
     c.add_argument("--new", type=int)
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
     _trusted_key_args(c)
+    c.add_argument("--device", metavar="ID",
+                   help="refuse the proof unless it is for this device id")
+    c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                   help="a witness cosigner key you trust (as `ledger cosign --json` "
+                        "prints it); repeatable")
+    c.add_argument("--min-witnesses", type=int, metavar="N",
+                   help="valid cosignatures required (default: every --witness-key)")
     c.add_argument("file")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
     c.add_argument("--device", required=True)
@@ -123,19 +135,15 @@ def _hexes(hs: list[bytes]) -> list[str]:
 
 
 def run_prove(args: argparse.Namespace) -> int:
+    cp = None
+    if getattr(args, "checkpoint", None) is not None:
+        try:
+            cp = Path(args.checkpoint).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read checkpoint {args.checkpoint}: {e.strerror}") \
+                from None
     with Ledger.open(args.ledger) as led:
-        row = led.db.execute("SELECT leaf_index FROM entries WHERE device_id=? AND seq=?",
-                             (args.device, args.seq)).fetchone()
-        if row is None:
-            raise LedgerError(f"device {args.device} seq {args.seq} is not in the ledger")
-        cp_bytes = led.sign_checkpoint()
-        cp, _ = note.open_checkpoint(cp_bytes, [led.verifier])
-        index, leaf = int(row[0]), led.leaf(int(row[0]))
-        proof = merkle.prove_inclusion(led.node, index, cp.size)
-        doc = {"format": PROOF_FORMAT, "type": "inclusion", "leaf": leaf.hex(),
-               "leaf_index": index, "tree_size": cp.size, "root": cp.root.hex(),
-               "path": _hexes(proof), "checkpoint": cp_bytes.decode(),
-               "verifier_key": led.verifier.to_string()}
+        doc = proof.build_inclusion_proof(led, args.device, args.seq, cp)
     _emit(args, doc, json.dumps(doc, indent=1))
     return 0
 
@@ -145,58 +153,48 @@ def run_consistency(args: argparse.Namespace) -> int:
         new = led.size if args.new is None else args.new
         if not 0 < args.old <= new <= led.size:
             raise LedgerError(f"need 0 < old <= new <= {led.size}")
-        proof = merkle.prove_consistency(led.node, args.old, new)
-        doc = {"format": PROOF_FORMAT, "type": "consistency", "old_size": args.old,
-               "new_size": new, "old_root": led.root(args.old).hex(),
-               "new_root": led.root(new).hex(), "path": _hexes(proof)}
+        path = merkle.prove_consistency(led.node, args.old, new)
+        doc = {"format": proof.CONSISTENCY_FORMAT, "type": "consistency",
+               "old_size": args.old, "new_size": new, "old_root": led.root(args.old).hex(),
+               "new_root": led.root(new).hex(), "path": _hexes(path)}
     _emit(args, doc, json.dumps(doc, indent=1))
     return 0
 
 
 def check_proof(doc: dict[str, Any], trusted: note.Verifier) -> str:
-    """Check a proof document against the ledger key the caller trusts; returns a
-    one-line description. The proof's own `verifier_key` is a convenience label only:
-    it must name the trusted key if present, and the checkpoint must be signed by it."""
-    try:
-        if doc["format"] != PROOF_FORMAT:
-            raise FormatError("not a hashtrail proof")
-        path = [bytes.fromhex(h) for h in doc["path"]]
-        if doc["type"] == "inclusion":
-            leaf, root = bytes.fromhex(doc["leaf"]), bytes.fromhex(doc["root"])
-            # fail closed: size and root count only as signed by the trusted ledger key
-            cp_text, key = doc.get("checkpoint"), doc.get("verifier_key", trusted.to_string())
-            if not isinstance(cp_text, str) or not isinstance(key, str):
-                raise VerificationError("inclusion proof without its signed checkpoint "
-                                        "and verifier key")
-            if key != trusted.to_string():
-                raise VerificationError(f"proof names ledger key {key.split('+')[0]!r} "
-                                        f"({key}), not the one you trust",
-                                        hint="a proof signed by another key proves nothing")
-            cp, _ = note.open_checkpoint(cp_text.encode(), [trusted])
-            if (cp.size, cp.root) != (doc["tree_size"], root):
-                raise VerificationError("proof root/size differ from its checkpoint")
-            merkle.check_inclusion(merkle.leaf_hash(leaf), doc["leaf_index"],
-                                   doc["tree_size"], root, path)
-            did, seq, _ = parse_leaf(leaf)
-            return f"inclusion OK: device {did} seq {seq} is leaf {doc['leaf_index']} " \
-                   f"of {doc['tree_size']}"
-        if doc["type"] == "consistency":
-            merkle.check_consistency(doc["old_size"], doc["new_size"],
-                                     bytes.fromhex(doc["old_root"]),
-                                     bytes.fromhex(doc["new_root"]), path)
-            return f"consistency OK: {doc['old_size']} -> {doc['new_size']}"
-        raise FormatError(f"unknown proof type {doc['type']!r}")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise FormatError(f"malformed proof: {e}") from None
+    """Check a proof document (either type) against the ledger key the caller trusts;
+    returns its description (hashtrail.proof does the work)."""
+    return proof.check_proof_doc(doc, trusted)[0]
+
+
+def _witness_keys(texts: list[str]) -> list[note.Verifier]:
+    out = []
+    for t in texts:
+        try:
+            out.append(note.Verifier.from_string(t))
+        except FormatError as e:
+            raise ConfigError(f"bad --witness-key {t!r}: {e}",
+                              hint="a witness's cosigner key, as `hashtrail ledger cosign "
+                                   "--json` prints it") from None
+    return out
 
 
 def run_verify_proof(args: argparse.Namespace) -> int:
+    witnesses = _witness_keys(args.witness_key)
+    need = len({(w.name, w.pub) for w in witnesses}) if args.min_witnesses is None \
+        else args.min_witnesses
+    if args.device is not None:
+        proof.canonical_device_id(args.device)
     try:
-        doc = json.loads(Path(args.file).read_text())
+        text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, ValueError) as e:
-        raise FormatError(f"cannot read proof {args.file}: {e}") from None
-    msg = check_proof(doc, trusted_key(args))
-    _emit(args, {"ok": True, "result": msg}, msg)
+        raise proof.ProofFormatError(f"cannot read proof {args.file}: {e}") from None
+    doc = proof.load_proof(text)
+    msg, pc = proof.check_proof_doc(doc, trusted_key(args), witnesses, need, args.device)
+    data: dict[str, Any] = {"ok": True, "result": msg.split("\n")[0]}
+    if pc is not None:
+        data["proof"] = pc.to_json()
+    _emit(args, data, msg)
     return 0
 
 

@@ -1,0 +1,153 @@
+"""Test helper: a real SQLite ledger filled by the real reconcile from chains the REAL
+firmware wrote (devlog on the MicroPython unix port, via fwimage), for proof tests.
+
+`firmware_ledger(tmp, sign)` runs the device's log on a littlefs image (per-entry
+signed when `sign`, i.e. signing policy 1 in entry 0; else checkpoints only), reads the
+records back from the image, puts them in a bundle signed by the test collector
+(ledgerkit.COLLECTOR, trusted by the ledger) and reconciles it. Nothing is made up on
+the host side: every entry, per-entry signature and checkpoint is the device's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from fwimage import BLOCK, device_image, log_records
+from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.cli import main
+from hashtrail.devicecheck import DeviceKey
+from hashtrail.imagefs import read_image
+from hashtrail.ledger_db import Ledger, leaf_bytes
+from hashtrail.reconcile import reconcile
+from hashtrail.records import MAGIC_CHECKPOINT, Record
+from hashtrail.store import Enrollment, RawEntry
+from ledgerkit import COLLECTOR, trust
+
+ORIGIN = "proof.example/ledger"
+LABEL = "cold room 1"
+
+
+@dataclass
+class FirmwareLedger:
+    path: Path
+    device_id: str
+    pub: bytes
+    records: list[Record]
+    verifier_key: str       # the ledger's, as `ledger init` prints it
+    tip: int                # last accepted seq
+
+
+def signed_bundle(entries: list[tuple[str, RawEntry]], enroll: list[Enrollment],
+                  cps: list[BundleCheckpoint]) -> Bundle:
+    b = Bundle("00" * 8, "c1", 1_700_000_000, enroll, entries, cps)
+    buf = io.StringIO()
+    write_bundle(b, buf, COLLECTOR)
+    return parse_bundle(io.BytesIO(buf.getvalue().encode("ascii")))
+
+
+def device_records(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, list[Record]]:
+    image, _last, _head = device_image(tmp, sign, readings)
+    files = read_image(image, BLOCK)
+    recs, problems = log_records(files)
+    assert problems == []
+    return files["/ht/key"][36:101], recs
+
+
+def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:
+    tmp.mkdir(parents=True, exist_ok=True)
+    pub, recs = device_records(tmp, sign)
+    key = DeviceKey(pub)
+    did = key.id
+    entries = [(did, RawEntry(r.seq, r.body, r.sig)) for r in recs if r.is_entry]
+    cps = [BundleCheckpoint(did, r.body, key.checkpoint(r.body).nonce)
+           for r in recs if r.magic == MAGIC_CHECKPOINT]
+    b = signed_bundle(entries, [Enrollment(did, pub, LABEL, "unix", "0.1.0", 1_700_000_000)],
+                      cps)
+    path = tmp / "ledger.db"
+    with trust(Ledger.create(path, ORIGIN)) as led:
+        res = reconcile(led, b)
+        assert res.findings == [] and res.accepted > 20, res
+        dev = led.device(did)
+        assert dev is not None
+        return FirmwareLedger(path, did, pub, recs, led.verifier.to_string(), dev.tip_seq)
+
+
+# -- the CLI, and what the ledger operator can do with the ledger file and key --------------
+
+def copy_ledger(fw: FirmwareLedger, tmp: Path) -> Path:
+    """A private copy of the module's ledger, for a test that changes it."""
+    p = tmp / "ledger.db"
+    p.write_bytes(fw.path.read_bytes())
+    return p
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def prove(capsys: pytest.CaptureFixture[str], led: Path, did: str, seq: int,
+           *extra: str) -> dict[str, Any]:
+    code, out, err = cli(capsys, "ledger", "prove", "--ledger", str(led), "--device", did,
+                          "--seq", str(seq), "--json", *extra)
+    assert code == 0, err
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def verify_proof(capsys: pytest.CaptureFixture[str], tmp: Path, doc: dict[str, Any], vkey: str,
+            *extra: str) -> tuple[int, str, str]:
+    p = tmp / "proof.json"
+    p.write_text(json.dumps(doc, indent=1))
+    return cli(capsys, "ledger", "verify-proof", "--verifier-key", vkey, *extra, str(p))
+
+
+def accepted_row(led: Ledger, did: str, seq: int) -> tuple[int, bytes, bytes, bytes | None]:
+    """(leaf index, entry hash, entry bytes, per-entry signature) straight from the
+    `entries` table, as the operator reads it."""
+    row = led.db.execute("SELECT leaf_index, entry_hash, body, sig FROM entries WHERE "
+                         "device_id=? AND seq=?", (did, seq)).fetchone()
+    assert row is not None
+    return int(row[0]), bytes(row[1]), bytes(row[2]), None if row[3] is None else bytes(row[3])
+
+
+def forged_entry(led: Ledger, did: str) -> tuple[int, bytes]:
+    """Entry bytes the device never made: a well-formed reading that links to the
+    device's accepted head, with the next seq."""
+    dev = led.device(did)
+    assert dev is not None
+    _index, last_hash, last_body, _sig = accepted_row(led, did, dev.tip_seq)
+    m = cbor2.loads(last_body)
+    seq = dev.tip_seq + 1
+    m.update({1: seq, 5: last_hash, 7: 0, 8: [{0: "temp", 1: "Cel", 2: -40.0}]})
+    return seq, cbor2.dumps(m, canonical=True)
+
+
+def operator_appends(path: Path, did: str, sig: bytes | None) -> int:
+    """The operator, with the ledger file and its key: append a leaf for the enrolled
+    device (Ledger API), with its entries row, and sign a new checkpoint."""
+    with Ledger.open(path) as led:
+        seq, body = forged_entry(led, did)
+        h = hashlib.sha256(body).digest()
+        with led.tx() as db:
+            index = led.append_leaf(db, leaf_bytes(did, seq, body))
+            db.execute("INSERT INTO entries VALUES (?,?,?,?,?,?)",
+                       (did, seq, index, h, body, sig))
+            db.execute("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?",
+                       (seq, h, did))
+        led.sign_checkpoint()
+    return seq
+
+
+def device_checkpoints(led: Ledger, did: str) -> list[tuple[int, bytes]]:
+    return [(int(s), bytes(c)) for s, c in led.db.execute(
+        "SELECT seq, cose FROM dev_checkpoints WHERE device_id=?", (did,))]
