@@ -20,6 +20,7 @@ from .. import merkle, note
 from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError, parse_leaf
+from . import device_arg
 
 PROOF_FORMAT = "hashtrail-proof/1"
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
@@ -41,7 +42,7 @@ def register(sub: Any) -> None:
     c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
     cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
     c = cmd("prove", run_prove, "inclusion proof of one device entry")
-    c.add_argument("--device", required=True)
+    c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--seq", required=True, type=int)
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
     c.add_argument("--old", required=True, type=int)
@@ -50,7 +51,7 @@ def register(sub: Any) -> None:
     _trusted_key_args(c)
     c.add_argument("file")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
-    c.add_argument("--device", required=True)
+    c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--out", required=True)
     c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
     c.add_argument("file")
