@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .. import merkle, note
 from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError, parse_leaf
+from ..ledger_key import ENV
 from . import device_arg
 
 PROOF_FORMAT = "hashtrail-proof/1"
@@ -40,7 +42,10 @@ def register(sub: Any) -> None:
 
     c = cmd("init", run_init, "make a new ledger file and its Ed25519 checkpoint key")
     c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
-    cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
+    key_file_arg(c, "where to write the ledger's signing key (mode 0600, never "
+                 "overwritten)")
+    c = cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
+    key_file_arg(c, "the ledger's signing key")
     c = cmd("prove", run_prove, "inclusion proof of one device entry")
     c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--seq", required=True, type=int)
@@ -68,6 +73,22 @@ def register(sub: Any) -> None:
     _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
     c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+
+
+def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
+    """--key-file for commands that sign with the ledger key (never the reading ones)."""
+    c.add_argument("--key-file", metavar="PATH",
+                   help=f"{what}; default ${ENV}, else <ledger>.key")
+
+
+def open_signing(args: argparse.Namespace) -> Ledger:
+    """The ledger with its key loaded (exit 2 without it); says so when it moved a key
+    still kept in the ledger file out to the key file."""
+    led = Ledger.open_signing(args.ledger, args.key_file)
+    if led.migrated is not None:
+        print(f"hashtrail: moved the ledger key out of {args.ledger} into {led.migrated} "
+              "(mode 0600): keep it private; signing commands now need it", file=sys.stderr)
+    return led
 
 
 def _trusted_key_args(c: argparse.ArgumentParser) -> None:
@@ -103,16 +124,20 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    led = Ledger.create(args.ledger, args.origin)
+    led = Ledger.create(args.ledger, args.origin, key_file=args.key_file)
     with led:
         v = led.verifier.to_string()
-    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v},
-          f"ledger {args.ledger} created\nverifier key: {v}")
+        kp = str(led.key_file)
+    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v,
+                 "key_file": kp},
+          f"ledger {args.ledger} created\nverifier key: {v}\nsigning key: {kp} (mode 0600; "
+          "keep it private, apart from the ledger: reconcile and `ledger checkpoint` "
+          "need it)")
     return 0
 
 
 def run_checkpoint(args: argparse.Namespace) -> int:
-    with Ledger.open(args.ledger) as led:
+    with open_signing(args) as led:
         data = led.sign_checkpoint()
         v = led.verifier.to_string()
     _emit(args, {"checkpoint": data.decode(), "verifier_key": v}, data.decode().rstrip("\n"))
@@ -129,9 +154,14 @@ def run_prove(args: argparse.Namespace) -> int:
                              (args.device, args.seq)).fetchone()
         if row is None:
             raise LedgerError(f"device {args.device} seq {args.seq} is not in the ledger")
-        cp_bytes = led.sign_checkpoint()
+        # reading command: prove against the newest checkpoint the operator signed
+        cp_bytes = led.latest_checkpoint()
         cp, _ = note.open_checkpoint(cp_bytes, [led.verifier])
         index, leaf = int(row[0]), led.leaf(int(row[0]))
+        if index >= cp.size:
+            raise LedgerError(f"device {args.device} seq {args.seq} (leaf {index}) is not "
+                              f"yet under a signed checkpoint (newest: size {cp.size})",
+                              hint="the operator signs one: hashtrail ledger checkpoint")
         proof = merkle.prove_inclusion(led.node, index, cp.size)
         doc = {"format": PROOF_FORMAT, "type": "inclusion", "leaf": leaf.hex(),
                "leaf_index": index, "tree_size": cp.size, "root": cp.root.hex(),
