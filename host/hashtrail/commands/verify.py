@@ -115,10 +115,15 @@ def run(args: argparse.Namespace) -> int:
     for d in rep.devices:
         print(f"{d.device_id:<32}  {d.entries:>8}  {_t(d.first_t):<16}  {_t(d.last_t):<16}  "
               f"{d.pending:>5}  {d.status}")
+        for u in d.unprotected:
+            print(f"      seqs {u['first']}..{u['last']}: unprotected until {u['by']} "
+                  f"{u['until']}")
         for a in d.problems + d.anomalies:
             print(f"    ! {a}")
     for p in rep.problems:
         print(f"! {p}")
+    for n in rep.notes:
+        print(f"  note: {n}")
     print(f"Merkle log: {rep.size} leaves, root {rep.root}, {rep.checkpoints} signed "
           f"checkpoints: {'OK' if not rep.problems else 'FAILED'}")
     if trust is not None:
