@@ -152,7 +152,7 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
     _ledger_checkpoints(led, p, rep, tree, meta)
     _dev_checkpoints(led, p, devs)
     _evidence(led, p, devs)
-    for did, d in devs.items():
+    for d in devs.values():
         _chain(led, p, d)
     for did, d in devs.items():      # after every chain: evidence checks need the hashes
         _evidence_against_chain(p, did, d)

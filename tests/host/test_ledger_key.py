@@ -140,7 +140,7 @@ def test_key_file_option_and_environment(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_a_key_that_is_not_the_ledgers_is_refused(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    led, key = _ledger(tmp_path, capsys)
+    led, _key = _ledger(tmp_path, capsys)
     other = tmp_path / "other.key"
     other.write_text(note.Signer.generate(ORIGIN).to_string() + "\n")  # same name
     before = _bytes(led)

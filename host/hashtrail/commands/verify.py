@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
     p.add_argument("--ledger", required=True)
-    p.add_argument("--device", type=device_arg, help="only this device (the Merkle log is always checked)")
+    p.add_argument("--device", type=device_arg,
+                   help="only this device (the Merkle log is always checked)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verifier-key", metavar="VKEY",
                    help="the ledger verifier key you trust (<name>+<key id>+<base64>, as "
