@@ -476,9 +476,21 @@ def _coverage(p: _Problems, d: _Dev, signed: list[int], cps: list[int],
         p.add("entries", f"device {did}, seqs {lo}..{n - 1}", msg)
         r.problems.append(msg)
     if r.unprotected:
-        until = [f"{u['by']} {u['until']}" for u in r.unprotected]
-        shown = ", ".join(until if len(until) <= 3 else [*until[:2], "...", until[-1]])
-        r.status = f"unprotected until {shown}"
+        r.status = "unprotected until " + _until(r.unprotected)
+
+
+def _until(ranges: list[dict[str, Any]]) -> str:
+    """'checkpoint 9', 'checkpoints 3, 10, 17', 'checkpoints 3, 10, ..., 99 (12 ranges)';
+    a range covered by a later signed entry says so ('signed entry 12')."""
+    kinds = {u["by"] for u in ranges}
+    seqs = [str(u["until"]) if len(kinds) == 1 else f"{u['by']} {u['until']}"
+            for u in ranges]
+    more = f" ({len(seqs)} ranges)" if len(seqs) > 4 else ""
+    shown = ", ".join(seqs if len(seqs) <= 4 else [*seqs[:2], "...", seqs[-1]]) + more
+    if len(kinds) > 1:
+        return shown
+    (kind,) = kinds
+    return f"{kind}{'s' if len(seqs) > 1 else ''} {shown}"
 
 
 def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:

@@ -445,3 +445,92 @@ def test_cli_refuses_another_spelling_of_a_device_id(
         assert ex.value.code == 2
         assert f"32 lower-case hex characters (did you mean {did}?)" in \
             capsys.readouterr().err
+
+
+# -- policies and the device's own report ------------------------------------------------
+
+def _host_ledger(tmp: Path, d: Device, upto: int) -> Copy:
+    """A ledger holding `d`'s entries 0..upto (checkpoint at upto), made by reconcile."""
+    from hashtrail.reconcile import reconcile
+    path = tmp / "host.db"
+    with trust(Ledger.create(path, ORIGIN)) as led:
+        b = bundle([d], {d.id_hex: (0, upto + 1)}, cps=[(d, d.checkpoint(seq=upto))])
+        assert reconcile(led, b).accepted == upto + 1
+        vkey = led.verifier.to_string()
+    return Copy(Base(path, Path(f"{path}.key"), vkey, d.id_hex, d.id_hex, upto + 1), path)
+
+
+def _operator_accepts(c: Copy, d: Device, seqs: range, cp: bytes) -> None:
+    """The operator files `d`'s own entries `seqs` and its checkpoint by hand: leaves,
+    rows, tip, a ledger checkpoint (with the key file). Every byte is device-signed."""
+    from hashtrail.devicecheck import DeviceKey
+    key = DeviceKey(d.pub)
+    for s in seqs:
+        _, body, sig = d.entries[s]
+        index = c.operator_appends(leaf_bytes(d.id_hex, s, body))
+        c.sql("INSERT INTO entries VALUES (?,?,?,?,?,?)", d.id_hex, s, index,
+              hashlib.sha256(body).digest(), body, sig)
+    chk = key.checkpoint(cp)
+    c.sql("INSERT INTO dev_checkpoints VALUES (?,?,?,?,?,?)", d.id_hex,
+          hashlib.sha256(cp).digest(), cp, None, chk.seq, chk.head)
+    last = d.entries[seqs[-1]][1]
+    c.sql("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE device_id=?", seqs[-1],
+          hashlib.sha256(last).digest(), cbor2.loads(last)[2], d.id_hex)
+
+
+def test_entries_a_log_altered_report_disowns_are_named(tmp_path: Path) -> None:
+    """Decision 3: a kind-6 entry at seq S with body {1: F} says no device signature
+    covers F..S-1. Filed anyway (each byte device-signed, a checkpoint over S), they are
+    a problem, whatever covers them later."""
+    d = Device(6161)
+    d.readings(9)
+    c = _host_ledger(tmp_path, d, 6)
+    assert c.verify()[0] == 0
+    d.entry(6, {1: 7, 2: "entry 8 does not match its signature"})
+    _operator_accepts(c, d, range(7, 11), d.checkpoint())
+    _assert_named(c, "entries", f"device {d.id_hex}, seqs 7..9",
+                  "disowned by the device's own log-altered report at seq 10")
+
+
+def test_policy_0_ranges_name_the_signature_that_covered_them(tmp_path: Path) -> None:
+    """Entry 0 without a policy (0): entries wait for a checkpoint or a later signed
+    entry; each range is reported with what first covered it, never plain "ok"."""
+    d = Device(7171)
+    d.readings(4)                     # seqs 0..4, unsigned, a checkpoint at 4
+    d.entry(0, [{0: "temp", 1: "Cel", 2: 1.5}])      # 5 unsigned
+    d.per_entry_sig = True
+    d.entry(0, [{0: "temp", 1: "Cel", 2: 1.5}])      # 6 signed: covers 5 and itself
+    d.entry(0, [{0: "temp", 1: "Cel", 2: 1.5}])      # 7 signed on its own
+    c = _host_ledger(tmp_path, d, 4)
+    from hashtrail.reconcile import reconcile
+    with Ledger.open_signing(c.path, c.base.key) as led:
+        assert reconcile(led, bundle([d], {d.id_hex: (5, 8)})).accepted == 3
+    code, rep = c.verify()
+    (dev,) = rep["devices"]
+    assert code == 0 and dev["policy"] == 0, rep
+    assert dev["unprotected"] == [{"first": 0, "last": 4, "until": 4, "by": "checkpoint"},
+                                  {"first": 5, "last": 5, "until": 6, "by": "signed entry"}]
+    assert dev["status"] == "unprotected until checkpoint 4, signed entry 6"
+
+
+def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
+    from hashtrail.errors import FormatError
+    from hashtrail.evidence import check_evidence
+    d = Device(8181)
+    d.readings(3)
+    buf = io.StringIO()
+    write_bundle(bundle([d], cps=[(d, d.checkpoint())], signer=None), buf)
+    text = buf.getvalue().replace(f'"device":"{d.id_hex}"', f'"device":"{d.id_hex.upper()}"')
+    with pytest.raises(FormatError, match=f"did you mean {d.id_hex}"):
+        parse_bundle(io.BytesIO(text.encode("ascii")))
+    clone = d.fork(2)
+    clone.readings(2)
+    from hashtrail.reconcile import reconcile
+    with trust(Ledger.create(tmp_path / "f.db", ORIGIN)) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 1
+        doc = json.loads(led.db.execute("SELECT doc FROM evidence").fetchone()[0])
+    assert check_evidence(json.dumps(doc)).device_id == d.id_hex
+    for spelled in (d.id_hex.upper(), "0x" + d.id_hex, d.id_hex + " "):
+        with pytest.raises(FormatError, match=f"did you mean {d.id_hex}"):
+            check_evidence(json.dumps({**doc, "device": spelled}))
