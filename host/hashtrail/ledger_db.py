@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from . import merkle, note, sqlite_file
 from .errors import ConfigError, HashtrailError
+from .keys import parse_device_id
 from .ledger_key import LedgerKeyError, key_path, read_key, write_key
 
 LEAF_TAG = b"HTL1"
@@ -381,7 +382,14 @@ class Ledger:
         return [_device(r) for r in
                 self.db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()]
 
+    def fork_evidence(self, device_id: str) -> str | None:
+        """The device's first fork-evidence document (lowest seq), None if it has none."""
+        row = self.db.execute("SELECT doc FROM evidence WHERE device_id=? ORDER BY seq "
+                              "LIMIT 1", (parse_device_id(device_id),)).fetchone()
+        return None if row is None else str(row[0])
+
     def revoke(self, device_id: str, reason: str) -> Device:
+        device_id = parse_device_id(device_id)
         with self.tx() as db:
             dev = self.device(device_id)
             if dev is None:

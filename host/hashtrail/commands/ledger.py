@@ -233,12 +233,11 @@ def run_verify_proof(args: argparse.Namespace) -> int:
 
 def run_evidence(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
-        row = led.db.execute("SELECT doc FROM evidence WHERE device_id=? ORDER BY seq LIMIT 1",
-                             (args.device,)).fetchone()
-    if row is None:
+        doc = led.fork_evidence(args.device)
+    if doc is None:
         raise LedgerError(f"no fork evidence for device {args.device}")
-    Path(args.out).write_text(row[0])
-    v = check_evidence(row[0])
+    Path(args.out).write_text(doc)
+    v = check_evidence(doc)
     _emit(args, {"device": v.device_id, "seq": v.seq, "out": args.out},
           f"fork evidence for {v.device_id} at seq {v.seq} written to {args.out}")
     return 0
