@@ -158,7 +158,13 @@ class Ledger:
             if signer is None:
                 assert legacy is not None
                 signer = note.Signer.from_string(legacy)
-                write_key(kp, signer)
+                try:
+                    write_key(kp, signer)
+                except LedgerKeyError:
+                    # another signing command migrated it a moment ago: use its file
+                    signer = read_key(kp)
+                    if signer is None:
+                        raise
                 led.migrated = kp
             if signer.verifier().to_string() != led.verifier.to_string():
                 raise LedgerKeyError(
@@ -202,13 +208,17 @@ class Ledger:
         if signer.name != origin:
             raise ConfigError("the ledger key's name must be the checkpoint origin")
         write_key(kp, signer)
-        led = cls._connect(p)
-        with led.tx() as db:
-            for stmt in _SCHEMA:
-                db.execute(stmt)
-            db.executemany("INSERT INTO meta VALUES (?,?)", [
-                ("schema", _SCHEMA_VERSION), ("origin", origin),
-                ("verifier", signer.verifier().to_string()), ("size", "0")])
+        try:
+            led = cls._connect(p)
+            with led.tx() as db:
+                for stmt in _SCHEMA:
+                    db.execute(stmt)
+                db.executemany("INSERT INTO meta VALUES (?,?)", [
+                    ("schema", _SCHEMA_VERSION), ("origin", origin),
+                    ("verifier", signer.verifier().to_string()), ("size", "0")])
+        except BaseException:
+            kp.unlink()          # no ledger, so no key for it either
+            raise
         led._signer, led.key_file = signer, kp
         led.sign_checkpoint()
         return led

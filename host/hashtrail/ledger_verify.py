@@ -242,46 +242,58 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev]
     tree = merkle.MemoryTree()
     counts: dict[str, int] = defaultdict(int)
     seen: dict[bytes, int] = {}
+    ids: dict[Any, tuple[bytes, str | None]] = {}   # device_id column -> (leaf prefix, why)
     sha256, leaf_hash = hashlib.sha256, merkle.leaf_hash
     for index, did_raw, seq, h, body, _sig in led.db.execute(
             "SELECT leaf_index, device_id, seq, entry_hash, body, sig FROM entries "
             "ORDER BY leaf_index"):
-        k = f"{_did_key(did_raw)}, seq {seq}"
         if type(index) is not int or type(seq) is not int or seq < 0 \
                 or not isinstance(body, bytes) or not isinstance(h, bytes):
-            p.add("entries", k, "a column of the wrong type")
-            continue
-        if index < tree.size:
-            p.add("entries", k, f"leaf_index {index} out of order")
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}", "a column of the wrong type")
             continue
         if index != tree.size:
-            if index > tree.size:
-                p.add("entries", f"leaf {tree.size}" if index == tree.size + 1
-                      else f"leaves {tree.size}..{index - 1}", "no entries row holds it")
+            if index < tree.size:
+                p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                      f"leaf_index {index} out of order")
+                continue
+            p.add("entries", f"leaf {tree.size}" if index == tree.size + 1
+                  else f"leaves {tree.size}..{index - 1}", "no entries row holds it")
             while tree.size < index:     # keep indexes aligned for the checks below
                 tree.append(bytes(32))
-        did, why = _canonical(did_raw)
-        if did is None:
-            p.add("entries", k, why)
-        elif did not in devs:
-            p.add("entries", k, "not an entry of an enrolled device")
+        known = ids.get(did_raw)
+        if known is None:
+            known = ids[did_raw] = _leaf_prefix(did_raw, devs)
+        prefix, why = known
+        if why is None:
+            counts[did_raw] += 1
         else:
-            counts[did] += 1
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}", why)
         hb = sha256(body).digest()
         if hb != h:
-            p.add("entries", k, "entry_hash is not the hash of its bytes")
-        try:
-            raw_id = bytes.fromhex(did_raw) if isinstance(did_raw, str) else b""
-        except ValueError:
-            raw_id = b""
-        if len(raw_id) != 16:
-            p.add("entries", k, "its device id cannot form a leaf")
-        lh = leaf_hash(LEAF_TAG + raw_id + seq.to_bytes(8, "big") + hb + body)
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  "entry_hash is not the hash of its bytes")
+        lh = leaf_hash(prefix + seq.to_bytes(8, "big") + hb + body)
         first = seen.setdefault(lh, index)
         if first != index:
-            p.add("entries", k, f"leaf {index} duplicates leaf {first}")
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  f"leaf {index} duplicates leaf {first}")
         tree.append(lh)
     return tree, counts
+
+
+def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | None]:
+    """The leaf prefix this device_id value makes ("HTL1" || 16 id bytes, as reconcile
+    wrote it), and why the row is not an enrolled device's (None when it is)."""
+    did, why = _canonical(did_raw)
+    try:
+        raw_id = bytes.fromhex(did_raw) if isinstance(did_raw, str) else b""
+    except ValueError:
+        raw_id = b""
+    if did is None:
+        return LEAF_TAG + raw_id, why
+    if did not in devs:
+        return LEAF_TAG + raw_id, "not an entry of an enrolled device"
+    return LEAF_TAG + raw_id, None
 
 
 def _nodes(led: Ledger, p: _Problems, tree: merkle.MemoryTree) -> None:
