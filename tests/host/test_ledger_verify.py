@@ -534,3 +534,7 @@ def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
     for spelled in (d.id_hex.upper(), "0x" + d.id_hex, d.id_hex + " "):
         with pytest.raises(FormatError, match=f"did you mean {d.id_hex}"):
             check_evidence(json.dumps({**doc, "device": spelled}))
+    # the collector id in a bundle header likewise
+    text = buf.getvalue().replace('"id":"0000000000000000"', '"id":"0X0000000000000000"')
+    with pytest.raises(FormatError, match="collector id must be written as hashtrail prints"):
+        parse_bundle(io.BytesIO(text.encode("ascii")))
