@@ -139,8 +139,8 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
     devs = _devices(led, p)
     if device is not None and device not in devs:
         raise HashtrailError(f"device {device} is not in this ledger")
-    tree, counts = _leaves(led, p, devs)
     size = meta.get("size", -1)
+    tree, counts = _leaves(led, p, devs, size)
     rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
     if size != tree.size:
         p.add("meta", "key size", f"says {size} leaves, the entries table holds "
@@ -236,7 +236,7 @@ def _devices(led: Ledger, p: _Problems) -> dict[str, _Dev]:
 
 # -- leaves, nodes, ledger checkpoints -------------------------------------------------
 
-def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev]
+def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
             ) -> tuple[merkle.MemoryTree, dict[str, int]]:
     """Rebuild the tree from the entries rows in leaf order; check each row as a leaf."""
     tree = merkle.MemoryTree()
@@ -260,6 +260,9 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev]
                   else f"leaves {tree.size}..{index - 1}", "no entries row holds it")
             while tree.size < index:     # keep indexes aligned for the checks below
                 tree.append(bytes(32))
+        if index >= size >= 0:
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  f"leaf_index {index} is beyond the tree size {size} in meta")
         known = ids.get(did_raw)
         if known is None:
             known = ids[did_raw] = _leaf_prefix(did_raw, devs)

@@ -538,3 +538,12 @@ def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
     text = buf.getvalue().replace('"id":"0000000000000000"', '"id":"0X0000000000000000"')
     with pytest.raises(FormatError, match="collector id must be written as hashtrail prints"):
         parse_bundle(io.BytesIO(text.encode("ascii")))
+
+
+def test_an_entries_row_without_its_leaf_is_named(ledger: Copy) -> None:
+    """A device-signed entry filed as a row only: no node, no size, no checkpoint."""
+    did = ledger.base.cps
+    size = ledger.base.size
+    ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=0", size, did)
+    _assert_named(ledger, "entries", f"device {did}, seq 0",
+                  f"leaf_index {size} is beyond the tree size {size} in meta")
