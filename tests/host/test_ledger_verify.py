@@ -547,3 +547,20 @@ def test_an_entries_row_without_its_leaf_is_named(ledger: Copy) -> None:
     ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=0", size, did)
     _assert_named(ledger, "entries", f"device {did}, seq 0",
                   f"leaf_index {size} is beyond the tree size {size} in meta")
+
+
+def test_a_changed_pending_row_is_named(tmp_path: Path) -> None:
+    """Held entries (after the device's last checkpoint) are checked too: an edited one
+    no longer hashes to its key."""
+    from hashtrail.reconcile import reconcile
+    d = Device(9191)
+    d.readings(6)
+    c = _host_ledger(tmp_path, d, 4)
+    with Ledger.open_signing(c.path, c.base.key) as led:
+        assert reconcile(led, bundle([d], {d.id_hex: (5, 7)})).pending == 2
+    _code, rep = c.verify()
+    assert rep["problems"] == [] and rep["devices"][0]["pending"] == 2, rep
+    body = bytes(c.one("SELECT body FROM pending WHERE seq=6")[0])
+    c.sql("UPDATE pending SET body=? WHERE seq=6", body.replace(b"temp", b"tmpx"))
+    _assert_named(c, "pending", f"device {d.id_hex}, seq 6",
+                  "entry_hash is not the hash of its bytes")
