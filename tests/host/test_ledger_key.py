@@ -202,3 +202,22 @@ def test_migration_refuses_a_foreign_key_file(tmp_path: Path,
     assert _bytes(led) == before
     with Ledger.open(led) as lg:
         assert lg.db.execute("SELECT value FROM meta WHERE key='signer'").fetchone()[0] == text
+
+
+def test_prove_signs_nothing_and_waits_for_a_signed_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    led, _key = _ledger(tmp_path, capsys)
+    with sqlite3.connect(led) as db:     # as after a reconcile killed before it signed
+        db.execute("DELETE FROM checkpoints WHERE size=7")
+    db.close()
+    d = Device(4242)
+    before = _bytes(led)
+    code, _, err = _run(capsys, "ledger", "prove", "--ledger", str(led), "--device",
+                        d.id_hex, "--seq", "3")
+    assert code == 1 and "(leaf 3) is not yet under a signed checkpoint (newest: size 0)" \
+        in err
+    assert _bytes(led) == before
+    assert main(["ledger", "checkpoint", "--ledger", str(led)]) == 0
+    code, out, _ = _run(capsys, "ledger", "prove", "--ledger", str(led), "--device",
+                        d.id_hex, "--seq", "3", "--json")
+    assert code == 0 and json.loads(out)["tree_size"] == 7
