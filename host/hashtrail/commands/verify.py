@@ -1,5 +1,8 @@
 """`hashtrail verify --ledger FILE`: re-verify a whole ledger from raw bytes.
 
+Every table is re-derived from device-signed data (hashtrail.ledger_verify; each
+problem names its table, row and what is wrong).
+
 Without a key, the ledger's checkpoints are checked against the key the ledger file
 itself carries: that proves the file is self-consistent, not whose it is. Anyone can
 build a replica with a key of their own and sign whatever history they like. A party
@@ -30,7 +33,7 @@ def register(sub: Any) -> None:
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
     p.add_argument("--ledger", required=True)
     p.add_argument("--device", type=device_arg,
-                   help="only this device (the Merkle log is always checked)")
+                   help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verifier-key", metavar="VKEY",
                    help="the ledger verifier key you trust (<name>+<key id>+<base64>, as "
