@@ -96,6 +96,9 @@ def check_trusted(led: Ledger, trusted: note.Verifier) -> TrustedReport:
     return rep
 
 
+_RANGES_SHOWN = 5      # unprotected ranges printed per device in text mode
+
+
 def _t(t: int | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
 
@@ -119,9 +122,12 @@ def run(args: argparse.Namespace) -> int:
     for d in rep.devices:
         print(f"{d.device_id:<32}  {d.entries:>8}  {_t(d.first_t):<16}  {_t(d.last_t):<16}  "
               f"{d.pending:>5}  {d.status}")
-        for u in d.unprotected:
+        for u in d.unprotected[:_RANGES_SHOWN]:
             print(f"      seqs {u['first']}..{u['last']}: unprotected until {u['by']} "
                   f"{u['until']}")
+        if len(d.unprotected) > _RANGES_SHOWN:
+            print(f"      ... {len(d.unprotected) - _RANGES_SHOWN} more ranges (--json "
+                  "lists them all)")
         for a in d.problems + d.anomalies:
             print(f"    ! {a}")
     for p in rep.problems:
