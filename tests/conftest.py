@@ -1,8 +1,15 @@
-"""Shared pytest configuration: the `device` marker needs a real board on --port."""
+"""Shared pytest configuration: the `device` marker needs a real board on --port.
+
+The tests pick ledger key files themselves: a HASHTRAIL_LEDGER_KEY left in the caller's
+environment would point every test ledger at one key file."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ.pop("HASHTRAIL_LEDGER_KEY", None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -281,7 +281,7 @@ class Soak:
             bpath = self.work / f"bundle{i + 1}.jsonl"
             with Store.open(self.stores[i]) as st, open(bpath, "w", encoding="ascii") as f:
                 write_bundle(from_store(st, name=f"c{i + 1}"), f, st.signer)
-            with Ledger.open(self.ledger) as led:
+            with Ledger.open_signing(self.ledger) as led:
                 res = reconcile(led, read_bundle(bpath))
             self.s.contributed[i] += res.accepted
             self.s.findings += [f"reconcile c{i + 1}: {f.device_id} seq {f.seq}: {f.reason}"

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from . import note
 from .errors import FormatError, VerificationError
+from .keys import parse_hex
 from .store import Enrollment, RawEntry, Store, check_device_id, device_id_of
 
 FORMAT = "hashtrail-bundle/1"
@@ -147,6 +148,13 @@ class _Line:
             raise self.err(f"{k} must be a short single-line string")
         return v
 
+    def collector_id(self) -> str:
+        """16 lower-case hex characters, as the store makes it (one spelling per id)."""
+        try:
+            return parse_hex(self.obj["id"], 8, "collector id").hex()
+        except FormatError as e:
+            raise self.err(str(e)) from None
+
     def device(self) -> str:
         try:
             return check_device_id(self.obj["device"])
@@ -198,7 +206,7 @@ def parse_bundle(f: IO[bytes]) -> Bundle:
             if obj["format"] != FORMAT:
                 raise h.err(f"not a {FORMAT} file")
             c = _Line(obj["collector"], lineno, {"id", "name"})
-            b = Bundle(c.text("id"), c.text("name"), h.uint("created"))
+            b = Bundle(c.collector_id(), c.text("name"), h.uint("created"))
             hsh.update(raw)
             continue
         kind = obj.get("type") if isinstance(obj, dict) else None

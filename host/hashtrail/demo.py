@@ -429,7 +429,9 @@ class _Demo:
         self.led = led = self.stack.enter_context(Ledger.create(self.ledger_path, ORIGIN))
         rep.verifier_key = led.verifier.to_string()
         n.say(f"ledger init: {self.ledger_path.name}, origin {ORIGIN}; verifier key (what "
-              f"proof checkers and witnesses must trust): {rep.verifier_key}")
+              f"proof checkers and witnesses must trust): {rep.verifier_key}; signing key "
+              f"in its own file {Path(str(led.key_file)).name} (mode 0600): a copy of the "
+              "ledger file cannot sign")
         # Only bundles signed by a collector the operator trusts may enroll devices.
         for c in self.cols:
             key = c.store.signer.verifier()

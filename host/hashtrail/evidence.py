@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from .devicecheck import DeviceKey, parse_entry
 from .errors import FormatError, HashtrailError, VerificationError
+from .keys import parse_device_id
 
 FORMAT = "hashtrail-fork-evidence/1"
 
@@ -87,6 +88,7 @@ def check_evidence(text: str) -> Verdict:
         if doc["format"] != FORMAT or len(doc["branches"]) != 2:
             raise FormatError(f"not a {FORMAT} document")
         pub = base64.b64decode(doc["pub"], validate=True)
+        did = parse_device_id(doc["device"])     # one spelling: never a second identity
         seq = doc["seq"]
         if type(seq) is not int or seq < 0:
             raise FormatError("evidence seq must be a non-negative integer")
@@ -102,7 +104,7 @@ def check_evidence(text: str) -> Verdict:
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise FormatError(f"malformed fork evidence: {e}") from None
     key = DeviceKey(pub)
-    if doc.get("device") != key.device_id.hex():
+    if did != key.id:
         raise VerificationError("evidence device id is not derived from its key")
     h1, h2 = branch_hash(key, seq, branches[0]), branch_hash(key, seq, branches[1])
     if h1 == h2:

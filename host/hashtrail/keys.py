@@ -130,11 +130,46 @@ def device_id_bytes(pub: bytes) -> bytes:
     return hashlib.sha256(pub).digest()[:16]
 
 
-def parse_device_id(text: str) -> DeviceId:
-    t = text.strip().lower()
-    if not _HEX_ID.fullmatch(t):
-        raise FormatError(f"not a device id (32 hex characters): {text!r}")
-    return DeviceId(t)
+def parse_device_id(text: object) -> DeviceId:
+    """A device id exactly as hashtrail prints it: 32 lower-case hex characters.
+
+    Why strict: ids are compared as text (SQL keys, JSON, file names), so a second
+    spelling of one id (upper case, `0x`, spaces) would be a second identity. Any other
+    spelling is refused; when it was merely another spelling of a valid id, the error
+    shows the canonical form so the user can copy it."""
+    if isinstance(text, str) and _HEX_ID.fullmatch(text):
+        return DeviceId(text)
+    raise FormatError(_noncanonical("device id", text, 32),
+                      hint="copy the id exactly as `hashtrail devices list` prints it")
+
+
+def parse_hex(text: object, nbytes: int, what: str) -> bytes:
+    """Bytes written as lower-case hex of exactly `nbytes` bytes (hashes and key ids in
+    JSON and on the command line: decision 4, one spelling per value)."""
+    if isinstance(text, str) and len(text) == 2 * nbytes and _is_lower_hex(text):
+        return bytes.fromhex(text)
+    raise FormatError(_noncanonical(what, text, 2 * nbytes))
+
+
+def key_fingerprint(pub: bytes) -> str:
+    """SHA-256 of a device public key, 64 lower-case hex characters."""
+    return hashlib.sha256(pub).hexdigest()
+
+
+def _is_lower_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _noncanonical(what: str, text: object, digits: int) -> str:
+    """The message for an identifier not in its one canonical spelling."""
+    msg = (f"{what} must be written as hashtrail prints it: {digits} lower-case hex "
+           f"characters")
+    if not isinstance(text, str):
+        return f"{msg}, not {type(text).__name__}"
+    guess = text.strip().lower().removeprefix("0x")
+    if len(guess) == digits and _is_lower_hex(guess):
+        return f"{msg} (did you mean {guess}?)"
+    return f"{msg}: {text!r}"
 
 
 def genesis_prev(pub: bytes) -> bytes:

@@ -7,8 +7,14 @@ one `BEGIN IMMEDIATE` transaction (writers queue on a busy timeout instead of fa
 or interleaving), and the tree keeps one row per complete subtree (`nodes`), so a proof
 reads at most ~2 log2(n) rows through `merkle`'s `get(level, index)` callable.
 
-The ledger's Ed25519 note key is kept in the file (`meta.signer`): `ledger init` makes
-it; a deployment that wants the key elsewhere can re-sign checkpoints with `--key`.
+The ledger's Ed25519 note key is NOT in the file: `ledger init` writes it to a key file
+of its own (hashtrail.ledger_key) and the ledger keeps only the verifier key
+(`meta.verifier`), so a copy of the ledger file cannot sign. `Ledger.open` gives a ledger
+that reads (and enrolls, trusts, revokes) but cannot sign; `Ledger.open_signing` also
+loads the key file and refuses one that is not this ledger's key. A ledger from before
+this rule (`meta.signer`) migrates on its first signing open: the key is written to the
+key file (0600), then removed from the ledger, and `migrated` names the file. Reading
+never migrates.
 
 `collectors` lists the collector identity keys the operator trusts (`ledger trust`):
 only bundles signed by one of them may enroll devices (docs/BUNDLE.md). A ledger made
@@ -30,6 +36,8 @@ from typing import Any, NamedTuple
 
 from . import merkle, note, sqlite_file
 from .errors import ConfigError, HashtrailError
+from .keys import parse_device_id
+from .ledger_key import LedgerKeyError, key_path, read_key, write_key
 
 LEAF_TAG = b"HTL1"
 _BUSY_MS = 60_000
@@ -121,6 +129,9 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.db = conn
         self.path = path
+        self._signer: note.Signer | None = None
+        self.key_file: Path | None = None       # the key file, once loaded
+        self.migrated: Path | None = None       # set when open_signing moved the key out
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
@@ -138,21 +149,86 @@ class Ledger:
         return led
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], origin: str,
+    def open_signing(cls, path: str | os.PathLike[str],
+                     key_file: str | os.PathLike[str] | None = None) -> Ledger:
+        """Open to sign: load the ledger key (ledger_key.key_path: --key-file, env,
+        <ledger>.key) and check it is this ledger's; migrate a key still kept in the
+        file. Without a usable key: LedgerKeyError, and nothing was written."""
+        kp = key_path(path, key_file)
+        signer = read_key(kp)        # before the ledger: a bad key file changes nothing
+        led = cls.open(path)
+        try:
+            legacy = led._meta("signer")
+            if signer is None and legacy is None:
+                raise LedgerKeyError(
+                    f"no ledger key at {kp}: signing needs the key file `ledger init` "
+                    f"wrote (give --key-file or set HASHTRAIL_LEDGER_KEY); a copy of the "
+                    f"ledger file cannot sign")
+            if signer is None:
+                assert legacy is not None
+                signer = note.Signer.from_string(legacy)
+                try:
+                    write_key(kp, signer)
+                except LedgerKeyError:
+                    # another signing command migrated it a moment ago: use its file
+                    signer = read_key(kp)
+                    if signer is None:
+                        raise
+                led.migrated = kp
+            if signer.verifier().to_string() != led.verifier.to_string():
+                raise LedgerKeyError(
+                    f"{kp} holds ledger key {signer.verifier().to_string()}, but this "
+                    f"ledger's verifier key is {led.verifier.to_string()}: not its key")
+            if legacy is not None:
+                if led.migrated is None:
+                    led.migrated = kp     # key file already written (an earlier try)
+                led._forget_legacy_signer(signer)
+        except BaseException:
+            led.close()
+            raise
+        led._signer, led.key_file = signer, kp
+        return led
+
+    def _forget_legacy_signer(self, signer: note.Signer) -> None:
+        """Keep the verifier key, drop the signer, and leave no copy of it on disk:
+        secure_delete zeroes the freed cell, the TRUNCATE checkpoint empties the WAL
+        that still held the page as it was."""
+        self.db.execute("PRAGMA secure_delete=ON")
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('verifier', ?)",
+                       (signer.verifier().to_string(),))
+            db.execute("DELETE FROM meta WHERE key='signer'")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], origin: str, *,
+               key_file: str | os.PathLike[str] | None = None,
                signer: note.Signer | None = None) -> Ledger:
+        """A new ledger file and its key file (ledger_key.key_path; mode 0600, never
+        overwritten); the ledger keeps only the verifier key. Returns it open to sign."""
         p = Path(path)
         if p.exists():
             raise ConfigError(f"{p} already exists", hint="pick a new file for a new ledger")
+        kp = key_path(p, key_file)
+        if kp.exists():
+            raise LedgerKeyError(f"refusing to overwrite the existing key file {kp}: move "
+                                 "it away or name another with --key-file")
         signer = signer or note.Signer.generate(origin)
         if signer.name != origin:
             raise ConfigError("the ledger key's name must be the checkpoint origin")
-        led = cls._connect(p)
-        with led.tx() as db:
-            for stmt in _SCHEMA:
-                db.execute(stmt)
-            db.executemany("INSERT INTO meta VALUES (?,?)", [
-                ("schema", _SCHEMA_VERSION), ("origin", origin),
-                ("signer", signer.to_string()), ("size", "0")])
+        write_key(kp, signer)
+        try:
+            led = cls._connect(p)
+            with led.tx() as db:
+                for stmt in _SCHEMA:
+                    db.execute(stmt)
+                db.executemany("INSERT INTO meta VALUES (?,?)", [
+                    ("schema", _SCHEMA_VERSION), ("origin", origin),
+                    ("verifier", signer.verifier().to_string()), ("size", "0")])
+        except BaseException:
+            kp.unlink()          # no ledger, so no key for it either
+            raise
+        led._signer, led.key_file = signer, kp
         led.sign_checkpoint()
         return led
 
@@ -193,12 +269,28 @@ class Ledger:
         return self._meta("origin") or ""
 
     @property
-    def signer(self) -> note.Signer:
-        return note.Signer.from_string(self._meta("signer") or "")
+    def verifier(self) -> note.Verifier:
+        """The ledger's public key, as kept in the file (a ledger from before the key
+        file rule: derived from the signer it still holds, without writing anything)."""
+        text = self._meta("verifier")
+        if text is not None:
+            return note.Verifier.from_string(text)
+        legacy = self._meta("signer")
+        if legacy is None:
+            raise LedgerError(f"{self.path} holds no ledger verifier key",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return note.Signer.from_string(legacy).verifier()
 
     @property
-    def verifier(self) -> note.Verifier:
-        return self.signer.verifier()
+    def can_sign(self) -> bool:
+        return self._signer is not None
+
+    def require_signer(self) -> note.Signer:
+        """The loaded ledger key; LedgerKeyError when opened without one (Ledger.open)."""
+        if self._signer is None:
+            raise LedgerKeyError(f"{self.path} was opened without its ledger key: signing "
+                                 "needs Ledger.open_signing (the key file)")
+        return self._signer
 
     @property
     def size(self) -> int:
@@ -281,14 +373,15 @@ class Ledger:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def sign_checkpoint(self, signer: note.Signer | None = None) -> bytes:
-        """Sign (size, root) now; stored once per size, so repeating it is a no-op."""
+    def sign_checkpoint(self) -> bytes:
+        """Sign (size, root) now with the loaded key; stored once per size, so repeating
+        it is a no-op (and needs no key)."""
         with self.tx() as db:
             size = self.size
             row = db.execute("SELECT note FROM checkpoints WHERE size=?", (size,)).fetchone()
             if row is not None:
                 return bytes(row[0])
-            s = signer or self.signer
+            s = self.require_signer()
             data = note.sign_checkpoint(note.Checkpoint(self.origin, size, self.root(size)),
                                         [s])
             db.execute("INSERT INTO checkpoints VALUES (?,?,?)", (size, data, int(time.time())))
@@ -336,7 +429,14 @@ class Ledger:
         return [_device(r) for r in
                 self.db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()]
 
+    def fork_evidence(self, device_id: str) -> str | None:
+        """The device's first fork-evidence document (lowest seq), None if it has none."""
+        row = self.db.execute("SELECT doc FROM evidence WHERE device_id=? ORDER BY seq "
+                              "LIMIT 1", (parse_device_id(device_id),)).fetchone()
+        return None if row is None else str(row[0])
+
     def revoke(self, device_id: str, reason: str) -> Device:
+        device_id = parse_device_id(device_id)
         with self.tx() as db:
             dev = self.device(device_id)
             if dev is None:

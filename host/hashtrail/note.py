@@ -101,6 +101,15 @@ def key_id(name: str, pub: bytes, alg: int = ALG_ED25519) -> bytes:
 
 # -- keys ------------------------------------------------------------------------------
 
+def _kid_error(what: str, kid: str, want: bytes) -> str:
+    """A key id is 8 lower-case hex characters; another spelling of the right id is
+    named as such (one canonical form, docs decision 4), anything else a mismatch."""
+    if kid.strip().lower().removeprefix("0x") == want.hex():
+        return (f"{what} key id must be written as hashtrail prints it: 8 lower-case hex "
+                f"characters (did you mean {want.hex()}?)")
+    return f"{what} key id does not match its name and key"
+
+
 class Verifier:
     """An Ed25519 note verifier key: `<name>+<hex key id>+<base64(0x01||pub)>`."""
 
@@ -128,7 +137,7 @@ class Verifier:
         v = cls(name, raw[1:])
         want = v.key_id if raw[0] == ALG_ED25519 else v.cosigner_id
         if want.hex() != kid:
-            raise FormatError("verifier key id does not match its name and key")
+            raise FormatError(_kid_error("verifier", kid, want))
         return v
 
     def to_string(self) -> str:
@@ -176,7 +185,7 @@ class Signer:
             raise FormatError("signer key is not an Ed25519 (0x01) key")
         s = cls(name, raw[1:])
         if s.key_id.hex() != kid:
-            raise FormatError("signer key id does not match its name and key")
+            raise FormatError(_kid_error("signer", kid, s.key_id))
         return s
 
     def to_string(self) -> str:

@@ -74,6 +74,7 @@ class _Cand(NamedTuple):
 
 
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
+    led.require_signer()     # it signs a checkpoint at the end: no key, no change at all
     res = Result()
     entries: dict[str, list[RawEntry]] = defaultdict(list)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)

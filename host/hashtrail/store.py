@@ -54,6 +54,7 @@ from typing import NamedTuple
 
 from . import note, sqlite_file
 from .errors import FormatError, HashtrailError, VerificationError
+from .keys import parse_device_id
 
 _SCHEMA_VERSION = 1
 _BUSY_MS = 30_000
@@ -120,12 +121,9 @@ class StoredCheckpoint(NamedTuple):
 
 
 def check_device_id(device_id: str) -> str:
-    """Device ids are 32 lowercase hex characters; anything else is refused early."""
-    if (not isinstance(device_id, str) or len(device_id) != 32
-            or any(c not in "0123456789abcdef" for c in device_id)):
-        raise FormatError(f"bad device id {device_id!r}",
-                          hint="a device id is 32 lowercase hex characters")
-    return device_id
+    """Device ids are 32 lower-case hex characters; anything else is refused early
+    (keys.parse_device_id: one rule, one message, for every boundary)."""
+    return parse_device_id(device_id)
 
 
 def device_id_of(pub: bytes) -> str:

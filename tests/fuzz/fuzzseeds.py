@@ -133,7 +133,7 @@ def _ledger_artifacts(b: Bundle) -> tuple[bytes, str, dict[str, Any], dict[str, 
     with tempfile.TemporaryDirectory(prefix="hashtrail-fuzzseed-") as tmp:
         path = Path(tmp) / "ledger.db"
         trusting_ledger(path).close()
-        with Ledger.open(path) as led:
+        with Ledger.open_signing(path) as led:
             res = reconcile(led, signed_bundle(b))
             if res.findings or res.accepted < ENTRIES:
                 raise RuntimeError(f"seed bundle did not reconcile cleanly: {res}")

@@ -28,7 +28,7 @@ FORGER = note.Signer(ORIGIN, bytes(range(101, 133)))      # same name, another k
 def _ledger(path: Path, signer: note.Signer, entries: int = 12) -> Path:
     d = Device(2024)
     d.readings(entries)
-    with trust(Ledger.create(path, ORIGIN, signer)) as led:
+    with trust(Ledger.create(path, ORIGIN, signer=signer)) as led:
         r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert r.accepted == len(d.entries) and led.checkpoints()
     return path
@@ -102,7 +102,8 @@ def test_leaves_after_the_last_trusted_checkpoint_are_named(
     shutil.copyfile(led, first)
     d = Device(2024)
     d.readings(9)
-    with Ledger.open(first) as lg:  # the same device's chain grows; a newer checkpoint
+    # the same device's chain grows; a newer checkpoint (signed with l.db's key file)
+    with Ledger.open_signing(first, tmp_path / "l.db.key") as lg:
         reconcile(lg, bundle([d], cps=[(d, d.checkpoint())]))
         sizes = sorted(int(r[0]) for r in lg.db.execute("SELECT size FROM checkpoints"))
         total = lg.size

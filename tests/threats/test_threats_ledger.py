@@ -371,10 +371,12 @@ def test_revoked_device_gets_nothing_new(golden: Golden, gold_bundle: Path, tmp_
 
 def test_witness_refuses_a_checkpoint_that_does_not_extend_what_it_saw(
         golden: Golden, gold_bundle: Path, clones: Clones, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Split view: the ledger operator shows one witness two different histories."""
     base = new_ledger(tmp_path / "base.db", golden)
     reconcile(capsys, base, gold_bundle)
+    # the operator signs both views with its one key (the copies carry none)
+    monkeypatch.setenv("HASHTRAIL_LEDGER_KEY", f"{base}.key")
     views = {}
     for name, b in (("a", clones.a), ("b", clones.b)):
         shutil.copyfile(base, tmp_path / f"{name}.db")

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ..ledger_db import Ledger
+from . import device_arg
 
 
 def register(sub: Any) -> None:
@@ -17,7 +18,7 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=run_list)
     rv = s.add_parser("revoke", help="refuse every later entry from this device's key")
-    rv.add_argument("device", metavar="ID")
+    rv.add_argument("device", metavar="ID", type=device_arg)
     rv.add_argument("--reason", required=True)
     rv.add_argument("--ledger", required=True)
     rv.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ from typing import Any
 from ..bundle import from_store, write_bundle
 from ..errors import ConfigError
 from ..store import Store
+from . import device_arg
 
 
 def register(sub: Any) -> None:
@@ -22,7 +23,8 @@ def register(sub: Any) -> None:
     p.add_argument("--show-key", action="store_true",
                    help="print this collector's verifier key (for `ledger trust`) and exit")
     p.add_argument("--name", default="", help="collector name written in the bundle")
-    p.add_argument("--device", action="append", help="only this device (repeatable)")
+    p.add_argument("--device", action="append", type=device_arg,
+                   help="only this device (repeatable)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 

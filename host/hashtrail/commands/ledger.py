@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from .. import merkle, note, proof
 from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError
+from ..ledger_key import ENV
+from . import device_arg
 
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
 
@@ -40,10 +43,13 @@ def register(sub: Any) -> None:
 
     c = cmd("init", run_init, "make a new ledger file and its Ed25519 checkpoint key")
     c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
-    cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
+    key_file_arg(c, "where to write the ledger's signing key (mode 0600, never "
+                 "overwritten)")
+    c = cmd("checkpoint", run_checkpoint, "sign and print the current checkpoint")
+    key_file_arg(c, "the ledger's signing key")
     c = cmd("prove", run_prove, "inclusion proof of one device entry, with the device's "
                                 "signature over it")
-    c.add_argument("--device", required=True, help="device id (32 lower-case hex)")
+    c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--seq", required=True, type=int)
     c.add_argument("--checkpoint", metavar="FILE",
                    help="prove against this signed (possibly cosigned) checkpoint of the "
@@ -62,7 +68,7 @@ def register(sub: Any) -> None:
                    help="valid cosignatures required (default: every --witness-key)")
     c.add_argument("file")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
-    c.add_argument("--device", required=True)
+    c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--out", required=True)
     c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
     c.add_argument("file")
@@ -79,6 +85,22 @@ def register(sub: Any) -> None:
     _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
     c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+
+
+def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
+    """--key-file for commands that sign with the ledger key (never the reading ones)."""
+    c.add_argument("--key-file", metavar="PATH",
+                   help=f"{what}; default ${ENV}, else <ledger>.key")
+
+
+def open_signing(args: argparse.Namespace) -> Ledger:
+    """The ledger with its key loaded (exit 2 without it); says so when it moved a key
+    still kept in the ledger file out to the key file."""
+    led = Ledger.open_signing(args.ledger, args.key_file)
+    if led.migrated is not None:
+        print(f"hashtrail: moved the ledger key out of {args.ledger} into {led.migrated} "
+              "(mode 0600): keep it private; signing commands now need it", file=sys.stderr)
+    return led
 
 
 def _trusted_key_args(c: argparse.ArgumentParser) -> None:
@@ -114,16 +136,20 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    led = Ledger.create(args.ledger, args.origin)
+    led = Ledger.create(args.ledger, args.origin, key_file=args.key_file)
     with led:
         v = led.verifier.to_string()
-    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v},
-          f"ledger {args.ledger} created\nverifier key: {v}")
+        kp = str(led.key_file)
+    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v,
+                 "key_file": kp},
+          f"ledger {args.ledger} created\nverifier key: {v}\nsigning key: {kp} (mode 0600; "
+          "keep it private, apart from the ledger: reconcile and `ledger checkpoint` "
+          "need it)")
     return 0
 
 
 def run_checkpoint(args: argparse.Namespace) -> int:
-    with Ledger.open(args.ledger) as led:
+    with open_signing(args) as led:
         data = led.sign_checkpoint()
         v = led.verifier.to_string()
     _emit(args, {"checkpoint": data.decode(), "verifier_key": v}, data.decode().rstrip("\n"))
@@ -200,12 +226,11 @@ def run_verify_proof(args: argparse.Namespace) -> int:
 
 def run_evidence(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
-        row = led.db.execute("SELECT doc FROM evidence WHERE device_id=? ORDER BY seq LIMIT 1",
-                             (args.device,)).fetchone()
-    if row is None:
+        doc = led.fork_evidence(args.device)
+    if doc is None:
         raise LedgerError(f"no fork evidence for device {args.device}")
-    Path(args.out).write_text(row[0])
-    v = check_evidence(row[0])
+    Path(args.out).write_text(doc)
+    v = check_evidence(doc)
     _emit(args, {"device": v.device_id, "seq": v.seq, "out": args.out},
           f"fork evidence for {v.device_id} at seq {v.seq} written to {args.out}")
     return 0

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from ..bundle import read_bundle
-from ..ledger_db import Ledger
 from ..reconcile import reconcile
+from .ledger import key_file_arg, open_signing
 
 
 def register(sub: Any) -> None:
@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
         "reconcile", help="verify bundles and merge them into a ledger")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE")
     p.add_argument("--ledger", required=True, help="ledger file (made by `ledger init`)")
+    key_file_arg(p, "the ledger's signing key (a checkpoint is signed after each run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -23,7 +24,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     bad = 0
-    with Ledger.open(args.ledger) as led:
+    with open_signing(args) as led:
         for path in args.bundles:
             r = reconcile(led, read_bundle(path))
             bad += len(r.findings)

@@ -1,5 +1,8 @@
 """`hashtrail verify --ledger FILE`: re-verify a whole ledger from raw bytes.
 
+Every table is re-derived from device-signed data (hashtrail.ledger_verify; each
+problem names its table, row and what is wrong).
+
 Without a key, the ledger's checkpoints are checked against the key the ledger file
 itself carries: that proves the file is self-consistent, not whose it is. Anyone can
 build a replica with a key of their own and sign whatever history they like. A party
@@ -21,6 +24,7 @@ from .. import note
 from ..errors import HashtrailError
 from ..ledger_db import Ledger
 from ..ledger_verify import verify_ledger
+from . import device_arg
 from .ledger import trusted_key
 
 
@@ -28,7 +32,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
     p.add_argument("--ledger", required=True)
-    p.add_argument("--device", help="only this device (the Merkle log is always checked)")
+    p.add_argument("--device", type=device_arg,
+                   help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verifier-key", metavar="VKEY",
                    help="the ledger verifier key you trust (<name>+<key id>+<base64>, as "
@@ -91,6 +96,9 @@ def check_trusted(led: Ledger, trusted: note.Verifier) -> TrustedReport:
     return rep
 
 
+_RANGES_SHOWN = 5      # unprotected ranges printed per device in text mode
+
+
 def _t(t: int | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
 
@@ -114,10 +122,18 @@ def run(args: argparse.Namespace) -> int:
     for d in rep.devices:
         print(f"{d.device_id:<32}  {d.entries:>8}  {_t(d.first_t):<16}  {_t(d.last_t):<16}  "
               f"{d.pending:>5}  {d.status}")
+        for u in d.unprotected[:_RANGES_SHOWN]:
+            print(f"      seqs {u['first']}..{u['last']}: unprotected until {u['by']} "
+                  f"{u['until']}")
+        if len(d.unprotected) > _RANGES_SHOWN:
+            print(f"      ... {len(d.unprotected) - _RANGES_SHOWN} more ranges (--json "
+                  "lists them all)")
         for a in d.problems + d.anomalies:
             print(f"    ! {a}")
     for p in rep.problems:
         print(f"! {p}")
+    for n in rep.notes:
+        print(f"  note: {n}")
     print(f"Merkle log: {rep.size} leaves, root {rep.root}, {rep.checkpoints} signed "
           f"checkpoints: {'OK' if not rep.problems else 'FAILED'}")
     if trust is not None:
