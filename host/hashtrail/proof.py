@@ -33,8 +33,8 @@ from typing import Any
 from . import merkle, note
 from .checkpoint import verify_checkpoint
 from .entry import POLICY_EVERY_ENTRY, is_key_created_by, parse_entry, signing_policy
-from .errors import ConfigError, HashtrailError, VerificationError
-from .keys import DeviceKey, genesis_prev
+from .errors import ConfigError, FormatError, HashtrailError, VerificationError
+from .keys import DeviceKey, genesis_prev, parse_device_id
 from .ledger_db import LEAF_TAG, Ledger, LedgerError
 
 PROOF_FORMAT = "hashtrail-proof/2"          # inclusion, with the device's word
@@ -139,10 +139,10 @@ class ProofCheck:
 def canonical_device_id(text: str) -> str:
     """A device id exactly as every tool prints it (32 lower-case hex); anything else
     (upper case, 0x, whitespace, short) is a usage error, never a second identity."""
-    if not isinstance(text, str) or not _ID.fullmatch(text):
-        raise ConfigError(f"not a device id: {text!r} (exactly 32 lower-case hex "
-                          "characters, as `hashtrail devices` prints it)")
-    return text
+    try:
+        return parse_device_id(text)
+    except FormatError as e:        # a usage error here: the id comes from the user
+        raise ConfigError(str(e), hint=e.hint) from None
 
 
 # -- building -----------------------------------------------------------------------------

@@ -82,15 +82,23 @@ def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:
 # -- the CLI, and what the ledger operator can do with the ledger file and key --------------
 
 def copy_ledger(fw: FirmwareLedger, tmp: Path) -> Path:
-    """A private copy of the module's ledger, for a test that changes it."""
+    """A private copy of the module's ledger and its key file (the operator holds
+    both), for a test that changes it."""
+    tmp.mkdir(parents=True, exist_ok=True)
     p = tmp / "ledger.db"
     p.write_bytes(fw.path.read_bytes())
+    key = tmp / "ledger.db.key"
+    key.write_bytes(Path(f"{fw.path}.key").read_bytes())
+    key.chmod(0o600)
     return p
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:     # argparse refuses an argument itself (exit 2, one line)
+        code = int(e.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -135,7 +143,7 @@ def forged_entry(led: Ledger, did: str) -> tuple[int, bytes]:
 def operator_appends(path: Path, did: str, sig: bytes | None) -> int:
     """The operator, with the ledger file and its key: append a leaf for the enrolled
     device (Ledger API), with its entries row, and sign a new checkpoint."""
-    with Ledger.open(path) as led:
+    with Ledger.open_signing(path) as led:
         seq, body = forged_entry(led, did)
         h = hashlib.sha256(body).digest()
         with led.tx() as db:

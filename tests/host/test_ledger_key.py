@@ -214,7 +214,7 @@ def test_prove_signs_nothing_and_waits_for_a_signed_checkpoint(
     before = _bytes(led)
     code, _, err = _run(capsys, "ledger", "prove", "--ledger", str(led), "--device",
                         d.id_hex, "--seq", "3")
-    assert code == 1 and "(leaf 3) is not yet under a signed checkpoint (newest: size 0)" \
+    assert code == 1 and "is leaf 3, not covered by the checkpoint of tree size 0" \
         in err
     assert _bytes(led) == before
     assert main(["ledger", "checkpoint", "--ledger", str(led)]) == 0

@@ -84,9 +84,9 @@ def test_prove_against_a_cosigned_checkpoint(fw: FirmwareLedger, tmp_path: Path,
 
 def test_prove_refuses_a_checkpoint_of_another_ledger_or_tree(
         fw: FirmwareLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with Ledger.open(fw.path) as led:
+    with Ledger.open_signing(fw.path) as led:
         size, root, origin = led.size, led.root(), led.origin
-        signer = led.signer
+        signer = led.require_signer()
         older = note.sign_checkpoint(note.Checkpoint(origin, 3, led.root(3)), [signer])
     other = note.Signer.generate(origin)
     cases = {
@@ -144,10 +144,10 @@ def test_bad_input_is_exit_2_without_traceback(fw: FirmwareLedger, tmp_path: Pat
                 fw.device_id[:-1]):
         code, _, err = cli(capsys, "ledger", "verify-proof", "--verifier-key",
                             fw.verifier_key, "--device", bad, str(p))
-        assert code == 2 and "not a device id" in err, err
+        assert code == 2 and "32 lower-case hex characters" in err, err
         code, _, err = cli(capsys, "ledger", "prove", "--ledger", str(fw.path), "--device",
                             bad, "--seq", "4")
-        assert code == 2 and "not a device id" in err, err
+        assert code == 2 and "32 lower-case hex characters" in err, err
 
 
 # -- every bit of every field ----------------------------------------------------------------

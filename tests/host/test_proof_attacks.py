@@ -151,7 +151,7 @@ def test_made_up_device_key_is_another_identity(fw: FirmwareLedger, tmp_path: Pa
     buf = io.StringIO()
     write_bundle(b, buf, operator_collector)
     b = parse_bundle(io.BytesIO(buf.getvalue().encode("ascii")))
-    with Ledger.open(path) as led:
+    with Ledger.open_signing(path) as led:
         led.trust_collector(operator_collector.verifier(), "operator")
         assert reconcile(led, b).accepted == 6
     doc = prove(capsys, path, fake.id_hex, 3)

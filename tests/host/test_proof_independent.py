@@ -118,7 +118,7 @@ def independent_check(doc: dict[str, Any], ledger_vkey: str) -> tuple[str, str, 
 
 def test_independent_checker_accepts_the_cli_proof_and_refuses_a_made_up_one(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from proofkit import firmware_ledger, operator_appends, prove, verify_proof
+    from proofkit import copy_ledger, firmware_ledger, operator_appends, prove, verify_proof
 
     fw = firmware_ledger(tmp_path / "fw", sign=True)
     for seq in (0, 11, fw.tip):
@@ -131,8 +131,7 @@ def test_independent_checker_accepts_the_cli_proof_and_refuses_a_made_up_one(
         res = json.loads(out)["proof"]
         assert code == 0 and (res["device_id"], res["fingerprint"], res["seq"]) == (did, fp, s)
     # the operator's made-up entry with a replayed device signature: both refuse it
-    path = tmp_path / "evil.db"
-    path.write_bytes(fw.path.read_bytes())
+    path = copy_ledger(fw, tmp_path / "evil")
     real = prove(capsys, fw.path, fw.device_id, fw.tip)["device_signature"]["sig"]
     seq = operator_appends(path, fw.device_id, bytes.fromhex(real))
     doc = prove(capsys, path, fw.device_id, seq)
