@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
                    help="device public key: 130 hex characters (04...) or a file")
     p.add_argument("--anchor", metavar="SEQ:HEAD",
                    help="trusted (seq, head hash hex) to start from, for pruned logs")
+    p.add_argument("--policy", type=int, choices=(0, 1),
+                   help="the signing policy the device's entry 0 declared (1: every entry "
+                        "signed), for a log that no longer holds entry 0 (with --anchor)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR")
     p.set_defaults(func=run)
@@ -48,7 +51,7 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
         "device_id": rep.device_id, "ok": rep.ok, "entries": rep.entries,
         "first_seq": rep.first_seq, "last_seq": rep.last_seq,
         "head": rep.head.hex() if rep.head else None,
-        "verified_through": rep.verified_through,
+        "verified_through": rep.verified_through, "policy": rep.policy,
         "checkpoints": [{"seq": c.seq, "head": c.head.hex(), "t": c.t,
                          "nonce": c.nonce.hex() if c.nonce else None}
                         for c in rep.checkpoints],
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     pub = load_pub(args.pubkey)
     anchor = parse_anchor(args.anchor) if args.anchor else None
     records, problems = read_segments(args.paths)
-    rep = verify_chain(pub, records, problems, anchor=anchor)
+    rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
     if args.json:
         print(json.dumps(report_json(rep), indent=2))
         return 0 if rep.ok else 1
