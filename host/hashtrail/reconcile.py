@@ -14,10 +14,21 @@ IMMEDIATE` transaction, reconcile
      entries already accepted are duplicates; everything else waits in `pending`.
      Per-entry signatures are checked as one batch over `workers` threads (default:
      every CPU; OpenSSL drops the GIL while it verifies, keys.signed_batch);
-  3. walks `pending` from the device's accepted tip along `prev` links, and accepts up
-     to the last entry a device signature covers (a checkpoint over its hash, or its
-     own per-entry signature): unsigned tails wait for a checkpoint, holes wait for the
-     collector that has the missing entries. Each accepted entry becomes a Merkle leaf;
+  3. walks `pending` from the device's accepted tip along `prev` links, and accepts
+     what the device's signatures cover, by the signing policy its entry 0 declares
+     (read from entry 0 in the ledger, or from the entry 0 being accepted):
+     - policy 1 (every entry signed): only entries with their own valid signature, in
+       order; the first one without stops the walk (finding), whatever signature
+       follows it: a device signing over a log rewritten on its flash is what the
+       per-entry signatures catch. A signed copy of the same bytes from another bundle
+       replaces the unsigned one and lets it in;
+     - policy 0 (checkpoints only): up to the last entry a device signature covers (a
+       checkpoint over its hash, or its own per-entry signature); unsigned tails wait;
+     - either way, never entries a log-altered entry (kind 6, the device's own report)
+       disowns: a report at seq A disowning X..A-1 stops acceptance below X, even with
+       a later checkpoint (finding). Entries already accepted stay.
+     Holes wait for the collector that has the missing entries. Each accepted entry
+     becomes a Merkle leaf;
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
@@ -40,6 +51,7 @@ from typing import NamedTuple
 
 from .bundle import Bundle, BundleCheckpoint
 from .devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
+from .entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from .errors import HashtrailError
 from .evidence import Branch, branch_hash, make_evidence
 from .ledger_db import Ledger, leaf_prefix
@@ -241,6 +253,37 @@ def _signed_heads(db: sqlite3.Connection, did: str, lo: int) -> set[tuple[int, b
         "SELECT seq, head FROM dev_checkpoints WHERE device_id=? AND seq>=?", (did, lo))}
 
 
+def _policy(db: sqlite3.Connection, did: str) -> int | None:
+    """The signing policy of the device's accepted entry 0 (None: not accepted yet)."""
+    row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0",
+                     (did,)).fetchone()
+    return None if row is None else signing_policy(parse_entry(bytes(row[0])))
+
+
+def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
+                  res: Result) -> int | None:
+    """The lowest seq a pending log-altered entry disowns and the ledger does not hold
+    yet (None: no such report). Each report is a finding with the device's reason."""
+    stop: int | None = None
+    for c in [c for cs in cands.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]:
+        first, a = min(int(c.f.body[1]), c.seq), c.seq
+        if a <= tip:         # a copy beside the accepted entry: fork evidence's concern
+            continue
+        span = (f"entries {first}..{a - 1}" if first < a - 1 else f"entry {first}"
+                if first == a - 1 else f"its log from entry {a}")
+        said = (f"log altered: the device reports {span} altered on its flash (log-altered"
+                f" entry {a}): {c.f.body[2]}")
+        if a == tip + 1:     # every entry it disowns was accepted before this report
+            if first <= tip:
+                res.findings.append(Finding(did, first, f"{said}; accepted before this "
+                                            "report, under the device's signatures"))
+            continue
+        cut = max(first, tip + 1)
+        res.findings.append(Finding(did, cut, f"{said}; never accepted"))
+        stop = cut if stop is None else min(stop, cut)
+    return stop
+
+
 def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, list[_Cand]],
              res: Result) -> dict[int, _Cand]:
     """Accept the signed prefix of the chain from the tip; returns the candidates taken."""
@@ -250,29 +293,45 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
     path: list[_Cand] = []
     covered = 0
     s, head = dev.tip_seq + 1, dev.tip_head
-    while s in cands:
+    every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
+    stop = _altered_stop(did, dev.tip_seq, cands, res)
+    end = (1 << 63) if stop is None else stop
+    # (policy 0 walks on past a disowned range: a later signature still covers what
+    # lies below it, since the links commit to those entries whatever follows)
+    while s in cands and (s < end or not every):
         cs = cands[s]
         if len(cs) == 1 and cs[0].f.prev == head:      # the usual case: one linked copy
             c = cs[0]
+        else:
+            opts = [c for c in cs if c.f.prev == head]
+            if not opts:
+                res.findings.append(Finding(did, s, "entry does not link to the previous "
+                                            "entry (edited, reordered or from another "
+                                            "chain); held"))
+                break
+            # Two linked candidates for one seq (say an edited copy from one collector
+            # and the real entry from another): take the one whose chain reaches a
+            # device signature; the other stays pending, and becomes fork evidence once
+            # signed too.
+            opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads, every), c.h))
+            c = opts[0]
+        if s == 0:
+            every = signing_policy(c.f) == POLICY_EVERY_ENTRY
+        if every:
+            if c.sig is None:
+                res.findings.append(Finding(did, s, "entry unsigned: it carries no device "
+                                            "signature, but this device signs every entry "
+                                            "(entry 0); held"))
+                break
+            path.append(c)
+            covered = len(path)
+        else:
             path.append(c)
             if c.sig is not None or (s, c.h) in heads:
                 covered = len(path)
-            head, s = c.h, s + 1
-            continue
-        opts = [c for c in cs if c.f.prev == head]
-        if not opts:
-            res.findings.append(Finding(did, s, "entry does not link to the previous entry"
-                                        " (edited, reordered or from another chain); held"))
-            break
-        # Two linked candidates for one seq (say an edited copy from one collector and
-        # the real entry from another): take the one whose chain reaches a device
-        # signature; the other stays pending, and becomes fork evidence once signed too.
-        opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads), c.h))
-        c = opts[0]
-        path.append(c)
-        if c.sig is not None or (s, c.h) in heads:
-            covered = len(path)
         head, s = c.h, s + 1
+    if stop is not None:
+        covered = min(covered, stop - dev.tip_seq - 1)
     prev_t = dev.tip_t
     for c in path[:covered]:
         t = c.f.t
@@ -299,8 +358,11 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
-                  heads: set[tuple[int, bytes]]) -> bool:
-    """Whether a device signature covers `start` or an entry chained after it."""
+                  heads: set[tuple[int, bytes]], every: bool = False) -> bool:
+    """Whether a device signature covers `start` or an entry chained after it (for a
+    device that signs every entry: its own signature)."""
+    if every:
+        return start.sig is not None
     stack, seen = [start], {id(start)}
     while stack:
         c = stack.pop()
