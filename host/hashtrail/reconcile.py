@@ -13,7 +13,8 @@ IMMEDIATE` transaction, reconcile
   2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
      entries already accepted are duplicates; everything else waits in `pending`.
      Per-entry signatures are checked as one batch over `workers` threads (default:
-     every CPU; OpenSSL drops the GIL while it verifies, keys.signed_batch);
+     every CPU; OpenSSL drops the GIL while it verifies, keys.map_slices), each
+     thread hashing and parsing its slice too;
   3. walks `pending` from the device's accepted tip along `prev` links, and accepts
      what the device's signatures cover, by the signing policy its entry 0 declares
      (read from entry 0 in the ledger, or from the entry 0 being accepted):
@@ -54,6 +55,7 @@ from .devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
 from .entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from .errors import HashtrailError
 from .evidence import Branch, branch_hash, make_evidence
+from .keys import map_slices
 from .ledger_db import Ledger, leaf_prefix
 from .store import RawEntry
 
@@ -172,25 +174,15 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0)
-    sha256 = hashlib.sha256
-    hashes = [sha256(r.body).digest() for r in recs]
-    # Per-entry signatures first, all at once (over every CPU: keys.signed_batch); an
-    # entry that does not parse is refused for that below, whatever its signature.
-    signed_at: list[int] = []
-    pairs: list[tuple[bytes, bytes]] = []
-    for i, r in enumerate(recs):
-        if r.sig is not None:
-            signed_at.append(i)
-            pairs.append((hashes[i], r.sig))
-    verdicts = key.signed_batch(pairs, workers)
-    bad_sig = {i for i, ok in zip(signed_at, verdicts, strict=True) if not ok}
+    checked = _check_entries(key, recs, workers)
     for i, (seq, body, sig) in enumerate(recs):
+        h, f, sig_ok = checked[i]
         try:
-            f = parse_entry(body)
+            if isinstance(f, HashtrailError):    # an entry that does not parse is refused
+                raise f                          # for that, whatever its signature
             if f.seq != seq:
                 raise HashtrailError(f"record says seq {seq}, entry says {f.seq}")
-            h = hashes[i]
-            if i in bad_sig:
+            if not sig_ok:
                 raise HashtrailError("per-entry signature does not verify")
             if seq == 0:
                 key.check_first_entry(f)
@@ -235,6 +227,36 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     assert tip is not None
     _forks(led, db, did, key, rest, res)
     res.pending += sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+
+
+def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
+                   ) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+    """(entry hash, parsed entry or why not, signature ok or absent) for each record.
+
+    Per-entry signatures are checked over every CPU (keys.map_slices; OpenSSL drops the
+    GIL while it verifies), and each thread also hashes and parses its slice between
+    verifies: the parse then runs while the other threads are inside OpenSSL, instead
+    of after all of them. A bundle with few signatures stays on this thread (parsing
+    alone holds the GIL: threads would only add their cost)."""
+    sha256 = hashlib.sha256
+    signed = key.signed
+
+    def part(lo: int, hi: int) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+        out: list[tuple[bytes, EntryFields | HashtrailError, bool]] = []
+        for _seq, body, sig in recs[lo:hi]:
+            h = sha256(body).digest()
+            ok = sig is None or signed(h, sig)
+            f: EntryFields | HashtrailError
+            try:
+                f = parse_entry(body)
+            except HashtrailError as e:
+                f = e
+            out.append((h, f, ok))
+        return out
+
+    n = len(recs)
+    many = 2 * sum(1 for r in recs if r.sig is not None) >= n
+    return map_slices(part, n, workers if many else 1)
 
 
 def _load_pending(db: sqlite3.Connection, did: str, lo: int) -> dict[int, list[_Cand]]:

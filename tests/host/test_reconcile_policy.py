@@ -66,7 +66,7 @@ def test_policy_1_edit_with_links_recomputed_is_refused(tmp_path: Path) -> None:
     evil.head = hashlib.sha256(d.entries[8][1]).digest()
     evil.per_entry_sig = False                # no key: the attacker cannot sign
     evil.entry(0, [{0: "temp", 1: "Cel", 2: 99.5}])          # seq 9, edited
-    for s, body, _ in d.entries[10:]:                        # later links recomputed
+    for _, body, _ in d.entries[10:]:                        # later links recomputed
         m = cbor2.loads(body)
         evil.entry(m[7], m[8], t=m[2])
     cp = evil.checkpoint()                     # a device that signs whatever head it has
