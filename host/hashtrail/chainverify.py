@@ -17,6 +17,9 @@ entry signed): an entry without its own valid signature is a break. Policy 0
 one does is the caller's judgement (collect: the fresh checkpoint for its nonce).
 A log-altered entry (kind 6) is the device's own report that no signature of its
 covers entries body[1]..seq-1: nothing from body[1] on is counted as verified.
+`ChainReport.unprotected` names, for a device that does not sign every entry, which
+verified entries were unprotected until which device signature (checkpoint N, or an
+entry's own), and which no signature covers yet: never a plain "ok" for them.
 
 Reason codes:
   record_torn_tail, record_bad_crc, record_bad_magic   the flash record layer
@@ -88,6 +91,9 @@ class ChainReport:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     policy: int | None = None        # entry 0's signing policy (None: unknown)
     altered_from: int | None = None  # lowest seq a log-altered entry disowns
+    # (first, last, seq of the covering signature or None, "checkpoint" | "entry" | "")
+    # over the verified entries, unless the device signs every entry (policy 1)
+    unprotected: list[tuple[int, int, int | None, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -112,6 +118,7 @@ class _Walker:
         self.started = False
         self.every_entry = policy == POLICY_EVERY_ENTRY
         report.policy = policy
+        self.covers: dict[int, str] = {}    # seq -> what device signature covers it
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -131,7 +138,8 @@ class _Walker:
         if e.seq != rec.seq:
             self.brk(e.seq, "seq_mismatch",
                      f"record header says seq {rec.seq}, the entry says {e.seq}", rec)
-        if rec.sig is not None and not self.key.signed(h, rec.sig):
+        sig_ok = rec.sig is not None and self.key.signed(h, rec.sig)
+        if rec.sig is not None and not sig_ok:
             self.brk(e.seq, "entry_bad_sig", f"entry {e.seq}: per-entry signature invalid",
                      rec)
         if e.seq < self.next_seq:
@@ -180,6 +188,8 @@ class _Walker:
         self.started = True
         seq = e.seq
         self.seen[seq] = h
+        if sig_ok:
+            self.covers[seq] = "entry"
         self.next_seq, self.head, self.last = seq + 1, h, e
         r = self.r
         r.entries += 1
@@ -240,6 +250,22 @@ class _Walker:
         if h != cp.head:
             self.find(cp.seq, "checkpoint_head_mismatch",
                       f"signed head for entry {cp.seq} differs from the chain's entry", rec)
+        elif self.covers.get(cp.seq) != "entry":
+            self.covers[cp.seq] = "checkpoint"
+
+    def unprotected(self) -> None:
+        """Group the verified entries by the first device signature at or after them."""
+        r = self.r
+        if r.policy == POLICY_EVERY_ENTRY or r.first_seq is None \
+                or r.verified_through is None:
+            return
+        out = r.unprotected
+        lo = r.first_seq
+        for seq in sorted(s for s in self.covers if lo <= s <= r.verified_through):
+            out.append((lo, seq, seq, self.covers[seq]))
+            lo = seq + 1
+        if lo <= r.verified_through:
+            out.append((lo, r.verified_through, None, ""))
 
 
 def verify_chain(pub: bytes, records: Sequence[Record],
@@ -266,5 +292,6 @@ def verify_chain(pub: bytes, records: Sequence[Record],
     for rec in records:
         if not rec.is_entry:
             w.checkpoint(rec)
+    w.unprotected()
     report.findings.sort(key=lambda f: (f.seq if f.seq is not None else -1))
     return report

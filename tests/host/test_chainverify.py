@@ -174,3 +174,28 @@ def test_cli_verify_log_policy_for_an_anchored_log(tmp_path: Path,
     assert out["policy"] == 1 and out["verified_through"] == 36
     assert [(f["code"], f["seq"]) for f in out["findings"]] == [
         ("entry_unsigned", 37), ("entry_unsigned", 38), ("entry_unsigned", 39)]
+
+
+def test_policy_0_entries_are_reported_unprotected_until_their_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Never a plain "ok" for checkpoint-only entries: each range names the checkpoint
+    that first covered it, and a tail no signature covers says so."""
+    rep = _run(by_name("happy-path"))
+    assert rep.ok and rep.policy == 0
+    assert rep.unprotected == [(0, 9, 9, "checkpoint"), (10, 19, 19, "checkpoint"),
+                               (20, 29, 29, "checkpoint"), (30, 39, 39, "checkpoint")]
+    assert _run(by_name("happy-path-signed")).unprotected == []
+    v = by_name("tail-entries-removed")        # the last checkpoint names a cut tail
+    recs, probs = _records(v)
+    rep = verify_chain(bytes.fromhex(v["pub"]), [r for r in recs if r.seq <= 33], probs)
+    assert rep.ok and rep.unprotected[-1] == (30, 33, None, "")
+    d = tmp_path / "log"
+    d.mkdir()
+    _write(by_name("happy-path"), d)
+    assert cli.main(["verify-log", "--pubkey", v["pub"], str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "entries 10..19: unprotected until checkpoint 19" in out
+    assert "policy 0: checkpoints only" in out
+    assert cli.main(["verify-log", "--pubkey", v["pub"], "--json", str(d)]) == 0
+    assert json.loads(capsys.readouterr().out)["unprotected"][0] == {
+        "first": 0, "last": 9, "until": 9, "by": "checkpoint"}
