@@ -181,6 +181,8 @@ def main() -> int:
            "verify_threads": min(cpu_workers(), a.entries // 64),
            "openssl_verify_all_cores_per_s": raw,
            "ratio_ingest_vs_openssl_all_cores": round(sig_rate / raw, 3),
+           "ratio_ingest_vs_openssl_median_round": sorted(
+               r["ratio_ingest_vs_openssl"] for r in rounds)[len(rounds) // 2],
            "python_ecdsa_verify_per_s": base,
            "ratio_checkpoint_signed_vs_python_ecdsa": round(cp_rate / base, 1),
            "ratio_per_entry_signed_vs_python_ecdsa": round(sig_rate / base, 1),
