@@ -283,13 +283,20 @@ def _policy(db: sqlite3.Connection, did: str) -> int | None:
 
 
 def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
-                  res: Result) -> int | None:
+                  heads: set[tuple[int, bytes]], res: Result) -> int | None:
     """The lowest seq a pending log-altered entry disowns and the ledger does not hold
-    yet (None: no such report). Each report is a finding with the device's reason."""
+    yet (None: no such report). Each report is a finding with the device's reason.
+
+    Only the device's word counts: a report its own signature or a later one chained
+    to it covers. Bundles from anyone fill gaps, so an unsigned report that no device
+    signature covers (yet) could be made up by whoever wrote the bundle, to hold a
+    device's entries out of the ledger for good; it waits in `pending` instead."""
     stop: int | None = None
     for c in [c for cs in cands.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]:
         first, a = min(int(c.f.body[1]), c.seq), c.seq
         if a <= tip:         # a copy beside the accepted entry: fork evidence's concern
+            continue
+        if c.sig is None and not _signed_ahead(c, cands, heads):
             continue
         span = (f"entries {first}..{a - 1}" if first < a - 1 else f"entry {first}"
                 if first == a - 1 else f"its log from entry {a}")
@@ -316,7 +323,7 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
     covered = 0
     s, head = dev.tip_seq + 1, dev.tip_head
     every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
-    stop = _altered_stop(did, dev.tip_seq, cands, res)
+    stop = _altered_stop(did, dev.tip_seq, cands, heads, res)
     end = (1 << 63) if stop is None else stop
     # (policy 0 walks on past a disowned range: a later signature still covers what
     # lies below it, since the links commit to those entries whatever follows)

@@ -170,3 +170,28 @@ def test_log_altered_holds_a_range_arriving_before_its_checkpoint(tmp_path: Path
         r = reconcile(led, bundle([d], {d.id_hex: (12, 21)}, [(d, d.checkpoint())],
                                   name="c2"))
         assert (r.accepted, led.size) == (8, 8)
+
+
+def test_a_made_up_log_altered_report_holds_nothing(tmp_path: Path) -> None:
+    """Anyone's bundle fills gaps, so a log-altered entry no device signature covers
+    (here: made up for seq 12 of a policy-0 device) must not hold the device's real
+    entries out of the ledger: it waits, and the real chain is accepted past it."""
+    d = Device(8181, policy=0)
+    d.readings(20)
+    fake = Device(d.secret, policy=0)
+    fake.entries = list(d.entries[:12])
+    fake.head = hashlib.sha256(d.entries[11][1]).digest()
+    fake.log_altered(3, "made up")
+    with _ledger(tmp_path) as led:
+        r = reconcile(led, bundle([fake], {fake.id_hex: (12, 13)}))
+        assert (r.accepted, r.pending) == (0, 1)
+        r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())], name="c2"))
+        assert (r.accepted, led.size) == (21, 21)
+        assert [f.seq for f in r.findings] == [12]      # the held copy, named
+    # the same entry signed by the device (policy 1) is the device's word: it counts
+    s = Device(8282, per_entry_sig=True)
+    s.readings(11)
+    s.log_altered(3, "checked at boot")
+    with _ledger(tmp_path, "signed") as led:
+        r = reconcile(led, bundle([s]))
+        assert (r.accepted, [f.seq for f in r.findings]) == (3, [3])
