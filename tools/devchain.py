@@ -37,6 +37,9 @@ class Device:
     entries: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
     head: bytes = b""
     t: int = 1_700_000_000
+    # entry 0's signing policy (docs/FORMATS.md); None: 1 when per_entry_sig, else an
+    # entry 0 without key 2 (format 1 before the policy existed: checkpoints only)
+    policy: int | None = None
 
     def __post_init__(self) -> None:
         self.key = ec.derive_private_key(self.secret, ec.SECP256R1())
@@ -66,9 +69,19 @@ class Device:
         self.entries.append((seq, raw, sig))
         return raw
 
+    def key_created(self) -> bytes:
+        """Entry 0: the key and, unless left out, the signing policy."""
+        policy = 1 if self.policy is None and self.per_entry_sig else self.policy
+        return self.entry(3, {1: self.pub} if policy is None else {1: self.pub, 2: policy})
+
+    def log_altered(self, first: int, reason: str = "entry does not match its signature"
+                    ) -> bytes:
+        """The device's own report that entries first..seq-1 are not what it signed."""
+        return self.entry(6, {1: first, 2: reason})
+
     def readings(self, n: int) -> None:
         if not self.entries:
-            self.entry(3, {1: self.pub})
+            self.key_created()
         for i in range(n):
             self.entry(0, [{0: "temp", 1: "Cel", 2: 20 + (i % 10) / 4}])
 
@@ -87,7 +100,7 @@ class Device:
     def fork(self, at_seq: int) -> Device:
         """A clone of this device whose chain is cut back to `at_seq` (exclusive)."""
         twin = Device(self.secret, self.per_entry_sig, self.deterministic,
-                      list(self.entries[:at_seq]), t=self.t + 500_000)
+                      list(self.entries[:at_seq]), t=self.t + 500_000, policy=self.policy)
         twin.head = (hashlib.sha256(self.entries[at_seq - 1][1]).digest() if at_seq
                      else twin.head)
         return twin

@@ -42,7 +42,9 @@ CHECKPOINT_EVERY = 10
 SEG_RECORDS = 16
 
 # Runs on the device VM: prints one JSON line per record (kind, seq, body hex, sig hex)
-# plus the public key. t goes back at BACK_SEQ when BACK_SEQ >= 0.
+# plus the public key. t goes back at BACK_SEQ when BACK_SEQ >= 0. Entry 0 declares
+# POLICY (1: every entry signed, 0: checkpoints only). When ALTERED_AT >= 0, the entry
+# at that seq is the device's log-altered report disowning ALTERED_FROM..ALTERED_AT-1.
 _DEVICE_SCRIPT = r"""
 import sys, json, binascii
 import cbor, entry, chain, cose, identity, p256
@@ -52,6 +54,9 @@ EVERY = int(sys.argv[3])
 SIGNED = sys.argv[4] == "1"
 BACK_SEQ = int(sys.argv[5])
 BAD_HEAD_SEQ = int(sys.argv[6])
+POLICY = int(sys.argv[7])
+ALTERED_AT = int(sys.argv[8])
+ALTERED_FROM = int(sys.argv[9])
 ident = identity.Identity(D, p256.public_key(D))
 hx = lambda b: binascii.hexlify(b).decode()
 print(json.dumps({"pub": hx(ident.pub)}))
@@ -62,12 +67,16 @@ up = 0
 for seq in range(N):
     up += 1000 + seq
     if seq == 0:
-        kind, body = entry.KIND_KEY_CREATED, entry.key_body(ident.pub)
+        kind, body = entry.KIND_KEY_CREATED, entry.key_body(ident.pub, POLICY)
     elif seq == 1:
         kind, body = entry.KIND_BOOT, entry.boot_body("power_on")
     elif seq == 4:
         kind, body = entry.KIND_TIME_SET, entry.time_set_body(None, 1757600000)
         t = 1757600000
+    elif seq == ALTERED_AT:
+        kind = entry.KIND_LOG_ALTERED
+        body = entry.altered_body(ALTERED_FROM, "entry %d does not match its signature"
+                                  % ALTERED_FROM)
     else:
         kind = entry.KIND_READING
         body = [("temp", "Cel", 4.0 + (seq % 7) * 0.25), ("humidity", "%RH", 55 + seq % 5),
@@ -111,15 +120,24 @@ def _compiled_firmware() -> Path:
 
 
 def device_chain(d: int, *, signed: bool = False, back_seq: int = -1,
-                 bad_head_seq: int = -1, n: int = ENTRIES) -> tuple[bytes, list[dict[str, Any]]]:
-    """Run the firmware under the unix port; returns (pub, [record dicts])."""
+                 bad_head_seq: int = -1, n: int = ENTRIES, policy: int | None = None,
+                 altered: tuple[int, int] | None = None
+                 ) -> tuple[bytes, list[dict[str, Any]]]:
+    """Run the firmware under the unix port; returns (pub, [record dicts]).
+
+    `policy` is what entry 0 declares (default: 1 when `signed`, else 0); `altered` =
+    (seq A, first seq X) makes entry A the device's log-altered report over X..A-1."""
+    if policy is None:
+        policy = 1 if signed else 0
+    alt_at, alt_from = altered if altered is not None else (-1, 0)
     script = ROOT / "build" / "vectors" / "_gen_chain.py"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(_DEVICE_SCRIPT)
     env = dict(os.environ, MICROPYPATH=str(_compiled_firmware() / "lib"))
     proc = subprocess.run(
         [_micropython(), "-X", "heapsize=102400", str(script), f"{d:064x}", str(n),
-         str(CHECKPOINT_EVERY), "1" if signed else "0", str(back_seq), str(bad_head_seq)],
+         str(CHECKPOINT_EVERY), "1" if signed else "0", str(back_seq), str(bad_head_seq),
+         str(policy), str(alt_at), str(alt_from)],
         env=env, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise SystemExit(f"device chain generation failed:\n{proc.stdout}{proc.stderr}")
@@ -174,9 +192,25 @@ def _copy(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(r) for r in recs]
 
 
+def _relink(recs: list[dict[str, Any]], i: int) -> None:
+    """After an edit of the entry at index i, recompute every later entry's prev link
+    (as a keyless attacker with the flash would; `frame` recomputes the CRCs)."""
+    prev = hashlib.sha256(recs[i]["body"]).digest()
+    for r in recs[i + 1:]:
+        if r["magic"] == 0xA7:
+            r["body"] = _reencode(r["body"], prev=prev)
+            prev = hashlib.sha256(r["body"]).digest()
+
+
+ALTERED_AT, ALTERED_FROM = 27, 24   # the log-altered vectors: entry 27 disowns 24..26
+
+
 def build_vectors() -> dict[str, Any]:
-    pub, base = device_chain(TEST_D)
-    _, signed = device_chain(TEST_D, signed=True)
+    pub, base = device_chain(TEST_D)                     # entry 0: policy 0
+    _, signed = device_chain(TEST_D, signed=True)        # entry 0: policy 1
+    _, altered = device_chain(TEST_D, altered=(ALTERED_AT, ALTERED_FROM))
+    _, altered_signed = device_chain(TEST_D, signed=True,
+                                     altered=(ALTERED_AT, ALTERED_FROM))
     _, back = device_chain(TEST_D, back_seq=22)
     _, badhead = device_chain(TEST_D, bad_head_seq=25)
     other_pub, _ = device_chain(OTHER_D, n=1)
@@ -194,7 +228,7 @@ def build_vectors() -> dict[str, Any]:
             "expect": {"ok": code is None, "code": code, "seq": seq}})
 
     add("happy-path", "the device chain as written, checkpoints only", base)
-    add("happy-path-signed", "every entry signed as well", signed)
+    add("happy-path-signed", "every entry signed (policy 1 in entry 0)", signed)
 
     k = 12
     r = _copy(base)
@@ -274,6 +308,37 @@ def build_vectors() -> dict[str, Any]:
     r[i]["sig"] = bytes(sig)
     add("per-entry-sig-bad", f"entry {k}'s signature altered (CRC fixed)", r,
         "entry_bad_sig", k)
+
+    r = _copy(signed)
+    r[_entry_index(r, k)]["sig"] = None
+    add("unsigned-entry", f"entry {k}'s signature stripped (CRC fixed), policy 1 in entry 0",
+        r, "entry_unsigned", k)
+
+    r = _copy(signed)
+    i = _entry_index(r, k)
+    m = cbor2.loads(r[i]["body"])
+    m[8][0][2] = 30.5
+    r[i]["body"] = bytes(cbor2.dumps(m, canonical=True))
+    _relink(r, i)
+    r = [x for x in r if x["magic"] == 0xA7 or x["seq"] < k]   # the now-wrong checkpoints
+    for x in r[i:]:
+        x["sig"] = None                  # no key: the signatures from the edit on go
+    add("sig-stripped-after-edit", f"policy 1: entry {k} edited, later links and CRCs "
+        "recomputed, the signatures that no longer verify and the checkpoints after it "
+        "removed", r, "entry_unsigned", k)
+
+    r = _copy(signed)
+    for seq in (last, last - 1, last - 2):
+        r[_entry_index(r, seq)]["sig"] = None
+    add("unsigned-tail", "policy 1: the last 3 entries without their signatures", r,
+        "entry_unsigned", last - 2)
+
+    add("log-altered", f"policy 0: entry {ALTERED_AT} is the device's report that entries "
+        f"{ALTERED_FROM}..{ALTERED_AT - 1} were altered; later checkpoints cover them",
+        altered, "log_altered", ALTERED_FROM)
+    add("log-altered-signed", f"policy 1: entry {ALTERED_AT} disowns {ALTERED_FROM}.."
+        f"{ALTERED_AT - 1}, whose own signatures verify", altered_signed, "log_altered",
+        ALTERED_FROM)
 
     r = _copy(base)
     i = _entry_index(r, k)

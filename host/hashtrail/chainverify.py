@@ -8,6 +8,19 @@ a reason code and a text, and after a break it resynchronises on the next entry 
 to find further breaks. Entries after the first break are never counted as
 verified: `verified_through` ends before it.
 
+The device's signing policy (docs/FORMATS.md, entry 0's key 2) decides what an
+unsigned entry means. It is read from entry 0 when the walk starts at genesis, and
+otherwise given by the caller from what it stored when it accepted entry 0 (a store,
+a ledger); a device is held to its entry 0, never to its board.json. Policy 1 (every
+entry signed): an entry without its own valid signature is a break. Policy 0
+(checkpoints only): entries are unprotected until a checkpoint covers them; whether
+one does is the caller's judgement (collect: the fresh checkpoint for its nonce).
+A log-altered entry (kind 6) is the device's own report that no signature of its
+covers entries body[1]..seq-1: nothing from body[1] on is counted as verified.
+`ChainReport.unprotected` names, for a device that does not sign every entry, which
+verified entries were unprotected until which device signature (checkpoint N, or an
+entry's own), and which no signature covers yet: never a plain "ok" for them.
+
 Reason codes:
   record_torn_tail, record_bad_crc, record_bad_magic   the flash record layer
   bad_entry          entry bytes that are not a canonical v1 entry
@@ -21,6 +34,8 @@ Reason codes:
   conflict           a second, different entry for a seq already seen (fork)
   time_backwards     t or up decreased within one boot; boot counter decreased
   entry_bad_sig      per-entry signature does not verify
+  entry_unsigned     no per-entry signature, but entry 0 says the device signs every entry
+  log_altered        the device reports entries X..A-1 altered on its flash (entry A, kind 6)
   checkpoint_bad     checkpoint bytes malformed
   checkpoint_bad_sig checkpoint signature does not verify / other device
   checkpoint_head_mismatch   signed head differs from the chain's entry at that seq
@@ -33,7 +48,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .checkpoint import Checkpoint, parse_checkpoint, signed_by
-from .entry import Entry, is_key_created_by, parse_entry
+from .entry import (
+    KIND_LOG_ALTERED,
+    POLICY_EVERY_ENTRY,
+    Entry,
+    is_key_created_by,
+    parse_entry,
+    signing_policy,
+)
 from .errors import FormatError
 from .keys import DeviceId, DeviceKey
 from .records import Record, RecordProblem
@@ -67,6 +89,11 @@ class ChainReport:
     head: bytes | None = None
     verified_through: int | None = None
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    policy: int | None = None        # entry 0's signing policy (None: unknown)
+    altered_from: int | None = None  # lowest seq a log-altered entry disowns
+    # (first, last, seq of the covering signature or None, "checkpoint" | "entry" | "")
+    # over the verified entries, unless the device signs every entry (policy 1)
+    unprotected: list[tuple[int, int, int | None, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -74,7 +101,8 @@ class ChainReport:
 
 
 class _Walker:
-    def __init__(self, key: DeviceKey, anchor: Anchor | None, report: ChainReport) -> None:
+    def __init__(self, key: DeviceKey, anchor: Anchor | None, report: ChainReport,
+                 policy: int | None = None) -> None:
         self.key = key
         self.pub = self.key.pub
         self.dev = report.device_id
@@ -88,6 +116,9 @@ class _Walker:
         self.broken = False
         self.last: Entry | None = None
         self.started = False
+        self.every_entry = policy == POLICY_EVERY_ENTRY
+        report.policy = policy
+        self.covers: dict[int, str] = {}    # seq -> what device signature covers it
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -107,7 +138,8 @@ class _Walker:
         if e.seq != rec.seq:
             self.brk(e.seq, "seq_mismatch",
                      f"record header says seq {rec.seq}, the entry says {e.seq}", rec)
-        if rec.sig is not None and not self.key.signed(h, rec.sig):
+        sig_ok = rec.sig is not None and self.key.signed(h, rec.sig)
+        if rec.sig is not None and not sig_ok:
             self.brk(e.seq, "entry_bad_sig", f"entry {e.seq}: per-entry signature invalid",
                      rec)
         if e.seq < self.next_seq:
@@ -135,9 +167,19 @@ class _Walker:
                 self.brk(e.seq, "link_mismatch",
                          f"entry {e.seq} does not link to entry {e.seq - 1} "
                          f"(entry {e.seq - 1} edited, or this one)", rec)
-        if e.seq == 0 and not is_key_created_by(e, self.pub):
-            self.brk(0, "wrong_genesis", "entry 0 is not the key-created entry of this key",
-                     rec)
+        if e.seq == 0:
+            if not is_key_created_by(e, self.pub):
+                self.brk(0, "wrong_genesis",
+                         "entry 0 is not the key-created entry of this key", rec)
+            elif self.next_seq == 0:     # the genesis entry of this walk: its word counts
+                self.r.policy = signing_policy(e)
+                self.every_entry = self.r.policy == POLICY_EVERY_ENTRY
+        if rec.sig is None and self.every_entry:
+            self.brk(e.seq, "entry_unsigned",
+                     f"entry {e.seq} carries no device signature, but this device signs "
+                     "every entry (entry 0)", rec)
+        if e.kind == KIND_LOG_ALTERED:
+            self._altered(e, rec)
         last = self.last
         if last is not None and last.seq == e.seq - 1 and (
                 e.boot != last.boot or e.up < last.up
@@ -146,6 +188,8 @@ class _Walker:
         self.started = True
         seq = e.seq
         self.seen[seq] = h
+        if sig_ok:
+            self.covers[seq] = "entry"
         self.next_seq, self.head, self.last = seq + 1, h, e
         r = self.r
         r.entries += 1
@@ -154,6 +198,22 @@ class _Walker:
         r.last_seq, r.head = seq, h
         if not self.broken:
             r.verified_through = seq
+
+    def _altered(self, e: Entry, rec: Record) -> None:
+        """The device disowns entries body[1]..seq-1: no signature of its, at this entry
+        or after, covers them, so nothing from body[1] on counts as verified."""
+        first = min(int(e.body[1]), e.seq)
+        span = (f"entries {first}..{e.seq - 1}" if first < e.seq - 1
+                else f"entry {first}" if first == e.seq - 1
+                else f"its log from entry {e.seq}")
+        self.brk(first, "log_altered",
+                 f"the device reports {span} altered on its flash (log-altered entry "
+                 f"{e.seq}): {e.body[2]}", rec)
+        r = self.r
+        r.altered_from = first if r.altered_from is None else min(r.altered_from, first)
+        if r.verified_through is not None and r.verified_through >= first:
+            lo = r.first_seq if r.first_seq is not None else 0
+            r.verified_through = first - 1 if first - 1 >= lo else None
 
     def _times(self, a: Entry, b: Entry, rec: Record) -> None:
         """Entry b follows a: within one boot, uptime and device time never go back."""
@@ -190,19 +250,37 @@ class _Walker:
         if h != cp.head:
             self.find(cp.seq, "checkpoint_head_mismatch",
                       f"signed head for entry {cp.seq} differs from the chain's entry", rec)
+        elif self.covers.get(cp.seq) != "entry":
+            self.covers[cp.seq] = "checkpoint"
+
+    def unprotected(self) -> None:
+        """Group the verified entries by the first device signature at or after them."""
+        r = self.r
+        if r.policy == POLICY_EVERY_ENTRY or r.first_seq is None \
+                or r.verified_through is None:
+            return
+        out = r.unprotected
+        lo = r.first_seq
+        for seq in sorted(s for s in self.covers if lo <= s <= r.verified_through):
+            out.append((lo, seq, seq, self.covers[seq]))
+            lo = seq + 1
+        if lo <= r.verified_through:
+            out.append((lo, r.verified_through, None, ""))
 
 
 def verify_chain(pub: bytes, records: Sequence[Record],
                  problems: Sequence[RecordProblem] = (), *,
-                 anchor: Anchor | None = None) -> ChainReport:
+                 anchor: Anchor | None = None, policy: int | None = None) -> ChainReport:
     """Walk records (entries and checkpoint records, in log order); report every break.
 
+    `policy` is the device's signing policy as the caller stored it from entry 0, for a
+    walk that starts after entry 0 (an anchor); a walk from genesis reads entry 0's.
     Checkpoint records are checked after all entries, against the entries as walked,
     so a checkpoint written before a later damaged region is still judged.
     """
     key = DeviceKey(pub)
     report = ChainReport(key.id)
-    w = _Walker(key, anchor, report)
+    w = _Walker(key, anchor, report, policy)
     # A damaged record ends its segment's valid data; what that loses shows up as a
     # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
     for p in problems:
@@ -214,5 +292,6 @@ def verify_chain(pub: bytes, records: Sequence[Record],
     for rec in records:
         if not rec.is_entry:
             w.checkpoint(rec)
+    w.unprotected()
     report.findings.sort(key=lambda f: (f.seq if f.seq is not None else -1))
     return report

@@ -168,7 +168,9 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             info = link.hello()  # the device may have rebooted: same id, new boot
             if info.device_id != did:
                 raise LinkError("another device appeared on the port during collection") from e
-    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce)
+    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
+    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
+                                   policy=store.policy(did))
     # Everything as received, even what fails, is kept in quarantine as evidence.
     for cp in report.checkpoints:
         store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)

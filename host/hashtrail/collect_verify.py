@@ -7,6 +7,13 @@ CRCs, seq continuity from the anchor, prev links, genesis, signatures, the check
 records in the log); this module adds what only a live collection can check: the
 checkpoint made just now carries OUR random nonce and signs the head of the last
 entry we hold, so a replayed checkpoint or a truncated tail cannot pass.
+
+The device is held to the signing policy of its entry 0: read from the pulled entry 0
+on a first collection, else `policy` as the store kept it (Store.policy). Under policy
+1 an entry without its own signature is refused even though the fresh checkpoint signs
+the head after it: a device signing over a log rewritten on its flash is exactly what
+the per-entry signatures are there to catch. A log-altered entry (the device's own
+report) is refused whatever the policy.
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ def checkpoint_seq(cose: bytes) -> int:
 
 
 def verify(pub: bytes, anchor: Anchor | None, raw_records: Sequence[bytes],
-           fresh_cose: bytes, nonce: bytes) -> Report:
-    """Judge records pulled after `anchor` plus the fresh checkpoint for `nonce`."""
+           fresh_cose: bytes, nonce: bytes, *, policy: int | None = None) -> Report:
+    """Judge records pulled after `anchor` plus the fresh checkpoint for `nonce`;
+    `policy` is the device's signing policy as stored from its entry 0."""
     records, problems = parse_records(b"".join(raw_records), source="serial")
     chain = verify_chain(pub, records, problems,
                          anchor=None if anchor is None else ChainAnchor(anchor.seq,
-                                                                        anchor.head))
+                                                                        anchor.head),
+                         policy=policy)
     cps: list[Checkpoint] = []
     for r in records:
         if not r.is_entry:

@@ -13,11 +13,23 @@ IMMEDIATE` transaction, reconcile
   2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
      entries already accepted are duplicates; everything else waits in `pending`.
      Per-entry signatures are checked as one batch over `workers` threads (default:
-     every CPU; OpenSSL drops the GIL while it verifies, keys.signed_batch);
-  3. walks `pending` from the device's accepted tip along `prev` links, and accepts up
-     to the last entry a device signature covers (a checkpoint over its hash, or its
-     own per-entry signature): unsigned tails wait for a checkpoint, holes wait for the
-     collector that has the missing entries. Each accepted entry becomes a Merkle leaf;
+     every CPU; OpenSSL drops the GIL while it verifies, keys.map_slices), each
+     thread hashing and parsing its slice too;
+  3. walks `pending` from the device's accepted tip along `prev` links, and accepts
+     what the device's signatures cover, by the signing policy its entry 0 declares
+     (read from entry 0 in the ledger, or from the entry 0 being accepted):
+     - policy 1 (every entry signed): only entries with their own valid signature, in
+       order; the first one without stops the walk (finding), whatever signature
+       follows it: a device signing over a log rewritten on its flash is what the
+       per-entry signatures catch. A signed copy of the same bytes from another bundle
+       replaces the unsigned one and lets it in;
+     - policy 0 (checkpoints only): up to the last entry a device signature covers (a
+       checkpoint over its hash, or its own per-entry signature); unsigned tails wait;
+     - either way, never entries a log-altered entry (kind 6, the device's own report)
+       disowns: a report at seq A disowning X..A-1 stops acceptance below X, even with
+       a later checkpoint (finding). Entries already accepted stay.
+     Holes wait for the collector that has the missing entries. Each accepted entry
+     becomes a Merkle leaf;
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
@@ -40,8 +52,10 @@ from typing import NamedTuple
 
 from .bundle import Bundle, BundleCheckpoint
 from .devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
+from .entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from .errors import HashtrailError
 from .evidence import Branch, branch_hash, make_evidence
+from .keys import map_slices
 from .ledger_db import Ledger, leaf_prefix
 from .store import RawEntry
 
@@ -161,25 +175,15 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0)
-    sha256 = hashlib.sha256
-    hashes = [sha256(r.body).digest() for r in recs]
-    # Per-entry signatures first, all at once (over every CPU: keys.signed_batch); an
-    # entry that does not parse is refused for that below, whatever its signature.
-    signed_at: list[int] = []
-    pairs: list[tuple[bytes, bytes]] = []
-    for i, r in enumerate(recs):
-        if r.sig is not None:
-            signed_at.append(i)
-            pairs.append((hashes[i], r.sig))
-    verdicts = key.signed_batch(pairs, workers)
-    bad_sig = {i for i, ok in zip(signed_at, verdicts, strict=True) if not ok}
+    checked = _check_entries(key, recs, workers)
     for i, (seq, body, sig) in enumerate(recs):
+        h, f, sig_ok = checked[i]
         try:
-            f = parse_entry(body)
+            if isinstance(f, HashtrailError):    # an entry that does not parse is refused
+                raise f                          # for that, whatever its signature
             if f.seq != seq:
                 raise HashtrailError(f"record says seq {seq}, entry says {f.seq}")
-            h = hashes[i]
-            if i in bad_sig:
+            if not sig_ok:
                 raise HashtrailError("per-entry signature does not verify")
             if seq == 0:
                 key.check_first_entry(f)
@@ -226,6 +230,36 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
     res.pending += sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
 
 
+def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
+                   ) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+    """(entry hash, parsed entry or why not, signature ok or absent) for each record.
+
+    Per-entry signatures are checked over every CPU (keys.map_slices; OpenSSL drops the
+    GIL while it verifies), and each thread also hashes and parses its slice between
+    verifies: the parse then runs while the other threads are inside OpenSSL, instead
+    of after all of them. A bundle with few signatures stays on this thread (parsing
+    alone holds the GIL: threads would only add their cost)."""
+    sha256 = hashlib.sha256
+    signed = key.signed
+
+    def part(lo: int, hi: int) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+        out: list[tuple[bytes, EntryFields | HashtrailError, bool]] = []
+        for _seq, body, sig in recs[lo:hi]:
+            h = sha256(body).digest()
+            ok = sig is None or signed(h, sig)
+            f: EntryFields | HashtrailError
+            try:
+                f = parse_entry(body)
+            except HashtrailError as e:
+                f = e
+            out.append((h, f, ok))
+        return out
+
+    n = len(recs)
+    many = 2 * sum(1 for r in recs if r.sig is not None) >= n
+    return map_slices(part, n, workers if many else 1)
+
+
 def _load_pending(db: sqlite3.Connection, did: str, lo: int) -> dict[int, list[_Cand]]:
     out: dict[int, list[_Cand]] = defaultdict(list)
     for s, h, body, sig in db.execute("SELECT seq, entry_hash, body, sig FROM pending "
@@ -242,6 +276,44 @@ def _signed_heads(db: sqlite3.Connection, did: str, lo: int) -> set[tuple[int, b
         "SELECT seq, head FROM dev_checkpoints WHERE device_id=? AND seq>=?", (did, lo))}
 
 
+def _policy(db: sqlite3.Connection, did: str) -> int | None:
+    """The signing policy of the device's accepted entry 0 (None: not accepted yet)."""
+    row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0",
+                     (did,)).fetchone()
+    return None if row is None else signing_policy(parse_entry(bytes(row[0])))
+
+
+def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
+                  heads: set[tuple[int, bytes]], res: Result) -> int | None:
+    """The lowest seq a pending log-altered entry disowns and the ledger does not hold
+    yet (None: no such report). Each report is a finding with the device's reason.
+
+    Only the device's word counts: a report its own signature or a later one chained
+    to it covers. Bundles from anyone fill gaps, so an unsigned report that no device
+    signature covers (yet) could be made up by whoever wrote the bundle, to hold a
+    device's entries out of the ledger for good; it waits in `pending` instead."""
+    stop: int | None = None
+    for c in [c for cs in cands.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]:
+        first, a = min(int(c.f.body[1]), c.seq), c.seq
+        if a <= tip:         # a copy beside the accepted entry: fork evidence's concern
+            continue
+        if c.sig is None and not _signed_ahead(c, cands, heads):
+            continue
+        span = (f"entries {first}..{a - 1}" if first < a - 1 else f"entry {first}"
+                if first == a - 1 else f"its log from entry {a}")
+        said = (f"log altered: the device reports {span} altered on its flash (log-altered"
+                f" entry {a}): {c.f.body[2]}")
+        if a == tip + 1:     # every entry it disowns was accepted before this report
+            if first <= tip:
+                res.findings.append(Finding(did, first, f"{said}; accepted before this "
+                                            "report, under the device's signatures"))
+            continue
+        cut = max(first, tip + 1)
+        res.findings.append(Finding(did, cut, f"{said}; never accepted"))
+        stop = cut if stop is None else min(stop, cut)
+    return stop
+
+
 def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, list[_Cand]],
              res: Result) -> dict[int, _Cand]:
     """Accept the signed prefix of the chain from the tip; returns the candidates taken."""
@@ -251,29 +323,45 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
     path: list[_Cand] = []
     covered = 0
     s, head = dev.tip_seq + 1, dev.tip_head
-    while s in cands:
+    every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
+    stop = _altered_stop(did, dev.tip_seq, cands, heads, res)
+    end = (1 << 63) if stop is None else stop
+    # (policy 0 walks on past a disowned range: a later signature still covers what
+    # lies below it, since the links commit to those entries whatever follows)
+    while s in cands and (s < end or not every):
         cs = cands[s]
         if len(cs) == 1 and cs[0].f.prev == head:      # the usual case: one linked copy
             c = cs[0]
+        else:
+            opts = [c for c in cs if c.f.prev == head]
+            if not opts:
+                res.findings.append(Finding(did, s, "entry does not link to the previous "
+                                            "entry (edited, reordered or from another "
+                                            "chain); held"))
+                break
+            # Two linked candidates for one seq (say an edited copy from one collector
+            # and the real entry from another): take the one whose chain reaches a
+            # device signature; the other stays pending, and becomes fork evidence once
+            # signed too.
+            opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads, every), c.h))
+            c = opts[0]
+        if s == 0:
+            every = signing_policy(c.f) == POLICY_EVERY_ENTRY
+        if every:
+            if c.sig is None:
+                res.findings.append(Finding(did, s, "entry unsigned: it carries no device "
+                                            "signature, but this device signs every entry "
+                                            "(entry 0); held"))
+                break
+            path.append(c)
+            covered = len(path)
+        else:
             path.append(c)
             if c.sig is not None or (s, c.h) in heads:
                 covered = len(path)
-            head, s = c.h, s + 1
-            continue
-        opts = [c for c in cs if c.f.prev == head]
-        if not opts:
-            res.findings.append(Finding(did, s, "entry does not link to the previous entry"
-                                        " (edited, reordered or from another chain); held"))
-            break
-        # Two linked candidates for one seq (say an edited copy from one collector and
-        # the real entry from another): take the one whose chain reaches a device
-        # signature; the other stays pending, and becomes fork evidence once signed too.
-        opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads), c.h))
-        c = opts[0]
-        path.append(c)
-        if c.sig is not None or (s, c.h) in heads:
-            covered = len(path)
         head, s = c.h, s + 1
+    if stop is not None:
+        covered = min(covered, stop - dev.tip_seq - 1)
     prev_t = dev.tip_t
     for c in path[:covered]:
         t = c.f.t
@@ -300,8 +388,11 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
-                  heads: set[tuple[int, bytes]]) -> bool:
-    """Whether a device signature covers `start` or an entry chained after it."""
+                  heads: set[tuple[int, bytes]], every: bool = False) -> bool:
+    """Whether a device signature covers `start` or an entry chained after it (for a
+    device that signs every entry: its own signature)."""
+    if every:
+        return start.sig is not None
     stack, seen = [start], {id(start)}
     while stack:
         c = stack.pop()

@@ -18,6 +18,7 @@ API for the collect engineer (all methods are plain, synchronous, one transactio
         st.enrollment(device_id) -> Enrollment | None
         st.enrollments() -> list[Enrollment]
         st.anchor(device_id) -> Anchor | None          # last accepted (seq, head), None = genesis
+        st.policy(device_id) -> int | None             # signing policy of its accepted entry 0
         st.quarantine(device_id, [RawEntry(seq, body, sig)]) -> int   # new records stored
         st.quarantined(device_id, from_seq=0) -> list[RawEntry]
         st.accept(device_id, upto_seq, head) -> int   # quarantine -> accepted, anchor moves
@@ -38,6 +39,11 @@ A `RawEntry.body` is the entry's CBOR bytes exactly as read from flash and `sig`
 optional 64-byte per-entry signature. Checkpoint bytes are the COSE_Sign1 as received;
 `seq` and `head` are what the caller parsed from it (kept for ordering and lookups only:
 an exported bundle carries the COSE bytes and the ledger parses them again).
+
+A device's signing policy (docs/FORMATS.md: entry 0 says whether it signs every entry)
+is stored when its entry 0 is accepted, so an incremental collection, whose records no
+longer start at entry 0, still holds the device to it (chainverify `policy=`). A store
+made before the policy was kept derives it from its accepted entry 0 when opened.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from . import note, sqlite_file
+from .entry import parse_entry, signing_policy
 from .errors import FormatError, HashtrailError, VerificationError
 from .keys import parse_device_id
 
@@ -76,6 +83,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (device_id, cose_hash)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (
     device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS policies (
+    device_id TEXT PRIMARY KEY, policy INTEGER NOT NULL);
 """
 
 
@@ -166,6 +175,11 @@ class Store:
                                        ).fetchone()[0]
                     conn.execute("INSERT INTO meta VALUES ('signer', ?)",
                                  (note.Signer.generate(f"collector-{cid}").to_string(),))
+                # a store older than the policies table: derive them from entry 0
+                for (did,) in conn.execute(
+                        "SELECT device_id FROM state WHERE device_id NOT IN "
+                        "(SELECT device_id FROM policies)").fetchall():
+                    st._keep_policy(conn, str(did))
             return st
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open collector store {p}: {e}") from e
@@ -234,6 +248,27 @@ class Store:
                                (device_id,)).fetchone()
         return None if row is None else Anchor(int(row[0]), bytes(row[1]))
 
+    def policy(self, device_id: str) -> int | None:
+        """The signing policy the device's accepted entry 0 declares (None: entry 0 not
+        accepted yet)."""
+        row = self._db.execute("SELECT policy FROM policies WHERE device_id=?",
+                               (device_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _keep_policy(self, db: sqlite3.Connection, device_id: str) -> None:
+        """Record the policy of the device's accepted entry 0 (inside the caller's
+        transaction). Bytes that are no entry (never verified, so never accepted by
+        collect) record nothing."""
+        row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0 AND "
+                         "accepted=1", (device_id,)).fetchone()
+        if row is None:
+            return
+        try:
+            policy = signing_policy(parse_entry(bytes(row[0])))
+        except FormatError:
+            return
+        db.execute("INSERT OR REPLACE INTO policies VALUES (?,?)", (device_id, policy))
+
     def quarantine(self, device_id: str, records: Iterable[RawEntry]) -> int:
         """Store records exactly as received, unverified. Returns how many were new."""
         self._require_enrolled(device_id)
@@ -300,6 +335,8 @@ class Store:
                        "AND ?", (device_id, start, upto_seq))
             db.execute("INSERT OR REPLACE INTO state VALUES (?,?,?)",
                        (device_id, upto_seq, head))
+            if start == 0:
+                self._keep_policy(db, device_id)
             return len(seqs)
 
     # -- checkpoints ---------------------------------------------------------------------

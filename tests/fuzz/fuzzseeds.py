@@ -155,7 +155,8 @@ def _branch(recs: list[dict[str, Any]], lo: int, cp_seq: int) -> Branch:
 @cache
 def seeds() -> Seeds:
     pub, base = gen_mutations.device_chain(gen_mutations.TEST_D, n=ENTRIES)
-    _, signed = gen_mutations.device_chain(gen_mutations.TEST_D, n=ENTRIES, signed=True)
+    _, signed = gen_mutations.device_chain(gen_mutations.TEST_D, n=ENTRIES, signed=True,
+                                           policy=0)     # the same chain, signed
     _, back = gen_mutations.device_chain(gen_mutations.TEST_D, n=ENTRIES,
                                          back_seq=FORK_SEQ)
     did = device_id_of(pub)

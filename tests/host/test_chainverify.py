@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -54,7 +55,8 @@ def test_vector_set_is_complete() -> None:
     want = {"happy-path", "payload-edited", "seq-plus-1", "entry-deleted", "entries-reordered",
             "entry-duplicated", "wrong-genesis", "checkpoint-bad-sig",
             "checkpoint-head-mismatch", "trailing-garbage", "truncated-tail",
-            "per-entry-sig-bad", "time-backwards", "mid-chain-anchored"}
+            "per-entry-sig-bad", "time-backwards", "mid-chain-anchored", "unsigned-entry",
+            "sig-stripped-after-edit", "unsigned-tail", "log-altered", "log-altered-signed"}
     assert want <= set(NAMES)
 
 
@@ -112,3 +114,88 @@ def test_every_record_corruption_is_reported() -> None:
         recs, probs = parse_records(bytes(mutated), "last")
         rep = verify_chain(pub, recs, probs, anchor=None)
         assert not rep.ok, i
+
+
+def _records(v: dict[str, Any]):  # type: ignore[no-untyped-def]
+    recs, probs = [], []
+    for s in v["segments"]:
+        r, p = parse_records(bytes.fromhex(s["data"]), s["name"])
+        recs += r
+        probs += p
+    return recs, probs
+
+
+def test_device_is_held_to_its_entry_0_policy() -> None:
+    """Policy from entry 0 (1 for the signed device chain, 0 for the plain one); a walk
+    that starts after entry 0 takes the policy the caller stored, and holds to it."""
+    pub = bytes.fromhex(vectors()["pub"])
+    assert _run(by_name("happy-path-signed")).policy == 1
+    assert _run(by_name("happy-path")).policy == 0
+    recs, probs = _records(by_name("unsigned-entry"))       # entry 12 without its sig
+    mid = [r for r in recs if r.seq >= 10]
+    head9 = next(r for r in recs if r.is_entry and r.seq == 9).body
+    anchor = Anchor(9, hashlib.sha256(head9).digest())
+    rep = verify_chain(pub, mid, probs, anchor=anchor, policy=1)
+    assert [(f.code, f.seq) for f in rep.findings] == [("entry_unsigned", 12)]
+    assert rep.verified_through == 11 and rep.policy == 1
+    assert verify_chain(pub, mid, probs, anchor=anchor, policy=0).ok
+    # the same records from genesis: entry 0's word, whatever the caller says
+    rep = verify_chain(pub, recs, probs, policy=0)
+    assert ("entry_unsigned", 12) in [(f.code, f.seq) for f in rep.findings]
+
+
+def test_log_altered_range_is_never_verified() -> None:
+    """The device's own report: nothing from its first disowned seq on counts, even with
+    checkpoints after it (policy 0) or valid per-entry signatures (policy 1)."""
+    for name in ("log-altered", "log-altered-signed"):
+        rep = _run(by_name(name))
+        (f,) = [f for f in rep.findings if f.code == "log_altered"]
+        assert f.seq == 24 and "entries 24..26 altered" in f.text, f
+        assert "entry 24 does not match its signature" in f.text
+        assert rep.verified_through == 23 and rep.altered_from == 24
+        assert rep.last_seq == 39 and len(rep.checkpoints) >= 2
+
+
+def test_cli_verify_log_policy_for_an_anchored_log(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]
+                                                   ) -> None:
+    """A pruned log (no entry 0): --policy says what entry 0 declared."""
+
+    v = by_name("unsigned-tail")                            # policy 1, 37..39 unsigned
+    for s in v["segments"][1:]:                              # entries 16.. only
+        (tmp_path / s["name"]).write_bytes(bytes.fromhex(s["data"]))
+    recs, _ = _records(v)
+    h15 = hashlib.sha256(next(r for r in recs if r.is_entry and r.seq == 15).body).digest()
+    base = ["verify-log", "--pubkey", v["pub"], "--anchor", f"15:{h15.hex()}", "--json"]
+    assert cli.main([*base, str(tmp_path)]) == 0            # policy unknown: links only
+    assert json.loads(capsys.readouterr().out)["policy"] is None
+    assert cli.main([*base, "--policy", "1", str(tmp_path)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == 1 and out["verified_through"] == 36
+    assert [(f["code"], f["seq"]) for f in out["findings"]] == [
+        ("entry_unsigned", 37), ("entry_unsigned", 38), ("entry_unsigned", 39)]
+
+
+def test_policy_0_entries_are_reported_unprotected_until_their_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Never a plain "ok" for checkpoint-only entries: each range names the checkpoint
+    that first covered it, and a tail no signature covers says so."""
+    rep = _run(by_name("happy-path"))
+    assert rep.ok and rep.policy == 0
+    assert rep.unprotected == [(0, 9, 9, "checkpoint"), (10, 19, 19, "checkpoint"),
+                               (20, 29, 29, "checkpoint"), (30, 39, 39, "checkpoint")]
+    assert _run(by_name("happy-path-signed")).unprotected == []
+    v = by_name("tail-entries-removed")        # the last checkpoint names a cut tail
+    recs, probs = _records(v)
+    rep = verify_chain(bytes.fromhex(v["pub"]), [r for r in recs if r.seq <= 33], probs)
+    assert rep.ok and rep.unprotected[-1] == (30, 33, None, "")
+    d = tmp_path / "log"
+    d.mkdir()
+    _write(by_name("happy-path"), d)
+    assert cli.main(["verify-log", "--pubkey", v["pub"], str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "entries 10..19: unprotected until checkpoint 19" in out
+    assert "policy 0: checkpoints only" in out
+    assert cli.main(["verify-log", "--pubkey", v["pub"], "--json", str(d)]) == 0
+    assert json.loads(capsys.readouterr().out)["unprotected"][0] == {
+        "first": 0, "last": 9, "until": 9, "by": "checkpoint"}

@@ -11,22 +11,28 @@ and per-entry-signed chains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from fwimage import BLOCK, device_image, log_records
 from hashtrail.cli import main
 from hashtrail.devicecheck import DeviceKey
 from hashtrail.imagefs import read_image
-from hashtrail.records import MAGIC_CHECKPOINT, Record
+from hashtrail.records import MAGIC_CHECKPOINT, Record, parse_records
 from hashtrail.store import RawEntry, Store, device_id_of
+from ledgerkit import Device
+from mutation_vectors import by_name
 
 READINGS = 40
 
 
 class DeviceChain:
+    secret = 0      # the device's private scalar (read off its flash image), if known
+
     def __init__(self, pub: bytes, records: list[Record], last_seq: int) -> None:
         self.pub, self.records, self.last_seq = pub, records, last_seq
         self.device_id = device_id_of(pub)
@@ -45,14 +51,26 @@ def _firmware_chain(tmp: Path, sign: bool) -> DeviceChain:
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    return DeviceChain(files["/ht/key"][36:101], recs, last)
+    ch = DeviceChain(files["/ht/key"][36:101], recs, last)
+    ch.secret = int.from_bytes(files["/ht/key"][4:36], "big")   # HTK1 || d || pub || crc
+    return ch
+
+
+_CHAINS: dict[bool, DeviceChain] = {}
+
+
+def _chain(tmp_path_factory: pytest.TempPathFactory, sign: bool) -> DeviceChain:
+    """One firmware run per mode for the whole module."""
+    if sign not in _CHAINS:
+        _CHAINS[sign] = _firmware_chain(tmp_path_factory.mktemp("fw"), sign)
+    return _CHAINS[sign]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["checkpoint-signed",
                                                              "per-entry-signed"])
 def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> DeviceChain:
-    return _firmware_chain(tmp_path_factory.mktemp("fw"), bool(request.param))
+    return _chain(tmp_path_factory, bool(request.param))
 
 
 def _bundle(tmp: Path, ch: DeviceChain, name: str,
@@ -158,3 +176,96 @@ def test_edited_firmware_entry_is_refused(chain: DeviceChain, tmp_path: Path,
     code, out = _cli_json(capsys, "reconcile", "--ledger", led,
                           str(_bundle(tmp_path, chain, "honest")))
     assert out["size"] == chain.covered + 1
+
+
+def _rewrite(ch: DeviceChain, seq: int, *, edit: bool) -> DeviceChain:
+    """A keyless flash attacker: from `seq` on, signatures stripped (and with `edit`,
+    entry `seq`'s reading changed and every later prev link recomputed); the
+    checkpoints over the old heads removed. Then the device, as the firmware before
+    issue 10 did at collection, signs a fresh checkpoint over the head it holds (made
+    here with its key, read off the image)."""
+    recs: list[Record] = []
+    prev = b""
+    for r in ch.records:
+        if r.magic == MAGIC_CHECKPOINT:
+            if DeviceKey(ch.pub).checkpoint(r.body).seq < seq:
+                recs.append(r)
+            continue
+        body = r.body
+        if r.seq >= seq and edit:
+            m = cbor2.loads(body)
+            if r.seq == seq:
+                m[8][0][2] = 30.5                   # the temperature reading
+            else:
+                m[5] = prev
+            body = cbor2.dumps(m, canonical=True)
+        prev = hashlib.sha256(body).digest()
+        recs.append(Record(r.magic, r.seq, body, None if r.seq >= seq else r.sig,
+                           r.source, r.offset))
+    dev = Device(ch.secret)
+    assert dev.pub == ch.pub
+    dev.entries = [(r.seq, r.body, r.sig) for r in recs if r.is_entry]
+    cose = dev.checkpoint(b"collector-nonce!")
+    recs.append(Record(MAGIC_CHECKPOINT, ch.last_seq, cose, None, "fresh", 0))
+    out = DeviceChain(ch.pub, recs, ch.last_seq)
+    out.secret = ch.secret
+    return out
+
+
+@pytest.mark.parametrize("attack, seq", [("strip", 20), ("edit", 20), ("tail", 0)])
+def test_flash_rewrite_signed_afresh(attack: str, seq: int, tmp_path: Path,
+                                     tmp_path_factory: pytest.TempPathFactory,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's attack 1 on firmware-made chains. A device that signs every entry
+    (entry 0: policy 1): refused at the first entry without its own signature, with
+    device id, seq and reason, whatever the fresh checkpoint says. A device that signs
+    checkpoints only (policy 0): its entries after the last checkpoint made before the
+    rewrite are "unprotected until checkpoint N", and the rewrite is accepted: what
+    docs/THREATS.md says an attacker can do to them."""
+    for sign in (True, False):
+        ch = _chain(tmp_path_factory, sign)
+        at = seq or ch.last_seq - 2
+        evil = _rewrite(ch, at, edit=attack == "edit")
+        led = str(tmp_path / f"ledger-{sign}.db")
+        assert main(["ledger", "init", "--ledger", led, "--origin", "test.example/fw"]) == 0
+        code, out = _cli_json(capsys, "reconcile", "--ledger", led,
+                              str(_bundle(tmp_path, evil, f"evil{sign}", trusted_by=led)))
+        (b,) = out["bundles"]
+        if sign:
+            assert code == 1 and b["accepted"] == at == out["size"]
+            found = [(f["device_id"], f["seq"], f["reason"]) for f in b["findings"]]
+            assert found == [(ch.device_id, at, "entry unsigned: it carries no device "
+                              "signature, but this device signs every entry (entry 0); "
+                              "held")], found
+        else:
+            assert code == 0 and b["accepted"] == ch.last_seq + 1, b
+
+
+def _vector_chain(name: str) -> DeviceChain:
+    recs: list[Record] = []
+    v = by_name(name)
+    for seg in v["segments"]:
+        recs += parse_records(bytes.fromhex(seg["data"]), seg["name"])[0]
+    return DeviceChain(bytes.fromhex(v["pub"]), recs, max(r.seq for r in recs if r.is_entry))
+
+
+@pytest.mark.parametrize("name", ["log-altered", "log-altered-signed"])
+def test_log_altered_report_is_never_accepted(name: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The firmware's log-altered entry (27, disowning 24..26; made by the device
+    modules, tools/gen_mutations.py) and checkpoints at 29 and 39 after it: the ledger
+    takes 0..23 and nothing from 24, however often it is reconciled."""
+    ch = _vector_chain(name)
+    led = str(tmp_path / "ledger.db")
+    assert main(["ledger", "init", "--ledger", led, "--origin", "test.example/fw"]) == 0
+    for run in range(2):
+        code, out = _cli_json(capsys, "reconcile", "--ledger", led,
+                              str(_bundle(tmp_path, ch, f"c{run}",
+                                          trusted_by=led if run == 0 else None)))
+        (b,) = out["bundles"]
+        assert code == 1 and out["size"] == 24
+        assert b["accepted"] == (24 if run == 0 else 0)
+        assert [(f["device_id"], f["seq"], f["reason"]) for f in b["findings"]] == [
+            (ch.device_id, 24, "log altered: the device reports entries 24..26 altered on "
+             "its flash (log-altered entry 27): entry 24 does not match its signature; "
+             "never accepted")]

@@ -65,3 +65,51 @@ def test_enrollment_rules(tmp_path: Path) -> None:
         st.accept_checkpoint(DEV, b"cose")
         last = st.last_checkpoint(DEV)
         assert last is not None and last.seq == 0 and last.nonce == b"n"
+
+
+def _device_entries(name: str) -> tuple[bytes, list[RawEntry]]:
+    """(pub, entries) of a firmware-made mutation vector chain."""
+    from hashtrail.records import parse_records
+    from mutation_vectors import by_name
+
+    v = by_name(name)
+    out: list[RawEntry] = []
+    for s in v["segments"]:
+        recs, _ = parse_records(bytes.fromhex(s["data"]), s["name"])
+        out += [RawEntry(r.seq, r.body, r.sig) for r in recs if r.is_entry]
+    return bytes.fromhex(v["pub"]), out
+
+
+@pytest.mark.parametrize("name, policy", [("happy-path", 0), ("happy-path-signed", 1)])
+def test_policy_kept_from_accepted_entry_0(tmp_path: Path, name: str, policy: int) -> None:
+    pub, recs = _device_entries(name)
+    dev = device_id_of(pub)
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(dev, pub)
+        st.quarantine(dev, recs)
+        assert st.policy(dev) is None                     # quarantined is not accepted
+        st.accept(dev, 9, recs[9].entry_hash)
+        assert st.policy(dev) == policy
+        st.accept(dev, 20, recs[20].entry_hash)           # incremental: unchanged
+        assert st.policy(dev) == policy
+
+
+def test_old_store_derives_policy_from_its_entry_0(tmp_path: Path) -> None:
+    """A store made before the policies table existed learns them when opened."""
+    import sqlite3
+
+    pub, recs = _device_entries("happy-path-signed")
+    dev = device_id_of(pub)
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(dev, pub)
+        st.enroll(DEV, PUB)
+        st.quarantine(dev, recs)
+        st.accept(dev, 5, recs[5].entry_hash)
+        st.quarantine(DEV, _chain(1))                     # enrolled, nothing accepted
+    db = sqlite3.connect(tmp_path / "c.db")
+    db.execute("DROP TABLE policies")                     # as an older hashtrail left it
+    db.commit()
+    db.close()
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        assert st.policy(dev) == 1
+        assert st.policy(DEV) is None

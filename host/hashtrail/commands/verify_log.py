@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
                    help="device public key: 130 hex characters (04...) or a file")
     p.add_argument("--anchor", metavar="SEQ:HEAD",
                    help="trusted (seq, head hash hex) to start from, for pruned logs")
+    p.add_argument("--policy", type=int, choices=(0, 1),
+                   help="the signing policy the device's entry 0 declared (1: every entry "
+                        "signed), for a log that no longer holds entry 0 (with --anchor)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR")
     p.set_defaults(func=run)
@@ -48,7 +51,9 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
         "device_id": rep.device_id, "ok": rep.ok, "entries": rep.entries,
         "first_seq": rep.first_seq, "last_seq": rep.last_seq,
         "head": rep.head.hex() if rep.head else None,
-        "verified_through": rep.verified_through,
+        "verified_through": rep.verified_through, "policy": rep.policy,
+        "unprotected": [{"first": a, "last": b, "until": n, "by": by}
+                        for a, b, n, by in rep.unprotected],
         "checkpoints": [{"seq": c.seq, "head": c.head.hex(), "t": c.t,
                          "nonce": c.nonce.hex() if c.nonce else None}
                         for c in rep.checkpoints],
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     pub = load_pub(args.pubkey)
     anchor = parse_anchor(args.anchor) if args.anchor else None
     records, problems = read_segments(args.paths)
-    rep = verify_chain(pub, records, problems, anchor=anchor)
+    rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
     if args.json:
         print(json.dumps(report_json(rep), indent=2))
         return 0 if rep.ok else 1
@@ -71,8 +76,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{f.device_id}  seq {seq:>6}  {f.code}: {f.text}{where}")
     span = ("no entries" if rep.first_seq is None
             else f"{rep.entries} entries in {rep.first_seq}..{rep.last_seq}")
+    for a, b, n, by in rep.unprotected:
+        what = f"entry {a}" if a == b else f"entries {a}..{b}"
+        print(f"{rep.device_id}  {what}: " + (
+            "unprotected: no device signature covers them yet" if n is None
+            else f"unprotected until checkpoint {n}" if by == "checkpoint"
+            else f"unprotected until entry {n}'s signature"))
     status = "OK" if rep.ok else f"BROKEN ({len(rep.findings)} findings)"
-    print(f"{rep.device_id}: {status}; {span}; "
+    policy = {None: "signing policy unknown", 0: "policy 0: checkpoints only",
+              1: "policy 1: every entry signed"}[rep.policy]
+    print(f"{rep.device_id}: {status}; {span}; {policy}; "
           f"{len(rep.checkpoints)} signed checkpoints; verified through "
           f"{'-' if rep.verified_through is None else rep.verified_through}")
     return 0 if rep.ok else 1
