@@ -1,0 +1,428 @@
+"""The three attacks of issue 10, end to end: who can make hashtrail accept a reading
+its device never signed?
+
+1. Someone with the flash and no key: a powered-off device's littlefs image is edited
+   (a reading changed, two readings swapped, the tail dropped) with the hash chain and
+   every record CRC made whole again, so nothing but a device signature can tell.
+2. Someone who can write the ledger file: a row whose device id is another spelling
+   (upper-case hex) of an enrolled device.
+3. The ledger operator, with the ledger file and its signing key: a reading the device
+   never produced, appended as a leaf, signed into a checkpoint and cosigned by a
+   witness.
+
+Every step a user would take runs through the real CLI in its own process (collect,
+export, ledger init/trust/checkpoint/cosign/prove/verify-proof, reconcile, verify), on
+virtual devices running the real firmware and real SQLite files. The tests assert the
+outcome (no path accepts what the device never said), not how the fix is built. Where
+a test needs to know a layout (the ledger's SQL schema for attack 2, the ledger key for
+attack 3), that knowledge sits in one helper here.
+
+The golden device (conftest.py) runs with the firmware's default signing policy, so
+these tests judge whatever the default is: each attack is first checked to have done
+what it claims on the flash or in the ledger, then judged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+from hashtrail import merkle
+from hashtrail.entry import KIND_LOG_ALTERED, KIND_READING, parse_entry
+from hashtrail.ledger_db import Ledger, leaf_bytes
+from hashtrail.note import Signer
+from hashtrail.sim import VirtualDevice
+from hashtrail.store import Store
+from littlefs import LittleFS
+from threatkit import (
+    DEVICE_CFG,
+    SLOW,
+    Golden,
+    collect_from,
+    copy_device,
+    fix_crc,
+    hashtrail,
+    image_records,
+    read_seg,
+    record_spans,
+    segments,
+    start,
+    wait_for_seq,
+    write_seg,
+)
+
+MAGIC_ENTRY, MAGIC_CHECKPOINT, FLAG_SIG = 0xA7, 0xC7, 0x01
+PREV_TAG = b"\x05\x58\x20"  # key 5 (prev), bstr of 32 bytes: what precedes the link
+
+
+def _ok(r: Any) -> str:
+    return f"exit {r.returncode}\n  stdout: {r.stdout.strip()[:600]}\n  " \
+           f"stderr: {r.stderr.strip()[:600]}"
+
+
+def _sha(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
+
+
+# -- a device state no checkpoint covers -------------------------------------------------
+
+@dataclass(frozen=True)
+class Unacked:
+    """A golden copy that a collector collected AND acknowledged up to `acked`, then
+    kept logging with automatic checkpoints off: entries acked+1..last are on flash,
+    collected by no host and covered by no device checkpoint (only, when the device
+    signs entries, by their own signatures)."""
+
+    image: Path
+    store: Path  # the collector that accepted (and acked) 0..acked: copy it
+    device_id: str
+    pub: bytes
+    acked: int
+    readings: list[int]  # reading entries after `acked` on the image
+    last: int
+
+
+@pytest.fixture(scope="module")
+def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unacked]:
+    d = tmp_path_factory.mktemp("unacked")
+    log = dict(DEVICE_CFG["log"], checkpoint_every=0, checkpoint_s=0)  # type: ignore[arg-type]
+    dev = golden.boot(d, "state", cfg={"sample_interval_s": 0.05, "log": log})
+    try:
+        store = golden.store_copy(d, "unacked.db")
+        res = collect_from(dev, store, ack=True)
+        assert res.upto_seq is not None and res.acked
+        wait_for_seq(dev, res.upto_seq + 14)
+        dev.power_cut()
+    finally:
+        dev.stop()
+    image = d / "unacked.lfs"
+    shutil.copyfile(dev.image_path, image)
+    recs, probs = image_records(image)
+    assert not probs, probs
+    cps = [r.seq for r in recs if r.magic == MAGIC_CHECKPOINT]
+    assert max(cps) <= res.upto_seq, (cps, res.upto_seq)  # nothing signs past the ack
+    readings = [r.seq for r in recs if r.is_entry and r.seq > res.upto_seq
+                and parse_entry(r.body).kind == KIND_READING]
+    last = max(r.seq for r in recs if r.is_entry)
+    assert len(readings) >= 6, readings
+    yield Unacked(image, store, golden.device_id, golden.pub, res.upto_seq, readings, last)
+
+
+# -- flash surgery: edit entries, make the chain and the records whole again -------------
+
+Edit = Callable[[bytes], bytes]
+
+
+def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool) -> None:
+    """Apply `edits` (seq -> new entry bytes of the same length) to the log on a
+    powered-off device's filesystem, then recompute the `prev` link of every later
+    entry and every record CRC, so the record layer and the hash chain both check.
+
+    Nothing is re-encoded: edits change bytes in place, and a link is the 32 bytes
+    after its `prev` key. Per-entry signatures of the changed entries (the edited ones
+    and every later one, whose prev changed) are kept as they were (now over other
+    bytes) or, with `strip_sigs`, removed with their record flag. A device checkpoint
+    over a changed entry would give the edit away; the caller picks entries none covers.
+    """
+    first = min(edits)
+    old: dict[int, bytes] = {}
+    new: dict[int, bytes] = {}
+    for name in segments(fs):
+        data = read_seg(fs, name)
+        spans = record_spans(data)
+        assert sum(size for *_, size in spans) == len(data), f"{name}: not whole records"
+        out = bytearray()
+        changed = False
+        for magic, seq, off, size in spans:
+            rec = bytearray(data[off:off + size])
+            if magic == MAGIC_CHECKPOINT or seq < first:
+                assert magic == MAGIC_ENTRY or seq < first, f"checkpoint {seq} covers the edit"
+                if magic == MAGIC_ENTRY:
+                    old[seq] = new[seq] = _sha(rec[8:8 + struct.unpack_from("<H", rec, 6)[0]])
+                out += rec
+                continue
+            n = struct.unpack_from("<H", rec, 6)[0]
+            body = bytes(rec[8:8 + n])
+            old[seq] = _sha(body)
+            if new[seq - 1] != old[seq - 1]:
+                link = PREV_TAG + old[seq - 1]
+                assert body.count(link) == 1, f"entry {seq}: prev link not found"
+                body = body.replace(link, PREV_TAG + new[seq - 1])
+            if seq in edits:
+                edited = edits[seq](body)
+                assert len(edited) == len(body) and edited != body, f"edit of {seq}"
+                body = edited
+            rec[8:8 + n] = body
+            if strip_sigs and rec[1] & FLAG_SIG:
+                del rec[8 + n:8 + n + 64]
+                rec[1] &= ~FLAG_SIG
+            fix_crc(rec, 0, len(rec))
+            new[seq] = _sha(body)
+            out += rec
+            changed = True
+        if changed:
+            write_seg(fs, name, bytes(out))
+
+
+def _float64(v: float) -> bytes:
+    return b"\xfb" + struct.pack(">d", v)
+
+
+def _needs_float64(v: float) -> bool:
+    return struct.unpack(">f", struct.pack(">f", v))[0] != v
+
+
+def change_first_value(delta: float) -> Edit:
+    """Move the first SenML value of a reading by `delta`, in place: the value is a
+    canonical float64 before and after (same length, still deterministic CBOR)."""
+    def edit(body: bytes) -> bytes:
+        e = parse_entry(body)
+        v = e.body[0][2]
+        assert isinstance(v, float) and _needs_float64(v), f"entry {e.seq}: value {v!r}"
+        w = v + delta
+        while not _needs_float64(w):
+            w += 0.001
+        assert body.count(_float64(v)) == 1
+        out = body.replace(_float64(v), _float64(w))
+        assert parse_entry(out).body[0][2] == w
+        return out
+    return edit
+
+
+def _pack_bytes(body: bytes) -> bytes:
+    """The reading's SenML pack: the entry map's last value (key 8), at its end."""
+    pack = cbor2.dumps(parse_entry(body).body, canonical=True)
+    assert body.endswith(b"\x08" + pack), "reading pack not at the end of the entry"
+    return pack
+
+
+def swap_readings(a: bytes, b: bytes) -> tuple[Edit, Edit]:
+    """Edits giving each of two readings the other's SenML pack (same lengths): the
+    readings appear in the other order, seqs and times untouched."""
+    pa, pb = _pack_bytes(a), _pack_bytes(b)
+    assert len(pa) == len(pb) and pa != pb
+    return (lambda body: body[:-len(pa)] + pb), (lambda body: body[:-len(pb)] + pa)
+
+
+def entry_bodies(image: Path) -> dict[int, bytes]:
+    recs, probs = image_records(image)
+    assert not probs, probs
+    return {r.seq: r.body for r in recs if r.is_entry}
+
+
+def entry_sigs(image: Path) -> dict[int, bytes | None]:
+    recs, _ = image_records(image)
+    return {r.seq: r.sig for r in recs if r.is_entry}
+
+
+# -- the real CLI, end to end --------------------------------------------------------
+
+def new_ledger(path: Path, *collector_stores: Path) -> str:
+    """`ledger init` and `ledger trust` each collector; the ledger's verifier key, as
+    its operator hands it to verifiers."""
+    r = hashtrail("ledger", "init", "--ledger", path, "--origin", "trust.test/ledger", "--json")
+    assert r.returncode == 0, _ok(r)
+    vkey = str(json.loads(r.stdout)["verifier_key"])
+    for st in collector_stores:
+        k = hashtrail("export", "--store", st, "--show-key")
+        assert k.returncode == 0, _ok(k)
+        t = hashtrail("ledger", "trust", "--ledger", path, k.stdout.strip())
+        assert t.returncode == 0, _ok(t)
+    return vkey
+
+
+def export(store: Path, out: Path) -> Path:
+    r = hashtrail("export", "--store", store, "--out", out)
+    assert r.returncode == 0, _ok(r)
+    return out
+
+
+def sign_checkpoint(ledger: Path) -> str:
+    """`hashtrail ledger checkpoint`: the operator signs the current tree."""
+    r = hashtrail("ledger", "checkpoint", "--ledger", ledger, "--json")
+    assert r.returncode == 0, _ok(r)
+    return str(json.loads(r.stdout)["checkpoint"])
+
+
+def prove(ledger: Path, did: str, seq: int, out: Path) -> Any:
+    """`ledger prove`: the completed process; the proof is written to `out` on success."""
+    r = hashtrail("ledger", "prove", "--ledger", ledger, "--device", did, "--seq", seq,
+                  "--json")
+    if r.returncode == 0:
+        out.write_text(r.stdout)
+    return r
+
+
+def verify_proof(proof: Path, vkey: str, *extra: str) -> Any:
+    return hashtrail("ledger", "verify-proof", "--verifier-key", vkey, *extra, proof)
+
+
+# -- attack 1: flash rewrite with no key ---------------------------------------------
+
+def _collect_cli(dev: VirtualDevice, store: Path) -> Any:
+    return hashtrail("collect", "--port", dev.port, "--store", store, "--no-ack", "--json")
+
+
+def judge_flash_attack(u: Unacked, tmp: Path, dev: VirtualDevice,
+                       edited: dict[int, bytes], targets: list[int]) -> None:
+    """Boot the rewritten device and take its log through every host tool; `edited`:
+    seq -> the rewritten entry bytes (the edited ones and every later one); `targets`:
+    the readings the attacker changed, and the ones proofs are asked for.
+
+    What must hold: the collector refuses, naming the device and a seq, or the device
+    reports the alteration in its own log; and whatever the collector then exports,
+    once reconciled, `verify --ledger` and `ledger prove` + `ledger verify-proof`
+    never accept a rewritten entry (no host ever saw the genuine ones, so any proof
+    for those seqs would prove a rewritten entry). Nothing the host had is lost.
+    Every broken promise is listed, not just the first."""
+    start(dev)
+    store = shutil.copyfile(u.store, tmp / "c.db")
+    broken: list[str] = []
+    col = _collect_cli(dev, store)
+    with Store.open(store, create=False) as st:
+        accepted = {r.seq: r.body for r in st.accepted_records(u.device_id)}
+        received = [r.body for r in st.all_records(u.device_id)]
+    took = sorted(s for s, b in edited.items() if accepted.get(s) == b)
+    if took:
+        broken.append(f"collect accepted rewritten entries {took[0]}..{took[-1]} "
+                      f"({_ok(col)})")
+    refused = (col.returncode == 1 and u.device_id in col.stderr
+               and re.search(r"\bseqs? \d+", col.stderr) is not None)
+    reported = any(parse_entry(b).kind == KIND_LOG_ALTERED for b in received)
+    if not (refused or reported):
+        broken.append("neither did collect refuse naming the device and a seq, nor did "
+                      f"the device report the alteration ({_ok(col)})")
+    if [s for s in range(u.acked + 1) if s not in accepted]:
+        broken.append(f"the collector lost entries it had accepted up to {u.acked}")
+    led = tmp / "l.db"
+    vkey = new_ledger(led, store)
+    rec = hashtrail("reconcile", export(store, tmp / "b.jsonl"), "--ledger", led, "--json")
+    sign_checkpoint(led)
+    ver = hashtrail("verify", "--ledger", led, "--verifier-key", vkey, "--json")
+    for s in targets:
+        p = prove(led, u.device_id, s, tmp / f"proof{s}.json")
+        if p.returncode != 0:
+            continue
+        if ver.returncode == 0:
+            broken.append(f"verify --ledger --verifier-key exits 0 on a ledger holding "
+                          f"rewritten entry {s} (reconcile exit {rec.returncode})")
+        vp = verify_proof(tmp / f"proof{s}.json", vkey)
+        if vp.returncode == 0:
+            broken.append(f"verify-proof accepts a proof of rewritten entry {s}: "
+                          f"{vp.stdout.strip()}")
+    assert not broken, "the keyless flash rewrite was accepted:\n- " + "\n- ".join(broken)
+
+
+def _flash_attack(u: Unacked, tmp: Path, devices: list[VirtualDevice],
+                  edits: dict[int, Edit], strip: bool,
+                  cfg: dict[str, object] | None = None) -> None:
+    """Rewrite a powered-off copy, check the rewrite is what it claims (every record
+    and link checks, the edited bytes are on flash), then judge it."""
+    before = entry_bodies(u.image)
+    sigs = entry_sigs(u.image)
+    dev = copy_device(u.image, tmp, "dev", lambda fs: rewrite_chain(fs, edits, strip),
+                      dict(SLOW, **(cfg or {})))
+    devices.append(dev)
+    after = entry_bodies(dev.image_path)  # every CRC checks (no record problem)
+    first = min(edits)
+    for s in range(first + 1, u.last + 1):  # the chain links
+        assert parse_entry(after[s]).prev == _sha(after[s - 1]), s
+    assert all(after[s] != before[s] for s in range(first, u.last + 1))
+    assert all(after[s] == before[s] for s in range(first))
+    if strip:
+        assert all(sig is None for s, sig in entry_sigs(dev.image_path).items() if s >= first)
+    else:
+        assert {s: g for s, g in entry_sigs(dev.image_path).items() if s >= first} == \
+            {s: g for s, g in sigs.items() if s >= first}
+    judge_flash_attack(u, tmp, dev, {s: after[s] for s in range(first, u.last + 1)},
+                       sorted(edits))
+
+
+STRIP = pytest.mark.parametrize("strip", [True, False], ids=["sigs-stripped", "sigs-kept"])
+
+
+@STRIP
+def test_flash_rewrite_of_the_newest_reading_is_refused(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice], strip: bool) -> None:
+    s = unacked.readings[-1]
+    _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, strip)
+
+
+@STRIP
+def test_flash_rewrite_of_the_oldest_unacknowledged_reading_is_refused(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice], strip: bool) -> None:
+    s = unacked.readings[0]
+    _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, strip)
+
+
+def test_flash_rewrite_with_signing_switched_off_in_board_json_is_refused(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """The attacker also rewrites the board config to stop per-entry signing: the host
+    holds the device to the policy of its entry 0, not to its board.json."""
+    s = unacked.readings[len(unacked.readings) // 2]
+    log = dict(DEVICE_CFG["log"], checkpoint_every=0, checkpoint_s=0,  # type: ignore[arg-type]
+               sign_entries=False)
+    _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, True,
+                  cfg={"log": log})
+
+
+@STRIP
+def test_flash_reorder_of_two_readings_is_refused(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice], strip: bool) -> None:
+    bodies = entry_bodies(unacked.image)
+    pairs = [s for s in unacked.readings if s + 1 in unacked.readings
+             and len(_pack_bytes(bodies[s])) == len(_pack_bytes(bodies[s + 1]))]
+    assert pairs, "no two adjacent readings of the same size after the ack"
+    s = pairs[0]
+    ea, eb = swap_readings(bodies[s], bodies[s + 1])
+    _flash_attack(unacked, tmp_path, devices, {s: ea, s + 1: eb}, strip)
+
+
+def test_flash_tail_dropped_below_the_last_seen_checkpoint_is_refused(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """Truncation mid-segment, whole records, to below the last entry a collector saw a
+    fresh checkpoint for: every record left is genuine (signatures included), so only
+    the host's memory can tell. The collector refuses; nothing it had is lost; the
+    ledger gets nothing beyond what the collector had."""
+    cut = unacked.acked - 3
+
+    def drop_tail(fs: LittleFS) -> None:
+        for name in segments(fs):
+            data = read_seg(fs, name)
+            keep = [(off, size) for magic, seq, off, size in record_spans(data)
+                    if seq <= cut and not (magic == MAGIC_CHECKPOINT and seq > cut)]
+            if not keep:
+                fs.remove(f"/ht/log/{name}")
+            elif len(keep) < len(record_spans(data)):
+                write_seg(fs, name, data[:keep[-1][0] + keep[-1][1]])
+
+    dev = copy_device(unacked.image, tmp_path, "dev", drop_tail, SLOW)
+    devices.append(dev)
+    assert max(entry_bodies(dev.image_path)) == cut
+    start(dev)
+    store = shutil.copyfile(unacked.store, tmp_path / "c.db")
+    col = _collect_cli(dev, store)
+    assert col.returncode == 1 and unacked.device_id in col.stderr, _ok(col)
+    assert f"this collector holds {unacked.acked}" in col.stderr, _ok(col)
+    with Store.open(store, create=False) as st:
+        assert [r.seq for r in st.accepted_records(unacked.device_id)] == \
+            list(range(unacked.acked + 1))
+    led = tmp_path / "l.db"
+    vkey = new_ledger(led, store)
+    hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
+    sign_checkpoint(led)
+    p = prove(led, unacked.device_id, unacked.acked + 1, tmp_path / "p.json")
+    assert p.returncode != 0 or verify_proof(tmp_path / "p.json", vkey).returncode != 0
+    p = prove(led, unacked.device_id, unacked.acked, tmp_path / "p.json")
+    assert p.returncode == 0 and verify_proof(tmp_path / "p.json", vkey).returncode == 0
