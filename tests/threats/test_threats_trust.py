@@ -24,7 +24,6 @@ what it claims on the flash or in the ledger, then judged.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -426,3 +425,201 @@ def test_flash_tail_dropped_below_the_last_seen_checkpoint_is_refused(
     assert p.returncode != 0 or verify_proof(tmp_path / "p.json", vkey).returncode != 0
     p = prove(led, unacked.device_id, unacked.acked, tmp_path / "p.json")
     assert p.returncode == 0 and verify_proof(tmp_path / "p.json", vkey).returncode == 0
+
+
+# -- attacks 2 and 3: the ledger --------------------------------------------------------
+
+@dataclass(frozen=True)
+class Honest:
+    """A ledger holding what the golden collector accepted (0..N), made by the CLI."""
+
+    ledger: Path
+    vkey: str
+    device_id: str
+    tip: int  # N, the device's newest entry in the ledger
+
+
+def honest_ledger(golden: Golden, tmp: Path) -> Honest:
+    store = golden.store_copy(tmp, "gold.db")
+    led = tmp / "l.db"
+    vkey = new_ledger(led, store)
+    r = hashtrail("reconcile", export(store, tmp / "gold.jsonl"), "--ledger", led, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["size"] == golden.anchor + 1, _ok(r)
+    sign_checkpoint(led)
+    v = hashtrail("verify", "--ledger", led, "--verifier-key", vkey)
+    assert v.returncode == 0, _ok(v)  # the control: the honest ledger verifies
+    return Honest(led, vkey, golden.device_id, golden.anchor)
+
+
+def add_row_in_another_spelling(ledger: Path, table: str, device_id: str,
+                                entry: tuple[int, bytes, bytes | None] | None = None) -> str:
+    """Attack 2, with sqlite3 on the ledger file: a `devices` row copied from the
+    enrolled device's, or a new `entries` row (seq, entry bytes, signature) with its
+    leaf appended through the library (tree nodes and size recomputed), each under the
+    upper-case spelling of the device id. The SQL schema is known here and only here.
+    Returns the spelling."""
+    upper = device_id.upper()
+    with Ledger.open(ledger) as led, led.tx() as db:
+        if table == "devices":
+            cur = db.execute("SELECT * FROM devices WHERE device_id=?", (device_id,))
+            cols = [c[0] for c in cur.description]
+            row = dict(zip(cols, cur.fetchone(), strict=True))
+            row["device_id"] = upper
+            db.execute(f"INSERT INTO devices ({','.join(cols)}) VALUES "
+                       f"({','.join('?' * len(cols))})", list(row.values()))
+        else:
+            assert entry is not None
+            seq, body, sig = entry
+            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
+            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
+                       " VALUES (?,?,?,?,?,?)", (upper, seq, index, _sha(body), body, sig))
+    return upper
+
+
+@pytest.mark.parametrize("table", ["entries", "devices"])
+def test_ledger_row_in_another_spelling_is_named_by_verify(
+        golden: Golden, tmp_path: Path, table: str) -> None:
+    """A row whose device id is the upper-case hex of an enrolled device. The entries
+    row carries the device's genuine next entry (never reconciled, read off its flash),
+    its leaf is in the tree, and the operator signs a checkpoint over it: every stored
+    checkpoint then matches the tree, under the trusted key."""
+    h = honest_ledger(golden, tmp_path)
+    nxt = h.tip + 1
+    rec = next(r for r in image_records(golden.image)[0] if r.is_entry and r.seq == nxt)
+    upper = add_row_in_another_spelling(h.ledger, table, h.device_id,
+                                        (nxt, rec.body, rec.sig))
+    sign_checkpoint(h.ledger)
+    v = hashtrail("verify", "--ledger", h.ledger, "--verifier-key", h.vkey)
+    out = v.stdout + v.stderr
+    assert v.returncode == 1, f"verify --ledger accepts the {table} row {upper}: {_ok(v)}"
+    assert upper in out or (table == "entries" and f"leaf {h.tip + 1}" in out), _ok(v)
+    assert "Traceback" not in out
+
+
+def forge_reading(ledger: Path, device_id: str, value: float,
+                  sig: bytes | None) -> tuple[int, bytes, str]:
+    """Attack 3, the forgery, in one place: with the ledger file, append a reading
+    the device never produced (the next seq, linked to the device's newest entry,
+    canonical), as an entries row and a leaf (tree recomputed by the library), then
+    sign a checkpoint over it with the ledger key. The signing goes through
+    `hashtrail ledger checkpoint`, which finds the ledger key wherever the ledger keeps
+    it (the key file next to the ledger, once the key leaves the file). `sig`: what to
+    put beside the entry as its device signature (none; or a device signature
+    replayed from elsewhere). Returns (seq, entry bytes, the signed checkpoint note)."""
+    with Ledger.open(ledger) as led:
+        seq, tip = led.db.execute("SELECT seq, body FROM entries WHERE device_id=? "
+                                  "ORDER BY seq DESC LIMIT 1", (device_id,)).fetchone()
+        t = parse_entry(bytes(tip))
+        seq += 1
+        body = cbor2.dumps({0: 1, 1: seq, 2: None if t.t is None else t.t + 60,
+                            3: t.up + 1000, 4: t.boot, 5: _sha(bytes(tip)), 6: t.fw,
+                            7: KIND_READING, 8: [{0: "temp", 1: "Cel", 2: value}]},
+                           canonical=True)
+        assert parse_entry(body).body[0][2] == value  # a well-formed, canonical entry
+        with led.tx() as db:
+            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
+            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
+                       " VALUES (?,?,?,?,?,?)", (device_id, seq, index, _sha(body), body, sig))
+            db.execute("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?",
+                       (seq, _sha(body), device_id))
+    return seq, body, sign_checkpoint(ledger)
+
+
+@dataclass
+class Witness:
+    key: Path
+    state: Path
+    cosigner: str = ""  # its cosigner verifier key, as `ledger cosign --json` prints it
+
+    def cosign(self, ledger: Path, vkey: str, note_text: str) -> str:
+        cp = self.state.with_name("offered.cp")
+        cp.write_text(note_text)
+        r = hashtrail("ledger", "cosign", "--ledger", ledger, "--key", self.key, "--state",
+                      self.state, "--verifier-key", vkey, cp, "--json")
+        assert r.returncode == 0, f"the witness refused: {_ok(r)}"
+        out = json.loads(r.stdout)
+        self.cosigner = str(out["cosigner_key"])
+        return str(out["cosigned"])
+
+
+def with_cosigned_checkpoint(proof: Path, cosigned: str, out: Path) -> Path:
+    """The proof, its checkpoint swapped for the witness-cosigned copy of the same
+    checkpoint (what a prover hands a verifier who asks for witnesses)."""
+    doc = json.loads(proof.read_text())
+    cp = doc.get("checkpoint")
+    if isinstance(cp, str) and cp.split("\n\n")[0] == cosigned.split("\n\n")[0]:
+        doc["checkpoint"] = cosigned
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def handmade_proof(ledger: Path, device_id: str, seq: int, checkpoint: str,
+                   vkey: str) -> dict[str, Any]:
+    """An inclusion proof in the form `ledger prove` printed before issue 10 (leaf,
+    index, size, root, path, checkpoint), built with the Merkle library: what a forger
+    hands out when the prove command refuses."""
+    with Ledger.open(ledger) as led:
+        (index,) = led.db.execute("SELECT leaf_index FROM entries WHERE device_id=? AND "
+                                  "seq=?", (device_id, seq)).fetchone()
+        size = led.size
+        return {"format": "hashtrail-proof/1", "type": "inclusion",
+                "leaf": led.leaf(index).hex(), "leaf_index": index, "tree_size": size,
+                "root": led.root(size).hex(),
+                "path": [h.hex() for h in merkle.prove_inclusion(led.node, index, size)],
+                "checkpoint": checkpoint, "verifier_key": vkey}
+
+
+@pytest.mark.parametrize("sig", ["no-signature", "replayed-device-signature"])
+def test_operator_made_up_reading_has_no_proof_that_verifies(
+        golden: Golden, tmp_path: Path, sig: str) -> None:
+    """The ledger operator (ledger file and key) appends a reading the device never
+    made, signs a checkpoint over it, and a witness that saw the tree before cosigns it
+    (the append is consistent: a witness cannot tell). No proof of it may verify, with
+    or without the witness; a genuine reading's proof from the same ledger does."""
+    h = honest_ledger(golden, tmp_path)
+    wkey = tmp_path / "witness.key"
+    wkey.write_text(Signer.generate("witness.test").to_string())
+    w = Witness(wkey, tmp_path / "witness.state")
+    w.cosign(h.ledger, h.vkey, sign_checkpoint(h.ledger))  # the witness saw the honest tree
+    replay = None
+    if sig != "no-signature":  # a real device signature (over a checkpoint), replayed
+        with Store.open(golden.store, create=False) as st:
+            replay = st.checkpoints(golden.device_id)[-1].cose[-64:]
+    seq, _, cp = forge_reading(h.ledger, h.device_id, -18.5, replay)
+    cosigned = w.cosign(h.ledger, h.vkey, cp)
+    broken: list[str] = []
+
+    def judge(proof: Path, what: str, want_ok: bool) -> None:
+        for extra in ([], ["--witness-key", w.cosigner]):
+            p = proof if not extra else with_cosigned_checkpoint(
+                proof, cosigned, proof.with_suffix(".w.json"))
+            r = verify_proof(p, h.vkey, *extra)
+            how = "verify-proof" + (" --witness-key" if extra else "")
+            if want_ok and r.returncode != 0:
+                broken.append(f"{how} refuses {what}, a genuine reading: {_ok(r)}")
+            if not want_ok and r.returncode != 1:
+                broken.append(f"{how} does not refuse {what} as an integrity problem "
+                              f"(exit 1): {_ok(r)}")
+
+    good = prove(h.ledger, h.device_id, h.tip, tmp_path / "genuine.json")
+    if good.returncode != 0:
+        broken.append(f"ledger prove fails for the genuine seq {h.tip}: {_ok(good)}")
+    else:
+        judge(tmp_path / "genuine.json", f"the proof of seq {h.tip}", True)
+    forged = prove(h.ledger, h.device_id, seq, tmp_path / "forged.json")
+    if forged.returncode == 0:
+        judge(tmp_path / "forged.json", f"the proof of the made-up seq {seq}", False)
+    else:
+        if forged.returncode != 1 or h.device_id not in forged.stderr:
+            broken.append(f"ledger prove refuses the made-up seq {seq} without naming the "
+                          f"device as an integrity problem: {_ok(forged)}")
+        hand = tmp_path / "handmade.json"
+        hand.write_text(json.dumps(handmade_proof(h.ledger, h.device_id, seq, cp, h.vkey)))
+        for extra in ([], ["--witness-key", w.cosigner]):
+            p = hand if not extra else with_cosigned_checkpoint(
+                hand, cosigned, hand.with_suffix(".w.json"))
+            r = verify_proof(p, h.vkey, *extra)
+            if r.returncode == 0:
+                broken.append(f"verify-proof accepts a hand-made proof of the made-up seq "
+                              f"{seq}: {r.stdout.strip()}")
+    assert not broken, "the operator's made-up reading is provable:\n- " + "\n- ".join(broken)
