@@ -28,8 +28,9 @@ import hashlib
 import json
 import re
 import shutil
-import sqlite3
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,14 @@ from typing import Any
 
 import cbor2
 import pytest
-from hashtrail import merkle
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from hashtrail import imagefs, merkle
 from hashtrail.entry import KIND_LOG_ALTERED, KIND_READING, parse_entry
 from hashtrail.ledger_db import Ledger, leaf_bytes
 from hashtrail.note import Signer
@@ -45,6 +53,7 @@ from hashtrail.sim import VirtualDevice
 from hashtrail.store import Store
 from littlefs import LittleFS
 from threatkit import (
+    BOARD,
     DEVICE_CFG,
     SLOW,
     Golden,
@@ -123,7 +132,8 @@ def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 Edit = Callable[[bytes], bytes]
 
 
-def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool) -> None:
+def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool,
+                  sign: Callable[[bytes], bytes] | None = None) -> None:
     """Apply `edits` (seq -> new entry bytes of the same length) to the log on a
     powered-off device's filesystem, then recompute the `prev` link of every later
     entry and every record CRC, so the record layer and the hash chain both check.
@@ -133,6 +143,8 @@ def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool) -> Non
     and every later one, whose prev changed) are kept as they were (now over other
     bytes) or, with `strip_sigs`, removed with their record flag. A device checkpoint
     over a changed entry would give the edit away; the caller picks entries none covers.
+    With `sign` (someone who read the device key off the flash), every changed entry
+    that carried a signature gets a valid new one instead.
     """
     first = min(edits)
     old: dict[int, bytes] = {}
@@ -163,7 +175,9 @@ def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool) -> Non
                 assert len(edited) == len(body) and edited != body, f"edit of {seq}"
                 body = edited
             rec[8:8 + n] = body
-            if strip_sigs and rec[1] & FLAG_SIG:
+            if sign is not None and rec[1] & FLAG_SIG:
+                rec[8 + n:8 + n + 64] = sign(body)
+            elif strip_sigs and rec[1] & FLAG_SIG:
                 del rec[8 + n:8 + n + 64]
                 rec[1] &= ~FLAG_SIG
             fix_crc(rec, 0, len(rec))
@@ -623,3 +637,80 @@ def test_operator_made_up_reading_has_no_proof_that_verifies(
                 broken.append(f"verify-proof accepts a hand-made proof of the made-up seq "
                               f"{seq}: {r.stdout.strip()}")
     assert not broken, "the operator's made-up reading is provable:\n- " + "\n- ".join(broken)
+
+
+# -- what no check can stop: the device key read off the flash, or used at the REPL ------
+
+def flash_key(image: Path) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """The device key as the key file holds it (docs/FORMATS.md `/ht/key`: "HTK1" ||
+    d || pub || crc32), read off a powered-off image with littlefs-python."""
+    raw = imagefs.read_image(image.read_bytes(), BOARD.block_size)["/ht/key"]
+    assert raw[:4] == b"HTK1" and len(raw) == 105
+    return ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()), raw[36:101]
+
+
+def entry_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
+    """A per-entry signature (FORMATS.md: r || s over SHA-256 of the entry bytes)."""
+    def sign(body: bytes) -> bytes:
+        r, s = decode_dss_signature(key.sign(body, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return sign
+
+
+def test_flash_reader_with_the_device_key_rewrites_a_reading_unseen(
+        unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A limitation, proven: without flash encryption the key file is on the flash in
+    the clear. Whoever reads it re-signs what they rewrite, and then every check
+    passes: the device boots, the collector accepts, the ledger proves the edited
+    reading. Every guarantee against someone with the flash assumes they cannot read
+    the key (docs/THREATS.md, "Who can do what")."""
+    key, pub = flash_key(unacked.image)
+    assert pub == unacked.pub
+    s = unacked.readings[len(unacked.readings) // 2]
+    dev = copy_device(unacked.image, tmp_path, "dev", lambda fs: rewrite_chain(
+        fs, {s: change_first_value(-20.0)}, False, entry_signer(key)), SLOW)
+    devices.append(dev)
+    edited = entry_bodies(dev.image_path)[s]
+    assert edited != entry_bodies(unacked.image)[s]
+    start(dev)
+    store = shutil.copyfile(unacked.store, tmp_path / "c.db")
+    col = _collect_cli(dev, store)
+    assert col.returncode == 0, _ok(col)
+    with Store.open(store, create=False) as st:
+        assert {r.seq: r.body for r in st.accepted_records(unacked.device_id)}[s] == edited
+    led = tmp_path / "l.db"
+    vkey = new_ledger(led, store)
+    r = hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
+    assert r.returncode == 0, _ok(r)
+    sign_checkpoint(led)
+    v = hashtrail("verify", "--ledger", led, "--verifier-key", vkey)
+    assert v.returncode == 0, _ok(v)
+    p = prove(led, unacked.device_id, s, tmp_path / "p.json")
+    assert p.returncode == 0, _ok(p)
+    vp = verify_proof(tmp_path / "p.json", vkey)
+    assert vp.returncode == 0, _ok(vp)
+
+
+def test_usb_repl_reads_the_device_key_and_signs_anything(
+        golden: Golden, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A limitation, proven: the device's console is a MicroPython REPL. Anyone who
+    reaches it (USB cable, stock mpremote) runs code on the device: prints the key
+    file, and has the device key sign a digest of their choosing."""
+    dev = golden.boot(tmp_path, cfg=SLOW)
+    devices.append(dev)
+    digest = hashlib.sha256(b"a reading this device never took").digest()
+    code = ("import binascii, identity\n"
+            "print(binascii.hexlify(open('/ht/key', 'rb').read()).decode())\n"
+            "i = identity.load_or_create('/ht')\n"
+            f"print(binascii.hexlify(i.sign({digest!r})).decode())\n")
+    r = subprocess.run([sys.executable, "-m", "mpremote", "connect", dev.port, "exec", code],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, _ok(r)
+    key_hex, sig_hex = r.stdout.split()
+    dev.power_cut()
+    assert bytes.fromhex(key_hex) == imagefs.read_image(
+        dev.image_path.read_bytes(), BOARD.block_size)["/ht/key"]
+    sig = bytes.fromhex(sig_hex)
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), golden.pub).verify(
+        der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if it is not the key's
