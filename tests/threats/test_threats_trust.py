@@ -49,6 +49,7 @@ from hashtrail import imagefs, merkle
 from hashtrail.entry import KIND_LOG_ALTERED, KIND_READING, parse_entry
 from hashtrail.ledger_db import Ledger, leaf_bytes
 from hashtrail.note import Signer
+from hashtrail.records import format_record, parse_records
 from hashtrail.sim import VirtualDevice
 from hashtrail.store import Store
 from littlefs import LittleFS
@@ -60,7 +61,6 @@ from threatkit import (
     collect_from,
     configure,
     copy_device,
-    fix_crc,
     hashtrail,
     image_records,
     read_seg,
@@ -71,7 +71,7 @@ from threatkit import (
     write_seg,
 )
 
-MAGIC_ENTRY, MAGIC_CHECKPOINT, FLAG_SIG = 0xA7, 0xC7, 0x01
+MAGIC_CHECKPOINT = 0xC7
 PREV_TAG = b"\x05\x58\x20"  # key 5 (prev), bstr of 32 bytes: what precedes the link
 
 
@@ -149,6 +149,8 @@ def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool,
     and every later one, whose prev changed) are kept as they were (now over other
     bytes) or, with `strip_sigs`, removed with their record flag. A device checkpoint
     over a changed entry would give the edit away; the caller picks entries none covers.
+    Records are read with the host's own parser (hashtrail.records) and written back
+    with its encoder, so every record header, flag and CRC is what the device writes.
     With `sign` (someone who read the device key off the flash), every changed entry
     that carried a signature gets a valid new one instead.
     """
@@ -157,40 +159,34 @@ def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool,
     new: dict[int, bytes] = {}
     for name in segments(fs):
         data = read_seg(fs, name)
-        spans = record_spans(data)
-        assert sum(size for *_, size in spans) == len(data), f"{name}: not whole records"
+        recs, probs = parse_records(data, name)
+        assert not probs, probs  # whole records, every CRC good, before the surgery
         out = bytearray()
-        changed = False
-        for magic, seq, off, size in spans:
-            rec = bytearray(data[off:off + size])
-            if magic == MAGIC_CHECKPOINT or seq < first:
-                assert magic == MAGIC_ENTRY or seq < first, f"checkpoint {seq} covers the edit"
-                if magic == MAGIC_ENTRY:
-                    old[seq] = new[seq] = _sha(rec[8:8 + struct.unpack_from("<H", rec, 6)[0]])
-                out += rec
+        for r in recs:
+            if not r.is_entry or r.seq < first:
+                assert r.is_entry or r.seq < first, f"checkpoint {r.seq} covers the edit"
+                if r.is_entry:
+                    old[r.seq] = new[r.seq] = _sha(r.body)
+                out += format_record(r.magic, r.seq, r.body, r.sig)
                 continue
-            n = struct.unpack_from("<H", rec, 6)[0]
-            body = bytes(rec[8:8 + n])
-            old[seq] = _sha(body)
-            if new[seq - 1] != old[seq - 1]:
-                link = PREV_TAG + old[seq - 1]
-                assert body.count(link) == 1, f"entry {seq}: prev link not found"
-                body = body.replace(link, PREV_TAG + new[seq - 1])
-            if seq in edits:
-                edited = edits[seq](body)
-                assert len(edited) == len(body) and edited != body, f"edit of {seq}"
+            body = r.body
+            old[r.seq] = _sha(body)
+            if new[r.seq - 1] != old[r.seq - 1]:
+                link = PREV_TAG + old[r.seq - 1]
+                assert body.count(link) == 1, f"entry {r.seq}: prev link not found"
+                body = body.replace(link, PREV_TAG + new[r.seq - 1])
+            if r.seq in edits:
+                edited = edits[r.seq](body)
+                assert len(edited) == len(body) and edited != body, f"edit of {r.seq}"
                 body = edited
-            rec[8:8 + n] = body
-            if sign is not None and rec[1] & FLAG_SIG:
-                rec[8 + n:8 + n + 64] = sign(body)
-            elif strip_sigs and rec[1] & FLAG_SIG:
-                del rec[8 + n:8 + n + 64]
-                rec[1] &= ~FLAG_SIG
-            fix_crc(rec, 0, len(rec))
-            new[seq] = _sha(body)
-            out += rec
-            changed = True
-        if changed:
+            new[r.seq] = _sha(body)
+            sig = r.sig
+            if sig is not None and sign is not None:
+                sig = sign(body)
+            elif strip_sigs:
+                sig = None
+            out += format_record(r.magic, r.seq, body, sig)  # flags and CRC recomputed
+        if bytes(out) != data:
             write_seg(fs, name, bytes(out))
 
 
@@ -572,12 +568,18 @@ class Witness:
 
 def with_cosigned_checkpoint(proof: Path, cosigned: str, out: Path) -> Path:
     """The proof, its checkpoint swapped for the witness-cosigned copy of the same
-    checkpoint (what a prover hands a verifier who asks for witnesses)."""
-    doc = json.loads(proof.read_text())
-    cp = doc.get("checkpoint")
-    if isinstance(cp, str) and cp.split("\n\n")[0] == cosigned.split("\n\n")[0]:
-        doc["checkpoint"] = cosigned
-    out.write_text(json.dumps(doc))
+    checkpoint (what a prover hands a verifier who asks for witnesses), wherever in
+    the proof document the signed checkpoint note sits."""
+    text = cosigned.split("\n\n")[0]  # origin, size, root: the checkpoint itself
+
+    def swap(x: Any) -> Any:
+        if isinstance(x, str) and x.split("\n\n")[0] == text:
+            return cosigned
+        if isinstance(x, dict):
+            return {k: swap(v) for k, v in x.items()}
+        return [swap(v) for v in x] if isinstance(x, list) else x
+
+    out.write_text(json.dumps(swap(json.loads(proof.read_text()))))
     return out
 
 
