@@ -31,7 +31,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from hashtrail import imagefs, merkle
-from hashtrail.entry import KIND_LOG_ALTERED, KIND_READING, parse_entry
+from hashtrail.entry import (
+    KIND_LOG_ALTERED,
+    KIND_READING,
+    POLICY_CHECKPOINTS,
+    parse_entry,
+    signing_policy,
+)
 from hashtrail.ledger_db import Ledger, leaf_bytes
+from hashtrail.link import open_serial
 from hashtrail.note import Signer
 from hashtrail.records import format_record, parse_records
 from hashtrail.sim import VirtualDevice
@@ -102,13 +109,16 @@ class Unacked:
     last: int
 
 
-@pytest.fixture(scope="module")
-def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unacked]:
-    d = tmp_path_factory.mktemp("unacked")
-    log = dict(DEVICE_CFG["log"], checkpoint_every=0, checkpoint_s=0)  # type: ignore[arg-type]
-    dev = golden.boot(d, "state", cfg={"sample_interval_s": 0.05, "log": log})
+# automatic checkpoints off: after the acknowledged collection, nothing signs the log
+# but per-entry signatures (when the device's policy has them)
+_NO_AUTO_CP = dict(DEVICE_CFG["log"], checkpoint_every=0, checkpoint_s=0)  # type: ignore[arg-type]
+
+
+def _log_past_the_ack(dev: VirtualDevice, store: Path, device_id: str, pub: bytes,
+                      image: Path) -> Unacked:
+    """Collect and acknowledge a running device, let it log 14 more entries, power it
+    off; its image (copied to `image`) then holds entries no host has collected."""
     try:
-        store = golden.store_copy(d, "unacked.db")
         res = collect_from(dev, store, ack=True)
         assert res.upto_seq is not None and res.acked
         wait_for_seq(dev, res.upto_seq + 14)
@@ -120,7 +130,6 @@ def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         dev.power_cut()
     finally:
         dev.stop()
-    image = d / "unacked.lfs"
     shutil.copyfile(dev.image_path, image)
     recs, probs = image_records(image)
     assert not probs, probs
@@ -130,7 +139,43 @@ def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 and parse_entry(r.body).kind == KIND_READING]
     last = max(r.seq for r in recs if r.is_entry)
     assert len(readings) >= 6, readings
-    yield Unacked(image, store, golden.device_id, golden.pub, res.upto_seq, readings, last)
+    return Unacked(image, store, device_id, pub, res.upto_seq, readings, last)
+
+
+@pytest.fixture(scope="module")
+def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Unacked:
+    """The golden device (the firmware's default signing policy), past its ack."""
+    d = tmp_path_factory.mktemp("unacked")
+    dev = golden.boot(d, "state", cfg={"sample_interval_s": 0.05, "log": _NO_AUTO_CP})
+    return _log_past_the_ack(dev, golden.store_copy(d, "unacked.db"), golden.device_id,
+                             golden.pub, d / "unacked.lfs")
+
+
+@pytest.fixture(scope="module")
+def unacked_policy0(tmp_path_factory: pytest.TempPathFactory) -> Unacked:
+    """A device of its own whose board switched per-entry signing off before its first
+    boot (policy 0 in its entry 0: checkpoints only), past its ack."""
+    d = tmp_path_factory.mktemp("policy0")
+    dev = VirtualDevice(d, "p0", board=BOARD)
+    dev.write_image()
+    configure(dev.image_path, {"sample_interval_s": 0.05,
+                               "log": dict(_NO_AUTO_CP, sign_entries=False)})
+    try:
+        start(dev)
+        wait_for_seq(dev, 8)
+        store = d / "p0.db"
+        with open_serial(dev.port) as link, Store.open(store) as st:
+            info = link.hello()
+            st.enroll(info.device_id, info.pub, label="p0", board=info.board, fw=info.fw)
+    except BaseException:
+        dev.stop()
+        raise
+    u = _log_past_the_ack(dev, store, info.device_id, info.pub, d / "policy0.lfs")
+    recs, _ = image_records(u.image)
+    e0 = parse_entry(next(r.body for r in recs if r.is_entry and r.seq == 0))
+    assert signing_policy(e0) == POLICY_CHECKPOINTS
+    assert all(r.sig is None for r in recs if r.is_entry)
+    return u
 
 
 # -- flash surgery: edit entries, make the chain and the records whole again -------------
@@ -730,3 +775,34 @@ def test_usb_repl_reads_the_device_key_and_signs_anything(
     der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), golden.pub).verify(
         der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if it is not the key's
+
+
+def test_policy0_board_rewrite_after_the_last_checkpoint_is_not_detectable(
+        unacked_policy0: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A limitation, proven: a board that switches per-entry signing off (policy 0 in
+    its entry 0, for battery) has nothing binding the entries after its last checkpoint
+    to its key. Someone with the flash, without the key, rewrites one of them with
+    links and CRCs recomputed; the device signs its next checkpoint over the rewritten
+    chain, and the collector and the ledger's proof accept the rewritten reading."""
+    u = unacked_policy0
+    s = u.readings[len(u.readings) // 2]
+    dev = copy_device(u.image, tmp_path, "dev", lambda fs: rewrite_chain(
+        fs, {s: change_first_value(-20.0)}, True), SLOW)
+    devices.append(dev)
+    edited = entry_bodies(dev.image_path)[s]
+    assert edited != entry_bodies(u.image)[s]
+    start(dev)
+    store = shutil.copyfile(u.store, tmp_path / "c.db")
+    col = _collect_cli(dev, store)
+    assert col.returncode == 0, _ok(col)
+    with Store.open(store, create=False) as st:
+        assert {r.seq: r.body for r in st.accepted_records(u.device_id)}[s] == edited
+    led = tmp_path / "l.db"
+    vkey = new_ledger(led, store)
+    r = hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
+    assert r.returncode == 0, _ok(r)
+    sign_checkpoint(led)
+    p = prove(led, u.device_id, s, tmp_path / "p.json")
+    assert p.returncode == 0, _ok(p)
+    vp = verify_proof(tmp_path / "p.json", vkey)
+    assert vp.returncode == 0, _ok(vp)
