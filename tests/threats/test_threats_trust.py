@@ -20,6 +20,12 @@ attack 3), that knowledge sits in one helper here.
 The golden device (conftest.py) runs with the firmware's default signing policy, so
 these tests judge whatever the default is: each attack is first checked to have done
 what it claims on the flash or in the ledger, then judged.
+
+Three limitations are proven the same way, so docs/THREATS.md can state them: the
+device key read off a flash that is not encrypted re-signs a rewrite every check
+accepts; the USB REPL prints the key and signs anything; and on a board with
+per-entry signing off (policy 0), entries after the last checkpoint can be rewritten
+without the key.
 """
 
 from __future__ import annotations
@@ -89,6 +95,11 @@ def _ok(r: Any) -> str:
 
 def _sha(b: bytes) -> bytes:
     return hashlib.sha256(b).digest()
+
+
+def _size(checkpoint_note: str) -> int:
+    """The tree size a signed checkpoint note states (its second line)."""
+    return int(checkpoint_note.split("\n")[1])
 
 
 # -- a device state no checkpoint covers -------------------------------------------------
@@ -557,7 +568,8 @@ def test_ledger_row_in_another_spelling_is_named_by_verify(
     rec = next(r for r in image_records(golden.image)[0] if r.is_entry and r.seq == nxt)
     upper = add_row_in_another_spelling(h.ledger, table, h.device_id,
                                         (nxt, rec.body, rec.sig))
-    sign_checkpoint(h.ledger)
+    cp = sign_checkpoint(h.ledger)  # the operator's key vouches for the tree as it is
+    assert _size(cp) == h.tip + 1 + (table == "entries"), cp  # the leaf is in the tree
     v = hashtrail("verify", "--ledger", h.ledger, "--verifier-key", h.vkey)
     out = v.stdout + v.stderr
     assert v.returncode == 1, f"verify --ledger accepts the {table} row {upper}: {_ok(v)}"
@@ -661,6 +673,7 @@ def test_operator_made_up_reading_has_no_proof_that_verifies(
         with Store.open(golden.store, create=False) as st:
             replay = st.checkpoints(golden.device_id)[-1].cose[-64:]
     seq, _, cp = forge_reading(h.ledger, h.device_id, -18.5, replay)
+    assert seq == h.tip + 1 and _size(cp) == h.tip + 2, cp  # signed over the forgery
     cosigned = w.cosign(h.ledger, h.vkey, cp)
     broken: list[str] = []
 
