@@ -819,3 +819,31 @@ def test_policy0_board_rewrite_after_the_last_checkpoint_is_not_detectable(
     assert p.returncode == 0, _ok(p)
     vp = verify_proof(tmp_path / "p.json", vkey)
     assert vp.returncode == 0, _ok(vp)
+
+
+def _spellings(device_id: str) -> dict[str, str]:
+    return {"upper-case": device_id.upper(), "0x-prefix": "0x" + device_id,
+            "whitespace": f" {device_id}\n", "short": device_id[:-2]}
+
+
+def test_device_id_arguments_in_another_spelling_are_refused(
+        golden: Golden, tmp_path: Path) -> None:
+    """Every command that takes a device id refuses any spelling but the canonical
+    one (32 lower-case hex characters) as bad input, saying what a device id is:
+    never "not found" (as if it were another device), never a second identity."""
+    h = honest_ledger(golden, tmp_path)
+    broken: list[str] = []
+    for what, did in _spellings(h.device_id).items():
+        for args in (["ledger", "prove", "--ledger", h.ledger, "--device", did, "--seq", 1],
+                     ["verify", "--ledger", h.ledger, "--device", did],
+                     ["ledger", "evidence", "--ledger", h.ledger, "--device", did, "--out",
+                      tmp_path / "ev.json"],
+                     ["devices", "revoke", did, "--reason", "test", "--ledger", h.ledger]):
+            r = hashtrail(*args)
+            if r.returncode == 0 or "lower" not in r.stderr or "Traceback" in r.stderr:
+                broken.append(f"{args[0]} {args[1]} with the {what} id: {_ok(r)}")
+    v = hashtrail("devices", "list", "--ledger", h.ledger, "--json")
+    assert [(d["device"], d["revoked_at"]) for d in json.loads(v.stdout)] == \
+        [(h.device_id, None)], _ok(v)  # one device, not revoked, no second identity
+    assert not broken, "a device id in another spelling is not refused as such:\n- " + \
+        "\n- ".join(broken)
