@@ -1,5 +1,9 @@
 """docs/THREATS.md stays honest: every row names tests, and every named test exists.
 
+Two parts are checked: the attack table (one row per attack or fault) and "Who can do
+what" (one table per party: each line is a "can" or a "cannot", and each names the
+test that fails if the line stops being true).
+
 Why AST and not imports: the named tests include MicroPython device tests
 (tests/firmware/, run by the unix port through a harness), which CPython cannot import
 but can parse. A row's claim is only as good as the test it cites, so a renamed or
@@ -24,17 +28,51 @@ BRIEF_ROWS = ["payload edited on flash", "edited in transit", "edited in a bundl
               "truncated before collection", "checkpoint replayed", "unknown device",
               "revoked", "cloned device", "rolled-back device", "overlapping ranges",
               "noise or repl output", "power lost", "flash full", "collector killed",
-              "reconcile killed"]
+              "reconcile killed", "rewritten with links and crcs recomputed, no key",
+              "spelling an enrolled device's id differently",
+              "appends a reading the device never made"]
+# "Who can do what": the parties issue 10 names, each with a table of its own.
+PARTIES = ["someone with the flash", "a collector", "the ledger operator", "the network",
+           "a witness"]
+WHO = "## Who can do what"
+
+
+def _table_lines(lines: list[str]) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split(" | ")]
+            for line in lines if line.startswith("| ") and not line.startswith("| ---")]
+
+
+def _sections() -> tuple[list[str], list[str]]:
+    """The document's lines before "Who can do what", and from it on."""
+    lines = DOC.read_text().splitlines()
+    assert WHO in lines, f"THREATS.md lost its section {WHO!r}"
+    i = lines.index(WHO)
+    return lines[:i], lines[i:]
 
 
 def rows() -> list[list[str]]:
-    """The table rows (cells stripped), without the header and separator lines."""
-    out = []
-    for line in DOC.read_text().splitlines():
-        if line.startswith("| ") and not line.startswith("| ---"):
-            out.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    """The attack table's rows (cells stripped), without the header and separator."""
+    out = _table_lines(_sections()[0])
     assert out and out[0][0] == "attack or fault", "THREATS.md lost its table header"
     return out[1:]
+
+
+def party_tables() -> dict[str, list[list[str]]]:
+    """"Who can do what": each party's heading (lower case) -> its table rows."""
+    out: dict[str, list[list[str]]] = {}
+    heading = None
+    for line in _sections()[1][1:]:
+        if line.startswith("### "):
+            heading = line[4:].strip().lower()
+            out[heading] = []
+        elif line.startswith("| ") and heading is not None:
+            out[heading].append(line)
+    tables = {}
+    for h, lines in out.items():
+        t = _table_lines(lines)
+        assert t and t[0] == ["can / cannot", "what", "tests"], f"party {h!r}: bad table"
+        tables[h] = t[1:]
+    return tables
 
 
 @cache
@@ -67,8 +105,28 @@ def test_every_brief_threat_has_a_row() -> None:
     assert not missing, f"THREATS.md has no row for: {missing}"
 
 
+def test_who_can_do_what_has_every_party_and_every_line_names_a_test() -> None:
+    tables = party_tables()
+    missing = [p for p in PARTIES if not any(h.startswith(p) for h in tables)]
+    assert not missing, f"'Who can do what' has no table for: {missing}"
+    for h, table in tables.items():
+        assert table, f"party {h!r} has an empty table"
+        for cells in table:
+            assert len(cells) == 3, f"party {h!r}: a line needs 3 columns: {cells}"
+            assert cells[0] in ("can", "cannot"), f"party {h!r}: {cells[0]!r}"
+            assert cells[1], f"party {h!r}: a line says nothing"
+            # a "cannot" is only as good as the test that fails when it becomes false;
+            # a "can" (a limitation) only as good as the test that shows it
+            assert REF.findall(cells[2]), f"party {h!r}: {cells[1]!r} names no test"
+            assert not REF.findall(cells[1]), f"party {h!r}: test outside the tests column"
+    for p in PARTIES:
+        kinds = {c[0] for h, t in tables.items() if h.startswith(p) for c in t}
+        assert kinds == {"can", "cannot"}, f"party {p!r} needs both can and cannot: {kinds}"
+
+
 def _refs() -> list[tuple[str, str, str]]:
-    return sorted({(p, n, params) for cells in rows() for p, n, params in REF.findall(cells[3])})
+    cells = [r[3] for r in rows()] + [r[2] for t in party_tables().values() for r in t]
+    return sorted({(p, n, params) for c in cells for p, n, params in REF.findall(c)})
 
 
 @pytest.mark.parametrize(("path", "name", "params"), _refs())

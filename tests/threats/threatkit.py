@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -215,3 +218,16 @@ def collect_from(dev: VirtualDevice, store: Path, **kw: object) -> CollectResult
     kw.setdefault("ack", False)
     with open_serial(dev.port) as link, Store.open(store) as st:
         return collect(link, st, **kw)  # type: ignore[arg-type]
+
+
+# The real CLI, as a user runs it: a separate process on this checkout's package.
+_HOST = Path(__file__).resolve().parents[2] / "host"
+
+
+def hashtrail(*args: object, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """Run `hashtrail ARGS...` in its own process; the completed process (exit code,
+    stdout, stderr), never raising on a non-zero exit: the tests judge the outcome."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(_HOST), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return subprocess.run([sys.executable, "-m", "hashtrail.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
