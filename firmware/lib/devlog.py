@@ -56,7 +56,7 @@ DEFAULTS = {
     "flush_s": 0,  # ... or when the oldest unsynced record is this old (0: off)
     "checkpoint_every": 100,  # automatic checkpoint after this many entries (0: off)
     "checkpoint_s": 3600,  # ... or this long after the last one (0: off)
-    "sign_entries": False,  # 64-byte signature beside every entry (policy in entry 0)
+    "sign_entries": True,  # 64-byte signature beside every entry (policy in entry 0)
     "prune_on_ack": False,  # True: delete acknowledged segments at once; False: only
     # when space is needed (a second collector can still read them; docs/STORAGE.md)
     "boot_check": True,  # walk every segment at boot (else only the last one)
