@@ -8,12 +8,21 @@
 #       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
+#       Between the identity load and the first append, the boot check (bootcheck.py,
+#       imported for the boot and dropped again) checks the log against the device's
+#       signatures; when it fails, a log-altered entry comes before the boot entry.
 #       clock: .now() -> unix seconds or None (never set), .uptime_ms(), .set(t)
 #       config: the board definition dict; its optional "log" dict overrides DEFAULTS.
 #   log.device_id (32 hex chars)  log.pub (65 bytes)  log.boot (int)
 #   log.first_seq  log.last_seq (None when empty)  log.head (32 bytes, entry_hash of
 #       last_seq)  log.acked (None or seq)  log.dropped (readings not recorded yet)
 #   log.problems     store problems found at boot: [(what, seq, segment, offset)]
+#   log.altered      None, or (first_seq, alert_seq, reason): the boot check found the
+#       log no longer matches the device's signatures (bootcheck.py) and appended a
+#       log-altered entry (kind 6) at alert_seq, or found one from an earlier boot;
+#       entries first_seq .. alert_seq - 1 are not vouched for by the device.
+#   log.sign_entries whether entries are signed: entry 0's policy when held, else the
+#       config's sign_entries (a device follows the policy its entry 0 records)
 #   log.append(kind, body) -> seq            any entry kind (body as entry.encode takes)
 #   log.reading(readings) -> seq or None     readings: [(name, unit or None, value)];
 #       None when the flash is full: the reading is counted (log.dropped, persisted in
@@ -21,7 +30,8 @@
 #       as there is room again, before the next entry, so nothing is lost silently.
 #   log.set_time(t) -> seq                   sets the clock, appends a time-set entry
 #   log.checkpoint(nonce=None) -> bytes      COSE_Sign1 over the head; also stored as a
-#       0xC7 record when there is room. Automatic ones every config checkpoint_every
+#       0xC7 record when there is room. Raises LogAltered (a ValueError) instead
+#       when the newest entry on flash no longer hashes to the head the device holds. Automatic ones every config checkpoint_every
 #       entries / checkpoint_s seconds (no nonce).
 #   log.ack(seq)     host has seq and everything before: persists it, prunes segments
 #       that are entirely <= seq (when prune_on_ack), appends an acknowledged entry
@@ -40,6 +50,7 @@
 import hashlib
 import os
 import struct
+import sys
 from binascii import crc32
 
 import cose
@@ -66,6 +77,14 @@ _STATE_MAGIC = b"HTS1"
 _STATE_LEN = 20  # magic 4 | boot u32 | acked u32 (0xFFFFFFFF: none) | dropped u32 | crc32
 _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
+
+
+class LogAltered(ValueError):
+    """The newest entry on flash is not the one the device signed: no checkpoint."""
+
+
+# Preallocated: checkpoint() may run from the main loop near the heap budget.
+_ALTERED = LogAltered("newest entry on flash is not the one this device signed")
 
 
 def _uint_at(b, i):
@@ -158,11 +177,29 @@ class Log:
         self.dropped = dropped
         self._since_cp = 0
         self._cp_at = clock.uptime_ms()
+        # The boot check, before anything is appended: the log against the device's
+        # own signatures (bootcheck.py). The device follows the policy its entry 0
+        # records (as hosts do), whatever the config says now; the config counts
+        # only for a new log or one whose entry 0 was pruned.
+        self.altered = None
+        try:
+            import bootcheck
+
+            self.sign_entries, found, alerts = bootcheck.check(
+                self.store, self.pub, self.ident.device_id, self.sign_entries,
+                bool(cfg["boot_check"]))
+        finally:
+            sys.modules.pop("bootcheck", None)
         self._write_state()
         if self._next == 0:
             self._append(entry.KIND_KEY_CREATED, entry.key_body(
                 self.pub, entry.POLICY_EVERY_ENTRY if self.sign_entries
                 else entry.POLICY_CHECKPOINTS), True)
+        if found is not None:
+            seq = self._append(entry.KIND_LOG_ALTERED, entry.altered_body(*found), True)
+            self.altered = (found[0], seq, found[1])
+        elif alerts:
+            self.altered = alerts[-1]  # reported at an earlier boot: still not vouched for
         self._append(entry.KIND_BOOT, entry.boot_body(reset_cause), True)
 
     # ---- state file ----------------------------------------------------------------
@@ -297,6 +334,10 @@ class Log:
         seq = self.store.last_seq
         if seq is None:
             raise ValueError("log is empty")
+        # Never sign over an entry the device did not write: the newest entry on flash
+        # must still hash to the head it signed when it appended it.
+        if self.store.newest_hash() != self._head:
+            raise _ALTERED
         c = cose.checkpoint(self.ident, self.ident.device_id, seq, self._head,
                             self.clock.now(), self.clock.uptime_ms(), nonce)
         try:

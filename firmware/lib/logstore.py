@@ -19,6 +19,7 @@
 #       "gap"     entries seq..(next segment first - 1) are missing (segment file gone)
 #       "order"   a valid record whose seq does not follow its predecessor
 #   s.last_entry()                   body bytes of the newest entry (allocates; boot only)
+#   s.newest_hash()                  SHA-256 of the newest entry as it is on flash now
 #   s.append(seq, body, sig=None, magic=ENTRY, floor=False) -> record length
 #       raises LogFull when the write would eat into the reserve (floor=True lets it
 #       use the reserve down to half of it: for entries that must not be lost).
@@ -39,6 +40,7 @@
 # Allocation: append() allocates nothing except when rotating segments (path string,
 # file object) and when the free-space estimate runs low (statvfs tuple). Reading
 # allocates one small memoryview slice per record. Buffers are made once in __init__.
+import hashlib
 import os
 import struct
 import sys
@@ -209,6 +211,22 @@ class LogStore:
             rec = bytearray(self._last_len)
             f.readinto(rec)
         return bytes(rec[_HDR:_HDR + (rec[6] | rec[7] << 8)])
+
+    def newest_hash(self):
+        """SHA-256 of the newest entry as it is on flash now (None: empty, unreadable).
+
+        Read into the scan buffer: allocates only the file object and the digest."""
+        if self.last_seq is None:
+            return None
+        if self._last_off < 0:
+            b = self.last_entry()
+            return None if b is None else hashlib.sha256(b).digest()
+        self._flush_if_open()
+        with open(self.dir + "/" + seg_name(self._segs[-1]), "rb") as f:
+            rl = self._read_at(f, self._last_off, self._seg_size, self._mv)
+        if rl <= 0 or self._buf[0] != ENTRY or parse(self._buf)[2] != self.last_seq:
+            return None
+        return hashlib.sha256(self._mv[_HDR:_HDR + parse(self._buf)[3]]).digest()
 
     # ---- space ---------------------------------------------------------------------
     def free_bytes(self):
