@@ -60,6 +60,7 @@ _MAX_VERIFY = const(16)  # ECDSA verifies spent on the walk-back after a failure
 _MAX_ANCHORS = const(8)  # runs before gaps checked by their last entry's signature
 _MAX_ALERTS = const(4)
 _MAX_CPS = const(4)  # newest checkpoints kept for the policy-0 walk-back
+_MAX_REASON = const(80)  # characters of an earlier report's reason kept (HELLO carries it)
 
 
 def _head(mv, i):
@@ -125,7 +126,7 @@ def _altered(mv, i):
     _, first, i = _head(mv, i)
     _, _, i = _head(mv, i)  # key 2
     _, n, i = _head(mv, i)
-    return first, str(bytes(mv[i:i + n]), "utf-8")
+    return first, str(bytes(mv[i:i + n]), "utf-8")[:_MAX_REASON]
 
 
 def _cose(b, device_id, seq):

@@ -290,3 +290,35 @@ def test_checkpoint_verifies_after_a_report():
     c = lg.checkpoint(b"nonce")
     _, _, (prot, _, payload, sig) = devhelp.loads(c)
     dtest.true(p256.verify(lg.pub, cose.sig_structure_digest(prot, payload), sig))
+
+
+def _hello(lg):
+    import io
+
+    import link
+
+    out = io.BytesIO()
+    svc = link.Link(lg, out, "unix", "0.1.0", devhelp.StepClock())
+    p = bytes((1, 9, 0x01))
+    import struct
+    from binascii import crc32
+
+    p += struct.pack("<I", crc32(p))
+    for c in b"@HT" + "".join("%02x" % c for c in p).encode() + b"\n":
+        svc.feed_byte(c)
+    f = out.getvalue()
+    dtest.eq(f[3], 0x81)
+    return devhelp.loads(f[8:8 + struct.unpack_from("<H", f, 5)[0]])
+
+
+def test_hello_reports_the_alteration_to_the_host():
+    bd, root, cfg, lg = _fresh()
+    bd, lg = _boot(bd, root, cfg)
+    dtest.eq(_hello(lg)[12], None)
+    lg.close()
+    _edit(root, 10)
+    bd, lg = _boot(bd, root, cfg)
+    dtest.eq(_hello(lg)[12], [10, lg.altered[1], lg.altered[2]])
+    lg.close()
+    bd, lg = _boot(bd, root, cfg)  # still reported at the next boot
+    dtest.eq(_hello(lg)[12], [10, lg.altered[1], lg.altered[2]])
