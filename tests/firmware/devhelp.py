@@ -116,6 +116,7 @@ def kinds(entries):
 def make_image(path, readings=40, blocks=512, sign=False):
     """Run the real Log on a file-backed littlefs image (what a virtual board's flash
     holds): readings, a time set, checkpoints with and without a nonce, an ack.
+    sign: the board's sign_entries, or None for the firmware default.
     Prints one line the host test parses: "@@IMAGE last_seq head_hex"."""
     import binascii
     import vfs
@@ -125,7 +126,9 @@ def make_image(path, readings=40, blocks=512, sign=False):
     bd = blockdev_file.FileBlock(path, 4096, blocks)
     vfs.VfsLfs2.mkfs(bd)
     vfs.mount(vfs.VfsLfs2(bd), "/img")
-    cfg = {"log": {"checkpoint_every": 16, "sign_entries": sign}}
+    cfg = {"log": {"checkpoint_every": 16}}
+    if sign is not None:
+        cfg["log"]["sign_entries"] = sign
     log = devlog.Log("/img/ht", "unix", "0.1.0", StepClock(), cfg, "power_on")
     for i in range(readings):
         log.reading([("temp", "Cel", 4.0 + i / 8), ("vbat", "V", 3.7)])
