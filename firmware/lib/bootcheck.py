@@ -79,31 +79,36 @@ def _head(mv, i):
     return major, v, i + 1 + n
 
 
-def _fields(mv):
-    """(prev offset, kind, body offset) of canonical entry bytes (keys 0..8 in order)."""
-    _, n, i = _head(mv, 0)
-    if n != 9:
+def _fields(b):
+    """(prev offset, kind, body offset) of canonical entry bytes (keys 0..8 in order).
+
+    Runs once per entry at every boot, so it is written out byte by byte instead of
+    calling _head (a function call costs more than the rest here): keys 0..4 are one
+    byte each, their values a uint head (or null) of 1, 2, 3, 5 or 9 bytes."""
+    if b[0] != 0xA9:
         raise ValueError("not an entry")
+    i = 1
     for key in range(5):  # v, seq, t (uint or null), up, boot
-        _, k, i = _head(mv, i)
-        if k != key:
+        if b[i] != key:
             raise ValueError("not an entry")
-        _, _, i = _head(mv, i)
-    _, k, i = _head(mv, i)  # 5: prev, bstr(32)
-    major, n, i = _head(mv, i)
-    if k != 5 or major != 2 or n != 32:
+        ai = b[i + 1] & 31
+        i += 2 if ai < 24 or ai > 27 else 2 + (1 << (ai - 24))
+    if b[i] != 5 or b[i + 1] != 0x58 or b[i + 2] != 32:  # 5: prev, bstr(32)
         raise ValueError("not an entry")
-    p = i
-    i += 32
-    _, k, i = _head(mv, i)  # 6: fw, tstr
-    _, n, i = _head(mv, i)
-    i += n
-    _, k, i = _head(mv, i)  # 7: kind
-    _, kind, i = _head(mv, i)
-    _, k, i = _head(mv, i)  # 8: body
-    if k != 8:
+    p = i + 3
+    i = p + 32
+    if b[i] != 6:  # 6: fw, tstr
         raise ValueError("not an entry")
-    return p, kind, i
+    ai = b[i + 1] & 31
+    if ai < 24:
+        i += 2 + ai
+    elif ai == 24:
+        i += 3 + b[i + 2]
+    else:
+        raise ValueError("not an entry")
+    if b[i] != 7 or b[i + 1] > 23 or b[i + 2] != 8:  # 7: kind (< 24), 8: body
+        raise ValueError("not an entry")
+    return p, b[i + 1], i + 3
 
 
 def _policy(mv, i):
