@@ -5,9 +5,9 @@ check, on the MicroPython unix port at the board's heap budget.
 Why: every entry is signed by default on every board (issue 10), so each append costs
 one ECDSA signature; a battery-bound board may switch it off (board config
 `log.sign_entries`). This measures what that choice costs: ms per append both ways
-and their ratio, flash bytes per entry both ways, and the boot check (bootcheck.py:
-the device checks its own log against its signatures before it appends anything) for
-logs of N entries.
+and their ratio, flash bytes per entry both ways, and the boot check for logs of N
+entries (devlog.boot_walk/boot_verdict, bootcheck.py: the device checks its own log
+against its signatures before it appends anything).
 
     python tools/bench_append.py [--board esp32] [--appends 200] [--boot-n 100,500,1000]
                                  [--json]
@@ -109,21 +109,28 @@ log.close()
 print("@@BENCH {}")
 """
 
-# The boot check alone, in a fresh VM on the log _FILL wrote: the store's recovery scan
-# first (timed for scale), then bootcheck.check as devlog.Log runs it at boot.
+# The boot check, in a fresh VM on the log _FILL wrote: the store's recovery scan alone
+# (timed for scale), then the scan with the boot check's walk riding on it plus its
+# verdict, as devlog.Log runs them at boot; the check's cost is the difference.
 _BOOT = _COMMON + r"""
 import identity
 root = mount(%(image)r, %(blocks)d, False)
-gc.collect()
-t = time.ticks_us()
-store = logstore.LogStore(root, boot_check=True)
-t_scan = time.ticks_diff(time.ticks_us(), t)
+for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not timed
+    gc.collect()
+    t = time.ticks_us()
+    store = logstore.LogStore(root, boot_check=True)
+    t_scan = time.ticks_diff(time.ticks_us(), t)
+    store.close()
+    store = None
 ident = identity.load(root)
-import bootcheck
 gc.collect()
 t = time.ticks_us()
-per_entry, found, alerts = bootcheck.check(store, ident.pub, ident.device_id, %(sign)r)
-t_check = time.ticks_diff(time.ticks_us(), t)
+store = logstore.LogStore(root, boot_check=True, observe=lambda: devlog.boot_walk(%(sign)r))
+wk = store.observed.result(store)
+store.observed = None
+found = devlog.boot_verdict(store, wk, ident.pub, ident.device_id)
+t_check = time.ticks_diff(time.ticks_us(), t) - t_scan
+per_entry = wk[0]
 if found is not None or per_entry != %(sign)r:
     raise SystemExit("boot check failed on an untouched log: %%r" %% (found,))
 print("@@BENCH " + json.dumps({"entries": store.last_seq + 1, "signed": %(sign)r,

@@ -8,9 +8,13 @@
 #       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
-#       Between the identity load and the first append, the boot check (bootcheck.py,
-#       imported for the boot and dropped again) checks the log against the device's
-#       signatures; when it fails, a log-altered entry comes before the boot entry.
+#       Before the first append, the boot check checks the log against the device's
+#       signatures: bootcheck.Walk sees every record the store's recovery scan reads,
+#       then one ECDSA verify of the newest entry (or bootfind.decide when that is not
+#       enough); both modules are boot-only. When it fails, a log-altered entry comes
+#       before the boot entry.
+#   boot_walk(sign_cfg), boot_verdict(store, wk, pub, device_id)   the boot check's
+#       two halves (Log runs them; tools/bench_append.py times them)
 #       clock: .now() -> unix seconds or None (never set), .uptime_ms(), .set(t)
 #       config: the board definition dict; its optional "log" dict overrides DEFAULTS.
 #   log.device_id (32 hex chars)  log.pub (65 bytes)  log.boot (int)
@@ -57,6 +61,7 @@ import cose
 import entry
 import identity
 import logstore
+import p256
 from cbor import Writer
 
 DEFAULTS = {
@@ -77,6 +82,39 @@ _STATE_MAGIC = b"HTS1"
 _STATE_LEN = 20  # magic 4 | boot u32 | acked u32 (0xFFFFFFFF: none) | dropped u32 | crc32
 _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
+
+
+def _boot_only(name, fn, *args):
+    # Import a boot-only module, run one function of it, drop the module again.
+    try:
+        return getattr(__import__(name), fn)(*args)
+    finally:
+        sys.modules.pop(name, None)
+
+
+def boot_walk(sign_cfg):
+    """The boot check's walk (bootcheck.Walk), made by LogStore(observe=...) when there
+    is a log: it sees every record the recovery scan reads. bootcheck is boot-only: dropped from
+    sys.modules at once, its code lives as long as the walk object does."""
+    try:
+        import bootcheck
+
+        return bootcheck.Walk(sign_cfg)
+    finally:
+        sys.modules.pop("bootcheck", None)
+
+
+def boot_verdict(store, wk, pub, device_id):
+    """None, or (first_seq, reason) of a new alteration (docs/FORMATS.md "Device boot
+    check"), from wk = the walk's result(store).
+
+    The common case, every entry signed, links intact, no gap: the newest entry's own
+    signature covers the whole log, one ECDSA verify. Anything else goes to
+    bootfind.decide (boot-only, imported and dropped again)."""
+    if wk[0] and wk[5] is None and not wk[6] and wk[4] is not None and \
+            p256.verify(pub, wk[3], wk[4]):
+        return None
+    return _boot_only("bootfind", "decide", store, pub, device_id, wk)
 
 
 class LogAltered(ValueError):
@@ -148,10 +186,19 @@ class Log:
         # The store only reads and repairs what is on flash; nothing is appended before
         # the identity is checked, and a missing key under existing segments is still
         # refused (identity.load_or_create sees the same segment files).
+        # The boot check's walk rides on the recovery scan (no second pass over the
+        # flash); its result is plain data, and the walk (with bootcheck's code) is
+        # garbage before the identity check.
         self.store = logstore.LogStore(
             root, seg_records=int(cfg["seg_records"]), seg_bytes=int(cfg["seg_bytes"]),
             max_body=int(cfg["max_body"]), flush_every=int(cfg["flush_every"]),
-            flush_ms=int(cfg["flush_s"]) * 1000, boot_check=bool(cfg["boot_check"]))
+            flush_ms=int(cfg["flush_s"]) * 1000, boot_check=bool(cfg["boot_check"]),
+            observe=self._boot_walk)
+        walk = self.store.observed
+        self.store.observed = None
+        wk = None if walk is None or self.store.last_seq is None else \
+            walk.result(self.store)
+        walk = None
         self.problems = self.store.problems
         try:
             self.ident = identity.load_or_create(root)
@@ -182,14 +229,13 @@ class Log:
         # records (as hosts do), whatever the config says now; the config counts
         # only for a new log or one whose entry 0 was pruned.
         self.altered = None
-        try:
-            import bootcheck
-
-            self.sign_entries, found, alerts = bootcheck.check(
-                self.store, self.pub, self.ident.device_id, self.sign_entries,
-                bool(cfg["boot_check"]))
-        finally:
-            sys.modules.pop("bootcheck", None)
+        found = None
+        alerts = ()
+        if wk is not None:
+            self.sign_entries = wk[0]
+            alerts = wk[8]
+            found = boot_verdict(self.store, wk, self.pub, self.ident.device_id)
+            wk = None
         self._write_state()
         if self._next == 0:
             self._append(entry.KIND_KEY_CREATED, entry.key_body(
@@ -201,6 +247,9 @@ class Log:
         elif alerts:
             self.altered = alerts[-1]  # reported at an earlier boot: still not vouched for
         self._append(entry.KIND_BOOT, entry.boot_body(reset_cause), True)
+
+    def _boot_walk(self):
+        return boot_walk(self.sign_entries)
 
     # ---- state file ----------------------------------------------------------------
     def _read_state(self):

@@ -10,8 +10,16 @@
 #
 # API (all seqs are ints; `None` means "no entry yet"):
 #   s = LogStore(root, seg_records=256, seg_bytes=16384, max_body=1024,
-#                flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None)
-#       Opens (or creates) the log and recovers it: see "Boot" below.
+#                flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None,
+#                observe=None)
+#       Opens (or creates) the log and recovers it: see "Boot" below. observe, when
+#       given, is a function the boot scan calls (no argument) once it finds segment
+#       files, after the store's buffers are made; what it returns is then called with
+#       every valid record the scan reads, in log order (a memoryview of the scan
+#       buffer, valid during the call), and left in s.observed (None when there was no
+#       log) for the caller to take. devlog's boot check walks the chain that way,
+#       without a second pass over the flash and without its code loaded on a first
+#       boot.
 #   s.first_seq, s.last_seq          oldest entry held / newest complete entry
 #   s.problems                       [(what, seq, segment, offset)], at most 16:
 #       "torn"    invalid bytes to the end of the last segment, truncated at boot
@@ -91,7 +99,8 @@ def _exists(path):
 
 class LogStore:
     def __init__(self, root, seg_records=256, seg_bytes=16384, max_body=1024,
-                 flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None):
+                 flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None,
+                 observe=None):
         if max_body < 1 or max_body > 0xFFFF:
             raise LogError("max_body must be 1..65535")
         self.dir = root + "/log"
@@ -123,6 +132,7 @@ class LogStore:
         self.flushes = 0
         self._full = False
         self._sealed = False
+        self._observe = self._observer = None
         try:
             os.mkdir(root)
         except OSError:
@@ -138,7 +148,10 @@ class LogStore:
         if reserve is None:
             reserve = seg_bytes + 4 * self._bsize
         self.reserve = reserve
+        self._observe = observe  # made by the scan when there is a log to scan
         self._recover(boot_check)
+        self.observed = self._observer  # the caller takes it (and lets it go)
+        self._observe = self._observer = None
         self._measure()
 
     # ---- boot ----------------------------------------------------------------------
