@@ -313,6 +313,7 @@ def test_device_reports_a_keyless_rewrite_at_boot_and_collect_shows_it(
     cli(["collect", "--port", dev.port, "--store", str(store), "--json"])
     out, err = capsys.readouterr()
     assert line in err, err
+
     with Store.open(store) as st:
         assert all(r.seq < 5 for r in st.accepted_records(did))  # nothing it disowns
     # enroll shows it too (a second collector meeting the device for the first time)
@@ -320,3 +321,50 @@ def test_device_reports_a_keyless_rewrite_at_boot_and_collect_shows_it(
                 "--label", "r", "--json"]) == 0
     out, err = capsys.readouterr()
     assert line in err and json.loads(out)["device_altered"]["first_seq"] == 5
+
+
+def test_collect_json_carries_the_report_when_the_edit_is_behind_the_anchor(
+        tmp_path: Path, devices: list[VirtualDevice],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry the collector already holds is edited on flash (no relink): the device
+    reports it at boot, and a collection of what is new completes with the report in
+    its JSON summary and the one line on stderr."""
+    dev = make_device(tmp_path, "slow", interval=600)  # one reading at boot, then quiet
+    devices.append(dev)
+    store = tmp_path / "s.db"
+    assert cli(["enroll", "--port", dev.port, "--store", str(store), "--label", "s"]) == 0
+    assert cli(["collect", "--port", dev.port, "--store", str(store), "--no-ack"]) == 0
+    with Store.open(store) as st:
+        did = st.enrollments()[0].device_id
+        anchor = st.anchor(did)
+        assert anchor is not None and anchor.seq >= 2
+    dev.stop()
+
+    def tamper(fs: LittleFS) -> None:  # entry 1 (the boot entry): one byte, CRC fixed
+        seg = sorted(fs.listdir("/ht/log"))[0]
+        with fs.open(f"/ht/log/{seg}", "rb") as f:
+            data = bytearray(f.read())
+        pos = 0
+        while True:
+            n = struct.unpack_from("<H", data, pos + 6)[0]
+            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
+            if data[pos] == 0xA7 and struct.unpack_from("<I", data, pos + 2)[0] == 1:
+                data[pos + 8 + n - 2] ^= 0x20  # a letter of the reset cause's text
+                struct.pack_into("<I", data, pos + size - 4,
+                                 zlib.crc32(data[pos:pos + size - 4]))
+                break
+            pos += size
+        with fs.open(f"/ht/log/{seg}", "wb") as f:
+            f.write(bytes(data))
+
+    edit_image(dev.image_path, tamper)
+    dev.start()
+    info = wait_ready(dev)
+    assert info.altered is not None
+    assert (info.altered.first_seq, info.altered.seq) == (1, anchor.seq + 1)
+    capsys.readouterr()
+    assert cli(["collect", "--port", dev.port, "--store", str(store), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["device_altered"] == {
+        "first_seq": 1, "seq": anchor.seq + 1, "reason": info.altered.reason}
+    assert f"device {did} reports its log altered from seq 1 (" in err, err

@@ -72,6 +72,23 @@ def _sig_ok(lg, seq):
     return False
 
 
+def _request(lg, cmd, args=b""):
+    """One request line to a link.Link serving lg; the reply frame's bytes."""
+    import io
+    import struct
+    from binascii import crc32
+
+    import link
+
+    out = io.BytesIO()
+    svc = link.Link(lg, out, "unix", "0.1.0", devhelp.StepClock())
+    p = bytes((1, 9, cmd)) + args
+    p += struct.pack("<I", crc32(p))
+    for c in b"@HT" + "".join("%02x" % c for c in p).encode() + b"\n":
+        svc.feed_byte(c)
+    return out.getvalue()
+
+
 def _checkpoint_seqs(lg):
     return [logstore.parse(r)[2] for r in lg.records(0) if r[0] == logstore.CHECKPOINT]
 
@@ -227,6 +244,9 @@ def test_checkpoint_refuses_a_head_changed_under_the_running_device():
     _edit(root, edited)
     e = dtest.raises(devlog.LogAltered, lg.checkpoint, b"n")
     dtest.true(isinstance(e, ValueError))
+    f = _request(lg, 0x04, b"nonce")  # CHECKPOINT over the link: ERROR 5 (device)
+    dtest.eq((f[3], f[8]), (0xFF, 5))
+    dtest.true(b"LogAltered" in f, f)
     dtest.eq(len(_checkpoint_seqs(lg)), n)
     # The next entry links to the entry the device wrote, not to the edited one: what
     # it signs from now on never covers the edit (a host sees the link break).
@@ -293,20 +313,9 @@ def test_checkpoint_verifies_after_a_report():
 
 
 def _hello(lg):
-    import io
-
-    import link
-
-    out = io.BytesIO()
-    svc = link.Link(lg, out, "unix", "0.1.0", devhelp.StepClock())
-    p = bytes((1, 9, 0x01))
     import struct
-    from binascii import crc32
 
-    p += struct.pack("<I", crc32(p))
-    for c in b"@HT" + "".join("%02x" % c for c in p).encode() + b"\n":
-        svc.feed_byte(c)
-    f = out.getvalue()
+    f = _request(lg, 0x01)
     dtest.eq(f[3], 0x81)
     return devhelp.loads(f[8:8 + struct.unpack_from("<H", f, 5)[0]])
 
