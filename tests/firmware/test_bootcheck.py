@@ -331,3 +331,53 @@ def test_hello_reports_the_alteration_to_the_host():
     lg.close()
     bd, lg = _boot(bd, root, cfg)  # still reported at the next boot
     dtest.eq(_hello(lg)[12], [10, lg.altered[1], lg.altered[2]])
+
+
+def test_quick_boot_checks_the_last_segment_by_entry0s_policy():
+    # boot_check off: the recovery scan, and so the walk, covers only the last segment;
+    # the policy still comes from entry 0 (read from the first segment).
+    bd, root, cfg, lg = _fresh(readings=30)
+    last = lg.last_seq
+    _edit(root, last - 2)
+    cfg = {"log": dict(LOG, boot_check=False, sign_entries=False)}
+    bd, lg = _boot(bd, root, cfg)
+    dtest.true(lg.sign_entries)
+    dtest.eq(lg.altered[:2], (last - 2, last + 1))
+
+
+def test_an_old_checkpoints_only_log_stays_unsigned_under_the_new_default():
+    # A log made with signing off (policy 0 in entry 0), booted with the default config
+    # (sign_entries on): the device keeps to its entry 0, no false report.
+    bd, root, cfg, lg = _fresh(sign_entries=False)
+    bd, lg = _boot(bd, root, {"log": dict(LOG)})
+    dtest.false(lg.sign_entries)
+    dtest.eq(lg.altered, None)
+    dtest.false(_sig_ok(lg, lg.last_seq))
+
+
+def test_policy_downgrade_in_entry0_is_seen_only_through_a_checkpoint():
+    # Someone with the flash rewrites entry 0 to policy 0, strips every signature and
+    # recomputes every link: the device now checks by policy 0. A checkpoint record
+    # left on flash no longer matches its entry; with the checkpoints removed too,
+    # nothing on the device can tell (hosts that saw entry 0 or a checkpoint can).
+    def downgrade(root, drop_checkpoints):
+        segs = devhelp.flash_records(root)
+        body0 = devhelp.entry_record(segs, 0)[3]
+        dtest.eq(body0[-2:], b"\x02\x01")  # ... 2: POLICY_EVERY_ENTRY, last in entry 0
+        body0[-1] = 0
+        for _, recs in segs:
+            for r in recs:
+                r[4] = None
+            if drop_checkpoints:
+                recs[:] = [r for r in recs if r[0] == logstore.ENTRY]
+        devhelp.write_records(segs)
+
+    for drop in (False, True):
+        bd, root, cfg, lg = _fresh(readings=20, checkpoint_every=8)
+        downgrade(root, drop)
+        bd, lg = _boot(bd, root, cfg)
+        dtest.false(lg.sign_entries)
+        if drop:
+            dtest.eq(lg.altered, None)
+        else:
+            dtest.true("does not match" in lg.altered[2], lg.altered[2])
