@@ -1,12 +1,12 @@
 # Boot-only: the walk of the device's boot check, which checks its own log against its
-# own signatures before it appends anything (docs/FORMATS.md "Device boot check"). A keyless attacker who rewrites the
-# flash of a powered-off device (an entry edited, the later prev links and CRCs
-# recomputed, signatures stripped) leaves a log whose newest entry no longer carries a
-# signature the device's key made over its hash; the device finds that here and reports
-# it with a log-altered entry (kind 6) instead of signing over it.
+# own signatures before it appends anything (docs/FORMATS.md "Device boot check"). A
+# keyless attacker who rewrites the flash of a powered-off device (an entry edited, the
+# later prev links and CRCs recomputed, signatures stripped) leaves a log whose newest
+# entry no longer carries a signature the device's key made over its hash; the device
+# finds that and reports it with a log-altered entry (kind 6) instead of signing over it.
 #
-# Why a module of its own: like logscan.py it runs once per boot; devlog.Log imports
-# it for the store's recovery scan and drops it again with the result, so it is not
+# Why a module of its own: like logscan.py it runs once per boot; devlog.boot_walk
+# imports it for the store's recovery scan, and it is dropped with the result, so it is not
 # resident while the app runs, nor while the boot check's ECDSA verify runs (the heap
 # is the device's scarcest resource, docs/DEVICE.md).
 #
@@ -30,7 +30,7 @@
 #   What is walked is what the store's recovery scan reads: every segment when
 #   boot_check is on, else only the last one(s).
 #
-# The decision is made by the caller (devlog.Log._boot_check) after this module is
+# The decision is made by the caller (devlog.boot_verdict) after this module is
 # dropped: the common case, every entry signed, links intact, no gap, is one ECDSA
 # verify of the newest entry's signature; anything else goes to bootfind.decide.
 #

@@ -35,8 +35,9 @@
 #   log.set_time(t) -> seq                   sets the clock, appends a time-set entry
 #   log.checkpoint(nonce=None) -> bytes      COSE_Sign1 over the head; also stored as a
 #       0xC7 record when there is room. Raises LogAltered (a ValueError) instead
-#       when the newest entry on flash no longer hashes to the head the device holds. Automatic ones every config checkpoint_every
-#       entries / checkpoint_s seconds (no nonce).
+#       when the newest entry on flash no longer hashes to the head the device holds.
+#       Automatic ones every config checkpoint_every entries / checkpoint_s seconds
+#       (no nonce).
 #   log.ack(seq)     host has seq and everything before: persists it, prunes segments
 #       that are entirely <= seq (when prune_on_ack), appends an acknowledged entry
 #       {seq, first seq still held}. A seq at or below the last ack is ignored.
@@ -94,8 +95,8 @@ def _boot_only(name, fn, *args):
 
 def boot_walk(sign_cfg):
     """The boot check's walk (bootcheck.Walk), made by LogStore(observe=...) when there
-    is a log: it sees every record the recovery scan reads. bootcheck is boot-only: dropped from
-    sys.modules at once, its code lives as long as the walk object does."""
+    is a log: it sees every record the recovery scan reads. bootcheck is boot-only:
+    dropped from sys.modules at once, its code lives as long as the walk object does."""
     try:
         import bootcheck
 
@@ -121,8 +122,10 @@ class LogAltered(ValueError):
     """The newest entry on flash is not the one the device signed: no checkpoint."""
 
 
-# Preallocated: checkpoint() may run from the main loop near the heap budget.
-_ALTERED = LogAltered("newest entry on flash is not the one this device signed")
+# A fresh exception per raise, not a preallocated one: MicroPython appends each raise's
+# traceback to the exception object, so one reused instance grows without bound when
+# automatic checkpoints keep meeting the condition (measured: ~48 B per raise).
+_ALTERED = "newest entry on flash is not the one this device signed"
 
 
 def _uint_at(b, i):
@@ -386,7 +389,7 @@ class Log:
         # Never sign over an entry the device did not write: the newest entry on flash
         # must still hash to the head it signed when it appended it.
         if self.store.newest_hash() != self._head:
-            raise _ALTERED
+            raise LogAltered(_ALTERED)
         c = cose.checkpoint(self.ident, self.ident.device_id, seq, self._head,
                             self.clock.now(), self.clock.uptime_ms(), nonce)
         try:

@@ -381,3 +381,27 @@ def test_policy_downgrade_in_entry0_is_seen_only_through_a_checkpoint():
             dtest.eq(lg.altered, None)
         else:
             dtest.true("does not match" in lg.altered[2], lg.altered[2])
+
+
+def test_refusing_checkpoints_again_and_again_does_not_grow_the_heap():
+    # MicroPython appends each raise's traceback to the exception object: a reused
+    # exception instance would grow with every refused automatic checkpoint.
+    import gc
+
+    bd, root, cfg, lg = _fresh(readings=5)
+    bd, lg = _boot(bd, root, cfg)
+    lg.store.close()
+    _edit(root, lg.last_seq - 1)  # the newest is the boot entry: edit the reading before
+    segs = devhelp.flash_records(root)
+    r = devhelp.entry_record(segs, lg.last_seq)
+    r[3][-2] ^= 0x20  # and the boot entry itself, relinked: the head no longer matches
+    devhelp.write_records(segs)
+    for _ in range(20):
+        lg._auto_checkpoint()
+    gc.collect()
+    before = gc.mem_alloc()
+    for _ in range(200):
+        lg._auto_checkpoint()
+    gc.collect()
+    dtest.true(gc.mem_alloc() - before < 512, "grew %d B" % (gc.mem_alloc() - before))
+    dtest.eq(_checkpoint_seqs(lg), [])
