@@ -18,7 +18,8 @@
 #   svc.streaming()           True while a records stream is open
 #
 # The log object is devlog.Log: device_id (hex), pub, first_seq, last_seq, head, boot,
-# records(from_seq), checkpoint(nonce), set_time(t), ack(seq), free_bytes().
+# altered (the boot check's report, HELLO key 12), records(from_seq), checkpoint(nonce),
+# set_time(t), ack(seq), free_bytes().
 #
 # Memory: one request line buffer and one frame buffer are allocated at construction
 # (frame buffer = chunk size + 16). Per request, hex decoding and the reply payload of

@@ -536,10 +536,14 @@ class _Demo:
               f"{edit.seq}, not collected yet: {edit.reading} {edit.old_value} -> "
               f"{edit.new_value}")
         n.say("record CRC recomputed: the flash record layer sees a valid record "
-              f"({'yes' if edit.crc_valid else 'NO'}); only the hash chain can tell")
+              f"({'yes' if edit.crc_valid else 'NO'}); only the device's signatures and the "
+              "hash chain can tell")
         victim.start()
-        hello(victim)
-        n.say(f"{victim.name} powered on again on {victim.port}; collector A collects it:")
+        back = hello(victim)
+        n.say(f"{victim.name} powered on again on {victim.port}")
+        if back.altered is not None:  # the device's own boot check, before A looks
+            n.say(back.altered.describe(did), indent=6)
+        n.say("collector A collects it:")
         anchor_before = a.store.anchor(did)
         refused, message = False, ""
         try:
