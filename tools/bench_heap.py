@@ -23,8 +23,10 @@ Figures:
   harness     heap in use just before the app boots (runner, dtest, the test module
               compiled from source, scripted host, Python block device, littlefs
               mount); min heap - harness estimates what the firmware alone needs.
-Boot-only modules (boardcfg, keyfile, logscan) are imported for the boot and dropped
-again: their "resident" figure is what they cost while loaded, not after boot.
+Boot-only modules (boardcfg, keyfile, logscan, bootcheck, bootfind) are imported for
+the boot and dropped again: their "resident" figure is what they cost while loaded, not
+after boot (bootfind only when the boot check finds a problem, or on a checkpoints-only
+board).
 The unix port here is 64-bit: object words are 8 bytes against the ESP32's 4, so the
 same objects take more heap than on a board; the test harness (runner, test module,
 scripted host, Python block device) shares the heap too. Both make these figures
@@ -57,7 +59,10 @@ from hashtrail.paths import venv_tool  # noqa: E402
 # p256_table is imported by p256 only when p256_table.bin is missing, so p256 is
 # measured first and the table after it (0 when it stays on flash).
 MODULES = ("hmac256", "p256", "p256_table", "cbor", "entry", "cose", "identity",
-           "logstore", "devlog", "link", "boardcfg", "board_unix", "sensors", "app")
+           "logstore", "devlog", "link", "boardcfg", "board_unix", "sensors", "app",
+           "bootcheck", "bootfind")
+# Loaded only during the boot check, after the app's modules: listed after the total.
+BOOT_CHECK = ("bootcheck", "bootfind")
 
 _RESIDENT = r"""
 import gc, sys, json
@@ -174,7 +179,7 @@ def measure(board: str, step: int, bisect: bool) -> dict[str, Any]:
         importlib.import_module("vectors_app").make_app_image(data)
         out: dict[str, Any] = {
             "board": board, "budget": budget, "resident": res,
-            "resident_total": sum(res.values()),
+            "resident_total": sum(v for k, v in res.items() if k not in BOOT_CHECK),
             "app_boot_used": boot_used, "app_boot_free": boot_free,
             "runs": {},
         }
@@ -196,10 +201,14 @@ def render(r: dict[str, Any]) -> str:
              f"heap budget {r['budget']} B",
              f"{'module':12s} {'resident B':>10s}"]
     for name, size in r["resident"].items():
+        if name in BOOT_CHECK:
+            continue
         note = "  (table read from /lib/p256_table.bin)" if name == "p256_table" and \
             size == 0 else ""
         lines.append(f"{name:12s} {size:10d}{note}")
     lines.append(f"{'total':12s} {r['resident_total']:10d}")
+    for name in BOOT_CHECK:
+        lines.append(f"{name:12s} {r['resident'][name]:10d}  (boot check only, then dropped)")
     lines.append(f"app booted (modules + log + link + buffers + config): {r['app_boot_used']} B "
                  f"in use, {r['app_boot_free']} B free")
     for test, run in r["runs"].items():

@@ -8,12 +8,25 @@
 #       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
+#       Before the first append, the boot check checks the log against the device's
+#       signatures: bootcheck.Walk sees every record the store's recovery scan reads,
+#       then one ECDSA verify of the newest entry (or bootfind.decide when that is not
+#       enough); both modules are boot-only. When it fails, a log-altered entry comes
+#       before the boot entry.
+#   boot_walk(sign_cfg), boot_verdict(store, wk, pub, device_id)   the boot check's
+#       two halves (Log runs them; tools/bench_append.py times them)
 #       clock: .now() -> unix seconds or None (never set), .uptime_ms(), .set(t)
 #       config: the board definition dict; its optional "log" dict overrides DEFAULTS.
 #   log.device_id (32 hex chars)  log.pub (65 bytes)  log.boot (int)
 #   log.first_seq  log.last_seq (None when empty)  log.head (32 bytes, entry_hash of
 #       last_seq)  log.acked (None or seq)  log.dropped (readings not recorded yet)
 #   log.problems     store problems found at boot: [(what, seq, segment, offset)]
+#   log.altered      None, or (first_seq, alert_seq, reason): the boot check found the
+#       log no longer matches the device's signatures (bootcheck.py) and appended a
+#       log-altered entry (kind 6) at alert_seq, or found one from an earlier boot;
+#       entries first_seq .. alert_seq - 1 are not vouched for by the device.
+#   log.sign_entries whether entries are signed: entry 0's policy when held, else the
+#       config's sign_entries (a device follows the policy its entry 0 records)
 #   log.append(kind, body) -> seq            any entry kind (body as entry.encode takes)
 #   log.reading(readings) -> seq or None     readings: [(name, unit or None, value)];
 #       None when the flash is full: the reading is counted (log.dropped, persisted in
@@ -21,8 +34,10 @@
 #       as there is room again, before the next entry, so nothing is lost silently.
 #   log.set_time(t) -> seq                   sets the clock, appends a time-set entry
 #   log.checkpoint(nonce=None) -> bytes      COSE_Sign1 over the head; also stored as a
-#       0xC7 record when there is room. Automatic ones every config checkpoint_every
-#       entries / checkpoint_s seconds (no nonce).
+#       0xC7 record when there is room. Raises LogAltered (a ValueError) instead
+#       when the newest entry on flash no longer hashes to the head the device holds.
+#       Automatic ones every config checkpoint_every entries / checkpoint_s seconds
+#       (no nonce).
 #   log.ack(seq)     host has seq and everything before: persists it, prunes segments
 #       that are entirely <= seq (when prune_on_ack), appends an acknowledged entry
 #       {seq, first seq still held}. A seq at or below the last ack is ignored.
@@ -40,12 +55,14 @@
 import hashlib
 import os
 import struct
+import sys
 from binascii import crc32
 
 import cose
 import entry
 import identity
 import logstore
+import p256
 from cbor import Writer
 
 DEFAULTS = {
@@ -56,7 +73,7 @@ DEFAULTS = {
     "flush_s": 0,  # ... or when the oldest unsynced record is this old (0: off)
     "checkpoint_every": 100,  # automatic checkpoint after this many entries (0: off)
     "checkpoint_s": 3600,  # ... or this long after the last one (0: off)
-    "sign_entries": False,  # 64-byte signature beside every entry (policy in entry 0)
+    "sign_entries": True,  # 64-byte signature beside every entry (policy in entry 0)
     "prune_on_ack": False,  # True: delete acknowledged segments at once; False: only
     # when space is needed (a second collector can still read them; docs/STORAGE.md)
     "boot_check": True,  # walk every segment at boot (else only the last one)
@@ -66,6 +83,49 @@ _STATE_MAGIC = b"HTS1"
 _STATE_LEN = 20  # magic 4 | boot u32 | acked u32 (0xFFFFFFFF: none) | dropped u32 | crc32
 _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
+
+
+def _boot_only(name, fn, *args):
+    # Import a boot-only module, run one function of it, drop the module again.
+    try:
+        return getattr(__import__(name), fn)(*args)
+    finally:
+        sys.modules.pop(name, None)
+
+
+def boot_walk(sign_cfg):
+    """The boot check's walk (bootcheck.Walk), made by LogStore(observe=...) when there
+    is a log: it sees every record the recovery scan reads. bootcheck is boot-only:
+    dropped from sys.modules at once, its code lives as long as the walk object does."""
+    try:
+        import bootcheck
+
+        return bootcheck.Walk(sign_cfg)
+    finally:
+        sys.modules.pop("bootcheck", None)
+
+
+def boot_verdict(store, wk, pub, device_id):
+    """None, or (first_seq, reason) of a new alteration (docs/FORMATS.md "Device boot
+    check"), from wk = the walk's result(store).
+
+    The common case, every entry signed, links intact, no gap: the newest entry's own
+    signature covers the whole log, one ECDSA verify. Anything else goes to
+    bootfind.decide (boot-only, imported and dropped again)."""
+    if wk[0] and wk[5] is None and not wk[6] and wk[4] is not None and \
+            p256.verify(pub, wk[3], wk[4]):
+        return None
+    return _boot_only("bootfind", "decide", store, pub, device_id, wk)
+
+
+class LogAltered(ValueError):
+    """The newest entry on flash is not the one the device signed: no checkpoint."""
+
+
+# A fresh exception per raise, not a preallocated one: MicroPython appends each raise's
+# traceback to the exception object, so one reused instance grows without bound when
+# automatic checkpoints keep meeting the condition (measured: ~48 B per raise).
+_ALTERED = "newest entry on flash is not the one this device signed"
 
 
 def _uint_at(b, i):
@@ -129,10 +189,19 @@ class Log:
         # The store only reads and repairs what is on flash; nothing is appended before
         # the identity is checked, and a missing key under existing segments is still
         # refused (identity.load_or_create sees the same segment files).
+        # The boot check's walk rides on the recovery scan (no second pass over the
+        # flash); its result is plain data, and the walk (with bootcheck's code) is
+        # garbage before the identity check.
         self.store = logstore.LogStore(
             root, seg_records=int(cfg["seg_records"]), seg_bytes=int(cfg["seg_bytes"]),
             max_body=int(cfg["max_body"]), flush_every=int(cfg["flush_every"]),
-            flush_ms=int(cfg["flush_s"]) * 1000, boot_check=bool(cfg["boot_check"]))
+            flush_ms=int(cfg["flush_s"]) * 1000, boot_check=bool(cfg["boot_check"]),
+            observe=self._boot_walk)
+        walk = self.store.observed
+        self.store.observed = None
+        wk = None if walk is None or self.store.last_seq is None else \
+            walk.result(self.store)
+        walk = None
         self.problems = self.store.problems
         try:
             self.ident = identity.load_or_create(root)
@@ -158,12 +227,32 @@ class Log:
         self.dropped = dropped
         self._since_cp = 0
         self._cp_at = clock.uptime_ms()
+        # The boot check, before anything is appended: the log against the device's
+        # own signatures (bootcheck.py). The device follows the policy its entry 0
+        # records (as hosts do), whatever the config says now; the config counts
+        # only for a new log or one whose entry 0 was pruned.
+        self.altered = None
+        found = None
+        alerts = ()
+        if wk is not None:
+            self.sign_entries = wk[0]
+            alerts = wk[8]
+            found = boot_verdict(self.store, wk, self.pub, self.ident.device_id)
+            wk = None
         self._write_state()
         if self._next == 0:
             self._append(entry.KIND_KEY_CREATED, entry.key_body(
                 self.pub, entry.POLICY_EVERY_ENTRY if self.sign_entries
                 else entry.POLICY_CHECKPOINTS), True)
+        if found is not None:
+            seq = self._append(entry.KIND_LOG_ALTERED, entry.altered_body(*found), True)
+            self.altered = (found[0], seq, found[1])
+        elif alerts:
+            self.altered = alerts[-1]  # reported at an earlier boot: still not vouched for
         self._append(entry.KIND_BOOT, entry.boot_body(reset_cause), True)
+
+    def _boot_walk(self):
+        return boot_walk(self.sign_entries)
 
     # ---- state file ----------------------------------------------------------------
     def _read_state(self):
@@ -297,6 +386,10 @@ class Log:
         seq = self.store.last_seq
         if seq is None:
             raise ValueError("log is empty")
+        # Never sign over an entry the device did not write: the newest entry on flash
+        # must still hash to the head it signed when it appended it.
+        if self.store.newest_hash() != self._head:
+            raise LogAltered(_ALTERED)
         c = cose.checkpoint(self.ident, self.ident.device_id, seq, self._head,
                             self.clock.now(), self.clock.uptime_ms(), nonce)
         try:

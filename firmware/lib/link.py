@@ -18,7 +18,8 @@
 #   svc.streaming()           True while a records stream is open
 #
 # The log object is devlog.Log: device_id (hex), pub, first_seq, last_seq, head, boot,
-# records(from_seq), checkpoint(nonce), set_time(t), ack(seq), free_bytes().
+# altered (the boot check's report, HELLO key 12), records(from_seq), checkpoint(nonce),
+# set_time(t), ack(seq), free_bytes().
 #
 # Memory: one request line buffer and one frame buffer are allocated at construction
 # (frame buffer = chunk size + 16). Per request, hex decoding and the reply payload of
@@ -97,12 +98,17 @@ def _cbor_head(buf, pos, major, n):
 
 
 def _cbor_value(buf, pos, v):
-    # Values of the INFO map: None, unsigned int, bytes, str.
+    # Values of the INFO map: None, unsigned int, bytes, str, and tuples of them.
     if v is None:
         buf[pos] = 0xF6
         return pos + 1
     if isinstance(v, int):
         return _cbor_head(buf, pos, 0, v)
+    if isinstance(v, tuple):
+        pos = _cbor_head(buf, pos, 4, len(v))
+        for x in v:
+            pos = _cbor_value(buf, pos, x)
+        return pos
     if isinstance(v, str):
         v = v.encode()
         pos = _cbor_head(buf, pos, 3, len(v))
@@ -278,6 +284,9 @@ class Link:
             (9, self.clock.now()),
             (10, log.head),
             (11, self.chunk),
+            # The boot check's report (devlog.Log.altered): null, or [first seq not
+            # vouched for, seq of the log-altered entry, reason]. Older hosts ignore it.
+            (12, getattr(log, "altered", None)),
         )
         b = self._buf
         pos = _cbor_head(b, _HDR, 5, len(items))

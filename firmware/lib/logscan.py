@@ -41,6 +41,8 @@ def recover(s, full):
     if not segs:
         return
     s.first_seq = segs[0]
+    if s._observe is not None and s._observer is None:
+        s._observer = s._observe()  # the boot check's walk (bootcheck.Walk)
     last = len(segs) - 1
     if full:
         prev_last = None
@@ -93,6 +95,8 @@ def _scan(s, first, is_last):
                 off = nxt
                 expect = -1  # whatever follows the damage is not an order error
                 continue
+            if s._observer is not None:
+                s._observer(s._mv[:rl])
             magic = s._buf[0]
             seq = struct.unpack_from("<I", s._buf, 2)[0]
             if magic == ENTRY:

@@ -10,8 +10,16 @@
 #
 # API (all seqs are ints; `None` means "no entry yet"):
 #   s = LogStore(root, seg_records=256, seg_bytes=16384, max_body=1024,
-#                flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None)
-#       Opens (or creates) the log and recovers it: see "Boot" below.
+#                flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None,
+#                observe=None)
+#       Opens (or creates) the log and recovers it: see "Boot" below. observe, when
+#       given, is a function the boot scan calls (no argument) once it finds segment
+#       files, after the store's buffers are made; what it returns is then called with
+#       every valid record the scan reads, in log order (a memoryview of the scan
+#       buffer, valid during the call), and left in s.observed (None when there was no
+#       log) for the caller to take. devlog's boot check walks the chain that way,
+#       without a second pass over the flash and without its code loaded on a first
+#       boot.
 #   s.first_seq, s.last_seq          oldest entry held / newest complete entry
 #   s.problems                       [(what, seq, segment, offset)], at most 16:
 #       "torn"    invalid bytes to the end of the last segment, truncated at boot
@@ -19,6 +27,7 @@
 #       "gap"     entries seq..(next segment first - 1) are missing (segment file gone)
 #       "order"   a valid record whose seq does not follow its predecessor
 #   s.last_entry()                   body bytes of the newest entry (allocates; boot only)
+#   s.newest_hash()                  SHA-256 of the newest entry as it is on flash now
 #   s.append(seq, body, sig=None, magic=ENTRY, floor=False) -> record length
 #       raises LogFull when the write would eat into the reserve (floor=True lets it
 #       use the reserve down to half of it: for entries that must not be lost).
@@ -39,6 +48,7 @@
 # Allocation: append() allocates nothing except when rotating segments (path string,
 # file object) and when the free-space estimate runs low (statvfs tuple). Reading
 # allocates one small memoryview slice per record. Buffers are made once in __init__.
+import hashlib
 import os
 import struct
 import sys
@@ -89,7 +99,8 @@ def _exists(path):
 
 class LogStore:
     def __init__(self, root, seg_records=256, seg_bytes=16384, max_body=1024,
-                 flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None):
+                 flush_every=1, flush_ms=0, reserve=None, boot_check=True, ticks=None,
+                 observe=None):
         if max_body < 1 or max_body > 0xFFFF:
             raise LogError("max_body must be 1..65535")
         self.dir = root + "/log"
@@ -121,6 +132,7 @@ class LogStore:
         self.flushes = 0
         self._full = False
         self._sealed = False
+        self._observe = self._observer = None
         try:
             os.mkdir(root)
         except OSError:
@@ -136,7 +148,10 @@ class LogStore:
         if reserve is None:
             reserve = seg_bytes + 4 * self._bsize
         self.reserve = reserve
+        self._observe = observe  # made by the scan when there is a log to scan
         self._recover(boot_check)
+        self.observed = self._observer  # the caller takes it (and lets it go)
+        self._observe = self._observer = None
         self._measure()
 
     # ---- boot ----------------------------------------------------------------------
@@ -209,6 +224,22 @@ class LogStore:
             rec = bytearray(self._last_len)
             f.readinto(rec)
         return bytes(rec[_HDR:_HDR + (rec[6] | rec[7] << 8)])
+
+    def newest_hash(self):
+        """SHA-256 of the newest entry as it is on flash now (None: empty, unreadable).
+
+        Read into the scan buffer: allocates only the file object and the digest."""
+        if self.last_seq is None:
+            return None
+        if self._last_off < 0:
+            b = self.last_entry()
+            return None if b is None else hashlib.sha256(b).digest()
+        self._flush_if_open()
+        with open(self.dir + "/" + seg_name(self._segs[-1]), "rb") as f:
+            rl = self._read_at(f, self._last_off, self._seg_size, self._mv)
+        if rl <= 0 or self._buf[0] != ENTRY or parse(self._buf)[2] != self.last_seq:
+            return None
+        return hashlib.sha256(self._mv[_HDR:_HDR + parse(self._buf)[3]]).digest()
 
     # ---- space ---------------------------------------------------------------------
     def free_bytes(self):

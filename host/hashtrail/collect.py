@@ -9,7 +9,8 @@ at any point therefore loses nothing, and the store's idempotent writes mean a r
 duplicates nothing.
 
 `collect(link, store)` is the plain function behind `hashtrail collect`; it does no
-printing (progress goes through a callback).
+printing (progress and notices, such as the device's own report that its log was
+altered, go through callbacks).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .link import DeviceError, DeviceInfo, Link, LinkError
 from .store import RawEntry, Store, device_id_of
 
 Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
+Notice = Callable[[str], None]  # one line for the user, e.g. the device's altered report
 
 _ENTRY = 0xA7
 _CHECKPOINT = 0xC7
@@ -52,6 +54,8 @@ class CollectResult:
     seconds: float
     retries: int
     noise_bytes: int
+    # The device's own report that its log no longer matches its signatures (HELLO).
+    device_altered: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,10 +123,15 @@ class _Pull:
 
 def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
             progress: Progress | None = None, attempts: int = 4,
-            window: int = 4) -> CollectResult:
+            window: int = 4, notice: Notice | None = None) -> CollectResult:
     t0 = time.monotonic()
     info, label = identify(link, store)
     did = info.device_id
+    # The device's own report comes first, before anything can fail: what it does not
+    # vouch for is for the verifier to refuse, the user must hear it either way.
+    altered = info.altered
+    if altered is not None and notice is not None:
+        notice(altered.describe(did))
     time_set = False
     if set_time and info.time is None:
         link.set_time(int(time.time()))
@@ -200,7 +209,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
-        noise_bytes=link.noise_bytes)
+        noise_bytes=link.noise_bytes,
+        device_altered=None if altered is None else asdict(altered))
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,

@@ -222,11 +222,11 @@ class Collector:
     path: Path
 
 
-def collect_one(c: Collector, dev: VirtualDevice) -> CollectionRow:
+def collect_one(c: Collector, dev: VirtualDevice, ack: bool = True) -> CollectionRow:
     """One `hashtrail collect` run: pull, verify against a fresh nonce, store, ACK."""
     with open_serial(dev.port) as link:
         try:
-            res = collect(link, c.store)
+            res = collect(link, c.store, ack=ack)
         except LinkError as e:
             # What the device printed instead of frames (a traceback, a MemoryError)
             # is the only clue to why it went silent: show it.
@@ -396,24 +396,29 @@ class _Demo:
         n.step(3, "Collect over the pseudo-terminals: overlapping, interleaved rounds")
         first_a = devs[:-1] or devs
         first_b = devs[1:] or devs
-        rounds: list[tuple[str, list[tuple[Collector, VirtualDevice]]]] = [
+        # Round 2 runs without ACK: an ACK appends an "acknowledged" entry, signed by the
+        # device like every entry, so after it the first entry no collector holds would
+        # not be a reading, and step 7 edits the first reading nobody collected (a ledger
+        # rightly takes device-signed entries before the edit from a refused run).
+        rounds: list[tuple[str, list[tuple[Collector, VirtualDevice]], bool]] = [
             (f"A collects {_names(first_a)}; B collects {_names(first_b)}",
-             [(a, d) for d in first_a] + [(b, d) for d in first_b]),
-            ("A collects all", [(a, d) for d in devs]),
-            (f"B collects {devs[0].name} (its first time: more than A has)", [(b, devs[0])]),
+             [(a, d) for d in first_a] + [(b, d) for d in first_b], True),
+            ("A collects all (without ACK)", [(a, d) for d in devs], False),
+            (f"B collects {devs[0].name} (its first time: more than A has)", [(b, devs[0])],
+             True),
         ]
-        for k, (title, plan) in enumerate(rounds):
+        for k, (title, plan, ack) in enumerate(rounds):
             if k:
                 n.say(f"... {_WAIT_S:.1f} s pass; the devices keep logging ...")
                 time.sleep(_WAIT_S)
             n.say(f"round {k + 1}: {title}")
-            rows = [collect_one(c, d) for c, d in plan]
+            rows = [collect_one(c, d, ack) for c, d in plan]
             self.rep.collections += rows
             n.table(["collector", "device", "seqs accepted", "new", "time"],
                     [[r.collector, r.device, f"{r.from_seq}..{r.upto_seq}", r.new_entries,
                       f"{r.seconds * 1000:.0f} ms"] for r in rows], right=(3, 4))
         n.say("each run: HELLO, stream records, verify chain + a checkpoint signed just now "
-              "over a fresh nonce, store, then ACK")
+              "over a fresh nonce, store, then ACK (unless said otherwise)")
 
     def export(self, c: Collector, path: Path) -> Path:
         with path.open("w", encoding="ascii") as f:
@@ -533,10 +538,14 @@ class _Demo:
               f"{edit.seq}, not collected yet: {edit.reading} {edit.old_value} -> "
               f"{edit.new_value}")
         n.say("record CRC recomputed: the flash record layer sees a valid record "
-              f"({'yes' if edit.crc_valid else 'NO'}); only the hash chain can tell")
+              f"({'yes' if edit.crc_valid else 'NO'}); only the device's signatures and the "
+              "hash chain can tell")
         victim.start()
-        hello(victim)
-        n.say(f"{victim.name} powered on again on {victim.port}; collector A collects it:")
+        back = hello(victim)
+        n.say(f"{victim.name} powered on again on {victim.port}")
+        if back.altered is not None:  # the device's own boot check, before A looks
+            n.say(back.altered.describe(did), indent=6)
+        n.say("collector A collects it:")
         anchor_before = a.store.anchor(did)
         refused, message = False, ""
         try:
@@ -570,7 +579,9 @@ class _Demo:
                   if t.anchor_after == t.anchor_before else "(MOVED: the edit was accepted)"))
         n.say(f"the ledger, given A's bundle with those bytes: {victim.name} "
               + (f"stays at seq {tip_after}" if tip_after == tip_before else
-                 f"MOVED from seq {tip_before} to {tip_after}")
+                 f"goes from seq {tip_before} to {tip_after}, what A accepted before the "
+                 "edit" if tip_after < edit.seq else
+                 f"MOVED from seq {tip_before} to {tip_after}, past the edit")
               + f" (accepted {r.accepted}; {r.pending} held: they do not link up to a "
               "device-signed head)")
         vr = verify_ledger(led)
@@ -663,9 +674,11 @@ def prove(ledger_path: Path, device_id: str, seq: int) -> dict[str, Any]:
 
 
 def _names_edit(findings: list[dict[str, Any]], device_id: str, seq: int) -> bool:
-    """Does a finding pin the edit: the next entry's link, or a signed head at `seq`?"""
+    """Does a finding pin the edit: the entry's own signature (every entry is signed by
+    default), the next entry's link, or a signed head at `seq`?"""
     return any(f["device_id"] == device_id and (
-        (f["code"] == "link_mismatch" and f["seq"] == seq + 1)
+        (f["code"] == "entry_bad_sig" and f["seq"] == seq)
+        or (f["code"] == "link_mismatch" and f["seq"] == seq + 1)
         or (f["code"] == "checkpoint_head_mismatch" and f["seq"] == seq))
         for f in findings)
 

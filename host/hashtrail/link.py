@@ -198,6 +198,35 @@ class DeviceInfo:
     time: int | None
     head: bytes
     chunk: int
+    # The device's boot check found its log no longer matches its own signatures
+    # (INFO key 12; None from devices that do not send it or found nothing).
+    altered: LogAltered | None = None
+
+
+@dataclass(frozen=True)
+class LogAltered:
+    """The device's own report (docs/FORMATS.md "Device boot check"): entries
+    first_seq .. seq - 1 are not vouched for by any of its signatures; seq is its
+    log-altered entry (kind 6)."""
+
+    first_seq: int
+    seq: int
+    reason: str
+
+    def describe(self, device_id: str) -> str:
+        return (f"device {device_id} reports its log altered from seq {self.first_seq} "
+                f"({self.reason}) at boot; entries {self.first_seq}..{self.seq - 1} are "
+                f"not covered by its signatures (its log-altered entry is seq {self.seq})")
+
+
+def _parse_altered(v: object) -> LogAltered | None:
+    if v is None:
+        return None
+    if (not isinstance(v, list) or len(v) != 3 or not isinstance(v[2], str)
+            or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in v[:2])
+            or v[0] > v[1]):
+        raise FormatError("device info field altered (12) is not [first seq, seq, reason]")
+    return LogAltered(first_seq=v[0], seq=v[1], reason=v[2])
 
 
 def parse_info(payload: bytes) -> DeviceInfo:
@@ -224,7 +253,7 @@ def parse_info(payload: bytes) -> DeviceInfo:
         board=get(4, str, "board"), first_seq=get(5, int, "first_seq"),
         last_seq=get(6, (int, type(None)), "last_seq"), free_bytes=get(7, int, "free"),
         boot=get(8, int, "boot"), time=get(9, (int, type(None)), "time"), head=head,
-        chunk=get(11, int, "chunk"))
+        chunk=get(11, int, "chunk"), altered=_parse_altered(m.get(12)))
 
 
 # -- streams and the link ----------------------------------------------------------------

@@ -28,7 +28,7 @@ from hashtrail import imagefs
 from hashtrail.boards import load_board
 from hashtrail.cli import main as cli
 from hashtrail.collect import collect
-from hashtrail.link import FdStream, Link
+from hashtrail.link import DeviceInfo, FdStream, Link
 from hashtrail.sim import VirtualDevice, provision
 from hashtrail.store import Store
 from littlefs import LittleFS
@@ -48,8 +48,8 @@ def make_device(tmp: Path, name: str, interval: float = 0.05) -> VirtualDevice:
     return provision.make_device(tmp, name, interval, BOARD, ready_timeout=20.0)
 
 
-def wait_ready(dev: VirtualDevice) -> None:
-    provision.wait_ready(dev, timeout=20.0)
+def wait_ready(dev: VirtualDevice) -> DeviceInfo:
+    return provision.wait_ready(dev, timeout=20.0)
 
 
 @pytest.fixture
@@ -256,3 +256,115 @@ def test_tampered_log_is_refused_with_the_reason(tmp_path: Path,
         did = st.enrollments()[0].device_id
         assert st.anchor(did) is None and st.accepted_records(did) == []
         assert len(st.quarantined(did)) > 4  # kept as evidence
+
+
+def rewrite_keyless(fs: LittleFS, seq: int) -> None:
+    """What a keyless attacker can do to a powered-off device: change one byte of the
+    body of entry seq, then recompute every later entry's prev link and every CRC."""
+    import hashlib
+
+    segs = sorted(fs.listdir("/ht/log"))
+    old_h = new_h = b""
+    for seg in segs:
+        with fs.open(f"/ht/log/{seg}", "rb") as f:
+            data = bytearray(f.read())
+        pos = 0
+        while pos + 12 <= len(data):
+            n = struct.unpack_from("<H", data, pos + 6)[0]
+            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
+            s = struct.unpack_from("<I", data, pos + 2)[0]
+            if data[pos] == 0xA7 and s >= seq:
+                body = data[pos + 8:pos + 8 + n]
+                if s == seq:
+                    before = hashlib.sha256(body).digest()
+                    data[pos + 8 + n - 1] ^= 0x01  # last byte of the reading value
+                else:
+                    i = body.find(old_h)
+                    assert i > 0, "entry does not carry the previous entry's hash"
+                    before = hashlib.sha256(body).digest()
+                    data[pos + 8 + i:pos + 8 + i + 32] = new_h
+                old_h = before
+                new_h = hashlib.sha256(data[pos + 8:pos + 8 + n]).digest()
+                struct.pack_into("<I", data, pos + size - 4,
+                                 zlib.crc32(data[pos:pos + size - 4]))
+            pos += size
+        with fs.open(f"/ht/log/{seg}", "wb") as f:
+            f.write(bytes(data))
+
+
+def test_device_reports_a_keyless_rewrite_at_boot_and_collect_shows_it(
+        tmp_path: Path, devices: list[VirtualDevice],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    dev = make_device(tmp_path, "rewritten")
+    devices.append(dev)
+    store = tmp_path / "r.db"
+    assert cli(["enroll", "--port", dev.port, "--store", str(store), "--label", "r"]) == 0
+    did = capsys.readouterr().out.split()[1]
+    assert "altered" not in capsys.readouterr().err
+    time.sleep(1.0)
+    dev.stop()
+    edit_image(dev.image_path, lambda fs: rewrite_keyless(fs, 5))
+    dev.start()
+    info = wait_ready(dev)
+    assert info.altered is not None and info.altered.first_seq == 5
+    line = (f"device {did} reports its log altered from seq 5 ({info.altered.reason}) at "
+            f"boot; entries 5..{info.altered.seq - 1} are not covered by its signatures")
+    capsys.readouterr()
+    cli(["collect", "--port", dev.port, "--store", str(store), "--json"])
+    out, err = capsys.readouterr()
+    assert line in err, err
+
+    with Store.open(store) as st:
+        assert all(r.seq < 5 for r in st.accepted_records(did))  # nothing it disowns
+    # enroll shows it too (a second collector meeting the device for the first time)
+    assert cli(["enroll", "--port", dev.port, "--store", str(tmp_path / "r2.db"),
+                "--label", "r", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert line in err and json.loads(out)["device_altered"]["first_seq"] == 5
+
+
+def test_collect_json_carries_the_report_when_the_edit_is_behind_the_anchor(
+        tmp_path: Path, devices: list[VirtualDevice],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry the collector already holds is edited on flash (no relink): the device
+    reports it at boot, and a collection of what is new completes with the report in
+    its JSON summary and the one line on stderr."""
+    dev = make_device(tmp_path, "slow", interval=600)  # one reading at boot, then quiet
+    devices.append(dev)
+    store = tmp_path / "s.db"
+    assert cli(["enroll", "--port", dev.port, "--store", str(store), "--label", "s"]) == 0
+    assert cli(["collect", "--port", dev.port, "--store", str(store), "--no-ack"]) == 0
+    with Store.open(store) as st:
+        did = st.enrollments()[0].device_id
+        anchor = st.anchor(did)
+        assert anchor is not None and anchor.seq >= 2
+    dev.stop()
+
+    def tamper(fs: LittleFS) -> None:  # entry 1 (the boot entry): one byte, CRC fixed
+        seg = sorted(fs.listdir("/ht/log"))[0]
+        with fs.open(f"/ht/log/{seg}", "rb") as f:
+            data = bytearray(f.read())
+        pos = 0
+        while True:
+            n = struct.unpack_from("<H", data, pos + 6)[0]
+            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
+            if data[pos] == 0xA7 and struct.unpack_from("<I", data, pos + 2)[0] == 1:
+                data[pos + 8 + n - 2] ^= 0x20  # a letter of the reset cause's text
+                struct.pack_into("<I", data, pos + size - 4,
+                                 zlib.crc32(data[pos:pos + size - 4]))
+                break
+            pos += size
+        with fs.open(f"/ht/log/{seg}", "wb") as f:
+            f.write(bytes(data))
+
+    edit_image(dev.image_path, tamper)
+    dev.start()
+    info = wait_ready(dev)
+    assert info.altered is not None
+    assert (info.altered.first_seq, info.altered.seq) == (1, anchor.seq + 1)
+    capsys.readouterr()
+    assert cli(["collect", "--port", dev.port, "--store", str(store), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["device_altered"] == {
+        "first_seq": 1, "seq": anchor.seq + 1, "reason": info.altered.reason}
+    assert f"device {did} reports its log altered from seq 1 (" in err, err

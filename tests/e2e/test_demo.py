@@ -99,10 +99,14 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
 
     # The tampering: on dev1's flash, entry k+1 does not link to entry k; the collector
     # said so with dev1's id and seq k+1, accepted nothing, and the ledger stops before k.
+    # Every entry carries its own signature by default: the first finding is entry k's.
     t = rep["tamper"]
     k = t["edited_seq"]
     assert t["device_id"] == victim.device_id and t["caught"]
-    assert (t["caught_code"], t["caught_seq"]) == ("link_mismatch", k + 1)
+    assert (t["caught_code"], t["caught_seq"]) == ("entry_bad_sig", k)
+    assert ("link_mismatch", k + 1) in {(f["code"], f["seq"]) for f in t["findings"]}
+    # ... and the device itself reported it at boot, before any collector looked.
+    assert f"device {victim.device_id} reports its log altered from seq {k} (" in p.stderr
     assert victim.device_id in t["collector_message"] and f"seq {k + 1}" in \
         t["collector_message"]
     flash = _flash_chain(d / "devices" / "dev1.lfs")

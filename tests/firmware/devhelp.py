@@ -116,6 +116,7 @@ def kinds(entries):
 def make_image(path, readings=40, blocks=512, sign=False):
     """Run the real Log on a file-backed littlefs image (what a virtual board's flash
     holds): readings, a time set, checkpoints with and without a nonce, an ack.
+    sign: the board's sign_entries, or None for the firmware default.
     Prints one line the host test parses: "@@IMAGE last_seq head_hex"."""
     import binascii
     import vfs
@@ -125,7 +126,9 @@ def make_image(path, readings=40, blocks=512, sign=False):
     bd = blockdev_file.FileBlock(path, 4096, blocks)
     vfs.VfsLfs2.mkfs(bd)
     vfs.mount(vfs.VfsLfs2(bd), "/img")
-    cfg = {"log": {"checkpoint_every": 16, "sign_entries": sign}}
+    cfg = {"log": {"checkpoint_every": 16}}
+    if sign is not None:
+        cfg["log"]["sign_entries"] = sign
     log = devlog.Log("/img/ht", "unix", "0.1.0", StepClock(), cfg, "power_on")
     for i in range(readings):
         log.reading([("temp", "Cel", 4.0 + i / 8), ("vbat", "V", 3.7)])
@@ -137,3 +140,99 @@ def make_image(path, readings=40, blocks=512, sign=False):
     vfs.umount("/img")
     bd.close()
     print("@@IMAGE %d %s" % (log.last_seq, binascii.hexlify(log.head).decode()))
+
+
+# ---- a keyless attacker with the flash (tests/firmware/test_bootcheck.py) ----------
+# Reads the segment files of a powered-off device's log as plain files, lets a test
+# change records, and writes them back with every CRC recomputed and (relink=True)
+# every entry's prev set to the hash of the entry before it: everything an attacker
+# can redo without the device key.
+
+
+def flash_records(root):
+    """[(segment path, [[magic, flags, seq, body (bytearray), sig or None], ...])]."""
+    import os
+    import struct
+
+    d = root + "/log"
+    out = []
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".seg"):
+            continue
+        with open(d + "/" + name, "rb") as f:
+            raw = f.read()
+        recs = []
+        off = 0
+        while off + 12 <= len(raw):
+            blen = struct.unpack_from("<H", raw, off + 6)[0]
+            o = off + 8 + blen
+            sig = None
+            if raw[off + 1] & 1:
+                sig = bytes(raw[o:o + 64])
+                o += 64
+            recs.append([raw[off], raw[off + 1], struct.unpack_from("<I", raw, off + 2)[0],
+                         bytearray(raw[off + 8:off + 8 + blen]), sig])
+            off = o + 4
+        out.append((d + "/" + name, recs))
+    return out
+
+
+def prev_offset(body):
+    """Offset of the 32 prev bytes in entry bytes: map head, keys 0..4 with their
+    values, key 5 and its bstr(32) head (decoded item by item, not by the device's code)."""
+    i = 1
+    for _ in range(5):
+        _, i = _item(memoryview(body), i)  # key
+        _, i = _item(memoryview(body), i)  # value
+    _, i = _item(memoryview(body), i)  # key 5
+    if body[i] != 0x58 or body[i + 1] != 32:
+        raise ValueError("prev is not a bstr(32)")
+    return i + 2
+
+
+def write_records(segs, relink=True):
+    """Write segments back: CRCs recomputed, and with relink every entry's prev set to
+    the hash of the entry before it (consecutive seqs), in log order."""
+    import hashlib
+    import struct
+    from binascii import crc32
+
+    prev_seq = None
+    prev_h = None
+    for path, recs in segs:
+        out = bytearray()
+        for magic, flags, seq, body, sig in recs:
+            if magic == logstore.ENTRY:
+                if relink and prev_seq is not None and seq == prev_seq + 1:
+                    p = prev_offset(body)
+                    body[p:p + 32] = prev_h
+                prev_seq = seq
+                prev_h = hashlib.sha256(body).digest()
+            flags = (flags | 1) if sig is not None else (flags & ~1)
+            rec = bytearray(struct.pack("<BBIH", magic, flags, seq, len(body)))
+            rec += body
+            if sig is not None:
+                rec += sig
+            rec += struct.pack("<I", crc32(rec))
+            out += rec
+        with open(path, "wb") as f:
+            f.write(out)
+
+
+def entry_record(segs, seq):
+    """The [magic, flags, seq, body, sig] list of entry seq in flash_records()' output."""
+    for _, recs in segs:
+        for r in recs:
+            if r[0] == logstore.ENTRY and r[2] == seq:
+                return r
+    raise KeyError(seq)
+
+
+def replace_bytes(body, old, new):
+    """Replace the first occurrence of old in body (same length), in place."""
+    n = len(old)
+    for i in range(len(body) - n + 1):
+        if body[i:i + n] == old:
+            body[i:i + n] = new
+            return
+    raise ValueError("bytes not found")

@@ -45,7 +45,7 @@ def test_first_boot_then_resume_on_the_same_chain():
         (0, entry.KIND_KEY_CREATED), (1, entry.KIND_BOOT), (2, entry.KIND_READING),
         (3, entry.KIND_TIME_SET), (4, entry.KIND_BOOT)])
     ks = devhelp.kinds(es)
-    dtest.eq(ks[0][2], {1: log.pub, 2: entry.POLICY_CHECKPOINTS})
+    dtest.eq(ks[0][2], {1: log.pub, 2: entry.POLICY_EVERY_ENTRY})  # signed by default
     dtest.eq(ks[2][2], [{0: "temp", 1: "Cel", 2: 4.25}, {0: "vbat", 1: "V", 2: 3.7}])
     dtest.eq(ks[3][2], {1: None, 2: 1700000000, 3: "host"})
     dtest.eq(ks[4][2], {1: "watchdog"})
@@ -123,9 +123,10 @@ def test_time_based_checkpoint_on_tick():
     dtest.eq(sum(1 for r in log.records(0) if r[0] == 0xC7), 1)
 
 
-def test_signed_entries():
+def test_entries_are_signed_by_default():
+    dtest.eq(devlog.DEFAULTS["sign_entries"], True)
     bd, root = _fresh()
-    log = _log(root, cfg={"log": {"sign_entries": True, "checkpoint_every": 0}})
+    log = _log(root, cfg={"log": {"checkpoint_every": 0}})
     log.reading(R)
     import logstore
     n = 0
@@ -136,6 +137,16 @@ def test_signed_entries():
         dtest.true(p256.verify(log.pub, h, bytes(rec[8 + blen:8 + blen + 64])))
         n += 1
     dtest.eq(n, 3)
+    dtest.eq(devhelp.kinds(devhelp.walk(log))[0][2][2], entry.POLICY_EVERY_ENTRY)
+
+
+def test_a_board_may_switch_entry_signing_off():
+    bd, root = _fresh()
+    log = _log(root, cfg={"log": {"sign_entries": False, "checkpoint_every": 0}})
+    log.reading(R)
+    import logstore
+    dtest.eq([logstore.parse(r)[1] for r in log.records(0)], [0, 0, 0])
+    dtest.eq(devhelp.kinds(devhelp.walk(log))[0][2][2], entry.POLICY_CHECKPOINTS)
 
 
 def test_flash_full_counts_readings_and_writes_an_overflow_entry():
@@ -170,7 +181,8 @@ def test_flash_full_counts_readings_and_writes_an_overflow_entry():
 
 def test_acknowledged_data_kept_until_space_is_needed():
     bd, root = _fresh(blocks=20)
-    cfg = {"log": {"seg_records": 16, "seg_bytes": 2048, "checkpoint_every": 0,
+    # 16 signed entries (~170 bytes each with their signature) fill one segment
+    cfg = {"log": {"seg_records": 16, "seg_bytes": 3072, "checkpoint_every": 0,
                    "prune_on_ack": False}}
     log = _log(root, cfg=cfg)
     for _ in range(40):

@@ -9,7 +9,8 @@ import entry
 import ramblock
 
 HEAP = 1572864
-SMALL = {"seg_records": 16, "seg_bytes": 2048, "checkpoint_every": 0, "checkpoint_s": 0}
+# 16 entries a segment: a signed reading is ~170 bytes with its 64-byte signature
+SMALL = {"seg_records": 16, "seg_bytes": 3072, "checkpoint_every": 0, "checkpoint_s": 0}
 R = [("temp", "Cel", 4.25), ("vbat", "V", 3.7)]
 
 

@@ -16,8 +16,9 @@ from hashtrail.records import Record, RecordProblem, log_segments, parse_segment
 BLOCK = 4096
 
 
-def device_image(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, int, bytes]:
-    """Run devlog on the unix port: (flash image, last seq, chain head) as it reports them."""
+def device_image(tmp: Path, sign: bool | None, readings: int = 40) -> tuple[bytes, int, bytes]:
+    """Run devlog on the unix port: (flash image, last seq, chain head) as it reports them.
+    sign: the board's log.sign_entries, or None for the firmware's default."""
     img = tmp / "flash.img"
     code = (f"import devhelp; devhelp.make_image({str(img)!r}, readings={readings}, "
             f"sign={sign!r})")

@@ -51,3 +51,39 @@ def test_edited_entry_in_the_device_image_is_caught(tmp_path: Path) -> None:
     assert not report.ok
     assert any(f.seq == 21 and f.code == "link_mismatch" for f in report.findings), \
         report.findings
+
+
+def test_device_default_signs_every_entry_and_cryptography_agrees(tmp_path: Path) -> None:
+    """The firmware default (no sign_entries in the board config): entry 0 records
+    policy 1 and every entry's signature verifies with `cryptography` (OpenSSL) as
+    ECDSA P-256 over entry_hash, independently of hashtrail's verifier."""
+    import hashlib
+
+    import cbor2
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    image, last, _head = device_image(tmp_path, None)
+    files = read_image(image, BLOCK)
+    pub = files["/ht/key"][36:101]
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
+    recs, probs = log_records(files)
+    assert probs == []
+    entries = [r for r in recs if r.is_entry]
+    assert [r.seq for r in entries] == list(range(last + 1))
+    e0 = cbor2.loads(entries[0].body)
+    assert e0[7] == 3 and e0[8] == {1: pub, 2: 1}
+    for r in entries:
+        assert r.sig is not None, r.seq
+        der = utils.encode_dss_signature(int.from_bytes(r.sig[:32], "big"),
+                                         int.from_bytes(r.sig[32:], "big"))
+        key.verify(der, hashlib.sha256(r.body).digest(),
+                   ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    bad = bytearray(entries[-1].body)
+    bad[-1] ^= 1
+    with pytest.raises(InvalidSignature):
+        key.verify(utils.encode_dss_signature(int.from_bytes(entries[-1].sig[:32], "big"),
+                                              int.from_bytes(entries[-1].sig[32:], "big")),
+                   hashlib.sha256(bytes(bad)).digest(),
+                   ec.ECDSA(utils.Prehashed(hashes.SHA256())))

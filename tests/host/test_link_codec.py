@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import cbor2
 import pytest
 from hashtrail.errors import FormatError
 from hashtrail.link import (
@@ -12,9 +13,11 @@ from hashtrail.link import (
     REQ_RECORDS,
     Frame,
     FrameDecoder,
+    LogAltered,
     decode_request,
     encode_frame,
     encode_request,
+    parse_info,
     split_records,
 )
 from hypothesis import given, settings
@@ -140,3 +143,33 @@ def test_split_records_cuts_whole_records_and_refuses_partial_ones() -> None:
         list(split_records(b"".join(recs)[:-1]))
     with pytest.raises(FormatError):
         list(split_records(recs[0][:5]))
+
+
+def _info(**extra: object) -> dict[int, object]:
+    m: dict[int, object] = {0: 1, 1: bytes(16), 2: b"\x04" + bytes(64), 3: "0.1.0",
+                            4: "unix", 5: 0, 6: 9, 7: 4096, 8: 2, 9: None,
+                            10: bytes(32), 11: 512}
+    m.update({int(k[1:]): v for k, v in extra.items()})
+    return m
+
+
+def test_info_without_the_altered_field_is_an_unaltered_device() -> None:
+    # Devices before the boot check send no key 12; devices with nothing found, null.
+    assert parse_info(cbor2.dumps(_info())).altered is None
+    assert parse_info(cbor2.dumps(_info(k12=None))).altered is None
+
+
+def test_info_carries_the_device_report_of_an_altered_log() -> None:
+    info = parse_info(cbor2.dumps(_info(k12=[10, 32, "newest entry 31 carries no signature"])))
+    assert info.altered == LogAltered(10, 32, "newest entry 31 carries no signature")
+    assert info.altered.describe("ab" * 16) == (
+        f"device {'ab' * 16} reports its log altered from seq 10 (newest entry 31 carries "
+        "no signature) at boot; entries 10..31 are not covered by its signatures (its "
+        "log-altered entry is seq 32)")
+
+
+@pytest.mark.parametrize("bad", [[10, 32], [10, 32, b"x"], [33, 32, "x"], [-1, 32, "x"],
+                                 [True, 32, "x"], "10..32", {1: 10}])
+def test_a_malformed_altered_field_is_a_format_error(bad: object) -> None:
+    with pytest.raises(FormatError, match="altered"):
+        parse_info(cbor2.dumps(_info(k12=bad)))

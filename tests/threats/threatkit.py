@@ -41,7 +41,12 @@ HEAP = 160 * 1024
 BOARD = dataclasses.replace(load_board("unix"), heap_budget=HEAP)
 # Small segments so segment-level attacks (delete, reorder) have several files to work
 # on; automatic checkpoints every 20 entries so the log holds nonce-less checkpoints.
-DEVICE_CFG = {"sample_interval_s": 0.05, "log": {"seg_records": 8, "checkpoint_every": 20}}
+# The golden device is a checkpoints-only board (sign_entries off, policy 0 in its entry
+# 0), what these attacks were written against: the hash chain and the checkpoints must
+# catch them on their own, as on a battery-bound board. Entries are signed by default
+# on every other board; attacks on signed entries have tests of their own.
+DEVICE_CFG = {"sample_interval_s": 0.05,
+              "log": {"seg_records": 8, "checkpoint_every": 20, "sign_entries": False}}
 
 
 def edit_image(path: Path, fn: Callable[[LittleFS], None]) -> None:

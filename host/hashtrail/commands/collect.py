@@ -50,12 +50,18 @@ class _Bar:
             sys.stderr.write("\n")
 
 
+def _notice(line: str) -> None:
+    # stderr: the --json summary on stdout stays one JSON document.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     bar = _Bar() if sys.stderr.isatty() or not args.json else None
     with Store.open(args.store) as st, open_serial(args.port, args.baud) as link:
         try:
             res = collect(link, st, ack=not args.no_ack, set_time=not args.no_set_time,
-                          progress=bar)
+                          progress=bar, notice=_notice)
         finally:
             if bar is not None:
                 bar.done()

@@ -8,7 +8,9 @@ recorded, so a device cannot be enrolled under an id it does not own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from typing import Any
 
 from ..errors import VerificationError
@@ -36,9 +38,14 @@ def run(args: argparse.Namespace) -> int:
     with Store.open(args.store) as st:
         e = st.enroll(info.device_id, info.pub, label=args.label, board=info.board,
                       fw=info.fw)
+    if info.altered is not None:
+        # The device's own report from its boot check: on stderr, so --json stays data.
+        print(info.altered.describe(info.device_id), file=sys.stderr)
     if args.json:
         print(json.dumps({"device_id": e.device_id, "pub": e.pub.hex(), "label": e.label,
-                          "board": e.board, "fw": e.fw, "enrolled_at": e.enrolled_at}))
+                          "board": e.board, "fw": e.fw, "enrolled_at": e.enrolled_at,
+                          "device_altered": None if info.altered is None
+                          else dataclasses.asdict(info.altered)}))
     else:
         print(f"enrolled {e.device_id} ({e.label}, board {e.board}, fw {e.fw})")
     return 0
