@@ -17,9 +17,10 @@ outcome (no path accepts what the device never said), not how the fix is built. 
 a test needs to know a layout (the ledger's SQL schema for attack 2, the ledger key for
 attack 3), that knowledge sits in one helper here.
 
-The golden device (conftest.py) runs with the firmware's default signing policy, so
-these tests judge whatever the default is: each attack is first checked to have done
-what it claims on the flash or in the ledger, then judged.
+The flash attacks run on a device of their own with the firmware's default signing
+policy (its board says nothing about sign_entries; the golden device of the older flash
+suite, conftest.py, is a checkpoints-only board): each attack is first checked to have
+done what it claims on the flash or in the ledger, then judged.
 
 Three limitations are proven the same way, so docs/THREATS.md can state them: the
 device key read off a flash that is not encrypted re-signs a rewrite every check
@@ -56,6 +57,7 @@ from hashtrail.entry import (
     KIND_LOG_ALTERED,
     KIND_READING,
     POLICY_CHECKPOINTS,
+    POLICY_EVERY_ENTRY,
     parse_entry,
     signing_policy,
 )
@@ -153,35 +155,46 @@ def _log_past_the_ack(dev: VirtualDevice, store: Path, device_id: str, pub: byte
     return Unacked(image, store, device_id, pub, res.upto_seq, readings, last)
 
 
+def _own_device_past_the_ack(d: Path, name: str, log: dict[str, object]) -> Unacked:
+    """A device of its own (new key, new flash) with board log settings `log` before its
+    first boot, enrolled, collected, acknowledged and past its ack."""
+    dev = VirtualDevice(d, name, board=BOARD)
+    dev.write_image()
+    configure(dev.image_path, {"sample_interval_s": 0.05, "log": log})
+    try:
+        start(dev)
+        wait_for_seq(dev, 8)
+        store = d / f"{name}.db"
+        with open_serial(dev.port) as link, Store.open(store) as st:
+            info = link.hello()
+            st.enroll(info.device_id, info.pub, label=name, board=info.board, fw=info.fw)
+    except BaseException:
+        dev.stop()
+        raise
+    return _log_past_the_ack(dev, store, info.device_id, info.pub, d / f"{name}-past-ack.lfs")
+
+
 @pytest.fixture(scope="module")
-def unacked(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> Unacked:
-    """The golden device (the firmware's default signing policy), past its ack."""
+def unacked(tmp_path_factory: pytest.TempPathFactory) -> Unacked:
+    """A device with the firmware's default signing policy (the board says nothing about
+    sign_entries), past its ack. (The golden device of the older flash suite is a
+    checkpoints-only board: threatkit.DEVICE_CFG.)"""
     d = tmp_path_factory.mktemp("unacked")
-    dev = golden.boot(d, "state", cfg={"sample_interval_s": 0.05, "log": _NO_AUTO_CP})
-    return _log_past_the_ack(dev, golden.store_copy(d, "unacked.db"), golden.device_id,
-                             golden.pub, d / "unacked.lfs")
+    log = {k: v for k, v in _NO_AUTO_CP.items() if k != "sign_entries"}
+    u = _own_device_past_the_ack(d, "signed", log)
+    recs, _ = image_records(u.image)
+    e0 = parse_entry(next(r.body for r in recs if r.is_entry and r.seq == 0))
+    assert signing_policy(e0) == POLICY_EVERY_ENTRY
+    assert all(r.sig is not None for r in recs if r.is_entry)
+    return u
 
 
 @pytest.fixture(scope="module")
 def unacked_policy0(tmp_path_factory: pytest.TempPathFactory) -> Unacked:
     """A device of its own whose board switched per-entry signing off before its first
     boot (policy 0 in its entry 0: checkpoints only), past its ack."""
-    d = tmp_path_factory.mktemp("policy0")
-    dev = VirtualDevice(d, "p0", board=BOARD)
-    dev.write_image()
-    configure(dev.image_path, {"sample_interval_s": 0.05,
-                               "log": dict(_NO_AUTO_CP, sign_entries=False)})
-    try:
-        start(dev)
-        wait_for_seq(dev, 8)
-        store = d / "p0.db"
-        with open_serial(dev.port) as link, Store.open(store) as st:
-            info = link.hello()
-            st.enroll(info.device_id, info.pub, label="p0", board=info.board, fw=info.fw)
-    except BaseException:
-        dev.stop()
-        raise
-    u = _log_past_the_ack(dev, store, info.device_id, info.pub, d / "policy0.lfs")
+    u = _own_device_past_the_ack(tmp_path_factory.mktemp("policy0"), "p0",
+                                 dict(_NO_AUTO_CP, sign_entries=False))
     recs, _ = image_records(u.image)
     e0 = parse_entry(next(r.body for r in recs if r.is_entry and r.seq == 0))
     assert signing_policy(e0) == POLICY_CHECKPOINTS
