@@ -16,7 +16,8 @@ entry signed): an entry without its own valid signature is a break. Policy 0
 (checkpoints only): entries are unprotected until a checkpoint covers them; whether
 one does is the caller's judgement (collect: the fresh checkpoint for its nonce).
 A log-altered entry (kind 6) is the device's own report that no signature of its
-covers entries body[1]..seq-1: nothing from body[1] on is counted as verified.
+covers entries body[1]..seq-1: nothing from body[1] on is counted as verified (unless the
+whole range lies at or behind the walk's anchor: see `_Walker._altered`).
 `ChainReport.unprotected` names, for a device that does not sign every entry, which
 verified entries were unprotected until which device signature (checkpoint N, or an
 entry's own), and which no signature covers yet: never a plain "ok" for them.
@@ -108,6 +109,7 @@ class _Walker:
         self.dev = report.device_id
         self.r = report
         self.seen: dict[int, bytes] = {}  # seq -> entry hash, as walked
+        self.anchor_seq = -1 if anchor is None else anchor.seq
         if anchor is None:
             self.next_seq, self.head = 0, self.key.genesis_prev
         else:
@@ -201,15 +203,24 @@ class _Walker:
 
     def _altered(self, e: Entry, rec: Record) -> None:
         """The device disowns entries body[1]..seq-1: no signature of its, at this entry
-        or after, covers them, so nothing from body[1] on counts as verified."""
+        or after, covers them, so nothing from body[1] on counts as verified.
+
+        Unless every entry it disowns lies at or behind the anchor: the caller verified
+        those copies under the device's signatures before the flash was altered, and this
+        entry links to the anchor's head (checked as for any entry), so the chain goes on
+        from it; the report is kept (`altered_from`), not a break. reconcile's rule too."""
         first = min(int(e.body[1]), e.seq)
+        r = self.r
+        if e.seq - 1 <= self.anchor_seq:
+            r.altered_from = first if r.altered_from is None else min(r.altered_from, first)
+            return
+        first = max(first, self.anchor_seq + 1)     # what this walk could have verified
         span = (f"entries {first}..{e.seq - 1}" if first < e.seq - 1
                 else f"entry {first}" if first == e.seq - 1
                 else f"its log from entry {e.seq}")
         self.brk(first, "log_altered",
                  f"the device reports {span} altered on its flash (log-altered entry "
                  f"{e.seq}): {e.body[2]}", rec)
-        r = self.r
         r.altered_from = first if r.altered_from is None else min(r.altered_from, first)
         if r.verified_through is not None and r.verified_through >= first:
             lo = r.first_seq if r.first_seq is not None else 0

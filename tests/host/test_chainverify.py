@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hashtrail import cli
 from hashtrail.chainverify import Anchor, verify_chain
+from hashtrail.entry import parse_entry, signing_policy
 from hashtrail.records import parse_records
 from mutation_vectors import by_name, vectors
 
@@ -154,6 +155,32 @@ def test_log_altered_range_is_never_verified() -> None:
         assert "entry 24 does not match its signature" in f.text
         assert rep.verified_through == 23 and rep.altered_from == 24
         assert rep.last_seq == 39 and len(rep.checkpoints) >= 2
+
+
+def test_log_altered_range_behind_the_anchor_does_not_stop_the_walk() -> None:
+    """A collector that verified entries 24..26 before the flash was altered holds its own
+    copies: the report at 27 then disowns nothing this walk could accept, and the chain
+    goes on from it (reconcile's rule too). An anchor inside the range still stops it."""
+    for name in ("log-altered", "log-altered-signed"):
+        v = by_name(name)
+        recs, probs = [], []
+        for s in v["segments"]:
+            rs, ps = parse_records(bytes.fromhex(s["data"]), s["name"])
+            recs += rs
+            probs += ps
+        assert not probs
+        pub = bytes.fromhex(v["pub"])
+        ent = {r.seq: r for r in recs if r.is_entry}
+        policy = signing_policy(parse_entry(ent[0].body))
+        tail = [r for r in recs if r.seq >= 27]
+        behind = verify_chain(pub, tail, [], anchor=Anchor(26, hashlib.sha256(
+            ent[26].body).digest()), policy=policy)
+        assert behind.ok and behind.altered_from == 24 and behind.verified_through == 39, \
+            behind.findings
+        inside = verify_chain(pub, [r for r in recs if r.seq >= 26], [], anchor=Anchor(
+            25, hashlib.sha256(ent[25].body).digest()), policy=policy)
+        (f,) = [f for f in inside.findings if f.code == "log_altered"]
+        assert f.seq == 26 and inside.verified_through is None, inside.findings
 
 
 def test_cli_verify_log_policy_for_an_anchored_log(tmp_path: Path,
