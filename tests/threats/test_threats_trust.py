@@ -35,7 +35,6 @@ import hashlib
 import json
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -64,8 +63,8 @@ from hashtrail.entry import (
 from hashtrail.ledger_db import Ledger, leaf_bytes
 from hashtrail.link import open_serial
 from hashtrail.note import Signer
-from hashtrail.records import format_record, parse_records
 from hashtrail.sim import VirtualDevice
+from hashtrail.sim.tamper import Edit, change_first_value, rewrite_chain
 from hashtrail.store import Store
 from littlefs import LittleFS
 from threatkit import (
@@ -87,7 +86,6 @@ from threatkit import (
 )
 
 MAGIC_CHECKPOINT = 0xC7
-PREV_TAG = b"\x05\x58\x20"  # key 5 (prev), bstr of 32 bytes: what precedes the link
 
 
 def _ok(r: Any) -> str:
@@ -203,85 +201,8 @@ def unacked_policy0(tmp_path_factory: pytest.TempPathFactory) -> Unacked:
 
 
 # -- flash surgery: edit entries, make the chain and the records whole again -------------
-
-Edit = Callable[[bytes], bytes]
-
-
-def rewrite_chain(fs: LittleFS, edits: dict[int, Edit], strip_sigs: bool,
-                  sign: Callable[[bytes], bytes] | None = None) -> None:
-    """Apply `edits` (seq -> new entry bytes of the same length) to the log on a
-    powered-off device's filesystem, then recompute the `prev` link of every later
-    entry and every record CRC, so the record layer and the hash chain both check.
-
-    Nothing is re-encoded: edits change bytes in place, and a link is the 32 bytes
-    after its `prev` key. Per-entry signatures of the changed entries (the edited ones
-    and every later one, whose prev changed) are kept as they were (now over other
-    bytes) or, with `strip_sigs`, removed with their record flag. A device checkpoint
-    over a changed entry would give the edit away; the caller picks entries none covers.
-    Records are read with the host's own parser (hashtrail.records) and written back
-    with its encoder, so every record header, flag and CRC is what the device writes.
-    With `sign` (someone who read the device key off the flash), every changed entry
-    that carried a signature gets a valid new one instead.
-    """
-    first = min(edits)
-    old: dict[int, bytes] = {}
-    new: dict[int, bytes] = {}
-    for name in segments(fs):
-        data = read_seg(fs, name)
-        recs, probs = parse_records(data, name)
-        assert not probs, probs  # whole records, every CRC good, before the surgery
-        out = bytearray()
-        for r in recs:
-            if not r.is_entry or r.seq < first:
-                assert r.is_entry or r.seq < first, f"checkpoint {r.seq} covers the edit"
-                if r.is_entry:
-                    old[r.seq] = new[r.seq] = _sha(r.body)
-                out += format_record(r.magic, r.seq, r.body, r.sig)
-                continue
-            body = r.body
-            old[r.seq] = _sha(body)
-            if new[r.seq - 1] != old[r.seq - 1]:
-                link = PREV_TAG + old[r.seq - 1]
-                assert body.count(link) == 1, f"entry {r.seq}: prev link not found"
-                body = body.replace(link, PREV_TAG + new[r.seq - 1])
-            if r.seq in edits:
-                edited = edits[r.seq](body)
-                assert len(edited) == len(body) and edited != body, f"edit of {r.seq}"
-                body = edited
-            new[r.seq] = _sha(body)
-            sig = r.sig
-            if sig is not None and sign is not None:
-                sig = sign(body)
-            elif strip_sigs:
-                sig = None
-            out += format_record(r.magic, r.seq, body, sig)  # flags and CRC recomputed
-        if bytes(out) != data:
-            write_seg(fs, name, bytes(out))
-
-
-def _float64(v: float) -> bytes:
-    return b"\xfb" + struct.pack(">d", v)
-
-
-def _needs_float64(v: float) -> bool:
-    return struct.unpack(">f", struct.pack(">f", v))[0] != v
-
-
-def change_first_value(delta: float) -> Edit:
-    """Move the first SenML value of a reading by `delta`, in place: the value is a
-    canonical float64 before and after (same length, still deterministic CBOR)."""
-    def edit(body: bytes) -> bytes:
-        e = parse_entry(body)
-        v = e.body[0][2]
-        assert isinstance(v, float) and _needs_float64(v), f"entry {e.seq}: value {v!r}"
-        w = v + delta
-        while not _needs_float64(w):
-            w += 0.001
-        assert body.count(_float64(v)) == 1
-        out = body.replace(_float64(v), _float64(w))
-        assert parse_entry(out).body[0][2] == w
-        return out
-    return edit
+# The surgery itself (rewrite_chain, change_first_value) is hashtrail.sim.tamper: the
+# demo performs the same keyless attack with it.
 
 
 def _pack_bytes(body: bytes) -> bytes:

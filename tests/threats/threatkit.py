@@ -32,6 +32,7 @@ from hashtrail.link import open_serial
 from hashtrail.records import LOG_DIR, Record, RecordProblem, parse_segments
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
+from hashtrail.sim.tamper import read_seg, segments, write_seg  # noqa: F401 (re-exported)
 from hashtrail.store import Store
 from littlefs import LittleFS
 
@@ -58,20 +59,6 @@ def log_files(path: Path) -> dict[str, bytes]:
     """Segment name -> bytes, as on the image."""
     files = imagefs.read_image(path.read_bytes(), BOARD.block_size)
     return {p.rsplit("/", 1)[1]: b for p, b in files.items() if p.startswith(LOG_DIR + "/")}
-
-
-def write_seg(fs: LittleFS, name: str, data: bytes) -> None:
-    with fs.open(f"{LOG_DIR}/{name}", "wb") as f:
-        f.write(data)
-
-
-def read_seg(fs: LittleFS, name: str) -> bytes:
-    with fs.open(f"{LOG_DIR}/{name}", "rb") as f:
-        return bytes(f.read())
-
-
-def segments(fs: LittleFS) -> list[str]:
-    return sorted(n for n in fs.listdir(LOG_DIR) if n.endswith(".seg"))
 
 
 def record_spans(data: bytes) -> list[tuple[int, int, int, int]]:
