@@ -1,13 +1,15 @@
 """`hashtrail demo` end to end: its claims re-checked from the files it leaves behind.
 
 The demo's own report is not trusted: the ledger is re-verified from its SQLite file,
-the entry counts come from the two collector stores, the tampered entry is found again
-on the device's littlefs image, and the proof file goes through `ledger verify-proof`.
+the entry counts come from the two collector stores, the keyless rewrite is found again
+on the device's littlefs image (links and CRCs whole, signatures checked with the
+cryptography package), and the proof file goes through `ledger verify-proof`.
 The Ctrl-C test checks that no MicroPython process survives an interrupted demo.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,10 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from hashtrail.boards import load_board
 from hashtrail.chainverify import verify_chain
 from hashtrail.cli import main as cli
-from hashtrail.entry import entry_hash, parse_entry
+from hashtrail.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
 from hashtrail.imagefs import read_image
 from hashtrail.ledger_db import Ledger
 from hashtrail.ledger_verify import verify_ledger
@@ -47,15 +53,30 @@ def _processes_using(path: Path) -> list[str]:
     return found
 
 
-def _flash_chain(image: Path) -> dict[int, bytes]:
-    """seq -> entry bytes of every entry record on a device's littlefs image."""
+def _flash_chain(image: Path) -> dict[int, tuple[bytes, bytes | None]]:
+    """seq -> (entry bytes, per-entry signature) of every entry record on a device's
+    littlefs image."""
     files = read_image(image.read_bytes(), load_board("unix").block_size)
-    out: dict[int, bytes] = {}
+    out: dict[int, tuple[bytes, bytes | None]] = {}
     for name in sorted(f for f in files if f.startswith("/ht/log/")):
         recs, problems = parse_records(files[name], name)
-        assert problems == [], problems  # the edit kept every record's CRC valid
-        out.update((r.seq, r.body) for r in recs if r.is_entry)
+        assert problems == [], problems  # the rewrite kept every record's CRC valid
+        out.update((r.seq, (r.body, r.sig)) for r in recs if r.is_entry)
     return out
+
+
+def _sig_ok(pub: bytes, entry: bytes, sig: bytes | None) -> bool:
+    """A per-entry signature (r || s over SHA-256 of the entry), checked with the
+    cryptography package, not hashtrail's verifier."""
+    if sig is None:
+        return False
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        key.verify(der, hashlib.sha256(entry).digest(), ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
@@ -84,6 +105,8 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
             only[1] += len(sets[1] - sets[0])
         assert only[0] > 0 and only[1] > 0  # each filled what the other lacked
         victim = by_name["dev1"]
+        victim_held = set().union(*({r.seq for r in st.accepted_records(victim.device_id)}
+                                    for st in stores))
         anchor = stores[0].anchor(victim.device_id)
         quarantined = {r.seq: r.body for r in stores[0].quarantined(victim.device_id)}
     finally:
@@ -96,32 +119,79 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
         assert vr.problems == [] and all(x.problems == [] for x in vr.devices)
         tip = led.device(victim.device_id)
         assert tip is not None
+        # what the ledger holds back of the tampered device is listed as its anomaly
+        held = next(x for x in vr.devices if x.device_id == victim.device_id)
+        assert held.pending > 0 and any("held" in a for a in held.anomalies)
 
-    # The tampering: on dev1's flash, entry k+1 does not link to entry k; the collector
-    # said so with dev1's id and seq k+1, accepted nothing, and the ledger stops before k.
-    # Every entry carries its own signature by default: the first finding is entry k's.
+    # The keyless rewrite: on dev1's flash, reading k (no collector had it, no device
+    # checkpoint covered it) was edited, the prev link of every later entry and every
+    # record CRC recomputed, the signatures left as they were: every record and every
+    # link on the flash checks, and only the device's signatures can tell.
     t = rep["tamper"]
     k = t["edited_seq"]
     assert t["device_id"] == victim.device_id and t["caught"]
-    assert (t["caught_code"], t["caught_seq"]) == ("entry_bad_sig", k)
-    assert ("link_mismatch", k + 1) in {(f["code"], f["seq"]) for f in t["findings"]}
-    # ... and the device itself reported it at boot, before any collector looked.
-    assert f"device {victim.device_id} reports its log altered from seq {k} (" in p.stderr
-    assert victim.device_id in t["collector_message"] and f"seq {k + 1}" in \
-        t["collector_message"]
+    assert t["crc_valid_after_edit"] and t["links_valid_after_edit"]
     flash = _flash_chain(d / "devices" / "dev1.lfs")
-    assert parse_entry(flash[k + 1]).prev != entry_hash(flash[k])
-    assert parse_entry(flash[k]).prev == entry_hash(flash[k - 1])
-    temp = next(r for r in parse_entry(flash[k]).body if r[0] == t["reading"])[2]
-    assert temp == t["new_value"] != t["old_value"]
-    assert quarantined[k] == flash[k]  # the collector kept the edited bytes as received
+    body = {s: b for s, (b, _) in flash.items()}
+    assert all(parse_entry(body[s]).prev == entry_hash(body[s - 1])
+               for s in body if s - 1 in body)
+    assert t["relinked_upto"] > k and all(s in body for s in range(k, t["relinked_upto"] + 1))
+    assert t["reading"] == "temp" and k not in victim_held  # no collector has it
+    files = read_image((d / "devices" / "dev1.lfs").read_bytes(), load_board("unix").block_size)
+    checkpoints = [r.seq for name in sorted(f for f in files if f.startswith("/ht/log/"))
+                   for r in parse_records(files[name], name)[0] if not r.is_entry]
+    temp = next(r for r in parse_entry(body[k]).body if r[0] == t["reading"])[2]
+    assert temp == pytest.approx(t["new_value"], abs=1e-3) and \
+        abs(t["new_value"] - t["old_value"]) > 1
+    # ... the device signed every entry; the rewritten ones kept signatures over other
+    # bytes (cryptography says so), the ones before k and the device's own after still verify
+    assert all(sig is not None for _, sig in flash.values())
+    assert all(_sig_ok(victim.pub, b, g) for s, (b, g) in flash.items() if s < k)
+    assert not any(_sig_ok(victim.pub, b, g) for s, (b, g) in flash.items()
+                   if k <= s <= t["relinked_upto"])
+    # ... the device itself reported it at boot, from seq k, before any collector looked,
+    # and its log-altered entry on flash says so
+    assert t["device_reported_seq"] == k
+    assert f"device {victim.device_id} reports its log altered from seq {k} (" in p.stderr
+    alerts = [parse_entry(b) for b in body.values() if parse_entry(b).kind == KIND_LOG_ALTERED]
+    assert [e.body[1] for e in alerts] == [k]
+    # no device checkpoint covered the edited entry before the device's report
+    assert not [c for c in checkpoints if k <= c < alerts[0].seq]
+    # ... collector A refused, naming the device, seq k and the reason: entry k's own
+    # signature; it accepted nothing and acknowledged nothing (no ack entry after k)
+    assert (t["caught_code"], t["caught_seq"]) == ("entry_bad_sig", k)
+    assert t["findings"][0]["device_id"] == victim.device_id
+    assert t["collector_refused"] and not t["collector_acked"]
+    assert victim.device_id in t["collector_message"] and \
+        f"seq {k}: entry_bad_sig" in t["collector_message"]
+    assert not any(parse_entry(b).kind == KIND_ACK for s, b in body.items() if s > k)
+    assert quarantined[k] == body[k]  # the collector kept the edited bytes as received
     assert anchor is not None and anchor.seq == t["anchor_before"] == t["anchor_after"] < k
+    # ... and the ledger, given A's bundle, holds nothing from k on and still verifies
     assert tip.tip_seq == t["ledger_tip_after"] < k
-    # The chain on flash verifies up to k: the first break is the link after the edit.
-    recs = [Record(MAGIC_ENTRY, s, flash[s], None, "flash", 0) for s in sorted(flash)]
-    codes = {(f.seq, f.code) for f in verify_chain(victim.pub, recs).findings}
-    assert (k + 1, "link_mismatch") in codes
-    assert all(seq is not None and seq > k for seq, _ in codes)
+    assert rep["ledger_intact_after_tamper"]
+    # The host's verifier over the flash as it is: nothing before k is a finding; the
+    # first is entry k's signature; the chain links check (no link finding anywhere).
+    recs = [Record(MAGIC_ENTRY, s, b, g, "flash", 0) for s, (b, g) in sorted(flash.items())]
+    findings = verify_chain(victim.pub, recs).findings
+    assert (findings[0].seq, findings[0].code) == (k, "entry_bad_sig")
+    assert all(f.seq is not None and f.seq >= k for f in findings)
+    assert not any(f.code == "link_mismatch" for f in findings)
+
+    # Step 6's proof is checked down to the device's own signature: its per-entry
+    # signature over the entry in the leaf, with the enrolled key (cryptography again).
+    doc = json.loads((d / "proof.json").read_text())
+    pc = rep["proof_check"]
+    proved = by_name["dev0"]
+    assert rep["proof_ok"] and pc["signature_kind"] == "entry"
+    assert (pc["device_id"], pc["fingerprint"]) == (
+        proved.device_id, hashlib.sha256(proved.pub).hexdigest())
+    leaf = bytes.fromhex(doc["leaf"])
+    assert _sig_ok(proved.pub, leaf[60:], bytes.fromhex(doc["device_signature"]["sig"]))
+    assert "signed by the device: its own per-entry signature" in p.stderr
+    assert rep["proof_tampered_refused"]
+    assert "the same proof with one leaf bit flipped: refused" in p.stderr
+    assert "a made-up proof signed with the forger's own key: refused" in p.stderr
 
     # The proof the demo printed checks with the CLI, offline, against the ledger's key
     # (and only with it: no key given fails closed).
