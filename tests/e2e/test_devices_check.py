@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hashtrail.cli import main
 from hashtrail.demo import quiet_power_cut, rewrite_flash, rewrite_target
+from hashtrail.entry import KIND_ACK, parse_entry
 from hashtrail.sim.provision import make_device, wait_ready
 from hashtrail.store import Store
 
@@ -44,6 +45,16 @@ def test_check_two_devices_one_enrolled(tmp_path: Path,
         assert ra["verified_from"] > 0 and rb["verified_from"] == 0
         assert rb["entries"] >= 1
         assert _store_state(store) == before  # nothing stored, b not enrolled
+        assert wait_ready(b).time is None  # no SET_TIME: b's clock was never set
+        # No ACK: the device logs each ACK as an entry; after the anchor there is only
+        # the one of the collect above.
+        anchor = before[0][1]
+        assert main(["collect", "--port", a.port, "--store", str(store), "--no-ack"]) == 0
+        with Store.open(store, create=False) as st:
+            kinds = [parse_entry(e.body).kind
+                     for e in st.accepted_records(ids[a.port], anchor.seq + 1)]
+        assert kinds.count(KIND_ACK) == 1
+        capsys.readouterr()
         assert main(["devices", "check", "--port", a.port, "--port", b.port,
                      "--store", str(store)]) == 0
         table = capsys.readouterr().out.splitlines()
