@@ -1,4 +1,5 @@
-"""`hashtrail deploy` against a virtual device: copy, prune stale modules, verify on device."""
+"""`hashtrail deploy` against a virtual device: identify the board before writing, copy,
+prune stale modules, verify on device, restart and wait for the application's HELLO."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hashtrail.boards import load_board
 from hashtrail.cli import main
 from hashtrail.imagefs import file_hashes, firmware_files, read_image
 from hashtrail.sim import VirtualDevice
+from hashtrail.sim.provision import wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -51,3 +53,59 @@ def test_deploy_to_a_port_without_a_board_is_a_clear_error(
     assert main(["deploy", "--board", "unix", "--port", "/dev/null/nothing"]) == 1
     err = capsys.readouterr().err
     assert "no MicroPython raw REPL" in err and "Traceback" not in err
+
+
+def _firmware_on_flash(dev: VirtualDevice) -> dict[str, bytes]:
+    """Every file of the powered-off device outside /ht (its data): the firmware."""
+    files = read_image(dev.image_path.read_bytes(), dev.board.block_size)
+    return {p: d for p, d in files.items() if not p.startswith("/ht/")}
+
+
+def test_deploy_restarts_the_app_and_prints_its_version_and_id(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with VirtualDevice(tmp_path, "dev0") as dev:
+        # The app is stopped (mpremote leaves the REPL): deploy must start it again.
+        _mpremote(dev.port, "exec", "print(1)")
+        assert main(["deploy", "--board", "unix", "--port", dev.port]) == 0
+        out = capsys.readouterr().out
+        # No wait here: the app answered deploy's HELLO, so it answers ours at once.
+        info = wait_ready(dev, timeout=5)
+        assert f"hashtrail {info.fw} running on {dev.port}: device {info.device_id}" in out
+        assert main(["deploy", "--board", "unix", "--port", dev.port, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["fw"], report["device_id"]) == (info.fw, info.device_id)
+        assert report["device"]["platform"] in ("linux", "darwin") and not report["forced"]
+
+
+def test_deploy_onto_the_wrong_board_is_refused_before_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dev = VirtualDevice(tmp_path, "dev0")
+    dev.start()
+    try:
+        before = wait_ready(dev)
+        # Issue 18: this copied the ESP32 firmware and exited 0; the app never started.
+        assert main(["deploy", "--board", "esp32", "--port", dev.port]) == 2
+        err = capsys.readouterr().err
+        line = err.splitlines()[0]
+        assert line.startswith("hashtrail: error: refusing to deploy: --board esp32 expects")
+        assert "mcu ESP32" in line
+        assert "sys.platform 'linux'" in line or "sys.platform 'darwin'" in line
+        assert "fits --board unix" in err and "nothing was written" in err
+        after = wait_ready(dev)  # restarted as it was: same device, its app answers
+        assert after.device_id == before.device_id
+    finally:
+        dev.stop()
+    assert _firmware_on_flash(dev) == firmware_files(load_board("unix"))
+
+
+def test_deploy_whose_app_cannot_start_shows_the_device_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with VirtualDevice(tmp_path, "dev0") as dev:
+        # --force writes the ESP32 firmware anyway; under the unix port it cannot start.
+        assert main(["deploy", "--board", "esp32", "--port", dev.port, "--force"]) == 1
+        err = capsys.readouterr().err
+        assert "firmware written to" in err and "the application did not start" in err
+        assert "| hashtrail: cannot start: AttributeError: " in err
+        assert "Traceback (most recent call last)" in err  # the device's, shown as its own
+        assert "\nTraceback" not in err  # no host traceback
+    assert _firmware_on_flash(dev) == firmware_files(load_board("esp32"))

@@ -1,4 +1,5 @@
-"""`hashtrail devices list|revoke`: the ledger's device registry."""
+"""`hashtrail devices list|revoke`: the ledger's device registry;
+`hashtrail devices check`: the devices on serial ports, after provisioning."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import argparse
 import json
 from typing import Any
 
+from ..fleetcheck import check_ports
 from ..ledger_db import Ledger
+from ..store import Store
 from . import device_arg
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("devices", help="list or revoke ledger devices")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "devices", help="list or revoke ledger devices; check devices on their ports")
     s = p.add_subparsers(dest="devices_cmd", required=True)
     ls = s.add_parser("list", help="enrolled devices and their state")
     ls.add_argument("--ledger", required=True)
@@ -23,6 +27,19 @@ def register(sub: Any) -> None:
     rv.add_argument("--ledger", required=True)
     rv.add_argument("--json", action="store_true")
     rv.set_defaults(func=run_revoke)
+    ck = s.add_parser(
+        "check", help="per device on each port: board, firmware, id, enrolled, log verifies",
+        description="A collection dry-run per port: HELLO, every record the store does not "
+                    "hold yet and a checkpoint for a fresh nonce, verified as collect "
+                    "verifies them; nothing is stored, acknowledged or set on the device. "
+                    "Exit 1 if any device fails.")
+    ck.add_argument("--port", action="append", required=True,
+                    help="serial port or a virtual device's pty (repeat for several)")
+    ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
+                                    "anchor (without one, every log from its entry 0)")
+    ck.add_argument("--baud", type=int, default=115200)
+    ck.add_argument("--json", action="store_true")
+    ck.set_defaults(func=run_check)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -47,3 +64,24 @@ def run_revoke(args: argparse.Namespace) -> int:
                       "reason": d.revoked_reason}) if args.json
           else f"revoked {d.device_id}: {d.revoked_reason}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if args.store:
+        with Store.open(args.store, create=False) as st:
+            rows = check_ports(args.port, st, baud=args.baud)
+    else:
+        rows = check_ports(args.port, None, baud=args.baud)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=1))
+    else:
+        print(f"{'PORT':<14} {'BOARD':<8} {'FW':<7} {'DEVICE':<32} {'ENROLLED':<16} LOG")
+        for r in rows:
+            enrolled = ("-" if r.enrolled is None else
+                        f"yes ({r.label})" if r.enrolled and r.label else
+                        "yes" if r.enrolled else "no")
+            log = (f"verified, {r.entries} entries" if r.ok else
+                   "FAILED: " + "; ".join(r.problems))
+            print(f"{r.port:<14} {r.board or '?':<8} {r.fw or '?':<7} "
+                  f"{r.device_id or '?':<32} {enrolled:<16} {log}")
+    return 0 if rows and all(r.ok for r in rows) else 1
