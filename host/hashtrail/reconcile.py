@@ -56,7 +56,7 @@ from .entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from .errors import HashtrailError
 from .evidence import Branch, branch_hash, make_evidence
 from .keys import map_slices
-from .ledger_db import Ledger, leaf_prefix
+from .ledger_db import Ledger, insert_rows, leaf_prefix
 from .store import RawEntry
 
 
@@ -375,8 +375,8 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
     pre = leaf_prefix(did)
     first = led.append_leaves(db, [pre + c.seq.to_bytes(8, "big") + c.h + c.body
                                    for c in take])
-    db.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?)",
-                   [(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
+    insert_rows(db, "entries", [(did, c.seq, first + i, c.h, c.body, c.sig)
+                                for i, c in enumerate(take)])
     db.executemany("DELETE FROM pending WHERE device_id=? AND seq=? AND entry_hash=?",
                    [(did, c.seq, c.h) for c in take if c.stored])
     res.accepted += covered
