@@ -145,8 +145,13 @@ def test_split_records_cuts_whole_records_and_refuses_partial_ones() -> None:
         list(split_records(recs[0][:5]))
 
 
+# A P-256 point (the curve's generator): HELLO keys are checked as points.
+G = bytes.fromhex("046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+                  "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+
 def _info(**extra: object) -> dict[int, object]:
-    m: dict[int, object] = {0: 1, 1: bytes(16), 2: b"\x04" + bytes(64), 3: "0.1.0",
+    m: dict[int, object] = {0: 1, 1: bytes(16), 2: G, 3: "0.1.0",
                             4: "unix", 5: 0, 6: 9, 7: 4096, 8: 2, 9: None,
                             10: bytes(32), 11: 512}
     m.update({int(k[1:]): v for k, v in extra.items()})

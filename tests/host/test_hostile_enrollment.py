@@ -1,0 +1,41 @@
+"""One bad enrollment in a bundle never blocks the others (issue 19).
+
+A collector that enrolled a device whose "public key" is not a P-256 point (an older
+collector, or a hand-made bundle) exports it with the honest devices; the ledger refuses
+that device with its reason and reconciles the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hashtrail.keys import P
+from hashtrail.ledger_db import Ledger
+from hashtrail.reconcile import reconcile
+from hashtrail.store import Enrollment, RawEntry, device_id_of
+from ledgerkit import Device, bundle, trust
+
+BAD = {"off-curve": b"\x04" + (1).to_bytes(32, "big") + (2).to_bytes(32, "big"),
+       "x-not-below-p": b"\x04" + P.to_bytes(32, "big") + (2).to_bytes(32, "big"),
+       "infinity-as-zeros": b"\x04" + bytes(64)}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_enrollment_is_refused_and_the_others_reconcile(tmp_path: Path,
+                                                            case: str) -> None:
+    good = Device(0x1234567)
+    good.readings(5)
+    good_cp = good.checkpoint()
+    bad = BAD[case]
+    bad_id = device_id_of(bad)
+    b = bundle([good], cps=[(good, good_cp)], enroll=False)
+    b.enrollments += [Enrollment(bad_id, bad, "evil", "unix", "0.1.0", 1),
+                      Enrollment(good.id_hex, good.pub, "lbl", "unix", "0.1.0", 1)]
+    b.entries.append((bad_id, RawEntry(0, good.entries[0][1], None)))
+    with trust(Ledger.create(tmp_path / "l.db", "test.example/ledger")) as led:
+        res = reconcile(led, b)
+        assert res.enrolled == 1 and res.accepted == len(good.entries), res
+        reasons = [f.reason for f in res.findings if f.device_id == bad_id]
+        assert reasons and "enrollment refused" in reasons[0], res.findings
+        assert "public key" in reasons[0]
+        assert led.device(bad_id) is None
