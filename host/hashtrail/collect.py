@@ -108,6 +108,7 @@ class _Pull:
     def __init__(self, start: int, cap: int = MAX_RECORDS) -> None:
         self.start = start
         self.cap = cap  # records this run may hold (set from what the device announced)
+        self.why = "the ceiling"
         self.raw: list[bytes] = []
         self._seen: set[bytes] = set()
         self.next = start  # the seq to ask for next
@@ -122,7 +123,7 @@ class _Pull:
         """
         if len(self.raw) >= self.cap:
             raise BoundError(f"stopped at the host's records bound ({self.cap} records "
-                             "this run, from what the device announced)")
+                             f"this run: {self.why})")
         magic, seq, _flags, body, sig = _parse_header(rec)
         if magic != _ENTRY:
             if rec not in self._seen:
@@ -165,6 +166,8 @@ def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None
     never above max_records; bytes: a chunk holds at least one record."""
     announced = 0 if info.last_seq is None else max(0, info.last_seq + 1 - pull.start)
     pull.cap = min(max_records, 2 * announced + 64)
+    pull.why = ("the --max-records ceiling" if pull.cap == max_records else
+                f"it announced {announced} entries after seq {pull.start - 1}")
     link.max_bytes = (1 << 20) + pull.cap * (max(info.chunk, 64) + 16)
 
 

@@ -226,6 +226,22 @@ def test_a_dribbling_line_cannot_hold_the_drain(tmp_path: Path) -> None:
     nothing_accepted(tmp_path / "c.db", b)
 
 
+class NoiseFlood(Behaviour):
+    """Answers RECORDS with an endless flood of bytes that are never a frame."""
+
+    def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
+        block = b"\xa5Z" * 32768
+        while True:
+            dev.write(block)
+
+
+def test_a_noise_flood_stops_at_the_bytes_bound(tmp_path: Path) -> None:
+    b = NoiseFlood()
+    run = collect(tmp_path, b)
+    refused(run, device_id_of(b.pub), "bytes")
+    nothing_accepted(tmp_path / "c.db", b)
+
+
 class OneAhead(Behaviour):
     """Every signed checkpoint claims one entry more than the device announced or sent."""
 

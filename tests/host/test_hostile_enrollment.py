@@ -39,3 +39,23 @@ def test_bad_enrollment_is_refused_and_the_others_reconcile(tmp_path: Path,
         assert reasons and "enrollment refused" in reasons[0], res.findings
         assert "public key" in reasons[0]
         assert led.device(bad_id) is None
+
+
+def test_a_bad_key_already_in_the_ledger_blocks_only_its_device(tmp_path: Path) -> None:
+    """A device row written before keys were checked as points (or by hand): its entries
+    are refused with the reason, the other devices reconcile."""
+    good = Device(0x7654321)
+    good.readings(3)
+    bad = BAD["off-curve"]
+    bad_id = device_id_of(bad)
+    b = bundle([good], cps=[(good, good.checkpoint())])
+    b.entries.append((bad_id, RawEntry(0, good.entries[0][1], None)))
+    with trust(Ledger.create(tmp_path / "l.db", "test.example/ledger")) as led:
+        with led.tx() as db:
+            db.execute("INSERT INTO devices (device_id, pub, label, board, fw, enrolled_at,"
+                       " tip_head) VALUES (?,?,?,?,?,?,?)",
+                       (bad_id, bad, "old", "unix", "0.1.0", 1, bytes(32)))
+        res = reconcile(led, b)
+        assert res.accepted == len(good.entries), res
+        reasons = [f.reason for f in res.findings if f.device_id == bad_id]
+        assert reasons and "enrolled key refused" in reasons[0], res.findings

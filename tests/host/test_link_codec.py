@@ -178,3 +178,15 @@ def test_info_carries_the_device_report_of_an_altered_log() -> None:
 def test_a_malformed_altered_field_is_a_format_error(bad: object) -> None:
     with pytest.raises(FormatError, match="altered"):
         parse_info(cbor2.dumps(_info(k12=bad)))
+
+
+@pytest.mark.parametrize("field", [{"k6": 2**32}, {"k5": -1}, {"k11": 4097},
+                                   {"k4": "b" * 257}, {"k0": 256}, {"k2": b"\x04" + bytes(64)}],
+                         ids=["last-seq-beyond-u32", "negative-first-seq", "chunk-too-big",
+                              "board-too-long", "version-beyond-a-byte", "key-not-a-point"])
+def test_info_values_are_range_checked_before_use(field: dict[str, object]) -> None:
+    """A hostile device's HELLO (issue 19): every integer and length is checked before the
+    host uses it, and the key must be a P-256 point; a one-line FormatError otherwise."""
+    parse_info(cbor2.dumps(_info()))
+    with pytest.raises(FormatError, match="device info"):
+        parse_info(cbor2.dumps(_info(**field)))
