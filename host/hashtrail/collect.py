@@ -262,8 +262,14 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     acked = False
     first: int | None = info.first_seq
     if ack and new:
-        first = link.ack(report.last_seq)
-        acked = True
+        try:
+            first = link.ack(report.last_seq)
+            acked = True
+        except BoundError as e:
+            # What was verified is committed and stays accepted; the device merely keeps
+            # it (no prune) until a later collection's ACK.
+            if notice is not None:
+                notice(f"{e}; {did} was not acknowledged, it keeps what was collected")
     return CollectResult(
         device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,

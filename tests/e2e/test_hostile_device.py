@@ -271,6 +271,25 @@ def test_the_total_deadline_is_configurable(tmp_path: Path) -> None:
     assert run.seconds < 20, run.seconds
 
 
+class NoAck(Behaviour):
+    """Honest until the ACK, which it never answers."""
+
+    def ack(self, dev: FakeDevice, rid: int, seq: int) -> None:
+        pass
+
+
+def test_a_deadline_at_the_ack_keeps_what_was_verified(tmp_path: Path) -> None:
+    b = NoAck()
+    run = collect(tmp_path, b, None, "--deadline", "4", "--json")
+    assert run.rc == 0 and run.seconds < 20, (run.rc, run.err)
+    res = json.loads(run.out)
+    assert res["new_entries"] == b.entries + 1 and res["acked"] is False
+    assert "deadline" in run.err and "not acknowledged" in run.err
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        anchor = st.anchor(device_id_of(b.pub))
+        assert anchor is not None and anchor.seq == b.entries
+
+
 # -- keys that are not P-256 points --------------------------------------------------------
 
 
