@@ -430,3 +430,19 @@ def test_log_altered_notice_is_escaped(tmp_path: Path) -> None:
     assert "reports its log altered" in run.err and "\\x1b[2J" in run.err, run.err
     if run.rc == 0:
         assert json.loads(run.out)["device_altered"]["reason"] == ESC_BOARD
+
+
+def test_verify_log_escapes_the_device_reason_in_its_log(tmp_path: Path) -> None:
+    """The device's log-altered reason also reaches a terminal from its own log (a
+    segment file read by `verify-log`): escaped there too, exact in --json."""
+    b = Behaviour()
+    b.chain.log_altered(3, ESC_BOARD)
+    seg = tmp_path / "00000000.seg"
+    seg.write_bytes(b"".join(format_record(0xA7, s, raw, sig)
+                             for s, raw, sig in b.chain.entries))
+    run = cli(tmp_path, "verify-log", "--pubkey", b.pub.hex(), str(seg))
+    assert run.rc == 1 and "log_altered" in run.out, (run.out, run.err)
+    assert not CONTROL.search(run.out + run.err), repr(run.out)
+    assert "\\x1b[2J" in run.out
+    run = cli(tmp_path, "verify-log", "--pubkey", b.pub.hex(), "--json", str(seg))
+    assert "\\u001b]0;owned\\u0007\\u001b[2J" in run.out    # JSON's own escapes: exact
