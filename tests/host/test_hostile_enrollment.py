@@ -1,4 +1,5 @@
-"""One bad enrollment in a bundle never blocks the others (issue 19).
+"""A hostile device at the ledger (issue 19): one bad enrollment in a bundle never blocks
+the others, and its text reaches the terminal escaped.
 
 A collector that enrolled a device whose "public key" is not a P-256 point (an older
 collector, or a hand-made bundle) exports it with the honest devices; the ledger refuses
@@ -59,3 +60,35 @@ def test_a_bad_key_already_in_the_ledger_blocks_only_its_device(tmp_path: Path) 
         assert res.accepted == len(good.entries), res
         reasons = [f.reason for f in res.findings if f.device_id == bad_id]
         assert reasons and "enrolled key refused" in reasons[0], res.findings
+
+
+def test_reconcile_escapes_the_device_reason_it_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A device's log-altered entry carries its own reason text; `reconcile` prints the
+    finding with control characters escaped, `--json` keeps the exact text."""
+    import json
+    import re
+
+    from hashtrail.cli import main
+    from hashtrail.store import Store
+
+    reason = "\x1b]0;owned\x07\x1b[2J\x1b[1;1Hroot# "
+    d = Device(0x2468ACE, per_entry_sig=True)
+    d.readings(4)
+    d.log_altered(2, reason)
+    store, led = tmp_path / "c.db", tmp_path / "l.db"
+    with Store.open(store) as st:
+        st.enroll(d.id_hex, d.pub, label="x")
+        st.quarantine(d.id_hex, [RawEntry(s, b, g) for s, b, g in d.entries])
+        key = st.signer.verifier().to_string()
+    assert main(["export", "--store", str(store), "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert main(["ledger", "init", "--ledger", str(led), "--origin", "t/l"]) == 0
+    assert main(["ledger", "trust", "--ledger", str(led), key, "--name", "a"]) == 0
+    capsys.readouterr()
+    assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl")]) == 1
+    out = capsys.readouterr().out
+    assert "\\x1b[2J" in out and not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out), out
+    assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl"),
+                 "--json"]) in (0, 1)
+    found = json.loads(capsys.readouterr().out)["bundles"][0]["findings"]
+    assert any(reason in f["reason"] for f in found), found
