@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import HashtrailError
+from .errors import HashtrailError, printable
 
 # Modules under hashtrail.commands, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _safe(text: str) -> str:
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,9 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HashtrailError as e:
-        print(f"hashtrail: error: {e}", file=sys.stderr)
+        # A message may quote device text: no control character reaches the terminal
+        # (line breaks our own messages contain are kept).
+        print(f"hashtrail: error: {_safe(str(e))}", file=sys.stderr)
         if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
+            print(f"hint: {_safe(e.hint)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("hashtrail: interrupted", file=sys.stderr)

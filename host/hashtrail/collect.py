@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import collect_verify
-from .errors import HashtrailError, VerificationError
-from .link import DeviceError, DeviceInfo, Link, LinkError
+from .errors import HashtrailError, VerificationError, printable
+from .link import BoundError, DeviceError, DeviceInfo, Link, LinkError
 from .store import RawEntry, Store, device_id_of
 
 Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
@@ -31,6 +31,14 @@ Notice = Callable[[str], None]  # one line for the user, e.g. the device's alter
 
 _ENTRY = 0xA7
 _CHECKPOINT = 0xC7
+
+# Host bounds (docs/PROTOCOL.md "Host bounds"): the host, not the device, decides how
+# long and how much. Defaults are far above what an honest board needs: a full 4 MB
+# log is ~30,000 records, ~7 minutes at 115200 baud.
+DEADLINE_S = 900.0   # the whole command
+MAX_RECORDS = 200_000  # records per run whatever the device announces (memory: ~200 B each)
+MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
+MAX_RETRIES = 12     # failed attempts in one run, progress or not
 
 
 class NotEnrolledError(HashtrailError):
@@ -83,7 +91,8 @@ def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
     enr = store.enrollment(info.device_id)
     if enr is None:
         raise NotEnrolledError(
-            f"device {info.device_id} ({info.board}, fw {info.fw}) is not enrolled in "
+            f"device {info.device_id} ({printable(info.board)}, fw {printable(info.fw)}) "
+            f"is not enrolled in "
             f"{store.path}",
             hint=f"enroll it first: hashtrail enroll --port PORT --store {store.path} "
                  "--label NAME")
@@ -96,8 +105,10 @@ def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
 class _Pull:
     """Raw records received in this run, in log order, from `start` on."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, cap: int = MAX_RECORDS) -> None:
         self.start = start
+        self.cap = cap  # records this run may hold (set from what the device announced)
+        self.why = "the ceiling"
         self.raw: list[bytes] = []
         self._seen: set[bytes] = set()
         self.next = start  # the seq to ask for next
@@ -110,6 +121,9 @@ class _Pull:
         device never streams an entry twice, so a repeat is a duplicate on its flash,
         and the verifier must see it to report it.
         """
+        if len(self.raw) >= self.cap:
+            raise BoundError(f"stopped at the host's records bound ({self.cap} records "
+                             f"this run: {self.why})")
         magic, seq, _flags, body, sig = _parse_header(rec)
         if magic != _ENTRY:
             if rec not in self._seen:
@@ -123,9 +137,44 @@ class _Pull:
 
 def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
             progress: Progress | None = None, attempts: int = 4,
-            window: int = 4, notice: Notice | None = None) -> CollectResult:
+            window: int = 4, notice: Notice | None = None,
+            deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
+            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES) -> CollectResult:
+    """Collect one device within host bounds: `deadline` seconds for everything,
+    at most `max_records` records (fewer when the device announces fewer), `max_rounds`
+    HELLO/CHECKPOINT rounds and `max_retries` failed attempts. A bound hit raises
+    BoundError naming the device and the bound; nothing of this run is accepted then."""
     t0 = time.monotonic()
+    link.set_deadline(deadline)
     info, label = identify(link, store)
+    did = info.device_id
+    link.name = f"device {did}"
+    try:
+        return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
+                        progress=progress, attempts=attempts, window=window,
+                        notice=notice, max_records=max_records, max_rounds=max_rounds,
+                        max_retries=max_retries)
+    except BoundError as e:
+        msg = str(e)
+        raise BoundError(msg if msg.startswith(link.name) else f"{link.name}: {msg}"
+                         ) from None
+
+
+def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None:
+    """Caps derived from what the device announced in its latest HELLO: its entries
+    after our anchor, twice over (its checkpoint records are interleaved) plus slack,
+    never above max_records; bytes: a chunk holds at least one record."""
+    announced = 0 if info.last_seq is None else max(0, info.last_seq + 1 - pull.start)
+    pull.cap = min(max_records, 2 * announced + 64)
+    pull.why = ("the --max-records ceiling" if pull.cap == max_records else
+                f"it announced {announced} entries after seq {pull.start - 1}")
+    link.max_bytes = (1 << 20) + pull.cap * (max(info.chunk, 64) + 16)
+
+
+def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, *,
+             set_time: bool, ack: bool, progress: Progress | None, attempts: int,
+             window: int, notice: Notice | None, max_records: int, max_rounds: int,
+             max_retries: int) -> CollectResult:
     did = info.device_id
     # The device's own report comes first, before anything can fail: what it does not
     # vouch for is for the verifier to refuse, the user must hear it either way.
@@ -145,6 +194,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             hint="collect its bundle from the other collector; this store cannot accept "
                  "a chain with a hole")
     pull = _Pull(start)
+    _bounds(link, pull, info, max_records)
+    rounds = 0
     retries = 0
     stuck = 0  # failures in a row without receiving a new entry
     progress_mark = start
@@ -160,11 +211,19 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             nonce = os.urandom(16)
             cose = link.checkpoint(nonce)
             if collect_verify.checkpoint_seq(cose) >= pull.next:
+                rounds += 1
+                if rounds >= max_rounds:
+                    raise link.bound("round trips", (
+                        f"{rounds} checkpoints in a row claimed entries beyond seq "
+                        f"{pull.next - 1}, the last received"))
                 info = link.hello()  # the device appended meanwhile: fetch the rest
+                _bounds(link, pull, info, max_records)
                 continue
             break
         except (LinkError, DeviceError) as e:
             retries += 1
+            if retries >= max_retries:
+                raise link.bound("retries", f"{retries} failed attempts; last: {e}") from None
             if pull.next > progress_mark:  # made progress: the failure count restarts
                 progress_mark = pull.next
                 stuck = 0
@@ -177,6 +236,7 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             info = link.hello()  # the device may have rebooted: same id, new boot
             if info.device_id != did:
                 raise LinkError("another device appeared on the port during collection") from e
+            _bounds(link, pull, info, max_records)
     # held to the signing policy of its entry 0, as accepted (this run reads it itself)
     report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
                                    policy=store.policy(did))
@@ -202,8 +262,14 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
     acked = False
     first: int | None = info.first_seq
     if ack and new:
-        first = link.ack(report.last_seq)
-        acked = True
+        try:
+            first = link.ack(report.last_seq)
+            acked = True
+        except BoundError as e:
+            # What was verified is committed and stays accepted; the device merely keeps
+            # it (no prune) until a later collection's ACK.
+            if notice is not None:
+                notice(f"{e}; {did} was not acknowledged, it keeps what was collected")
     return CollectResult(
         device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,

@@ -36,3 +36,15 @@ class ConfigError(HashtrailError):
     """A missing or inconsistent board definition, path or option."""
 
     exit_code = 2
+
+
+def printable(text: str) -> str:
+    """Device text made safe for a terminal: control characters (C0, DEL, C1) shown as
+    escapes (`\\x1b`, `\\n`...), so a device cannot retitle the terminal, clear the
+    screen or draw a fake prompt; everything else, non-ASCII letters included, as is.
+    Only for human output: --json carries the exact text."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] if c in "\t\n\r"
+                   else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                   for c in text)

@@ -20,11 +20,11 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import cbor2
-
-from .errors import FormatError, HashtrailError
+from . import cbor_strict
+from .errors import FormatError, HashtrailError, printable
+from .keys import check_pub
 
 VERSION = 1
 SYNC = b"\xa5\x5a"
@@ -61,13 +61,23 @@ class LinkError(HashtrailError):
             "(not stopped at the REPL)? Re-running resumes where it stopped")
 
 
+class BoundError(HashtrailError):
+    """A bound the host set on an exchange (deadline, records, bytes, round trips,
+    retries) was hit: the device does not decide how long or how much (docs/PROTOCOL.md
+    "Host bounds"). Not retried: the collector stops and accepts nothing unverified."""
+
+    hint = ("nothing unverified was accepted; what was received is kept in quarantine. "
+            "A device that needs more is not behaving like hashtrail firmware; raise "
+            "the bound (--deadline, --max-records) only for a device you trust")
+
+
 class DeviceError(HashtrailError):
     """The device answered a request with an error frame."""
 
     hint = "the device refused the request; the reason above comes from the device"
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"device error {ERROR_NAMES.get(code, code)}: {reason}")
+        super().__init__(f"device error {ERROR_NAMES.get(code, code)}: {printable(reason)}")
         self.code = code
         self.reason = reason
 
@@ -215,45 +225,68 @@ class LogAltered:
 
     def describe(self, device_id: str) -> str:
         return (f"device {device_id} reports its log altered from seq {self.first_seq} "
-                f"({self.reason}) at boot; entries {self.first_seq}..{self.seq - 1} are "
+                f"({printable(self.reason)}) at boot; entries {self.first_seq}..{self.seq - 1} are "
                 f"not covered by its signatures (its log-altered entry is seq {self.seq})")
+
+
+_U32 = 0xFFFFFFFF
+_MAX_TEXT = 256     # firmware and board names, the altered reason: a line, not a page
+
+
+def _uint(v: object, limit: int, name: str, k: int) -> int:
+    if not cbor_strict.is_uint(v) or not isinstance(v, int) or v > limit:
+        raise FormatError(f"device info field {name} ({k}) missing, of the wrong type or "
+                          f"out of range (0..{limit})")
+    return v
+
+
+def _text(v: object, name: str, k: int) -> str:
+    if not isinstance(v, str) or len(v) > _MAX_TEXT:
+        raise FormatError(f"device info field {name} ({k}) missing, not text or longer "
+                          f"than {_MAX_TEXT} characters")
+    return v
 
 
 def _parse_altered(v: object) -> LogAltered | None:
     if v is None:
         return None
     if (not isinstance(v, list) or len(v) != 3 or not isinstance(v[2], str)
-            or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in v[:2])
+            or len(v[2]) > _MAX_TEXT
+            or any(not cbor_strict.is_uint(x) or x > _U32 for x in v[:2])
             or v[0] > v[1]):
         raise FormatError("device info field altered (12) is not [first seq, seq, reason]")
     return LogAltered(first_seq=v[0], seq=v[1], reason=v[2])
 
 
 def parse_info(payload: bytes) -> DeviceInfo:
-    try:
-        m = cbor2.loads(payload)
-    except Exception as e:  # cbor2 raises several types on garbage
-        raise FormatError(f"device info is not CBOR: {e}") from e
-    if not isinstance(m, dict):
-        raise FormatError("device info is not a map")
+    """The HELLO reply, through the strict canonical decoder (docs/FORMATS.md: one
+    encoding per value), every integer and length range-checked before use, and the
+    public key checked as a P-256 point: it is device input like any other."""
+    m = cbor_strict.loads(payload, what="device info")
+    if not cbor_strict.int_keys(m):
+        raise FormatError("device info is not a map with integer keys")
 
-    def get(k: int, typ: type | tuple[type, ...], name: str) -> Any:
+    def blob(k: int, n: int, name: str) -> bytes:
         v = m.get(k)
-        if not isinstance(v, typ) or isinstance(v, bool):
-            raise FormatError(f"device info field {name} ({k}) missing or of the wrong type")
+        if not isinstance(v, bytes) or len(v) != n:
+            raise FormatError(f"device info field {name} ({k}) is not {n} bytes")
         return v
 
-    did = get(1, bytes, "device_id")
-    pub = get(2, bytes, "pub")
-    head = get(10, bytes, "head")
-    if len(did) != 16 or len(pub) != 65 or len(head) != 32:
-        raise FormatError("device info: id, key or head of the wrong length")
+    did, pub, head = blob(1, 16, "device_id"), blob(2, 65, "pub"), blob(10, 32, "head")
+    try:
+        check_pub(pub)
+    except FormatError as e:
+        raise FormatError(f"device info: {e}") from None
+    last, t = m.get(6), m.get(9)
     return DeviceInfo(
-        proto=get(0, int, "proto"), device_id=did.hex(), pub=pub, fw=get(3, str, "fw"),
-        board=get(4, str, "board"), first_seq=get(5, int, "first_seq"),
-        last_seq=get(6, (int, type(None)), "last_seq"), free_bytes=get(7, int, "free"),
-        boot=get(8, int, "boot"), time=get(9, (int, type(None)), "time"), head=head,
-        chunk=get(11, int, "chunk"), altered=_parse_altered(m.get(12)))
+        proto=_uint(m.get(0), 255, "proto", 0), device_id=did.hex(), pub=pub,
+        fw=_text(m.get(3), "fw", 3), board=_text(m.get(4), "board", 4),
+        first_seq=_uint(m.get(5), _U32, "first_seq", 5),
+        last_seq=None if last is None else _uint(last, _U32, "last_seq", 6),
+        free_bytes=_uint(m.get(7), (1 << 64) - 1, "free", 7),
+        boot=_uint(m.get(8), (1 << 64) - 1, "boot", 8),
+        time=None if t is None else _uint(t, (1 << 64) - 1, "time", 9), head=head,
+        chunk=_uint(m.get(11), MAX_PAYLOAD, "chunk", 11), altered=_parse_altered(m.get(12)))
 
 
 # -- streams and the link ----------------------------------------------------------------
@@ -345,15 +378,24 @@ class SerialStream:
 
 
 def open_serial(port: str, baud: int = 115200) -> Link:
-    return Link(SerialStream(port, baud))
+    return Link(SerialStream(port, baud), name=f"device on {printable(port)}")
 
 
 class Link:
     """Request/response over a ByteStream, with a credit-based records stream."""
 
-    def __init__(self, stream: ByteStream, *, timeout: float = 3.0) -> None:
+    # A drain stops after this long even if the line never goes quiet.
+    DRAIN_LIMIT = 2.0
+
+    def __init__(self, stream: ByteStream, *, timeout: float = 3.0,
+                 name: str = "device") -> None:
         self.stream = stream
         self.timeout = timeout
+        # Host bounds (docs/PROTOCOL.md "Host bounds"): an absolute time.monotonic()
+        # deadline for the whole command and a ceiling on bytes received; None: unbounded.
+        self.deadline: float | None = None
+        self.max_bytes: int | None = None
+        self.name = name  # names the device in a BoundError
         self.decoder = FrameDecoder()
         self._frames: list[Frame] = []
         self._rid = int.from_bytes(os.urandom(1), "little") % 254 + 1
@@ -379,25 +421,52 @@ class Link:
         self.bytes_out += len(line)
         self.stream.write(line)
 
+    def set_deadline(self, seconds: float) -> None:
+        """Bound the rest of this command to `seconds` from now."""
+        self.deadline = time.monotonic() + seconds
+        self._deadline_s = seconds
+
+    def bound(self, what: str, detail: str) -> BoundError:
+        return BoundError(f"{self.name}: stopped at the host's {what} bound ({detail})")
+
+    def _check(self) -> float:
+        """Seconds left before the command deadline (inf if none); BoundError when past,
+        or when the device has sent more bytes than this command allows."""
+        if self.max_bytes is not None and self.bytes_in > self.max_bytes:
+            raise self.bound("bytes", f"{self.bytes_in} bytes received, at most "
+                                      f"{self.max_bytes} for what the device announced")
+        if self.deadline is None:
+            return float("inf")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.bound("deadline", f"{self._deadline_s:g} s for the whole command")
+        return left
+
     def next_frame(self, timeout: float) -> Frame | None:
-        """The next valid frame from the device, or None after `timeout` of silence."""
+        """The next valid frame from the device, or None after `timeout` of silence.
+        Never waits past the command deadline (BoundError)."""
         deadline = time.monotonic() + timeout
         while not self._frames:
-            left = deadline - time.monotonic()
+            left = min(deadline - time.monotonic(), self._check())
             if left <= 0:
                 return None
             data = self.stream.read(8192, left)
             if data:
                 self.bytes_in += len(data)
                 self._frames.extend(self.decoder.feed(data))
+        self._check()
         return self._frames.pop(0)
 
     def drain(self, quiet: float = 0.05) -> None:
-        """Discard whatever the device is still sending (an old stream, REPL text)."""
+        """Discard whatever the device is still sending (an old stream, REPL text), until
+        `quiet` seconds of silence but never longer than DRAIN_LIMIT: a device that sends
+        a byte every few milliseconds does not hold the host."""
         discarded = 0
-        while data := self.stream.read(8192, quiet):
+        stop = time.monotonic() + self.DRAIN_LIMIT
+        while (left := min(stop - time.monotonic(), self._check())) > 0 and (
+                data := self.stream.read(8192, min(quiet, left))):
             discarded += len(data)
-        self.bytes_in += discarded
+            self.bytes_in += len(data)
         # The decoder is replaced: fold what it skipped into the link's running total.
         self._noise_before += self.decoder.skipped + discarded
         self.decoder = FrameDecoder()
@@ -431,7 +500,7 @@ class Link:
                     raise DeviceError(code, f.payload[1:].decode("utf-8", "replace"))
                 if f.type == expect:
                     return f
-        raise LinkError(f"no answer from the device to request 0x{cmd:02x} "
+        raise LinkError(f"no answer from the {self.name} to request 0x{cmd:02x} "
                         f"after {retries + 1} tries")
 
     # -- operations --------------------------------------------------------------------
@@ -466,12 +535,15 @@ class Link:
         rid = self._next_id()
         self.send(rid, REQ_RECORDS, struct.pack("<IH", from_seq, window))
         expect_no = 0
+        # Frames for other request ids do not restart the wait: only this stream's do.
+        stall = time.monotonic() + self.timeout
         while True:
-            f = self.next_frame(self.timeout)
+            f = self.next_frame(stall - time.monotonic())
             if f is None:
                 raise LinkError("records stream stalled (device silent)")
             if f.req_id != rid:
                 continue
+            stall = time.monotonic() + self.timeout
             if f.type == REP_ERROR:
                 code = f.payload[0] if f.payload else 0
                 raise DeviceError(code, f.payload[1:].decode("utf-8", "replace"))

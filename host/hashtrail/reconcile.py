@@ -53,9 +53,9 @@ from typing import NamedTuple
 from .bundle import Bundle, BundleCheckpoint
 from .devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
 from .entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
-from .errors import HashtrailError
+from .errors import FormatError, HashtrailError
 from .evidence import Branch, branch_hash, make_evidence
-from .keys import map_slices
+from .keys import check_pub, map_slices
 from .ledger_db import Ledger, insert_rows, leaf_prefix
 from .store import RawEntry
 
@@ -101,6 +101,15 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
         res.signed_by = None if b.signer is None else led.collector_name(b.signer)
         for e in b.enrollments:
             dev = led.device(e.device_id)
+            try:         # not a P-256 point: this device is refused, the others go on
+                check_pub(e.pub)
+            except FormatError as err:
+                if dev is None:
+                    refused.add(e.device_id)
+                res.findings.append(Finding(e.device_id, None, (
+                    f"enrollment refused: {err}; its {len(entries[e.device_id])} entries "
+                    f"and {len(cps[e.device_id])} checkpoints never enter")))
+                continue
             if dev is None and res.signed_by is None:
                 refused.add(e.device_id)
                 res.findings.append(Finding(e.device_id, None, (
@@ -156,7 +165,12 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
         res.findings.append(Finding(did, None, f"device revoked ({dev.revoked_reason}): "
                                     f"{len(recs)} entries refused"))
         return
-    key = DeviceKey(dev.pub)
+    try:       # a key trusted before keys were checked as points: this device only
+        key = DeviceKey(dev.pub)
+    except FormatError as err:
+        res.findings.append(Finding(did, None, f"enrolled key refused ({err}): "
+                                    f"{len(recs)} entries refused"))
+        return
     for bc in cps:
         try:
             cp = key.checkpoint(bc.cose)

@@ -61,7 +61,7 @@ from typing import NamedTuple
 from . import note, sqlite_file
 from .entry import parse_entry, signing_policy
 from .errors import FormatError, HashtrailError, VerificationError
-from .keys import parse_device_id
+from .keys import check_pub, parse_device_id
 
 _SCHEMA_VERSION = 1
 _BUSY_MS = 30_000
@@ -217,8 +217,7 @@ class Store:
     def enroll(self, device_id: str, pub: bytes, *, label: str = "", board: str = "",
                fw: str = "", enrolled_at: int | None = None) -> Enrollment:
         check_device_id(device_id)
-        if len(pub) != 65 or pub[0] != 4:
-            raise FormatError("a device public key is 65 bytes, SEC1 uncompressed (04||X||Y)")
+        check_pub(pub)   # a P-256 point, on the curve, coordinates < p: refused at the door
         if device_id_of(pub) != device_id:
             raise VerificationError(f"device id {device_id} is not derived from this key")
         when = int(time.time()) if enrolled_at is None else enrolled_at

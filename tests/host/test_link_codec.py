@@ -145,8 +145,13 @@ def test_split_records_cuts_whole_records_and_refuses_partial_ones() -> None:
         list(split_records(recs[0][:5]))
 
 
+# A P-256 point (the curve's generator): HELLO keys are checked as points.
+G = bytes.fromhex("046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+                  "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+
 def _info(**extra: object) -> dict[int, object]:
-    m: dict[int, object] = {0: 1, 1: bytes(16), 2: b"\x04" + bytes(64), 3: "0.1.0",
+    m: dict[int, object] = {0: 1, 1: bytes(16), 2: G, 3: "0.1.0",
                             4: "unix", 5: 0, 6: 9, 7: 4096, 8: 2, 9: None,
                             10: bytes(32), 11: 512}
     m.update({int(k[1:]): v for k, v in extra.items()})
@@ -173,3 +178,15 @@ def test_info_carries_the_device_report_of_an_altered_log() -> None:
 def test_a_malformed_altered_field_is_a_format_error(bad: object) -> None:
     with pytest.raises(FormatError, match="altered"):
         parse_info(cbor2.dumps(_info(k12=bad)))
+
+
+@pytest.mark.parametrize("field", [{"k6": 2**32}, {"k5": -1}, {"k11": 4097},
+                                   {"k4": "b" * 257}, {"k0": 256}, {"k2": b"\x04" + bytes(64)}],
+                         ids=["last-seq-beyond-u32", "negative-first-seq", "chunk-too-big",
+                              "board-too-long", "version-beyond-a-byte", "key-not-a-point"])
+def test_info_values_are_range_checked_before_use(field: dict[str, object]) -> None:
+    """A hostile device's HELLO (issue 19): every integer and length is checked before the
+    host uses it, and the key must be a P-256 point; a one-line FormatError otherwise."""
+    parse_info(cbor2.dumps(_info()))
+    with pytest.raises(FormatError, match="device info"):
+        parse_info(cbor2.dumps(_info(**field)))

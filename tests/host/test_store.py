@@ -6,11 +6,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from hashtrail.errors import HashtrailError, VerificationError
+from hashtrail.errors import FormatError, HashtrailError, VerificationError
 from hashtrail.store import RawEntry, Store, device_id_of
 
-PUB = b"\x04" + bytes(range(64))
+# A P-256 point (the curve's generator): enroll refuses keys that are not points.
+PUB = bytes.fromhex("046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+                    "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
 DEV = device_id_of(PUB)
+OFF_CURVE = b"\x04" + bytes(range(64))
 
 
 def _chain(n: int) -> list[RawEntry]:
@@ -56,6 +59,8 @@ def test_enrollment_rules(tmp_path: Path) -> None:
             st.quarantine(DEV, _chain(1))                 # not enrolled
         with pytest.raises(VerificationError):
             st.enroll("00" * 16, PUB)                     # id not derived from the key
+        with pytest.raises(FormatError, match="not on the P-256 curve"):
+            st.enroll(device_id_of(OFF_CURVE), OFF_CURVE)  # 04 || x || y, not a point
         st.enroll(DEV, PUB)
         assert st.enroll(DEV, PUB).pub == PUB             # idempotent
         head = hashlib.sha256(b"x").digest()

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ..collect import collect
+from ..collect import DEADLINE_S, MAX_RECORDS, collect
 from ..link import open_serial
 from ..store import Store
 
@@ -24,7 +24,23 @@ def register(sub: Any) -> None:
     p.add_argument("--no-set-time", action="store_true",
                    help="do not set the device clock when it is unset")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("--deadline", type=_positive, default=DEADLINE_S, metavar="SECONDS",
+                   help=f"stop after this long, whatever the device does "
+                        f"(default {DEADLINE_S:g})")
+    p.add_argument("--max-records", type=int, default=MAX_RECORDS, metavar="N",
+                   help=f"at most N records in one run, fewer when the device announces "
+                        f"fewer (default {MAX_RECORDS})")
     p.set_defaults(func=run)
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return v
 
 
 class _Bar:
@@ -61,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     with Store.open(args.store) as st, open_serial(args.port, args.baud) as link:
         try:
             res = collect(link, st, ack=not args.no_ack, set_time=not args.no_set_time,
-                          progress=bar, notice=_notice)
+                          progress=bar, notice=_notice, deadline=args.deadline,
+                          max_records=args.max_records)
         finally:
             if bar is not None:
                 bar.done()

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import VerificationError
+from ..errors import VerificationError, printable
 from ..link import open_serial
 from ..store import Store, device_id_of
 
@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with open_serial(args.port, args.baud) as link:
+        link.set_deadline(60.0)   # a HELLO and its retries; the device does not decide
         info = link.hello()
     if device_id_of(info.pub) != info.device_id:
         raise VerificationError(f"device claims id {info.device_id}, its key gives "
@@ -47,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
                           "device_altered": None if info.altered is None
                           else dataclasses.asdict(info.altered)}))
     else:
-        print(f"enrolled {e.device_id} ({e.label}, board {e.board}, fw {e.fw})")
+        print(f"enrolled {e.device_id} ({printable(e.label)}, board {printable(e.board)}, "
+              f"fw {printable(e.fw)})")
     return 0

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ..bundle import read_bundle
+from ..errors import printable
 from ..reconcile import reconcile
 from .ledger import key_file_arg, open_signing
 
@@ -44,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{o['accepted']}, duplicates {o['duplicates']}, held {o['pending']}, "
                   f"forks {o['forks']}")
             for f in o["findings"]:
-                print(f"  {f['device_id']} seq {f['seq']}: {f['reason']}")
+                print(f"  {f['device_id']} seq {f['seq']}: {printable(f['reason'])}")
         print(f"ledger size {size}")
     return 1 if bad else 0

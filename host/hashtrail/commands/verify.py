@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import note
-from ..errors import HashtrailError
+from ..errors import HashtrailError, printable
 from ..ledger_db import Ledger
 from ..ledger_verify import verify_ledger
 from . import device_arg
@@ -129,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"      ... {len(d.unprotected) - _RANGES_SHOWN} more ranges (--json "
                   "lists them all)")
         for a in d.problems + d.anomalies:
-            print(f"    ! {a}")
+            print(f"    ! {printable(a)}")
     for p in rep.problems:
-        print(f"! {p}")
+        print(f"! {printable(p)}")
     for n in rep.notes:
-        print(f"  note: {n}")
+        print(f"  note: {printable(n)}")
     print(f"Merkle log: {rep.size} leaves, root {rep.root}, {rep.checkpoints} signed "
           f"checkpoints: {'OK' if not rep.problems else 'FAILED'}")
     if trust is not None:

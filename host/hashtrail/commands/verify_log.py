@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..chainverify import Anchor, ChainReport, verify_chain
-from ..errors import FormatError
+from ..errors import FormatError, printable
 from ..keys import load_pub
 from ..records import read_segments
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     for f in rep.findings:
         seq = "-" if f.seq is None else str(f.seq)
         where = f" [{f.source} @ {f.offset}]" if f.source else ""
-        print(f"{f.device_id}  seq {seq:>6}  {f.code}: {f.text}{where}")
+        print(f"{f.device_id}  seq {seq:>6}  {f.code}: {printable(f.text)}{where}")
     span = ("no entries" if rep.first_seq is None
             else f"{rep.entries} entries in {rep.first_seq}..{rep.last_seq}")
     for a, b, n, by in rep.unprotected:
