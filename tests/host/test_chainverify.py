@@ -19,11 +19,7 @@ NAMES = [v["name"] for v in vectors()["vectors"]]
 
 
 def _run(v: dict[str, Any]):  # type: ignore[no-untyped-def]
-    recs, probs = [], []
-    for s in v["segments"]:
-        r, p = parse_records(bytes.fromhex(s["data"]), s["name"])
-        recs += r
-        probs += p
+    recs, probs = _records(v)
     a = v["anchor"]
     anchor = Anchor(a["seq"], bytes.fromhex(a["head"])) if a else None
     return verify_chain(bytes.fromhex(v["pub"]), recs, probs, anchor=anchor)
@@ -163,11 +159,7 @@ def test_log_altered_range_behind_the_anchor_does_not_stop_the_walk() -> None:
     goes on from it (reconcile's rule too). An anchor inside the range still stops it."""
     for name in ("log-altered", "log-altered-signed"):
         v = by_name(name)
-        recs, probs = [], []
-        for s in v["segments"]:
-            rs, ps = parse_records(bytes.fromhex(s["data"]), s["name"])
-            recs += rs
-            probs += ps
+        recs, probs = _records(v)
         assert not probs
         pub = bytes.fromhex(v["pub"])
         ent = {r.seq: r for r in recs if r.is_entry}
