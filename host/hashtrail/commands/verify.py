@@ -128,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
         if len(d.unprotected) > _RANGES_SHOWN:
             print(f"      ... {len(d.unprotected) - _RANGES_SHOWN} more ranges (--json "
                   "lists them all)")
-        for a in d.problems + d.anomalies:
+        for a in d.problems + (d.anomalies if d.alarm else []):
             print(f"    ! {printable(a)}")
+        for a in [] if d.alarm else d.anomalies:
+            print(f"    expected anomaly: {printable(a)}")
     for p in rep.problems:
         print(f"! {printable(p)}")
     for n in rep.notes:
@@ -146,5 +148,16 @@ def run(args: argparse.Namespace) -> int:
         if trust.size is not None and trust.size < rep.size:
             print(f"  note: leaves {trust.size}..{rep.size - 1} are not yet under a "
                   "checkpoint signed by the trusted key")
-    print("verify: OK" if ok else "verify: PROBLEMS FOUND")
+    print(verdict(ok, sum(len(d.anomalies) for d in rep.devices if not d.alarm)))
     return 0 if ok else 1
+
+
+def verdict(ok: bool, expected: int) -> str:
+    """The last line: what exit 0 or 1 means, in words."""
+    if not ok:
+        return "verify: PROBLEMS FOUND (integrity problems, marked ! above)"
+    if expected:
+        return (f"verify: OK ({expected} expected "
+                f"anomal{'y' if expected == 1 else 'ies'} noted above: no integrity "
+                "problem)")
+    return "verify: OK"

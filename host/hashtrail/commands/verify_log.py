@@ -63,8 +63,12 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    pub = load_pub(args.pubkey)
-    anchor = parse_anchor(args.anchor) if args.anchor else None
+    try:
+        pub = load_pub(args.pubkey)
+        anchor = parse_anchor(args.anchor) if args.anchor else None
+    except FormatError as e:
+        e.exit_code = 2         # a bad flag value is a usage error, not a broken log
+        raise
     records, problems = read_segments(args.paths)
     rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
     if args.json:
