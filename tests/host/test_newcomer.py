@@ -81,3 +81,102 @@ def test_verify_log_bad_flag_value_is_a_usage_error(
                  str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("hashtrail: error:")
+
+
+# -- item 4: a witness refuses a stale checkpoint; split view only when inconsistent ------
+
+class Views:
+    """One ledger key, three trees: `a` and `b` share the first 4 leaves and then differ
+    (a split view); `a4` is `a` at size 4 (an older, consistent view of `a`)."""
+
+    def __init__(self, tmp: Path) -> None:
+        from hashtrail import note
+
+        self.tmp = tmp
+        d, e = _dev(8), _dev(8, secret=2002)
+        base = tmp / "base.db"
+        with _ledger(tmp) as led:
+            led.close()
+        (tmp / "l.db").rename(base)
+        (tmp / "l.db.key").rename(tmp / "ledger.key")
+        key = str(tmp / "ledger.key")
+        with Ledger.open_signing(base, key) as led:
+            reconcile(led, bundle([d], {d.id_hex: (0, 4)}, cps=[(d, d.checkpoint(seq=3))]))
+            self.vkey = led.verifier.to_string()
+            (tmp / "a4.cp").write_bytes(led.sign_checkpoint())
+        for name, more in (("a", bundle([d], cps=[(d, d.checkpoint())])),
+                           ("b", bundle([e], cps=[(e, e.checkpoint())], name="c2"))):
+            (tmp / f"{name}.db").write_bytes(base.read_bytes())
+            with Ledger.open_signing(tmp / f"{name}.db", key) as led:
+                reconcile(led, more)
+                (tmp / f"{name}.cp").write_bytes(led.sign_checkpoint())
+        self.size = {n: note.parse_checkpoint(note.parse_note((tmp / f"{n}.cp").read_bytes())
+                                              .text).size for n in ("a4", "a", "b")}
+        (tmp / "w.key").write_text(note.Signer.generate("witness.test/w").to_string())
+
+    def cosign(self, ledger: str, cp: str, state: str = "w.state") -> int:
+        t = self.tmp
+        return main(["ledger", "cosign", "--key", str(t / "w.key"), "--state", str(t / state),
+                     "--verifier-key", self.vkey, "--ledger", str(t / f"{ledger}.db"),
+                     str(t / f"{cp}.cp")])
+
+
+def test_witness_refuses_an_older_consistent_checkpoint_as_stale(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v = Views(tmp_path)
+    assert v.size["a4"] == 4 < v.size["a"]
+    assert v.cosign("a", "a") == 0
+    capsys.readouterr()
+    assert v.cosign("a", "a4") == 2
+    err = capsys.readouterr().err
+    assert "stale checkpoint: size 4 is older than the checkpoint at size" in err
+    assert "split view" not in err
+    assert not (tmp_path / "w.inconsistent.json").exists()
+    assert v.cosign("a", "a") == 0          # the latest one may be cosigned again
+
+
+@pytest.mark.parametrize("seen, offered", [("a", "b"), ("b", "a")])
+def test_witness_keeps_split_view_evidence_check_evidence_verifies_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], seen: str, offered: str) -> None:
+    """Inconsistent, whichever is larger: evidence kept, and `check-evidence` proves it
+    under the ledger key alone (no ledger file)."""
+    from hashtrail import note
+
+    v = Views(tmp_path)
+    big = max((seen, offered), key=lambda n: v.size[n])
+    assert v.cosign(seen, seen) == 0
+    capsys.readouterr()
+    assert v.cosign(big, offered) == 1
+    assert "split view" in capsys.readouterr().err
+    ev = tmp_path / "w.inconsistent.json"
+    check = ["ledger", "check-evidence", str(ev)]
+    assert main([*check, "--verifier-key", v.vkey]) == 0
+    assert "split view proven" in capsys.readouterr().out
+    assert main([*check, "--verifier-key", v.vkey, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["split_view"] is True
+    # fails closed without the ledger key, and under another key
+    assert main(check) == 2
+    other = note.Signer.generate("test.example/ledger").verifier().to_string()
+    assert main([*check, "--verifier-key", other]) == 1
+    # a consistent pair (the older view of `a` instead of `b`) proves nothing
+    doc = json.loads(ev.read_text())
+    doc["seen"], doc["offered"], doc["path"] = ((tmp_path / "a4.cp").read_text(),
+                                                (tmp_path / "a.cp").read_text(), [])
+    ev.write_text(json.dumps(doc))
+    assert main([*check, "--verifier-key", v.vkey]) != 0
+    err = capsys.readouterr().err
+    assert "split view proven" not in err and "error" in err
+
+
+def test_check_evidence_still_reads_fork_evidence(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    d = _dev(10)
+    clone = d.fork(6)
+    clone.readings(4)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
+    db, ev = str(tmp_path / "l.db"), str(tmp_path / "fork.json")
+    assert main(["ledger", "evidence", "--ledger", db, "--device", d.id_hex, "--out", ev]) == 0
+    assert main(["ledger", "check-evidence", ev]) == 0
+    assert "fork proven" in capsys.readouterr().out

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import merkle, note, proof
-from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
+from .. import evidence, merkle, note, proof
+from ..errors import ConfigError, FormatError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError
 from ..ledger_key import ENV
@@ -70,8 +70,13 @@ def register(sub: Any) -> None:
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
     c.add_argument("--device", required=True, type=device_arg)
     c.add_argument("--out", required=True)
-    c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
-    c.add_argument("file")
+    c = cmd("check-evidence", run_check_evidence,
+            "check a fork evidence file, or a witness's split-view evidence file",
+            ledger=False)
+    _trusted_key_args(c, "; needed for split-view evidence (both checkpoints must be "
+                         "signed by it)")
+    c.add_argument("file", help="the evidence file (hashtrail-fork-evidence/1 or "
+                                "hashtrail-split-view/1)")
     c = cmd("trust", run_trust, "let bundles signed by this collector key enroll devices")
     c.add_argument("key", metavar="VKEY_OR_FILE",
                    help="the collector's verifier key (`hashtrail export --show-key` prints "
@@ -103,11 +108,11 @@ def open_signing(args: argparse.Namespace) -> Ledger:
     return led
 
 
-def _trusted_key_args(c: argparse.ArgumentParser) -> None:
+def _trusted_key_args(c: argparse.ArgumentParser, need: str = "; required") -> None:
     g = c.add_mutually_exclusive_group()
     g.add_argument("--verifier-key", metavar="VKEY",
                    help="the ledger's verifier key (<name>+<key id>+<base64>), as "
-                        "`ledger init` prints it; required")
+                        f"`ledger init` prints it{need}")
     g.add_argument("--verifier-key-file", metavar="FILE",
                    help="a file holding the ledger's verifier key")
 
@@ -241,6 +246,13 @@ def run_check_evidence(args: argparse.Namespace) -> int:
         text = Path(args.file).read_text()
     except OSError as e:
         raise FormatError(f"cannot read {args.file}: {e.strerror}") from None
+    if evidence.evidence_format(text) == evidence.SPLIT_VIEW_FORMAT:
+        sv = evidence.check_split_view(text, trusted_key(args))
+        _emit(args, {"split_view": True, "origin": sv.origin, "sizes": list(sv.sizes),
+                     "roots": [r.hex() for r in sv.roots]},
+              f"split view proven: the ledger key of {sv.origin} signed checkpoints at "
+              f"sizes {sv.sizes[0]} and {sv.sizes[1]} that no single log explains")
+        return 0
     v = check_evidence(text)
     _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
                  "hashes": [h.hex() for h in v.hashes]},
@@ -300,25 +312,18 @@ def run_cosign(args: argparse.Namespace) -> int:
     # the key this witness was configured with, never the one in the ledger file given
     trusted = trusted_key(args)
     with Ledger.open(args.ledger) as led:
-        cp, _ = note.open_checkpoint(data, [trusted])
-        if state.exists():
-            old_data = state.read_bytes()
-            old, _ = note.open_checkpoint(old_data, [trusted])
-            try:
-                if cp.size < old.size:
-                    raise VerificationError(f"checkpoint size {cp.size} is older than the "
-                                            f"last seen {old.size}")
-                proof = merkle.prove_consistency(led.node, old.size, cp.size) \
-                    if old.size else []
-                if old.size:
-                    merkle.check_consistency(old.size, cp.size, old.root, cp.root, proof)
-            except HashtrailError as e:
-                ev = state.with_suffix(".inconsistent.json")
-                ev.write_text(json.dumps({
-                    "format": "hashtrail-split-view/1", "reason": str(e),
-                    "seen": old_data.decode(), "offered": data.decode()}, indent=1))
-                raise VerificationError(f"refused to cosign: {e}",
-                                        hint=f"both signed checkpoints kept in {ev}") from e
+        try:
+            cp = evidence.witness_decide(led.node, led.size,
+                                         state.read_bytes() if state.exists() else None,
+                                         data, trusted)
+        except evidence.SplitView as e:
+            ev = state.with_suffix(".inconsistent.json")
+            ev.write_text(e.evidence)
+            raise VerificationError(f"refused to cosign: {e}",
+                                    hint=f"split-view evidence (both signed checkpoints) "
+                                         f"kept in {ev}; anyone holding the ledger's "
+                                         f"verifier key can check it with `hashtrail ledger "
+                                         f"check-evidence --verifier-key VKEY {ev}`") from e
     out = note.cosign(data, witness, int(time.time()))
     state.write_bytes(data)
     if args.out:
