@@ -180,3 +180,45 @@ def test_check_evidence_still_reads_fork_evidence(tmp_path: Path,
     assert main(["ledger", "evidence", "--ledger", db, "--device", d.id_hex, "--out", ev]) == 0
     assert main(["ledger", "check-evidence", ev]) == 0
     assert "fork proven" in capsys.readouterr().out
+
+
+# -- item 5: hints that point the right way --------------------------------------------
+
+def test_prove_an_unknown_seq_names_the_seqs_the_ledger_holds(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _dev(5, sig=True)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d]))
+    args = ["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device", d.id_hex]
+    assert main([*args, "--seq", "99"]) == 2
+    err = capsys.readouterr().err
+    assert f"device {d.id_hex} seq 99 is not in the ledger: it holds accepted seqs 0..5" in err
+    assert "hint: give --seq between 0 and 5" in err and "ledger init" not in err
+    assert main([*args, "--seq", "5"]) == 0
+
+
+@pytest.mark.parametrize("bounds", [["--old", "0"], ["--old", "9"], ["--old", "3", "--new", "2"],
+                                    ["--old", "2", "--new", "99"], ["--old", "-1"]])
+def test_consistency_with_bad_bounds_names_the_valid_range(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], bounds: list[str]) -> None:
+    d = _dev(5, sig=True)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d]))
+    args = ["ledger", "consistency", "--ledger", str(tmp_path / "l.db")]
+    assert main([*args, *bounds]) == 2
+    err = capsys.readouterr().err
+    assert "this ledger holds 6 leaves, so 1 <= --old <= --new <= 6" in err
+    assert "ledger init" not in err
+    assert main([*args, "--old", "2", "--new", "6"]) == 0
+
+
+@pytest.mark.parametrize("origin", ["bad origin", "https://example.com/log", "a+b", "", "x\ty"])
+def test_a_malformed_origin_says_what_an_origin_looks_like(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], origin: str) -> None:
+    db = tmp_path / "new.db"
+    assert main(["ledger", "init", "--ledger", str(db), "--origin", origin]) == 2
+    err = capsys.readouterr().err
+    assert f"--origin {origin!r} is not a checkpoint origin" in err
+    assert "schema-less URL" in err and "e.g. example.com/ledger" in err
+    assert "malformed or truncated" not in err
+    assert not db.exists() and not (tmp_path / "new.db.key").exists()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import evidence, merkle, note, proof
+from .. import evidence, note, proof
 from ..errors import ConfigError, FormatError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError
@@ -161,10 +161,6 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hexes(hs: list[bytes]) -> list[str]:
-    return [h.hex() for h in hs]
-
-
 def run_prove(args: argparse.Namespace) -> int:
     cp = None
     if getattr(args, "checkpoint", None) is not None:
@@ -181,13 +177,7 @@ def run_prove(args: argparse.Namespace) -> int:
 
 def run_consistency(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
-        new = led.size if args.new is None else args.new
-        if not 0 < args.old <= new <= led.size:
-            raise LedgerError(f"need 0 < old <= new <= {led.size}")
-        path = merkle.prove_consistency(led.node, args.old, new)
-        doc = {"format": proof.CONSISTENCY_FORMAT, "type": "consistency",
-               "old_size": args.old, "new_size": new, "old_root": led.root(args.old).hex(),
-               "new_root": led.root(new).hex(), "path": _hexes(path)}
+        doc = proof.build_consistency_proof(led, args.old, args.new)
     _emit(args, doc, json.dumps(doc, indent=1))
     return 0
 
