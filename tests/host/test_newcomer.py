@@ -222,3 +222,47 @@ def test_a_malformed_origin_says_what_an_origin_looks_like(
     assert "schema-less URL" in err and "e.g. example.com/ledger" in err
     assert "malformed or truncated" not in err
     assert not db.exists() and not (tmp_path / "new.db.key").exists()
+
+
+# -- item 7: a witness key command; cosign says what it did ------------------------------
+
+def test_witness_key_then_cosign_then_a_proof_checked_with_the_witness(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import stat
+
+    from hashtrail import note
+
+    d = _dev(3, sig=True)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d]))
+        vkey = led.verifier.to_string()
+    db, wkey = str(tmp_path / "l.db"), tmp_path / "w.key"
+    assert main(["ledger", "witness-key", "--name", "witness.example.com/w1",
+                 "--out", str(wkey)]) == 0
+    out = capsys.readouterr().out
+    ckey = out.rsplit(": ", 1)[1].strip()
+    assert ckey.startswith("witness.example.com/w1+")
+    assert note.Verifier.from_string(ckey).cosigner_string() == ckey
+    assert stat.S_IMODE(wkey.stat().st_mode) == 0o600
+    before = wkey.read_bytes()
+    assert main(["ledger", "witness-key", "--name", "w2", "--out", str(wkey)]) == 2
+    assert wkey.read_bytes() == before and "--out" in capsys.readouterr().err
+    assert main(["ledger", "witness-key", "--name", "bad name", "--out",
+                 str(tmp_path / "x.key")]) == 2
+    assert not (tmp_path / "x.key").exists()
+    capsys.readouterr()
+    # cosign, without --json: the cosigned checkpoint on stdout, one summary line
+    assert main(["ledger", "checkpoint", "--ledger", db]) == 0
+    (tmp_path / "cp").write_text(capsys.readouterr().out)
+    assert main(["ledger", "cosign", "--ledger", db, "--key", str(wkey), "--state",
+                 str(tmp_path / "w.state"), "--verifier-key", vkey, str(tmp_path / "cp")]) == 0
+    cap = capsys.readouterr()
+    assert note.open_cosignatures(cap.out.encode(), [note.Verifier.from_string(ckey)])
+    assert cap.err.count("\n") == 1 and cap.err.startswith(
+        "cosigned: test.example/ledger at size 4 by witness witness.example.com/w1")
+    (tmp_path / "cosigned").write_text(cap.out)
+    assert main(["ledger", "prove", "--ledger", db, "--device", d.id_hex, "--seq", "2",
+                 "--checkpoint", str(tmp_path / "cosigned")]) == 0
+    (tmp_path / "proof.json").write_text(capsys.readouterr().out)
+    assert main(["ledger", "verify-proof", "--verifier-key", vkey, "--witness-key", ckey,
+                 str(tmp_path / "proof.json")]) == 0

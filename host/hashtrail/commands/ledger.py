@@ -23,7 +23,7 @@ from .. import evidence, note, proof
 from ..errors import ConfigError, FormatError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError
-from ..ledger_key import ENV
+from ..ledger_key import ENV, create_witness_key
 from . import device_arg
 
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
@@ -83,13 +83,22 @@ def register(sub: Any) -> None:
                         "it), or a file holding it")
     c.add_argument("--name", help="what to call this collector (default: the key's name)")
     cmd("trusted", run_trusted, "list the collectors trusted to enroll devices")
+    c = cmd("witness-key", run_witness_key, "make a witness's signing key for `ledger "
+            "cosign`; prints the cosigner key proof checkers trust", ledger=False)
+    c.add_argument("--name", required=True,
+                   help="the witness's name, like a log origin (e.g. witness.example.com/w1)")
+    c.add_argument("--out", required=True, type=Path,
+                   help="where to write the signing key (mode 0600, never overwritten)")
     c = cmd("cosign", run_cosign, "as a witness, cosign a checkpoint that extends the last one",
             ledger=True)
-    c.add_argument("--key", required=True, help="witness signer key file (PRIVATE+KEY+...)")
-    c.add_argument("--state", required=True, help="witness state file")
+    c.add_argument("--key", required=True,
+                   help="witness signing key file (PRIVATE+KEY+..., from `ledger witness-key`)")
+    c.add_argument("--state", required=True,
+                   help="witness state file: the last checkpoint this witness cosigned "
+                        "(created on first use)")
     _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
-    c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+    c.add_argument("--out", help="also write the cosigned checkpoint to this file")
 
 
 def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
@@ -318,9 +327,22 @@ def run_cosign(args: argparse.Namespace) -> int:
     state.write_bytes(data)
     if args.out:
         Path(args.out).write_bytes(out)
+    ckey = witness.verifier().cosigner_string()
     if args.json:
-        print(json.dumps({"cosigned": out.decode(), "size": cp.size,
-                          "cosigner_key": witness.verifier().cosigner_string()}))
-    elif not args.out:
+        print(json.dumps({"cosigned": out.decode(), "size": cp.size, "root": cp.root.hex(),
+                          "origin": cp.origin, "cosigner_key": ckey}))
+    else:
         print(out.decode(), end="")
+        print(f"cosigned: {cp.origin} at size {cp.size} by witness {witness.name} "
+              f"(cosigner key {ckey})" + (f"; written to {args.out}" if args.out else ""),
+              file=sys.stderr)
+    return 0
+
+
+def run_witness_key(args: argparse.Namespace) -> int:
+    signer = create_witness_key(args.name, args.out)
+    ckey = signer.verifier().cosigner_string()
+    _emit(args, {"name": signer.name, "key_file": str(args.out), "cosigner_key": ckey},
+          f"witness key {args.name} written to {args.out} (mode 0600; keep it private)\n"
+          f"cosigner key (give it to proof checkers: verify-proof --witness-key): {ckey}")
     return 0
