@@ -266,3 +266,31 @@ def test_witness_key_then_cosign_then_a_proof_checked_with_the_witness(
     (tmp_path / "proof.json").write_text(capsys.readouterr().out)
     assert main(["ledger", "verify-proof", "--verifier-key", vkey, "--witness-key", ckey,
                  str(tmp_path / "proof.json")]) == 0
+
+
+# -- item 8 (part): every --help option says what it is ------------------------------------
+
+def _undocumented() -> list[str]:
+    import argparse
+
+    from hashtrail.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in a._choices_actions}
+                for name, sub in a.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name} (the command itself)")
+                    walk(sub, f"{path} {name}")
+            elif not a.help or a.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(build_parser(), "hashtrail")
+    return missing
+
+
+def test_every_option_and_command_has_help_text() -> None:
+    assert _undocumented() == []

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
         c: argparse.ArgumentParser = s.add_parser(name, help=help)
         if ledger:
             c.add_argument("--ledger", required=True, help="ledger file")
-        c.add_argument("--json", action="store_true")
+        c.add_argument("--json", action="store_true", help="print the result as JSON")
         c.set_defaults(func=func)
         return c
 
@@ -49,14 +49,17 @@ def register(sub: Any) -> None:
     key_file_arg(c, "the ledger's signing key")
     c = cmd("prove", run_prove, "inclusion proof of one device entry, with the device's "
                                 "signature over it")
-    c.add_argument("--device", required=True, type=device_arg)
-    c.add_argument("--seq", required=True, type=int)
+    c.add_argument("--device", required=True, type=device_arg,
+                   help="the device id (32 lower-case hex characters)")
+    c.add_argument("--seq", required=True, type=int,
+                   help="the entry's sequence number (`devices list` shows how many)")
     c.add_argument("--checkpoint", metavar="FILE",
                    help="prove against this signed (possibly cosigned) checkpoint of the "
                         "ledger instead of the latest stored one")
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
-    c.add_argument("--old", required=True, type=int)
-    c.add_argument("--new", type=int)
+    c.add_argument("--old", required=True, type=int,
+                   help="the older tree size (a checkpoint's second line), at least 1")
+    c.add_argument("--new", type=int, help="the newer tree size (default: the ledger's)")
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
     _trusted_key_args(c)
     c.add_argument("--device", metavar="ID",
@@ -66,10 +69,12 @@ def register(sub: Any) -> None:
                         "prints it); repeatable")
     c.add_argument("--min-witnesses", type=int, metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
-    c.add_argument("file")
+    c.add_argument("file", help="the proof file (`ledger prove` or `ledger consistency` "
+                                "output)")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
-    c.add_argument("--device", required=True, type=device_arg)
-    c.add_argument("--out", required=True)
+    c.add_argument("--device", required=True, type=device_arg,
+                   help="the forked device's id (32 lower-case hex characters)")
+    c.add_argument("--out", required=True, help="where to write the evidence file")
     c = cmd("check-evidence", run_check_evidence,
             "check a fork evidence file, or a witness's split-view evidence file",
             ledger=False)

@@ -31,7 +31,7 @@ from .ledger import trusted_key
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
-    p.add_argument("--ledger", required=True)
+    p.add_argument("--ledger", required=True, help="ledger file to re-verify")
     p.add_argument("--device", type=device_arg,
                    help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()
@@ -41,7 +41,8 @@ def register(sub: Any) -> None:
                         "under it, not under the key the ledger file carries")
     g.add_argument("--verifier-key-file", metavar="FILE",
                    help="a file holding the trusted ledger verifier key")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (devices, anomalies, problems)")
     p.set_defaults(func=run)
 
 

@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
                    help="the signing policy the device's entry 0 declared (1: every entry "
                         "signed), for a log that no longer holds entry 0 (with --anchor)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR")
+    p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR",
+                   help="log segment files, or folders of them (/ht/log copied off the "
+                        "flash)")
     p.set_defaults(func=run)
 
 
