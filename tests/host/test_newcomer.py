@@ -168,6 +168,21 @@ def test_witness_keeps_split_view_evidence_check_evidence_verifies_it(
     assert "split view proven" not in err and "error" in err
 
 
+def test_witness_given_a_ledger_without_the_larger_tree_decides_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The consistency path comes from the --ledger file: one that is not the larger
+    checkpoint's tree proves nothing, so no evidence is written and nothing cosigned."""
+    v = Views(tmp_path)
+    small, big = sorted(("a", "b"), key=lambda n: v.size[n])
+    assert v.cosign(small, small) == 0
+    state = (tmp_path / "w.state").read_bytes()
+    capsys.readouterr()
+    assert v.cosign(small, big) == 2          # the small view's file, the big checkpoint
+    assert "cannot check consistency" in capsys.readouterr().err
+    assert not (tmp_path / "w.inconsistent.json").exists()
+    assert (tmp_path / "w.state").read_bytes() == state
+
+
 def test_check_evidence_still_reads_fork_evidence(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     d = _dev(10)
