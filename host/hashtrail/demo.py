@@ -694,7 +694,7 @@ class _Demo:
 
 def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None:
     devs = sorted(rep.devices, key=lambda d: names.get(d.device_id, d.device_id))
-    n.table(["device", "id", "entries", "first (UTC)", "last (UTC)", "gaps/held",
+    n.table(["device", "id", "entries", "first (UTC)", "last (UTC)", "held",
              "anomalies", "status"],
             [[names.get(d.device_id, "?"), d.device_id, d.entries, _utc(d.first_t),
               _utc(d.last_t), d.pending, len(d.anomalies) + len(d.problems), d.status]

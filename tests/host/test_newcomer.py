@@ -60,6 +60,18 @@ def test_a_checkpoints_only_device_verifies_clean(
     assert out.rstrip().endswith("verify: OK") and "!" not in out
 
 
+def test_device_time_going_back_is_an_expected_anomaly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _dev(3, sig=True)
+    d.entry(0, [{0: "temp", 1: "Cel", 2: 20.0}], t=d.t - 100)     # a clock set back
+    with _ledger(tmp_path) as led:
+        assert reconcile(led, bundle([d])).accepted == 5
+    assert main(["verify", "--ledger", str(tmp_path / "l.db")]) == 0
+    out = capsys.readouterr().out
+    assert "expected anomaly: seq 4: device time went backwards" in out
+    assert "verify: OK (1 expected anomaly" in out
+
+
 def test_a_fork_is_an_integrity_problem(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     d = _dev(10)
