@@ -436,10 +436,16 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
         try:
             b = bytes(body)
             e = parse_entry(b)
-            if seq != i or e.seq != seq:
-                raise HashtrailError(f"gap: expected seq {i}")
+            if seq != i:
+                raise HashtrailError(f"gap: seq {i} is missing (the next stored entry is "
+                                     f"seq {seq})")
+            if e.seq != seq:
+                raise HashtrailError(f"the entry says seq {e.seq}, its row says seq {seq}")
             if e.prev != head:
-                raise HashtrailError("broken prev link")
+                raise HashtrailError(f"broken link: entry {seq} does not link to entry "
+                                     f"{seq - 1} (its prev is not that entry's hash)"
+                                     if seq else "broken link: entry 0 does not link to "
+                                     "the device's genesis")
             if seq == 0:
                 key.check_first_entry(e)
                 r.policy = signing_policy(e)

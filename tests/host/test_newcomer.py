@@ -85,6 +85,28 @@ def test_a_fork_is_an_integrity_problem(tmp_path: Path,
     assert "verify: PROBLEMS FOUND" in out and "    ! fork at seq 6" in out
 
 
+def test_a_broken_link_is_worded_as_a_broken_link_not_a_gap(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An accepted entry whose prev is not its predecessor's hash (another history's
+    entry 5, validly signed by the same key) is a broken link."""
+    import hashlib
+    import sqlite3
+
+    d = _dev(8, sig=True)
+    clone = d.fork(4)
+    clone.readings(3)
+    with _ledger(tmp_path) as led:
+        reconcile(led, bundle([d]))
+    _, body, sig = clone.entries[5]
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        db.execute("UPDATE entries SET body=?, entry_hash=?, sig=? WHERE device_id=? AND "
+                   "seq=5", (body, hashlib.sha256(body).digest(), sig, d.id_hex))
+    assert main(["verify", "--ledger", str(tmp_path / "l.db")]) == 1
+    out = capsys.readouterr().out
+    assert "seq 5: broken link: entry 5 does not link to entry 4" in out
+    assert "gap" not in out
+
+
 def test_verify_log_bad_flag_value_is_a_usage_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "0000000000.seg").write_bytes(b"")
