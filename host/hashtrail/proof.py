@@ -155,7 +155,9 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
     did = canonical_device_id(device_id)
     dev = ledger.device(did)
     if dev is None:
-        raise LedgerError(f"device {did} is not enrolled in this ledger")
+        raise ConfigError(f"device {did} is not enrolled in this ledger",
+                          hint="`hashtrail devices list --ledger FILE` lists the devices it "
+                               "holds")
     row = ledger.entry(did, seq)
     if row is None:
         held = ("no accepted entries yet" if dev.tip_seq < 0

@@ -244,6 +244,18 @@ def test_prove_an_unknown_seq_names_the_seqs_the_ledger_holds(
     assert f"device {d.id_hex} seq 99 is not in the ledger: it holds accepted seqs 0..5" in err
     assert "hint: give --seq between 0 and 5" in err and "ledger init" not in err
     assert main([*args, "--seq", "5"]) == 0
+    capsys.readouterr()
+    # a device the ledger does not hold, fork evidence of a device that never forked
+    other = _dev(1, secret=4242).id_hex
+    db = str(tmp_path / "l.db")
+    assert main(["ledger", "prove", "--ledger", db, "--device", other, "--seq", "0"]) == 2
+    assert main(["ledger", "evidence", "--ledger", db, "--device", d.id_hex, "--out",
+                 str(tmp_path / "ev.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"device {other} is not enrolled in this ledger" in err
+    assert "hint: `hashtrail devices list --ledger FILE` lists the devices" in err
+    assert "has not seen its key sign two histories" in err and "ledger init" not in err
+    assert not (tmp_path / "ev.json").exists()
 
 
 @pytest.mark.parametrize("bounds", [["--old", "0"], ["--old", "9"], ["--old", "3", "--new", "2"],

@@ -22,7 +22,7 @@ from typing import Any
 from .. import evidence, note, proof
 from ..errors import ConfigError, FormatError, VerificationError
 from ..evidence import check_evidence
-from ..ledger_db import Ledger, LedgerError
+from ..ledger_db import Ledger
 from ..ledger_key import ENV, create_witness_key
 from . import device_arg
 
@@ -237,7 +237,10 @@ def run_evidence(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
         doc = led.fork_evidence(args.device)
     if doc is None:
-        raise LedgerError(f"no fork evidence for device {args.device}")
+        raise ConfigError(f"no fork evidence for device {args.device}: the ledger has not "
+                          "seen its key sign two histories",
+                          hint="`hashtrail devices list --ledger FILE` shows which devices "
+                               "are FORKED")
     Path(args.out).write_text(doc)
     v = check_evidence(doc)
     _emit(args, {"device": v.device_id, "seq": v.seq, "out": args.out},
