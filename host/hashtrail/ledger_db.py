@@ -235,6 +235,7 @@ class Ledger:
         """A new ledger file and its key file (ledger_key.key_path; mode 0600, never
         overwritten); the ledger keeps only the verifier key. Returns it open to sign."""
         p = Path(path)
+        note.check_origin(origin)
         if p.exists():
             raise ConfigError(f"{p} already exists", hint="pick a new file for a new ledger")
         kp = key_path(p, key_file)

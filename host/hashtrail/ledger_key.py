@@ -42,16 +42,17 @@ def key_path(ledger: str | os.PathLike[str], explicit: str | os.PathLike[str] | 
     return Path(os.fspath(ledger) + ".key")
 
 
-def write_key(path: Path, signer: note.Signer) -> None:
+def write_key(path: Path, signer: note.Signer, flag: str = "--key-file",
+              what: str = "ledger key file") -> None:
     """Create `path` (mode 0600) holding the signer; never overwrites an existing file."""
     data = (signer.to_string() + "\n").encode("ascii")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MODE)
     except FileExistsError:
         raise LedgerKeyError(f"refusing to overwrite the existing key file {path}: move it "
-                             "away or name another with --key-file") from None
+                             f"away or name another with {flag}") from None
     except OSError as e:
-        raise LedgerKeyError(f"cannot create ledger key file {path}: {e.strerror}") from None
+        raise LedgerKeyError(f"cannot create {what} {path}: {e.strerror}") from None
     try:
         os.fchmod(fd, MODE)          # whatever the umask said
         os.write(fd, data)
@@ -87,3 +88,17 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def create_witness_key(name: str, path: Path) -> note.Signer:
+    """A new witness signing key named `name` (a c2sp.org/signed-note key name, e.g.
+    witness.example.com/w1), written to `path` (mode 0600, never overwritten); its
+    cosigner verifier key (`Verifier.cosigner_string`) is what proof checkers trust."""
+    try:
+        signer = note.Signer.generate(name)      # the name rules of a note key
+    except FormatError as e:
+        raise ConfigError(f"--name {name!r} is not a key name: {e}",
+                          hint="a witness names itself like a log origin, e.g. "
+                               "witness.example.com/w1 (c2sp.org/signed-note)") from None
+    write_key(path, signer, flag="--out", what="witness key file")
+    return signer

@@ -63,8 +63,18 @@ class DeviceReport:
     policy: int | None = None          # signing policy of entry 0 (None: no entry 0 yet)
     # policy 0: seq ranges and the device signature that first covered them
     unprotected: list[dict[str, Any]] = field(default_factory=list)
+    # What the ledger records and a verifier should know, not a fault of the ledger:
+    # entries held back (e.g. after a caught tampering), device time going back; and,
+    # with `alarm` set, a fork or a device checkpoint off the accepted chain.
     anomalies: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # an anomaly is an integrity problem of the device's history (the device key signed
+    # two histories): `verify` exits 1 for it; the others are expected and exit 0
+    alarm: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.alarm
 
 
 @dataclass
@@ -78,13 +88,14 @@ class LedgerReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(not d.problems and not d.anomalies
-                                         for d in self.devices)
+        """No integrity problem: expected anomalies (held entries, device time going
+        back, entries unprotected until a checkpoint) do not count."""
+        return not self.problems and all(d.ok for d in self.devices)
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "size": self.size, "root": self.root,
                 "checkpoints": self.checkpoints, "problems": self.problems,
-                "notes": self.notes, "devices": [d.__dict__ for d in self.devices]}
+                "notes": self.notes, "devices": [{**d.__dict__, "ok": d.ok} for d in self.devices]}
 
 
 class _Problems:
@@ -425,10 +436,16 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
         try:
             b = bytes(body)
             e = parse_entry(b)
-            if seq != i or e.seq != seq:
-                raise HashtrailError(f"gap: expected seq {i}")
+            if seq != i:
+                raise HashtrailError(f"gap: seq {i} is missing (the next stored entry is "
+                                     f"seq {seq})")
+            if e.seq != seq:
+                raise HashtrailError(f"the entry says seq {e.seq}, its row says seq {seq}")
             if e.prev != head:
-                raise HashtrailError("broken prev link")
+                raise HashtrailError(f"broken link: entry {seq} does not link to entry "
+                                     f"{seq - 1} (its prev is not that entry's hash)"
+                                     if seq else "broken link: entry 0 does not link to "
+                                     "the device's genesis")
             if seq == 0:
                 key.check_first_entry(e)
                 r.policy = signing_policy(e)
@@ -529,7 +546,7 @@ def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
     if forked:
         # One finding per forked device: the stored evidence and any disagreeing
         # checkpoint are the same fact (one key, two histories), not two problems.
-        r.status = "forked"
+        r.status, r.alarm = "forked", True
         at = sorted(set(d.evidence)) or disagree
         where = ("seq " if len(at) == 1 else "seqs ") + ", ".join(map(str, at))
         extra = f", {len(disagree)} of its checkpoints off the accepted chain" \
@@ -538,6 +555,7 @@ def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
                            f"(evidence kept: {len(d.evidence)}{extra}); see `hashtrail "
                            f"ledger evidence --device {did}`")
     else:
+        r.alarm = r.alarm or bool(disagree)
         r.anomalies += [f"seq {s}: a device checkpoint disagrees with the accepted chain, "
                         "and the device is not flagged as forked" for s in disagree]
     if revoked_at is not None:
@@ -574,8 +592,10 @@ def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     for did, n in held.items():
         r = devs[did].report
         r.pending = n
-        r.anomalies.append(f"{n} entries held: gap after seq {r.entries - 1} "
-                           "or not yet signed")
+        r.anomalies.append(
+            f"{n} later entries held back, not accepted: nothing acceptable "
+            f"continues the chain after seq {r.entries - 1} yet (entry {r.entries} "
+            "refused or not received, or not yet covered by a device signature)")
 
 
 def _collectors(led: Ledger, p: _Problems) -> None:

@@ -151,6 +151,26 @@ def check_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
     path = list(proof)
     if old & (old - 1) == 0:
         path.insert(0, old_root)
+    fr, sr = consistency_roots(old, new, path)
+    if fr != old_root or sr != new_root:
+        raise VerificationError("consistency proof does not match the two root hashes")
+
+
+def full_consistency_path(get: GetNode, old: int, new: int) -> list[bytes]:
+    """prove_consistency's path, led by the old tree's root when old is a power of two
+    (RFC 9162 leaves that node out: the verifier is meant to supply the old root)."""
+    lead = [root(get, old)] if old & (old - 1) == 0 else []
+    return lead + prove_consistency(get, old, new)
+
+
+def consistency_roots(old: int, new: int, path: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """The (old root, new root) a full consistency path (see full_consistency_path)
+    computes, 0 < old < new. A path that yields the signed new root pins the old tree
+    (collision resistance): an old root other than the one signed for size `old`
+    proves the two roots inconsistent."""
+    _check_hashes(path)
+    if not 0 < old < new:
+        raise VerificationError(f"no consistency path from size {old} to size {new}")
     if not path:
         raise VerificationError("consistency proof is empty")
     fn, sn = old - 1, new - 1
@@ -169,8 +189,7 @@ def check_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
         fn, sn = fn >> 1, sn >> 1
     if sn != 0:
         raise VerificationError("consistency proof is too short")
-    if fr != old_root or sr != new_root:
-        raise VerificationError("consistency proof does not match the two root hashes")
+    return fr, sr
 
 
 def _check_hashes(hashes: Sequence[bytes]) -> None:

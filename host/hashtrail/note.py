@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from .errors import FormatError, VerificationError
+from .errors import ConfigError, FormatError, VerificationError
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
@@ -87,6 +87,20 @@ def _unb64(text: str, what: str) -> bytes:
     if _b64(raw) != text:
         raise FormatError(f"{what}: non-canonical base64")
     return raw
+
+
+ORIGIN_HINT = ("a checkpoint origin names the log: a schema-less URL with no spaces or "
+               "'+', e.g. example.com/ledger (c2sp.org/tlog-checkpoint); it is also the "
+               "ledger key's name (c2sp.org/signed-note)")
+
+
+def check_origin(origin: str) -> str:
+    """A checkpoint origin a new log may take: a valid signed-note key name (non-empty,
+    no spaces, '+' or control characters) and schema-less (no 'https://')."""
+    if not origin or any(c in "+" or not c.isprintable() or c.isspace() for c in origin) \
+            or "://" in origin:
+        raise ConfigError(f"--origin {origin!r} is not a checkpoint origin", hint=ORIGIN_HINT)
+    return origin
 
 
 def _check_name(name: str) -> str:

@@ -155,10 +155,19 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
     did = canonical_device_id(device_id)
     dev = ledger.device(did)
     if dev is None:
-        raise LedgerError(f"device {did} is not enrolled in this ledger")
+        raise ConfigError(f"device {did} is not enrolled in this ledger",
+                          hint="`hashtrail devices list --ledger FILE` lists the devices it "
+                               "holds")
     row = ledger.entry(did, seq)
     if row is None:
-        raise LedgerError(f"device {did} seq {seq} is not in the ledger")
+        held = ("no accepted entries yet" if dev.tip_seq < 0
+                else f"accepted seqs 0..{dev.tip_seq}")
+        raise ConfigError(f"device {did} seq {seq} is not in the ledger: it holds {held} "
+                          "of that device",
+                          hint=(f"give --seq between 0 and {dev.tip_seq}" if dev.tip_seq >= 0
+                                else "reconcile a bundle with its entries first")
+                          + "; `hashtrail devices list --ledger FILE` shows every device's "
+                            "entries")
     mine = ledger.verifier
     if checkpoint is None:
         cp_bytes = ledger.latest_checkpoint()
@@ -445,6 +454,25 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
                       leaf_index=index, tree_size=size, root=root.hex(), origin=cp.origin,
                       ledger_key=ledger_key.name, signature_kind=kind,
                       device_checkpoint_seq=cseq, witnesses=seen, enrollment=dict(enroll))
+
+
+def build_consistency_proof(ledger: Ledger, old: int, new: int | None) -> dict[str, Any]:
+    """A `hashtrail-proof/1` consistency proof between tree sizes old and new (default:
+    the ledger's size); bad bounds name the valid range."""
+    size = ledger.size
+    new = size if new is None else new
+    if not 0 < old <= new <= size:
+        raise ConfigError(
+            f"no consistency proof from size {old} to size {new}: this ledger holds {size} "
+            f"leaves, so 1 <= --old <= --new <= {size}" if size else
+            "no consistency proof: this ledger is empty (0 leaves)",
+            hint="sizes are tree sizes (leaf counts), as a checkpoint's second line "
+                 "states; --new defaults to the ledger's size"
+            if size else "reconcile a bundle into it first")
+    path = merkle.prove_consistency(ledger.node, old, new)
+    return {"format": CONSISTENCY_FORMAT, "type": "consistency", "old_size": old,
+            "new_size": new, "old_root": ledger.root(old).hex(),
+            "new_root": ledger.root(new).hex(), "path": [h.hex() for h in path]}
 
 
 def check_consistency_proof(doc: Any) -> str:

@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "collect", help="collect new records from an enrolled device into a collector store")
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
     p.add_argument("--store", required=True, help="collector store file (SQLite)")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     p.add_argument("--no-ack", action="store_true",
                    help="do not let the device prune what was collected")
     p.add_argument("--no-set-time", action="store_true",

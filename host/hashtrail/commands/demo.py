@@ -52,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old)
         if temp and not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+            print(f"removed the temporary folder {folder} and everything the demo made in "
+                  "it: the $ commands above name files that are gone; run with --dir DIR "
+                  "(or --keep) to keep them and run the commands yourself", file=sys.stderr)
         elif temp:
-            print(f"files kept in {folder}", file=sys.stderr)
+            print(f"files kept in {folder}: the $ commands above run as printed",
+                  file=sys.stderr)
     if args.json:
         print(json.dumps(rep.to_json(), indent=1))
     return 0 if rep.ok else 1

@@ -18,14 +18,15 @@ def register(sub: Any) -> None:
         "devices", help="list or revoke ledger devices; check devices on their ports")
     s = p.add_subparsers(dest="devices_cmd", required=True)
     ls = s.add_parser("list", help="enrolled devices and their state")
-    ls.add_argument("--ledger", required=True)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--ledger", required=True, help="ledger file")
+    ls.add_argument("--json", action="store_true", help="print the devices as JSON")
     ls.set_defaults(func=run_list)
     rv = s.add_parser("revoke", help="refuse every later entry from this device's key")
-    rv.add_argument("device", metavar="ID", type=device_arg)
-    rv.add_argument("--reason", required=True)
-    rv.add_argument("--ledger", required=True)
-    rv.add_argument("--json", action="store_true")
+    rv.add_argument("device", metavar="ID", type=device_arg,
+                    help="the device id (32 lower-case hex characters)")
+    rv.add_argument("--reason", required=True, help="why, kept with the revocation")
+    rv.add_argument("--ledger", required=True, help="ledger file")
+    rv.add_argument("--json", action="store_true", help="print the result as JSON")
     rv.set_defaults(func=run_revoke)
     ck = s.add_parser(
         "check", help="per device on each port: board, firmware, id, enrolled, log verifies",
@@ -37,8 +38,8 @@ def register(sub: Any) -> None:
                     help="serial port or a virtual device's pty (repeat for several)")
     ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
                                     "anchor (without one, every log from its entry 0)")
-    ck.add_argument("--baud", type=int, default=115200)
-    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    ck.add_argument("--json", action="store_true", help="print the results as JSON")
     ck.set_defaults(func=run_check)
 
 

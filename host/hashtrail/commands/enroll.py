@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
     p.add_argument("--store", required=True, help="collector store file (SQLite)")
     p.add_argument("--label", required=True, help="a human name for the device")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     p.add_argument("--json", action="store_true", help="print the enrollment as JSON")
     p.set_defaults(func=run)
 

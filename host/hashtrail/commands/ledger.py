@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import merkle, note, proof
-from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
+from .. import evidence, note, proof
+from ..errors import ConfigError, FormatError, VerificationError
 from ..evidence import check_evidence
-from ..ledger_db import Ledger, LedgerError
-from ..ledger_key import ENV
+from ..ledger_db import Ledger
+from ..ledger_key import ENV, create_witness_key
 from . import device_arg
 
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
         c: argparse.ArgumentParser = s.add_parser(name, help=help)
         if ledger:
             c.add_argument("--ledger", required=True, help="ledger file")
-        c.add_argument("--json", action="store_true")
+        c.add_argument("--json", action="store_true", help="print the result as JSON")
         c.set_defaults(func=func)
         return c
 
@@ -49,14 +49,17 @@ def register(sub: Any) -> None:
     key_file_arg(c, "the ledger's signing key")
     c = cmd("prove", run_prove, "inclusion proof of one device entry, with the device's "
                                 "signature over it")
-    c.add_argument("--device", required=True, type=device_arg)
-    c.add_argument("--seq", required=True, type=int)
+    c.add_argument("--device", required=True, type=device_arg,
+                   help="the device id (32 lower-case hex characters)")
+    c.add_argument("--seq", required=True, type=int,
+                   help="the entry's sequence number (`devices list` shows how many)")
     c.add_argument("--checkpoint", metavar="FILE",
                    help="prove against this signed (possibly cosigned) checkpoint of the "
                         "ledger instead of the latest stored one")
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
-    c.add_argument("--old", required=True, type=int)
-    c.add_argument("--new", type=int)
+    c.add_argument("--old", required=True, type=int,
+                   help="the older tree size (a checkpoint's second line), at least 1")
+    c.add_argument("--new", type=int, help="the newer tree size (default: the ledger's)")
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
     _trusted_key_args(c)
     c.add_argument("--device", metavar="ID",
@@ -66,25 +69,41 @@ def register(sub: Any) -> None:
                         "prints it); repeatable")
     c.add_argument("--min-witnesses", type=int, metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
-    c.add_argument("file")
+    c.add_argument("file", help="the proof file (`ledger prove` or `ledger consistency` "
+                                "output)")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
-    c.add_argument("--device", required=True, type=device_arg)
-    c.add_argument("--out", required=True)
-    c = cmd("check-evidence", run_check_evidence, "check a fork evidence file", ledger=False)
-    c.add_argument("file")
+    c.add_argument("--device", required=True, type=device_arg,
+                   help="the forked device's id (32 lower-case hex characters)")
+    c.add_argument("--out", required=True, help="where to write the evidence file")
+    c = cmd("check-evidence", run_check_evidence,
+            "check a fork evidence file, or a witness's split-view evidence file",
+            ledger=False)
+    _trusted_key_args(c, "; needed for split-view evidence (both checkpoints must be "
+                         "signed by it)")
+    c.add_argument("file", help="the evidence file (hashtrail-fork-evidence/1 or "
+                                "hashtrail-split-view/1)")
     c = cmd("trust", run_trust, "let bundles signed by this collector key enroll devices")
     c.add_argument("key", metavar="VKEY_OR_FILE",
                    help="the collector's verifier key (`hashtrail export --show-key` prints "
                         "it), or a file holding it")
     c.add_argument("--name", help="what to call this collector (default: the key's name)")
     cmd("trusted", run_trusted, "list the collectors trusted to enroll devices")
+    c = cmd("witness-key", run_witness_key, "make a witness's signing key for `ledger "
+            "cosign`; prints the cosigner key proof checkers trust", ledger=False)
+    c.add_argument("--name", required=True,
+                   help="the witness's name, like a log origin (e.g. witness.example.com/w1)")
+    c.add_argument("--out", required=True, type=Path,
+                   help="where to write the signing key (mode 0600, never overwritten)")
     c = cmd("cosign", run_cosign, "as a witness, cosign a checkpoint that extends the last one",
             ledger=True)
-    c.add_argument("--key", required=True, help="witness signer key file (PRIVATE+KEY+...)")
-    c.add_argument("--state", required=True, help="witness state file")
+    c.add_argument("--key", required=True,
+                   help="witness signing key file (PRIVATE+KEY+..., from `ledger witness-key`)")
+    c.add_argument("--state", required=True,
+                   help="witness state file: the last checkpoint this witness cosigned "
+                        "(created on first use)")
     _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
-    c.add_argument("--out", help="where to write the cosigned checkpoint (default: stdout)")
+    c.add_argument("--out", help="also write the cosigned checkpoint to this file")
 
 
 def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
@@ -103,11 +122,11 @@ def open_signing(args: argparse.Namespace) -> Ledger:
     return led
 
 
-def _trusted_key_args(c: argparse.ArgumentParser) -> None:
+def _trusted_key_args(c: argparse.ArgumentParser, need: str = "; required") -> None:
     g = c.add_mutually_exclusive_group()
     g.add_argument("--verifier-key", metavar="VKEY",
                    help="the ledger's verifier key (<name>+<key id>+<base64>), as "
-                        "`ledger init` prints it; required")
+                        f"`ledger init` prints it{need}")
     g.add_argument("--verifier-key-file", metavar="FILE",
                    help="a file holding the ledger's verifier key")
 
@@ -156,10 +175,6 @@ def run_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hexes(hs: list[bytes]) -> list[str]:
-    return [h.hex() for h in hs]
-
-
 def run_prove(args: argparse.Namespace) -> int:
     cp = None
     if getattr(args, "checkpoint", None) is not None:
@@ -176,13 +191,7 @@ def run_prove(args: argparse.Namespace) -> int:
 
 def run_consistency(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
-        new = led.size if args.new is None else args.new
-        if not 0 < args.old <= new <= led.size:
-            raise LedgerError(f"need 0 < old <= new <= {led.size}")
-        path = merkle.prove_consistency(led.node, args.old, new)
-        doc = {"format": proof.CONSISTENCY_FORMAT, "type": "consistency",
-               "old_size": args.old, "new_size": new, "old_root": led.root(args.old).hex(),
-               "new_root": led.root(new).hex(), "path": _hexes(path)}
+        doc = proof.build_consistency_proof(led, args.old, args.new)
     _emit(args, doc, json.dumps(doc, indent=1))
     return 0
 
@@ -228,7 +237,10 @@ def run_evidence(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
         doc = led.fork_evidence(args.device)
     if doc is None:
-        raise LedgerError(f"no fork evidence for device {args.device}")
+        raise ConfigError(f"no fork evidence for device {args.device}: the ledger has not "
+                          "seen its key sign two histories",
+                          hint="`hashtrail devices list --ledger FILE` shows which devices "
+                               "are FORKED")
     Path(args.out).write_text(doc)
     v = check_evidence(doc)
     _emit(args, {"device": v.device_id, "seq": v.seq, "out": args.out},
@@ -241,6 +253,13 @@ def run_check_evidence(args: argparse.Namespace) -> int:
         text = Path(args.file).read_text()
     except OSError as e:
         raise FormatError(f"cannot read {args.file}: {e.strerror}") from None
+    if evidence.evidence_format(text) == evidence.SPLIT_VIEW_FORMAT:
+        sv = evidence.check_split_view(text, trusted_key(args))
+        _emit(args, {"split_view": True, "origin": sv.origin, "sizes": list(sv.sizes),
+                     "roots": [r.hex() for r in sv.roots]},
+              f"split view proven: the ledger key of {sv.origin} signed checkpoints at "
+              f"sizes {sv.sizes[0]} and {sv.sizes[1]} that no single log explains")
+        return 0
     v = check_evidence(text)
     _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
                  "hashes": [h.hex() for h in v.hashes]},
@@ -300,32 +319,38 @@ def run_cosign(args: argparse.Namespace) -> int:
     # the key this witness was configured with, never the one in the ledger file given
     trusted = trusted_key(args)
     with Ledger.open(args.ledger) as led:
-        cp, _ = note.open_checkpoint(data, [trusted])
-        if state.exists():
-            old_data = state.read_bytes()
-            old, _ = note.open_checkpoint(old_data, [trusted])
-            try:
-                if cp.size < old.size:
-                    raise VerificationError(f"checkpoint size {cp.size} is older than the "
-                                            f"last seen {old.size}")
-                proof = merkle.prove_consistency(led.node, old.size, cp.size) \
-                    if old.size else []
-                if old.size:
-                    merkle.check_consistency(old.size, cp.size, old.root, cp.root, proof)
-            except HashtrailError as e:
-                ev = state.with_suffix(".inconsistent.json")
-                ev.write_text(json.dumps({
-                    "format": "hashtrail-split-view/1", "reason": str(e),
-                    "seen": old_data.decode(), "offered": data.decode()}, indent=1))
-                raise VerificationError(f"refused to cosign: {e}",
-                                        hint=f"both signed checkpoints kept in {ev}") from e
+        try:
+            cp = evidence.witness_decide(led.node, led.size,
+                                         state.read_bytes() if state.exists() else None,
+                                         data, trusted)
+        except evidence.SplitView as e:
+            ev = state.with_suffix(".inconsistent.json")
+            ev.write_text(e.evidence)
+            raise VerificationError(f"refused to cosign: {e}",
+                                    hint=f"split-view evidence (both signed checkpoints) "
+                                         f"kept in {ev}; anyone holding the ledger's "
+                                         f"verifier key can check it with `hashtrail ledger "
+                                         f"check-evidence --verifier-key VKEY {ev}`") from e
     out = note.cosign(data, witness, int(time.time()))
     state.write_bytes(data)
     if args.out:
         Path(args.out).write_bytes(out)
+    ckey = witness.verifier().cosigner_string()
     if args.json:
-        print(json.dumps({"cosigned": out.decode(), "size": cp.size,
-                          "cosigner_key": witness.verifier().cosigner_string()}))
-    elif not args.out:
+        print(json.dumps({"cosigned": out.decode(), "size": cp.size, "root": cp.root.hex(),
+                          "origin": cp.origin, "cosigner_key": ckey}))
+    else:
         print(out.decode(), end="")
+        print(f"cosigned: {cp.origin} at size {cp.size} by witness {witness.name} "
+              f"(cosigner key {ckey})" + (f"; written to {args.out}" if args.out else ""),
+              file=sys.stderr)
+    return 0
+
+
+def run_witness_key(args: argparse.Namespace) -> int:
+    signer = create_witness_key(args.name, args.out)
+    ckey = signer.verifier().cosigner_string()
+    _emit(args, {"name": signer.name, "key_file": str(args.out), "cosigner_key": ckey},
+          f"witness key {args.name} written to {args.out} (mode 0600; keep it private)\n"
+          f"cosigner key (give it to proof checkers: verify-proof --witness-key): {ckey}")
     return 0

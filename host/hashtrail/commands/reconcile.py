@@ -15,10 +15,11 @@ from .ledger import key_file_arg, open_signing
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "reconcile", help="verify bundles and merge them into a ledger")
-    p.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE",
+                   help="signed bundle files (`hashtrail export` writes them)")
     p.add_argument("--ledger", required=True, help="ledger file (made by `ledger init`)")
     key_file_arg(p, "the ledger's signing key (a checkpoint is signed after each run)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
 

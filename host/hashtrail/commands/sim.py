@@ -1,4 +1,4 @@
-"""`hashtrail sim`: run virtual devices and print their serial ports.
+"""`hashtrail sim`: run virtual devices and print their serial ports and device ids.
 
 Each device runs the real firmware under the MicroPython unix port, with its own
 littlefs image (kept in --dir, so the next run reboots the same devices with their
@@ -16,7 +16,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..sim import Fleet
+from ..errors import HashtrailError
+from ..sim import Fleet, VirtualDevice, provision
+
+_ID_TIMEOUT_S = 30.0       # first boot makes the device's key: allow for it
 
 
 def register(sub: Any) -> None:
@@ -31,8 +34,18 @@ def register(sub: Any) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="re-flash every image with the current firmware (erases device data)")
     p.add_argument("--log", action="store_true", help="report boots and resets on stderr")
-    p.add_argument("--json", action="store_true", help="print the devices as one JSON list")
+    p.add_argument("--json", action="store_true",
+                   help="print the devices (name, port, device id, image) as one JSON list")
     p.set_defaults(func=run)
+
+
+def device_id(dev: VirtualDevice) -> str | None:
+    """The id the device reports for its own key (HELLO, once it has booted), so the
+    user can pass it to `--device` as printed; None if it did not answer in time."""
+    try:
+        return provision.wait_ready(dev, _ID_TIMEOUT_S, poll_s=0.1).device_id
+    except (HashtrailError, OSError):
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
             for d in fleet.devices:
                 d.write_image()
         fleet.start()
-        rows = [{"name": d.name, "port": d.port, "image": str(d.image_path)}
-                for d in fleet.devices]
+        rows = [{"name": d.name, "port": d.port, "device_id": device_id(d),
+                 "image": str(d.image_path)} for d in fleet.devices]
         if args.json:
             print(json.dumps(rows), flush=True)
         else:
             for r in rows:
-                print(f"{r['name']}\t{r['port']}\t{r['image']}", flush=True)
+                print(f"{r['name']}\t{r['port']}\t{r['device_id'] or 'id unknown'}\t"
+                      f"{r['image']}", flush=True)
         try:
             while not done.wait(0.5):
                 pass

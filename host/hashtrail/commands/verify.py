@@ -31,7 +31,7 @@ from .ledger import trusted_key
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
-    p.add_argument("--ledger", required=True)
+    p.add_argument("--ledger", required=True, help="ledger file to re-verify")
     p.add_argument("--device", type=device_arg,
                    help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()
@@ -41,7 +41,8 @@ def register(sub: Any) -> None:
                         "under it, not under the key the ledger file carries")
     g.add_argument("--verifier-key-file", metavar="FILE",
                    help="a file holding the trusted ledger verifier key")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (devices, anomalies, problems)")
     p.set_defaults(func=run)
 
 
@@ -128,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
         if len(d.unprotected) > _RANGES_SHOWN:
             print(f"      ... {len(d.unprotected) - _RANGES_SHOWN} more ranges (--json "
                   "lists them all)")
-        for a in d.problems + d.anomalies:
+        for a in d.problems + (d.anomalies if d.alarm else []):
             print(f"    ! {printable(a)}")
+        for a in [] if d.alarm else d.anomalies:
+            print(f"    expected anomaly: {printable(a)}")
     for p in rep.problems:
         print(f"! {printable(p)}")
     for n in rep.notes:
@@ -146,5 +149,16 @@ def run(args: argparse.Namespace) -> int:
         if trust.size is not None and trust.size < rep.size:
             print(f"  note: leaves {trust.size}..{rep.size - 1} are not yet under a "
                   "checkpoint signed by the trusted key")
-    print("verify: OK" if ok else "verify: PROBLEMS FOUND")
+    print(verdict(ok, sum(len(d.anomalies) for d in rep.devices if not d.alarm)))
     return 0 if ok else 1
+
+
+def verdict(ok: bool, expected: int) -> str:
+    """The last line: what exit 0 or 1 means, in words."""
+    if not ok:
+        return "verify: PROBLEMS FOUND (integrity problems, marked ! above)"
+    if expected:
+        return (f"verify: OK ({expected} expected "
+                f"anomal{'y' if expected == 1 else 'ies'} noted above: no integrity "
+                "problem)")
+    return "verify: OK"

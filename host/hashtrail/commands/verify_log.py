@@ -28,7 +28,9 @@ def register(sub: Any) -> None:
                    help="the signing policy the device's entry 0 declared (1: every entry "
                         "signed), for a log that no longer holds entry 0 (with --anchor)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR")
+    p.add_argument("paths", nargs="+", metavar="SEGMENT_FILE_OR_DIR",
+                   help="log segment files, or folders of them (/ht/log copied off the "
+                        "flash)")
     p.set_defaults(func=run)
 
 
@@ -63,8 +65,12 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    pub = load_pub(args.pubkey)
-    anchor = parse_anchor(args.anchor) if args.anchor else None
+    try:
+        pub = load_pub(args.pubkey)
+        anchor = parse_anchor(args.anchor) if args.anchor else None
+    except FormatError as e:
+        e.exit_code = 2         # a bad flag value is a usage error, not a broken log
+        raise
     records, problems = read_segments(args.paths)
     rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
     if args.json:
