@@ -10,7 +10,7 @@ from typing import Any
 from ..fleetcheck import check_ports
 from ..ledger_db import Ledger
 from ..store import Store
-from . import device_arg
+from . import at_least, device_arg
 
 
 def register(sub: Any) -> None:
@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
                     help="serial port or a virtual device's pty (repeat for several)")
     ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
                                     "anchor (without one, every log from its entry 0)")
-    ck.add_argument("--baud", type=int, default=115200)
+    ck.add_argument("--baud", type=at_least(1), default=115200)
     ck.add_argument("--json", action="store_true")
     ck.set_defaults(func=run_check)
 

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import merkle, note, proof
-from ..errors import ConfigError, FormatError, HashtrailError, VerificationError
+from .. import merkle, note, proof, userfile
+from ..errors import ConfigError, FormatError, HashtrailError, InputError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger, LedgerError
 from ..ledger_key import ENV
-from . import device_arg
+from . import at_least, device_arg
 
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
 
@@ -50,13 +50,13 @@ def register(sub: Any) -> None:
     c = cmd("prove", run_prove, "inclusion proof of one device entry, with the device's "
                                 "signature over it")
     c.add_argument("--device", required=True, type=device_arg)
-    c.add_argument("--seq", required=True, type=int)
+    c.add_argument("--seq", required=True, type=at_least(0))
     c.add_argument("--checkpoint", metavar="FILE",
                    help="prove against this signed (possibly cosigned) checkpoint of the "
                         "ledger instead of the latest stored one")
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
-    c.add_argument("--old", required=True, type=int)
-    c.add_argument("--new", type=int)
+    c.add_argument("--old", required=True, type=at_least(1))
+    c.add_argument("--new", type=at_least(1))
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
     _trusted_key_args(c)
     c.add_argument("--device", metavar="ID",
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
                    help="a witness cosigner key you trust (as `ledger cosign --json` "
                         "prints it); repeatable")
-    c.add_argument("--min-witnesses", type=int, metavar="N",
+    c.add_argument("--min-witnesses", type=at_least(0), metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
     c.add_argument("file")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
@@ -116,11 +116,8 @@ def trusted_key(args: argparse.Namespace) -> note.Verifier:
     """The ledger key the user trusts, from --verifier-key(-file); fails closed."""
     text = args.verifier_key
     if args.verifier_key_file is not None:
-        try:
-            text = Path(args.verifier_key_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read verifier key file {args.verifier_key_file}: {e}",
-                              hint=KEY_HINT) from None
+        text = userfile.read_text(args.verifier_key_file, "a ledger verifier key file",
+                                  max_bytes=64 * userfile.KIB)
     if text is None:
         raise ConfigError("no trusted ledger key: give --verifier-key or "
                           "--verifier-key-file (a key carried by the input proves nothing)",
@@ -163,11 +160,7 @@ def _hexes(hs: list[bytes]) -> list[str]:
 def run_prove(args: argparse.Namespace) -> int:
     cp = None
     if getattr(args, "checkpoint", None) is not None:
-        try:
-            cp = Path(args.checkpoint).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read checkpoint {args.checkpoint}: {e.strerror}") \
-                from None
+        cp = userfile.read_bytes(args.checkpoint, "a signed checkpoint of this ledger")
     with Ledger.open(args.ledger) as led:
         doc = proof.build_inclusion_proof(led, args.device, args.seq, cp)
     _emit(args, doc, json.dumps(doc, indent=1))
@@ -211,11 +204,12 @@ def run_verify_proof(args: argparse.Namespace) -> int:
         else args.min_witnesses
     if args.device is not None:
         proof.canonical_device_id(args.device)
+    what = "a proof file (JSON, from `hashtrail ledger prove` or `consistency`)"
+    text = userfile.read_text(args.file, what)
     try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, ValueError) as e:
-        raise proof.ProofFormatError(f"cannot read proof {args.file}: {e}") from None
-    doc = proof.load_proof(text)
+        doc = proof.load_proof(text)
+    except proof.ProofFormatError as e:
+        raise InputError(f"{args.file}: {e}; expected {what}", hint=e.hint) from None
     msg, pc = proof.check_proof_doc(doc, trusted_key(args), witnesses, need, args.device)
     data: dict[str, Any] = {"ok": True, "result": msg.split("\n")[0]}
     if pc is not None:
@@ -225,6 +219,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
 
 
 def run_evidence(args: argparse.Namespace) -> int:
+    userfile.check_output(args.out, "a file to write the fork evidence to")
     with Ledger.open(args.ledger) as led:
         doc = led.fork_evidence(args.device)
     if doc is None:
@@ -237,10 +232,9 @@ def run_evidence(args: argparse.Namespace) -> int:
 
 
 def run_check_evidence(args: argparse.Namespace) -> int:
-    try:
-        text = Path(args.file).read_text()
-    except OSError as e:
-        raise FormatError(f"cannot read {args.file}: {e.strerror}") from None
+    what = "a fork evidence file (JSON, from `hashtrail ledger evidence`)"
+    text = userfile.read_text(args.file, what)
+    userfile.parse_json(text, args.file, what)      # junk, binary, too deep: bad input
     v = check_evidence(text)
     _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
                  "hashes": [h.hex() for h in v.hashes]},
@@ -250,12 +244,10 @@ def run_check_evidence(args: argparse.Namespace) -> int:
 
 def _collector_key(arg: str) -> note.Verifier:
     text = arg
-    p = Path(arg)
-    if "+" not in arg and p.is_file():
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read collector key file {arg}: {e}") from None
+    if "+" not in arg:      # not a key string, so a file holding one
+        text = userfile.read_text(arg, "a collector verifier key or a file holding one "
+                                  "(`hashtrail export --show-key` prints it)",
+                                  max_bytes=64 * userfile.KIB)
     try:
         return note.Verifier.from_string(text)
     except FormatError as e:
@@ -291,18 +283,26 @@ def run_trusted(args: argparse.Namespace) -> int:
 
 def run_cosign(args: argparse.Namespace) -> int:
     """Witness: cosign only a checkpoint consistent with the last one this witness saw."""
+    key_what = "a witness signer key file (PRIVATE+KEY+...)"
     try:
-        witness = note.Signer.from_string(Path(args.key).read_text())
-        data = Path(args.checkpoint).read_bytes()
-    except OSError as e:
-        raise FormatError(f"cannot read {e.filename}: {e.strerror}") from None
+        witness = note.Signer.from_string(
+            userfile.read_text(args.key, key_what, max_bytes=64 * userfile.KIB))
+    except FormatError as e:
+        raise InputError(f"{args.key}: not a signer key ({e}); expected {key_what}") \
+            from None
+    data = userfile.read_bytes(args.checkpoint, "a signed checkpoint to cosign")
     state = Path(args.state)
+    state_what = "the witness state file (the last checkpoint it cosigned)"
+    # missing: this witness's first cosignature; anything else must be readable
+    old_data = userfile.read_bytes(state, state_what) if state.exists() else None
+    userfile.check_output(state, state_what)
+    if args.out:
+        userfile.check_output(args.out, "a file to write the cosigned checkpoint to")
     # the key this witness was configured with, never the one in the ledger file given
     trusted = trusted_key(args)
     with Ledger.open(args.ledger) as led:
         cp, _ = note.open_checkpoint(data, [trusted])
-        if state.exists():
-            old_data = state.read_bytes()
+        if old_data is not None:
             old, _ = note.open_checkpoint(old_data, [trusted])
             try:
                 if cp.size < old.size:
