@@ -192,7 +192,10 @@ def load_pub(arg: str) -> bytes:
     """A public key given as 130 hex characters, or a file holding hex or 65 raw bytes."""
     text = arg.strip()
     if re.fullmatch(r"(0x)?[0-9a-fA-F]{130}", text):
-        return check_pub(bytes.fromhex(text.removeprefix("0x")))
+        try:
+            return check_pub(bytes.fromhex(text.removeprefix("0x")))
+        except FormatError as e:
+            raise InputError(f"--pubkey {arg[:20]}...: {e}") from None
     from . import userfile
 
     what = "a device public key: 130 hex characters (04...), or a file holding them or " \

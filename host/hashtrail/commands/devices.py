@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from .. import userfile
 from ..fleetcheck import check_ports
 from ..ledger_db import Ledger
 from ..store import Store
@@ -67,6 +68,8 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    for port in args.port:      # a file or folder given as a port: refused before any
+        userfile.check_port(port)
     if args.store:
         with Store.open(args.store, create=False) as st:
             rows = check_ports(args.port, st, baud=args.baud)

@@ -125,7 +125,20 @@ def trusted_key(args: argparse.Namespace) -> note.Verifier:
     try:
         return note.Verifier.from_string(text)
     except FormatError as e:
-        raise ConfigError(f"bad ledger verifier key: {e}", hint=KEY_HINT) from None
+        where = args.verifier_key_file if args.verifier_key_file is not None \
+            else f"--verifier-key {text!r}"
+        raise InputError(f"{where}: bad ledger verifier key: {e}", hint=KEY_HINT) from None
+
+
+def read_checkpoint(path: str | Path, what: str) -> bytes:
+    """A checkpoint file's bytes, refused (exit 2, naming it) unless it is shaped like a
+    signed checkpoint note; its signatures are checked by the caller."""
+    data = userfile.read_bytes(path, what)
+    try:
+        note.parse_checkpoint(note.parse_note(data).text)
+    except HashtrailError as e:
+        raise InputError(f"{path}: not a checkpoint note ({e}); expected {what}") from None
+    return data
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -160,7 +173,7 @@ def _hexes(hs: list[bytes]) -> list[str]:
 def run_prove(args: argparse.Namespace) -> int:
     cp = None
     if getattr(args, "checkpoint", None) is not None:
-        cp = userfile.read_bytes(args.checkpoint, "a signed checkpoint of this ledger")
+        cp = read_checkpoint(args.checkpoint, "a signed checkpoint of this ledger")
     with Ledger.open(args.ledger) as led:
         doc = proof.build_inclusion_proof(led, args.device, args.seq, cp)
     _emit(args, doc, json.dumps(doc, indent=1))
@@ -251,7 +264,8 @@ def _collector_key(arg: str) -> note.Verifier:
     try:
         return note.Verifier.from_string(text)
     except FormatError as e:
-        raise ConfigError(f"bad collector key: {e}",
+        where = arg if text is not arg else repr(arg)
+        raise InputError(f"{where}: bad collector key: {e}",
                           hint="on the collector, `hashtrail export --store FILE --show-key` "
                                "prints its key") from None
 
@@ -290,11 +304,11 @@ def run_cosign(args: argparse.Namespace) -> int:
     except FormatError as e:
         raise InputError(f"{args.key}: not a signer key ({e}); expected {key_what}") \
             from None
-    data = userfile.read_bytes(args.checkpoint, "a signed checkpoint to cosign")
+    data = read_checkpoint(args.checkpoint, "a signed checkpoint to cosign")
     state = Path(args.state)
     state_what = "the witness state file (the last checkpoint it cosigned)"
     # missing: this witness's first cosignature; anything else must be readable
-    old_data = userfile.read_bytes(state, state_what) if state.exists() else None
+    old_data = read_checkpoint(state, state_what) if state.exists() else None
     userfile.check_output(state, state_what)
     if args.out:
         userfile.check_output(args.out, "a file to write the cosigned checkpoint to")

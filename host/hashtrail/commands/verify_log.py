@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..chainverify import Anchor, ChainReport, verify_chain
-from ..errors import FormatError, printable
+from ..errors import InputError, printable
 from ..keys import load_pub
 from ..records import read_segments
 
@@ -41,8 +41,8 @@ def parse_anchor(text: str) -> Anchor:
         if len(h) != 32:
             raise ValueError
     except ValueError:
-        raise FormatError(f"--anchor {text!r} is not SEQ:HEAD (HEAD 64 hex characters)"
-                          ) from None
+        raise InputError(f"--anchor {text!r} is not SEQ:HEAD (HEAD 64 hex characters)"
+                         ) from None
     return Anchor(int(seq), h)
 
 
