@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from hashtrail import note
 from hashtrail.cli import build_parser, main
 from hashtrail.ledger_db import Ledger
@@ -66,7 +65,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "store": tuple(c for c in ALL if c != "store-db"),
     "new-store": tuple(c for c in ALL if c not in ("missing", "store-db")),  # enroll
     "state": tuple(c for c in ALL if c != "missing"),    # missing: a witness's first run
-    "new-file": FILES + ("directory", "in-missing-folder"),  # must not exist yet
+    "new-file": (*FILES, "directory", "in-missing-folder"),  # must not exist yet
     "out": ("directory", "in-missing-folder"),           # written (replaced) by the command
     "dir": FILES,                                        # a folder, made when missing
     "port": ("missing", "empty", "binary", "directory"),
@@ -312,7 +311,7 @@ def _replace(argv: list[str], action: argparse.Action, value: str) -> list[str]:
             if opt in out:
                 out[out.index(opt) + 1] = value
                 return out
-        return [action.option_strings[0], value] + out
+        return [action.option_strings[0], value, *out]
     pos = [a.dest for a in parser._actions if not a.option_strings]
     out[len(out) - len(pos) + pos.index(action.dest)] = value
     return out
