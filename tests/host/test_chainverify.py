@@ -97,9 +97,10 @@ def test_cli_garbage_never_tracebacks(tmp_path: Path,
     (tmp_path / "9999999999.seg").write_bytes(b"")
     assert cli.main(["verify-log", "--pubkey", pub, str(tmp_path)]) == 1
     capsys.readouterr()
-    # bad keys (off-curve, not hex, a file of garbage) end as a one-line project error
+    # bad keys (off-curve, not hex, a file of garbage) end as a one-line project error,
+    # exit 2: bad input, not a broken log (issue 15)
     for bad_key in ("04" + "ff" * 64, "zz", str(tmp_path / "0000000000.seg")):
-        assert cli.main(["verify-log", "--pubkey", bad_key, str(tmp_path)]) == 1
+        assert cli.main(["verify-log", "--pubkey", bad_key, str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("hashtrail: error:") and "Traceback" not in err
 
