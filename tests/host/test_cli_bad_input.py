@@ -410,3 +410,4 @@ def test_corpus_is_what_it_claims(world: World) -> None:
     with pytest.raises(RecursionError):
         json.loads(c["nested-json"].read_text())
     assert not c["missing"].exists() and c["directory"].is_dir()
+
