@@ -345,8 +345,8 @@ def test_a_bad_bundle_after_a_good_one_merges_nothing(
     junk = tmp_path / "junk.jsonl"
     junk.write_bytes(b"\x00\xff junk\n")
     code, _, err = run(capsys, "reconcile", str(gold_bundle), str(junk), "--ledger", str(led))
-    assert code == 2 and err.startswith(f"hashtrail: error: {junk}: "), err
     assert _size(capsys, led) == 0
+    assert code == 2 and err.startswith(f"hashtrail: error: {junk}: "), err
     code, _, err = run(capsys, "reconcile", str(gold_bundle), "--ledger", str(led))
     assert code == 0, err
     assert _size(capsys, led) > 0
