@@ -115,15 +115,17 @@ PORT_HINT = "`hashtrail sim` prints virtual devices' ports; `python -m serial.to
             "lists boards"
 
 
-def check_port(port: str) -> None:
-    """`port` names a character device: a regular file, a directory or a missing path
-    is refused before anything opens it. pyserial URLs (socket://...) and Windows COM
-    names pass through to pyserial."""
+def check_port(port: str, *, missing_ok: bool = False) -> None:
+    """`port` names a character device: a regular file, a directory or (unless
+    `missing_ok`) a missing path is refused before anything opens it. pyserial URLs
+    (socket://...) and Windows COM names pass through to pyserial."""
     if "://" in port or os.name == "nt":
         return
     try:
         st = os.stat(port)
     except FileNotFoundError:
+        if missing_ok:
+            return
         raise InputError(f"{port}: no such serial port; expected {PORT}",
                          hint=PORT_HINT) from None
     except (OSError, ValueError) as e:

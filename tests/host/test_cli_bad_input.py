@@ -69,6 +69,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "out": ("directory", "in-missing-folder"),           # written (replaced) by the command
     "dir": FILES,                                        # a folder, made when missing
     "port": ("missing", "empty", "binary", "directory"),
+    "fleet-port": ("empty", "binary", "directory"),   # missing: that port's failed row
     "image": ("missing", "empty", "directory"),          # any bytes are an image
     "segments": ("missing",),   # contents are what verify-log judges (exit 1 if broken)
 }
@@ -115,7 +116,7 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger cosign", "--out"): "out",
     ("devices list", "--ledger"): "ledger",
     ("devices revoke", "--ledger"): "ledger",
-    ("devices check", "--port"): "port",
+    ("devices check", "--port"): "fleet-port",
     ("devices check", "--store"): "store",
     ("verify", "--ledger"): "ledger",
     ("verify", "--verifier-key-file"): "input",

@@ -68,8 +68,10 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    for port in args.port:      # a file or folder given as a port: refused before any
-        userfile.check_port(port)
+    # a file or folder given as a port: refused before any; a missing port (a board
+    # unplugged) is that port's failed row, the others still checked
+    for port in args.port:
+        userfile.check_port(port, missing_ok=True)
     if args.store:
         with Store.open(args.store, create=False) as st:
             rows = check_ports(args.port, st, baud=args.baud)
