@@ -20,8 +20,11 @@ from .errors import InputError
 
 KIB = 1024
 MIB = 1024 * KIB
-# Small files a user hands to a command: keys, checkpoints, proofs, evidence, state.
+# Small files a user hands to a command: keys, checkpoints, witness state.
 SMALL = 1 * MIB
+# Documents that carry device entries (a proof or fork evidence holds the entries up to
+# the device signature that covers them): roomy, but still read whole into memory.
+DOCUMENT = 64 * MIB
 
 
 def _fail(path: str | os.PathLike[str], problem: str, what: str) -> InputError:

@@ -218,7 +218,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     if args.device is not None:
         proof.canonical_device_id(args.device)
     what = "a proof file (JSON, from `hashtrail ledger prove` or `consistency`)"
-    text = userfile.read_text(args.file, what)
+    text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
     try:
         doc = proof.load_proof(text)
     except proof.ProofFormatError as e:
@@ -246,7 +246,7 @@ def run_evidence(args: argparse.Namespace) -> int:
 
 def run_check_evidence(args: argparse.Namespace) -> int:
     what = "a fork evidence file (JSON, from `hashtrail ledger evidence`)"
-    text = userfile.read_text(args.file, what)
+    text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
     userfile.parse_json(text, args.file, what)      # junk, binary, too deep: bad input
     v = check_evidence(text)
     _emit(args, {"fork": True, "device": v.device_id, "seq": v.seq,
