@@ -33,7 +33,7 @@ def board_names() -> list[str]:
 
 def load_board(name: str) -> Board:
     path = BOARDS / f"{name}.json"
-    if not path.is_file():
+    if name not in board_names():     # a name, never a path to some other JSON file
         raise ConfigError(f"unknown board {name!r}",
                           hint=f"known boards: {', '.join(board_names())}")
     raw = json.loads(path.read_text())

@@ -197,7 +197,7 @@ def parse_bundle(f: IO[bytes]) -> Bundle:
         try:
             text = raw[:-1].decode("ascii")
             obj = json.loads(text)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise FormatError(f"bundle line {lineno}: not ASCII JSON") from None
         if _line(obj) != text:
             raise FormatError(f"bundle line {lineno}: not in canonical form")

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 from .errors import HashtrailError, printable
@@ -35,8 +36,21 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a refused argument or flag value reported like every other bad
+    input: one `hashtrail: error:` line naming the command and the value, a hint, exit 2
+    (argparse's own usage dump would bury the line that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("hashtrail").strip()
+        print(f"hashtrail: error: {where + ': ' if where else ''}{_safe(message)}",
+              file=sys.stderr)
+        print(f"hint: see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hashtrail",
         description="Tamper-evident telemetry for ESP32 fleets.",
     )

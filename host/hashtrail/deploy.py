@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import boardid
+from . import boardid, userfile
 from .boardid import DeviceFacts
 from .boards import load_board
 from .errors import HashtrailError, VerificationError
@@ -214,6 +214,7 @@ def deploy(board_name: str, port: str,
 
     board = load_board(board_name)
     boardid.identify_rules(board)  # a board without an identify section: fail first
+    userfile.check_port(port)
     files = firmware_files(board)
     want = file_hashes(files)
     t = _transport(port, board.console_baud)

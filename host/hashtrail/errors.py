@@ -38,6 +38,14 @@ class ConfigError(HashtrailError):
     exit_code = 2
 
 
+class InputError(ConfigError):
+    """A file, path or value the user gave is missing, unreadable or not the kind the
+    command expects (a directory, empty, binary, too big, too deeply nested, a store
+    where a ledger belongs...). Raised before anything is created or changed: exit 2."""
+
+    hint = "nothing was created or changed; check the path and what the command expects"
+
+
 def printable(text: str) -> str:
     """Device text made safe for a terminal: control characters (C0, DEL, C1) shown as
     escapes (`\\x1b`, `\\n`...), so a device cannot retitle the terminal, clear the

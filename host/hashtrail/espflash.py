@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import userfile
 from .boards import Board
 from .errors import ConfigError, HashtrailError
 
@@ -64,8 +65,7 @@ def write_args(board: Board, port: str, image: Path, baud: int | None = None) ->
 
 def check_pinned(board: Board, image: Path, allow_unpinned: bool) -> str:
     """Refuse an image that is not the board's pinned MicroPython build; returns its hash."""
-    if not image.is_file():
-        raise ConfigError(f"no such image: {image}")
+    userfile.check_input(image, "a MicroPython image (.bin)", max_bytes=None)
     digest = sha256_file(image)
     pin = board.image_sha256
     if pin is None:

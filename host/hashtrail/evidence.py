@@ -118,6 +118,8 @@ def check_evidence(text: str) -> Verdict:
         raise
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise FormatError(f"malformed fork evidence: {e}") from None
+    except RecursionError:
+        raise FormatError("malformed fork evidence: JSON nested too deeply") from None
     key = DeviceKey(pub)
     if did != key.id:
         raise VerificationError("evidence device id is not derived from its key")

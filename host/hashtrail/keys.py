@@ -18,7 +18,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import NewType, TypeVar
 
 from cryptography.exceptions import InvalidSignature
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from .errors import FormatError
+from .errors import FormatError, InputError
 
 DeviceId = NewType("DeviceId", str)
 
@@ -193,19 +192,17 @@ def load_pub(arg: str) -> bytes:
     """A public key given as 130 hex characters, or a file holding hex or 65 raw bytes."""
     text = arg.strip()
     if re.fullmatch(r"(0x)?[0-9a-fA-F]{130}", text):
-        return check_pub(bytes.fromhex(text.removeprefix("0x")))
-    path = Path(arg)
-    try:  # a name too long for the filesystem (OSError) or holding NUL (ValueError)
-        raw = path.read_bytes() if path.is_file() else None
-    except (OSError, ValueError):
-        raw = None
-    if raw is None:
-        raise FormatError(f"--pubkey {arg!r} is neither 130 hex characters nor a "
-                          "readable file",
-                          hint="pass the device's public key (04...) as hex or a file")
-    if len(raw) == 65:
-        return check_pub(raw)
+        try:
+            return check_pub(bytes.fromhex(text.removeprefix("0x")))
+        except FormatError as e:
+            raise InputError(f"--pubkey {arg[:20]}...: {e}") from None
+    from . import userfile
+
+    what = "a device public key: 130 hex characters (04...), or a file holding them or " \
+           "its 65 raw bytes"
+    raw = userfile.read_bytes(arg, what, max_bytes=4 * 1024)
     try:
-        return check_pub(bytes.fromhex(raw.decode("ascii").strip().removeprefix("0x")))
-    except (UnicodeDecodeError, ValueError):
-        raise FormatError(f"{path}: not a public key (65 raw bytes or hex)") from None
+        return check_pub(raw if len(raw) == 65 else
+                         bytes.fromhex(raw.decode("ascii").strip().removeprefix("0x")))
+    except (UnicodeDecodeError, ValueError, FormatError) as e:
+        raise InputError(f"{arg}: not a public key ({e}); expected {what}") from None

@@ -164,9 +164,7 @@ class Ledger:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
         p = Path(path)
-        if not p.exists():
-            raise LedgerError(f"no ledger at {p}")
-        led = cls._connect(p)
+        led = cls(sqlite_file.open_existing(p, _BUSY_MS, sqlite_file.LEDGER), p)
         row = led._meta("schema")
         if row != _SCHEMA_VERSION:
             led.close()
@@ -238,6 +236,7 @@ class Ledger:
         note.check_origin(origin)
         if p.exists():
             raise ConfigError(f"{p} already exists", hint="pick a new file for a new ledger")
+        sqlite_file.check_new(p, sqlite_file.LEDGER)
         kp = key_path(p, key_file)
         if kp.exists():
             raise LedgerKeyError(f"refusing to overwrite the existing key file {kp}: move "

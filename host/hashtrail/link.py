@@ -378,6 +378,9 @@ class SerialStream:
 
 
 def open_serial(port: str, baud: int = 115200) -> Link:
+    from .userfile import check_port
+
+    check_port(port)      # a file or folder given as --port: one line, exit 2
     return Link(SerialStream(port, baud), name=f"device on {printable(port)}")
 
 

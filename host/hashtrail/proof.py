@@ -245,6 +245,8 @@ def load_proof(text: str) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except ValueError as e:
         raise ProofFormatError(f"not JSON: {e}") from None
+    except RecursionError:
+        raise ProofFormatError("JSON nested too deeply") from None
 
 
 def _field(d: Any, key: str, where: str = "proof") -> Any:

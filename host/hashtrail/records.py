@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import FormatError
+from .errors import FormatError, InputError
 
 LOG_DIR = "/ht/log"  # where the device keeps its segment files (FORMATS.md)
 
@@ -112,7 +112,8 @@ def segment_files(paths: Iterable[str | Path]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise FormatError(f"{p}: no such segment file or directory")
+            raise InputError(f"{p}: no such file; expected a log segment file or a "
+                             "directory of them")
     return sorted(files, key=lambda f: (f.name, str(f)))
 
 

@@ -12,6 +12,7 @@ twice), so re-running a killed collect simply finishes the job.
 API for the collect engineer (all methods are plain, synchronous, one transaction each):
 
     with Store.open(path) as st:                       # creates the file on first use
+                                                       # (create=False: must exist)
         st.collector_id                                # random 16-hex id of this collector
         st.signer                                      # its Ed25519 identity (signs bundles)
         st.enroll(device_id, pub, label=, board=, fw=) # idempotent; same id + other key -> error
@@ -91,7 +92,7 @@ CREATE TABLE IF NOT EXISTS policies (
 class StoreError(HashtrailError):
     """The store file is unusable, or a caller asked for something it must refuse."""
 
-    hint = "check the --store path; a store is made by `hashtrail collect`/`enroll`"
+    hint = "check the --store path; a store is made by `hashtrail enroll`"
 
 
 class Enrollment(NamedTuple):
@@ -151,11 +152,16 @@ class Store:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """The store at ``path``; with ``create``, a new one when nothing is there. A path
+        that is not a store (empty, not SQLite, a ledger, a directory...) is InputError,
+        and nothing is created or changed."""
         p = Path(path)
-        if not create and not p.exists():
-            raise StoreError(f"no collector store at {p}")
-        try:
+        if create and not (p.exists() or p.is_symlink()):
+            sqlite_file.check_new(p, sqlite_file.STORE)
             conn = sqlite_file.connect(p, _BUSY_MS)
+        else:
+            conn = sqlite_file.open_existing(p, _BUSY_MS, sqlite_file.STORE)
+        try:
             st = cls(conn, p)
             with st._tx():
                 for stmt in _SCHEMA.split(";"):
@@ -181,8 +187,21 @@ class Store:
                         "(SELECT device_id FROM policies)").fetchall():
                     st._keep_policy(conn, str(did))
             return st
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open collector store {p}: {e}") from e
+        except BaseException as e:
+            conn.close()
+            if isinstance(e, sqlite3.DatabaseError):
+                raise StoreError(f"cannot open collector store {p}: {e}") from e
+            raise
+
+    @classmethod
+    def check(cls, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        """Refuse now what `open` would refuse, creating and changing nothing: for a
+        command that talks to a device first and stores what it learnt after."""
+        p = Path(path)
+        if create and not (p.exists() or p.is_symlink()):
+            sqlite_file.check_new(p, sqlite_file.STORE)
+        else:
+            cls.open(p, create=False).close()
 
     def close(self) -> None:
         self._db.close()

@@ -77,6 +77,12 @@ def test_enroll_and_collect_three_devices(tmp_path: Path, devices: list[VirtualD
     store = tmp_path / "collector.db"
     for i in range(3):
         devices.append(make_device(tmp_path, f"dev{i}"))
+    # No store yet: collect refuses (exit 2) and says to enroll; only enroll makes one.
+    assert cli(["collect", "--port", devices[0].port, "--store", str(store)]) == 2
+    assert "hashtrail enroll" in capsys.readouterr().err and not store.exists()
+    assert cli(["enroll", "--port", devices[1].port, "--store", str(store), "--label",
+                "fridge 1"]) == 0
+    capsys.readouterr()
     # Unknown devices are refused with a clear message and a non-zero exit.
     assert cli(["collect", "--port", devices[0].port, "--store", str(store)]) == 3
     assert "not enrolled" in capsys.readouterr().err

@@ -223,4 +223,7 @@ def test_refuses_a_folder_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli(["demo", "--dir", str(tmp_path)]) == 1
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "ledger.db").read_text() == "someone's ledger"
-    assert cli(["demo", "--dir", str(tmp_path / "new"), "--devices", "0"]) == 1
+    with pytest.raises(SystemExit) as ex:      # a usage error, before anything is made
+        cli(["demo", "--dir", str(tmp_path / "new"), "--devices", "0"])
+    assert ex.value.code == 2 and "--devices" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

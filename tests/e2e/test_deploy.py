@@ -50,9 +50,11 @@ def test_deploy_copies_verifies_and_keeps_data(tmp_path: Path,
 
 def test_deploy_to_a_port_without_a_board_is_a_clear_error(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["deploy", "--board", "unix", "--port", "/dev/null/nothing"]) == 1
+    # no such port: bad input (issue 15), refused before anything is compiled or opened
+    assert main(["deploy", "--board", "unix", "--port", "/dev/null/nothing"]) == 2
     err = capsys.readouterr().err
-    assert "no MicroPython raw REPL" in err and "Traceback" not in err
+    assert err.startswith("hashtrail: error: /dev/null/nothing: ") and "serial port" in err
+    assert "Traceback" not in err
 
 
 def _firmware_on_flash(dev: VirtualDevice) -> dict[str, bytes]:

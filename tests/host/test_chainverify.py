@@ -94,7 +94,7 @@ def test_cli_garbage_never_tracebacks(tmp_path: Path,
     assert cli.main(["verify-log", "--pubkey", pub, str(tmp_path)]) == 1
     capsys.readouterr()
     # bad keys (off-curve, not hex, a file of garbage) end as a one-line project error,
-    # exit 2 (a usage error: the log was not even read)
+    # exit 2: bad input, not a broken log (the log was not even read; issue 15)
     for bad_key in ("04" + "ff" * 64, "zz", str(tmp_path / "0000000000.seg")):
         assert cli.main(["verify-log", "--pubkey", bad_key, str(tmp_path)]) == 2
         err = capsys.readouterr().err

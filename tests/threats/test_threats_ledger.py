@@ -330,9 +330,26 @@ def test_malformed_bundle_is_a_clear_error(golden: Golden, gold_bundle: Path, tm
         p = tmp_path / f"bad{i}.jsonl"
         p.write_bytes(bad)
         code, _, err = run(capsys, "reconcile", str(p), "--ledger", str(led))
-        assert code != 0 and err.startswith("hashtrail: error: bundle line"), err
+        # bad input (issue 15): exit 2, one line naming the file and the line in it
+        assert code == 2 and err.startswith(f"hashtrail: error: {p}: bundle line"), err
         assert "Traceback" not in err
     assert _size(capsys, led) == 0
+
+
+def test_a_bad_bundle_after_a_good_one_merges_nothing(
+        golden: Golden, gold_bundle: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Every bundle is read before the ledger is opened: the good bundle first on the
+    line is not merged when a later one is junk (exit 2), and is when alone."""
+    led = new_ledger(tmp_path / "l.db", golden)
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b"\x00\xff junk\n")
+    code, _, err = run(capsys, "reconcile", str(gold_bundle), str(junk), "--ledger", str(led))
+    assert _size(capsys, led) == 0
+    assert code == 2 and err.startswith(f"hashtrail: error: {junk}: "), err
+    code, _, err = run(capsys, "reconcile", str(gold_bundle), "--ledger", str(led))
+    assert code == 0, err
+    assert _size(capsys, led) > 0
 
 
 def test_unknown_device_never_enters_the_ledger(golden: Golden, gold_bundle: Path,

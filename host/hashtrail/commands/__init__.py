@@ -5,6 +5,7 @@ Shared argument types live here, so every command reads an identifier the same w
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from ..errors import HashtrailError
 from ..keys import DeviceId, parse_device_id
@@ -17,3 +18,30 @@ def device_arg(text: str) -> DeviceId:
         return parse_device_id(text)
     except HashtrailError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type for a whole number >= `minimum` (a count, a seq, a baud rate):
+    anything else is a usage error (exit 2) quoting the value."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 10)
+        except ValueError:
+            v = None
+        if v is None or v < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number of at least {minimum}, got {text!r}")
+        return v
+    parse.__name__ = f"at_least_{minimum}"
+    return parse
+
+
+def seconds(text: str) -> float:
+    """argparse type for a positive, finite number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return v

@@ -11,36 +11,29 @@ from typing import Any
 from ..collect import DEADLINE_S, MAX_RECORDS, collect
 from ..link import open_serial
 from ..store import Store
+from . import at_least, seconds
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "collect", help="collect new records from an enrolled device into a collector store")
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
-    p.add_argument("--store", required=True, help="collector store file (SQLite)")
-    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--store", required=True,
+                   help="collector store file (SQLite), made by `hashtrail enroll`")
+    p.add_argument("--baud", type=at_least(1), default=115200,
+                   help="serial baud rate (default 115200)")
     p.add_argument("--no-ack", action="store_true",
                    help="do not let the device prune what was collected")
     p.add_argument("--no-set-time", action="store_true",
                    help="do not set the device clock when it is unset")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.add_argument("--deadline", type=_positive, default=DEADLINE_S, metavar="SECONDS",
+    p.add_argument("--deadline", type=seconds, default=DEADLINE_S, metavar="SECONDS",
                    help=f"stop after this long, whatever the device does "
                         f"(default {DEADLINE_S:g})")
-    p.add_argument("--max-records", type=int, default=MAX_RECORDS, metavar="N",
+    p.add_argument("--max-records", type=at_least(1), default=MAX_RECORDS, metavar="N",
                    help=f"at most N records in one run, fewer when the device announces "
                         f"fewer (default {MAX_RECORDS})")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = 0.0
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return v
 
 
 class _Bar:
@@ -74,7 +67,7 @@ def _notice(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     bar = _Bar() if sys.stderr.isatty() or not args.json else None
-    with Store.open(args.store) as st, open_serial(args.port, args.baud) as link:
+    with Store.open(args.store, create=False) as st, open_serial(args.port, args.baud) as link:
         try:
             res = collect(link, st, ack=not args.no_ack, set_time=not args.no_set_time,
                           progress=bar, notice=_notice, deadline=args.deadline,

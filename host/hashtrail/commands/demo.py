@@ -18,7 +18,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .. import userfile
 from ..demo import run_demo
+from . import at_least
 
 
 def register(sub: Any) -> None:
@@ -29,7 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", type=Path,
                    help="run in this new or empty folder and keep it (default: a temporary "
                         "folder, removed afterwards)")
-    p.add_argument("--devices", "-n", type=int, default=3, metavar="N",
+    p.add_argument("--devices", "-n", type=at_least(1), default=3, metavar="N",
                    help="how many virtual devices (default 3)")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary folder (stores, bundles, ledger, images, proof)")
@@ -43,6 +45,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        userfile.check_dir(args.dir, "a new or empty folder for the demo")
     temp = args.dir is None
     folder = Path(tempfile.mkdtemp(prefix="hashtrail-demo-")) if temp else args.dir
     old = signal.signal(signal.SIGTERM, _terminate)

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from ..deploy import deploy
+from . import seconds
 
 
 def register(sub: Any) -> None:
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
     p.add_argument("--force", action="store_true",
                    help="write even when the device does not identify as --board")
-    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--wait", type=seconds, default=60.0, metavar="SECONDS",
                    help="how long the started application may take to answer (default 60)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -7,10 +7,11 @@ import argparse
 import json
 from typing import Any
 
+from .. import userfile
 from ..fleetcheck import check_ports
 from ..ledger_db import Ledger
 from ..store import Store
-from . import device_arg
+from . import at_least, device_arg
 
 
 def register(sub: Any) -> None:
@@ -38,7 +39,8 @@ def register(sub: Any) -> None:
                     help="serial port or a virtual device's pty (repeat for several)")
     ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
                                     "anchor (without one, every log from its entry 0)")
-    ck.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    ck.add_argument("--baud", type=at_least(1), default=115200,
+                    help="serial baud rate (default 115200)")
     ck.add_argument("--json", action="store_true", help="print the results as JSON")
     ck.set_defaults(func=run_check)
 
@@ -68,6 +70,10 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    # a file or folder given as a port: refused before any; a missing port (a board
+    # unplugged) is that port's failed row, the others still checked
+    for port in args.port:
+        userfile.check_port(port, missing_ok=True)
     if args.store:
         with Store.open(args.store, create=False) as st:
             rows = check_ports(args.port, st, baud=args.baud)

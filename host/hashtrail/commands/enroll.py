@@ -16,20 +16,26 @@ from typing import Any
 from ..errors import VerificationError, printable
 from ..link import open_serial
 from ..store import Store, device_id_of
+from . import at_least
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "enroll", help="enroll the device on a serial port into a collector store")
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
-    p.add_argument("--store", required=True, help="collector store file (SQLite)")
+    p.add_argument("--store", required=True, help="collector store file (SQLite); made here when "
+                                                "it does not exist yet")
     p.add_argument("--label", required=True, help="a human name for the device")
-    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--baud", type=at_least(1), default=115200,
+                   help="serial baud rate (default 115200)")
     p.add_argument("--json", action="store_true", help="print the enrollment as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # enroll is the command that makes a store (collect and export need one): a path
+    # that is not a store, or not a place for a new one, is refused before the device
+    Store.check(args.store)
     with open_serial(args.port, args.baud) as link:
         link.set_deadline(60.0)   # a HELLO and its retries; the device does not decide
         info = link.hello()

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from .. import userfile
 from ..bundle import from_store, write_bundle
 from ..errors import ConfigError
 from ..store import Store
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out not in (None, "-") and not args.show_key:
+        userfile.check_output(args.out, "a bundle file to write")
     with Store.open(args.store, create=False) as st:
         signer = st.signer
         if args.show_key:

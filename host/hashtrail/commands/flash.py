@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .. import espflash
+from .. import espflash, userfile
 from ..boards import load_board
+from . import at_least
 
 
 def register(sub: Any) -> None:
@@ -22,7 +23,7 @@ def register(sub: Any) -> None:
     p.add_argument("--board", required=True, help="board definition (boards/NAME.json)")
     p.add_argument("--port", required=True, help="serial port of the board")
     p.add_argument("--image", required=True, type=Path, help="MicroPython .bin to write")
-    p.add_argument("--baud", type=int, default=None, help="flash baud rate (board default)")
+    p.add_argument("--baud", type=at_least(1), default=None, help="flash baud rate (board default)")
     p.add_argument("--allow-unpinned", action="store_true",
                    help="flash even though the board pins no image hash")
     p.set_defaults(func=run)
@@ -30,6 +31,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     board = load_board(args.board)
+    userfile.check_port(args.port)
     digest = espflash.check_pinned(board, args.image, args.allow_unpinned)
     cmd = espflash.write_args(board, args.port, args.image, args.baud)
     print(f"flashing {args.image} (sha256 {digest}) to {board.chip} on {args.port} "

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import espflash
+from .. import espflash, userfile
 from ..boards import load_board
 from ..errors import ConfigError
 from ..imagefs import build_image, firmware_files
@@ -34,8 +34,9 @@ def register(sub: Any) -> None:
 
 def make_image(board_name: str, micropython: Path, out: Path) -> dict[str, Any]:
     board = load_board(board_name)
-    if not micropython.is_file():
-        raise ConfigError(f"no such MicroPython image: {micropython}")
+    userfile.check_input(micropython, "a MicroPython image (.bin) for this board",
+                         max_bytes=None)
+    userfile.check_output(out, "the image file to write")
     vfs = board.raw["flash"].get("vfs_offset")
     if board.flash_offset is None or vfs is None:
         raise ConfigError(f"board {board.name!r} is not flashed from an image",

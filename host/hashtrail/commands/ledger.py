@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import evidence, note, proof
-from ..errors import ConfigError, FormatError, VerificationError
+from .. import evidence, note, proof, userfile
+from ..errors import ConfigError, FormatError, HashtrailError, InputError, VerificationError
 from ..evidence import check_evidence
 from ..ledger_db import Ledger
 from ..ledger_key import ENV, create_witness_key
-from . import device_arg
+from . import at_least, device_arg
 
 KEY_HINT = "get the ledger's verifier key from its operator: hashtrail ledger init prints it"
 
@@ -51,15 +51,15 @@ def register(sub: Any) -> None:
                                 "signature over it")
     c.add_argument("--device", required=True, type=device_arg,
                    help="the device id (32 lower-case hex characters)")
-    c.add_argument("--seq", required=True, type=int,
+    c.add_argument("--seq", required=True, type=at_least(0),
                    help="the entry's sequence number (`devices list` shows how many)")
     c.add_argument("--checkpoint", metavar="FILE",
                    help="prove against this signed (possibly cosigned) checkpoint of the "
                         "ledger instead of the latest stored one")
     c = cmd("consistency", run_consistency, "consistency proof between two tree sizes")
-    c.add_argument("--old", required=True, type=int,
+    c.add_argument("--old", required=True, type=at_least(1),
                    help="the older tree size (a checkpoint's second line), at least 1")
-    c.add_argument("--new", type=int, help="the newer tree size (default: the ledger's)")
+    c.add_argument("--new", type=at_least(1), help="the newer tree size (default: the ledger's)")
     c = cmd("verify-proof", run_verify_proof, "check a proof file offline", ledger=False)
     _trusted_key_args(c)
     c.add_argument("--device", metavar="ID",
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
     c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
                    help="a witness cosigner key you trust (as `ledger cosign --json` "
                         "prints it); repeatable")
-    c.add_argument("--min-witnesses", type=int, metavar="N",
+    c.add_argument("--min-witnesses", type=at_least(0), metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
     c.add_argument("file", help="the proof file (`ledger prove` or `ledger consistency` "
                                 "output)")
@@ -135,11 +135,8 @@ def trusted_key(args: argparse.Namespace) -> note.Verifier:
     """The ledger key the user trusts, from --verifier-key(-file); fails closed."""
     text = args.verifier_key
     if args.verifier_key_file is not None:
-        try:
-            text = Path(args.verifier_key_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read verifier key file {args.verifier_key_file}: {e}",
-                              hint=KEY_HINT) from None
+        text = userfile.read_text(args.verifier_key_file, "a ledger verifier key file",
+                                  max_bytes=64 * userfile.KIB)
     if text is None:
         raise ConfigError("no trusted ledger key: give --verifier-key or "
                           "--verifier-key-file (a key carried by the input proves nothing)",
@@ -147,7 +144,20 @@ def trusted_key(args: argparse.Namespace) -> note.Verifier:
     try:
         return note.Verifier.from_string(text)
     except FormatError as e:
-        raise ConfigError(f"bad ledger verifier key: {e}", hint=KEY_HINT) from None
+        where = args.verifier_key_file if args.verifier_key_file is not None \
+            else f"--verifier-key {text!r}"
+        raise InputError(f"{where}: bad ledger verifier key: {e}", hint=KEY_HINT) from None
+
+
+def read_checkpoint(path: str | Path, what: str) -> bytes:
+    """A checkpoint file's bytes, refused (exit 2, naming it) unless it is shaped like a
+    signed checkpoint note; its signatures are checked by the caller."""
+    data = userfile.read_bytes(path, what)
+    try:
+        note.parse_checkpoint(note.parse_note(data).text)
+    except HashtrailError as e:
+        raise InputError(f"{path}: not a checkpoint note ({e}); expected {what}") from None
+    return data
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -178,11 +188,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 def run_prove(args: argparse.Namespace) -> int:
     cp = None
     if getattr(args, "checkpoint", None) is not None:
-        try:
-            cp = Path(args.checkpoint).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read checkpoint {args.checkpoint}: {e.strerror}") \
-                from None
+        cp = read_checkpoint(args.checkpoint, "a signed checkpoint of this ledger")
     with Ledger.open(args.ledger) as led:
         doc = proof.build_inclusion_proof(led, args.device, args.seq, cp)
     _emit(args, doc, json.dumps(doc, indent=1))
@@ -220,11 +226,12 @@ def run_verify_proof(args: argparse.Namespace) -> int:
         else args.min_witnesses
     if args.device is not None:
         proof.canonical_device_id(args.device)
+    what = "a proof file (JSON, from `hashtrail ledger prove` or `consistency`)"
+    text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
     try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, ValueError) as e:
-        raise proof.ProofFormatError(f"cannot read proof {args.file}: {e}") from None
-    doc = proof.load_proof(text)
+        doc = proof.load_proof(text)
+    except proof.ProofFormatError as e:
+        raise InputError(f"{args.file}: {e}; expected {what}", hint=e.hint) from None
     msg, pc = proof.check_proof_doc(doc, trusted_key(args), witnesses, need, args.device)
     data: dict[str, Any] = {"ok": True, "result": msg.split("\n")[0]}
     if pc is not None:
@@ -234,6 +241,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
 
 
 def run_evidence(args: argparse.Namespace) -> int:
+    userfile.check_output(args.out, "a file to write the fork evidence to")
     with Ledger.open(args.ledger) as led:
         doc = led.fork_evidence(args.device)
     if doc is None:
@@ -249,10 +257,10 @@ def run_evidence(args: argparse.Namespace) -> int:
 
 
 def run_check_evidence(args: argparse.Namespace) -> int:
-    try:
-        text = Path(args.file).read_text()
-    except OSError as e:
-        raise FormatError(f"cannot read {args.file}: {e.strerror}") from None
+    what = ("an evidence file (JSON, from `hashtrail ledger evidence`, or a witness's "
+            "split-view file)")
+    text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
+    userfile.parse_json(text, args.file, what)      # junk, binary, too deep: bad input
     if evidence.evidence_format(text) == evidence.SPLIT_VIEW_FORMAT:
         sv = evidence.check_split_view(text, trusted_key(args))
         _emit(args, {"split_view": True, "origin": sv.origin, "sizes": list(sv.sizes),
@@ -269,16 +277,15 @@ def run_check_evidence(args: argparse.Namespace) -> int:
 
 def _collector_key(arg: str) -> note.Verifier:
     text = arg
-    p = Path(arg)
-    if "+" not in arg and p.is_file():
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read collector key file {arg}: {e}") from None
+    if "+" not in arg:      # not a key string, so a file holding one
+        text = userfile.read_text(arg, "a collector verifier key or a file holding one "
+                                  "(`hashtrail export --show-key` prints it)",
+                                  max_bytes=64 * userfile.KIB)
     try:
         return note.Verifier.from_string(text)
     except FormatError as e:
-        raise ConfigError(f"bad collector key: {e}",
+        where = arg if text is not arg else repr(arg)
+        raise InputError(f"{where}: bad collector key: {e}",
                           hint="on the collector, `hashtrail export --store FILE --show-key` "
                                "prints its key") from None
 
@@ -310,19 +317,26 @@ def run_trusted(args: argparse.Namespace) -> int:
 
 def run_cosign(args: argparse.Namespace) -> int:
     """Witness: cosign only a checkpoint consistent with the last one this witness saw."""
+    key_what = "a witness signer key file (PRIVATE+KEY+...)"
     try:
-        witness = note.Signer.from_string(Path(args.key).read_text())
-        data = Path(args.checkpoint).read_bytes()
-    except OSError as e:
-        raise FormatError(f"cannot read {e.filename}: {e.strerror}") from None
+        witness = note.Signer.from_string(
+            userfile.read_text(args.key, key_what, max_bytes=64 * userfile.KIB))
+    except FormatError as e:
+        raise InputError(f"{args.key}: not a signer key ({e}); expected {key_what}") \
+            from None
+    data = read_checkpoint(args.checkpoint, "a signed checkpoint to cosign")
     state = Path(args.state)
+    state_what = "the witness state file (the last checkpoint it cosigned)"
+    # missing: this witness's first cosignature; anything else must be readable
+    old_data = read_checkpoint(state, state_what) if state.exists() else None
+    userfile.check_output(state, state_what)
+    if args.out:
+        userfile.check_output(args.out, "a file to write the cosigned checkpoint to")
     # the key this witness was configured with, never the one in the ledger file given
     trusted = trusted_key(args)
     with Ledger.open(args.ledger) as led:
         try:
-            cp = evidence.witness_decide(led.node, led.size,
-                                         state.read_bytes() if state.exists() else None,
-                                         data, trusted)
+            cp = evidence.witness_decide(led.node, led.size, old_data, data, trusted)
         except evidence.SplitView as e:
             ev = state.with_suffix(".inconsistent.json")
             ev.write_text(e.evidence)

@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from ..bundle import read_bundle
-from ..errors import printable
+from .. import userfile
+from ..bundle import Bundle, read_bundle
+from ..errors import FormatError, InputError, printable
 from ..reconcile import reconcile
 from .ledger import key_file_arg, open_signing
 
@@ -23,12 +24,25 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+_WHAT = "a bundle (JSON lines, from `hashtrail export`)"
+
+
+def _read(path: str) -> Bundle:
+    userfile.check_input(path, _WHAT, max_bytes=None)
+    try:
+        return read_bundle(path)
+    except FormatError as e:
+        raise InputError(f"{path}: {e}; expected {_WHAT}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     bad = 0
+    # every bundle read before the ledger is touched: a bad one merges nothing
+    bundles = [_read(path) for path in args.bundles]
     with open_signing(args) as led:
-        for path in args.bundles:
-            r = reconcile(led, read_bundle(path))
+        for path, bundle in zip(args.bundles, bundles, strict=True):
+            r = reconcile(led, bundle)
             bad += len(r.findings)
             out.append({"bundle": path, "signed_by": r.signed_by, "enrolled": r.enrolled,
                         "accepted": r.accepted,

@@ -18,6 +18,7 @@ from typing import Any
 from ..boards import load_board
 from ..devrun import run_snippet
 from ..errors import VerificationError
+from . import at_least
 
 # The device side. Prints one JSON line; any failure raises (non-zero exit).
 _DEVICE = r"""
@@ -66,7 +67,7 @@ def register(sub: Any) -> None:
         help="check the device P-256 code on the MicroPython VM at a board's heap budget")
     p.add_argument("--board", default="esp32",
                    help="board whose heap budget applies (default esp32)")
-    p.add_argument("--reps", type=int, default=5, help="timed sign/verify repetitions")
+    p.add_argument("--reps", type=at_least(1), default=5, help="timed sign/verify repetitions")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .. import userfile
 from ..errors import HashtrailError
 from ..sim import Fleet, VirtualDevice, provision
+from . import at_least
 
 _ID_TIMEOUT_S = 30.0       # first boot makes the device's key: allow for it
 
@@ -26,7 +28,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("sim", help="run virtual devices (real firmware, unix port)",
                        description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--devices", "-n", type=int, default=1, metavar="N",
+    p.add_argument("--devices", "-n", type=at_least(1), default=1, metavar="N",
                    help="how many devices (default 1), named dev0..devN-1")
     p.add_argument("--dir", type=Path, default=Path("var/sim"),
                    help="where the devices' flash images live (default var/sim)")
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError("--devices must be at least 1")
+    userfile.check_dir(args.dir, "a folder for the devices' flash images")
     fleet = Fleet(args.dir, args.devices, board=args.board, log=args.log)
     done = threading.Event()
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..chainverify import Anchor, ChainReport, verify_chain
-from ..errors import FormatError, printable
+from ..errors import InputError, printable
 from ..keys import load_pub
 from ..records import read_segments
 
@@ -43,8 +43,8 @@ def parse_anchor(text: str) -> Anchor:
         if len(h) != 32:
             raise ValueError
     except ValueError:
-        raise FormatError(f"--anchor {text!r} is not SEQ:HEAD (HEAD 64 hex characters)"
-                          ) from None
+        raise InputError(f"--anchor {text!r} is not SEQ:HEAD (HEAD 64 hex characters)"
+                         ) from None
     return Anchor(int(seq), h)
 
 
@@ -65,12 +65,8 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        pub = load_pub(args.pubkey)
-        anchor = parse_anchor(args.anchor) if args.anchor else None
-    except FormatError as e:
-        e.exit_code = 2         # a bad flag value is a usage error, not a broken log
-        raise
+    pub = load_pub(args.pubkey)         # bad flag values: InputError, exit 2
+    anchor = parse_anchor(args.anchor) if args.anchor else None
     records, problems = read_segments(args.paths)
     rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
     if args.json:

@@ -1,0 +1,414 @@
+"""Bad input: one line, exit 2, nothing touched (issue 15).
+
+Every argument of every command that names a file, a folder or a port (enumerated from
+the argparse parser in hashtrail.cli, so a new command or option fails
+`test_every_argument_is_classified` until it is given a role here) is crossed with a
+corpus of bad files: missing, empty, binary, 5 MB of junk, JSON nested 10,000 deep, a
+hashtrail SQLite file of the wrong kind (a collector store where a ledger is expected and
+vice versa), a directory. Every flag that takes a value is given malformed values. Each
+run must end without a traceback, with exit 2, with one `hashtrail: error:` line naming
+the path (or the flag), and with every file in the folder byte-identical and no file
+created. The rest of each command line is valid, so the bad argument is the only reason
+to refuse. In-process `hashtrail.cli.main` calls: no device, no subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hashtrail import note
+from hashtrail.cli import build_parser, main
+from hashtrail.ledger_db import Ledger
+from hashtrail.store import Store
+
+DEVICE = "0123456789abcdef0123456789abcdef"
+
+# The corpus: name -> how to make it in the folder (None: nothing there).
+JUNK = 5 * 1024 * 1024
+
+
+def _corpus(d: Path, store: Path, ledger: Path) -> dict[str, Path]:
+    out = {"missing": d / "missing.dat"}
+    (d / "empty.dat").write_bytes(b"")
+    out["empty"] = d / "empty.dat"
+    (d / "binary.dat").write_bytes(bytes(range(256)) * 4 + b"\xff\xfe\x00")
+    out["binary"] = d / "binary.dat"
+    (d / "junk.dat").write_bytes(hashlib.shake_256(b"junk").digest(JUNK))
+    out["junk-5MB"] = d / "junk.dat"
+    (d / "nested.json").write_text("[" * 10_000 + "]" * 10_000)
+    out["nested-json"] = d / "nested.json"
+    (d / "adir").mkdir()
+    out["directory"] = d / "adir"
+    out["store-db"] = store
+    out["ledger-db"] = ledger
+    return out
+
+
+# What each argument expects, so the corpus entries that are legitimate for it are left
+# out (a missing --state is a witness's first run; a directory is a fine --dir...).
+ALL = ("missing", "empty", "binary", "junk-5MB", "nested-json", "directory", "store-db",
+       "ledger-db")
+FILES = tuple(c for c in ALL if c not in ("missing", "directory"))
+ROLES: dict[str, tuple[str, ...]] = {
+    "input": ALL,                                        # a file that must exist and parse
+    "ledger": tuple(c for c in ALL if c != "ledger-db"),
+    "store": tuple(c for c in ALL if c != "store-db"),
+    "new-store": tuple(c for c in ALL if c not in ("missing", "store-db")),  # enroll
+    "state": tuple(c for c in ALL if c != "missing"),    # missing: a witness's first run
+    "new-file": (*FILES, "directory", "in-missing-folder"),  # must not exist yet
+    "out": ("directory", "in-missing-folder"),           # written (replaced) by the command
+    "dir": FILES,                                        # a folder, made when missing
+    "port": ("missing", "empty", "binary", "directory"),
+    "fleet-port": ("empty", "binary", "directory"),   # missing: that port's failed row
+    "image": ("missing", "empty", "directory"),          # any bytes are an image
+    "segments": ("missing",),   # contents are what verify-log judges (exit 1 if broken)
+}
+
+# (command path, option string or positional dest) -> role.
+PATHS: dict[tuple[str, str], str] = {
+    ("sim", "--dir"): "dir",
+    ("image", "--micropython"): "image",
+    ("image", "--out"): "out",
+    ("flash", "--port"): "port",
+    ("flash", "--image"): "image",
+    ("deploy", "--port"): "port",
+    ("enroll", "--port"): "port",
+    ("enroll", "--store"): "new-store",
+    ("collect", "--port"): "port",
+    ("collect", "--store"): "store",
+    ("verify-log", "--pubkey"): "input",
+    ("verify-log", "paths"): "segments",
+    ("export", "--store"): "store",
+    ("export", "--out"): "out",
+    ("reconcile", "bundles"): "input",
+    ("reconcile", "--ledger"): "ledger",
+    ("reconcile", "--key-file"): "input",
+    ("ledger init", "--ledger"): "new-file",
+    ("ledger init", "--key-file"): "new-file",
+    ("ledger checkpoint", "--ledger"): "ledger",
+    ("ledger checkpoint", "--key-file"): "input",
+    ("ledger prove", "--ledger"): "ledger",
+    ("ledger prove", "--checkpoint"): "input",
+    ("ledger consistency", "--ledger"): "ledger",
+    ("ledger verify-proof", "--verifier-key-file"): "input",
+    ("ledger verify-proof", "file"): "input",
+    ("ledger evidence", "--ledger"): "ledger",
+    ("ledger evidence", "--out"): "out",
+    ("ledger check-evidence", "file"): "input",
+    ("ledger trust", "--ledger"): "ledger",
+    ("ledger trust", "key"): "input",
+    ("ledger trusted", "--ledger"): "ledger",
+    ("ledger cosign", "--ledger"): "ledger",
+    ("ledger cosign", "--key"): "input",
+    ("ledger cosign", "--state"): "state",
+    ("ledger cosign", "--verifier-key-file"): "input",
+    ("ledger cosign", "checkpoint"): "input",
+    ("ledger cosign", "--out"): "out",
+    ("devices list", "--ledger"): "ledger",
+    ("devices revoke", "--ledger"): "ledger",
+    ("devices check", "--port"): "fleet-port",
+    ("devices check", "--store"): "store",
+    ("verify", "--ledger"): "ledger",
+    ("verify", "--verifier-key-file"): "input",
+}
+
+# Flags whose value is checked as a value: malformed values, each refused with exit 2.
+VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sim", "--devices"): ("0", "x"),
+    ("sim", "--board"): ("../boards/esp32", "nope"),
+    ("image", "--board"): ("../boards/esp32",),
+    ("flash", "--board"): ("nope",),
+    ("flash", "--baud"): ("0", "fast"),
+    ("deploy", "--board"): ("nope",),
+    ("deploy", "--wait"): ("-1", "nan", "inf"),
+    ("enroll", "--baud"): ("0", "-9600"),
+    ("collect", "--baud"): ("0",),
+    ("collect", "--deadline"): ("0", "nan", "-5"),
+    ("collect", "--max-records"): ("0", "many"),
+    ("verify-log", "--anchor"): ("5", "x:00", "1:" + "0" * 63),
+    ("verify-log", "--policy"): ("2", "-1"),
+    ("verify-log", "--pubkey"): ("04" + "00" * 64, "04" * 10),
+    ("export", "--device"): ("XYZ", DEVICE.upper()),
+    ("ledger prove", "--device"): ("0x" + DEVICE,),
+    ("ledger prove", "--seq"): ("-1", "one"),
+    ("ledger consistency", "--old"): ("0", "x"),
+    ("ledger consistency", "--new"): ("0", "-3"),
+    ("ledger verify-proof", "--verifier-key"): ("junk",),
+    ("ledger verify-proof", "--witness-key"): ("junk",),
+    ("ledger verify-proof", "--min-witnesses"): ("-1", "x"),
+    ("ledger evidence", "--device"): ("nope",),
+    ("ledger cosign", "--verifier-key"): ("junk",),
+    ("devices revoke", "device"): ("abc",),
+    ("devices check", "--baud"): ("0",),
+    ("verify", "--device"): (DEVICE[:12],),
+    ("verify", "--verifier-key"): ("junk+00+AAAA",),
+    ("selfcheck", "--board"): ("../x",),
+    ("selfcheck", "--reps"): ("0",),
+    ("demo", "--devices"): ("0", "-1"),
+}
+
+# Arguments that take no path and no checked value (free text, switches, names).
+PLAIN: set[tuple[str, str]] = {
+    ("enroll", "--label"), ("export", "--name"), ("export", "--show-key"),
+    ("flash", "--allow-unpinned"), ("deploy", "--force"), ("sim", "--fresh"),
+    ("sim", "--log"), ("collect", "--no-ack"), ("collect", "--no-set-time"),
+    ("demo", "--keep"), ("demo", "--dir"),  # --dir: the corpus below, via DIRS
+    ("ledger init", "--origin"), ("ledger verify-proof", "--device"),
+    ("ledger trust", "--name"), ("devices revoke", "--reason"),
+    ("ledger prove", "--device"), ("ledger prove", "--seq"),
+}
+DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[
+        tuple[str, argparse.ArgumentParser]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+    for s in subs:
+        for name, p in s.choices.items():
+            yield from _commands(p, f"{prefix} {name}".strip())
+
+
+PARSER = build_parser()
+
+
+def _arguments() -> dict[tuple[str, str], argparse.Action]:
+    out = {}
+    for cmd, p in _commands(PARSER):
+        for a in p._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            key = a.option_strings[0] if a.option_strings else a.dest
+            if key == "--json":
+                continue
+            out[(cmd, key)] = a
+    return out
+
+
+def test_every_argument_is_classified() -> None:
+    """A new command or option must say what it takes, so the fuzz below covers it."""
+    known = set(PATHS) | set(VALUES) | PLAIN
+    missing = sorted(k for k in _arguments() if k not in known)
+    assert not missing, f"give these a role in PATHS, VALUES or PLAIN: {missing}"
+    stale = sorted(k for k in set(PATHS) | set(VALUES) if k not in _arguments())
+    assert not stale, f"no such argument any more: {stale}"
+
+
+# -- the folder every case runs in --------------------------------------------------------
+
+class World:
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+        self.store = d / "store.db"
+        with Store.open(self.store) as st:
+            self.collector_key = st.signer.verifier().to_string()
+        self.ledger = d / "ledger.db"
+        with Ledger.create(self.ledger, "example.com/log") as led:
+            self.vkey = led.verifier.to_string()
+            cp = led.latest_checkpoint()
+        self.key = Path(f"{self.ledger}.key")
+        self.checkpoint = d / "checkpoint.txt"
+        self.checkpoint.write_bytes(cp)
+        self.witness = d / "witness.key"
+        self.witness.write_text(note.Signer.generate("witness.example").to_string())
+        self.vkey_file = d / "vkey.txt"
+        self.vkey_file.write_text(self.vkey)
+        self.proof = d / "proof.json"
+        self.proof.write_text("{}")
+        self.bundle = d / "site.jsonl"
+        assert main(["export", "--store", str(self.store), "--out", str(self.bundle)]) == 0
+        self.image = d / "micropython.bin"
+        self.image.write_bytes(b"\xe9" + bytes(4095))
+        self.segdir = d / "segments"
+        self.segdir.mkdir()
+        self.pub = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint).hex()
+        self.corpus = _corpus(d, self.store, self.ledger)
+        self.new = d / "new.dat"          # a path that must stay missing
+
+    def valid(self) -> dict[str, list[str]]:
+        """A full command line per command, valid but for the argument under test."""
+        s, led, d = str(self.store), str(self.ledger), str(self.dir)
+        return {
+            "sim": ["--dir", str(self.dir / "sim")],
+            "image": ["--board", "esp32", "--micropython", str(self.image), "--out",
+                      str(self.new)],
+            "flash": ["--board", "esp32", "--port", os.devnull, "--image", str(self.image),
+                      "--allow-unpinned"],
+            "deploy": ["--board", "esp32", "--port", os.devnull],
+            "enroll": ["--port", os.devnull, "--store", str(self.new), "--label", "x"],
+            "collect": ["--port", os.devnull, "--store", s],
+            "verify-log": ["--pubkey", self.pub, str(self.segdir)],
+            "export": ["--store", s, "--out", str(self.new)],
+            "reconcile": ["--ledger", led, "--key-file", str(self.key), str(self.bundle)],
+            "ledger init": ["--ledger", str(self.new), "--origin", "example.com/x",
+                            "--key-file", str(self.dir / "new.key")],
+            "ledger checkpoint": ["--ledger", led, "--key-file", str(self.key)],
+            "ledger prove": ["--ledger", led, "--device", DEVICE, "--seq", "0",
+                             "--checkpoint", str(self.checkpoint)],
+            "ledger consistency": ["--ledger", led, "--old", "1"],
+            "ledger verify-proof": ["--verifier-key-file", str(self.vkey_file),
+                                    str(self.proof)],
+            "ledger evidence": ["--ledger", led, "--device", DEVICE, "--out", str(self.new)],
+            "ledger check-evidence": [str(self.proof)],
+            "ledger trust": ["--ledger", led, self.collector_key],
+            "ledger trusted": ["--ledger", led],
+            "ledger cosign": ["--ledger", led, "--key", str(self.witness), "--state",
+                              str(self.new), "--verifier-key-file", str(self.vkey_file),
+                              "--out", str(self.dir / "out.txt"), str(self.checkpoint)],
+            "devices list": ["--ledger", led],
+            "devices revoke": ["--reason", "x", "--ledger", led, DEVICE],
+            "devices check": ["--port", os.devnull, "--store", s],
+            "verify": ["--ledger", led, "--verifier-key-file", str(self.vkey_file)],
+            "selfcheck": ["--board", "esp32"],
+            "demo": ["--dir", d],
+        }
+
+
+def _snapshot(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): ("dir" if p.is_dir() else
+                                    hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(d.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World(tmp_path_factory.mktemp("bad-input"))
+
+
+def _parser_of(action: argparse.Action) -> argparse.ArgumentParser:
+    for _, p in _commands(PARSER):
+        if any(a is action for a in p._actions):
+            return p
+    raise AssertionError(action)
+
+
+def _replace(argv: list[str], action: argparse.Action, value: str) -> list[str]:
+    """`argv` with the argument of `action` set to `value` (added when absent, and an
+    option of its mutually exclusive group dropped). The valid lines put positionals
+    last, in the parser's order."""
+    parser = _parser_of(action)
+    out = list(argv)
+    for g in parser._mutually_exclusive_groups:
+        if any(a.dest == action.dest for a in g._group_actions):
+            for other in g._group_actions:
+                for opt in other.option_strings:
+                    if opt in out and other.dest != action.dest:
+                        i = out.index(opt)
+                        del out[i:i + 2]
+    if action.option_strings:
+        for opt in action.option_strings:
+            if opt in out:
+                out[out.index(opt) + 1] = value
+                return out
+        return [action.option_strings[0], value, *out]
+    pos = [a.dest for a in parser._actions if not a.option_strings]
+    out[len(out) - len(pos) + pos.index(action.dest)] = value
+    return out
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:     # argparse refuses a value itself
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    out = []
+    for (cmd, arg), role in sorted(PATHS.items()):
+        for bad in ROLES[role]:
+            out.append((cmd, arg, bad))
+    for cmd, arg in sorted(DIRS):
+        for bad in ROLES["dir"]:
+            out.append((cmd, arg, bad))
+    return out
+
+
+def _bad_path(world: World, bad: str) -> Path:
+    if bad == "in-missing-folder":
+        return world.dir / "no-such-folder" / "x.dat"
+    return world.corpus[bad]
+
+
+def _check_refused(world: World, argv: list[str], code: int, out: str, err: str,
+                   before: dict[str, str], names: str) -> None:
+    assert "Traceback" not in err + out, err
+    lines = err.strip().splitlines()
+    errors = [x for x in lines if x.startswith("hashtrail: error:")]
+    assert code == 2, f"{argv}: exit {code}\n{err}"
+    assert len(errors) == 1 and len(lines) <= 2, f"{argv}: not one error line:\n{err}"
+    assert names in errors[0], f"{argv}: the error does not name {names}:\n{err}"
+    assert _snapshot(world.dir) == before, f"{argv}: files changed or created"
+
+
+@pytest.mark.parametrize("cmd,arg,bad", _cases())
+def test_bad_file_is_refused_and_nothing_changes(world: World, cmd: str, arg: str, bad: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    action = _arguments()[(cmd, arg)]
+    path = _bad_path(world, bad)
+    argv = cmd.split() + _replace(world.valid()[cmd], action, str(path))
+    before = _snapshot(world.dir)
+    code, out, err = _run(argv, capsys)
+    _check_refused(world, argv, code, out, err, before, str(path))
+
+
+@pytest.mark.parametrize("cmd,arg,value",
+                         [(c, a, v) for (c, a), vs in sorted(VALUES.items()) for v in vs])
+def test_malformed_flag_value_is_refused(world: World, cmd: str, arg: str, value: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    action = _arguments()[(cmd, arg)]
+    argv = cmd.split() + _replace(world.valid()[cmd], action, value)
+    before = _snapshot(world.dir)
+    code, out, err = _run(argv, capsys)
+    # the line names the flag (argparse: "argument --seq: ...") or quotes the value
+    named = arg if arg.startswith("-") and arg in err else repr(value) \
+        if repr(value) in err else value
+    assert named in (arg, repr(value)) or len(value) > 3, f"{argv}: neither named:\n{err}"
+    _check_refused(world, argv, code, out, err, before, named)
+
+
+def test_missing_store_is_not_created_by_collect_or_export(world: World) -> None:
+    """Stores are made only by `enroll` (an explicit command); collect and export refuse
+    a missing store and say to enroll first (also covered above; here the hint)."""
+    store = world.dir / "never.db"
+    for argv in (["collect", "--port", os.devnull, "--store", str(store)],
+                 ["export", "--store", str(store), "--show-key"]):
+        r = subprocess.run([sys.executable, "-m", "hashtrail.cli", *argv],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(
+                               Path(__file__).resolve().parents[2] / "host")})
+        assert r.returncode == 2, r.stderr
+        assert f"{store}: no such file" in r.stderr and "hashtrail enroll" in r.stderr
+        assert not store.exists()
+
+
+def test_wrong_kind_names_what_the_file_is(world: World,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["verify", "--ledger", str(world.store)], capsys)
+    assert code == 2 and "is a hashtrail collector store; expected a hashtrail ledger" in err
+    code, _, err = _run(["export", "--store", str(world.ledger), "--show-key"], capsys)
+    assert code == 2 and "is a hashtrail ledger; expected a hashtrail collector store" in err
+
+
+def test_corpus_is_what_it_claims(world: World) -> None:
+    c = world.corpus
+    assert c["junk-5MB"].stat().st_size == JUNK
+    with pytest.raises(RecursionError):
+        json.loads(c["nested-json"].read_text())
+    assert not c["missing"].exists() and c["directory"].is_dir()
+
