@@ -105,6 +105,8 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger evidence", "--ledger"): "ledger",
     ("ledger evidence", "--out"): "out",
     ("ledger check-evidence", "file"): "input",
+    ("ledger check-evidence", "--verifier-key-file"): "input",
+    ("ledger witness-key", "--out"): "new-file",
     ("ledger trust", "--ledger"): "ledger",
     ("ledger trust", "key"): "input",
     ("ledger trusted", "--ledger"): "ledger",
@@ -148,6 +150,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger verify-proof", "--min-witnesses"): ("-1", "x"),
     ("ledger evidence", "--device"): ("nope",),
     ("ledger cosign", "--verifier-key"): ("junk",),
+    ("ledger check-evidence", "--verifier-key"): ("junk",),
     ("devices revoke", "device"): ("abc",),
     ("devices check", "--baud"): ("0",),
     ("verify", "--device"): (DEVICE[:12],),
@@ -166,6 +169,7 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger init", "--origin"), ("ledger verify-proof", "--device"),
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),
+    ("ledger witness-key", "--name"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 
@@ -261,7 +265,9 @@ class World:
             "ledger verify-proof": ["--verifier-key-file", str(self.vkey_file),
                                     str(self.proof)],
             "ledger evidence": ["--ledger", led, "--device", DEVICE, "--out", str(self.new)],
-            "ledger check-evidence": [str(self.proof)],
+            "ledger check-evidence": ["--verifier-key-file", str(self.vkey_file),
+                                      str(self.proof)],
+            "ledger witness-key": ["--name", "w.example", "--out", str(self.new)],
             "ledger trust": ["--ledger", led, self.collector_key],
             "ledger trusted": ["--ledger", led],
             "ledger cosign": ["--ledger", led, "--key", str(self.witness), "--state",

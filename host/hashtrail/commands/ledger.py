@@ -259,10 +259,14 @@ def run_evidence(args: argparse.Namespace) -> int:
 def run_check_evidence(args: argparse.Namespace) -> int:
     what = ("an evidence file (JSON, from `hashtrail ledger evidence`, or a witness's "
             "split-view file)")
+    # a key given is checked before anything else (a bad one is bad input, exit 2),
+    # even where the evidence turns out not to need it (fork evidence)
+    given = trusted_key(args) if args.verifier_key or args.verifier_key_file else None
     text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
     userfile.parse_json(text, args.file, what)      # junk, binary, too deep: bad input
     if evidence.evidence_format(text) == evidence.SPLIT_VIEW_FORMAT:
-        sv = evidence.check_split_view(text, trusted_key(args))
+        sv = evidence.check_split_view(text, given if given is not None
+                                       else trusted_key(args))
         _emit(args, {"split_view": True, "origin": sv.origin, "sizes": list(sv.sizes),
                      "roots": [r.hex() for r in sv.roots]},
               f"split view proven: the ledger key of {sv.origin} signed checkpoints at "
