@@ -15,17 +15,18 @@ import pytest
 from fuzzseeds import seeds
 from hashtrail import devicecheck, entry, keys
 from hashtrail.commands.ledger import check_proof
-from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.errors import FormatError, HashtrailError, InputError
 from hashtrail.note import Verifier
 
 
-def test_load_pub_with_a_name_too_long_for_the_filesystem_is_a_format_error() -> None:
+def test_load_pub_with_a_name_too_long_for_the_filesystem_is_bad_input() -> None:
     # Found by the `pubkey` target: 260 hex characters (two keys pasted together) made
-    # Path.is_file() raise OSError ENAMETOOLONG: a traceback instead of a message.
+    # Path.is_file() raise OSError ENAMETOOLONG: a traceback instead of a message. Now
+    # bad input (InputError, exit 2) like every other unusable --pubkey.
     pub = seeds().pub
-    with pytest.raises(FormatError):
+    with pytest.raises(InputError):
         keys.load_pub((pub + pub).hex())
-    with pytest.raises(FormatError):
+    with pytest.raises(InputError):
         keys.load_pub("04\x00" + "ab" * 64)  # NUL in a path: ValueError in pathlib
 
 

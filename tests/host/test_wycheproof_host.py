@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hashtrail import chainverify, checkpoint, devicecheck, keys
-from hashtrail.errors import FormatError
+from hashtrail.errors import FormatError, InputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 import vectors_p256
@@ -134,7 +134,7 @@ def test_bad_public_key_is_refused_before_any_verification(name: str) -> None:
         chainverify.verify_chain(pub, [])
     with pytest.raises(FormatError):
         devicecheck.DeviceKey(pub)
-    with pytest.raises(FormatError):
+    with pytest.raises(InputError):     # the CLI argument: bad input, exit 2
         keys.load_pub(pub.hex())
 
 
