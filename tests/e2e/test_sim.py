@@ -157,3 +157,39 @@ def test_rom_heap_overhead_is_what_the_vm_adds(tmp_path: Path) -> None:
     img.write_bytes(build_image(firmware_files(board), board.vfs_size, board.block_size))
     used = measure_rom_heap(img, board.block_size)
     assert 0 < used - 992 <= ROM_HEAP_OVERHEAD, used
+
+
+# -- back to the application after the REPL (issue 15, item 2) ---------------------------
+
+
+def app_answers(port: str, timeout: float = 20) -> bool:
+    """The application (not the REPL) answers HELLO within `timeout` seconds."""
+    from hashtrail.link import LinkError, open_serial
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open_serial(port) as link:
+            link.timeout = 1.0
+            try:
+                link.request(0x01, expect=0x81, retries=0)
+                return True
+            except LinkError:
+                pass
+    return False
+
+
+def test_mpremote_reset_is_a_hard_reset_that_restarts_main(dev: VirtualDevice) -> None:
+    mpremote(dev.port, "exec", "pass")  # leaves the device at the REPL, as on a board
+    assert not app_answers(dev.port, timeout=3)
+    boots = dev.boots
+    mpremote(dev.port, "reset")  # machine.reset()
+    assert app_answers(dev.port), "main.py did not run after machine.reset()"
+    assert dev.boots == boots + 2  # mpremote's soft reset on connect, then the hard one
+    with serial.Serial(dev.port, 115200, timeout=0.2) as ser:  # reset cause "hard"
+        ser.write(b"\x03")
+        read_until(ser, b">>> ")
+        ser.write(b"import board_unix; board_unix.reset_cause()\r")
+        assert b"'hard'" in read_until(ser, b"'hard'")
+        ser.write(b"\x04")  # soft reset at the friendly prompt: main.py again
+        read_until(ser, b"MPY: soft reboot\r\n")
+    assert app_answers(dev.port)
