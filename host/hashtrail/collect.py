@@ -79,9 +79,11 @@ def _parse_header(rec: bytes) -> tuple[int, int, int, bytes, bytes | None]:
     return magic, seq, flags, body, sig
 
 
-def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
-    """HELLO, check the key matches the id, and find the enrollment (label)."""
-    info = link.hello()
+def identify(link: Link, store: Store, notice: Notice | None = None
+             ) -> tuple[DeviceInfo, str]:
+    """HELLO (soft-resetting a device found at the REPL, with a notice), check the key
+    matches the id, and find the enrollment (label)."""
+    info = link.hello_waking(notice)
     if info.proto != 1:
         raise LinkError(f"device speaks protocol {info.proto}, this collector speaks 1")
     if device_id_of(info.pub) != info.device_id:
@@ -149,7 +151,7 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
     BoundError naming the device and the bound; nothing of this run is accepted then."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
-    info, label = identify(link, store)
+    info, label = identify(link, store, notice)
     did = info.device_id
     link.name = f"device {did}"
     try:

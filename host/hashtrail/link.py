@@ -508,6 +508,55 @@ class Link:
     def hello(self) -> DeviceInfo:
         return parse_info(self.request(REQ_HELLO, expect=REP_INFO).payload)
 
+    # How long the application may take to answer after a soft reset (a boot check of
+    # a long log on a board takes seconds); never past the command deadline.
+    WAKE_LIMIT = 30.0
+
+    def at_repl(self, listen: float = 1.5) -> bool:
+        """True when the device answers like MicroPython's REPL rather than hashtrail:
+        "\r" then Ctrl-B (leave the raw REPL; at the friendly REPL it reprints the
+        banner) bring back the ">>> " prompt. Both are data bytes to a running
+        application, which ignores lines that are not requests, and neither is Ctrl-C."""
+        self.drain()
+        self.stream.write(b"\r\x02")
+        seen = b""
+        stop = time.monotonic() + listen
+        while (left := min(stop - time.monotonic(), self._check())) > 0:
+            data = self.stream.read(4096, left)
+            self.bytes_in += len(data)
+            seen = (seen + data)[-4096:]
+            if b">>> " in seen:
+                return True
+        return False
+
+    def hello_waking(self, notice: Callable[[str], None] | None = None) -> DeviceInfo:
+        """HELLO; a device found at the REPL (after mpremote exec or ls, or a Ctrl-C)
+        is soft-reset (Ctrl-D at the empty friendly prompt: boot.py, then main.py, as
+        on a board) and asked again until its application answers, with one line to
+        `notice`. A device that does not answer and is not at the REPL: the HELLO error."""
+        try:
+            return self.hello()
+        except LinkError:
+            if not self.at_repl():
+                raise
+        if notice is not None:
+            notice(f"{self.name} was at the MicroPython REPL, not running hashtrail: "
+                   "soft reset it (Ctrl-D) to start the application")
+        self.stream.write(b"\x04")
+        stop = time.monotonic() + self.WAKE_LIMIT
+        last: LinkError | None = None
+        while time.monotonic() < stop:  # what it prints meanwhile stays in decoder.text
+            try:
+                return parse_info(self.request(REQ_HELLO, expect=REP_INFO, timeout=1.0,
+                                               retries=0).payload)
+            except LinkError as e:
+                last = e
+        said = printable(bytes(self.decoder.text[-200:]).decode("utf-8", "replace"))
+        raise LinkError(f"{self.name} was at the REPL and its application did not answer "
+                        f"within {self.WAKE_LIMIT:g} s of a soft reset ({last}); it printed: "
+                        f"{said or 'nothing'}",
+                        hint="its main.py may fail at start: look with mpremote repl")
+
     def checkpoint(self, nonce: bytes) -> bytes:
         if not 1 <= len(nonce) <= 32:
             raise ValueError("nonce is 1 to 32 bytes")

@@ -162,6 +162,16 @@ def test_rom_heap_overhead_is_what_the_vm_adds(tmp_path: Path) -> None:
 # -- back to the application after the REPL (issue 15, item 2) ---------------------------
 
 
+def hashtrail(*args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    import hashtrail as pkg
+
+    env = dict(os.environ, PYTHONPATH=str(Path(pkg.__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-m", "hashtrail.cli", *args], capture_output=True,
+                          text=True, timeout=90, env=env)
+
+
 def app_answers(port: str, timeout: float = 20) -> bool:
     """The application (not the REPL) answers HELLO within `timeout` seconds."""
     from hashtrail.link import LinkError, open_serial
@@ -193,3 +203,22 @@ def test_mpremote_reset_is_a_hard_reset_that_restarts_main(dev: VirtualDevice) -
         ser.write(b"\x04")  # soft reset at the friendly prompt: main.py again
         read_until(ser, b"MPY: soft reboot\r\n")
     assert app_answers(dev.port)
+
+
+def test_enroll_and_collect_take_a_device_at_the_repl_back(dev: VirtualDevice,
+                                                           tmp_path: Path) -> None:
+    store = str(tmp_path / "c.db")
+    notice = "was at the MicroPython REPL, not running hashtrail"
+    mpremote(dev.port, "exec", "print(6*7)")
+    p = hashtrail("enroll", "--port", dev.port, "--store", store, "--label", "r")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(notice) == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    time.sleep(1.0)
+    mpremote(dev.port, "ls", ":/")
+    p = hashtrail("collect", "--port", dev.port, "--store", store, "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(notice) == 1, p.stderr
+    assert json.loads(p.stdout)["new_entries"] >= 1
+    # A device running its application gets no reset and no notice.
+    p = hashtrail("collect", "--port", dev.port, "--store", store, "--json")
+    assert p.returncode == 0 and notice not in p.stderr, p.stderr
