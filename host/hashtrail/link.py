@@ -543,19 +543,26 @@ class Link:
             notice(f"{self.name} was at the MicroPython REPL, not running hashtrail: "
                    "soft reset it (Ctrl-D) to start the application")
         self.stream.write(b"\x04")
+        self.decoder.text.clear()  # from here: what the device prints after the reset
         stop = time.monotonic() + self.WAKE_LIMIT
-        last: LinkError | None = None
-        while time.monotonic() < stop:  # what it prints meanwhile stays in decoder.text
+        why = f"did not answer within {self.WAKE_LIMIT:g} s of a soft reset"
+        while time.monotonic() < stop:
             try:
                 return parse_info(self.request(REQ_HELLO, expect=REP_INFO, timeout=1.0,
                                                retries=0).payload)
-            except LinkError as e:
-                last = e
-        said = printable(bytes(self.decoder.text[-200:]).decode("utf-8", "replace"))
-        raise LinkError(f"{self.name} was at the REPL and its application did not answer "
-                        f"within {self.WAKE_LIMIT:g} s of a soft reset ({last}); it printed: "
-                        f"{said or 'nothing'}",
-                        hint="its main.py may fail at start: look with mpremote repl")
+            except LinkError:
+                if b">>> " in self.decoder.text:  # main.py returned: it will not answer
+                    why = "returned to the REPL after a soft reset (main.py did not start)"
+                    break
+        # Up to its first prompt: later lines are the REPL echoing our requests.
+        said = bytes(self.decoder.text).split(b">>> ")[0].decode("utf-8", "replace")
+        lines = [ln.strip() for ln in said.splitlines()]
+        lines = [ln for ln in lines if ln and ln.isprintable()]
+        text = printable(" | ".join(lines[-4:])[-300:])
+        raise LinkError(f"{self.name} was at the REPL and its application {why}; it "
+                        f"printed: {text or 'nothing'}",
+                        hint="fix what it printed (mpremote repl shows the device), or "
+                             "reinstall the firmware with hashtrail deploy")
 
     def checkpoint(self, nonce: bytes) -> bytes:
         if not 1 <= len(nonce) <= 32:

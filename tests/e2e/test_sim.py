@@ -222,3 +222,33 @@ def test_enroll_and_collect_take_a_device_at_the_repl_back(dev: VirtualDevice,
     # A device running its application gets no reset and no notice.
     p = hashtrail("collect", "--port", dev.port, "--store", store, "--json")
     assert p.returncode == 0 and notice not in p.stderr, p.stderr
+
+
+def test_a_device_whose_main_returns_is_reported_with_what_it_printed(
+        tmp_path: Path) -> None:
+    """At the REPL because main.py cannot start: the soft reset brings the prompt back,
+    and enroll says so at once with the device's own words, not a generic no-answer."""
+    from hashtrail.imagefs import edit_image
+
+    d = VirtualDevice(tmp_path, "broken")
+    d.write_image()
+    board = load_board("unix")
+
+    def broken_main(fs: object) -> None:
+        with fs.open("/main.py", "w") as f:  # type: ignore[attr-defined]
+            f.write("print('hashtrail: cannot start: OSError: sensor missing')\n")
+
+    edit_image(d.image_path, board.block_size, broken_main)
+    with d:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p = hashtrail("enroll", "--port", d.port, "--store", str(tmp_path / "c.db"),
+                      "--label", "b")
+        secs = time.monotonic() - t0
+    print(f"figures: enroll gave up after {secs:.1f} s:\n{p.stderr}")
+    assert p.returncode == 1, p.stderr
+    assert "was at the MicroPython REPL" in p.stderr, p.stderr
+    err = [x for x in p.stderr.splitlines() if x.startswith("hashtrail: error:")]
+    assert len(err) == 1 and "returned to the REPL" in err[0], p.stderr
+    assert "cannot start: OSError: sensor missing" in err[0], p.stderr
+    assert secs < 25, secs  # not the 30 s wait: the prompt came back
