@@ -38,7 +38,7 @@ _CHECKPOINT = 0xC7
 DEADLINE_S = 900.0   # the whole command
 MAX_RECORDS = 200_000  # records per run whatever the device announces (memory: ~200 B each)
 MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
-MAX_RETRIES = 12     # failed attempts in one run, progress or not
+MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with one
 
 
 class NotEnrolledError(HashtrailError):
@@ -79,9 +79,11 @@ def _parse_header(rec: bytes) -> tuple[int, int, int, bytes, bytes | None]:
     return magic, seq, flags, body, sig
 
 
-def identify(link: Link, store: Store) -> tuple[DeviceInfo, str]:
-    """HELLO, check the key matches the id, and find the enrollment (label)."""
-    info = link.hello()
+def identify(link: Link, store: Store, notice: Notice | None = None
+             ) -> tuple[DeviceInfo, str]:
+    """HELLO (soft-resetting a device found at the REPL, with a notice), check the key
+    matches the id, and find the enrollment (label)."""
+    info = link.hello_waking(notice)
     if info.proto != 1:
         raise LinkError(f"device speaks protocol {info.proto}, this collector speaks 1")
     if device_id_of(info.pub) != info.device_id:
@@ -142,11 +144,14 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
-    HELLO/CHECKPOINT rounds and `max_retries` failed attempts. A bound hit raises
+    HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
+    in a row (LinkError), or `max_retries` more than those that did (BoundError). An
+    attempt that breaks after new entries (a frame lost, a slow or rebooting device)
+    resumes at once and is never counted against the device. A bound hit raises
     BoundError naming the device and the bound; nothing of this run is accepted then."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
-    info, label = identify(link, store)
+    info, label = identify(link, store, notice)
     did = info.device_id
     link.name = f"device {did}"
     try:
@@ -196,14 +201,25 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     pull = _Pull(start)
     _bounds(link, pull, info, max_records)
     rounds = 0
-    retries = 0
-    stuck = 0  # failures in a row without receiving a new entry
-    progress_mark = start
+    retries = 0  # failed attempts, with or without progress (reported)
+    idle = 0  # failed attempts that received no new entry, in all
+    resumed = 0  # failed attempts that received new entries first
+    stuck = 0  # the same, in a row
+    mark = start  # pull.next when the current attempt began
     expected = 0
     nonce = b""
     cose = b""
+    need_hello = False
     while True:
         try:
+            if need_hello:
+                # The device may have rebooted meanwhile: same id, new boot.
+                info = link.hello()
+                need_hello = False
+                if info.device_id != did:
+                    raise VerificationError("another device appeared on the port during "
+                                            "collection")
+                _bounds(link, pull, info, max_records)
             if info.last_seq is not None:
                 expected = max(expected, info.last_seq + 1 - start)
             if info.last_seq is not None and pull.next <= info.last_seq:
@@ -222,21 +238,39 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             break
         except (LinkError, DeviceError) as e:
             retries += 1
-            if retries >= max_retries:
-                raise link.bound("retries", f"{retries} failed attempts; last: {e}") from None
-            if pull.next > progress_mark:  # made progress: the failure count restarts
-                progress_mark = pull.next
+            if pull.next > mark:
+                # The attempt received new entries before it broke (a frame lost to
+                # noise, a device slow or rebooting): the device is still sending, so
+                # nothing is declared lost; resume at once from the last entry kept.
+                # Only the host's deadline, records and bytes bounds limit this. No
+                # HELLO: a rebooted device serves the same RECORDS request, and the
+                # fresh checkpoint at the end proves every record came from its key.
+                mark = pull.next
                 stuck = 0
+                resumed += 1
+                link.drain()
+                continue
+            idle += 1
             stuck += 1
-            if stuck >= attempts:
-                raise LinkError(f"collection of {did} failed after {retries} tries: {e}",
+            need_hello = True
+            # Bounded: in a row, and in all beyond the attempts that did bring entries
+            # (a lossy line that loses a first chunk now and then still progresses).
+            over = idle - resumed >= max_retries
+            why = (f"{stuck} attempts in a row received no new entry" if stuck >= attempts
+                   else f"{idle} attempts received no new entry, {resumed} did"
+                   if over else "")
+            if why:
+                have = "none" if pull.next == start else f"seq {start}..{pull.next - 1}"
+                msg = (f"{why} (last: {e}); received {have} of the {expected} "
+                       f"entries from seq {start} it announced, in {retries} failed "
+                       "attempts")
+                if over:
+                    raise link.bound("retries", msg) from None
+                raise LinkError(f"collection of {did} stopped: {msg}",
                                 hint="everything received is kept; run collect again") from e
-            time.sleep(min(2.0, 0.25 * stuck))
+            # Back off (0.25, 0.5, 1, 2 s): a busy host or a slow device gets time.
+            time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
-            info = link.hello()  # the device may have rebooted: same id, new boot
-            if info.device_id != did:
-                raise LinkError("another device appeared on the port during collection") from e
-            _bounds(link, pull, info, max_records)
     # held to the signing policy of its entry 0, as accepted (this run reads it itself)
     report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
                                    policy=store.policy(did))

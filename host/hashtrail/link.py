@@ -511,6 +511,62 @@ class Link:
     def hello(self) -> DeviceInfo:
         return parse_info(self.request(REQ_HELLO, expect=REP_INFO).payload)
 
+    # How long the application may take to answer after a soft reset (a boot check of
+    # a long log on a board takes seconds); never past the command deadline.
+    WAKE_LIMIT = 30.0
+
+    def at_repl(self, listen: float = 1.5) -> bool:
+        """True when the device answers like MicroPython's REPL rather than hashtrail:
+        "\r" then Ctrl-B (leave the raw REPL; at the friendly REPL it reprints the
+        banner) bring back the ">>> " prompt. Both are data bytes to a running
+        application, which ignores lines that are not requests, and neither is Ctrl-C."""
+        self.drain()
+        self.stream.write(b"\r\x02")
+        seen = b""
+        stop = time.monotonic() + listen
+        while (left := min(stop - time.monotonic(), self._check())) > 0:
+            data = self.stream.read(4096, left)
+            self.bytes_in += len(data)
+            seen = (seen + data)[-4096:]
+            if b">>> " in seen:
+                return True
+        return False
+
+    def hello_waking(self, notice: Callable[[str], None] | None = None) -> DeviceInfo:
+        """HELLO; a device found at the REPL (after mpremote exec or ls, or a Ctrl-C)
+        is soft-reset (Ctrl-D at the empty friendly prompt: boot.py, then main.py, as
+        on a board) and asked again until its application answers, with one line to
+        `notice`. A device that does not answer and is not at the REPL: the HELLO error."""
+        try:
+            return self.hello()
+        except LinkError:
+            if not self.at_repl():
+                raise
+        if notice is not None:
+            notice(f"{self.name} was at the MicroPython REPL, not running hashtrail: "
+                   "soft reset it (Ctrl-D) to start the application")
+        self.stream.write(b"\x04")
+        self.decoder.text.clear()  # from here: what the device prints after the reset
+        stop = time.monotonic() + self.WAKE_LIMIT
+        why = f"did not answer within {self.WAKE_LIMIT:g} s of a soft reset"
+        while time.monotonic() < stop:
+            try:
+                return parse_info(self.request(REQ_HELLO, expect=REP_INFO, timeout=1.0,
+                                               retries=0).payload)
+            except LinkError:
+                if b">>> " in self.decoder.text:  # main.py returned: it will not answer
+                    why = "returned to the REPL after a soft reset (main.py did not start)"
+                    break
+        # Up to its first prompt: later lines are the REPL echoing our requests.
+        said = bytes(self.decoder.text).split(b">>> ")[0].decode("utf-8", "replace")
+        lines = [ln.strip() for ln in said.splitlines()]
+        lines = [ln for ln in lines if ln and ln.isprintable()]
+        text = printable(" | ".join(lines[-4:])[-300:])
+        raise LinkError(f"{self.name} was at the REPL and its application {why}; it "
+                        f"printed: {text or 'nothing'}",
+                        hint="fix what it printed (mpremote repl shows the device), or "
+                             "reinstall the firmware with hashtrail deploy")
+
     def checkpoint(self, nonce: bytes) -> bytes:
         if not 1 <= len(nonce) <= 32:
             raise ValueError("nonce is 1 to 32 bytes")

@@ -157,3 +157,98 @@ def test_rom_heap_overhead_is_what_the_vm_adds(tmp_path: Path) -> None:
     img.write_bytes(build_image(firmware_files(board), board.vfs_size, board.block_size))
     used = measure_rom_heap(img, board.block_size)
     assert 0 < used - 992 <= ROM_HEAP_OVERHEAD, used
+
+
+# -- back to the application after the REPL (issue 15, item 2) ---------------------------
+
+
+def hashtrail(*args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    import hashtrail as pkg
+
+    env = dict(os.environ, PYTHONPATH=str(Path(pkg.__file__).resolve().parents[1]))
+    return subprocess.run([sys.executable, "-m", "hashtrail.cli", *args], capture_output=True,
+                          text=True, timeout=90, env=env)
+
+
+def app_answers(port: str, timeout: float = 20) -> bool:
+    """The application (not the REPL) answers HELLO within `timeout` seconds."""
+    from hashtrail.link import LinkError, open_serial
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open_serial(port) as link:
+            link.timeout = 1.0
+            try:
+                link.request(0x01, expect=0x81, retries=0)
+                return True
+            except LinkError:
+                pass
+    return False
+
+
+def test_mpremote_reset_is_a_hard_reset_that_restarts_main(dev: VirtualDevice) -> None:
+    mpremote(dev.port, "exec", "pass")  # leaves the device at the REPL, as on a board
+    assert not app_answers(dev.port, timeout=3)
+    boots = dev.boots
+    mpremote(dev.port, "reset")  # machine.reset()
+    assert app_answers(dev.port), "main.py did not run after machine.reset()"
+    assert dev.boots == boots + 2  # mpremote's soft reset on connect, then the hard one
+    with serial.Serial(dev.port, 115200, timeout=0.2) as ser:  # reset cause "hard"
+        ser.write(b"\x03")
+        read_until(ser, b">>> ")
+        ser.write(b"import board_unix; board_unix.reset_cause()\r")
+        assert b"'hard'" in read_until(ser, b"'hard'")
+        ser.write(b"\x04")  # soft reset at the friendly prompt: main.py again
+        read_until(ser, b"MPY: soft reboot\r\n")
+    assert app_answers(dev.port)
+
+
+def test_enroll_and_collect_take_a_device_at_the_repl_back(dev: VirtualDevice,
+                                                           tmp_path: Path) -> None:
+    store = str(tmp_path / "c.db")
+    notice = "was at the MicroPython REPL, not running hashtrail"
+    mpremote(dev.port, "exec", "print(6*7)")
+    p = hashtrail("enroll", "--port", dev.port, "--store", store, "--label", "r")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(notice) == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    time.sleep(1.0)
+    mpremote(dev.port, "ls", ":/")
+    p = hashtrail("collect", "--port", dev.port, "--store", store, "--json")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(notice) == 1, p.stderr
+    assert json.loads(p.stdout)["new_entries"] >= 1
+    # A device running its application gets no reset and no notice.
+    p = hashtrail("collect", "--port", dev.port, "--store", store, "--json")
+    assert p.returncode == 0 and notice not in p.stderr, p.stderr
+
+
+def test_a_device_whose_main_returns_is_reported_with_what_it_printed(
+        tmp_path: Path) -> None:
+    """At the REPL because main.py cannot start: the soft reset brings the prompt back,
+    and enroll says so at once with the device's own words, not a generic no-answer."""
+    from hashtrail.imagefs import edit_image
+
+    d = VirtualDevice(tmp_path, "broken")
+    d.write_image()
+    board = load_board("unix")
+
+    def broken_main(fs: object) -> None:
+        with fs.open("/main.py", "w") as f:  # type: ignore[attr-defined]
+            f.write("print('hashtrail: cannot start: OSError: sensor missing')\n")
+
+    edit_image(d.image_path, board.block_size, broken_main)
+    with d:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p = hashtrail("enroll", "--port", d.port, "--store", str(tmp_path / "c.db"),
+                      "--label", "b")
+        secs = time.monotonic() - t0
+    print(f"figures: enroll gave up after {secs:.1f} s:\n{p.stderr}")
+    assert p.returncode == 1, p.stderr
+    assert "was at the MicroPython REPL" in p.stderr, p.stderr
+    err = [x for x in p.stderr.splitlines() if x.startswith("hashtrail: error:")]
+    assert len(err) == 1 and "returned to the REPL" in err[0], p.stderr
+    assert "cannot start: OSError: sensor missing" in err[0], p.stderr
+    assert secs < 25, secs  # not the 30 s wait: the prompt came back

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     Store.check(args.store)
     with open_serial(args.port, args.baud) as link:
         link.set_deadline(60.0)   # a HELLO and its retries; the device does not decide
-        info = link.hello()
+        info = link.hello_waking(lambda line: print(line, file=sys.stderr))
     if device_id_of(info.pub) != info.device_id:
         raise VerificationError(f"device claims id {info.device_id}, its key gives "
                                 f"{device_id_of(info.pub)}")

@@ -20,7 +20,8 @@ hardware outlives its firmware:
 Output nobody reads is dropped once the pty's buffer is full, like a UART nobody
 listens to. A soft reset (Ctrl-D) makes the ROM exit with a code the supervisor
 answers by starting a fresh VM with reset cause "soft"; `power_cut()` is kill -9;
-`restart()` is a hard reset (the EN button).
+`restart()` is a hard reset (the EN button), and so is `machine.reset()` (the ROM exits
+with EXIT_HARD).
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ from ..paths import venv_tool
 ROM_DIR = Path(__file__).resolve().parent / "rom"
 EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py
 EXIT_SOFT_RAW = 81
+EXIT_HARD = 82  # machine.reset()
 # The unix port exits if a second SIGINT arrives before it raised the first: two 0x03
 # closer than this, to the same VM, count as one (as two taps on a board would).
 _SIGINT_GUARD_S = 0.02
 # The ROM lives in the VM's heap, where a board's ROM is C in flash: its code and
 # objects are added to the board's heap budget so the firmware gets the budget. Measured
-# with measure_rom_heap(): 9312 bytes in use before boot.py, of which 992 are the
-# littlefs mount a board's _boot.py also makes. tests/e2e/test_sim.py re-measures.
-ROM_HEAP_OVERHEAD = 8448
+# with measure_rom_heap(): 9888 bytes in use before boot.py (576 of them the `machine`
+# module with reset(), _vmachine.py), of which 992 are the littlefs mount a board's
+# _boot.py also makes. tests/e2e/test_sim.py re-measures.
+ROM_HEAP_OVERHEAD = 8896
 
 
 def _catches_sigint(pid: int) -> bool:
@@ -200,6 +203,9 @@ class VirtualDevice:
                 return  # power cut or stop(): stay off
             if rc in (EXIT_SOFT_FRIENDLY, EXIT_SOFT_RAW):
                 self._spawn("soft", "raw" if rc == EXIT_SOFT_RAW else "friendly")
+                return
+            if rc == EXIT_HARD:  # machine.reset(): boot.py and main.py, like EN
+                self._spawn("hard", "friendly")
                 return
         # The VM died on its own (fatal error, killed): a board would reset.
         if self.log:

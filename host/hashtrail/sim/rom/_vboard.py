@@ -3,3 +3,4 @@
 reset_cause = "power_on"
 name = "unix"
 report_heap = False  # set by the supervisor's heap measurement
+hard_reset = False  # set by machine.reset() (_vmachine.py): end the VM, boot afresh

@@ -13,7 +13,10 @@
 #    raw-paste mode "\x05A\x01" with flow control) on stdin/stdout;
 # 4. a soft reset (Ctrl-D at an empty prompt, sys.exit() in main.py or in the raw
 #    REPL) prints "MPY: soft reboot" and exits with EXIT_SOFT_FRIENDLY/EXIT_SOFT_RAW:
-#    the supervisor starts a fresh process, a fresh heap, like the real soft reset.
+#    the supervisor starts a fresh process, a fresh heap, like the real soft reset;
+# 5. machine.reset() (the `machine` module is _vmachine.py: the unix port's plus reset)
+#    ends the VM with EXIT_HARD, no soft reboot: the supervisor boots a fresh one with
+#    reset cause "hard", boot.py and main.py, as a board's hard reset does.
 #
 # Ctrl-C: the supervisor turns byte 0x03 into SIGINT only while this process catches
 # SIGINT, i.e. while micropython.kbd_intr(3) is in force (code is running). The ROM
@@ -26,9 +29,13 @@ import vfs
 import micropython
 
 import _vboard
+import _vmachine
+
+sys.modules["machine"] = _vmachine
 
 EXIT_SOFT_FRIENDLY = 80
 EXIT_SOFT_RAW = 81
+EXIT_HARD = 82
 _WINDOW = 256  # raw-paste flow-control window (MICROPY_REPL_STDIN_BUFFER_MAX)
 _FORCED_EXIT = 1
 _ok = 2
@@ -103,7 +110,7 @@ def execute(src, name, g, mode, print_eof, ack=b""):
         if print_eof:
             out(b"\x04")
         if isinstance(e, SystemExit):
-            ret = _FORCED_EXIT
+            ret = _FORCED_EXIT  # sys.exit() or machine.reset() (_vboard.hard_reset)
         else:
             sys.print_exception(e, sys.stdout)
             ret = 0
@@ -295,6 +302,8 @@ def main():
         if nxt == "soft":
             break
         mode = nxt
+    if _vboard.hard_reset:
+        return EXIT_HARD  # no finalisers, no soft reboot: the chip resets
     out(b"MPY: soft reboot\r\n")
     # Close what the firmware left open (a soft reset runs every finaliser) so the
     # littlefs image holds everything written, then let the supervisor restart us.
