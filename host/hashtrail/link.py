@@ -54,6 +54,16 @@ ERROR_NAMES = {1: "bad-frame", 2: "version", 3: "unknown-command", 4: "bad-argum
                5: "device", 6: "too-long", 7: "record-too-large"}
 
 
+
+_SOFT_REBOOT = b"soft reboot"      # MicroPython prints "MPY: soft reboot" on Ctrl-D
+
+
+def _after_reboot(text: bytes | bytearray) -> bytes:
+    """What the device printed from its soft reboot on (b"" before it): a prompt left
+    over from probing the REPL is not the application returning to it."""
+    i = bytes(text).find(_SOFT_REBOOT)
+    return b"" if i < 0 else bytes(text)[i:]
+
 class LinkError(HashtrailError):
     """The serial link failed: no answer, a port that cannot be opened, a broken stream."""
 
@@ -529,6 +539,9 @@ class Link:
             self.bytes_in += len(data)
             seen = (seen + data)[-4096:]
             if b">>> " in seen:
+                # the "\r" prompt can come before Ctrl-B's banner and prompt: let the
+                # line go quiet, so nothing of this probe is read as a later reply
+                self.drain()
                 return True
         return False
 
@@ -554,11 +567,11 @@ class Link:
                 return parse_info(self.request(REQ_HELLO, expect=REP_INFO, timeout=1.0,
                                                retries=0).payload)
             except LinkError:
-                if b">>> " in self.decoder.text:  # main.py returned: it will not answer
+                if b">>> " in _after_reboot(self.decoder.text):  # main.py returned
                     why = "returned to the REPL after a soft reset (main.py did not start)"
                     break
-        # Up to its first prompt: later lines are the REPL echoing our requests.
-        said = bytes(self.decoder.text).split(b">>> ")[0].decode("utf-8", "replace")
+        # From the reboot to its first prompt: later lines are the REPL echoing requests.
+        said = _after_reboot(self.decoder.text).split(b">>> ")[0].decode("utf-8", "replace")
         lines = [ln.strip() for ln in said.splitlines()]
         lines = [ln for ln in lines if ln and ln.isprintable()]
         text = printable(" | ".join(lines[-4:])[-300:])

@@ -112,6 +112,21 @@ def enroll(link: Link, st: Store) -> str:
     return info.device_id
 
 
+@contextlib.contextmanager
+def enrolled(tmp: Path, name: str) -> Iterator[tuple[VirtualDevice, Link, Store, str]]:
+    """A device sampling every 50 ms for 2 s, enrolled over a plain (lossless) link
+    into a fresh store: the set-up of the pause tests."""
+    with device(tmp, name, 0.05) as dev:
+        time.sleep(2.0)
+        fd = open_raw(dev.port)
+        try:
+            link = Link(FdStream(fd), timeout=1.0)
+            with Store.open(tmp / "c.db") as st:
+                yield dev, link, st, enroll(link, st)
+        finally:
+            os.close(fd)
+
+
 def clean_chain(st: Store, did: str) -> int:
     seqs = [r.seq for r in st.accepted_records(did)]
     assert seqs == list(range(len(seqs)))
@@ -153,25 +168,17 @@ def test_lossy_line_paused_device_and_loaded_host_still_collect(tmp_path: Path) 
 def test_device_silent_longer_than_hello_retries_is_waited_for(tmp_path: Path) -> None:
     """The device stops for 5 s right after the stream broke: longer than HELLO's three
     tries of 1 s. The collector backs off and asks again instead of giving up."""
-    with device(tmp_path, "sleepy", 0.05) as dev:
-        time.sleep(2.0)
-        fd = open_raw(dev.port)
-        try:
-            link = Link(FdStream(fd), timeout=1.0)
-            with Store.open(tmp_path / "c.db") as st:
-                did = enroll(link, st)
-                paused = threading.Event()
+    with enrolled(tmp_path, "sleepy") as (dev, link, st, did):
+        paused = threading.Event()
 
-                def progress(got: int, expected: int, nbytes: int) -> None:
-                    if nbytes > 1000 and not paused.is_set() and dev.pid is not None:
-                        paused.set()
-                        os.kill(dev.pid, signal.SIGSTOP)
-                        threading.Timer(5.0, os.kill, (dev.pid, signal.SIGCONT)).start()
+        def progress(got: int, expected: int, nbytes: int) -> None:
+            if nbytes > 1000 and not paused.is_set() and dev.pid is not None:
+                paused.set()
+                os.kill(dev.pid, signal.SIGSTOP)
+                threading.Timer(5.0, os.kill, (dev.pid, signal.SIGCONT)).start()
 
-                res = collect(link, st, progress=progress)
-                n = clean_chain(st, did)
-        finally:
-            os.close(fd)
+        res = collect(link, st, progress=progress)
+        n = clean_chain(st, did)
     print(f"figures: {res.new_entries} entries in {res.seconds:.1f} s with the device "
           f"stopped 5 s, {res.retries} failed attempts")
     assert paused.is_set() and res.retries >= 2 and res.new_entries == n
@@ -180,27 +187,19 @@ def test_device_silent_longer_than_hello_retries_is_waited_for(tmp_path: Path) -
 def test_device_that_stops_for_good_is_stopped_with_the_reason(tmp_path: Path) -> None:
     """No progress is not slowness: four attempts in a row without a new entry end the
     run, and the message says what was received and why it stopped."""
-    with device(tmp_path, "dead", 0.05) as dev:
-        time.sleep(2.0)
-        fd = open_raw(dev.port)
-        try:
-            link = Link(FdStream(fd), timeout=1.0)
-            with Store.open(tmp_path / "c.db") as st:
-                did = enroll(link, st)
-                stopped = threading.Event()
+    with enrolled(tmp_path, "dead") as (dev, link, st, did):
+        stopped = threading.Event()
 
-                def progress(got: int, expected: int, nbytes: int) -> None:
-                    if nbytes > 1000 and not stopped.is_set() and dev.pid is not None:
-                        stopped.set()
-                        os.kill(dev.pid, signal.SIGSTOP)
+        def progress(got: int, expected: int, nbytes: int) -> None:
+            if nbytes > 1000 and not stopped.is_set() and dev.pid is not None:
+                stopped.set()
+                os.kill(dev.pid, signal.SIGSTOP)
 
-                t0 = time.monotonic()
-                with pytest.raises(HashtrailError) as ei:
-                    collect(link, st, progress=progress)
-                secs = time.monotonic() - t0
-                assert st.anchor(did) is None
-        finally:
-            os.close(fd)
+        t0 = time.monotonic()
+        with pytest.raises(HashtrailError) as ei:
+            collect(link, st, progress=progress)
+        secs = time.monotonic() - t0
+        assert st.anchor(did) is None
     msg = str(ei.value)
     print(f"figures: stopped after {secs:.1f} s: {msg}")
     assert "4 attempts in a row received no new entry" in msg, msg

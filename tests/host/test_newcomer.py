@@ -23,6 +23,18 @@ def _ledger(tmp: Path) -> Ledger:
     return trust(Ledger.create(tmp / "l.db", "test.example/ledger"))
 
 
+def _forked_ledger(tmp: Path) -> Device:
+    """A ledger at tmp/l.db holding a device whose clone signed another seq 6..: fork
+    evidence kept. Returns the device."""
+    d = _dev(10)
+    clone = d.fork(6)
+    clone.readings(4)
+    with _ledger(tmp) as led:
+        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
+        reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
+    return d
+
+
 # -- item 1: 0 clean, 1 integrity problems, 2 usage; expected anomalies are not problems --
 
 def test_held_entries_are_an_expected_anomaly_not_a_problem(
@@ -74,12 +86,7 @@ def test_device_time_going_back_is_an_expected_anomaly(
 
 def test_a_fork_is_an_integrity_problem(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    d = _dev(10)
-    clone = d.fork(6)
-    clone.readings(4)
-    with _ledger(tmp_path) as led:
-        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
-        reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
+    _forked_ledger(tmp_path)
     assert main(["verify", "--ledger", str(tmp_path / "l.db")]) == 1
     out = capsys.readouterr().out
     assert "verify: PROBLEMS FOUND" in out and "    ! fork at seq 6" in out
@@ -219,12 +226,7 @@ def test_witness_given_a_ledger_without_the_larger_tree_decides_nothing(
 
 def test_check_evidence_still_reads_fork_evidence(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    d = _dev(10)
-    clone = d.fork(6)
-    clone.readings(4)
-    with _ledger(tmp_path) as led:
-        reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
-        reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
+    d = _forked_ledger(tmp_path)
     db, ev = str(tmp_path / "l.db"), str(tmp_path / "fork.json")
     assert main(["ledger", "evidence", "--ledger", db, "--device", d.id_hex, "--out", ev]) == 0
     assert main(["ledger", "check-evidence", ev]) == 0
