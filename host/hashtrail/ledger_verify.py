@@ -127,6 +127,19 @@ def _canonical(did: object) -> tuple[str | None, str]:
         return None, str(e)
 
 
+def _row_device(p: _Problems, table: str, did_raw: object, seq: object,
+                devs: dict[str, _Dev], not_enrolled: str) -> tuple[str, str | None]:
+    """The row key, and the id of the enrolled device a per-device row (device_id, seq)
+    belongs to; None after naming the row as a problem (another spelling, or no such
+    device)."""
+    k = f"{_did_key(did_raw)}, seq {seq}"
+    did, why = _canonical(did_raw)
+    if did is None or did not in devs:
+        p.add(table, k, why or not_enrolled)
+        return k, None
+    return k, did
+
+
 @dataclass
 class _Dev:
     """An enrolled device as its devices row states it, and what its rows say."""
@@ -368,10 +381,9 @@ def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
 def _dev_checkpoints(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     for did_raw, ch, cose, nonce, seq, head in led.db.execute(
             "SELECT device_id, cose_hash, cose, nonce, seq, head FROM dev_checkpoints"):
-        k = f"{_did_key(did_raw)}, seq {seq}"
-        did, why = _canonical(did_raw)
-        if did is None or did not in devs:
-            p.add("dev_checkpoints", k, why or "not a checkpoint of an enrolled device")
+        k, did = _row_device(p, "dev_checkpoints", did_raw, seq, devs,
+                             "not a checkpoint of an enrolled device")
+        if did is None:
             continue
         d = devs[did]
         try:
@@ -394,10 +406,9 @@ def _dev_checkpoints(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
 def _evidence(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     for did_raw, seq, digest, doc in led.db.execute(
             "SELECT device_id, seq, digest, doc FROM evidence ORDER BY device_id, seq"):
-        k = f"{_did_key(did_raw)}, seq {seq}"
-        did, why = _canonical(did_raw)
-        if did is None or did not in devs:
-            p.add("evidence", k, why or "evidence about a device that is not enrolled")
+        k, did = _row_device(p, "evidence", did_raw, seq, devs,
+                             "evidence about a device that is not enrolled")
+        if did is None:
             continue
         try:
             v = check_evidence(str(doc))
@@ -566,10 +577,9 @@ def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     held: dict[str, int] = defaultdict(int)
     for did_raw, seq, h, body, sig in led.db.execute(
             "SELECT device_id, seq, entry_hash, body, sig FROM pending"):
-        k = f"{_did_key(did_raw)}, seq {seq}"
-        did, why = _canonical(did_raw)
-        if did is None or did not in devs:
-            p.add("pending", k, why or "held entry of a device that is not enrolled")
+        k, did = _row_device(p, "pending", did_raw, seq, devs,
+                             "held entry of a device that is not enrolled")
+        if did is None:
             continue
         d = devs[did]
         try:
