@@ -38,7 +38,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ from hashtrail.ledger_db import Ledger, leaf_bytes
 from hashtrail.link import open_serial
 from hashtrail.note import Signer
 from hashtrail.sim import VirtualDevice
-from hashtrail.sim.tamper import Edit, change_first_value, rewrite_chain
+from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain
 from hashtrail.store import Store
 from littlefs import LittleFS
 from threatkit import (
@@ -118,6 +118,9 @@ class Unacked:
     acked: int
     readings: list[int]  # reading entries after `acked` on the image
     last: int
+    # those of `readings` whose first value change_first_value can move in place (a
+    # float64: a simulated value exact in float32 is not); attacks pick from these
+    movable: list[int] = field(default_factory=list)
 
 
 # automatic checkpoints off: after the acknowledged collection, nothing signs the log
@@ -150,7 +153,9 @@ def _log_past_the_ack(dev: VirtualDevice, store: Path, device_id: str, pub: byte
                 and parse_entry(r.body).kind == KIND_READING]
     last = max(r.seq for r in recs if r.is_entry)
     assert len(readings) >= 6, readings
-    return Unacked(image, store, device_id, pub, res.upto_seq, readings, last)
+    movable = [r.seq for r in recs if r.seq in readings and first_value(r.body) is not None]
+    assert len(movable) >= 3, movable
+    return Unacked(image, store, device_id, pub, res.upto_seq, readings, last, movable)
 
 
 def _own_device_past_the_ack(d: Path, name: str, log: dict[str, object]) -> Unacked:
@@ -369,14 +374,14 @@ STRIP = pytest.mark.parametrize("strip", [True, False], ids=["sigs-stripped", "s
 @STRIP
 def test_flash_rewrite_of_the_newest_reading_is_refused(
         unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice], strip: bool) -> None:
-    s = unacked.readings[-1]
+    s = unacked.movable[-1]
     _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, strip)
 
 
 @STRIP
 def test_flash_rewrite_of_the_oldest_unacknowledged_reading_is_refused(
         unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice], strip: bool) -> None:
-    s = unacked.readings[0]
+    s = unacked.movable[0]
     _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, strip)
 
 
@@ -384,7 +389,7 @@ def test_flash_rewrite_with_signing_switched_off_in_board_json_is_refused(
         unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
     """The attacker also rewrites the board config to stop per-entry signing: the host
     holds the device to the policy of its entry 0, not to its board.json."""
-    s = unacked.readings[len(unacked.readings) // 2]
+    s = unacked.movable[len(unacked.movable) // 2]
     log = dict(DEVICE_CFG["log"], checkpoint_every=0, checkpoint_s=0,  # type: ignore[arg-type]
                sign_entries=False)
     _flash_attack(unacked, tmp_path, devices, {s: change_first_value(-20.0)}, True,
@@ -674,7 +679,7 @@ def test_flash_reader_with_the_device_key_rewrites_a_reading_unseen(
     the key (docs/THREATS.md, "Who can do what")."""
     key, pub = flash_key(unacked.image)
     assert pub == unacked.pub
-    s = unacked.readings[len(unacked.readings) // 2]
+    s = unacked.movable[len(unacked.movable) // 2]
     dev = copy_device(unacked.image, tmp_path, "dev", lambda fs: rewrite_chain(
         fs, {s: change_first_value(-20.0)}, False, entry_signer(key)), SLOW)
     devices.append(dev)
@@ -732,7 +737,7 @@ def test_policy0_board_rewrite_after_the_last_checkpoint_is_not_detectable(
     links and CRCs recomputed; the device signs its next checkpoint over the rewritten
     chain, and the collector and the ledger's proof accept the rewritten reading."""
     u = unacked_policy0
-    s = u.readings[len(u.readings) // 2]
+    s = u.movable[len(u.movable) // 2]
     dev = copy_device(u.image, tmp_path, "dev", lambda fs: rewrite_chain(
         fs, {s: change_first_value(-20.0)}, True), SLOW)
     devices.append(dev)
