@@ -670,6 +670,31 @@ def entry_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
     return sign
 
 
+def _rewrite_accepted_end_to_end(u: Unacked, tmp_path: Path, devices: list[VirtualDevice],
+                                 s: int, rewrite: Callable[[LittleFS], None]
+                                 ) -> tuple[Path, str]:
+    """The limitation tests' common path: `rewrite` (which edits entry s) applied to a
+    copy of the device's flash, the device booted and collected through the CLI, the
+    edited entry accepted by the collector, reconciled into a new ledger whose newest
+    checkpoint is signed. Returns the ledger and its verifier key."""
+    dev = copy_device(u.image, tmp_path, "dev", rewrite, SLOW)
+    devices.append(dev)
+    edited = entry_bodies(dev.image_path)[s]
+    assert edited != entry_bodies(u.image)[s]
+    start(dev)
+    store = shutil.copyfile(u.store, tmp_path / "c.db")
+    col = _collect_cli(dev, store)
+    assert col.returncode == 0, _ok(col)
+    with Store.open(store, create=False) as st:
+        assert {r.seq: r.body for r in st.accepted_records(u.device_id)}[s] == edited
+    led = tmp_path / "l.db"
+    vkey = new_ledger(led, store)
+    r = hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
+    assert r.returncode == 0, _ok(r)
+    sign_checkpoint(led)
+    return led, vkey
+
+
 def test_flash_reader_with_the_device_key_rewrites_a_reading_unseen(
         unacked: Unacked, tmp_path: Path, devices: list[VirtualDevice]) -> None:
     """A limitation, proven: without flash encryption the key file is on the flash in
@@ -680,22 +705,8 @@ def test_flash_reader_with_the_device_key_rewrites_a_reading_unseen(
     key, pub = flash_key(unacked.image)
     assert pub == unacked.pub
     s = unacked.movable[len(unacked.movable) // 2]
-    dev = copy_device(unacked.image, tmp_path, "dev", lambda fs: rewrite_chain(
-        fs, {s: change_first_value(-20.0)}, False, entry_signer(key)), SLOW)
-    devices.append(dev)
-    edited = entry_bodies(dev.image_path)[s]
-    assert edited != entry_bodies(unacked.image)[s]
-    start(dev)
-    store = shutil.copyfile(unacked.store, tmp_path / "c.db")
-    col = _collect_cli(dev, store)
-    assert col.returncode == 0, _ok(col)
-    with Store.open(store, create=False) as st:
-        assert {r.seq: r.body for r in st.accepted_records(unacked.device_id)}[s] == edited
-    led = tmp_path / "l.db"
-    vkey = new_ledger(led, store)
-    r = hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
-    assert r.returncode == 0, _ok(r)
-    sign_checkpoint(led)
+    led, vkey = _rewrite_accepted_end_to_end(unacked, tmp_path, devices, s, lambda fs: (
+        rewrite_chain(fs, {s: change_first_value(-20.0)}, False, entry_signer(key))))
     v = hashtrail("verify", "--ledger", led, "--verifier-key", vkey)
     assert v.returncode == 0, _ok(v)
     p = prove(led, unacked.device_id, s, tmp_path / "p.json")
@@ -738,22 +749,8 @@ def test_policy0_board_rewrite_after_the_last_checkpoint_is_not_detectable(
     chain, and the collector and the ledger's proof accept the rewritten reading."""
     u = unacked_policy0
     s = u.movable[len(u.movable) // 2]
-    dev = copy_device(u.image, tmp_path, "dev", lambda fs: rewrite_chain(
-        fs, {s: change_first_value(-20.0)}, True), SLOW)
-    devices.append(dev)
-    edited = entry_bodies(dev.image_path)[s]
-    assert edited != entry_bodies(u.image)[s]
-    start(dev)
-    store = shutil.copyfile(u.store, tmp_path / "c.db")
-    col = _collect_cli(dev, store)
-    assert col.returncode == 0, _ok(col)
-    with Store.open(store, create=False) as st:
-        assert {r.seq: r.body for r in st.accepted_records(u.device_id)}[s] == edited
-    led = tmp_path / "l.db"
-    vkey = new_ledger(led, store)
-    r = hashtrail("reconcile", export(store, tmp_path / "b.jsonl"), "--ledger", led)
-    assert r.returncode == 0, _ok(r)
-    sign_checkpoint(led)
+    led, vkey = _rewrite_accepted_end_to_end(u, tmp_path, devices, s, lambda fs: (
+        rewrite_chain(fs, {s: change_first_value(-20.0)}, True)))
     p = prove(led, u.device_id, s, tmp_path / "p.json")
     assert p.returncode == 0, _ok(p)
     vp = verify_proof(tmp_path / "p.json", vkey)
