@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 from benchutil import host_machine  # noqa: E402
-from hashtrail.devrun import run_snippet  # noqa: E402
+from hashtrail.device.devrun import run_snippet  # noqa: E402
 from hashtrail.paths import venv_tool  # noqa: E402
 
 ESP32_SCALE = {"esp32_160mhz": 100, "esp32_240mhz": 70}

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 from benchutil import host_machine  # noqa: E402
-from hashtrail.devrun import DeviceRunError, run_snippet  # noqa: E402
+from hashtrail.device.devrun import DeviceRunError, run_snippet  # noqa: E402
 from hashtrail.paths import venv_tool  # noqa: E402
 
 RESIDENT_BUDGET = 24 * 1024  # p256 + hmac256 (+ the table when it is not read from flash)

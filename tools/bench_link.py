@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from hashtrail.link import FdStream, Link
-    from hashtrail.store import Store
+    from hashtrail.collector.store import Store
+    from hashtrail.device.link import FdStream, Link
     from test_collect_e2e import make_device  # the e2e helper: fast board.json
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,10 +50,11 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed  # noqa: E402
-from hashtrail import cli, note  # noqa: E402
-from hashtrail.ledger_db import Ledger  # noqa: E402
-from hashtrail.proof import build_inclusion_proof, check_inclusion_proof  # noqa: E402
-from hashtrail.reconcile import reconcile  # noqa: E402
+from hashtrail import cli  # noqa: E402
+from hashtrail.formats import note  # noqa: E402
+from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
+from hashtrail.ledger.proof import build_inclusion_proof, check_inclusion_proof  # noqa: E402
+from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 from ledgerkit import Device, bundle, trust  # noqa: E402
 
 REAL = 10_000          # device entries in every ledger (two devices)

@@ -58,10 +58,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 from benchutil import host_machine  # noqa: E402
-from hashtrail.chainverify import verify_chain  # noqa: E402
-from hashtrail.checkpoint import sig_structure  # noqa: E402
-from hashtrail.keys import GENESIS_TAG  # noqa: E402
-from hashtrail.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record, parse_records  # noqa: E402
+from hashtrail.chain.chainverify import verify_chain  # noqa: E402
+from hashtrail.formats.checkpoint import sig_structure  # noqa: E402
+from hashtrail.formats.keys import GENESIS_TAG  # noqa: E402
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record, parse_records  # noqa: E402
 
 _D = 0x3C3F7E1A2B4D5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E9
 _PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))

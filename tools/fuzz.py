@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from hashtrail import link as L  # noqa: E402
-from hashtrail.collect import collect  # noqa: E402
-from hashtrail.link import open_serial  # noqa: E402
-from hashtrail.store import Store  # noqa: E402
+from hashtrail.collector.collect import collect  # noqa: E402
+from hashtrail.collector.store import Store  # noqa: E402
+from hashtrail.device import link as L  # noqa: E402
+from hashtrail.device.link import open_serial  # noqa: E402
 
 _SAFE = [b for b in range(256) if b != 0x03]  # never Ctrl-C: it stops the app
 

@@ -38,22 +38,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hashtrail import imagefs
-from hashtrail.boards import Board, load_board
-from hashtrail.bundle import from_store, read_bundle, write_bundle
-from hashtrail.chainverify import Anchor, verify_chain
-from hashtrail.collect import collect
+from hashtrail.chain.chainverify import Anchor, verify_chain
+from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device import imagefs
+from hashtrail.device.boards import Board, load_board
+from hashtrail.device.link import LinkError, open_serial
 from hashtrail.errors import HashtrailError
-from hashtrail.keys import device_id
-from hashtrail.ledger_db import Ledger
-from hashtrail.ledger_verify import verify_ledger
-from hashtrail.link import LinkError, open_serial
-from hashtrail.reconcile import reconcile
-from hashtrail.records import log_segments, parse_segments
+from hashtrail.formats.keys import device_id
+from hashtrail.formats.records import log_segments, parse_segments
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_verify import verify_ledger
+from hashtrail.ledger.reconcile import reconcile
 from hashtrail.sim import VirtualDevice, provision
 from hashtrail.sim.device import ROM_HEAP_OVERHEAD
 from hashtrail.sim.provision import wait_ready
-from hashtrail.store import Store
 
 BOARD = load_board("unix")
 

@@ -35,22 +35,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import imagefs, merkle, note
-from .bundle import from_store, read_bundle, write_bundle
-from .chainverify import Anchor as ChainAnchor
-from .chainverify import verify_chain
-from .collect import collect
-from .commands.ledger import check_proof
-from .entry import KIND_READING, entry_hash, parse_entry
-from .errors import FormatError, HashtrailError, VerificationError
-from .ledger_db import Ledger
-from .ledger_verify import LedgerReport, verify_ledger
-from .link import DeviceInfo, LinkError, open_serial
-from .proof import SIG_ENTRY, build_inclusion_proof, check_proof_doc
-from .reconcile import Result, reconcile
-from .records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
-from .sim import Fleet, VirtualDevice, provision
-from .sim.tamper import (
+from hashtrail.chain.chainverify import Anchor as ChainAnchor
+from hashtrail.chain.chainverify import verify_chain
+from hashtrail.cli.ledger import check_proof
+from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store, device_id_of
+from hashtrail.device import imagefs
+from hashtrail.device.link import DeviceInfo, LinkError, open_serial
+from hashtrail.errors import FormatError, HashtrailError, VerificationError
+from hashtrail.formats import note
+from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
+from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
+from hashtrail.ledger.proof import SIG_ENTRY, build_inclusion_proof, check_proof_doc
+from hashtrail.ledger.reconcile import Result, reconcile
+from hashtrail.sim import Fleet, VirtualDevice, provision
+from hashtrail.sim.tamper import (
     Rewrite,
     TamperError,
     change_first_value,
@@ -58,7 +61,6 @@ from .sim.tamper import (
     log_records,
     rewrite_chain,
 )
-from .store import Store, device_id_of
 
 SAMPLE_INTERVAL_S = 0.25
 ORIGIN = "demo.hashtrail.example/ledger"
@@ -217,7 +219,7 @@ def _q(path: Path) -> str:
 def demo_image(board_name: str = "unix") -> bytes:
     """One littlefs image for every demo device: the compiled firmware plus a
     /board.json with the demo's sampling interval (compiled once, copied to each device)."""
-    from .boards import load_board
+    from hashtrail.device.boards import load_board
 
     return provision.sampling_image(load_board(board_name), SAMPLE_INTERVAL_S)
 

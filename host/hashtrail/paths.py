@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from hashtrail.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIRMWARE = ROOT / "firmware"

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import InputError
+from hashtrail.errors import InputError
 
 MAGIC = b"SQLite format 3\x00"
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from hashtrail.errors import InputError
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
-from hashtrail.link import (
+from hashtrail.device.link import (
     REP_ACK,
     REP_CHECKPOINT,
     REP_CHUNK,
@@ -46,7 +46,7 @@ from hashtrail.link import (
     decode_request,
     encode_frame,
 )
-from hashtrail.records import format_record
+from hashtrail.formats.records import format_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import devchain

@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hashtrail import imagefs
-from hashtrail.boards import load_board
 from hashtrail.cli import main as cli
-from hashtrail.collect import collect
-from hashtrail.link import DeviceInfo, FdStream, Link
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device import imagefs
+from hashtrail.device.boards import load_board
+from hashtrail.device.link import DeviceInfo, FdStream, Link
 from hashtrail.sim import VirtualDevice, provision
-from hashtrail.store import Store
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e

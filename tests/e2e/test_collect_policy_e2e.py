@@ -26,11 +26,11 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from hashtrail import imagefs
-from hashtrail.boards import load_board
 from hashtrail.cli import main as cli
+from hashtrail.collector.store import Store
+from hashtrail.device import imagefs
+from hashtrail.device.boards import load_board
 from hashtrail.sim import VirtualDevice, provision
-from hashtrail.store import Store
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e

@@ -23,15 +23,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-from hashtrail.boards import load_board
-from hashtrail.chainverify import verify_chain
+from hashtrail.chain.chainverify import verify_chain
 from hashtrail.cli import main as cli
-from hashtrail.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
-from hashtrail.imagefs import read_image
-from hashtrail.ledger_db import Ledger
-from hashtrail.ledger_verify import verify_ledger
-from hashtrail.records import MAGIC_ENTRY, Record, parse_records
-from hashtrail.store import Store
+from hashtrail.collector.store import Store
+from hashtrail.device.boards import load_board
+from hashtrail.device.imagefs import read_image
+from hashtrail.formats.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
+from hashtrail.formats.records import MAGIC_ENTRY, Record, parse_records
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_verify import verify_ledger
 
 pytestmark = pytest.mark.e2e
 

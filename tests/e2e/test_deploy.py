@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hashtrail.boards import load_board
 from hashtrail.cli import main
-from hashtrail.imagefs import file_hashes, firmware_files, read_image
+from hashtrail.device.boards import load_board
+from hashtrail.device.imagefs import file_hashes, firmware_files, read_image
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
 

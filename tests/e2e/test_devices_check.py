@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from hashtrail.cli import main
+from hashtrail.collector.store import Store
 from hashtrail.demo import quiet_power_cut, rewrite_flash, rewrite_target
-from hashtrail.entry import KIND_ACK, parse_entry
+from hashtrail.formats.entry import KIND_ACK, parse_entry
 from hashtrail.sim.provision import make_device, wait_ready
-from hashtrail.store import Store
 
 pytestmark = pytest.mark.e2e
 

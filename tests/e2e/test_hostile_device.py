@@ -27,10 +27,10 @@ from typing import Any
 
 import cbor2
 import pytest
-from hashtrail.keys import P
-from hashtrail.link import REP_CHUNK, REP_ERROR, REP_INFO
-from hashtrail.records import format_record
-from hashtrail.store import Store, device_id_of
+from hashtrail.collector.store import Store, device_id_of
+from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO
+from hashtrail.formats.keys import P
+from hashtrail.formats.records import format_record
 from hostile_device import Behaviour, FakeDevice
 
 pytestmark = pytest.mark.e2e
@@ -253,7 +253,7 @@ class OneAhead(Behaviour):
         return len(self.chain.entries) - 2
 
     def checkpoint(self, dev: FakeDevice, rid: int, nonce: bytes) -> None:
-        from hashtrail.link import REP_CHECKPOINT
+        from hashtrail.device.link import REP_CHECKPOINT
         dev.send(REP_CHECKPOINT, rid, self.chain.checkpoint(nonce, self.last_seq() + 1))
 
 

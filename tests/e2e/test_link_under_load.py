@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hashtrail.boards import load_board
-from hashtrail.collect import collect
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device.boards import load_board
+from hashtrail.device.link import FdStream, Link
 from hashtrail.errors import HashtrailError
-from hashtrail.link import FdStream, Link
 from hashtrail.sim import VirtualDevice, provision
-from hashtrail.store import Store
 
 pytestmark = pytest.mark.e2e
 

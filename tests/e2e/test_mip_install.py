@@ -31,10 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hashtrail.boards import load_board
-from hashtrail.checkpoint import verify_checkpoint
-from hashtrail.imagefs import build_image
-from hashtrail.link import open_serial
+from hashtrail.device.boards import load_board
+from hashtrail.device.imagefs import build_image
+from hashtrail.device.link import open_serial
+from hashtrail.formats.checkpoint import verify_checkpoint
 from hashtrail.paths import venv_tool
 from hashtrail.sim import VirtualDevice
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hashtrail.collect import collect
-from hashtrail.link import LinkError, open_serial
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device.link import LinkError, open_serial
 from hashtrail.sim import VirtualDevice
-from hashtrail.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import fuzz

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import serial
-from hashtrail.boards import load_board
-from hashtrail.imagefs import firmware_files, read_image
+from hashtrail.device.boards import load_board
+from hashtrail.device.imagefs import firmware_files, read_image
 from hashtrail.paths import BOARDS
 from hashtrail.sim import VirtualDevice
 
@@ -149,7 +149,7 @@ def test_power_cut_keeps_the_log(dev: VirtualDevice) -> None:
 def test_rom_heap_overhead_is_what_the_vm_adds(tmp_path: Path) -> None:
     # The VM gets budget + ROM_HEAP_OVERHEAD; if the ROM grows, the firmware would
     # silently lose heap it has on a board. 992 bytes: the mount a board also makes.
-    from hashtrail.imagefs import build_image
+    from hashtrail.device.imagefs import build_image
     from hashtrail.sim.device import ROM_HEAP_OVERHEAD, measure_rom_heap
 
     board = load_board("unix")
@@ -174,7 +174,7 @@ def hashtrail(*args: str) -> subprocess.CompletedProcess[str]:
 
 def app_answers(port: str, timeout: float = 20) -> bool:
     """The application (not the REPL) answers HELLO within `timeout` seconds."""
-    from hashtrail.link import LinkError, open_serial
+    from hashtrail.device.link import LinkError, open_serial
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -228,7 +228,7 @@ def test_a_device_whose_main_returns_is_reported_with_what_it_printed(
         tmp_path: Path) -> None:
     """At the REPL because main.py cannot start: the soft reset brings the prompt back,
     and enroll says so at once with the device's own words, not a generic no-answer."""
-    from hashtrail.imagefs import edit_image
+    from hashtrail.device.imagefs import edit_image
 
     d = VirtualDevice(tmp_path, "broken")
     d.write_image()

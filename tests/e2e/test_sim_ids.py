@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hashtrail.link import open_serial
+from hashtrail.device.link import open_serial
 
 pytestmark = pytest.mark.e2e
 

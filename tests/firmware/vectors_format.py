@@ -20,7 +20,7 @@ from typing import Any
 import cbor2
 from ecdsa import NIST256p, SigningKey
 from ecdsa.util import sigencode_string
-from hashtrail.cbor_strict import head  # shortest CBOR head, RFC 8949 4.2.1
+from hashtrail.formats.cbor_strict import head  # shortest CBOR head, RFC 8949 4.2.1
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from hashtrail.link import encode_request
+from hashtrail.device.link import encode_request
 
 
 def make_link_requests(d: Path) -> None:

@@ -36,17 +36,20 @@ from typing import Any
 
 import cbor2
 from fuzzseeds import Seeds, seeds, signed_bundle, trusting_ledger
-from hashtrail import cbor_strict, chainverify, collect_verify, devicecheck, keys, link, note
-from hashtrail import checkpoint as cpmod
-from hashtrail import entry as entrymod
-from hashtrail.bundle import Bundle, parse_bundle
+from hashtrail.chain import chainverify, devicecheck
+from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli import main as cli
-from hashtrail.commands.ledger import check_proof
+from hashtrail.cli.ledger import check_proof
+from hashtrail.collector import collect_verify
+from hashtrail.collector.bundle import Bundle, parse_bundle
+from hashtrail.collector.store import Anchor
+from hashtrail.device import link
 from hashtrail.errors import HashtrailError
-from hashtrail.evidence import check_evidence
-from hashtrail.reconcile import reconcile
-from hashtrail.records import parse_records
-from hashtrail.store import Anchor
+from hashtrail.formats import cbor_strict, keys, note
+from hashtrail.formats import checkpoint as cpmod
+from hashtrail.formats import entry as entrymod
+from hashtrail.formats.records import parse_records
+from hashtrail.ledger.reconcile import reconcile
 from hypothesis import strategies as st
 
 N = cpmod.N

@@ -29,14 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_mutations  # noqa: E402
-from hashtrail import link  # noqa: E402
-from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle  # noqa: E402
+from hashtrail.chain.evidence import Branch, make_evidence  # noqa: E402
 from hashtrail.cli import main as cli  # noqa: E402
-from hashtrail.evidence import Branch, make_evidence  # noqa: E402
-from hashtrail.ledger_db import Ledger  # noqa: E402
-from hashtrail.note import Signer  # noqa: E402
-from hashtrail.reconcile import reconcile  # noqa: E402
-from hashtrail.store import Enrollment, RawEntry, device_id_of  # noqa: E402
+from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle  # noqa: E402
+from hashtrail.collector.store import Enrollment, RawEntry, device_id_of  # noqa: E402
+from hashtrail.device import link  # noqa: E402
+from hashtrail.formats.note import Signer  # noqa: E402
+from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
+from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 
 ENTRIES = 30
 FORK_SEQ = 22       # gen_mutations' back_seq: the second history differs from here on

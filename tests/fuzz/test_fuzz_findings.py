@@ -13,10 +13,11 @@ import copy
 import cbor2
 import pytest
 from fuzzseeds import seeds
-from hashtrail import devicecheck, entry, keys
-from hashtrail.commands.ledger import check_proof
+from hashtrail.chain import devicecheck
+from hashtrail.cli.ledger import check_proof
 from hashtrail.errors import FormatError, HashtrailError, InputError
-from hashtrail.note import Verifier
+from hashtrail.formats import entry, keys
+from hashtrail.formats.note import Verifier
 
 
 def test_load_pub_with_a_name_too_long_for_the_filesystem_is_bad_input() -> None:
@@ -69,7 +70,7 @@ def test_inclusion_proof_without_its_signed_checkpoint_does_not_verify() -> None
 
 
 def test_inclusion_proof_with_a_checkpoint_from_another_key_does_not_verify() -> None:
-    from hashtrail.note import Signer
+    from hashtrail.formats.note import Signer
 
     doc = copy.deepcopy(seeds().inclusion_proof)
     other = Signer.generate("fuzz.example/log").verifier()
@@ -109,7 +110,7 @@ def test_ledger_entry_map_with_a_key_of_another_type_is_a_format_error(key: obje
 
 
 def test_checkpoint_with_a_true_key_is_a_format_error() -> None:
-    from hashtrail import checkpoint
+    from hashtrail.formats import checkpoint
 
     raw = seeds().checkpoints[0]
     tag = cbor2.loads(raw)

@@ -10,8 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from hashtrail.formats.records import Record, RecordProblem, log_segments, parse_segments
 from hashtrail.paths import FIRMWARE, ROOT, venv_tool
-from hashtrail.records import Record, RecordProblem, log_segments, parse_segments
 
 BLOCK = 4096
 

@@ -10,10 +10,10 @@ import io
 import sys
 from pathlib import Path
 
-from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
-from hashtrail.ledger_db import Ledger
-from hashtrail.note import Signer
-from hashtrail.store import Enrollment, RawEntry
+from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.collector.store import Enrollment, RawEntry
+from hashtrail.formats.note import Signer
+from hashtrail.ledger.ledger_db import Ledger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import devchain

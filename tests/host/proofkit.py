@@ -20,14 +20,14 @@ from typing import Any
 import cbor2
 import pytest
 from fwimage import BLOCK, device_image, log_records
-from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.chain.devicecheck import DeviceKey
 from hashtrail.cli import main
-from hashtrail.devicecheck import DeviceKey
-from hashtrail.imagefs import read_image
-from hashtrail.ledger_db import Ledger, leaf_bytes
-from hashtrail.reconcile import reconcile
-from hashtrail.records import MAGIC_CHECKPOINT, Record
-from hashtrail.store import Enrollment, RawEntry
+from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.collector.store import Enrollment, RawEntry
+from hashtrail.device.imagefs import read_image
+from hashtrail.formats.records import MAGIC_CHECKPOINT, Record
+from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, trust
 
 ORIGIN = "proof.example/ledger"

@@ -12,8 +12,8 @@ import json
 import subprocess
 
 import pytest
-from hashtrail import boardid
-from hashtrail.boards import Board, board_names, load_board
+from hashtrail.device import boardid
+from hashtrail.device.boards import Board, board_names, load_board
 from hashtrail.errors import ConfigError, FormatError
 from hashtrail.paths import venv_tool
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from hashtrail import cli
-from hashtrail.chainverify import Anchor, verify_chain
-from hashtrail.entry import parse_entry, signing_policy
-from hashtrail.records import parse_records
+from hashtrail.chain.chainverify import Anchor, verify_chain
+from hashtrail.formats.entry import parse_entry, signing_policy
+from hashtrail.formats.records import parse_records
 from mutation_vectors import by_name, vectors
 
 NAMES = [v["name"] for v in vectors()["vectors"]]

@@ -11,11 +11,11 @@ from typing import Any
 
 import cbor2
 import pytest
-from hashtrail.chainverify import verify_chain
-from hashtrail.checkpoint import parse_checkpoint, verify_checkpoint
-from hashtrail.entry import parse_entry
+from hashtrail.chain.chainverify import verify_chain
 from hashtrail.errors import FormatError, VerificationError
-from hashtrail.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, Record, parse_records
+from hashtrail.formats.checkpoint import parse_checkpoint, verify_checkpoint
+from hashtrail.formats.entry import parse_entry
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, Record, parse_records
 from mutation_vectors import by_name, vectors
 from pycose.keys import EC2Key
 from pycose.keys.curves import P256

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hashtrail import note
 from hashtrail.cli import build_parser, main
-from hashtrail.ledger_db import Ledger
-from hashtrail.store import Store
+from hashtrail.collector.store import Store
+from hashtrail.formats import note
+from hashtrail.ledger.ledger_db import Ledger
 
 DEVICE = "0123456789abcdef0123456789abcdef"
 

@@ -14,9 +14,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from hashtrail import collect_verify
-from hashtrail.records import Record, format_record, parse_records
-from hashtrail.store import Anchor, RawEntry, Store, device_id_of
+from hashtrail.collector import collect_verify
+from hashtrail.collector.store import Anchor, RawEntry, Store, device_id_of
+from hashtrail.formats.records import Record, format_record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from fwimage import BLOCK, device_image, log_records
-from hashtrail.chainverify import verify_chain
-from hashtrail.imagefs import read_image
-from hashtrail.records import Record
+from hashtrail.chain.chainverify import verify_chain
+from hashtrail.device.imagefs import read_image
+from hashtrail.formats.records import Record
 
 
 @pytest.mark.parametrize("sign", [False, True], ids=["checkpoints-only", "signed-entries"])

@@ -15,9 +15,9 @@ from typing import Any
 
 import cbor2
 import pytest
-from hashtrail import cbor_strict
-from hashtrail.entry import _entry_fields, _fast_entry, parse_entry
 from hashtrail.errors import FormatError
+from hashtrail.formats import cbor_strict
+from hashtrail.formats.entry import _entry_fields, _fast_entry, parse_entry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledgerkit import Device

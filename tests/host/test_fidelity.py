@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from hashtrail.boards import board_names
+from hashtrail.device.boards import board_names
 from hashtrail.paths import BOARDS, FIRMWARE, TOOLS
 
 UNIX_ONLY = {"board_unix"}

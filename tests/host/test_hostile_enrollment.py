@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hashtrail.keys import P
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import reconcile
-from hashtrail.store import Enrollment, RawEntry, device_id_of
+from hashtrail.collector.store import Enrollment, RawEntry, device_id_of
+from hashtrail.formats.keys import P
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device, bundle, trust
 
 BAD = {"off-curve": b"\x04" + (1).to_bytes(32, "big") + (2).to_bytes(32, "big"),
@@ -70,7 +70,7 @@ def test_reconcile_escapes_the_device_reason_it_prints(
     import re
 
     from hashtrail.cli import main
-    from hashtrail.store import Store
+    from hashtrail.collector.store import Store
 
     reason = "\x1b]0;owned\x07\x1b[2J\x1b[1;1Hroot# "
     d = Device(0x2468ACE, per_entry_sig=True)

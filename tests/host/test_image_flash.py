@@ -14,11 +14,11 @@ from pathlib import Path
 import click
 import pytest
 from esptool import cli as esptool_cli
-from hashtrail import espflash
-from hashtrail.boards import board_names, load_board
 from hashtrail.cli import main
+from hashtrail.device import espflash
+from hashtrail.device.boards import board_names, load_board
+from hashtrail.device.imagefs import firmware_files, read_image
 from hashtrail.errors import ConfigError
-from hashtrail.imagefs import firmware_files, read_image
 
 REAL_BOARDS = [b for b in board_names() if load_board(b).chip]
 

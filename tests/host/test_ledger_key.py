@@ -17,9 +17,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from hashtrail import note
 from hashtrail.cli import main
-from hashtrail.ledger_db import Ledger
+from hashtrail.formats import note
+from hashtrail.ledger.ledger_db import Ledger
 from ledgerkit import COLLECTOR, Device, bundle, save
 
 ORIGIN = "test.example/ledger"

@@ -27,14 +27,14 @@ from typing import Any
 import cbor2
 import pytest
 from fwimage import BLOCK, device_image, log_records
-from hashtrail import note
-from hashtrail.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.chain.devicecheck import DeviceKey
 from hashtrail.cli import main
-from hashtrail.devicecheck import DeviceKey
-from hashtrail.imagefs import read_image
-from hashtrail.ledger_db import Ledger, leaf_bytes
-from hashtrail.records import MAGIC_CHECKPOINT
-from hashtrail.store import Enrollment, RawEntry, device_id_of
+from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
+from hashtrail.collector.store import Enrollment, RawEntry, device_id_of
+from hashtrail.device.imagefs import read_image
+from hashtrail.formats import note
+from hashtrail.formats.records import MAGIC_CHECKPOINT
+from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 ORIGIN = "test.example/verify"
@@ -388,7 +388,7 @@ def forked(tmp_path: Path) -> Copy:
     clone = d.fork(6)
     clone.readings(4)
     path = tmp_path / "forked.db"
-    from hashtrail.reconcile import reconcile
+    from hashtrail.ledger.reconcile import reconcile
     with trust(Ledger.create(path, ORIGIN)) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())],
@@ -451,7 +451,7 @@ def test_cli_refuses_another_spelling_of_a_device_id(
 
 def _host_ledger(tmp: Path, d: Device, upto: int) -> Copy:
     """A ledger holding `d`'s entries 0..upto (checkpoint at upto), made by reconcile."""
-    from hashtrail.reconcile import reconcile
+    from hashtrail.ledger.reconcile import reconcile
     path = tmp / "host.db"
     with trust(Ledger.create(path, ORIGIN)) as led:
         b = bundle([d], {d.id_hex: (0, upto + 1)}, cps=[(d, d.checkpoint(seq=upto))])
@@ -463,7 +463,7 @@ def _host_ledger(tmp: Path, d: Device, upto: int) -> Copy:
 def _operator_accepts(c: Copy, d: Device, seqs: range, cp: bytes) -> None:
     """The operator files `d`'s own entries `seqs` and its checkpoint by hand: leaves,
     rows, tip, a ledger checkpoint (with the key file). Every byte is device-signed."""
-    from hashtrail.devicecheck import DeviceKey
+    from hashtrail.chain.devicecheck import DeviceKey
     key = DeviceKey(d.pub)
     for s in seqs:
         _, body, sig = d.entries[s]
@@ -502,7 +502,7 @@ def test_policy_0_ranges_name_the_signature_that_covered_them(tmp_path: Path) ->
     d.entry(0, [{0: "temp", 1: "Cel", 2: 1.5}])      # 6 signed: covers 5 and itself
     d.entry(0, [{0: "temp", 1: "Cel", 2: 1.5}])      # 7 signed on its own
     c = _host_ledger(tmp_path, d, 4)
-    from hashtrail.reconcile import reconcile
+    from hashtrail.ledger.reconcile import reconcile
     with Ledger.open_signing(c.path, c.base.key) as led:
         assert reconcile(led, bundle([d], {d.id_hex: (5, 8)})).accepted == 3
     code, rep = c.verify()
@@ -514,8 +514,8 @@ def test_policy_0_ranges_name_the_signature_that_covered_them(tmp_path: Path) ->
 
 
 def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
+    from hashtrail.chain.evidence import check_evidence
     from hashtrail.errors import FormatError
-    from hashtrail.evidence import check_evidence
     d = Device(8181)
     d.readings(3)
     buf = io.StringIO()
@@ -525,7 +525,7 @@ def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
         parse_bundle(io.BytesIO(text.encode("ascii")))
     clone = d.fork(2)
     clone.readings(2)
-    from hashtrail.reconcile import reconcile
+    from hashtrail.ledger.reconcile import reconcile
     with trust(Ledger.create(tmp_path / "f.db", ORIGIN)) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 1
@@ -552,7 +552,7 @@ def test_an_entries_row_without_its_leaf_is_named(ledger: Copy) -> None:
 def test_a_changed_pending_row_is_named(tmp_path: Path) -> None:
     """Held entries (after the device's last checkpoint) are checked too: an edited one
     no longer hashes to its key."""
-    from hashtrail.reconcile import reconcile
+    from hashtrail.ledger.reconcile import reconcile
     d = Device(9191)
     d.readings(6)
     c = _host_ledger(tmp_path, d, 4)

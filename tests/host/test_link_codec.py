@@ -7,8 +7,7 @@ import zlib
 
 import cbor2
 import pytest
-from hashtrail.errors import FormatError
-from hashtrail.link import (
+from hashtrail.device.link import (
     MAX_PAYLOAD,
     REQ_RECORDS,
     Frame,
@@ -20,6 +19,7 @@ from hashtrail.link import (
     parse_info,
     split_records,
 )
+from hashtrail.errors import FormatError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -13,9 +13,9 @@ import random
 from pathlib import Path
 
 import pytest
-from hashtrail import merkle
 from hashtrail.errors import VerificationError
-from hashtrail.ledger_db import Ledger
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import Ledger
 
 MAX = 64
 LEAVES = [b"leaf-%d" % i for i in range(MAX)]

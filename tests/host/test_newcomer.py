@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from hashtrail.cli import main
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import reconcile
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device, bundle, trust
 
 
@@ -131,7 +131,7 @@ class Views:
     (a split view); `a4` is `a` at size 4 (an older, consistent view of `a`)."""
 
     def __init__(self, tmp: Path) -> None:
-        from hashtrail import note
+        from hashtrail.formats import note
 
         self.tmp = tmp
         d, e = _dev(8), _dev(8, secret=2002)
@@ -181,7 +181,7 @@ def test_witness_keeps_split_view_evidence_check_evidence_verifies_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], seen: str, offered: str) -> None:
     """Inconsistent, whichever is larger: evidence kept, and `check-evidence` proves it
     under the ledger key alone (no ledger file)."""
-    from hashtrail import note
+    from hashtrail.formats import note
 
     v = Views(tmp_path)
     big = max((seen, offered), key=lambda n: v.size[n])
@@ -298,7 +298,7 @@ def test_witness_key_then_cosign_then_a_proof_checked_with_the_witness(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import stat
 
-    from hashtrail import note
+    from hashtrail.formats import note
 
     d = _dev(3, sig=True)
     with _ledger(tmp_path) as led:

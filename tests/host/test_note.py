@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from hashtrail import note
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
+from hashtrail.formats import note
 
 ROOT = hashlib.sha256(b"root").digest()
 CP = note.Checkpoint("example.com/ledger", 12, ROOT)

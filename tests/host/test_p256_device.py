@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hashtrail.boards import load_board
-from hashtrail.devrun import DeviceRunError, run_snippet
+from hashtrail.device.boards import load_board
+from hashtrail.device.devrun import DeviceRunError, run_snippet
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from ecdsa import NIST256p, SigningKey
-from hashtrail.boards import load_board
+from hashtrail.device.boards import load_board
 from hashtrail.paths import venv_tool
 
 ROOT = Path(__file__).resolve().parents[2]

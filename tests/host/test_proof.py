@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hashtrail import note
 from hashtrail.cli import main
-from hashtrail.ledger_db import Ledger
-from hashtrail.proof import ProofError, check_inclusion_proof
+from hashtrail.formats import note
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.proof import ProofError, check_inclusion_proof
 from proofkit import FirmwareLedger, cli, firmware_ledger, prove, verify_proof
 
 

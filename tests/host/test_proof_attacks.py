@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hashtrail import merkle, note
-from hashtrail.bundle import parse_bundle, write_bundle
-from hashtrail.checkpoint import parse_checkpoint
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import reconcile
-from hashtrail.store import Enrollment, RawEntry
+from hashtrail.collector.bundle import parse_bundle, write_bundle
+from hashtrail.collector.store import Enrollment, RawEntry
+from hashtrail.formats import note
+from hashtrail.formats.checkpoint import parse_checkpoint
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device
 from proofkit import (
     LABEL,
@@ -123,7 +124,7 @@ def test_operator_made_up_entry_without_a_signature(fw: FirmwareLedger, tmp_path
                                    "chain": []}]
     if honest["device_signature"]["kind"] == "entry":
         sigs.append(honest["device_signature"])
-    from hashtrail.proof import STEP_DEVICE_SIG, ProofError, check_inclusion_proof
+    from hashtrail.ledger.proof import STEP_DEVICE_SIG, ProofError, check_inclusion_proof
     for dsig in sigs:
         doc = dict(base, device_signature=dsig)
         code, _out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key)
@@ -162,7 +163,7 @@ def test_made_up_device_key_is_another_identity(fw: FirmwareLedger, tmp_path: Pa
     assert code == 1 and "step 'device key'" in err and fake.id_hex in err, err
     assert fake_fp in err and len(err.splitlines()) == 2        # the error and its hint
     # the made-up key named as the real device: the key does not hash to that id
-    from hashtrail.proof import (
+    from hashtrail.ledger.proof import (
         STEP_DEVICE_KEY,
         ProofError,
         build_inclusion_proof,

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import reconcile
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device, bundle, trust
 from mutation_vectors import by_name
 

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from hashtrail import merkle
-from hashtrail.bundle import Bundle, parse_bundle, read_bundle
+from hashtrail.chain.evidence import check_evidence
+from hashtrail.collector.bundle import Bundle, parse_bundle, read_bundle
+from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
-from hashtrail.evidence import check_evidence
-from hashtrail.keys import DeviceKey
-from hashtrail.ledger_db import Ledger, parse_leaf
-from hashtrail.reconcile import reconcile
-from hashtrail.store import RawEntry
+from hashtrail.formats.keys import DeviceKey
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import Ledger, parse_leaf
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 
@@ -139,7 +139,7 @@ def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.Captur
     """A clone's checkpoint off the accepted chain and the stored evidence are one fact:
     `hashtrail verify` prints one fork line for the device, at the divergence seq."""
     from hashtrail.cli import main
-    from hashtrail.ledger_verify import verify_ledger
+    from hashtrail.ledger.ledger_verify import verify_ledger
 
     d = _dev(10)
     clone = d.fork(6)
@@ -162,8 +162,8 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`ledger cosign` appends a c2sp.org/tlog-cosignature line that the printed cosigner
     key verifies, and keeps the log's own signature."""
-    from hashtrail import note
     from hashtrail.cli import main
+    from hashtrail.formats import note
 
     d = _dev(3)
     with _ledger(tmp_path) as led:
@@ -215,9 +215,9 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
 def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
-    from hashtrail import note
     from hashtrail.cli import main
-    from hashtrail.commands.ledger import check_proof
+    from hashtrail.cli.ledger import check_proof
+    from hashtrail.formats import note
 
     d = _dev(3)
     with _ledger(tmp_path) as led:
@@ -239,7 +239,7 @@ def _forged_proof(doc: dict[str, object]) -> dict[str, object]:
     """An attacker's proof: a one-leaf "ledger" of their own making (holding a real,
     device-signed leaf), its checkpoint signed by their own key, named in the proof.
     Internally consistent: only the trust in the verifier key can tell it apart."""
-    from hashtrail import note
+    from hashtrail.formats import note
 
     attacker = note.Signer.generate("test.example/ledger")  # same origin, another key
     leaf = bytes.fromhex(str(doc["leaf"]))
@@ -288,7 +288,7 @@ def test_verify_proof_needs_a_trusted_ledger_key(tmp_path: Path,
 def test_enrollment_counts_only_from_a_trusted_collector(tmp_path: Path) -> None:
     """An enrollment line is a claim: it counts only in a bundle signed by a collector
     the ledger trusts. Entries of an enrolled device count from any bundle."""
-    from hashtrail.note import Signer
+    from hashtrail.formats.note import Signer
 
     d = _dev(12)
     stranger = Signer.generate("collector-stranger")
@@ -323,7 +323,7 @@ def test_bundle_signature_covers_every_byte(tmp_path: Path) -> None:
     """A signed bundle altered after export is refused whole, whatever line changed;
     an unsigned bundle still parses (signer None)."""
     from hashtrail.errors import VerificationError
-    from hashtrail.note import Signer
+    from hashtrail.formats.note import Signer
 
     d = _dev(3)
     p = save(bundle([d], cps=[(d, d.checkpoint())]), tmp_path / "b.jsonl")
@@ -358,7 +358,7 @@ def test_cli_export_signs_and_ledger_trust(tmp_path: Path,
     """`export` signs with the store's own key; `ledger trust` takes the key `export
     --show-key` prints (or a file of it); `ledger trusted` lists it; reconcile enrolls."""
     from hashtrail.cli import main
-    from hashtrail.store import Store
+    from hashtrail.collector.store import Store
 
     d = _dev(4)
     store, led = tmp_path / "c.db", tmp_path / "l.db"

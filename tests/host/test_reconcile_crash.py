@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from hashtrail.ledger_db import Ledger
-from hashtrail.ledger_verify import verify_ledger
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_verify import verify_ledger
 from ledgerkit import COLLECTOR, Device, bundle, save
 
 CLI = [sys.executable, "-m", "hashtrail.cli"]

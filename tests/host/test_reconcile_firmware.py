@@ -19,11 +19,11 @@ from typing import Any
 import cbor2
 import pytest
 from fwimage import BLOCK, device_image, log_records
+from hashtrail.chain.devicecheck import DeviceKey
 from hashtrail.cli import main
-from hashtrail.devicecheck import DeviceKey
-from hashtrail.imagefs import read_image
-from hashtrail.records import MAGIC_CHECKPOINT, Record, parse_records
-from hashtrail.store import RawEntry, Store, device_id_of
+from hashtrail.collector.store import RawEntry, Store, device_id_of
+from hashtrail.device.imagefs import read_image
+from hashtrail.formats.records import MAGIC_CHECKPOINT, Record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
 

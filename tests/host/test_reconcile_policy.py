@@ -15,8 +15,8 @@ import hashlib
 from pathlib import Path
 
 import cbor2
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import Finding, Result, reconcile
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import Finding, Result, reconcile
 from ledgerkit import Device, bundle, trust
 
 

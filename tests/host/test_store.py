@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.store import RawEntry, Store, device_id_of
 
 # A P-256 point (the curve's generator): enroll refuses keys that are not points.
 PUB = bytes.fromhex("046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
@@ -74,7 +74,7 @@ def test_enrollment_rules(tmp_path: Path) -> None:
 
 def _device_entries(name: str) -> tuple[bytes, list[RawEntry]]:
     """(pub, entries) of a firmware-made mutation vector chain."""
-    from hashtrail.records import parse_records
+    from hashtrail.formats.records import parse_records
     from mutation_vectors import by_name
 
     v = by_name(name)

@@ -14,10 +14,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hashtrail import note
 from hashtrail.cli import main
-from hashtrail.ledger_db import Ledger
-from hashtrail.reconcile import reconcile
+from hashtrail.formats import note
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device, bundle, trust
 
 ORIGIN = "test.example/ledger"

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from hashtrail import chainverify, checkpoint, devicecheck, keys
+from hashtrail.chain import chainverify, devicecheck
 from hashtrail.errors import FormatError, InputError
+from hashtrail.formats import checkpoint, keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 import vectors_p256
@@ -63,7 +64,7 @@ def test_every_wycheproof_case_through_every_host_verification_path() -> None:
 def test_entry_signatures_are_64_bytes_by_construction() -> None:
     # The per-entry path above is only given 64-byte signatures because the record
     # layer cannot carry anything else: a record's signature is exactly 64 bytes.
-    from hashtrail.records import SIG_LEN, format_record, parse_records
+    from hashtrail.formats.records import SIG_LEN, format_record, parse_records
 
     with pytest.raises(FormatError):
         format_record(0xA7, 0, b"\xa0", b"\x00" * 65)

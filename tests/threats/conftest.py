@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hashtrail.collect import collect
-from hashtrail.link import open_serial
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device.link import open_serial
 from hashtrail.sim import VirtualDevice
-from hashtrail.store import Store
 from threatkit import (
     BOARD,
     DEVICE_CFG,

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hashtrail.bundle import parse_bundle, read_bundle, write_bundle
 from hashtrail.cli import main as cli
+from hashtrail.collector.bundle import parse_bundle, read_bundle, write_bundle
+from hashtrail.collector.store import Store
 from hashtrail.errors import VerificationError
-from hashtrail.note import Signer
-from hashtrail.store import Store
+from hashtrail.formats.note import Signer
 from threatkit import SLOW, Golden, collect_from
 
 
@@ -194,7 +194,7 @@ def _tamper_line(bundle: Path, out: Path, seqs: Iterable[int], genuine_first: bo
     Which entries allow such an edit depends on their bytes (a reading, a boot entry),
     and those vary with how fast the golden device ran: the first seq of `seqs` that
     does is edited, and returned."""
-    from hashtrail.devicecheck import parse_entry
+    from hashtrail.chain.devicecheck import parse_entry
     from hashtrail.errors import HashtrailError
 
     def one_bit_edit(body: bytes) -> bytes | None:
@@ -242,7 +242,7 @@ def _between_signed(signed: list[int]) -> range:
 
 def _signed_seqs(bundle: Path) -> list[int]:
     """Seqs that a device checkpoint in the bundle signs."""
-    from hashtrail.checkpoint import parse_checkpoint
+    from hashtrail.formats.checkpoint import parse_checkpoint
 
     out = []
     for line in bundle.read_bytes().splitlines():

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from hashtrail.cli import main as cli
-from hashtrail.collect import collect
+from hashtrail.collector.collect import collect
+from hashtrail.collector.store import Store
+from hashtrail.device.link import DeviceInfo, Link, SerialStream
 from hashtrail.errors import VerificationError
-from hashtrail.link import DeviceInfo, Link, SerialStream
 from hashtrail.sim import VirtualDevice
-from hashtrail.store import Store
 from threatkit import SLOW, Golden, accepted_seqs, anchor_seq, fix_crc, image_records, start
 
 

@@ -51,8 +51,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from hashtrail import imagefs, merkle
-from hashtrail.entry import (
+from hashtrail.collector.store import Store
+from hashtrail.device import imagefs
+from hashtrail.device.link import open_serial
+from hashtrail.formats.entry import (
     KIND_LOG_ALTERED,
     KIND_READING,
     POLICY_CHECKPOINTS,
@@ -60,12 +62,11 @@ from hashtrail.entry import (
     parse_entry,
     signing_policy,
 )
-from hashtrail.ledger_db import Ledger, leaf_bytes
-from hashtrail.link import open_serial
-from hashtrail.note import Signer
+from hashtrail.formats.note import Signer
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain
-from hashtrail.store import Store
 from littlefs import LittleFS
 from threatkit import (
     BOARD,

@@ -24,16 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashtrail import imagefs
-from hashtrail.boards import load_board
-from hashtrail.chainverify import ChainReport, verify_chain
-from hashtrail.collect import CollectResult, collect
-from hashtrail.link import open_serial
-from hashtrail.records import LOG_DIR, Record, RecordProblem, parse_segments
+from hashtrail.chain.chainverify import ChainReport, verify_chain
+from hashtrail.collector.collect import CollectResult, collect
+from hashtrail.collector.store import Store
+from hashtrail.device import imagefs
+from hashtrail.device.boards import load_board
+from hashtrail.device.link import open_serial
+from hashtrail.formats.records import LOG_DIR, Record, RecordProblem, parse_segments
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
 from hashtrail.sim.tamper import read_seg, segments, write_seg  # noqa: F401 (re-exported)
-from hashtrail.store import Store
 from littlefs import LittleFS
 
 # Same test-only departures as tests/e2e/test_collect_e2e.py: a bigger VM heap (the

@@ -28,7 +28,7 @@ How it works, and what "Ctrl-C" means exactly: see `device.py`. Linux or macOS o
 
 from __future__ import annotations
 
-from .device import VirtualDevice
-from .fleet import Fleet
+from hashtrail.sim.device import VirtualDevice
+from hashtrail.sim.fleet import Fleet
 
 __all__ = ["Fleet", "VirtualDevice"]

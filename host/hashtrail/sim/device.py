@@ -40,10 +40,10 @@ import time
 import tty
 from pathlib import Path
 
-from ..boards import Board, load_board
-from ..errors import ConfigError, HashtrailError
-from ..imagefs import build_image, firmware_files
-from ..paths import venv_tool
+from hashtrail.device.boards import Board, load_board
+from hashtrail.device.imagefs import build_image, firmware_files
+from hashtrail.errors import ConfigError, HashtrailError
+from hashtrail.paths import venv_tool
 
 ROM_DIR = Path(__file__).resolve().parent / "rom"
 EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .device import VirtualDevice
+from hashtrail.sim.device import VirtualDevice
 
 
 class Fleet:

@@ -12,11 +12,11 @@ import json
 import time
 from pathlib import Path
 
-from .. import imagefs
-from ..boards import Board, load_board
-from ..errors import HashtrailError
-from ..link import DeviceInfo, open_serial
-from .device import VirtualDevice
+from hashtrail.device import imagefs
+from hashtrail.device.boards import Board, load_board
+from hashtrail.device.link import DeviceInfo, open_serial
+from hashtrail.errors import HashtrailError
+from hashtrail.sim.device import VirtualDevice
 
 
 def sampling_image(board: Board, interval_s: float) -> bytes:

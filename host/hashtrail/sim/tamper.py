@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 from littlefs import LittleFS
 
-from ..entry import parse_entry
-from ..errors import HashtrailError
-from ..records import LOG_DIR, Record, format_record, parse_records
+from hashtrail.errors import HashtrailError
+from hashtrail.formats.entry import parse_entry
+from hashtrail.formats.records import LOG_DIR, Record, format_record, parse_records
 
 PREV_TAG = b"\x05\x58\x20"  # key 5 (prev), bstr of 32 bytes: what precedes the link
 

@@ -1,0 +1,7 @@
+"""`python -m hashtrail`: the command line, as the `hashtrail` script runs it."""
+
+import sys
+
+from hashtrail.cli import main
+
+sys.exit(main())

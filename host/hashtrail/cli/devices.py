@@ -1,0 +1,94 @@
+"""`hashtrail devices list|revoke`: the ledger's device registry;
+`hashtrail devices check`: the devices on serial ports, after provisioning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from hashtrail import userfile
+from hashtrail.cli.args import at_least, device_arg
+from hashtrail.collector.store import Store
+from hashtrail.device.fleetcheck import check_ports
+from hashtrail.ledger.ledger_db import Ledger
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "devices", help="list or revoke ledger devices; check devices on their ports")
+    s = p.add_subparsers(dest="devices_cmd", required=True)
+    ls = s.add_parser("list", help="enrolled devices and their state")
+    ls.add_argument("--ledger", required=True, help="ledger file")
+    ls.add_argument("--json", action="store_true", help="print the devices as JSON")
+    ls.set_defaults(func=run_list)
+    rv = s.add_parser("revoke", help="refuse every later entry from this device's key")
+    rv.add_argument("device", metavar="ID", type=device_arg,
+                    help="the device id (32 lower-case hex characters)")
+    rv.add_argument("--reason", required=True, help="why, kept with the revocation")
+    rv.add_argument("--ledger", required=True, help="ledger file")
+    rv.add_argument("--json", action="store_true", help="print the result as JSON")
+    rv.set_defaults(func=run_revoke)
+    ck = s.add_parser(
+        "check", help="per device on each port: board, firmware, id, enrolled, log verifies",
+        description="A collection dry-run per port: HELLO, every record the store does not "
+                    "hold yet and a checkpoint for a fresh nonce, verified as collect "
+                    "verifies them; nothing is stored, acknowledged or set on the device. "
+                    "Exit 1 if any device fails.")
+    ck.add_argument("--port", action="append", required=True,
+                    help="serial port or a virtual device's pty (repeat for several)")
+    ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
+                                    "anchor (without one, every log from its entry 0)")
+    ck.add_argument("--baud", type=at_least(1), default=115200,
+                    help="serial baud rate (default 115200)")
+    ck.add_argument("--json", action="store_true", help="print the results as JSON")
+    ck.set_defaults(func=run_check)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        devs = led.devices()
+    rows = [{"device": d.device_id, "label": d.label, "board": d.board,
+             "entries": d.tip_seq + 1, "forked": d.forked, "revoked_at": d.revoked_at,
+             "revoked_reason": d.revoked_reason} for d in devs]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            state = "revoked" if r["revoked_at"] else "FORKED" if r["forked"] else "ok"
+            print(f"{r['device']}  {r['label']:<16} {r['entries']:>8} entries  {state}")
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    with Ledger.open(args.ledger) as led:
+        d = led.revoke(args.device, args.reason)
+    print(json.dumps({"device": d.device_id, "revoked_at": d.revoked_at,
+                      "reason": d.revoked_reason}) if args.json
+          else f"revoked {d.device_id}: {d.revoked_reason}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    # a file or folder given as a port: refused before any; a missing port (a board
+    # unplugged) is that port's failed row, the others still checked
+    for port in args.port:
+        userfile.check_port(port, missing_ok=True)
+    if args.store:
+        with Store.open(args.store, create=False) as st:
+            rows = check_ports(args.port, st, baud=args.baud)
+    else:
+        rows = check_ports(args.port, None, baud=args.baud)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=1))
+    else:
+        print(f"{'PORT':<14} {'BOARD':<8} {'FW':<7} {'DEVICE':<32} {'ENROLLED':<16} LOG")
+        for r in rows:
+            enrolled = ("-" if r.enrolled is None else
+                        f"yes ({r.label})" if r.enrolled and r.label else
+                        "yes" if r.enrolled else "no")
+            log = (f"verified, {r.entries} entries" if r.ok else
+                   "FAILED: " + "; ".join(r.problems))
+            print(f"{r.port:<14} {r.board or '?':<8} {r.fw or '?':<7} "
+                  f"{r.device_id or '?':<32} {enrolled:<16} {log}")
+    return 0 if rows and all(r.ok for r in rows) else 1

@@ -1,0 +1,58 @@
+"""`hashtrail export`: a collector store -> a bundle file signed by the collector's
+identity key (docs/BUNDLE.md). `--show-key` prints that key's verifier string: what the
+ledger operator passes to `hashtrail ledger trust` so this collector may enroll devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from hashtrail import userfile
+from hashtrail.cli.args import device_arg
+from hashtrail.collector.bundle import from_store, write_bundle
+from hashtrail.collector.store import Store
+from hashtrail.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "export", help="export a collector store as a bundle")
+    p.add_argument("--store", required=True, help="collector store file")
+    p.add_argument("--out", help="bundle file to write ('-' for stdout)")
+    p.add_argument("--show-key", action="store_true",
+                   help="print this collector's verifier key (for `ledger trust`) and exit")
+    p.add_argument("--name", default="", help="collector name written in the bundle")
+    p.add_argument("--device", action="append", type=device_arg,
+                   help="only this device (repeatable)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out not in (None, "-") and not args.show_key:
+        userfile.check_output(args.out, "a bundle file to write")
+    with Store.open(args.store, create=False) as st:
+        signer = st.signer
+        if args.show_key:
+            key = signer.verifier().to_string()
+            print(json.dumps({"collector_key": key}) if args.json else key)
+            return 0
+        if args.out is None:
+            raise ConfigError("export needs --out FILE (or '-' for stdout)")
+        b = from_store(st, name=args.name, devices=args.device)
+    if args.out == "-":
+        write_bundle(b, sys.stdout, signer)
+    else:
+        with open(args.out, "w", encoding="ascii") as f:
+            write_bundle(b, f, signer)
+    summary = {"devices": len(b.enrollments), "entries": len(b.entries),
+               "checkpoints": len(b.checkpoints), "out": args.out,
+               "collector_key": signer.verifier().to_string()}
+    out = sys.stderr if args.out == "-" else sys.stdout
+    print(json.dumps(summary) if args.json else
+          f"exported {summary['entries']} entries, {summary['checkpoints']} checkpoints of "
+          f"{summary['devices']} devices to {args.out}, signed by collector key "
+          f"{summary['collector_key']}", file=out)
+    return 0

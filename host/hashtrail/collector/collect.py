@@ -1,0 +1,342 @@
+"""Collect one device: pull what is new, verify it, store it, then let the device prune.
+
+Why this order (docs/PROTOCOL.md "Collection"): bytes from a serial line are suspect,
+so they go to the store's quarantine exactly as received; they are accepted only
+after the chain links from our anchor and a checkpoint made just now for our random
+nonce signs the head we hold; and the device is told it may prune (ACK) only after
+the store committed. Killing the collector, pulling the cable or rebooting the device
+at any point therefore loses nothing, and the store's idempotent writes mean a re-run
+duplicates nothing.
+
+`collect(link, store)` is the plain function behind `hashtrail collect`; it does no
+printing (progress and notices, such as the device's own report that its log was
+altered, go through callbacks).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hashtrail.collector import collect_verify
+from hashtrail.collector.store import RawEntry, Store, device_id_of
+from hashtrail.device.link import BoundError, DeviceError, DeviceInfo, Link, LinkError
+from hashtrail.errors import HashtrailError, VerificationError, printable
+
+Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
+Notice = Callable[[str], None]  # one line for the user, e.g. the device's altered report
+
+_ENTRY = 0xA7
+_CHECKPOINT = 0xC7
+
+# Host bounds (docs/PROTOCOL.md "Host bounds"): the host, not the device, decides how
+# long and how much. Defaults are far above what an honest board needs: a full 4 MB
+# log is ~30,000 records, ~7 minutes at 115200 baud.
+DEADLINE_S = 900.0   # the whole command
+MAX_RECORDS = 200_000  # records per run whatever the device announces (memory: ~200 B each)
+MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
+MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with one
+
+
+class NotEnrolledError(HashtrailError):
+    """The device on the port is not enrolled in this collector store."""
+
+    exit_code = 3
+
+
+@dataclass
+class CollectResult:
+    device_id: str
+    label: str
+    from_seq: int
+    upto_seq: int | None  # last accepted seq after this run
+    new_entries: int  # entries accepted in this run
+    checkpoints: int  # device checkpoints stored and verified in this run
+    time_set: bool
+    acked: bool
+    device_first_seq: int | None  # what the device still holds after pruning
+    bytes_in: int
+    seconds: float
+    retries: int
+    noise_bytes: int
+    # The device's own report that its log no longer matches its signatures (HELLO).
+    device_altered: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _parse_header(rec: bytes) -> tuple[int, int, int, bytes, bytes | None]:
+    """(magic, seq, flags, body, sig) of one raw record; the CRC is checked by the verifier."""
+    magic, flags = rec[0], rec[1]
+    seq = int.from_bytes(rec[2:6], "little")
+    n = int.from_bytes(rec[6:8], "little")
+    body = rec[8:8 + n]
+    sig = rec[8 + n:8 + n + 64] if flags & 1 else None
+    return magic, seq, flags, body, sig
+
+
+def identify(link: Link, store: Store, notice: Notice | None = None
+             ) -> tuple[DeviceInfo, str]:
+    """HELLO (soft-resetting a device found at the REPL, with a notice), check the key
+    matches the id, and find the enrollment (label)."""
+    info = link.hello_waking(notice)
+    if info.proto != 1:
+        raise LinkError(f"device speaks protocol {info.proto}, this collector speaks 1")
+    if device_id_of(info.pub) != info.device_id:
+        raise VerificationError(
+            f"device claims id {info.device_id} but its public key gives "
+            f"{device_id_of(info.pub)}")
+    enr = store.enrollment(info.device_id)
+    if enr is None:
+        raise NotEnrolledError(
+            f"device {info.device_id} ({printable(info.board)}, fw {printable(info.fw)}) "
+            f"is not enrolled in "
+            f"{store.path}",
+            hint=f"enroll it first: hashtrail enroll --port PORT --store {store.path} "
+                 "--label NAME")
+    if enr.pub != info.pub:
+        raise VerificationError(f"device {info.device_id} presents another key than the "
+                                "one enrolled")
+    return info, enr.label
+
+
+class _Pull:
+    """Raw records received in this run, in log order, from `start` on."""
+
+    def __init__(self, start: int, cap: int = MAX_RECORDS) -> None:
+        self.start = start
+        self.cap = cap  # records this run may hold (set from what the device announced)
+        self.why = "the ceiling"
+        self.raw: list[bytes] = []
+        self._seen: set[bytes] = set()
+        self.next = start  # the seq to ask for next
+
+    def add(self, rec: bytes) -> RawEntry | None:
+        """Keep one record; returns it as a store entry when it is an entry record.
+
+        A checkpoint record seen again (a stream restarted after it) is kept once. An
+        entry record is always kept, even byte-identical to one already received: the
+        device never streams an entry twice, so a repeat is a duplicate on its flash,
+        and the verifier must see it to report it.
+        """
+        if len(self.raw) >= self.cap:
+            raise BoundError(f"stopped at the host's records bound ({self.cap} records "
+                             f"this run: {self.why})")
+        magic, seq, _flags, body, sig = _parse_header(rec)
+        if magic != _ENTRY:
+            if rec not in self._seen:
+                self._seen.add(rec)
+                self.raw.append(rec)
+            return None  # checkpoint records (or garbage: the verifier names it)
+        self.raw.append(rec)
+        self.next = max(self.next, seq + 1)
+        return RawEntry(seq, body, sig)
+
+
+def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
+            progress: Progress | None = None, attempts: int = 4,
+            window: int = 4, notice: Notice | None = None,
+            deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
+            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES) -> CollectResult:
+    """Collect one device within host bounds: `deadline` seconds for everything,
+    at most `max_records` records (fewer when the device announces fewer), `max_rounds`
+    HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
+    in a row (LinkError), or `max_retries` more than those that did (BoundError). An
+    attempt that breaks after new entries (a frame lost, a slow or rebooting device)
+    resumes at once and is never counted against the device. A bound hit raises
+    BoundError naming the device and the bound; nothing of this run is accepted then."""
+    t0 = time.monotonic()
+    link.set_deadline(deadline)
+    info, label = identify(link, store, notice)
+    did = info.device_id
+    link.name = f"device {did}"
+    try:
+        return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
+                        progress=progress, attempts=attempts, window=window,
+                        notice=notice, max_records=max_records, max_rounds=max_rounds,
+                        max_retries=max_retries)
+    except BoundError as e:
+        msg = str(e)
+        raise BoundError(msg if msg.startswith(link.name) else f"{link.name}: {msg}"
+                         ) from None
+
+
+def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None:
+    """Caps derived from what the device announced in its latest HELLO: its entries
+    after our anchor, twice over (its checkpoint records are interleaved) plus slack,
+    never above max_records; bytes: a chunk holds at least one record."""
+    announced = 0 if info.last_seq is None else max(0, info.last_seq + 1 - pull.start)
+    pull.cap = min(max_records, 2 * announced + 64)
+    pull.why = ("the --max-records ceiling" if pull.cap == max_records else
+                f"it announced {announced} entries after seq {pull.start - 1}")
+    link.max_bytes = (1 << 20) + pull.cap * (max(info.chunk, 64) + 16)
+
+
+def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, *,
+             set_time: bool, ack: bool, progress: Progress | None, attempts: int,
+             window: int, notice: Notice | None, max_records: int, max_rounds: int,
+             max_retries: int) -> CollectResult:
+    did = info.device_id
+    # The device's own report comes first, before anything can fail: what it does not
+    # vouch for is for the verifier to refuse, the user must hear it either way.
+    altered = info.altered
+    if altered is not None and notice is not None:
+        notice(altered.describe(did))
+    time_set = False
+    if set_time and info.time is None:
+        link.set_time(int(time.time()))
+        time_set = True
+    anchor = store.anchor(did)
+    start = 0 if anchor is None else anchor.seq + 1
+    if info.first_seq > start:
+        raise VerificationError(
+            f"device {did} no longer holds seq {start}..{info.first_seq - 1}, which this "
+            "collector never received (pruned after another collector's ACK?)",
+            hint="collect its bundle from the other collector; this store cannot accept "
+                 "a chain with a hole")
+    pull = _Pull(start)
+    _bounds(link, pull, info, max_records)
+    rounds = 0
+    retries = 0  # failed attempts, with or without progress (reported)
+    idle = 0  # failed attempts that received no new entry, in all
+    resumed = 0  # failed attempts that received new entries first
+    stuck = 0  # the same, in a row
+    mark = start  # pull.next when the current attempt began
+    expected = 0
+    nonce = b""
+    cose = b""
+    need_hello = False
+    while True:
+        try:
+            if need_hello:
+                # The device may have rebooted meanwhile: same id, new boot.
+                info = link.hello()
+                need_hello = False
+                if info.device_id != did:
+                    raise VerificationError("another device appeared on the port during "
+                                            "collection")
+                _bounds(link, pull, info, max_records)
+            if info.last_seq is not None:
+                expected = max(expected, info.last_seq + 1 - start)
+            if info.last_seq is not None and pull.next <= info.last_seq:
+                _stream(link, store, did, pull, expected, progress, window)
+            nonce = os.urandom(16)
+            cose = link.checkpoint(nonce)
+            if collect_verify.checkpoint_seq(cose) >= pull.next:
+                rounds += 1
+                if rounds >= max_rounds:
+                    raise link.bound("round trips", (
+                        f"{rounds} checkpoints in a row claimed entries beyond seq "
+                        f"{pull.next - 1}, the last received"))
+                info = link.hello()  # the device appended meanwhile: fetch the rest
+                _bounds(link, pull, info, max_records)
+                continue
+            break
+        except (LinkError, DeviceError) as e:
+            retries += 1
+            if pull.next > mark:
+                # The attempt received new entries before it broke (a frame lost to
+                # noise, a device slow or rebooting): the device is still sending, so
+                # nothing is declared lost; resume at once from the last entry kept.
+                # Only the host's deadline, records and bytes bounds limit this. No
+                # HELLO: a rebooted device serves the same RECORDS request, and the
+                # fresh checkpoint at the end proves every record came from its key.
+                mark = pull.next
+                stuck = 0
+                resumed += 1
+                link.drain()
+                continue
+            idle += 1
+            stuck += 1
+            need_hello = True
+            # Bounded: in a row, and in all beyond the attempts that did bring entries
+            # (a lossy line that loses a first chunk now and then still progresses).
+            over = idle - resumed >= max_retries
+            why = (f"{stuck} attempts in a row received no new entry" if stuck >= attempts
+                   else f"{idle} attempts received no new entry, {resumed} did"
+                   if over else "")
+            if why:
+                have = "none" if pull.next == start else f"seq {start}..{pull.next - 1}"
+                msg = (f"{why} (last: {e}); received {have} of the {expected} "
+                       f"entries from seq {start} it announced, in {retries} failed "
+                       "attempts")
+                if over:
+                    raise link.bound("retries", msg) from None
+                raise LinkError(f"collection of {did} stopped: {msg}",
+                                hint="everything received is kept; run collect again") from e
+            # Back off (0.25, 0.5, 1, 2 s): a busy host or a slow device gets time.
+            time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
+            link.drain()
+    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
+    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
+                                   policy=store.policy(did))
+    # Everything as received, even what fails, is kept in quarantine as evidence.
+    for cp in report.checkpoints:
+        store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+    if report.fresh is not None:
+        store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
+    if not report.ok or report.last_seq is None or report.head is None:
+        n = len(report.findings)
+        raise VerificationError(
+            f"device {did}: " + "; ".join(report.findings[:5])
+            + (f" (and {n - 5} more)" if n > 5 else ""),
+            hint="nothing was accepted or acknowledged; the received records are kept in "
+                 "the store's quarantine as evidence")
+    new = 0
+    if report.last_seq >= start:
+        new = store.accept(did, report.last_seq, report.head)
+    store.accept_checkpoint(did, cose)
+    for cp in report.checkpoints:
+        if cp.seq <= report.last_seq:
+            store.accept_checkpoint(did, cp.raw)
+    acked = False
+    first: int | None = info.first_seq
+    if ack and new:
+        try:
+            first = link.ack(report.last_seq)
+            acked = True
+        except BoundError as e:
+            # What was verified is committed and stays accepted; the device merely keeps
+            # it (no prune) until a later collection's ACK.
+            if notice is not None:
+                notice(f"{e}; {did} was not acknowledged, it keeps what was collected")
+    return CollectResult(
+        device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
+        new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
+        acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
+        seconds=round(time.monotonic() - t0, 3), retries=retries,
+        noise_bytes=link.noise_bytes,
+        device_altered=None if altered is None else asdict(altered))
+
+
+def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
+            progress: Progress | None, window: int) -> None:
+    """One RECORDS stream from pull.next; each chunk is quarantined as it arrives."""
+    batch: list[RawEntry] = []
+    got = [0]
+
+    def chunk_done(nbytes: int) -> None:
+        got[0] += nbytes
+        if progress is not None:
+            progress(pull.next - pull.start, expected, got[0])
+
+    def flush() -> None:
+        if batch:
+            store.quarantine(did, batch)
+            batch.clear()
+
+    try:
+        for rec in link.records(pull.next, window=window, on_chunk=chunk_done):
+            e = pull.add(rec)
+            if e is not None:
+                batch.append(e)
+            if len(batch) >= 512:
+                flush()
+    finally:
+        flush()
+    if progress is not None:
+        progress(pull.next - pull.start, expected, got[0])

@@ -1,0 +1,89 @@
+"""Verification of one collection run, before anything is accepted (pure, no I/O).
+
+Why a separate module: `collect` decides accept-or-quarantine from the bytes as
+received, and that decision must be testable without a device. The chain itself is
+judged by the project's verifier (records.parse_records + chainverify.verify_chain:
+CRCs, seq continuity from the anchor, prev links, genesis, signatures, the checkpoint
+records in the log); this module adds what only a live collection can check: the
+checkpoint made just now carries OUR random nonce and signs the head of the last
+entry we hold, so a replayed checkpoint or a truncated tail cannot pass.
+
+The device is held to the signing policy of its entry 0: read from the pulled entry 0
+on a first collection, else `policy` as the store kept it (Store.policy). Under policy
+1 an entry without its own signature is refused even though the fresh checkpoint signs
+the head after it: a device signing over a log rewritten on its flash is exactly what
+the per-entry signatures are there to catch. A log-altered entry (the device's own
+report) is refused whatever the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hashtrail.chain.chainverify import Anchor as ChainAnchor
+from hashtrail.chain.chainverify import verify_chain
+from hashtrail.collector.store import Anchor
+from hashtrail.errors import HashtrailError
+from hashtrail.formats.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
+from hashtrail.formats.records import parse_records
+
+
+@dataclass
+class Report:
+    fresh: Checkpoint | None
+    checkpoints: list[Checkpoint]  # the checkpoint records found in the pulled log
+    findings: list[str] = field(default_factory=list)
+    last_seq: int | None = None  # last entry verified, when findings is empty
+    head: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and self.fresh is not None
+
+
+def checkpoint_seq(cose: bytes) -> int:
+    """The seq a checkpoint claims (not verified: only to know whether to pull more)."""
+    return parse_checkpoint(cose).seq
+
+
+def verify(pub: bytes, anchor: Anchor | None, raw_records: Sequence[bytes],
+           fresh_cose: bytes, nonce: bytes, *, policy: int | None = None) -> Report:
+    """Judge records pulled after `anchor` plus the fresh checkpoint for `nonce`;
+    `policy` is the device's signing policy as stored from its entry 0."""
+    records, problems = parse_records(b"".join(raw_records), source="serial")
+    chain = verify_chain(pub, records, problems,
+                         anchor=None if anchor is None else ChainAnchor(anchor.seq,
+                                                                        anchor.head),
+                         policy=policy)
+    cps: list[Checkpoint] = []
+    for r in records:
+        if not r.is_entry:
+            try:
+                cps.append(parse_checkpoint(r.body))
+            except HashtrailError:
+                pass  # the chain report names it
+    rep = Report(fresh=None, checkpoints=cps)
+    rep.findings += [f"seq {f.seq}: {f.code}: {f.text}" for f in chain.findings]
+    try:
+        fresh = verify_checkpoint(fresh_cose, pub, nonce=nonce)
+    except HashtrailError as e:
+        rep.findings.append(f"fresh checkpoint: {e}")
+        return rep
+    rep.fresh = fresh
+    if chain.last_seq is None:  # nothing new: the head must be our anchor
+        if anchor is None or (fresh.seq, fresh.head) != (anchor.seq, anchor.head):
+            rep.findings.append(
+                f"fresh checkpoint signs seq {fresh.seq}, but this collector holds "
+                f"{'nothing' if anchor is None else anchor.seq} and received no entries "
+                "(rolled back, cloned or truncated device?)")
+        else:
+            rep.last_seq, rep.head = anchor.seq, anchor.head
+        return rep
+    if fresh.seq != chain.last_seq or fresh.head != chain.head:
+        rep.findings.append(
+            f"fresh checkpoint signs seq {fresh.seq}, the entries received end at "
+            f"{chain.last_seq} with another head (tail truncated or rolled back?)")
+    if not rep.findings:
+        rep.last_seq, rep.head = chain.last_seq, chain.head
+    return rep

@@ -1,0 +1,137 @@
+"""Device checkpoints (docs/FORMATS.md "Checkpoint"): COSE_Sign1, ES256, kid = device id.
+
+Why: a checkpoint is the device's signed statement of its chain head (and of the
+host's fresh nonce, against replay). The signature is checked over the RFC 9052
+Sig_structure built from the protected header and payload bytes exactly as received,
+never re-encoded. Verb pair: `parse_checkpoint` (structure only) and
+`verify_checkpoint` (structure + signature against a known device key); `signed_by`
+is the signature half alone, for callers that report format and signature apart.
+Every host path (collect, chain verifier, reconcile, `verify --ledger`, evidence)
+reads checkpoints through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from hashtrail.errors import FormatError, VerificationError
+from hashtrail.formats import cbor_strict
+from hashtrail.formats.cbor_strict import int_keys, is_uint
+from hashtrail.formats.keys import DeviceId, DeviceKey, N
+
+__all__ = [
+    "Checkpoint",
+    "N",
+    "check_signature",
+    "parse_checkpoint",
+    "sig_structure",
+    "signed_by",
+    "verify_checkpoint",
+]
+
+TAG_COSE_SIGN1 = 18
+ALG_ES256 = -7
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    device_id: DeviceId
+    seq: int
+    head: bytes
+    t: int | None
+    up: int
+    nonce: bytes | None
+    protected: bytes
+    payload: bytes
+    signature: bytes
+    raw: bytes
+
+
+def _uint(v: Any, name: str) -> int:
+    if not is_uint(v):
+        raise FormatError(f"checkpoint {name} must be an unsigned integer")
+    return int(v)
+
+
+def parse_checkpoint(raw: bytes) -> Checkpoint:
+    """Structure only: FormatError unless raw is a canonical hashtrail checkpoint."""
+    raw = bytes(raw)
+    msg = cbor_strict.loads(raw, tags=frozenset({TAG_COSE_SIGN1}), what="checkpoint")
+    if type(msg) is not cbor2.CBORTag or msg.tag != TAG_COSE_SIGN1:
+        raise FormatError("checkpoint must be a tagged COSE_Sign1 (tag 18)")
+    parts = msg.value
+    if not isinstance(parts, (list, tuple)) or len(parts) != 4:
+        raise FormatError("COSE_Sign1 must be an array of 4")
+    protected, unprotected, payload, sig = parts
+    if type(protected) is not bytes or type(payload) is not bytes or type(sig) is not bytes:
+        raise FormatError("COSE_Sign1 protected, payload and signature must be byte strings")
+    if not isinstance(unprotected, Mapping) or len(unprotected) != 0:
+        raise FormatError("checkpoint unprotected header must be empty")
+    if len(sig) != 64:
+        raise FormatError("ES256 signature must be 64 bytes (r || s)")
+    hdr = cbor_strict.loads(protected, what="checkpoint protected header")
+    if not int_keys(hdr) or set(hdr) != {1, 4} or type(hdr[1]) is not int \
+            or hdr[1] != ALG_ES256 \
+            or type(hdr[4]) is not bytes or len(hdr[4]) != 16:
+        raise FormatError("checkpoint protected header must be {1: -7 (ES256), 4: kid (16)}")
+    p = cbor_strict.loads(payload, what="checkpoint payload")
+    if not int_keys(p) or set(p) not in ({0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6}):
+        raise FormatError("checkpoint payload must be a map with keys 0..5 (6 optional)")
+    if p[0] != 1 or type(p[0]) is not int:
+        raise FormatError(f"unsupported checkpoint version {p[0]!r}")
+    if p[1] != hdr[4]:
+        raise FormatError("checkpoint kid and payload device id differ")
+    head = p[3]
+    if type(head) is not bytes or len(head) != 32:
+        raise FormatError("checkpoint head must be 32 bytes")
+    t = p[4]
+    if t is not None:
+        _uint(t, "t")
+    nonce = p.get(6)
+    if nonce is not None and (type(nonce) is not bytes or not 1 <= len(nonce) <= 32):
+        raise FormatError("checkpoint nonce must be 1 to 32 bytes")
+    return Checkpoint(device_id=DeviceId(hdr[4].hex()), seq=_uint(p[2], "seq"), head=head,
+                      t=t, up=_uint(p[5], "up"), nonce=nonce, protected=protected,
+                      payload=payload, signature=sig, raw=raw)
+
+
+def _bstr(b: bytes) -> bytes:
+    return cbor_strict.head(2, len(b)) + b
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """RFC 9052 section 4.4: ["Signature1", protected, h'', payload] as CBOR."""
+    return b"\x84\x6aSignature1" + _bstr(protected) + b"\x40" + _bstr(payload)
+
+
+def check_signature(pub: bytes, message: bytes, sig: bytes) -> bool:
+    """ECDSA P-256 / SHA-256 over message with a 64-byte r || s signature."""
+    return DeviceKey(pub).signs(message, sig)
+
+
+def signed_by(cp: Checkpoint, key: DeviceKey) -> bool:
+    """Whether this device key made the checkpoint (its kid and its signature)."""
+    return cp.device_id == key.id and key.signs(sig_structure(cp.protected, cp.payload),
+                                                cp.signature)
+
+
+def verify_checkpoint(raw: bytes, key: DeviceKey | bytes, *,
+                      nonce: bytes | None = None) -> Checkpoint:
+    """Parse, then check kid and signature against the device key (a DeviceKey or its
+    65-byte public key), and the nonce when given."""
+    cp = parse_checkpoint(raw)
+    if not isinstance(key, DeviceKey):
+        key = DeviceKey(key)
+    if key.id != cp.device_id:
+        raise VerificationError(f"checkpoint is from device {cp.device_id}, not {key.id}")
+    if not signed_by(cp, key):
+        raise VerificationError(f"checkpoint seq {cp.seq} of device {cp.device_id}: "
+                                "bad signature")
+    if nonce is not None and cp.nonce != nonce:
+        raise VerificationError(f"checkpoint seq {cp.seq}: nonce does not match the "
+                                "challenge (replayed checkpoint?)")
+    return cp

@@ -1,0 +1,183 @@
+"""Log entries on the host (docs/FORMATS.md "Entry"): the one strict entry parser.
+
+Why one: collect (chainverify), reconcile, `verify --ledger` and fork evidence must
+judge the same bytes the same way, so they all call `parse_entry`. It accepts only
+canonical version-1 entries whose fields and kind-specific bodies have the documented
+types, and keeps the raw bytes, so `entry_hash` is always computed over what was
+received.
+
+Entries are the hot path (every entry of every chain), so `parse_entry` first tries
+`_fast_entry`: `cbor_strict.quick_loads`, which only ever says "canonical, here is
+the value" or "ask the reference". Anything else goes to the reference decoder
+`cbor_strict.loads`, which decides and words the error. The schema check after
+either decoder is the same code (`_entry_fields`). tests/host/test_devicecheck.py
+holds the fast path to the reference's verdict and value on every mutation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, NamedTuple
+
+from hashtrail.errors import FormatError
+from hashtrail.formats import cbor_strict
+from hashtrail.formats.cbor_strict import (
+    int_keys as int_keys,  # (re-exported: callers check maps too)
+)
+from hashtrail.formats.cbor_strict import is_uint as _uint
+
+VERSION = 1
+KIND_READING = 0
+KIND_BOOT = 1
+KIND_TIME_SET = 2
+KIND_KEY_CREATED = 3
+KIND_OVERFLOW = 4
+KIND_ACK = 5
+KIND_LOG_ALTERED = 6
+KIND_NAMES = {0: "reading", 1: "boot", 2: "time_set", 3: "key_created", 4: "overflow",
+              5: "acknowledged", 6: "log_altered"}
+# Signing policy, recorded by the device in entry 0 (key-created body key 2).
+POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
+POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
+_KEYS = list(range(9))
+
+
+class Entry(NamedTuple):
+    """A parsed entry. A tuple (not a dataclass) because reconcile and the chain
+    verifier make one per entry and tuple construction is several times cheaper."""
+
+    seq: int
+    t: int | None
+    up: int
+    boot: int
+    prev: bytes
+    fw: str
+    kind: int
+    body: Any
+    raw: bytes
+
+    @property
+    def hash(self) -> bytes:
+        return entry_hash(self.raw)
+
+
+def entry_hash(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def parse_entry(raw: bytes) -> Entry:
+    """Decode canonical entry bytes; FormatError for anything else."""
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    e = _fast_entry(raw)
+    if e is not None:
+        return e
+    return _entry_fields(cbor_strict.loads(raw, what="entry"), raw)
+
+
+# Canonical size of an entry's fixed parts: map head, nine one-byte keys, version 1,
+# prev (2-byte head + 32), kind (0..5).
+_FIXED_SIZE = 1 + 9 + 1 + 34 + 1
+_head_size = cbor_strict.head_size
+
+
+def _fast_entry(raw: bytes) -> Entry | None:
+    """The entry if `raw` is provably a canonical, well-formed entry, else None (then
+    the reference decides and words the error). Never raises.
+
+    Why it is as strict as the reference: `quick_decode` refuses every tag, indefinite
+    length and duplicate key, so each item decoded to one value of its own type; the
+    schema check then fixes every top-level type, and no item can be shorter than its
+    canonical form, so `raw` is canonical exactly when its length is the canonical size
+    of the value (the body's size, key order included, from cbor_strict.canonical_size;
+    the fixed fields' from their values) - the argument of cbor_strict.quick_loads."""
+    m = cbor_strict.quick_decode(raw)
+    if type(m) is not dict:
+        return None
+    try:
+        e = _entry_fields(m, raw)
+    except FormatError:
+        return None
+    body = cbor_strict.canonical_size(e.body)
+    if body < 0:
+        return None
+    fw = e.fw
+    n = len(fw) if fw.isascii() else len(fw.encode())
+    t = e.t
+    size = (_FIXED_SIZE + body + _head_size(e.seq) + (1 if t is None else _head_size(t))
+            + _head_size(e.up) + _head_size(e.boot) + _head_size(n) + n)
+    return e if size == len(raw) else None
+
+
+_new_entry = tuple.__new__      # Entry without its Python-level __new__ (hot path)
+_INTS = [int] * 9
+_REC_KEYS = ([0, 1, 2], [0, 2])                     # SenML {0: n, 1?: u, 2: v}
+_REC_KEY_TYPES = ([int, int, int], [int, int])      # not `true` for 1 (True == 1)
+
+
+def _entry_fields(m: Any, raw: bytes) -> Entry:
+    """The schema check of a decoded entry (keys in canonical order: 0..8)."""
+    if type(m) is not dict or list(m) != _KEYS or list(map(type, m)) != _INTS:
+        raise FormatError("entry must be a map with keys 0..8")
+    v0, seq, t, up, boot, prev, fw, kind, body = m.values()
+    if type(v0) is not int or v0 != VERSION:
+        raise FormatError(f"unsupported entry version {v0!r}")
+    if not _uint(seq) or not _uint(up) or not _uint(boot) or not (t is None or _uint(t)):
+        raise FormatError("entry fields seq, t, up and boot must be unsigned integers "
+                          "(t may be null)")
+    if type(prev) is not bytes or len(prev) != 32:
+        raise FormatError("entry field prev must be 32 bytes")
+    if type(fw) is not str:
+        raise FormatError("entry field fw must be text")
+    if type(kind) is not int or kind not in KIND_NAMES:
+        raise FormatError(f"unknown entry kind {kind!r}")
+    _check_body(kind, body)
+    return _new_entry(Entry, (seq, t, up, boot, prev, fw, kind, body, raw))
+
+
+def _check_body(kind: int, body: Any) -> None:
+    if kind == KIND_READING:
+        if type(body) is not list:
+            raise FormatError("reading body must be a SenML array")
+        for rec in body:
+            if type(rec) is not dict or list(rec) not in _REC_KEYS \
+                    or list(map(type, rec)) not in _REC_KEY_TYPES:
+                raise FormatError("SenML record must be {0: name, 1?: unit, 2: value}")
+            if type(rec[0]) is not str or (1 in rec and type(rec[1]) is not str):
+                raise FormatError("SenML name and unit must be text")
+            v = type(rec[2])
+            if v is not int and v is not float:
+                raise FormatError("SenML value must be a number")
+        return
+    if not int_keys(body):
+        raise FormatError(f"{KIND_NAMES[kind]} body must be a map with integer keys")
+    if kind == KIND_KEY_CREATED:
+        pub = body.get(1)
+        keys = list(body)
+        if keys not in ([1], [1, 2]) or type(pub) is not bytes or len(pub) != 65 \
+                or (keys == [1, 2] and (type(body[2]) is not int
+                                        or body[2] not in _POLICIES)):
+            raise FormatError("key-created body must be {1: pub (65 bytes), 2?: signing "
+                              "policy (0 or 1)}")
+    elif kind == KIND_LOG_ALTERED:
+        if list(body) != [1, 2] or not _uint(body[1]) or type(body[2]) is not str:
+            raise FormatError("log-altered body must be {1: first altered seq, 2: reason}")
+    elif kind == KIND_BOOT:
+        if list(body) != [1] or type(body[1]) is not str:
+            raise FormatError("boot body must be {1: reset cause}")
+
+
+_POLICIES = (POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY)
+
+
+def signing_policy(e: Entry) -> int:
+    """The signing policy entry 0 declares; an entry 0 without one (format 1 before the
+    policy existed) signed checkpoints only."""
+    if e.kind != KIND_KEY_CREATED:
+        raise FormatError("only the key-created entry declares a signing policy")
+    return int(e.body.get(2, POLICY_CHECKPOINTS))   # parse_entry checked it is 0 or 1
+
+
+def is_key_created_by(e: Entry, pub: bytes) -> bool:
+    """Entry 0 must be the key-created entry carrying this very key (FORMATS.md)."""
+    return e.kind == KIND_KEY_CREATED and e.body[1] == pub

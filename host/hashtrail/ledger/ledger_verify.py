@@ -1,0 +1,622 @@
+"""Re-verify a whole ledger from the bytes its devices signed (docs/LEDGER.md "verify").
+
+Why: a ledger file may come from someone else or have been edited on disk, by hand or
+by its own operator. This trusts no derived column and no row for being there. Every
+row of every table is re-derived from device-signed data or checked against it:
+
+- meta: exactly the known keys; the verifier key canonical and named for the origin;
+  `size` equal to the number of leaves;
+- devices: the id canonical (keys.parse_device_id) and the hash of the row's key;
+  tip_seq / tip_head / tip_t what the device's accepted entries say; `forked` set
+  exactly when fork evidence is kept;
+- entries (the leaves): every row is exactly one entry of an enrolled device, at one
+  leaf index, with its stored hash the hash of its bytes; leaf indexes run 0..size-1
+  with no hole, no duplicate leaf; per-device counts sum to the tree size; each device's
+  chain re-verifies from its genesis; every entry is covered by a device signature
+  under the policy its entry 0 declares (entry.signing_policy): policy 1, its own
+  valid signature; policy 0, a verified device checkpoint (or a later signed entry) in
+  the ledger, and then the device reports those entries "unprotected until checkpoint
+  N", never plain "ok"; entries a log-altered entry (kind 6) disowns are a problem;
+- nodes and checkpoints: the stored subtree hashes, every one, and every stored signed
+  checkpoint match the tree rebuilt from the entries;
+- pending, dev_checkpoints, evidence: every row belongs to an enrolled device, its
+  stored hash / seq / head are those of its signed bytes, signatures verify, evidence
+  proves the fork it is filed under; collectors: canonical verifier keys; bundles:
+  never written by hashtrail, so any row is foreign.
+Every problem names its table, its row's key and what is wrong.
+
+What no check on one file can see (docs/LEDGER.md): a row removed that nothing else
+depends on (a ledger checkpoint, a device checkpoint a later one supersedes, a held
+pending entry, a trusted collector), operator metadata nobody signed (label, board,
+revocation), and a consistent rewrite by the key holder: witnesses keep what they saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, parse_entry
+from hashtrail.chain.evidence import check_evidence
+from hashtrail.errors import HashtrailError
+from hashtrail.formats import note
+from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
+from hashtrail.formats.keys import parse_device_id
+from hashtrail.ledger import merkle
+from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger
+
+_META_KEYS = {"schema", "origin", "size", "verifier"}
+_LEGACY_SIGNER = "signer"
+_MAX_PER_TABLE = 50          # problems listed per table before "... and N more"
+
+
+@dataclass
+class DeviceReport:
+    device_id: str
+    label: str
+    entries: int = 0
+    first_t: int | None = None
+    last_t: int | None = None
+    pending: int = 0
+    status: str = "ok"
+    policy: int | None = None          # signing policy of entry 0 (None: no entry 0 yet)
+    # policy 0: seq ranges and the device signature that first covered them
+    unprotected: list[dict[str, Any]] = field(default_factory=list)
+    # What the ledger records and a verifier should know, not a fault of the ledger:
+    # entries held back (e.g. after a caught tampering), device time going back; and,
+    # with `alarm` set, a fork or a device checkpoint off the accepted chain.
+    anomalies: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    # an anomaly is an integrity problem of the device's history (the device key signed
+    # two histories): `verify` exits 1 for it; the others are expected and exit 0
+    alarm: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.alarm
+
+
+@dataclass
+class LedgerReport:
+    size: int
+    root: str
+    checkpoints: int
+    devices: list[DeviceReport]
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No integrity problem: expected anomalies (held entries, device time going
+        back, entries unprotected until a checkpoint) do not count."""
+        return not self.problems and all(d.ok for d in self.devices)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "size": self.size, "root": self.root,
+                "checkpoints": self.checkpoints, "problems": self.problems,
+                "notes": self.notes, "devices": [{**d.__dict__, "ok": d.ok} for d in self.devices]}
+
+
+class _Problems:
+    """Problems per table, each '<table> (<row key>): <what>', capped per table."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.count: dict[str, int] = defaultdict(int)
+
+    def add(self, table: str, key: str, what: str) -> None:
+        self.count[table] += 1
+        if self.count[table] <= _MAX_PER_TABLE:
+            self.out.append(f"{table} ({key}): {what}")
+
+    def done(self) -> list[str]:
+        return self.out + [f"{t}: ... and {n - _MAX_PER_TABLE} more problems"
+                           for t, n in self.count.items() if n > _MAX_PER_TABLE]
+
+
+def _did_key(did: object) -> str:
+    return f"device {did}" if isinstance(did, str) else f"device {did!r}"
+
+
+def _canonical(did: object) -> tuple[str | None, str]:
+    """(the id if canonical, else None; why not)."""
+    try:
+        return parse_device_id(did), ""
+    except HashtrailError as e:
+        return None, str(e)
+
+
+def _row_device(p: _Problems, table: str, did_raw: object, seq: object,
+                devs: dict[str, _Dev], not_enrolled: str) -> tuple[str, str | None]:
+    """The row key, and the id of the enrolled device a per-device row (device_id, seq)
+    belongs to; None after naming the row as a problem (another spelling, or no such
+    device)."""
+    k = f"{_did_key(did_raw)}, seq {seq}"
+    did, why = _canonical(did_raw)
+    if did is None or did not in devs:
+        p.add(table, k, why or not_enrolled)
+        return k, None
+    return k, did
+
+
+@dataclass
+class _Dev:
+    """An enrolled device as its devices row states it, and what its rows say."""
+
+    row: tuple[Any, ...]
+    key: DeviceKey
+    report: DeviceReport
+    heads: dict[int, set[bytes]] = field(default_factory=dict)    # verified checkpoints
+    hashes: dict[int, bytes] = field(default_factory=dict)        # accepted seq -> hash
+    evidence: list[int] = field(default_factory=list)
+    evidence_hash: dict[int, bytes] = field(default_factory=dict)  # its accepted side
+
+
+def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
+    """Check every table of the ledger (see the module doc); `device` limits the device
+    reports to one device (every table is still checked)."""
+    if device is not None:
+        device = parse_device_id(device)
+    p = _Problems()
+    meta = _meta(led, p)
+    devs = _devices(led, p)
+    if device is not None and device not in devs:
+        raise HashtrailError(f"device {device} is not in this ledger")
+    size = meta.get("size", -1)
+    tree, counts = _leaves(led, p, devs, size)
+    rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
+    if size != tree.size:
+        p.add("meta", "key size", f"says {size} leaves, the entries table holds "
+                                  f"{tree.size}")
+    if sum(counts.values()) != tree.size:
+        p.add("entries", "all rows", f"the enrolled devices' entries number "
+                                     f"{sum(counts.values())}, the tree {tree.size} leaves")
+    _nodes(led, p, tree)
+    _ledger_checkpoints(led, p, rep, tree, meta)
+    _dev_checkpoints(led, p, devs)
+    _evidence(led, p, devs)
+    for d in devs.values():
+        _chain(led, p, d)
+    for did, d in devs.items():      # after every chain: evidence checks need the hashes
+        _evidence_against_chain(p, did, d)
+    _pending(led, p, devs)
+    _collectors(led, p)
+    for (n,) in led.db.execute("SELECT COUNT(*) FROM bundles"):
+        if n:
+            p.add("bundles", "every row", f"{n} rows: hashtrail never writes this table")
+    rep.devices = [d.report for did, d in sorted(devs.items())
+                   if device is None or did == device]
+    rep.problems = p.done()
+    return rep
+
+
+# -- meta ------------------------------------------------------------------------------
+
+def _meta(led: Ledger, p: _Problems) -> dict[str, Any]:
+    rows = {str(k): v for k, v in led.db.execute("SELECT key, value FROM meta")}
+    out: dict[str, Any] = {}
+    for k in sorted(set(rows) - _META_KEYS - {_LEGACY_SIGNER}):
+        p.add("meta", f"key {k!r}", "not a key hashtrail writes")
+    origin = rows.get("origin")
+    if not isinstance(origin, str) or not origin:
+        p.add("meta", "key origin", "missing or not text")
+        origin = ""
+    out["origin"] = origin
+    size = rows.get("size")
+    if not isinstance(size, str) or not size.isdigit() or str(int(size)) != size:
+        p.add("meta", "key size", f"not a canonical decimal size: {size!r}")
+    else:
+        out["size"] = int(size)
+    vtext, legacy = rows.get("verifier"), rows.get(_LEGACY_SIGNER)
+    verifier: note.Verifier | None = None
+    if vtext is not None:
+        try:
+            verifier = note.Verifier.from_string(str(vtext))
+            if verifier.to_string() != vtext:
+                raise HashtrailError("not in its canonical form")
+        except HashtrailError as e:
+            p.add("meta", "key verifier", f"not a ledger verifier key: {e}")
+            verifier = None
+        if verifier is not None and verifier.name != origin:
+            p.add("meta", "key verifier", f"names {verifier.name!r}, the origin is "
+                                          f"{origin!r}")
+    if legacy is not None:       # a ledger from before the key file: its signer is here
+        try:
+            lv = note.Signer.from_string(str(legacy)).verifier()
+        except HashtrailError as e:
+            p.add("meta", "key signer", f"not a ledger signer key: {e}")
+        else:
+            if verifier is not None and lv.to_string() != verifier.to_string():
+                p.add("meta", "key signer", "is not the key of the verifier row")
+            verifier = verifier or lv
+    elif vtext is None:
+        p.add("meta", "key verifier", "missing: nothing says whose checkpoints count")
+    out["verifier"] = verifier
+    return out
+
+
+# -- devices ---------------------------------------------------------------------------
+
+def _devices(led: Ledger, p: _Problems) -> dict[str, _Dev]:
+    out: dict[str, _Dev] = {}
+    for row in led.db.execute("SELECT * FROM devices ORDER BY device_id"):
+        did, why = _canonical(row[0])
+        k = _did_key(row[0])
+        if did is None:
+            p.add("devices", k, why)
+            continue
+        try:
+            key = DeviceKey(bytes(row[1]))
+        except (HashtrailError, TypeError, ValueError) as e:
+            p.add("devices", k, f"pub is not a device key: {e}")
+            continue
+        if key.id != did:
+            p.add("devices", k, f"pub hashes to device id {key.id}, not this one")
+            continue
+        out[did] = _Dev(row, key, DeviceReport(did, str(row[2])))
+    return out
+
+
+# -- leaves, nodes, ledger checkpoints -------------------------------------------------
+
+def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
+            ) -> tuple[merkle.MemoryTree, dict[str, int]]:
+    """Rebuild the tree from the entries rows in leaf order; check each row as a leaf."""
+    tree = merkle.MemoryTree()
+    counts: dict[str, int] = defaultdict(int)
+    seen: dict[bytes, int] = {}
+    ids: dict[Any, tuple[bytes, str | None]] = {}   # device_id column -> (leaf prefix, why)
+    sha256, leaf_hash = hashlib.sha256, merkle.leaf_hash
+    for index, did_raw, seq, h, body, _sig in led.db.execute(
+            "SELECT leaf_index, device_id, seq, entry_hash, body, sig FROM entries "
+            "ORDER BY leaf_index"):
+        if type(index) is not int or type(seq) is not int or seq < 0 \
+                or not isinstance(body, bytes) or not isinstance(h, bytes):
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}", "a column of the wrong type")
+            continue
+        if index != tree.size:
+            if index < tree.size:
+                p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                      f"leaf_index {index} out of order")
+                continue
+            p.add("entries", f"leaf {tree.size}" if index == tree.size + 1
+                  else f"leaves {tree.size}..{index - 1}", "no entries row holds it")
+            while tree.size < index:     # keep indexes aligned for the checks below
+                tree.append(bytes(32))
+        if index >= size >= 0:
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  f"leaf_index {index} is beyond the tree size {size} in meta")
+        known = ids.get(did_raw)
+        if known is None:
+            known = ids[did_raw] = _leaf_prefix(did_raw, devs)
+        prefix, why = known
+        if why is None:
+            counts[did_raw] += 1
+        else:
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}", why)
+        hb = sha256(body).digest()
+        if hb != h:
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  "entry_hash is not the hash of its bytes")
+        lh = leaf_hash(prefix + seq.to_bytes(8, "big") + hb + body)
+        first = seen.setdefault(lh, index)
+        if first != index:
+            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                  f"leaf {index} duplicates leaf {first}")
+        tree.append(lh)
+    return tree, counts
+
+
+def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | None]:
+    """The leaf prefix this device_id value makes ("HTL1" || 16 id bytes, as reconcile
+    wrote it), and why the row is not an enrolled device's (None when it is)."""
+    did, why = _canonical(did_raw)
+    try:
+        raw_id = bytes.fromhex(did_raw) if isinstance(did_raw, str) else b""
+    except ValueError:
+        raw_id = b""
+    if did is None:
+        return LEAF_TAG + raw_id, why
+    if did not in devs:
+        return LEAF_TAG + raw_id, "not an entry of an enrolled device"
+    return LEAF_TAG + raw_id, None
+
+
+def _nodes(led: Ledger, p: _Problems, tree: merkle.MemoryTree) -> None:
+    """Every stored subtree hash is the rebuilt tree's, and none is missing."""
+    want = ((lv, ix, h) for lv, hs in enumerate(tree.levels) for ix, h in enumerate(hs))
+    got = ((int(lv), int(ix), bytes(h)) for lv, ix, h in led.db.execute(
+        "SELECT level, idx, hash FROM nodes ORDER BY level, idx"))
+    w, g = next(want, None), next(got, None)
+    while w is not None or g is not None:
+        if g is None or (w is not None and w[:2] < g[:2]):
+            assert w is not None
+            p.add("nodes", f"level {w[0]}, index {w[1]}", "missing: the tree rebuilt from "
+                                                          "the entries has it")
+            w = next(want, None)
+        elif w is None or g[:2] < w[:2]:
+            p.add("nodes", f"level {g[0]}, index {g[1]}", "not a node of the tree rebuilt "
+                                                          "from the entries")
+            g = next(got, None)
+        else:
+            if w[2] != g[2]:
+                p.add("nodes", f"level {g[0]}, index {g[1]}", "hash differs from the tree "
+                                                              "rebuilt from the entries")
+            w, g = next(want, None), next(got, None)
+
+
+def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
+                        tree: merkle.MemoryTree, meta: dict[str, Any]) -> None:
+    verifier: note.Verifier | None = meta["verifier"]
+    newest = -1
+    for size, data, _created in led.db.execute(
+            "SELECT size, note, created FROM checkpoints ORDER BY size"):
+        rep.checkpoints += 1
+        k = f"size {size}"
+        if verifier is None:
+            p.add("checkpoints", k, "no verifier key in meta to check it with")
+            continue
+        try:
+            cp, _ = note.open_checkpoint(bytes(data), [verifier])
+        except (HashtrailError, TypeError) as e:
+            p.add("checkpoints", k, f"not signed by the ledger key: {e}")
+            continue
+        if cp.origin != meta["origin"]:
+            p.add("checkpoints", k, f"origin {cp.origin!r} is not the ledger's")
+        elif cp.size != size:
+            p.add("checkpoints", k, f"the signed note is for size {cp.size}")
+        elif cp.size > tree.size or tree.root(cp.size) != cp.root:
+            p.add("checkpoints", k, "the signed root is not the root of the tree rebuilt "
+                                    "from the entries")
+        else:
+            newest = max(newest, cp.size)
+    if rep.checkpoints and newest < tree.size:
+        rep.notes.append(f"leaves {max(newest, 0)}..{tree.size - 1} are not yet under a "
+                         "signed ledger checkpoint (`hashtrail ledger checkpoint` signs one)")
+
+
+# -- device checkpoints, evidence, chains, pending -------------------------------------
+
+def _dev_checkpoints(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
+    for did_raw, ch, cose, nonce, seq, head in led.db.execute(
+            "SELECT device_id, cose_hash, cose, nonce, seq, head FROM dev_checkpoints"):
+        k, did = _row_device(p, "dev_checkpoints", did_raw, seq, devs,
+                             "not a checkpoint of an enrolled device")
+        if did is None:
+            continue
+        d = devs[did]
+        try:
+            cose = bytes(cose)
+            cp = d.key.checkpoint(cose)
+        except (HashtrailError, TypeError) as e:
+            p.add("dev_checkpoints", k, f"not this device's signed checkpoint: {e}")
+            continue
+        if bytes(ch) != hashlib.sha256(cose).digest():
+            p.add("dev_checkpoints", k, "cose_hash is not the hash of its bytes")
+        elif (seq, bytes(head)) != (cp.seq, cp.head):
+            p.add("dev_checkpoints", k, f"seq/head columns differ from the signed "
+                                        f"checkpoint (seq {cp.seq})")
+        elif nonce is not None and bytes(nonce) != cp.nonce:
+            p.add("dev_checkpoints", k, "nonce column differs from the signed checkpoint")
+        else:
+            d.heads.setdefault(cp.seq, set()).add(cp.head)
+
+
+def _evidence(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
+    for did_raw, seq, digest, doc in led.db.execute(
+            "SELECT device_id, seq, digest, doc FROM evidence ORDER BY device_id, seq"):
+        k, did = _row_device(p, "evidence", did_raw, seq, devs,
+                             "evidence about a device that is not enrolled")
+        if did is None:
+            continue
+        try:
+            v = check_evidence(str(doc))
+        except HashtrailError as e:
+            p.add("evidence", k, f"does not prove a fork: {e}")
+            continue
+        if (v.device_id, v.seq) != (did, seq):
+            p.add("evidence", k, f"proves a fork of device {v.device_id} at seq {v.seq}")
+        elif bytes(digest) != hashlib.sha256(seq.to_bytes(8, "big") + v.hashes[0]
+                                             + v.hashes[1]).digest():
+            p.add("evidence", k, "digest is not the hash of the fork it holds")
+        else:
+            devs[did].evidence.append(seq)
+            devs[did].evidence_hash[seq] = v.hashes[0]    # checked after the chain walk
+
+
+def _evidence_against_chain(p: _Problems, did: str, d: _Dev) -> None:
+    """The evidence's first branch is the accepted chain (reconcile.accepted_branch)."""
+    for seq in d.evidence:
+        if d.hashes.get(seq) != d.evidence_hash[seq]:
+            p.add("evidence", f"device {did}, seq {seq}", "its accepted branch is not the "
+                                                          "accepted entry at that seq")
+
+
+def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
+    """Walk the device's entries from genesis; signatures under its entry-0 policy."""
+    r, key = d.report, d.key
+    did = r.device_id
+    head, prev_t, last_t = key.genesis_prev, None, None
+    signed: list[int] = []        # seqs with their own valid signature
+    cps: list[int] = []           # seqs a verified device checkpoint signs as accepted
+    altered: list[tuple[int, int, str]] = []
+    for i, (seq, h, body, sig) in enumerate(led.db.execute(
+            "SELECT seq, entry_hash, body, sig FROM entries WHERE device_id=? ORDER BY seq",
+            (did,))):
+        try:
+            b = bytes(body)
+            e = parse_entry(b)
+            if seq != i:
+                raise HashtrailError(f"gap: seq {i} is missing (the next stored entry is "
+                                     f"seq {seq})")
+            if e.seq != seq:
+                raise HashtrailError(f"the entry says seq {e.seq}, its row says seq {seq}")
+            if e.prev != head:
+                raise HashtrailError(f"broken link: entry {seq} does not link to entry "
+                                     f"{seq - 1} (its prev is not that entry's hash)"
+                                     if seq else "broken link: entry 0 does not link to "
+                                     "the device's genesis")
+            if seq == 0:
+                key.check_first_entry(e)
+                r.policy = signing_policy(e)
+            hb = hashlib.sha256(b).digest()
+            if hb != bytes(h):
+                raise HashtrailError("stored entry hash does not match the entry bytes")
+            if sig is not None and not key.signed(hb, bytes(sig)):
+                raise HashtrailError("per-entry signature does not verify")
+        except (HashtrailError, TypeError) as ex:
+            p.add("entries", f"device {did}, seq {seq}", str(ex))
+            r.problems.append(f"seq {seq}: {ex}")
+            break
+        if e.t is not None:
+            if prev_t is not None and e.t < prev_t and e.kind != KIND_TIME_SET:
+                r.anomalies.append(f"seq {seq}: device time went backwards")
+            r.first_t = e.t if r.first_t is None else r.first_t
+            r.last_t = prev_t = last_t = e.t
+        if sig is not None:
+            signed.append(seq)
+        if hb in d.heads.get(seq, ()):
+            cps.append(seq)
+        if e.kind == KIND_LOG_ALTERED and int(e.body[1]) < seq:
+            altered.append((int(e.body[1]), seq, str(e.body[2])))
+        head, d.hashes[seq] = hb, hb
+        r.entries += 1
+    _coverage(p, d, signed, cps, altered)
+    _tip(p, d, head, last_t)
+
+
+def _coverage(p: _Problems, d: _Dev, signed: list[int], cps: list[int],
+              altered: list[tuple[int, int, str]]) -> None:
+    r = d.report
+    did, n = r.device_id, r.entries
+    for lo, at, why in altered:
+        msg = (f"seqs {lo}..{at - 1} are disowned by the device's own log-altered report "
+               f"at seq {at} ({why!r}): no device signature covers them")
+        p.add("entries", f"device {did}, seqs {lo}..{at - 1}", msg)
+        r.problems.append(msg)
+    if n == 0:
+        return
+    if r.policy == POLICY_EVERY_ENTRY:
+        missing = sorted(set(range(n)) - set(signed))
+        if missing:
+            msg = (f"{len(missing)} entries without their own device signature (entry 0 "
+                   f"declares every entry signed), first seq {missing[0]}")
+            p.add("entries", f"device {did}, seq {missing[0]}", msg)
+            r.problems.append(msg)
+        return
+    # policy 0: each entry is unprotected until the first device signature at or after
+    # it (a checkpoint over it, or a later entry's own signature, which covers its prev)
+    by = dict.fromkeys(cps, "checkpoint") | dict.fromkeys(signed, "signed entry")
+    lo = 0
+    for s in sorted(by):
+        last = s - 1 if by[s] == "signed entry" else s    # a signed entry is safe itself
+        if last >= lo:
+            r.unprotected.append({"first": lo, "last": last, "until": s, "by": by[s]})
+        lo = s + 1
+    if lo < n:
+        msg = f"accepted entries {lo}..{n - 1} are not signed by the device"
+        p.add("entries", f"device {did}, seqs {lo}..{n - 1}", msg)
+        r.problems.append(msg)
+    if r.unprotected:
+        r.status = "unprotected until " + _until(r.unprotected)
+
+
+def _until(ranges: list[dict[str, Any]]) -> str:
+    """'checkpoint 9', 'checkpoints 3, 10, 17', 'checkpoints 3, 10, ..., 99 (12 ranges)';
+    a range covered by a later signed entry says so ('signed entry 12')."""
+    kinds = {u["by"] for u in ranges}
+    seqs = [str(u["until"]) if len(kinds) == 1 else f"{u['by']} {u['until']}"
+            for u in ranges]
+    more = f" ({len(seqs)} ranges)" if len(seqs) > 4 else ""
+    shown = ", ".join(seqs if len(seqs) <= 4 else [*seqs[:2], "...", seqs[-1]]) + more
+    if len(kinds) > 1:
+        return shown
+    (kind,) = kinds
+    return f"{kind}{'s' if len(seqs) > 1 else ''} {shown}"
+
+
+def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
+    r, row = d.report, d.row
+    did, n = r.device_id, r.entries
+    tip_seq, tip_head, tip_t, forked, revoked_at = row[6], row[7], row[8], row[9], row[10]
+    k = f"device {did}"
+    if r.problems:
+        pass        # the chain is broken: its tip means nothing
+    elif tip_seq != n - 1:
+        p.add("devices", k, f"tip_seq says {tip_seq}, its accepted entries end at {n - 1}")
+    elif bytes(tip_head) != head:
+        p.add("devices", k, "tip_head is not the hash of its last accepted entry")
+    elif tip_t != last_t:
+        p.add("devices", k, f"tip_t says {tip_t}, its last timed entry says {last_t}")
+    if bool(forked) != bool(d.evidence):
+        p.add("devices", k, f"forked flag is {int(bool(forked))} with {len(d.evidence)} "
+                            "fork evidence rows")
+    disagree = sorted(s for s, hs in d.heads.items()
+                      if s in d.hashes and any(h != d.hashes[s] for h in hs))
+    if forked:
+        # One finding per forked device: the stored evidence and any disagreeing
+        # checkpoint are the same fact (one key, two histories), not two problems.
+        r.status, r.alarm = "forked", True
+        at = sorted(set(d.evidence)) or disagree
+        where = ("seq " if len(at) == 1 else "seqs ") + ", ".join(map(str, at))
+        extra = f", {len(disagree)} of its checkpoints off the accepted chain" \
+            if disagree else ""
+        r.anomalies.append(f"fork at {where}: the device key signed two different histories "
+                           f"(evidence kept: {len(d.evidence)}{extra}); see `hashtrail "
+                           f"ledger evidence --device {did}`")
+    else:
+        r.alarm = r.alarm or bool(disagree)
+        r.anomalies += [f"seq {s}: a device checkpoint disagrees with the accepted chain, "
+                        "and the device is not flagged as forked" for s in disagree]
+    if revoked_at is not None:
+        r.status = "revoked"
+
+
+def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
+    held: dict[str, int] = defaultdict(int)
+    for did_raw, seq, h, body, sig in led.db.execute(
+            "SELECT device_id, seq, entry_hash, body, sig FROM pending"):
+        k, did = _row_device(p, "pending", did_raw, seq, devs,
+                             "held entry of a device that is not enrolled")
+        if did is None:
+            continue
+        d = devs[did]
+        try:
+            b = bytes(body)
+            e = parse_entry(b)
+            hb = hashlib.sha256(b).digest()
+            if e.seq != seq:
+                raise HashtrailError(f"the entry says seq {e.seq}")
+            if hb != bytes(h):
+                raise HashtrailError("entry_hash is not the hash of its bytes")
+            if sig is not None and not d.key.signed(hb, bytes(sig)):
+                raise HashtrailError("per-entry signature does not verify")
+            if d.hashes.get(seq) == hb:
+                raise HashtrailError("the same entry is accepted: it cannot be held too")
+        except (HashtrailError, TypeError) as ex:
+            p.add("pending", k, str(ex))
+            continue
+        if seq > d.report.entries - 1:
+            held[did] += 1
+    for did, n in held.items():
+        r = devs[did].report
+        r.pending = n
+        r.anomalies.append(
+            f"{n} later entries held back, not accepted: nothing acceptable "
+            f"continues the chain after seq {r.entries - 1} yet (entry {r.entries} "
+            "refused or not received, or not yet covered by a device signature)")
+
+
+def _collectors(led: Ledger, p: _Problems) -> None:
+    for key, name, added in led.db.execute("SELECT key, name, added_at FROM collectors"):
+        k = f"key {key!r}"[:80]
+        try:
+            if note.Verifier.from_string(str(key)).to_string() != key:
+                raise HashtrailError("not in its canonical form")
+        except HashtrailError as e:
+            p.add("collectors", k, f"not a collector verifier key: {e}")
+            continue
+        if not isinstance(name, str) or not name or type(added) is not int:
+            p.add("collectors", k, "name or added_at of the wrong type")

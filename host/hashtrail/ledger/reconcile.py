@@ -1,0 +1,513 @@
+"""Reconcile collector bundles into the ledger: verify everything, accept what connects.
+
+Why this shape: bundles arrive from several collectors, overlapping, out of order,
+sometimes twice, sometimes from a cloned device. Per device and in one `BEGIN
+IMMEDIATE` transaction, reconcile
+  0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
+     signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
+     claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
+     refused with a finding and that device's entries never enter. Entries and
+     checkpoints of devices already enrolled carry their own device signatures, so
+     they count from any bundle, signed or not (a second party filling gaps);
+  1. checks every device checkpoint (ES256 by the enrolled key) and keeps the good ones;
+  2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
+     entries already accepted are duplicates; everything else waits in `pending`.
+     Per-entry signatures are checked as one batch over `workers` threads (default:
+     every CPU; OpenSSL drops the GIL while it verifies, keys.map_slices), each
+     thread hashing and parsing its slice too;
+  3. walks `pending` from the device's accepted tip along `prev` links, and accepts
+     what the device's signatures cover, by the signing policy its entry 0 declares
+     (read from entry 0 in the ledger, or from the entry 0 being accepted):
+     - policy 1 (every entry signed): only entries with their own valid signature, in
+       order; the first one without stops the walk (finding), whatever signature
+       follows it: a device signing over a log rewritten on its flash is what the
+       per-entry signatures catch. A signed copy of the same bytes from another bundle
+       replaces the unsigned one and lets it in;
+     - policy 0 (checkpoints only): up to the last entry a device signature covers (a
+       checkpoint over its hash, or its own per-entry signature); unsigned tails wait;
+     - either way, never entries a log-altered entry (kind 6, the device's own report)
+       disowns: a report at seq A disowning X..A-1 stops acceptance below X, even with
+       a later checkpoint (finding). Entries already accepted stay.
+     Holes wait for the collector that has the missing entries. Each accepted entry
+     becomes a Merkle leaf;
+  4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
+     about an accepted seq that disagrees with the accepted entry is kept as
+     self-contained evidence (hashtrail.evidence) and the device is flagged.
+A killed reconcile leaves whole devices done or untouched; rerunning finishes the job
+and the same bundle twice is a no-op. Problems are returned as findings (device, seq,
+reason), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
+from hashtrail.chain.evidence import Branch, branch_hash, make_evidence
+from hashtrail.collector.bundle import Bundle, BundleCheckpoint
+from hashtrail.collector.store import RawEntry
+from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
+from hashtrail.formats.keys import check_pub, map_slices
+from hashtrail.ledger.ledger_db import Ledger, insert_rows, leaf_prefix
+
+
+class Finding(NamedTuple):
+    device_id: str
+    seq: int | None
+    reason: str
+
+
+@dataclass
+class Result:
+    signed_by: str | None = None     # the trusted collector's name, None if not trusted
+    enrolled: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    checkpoints: int = 0
+    forks: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+
+class _Cand(NamedTuple):
+    seq: int
+    h: bytes
+    body: bytes
+    sig: bytes | None
+    f: EntryFields
+    stored: bool            # already a row in `pending` (from an earlier run)
+
+
+def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
+    led.require_signer()     # it signs a checkpoint at the end: no key, no change at all
+    res = Result()
+    entries: dict[str, list[RawEntry]] = defaultdict(list)
+    cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
+    for did, r in b.entries:
+        entries[did].append(r)
+    for c in b.checkpoints:
+        cps[c.device_id].append(c)
+    refused: set[str] = set()
+    with led.tx() as db:
+        res.signed_by = None if b.signer is None else led.collector_name(b.signer)
+        for e in b.enrollments:
+            dev = led.device(e.device_id)
+            try:         # not a P-256 point: this device is refused, the others go on
+                check_pub(e.pub)
+            except FormatError as err:
+                if dev is None:
+                    refused.add(e.device_id)
+                res.findings.append(Finding(e.device_id, None, (
+                    f"enrollment refused: {err}; its {len(entries[e.device_id])} entries "
+                    f"and {len(cps[e.device_id])} checkpoints never enter")))
+                continue
+            if dev is None and res.signed_by is None:
+                refused.add(e.device_id)
+                res.findings.append(Finding(e.device_id, None, (
+                    f"enrollment refused: {_untrusted(b)}; its {len(entries[e.device_id])} "
+                    f"entries and {len(cps[e.device_id])} checkpoints never enter")))
+            elif dev is None:
+                db.execute("INSERT INTO devices (device_id, pub, label, board, fw, "
+                           "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
+                           (e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
+                            DeviceKey(e.pub).genesis_prev))
+                res.enrolled += 1
+            elif dev.pub != e.pub:
+                res.findings.append(Finding(e.device_id, None, "enrollment with another key"
+                                            " refused"))
+    for did in sorted((set(entries) | set(cps)) - refused):
+        with _no_cyclic_gc(), led.tx() as db:
+            _device(led, db, did, entries[did], cps[did], res, workers)
+    led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
+    return res
+
+
+def _untrusted(b: Bundle) -> str:
+    if b.signer is None:
+        return "the bundle is not signed by a collector"
+    return (f"the bundle is signed by collector key {b.signer.to_string()}, which this "
+            "ledger does not trust (`hashtrail ledger trust` adds it)")
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic collector for one device's batch (restoring its previous state).
+
+    A batch allocates tens of thousands of small acyclic tuples (decoded entries,
+    candidates, rows); left on, the collector rescans them over and over, about a tenth
+    of a per-entry-signed reconcile. Reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
+            cps: list[BundleCheckpoint], res: Result, workers: int | None) -> None:
+    dev = led.device(did)
+    if dev is None:
+        res.findings.append(Finding(did, None, f"unknown device: {len(recs)} entries and "
+                                    f"{len(cps)} checkpoints refused (not enrolled)"))
+        return
+    if dev.revoked_at is not None:
+        res.findings.append(Finding(did, None, f"device revoked ({dev.revoked_reason}): "
+                                    f"{len(recs)} entries refused"))
+        return
+    try:       # a key trusted before keys were checked as points: this device only
+        key = DeviceKey(dev.pub)
+    except FormatError as err:
+        res.findings.append(Finding(did, None, f"enrolled key refused ({err}): "
+                                    f"{len(recs)} entries refused"))
+        return
+    for bc in cps:
+        try:
+            cp = key.checkpoint(bc.cose)
+        except HashtrailError as e:
+            res.findings.append(Finding(did, None, f"checkpoint refused: {e}"))
+            continue
+        cur = db.execute("INSERT OR IGNORE INTO dev_checkpoints VALUES (?,?,?,?,?,?)",
+                         (did, hashlib.sha256(bc.cose).digest(), bc.cose, bc.nonce, cp.seq,
+                          cp.head))
+        res.checkpoints += cur.rowcount
+    old = [r.seq for r in recs if r.seq <= dev.tip_seq]
+    accepted: dict[int, bytes] = {} if not old else {
+        int(s): bytes(h) for s, h in db.execute(
+            "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq BETWEEN ? AND ?",
+            (did, min(old), max(old)))}
+    # Every candidate is decoded and checked exactly once, here or (for rows an earlier
+    # run left in `pending`) in _load_pending; the walk below works on these objects.
+    cands = _load_pending(db, did, 0)
+    checked = _check_entries(key, recs, workers)
+    for i, (seq, body, sig) in enumerate(recs):
+        h, f, sig_ok = checked[i]
+        try:
+            if isinstance(f, HashtrailError):    # an entry that does not parse is refused
+                raise f                          # for that, whatever its signature
+            if f.seq != seq:
+                raise HashtrailError(f"record says seq {seq}, entry says {f.seq}")
+            if not sig_ok:
+                raise HashtrailError("per-entry signature does not verify")
+            if seq == 0:
+                key.check_first_entry(f)
+                if f.prev != key.genesis_prev:
+                    raise HashtrailError("entry 0 is not bound to this key's genesis")
+        except HashtrailError as e:
+            res.findings.append(Finding(did, seq, f"entry refused: {e}"))
+            continue
+        if accepted and accepted.get(seq) == h:
+            res.duplicates += 1
+            continue
+        cs = cands.get(seq)
+        if cs is None:
+            cands[seq] = [_Cand(seq, h, body, sig, f, False)]
+            continue
+        for i, c in enumerate(cs):
+            if c.h == h:
+                # A signed copy replaces an unsigned one of the same bytes: its
+                # signature is what lets the entry (and the chain up to it) be accepted.
+                if sig is not None and c.sig is None:
+                    cs[i] = c._replace(sig=sig)
+                    if c.stored:
+                        db.execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? "
+                                   "AND entry_hash=?", (sig, did, seq, h))
+                break
+        else:
+            cs.append(_Cand(seq, h, body, sig, f, False))
+    for cs in cands.values():
+        if len(cs) > 1:
+            cs.sort(key=lambda c: c.h)
+    taken = _advance(led, db, did, cands, res)
+    rest: dict[int, list[_Cand]] = defaultdict(list)
+    if len(taken) != len(cands) or any(len(cs) > 1 for cs in cands.values()):
+        for seq, cs in cands.items():      # (all taken, one copy each: nothing is left)
+            for c in cs:
+                if taken.get(seq) is not c:
+                    rest[seq].append(c)
+    db.executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)",
+                   [(did, c.seq, c.h, c.body, c.sig) for cs in rest.values() for c in cs
+                    if not c.stored])
+    tip = led.device(did)
+    assert tip is not None
+    _forks(led, db, did, key, rest, res)
+    res.pending += sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+
+
+def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
+                   ) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+    """(entry hash, parsed entry or why not, signature ok or absent) for each record.
+
+    Per-entry signatures are checked over every CPU (keys.map_slices; OpenSSL drops the
+    GIL while it verifies), and each thread also hashes and parses its slice between
+    verifies: the parse then runs while the other threads are inside OpenSSL, instead
+    of after all of them. A bundle with few signatures stays on this thread (parsing
+    alone holds the GIL: threads would only add their cost)."""
+    sha256 = hashlib.sha256
+    signed = key.signed
+
+    def part(lo: int, hi: int) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+        out: list[tuple[bytes, EntryFields | HashtrailError, bool]] = []
+        for _seq, body, sig in recs[lo:hi]:
+            h = sha256(body).digest()
+            ok = sig is None or signed(h, sig)
+            f: EntryFields | HashtrailError
+            try:
+                f = parse_entry(body)
+            except HashtrailError as e:
+                f = e
+            out.append((h, f, ok))
+        return out
+
+    n = len(recs)
+    many = 2 * sum(1 for r in recs if r.sig is not None) >= n
+    return map_slices(part, n, workers if many else 1)
+
+
+def _load_pending(db: sqlite3.Connection, did: str, lo: int) -> dict[int, list[_Cand]]:
+    out: dict[int, list[_Cand]] = defaultdict(list)
+    for s, h, body, sig in db.execute("SELECT seq, entry_hash, body, sig FROM pending "
+                                      "WHERE device_id=? AND seq>=? ORDER BY seq, entry_hash",
+                                      (did, lo)):
+        b = bytes(body)
+        out[int(s)].append(_Cand(int(s), bytes(h), b, None if sig is None else bytes(sig),
+                                 parse_entry(b), True))
+    return out
+
+
+def _signed_heads(db: sqlite3.Connection, did: str, lo: int) -> set[tuple[int, bytes]]:
+    return {(int(s), bytes(h)) for s, h in db.execute(
+        "SELECT seq, head FROM dev_checkpoints WHERE device_id=? AND seq>=?", (did, lo))}
+
+
+def _policy(db: sqlite3.Connection, did: str) -> int | None:
+    """The signing policy of the device's accepted entry 0 (None: not accepted yet)."""
+    row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0",
+                     (did,)).fetchone()
+    return None if row is None else signing_policy(parse_entry(bytes(row[0])))
+
+
+def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
+                  heads: set[tuple[int, bytes]], res: Result) -> int | None:
+    """The lowest seq a pending log-altered entry disowns and the ledger does not hold
+    yet (None: no such report). Each report is a finding with the device's reason.
+
+    Only the device's word counts: a report its own signature or a later one chained
+    to it covers. Bundles from anyone fill gaps, so an unsigned report that no device
+    signature covers (yet) could be made up by whoever wrote the bundle, to hold a
+    device's entries out of the ledger for good; it waits in `pending` instead."""
+    stop: int | None = None
+    for c in [c for cs in cands.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]:
+        first, a = min(int(c.f.body[1]), c.seq), c.seq
+        if a <= tip:         # a copy beside the accepted entry: fork evidence's concern
+            continue
+        if c.sig is None and not _signed_ahead(c, cands, heads):
+            continue
+        span = (f"entries {first}..{a - 1}" if first < a - 1 else f"entry {first}"
+                if first == a - 1 else f"its log from entry {a}")
+        said = (f"log altered: the device reports {span} altered on its flash (log-altered"
+                f" entry {a}): {c.f.body[2]}")
+        if a == tip + 1:     # every entry it disowns was accepted before this report
+            if first <= tip:
+                res.findings.append(Finding(did, first, f"{said}; accepted before this "
+                                            "report, under the device's signatures"))
+            continue
+        cut = max(first, tip + 1)
+        res.findings.append(Finding(did, cut, f"{said}; never accepted"))
+        stop = cut if stop is None else min(stop, cut)
+    return stop
+
+
+def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, list[_Cand]],
+             res: Result) -> dict[int, _Cand]:
+    """Accept the signed prefix of the chain from the tip; returns the candidates taken."""
+    dev = led.device(did)
+    assert dev is not None
+    heads = _signed_heads(db, did, dev.tip_seq + 1)
+    path: list[_Cand] = []
+    covered = 0
+    s, head = dev.tip_seq + 1, dev.tip_head
+    every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
+    stop = _altered_stop(did, dev.tip_seq, cands, heads, res)
+    end = (1 << 63) if stop is None else stop
+    # (policy 0 walks on past a disowned range: a later signature still covers what
+    # lies below it, since the links commit to those entries whatever follows)
+    while s in cands and (s < end or not every):
+        cs = cands[s]
+        if len(cs) == 1 and cs[0].f.prev == head:      # the usual case: one linked copy
+            c = cs[0]
+        else:
+            opts = [c for c in cs if c.f.prev == head]
+            if not opts:
+                res.findings.append(Finding(did, s, "entry does not link to the previous "
+                                            "entry (edited, reordered or from another "
+                                            "chain); held"))
+                break
+            # Two linked candidates for one seq (say an edited copy from one collector
+            # and the real entry from another): take the one whose chain reaches a
+            # device signature; the other stays pending, and becomes fork evidence once
+            # signed too.
+            opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads, every), c.h))
+            c = opts[0]
+        if s == 0:
+            every = signing_policy(c.f) == POLICY_EVERY_ENTRY
+        if every:
+            if c.sig is None:
+                res.findings.append(Finding(did, s, "entry unsigned: it carries no device "
+                                            "signature, but this device signs every entry "
+                                            "(entry 0); held"))
+                break
+            path.append(c)
+            covered = len(path)
+        else:
+            path.append(c)
+            if c.sig is not None or (s, c.h) in heads:
+                covered = len(path)
+        head, s = c.h, s + 1
+    if stop is not None:
+        covered = min(covered, stop - dev.tip_seq - 1)
+    prev_t = dev.tip_t
+    for c in path[:covered]:
+        t = c.f.t
+        if t is None:
+            continue
+        if prev_t is not None and t < prev_t and c.f.kind != KIND_TIME_SET:
+            res.findings.append(Finding(did, c.seq, f"device time went backwards "
+                                        f"({prev_t} -> {t}); accepted, flagged"))
+        prev_t = t
+    take = path[:covered]
+    pre = leaf_prefix(did)
+    first = led.append_leaves(db, [pre + c.seq.to_bytes(8, "big") + c.h + c.body
+                                   for c in take])
+    insert_rows(db, "entries", [(did, c.seq, first + i, c.h, c.body, c.sig)
+                                for i, c in enumerate(take)])
+    db.executemany("DELETE FROM pending WHERE device_id=? AND seq=? AND entry_hash=?",
+                   [(did, c.seq, c.h) for c in take if c.stored])
+    res.accepted += covered
+    if covered:
+        last = take[-1]
+        db.execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE device_id=?",
+                   (last.seq, last.h, prev_t, did))
+    return {c.seq: c for c in take}
+
+
+def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
+                  heads: set[tuple[int, bytes]], every: bool = False) -> bool:
+    """Whether a device signature covers `start` or an entry chained after it (for a
+    device that signs every entry: its own signature)."""
+    if every:
+        return start.sig is not None
+    stack, seen = [start], {id(start)}
+    while stack:
+        c = stack.pop()
+        if c.sig is not None or (c.seq, c.h) in heads:
+            return True
+        for n in cands.get(c.seq + 1, ()):
+            if n.f.prev == c.h and id(n) not in seen:
+                seen.add(id(n))
+                stack.append(n)
+    return False
+
+
+def accepted_branch(db: sqlite3.Connection, did: str, seq: int) -> Branch:
+    """The shortest signed branch of the accepted chain that covers `seq`."""
+    cp = db.execute("SELECT c.seq, c.cose FROM dev_checkpoints c JOIN entries e ON "
+                    "e.device_id=c.device_id AND e.seq=c.seq AND e.entry_hash=c.head "
+                    "WHERE c.device_id=? AND c.seq>=? ORDER BY c.seq LIMIT 1",
+                    (did, seq)).fetchone()
+    sg = db.execute("SELECT seq, sig FROM entries WHERE device_id=? AND seq>=? AND sig IS "
+                    "NOT NULL ORDER BY seq LIMIT 1", (did, seq)).fetchone()
+    options = []
+    if cp is not None:
+        options.append((int(cp[0]), "checkpoint", bytes(cp[1])))
+    if sg is not None:
+        options.append((int(sg[0]), "entry-sig", bytes(sg[1])))
+    if not options:
+        raise HashtrailError(f"device {did}: no signed statement covers accepted seq {seq}")
+    end, kind, stmt = min(options)
+    bodies = [bytes(r[0]) for r in db.execute(
+        "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
+        (did, seq, end))]
+    return Branch(bodies, kind, stmt)
+
+
+def _pending_branch(db: sqlite3.Connection, did: str, start: _Cand,
+                    cands: dict[int, list[_Cand]], heads: dict[tuple[int, bytes], bytes]
+                    ) -> Branch | None:
+    """Follow pending entries from `start` along prev links to a device signature."""
+    chain = [start]
+    cur = start
+    while True:
+        if cur.sig is not None:
+            return Branch([c.body for c in chain], "entry-sig", cur.sig)
+        cose = heads.get((cur.seq, cur.h))
+        if cose is not None:
+            return Branch([c.body for c in chain], "checkpoint", cose)
+        nxt = [c for c in cands.get(cur.seq + 1, []) if c.f.prev == cur.h]
+        if not nxt or len(chain) > 100_000:
+            return None
+        cur = nxt[0]
+        chain.append(cur)
+
+
+def _forks(led: Ledger, db: sqlite3.Connection, did: str, key: DeviceKey,
+           cands: dict[int, list[_Cand]], res: Result) -> None:
+    """Fork evidence from candidates not on the accepted chain (`cands`) and from
+    device checkpoints that disagree with it."""
+    dev = led.device(did)
+    assert dev is not None
+    acc = dict(db.execute("SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq IN "
+                          "(SELECT seq FROM dev_checkpoints WHERE device_id=? UNION "
+                          "SELECT seq FROM pending WHERE device_id=?)", (did, did, did)))
+    def acc_prev(seq: int) -> bytes:
+        return bytes(db.execute("SELECT entry_hash FROM entries WHERE device_id=? AND seq=?",
+                                (did, seq)).fetchone()[0])
+
+    found: list[tuple[int, Branch]] = []
+    cp_forks = [(int(s), Branch([], "checkpoint", bytes(cose))) for s, h, cose in db.execute(
+        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=? AND seq<=? ORDER BY "
+        "seq", (did, dev.tip_seq)).fetchall() if bytes(acc[s]) != bytes(h)]
+    heads = {(int(s), bytes(h)): bytes(c) for s, h, c in db.execute(
+        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=?", (did,))}
+    for s in sorted(cands):
+        if s > dev.tip_seq:
+            break
+        for c in cands[s]:
+            # only the divergence point: an entry linking to the accepted entry s - 1
+            want_prev = key.genesis_prev if s == 0 else bytes(acc_prev(s - 1))
+            if bytes(acc[s]) == c.h or c.f.prev != want_prev:
+                continue
+            br = _pending_branch(db, did, c, cands, heads)
+            if br is None:
+                res.findings.append(Finding(did, s, "entry conflicts with the accepted one"
+                                            " but no device signature covers it; held"))
+            else:
+                found.append((s, br))
+    # A mismatching checkpoint is its own evidence unless a branch above already shows
+    # the same fork from its divergence point, or evidence for this device is stored.
+    known = db.execute("SELECT MIN(seq) FROM evidence WHERE device_id=?", (did,)).fetchone()[0]
+    first = min([s for s, _ in found] + ([int(known)] if known is not None else []),
+                default=None)
+    found += [(s, br) for s, br in cp_forks if first is None or s < first][:1]
+    for s, br in found:
+        doc = make_evidence(key.pub, s, accepted_branch(db, did, s), br)
+        # one evidence row per distinct fork (seq, both hashes), however often re-signed
+        digest = hashlib.sha256(s.to_bytes(8, "big") + bytes(acc[s])
+                                + branch_hash(key, s, br)).digest()
+        cur = db.execute("INSERT OR IGNORE INTO evidence VALUES (?,?,?,?,?)",
+                         (did, s, digest, doc, int(time.time())))
+        if cur.rowcount:
+            res.forks += 1
+            res.findings.append(Finding(did, s, "fork: the device key signed two different "
+                                        "entries for this seq; evidence kept, device flagged"))
+        db.execute("UPDATE devices SET forked=1 WHERE device_id=?", (did,))
