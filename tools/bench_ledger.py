@@ -53,8 +53,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
     Prehashed,
     encode_dss_signature,
 )
+from hashtrail.formats import merkle  # noqa: E402
 from hashtrail.formats.keys import cpu_workers  # noqa: E402
-from hashtrail.ledger import merkle  # noqa: E402
 from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
 from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 from ledgerkit import Device, bundle, trust  # noqa: E402

@@ -44,10 +44,9 @@ from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device import imagefs
 from hashtrail.device.link import DeviceInfo, LinkError, open_serial
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
 from hashtrail.ledger.proof import SIG_ENTRY, build_inclusion_proof, check_proof_doc

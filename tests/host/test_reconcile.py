@@ -11,8 +11,8 @@ from hashtrail.chain.evidence import check_evidence
 from hashtrail.collector.bundle import Bundle, parse_bundle, read_bundle
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.formats import merkle
 from hashtrail.formats.keys import DeviceKey
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger, parse_leaf
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust

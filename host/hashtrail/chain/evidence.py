@@ -23,9 +23,8 @@ from typing import Any, NamedTuple
 
 from hashtrail.chain.devicecheck import DeviceKey, parse_entry
 from hashtrail.errors import ConfigError, FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger import merkle
 
 FORMAT = "hashtrail-fork-evidence/1"
 

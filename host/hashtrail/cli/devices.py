@@ -9,8 +9,8 @@ from typing import Any
 
 from hashtrail import userfile
 from hashtrail.cli.args import at_least, device_arg
+from hashtrail.collector.fleetcheck import check_ports
 from hashtrail.collector.store import Store
-from hashtrail.device.fleetcheck import check_ports
 from hashtrail.ledger.ledger_db import Ledger
 
 

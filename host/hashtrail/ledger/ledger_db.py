@@ -37,9 +37,8 @@ from typing import Any, NamedTuple
 
 from hashtrail import sqlite_file
 from hashtrail.errors import ConfigError, HashtrailError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_key import LedgerKeyError, key_path, read_key, write_key
 
 LEAF_TAG = b"HTL1"

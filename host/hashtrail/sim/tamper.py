@@ -7,7 +7,7 @@ link of every later entry and every record CRC, so the record layer and the hash
 both check and only a device signature can tell. One implementation, so the demo shows
 exactly the attack the tests judge.
 
-    from hashtrail import imagefs
+    from hashtrail.device import imagefs
     from hashtrail.sim.tamper import change_first_value, rewrite_chain
 
     imagefs.edit_image(image, block_size,
