@@ -130,4 +130,6 @@ def test_installed_version_is_the_package_version(installed: Installed) -> None:
     p = subprocess.run(["hashtrail", "--version"], env=installed.env(), capture_output=True,
                        text=True, check=True)
     assert p.stdout.strip() == f"hashtrail {__version__}"
-    assert installed.wheel.name.startswith(f"hashtrail-{__version__}-")
+    assert installed.wheel.name == f"hashtrail-{__version__}-py3-none-any.whl"
+    # the README's install line names this very file
+    assert f"pip install '{installed.wheel.name}[sim]'" in (ROOT / "README.md").read_text()
