@@ -4,7 +4,7 @@
     .venv/bin/python tools/bench_ledger.py [--entries 5000] [--rounds 3] [--leaves 1000000]
                                            [--json]
 
-Issue 10's target: host ingest of per-entry-signed chains at >= 80% of raw OpenSSL
+The trust target: host ingest of per-entry-signed chains at >= 80% of raw OpenSSL
 ECDSA verify throughput on all cores. "Raw OpenSSL" is the same signatures of the same
 chain, DER-encoded beforehand, verified by `cryptography` (OpenSSL) over prehashed
 digests with the key parsed once, on one thread per CPU the way keys.signed_batch

@@ -1,4 +1,5 @@
-"""The keyless flash rewrite of issue 10, on a powered-off device's littlefs image.
+"""The keyless flash rewrite, on a powered-off device's littlefs image: edit a reading,
+recompute the later links and CRCs.
 
 Why it exists: the demo (`hashtrail demo`, step 7) and the attack suite
 (tests/threats/test_threats_trust.py) perform the same attack, someone who holds the
