@@ -39,7 +39,7 @@ from fuzzseeds import Seeds, seeds, signed_bundle, trusting_ledger
 from hashtrail.chain import chainverify, devicecheck
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli import main as cli
-from hashtrail.cli.ledger import check_proof
+from hashtrail.ledger.proof_file import check_proof
 from hashtrail.collector import collect_verify
 from hashtrail.collector.bundle import Bundle, parse_bundle
 from hashtrail.collector.store import Anchor

@@ -14,7 +14,7 @@ import cbor2
 import pytest
 from fuzzseeds import seeds
 from hashtrail.chain import devicecheck
-from hashtrail.cli.ledger import check_proof
+from hashtrail.ledger.proof_file import check_proof
 from hashtrail.errors import FormatError, HashtrailError, InputError
 from hashtrail.formats import entry, keys
 from hashtrail.formats.note import Verifier
