@@ -1,6 +1,6 @@
-"""One module per CLI command; each exposes `register(subparsers)`.
-
-Shared argument types live here, so every command reads an identifier the same way."""
+"""Arguments several commands share: argparse types (a device id, a count, seconds) and
+the ledger's keys (--key-file to sign; --verifier-key / --verifier-key-file for the key
+the user trusts), so every command reads them the same way."""
 
 from __future__ import annotations
 

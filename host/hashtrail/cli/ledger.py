@@ -24,7 +24,6 @@ from typing import Any
 from hashtrail.cli.args import (
     at_least,
     device_arg,
-    given_key,
     key_file_arg,
     open_signing,
     trusted_key,
@@ -166,7 +165,7 @@ def run_evidence(args: argparse.Namespace) -> int:
 def run_check_evidence(args: argparse.Namespace) -> int:
     # a key given is checked before anything else (a bad one is bad input, exit 2),
     # even where the evidence turns out not to need it (fork evidence)
-    given = trusted_key(args) if given_key(args) else None
+    given = trusted_key(args) if args.verifier_key or args.verifier_key_file else None
     found = evidence_file.check_evidence_file(args.file, given)
     if isinstance(found, evidence_file.SplitViewFound):
         _emit(args, found.to_json(),
