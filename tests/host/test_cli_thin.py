@@ -7,15 +7,23 @@ computed next to a print). Read from the source with `ast`, nothing is imported 
   the evidence checkers, and none calls `.execute*` (SQL belongs to the data layer,
   proofs and evidence to hashtrail.ledger, whose functions the commands call);
 - no module outside hashtrail/cli imports hashtrail.cli or argparse, or captures stdout
-  (the demo calls the library, never the CLI), except the `python -m hashtrail` shim.
+  (the demo calls the library, never the CLI), except the `python -m hashtrail` shim;
+- the library function behind a command returns what the command prints with --json.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
+from typing import Any
 
 import hashtrail
+import pytest
+from hashtrail.formats import note
+from hashtrail.ledger import proof_file, trust
+from hashtrail.ledger.audit import audit
+from proofkit import cli, firmware_ledger
 
 PACKAGE = Path(hashtrail.__file__).parent
 CLI = PACKAGE / "cli"
@@ -90,3 +98,35 @@ def test_nothing_outside_the_cli_uses_it() -> None:
     bad = {str(m.relative_to(PACKAGE)): v for m in mods
            if (v := library_violations(m.read_text()))}
     assert not bad, f"library modules that depend on the command line: {bad}"
+
+
+def _same(lib: Any) -> Any:
+    """A library result as the CLI prints it with --json (through JSON and back)."""
+    return json.loads(json.dumps(lib))
+
+
+def test_the_library_returns_what_the_cli_prints(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    fw = firmware_ledger(tmp_path / "fw", sign=True)
+    led, seq, vkey = str(fw.path), fw.tip // 2, fw.verifier_key
+
+    def run(*argv: str) -> Any:
+        code, out, err = cli(capsys, *argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    doc = run("ledger", "prove", "--ledger", led, "--device", fw.device_id, "--seq", str(seq))
+    assert _same(proof_file.prove(led, fw.device_id, seq)) == doc
+    assert _same(proof_file.consistency(led, 1)) == run("ledger", "consistency", "--ledger",
+                                                        led, "--old", "1")
+    pf = tmp_path / "proof.json"
+    pf.write_text(json.dumps(doc))
+    checked = proof_file.verify_proof_file(pf, note.Verifier.from_string(vkey))
+    assert checked.check is not None and checked.check.seq == seq
+    assert _same(checked.to_json()) == run("ledger", "verify-proof", "--verifier-key", vkey,
+                                           str(pf))
+    assert _same(audit(led, trusted=note.Verifier.from_string(vkey)).as_json()) == run(
+        "verify", "--ledger", led, "--verifier-key", vkey)
+    listed = run("ledger", "trusted", "--ledger", led)
+    assert listed and [{"key": t.key, "name": t.name, "added_at": t.added_at}
+                       for t in trust.trusted_collectors(led)] == listed
