@@ -216,8 +216,8 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
     from hashtrail.cli import main
-    from hashtrail.cli.ledger import check_proof
     from hashtrail.formats import note
+    from hashtrail.ledger.proof_file import check_proof
 
     d = _dev(3)
     with _ledger(tmp_path) as led:
