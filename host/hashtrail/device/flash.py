@@ -35,10 +35,12 @@ class FlashPlan(NamedTuple):
 
 def flash(board_name: str, port: str, image: Path, baud: int | None = None,
           allow_unpinned: bool = False,
-          announce: Callable[[FlashPlan], None] | None = None) -> FlashPlan:
+          announce: Callable[[FlashPlan], None] | None = None,
+          verbosity: str = "normal") -> FlashPlan:
     """Write `image` to the board on `port` at the board's offset, after refusing an
     image that is not the board's pinned build (unless `allow_unpinned` and none is
-    pinned). `announce` sees the plan just before esptool runs."""
+    pinned). `announce` sees the plan just before esptool runs; `verbosity` is
+    esptool's (espflash.run)."""
     board = load_board(board_name)
     userfile.check_port(port)
     digest = espflash.check_pinned(board, image, allow_unpinned)
@@ -46,7 +48,7 @@ def flash(board_name: str, port: str, image: Path, baud: int | None = None,
     plan = FlashPlan(image, digest, board.chip, port, cmd[-2], cmd)
     if announce is not None:
         announce(plan)
-    espflash.run(cmd)
+    espflash.run(cmd, verbosity)
     return plan
 
 
