@@ -52,7 +52,8 @@ class Bar:
 @contextmanager
 def bar(description: str, total: float | None = None, unit: str = "") -> Iterator[Bar]:
     """A bar for `total` steps of `unit` (None: not known yet, a pulsing bar); update it
-    with `Bar.update`. The finished bar stays on the terminal, like esptool's."""
+    with `Bar.update`. A finished bar with steps stays on the terminal, like esptool's;
+    a pulsing one, which counted nothing, is cleared."""
     if not enabled():
         yield Bar()
         return
@@ -70,7 +71,8 @@ def bar(description: str, total: float | None = None, unit: str = "") -> Iterato
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
         MofNCompleteColumn(), TextColumn(unit), TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-        console=Console(stderr=True), redirect_stdout=False, redirect_stderr=True)
+        console=Console(stderr=True), redirect_stdout=False, redirect_stderr=True,
+        transient=total is None and not unit)
     with progress:
         task = progress.add_task(description, total=total, detail="")
         yield Bar(progress, task)
