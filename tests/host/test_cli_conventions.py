@@ -82,7 +82,7 @@ def test_quiet_hides_informational_lines_never_errors(
 
 def test_verbose_adds_debug_detail(witnessed: dict[str, str],
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["-v", *_cosign(witnessed)], capsys)
+    code, _, err = _run(["-v", *_cosign(witnessed)], capsys)
     assert code == 0
     lines = err.splitlines()
     assert lines[0].startswith("cosigned: example.com/l")    # the default line, unchanged
@@ -254,8 +254,55 @@ def test_flash_json_is_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[st
     image.write_bytes(b"\xe9" + bytes(4095))
     code, out, err = _run(["flash", "--board", "esp32", "--port", os.devnull, "--image",
                            str(image), "--json"], capsys)
-    assert code == 2 and out == "" and "pins" in err or "no pinned" in err
+    assert code == 2 and out == "" and "no pinned MicroPython image" in err, err
     plan = FlashPlan(image, "ab" * 32, "esp32", "/dev/ttyUSB0", "0x1000", [])
     assert json.loads(json.dumps(plan_json("esp32", plan))) == {
         "board": "esp32", "image": str(image), "sha256": "ab" * 32, "chip": "esp32",
         "port": "/dev/ttyUSB0", "offset": "0x1000"}
+
+
+# -- exit status: 0, 1 or 2, whatever fails ---------------------------------------------
+
+def test_every_error_exits_1_or_2() -> None:
+    """Every exception a command can end with maps to 1 (a problem found) or 2 (usage or
+    input): no other code for scripts to learn (README "Exit status")."""
+    import importlib
+    import pkgutil
+
+    import hashtrail
+    from hashtrail.errors import HashtrailError
+
+    for m in pkgutil.walk_packages(hashtrail.__path__, "hashtrail."):
+        if ".sim.rom" in m.name or "._data" in m.name or m.name.endswith("__main__"):
+            continue
+        importlib.import_module(m.name)
+    seen: list[type[HashtrailError]] = []
+    todo = [HashtrailError]
+    while todo:
+        c = todo.pop()
+        seen.append(c)
+        todo += c.__subclasses__()
+    odd = {c.__qualname__: c.exit_code for c in seen if c.exit_code not in (1, 2)}
+    assert not odd, odd
+    assert len(seen) > 10
+
+
+# -- the README's conventions block runs as printed --------------------------------------
+
+def test_readme_conventions_block_runs_as_printed(tmp_path: Path) -> None:
+    """Each line of the README's "Conventions every command shares" block, run by bash in
+    an empty folder inside the project's environment (this checkout's package first)."""
+    import re
+
+    text = (Path(HOST).parent / "README.md").read_text()
+    section = text.split("## Conventions every command shares\n", 1)[1].split("\n## ")[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    activate = Path(sys.executable).parent / "activate"
+    script = f'set -e\n. "{activate}"\n{block}'
+    p = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": HOST})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "ledger.db").is_file() and (tmp_path / "ledger.db.key").is_file()
+    assert json.loads((tmp_path / "devices.json").read_text()) == []
+    assert "hashtrail: debug: cli: verify: exit 0 after" in p.stderr
+    assert p.stdout.count("verify: OK") == 2

@@ -44,9 +44,10 @@ MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with on
 
 
 class NotEnrolledError(HashtrailError):
-    """The device on the port is not enrolled in this collector store."""
+    """The device on the port is not enrolled in this collector store: an input error
+    (that port with that store), exit 2 like every other."""
 
-    exit_code = 3
+    exit_code = 2
 
 
 @dataclass
