@@ -47,7 +47,7 @@ SEG_RECORDS = 16
 # at that seq is the device's log-altered report disowning ALTERED_FROM..ALTERED_AT-1.
 _DEVICE_SCRIPT = r"""
 import sys, json, binascii
-import cbor, entry, chain, cose, identity, p256
+from hashtrail import cbor, chain, cose, entry, identity, p256
 D = int(sys.argv[1], 16)
 N = int(sys.argv[2])
 EVERY = int(sys.argv[3])

@@ -1,8 +1,5 @@
 # Shared by the devlog device tests: a settable clock and a chain walker.
-import chain
-import devlog
-import entry
-import logstore
+from hashtrail import chain, devlog, entry, logstore
 
 
 class StepClock:
@@ -121,7 +118,7 @@ def make_image(path, readings=40, blocks=512, sign=False):
     import binascii
     import vfs
 
-    import blockdev_file
+    from hashtrail import blockdev_file
 
     bd = blockdev_file.FileBlock(path, 4096, blocks)
     vfs.VfsLfs2.mkfs(bd)

@@ -7,11 +7,9 @@
 # with that seq, links to its predecessor, and every call that returned is durable;
 # then boot the Log on it and check the chain resumes on the recovered head, with no
 # log-altered report (every entry left is one the device signed).
-import chain
 import devhelp
-import devlog
-import logstore
 import ramblock
+from hashtrail import chain, devlog, logstore
 
 BLOCKS = 24
 CFG = {"name": "unix", "log": {"seg_records": 6, "seg_bytes": 1024, "checkpoint_every": 0,

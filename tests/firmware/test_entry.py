@@ -1,11 +1,9 @@
 # Device entries and chain vs entries built on the host with cbor2 (vectors_format.py).
 import binascii
 
-import cbor
-import chain
 import dtest
-import entry
 import fmtvec
+from hashtrail import cbor, chain, entry
 
 NEEDS = ("entry_vectors",)
 

@@ -3,9 +3,7 @@ import os
 import vfs
 
 import dtest
-import identity
-import keyfile
-import p256
+from hashtrail import identity, keyfile, p256
 
 
 class RamBlocks:

@@ -26,9 +26,8 @@
 # per boot; sign() allocates what p256.sign does.
 import binascii
 import hashlib
-import sys
 
-import p256
+from hashtrail import drop, p256
 
 
 class IdentityError(Exception):
@@ -60,11 +59,11 @@ class Identity:
 
 def _keyfile(fn, root):
     try:
-        import keyfile
+        from hashtrail import keyfile
 
         return getattr(keyfile, fn)(root)
     finally:
-        sys.modules.pop("keyfile", None)
+        drop("keyfile")
 
 
 def load(root="/ht"):

@@ -3,7 +3,7 @@
 # Why a module of its own: reading, checking (the public key recomputed from the
 # scalar) and making the key file run once per boot, and the heap is the device's
 # scarcest resource (boards/esp32.json: 100 KB for everything). identity.load_or_create
-# imports this module, calls it and drops it from sys.modules again, so its code does
+# imports this module, calls it and drops it again (hashtrail.drop), so its code does
 # not stay resident while the app runs (about 2 KB on the unix port).
 #
 # API (identity.py is the public face; tests may call these directly)
@@ -14,8 +14,8 @@ import binascii
 import os
 import struct
 
-import p256
-from identity import Identity, IdentityError
+from hashtrail import p256
+from hashtrail.identity import Identity, IdentityError
 
 _MAGIC = b"HTK1"
 _KEY_LEN = 4 + 32 + 65 + 4

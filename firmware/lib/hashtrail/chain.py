@@ -16,7 +16,7 @@
 # allocates a sha256 object and the 32-byte head.
 import hashlib
 
-import entry
+from hashtrail import entry
 
 _err_bad = "entry bytes are not a canonical version-1 entry"
 

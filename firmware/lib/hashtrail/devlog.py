@@ -55,15 +55,10 @@
 import hashlib
 import os
 import struct
-import sys
 from binascii import crc32
 
-import cose
-import entry
-import identity
-import logstore
-import p256
-from cbor import Writer
+from hashtrail import cose, drop, entry, identity, logstore, p256
+from hashtrail.cbor import Writer
 
 DEFAULTS = {
     "seg_records": 256,  # entries per segment file: the pruning granularity
@@ -85,24 +80,21 @@ _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
 
 
-def _boot_only(name, fn, *args):
-    # Import a boot-only module, run one function of it, drop the module again.
-    try:
-        return getattr(__import__(name), fn)(*args)
-    finally:
-        sys.modules.pop(name, None)
+# Boot-only modules (bootcheck, bootfind) are imported where they are used,
+# once per boot, and dropped again at once (hashtrail.drop): their code is not resident
+# while the app runs.
 
 
 def boot_walk(sign_cfg):
     """The boot check's walk (bootcheck.Walk), made by LogStore(observe=...) when there
     is a log: it sees every record the recovery scan reads. bootcheck is boot-only:
-    dropped from sys.modules at once, its code lives as long as the walk object does."""
+    dropped at once, its code lives as long as the walk object does."""
     try:
-        import bootcheck
+        from hashtrail import bootcheck
 
         return bootcheck.Walk(sign_cfg)
     finally:
-        sys.modules.pop("bootcheck", None)
+        drop("bootcheck")
 
 
 def boot_verdict(store, wk, pub, device_id):
@@ -115,7 +107,12 @@ def boot_verdict(store, wk, pub, device_id):
     if wk[0] and wk[5] is None and not wk[6] and wk[4] is not None and \
             p256.verify(pub, wk[3], wk[4]):
         return None
-    return _boot_only("bootfind", "decide", store, pub, device_id, wk)
+    try:
+        from hashtrail import bootfind
+
+        return bootfind.decide(store, pub, device_id, wk)
+    finally:
+        drop("bootfind")
 
 
 class LogAltered(ValueError):
