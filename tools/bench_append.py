@@ -113,7 +113,7 @@ print("@@BENCH {}")
 # (timed for scale), then the scan with the boot check's walk riding on it plus its
 # verdict, as devlog.Log runs them at boot; the check's cost is the difference.
 _BOOT = _COMMON + r"""
-from hashtrail import identity
+from hashtrail import keyfile
 root = mount(%(image)r, %(blocks)d, False)
 for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not timed
     gc.collect()
@@ -122,7 +122,7 @@ for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not t
     t_scan = time.ticks_diff(time.ticks_us(), t)
     store.close()
     store = None
-ident = identity.load(root)
+ident = keyfile.load(root)
 gc.collect()
 t = time.ticks_us()
 store = logstore.LogStore(root, boot_check=True, observe=lambda: devlog.boot_walk(%(sign)r))

@@ -4,7 +4,7 @@
 # API (stable; link.py and main.py code against it)
 #   log = Log(root, board_name, fw_version, clock, config, reset_cause="unknown")
 #       Recovers the store (logstore.LogStore: torn tail cut, problems listed), opens
-#       the identity (identity.load_or_create: first boot makes the key; a missing key
+#       the identity (keyfile.load_or_create: first boot makes the key; a missing key
 #       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
@@ -57,7 +57,7 @@ import os
 import struct
 from binascii import crc32
 
-from hashtrail import cose, drop, entry, identity, logstore, p256
+from hashtrail import cose, drop, entry, logstore, p256
 from hashtrail.cbor import Writer
 
 DEFAULTS = {
@@ -80,7 +80,7 @@ _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
 
 
-# Boot-only modules (bootcheck, bootfind) are imported where they are used,
+# Boot-only modules (keyfile, bootcheck, bootfind) are imported where they are used,
 # once per boot, and dropped again at once (hashtrail.drop): their code is not resident
 # while the app runs.
 
@@ -185,7 +185,7 @@ class Log:
             pass
         # The store only reads and repairs what is on flash; nothing is appended before
         # the identity is checked, and a missing key under existing segments is still
-        # refused (identity.load_or_create sees the same segment files).
+        # refused (keyfile.load_or_create sees the same segment files).
         # The boot check's walk rides on the recovery scan (no second pass over the
         # flash); its result is plain data, and the walk (with bootcheck's code) is
         # garbage before the identity check.
@@ -201,10 +201,15 @@ class Log:
         walk = None
         self.problems = self.store.problems
         try:
-            self.ident = identity.load_or_create(root)
+            from hashtrail import keyfile
+
+            self.ident = keyfile.load_or_create(root)
         except Exception:
             self.store.close()
             raise
+        finally:
+            keyfile = None
+            drop("keyfile")
         self.pub = self.ident.pub
         self.device_id = self.ident.device_id_hex
         boot, acked, dropped = self._read_state()
