@@ -60,7 +60,7 @@ from hashtrail.paths import venv_tool  # noqa: E402
 # itself). p256_table is imported by p256 only when p256_table.bin is missing, so p256
 # is measured first and the table after it (0 when it stays on flash).
 MODULES = ("__init__", "hmac256", "p256", "p256_table", "cbor", "entry", "cose", "identity",
-           "logstore", "devlog", "link", "boardcfg", "board_unix", "sensors", "app",
+           "logrec", "logstore", "devlog", "link", "boardcfg", "board_unix", "sensors", "app",
            "bootcheck", "bootfind")
 # Loaded only during the boot check, after the app's modules: listed after the total.
 BOOT_CHECK = ("bootcheck", "bootfind")

@@ -40,13 +40,13 @@ def test_entries_match_host_and_chain():
 
 
 def _record(seq, b):
-    """A log record around entry bytes as the boot scan hands it over (logstore.py: the
+    """A log record around entry bytes as the boot scan hands it over (logrec.py: the
     CRC is the scan's business, not the walk's)."""
     import struct
 
-    from hashtrail import logstore
+    from hashtrail import logrec
 
-    return struct.pack("<BBIH", logstore.ENTRY, 0, seq, len(b)) + b + bytes(4)
+    return struct.pack("<BBIH", logrec.ENTRY, 0, seq, len(b)) + b + bytes(4)
 
 
 def test_boot_walk_finds_a_wrong_prev_a_replay_and_an_unreadable_entry():

@@ -123,7 +123,7 @@ def test_manifest_freezes_every_module_a_board_imports() -> None:
     assert rec.includes[0] == "$(PORT_DIR)/boards/manifest.py"  # the port's own modules
     needed = _board_modules()
     assert {"__init__.py", "app.py", "p256.py", "p256_table.py", "devlog.py", "link.py",
-            "keyfile.py", "logscan.py"} <= needed
+            "keyfile.py", "logscan.py", "logrec.py"} <= needed
     missing = {f"hashtrail/{n}" for n in needed} - set(rec.frozen)
     assert not missing, f"manifest.py does not freeze {sorted(missing)}"
     for target, source in rec.frozen.items():

@@ -60,7 +60,7 @@ import hashlib
 from micropython import const
 
 from hashtrail import entry
-from hashtrail.logstore import CHECKPOINT, ENTRY, FLAG_SIG, parse
+from hashtrail.logrec import CHECKPOINT, ENTRY, FLAG_SIG, parse
 
 _HDR = const(8)
 _SIG = const(64)

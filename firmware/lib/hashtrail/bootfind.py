@@ -27,7 +27,7 @@ import hashlib
 from micropython import const
 
 from hashtrail import cose, p256
-from hashtrail.logstore import ENTRY, FLAG_SIG, parse
+from hashtrail.logrec import ENTRY, FLAG_SIG, parse
 
 _HDR = const(8)
 _SIG = const(64)
