@@ -1,4 +1,4 @@
-# The device's boot check (firmware/lib/bootcheck.py, docs/FORMATS.md "Device boot
+# The device's boot check (firmware/lib/hashtrail/bootcheck.py, docs/FORMATS.md "Device boot
 # check"): a keyless attacker rewrites the flash of a powered-off device (littlefs on a
 # RAM block device, files edited as plain files, later prev links and every CRC
 # recomputed: tests/firmware/devhelp.py "keyless attacker"); at the next boot the
