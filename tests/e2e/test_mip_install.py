@@ -3,9 +3,10 @@
 The way a MicroPython user installs a library: mip copies every file named in
 firmware/package.json into the package folder /lib/hashtrail/, so no module collides
 with another package's (mpremote 1.29 reads a local package.json and resolves its
-relative urls next to it; over http it does the same against the server). The application itself (main.py, boot.py) and the board definition are not
-library files: the user copies them with `mpremote cp`, as the README says. The board
-then has to boot into the app from exactly those files and answer the protocol.
+relative urls next to it; over http it does the same against the server). The
+application itself (main.py, boot.py) and the board definition are not library files:
+the user copies them with `mpremote cp`, as the README says. The board then has to boot
+into the app from exactly those files and answer the protocol.
 
 mip copies files as they are: these are .py sources, compiled in RAM at import. That
 needs more heap than the generic ESP32's 100 KB budget (about 130 KB measured with this
