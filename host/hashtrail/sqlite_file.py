@@ -169,14 +169,16 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 
 def migrate(db: sqlite3.Connection, path: Path, kind: Kind,
-            migrations: Sequence[Migration],
+            migrations: Sequence[Migration], tables: frozenset[str],
             then: Callable[[sqlite3.Connection], None] | None = None) -> int:
     """Bring the file to the last of `migrations`, in one BEGIN IMMEDIATE transaction
     (all steps or none), and stamp it with its kind's application_id; `then` runs in the
     same transaction (a new file's first rows). Returns the version it was at.
 
     A file already current is only read (two opens write nothing the second time); one
-    from a newer hashtrail is refused (InputError) rather than guessed at."""
+    from a newer hashtrail is refused (InputError) rather than guessed at, and so is one
+    at the current version without all of `tables` (a table dropped by hand): one line
+    instead of an SQL error half-way through a command."""
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     last = len(migrations)
 
@@ -192,6 +194,11 @@ def migrate(db: sqlite3.Connection, path: Path, kind: Kind,
         return v
 
     if version() == last and then is None:
+        have = {str(r[0]) for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables <= have:
+            raise _refuse(path, "is damaged: no table " + ", ".join(sorted(tables - have)),
+                          kind)
         return last
     with transaction(db):
         was = version()        # again under the write lock: another opener may have run

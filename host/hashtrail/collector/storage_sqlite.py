@@ -82,6 +82,7 @@ MIGRATIONS = [
                              "policy", _v2),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = frozenset({"meta", "enrollments", "entries", "checkpoints", "state", "policies"})
 
 
 class SqliteStoreStorage:
@@ -106,7 +107,7 @@ class SqliteStoreStorage:
         else:
             conn = sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.STORE)
         try:
-            sqlite_file.migrate(conn, path, sqlite_file.STORE, MIGRATIONS)
+            sqlite_file.migrate(conn, path, sqlite_file.STORE, MIGRATIONS, TABLES)
         except BaseException:
             conn.close()
             raise

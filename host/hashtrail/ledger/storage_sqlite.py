@@ -83,6 +83,8 @@ MIGRATIONS = [
     sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
+                    "checkpoints", "evidence", "bundles", "collectors"})
 
 
 def insert_rows(db: sqlite3.Connection, table: str,
@@ -135,7 +137,7 @@ class SqliteLedgerStorage:
         path that is not a ledger is InputError with nothing created or changed."""
         conn = sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.LEDGER)
         try:
-            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS)
+            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES)
         except BaseException:
             conn.close()
             raise
@@ -158,7 +160,8 @@ class SqliteLedgerStorage:
             db.executemany("INSERT INTO meta VALUES (?,?)", list(meta.items()))
 
         try:
-            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, then=first_rows)
+            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES,
+                                then=first_rows)
         except BaseException:
             conn.close()
             raise
