@@ -474,11 +474,11 @@ def honest_ledger(golden: Golden, tmp: Path) -> Honest:
 
 def add_row_in_another_spelling(ledger: Path, table: str, device_id: str,
                                 entry: tuple[int, bytes, bytes | None] | None = None) -> str:
-    """Attack 2, with sqlite3 on the ledger file: a `devices` row copied from the
-    enrolled device's, or a new `entries` row (seq, entry bytes, signature) with its
-    leaf appended through the library (tree nodes and size recomputed), each under the
-    upper-case spelling of the device id. The SQL schema is known here and only here.
-    Returns the spelling."""
+    """Attack 2, on the ledger file: a `devices` row copied from the enrolled device's
+    (with sqlite3: the SQL schema is known here and only here), or a new `entries` row
+    (seq, entry bytes, signature) written through the ledger's storage with its leaf
+    appended through the library (tree nodes and size recomputed), each under the
+    upper-case spelling of the device id. Returns the spelling."""
     upper = device_id.upper()
     if table == "devices":
         with sqlite3.connect(ledger) as db:
