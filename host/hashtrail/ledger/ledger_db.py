@@ -15,7 +15,7 @@ that reads (and enrolls, trusts, revokes) but cannot sign; `Ledger.open_signing`
 loads the key file and refuses one that is not this ledger's key. A ledger from before
 this rule (`meta.signer`) migrates on its first signing open: the key is written to the
 key file (0600), then removed from the ledger, and `migrated` names the file. Reading
-never migrates.
+never moves the key (it needs a key file to write; a schema upgrade at open does not).
 
 `collectors` lists the collector identity keys the operator trusts (`ledger trust`):
 only bundles signed by one of them may enroll devices (docs/BUNDLE.md). Opening a ledger
