@@ -2,7 +2,7 @@
 """Benchmark the device's append with per-entry signing against without, and its boot
 check, on the MicroPython unix port at the board's heap budget.
 
-Why: every entry is signed by default on every board (issue 10), so each append costs
+Why: every entry is signed by default on every board, so each append costs
 one ECDSA signature; a battery-bound board may switch it off (board config
 `log.sign_entries`). This measures what that choice costs: ms per append both ways
 and their ratio, flash bytes per entry both ways, and the boot check for logs of N

@@ -3,7 +3,7 @@
 baseline (tools/p256_naive.py), in the same VM process, on the same inputs.
 
 Why: the firmware's signing speed is a product target (BRIEF.md: at least 5x the
-naive double-and-add; issue 2: sign >= 3x naive, verify <= 4x sign, module + table
+naive double-and-add; the device targets: sign >= 3x naive, verify <= 4x sign, module + table
 resident in <= 24 KB). Both implementations are compiled to .mpy bytecode as a board
 would load them, timed interleaved (fast sign, naive sign, fast verify, naive verify
 per input per round) so machine noise hits both alike, and checked against each other

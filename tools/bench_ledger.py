@@ -4,7 +4,7 @@
     .venv/bin/python tools/bench_ledger.py [--entries 5000] [--rounds 3] [--leaves 1000000]
                                            [--json]
 
-Issue 10's target: host ingest of per-entry-signed chains at >= 80% of raw OpenSSL
+The trust target: host ingest of per-entry-signed chains at >= 80% of raw OpenSSL
 ECDSA verify throughput on all cores. "Raw OpenSSL" is the same signatures of the same
 chain, DER-encoded beforehand, verified by `cryptography` (OpenSSL) over prehashed
 digests with the key parsed once, on one thread per CPU the way keys.signed_batch
@@ -53,8 +53,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
     Prehashed,
     encode_dss_signature,
 )
+from hashtrail.formats import merkle  # noqa: E402
 from hashtrail.formats.keys import cpu_workers  # noqa: E402
-from hashtrail.ledger import merkle  # noqa: E402
 from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
 from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 from ledgerkit import Device, bundle, trust  # noqa: E402

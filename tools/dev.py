@@ -3,8 +3,9 @@
 
 Why a script and not a Makefile: a fresh machine may lack make, and the virtual
 environment must be created, filled from the package registry and reused on the
-next run without the user knowing any of it. The environment is rebuilt when
-pyproject.toml changes (a stamp holds its hash).
+next run without the user knowing any of it. It is installed with the exact versions
+in constraints.txt, and rebuilt when pyproject.toml or constraints.txt changes (a stamp
+holds their hash).
 
     python3 tools/dev.py demo    # the main job: the demo on virtual devices
     python3 tools/dev.py test    # the whole test suite (what .ci/run calls)
@@ -26,7 +27,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
 def _stamp() -> str:
-    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()
 
 
 def ensure_env() -> None:
@@ -40,7 +44,7 @@ def ensure_env() -> None:
     print("[dev] installing hashtrail and its pinned dependencies", flush=True)
     subprocess.run(
         [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", f"{ROOT}[dev]"],
+         "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"],
         check=True,
     )
     stamp_file.write_text(_stamp())

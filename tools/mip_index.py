@@ -21,7 +21,7 @@ on-device mip reads alike; micropython.org/pi/v2 has the same shape):
 for MicroPython 1.22 and later), read from the compiled files' header; short is the
 first 8 hex digits of the file's SHA-256 (mip skips a file whose installed hash starts
 with it). The files are firmware/package.json's list, with each module compiled by
-tools/build_mpy.py for the board's architecture (`dest` becomes NAME.mpy) and data
+hashtrail.device.mpybuild for the board's architecture (`dest` becomes NAME.mpy) and data
 files (p256_table.bin) as they are. main.py, boot.py and board.json are not library
 files: copy them with `mpremote cp` as the README says.
 """
@@ -36,12 +36,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hashtrail.device import mpybuild
+from hashtrail.paths import BOARDS, FIRMWARE
 
-import build_mpy
-
-ROOT = build_mpy.ROOT
-FIRMWARE = build_mpy.FIRMWARE
+ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_JSON = FIRMWARE / "package.json"
 NAME = "hashtrail"
 SHORT_HASH = 8  # hex digits, as micropython-lib's index uses
@@ -57,12 +55,12 @@ def _mpy_version(path: Path) -> int:
 def build_index(board: str, out: Path, opt: int = 0) -> dict[str, object]:
     """Write the index for `board` into `out`; returns the package document written."""
     package = json.loads(PACKAGE_JSON.read_text())
-    arch = build_mpy.board_arch(board)
+    arch = mpybuild.board_arch(board)
     hashes: list[list[str]] = []
     versions: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="mip-build-") as tmp:
         built = Path(tmp)
-        build_mpy.build(built, arch, opt)
+        mpybuild.build(built, arch, opt)
         for dest, url in package["urls"]:
             src = built / url
             if src.suffix == ".py":
@@ -95,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="index folder (default build/mip/BOARD)")
     ap.add_argument("-O", dest="opt", type=int, default=0, help="mpy-cross optimisation level")
     args = ap.parse_args(argv)
-    if not (build_mpy.BOARDS / f"{args.board}.json").is_file():
-        known = ", ".join(sorted(p.stem for p in build_mpy.BOARDS.glob("*.json")))
+    if not (BOARDS / f"{args.board}.json").is_file():
+        known = ", ".join(sorted(p.stem for p in BOARDS.glob("*.json")))
         raise SystemExit(f"unknown board {args.board!r} (boards/: {known})")
     out = args.out or ROOT / "build" / "mip" / args.board
     doc = build_index(args.board, out, args.opt)
     files = doc["hashes"]
-    arch = build_mpy.board_arch(args.board) or "bytecode"
+    arch = mpybuild.board_arch(args.board) or "bytecode"
     print(f"{len(files) if isinstance(files, list) else 0} files for {args.board} "
           f"(arch={arch}) -> {out}")
     print(f"install: mpremote connect PORT mip install --index {out} {NAME}")

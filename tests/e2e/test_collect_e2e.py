@@ -177,7 +177,7 @@ def test_noise_both_ways_and_a_reboot_mid_collection(tmp_path: Path,
 # stream, or after the store accepted but before ACK reaches the device (the worst place).
 _KILLER = """
 import os, signal, sys
-from hashtrail import link as L
+from hashtrail.device import link as L
 from hashtrail.cli import main
 where, n = sys.argv[1], int(sys.argv[2])
 count = [0]

@@ -39,7 +39,6 @@ from fuzzseeds import Seeds, seeds, signed_bundle, trusting_ledger
 from hashtrail.chain import chainverify, devicecheck
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli import main as cli
-from hashtrail.cli.ledger import check_proof
 from hashtrail.collector import collect_verify
 from hashtrail.collector.bundle import Bundle, parse_bundle
 from hashtrail.collector.store import Anchor
@@ -49,6 +48,7 @@ from hashtrail.formats import cbor_strict, keys, note
 from hashtrail.formats import checkpoint as cpmod
 from hashtrail.formats import entry as entrymod
 from hashtrail.formats.records import parse_records
+from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.reconcile import reconcile
 from hypothesis import strategies as st
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from hashtrail.errors import VerificationError
-from hashtrail.ledger import merkle
+from hashtrail.formats import merkle
 from hashtrail.ledger.ledger_db import Ledger
 
 MAX = 64

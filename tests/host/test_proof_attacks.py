@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 from hashtrail.collector.bundle import parse_bundle, write_bundle
 from hashtrail.collector.store import Enrollment, RawEntry
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.checkpoint import parse_checkpoint
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import Device

@@ -11,8 +11,8 @@ from hashtrail.chain.evidence import check_evidence
 from hashtrail.collector.bundle import Bundle, parse_bundle, read_bundle
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.formats import merkle
 from hashtrail.formats.keys import DeviceKey
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger, parse_leaf
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
@@ -216,8 +216,8 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
     from hashtrail.cli import main
-    from hashtrail.cli.ledger import check_proof
     from hashtrail.formats import note
+    from hashtrail.ledger.proof_file import check_proof
 
     d = _dev(3)
     with _ledger(tmp_path) as led:

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.link import open_serial
+from hashtrail.formats import merkle
 from hashtrail.formats.entry import (
     KIND_LOG_ALTERED,
     KIND_READING,
@@ -64,7 +65,6 @@ from hashtrail.formats.entry import (
     signing_policy,
 )
 from hashtrail.formats.note import Signer
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain

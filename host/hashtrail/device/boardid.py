@@ -1,7 +1,7 @@
 """Which board is on the port: what the device says it is, against a board definition.
 
 Why: copying firmware built for one board onto another leaves a device that cannot
-start (issue 18: `deploy --board esp32` onto a virtual device "succeeded" and the app
+start (`deploy --board esp32` onto a virtual device once "succeeded" and the app
 then died on `machine.Pin`). So `deploy` asks the device first, over the raw REPL the
 way mpremote does, and compares the answer with the `identify` section of the board
 definition asked for. What identifies a board is data in boards/*.json, never a branch

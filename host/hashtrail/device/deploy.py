@@ -6,7 +6,7 @@ the SHA-256 of what was compiled and the application it copied answers, so:
 1. Identify first. Before anything is written, the device says what it is over the raw
    REPL (`sys.platform`, `sys.implementation._machine`, `os.uname()`; boardid.py) and
    that must fit the `identify` section of the board definition asked for. Firmware for
-   another board leaves a device that cannot start (issue 18), so a mismatch is refused
+   another board leaves a device that cannot start, so a mismatch is refused
    (`BoardMismatchError`, exit 2) and the device is restarted as it was; `force=True`
    overrides.
 2. Copy and check on the device: hashes run there (hashlib through the raw REPL), so

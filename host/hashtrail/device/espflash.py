@@ -10,6 +10,7 @@ check them against esptool's own parser; `run()` is the one place esptool execut
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,9 @@ def check_pinned(board: Board, image: Path, allow_unpinned: bool) -> str:
 
 def run(args: list[str]) -> None:
     """Run esptool with `args`; its output (progress included) goes to the terminal."""
+    if importlib.util.find_spec("esptool") is None:
+        raise ConfigError("esptool is not installed (flashing needs it)",
+                          hint="pip install 'hashtrail[flash]'")
     proc = subprocess.run([sys.executable, "-m", "esptool", *args])
     if proc.returncode != 0:
         raise FlashError(f"esptool {' '.join(args)} failed (exit {proc.returncode})")

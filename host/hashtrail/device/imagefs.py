@@ -14,17 +14,16 @@ stored in the superblock; 32 bytes mirrors VfsLfs2's defaults.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from littlefs import LittleFS
 
+from hashtrail.device import mpybuild
 from hashtrail.device.boards import Board
 from hashtrail.errors import ConfigError, FormatError
-from hashtrail.paths import BOARDS, TOOLS, require_tree
+from hashtrail.paths import BOARDS, require_tree
 
 LFS_READ_SIZE = 32
 LFS_PROG_SIZE = 32
@@ -34,24 +33,13 @@ LFS_DISK_VERSION = 0x00020000
 BOARD_FILE = "/board.json"
 
 
-def _build_mpy() -> Any:
-    """tools/build_mpy.py, the one compiler driver (also used by the device tests)."""
-    spec = importlib.util.spec_from_file_location("build_mpy", TOOLS / "build_mpy.py")
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot load {TOOLS / 'build_mpy.py'}")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def compile_firmware(board: Board, out: Path) -> None:
     """Compile firmware/ into `out` with mpy-cross for the board's native arch."""
     require_tree()
     try:
-        _build_mpy().build(out, board.mpy_arch)
-    except SystemExit as e:  # build_mpy reports mpy-cross failures this way
-        raise ConfigError(f"firmware does not compile for {board.name}: {e}",
-                          hint="fix the firmware source; mpy-cross's message is above") from e
+        mpybuild.build(out, board.mpy_arch)
+    except mpybuild.CompileError as e:
+        raise mpybuild.CompileError(f"firmware does not compile for {board.name}: {e}") from e
 
 
 def firmware_files(board: Board) -> dict[str, bytes]:

@@ -35,9 +35,8 @@ from pathlib import Path
 from types import TracebackType
 
 from hashtrail.errors import ConfigError, HashtrailError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_key import LedgerKeyError, key_path, read_key, write_key
 from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
 from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage

@@ -41,10 +41,9 @@ from typing import Any
 from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, parse_entry
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.errors import HashtrailError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}

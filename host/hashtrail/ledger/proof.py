@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hashtrail.errors import ConfigError, FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
+from hashtrail.formats import merkle, note
 from hashtrail.formats.checkpoint import verify_checkpoint
 from hashtrail.formats.entry import (
     POLICY_EVERY_ENTRY,
@@ -40,7 +40,6 @@ from hashtrail.formats.entry import (
     signing_policy,
 )
 from hashtrail.formats.keys import DeviceKey, genesis_prev, parse_device_id
-from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger, LedgerError
 
 PROOF_FORMAT = "hashtrail-proof/2"          # inclusion, with the device's word

@@ -1,4 +1,5 @@
-"""The keyless flash rewrite of issue 10, on a powered-off device's littlefs image.
+"""The keyless flash rewrite, on a powered-off device's littlefs image: edit a reading,
+recompute the later links and CRCs.
 
 Why it exists: the demo (`hashtrail demo`, step 7) and the attack suite
 (tests/threats/test_threats_trust.py) perform the same attack, someone who holds the
@@ -7,7 +8,7 @@ link of every later entry and every record CRC, so the record layer and the hash
 both check and only a device signature can tell. One implementation, so the demo shows
 exactly the attack the tests judge.
 
-    from hashtrail import imagefs
+    from hashtrail.device import imagefs
     from hashtrail.sim.tamper import change_first_value, rewrite_chain
 
     imagefs.edit_image(image, block_size,
