@@ -342,7 +342,7 @@ class Soak:
             rep = verify_ledger(led)
             if not rep.ok:
                 self.s.findings.append(f"verify_ledger: {json.dumps(rep.as_json())[:2000]}")
-            rows = led.db.execute("SELECT device_id, seq, body FROM entries").fetchall()
+            rows = [r[1:3] + r[4:5] for r in led.storage.scan_entries()]
         self.s.ledger_entries = len(rows)
         by_dev: dict[str, dict[int, bytes]] = {}
         counts = Counter((r[0], r[1]) for r in rows)

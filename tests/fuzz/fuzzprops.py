@@ -350,7 +350,7 @@ def prop_bundle(data: bytes) -> None:
         with trusting_ledger(Path(tmp) / "l.db") as led:
             reconcile(led, signed_bundle(Bundle("ab" * 8, "fuzz", 0, orig.enrollments)))
             only_project_errors(lambda: reconcile(led, b))
-            rows = led.db.execute("SELECT device_id, seq, body FROM entries").fetchall()
+            rows = [r[1:3] + r[4:5] for r in led.storage.scan_entries()]
             devices = [d.device_id for d in led.devices()]
     known = {(d, r.seq, r.body) for d, r in orig.entries}
     for did, seq, body in rows:

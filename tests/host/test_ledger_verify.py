@@ -126,8 +126,8 @@ class Copy:
         """What the key holder can do by hand: add the leaf's nodes, grow the size and
         sign a checkpoint over it (with its key file)."""
         with Ledger.open_signing(self.path, self.base.key) as led:
-            with led.tx() as db:
-                index = led.append_leaves(db, [leaf])
+            with led.transaction():
+                index = led.append_leaves([leaf])
             led.sign_checkpoint()
         return index
 
@@ -529,7 +529,7 @@ def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
     with trust(Ledger.create(tmp_path / "f.db", ORIGIN)) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 1
-        doc = json.loads(led.db.execute("SELECT doc FROM evidence").fetchone()[0])
+        doc = json.loads(next(iter(led.storage.scan_evidence()))[3])
     assert check_evidence(json.dumps(doc)).device_id == d.id_hex
     for spelled in (d.id_hex.upper(), "0x" + d.id_hex, d.id_hex + " "):
         with pytest.raises(FormatError, match=f"did you mean {d.id_hex}"):

@@ -103,7 +103,7 @@ def test_fork_evidence_verifies_standalone(tmp_path: Path) -> None:
         assert r.forks == 1 and r.accepted == 0
         dev = led.device(d.id_hex)
         assert dev is not None and dev.forked
-        doc = led.db.execute("SELECT doc FROM evidence").fetchone()[0]
+        doc = next(iter(led.storage.scan_evidence()))[3]
         verdict = check_evidence(doc)
         assert (verdict.device_id, verdict.seq) == (d.id_hex, 6)
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 0
@@ -305,7 +305,7 @@ def test_enrollment_counts_only_from_a_trusted_collector(tmp_path: Path) -> None
             assert f.reason.startswith("enrollment refused:") and why in f.reason
             assert "13 entries and 1 checkpoints never enter" in f.reason
             assert led.device(d.id_hex) is None and led.size == 0
-            assert led.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
+            assert not list(led.storage.scan_pending())
         trust(led)
         r = reconcile(led, bundle([d], {d.id_hex: (0, 6)}, [(d, d.checkpoint(seq=5))]))
         assert (r.signed_by, r.enrolled, r.accepted, r.findings) == \

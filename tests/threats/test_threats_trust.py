@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -473,26 +474,27 @@ def honest_ledger(golden: Golden, tmp: Path) -> Honest:
 
 def add_row_in_another_spelling(ledger: Path, table: str, device_id: str,
                                 entry: tuple[int, bytes, bytes | None] | None = None) -> str:
-    """Attack 2, with sqlite3 on the ledger file: a `devices` row copied from the
-    enrolled device's, or a new `entries` row (seq, entry bytes, signature) with its
-    leaf appended through the library (tree nodes and size recomputed), each under the
-    upper-case spelling of the device id. The SQL schema is known here and only here.
-    Returns the spelling."""
+    """Attack 2, on the ledger file: a `devices` row copied from the enrolled device's
+    (with sqlite3: the SQL schema is known here and only here), or a new `entries` row
+    (seq, entry bytes, signature) written through the ledger's storage with its leaf
+    appended through the library (tree nodes and size recomputed), each under the
+    upper-case spelling of the device id. Returns the spelling."""
     upper = device_id.upper()
-    with Ledger.open(ledger) as led, led.tx() as db:
-        if table == "devices":
+    if table == "devices":
+        with sqlite3.connect(ledger) as db:
             cur = db.execute("SELECT * FROM devices WHERE device_id=?", (device_id,))
             cols = [c[0] for c in cur.description]
             row = dict(zip(cols, cur.fetchone(), strict=True))
             row["device_id"] = upper
             db.execute(f"INSERT INTO devices ({','.join(cols)}) VALUES "
                        f"({','.join('?' * len(cols))})", list(row.values()))
-        else:
-            assert entry is not None
-            seq, body, sig = entry
-            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
-            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
-                       " VALUES (?,?,?,?,?,?)", (upper, seq, index, _sha(body), body, sig))
+        db.close()
+        return upper
+    assert entry is not None
+    seq, body, sig = entry
+    with Ledger.open(ledger) as led, led.transaction():
+        index = led.append_leaves([leaf_bytes(device_id, seq, body)])
+        led.storage.add_entries([(upper, seq, index, _sha(body), body, sig)])
     return upper
 
 
@@ -528,8 +530,10 @@ def forge_reading(ledger: Path, device_id: str, value: float,
     put beside the entry as its device signature (none; or a device signature
     replayed from elsewhere). Returns (seq, entry bytes, the signed checkpoint note)."""
     with Ledger.open(ledger) as led:
-        seq, tip = led.db.execute("SELECT seq, body FROM entries WHERE device_id=? "
-                                  "ORDER BY seq DESC LIMIT 1", (device_id,)).fetchone()
+        dev = led.device(device_id)
+        assert dev is not None
+        seq = dev.tip_seq
+        tip = led.storage.entry_bodies(device_id, seq, seq)[0]
         t = parse_entry(bytes(tip))
         seq += 1
         body = cbor2.dumps({0: 1, 1: seq, 2: None if t.t is None else t.t + 60,
@@ -537,12 +541,10 @@ def forge_reading(ledger: Path, device_id: str, value: float,
                             7: KIND_READING, 8: [{0: "temp", 1: "Cel", 2: value}]},
                            canonical=True)
         assert parse_entry(body).body[0][2] == value  # a well-formed, canonical entry
-        with led.tx() as db:
-            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
-            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
-                       " VALUES (?,?,?,?,?,?)", (device_id, seq, index, _sha(body), body, sig))
-            db.execute("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?",
-                       (seq, _sha(body), device_id))
+        with led.transaction():
+            index = led.append_leaves([leaf_bytes(device_id, seq, body)])
+            led.storage.add_entries([(device_id, seq, index, _sha(body), body, sig)])
+            led.storage.set_tip(device_id, seq, _sha(body), dev.tip_t)
     return seq, body, sign_checkpoint(ledger)
 
 
@@ -586,8 +588,9 @@ def handmade_proof(ledger: Path, device_id: str, seq: int, checkpoint: str,
     index, size, root, path, checkpoint), built with the Merkle library: what a forger
     hands out when the prove command refuses."""
     with Ledger.open(ledger) as led:
-        (index,) = led.db.execute("SELECT leaf_index FROM entries WHERE device_id=? AND "
-                                  "seq=?", (device_id, seq)).fetchone()
+        row = led.storage.entry(device_id, seq)
+        assert row is not None
+        index = row.leaf_index
         size = led.size
         return {"format": "hashtrail-proof/1", "type": "inclusion",
                 "leaf": led.leaf(index).hex(), "leaf_index": index, "tree_size": size,
