@@ -35,6 +35,7 @@ from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, w
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of  # noqa: E402
 from hashtrail.device import link  # noqa: E402
 from hashtrail.formats.note import Signer  # noqa: E402
+from hashtrail.formats.records import split_records  # noqa: E402
 from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
 from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 
@@ -82,7 +83,7 @@ def _frames(pub: bytes, seg: bytes, last: int, head: bytes) -> bytes:
     out = [link.encode_frame(link.REP_INFO, 7, _info_payload(pub, last, head))]
     chunks: list[bytes] = []
     cur = b""
-    for raw in link.split_records(seg):
+    for raw in split_records(seg):
         if len(cur) + len(raw) > 512:
             chunks.append(cur)
             cur = b""
