@@ -14,12 +14,10 @@ import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
 from hashtrail.device.link import DeviceInfo, FdStream, Link
+from hashtrail.formats.records import MAGIC_ENTRY, seal, spans
 from hashtrail.sim import VirtualDevice, provision
 from littlefs import LittleFS
 
@@ -177,7 +176,7 @@ def test_noise_both_ways_and_a_reboot_mid_collection(tmp_path: Path,
 # stream, or after the store accepted but before ACK reaches the device (the worst place).
 _KILLER = """
 import os, signal, sys
-from hashtrail import link as L
+from hashtrail.device import link as L
 from hashtrail.cli import main
 where, n = sys.argv[1], int(sys.argv[2])
 count = [0]
@@ -236,17 +235,12 @@ def test_tampered_log_is_refused_with_the_reason(tmp_path: Path,
         seg = sorted(fs.listdir("/ht/log"))[0]
         with fs.open(f"/ht/log/{seg}", "rb") as f:
             data = bytearray(f.read())
-        pos = 0
-        while pos < len(data):  # find the 4th entry record and change one body byte
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            seq = struct.unpack_from("<I", data, pos + 2)[0]
-            if data[pos] == 0xA7 and seq == 3:
-                data[pos + 8 + n - 1] ^= 0x01  # last byte of the reading value
-                struct.pack_into("<I", data, pos + size - 4, zlib.crc32(data[pos:pos + size - 4]))
-                edited.append(seq)
+        for r in spans(data):  # find the 4th entry record and change one body byte
+            if r.magic == MAGIC_ENTRY and r.seq == 3:
+                data[r.body_at + r.body_len - 1] ^= 0x01  # last byte of the reading value
+                seal(data, r.offset, r.size)
+                edited.append(r.seq)
                 break
-            pos += size
         with fs.open(f"/ht/log/{seg}", "wb") as f:
             f.write(bytes(data))
 
@@ -274,26 +268,21 @@ def rewrite_keyless(fs: LittleFS, seq: int) -> None:
     for seg in segs:
         with fs.open(f"/ht/log/{seg}", "rb") as f:
             data = bytearray(f.read())
-        pos = 0
-        while pos + 12 <= len(data):
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            s = struct.unpack_from("<I", data, pos + 2)[0]
-            if data[pos] == 0xA7 and s >= seq:
-                body = data[pos + 8:pos + 8 + n]
-                if s == seq:
+        for r in spans(data):
+            if r.magic == MAGIC_ENTRY and r.seq >= seq:
+                at, n = r.body_at, r.body_len
+                body = data[at:at + n]
+                if r.seq == seq:
                     before = hashlib.sha256(body).digest()
-                    data[pos + 8 + n - 1] ^= 0x01  # last byte of the reading value
+                    data[at + n - 1] ^= 0x01  # last byte of the reading value
                 else:
                     i = body.find(old_h)
                     assert i > 0, "entry does not carry the previous entry's hash"
                     before = hashlib.sha256(body).digest()
-                    data[pos + 8 + i:pos + 8 + i + 32] = new_h
+                    data[at + i:at + i + 32] = new_h
                 old_h = before
-                new_h = hashlib.sha256(data[pos + 8:pos + 8 + n]).digest()
-                struct.pack_into("<I", data, pos + size - 4,
-                                 zlib.crc32(data[pos:pos + size - 4]))
-            pos += size
+                new_h = hashlib.sha256(data[at:at + n]).digest()
+                seal(data, r.offset, r.size)
         with fs.open(f"/ht/log/{seg}", "wb") as f:
             f.write(bytes(data))
 
@@ -350,16 +339,9 @@ def test_collect_json_carries_the_report_when_the_edit_is_behind_the_anchor(
         seg = sorted(fs.listdir("/ht/log"))[0]
         with fs.open(f"/ht/log/{seg}", "rb") as f:
             data = bytearray(f.read())
-        pos = 0
-        while True:
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            if data[pos] == 0xA7 and struct.unpack_from("<I", data, pos + 2)[0] == 1:
-                data[pos + 8 + n - 2] ^= 0x20  # a letter of the reset cause's text
-                struct.pack_into("<I", data, pos + size - 4,
-                                 zlib.crc32(data[pos:pos + size - 4]))
-                break
-            pos += size
+        r = next(r for r in spans(data) if r.magic == MAGIC_ENTRY and r.seq == 1)
+        data[r.body_at + r.body_len - 2] ^= 0x20  # a letter of the reset cause's text
+        seal(data, r.offset, r.size)
         with fs.open(f"/ht/log/{seg}", "wb") as f:
             f.write(bytes(data))
 

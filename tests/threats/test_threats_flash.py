@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from hashtrail.errors import VerificationError
+from hashtrail.formats.records import MAGIC_ENTRY
 from hashtrail.sim import VirtualDevice
 from littlefs import LittleFS
 from threatkit import (
@@ -89,7 +90,7 @@ def _target(g: Golden) -> int:
         for i in range(1, len(spans) - 2):
             magic, s, _, _ = spans[i]
             nmagic, ns, _, _ = spans[i + 1]
-            if (magic == nmagic == 0xA7 and ns == s + 1
+            if (magic == nmagic == MAGIC_ENTRY and ns == s + 1
                     and g.anchor + 2 <= s <= g.last - 4):
                 return s
     raise AssertionError(f"no mid-segment entry after {g.anchor} on the golden image")

@@ -18,6 +18,7 @@ from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device.link import DeviceInfo, Link, SerialStream
 from hashtrail.errors import VerificationError
+from hashtrail.formats.records import MAGIC_ENTRY, record_fields
 from hashtrail.sim import VirtualDevice
 from threatkit import SLOW, Golden, accepted_seqs, anchor_seq, fix_crc, image_records, start
 
@@ -88,7 +89,8 @@ def test_entry_edited_in_transit_with_crcs_fixed(golden: Golden, tmp_path: Path,
     s = golden.anchor + 5
 
     def edit(rec: bytes) -> bytes:
-        if rec[0] != 0xA7 or int.from_bytes(rec[2:6], "little") != s:
+        magic, seq, _, _ = record_fields(rec)
+        if magic != MAGIC_ENTRY or seq != s:
             return rec
         data = bytearray(rec)
         data[-5] ^= 0x01

@@ -63,6 +63,7 @@ from hashtrail.formats.entry import (
     signing_policy,
 )
 from hashtrail.formats.note import Signer
+from hashtrail.formats.records import MAGIC_CHECKPOINT
 from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
 from hashtrail.sim import VirtualDevice
@@ -85,8 +86,6 @@ from threatkit import (
     wait_for_seq,
     write_seg,
 )
-
-MAGIC_CHECKPOINT = 0xC7
 
 
 def _ok(r: Any) -> str:

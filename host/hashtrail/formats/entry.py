@@ -27,6 +27,10 @@ from hashtrail.formats.cbor_strict import (
 from hashtrail.formats.cbor_strict import is_uint as _uint
 
 VERSION = 1
+# Map keys of an entry (FORMATS.md "Entry"), all present, in this order.
+KEY_V, KEY_SEQ, KEY_T, KEY_UP, KEY_BOOT, KEY_PREV, KEY_FW, KEY_KIND, KEY_BODY = range(9)
+# Map keys of a SenML record in a reading body (RFC 8428 CBOR labels).
+SENML_N, SENML_U, SENML_V = 0, 1, 2
 KIND_READING = 0
 KIND_BOOT = 1
 KIND_TIME_SET = 2
@@ -39,7 +43,7 @@ KIND_NAMES = {0: "reading", 1: "boot", 2: "time_set", 3: "key_created", 4: "over
 # Signing policy, recorded by the device in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
 POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
-_KEYS = list(range(9))
+_KEYS = [KEY_V, KEY_SEQ, KEY_T, KEY_UP, KEY_BOOT, KEY_PREV, KEY_FW, KEY_KIND, KEY_BODY]
 
 
 class Entry(NamedTuple):

@@ -105,10 +105,11 @@ def spans(data: bytes | bytearray) -> Iterator[Span]:
         pos += size
 
 
-def seal(data: bytearray, span: Span) -> None:
-    """Recompute the CRC of the record at `span` in place (after editing its bytes)."""
-    end = span.offset + span.size - CRC_LEN
-    struct.pack_into("<I", data, end, zlib.crc32(data[span.offset:end]))
+def seal(data: bytearray, offset: int, size: int) -> None:
+    """Recompute the CRC of the record of `size` bytes at `offset`, in place (after
+    editing its bytes)."""
+    end = offset + size - CRC_LEN
+    struct.pack_into("<I", data, end, zlib.crc32(data[offset:end]))
 
 
 def split_records(data: bytes) -> Iterator[bytes]:
