@@ -46,7 +46,7 @@ from hashtrail.device.link import (
     decode_request,
     encode_frame,
 )
-from hashtrail.formats.records import format_record
+from hashtrail.formats.records import MAGIC_ENTRY, format_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import devchain
@@ -97,7 +97,7 @@ class Behaviour:
         dev.send(REP_INFO, rid, self.info())
 
     def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
-        recs = [format_record(0xA7, s, raw, sig) for s, raw, sig in self.chain.entries
+        recs = [format_record(MAGIC_ENTRY, s, raw, sig) for s, raw, sig in self.chain.entries
                 if from_seq <= s <= self.last_seq()]
         dev.stream(rid, recs, credit)
 
