@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "host"))
 
 from hashtrail.formats.entry import KEY_BODY, KEY_PREV, KEY_SEQ, KEY_T, SENML_V  # noqa: E402
-from hashtrail.formats.keys import genesis_prev  # noqa: E402
+from hashtrail.formats.keys import device_id, genesis_prev  # noqa: E402
 from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record  # noqa: E402
 
 DEFAULT_OUT = ROOT / "build" / "vectors" / "mutations.json"
@@ -364,7 +364,7 @@ def build_vectors() -> dict[str, Any]:
     add("mid-chain-wrong-anchor", "records from seq 20 against a different head for 19", mid,
         "link_mismatch", 20, anchor={"seq": 19, "head": hashes[18].hex()})
 
-    return {"pub": pub.hex(), "device_id": hashlib.sha256(pub).digest()[:16].hex(),
+    return {"pub": pub.hex(), "device_id": device_id(pub),
             "vectors": vectors}
 
 

@@ -34,6 +34,7 @@ from hashtrail.cli import main as cli  # noqa: E402
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle  # noqa: E402
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of  # noqa: E402
 from hashtrail.device import link  # noqa: E402
+from hashtrail.formats.keys import device_id_bytes  # noqa: E402
 from hashtrail.formats.note import Signer  # noqa: E402
 from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, split_records  # noqa: E402
 from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
@@ -74,7 +75,7 @@ def _info_payload(pub: bytes, last: int, head: bytes) -> bytes:
     """INFO exactly as firmware/lib/link.py `_hello` writes it (ints, bytes, text)."""
     import cbor2
 
-    m = {0: 1, 1: hashlib.sha256(pub).digest()[:16], 2: pub, 3: "0.1.0", 4: "unix",
+    m = {0: 1, 1: device_id_bytes(pub), 2: pub, 3: "0.1.0", 4: "unix",
          5: 0, 6: last, 7: 1_900_000, 8: 3, 9: None, 10: head, 11: 512}
     return bytes(cbor2.dumps(m))
 

@@ -61,7 +61,7 @@ from typing import NamedTuple
 
 from hashtrail import sqlite_file
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
+from hashtrail.formats import keys, note
 from hashtrail.formats.entry import parse_entry, signing_policy
 from hashtrail.formats.keys import check_pub, parse_device_id
 
@@ -139,7 +139,7 @@ def check_device_id(device_id: str) -> str:
 
 def device_id_of(pub: bytes) -> str:
     """docs/FORMATS.md: the first 16 bytes of SHA-256(pub), as lowercase hex."""
-    return hashlib.sha256(pub).digest()[:16].hex()
+    return keys.device_id(pub)
 
 
 class Store:
