@@ -27,7 +27,7 @@ from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
-from hashtrail.device.link import DeviceInfo, FdStream, Link
+from hashtrail.device.link import REP_CHUNK, SYNC, VERSION, DeviceInfo, FdStream, Link
 from hashtrail.formats.records import MAGIC_ENTRY, seal, spans
 from hashtrail.sim import VirtualDevice, provision
 from littlefs import LittleFS
@@ -103,6 +103,9 @@ def test_enroll_and_collect_three_devices(tmp_path: Path, devices: list[VirtualD
         assert store_is_clean(store, res["device_id"]) == first + res2["new_entries"]
 
 
+CHUNK_HEAD = SYNC + bytes((VERSION, REP_CHUNK))  # a frame start that leads nowhere
+
+
 class NoisyStream:
     """A real pty stream with garbage injected both ways (never 0x03 towards the device)."""
 
@@ -115,7 +118,7 @@ class NoisyStream:
         data = self.inner.read(n, timeout)
         if data and self.rng.random() < 0.1:
             junk = self.rng.choice([b"\r\n>>> ", b"Traceback (most recent call last):\r\n",
-                                    b"\xa5\x5a\x01\x82", self.rng.randbytes(40)])
+                                    CHUNK_HEAD, self.rng.randbytes(40)])
             cut = self.rng.randrange(len(data) + 1)
             # Only between frames' bytes, never replacing them: noise adds, it does not
             # corrupt (corruption is the CRC's job, tested in the codec tests).

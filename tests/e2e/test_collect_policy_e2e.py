@@ -28,6 +28,7 @@ from hashtrail.cli import main as cli
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
+from hashtrail.formats.entry import KEY_BODY, KEY_KIND, KEY_PREV, KIND_READING, SENML_V
 from hashtrail.formats.records import MAGIC_ENTRY, format_record, record_fields, spans
 from hashtrail.sim import VirtualDevice, provision
 from littlefs import LittleFS
@@ -73,11 +74,11 @@ def _rewrite(fs: LittleFS, after: int) -> int:
         for magic, seq, body, sig in recs:
             if magic == MAGIC_ENTRY and seq > after:
                 m = cbor2.loads(body)
-                if edited < 0 and m[7] == 0:                  # a reading
-                    m[8][0][2] = 99.5
+                if edited < 0 and m[KEY_KIND] == KIND_READING:
+                    m[KEY_BODY][0][SENML_V] = 99.5
                     edited = seq
                 elif edited >= 0:
-                    m[5] = prev
+                    m[KEY_PREV] = prev
                 if edited >= 0:
                     body, sig = cbor2.dumps(m, canonical=True), None
             elif magic != MAGIC_ENTRY and edited >= 0:

@@ -23,6 +23,7 @@ from hashtrail.chain.devicecheck import DeviceKey
 from hashtrail.cli import main
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.entry import KEY_BODY, KEY_PREV, SENML_V
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
@@ -195,9 +196,9 @@ def _rewrite(ch: DeviceChain, seq: int, *, edit: bool) -> DeviceChain:
         if r.seq >= seq and edit:
             m = cbor2.loads(body)
             if r.seq == seq:
-                m[8][0][2] = 30.5                   # the temperature reading
+                m[KEY_BODY][0][SENML_V] = 30.5      # the temperature reading
             else:
-                m[5] = prev
+                m[KEY_PREV] = prev
             body = cbor2.dumps(m, canonical=True)
         prev = hashlib.sha256(body).digest()
         recs.append(Record(r.magic, r.seq, body, None if r.seq >= seq else r.sig,
