@@ -25,8 +25,9 @@ from hashtrail.cli import main
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
 from hashtrail.collector.store import Enrollment, RawEntry
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, trust
 

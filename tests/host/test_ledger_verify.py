@@ -33,8 +33,9 @@ from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, w
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats import note
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 ORIGIN = "test.example/verify"

@@ -12,8 +12,9 @@ from hashtrail.collector.bundle import FORMAT, Bundle, parse_bundle, read_bundle
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats.keys import DeviceKey
+from hashtrail.formats.leaf import parse_leaf
 from hashtrail.ledger import merkle
-from hashtrail.ledger.ledger_db import Ledger, parse_leaf
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 

@@ -62,10 +62,11 @@ from hashtrail.formats.entry import (
     parse_entry,
     signing_policy,
 )
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.note import Signer
 from hashtrail.formats.records import MAGIC_CHECKPOINT
 from hashtrail.ledger import merkle
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain
 from littlefs import LittleFS

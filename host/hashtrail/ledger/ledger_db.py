@@ -23,10 +23,8 @@ before that table existed gets it, empty, when opened.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
-import struct
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,10 +37,10 @@ from hashtrail import sqlite_file
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.formats import note
 from hashtrail.formats.keys import parse_device_id
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.ledger import merkle
 from hashtrail.ledger.ledger_key import LedgerKeyError, key_path, read_key, write_key
 
-LEAF_TAG = b"HTL1"
 _BUSY_MS = 60_000
 # Bound parameters per multi-row INSERT (insert_rows): under 999, the limit of SQLite
 # builds before 3.32, so any SQLite the sqlite3 module links to accepts the statement.
@@ -110,17 +108,6 @@ class Device(NamedTuple):
     revoked_reason: str | None
 
 
-def leaf_bytes(device_id: str, seq: int, entry: bytes) -> bytes:
-    """docs/LEDGER.md: "HTL1" || device id (16) || seq (u64 BE) || SHA-256(entry) || entry."""
-    return (leaf_prefix(device_id) + struct.pack(">Q", seq) + hashlib.sha256(entry).digest()
-            + entry)
-
-
-def leaf_prefix(device_id: str) -> bytes:
-    """The leaf bytes every entry of one device starts with: "HTL1" || device id."""
-    return LEAF_TAG + bytes.fromhex(device_id)
-
-
 def insert_rows(db: sqlite3.Connection, table: str,
                 rows: Sequence[tuple[Any, ...]]) -> None:
     """INSERT rows of one width into `table` (one of this module's own table names),
@@ -143,16 +130,6 @@ def insert_rows(db: sqlite3.Connection, table: str,
             db.execute(stmt, list(chain.from_iterable(rows[i:i + k])))
     if whole < len(rows):
         db.executemany(f"INSERT INTO {table} VALUES {one}", rows[whole:])
-
-
-def parse_leaf(leaf: bytes) -> tuple[str, int, bytes]:
-    """(device id, seq, entry bytes) of a leaf; raises ValueError when malformed."""
-    if len(leaf) < 61 or leaf[:4] != LEAF_TAG:
-        raise ValueError("not a hashtrail ledger leaf")
-    entry = leaf[60:]
-    if hashlib.sha256(entry).digest() != leaf[28:60]:
-        raise ValueError("leaf entry hash does not match its entry bytes")
-    return leaf[4:20].hex(), struct.unpack(">Q", leaf[20:28])[0], entry
 
 
 class Ledger:
