@@ -27,7 +27,6 @@ import copy
 import io
 import json
 import os
-import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -297,7 +296,8 @@ def noisy_stream(draw: st.DrawFn) -> tuple[bytes, int]:
     for f in frames:
         if draw(st.booleans()):
             junk = draw(st.sampled_from([b"\r\n>>> ", b"Traceback (most recent call last):",
-                                         b"\xa5", b"\xa5\x5a", b"\xa5\x5a\x01"])
+                                         link.SYNC[:1], link.SYNC,
+                                         link.SYNC + bytes((link.VERSION,))])
                         | st.binary(max_size=40)
                         | st.sampled_from(frames).flatmap(
                             lambda g: st.integers(1, len(g) - 1).map(lambda k, g=g: g[:k])))
@@ -307,12 +307,9 @@ def noisy_stream(draw: st.DrawFn) -> tuple[bytes, int]:
 
 
 def _frame_list() -> list[bytes]:
-    data, out, pos = seeds().frames, [], 0
-    while pos < len(data):
-        n = struct.unpack_from("<H", data, pos + 5)[0]
-        out.append(data[pos:pos + 8 + n + 4])
-        pos += 8 + n + 4
-    return out
+    """The seed frames one by one (valid frames: decoded and encoded again, the same bytes)."""
+    return [link.encode_frame(f.type, f.req_id, f.payload)
+            for f in link.FrameDecoder().feed(seeds().frames)]
 
 
 def prop_frames_resync(arg: tuple[bytes, int]) -> None:
