@@ -31,7 +31,8 @@ def _module_path(name: str, lib: Path) -> Path:
 
 
 def device_constants(name: str, lib: Path = _LIB) -> dict[str, Any]:
-    """Module-level `NAME = const(literal)` and `NAME = literal` of a firmware module."""
+    """Module-level `NAME = const(value)` and `NAME = value` of a firmware module, for
+    values that are literals or arithmetic on them."""
     out: dict[str, Any] = {}
     for node in ast.parse(_module_path(name, lib).read_text()).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1
@@ -40,11 +41,25 @@ def device_constants(name: str, lib: Path = _LIB) -> dict[str, Any]:
         value = node.value
         if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "const":
             value = value.args[0]
-        try:
-            out[node.targets[0].id] = ast.literal_eval(value)
-        except ValueError:
-            pass  # not a literal (a computed value): not a format constant
+        if _is_constant(value):
+            out[node.targets[0].id] = eval(compile(ast.Expression(value), name, "eval"),
+                                           {"__builtins__": {}})
     return out
+
+
+_ARITH = (ast.Add, ast.Sub, ast.Mult, ast.LShift, ast.USub)
+
+
+def _is_constant(node: ast.AST) -> bool:
+    """A literal, or arithmetic on literals (`4 + 32 + 65 + 4`): nothing else is run."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, _ARITH) and _is_constant(node.operand)
+    if isinstance(node, ast.BinOp):
+        return (isinstance(node.op, _ARITH) and _is_constant(node.left)
+                and _is_constant(node.right))
+    return False
 
 
 def _same(module: str, pairs: dict[str, Any], lib: Path = _LIB) -> None:
@@ -62,6 +77,10 @@ def test_records_on_flash() -> None:
     for module in ("bootcheck", "bootfind"):
         _same(module, {"_HDR": records.HEADER, "_SIG": records.SIG_LEN})
     _same("link", {"_REC_ENTRY": records.MAGIC_ENTRY})
+
+
+def test_device_key_file() -> None:
+    _same("keyfile", {"_MAGIC": keys.KEY_FILE_MAGIC, "_KEY_LEN": keys.KEY_FILE_LEN})
 
 
 def test_entry() -> None:
@@ -103,6 +122,8 @@ def test_a_drifted_or_missing_constant_fails(tmp_path: Path) -> None:
     (tmp_path / "hashtrail" / "logstore.py").write_text(
         "from micropython import const\nENTRY = const(0xA8)\nCHECKPOINT = const(0xC7)\n")
     assert device_constants("logstore", tmp_path) == {"ENTRY": 0xA8, "CHECKPOINT": 0xC7}
+    (tmp_path / "keyfile.py").write_text("_LEN = 4 + 32\n_X = open('/etc/passwd')\n")
+    assert device_constants("keyfile", tmp_path) == {"_LEN": 36}       # the call never runs
     with pytest.raises(AssertionError, match="ENTRY"):
         _same("logstore", {"ENTRY": records.MAGIC_ENTRY}, tmp_path)
     with pytest.raises(AssertionError, match="FLAG_SIG"):

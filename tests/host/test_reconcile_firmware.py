@@ -24,6 +24,7 @@ from hashtrail.cli import main
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats.entry import KEY_BODY, KEY_PREV, SENML_V
+from hashtrail.formats.keys import parse_key_file
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
@@ -52,8 +53,9 @@ def _firmware_chain(tmp: Path, sign: bool) -> DeviceChain:
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    ch = DeviceChain(files["/ht/key"][36:101], recs, last)
-    ch.secret = int.from_bytes(files["/ht/key"][4:36], "big")   # HTK1 || d || pub || crc
+    key = parse_key_file(files["/ht/key"])
+    ch = DeviceChain(key.pub, recs, last)
+    ch.secret = key.secret
     return ch
 
 

@@ -62,6 +62,7 @@ from hashtrail.formats.entry import (
     parse_entry,
     signing_policy,
 )
+from hashtrail.formats.keys import parse_key_file
 from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.note import Signer
 from hashtrail.formats.records import MAGIC_CHECKPOINT
@@ -658,9 +659,8 @@ def test_operator_made_up_reading_has_no_proof_that_verifies(
 def flash_key(image: Path) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """The device key as the key file holds it (docs/FORMATS.md `/ht/key`: "HTK1" ||
     d || pub || crc32), read off a powered-off image with littlefs-python."""
-    raw = imagefs.read_image(image.read_bytes(), BOARD.block_size)["/ht/key"]
-    assert raw[:4] == b"HTK1" and len(raw) == 105
-    return ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()), raw[36:101]
+    key = parse_key_file(imagefs.read_image(image.read_bytes(), BOARD.block_size)["/ht/key"])
+    return ec.derive_private_key(key.secret, ec.SECP256R1()), key.pub
 
 
 def entry_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
