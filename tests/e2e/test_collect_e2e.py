@@ -30,6 +30,7 @@ from hashtrail.device.boards import load_board
 from hashtrail.device.link import REP_CHUNK, SYNC, VERSION, DeviceInfo, FdStream, Link
 from hashtrail.formats.records import MAGIC_ENTRY, seal, spans
 from hashtrail.sim import VirtualDevice, provision
+from hashtrail.sim.tamper import read_seg, segments, write_seg
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e
@@ -235,17 +236,15 @@ def test_tampered_log_is_refused_with_the_reason(tmp_path: Path,
     edited: list[int] = []
 
     def tamper(fs: LittleFS) -> None:
-        seg = sorted(fs.listdir("/ht/log"))[0]
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
+        seg = segments(fs)[0]
+        data = bytearray(read_seg(fs, seg))
         for r in spans(data):  # find the 4th entry record and change one body byte
             if r.magic == MAGIC_ENTRY and r.seq == 3:
                 data[r.body_at + r.body_len - 1] ^= 0x01  # last byte of the reading value
                 seal(data, r.offset, r.size)
                 edited.append(r.seq)
                 break
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+        write_seg(fs, seg, bytes(data))
 
     edit_image(dev.image_path, tamper)
     assert edited == [3]
@@ -266,11 +265,9 @@ def rewrite_keyless(fs: LittleFS, seq: int) -> None:
     body of entry seq, then recompute every later entry's prev link and every CRC."""
     import hashlib
 
-    segs = sorted(fs.listdir("/ht/log"))
     old_h = new_h = b""
-    for seg in segs:
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
+    for seg in segments(fs):
+        data = bytearray(read_seg(fs, seg))
         for r in spans(data):
             if r.magic == MAGIC_ENTRY and r.seq >= seq:
                 at, n = r.body_at, r.body_len
@@ -286,8 +283,7 @@ def rewrite_keyless(fs: LittleFS, seq: int) -> None:
                 old_h = before
                 new_h = hashlib.sha256(data[at:at + n]).digest()
                 seal(data, r.offset, r.size)
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+        write_seg(fs, seg, bytes(data))
 
 
 def test_device_reports_a_keyless_rewrite_at_boot_and_collect_shows_it(
@@ -339,14 +335,12 @@ def test_collect_json_carries_the_report_when_the_edit_is_behind_the_anchor(
     dev.stop()
 
     def tamper(fs: LittleFS) -> None:  # entry 1 (the boot entry): one byte, CRC fixed
-        seg = sorted(fs.listdir("/ht/log"))[0]
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
+        seg = segments(fs)[0]
+        data = bytearray(read_seg(fs, seg))
         r = next(r for r in spans(data) if r.magic == MAGIC_ENTRY and r.seq == 1)
         data[r.body_at + r.body_len - 2] ^= 0x20  # a letter of the reset cause's text
         seal(data, r.offset, r.size)
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+        write_seg(fs, seg, bytes(data))
 
     edit_image(dev.image_path, tamper)
     dev.start()

@@ -31,6 +31,7 @@ from hashtrail.device.boards import load_board
 from hashtrail.formats.entry import KEY_BODY, KEY_KIND, KEY_PREV, KIND_READING, SENML_V
 from hashtrail.formats.records import MAGIC_ENTRY, format_record, record_fields, spans
 from hashtrail.sim import VirtualDevice, provision
+from hashtrail.sim.tamper import read_seg, segments, write_seg
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e
@@ -67,9 +68,8 @@ def _rewrite(fs: LittleFS, after: int) -> int:
     drop the signatures and checkpoints from there on; returns the edited seq."""
     edited = -1
     prev = b""
-    for name in sorted(fs.listdir("/ht/log")):
-        with fs.open(f"/ht/log/{name}", "rb") as f:
-            recs = _records(f.read())
+    for name in segments(fs):
+        recs = _records(read_seg(fs, name))
         out = bytearray()
         for magic, seq, body, sig in recs:
             if magic == MAGIC_ENTRY and seq > after:
@@ -86,8 +86,7 @@ def _rewrite(fs: LittleFS, after: int) -> int:
             if magic == MAGIC_ENTRY:
                 prev = hashlib.sha256(body).digest()
             out += format_record(magic, seq, body, sig)
-        with fs.open(f"/ht/log/{name}", "wb") as f:
-            f.write(bytes(out))
+        write_seg(fs, name, bytes(out))
     assert edited > after
     return edited
 

@@ -24,7 +24,7 @@ from hashtrail.cli import main
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats.entry import KEY_BODY, KEY_PREV, SENML_V
-from hashtrail.formats.keys import parse_key_file
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
@@ -53,7 +53,7 @@ def _firmware_chain(tmp: Path, sign: bool) -> DeviceChain:
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    key = parse_key_file(files["/ht/key"])
+    key = parse_key_file(files[KEY_PATH])
     ch = DeviceChain(key.pub, recs, last)
     ch.secret = key.secret
     return ch

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from hashtrail.errors import VerificationError
-from hashtrail.formats.records import MAGIC_ENTRY
+from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY
 from hashtrail.sim import VirtualDevice
 from littlefs import LittleFS
 from threatkit import (
@@ -137,7 +137,7 @@ def test_missing_segment_file_is_a_gap(golden: Golden, tmp_path: Path,
         # the first segment that starts after the anchor and is not the last one
         name = next(n for n in names[:-1] if int(n[:10]) > golden.anchor)
         gone.append(int(name[:10]))
-        fs.remove(f"/ht/log/{name}")
+        fs.remove(f"{LOG_DIR}/{name}")
 
     dev = _damaged(golden, tmp_path, devices, edit=edit)
     first = gone[0]
@@ -204,7 +204,7 @@ def _truncate_after(seq: int):  # type: ignore[no-untyped-def]
     def edit(fs: LittleFS) -> None:
         for name in segments(fs):
             if int(name[:10]) > seq:
-                fs.remove(f"/ht/log/{name}")
+                fs.remove(f"{LOG_DIR}/{name}")
     return edit
 
 

@@ -18,7 +18,8 @@ from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device.link import DeviceInfo, Link, SerialStream
 from hashtrail.errors import VerificationError
-from hashtrail.formats.records import MAGIC_ENTRY, record_fields
+from hashtrail.formats.keys import KEY_PATH
+from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, record_fields
 from hashtrail.sim import VirtualDevice
 from threatkit import SLOW, Golden, accepted_seqs, anchor_seq, fix_crc, image_records, start
 
@@ -123,9 +124,9 @@ def test_wiped_device_with_a_new_key_is_an_unknown_device(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Log and key deleted: the device makes a new key and is a stranger to the host."""
     def wipe(fs: Any) -> None:
-        fs.remove("/ht/key")
-        for name in fs.listdir("/ht/log"):
-            fs.remove(f"/ht/log/{name}")
+        fs.remove(KEY_PATH)
+        for name in fs.listdir(LOG_DIR):
+            fs.remove(f"{LOG_DIR}/{name}")
         fs.remove("/ht/state")
 
     dev = golden.prepare(tmp_path, edit=wipe, cfg=SLOW)
