@@ -28,7 +28,6 @@ FLAG_SIG = 0x01
 # signature when FLAG_SIG is set, and CRC-32 LE of everything before it.
 _HEAD = struct.Struct("<BBIH")
 HEADER = _HEAD.size
-SEQ_AT = 2      # offset of seq in a record (tests that edit records in place)
 SIG_LEN = 64
 CRC_LEN = 4
 
