@@ -17,6 +17,7 @@ import pytest
 import serial
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import firmware_files, read_image
+from hashtrail.formats.records import LOG_DIR
 from hashtrail.paths import BOARDS
 from hashtrail.sim import VirtualDevice
 
@@ -121,7 +122,7 @@ def test_reset_causes_and_persistence(dev: VirtualDevice) -> None:
 
 def _log_files(dev: VirtualDevice) -> dict[str, bytes]:
     files = read_image(dev.image_path.read_bytes(), load_board("unix").block_size)
-    return {p: b for p, b in files.items() if p.startswith("/ht/log/")}
+    return {p: b for p, b in files.items() if p.startswith(LOG_DIR + "/")}
 
 
 def test_power_cut_keeps_the_log(dev: VirtualDevice) -> None:

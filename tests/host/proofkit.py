@@ -25,8 +25,10 @@ from hashtrail.cli import main
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
 from hashtrail.collector.store import Enrollment, RawEntry
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, trust
 
@@ -57,7 +59,7 @@ def device_records(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, li
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    return files["/ht/key"][36:101], recs
+    return parse_key_file(files[KEY_PATH]).pub, recs
 
 
 def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:

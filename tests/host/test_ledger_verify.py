@@ -33,8 +33,10 @@ from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, w
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats import note
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 ORIGIN = "test.example/verify"
@@ -63,7 +65,7 @@ def _firmware_bundle(tmp: Path) -> tuple[Bundle, str, str]:
         files = read_image(image, BLOCK)
         recs, problems = log_records(files)
         assert problems == []
-        pub = files["/ht/key"][36:101]
+        pub = parse_key_file(files[KEY_PATH]).pub
         did = device_id_of(pub)
         key = DeviceKey(pub)
         cps = [key.checkpoint(r.body) for r in recs if r.magic == MAGIC_CHECKPOINT]

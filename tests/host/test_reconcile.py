@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from hashtrail.chain.evidence import check_evidence
-from hashtrail.collector.bundle import Bundle, parse_bundle, read_bundle
+from hashtrail.collector.bundle import FORMAT, Bundle, parse_bundle, read_bundle
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats import merkle
 from hashtrail.formats.keys import DeviceKey
-from hashtrail.ledger.ledger_db import Ledger, parse_leaf
+from hashtrail.formats.leaf import parse_leaf
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
@@ -128,7 +129,7 @@ def test_bundle_round_trip_and_strictness(tmp_path: Path) -> None:
     assert len(b.entries) == 4 and b.checkpoints[0].cose.startswith(b"\xd2\x84")
     data = p.read_bytes()
     for bad in [data.replace(b'"seq":1', b'"seq": 1'), data.replace(b'"seq":1', b'"seq":-1'),
-                data.replace(b"hashtrail-bundle/1", b"hashtrail-bundle/2"), b"",
+                data.replace(FORMAT.encode(), b"hashtrail-bundle/999"), b"",
                 data + b'{"type":"mystery"}\n', data[:-1], data.replace(b'"sig":"', b'"sig":"!')]:
         with pytest.raises(FormatError):
             parse_bundle(io.BytesIO(bad))

@@ -64,8 +64,11 @@ from hashtrail.formats.entry import (
     parse_entry,
     signing_policy,
 )
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.note import Signer
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.formats.records import LOG_DIR, MAGIC_CHECKPOINT
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain
 from littlefs import LittleFS
@@ -86,8 +89,6 @@ from threatkit import (
     wait_for_seq,
     write_seg,
 )
-
-MAGIC_CHECKPOINT = 0xC7
 
 
 def _ok(r: Any) -> str:
@@ -424,7 +425,7 @@ def test_flash_tail_dropped_below_the_last_seen_checkpoint_is_refused(
             keep = [(off, size) for magic, seq, off, size in record_spans(data)
                     if seq <= cut and not (magic == MAGIC_CHECKPOINT and seq > cut)]
             if not keep:
-                fs.remove(f"/ht/log/{name}")
+                fs.remove(f"{LOG_DIR}/{name}")
             elif len(keep) < len(record_spans(data)):
                 write_seg(fs, name, data[:keep[-1][0] + keep[-1][1]])
 
@@ -661,9 +662,8 @@ def test_operator_made_up_reading_has_no_proof_that_verifies(
 def flash_key(image: Path) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """The device key as the key file holds it (docs/FORMATS.md `/ht/key`: "HTK1" ||
     d || pub || crc32), read off a powered-off image with littlefs-python."""
-    raw = imagefs.read_image(image.read_bytes(), BOARD.block_size)["/ht/key"]
-    assert raw[:4] == b"HTK1" and len(raw) == 105
-    return ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()), raw[36:101]
+    key = parse_key_file(imagefs.read_image(image.read_bytes(), BOARD.block_size)[KEY_PATH])
+    return ec.derive_private_key(key.secret, ec.SECP256R1()), key.pub
 
 
 def entry_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
@@ -737,7 +737,7 @@ def test_usb_repl_reads_the_device_key_and_signs_anything(
     key_hex, sig_hex = r.stdout.split()
     dev.power_cut()
     assert bytes.fromhex(key_hex) == imagefs.read_image(
-        dev.image_path.read_bytes(), BOARD.block_size)["/ht/key"]
+        dev.image_path.read_bytes(), BOARD.block_size)[KEY_PATH]
     sig = bytes.fromhex(sig_hex)
     der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), golden.pub).verify(

@@ -71,7 +71,7 @@ from hashtrail.collector.storage import (
 )
 from hashtrail.collector.storage_sqlite import SqliteStoreStorage
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
+from hashtrail.formats import keys, note
 from hashtrail.formats.keys import check_pub, parse_device_id
 
 __all__ = ["Anchor", "Enrollment", "RawEntry", "Store", "StoreError", "StoredCheckpoint",
@@ -92,7 +92,7 @@ def check_device_id(device_id: str) -> str:
 
 def device_id_of(pub: bytes) -> str:
     """docs/FORMATS.md: the first 16 bytes of SHA-256(pub), as lowercase hex."""
-    return hashlib.sha256(pub).digest()[:16].hex()
+    return keys.device_id(pub)
 
 
 class Store:

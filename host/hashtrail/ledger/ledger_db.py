@@ -24,10 +24,8 @@ brings its schema up to date (storage_sqlite.MIGRATIONS), in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
-import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ from types import TracebackType
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import parse_device_id
+from hashtrail.formats.leaf import LEAF_TAG, leaf_bytes, leaf_prefix, parse_leaf
 from hashtrail.ledger.ledger_key import LedgerKeyError, key_path, read_key, write_key
 from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
 from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage
@@ -44,32 +43,12 @@ from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage
 __all__ = ["LEAF_TAG", "Device", "Ledger", "LedgerError", "StoredEntry", "leaf_bytes",
            "leaf_prefix", "parse_leaf"]
 
-LEAF_TAG = b"HTL1"
 
 
 class LedgerError(HashtrailError):
     hint = "check the --ledger path; make a ledger with `hashtrail ledger init`"
 
 
-def leaf_bytes(device_id: str, seq: int, entry: bytes) -> bytes:
-    """docs/LEDGER.md: "HTL1" || device id (16) || seq (u64 BE) || SHA-256(entry) || entry."""
-    return (leaf_prefix(device_id) + struct.pack(">Q", seq) + hashlib.sha256(entry).digest()
-            + entry)
-
-
-def leaf_prefix(device_id: str) -> bytes:
-    """The leaf bytes every entry of one device starts with: "HTL1" || device id."""
-    return LEAF_TAG + bytes.fromhex(device_id)
-
-
-def parse_leaf(leaf: bytes) -> tuple[str, int, bytes]:
-    """(device id, seq, entry bytes) of a leaf; raises ValueError when malformed."""
-    if len(leaf) < 61 or leaf[:4] != LEAF_TAG:
-        raise ValueError("not a hashtrail ledger leaf")
-    entry = leaf[60:]
-    if hashlib.sha256(entry).digest() != leaf[28:60]:
-        raise ValueError("leaf entry hash does not match its entry bytes")
-    return leaf[4:20].hex(), struct.unpack(">Q", leaf[20:28])[0], entry
 
 
 class Ledger:

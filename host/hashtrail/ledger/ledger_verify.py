@@ -44,7 +44,8 @@ from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger
+from hashtrail.formats.leaf import LEAF_TAG
+from hashtrail.ledger.ledger_db import Ledger
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}
 _LEGACY_SIGNER = "signer"

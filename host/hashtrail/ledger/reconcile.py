@@ -56,7 +56,8 @@ from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import check_pub, map_slices
-from hashtrail.ledger.ledger_db import Ledger, leaf_prefix
+from hashtrail.formats.leaf import leaf_prefix
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
 
 
