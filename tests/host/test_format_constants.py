@@ -71,10 +71,9 @@ def _same(module: str, pairs: dict[str, Any], lib: Path = _LIB) -> None:
 
 
 def test_records_on_flash() -> None:
-    _same("logstore", {"ENTRY": records.MAGIC_ENTRY, "CHECKPOINT": records.MAGIC_CHECKPOINT,
-                       "FLAG_SIG": records.FLAG_SIG, "_HDR": records.HEADER,
-                       "_SIG": records.SIG_LEN})
-    for module in ("bootcheck", "bootfind"):
+    _same("logrec", {"ENTRY": records.MAGIC_ENTRY, "CHECKPOINT": records.MAGIC_CHECKPOINT,
+                     "FLAG_SIG": records.FLAG_SIG})
+    for module in ("logstore", "bootcheck", "bootfind"):
         _same(module, {"_HDR": records.HEADER, "_SIG": records.SIG_LEN})
     _same("link", {"_REC_ENTRY": records.MAGIC_ENTRY})
 
