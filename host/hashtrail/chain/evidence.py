@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from hashtrail.chain.devicecheck import DeviceKey, parse_entry
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
+from hashtrail.formats import keys
 from hashtrail.formats.keys import parse_device_id
 
 FORMAT = "hashtrail-fork-evidence/1"
@@ -62,7 +63,7 @@ def make_evidence(pub: bytes, seq: int, a: Branch, b: Branch) -> str:
     def br(x: Branch) -> dict[str, Any]:
         st = {"kind": x.kind, ("cose" if x.kind == "checkpoint" else "sig"): _b64(x.statement)}
         return {"entries": [_b64(e) for e in x.entries], "statement": st}
-    doc = {"format": FORMAT, "device": hashlib.sha256(pub).digest()[:16].hex(),
+    doc = {"format": FORMAT, "device": keys.device_id(pub),
            "pub": _b64(pub), "seq": seq, "branches": [br(a), br(b)]}
     text = json.dumps(doc, sort_keys=True, indent=1)
     check_evidence(text)      # never write evidence that does not prove itself
