@@ -87,3 +87,31 @@ def test_collect_bar_on_a_terminal_only_and_store_from_the_environment(
     p = subprocess.run([sys.executable, "-m", "hashtrail.cli", "collect", "--port", dev.port,
                         "--no-ack"], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+def test_deploy_steps_and_bar(tmp_path: Path) -> None:
+    """deploy's step lines (now hashtrail.device.deploy's INFO lines) read as before on a
+    pipe; --json keeps them off stderr; -q drops them; a terminal gets a files bar."""
+    from hashtrail.sim import VirtualDevice
+
+    env = _env()
+    cmd = [sys.executable, "-m", "hashtrail.cli", "deploy", "--board", "unix", "--port"]
+    with VirtualDevice(tmp_path, "dep") as d:
+        p = subprocess.run([*cmd, d.port], capture_output=True, text=True, env=env,
+                           timeout=180)
+        assert p.returncode == 0, p.stderr
+        lines = p.stderr.splitlines()
+        assert lines[-1] == "all SHA-256 verified on the device; soft reset", p.stderr
+        assert all(x.startswith(("copy /", "remove /")) for x in lines[:-1]) and len(
+            lines) > 5, p.stderr
+        copied = sum(x.startswith("copy /") for x in lines)
+        assert p.stdout.startswith(f"deployed {copied} files to {d.port}")
+        p = subprocess.run([*cmd, d.port, "--json"], capture_output=True, text=True,
+                           env=env, timeout=180)
+        assert p.returncode == 0 and p.stderr == "" and json.loads(p.stdout)["files"]
+        p = subprocess.run([*cmd, d.port, "-q"], capture_output=True, text=True, env=env,
+                           timeout=180)
+        assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith("deployed ")
+        code, out, tty = _on_pty([*cmd[3:], d.port, "--json"], env)
+        assert code == 0 and json.loads(out)["files"], tty
+        assert b"deploy" in tty and b"files" in tty and b"\x1b[" in tty, tty
