@@ -104,6 +104,9 @@ def env_note(args: argparse.Namespace, message: str) -> str:
         value = getattr(args, dest, None)
         if value is not None and value == _env(dest) and str(value) in message:
             notes.append(f"{value} came from ${var}")
+    key = os.environ.get(KEY_ENV)
+    if key and getattr(args, "key_file", "") is None and key in message:
+        notes.append(f"{key} came from ${KEY_ENV}")
     return "; ".join(notes)
 
 
