@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A message may quote device text: no control character reaches the terminal
         # (line breaks our own messages contain are kept).
         print(f"hashtrail: error: {_safe(str(e))}", file=sys.stderr)
-        hint = " ".join(h for h in (e.hint, cli_args.env_note(args, str(e))) if h)
+        hint = "; ".join(h for h in (e.hint, cli_args.env_note(args, str(e))) if h)
         if hint:
             print(f"hint: {_safe(hint)}", file=sys.stderr)
         return e.exit_code
