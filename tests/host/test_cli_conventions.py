@@ -306,3 +306,16 @@ def test_readme_conventions_block_runs_as_printed(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "devices.json").read_text()) == []
     assert "hashtrail: debug: cli: verify: exit 0 after" in p.stderr
     assert p.stdout.count("verify: OK") == 2
+
+
+def test_library_is_silent_for_a_python_caller_after_main(
+        witnessed: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's stderr handler lives only while `main` runs: a Python caller of the
+    library afterwards hears nothing it did not configure (not even warnings)."""
+    import logging
+
+    assert _run(["-v", "verify", "--ledger", witnessed["ledger"]], capsys)[0] == 0
+    logging.getLogger("hashtrail.collector.collect").warning("a device's report")
+    logging.getLogger("hashtrail.device.link").info("woken")
+    assert capsys.readouterr().err == ""
+    assert logging.getLogger("hashtrail").level == logging.NOTSET

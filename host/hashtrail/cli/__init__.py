@@ -109,10 +109,14 @@ def _safe(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logs.configure(args.verbosity)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with logs.configured(args.verbosity):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         code = int(args.func(args))

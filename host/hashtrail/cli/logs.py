@@ -13,8 +13,9 @@ command line decides what reaches the terminal, here, once:
 
 Why a handler of our own instead of `logging.basicConfig`: the stream is looked up at
 each line (sys.stderr may be replaced: a test's capture, Rich's live display), it is
-installed once however often `main` runs in one process, and it leaves the root
-logger, hence a host application's own logging, alone.
+installed only while `main` runs (a Python caller of the library after it hears
+nothing it did not ask for), and it leaves the root logger, hence a host application's
+own logging, alone.
 """
 
 from __future__ import annotations
@@ -48,13 +49,21 @@ class _StderrHandler(logging.Handler):
 _HANDLER = _StderrHandler()
 
 
-def configure(level: int) -> None:
-    """Show `level` and above of the `hashtrail` loggers on stderr (idempotent)."""
+@contextmanager
+def configured(level: int) -> Iterator[None]:
+    """While active, show `level` and above of the `hashtrail` loggers on stderr; then
+    put the logger back as it was."""
     log = logging.getLogger(ROOT)
-    if _HANDLER not in log.handlers:
-        log.addHandler(_HANDLER)
+    saved = log.level, log.propagate
+    log.addHandler(_HANDLER)
     log.propagate = False
     log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.removeHandler(_HANDLER)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def level() -> int:
