@@ -319,3 +319,27 @@ def test_library_is_silent_for_a_python_caller_after_main(
     logging.getLogger("hashtrail.device.link").info("woken")
     assert capsys.readouterr().err == ""
     assert logging.getLogger("hashtrail").level == logging.NOTSET
+
+
+def test_esptool_output_goes_to_stderr_and_follows_q_and_v(tmp_path: Path) -> None:
+    """`hashtrail image` runs esptool (merge-bin, no board needed): its output is on
+    stderr, so stdout is hashtrail's own line or JSON; -q makes it --silent, -v
+    --verbose. `flash` runs esptool the same way (hashtrail.device.espflash.run)."""
+    mp = tmp_path / "mp.bin"
+    mp.write_bytes(b"\xe9" + os.urandom(199_999))
+
+    def image(*extra: str) -> subprocess.CompletedProcess[str]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.bin"
+        return _piped(["image", "--board", "esp32", "--micropython", str(mp), "--out",
+                       str(out), *extra])
+
+    p = image("--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["board"] == "esp32"        # nothing of esptool's in it
+    assert "Wrote 0x" in p.stderr, p.stderr                 # esptool's report
+    p = image("-q")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.count("\n") == 1 and "MicroPython + " in p.stdout
+    v = image("-v")
+    assert v.returncode == 0 and "Wrote 0x" in v.stderr, v.stderr
+    assert "hashtrail: debug: cli: image: exit 0 after " in v.stderr

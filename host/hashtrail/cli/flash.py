@@ -42,10 +42,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"flashing {plan.image} (sha256 {plan.sha256}) to {plan.chip} on "
                   f"{plan.port} at {plan.offset}", flush=True)
 
-    level = logs.level()
     plan = flash(args.board, args.port, args.image, args.baud, args.allow_unpinned, announce,
-                 verbosity="quiet" if level > logs.NORMAL else
-                 "verbose" if level < logs.NORMAL else "normal")
+                 verbosity=logs.esptool_verbosity())
     if args.json:
         print(json.dumps(plan_json(args.board, plan), indent=1))
     return 0

@@ -71,6 +71,12 @@ def level() -> int:
     return logging.getLogger(ROOT).getEffectiveLevel()
 
 
+def esptool_verbosity() -> str:
+    """-q / -v passed on to esptool (hashtrail.device.espflash.run): --silent, --verbose."""
+    lv = level()
+    return "quiet" if lv > NORMAL else "verbose" if lv < NORMAL else "normal"
+
+
 def add_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """-v / -q, on the top parser (`hashtrail -q collect ...`) and on every command
     (`hashtrail collect ... -q`). On a command they default to SUPPRESS, so a command's

@@ -52,10 +52,12 @@ def flash(board_name: str, port: str, image: Path, baud: int | None = None,
     return plan
 
 
-def make_image(board_name: str, micropython: Path, out: Path) -> dict[str, Any]:
+def make_image(board_name: str, micropython: Path, out: Path,
+               verbosity: str = "normal") -> dict[str, Any]:
     """Write `out`: the MicroPython image `micropython` at the board's offset and a
     littlefs partition with the compiled firmware at its vfs offset; returns what was
-    written (board, offsets, files, SHA-256 of the result and of the MicroPython image)."""
+    written (board, offsets, files, SHA-256 of the result and of the MicroPython image).
+    `verbosity` is esptool's (espflash.run)."""
     board = load_board(board_name)
     userfile.check_input(micropython, "a MicroPython image (.bin) for this board",
                          max_bytes=None)
@@ -72,7 +74,7 @@ def make_image(board_name: str, micropython: Path, out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hashtrail-image-") as tmp:
         fs = Path(tmp) / "fs.bin"
         fs.write_bytes(build_image(files, board.vfs_size, board.block_size))
-        espflash.run(espflash.merge_args(board, micropython, fs, out))
+        espflash.run(espflash.merge_args(board, micropython, fs, out), verbosity)
     return {"board": board.name, "out": str(out), "flash_at": hex(board.flash_offset),
             "vfs_offset": vfs, "files": sorted(files), "sha256": espflash.sha256_file(out),
             "micropython_sha256": espflash.sha256_file(micropython)}
