@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "ledger",
     "devices",
     "verify",
+    "serve",
     "selfcheck",
     "demo",
 )

@@ -23,6 +23,7 @@ from hashtrail import userfile
 from hashtrail.chain import evidence
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli.args import at_least, device_arg
+from hashtrail.cli.serve import add_publish
 from hashtrail.errors import ConfigError, FormatError, HashtrailError, InputError, VerificationError
 from hashtrail.formats import note
 from hashtrail.ledger import proof
@@ -107,6 +108,7 @@ def register(sub: Any) -> None:
     _trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
     c.add_argument("--out", help="also write the cosigned checkpoint to this file")
+    add_publish(cmd)
 
 
 def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
