@@ -151,6 +151,8 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger verify-proof", "--verifier-key"): ("junk",),
     ("ledger verify-proof", "--witness-key"): ("junk",),
     ("ledger verify-proof", "--min-witnesses"): ("-1", "x"),
+    ("ledger verify-proof", "--url"): ("ftp://x/", "not a url", "http://", "http://h/?q=1"),
+    ("ledger verify-proof", "--seq"): ("-1", "x"),
     ("ledger evidence", "--device"): ("nope",),
     ("ledger cosign", "--verifier-key"): ("junk",),
     ("ledger check-evidence", "--verifier-key"): ("junk",),

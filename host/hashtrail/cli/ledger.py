@@ -23,7 +23,7 @@ from hashtrail import userfile
 from hashtrail.chain import evidence
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli.args import at_least, device_arg
-from hashtrail.cli.serve import add_publish
+from hashtrail.cli.serve import add_publish, fetch_proof, url_arg
 from hashtrail.errors import ConfigError, FormatError, HashtrailError, InputError, VerificationError
 from hashtrail.formats import note
 from hashtrail.ledger import proof
@@ -73,8 +73,11 @@ def register(sub: Any) -> None:
                         "prints it); repeatable")
     c.add_argument("--min-witnesses", type=at_least(0), metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
-    c.add_argument("file", help="the proof file (`ledger prove` or `ledger consistency` "
-                                "output)")
+    c.add_argument("--url", type=url_arg, help="instead of a file, fetch the proof of "
+                   "--device's entry --seq from this log (`hashtrail serve`)")
+    c.add_argument("--seq", type=at_least(0), help="with --url: the entry's sequence number")
+    c.add_argument("file", nargs="?", help="the proof file (`ledger prove` or `ledger "
+                                           "consistency` output)")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
     c.add_argument("--device", required=True, type=device_arg,
                    help="the forked device's id (32 lower-case hex characters)")
@@ -232,11 +235,14 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     if args.device is not None:
         proof.canonical_device_id(args.device)
     what = "a proof file (JSON, from `hashtrail ledger prove` or `consistency`)"
-    text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
-    try:
-        doc = proof.load_proof(text)
-    except proof.ProofFormatError as e:
-        raise InputError(f"{args.file}: {e}; expected {what}", hint=e.hint) from None
+    if args.url is not None or args.file is None:
+        doc = fetch_proof(args, trusted_key)
+    else:
+        text = userfile.read_text(args.file, what, max_bytes=userfile.DOCUMENT)
+        try:
+            doc = proof.load_proof(text)
+        except proof.ProofFormatError as e:
+            raise InputError(f"{args.file}: {e}; expected {what}", hint=e.hint) from None
     msg, pc = proof.check_proof_doc(doc, trusted_key(args), witnesses, need, args.device)
     data: dict[str, Any] = {"ok": True, "result": msg.split("\n")[0]}
     if pc is not None:

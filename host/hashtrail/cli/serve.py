@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hashtrail import userfile
-from hashtrail.ledger import tiles
+from hashtrail.errors import ConfigError
+from hashtrail.formats import note
+from hashtrail.ledger import tiles, tiles_client
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.serve import parse_listen, serve
 
@@ -20,6 +23,25 @@ def listen_arg(text: str) -> tuple[str, int]:
         return parse_listen(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def url_arg(text: str) -> str:
+    try:
+        return tiles_client.check_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def fetch_proof(args: argparse.Namespace,
+                trusted_key: Callable[[argparse.Namespace], note.Verifier]) -> dict[str, Any]:
+    """`ledger verify-proof --url URL --device ID --seq N`: the proof, assembled from the
+    log (checked by the caller like a proof file)."""
+    if args.url is None or args.file is not None or args.device is None or args.seq is None:
+        raise ConfigError("give a proof file, or --url with --device and --seq (not both)",
+                          hint="e.g. hashtrail ledger verify-proof --url "
+                               "http://127.0.0.1:8080/ --device ID --seq N --verifier-key VKEY")
+    return tiles_client.fetch_inclusion_proof(args.url, args.device, args.seq,
+                                              trusted_key(args))
 
 
 def register(sub: Any) -> None:
