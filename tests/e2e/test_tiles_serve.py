@@ -10,10 +10,7 @@ lies (another device's word, a flipped tile) is refused at the step that catches
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,39 +21,7 @@ import pytest
 from hashtrail.cli import main
 from hashtrail.formats import note
 from hashtrail.ledger import tiles
-from tileskit import TileLedger, make_ledger
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Server:
-    def __init__(self, ledger: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hashtrail", "serve", "--ledger", str(ledger), "--listen",
-             "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert " at http://127.0.0.1:" in line, line + self.proc.stderr.read()  # type: ignore[union-attr]
-        self.url = line.split(" at ")[1].split()[0]
-        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
-
-    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            c.request(method, path)
-            r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            c.close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+from tileskit import Server, TileLedger, make_ledger
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,10 @@ one signing checkpoints only (every 100 entries, as the firmware's default does)
 
 from __future__ import annotations
 
+import http.client
+import os
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,7 @@ from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 
 ORIGIN = "example.com/tiles"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -50,3 +55,35 @@ def make_ledger(path: Path, signed: int, unsigned: int) -> TileLedger:
         ledgerkit.trust(led)
         reconcile(led, ledgerkit.bundle([d1, d2], cps=cps))
         return TileLedger(path, led.verifier.to_string(), d1, d2)
+
+
+class Server:
+    """A real `hashtrail serve` process on a free loopback port."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hashtrail", "serve", "--ledger", str(ledger), "--listen",
+             "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert " at http://127.0.0.1:" in line, line + self.proc.stderr.read()  # type: ignore[union-attr]
+        self.url = line.split(" at ")[1].split()[0]
+        self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, path)
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
