@@ -14,9 +14,11 @@ allows it (http.server answers HTTP/1.0 and closes each one: that is how it serv
 Unless --no-append, a reconcile appends to the ledger in another process during both
 measurements (the issue's "while a reconcile appends"; the static folder does not
 change, but the load on the machine is the same). Each measurement is bounded by
-`seconds` and `max-requests`, after a one-second warm-up; the load generator is this
-process (asyncio, one core), so the figures are a floor for the servers. Reported:
-requests/s, latency p50/p99/max, non-200 answers, and hashtrail's ratio to http.server.
+`seconds` (and, for the Python client, `max-requests`), after a one-second warm-up.
+The load generator is wrk (C, one thread) when installed, else this process (asyncio,
+one core, which then competes with the server for the CPU: its figures are a floor).
+Reported: requests/s, latency p50/p99, non-200 answers, and hashtrail's ratio to
+http.server.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +109,36 @@ def measure(port: int, paths: list[str], conns: int, seconds: float,
             "non_200": load.bad}
 
 
+def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
+                work: Path) -> dict[str, Any]:
+    """The same load with wrk (C, one thread; warm-up second first): a client that
+    costs the server's core less than this process does."""
+    script = work / "paths.lua"
+    script.write_text("paths = {" + ",".join(f'"/{p}"' for p in paths) + "}\n"
+                      "math.randomseed(1)\nrequest = function()\n"
+                      "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+    url = f"http://{HOST}:{port}/"
+    base = ["wrk", "-t1", f"-c{conns}", "--latency", "-s", str(script)]
+    subprocess.run([*base, "-d1s", url], capture_output=True, check=True, timeout=30)
+    r = subprocess.run([*base, f"-d{max(1, round(seconds))}s", "--timeout", "5s", url],
+                       capture_output=True, text=True, check=True, timeout=seconds + 60)
+    out: dict[str, Any] = {"client": "wrk"}
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if f[:1] == ["Requests/sec:"]:
+            out["rps"] = round(float(f[1]))
+        elif len(f) == 2 and f[0] in ("50%", "99%"):
+            num = f[1].rstrip("mus")
+            out[f"p{f[0][:-1]}_ms"] = round(float(num) * units[f[1][len(num):]], 3)
+        elif "requests in" in line:
+            out["requests"] = int(f[0])
+        elif line.strip().startswith("Non-2xx"):
+            out["non_200"] = int(f[-1])
+    out.setdefault("non_200", 0)
+    return out
+
+
 def _append(tl: TileLedger, stop: Any, out: Any) -> None:
     """Reconcile more entries until `stop` is set (a child process); reports how many
     leaves and reconciles."""
@@ -139,6 +172,8 @@ def main() -> int:
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                    help="load generator: wrk when installed (auto), else this process")
     a = ap.parse_args()
     if not (0 < a.seconds <= 60 and 0 < a.connections <= 256 and 0 < a.max_requests
             <= 10**6 and 256 <= a.leaves <= 2 * 10**6):
@@ -159,6 +194,7 @@ def main() -> int:
         paths = [r.path() for r in tiles.tiles_of(size) if not r.partial and
                  (r.level == 0 or r.level is None)]
         results: dict[str, Any] = {}
+        use_wrk = a.client == "wrk" or (a.client == "auto" and shutil.which("wrk") is not None)
         ctx = multiprocessing.get_context("fork")
         stop, q = ctx.Event(), ctx.Queue()
         app = None if a.no_append else ctx.Process(target=_append, args=(tl, stop, q))
@@ -169,8 +205,12 @@ def main() -> int:
                 srv: Server | StaticServer = StaticServer(out) if name == "http.server" \
                     else Server(tl.path)
                 try:
-                    results[name] = measure(srv.port, paths, a.connections, a.seconds,
-                                            a.max_requests)
+                    if use_wrk:
+                        results[name] = measure_wrk(srv.port, paths, a.connections,
+                                                    a.seconds, d)
+                    else:
+                        results[name] = measure(srv.port, paths, a.connections, a.seconds,
+                                                a.max_requests)
                 finally:
                     srv.stop()
         finally:
@@ -191,7 +231,8 @@ def main() -> int:
               f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections")
         for name, r in results.items():
             print(f"  {name:16} {r['rps']:>7} req/s  p50 {r['p50_ms']:.2f} ms  p99 "
-                  f"{r['p99_ms']:.2f} ms  max {r['max_ms']:.1f} ms  non-200 {r['non_200']}")
+                  f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  ({r.get('client', 'python')}"
+                  " client)")
         print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves")
         print(f"  hashtrail serve / http.server: {report['ratio_rps']}x requests/s")
     return 0
