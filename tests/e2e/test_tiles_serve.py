@@ -73,6 +73,9 @@ def test_bad_requests_are_4xx_and_change_nothing(tl: TileLedger, server: Server)
                  "/tile/0/1", "/tile/64/000", "/checkpoint/x", "/", "/index.html",
                  "/hashtrail/word/" + "00" * 16 + "/000",
                  f"/hashtrail/word/{tl.unsigned.id_hex}/{tiles.index_path(10**9)}",
+                 f"/hashtrail/word/{tl.unsigned.id_hex}/{tiles.index_path(2**64)}",
+                 f"/hashtrail/word/{tl.unsigned.id_hex}/{tiles.index_path(2**63)}",
+                 "/tile/entries/" + tiles.index_path(2**70),
                  "/tile/0/%30%30%30", "/tile/0/000\x00"):
         status, _, _ = server.get(path.replace("\x00", "%00"))
         assert status == 404, path

@@ -283,6 +283,8 @@ class LedgerTiles:
 def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str, Any]:
     """`hashtrail-word/1` for device entry `seq`, if its leaf is under tree `size`."""
     did = parse_device_id(device_id)
+    if not 0 <= seq < 1 << 63:          # past any SQLite integer: no such entry
+        raise NotFound(f"device {did} has no seq {seq}")
     dev = ledger.device(did)
     row = None if dev is None else ledger.entry(did, seq)
     if dev is None or row is None or row.leaf_index >= size:
