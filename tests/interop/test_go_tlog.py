@@ -37,8 +37,11 @@ if (GO is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir()) and
     pytest.skip(f"Go interop: needs {NEEDS}", allow_module_level=True)
 
 
-def _go_env() -> dict[str, str]:
-    return {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOFLAGS": ""}
+def _go_env(cache: Path) -> dict[str, str]:
+    """Go 1.19 in GOPATH mode over the Debian packages' sources; a build cache of its
+    own, so a CI user without a home folder can build (about 2 s from cold)."""
+    return {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOFLAGS": "",
+            "GOCACHE": str(cache)}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +49,11 @@ def tlogcheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     go = GO
     if go is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
         pytest.fail(f"CI=true and the Go interop test needs {NEEDS}; .ci/run installs them")
-    exe = tmp_path_factory.mktemp("go") / "tlogcheck"
+    work = tmp_path_factory.mktemp("go")
+    exe = work / "tlogcheck"
     r = subprocess.run([go, "build", "-o", str(exe), "."], cwd=HERE / "tlogcheck",
-                       env=_go_env(), capture_output=True, text=True, timeout=300)
+                       env=_go_env(work / "cache"), capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr
     return exe
 
