@@ -119,11 +119,10 @@ def _proofs(tmp: Path, leaves: int) -> dict[str, float]:
         tree.append(merkle.leaf_hash(i.to_bytes(8, "big")))
     build = time.perf_counter() - t
     led = Ledger.create(tmp / "big.db", "bench/big")
-    with led.tx() as db:
-        db.executemany("INSERT INTO nodes VALUES (?,?,?)",
-                       ((lv, ix, h) for lv, row in enumerate(tree.levels)
-                        for ix, h in enumerate(row)))
-        db.execute("UPDATE meta SET value=? WHERE key='size'", (str(leaves),))
+    with led.transaction():
+        led.storage.add_nodes([(lv, ix, h) for lv, row in enumerate(tree.levels)
+                               for ix, h in enumerate(row)])
+        led.storage.set_meta("size", str(leaves))
     load = time.perf_counter() - t - build
     rng = random.Random(1)
     root = led.root()

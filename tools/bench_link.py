@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hashtrail.collector.store import Store
     from hashtrail.device.link import FdStream, Link
+    from hashtrail.formats.records import MAGIC_ENTRY, record_fields
     from test_collect_e2e import make_device  # the e2e helper: fast board.json
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             for rec in link.records(0, window=4):
                 records += 1
                 rec_bytes += len(rec)
-                if rec[0] == 0xA7:
+                magic, _, body, _ = record_fields(rec)
+                if magic == MAGIC_ENTRY:
                     entries += 1
-                    body_bytes += int.from_bytes(rec[6:8], "little")
+                    body_bytes += len(body)
             dt = time.perf_counter() - t0
             wire = link.bytes_in - start_in
             link.close()

@@ -84,9 +84,8 @@ def _ledger(path: Path, size: int, signed: Device, plain: Device) -> float:
         n = led.size
         while n < size:
             k = min(FILL_BATCH, size - n)
-            with led.tx() as db:
-                led.append_leaves(db, [b"filler" + i.to_bytes(8, "big")
-                                       for i in range(n, n + k)])
+            with led.transaction():
+                led.append_leaves([b"filler" + i.to_bytes(8, "big") for i in range(n, n + k)])
             n += k
         led.sign_checkpoint()
     return time.perf_counter() - t

@@ -59,9 +59,20 @@ sys.path.insert(0, str(ROOT / "host"))
 
 from benchutil import host_machine  # noqa: E402
 from hashtrail.chain.chainverify import verify_chain  # noqa: E402
+from hashtrail.formats import checkpoint as cp  # noqa: E402
+from hashtrail.formats import entry as en  # noqa: E402
 from hashtrail.formats.checkpoint import sig_structure  # noqa: E402
-from hashtrail.formats.keys import GENESIS_TAG  # noqa: E402
-from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record, parse_records  # noqa: E402
+from hashtrail.formats.keys import device_id_bytes, genesis_prev  # noqa: E402
+from hashtrail.formats.records import (  # noqa: E402
+    CRC_LEN,
+    FLAG_SIG,
+    HEADER,
+    MAGIC_CHECKPOINT,
+    MAGIC_ENTRY,
+    SIG_LEN,
+    format_record,
+    parse_records,
+)
 
 _D = 0x3C3F7E1A2B4D5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E9
 _PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
@@ -76,26 +87,29 @@ def make_chain(n: int, signed: bool) -> tuple[bytes, bytes, list[bytes]]:
     """(pub, segment bytes, entry bodies): n entries and one checkpoint over the last."""
     key = ec.derive_private_key(_D, ec.SECP256R1())
     pub = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    kid = hashlib.sha256(pub).digest()[:16]
-    prev = hashlib.sha256(GENESIS_TAG + pub).digest()
+    kid = device_id_bytes(pub)
+    prev = genesis_prev(pub)
     out, bodies = bytearray(), []
     for seq in range(n):
         if seq == 0:
-            kind, body = 3, {1: pub}
+            kind, body = en.KIND_KEY_CREATED, {1: pub}
         else:
-            kind, body = 0, [{0: "temp", 1: "Cel", 2: 4.0 + (seq % 9) * 0.125},
-                             {0: "humidity", 1: "%RH", 2: 55 + seq % 7},
-                             {0: "vbat", 1: "V", 2: 3.7}]
-        raw = cbor2.dumps({0: 1, 1: seq, 2: 1757600000 + seq * 60, 3: seq * 60000, 4: 1,
-                           5: prev, 6: "0.1.0", 7: kind, 8: body}, canonical=True)
+            kind, body = en.KIND_READING, [{0: "temp", 1: "Cel", 2: 4.0 + (seq % 9) * 0.125},
+                                           {0: "humidity", 1: "%RH", 2: 55 + seq % 7},
+                                           {0: "vbat", 1: "V", 2: 3.7}]
+        raw = cbor2.dumps({en.KEY_V: en.VERSION, en.KEY_SEQ: seq,
+                           en.KEY_T: 1757600000 + seq * 60, en.KEY_UP: seq * 60000,
+                           en.KEY_BOOT: 1, en.KEY_PREV: prev, en.KEY_FW: "0.1.0",
+                           en.KEY_KIND: kind, en.KEY_BODY: body}, canonical=True)
         prev = hashlib.sha256(raw).digest()
         bodies.append(raw)
         out += format_record(MAGIC_ENTRY, seq, raw, _sign(key, prev) if signed else None)
-    protected = cbor2.dumps({1: -7, 4: kid}, canonical=True)
-    payload = cbor2.dumps({0: 1, 1: kid, 2: n - 1, 3: prev, 4: 1757600000, 5: 1},
+    protected = cbor2.dumps({cp.HDR_ALG: cp.ALG_ES256, cp.HDR_KID: kid}, canonical=True)
+    payload = cbor2.dumps({cp.CP_V: cp.VERSION, cp.CP_DEVICE: kid, cp.CP_SEQ: n - 1,
+                           cp.CP_HEAD: prev, cp.CP_T: 1757600000, cp.CP_UP: 1},
                           canonical=True)
     sig = _sign(key, hashlib.sha256(sig_structure(protected, payload)).digest())
-    cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, sig]))
+    cose = cbor2.dumps(cbor2.CBORTag(cp.TAG_COSE_SIGN1, [protected, {}, payload, sig]))
     out += format_record(MAGIC_CHECKPOINT, n - 1, cose, None)
     return pub, bytes(out), bodies
 
@@ -103,27 +117,27 @@ def make_chain(n: int, signed: bool) -> tuple[bytes, bytes, list[bytes]]:
 def baseline_verify(pub: bytes, data: bytes) -> bool:
     """The chain checked in plain Python with python-ecdsa (see the module docstring)."""
     vk = VerifyingKey.from_string(pub, curve=NIST256p, hashfunc=hashlib.sha256)
-    prev = hashlib.sha256(GENESIS_TAG + pub).digest()
+    prev = genesis_prev(pub)
     pos, seq, ok = 0, 0, True
-    while pos < len(data):
+    while pos < len(data):  # its own record walk: the baseline is a second implementation
         magic, flags, rseq, n = struct.unpack_from("<BBIH", data, pos)
-        size = 8 + n + (64 if flags & 1 else 0) + 4
-        if zlib.crc32(data[pos:pos + size - 4]) != struct.unpack_from("<I", data,
-                                                                       pos + size - 4)[0]:
+        size = HEADER + n + (SIG_LEN if flags & FLAG_SIG else 0) + CRC_LEN
+        if zlib.crc32(data[pos:pos + size - CRC_LEN]) != struct.unpack_from(
+                "<I", data, pos + size - CRC_LEN)[0]:
             return False
-        body = data[pos + 8:pos + 8 + n]
+        body = data[pos + HEADER:pos + HEADER + n]
         if magic == MAGIC_ENTRY:
             e = cbor2.loads(body)
-            ok = ok and e[1] == seq == rseq and e[5] == prev
+            ok = ok and e[en.KEY_SEQ] == seq == rseq and e[en.KEY_PREV] == prev
             prev = hashlib.sha256(body).digest()
-            if flags & 1:
-                ok = ok and vk.verify_digest(data[pos + 8 + n:pos + 8 + n + 64], prev,
-                                             sigdecode=sigdecode_string)
+            if flags & FLAG_SIG:
+                ok = ok and vk.verify_digest(data[pos + HEADER + n:pos + HEADER + n + SIG_LEN],
+                                             prev, sigdecode=sigdecode_string)
             seq += 1
         else:
             tag = cbor2.loads(body)
             prot, _, payload, sig = tag.value
-            ok = ok and cbor2.loads(payload)[3] == prev and vk.verify(
+            ok = ok and cbor2.loads(payload)[cp.CP_HEAD] == prev and vk.verify(
                 sig, sig_structure(prot, payload), hashfunc=hashlib.sha256,
                 sigdecode=sigdecode_string)
         pos += size

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-GENESIS_TAG = b"hashtrail/genesis/v1"
+from hashtrail.formats import checkpoint as cp
+from hashtrail.formats import entry as en
+from hashtrail.formats.keys import device_id_bytes, genesis_prev
 
 
 def canon(obj: Any) -> bytes:
@@ -45,9 +46,9 @@ class Device:
         self.key = ec.derive_private_key(self.secret, ec.SECP256R1())
         self.pub = self.key.public_key().public_bytes(Encoding.X962,
                                                       PublicFormat.UncompressedPoint)
-        self.device_id = hashlib.sha256(self.pub).digest()[:16]
+        self.device_id = device_id_bytes(self.pub)
         self.id_hex = self.device_id.hex()
-        self.head = hashlib.sha256(GENESIS_TAG + self.pub).digest()
+        self.head = genesis_prev(self.pub)
 
     def sign(self, digest: bytes) -> bytes:
         if self.deterministic:
@@ -62,8 +63,9 @@ class Device:
     def entry(self, kind: int, body: Any, *, t: int | None = -1) -> bytes:
         seq = len(self.entries)
         when = self.t + seq if t == -1 else t
-        raw = canon({0: 1, 1: seq, 2: when, 3: seq * 1000, 4: 1, 5: self.head,
-                     6: "0.1.0", 7: kind, 8: body})
+        raw = canon({en.KEY_V: en.VERSION, en.KEY_SEQ: seq, en.KEY_T: when,
+                     en.KEY_UP: seq * 1000, en.KEY_BOOT: 1, en.KEY_PREV: self.head,
+                     en.KEY_FW: "0.1.0", en.KEY_KIND: kind, en.KEY_BODY: body})
         self.head = hashlib.sha256(raw).digest()
         sig = self.sign(self.head) if self.per_entry_sig else None
         self.entries.append((seq, raw, sig))
@@ -72,30 +74,32 @@ class Device:
     def key_created(self) -> bytes:
         """Entry 0: the key and, unless left out, the signing policy."""
         policy = 1 if self.policy is None and self.per_entry_sig else self.policy
-        return self.entry(3, {1: self.pub} if policy is None else {1: self.pub, 2: policy})
+        return self.entry(en.KIND_KEY_CREATED,
+                          {1: self.pub} if policy is None else {1: self.pub, 2: policy})
 
     def log_altered(self, first: int, reason: str = "entry does not match its signature"
                     ) -> bytes:
         """The device's own report that entries first..seq-1 are not what it signed."""
-        return self.entry(6, {1: first, 2: reason})
+        return self.entry(en.KIND_LOG_ALTERED, {1: first, 2: reason})
 
     def readings(self, n: int) -> None:
         if not self.entries:
             self.key_created()
         for i in range(n):
-            self.entry(0, [{0: "temp", 1: "Cel", 2: 20 + (i % 10) / 4}])
+            self.entry(en.KIND_READING, [{en.SENML_N: "temp", en.SENML_U: "Cel",
+                                          en.SENML_V: 20 + (i % 10) / 4}])
 
     def checkpoint(self, nonce: bytes | None = None, seq: int | None = None) -> bytes:
         s = len(self.entries) - 1 if seq is None else seq
         head = hashlib.sha256(self.entries[s][1]).digest()
-        prot = canon({1: -7, 4: self.device_id})
-        p: dict[int, Any] = {0: 1, 1: self.device_id, 2: s, 3: head, 4: self.t + s, 5: 5}
+        prot = canon({cp.HDR_ALG: cp.ALG_ES256, cp.HDR_KID: self.device_id})
+        p: dict[int, Any] = {cp.CP_V: cp.VERSION, cp.CP_DEVICE: self.device_id, cp.CP_SEQ: s,
+                             cp.CP_HEAD: head, cp.CP_T: self.t + s, cp.CP_UP: 5}
         if nonce is not None:
-            p[6] = nonce
+            p[cp.CP_NONCE] = nonce
         payload = canon(p)
-        tbs = canon(["Signature1", prot, b"", payload])
-        sig = self.sign(hashlib.sha256(tbs).digest())
-        return canon(cbor2.CBORTag(18, [prot, {}, payload, sig]))
+        sig = self.sign(hashlib.sha256(cp.sig_structure(prot, payload)).digest())
+        return canon(cbor2.CBORTag(cp.TAG_COSE_SIGN1, [prot, {}, payload, sig]))
 
     def fork(self, at_seq: int) -> Device:
         """A clone of this device whose chain is cut back to `at_seq` (exclusive)."""

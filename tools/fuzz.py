@@ -46,7 +46,7 @@ def _line(rng: random.Random, ack_upto: int) -> bytes:
     if kind == 0:  # garbage of any byte but 0x03, newline-terminated
         return bytes(rng.choice(_SAFE) for _ in range(rng.randrange(1, 80))) + b"\n"
     if kind == 1:  # over-long request line
-        return b"@HT" + b"0" * rng.randrange(190, 600) + b"\r"
+        return L.PREFIX + b"0" * rng.randrange(190, 600) + b"\r"
     if kind == 2:  # not hex / odd length / truncated
         good = L.encode_request(rng.randrange(1, 256), L.REQ_HELLO)
         return good[:rng.randrange(3, len(good) - 1)] + rng.choice([b"zz", b"", b"0"]) + b"\n"
@@ -76,7 +76,7 @@ def _line(rng: random.Random, ack_upto: int) -> bytes:
     hx = body.hex()
     if rng.random() < 0.3:
         hx = hx.upper()
-    return b"@HT" + hx.encode() + rng.choice([b"\n", b"\r", b"\r\n"])
+    return L.PREFIX + hx.encode() + rng.choice([b"\n", b"\r", b"\r\n"])
 
 
 def protocol_fuzz(port: str, seconds: float, seed: int, ack_upto: int = 0) -> dict[str, int]:

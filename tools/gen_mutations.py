@@ -3,7 +3,7 @@
 
 Why: every layer (device store, host verifier, end-to-end) must agree on what each
 kind of tampering looks like. The base chains are produced by the firmware itself
-(cbor, entry, chain, cose, identity modules) running under the MicroPython unix port
+(cbor, entry, cose, identity modules) running under the MicroPython unix port
 with a fixed key, so the vectors carry device bytes, not a host imitation. Each
 mutation is then applied on the host the way an attacker or a fault would (fixing
 CRCs where an attacker could) and stored with its expected verdict: clean, or the
@@ -22,16 +22,20 @@ import argparse
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 import cbor2
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "host"))
+
+from hashtrail.formats.entry import KEY_BODY, KEY_PREV, KEY_SEQ, KEY_T, SENML_V  # noqa: E402
+from hashtrail.formats.keys import device_id, genesis_prev  # noqa: E402
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record  # noqa: E402
+
 DEFAULT_OUT = ROOT / "build" / "vectors" / "mutations.json"
 
 # Fixed device key for reproducible vectors (a test key, never a real device's).
@@ -47,7 +51,7 @@ SEG_RECORDS = 16
 # at that seq is the device's log-altered report disowning ALTERED_FROM..ALTERED_AT-1.
 _DEVICE_SCRIPT = r"""
 import sys, json, binascii
-import cbor, entry, chain, cose, identity, p256
+from hashtrail import cbor, cose, entry, identity, p256
 D = int(sys.argv[1], 16)
 N = int(sys.argv[2])
 EVERY = int(sys.argv[3])
@@ -60,7 +64,7 @@ ALTERED_FROM = int(sys.argv[9])
 ident = identity.Identity(D, p256.public_key(D))
 hx = lambda b: binascii.hexlify(b).decode()
 print(json.dumps({"pub": hx(ident.pub)}))
-c = chain.Chain.genesis(ident.pub)
+head = entry.genesis_prev(ident.pub)
 w = cbor.Writer(bytearray(1024))
 t = None
 up = 0
@@ -85,9 +89,9 @@ for seq in range(N):
         t += 60
         if seq == BACK_SEQ:
             t -= 600
-    n = entry.encode(w, seq, None if seq <= 4 else t, up, 1, c.head, "0.1.0", kind, body)
+    n = entry.encode(w, seq, None if seq <= 4 else t, up, 1, head, "0.1.0", kind, body)
     raw = bytes(w.buf[:n])
-    h = c.advance(raw)
+    h = head = entry.entry_hash(raw)
     sig = ident.sign(h) if SIGNED else None
     print(json.dumps({"k": "e", "seq": seq, "body": hx(raw), "sig": sig and hx(sig)}))
     if (seq + 1) % EVERY == 0 or seq == N - 1 or seq == BAD_HEAD_SEQ:
@@ -145,17 +149,15 @@ def device_chain(d: int, *, signed: bool = False, back_seq: int = -1,
     pub = bytes.fromhex(lines[0]["pub"])
     recs = []
     for x in lines[1:]:
-        recs.append({"magic": 0xA7 if x["k"] == "e" else 0xC7, "seq": x["seq"],
+        recs.append({"magic": MAGIC_ENTRY if x["k"] == "e" else MAGIC_CHECKPOINT,
+                     "seq": x["seq"],
                      "body": bytes.fromhex(x["body"]),
                      "sig": bytes.fromhex(x["sig"]) if x["sig"] else None})
     return pub, recs
 
 
 def frame(rec: dict[str, Any]) -> bytes:
-    sig = rec.get("sig")
-    head = struct.pack("<BBIH", rec["magic"], 1 if sig else 0, rec["seq"], len(rec["body"]))
-    out = head + rec["body"] + (sig or b"")
-    return out + struct.pack("<I", zlib.crc32(out))
+    return format_record(rec["magic"], rec["seq"], rec["body"], rec.get("sig"))
 
 
 def segments(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,20 +165,20 @@ def segments(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     segs: list[tuple[int, bytearray]] = []
     count = SEG_RECORDS
     for r in recs:
-        if r["magic"] == 0xA7 and count >= SEG_RECORDS:
+        if r["magic"] == MAGIC_ENTRY and count >= SEG_RECORDS:
             segs.append((r["seq"], bytearray()))
             count = 0
         if not segs:
             segs.append((r["seq"], bytearray()))
         segs[-1][1].extend(r["raw"] if "raw" in r else frame(r))
-        if r["magic"] == 0xA7:
+        if r["magic"] == MAGIC_ENTRY:
             count += 1
     return [{"name": f"{s:010d}.seg", "data": bytes(b)} for s, b in segs]
 
 
 def _entry_index(recs: list[dict[str, Any]], seq: int) -> int:
     for i, r in enumerate(recs):
-        if r["magic"] == 0xA7 and r["seq"] == seq:
+        if r["magic"] == MAGIC_ENTRY and r["seq"] == seq:
             return i
     raise KeyError(seq)
 
@@ -184,7 +186,7 @@ def _entry_index(recs: list[dict[str, Any]], seq: int) -> int:
 def _reencode(body: bytes, **changes: Any) -> bytes:
     m = cbor2.loads(body)
     for k, v in changes.items():
-        m[{"seq": 1, "t": 2, "prev": 5, "body": 8}[k]] = v
+        m[{"seq": KEY_SEQ, "t": KEY_T, "prev": KEY_PREV, "body": KEY_BODY}[k]] = v
     return bytes(cbor2.dumps(m, canonical=True))  # entry keys are 0..8: same order
 
 
@@ -197,7 +199,7 @@ def _relink(recs: list[dict[str, Any]], i: int) -> None:
     (as a keyless attacker with the flash would; `frame` recomputes the CRCs)."""
     prev = hashlib.sha256(recs[i]["body"]).digest()
     for r in recs[i + 1:]:
-        if r["magic"] == 0xA7:
+        if r["magic"] == MAGIC_ENTRY:
             r["body"] = _reencode(r["body"], prev=prev)
             prev = hashlib.sha256(r["body"]).digest()
 
@@ -215,7 +217,8 @@ def build_vectors() -> dict[str, Any]:
     _, badhead = device_chain(TEST_D, bad_head_seq=25)
     other_pub, _ = device_chain(OTHER_D, n=1)
     last = ENTRIES - 1
-    hashes = {r["seq"]: hashlib.sha256(r["body"]).digest() for r in base if r["magic"] == 0xA7}
+    hashes = {r["seq"]: hashlib.sha256(r["body"]).digest() for r in base
+              if r["magic"] == MAGIC_ENTRY}
     vectors: list[dict[str, Any]] = []
 
     def add(name: str, desc: str, recs: list[dict[str, Any]], code: str | None = None,
@@ -234,7 +237,7 @@ def build_vectors() -> dict[str, Any]:
     r = _copy(base)
     i = _entry_index(r, k)
     m = cbor2.loads(r[i]["body"])
-    m[8][0][2] = 30.5  # the temperature reading, CRC fixed by the attacker
+    m[KEY_BODY][0][SENML_V] = 30.5  # the temperature reading, CRC fixed by the attacker
     r[i]["body"] = bytes(cbor2.dumps(m, canonical=True))
     add("payload-edited", f"entry {k}'s reading edited, CRC recomputed", r,
         "link_mismatch", k + 1)
@@ -269,13 +272,13 @@ def build_vectors() -> dict[str, Any]:
 
     r = _copy(base)
     r[0]["body"] = _reencode(r[0]["body"],
-                             prev=hashlib.sha256(b"hashtrail/genesis/v1" + other_pub).digest())
+                             prev=genesis_prev(other_pub))
     add("wrong-genesis", "entry 0 links to another device's genesis", r, "wrong_genesis", 0)
     add("wrong-key", "the chain checked against another device's key", base,
         "wrong_genesis", 0, key=other_pub)
 
     r = _copy(base)
-    ci = next(i for i, x in enumerate(r) if x["magic"] == 0xC7 and x["seq"] == 19)
+    ci = next(i for i, x in enumerate(r) if x["magic"] == MAGIC_CHECKPOINT and x["seq"] == 19)
     body = bytearray(r[ci]["body"])
     body[-1] ^= 0x01
     r[ci]["body"] = bytes(body)
@@ -317,10 +320,10 @@ def build_vectors() -> dict[str, Any]:
     r = _copy(signed)
     i = _entry_index(r, k)
     m = cbor2.loads(r[i]["body"])
-    m[8][0][2] = 30.5
+    m[KEY_BODY][0][SENML_V] = 30.5
     r[i]["body"] = bytes(cbor2.dumps(m, canonical=True))
     _relink(r, i)
-    r = [x for x in r if x["magic"] == 0xA7 or x["seq"] < k]   # the now-wrong checkpoints
+    r = [x for x in r if x["magic"] == MAGIC_ENTRY or x["seq"] < k]   # the now-wrong checkpoints
     for x in r[i:]:
         x["sig"] = None                  # no key: the signatures from the edit on go
     add("sig-stripped-after-edit", f"policy 1: entry {k} edited, later links and CRCs "
@@ -361,7 +364,7 @@ def build_vectors() -> dict[str, Any]:
     add("mid-chain-wrong-anchor", "records from seq 20 against a different head for 19", mid,
         "link_mismatch", 20, anchor={"seq": 19, "head": hashes[18].hex()})
 
-    return {"pub": pub.hex(), "device_id": hashlib.sha256(pub).digest()[:16].hex(),
+    return {"pub": pub.hex(), "device_id": device_id(pub),
             "vectors": vectors}
 
 

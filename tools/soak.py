@@ -136,7 +136,8 @@ class Console:
 # REPL, then measures the heap it holds with every object alive (after gc.collect) and
 # the flash use. (micropython.mem_peak() counts every allocation ever made by the
 # unix port, not the GC heap, so it says nothing about a fixed-size heap.)
-_SAMPLE = (b"import gc,os,app\na=app.App()\na.run(loops=20)\ngc.collect()\n"
+_SAMPLE = (b"import gc,os\nfrom hashtrail import app\n"
+           b"a=app.App()\na.run(loops=20)\ngc.collect()\n"
            b"s=os.statvfs('/')\n"
            b"print('HTS',gc.mem_alloc(),gc.mem_free(),s[0]*s[2],s[0]*s[3])\n")
 
@@ -341,7 +342,7 @@ class Soak:
             rep = verify_ledger(led)
             if not rep.ok:
                 self.s.findings.append(f"verify_ledger: {json.dumps(rep.as_json())[:2000]}")
-            rows = led.db.execute("SELECT device_id, seq, body FROM entries").fetchall()
+            rows = [r[1:3] + r[4:5] for r in led.storage.scan_entries()]
         self.s.ledger_entries = len(rows)
         by_dev: dict[str, dict[int, bytes]] = {}
         counts = Counter((r[0], r[1]) for r in rows)

@@ -37,7 +37,6 @@ from typing import IO, Any
 
 from hashtrail.chain.chainverify import Anchor as ChainAnchor
 from hashtrail.chain.chainverify import verify_chain
-from hashtrail.cli.ledger import check_proof
 from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
 from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store, device_id_of
@@ -49,7 +48,9 @@ from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
-from hashtrail.ledger.proof import SIG_ENTRY, build_inclusion_proof, check_proof_doc
+from hashtrail.ledger.proof import SIG_ENTRY, check_proof_doc
+from hashtrail.ledger.proof_file import check_proof
+from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
 from hashtrail.sim import Fleet, VirtualDevice, provision
 from hashtrail.sim.tamper import (
@@ -747,10 +748,9 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> D
 
 
 def prove(ledger_path: Path, device_id: str, seq: int) -> dict[str, Any]:
-    """The proof document exactly as `hashtrail ledger prove --json` prints it."""
-    with Ledger.open(ledger_path) as led:
-        doc: dict[str, Any] = json.loads(json.dumps(build_inclusion_proof(led, device_id,
-                                                                          seq)))
+    """The proof document exactly as `hashtrail ledger prove --json` prints it (the
+    same library call, through JSON and back)."""
+    doc: dict[str, Any] = json.loads(json.dumps(prove_file(ledger_path, device_id, seq)))
     return doc
 
 

@@ -13,12 +13,21 @@ non-WAL file, and connecting creates a missing one), a path that is missing, a
 directory, empty, not SQLite, unreadable, or a hashtrail file of the other kind (a
 collector store where a ledger belongs, and vice versa), with `InputError` (exit 2)
 naming the path and what was expected.
+
+Each file says what it is: `PRAGMA application_id` holds its kind's id (set by
+`migrate`, with the schema). A file made before that (application_id 0) is known by
+tables only its kind has.
+
+`migrate` is the one upgrade path for both kinds: the schema version is the `meta` row
+`schema` (a row, not `PRAGMA user_version`, so a second backend keeps it the same way),
+and each kind lists its migrations in order. A new file is version 0 and runs them
+all, so a new file and an upgraded one come out of the same steps.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -29,18 +38,31 @@ MAGIC = b"SQLite format 3\x00"
 
 
 class Kind(NamedTuple):
-    """A kind of hashtrail SQLite file, known by tables only it has."""
+    """A kind of hashtrail SQLite file: its application_id, and (for files made before
+    the id was set) tables only it has."""
 
     name: str
     tables: frozenset[str]
     hint: str
+    app_id: int
 
 
 STORE = Kind("a hashtrail collector store", frozenset({"enrollments", "state"}),
-             "a collector store is made by `hashtrail enroll --store FILE`")
+             "a collector store is made by `hashtrail enroll --store FILE`",
+             int.from_bytes(b"HTcs", "big"))
 LEDGER = Kind("a hashtrail ledger", frozenset({"devices", "nodes"}),
-              "a ledger is made by `hashtrail ledger init --ledger FILE`")
+              "a ledger is made by `hashtrail ledger init --ledger FILE`",
+              int.from_bytes(b"HTlg", "big"))
 KINDS = (STORE, LEDGER)
+
+
+class Migration(NamedTuple):
+    """One step of a kind's schema: run (inside the upgrade's transaction) on a file at
+    `version - 1`, leaving it at `version`. `why` says what the step brings."""
+
+    version: int
+    why: str
+    apply: Callable[[sqlite3.Connection], None]
 
 
 def connect(path: Path, busy_ms: int) -> sqlite3.Connection:
@@ -80,12 +102,19 @@ def open_existing(path: Path, busy_ms: int, kind: Kind) -> sqlite3.Connection:
     try:
         # no pragma yet: a read of the schema changes nothing in the file
         conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None)
-        tables = {str(r[0]) for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if not kind.tables <= tables:
-            other = [k for k in KINDS if k is not kind and k.tables <= tables]
-            raise _refuse(path, f"is {other[0].name}" if other
-                          else "is an SQLite file but not a hashtrail one", kind)
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        if app_id != kind.app_id:
+            if app_id:
+                other = [k for k in KINDS if k.app_id == app_id]
+                raise _refuse(path, f"is {other[0].name}" if other else
+                              f"is an SQLite file of another program (application_id "
+                              f"{app_id:#010x})", kind)
+            tables = {str(r[0]) for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if not kind.tables <= tables:    # made before the id: its tables tell
+                other = [k for k in KINDS if k is not kind and k.tables <= tables]
+                raise _refuse(path, f"is {other[0].name}" if other
+                              else "is an SQLite file but not a hashtrail one", kind)
         connected = _configure(conn, busy_ms)
         conn = None
         return connected
@@ -123,3 +152,61 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The `meta` row `schema` as an int: 0 for a file without one (a new file)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+                  ).fetchone() is None:
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is None:
+        return 0
+    text = row[0]
+    if not isinstance(text, str) or not text.isdigit():
+        raise ValueError(f"schema {text!r} is not a version number")
+    return int(text)
+
+
+def migrate(db: sqlite3.Connection, path: Path, kind: Kind,
+            migrations: Sequence[Migration], tables: frozenset[str],
+            then: Callable[[sqlite3.Connection], None] | None = None) -> int:
+    """Bring the file to the last of `migrations`, in one BEGIN IMMEDIATE transaction
+    (all steps or none), and stamp it with its kind's application_id; `then` runs in the
+    same transaction (a new file's first rows). Returns the version it was at.
+
+    A file already current is only read (two opens write nothing the second time); one
+    from a newer hashtrail is refused (InputError) rather than guessed at, and so is one
+    at the current version without all of `tables` (a table dropped by hand): one line
+    instead of an SQL error half-way through a command."""
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    last = len(migrations)
+
+    def version() -> int:
+        try:
+            v = schema_version(db)
+        except ValueError as e:
+            raise _refuse(path, str(e), kind) from None
+        if v > last:
+            raise InputError(f"{path}: {kind.name} at schema {v}, newer than this "
+                             f"hashtrail reads ({last})",
+                             hint="open it with the hashtrail version that wrote it")
+        return v
+
+    if version() == last and then is None:
+        have = {str(r[0]) for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables <= have:
+            raise _refuse(path, "is damaged: no table " + ", ".join(sorted(tables - have)),
+                          kind)
+        return last
+    with transaction(db):
+        was = version()        # again under the write lock: another opener may have run
+        for m in migrations[was:]:
+            m.apply(db)
+        if was < last:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(last),))
+            db.execute(f"PRAGMA application_id={kind.app_id}")
+        if then is not None:
+            then(db)
+    return was

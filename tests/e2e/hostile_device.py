@@ -46,7 +46,8 @@ from hashtrail.device.link import (
     decode_request,
     encode_frame,
 )
-from hashtrail.formats.records import format_record
+from hashtrail.formats.keys import device_id_bytes
+from hashtrail.formats.records import MAGIC_ENTRY, format_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import devchain
@@ -83,7 +84,7 @@ class Behaviour:
 
     def info_map(self) -> dict[int, Any]:
         head = self.chain.entries[min(self.last_seq(), len(self.chain.entries) - 1)][1]
-        return {0: 1, 1: hashlib.sha256(self.pub).digest()[:16], 2: self.pub, 3: self.fw,
+        return {0: 1, 1: device_id_bytes(self.pub), 2: self.pub, 3: self.fw,
                 4: self.board, 5: self.first_seq, 6: self.last_seq(), 7: 100_000, 8: 1,
                 9: 1_700_000_000 if self.time_set else None,
                 10: hashlib.sha256(head).digest(), 11: CHUNK, 12: None}
@@ -97,7 +98,7 @@ class Behaviour:
         dev.send(REP_INFO, rid, self.info())
 
     def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
-        recs = [format_record(0xA7, s, raw, sig) for s, raw, sig in self.chain.entries
+        recs = [format_record(MAGIC_ENTRY, s, raw, sig) for s, raw, sig in self.chain.entries
                 if from_seq <= s <= self.last_seq()]
         dev.stream(rid, recs, credit)
 

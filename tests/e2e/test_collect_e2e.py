@@ -14,12 +14,10 @@ import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +27,10 @@ from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
-from hashtrail.device.link import DeviceInfo, FdStream, Link
+from hashtrail.device.link import REP_CHUNK, SYNC, VERSION, DeviceInfo, FdStream, Link
+from hashtrail.formats.records import MAGIC_ENTRY, seal, spans
 from hashtrail.sim import VirtualDevice, provision
+from hashtrail.sim.tamper import read_seg, segments, write_seg
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +104,9 @@ def test_enroll_and_collect_three_devices(tmp_path: Path, devices: list[VirtualD
         assert store_is_clean(store, res["device_id"]) == first + res2["new_entries"]
 
 
+CHUNK_HEAD = SYNC + bytes((VERSION, REP_CHUNK))  # a frame start that leads nowhere
+
+
 class NoisyStream:
     """A real pty stream with garbage injected both ways (never 0x03 towards the device)."""
 
@@ -116,7 +119,7 @@ class NoisyStream:
         data = self.inner.read(n, timeout)
         if data and self.rng.random() < 0.1:
             junk = self.rng.choice([b"\r\n>>> ", b"Traceback (most recent call last):\r\n",
-                                    b"\xa5\x5a\x01\x82", self.rng.randbytes(40)])
+                                    CHUNK_HEAD, self.rng.randbytes(40)])
             cut = self.rng.randrange(len(data) + 1)
             # Only between frames' bytes, never replacing them: noise adds, it does not
             # corrupt (corruption is the CRC's job, tested in the codec tests).
@@ -233,22 +236,15 @@ def test_tampered_log_is_refused_with_the_reason(tmp_path: Path,
     edited: list[int] = []
 
     def tamper(fs: LittleFS) -> None:
-        seg = sorted(fs.listdir("/ht/log"))[0]
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
-        pos = 0
-        while pos < len(data):  # find the 4th entry record and change one body byte
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            seq = struct.unpack_from("<I", data, pos + 2)[0]
-            if data[pos] == 0xA7 and seq == 3:
-                data[pos + 8 + n - 1] ^= 0x01  # last byte of the reading value
-                struct.pack_into("<I", data, pos + size - 4, zlib.crc32(data[pos:pos + size - 4]))
-                edited.append(seq)
+        seg = segments(fs)[0]
+        data = bytearray(read_seg(fs, seg))
+        for r in spans(data):  # find the 4th entry record and change one body byte
+            if r.magic == MAGIC_ENTRY and r.seq == 3:
+                data[r.body_at + r.body_len - 1] ^= 0x01  # last byte of the reading value
+                seal(data, r.offset, r.size)
+                edited.append(r.seq)
                 break
-            pos += size
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+        write_seg(fs, seg, bytes(data))
 
     edit_image(dev.image_path, tamper)
     assert edited == [3]
@@ -269,33 +265,25 @@ def rewrite_keyless(fs: LittleFS, seq: int) -> None:
     body of entry seq, then recompute every later entry's prev link and every CRC."""
     import hashlib
 
-    segs = sorted(fs.listdir("/ht/log"))
     old_h = new_h = b""
-    for seg in segs:
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
-        pos = 0
-        while pos + 12 <= len(data):
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            s = struct.unpack_from("<I", data, pos + 2)[0]
-            if data[pos] == 0xA7 and s >= seq:
-                body = data[pos + 8:pos + 8 + n]
-                if s == seq:
+    for seg in segments(fs):
+        data = bytearray(read_seg(fs, seg))
+        for r in spans(data):
+            if r.magic == MAGIC_ENTRY and r.seq >= seq:
+                at, n = r.body_at, r.body_len
+                body = data[at:at + n]
+                if r.seq == seq:
                     before = hashlib.sha256(body).digest()
-                    data[pos + 8 + n - 1] ^= 0x01  # last byte of the reading value
+                    data[at + n - 1] ^= 0x01  # last byte of the reading value
                 else:
                     i = body.find(old_h)
                     assert i > 0, "entry does not carry the previous entry's hash"
                     before = hashlib.sha256(body).digest()
-                    data[pos + 8 + i:pos + 8 + i + 32] = new_h
+                    data[at + i:at + i + 32] = new_h
                 old_h = before
-                new_h = hashlib.sha256(data[pos + 8:pos + 8 + n]).digest()
-                struct.pack_into("<I", data, pos + size - 4,
-                                 zlib.crc32(data[pos:pos + size - 4]))
-            pos += size
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+                new_h = hashlib.sha256(data[at:at + n]).digest()
+                seal(data, r.offset, r.size)
+        write_seg(fs, seg, bytes(data))
 
 
 def test_device_reports_a_keyless_rewrite_at_boot_and_collect_shows_it(
@@ -347,21 +335,12 @@ def test_collect_json_carries_the_report_when_the_edit_is_behind_the_anchor(
     dev.stop()
 
     def tamper(fs: LittleFS) -> None:  # entry 1 (the boot entry): one byte, CRC fixed
-        seg = sorted(fs.listdir("/ht/log"))[0]
-        with fs.open(f"/ht/log/{seg}", "rb") as f:
-            data = bytearray(f.read())
-        pos = 0
-        while True:
-            n = struct.unpack_from("<H", data, pos + 6)[0]
-            size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-            if data[pos] == 0xA7 and struct.unpack_from("<I", data, pos + 2)[0] == 1:
-                data[pos + 8 + n - 2] ^= 0x20  # a letter of the reset cause's text
-                struct.pack_into("<I", data, pos + size - 4,
-                                 zlib.crc32(data[pos:pos + size - 4]))
-                break
-            pos += size
-        with fs.open(f"/ht/log/{seg}", "wb") as f:
-            f.write(bytes(data))
+        seg = segments(fs)[0]
+        data = bytearray(read_seg(fs, seg))
+        r = next(r for r in spans(data) if r.magic == MAGIC_ENTRY and r.seq == 1)
+        data[r.body_at + r.body_len - 2] ^= 0x20  # a letter of the reset cause's text
+        seal(data, r.offset, r.size)
+        write_seg(fs, seg, bytes(data))
 
     edit_image(dev.image_path, tamper)
     dev.start()

@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +28,10 @@ from hashtrail.cli import main as cli
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
+from hashtrail.formats.entry import KEY_BODY, KEY_KIND, KEY_PREV, KIND_READING, SENML_V
+from hashtrail.formats.records import MAGIC_ENTRY, format_record, record_fields, spans
 from hashtrail.sim import VirtualDevice, provision
+from hashtrail.sim.tamper import read_seg, segments, write_seg
 from littlefs import LittleFS
 
 pytestmark = pytest.mark.e2e
@@ -59,21 +60,7 @@ def device(tmp_path: Path) -> Iterator[VirtualDevice]:
 
 def _records(data: bytes) -> list[tuple[int, int, bytes, bytes | None]]:
     """(magic, seq, body, sig) of every record of one segment file."""
-    out = []
-    pos = 0
-    while pos + 8 <= len(data):
-        magic, flags, seq, n = struct.unpack_from("<BBIH", data, pos)
-        sig_len = 64 if flags & 1 else 0
-        body = bytes(data[pos + 8:pos + 8 + n])
-        sig = bytes(data[pos + 8 + n:pos + 8 + n + sig_len]) if sig_len else None
-        out.append((magic, seq, body, sig))
-        pos += 8 + n + sig_len + 4
-    return out
-
-
-def _frame(magic: int, seq: int, body: bytes, sig: bytes | None) -> bytes:
-    rec = struct.pack("<BBIH", magic, 1 if sig else 0, seq, len(body)) + body + (sig or b"")
-    return rec + struct.pack("<I", zlib.crc32(rec))
+    return [record_fields(data[r.offset:r.offset + r.size]) for r in spans(data)]
 
 
 def _rewrite(fs: LittleFS, after: int) -> int:
@@ -81,27 +68,25 @@ def _rewrite(fs: LittleFS, after: int) -> int:
     drop the signatures and checkpoints from there on; returns the edited seq."""
     edited = -1
     prev = b""
-    for name in sorted(fs.listdir("/ht/log")):
-        with fs.open(f"/ht/log/{name}", "rb") as f:
-            recs = _records(f.read())
+    for name in segments(fs):
+        recs = _records(read_seg(fs, name))
         out = bytearray()
         for magic, seq, body, sig in recs:
-            if magic == 0xA7 and seq > after:
+            if magic == MAGIC_ENTRY and seq > after:
                 m = cbor2.loads(body)
-                if edited < 0 and m[7] == 0:                  # a reading
-                    m[8][0][2] = 99.5
+                if edited < 0 and m[KEY_KIND] == KIND_READING:
+                    m[KEY_BODY][0][SENML_V] = 99.5
                     edited = seq
                 elif edited >= 0:
-                    m[5] = prev
+                    m[KEY_PREV] = prev
                 if edited >= 0:
                     body, sig = cbor2.dumps(m, canonical=True), None
-            elif magic != 0xA7 and edited >= 0:
+            elif magic != MAGIC_ENTRY and edited >= 0:
                 continue                                       # a checkpoint over old heads
-            if magic == 0xA7:
+            if magic == MAGIC_ENTRY:
                 prev = hashlib.sha256(body).digest()
-            out += _frame(magic, seq, body, sig)
-        with fs.open(f"/ht/log/{name}", "wb") as f:
-            f.write(bytes(out))
+            out += format_record(magic, seq, body, sig)
+        write_seg(fs, name, bytes(out))
     assert edited > after
     return edited
 

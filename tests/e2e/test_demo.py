@@ -29,7 +29,7 @@ from hashtrail.collector.store import Store
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
-from hashtrail.formats.records import MAGIC_ENTRY, Record, parse_records
+from hashtrail.formats.records import MAGIC_ENTRY, Record, log_segments, parse_segments
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import verify_ledger
 
@@ -58,10 +58,9 @@ def _flash_chain(image: Path) -> dict[int, tuple[bytes, bytes | None]]:
     littlefs image."""
     files = read_image(image.read_bytes(), load_board("unix").block_size)
     out: dict[int, tuple[bytes, bytes | None]] = {}
-    for name in sorted(f for f in files if f.startswith("/ht/log/")):
-        recs, problems = parse_records(files[name], name)
-        assert problems == [], problems  # the rewrite kept every record's CRC valid
-        out.update((r.seq, (r.body, r.sig)) for r in recs if r.is_entry)
+    recs, problems = parse_segments(log_segments(files))
+    assert problems == [], problems  # the rewrite kept every record's CRC valid
+    out.update((r.seq, (r.body, r.sig)) for r in recs if r.is_entry)
     return out
 
 
@@ -138,8 +137,7 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     assert t["relinked_upto"] > k and all(s in body for s in range(k, t["relinked_upto"] + 1))
     assert t["reading"] == "temp" and k not in victim_held  # no collector has it
     files = read_image((d / "devices" / "dev1.lfs").read_bytes(), load_board("unix").block_size)
-    checkpoints = [r.seq for name in sorted(f for f in files if f.startswith("/ht/log/"))
-                   for r in parse_records(files[name], name)[0] if not r.is_entry]
+    checkpoints = [r.seq for r in parse_segments(log_segments(files))[0] if not r.is_entry]
     temp = next(r for r in parse_entry(body[k]).body if r[0] == t["reading"])[2]
     assert temp == pytest.approx(t["new_value"], abs=1e-3) and \
         abs(t["new_value"] - t["old_value"]) > 1

@@ -30,7 +30,7 @@ import pytest
 from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO
 from hashtrail.formats.keys import P
-from hashtrail.formats.records import format_record
+from hashtrail.formats.records import MAGIC_ENTRY, format_record
 from hostile_device import Behaviour, FakeDevice
 
 pytestmark = pytest.mark.e2e
@@ -168,7 +168,7 @@ class EndlessStream(Behaviour):
         seq, no = from_seq, 0
         dev.stream(rid, [], credit, end=False)
         while True:
-            recs = [format_record(0xA7, s, body) for s in range(seq, seq + 3)]
+            recs = [format_record(MAGIC_ENTRY, s, body) for s in range(seq, seq + 3)]
             no = dev.stream(rid, recs, 0, end=False, chunk_no=no)
             seq += 3
 
@@ -193,7 +193,7 @@ class StrayTrickle(Behaviour):
     """One chunk, then frames answering some other request, one every 0.5 s, forever."""
 
     def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
-        recs = [format_record(0xA7, s, raw, sig) for s, raw, sig in self.chain.entries[:2]]
+        recs = [format_record(MAGIC_ENTRY, s, raw, sig) for s, raw, sig in self.chain.entries[:2]]
         dev.stream(rid, recs, credit, end=False)
         while True:
             dev.sleep(0.5)
@@ -438,7 +438,7 @@ def test_verify_log_escapes_the_device_reason_in_its_log(tmp_path: Path) -> None
     b = Behaviour()
     b.chain.log_altered(3, ESC_BOARD)
     seg = tmp_path / "00000000.seg"
-    seg.write_bytes(b"".join(format_record(0xA7, s, raw, sig)
+    seg.write_bytes(b"".join(format_record(MAGIC_ENTRY, s, raw, sig)
                              for s, raw, sig in b.chain.entries))
     run = cli(tmp_path, "verify-log", "--pubkey", b.pub.hex(), str(seg))
     assert run.rc == 1 and "log_altered" in run.out, (run.out, run.err)

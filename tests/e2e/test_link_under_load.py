@@ -24,14 +24,14 @@ import pytest
 from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device.boards import load_board
-from hashtrail.device.link import FdStream, Link
+from hashtrail.device.link import REP_CHUNK, SYNC, VERSION, FdStream, Link
 from hashtrail.errors import HashtrailError
 from hashtrail.sim import VirtualDevice, provision
 
 pytestmark = pytest.mark.e2e
 
 BOARD = dataclasses.replace(load_board("unix"), heap_budget=160 * 1024)
-CHUNK_HEAD = b"\xa5\x5a\x01\x82"  # sync, version, REP_CHUNK
+CHUNK_HEAD = SYNC + bytes((VERSION, REP_CHUNK))
 
 
 @contextlib.contextmanager

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from hashtrail.cli import main
 from hashtrail.formats import merkle, note
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.ledger import tiles
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof import build_inclusion_proof
 from hashtrail.ledger.tiles import TileError, TileRef
 from tileskit import TileLedger, make_ledger

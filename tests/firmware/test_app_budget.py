@@ -215,14 +215,23 @@ def _no_errors(what, e):
     raise AssertionError("the app hit an error (%s): %s: %s" % (what, type(e).__name__, e))
 
 
+# Loaded for the boot only (hashtrail.drop): their code must not stay resident.
+_BOOT_ONLY = ("boardcfg", "keyfile", "logscan", "bootcheck", "bootfind")
+
+
 def _boot(root, cfg_path, steps):
     """One boot of the real app, driven by a host script, stopped by Ctrl-C."""
-    import app
+    from hashtrail import app
 
     app._log_error = _no_errors  # the app survives errors by logging them: here, fail
     gc.collect()
     host = Host(steps, _READINGS)
     a = app.App(root=root, cfg_path=cfg_path, inp=host, out=host)
+    import hashtrail
+
+    for name in _BOOT_ONLY:  # dropped: neither in sys.modules nor bound in the package
+        dtest.false("hashtrail." + name in sys.modules or hasattr(hashtrail, name),
+                    "boot-only module %s still loaded after boot" % name)
     try:
         a.run(poll_src=host)
     except KeyboardInterrupt:

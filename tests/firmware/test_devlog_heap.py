@@ -1,15 +1,14 @@
 # Steady-state heap of the log at the board budget (esp32: 100 KB), on a file-backed
-# 2 MB littlefs (firmware/lib/blockdev_file.py, what the virtual board uses), so the
+# 2 MB littlefs (firmware/lib/hashtrail/blockdev_file.py, what the virtual board uses), so the
 # flash contents do not sit on the VM heap. The test fails if the live heap after
 # gc.collect() grows from one sampling interval to the next.
 import gc
 import os
 
-import blockdev_file
 import devhelp
-import devlog
 import dtest
 import vfs
+from hashtrail import blockdev_file, devlog
 
 BOARD = "esp32"
 TIMEOUT = 600

@@ -7,21 +7,28 @@ import struct
 import zlib
 from pathlib import Path
 
-from hashtrail.device.link import encode_request
+from hashtrail.device.link import (
+    PREFIX,
+    REQ_CANCEL,
+    REQ_CREDIT,
+    REQ_HELLO,
+    REQ_RECORDS,
+    encode_request,
+)
 
 
 def make_link_requests(d: Path) -> None:
-    good = encode_request(0x21, 0x07)  # CANCEL: needs no log
+    good = encode_request(0x21, REQ_CANCEL)  # needs no log
     lines = {
         "cancel": good.decode(),
         "unknown_cmd": encode_request(0x22, 0x55, b"xy").decode(),
-        "bad_version": ("@HT" + (bytes((9, 0x23, 1)) + struct.pack(
-            "<I", zlib.crc32(bytes((9, 0x23, 1))))).hex() + "\n"),
+        "bad_version": (PREFIX.decode() + (bytes((9, 0x23, REQ_HELLO)) + struct.pack(
+            "<I", zlib.crc32(bytes((9, 0x23, REQ_HELLO))))).hex() + "\n"),
         "bad_crc": good.decode()[:-2] + ("0" if good.decode()[-2] != "0" else "1") + "\n",
         "not_hex": "@HTzz\n",
         "short": "@HT0102\n",
         "too_long": "@HT" + "ab" * 150 + "\n",
-        "credit_bad_args": encode_request(0x24, 0x03, b"\x01").decode(),
-        "records_bad_args": encode_request(0x25, 0x02, b"\x00").decode(),
+        "credit_bad_args": encode_request(0x24, REQ_CREDIT, b"\x01").decode(),
+        "records_bad_args": encode_request(0x25, REQ_RECORDS, b"\x00").decode(),
     }
     (d / "link_requests.json").write_text(json.dumps(lines))

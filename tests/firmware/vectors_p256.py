@@ -26,7 +26,7 @@ from ecdsa.util import sigencode_string
 
 # OpenSSL's verdict on a raw r || s signature over a SHA-256 digest: the same check
 # `hashtrail selfcheck` makes of the device's signature (False for a bad key or length).
-from hashtrail.cli.selfcheck import host_verifies as cryptography_verifies
+from hashtrail.device.selfcheck import host_verifies as cryptography_verifies
 
 SEED = 6979
 N = NIST256p.order

@@ -27,9 +27,7 @@ import copy
 import io
 import json
 import os
-import struct
 import tempfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,6 @@ from fuzzseeds import Seeds, seeds, signed_bundle, trusting_ledger
 from hashtrail.chain import chainverify, devicecheck
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.cli import main as cli
-from hashtrail.cli.ledger import check_proof
 from hashtrail.collector import collect_verify
 from hashtrail.collector.bundle import Bundle, parse_bundle
 from hashtrail.collector.store import Anchor
@@ -48,15 +45,23 @@ from hashtrail.errors import HashtrailError
 from hashtrail.formats import cbor_strict, keys, note
 from hashtrail.formats import checkpoint as cpmod
 from hashtrail.formats import entry as entrymod
-from hashtrail.formats.records import parse_records
+from hashtrail.formats.records import (
+    MAGIC_CHECKPOINT,
+    MAGIC_ENTRY,
+    parse_records,
+    seal,
+    spans,
+    split_records,
+)
+from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.reconcile import reconcile
 from hypothesis import strategies as st
 
 N = cpmod.N
 INTERESTING = [0x00, 0x01, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1F, 0x3F, 0x40, 0x5F, 0x7F,
                0x80, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xD2, 0xF4, 0xF5, 0xF6, 0xF7, 0xF9, 0xFA,
-               0xFB, 0xFF, 0xA5, 0x5A, 0xA7, 0xC7, 0x0A, 0x0D, 0x22, 0x2C, 0x3A, 0x5C, 0x7B,
-               0x7D]
+               0xFB, 0xFF, *link.SYNC, MAGIC_ENTRY, MAGIC_CHECKPOINT, 0x0A, 0x0D, 0x22, 0x2C,
+               0x3A, 0x5C, 0x7B, 0x7D]
 
 
 # -- mutations ------------------------------------------------------------------------
@@ -108,14 +113,10 @@ def mutated(draw: st.DrawFn, pool: list[bytes], max_ops: int = 3) -> bytes:
 def fix_crcs(seg: bytes) -> bytes:
     """Recompute every record CRC that the headers still frame: an attacker's edit."""
     out = bytearray(seg)
-    pos = 0
-    while pos + 8 <= len(out):
-        n = struct.unpack_from("<H", out, pos + 6)[0]
-        size = 8 + n + (64 if out[pos + 1] & 1 else 0) + 4
-        if pos + size > len(out):
+    for r in spans(seg):
+        if r.offset + r.size > len(out):
             break
-        struct.pack_into("<I", out, pos + size - 4, zlib.crc32(out[pos:pos + size - 4]))
-        pos += size
+        seal(out, r.offset, r.size)
     return bytes(out)
 
 
@@ -266,13 +267,13 @@ def _hash(b: bytes) -> bytes:
 
 def _split_lenient(seg: bytes) -> list[bytes]:
     try:
-        return list(link.split_records(seg))
+        return list(split_records(seg))
     except HashtrailError:
         return [seg]
 
 
 def prop_records_chunk(data: bytes) -> None:
-    only_project_errors(lambda: list(link.split_records(data)))
+    only_project_errors(lambda: list(split_records(data)))
 
 
 def prop_frames(data: bytes) -> None:
@@ -295,7 +296,8 @@ def noisy_stream(draw: st.DrawFn) -> tuple[bytes, int]:
     for f in frames:
         if draw(st.booleans()):
             junk = draw(st.sampled_from([b"\r\n>>> ", b"Traceback (most recent call last):",
-                                         b"\xa5", b"\xa5\x5a", b"\xa5\x5a\x01"])
+                                         link.SYNC[:1], link.SYNC,
+                                         link.SYNC + bytes((link.VERSION,))])
                         | st.binary(max_size=40)
                         | st.sampled_from(frames).flatmap(
                             lambda g: st.integers(1, len(g) - 1).map(lambda k, g=g: g[:k])))
@@ -305,12 +307,9 @@ def noisy_stream(draw: st.DrawFn) -> tuple[bytes, int]:
 
 
 def _frame_list() -> list[bytes]:
-    data, out, pos = seeds().frames, [], 0
-    while pos < len(data):
-        n = struct.unpack_from("<H", data, pos + 5)[0]
-        out.append(data[pos:pos + 8 + n + 4])
-        pos += 8 + n + 4
-    return out
+    """The seed frames one by one (valid frames: decoded and encoded again, the same bytes)."""
+    return [link.encode_frame(f.type, f.req_id, f.payload)
+            for f in link.FrameDecoder().feed(seeds().frames)]
 
 
 def prop_frames_resync(arg: tuple[bytes, int]) -> None:
@@ -350,7 +349,7 @@ def prop_bundle(data: bytes) -> None:
         with trusting_ledger(Path(tmp) / "l.db") as led:
             reconcile(led, signed_bundle(Bundle("ab" * 8, "fuzz", 0, orig.enrollments)))
             only_project_errors(lambda: reconcile(led, b))
-            rows = led.db.execute("SELECT device_id, seq, body FROM entries").fetchall()
+            rows = [r[1:3] + r[4:5] for r in led.storage.scan_entries()]
             devices = [d.device_id for d in led.devices()]
     known = {(d, r.seq, r.body) for d, r in orig.entries}
     for did, seq, body in rows:

@@ -34,7 +34,9 @@ from hashtrail.cli import main as cli  # noqa: E402
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle  # noqa: E402
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of  # noqa: E402
 from hashtrail.device import link  # noqa: E402
+from hashtrail.formats.keys import device_id_bytes  # noqa: E402
 from hashtrail.formats.note import Signer  # noqa: E402
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, split_records  # noqa: E402
 from hashtrail.ledger.ledger_db import Ledger  # noqa: E402
 from hashtrail.ledger.reconcile import reconcile  # noqa: E402
 
@@ -70,10 +72,10 @@ def _records(recs: list[dict[str, Any]]) -> bytes:
 
 
 def _info_payload(pub: bytes, last: int, head: bytes) -> bytes:
-    """INFO exactly as firmware/lib/link.py `_hello` writes it (ints, bytes, text)."""
+    """INFO exactly as firmware/lib/hashtrail/link.py `_hello` writes it (ints, bytes, text)."""
     import cbor2
 
-    m = {0: 1, 1: hashlib.sha256(pub).digest()[:16], 2: pub, 3: "0.1.0", 4: "unix",
+    m = {0: 1, 1: device_id_bytes(pub), 2: pub, 3: "0.1.0", 4: "unix",
          5: 0, 6: last, 7: 1_900_000, 8: 3, 9: None, 10: head, 11: 512}
     return bytes(cbor2.dumps(m))
 
@@ -82,7 +84,7 @@ def _frames(pub: bytes, seg: bytes, last: int, head: bytes) -> bytes:
     out = [link.encode_frame(link.REP_INFO, 7, _info_payload(pub, last, head))]
     chunks: list[bytes] = []
     cur = b""
-    for raw in link.split_records(seg):
+    for raw in split_records(seg):
         if len(cur) + len(raw) > 512:
             chunks.append(cur)
             cur = b""
@@ -147,8 +149,8 @@ def _ledger_artifacts(b: Bundle) -> tuple[bytes, str, dict[str, Any], dict[str, 
 
 
 def _branch(recs: list[dict[str, Any]], lo: int, cp_seq: int) -> Branch:
-    ents = [r["body"] for r in recs if r["magic"] == 0xA7 and lo <= r["seq"] <= cp_seq]
-    cose = next(r["body"] for r in recs if r["magic"] == 0xC7 and r["seq"] == cp_seq)
+    ents = [r["body"] for r in recs if r["magic"] == MAGIC_ENTRY and lo <= r["seq"] <= cp_seq]
+    cose = next(r["body"] for r in recs if r["magic"] == MAGIC_CHECKPOINT and r["seq"] == cp_seq)
     return Branch(ents, "checkpoint", cose)
 
 
@@ -160,15 +162,15 @@ def seeds() -> Seeds:
     _, back = gen_mutations.device_chain(gen_mutations.TEST_D, n=ENTRIES,
                                          back_seq=FORK_SEQ)
     did = device_id_of(pub)
-    entries = [r["body"] for r in base if r["magic"] == 0xA7]
-    cps = [r["body"] for r in base if r["magic"] == 0xC7]
-    nonce_cp = next(r["body"] for r in base if r["magic"] == 0xC7 and r["seq"] == 19)
+    entries = [r["body"] for r in base if r["magic"] == MAGIC_ENTRY]
+    cps = [r["body"] for r in base if r["magic"] == MAGIC_CHECKPOINT]
+    nonce_cp = next(r["body"] for r in base if r["magic"] == MAGIC_CHECKPOINT and r["seq"] == 19)
     seg = _records(base)
     head = hashlib.sha256(entries[-1]).digest()
     b = Bundle("ab" * 8, "fuzz", 1_757_600_000,
                [Enrollment(did, pub, "fridge 1", "unix", "0.1.0", 1_757_600_000)],
                [(did, RawEntry(r["seq"], r["body"], r["sig"])) for r in signed
-                if r["magic"] == 0xA7],
+                if r["magic"] == MAGIC_ENTRY],
                [BundleCheckpoint(did, c, NONCE if c == nonce_cp else None) for c in cps])
     out = io.StringIO()
     write_bundle(b, out)
@@ -177,7 +179,7 @@ def seeds() -> Seeds:
                              _branch(back, FORK_SEQ, 29))
     return Seeds(pub=pub, device_id=did, entries=entries, checkpoints=cps,
                  nonce_checkpoint=nonce_cp, segment=seg, signed_segment=_records(signed),
-                 entry_sigs=[r["sig"] for r in signed if r["magic"] == 0xA7],
+                 entry_sigs=[r["sig"] for r in signed if r["magic"] == MAGIC_ENTRY],
                  frames=_frames(pub, seg, ENTRIES - 1, head),
                  info_payload=_info_payload(pub, ENTRIES - 1, head), requests=_requests(),
                  bundle=out.getvalue().encode("ascii"), note=note_bytes, verifier_key=vkey,

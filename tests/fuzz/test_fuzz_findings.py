@@ -14,10 +14,10 @@ import cbor2
 import pytest
 from fuzzseeds import seeds
 from hashtrail.chain import devicecheck
-from hashtrail.cli.ledger import check_proof
 from hashtrail.errors import FormatError, HashtrailError, InputError
 from hashtrail.formats import entry, keys
 from hashtrail.formats.note import Verifier
+from hashtrail.ledger.proof_file import check_proof
 
 
 def test_load_pub_with_a_name_too_long_for_the_filesystem_is_bad_input() -> None:

@@ -25,8 +25,10 @@ from hashtrail.cli import main
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, write_bundle
 from hashtrail.collector.store import Enrollment, RawEntry
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, trust
 
@@ -57,7 +59,7 @@ def device_records(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, li
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    return files["/ht/key"][36:101], recs
+    return parse_key_file(files[KEY_PATH]).pub, recs
 
 
 def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:
@@ -122,10 +124,9 @@ def verify_proof(capsys: pytest.CaptureFixture[str], tmp: Path, doc: dict[str, A
 def accepted_row(led: Ledger, did: str, seq: int) -> tuple[int, bytes, bytes, bytes | None]:
     """(leaf index, entry hash, entry bytes, per-entry signature) straight from the
     `entries` table, as the operator reads it."""
-    row = led.db.execute("SELECT leaf_index, entry_hash, body, sig FROM entries WHERE "
-                         "device_id=? AND seq=?", (did, seq)).fetchone()
+    row = led.storage.entry(did, seq)
     assert row is not None
-    return int(row[0]), bytes(row[1]), bytes(row[2]), None if row[3] is None else bytes(row[3])
+    return row.leaf_index, row.entry_hash, row.body, row.sig
 
 
 def forged_entry(led: Ledger, did: str) -> tuple[int, bytes]:
@@ -146,16 +147,15 @@ def operator_appends(path: Path, did: str, sig: bytes | None) -> int:
     with Ledger.open_signing(path) as led:
         seq, body = forged_entry(led, did)
         h = hashlib.sha256(body).digest()
-        with led.tx() as db:
-            index = led.append_leaf(db, leaf_bytes(did, seq, body))
-            db.execute("INSERT INTO entries VALUES (?,?,?,?,?,?)",
-                       (did, seq, index, h, body, sig))
-            db.execute("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?",
-                       (seq, h, did))
+        dev = led.device(did)
+        assert dev is not None
+        with led.transaction():
+            index = led.append_leaf(leaf_bytes(did, seq, body))
+            led.storage.add_entries([(did, seq, index, h, body, sig)])
+            led.storage.set_tip(did, seq, h, dev.tip_t)
         led.sign_checkpoint()
     return seq
 
 
 def device_checkpoints(led: Ledger, did: str) -> list[tuple[int, bytes]]:
-    return [(int(s), bytes(c)) for s, c in led.db.execute(
-        "SELECT seq, cose FROM dev_checkpoints WHERE device_id=?", (did,))]
+    return [(c.seq, c.cose) for c in led.storage.device_checkpoints(did)]

@@ -59,3 +59,20 @@ def test_every_part_of_the_package_is_in_a_layer() -> None:
              if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists())}
     missing = {f"hashtrail.{n}" for n in parts - OUTSIDE_LAYERS} - named
     assert not missing, f"add these to the layers in pyproject.toml: {sorted(missing)}"
+
+
+def test_the_floor_plan_names_every_module() -> None:
+    """docs/ARCHITECTURE.md is where a newcomer looks a module up: each host module in a
+    layer folder and each device module must be named there."""
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    host = [p for p in PACKAGE.glob("*/*.py")
+            if p.name not in ("__init__.py", "__main__.py") and "_data" not in p.parts
+            and p.parent.name != "cli"]     # cli/: one module per command, named by it
+    device = [p for p in (ROOT / "firmware" / "lib" / "hashtrail").glob("*.py")]
+    unnamed = [str(p.relative_to(ROOT)) for p in host if f"`{p.name}`" not in doc]
+    unnamed += [str(p.relative_to(ROOT)) for p in device if f"`{p.stem}`" not in doc]
+    assert not unnamed, f"name these in docs/ARCHITECTURE.md: {unnamed}"
+    from hashtrail.cli import COMMANDS
+    extra = {p.stem for p in (PACKAGE / "cli").glob("*.py")} - {*COMMANDS, "__init__",
+                                                                  "__main__", "args"}
+    assert not extra, f"cli/ modules that are not commands: {sorted(extra)}"

@@ -14,6 +14,7 @@ import pytest
 from fwimage import BLOCK, device_image, log_records
 from hashtrail.chain.chainverify import verify_chain
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
 from hashtrail.formats.records import Record
 
 
@@ -21,9 +22,7 @@ from hashtrail.formats.records import Record
 def test_device_image_verifies_on_the_host(tmp_path: Path, sign: bool) -> None:
     image, last, head = device_image(tmp_path, sign)
     files = read_image(image, BLOCK)
-    key = files["/ht/key"]
-    assert key[:4] == b"HTK1" and len(key) == 105
-    pub = key[36:101]
+    pub = parse_key_file(files[KEY_PATH]).pub
     assert "/ht/state" in files
     recs, probs = log_records(files)
     assert probs == []
@@ -40,7 +39,7 @@ def test_device_image_verifies_on_the_host(tmp_path: Path, sign: bool) -> None:
 def test_edited_entry_in_the_device_image_is_caught(tmp_path: Path) -> None:
     image, _last, _head = device_image(tmp_path, False)
     files = read_image(image, BLOCK)
-    pub = files["/ht/key"][36:101]
+    pub = parse_key_file(files[KEY_PATH]).pub
     recs, probs = log_records(files)
     victim = next(i for i, r in enumerate(recs) if r.is_entry and r.seq == 20)
     r = recs[victim]
@@ -66,7 +65,7 @@ def test_device_default_signs_every_entry_and_cryptography_agrees(tmp_path: Path
 
     image, last, _head = device_image(tmp_path, None)
     files = read_image(image, BLOCK)
-    pub = files["/ht/key"][36:101]
+    pub = parse_key_file(files[KEY_PATH]).pub
     key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
     recs, probs = log_records(files)
     assert probs == []

@@ -52,10 +52,8 @@ def test_a_bad_key_already_in_the_ledger_blocks_only_its_device(tmp_path: Path) 
     b = bundle([good], cps=[(good, good.checkpoint())])
     b.entries.append((bad_id, RawEntry(0, good.entries[0][1], None)))
     with trust(Ledger.create(tmp_path / "l.db", "test.example/ledger")) as led:
-        with led.tx() as db:
-            db.execute("INSERT INTO devices (device_id, pub, label, board, fw, enrolled_at,"
-                       " tip_head) VALUES (?,?,?,?,?,?,?)",
-                       (bad_id, bad, "old", "unix", "0.1.0", 1, bytes(32)))
+        with led.transaction():
+            led.storage.add_device(bad_id, bad, "old", "unix", "0.1.0", 1, bytes(32))
         res = reconcile(led, b)
         assert res.accepted == len(good.entries), res
         reasons = [f.reason for f in res.findings if f.device_id == bad_id]

@@ -69,7 +69,7 @@ def test_init_writes_a_private_key_file_and_keeps_only_the_verifier(
     signer = note.Signer.from_string(key.read_text())
     with Ledger.open(led) as lg:
         assert lg.verifier.to_string() == signer.verifier().to_string()
-        assert {k for (k,) in lg.db.execute("SELECT key FROM meta")} == \
+        assert {str(k) for k, _ in lg.storage.scan_meta()} == \
             {"schema", "origin", "size", "verifier"}
     assert _seed_text(key).encode() not in _bytes(led)
     # a second init never overwrites a key file, and makes no ledger either
@@ -181,7 +181,7 @@ def test_an_old_ledger_moves_its_key_out_on_the_first_signing_command(
                    "keep it private; signing commands now need it\n")
     assert key.read_text().strip() == text and stat.S_IMODE(key.stat().st_mode) == 0o600
     with Ledger.open(led) as lg:
-        assert {k for (k,) in lg.db.execute("SELECT key FROM meta")} == \
+        assert {str(k) for k, _ in lg.storage.scan_meta()} == \
             {"schema", "origin", "size", "verifier"}
     assert text.split("+", 4)[4].encode() not in _bytes(led)   # no copy left on disk
     # from now on it is an ordinary ledger: the key file signs, a copy cannot
@@ -201,7 +201,7 @@ def test_migration_refuses_a_foreign_key_file(tmp_path: Path,
     assert code == 2 and "not its key" in err
     assert _bytes(led) == before
     with Ledger.open(led) as lg:
-        assert lg.db.execute("SELECT value FROM meta WHERE key='signer'").fetchone()[0] == text
+        assert lg.storage.meta("signer") == text
 
 
 def test_prove_signs_nothing_and_waits_for_a_signed_checkpoint(

@@ -33,8 +33,10 @@ from hashtrail.collector.bundle import Bundle, BundleCheckpoint, parse_bundle, w
 from hashtrail.collector.store import Enrollment, RawEntry, device_id_of
 from hashtrail.device.imagefs import read_image
 from hashtrail.formats import note
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.ledger.ledger_db import Ledger
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
 ORIGIN = "test.example/verify"
@@ -63,7 +65,7 @@ def _firmware_bundle(tmp: Path) -> tuple[Bundle, str, str]:
         files = read_image(image, BLOCK)
         recs, problems = log_records(files)
         assert problems == []
-        pub = files["/ht/key"][36:101]
+        pub = parse_key_file(files[KEY_PATH]).pub
         did = device_id_of(pub)
         key = DeviceKey(pub)
         cps = [key.checkpoint(r.body) for r in recs if r.magic == MAGIC_CHECKPOINT]
@@ -126,8 +128,8 @@ class Copy:
         """What the key holder can do by hand: add the leaf's nodes, grow the size and
         sign a checkpoint over it (with its key file)."""
         with Ledger.open_signing(self.path, self.base.key) as led:
-            with led.tx() as db:
-                index = led.append_leaves(db, [leaf])
+            with led.transaction():
+                index = led.append_leaves([leaf])
             led.sign_checkpoint()
         return index
 
@@ -529,7 +531,7 @@ def test_bundles_and_evidence_refuse_another_spelling(tmp_path: Path) -> None:
     with trust(Ledger.create(tmp_path / "f.db", ORIGIN)) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 1
-        doc = json.loads(led.db.execute("SELECT doc FROM evidence").fetchone()[0])
+        doc = json.loads(next(iter(led.storage.scan_evidence()))[3])
     assert check_evidence(json.dumps(doc)).device_id == d.id_hex
     for spelled in (d.id_hex.upper(), "0x" + d.id_hex, d.id_hex + " "):
         with pytest.raises(FormatError, match=f"did you mean {d.id_hex}"):

@@ -17,9 +17,9 @@ from hashtrail.device.link import (
     encode_frame,
     encode_request,
     parse_info,
-    split_records,
 )
 from hashtrail.errors import FormatError
+from hashtrail.formats.records import MAGIC_ENTRY, SIG_LEN, format_record, split_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,10 +130,7 @@ def test_random_bytes_never_crash_the_decoder(data: bytes) -> None:
 
 
 def _record(seq: int, body: bytes, sig: bool = False) -> bytes:
-    r = bytes((0xA7, 1 if sig else 0)) + struct.pack("<IH", seq, len(body)) + body
-    if sig:
-        r += bytes(64)
-    return r + struct.pack("<I", zlib.crc32(r))
+    return format_record(MAGIC_ENTRY, seq, body, bytes(SIG_LEN) if sig else None)
 
 
 def test_split_records_cuts_whole_records_and_refuses_partial_ones() -> None:

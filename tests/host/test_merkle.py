@@ -174,12 +174,11 @@ def test_ledger_batched_appends_match_reference(tmp_path: Path) -> None:
         done = 0
         while done < MAX:
             k = min(rng.choice([1, 1, 2, 3, 5, 8, 13]), MAX - done)
-            with led.tx() as db:
-                assert led.append_leaves(db, LEAVES[done:done + k]) == done
+            with led.transaction():
+                assert led.append_leaves(LEAVES[done:done + k]) == done
             done += k
             assert led.size == done and led.root() == mth(LEAVES[:done])
-        stored = dict(((lv, ix), bytes(h)) for lv, ix, h in
-                      led.db.execute("SELECT level, idx, hash FROM nodes"))
+        stored = dict(((lv, ix), bytes(h)) for lv, ix, h in led.storage.scan_nodes())
     ref = merkle.MemoryTree()
     for leaf in LEAVES:
         ref.append(merkle.leaf_hash(leaf))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hashtrail.cli import main
-from hashtrail.cli.selfcheck import host_verifies
+from hashtrail.device.selfcheck import host_verifies
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "firmware"))
 

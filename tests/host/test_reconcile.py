@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from hashtrail.chain.evidence import check_evidence
-from hashtrail.collector.bundle import Bundle, parse_bundle, read_bundle
+from hashtrail.collector.bundle import FORMAT, Bundle, parse_bundle, read_bundle
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats import merkle
 from hashtrail.formats.keys import DeviceKey
-from hashtrail.ledger.ledger_db import Ledger, parse_leaf
+from hashtrail.formats.leaf import parse_leaf
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
@@ -103,7 +104,7 @@ def test_fork_evidence_verifies_standalone(tmp_path: Path) -> None:
         assert r.forks == 1 and r.accepted == 0
         dev = led.device(d.id_hex)
         assert dev is not None and dev.forked
-        doc = led.db.execute("SELECT doc FROM evidence").fetchone()[0]
+        doc = next(iter(led.storage.scan_evidence()))[3]
         verdict = check_evidence(doc)
         assert (verdict.device_id, verdict.seq) == (d.id_hex, 6)
         assert reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())])).forks == 0
@@ -128,7 +129,7 @@ def test_bundle_round_trip_and_strictness(tmp_path: Path) -> None:
     assert len(b.entries) == 4 and b.checkpoints[0].cose.startswith(b"\xd2\x84")
     data = p.read_bytes()
     for bad in [data.replace(b'"seq":1', b'"seq": 1'), data.replace(b'"seq":1', b'"seq":-1'),
-                data.replace(b"hashtrail-bundle/1", b"hashtrail-bundle/2"), b"",
+                data.replace(FORMAT.encode(), b"hashtrail-bundle/999"), b"",
                 data + b'{"type":"mystery"}\n', data[:-1], data.replace(b'"sig":"', b'"sig":"!')]:
         with pytest.raises(FormatError):
             parse_bundle(io.BytesIO(bad))
@@ -216,8 +217,8 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
     from hashtrail.cli import main
-    from hashtrail.cli.ledger import check_proof
     from hashtrail.formats import note
+    from hashtrail.ledger.proof_file import check_proof
 
     d = _dev(3)
     with _ledger(tmp_path) as led:
@@ -305,7 +306,7 @@ def test_enrollment_counts_only_from_a_trusted_collector(tmp_path: Path) -> None
             assert f.reason.startswith("enrollment refused:") and why in f.reason
             assert "13 entries and 1 checkpoints never enter" in f.reason
             assert led.device(d.id_hex) is None and led.size == 0
-            assert led.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
+            assert not list(led.storage.scan_pending())
         trust(led)
         r = reconcile(led, bundle([d], {d.id_hex: (0, 6)}, [(d, d.checkpoint(seq=5))]))
         assert (r.signed_by, r.enrolled, r.accepted, r.findings) == \

@@ -1,6 +1,6 @@
 """Reconcile chains made by the REAL firmware, not by tools/devchain.py.
 
-The device's log (firmware/lib/devlog.py, via tests/firmware/devhelp.make_image) runs
+The device's log (firmware/lib/hashtrail/devlog.py, via tests/firmware/devhelp.make_image) runs
 under the MicroPython unix port on a littlefs image; the host reads the image with
 littlefs-python, parses the flash records (records.py), files them in a collector store
 exactly as received, exports a bundle and reconciles it through the real CLI into a
@@ -23,6 +23,8 @@ from hashtrail.chain.devicecheck import DeviceKey
 from hashtrail.cli import main
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats.entry import KEY_BODY, KEY_PREV, SENML_V
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
 from hashtrail.formats.records import MAGIC_CHECKPOINT, Record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
@@ -51,8 +53,9 @@ def _firmware_chain(tmp: Path, sign: bool) -> DeviceChain:
     files = read_image(image, BLOCK)
     recs, problems = log_records(files)
     assert problems == []
-    ch = DeviceChain(files["/ht/key"][36:101], recs, last)
-    ch.secret = int.from_bytes(files["/ht/key"][4:36], "big")   # HTK1 || d || pub || crc
+    key = parse_key_file(files[KEY_PATH])
+    ch = DeviceChain(key.pub, recs, last)
+    ch.secret = key.secret
     return ch
 
 
@@ -195,9 +198,9 @@ def _rewrite(ch: DeviceChain, seq: int, *, edit: bool) -> DeviceChain:
         if r.seq >= seq and edit:
             m = cbor2.loads(body)
             if r.seq == seq:
-                m[8][0][2] = 30.5                   # the temperature reading
+                m[KEY_BODY][0][SENML_V] = 30.5      # the temperature reading
             else:
-                m[5] = prev
+                m[KEY_PREV] = prev
             body = cbor2.dumps(m, canonical=True)
         prev = hashlib.sha256(body).digest()
         recs.append(Record(r.magic, r.seq, body, None if r.seq >= seq else r.sig,

@@ -112,7 +112,9 @@ def test_old_store_derives_policy_from_its_entry_0(tmp_path: Path) -> None:
         st.accept(dev, 5, recs[5].entry_hash)
         st.quarantine(DEV, _chain(1))                     # enrolled, nothing accepted
     db = sqlite3.connect(tmp_path / "c.db")
-    db.execute("DROP TABLE policies")                     # as an older hashtrail left it
+    db.execute("DROP TABLE policies")                     # as an older hashtrail left it:
+    db.execute("UPDATE meta SET value='1' WHERE key='schema'")   # schema 1, no id
+    db.execute("PRAGMA application_id=0")
     db.commit()
     db.close()
     with Store.open(tmp_path / "c.db", create=False) as st:

@@ -105,7 +105,7 @@ def test_leaves_after_the_last_trusted_checkpoint_are_named(
     # the same device's chain grows; a newer checkpoint (signed with l.db's key file)
     with Ledger.open_signing(first, tmp_path / "l.db.key") as lg:
         reconcile(lg, bundle([d], cps=[(d, d.checkpoint())]))
-        sizes = sorted(int(r[0]) for r in lg.db.execute("SELECT size FROM checkpoints"))
+        sizes = sorted(int(r[0]) for r in lg.storage.scan_checkpoints())
         total = lg.size
     assert len(sizes) >= 2 and sizes[-1] == total
     with sqlite3.connect(first) as db:  # the operator has not signed the newest size yet

@@ -64,11 +64,11 @@ def test_every_wycheproof_case_through_every_host_verification_path() -> None:
 def test_entry_signatures_are_64_bytes_by_construction() -> None:
     # The per-entry path above is only given 64-byte signatures because the record
     # layer cannot carry anything else: a record's signature is exactly 64 bytes.
-    from hashtrail.formats.records import SIG_LEN, format_record, parse_records
+    from hashtrail.formats.records import MAGIC_ENTRY, SIG_LEN, format_record, parse_records
 
     with pytest.raises(FormatError):
-        format_record(0xA7, 0, b"\xa0", b"\x00" * 65)
-    recs, probs = parse_records(format_record(0xA7, 0, b"\xa0", b"\x01" * 64))
+        format_record(MAGIC_ENTRY, 0, b"\xa0", b"\x00" * 65)
+    recs, probs = parse_records(format_record(MAGIC_ENTRY, 0, b"\xa0", b"\x01" * 64))
     assert not probs and recs[0].sig is not None and len(recs[0].sig) == SIG_LEN
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from hashtrail.errors import VerificationError
+from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY
 from hashtrail.sim import VirtualDevice
 from littlefs import LittleFS
 from threatkit import (
@@ -89,7 +90,7 @@ def _target(g: Golden) -> int:
         for i in range(1, len(spans) - 2):
             magic, s, _, _ = spans[i]
             nmagic, ns, _, _ = spans[i + 1]
-            if (magic == nmagic == 0xA7 and ns == s + 1
+            if (magic == nmagic == MAGIC_ENTRY and ns == s + 1
                     and g.anchor + 2 <= s <= g.last - 4):
                 return s
     raise AssertionError(f"no mid-segment entry after {g.anchor} on the golden image")
@@ -136,7 +137,7 @@ def test_missing_segment_file_is_a_gap(golden: Golden, tmp_path: Path,
         # the first segment that starts after the anchor and is not the last one
         name = next(n for n in names[:-1] if int(n[:10]) > golden.anchor)
         gone.append(int(name[:10]))
-        fs.remove(f"/ht/log/{name}")
+        fs.remove(f"{LOG_DIR}/{name}")
 
     dev = _damaged(golden, tmp_path, devices, edit=edit)
     first = gone[0]
@@ -203,7 +204,7 @@ def _truncate_after(seq: int):  # type: ignore[no-untyped-def]
     def edit(fs: LittleFS) -> None:
         for name in segments(fs):
             if int(name[:10]) > seq:
-                fs.remove(f"/ht/log/{name}")
+                fs.remove(f"{LOG_DIR}/{name}")
     return edit
 
 

@@ -18,6 +18,8 @@ from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store
 from hashtrail.device.link import DeviceInfo, Link, SerialStream
 from hashtrail.errors import VerificationError
+from hashtrail.formats.keys import KEY_PATH
+from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, record_fields
 from hashtrail.sim import VirtualDevice
 from threatkit import SLOW, Golden, accepted_seqs, anchor_seq, fix_crc, image_records, start
 
@@ -88,7 +90,8 @@ def test_entry_edited_in_transit_with_crcs_fixed(golden: Golden, tmp_path: Path,
     s = golden.anchor + 5
 
     def edit(rec: bytes) -> bytes:
-        if rec[0] != 0xA7 or int.from_bytes(rec[2:6], "little") != s:
+        magic, seq, _, _ = record_fields(rec)
+        if magic != MAGIC_ENTRY or seq != s:
             return rec
         data = bytearray(rec)
         data[-5] ^= 0x01
@@ -121,9 +124,9 @@ def test_wiped_device_with_a_new_key_is_an_unknown_device(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Log and key deleted: the device makes a new key and is a stranger to the host."""
     def wipe(fs: Any) -> None:
-        fs.remove("/ht/key")
-        for name in fs.listdir("/ht/log"):
-            fs.remove(f"/ht/log/{name}")
+        fs.remove(KEY_PATH)
+        for name in fs.listdir(LOG_DIR):
+            fs.remove(f"{LOG_DIR}/{name}")
         fs.remove("/ht/state")
 
     dev = golden.prepare(tmp_path, edit=wipe, cfg=SLOW)

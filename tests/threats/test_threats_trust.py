@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,8 +64,11 @@ from hashtrail.formats.entry import (
     parse_entry,
     signing_policy,
 )
+from hashtrail.formats.keys import KEY_PATH, parse_key_file
+from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.note import Signer
-from hashtrail.ledger.ledger_db import Ledger, leaf_bytes
+from hashtrail.formats.records import LOG_DIR, MAGIC_CHECKPOINT
+from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.tamper import Edit, change_first_value, first_value, rewrite_chain
 from littlefs import LittleFS
@@ -85,8 +89,6 @@ from threatkit import (
     wait_for_seq,
     write_seg,
 )
-
-MAGIC_CHECKPOINT = 0xC7
 
 
 def _ok(r: Any) -> str:
@@ -423,7 +425,7 @@ def test_flash_tail_dropped_below_the_last_seen_checkpoint_is_refused(
             keep = [(off, size) for magic, seq, off, size in record_spans(data)
                     if seq <= cut and not (magic == MAGIC_CHECKPOINT and seq > cut)]
             if not keep:
-                fs.remove(f"/ht/log/{name}")
+                fs.remove(f"{LOG_DIR}/{name}")
             elif len(keep) < len(record_spans(data)):
                 write_seg(fs, name, data[:keep[-1][0] + keep[-1][1]])
 
@@ -473,26 +475,27 @@ def honest_ledger(golden: Golden, tmp: Path) -> Honest:
 
 def add_row_in_another_spelling(ledger: Path, table: str, device_id: str,
                                 entry: tuple[int, bytes, bytes | None] | None = None) -> str:
-    """Attack 2, with sqlite3 on the ledger file: a `devices` row copied from the
-    enrolled device's, or a new `entries` row (seq, entry bytes, signature) with its
-    leaf appended through the library (tree nodes and size recomputed), each under the
-    upper-case spelling of the device id. The SQL schema is known here and only here.
-    Returns the spelling."""
+    """Attack 2, on the ledger file: a `devices` row copied from the enrolled device's
+    (with sqlite3: the SQL schema is known here and only here), or a new `entries` row
+    (seq, entry bytes, signature) written through the ledger's storage with its leaf
+    appended through the library (tree nodes and size recomputed), each under the
+    upper-case spelling of the device id. Returns the spelling."""
     upper = device_id.upper()
-    with Ledger.open(ledger) as led, led.tx() as db:
-        if table == "devices":
+    if table == "devices":
+        with sqlite3.connect(ledger) as db:
             cur = db.execute("SELECT * FROM devices WHERE device_id=?", (device_id,))
             cols = [c[0] for c in cur.description]
             row = dict(zip(cols, cur.fetchone(), strict=True))
             row["device_id"] = upper
             db.execute(f"INSERT INTO devices ({','.join(cols)}) VALUES "
                        f"({','.join('?' * len(cols))})", list(row.values()))
-        else:
-            assert entry is not None
-            seq, body, sig = entry
-            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
-            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
-                       " VALUES (?,?,?,?,?,?)", (upper, seq, index, _sha(body), body, sig))
+        db.close()
+        return upper
+    assert entry is not None
+    seq, body, sig = entry
+    with Ledger.open(ledger) as led, led.transaction():
+        index = led.append_leaves([leaf_bytes(device_id, seq, body)])
+        led.storage.add_entries([(upper, seq, index, _sha(body), body, sig)])
     return upper
 
 
@@ -528,8 +531,10 @@ def forge_reading(ledger: Path, device_id: str, value: float,
     put beside the entry as its device signature (none; or a device signature
     replayed from elsewhere). Returns (seq, entry bytes, the signed checkpoint note)."""
     with Ledger.open(ledger) as led:
-        seq, tip = led.db.execute("SELECT seq, body FROM entries WHERE device_id=? "
-                                  "ORDER BY seq DESC LIMIT 1", (device_id,)).fetchone()
+        dev = led.device(device_id)
+        assert dev is not None
+        seq = dev.tip_seq
+        tip = led.storage.entry_bodies(device_id, seq, seq)[0]
         t = parse_entry(bytes(tip))
         seq += 1
         body = cbor2.dumps({0: 1, 1: seq, 2: None if t.t is None else t.t + 60,
@@ -537,12 +542,10 @@ def forge_reading(ledger: Path, device_id: str, value: float,
                             7: KIND_READING, 8: [{0: "temp", 1: "Cel", 2: value}]},
                            canonical=True)
         assert parse_entry(body).body[0][2] == value  # a well-formed, canonical entry
-        with led.tx() as db:
-            index = led.append_leaves(db, [leaf_bytes(device_id, seq, body)])
-            db.execute("INSERT INTO entries (device_id, seq, leaf_index, entry_hash, body, sig)"
-                       " VALUES (?,?,?,?,?,?)", (device_id, seq, index, _sha(body), body, sig))
-            db.execute("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?",
-                       (seq, _sha(body), device_id))
+        with led.transaction():
+            index = led.append_leaves([leaf_bytes(device_id, seq, body)])
+            led.storage.add_entries([(device_id, seq, index, _sha(body), body, sig)])
+            led.storage.set_tip(device_id, seq, _sha(body), dev.tip_t)
     return seq, body, sign_checkpoint(ledger)
 
 
@@ -586,8 +589,9 @@ def handmade_proof(ledger: Path, device_id: str, seq: int, checkpoint: str,
     index, size, root, path, checkpoint), built with the Merkle library: what a forger
     hands out when the prove command refuses."""
     with Ledger.open(ledger) as led:
-        (index,) = led.db.execute("SELECT leaf_index FROM entries WHERE device_id=? AND "
-                                  "seq=?", (device_id, seq)).fetchone()
+        row = led.storage.entry(device_id, seq)
+        assert row is not None
+        index = row.leaf_index
         size = led.size
         return {"format": "hashtrail-proof/1", "type": "inclusion",
                 "leaf": led.leaf(index).hex(), "leaf_index": index, "tree_size": size,
@@ -658,9 +662,8 @@ def test_operator_made_up_reading_has_no_proof_that_verifies(
 def flash_key(image: Path) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """The device key as the key file holds it (docs/FORMATS.md `/ht/key`: "HTK1" ||
     d || pub || crc32), read off a powered-off image with littlefs-python."""
-    raw = imagefs.read_image(image.read_bytes(), BOARD.block_size)["/ht/key"]
-    assert raw[:4] == b"HTK1" and len(raw) == 105
-    return ec.derive_private_key(int.from_bytes(raw[4:36], "big"), ec.SECP256R1()), raw[36:101]
+    key = parse_key_file(imagefs.read_image(image.read_bytes(), BOARD.block_size)[KEY_PATH])
+    return ec.derive_private_key(key.secret, ec.SECP256R1()), key.pub
 
 
 def entry_signer(key: ec.EllipticCurvePrivateKey) -> Callable[[bytes], bytes]:
@@ -724,9 +727,9 @@ def test_usb_repl_reads_the_device_key_and_signs_anything(
     dev = golden.boot(tmp_path, cfg=SLOW)
     devices.append(dev)
     digest = hashlib.sha256(b"a reading this device never took").digest()
-    code = ("import binascii, identity\n"
+    code = ("import binascii\nfrom hashtrail import keyfile\n"
             "print(binascii.hexlify(open('/ht/key', 'rb').read()).decode())\n"
-            "i = identity.load_or_create('/ht')\n"
+            "i = keyfile.load_or_create('/ht')\n"
             f"print(binascii.hexlify(i.sign({digest!r})).decode())\n")
     r = subprocess.run([sys.executable, "-m", "mpremote", "connect", dev.port, "exec", code],
                        capture_output=True, text=True, timeout=60)
@@ -734,7 +737,7 @@ def test_usb_repl_reads_the_device_key_and_signs_anything(
     key_hex, sig_hex = r.stdout.split()
     dev.power_cut()
     assert bytes.fromhex(key_hex) == imagefs.read_image(
-        dev.image_path.read_bytes(), BOARD.block_size)["/ht/key"]
+        dev.image_path.read_bytes(), BOARD.block_size)[KEY_PATH]
     sig = bytes.fromhex(sig_hex)
     der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), golden.pub).verify(

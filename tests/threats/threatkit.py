@@ -15,11 +15,9 @@ import dataclasses
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,15 @@ from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
 from hashtrail.device.link import open_serial
-from hashtrail.formats.records import LOG_DIR, Record, RecordProblem, parse_segments
+from hashtrail.formats.records import (
+    LOG_DIR,
+    MAGIC_ENTRY,
+    Record,
+    RecordProblem,
+    parse_segments,
+    seal,
+    spans,
+)
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
 from hashtrail.sim.tamper import read_seg, segments, write_seg  # noqa: F401 (re-exported)
@@ -63,18 +69,11 @@ def log_files(path: Path) -> dict[str, bytes]:
 
 def record_spans(data: bytes) -> list[tuple[int, int, int, int]]:
     """(magic, seq, offset, size) of every record in a segment (no CRC check)."""
-    out = []
-    pos = 0
-    while pos + 8 <= len(data):
-        n = struct.unpack_from("<H", data, pos + 6)[0]
-        size = 8 + n + (64 if data[pos + 1] & 1 else 0) + 4
-        out.append((data[pos], struct.unpack_from("<I", data, pos + 2)[0], pos, size))
-        pos += size
-    return out
+    return [(r.magic, r.seq, r.offset, r.size) for r in spans(data)]
 
 
 def fix_crc(data: bytearray, off: int, size: int) -> None:
-    struct.pack_into("<I", data, off + size - 4, zlib.crc32(data[off:off + size - 4]))
+    seal(data, off, size)
 
 
 def find_entry(fs: LittleFS, seq: int) -> tuple[str, bytearray, int, int]:
@@ -82,7 +81,7 @@ def find_entry(fs: LittleFS, seq: int) -> tuple[str, bytearray, int, int]:
     for name in segments(fs):
         data = bytearray(read_seg(fs, name))
         for magic, s, off, size in record_spans(bytes(data)):
-            if magic == 0xA7 and s == seq:
+            if magic == MAGIC_ENTRY and s == seq:
                 return name, data, off, size
     raise AssertionError(f"entry {seq} is not on the image")
 

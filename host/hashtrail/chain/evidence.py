@@ -22,8 +22,8 @@ import json
 from typing import Any, NamedTuple
 
 from hashtrail.chain.devicecheck import DeviceKey, parse_entry
-from hashtrail.errors import ConfigError, FormatError, HashtrailError, VerificationError
-from hashtrail.formats import merkle, note
+from hashtrail.errors import FormatError, HashtrailError, VerificationError
+from hashtrail.formats import keys
 from hashtrail.formats.keys import parse_device_id
 
 FORMAT = "hashtrail-fork-evidence/1"
@@ -63,7 +63,7 @@ def make_evidence(pub: bytes, seq: int, a: Branch, b: Branch) -> str:
     def br(x: Branch) -> dict[str, Any]:
         st = {"kind": x.kind, ("cose" if x.kind == "checkpoint" else "sig"): _b64(x.statement)}
         return {"entries": [_b64(e) for e in x.entries], "statement": st}
-    doc = {"format": FORMAT, "device": hashlib.sha256(pub).digest()[:16].hex(),
+    doc = {"format": FORMAT, "device": keys.device_id(pub),
            "pub": _b64(pub), "seq": seq, "branches": [br(a), br(b)]}
     text = json.dumps(doc, sort_keys=True, indent=1)
     check_evidence(text)      # never write evidence that does not prove itself
@@ -129,119 +129,6 @@ def check_evidence(text: str) -> Verdict:
     return Verdict(key.device_id.hex(), seq, (h1, h2))
 
 
-# -- split view: two checkpoints signed by one ledger key that no single log explains --
-
+# The split-view document (hashtrail.ledger.witness makes and checks it); its tag is
+# here so `evidence_format` tells the two kinds apart.
 SPLIT_VIEW_FORMAT = "hashtrail-split-view/1"
-_SPLIT_KEYS = frozenset({"format", "reason", "seen", "offered", "path"})
-
-
-class StaleCheckpoint(HashtrailError):
-    """A checkpoint older than the latest one the witness cosigned, and consistent with
-    it: nothing wrong with the log, nothing new to cosign."""
-
-    exit_code = 2
-    hint = "offer the witness the ledger's latest checkpoint (`hashtrail ledger checkpoint`)"
-
-
-class SplitView(VerificationError):
-    """Two checkpoints under one ledger key that cannot both be views of one log."""
-
-    def __init__(self, message: str, evidence: str) -> None:
-        super().__init__(message)
-        self.evidence = evidence
-
-
-class SplitVerdict(NamedTuple):
-    origin: str
-    sizes: tuple[int, int]
-    roots: tuple[bytes, bytes]
-
-
-def _inconsistency(lo: note.Checkpoint, hi: note.Checkpoint, path: list[bytes]) -> str:
-    """Why `lo` and `hi` (lo.size <= hi.size) cannot both hold; '' if `path` shows them
-    consistent. Raises if `path` does not lead to hi's root (it proves nothing then)."""
-    if lo.size == hi.size:
-        if path:
-            raise FormatError("two checkpoints of one size need no path")
-        return "" if lo.root == hi.root else f"two different roots for tree size {lo.size}"
-    if lo.size == 0:
-        return ""           # the empty tree is a prefix of every tree
-    old, new = merkle.consistency_roots(lo.size, hi.size, path)
-    if new != hi.root:
-        raise VerificationError(f"the consistency path does not lead to the root signed "
-                                f"for size {hi.size}")
-    return "" if old == lo.root else (
-        f"the tree signed at size {hi.size} does not extend the one signed at size "
-        f"{lo.size}: its first {lo.size} leaves have another root")
-
-
-def witness_decide(get: merkle.GetNode, size: int, seen: bytes | None, offered: bytes,
-                   trusted: note.Verifier) -> note.Checkpoint:
-    """May a witness that last cosigned `seen` cosign `offered`? Both must be signed by
-    the ledger key the witness trusts; `get`/`size` are the ledger's tree, used only to
-    build the consistency path (every claim is checked against the signed roots).
-
-    Returns the offered checkpoint when it is the seen one or extends it. Raises
-    StaleCheckpoint for an older, consistent checkpoint; SplitView (with its evidence
-    document) when the two are proven inconsistent; ConfigError when the tree given
-    does not hold the larger checkpoint (then nothing can be decided)."""
-    cp, _ = note.open_checkpoint(offered, [trusted])
-    if seen is None:
-        return cp
-    old, _ = note.open_checkpoint(seen, [trusted])
-    lo, hi = (cp, old) if cp.size < old.size else (old, cp)
-    path: list[bytes] = []
-    if 0 < lo.size < hi.size:
-        if hi.size > size:
-            raise ConfigError(f"the ledger file holds {size} leaves, fewer than the "
-                              f"checkpoint at size {hi.size}: cannot check consistency",
-                              hint="give the witness the ledger this checkpoint is from")
-        path = merkle.full_consistency_path(get, lo.size, hi.size)
-        if merkle.consistency_roots(lo.size, hi.size, path)[1] != hi.root:
-            raise ConfigError(f"the ledger file is not the tree signed at size {hi.size}: "
-                              "cannot check consistency",
-                              hint="give the witness the ledger this checkpoint is from")
-    why = _inconsistency(lo, hi, path)
-    if why:
-        doc = {"format": SPLIT_VIEW_FORMAT, "reason": why, "seen": seen.decode(),
-               "offered": offered.decode(), "path": [h.hex() for h in path]}
-        text = json.dumps(doc, indent=1)
-        check_split_view(text, trusted)      # never write evidence that does not prove
-        raise SplitView(f"split view: {why}", text)
-    if cp.size < old.size:
-        raise StaleCheckpoint(f"stale checkpoint: size {cp.size} is older than the "
-                              f"checkpoint at size {old.size} this witness last cosigned "
-                              "(and consistent with it): not cosigned again")
-    return cp
-
-
-def check_split_view(text: str, trusted: note.Verifier) -> SplitVerdict:
-    """Check split-view evidence alone: both checkpoints signed by `trusted`, and proven
-    inconsistent (same size, other roots; or a path to the larger root that gives the
-    smaller size another root). Raises unless it proves a split view."""
-    try:
-        doc = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("format") != SPLIT_VIEW_FORMAT:
-            raise FormatError(f"not a {SPLIT_VIEW_FORMAT} document")
-        extra = set(doc) - _SPLIT_KEYS
-        if extra:
-            raise FormatError(f"unknown field {sorted(extra)[0]!r} in split-view evidence")
-        notes = [doc["seen"].encode("utf-8"), doc["offered"].encode("utf-8")]
-        path = [bytes.fromhex(h) for h in doc.get("path", [])]
-        if any(len(h) != 32 or h.hex() != x for h, x in zip(path, doc.get("path", []),
-                                                           strict=True)):
-            raise FormatError("path hashes are 64 lower-case hex characters")
-    except HashtrailError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise FormatError(f"malformed split-view evidence: {e}") from None
-    a, _ = note.open_checkpoint(notes[0], [trusted])
-    b, _ = note.open_checkpoint(notes[1], [trusted])
-    if a.origin != b.origin:
-        raise VerificationError("the two checkpoints name different origins")
-    lo, hi = (a, b) if a.size <= b.size else (b, a)
-    why = _inconsistency(lo, hi, path)
-    if not why:
-        raise VerificationError("the two checkpoints are consistent: this is not a split "
-                                "view")
-    return SplitVerdict(a.origin, (lo.size, hi.size), (lo.root, hi.root))

@@ -1,7 +1,10 @@
 """The `hashtrail` command line: a thin layer over one plain function per operation.
 
-Each command lives in its own module under `hashtrail.commands` and exposes
-`register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Each command lives in its own module under `hashtrail.cli` and exposes
+`register(subparsers)`, which adds its parser and sets `func(args) -> int`. A command
+module parses arguments, calls a library function and prints what it returned: no
+SQL, proof, witness or verification logic (tests/host/test_cli_thin.py), so whatever a
+command does is callable from Python with the same result.
 Expected failures are `HashtrailError`s: caught here once, printed with their hint,
 and turned into a non-zero exit without a traceback.
 """
@@ -17,7 +20,7 @@ from typing import NoReturn
 from hashtrail import __version__
 from hashtrail.errors import HashtrailError, printable
 
-# Modules under hashtrail.commands, in the order they appear in --help.
+# Modules under hashtrail.cli, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
     "sim",
     "image",

@@ -1,4 +1,5 @@
-"""`hashtrail collect`: pull, verify and store everything new from one device."""
+"""`hashtrail collect`: pull, verify and store everything new from one device
+(hashtrail.collector.port.collect_port does the work; this module parses and prints)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import time
 from typing import Any
 
 from hashtrail.cli.args import at_least, seconds
-from hashtrail.collector.collect import DEADLINE_S, MAX_RECORDS, collect
-from hashtrail.collector.store import Store
-from hashtrail.device.link import open_serial
+from hashtrail.collector.collect import DEADLINE_S, MAX_RECORDS
+from hashtrail.collector.port import collect_port
 
 
 def register(sub: Any) -> None:
@@ -67,14 +67,13 @@ def _notice(line: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     bar = _Bar() if sys.stderr.isatty() or not args.json else None
-    with Store.open(args.store, create=False) as st, open_serial(args.port, args.baud) as link:
-        try:
-            res = collect(link, st, ack=not args.no_ack, set_time=not args.no_set_time,
-                          progress=bar, notice=_notice, deadline=args.deadline,
-                          max_records=args.max_records)
-        finally:
-            if bar is not None:
-                bar.done()
+    try:
+        res = collect_port(args.store, args.port, args.baud, ack=not args.no_ack,
+                           set_time=not args.no_set_time, progress=bar, notice=_notice,
+                           deadline=args.deadline, max_records=args.max_records)
+    finally:
+        if bar is not None:
+            bar.done()
     if args.json:
         print(json.dumps(res.to_json()))
     else:

@@ -7,10 +7,8 @@ import argparse
 import json
 from typing import Any
 
-from hashtrail import userfile
 from hashtrail.cli.args import at_least, device_arg
-from hashtrail.collector.fleetcheck import check_ports
-from hashtrail.collector.store import Store
+from hashtrail.collector.port import check_devices
 from hashtrail.ledger.ledger_db import Ledger
 
 
@@ -70,15 +68,7 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    # a file or folder given as a port: refused before any; a missing port (a board
-    # unplugged) is that port's failed row, the others still checked
-    for port in args.port:
-        userfile.check_port(port, missing_ok=True)
-    if args.store:
-        with Store.open(args.store, create=False) as st:
-            rows = check_ports(args.port, st, baud=args.baud)
-    else:
-        rows = check_ports(args.port, None, baud=args.baud)
+    rows = check_devices(args.port, args.store, baud=args.baud)
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=1))
     else:

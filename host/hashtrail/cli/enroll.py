@@ -1,4 +1,5 @@
-"""`hashtrail enroll`: record a device's identity in the collector store.
+"""`hashtrail enroll`: record a device's identity in the collector store
+(hashtrail.collector.port.enroll_port does the work; this module parses and prints).
 
 Why over the protocol: the device id, public key, firmware and board come from the
 device itself (HELLO), and the id must be derived from the key before anything is
@@ -14,9 +15,8 @@ import sys
 from typing import Any
 
 from hashtrail.cli.args import at_least
-from hashtrail.collector.store import Store, device_id_of
-from hashtrail.device.link import open_serial
-from hashtrail.errors import VerificationError, printable
+from hashtrail.collector.port import enroll_port
+from hashtrail.errors import printable
 
 
 def register(sub: Any) -> None:
@@ -33,26 +33,17 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # enroll is the command that makes a store (collect and export need one): a path
-    # that is not a store, or not a place for a new one, is refused before the device
-    Store.check(args.store)
-    with open_serial(args.port, args.baud) as link:
-        link.set_deadline(60.0)   # a HELLO and its retries; the device does not decide
-        info = link.hello_waking(lambda line: print(line, file=sys.stderr))
-    if device_id_of(info.pub) != info.device_id:
-        raise VerificationError(f"device claims id {info.device_id}, its key gives "
-                                f"{device_id_of(info.pub)}")
-    with Store.open(args.store) as st:
-        e = st.enroll(info.device_id, info.pub, label=args.label, board=info.board,
-                      fw=info.fw)
-    if info.altered is not None:
+    en = enroll_port(args.store, args.port, args.label, args.baud,
+                     console=lambda line: print(line, file=sys.stderr))
+    e, altered = en.enrollment, en.altered
+    if altered is not None:
         # The device's own report from its boot check: on stderr, so --json stays data.
-        print(info.altered.describe(info.device_id), file=sys.stderr)
+        print(altered.describe(e.device_id), file=sys.stderr)
     if args.json:
         print(json.dumps({"device_id": e.device_id, "pub": e.pub.hex(), "label": e.label,
                           "board": e.board, "fw": e.fw, "enrolled_at": e.enrolled_at,
-                          "device_altered": None if info.altered is None
-                          else dataclasses.asdict(info.altered)}))
+                          "device_altered": None if altered is None
+                          else dataclasses.asdict(altered)}))
     else:
         print(f"enrolled {e.device_id} ({printable(e.label)}, board {printable(e.board)}, "
               f"fw {printable(e.fw)})")

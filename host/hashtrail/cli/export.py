@@ -1,6 +1,7 @@
 """`hashtrail export`: a collector store -> a bundle file signed by the collector's
 identity key (docs/BUNDLE.md). `--show-key` prints that key's verifier string: what the
-ledger operator passes to `hashtrail ledger trust` so this collector may enroll devices."""
+ledger operator passes to `hashtrail ledger trust` so this collector may enroll devices.
+hashtrail.collector.export does the work; this module parses and prints."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ import json
 import sys
 from typing import Any
 
-from hashtrail import userfile
 from hashtrail.cli.args import device_arg
-from hashtrail.collector.bundle import from_store, write_bundle
-from hashtrail.collector.store import Store
-from hashtrail.errors import ConfigError
+from hashtrail.collector.export import collector_key, export_bundle
 
 
 def register(sub: Any) -> None:
@@ -31,25 +29,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out not in (None, "-") and not args.show_key:
-        userfile.check_output(args.out, "a bundle file to write")
-    with Store.open(args.store, create=False) as st:
-        signer = st.signer
-        if args.show_key:
-            key = signer.verifier().to_string()
-            print(json.dumps({"collector_key": key}) if args.json else key)
-            return 0
-        if args.out is None:
-            raise ConfigError("export needs --out FILE (or '-' for stdout)")
-        b = from_store(st, name=args.name, devices=args.device)
-    if args.out == "-":
-        write_bundle(b, sys.stdout, signer)
-    else:
-        with open(args.out, "w", encoding="ascii") as f:
-            write_bundle(b, f, signer)
-    summary = {"devices": len(b.enrollments), "entries": len(b.entries),
-               "checkpoints": len(b.checkpoints), "out": args.out,
-               "collector_key": signer.verifier().to_string()}
+    if args.show_key:
+        key = collector_key(args.store)
+        print(json.dumps({"collector_key": key}) if args.json else key)
+        return 0
+    e = export_bundle(args.store, sys.stdout if args.out == "-" else args.out,
+                      name=args.name, devices=args.device)
+    summary = dict(e.to_json(), out=args.out)
     out = sys.stderr if args.out == "-" else sys.stdout
     print(json.dumps(summary) if args.json else
           f"exported {summary['entries']} entries, {summary['checkpoints']} checkpoints of "

@@ -11,10 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hashtrail import userfile
 from hashtrail.cli.args import at_least
-from hashtrail.device import espflash
-from hashtrail.device.boards import load_board
+from hashtrail.device.flash import FlashPlan, flash
 
 
 def register(sub: Any) -> None:
@@ -31,11 +29,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    board = load_board(args.board)
-    userfile.check_port(args.port)
-    digest = espflash.check_pinned(board, args.image, args.allow_unpinned)
-    cmd = espflash.write_args(board, args.port, args.image, args.baud)
-    print(f"flashing {args.image} (sha256 {digest}) to {board.chip} on {args.port} "
-          f"at {cmd[-2]}")
-    espflash.run(cmd)
+    def announce(plan: FlashPlan) -> None:
+        print(f"flashing {plan.image} (sha256 {plan.sha256}) to {plan.chip} on {plan.port} "
+              f"at {plan.offset}")
+
+    flash(args.board, args.port, args.image, args.baud, args.allow_unpinned, announce)
     return 0

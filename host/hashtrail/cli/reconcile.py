@@ -1,4 +1,5 @@
-"""`hashtrail reconcile BUNDLE... --ledger FILE`: merge collector bundles into the ledger."""
+"""`hashtrail reconcile BUNDLE... --ledger FILE`: merge collector bundles into the ledger
+(hashtrail.ledger.reconcile_files does the work; this module parses and prints)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import argparse
 import json
 from typing import Any
 
-from hashtrail import userfile
-from hashtrail.cli.ledger import key_file_arg, open_signing
-from hashtrail.collector.bundle import Bundle, read_bundle
-from hashtrail.errors import FormatError, InputError, printable
-from hashtrail.ledger.reconcile import reconcile
+from hashtrail.cli.args import key_file_arg, migrated_notice
+from hashtrail.errors import printable
+from hashtrail.ledger.reconcile_files import reconcile_files
 
 
 def register(sub: Any) -> None:
@@ -24,34 +23,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-_WHAT = "a bundle (JSON lines, from `hashtrail export`)"
-
-
-def _read(path: str) -> Bundle:
-    userfile.check_input(path, _WHAT, max_bytes=None)
-    try:
-        return read_bundle(path)
-    except FormatError as e:
-        raise InputError(f"{path}: {e}; expected {_WHAT}") from None
-
-
 def run(args: argparse.Namespace) -> int:
-    out: list[dict[str, Any]] = []
-    bad = 0
-    # every bundle read before the ledger is touched: a bad one merges nothing
-    bundles = [_read(path) for path in args.bundles]
-    with open_signing(args) as led:
-        for path, bundle in zip(args.bundles, bundles, strict=True):
-            r = reconcile(led, bundle)
-            bad += len(r.findings)
-            out.append({"bundle": path, "signed_by": r.signed_by, "enrolled": r.enrolled,
-                        "accepted": r.accepted,
-                        "duplicates": r.duplicates, "pending": r.pending,
-                        "checkpoints": r.checkpoints, "forks": r.forks,
-                        "findings": [f._asdict() for f in r.findings]})
-        size = led.size
+    run_ = reconcile_files(args.ledger, args.bundles, args.key_file,
+                           migrated=migrated_notice(args.ledger))
+    out = [b.to_json() for b in run_.bundles]
     if args.json:
-        print(json.dumps({"bundles": out, "size": size}, indent=1))
+        print(json.dumps({"bundles": out, "size": run_.size}, indent=1))
     else:
         for o in out:
             who = f"trusted collector {o['signed_by']}" if o["signed_by"] else \
@@ -61,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
                   f"forks {o['forks']}")
             for f in o["findings"]:
                 print(f"  {f['device_id']} seq {f['seq']}: {printable(f['reason'])}")
-        print(f"ledger size {size}")
-    return 1 if bad else 0
+        print(f"ledger size {run_.size}")
+    return 1 if run_.findings else 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from hashtrail.errors import ConfigError
 from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.proof_file import CheckedProof
 from hashtrail.ledger.serve import parse_listen, serve
 
 
@@ -32,16 +32,16 @@ def url_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def fetch_proof(args: argparse.Namespace,
-                trusted_key: Callable[[argparse.Namespace], note.Verifier]) -> dict[str, Any]:
+def verify_url(args: argparse.Namespace, trusted: note.Verifier,
+               witnesses: list[note.Verifier]) -> CheckedProof:
     """`ledger verify-proof --url URL --device ID --seq N`: the proof, assembled from the
-    log (checked by the caller like a proof file)."""
+    log and checked like a proof file."""
     if args.url is None or args.file is not None or args.device is None or args.seq is None:
         raise ConfigError("give a proof file, or --url with --device and --seq (not both)",
                           hint="e.g. hashtrail ledger verify-proof --url "
                                "http://127.0.0.1:8080/ --device ID --seq N --verifier-key VKEY")
-    return tiles_client.fetch_inclusion_proof(args.url, args.device, args.seq,
-                                              trusted_key(args))
+    return tiles_client.verify_proof_url(args.url, args.device, args.seq, trusted, witnesses,
+                                         args.min_witnesses)
 
 
 def register(sub: Any) -> None:

@@ -16,12 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hashtrail import userfile
 from hashtrail.cli.args import at_least
-from hashtrail.errors import HashtrailError
-from hashtrail.sim import Fleet, VirtualDevice, provision
-
-_ID_TIMEOUT_S = 30.0       # first boot makes the device's key: allow for it
+from hashtrail.sim import launch
 
 
 def register(sub: Any) -> None:
@@ -41,22 +37,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def device_id(dev: VirtualDevice) -> str | None:
-    """The id the device reports for its own key (HELLO, once it has booted), so the
-    user can pass it to `--device` as printed; None if it did not answer in time."""
-    try:
-        return provision.wait_ready(dev, _ID_TIMEOUT_S, poll_s=0.1).device_id
-    except (HashtrailError, OSError):
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.devices < 1:
-        from hashtrail.errors import ConfigError
-
-        raise ConfigError("--devices must be at least 1")
-    userfile.check_dir(args.dir, "a folder for the devices' flash images")
-    fleet = Fleet(args.dir, args.devices, board=args.board, log=args.log)
+    fleet = launch.make_fleet(args.dir, args.devices, board=args.board, log=args.log)
     done = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -64,19 +46,13 @@ def run(args: argparse.Namespace) -> int:
 
     old_term = signal.signal(signal.SIGTERM, _stop)
     try:
-        if args.fresh:
-            args.dir.mkdir(parents=True, exist_ok=True)
-            for d in fleet.devices:
-                d.write_image()
-        fleet.start()
-        rows = [{"name": d.name, "port": d.port, "device_id": device_id(d),
-                 "image": str(d.image_path)} for d in fleet.devices]
+        rows = launch.start(fleet, fresh=args.fresh)
         if args.json:
-            print(json.dumps(rows), flush=True)
+            print(json.dumps([r._asdict() for r in rows]), flush=True)
         else:
             for r in rows:
-                print(f"{r['name']}\t{r['port']}\t{r['device_id'] or 'id unknown'}\t"
-                      f"{r['image']}", flush=True)
+                print(f"{r.name}\t{r.port}\t{r.device_id or 'id unknown'}\t{r.image}",
+                      flush=True)
         try:
             while not done.wait(0.5):
                 pass

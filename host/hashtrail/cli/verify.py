@@ -1,7 +1,8 @@
 """`hashtrail verify --ledger FILE`: re-verify a whole ledger from raw bytes.
 
-Every table is re-derived from device-signed data (hashtrail.ledger_verify; each
-problem names its table, row and what is wrong).
+Every table is re-derived from device-signed data (hashtrail.ledger.ledger_verify; each
+problem names its table, row and what is wrong); hashtrail.ledger.audit does the work,
+this module parses and prints.
 
 Without a key, the ledger's checkpoints are checked against the key the ledger file
 itself carries: that proves the file is self-consistent, not whose it is. Anyone can
@@ -17,15 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from hashtrail.cli.args import device_arg
-from hashtrail.cli.ledger import trusted_key
-from hashtrail.errors import HashtrailError, printable
-from hashtrail.formats import note
-from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.ledger_verify import verify_ledger
+from hashtrail.cli.args import device_arg, given_key, trusted_key
+from hashtrail.errors import printable
+from hashtrail.ledger.audit import audit
 
 
 def register(sub: Any) -> None:
@@ -46,57 +43,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-@dataclass
-class TrustedReport:
-    """What the trusted key vouches for: how many checkpoints, up to which tree size."""
-
-    key: str
-    checkpoints: int = 0
-    size: int | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"key": self.key, "checkpoints": self.checkpoints, "size": self.size,
-                "problems": self.problems}
-
-
-def _label(data: bytes) -> str:
-    """Which checkpoint, for a message (its size is read unverified: a label only)."""
-    try:
-        return f"checkpoint at size {note.parse_checkpoint(note.parse_note(data).text).size}"
-    except HashtrailError:
-        return "a stored checkpoint (not a checkpoint note)"
-
-
-def check_trusted(led: Ledger, trusted: note.Verifier) -> TrustedReport:
-    """Every stored checkpoint must be signed by `trusted` and match the stored tree.
-
-    The tree itself is re-derived from the leaves by verify_ledger; this ties it to the
-    key the caller trusts, whatever key the file names as its own."""
-    rep = TrustedReport(trusted.to_string())
-    for data in led.checkpoints():
-        try:
-            cp, _ = note.open_checkpoint(data, [trusted])
-        except HashtrailError as e:
-            rep.problems.append(f"{_label(data)} is not signed by the trusted key "
-                                f"{trusted.name}+{trusted.key_id.hex()} ({e})")
-            continue
-        try:
-            if cp.size > led.size or led.root(cp.size) != cp.root:
-                raise HashtrailError("its root is not the ledger's")
-        except HashtrailError as e:
-            rep.problems.append(f"checkpoint at size {cp.size} signed by the trusted key "
-                                f"does not match the log: {e}")
-            continue
-        rep.checkpoints += 1
-        rep.size = cp.size if rep.size is None else max(rep.size, cp.size)
-    if rep.checkpoints == 0 and not rep.problems:
-        rep.problems.append("the ledger holds no signed checkpoint, so nothing ties it to "
-                            "the trusted key (the operator signs one with "
-                            "`hashtrail ledger checkpoint`)")
-    return rep
-
-
 _RANGES_SHOWN = 5      # unprotected ranges printed per device in text mode
 
 
@@ -105,18 +51,11 @@ def _t(t: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    want_key = args.verifier_key is not None or args.verifier_key_file is not None
-    trusted = trusted_key(args) if want_key else None  # bad key: error before any work
-    with Ledger.open(args.ledger) as led:
-        rep = verify_ledger(led, args.device)
-        trust = check_trusted(led, trusted) if trusted is not None else None
-    ok = rep.ok and (trust is None or not trust.problems)
+    trusted = trusted_key(args) if given_key(args) else None  # bad key: error before any work
+    au = audit(args.ledger, args.device, trusted)
+    rep, trust, ok = au.report, au.trusted, au.ok
     if args.json:
-        out = rep.as_json()
-        out["ok"] = ok
-        if trust is not None:
-            out["trusted"] = trust.as_json()
-        print(json.dumps(out, indent=1))
+        print(json.dumps(au.as_json(), indent=1))
         return 0 if ok else 1
     print(f"{'device':<32}  {'entries':>8}  {'first (UTC)':<16}  {'last (UTC)':<16}  "
           f"{'held':>5}  status")
@@ -149,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if trust.size is not None and trust.size < rep.size:
             print(f"  note: leaves {trust.size}..{rep.size - 1} are not yet under a "
                   "checkpoint signed by the trusted key")
-    print(verdict(ok, sum(len(d.anomalies) for d in rep.devices if not d.alarm)))
+    print(verdict(ok, au.expected_anomalies))
     return 0 if ok else 1
 
 

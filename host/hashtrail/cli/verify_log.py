@@ -1,4 +1,5 @@
-"""`hashtrail verify-log`: verify segment files of one device's log against its key.
+"""`hashtrail verify-log`: verify segment files of one device's log against its key
+(hashtrail.chain.logfiles does the work; this module parses and prints).
 
 Why: the plainest audit there is. Given the device's public key and the raw segment
 files (copied off the flash, or from a bundle), report every break with device, seq
@@ -11,10 +12,10 @@ import argparse
 import json
 from typing import Any
 
-from hashtrail.chain.chainverify import Anchor, ChainReport, verify_chain
+from hashtrail.chain.chainverify import Anchor, ChainReport
+from hashtrail.chain.logfiles import verify_log_files
 from hashtrail.errors import InputError, printable
 from hashtrail.formats.keys import load_pub
-from hashtrail.formats.records import read_segments
 
 
 def register(sub: Any) -> None:
@@ -67,8 +68,7 @@ def report_json(rep: ChainReport) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     pub = load_pub(args.pubkey)         # bad flag values: InputError, exit 2
     anchor = parse_anchor(args.anchor) if args.anchor else None
-    records, problems = read_segments(args.paths)
-    rep = verify_chain(pub, records, problems, anchor=anchor, policy=args.policy)
+    rep = verify_log_files(pub, args.paths, anchor=anchor, policy=args.policy)
     if args.json:
         print(json.dumps(report_json(rep), indent=2))
         return 0 if rep.ok else 1

@@ -25,12 +25,10 @@ from hashtrail.collector import collect_verify
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.link import BoundError, DeviceError, DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError, printable
+from hashtrail.formats.records import MAGIC_ENTRY, record_fields
 
 Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
 Notice = Callable[[str], None]  # one line for the user, e.g. the device's altered report
-
-_ENTRY = 0xA7
-_CHECKPOINT = 0xC7
 
 # Host bounds (docs/PROTOCOL.md "Host bounds"): the host, not the device, decides how
 # long and how much. Defaults are far above what an honest board needs: a full 4 MB
@@ -67,16 +65,6 @@ class CollectResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _parse_header(rec: bytes) -> tuple[int, int, int, bytes, bytes | None]:
-    """(magic, seq, flags, body, sig) of one raw record; the CRC is checked by the verifier."""
-    magic, flags = rec[0], rec[1]
-    seq = int.from_bytes(rec[2:6], "little")
-    n = int.from_bytes(rec[6:8], "little")
-    body = rec[8:8 + n]
-    sig = rec[8 + n:8 + n + 64] if flags & 1 else None
-    return magic, seq, flags, body, sig
 
 
 def identify(link: Link, store: Store, notice: Notice | None = None
@@ -126,8 +114,8 @@ class _Pull:
         if len(self.raw) >= self.cap:
             raise BoundError(f"stopped at the host's records bound ({self.cap} records "
                              f"this run: {self.why})")
-        magic, seq, _flags, body, sig = _parse_header(rec)
-        if magic != _ENTRY:
+        magic, seq, body, sig = record_fields(rec)
+        if magic != MAGIC_ENTRY:
             if rec not in self._seen:
                 self._seen.add(rec)
                 self.raw.append(rec)

@@ -26,7 +26,7 @@ from hashtrail.collector import collect_verify
 from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device.link import DeviceError, DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError
-from hashtrail.formats.records import MAGIC_ENTRY
+from hashtrail.formats.records import MAGIC_ENTRY, record_fields
 
 
 @dataclass
@@ -60,9 +60,10 @@ def _pull(link: Link, info: DeviceInfo, start: int,
         try:
             if info.last_seq is not None and nxt <= info.last_seq:
                 for rec in link.records(nxt):
-                    if rec[0] == MAGIC_ENTRY:
+                    magic, seq, _, _ = record_fields(rec)
+                    if magic == MAGIC_ENTRY:
                         raw.append(rec)
-                        nxt = max(nxt, int.from_bytes(rec[2:6], "little") + 1)
+                        nxt = max(nxt, seq + 1)
                     elif rec not in seen:  # a checkpoint record seen again: once
                         seen.add(rec)
                         raw.append(rec)

@@ -45,6 +45,9 @@ A device's signing policy (docs/FORMATS.md: entry 0 says whether it signs every 
 is stored when its entry 0 is accepted, so an incremental collection, whose records no
 longer start at entry 0, still holds the device to it (chainverify `policy=`). A store
 made before the policy was kept derives it from its accepted entry 0 when opened.
+
+The tables are the storage's (collector/storage.py, the interface; storage_sqlite.py,
+the SQLite file and its migrations): this module holds the rules, no SQL.
 """
 
 from __future__ import annotations
@@ -57,78 +60,28 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
 
-from hashtrail import sqlite_file
+from hashtrail.collector.storage import (
+    Anchor,
+    Enrollment,
+    RawEntry,
+    StoredCheckpoint,
+    StoreStorage,
+    entry0_policy,
+)
+from hashtrail.collector.storage_sqlite import SqliteStoreStorage
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.formats import note
-from hashtrail.formats.entry import parse_entry, signing_policy
+from hashtrail.formats import keys, note
 from hashtrail.formats.keys import check_pub, parse_device_id
 
-_SCHEMA_VERSION = 1
-_BUSY_MS = 30_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS enrollments (
-    device_id TEXT PRIMARY KEY, pub BLOB NOT NULL, label TEXT NOT NULL, board TEXT NOT NULL,
-    fw TEXT NOT NULL, enrolled_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
-    device_id TEXT NOT NULL, seq INTEGER NOT NULL, entry_hash BLOB NOT NULL,
-    body BLOB NOT NULL, sig BLOB, accepted INTEGER NOT NULL DEFAULT 0,
-    received_at INTEGER NOT NULL,
-    PRIMARY KEY (device_id, seq, entry_hash)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    device_id TEXT NOT NULL, cose_hash BLOB NOT NULL, cose BLOB NOT NULL, nonce BLOB,
-    seq INTEGER NOT NULL, head BLOB NOT NULL, accepted INTEGER NOT NULL DEFAULT 0,
-    received_at INTEGER NOT NULL,
-    PRIMARY KEY (device_id, cose_hash)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state (
-    device_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS policies (
-    device_id TEXT PRIMARY KEY, policy INTEGER NOT NULL);
-"""
+__all__ = ["Anchor", "Enrollment", "RawEntry", "Store", "StoreError", "StoredCheckpoint",
+           "check_device_id", "device_id_of"]
 
 
 class StoreError(HashtrailError):
     """The store file is unusable, or a caller asked for something it must refuse."""
 
     hint = "check the --store path; a store is made by `hashtrail enroll`"
-
-
-class Enrollment(NamedTuple):
-    device_id: str
-    pub: bytes
-    label: str
-    board: str
-    fw: str
-    enrolled_at: int
-
-
-class Anchor(NamedTuple):
-    """The last verified point of a device's chain: everything up to `seq` is accepted."""
-
-    seq: int
-    head: bytes
-
-
-class RawEntry(NamedTuple):
-    seq: int
-    body: bytes
-    sig: bytes | None = None
-
-    @property
-    def entry_hash(self) -> bytes:
-        return hashlib.sha256(self.body).digest()
-
-
-class StoredCheckpoint(NamedTuple):
-    cose: bytes
-    nonce: bytes | None
-    seq: int
-    head: bytes
-    accepted: bool
-    received_at: int
 
 
 def check_device_id(device_id: str) -> str:
@@ -139,14 +92,14 @@ def check_device_id(device_id: str) -> str:
 
 def device_id_of(pub: bytes) -> str:
     """docs/FORMATS.md: the first 16 bytes of SHA-256(pub), as lowercase hex."""
-    return hashlib.sha256(pub).digest()[:16].hex()
+    return keys.device_id(pub)
 
 
 class Store:
-    """One collector store file. Use `Store.open(path)`; close it (or use `with`)."""
+    """One collector store. Use `Store.open(path)`; close it (or use `with`)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._db = conn
+    def __init__(self, storage: StoreStorage, path: Path) -> None:
+        self.storage = storage
         self.path = path
 
     # -- opening -------------------------------------------------------------------------
@@ -155,44 +108,13 @@ class Store:
     def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
         """The store at ``path``; with ``create``, a new one when nothing is there. A path
         that is not a store (empty, not SQLite, a ledger, a directory...) is InputError,
-        and nothing is created or changed."""
+        and nothing is created or changed. An older store is brought up to date
+        (storage_sqlite.MIGRATIONS), in one transaction."""
         p = Path(path)
-        if create and not (p.exists() or p.is_symlink()):
-            sqlite_file.check_new(p, sqlite_file.STORE)
-            conn = sqlite_file.connect(p, _BUSY_MS)
-        else:
-            conn = sqlite_file.open_existing(p, _BUSY_MS, sqlite_file.STORE)
         try:
-            st = cls(conn, p)
-            with st._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
-                    conn.execute("INSERT INTO meta VALUES ('collector_id', ?)",
-                                 (os.urandom(8).hex(),))
-                elif row[0] != str(_SCHEMA_VERSION):
-                    raise StoreError(f"{p} has store schema {row[0]}, this hashtrail reads "
-                                     f"{_SCHEMA_VERSION}")
-                # made with the store (and, once, for a store older than this key)
-                if conn.execute("SELECT 1 FROM meta WHERE key='signer'").fetchone() is None:
-                    cid = conn.execute("SELECT value FROM meta WHERE key='collector_id'"
-                                       ).fetchone()[0]
-                    conn.execute("INSERT INTO meta VALUES ('signer', ?)",
-                                 (note.Signer.generate(f"collector-{cid}").to_string(),))
-                # a store older than the policies table: derive them from entry 0
-                for (did,) in conn.execute(
-                        "SELECT device_id FROM state WHERE device_id NOT IN "
-                        "(SELECT device_id FROM policies)").fetchall():
-                    st._keep_policy(conn, str(did))
-            return st
-        except BaseException as e:
-            conn.close()
-            if isinstance(e, sqlite3.DatabaseError):
-                raise StoreError(f"cannot open collector store {p}: {e}") from e
-            raise
+            return cls(SqliteStoreStorage.open(p, create=create), p)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open collector store {p}: {e}") from e
 
     @classmethod
     def check(cls, path: str | os.PathLike[str], *, create: bool = True) -> None:
@@ -200,12 +122,12 @@ class Store:
         command that talks to a device first and stores what it learnt after."""
         p = Path(path)
         if create and not (p.exists() or p.is_symlink()):
-            sqlite_file.check_new(p, sqlite_file.STORE)
+            SqliteStoreStorage.check_new(p)
         else:
             cls.open(p, create=False).close()
 
     def close(self) -> None:
-        self._db.close()
+        self.storage.close()
 
     def __enter__(self) -> Store:
         return self
@@ -215,22 +137,20 @@ class Store:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: writers queue on the busy timeout instead of failing mid-way."""
-        with sqlite_file.transaction(self._db) as db:
-            yield db
+    def _tx(self) -> Iterator[StoreStorage]:
+        """One unit of work: writers queue on the store's lock instead of failing mid-way."""
+        with self.storage.transaction():
+            yield self.storage
 
     @property
     def collector_id(self) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key='collector_id'").fetchone()
-        return str(row[0])
+        return str(self.storage.meta("collector_id"))
 
     @property
     def signer(self) -> note.Signer:
         """This collector's Ed25519 identity key; its verifier key is what a ledger
         operator trusts (`hashtrail export --show-key` prints it)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key='signer'").fetchone()
-        return note.Signer.from_string(str(row[0]))
+        return note.Signer.from_string(str(self.storage.meta("signer")))
 
     # -- enrollments ---------------------------------------------------------------------
 
@@ -241,52 +161,31 @@ class Store:
         if device_id_of(pub) != device_id:
             raise VerificationError(f"device id {device_id} is not derived from this key")
         when = int(time.time()) if enrolled_at is None else enrolled_at
+        new = Enrollment(device_id, pub, label, board, fw, when)
         with self._tx() as db:
-            old = self.enrollment(device_id)
+            old = db.enrollment(device_id)
             if old is not None:
                 if old.pub != pub:
                     raise VerificationError(f"device {device_id} is enrolled with another key")
                 return old
-            db.execute("INSERT INTO enrollments VALUES (?,?,?,?,?,?)",
-                       (device_id, pub, label, board, fw, when))
-        return Enrollment(device_id, pub, label, board, fw, when)
+            db.add_enrollment(new)
+        return new
 
     def enrollment(self, device_id: str) -> Enrollment | None:
-        row = self._db.execute("SELECT * FROM enrollments WHERE device_id=?",
-                               (device_id,)).fetchone()
-        return None if row is None else Enrollment(*row)
+        return self.storage.enrollment(device_id)
 
     def enrollments(self) -> list[Enrollment]:
-        rows = self._db.execute("SELECT * FROM enrollments ORDER BY device_id").fetchall()
-        return [Enrollment(*r) for r in rows]
+        return self.storage.enrollments()
 
     # -- entries -------------------------------------------------------------------------
 
     def anchor(self, device_id: str) -> Anchor | None:
-        row = self._db.execute("SELECT seq, head FROM state WHERE device_id=?",
-                               (device_id,)).fetchone()
-        return None if row is None else Anchor(int(row[0]), bytes(row[1]))
+        return self.storage.anchor(device_id)
 
     def policy(self, device_id: str) -> int | None:
         """The signing policy the device's accepted entry 0 declares (None: entry 0 not
         accepted yet)."""
-        row = self._db.execute("SELECT policy FROM policies WHERE device_id=?",
-                               (device_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def _keep_policy(self, db: sqlite3.Connection, device_id: str) -> None:
-        """Record the policy of the device's accepted entry 0 (inside the caller's
-        transaction). Bytes that are no entry (never verified, so never accepted by
-        collect) record nothing."""
-        row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0 AND "
-                         "accepted=1", (device_id,)).fetchone()
-        if row is None:
-            return
-        try:
-            policy = signing_policy(parse_entry(bytes(row[0])))
-        except FormatError:
-            return
-        db.execute("INSERT OR REPLACE INTO policies VALUES (?,?)", (device_id, policy))
+        return self.storage.policy(device_id)
 
     def quarantine(self, device_id: str, records: Iterable[RawEntry]) -> int:
         """Store records exactly as received, unverified. Returns how many were new."""
@@ -299,25 +198,16 @@ class Store:
             rows.append((device_id, r.seq, r.entry_hash, bytes(r.body),
                          None if r.sig is None else bytes(r.sig), now))
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO entries (device_id, seq, entry_hash, body,"
-                           " sig, received_at) VALUES (?,?,?,?,?,?)", rows)
-            return db.total_changes - before
+            return db.add_records(rows)
 
     def quarantined(self, device_id: str, from_seq: int = 0) -> list[RawEntry]:
-        return self._entries(device_id, from_seq, "AND accepted=0")
+        return self.storage.records(device_id, from_seq, False)
 
     def accepted_records(self, device_id: str, from_seq: int = 0) -> list[RawEntry]:
-        return self._entries(device_id, from_seq, "AND accepted=1")
+        return self.storage.records(device_id, from_seq, True)
 
     def all_records(self, device_id: str) -> list[RawEntry]:
-        return self._entries(device_id, 0, "")
-
-    def _entries(self, device_id: str, from_seq: int, cond: str) -> list[RawEntry]:
-        rows = self._db.execute(
-            f"SELECT seq, body, sig FROM entries WHERE device_id=? AND seq>=? {cond} "
-            "ORDER BY seq, entry_hash", (device_id, from_seq)).fetchall()
-        return [RawEntry(int(s), bytes(b), None if g is None else bytes(g)) for s, b, g in rows]
+        return self.storage.records(device_id, 0, None)
 
     def accept(self, device_id: str, upto_seq: int, head: bytes) -> int:
         """Mark the quarantined entries after the anchor up to `upto_seq` as accepted.
@@ -328,34 +218,30 @@ class Store:
         accepted point is a no-op (returns 0).
         """
         with self._tx() as db:
-            anc = self.anchor(device_id)
+            anc = db.anchor(device_id)
             start = 0 if anc is None else anc.seq + 1
             if upto_seq < start:
-                row = db.execute("SELECT 1 FROM entries WHERE device_id=? AND seq=? AND "
-                                 "entry_hash=? AND accepted=1",
-                                 (device_id, upto_seq, head)).fetchone()
-                if row is None:
+                if not db.is_accepted(device_id, upto_seq, head):
                     raise VerificationError(
                         f"device {device_id}: seq {upto_seq} is behind the anchor and its "
                         "head differs from the accepted entry")
                 return 0
-            rows = db.execute("SELECT seq, entry_hash FROM entries WHERE device_id=? AND "
-                              "seq BETWEEN ? AND ? AND accepted=0 ORDER BY seq",
-                              (device_id, start, upto_seq)).fetchall()
-            seqs = [int(r[0]) for r in rows]
+            rows = db.quarantined_hashes(device_id, start, upto_seq)
+            seqs = [s for s, _ in rows]
             if seqs != list(range(start, upto_seq + 1)):
                 raise VerificationError(
                     f"device {device_id}: cannot accept seq {start}..{upto_seq}: "
                     "a seq is missing or held twice (fork?)")
-            if bytes(rows[-1][1]) != head:
+            if rows[-1][1] != head:
                 raise VerificationError(
                     f"device {device_id}: entry {upto_seq} does not hash to the verified head")
-            db.execute("UPDATE entries SET accepted=1 WHERE device_id=? AND seq BETWEEN ? "
-                       "AND ?", (device_id, start, upto_seq))
-            db.execute("INSERT OR REPLACE INTO state VALUES (?,?,?)",
-                       (device_id, upto_seq, head))
-            if start == 0:
-                self._keep_policy(db, device_id)
+            db.mark_accepted(device_id, start, upto_seq)
+            db.set_anchor(device_id, upto_seq, head)
+            if start == 0:          # keep the policy its entry 0 declares
+                body = db.accepted_body(device_id, 0)
+                policy = None if body is None else entry0_policy(body)
+                if policy is not None:
+                    db.set_policy(device_id, policy)
             return len(seqs)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -367,28 +253,18 @@ class Store:
         if len(head) != 32 or seq < 0:
             raise FormatError("a checkpoint head is 32 bytes and its seq is >= 0")
         with self._tx() as db:
-            before = db.total_changes
-            db.execute("INSERT OR IGNORE INTO checkpoints (device_id, cose_hash, cose, nonce,"
-                       " seq, head, received_at) VALUES (?,?,?,?,?,?,?)",
-                       (device_id, hashlib.sha256(cose).digest(), bytes(cose),
-                        None if nonce is None else bytes(nonce), seq, head,
-                        int(time.time())))
-            return db.total_changes > before
+            return db.add_checkpoint(device_id, hashlib.sha256(cose).digest(), bytes(cose),
+                                     None if nonce is None else bytes(nonce), seq, head,
+                                     int(time.time()))
 
     def accept_checkpoint(self, device_id: str, cose: bytes) -> None:
         """Mark a stored checkpoint verified (its signature and nonce checked by the caller)."""
         with self._tx() as db:
-            cur = db.execute("UPDATE checkpoints SET accepted=1 WHERE device_id=? AND "
-                             "cose_hash=?", (device_id, hashlib.sha256(cose).digest()))
-            if cur.rowcount != 1:
+            if not db.mark_checkpoint_accepted(device_id, hashlib.sha256(cose).digest()):
                 raise StoreError(f"device {device_id}: no such checkpoint in the store")
 
     def checkpoints(self, device_id: str) -> list[StoredCheckpoint]:
-        rows = self._db.execute("SELECT cose, nonce, seq, head, accepted, received_at FROM "
-                                "checkpoints WHERE device_id=? ORDER BY seq, received_at",
-                                (device_id,)).fetchall()
-        return [StoredCheckpoint(bytes(c), None if n is None else bytes(n), int(s), bytes(h),
-                                 bool(a), int(t)) for c, n, s, h, a, t in rows]
+        return self.storage.checkpoints(device_id)
 
     def last_checkpoint(self, device_id: str) -> StoredCheckpoint | None:
         acc = [c for c in self.checkpoints(device_id) if c.accepted]

@@ -25,6 +25,7 @@ from typing import Protocol
 from hashtrail.errors import FormatError, HashtrailError, printable
 from hashtrail.formats import cbor_strict
 from hashtrail.formats.keys import check_pub
+from hashtrail.formats.records import split_records
 
 VERSION = 1
 SYNC = b"\xa5\x5a"
@@ -631,22 +632,3 @@ class Link:
             if on_chunk is not None:
                 on_chunk(len(f.payload))
             yield from split_records(f.payload[2:])
-
-
-def split_records(data: bytes) -> Iterator[bytes]:
-    """Cut a chunk into whole records using each record's own header (length, sig flag).
-
-    Only framing is checked here (the record CRC is checked by the record parser), but a
-    chunk must hold whole records: anything else is a FormatError.
-    """
-    pos = 0
-    while pos < len(data):
-        if len(data) - pos < 8:
-            raise FormatError("records chunk ends inside a record header")
-        flags = data[pos + 1]
-        n = struct.unpack_from("<H", data, pos + 6)[0]
-        size = 8 + n + (64 if flags & 1 else 0) + 4
-        if pos + size > len(data):
-            raise FormatError("records chunk ends inside a record")
-        yield bytes(data[pos:pos + size])
-        pos += size

@@ -24,6 +24,18 @@ from hashtrail.formats.cbor_strict import int_keys, is_uint
 from hashtrail.formats.keys import DeviceId, DeviceKey, N
 
 __all__ = [
+    "ALG_ES256",
+    "CP_DEVICE",
+    "CP_HEAD",
+    "CP_NONCE",
+    "CP_SEQ",
+    "CP_T",
+    "CP_UP",
+    "CP_V",
+    "HDR_ALG",
+    "HDR_KID",
+    "TAG_COSE_SIGN1",
+    "VERSION",
     "Checkpoint",
     "N",
     "check_signature",
@@ -35,6 +47,13 @@ __all__ = [
 
 TAG_COSE_SIGN1 = 18
 ALG_ES256 = -7
+VERSION = 1
+# Protected header keys (RFC 9052: alg, kid).
+HDR_ALG = 1
+HDR_KID = 4
+# Payload map keys (FORMATS.md "Checkpoint"); CP_NONCE only when the host sent one.
+CP_V, CP_DEVICE, CP_SEQ, CP_HEAD, CP_T, CP_UP, CP_NONCE = range(7)
+_PAYLOAD_KEYS = {CP_V, CP_DEVICE, CP_SEQ, CP_HEAD, CP_T, CP_UP}
 
 
 @dataclass(frozen=True)
@@ -74,28 +93,28 @@ def parse_checkpoint(raw: bytes) -> Checkpoint:
     if len(sig) != 64:
         raise FormatError("ES256 signature must be 64 bytes (r || s)")
     hdr = cbor_strict.loads(protected, what="checkpoint protected header")
-    if not int_keys(hdr) or set(hdr) != {1, 4} or type(hdr[1]) is not int \
-            or hdr[1] != ALG_ES256 \
-            or type(hdr[4]) is not bytes or len(hdr[4]) != 16:
+    if not int_keys(hdr) or set(hdr) != {HDR_ALG, HDR_KID} or type(hdr[HDR_ALG]) is not int \
+            or hdr[HDR_ALG] != ALG_ES256 \
+            or type(hdr[HDR_KID]) is not bytes or len(hdr[HDR_KID]) != 16:
         raise FormatError("checkpoint protected header must be {1: -7 (ES256), 4: kid (16)}")
     p = cbor_strict.loads(payload, what="checkpoint payload")
-    if not int_keys(p) or set(p) not in ({0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5, 6}):
+    if not int_keys(p) or set(p) not in (_PAYLOAD_KEYS, _PAYLOAD_KEYS | {CP_NONCE}):
         raise FormatError("checkpoint payload must be a map with keys 0..5 (6 optional)")
-    if p[0] != 1 or type(p[0]) is not int:
-        raise FormatError(f"unsupported checkpoint version {p[0]!r}")
-    if p[1] != hdr[4]:
+    if p[CP_V] != VERSION or type(p[CP_V]) is not int:
+        raise FormatError(f"unsupported checkpoint version {p[CP_V]!r}")
+    if p[CP_DEVICE] != hdr[HDR_KID]:
         raise FormatError("checkpoint kid and payload device id differ")
-    head = p[3]
+    head = p[CP_HEAD]
     if type(head) is not bytes or len(head) != 32:
         raise FormatError("checkpoint head must be 32 bytes")
-    t = p[4]
+    t = p[CP_T]
     if t is not None:
         _uint(t, "t")
-    nonce = p.get(6)
+    nonce = p.get(CP_NONCE)
     if nonce is not None and (type(nonce) is not bytes or not 1 <= len(nonce) <= 32):
         raise FormatError("checkpoint nonce must be 1 to 32 bytes")
-    return Checkpoint(device_id=DeviceId(hdr[4].hex()), seq=_uint(p[2], "seq"), head=head,
-                      t=t, up=_uint(p[5], "up"), nonce=nonce, protected=protected,
+    return Checkpoint(device_id=DeviceId(hdr[HDR_KID].hex()), seq=_uint(p[CP_SEQ], "seq"),
+                      head=head, t=t, up=_uint(p[CP_UP], "up"), nonce=nonce, protected=protected,
                       payload=payload, signature=sig, raw=raw)
 
 

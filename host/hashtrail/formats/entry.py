@@ -27,6 +27,10 @@ from hashtrail.formats.cbor_strict import (
 from hashtrail.formats.cbor_strict import is_uint as _uint
 
 VERSION = 1
+# Map keys of an entry (FORMATS.md "Entry"), all present, in this order.
+KEY_V, KEY_SEQ, KEY_T, KEY_UP, KEY_BOOT, KEY_PREV, KEY_FW, KEY_KIND, KEY_BODY = range(9)
+# Map keys of a SenML record in a reading body (RFC 8428 CBOR labels).
+SENML_N, SENML_U, SENML_V = 0, 1, 2
 KIND_READING = 0
 KIND_BOOT = 1
 KIND_TIME_SET = 2
@@ -34,12 +38,13 @@ KIND_KEY_CREATED = 3
 KIND_OVERFLOW = 4
 KIND_ACK = 5
 KIND_LOG_ALTERED = 6
-KIND_NAMES = {0: "reading", 1: "boot", 2: "time_set", 3: "key_created", 4: "overflow",
-              5: "acknowledged", 6: "log_altered"}
+KIND_NAMES = {KIND_READING: "reading", KIND_BOOT: "boot", KIND_TIME_SET: "time_set",
+              KIND_KEY_CREATED: "key_created", KIND_OVERFLOW: "overflow",
+              KIND_ACK: "acknowledged", KIND_LOG_ALTERED: "log_altered"}
 # Signing policy, recorded by the device in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
 POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
-_KEYS = list(range(9))
+_KEYS = [KEY_V, KEY_SEQ, KEY_T, KEY_UP, KEY_BOOT, KEY_PREV, KEY_FW, KEY_KIND, KEY_BODY]
 
 
 class Entry(NamedTuple):
@@ -111,7 +116,7 @@ def _fast_entry(raw: bytes) -> Entry | None:
 
 _new_entry = tuple.__new__      # Entry without its Python-level __new__ (hot path)
 _INTS = [int] * 9
-_REC_KEYS = ([0, 1, 2], [0, 2])                     # SenML {0: n, 1?: u, 2: v}
+_REC_KEYS = ([SENML_N, SENML_U, SENML_V], [SENML_N, SENML_V])   # {0: n, 1?: u, 2: v}
 _REC_KEY_TYPES = ([int, int, int], [int, int])      # not `true` for 1 (True == 1)
 
 

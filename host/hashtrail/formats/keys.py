@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NewType, TypeVar
+from typing import NamedTuple, NewType, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -33,6 +35,9 @@ P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 GENESIS_TAG = b"hashtrail/genesis/v1"
+KEY_PATH = "/ht/key"      # where the device keeps its key file (FORMATS.md "Device files")
+KEY_FILE_MAGIC = b"HTK1"
+KEY_FILE_LEN = 4 + 32 + 65 + 4     # magic, private scalar, public key, CRC-32
 _ES256_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 # Signatures per thread below which a thread costs more than the verifies it takes over.
@@ -206,3 +211,26 @@ def load_pub(arg: str) -> bytes:
                          bytes.fromhex(raw.decode("ascii").strip().removeprefix("0x")))
     except (UnicodeDecodeError, ValueError, FormatError) as e:
         raise InputError(f"{arg}: not a public key ({e}); expected {what}") from None
+
+
+class KeyFile(NamedTuple):
+    secret: int     # the private scalar d
+    pub: bytes
+
+
+def parse_key_file(raw: bytes) -> KeyFile:
+    """The device's key file `/ht/key` (docs/FORMATS.md "Device files"):
+    b"HTK1" || d (32) || pub (65) || CRC-32 (4 LE). FormatError unless whole and checked.
+
+    Why the host reads it: whoever holds a powered-off device's flash holds this file;
+    the attack suite and the image tests read the key as such a reader would."""
+    raw = bytes(raw)
+    if len(raw) != KEY_FILE_LEN or raw[:4] != KEY_FILE_MAGIC:
+        raise FormatError(f"not a device key file ({KEY_FILE_LEN} bytes starting with "
+                          f"{KEY_FILE_MAGIC!r})")
+    if struct.unpack_from("<I", raw, KEY_FILE_LEN - 4)[0] != zlib.crc32(raw[:-4]):
+        raise FormatError("device key file fails its CRC")
+    d = int.from_bytes(raw[4:36], "big")
+    if not 0 < d < N:
+        raise FormatError("device key file scalar out of range")
+    return KeyFile(d, check_pub(raw[36:101]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +24,10 @@ LOG_DIR = "/ht/log"  # where the device keeps its segment files (FORMATS.md)
 MAGIC_ENTRY = 0xA7
 MAGIC_CHECKPOINT = 0xC7
 FLAG_SIG = 0x01
-HEADER = 8
+# Header: magic u8 | flags u8 | seq u32 LE | body length u16 LE; then body, the
+# signature when FLAG_SIG is set, and CRC-32 LE of everything before it.
+_HEAD = struct.Struct("<BBIH")
+HEADER = _HEAD.size
 SIG_LEN = 64
 CRC_LEN = 4
 
@@ -60,9 +63,84 @@ def format_record(magic: int, seq: int, body: bytes, sig: bytes | None = None) -
     """The record bytes for one entry or checkpoint (tests and mutation tools use it)."""
     if sig is not None and len(sig) != SIG_LEN:
         raise FormatError("entry signature must be 64 bytes")
-    head = struct.pack("<BBIH", magic, FLAG_SIG if sig else 0, seq, len(body))
+    head = _HEAD.pack(magic, FLAG_SIG if sig else 0, seq, len(body))
     rec = head + body + (sig or b"")
     return rec + struct.pack("<I", zlib.crc32(rec))
+
+
+class Span(NamedTuple):
+    """Where one record sits in a segment, from its header alone (no CRC check)."""
+
+    magic: int
+    flags: int
+    seq: int
+    offset: int
+    body_len: int
+    size: int       # the whole record: header, body, signature, CRC
+
+    @property
+    def body_at(self) -> int:
+        return self.offset + HEADER
+
+
+def record_size(flags: int, body_len: int) -> int:
+    return HEADER + body_len + (SIG_LEN if flags & FLAG_SIG else 0) + CRC_LEN
+
+
+def spans(data: bytes | bytearray) -> Iterator[Span]:
+    """Each record's place in `data` by its header, trusting lengths and flags.
+
+    Why: device tools and tests that rewrite a segment as an attacker would (change a
+    body, then fix the CRC with `seal`) must find records the way the device lays them
+    out; they need offsets, not checked records. Stops at a header cut short; a last
+    span may run past the end of `data` (the caller sees it from offset + size).
+    """
+    pos = 0
+    end = len(data)
+    while end - pos >= HEADER:
+        magic, flags, seq, n = _HEAD.unpack_from(data, pos)
+        size = record_size(flags, n)
+        yield Span(magic, flags, seq, pos, n, size)
+        pos += size
+
+
+def seal(data: bytearray, offset: int, size: int) -> None:
+    """Recompute the CRC of the record of `size` bytes at `offset`, in place (after
+    editing its bytes)."""
+    end = offset + size - CRC_LEN
+    struct.pack_into("<I", data, end, zlib.crc32(data[offset:end]))
+
+
+def split_records(data: bytes) -> Iterator[bytes]:
+    """Cut a chunk into whole records using each record's own header (length, sig flag).
+
+    Only framing is checked here (the record CRC is checked by `parse_records`), but a
+    chunk must hold whole records: anything else is a FormatError.
+    """
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if end - pos < HEADER:
+            raise FormatError("records chunk ends inside a record header")
+        _, flags, _, n = _HEAD.unpack_from(data, pos)
+        size = record_size(flags, n)
+        if pos + size > end:
+            raise FormatError("records chunk ends inside a record")
+        yield bytes(data[pos:pos + size])
+        pos += size
+
+
+def record_fields(rec: bytes) -> tuple[int, int, bytes, bytes | None]:
+    """(magic, seq, body, sig) of one whole record as `split_records` cuts it.
+
+    Why no checks: the collector sorts records as they stream in (entry or checkpoint,
+    which seq) and keeps them as received; `parse_records` judges the same bytes
+    (magic, flags, CRC) before anything is accepted.
+    """
+    magic, flags, seq, n = _HEAD.unpack_from(rec)
+    body = rec[HEADER:HEADER + n]
+    sig = rec[HEADER + n:HEADER + n + SIG_LEN] if flags & FLAG_SIG else None
+    return magic, seq, body, sig
 
 
 _new_record = tuple.__new__     # Record without its Python-level __new__ (hot path)
@@ -83,7 +161,7 @@ def parse_records(data: bytes, source: str = "") -> tuple[list[Record], list[Rec
         if end - pos < HEADER:
             return out, [RecordProblem("torn_tail", source, pos, None,
                                        "record header cut short at the end of the segment")]
-        _, flags, seq, n = struct.unpack_from("<BBIH", data, pos)
+        _, flags, seq, n = _HEAD.unpack_from(data, pos)
         size = HEADER + n + (SIG_LEN if flags & FLAG_SIG else 0) + CRC_LEN
         if flags & ~FLAG_SIG:
             return out, [RecordProblem("bad_magic", source, pos, seq,

@@ -44,7 +44,8 @@ from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import parse_device_id
-from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger
+from hashtrail.formats.leaf import LEAF_TAG
+from hashtrail.ledger.ledger_db import Ledger
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}
 _LEGACY_SIGNER = "signer"
@@ -182,9 +183,9 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
         _evidence_against_chain(p, did, d)
     _pending(led, p, devs)
     _collectors(led, p)
-    for (n,) in led.db.execute("SELECT COUNT(*) FROM bundles"):
-        if n:
-            p.add("bundles", "every row", f"{n} rows: hashtrail never writes this table")
+    n = led.storage.count_bundles()
+    if n:
+        p.add("bundles", "every row", f"{n} rows: hashtrail never writes this table")
     rep.devices = [d.report for did, d in sorted(devs.items())
                    if device is None or did == device]
     rep.problems = p.done()
@@ -194,7 +195,7 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
 # -- meta ------------------------------------------------------------------------------
 
 def _meta(led: Ledger, p: _Problems) -> dict[str, Any]:
-    rows = {str(k): v for k, v in led.db.execute("SELECT key, value FROM meta")}
+    rows = {str(k): v for k, v in led.storage.scan_meta()}
     out: dict[str, Any] = {}
     for k in sorted(set(rows) - _META_KEYS - {_LEGACY_SIGNER}):
         p.add("meta", f"key {k!r}", "not a key hashtrail writes")
@@ -240,7 +241,7 @@ def _meta(led: Ledger, p: _Problems) -> dict[str, Any]:
 
 def _devices(led: Ledger, p: _Problems) -> dict[str, _Dev]:
     out: dict[str, _Dev] = {}
-    for row in led.db.execute("SELECT * FROM devices ORDER BY device_id"):
+    for row in led.storage.scan_devices():
         did, why = _canonical(row[0])
         k = _did_key(row[0])
         if did is None:
@@ -268,9 +269,7 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
     seen: dict[bytes, int] = {}
     ids: dict[Any, tuple[bytes, str | None]] = {}   # device_id column -> (leaf prefix, why)
     sha256, leaf_hash = hashlib.sha256, merkle.leaf_hash
-    for index, did_raw, seq, h, body, _sig in led.db.execute(
-            "SELECT leaf_index, device_id, seq, entry_hash, body, sig FROM entries "
-            "ORDER BY leaf_index"):
+    for index, did_raw, seq, h, body, _sig in led.storage.scan_entries():
         if type(index) is not int or type(seq) is not int or seq < 0 \
                 or not isinstance(body, bytes) or not isinstance(h, bytes):
             p.add("entries", f"{_did_key(did_raw)}, seq {seq}", "a column of the wrong type")
@@ -326,8 +325,7 @@ def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | N
 def _nodes(led: Ledger, p: _Problems, tree: merkle.MemoryTree) -> None:
     """Every stored subtree hash is the rebuilt tree's, and none is missing."""
     want = ((lv, ix, h) for lv, hs in enumerate(tree.levels) for ix, h in enumerate(hs))
-    got = ((int(lv), int(ix), bytes(h)) for lv, ix, h in led.db.execute(
-        "SELECT level, idx, hash FROM nodes ORDER BY level, idx"))
+    got = ((int(lv), int(ix), bytes(h)) for lv, ix, h in led.storage.scan_nodes())
     w, g = next(want, None), next(got, None)
     while w is not None or g is not None:
         if g is None or (w is not None and w[:2] < g[:2]):
@@ -350,8 +348,7 @@ def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
                         tree: merkle.MemoryTree, meta: dict[str, Any]) -> None:
     verifier: note.Verifier | None = meta["verifier"]
     newest = -1
-    for size, data, _created in led.db.execute(
-            "SELECT size, note, created FROM checkpoints ORDER BY size"):
+    for size, data, _created in led.storage.scan_checkpoints():
         rep.checkpoints += 1
         k = f"size {size}"
         if verifier is None:
@@ -379,8 +376,7 @@ def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
 # -- device checkpoints, evidence, chains, pending -------------------------------------
 
 def _dev_checkpoints(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
-    for did_raw, ch, cose, nonce, seq, head in led.db.execute(
-            "SELECT device_id, cose_hash, cose, nonce, seq, head FROM dev_checkpoints"):
+    for did_raw, ch, cose, nonce, seq, head in led.storage.scan_device_checkpoints():
         k, did = _row_device(p, "dev_checkpoints", did_raw, seq, devs,
                              "not a checkpoint of an enrolled device")
         if did is None:
@@ -404,8 +400,7 @@ def _dev_checkpoints(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
 
 
 def _evidence(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
-    for did_raw, seq, digest, doc in led.db.execute(
-            "SELECT device_id, seq, digest, doc FROM evidence ORDER BY device_id, seq"):
+    for did_raw, seq, digest, doc in led.storage.scan_evidence():
         k, did = _row_device(p, "evidence", did_raw, seq, devs,
                              "evidence about a device that is not enrolled")
         if did is None:
@@ -441,9 +436,7 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
     signed: list[int] = []        # seqs with their own valid signature
     cps: list[int] = []           # seqs a verified device checkpoint signs as accepted
     altered: list[tuple[int, int, str]] = []
-    for i, (seq, h, body, sig) in enumerate(led.db.execute(
-            "SELECT seq, entry_hash, body, sig FROM entries WHERE device_id=? ORDER BY seq",
-            (did,))):
+    for i, (seq, h, body, sig) in enumerate(led.storage.scan_device_entries(did)):
         try:
             b = bytes(body)
             e = parse_entry(b)
@@ -575,8 +568,7 @@ def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
 
 def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     held: dict[str, int] = defaultdict(int)
-    for did_raw, seq, h, body, sig in led.db.execute(
-            "SELECT device_id, seq, entry_hash, body, sig FROM pending"):
+    for did_raw, seq, h, body, sig in led.storage.scan_pending():
         k, did = _row_device(p, "pending", did_raw, seq, devs,
                              "held entry of a device that is not enrolled")
         if did is None:
@@ -609,7 +601,7 @@ def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
 
 
 def _collectors(led: Ledger, p: _Problems) -> None:
-    for key, name, added in led.db.execute("SELECT key, name, added_at FROM collectors"):
+    for key, name, added in led.storage.scan_collectors():
         k = f"key {key!r}"[:80]
         try:
             if note.Verifier.from_string(str(key)).to_string() != key:

@@ -39,8 +39,10 @@ from hashtrail.formats.entry import (
     parse_entry,
     signing_policy,
 )
-from hashtrail.formats.keys import DeviceKey, genesis_prev, parse_device_id
-from hashtrail.ledger.ledger_db import LEAF_TAG, Ledger, LedgerError, StoredEntry
+from hashtrail.formats.keys import DeviceKey, genesis_prev, key_fingerprint, parse_device_id
+from hashtrail.formats.leaf import parse_leaf
+from hashtrail.ledger.ledger_db import Ledger, LedgerError
+from hashtrail.ledger.storage import StoredEntry
 
 PROOF_FORMAT = "hashtrail-proof/2"          # inclusion, with the device's word
 CONSISTENCY_FORMAT = "hashtrail-proof/1"    # consistency proofs (unchanged)
@@ -65,7 +67,6 @@ _DEVICE_KEYS = frozenset({"id", "pub", "fingerprint"})
 _ENROLL_KEYS = frozenset({"label", "board", "fw", "enrolled_at", "collector"})
 _ID = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
-_LEAF_HEAD = 4 + 16 + 8 + 32            # tag, device id, seq, SHA-256(entry)
 _MAX_CHAIN = 1 << 20
 
 
@@ -198,7 +199,7 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
                           hint="sign a newer one: `hashtrail ledger checkpoint`")
     dsig = device_signature(ledger, did, seq, row)
     path = merkle.prove_inclusion(ledger.node, row.leaf_index, cp.size)
-    fp = hashlib.sha256(dev.pub).hexdigest()
+    fp = key_fingerprint(dev.pub)
     return {
         "format": PROOF_FORMAT, "type": "inclusion",
         "leaf": ledger.leaf(row.leaf_index).hex(), "leaf_index": row.leaf_index,
@@ -373,7 +374,7 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
         key = DeviceKey(pub)
     except HashtrailError as e:
         raise ProofError(STEP_DEVICE_KEY, f"device pub is not a P-256 key: {e}") from None
-    fp = hashlib.sha256(pub).hexdigest()
+    fp = key_fingerprint(pub)
     if claimed_fp != fp:
         raise ProofError(STEP_DEVICE_KEY, f"device fingerprint {claimed_fp} is not SHA-256 "
                                           f"of the device key ({fp})")
@@ -386,15 +387,13 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
                                           "for", hint="the proof shows another device's "
                                                       "key: it says nothing about yours")
     # 2. the leaf names that id and seq, and carries SHA-256 of the entry bytes
-    if len(leaf) <= _LEAF_HEAD or leaf[:4] != LEAF_TAG:
-        raise ProofError(STEP_LEAF, "not a hashtrail ledger leaf")
-    if leaf[4:20] != key.device_id:
-        raise ProofError(STEP_LEAF, f"leaf names device {leaf[4:20].hex()}, not {key.id}")
-    seq = int.from_bytes(leaf[20:28], "big")
-    raw = leaf[_LEAF_HEAD:]
-    h = hashlib.sha256(raw).digest()
-    if h != leaf[28:60]:
-        raise ProofError(STEP_LEAF, "leaf entry hash is not SHA-256 of its entry bytes")
+    try:
+        lf = parse_leaf(leaf)
+    except FormatError as err:
+        raise ProofError(STEP_LEAF, str(err)) from None
+    if lf.device_id != key.id:
+        raise ProofError(STEP_LEAF, f"leaf names device {lf.device_id}, not {key.id}")
+    seq, raw, h = lf.seq, lf.entry, lf.entry_hash
     try:
         ent = parse_entry(raw)
     except HashtrailError as err:

@@ -1,8 +1,8 @@
 """Reconcile collector bundles into the ledger: verify everything, accept what connects.
 
 Why this shape: bundles arrive from several collectors, overlapping, out of order,
-sometimes twice, sometimes from a cloned device. Per device and in one `BEGIN
-IMMEDIATE` transaction, reconcile
+sometimes twice, sometimes from a cloned device. Per device and in one storage
+transaction (all or nothing, under the ledger's write lock: ledger.storage), reconcile
   0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
      signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
      claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -57,7 +56,9 @@ from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import check_pub, map_slices
-from hashtrail.ledger.ledger_db import Ledger, insert_rows, leaf_prefix
+from hashtrail.formats.leaf import leaf_prefix
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.storage import LedgerStorage
 
 
 class Finding(NamedTuple):
@@ -97,7 +98,8 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
     for c in b.checkpoints:
         cps[c.device_id].append(c)
     refused: set[str] = set()
-    with led.tx() as db:
+    db = led.storage
+    with db.transaction():
         res.signed_by = None if b.signer is None else led.collector_name(b.signer)
         for e in b.enrollments:
             dev = led.device(e.device_id)
@@ -116,16 +118,14 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
                     f"enrollment refused: {_untrusted(b)}; its {len(entries[e.device_id])} "
                     f"entries and {len(cps[e.device_id])} checkpoints never enter")))
             elif dev is None:
-                db.execute("INSERT INTO devices (device_id, pub, label, board, fw, "
-                           "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
-                           (e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
-                            DeviceKey(e.pub).genesis_prev))
+                db.add_device(e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
+                              DeviceKey(e.pub).genesis_prev)
                 res.enrolled += 1
             elif dev.pub != e.pub:
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
     for did in sorted((set(entries) | set(cps)) - refused):
-        with _no_cyclic_gc(), led.tx() as db:
+        with _no_cyclic_gc(), db.transaction():
             _device(led, db, did, entries[did], cps[did], res, workers)
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
@@ -154,7 +154,7 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
+def _device(led: Ledger, db: LedgerStorage, did: str, recs: list[RawEntry],
             cps: list[BundleCheckpoint], res: Result, workers: int | None) -> None:
     dev = led.device(did)
     if dev is None:
@@ -177,15 +177,10 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
         except HashtrailError as e:
             res.findings.append(Finding(did, None, f"checkpoint refused: {e}"))
             continue
-        cur = db.execute("INSERT OR IGNORE INTO dev_checkpoints VALUES (?,?,?,?,?,?)",
-                         (did, hashlib.sha256(bc.cose).digest(), bc.cose, bc.nonce, cp.seq,
-                          cp.head))
-        res.checkpoints += cur.rowcount
+        res.checkpoints += db.add_device_checkpoint(
+            did, hashlib.sha256(bc.cose).digest(), bc.cose, bc.nonce, cp.seq, cp.head)
     old = [r.seq for r in recs if r.seq <= dev.tip_seq]
-    accepted: dict[int, bytes] = {} if not old else {
-        int(s): bytes(h) for s, h in db.execute(
-            "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq BETWEEN ? AND ?",
-            (did, min(old), max(old)))}
+    accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0)
@@ -220,8 +215,7 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
                 if sig is not None and c.sig is None:
                     cs[i] = c._replace(sig=sig)
                     if c.stored:
-                        db.execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? "
-                                   "AND entry_hash=?", (sig, did, seq, h))
+                        db.sign_pending(did, seq, h, sig)
                 break
         else:
             cs.append(_Cand(seq, h, body, sig, f, False))
@@ -235,8 +229,7 @@ def _device(led: Ledger, db: sqlite3.Connection, did: str, recs: list[RawEntry],
             for c in cs:
                 if taken.get(seq) is not c:
                     rest[seq].append(c)
-    db.executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)",
-                   [(did, c.seq, c.h, c.body, c.sig) for cs in rest.values() for c in cs
+    db.add_pending([(did, c.seq, c.h, c.body, c.sig) for cs in rest.values() for c in cs
                     if not c.stored])
     tip = led.device(did)
     assert tip is not None
@@ -274,27 +267,21 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
     return map_slices(part, n, workers if many else 1)
 
 
-def _load_pending(db: sqlite3.Connection, did: str, lo: int) -> dict[int, list[_Cand]]:
+def _load_pending(db: LedgerStorage, did: str, lo: int) -> dict[int, list[_Cand]]:
     out: dict[int, list[_Cand]] = defaultdict(list)
-    for s, h, body, sig in db.execute("SELECT seq, entry_hash, body, sig FROM pending "
-                                      "WHERE device_id=? AND seq>=? ORDER BY seq, entry_hash",
-                                      (did, lo)):
-        b = bytes(body)
-        out[int(s)].append(_Cand(int(s), bytes(h), b, None if sig is None else bytes(sig),
-                                 parse_entry(b), True))
+    for s, h, b, sig in db.pending(did, lo):
+        out[s].append(_Cand(s, h, b, sig, parse_entry(b), True))
     return out
 
 
-def _signed_heads(db: sqlite3.Connection, did: str, lo: int) -> set[tuple[int, bytes]]:
-    return {(int(s), bytes(h)) for s, h in db.execute(
-        "SELECT seq, head FROM dev_checkpoints WHERE device_id=? AND seq>=?", (did, lo))}
+def _signed_heads(db: LedgerStorage, did: str, lo: int) -> set[tuple[int, bytes]]:
+    return {(c.seq, c.head) for c in db.device_checkpoints(did, lo)}
 
 
-def _policy(db: sqlite3.Connection, did: str) -> int | None:
+def _policy(db: LedgerStorage, did: str) -> int | None:
     """The signing policy of the device's accepted entry 0 (None: not accepted yet)."""
-    row = db.execute("SELECT body FROM entries WHERE device_id=? AND seq=0",
-                     (did,)).fetchone()
-    return None if row is None else signing_policy(parse_entry(bytes(row[0])))
+    e0 = db.entry(did, 0)
+    return None if e0 is None else signing_policy(parse_entry(e0.body))
 
 
 def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
@@ -328,7 +315,7 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
     return stop
 
 
-def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, list[_Cand]],
+def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Cand]],
              res: Result) -> dict[int, _Cand]:
     """Accept the signed prefix of the chain from the tip; returns the candidates taken."""
     dev = led.device(did)
@@ -387,17 +374,13 @@ def _advance(led: Ledger, db: sqlite3.Connection, did: str, cands: dict[int, lis
         prev_t = t
     take = path[:covered]
     pre = leaf_prefix(did)
-    first = led.append_leaves(db, [pre + c.seq.to_bytes(8, "big") + c.h + c.body
-                                   for c in take])
-    insert_rows(db, "entries", [(did, c.seq, first + i, c.h, c.body, c.sig)
-                                for i, c in enumerate(take)])
-    db.executemany("DELETE FROM pending WHERE device_id=? AND seq=? AND entry_hash=?",
-                   [(did, c.seq, c.h) for c in take if c.stored])
+    first = led.append_leaves([pre + c.seq.to_bytes(8, "big") + c.h + c.body for c in take])
+    db.add_entries([(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
+    db.drop_pending([(did, c.seq, c.h) for c in take if c.stored])
     res.accepted += covered
     if covered:
         last = take[-1]
-        db.execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE device_id=?",
-                   (last.seq, last.h, prev_t, did))
+        db.set_tip(did, last.seq, last.h, prev_t)
     return {c.seq: c for c in take}
 
 
@@ -419,29 +402,22 @@ def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
     return False
 
 
-def accepted_branch(db: sqlite3.Connection, did: str, seq: int) -> Branch:
+def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
     """The shortest signed branch of the accepted chain that covers `seq`."""
-    cp = db.execute("SELECT c.seq, c.cose FROM dev_checkpoints c JOIN entries e ON "
-                    "e.device_id=c.device_id AND e.seq=c.seq AND e.entry_hash=c.head "
-                    "WHERE c.device_id=? AND c.seq>=? ORDER BY c.seq LIMIT 1",
-                    (did, seq)).fetchone()
-    sg = db.execute("SELECT seq, sig FROM entries WHERE device_id=? AND seq>=? AND sig IS "
-                    "NOT NULL ORDER BY seq LIMIT 1", (did, seq)).fetchone()
+    cp = db.covering_checkpoint(did, seq)
+    sg = db.first_signed_entry(did, seq)
     options = []
     if cp is not None:
-        options.append((int(cp[0]), "checkpoint", bytes(cp[1])))
+        options.append((cp[0], "checkpoint", cp[1]))
     if sg is not None:
-        options.append((int(sg[0]), "entry-sig", bytes(sg[1])))
+        options.append((sg[0], "entry-sig", sg[1]))
     if not options:
         raise HashtrailError(f"device {did}: no signed statement covers accepted seq {seq}")
     end, kind, stmt = min(options)
-    bodies = [bytes(r[0]) for r in db.execute(
-        "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
-        (did, seq, end))]
-    return Branch(bodies, kind, stmt)
+    return Branch(db.entry_bodies(did, seq, end), kind, stmt)
 
 
-def _pending_branch(db: sqlite3.Connection, did: str, start: _Cand,
+def _pending_branch(did: str, start: _Cand,
                     cands: dict[int, list[_Cand]], heads: dict[tuple[int, bytes], bytes]
                     ) -> Branch | None:
     """Follow pending entries from `start` along prev links to a device signature."""
@@ -460,34 +436,33 @@ def _pending_branch(db: sqlite3.Connection, did: str, start: _Cand,
         chain.append(cur)
 
 
-def _forks(led: Ledger, db: sqlite3.Connection, did: str, key: DeviceKey,
+def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
            cands: dict[int, list[_Cand]], res: Result) -> None:
     """Fork evidence from candidates not on the accepted chain (`cands`) and from
     device checkpoints that disagree with it."""
     dev = led.device(did)
     assert dev is not None
-    acc = dict(db.execute("SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq IN "
-                          "(SELECT seq FROM dev_checkpoints WHERE device_id=? UNION "
-                          "SELECT seq FROM pending WHERE device_id=?)", (did, did, did)))
+    acc = db.contested_hashes(did)
+
     def acc_prev(seq: int) -> bytes:
-        return bytes(db.execute("SELECT entry_hash FROM entries WHERE device_id=? AND seq=?",
-                                (did, seq)).fetchone()[0])
+        e = db.entry(did, seq)
+        assert e is not None          # below the tip: accepted
+        return e.entry_hash
 
     found: list[tuple[int, Branch]] = []
-    cp_forks = [(int(s), Branch([], "checkpoint", bytes(cose))) for s, h, cose in db.execute(
-        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=? AND seq<=? ORDER BY "
-        "seq", (did, dev.tip_seq)).fetchall() if bytes(acc[s]) != bytes(h)]
-    heads = {(int(s), bytes(h)): bytes(c) for s, h, c in db.execute(
-        "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=?", (did,))}
+    dcps = db.device_checkpoints(did)
+    cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
+                if c.seq <= dev.tip_seq and acc[c.seq] != c.head]
+    heads = {(c.seq, c.head): c.cose for c in dcps}
     for s in sorted(cands):
         if s > dev.tip_seq:
             break
         for c in cands[s]:
             # only the divergence point: an entry linking to the accepted entry s - 1
-            want_prev = key.genesis_prev if s == 0 else bytes(acc_prev(s - 1))
-            if bytes(acc[s]) == c.h or c.f.prev != want_prev:
+            want_prev = key.genesis_prev if s == 0 else acc_prev(s - 1)
+            if acc[s] == c.h or c.f.prev != want_prev:
                 continue
-            br = _pending_branch(db, did, c, cands, heads)
+            br = _pending_branch(did, c, cands, heads)
             if br is None:
                 res.findings.append(Finding(did, s, "entry conflicts with the accepted one"
                                             " but no device signature covers it; held"))
@@ -495,19 +470,16 @@ def _forks(led: Ledger, db: sqlite3.Connection, did: str, key: DeviceKey,
                 found.append((s, br))
     # A mismatching checkpoint is its own evidence unless a branch above already shows
     # the same fork from its divergence point, or evidence for this device is stored.
-    known = db.execute("SELECT MIN(seq) FROM evidence WHERE device_id=?", (did,)).fetchone()[0]
-    first = min([s for s, _ in found] + ([int(known)] if known is not None else []),
+    known = db.first_evidence(did)
+    first = min([s for s, _ in found] + ([known[0]] if known is not None else []),
                 default=None)
     found += [(s, br) for s, br in cp_forks if first is None or s < first][:1]
     for s, br in found:
         doc = make_evidence(key.pub, s, accepted_branch(db, did, s), br)
         # one evidence row per distinct fork (seq, both hashes), however often re-signed
-        digest = hashlib.sha256(s.to_bytes(8, "big") + bytes(acc[s])
-                                + branch_hash(key, s, br)).digest()
-        cur = db.execute("INSERT OR IGNORE INTO evidence VALUES (?,?,?,?,?)",
-                         (did, s, digest, doc, int(time.time())))
-        if cur.rowcount:
+        digest = hashlib.sha256(s.to_bytes(8, "big") + acc[s] + branch_hash(key, s, br)).digest()
+        if db.add_evidence(did, s, digest, doc, int(time.time())):
             res.forks += 1
             res.findings.append(Finding(did, s, "fork: the device key signed two different "
                                         "entries for this seq; evidence kept, device flagged"))
-        db.execute("UPDATE devices SET forked=1 WHERE device_id=?", (did,))
+        db.set_forked(did)

@@ -29,7 +29,6 @@ with the leaf, path and checkpoint it took from tiles and checks the whole proof
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from typing import Any, NamedTuple
 
 from hashtrail.errors import ConfigError, FormatError
 from hashtrail.formats import merkle, note
-from hashtrail.formats.keys import parse_device_id
+from hashtrail.formats.keys import key_fingerprint, parse_device_id
 from hashtrail.ledger import proof
 from hashtrail.ledger.ledger_db import Ledger
 
@@ -291,7 +290,7 @@ def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str
         raise NotFound(f"device {did} seq {seq} is not in the log's tree of size {size}")
     return {"format": WORD_FORMAT, "leaf_index": row.leaf_index,
             "device": {"id": did, "pub": dev.pub.hex(),
-                       "fingerprint": hashlib.sha256(dev.pub).hexdigest()},
+                       "fingerprint": key_fingerprint(dev.pub)},
             "enrollment": {"label": dev.label, "board": dev.board, "fw": dev.fw,
                            "enrolled_at": dev.enrolled_at, "collector": None},
             "device_signature": proof.device_signature(ledger, did, seq, row)}

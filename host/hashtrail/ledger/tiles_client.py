@@ -18,11 +18,13 @@ from __future__ import annotations
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.ledger import proof, tiles
+from hashtrail.ledger.proof_file import CheckedProof
 from hashtrail.ledger.tiles import TileError, TileHashes, TileRef
 
 MAX_WORD = 16 << 20
@@ -122,3 +124,16 @@ def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.V
             "path": [h.hex() for h in path], "checkpoint": cp_bytes.decode("utf-8"),
             "device": word["device"], "enrollment": word["enrollment"],
             "device_signature": word["device_signature"]}
+
+
+def verify_proof_url(url: str, device_id: str, seq: int, trusted: note.Verifier,
+                     witness_keys: Sequence[note.Verifier] = (),
+                     min_witnesses: int | None = None) -> CheckedProof:
+    """Fetch the proof of device entry `seq` from the log at `url` and check it against
+    the ledger key `trusted` (and witnesses, as for a proof file), pinned to
+    `device_id`."""
+    need = len({(w.name, w.pub) for w in witness_keys}) if min_witnesses is None \
+        else min_witnesses
+    doc = fetch_inclusion_proof(url, device_id, seq, trusted)
+    msg, pc = proof.check_proof_doc(doc, trusted, witness_keys, need, device_id)
+    return CheckedProof(msg, pc)

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from littlefs import LittleFS
 
 from hashtrail.errors import HashtrailError
-from hashtrail.formats.entry import parse_entry
+from hashtrail.formats import cbor_strict
+from hashtrail.formats.entry import KEY_PREV, parse_entry
 from hashtrail.formats.records import LOG_DIR, Record, format_record, parse_records
 
-PREV_TAG = b"\x05\x58\x20"  # key 5 (prev), bstr of 32 bytes: what precedes the link
+# key 5 (prev), bstr of 32 bytes: what precedes the link
+PREV_TAG = cbor_strict.head(0, KEY_PREV) + cbor_strict.head(2, 32)
 
 Edit = Callable[[bytes], bytes]  # entry bytes -> edited entry bytes of the same length
 

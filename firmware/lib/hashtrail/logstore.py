@@ -1,7 +1,8 @@
 # Append-only record log on littlefs: segment files, power-cut recovery, pruning.
 #
 # Layout (docs/FORMATS.md "Records on flash"): `<root>/log/NNNNNNNNNN.seg`, each named
-# after the seq of its first entry record, each a run of records
+# after the seq of its first entry record, each a run of records (their format, magic
+# bytes and file names: logrec.py)
 #
 #   0 magic (0xA7 entry, 0xC7 checkpoint) | 1 flags (bit 0: 64-byte sig follows body)
 #   2 seq u32 LE | 6 body length u16 LE | 8 body | [64 sig] | CRC-32 LE of all before
@@ -37,7 +38,7 @@
 #       after them. One reusable buffer: a log of any length streams in O(1) heap.
 #   s.prune(acked_seq) -> segments deleted (never the segment being written)
 #   s.free_bytes()                   filesystem free space (statvfs)
-#   parse(rec) -> (magic, flags, seq, body_len): header fields of a record memoryview
+#   ENTRY, CHECKPOINT, FLAG_SIG, parse(rec), seg_name(seq)   logrec.py's, re-exported
 #
 # Boot: every segment is walked (CRC, seq order, name gaps) when boot_check is set,
 # else only the last one. A bad tail of the last segment is cut off by copying the
@@ -51,14 +52,13 @@
 import hashlib
 import os
 import struct
-import sys
 from binascii import crc32
 from micropython import const
 from time import ticks_diff, ticks_ms
 
-ENTRY = const(0xA7)
-CHECKPOINT = const(0xC7)
-FLAG_SIG = const(1)
+from hashtrail import drop
+from hashtrail.logrec import CHECKPOINT, ENTRY, FLAG_SIG, parse, seg_name
+
 _HDR = const(8)
 _SIG = const(64)
 _CRC = const(4)
@@ -74,15 +74,6 @@ class LogError(Exception):
 
 
 _FULL = LogFull("flash full")
-
-
-def parse(rec):
-    """(magic, flags, seq, body_len) of a record held in a bytes-like object."""
-    return rec[0], rec[1], struct.unpack_from("<I", rec, 2)[0], struct.unpack_from("<H", rec, 6)[0]
-
-
-def seg_name(seq):
-    return "%010d.seg" % seq
 
 
 def _ticks_ms():
@@ -159,11 +150,11 @@ class LogStore:
         # Boot-only code (the recovery scan, the torn-tail repair) lives in logscan.py,
         # imported for the scan and dropped again: it is not resident while the app runs.
         try:
-            import logscan
+            from hashtrail import logscan
 
             logscan.recover(self, full)
         finally:
-            sys.modules.pop("logscan", None)
+            drop("logscan")
 
     def _read_at(self, f, off, size, mv):
         """Length of the valid record at off (read into mv), 0 if invalid, -1 at EOF."""

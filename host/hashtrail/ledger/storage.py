@@ -1,0 +1,262 @@
+"""What the ledger keeps, as one interface: every read and write of a ledger's tables
+goes through a `LedgerStorage`, so the rest of the ledger (Ledger, reconcile, verify,
+proof) speaks of leaves, nodes, entries, devices and checkpoints, never of SQL, and a
+second backend (PostgreSQL) is one more class with these methods.
+
+The embedded backend is storage_sqlite.SqliteLedgerStorage (docs/LEDGER.md has its
+tables). What any backend must give:
+
+- `transaction()`: a unit of work. Writes inside it commit together or not at all
+  (an exception rolls all back), and a writer holds the ledger's write lock from the
+  start of it (SQLite: BEGIN IMMEDIATE; writers queue on a busy timeout instead of
+  failing half-way through a read-then-write). Every write method is called inside one;
+  reads may be called anywhere and see the transaction's own writes.
+- bulk writes (`add_nodes`, `add_entries`, `add_pending`, `drop_pending`) take all
+  their rows at once: reconcile writes a row per entry and about two per leaf, and a
+  backend makes that a few statements (multi-row INSERT, COPY), not one per row.
+- `scan_*`: the rows exactly as stored, in a fixed column order and with no type
+  checked or converted: ledger_verify trusts no row and reports a column of the wrong
+  type rather than failing on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
+
+
+class StoredEntry(NamedTuple):
+    """One accepted entry as the ledger holds it (read-only view of `entries`)."""
+
+    leaf_index: int
+    entry_hash: bytes
+    body: bytes
+    sig: bytes | None       # the device's per-entry signature (r || s), if it sent one
+
+
+class Device(NamedTuple):
+    device_id: str
+    pub: bytes
+    label: str
+    board: str
+    fw: str
+    enrolled_at: int
+    tip_seq: int
+    tip_head: bytes
+    tip_t: int | None
+    forked: bool
+    revoked_at: int | None
+    revoked_reason: str | None
+
+
+class HeldEntry(NamedTuple):
+    """An entry waiting in `pending`: verified bytes, not (yet) on the accepted chain."""
+
+    seq: int
+    entry_hash: bytes
+    body: bytes
+    sig: bytes | None
+
+
+class DeviceCheckpoint(NamedTuple):
+    """A verified device checkpoint as stored: what it signs (seq, head) and its bytes."""
+
+    seq: int
+    head: bytes
+    cose: bytes
+
+
+# (device_id, seq, leaf_index, entry_hash, body, sig): one accepted entry
+EntryRow = tuple[str, int, int, bytes, bytes, bytes | None]
+# (device_id, seq, entry_hash, body, sig): one held entry
+PendingRow = tuple[str, int, bytes, bytes, bytes | None]
+# (level, index, hash): one complete subtree of the Merkle tree
+NodeRow = tuple[int, int, bytes]
+
+
+class LedgerStorage(Protocol):
+    """The ledger's tables, by concept (see the module doc for the contract)."""
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All-or-nothing writes under the ledger's write lock (see the module doc)."""
+        ...
+
+    # -- meta: origin, verifier key, tree size, schema ----------------------------------
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def drop_legacy_signer(self, verifier: str) -> None:
+        """Replace the signing key an old ledger kept in meta (`signer`) by its verifier
+        key, leaving no copy of the secret in the file. Its own transaction."""
+        ...
+
+    # -- Merkle tree ---------------------------------------------------------------------
+
+    def node(self, level: int, index: int) -> bytes | None: ...
+
+    def add_nodes(self, rows: Sequence[NodeRow]) -> None: ...
+
+    # -- accepted entries (the leaves) ---------------------------------------------------
+
+    def add_entries(self, rows: Sequence[EntryRow]) -> None: ...
+
+    def entry(self, device_id: str, seq: int) -> StoredEntry | None: ...
+
+    def leaf_entry(self, index: int) -> tuple[str, int, bytes] | None:
+        """(device id, seq, entry bytes) of leaf `index`."""
+        ...
+
+    def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
+        """seq -> entry hash of the accepted entries lo..hi (inclusive)."""
+        ...
+
+    def entry_bodies(self, device_id: str, lo: int, hi: int) -> list[bytes]:
+        """The accepted entry bytes of seqs lo..hi (inclusive), in seq order."""
+        ...
+
+    def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
+        """(seq, signature) of the first accepted entry at or after `seq` that carries
+        its own device signature."""
+        ...
+
+    def contested_hashes(self, device_id: str) -> dict[int, bytes]:
+        """seq -> accepted entry hash, at every seq a device checkpoint or a held entry
+        of the device also speaks of (where a fork can show)."""
+        ...
+
+    # -- held entries --------------------------------------------------------------------
+
+    def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
+        """The device's held entries from seq `lo`, by seq then hash."""
+        ...
+
+    def add_pending(self, rows: Sequence[PendingRow]) -> None:
+        """Hold these entries; one already held (same device, seq, hash) is kept as is."""
+        ...
+
+    def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
+        """Give a held entry the device signature a later copy of it carried."""
+        ...
+
+    def drop_pending(self, keys: Sequence[tuple[str, int, bytes]]) -> None:
+        """Forget held entries (device, seq, hash): they were accepted."""
+        ...
+
+    # -- device checkpoints --------------------------------------------------------------
+
+    def add_device_checkpoint(self, device_id: str, cose_hash: bytes, cose: bytes,
+                              nonce: bytes | None, seq: int, head: bytes) -> bool:
+        """Keep a verified device checkpoint; False if it was kept already."""
+        ...
+
+    def device_checkpoints(self, device_id: str, lo: int = 0) -> list[DeviceCheckpoint]:
+        """The device's checkpoints at seq >= lo, by seq."""
+        ...
+
+    def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
+        """(seq, COSE bytes) of the first device checkpoint at or after `seq` whose head
+        is the accepted entry at its seq (ties: lowest COSE hash)."""
+        ...
+
+    # -- devices -------------------------------------------------------------------------
+
+    def device(self, device_id: str) -> Device | None: ...
+
+    def devices(self) -> list[Device]: ...
+
+    def add_device(self, device_id: str, pub: bytes, label: str, board: str, fw: str,
+                   enrolled_at: int, genesis: bytes) -> None:
+        """Enroll: tip before entry 0 (seq -1, head = the key's genesis)."""
+        ...
+
+    def set_tip(self, device_id: str, seq: int, head: bytes, t: int | None) -> None: ...
+
+    def set_forked(self, device_id: str) -> None: ...
+
+    def set_revoked(self, device_id: str, at: int, reason: str) -> None: ...
+
+    # -- fork evidence -------------------------------------------------------------------
+
+    def add_evidence(self, device_id: str, seq: int, digest: bytes, doc: str,
+                     created: int) -> bool:
+        """Keep a fork's evidence; False if this fork (digest) was kept already."""
+        ...
+
+    def first_evidence(self, device_id: str) -> tuple[int, str] | None:
+        """(seq, document) of the device's lowest-seq evidence."""
+        ...
+
+    # -- signed ledger checkpoints -------------------------------------------------------
+
+    def checkpoint(self, size: int) -> bytes | None: ...
+
+    def add_checkpoint(self, size: int, note: bytes, created: int) -> None: ...
+
+    def checkpoints(self) -> list[bytes]:
+        """Every signed checkpoint, by size."""
+        ...
+
+    def latest_checkpoint(self) -> bytes | None: ...
+
+    # -- trusted collectors --------------------------------------------------------------
+
+    def add_collector(self, key: str, name: str, added_at: int) -> bool:
+        """Trust a collector key; False if it was trusted already."""
+        ...
+
+    def collectors(self) -> list[tuple[str, str, int]]:
+        """(verifier key, name, added at), oldest first."""
+        ...
+
+    def collector_name(self, key: str) -> str | None: ...
+
+    # -- the rows as stored, for verify --------------------------------------------------
+
+    def scan_meta(self) -> Iterable[tuple[Any, Any]]:
+        """(key, value)."""
+        ...
+
+    def scan_devices(self) -> Iterable[tuple[Any, ...]]:
+        """Device columns in `Device` order, by device id."""
+        ...
+
+    def scan_entries(self) -> Iterator[tuple[Any, ...]]:
+        """(leaf_index, device_id, seq, entry_hash, body, sig), by leaf index."""
+        ...
+
+    def scan_device_entries(self, device_id: str) -> Iterator[tuple[Any, ...]]:
+        """(seq, entry_hash, body, sig) of one device, by seq."""
+        ...
+
+    def scan_nodes(self) -> Iterator[tuple[Any, ...]]:
+        """(level, index, hash), by level then index."""
+        ...
+
+    def scan_checkpoints(self) -> Iterable[tuple[Any, ...]]:
+        """(size, note, created), by size."""
+        ...
+
+    def scan_device_checkpoints(self) -> Iterable[tuple[Any, ...]]:
+        """(device_id, cose_hash, cose, nonce, seq, head)."""
+        ...
+
+    def scan_evidence(self) -> Iterable[tuple[Any, ...]]:
+        """(device_id, seq, digest, doc), by device id then seq."""
+        ...
+
+    def scan_pending(self) -> Iterable[tuple[Any, ...]]:
+        """(device_id, seq, entry_hash, body, sig)."""
+        ...
+
+    def scan_collectors(self) -> Iterable[tuple[Any, ...]]:
+        """(key, name, added_at)."""
+        ...
+
+    def count_bundles(self) -> int:
+        """Rows in the bundles-seen table (reserved: nothing writes it yet)."""
+        ...

@@ -1,0 +1,408 @@
+"""The ledger in one SQLite file: the only module that speaks the ledger's SQL.
+
+Why SQLite with stored subtree hashes: the ledger must stay consistent when killed at
+any point and must serve O(log n) proofs at a million leaves. Every change happens in
+one `BEGIN IMMEDIATE` transaction (sqlite_file.transaction), and the tree keeps one row
+per complete subtree (`nodes`), so a proof reads at most ~2 log2(n) rows.
+
+The schema is `MIGRATIONS`, run in order by sqlite_file.migrate at open (a new file
+runs them all). Version 1 is the first ledger; version 2 adds `collectors` (a ledger
+made before collector trust gets it, empty). Files written before the version was
+bumped past 1 may already hold `collectors`: each step tolerates what an older build
+created on the side.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from hashtrail import sqlite_file
+from hashtrail.ledger.storage import (
+    Device,
+    DeviceCheckpoint,
+    EntryRow,
+    HeldEntry,
+    NodeRow,
+    PendingRow,
+    StoredEntry,
+)
+
+_BUSY_MS = 60_000
+# Bound parameters per multi-row INSERT (insert_rows): under 999, the limit of SQLite
+# builds before 3.32, so any SQLite the sqlite3 module links to accepts the statement.
+_MAX_PARAMS = 900
+
+_V1 = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE devices (device_id TEXT PRIMARY KEY, pub BLOB NOT NULL,
+        label TEXT NOT NULL, board TEXT NOT NULL, fw TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL, tip_seq INTEGER NOT NULL DEFAULT -1,
+        tip_head BLOB NOT NULL, tip_t INTEGER, forked INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER, revoked_reason TEXT)""",
+    """CREATE TABLE entries (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        leaf_index INTEGER NOT NULL UNIQUE, entry_hash BLOB NOT NULL, body BLOB NOT NULL,
+        sig BLOB, PRIMARY KEY (device_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE pending (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        entry_hash BLOB NOT NULL, body BLOB NOT NULL, sig BLOB,
+        PRIMARY KEY (device_id, seq, entry_hash)) WITHOUT ROWID""",
+    """CREATE TABLE dev_checkpoints (device_id TEXT NOT NULL, cose_hash BLOB NOT NULL,
+        cose BLOB NOT NULL, nonce BLOB, seq INTEGER NOT NULL, head BLOB NOT NULL,
+        PRIMARY KEY (device_id, cose_hash)) WITHOUT ROWID""",
+    "CREATE INDEX dev_checkpoints_seq ON dev_checkpoints (device_id, seq)",
+    """CREATE TABLE nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)) WITHOUT ROWID""",
+    """CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL,
+        created INTEGER NOT NULL)""",
+    """CREATE TABLE evidence (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        digest BLOB NOT NULL, doc TEXT NOT NULL, created INTEGER NOT NULL,
+        PRIMARY KEY (device_id, digest))""",
+    """CREATE TABLE bundles (digest BLOB PRIMARY KEY, collector TEXT NOT NULL,
+        reconciled_at INTEGER NOT NULL)""",
+]
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    for stmt in _V1:
+        db.execute(stmt)
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # IF NOT EXISTS: builds before the version bump made it at open, as schema 1
+    db.execute("""CREATE TABLE IF NOT EXISTS collectors (key TEXT PRIMARY KEY,
+        name TEXT NOT NULL, added_at INTEGER NOT NULL)""")
+
+
+MIGRATIONS = [
+    sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
+                             " nodes, checkpoints, evidence, bundles", _v1),
+    sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
+                    "checkpoints", "evidence", "bundles", "collectors"})
+
+
+def insert_rows(db: sqlite3.Connection, table: str,
+                rows: Sequence[tuple[Any, ...]]) -> None:
+    """INSERT rows of one width into `table` (one of this module's own table names),
+    a few hundred rows per statement.
+
+    Why: `executemany` steps one single-row statement per row, and a reconcile of a
+    large bundle writes a row per entry and about two per Merkle leaf, all of it on the
+    one thread while the signature threads wait. Binding many rows to one statement
+    halves the time per `nodes` row and cuts a quarter off an `entries` row
+    (tools/bench_ledger.py); the rows, their order and the transaction are the same."""
+    if not rows:
+        return
+    width = len(rows[0])
+    k = max(1, _MAX_PARAMS // width)
+    one = "(" + ",".join("?" * width) + ")"
+    whole = len(rows) - len(rows) % k
+    if whole:
+        stmt = f"INSERT INTO {table} VALUES " + ",".join([one] * k)
+        for i in range(0, whole, k):
+            db.execute(stmt, list(chain.from_iterable(rows[i:i + k])))
+    if whole < len(rows):
+        db.executemany(f"INSERT INTO {table} VALUES {one}", rows[whole:])
+
+
+def _blob(b: Any) -> bytes | None:
+    return None if b is None else bytes(b)
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    (did, pub, label, board, fw, enrolled, tip_seq, tip_head, tip_t, forked, rev_at,
+     rev_reason) = row
+    return Device(str(did), bytes(pub), str(label), str(board), str(fw), int(enrolled),
+                  int(tip_seq), bytes(tip_head), None if tip_t is None else int(tip_t),
+                  bool(forked), None if rev_at is None else int(rev_at),
+                  None if rev_reason is None else str(rev_reason))
+
+
+class SqliteLedgerStorage:
+    """storage.LedgerStorage on one SQLite file (WAL, synchronous=FULL; sqlite_file)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._db = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteLedgerStorage:
+        """An existing ledger file, upgraded to this schema (sqlite_file.migrate); a
+        path that is not a ledger is InputError with nothing created or changed."""
+        conn = sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.LEDGER)
+        try:
+            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    def check_new(path: Path) -> None:
+        """InputError unless `path` can become a new ledger file (nothing there, its
+        folder exists): checked before anything else is written."""
+        sqlite_file.check_new(path, sqlite_file.LEDGER)
+
+    @classmethod
+    def create(cls, path: Path, meta: dict[str, str]) -> SqliteLedgerStorage:
+        """A new ledger file holding `meta` (origin, verifier, size), in the same
+        transaction as its schema: no ledger without them is ever on disk."""
+        sqlite_file.check_new(path, sqlite_file.LEDGER)
+        conn = sqlite_file.connect(path, _BUSY_MS)
+
+        def first_rows(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO meta VALUES (?,?)", list(meta.items()))
+
+        try:
+            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES,
+                                then=first_rows)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with sqlite_file.transaction(self._db):
+            yield
+
+    def _w(self) -> sqlite3.Connection:
+        """The connection, for a write: only inside transaction() (the contract)."""
+        if not self._db.in_transaction:
+            raise AssertionError("ledger write outside storage.transaction()")
+        return self._db
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._w().execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def drop_legacy_signer(self, verifier: str) -> None:
+        """secure_delete zeroes the freed cell; the TRUNCATE checkpoint empties the WAL
+        that still held the page as it was."""
+        self._db.execute("PRAGMA secure_delete=ON")
+        with self.transaction():
+            self.set_meta("verifier", verifier)
+            self._db.execute("DELETE FROM meta WHERE key='signer'")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- tree ----------------------------------------------------------------------------
+
+    def node(self, level: int, index: int) -> bytes | None:
+        row = self._db.execute("SELECT hash FROM nodes WHERE level=? AND idx=?",
+                               (level, index)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def add_nodes(self, rows: Sequence[NodeRow]) -> None:
+        insert_rows(self._w(), "nodes", rows)
+
+    # -- entries -------------------------------------------------------------------------
+
+    def add_entries(self, rows: Sequence[EntryRow]) -> None:
+        insert_rows(self._w(), "entries", rows)
+
+    def entry(self, device_id: str, seq: int) -> StoredEntry | None:
+        row = self._db.execute("SELECT leaf_index, entry_hash, body, sig FROM entries "
+                               "WHERE device_id=? AND seq=?", (device_id, seq)).fetchone()
+        if row is None:
+            return None
+        return StoredEntry(int(row[0]), bytes(row[1]), bytes(row[2]), _blob(row[3]))
+
+    def leaf_entry(self, index: int) -> tuple[str, int, bytes] | None:
+        row = self._db.execute("SELECT device_id, seq, body FROM entries WHERE leaf_index=?",
+                               (index,)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+    def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
+        return {int(s): bytes(h) for s, h in self._db.execute(
+            "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq BETWEEN ? AND ?",
+            (device_id, lo, hi))}
+
+    def entry_bodies(self, device_id: str, lo: int, hi: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (device_id, lo, hi))]
+
+    def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
+        row = self._db.execute("SELECT seq, sig FROM entries WHERE device_id=? AND seq>=? "
+                               "AND sig IS NOT NULL ORDER BY seq LIMIT 1",
+                               (device_id, seq)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def contested_hashes(self, device_id: str) -> dict[int, bytes]:
+        return {int(s): bytes(h) for s, h in self._db.execute(
+            "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq IN "
+            "(SELECT seq FROM dev_checkpoints WHERE device_id=? UNION "
+            "SELECT seq FROM pending WHERE device_id=?)", (device_id, device_id, device_id))}
+
+    # -- pending -------------------------------------------------------------------------
+
+    def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
+        return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g)) for s, h, b, g in
+                self._db.execute("SELECT seq, entry_hash, body, sig FROM pending WHERE "
+                                 "device_id=? AND seq>=? ORDER BY seq, entry_hash",
+                                 (device_id, lo))]
+
+    def add_pending(self, rows: Sequence[PendingRow]) -> None:
+        self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)", rows)
+
+    def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
+        self._w().execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? AND "
+                          "entry_hash=?", (sig, device_id, seq, entry_hash))
+
+    def drop_pending(self, keys: Sequence[tuple[str, int, bytes]]) -> None:
+        self._w().executemany("DELETE FROM pending WHERE device_id=? AND seq=? AND "
+                              "entry_hash=?", keys)
+
+    # -- device checkpoints --------------------------------------------------------------
+
+    def add_device_checkpoint(self, device_id: str, cose_hash: bytes, cose: bytes,
+                              nonce: bytes | None, seq: int, head: bytes) -> bool:
+        cur = self._w().execute("INSERT OR IGNORE INTO dev_checkpoints VALUES (?,?,?,?,?,?)",
+                                (device_id, cose_hash, cose, nonce, seq, head))
+        return cur.rowcount == 1
+
+    def device_checkpoints(self, device_id: str, lo: int = 0) -> list[DeviceCheckpoint]:
+        return [DeviceCheckpoint(int(s), bytes(h), bytes(c)) for s, h, c in self._db.execute(
+            "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=? AND seq>=? "
+            "ORDER BY seq", (device_id, lo))]
+
+    def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
+        row = self._db.execute(
+            "SELECT c.seq, c.cose FROM dev_checkpoints c JOIN entries e ON "
+            "e.device_id=c.device_id AND e.seq=c.seq AND e.entry_hash=c.head "
+            "WHERE c.device_id=? AND c.seq>=? ORDER BY c.seq, c.cose_hash LIMIT 1",
+            (device_id, seq)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    # -- devices -------------------------------------------------------------------------
+
+    def device(self, device_id: str) -> Device | None:
+        row = self._db.execute("SELECT * FROM devices WHERE device_id=?",
+                               (device_id,)).fetchone()
+        return None if row is None else _device(row)
+
+    def devices(self) -> list[Device]:
+        return [_device(r) for r in
+                self._db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()]
+
+    def add_device(self, device_id: str, pub: bytes, label: str, board: str, fw: str,
+                   enrolled_at: int, genesis: bytes) -> None:
+        self._w().execute("INSERT INTO devices (device_id, pub, label, board, fw, "
+                          "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
+                          (device_id, pub, label, board, fw, enrolled_at, genesis))
+
+    def set_tip(self, device_id: str, seq: int, head: bytes, t: int | None) -> None:
+        self._w().execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE "
+                          "device_id=?", (seq, head, t, device_id))
+
+    def set_forked(self, device_id: str) -> None:
+        self._w().execute("UPDATE devices SET forked=1 WHERE device_id=?", (device_id,))
+
+    def set_revoked(self, device_id: str, at: int, reason: str) -> None:
+        self._w().execute("UPDATE devices SET revoked_at=?, revoked_reason=? WHERE "
+                          "device_id=?", (at, reason, device_id))
+
+    # -- evidence ------------------------------------------------------------------------
+
+    def add_evidence(self, device_id: str, seq: int, digest: bytes, doc: str,
+                     created: int) -> bool:
+        cur = self._w().execute("INSERT OR IGNORE INTO evidence VALUES (?,?,?,?,?)",
+                                (device_id, seq, digest, doc, created))
+        return cur.rowcount == 1
+
+    def first_evidence(self, device_id: str) -> tuple[int, str] | None:
+        row = self._db.execute("SELECT seq, doc FROM evidence WHERE device_id=? ORDER BY "
+                               "seq LIMIT 1", (device_id,)).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    # -- ledger checkpoints --------------------------------------------------------------
+
+    def checkpoint(self, size: int) -> bytes | None:
+        row = self._db.execute("SELECT note FROM checkpoints WHERE size=?", (size,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def add_checkpoint(self, size: int, note: bytes, created: int) -> None:
+        self._w().execute("INSERT INTO checkpoints VALUES (?,?,?)", (size, note, created))
+
+    def checkpoints(self) -> list[bytes]:
+        return [bytes(r[0]) for r in
+                self._db.execute("SELECT note FROM checkpoints ORDER BY size").fetchall()]
+
+    def latest_checkpoint(self) -> bytes | None:
+        row = self._db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1"
+                               ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # -- collectors ----------------------------------------------------------------------
+
+    def add_collector(self, key: str, name: str, added_at: int) -> bool:
+        cur = self._w().execute("INSERT OR IGNORE INTO collectors VALUES (?,?,?)",
+                                (key, name, added_at))
+        return cur.rowcount == 1
+
+    def collectors(self) -> list[tuple[str, str, int]]:
+        return [(str(k), str(n), int(t)) for k, n, t in self._db.execute(
+            "SELECT key, name, added_at FROM collectors ORDER BY added_at, key")]
+
+    def collector_name(self, key: str) -> str | None:
+        row = self._db.execute("SELECT name FROM collectors WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- scans for verify ----------------------------------------------------------------
+
+    def scan_meta(self) -> list[tuple[Any, Any]]:
+        return self._db.execute("SELECT key, value FROM meta").fetchall()
+
+    def scan_devices(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, pub, label, board, fw, enrolled_at, tip_seq, "
+                          "tip_head, tip_t, forked, revoked_at, revoked_reason FROM devices "
+                          "ORDER BY device_id")
+
+    def scan_entries(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT leaf_index, device_id, seq, entry_hash, body, sig FROM "
+                          "entries ORDER BY leaf_index")
+
+    def scan_device_entries(self, device_id: str) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT seq, entry_hash, body, sig FROM entries WHERE device_id=? "
+                          "ORDER BY seq", device_id)
+
+    def scan_nodes(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
+
+    def scan_checkpoints(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT size, note, created FROM checkpoints ORDER BY size")
+
+    def scan_device_checkpoints(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, cose_hash, cose, nonce, seq, head FROM "
+                          "dev_checkpoints")
+
+    def scan_evidence(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, seq, digest, doc FROM evidence ORDER BY "
+                          "device_id, seq")
+
+    def scan_pending(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, seq, entry_hash, body, sig FROM pending")
+
+    def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT key, name, added_at FROM collectors")
+
+    def _scan(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows as SQLite returns them, one at a time (a cursor, not a list)."""
+        return iter(self._db.execute(sql, args))
+
+    def count_bundles(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM bundles").fetchone()[0])
