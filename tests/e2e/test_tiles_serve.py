@@ -139,6 +139,11 @@ def test_verify_proof_over_http(tl: TileLedger, server: Server,
         res = json.loads(out)["proof"]
         assert (res["device_id"], res["seq"], res["signature_kind"]) == (dev.id_hex, seq, kind)
         assert res["entry_hash"] == hashlib.sha256(dev.entries[seq][1]).hexdigest()
+    # a witness the user requires has not cosigned what the log serves: fails closed
+    w = note.Signer.generate("witness.example").verifier().cosigner_string()
+    code, _, err = _verify(capsys, server.url, tl.verifier_key, tl.signed.id_hex, 5,
+                           "--witness-key", w)
+    assert code == 1 and "step 'witnesses'" in err
     # another key: refused at the ledger signature, exit 1
     other = note.Signer.generate("example.com/tiles").verifier().to_string()
     code, _, err = _verify(capsys, server.url, other, tl.signed.id_hex, 5)
