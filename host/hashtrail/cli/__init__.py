@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "ledger",
     "devices",
     "verify",
+    "serve",
     "selfcheck",
     "demo",
 )
