@@ -30,7 +30,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from hashtrail.errors import InputError
 
@@ -210,3 +210,55 @@ def migrate(db: sqlite3.Connection, path: Path, kind: Kind,
         if then is not None:
             then(db)
     return was
+
+
+class SqliteFile:
+    """What both storages on one SQLite file share: the connection, opening it migrated
+    to the current schema, the transaction that every write must be inside, meta rows.
+
+    Why a base: the collector store and the ledger follow one rule for all of this (and
+    a second backend for the ledger follows it too); each subclass only names its kind,
+    its migrations and its tables."""
+
+    KIND: Kind
+    MIGRATIONS: Sequence[Migration]
+    TABLES: frozenset[str]
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._db = conn
+        self.path = path
+
+    @classmethod
+    def check_new(cls, path: Path) -> None:
+        """InputError unless `path` can become a new file of this kind (nothing there,
+        its folder exists): checked before anything else is written."""
+        check_new(path, cls.KIND)
+
+    @classmethod
+    def _migrated(cls, conn: sqlite3.Connection, path: Path,
+                  then: Callable[[sqlite3.Connection], None] | None = None) -> Self:
+        """`conn` brought to the current schema (closed again if that fails)."""
+        try:
+            migrate(conn, path, cls.KIND, cls.MIGRATIONS, cls.TABLES, then=then)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with transaction(self._db):
+            yield
+
+    def _w(self) -> sqlite3.Connection:
+        """The connection, for a write: only inside transaction() (the contract)."""
+        if not self._db.in_transaction:
+            raise AssertionError(f"{self.KIND.name}: write outside storage.transaction()")
+        return self._db
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])

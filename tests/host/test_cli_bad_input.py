@@ -116,6 +116,9 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger cosign", "--verifier-key-file"): "input",
     ("ledger cosign", "checkpoint"): "input",
     ("ledger cosign", "--out"): "out",
+    ("ledger publish", "--ledger"): "ledger",
+    ("ledger publish", "--out"): "dir",
+    ("serve", "--ledger"): "ledger",
     ("devices list", "--ledger"): "ledger",
     ("devices revoke", "--ledger"): "ledger",
     ("devices check", "--port"): "fleet-port",
@@ -148,6 +151,8 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger verify-proof", "--verifier-key"): ("junk",),
     ("ledger verify-proof", "--witness-key"): ("junk",),
     ("ledger verify-proof", "--min-witnesses"): ("-1", "x"),
+    ("ledger verify-proof", "--url"): ("ftp://x/", "not a url", "http://", "http://h/?q=1"),
+    ("ledger verify-proof", "--seq"): ("-1", "x"),
     ("ledger evidence", "--device"): ("nope",),
     ("ledger cosign", "--verifier-key"): ("junk",),
     ("ledger check-evidence", "--verifier-key"): ("junk",),
@@ -158,6 +163,8 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("selfcheck", "--board"): ("../x",),
     ("selfcheck", "--reps"): ("0",),
     ("demo", "--devices"): ("0", "-1"),
+    ("serve", "--listen"): ("nope", "127.0.0.1:99999", "127.0.0.1:-1", ":8080",
+                            "127.0.0.1:08080x"),
 }
 
 # Arguments that take no path and no checked value (free text, switches, names).
@@ -169,7 +176,7 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger init", "--origin"), ("ledger verify-proof", "--device"),
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),
-    ("ledger witness-key", "--name"),
+    ("ledger witness-key", "--name"), ("ledger publish", "--words"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 # Options every command takes (hashtrail.cli.logs): switches, so PLAIN for each command.
@@ -276,6 +283,8 @@ class World:
             "ledger cosign": ["--ledger", led, "--key", str(self.witness), "--state",
                               str(self.new), "--verifier-key-file", str(self.vkey_file),
                               "--out", str(self.dir / "out.txt"), str(self.checkpoint)],
+            "ledger publish": ["--ledger", led, "--out", str(self.dir / "pub")],
+            "serve": ["--ledger", led, "--listen", "127.0.0.1:0"],
             "devices list": ["--ledger", led],
             "devices revoke": ["--reason", "x", "--ledger", led, DEVICE],
             "devices check": ["--port", os.devnull, "--store", s],

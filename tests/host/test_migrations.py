@@ -301,7 +301,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(
         store_sql._v2(db)
         raise sqlite3.OperationalError("disk I/O error (simulated)")
 
-    monkeypatch.setattr(store_sql, "MIGRATIONS", [
+    monkeypatch.setattr(store_sql.SqliteStoreStorage, "MIGRATIONS", [
         store_sql.MIGRATIONS[0], sqlite_file.Migration(2, "broken", broken)])
     with pytest.raises(Exception, match="simulated"):
         Store.open(path, create=False)

@@ -46,6 +46,7 @@ COMMANDS: tuple[str, ...] = (
     "ledger",
     "devices",
     "verify",
+    "serve",
     "selfcheck",
     "demo",
 )

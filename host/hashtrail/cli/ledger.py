@@ -30,6 +30,7 @@ from hashtrail.cli.args import (
     trusted_key,
     trusted_key_args,
 )
+from hashtrail.cli.serve import add_publish, url_arg, verify_url
 from hashtrail.ledger import evidence_file, proof_file, trust, witness
 from hashtrail.ledger.ledger_db import Ledger
 
@@ -76,8 +77,11 @@ def register(sub: Any) -> None:
                         "prints it); repeatable")
     c.add_argument("--min-witnesses", type=at_least(0), metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
-    c.add_argument("file", help="the proof file (`ledger prove` or `ledger consistency` "
-                                "output)")
+    c.add_argument("--url", type=url_arg, help="instead of a file, fetch the proof of "
+                   "--device's entry --seq from this log (`hashtrail serve`)")
+    c.add_argument("--seq", type=at_least(0), help="with --url: the entry's sequence number")
+    c.add_argument("file", nargs="?", help="the proof file (`ledger prove` or `ledger "
+                                           "consistency` output)")
     c = cmd("evidence", run_evidence, "export fork evidence of a device")
     c.add_argument("--device", required=True, type=device_arg,
                    help="the forked device's id (32 lower-case hex characters)")
@@ -111,6 +115,7 @@ def register(sub: Any) -> None:
     trusted_key_args(c)
     c.add_argument("checkpoint", help="signed checkpoint file to cosign")
     c.add_argument("--out", help="also write the cosigned checkpoint to this file")
+    add_publish(cmd)
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -152,8 +157,11 @@ def run_consistency(args: argparse.Namespace) -> int:
 
 def run_verify_proof(args: argparse.Namespace) -> int:
     witnesses = trust.witness_keys(args.witness_key)
-    checked = proof_file.verify_proof_file(args.file, trusted_key(args), witnesses,
-                                           args.min_witnesses, args.device)
+    if args.url is not None or args.file is None:
+        checked = verify_url(args, trusted_key(args), witnesses)
+    else:
+        checked = proof_file.verify_proof_file(args.file, trusted_key(args), witnesses,
+                                               args.min_witnesses, args.device)
     _emit(args, checked.to_json(), checked.description)
     return 0
 

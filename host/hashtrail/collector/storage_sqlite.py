@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from hashtrail import sqlite_file
@@ -85,17 +84,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "enrollments", "entries", "checkpoints", "state", "policies"})
 
 
-class SqliteStoreStorage:
+class SqliteStoreStorage(sqlite_file.SqliteFile):
     """storage.StoreStorage on one SQLite file (WAL, synchronous=FULL; sqlite_file)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._db = conn
-        self.path = path
-
-    @staticmethod
-    def check_new(path: Path) -> None:
-        """InputError unless `path` can become a new store (nothing there, folder exists)."""
-        sqlite_file.check_new(path, sqlite_file.STORE)
+    KIND = sqlite_file.STORE
+    MIGRATIONS = MIGRATIONS
+    TABLES = TABLES
 
     @classmethod
     def open(cls, path: Path, *, create: bool) -> SqliteStoreStorage:
@@ -106,30 +100,7 @@ class SqliteStoreStorage:
             conn = sqlite_file.connect(path, _BUSY_MS)
         else:
             conn = sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.STORE)
-        try:
-            sqlite_file.migrate(conn, path, sqlite_file.STORE, MIGRATIONS, TABLES)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path)
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with sqlite_file.transaction(self._db):
-            yield
-
-    def _w(self) -> sqlite3.Connection:
-        """The connection, for a write: only inside transaction() (the contract)."""
-        if not self._db.in_transaction:
-            raise AssertionError("store write outside storage.transaction()")
-        return self._db
-
-    def meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return cls._migrated(conn, path)
 
     # -- enrollments ---------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from hashtrail.formats.entry import (
 from hashtrail.formats.keys import DeviceKey, genesis_prev, key_fingerprint, parse_device_id
 from hashtrail.formats.leaf import parse_leaf
 from hashtrail.ledger.ledger_db import Ledger, LedgerError
+from hashtrail.ledger.storage import StoredEntry
 
 PROOF_FORMAT = "hashtrail-proof/2"          # inclusion, with the device's word
 CONSISTENCY_FORMAT = "hashtrail-proof/1"    # consistency proofs (unchanged)
@@ -196,6 +197,27 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
         raise LedgerError(f"device {did} seq {seq} is leaf {row.leaf_index}, not covered by "
                           f"the checkpoint of tree size {cp.size}",
                           hint="sign a newer one: `hashtrail ledger checkpoint`")
+    dsig = device_signature(ledger, did, seq, row)
+    path = merkle.prove_inclusion(ledger.node, row.leaf_index, cp.size)
+    fp = key_fingerprint(dev.pub)
+    return {
+        "format": PROOF_FORMAT, "type": "inclusion",
+        "leaf": ledger.leaf(row.leaf_index).hex(), "leaf_index": row.leaf_index,
+        "tree_size": cp.size, "root": cp.root.hex(), "path": [h.hex() for h in path],
+        "checkpoint": cp_bytes.decode("utf-8"), "verifier_key": mine.to_string(),
+        "device": {"id": did, "pub": dev.pub.hex(), "fingerprint": fp},
+        "enrollment": {"label": dev.label, "board": dev.board, "fw": dev.fw,
+                       "enrolled_at": dev.enrolled_at, "collector": None},
+        "device_signature": dsig,
+    }
+
+
+def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> dict[str, Any]:
+    """The proof's `device_signature` for the accepted entry `row` (device `did`, seq
+    `seq`): its per-entry signature, or (a checkpoints-only device) the first device
+    checkpoint covering it with the entries that link the entry to that checkpoint's
+    head. Also what `hashtrail.ledger.tiles` serves beside the tiles, which carry only
+    leaves."""
     first = ledger.entry(did, 0)
     if first is None:
         raise LedgerError(f"device {did} has no entry 0 in the ledger",
@@ -220,18 +242,7 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
             raise LedgerError(f"device {did}: entries {seq + 1}..{cseq} are not all in "
                               "the ledger", hint="run `hashtrail verify`")
         dsig = {"kind": SIG_CHECKPOINT, "cose": cose.hex(), "chain": [b.hex() for b in chain]}
-    path = merkle.prove_inclusion(ledger.node, row.leaf_index, cp.size)
-    fp = key_fingerprint(dev.pub)
-    return {
-        "format": PROOF_FORMAT, "type": "inclusion",
-        "leaf": ledger.leaf(row.leaf_index).hex(), "leaf_index": row.leaf_index,
-        "tree_size": cp.size, "root": cp.root.hex(), "path": [h.hex() for h in path],
-        "checkpoint": cp_bytes.decode("utf-8"), "verifier_key": mine.to_string(),
-        "device": {"id": did, "pub": dev.pub.hex(), "fingerprint": fp},
-        "enrollment": {"label": dev.label, "board": dev.board, "fw": dev.fw,
-                       "enrolled_at": dev.enrolled_at, "collector": None},
-        "device_signature": dsig,
-    }
+    return dsig
 
 
 # -- checking (pure) ------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -124,30 +123,19 @@ def _device(row: tuple[Any, ...]) -> Device:
                   None if rev_reason is None else str(rev_reason))
 
 
-class SqliteLedgerStorage:
+class SqliteLedgerStorage(sqlite_file.SqliteFile):
     """storage.LedgerStorage on one SQLite file (WAL, synchronous=FULL; sqlite_file)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._db = conn
-        self.path = path
+    KIND = sqlite_file.LEDGER
+    MIGRATIONS = MIGRATIONS
+    TABLES = TABLES
 
     @classmethod
     def open(cls, path: Path) -> SqliteLedgerStorage:
         """An existing ledger file, upgraded to this schema (sqlite_file.migrate); a
         path that is not a ledger is InputError with nothing created or changed."""
-        conn = sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.LEDGER)
-        try:
-            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path)
-
-    @staticmethod
-    def check_new(path: Path) -> None:
-        """InputError unless `path` can become a new ledger file (nothing there, its
-        folder exists): checked before anything else is written."""
-        sqlite_file.check_new(path, sqlite_file.LEDGER)
+        return cls._migrated(sqlite_file.open_existing(path, _BUSY_MS, sqlite_file.LEDGER),
+                             path)
 
     @classmethod
     def create(cls, path: Path, meta: dict[str, str]) -> SqliteLedgerStorage:
@@ -159,33 +147,9 @@ class SqliteLedgerStorage:
         def first_rows(db: sqlite3.Connection) -> None:
             db.executemany("INSERT INTO meta VALUES (?,?)", list(meta.items()))
 
-        try:
-            sqlite_file.migrate(conn, path, sqlite_file.LEDGER, MIGRATIONS, TABLES,
-                                then=first_rows)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn, path)
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with sqlite_file.transaction(self._db):
-            yield
-
-    def _w(self) -> sqlite3.Connection:
-        """The connection, for a write: only inside transaction() (the contract)."""
-        if not self._db.in_transaction:
-            raise AssertionError("ledger write outside storage.transaction()")
-        return self._db
+        return cls._migrated(conn, path, then=first_rows)
 
     # -- meta ----------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
         self._w().execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))

@@ -1,0 +1,93 @@
+"""`hashtrail serve` and `hashtrail ledger publish`: the ledger as C2SP tlog-tiles, over
+HTTP or written to a folder (hashtrail.ledger.tiles, hashtrail.ledger.serve)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hashtrail import userfile
+from hashtrail.errors import ConfigError
+from hashtrail.formats import note
+from hashtrail.ledger import tiles, tiles_client
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.proof_file import CheckedProof
+from hashtrail.ledger.serve import parse_listen, serve
+
+
+def listen_arg(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def url_arg(text: str) -> str:
+    try:
+        return tiles_client.check_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def verify_url(args: argparse.Namespace, trusted: note.Verifier,
+               witnesses: list[note.Verifier]) -> CheckedProof:
+    """`ledger verify-proof --url URL --device ID --seq N`: the proof, assembled from the
+    log and checked like a proof file."""
+    if args.url is None or args.file is not None or args.device is None or args.seq is None:
+        raise ConfigError("give a proof file, or --url with --device and --seq (not both)",
+                          hint="e.g. hashtrail ledger verify-proof --url "
+                               "http://127.0.0.1:8080/ --device ID --seq N --verifier-key VKEY")
+    return tiles_client.verify_proof_url(args.url, args.device, args.seq, trusted, witnesses,
+                                         args.min_witnesses)
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="serve the ledger over HTTP as C2SP tlog-tiles (checkpoint, tiles, "
+                      "entry bundles, device signatures)")
+    p.add_argument("--ledger", required=True, help="ledger file (only read)")
+    p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8080),
+                   metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080; "
+                                             "port 0 picks a free one)")
+    p.set_defaults(func=run_serve)
+
+
+def add_publish(cmd: Any) -> None:
+    """`ledger publish`, added to the `ledger` group by hashtrail.cli.ledger."""
+    c: argparse.ArgumentParser = cmd("publish", run_publish,
+                                     "write the log as C2SP tlog-tiles to a folder, for "
+                                     "any static web server")
+    c.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write into (made when missing; full tiles already "
+                        "there are kept, the rest rewritten)")
+    c.add_argument("--words", action="store_true",
+                   help="also write each entry's device signature (hashtrail/word/...), "
+                        "which `ledger verify-proof --url` needs beside the tiles: one "
+                        "file per entry (`hashtrail serve` makes them on request)")
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    out = userfile.check_dir(args.out, "a folder for the published log")
+    with Ledger.open(args.ledger) as led:
+        res = tiles.publish(led, Path(out), words=args.words)
+    data = {"out": str(out), "size": res.size, "written": res.written, "kept": res.kept,
+            "words": res.words}
+    print(json.dumps(data) if args.json else
+          f"published tree size {res.size} to {out}: {res.written} files written, "
+          f"{res.kept} full tiles already there")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    host, port = args.listen
+    with Ledger.open(args.ledger) as led:
+        def ready(url: str) -> None:
+            print(f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
+        try:
+            serve(led, host, port, ready)
+        except KeyboardInterrupt:
+            print("hashtrail: stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,116 @@
+"""Serve a ledger over HTTP as C2SP tlog-tiles, straight from its SQLite file.
+
+Why a server when `ledger publish` writes the same files: a published folder is a
+snapshot, while `hashtrail serve` follows the ledger as reconciles append (the
+checkpoint is re-read on every request for it, and a tile past the last known tree
+size re-reads it once), with nothing to re-run. Paths and bytes are those of
+hashtrail.ledger.tiles, identical to a published folder.
+
+Why aiohttp: one event loop with a C HTTP parser answers thousands of small GETs per
+second on one core (tools/bench_serve.py), and the whole server is one handler; SQLite
+reads of immutable tiles are cached in memory, so the loop rarely waits on the file.
+
+Caching headers say what tlog-tiles promises: a tile's path names its level, index and
+width, so its bytes never change (`immutable`, a year); the checkpoint changes as the
+log grows (a second). Anything that is not one of the log's paths is a 404, a method
+other than GET or HEAD a 405; nothing a client sends changes the ledger (it is opened
+read-only in spirit: only reads are issued).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from hashtrail.errors import ConfigError, HashtrailError
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SHORT = "public, max-age=1"
+CONTENT_TYPES = {"checkpoint": "text/plain; charset=utf-8",
+                 "tile": "application/octet-stream",
+                 "word": "application/json"}
+
+
+def _require_aiohttp() -> None:
+    try:
+        import aiohttp.web  # noqa: F401
+    except ImportError:
+        raise ConfigError("serving needs aiohttp",
+                          hint="install the extra: pip install 'hashtrail[serve]'") from None
+
+
+def make_app(ledger: Ledger) -> web.Application:
+    """The aiohttp application serving `ledger` (also used by tests in-process)."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    tiles = LedgerTiles(ledger)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path.removeprefix("/")
+        try:
+            kind, body = tiles.get(path)
+        except (TileError, NotFound):
+            return web.Response(status=404, text="not found\n")
+        except (HashtrailError, sqlite3.Error):
+            return web.Response(status=503, text="the ledger cannot be read now\n")
+        return web.Response(body=body, headers={
+            "Content-Type": CONTENT_TYPES[kind],
+            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
+            "Access-Control-Allow-Origin": "*"})
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/{tail:.*}", handle)   # GET and HEAD; other methods: 405
+    return app
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 as [::1]:PORT); ValueError when it is not one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or \
+            not 0 <= int(port) <= 65535 or len(port) > 5:
+        raise ValueError(f"expected HOST:PORT with a port 0..65535, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def serve(ledger: Ledger, host: str, port: int,
+          ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+    """Serve until interrupted; `ready(url)` is called once the socket listens."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    app = make_app(ledger)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                              hint="pick another --listen address or port") from None
+        bound = runner.addresses[0][1] if runner.addresses else port
+        shown = f"[{host}]" if ":" in host else host
+        if ready is not None:
+            r = ready(f"http://{shown}:{bound}/")
+            if r is not None:
+                await r
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
