@@ -345,3 +345,28 @@ def test_esptool_output_goes_to_stderr_and_follows_q_and_v(tmp_path: Path) -> No
     v = image("-v")
     assert v.returncode == 0 and "Wrote 0x" in v.stderr, v.stderr
     assert "hashtrail: debug: cli: image: exit 0 after " in v.stderr
+
+
+def test_serve_json_line_and_ledger_from_the_environment(
+        ledger_and_bundle: tuple[str, str]) -> None:
+    """`serve --json` says where it listens as one JSON line (a script starting it on
+    port 0 learns the port), the ledger coming from HASHTRAIL_LEDGER."""
+    import signal
+    import urllib.request
+
+    led, _ = ledger_and_bundle
+    p = subprocess.Popen([sys.executable, "-m", "hashtrail.cli", "serve", "--listen",
+                          "127.0.0.1:0", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": HOST, "HASHTRAIL_LEDGER": led})
+    try:
+        assert p.stdout is not None
+        first = json.loads(p.stdout.readline())
+        assert first["ledger"] == led and first["url"].startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(first["url"].rstrip("/") + "/checkpoint",
+                                    timeout=10) as r:
+            assert r.read().startswith(b"test.example/ledger\n20\n")
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and err == "hashtrail: stopped\n", err
