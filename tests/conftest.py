@@ -1,7 +1,8 @@
 """Shared pytest configuration: the `device` marker needs a real board on --port.
 
-The tests pick ledger key files themselves: a HASHTRAIL_LEDGER_KEY left in the caller's
-environment would point every test ledger at one key file."""
+The tests pick ledger, store and key files themselves: a HASHTRAIL_LEDGER_KEY,
+HASHTRAIL_LEDGER or HASHTRAIL_STORE left in the caller's environment would point every
+test at one file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import os
 
 import pytest
 
-os.environ.pop("HASHTRAIL_LEDGER_KEY", None)
+for _var in ("HASHTRAIL_LEDGER_KEY", "HASHTRAIL_LEDGER", "HASHTRAIL_STORE"):
+    os.environ.pop(_var, None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

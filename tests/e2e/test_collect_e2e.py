@@ -84,7 +84,7 @@ def test_enroll_and_collect_three_devices(tmp_path: Path, devices: list[VirtualD
                 "fridge 1"]) == 0
     capsys.readouterr()
     # Unknown devices are refused with a clear message and a non-zero exit.
-    assert cli(["collect", "--port", devices[0].port, "--store", str(store)]) == 3
+    assert cli(["collect", "--port", devices[0].port, "--store", str(store)]) == 2
     assert "not enrolled" in capsys.readouterr().err
     for i, d in enumerate(devices):
         assert cli(["enroll", "--port", d.port, "--store", str(store), "--label", f"fridge {i}",

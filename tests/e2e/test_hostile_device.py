@@ -399,7 +399,7 @@ def test_not_enrolled_error_escapes_device_text(tmp_path: Path) -> None:
     Store.open(store).close()
     with FakeDevice(b) as dev:
         run = cli(tmp_path, "collect", "--port", dev.port, "--store", str(store))
-    assert run.rc == 3 and "not enrolled" in run.err, run.err
+    assert run.rc == 2 and "not enrolled" in run.err, run.err
     assert not CONTROL.search(run.out + run.err), repr(run.err)
     assert "\\x1b[2J" in run.err
 

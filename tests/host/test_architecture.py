@@ -73,6 +73,8 @@ def test_the_floor_plan_names_every_module() -> None:
     unnamed += [str(p.relative_to(ROOT)) for p in device if f"`{p.stem}`" not in doc]
     assert not unnamed, f"name these in docs/ARCHITECTURE.md: {unnamed}"
     from hashtrail.cli import COMMANDS
+    # the few shared ones (arguments, logging, progress bars) are named in the floor plan
     extra = {p.stem for p in (PACKAGE / "cli").glob("*.py")} - {*COMMANDS, "__init__",
-                                                                  "__main__", "args"}
+                                                                  "__main__"}
+    extra = {m for m in extra if f"`cli/{m}.py`" not in doc}
     assert not extra, f"cli/ modules that are not commands: {sorted(extra)}"

@@ -179,6 +179,8 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger witness-key", "--name"), ("ledger publish", "--words"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
+# Options every command takes (hashtrail.cli.logs): switches, so PLAIN for each command.
+GLOBAL = ("-v", "-q")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[
@@ -209,7 +211,8 @@ def _arguments() -> dict[tuple[str, str], argparse.Action]:
 
 def test_every_argument_is_classified() -> None:
     """A new command or option must say what it takes, so the fuzz below covers it."""
-    known = set(PATHS) | set(VALUES) | PLAIN
+    known = set(PATHS) | set(VALUES) | PLAIN | {
+        (cmd, opt) for cmd, _ in _commands(PARSER) for opt in GLOBAL}
     missing = sorted(k for k in _arguments() if k not in known)
     assert not missing, f"give these a role in PATHS, VALUES or PLAIN: {missing}"
     stale = sorted(k for k in set(PATHS) | set(VALUES) if k not in _arguments())
@@ -427,3 +430,70 @@ def test_corpus_is_what_it_claims(world: World) -> None:
         json.loads(c["nested-json"].read_text())
     assert not c["missing"].exists() and c["directory"].is_dir()
 
+
+
+# -- the same files named through HASHTRAIL_* variables instead of the flag ---------------
+
+ENV = {"--ledger": "HASHTRAIL_LEDGER", "--store": "HASHTRAIL_STORE",
+       "--key-file": "HASHTRAIL_LEDGER_KEY"}
+
+
+def _without(argv: list[str], opt: str) -> list[str]:
+    if opt not in argv:
+        return argv
+    i = argv.index(opt)
+    return argv[:i] + argv[i + 2:]
+
+
+@pytest.mark.parametrize("cmd,arg,bad", [c for c in _cases() if c[1] in ENV])
+def test_bad_file_from_the_environment_is_refused_alike(
+        world: World, cmd: str, arg: str, bad: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path given by HASHTRAIL_LEDGER / HASHTRAIL_STORE / HASHTRAIL_LEDGER_KEY (the
+    flag left out) meets the same checks as the flag: one line naming it, exit 2,
+    nothing created or changed; the hint says which variable named it."""
+    path = _bad_path(world, bad)
+    monkeypatch.setenv(ENV[arg], str(path))
+    argv = cmd.split() + _without(world.valid()[cmd], arg)
+    before = _snapshot(world.dir)
+    code, out, err = _run(argv, capsys)
+    _check_refused(world, argv, code, out, err, before, str(path))
+    assert f"{path} came from ${ENV[arg]}" in err, err
+
+
+def test_environment_fills_a_required_flag_and_the_flag_wins(
+        world: World, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    code, by_flag, _ = _run(["devices", "list", "--ledger", str(world.ledger), "--json"],
+                            capsys)
+    assert code == 0
+    # no flag: without the variable argparse refuses (exit 2), with it the same answer
+    monkeypatch.delenv("HASHTRAIL_LEDGER", raising=False)
+    code, _, err = _run(["devices", "list"], capsys)
+    assert code == 2 and "the following arguments are required: --ledger" in err, err
+    monkeypatch.setenv("HASHTRAIL_LEDGER", str(world.ledger))
+    assert _run(["devices", "list", "--json"], capsys)[:2] == (0, by_flag)
+    # an explicit flag wins over a variable naming a missing file
+    monkeypatch.setenv("HASHTRAIL_LEDGER", str(world.corpus["missing"]))
+    assert _run(["devices", "list", "--ledger", str(world.ledger), "--json"],
+                capsys)[:2] == (0, by_flag)
+    # the store alike
+    monkeypatch.setenv("HASHTRAIL_STORE", str(world.store))
+    code, out, _ = _run(["export", "--show-key"], capsys)
+    assert code == 0 and out.strip() == world.collector_key
+    # set but empty: as if unset (the flag is required again)
+    monkeypatch.setenv("HASHTRAIL_STORE", "")
+    code, _, err = _run(["export", "--show-key"], capsys)
+    assert code == 2 and "the following arguments are required: --store" in err, err
+
+
+def test_help_names_the_variables() -> None:
+    """--help says which variable stands in for which flag, and that a required flag
+    is satisfied by it."""
+    for cmd, p in _commands(PARSER):
+        for a in p._actions:
+            if a.option_strings and a.option_strings[0] in ENV:
+                assert f"${ENV[a.option_strings[0]]}" in (a.help or ""), (cmd, a.help)
+    top = PARSER.format_help()
+    assert all(f"${v}" in top for v in ENV.values()), top
+    assert "exit status: 0" in top

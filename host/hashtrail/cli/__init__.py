@@ -6,19 +6,31 @@ module parses arguments, calls a library function and prints what it returned: n
 SQL, proof, witness or verification logic (tests/host/test_cli_thin.py), so whatever a
 command does is callable from Python with the same result.
 Expected failures are `HashtrailError`s: caught here once, printed with their hint,
-and turned into a non-zero exit without a traceback.
+and turned into a non-zero exit without a traceback: 0 done (clean), 1 integrity
+problems found, 2 usage or input errors.
+
+Conventions every command shares: `-v` / `-q` (hashtrail.cli.logs: what the `hashtrail`
+loggers show on stderr), `--json` for data on stdout, the ledger and store paths from
+`HASHTRAIL_LEDGER` / `HASHTRAIL_STORE` when the flag is not given (hashtrail.cli.args),
+and progress bars on a terminal only (hashtrail.cli.progress).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
 from hashtrail import __version__
+from hashtrail.cli import args as cli_args
+from hashtrail.cli import logs
 from hashtrail.errors import HashtrailError, printable
+
+log = logging.getLogger(__name__)
 
 # Modules under hashtrail.cli, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = (
@@ -57,12 +69,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="hashtrail",
         description="Tamper-evident telemetry for ESP32 fleets.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hashtrail {__version__}")
+    logs.add_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"hashtrail.cli.{name}").register(sub)
+    for p in _subparsers(parser):
+        logs.add_options(p, top=False)
     return parser
+
+
+EPILOG = f"""\
+-v / -q work before or after the command name. --json prints data on stdout.
+environment: ${cli_args.LEDGER_ENV} (ledger file), ${cli_args.STORE_ENV} (collector store),
+  ${cli_args.KEY_ENV} (ledger signing key file): used when the flag is not given.
+exit status: 0 done, 1 integrity problems found, 2 usage or input error."""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every command's parser, groups (`ledger`, `devices`) and their commands alike."""
+    out = []
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for p in a.choices.values():
+                out += [p, *_subparsers(p)]
+    return out
+
+
+def _command(args: argparse.Namespace) -> str:
+    sub = getattr(args, "ledger_cmd", None) or getattr(args, "devices_cmd", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 def _safe(text: str) -> str:
@@ -75,14 +113,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with logs.configured(args.verbosity):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        log.debug("%s: exit %d after %.2f s", _command(args), code, time.monotonic() - t0)
+        return code
     except HashtrailError as e:
+        log.debug("%s: %s after %.2f s", _command(args), type(e).__name__,
+                  time.monotonic() - t0)
         # A message may quote device text: no control character reaches the terminal
         # (line breaks our own messages contain are kept).
         print(f"hashtrail: error: {_safe(str(e))}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {_safe(e.hint)}", file=sys.stderr)
+        hint = "; ".join(h for h in (e.hint, cli_args.env_note(args, str(e))) if h)
+        if hint:
+            print(f"hint: {_safe(hint)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("hashtrail: interrupted", file=sys.stderr)

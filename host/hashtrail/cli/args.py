@@ -1,11 +1,20 @@
-"""Arguments several commands share: argparse types (a device id, a count, seconds) and
-the ledger's keys (--key-file to sign; --verifier-key / --verifier-key-file for the key
-the user trusts), so every command reads them the same way."""
+"""Arguments several commands share: argparse types (a device id, a count, seconds), the
+ledger and collector store paths (`--ledger`, `--store`, defaulting to $HASHTRAIL_LEDGER
+and $HASHTRAIL_STORE) and the ledger's keys (--key-file to sign, default
+$HASHTRAIL_LEDGER_KEY; --verifier-key / --verifier-key-file for the key the user
+trusts), so every command reads them the same way.
+
+Why a variable is only a default: the value goes exactly where the flag's would (the
+same string, hence the same checks: hashtrail.userfile, hashtrail.sqlite_file), and a
+flag given on the command line wins. The ledger variable stays a string, not a path, so
+a later backend's URL passes through it unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +22,15 @@ from hashtrail.errors import HashtrailError
 from hashtrail.formats import note
 from hashtrail.formats.keys import DeviceId, parse_device_id
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.ledger_key import ENV
+from hashtrail.ledger.ledger_key import ENV as _KEY_ENV
 from hashtrail.ledger.trust import ledger_key
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = _KEY_ENV
+LEDGER_ENV = "HASHTRAIL_LEDGER"
+STORE_ENV = "HASHTRAIL_STORE"
+_ENVS = {"ledger": LEDGER_ENV, "store": STORE_ENV}   # argparse dest -> its variable
 
 
 def device_arg(text: str) -> DeviceId:
@@ -53,20 +69,61 @@ def seconds(text: str) -> float:
     return v
 
 
+# -- the ledger and the collector store: a flag, else its environment variable ----------
+
+def _env(dest: str) -> str | None:
+    return os.environ.get(_ENVS[dest]) or None      # set but empty: not set
+
+
+def _path_arg(c: argparse.ArgumentParser, dest: str, help: str, required: bool) -> None:
+    var = _ENVS[dest]
+    default = _env(dest)
+    need = (f"; required unless ${var} is set" if required else "")
+    c.add_argument(f"--{dest}", metavar=dest.upper(), default=default,
+                   required=required and default is None,
+                   help=f"{help} (default: ${var}{need})")
+
+
+def ledger_arg(c: argparse.ArgumentParser, help: str = "ledger file",
+               required: bool = True) -> None:
+    """--ledger, defaulting to $HASHTRAIL_LEDGER."""
+    _path_arg(c, "ledger", help, required)
+
+
+def store_arg(c: argparse.ArgumentParser, help: str = "collector store file (SQLite)",
+              required: bool = True) -> None:
+    """--store, defaulting to $HASHTRAIL_STORE."""
+    _path_arg(c, "store", help, required)
+
+
+def env_note(args: argparse.Namespace, message: str) -> str:
+    """For an error that names a path taken from a variable: say where it came from (a
+    flag the user never typed would otherwise be a riddle)."""
+    notes = []
+    for dest, var in _ENVS.items():
+        value = getattr(args, dest, None)
+        if value is not None and value == _env(dest) and str(value) in message:
+            notes.append(f"{value} came from ${var}")
+    key = os.environ.get(KEY_ENV)
+    if key and getattr(args, "key_file", "") is None and key in message:
+        notes.append(f"{key} came from ${KEY_ENV}")
+    return "; ".join(notes)
+
+
 # -- the ledger's keys, as every ledger-reading and ledger-signing command takes them --
 
 def key_file_arg(c: argparse.ArgumentParser, what: str) -> None:
     """--key-file for commands that sign with the ledger key (never the reading ones)."""
     c.add_argument("--key-file", metavar="PATH",
-                   help=f"{what}; default ${ENV}, else <ledger>.key")
+                   help=f"{what}; default ${KEY_ENV}, else <ledger>.key")
 
 
 def migrated_notice(ledger: str) -> Callable[[Path], None]:
-    """Tells the user (stderr) that opening `ledger` to sign moved the ledger key still
-    kept in the ledger file out to its own key file."""
+    """Tells the user (a warning: it changes what signing needs) that opening `ledger`
+    to sign moved the ledger key still kept in the ledger file out to its own key file."""
     def notice(key_file: Path) -> None:
-        print(f"hashtrail: moved the ledger key out of {ledger} into {key_file} "
-              "(mode 0600): keep it private; signing commands now need it", file=sys.stderr)
+        log.warning(f"hashtrail: moved the ledger key out of {ledger} into {key_file} "
+                    "(mode 0600): keep it private; signing commands now need it")
     return notice
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -21,6 +22,8 @@ from typing import Any
 from hashtrail import userfile
 from hashtrail.cli.args import at_least
 from hashtrail.demo import run_demo
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -56,12 +59,11 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old)
         if temp and not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-            print(f"removed the temporary folder {folder} and everything the demo made in "
-                  "it: the $ commands above name files that are gone; run with --dir DIR "
-                  "(or --keep) to keep them and run the commands yourself", file=sys.stderr)
+            log.info(f"removed the temporary folder {folder} and everything the demo made "
+                     "in it: the $ commands above name files that are gone; run with --dir "
+                     "DIR (or --keep) to keep them and run the commands yourself")
         elif temp:
-            print(f"files kept in {folder}: the $ commands above run as printed",
-                  file=sys.stderr)
+            log.info(f"files kept in {folder}: the $ commands above run as printed")
     if args.json:
         print(json.dumps(rep.to_json(), indent=1))
     return 0 if rep.ok else 1

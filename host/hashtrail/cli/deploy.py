@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from hashtrail.cli import logs, progress
 from hashtrail.cli.args import seconds
 from hashtrail.device.deploy import deploy
 
@@ -37,11 +37,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    def progress(msg: str) -> None:
-        if not args.json:
-            print(msg, file=sys.stderr)
-
-    res = deploy(args.board, args.port, progress, force=args.force, wait_s=args.wait)
+    # the steps are hashtrail.device.deploy's INFO lines; with --json only the JSON
+    # (and warnings), unless -v asks for more
+    with logs.steps_hidden("hashtrail.device.deploy", args.json), \
+            progress.bar("deploy", unit="files") as bar:
+        res = deploy(args.board, args.port, bar.update, force=args.force, wait_s=args.wait)
     info = res.info
     if args.json:
         print(json.dumps({"board": args.board, "port": args.port, "forced": res.forced,

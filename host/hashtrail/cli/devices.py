@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from hashtrail.cli.args import at_least, device_arg
+from hashtrail.cli.args import at_least, device_arg, ledger_arg, store_arg
 from hashtrail.collector.port import check_devices
 from hashtrail.ledger.ledger_db import Ledger
 
@@ -17,14 +17,14 @@ def register(sub: Any) -> None:
         "devices", help="list or revoke ledger devices; check devices on their ports")
     s = p.add_subparsers(dest="devices_cmd", required=True)
     ls = s.add_parser("list", help="enrolled devices and their state")
-    ls.add_argument("--ledger", required=True, help="ledger file")
+    ledger_arg(ls)
     ls.add_argument("--json", action="store_true", help="print the devices as JSON")
     ls.set_defaults(func=run_list)
     rv = s.add_parser("revoke", help="refuse every later entry from this device's key")
     rv.add_argument("device", metavar="ID", type=device_arg,
                     help="the device id (32 lower-case hex characters)")
     rv.add_argument("--reason", required=True, help="why, kept with the revocation")
-    rv.add_argument("--ledger", required=True, help="ledger file")
+    ledger_arg(rv)
     rv.add_argument("--json", action="store_true", help="print the result as JSON")
     rv.set_defaults(func=run_revoke)
     ck = s.add_parser(
@@ -35,8 +35,8 @@ def register(sub: Any) -> None:
                     "Exit 1 if any device fails.")
     ck.add_argument("--port", action="append", required=True,
                     help="serial port or a virtual device's pty (repeat for several)")
-    ck.add_argument("--store", help="collector store: enrolled or not, verified from its "
-                                    "anchor (without one, every log from its entry 0)")
+    store_arg(ck, "collector store: enrolled or not, verified from its anchor (without "
+                  "one, every log from its entry 0)", required=False)
     ck.add_argument("--baud", type=at_least(1), default=115200,
                     help="serial baud rate (default 115200)")
     ck.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -11,20 +11,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
+import logging
 from typing import Any
 
-from hashtrail.cli.args import at_least
+from hashtrail.cli.args import at_least, store_arg
 from hashtrail.collector.port import enroll_port
 from hashtrail.errors import printable
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "enroll", help="enroll the device on a serial port into a collector store")
     p.add_argument("--port", required=True, help="serial port (or a virtual device's pty)")
-    p.add_argument("--store", required=True, help="collector store file (SQLite); made here when "
-                                                "it does not exist yet")
+    store_arg(p, "collector store file (SQLite); made here when it does not exist yet")
     p.add_argument("--label", required=True, help="a human name for the device")
     p.add_argument("--baud", type=at_least(1), default=115200,
                    help="serial baud rate (default 115200)")
@@ -33,12 +34,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    en = enroll_port(args.store, args.port, args.label, args.baud,
-                     console=lambda line: print(line, file=sys.stderr))
+    # a device woken from its REPL is reported by hashtrail.device.link (INFO)
+    en = enroll_port(args.store, args.port, args.label, args.baud)
     e, altered = en.enrollment, en.altered
     if altered is not None:
-        # The device's own report from its boot check: on stderr, so --json stays data.
-        print(altered.describe(e.device_id), file=sys.stderr)
+        # The device's own report from its boot check: a warning (-q keeps it), on
+        # stderr, so --json stays data.
+        log.warning(altered.describe(e.device_id))
     if args.json:
         print(json.dumps({"device_id": e.device_id, "pub": e.pub.hex(), "label": e.label,
                           "board": e.board, "fw": e.fw, "enrolled_at": e.enrolled_at,

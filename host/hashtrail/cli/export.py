@@ -10,14 +10,14 @@ import json
 import sys
 from typing import Any
 
-from hashtrail.cli.args import device_arg
+from hashtrail.cli.args import device_arg, store_arg
 from hashtrail.collector.export import collector_key, export_bundle
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "export", help="export a collector store as a bundle")
-    p.add_argument("--store", required=True, help="collector store file")
+    store_arg(p, "collector store file")
     p.add_argument("--out", help="bundle file to write ('-' for stdout)")
     p.add_argument("--show-key", action="store_true",
                    help="print this collector's verifier key (for `ledger trust`) and exit")

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hashtrail.cli import logs
 from hashtrail.device.flash import make_image
 
 
@@ -29,7 +30,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = make_image(args.board, args.micropython, args.out)
+    info = make_image(args.board, args.micropython, args.out,
+                      verbosity=logs.esptool_verbosity())
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from hashtrail.cli.args import (
     at_least,
     device_arg,
     key_file_arg,
+    ledger_arg,
     open_signing,
     trusted_key,
     trusted_key_args,
@@ -32,6 +33,8 @@ from hashtrail.cli.args import (
 from hashtrail.cli.serve import add_publish, url_arg, verify_url
 from hashtrail.ledger import evidence_file, proof_file, trust, witness
 from hashtrail.ledger.ledger_db import Ledger
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -41,7 +44,7 @@ def register(sub: Any) -> None:
     def cmd(name: str, func: Any, help: str, ledger: bool = True) -> argparse.ArgumentParser:
         c: argparse.ArgumentParser = s.add_parser(name, help=help)
         if ledger:
-            c.add_argument("--ledger", required=True, help="ledger file")
+            ledger_arg(c)
         c.add_argument("--json", action="store_true", help="print the result as JSON")
         c.set_defaults(func=func)
         return c
@@ -221,9 +224,9 @@ def run_cosign(args: argparse.Namespace) -> int:
                           "cosigner_key": c.cosigner_key}))
     else:
         print(c.cosigned.decode(), end="")
-        print(f"cosigned: {cp.origin} at size {cp.size} by witness {c.witness} "
-              f"(cosigner key {c.cosigner_key})"
-              + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+        log.info(f"cosigned: {cp.origin} at size {cp.size} by witness {c.witness} "
+                 f"(cosigner key {c.cosigner_key})"
+                 + (f"; written to {args.out}" if args.out else ""))
     return 0
 
 

@@ -7,7 +7,8 @@ import argparse
 import json
 from typing import Any
 
-from hashtrail.cli.args import key_file_arg, migrated_notice
+from hashtrail.cli import progress
+from hashtrail.cli.args import key_file_arg, ledger_arg, migrated_notice
 from hashtrail.errors import printable
 from hashtrail.ledger.reconcile_files import reconcile_files
 
@@ -17,15 +18,16 @@ def register(sub: Any) -> None:
         "reconcile", help="verify bundles and merge them into a ledger")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE",
                    help="signed bundle files (`hashtrail export` writes them)")
-    p.add_argument("--ledger", required=True, help="ledger file (made by `ledger init`)")
+    ledger_arg(p, "ledger file (made by `ledger init`)")
     key_file_arg(p, "the ledger's signing key (a checkpoint is signed after each run)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    run_ = reconcile_files(args.ledger, args.bundles, args.key_file,
-                           migrated=migrated_notice(args.ledger))
+    with progress.bar("reconcile", len(args.bundles), unit="bundles") as bar:
+        run_ = reconcile_files(args.ledger, args.bundles, args.key_file,
+                               migrated=migrated_notice(args.ledger), progress=bar.update)
     out = [b.to_json() for b in run_.bundles]
     if args.json:
         print(json.dumps({"bundles": out, "size": run_.size}, indent=1))

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
 from hashtrail import userfile
+from hashtrail.cli.args import ledger_arg
 from hashtrail.errors import ConfigError
 from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof_file import CheckedProof
 from hashtrail.ledger.serve import parse_listen, serve
+
+log = logging.getLogger(__name__)
 
 
 def listen_arg(text: str) -> tuple[str, int]:
@@ -48,10 +51,13 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve the ledger over HTTP as C2SP tlog-tiles (checkpoint, tiles, "
                       "entry bundles, device signatures)")
-    p.add_argument("--ledger", required=True, help="ledger file (only read)")
+    ledger_arg(p, "ledger file (only read)")
     p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8080),
                    metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080; "
                                              "port 0 picks a free one)")
+    p.add_argument("--json", action="store_true",
+                   help="once listening, print {\"url\": ..., \"ledger\": ...} as one JSON "
+                        "line (for a script that started it)")
     p.set_defaults(func=run_serve)
 
 
@@ -85,9 +91,10 @@ def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
     with Ledger.open(args.ledger) as led:
         def ready(url: str) -> None:
-            print(f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
+            print(json.dumps({"url": url, "ledger": args.ledger}) if args.json else
+                  f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
         try:
             serve(led, host, port, ready)
         except KeyboardInterrupt:
-            print("hashtrail: stopped", file=sys.stderr)
+            log.info("hashtrail: stopped")
     return 0

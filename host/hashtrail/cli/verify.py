@@ -20,7 +20,8 @@ import json
 import time
 from typing import Any
 
-from hashtrail.cli.args import device_arg, given_key, trusted_key
+from hashtrail.cli import progress
+from hashtrail.cli.args import device_arg, given_key, ledger_arg, trusted_key
 from hashtrail.errors import printable
 from hashtrail.ledger.audit import audit
 
@@ -28,7 +29,7 @@ from hashtrail.ledger.audit import audit
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
-    p.add_argument("--ledger", required=True, help="ledger file to re-verify")
+    ledger_arg(p, "ledger file to re-verify")
     p.add_argument("--device", type=device_arg,
                    help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()
@@ -52,7 +53,9 @@ def _t(t: int | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     trusted = trusted_key(args) if given_key(args) else None  # bad key: error before any work
-    au = audit(args.ledger, args.device, trusted)
+    # how far a ledger's verification is, only the whole run knows: a pulsing bar
+    with progress.bar(f"verify {args.ledger}"):
+        au = audit(args.ledger, args.device, trusted)
     rep, trust, ok = au.report, au.trusted, au.ok
     if args.json:
         print(json.dumps(au.as_json(), indent=1))

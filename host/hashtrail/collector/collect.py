@@ -15,6 +15,7 @@ altered, go through callbacks).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from hashtrail.device.link import BoundError, DeviceError, DeviceInfo, Link, Lin
 from hashtrail.errors import HashtrailError, VerificationError, printable
 from hashtrail.formats.records import MAGIC_ENTRY, record_fields
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
 Notice = Callable[[str], None]  # one line for the user, e.g. the device's altered report
 
@@ -40,9 +42,10 @@ MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with on
 
 
 class NotEnrolledError(HashtrailError):
-    """The device on the port is not enrolled in this collector store."""
+    """The device on the port is not enrolled in this collector store: an input error
+    (that port with that store), exit 2 like every other."""
 
-    exit_code = 3
+    exit_code = 2
 
 
 @dataclass
@@ -172,8 +175,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     # The device's own report comes first, before anything can fail: what it does not
     # vouch for is for the verifier to refuse, the user must hear it either way.
     altered = info.altered
-    if altered is not None and notice is not None:
-        notice(altered.describe(did))
+    if altered is not None:
+        (notice or log.warning)(altered.describe(did))
     time_set = False
     if set_time and info.time is None:
         link.set_time(int(time.time()))
@@ -226,6 +229,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             break
         except (LinkError, DeviceError) as e:
             retries += 1
+            log.debug("device %s: attempt failed at seq %d: %s", did, pull.next, e)
             if pull.next > mark:
                 # The attempt received new entries before it broke (a frame lost to
                 # noise, a device slow or rebooting): the device is still sending, so
@@ -290,8 +294,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         except BoundError as e:
             # What was verified is committed and stays accepted; the device merely keeps
             # it (no prune) until a later collection's ACK.
-            if notice is not None:
-                notice(f"{e}; {did} was not acknowledged, it keeps what was collected")
+            (notice or log.warning)(f"{e}; {did} was not acknowledged, it keeps what was "
+                                    "collected")
     return CollectResult(
         device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
         new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,

@@ -29,6 +29,7 @@ soft reset on entry, so main.py is stopped while files change.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import file_hashes, firmware_files
 from hashtrail.device.link import DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError
+
+log = logging.getLogger(__name__)
 
 # What MicroPython prints at a soft reset, and its friendly REPL prompt: a prompt after
 # the reset means main.py returned, i.e. the application is not running.
@@ -234,9 +237,11 @@ def wait_app(link: Link, port: str, wait_s: float) -> DeviceInfo:
 
 
 def deploy(board_name: str, port: str,
-           progress: Callable[[str], None] = lambda _msg: None, *, force: bool = False,
+           progress: Callable[[int, int], None] | None = None, *, force: bool = False,
            wait_s: float = 60.0) -> DeployResult:
-    """Identify, compile, copy, verify, restart, HELLO. Raises on any mismatch."""
+    """Identify, compile, copy, verify, restart, HELLO. Raises on any mismatch.
+    Each step is one INFO line of this module's logger; `progress` sees (files
+    written, files to write) as the copy goes."""
     from mpremote.transport import TransportError
 
     board = load_board(board_name)
@@ -262,19 +267,23 @@ def deploy(board_name: str, port: str,
                       "no board definition fits this device")
                 + "; nothing was written (--force writes anyway)")
         if wrong:
-            progress(f"--force: writing {board.name} firmware onto a device reporting "
-                     f"{facts.describe()}")
+            log.warning(f"--force: writing {board.name} firmware onto a device reporting "
+                        f"{facts.describe()}")
         try:
             on_lib, on_fw = json.loads(t.exec(_LIST_LIB % _FW_DIR))
             for folder in sorted({p.rsplit("/", 1)[0] for p in files} - {""}):
                 if not t.fs_exists(folder):
                     t.fs_mkdir(folder)
             for path in stale_files(on_lib, on_fw, files):
-                progress(f"remove {path}")
+                log.info(f"remove {path}")
                 t.fs_rmfile(path)
-            for path, data in files.items():
-                progress(f"copy {path} ({len(data)} bytes)")
+            for i, (path, data) in enumerate(files.items()):
+                log.info(f"copy {path} ({len(data)} bytes)")
+                if progress is not None:
+                    progress(i, len(files))
                 t.fs_writefile(path, data)
+            if progress is not None:
+                progress(len(files), len(files))
             got = json.loads(t.exec(_HASH_CODE % (sorted(files),)))
         except (TransportError, ValueError) as e:
             raise DeployError(f"deploy to {port} failed: {e}") from e
@@ -283,7 +292,7 @@ def deploy(board_name: str, port: str,
             raise VerificationError(
                 f"{len(bad)} file(s) on the device do not match what was compiled: "
                 + ", ".join(bad), hint="re-run deploy; if it persists the flash may be failing")
-        progress("all SHA-256 verified on the device; soft reset")
+        log.info("all SHA-256 verified on the device; soft reset")
         _soft_reset(t, port)
         link = Link(_PortStream(t.serial), timeout=1.0)
         info = wait_app(link, port, wait_s)

@@ -34,6 +34,13 @@ def _chip(board: Board) -> str:
     return board.chip
 
 
+def _has_fd(stream: object) -> bool:
+    try:
+        return isinstance(stream.fileno(), int)  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -85,11 +92,17 @@ def check_pinned(board: Board, image: Path, allow_unpinned: bool) -> str:
     return digest
 
 
-def run(args: list[str]) -> None:
-    """Run esptool with `args`; its output (progress included) goes to the terminal."""
+VERBOSITY = {"quiet": ["--silent"], "normal": [], "verbose": ["--verbose"]}
+
+
+def run(args: list[str], verbosity: str = "normal") -> None:
+    """Run esptool with `args`; its output (its own Rich progress bars included) goes
+    to stderr, so whatever the caller prints on stdout stays its own. `verbosity`:
+    quiet (esptool --silent: errors only), normal, or verbose (esptool --verbose)."""
     if importlib.util.find_spec("esptool") is None:
         raise ConfigError("esptool is not installed (flashing needs it)",
                           hint="pip install 'hashtrail[flash]'")
-    proc = subprocess.run([sys.executable, "-m", "esptool", *args])
+    proc = subprocess.run([sys.executable, "-m", "esptool", *VERBOSITY[verbosity], *args],
+                          stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else None)
     if proc.returncode != 0:
         raise FlashError(f"esptool {' '.join(args)} failed (exit {proc.returncode})")

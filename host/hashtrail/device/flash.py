@@ -35,10 +35,12 @@ class FlashPlan(NamedTuple):
 
 def flash(board_name: str, port: str, image: Path, baud: int | None = None,
           allow_unpinned: bool = False,
-          announce: Callable[[FlashPlan], None] | None = None) -> FlashPlan:
+          announce: Callable[[FlashPlan], None] | None = None,
+          verbosity: str = "normal") -> FlashPlan:
     """Write `image` to the board on `port` at the board's offset, after refusing an
     image that is not the board's pinned build (unless `allow_unpinned` and none is
-    pinned). `announce` sees the plan just before esptool runs."""
+    pinned). `announce` sees the plan just before esptool runs; `verbosity` is
+    esptool's (espflash.run)."""
     board = load_board(board_name)
     userfile.check_port(port)
     digest = espflash.check_pinned(board, image, allow_unpinned)
@@ -46,14 +48,16 @@ def flash(board_name: str, port: str, image: Path, baud: int | None = None,
     plan = FlashPlan(image, digest, board.chip, port, cmd[-2], cmd)
     if announce is not None:
         announce(plan)
-    espflash.run(cmd)
+    espflash.run(cmd, verbosity)
     return plan
 
 
-def make_image(board_name: str, micropython: Path, out: Path) -> dict[str, Any]:
+def make_image(board_name: str, micropython: Path, out: Path,
+               verbosity: str = "normal") -> dict[str, Any]:
     """Write `out`: the MicroPython image `micropython` at the board's offset and a
     littlefs partition with the compiled firmware at its vfs offset; returns what was
-    written (board, offsets, files, SHA-256 of the result and of the MicroPython image)."""
+    written (board, offsets, files, SHA-256 of the result and of the MicroPython image).
+    `verbosity` is esptool's (espflash.run)."""
     board = load_board(board_name)
     userfile.check_input(micropython, "a MicroPython image (.bin) for this board",
                          max_bytes=None)
@@ -70,7 +74,7 @@ def make_image(board_name: str, micropython: Path, out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hashtrail-image-") as tmp:
         fs = Path(tmp) / "fs.bin"
         fs.write_bytes(build_image(files, board.vfs_size, board.block_size))
-        espflash.run(espflash.merge_args(board, micropython, fs, out))
+        espflash.run(espflash.merge_args(board, micropython, fs, out), verbosity)
     return {"board": board.name, "out": str(out), "flash_at": hex(board.flash_offset),
             "vfs_offset": vfs, "files": sorted(files), "sha256": espflash.sha256_file(out),
             "micropython_sha256": espflash.sha256_file(micropython)}

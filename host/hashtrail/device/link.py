@@ -13,6 +13,7 @@ any `ByteStream` (read/write/close), so tests run it over pseudo-terminals and
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import struct
@@ -26,6 +27,8 @@ from hashtrail.errors import FormatError, HashtrailError, printable
 from hashtrail.formats import cbor_strict
 from hashtrail.formats.keys import check_pub
 from hashtrail.formats.records import split_records
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 SYNC = b"\xa5\x5a"
@@ -499,7 +502,10 @@ class Link:
         requests are idempotent or harmless to repeat (see docs/PROTOCOL.md).
         """
         wait = self.timeout if timeout is None else timeout
-        for _attempt in range(retries + 1):
+        for attempt in range(retries + 1):
+            if attempt:
+                log.debug("%s: no answer to request 0x%02x within %.1f s; re-sent "
+                          "(try %d of %d)", self.name, cmd, wait, attempt + 1, retries + 1)
             rid = self._next_id()
             self.send(rid, cmd, args)
             deadline = time.monotonic() + wait
@@ -550,15 +556,15 @@ class Link:
         """HELLO; a device found at the REPL (after mpremote exec or ls, or a Ctrl-C)
         is soft-reset (Ctrl-D at the empty friendly prompt: boot.py, then main.py, as
         on a board) and asked again until its application answers, with one line to
-        `notice`. A device that does not answer and is not at the REPL: the HELLO error."""
+        `notice` (default: this module's logger, INFO). A device that does not answer and
+        is not at the REPL: the HELLO error."""
         try:
             return self.hello()
         except LinkError:
             if not self.at_repl():
                 raise
-        if notice is not None:
-            notice(f"{self.name} was at the MicroPython REPL, not running hashtrail: "
-                   "soft reset it (Ctrl-D) to start the application")
+        (notice or log.info)(f"{self.name} was at the MicroPython REPL, not running "
+                             "hashtrail: soft reset it (Ctrl-D) to start the application")
         self.stream.write(b"\x04")
         self.decoder.text.clear()  # from here: what the device prints after the reset
         stop = time.monotonic() + self.WAKE_LIMIT

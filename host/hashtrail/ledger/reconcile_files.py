@@ -8,7 +8,9 @@ a run in the ledger, nor move the ledger's key (`Ledger.open_signing`) on its wa
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +20,8 @@ from hashtrail.collector.bundle import Bundle, read_bundle
 from hashtrail.errors import FormatError, InputError
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import Result, reconcile
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FILE = "a bundle (JSON lines, from `hashtrail export`)"
 
@@ -54,16 +58,24 @@ class ReconcileRun(NamedTuple):
 
 def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
                     key_file: str | os.PathLike[str] | None = None,
-                    migrated: Callable[[Path], None] | None = None) -> ReconcileRun:
+                    migrated: Callable[[Path], None] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> ReconcileRun:
     """Verify the bundle files `bundles` and merge them, in order, into `ledger` (its
     signing key from `key_file`, else the default place: hashtrail.ledger.ledger_key).
-    `migrated` hears of a key that opening the ledger moved out of the ledger file."""
+    `migrated` hears of a key that opening the ledger moved out of the ledger file;
+    `progress` sees (bundles merged, bundles) as the run goes."""
     read = [read_bundle_file(path) for path in bundles]
     runs = []
     with Ledger.open_signing(ledger, key_file) as led:
         if led.migrated is not None and migrated is not None:
             migrated(led.migrated)
-        for path, bundle in zip(bundles, read, strict=True):
+        for i, (path, bundle) in enumerate(zip(bundles, read, strict=True)):
+            if progress is not None:
+                progress(i, len(bundles))
+            t0 = time.monotonic()
             runs.append(BundleRun(path, reconcile(led, bundle)))
+            log.debug("%s: reconciled in %.2f s", path, time.monotonic() - t0)
+        if progress is not None:
+            progress(len(bundles), len(bundles))
         size = led.size
     return ReconcileRun(runs, size)

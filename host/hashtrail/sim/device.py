@@ -29,11 +29,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import select
 import signal
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -44,6 +44,8 @@ from hashtrail.device.boards import Board, load_board
 from hashtrail.device.imagefs import build_image, firmware_files
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.paths import venv_tool
+
+log = logging.getLogger(__name__)
 
 ROM_DIR = Path(__file__).resolve().parent / "rom"
 EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py
@@ -190,9 +192,9 @@ class VirtualDevice:
                                       stderr=self._out_w, env=env, cwd=str(self.dir),
                                       start_new_session=True)
         self.boots += 1
-        if self.log:
-            print(f"[{self.name}] boot {self.boots} ({cause}) pid {self._proc.pid}",
-                  file=sys.stderr)
+        # --log asks for boots and resets (INFO); -v shows them anyway (DEBUG)
+        (log.info if self.log else log.debug)(
+            f"[{self.name}] boot {self.boots} ({cause}) pid {self._proc.pid}")
         threading.Thread(target=self._watch, args=(self._proc,), daemon=True).start()
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
@@ -208,8 +210,7 @@ class VirtualDevice:
                 self._spawn("hard", "friendly")
                 return
         # The VM died on its own (fatal error, killed): a board would reset.
-        if self.log:
-            print(f"[{self.name}] VM exited with {rc}; rebooting", file=sys.stderr)
+        (log.info if self.log else log.debug)(f"[{self.name}] VM exited with {rc}; rebooting")
         time.sleep(0.2)
         with self._lock:
             if self._proc is proc and self._running:
