@@ -48,14 +48,17 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
+    # No PYTHONPATH into the checkout: pip would take host/'s egg-info for an installed
+    # hashtrail and skip installing the wheel.
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True, cwd=base)
+                   check=True, capture_output=True, cwd=base, env=clean)
     wheel = next(dist.glob("hashtrail-*.whl"))
     venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
                     "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"),
-                    f"{wheel}[sim]"], check=True, capture_output=True)
+                    f"{wheel}[sim]"], check=True, capture_output=True, env=clean, cwd=base)
     home = base / "home"
     home.mkdir()
     return Installed(wheel, venv, home)
