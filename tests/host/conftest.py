@@ -15,10 +15,8 @@ from pathlib import Path
 import pgtest
 import pytest
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=pgtest.BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql":
         pgtest.require_server()

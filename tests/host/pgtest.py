@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import pytest
 
+# pytest params for a test that runs on both ledger backends
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 ADMIN = os.environ.get("HASHTRAIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
