@@ -34,8 +34,10 @@ def is_url(target: Target) -> bool:
 def display(target: Target) -> str:
     """How messages name the ledger: the path, or the URL with its password hidden."""
     text = os.fspath(target)
-    return re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@/]*@", r"\1:***@", text) \
-        if is_url(target) else text
+    if not is_url(target):
+        return text
+    text = re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@/]*@", r"\1:***@", text)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", text)
 
 
 def where(target: Target) -> Path | str:
