@@ -12,7 +12,7 @@ postgresql://postgres@127.0.0.1:5432/postgres); each figure uses a fresh databas
   checkpoint-signed devices (host-made chains, tools/devchain.py), parsed before the
   clock starts, reconciled by one process into a fresh ledger: every check, the walk,
   the Merkle tree, the rows, the commit and the signed checkpoint.
-- `write_floor_*_rows_per_s`: the storage alone, the same entries and tree nodes
+- `write_floor_*_entries_per_s`: the storage alone, the same entries and tree nodes
   written in one transaction with no checks (add_entries + add_nodes): what the
   backend's bulk path costs, the part of a reconcile that differs between backends.
 - `collectors_at_once_pg_entries_per_s`: `--collectors` `hashtrail reconcile`
@@ -68,7 +68,8 @@ def _reconcile(target: str, key: Path, b: Bundle, n: int) -> float:
 
 
 def _floor(target: str, key: Path, devs: list[Device]) -> float:
-    """Rows per second for the storage's bulk writes alone (entries + nodes)."""
+    """Entries per second for the storage's bulk writes alone (each: its entries row and
+    its ~2 tree nodes, hashed by Ledger.append_leaves)."""
     rows = []
     leaves = []
     for d in devs:
@@ -111,9 +112,9 @@ def main() -> int:
             _reconcile(str(tmp / "l.db"), tmp / "l.key", b, n))
         out["reconcile_pg_entries_per_s"] = round(
             _reconcile(pgtest.new_database(made), tmp / "p.key", b, n))
-        out["write_floor_sqlite_rows_per_s"] = round(
+        out["write_floor_sqlite_entries_per_s"] = round(
             _floor(str(tmp / "f.db"), tmp / "f.key", devs))
-        out["write_floor_pg_rows_per_s"] = round(
+        out["write_floor_pg_entries_per_s"] = round(
             _floor(pgtest.new_database(made), tmp / "g.key", devs))
         # several collectors at once, one process each, into one PostgreSQL ledger
         url = pgtest.new_database(made)

@@ -250,8 +250,8 @@ def test_bad_database_is_refused_on_one_line(case: str, tmp_path: Path,
 
 
 def test_refusals_say_what_the_database_is(new_db: str, pg_databases: list[str]) -> None:
+    _rows(new_db, "CREATE TABLE accounts (id INT)")
     with pytest.raises(InputError, match="another program's tables \\(accounts\\)"):
-        _rows(new_db, "CREATE TABLE accounts (id INT)")
         Ledger.open(new_db)
     other = pgtest.new_database(pg_databases)
     with pytest.raises(InputError, match="empty"):

@@ -16,12 +16,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from hashtrail.errors import ConfigError
 from hashtrail.ledger.ledger_key import ENV, LedgerKeyError, key_path
 from hashtrail.ledger.storage import LedgerStorage
 from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage
+
+if TYPE_CHECKING:
+    from hashtrail.ledger.storage_pg import PgLedgerStorage
 
 Target = str | os.PathLike[str]
 
@@ -46,19 +49,19 @@ def where(target: Target) -> Path | str:
     return str(target) if is_url(target) else Path(target)
 
 
-def _pg() -> ModuleType:
+def _pg() -> type[PgLedgerStorage]:
     try:
-        from hashtrail.ledger import storage_pg
+        from hashtrail.ledger.storage_pg import PgLedgerStorage
     except ImportError as e:
         raise ConfigError(f"a PostgreSQL ledger needs psycopg, which is not installed "
                           f"({e})", hint="pip install 'hashtrail[postgresql]'") from None
-    return storage_pg
+    return PgLedgerStorage
 
 
 def open_storage(target: Target) -> LedgerStorage:
     """The existing ledger `target` names, its schema brought up to date."""
     if is_url(target):
-        st: LedgerStorage = _pg().PgLedgerStorage.open(str(target))
+        st: LedgerStorage = _pg().open(str(target))
         return st
     return SqliteLedgerStorage.open(Path(target))
 
@@ -67,7 +70,7 @@ def check_new(target: Target) -> None:
     """InputError unless `target` can become a new ledger (a new file in a folder that
     exists; an existing, empty database)."""
     if is_url(target):
-        _pg().PgLedgerStorage.check_new(str(target))
+        _pg().check_new(str(target))
     else:
         SqliteLedgerStorage.check_new(Path(target))
 
@@ -75,7 +78,7 @@ def check_new(target: Target) -> None:
 def create_storage(target: Target, meta: dict[str, str]) -> LedgerStorage:
     """A new ledger holding `meta`, made with its schema in one transaction."""
     if is_url(target):
-        st: LedgerStorage = _pg().PgLedgerStorage.create(str(target), meta)
+        st: LedgerStorage = _pg().create(str(target), meta)
         return st
     return SqliteLedgerStorage.create(Path(target), meta)
 
