@@ -283,3 +283,54 @@ def test_signing_a_url_ledger_needs_its_key_named(tmp_path: Path, new_db: str,
     assert main(["ledger", "checkpoint", "--ledger", new_db, "--key-file",
                  str(tmp_path / "env.key")]) == 0
     assert main(["devices", "list", "--ledger", new_db]) == 0     # reading needs no key
+
+
+def test_every_ledger_command_works_on_a_url(tmp_path: Path, new_db: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Each command that takes --ledger, through the CLI on a PostgreSQL ledger holding
+    a fork, from init to revoke: the same exits and outputs a file ledger gives."""
+    import json
+
+    url, key = new_db, str(tmp_path / "ledger.key")
+
+    def run(*argv: str, code: int = 0) -> str:
+        capsys.readouterr()
+        assert main(list(argv)) == code, (argv, capsys.readouterr())
+        return capsys.readouterr().out
+
+    vkey = json.loads(run("ledger", "init", "--ledger", url, "--origin", "t.example/all",
+                          "--key-file", key, "--json"))["verifier_key"]
+    (tmp_path / "c.vkey").write_text(COLLECTOR.verifier().to_string())
+    run("ledger", "trust", "--ledger", url, str(tmp_path / "c.vkey"), "--name", "site A")
+    assert "site A" in run("ledger", "trusted", "--ledger", url)
+    d = Device(8300, per_entry_sig=True)
+    d.readings(9)
+    clone = d.fork(6)
+    clone.readings(3)
+    a = save(bundle([d], cps=[(d, d.checkpoint())]), tmp_path / "a.jsonl")
+    b = save(bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"),
+             tmp_path / "b.jsonl")
+    run("reconcile", "--ledger", url, "--key-file", key, str(a))
+    run("reconcile", "--ledger", url, "--key-file", key, str(b), code=1)   # the fork
+    cp = tmp_path / "cp.txt"
+    cp.write_text(json.loads(run("ledger", "checkpoint", "--ledger", url, "--key-file", key,
+                                 "--json"))["checkpoint"])
+    proof = tmp_path / "proof.json"
+    proof.write_text(run("ledger", "prove", "--ledger", url, "--device", d.id_hex, "--seq",
+                         "4", "--checkpoint", str(cp)))
+    assert "OK" in run("ledger", "verify-proof", "--verifier-key", vkey, "--device",
+                       d.id_hex, str(proof)).upper()
+    cons = json.loads(run("ledger", "consistency", "--ledger", url, "--old", "3"))
+    assert cons["old_size"] == 3 and cons["new_size"] == 10
+    ev = tmp_path / "fork.json"
+    run("ledger", "evidence", "--ledger", url, "--device", d.id_hex, "--out", str(ev))
+    run("ledger", "check-evidence", "--verifier-key", vkey, str(ev))
+    w = tmp_path / "w.key"
+    run("ledger", "witness-key", "--name", "witness.test/w", "--out", str(w))
+    run("ledger", "cosign", "--ledger", url, "--key", str(w), "--state",
+        str(tmp_path / "w.state"), "--verifier-key", vkey, str(cp))
+    assert d.id_hex in run("devices", "list", "--ledger", url)
+    out = run("verify", "--ledger", url, "--verifier-key", vkey, code=1)   # forked: alarm
+    assert "fork at seq 6" in out
+    run("devices", "revoke", d.id_hex, "--reason", "cloned", "--ledger", url)
+    assert "revoked" in run("devices", "list", "--ledger", url)
