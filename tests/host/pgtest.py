@@ -57,10 +57,15 @@ def databases() -> Iterator[list[str]]:
     try:
         yield made
     finally:
-        import psycopg
-        with psycopg.connect(ADMIN, autocommit=True) as c:
-            for name in made:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if made:
+            _drop(made)
+
+
+def _drop(made: list[str]) -> None:
+    import psycopg
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        for name in made:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def new_database(made: list[str]) -> str:
