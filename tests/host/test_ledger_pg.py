@@ -334,3 +334,25 @@ def test_every_ledger_command_works_on_a_url(tmp_path: Path, new_db: str,
     assert "fork at seq 6" in out
     run("devices", "revoke", d.id_hex, "--reason", "cloned", "--ledger", url)
     assert "revoked" in run("devices", "list", "--ledger", url)
+
+
+def test_a_vanished_writer_cannot_hold_the_lock_for_good(new_db: str, tmp_path: Path) -> None:
+    """The ledger's sessions ask the server to probe the client and to end a session
+    left idle inside a transaction (so a lock holder whose machine vanished lets go)."""
+    key, _b = _small_ledger(tmp_path, new_db)
+    with Ledger.open_signing(new_db, key) as led:
+        st = led.storage
+        assert isinstance(st, storage_pg.PgLedgerStorage)
+        for name, value in storage_pg.SESSION.items():
+            shown = st._q("SELECT current_setting(%s)", (name,)).fetchone()[0]
+            assert shown in (value, "10min") if name.startswith("idle") else shown == value
+    # and the server does end such a session: here after 1 s instead of 10 min
+    with psycopg.connect(new_db, autocommit=True) as c:
+        c.execute("SET idle_in_transaction_session_timeout = '1s'")
+        with pytest.raises(psycopg.Error, match="idle-in-transaction timeout"):
+            with c.transaction():
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (storage_pg._LOCK,))
+                time.sleep(2.5)
+                c.execute("SELECT 1")
+    with Ledger.open_signing(new_db, key) as led, led.transaction():
+        pass                                        # the lock is free again

@@ -54,6 +54,12 @@ _LOCK = int.from_bytes(b"HTlg", "big")
 KIND_TABLE = "hashtrail_kind"
 KIND = "ledger"
 _CONNECT_TIMEOUT = 10
+# A writer that vanishes while holding the ledger's lock (its machine lost power, its
+# network cut) must not stop every other collector for good: the server probes the
+# session (TCP keepalives, ~1 min) and ends one left idle inside a transaction this long.
+# A reconcile's transaction is busy between statements only for one device's checks.
+SESSION = {"idle_in_transaction_session_timeout": "600s", "tcp_keepalives_idle": "30",
+           "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
 # a server-side cursor hands verify this many rows at a time (bounded memory)
 _SCAN_CHUNK = 5000
 
@@ -142,11 +148,19 @@ def _blob(b: Any) -> bytes | None:
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
-    """A connection in autocommit mode (transactions are explicit, `transaction()`);
-    LedgerDatabaseError naming the database when it cannot be had."""
+    """A connection in autocommit mode (transactions are explicit, `transaction()`),
+    with the `SESSION` settings; LedgerDatabaseError naming the database when it cannot
+    be had."""
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
                                application_name="hashtrail")
+        try:
+            for name, value in SESSION.items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
     except psycopg.Error as e:
         raise LedgerDatabaseError(f"cannot connect to ledger database {display(url)}: "
                                   f"{_first_line(e)}") from None
