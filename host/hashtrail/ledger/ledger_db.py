@@ -1,6 +1,8 @@
 """The ledger: the device registry, the Merkle log and its signed checkpoints,
 revocations and fork evidence (docs/LEDGER.md), as one object over a `LedgerStorage`
-(hashtrail.ledger.storage; the SQLite file is storage_sqlite).
+(hashtrail.ledger.storage): a SQLite file (storage_sqlite), or a PostgreSQL database
+named by a `postgresql://` URL (storage_pg); `backend` picks one from what `--ledger`
+says, so every method below works on both.
 
 Why this facade: callers (the CLI, the demo, reconcile, verify, proof) open, create and
 read a ledger by its concepts; what is stored where, and in which SQL, is the storage's.
@@ -19,7 +21,7 @@ never moves the key (it needs a key file to write; a schema upgrade at open does
 
 `collectors` lists the collector identity keys the operator trusts (`ledger trust`):
 only bundles signed by one of them may enroll devices (docs/BUNDLE.md). Opening a ledger
-brings its schema up to date (storage_sqlite.MIGRATIONS), in one transaction.
+brings its schema up to date (the backend's MIGRATIONS), in one transaction.
 """
 
 from __future__ import annotations
