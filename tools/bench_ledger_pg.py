@@ -12,6 +12,8 @@ postgresql://postgres@127.0.0.1:5432/postgres); each figure uses a fresh databas
   checkpoint-signed devices (host-made chains, tools/devchain.py), parsed before the
   clock starts, reconciled by one process into a fresh ledger: every check, the walk,
   the Merkle tree, the rows, the commit and the signed checkpoint.
+- `verify_*_seconds`, `verify_*_peak_mb`: `hashtrail verify --ledger` of that ledger
+  as a fresh process (interpreter start included), and its peak RSS.
 - `write_floor_*_entries_per_s`: the storage alone, the same entries and tree nodes
   written in one transaction with no checks (add_entries + add_nodes): what the
   backend's bulk path costs, the part of a reconcile that differs between backends.
@@ -67,6 +69,24 @@ def _reconcile(target: str, key: Path, b: Bundle, n: int) -> float:
     return n / dt
 
 
+def _verify(target: str) -> tuple[float, float]:
+    """`hashtrail verify --ledger target` as a fresh process: (seconds, peak RSS MB)."""
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child forked from
+    # this (large) process would report this process's peak
+    code = ("import sys\nfrom hashtrail.cli import main\n"
+            f"c = main(['verify', '--ledger', {target!r}])\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "print(hwm[0].split()[1], file=sys.stderr)\n"
+            "sys.exit(c)")
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
+    dt = time.perf_counter() - t
+    if r.returncode != 0 or "verify: OK" not in r.stdout:
+        raise SystemExit(f"verify failed: {r.stdout[-500:]}{r.stderr[-500:]}")
+    return dt, int(r.stderr.strip().splitlines()[-1]) / 1024
+
+
 def _floor(target: str, key: Path, devs: list[Device]) -> float:
     """Entries per second for the storage's bulk writes alone (each: its entries row and
     its ~2 tree nodes, hashed by Ledger.append_leaves)."""
@@ -108,10 +128,13 @@ def main() -> int:
                               "chain_and_bundle_seconds": round(made_s, 1)}
     with tempfile.TemporaryDirectory() as td, pgtest.databases() as made:
         tmp = Path(td)
-        out["reconcile_sqlite_entries_per_s"] = round(
-            _reconcile(str(tmp / "l.db"), tmp / "l.key", b, n))
-        out["reconcile_pg_entries_per_s"] = round(
-            _reconcile(pgtest.new_database(made), tmp / "p.key", b, n))
+        lite, pg = str(tmp / "l.db"), pgtest.new_database(made)
+        out["reconcile_sqlite_entries_per_s"] = round(_reconcile(lite, tmp / "l.key", b, n))
+        out["reconcile_pg_entries_per_s"] = round(_reconcile(pg, tmp / "p.key", b, n))
+        for name, target in (("sqlite", lite), ("pg", pg)):
+            secs, mb = _verify(target)
+            out[f"verify_{name}_seconds"], out[f"verify_{name}_peak_mb"] = \
+                round(secs, 1), round(mb)
         out["write_floor_sqlite_entries_per_s"] = round(
             _floor(str(tmp / "f.db"), tmp / "f.key", devs))
         out["write_floor_pg_entries_per_s"] = round(
