@@ -327,6 +327,20 @@ class PgLedgerStorage:
         except psycopg.Error as e:
             raise self._error(e) from None
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A READ ONLY, REPEATABLE READ transaction: one snapshot for every read in it,
+        taking no lock, so writers go on committing meanwhile."""
+        if self._db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield
+            return
+        try:
+            with self._db.transaction():
+                self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield
+        except psycopg.Error as e:
+            raise self._error(e) from None
+
     def _q(self, query: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         """Run one statement; a psycopg error is LedgerDatabaseError (one line)."""
         try:
