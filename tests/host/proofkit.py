@@ -1,5 +1,6 @@
-"""Test helper: a real SQLite ledger filled by the real reconcile from chains the REAL
-firmware wrote (devlog on the MicroPython unix port, via fwimage), for proof tests.
+"""Test helper: a real ledger (a SQLite file, or a PostgreSQL database) filled by the
+real reconcile from chains the REAL firmware wrote (devlog on the MicroPython unix
+port, via fwimage), for proof tests.
 
 `firmware_ledger(tmp, sign)` runs the device's log on a littlefs image (per-entry
 signed when `sign`, i.e. signing policy 1 in entry 0; else checkpoints only), reads the
@@ -38,12 +39,14 @@ LABEL = "cold room 1"
 
 @dataclass
 class FirmwareLedger:
-    path: Path
+    path: Path | str        # a SQLite file, or a PostgreSQL URL
     device_id: str
     pub: bytes
     records: list[Record]
     verifier_key: str       # the ledger's, as `ledger init` prints it
     tip: int                # last accepted seq
+    key: Path | None = None                 # its key file
+    databases: list[str] | None = None      # PostgreSQL: copies are dropped with these
 
 
 def signed_bundle(entries: list[tuple[str, RawEntry]], enroll: list[Enrollment],
@@ -62,7 +65,10 @@ def device_records(tmp: Path, sign: bool, readings: int = 40) -> tuple[bytes, li
     return parse_key_file(files[KEY_PATH]).pub, recs
 
 
-def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:
+def firmware_ledger(tmp: Path, sign: bool, target: str | None = None,
+                    databases: list[str] | None = None) -> FirmwareLedger:
+    """The ledger in `tmp` (ledger.db), or at `target` (a PostgreSQL URL; its key file
+    then tmp/ledger.key, and `databases` the list its copies are dropped with)."""
     tmp.mkdir(parents=True, exist_ok=True)
     pub, recs = device_records(tmp, sign)
     key = DeviceKey(pub)
@@ -72,13 +78,15 @@ def firmware_ledger(tmp: Path, sign: bool) -> FirmwareLedger:
            for r in recs if r.magic == MAGIC_CHECKPOINT]
     b = signed_bundle(entries, [Enrollment(did, pub, LABEL, "unix", "0.1.0", 1_700_000_000)],
                       cps)
-    path = tmp / "ledger.db"
-    with trust(Ledger.create(path, ORIGIN)) as led:
+    path: Path | str = tmp / "ledger.db" if target is None else target
+    key = Path(f"{path}.key") if target is None else tmp / "ledger.key"
+    with trust(Ledger.create(path, ORIGIN, key_file=key)) as led:
         res = reconcile(led, b)
         assert res.findings == [] and res.accepted > 20, res
         dev = led.device(did)
         assert dev is not None
-        return FirmwareLedger(path, did, pub, recs, led.verifier.to_string(), dev.tip_seq)
+        return FirmwareLedger(path, did, pub, recs, led.verifier.to_string(), dev.tip_seq,
+                              key, databases)
 
 
 # -- the CLI, and what the ledger operator can do with the ledger file and key --------------
@@ -95,6 +103,28 @@ def copy_ledger(fw: FirmwareLedger, tmp: Path) -> Path:
     return p
 
 
+def copy_of(fw: FirmwareLedger, tmp: Path) -> tuple[Path | str, Path]:
+    """A private copy of the module's ledger and its key file, on the ledger's backend
+    (a PostgreSQL ledger: CREATE DATABASE ... TEMPLATE, dropped with fw.databases)."""
+    if isinstance(fw.path, Path):
+        p = copy_ledger(fw, tmp)
+        return p, Path(f"{p}.key")
+    import os
+
+    import pgtest
+    import psycopg
+    assert fw.databases is not None and fw.key is not None
+    name = f"hashtrail_test_{os.urandom(6).hex()}"
+    with psycopg.connect(pgtest.ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{fw.path.rsplit("/", 1)[1]}"')
+    fw.databases.append(name)
+    tmp.mkdir(parents=True, exist_ok=True)
+    key = tmp / "ledger.key"
+    key.write_bytes(fw.key.read_bytes())
+    key.chmod(0o600)
+    return pgtest.url_of(name), key
+
+
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
     try:
@@ -105,7 +135,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def prove(capsys: pytest.CaptureFixture[str], led: Path, did: str, seq: int,
+def prove(capsys: pytest.CaptureFixture[str], led: Path | str, did: str, seq: int,
            *extra: str) -> dict[str, Any]:
     code, out, err = cli(capsys, "ledger", "prove", "--ledger", str(led), "--device", did,
                           "--seq", str(seq), "--json", *extra)
@@ -141,10 +171,11 @@ def forged_entry(led: Ledger, did: str) -> tuple[int, bytes]:
     return seq, cbor2.dumps(m, canonical=True)
 
 
-def operator_appends(path: Path, did: str, sig: bytes | None) -> int:
-    """The operator, with the ledger file and its key: append a leaf for the enrolled
+def operator_appends(path: Path | str, did: str, sig: bytes | None,
+                     key: Path | None = None) -> int:
+    """The operator, with the ledger and its key: append a leaf for the enrolled
     device (Ledger API), with its entries row, and sign a new checkpoint."""
-    with Ledger.open_signing(path) as led:
+    with Ledger.open_signing(path, key) as led:
         seq, body = forged_entry(led, did)
         h = hashlib.sha256(body).digest()
         dev = led.device(did)

@@ -497,3 +497,50 @@ def test_help_names_the_variables() -> None:
     top = PARSER.format_help()
     assert all(f"${v}" in top for v in ENV.values()), top
     assert "exit status: 0" in top
+
+
+# -- a ledger named by a PostgreSQL URL -----------------------------------------------------
+# Every --ledger takes a postgresql:// URL too (hashtrail.ledger.backend). A URL that
+# leads to no usable ledger is bad input like a bad file: one line naming it (password
+# hidden), exit 2, nothing made in the folder (no key file) or in the database.
+
+UNREACHABLE = "postgresql://hashtrail:s3cret@127.0.0.1:1/ledger"
+
+
+@pytest.fixture(scope="module")
+def foreign_db() -> Iterator[str]:
+    """A database that holds another program's table (and no hashtrail ledger)."""
+    import pgtest
+    pgtest.require_server()
+    with pgtest.databases() as made:
+        url = pgtest.new_database(made)
+        import psycopg
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("CREATE TABLE invoices (id INT PRIMARY KEY, total NUMERIC)")
+        yield url
+
+
+def _ledger_args() -> list[tuple[str, str]]:
+    return [(cmd, arg) for (cmd, arg), role in sorted(PATHS.items())
+            if arg == "--ledger" and role in ("ledger", "new-file")]
+
+
+@pytest.mark.parametrize("bad", ["unreachable", "foreign-tables"])
+@pytest.mark.parametrize("cmd,arg", _ledger_args())
+def test_bad_ledger_url_is_refused_and_nothing_changes(
+        world: World, cmd: str, arg: str, bad: str, request: pytest.FixtureRequest,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = UNREACHABLE if bad == "unreachable" else request.getfixturevalue("foreign_db")
+    action = _arguments()[(cmd, arg)]
+    argv = cmd.split() + _replace(world.valid()[cmd], action, url)
+    before = _snapshot(world.dir)
+    code, out, err = _run(argv, capsys)
+    _check_refused(world, argv, code, out, err, before, url.replace(":s3cret@", ":***@"))
+    assert "s3cret" not in err
+    if bad == "foreign-tables":
+        assert "another program's tables (invoices)" in err
+        import psycopg
+        with psycopg.connect(url) as c:
+            assert [r[0] for r in c.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public'")] == ["invoices"]

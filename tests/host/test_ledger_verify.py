@@ -4,10 +4,13 @@ The ledger is a real one: the REAL firmware (devlog on the MicroPython unix port
 tests/host/fwimage.py) makes two devices' chains, one per signing policy (every entry
 signed; checkpoints only), a signed collector bundle carries them, and `hashtrail
 reconcile` builds the ledger through the CLI. Each test copies it, edits one row of one
-table with sqlite3 (insert, update or delete), and runs `hashtrail verify --ledger
+table by SQL (insert, update or delete), and runs `hashtrail verify --ledger
 --verifier-key` through the CLI: it must exit 1 and name the table, the row and what is
-wrong. Edits an operator could make with its own key (append a leaf, re-sign) are made
-with the ledger's key file, as that operator would. The fork-evidence table is checked on
+wrong. The tests on a copy of that ledger (the `ledger` fixture) run on both backends:
+a SQLite file, and a PostgreSQL database (the same CLI build on a fresh database,
+copied per test with CREATE DATABASE ... TEMPLATE; tests/host/pgtest.py). Edits an
+operator could make with its own key (append a leaf, re-sign) are made with the
+ledger's key file, as that operator would. The fork-evidence table is checked on
 a second ledger, made from a host-made chain and its clone (tools/devchain.py).
 """
 
@@ -17,14 +20,16 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cbor2
+import pgtest
 import pytest
 from fwimage import BLOCK, device_image, log_records
 from hashtrail.chain.devicecheck import DeviceKey
@@ -44,7 +49,7 @@ ORIGIN = "test.example/verify"
 
 @dataclass
 class Base:
-    ledger: Path
+    ledger: Path | str   # a file, or a PostgreSQL URL
     key: Path            # the operator's key file
     vkey: str            # the ledger's verifier key, as `ledger init` printed it
     signed: str          # device id, policy 1 (every entry signed)
@@ -88,32 +93,62 @@ def _cli(*argv: str) -> tuple[int, Any]:
     return code, json.loads(out.getvalue()) if out.getvalue().startswith("{") else None
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
-    tmp = tmp_path_factory.mktemp("ledger")
-    b, signed, cps = _firmware_bundle(tmp)
-    led = tmp / "l.db"
-    code, init = _cli("ledger", "init", "--ledger", str(led), "--origin", ORIGIN, "--json")
+def _build(led: Path | str, key: Path, tmp: Path, b: Bundle, signed: str, cps: str) -> Base:
+    """The base ledger at `led` (a file or a URL) and its key file, made by the CLI."""
+    code, init = _cli("ledger", "init", "--ledger", str(led), "--origin", ORIGIN,
+                      "--key-file", str(key), "--json")
     assert code == 0
     assert main(["ledger", "trust", "--ledger", str(led),
                  COLLECTOR.verifier().to_string()]) == 0
-    code, out = _cli("reconcile", "--ledger", str(led), str(save(b, tmp / "b.jsonl")),
-                     "--json")
+    code, out = _cli("reconcile", "--ledger", str(led), "--key-file", str(key),
+                     str(save(b, tmp / "b.jsonl")), "--json")
     assert code == 0 and out["bundles"][0]["findings"] == [], out
     return Base(led, Path(init["key_file"]), init["verifier_key"], signed, cps, out["size"])
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Bundle, str, str]:
+    tmp = tmp_path_factory.mktemp("ledger")
+    b, signed, cps = _firmware_bundle(tmp)
+    return tmp, b, signed, cps
+
+
+@pytest.fixture(scope="module")
+def base(made: tuple[Path, Bundle, str, str]) -> Base:
+    tmp, b, signed, cps = made
+    return _build(tmp / "l.db", tmp / "l.db.key", tmp, b, signed, cps)
+
+
+@pytest.fixture(scope="module")
+def pg_base(made: tuple[Path, Bundle, str, str]) -> Iterator[tuple[Base, list[str]]]:
+    """The same ledger in a PostgreSQL database; yields it and the module's databases
+    (every one dropped after the module)."""
+    pgtest.require_server()
+    tmp, b, signed, cps = made
+    with pgtest.databases() as dbs:
+        yield _build(pgtest.new_database(dbs), tmp / "pg.key", tmp, b, signed, cps), dbs
 
 
 @dataclass
 class Copy:
     base: Base
-    path: Path
+    path: Path | str     # a SQLite file, or a PostgreSQL URL
 
     def sql(self, stmt: str, *args: Any) -> None:
+        if isinstance(self.path, str):
+            import psycopg
+            with psycopg.connect(self.path, autocommit=True) as c:
+                assert c.execute(stmt.replace("?", "%s"), args).rowcount == 1, stmt
+            return
         with sqlite3.connect(self.path) as db:
             assert db.execute(stmt, args).rowcount == 1, stmt
         db.close()
 
     def one(self, stmt: str, *args: Any) -> Any:
+        if isinstance(self.path, str):
+            import psycopg
+            with psycopg.connect(self.path, autocommit=True) as c:
+                return c.execute(stmt.replace("?", "%s"), args).fetchone()
         with sqlite3.connect(self.path) as db:
             row = db.execute(stmt, args).fetchone()
         db.close()
@@ -134,11 +169,20 @@ class Copy:
         return index
 
 
-@pytest.fixture
-def ledger(base: Base, tmp_path: Path) -> Copy:
-    path = tmp_path / "copy.db"
-    shutil.copyfile(base.ledger, path)
-    return Copy(base, path)
+@pytest.fixture(params=pgtest.BACKENDS)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Copy:
+    if request.param == "sqlite":
+        b = request.getfixturevalue("base")
+        path = tmp_path / "copy.db"
+        shutil.copyfile(b.ledger, path)
+        return Copy(b, path)
+    pb, dbs = request.getfixturevalue("pg_base")
+    import psycopg
+    name = f"hashtrail_test_{os.urandom(6).hex()}"
+    with psycopg.connect(pgtest.ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{str(pb.ledger).rsplit("/", 1)[1]}"')
+    dbs.append(name)
+    return Copy(pb, pgtest.url_of(name))
 
 
 def test_the_base_ledger_verifies_and_names_its_policies(ledger: Copy) -> None:

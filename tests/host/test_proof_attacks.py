@@ -1,9 +1,10 @@
 """Attack 3 of issue 10: the ledger operator makes up a reading (docs/LEDGER.md "Proofs").
 
-The ledgers here are real SQLite files filled by the real reconcile from chains the real
-firmware wrote (tests/host/proofkit.py). The operator then does what anyone holding the
-ledger file and key can do: append a leaf for the real, enrolled device with entry
-bytes the device never signed, and sign a new checkpoint. `ledger prove` + `ledger
+The ledgers here are real ledgers, SQLite files and PostgreSQL databases, filled by the
+real reconcile from chains the real firmware wrote (tests/host/proofkit.py). The
+operator then does what anyone holding the ledger and key can do: append a leaf for
+the real, enrolled device with entry bytes the device never signed, and sign a new
+checkpoint. `ledger prove` + `ledger
 verify-proof --verifier-key` must refuse it at the device-signature step. A made-up
 device key is another id and key fingerprint, which verify-proof prints and
 `--device REAL_ID` refuses. Each of these tests fails on the code before proofs carried
@@ -17,9 +18,11 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pgtest
 import pytest
 from hashtrail.collector.bundle import parse_bundle, write_bundle
 from hashtrail.collector.store import Enrollment, RawEntry
@@ -33,7 +36,7 @@ from proofkit import (
     FirmwareLedger,
     accepted_row,
     cli,
-    copy_ledger,
+    copy_of,
     device_checkpoints,
     firmware_ledger,
     operator_appends,
@@ -43,11 +46,23 @@ from proofkit import (
 )
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["per-entry-signed",
-                                                           "checkpoint-signed"])
+@pytest.fixture(scope="module", params=[
+    pytest.param((sign, backend), id=f"{name}-{backend}",
+                 marks=[pytest.mark.postgresql] if backend == "postgresql" else [])
+    for sign, name in ((True, "per-entry-signed"), (False, "checkpoint-signed"))
+    for backend in ("sqlite", "postgresql")])
 def fw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-       ) -> FirmwareLedger:
-    return firmware_ledger(tmp_path_factory.mktemp("fwproof"), bool(request.param))
+       ) -> Iterator[FirmwareLedger]:
+    """The firmware-made ledger, on both backends (a PostgreSQL database and the copies
+    the tests make of it are dropped after the module)."""
+    sign, backend = request.param
+    tmp = tmp_path_factory.mktemp("fwproof")
+    if backend == "sqlite":
+        yield firmware_ledger(tmp, sign)
+        return
+    pgtest.require_server()
+    with pgtest.databases() as dbs:
+        yield firmware_ledger(tmp, sign, pgtest.new_database(dbs), dbs)
 
 
 def test_honest_proof_verifies_down_to_the_device(fw: FirmwareLedger, tmp_path: Path,
@@ -80,14 +95,14 @@ def test_operator_made_up_entry_is_refused_at_the_device_signature(
     """The operator stores a signature with the made-up entry (random bytes, or the
     device's real signature of another entry), so `ledger prove` builds a complete
     proof: Merkle path and ledger checkpoint are genuine, the device signature is not."""
-    path = copy_ledger(fw, tmp_path)
+    path, key = copy_of(fw, tmp_path)
     with Ledger.open(path) as led:
         real_sig = accepted_row(led, fw.device_id, fw.tip)[3]
         # the device's newest signature: its last entry's, or its last checkpoint's r||s
         old = real_sig if real_sig is not None else \
             parse_checkpoint(max(device_checkpoints(led, fw.device_id))[1]).signature
     sig = random.Random(3).randbytes(64) if how == "random-sig" else old
-    seq = operator_appends(path, fw.device_id, sig)
+    seq = operator_appends(path, fw.device_id, sig, key)
     doc = prove(capsys, path, fw.device_id, seq)
     code, out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key)
     assert code == 1 and out == "", out
@@ -102,9 +117,9 @@ def test_operator_made_up_entry_without_a_signature(fw: FirmwareLedger, tmp_path
     the operator completes by hand with the device's real statements (its newest entry
     signature, or its newest checkpoint with or without the made-up entry as a chain
     link) is refused at the device-signature step."""
-    path = copy_ledger(fw, tmp_path)
+    path, key = copy_of(fw, tmp_path)
     honest = prove(capsys, path, fw.device_id, fw.tip)
-    seq = operator_appends(path, fw.device_id, None)
+    seq = operator_appends(path, fw.device_id, None, key)
     code, _, err = cli(capsys, "ledger", "prove", "--ledger", str(path), "--device",
                         fw.device_id, "--seq", str(seq))
     assert code == 1 and ("holds no signature" in err or "no device checkpoint" in err), err
@@ -140,7 +155,7 @@ def test_made_up_device_key_is_another_identity(fw: FirmwareLedger, tmp_path: Pa
     verifies, but for another device id and key fingerprint, which verify-proof prints;
     `--device REAL_ID` refuses it. Claiming the real id with the made-up key is refused
     outright."""
-    path = copy_ledger(fw, tmp_path)
+    path, key = copy_of(fw, tmp_path)
     fake = Device(0xF00D, per_entry_sig=True)
     fake.entry(3, {1: fake.pub, 2: 1})
     fake.readings(5)
@@ -151,7 +166,7 @@ def test_made_up_device_key_is_another_identity(fw: FirmwareLedger, tmp_path: Pa
     buf = io.StringIO()
     write_bundle(b, buf, operator_collector)
     b = parse_bundle(io.BytesIO(buf.getvalue().encode("ascii")))
-    with Ledger.open_signing(path) as led:
+    with Ledger.open_signing(path, key) as led:
         led.trust_collector(operator_collector.verifier(), "operator")
         assert reconcile(led, b).accepted == 6
     doc = prove(capsys, path, fake.id_hex, 3)

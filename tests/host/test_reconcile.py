@@ -1,9 +1,12 @@
-"""Reconcile into real SQLite ledgers: dedup, gaps, order, reruns, refusals, forks."""
+"""Reconcile into real ledgers, on both backends (a SQLite file and a PostgreSQL
+database: the `ledger_at` fixture, tests/host/conftest.py): dedup, gaps, order, reruns,
+refusals, forks."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +21,12 @@ from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
+At = Callable[[str], str]       # the ledger_at fixture: a ledger's place by name
 
-def _ledger(tmp: Path) -> Ledger:
+
+def _ledger(at: str, key_file: Path | None = None) -> Ledger:
     """A new ledger that trusts the test collector (whose bundles may enroll devices)."""
-    return trust(Ledger.create(tmp / "l.db", "test.example/ledger"))
+    return trust(Ledger.create(at, "test.example/ledger", key_file=key_file))
 
 
 def _dev(n: int, secret: int = 1001, sig: bool = False) -> Device:
@@ -30,9 +35,9 @@ def _dev(n: int, secret: int = 1001, sig: bool = False) -> Device:
     return d
 
 
-def test_overlap_dedup_and_rerun_is_noop(tmp_path: Path) -> None:
+def test_overlap_dedup_and_rerun_is_noop(ledger_at: At, tmp_path: Path) -> None:
     d = _dev(20)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         a = bundle([d], {d.id_hex: (0, 15)}, [(d, d.checkpoint(seq=14))])
         b = bundle([d], {d.id_hex: (5, 21)}, [(d, d.checkpoint())], name="c2")
         r1 = reconcile(led, a)
@@ -52,9 +57,9 @@ def test_overlap_dedup_and_rerun_is_noop(tmp_path: Path) -> None:
                                    merkle.prove_inclusion(led.node, i, size))
 
 
-def test_gap_filled_by_another_collector_out_of_order(tmp_path: Path) -> None:
+def test_gap_filled_by_another_collector_out_of_order(ledger_at: At, tmp_path: Path) -> None:
     d = _dev(30)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         late = bundle([d], {d.id_hex: (20, 31)}, [(d, d.checkpoint())])
         r = reconcile(led, late)
         assert r.accepted == 0 and r.pending == 11          # held: does not connect yet
@@ -65,18 +70,18 @@ def test_gap_filled_by_another_collector_out_of_order(tmp_path: Path) -> None:
         assert r.accepted == 21 and led.device(d.id_hex).tip_seq == 30  # type: ignore[union-attr]
 
 
-def test_unsigned_tail_waits_for_a_checkpoint(tmp_path: Path) -> None:
+def test_unsigned_tail_waits_for_a_checkpoint(ledger_at: At, tmp_path: Path) -> None:
     d = _dev(10)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         assert reconcile(led, bundle([d], cps=[(d, d.checkpoint(seq=4))])).accepted == 5
         assert reconcile(led, bundle([d], cps=[(d, d.checkpoint())])).accepted == 6
         e = _dev(5, secret=77, sig=True)                    # per-entry signed: no cp needed
         assert reconcile(led, bundle([e])).accepted == 6
 
 
-def test_tampered_unknown_and_revoked_are_refused(tmp_path: Path) -> None:
+def test_tampered_unknown_and_revoked_are_refused(ledger_at: At, tmp_path: Path) -> None:
     d, stranger = _dev(5), _dev(5, secret=999)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         b = bundle([d], cps=[(d, d.checkpoint(seq=2)), (d, d.checkpoint())])
         body = b.entries[3][1].body
         b.entries[3] = (d.id_hex, b.entries[3][1]._replace(body=body.replace(b"temp", b"tmpx")))
@@ -94,11 +99,11 @@ def test_tampered_unknown_and_revoked_are_refused(tmp_path: Path) -> None:
         assert reconcile(led, forged).accepted == 0
 
 
-def test_fork_evidence_verifies_standalone(tmp_path: Path) -> None:
+def test_fork_evidence_verifies_standalone(ledger_at: At, tmp_path: Path) -> None:
     d = _dev(10)
     clone = d.fork(6)
     clone.readings(4)                                        # same key, different history
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         assert reconcile(led, bundle([d], cps=[(d, d.checkpoint())])).accepted == 11
         r = reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint())], name="c2"))
         assert r.forks == 1 and r.accepted == 0
@@ -114,10 +119,10 @@ def test_fork_evidence_verifies_standalone(tmp_path: Path) -> None:
         check_evidence(json.dumps(tampered))
 
 
-def test_time_going_backwards_is_flagged(tmp_path: Path) -> None:
+def test_time_going_backwards_is_flagged(ledger_at: At, tmp_path: Path) -> None:
     d = _dev(3)
     d.entry(0, [{0: "temp", 2: 1}], t=5)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         assert r.accepted == 5 and [f.seq for f in r.findings] == [4]
 
@@ -135,8 +140,8 @@ def test_bundle_round_trip_and_strictness(tmp_path: Path) -> None:
             parse_bundle(io.BytesIO(bad))
 
 
-def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
+def test_verify_shows_a_forked_device_once(ledger_at: At, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A clone's checkpoint off the accepted chain and the stored evidence are one fact:
     `hashtrail verify` prints one fork line for the device, at the divergence seq."""
     from hashtrail.cli import main
@@ -145,7 +150,7 @@ def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.Captur
     d = _dev(10)
     clone = d.fork(6)
     clone.readings(4)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         reconcile(led, bundle([clone], cps=[(clone, clone.checkpoint(seq=8)),
                                             (clone, clone.checkpoint())], name="c2"))
@@ -153,13 +158,13 @@ def test_verify_shows_a_forked_device_once(tmp_path: Path, capsys: pytest.Captur
     assert dev.status == "forked" and not dev.problems
     assert len(dev.anomalies) == 1 and dev.anomalies[0].startswith("fork at seq 6:")
     assert "2 of its checkpoints off the accepted chain" in dev.anomalies[0]
-    assert main(["verify", "--ledger", str(tmp_path / "l.db")]) == 1
+    assert main(["verify", "--ledger", ledger_at("l")]) == 1
     out = capsys.readouterr().out
     flagged = [ln for ln in out.splitlines() if ln.startswith("    !")]
     assert len(flagged) == 1 and flagged[0].startswith("    ! fork at seq 6:")
 
 
-def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
+def test_cli_cosign_writes_a_cosignature_v1(ledger_at: At, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`ledger cosign` appends a c2sp.org/tlog-cosignature line that the printed cosigner
     key verifies, and keeps the log's own signature."""
@@ -167,27 +172,27 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
     from hashtrail.formats import note
 
     d = _dev(3)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         log_key = led.verifier
-    assert main(["ledger", "checkpoint", "--ledger", str(tmp_path / "l.db"), "--json"]) == 0
+    assert main(["ledger", "checkpoint", "--ledger", ledger_at("l"), "--json"]) == 0
     (tmp_path / "cp").write_text(json.loads(capsys.readouterr().out)["checkpoint"])
     (tmp_path / "w.key").write_text(note.Signer.generate("witness.test/w1").to_string())
     args = ["ledger", "cosign", "--key", str(tmp_path / "w.key"), "--state",
             str(tmp_path / "w.state"), "--json"]
     # fail closed: a witness must be configured with the ledger key it vouches for
-    assert main([*args, "--ledger", str(tmp_path / "l.db"), str(tmp_path / "cp")]) == 2
+    assert main([*args, "--ledger", ledger_at("l"), str(tmp_path / "cp")]) == 2
     assert "hashtrail ledger init prints it" in capsys.readouterr().err
     # another "ledger" file (its own key inside) does not make its checkpoint trusted
-    with trust(Ledger.create(tmp_path / "evil.db", "test.example/ledger")) as evil:
+    with _ledger(ledger_at("evil"), tmp_path / "evil.key") as evil:
         reconcile(evil, bundle([d], cps=[(d, d.checkpoint())]))
         (tmp_path / "evil.cp").write_bytes(evil.sign_checkpoint())
     trusted = ["--verifier-key", log_key.to_string()]
-    assert main([*args, *trusted, "--ledger", str(tmp_path / "evil.db"),
+    assert main([*args, *trusted, "--ledger", ledger_at("evil"),
                  str(tmp_path / "evil.cp")]) == 1
     assert "no signature by a trusted key" in capsys.readouterr().err
     assert not (tmp_path / "w.state").exists()
-    assert main([*args, *trusted, "--ledger", str(tmp_path / "l.db"), str(tmp_path / "cp")]) == 0
+    assert main([*args, *trusted, "--ledger", ledger_at("l"), str(tmp_path / "cp")]) == 0
     out = json.loads(capsys.readouterr().out)
     data = out["cosigned"].encode()
     witness = note.Verifier.from_string(out["cosigner_key"])
@@ -196,7 +201,7 @@ def test_cli_cosign_writes_a_cosignature_v1(tmp_path: Path,
     assert note.open_checkpoint(data, [log_key])[0].size == 4
 
 
-def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
+def test_honest_copy_wins_over_an_earlier_edited_copy(ledger_at: At, tmp_path: Path) -> None:
     """Collector A delivers an edited entry (held), collector B the real one: the chain
     that reaches the device's checkpoint is accepted, whatever the hashes' order."""
     for secret in range(2001, 2009):           # both hash orders of edited vs real
@@ -205,7 +210,8 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
         body = evil.entries[6][1].body
         evil.entries[6] = (d.id_hex, evil.entries[6][1]._replace(
             body=body.replace(b"temp", b"tmpx")))
-        with trust(Ledger.create(tmp_path / f"{secret}.db", "t/l")) as led:
+        with trust(Ledger.create(ledger_at(str(secret)), "t/l",
+                                 key_file=tmp_path / f"{secret}.key")) as led:
             assert reconcile(led, evil).accepted == 5
             r = reconcile(led, bundle([d], cps=[(d, d.checkpoint())], name="c2"))
             assert (r.accepted, led.size) == (8, 13), secret
@@ -213,7 +219,8 @@ def test_honest_copy_wins_over_an_earlier_edited_copy(tmp_path: Path) -> None:
                     for f in r.findings] == [(6, True)]
 
 
-def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_proof_check_fails_closed(ledger_at: At, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     """An inclusion proof counts only with its signed checkpoint; malformed fields are
     FormatErrors, not tracebacks."""
     from hashtrail.cli import main
@@ -221,9 +228,9 @@ def test_proof_check_fails_closed(tmp_path: Path, capsys: pytest.CaptureFixture[
     from hashtrail.ledger.proof_file import check_proof
 
     d = _dev(3)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
-    assert main(["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device",
+    assert main(["ledger", "prove", "--ledger", ledger_at("l"), "--device",
                  d.id_hex, "--seq", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     key = note.Verifier.from_string(doc["verifier_key"])
@@ -251,17 +258,17 @@ def _forged_proof(doc: dict[str, object]) -> dict[str, object]:
             "verifier_key": attacker.verifier().to_string()}
 
 
-def test_verify_proof_needs_a_trusted_ledger_key(tmp_path: Path,
+def test_verify_proof_needs_a_trusted_ledger_key(ledger_at: At, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """verify-proof trusts only the ledger key the verifier brings, never the one the
     proof carries: without one it fails closed; a self-signed proof is refused."""
     from hashtrail.cli import main
 
     d = _dev(3)
-    with _ledger(tmp_path) as led:
+    with _ledger(ledger_at("l")) as led:
         reconcile(led, bundle([d], cps=[(d, d.checkpoint())]))
         vkey = led.verifier.to_string()
-    assert main(["ledger", "prove", "--ledger", str(tmp_path / "l.db"), "--device",
+    assert main(["ledger", "prove", "--ledger", ledger_at("l"), "--device",
                  d.id_hex, "--seq", "1", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     good, forged = tmp_path / "good.json", tmp_path / "forged.json"
@@ -286,14 +293,14 @@ def test_verify_proof_needs_a_trusted_ledger_key(tmp_path: Path,
     assert main(["ledger", "verify-proof", "--verifier-key", "not a key", str(good)]) == 2
 
 
-def test_enrollment_counts_only_from_a_trusted_collector(tmp_path: Path) -> None:
+def test_enrollment_counts_only_from_a_trusted_collector(ledger_at: At) -> None:
     """An enrollment line is a claim: it counts only in a bundle signed by a collector
     the ledger trusts. Entries of an enrolled device count from any bundle."""
     from hashtrail.formats.note import Signer
 
     d = _dev(12)
     stranger = Signer.generate("collector-stranger")
-    with Ledger.create(tmp_path / "l.db", "test.example/ledger") as led:
+    with Ledger.create(ledger_at("l"), "test.example/ledger") as led:
         for b, why in ((bundle([d], cps=[(d, d.checkpoint())], signer=None),
                         "the bundle is not signed by a collector"),
                        (bundle([d], cps=[(d, d.checkpoint())], signer=stranger),
@@ -354,7 +361,7 @@ def test_bundle_signature_covers_every_byte(tmp_path: Path) -> None:
         parse_bundle(io.BytesIO(data + lines[1]))
 
 
-def test_cli_export_signs_and_ledger_trust(tmp_path: Path,
+def test_cli_export_signs_and_ledger_trust(ledger_at: At, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """`export` signs with the store's own key; `ledger trust` takes the key `export
     --show-key` prints (or a file of it); `ledger trusted` lists it; reconcile enrolls."""
@@ -362,7 +369,7 @@ def test_cli_export_signs_and_ledger_trust(tmp_path: Path,
     from hashtrail.collector.store import Store
 
     d = _dev(4)
-    store, led = tmp_path / "c.db", tmp_path / "l.db"
+    store, led = tmp_path / "c.db", ledger_at("l")
     with Store.open(store) as st:
         st.enroll(d.id_hex, d.pub, label="x")
         st.quarantine(d.id_hex, [RawEntry(s, b, g) for s, b, g in d.entries])
@@ -396,7 +403,7 @@ def _flip_sig(b: Bundle, i: int) -> None:
 
 
 def test_per_entry_signatures_checked_on_threads_give_the_same_verdicts(
-        tmp_path: Path) -> None:
+        ledger_at: At, tmp_path: Path) -> None:
     """keys.signed_batch splits a large batch over CPUs: the verdicts, and so what the
     ledger accepts and refuses, are the same as checking one by one."""
     d = _dev(299, sig=True)
@@ -412,8 +419,7 @@ def test_per_entry_signatures_checked_on_threads_give_the_same_verdicts(
     assert {i for i, ok in enumerate(one) if not ok} == bad
     results = []
     for workers in (1, 2):
-        (tmp_path / str(workers)).mkdir()
-        with _ledger(tmp_path / str(workers)) as led:
+        with _ledger(ledger_at(str(workers)), tmp_path / f"{workers}.key") as led:
             r = reconcile(led, b, workers)
             results.append((r.accepted, r.pending, [(f.seq, f.reason) for f in r.findings]))
     assert results[0] == results[1]

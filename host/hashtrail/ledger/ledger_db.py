@@ -1,6 +1,8 @@
 """The ledger: the device registry, the Merkle log and its signed checkpoints,
 revocations and fork evidence (docs/LEDGER.md), as one object over a `LedgerStorage`
-(hashtrail.ledger.storage; the SQLite file is storage_sqlite).
+(hashtrail.ledger.storage): a SQLite file (storage_sqlite), or a PostgreSQL database
+named by a `postgresql://` URL (storage_pg); `backend` picks one from what `--ledger`
+says, so every method below works on both.
 
 Why this facade: callers (the CLI, the demo, reconcile, verify, proof) open, create and
 read a ledger by its concepts; what is stored where, and in which SQL, is the storage's.
@@ -19,7 +21,7 @@ never moves the key (it needs a key file to write; a schema upgrade at open does
 
 `collectors` lists the collector identity keys the operator trusts (`ledger trust`):
 only bundles signed by one of them may enroll devices (docs/BUNDLE.md). Opening a ledger
-brings its schema up to date (storage_sqlite.MIGRATIONS), in one transaction.
+brings its schema up to date (the backend's MIGRATIONS), in one transaction.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG, leaf_bytes, leaf_prefix, parse_leaf
-from hashtrail.ledger.ledger_key import LedgerKeyError, key_path, read_key, write_key
+from hashtrail.ledger import backend
+from hashtrail.ledger.ledger_key import LedgerKeyError, read_key, write_key
 from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
-from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage
 
 __all__ = ["LEAF_TAG", "Device", "Ledger", "LedgerError", "StoredEntry", "leaf_bytes",
            "leaf_prefix", "parse_leaf"]
@@ -52,9 +54,9 @@ class LedgerError(HashtrailError):
 
 
 class Ledger:
-    def __init__(self, storage: LedgerStorage, path: Path) -> None:
+    def __init__(self, storage: LedgerStorage, path: Path | str) -> None:
         self.storage = storage
-        self.path = path
+        self.path = path        # a file's Path, or a database URL (backend.where)
         self._signer: note.Signer | None = None
         self.key_file: Path | None = None       # the key file, once loaded
         self.migrated: Path | None = None       # set when open_signing moved the key out
@@ -64,18 +66,19 @@ class Ledger:
         """An existing ledger (InputError, nothing changed, for a path that is not one),
         its schema brought up to date. Opens without the key: reads, enrolls, trusts,
         revokes, but cannot sign."""
-        p = Path(path)
+        p = backend.where(path)
         try:
-            return cls(SqliteLedgerStorage.open(p), p)
+            return cls(backend.open_storage(p), p)
         except sqlite3.DatabaseError as e:
             raise LedgerError(f"cannot open ledger {p}: {e}") from e
+
     @classmethod
     def open_signing(cls, path: str | os.PathLike[str],
                      key_file: str | os.PathLike[str] | None = None) -> Ledger:
         """Open to sign: load the ledger key (ledger_key.key_path: --key-file, env,
         <ledger>.key) and check it is this ledger's; migrate a key still kept in the
         file. Without a usable key: LedgerKeyError, and nothing was written."""
-        kp = key_path(path, key_file)
+        kp = backend.signing_key_path(path, key_file)
         signer = read_key(kp)        # before the ledger: a bad key file changes nothing
         led = cls.open(path)
         try:
@@ -120,12 +123,12 @@ class Ledger:
                signer: note.Signer | None = None) -> Ledger:
         """A new ledger file and its key file (ledger_key.key_path; mode 0600, never
         overwritten); the ledger keeps only the verifier key. Returns it open to sign."""
-        p = Path(path)
+        p = backend.where(path)
         note.check_origin(origin)
-        if p.exists():
+        if isinstance(p, Path) and p.exists():
             raise ConfigError(f"{p} already exists", hint="pick a new file for a new ledger")
-        SqliteLedgerStorage.check_new(p)       # before the key file is written
-        kp = key_path(p, key_file)
+        kp = backend.signing_key_path(p, key_file)
+        backend.check_new(p)                   # before the key file is written
         if kp.exists():
             raise LedgerKeyError(f"refusing to overwrite the existing key file {kp}: move "
                                  "it away or name another with --key-file")
@@ -134,7 +137,7 @@ class Ledger:
             raise ConfigError("the ledger key's name must be the checkpoint origin")
         write_key(kp, signer)
         try:
-            storage = SqliteLedgerStorage.create(p, {
+            storage = backend.create_storage(p, {
                 "origin": origin, "verifier": signer.verifier().to_string(), "size": "0"})
         except BaseException as e:
             kp.unlink()          # no ledger, so no key for it either
@@ -180,7 +183,7 @@ class Ledger:
             return note.Verifier.from_string(text)
         legacy = self._meta("signer")
         if legacy is None:
-            raise LedgerError(f"{self.path} holds no ledger verifier key",
+            raise LedgerError(f"{backend.display(self.path)} holds no ledger verifier key",
                               hint="the ledger file is damaged; run `hashtrail verify`")
         return note.Signer.from_string(legacy).verifier()
 
@@ -191,8 +194,9 @@ class Ledger:
     def require_signer(self) -> note.Signer:
         """The loaded ledger key; LedgerKeyError when opened without one (Ledger.open)."""
         if self._signer is None:
-            raise LedgerKeyError(f"{self.path} was opened without its ledger key: signing "
-                                 "needs Ledger.open_signing (the key file)")
+            raise LedgerKeyError(f"{backend.display(self.path)} was opened without its "
+                                 "ledger key: signing needs Ledger.open_signing (the key "
+                                 "file)")
         return self._signer
 
     @property

@@ -159,6 +159,11 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
     reports to one device (every table is still checked)."""
     if device is not None:
         device = parse_device_id(device)
+    with led.storage.snapshot():      # one committed state, while collectors write
+        return _verify_ledger(led, device)
+
+
+def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
     p = _Problems()
     meta = _meta(led, p)
     devs = _devices(led, p)

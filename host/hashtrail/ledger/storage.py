@@ -260,3 +260,12 @@ class LedgerStorage(Protocol):
     def count_bundles(self) -> int:
         """Rows in the bundles-seen table (reserved: nothing writes it yet)."""
         ...
+
+    # -- one consistent read (added with the PostgreSQL backend, many collectors) ---------
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads inside see one committed state of the ledger, whatever writers commit
+        meanwhile: a reader that walks several tables (verify) must not take the rows
+        of a commit that landed half-way through its walk for damage. Read-only; inside
+        a transaction() it is that transaction's own view."""
+        ...

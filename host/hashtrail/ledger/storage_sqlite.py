@@ -370,3 +370,18 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
 
     def count_bundles(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM bundles").fetchone()[0])
+
+    # -- one consistent read (added with the PostgreSQL backend) ---------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A deferred read transaction: in WAL mode it keeps the state of its first read
+        until it ends, while writers go on committing to the WAL."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self._db.execute("ROLLBACK")      # nothing to keep: it only read
