@@ -21,8 +21,11 @@ row of every table is re-derived from device-signed data or checked against it:
   checkpoint match the tree rebuilt from the entries;
 - pending, dev_checkpoints, evidence: every row belongs to an enrolled device, its
   stored hash / seq / head are those of its signed bytes, signatures verify, evidence
-  proves the fork it is filed under; collectors: canonical verifier keys; bundles:
-  never written by hashtrail, so any row is foreign.
+  proves the fork it is filed under; collectors: canonical verifier keys; bundles and
+  cursors (what reconcile records to skip work, docs/BUNDLE.md "Incremental export"):
+  well-formed rows naming a collector key (or none) and enrolled devices. No one signs
+  them: a forged row can only make reconcile skip a bundle or export leave entries
+  out, which the device chains and witnesses then show as entries not received.
 Every problem names its table, its row's key and what is wrong.
 
 What no check on one file can see (docs/LEDGER.md): a row removed that nothing else
@@ -183,9 +186,7 @@ def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
         _evidence_against_chain(p, did, d)
     _pending(led, p, devs)
     _collectors(led, p)
-    n = led.storage.count_bundles()
-    if n:
-        p.add("bundles", "every row", f"{n} rows: hashtrail never writes this table")
+    _bundles(led, p, devs)
     rep.devices = [d.report for did, d in sorted(devs.items())
                    if device is None or did == device]
     rep.problems = p.done()
@@ -611,3 +612,27 @@ def _collectors(led: Ledger, p: _Problems) -> None:
             continue
         if not isinstance(name, str) or not name or type(added) is not int:
             p.add("collectors", k, "name or added_at of the wrong type")
+
+
+def _collector_key(key: object) -> bool:
+    try:
+        return note.Verifier.from_string(str(key)).to_string() == key
+    except HashtrailError:
+        return False
+
+
+def _bundles(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
+    for digest, collector, at in led.storage.scan_bundles():
+        k = f"digest {digest.hex() if isinstance(digest, bytes) else repr(digest)}"[:80]
+        if not isinstance(digest, bytes) or len(digest) != 32 or type(at) is not int:
+            p.add("bundles", k, "digest or reconciled_at of the wrong type")
+        elif collector != "" and not _collector_key(collector):
+            p.add("bundles", k, "collector is not a collector verifier key")
+    for collector, did, seq in led.storage.scan_cursors():
+        k = f"collector {collector!r} device {did!r}"[:100]
+        if not _collector_key(collector):
+            p.add("cursors", k, "not a collector verifier key")
+        elif not isinstance(did, str) or did not in devs:
+            p.add("cursors", k, "not an enrolled device")
+        elif type(seq) is not int or seq < 0:
+            p.add("cursors", k, "seq of the wrong type")
