@@ -42,6 +42,8 @@ MAX_ENTRY = 65_535
 MAX_COSE = 4096
 MAX_TEXT = 200
 SIG_CONTEXT = b"hashtrail-bundle-signature/1\n"
+CURSOR_FORMAT = "hashtrail-cursor/1"
+MAX_CURSOR = 1 << 20
 
 
 @dataclass
@@ -164,6 +166,44 @@ def bundle_digest(path: str | os.PathLike[str]) -> bytes:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
         return h.digest()
+
+
+# -- cursors: what a ledger has received from one collector (docs/BUNDLE.md) -------------
+
+def cursor_text(collector: str, seqs: Mapping[str, int]) -> str:
+    """A cursor file: `{"collector": KEY, "devices": {ID: SEQ, ...}, "format": ...}`,
+    one canonical JSON line."""
+    return _line({"collector": collector, "devices": dict(seqs),
+                  "format": CURSOR_FORMAT}) + "\n"
+
+
+def parse_cursor(text: str, collector: str) -> dict[str, int]:
+    """The device -> seq map of a cursor file made for the collector key `collector`.
+    FormatError for anything else, including a cursor made for another collector
+    (its seqs say nothing of what this one has sent)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FormatError(f"not a {CURSOR_FORMAT} file (not JSON)") from None
+    if not isinstance(obj, dict) or set(obj) != {"collector", "devices", "format"} \
+            or obj["format"] != CURSOR_FORMAT:
+        raise FormatError(f"not a {CURSOR_FORMAT} file (expected exactly the fields "
+                          "collector, devices, format)")
+    if obj["collector"] != collector:
+        raise FormatError(f"the cursor is for collector key {str(obj['collector'])[:120]!r}, "
+                          f"not this store's {collector}",
+                          hint="ask the ledger for this collector's cursor: `hashtrail "
+                               "ledger cursor --collector KEY`")
+    devs = obj["devices"]
+    if not isinstance(devs, dict):
+        raise FormatError("cursor devices must be an object of device id -> seq")
+    out: dict[str, int] = {}
+    for did, seq in devs.items():
+        if type(seq) is not int or not 0 <= seq < 1 << 63:
+            raise FormatError(f"cursor seq of device {did[:40]!r} must be a non-negative "
+                              "integer")
+        out[check_device_id(did)] = seq
+    return out
 
 
 # -- strict reading --------------------------------------------------------------------

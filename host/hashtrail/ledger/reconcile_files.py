@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hashtrail import userfile
-from hashtrail.collector.bundle import Bundle, BundleFile, bundle_digest, read_bundle
+from hashtrail.collector.bundle import (
+    Bundle,
+    BundleFile,
+    bundle_digest,
+    cursor_text,
+    read_bundle,
+)
 from hashtrail.errors import FormatError, HashtrailError, InputError
+from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import Result, reconcile
 
@@ -102,3 +109,11 @@ def _seen(ledger: str | os.PathLike[str], digests: list[bytes]) -> set[bytes]:
             return {d for d in digests if led.storage.bundle_seen(d)}
     except HashtrailError:
         return set()
+
+
+def collector_cursor(ledger: str | os.PathLike[str], key: note.Verifier) -> str:
+    """The cursor file text of collector `key` in `ledger`: per device, the highest seq
+    its signed bundles delivered (`export --since` sends only what lies above)."""
+    with Ledger.open(ledger) as led:
+        k = key.to_string()
+        return cursor_text(k, led.storage.cursor(k))
