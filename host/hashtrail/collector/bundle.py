@@ -270,8 +270,7 @@ def read_bundle(path: str | Path) -> Bundle:
 
 def parse_bundle(f: IO[bytes]) -> Bundle:
     """The whole bundle, entries included, in memory."""
-    p = _Parser()
-    p.bundle_entries = True
+    p = _Parser(_KEEP)
     for _ in p.run(f):
         pass
     return p.done()
@@ -291,7 +290,7 @@ class BundleFile:
         self.path = os.fspath(path)
 
     def scan(self) -> Bundle:
-        p = _Parser()
+        p = _Parser(_SCAN)
         try:
             with open(self.path, "rb") as f:
                 for _ in p.run(f):
@@ -303,7 +302,7 @@ class BundleFile:
     def entries(self) -> Iterator[tuple[str, RawEntry]]:
         try:
             with open(self.path, "rb") as f:
-                yield from _Parser().run(f)
+                yield from _Parser(_ENTRIES).run(f)
         except OSError as e:
             raise FormatError(f"cannot read bundle {self.path}: {e.strerror}") from e
 
@@ -317,12 +316,30 @@ _ENTRY_LINE = re.compile(
     rb'"sig":(?:null|"([A-Za-z0-9+/]{86}==)"),"type":"entry"\}\n')
 
 
-class _Parser:
-    """One strict pass over a bundle's lines; yields the entries, keeps the rest."""
+_KEEP, _SCAN, _ENTRIES = range(3)
 
-    def __init__(self) -> None:
+
+def _b64_len(text: bytes) -> int:
+    """The decoded length of base64 `text` of _ENTRY_LINE's shape, or -1 when it does
+    not decode (a length that is no multiple of 4: the only way it can fail)."""
+    if len(text) % 4:
+        return -1
+    return len(text) // 4 * 3 - (len(text) - len(text.rstrip(b"=")))
+
+
+class _Parser:
+    """One strict pass over a bundle's lines; yields the entries, keeps the rest.
+
+    Modes: _KEEP (parse_bundle) keeps everything in the Bundle; _SCAN (the first pass
+    over a file) checks every line and the signature but only counts the entries,
+    without decoding the ones of the fast path's shape (their decoded length follows
+    from the base64 length); _ENTRIES (the second pass) yields the entries and skips
+    the signature check: the first pass did it, and entries stand on device
+    signatures, not on the collector's."""
+
+    def __init__(self, mode: int) -> None:
         self.b: Bundle | None = None
-        self.bundle_entries = False      # also keep the entries in the Bundle
+        self.mode = mode
 
     def done(self) -> Bundle:
         if self.b is None:
@@ -332,7 +349,7 @@ class _Parser:
     def run(self, f: IO[bytes]) -> Iterator[tuple[str, RawEntry]]:
         hsh = hashlib.sha256()
         signed_at = 0
-        b64decode, match = base64.b64decode, _ENTRY_LINE.fullmatch
+        b64decode, match, mode = base64.b64decode, _ENTRY_LINE.fullmatch, self.mode
         for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE + 2), b""), 1):
             if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
                 raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
@@ -341,16 +358,19 @@ class _Parser:
                                   f"{signed_at}")
             m = match(raw) if self.b is not None else None
             if m is not None:
-                try:
-                    body = b64decode(m[1], validate=True)
-                except binascii.Error:
-                    body = b""
                 seq = int(m[3])
-                if 1 <= len(body) <= MAX_ENTRY and seq < 1 << 63:
-                    hsh.update(raw)
+                if 1 <= _b64_len(m[1]) <= MAX_ENTRY and seq < 1 << 63:
+                    if mode == _SCAN:
+                        hsh.update(raw)
+                        self._count(m[2].decode("ascii"), seq)
+                        continue
                     did = m[2].decode("ascii")
-                    r = RawEntry(seq, body, None if m[4] is None else b64decode(m[4]))
-                    self._count(did, r)
+                    r = RawEntry(seq, b64decode(m[1]),
+                                 None if m[4] is None else b64decode(m[4]))
+                    if mode == _KEEP:
+                        hsh.update(raw)
+                        self._count(did, seq)
+                        self.b.entries.append((did, r))  # type: ignore[union-attr]
                     yield did, r
                     continue
             obj = self._json(raw, lineno)
@@ -364,6 +384,9 @@ class _Parser:
                 continue
             b = self.b
             kind = obj.get("type") if isinstance(obj, dict) else None
+            if kind == "signature" and mode == _ENTRIES:
+                signed_at = lineno
+                continue
             if kind == "signature":
                 b.signer = _check_signature(_Line(obj, lineno, {"type", "key", "sig"}),
                                             hsh.digest())
@@ -385,8 +408,11 @@ class _Parser:
                 assert blob is not None
                 did = x.device()
                 r = RawEntry(x.uint("seq"), blob, x.blob("sig", 64, 64, optional=True))
-                self._count(did, r)
-                yield did, r
+                self._count(did, r.seq)
+                if mode == _KEEP:
+                    b.entries.append((did, r))
+                if mode != _SCAN:
+                    yield did, r
             elif kind == "checkpoint":
                 x = _Line(obj, lineno, {"type", "device", "cose", "nonce"})
                 cose = x.blob("cose", 1, MAX_COSE)
@@ -407,14 +433,12 @@ class _Parser:
             raise FormatError(f"bundle line {lineno}: not in canonical form")
         return obj
 
-    def _count(self, did: str, r: RawEntry) -> None:
+    def _count(self, did: str, seq: int) -> None:
         b = self.b
         assert b is not None
         b.counts[did] = b.counts.get(did, 0) + 1
-        if r.seq > b.max_seq.get(did, -1):
-            b.max_seq[did] = r.seq
-        if self.bundle_entries:
-            b.entries.append((did, r))
+        if seq > b.max_seq.get(did, -1):
+            b.max_seq[did] = seq
 
 
 def _check_signature(x: _Line, digest: bytes) -> note.Verifier:
