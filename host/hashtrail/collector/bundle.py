@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -319,12 +320,7 @@ _ENTRY_LINE = re.compile(
 _KEEP, _SCAN, _ENTRIES = range(3)
 
 
-def _b64_len(text: bytes) -> int:
-    """The decoded length of base64 `text` of _ENTRY_LINE's shape, or -1 when it does
-    not decode (a length that is no multiple of 4: the only way it can fail)."""
-    if len(text) % 4:
-        return -1
-    return len(text) // 4 * 3 - (len(text) - len(text.rstrip(b"=")))
+_MAX_B64 = (MAX_ENTRY + 2) // 3 * 4     # the longest base64 of at most MAX_ENTRY bytes
 
 
 class _Parser:
@@ -332,10 +328,9 @@ class _Parser:
 
     Modes: _KEEP (parse_bundle) keeps everything in the Bundle; _SCAN (the first pass
     over a file) checks every line and the signature but only counts the entries,
-    without decoding the ones of the fast path's shape (their decoded length follows
-    from the base64 length); _ENTRIES (the second pass) yields the entries and skips
-    the signature check: the first pass did it, and entries stand on device
-    signatures, not on the collector's."""
+    without decoding the ones of the fast path's shape; _ENTRIES (the second pass)
+    yields the entries and skips the signature check: the first pass did it, and
+    entries stand on device signatures, not on the collector's."""
 
     def __init__(self, mode: int) -> None:
         self.b: Bundle | None = None
@@ -350,40 +345,51 @@ class _Parser:
         hsh = hashlib.sha256()
         signed_at = 0
         b64decode, match, mode = base64.b64decode, _ENTRY_LINE.fullmatch, self.mode
-        for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE + 2), b""), 1):
+        fast = False        # after the header and before any signature line
+        counts: dict[str, int] = {}
+        max_seq: dict[str, int] = {}
+        for lineno, raw in enumerate(iter(partial(f.readline, MAX_LINE + 2), b""), 1):
+            # The fast path: a canonical entry line (its shape implies the newline and
+            # the length checks below); its body's decoded length follows from the
+            # base64 length, which must be a multiple of 4 to decode at all.
+            m = match(raw) if fast else None
+            if m is not None:
+                n64, seq = len(m[1]), int(m[3])
+                if not n64 & 3 and n64 <= _MAX_B64 and seq < 1 << 63:
+                    did = m[2].decode("ascii")
+                    if mode != _ENTRIES:
+                        hsh.update(raw)
+                        counts[did] = counts.get(did, 0) + 1
+                        if seq > max_seq.get(did, -1):
+                            max_seq[did] = seq
+                        if mode == _SCAN:
+                            continue
+                    r = RawEntry(seq, b64decode(m[1]),
+                                 None if m[4] is None else b64decode(m[4]))
+                    if mode == _KEEP:
+                        self.b.entries.append((did, r))  # type: ignore[union-attr]
+                    yield did, r
+                    continue
             if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
                 raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
             if signed_at:
                 raise FormatError(f"bundle line {lineno}: data after the signature line "
                                   f"{signed_at}")
-            m = match(raw) if self.b is not None else None
-            if m is not None:
-                seq = int(m[3])
-                if 1 <= _b64_len(m[1]) <= MAX_ENTRY and seq < 1 << 63:
-                    if mode == _SCAN:
-                        hsh.update(raw)
-                        self._count(m[2].decode("ascii"), seq)
-                        continue
-                    did = m[2].decode("ascii")
-                    r = RawEntry(seq, b64decode(m[1]),
-                                 None if m[4] is None else b64decode(m[4]))
-                    if mode == _KEEP:
-                        hsh.update(raw)
-                        self._count(did, seq)
-                        self.b.entries.append((did, r))  # type: ignore[union-attr]
-                    yield did, r
-                    continue
             obj = self._json(raw, lineno)
             if self.b is None:
                 h = _Line(obj, lineno, {"collector", "created", "format"})
                 if obj["format"] != FORMAT:
                     raise h.err(f"not a {FORMAT} file")
                 c = _Line(obj["collector"], lineno, {"id", "name"})
-                self.b = Bundle(c.collector_id(), c.text("name"), h.uint("created"))
+                self.b = Bundle(c.collector_id(), c.text("name"), h.uint("created"),
+                                counts=counts, max_seq=max_seq)
                 hsh.update(raw)
+                fast = True
                 continue
             b = self.b
             kind = obj.get("type") if isinstance(obj, dict) else None
+            if kind == "signature":
+                fast = False
             if kind == "signature" and mode == _ENTRIES:
                 signed_at = lineno
                 continue
