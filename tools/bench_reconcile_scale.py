@@ -106,7 +106,7 @@ def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int
         h = hashlib.sha256()
         cps: list[bytes] = []
         with open(path, "wb") as f:
-            def put(obj: dict[str, Any]) -> None:
+            def put(obj: dict[str, Any], f: Any = f, h: Any = h) -> None:
                 data = _line(obj)
                 f.write(data)
                 h.update(data)

@@ -1,8 +1,9 @@
 """Reconcile collector bundles into the ledger: verify everything, accept what connects.
 
 Why this shape: bundles arrive from several collectors, overlapping, out of order,
-sometimes twice, sometimes from a cloned device. Per device and in one storage
-transaction (all or nothing, under the ledger's write lock: ledger.storage), reconcile
+sometimes twice, sometimes from a cloned device. Per device, a chunk of its entries at
+a time (below), each in one storage transaction (all or nothing, under the ledger's
+write lock: ledger.storage), reconcile
   0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
      signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
      claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
@@ -33,9 +34,14 @@ transaction (all or nothing, under the ledger's write lock: ledger.storage), rec
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
-A killed reconcile leaves whole devices done or untouched; rerunning finishes the job
-and the same bundle twice is a no-op. Problems are returned as findings (device, seq,
-reason), never silently dropped.
+Entries come in chunks of at most CHUNK per device, each chunk one transaction, so a
+bundle of any size streams in bounded memory (a bundle file is read in two passes:
+collector.bundle.BundleFile). A killed reconcile leaves whole chunks done or untouched;
+rerunning finishes the job and the same bundle twice is a no-op. A bundle file
+reconciled to the end is recorded by its digest (storage `bundles`), with its
+collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
+export and reconcile"). Problems are returned as findings (device, seq, reason), never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
 
-CHUNK = 20_000      # entries per device per transaction: what bounds reconcile's memory
+CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 
 
 class Finding(NamedTuple):
