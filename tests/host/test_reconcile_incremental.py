@@ -275,3 +275,26 @@ def test_bench_reconcile_scale_runs(tmp_path: Path) -> None:
     assert r["seen"]["already"] and r["seen"]["accepted"] == 0
     assert r["verify"]["ok"] and r["verify"]["size"] == 3030
     assert r["reconcile"]["peak_mb"] > 0 and r["ratio_reconcile_vs_floor"] > 0
+
+
+def test_a_clones_checkpoint_above_the_tip_is_evidence_once_the_tip_passes_it(
+        tmp_path: Path) -> None:
+    """Reconcile compares only checkpoints new to the ledger or that the tip just
+    passed: a clone's checkpoint stored while above the tip still becomes evidence when
+    the real entries arrive, and a later bundle does not compare it again."""
+    d = Device(3004)
+    d.readings(30)
+    clone = d.fork(12)
+    clone.readings(10)                 # same key, another history from seq 12 on
+    with trust(Ledger.create(tmp_path / "l.db", "test.example/ledger")) as led:
+        r = reconcile(led, bundle([d], {d.id_hex: (0, 11)}, [(d, d.checkpoint(seq=10))]))
+        assert r.accepted == 11 and r.forks == 0
+        r = reconcile(led, bundle([clone], {clone.id_hex: (0, 0)},
+                                  [(clone, clone.checkpoint(seq=20))], name="c2"))
+        assert r.checkpoints == 1 and r.forks == 0          # above the tip: nothing yet
+        r = reconcile(led, bundle([d], {d.id_hex: (11, 31)}, [(d, d.checkpoint())]))
+        assert r.accepted == 20 and r.forks == 1, r
+        assert led.fork_evidence(d.id_hex) is not None
+        r = reconcile(led, bundle([d], {d.id_hex: (25, 31)}, name="c3"))
+        assert r.forks == 0 and r.duplicates == 6
+        assert verify_ledger(led).devices[0].status == "forked"
