@@ -180,8 +180,8 @@ def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any
         pr.dump_stats(profile)
     r = run.bundles[0].result
     return {"seconds": time.perf_counter() - t0, "accepted": r.accepted,
-            "already": getattr(r, "already", False), "pending": r.pending, "findings": len(r.findings),
-            "size": run.size}
+            "already": getattr(r, "already", False), "pending": r.pending,
+            "findings": len(r.findings), "size": run.size}
 
 
 def _verify(ledger: Path) -> dict[str, Any]:
