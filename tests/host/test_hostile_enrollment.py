@@ -86,7 +86,12 @@ def test_reconcile_escapes_the_device_reason_it_prints(
     assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl")]) == 1
     out = capsys.readouterr().out
     assert "\\x1b[2J" in out and not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out), out
-    assert main(["reconcile", "--ledger", str(led), str(tmp_path / "b.jsonl"),
+    # (a second ledger: the first one has reconciled this bundle and would skip it)
+    led2 = tmp_path / "l2.db"
+    assert main(["ledger", "init", "--ledger", str(led2), "--origin", "t/l"]) == 0
+    assert main(["ledger", "trust", "--ledger", str(led2), key, "--name", "a"]) == 0
+    capsys.readouterr()
+    assert main(["reconcile", "--ledger", str(led2), str(tmp_path / "b.jsonl"),
                  "--json"]) in (0, 1)
     found = json.loads(capsys.readouterr().out)["bundles"][0]["findings"]
     assert any(reason in f["reason"] for f in found), found

@@ -421,7 +421,15 @@ def test_collectors_rows_must_be_canonical(ledger: Copy) -> None:
 
 def test_a_bundles_row_is_named(ledger: Copy) -> None:
     ledger.sql("INSERT INTO bundles VALUES (?, 'x', 0)", bytes(32))
-    _assert_named(ledger, "bundles", "every row", "hashtrail never writes this table")
+    _assert_named(ledger, "bundles", f"digest {bytes(32).hex()}",
+                  "collector is not a collector verifier key")
+
+
+def test_a_cursor_row_for_no_device_is_named(ledger: Copy) -> None:
+    key = COLLECTOR.verifier().to_string()
+    ledger.sql("INSERT INTO cursors VALUES (?, ?, 5)", key, "ab" * 16)
+    _assert_named(ledger, "cursors", f"collector {key!r} device {'ab' * 16!r}"[:100],
+                  "not an enrolled device")
 
 
 # -- evidence --------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default="", help="collector name written in the bundle")
     p.add_argument("--device", action="append", type=device_arg,
                    help="only this device (repeatable)")
+    p.add_argument("--since", metavar="CURSOR",
+                   help="only what the ledger has not received from this collector: a "
+                        "cursor file from `hashtrail ledger cursor --collector KEY`")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"collector_key": key}) if args.json else key)
         return 0
     e = export_bundle(args.store, sys.stdout if args.out == "-" else args.out,
-                      name=args.name, devices=args.device)
+                      name=args.name, devices=args.device, since=args.since)
     summary = dict(e.to_json(), out=args.out)
     out = sys.stderr if args.out == "-" else sys.stdout
     print(json.dumps(summary) if args.json else

@@ -33,6 +33,7 @@ from hashtrail.cli.args import (
 from hashtrail.cli.serve import add_publish, url_arg, verify_url
 from hashtrail.ledger import evidence_file, proof_file, trust, witness
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile_files import collector_cursor
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ def register(sub: Any) -> None:
                         "it), or a file holding it")
     c.add_argument("--name", help="what to call this collector (default: the key's name)")
     cmd("trusted", run_trusted, "list the collectors trusted to enroll devices")
+    c = cmd("cursor", run_cursor, "print what this ledger has received from a collector "
+            "(a cursor file for `export --since`)")
+    c.add_argument("--collector", required=True, metavar="VKEY_OR_FILE",
+                   help="the collector's verifier key (`hashtrail export --show-key`), or "
+                        "a file holding it")
     c = cmd("witness-key", run_witness_key, "make a witness's signing key for `ledger "
             "cosign`; prints the cosigner key proof checkers trust", ledger=False)
     c.add_argument("--name", required=True,
@@ -195,6 +201,12 @@ def run_trust(args: argparse.Namespace) -> int:
     _emit(args, {"key": t.key, "name": t.name, "added": t.added},
           f"{'trusted' if t.added else 'already trusted'}: collector {t.name} "
           f"({t.key}); its signed bundles may enroll devices")
+    return 0
+
+
+def run_cursor(args: argparse.Namespace) -> int:
+    text = collector_cursor(args.ledger, trust.collector_key(args.collector))
+    print(text, end="")       # one JSON line either way (--json changes nothing)
     return 0
 
 

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"bundles": out, "size": run_.size}, indent=1))
     else:
         for o in out:
+            if o["already"]:
+                print(f"{o['bundle']}: already reconciled (nothing read, nothing changed)")
+                continue
             who = f"trusted collector {o['signed_by']}" if o["signed_by"] else \
                 "no trusted collector (enrolls nothing)"
             print(f"{o['bundle']} ({who}): enrolled {o['enrolled']}, accepted "

@@ -23,9 +23,12 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +43,8 @@ MAX_ENTRY = 65_535
 MAX_COSE = 4096
 MAX_TEXT = 200
 SIG_CONTEXT = b"hashtrail-bundle-signature/1\n"
+CURSOR_FORMAT = "hashtrail-cursor/1"
+MAX_CURSOR = 1 << 20
 
 
 @dataclass
@@ -57,6 +62,10 @@ class Bundle:
     enrollments: list[Enrollment] = field(default_factory=list)
     entries: list[tuple[str, RawEntry]] = field(default_factory=list)
     checkpoints: list[BundleCheckpoint] = field(default_factory=list)
+    # Per device: how many entry lines, and the highest seq among them (filled by the
+    # parser, also when it streams the entries past instead of keeping them).
+    counts: dict[str, int] = field(default_factory=dict)
+    max_seq: dict[str, int] = field(default_factory=dict)
     # Set only by parse_bundle, after the signature line verified under this key;
     # reconcile relies on that (an in-memory Bundle you build yourself is unsigned).
     signer: note.Verifier | None = None
@@ -108,18 +117,94 @@ def write_bundle(b: Bundle, out: IO[str], signer: note.Signer | None = None) -> 
     return n
 
 
-def from_store(st: Store, *, name: str = "", devices: list[str] | None = None) -> Bundle:
+def from_store(st: Store, *, name: str = "", devices: list[str] | None = None,
+               since: Mapping[str, int] | None = None) -> Bundle:
     """Everything the collector holds, as received (accepted and quarantined alike:
-    the ledger re-verifies all of it, and a quarantined record may be fork evidence)."""
+    the ledger re-verifies all of it, and a quarantined record may be fork evidence),
+    devices in id order.
+
+    `since` (device id -> seq, a ledger's cursor for this collector: docs/BUNDLE.md
+    "Incremental export") leaves out what the ledger already received from it: of a
+    listed device, only accepted entries above its seq, every quarantined record
+    (few, and possibly the second half of fork evidence), and the checkpoints at or
+    above its seq or not accepted by the collector. Enrollment lines always go."""
     b = Bundle(st.collector_id, name, int(time.time()))
-    for e in st.enrollments():
+    for e in sorted(st.enrollments(), key=lambda e: e.device_id):
         if devices is not None and e.device_id not in devices:
             continue
         b.enrollments.append(e)
-        b.entries.extend((e.device_id, r) for r in st.all_records(e.device_id))
-        b.checkpoints.extend(BundleCheckpoint(e.device_id, c.cose, c.nonce)
-                             for c in st.checkpoints(e.device_id))
+        cut = None if since is None else since.get(e.device_id)
+        if cut is None:
+            b.entries.extend((e.device_id, r) for r in st.all_records(e.device_id))
+            cps = st.checkpoints(e.device_id)
+        else:
+            recs = st.accepted_records(e.device_id, cut + 1) + st.quarantined(e.device_id)
+            recs.sort(key=lambda r: r.seq)
+            b.entries.extend((e.device_id, r) for r in recs)
+            cps = [c for c in st.checkpoints(e.device_id) if c.seq >= cut or not c.accepted]
+        b.checkpoints.extend(BundleCheckpoint(e.device_id, c.cose, c.nonce) for c in cps)
     return b
+
+
+def bundle_digest(path: str | os.PathLike[str]) -> bytes:
+    """What identifies a bundle file in a ledger's `bundles` table, read in O(1) for a
+    signed bundle: SHA-256 of its last line, the collector's signature line, which
+    commits to every byte before it (Ed25519 over their SHA-256). An unsigned bundle
+    has no such line: SHA-256 of the whole file.
+
+    A file that ends in a copy of a reconciled bundle's signature line but holds other
+    lines is not that bundle's bytes; it is taken for it ("already reconciled") and
+    so, like any bundle whose signature does not verify, it changes nothing."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - MAX_LINE - 2))
+        tail = f.read()
+        last = tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1:]
+        if last.startswith(b'{"key":') and last.endswith(b'"type":"signature"}\n'):
+            return hashlib.sha256(b"signature line\n" + last).digest()
+        f.seek(0)
+        h = hashlib.sha256(b"whole file\n")
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+        return h.digest()
+
+
+# -- cursors: what a ledger has received from one collector (docs/BUNDLE.md) -------------
+
+def cursor_text(collector: str, seqs: Mapping[str, int]) -> str:
+    """A cursor file: `{"collector": KEY, "devices": {ID: SEQ, ...}, "format": ...}`,
+    one canonical JSON line."""
+    return _line({"collector": collector, "devices": dict(seqs),
+                  "format": CURSOR_FORMAT}) + "\n"
+
+
+def parse_cursor(text: str, collector: str) -> dict[str, int]:
+    """The device -> seq map of a cursor file made for the collector key `collector`.
+    FormatError for anything else, including a cursor made for another collector
+    (its seqs say nothing of what this one has sent)."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FormatError(f"not a {CURSOR_FORMAT} file (not JSON)") from None
+    if not isinstance(obj, dict) or set(obj) != {"collector", "devices", "format"} \
+            or obj["format"] != CURSOR_FORMAT:
+        raise FormatError(f"not a {CURSOR_FORMAT} file (expected exactly the fields "
+                          "collector, devices, format)")
+    if obj["collector"] != collector:
+        raise FormatError(f"the cursor is for collector key {str(obj['collector'])[:120]!r}, "
+                          f"not this store's {collector}",
+                          hint="ask the ledger for this collector's cursor: `hashtrail "
+                               "ledger cursor --collector KEY`")
+    devs = obj["devices"]
+    if not isinstance(devs, dict):
+        raise FormatError("cursor devices must be an object of device id -> seq")
+    out: dict[str, int] = {}
+    for did, seq in devs.items():
+        if type(seq) is not int or not 0 <= seq < 1 << 63:
+            raise FormatError(f"cursor seq of device {did[:40]!r} must be a non-negative "
+                              "integer")
+        out[check_device_id(did)] = seq
+    return out
 
 
 # -- strict reading --------------------------------------------------------------------
@@ -185,15 +270,166 @@ def read_bundle(path: str | Path) -> Bundle:
 
 
 def parse_bundle(f: IO[bytes]) -> Bundle:
-    b: Bundle | None = None
-    hsh = hashlib.sha256()
-    signed_at = 0
-    for lineno, raw in enumerate(iter(lambda: f.readline(MAX_LINE + 2), b""), 1):
-        if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
-            raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
-        if signed_at:
-            raise FormatError(f"bundle line {lineno}: data after the signature line "
-                              f"{signed_at}")
+    """The whole bundle, entries included, in memory."""
+    p = _Parser(_KEEP)
+    for _ in p.run(f):
+        pass
+    return p.done()
+
+
+class BundleFile:
+    """A bundle file read in two streaming passes, so a bundle of any size is checked
+    and reconciled in bounded memory.
+
+    `scan()` reads every line strictly (as parse_bundle) and checks the signature, but
+    keeps only the header, enrollments, checkpoints and per-device counts: a bad file
+    is refused before anything is merged. `entries()` then streams the entry lines
+    again, as strictly, in file order. Only enrollments depend on the collector's
+    signature, and they come from the first pass; entries stand on device signatures."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def scan(self) -> Bundle:
+        p = _Parser(_SCAN)
+        try:
+            with open(self.path, "rb") as f:
+                for _ in p.run(f):
+                    pass
+        except OSError as e:
+            raise FormatError(f"cannot read bundle {self.path}: {e.strerror}") from e
+        return p.done()
+
+    def entries(self) -> Iterator[tuple[str, RawEntry]]:
+        try:
+            with open(self.path, "rb") as f:
+                yield from _Parser(_ENTRIES).run(f)
+        except OSError as e:
+            raise FormatError(f"cannot read bundle {self.path}: {e.strerror}") from e
+
+
+# The one shape a canonical entry line can have (keys sorted, no spaces, base64 and
+# hex need no escapes): such a line is read without the JSON parser. Any other line,
+# and one of this shape whose values are out of range, takes the general path below,
+# which accepts or refuses it with its own message.
+_ENTRY_LINE = re.compile(
+    rb'\{"body":"([A-Za-z0-9+/]+={0,2})","device":"([0-9a-f]{32})","seq":(0|[1-9][0-9]{0,18}),'
+    rb'"sig":(?:null|"([A-Za-z0-9+/]{86}==)"),"type":"entry"\}\n')
+
+
+_KEEP, _SCAN, _ENTRIES = range(3)
+
+
+_MAX_B64 = (MAX_ENTRY + 2) // 3 * 4     # the longest base64 of at most MAX_ENTRY bytes
+
+
+class _Parser:
+    """One strict pass over a bundle's lines; yields the entries, keeps the rest.
+
+    Modes: _KEEP (parse_bundle) keeps everything in the Bundle; _SCAN (the first pass
+    over a file) checks every line and the signature but only counts the entries,
+    without decoding the ones of the fast path's shape; _ENTRIES (the second pass)
+    yields the entries and skips the signature check: the first pass did it, and
+    entries stand on device signatures, not on the collector's."""
+
+    def __init__(self, mode: int) -> None:
+        self.b: Bundle | None = None
+        self.mode = mode
+
+    def done(self) -> Bundle:
+        if self.b is None:
+            raise FormatError("empty bundle: no header line")
+        return self.b
+
+    def run(self, f: IO[bytes]) -> Iterator[tuple[str, RawEntry]]:
+        hsh = hashlib.sha256()
+        signed_at = 0
+        b64decode, match, mode = base64.b64decode, _ENTRY_LINE.fullmatch, self.mode
+        fast = False        # after the header and before any signature line
+        counts: dict[str, int] = {}
+        max_seq: dict[str, int] = {}
+        for lineno, raw in enumerate(iter(partial(f.readline, MAX_LINE + 2), b""), 1):
+            # The fast path: a canonical entry line (its shape implies the newline and
+            # the length checks below); its body's decoded length follows from the
+            # base64 length, which must be a multiple of 4 to decode at all.
+            m = match(raw) if fast else None
+            if m is not None:
+                n64, seq = len(m[1]), int(m[3])
+                if not n64 & 3 and n64 <= _MAX_B64 and seq < 1 << 63:
+                    did = m[2].decode("ascii")
+                    if mode != _ENTRIES:
+                        hsh.update(raw)
+                        counts[did] = counts.get(did, 0) + 1
+                        if seq > max_seq.get(did, -1):
+                            max_seq[did] = seq
+                        if mode == _SCAN:
+                            continue
+                    r = RawEntry(seq, b64decode(m[1]),
+                                 None if m[4] is None else b64decode(m[4]))
+                    if mode == _KEEP:
+                        self.b.entries.append((did, r))  # type: ignore[union-attr]
+                    yield did, r
+                    continue
+            if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
+                raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
+            if signed_at:
+                raise FormatError(f"bundle line {lineno}: data after the signature line "
+                                  f"{signed_at}")
+            obj = self._json(raw, lineno)
+            if self.b is None:
+                h = _Line(obj, lineno, {"collector", "created", "format"})
+                if obj["format"] != FORMAT:
+                    raise h.err(f"not a {FORMAT} file")
+                c = _Line(obj["collector"], lineno, {"id", "name"})
+                self.b = Bundle(c.collector_id(), c.text("name"), h.uint("created"),
+                                counts=counts, max_seq=max_seq)
+                hsh.update(raw)
+                fast = True
+                continue
+            b = self.b
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            if kind == "signature":
+                fast = False
+            if kind == "signature" and mode == _ENTRIES:
+                signed_at = lineno
+                continue
+            if kind == "signature":
+                b.signer = _check_signature(_Line(obj, lineno, {"type", "key", "sig"}),
+                                            hsh.digest())
+                signed_at = lineno
+                continue
+            hsh.update(raw)
+            if kind == "enrollment":
+                x = _Line(obj, lineno, {"type", "device", "pub", "label", "board", "fw",
+                                        "enrolled_at"})
+                dev, pub = x.device(), x.blob("pub", 65, 65)
+                assert pub is not None
+                if device_id_of(pub) != dev:
+                    raise x.err("device id is not derived from the public key")
+                b.enrollments.append(Enrollment(dev, pub, x.text("label"), x.text("board"),
+                                                x.text("fw"), x.uint("enrolled_at")))
+            elif kind == "entry":
+                x = _Line(obj, lineno, {"type", "device", "seq", "body", "sig"})
+                blob = x.blob("body", 1, MAX_ENTRY)
+                assert blob is not None
+                did = x.device()
+                r = RawEntry(x.uint("seq"), blob, x.blob("sig", 64, 64, optional=True))
+                self._count(did, r.seq)
+                if mode == _KEEP:
+                    b.entries.append((did, r))
+                if mode != _SCAN:
+                    yield did, r
+            elif kind == "checkpoint":
+                x = _Line(obj, lineno, {"type", "device", "cose", "nonce"})
+                cose = x.blob("cose", 1, MAX_COSE)
+                assert cose is not None
+                b.checkpoints.append(BundleCheckpoint(x.device(), cose,
+                                                      x.blob("nonce", 1, 32, optional=True)))
+            else:
+                raise FormatError(f"bundle line {lineno}: unknown record type {kind!r}")
+
+    @staticmethod
+    def _json(raw: bytes, lineno: int) -> Any:
         try:
             text = raw[:-1].decode("ascii")
             obj = json.loads(text)
@@ -201,47 +437,14 @@ def parse_bundle(f: IO[bytes]) -> Bundle:
             raise FormatError(f"bundle line {lineno}: not ASCII JSON") from None
         if _line(obj) != text:
             raise FormatError(f"bundle line {lineno}: not in canonical form")
-        if b is None:
-            h = _Line(obj, lineno, {"collector", "created", "format"})
-            if obj["format"] != FORMAT:
-                raise h.err(f"not a {FORMAT} file")
-            c = _Line(obj["collector"], lineno, {"id", "name"})
-            b = Bundle(c.collector_id(), c.text("name"), h.uint("created"))
-            hsh.update(raw)
-            continue
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind == "signature":
-            b.signer = _check_signature(_Line(obj, lineno, {"type", "key", "sig"}),
-                                        hsh.digest())
-            signed_at = lineno
-            continue
-        hsh.update(raw)
-        if kind == "enrollment":
-            x = _Line(obj, lineno, {"type", "device", "pub", "label", "board", "fw",
-                                    "enrolled_at"})
-            dev, pub = x.device(), x.blob("pub", 65, 65)
-            assert pub is not None
-            if device_id_of(pub) != dev:
-                raise x.err("device id is not derived from the public key")
-            b.enrollments.append(Enrollment(dev, pub, x.text("label"), x.text("board"),
-                                            x.text("fw"), x.uint("enrolled_at")))
-        elif kind == "entry":
-            x = _Line(obj, lineno, {"type", "device", "seq", "body", "sig"})
-            body = x.blob("body", 1, MAX_ENTRY)
-            assert body is not None
-            b.entries.append((x.device(), RawEntry(x.uint("seq"), body,
-                                                   x.blob("sig", 64, 64, optional=True))))
-        elif kind == "checkpoint":
-            x = _Line(obj, lineno, {"type", "device", "cose", "nonce"})
-            cose = x.blob("cose", 1, MAX_COSE)
-            assert cose is not None
-            b.checkpoints.append(BundleCheckpoint(x.device(), cose,
-                                                  x.blob("nonce", 1, 32, optional=True)))
-        else:
-            raise FormatError(f"bundle line {lineno}: unknown record type {kind!r}")
-    if b is None:
-        raise FormatError("empty bundle: no header line")
-    return b
+        return obj
+
+    def _count(self, did: str, seq: int) -> None:
+        b = self.b
+        assert b is not None
+        b.counts[did] = b.counts.get(did, 0) + 1
+        if seq > b.max_seq.get(did, -1):
+            b.max_seq[did] = seq
 
 
 def _check_signature(x: _Line, digest: bytes) -> note.Verifier:

@@ -9,9 +9,9 @@ import os
 from typing import IO, Any, NamedTuple
 
 from hashtrail import userfile
-from hashtrail.collector.bundle import from_store, write_bundle
+from hashtrail.collector.bundle import MAX_CURSOR, from_store, parse_cursor, write_bundle
 from hashtrail.collector.store import Store
-from hashtrail.errors import ConfigError
+from hashtrail.errors import ConfigError, FormatError, InputError
 
 
 def collector_key(store: str | os.PathLike[str]) -> str:
@@ -32,9 +32,16 @@ class Exported(NamedTuple):
 
 
 def export_bundle(store: str | os.PathLike[str], out: str | os.PathLike[str] | IO[str] | None,
-                  name: str = "", devices: list[str] | None = None) -> Exported:
+                  name: str = "", devices: list[str] | None = None,
+                  since: str | os.PathLike[str] | None = None) -> Exported:
     """Write everything `store` holds (only `devices`, when given) as a bundle signed by
-    the collector's key, to the file `out` or the text stream `out`."""
+    the collector's key, to the file `out` or the text stream `out`. `since` names a
+    cursor file (`hashtrail ledger cursor`): only what the ledger has not received from
+    this collector goes (bundle.from_store)."""
+    cursor_text = None
+    if since is not None:
+        cursor_text = userfile.read_text(since, "a cursor file (`hashtrail ledger cursor` "
+                                         "writes it)", max_bytes=MAX_CURSOR)
     path: str | None = None
     stream: IO[str] | None = None
     if isinstance(out, (str, os.PathLike)):
@@ -46,7 +53,13 @@ def export_bundle(store: str | os.PathLike[str], out: str | os.PathLike[str] | I
         signer = st.signer
         if path is None and stream is None:
             raise ConfigError("export needs --out FILE (or '-' for stdout)")
-        b = from_store(st, name=name, devices=devices)
+        cut = None
+        if cursor_text is not None:
+            try:
+                cut = parse_cursor(cursor_text, signer.verifier().to_string())
+            except FormatError as e:
+                raise InputError(f"{os.fspath(str(since))}: {e}", hint=e.hint) from None
+        b = from_store(st, name=name, devices=devices, since=cut)
     if stream is not None:
         write_bundle(b, stream, signer)
     else:

@@ -21,8 +21,11 @@ row of every table is re-derived from device-signed data or checked against it:
   checkpoint match the tree rebuilt from the entries;
 - pending, dev_checkpoints, evidence: every row belongs to an enrolled device, its
   stored hash / seq / head are those of its signed bytes, signatures verify, evidence
-  proves the fork it is filed under; collectors: canonical verifier keys; bundles:
-  never written by hashtrail, so any row is foreign.
+  proves the fork it is filed under; collectors: canonical verifier keys; bundles and
+  cursors (what reconcile records to skip work, docs/BUNDLE.md "Incremental export"):
+  well-formed rows naming a collector key (or none) and enrolled devices. No one signs
+  them: a forged row can only make reconcile skip a bundle or export leave entries
+  out, which the device chains and witnesses then show as entries not received.
 Every problem names its table, its row's key and what is wrong.
 
 What no check on one file can see (docs/LEDGER.md): a row removed that nothing else
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +153,8 @@ class _Dev:
     key: DeviceKey
     report: DeviceReport
     heads: dict[int, set[bytes]] = field(default_factory=dict)    # verified checkpoints
-    hashes: dict[int, bytes] = field(default_factory=dict)        # accepted seq -> hash
+    walked: int = -1        # the chain walk checked seqs 0..walked (their stored hash
+                            # is the hash of their bytes): acc_hash reads those
     evidence: list[int] = field(default_factory=list)
     evidence_hash: dict[int, bytes] = field(default_factory=dict)  # its accepted side
 
@@ -185,12 +190,10 @@ def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
     for d in devs.values():
         _chain(led, p, d)
     for did, d in devs.items():      # after every chain: evidence checks need the hashes
-        _evidence_against_chain(p, did, d)
+        _evidence_against_chain(led, p, did, d)
     _pending(led, p, devs)
     _collectors(led, p)
-    n = led.storage.count_bundles()
-    if n:
-        p.add("bundles", "every row", f"{n} rows: hashtrail never writes this table")
+    _bundles(led, p, devs)
     rep.devices = [d.report for did, d in sorted(devs.items())
                    if device is None or did == device]
     rep.problems = p.done()
@@ -266,12 +269,64 @@ def _devices(led: Ledger, p: _Problems) -> dict[str, _Dev]:
 
 # -- leaves, nodes, ledger checkpoints -------------------------------------------------
 
+class _PackedTree:
+    """merkle.MemoryTree's complete-subtree hashes, each level one bytearray (32 bytes
+    a hash, no object per hash): the rebuilt tree of a million leaves in 64 MB instead
+    of some 150, which is what keeps verify's memory in bounds."""
+
+    def __init__(self) -> None:
+        self.levels: list[bytearray] = []
+
+    def get(self, level: int, index: int) -> bytes:
+        return bytes(self.levels[level][32 * index:32 * index + 32])
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0]) // 32 if self.levels else 0
+
+    def append(self, leaf_h: bytes) -> None:
+        for level, index, h in merkle.new_nodes(self.get, self.size, leaf_h):
+            if level == len(self.levels):
+                self.levels.append(bytearray())
+            if index != len(self.levels[level]) // 32:
+                raise AssertionError("nodes appended out of order")
+            self.levels[level] += h
+
+    def nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        """(level, index, hash), by level then index."""
+        for lv, hs in enumerate(self.levels):
+            for ix in range(len(hs) // 32):
+                yield lv, ix, bytes(hs[32 * ix:32 * ix + 32])
+
+    def root(self, size: int | None = None) -> bytes:
+        return merkle.root(self.get, self.size if size is None else size)
+
+    def first_index(self, wanted: set[bytes]) -> dict[bytes, int]:
+        """The first leaf index of each hash in `wanted` (that the tree holds)."""
+        out: dict[bytes, int] = {}
+        lv0 = self.levels[0] if self.levels else bytearray()
+        for i in range(len(lv0) // 32):
+            h = bytes(lv0[32 * i:32 * i + 32])
+            if h in wanted and h not in out:
+                out[h] = i
+        return out
+
+
+_SEEN_BITS = 1 << 26    # 8 MB: leaf hashes already seen, one bit each (a filter)
+
+
 def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
-            ) -> tuple[merkle.MemoryTree, dict[str, int]]:
-    """Rebuild the tree from the entries rows in leaf order; check each row as a leaf."""
-    tree = merkle.MemoryTree()
+            ) -> tuple[_PackedTree, dict[str, int]]:
+    """Rebuild the tree from the entries rows in leaf order; check each row as a leaf.
+
+    Duplicate leaves are found in bounded memory: a bit per leaf hash in a filter; a
+    row whose bit is already set is a candidate, and after the scan each candidate's
+    hash is looked up among the leaves before it (false candidates find only
+    themselves)."""
+    tree = _PackedTree()
     counts: dict[str, int] = defaultdict(int)
-    seen: dict[bytes, int] = {}
+    seen = bytearray(_SEEN_BITS // 8)
+    cands: list[tuple[int, str, bytes]] = []       # (index, row key, leaf hash)
     ids: dict[Any, tuple[bytes, str | None]] = {}   # device_id column -> (leaf prefix, why)
     sha256, leaf_hash = hashlib.sha256, merkle.leaf_hash
     for index, did_raw, seq, h, body, _sig in led.storage.scan_entries():
@@ -304,11 +359,15 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
             p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
                   "entry_hash is not the hash of its bytes")
         lh = leaf_hash(prefix + seq.to_bytes(8, "big") + hb + body)
-        first = seen.setdefault(lh, index)
-        if first != index:
-            p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
-                  f"leaf {index} duplicates leaf {first}")
+        bit = int.from_bytes(lh[:4], "big") & (_SEEN_BITS - 1)
+        if seen[bit >> 3] & (1 << (bit & 7)):
+            cands.append((index, f"{_did_key(did_raw)}, seq {seq}", lh))
+        seen[bit >> 3] |= 1 << (bit & 7)
         tree.append(lh)
+    first = tree.first_index({lh for _, _, lh in cands})
+    for index, k, lh in cands:
+        if first[lh] != index:
+            p.add("entries", k, f"leaf {index} duplicates leaf {first[lh]}")
     return tree, counts
 
 
@@ -327,9 +386,9 @@ def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | N
     return LEAF_TAG + raw_id, None
 
 
-def _nodes(led: Ledger, p: _Problems, tree: merkle.MemoryTree) -> None:
+def _nodes(led: Ledger, p: _Problems, tree: _PackedTree) -> None:
     """Every stored subtree hash is the rebuilt tree's, and none is missing."""
-    want = ((lv, ix, h) for lv, hs in enumerate(tree.levels) for ix, h in enumerate(hs))
+    want = tree.nodes()
     got = ((int(lv), int(ix), bytes(h)) for lv, ix, h in led.storage.scan_nodes())
     w, g = next(want, None), next(got, None)
     while w is not None or g is not None:
@@ -350,7 +409,7 @@ def _nodes(led: Ledger, p: _Problems, tree: merkle.MemoryTree) -> None:
 
 
 def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
-                        tree: merkle.MemoryTree, meta: dict[str, Any]) -> None:
+                        tree: _PackedTree, meta: dict[str, Any]) -> None:
     verifier: note.Verifier | None = meta["verifier"]
     newest = -1
     for size, data, _created in led.storage.scan_checkpoints():
@@ -425,10 +484,19 @@ def _evidence(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
             devs[did].evidence_hash[seq] = v.hashes[0]    # checked after the chain walk
 
 
-def _evidence_against_chain(p: _Problems, did: str, d: _Dev) -> None:
+def _acc_hash(led: Ledger, d: _Dev, seq: int) -> bytes | None:
+    """The accepted entry's hash at `seq`, if the chain walk checked it (None else).
+    Read back per seq, not kept for every entry: verify's memory stays flat in N."""
+    if not 0 <= seq <= d.walked:
+        return None
+    e = led.storage.entry(d.report.device_id, seq)
+    return None if e is None else e.entry_hash
+
+
+def _evidence_against_chain(led: Ledger, p: _Problems, did: str, d: _Dev) -> None:
     """The evidence's first branch is the accepted chain (reconcile.accepted_branch)."""
     for seq in d.evidence:
-        if d.hashes.get(seq) != d.evidence_hash[seq]:
+        if _acc_hash(led, d, seq) != d.evidence_hash[seq]:
             p.add("evidence", f"device {did}, seq {seq}", "its accepted branch is not the "
                                                           "accepted entry at that seq")
 
@@ -438,8 +506,7 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
     r, key = d.report, d.key
     did = r.device_id
     head, prev_t, last_t = key.genesis_prev, None, None
-    signed: list[int] = []        # seqs with their own valid signature
-    cps: list[int] = []           # seqs a verified device checkpoint signs as accepted
+    cover = _Cover(d.report)      # device signatures over the accepted entries, in order
     altered: list[tuple[int, int, str]] = []
     for i, (seq, h, body, sig) in enumerate(led.storage.scan_device_entries(did)):
         try:
@@ -472,19 +539,45 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
                 r.anomalies.append(f"seq {seq}: device time went backwards")
             r.first_t = e.t if r.first_t is None else r.first_t
             r.last_t = prev_t = last_t = e.t
-        if sig is not None:
-            signed.append(seq)
-        if hb in d.heads.get(seq, ()):
-            cps.append(seq)
+        cover.add(seq, sig is not None, hb in d.heads.get(seq, ()))
         if e.kind == KIND_LOG_ALTERED and int(e.body[1]) < seq:
             altered.append((int(e.body[1]), seq, str(e.body[2])))
-        head, d.hashes[seq] = hb, hb
+        head, d.walked = hb, seq
         r.entries += 1
-    _coverage(p, d, signed, cps, altered)
-    _tip(p, d, head, last_t)
+    _coverage(p, d, cover, altered)
+    _tip(led, p, d, head, last_t)
 
 
-def _coverage(p: _Problems, d: _Dev, signed: list[int], cps: list[int],
+class _Cover:
+    """Which accepted entries a device signature covers, taken in seq order as the
+    chain walk meets them (no list of every signed seq: memory flat in N).
+
+    Policy 1: the count and the first seq without its own signature. Policy 0: each
+    entry is unprotected until the first device signature at or after it (a checkpoint
+    over it, or a later entry's own signature, which covers its prev); the ranges go
+    to the report as they close, `lo` is the first entry not covered yet."""
+
+    def __init__(self, report: DeviceReport) -> None:
+        self.r = report
+        self.unsigned = 0
+        self.first_unsigned: int | None = None
+        self.lo = 0
+
+    def add(self, seq: int, signed: bool, checkpointed: bool) -> None:
+        if not signed:
+            self.unsigned += 1
+            if self.first_unsigned is None:
+                self.first_unsigned = seq
+        if self.r.policy == POLICY_EVERY_ENTRY or not (signed or checkpointed):
+            return
+        last = seq - 1 if signed else seq     # a signed entry is safe itself
+        if last >= self.lo:
+            self.r.unprotected.append({"first": self.lo, "last": last, "until": seq,
+                                       "by": "signed entry" if signed else "checkpoint"})
+        self.lo = seq + 1
+
+
+def _coverage(p: _Problems, d: _Dev, cover: _Cover,
               altered: list[tuple[int, int, str]]) -> None:
     r = d.report
     did, n = r.device_id, r.entries
@@ -496,22 +589,13 @@ def _coverage(p: _Problems, d: _Dev, signed: list[int], cps: list[int],
     if n == 0:
         return
     if r.policy == POLICY_EVERY_ENTRY:
-        missing = sorted(set(range(n)) - set(signed))
-        if missing:
-            msg = (f"{len(missing)} entries without their own device signature (entry 0 "
-                   f"declares every entry signed), first seq {missing[0]}")
-            p.add("entries", f"device {did}, seq {missing[0]}", msg)
+        if cover.unsigned:
+            msg = (f"{cover.unsigned} entries without their own device signature (entry 0 "
+                   f"declares every entry signed), first seq {cover.first_unsigned}")
+            p.add("entries", f"device {did}, seq {cover.first_unsigned}", msg)
             r.problems.append(msg)
         return
-    # policy 0: each entry is unprotected until the first device signature at or after
-    # it (a checkpoint over it, or a later entry's own signature, which covers its prev)
-    by = dict.fromkeys(cps, "checkpoint") | dict.fromkeys(signed, "signed entry")
-    lo = 0
-    for s in sorted(by):
-        last = s - 1 if by[s] == "signed entry" else s    # a signed entry is safe itself
-        if last >= lo:
-            r.unprotected.append({"first": lo, "last": last, "until": s, "by": by[s]})
-        lo = s + 1
+    lo = cover.lo
     if lo < n:
         msg = f"accepted entries {lo}..{n - 1} are not signed by the device"
         p.add("entries", f"device {did}, seqs {lo}..{n - 1}", msg)
@@ -534,7 +618,7 @@ def _until(ranges: list[dict[str, Any]]) -> str:
     return f"{kind}{'s' if len(seqs) > 1 else ''} {shown}"
 
 
-def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
+def _tip(led: Ledger, p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
     r, row = d.report, d.row
     did, n = r.device_id, r.entries
     tip_seq, tip_head, tip_t, forked, revoked_at = row[6], row[7], row[8], row[9], row[10]
@@ -550,8 +634,11 @@ def _tip(p: _Problems, d: _Dev, head: bytes, last_t: int | None) -> None:
     if bool(forked) != bool(d.evidence):
         p.add("devices", k, f"forked flag is {int(bool(forked))} with {len(d.evidence)} "
                             "fork evidence rows")
-    disagree = sorted(s for s, hs in d.heads.items()
-                      if s in d.hashes and any(h != d.hashes[s] for h in hs))
+    disagree = []
+    for s, hs in sorted(d.heads.items()):
+        acc = _acc_hash(led, d, s)
+        if acc is not None and any(h != acc for h in hs):
+            disagree.append(s)
     if forked:
         # One finding per forked device: the stored evidence and any disagreeing
         # checkpoint are the same fact (one key, two histories), not two problems.
@@ -589,7 +676,7 @@ def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
                 raise HashtrailError("entry_hash is not the hash of its bytes")
             if sig is not None and not d.key.signed(hb, bytes(sig)):
                 raise HashtrailError("per-entry signature does not verify")
-            if d.hashes.get(seq) == hb:
+            if _acc_hash(led, d, seq) == hb:
                 raise HashtrailError("the same entry is accepted: it cannot be held too")
         except (HashtrailError, TypeError) as ex:
             p.add("pending", k, str(ex))
@@ -616,3 +703,27 @@ def _collectors(led: Ledger, p: _Problems) -> None:
             continue
         if not isinstance(name, str) or not name or type(added) is not int:
             p.add("collectors", k, "name or added_at of the wrong type")
+
+
+def _collector_key(key: object) -> bool:
+    try:
+        return note.Verifier.from_string(str(key)).to_string() == key
+    except HashtrailError:
+        return False
+
+
+def _bundles(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
+    for digest, collector, at in led.storage.scan_bundles():
+        k = f"digest {digest.hex() if isinstance(digest, bytes) else repr(digest)}"[:80]
+        if not isinstance(digest, bytes) or len(digest) != 32 or type(at) is not int:
+            p.add("bundles", k, "digest or reconciled_at of the wrong type")
+        elif collector != "" and not _collector_key(collector):
+            p.add("bundles", k, "collector is not a collector verifier key")
+    for collector, did, seq in led.storage.scan_cursors():
+        k = f"collector {collector!r} device {did!r}"[:100]
+        if not _collector_key(collector):
+            p.add("cursors", k, "not a collector verifier key")
+        elif not isinstance(did, str) or did not in devs:
+            p.add("cursors", k, "not an enrolled device")
+        elif type(seq) is not int or seq < 0:
+            p.add("cursors", k, "seq of the wrong type")

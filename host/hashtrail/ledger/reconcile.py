@@ -1,8 +1,9 @@
 """Reconcile collector bundles into the ledger: verify everything, accept what connects.
 
 Why this shape: bundles arrive from several collectors, overlapping, out of order,
-sometimes twice, sometimes from a cloned device. Per device and in one storage
-transaction (all or nothing, under the ledger's write lock: ledger.storage), reconcile
+sometimes twice, sometimes from a cloned device. Per device, a chunk of its entries at
+a time (below), each in one storage transaction (all or nothing, under the ledger's
+write lock: ledger.storage), reconcile
   0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
      signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
      claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
@@ -33,9 +34,14 @@ transaction (all or nothing, under the ledger's write lock: ledger.storage), rec
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
-A killed reconcile leaves whole devices done or untouched; rerunning finishes the job
-and the same bundle twice is a no-op. Problems are returned as findings (device, seq,
-reason), never silently dropped.
+Entries come in chunks of at most CHUNK per device, each chunk one transaction, so a
+bundle of any size streams in bounded memory (a bundle file is read in two passes:
+collector.bundle.BundleFile). A killed reconcile leaves whole chunks done or untouched;
+rerunning finishes the job and the same bundle twice is a no-op. A bundle file
+reconciled to the end is recorded by its digest (storage `bundles`), with its
+collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
+export and reconcile"). Problems are returned as findings (device, seq, reason), never
+silently dropped.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -59,6 +65,8 @@ from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
+
+CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 
 
 class Finding(NamedTuple):
@@ -77,6 +85,21 @@ class Result:
     checkpoints: int = 0
     forks: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # This bundle was reconciled to the end before (its digest is in `bundles`):
+    # nothing was read past its last line, nothing changed.
+    already: bool = False
+    # False when something in it may count later (an enrollment refused for want of
+    # a trusted signature, entries of a device not enrolled yet): such a bundle is not
+    # recorded as seen, so offering it again still does something.
+    complete: bool = True
+    _said: set[Finding] = field(default_factory=set, repr=False)
+
+    def once(self, f: Finding) -> None:
+        """A finding the chain walk re-derives from held entries: said once per run,
+        however many chunks of the device's entries walk past it."""
+        if f not in self._said:
+            self._said.add(f)
+            self.findings.append(f)
 
 
 class _Cand(NamedTuple):
@@ -88,17 +111,26 @@ class _Cand(NamedTuple):
     stored: bool            # already a row in `pending` (from an earlier run)
 
 
-def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
+def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
+              entries: Iterable[tuple[str, RawEntry]] | None = None,
+              digest: bytes | None = None) -> Result:
+    """Merge bundle `b` into the ledger. Its entries are `b.entries`, or `entries`, an
+    iterable read once in file order (collector.bundle.BundleFile.entries: the bundle
+    streams and memory stays bounded; `b` then holds its counts, not its entries).
+    With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
+    end returns at once (`Result.already`), and one reconciled now is recorded, with
+    its collector's cursor (docs/BUNDLE.md "Incremental export")."""
     led.require_signer()     # it signs a checkpoint at the end: no key, no change at all
     res = Result()
-    entries: dict[str, list[RawEntry]] = defaultdict(list)
+    db = led.storage
+    if digest is not None and db.bundle_seen(digest):
+        res.already = True
+        return res
+    counts = b.counts if entries is not None else Counter(d for d, _ in b.entries)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
-    for did, r in b.entries:
-        entries[did].append(r)
     for c in b.checkpoints:
         cps[c.device_id].append(c)
     refused: set[str] = set()
-    db = led.storage
     with db.transaction():
         res.signed_by = None if b.signer is None else led.collector_name(b.signer)
         for e in b.enrollments:
@@ -109,13 +141,14 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
                 if dev is None:
                     refused.add(e.device_id)
                 res.findings.append(Finding(e.device_id, None, (
-                    f"enrollment refused: {err}; its {len(entries[e.device_id])} entries "
+                    f"enrollment refused: {err}; its {counts.get(e.device_id, 0)} entries "
                     f"and {len(cps[e.device_id])} checkpoints never enter")))
                 continue
             if dev is None and res.signed_by is None:
                 refused.add(e.device_id)
+                res.complete = False
                 res.findings.append(Finding(e.device_id, None, (
-                    f"enrollment refused: {_untrusted(b)}; its {len(entries[e.device_id])} "
+                    f"enrollment refused: {_untrusted(b)}; its {counts.get(e.device_id, 0)} "
                     f"entries and {len(cps[e.device_id])} checkpoints never enter")))
             elif dev is None:
                 db.add_device(e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
@@ -124,11 +157,51 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None) -> Result:
             elif dev.pub != e.pub:
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
-    for did in sorted((set(entries) | set(cps)) - refused):
-        with _no_cyclic_gc(), db.transaction():
-            _device(led, db, did, entries[did], cps[did], res, workers)
+    run = _Run(led, res, workers, cps, counts, refused)
+    for did, recs in _chunks(b.entries if entries is None else entries, entries is None):
+        run.chunk(did, recs)
+    for did in sorted(set(cps) - run.started):
+        run.chunk(did, [])
+    res.pending = sum(run.held.values())
+    if digest is not None and res.complete:
+        with db.transaction():
+            db.add_bundle(digest, "" if b.signer is None else b.signer.to_string(),
+                          int(time.time()), sorted((d, s) for d, s in b.max_seq.items()
+                                                   if d in run.taken))
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
+
+
+def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
+            ) -> Iterator[tuple[str, list[RawEntry]]]:
+    """(device, up to CHUNK of its entries in bundle order), each device's in order.
+
+    An in-memory bundle (`whole`) goes by device id, as one batch per device up to
+    CHUNK. A streamed one is buffered up to CHUNK entries in all: a device whose run
+    reaches CHUNK goes at once, a full buffer goes all, by device id. The exporter
+    writes devices in id order and each by seq, so a large bundle makes full chunks;
+    any other order is still correct, only in smaller batches (as several bundles)."""
+    buf: dict[str, list[RawEntry]] = {}
+    n = 0
+    for did, r in items:
+        lst = buf.get(did)
+        if lst is None:
+            lst = buf[did] = []
+        lst.append(r)
+        n += 1
+        if whole:
+            continue
+        if len(lst) >= CHUNK:
+            n -= len(lst)
+            yield did, buf.pop(did)
+        elif n >= CHUNK:
+            for d in sorted(buf):
+                yield d, buf[d]
+            buf, n = {}, 0
+    for d in sorted(buf):
+        lst = buf[d]
+        for i in range(0, len(lst), CHUNK):
+            yield d, lst[i:i + CHUNK]
 
 
 def _untrusted(b: Bundle) -> str:
@@ -154,36 +227,87 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _device(led: Ledger, db: LedgerStorage, did: str, recs: list[RawEntry],
-            cps: list[BundleCheckpoint], res: Result, workers: int | None) -> None:
+class _Run:
+    """One bundle's pass over its devices, a chunk of entries at a time; each chunk is
+    one storage transaction (a killed run leaves whole chunks done, a rerun finishes)."""
+
+    def __init__(self, led: Ledger, res: Result, workers: int | None,
+                 cps: dict[str, list[BundleCheckpoint]], counts: Mapping[str, int],
+                 refused: set[str]) -> None:
+        self.led, self.res, self.workers = led, res, workers
+        self.cps, self.counts, self.refused = cps, counts, refused
+        self.started: set[str] = set()
+        self.keys: dict[str, DeviceKey | None] = {}
+        self.taken: set[str] = set()           # devices whose entries were looked at
+        self.held: dict[str, int] = {}         # device -> entries held above its tip
+        self.parsed: dict[bytes, EntryFields] = {}   # held entries decoded this run
+
+    def chunk(self, did: str, recs: list[RawEntry]) -> None:
+        if did in self.refused:
+            return
+        db = self.led.storage
+        with _no_cyclic_gc(), db.transaction():
+            new_cps: list[int] = []
+            if did not in self.started:
+                self.started.add(did)
+                self.keys[did] = self._start(did, new_cps)
+            key = self.keys[did]
+            if key is None:
+                return
+            self.taken.add(did)
+            if len(self.parsed) > 4 * CHUNK:
+                self.parsed.clear()
+            self.held[did] = _device(self.led, db, did, key, recs, self.res, self.workers,
+                                     min(new_cps, default=None), self.parsed)
+
+    def _start(self, did: str, new_cps: list[int]) -> DeviceKey | None:
+        """The device's key once it may take entries, after its bundle checkpoints are
+        checked and kept (seqs of those new to the ledger into `new_cps`); None (and a
+        finding) when it may not."""
+        res, led, cps, n = self.res, self.led, self.cps[did], self.counts.get(did, 0)
+        dev = led.device(did)
+        if dev is None:
+            res.complete = False
+            res.findings.append(Finding(did, None, f"unknown device: {n} entries and "
+                                        f"{len(cps)} checkpoints refused (not enrolled)"))
+            return None
+        if dev.revoked_at is not None:
+            res.findings.append(Finding(did, None, f"device revoked ({dev.revoked_reason}): "
+                                        f"{n} entries refused"))
+            return None
+        try:       # a key trusted before keys were checked as points: this device only
+            key = DeviceKey(dev.pub)
+        except FormatError as err:
+            res.findings.append(Finding(did, None, f"enrolled key refused ({err}): "
+                                        f"{n} entries refused"))
+            return None
+        for bc in cps:
+            try:
+                cp = key.checkpoint(bc.cose)
+            except HashtrailError as e:
+                res.findings.append(Finding(did, None, f"checkpoint refused: {e}"))
+                continue
+            if led.storage.add_device_checkpoint(
+                    did, hashlib.sha256(bc.cose).digest(), bc.cose, bc.nonce, cp.seq,
+                    cp.head):
+                res.checkpoints += 1
+                new_cps.append(cp.seq)
+        return key
+
+
+def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list[RawEntry],
+            res: Result, workers: int | None, new_cp: int | None,
+            parsed: dict[bytes, EntryFields]) -> int:
+    """One chunk of a device's entries (the device enrolled, its checkpoints kept);
+    returns how many entries the device holds above its tip afterwards."""
     dev = led.device(did)
-    if dev is None:
-        res.findings.append(Finding(did, None, f"unknown device: {len(recs)} entries and "
-                                    f"{len(cps)} checkpoints refused (not enrolled)"))
-        return
-    if dev.revoked_at is not None:
-        res.findings.append(Finding(did, None, f"device revoked ({dev.revoked_reason}): "
-                                    f"{len(recs)} entries refused"))
-        return
-    try:       # a key trusted before keys were checked as points: this device only
-        key = DeviceKey(dev.pub)
-    except FormatError as err:
-        res.findings.append(Finding(did, None, f"enrolled key refused ({err}): "
-                                    f"{len(recs)} entries refused"))
-        return
-    for bc in cps:
-        try:
-            cp = key.checkpoint(bc.cose)
-        except HashtrailError as e:
-            res.findings.append(Finding(did, None, f"checkpoint refused: {e}"))
-            continue
-        res.checkpoints += db.add_device_checkpoint(
-            did, hashlib.sha256(bc.cose).digest(), bc.cose, bc.nonce, cp.seq, cp.head)
+    assert dev is not None
+    old_tip = dev.tip_seq
     old = [r.seq for r in recs if r.seq <= dev.tip_seq]
     accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
-    cands = _load_pending(db, did, 0)
+    cands = _load_pending(db, did, 0, parsed)
     checked = _check_entries(key, recs, workers)
     for i, (seq, body, sig) in enumerate(recs):
         h, f, sig_ok = checked[i]
@@ -233,8 +357,11 @@ def _device(led: Ledger, db: LedgerStorage, did: str, recs: list[RawEntry],
                     if not c.stored])
     tip = led.device(did)
     assert tip is not None
-    _forks(led, db, did, key, rest, res)
-    res.pending += sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+    _forks(led, db, did, key, rest, res, old_tip + 1 if new_cp is None
+           else min(old_tip + 1, new_cp))
+    return sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+
+
 
 
 def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
@@ -267,10 +394,16 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
     return map_slices(part, n, workers if many else 1)
 
 
-def _load_pending(db: LedgerStorage, did: str, lo: int) -> dict[int, list[_Cand]]:
+def _load_pending(db: LedgerStorage, did: str, lo: int,
+                  parsed: dict[bytes, EntryFields]) -> dict[int, list[_Cand]]:
+    """The device's held entries as candidates. Each was checked when it was first
+    held; one decoded earlier in this run (an earlier chunk) is not decoded again."""
     out: dict[int, list[_Cand]] = defaultdict(list)
     for s, h, b, sig in db.pending(did, lo):
-        out[s].append(_Cand(s, h, b, sig, parse_entry(b), True))
+        f = parsed.get(h)
+        if f is None:
+            f = parsed[h] = parse_entry(b)
+        out[s].append(_Cand(s, h, b, sig, f, True))
     return out
 
 
@@ -306,11 +439,11 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
                 f" entry {a}): {c.f.body[2]}")
         if a == tip + 1:     # every entry it disowns was accepted before this report
             if first <= tip:
-                res.findings.append(Finding(did, first, f"{said}; accepted before this "
+                res.once(Finding(did, first, f"{said}; accepted before this "
                                             "report, under the device's signatures"))
             continue
         cut = max(first, tip + 1)
-        res.findings.append(Finding(did, cut, f"{said}; never accepted"))
+        res.once(Finding(did, cut, f"{said}; never accepted"))
         stop = cut if stop is None else min(stop, cut)
     return stop
 
@@ -336,7 +469,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         else:
             opts = [c for c in cs if c.f.prev == head]
             if not opts:
-                res.findings.append(Finding(did, s, "entry does not link to the previous "
+                res.once(Finding(did, s, "entry does not link to the previous "
                                             "entry (edited, reordered or from another "
                                             "chain); held"))
                 break
@@ -350,7 +483,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
             every = signing_policy(c.f) == POLICY_EVERY_ENTRY
         if every:
             if c.sig is None:
-                res.findings.append(Finding(did, s, "entry unsigned: it carries no device "
+                res.once(Finding(did, s, "entry unsigned: it carries no device "
                                             "signature, but this device signs every entry "
                                             "(entry 0); held"))
                 break
@@ -369,7 +502,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         if t is None:
             continue
         if prev_t is not None and t < prev_t and c.f.kind != KIND_TIME_SET:
-            res.findings.append(Finding(did, c.seq, f"device time went backwards "
+            res.once(Finding(did, c.seq, f"device time went backwards "
                                         f"({prev_t} -> {t}); accepted, flagged"))
         prev_t = t
     take = path[:covered]
@@ -437,35 +570,42 @@ def _pending_branch(did: str, start: _Cand,
 
 
 def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
-           cands: dict[int, list[_Cand]], res: Result) -> None:
+           cands: dict[int, list[_Cand]], res: Result, cp_lo: int) -> None:
     """Fork evidence from candidates not on the accepted chain (`cands`) and from
-    device checkpoints that disagree with it."""
+    device checkpoints that disagree with it.
+
+    Only checkpoints at seq >= `cp_lo` are compared (those new to the ledger and those
+    the tip just passed): an older one was compared when it arrived or when the tip
+    passed it, and the lowest disagreeing one was kept as evidence then. So a reconcile
+    reads checkpoints in proportion to what it adds, not to the device's history."""
     dev = led.device(did)
     assert dev is not None
-    acc = db.contested_hashes(did)
+    acc_seen: dict[int, bytes] = {}
 
-    def acc_prev(seq: int) -> bytes:
-        e = db.entry(did, seq)
-        assert e is not None          # below the tip: accepted
-        return e.entry_hash
+    def acc(seq: int) -> bytes:
+        h = acc_seen.get(seq)
+        if h is None:
+            e = db.entry(did, seq)
+            assert e is not None          # at or below the tip: accepted
+            h = acc_seen[seq] = e.entry_hash
+        return h
 
-    found: list[tuple[int, Branch]] = []
-    dcps = db.device_checkpoints(did)
+    low = [s for s in cands if s <= dev.tip_seq]
+    dcps = db.device_checkpoints(did, min([*low, cp_lo]))
     cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
-                if c.seq <= dev.tip_seq and acc[c.seq] != c.head]
+                if cp_lo <= c.seq <= dev.tip_seq and acc(c.seq) != c.head]
     heads = {(c.seq, c.head): c.cose for c in dcps}
-    for s in sorted(cands):
-        if s > dev.tip_seq:
-            break
+    found: list[tuple[int, Branch]] = []
+    for s in sorted(low):
         for c in cands[s]:
             # only the divergence point: an entry linking to the accepted entry s - 1
-            want_prev = key.genesis_prev if s == 0 else acc_prev(s - 1)
-            if acc[s] == c.h or c.f.prev != want_prev:
+            want_prev = key.genesis_prev if s == 0 else acc(s - 1)
+            if acc(s) == c.h or c.f.prev != want_prev:
                 continue
             br = _pending_branch(did, c, cands, heads)
             if br is None:
-                res.findings.append(Finding(did, s, "entry conflicts with the accepted one"
-                                            " but no device signature covers it; held"))
+                res.once(Finding(did, s, "entry conflicts with the accepted one"
+                                 " but no device signature covers it; held"))
             else:
                 found.append((s, br))
     # A mismatching checkpoint is its own evidence unless a branch above already shows
@@ -477,9 +617,9 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
     for s, br in found:
         doc = make_evidence(key.pub, s, accepted_branch(db, did, s), br)
         # one evidence row per distinct fork (seq, both hashes), however often re-signed
-        digest = hashlib.sha256(s.to_bytes(8, "big") + acc[s] + branch_hash(key, s, br)).digest()
+        digest = hashlib.sha256(s.to_bytes(8, "big") + acc(s) + branch_hash(key, s, br)).digest()
         if db.add_evidence(did, s, digest, doc, int(time.time())):
             res.forks += 1
-            res.findings.append(Finding(did, s, "fork: the device key signed two different "
-                                        "entries for this seq; evidence kept, device flagged"))
+            res.once(Finding(did, s, "fork: the device key signed two different "
+                             "entries for this seq; evidence kept, device flagged"))
         db.set_forked(did)

@@ -1,9 +1,15 @@
 """`hashtrail reconcile` as a function: bundle files in, one reconcile Result per bundle
 out, a checkpoint signed after each.
 
-Why every bundle is read before the ledger is opened: a bad file (not a bundle, cut
-short, the wrong kind) is bad input that merges nothing, and it must not leave half of
-a run in the ledger, nor move the ledger's key (`Ledger.open_signing`) on its way.
+Why every bundle is read before the ledger is opened to sign: a bad file (not a bundle,
+cut short, the wrong kind) is bad input that merges nothing, and it must not leave half
+of a run in the ledger, nor move the ledger's key (`Ledger.open_signing`) on its way.
+That first pass streams (collector.bundle.BundleFile.scan: it keeps no entries); the
+entries are read again, in bounded chunks, as they are reconciled.
+
+A bundle the ledger already reconciled to the end (its digest in `bundles`,
+collector.bundle.bundle_digest: the signature line, O(1)) is not read at all: it is
+reported "already reconciled" and changes nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +22,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hashtrail import userfile
-from hashtrail.collector.bundle import Bundle, read_bundle
-from hashtrail.errors import FormatError, InputError
+from hashtrail.collector.bundle import (
+    Bundle,
+    BundleFile,
+    bundle_digest,
+    cursor_text,
+    read_bundle,
+)
+from hashtrail.errors import FormatError, HashtrailError, InputError
+from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import Result, reconcile
 
@@ -41,7 +54,8 @@ class BundleRun(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
-        return {"bundle": self.bundle, "signed_by": r.signed_by, "enrolled": r.enrolled,
+        return {"bundle": self.bundle, "already": r.already,
+                "signed_by": r.signed_by, "enrolled": r.enrolled,
                 "accepted": r.accepted, "duplicates": r.duplicates, "pending": r.pending,
                 "checkpoints": r.checkpoints, "forks": r.forks,
                 "findings": [f._asdict() for f in r.findings]}
@@ -64,18 +78,55 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
     signing key from `key_file`, else the default place: hashtrail.ledger.ledger_key).
     `migrated` hears of a key that opening the ledger moved out of the ledger file;
     `progress` sees (bundles merged, bundles) as the run goes."""
-    read = [read_bundle_file(path) for path in bundles]
+    for path in bundles:
+        userfile.check_input(path, BUNDLE_FILE, max_bytes=None)
+    try:
+        digests = [bundle_digest(path) for path in bundles]
+    except OSError as e:
+        raise InputError(f"cannot read bundle: {e}") from None
+    seen = _seen(ledger, digests)
+    files = [BundleFile(path) for path in bundles]
+    heads = [None if d in seen else _scan(f) for d, f in zip(digests, files, strict=True)]
     runs = []
     with Ledger.open_signing(ledger, key_file) as led:
         if led.migrated is not None and migrated is not None:
             migrated(led.migrated)
-        for i, (path, bundle) in enumerate(zip(bundles, read, strict=True)):
+        for i, (path, f, head, digest) in enumerate(
+                zip(bundles, files, heads, digests, strict=True)):
             if progress is not None:
                 progress(i, len(bundles))
+            if head is None:
+                head = Bundle("", "", 0)       # seen: reconcile returns before reading
             t0 = time.monotonic()
-            runs.append(BundleRun(path, reconcile(led, bundle)))
+            runs.append(BundleRun(path, reconcile(led, head, entries=f.entries(),
+                                                  digest=digest)))
             log.debug("%s: reconciled in %.2f s", path, time.monotonic() - t0)
         if progress is not None:
             progress(len(bundles), len(bundles))
         size = led.size
     return ReconcileRun(runs, size)
+
+
+def _scan(f: BundleFile) -> Bundle:
+    try:
+        return f.scan()
+    except FormatError as e:
+        raise InputError(f"{f.path}: {e}; expected {BUNDLE_FILE}") from None
+
+
+def _seen(ledger: str | os.PathLike[str], digests: list[bytes]) -> set[bytes]:
+    """The digests the ledger already reconciled. A ledger that cannot be opened here
+    sees none: opening it to sign, after the bundles are read, says what is wrong."""
+    try:
+        with Ledger.open(ledger) as led:
+            return {d for d in digests if led.storage.bundle_seen(d)}
+    except HashtrailError:
+        return set()
+
+
+def collector_cursor(ledger: str | os.PathLike[str], key: note.Verifier) -> str:
+    """The cursor file text of collector `key` in `ledger`: per device, the highest seq
+    its signed bundles delivered (`export --since` sends only what lies above)."""
+    with Ledger.open(ledger) as led:
+        k = key.to_string()
+        return cursor_text(k, led.storage.cursor(k))

@@ -258,7 +258,37 @@ class LedgerStorage(Protocol):
         ...
 
     def count_bundles(self) -> int:
-        """Rows in the bundles-seen table (reserved: nothing writes it yet)."""
+        """Rows in the bundles-seen table."""
+        ...
+
+    # -- incremental reconcile (schema 3): bundles seen, per-collector cursors ----------
+    # A bundle is identified by `digest` (collector.bundle.bundle_digest); reconcile
+    # records it once every line of it has been taken up, and then returns early when
+    # offered the same bundle again. A cursor is, per collector verifier key and device,
+    # the highest entry seq that collector's signed bundles delivered to this ledger
+    # (what `export --since` leaves out).
+
+    def bundle_seen(self, digest: bytes) -> bool:
+        """Whether a bundle with this digest was reconciled to the end."""
+        ...
+
+    def add_bundle(self, digest: bytes, collector: str, at: int,
+                   seqs: Sequence[tuple[str, int]]) -> None:
+        """Record a reconciled bundle (`collector`: its signer's verifier key, "" when
+        unsigned) and, for a signed one, raise that collector's cursor to `seqs`
+        (device id, highest seq in the bundle); a cursor never goes down. A write."""
+        ...
+
+    def cursor(self, collector: str) -> dict[str, int]:
+        """device id -> seq: the collector's cursor (empty if it never sent a bundle)."""
+        ...
+
+    def scan_bundles(self) -> Iterable[tuple[Any, ...]]:
+        """(digest, collector, reconciled_at), as stored."""
+        ...
+
+    def scan_cursors(self) -> Iterable[tuple[Any, ...]]:
+        """(collector, device_id, seq), as stored."""
         ...
 
     # -- one consistent read (added with the PostgreSQL backend, many collectors) ---------

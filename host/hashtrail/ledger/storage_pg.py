@@ -119,14 +119,24 @@ _V1 = (
         added_at BIGINT NOT NULL)""",
 )
 
+# `bundles` (made by version 1) becomes the record of reconciled bundles; `cursors` says,
+# per collector key and device, up to which seq that collector's signed bundles have
+# been reconciled (docs/BUNDLE.md). The same step as SQLite's schema 3.
+_V2 = (
+    """CREATE TABLE cursors (collector TEXT NOT NULL, device_id TEXT NOT NULL,
+        seq BIGINT NOT NULL, PRIMARY KEY (collector, device_id))""",
+)
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
               _V1),
+    Migration(2, "reconciled bundles and per-collector cursors (as SQLite schema 3)", _V2),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
-                    "nodes", "checkpoints", "evidence", "bundles", "collectors"})
+                    "nodes", "checkpoints", "evidence", "bundles", "collectors",
+                    "cursors"})
 # tables that tell a hashtrail collector store (storage_sqlite of the collector)
 _STORE_TABLES = frozenset({"enrollments", "state"})
 
@@ -629,3 +639,28 @@ class PgLedgerStorage:
     def count_bundles(self) -> int:
         row = self._one("SELECT COUNT(*) FROM bundles")
         return 0 if row is None else int(row[0])
+
+    # -- incremental reconcile: bundles seen, per-collector cursors -----------------------
+
+    def bundle_seen(self, digest: bytes) -> bool:
+        return self._one("SELECT 1 FROM bundles WHERE digest = %s", (digest,)) is not None
+
+    def add_bundle(self, digest: bytes, collector: str, at: int,
+                   seqs: Sequence[tuple[str, int]]) -> None:
+        self._w("INSERT INTO bundles VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (digest, collector, at))
+        if collector:
+            self._many("INSERT INTO cursors VALUES (%s, %s, %s) ON CONFLICT (collector, "
+                       "device_id) DO UPDATE SET seq = GREATEST(cursors.seq, excluded.seq)",
+                       [(collector, d, s) for d, s in seqs])
+
+    def cursor(self, collector: str) -> dict[str, int]:
+        return {str(d): int(s) for d, s in self._q(
+            "SELECT device_id, seq FROM cursors WHERE collector = %s ORDER BY device_id",
+            (collector,))}
+
+    def scan_bundles(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT digest, collector, reconciled_at FROM bundles")
+
+    def scan_cursors(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT collector, device_id, seq FROM cursors")

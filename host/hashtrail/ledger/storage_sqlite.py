@@ -77,14 +77,24 @@ def _v2(db: sqlite3.Connection) -> None:
         name TEXT NOT NULL, added_at INTEGER NOT NULL)""")
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # `bundles` (made by version 1, never written before this version) becomes the
+    # record of reconciled bundles; `cursors` says, per collector key and device, up to
+    # which seq that collector's signed bundles have been reconciled (docs/BUNDLE.md).
+    db.execute("""CREATE TABLE IF NOT EXISTS cursors (collector TEXT NOT NULL,
+        device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (collector, device_id)) WITHOUT ROWID""")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
     sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
+    sqlite_file.Migration(3, "reconciled bundles and per-collector cursors", _v3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
-                    "checkpoints", "evidence", "bundles", "collectors"})
+                    "checkpoints", "evidence", "bundles", "collectors", "cursors"})
 
 
 def insert_rows(db: sqlite3.Connection, table: str,
@@ -386,3 +396,29 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
             yield
         finally:
             self._db.execute("ROLLBACK")      # nothing to keep: it only read
+
+    # -- incremental reconcile: bundles seen, per-collector cursors -----------------------
+
+    def bundle_seen(self, digest: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM bundles WHERE digest=?",
+                                (digest,)).fetchone() is not None
+
+    def add_bundle(self, digest: bytes, collector: str, at: int,
+                   seqs: Sequence[tuple[str, int]]) -> None:
+        db = self._w()
+        db.execute("INSERT OR IGNORE INTO bundles VALUES (?,?,?)", (digest, collector, at))
+        if collector:
+            db.executemany("INSERT INTO cursors VALUES (?,?,?) ON CONFLICT (collector, "
+                           "device_id) DO UPDATE SET seq=max(seq, excluded.seq)",
+                           [(collector, d, s) for d, s in seqs])
+
+    def cursor(self, collector: str) -> dict[str, int]:
+        return {str(d): int(s) for d, s in self._db.execute(
+            "SELECT device_id, seq FROM cursors WHERE collector=? ORDER BY device_id",
+            (collector,))}
+
+    def scan_bundles(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT digest, collector, reconciled_at FROM bundles")
+
+    def scan_cursors(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT collector, device_id, seq FROM cursors")

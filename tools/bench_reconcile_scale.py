@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Reconcile and verify at scale (issue 12): entries/s and peak memory at 10^5..10^6.
+
+    .venv/bin/python tools/bench_reconcile_scale.py [--entries 100000 1000000]
+        [--devices 20] [--new 1000] [--checkpoint-every 100] [--profile FILE] [--json]
+
+For each N it writes one signed bundle of N entries from `--devices` host-made devices
+(tools/devchain.py format; policy 0, a device checkpoint every `--checkpoint-every`
+entries, written as the exporter writes: devices in id order, each by seq) and a
+second bundle with `--new` more entries of the same devices. Each step below then runs
+in a fresh process, so its peak RSS (getrusage ru_maxrss) is its own:
+
+- floor: read the same bundle line by line (JSON, base64), hash each entry and its
+  Merkle leaf, and insert the entries rows in one SQLite transaction. What any
+  reconcile must at least do; the ratio reconcile / floor is measured in the same run.
+- reconcile: `reconcile_files` (what `hashtrail reconcile` runs) into a new ledger.
+- incremental: the `--new` bundle onto that N-entry ledger.
+- seen: the N-entry bundle again (already reconciled: skipped).
+- verify: `verify_ledger` of the whole ledger.
+
+Times are measured inside the child (no interpreter start). `--profile FILE` also
+writes a cProfile of the largest reconcile (pstats format) and prints its top entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "host"))
+
+import devchain  # noqa: E402
+from benchutil import host_machine  # noqa: E402
+from hashtrail.collector.bundle import FORMAT, signed_message  # noqa: E402
+from hashtrail.formats import checkpoint as cp  # noqa: E402
+from hashtrail.formats import entry as en  # noqa: E402
+from hashtrail.formats import note  # noqa: E402
+from hashtrail.formats.keys import genesis_prev  # noqa: E402
+
+COLLECTOR = note.Signer("collector-bench", bytes(range(32)))
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            + "\n").encode("ascii")
+
+
+def _b64(b: bytes | None) -> str | None:
+    return None if b is None else base64.b64encode(b).decode("ascii")
+
+
+class _Chain:
+    """One device's chain, kept as its head only (a million entries stay out of
+    memory): entries and checkpoints in the devchain format."""
+
+    def __init__(self, secret: int) -> None:
+        self.d = devchain.Device(secret, policy=0)
+        self.head = genesis_prev(self.d.pub)
+        self.seq = 0
+
+    def entry(self) -> bytes:
+        s = self.seq
+        if s == 0:
+            kind, body = en.KIND_KEY_CREATED, {1: self.d.pub, 2: 0}
+        else:
+            kind, body = en.KIND_READING, [{en.SENML_N: "temp", en.SENML_U: "Cel",
+                                            en.SENML_V: 20 + (s % 10) / 4}]
+        raw = devchain.canon({en.KEY_V: en.VERSION, en.KEY_SEQ: s, en.KEY_T: 1_700_000_000 + s,
+                              en.KEY_UP: s * 1000, en.KEY_BOOT: 1, en.KEY_PREV: self.head,
+                              en.KEY_FW: "0.1.0", en.KEY_KIND: kind, en.KEY_BODY: body})
+        self.head = hashlib.sha256(raw).digest()
+        self.seq += 1
+        return raw
+
+    def checkpoint(self) -> bytes:
+        s = self.seq - 1
+        prot = devchain.canon({cp.HDR_ALG: cp.ALG_ES256, cp.HDR_KID: self.d.device_id})
+        payload = devchain.canon({cp.CP_V: cp.VERSION, cp.CP_DEVICE: self.d.device_id,
+                                  cp.CP_SEQ: s, cp.CP_HEAD: self.head,
+                                  cp.CP_T: 1_700_000_000 + s, cp.CP_UP: 5})
+        sig = self.d.sign(hashlib.sha256(cp.sig_structure(prot, payload)).digest())
+        import cbor2
+        return devchain.canon(cbor2.CBORTag(cp.TAG_COSE_SIGN1, [prot, {}, payload, sig]))
+
+
+def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int
+                 ) -> tuple[Path, Path]:
+    """The N-entry bundle and the `new`-entry continuation, both signed."""
+    chains = sorted((_Chain(50_000 + i) for i in range(devices)), key=lambda c: c.d.id_hex)
+    paths = []
+    for part, total in (("big", n), ("new", new)):
+        path = dirpath / f"{part}-{n}.jsonl"
+        h = hashlib.sha256()
+        cps: list[bytes] = []
+        with open(path, "wb") as f:
+            def put(obj: dict[str, Any], f: Any = f, h: Any = h) -> None:
+                data = _line(obj)
+                f.write(data)
+                h.update(data)
+            put({"collector": {"id": "00" * 8, "name": "bench"}, "created": 1_700_000_000,
+                 "format": FORMAT})
+            for c in chains:
+                put({"type": "enrollment", "device": c.d.id_hex, "pub": _b64(c.d.pub),
+                     "label": "bench", "board": "unix", "fw": "0.1.0", "enrolled_at": 1})
+            for i, c in enumerate(chains):
+                k = total // devices + (1 if i < total % devices else 0)
+                for j in range(k):
+                    s = c.seq
+                    put({"type": "entry", "device": c.d.id_hex, "seq": s,
+                         "body": _b64(c.entry()), "sig": None})
+                    if (j + 1) % every == 0 or j == k - 1:
+                        cps.append(_line({"type": "checkpoint", "device": c.d.id_hex,
+                                          "cose": _b64(c.checkpoint()), "nonce": None}))
+            for data in cps:
+                f.write(data)
+                h.update(data)
+            f.write(_line({"type": "signature", "key": COLLECTOR.verifier().to_string(),
+                           "sig": _b64(COLLECTOR.sign(signed_message(h.digest())))}))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+# -- the steps, each in its own process ---------------------------------------------------
+
+def _floor(bundle: Path, db: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("""CREATE TABLE entries (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        leaf_index INTEGER NOT NULL UNIQUE, entry_hash BLOB NOT NULL, body BLOB NOT NULL,
+        sig BLOB, PRIMARY KEY (device_id, seq)) WITHOUT ROWID""")
+    t0 = time.perf_counter()
+    sha, b64d, loads = hashlib.sha256, base64.b64decode, json.loads
+    n = 0
+    conn.execute("BEGIN IMMEDIATE")
+    rows = []
+    with open(bundle, "rb") as f:
+        for raw in f:
+            obj = loads(raw)
+            if obj.get("type") != "entry":
+                continue
+            body = b64d(obj["body"])
+            h = sha(body).digest()
+            did = obj["device"]
+            leaf = b"HTL1" + bytes.fromhex(did) + obj["seq"].to_bytes(8, "big") + h + body
+            sha(b"\x00" + leaf).digest()
+            rows.append((did, obj["seq"], n, h, body, None))
+            n += 1
+            if len(rows) >= 20_000:
+                conn.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?)", rows)
+                rows = []
+    conn.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?)", rows)
+    conn.execute("COMMIT")
+    return {"entries": n, "seconds": time.perf_counter() - t0}
+
+
+def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any]:
+    from hashtrail.ledger.reconcile_files import reconcile_files
+    t0 = time.perf_counter()
+    if profile:
+        import cProfile
+        pr = cProfile.Profile()
+        pr.enable()
+    run = reconcile_files(ledger, [str(bundle)])
+    if profile:
+        pr.disable()
+        pr.dump_stats(profile)
+    r = run.bundles[0].result
+    return {"seconds": time.perf_counter() - t0, "accepted": r.accepted,
+            "already": getattr(r, "already", False), "pending": r.pending,
+            "findings": len(r.findings), "size": run.size}
+
+
+def _verify(ledger: Path) -> dict[str, Any]:
+    from hashtrail.ledger.ledger_db import Ledger
+    from hashtrail.ledger.ledger_verify import verify_ledger
+    t0 = time.perf_counter()
+    with Ledger.open(ledger) as led:
+        rep = verify_ledger(led)
+    return {"seconds": time.perf_counter() - t0, "ok": rep.ok, "size": rep.size,
+            "problems": rep.problems[:3]}
+
+
+def child(args: list[str]) -> None:
+    step = args[0]
+    if step == "floor":
+        out = _floor(Path(args[1]), Path(args[2]))
+    elif step == "reconcile":
+        out = _reconcile(Path(args[1]), Path(args[2]), args[3] if len(args) > 3 else None)
+    else:
+        out = _verify(Path(args[1]))
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def _run(*args: str) -> dict[str, Any]:
+    r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
+    if r.returncode != 0:
+        raise SystemExit(f"step {args[0]} failed:\n{r.stderr}")
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def _new_ledger(path: Path) -> None:
+    from hashtrail.ledger.ledger_db import Ledger
+    with Ledger.create(path, "bench.example/ledger") as led:
+        led.trust_collector(COLLECTOR.verifier(), "bench")
+
+
+def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    big, new = make_bundles(work, n, a.devices, a.new, a.checkpoint_every)
+    out: dict[str, Any] = {"entries": n, "devices": a.devices,
+                           "bundle_mb": big.stat().st_size / 2**20,
+                           "make_seconds": time.perf_counter() - t0}
+    out["floor"] = _run("floor", str(big), str(work / f"floor-{n}.db"))
+    ledger = work / f"ledger-{n}.db"
+    _new_ledger(ledger)
+    prof = [a.profile] if a.profile and n == max(a.entries) else []
+    out["reconcile"] = _run("reconcile", str(big), str(ledger), *prof)
+    out["incremental"] = _run("reconcile", str(new), str(ledger))
+    out["seen"] = _run("reconcile", str(big), str(ledger))
+    out["verify"] = _run("verify", str(ledger))
+    rec = out["reconcile"]
+    out["reconcile_entries_per_s"] = n / rec["seconds"]
+    out["floor_entries_per_s"] = n / out["floor"]["seconds"]
+    out["ratio_reconcile_vs_floor"] = rec["seconds"] / out["floor"]["seconds"]
+    for p in work.glob(f"*-{n}*"):
+        p.unlink()
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--devices", type=int, default=20)
+    ap.add_argument("--new", type=int, default=1000)
+    ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--profile", help="write a cProfile of the largest reconcile here")
+    ap.add_argument("--dir", help="work folder (default: a temporary one)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=a.dir) as d:
+        results = [measure(n, a, Path(d)) for n in a.entries]
+    report = {"machine": host_machine(), "results": results}
+    if a.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for r in results:
+            print(f"N={r['entries']:>9,}  bundle {r['bundle_mb']:.0f} MB")
+            print(f"  floor      {r['floor_entries_per_s']:>9,.0f} entries/s  "
+                  f"peak {r['floor']['peak_mb']:.0f} MB")
+            print(f"  reconcile  {r['reconcile_entries_per_s']:>9,.0f} entries/s  "
+                  f"peak {r['reconcile']['peak_mb']:.0f} MB  "
+                  f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time; "
+                  f"accepted {r['reconcile']['accepted']})")
+            print(f"  +{a.new} new  {r['incremental']['seconds']:.3f} s  "
+                  f"(accepted {r['incremental']['accepted']})")
+            print(f"  seen again {r['seen']['seconds']:.4f} s  (already: "
+                  f"{r['seen']['already']})")
+            print(f"  verify     {r['verify']['seconds']:.1f} s  peak "
+                  f"{r['verify']['peak_mb']:.0f} MB  ok {r['verify']['ok']}")
+    if a.profile:
+        import pstats
+        pstats.Stats(a.profile).sort_stats("cumulative").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
