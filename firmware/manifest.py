@@ -11,11 +11,14 @@
 # (strings, bytes) in flash too. Nothing is compiled or loaded into RAM at import, and
 # the P-256 comb table p256_table.COMB (16,320 bytes) costs no heap at all.
 #
+# The firmware is frozen as the package "hashtrail" (firmware/lib/hashtrail/), imported
+# as on a board that got it from `hashtrail deploy` or mip (/lib/hashtrail/).
+#
 # What a frozen board does with p256_table.bin: nothing. p256.py reads the table from
 # a p256_table.bin next to its own module file (the .mpy deploy ships
-# /lib/p256_table.bin), else imports p256_table.COMB. A frozen p256 has no directory in
-# its __file__ ("p256.py"), so it looks for "p256_table.bin" in the current folder
-# ("/" on a board), where nothing puts it, and takes the frozen constant from flash.
+# /lib/hashtrail/p256_table.bin), else imports p256_table.COMB. A frozen p256's
+# __file__ is its path inside the image ("hashtrail/p256.py", no folder before the
+# package), so it looks for no table file and takes the frozen constant from flash.
 # The file is not frozen: a manifest freezes only .py/.mpy.
 #
 # Not frozen:
@@ -29,9 +32,9 @@
 #   is the device tests' file-backed block device. Neither is imported on an ESP32.
 #
 # Frozen modules come before /lib in sys.path (["", ".frozen", "/lib"]): a board that
-# once ran `hashtrail deploy` keeps its old /lib files but imports the frozen code.
-# tests/host/test_manifest.py runs this file with recording versions of the manifest
-# functions and checks it freezes every module a board imports.
+# once ran `hashtrail deploy` keeps its old /lib/hashtrail files but imports the frozen
+# package. tests/host/test_manifest.py runs this file with recording versions of the
+# manifest functions and checks it freezes every module a board imports.
 
 # The port's own frozen modules (_boot.py, inisetup.py, flashbdev.py, mip, ...): a
 # FROZEN_MANIFEST replaces the board's manifest, so it must include the port's.
@@ -43,8 +46,8 @@ VIRTUAL_ONLY = ("board_unix.py", "blockdev_file.py")
 def _firmware_modules():
     import os  # CPython's os: manifests run on the build host
 
-    return sorted(n for n in os.listdir("lib") if n.endswith(".py") and n not in VIRTUAL_ONLY)
+    return sorted(n for n in os.listdir("lib/hashtrail")
+                  if n.endswith(".py") and n not in VIRTUAL_ONLY)
 
 
-for _name in _firmware_modules():
-    module(_name, base_path="lib")
+package("hashtrail", files=_firmware_modules(), base_path="lib")

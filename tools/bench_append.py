@@ -14,8 +14,8 @@ against its signatures before it appends anything).
 
 What runs: the real firmware (.mpy, as a board loads it) in `micropython -X
 heapsize=<board heap_budget>`, devlog.Log on littlefs over the virtual board's
-file-backed block device (firmware/lib/blockdev_file.py, 4 KB blocks), appending the
-app's readings (two values, like boards/esp32.json's sensors). Signed and unsigned
+file-backed block device (firmware/lib/hashtrail/blockdev_file.py, 4 KB blocks), appending
+the app's readings (two values, like boards/esp32.json's sensors). Signed and unsigned
 logs are appended in alternating batches of 25, each batch a VM of its own (a fresh
 heap at the budget, as after a board's boot), so machine noise hits both alike; each
 append is timed on its own (ticks_us) and the median and minimum are reported.
@@ -51,7 +51,7 @@ ESP32_SCALE = {"esp32_160mhz": 100, "esp32_240mhz": 70}
 
 _COMMON = r"""
 import gc, json, os, time, vfs
-import blockdev_file, devlog, logstore
+from hashtrail import blockdev_file, devlog, logstore
 
 R = [("mcu_temp", "Cel", 41.5), ("adc0", "V", 1.234)]
 
@@ -113,7 +113,7 @@ print("@@BENCH {}")
 # (timed for scale), then the scan with the boot check's walk riding on it plus its
 # verdict, as devlog.Log runs them at boot; the check's cost is the difference.
 _BOOT = _COMMON + r"""
-import identity
+from hashtrail import keyfile
 root = mount(%(image)r, %(blocks)d, False)
 for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not timed
     gc.collect()
@@ -122,7 +122,7 @@ for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not t
     t_scan = time.ticks_diff(time.ticks_us(), t)
     store.close()
     store = None
-ident = identity.load(root)
+ident = keyfile.load(root)
 gc.collect()
 t = time.ticks_us()
 store = logstore.LogStore(root, boot_check=True, observe=lambda: devlog.boot_walk(%(sign)r))

@@ -15,7 +15,7 @@ timeit does): on a shared machine a 4 ms verify is preempted far more often than
     python tools/bench_device.py [--rounds 10] [--heap 131072] [--json]
 
 Heap figures:
-  resident   gc.mem_alloc() after `import p256` minus before, after gc.collect()
+  resident   gc.mem_alloc() after `from hashtrail import p256` minus before, after gc.collect()
   min heap   the smallest -X heapsize at which import + sign + verify succeed
              (bisection, 512-byte steps): a real bound on the live-heap peak
   mem_peak   micropython.mem_peak() as the VM reports it. On this port it counts
@@ -51,7 +51,7 @@ _BENCH = r"""
 import gc
 gc.collect()
 a0 = gc.mem_alloc()
-import p256
+from hashtrail import p256
 gc.collect()
 resident = gc.mem_alloc() - a0
 import time, hashlib, json, micropython
@@ -96,7 +96,8 @@ print("@@BENCH " + json.dumps({"times": times, "resident": resident,
 """
 
 _FITS = r"""
-import hashlib, p256
+import hashlib
+from hashtrail import p256
 d = int.from_bytes(hashlib.sha256(b"fits").digest(), "big") % (p256.N - 1) + 1
 h = hashlib.sha256(b"fits message").digest()
 pub = p256.public_key(d)

@@ -55,10 +55,11 @@ sys.path.insert(0, str(ROOT / "host"))
 import build_mpy  # noqa: E402
 from hashtrail.paths import venv_tool  # noqa: E402
 
-# Import order of the application (each module's dependencies come before it).
-# p256_table is imported by p256 only when p256_table.bin is missing, so p256 is
-# measured first and the table after it (0 when it stays on flash).
-MODULES = ("hmac256", "p256", "p256_table", "cbor", "entry", "cose", "identity",
+# Import order of the application (each module's dependencies come before it), names
+# inside the firmware's package (firmware/lib/hashtrail/; "__init__" is the package
+# itself). p256_table is imported by p256 only when p256_table.bin is missing, so p256
+# is measured first and the table after it (0 when it stays on flash).
+MODULES = ("__init__", "hmac256", "p256", "p256_table", "cbor", "entry", "cose", "identity",
            "logstore", "devlog", "link", "boardcfg", "board_unix", "sensors", "app",
            "bootcheck", "bootfind")
 # Loaded only during the boot check, after the app's modules: listed after the total.
@@ -68,12 +69,12 @@ _RESIDENT = r"""
 import gc, sys, json
 out = []
 for name in %(mods)r:
-    if name == "p256_table" and sys.modules["p256"]._TABLE_FILE is not None:
+    if name == "p256_table" and sys.modules["hashtrail.p256"]._TABLE_FILE is not None:
         out.append([name, 0])  # read from flash, never imported
         continue
     gc.collect()
     a = gc.mem_alloc()
-    __import__(name)
+    __import__("hashtrail" if name == "__init__" else "hashtrail." + name)
     gc.collect()
     out.append([name, gc.mem_alloc() - a])
 print("@@RESIDENT " + json.dumps(out))
@@ -89,7 +90,7 @@ vfs.VfsLfs2.mkfs(bd)
 vfs.mount(vfs.VfsLfs2(bd), "/fl")
 gc.collect()
 a0 = gc.mem_alloc()
-import app
+from hashtrail import app
 a = app.App(root="/fl/ht", cfg_path="board.json", inp=None, out=sys.stdout.buffer)
 gc.collect()
 print("@@BOOT %%d %%d" %% (gc.mem_alloc() - a0, gc.mem_free()))
@@ -203,7 +204,7 @@ def render(r: dict[str, Any]) -> str:
     for name, size in r["resident"].items():
         if name in BOOT_CHECK:
             continue
-        note = "  (table read from /lib/p256_table.bin)" if name == "p256_table" and \
+        note = "  (table read from /lib/hashtrail/p256_table.bin)" if name == "p256_table" and \
             size == 0 else ""
         lines.append(f"{name:12s} {size:10d}{note}")
     lines.append(f"{'total':12s} {r['resident_total']:10d}")

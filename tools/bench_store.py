@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 DEVICE = r"""
 import gc, time, vfs
-import logstore, devlog, devhelp, ramblock
+import devhelp, ramblock
+from hashtrail import devlog, logstore
 N = %(n)d
 BS = 4096
 BLOCKS = 512  # 2 MB, the board's partition

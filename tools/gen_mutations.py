@@ -3,7 +3,7 @@
 
 Why: every layer (device store, host verifier, end-to-end) must agree on what each
 kind of tampering looks like. The base chains are produced by the firmware itself
-(cbor, entry, chain, cose, identity modules) running under the MicroPython unix port
+(cbor, entry, cose, identity modules) running under the MicroPython unix port
 with a fixed key, so the vectors carry device bytes, not a host imitation. Each
 mutation is then applied on the host the way an attacker or a fault would (fixing
 CRCs where an attacker could) and stored with its expected verdict: clean, or the
@@ -47,7 +47,7 @@ SEG_RECORDS = 16
 # at that seq is the device's log-altered report disowning ALTERED_FROM..ALTERED_AT-1.
 _DEVICE_SCRIPT = r"""
 import sys, json, binascii
-import cbor, entry, chain, cose, identity, p256
+from hashtrail import cbor, cose, entry, identity, p256
 D = int(sys.argv[1], 16)
 N = int(sys.argv[2])
 EVERY = int(sys.argv[3])
@@ -60,7 +60,7 @@ ALTERED_FROM = int(sys.argv[9])
 ident = identity.Identity(D, p256.public_key(D))
 hx = lambda b: binascii.hexlify(b).decode()
 print(json.dumps({"pub": hx(ident.pub)}))
-c = chain.Chain.genesis(ident.pub)
+head = entry.genesis_prev(ident.pub)
 w = cbor.Writer(bytearray(1024))
 t = None
 up = 0
@@ -85,9 +85,9 @@ for seq in range(N):
         t += 60
         if seq == BACK_SEQ:
             t -= 600
-    n = entry.encode(w, seq, None if seq <= 4 else t, up, 1, c.head, "0.1.0", kind, body)
+    n = entry.encode(w, seq, None if seq <= 4 else t, up, 1, head, "0.1.0", kind, body)
     raw = bytes(w.buf[:n])
-    h = c.advance(raw)
+    h = head = entry.entry_hash(raw)
     sig = ident.sign(h) if SIGNED else None
     print(json.dumps({"k": "e", "seq": seq, "body": hx(raw), "sig": sig and hx(sig)}))
     if (seq + 1) % EVERY == 0 or seq == N - 1 or seq == BAD_HEAD_SEQ:

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Generate firmware/lib/p256_table.py and p256_table.bin: the fixed-base comb table for
-P-256's generator.
+"""Generate firmware/lib/hashtrail/p256_table.py and p256_table.bin: the fixed-base comb
+table for P-256's generator.
 
 Why a generated file: the device multiplies the generator G for every signature and
 every public key. A comb with 8 teeth spaced 32 bits apart turns k*G into 31
 doublings and 32 additions of precomputed affine points, instead of 256 doublings
 and ~128 additions. The table is a `bytes` constant so a frozen firmware build keeps
 it in flash; loaded from `.mpy` it would cost 16,320 bytes of heap, so the same bytes
-are also shipped as the file /lib/p256_table.bin, from which p256.py reads one 64-byte
-row per comb column (p256 uses the file when it sits next to p256's module file, else
-imports the constant: docs/DEVICE.md).
+are also shipped as the file /lib/hashtrail/p256_table.bin, from which p256.py reads one
+64-byte row per comb column (p256 uses the file when it sits next to p256's module file,
+else imports the constant: docs/DEVICE.md).
 
-Layout (what firmware/lib/p256.py reads):
+Layout (what firmware/lib/hashtrail/p256.py reads):
     entry idx (1..255) at byte offset (idx - 1) * 64: X (32, big-endian) || Y (32)
     point(idx) = sum over set bits j of idx (0..7) of 2^(32*j) * G
     (idx 0 would be the point at infinity and is not stored)
@@ -19,9 +19,9 @@ Layout (what firmware/lib/p256.py reads):
     python tools/gen_p256_table.py            # rewrite both files and the hash line
     python tools/gen_p256_table.py --check    # exit 1 if a committed file differs
 
-The file's SHA-256 also goes into firmware/lib/p256.py (the `_TABLE_SHA256 = ...` line):
-p256 checks the file against it once at import, so a damaged table raises instead of
-making wrong signatures.
+The file's SHA-256 also goes into firmware/lib/hashtrail/p256.py (the `_TABLE_SHA256 = ...`
+line): p256 checks the file against it once at import, so a damaged table raises instead
+of making wrong signatures.
 
 Computed here with plain affine arithmetic (CPython's pow(x, -1, p)); the host tests
 check the result against the `cryptography` package point by point.
@@ -36,9 +36,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "firmware" / "lib" / "p256_table.py"
-OUT_BIN = ROOT / "firmware" / "lib" / "p256_table.bin"
-P256 = ROOT / "firmware" / "lib" / "p256.py"
+LIB = ROOT / "firmware" / "lib" / "hashtrail"
+OUT = LIB / "p256_table.py"
+OUT_BIN = LIB / "p256_table.bin"
+P256 = LIB / "p256.py"
 SHA_LINE = re.compile(r'^_TABLE_SHA256 = b"[^"\n]*"$', re.MULTILINE)
 
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF

@@ -2,7 +2,7 @@
 # from SEC 1 / FIPS 186-4 and RFC 6979. Runs under MicroPython and CPython.
 #
 # Why it exists: it is the baseline the device benchmark measures the fast
-# firmware/lib/p256.py against in the same run, and a second, obviously-correct
+# firmware/lib/hashtrail/p256.py against in the same run, and a second, obviously-correct
 # implementation for tests to compare with. It is not shipped to boards.
 import hashlib
 

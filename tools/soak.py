@@ -136,7 +136,8 @@ class Console:
 # REPL, then measures the heap it holds with every object alive (after gc.collect) and
 # the flash use. (micropython.mem_peak() counts every allocation ever made by the
 # unix port, not the GC heap, so it says nothing about a fixed-size heap.)
-_SAMPLE = (b"import gc,os,app\na=app.App()\na.run(loops=20)\ngc.collect()\n"
+_SAMPLE = (b"import gc,os\nfrom hashtrail import app\n"
+           b"a=app.App()\na.run(loops=20)\ngc.collect()\n"
            b"s=os.statvfs('/')\n"
            b"print('HTS',gc.mem_alloc(),gc.mem_free(),s[0]*s[2],s[0]*s[3])\n")
 

@@ -1,5 +1,6 @@
 """`hashtrail deploy` against a virtual device: identify the board before writing, copy,
-prune stale modules, verify on device, restart and wait for the application's HELLO."""
+prune stale modules (its own, and the flat layout of earlier releases, never another
+package's), verify on device, restart and wait for the application's HELLO."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from hashtrail.cli import main
 from hashtrail.device.boards import load_board
+from hashtrail.device.deploy import stale_files
 from hashtrail.device.imagefs import file_hashes, firmware_files, read_image
 from hashtrail.sim import VirtualDevice
 from hashtrail.sim.provision import wait_ready
@@ -28,10 +30,14 @@ def _mpremote(port: str, *args: str) -> str:
 def test_deploy_copies_verifies_and_keeps_data(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with VirtualDevice(tmp_path, "dev0") as dev:
-        # A stale module, a changed file, and device data that must survive.
+        # A stale module of the firmware, the flat /lib modules of an earlier release,
+        # another package's files, a changed file, and device data that must survive.
         _mpremote(dev.port, "exec",
                   "import os\n"
-                  "open('/lib/stale.mpy','wb').write(b'old')\n"
+                  "open('/lib/hashtrail/stale.mpy','wb').write(b'old')\n"
+                  "for n in ('devlog.mpy', 'cbor.mpy', 'p256_table.bin', 'app.py'):\n"
+                  " open('/lib/' + n,'wb').write(b'old')\n"
+                  "open('/lib/otherpkg.mpy','wb').write(b'theirs')\n"
                   "open('/main.py','w').write('print(1)')\n"
                   "try:\n os.mkdir('/ht')\nexcept OSError:\n pass\n"
                   "open('/ht/keepme','w').write('data')")
@@ -39,13 +45,16 @@ def test_deploy_copies_verifies_and_keeps_data(tmp_path: Path,
         report = json.loads(capsys.readouterr().out)
         files = firmware_files(load_board("unix"))
         assert report["files"] == file_hashes(files)
-        listing = _mpremote(dev.port, "ls", ":/lib")
+        listing = _mpremote(dev.port, "ls", ":/lib/hashtrail")
         assert "stale.mpy" not in listing and "link.mpy" in listing
+        on_lib = _mpremote(dev.port, "exec", "import os; print(sorted(os.listdir('/lib')))")
+        assert on_lib.strip() == "['hashtrail', 'otherpkg.mpy']"
         assert _mpremote(dev.port, "exec", "print(open('/ht/keepme').read())").strip() == "data"
         dev.power_cut()
     on_flash = read_image(dev.image_path.read_bytes(), 4096)
     assert {p: on_flash[p] for p in files} == files
     assert on_flash["/ht/keepme"] == b"data"
+    assert on_flash["/lib/otherpkg.mpy"] == b"theirs"
 
 
 def test_deploy_to_a_port_without_a_board_is_a_clear_error(
@@ -111,3 +120,13 @@ def test_deploy_whose_app_cannot_start_shows_the_device_lines(
         assert "Traceback (most recent call last)" in err  # the device's, shown as its own
         assert "\nTraceback" not in err  # no host traceback
     assert _firmware_on_flash(dev) == firmware_files(load_board("esp32"))
+
+
+def test_stale_files_are_the_firmwares_own_never_another_packages() -> None:
+    files = {"/lib/hashtrail/app.mpy": b"", "/main.py": b""}
+    # A board that never had the flat layout keeps its own `cbor` in /lib.
+    assert stale_files(["cbor.py", "hashtrail"], ["app.mpy", "old.mpy"], files) == [
+        "/lib/hashtrail/old.mpy"]
+    # The flat layout of earlier releases (its devlog is there) goes, by its known names.
+    assert stale_files(["cbor.mpy", "devlog.mpy", "mine.py", "p256_table.bin", "hashtrail"],
+                       [], files) == ["/lib/cbor.mpy", "/lib/devlog.mpy", "/lib/p256_table.bin"]

@@ -1,9 +1,9 @@
 """`mpremote mip install firmware/package.json` on a freshly flashed virtual board.
 
 The way a MicroPython user installs a library: mip copies every file named in
-firmware/package.json into the board's /lib (mpremote 1.29 reads a local package.json
-and resolves its relative urls next to it; over http it does the same against the
-server). The application itself (main.py, boot.py) and the board definition are not
+firmware/package.json into the package folder /lib/hashtrail/, so no module collides
+with another package's (mpremote 1.29 reads a local package.json and resolves its
+relative urls next to it; over http it does the same against the server). The application itself (main.py, boot.py) and the board definition are not
 library files: the user copies them with `mpremote cp`, as the README says. The board
 then has to boot into the app from exactly those files and answer the protocol.
 
@@ -86,6 +86,12 @@ def _fresh_board(directory: Path, budget_of: str = "esp32s3") -> VirtualDevice:
     return dev
 
 
+def _listing(dev: VirtualDevice, folder: str) -> list[str]:
+    out = _mpremote(dev.port, "exec",
+                    f"import os, json; print(json.dumps(sorted(os.listdir({folder!r}))))")
+    return list(json.loads(out))
+
+
 def _assert_first_boot_signs(dev: VirtualDevice) -> None:
     """The app installed by mip runs: first boot, and a checkpoint over a fresh nonce
     verifies against the key the device reports."""
@@ -115,15 +121,14 @@ def test_mip_install_lands_every_file_and_the_board_runs_the_app(tmp_path: Path,
         _mpremote(dev.port, "cp", "firmware/main.py", "firmware/boot.py", ":")
         _mpremote(dev.port, "cp", "boards/unix.json", ":board.json")
 
-        listing = _mpremote(dev.port, "exec",
-                            "import os, json; print(json.dumps(sorted(os.listdir('/lib'))))")
-        assert json.loads(listing) == sorted(p.rsplit("/", 1)[1] for p in expected)
+        assert _listing(dev, "/lib") == ["hashtrail"]  # nothing flat in /lib
+        assert _listing(dev, "/lib/hashtrail") == sorted(p.rsplit("/", 1)[1] for p in expected)
         paths = sorted(expected)
         out = _mpremote(dev.port, "sha256sum", *(":" + p for p in paths))
         digests = [w for w in out.split() if len(w) == 64]
         assert dict(zip(paths, digests, strict=True)) == expected
 
-        dev.restart()  # boots boot.py, then main.py -> /lib/app.py from the mip files
+        dev.restart()  # boots boot.py, then main.py -> /lib/hashtrail/app.py (mip's files)
         _assert_first_boot_signs(dev)
 
 
@@ -138,7 +143,9 @@ def test_on_device_mip_installs_the_same_files_over_http(tmp_path: Path) -> None
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     urls = json.loads(PACKAGE.read_text())["urls"]
-    assert sorted(p.name for p in target.iterdir()) == sorted(dest for dest, _ in urls)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")
+                  if p.is_file()) == sorted(dest for dest, _ in urls)
+    assert [p.name for p in target.iterdir()] == ["hashtrail"]
     for dest, url in urls:
         assert (target / dest).read_bytes() == (FIRMWARE / url).read_bytes(), dest
 
@@ -168,16 +175,15 @@ def test_mip_install_from_compiled_index_boots_at_the_esp32_budget(tmp_path: Pat
         assert "package/6/hashtrail/latest.json" in out or "hashtrail (latest)" in out, out
         _mpremote(dev.port, "cp", "firmware/main.py", "firmware/boot.py", ":")
         _mpremote(dev.port, "cp", "boards/unix.json", ":board.json")
-        listing = _mpremote(dev.port, "exec",
-                            "import os, json; print(json.dumps(sorted(os.listdir('/lib'))))")
-        assert json.loads(listing) == names
+        assert _listing(dev, "/lib") == ["hashtrail"]
+        assert [f"hashtrail/{n}" for n in _listing(dev, "/lib/hashtrail")] == names
         # Every installed file is the index's file (mip named it by its hash prefix).
         paths = [f"/lib/{dest}" for dest, _ in hashes]
         out = _mpremote(dev.port, "sha256sum", *(":" + p for p in paths))
         digests = [w for w in out.split() if len(w) == 64]
         assert [d[:8] for d in digests] == [short for _, short in hashes]
 
-        dev.restart()  # boot.py, main.py -> /lib/app.mpy, in 100 KB of heap
+        dev.restart()  # boot.py, main.py -> /lib/hashtrail/app.mpy, in 100 KB of heap
         _assert_first_boot_signs(dev)
 
         # A second install finds every file in place (mip compares the hash prefix).

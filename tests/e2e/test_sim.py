@@ -60,8 +60,9 @@ def test_image_is_littlefs_with_exactly_the_firmware(dev: VirtualDevice) -> None
     fw = {p: b for p, b in files.items() if p in expected}
     assert fw == expected  # same bytes as a fresh compile: one layout for sim and image
     assert files["/board.json"] == (BOARDS / "unix.json").read_bytes()
-    assert "/main.py" in files and any(p.startswith("/lib/") and p.endswith(".mpy")
+    assert "/main.py" in files and any(p.startswith("/lib/hashtrail/") and p.endswith(".mpy")
                                        for p in files)
+    assert not any(p.startswith("/lib/") and p.count("/") == 2 for p in files)  # no flat
 
 
 def test_ctrl_c_interrupts_running_main_into_the_repl(dev: VirtualDevice) -> None:
@@ -92,7 +93,7 @@ def test_ctrl_c_interrupts_sleeping_code(dev: VirtualDevice) -> None:
 
 def test_stock_mpremote_exec_ls_cp(dev: VirtualDevice, tmp_path: Path) -> None:
     assert mpremote(dev.port, "exec", "print(6*7)").strip() == "42"
-    listing = mpremote(dev.port, "ls", ":/lib")
+    listing = mpremote(dev.port, "ls", ":/lib/hashtrail")
     assert "board_unix.mpy" in listing and "link.mpy" in listing
     src = tmp_path / "note.bin"
     src.write_bytes(bytes(range(256)) * 20)  # every byte value, 0x03 included
@@ -104,7 +105,8 @@ def test_stock_mpremote_exec_ls_cp(dev: VirtualDevice, tmp_path: Path) -> None:
 
 def test_reset_causes_and_persistence(dev: VirtualDevice) -> None:
     mpremote(dev.port, "exec", "f=open('/persist.txt','w'); f.write('kept'); f.close()")
-    assert exec_value(dev.port, "__import__('board_unix').reset_cause()") == "soft"
+    cause = "__import__('hashtrail.board_unix').board_unix.reset_cause()"
+    assert exec_value(dev.port, cause) == "soft"
     dev.restart()
     time.sleep(0.5)
     # mpremote itself soft-resets on connect, so ask the ROM what started this VM.
@@ -198,7 +200,7 @@ def test_mpremote_reset_is_a_hard_reset_that_restarts_main(dev: VirtualDevice) -
     with serial.Serial(dev.port, 115200, timeout=0.2) as ser:  # reset cause "hard"
         ser.write(b"\x03")
         read_until(ser, b">>> ")
-        ser.write(b"import board_unix; board_unix.reset_cause()\r")
+        ser.write(b"from hashtrail import board_unix; board_unix.reset_cause()\r")
         assert b"'hard'" in read_until(ser, b"'hard'")
         ser.write(b"\x04")  # soft reset at the friendly prompt: main.py again
         read_until(ser, b"MPY: soft reboot\r\n")

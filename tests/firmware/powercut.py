@@ -11,8 +11,8 @@
 #   - appending resumes at last_seq + 1 on the right head and survives another reboot.
 import hashlib
 
-import logstore
 import ramblock
+from hashtrail import logstore
 
 _ZERO = b"\0" * 32
 BLOCKS = 24

@@ -217,7 +217,7 @@ def _no_errors(what, e):
 
 def _boot(root, cfg_path, steps):
     """One boot of the real app, driven by a host script, stopped by Ctrl-C."""
-    import app
+    from hashtrail import app
 
     app._log_error = _no_errors  # the app survives errors by logging them: here, fail
     gc.collect()

@@ -7,14 +7,10 @@
 # and never signs a checkpoint over the rewritten head without that report.
 import hashlib
 
-import cose
 import devhelp
-import devlog
 import dtest
-import entry
-import logstore
-import p256
 import ramblock
+from hashtrail import cose, devlog, entry, logstore, p256
 
 HEAP = 1572864
 LOG = {"seg_records": 8, "seg_bytes": 4096, "checkpoint_every": 0, "checkpoint_s": 0}
@@ -78,7 +74,7 @@ def _request(lg, cmd, args=b""):
     import struct
     from binascii import crc32
 
-    import link
+    from hashtrail import link
 
     out = io.BytesIO()
     svc = link.Link(lg, out, "unix", "0.1.0", devhelp.StepClock())

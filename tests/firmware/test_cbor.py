@@ -2,9 +2,9 @@
 # hypothesis-made values and random float bit patterns (vectors_format.py).
 import binascii
 
-import cbor
 import dtest
 import fmtvec
+from hashtrail import cbor
 
 NEEDS = ("cbor_vectors",)
 

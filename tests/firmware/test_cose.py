@@ -2,10 +2,9 @@
 # with RFC 6979 nonces the signatures, and so the whole message, must be identical.
 import binascii
 
-import cose
 import dtest
 import fmtvec
-import p256
+from hashtrail import cose, p256
 
 NEEDS = ("cose_vectors",)
 
@@ -15,7 +14,7 @@ def test_checkpoints_match_host_bytes():
     key = next(it)
     d = int(key["d"], 16)
     pub = binascii.unhexlify(key["pub"])
-    import identity
+    from hashtrail import identity
 
     kid = identity.device_id_of(pub)
     count = 0

@@ -1,13 +1,10 @@
 # The Log facade on littlefs (RAM block device): boots, chain, acks, checkpoints, full.
 import hashlib
 
-import cose
 import devhelp
-import devlog
 import dtest
-import entry
-import p256
 import ramblock
+from hashtrail import cose, devlog, entry, p256
 
 HEAP = 1572864
 CFG = {"name": "unix", "log": {"seg_records": 8, "seg_bytes": 2048, "checkpoint_every": 0,
@@ -95,7 +92,7 @@ def test_checkpoints_verify_and_are_stored():
     cps = []
     for rec in log.records(0):
         if rec[0] == 0xC7:
-            import logstore
+            from hashtrail import logstore
             blen = logstore.parse(rec)[3]
             cps.append((logstore.parse(rec)[2], bytes(rec[8:8 + blen])))
     dtest.eq([s for s, _ in cps], [4, 9, 9])  # every 5 entries, then the requested one
@@ -128,7 +125,7 @@ def test_entries_are_signed_by_default():
     bd, root = _fresh()
     log = _log(root, cfg={"log": {"checkpoint_every": 0}})
     log.reading(R)
-    import logstore
+    from hashtrail import logstore
     n = 0
     for rec in log.records(0):
         magic, flags, seq, blen = logstore.parse(rec)
@@ -144,7 +141,7 @@ def test_a_board_may_switch_entry_signing_off():
     bd, root = _fresh()
     log = _log(root, cfg={"log": {"sign_entries": False, "checkpoint_every": 0}})
     log.reading(R)
-    import logstore
+    from hashtrail import logstore
     dtest.eq([logstore.parse(r)[1] for r in log.records(0)], [0, 0, 0])
     dtest.eq(devhelp.kinds(devhelp.walk(log))[0][2][2], entry.POLICY_CHECKPOINTS)
 

@@ -5,11 +5,10 @@
 import gc
 import os
 
-import blockdev_file
 import devhelp
-import devlog
 import dtest
 import vfs
+from hashtrail import blockdev_file, devlog
 
 BOARD = "esp32"
 TIMEOUT = 600

@@ -3,10 +3,9 @@
 # takes data from a second collector that has not read it yet; when the flash fills,
 # the oldest acknowledged segments go first, for readings and for every other entry.
 import devhelp
-import devlog
 import dtest
-import entry
 import ramblock
+from hashtrail import devlog, entry
 
 HEAP = 1572864
 # 16 entries a segment: a signed reading is ~170 bytes with its 64-byte signature

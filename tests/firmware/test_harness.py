@@ -15,7 +15,7 @@ def test_heap_budget_is_enforced():
 
 
 def test_firmware_loads_from_mpy_or_source():
-    import p256
+    from hashtrail import p256
 
     f = getattr(p256, "__file__", "")
     dtest.true(f.endswith(".mpy") or f.endswith(".py"), f)

@@ -3,9 +3,7 @@ import os
 import vfs
 
 import dtest
-import identity
-import keyfile
-import p256
+from hashtrail import identity, keyfile, p256
 
 
 class RamBlocks:
@@ -59,7 +57,7 @@ ROOT = "/flash/ht"
 
 def test_first_boot_creates_then_reloads_same_identity():
     bd = _mount()
-    a = identity.load_or_create(ROOT)
+    a = keyfile.load_or_create(ROOT)
     dtest.true(a.created)
     dtest.eq(len(a.pub), 65)
     dtest.eq(a.pub[0], 4)
@@ -69,7 +67,7 @@ def test_first_boot_creates_then_reloads_same_identity():
     # next boot: remount the same flash, same identity, not re-created
     vfs.umount("/flash")
     _mount(bd, mkfs=False)
-    b = identity.load_or_create(ROOT)
+    b = keyfile.load_or_create(ROOT)
     dtest.false(b.created)
     dtest.eq(b.pub, a.pub)
     dtest.eq(b.device_id_hex, a.device_id_hex)
@@ -88,7 +86,7 @@ def test_first_boot_creates_then_reloads_same_identity():
 
 def _corrupt(pos, value=None):
     _mount()
-    identity.load_or_create(ROOT)
+    keyfile.load_or_create(ROOT)
     with open(ROOT + "/key", "rb") as f:
         raw = bytearray(f.read())
     if value is None:
@@ -102,9 +100,9 @@ def _corrupt(pos, value=None):
 def test_corrupted_key_file_raises_never_regenerates():
     for pos, flip in ((0, 1), (10, 0x80), (50, 1), (104, 0xFF), (60, None), (0, None)):
         _corrupt(pos, flip)
-        dtest.raises(identity.IdentityError, identity.load_or_create, ROOT)
+        dtest.raises(identity.IdentityError, keyfile.load_or_create, ROOT)
         # and nothing was overwritten by a fresh key
-        dtest.raises(identity.IdentityError, identity.load_or_create, ROOT)
+        dtest.raises(identity.IdentityError, keyfile.load_or_create, ROOT)
 
 
 def test_key_file_with_wrong_public_key_raises():
@@ -114,7 +112,7 @@ def test_key_file_with_wrong_public_key_raises():
     wrong = p256.public_key(d + 1)
     with open(ROOT + "/key", "wb") as f:
         f.write(keyfile.encode_key(d, wrong))
-    e = dtest.raises(identity.IdentityError, identity.load_or_create, ROOT)
+    e = dtest.raises(identity.IdentityError, keyfile.load_or_create, ROOT)
     dtest.true("match" in str(e))
 
 
@@ -124,7 +122,7 @@ def test_missing_key_with_existing_log_raises():
     os.mkdir(ROOT + "/log")
     with open(ROOT + "/log/0000000000.seg", "wb") as f:
         f.write(b"\xa7")
-    dtest.raises(identity.IdentityError, identity.load_or_create, ROOT)
+    dtest.raises(identity.IdentityError, keyfile.load_or_create, ROOT)
     dtest.raises(OSError, os.stat, ROOT + "/key")
 
 
@@ -132,4 +130,4 @@ def test_empty_log_dir_still_allows_first_boot():
     _mount()
     os.mkdir(ROOT)
     os.mkdir(ROOT + "/log")
-    dtest.true(identity.load_or_create(ROOT).created)
+    dtest.true(keyfile.load_or_create(ROOT).created)

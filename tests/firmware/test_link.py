@@ -6,7 +6,7 @@ import json
 import struct
 
 import dtest
-import link
+from hashtrail import link
 
 NEEDS = ("link_requests",)
 

@@ -6,12 +6,10 @@ import gc
 import os
 import struct
 
-import blockdev_file
 import devhelp
-import devlog
 import dtest
-import link
 import vfs
+from hashtrail import blockdev_file, devlog, link
 from binascii import crc32
 
 # The esp32 budget is 100 KB, but the firmware modules alone (p256 with its comb

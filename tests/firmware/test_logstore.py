@@ -5,8 +5,8 @@ import os
 import struct
 
 import dtest
-import logstore
 import ramblock
+from hashtrail import logstore
 
 HEAP = 1572864
 

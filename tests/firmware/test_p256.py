@@ -4,7 +4,7 @@
 import hashlib
 
 import dtest
-import p256
+from hashtrail import p256
 
 BOARD = "esp32"
 

@@ -12,7 +12,7 @@ RESIDENT_BUDGET = 24 * 1024
 def test_resident_heap_of_module_and_table():
     gc.collect()
     before = gc.mem_alloc()
-    import p256
+    from hashtrail import p256
 
     gc.collect()
     resident = gc.mem_alloc() - before
@@ -29,12 +29,12 @@ def test_resident_heap_of_module_and_table():
 
 def test_table_file_matches_the_constant_module():
     # Frozen builds use p256_table.COMB, .mpy builds the file: both must be the table.
-    import p256
+    from hashtrail import p256
 
     dtest.true(p256._TABLE_FILE is not None)
     with open(p256._TABLE_FILE, "rb") as f:
         raw = f.read()
-    from p256_table import COMB
+    from hashtrail.p256_table import COMB
 
     dtest.eq(len(raw), 255 * 64)
     dtest.true(raw == COMB, "p256_table.bin differs from p256_table.COMB")
@@ -45,7 +45,7 @@ def test_sign_and_verify_in_board_heap_with_ballast():
     # device whose log store and link buffers are loaded: sign/verify must still run.
     import hashlib
 
-    import p256
+    from hashtrail import p256
 
     gc.collect()
     ballast = []

@@ -1,7 +1,7 @@
 # Device HMAC-SHA256 (hmac256): RFC 4231 test cases, and CPython's hmac on keys
 # and messages around the 64-byte block boundary (tests/firmware/vectors_p256.py).
 import dtest
-import hmac256
+from hashtrail import hmac256
 
 BOARD = "esp32"
 NEEDS = ("hmac_random",)

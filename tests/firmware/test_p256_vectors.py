@@ -7,7 +7,7 @@
 import hashlib
 
 import dtest
-import p256
+from hashtrail import p256
 
 BOARD = "esp32"
 NEEDS = ("p256_random", "p256_foreign", "p256_wycheproof")

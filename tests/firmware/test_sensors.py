@@ -2,9 +2,8 @@
 import json
 import math
 
-import boardcfg
 import dtest
-import sensors
+from hashtrail import boardcfg, sensors
 
 UNIX_SENSORS = [
     {"name": "temp", "kind": "simulated", "unit": "Cel", "base": 4.0, "swing": 1.5},

@@ -70,7 +70,7 @@ def _records(recs: list[dict[str, Any]]) -> bytes:
 
 
 def _info_payload(pub: bytes, last: int, head: bytes) -> bytes:
-    """INFO exactly as firmware/lib/link.py `_hello` writes it (ints, bytes, text)."""
+    """INFO exactly as firmware/lib/hashtrail/link.py `_hello` writes it (ints, bytes, text)."""
     import cbor2
 
     m = {0: 1, 1: hashlib.sha256(pub).digest()[:16], 2: pub, 3: "0.1.0", 4: "unix",

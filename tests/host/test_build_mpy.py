@@ -37,7 +37,7 @@ def _expected_outputs() -> set[str]:
         out.add(str(rel if keep_source else rel.with_suffix(".mpy")))
     # Data files are shipped unchanged (the P-256 comb table read from flash).
     out.update(str(p.relative_to(FIRMWARE)) for p in FIRMWARE.rglob("*.bin"))
-    assert "lib/p256_table.bin" in out
+    assert "lib/hashtrail/p256_table.bin" in out
     return out
 
 
@@ -63,8 +63,10 @@ def test_build_every_module_for_board(board: str, tmp_path: Path) -> None:
             # does, it must be the board's.
             assert head[2] >> 2 in (0, ARCH_CODES[arch]), f"{name}: wrong arch"
     # The crypto modules are in every build (the table as one big bytes constant).
-    assert report["files"]["lib/p256_table.mpy"] > 255 * 64
-    assert "lib/p256.mpy" in report["files"] and "lib/hmac256.mpy" in report["files"]
+    assert report["files"]["lib/hashtrail/p256_table.mpy"] > 255 * 64
+    assert {"lib/hashtrail/__init__.mpy", "lib/hashtrail/p256.mpy",
+            "lib/hashtrail/hmac256.mpy"} <= set(report["files"])
+    assert not [n for n in report["files"] if n.startswith("lib/") and n.count("/") == 1]
 
 
 def test_text_output_lists_sizes(tmp_path: Path) -> None:
@@ -73,14 +75,14 @@ def test_text_output_lists_sizes(tmp_path: Path) -> None:
          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert any(ln.split()[-1] == "lib/p256.mpy" for ln in lines[:-1])
+    assert any(ln.split()[-1] == "lib/hashtrail/p256.mpy" for ln in lines[:-1])
     assert "total (esp32, arch=xtensawin)" in lines[-1]
 
 
 def test_bytecode_build_runs_on_the_vm(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "tools" / "build_mpy.py"), "--board", "unix",
                     "--out", str(tmp_path)], check=True, capture_output=True, timeout=300)
-    code = ("import p256, hmac256, p256_table\n"
+    code = ("from hashtrail import p256, hmac256, p256_table\n"
             "pub = p256.public_key(7)\n"
             "import hashlib\n"
             "h = hashlib.sha256(b'mpy').digest()\n"
@@ -89,4 +91,4 @@ def test_bytecode_build_runs_on_the_vm(tmp_path: Path) -> None:
                           env=dict(os.environ, MICROPYPATH=str(tmp_path / "lib")),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("p256.mpy True")
+    assert proc.stdout.strip().endswith("lib/hashtrail/p256.mpy True")

@@ -42,7 +42,9 @@ def firmware_modules() -> list[Path]:
 
 
 def own_modules() -> set[str]:
-    return {p.stem for p in FIRMWARE.rglob("*.py")}
+    """Names the firmware's own imports start with: its modules and its package."""
+    return ({p.stem for p in FIRMWARE.rglob("*.py")}
+            | {p.parent.name for p in FIRMWARE.rglob("__init__.py")})
 
 
 def _stub_path(name: str, root: Path) -> Path | None:

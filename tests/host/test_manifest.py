@@ -1,13 +1,14 @@
 """firmware/manifest.py (frozen builds) and firmware/package.json (mip) cannot drift.
 
-Why: both list firmware files by hand or by rule, and a module added to firmware/lib
-that one of them misses only shows on a board, as an ImportError at boot. No frozen
-MicroPython build runs here (that needs ESP-IDF), so the manifest is executed the way
-MicroPython's tools/manifestfile.py executes it: as Python, with its working folder set
-to the manifest's own, `$(PORT_DIR)` etc. substituted, and recording versions of
-include/module/package/freeze/require. What it freezes must cover every module a board
+Why: both list firmware files by hand or by rule, and a module added to
+firmware/lib/hashtrail that one of them misses only shows on a board, as an ImportError
+at boot. No frozen MicroPython build runs here (that needs ESP-IDF), so the manifest is
+executed the way MicroPython's tools/manifestfile.py executes it: as Python, with its
+working folder set to the manifest's own, `$(PORT_DIR)` etc. substituted, and recording
+versions of include/module/package/freeze/require. What it freezes must cover every module a board
 imports (found by following the imports from app.py and the ESP32 board layer), exist,
-and leave out the virtual board's modules.
+keep the package layout a board imports (hashtrail/<module>.py), and leave out the
+virtual board's modules.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hashtrail.paths import venv_tool
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 LIB = FIRMWARE / "lib"
+PKG = LIB / "hashtrail"  # the firmware's package: /lib/hashtrail on a board
 VIRTUAL_ONLY = {"board_unix.py", "blockdev_file.py"}
 # Where a board's import graph starts: main.py imports app; app imports the layer that
 # boardcfg.layer_for names for an ESP32 chip (by name, through __import__).
@@ -88,15 +90,21 @@ def _run_manifest() -> _Recorder:
 
 
 def _imports(module: str) -> set[str]:
-    """Firmware modules `module` imports anywhere in its body (static)."""
-    tree = ast.parse((LIB / f"{module}.py").read_text())
+    """Firmware modules `module` imports anywhere in its body (static): `import
+    hashtrail.x`, `from hashtrail import x` and `from hashtrail.x import y` name x; any
+    import of the package names its __init__."""
+    tree = ast.parse((PKG / f"{module}.py").read_text())
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-    return {n for n in names if (LIB / f"{n}.py").is_file()}
+            if node.module == "hashtrail":
+                names.update(f"hashtrail.{a.name}" for a in node.names)
+    out = {"__init__"} if any(n.split(".")[0] == "hashtrail" for n in names) else set()
+    out.update(n.split(".", 1)[1] for n in names if n.startswith("hashtrail."))
+    return {n for n in out if (PKG / f"{n}.py").is_file()}
 
 
 def _board_modules() -> set[str]:
@@ -114,19 +122,23 @@ def test_manifest_freezes_every_module_a_board_imports() -> None:
     rec = _run_manifest()
     assert rec.includes[0] == "$(PORT_DIR)/boards/manifest.py"  # the port's own modules
     needed = _board_modules()
-    assert {"app.py", "p256.py", "p256_table.py", "devlog.py", "link.py"} <= needed
-    missing = needed - set(rec.frozen)
+    assert {"__init__.py", "app.py", "p256.py", "p256_table.py", "devlog.py", "link.py",
+            "keyfile.py", "logscan.py"} <= needed
+    missing = {f"hashtrail/{n}" for n in needed} - set(rec.frozen)
     assert not missing, f"manifest.py does not freeze {sorted(missing)}"
     for target, source in rec.frozen.items():
         assert source.is_file(), f"{target}: {source} does not exist"
-        assert source.parent == LIB and target == source.name  # importable by name
+        # importable as on a board: hashtrail.<module>
+        assert source.parent == PKG and target == f"hashtrail/{source.name}"
 
 
 def test_manifest_freezes_all_firmware_but_nothing_virtual() -> None:
     frozen = set(_run_manifest().frozen)
-    assert not frozen & VIRTUAL_ONLY
+    assert not frozen & {f"hashtrail/{n}" for n in VIRTUAL_ONLY}
     assert not frozen & {"main.py", "boot.py"}  # stay files: the app can be switched off
-    assert frozen == {p.name for p in LIB.glob("*.py")} - VIRTUAL_ONLY
+    assert frozen == {f"hashtrail/{p.name}" for p in PKG.glob("*.py")
+                      if p.name not in VIRTUAL_ONLY}
+    assert not list(LIB.glob("*.py"))  # nothing flat in lib/: all of it is the package
 
 
 @pytest.mark.parametrize("module", sorted(VIRTUAL_ONLY))
@@ -145,8 +157,8 @@ def test_package_json_lists_exactly_the_library_files() -> None:
     pkg = _package()
     urls = pkg["urls"]
     assert isinstance(urls, list)
-    shipped = sorted(p.name for p in LIB.iterdir() if p.suffix in (".py", ".bin"))
-    expected = [[name, f"lib/{name}"] for name in shipped]
+    shipped = sorted(p.name for p in PKG.iterdir() if p.suffix in (".py", ".bin"))
+    expected = [[f"hashtrail/{name}", f"lib/hashtrail/{name}"] for name in shipped]
     assert urls == expected, ("firmware/package.json is out of date; its urls must be:\n"
                               + ",\n".join(json.dumps(e) for e in expected))
     assert "p256_table.bin" in shipped  # data file mip copies as it is
@@ -155,26 +167,30 @@ def test_package_json_lists_exactly_the_library_files() -> None:
 
 def test_package_json_urls_are_relative_and_exist() -> None:
     """Relative urls resolve next to package.json, wherever it is served from (a local
-    path, http, or github:OWNER/REPO/firmware/package.json)."""
+    path, http, or github:OWNER/REPO/firmware/package.json); every file lands in the
+    package folder under mip's target (/lib/hashtrail/...)."""
     urls = _package()["urls"]
     assert isinstance(urls, list)
     for dest, url in urls:
-        assert "/" not in dest and not url.startswith(("/", "http", "github:"))
+        assert dest.startswith("hashtrail/") and dest.count("/") == 1
+        assert not url.startswith(("/", "http", "github:"))
         assert (FIRMWARE / url).is_file()
 
 
 def test_p256_named_as_a_frozen_module_takes_the_table_constant(tmp_path: Path) -> None:
-    """A frozen module's __file__ is its bare name ("p256.py", no folder: the unix port's
-    own frozen asyncio shows "asyncio/__init__.py"), so p256 looks for p256_table.bin in
-    the current folder, finds none, and uses p256_table.COMB, which a frozen build keeps
-    in flash. Imported here by bare name from the current folder, as a frozen one is."""
-    for name in ("p256.py", "p256_table.py", "hmac256.py"):
-        shutil.copyfile(LIB / name, tmp_path / name)
-    code = ("import sys\nsys.path[:] = ['']\nimport p256\n"
-            "print(p256.__file__, p256.COMB is not None and len(p256.COMB))\n"
+    """A frozen module's __file__ is its path inside the image, with no folder before the
+    package ("hashtrail/p256.py": the unix port's own frozen asyncio shows
+    "asyncio/core.py"), so p256 looks for no p256_table.bin and uses p256_table.COMB,
+    which a frozen build keeps in flash. Imported here relative to the current folder,
+    which gives the same __file__, with the table file beside it all the same."""
+    (tmp_path / "hashtrail").mkdir()
+    for name in ("__init__.py", "p256.py", "p256_table.py", "hmac256.py", "p256_table.bin"):
+        shutil.copyfile(PKG / name, tmp_path / "hashtrail" / name)
+    code = ("import sys\nsys.path[:] = ['']\nfrom hashtrail import p256\n"
+            "print(p256.__file__, p256._TABLE_FILE, p256.COMB is not None and len(p256.COMB))\n"
             "d = 12345\nsig = p256.sign(d, bytes(32))\n"
             "print(p256.verify(p256.public_key(d), bytes(32), sig))\n")
     proc = subprocess.run([venv_tool("micropython"), "-c", code], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.split() == ["p256.py", "16320", "True"]
+    assert proc.stdout.split() == ["hashtrail/p256.py", "None", "16320", "True"]

@@ -37,7 +37,8 @@ from vectors_p256 import (  # noqa: E402
 HEAP = load_board("esp32").heap_budget
 
 _SIGN = r"""
-import p256, binascii
+import binascii
+from hashtrail import p256
 for line in open("cases.txt"):
     d, h = line.split()
     h = binascii.unhexlify(h)
@@ -47,7 +48,8 @@ for line in open("cases.txt"):
 """
 
 _VERIFY = r"""
-import p256, binascii
+import binascii
+from hashtrail import p256
 for line in open("cases.txt"):
     pub, h, sig = [binascii.unhexlify(x) for x in line.split()]
     print(1 if p256.verify(pub, h, sig) else 0)
@@ -106,7 +108,8 @@ def test_firmware_built_with_O3_still_rejects(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "tools" / "build_mpy.py"), "--board", "unix",
                     "-O", "3", "--out", str(out)], check=True, capture_output=True)
     code = r"""
-import p256, hashlib
+import hashlib
+from hashtrail import p256
 h = hashlib.sha256(b"o3").digest()
 pub = p256.public_key(5)
 sig = p256.sign(5, h)
@@ -138,5 +141,5 @@ def _micropython() -> str:
 
 def test_devrun_reports_device_exceptions() -> None:
     with pytest.raises(DeviceRunError) as e:
-        run_snippet("import p256\np256.public_key(0)\n", heap=HEAP)
+        run_snippet("from hashtrail import p256\np256.public_key(0)\n", heap=HEAP)
     assert "private key out of range" in str(e.value)

@@ -1,4 +1,4 @@
-"""The comb table in firmware/lib/p256_table.py against OpenSSL (`cryptography`).
+"""The comb table in firmware/lib/hashtrail/p256_table.py against OpenSSL (`cryptography`).
 
 Why: every device signature and public key goes through this table; a wrong entry
 would make some scalars sign wrongly. Each entry must be the public point of its
@@ -22,7 +22,7 @@ import gen_p256_table  # noqa: E402
 
 
 def _committed_table() -> bytes:
-    tree = ast.parse((ROOT / "firmware" / "lib" / "p256_table.py").read_text())
+    tree = ast.parse(gen_p256_table.OUT.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMB":
             value = ast.literal_eval(node.value)
@@ -39,7 +39,7 @@ def test_every_entry_matches_openssl() -> None:
     table = _committed_table()
     assert len(table) == 255 * 64
     # The same bytes ship as p256_table.bin, which .mpy builds read from flash.
-    assert (ROOT / "firmware" / "lib" / "p256_table.bin").read_bytes() == table
+    assert gen_p256_table.OUT_BIN.read_bytes() == table
     for idx in range(1, 256):
         k = sum(1 << (32 * j) for j in range(8) if idx >> j & 1)
         pub = ec.derive_private_key(k, ec.SECP256R1()).public_key().public_bytes(

@@ -1,6 +1,6 @@
 """Reconcile chains made by the REAL firmware, not by tools/devchain.py.
 
-The device's log (firmware/lib/devlog.py, via tests/firmware/devhelp.make_image) runs
+The device's log (firmware/lib/hashtrail/devlog.py, via tests/firmware/devhelp.make_image) runs
 under the MicroPython unix port on a littlefs image; the host reads the image with
 littlefs-python, parses the flash records (records.py), files them in a collector store
 exactly as received, exports a bundle and reconciles it through the real CLI into a

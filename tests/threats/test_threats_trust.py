@@ -724,9 +724,9 @@ def test_usb_repl_reads_the_device_key_and_signs_anything(
     dev = golden.boot(tmp_path, cfg=SLOW)
     devices.append(dev)
     digest = hashlib.sha256(b"a reading this device never took").digest()
-    code = ("import binascii, identity\n"
+    code = ("import binascii\nfrom hashtrail import keyfile\n"
             "print(binascii.hexlify(open('/ht/key', 'rb').read()).decode())\n"
-            "i = identity.load_or_create('/ht')\n"
+            "i = keyfile.load_or_create('/ht')\n"
             f"print(binascii.hexlify(i.sign({digest!r})).decode())\n")
     r = subprocess.run([sys.executable, "-m", "mpremote", "connect", dev.port, "exec", code],
                        capture_output=True, text=True, timeout=60)

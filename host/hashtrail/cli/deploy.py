@@ -3,9 +3,10 @@
 First asks the device what it is (sys.platform, sys.implementation._machine, os.uname()
 over the raw REPL) and refuses, with exit 2 and nothing written, a device that does not
 fit the board definition's `identify` section (--force writes anyway). Then compiles with
-mpy-cross for the board's architecture, copies `/boot.py`, `/main.py`, `/lib/*.mpy` and
-`/board.json` over the raw REPL, removes stale /lib modules, checks every file's SHA-256
-on the device, soft-resets the board and waits for the application to answer HELLO: it
+mpy-cross for the board's architecture, copies `/boot.py`, `/main.py`, `/lib/hashtrail/*.mpy`
+and `/board.json` over the raw REPL, removes stale firmware modules (in /lib/hashtrail, and
+the flat /lib modules of earlier releases), checks every file's SHA-256 on the device,
+soft-resets the board and waits for the application to answer HELLO: it
 prints the firmware version and device id, or, when the application does not start, the
 device's own lines (exit 1). Device data under /ht (key, log) is left alone.
 """

@@ -1,8 +1,8 @@
 """`hashtrail image`: one flashable file with MicroPython and the firmware filesystem.
 
 The MicroPython image goes at the board's offset, and a littlefs partition holding
-the compiled firmware (`/boot.py`, `/main.py`, `/lib/*.mpy`, `/board.json`, laid out
-exactly as a virtual device's flash) at the board's vfs offset. Flash the result at
+the compiled firmware (`/boot.py`, `/main.py`, `/lib/hashtrail/*.mpy`, `/board.json`,
+laid out exactly as a virtual device's flash) at the board's vfs offset. Flash the result at
 the MicroPython offset, e.g. `esptool --chip esp32 write-flash 0x1000 OUT.bin`.
 """
 

@@ -22,7 +22,8 @@ from hashtrail.errors import VerificationError
 
 # The device side. Prints one JSON line; any failure raises (non-zero exit).
 _DEVICE = r"""
-import gc, time, hashlib, json, p256
+import gc, time, hashlib, json
+from hashtrail import p256
 def clock(fn, *args):
     t = time.ticks_us()
     out = fn(*args)

@@ -10,8 +10,10 @@ the SHA-256 of what was compiled and the application it copied answers, so:
    (`BoardMismatchError`, exit 2) and the device is restarted as it was; `force=True`
    overrides.
 2. Copy and check on the device: hashes run there (hashlib through the raw REPL), so
-   nothing is read back over the wire. Modules in /lib that the firmware no longer has
-   are removed (a stale .mpy would still be imported by an old name); the device's data
+   nothing is read back over the wire. The firmware lives in /lib/hashtrail/, which
+   deploy owns: files there that the firmware no longer has are removed. In /lib itself
+   only the flat modules of releases before that package are removed (by their known
+   names, when that layout is there); other packages' files stay. The device's data
    (/ht: key, log, state) is never touched.
 3. Start and ask. A soft reset from the friendly REPL runs boot.py and main.py (as
    `mpremote soft-reset` then a REPL would), and the application must answer the
@@ -97,11 +99,35 @@ print(json.dumps({p: _h(p) for p in %r}))
 
 _LIST_LIB = """\
 import os, json
-try:
-    print(json.dumps(os.listdir('/lib')))
-except OSError:
-    print('[]')
+def _ls(d):
+    try:
+        return os.listdir(d)
+    except OSError:
+        return []
+print(json.dumps([_ls('/lib'), _ls('%s')]))
 """
+# The firmware's own folder on the device (firmware/lib/hashtrail compiled).
+_FW_DIR = "/lib/hashtrail"
+# What releases before the package layout installed flat in /lib (.mpy by deploy, .py
+# by mip). The firmware no longer imports them, and a flat `cbor` or `link` is the very
+# collision the package avoids, so they go, but only when that layout is there (its
+# log module, a name no other package uses): a board that never had it keeps its own
+# `cbor` or `link`.
+_FLAT_MODULES = ("app", "blockdev_file", "board_esp32", "board_unix", "boardcfg", "bootcheck",
+                 "bootfind", "cbor", "chain", "clock", "cose", "devlog", "entry", "hmac256",
+                 "identity", "keyfile", "link", "logscan", "logstore", "p256", "p256_table",
+                 "sensors")
+_FLAT_FILES = frozenset([f"{m}{ext}" for m in _FLAT_MODULES for ext in (".mpy", ".py")]
+                        + ["p256_table.bin"])
+
+
+def stale_files(on_lib: list[str], on_fw: list[str], files: dict[str, bytes]) -> list[str]:
+    """Device paths to remove before copying `files`: what /lib/hashtrail holds that the
+    firmware does not have, and the flat modules of the old layout when it is there."""
+    stale = [f"{_FW_DIR}/{n}" for n in on_fw if f"{_FW_DIR}/{n}" not in files]
+    if "devlog.mpy" in on_lib or "devlog.py" in on_lib:
+        stale += [f"/lib/{n}" for n in on_lib if n in _FLAT_FILES]
+    return stale
 
 
 def _transport(port: str, baud: int) -> Any:
@@ -239,13 +265,13 @@ def deploy(board_name: str, port: str,
             progress(f"--force: writing {board.name} firmware onto a device reporting "
                      f"{facts.describe()}")
         try:
-            on_lib = json.loads(t.exec(_LIST_LIB))
-            if not t.fs_exists("/lib"):
-                t.fs_mkdir("/lib")
-            for name in on_lib:
-                if "/lib/" + name not in files:
-                    progress(f"remove /lib/{name}")
-                    t.fs_rmfile("/lib/" + name)
+            on_lib, on_fw = json.loads(t.exec(_LIST_LIB % _FW_DIR))
+            for folder in sorted({p.rsplit("/", 1)[0] for p in files} - {""}):
+                if not t.fs_exists(folder):
+                    t.fs_mkdir(folder)
+            for path in stale_files(on_lib, on_fw, files):
+                progress(f"remove {path}")
+                t.fs_rmfile(path)
             for path, data in files.items():
                 progress(f"copy {path} ({len(data)} bytes)")
                 t.fs_writefile(path, data)

@@ -6,7 +6,7 @@ imported under a board-sized heap, and read back what it printed. This is the on
 place that knows how to do that: compile firmware/lib once per source version
 (cached under build/devrun/), then `micropython -X heapsize=N` with MICROPYPATH set.
 
-    out = run_snippet("import p256; print(p256.N)", heap=102400)
+    out = run_snippet("from hashtrail import p256; print(p256.N)", heap=102400)
 
 Expected failures (no VM, a device-side exception, a timeout) raise DeviceRunError,
 which carries the device output so the caller can show the device traceback.

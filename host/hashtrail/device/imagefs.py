@@ -1,8 +1,9 @@
 """The device filesystem as a file: build and read littlefs images of the firmware.
 
 Why one module: a virtual device's flash, `hashtrail image` for a real board and the
-tests must all lay the firmware out identically (`/boot.py`, `/main.py`, `/lib/*.mpy`,
-`/board.json`), or the virtual board would test something no board ever runs.
+tests must all lay the firmware out identically (`/boot.py`, `/main.py`,
+`/lib/hashtrail/*.mpy`, `/board.json`), or the virtual board would test something no
+board ever runs.
 
 The littlefs geometry matches MicroPython's `vfs.VfsLfs2` (ESP32 port and unix port):
 the board's block size and block count, names up to 255 bytes, and on-disk format
@@ -46,7 +47,7 @@ def firmware_files(board: Board) -> dict[str, bytes]:
     """Every file the board's filesystem holds, by absolute device path, in a stable order.
 
     The compiled firmware plus `/board.json` (the board definition, read by
-    firmware/lib/boardcfg.py at boot).
+    firmware/lib/hashtrail/boardcfg.py at boot).
     """
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="hashtrail-fw-") as tmp:

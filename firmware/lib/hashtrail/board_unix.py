@@ -12,7 +12,7 @@
 # The ROM publishes its facts in the module `_vboard` (reset_cause, name); without a
 # ROM (the device tests) it is absent and the board reports "power_on".
 # Allocation: as board_esp32; nothing here is on a hot path.
-from clock import Clock  # board.Clock is part of the board-layer interface
+from hashtrail.clock import Clock  # board.Clock is part of the board-layer interface
 
 
 def _rom(attr, default):
@@ -37,6 +37,6 @@ def watchdog(timeout_ms):
 
 
 def sensors(cfg):
-    import sensors as _s
+    from hashtrail import sensors as _s
 
     return _s.build(cfg.get("sensors", ()))

@@ -59,8 +59,8 @@ import hashlib
 
 from micropython import const
 
-import entry
-from logstore import CHECKPOINT, ENTRY, FLAG_SIG, parse
+from hashtrail import entry
+from hashtrail.logstore import CHECKPOINT, ENTRY, FLAG_SIG, parse
 
 _HDR = const(8)
 _SIG = const(64)

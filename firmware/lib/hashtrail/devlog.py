@@ -4,7 +4,7 @@
 # API (stable; link.py and main.py code against it)
 #   log = Log(root, board_name, fw_version, clock, config, reset_cause="unknown")
 #       Recovers the store (logstore.LogStore: torn tail cut, problems listed), opens
-#       the identity (identity.load_or_create: first boot makes the key; a missing key
+#       the identity (keyfile.load_or_create: first boot makes the key; a missing key
 #       under existing segments is refused before anything is written), resumes the chain
 #       on the last complete entry, bumps the boot counter (<root>/state) and appends:
 #       on first boot a key-created entry (seq 0), on every boot a boot entry.
@@ -55,15 +55,10 @@
 import hashlib
 import os
 import struct
-import sys
 from binascii import crc32
 
-import cose
-import entry
-import identity
-import logstore
-import p256
-from cbor import Writer
+from hashtrail import cose, drop, entry, logstore, p256
+from hashtrail.cbor import Writer
 
 DEFAULTS = {
     "seg_records": 256,  # entries per segment file: the pruning granularity
@@ -85,24 +80,21 @@ _NONE32 = 0xFFFFFFFF
 _REASON_FULL = "flash_full"
 
 
-def _boot_only(name, fn, *args):
-    # Import a boot-only module, run one function of it, drop the module again.
-    try:
-        return getattr(__import__(name), fn)(*args)
-    finally:
-        sys.modules.pop(name, None)
+# Boot-only modules (keyfile, bootcheck, bootfind) are imported where they are used,
+# once per boot, and dropped again at once (hashtrail.drop): their code is not resident
+# while the app runs.
 
 
 def boot_walk(sign_cfg):
     """The boot check's walk (bootcheck.Walk), made by LogStore(observe=...) when there
     is a log: it sees every record the recovery scan reads. bootcheck is boot-only:
-    dropped from sys.modules at once, its code lives as long as the walk object does."""
+    dropped at once, its code lives as long as the walk object does."""
     try:
-        import bootcheck
+        from hashtrail import bootcheck
 
         return bootcheck.Walk(sign_cfg)
     finally:
-        sys.modules.pop("bootcheck", None)
+        drop("bootcheck")
 
 
 def boot_verdict(store, wk, pub, device_id):
@@ -115,7 +107,12 @@ def boot_verdict(store, wk, pub, device_id):
     if wk[0] and wk[5] is None and not wk[6] and wk[4] is not None and \
             p256.verify(pub, wk[3], wk[4]):
         return None
-    return _boot_only("bootfind", "decide", store, pub, device_id, wk)
+    try:
+        from hashtrail import bootfind
+
+        return bootfind.decide(store, pub, device_id, wk)
+    finally:
+        drop("bootfind")
 
 
 class LogAltered(ValueError):
@@ -188,7 +185,7 @@ class Log:
             pass
         # The store only reads and repairs what is on flash; nothing is appended before
         # the identity is checked, and a missing key under existing segments is still
-        # refused (identity.load_or_create sees the same segment files).
+        # refused (keyfile.load_or_create sees the same segment files).
         # The boot check's walk rides on the recovery scan (no second pass over the
         # flash); its result is plain data, and the walk (with bootcheck's code) is
         # garbage before the identity check.
@@ -204,10 +201,15 @@ class Log:
         walk = None
         self.problems = self.store.problems
         try:
-            self.ident = identity.load_or_create(root)
+            from hashtrail import keyfile
+
+            self.ident = keyfile.load_or_create(root)
         except Exception:
             self.store.close()
             raise
+        finally:
+            keyfile = None
+            drop("keyfile")
         self.pub = self.ident.pub
         self.device_id = self.ident.device_id_hex
         boot, acked, dropped = self._read_state()

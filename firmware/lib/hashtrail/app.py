@@ -1,6 +1,6 @@
 # app.py: the hashtrail device application; firmware/main.py only calls app.main().
-# It lives in lib/ so it is loaded as compiled .mpy: a board compiles main.py from
-# source at every boot, in the heap the application needs (about 5 KB for this file).
+# It lives in lib/hashtrail/ so it is loaded as compiled .mpy: a board compiles main.py
+# from source at every boot, in the heap the application needs (about 5 KB for this file).
 #
 # What it does, in one cooperative loop (no threads, no asyncio):
 #   - loads /board.json (boardcfg) and the board layer it names (board_esp32/board_unix)
@@ -53,14 +53,16 @@ class App:
     def __init__(self, root=ROOT, cfg_path="/board.json", inp=None, out=None):
         import gc
 
-        import boardcfg
+        from hashtrail import boardcfg, drop
 
         cfg, layer = boardcfg.load(cfg_path)
         # The parsed board definition takes about 4 KB of heap and boardcfg 1.7 KB:
         # take what the app needs, build the sensors, then drop both before the log
         # and the link make their long-lived buffers.
-        del sys.modules["boardcfg"]
-        board = __import__(layer)
+        drop("boardcfg")
+        # The layer is named at run time (board_esp32 / board_unix): a non-empty
+        # fromlist makes __import__ return hashtrail.<layer> itself, not the package.
+        board = __import__("hashtrail." + layer, None, None, (layer,))
         name = cfg["name"]
         self.cfg = {"name": name}
         self.clock = _IntClock(board.Clock())
@@ -81,8 +83,7 @@ class App:
         # they are made; the log makes them before its boot work (devlog.Log).
         gc.collect()
         room = bytearray(chunk + body * 3 + 1024)
-        import devlog
-        import link
+        from hashtrail import devlog, link
 
         room = None
         gc.collect()

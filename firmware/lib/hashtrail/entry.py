@@ -23,7 +23,7 @@ import hashlib
 
 from micropython import const
 
-import cbor
+from hashtrail import cbor
 
 VERSION = const(1)
 

@@ -16,13 +16,13 @@
 #   31 doublings and at most 32 mixed additions instead of 256 and ~128. The table
 #   is read row by row (one 64-byte seek + readinto per comb column, into one
 #   preallocated buffer) from p256_table.bin next to this module when the firmware
-#   ships it (.mpy builds: /lib/p256_table.bin), else taken from the bytes constant
-#   p256_table.COMB (frozen builds keep it in flash; from .mpy it costs 16 KB heap).
-#   The file counts only in the module's own folder: a module whose __file__ has no
-#   folder (frozen) never reads one from the current folder. At import the file's
-#   SHA-256 is checked once against _TABLE_SHA256 (written by tools/gen_p256_table.py);
-#   a damaged or truncated file raises RuntimeError instead of signing with wrong
-#   points.
+#   ships it (.mpy builds: /lib/hashtrail/p256_table.bin), else taken from the bytes
+#   constant p256_table.COMB (frozen builds keep it in flash; from .mpy it costs 16 KB
+#   heap). The file counts only in the module's own folder under a sys.path entry: a
+#   module whose __file__ is just its package path ("hashtrail/p256.py", as a frozen
+#   one's is) never reads one from the current folder. At import the file's SHA-256 is
+#   checked once against _TABLE_SHA256 (written by tools/gen_p256_table.py); a damaged
+#   or truncated file raises RuntimeError instead of signing with wrong points.
 # - Modular inverses use the extended Euclidean algorithm in Python: about 10x
 #   faster here than Fermat's pow(x, m - 2, m) (pow(x, -1, m) returns 0 on this
 #   MicroPython). Signing needs two inverses (affine x of R, and 1/k).
@@ -49,7 +49,7 @@
 # only ~20 KB free.
 import os
 
-import hmac256
+from hashtrail import hmac256
 
 try:
     from micropython import const
@@ -84,11 +84,14 @@ def _find_table():
     """Path of p256_table.bin next to this module, or None (then COMB is imported).
 
     Loaded from .mpy, the comb table as a bytes constant would take 16 KB of heap, so
-    the firmware ships it as a file too (/lib/p256_table.bin) and reads one 64-byte
-    row per comb column into a preallocated buffer. A frozen build does not ship the
-    file: there the p256_table module's constant lives in flash at no heap cost, and
-    its __file__ ("p256.py") has no folder, so no file is looked for: a stray
-    p256_table.bin in the current folder is not the module's and is never read.
+    the firmware ships it as a file too (/lib/hashtrail/p256_table.bin) and reads one
+    64-byte row per comb column into a preallocated buffer. A frozen build does not
+    ship the file: there the p256_table module's constant lives in flash at no heap
+    cost, and its __file__ is the path inside the image, "hashtrail/p256.py", with no
+    folder before the package, so no file is looked for: a stray
+    hashtrail/p256_table.bin under the current folder is not the module's and is never
+    read. (An import relative to the current folder, sys.path entry "", looks the same
+    and takes the constant too.)
 
     A file that is there is checked once, here: its size, then its SHA-256, hashed in
     64-byte chunks through _ROW (no allocation per chunk). A mismatch raises
@@ -98,7 +101,7 @@ def _find_table():
     except NameError:
         return None
     cut = here.rfind("/")
-    if cut < 0:
+    if cut < 0 or here.startswith("hashtrail/"):  # no folder before the package: frozen
         return None
     path = here[:cut + 1] + "p256_table.bin"
     try:
@@ -126,7 +129,7 @@ def _find_table():
 _TABLE_FILE = _find_table()
 del _find_table  # runs once: its code need not stay resident
 if _TABLE_FILE is None:
-    from p256_table import COMB
+    from hashtrail.p256_table import COMB
 else:
     COMB = None
 _MASK256 = const((1 << 256) - 1)

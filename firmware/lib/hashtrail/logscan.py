@@ -4,7 +4,7 @@
 # Why a module of its own: this code runs once per boot (and again only when a failed
 # write makes the store reload its state from flash), while the heap is the device's
 # scarcest resource (boards/esp32.json: 100 KB for everything). LogStore._recover
-# imports it, runs recover() and drops it from sys.modules again, so it does not stay
+# imports it, runs recover() and drops it again (hashtrail.drop), so it does not stay
 # resident while the app runs.
 #
 #   recover(store, full)   full: walk every segment (else only the last one(s))
@@ -13,7 +13,7 @@ import struct
 
 from micropython import const
 
-from logstore import ENTRY, seg_name
+from hashtrail.logstore import ENTRY, seg_name
 
 # Private const()s are folded into the bytecode, not module attributes: own copies.
 _MAX_PROBLEMS = const(16)  # logstore.py: "problems ... at most 16"

@@ -51,10 +51,11 @@
 import hashlib
 import os
 import struct
-import sys
 from binascii import crc32
 from micropython import const
 from time import ticks_diff, ticks_ms
+
+from hashtrail import drop
 
 ENTRY = const(0xA7)
 CHECKPOINT = const(0xC7)
@@ -159,11 +160,11 @@ class LogStore:
         # Boot-only code (the recovery scan, the torn-tail repair) lives in logscan.py,
         # imported for the scan and dropped again: it is not resident while the app runs.
         try:
-            import logscan
+            from hashtrail import logscan
 
             logscan.recover(self, full)
         finally:
-            sys.modules.pop("logscan", None)
+            drop("logscan")
 
     def _read_at(self, f, off, size, mv):
         """Length of the valid record at off (read into mv), 0 if invalid, -1 at EOF."""

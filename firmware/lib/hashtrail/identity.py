@@ -2,33 +2,27 @@
 # made on the device at first boot and the device id derived from it.
 #
 # API
-#   load_or_create(root="/ht") -> Identity
-#       first boot (no key file and no log segments): makes a key with p256.new_key(),
-#       writes <root>/key atomically (temp file + rename), returns it with
-#       .created = True. Later boots: loads and checks the key file.
-#       Raises IdentityError when the key file is corrupt (size, magic, CRC, scalar
-#       out of range, public key not matching the scalar) or when the key file is
-#       missing while <root>/log already holds segments: a device never silently
-#       takes a new identity under an existing log.
+#   Identity(d, pub, created=False)  made by keyfile.load / keyfile.load_or_create (the
+#       key file: first boot makes the key, later boots load and check it; see there)
 #   Identity.pub            65-byte SEC1 uncompressed public key
 #   Identity.device_id      16 bytes = SHA-256(pub)[:16]
 #   Identity.device_id_hex  32 lowercase hex characters (what tools print)
 #   Identity.created        True when the key was made in this boot
 #   Identity.sign(digest) -> 64-byte r || s (ECDSA P-256, RFC 6979 nonce)
 #   device_id_of(pub) -> 16 bytes
+#   IdentityError           the key file is corrupt, or missing under an existing log
 #
 # The private scalar stays in Identity._d: no public attribute, method, repr or str
 # returns, prints or serialises it. Only keyfile._write_key() writes it, to the key file.
 #
-# The key file code (parse, check, create) is boot-only and lives in keyfile.py:
-# load()/load_or_create() import it and drop it again, so it is not resident while the
-# app runs. Allocation: load/create allocate the file contents and a few bigints once
-# per boot; sign() allocates what p256.sign does.
+# This module is what stays resident while the app runs: the key file code (parse,
+# check, create) is boot-only and lives in keyfile.py, which imports this module and
+# which devlog imports for the boot and drops again. The dependency goes one way
+# (keyfile -> identity). Allocation: sign() allocates what p256.sign does.
 import binascii
 import hashlib
-import sys
 
-import p256
+from hashtrail import p256
 
 
 class IdentityError(Exception):
@@ -57,19 +51,3 @@ class Identity:
 
     __str__ = __repr__
 
-
-def _keyfile(fn, root):
-    try:
-        import keyfile
-
-        return getattr(keyfile, fn)(root)
-    finally:
-        sys.modules.pop("keyfile", None)
-
-
-def load(root="/ht"):
-    return _keyfile("load", root)
-
-
-def load_or_create(root="/ht"):
-    return _keyfile("load_or_create", root)

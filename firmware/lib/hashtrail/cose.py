@@ -21,7 +21,7 @@ import hashlib
 
 from micropython import const
 
-import cbor
+from hashtrail import cbor
 
 _TAG_COSE_SIGN1 = const(18)
 _ALG_ES256 = const(-7)
@@ -65,7 +65,7 @@ def sig_structure_digest(protected, payload):
 
 def _sign(key, digest):
     if isinstance(key, int):
-        import p256
+        from hashtrail import p256
 
         return p256.sign(key, digest)
     return key.sign(digest)

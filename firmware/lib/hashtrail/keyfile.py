@@ -2,20 +2,29 @@
 #
 # Why a module of its own: reading, checking (the public key recomputed from the
 # scalar) and making the key file run once per boot, and the heap is the device's
-# scarcest resource (boards/esp32.json: 100 KB for everything). identity.load_or_create
-# imports this module, calls it and drops it from sys.modules again, so its code does
-# not stay resident while the app runs (about 2 KB on the unix port).
+# scarcest resource (boards/esp32.json: 100 KB for everything). devlog.Log imports this
+# module for the boot, calls load_or_create and drops it again (hashtrail.drop), so its
+# code does not stay resident while the app runs (about 2 KB on the unix port). It
+# builds an identity.Identity; identity.py does not import it (one-way dependency).
 #
-# API (identity.py is the public face; tests may call these directly)
-#   load(root) -> identity.Identity           raises identity.IdentityError
-#   load_or_create(root) -> identity.Identity  see identity.py
+# API
+#   load(root) -> identity.Identity
+#       loads and checks <root>/key; raises identity.IdentityError when it is missing
+#       or corrupt (size, magic, CRC, scalar out of range, public key not matching the
+#       scalar)
+#   load_or_create(root) -> identity.Identity
+#       first boot (no key file and no log segments): makes a key with p256.new_key(),
+#       writes <root>/key atomically (temp file + rename), reads it back and returns it
+#       with .created = True. Later boots: load(root). Raises IdentityError as load()
+#       does, and when the key file is missing while <root>/log already holds
+#       segments: a device never silently takes a new identity under an existing log.
 #   encode_key(d, pub) -> bytes                the key file's bytes
 import binascii
 import os
 import struct
 
-import p256
-from identity import Identity, IdentityError
+from hashtrail import p256
+from hashtrail.identity import Identity, IdentityError
 
 _MAGIC = b"HTK1"
 _KEY_LEN = 4 + 32 + 65 + 4

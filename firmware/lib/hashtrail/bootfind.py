@@ -26,9 +26,8 @@ import hashlib
 
 from micropython import const
 
-import cose
-import p256
-from logstore import ENTRY, FLAG_SIG, parse
+from hashtrail import cose, p256
+from hashtrail.logstore import ENTRY, FLAG_SIG, parse
 
 _HDR = const(8)
 _SIG = const(64)

@@ -22,7 +22,7 @@ import time
 
 import machine
 
-from clock import Clock as _Clock
+from hashtrail.clock import Clock as _Clock
 
 # Offset between the port's time.time() epoch and the Unix epoch: older ESP32 ports
 # count from 2000-01-01, newer ones from 1970. Computed once.
@@ -86,6 +86,6 @@ def _adc(spec):
 
 
 def sensors(cfg):
-    import sensors as _s
+    from hashtrail import sensors as _s
 
     return _s.build(cfg.get("sensors", ()), mcu_temperature=_mcu_temperature, adc=_adc)
