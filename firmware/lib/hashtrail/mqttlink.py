@@ -41,6 +41,8 @@ _RETRY_MS = 5000  # between connection attempts
 _KEEPALIVE_S = 60
 _PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
 _RX_PER_STEP = 8  # incoming packets read per step
+_IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
+_TCP_NODELAY = 1  # port names neither
 
 
 class MqttLink:
@@ -127,6 +129,12 @@ class MqttLink:
                     return False
                 self.drop()
                 c.connect()
+                try:
+                    # umqtt writes a message in several small writes: without
+                    # TCP_NODELAY each waits for the broker's delayed ACK (~40 ms).
+                    c.sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                except (OSError, AttributeError):
+                    pass  # a TLS socket, a port without the option: slower, not wrong
                 c.subscribe(self.t_req, 1)
                 c.subscribe(self.t_ack, 1)
                 self.sock = c.sock

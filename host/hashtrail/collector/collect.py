@@ -141,18 +141,23 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             progress: Progress | None = None, attempts: int = 4,
             window: int = 4, notice: Notice | None = None,
             deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
-            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES) -> CollectResult:
+            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES,
+            device_id: str | None = None) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
     HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
     in a row (LinkError), or `max_retries` more than those that did (BoundError). An
     attempt that breaks after new entries (a frame lost, a slow or rebooting device)
     resumes at once and is never counted against the device. A bound hit raises
-    BoundError naming the device and the bound; nothing of this run is accepted then."""
+    BoundError naming the device and the bound; nothing of this run is accepted then.
+    `device_id`: the device expected behind the link (a broker topic names it); another
+    one answering is refused before anything is pulled."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
     info, label = identify(link, store, notice)
     did = info.device_id
+    if device_id is not None and did != device_id:
+        raise VerificationError(f"device {did} answered on the topics of {device_id}")
     link.name = f"device {did}"
     try:
         return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
