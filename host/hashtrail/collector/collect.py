@@ -293,7 +293,11 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                  "the store's quarantine as evidence")
     new = 0
     if report.last_seq >= start:
-        new = store.accept(did, report.last_seq, report.head)
+        # exactly the entries this run verified: a forged copy of one of their seqs left
+        # in quarantine by an earlier, refused run does not block them
+        verified = {RawEntry(0, _parse_header(r)[3]).entry_hash for r in pull.raw
+                    if r[0] == _ENTRY}
+        new = store.accept(did, report.last_seq, report.head, hashes=verified)
     store.accept_checkpoint(did, cose)
     for cp in report.checkpoints:
         if cp.seq <= report.last_seq:

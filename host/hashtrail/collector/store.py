@@ -53,7 +53,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -319,13 +319,17 @@ class Store:
             "ORDER BY seq, entry_hash", (device_id, from_seq)).fetchall()
         return [RawEntry(int(s), bytes(b), None if g is None else bytes(g)) for s, b, g in rows]
 
-    def accept(self, device_id: str, upto_seq: int, head: bytes) -> int:
+    def accept(self, device_id: str, upto_seq: int, head: bytes,
+               hashes: Collection[bytes] | None = None) -> int:
         """Mark the quarantined entries after the anchor up to `upto_seq` as accepted.
 
         Call only after verifying them (links from the anchor, signatures, and `head`
         signed by the device). Refused unless every seq in the range is present exactly
         once and the entry at `upto_seq` hashes to `head`. Re-accepting an already
-        accepted point is a no-op (returns 0).
+        accepted point is a no-op (returns 0). `hashes`: the entry hashes that were
+        verified; other quarantined candidates for the same seqs (a record forged on
+        the way and refused by an earlier run, kept as evidence) are left out instead
+        of blocking every later acceptance.
         """
         with self._tx() as db:
             anc = self.anchor(device_id)
@@ -342,6 +346,8 @@ class Store:
             rows = db.execute("SELECT seq, entry_hash FROM entries WHERE device_id=? AND "
                               "seq BETWEEN ? AND ? AND accepted=0 ORDER BY seq",
                               (device_id, start, upto_seq)).fetchall()
+            if hashes is not None:
+                rows = [r for r in rows if bytes(r[1]) in hashes]
             seqs = [int(r[0]) for r in rows]
             if seqs != list(range(start, upto_seq + 1)):
                 raise VerificationError(
@@ -350,8 +356,8 @@ class Store:
             if bytes(rows[-1][1]) != head:
                 raise VerificationError(
                     f"device {device_id}: entry {upto_seq} does not hash to the verified head")
-            db.execute("UPDATE entries SET accepted=1 WHERE device_id=? AND seq BETWEEN ? "
-                       "AND ?", (device_id, start, upto_seq))
+            db.executemany("UPDATE entries SET accepted=1 WHERE device_id=? AND seq=? AND "
+                           "entry_hash=?", [(device_id, int(r[0]), r[1]) for r in rows])
             db.execute("INSERT OR REPLACE INTO state VALUES (?,?,?)",
                        (device_id, upto_seq, head))
             if start == 0:
