@@ -164,6 +164,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("selfcheck", "--board"): ("../x",),
     ("selfcheck", "--reps"): ("0",),
     ("demo", "--devices"): ("0", "-1"),
+    ("demo", "--mqtt"): ("ftp://127.0.0.1", "mqtt://"),
 }
 
 # Arguments that take no path and no checked value (free text, switches, names).

@@ -101,6 +101,10 @@ class MqttStream:
         self.duplicates = 0
         self.messages = 0
         self.overflow = 0
+        # Bytes of the MQTT PUBLISH packets (QoS 1) that carried the replies: what the
+        # device's replies cost on the wire, beside the frame bytes the Link counts.
+        self.wire_bytes = 0
+        self._rl = len(topic(device_id, "rep")) + 4  # topic length, topic, packet id
 
     def _deliver(self, payload: bytes) -> None:
         with self._cv:
@@ -109,6 +113,8 @@ class MqttStream:
                 return
             self._recent.append(payload)
             self.messages += 1
+            rl = self._rl + len(payload)
+            self.wire_bytes += 2 + rl + (rl > 127) + (rl > 16383) + (rl > 2097151)
             if len(self._buf) + len(payload) > MAX_QUEUED:
                 self.overflow += len(payload)  # a flood: the decoder sees a gap
                 return
