@@ -180,6 +180,30 @@ def test_follow_collects_new_entries_round_after_round(
     assert store_is_clean(store, did) == seen[-1] + 1
 
 
+def test_follow_leaves_an_idle_device_alone(tmp_path: Path,
+                                           devices: list[VirtualDevice]) -> None:
+    """A device with nothing new: after the round that accepts the "acknowledged" entry
+    its ACK made (not acknowledged itself, or every round would add one), rounds find
+    its head is the store's anchor and neither collect nor make it sign anything: its
+    log stops growing."""
+    url = require_shared()
+    store = tmp_path / "c.db"
+    dev = mqtt_device(tmp_path, "i0", 1883, interval=600)
+    devices.append(dev)
+    did = enroll(dev, store)
+    outs: list[Any] = []
+    with Store.open(store, create=False) as st:
+        collect_mqtt(parse_url(url), st, follow=True, interval=0.2, rounds=4,
+                     on_outcome=outs.append)
+    assert [o.error for o in outs] == [None] * 4
+    r1, r2 = outs[0].result, outs[1].result
+    assert r1.acked and r2.new_entries == 1 and not r2.acked  # the ack entry, kept
+    assert outs[2].idle and outs[3].idle
+    info = hello(dev)
+    assert info.last_seq == r2.upto_seq  # nothing appended by rounds 3 and 4
+    assert store_is_clean(store, did) == r2.upto_seq + 1
+
+
 # -- faults ------------------------------------------------------------------------------
 
 

@@ -99,6 +99,8 @@ def _print_outcome(o: Outcome, as_json: bool) -> None:
         print(json.dumps(o.to_json()), flush=True)
     elif o.result is not None:
         _print_result(o.result)
+    elif o.idle:
+        print(f"{o.device_id}: nothing new", flush=True)
     else:
         _notice(f"error: {o.error}")
 

@@ -25,6 +25,7 @@ from hashtrail.collector import collect_verify
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.link import BoundError, DeviceError, DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError, printable
+from hashtrail.formats.entry import KIND_ACK, parse_entry
 
 Progress = Callable[[int, int, int], None]  # (entries received, entries expected, bytes)
 Notice = Callable[[str], None]  # one line for the user, e.g. the device's altered report
@@ -304,7 +305,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             store.accept_checkpoint(did, cp.raw)
     acked = False
     first: int | None = info.first_seq
-    if ack and new:
+    if ack and new and _more_than_acks(pull.raw):
         try:
             first = link.ack(report.last_seq)
             acked = True
@@ -320,6 +321,22 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         seconds=round(time.monotonic() - t0, 3), retries=retries,
         noise_bytes=link.noise_bytes,
         device_altered=None if altered is None else asdict(altered))
+
+
+def _more_than_acks(raw: list[bytes]) -> bool:
+    """Whether a run brought an entry other than the device's own "acknowledged" ones.
+    Each ACK makes the device append one, so acknowledging a run that brought only those
+    would append one more every time: a collector running round after round (collect
+    --mqtt --follow) would keep an idle device writing forever. They are acknowledged
+    with the next entry of another kind."""
+    for r in raw:
+        if r[0] == _ENTRY:
+            try:
+                if parse_entry(_parse_header(r)[3]).kind != KIND_ACK:
+                    return True
+            except HashtrailError:
+                return True
+    return False
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,

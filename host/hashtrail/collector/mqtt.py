@@ -34,7 +34,10 @@ from hashtrail.collector.store import Store, check_device_id
 from hashtrail.device.mqtt_link import Broker, BrokerOptions, open_broker
 from hashtrail.errors import HashtrailError, InputError
 
-FOLLOW_INTERVAL_S = 10.0
+# Every collection that finds something new costs the device a signed checkpoint record
+# and an "acknowledged" entry on flash: a round a minute keeps that small beside
+# readings every 10 s.
+FOLLOW_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -45,9 +48,12 @@ class Outcome:
     result: CollectResult | None = None
     error: str | None = None
     exit_code: int = 0
+    idle: bool = False  # --follow: its HELLO showed nothing after our anchor, not collected
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device_id": self.device_id, "ok": self.error is None}
+        if self.idle:
+            out["idle"] = True
         if self.result is not None:
             out["result"] = self.result.to_json()
         if self.error is not None:
@@ -72,10 +78,20 @@ def devices_to_collect(store: Store, devices: Sequence[str] | None) -> list[str]
 def collect_device(broker: Broker, store: Store, device_id: str, *, ack: bool = True,
                    set_time: bool = True, deadline: float = DEADLINE_S,
                    max_records: int = MAX_RECORDS, notice: Notice | None = None,
-                   timeout: float = 3.0) -> Outcome:
-    """One device over the broker: collect's result, or the error that stopped it."""
+                   timeout: float = 3.0, skip_idle: bool = False) -> Outcome:
+    """One device over the broker: collect's result, or the error that stopped it.
+    `skip_idle` (--follow): a device whose HELLO announces exactly the head we hold is
+    left alone this round: a collection would only make it sign and store a checkpoint
+    over nothing new. Anything else (new entries, a head that differs, a log shorter
+    than ours) is collected and judged as usual."""
     try:
         with broker.link(device_id, timeout=timeout) as link:
+            if skip_idle:
+                anchor = store.anchor(device_id)
+                info = link.hello()
+                if anchor is not None and (info.last_seq, info.head) == (anchor.seq,
+                                                                        anchor.head):
+                    return Outcome(device_id, idle=True)
             res = collect(link, store, ack=ack, set_time=set_time, notice=notice,
                           deadline=deadline, max_records=max_records, device_id=device_id)
         return Outcome(device_id, result=res)
@@ -106,7 +122,7 @@ def collect_mqtt(options: BrokerOptions, store: Store, devices: Sequence[str] | 
                     break
                 o = collect_device(broker, store, did, ack=ack, set_time=set_time,
                                    deadline=deadline, max_records=max_records,
-                                   notice=notice, timeout=timeout)
+                                   notice=notice, timeout=timeout, skip_idle=follow)
                 last.append(o)
                 if on_outcome is not None:
                     on_outcome(o)
