@@ -26,7 +26,6 @@ stopped on the way out, whatever happened (Ctrl-C included).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import shlex
@@ -43,7 +42,7 @@ from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
 from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device import imagefs
-from hashtrail.device.boards import Board, load_board
+from hashtrail.device.boards import load_board
 from hashtrail.device.link import DeviceInfo, LinkError, open_serial
 from hashtrail.device.mqtt_link import Broker, open_broker, parse_url
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
@@ -756,7 +755,6 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
     n.say(f"hashtrail demo in {directory}: {devices} virtual "
           f"device{'' if devices == 1 else 's'}, collectors A and B, "
           "one ledger", indent=0)
-    board: Board | str = "unix"
     broker_cfg = None
     if mqtt is not None:
         o = parse_url(mqtt)
@@ -764,10 +762,7 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
             raise DemoError("the demo's devices reach a plain local broker: "
                             "mqtt://HOST:PORT, no TLS or login")
         broker_cfg = {"host": o.host, "port": o.port}
-        # The MQTT link needs 104..108 KB on this 64-bit port (docs/MQTT.md, "Heap").
-        base = load_board("unix")
-        board = dataclasses.replace(base, heap_budget=base.heap_budget + 16 * 1024)
-    fleet = Fleet(directory / "devices", devices, board=board)
+    fleet = Fleet(directory / "devices", devices)
     image = demo_image(mqtt=broker_cfg)
     (directory / "devices").mkdir()
     for d in fleet.devices:

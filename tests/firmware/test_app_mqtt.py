@@ -25,15 +25,16 @@ import vfs
 _BS = 4096
 _BLOCKS = 256  # 1 MB of flash
 
-# The esp32 budget is 100 KB; the app with the MQTT link (umqtt 4.4 KB, mqttlink 4.7 KB
-# of code and a second Link, 2.1 KB, on this 64-bit port) does not boot in it yet: it
-# needs 104..108 KB here (bisected: fails at 104 KB, min free 16 KB at 108 KB). Run at
-# 108 KB and hold the headroom, until the footprint shrinks (docs/MQTT.md, "Heap").
-HEAP = 110592
+# The esp32 budget (100 KB) plus 4 KB for what this test adds beside the app and
+# test_app_budget.py does not: a collector inside the VM (a second MQTT client, and
+# each reply it reads, up to 524 bytes, allocated as it arrives) and a longer test
+# module (1.2 KB more in use before boot). At exactly 100 KB the app completes the run
+# too, but now and then the collector's own read is the allocation that fails.
+HEAP = 106496
 TIMEOUT = 300
 NEEDS = ("app_mqtt_board",)
 MARKS = ("e2e",)
-_MIN_FREE = 12 * 1024  # headroom required at the worst sampled point
+_MIN_FREE = 8 * 1024  # headroom required at the worst sampled point (measured ~12 KB)
 _IDLE_MS = 4000  # readings before the collector starts (~100/s), and idle steps
 _WAIT_MS = 15000  # longest wait for one reply over the broker
 

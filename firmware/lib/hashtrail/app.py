@@ -87,11 +87,8 @@ class App:
         # one contiguous block, held while the modules load and released just before
         # they are made; the log makes them before its boot work (devlog.Log).
         gc.collect()
-        room = bytearray(chunk + body * 3 + 1024 + (chunk + 512 if mqtt_cfg else 0))
+        room = bytearray(chunk + body * 3 + 1024)
         from hashtrail import devlog, link
-
-        if mqtt_cfg:
-            from hashtrail import mqttlink, umqtt_simple  # noqa: F401 (loaded inside room)
 
         room = None
         gc.collect()
@@ -99,16 +96,22 @@ class App:
         out = out if out is not None else sys.stdout.buffer
         self.link = link.Link(None, out, name, FW_VERSION, self.clock, chunk=chunk)
         self._one = bytearray(1)
-        self.mqtt = None
-        if mqtt_cfg:
-            self.mqtt = mqttlink.MqttLink(name, FW_VERSION, self.clock, mqtt_cfg,
-                                          chunk=chunk, net=net)
-        net = mqtt_cfg = None
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
-        if self.mqtt is not None:
+        self.mqtt = None
+        if mqtt_cfg:
+            # Loaded and made once the log has booted: the boot check's peak (bigints,
+            # the recovery scan, boot-only modules, all dropped by now) does not have to
+            # fit beside the MQTT client's ~9 KB (measured at 100 KB: boot fails with it
+            # loaded first, the whole run passes with it loaded here).
+            gc.collect()
+            from hashtrail import mqttlink
+
+            self.mqtt = mqttlink.MqttLink(name, FW_VERSION, self.clock, mqtt_cfg,
+                                          chunk=chunk, net=net)
             self.mqtt.attach(self.log)
+        net = mqtt_cfg = None
         # The watchdog starts once the log is open: a boot check of a long log can take
         # longer than its timeout.
         self.wdt = board.watchdog(wdt_ms) if wdt_ms else None

@@ -53,8 +53,7 @@ class MqttLink:
         """cfg: board.json's "mqtt" dict: host, port (1883), user, password, ssl
         (false), client_id (hashtrail-D). net: the board layer's network object
         (.isconnected()), or None when the board is always connected. The log comes
-        later (attach): the app makes this object's buffers before the log's boot work
-        fragments the heap, as it does for the console's Link."""
+        later (attach)."""
         from hashtrail.umqtt_simple import MQTTClient
 
         ssl = bool(cfg.get("ssl"))

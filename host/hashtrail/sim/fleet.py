@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashtrail.device.boards import Board
 from hashtrail.sim.device import VirtualDevice
 
 
 class Fleet:
     """Devices `dev0`..`dev{count-1}` whose images live in `directory`."""
 
-    def __init__(self, directory: Path | str, count: int = 1, board: Board | str = "unix",
+    def __init__(self, directory: Path | str, count: int = 1, board: str = "unix",
                  prefix: str = "dev", log: bool = False) -> None:
         self.dir = Path(directory)
         self.devices = [VirtualDevice(self.dir, f"{prefix}{i}", board, log=log)
