@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hashtrail.device.link import PREFIX, REQ_ACK, Link, LinkError
-from hashtrail.errors import InputError, printable
+from hashtrail.errors import ConfigError, InputError, printable
 
 TOPIC_ROOT = "hashtrail"
 DEDUP = 64  # recent reply messages remembered per device to drop redeliveries
@@ -152,8 +152,12 @@ class Broker:
     """One connection to the broker for every device a collector talks to."""
 
     def __init__(self, options: BrokerOptions) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        try:
+            import paho.mqtt.client as mqtt
+            from paho.mqtt.enums import CallbackAPIVersion
+        except ImportError:
+            raise ConfigError("collection over MQTT needs paho-mqtt, which is not "
+                              "installed", hint="pip install 'hashtrail[mqtt]'") from None
 
         self.options = options
         self._mqtt = mqtt
