@@ -41,7 +41,9 @@ from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
 from hashtrail.collector.collect import collect
 from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device import imagefs
+from hashtrail.device.boards import load_board
 from hashtrail.device.link import DeviceInfo, LinkError, open_serial
+from hashtrail.device.mqtt_link import Broker, open_broker, parse_url
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
@@ -63,6 +65,9 @@ from hashtrail.sim.tamper import (
 )
 
 SAMPLE_INTERVAL_S = 0.25
+# Over a broker a collection round costs more (Mosquitto's default Nagle: ~44 ms a
+# reply, docs/MQTT.md): sample slower so a round fits between two readings.
+MQTT_SAMPLE_INTERVAL_S = 1.0
 ORIGIN = "demo.hashtrail.example/ledger"
 _READY_TIMEOUT_S = 30.0
 _WAIT_S = 6 * SAMPLE_INTERVAL_S  # "time passes" between collection rounds: ~6 readings
@@ -216,12 +221,18 @@ def _q(path: Path) -> str:
 
 # -- devices -----------------------------------------------------------------------------
 
-def demo_image(board_name: str = "unix") -> bytes:
+def demo_image(board_name: str = "unix", mqtt: dict[str, Any] | None = None) -> bytes:
     """One littlefs image for every demo device: the compiled firmware plus a
-    /board.json with the demo's sampling interval (compiled once, copied to each device)."""
-    from hashtrail.device.boards import load_board
-
-    return provision.sampling_image(load_board(board_name), SAMPLE_INTERVAL_S)
+    /board.json with the demo's sampling interval (compiled once, copied to each device),
+    and the broker to serve when `mqtt` names one ({"host", "port"})."""
+    board = load_board(board_name)
+    if mqtt is None:
+        return provision.sampling_image(board, SAMPLE_INTERVAL_S)
+    files = imagefs.firmware_files(board)
+    cfg = json.loads(files[imagefs.BOARD_FILE])
+    cfg.update(sample_interval_s=MQTT_SAMPLE_INTERVAL_S, mqtt=mqtt)
+    files[imagefs.BOARD_FILE] = json.dumps(cfg).encode()
+    return imagefs.build_image(files, board.vfs_size, board.block_size)
 
 
 def hello(dev: VirtualDevice, timeout: float = _READY_TIMEOUT_S) -> DeviceInfo:
@@ -253,13 +264,19 @@ class Collector:
     name: str          # "A" / "B"
     store: Store
     path: Path
+    broker: Broker | None = None  # collect over this MQTT broker, not the pty (--mqtt)
 
 
-def collect_one(c: Collector, dev: VirtualDevice, ack: bool = True) -> CollectionRow:
-    """One `hashtrail collect` run: pull, verify against a fresh nonce, store, ACK."""
-    with open_serial(dev.port) as link:
+def collect_one(c: Collector, dev: VirtualDevice, ack: bool = True,
+                device_id: str | None = None) -> CollectionRow:
+    """One `hashtrail collect` run: pull, verify against a fresh nonce, store, ACK;
+    over the device's pty, or over the collector's broker (then `device_id` names it)."""
+    if c.broker is not None and device_id is None:
+        raise DemoError("collection over MQTT needs the device id")
+    link = open_serial(dev.port) if c.broker is None else c.broker.link(str(device_id))
+    with link:
         try:
-            res = collect(link, c.store, ack=ack)
+            res = collect(link, c.store, ack=ack, device_id=device_id)
         except LinkError as e:
             # What the device printed instead of frames (a traceback, a MemoryError)
             # is the only clue to why it went silent: show it.
@@ -374,8 +391,10 @@ class _Demo:
     """The eight steps over shared state; `run_demo` owns the processes and files."""
 
     def __init__(self, directory: Path, fleet: Fleet, stack: contextlib.ExitStack,
-                 n: Narrator) -> None:
+                 n: Narrator, mqtt: str | None = None) -> None:
         self.dir = directory
+        self.mqtt = mqtt
+        self.interval = SAMPLE_INTERVAL_S if mqtt is None else MQTT_SAMPLE_INTERVAL_S
         self.fleet = fleet
         self.devs = fleet.devices
         self.stack = stack
@@ -407,16 +426,20 @@ class _Demo:
                             for d in self.devs]
         n.table(["device", "serial port", "device id (from its own P-256 key)", "flash image"],
                 [[r.name, r.port, r.device_id, Path(r.image).name] for r in self.rep.devices])
-        n.say(f"each device made its own key at first boot; readings every {SAMPLE_INTERVAL_S}"
+        n.say(f"each device made its own key at first boot; readings every {self.interval}"
               f" s; firmware heap budget {self.devs[0].board.heap_budget // 1024} KB "
               "(generic ESP32)")
 
     def enroll(self) -> None:
         n = self.n
         n.step(2, "Enroll every device in two collectors' stores (separate SQLite files)")
+        broker = None
+        if self.mqtt is not None:  # both collectors share one broker, each its own store
+            broker = self.stack.enter_context(open_broker(parse_url(self.mqtt)))
         for x in ("A", "B"):
             path = self.dir / f"collector-{x}.db"
-            self.cols.append(Collector(x, self.stack.enter_context(Store.open(path)), path))
+            self.cols.append(Collector(x, self.stack.enter_context(Store.open(path)), path,
+                                       broker))
         for d in self.devs:
             i = self.infos[d.name]
             if device_id_of(i.pub) != i.device_id:
@@ -429,7 +452,9 @@ class _Demo:
     def collect(self) -> None:
         n, devs = self.n, self.devs
         a, b = self.cols
-        n.step(3, "Collect over the pseudo-terminals: overlapping, interleaved rounds")
+        n.step(3, "Collect over the pseudo-terminals: overlapping, interleaved rounds"
+               if self.mqtt is None else
+               f"Collect over the MQTT broker {self.mqtt}: overlapping, interleaved rounds")
         first_a = devs[:-1] or devs
         first_b = devs[1:] or devs
         # Round 2 runs without ACK: an ACK appends an "acknowledged" entry, signed by the
@@ -445,10 +470,11 @@ class _Demo:
         ]
         for k, (title, plan, ack) in enumerate(rounds):
             if k:
-                n.say(f"... {_WAIT_S:.1f} s pass; the devices keep logging ...")
-                time.sleep(_WAIT_S)
+                wait = _WAIT_S * self.interval / SAMPLE_INTERVAL_S
+                n.say(f"... {wait:.1f} s pass; the devices keep logging ...")
+                time.sleep(wait)
             n.say(f"round {k + 1}: {title}")
-            rows = [collect_one(c, d, ack) for c, d in plan]
+            rows = [collect_one(c, d, ack, self.did(d)) for c, d in plan]
             self.rep.collections += rows
             n.table(["collector", "device", "seqs accepted", "new", "time"],
                     [[r.collector, r.device, f"{r.from_seq}..{r.upto_seq}", r.new_entries,
@@ -611,7 +637,7 @@ class _Demo:
         anchor_before = a.store.anchor(did)
         refused, acked, message = False, False, ""
         try:
-            got = collect_one(a, victim)
+            got = collect_one(a, victim, device_id=self.did(victim))
             acked = got.acked
             message = f"accepted {got.new_entries} entries up to seq {got.upto_seq}"
         except VerificationError as e:
@@ -712,8 +738,11 @@ def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None
         n.say(f"! {p}", indent=6)
 
 
-def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> DemoReport:
-    """Run the eight steps in `directory` (must be new or empty); stop every device after."""
+def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
+             mqtt: str | None = None) -> DemoReport:
+    """Run the eight steps in `directory` (must be new or empty); stop every device after.
+    `mqtt`: a broker URL (mqtt://HOST:PORT): the devices serve it and the collectors
+    collect through it instead of the ptys."""
     if not 1 <= devices <= 16:
         raise DemoError("--devices must be between 1 and 16", hint="the default is 3")
     # Absolute: a virtual device's VM runs in its image folder and is handed the image
@@ -727,14 +756,21 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> D
     n.say(f"hashtrail demo in {directory}: {devices} virtual "
           f"device{'' if devices == 1 else 's'}, collectors A and B, "
           "one ledger", indent=0)
+    broker_cfg = None
+    if mqtt is not None:
+        o = parse_url(mqtt)
+        if o.tls or o.username is not None:
+            raise DemoError("the demo's devices reach a plain local broker: "
+                            "mqtt://HOST:PORT, no TLS or login")
+        broker_cfg = {"host": o.host, "port": o.port}
     fleet = Fleet(directory / "devices", devices)
-    image = demo_image()
+    image = demo_image(mqtt=broker_cfg)
     (directory / "devices").mkdir()
     for d in fleet.devices:
         d.image_path.write_bytes(image)
     with contextlib.ExitStack() as stack:
         stack.callback(fleet.stop)
-        demo = _Demo(directory, fleet, stack, n)
+        demo = _Demo(directory, fleet, stack, n, mqtt)
         demo.start()
         demo.enroll()
         demo.collect()

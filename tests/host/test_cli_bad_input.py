@@ -86,6 +86,9 @@ PATHS: dict[tuple[str, str], str] = {
     ("enroll", "--store"): "new-store",
     ("collect", "--port"): "port",
     ("collect", "--store"): "store",
+    ("collect", "--mqtt-ca"): "input",
+    ("collect", "--mqtt-cert"): "input",
+    ("collect", "--mqtt-key"): "input",
     ("verify-log", "--pubkey"): "input",
     ("verify-log", "paths"): "segments",
     ("export", "--store"): "store",
@@ -143,6 +146,9 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("collect", "--baud"): ("0",),
     ("collect", "--deadline"): ("0", "nan", "-5"),
     ("collect", "--max-records"): ("0", "many"),
+    ("collect", "--mqtt"): ("ftp://127.0.0.1", "mqtt://", "mqtt://h:99999"),
+    ("collect", "--device"): ("XYZ", DEVICE.upper()),
+    ("collect", "--interval"): ("0", "nan"),
     ("verify-log", "--anchor"): ("5", "x:00", "1:" + "0" * 63),
     ("verify-log", "--policy"): ("2", "-1"),
     ("verify-log", "--pubkey"): ("04" + "00" * 64, "04" * 10),
@@ -168,6 +174,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("demo", "--devices"): ("0", "-1"),
     ("serve", "--listen"): ("nope", "127.0.0.1:99999", "127.0.0.1:-1", ":8080",
                             "127.0.0.1:08080x"),
+    ("demo", "--mqtt"): ("ftp://127.0.0.1", "mqtt://"),
 }
 
 # Arguments that take no path and no checked value (free text, switches, names).
@@ -175,6 +182,8 @@ PLAIN: set[tuple[str, str]] = {
     ("enroll", "--label"), ("export", "--name"), ("export", "--show-key"),
     ("flash", "--allow-unpinned"), ("deploy", "--force"), ("sim", "--fresh"),
     ("sim", "--log"), ("collect", "--no-ack"), ("collect", "--no-set-time"),
+    ("collect", "--follow"), ("collect", "--mqtt-user"), ("collect", "--mqtt-password"),
+    ("collect", "--mqtt-insecure"),
     ("demo", "--keep"), ("demo", "--dir"),  # --dir: the corpus below, via DIRS
     ("ledger init", "--origin"), ("ledger verify-proof", "--device"),
     ("ledger trust", "--name"), ("devices revoke", "--reason"),

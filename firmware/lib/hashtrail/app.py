@@ -9,6 +9,9 @@
 #     default 10 s) and appends it; devlog adds scheduled checkpoints itself
 #   - serves the host protocol on the console (link.py, docs/PROTOCOL.md), polling
 #     sys.stdin with short timeouts between samples
+#   - when board.json names a broker ("mqtt": {"host", "port", ...}), serves the same
+#     protocol over MQTT too (mqttlink.py, docs/MQTT.md), its socket polled with stdin;
+#     the board layer joins the network first (board.network(cfg): Wi-Fi on an ESP32)
 #   - feeds the hardware watchdog where the board has one
 #
 # The REPL stays reachable: Ctrl-C (0x03 on the console) raises KeyboardInterrupt
@@ -73,6 +76,8 @@ class App:
         log_cfg = {"log": cfg.get("log")}
         body = int((log_cfg["log"] or {}).get("max_body", 1024))
         reset_cause = board.reset_cause()
+        mqtt_cfg = cfg.get("mqtt")
+        net = board.network(cfg) if mqtt_cfg else None
         cfg = boardcfg = None
         # MicroPython's GC never moves objects. Loading modules leaves many small holes
         # between the code it keeps, and so do the identity check's bigints and the
@@ -94,6 +99,19 @@ class App:
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
+        self.mqtt = None
+        if mqtt_cfg:
+            # Loaded and made once the log has booted: the boot check's peak (bigints,
+            # the recovery scan, boot-only modules, all dropped by now) does not have to
+            # fit beside the MQTT client's ~9 KB (measured at 100 KB: boot fails with it
+            # loaded first, the whole run passes with it loaded here).
+            gc.collect()
+            from hashtrail import mqttlink
+
+            self.mqtt = mqttlink.MqttLink(name, FW_VERSION, self.clock, mqtt_cfg,
+                                          chunk=chunk, net=net)
+            self.mqtt.attach(self.log)
+        net = mqtt_cfg = None
         # The watchdog starts once the log is open: a boot check of a long log can take
         # longer than its timeout.
         self.wdt = board.watchdog(wdt_ms) if wdt_ms else None
@@ -114,8 +132,16 @@ class App:
     def _serve(self, poller, timeout_ms):
         # Read every byte already waiting, one at a time: a board's stdin read blocks
         # until it has as many bytes as asked for.
-        if not poller.poll(timeout_ms):
+        ready = poller.poll(timeout_ms)
+        if not ready:
             return
+        if self.mqtt is not None:
+            # The broker socket is polled too: read the console only when it is ready.
+            for ev in ready:
+                if ev[0] is self._src:
+                    break
+            else:
+                return
         one = self._one
         inp = self.inp
         feed = self.link.feed_byte
@@ -131,7 +157,9 @@ class App:
         import select
 
         poller = select.poll()
-        poller.register(poll_src if poll_src is not None else sys.stdin, select.POLLIN)
+        self._src = poll_src if poll_src is not None else sys.stdin
+        poller.register(self._src, select.POLLIN)
+        msock = None  # the broker socket registered with the poller
         next_sample = time.ticks_ms()
         try:
             while loops != 0:
@@ -154,6 +182,21 @@ class App:
                 except Exception as e:
                     _log_error("link", e)
                     self.link._close_stream()
+                if self.mqtt is not None:
+                    try:
+                        busy = self.mqtt.step() or busy
+                    except Exception as e:
+                        _log_error("mqtt", e)
+                    s = self.mqtt.sock
+                    if s is not msock:
+                        if msock is not None:
+                            try:
+                                poller.unregister(msock)
+                            except (OSError, ValueError, KeyError):
+                                pass
+                        if s is not None:
+                            poller.register(s, select.POLLIN)
+                        msock = s
                 wait = 0 if busy else min(
                     _POLL_MS, max(0, time.ticks_diff(next_sample, time.ticks_ms())))
                 self._serve(poller, wait)
@@ -162,6 +205,8 @@ class App:
                 except Exception as e:
                     _log_error("log", e)
         finally:
+            if self.mqtt is not None:
+                self.mqtt.close()
             self.log.close()
 
 

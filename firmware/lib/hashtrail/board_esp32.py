@@ -15,6 +15,9 @@
 #   watchdog(timeout_ms) -> object with .feed(), or None when the board has none
 #   sensors(cfg) -> list of sensors.py objects, each .read() -> (name, unit, value),
 #       built from cfg["sensors"] (cfg is the /board.json dict from boardcfg.load())
+#   network(cfg) -> object with .isconnected(), or None when the board needs no set-up:
+#       joins the Wi-Fi network cfg["wifi"] names ({"ssid", "password"}) and returns at
+#       once (network.WLAN connects in the background; the MQTT link waits for it)
 #
 # Allocation: reset_cause() and Clock.set() allocate a little; Clock.now() and
 # uptime_ms() allocate only small ints; nothing here is on a hot path.
@@ -63,6 +66,19 @@ class Clock(_Clock):
 
 def watchdog(timeout_ms):
     return machine.WDT(timeout=int(timeout_ms))
+
+
+def network(cfg):
+    w = cfg.get("wifi")
+    if not w:
+        return None
+    import network as _network
+
+    wlan = _network.WLAN(_network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(w["ssid"], w.get("password", ""))
+    return wlan
 
 
 def _mcu_temperature():

@@ -8,6 +8,7 @@
 #   Clock()                    .now() (None until set this boot), .uptime_ms(), .set(t)
 #   watchdog(timeout_ms)       None: the virtual board has no watchdog
 #   sensors(cfg)               sensors.py objects for cfg["sensors"] (kind "simulated")
+#   network(cfg)               None: the host's network is always up (no Wi-Fi to join)
 #
 # The ROM publishes its facts in the module `_vboard` (reset_cause, name); without a
 # ROM (the device tests) it is absent and the board reports "power_on".
@@ -33,6 +34,10 @@ def device_name():
 
 
 def watchdog(timeout_ms):
+    return None
+
+
+def network(cfg):
     return None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from hashtrail import userfile
 from hashtrail.cli.args import at_least
 from hashtrail.demo import run_demo
+from hashtrail.device.mqtt_link import parse_url
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def register(sub: Any) -> None:
                    help="how many virtual devices (default 3)")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary folder (stores, bundles, ledger, images, proof)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="collect over this MQTT broker (e.g. mqtt://127.0.0.1:1883) "
+                        "instead of the pseudo-terminals")
     p.add_argument("--json", action="store_true",
                    help="print the final report as JSON on stdout (the steps go to stderr)")
     p.set_defaults(func=run)
@@ -48,13 +52,16 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mqtt is not None:
+        parse_url(args.mqtt)  # a bad URL is bad input (exit 2) before anything starts
     if args.dir is not None:
         userfile.check_dir(args.dir, "a new or empty folder for the demo")
     temp = args.dir is None
     folder = Path(tempfile.mkdtemp(prefix="hashtrail-demo-")) if temp else args.dir
     old = signal.signal(signal.SIGTERM, _terminate)
     try:
-        rep = run_demo(folder, args.devices, out=sys.stderr if args.json else sys.stdout)
+        rep = run_demo(folder, args.devices, out=sys.stderr if args.json else sys.stdout,
+                       mqtt=args.mqtt)
     finally:
         signal.signal(signal.SIGTERM, old)
         if temp and not args.keep:

@@ -26,6 +26,7 @@ from hashtrail.collector import collect_verify
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.device.link import BoundError, DeviceError, DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError, printable
+from hashtrail.formats.entry import KIND_ACK, parse_entry
 from hashtrail.formats.records import MAGIC_ENTRY, record_fields
 
 log = logging.getLogger(__name__)
@@ -132,18 +133,23 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             progress: Progress | None = None, attempts: int = 4,
             window: int = 4, notice: Notice | None = None,
             deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
-            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES) -> CollectResult:
+            max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES,
+            device_id: str | None = None) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
     HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
     in a row (LinkError), or `max_retries` more than those that did (BoundError). An
     attempt that breaks after new entries (a frame lost, a slow or rebooting device)
     resumes at once and is never counted against the device. A bound hit raises
-    BoundError naming the device and the bound; nothing of this run is accepted then."""
+    BoundError naming the device and the bound; nothing of this run is accepted then.
+    `device_id`: the device expected behind the link (a broker topic names it); another
+    one answering is refused before anything is pulled."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
     info, label = identify(link, store, notice)
     did = info.device_id
+    if device_id is not None and did != device_id:
+        raise VerificationError(f"device {did} answered on the topics of {device_id}")
     link.name = f"device {did}"
     try:
         return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
@@ -280,14 +286,18 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                  "the store's quarantine as evidence")
     new = 0
     if report.last_seq >= start:
-        new = store.accept(did, report.last_seq, report.head)
+        # exactly the entries this run verified: a forged copy of one of their seqs left
+        # in quarantine by an earlier, refused run does not block them
+        verified = {RawEntry(0, record_fields(r)[2]).entry_hash for r in pull.raw
+                    if r[0] == MAGIC_ENTRY}
+        new = store.accept(did, report.last_seq, report.head, hashes=verified)
     store.accept_checkpoint(did, cose)
     for cp in report.checkpoints:
         if cp.seq <= report.last_seq:
             store.accept_checkpoint(did, cp.raw)
     acked = False
     first: int | None = info.first_seq
-    if ack and new:
+    if ack and new and _more_than_acks(pull.raw):
         try:
             first = link.ack(report.last_seq)
             acked = True
@@ -303,6 +313,22 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         seconds=round(time.monotonic() - t0, 3), retries=retries,
         noise_bytes=link.noise_bytes,
         device_altered=None if altered is None else asdict(altered))
+
+
+def _more_than_acks(raw: list[bytes]) -> bool:
+    """Whether a run brought an entry other than the device's own "acknowledged" ones.
+    Each ACK makes the device append one, so acknowledging a run that brought only those
+    would append one more every time: a collector running round after round (collect
+    --mqtt --follow) would keep an idle device writing forever. They are acknowledged
+    with the next entry of another kind."""
+    for r in raw:
+        if r[0] == MAGIC_ENTRY:
+            try:
+                if parse_entry(record_fields(r)[2]).kind != KIND_ACK:
+                    return True
+            except HashtrailError:
+                return True
+    return False
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,

@@ -118,7 +118,10 @@ class StoreStorage(Protocol):
         """(seq, hash) of every quarantined record lo..hi (inclusive), by seq."""
         ...
 
-    def mark_accepted(self, device_id: str, lo: int, hi: int) -> None: ...
+    def mark_accepted(self, device_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Accept exactly these (seq, hash) records: a forged candidate for the same
+        seq stays quarantined."""
+        ...
 
     # -- device checkpoints --------------------------------------------------------------
 

@@ -168,9 +168,9 @@ class SqliteStoreStorage(sqlite_file.SqliteFile):
             "SELECT seq, entry_hash FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? "
             "AND accepted=0 ORDER BY seq", (device_id, lo, hi))]
 
-    def mark_accepted(self, device_id: str, lo: int, hi: int) -> None:
-        self._w().execute("UPDATE entries SET accepted=1 WHERE device_id=? AND seq BETWEEN ? "
-                          "AND ?", (device_id, lo, hi))
+    def mark_accepted(self, device_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        self._w().executemany("UPDATE entries SET accepted=1 WHERE device_id=? AND seq=? AND "
+                              "entry_hash=?", [(device_id, s, h) for s, h in rows])
 
     # -- checkpoints ---------------------------------------------------------------------
 

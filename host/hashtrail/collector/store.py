@@ -56,7 +56,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -209,13 +209,17 @@ class Store:
     def all_records(self, device_id: str) -> list[RawEntry]:
         return self.storage.records(device_id, 0, None)
 
-    def accept(self, device_id: str, upto_seq: int, head: bytes) -> int:
+    def accept(self, device_id: str, upto_seq: int, head: bytes,
+               hashes: Collection[bytes] | None = None) -> int:
         """Mark the quarantined entries after the anchor up to `upto_seq` as accepted.
 
         Call only after verifying them (links from the anchor, signatures, and `head`
         signed by the device). Refused unless every seq in the range is present exactly
         once and the entry at `upto_seq` hashes to `head`. Re-accepting an already
-        accepted point is a no-op (returns 0).
+        accepted point is a no-op (returns 0). `hashes`: the entry hashes that were
+        verified; other quarantined candidates for the same seqs (a record forged on
+        the way and refused by an earlier run, kept as evidence) are left out instead
+        of blocking every later acceptance.
         """
         with self._tx() as db:
             anc = db.anchor(device_id)
@@ -227,6 +231,8 @@ class Store:
                         "head differs from the accepted entry")
                 return 0
             rows = db.quarantined_hashes(device_id, start, upto_seq)
+            if hashes is not None:
+                rows = [r for r in rows if r[1] in hashes]
             seqs = [s for s, _ in rows]
             if seqs != list(range(start, upto_seq + 1)):
                 raise VerificationError(
@@ -235,7 +241,7 @@ class Store:
             if rows[-1][1] != head:
                 raise VerificationError(
                     f"device {device_id}: entry {upto_seq} does not hash to the verified head")
-            db.mark_accepted(device_id, start, upto_seq)
+            db.mark_accepted(device_id, rows)
             db.set_anchor(device_id, upto_seq, head)
             if start == 0:          # keep the policy its entry 0 declares
                 body = db.accepted_body(device_id, 0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import select
@@ -39,9 +40,10 @@ import threading
 import time
 import tty
 from pathlib import Path
+from typing import Any
 
 from hashtrail.device.boards import Board, load_board
-from hashtrail.device.imagefs import build_image, firmware_files
+from hashtrail.device.imagefs import BOARD_FILE, build_image, firmware_files
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.paths import venv_tool
 
@@ -78,7 +80,7 @@ class VirtualDevice:
     """A virtual board with a persistent flash image and a stable serial port."""
 
     def __init__(self, directory: Path | str, name: str, board: Board | str = "unix",
-                 log: bool = False) -> None:
+                 log: bool = False, config: dict[str, Any] | None = None) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         if self.board.name != "unix":
             raise ConfigError(f"board {self.board.name!r} cannot run virtually",
@@ -87,6 +89,9 @@ class VirtualDevice:
         self.dir = Path(directory).resolve()  # the VM runs with cwd=self.dir
         self.image_path = self.dir / f"{name}.lfs"
         self.log = log
+        # Keys added to the board definition the device reads (/board.json), e.g.
+        # {"mqtt": {"host": "127.0.0.1", "port": 1883}}: written into a new image.
+        self.config = dict(config or {})
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._master = self._slave = -1
@@ -114,8 +119,11 @@ class VirtualDevice:
 
     def write_image(self) -> None:
         """(Re)flash: a fresh littlefs image with the current compiled firmware."""
-        data = build_image(firmware_files(self.board), self.board.vfs_size,
-                           self.board.block_size)
+        files = firmware_files(self.board)
+        if self.config:
+            files[BOARD_FILE] = json.dumps(
+                {**json.loads(files[BOARD_FILE]), **self.config}).encode()
+        data = build_image(files, self.board.vfs_size, self.board.block_size)
         tmp = self.image_path.with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, self.image_path)

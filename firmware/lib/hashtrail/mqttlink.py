@@ -1,0 +1,180 @@
+# The link protocol (docs/PROTOCOL.md) carried over MQTT, for boards on a network.
+#
+# Why the same protocol and not a new one: a collector must prove over the network
+# exactly what it proves over the console (chain links, signatures, a checkpoint made
+# for its own fresh nonce, ACK only after it stored). Carrying the console's request
+# lines and reply frames unchanged over a broker keeps one device-side implementation
+# (link.Link, a second instance whose `out` is this object) and lets the host run its
+# serial collection code unchanged over an MQTT byte stream (docs/MQTT.md).
+#
+# Topics, D = the device id (32 lowercase hex digits, log.device_id):
+#   hashtrail/D/req   collector -> device: one request line per message ("@HT" + hex,
+#                     as on the console), any command but ACK
+#   hashtrail/D/ack   collector -> device: ACK request lines only. Pruning is the one
+#                     request that loses data on the device, so it has its own topic a
+#                     broker ACL can reserve for trusted collectors; an ACK on req, or
+#                     anything else on ack, is dropped (counted in `refused`).
+#   hashtrail/D/rep   device -> collector: one link frame per message, byte for byte as
+#                     the console carries it (header check and CRC included), QoS 1.
+# Records go out as the console's records stream: bounded batches (CHUNK frames of at
+# most the board's link_chunk bytes, whole raw records as on flash), at most `credit`
+# of them in flight, one more per CREDIT the collector sends back.
+#
+# Loop contract (app.py): step() once per pass; it connects when the network is up
+# (retrying every _RETRY_MS), reads what the broker sent, serves the requests and sends
+# at most one chunk; `sock` is the broker socket while connected (None otherwise). A broker that goes away (OSError from the socket, a malformed
+# packet) drops the connection and the open stream; nothing on flash changes, so the
+# collector simply asks again after the reconnect. Requests received while a publish
+# waits for its PUBACK are queued (at most _QUEUE, each at most one request line), not
+# served inside the publish: umqtt delivers them from inside publish().
+#
+# Memory: the Link's line and frame buffers (200 + chunk + 12 bytes), the request
+# queue (bounded), umqtt's per-packet headers. Publishing a frame sends the Link's own
+# buffer (a memoryview): no copy.
+from time import ticks_add, ticks_diff, ticks_ms
+
+from hashtrail import link as _link
+
+_QUEUE = 8  # requests held while a publish waits for its PUBACK
+_MAXREQ = 202  # longest request line the Link accepts (link._MAXLINE) + CR LF
+_RETRY_MS = 5000  # between connection attempts
+_KEEPALIVE_S = 60
+_PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
+_RX_PER_STEP = 8  # incoming packets read per step
+_IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
+_TCP_NODELAY = 1  # port names neither
+
+
+class MqttLink:
+    # Kept to few methods and no properties: every function costs heap on a board
+    # that loads this module as .mpy (tests/firmware/test_app_mqtt.py measures it).
+
+    def __init__(self, board, fw, clock, cfg, chunk=512, net=None):
+        """cfg: board.json's "mqtt" dict: host, port (1883), user, password, ssl
+        (false), client_id (hashtrail-D). net: the board layer's network object
+        (.isconnected()), or None when the board is always connected. The log comes
+        later (attach)."""
+        from hashtrail.umqtt_simple import MQTTClient
+
+        ssl = bool(cfg.get("ssl"))
+        self.client = MQTTClient(
+            cfg.get("client_id") or "", cfg["host"],
+            int(cfg.get("port", 8883 if ssl else 1883)), cfg.get("user"),
+            cfg.get("password"), keepalive=_KEEPALIVE_S, ssl=ssl)
+        self.client.set_callback(self._on_msg)
+        self.net = net
+        self.link = _link.Link(None, self, board, fw, clock, chunk=chunk)
+        self.t_req = self.t_ack = self.t_rep = None
+        self._q = []
+        self.sock = None  # the broker socket while connected (app.py polls it)
+        self._next_try = ticks_ms()
+        self._last_tx = 0
+        self.rx = 0  # counters, for diagnostics and tests
+        self.connects = 0
+        self.drops = 0
+        self.refused = 0
+        self.overflow = 0
+        self.last_error = None
+
+    def attach(self, log):
+        """Serve `log` (devlog.Log): its device id names the topics."""
+        base = "hashtrail/" + log.device_id + "/"
+        self.t_req = (base + "req").encode()
+        self.t_ack = (base + "ack").encode()
+        self.t_rep = (base + "rep").encode()
+        if not self.client.client_id:
+            self.client.client_id = "hashtrail-" + log.device_id
+        self.link.log = log
+
+    def write(self, frame):
+        # The Link's output: one frame, one QoS 1 message (umqtt waits for the PUBACK).
+        self.client.publish(self.t_rep, frame, False, 1)
+        self._last_tx = ticks_ms()
+
+    def _on_msg(self, topic, msg):
+        self.rx += 1
+        if len(self._q) >= _QUEUE or len(msg) > _MAXREQ:
+            self.overflow += 1  # the collector re-sends a request that got no answer
+            return
+        self._q.append((topic == self.t_ack, msg))
+
+    def drop(self, e=None):
+        """Forget the connection (the broker went away or sent garbage): the open
+        records stream ends with it; the next step() reconnects after _RETRY_MS."""
+        self.link._close_stream()
+        self._q = []
+        if self.sock is not None:
+            self.drops += 1
+        self.sock = None
+        s = self.client.sock
+        self.client.sock = None
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+        if e is not None:
+            self.last_error = "%s: %s" % (type(e).__name__, e)
+        self._next_try = ticks_add(ticks_ms(), _RETRY_MS)
+
+    def step(self):
+        """One pass of the app loop. Returns True when it sent a chunk (more may follow
+        at once)."""
+        c = self.client
+        try:
+            if self.sock is None:
+                if self.t_req is None or ticks_diff(ticks_ms(), self._next_try) < 0 or (
+                        self.net is not None and not self.net.isconnected()):
+                    return False
+                self.drop()
+                c.connect()
+                try:
+                    # umqtt writes a message in several small writes: without
+                    # TCP_NODELAY each waits for the broker's delayed ACK (~40 ms).
+                    c.sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                except (OSError, AttributeError):
+                    pass  # a TLS socket, a port without the option: slower, not wrong
+                c.subscribe(self.t_req, 1)
+                c.subscribe(self.t_ack, 1)
+                self.sock = c.sock
+                self.connects += 1
+                self._last_tx = ticks_ms()
+                return False
+            for _ in range(_RX_PER_STEP):
+                before = self.rx
+                c.check_msg()
+                if self.rx == before:
+                    break
+            q = self._q
+            feed = self.link.feed_byte
+            while q:
+                is_ack, msg = q.pop(0)
+                # One request line per message, its end of line optional: a line break
+                # inside would let a message on req smuggle a second line (an ACK) past
+                # the topic rule. Bytes 7..8 are the command ("@HT" version id cmd).
+                n = len(msg)
+                while n and (msg[n - 1] == 10 or msg[n - 1] == 13):
+                    n -= 1
+                if n < 9 or b"\n" in msg[:n] or b"\r" in msg[:n] or (
+                        msg[7:9] == b"06") != is_ack:
+                    self.refused += 1
+                    continue
+                for i in range(n):
+                    feed(msg[i])
+                feed(10)
+            busy = self.link.step()
+            if ticks_diff(ticks_ms(), self._last_tx) > _PING_MS:
+                c.ping()
+                self._last_tx = ticks_ms()
+            return busy
+        except Exception as e:  # OSError (broker gone), MQTTException, a bad packet
+            self.drop(e)
+            return False
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.client.disconnect()
+            except Exception:
+                pass
+        self.drop()

@@ -1,0 +1,133 @@
+"""Collect devices over an MQTT broker, with the guarantees of the serial path.
+
+Why this is short: the device carries the link protocol unchanged over the broker
+(docs/MQTT.md), so each device is collected by `collector.collect.collect` itself over
+a `device.mqtt_link` byte stream: records quarantined as received, chain links and
+signatures from our anchor, a checkpoint over our own fresh nonce, accept, and only
+then ACK (on the device's ack topic). What this module adds is the fleet around it:
+which devices (those named, else every device enrolled in the store), one broker
+connection for all of them, an outcome per device (one failing device does not stop
+the others), and `follow`: rounds until stopped, so new entries are collected as they
+come.
+
+A device is expected on its own topics: one that answers on D's topics with another
+identity is refused (`collect(..., device_id=D)`). Anything else a stranger publishes
+there is noise to the frame decoder or fails verification, and is refused with the
+device, seq and reason like a bad serial line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hashtrail.collector.collect import (
+    DEADLINE_S,
+    MAX_RECORDS,
+    CollectResult,
+    Notice,
+    collect,
+)
+from hashtrail.collector.store import Store, check_device_id
+from hashtrail.device.mqtt_link import Broker, BrokerOptions, open_broker
+from hashtrail.errors import HashtrailError, InputError
+
+# Every collection that finds something new costs the device a signed checkpoint record
+# and an "acknowledged" entry on flash: a round a minute keeps that small beside
+# readings every 10 s.
+FOLLOW_INTERVAL_S = 60.0
+
+
+@dataclass
+class Outcome:
+    """One device in one round: its result, or why it was not collected."""
+
+    device_id: str
+    result: CollectResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+    idle: bool = False  # --follow: its HELLO showed nothing after our anchor, not collected
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"device_id": self.device_id, "ok": self.error is None}
+        if self.idle:
+            out["idle"] = True
+        if self.result is not None:
+            out["result"] = self.result.to_json()
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+OnOutcome = Callable[[Outcome], None]
+
+
+def devices_to_collect(store: Store, devices: Sequence[str] | None) -> list[str]:
+    """The devices named (canonical ids), else every device enrolled in the store."""
+    if devices:
+        return [check_device_id(d) for d in devices]
+    ids = sorted(e.device_id for e in store.enrollments())
+    if not ids:
+        raise InputError(f"{store.path} has no enrolled devices to collect",
+                         hint="enroll them first (hashtrail enroll), or name --device")
+    return ids
+
+
+def collect_device(broker: Broker, store: Store, device_id: str, *, ack: bool = True,
+                   set_time: bool = True, deadline: float = DEADLINE_S,
+                   max_records: int = MAX_RECORDS, notice: Notice | None = None,
+                   timeout: float = 3.0, skip_idle: bool = False) -> Outcome:
+    """One device over the broker: collect's result, or the error that stopped it.
+    `skip_idle` (--follow): a device whose HELLO announces exactly the head we hold is
+    left alone this round: a collection would only make it sign and store a checkpoint
+    over nothing new. Anything else (new entries, a head that differs, a log shorter
+    than ours) is collected and judged as usual."""
+    try:
+        with broker.link(device_id, timeout=timeout) as link:
+            if skip_idle:
+                anchor = store.anchor(device_id)
+                info = link.hello()
+                if anchor is not None and (info.last_seq, info.head) == (anchor.seq,
+                                                                        anchor.head):
+                    return Outcome(device_id, idle=True)
+            res = collect(link, store, ack=ack, set_time=set_time, notice=notice,
+                          deadline=deadline, max_records=max_records, device_id=device_id)
+        return Outcome(device_id, result=res)
+    except HashtrailError as e:
+        return Outcome(device_id, error=str(e), exit_code=e.exit_code)
+
+
+def collect_mqtt(options: BrokerOptions, store: Store, devices: Sequence[str] | None = None,
+                 *, follow: bool = False, interval: float = FOLLOW_INTERVAL_S,
+                 rounds: int | None = None, stop: threading.Event | None = None,
+                 on_outcome: OnOutcome | None = None, ack: bool = True,
+                 set_time: bool = True, deadline: float = DEADLINE_S,
+                 max_records: int = MAX_RECORDS, notice: Notice | None = None,
+                 timeout: float = 3.0) -> list[Outcome]:
+    """Collect every device once, or with `follow` round after round (`interval`
+    seconds apart) until `stop` is set or `rounds` are done. Returns the outcomes of
+    the last round; `on_outcome` sees each as it happens. `deadline` bounds each
+    device's collection, as for one serial collection."""
+    ids = devices_to_collect(store, devices)
+    stop = stop or threading.Event()
+    done = 0
+    last: list[Outcome] = []
+    with open_broker(options) as broker:
+        while True:
+            last = []
+            for did in ids:
+                if stop.is_set():
+                    break
+                o = collect_device(broker, store, did, ack=ack, set_time=set_time,
+                                   deadline=deadline, max_records=max_records,
+                                   notice=notice, timeout=timeout, skip_idle=follow)
+                last.append(o)
+                if on_outcome is not None:
+                    on_outcome(o)
+            done += 1
+            if not follow or stop.is_set() or (rounds is not None and done >= rounds):
+                return last
+            if stop.wait(interval):
+                return last

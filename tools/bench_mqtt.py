@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Collection over MQTT: entries/s from one device and from many to one collector, wire
+bytes per entry, and the device's heap while it publishes.
+
+What is measured (one run, same machine):
+- virtual devices (real firmware, unix port) whose /board.json names a broker fill their
+  logs for --fill seconds at --interval, are enrolled over their consoles, then ONE
+  collector collects them over the broker, device after device, exactly as
+  `hashtrail collect --mqtt` does (collect() over device/mqtt_link: RECORDS with credit,
+  a fresh checkpoint, verification, store, ACK): entries/s = entries accepted / time;
+- wire bytes per entry: the reply frames the collector received, and the same carried
+  in MQTT PUBLISH packets (fixed header, topic, packet id), per entry accepted;
+- the broker is a private Mosquitto with set_tcp_nodelay true (docs/MQTT.md,
+  "Latency"); --shared uses the one on 127.0.0.1:1883 as configured;
+- device heap: the firmware test tests/firmware/test_app_mqtt.py (the whole app, MQTT
+  link publishing a records stream through the real broker) at --heap, its smallest
+  free heap after gc at any reply (@@APPHEAP), plus whether it boots at the board's
+  100 KB budget. Skipped with --no-heap.
+
+    python tools/bench_mqtt.py [--devices 1] [--fill 10] [--interval 0.02] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+
+
+def device_heap(heap: int) -> dict[str, Any]:
+    """Run the MQTT app firmware test at `heap` and at the 100 KB budget."""
+    import build_mpy
+    import vectors_mqtt
+    from hashtrail.paths import venv_tool
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fw, data = Path(tmp) / "fw", Path(tmp) / "data"
+        fw.mkdir()
+        data.mkdir()
+        build_mpy.build(fw)
+        vectors_mqtt.make_app_mqtt_board(data)
+        for h in (heap, 102400):
+            proc = subprocess.run(
+                [venv_tool("micropython"), "-X", f"heapsize={h}",
+                 str(ROOT / "tests/firmware/_runner.py"), "test_app_mqtt",
+                 "test_app_over_mqtt_at_board_budget", str(data)],
+                env={"MICROPYPATH": f"{fw / 'lib'}:{ROOT / 'tests/firmware'}",
+                     "PATH": "/usr/bin:/bin"},
+                cwd=str(data), capture_output=True, text=True, timeout=600)
+            m = re.search(r"@@APPHEAP min_free=(\d+)", proc.stdout)
+            err = re.search(r"(MemoryError[^\n]*)", proc.stdout + proc.stderr)
+            out[f"heap_{h}"] = {"min_free": int(m.group(1)) if m else None,
+                                "error": None if m else (err.group(1) if err else
+                                                         proc.stdout[-300:])}
+    return out
+
+
+def collect_all(url: str, n: int, fill: float, interval: float) -> dict[str, Any]:
+    from hashtrail.collector.collect import collect
+    from hashtrail.collector.store import Store
+    from hashtrail.device.boards import load_board
+    from hashtrail.device.mqtt_link import open_broker, parse_url
+    from hashtrail.sim import VirtualDevice, provision
+
+    port = parse_url(url).port
+    board = dataclasses.replace(load_board("unix"), heap_budget=160 * 1024)
+    cfg = {"sample_interval_s": interval, "mqtt": {"host": "127.0.0.1", "port": port},
+           "log": {"checkpoint_every": 64, "checkpoint_s": 0}}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        devs = [VirtualDevice(d, f"b{i}", board=board, config=cfg).start() for i in range(n)]
+        try:
+            with Store.open(d / "s.db") as st:
+                for dev in devs:
+                    info = provision.wait_ready(dev, timeout=60)
+                    st.enroll(info.device_id, info.pub, label=dev.name, board=info.board,
+                              fw=info.fw)
+                time.sleep(fill)
+                ids = [e.device_id for e in st.enrollments()]
+                entries = frames = wire = msgs = 0
+                t0 = time.perf_counter()
+                with open_broker(parse_url(url)) as broker:
+                    for did in ids:
+                        with broker.link(did) as link:
+                            r = collect(link, st, device_id=did)
+                            s = link.stream
+                            entries += r.new_entries
+                            frames += link.bytes_in
+                            wire += s.wire_bytes  # type: ignore[attr-defined]
+                            msgs += s.messages  # type: ignore[attr-defined]
+                dt = time.perf_counter() - t0
+        finally:
+            for dev in devs:
+                dev.stop()
+    return {"devices": n, "entries": entries, "seconds": round(dt, 3),
+            "entries_per_s": round(entries / dt, 1), "messages": msgs,
+            "frame_bytes_per_entry": round(frames / entries, 1),
+            "mqtt_bytes_per_entry": round(wire / entries, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--devices", type=int, nargs="+", default=[1],
+                    help="device counts to measure (e.g. 1 20)")
+    ap.add_argument("--fill", type=float, default=10.0, help="seconds of sampling before")
+    ap.add_argument("--interval", type=float, default=0.02, help="sample interval (s)")
+    ap.add_argument("--shared", action="store_true",
+                    help="use the broker on 127.0.0.1:1883 instead of a private one")
+    ap.add_argument("--heap", type=int, default=106496,
+                    help="heap for the device heap run (default 104 KB, as the test)")
+    ap.add_argument("--no-heap", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from mqtt_broker import PrivateBroker
+
+    res: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = None if args.shared else PrivateBroker(Path(tmp)).start()
+        url = "mqtt://127.0.0.1:1883" if broker is None else broker.url
+        res["broker"] = "shared 127.0.0.1:1883" if broker is None else \
+            "private mosquitto, set_tcp_nodelay true"
+        try:
+            for n in args.devices:
+                res[f"collect_{n}"] = collect_all(url, n, args.fill, args.interval)
+        finally:
+            if broker is not None:
+                broker.stop()
+    if not args.no_heap:
+        res["device_heap"] = device_heap(args.heap)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for k, v in res.items():
+            print(f"{k:16s} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
