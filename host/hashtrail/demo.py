@@ -52,6 +52,9 @@ from hashtrail.ledger.proof import SIG_ENTRY, check_proof_doc
 from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
+from hashtrail.ledger.serve import available as can_serve
+from hashtrail.ledger.serve import serving
+from hashtrail.ledger.tiles_client import FetchError, verify_proof_url
 from hashtrail.sim import Fleet, VirtualDevice, provision
 from hashtrail.sim.tamper import (
     Rewrite,
@@ -145,6 +148,10 @@ class DemoReport:
     proof_ok: bool = False           # checked offline down to the entry's own device signature
     proof_check: dict[str, Any] | None = None  # what verify-proof proved (ProofCheck)
     proof_tampered_refused: bool = False
+    # Step 7: the same entry's proof fetched from the ledger served as tlog-tiles and
+    # checked like a proof file; None when aiohttp (the `serve` extra) is not installed.
+    served_url: str = ""
+    served_proof_ok: bool | None = None
     tamper: TamperReport | None = None
     ledger_intact_after_tamper: bool = False
     seconds: float = 0.0
@@ -153,6 +160,7 @@ class DemoReport:
     def ok(self) -> bool:
         return (self.rerun_noop and self.verify_ok and self.proof_ok
                 and self.proof_tampered_refused and self.entries_union == self.ledger_size
+                and self.served_proof_ok is not False
                 and self.tamper is not None and self.tamper.caught
                 and self.ledger_intact_after_tamper)
 
@@ -167,7 +175,7 @@ class DemoReport:
 class Narrator:
     """Step headings, indented lines and aligned tables, flushed as they happen."""
 
-    def __init__(self, out: IO[str], steps: int = 8) -> None:
+    def __init__(self, out: IO[str], steps: int = 9) -> None:
         self.out = out
         self.steps = steps
         self.t0 = time.monotonic()
@@ -371,7 +379,7 @@ def _reconcile_row(label: str, r: Result, size: int) -> dict[str, Any]:
 
 
 class _Demo:
-    """The eight steps over shared state; `run_demo` owns the processes and files."""
+    """The nine steps over shared state; `run_demo` owns the processes and files."""
 
     def __init__(self, directory: Path, fleet: Fleet, stack: contextlib.ExitStack,
                  n: Narrator) -> None:
@@ -387,6 +395,7 @@ class _Demo:
         self.bundles: dict[str, Path] = {}
         self.ledger_path = directory / "ledger.db"
         self.led: Ledger | None = None
+        self.proved: tuple[str, int, dict[str, Any]] = ("", 0, {})
 
     @property
     def ledger(self) -> Ledger:
@@ -567,11 +576,48 @@ class _Demo:
             refused.append(True)
             n.say(f"a made-up proof signed with the forger's own key: refused ({e})")
         rep.proof_tampered_refused = refused == [True, True]
+        self.proved = (did, seq, doc)
+
+    def serve(self) -> None:
+        """Step 7: the ledger on the network. Served as C2SP tlog-tiles on a free
+        loopback port; the client takes nothing on the server's word: it opens the
+        checkpoint with the ledger key it brings, computes the path from hash tiles and
+        checks the device's own signature, as for a proof file."""
+        n, rep = self.n, self.rep
+        did, seq, doc = self.proved
+        n.step(7, "Serve the ledger as C2SP tlog-tiles; fetch the proof over HTTP, check it")
+        if not can_serve():
+            n.say("skipped: serving needs aiohttp (pip install 'hashtrail[serve]')")
+            return
+        trusted = note.Verifier.from_string(rep.verifier_key)
+        with serving(self.ledger_path) as url:
+            rep.served_url = url
+            n.say(f"serving {self.ledger_path.name} at {url} (as `hashtrail serve --ledger "
+                  f"{_q(self.ledger_path)} --listen 127.0.0.1:0` does)")
+            try:
+                checked = verify_proof_url(url, did, seq, trusted)
+            except (FetchError, HashtrailError) as e:
+                rep.served_proof_ok = False
+                n.say(f"! the proof fetched over HTTP was refused: {e}")
+                return
+        pc = checked.check
+        # the same entry, leaf and tree as the offline proof of step 6, checked down to
+        # the device's own signature
+        rep.served_proof_ok = (pc is not None and pc.device_id == did and pc.seq == seq
+                               and pc.signature_kind == SIG_ENTRY
+                               and pc.leaf_index == doc["leaf_index"]
+                               and pc.tree_size == doc["tree_size"])
+        n.say(f"as `hashtrail ledger verify-proof --url {url} --device {did} --seq {seq} "
+              f"--verifier-key KEY` does: fetched the checkpoint, the device's word, one "
+              "entry bundle and the hash tiles on the path; built the proof and checked it:")
+        n.say(checked.description, indent=6)
+        n.say("same entry, leaf and tree as the proof file of step 6: "
+              + ("yes" if rep.served_proof_ok else "NO"))
 
     def tamper(self) -> None:
         n, rep, led = self.n, self.rep, self.ledger
         a, b = self.cols
-        n.step(7, "Tamper without the key: rewrite a reading on one device's flash, relink "
+        n.step(8, "Tamper without the key: rewrite a reading on one device's flash, relink "
                   "the chain, then collect it")
         victim = self.devs[1] if len(self.devs) > 1 else self.devs[0]
         info = self.infos[victim.name]
@@ -670,7 +716,7 @@ class _Demo:
 
     def summary(self) -> None:
         n, rep, t = self.n, self.rep, self.rep.tamper
-        n.step(8, "Summary")
+        n.step(9, "Summary")
         caught = "NOT CAUGHT" if t is None or not t.caught else (
             f"{t.device} seq {t.edited_seq}: device reports it altered from seq "
             f"{t.device_reported_seq}; A refuses ({t.caught_code} at seq {t.caught_seq}); "
@@ -685,6 +731,9 @@ class _Demo:
             ["ledger verifies from raw bytes", "yes" if rep.verify_ok else "NO"],
             ["inclusion proof checks offline, down to the device's own signature",
              "yes" if rep.proof_ok else "NO"],
+            ["the same proof fetched over HTTP (tlog-tiles) checks",
+             "skipped (no aiohttp)" if rep.served_proof_ok is None
+             else "yes" if rep.served_proof_ok else "NO"],
             ["keyless flash rewrite caught", caught],
             ["ledger intact after tampering", "yes" if rep.ledger_intact_after_tamper else "NO"],
             ["time", f"{rep.seconds} s"],
@@ -713,7 +762,7 @@ def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None
 
 
 def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> DemoReport:
-    """Run the eight steps in `directory` (must be new or empty); stop every device after."""
+    """Run the nine steps in `directory` (must be new or empty); stop every device after."""
     if not 1 <= devices <= 16:
         raise DemoError("--devices must be between 1 and 16", hint="the default is 3")
     # Absolute: a virtual device's VM runs in its image folder and is handed the image
@@ -741,6 +790,7 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None) -> D
         demo.reconcile()
         demo.verify()
         demo.prove()
+        demo.serve()
         demo.tamper()
     demo.rep.seconds = round(time.monotonic() - t0, 1)
     demo.summary()

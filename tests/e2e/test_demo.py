@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,6 +192,16 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     assert "the same proof with one leaf bit flipped: refused" in p.stderr
     assert "a made-up proof signed with the forger's own key: refused" in p.stderr
 
+    # Step 7: the same entry's proof, fetched from the ledger served as tlog-tiles on a
+    # loopback port, checked down to the same device signature; the server is gone after.
+    assert rep["served_proof_ok"] is True
+    assert rep["served_url"].startswith("http://127.0.0.1:")
+    assert f"--url {rep['served_url']} --device {proved.device_id} --seq " in p.stderr
+    assert "same entry, leaf and tree as the proof file of step 6: yes" in p.stderr
+    port = int(rep["served_url"].rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
     # The proof the demo printed checks with the CLI, offline, against the ledger's key
     # (and only with it: no key given fails closed).
     assert cli(["ledger", "verify-proof", "--verifier-key", vkey, str(d / "proof.json")]) == 0
@@ -204,7 +215,7 @@ def test_ctrl_c_stops_every_device(tmp_path: Path) -> None:
     try:
         assert p.stdout is not None
         for line in p.stdout:
-            if line.startswith("[3/8]"):
+            if line.startswith("[3/9]"):
                 break
         assert len(_processes_using(d)) == 3  # the devices are up
         p.send_signal(signal.SIGINT)

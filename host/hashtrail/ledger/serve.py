@@ -20,8 +20,12 @@ read-only in spirit: only reads are issued).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import queue
 import sqlite3
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from hashtrail.errors import ConfigError, HashtrailError
@@ -114,3 +118,67 @@ def serve(ledger: Ledger, host: str, port: int,
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def available() -> bool:
+    """Whether aiohttp (the `serve` extra) is installed."""
+    try:
+        _require_aiohttp()
+    except ConfigError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
+            timeout: float = 10.0) -> Iterator[str]:
+    """Serve the ledger at `ledger_path` from a background thread; yields its URL and
+    stops the server (and closes its ledger connection) on the way out.
+
+    Why a thread with its own ledger connection: the demo, tests and a mirror checking
+    itself talk to the server with blocking HTTP from this thread, and an SQLite
+    connection belongs to the thread that opened it."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    started: queue.Queue[str | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        with Ledger.open(ledger_path) as led:
+            runner = web.AppRunner(make_app(led), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host, port).start()
+                bound = runner.addresses[0][1]
+                started.put(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as e:          # handed to the caller, never lost
+            started.put(e)
+        finally:
+            loop.close()
+
+    t = threading.Thread(target=run, name="hashtrail-serve", daemon=True)
+    t.start()
+    try:
+        got = started.get(timeout=timeout)
+    except queue.Empty:
+        raise ConfigError(f"the server did not start within {timeout} s") from None
+    if isinstance(got, BaseException):
+        t.join(timeout)
+        if isinstance(got, OSError):
+            raise ConfigError(f"cannot listen on {host}:{port}: {got.strerror or got}") \
+                from None
+        raise got
+    try:
+        yield got
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        t.join(timeout)
