@@ -119,6 +119,8 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger publish", "--ledger"): "ledger",
     ("ledger publish", "--out"): "dir",
     ("serve", "--ledger"): "ledger",
+    ("mirror", "--out"): "dir",
+    ("mirror", "--verifier-key-file"): "input",
     ("devices list", "--ledger"): "ledger",
     ("devices revoke", "--ledger"): "ledger",
     ("devices check", "--port"): "fleet-port",
@@ -156,6 +158,8 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger evidence", "--device"): ("nope",),
     ("ledger cosign", "--verifier-key"): ("junk",),
     ("ledger check-evidence", "--verifier-key"): ("junk",),
+    ("mirror", "url"): ("ftp://x/", "not a url", "http://", "http://h/?q=1"),
+    ("mirror", "--verifier-key"): ("junk",),
     ("devices revoke", "device"): ("abc",),
     ("devices check", "--baud"): ("0",),
     ("verify", "--device"): (DEVICE[:12],),
@@ -177,6 +181,7 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),
     ("ledger witness-key", "--name"), ("ledger publish", "--words"),
+    ("mirror", "--words"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 
@@ -282,6 +287,8 @@ class World:
                               "--out", str(self.dir / "out.txt"), str(self.checkpoint)],
             "ledger publish": ["--ledger", led, "--out", str(self.dir / "pub")],
             "serve": ["--ledger", led, "--listen", "127.0.0.1:0"],
+            "mirror": ["--verifier-key-file", str(self.vkey_file), "--out",
+                       str(self.dir / "replica"), "http://127.0.0.1:9/"],
             "devices list": ["--ledger", led],
             "devices revoke": ["--reason", "x", "--ledger", led, DEVICE],
             "devices check": ["--port", os.devnull, "--store", s],

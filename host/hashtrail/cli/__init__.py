@@ -35,6 +35,7 @@ COMMANDS: tuple[str, ...] = (
     "devices",
     "verify",
     "serve",
+    "mirror",
     "selfcheck",
     "demo",
 )
