@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.client
 import http.server
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +30,7 @@ from hashtrail.formats import note
 from hashtrail.ledger import tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.serve import serving
-from tileskit import TileLedger, make_ledger
+from tileskit import ROOT, TileLedger, make_ledger
 
 pytest.importorskip("aiohttp")
 
@@ -212,3 +217,49 @@ def test_checkpoint_under_another_key_is_refused(
         assert main(["mirror", url, "--out", str(rep), "--verifier-key",
                      other.verifier().to_string()]) == 1
     assert "the served checkpoint" in capsys.readouterr().err
+
+
+def test_serve_dir_serves_a_replica_that_mirrors_and_proves(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hashtrail serve --dir` over a replica: a mirror of the mirror is byte-identical,
+    verify-proof --url works against it, and only the log's paths are served."""
+    rep = tmp_path / "replica"
+    with static(world.pub["grown"]) as url:
+        assert _mirror(url, rep, world.vkey, "--words") == 0
+    (tmp_path / "secret.txt").write_text("not the log's")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hashtrail", "serve", "--dir", str(rep), "--listen",
+         "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"serving {rep} as tlog-tiles at http://127.0.0.1:" in line, line
+        url = line.split(" at ")[1].split()[0]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        capsys.readouterr()
+        assert _mirror(url, tmp_path / "replica2", world.vkey, "--words") == 0
+        assert _files(tmp_path / "replica2") == _files(rep)
+        assert main(["ledger", "verify-proof", "--url", url, "--device", world.signed,
+                     "--seq", "7", "--verifier-key", world.vkey]) == 0
+        for path, status in (("/checkpoint", 200), ("/tile/0/000", 200),
+                             ("/../secret.txt", 404), ("/tile/0/../../../secret.txt", 404),
+                             ("/%2e%2e/secret.txt", 404), ("/tile/0/0000", 404),
+                             ("/tile/0/999", 404), ("/.mirror-staging-x", 404)):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            assert r.status == status, (path, r.status)
+            assert b"not the log's" not in body
+            if path == "/tile/0/000":
+                assert r.getheader("Cache-Control") == "public, max-age=31536000, immutable"
+                assert body == (rep / "tile/0/000").read_bytes()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -120,6 +120,7 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger publish", "--out"): "dir",
     ("serve", "--ledger"): "ledger",
     ("mirror", "--out"): "dir",
+    ("serve", "--dir"): "dir",
     ("mirror", "--verifier-key-file"): "input",
     ("devices list", "--ledger"): "ledger",
     ("devices revoke", "--ledger"): "ledger",

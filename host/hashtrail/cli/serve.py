@@ -48,7 +48,11 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve the ledger over HTTP as C2SP tlog-tiles (checkpoint, tiles, "
                       "entry bundles, device signatures)")
-    p.add_argument("--ledger", required=True, help="ledger file (only read)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ledger", help="ledger file (only read)")
+    g.add_argument("--dir", metavar="DIR",
+                   help="instead of a ledger, a folder `ledger publish` or `hashtrail "
+                        "mirror` wrote (only read)")
     p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8080),
                    metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080; "
                                              "port 0 picks a free one)")
@@ -83,6 +87,16 @@ def run_publish(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
+    if args.dir is not None:
+        folder = userfile.check_dir(args.dir, "a published or mirrored log")
+
+        def ready_dir(url: str) -> None:
+            print(f"serving {folder} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
+        try:
+            serve(Path(folder), host, port, ready_dir)
+        except KeyboardInterrupt:
+            print("hashtrail: stopped", file=sys.stderr)
+        return 0
     with Ledger.open(args.ledger) as led:
         def ready(url: str) -> None:
             print(f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)

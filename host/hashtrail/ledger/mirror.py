@@ -34,8 +34,9 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -193,36 +194,71 @@ def _move_in(staging: Path, out: Path) -> None:
         os.replace(p, dst)
 
 
-def _levels(size: int) -> Iterator[list[TileRef]]:
-    """tiles_of(size) by level, entry bundles with level 0."""
-    by: dict[int, list[TileRef]] = {}
-    for ref in tiles.tiles_of(size):
-        by.setdefault(ref.level or 0, []).append(ref)
-    for level in sorted(by):
-        yield by[level]
+class _Pool:
+    """Fetching with `connections` kept-alive connections at once (one per thread):
+    tiles are small, and on a loaded machine each request waits on the server's
+    process and each staged file on the disk, so a few in flight hide the waits. The
+    checks stay in order on the tiles each worker hands back."""
+
+    def __init__(self, url: str, timeout: float, connections: int) -> None:
+        self.url, self.timeout = url, timeout
+        self._local = threading.local()
+        self._sessions: list[TileSession] = []
+        self._lock = threading.Lock()
+        self.ex = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="mirror")
+
+    def session(self) -> TileSession:
+        s: TileSession | None = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = TileSession(self.url, self.timeout)
+            with self._lock:
+                self._sessions.append(s)
+        return s
+
+    @property
+    def requests(self) -> int:
+        return sum(s.requests for s in self._sessions)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self._sessions)
+
+    def close(self) -> None:
+        self.ex.shutdown(wait=True, cancel_futures=True)
+        for s in self._sessions:
+            s.close()
+
+
+def _hash_tile(client: TileSession, ref: TileRef) -> bytes:
+    data = client.get(ref.path(), ref.width * merkle.HASH_SIZE)
+    if len(data) != ref.width * merkle.HASH_SIZE:
+        raise MirrorError(f"{ref.path()} is {len(data)} bytes, not "
+                          f"{ref.width * merkle.HASH_SIZE}")
+    return data
 
 
 def mirror(url: str, out: Path, verifier: note.Verifier, timeout: float = 10.0,
-           words: bool = False) -> Mirrored:
+           words: bool = False, connections: int = 8) -> Mirrored:
     """Bring the replica in folder `out` up to the log at `url` (module docstring).
     `words`: also copy the device's word of every new entry, each checked first as
     part of a whole `hashtrail-proof/2` (down to the device's own signature) built from
     the verified tiles, so `verify-proof --url` works against the replica."""
     t0 = time.monotonic()
-    client = TileSession(url, timeout)
+    pool = _Pool(url, timeout, max(1, connections))
     made = not out.exists()
     try:
-        return _mirror(client, out, verifier, t0, words)
+        return _mirror(pool, out, verifier, t0, words)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     finally:
-        client.close()
+        pool.close()
 
 
-def _mirror(client: TileSession, out: Path, verifier: note.Verifier, t0: float,
+def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
             words: bool) -> Mirrored:
+    client = pool.session()
     cp_bytes = client.get(CHECKPOINT, note.MAX_NOTE)
     cp = _open_checkpoint(cp_bytes, verifier, "the served checkpoint")
     prev = _local_checkpoint(out, verifier)
@@ -231,7 +267,7 @@ def _mirror(client: TileSession, out: Path, verifier: note.Verifier, t0: float,
     replica = _Replica(out, old_size)
 
     def done(status: str, verify_s: float = 0.0) -> Mirrored:
-        return Mirrored(status, old_size, old_size, 0, 0, client.requests, client.bytes,
+        return Mirrored(status, old_size, old_size, 0, 0, pool.requests, pool.bytes,
                         time.monotonic() - t0, verify_s)
 
     if old is not None and cp.size <= old.size:
@@ -252,28 +288,43 @@ def _mirror(client: TileSession, out: Path, verifier: note.Verifier, t0: float,
     try:
         fetched = kept = 0
         verify_s = 0.0
-        for refs in _levels(cp.size):
-            for ref in refs:
+
+        def level0(n: int) -> tuple[TileRef, bytes, float]:
+            """Level-0 tile n and its entry bundle, the bundle checked against it, both
+            staged (run by the pool's threads; the tile is checked with the others)."""
+            c = pool.session()
+            ref = tiles.tile_for(0, n, cp.size)
+            hashes = _hash_tile(c, ref)
+            bref = TileRef(None, n, ref.width)
+            bundle = c.get(bref.path(), MAX_BUNDLE)
+            t = time.monotonic()
+            check_bundle(bref, bundle, hashes)
+            dt = time.monotonic() - t
+            _stage(staging, bref.path(), bundle)
+            _stage(staging, ref.path(), hashes)
+            return ref, hashes, dt
+
+        count0 = (cp.size + WIDTH - 1) // WIDTH
+        todo = [n for n in range(count0) if not replica.is_known(tiles.tile_for(0, n, cp.size))]
+        kept += 2 * (count0 - len(todo))
+        for ref, hashes, dt in pool.ex.map(level0, todo):
+            replica.new[ref] = hashes
+            verify_s += dt
+            fetched += 2
+        level = 1
+        while cp.size >> (tiles.HEIGHT * level):
+            for n in range(((cp.size >> (tiles.HEIGHT * level)) + WIDTH - 1) // WIDTH):
+                ref = tiles.tile_for(level, n, cp.size)
                 if replica.is_known(ref):
                     kept += 1
                     continue
-                if ref.level is None:
-                    data = client.get(ref.path(), MAX_BUNDLE)
-                    t = time.monotonic()
-                    check_bundle(ref, data, replica.tile(TileRef(0, ref.n, ref.width)))
-                    verify_s += time.monotonic() - t
-                    _stage(staging, ref.path(), data)
-                else:
-                    data = client.get(ref.path(), ref.width * merkle.HASH_SIZE)
-                    if len(data) != ref.width * merkle.HASH_SIZE:
-                        raise MirrorError(f"{ref.path()} is {len(data)} bytes, not "
-                                          f"{ref.width * merkle.HASH_SIZE}")
-                    if ref.level > 0:
-                        t = time.monotonic()
-                        check_hash_tile(ref, data, replica)
-                        verify_s += time.monotonic() - t
-                    replica.new[ref] = data
+                data = _hash_tile(client, ref)
+                t = time.monotonic()
+                check_hash_tile(ref, data, replica)
+                verify_s += time.monotonic() - t
+                replica.new[ref] = data
                 fetched += 1
+            level += 1
         t = time.monotonic()
         get = TileHashes(replica.tile, cp.size).get
         try:
@@ -292,13 +343,15 @@ def _mirror(client: TileSession, out: Path, verifier: note.Verifier, t0: float,
             nwords, missing = _copy_words(client, staging, cp, cp_bytes, get, old_size,
                                           verifier)
         for ref, data in replica.new.items():
-            _stage(staging, ref.path(), data)
+            if ref.level:               # level 0: staged by the pool
+                _stage(staging, ref.path(), data)
         _stage(staging, CHECKPOINT, cp_bytes)
         _move_in(staging, out)
     finally:
+        pool.ex.shutdown(wait=True, cancel_futures=True)    # no worker writes after this
         shutil.rmtree(staging, ignore_errors=True)
-    return Mirrored("updated", old_size, cp.size, fetched, kept, client.requests,
-                    client.bytes, time.monotonic() - t0, verify_s, nwords, missing)
+    return Mirrored("updated", old_size, cp.size, fetched, kept, pool.requests,
+                    pool.bytes, time.monotonic() - t0, verify_s, nwords, missing)
 
 
 def _copy_words(client: TileSession, staging: Path, cp: note.Checkpoint, cp_bytes: bytes,

@@ -26,11 +26,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError
+from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError, WordRef, parse_path
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -75,6 +76,40 @@ def make_app(ledger: Ledger) -> web.Application:
     return app
 
 
+def make_dir_app(folder: Path) -> web.Application:
+    """An aiohttp application serving a published or mirrored folder (`ledger publish`,
+    `hashtrail mirror`) with the same paths, headers and refusals as `make_app`: only
+    paths tlog-tiles defines are looked up (so nothing outside the log's files, no
+    `..`, no other spelling), each file read as it is on request."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    root = folder.resolve()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path.removeprefix("/")
+        try:
+            ref = parse_path(path)
+        except TileError:
+            return web.Response(status=404, text="not found\n")
+        kind = "checkpoint" if ref is None else "word" if isinstance(ref, WordRef) \
+            else "tile"
+        try:
+            body = (root / path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return web.Response(status=404, text="not found\n")
+        except OSError:
+            return web.Response(status=503, text="the folder cannot be read now\n")
+        return web.Response(body=body, headers={
+            "Content-Type": CONTENT_TYPES[kind],
+            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
+            "Access-Control-Allow-Origin": "*"})
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/{tail:.*}", handle)
+    return app
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [::1]:PORT); ValueError when it is not one."""
     host, sep, port = text.rpartition(":")
@@ -88,13 +123,21 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(ledger: Ledger, host: str, port: int,
+def serve(ledger: Ledger | Path, host: str, port: int,
           ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
-    """Serve until interrupted; `ready(url)` is called once the socket listens."""
+    """Serve a ledger, or a published or mirrored folder (a Path), until interrupted;
+    `ready(url)` is called once the socket listens."""
     _require_aiohttp()
     from aiohttp import web
 
-    app = make_app(ledger)
+    if isinstance(ledger, Path):
+        if not ledger.is_dir():
+            raise ConfigError(f"{ledger}: not a folder",
+                              hint="give the folder `ledger publish --out` or `hashtrail "
+                                   "mirror --out` wrote")
+        app = make_dir_app(ledger)
+    else:
+        app = make_app(ledger)
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)
