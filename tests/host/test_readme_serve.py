@@ -1,5 +1,5 @@
 """The README's "Serving the ledger" block runs as printed: publish, serve, verify-proof
---url, against a real ledger built by reconcile. Placeholders filled in: DEVICE_ID, the
+--url, mirror, against a real ledger built by reconcile. Placeholders filled in: DEVICE_ID, the
 key from `ledger init` ($LEDGER_KEY) and the port (a free one: `serve` is started with
 port 0 and the URL it prints replaces 127.0.0.1:8080). The served line runs in the
 background like `&` would, and the next line waits for its "serving ... at" line as the
@@ -68,8 +68,9 @@ def test_readme_serving_block_runs_as_printed(tmp_path: Path) -> None:
     cmds = [c.replace("DEVICE_ID", d.id_hex) for c in _commands(_block())]
     assert [c.split()[:3] for c in cmds] == [["hashtrail", "ledger", "publish"],
                                              ["hashtrail", "serve", "--ledger"],
-                                             ["hashtrail", "ledger", "verify-proof"]]
-    publish, serve, verify = cmds
+                                             ["hashtrail", "ledger", "verify-proof"],
+                                             ["hashtrail", "mirror", "http://127.0.0.1:8080/"]]
+    publish, serve, verify, mirror = cmds
     _bash(publish, tmp_path, env)
     assert (tmp_path / "site" / "checkpoint").is_file()
     assert serve.split("#", 1)[0].rstrip().endswith("&")
@@ -84,6 +85,10 @@ def test_readme_serving_block_runs_as_printed(tmp_path: Path) -> None:
         assert m, ready
         out = _bash(verify.replace("http://127.0.0.1:8080/", m.group(1)), tmp_path, env)
         assert f"inclusion OK: device {d.id_hex} seq 3 " in out.stdout
+        out = _bash(mirror.replace("http://127.0.0.1:8080/", m.group(1)), tmp_path, env)
+        assert "tree size 0 -> 21" in out.stdout and "21 device words checked" in out.stdout
+        assert (tmp_path / "replica" / "checkpoint").read_bytes() == \
+            (tmp_path / "site" / "checkpoint").read_bytes()
     finally:
         os.killpg(srv.pid, signal.SIGINT)
         srv.wait(10)
