@@ -121,6 +121,8 @@ PATHS: dict[tuple[str, str], str] = {
     ("serve", "--ledger"): "ledger",
     ("mirror", "--out"): "dir",
     ("serve", "--dir"): "dir",
+    ("monitor", "--verifier-key-file"): "input",
+    ("monitor", "--state"): "state",
     ("mirror", "--verifier-key-file"): "input",
     ("devices list", "--ledger"): "ledger",
     ("devices revoke", "--ledger"): "ledger",
@@ -161,6 +163,11 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger check-evidence", "--verifier-key"): ("junk",),
     ("mirror", "url"): ("ftp://x/", "not a url", "http://", "http://h/?q=1"),
     ("mirror", "--verifier-key"): ("junk",),
+    ("monitor", "url"): ("ftp://x/", "not a url"),
+    ("monitor", "--verifier-key"): ("junk",),
+    ("monitor", "--device"): ("XYZ", DEVICE.upper()),
+    ("monitor", "--interval"): ("-1", "nan"),
+    ("monitor", "--passes"): ("0", "x"),
     ("devices revoke", "device"): ("abc",),
     ("devices check", "--baud"): ("0",),
     ("verify", "--device"): (DEVICE[:12],),
@@ -182,7 +189,7 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),
     ("ledger witness-key", "--name"), ("ledger publish", "--words"),
-    ("mirror", "--words"),
+    ("mirror", "--words"), ("monitor", "--follow"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 
@@ -288,6 +295,7 @@ class World:
                               "--out", str(self.dir / "out.txt"), str(self.checkpoint)],
             "ledger publish": ["--ledger", led, "--out", str(self.dir / "pub")],
             "serve": ["--ledger", led, "--listen", "127.0.0.1:0"],
+            "monitor": ["--verifier-key-file", str(self.vkey_file), "http://127.0.0.1:9/"],
             "mirror": ["--verifier-key-file", str(self.vkey_file), "--out",
                        str(self.dir / "replica"), "http://127.0.0.1:9/"],
             "devices list": ["--ledger", led],

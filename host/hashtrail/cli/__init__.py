@@ -36,6 +36,7 @@ COMMANDS: tuple[str, ...] = (
     "verify",
     "serve",
     "mirror",
+    "monitor",
     "selfcheck",
     "demo",
 )
