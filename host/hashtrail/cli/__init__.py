@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "mirror",
     "monitor",
+    "witness",
     "selfcheck",
     "demo",
 )

@@ -128,8 +128,6 @@ def serve(ledger: Ledger | Path, host: str, port: int,
     """Serve a ledger, or a published or mirrored folder (a Path), until interrupted;
     `ready(url)` is called once the socket listens."""
     _require_aiohttp()
-    from aiohttp import web
-
     if isinstance(ledger, Path):
         if not ledger.is_dir():
             raise ConfigError(f"{ledger}: not a folder",
@@ -138,6 +136,13 @@ def serve(ledger: Ledger | Path, host: str, port: int,
         app = make_dir_app(ledger)
     else:
         app = make_app(ledger)
+    serve_app(app, host, port, ready)
+
+
+def serve_app(app: web.Application, host: str, port: int,
+              ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+    """Run an aiohttp application until interrupted (`serve`, `witness serve`)."""
+    from aiohttp import web
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)
