@@ -48,13 +48,15 @@ from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
+from hashtrail.ledger.mirror import mirror
 from hashtrail.ledger.proof import SIG_ENTRY, check_proof_doc
 from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
 from hashtrail.ledger.serve import available as can_serve
-from hashtrail.ledger.serve import serving
+from hashtrail.ledger.serve import serving, serving_app
 from hashtrail.ledger.tiles_client import FetchError, verify_proof_url
+from hashtrail.ledger.witness_http import Witness, make_witness_app, request_cosignature
 from hashtrail.sim import Fleet, VirtualDevice, provision
 from hashtrail.sim.tamper import (
     Rewrite,
@@ -152,6 +154,8 @@ class DemoReport:
     # checked like a proof file; None when aiohttp (the `serve` extra) is not installed.
     served_url: str = ""
     served_proof_ok: bool | None = None
+    witness_ok: bool | None = None   # a witness cosigned the served checkpoint over HTTP
+    mirror_size: int | None = None   # tree size a mirror proved (-1: it refused)
     tamper: TamperReport | None = None
     ledger_intact_after_tamper: bool = False
     seconds: float = 0.0
@@ -160,7 +164,8 @@ class DemoReport:
     def ok(self) -> bool:
         return (self.rerun_noop and self.verify_ok and self.proof_ok
                 and self.proof_tampered_refused and self.entries_union == self.ledger_size
-                and self.served_proof_ok is not False
+                and self.served_proof_ok is not False and self.witness_ok is not False
+                and (self.mirror_size is None or self.mirror_size >= 0)
                 and self.tamper is not None and self.tamper.caught
                 and self.ledger_intact_after_tamper)
 
@@ -585,7 +590,8 @@ class _Demo:
         checks the device's own signature, as for a proof file."""
         n, rep = self.n, self.rep
         did, seq, doc = self.proved
-        n.step(7, "Serve the ledger as C2SP tlog-tiles; fetch the proof over HTTP, check it")
+        n.step(7, "Serve the ledger as C2SP tlog-tiles: a witness cosigns, a mirror verifies, "
+                  "the proof is fetched over HTTP and checked")
         if not can_serve():
             n.say("skipped: serving needs aiohttp (pip install 'hashtrail[serve]')")
             return
@@ -594,6 +600,7 @@ class _Demo:
             rep.served_url = url
             n.say(f"serving {self.ledger_path.name} at {url} (as `hashtrail serve --ledger "
                   f"{_q(self.ledger_path)} --listen 127.0.0.1:0` does)")
+            self.witness_and_mirror(url, trusted)
             try:
                 checked = verify_proof_url(url, did, seq, trusted)
             except (FetchError, HashtrailError) as e:
@@ -613,6 +620,35 @@ class _Demo:
         n.say(checked.description, indent=6)
         n.say("same entry, leaf and tree as the proof file of step 6: "
               + ("yes" if rep.served_proof_ok else "NO"))
+
+    def witness_and_mirror(self, url: str, trusted: note.Verifier) -> None:
+        """A witness (C2SP tlog-witness over HTTP, its own key, no ledger file)
+        cosigns the served checkpoint; a mirror fetches every tile and proves it."""
+        n, rep = self.n, self.rep
+        wkey = note.Signer.generate("witness.demo.hashtrail.example/w1")
+        w = Witness(wkey, trusted, self.dir / "witness.state")
+        cp = self.ledger.latest_checkpoint()
+        with serving_app(lambda _: make_witness_app(w)) as wurl:
+            try:
+                line = request_cosignature(wurl, cp, 0, [])
+                rep.witness_ok = bool(note.open_cosignatures(
+                    cp + line, [wkey.verifier()]))
+            except HashtrailError as e:
+                rep.witness_ok = False
+                n.say(f"! the witness did not cosign: {e}")
+        if rep.witness_ok:
+            n.say(f"a witness at {wurl}add-checkpoint (as `hashtrail witness serve` does) "
+                  f"cosigned tree size {note.parse_checkpoint(note.parse_note(cp).text).size}:")
+            n.say(line.decode().rstrip("\n"), indent=6)
+        try:
+            m = mirror(url, self.dir / "replica", trusted)
+            rep.mirror_size = m.size
+            n.say(f"mirrored into {_q(self.dir / 'replica')} (as `hashtrail mirror {url} --out "
+                  f"... --verifier-key KEY` does): {m.fetched} tiles and entry bundles, every "
+                  f"one proven against the signed root of tree size {m.size}")
+        except HashtrailError as e:
+            rep.mirror_size = -1
+            n.say(f"! the mirror refused the served log: {e}")
 
     def tamper(self) -> None:
         n, rep, led = self.n, self.rep, self.ledger
@@ -731,6 +767,11 @@ class _Demo:
             ["ledger verifies from raw bytes", "yes" if rep.verify_ok else "NO"],
             ["inclusion proof checks offline, down to the device's own signature",
              "yes" if rep.proof_ok else "NO"],
+            ["a witness cosigned over HTTP / a mirror proved every tile",
+             "skipped (no aiohttp)" if rep.witness_ok is None else
+             f"{'yes' if rep.witness_ok else 'NO'} / "
+             + ("NO" if rep.mirror_size is None or rep.mirror_size < 0
+                else f"yes, tree size {rep.mirror_size}")],
             ["the same proof fetched over HTTP (tlog-tiles) checks",
              "skipped (no aiohttp)" if rep.served_proof_ok is None
              else "yes" if rep.served_proof_ok else "NO"],

@@ -177,15 +177,24 @@ def available() -> bool:
     return True
 
 
-@contextlib.contextmanager
 def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
-            timeout: float = 10.0) -> Iterator[str]:
+            timeout: float = 10.0) -> contextlib.AbstractContextManager[str]:
     """Serve the ledger at `ledger_path` from a background thread; yields its URL and
     stops the server (and closes its ledger connection) on the way out.
 
     Why a thread with its own ledger connection: the demo, tests and a mirror checking
     itself talk to the server with blocking HTTP from this thread, and an SQLite
     connection belongs to the thread that opened it."""
+    return serving_app(lambda st: make_app(st.enter_context(Ledger.open(ledger_path))),
+                       host, port, timeout)
+
+
+@contextlib.contextmanager
+def serving_app(build: Callable[[contextlib.ExitStack], web.Application],
+                host: str = "127.0.0.1", port: int = 0,
+                timeout: float = 10.0) -> Iterator[str]:
+    """Run the application `build` makes (in the server's thread, with an ExitStack for
+    what it opens there) from a background thread; yields its URL, stops it on exit."""
     _require_aiohttp()
     from aiohttp import web
 
@@ -194,8 +203,8 @@ def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: 
     stop = asyncio.Event()
 
     async def main() -> None:
-        with Ledger.open(ledger_path) as led:
-            runner = web.AppRunner(make_app(led), access_log=None)
+        with contextlib.ExitStack() as st:
+            runner = web.AppRunner(build(st), access_log=None)
             await runner.setup()
             try:
                 await web.TCPSite(runner, host, port).start()

@@ -36,6 +36,8 @@ import os
 import re
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -208,3 +210,39 @@ def make_witness_app(w: Witness) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST)
     app.router.add_post("/add-checkpoint", add)
     return app
+
+
+def request_cosignature(url: str, checkpoint: bytes, old: int, proof: list[bytes],
+                        timeout: float = 10.0) -> bytes:
+    """Ask the witness at `url` (its submission prefix) to cosign `checkpoint`, given
+    the consistency proof from `old` (the witness's size); the signature lines it
+    returns. A 409 raises WitnessConflict with the witness's size."""
+    body = f"old {old}\n".encode() + b"".join(base64.b64encode(h) + b"\n" for h in proof) \
+        + b"\n" + checkpoint
+    req = urllib.request.Request(url.rstrip("/") + "/add-checkpoint", data=body,
+                                 method="POST", headers={"User-Agent": "hashtrail"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            data = bytes(r.read(MAX_REQUEST + 1))
+    except urllib.error.HTTPError as e:
+        text = e.read(256).decode("utf-8", "replace").strip()
+        if e.code == 409 and e.headers.get("Content-Type") == SIZE_TYPE and text.isdigit():
+            raise WitnessConflict(int(text)) from None
+        raise WitnessRefused(f"the witness answered HTTP {e.code}: {text}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise WitnessRefused(f"{url}: {getattr(e, 'reason', None) or e}") from None
+    if len(data) > MAX_REQUEST or not data.startswith("\u2014 ".encode()):
+        raise WitnessRefused("the witness's answer is not signature lines")
+    return data
+
+
+class WitnessRefused(VerificationError):
+    """The witness did not cosign (or could not be reached)."""
+
+
+class WitnessConflict(WitnessRefused):
+    """409: the witness's latest size is not the old size the request gave."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the witness's latest cosigned size is {size}")
+        self.size = size
