@@ -8,7 +8,6 @@ from it by `verify-proof --url` behind a static server."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.client
 import http.server
@@ -18,9 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,29 +26,9 @@ from hashtrail.formats import note
 from hashtrail.ledger import tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.serve import serving
-from tileskit import ROOT, TileLedger, make_ledger
+from tileskit import ROOT, TileLedger, make_ledger, static
 
 pytest.importorskip("aiohttp")
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def static(folder: Path) -> Iterator[str]:
-    """Any static web server: Python's, over `folder`, on a free loopback port."""
-    srv = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(10)
 
 
 def _files(d: Path) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 from hashtrail.cli import main
 from hashtrail.formats import merkle, note
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.witness_http import WitnessConflict, WitnessRefused, request_cosignature
 from tileskit import ROOT, TileLedger, make_ledger
 
 pytest.importorskip("aiohttp")
@@ -217,3 +218,26 @@ def test_killed_mid_update_keeps_one_checkpoint_or_the_other(log: Log, tmp_path:
             assert w2.post(_body(0, [], cp0))[:3:2] == (409, f"{size}\n".encode())
         finally:
             w2.stop()
+
+
+def test_the_logs_side_asks_and_learns_the_witness_size(log: Log, tmp_path: Path) -> None:
+    """witness_http.request_cosignature, as a log pushing checkpoints would use it: a
+    409 tells it the witness's size, from which it sends the right proof."""
+    w = WitnessProc(tmp_path, log.vkey)
+    try:
+        url = f"http://127.0.0.1:{w.port}/"
+        cp0, cp1 = log.cps[:2]
+        line = request_cosignature(url, cp0, 0, [])
+        assert note.open_cosignatures(cp0 + line, [w.cosigner])
+        with pytest.raises(WitnessConflict) as ex:
+            request_cosignature(url, cp1, 0, [])
+        old = ex.value.size
+        assert old == _size(cp0)
+        line = request_cosignature(url, cp1, old, _proof(log.db, old, _size(cp1)))
+        assert note.open_cosignatures(cp1 + line, [w.cosigner])
+        with pytest.raises(WitnessRefused, match="HTTP 422"):
+            request_cosignature(url, log.cps[2], _size(cp1), [])
+    finally:
+        w.stop()
+    with pytest.raises(WitnessRefused):
+        request_cosignature(f"http://127.0.0.1:{w.port}/", log.cps[0], 0, [], timeout=2)
