@@ -17,12 +17,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from hashtrail.cli import main
 from hashtrail.formats import note
+from hashtrail.formats.notefile import read_signer
 from hashtrail.ledger import tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.serve import serving
@@ -239,3 +241,23 @@ def test_serve_dir_serves_a_replica_that_mirrors_and_proves(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_a_checkpoint_claiming_a_huge_tree_costs_one_failed_fetch(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A signed checkpoint for 2^62 leaves the server cannot back: the mirror stops at
+    the first tile it cannot fetch (tiles are requested lazily), nothing changes."""
+    rep = _replica_of(world, "first", tmp_path / "replica")
+    signer = read_signer(f"{world.grown}.key", "the ledger key")
+    pub = tmp_path / "huge"
+    shutil.copytree(world.pub["first"], pub)
+    text = note.parse_note((pub / "checkpoint").read_bytes()).text.split("\n")
+    text[1] = str(1 << 62)
+    (pub / "checkpoint").write_bytes(note.sign_note("\n".join(text), [signer]))
+    before = _snapshot(rep)
+    with static(pub) as url:
+        t0 = time.monotonic()
+        assert _mirror(url, rep, world.vkey) == 2
+        assert time.monotonic() - t0 < 20
+    assert "HTTP 404" in capsys.readouterr().err
+    assert _snapshot(rep) == before

@@ -118,6 +118,7 @@ def static(folder: Path) -> Iterator[str]:
 def write_tiles(folder: Path, leaves: list[bytes], signer: note.Signer) -> None:
     """Any list of leaves laid out as tlog-tiles, the checkpoint signed by `signer`
     (for logs no reconcile would make: gaps, forks, foreign leaves)."""
+    folder.mkdir(parents=True, exist_ok=True)
     tree = merkle.MemoryTree()
     for leaf in leaves:
         tree.append(merkle.leaf_hash(leaf))

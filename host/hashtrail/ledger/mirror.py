@@ -29,6 +29,7 @@ inside it, removed on any failure.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -36,9 +37,10 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from hashtrail.errors import ConfigError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
@@ -48,6 +50,7 @@ from hashtrail.ledger.tiles import CHECKPOINT, WIDTH, TileError, TileHashes, Til
 from hashtrail.ledger.tiles_client import MAX_BUNDLE, MAX_WORD, FetchError, TileSession
 
 STAGING_PREFIX = ".mirror-staging-"
+_T = TypeVar("_T")
 
 
 class MirrorError(VerificationError):
@@ -205,6 +208,7 @@ class _Pool:
         self._local = threading.local()
         self._sessions: list[TileSession] = []
         self._lock = threading.Lock()
+        self.connections = connections
         self.ex = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="mirror")
 
     def session(self) -> TileSession:
@@ -227,6 +231,19 @@ class _Pool:
         self.ex.shutdown(wait=True, cancel_futures=True)
         for s in self._sessions:
             s.close()
+
+
+def _ordered(ex: ThreadPoolExecutor, fn: Callable[[int], _T], items: Iterator[int],
+             window: int) -> Iterator[_T]:
+    """fn over items on the pool, results in order, at most `window` in flight
+    (Executor.map would submit every item first)."""
+    pending: collections.deque[Future[_T]] = collections.deque()
+    for it in items:
+        pending.append(ex.submit(fn, it))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _hash_tile(client: TileSession, ref: TileRef) -> bytes:
@@ -304,16 +321,22 @@ def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
             _stage(staging, ref.path(), hashes)
             return ref, hashes, dt
 
+        # Full tiles of the replica's tree are known; from its edge on, tiles are
+        # fetched lazily, a bounded window at a time, so a checkpoint claiming a huge
+        # tree costs one failed fetch, not a list of every tile it claims.
         count0 = (cp.size + WIDTH - 1) // WIDTH
-        todo = [n for n in range(count0) if not replica.is_known(tiles.tile_for(0, n, cp.size))]
-        kept += 2 * (count0 - len(todo))
-        for ref, hashes, dt in pool.ex.map(level0, todo):
+        kept += 2 * (old_size // WIDTH)
+        todo = (n for n in range(old_size // WIDTH, count0)
+                if not replica.is_known(tiles.tile_for(0, n, cp.size)))
+        for ref, hashes, dt in _ordered(pool.ex, level0, todo, 4 * pool.connections):
             replica.new[ref] = hashes
             verify_s += dt
             fetched += 2
         level = 1
         while cp.size >> (tiles.HEIGHT * level):
-            for n in range(((cp.size >> (tiles.HEIGHT * level)) + WIDTH - 1) // WIDTH):
+            first = (old_size >> (tiles.HEIGHT * level)) // WIDTH
+            kept += first
+            for n in range(first, ((cp.size >> (tiles.HEIGHT * level)) + WIDTH - 1) // WIDTH):
                 ref = tiles.tile_for(level, n, cp.size)
                 if replica.is_known(ref):
                     kept += 1
