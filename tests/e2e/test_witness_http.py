@@ -241,3 +241,47 @@ def test_the_logs_side_asks_and_learns_the_witness_size(log: Log, tmp_path: Path
         w.stop()
     with pytest.raises(WitnessRefused):
         request_cosignature(f"http://127.0.0.1:{w.port}/", log.cps[0], 0, [], timeout=2)
+
+
+def test_publish_only_with_k_cosignatures(log: Log, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`ledger publish --witness URL --witness-key K --min-cosignatures k`: the folder's
+    checkpoint carries the witnesses' cosignatures, and verify-proof --url requiring
+    them passes; with fewer than k, nothing is written."""
+    from tileskit import static
+    w = WitnessProc(tmp_path, log.vkey)
+    try:
+        url = f"http://127.0.0.1:{w.port}/"
+        # the witness already cosigned an older tree: the log learns its size from a
+        # 409 and sends the consistency proof from there
+        assert w.post(_body(0, [], log.cps[0]))[0] == 200
+        dead = "http://127.0.0.1:9/"                   # nothing listens: refused
+        wkey = w.cosigner.cosigner_string()
+        base = ["ledger", "publish", "--ledger", str(log.db), "--words",
+                "--witness-key", wkey]
+        out2 = tmp_path / "two"
+        assert main([*base, "--out", str(out2), "--witness", url, "--witness", dead,
+                     "--min-cosignatures", "2"]) == 1
+        assert "1 of the 2 witness cosignatures required" in capsys.readouterr().err
+        assert not out2.exists()
+        out1 = tmp_path / "one"
+        assert main([*base, "--out", str(out1), "--witness", dead, "--witness", url,
+                     "--min-cosignatures", "1"]) == 0
+        cap = capsys.readouterr()
+        assert "cosigned by witness.example/w1" in cap.out and "127.0.0.1:9" in cap.err
+        cp = (out1 / "checkpoint").read_bytes()
+        assert note.open_cosignatures(cp, [w.cosigner]) and \
+            note.parse_note(cp).text == note.parse_note(log.cps[-1]).text
+        assert w.state.read_bytes() == log.cps[-1]
+    finally:
+        w.stop()
+    with static(out1) as surl:
+        assert main(["ledger", "verify-proof", "--url", surl, "--device",
+                     _device(log), "--seq", "5", "--verifier-key", log.vkey,
+                     "--witness-key", wkey]) == 0
+    assert "witness.example/w1" in capsys.readouterr().out
+
+
+def _device(log: Log) -> str:
+    with Ledger.open(log.db) as led:
+        return led.devices()[0].device_id
