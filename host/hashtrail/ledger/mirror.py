@@ -13,9 +13,9 @@ always names a tree whose tiles are all there.
 
 The replica is the published tlog-tiles layout (hashtrail.ledger.tiles), so any static
 web server can serve it and `verify-proof --url` works against it once it also holds
-the device words (`hashtrail/word/...`, which the mirror copies as the log's server
-states them; they are checked by whoever builds a proof from them, not here: a word is
-not in the tree).
+the device words (`hashtrail/word/...`, not in the tree: with `words`, the mirror
+fetches each new entry's word and keeps it only if, joined with the verified leaf and
+path, it checks as a whole proof down to the device's signature).
 
 The last checkpoint the mirror saw is the replica's own `checkpoint` file: what it
 serves is what it checked. Full tiles of that tree are immutable and never fetched
