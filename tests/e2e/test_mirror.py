@@ -261,3 +261,30 @@ def test_a_checkpoint_claiming_a_huge_tree_costs_one_failed_fetch(
         assert time.monotonic() - t0 < 20
     assert "HTTP 404" in capsys.readouterr().err
     assert _snapshot(rep) == before
+
+
+def test_words_a_server_lacked_are_asked_for_again(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server without device words (a folder published without --words): the replica
+    lists the leaves it has no word for, and the next run gets them from one that has."""
+    bare = tmp_path / "bare"
+    shutil.copytree(world.pub["first"], bare)
+    shutil.rmtree(bare / "hashtrail")
+    rep = tmp_path / "replica"
+    size1, size2 = _size(world.pub["first"]), _size(world.pub["grown"])
+    with static(bare) as url:
+        assert _mirror(url, rep, world.vkey, "--words", "--json") == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["words"], r["words_missing"]) == (0, size1)
+    assert json.loads((rep / "hashtrail" / "words-missing.json").read_text()) == \
+        list(range(size1))
+    with static(world.pub["grown"]) as url:
+        assert _mirror(url, rep, world.vkey, "--words", "--json") == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["words"], r["words_missing"]) == (size2, 0)
+    assert json.loads((rep / "hashtrail" / "words-missing.json").read_text()) == []
+    got, want = _files(rep), _files(world.pub["grown"])
+    extra = {k for k in got if k not in want}
+    assert "hashtrail/words-missing.json" in extra
+    assert all(".p/" in k for k in extra - {"hashtrail/words-missing.json"})
+    assert {k: v for k, v in got.items() if k not in extra} == want

@@ -50,6 +50,9 @@ from hashtrail.ledger.tiles import CHECKPOINT, WIDTH, TileError, TileHashes, Til
 from hashtrail.ledger.tiles_client import MAX_BUNDLE, MAX_WORD, FetchError, TileSession
 
 STAGING_PREFIX = ".mirror-staging-"
+# Leaf indexes whose device word the server did not have yet (JSON list), retried by
+# the next run with words. Not a tlog-tiles path: no server of the replica serves it.
+WORDS_MISSING = "hashtrail/words-missing.json"
 _T = TypeVar("_T")
 
 
@@ -363,8 +366,8 @@ def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
         verify_s += time.monotonic() - t
         nwords = missing = 0
         if words:
-            nwords, missing = _copy_words(client, staging, cp, cp_bytes, get, old_size,
-                                          verifier)
+            nwords, missing = _copy_words(client, staging, out, cp, cp_bytes, get,
+                                          old_size, verifier)
         for ref, data in replica.new.items():
             if ref.level:               # level 0: staged by the pool
                 _stage(staging, ref.path(), data)
@@ -377,46 +380,67 @@ def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
                     pool.bytes, time.monotonic() - t0, verify_s, nwords, missing)
 
 
-def _copy_words(client: TileSession, staging: Path, cp: note.Checkpoint, cp_bytes: bytes,
-                get: merkle.GetNode, old_size: int,
+def _missing_words(out: Path) -> list[int]:
+    """Leaf indexes whose word an earlier run could not get yet (WORDS_MISSING)."""
+    try:
+        got = json.loads((out / WORDS_MISSING).read_text())
+    except (OSError, ValueError):
+        return []
+    return [i for i in got if type(i) is int and i >= 0] if isinstance(got, list) else []
+
+
+def _copy_words(client: TileSession, staging: Path, out: Path, cp: note.Checkpoint,
+                cp_bytes: bytes, get: merkle.GetNode, old_size: int,
                 verifier: note.Verifier) -> tuple[int, int]:
-    """Fetch, check and stage the word of each leaf old_size..cp.size-1: the word joined
-    with the leaf and a path from the verified tiles must check as a whole proof."""
-    nwords = missing = 0
-    for n in range(old_size // WIDTH, (cp.size + WIDTH - 1) // WIDTH):
-        ref = tiles.tile_for(None, n, cp.size)
-        leaves = tiles.parse_bundle((staging / ref.path()).read_bytes(), ref.width)
-        for i, leaf_b in enumerate(leaves):
-            index = n * WIDTH + i
-            if index < old_size:
-                continue
-            try:
-                lf = parse_leaf(leaf_b)
-            except HashtrailError as e:
-                raise MirrorError(f"leaf {index} is not a hashtrail leaf: {e}") from None
-            rel = tiles.word_path(lf.device_id, lf.seq)
-            try:
-                raw = client.get(rel, MAX_WORD)
-            except FetchError as e:
-                if "HTTP 404" not in str(e):
-                    raise
-                missing += 1
-                continue
-            try:
-                word = json.loads(raw)
-                doc = {"format": proof.PROOF_FORMAT, "type": "inclusion",
-                       "leaf": leaf_b.hex(), "leaf_index": index, "tree_size": cp.size,
-                       "root": cp.root.hex(),
-                       "path": [h.hex() for h in merkle.prove_inclusion(get, index, cp.size)],
-                       "checkpoint": cp_bytes.decode("utf-8"),
-                       "device": word["device"], "enrollment": word["enrollment"],
-                       "device_signature": word["device_signature"]}
-                if word.get("format") != tiles.WORD_FORMAT or word.get("leaf_index") != index:
-                    raise MirrorError(f"{rel}: not {tiles.WORD_FORMAT} for leaf {index}")
-                proof.check_inclusion_proof(doc, verifier, device_id=lf.device_id)
-            except (ValueError, TypeError, KeyError, HashtrailError) as e:
-                raise MirrorError(f"{rel}: the device's word does not check: {e}") from None
-            _stage(staging, rel, raw)
-            nwords += 1
-    return nwords, missing
+    """Fetch, check and stage the word of each leaf old_size..cp.size-1, and of each
+    leaf an earlier run found no word for: the word joined with the leaf and a path
+    from the verified tiles must check as a whole proof. Leaves still without one are
+    listed in WORDS_MISSING, asked for again next run."""
+    nwords = 0
+    still: list[int] = []
+    bundles: dict[TileRef, list[bytes]] = {}
+
+    def leaf_at(index: int) -> bytes:
+        ref = tiles.tile_for(None, index // WIDTH, cp.size)
+        if ref not in bundles:
+            src = staging / ref.path()
+            data = (src if src.exists() else out / ref.path()).read_bytes()
+            bundles.clear()
+            bundles[ref] = tiles.parse_bundle(data, ref.width)
+        return bundles[ref][index % WIDTH]
+
+    retry = [i for i in _missing_words(out) if i < old_size]
+    for index in [*retry, *range(old_size, cp.size)]:
+        leaf_b = leaf_at(index)
+        try:
+            lf = parse_leaf(leaf_b)
+        except HashtrailError as e:
+            raise MirrorError(f"leaf {index} is not a hashtrail leaf: {e}") from None
+        rel = tiles.word_path(lf.device_id, lf.seq)
+        try:
+            raw = client.get(rel, MAX_WORD)
+        except FetchError as e:
+            if "HTTP 404" not in str(e):
+                raise
+            still.append(index)
+            continue
+        try:
+            word = json.loads(raw)
+            doc = {"format": proof.PROOF_FORMAT, "type": "inclusion",
+                   "leaf": leaf_b.hex(), "leaf_index": index, "tree_size": cp.size,
+                   "root": cp.root.hex(),
+                   "path": [h.hex() for h in merkle.prove_inclusion(get, index, cp.size)],
+                   "checkpoint": cp_bytes.decode("utf-8"),
+                   "device": word["device"], "enrollment": word["enrollment"],
+                   "device_signature": word["device_signature"]}
+            if word.get("format") != tiles.WORD_FORMAT or word.get("leaf_index") != index:
+                raise MirrorError(f"{rel}: not {tiles.WORD_FORMAT} for leaf {index}")
+            proof.check_inclusion_proof(doc, verifier, device_id=lf.device_id)
+        except (ValueError, TypeError, KeyError, HashtrailError) as e:
+            raise MirrorError(f"{rel}: the device's word does not check: {e}") from None
+        _stage(staging, rel, raw)
+        nwords += 1
+    if still or (out / WORDS_MISSING).exists():
+        _stage(staging, WORDS_MISSING, json.dumps(still).encode())
+    return nwords, len(still)
 
