@@ -50,10 +50,15 @@ from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
+from hashtrail.ledger.mirror import mirror
 from hashtrail.ledger.proof import SIG_ENTRY, check_proof_doc
 from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
+from hashtrail.ledger.serve import available as can_serve
+from hashtrail.ledger.serve import serving, serving_app
+from hashtrail.ledger.tiles_client import FetchError, verify_proof_url
+from hashtrail.ledger.witness_http import Witness, make_witness_app, request_cosignature
 from hashtrail.sim import Fleet, VirtualDevice, provision
 from hashtrail.sim.tamper import (
     Rewrite,
@@ -150,6 +155,12 @@ class DemoReport:
     proof_ok: bool = False           # checked offline down to the entry's own device signature
     proof_check: dict[str, Any] | None = None  # what verify-proof proved (ProofCheck)
     proof_tampered_refused: bool = False
+    # Step 7: the same entry's proof fetched from the ledger served as tlog-tiles and
+    # checked like a proof file; None when aiohttp (the `serve` extra) is not installed.
+    served_url: str = ""
+    served_proof_ok: bool | None = None
+    witness_ok: bool | None = None   # a witness cosigned the served checkpoint over HTTP
+    mirror_size: int | None = None   # tree size a mirror proved (-1: it refused)
     tamper: TamperReport | None = None
     ledger_intact_after_tamper: bool = False
     seconds: float = 0.0
@@ -158,6 +169,8 @@ class DemoReport:
     def ok(self) -> bool:
         return (self.rerun_noop and self.verify_ok and self.proof_ok
                 and self.proof_tampered_refused and self.entries_union == self.ledger_size
+                and self.served_proof_ok is not False and self.witness_ok is not False
+                and (self.mirror_size is None or self.mirror_size >= 0)
                 and self.tamper is not None and self.tamper.caught
                 and self.ledger_intact_after_tamper)
 
@@ -172,7 +185,7 @@ class DemoReport:
 class Narrator:
     """Step headings, indented lines and aligned tables, flushed as they happen."""
 
-    def __init__(self, out: IO[str], steps: int = 8) -> None:
+    def __init__(self, out: IO[str], steps: int = 9) -> None:
         self.out = out
         self.steps = steps
         self.t0 = time.monotonic()
@@ -388,7 +401,7 @@ def _reconcile_row(label: str, r: Result, size: int) -> dict[str, Any]:
 
 
 class _Demo:
-    """The eight steps over shared state; `run_demo` owns the processes and files."""
+    """The nine steps over shared state; `run_demo` owns the processes and files."""
 
     def __init__(self, directory: Path, fleet: Fleet, stack: contextlib.ExitStack,
                  n: Narrator, mqtt: str | None = None) -> None:
@@ -406,6 +419,7 @@ class _Demo:
         self.bundles: dict[str, Path] = {}
         self.ledger_path = directory / "ledger.db"
         self.led: Ledger | None = None
+        self.proved: tuple[str, int, dict[str, Any]] = ("", 0, {})
 
     @property
     def ledger(self) -> Ledger:
@@ -593,11 +607,79 @@ class _Demo:
             refused.append(True)
             n.say(f"a made-up proof signed with the forger's own key: refused ({e})")
         rep.proof_tampered_refused = refused == [True, True]
+        self.proved = (did, seq, doc)
+
+    def serve(self) -> None:
+        """Step 7: the ledger on the network. Served as C2SP tlog-tiles on a free
+        loopback port; the client takes nothing on the server's word: it opens the
+        checkpoint with the ledger key it brings, computes the path from hash tiles and
+        checks the device's own signature, as for a proof file."""
+        n, rep = self.n, self.rep
+        did, seq, doc = self.proved
+        n.step(7, "Serve the ledger as C2SP tlog-tiles: a witness cosigns, a mirror verifies, "
+                  "the proof is fetched over HTTP and checked")
+        if not can_serve():
+            n.say("skipped: serving needs aiohttp (pip install 'hashtrail[serve]')")
+            return
+        trusted = note.Verifier.from_string(rep.verifier_key)
+        with serving(self.ledger_path) as url:
+            rep.served_url = url
+            n.say(f"serving {self.ledger_path.name} at {url} (as `hashtrail serve --ledger "
+                  f"{_q(self.ledger_path)} --listen 127.0.0.1:0` does)")
+            self.witness_and_mirror(url, trusted)
+            try:
+                checked = verify_proof_url(url, did, seq, trusted)
+            except (FetchError, HashtrailError) as e:
+                rep.served_proof_ok = False
+                n.say(f"! the proof fetched over HTTP was refused: {e}")
+                return
+        pc = checked.check
+        # the same entry, leaf and tree as the offline proof of step 6, checked down to
+        # the device's own signature
+        rep.served_proof_ok = (pc is not None and pc.device_id == did and pc.seq == seq
+                               and pc.signature_kind == SIG_ENTRY
+                               and pc.leaf_index == doc["leaf_index"]
+                               and pc.tree_size == doc["tree_size"])
+        n.say(f"as `hashtrail ledger verify-proof --url {url} --device {did} --seq {seq} "
+              f"--verifier-key KEY` does: fetched the checkpoint, the device's word, one "
+              "entry bundle and the hash tiles on the path; built the proof and checked it:")
+        n.say(checked.description, indent=6)
+        n.say("same entry, leaf and tree as the proof file of step 6: "
+              + ("yes" if rep.served_proof_ok else "NO"))
+
+    def witness_and_mirror(self, url: str, trusted: note.Verifier) -> None:
+        """A witness (C2SP tlog-witness over HTTP, its own key, no ledger file)
+        cosigns the served checkpoint; a mirror fetches every tile and proves it."""
+        n, rep = self.n, self.rep
+        wkey = note.Signer.generate("witness.demo.hashtrail.example/w1")
+        w = Witness(wkey, trusted, self.dir / "witness.state")
+        cp = self.ledger.latest_checkpoint()
+        with serving_app(lambda _: make_witness_app(w)) as wurl:
+            try:
+                line = request_cosignature(wurl, cp, 0, [])
+                rep.witness_ok = bool(note.open_cosignatures(
+                    cp + line, [wkey.verifier()]))
+            except HashtrailError as e:
+                rep.witness_ok = False
+                n.say(f"! the witness did not cosign: {e}")
+        if rep.witness_ok:
+            n.say(f"a witness at {wurl}add-checkpoint (as `hashtrail witness serve` does) "
+                  f"cosigned tree size {note.parse_checkpoint(note.parse_note(cp).text).size}:")
+            n.say(line.decode().rstrip("\n"), indent=6)
+        try:
+            m = mirror(url, self.dir / "replica", trusted)
+            rep.mirror_size = m.size
+            n.say(f"mirrored into {_q(self.dir / 'replica')} (as `hashtrail mirror {url} --out "
+                  f"... --verifier-key KEY` does): {m.fetched} tiles and entry bundles, every "
+                  f"one proven against the signed root of tree size {m.size}")
+        except HashtrailError as e:
+            rep.mirror_size = -1
+            n.say(f"! the mirror refused the served log: {e}")
 
     def tamper(self) -> None:
         n, rep, led = self.n, self.rep, self.ledger
         a, b = self.cols
-        n.step(7, "Tamper without the key: rewrite a reading on one device's flash, relink "
+        n.step(8, "Tamper without the key: rewrite a reading on one device's flash, relink "
                   "the chain, then collect it")
         victim = self.devs[1] if len(self.devs) > 1 else self.devs[0]
         info = self.infos[victim.name]
@@ -696,7 +778,7 @@ class _Demo:
 
     def summary(self) -> None:
         n, rep, t = self.n, self.rep, self.rep.tamper
-        n.step(8, "Summary")
+        n.step(9, "Summary")
         caught = "NOT CAUGHT" if t is None or not t.caught else (
             f"{t.device} seq {t.edited_seq}: device reports it altered from seq "
             f"{t.device_reported_seq}; A refuses ({t.caught_code} at seq {t.caught_seq}); "
@@ -711,6 +793,14 @@ class _Demo:
             ["ledger verifies from raw bytes", "yes" if rep.verify_ok else "NO"],
             ["inclusion proof checks offline, down to the device's own signature",
              "yes" if rep.proof_ok else "NO"],
+            ["a witness cosigned over HTTP / a mirror proved every tile",
+             "skipped (no aiohttp)" if rep.witness_ok is None else
+             f"{'yes' if rep.witness_ok else 'NO'} / "
+             + ("NO" if rep.mirror_size is None or rep.mirror_size < 0
+                else f"yes, tree size {rep.mirror_size}")],
+            ["the same proof fetched over HTTP (tlog-tiles) checks",
+             "skipped (no aiohttp)" if rep.served_proof_ok is None
+             else "yes" if rep.served_proof_ok else "NO"],
             ["keyless flash rewrite caught", caught],
             ["ledger intact after tampering", "yes" if rep.ledger_intact_after_tamper else "NO"],
             ["time", f"{rep.seconds} s"],
@@ -740,7 +830,7 @@ def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None
 
 def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
              mqtt: str | None = None) -> DemoReport:
-    """Run the eight steps in `directory` (must be new or empty); stop every device after.
+    """Run the nine steps in `directory` (must be new or empty); stop every device after.
     `mqtt`: a broker URL (mqtt://HOST:PORT): the devices serve it and the collectors
     collect through it instead of the ptys."""
     if not 1 <= devices <= 16:
@@ -777,6 +867,7 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
         demo.reconcile()
         demo.verify()
         demo.prove()
+        demo.serve()
         demo.tamper()
     demo.rep.seconds = round(time.monotonic() - t0, 1)
     demo.summary()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from hashtrail.cli import main as cli
 from hashtrail.collector.store import Store
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import read_image
+from hashtrail.formats import note
 from hashtrail.formats.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
 from hashtrail.formats.records import MAGIC_ENTRY, Record, log_segments, parse_segments
 from hashtrail.ledger.ledger_db import Ledger
@@ -191,6 +193,23 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     assert "the same proof with one leaf bit flipped: refused" in p.stderr
     assert "a made-up proof signed with the forger's own key: refused" in p.stderr
 
+    # Step 7: the same entry's proof, fetched from the ledger served as tlog-tiles on a
+    # loopback port, checked down to the same device signature; the server is gone after.
+    assert rep["served_proof_ok"] is True
+    assert rep["served_url"].startswith("http://127.0.0.1:")
+    assert f"--url {rep['served_url']} --device {proved.device_id} --seq " in p.stderr
+    assert "same entry, leaf and tree as the proof file of step 6: yes" in p.stderr
+    # ... a witness cosigned the served checkpoint over HTTP, and a mirror proved every
+    # tile of that tree: its replica's checkpoint opens with the ledger key, same tree
+    assert rep["witness_ok"] is True and "witness.demo.hashtrail.example/w1" in p.stderr
+    assert rep["mirror_size"] == pc["tree_size"]
+    replica_cp = (d / "replica" / "checkpoint").read_bytes()
+    got, _ = note.open_checkpoint(replica_cp, [note.Verifier.from_string(vkey)])
+    assert (got.size, got.root.hex()) == (pc["tree_size"], pc["root"])
+    port = int(rep["served_url"].rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
     # The proof the demo printed checks with the CLI, offline, against the ledger's key
     # (and only with it: no key given fails closed).
     assert cli(["ledger", "verify-proof", "--verifier-key", vkey, str(d / "proof.json")]) == 0
@@ -204,7 +223,7 @@ def test_ctrl_c_stops_every_device(tmp_path: Path) -> None:
     try:
         assert p.stdout is not None
         for line in p.stdout:
-            if line.startswith("[3/8]"):
+            if line.startswith("[3/9]"):
                 break
         assert len(_processes_using(d)) == 3  # the devices are up
         p.send_signal(signal.SIGINT)

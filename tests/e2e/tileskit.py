@@ -4,16 +4,23 @@ one signing checkpoints only (every 100 entries, as the firmware's default does)
 
 from __future__ import annotations
 
+import functools
 import http.client
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 import ledgerkit
+from hashtrail.formats import merkle, note
+from hashtrail.ledger import tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
 
@@ -87,3 +94,42 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@contextmanager
+def static(folder: Path) -> Iterator[str]:
+    """Any static web server: Python's, over `folder`, on a free loopback port."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(10)
+
+
+def write_tiles(folder: Path, leaves: list[bytes], signer: note.Signer) -> None:
+    """Any list of leaves laid out as tlog-tiles, the checkpoint signed by `signer`
+    (for logs no reconcile would make: gaps, forks, foreign leaves)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tree = merkle.MemoryTree()
+    for leaf in leaves:
+        tree.append(merkle.leaf_hash(leaf))
+    size = len(leaves)
+    for ref in tiles.tiles_of(size):
+        lo = ref.n * tiles.WIDTH
+        if ref.level is None:
+            data = b"".join(len(x).to_bytes(2, "big") + x for x in leaves[lo:lo + ref.width])
+        else:
+            data = b"".join(tree.get(8 * ref.level, i) for i in range(lo, lo + ref.width))
+        (folder / ref.path()).parent.mkdir(parents=True, exist_ok=True)
+        (folder / ref.path()).write_bytes(data)
+    cp = note.Checkpoint(signer.name, size, tree.root(size) if size else merkle.EMPTY_ROOT)
+    (folder / tiles.CHECKPOINT).write_bytes(note.sign_checkpoint(cp, [signer]))

@@ -47,6 +47,9 @@ COMMANDS: tuple[str, ...] = (
     "devices",
     "verify",
     "serve",
+    "mirror",
+    "monitor",
+    "witness",
     "selfcheck",
     "demo",
 )

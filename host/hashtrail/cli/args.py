@@ -84,6 +84,12 @@ def _path_arg(c: argparse.ArgumentParser, dest: str, help: str, required: bool) 
                    help=f"{help} (default: ${var}{need})")
 
 
+def env_default(dest: str) -> str | None:
+    """The value of --DEST's HASHTRAIL_* variable (None when unset or empty), for a
+    command that declares --DEST itself (e.g. in a mutually exclusive group)."""
+    return _env(dest)
+
+
 def ledger_arg(c: argparse.ArgumentParser, help: str = "ledger file",
                required: bool = True) -> None:
     """--ledger, defaulting to $HASHTRAIL_LEDGER."""

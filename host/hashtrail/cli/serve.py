@@ -6,17 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from hashtrail import userfile
-from hashtrail.cli.args import ledger_arg
+from hashtrail.cli.args import at_least, env_default
 from hashtrail.errors import ConfigError
 from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof_file import CheckedProof
 from hashtrail.ledger.serve import parse_listen, serve
+from hashtrail.ledger.trust import witness_keys
+from hashtrail.ledger.witness_push import publish_witnessed
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,14 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve the ledger over HTTP as C2SP tlog-tiles (checkpoint, tiles, "
                       "entry bundles, device signatures)")
-    ledger_arg(p, "ledger file (only read)")
+    ledger = env_default("ledger")
+    g = p.add_mutually_exclusive_group(required=ledger is None)
+    g.add_argument("--ledger", metavar="LEDGER", default=ledger,
+                   help="ledger file (only read; default: $HASHTRAIL_LEDGER; one of "
+                        "--ledger and --dir is required)")
+    g.add_argument("--dir", metavar="DIR",
+                   help="instead of a ledger, a folder `ledger publish` or `hashtrail "
+                        "mirror` wrote (only read)")
     p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8080),
                    metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080; "
                                              "port 0 picks a free one)")
@@ -73,22 +83,55 @@ def add_publish(cmd: Any) -> None:
                    help="also write each entry's device signature (hashtrail/word/...), "
                         "which `ledger verify-proof --url` needs beside the tiles: one "
                         "file per entry (`hashtrail serve` makes them on request)")
+    c.add_argument("--witness", action="append", default=[], type=url_arg, metavar="URL",
+                   help="a witness to ask for a cosignature first (C2SP tlog-witness, "
+                        "`hashtrail witness serve`); repeatable")
+    c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                   help="a witness cosigner key whose cosignature counts; repeatable")
+    c.add_argument("--min-cosignatures", type=at_least(0), metavar="K",
+                   help="publish only with at least K valid cosignatures (default: one "
+                        "per --witness-key)")
 
 
 def run_publish(args: argparse.Namespace) -> int:
     out = userfile.check_dir(args.out, "a folder for the published log")
+    keys = witness_keys(args.witness_key)
+    if args.witness and not keys:
+        raise ConfigError("--witness needs --witness-key: whose cosignatures count",
+                          hint="the cosigner key `hashtrail witness serve` prints")
+    need = len({(k.name, k.pub) for k in keys}) if args.min_cosignatures is None \
+        else args.min_cosignatures
+    cosigned: tuple[str, ...] = ()
     with Ledger.open(args.ledger) as led:
-        res = tiles.publish(led, Path(out), words=args.words)
+        if args.witness:
+            res, g = publish_witnessed(led, Path(out), args.witness, keys, need,
+                                       words=args.words)
+            cosigned = g.cosigned
+            for f in g.failed:
+                print(f"hashtrail: warning: witness {f}", file=sys.stderr)
+        else:
+            res = tiles.publish(led, Path(out), words=args.words)
     data = {"out": str(out), "size": res.size, "written": res.written, "kept": res.kept,
-            "words": res.words}
+            "words": res.words, "cosigned": list(cosigned)}
     print(json.dumps(data) if args.json else
           f"published tree size {res.size} to {out}: {res.written} files written, "
-          f"{res.kept} full tiles already there")
+          f"{res.kept} full tiles already there"
+          + (f"; checkpoint cosigned by {', '.join(cosigned)}" if cosigned else ""))
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
+    if args.dir is not None:
+        folder = userfile.check_dir(args.dir, "a published or mirrored log")
+
+        def ready_dir(url: str) -> None:
+            print(f"serving {folder} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
+        try:
+            serve(Path(folder), host, port, ready_dir)
+        except KeyboardInterrupt:
+            print("hashtrail: stopped", file=sys.stderr)
+        return 0
     with Ledger.open(args.ledger) as led:
         def ready(url: str) -> None:
             print(json.dumps({"url": url, "ledger": args.ledger}) if args.json else

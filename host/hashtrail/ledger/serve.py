@@ -20,13 +20,18 @@ read-only in spirit: only reads are issued).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import queue
 import sqlite3
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError
+from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError, WordRef, parse_path
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -71,6 +76,40 @@ def make_app(ledger: Ledger) -> web.Application:
     return app
 
 
+def make_dir_app(folder: Path) -> web.Application:
+    """An aiohttp application serving a published or mirrored folder (`ledger publish`,
+    `hashtrail mirror`) with the same paths, headers and refusals as `make_app`: only
+    paths tlog-tiles defines are looked up (so nothing outside the log's files, no
+    `..`, no other spelling), each file read as it is on request."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    root = folder.resolve()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path.removeprefix("/")
+        try:
+            ref = parse_path(path)
+        except TileError:
+            return web.Response(status=404, text="not found\n")
+        kind = "checkpoint" if ref is None else "word" if isinstance(ref, WordRef) \
+            else "tile"
+        try:
+            body = (root / path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return web.Response(status=404, text="not found\n")
+        except OSError:
+            return web.Response(status=503, text="the folder cannot be read now\n")
+        return web.Response(body=body, headers={
+            "Content-Type": CONTENT_TYPES[kind],
+            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
+            "Access-Control-Allow-Origin": "*"})
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/{tail:.*}", handle)
+    return app
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [::1]:PORT); ValueError when it is not one."""
     host, sep, port = text.rpartition(":")
@@ -84,13 +123,26 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve(ledger: Ledger, host: str, port: int,
+def serve(ledger: Ledger | Path, host: str, port: int,
           ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
-    """Serve until interrupted; `ready(url)` is called once the socket listens."""
+    """Serve a ledger, or a published or mirrored folder (a Path), until interrupted;
+    `ready(url)` is called once the socket listens."""
     _require_aiohttp()
-    from aiohttp import web
+    if isinstance(ledger, Path):
+        if not ledger.is_dir():
+            raise ConfigError(f"{ledger}: not a folder",
+                              hint="give the folder `ledger publish --out` or `hashtrail "
+                                   "mirror --out` wrote")
+        app = make_dir_app(ledger)
+    else:
+        app = make_app(ledger)
+    serve_app(app, host, port, ready)
 
-    app = make_app(ledger)
+
+def serve_app(app: web.Application, host: str, port: int,
+              ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+    """Run an aiohttp application until interrupted (`serve`, `witness serve`)."""
+    from aiohttp import web
 
     async def main() -> None:
         runner = web.AppRunner(app, access_log=None)
@@ -114,3 +166,76 @@ def serve(ledger: Ledger, host: str, port: int,
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def available() -> bool:
+    """Whether aiohttp (the `serve` extra) is installed."""
+    try:
+        _require_aiohttp()
+    except ConfigError:
+        return False
+    return True
+
+
+def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
+            timeout: float = 10.0) -> contextlib.AbstractContextManager[str]:
+    """Serve the ledger at `ledger_path` from a background thread; yields its URL and
+    stops the server (and closes its ledger connection) on the way out.
+
+    Why a thread with its own ledger connection: the demo, tests and a mirror checking
+    itself talk to the server with blocking HTTP from this thread, and an SQLite
+    connection belongs to the thread that opened it."""
+    return serving_app(lambda st: make_app(st.enter_context(Ledger.open(ledger_path))),
+                       host, port, timeout)
+
+
+@contextlib.contextmanager
+def serving_app(build: Callable[[contextlib.ExitStack], web.Application],
+                host: str = "127.0.0.1", port: int = 0,
+                timeout: float = 10.0) -> Iterator[str]:
+    """Run the application `build` makes (in the server's thread, with an ExitStack for
+    what it opens there) from a background thread; yields its URL, stops it on exit."""
+    _require_aiohttp()
+    from aiohttp import web
+
+    started: queue.Queue[str | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        with contextlib.ExitStack() as st:
+            runner = web.AppRunner(build(st), access_log=None)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host, port).start()
+                bound = runner.addresses[0][1]
+                started.put(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as e:          # handed to the caller, never lost
+            started.put(e)
+        finally:
+            loop.close()
+
+    t = threading.Thread(target=run, name="hashtrail-serve", daemon=True)
+    t.start()
+    try:
+        got = started.get(timeout=timeout)
+    except queue.Empty:
+        raise ConfigError(f"the server did not start within {timeout} s") from None
+    if isinstance(got, BaseException):
+        t.join(timeout)
+        if isinstance(got, OSError):
+            raise ConfigError(f"cannot listen on {host}:{port}: {got.strerror or got}") \
+                from None
+        raise got
+    try:
+        yield got
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        t.join(timeout)

@@ -370,12 +370,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def publish(ledger: Ledger, out: Path, words: bool = False) -> Published:
+def publish(ledger: Ledger, out: Path, words: bool = False,
+            checkpoint: bytes | None = None) -> Published:
     """Write the log under its newest signed checkpoint to folder `out` as tlog-tiles.
 
     Full tiles already in `out` are kept (immutable); partial tiles, words and last the
     checkpoint are (re)written, each file atomically (temporary file, rename), so a
     reader of the folder never sees a checkpoint whose tiles are not all there yet.
+    `checkpoint`: the newest checkpoint with cosignatures added, written instead of it.
 
     `words` also writes every entry's word (what `verify-proof --url` needs beside the
     tiles): one file per entry, each as long as the chain from its entry to the device
@@ -383,6 +385,12 @@ def publish(ledger: Ledger, out: Path, words: bool = False) -> Published:
     more than the tiles; `hashtrail serve` makes words on request instead."""
     src = LedgerTiles(ledger, cache_bytes=0)
     cp, size = src.checkpoint(), src.size
+    if checkpoint is not None:
+        # the same checkpoint with cosignatures added (hashtrail.ledger.witness_push)
+        if note.parse_note(checkpoint).text != note.parse_note(cp).text:
+            raise ConfigError("the checkpoint to publish is not the ledger's newest")
+        note.open_checkpoint(checkpoint, [src.verifier])
+        cp = checkpoint
     written = kept = nwords = 0
     for ref in tiles_of(size):
         p = out / ref.path()

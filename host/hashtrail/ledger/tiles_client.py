@@ -15,6 +15,7 @@ bundle at most 256 entries of 64 KiB), and a timeout.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -76,6 +77,63 @@ class TileClient:
     def tile(self, ref: TileRef) -> bytes:
         return self.get(ref.path(), tiles.WIDTH * 32 if ref.level is not None
                         else MAX_BUNDLE)
+
+
+class TileSession(TileClient):
+    """TileClient over one kept-alive HTTP/1.1 connection: a mirror fetches thousands
+    of small tiles, and a new TCP connection per tile (urllib) costs more than the
+    tile. Same bounds: each response limited in size, each socket read in time; a
+    connection the server closed between requests is reopened once."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        super().__init__(url, timeout)
+        u = urllib.parse.urlsplit(self.url)
+        self._https = u.scheme == "https"
+        self._host = u.hostname or ""
+        self._port = u.port
+        self._prefix = u.path or "/"
+        self._conn: http.client.HTTPConnection | None = None
+        self.requests = 0
+        self.bytes = 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        self._conn = cls(self._host, self._port, timeout=self.timeout)
+        return self._conn
+
+    def get(self, path: str, limit: int) -> bytes:
+        for retry in (True, False):
+            conn = self._conn or self._connect()
+            try:
+                conn.request("GET", self._prefix + path,
+                             headers={"Accept-Encoding": "identity",
+                                      "User-Agent": "hashtrail"})
+                r = conn.getresponse()
+                data = r.read(limit + 1)
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) as e:
+                self.close()
+                if retry:
+                    continue
+                raise FetchError(f"{self.url}{path}: {e}") from None
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                raise FetchError(f"{self.url}{path}: {e or type(e).__name__}") from None
+            self.requests += 1
+            if r.status != 200:
+                self.close()
+                raise FetchError(f"{self.url}{path}: HTTP {r.status} {r.reason}")
+            if len(data) > limit:
+                self.close()
+                raise FetchError(f"{self.url}{path}: response over {limit} bytes")
+            self.bytes += len(data)
+            return data
+        raise AssertionError("unreachable")
 
 
 def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.Verifier,
