@@ -4,6 +4,7 @@ one log whose key it is given (hashtrail.ledger.witness_http)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ def register(sub: Any) -> None:
     c.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8081),
                    metavar="HOST:PORT", help="address to listen on (default "
                                              "127.0.0.1:8081; port 0 picks a free one)")
+    c.add_argument("--json", action="store_true",
+                   help="once listening, print {\"url\": ..., \"witness\": ..., "
+                        "\"cosigner_key\": ...} as one JSON line (for a script that "
+                        "started it)")
     c.set_defaults(func=run_serve)
 
 
@@ -47,6 +52,12 @@ def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
 
     def ready(url: str) -> None:
+        if args.json:
+            print(json.dumps({"url": f"{url}add-checkpoint", "witness": signer.name,
+                              "log": trusted.name,
+                              "cosigner_key": signer.verifier().cosigner_string()}),
+                  flush=True)
+            return
         print(f"witness {signer.name} for {trusted.name} at {url}add-checkpoint "
               f"(cosigner key {signer.verifier().cosigner_string()}; Ctrl-C stops)",
               flush=True)
