@@ -94,6 +94,10 @@ class App:
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
+        from hashtrail import fwboot  # a switched-in update: its entry, then cleanup
+
+        fwboot.finish(self.log, root)
+        drop("fwboot")
         # The watchdog starts once the log is open: a boot check of a long log can take
         # longer than its timeout.
         self.wdt = board.watchdog(wdt_ms) if wdt_ms else None

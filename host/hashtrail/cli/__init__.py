@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
     "image",
     "flash",
     "deploy",
+    "release",
+    "update",
     "enroll",
     "collect",
     "verify_log",
