@@ -18,6 +18,12 @@ from micropython import const
 _KIND_UPDATE = const(7)
 
 
+def paths(root):
+    """(data folder, firmware /lib) for the log's root: "/ht" -> ("/ht", "/lib"); the
+    firmware lives beside the data, so a flash mounted at /fl has /fl/lib."""
+    return root, root[:root.rfind("/")] + "/lib"
+
+
 def read_counter(root):
     """The highest security counter installed (0 when none was). A counter file that
     is not 4 bytes raises: an unreadable floor must not allow a rollback."""
@@ -62,13 +68,15 @@ def parse_marker(b):
     return counter, old, new, h
 
 
-def finish(log, root="/ht", lib="/lib"):
-    """Record a switched-in update in the chain; returns the new version or None. Never
-    raises: the application starts whatever the marker holds (a failure is printed and
-    retried at the next boot)."""
+def finish(log, root="/ht"):
+    """Record a switched-in update in the chain; returns the new version or None. A
+    failure of the flash or a malformed marker is printed, not raised: the application
+    starts whatever the marker holds."""
     try:
-        return _finish(log, root, lib)
-    except Exception as e:  # noqa: the log must open and the device keep logging
+        return _finish(log, *paths(root))
+    except (OSError, ValueError, IndexError, TypeError, MemoryError) as e:
+        # The log is open and the device must keep logging: a failure here is printed
+        # and retried at the next boot (the marker stays).
         print("hashtrail: update finish: %s: %s" % (type(e).__name__, e))
         return None
 

@@ -2,13 +2,14 @@
 # "Update package"). Loaded by link.py on the first UPDATE request and dropped again when
 # the transfer ends, is refused or is committed, so it costs no heap while the app logs.
 #
-# The host streams the package bytes in order (UPDATE DATA, offset + up to 87 bytes per
+# The host streams the package bytes in order (UPDATE DATA, offset + up to 86 bytes per
 # request line); the device parses them as they come:
 #   "HTU1" | manifest length u32 LE | manifest (COSE_Sign1, ES256) | files in order
-# 1. The manifest (at most 2048 bytes) is checked before any file byte is accepted: its signature by a release key pinned in /ht/release_keys (the
-#    package never brings its own trust), its security counter above the stored one
-#    (/ht/fw_counter, anti-rollback), its board, its file names (plain names for
-#    /lib/hashtrail/).
+# 1. The manifest (at most 2048 bytes) is checked before any file byte is accepted
+#    (updcheck.py, loaded for that and dropped): its signature by a release key pinned
+#    in /ht/release_keys (the package never brings its own trust), its security
+#    counter above the stored one (/ht/fw_counter, anti-rollback), its board; file
+#    names are checked as each file starts (plain names for /lib/hashtrail/).
 # 2. Each file is written to /lib/hashtrail.new/ while it is hashed; a SHA-256 or size
 #    that differs from the manifest refuses the update at once.
 # 3. COMMIT, once every file matched: /ht/update.tmp (written at step 1: counter, old and
@@ -30,10 +31,7 @@ import struct
 
 from micropython import const
 
-from hashtrail import fwboot
-
 _REP_UPDATE = const(0x88)
-_REP_ERROR = const(0xFF)
 _E_UPDATE = const(8)
 _OP_BEGIN = const(0)
 _OP_DATA = const(1)
@@ -41,14 +39,14 @@ _OP_COMMIT = const(2)
 _OP_ABORT = const(3)
 _MAGIC = b"HTU1"
 _MAX_MANIFEST = const(2048)
-_MAX_FILES = const(48)
 _PROTECTED = b"\xa2\x01\x26\x04\x50"  # {1: -7, 4: bstr(16)}, the kid follows
 _RESERVE = const(16384)  # flash left free for the log after staging
 _WINDOW = const(160)  # payload bytes read at once: the map's head fields, or one file row
 
-LIB = "/lib"
+# The data folder and the firmware's /lib, from the log's root: /ht and /lib on a board
+# (as fwboot.paths; a test mounts its flash elsewhere). Set by serve().
 ROOT = "/ht"
-
+LIB = "/lib"
 # The transfer in progress (module state: the module exists only during a transfer).
 _st = None
 
@@ -82,18 +80,6 @@ def _item(b, i, major):
             raise Refused("manifest: truncated")
         return b[i:i + n], i + n
     return n, i
-
-
-def _keys():
-    try:
-        f = open(ROOT + "/release_keys", "rb")
-    except OSError:
-        raise Refused("no release key pinned on this device")
-    k = f.read()
-    f.close()
-    if not k or len(k) % 65:
-        raise Refused("pinned release keys are malformed")
-    return k
 
 
 def _rmdir(d):
@@ -218,74 +204,15 @@ class _Rx:
             self.sh.update(m[25:])  # the payload's bstr head
             self.pf = open(ROOT + "/update.pay", "wb")
 
-    # -- the manifest --------------------------------------------------------------------
     def _manifest(self):
-        sig = self.sig
-        self.sig = None
-        if sig[0] != 0x58 or sig[1] != 0x40:
-            raise Refused("manifest signature must be 64 bytes")
-        from hashtrail import p256
+        # Checked once per transfer by a module of its own, dropped right after: its
+        # code is not resident while the files stream in.
+        from hashtrail import drop, updcheck
 
-        digest = self.sh.digest()
-        self.sh = None
-        kid = bytes(memoryview(self.pre)[8 + 8:8 + 24])
-        keys = _keys()
-        ok = False
-        for j in range(0, len(keys), 65):
-            pub = keys[j:j + 65]
-            if hashlib.sha256(pub).digest()[:16] == kid and \
-                    p256.verify(pub, digest, memoryview(sig)[2:]):
-                ok = True
-                break
-        if not ok:
-            raise Refused("manifest is not signed by a pinned release key")
-        mhash = self.mh.digest()
-        self.mh = sig = keys = None
-        # The payload: {0: 1, 1: version, 2: counter, 3: board, 4: [[path, size, sha]...]}
-        pay = self._read(0)
-        mt, n, i = _head(pay, 0)
-        if mt != 5 or n != 5:
-            raise Refused("manifest payload must be a map of 5")
-        vals = []
-        for k in range(4):
-            key, i = _item(pay, i, 0)
-            if key != k:
-                raise Refused("manifest payload keys must be 0..4")
-            if k == 0 or k == 2:
-                v, i = _item(pay, i, 0)
-            else:
-                v, i = _item(pay, i, 3)
-                v = str(v, "utf-8")
-            vals.append(v)
-        if vals[0] != 1:
-            raise Refused("manifest format %d not supported" % vals[0])
-        version, counter, board = vals[1], vals[2], vals[3]
-        if board != self.board:
-            raise Refused("package is for board %s, this device is %s" % (board, self.board))
-        floor = fwboot.read_counter(ROOT)
-        if counter <= floor:
-            raise Refused("security counter %d is not above the installed %d (rollback)" % (
-                counter, floor))
-        if len(version) > 32:
-            raise Refused("version too long")
-        key, i = _item(pay, i, 0)
-        if key != 4:
-            raise Refused("manifest payload keys must be 0..4")
-        nfiles, i = _item(pay, i, 4)
-        if not 0 < nfiles <= _MAX_FILES:
-            raise Refused("manifest lists %d files" % nfiles)
-        self.row = i
-        self.left_files = nfiles
-        # Everything the update entry will say, kept by the marker written at COMMIT.
-        old = self.fw.encode()
-        new = version.encode()
-        f = open(ROOT + "/update.tmp", "wb")
-        f.write(struct.pack("<IB", counter, len(old)))
-        f.write(old)
-        f.write(bytes((len(new),)))
-        f.write(new)
-        f.write(mhash)
-        f.close()
+        try:
+            updcheck.check(self)
+        finally:
+            drop("updcheck")
         self._next_file()
 
     def _read(self, pos):
@@ -357,7 +284,6 @@ def _end():
     from hashtrail import drop
 
     drop("update")
-    drop("fwboot")
 
 
 def _reply(link, rid, op, value):
@@ -366,7 +292,9 @@ def _reply(link, rid, op, value):
 
 def serve(link, rid, a):
     """One UPDATE request (link.py dispatches here); answers it on `link`."""
-    global _st
+    global _st, ROOT, LIB
+    ROOT = link.log.root
+    LIB = ROOT[:ROOT.rfind("/")] + "/lib"  # as fwboot.paths
     try:
         if len(a) < 1:
             raise Refused("UPDATE takes an op")
@@ -379,7 +307,8 @@ def serve(link, rid, a):
                 _st = None
             if _exists(ROOT + "/update"):
                 raise Refused("an update is installed and waits for a reboot")
-            _keys()
+            if not _exists(ROOT + "/release_keys"):
+                raise Refused("no release key pinned on this device")
             _clean()
             import gc
 
@@ -417,7 +346,10 @@ def serve(link, rid, a):
             _end()
         else:
             raise Refused("unknown UPDATE op %d" % op)
-    except Exception as e:  # noqa: any failure refuses the update; the app goes on
+    except (Refused, OSError, ValueError, IndexError, KeyError, TypeError,
+            MemoryError) as e:
+        # Any of these refuses the update and the app goes on (a bad package, a full or
+        # failing flash, no memory); anything else reaches link.py's own handler.
         try:
             _clean()
         except OSError:
