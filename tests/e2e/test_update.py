@@ -224,3 +224,38 @@ def test_package_parser_refuses_a_tampered_file(rel: Rel) -> None:
     assert len(h) == 32
     assert isinstance(Link, type)
     assert callable(update)
+
+
+def test_deploy_pins_the_release_key_and_a_cli_release_installs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README path: keygen, deploy --release-key, release build, update."""
+    key = tmp_path / "release.key"
+    assert cli(["release", "keygen", "--out", str(key)]) == 0
+    pub = capsys.readouterr().out.strip()
+    assert len(pub) == 130 and load_key(key).pub.hex() == pub
+    assert cli(["release", "keygen", "--out", str(key)]) == 2  # never overwritten
+    pkg = tmp_path / "fw-0.3.0.htu"
+    assert cli(["release", "build", "--key", str(key), "--version", "0.3.0", "--counter", "9",
+                "--board", "unix", "--out", str(pkg), "--json"]) == 0
+    assert '"counter": 9' in capsys.readouterr().out
+    dev = VirtualDevice(tmp_path, "dep0", board=BOARD)
+    dev.dir.mkdir(parents=True, exist_ok=True)
+    dev.image_path.write_bytes(provision.sampling_image(BOARD, 0.1))
+    with dev:
+        provision.wait_ready(dev, 30.0)
+        # Before the key is pinned, the device refuses any package.
+        assert cli(["update", "--port", dev.port, str(pkg)]) == 1
+        assert "no release key pinned" in capsys.readouterr().err
+        assert cli(["deploy", "--board", "unix", "--port", dev.port,
+                    "--release-key", pub]) == 0
+        capsys.readouterr()
+        assert cli(["update", "--port", dev.port, str(pkg), "--json"]) == 0
+        assert '"new_version": "0.3.0"' in capsys.readouterr().out
+        info = hello(dev)  # deploy wrote the board's own /board.json: a reading per 10 s
+        assert info.fw == "0.3.0" and info.board == "unix"
+        # A second deploy (firmware 0.1.0 from the checkout, by USB) is the owner's
+        # choice, not an update: the counter stays, so package 9 is not accepted again.
+        assert cli(["deploy", "--board", "unix", "--port", dev.port]) == 0
+        assert hello(dev).fw == OLD
+        assert cli(["update", "--port", dev.port, str(pkg)]) == 1
+        assert "not above the installed 9" in capsys.readouterr().err

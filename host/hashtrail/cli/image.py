@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hashtrail.cli.args import release_key
 from hashtrail.device.flash import make_image
 
 
@@ -24,12 +25,15 @@ def register(sub: Any) -> None:
     p.add_argument("--micropython", required=True, type=Path, metavar="FILE",
                    help="the MicroPython .bin for this board (from micropython.org)")
     p.add_argument("--out", required=True, type=Path, help="output file")
+    p.add_argument("--release-key", type=release_key, action="append", default=[],
+                   metavar="PUBKEY", help="pin this release key in the image (repeatable): "
+                   "firmware updates must be signed with it")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    info = make_image(args.board, args.micropython, args.out)
+    info = make_image(args.board, args.micropython, args.out, args.release_key)
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import file_hashes, firmware_files
 from hashtrail.device.link import DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError
+from hashtrail.formats.manifest import RELEASE_KEYS_PATH, release_keys_file
 
 # What MicroPython prints at a soft reset, and its friendly REPL prompt: a prompt after
 # the reset means main.py returned, i.e. the application is not running.
@@ -235,14 +236,20 @@ def wait_app(link: Link, port: str, wait_s: float) -> DeviceInfo:
 
 def deploy(board_name: str, port: str,
            progress: Callable[[str], None] = lambda _msg: None, *, force: bool = False,
-           wait_s: float = 60.0) -> DeployResult:
-    """Identify, compile, copy, verify, restart, HELLO. Raises on any mismatch."""
+           wait_s: float = 60.0, release_keys: Sequence[bytes] = ()) -> DeployResult:
+    """Identify, compile, copy, verify, restart, HELLO. Raises on any mismatch.
+
+    `release_keys`: the release public keys the device will accept firmware updates
+    from, written to /ht/release_keys (replacing the pinned ones) and hash-checked with
+    the firmware; none given leaves the device's pinned keys as they are."""
     from mpremote.transport import TransportError
 
     board = load_board(board_name)
     boardid.identify_rules(board)  # a board without an identify section: fail first
     userfile.check_port(port)
     files = firmware_files(board)
+    if release_keys:
+        files[RELEASE_KEYS_PATH] = release_keys_file(release_keys)
     want = file_hashes(files)
     t = _transport(port, board.console_baud)
     try:

@@ -57,6 +57,7 @@ __all__ = [
     "pack",
     "parse_manifest",
     "parse_package",
+    "release_keys_file",
     "sign_manifest",
     "verify_manifest",
 ]
@@ -108,6 +109,17 @@ class Package:
     manifest: Manifest
     files: dict[str, bytes]
     raw: bytes
+
+
+def release_keys_file(keys: Sequence[bytes]) -> bytes:
+    """The bytes of RELEASE_KEYS_PATH: each release public key (65 bytes SEC1, checked
+    to be a P-256 point) once, in the order given."""
+    out: list[bytes] = []
+    for k in keys:
+        pub = DeviceKey(k).pub
+        if pub not in out:
+            out.append(pub)
+    return b"".join(out)
 
 
 def check_version(text: str) -> str:
