@@ -259,3 +259,26 @@ def test_deploy_pins_the_release_key_and_a_cli_release_installs(
         assert hello(dev).fw == OLD
         assert cli(["update", "--port", dev.port, str(pkg)]) == 1
         assert "not above the installed 9" in capsys.readouterr().err
+
+
+def test_power_cuts_during_the_transfer_and_right_after_the_commit(
+        tmp_path: Path, dev: VirtualDevice, rel: Rel) -> None:
+    """kill -9 of the VM (the board losing power) mid-transfer keeps the old firmware;
+    right after COMMIT's reply (the device is resetting, boot.py may be renaming) the
+    new one comes up. Finer cuts, at every flash operation: tests/firmware/test_update.py."""
+    store = tmp_path / "c.db"
+    collect_all(dev, store)
+    pkg = rel.package(11)
+    with open_serial(dev.port) as link:
+        send_package(link, pkg[:len(pkg) // 3], commit=False)
+    dev.restart("power_on")
+    provision.wait_ready(dev, 30.0)
+    assert hello(dev).fw == OLD
+    with open_serial(dev.port) as link:
+        send_package(link, pkg)
+    dev.restart("power_on")  # COMMIT answered: the marker is durable
+    with open_serial(dev.port) as link:
+        assert wait_version(link, NEW, 60).fw == NEW
+    still_logging(dev, hello(dev), NEW)
+    entries = [parse_entry(e) for e in collect_all(dev, store)]
+    assert [e.body[3] for e in entries if e.kind == KIND_UPDATE] == [11]
