@@ -282,3 +282,28 @@ def test_power_cuts_during_the_transfer_and_right_after_the_commit(
     still_logging(dev, hello(dev), NEW)
     entries = [parse_entry(e) for e in collect_all(dev, store)]
     assert [e.body[3] for e in entries if e.kind == KIND_UPDATE] == [11]
+
+
+def test_a_signed_firmware_that_cannot_start_is_rolled_back(
+        tmp_path: Path, dev: VirtualDevice, rel: Rel) -> None:
+    """Signed and intact, but broken (a module missing): the new firmware never opens its
+    log, so after its second reset boot.py goes back to the old one, which logs on; the
+    counter was never stored and no update entry is in the chain."""
+    store = tmp_path / "c.db"
+    collect_all(dev, store)
+    broken = {p: d for p, d in rel.files.items() if not p.endswith("/devlog.mpy")}
+    k = rel.key
+    m = manifest.sign_manifest(manifest.encode_payload(NEW, 12, "unix", broken), k.pub, k.sign)
+    with open_serial(dev.port) as link:
+        send_package(link, manifest.pack(m, list(broken.values())))
+    time.sleep(2)
+    for _ in range(2):  # the board's owner (or its watchdog) resets it
+        dev.restart("hard")
+        time.sleep(1.5)
+    info = provision.wait_ready(dev, 30.0)
+    assert info.fw == OLD
+    still_logging(dev, info, OLD)
+    entries = [parse_entry(e) for e in collect_all(dev, store)]
+    assert not [e for e in entries if e.kind == KIND_UPDATE]
+    # The same counter can be installed by a working package.
+    assert cli(["update", "--port", dev.port, str(rel.file(rel.package(12), "ok.htu"))]) == 0

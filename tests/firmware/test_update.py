@@ -194,6 +194,124 @@ def test_switch_and_finish():
     dtest.false(_exists(base + "/lib/hashtrail.new"), "refusal swept the staging folder")
 
 
+def _stage(base, pkg):
+    """Transfer and COMMIT under the old firmware; returns the errors it answered."""
+    log = _log(base)
+    lnk = link.Link(log, io.BytesIO(), "unix", "0.1.0", None)
+    try:
+        _send(lnk, pkg)
+    except SystemExit:
+        pass
+    log.close()
+    return _errors(lnk.out)
+
+
+def _left(base):
+    return [p for p in ("/ht/update", "/ht/update.tmp", "/ht/update.pay", "/ht/update.try",
+                        "/lib/hashtrail.new", "/lib/hashtrail.old", "/lib/hashtrail.bad")
+            if _exists(base + p)]
+
+
+def test_a_new_transfer_never_sweeps_a_committed_update():
+    sys.modules["machine"] = _Machine
+    image, mem = _fresh(_BLOCKS_RAM)
+    base = ramblock.mount(ramblock.RamBlock(4096, _BLOCKS_RAM, mem))
+    pkg = _get(dtest.data("update_small.htu"))
+    dtest.eq(_stage(base, pkg), [])
+    # Before the reboot, another BEGIN: refused, and the staged folder stays.
+    errs = _stage(base, pkg)
+    dtest.true(errs and "waits for a reboot" in errs[0], "refused: %r" % errs)
+    dtest.eq(_left(base), ["/ht/update", "/lib/hashtrail.new"])
+    _boot_switch(base)
+    log = _log(base)
+    dtest.eq(fwboot.finish(log, base + "/ht"), "0.2.0")
+    log.close()
+    dtest.eq(_installed(base), "new")
+    dtest.eq(_left(base), [])
+
+
+def test_rollback_when_the_new_firmware_never_proves_itself():
+    sys.modules["machine"] = _Machine
+    image, mem = _fresh(_BLOCKS_RAM)
+    base = ramblock.mount(ramblock.RamBlock(4096, _BLOCKS_RAM, mem))
+    pkg = _get(dtest.data("update_small.htu"))
+    dtest.eq(_stage(base, pkg), [])
+    # Two boots of the new firmware that never reach fwboot.finish (it cannot start).
+    for _ in range(2):
+        _boot_switch(base)
+        dtest.eq(_installed(base), "new")
+    _boot_switch(base)  # the third: back to the old firmware
+    dtest.eq(_installed(base), "old")
+    dtest.eq(_left(base), [])
+    dtest.eq(fwboot.read_counter(base + "/ht"), 0)
+    log = _log(base)
+    pub = log.pub
+    dtest.eq(fwboot.finish(log, base + "/ht"), None)
+    log.close()
+    dtest.eq(_updates(base, pub), [])
+    # The counter was never stored: the same package can be sent again.
+    dtest.eq(_stage(base, pkg), [])
+    _boot_switch(base)
+    log = _log(base)
+    dtest.eq(fwboot.finish(log, base + "/ht"), "0.2.0")
+    log.close()
+    dtest.eq(_installed(base), "new")
+    dtest.eq(len(_updates(base, pub)), 1)
+
+
+def _script_failing(base, pkg, done, bd=None):
+    """Staging and commit, then three boots of a new firmware that never starts."""
+    _stage(base, pkg)
+    done[0] = "committed"
+    for _ in range(3):
+        _boot_switch(base)
+        if bd is not None and 0 <= bd.cut_at < bd.ops:
+            raise ramblock.PowerCut("power cut in boot.py")
+    done[0] = "finished"
+
+
+def test_power_cut_at_every_flash_operation_of_a_rollback():
+    sys.modules["machine"] = _Machine
+    image, mem = _fresh(_BLOCKS_RAM)
+    pkg = _get(dtest.data("update_small.htu"))
+    bd = ramblock.RamBlock(4096, _BLOCKS_RAM, mem)
+    base = ramblock.mount(bd)
+    done = [None]
+    _script_failing(base, pkg, done)
+    total = bd.ops
+    dtest.eq(_installed(base), "old")
+    for c in range(total):
+        mem.seek(0)
+        mem.write(image)
+        bd = ramblock.RamBlock(4096, _BLOCKS_RAM, mem)
+        bd.arm(c)
+        base = ramblock.mount(bd)
+        try:
+            _script_failing(base, pkg, done, bd)
+        except Exception:  # noqa: the power cut
+            pass
+        from hashtrail import drop
+
+        drop("update")
+        drop("updcheck")
+        gc.collect()
+        try:
+            bd = ramblock.reboot(bd)
+            # The new firmware keeps failing: every boot finds one firmware complete,
+            # and after enough of them the old one is back and nothing is left over.
+            for _ in range(4):
+                _boot_switch(base)
+                _installed(base)
+            dtest.eq(_installed(base), "old")
+            # A transfer cut before its commit leaves its drafts for the next BEGIN.
+            for p in _left(base):
+                dtest.true(p in ("/lib/hashtrail.new", "/ht/update.tmp", "/ht/update.pay"),
+                           "%s left behind" % p)
+            bd.arm(0)
+        except Exception as e:
+            raise AssertionError("cut at flash op %d/%d: %r" % (c, total, e))
+
+
 def test_power_cut_at_every_flash_operation():
     _sweep(False)
 

@@ -7,9 +7,11 @@
 # entry (kind 7: old version, new version, security counter, manifest SHA-256) signed
 # like any entry, then stores the counter (/ht/fw_counter, replaced via a .tmp and a
 # rename, so a power cut leaves the old or the new counter), then removes the old
-# firmware folder and, last, the marker. A power cut between the entry and the counter
-# appends the entry again at the next boot (a second, identical claim); after the
-# counter, the entry is never repeated.
+# firmware folder, boot.py's count of tries and, last, the marker. That the new firmware
+# got here (its modules imported, its board loaded, its log opened and checked) is the
+# proof boot.py waits for: without it, boot.py rolls back at the third boot. A power
+# cut between the entry and the counter appends the entry again at the next boot (a
+# second, identical claim); after the counter, the entry is never repeated.
 import os
 import struct
 
@@ -89,8 +91,8 @@ def _finish(log, root, lib):
         return None
     b = f.read()
     f.close()
-    if _exists(lib + "/hashtrail.new"):
-        return None  # boot.py has not switched yet: the old firmware runs
+    if _exists(lib + "/hashtrail.new") or _exists(lib + "/hashtrail.bad"):
+        return None  # boot.py has not switched yet, or is rolling back: the old one runs
     counter, old, new, h = parse_marker(b)
     if read_counter(root) < counter:
         log.append(_KIND_UPDATE, {1: old, 2: new, 3: counter, 4: h})
@@ -104,5 +106,7 @@ def _finish(log, root, lib):
         for n in names:
             os.remove(d + "/" + n)
         os.rmdir(d)
+    if _exists(root + "/update.try"):  # boot.py's count of tries: this one proved itself
+        os.remove(root + "/update.try")
     os.remove(marker)
     return new

@@ -271,9 +271,14 @@ class _Rx:
 
 def _clean():
     # What a transfer that did not commit leaves: the staging folder and the marker draft.
+    # Never while a committed update waits for its reboot (or its trial): its staged
+    # folder is what boot.py switches to.
+    if _exists(ROOT + "/update"):
+        return
     _rmdir(LIB + "/hashtrail.new")
     _remove(ROOT + "/update.tmp")
     _remove(ROOT + "/update.pay")
+    _remove(ROOT + "/update.try")  # a count left by a finished update (no marker now)
 
 
 def _end():
