@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hashtrail.cli import build_parser, main
 from hashtrail.collector.store import Store
-from hashtrail.formats import note
+from hashtrail.device.release import ReleaseKey, keygen
+from hashtrail.formats import manifest, note
 from hashtrail.ledger.ledger_db import Ledger
 
 DEVICE = "0123456789abcdef0123456789abcdef"
@@ -82,6 +83,11 @@ PATHS: dict[tuple[str, str], str] = {
     ("flash", "--port"): "port",
     ("flash", "--image"): "image",
     ("deploy", "--port"): "port",
+    ("release keygen", "--out"): "new-file",
+    ("release build", "--key"): "input",
+    ("release build", "--out"): "out",
+    ("update", "--port"): "port",
+    ("update", "package"): "input",
     ("enroll", "--port"): "port",
     ("enroll", "--store"): "new-store",
     ("collect", "--port"): "port",
@@ -150,6 +156,12 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("flash", "--baud"): ("0", "fast"),
     ("deploy", "--board"): ("nope",),
     ("deploy", "--wait"): ("-1", "nan", "inf"),
+    ("deploy", "--release-key"): ("04" * 10, "04" + "00" * 64),
+    ("image", "--release-key"): ("04" * 10, "04" + "00" * 64),
+    ("release build", "--counter"): ("0", "-1", "x"),
+    ("release build", "--board"): ("nope", "../boards/esp32"),
+    ("release build", "--version"): ("", "a b", "v" * 33),
+    ("update", "--wait"): ("0", "nan"),
     ("enroll", "--baud"): ("0", "-9600"),
     ("collect", "--baud"): ("0",),
     ("collect", "--deadline"): ("0", "nan", "-5"),
@@ -214,6 +226,17 @@ PLAIN: set[tuple[str, str]] = {
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 # Options every command takes (hashtrail.cli.logs): switches, so PLAIN for each command.
 GLOBAL = ("-v", "-q")
+
+
+def _package() -> bytes:
+    """A well-formed update package (never sent anywhere: --port is the bad part)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key().public_bytes(serialization.Encoding.X962,
+                                        serialization.PublicFormat.UncompressedPoint)
+    files = {"/lib/hashtrail/app.mpy": b"M\x06"}
+    return manifest.pack(manifest.sign_manifest(
+        manifest.encode_payload("1.0", 2, "esp32", files), pub, ReleaseKey(key).sign),
+        list(files.values()))
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[
@@ -281,6 +304,10 @@ class World:
         self.segdir.mkdir()
         self.pub = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint).hex()
+        self.release_key = d / "release.key"
+        keygen(self.release_key)
+        self.package = d / "update.htu"
+        self.package.write_bytes(_package())
         self.corpus = _corpus(d, self.store, self.ledger)
         self.new = d / "new.dat"          # a path that must stay missing
 
@@ -294,6 +321,10 @@ class World:
             "flash": ["--board", "esp32", "--port", os.devnull, "--image", str(self.image),
                       "--allow-unpinned"],
             "deploy": ["--board", "esp32", "--port", os.devnull],
+            "release keygen": ["--out", str(self.new)],
+            "release build": ["--key", str(self.release_key), "--version", "1.0",
+                              "--counter", "2", "--board", "esp32", "--out", str(self.new)],
+            "update": ["--port", os.devnull, str(self.package)],
             "enroll": ["--port", os.devnull, "--store", str(self.new), "--label", "x"],
             "collect": ["--port", os.devnull, "--store", s],
             "verify-log": ["--pubkey", self.pub, str(self.segdir)],

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hashtrail import paths
 from hashtrail.device import link
-from hashtrail.formats import checkpoint, entry, keys, records
+from hashtrail.formats import checkpoint, entry, keys, manifest, records
 
 _LIB = paths.FIRMWARE / "lib"
 
@@ -84,12 +84,26 @@ def test_device_key_file() -> None:
 
 def test_entry() -> None:
     names = ["VERSION", "KIND_READING", "KIND_BOOT", "KIND_TIME_SET", "KIND_KEY_CREATED",
-             "KIND_OVERFLOW", "KIND_ACK", "KIND_LOG_ALTERED", "POLICY_CHECKPOINTS",
+             "KIND_OVERFLOW", "KIND_ACK", "KIND_LOG_ALTERED", "KIND_UPDATE",
+             "POLICY_CHECKPOINTS",
              "POLICY_EVERY_ENTRY"]
     _same("entry", {n: getattr(entry, n) for n in names}
           | {"_KIND_MAX": max(entry.KIND_NAMES), "_SENML_N": entry.SENML_N,
              "_SENML_U": entry.SENML_U, "_SENML_V": entry.SENML_V,
              "_GENESIS_TAG": keys.GENESIS_TAG})
+
+
+def test_update_package() -> None:
+    _same("update", {"_MAGIC": manifest.MAGIC, "_MAX_MANIFEST": manifest.MAX_MANIFEST,
+                     "_REP_UPDATE": link.REP_UPDATE,
+                     "_E_UPDATE": link.E_UPDATE, "_OP_BEGIN": link.UPDATE_BEGIN,
+                     "_OP_DATA": link.UPDATE_DATA, "_OP_COMMIT": link.UPDATE_COMMIT,
+                     "_OP_ABORT": link.UPDATE_ABORT,
+                     "_PROTECTED": bytes([0xA2, checkpoint.HDR_ALG, 0x26,
+                                          checkpoint.HDR_KID, 0x50])})
+    _same("updcheck", {"_MAX_FILES": manifest.MAX_FILES})
+    _same("fwboot", {"_KIND_UPDATE": entry.KIND_UPDATE})
+    _same("link", {"_E_UPDATE": link.E_UPDATE})
 
 
 def test_checkpoint() -> None:

@@ -99,6 +99,10 @@ class App:
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
+        from hashtrail import fwboot  # a switched-in update: its entry, then cleanup
+
+        fwboot.finish(self.log, root)
+        drop("fwboot")
         self.mqtt = None
         if mqtt_cfg:
             # Loaded and made once the log has booted: the boot check's peak (bigints,

@@ -47,6 +47,7 @@ _REQ_CHECKPOINT = const(0x04)
 _REQ_SET_TIME = const(0x05)
 _REQ_ACK = const(0x06)
 _REQ_CANCEL = const(0x07)
+_REQ_UPDATE = const(0x08)  # served by update.py, loaded on demand
 
 # Replies (device -> host): request | 0x80, plus the records stream frames and errors.
 _REP_INFO = const(0x81)
@@ -56,6 +57,7 @@ _REP_CHECKPOINT = const(0x84)
 _REP_TIME = const(0x85)
 _REP_ACK = const(0x86)
 _REP_CANCELLED = const(0x87)
+_REP_UPDATE = const(0x88)
 _REP_ERROR = const(0xFF)
 
 # Error codes (first payload byte of an ERROR frame; a UTF-8 reason follows).
@@ -66,6 +68,7 @@ _E_ARGS = const(4)  # arguments malformed or out of range
 _E_DEVICE = const(5)  # the log or the clock failed while serving the request
 _E_TOOLONG = const(6)  # request line longer than the device accepts
 _E_RECORD = const(7)  # a record does not fit in one chunk
+_E_UPDATE = const(8)  # a firmware update was refused (update.py)
 
 _PREFIX = b"@HT"
 _MAXLINE = const(200)  # "@HT" + hex of up to 98 payload bytes
@@ -266,6 +269,10 @@ class Link:
             self._reply(_REP_ACK, rid, struct.pack("<I", self.log.first_seq))
         elif cmd == _REQ_CANCEL:
             self._reply(_REP_CANCELLED, rid)
+        elif cmd == _REQ_UPDATE:
+            from hashtrail import update
+
+            update.serve(self, rid, a)
         else:
             self._error(rid, _E_COMMAND, "unknown command 0x%02x" % cmd)
 

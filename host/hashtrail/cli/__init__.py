@@ -38,6 +38,8 @@ COMMANDS: tuple[str, ...] = (
     "image",
     "flash",
     "deploy",
+    "release",
+    "update",
     "enroll",
     "collect",
     "verify_log",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import note
-from hashtrail.formats.keys import DeviceId, parse_device_id
+from hashtrail.formats.keys import DeviceId, load_pub, parse_device_id
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_key import ENV as _KEY_ENV
 from hashtrail.ledger.trust import ledger_key
@@ -56,6 +56,15 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return v
     parse.__name__ = f"at_least_{minimum}"
     return parse
+
+
+def release_key(text: str) -> bytes:
+    """argparse type for a release public key: 130 hex characters (as `hashtrail release
+    keygen` prints it) or a file holding them."""
+    try:
+        return load_pub(text)
+    except HashtrailError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def seconds(text: str) -> float:

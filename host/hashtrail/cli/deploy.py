@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from hashtrail.cli import logs, progress
-from hashtrail.cli.args import seconds
+from hashtrail.cli.args import release_key, seconds
 from hashtrail.device.deploy import deploy
 
 
@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                    help="write even when the device does not identify as --board")
     p.add_argument("--wait", type=seconds, default=60.0, metavar="SECONDS",
                    help="how long the started application may take to answer (default 60)")
+    p.add_argument("--release-key", type=release_key, action="append", default=[],
+                   metavar="PUBKEY", help="pin this release key on the device (repeatable): "
+                   "firmware updates must be signed with it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     # (and warnings), unless -v asks for more
     with logs.steps_hidden("hashtrail.device.deploy", args.json), \
             progress.bar("deploy", unit="files") as bar:
-        res = deploy(args.board, args.port, bar.update, force=args.force, wait_s=args.wait)
+        res = deploy(args.board, args.port, bar.update, force=args.force, wait_s=args.wait,
+                     release_keys=args.release_key)
     info = res.info
     if args.json:
         print(json.dumps({"board": args.board, "port": args.port, "forced": res.forced,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hashtrail.cli import logs
+from hashtrail.cli.args import release_key
 from hashtrail.device.flash import make_image
 
 
@@ -25,12 +26,15 @@ def register(sub: Any) -> None:
     p.add_argument("--micropython", required=True, type=Path, metavar="FILE",
                    help="the MicroPython .bin for this board (from micropython.org)")
     p.add_argument("--out", required=True, type=Path, help="output file")
+    p.add_argument("--release-key", type=release_key, action="append", default=[],
+                   metavar="PUBKEY", help="pin this release key in the image (repeatable): "
+                   "firmware updates must be signed with it")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    info = make_image(args.board, args.micropython, args.out,
+    info = make_image(args.board, args.micropython, args.out, release_keys=args.release_key,
                       verbosity=logs.esptool_verbosity())
     if args.json:
         print(json.dumps(info, indent=2))

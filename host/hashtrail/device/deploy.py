@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import file_hashes, firmware_files
 from hashtrail.device.link import DeviceInfo, Link, LinkError
 from hashtrail.errors import HashtrailError, VerificationError
+from hashtrail.formats.manifest import RELEASE_KEYS_PATH, release_keys_file
 
 log = logging.getLogger(__name__)
 
@@ -238,16 +239,22 @@ def wait_app(link: Link, port: str, wait_s: float) -> DeviceInfo:
 
 def deploy(board_name: str, port: str,
            progress: Callable[[int, int], None] | None = None, *, force: bool = False,
-           wait_s: float = 60.0) -> DeployResult:
+           wait_s: float = 60.0, release_keys: Sequence[bytes] = ()) -> DeployResult:
     """Identify, compile, copy, verify, restart, HELLO. Raises on any mismatch.
     Each step is one INFO line of this module's logger; `progress` sees (files
-    written, files to write) as the copy goes."""
+    written, files to write) as the copy goes.
+
+    `release_keys`: the release public keys the device will accept firmware updates
+    from, written to /ht/release_keys (replacing the pinned ones) and hash-checked with
+    the firmware; none given leaves the device's pinned keys as they are."""
     from mpremote.transport import TransportError
 
     board = load_board(board_name)
     boardid.identify_rules(board)  # a board without an identify section: fail first
     userfile.check_port(port)
     files = firmware_files(board)
+    if release_keys:
+        files[RELEASE_KEYS_PATH] = release_keys_file(release_keys)
     want = file_hashes(files)
     t = _transport(port, board.console_baud)
     try:

@@ -11,7 +11,7 @@ checked before esptool runs.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +20,7 @@ from hashtrail.device import espflash
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import build_image, firmware_files
 from hashtrail.errors import ConfigError
+from hashtrail.formats.manifest import RELEASE_KEYS_PATH, release_keys_file
 
 
 class FlashPlan(NamedTuple):
@@ -53,7 +54,8 @@ def flash(board_name: str, port: str, image: Path, baud: int | None = None,
 
 
 def make_image(board_name: str, micropython: Path, out: Path,
-               verbosity: str = "normal") -> dict[str, Any]:
+               verbosity: str = "normal",
+               release_keys: Sequence[bytes] = ()) -> dict[str, Any]:
     """Write `out`: the MicroPython image `micropython` at the board's offset and a
     littlefs partition with the compiled firmware at its vfs offset; returns what was
     written (board, offsets, files, SHA-256 of the result and of the MicroPython image).
@@ -71,6 +73,8 @@ def make_image(board_name: str, micropython: Path, out: Path,
         raise ConfigError(f"{micropython.name} ({micropython.stat().st_size} bytes) overlaps "
                           f"the filesystem at {vfs} (room: {room} bytes)")
     files = firmware_files(board)
+    if release_keys:  # pinned: the keys firmware updates must be signed with
+        files[RELEASE_KEYS_PATH] = release_keys_file(release_keys)
     with tempfile.TemporaryDirectory(prefix="hashtrail-image-") as tmp:
         fs = Path(tmp) / "fs.bin"
         fs.write_bytes(build_image(files, board.vfs_size, board.block_size))

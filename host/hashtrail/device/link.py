@@ -44,6 +44,7 @@ REQ_CHECKPOINT = 0x04
 REQ_SET_TIME = 0x05
 REQ_ACK = 0x06
 REQ_CANCEL = 0x07
+REQ_UPDATE = 0x08
 
 REP_INFO = 0x81
 REP_CHUNK = 0x82
@@ -52,10 +53,17 @@ REP_CHECKPOINT = 0x84
 REP_TIME = 0x85
 REP_ACK = 0x86
 REP_CANCELLED = 0x87
+REP_UPDATE = 0x88
 REP_ERROR = 0xFF
 
 ERROR_NAMES = {1: "bad-frame", 2: "version", 3: "unknown-command", 4: "bad-arguments",
-               5: "device", 6: "too-long", 7: "record-too-large"}
+               5: "device", 6: "too-long", 7: "record-too-large", 8: "update-refused"}
+E_UPDATE = 8
+# UPDATE ops (first argument byte) and the data each DATA request carries: a request
+# line holds at most 98 payload bytes (200 hex characters); 7 of them are framing and 5
+# are the op and offset.
+UPDATE_BEGIN, UPDATE_DATA, UPDATE_COMMIT, UPDATE_ABORT = range(4)
+UPDATE_CHUNK = 86
 
 
 

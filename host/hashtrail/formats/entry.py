@@ -38,9 +38,14 @@ KIND_KEY_CREATED = 3
 KIND_OVERFLOW = 4
 KIND_ACK = 5
 KIND_LOG_ALTERED = 6
+KIND_UPDATE = 7
 KIND_NAMES = {KIND_READING: "reading", KIND_BOOT: "boot", KIND_TIME_SET: "time_set",
               KIND_KEY_CREATED: "key_created", KIND_OVERFLOW: "overflow",
-              KIND_ACK: "acknowledged", KIND_LOG_ALTERED: "log_altered"}
+              KIND_ACK: "acknowledged", KIND_LOG_ALTERED: "log_altered",
+              KIND_UPDATE: "update"}
+# Body keys of an update entry (kind 7): the firmware it replaced, the one it installed,
+# the release's security counter and the SHA-256 of the signed manifest.
+UPDATE_OLD, UPDATE_NEW, UPDATE_COUNTER, UPDATE_MANIFEST = 1, 2, 3, 4
 # Signing policy, recorded by the device in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
 POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
@@ -81,7 +86,7 @@ def parse_entry(raw: bytes) -> Entry:
 
 
 # Canonical size of an entry's fixed parts: map head, nine one-byte keys, version 1,
-# prev (2-byte head + 32), kind (0..5).
+# prev (2-byte head + 32), kind (0..23).
 _FIXED_SIZE = 1 + 9 + 1 + 34 + 1
 _head_size = cbor_strict.head_size
 
@@ -170,6 +175,12 @@ def _check_body(kind: int, body: Any) -> None:
     elif kind == KIND_BOOT:
         if list(body) != [1] or type(body[1]) is not str:
             raise FormatError("boot body must be {1: reset cause}")
+    elif kind == KIND_UPDATE:
+        if list(body) != [UPDATE_OLD, UPDATE_NEW, UPDATE_COUNTER, UPDATE_MANIFEST] \
+                or type(body[1]) is not str or type(body[2]) is not str \
+                or not _uint(body[3]) or type(body[4]) is not bytes or len(body[4]) != 32:
+            raise FormatError("update body must be {1: old version, 2: new version, "
+                              "3: security counter, 4: manifest SHA-256 (32 bytes)}")
 
 
 _POLICIES = (POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY)

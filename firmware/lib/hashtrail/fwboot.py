@@ -1,0 +1,112 @@
+# Finishing a firmware update at boot (docs/DEVICE.md "Firmware updates"), and the
+# stored security counter. Boot-only: app.py imports it once the log is open, and
+# drops it again; update.py uses the counter helpers while a transfer runs.
+#
+# When /ht/update (the marker update.py commits) is there and boot.py has switched
+# /lib/hashtrail.new in, the firmware now running is the update: it appends the update
+# entry (kind 7: old version, new version, security counter, manifest SHA-256) signed
+# like any entry, then stores the counter (/ht/fw_counter, replaced via a .tmp and a
+# rename, so a power cut leaves the old or the new counter), then removes the old
+# firmware folder, boot.py's count of tries and, last, the marker. That the new firmware
+# got here (its modules imported, its board loaded, its log opened and checked) is the
+# proof boot.py waits for: without it, boot.py rolls back at the third boot. A power
+# cut between the entry and the counter appends the entry again at the next boot (a
+# second, identical claim); after the counter, the entry is never repeated.
+import os
+import struct
+
+from micropython import const
+
+_KIND_UPDATE = const(7)
+
+
+def paths(root):
+    """(data folder, firmware /lib) for the log's root: "/ht" -> ("/ht", "/lib"); the
+    firmware lives beside the data, so a flash mounted at /fl has /fl/lib."""
+    return root, root[:root.rfind("/")] + "/lib"
+
+
+def read_counter(root):
+    """The highest security counter installed (0 when none was). A counter file that
+    is not 4 bytes raises: an unreadable floor must not allow a rollback."""
+    try:
+        f = open(root + "/fw_counter", "rb")
+    except OSError:
+        return 0
+    b = f.read()
+    f.close()
+    if len(b) != 4:
+        raise ValueError("fw_counter is malformed")
+    return struct.unpack("<I", b)[0]
+
+
+def write_counter(root, n):
+    f = open(root + "/fw_counter.tmp", "wb")
+    f.write(struct.pack("<I", n))
+    f.close()
+    os.rename(root + "/fw_counter.tmp", root + "/fw_counter")
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def parse_marker(b):
+    """(counter, old version, new version, manifest SHA-256) from the marker's bytes."""
+    counter, n = struct.unpack_from("<IB", b, 0)
+    i = 5
+    old = str(b[i:i + n], "utf-8")
+    i += n
+    m = b[i]
+    new = str(b[i + 1:i + 1 + m], "utf-8")
+    i += 1 + m
+    h = bytes(b[i:i + 32])
+    if len(h) != 32 or i + 32 != len(b):
+        raise ValueError("update marker is malformed")
+    return counter, old, new, h
+
+
+def finish(log, root="/ht"):
+    """Record a switched-in update in the chain; returns the new version or None. A
+    failure of the flash or a malformed marker is printed, not raised: the application
+    starts whatever the marker holds."""
+    try:
+        return _finish(log, *paths(root))
+    except (OSError, ValueError, IndexError, TypeError, MemoryError) as e:
+        # The log is open and the device must keep logging: a failure here is printed
+        # and retried at the next boot (the marker stays).
+        print("hashtrail: update finish: %s: %s" % (type(e).__name__, e))
+        return None
+
+
+def _finish(log, root, lib):
+    marker = root + "/update"
+    try:
+        f = open(marker, "rb")
+    except OSError:
+        return None
+    b = f.read()
+    f.close()
+    if _exists(lib + "/hashtrail.new") or _exists(lib + "/hashtrail.bad"):
+        return None  # boot.py has not switched yet, or is rolling back: the old one runs
+    counter, old, new, h = parse_marker(b)
+    if read_counter(root) < counter:
+        log.append(_KIND_UPDATE, {1: old, 2: new, 3: counter, 4: h})
+        write_counter(root, counter)
+    d = lib + "/hashtrail.old"
+    try:
+        names = os.listdir(d)
+    except OSError:
+        names = None
+    if names is not None:
+        for n in names:
+            os.remove(d + "/" + n)
+        os.rmdir(d)
+    if _exists(root + "/update.try"):  # boot.py's count of tries: this one proved itself
+        os.remove(root + "/update.try")
+    os.remove(marker)
+    return new
