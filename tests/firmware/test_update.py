@@ -1,4 +1,4 @@
-# Firmware updates on the device (update.py, fwboot.py, boot.py's switch), issue 16.
+# Firmware updates on the device (update.py, fwboot.py, the boot-time switch htboot.py).
 #
 # (The app receiving the real package at the board's heap budget: test_update_budget.py.)
 # - test_switch_and_finish: boot.py's switch and fwboot on the staged package: the new
@@ -70,14 +70,21 @@ _BLOCKS_RAM = 64
 
 
 def _boot_switch(base):
-    # boot.py as shipped (the compiled firmware's copy, next to lib/), its absolute
-    # paths moved under the test's mount point.
+    # What boot.py runs when an update is pending: the compiled switch (/htboot.mpy,
+    # beside boot.py), its absolute paths moved under the test's mount point.
+    import sys
+
     import hashtrail
 
     top = hashtrail.__file__.rsplit("/lib/hashtrail/", 1)[0]
-    src = _get(top + "/boot.py").decode()
-    src = src.replace('"/ht/', '"' + base + '/ht/').replace('"/lib/', '"' + base + '/lib/')
-    exec(src, {"__name__": "boot"})
+    if top not in sys.path:
+        sys.path.append(top)
+    import htboot
+
+    try:
+        htboot.run(base)
+    except Exception as e:  # as boot.py: printed, the REPL stays reachable
+        print("hashtrail: update switch failed:", e)
 
 
 def _log(base):

@@ -22,6 +22,7 @@
 #
 # Allocation per loop pass: poll() returns a small list; a sample allocates the
 # readings (a few small tuples) and whatever devlog.reading() needs.
+import os
 import sys
 import time
 
@@ -99,10 +100,17 @@ class App:
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
-        from hashtrail import fwboot  # a switched-in update: its entry, then cleanup
+        try:  # a switched-in update waits behind this marker: its entry, then cleanup
+            os.stat(root + "/update")
+            pending = True
+        except OSError:
+            pending = False  # the common boot: fwboot is not loaded at all (heap: with
+            # MQTT at the 100 KB budget every loaded module counts, see below)
+        if pending:
+            from hashtrail import fwboot
 
-        fwboot.finish(self.log, root)
-        drop("fwboot")
+            fwboot.finish(self.log, root)
+            drop("fwboot")
         self.mqtt = None
         if mqtt_cfg:
             # Loaded and made once the log has booted: the boot check's peak (bigints,
