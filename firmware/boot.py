@@ -1,25 +1,21 @@
 # boot.py: runs first at every boot, soft resets included. Kept minimal on purpose:
 # the application lives in main.py, and nothing here may stop the REPL from being
 # reachable (a failing boot.py would make a board hard to recover without reflashing).
-# It is compiled from source at every boot, so it stays small: when a firmware update
-# is pending (the marker /ht/update, or a roll-back to finish), the switch itself is
-# the compiled module htboot (/htboot.mpy beside this file), loaded for that and
+# It is compiled from source at every boot, so it stays this small: when a firmware
+# update is pending (the marker /ht/update, or a roll-back to finish), the switch itself
+# is the compiled module htboot (/htboot.mpy beside this file), loaded for that and
 # dropped after.
 import gc
 import os
 
-
-def _ht_pending():
-    for p in ("/ht/update", "/lib/hashtrail.bad"):
-        try:
-            os.stat(p)
-            return True
-        except OSError:
-            pass
-    return False
-
-
-if _ht_pending():
+_ht = 0
+for _p in ("/ht/update", "/lib/hashtrail.bad"):
+    try:
+        os.stat(_p)
+        _ht = 1
+    except OSError:
+        pass
+if _ht:
     try:
         import htboot
 
@@ -29,5 +25,5 @@ if _ht_pending():
     import sys
 
     sys.modules.pop("htboot", None)
-del _ht_pending
+del _ht, _p
 gc.collect()

@@ -127,6 +127,13 @@ class DeviceModule(pytest.File):
                 item.needs = tuple(consts.get("NEEDS", ()))
                 for mark in consts.get("MARKS", ()):
                     item.add_marker(mark)
+                # TEST_MARKS = {"test_x": ("xfail:why",)}: a known, explained failure of
+                # one test, still run and reported (XPASS when it passes)
+                for mark in consts.get("TEST_MARKS", {}).get(node.name, ()):
+                    if mark.startswith("xfail:"):
+                        item.add_marker(pytest.mark.xfail(reason=mark[6:], strict=False))
+                    else:
+                        item.add_marker(mark)
                 yield item
 
 
