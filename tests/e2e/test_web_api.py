@@ -25,9 +25,8 @@ from hashtrail.cli import build_parser, main
 from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof import check_inclusion_proof
-from hashtrail.ledger.serve import serving_app
-from hashtrail.web.app import CSP, make_app
-from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, make_fleet_ledger
+from hashtrail.web.app import CSP
+from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, make_fleet_ledger, served
 
 pytest.importorskip("aiohttp")
 pytestmark = pytest.mark.e2e
@@ -40,7 +39,7 @@ def fl(tmp_path_factory: pytest.TempPathFactory) -> FleetLedger:
 
 @pytest.fixture(scope="module")
 def url(fl: FleetLedger) -> Iterator[str]:
-    with serving_app(lambda st: make_app(st.enter_context(Ledger.open(fl.path)))) as u:
+    with served(fl.path) as u:
         yield u
 
 
@@ -207,7 +206,7 @@ def test_serve_listens_on_loopback_unless_told() -> None:
 
 def test_the_view_follows_the_ledger(tmp_path: Path) -> None:
     fl = make_fleet_ledger(tmp_path / "f.db")
-    with serving_app(lambda st: make_app(st.enter_context(Ledger.open(fl.path)))) as u:
+    with served(fl.path) as u:
         did = fl.ids["xss"]
         assert next(d for d in _json(u + "api/fleet")["devices"]
                     if d["id"] == did)["status"] == "ok"

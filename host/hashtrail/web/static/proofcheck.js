@@ -171,8 +171,10 @@ const HashtrailProof = (() => {
   }
 
   async function parseVerifierKey(text) {
-    const parts = (text || "").trim().split("+");
-    if (parts.length !== 3 || !parts[0] || !/^[0-9a-f]{8}$/.test(parts[1])) fail("the pinned ledger key is not <name>+<key id>+<base64 key>");
+    // <name>+<key id>+<base64>: the name has no "+", the base64 may
+    const m = /^([^+]+)\+([0-9a-f]{8})\+(.+)$/.exec((text || "").trim());
+    if (!m) fail("the pinned ledger key is not <name>+<key id>+<base64 key>");
+    const parts = m.slice(1);
     const raw = b64(parts[2], "pinned ledger key");
     if (raw.length !== 33 || raw[0] !== 1) fail("the pinned ledger key is not an Ed25519 key");
     const pub = raw.subarray(1);
