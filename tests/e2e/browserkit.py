@@ -26,10 +26,26 @@ def artifacts() -> Path:
     return d
 
 
-def _missing(why: str) -> None:
+def _missing(why: str, module: bool = False) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{why} (CI=true: .ci/run installs chromium and chromium-driver)")
-    pytest.skip(f"{why}: apt-get install chromium chromium-driver to run the browser tests")
+    pytest.skip(f"{why}: apt-get install chromium chromium-driver to run the browser tests",
+                allow_module_level=module)
+
+
+def require_chromium() -> None:
+    """At a browser test module's import: skip the whole module in one line when there
+    is no browser. Under CI=true nothing happens here (a collection error would stop
+    the whole suite): each test then fails in `chromium()`."""
+    if os.environ.get("CI") == "true":
+        return
+    if not CHROMIUM.exists():
+        _missing(f"no Chromium at {CHROMIUM}", module=True)
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("playwright is not installed (pip install -c constraints.txt -e .[dev])",
+                 module=True)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browserkit import Page, artifacts, chromium
+from browserkit import Page, artifacts, chromium, require_chromium
 from hashtrail.cli import main
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import note
@@ -27,6 +27,7 @@ from hashtrail.ledger.proof import ProofError, build_inclusion_proof, check_incl
 from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, flipped_proofs, make_fleet_ledger, served
 
 pytest.importorskip("aiohttp")
+require_chromium()
 pytestmark = pytest.mark.e2e
 
 
