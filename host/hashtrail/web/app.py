@@ -15,12 +15,14 @@ Why worker threads: verifying a ledger or decoding 10^5 readings takes long enou
 stall every other request on the event loop (the tiles among them). Each worker thread
 opens its own connection to the ledger (an SQLite connection belongs to the thread that
 opened it): one for verification, which can take seconds, and one for the quick reads.
+The server verifies once as it starts, so the first page does not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,7 @@ PAGES = {"/": "fleet.html", "/ledger": "ledger.html"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".txt": "text/plain; charset=utf-8"}
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -100,6 +103,7 @@ class WebView:
         self.fleet: data.Fleet | None = None
         self._pending: tuple[tuple[Any, ...], asyncio.Future[data.Fleet]] | None = None
         self.readings = data.Readings()
+        self.warming: asyncio.Future[None] | None = None
 
     async def current(self) -> data.Fleet:
         """The verification of the ledger as it is now (run again once it changed;
@@ -151,8 +155,20 @@ def add_routes(app: web.Application, ledger: Ledger) -> None:
     view = WebView(ledger)
     files = static_files()
 
+    async def warm(_: web.Application) -> None:
+        """Verify once as the server starts, so the first visitor does not wait for it."""
+        async def run() -> None:
+            try:
+                await view.current()
+            except Exception as e:      # the next request tries again and reports it
+                log.warning(f"hashtrail: the fleet view could not verify the ledger: {e}")
+        view.warming = asyncio.ensure_future(run())
+
     async def on_cleanup(_: web.Application) -> None:
+        if view.warming is not None:
+            view.warming.cancel()
         await asyncio.get_running_loop().run_in_executor(None, view.close)
+    app.on_startup.append(warm)
     app.on_cleanup.append(on_cleanup)
 
     def page(name: str) -> Callable[[web.Request], Any]:

@@ -157,27 +157,33 @@
     HT.renderCheck(proofOut, res, `device ${id} seq ${seq}`);
   }
 
+  // The plot does not wait for what verify says of the device (/api/device): each part
+  // of the page is filled as its JSON arrives.
   async function main() {
     const m = document.getElementById("main");
-    let info, readings;
-    try {
-      [info, readings] = await Promise.all([HT.getJSON(`/api/device/${id}`), HT.getJSON(`/api/device/${id}/readings`)]);
-    } catch (e) {
-      m.replaceChildren(el("p", { class: "error" }, String(e)));
-      return;
-    }
+    const fail = (e) => m.replaceChildren(el("p", { class: "error" }, String(e)));
+    const infoP = HT.getJSON(`/api/device/${id}`), readP = HT.getJSON(`/api/device/${id}/readings`);
+    infoP.catch(() => {}); readP.catch(() => {});
+    const headBox = el("div", { id: "device-facts" }), plotBox = el("div", {}), findBox = el("div", {});
     const keyRow = el("p", { class: "controls" });
     keyInput = HT.keyBox(keyRow);
     proofOut = el("div", { id: "proof-result", class: "proof", "aria-live": "polite" });
-    const p = plots(readings);
     const t = entriesTable();
-    m.replaceChildren(header(info), p.sec, ...findings(info),
+    m.replaceChildren(headBox, plotBox, findBox,
       el("section", { id: "proof" }, el("h2", {}, "Proof check in this page"),
         el("p", { class: "muted" }, "\u201cverify\u201d fetches the entry's inclusion proof and checks it here with WebCrypto: the device's own P-256 signature, the Merkle path, and the checkpoint's Ed25519 signature by the ledger key you pin."),
         keyRow, proofOut),
       t.sec);
+    let readings;
+    try { readings = await readP; } catch (e) { return fail(e); }
+    const p = plots(readings);
+    plotBox.replaceWith(p.sec);
     p.draw();
     await HT.mark("plot");
+    let info;
+    try { info = await infoP; } catch (e) { return fail(e); }
+    headBox.replaceChildren(header(info));
+    findBox.replaceWith(...findings(info));
     await t.load(0);
   }
 
