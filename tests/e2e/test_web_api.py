@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -170,6 +171,19 @@ def test_pages_are_static_and_carry_no_device_text(fl: FleetLedger, url: str) ->
                        ("common.js", "fleet.js", "device.js", "ledger.js"))
     assert b"innerHTML" not in scripts and b"insertAdjacentHTML" not in scripts
     assert b"document.write" not in scripts
+    # everything from this server (no CDN): the pages name only same-origin files, which
+    # are the package's own, uPlot among them
+    static = Path(__file__).resolve().parents[2] / "host" / "hashtrail" / "web" / "static"
+    for html in static.glob("*.html"):
+        refs = re.findall(rb'(?:src|href)="([^"]*)"', html.read_bytes())
+        assert refs and all(r.startswith((b"/", b"data:")) and not r.startswith(b"//")
+                            for r in refs), html
+        for r in refs:
+            if r.startswith(b"/static/"):
+                got = _get(url + r[1:].decode())
+                assert got[0] == 200 and got[2] == (static / r[8:].decode()).read_bytes()
+    fetched = re.findall(rb'getJSON\([`"]([^`"]*)', scripts)
+    assert fetched and all(f.startswith(b"/api/") for f in fetched), fetched
 
 
 def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
