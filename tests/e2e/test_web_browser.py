@@ -90,6 +90,10 @@ def test_fleet_page_shows_what_verify_json_says(
              _utc(d["last_t"]))
     assert got[fl.ids["xss"]]["label"] == XSS_LABEL and got[fl.ids["xss"]]["label_nodes"] == 0
     assert p.inner_text("#verdict") == ("OK" if want["ok"] else "PROBLEMS FOUND")
+    shot = artifacts() / "web-fleet.png"
+    p.screenshot(path=str(shot), full_page=True)
+    with capsys.disabled():
+        print(f"\n  fleet page screenshot: {shot}")
     # sort by entries, both ways; filter as you type and by state
     p.click('th[data-key="entries"]')
     order = p.eval_on_selector_all("#fleet tbody tr td[data-col=entries]",
@@ -173,7 +177,7 @@ def test_proof_check_in_the_page_passes(fl: FleetLedger, url: str, page: Page) -
 
 
 def test_a_bit_flipped_proof_fails_visibly_at_the_step_python_names(
-        fl: FleetLedger, url: str, page: Page) -> None:
+        fl: FleetLedger, url: str, page: Page, capsys: pytest.CaptureFixture[str]) -> None:
     key = note.Verifier.from_string(fl.verifier_key)
     with Ledger.open(fl.path) as led:
         docs = [build_inclusion_proof(led, fl.ids["xss"], 30),
@@ -211,6 +215,10 @@ def test_a_bit_flipped_proof_fails_visibly_at_the_step_python_names(
         assert shown.startswith("PROOF VERIFIED" if want == "pass" else "PROOF FAILED"), shown
         if want == "fail":
             assert "\u2717 failed" in shown
+            shot = artifacts() / "web-proof-flipped.png"
+            p.locator("#check-file").screenshot(path=str(shot))
+    with capsys.disabled():
+        print(f"\n  refused bit-flipped proof screenshot: {artifacts() / 'web-proof-flipped.png'}")
     # a key the user did not pin (another ledger's) fails the ledger signature step
     other = note.Signer.generate("example.com/fleet").verifier().to_string()
     p.fill("#ledger-key", other)
