@@ -27,6 +27,7 @@ from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof import check_inclusion_proof
 from hashtrail.web.app import CSP
+from hashtrail.web.data import Series
 from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, make_fleet_ledger, served
 
 pytest.importorskip("aiohttp")
@@ -224,6 +225,15 @@ def test_the_view_follows_the_ledger(tmp_path: Path) -> None:
         did = fl.ids["xss"]
         assert next(d for d in _json(u + "api/fleet")["devices"]
                     if d["id"] == did)["status"] == "ok"
+        before = _json(f"{u}api/device/{did}/readings")
+        fl.grow("xss", 7)                   # readings decoded since, not all again
+        after = _json(f"{u}api/device/{did}/readings")
+        fresh = Series()
+        with Ledger.open(fl.path) as led:
+            fresh.extend(led.entry_bodies(did, 0, 67), 0)
+        assert after == fresh.to_json() and len(after["t"]) == len(before["t"]) + 7
+        assert next(d for d in _json(u + "api/fleet")["devices"]
+                    if d["id"] == did)["entries"] == 68
         with Ledger.open(fl.path) as led:
             led.revoke(did, "test")
         assert next(d for d in _json(u + "api/fleet")["devices"]

@@ -36,6 +36,16 @@ class FleetLedger:
     verifier_key: str
     ids: dict[str, str]         # role -> device id
     readings: dict[str, int]    # role -> timed readings made
+    devices: dict[str, ledgerkit.Device]
+
+    def grow(self, role: str, n: int) -> None:
+        """`n` more readings of a per-entry-signed device, through a real reconcile."""
+        d = self.devices[role]
+        lo = len(d.entries)
+        d.readings(n)
+        with Ledger.open_signing(self.path) as led:
+            reconcile(led, ledgerkit.bundle([d], enroll=False, name="c3",
+                                            ranges={d.id_hex: (lo, len(d.entries))}))
 
 
 def _labelled(b: Bundle, labels: dict[str, str]) -> Bundle:
@@ -73,7 +83,7 @@ def make_fleet_ledger(path: Path) -> FleetLedger:
         led.revoke(revoked.id_hex, "reported stolen")
         key = led.verifier.to_string()
     return FleetLedger(path, key, {k: d.id_hex for k, d in devs.items()},
-                       {"xss": 60, "cp": 45, "forked": 12, "revoked": 8})
+                       {"xss": 60, "cp": 45, "forked": 12, "revoked": 8}, devs)
 
 
 def served(path: Path) -> AbstractContextManager[str]:

@@ -193,62 +193,84 @@ def entries_page(led: Ledger, did: str, offset: int, limit: int) -> dict[str, An
 
 
 class Readings:
-    """Each sensor of a device as columns for a plot (device time, one value column per
-    SenML name and unit), decoded once per device tip and kept for a few devices."""
+    """Each sensor of a device as columns for a plot, kept for a few devices and brought
+    up to the device's tip by decoding only the entries accepted since (a device that
+    appends every few seconds costs O(new entries) per view, not its whole history)."""
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[str, Series] = OrderedDict()
 
     def get(self, led: Ledger, did: str) -> dict[str, Any]:
         dev = _device(led, did)
-        key = (did, dev.tip_seq)
-        got = self._cache.get(key)
-        if got is None:
-            got = self._cache[key] = readings(led, did, dev.tip_seq)
+        s = self._cache.get(did)
+        if s is None or s.tip > dev.tip_seq:     # new, or not this ledger's history
+            s = self._cache[did] = Series()
             while len(self._cache) > _READINGS_CACHED:
                 self._cache.popitem(last=False)
-        self._cache.move_to_end(key)
-        return got
+        self._cache.move_to_end(did)
+        if dev.tip_seq > s.tip:
+            s.extend(led.entry_bodies(did, s.tip + 1, dev.tip_seq), s.tip + 1)
+        return s.to_json()
 
 
-def readings(led: Ledger, did: str, tip: int) -> dict[str, Any]:
-    """{t: [...], series: [{name, unit, v: [...]}], untimed: n}, in device time order
-    (entries whose device time is unknown are counted, not plotted)."""
-    times: list[int] = []
-    seqs: list[int] = []
-    cols: dict[tuple[str, str], list[float | None]] = {}
-    untimed = 0
-    bodies = led.entry_bodies(did, 0, tip) if tip >= 0 else []
-    for seq, raw in enumerate(bodies):
-        try:
-            e = parse_entry(raw)
-        except HashtrailError:
-            continue
-        if e.kind != KIND_READING:
-            continue
-        if e.t is None:
-            untimed += 1
-            continue
-        i = len(times)
-        times.append(e.t)
-        seqs.append(seq)
-        for r in e.body:
-            k = (r[0], r.get(1, ""))
-            col = cols.get(k)
-            if col is None:
-                col = cols[k] = [None] * i
-            if len(col) == i:
-                col.append(r[2])
-        for col in cols.values():
-            if len(col) == i:
-                col.append(None)
-    if any(a > b for a, b in pairwise(times)):   # device time went back
-        order = sorted(range(len(times)), key=times.__getitem__)
-        times = [times[i] for i in order]
-        seqs = [seqs[i] for i in order]
-        cols = {k: [c[i] for i in order] for k, c in cols.items()}
-    return {"t": times, "seq": seqs, "untimed": untimed,
-            "series": [{"name": n, "unit": u, "v": c} for (n, u), c in cols.items()]}
+class Series:
+    """One device's readings as columns: device time, seq, and a value column per SenML
+    name and unit (None where an entry lacks that sensor). Entries whose device time is
+    unknown are counted, not plotted."""
+
+    def __init__(self) -> None:
+        self.tip = -1
+        self.times: list[int] = []
+        self.seqs: list[int] = []
+        self.cols: dict[tuple[str, str], list[float | None]] = {}
+        self.untimed = 0
+        self._json: dict[str, Any] | None = None
+
+    def extend(self, bodies: list[bytes], first_seq: int) -> None:
+        times, seqs, cols = self.times, self.seqs, self.cols
+        for seq, raw in enumerate(bodies, first_seq):
+            self.tip = seq
+            try:
+                e = parse_entry(raw)
+            except HashtrailError:
+                continue
+            if e.kind != KIND_READING:
+                continue
+            if e.t is None:
+                self.untimed += 1
+                continue
+            i = len(times)
+            times.append(e.t)
+            seqs.append(seq)
+            for r in e.body:
+                k = (r[0], r.get(1, ""))
+                col = cols.get(k)
+                if col is None:
+                    col = cols[k] = [None] * i
+                if len(col) == i:
+                    col.append(r[2])
+            for col in cols.values():
+                if len(col) == i:
+                    col.append(None)
+        self._json = None
+
+    def to_json(self) -> dict[str, Any]:
+        """{t, seq, untimed, series: [{name, unit, v}]}, in device time order (a plot
+        needs its x ascending; device time can go back, an anomaly verify reports)."""
+        if self._json is None:
+            # copies: the answer is serialised on another thread while the next
+            # extend() may already append to these lists
+            times, seqs = list(self.times), list(self.seqs)
+            cols = {k: list(c) for k, c in self.cols.items()}
+            if any(a > b for a, b in pairwise(times)):
+                order = sorted(range(len(times)), key=times.__getitem__)
+                times = [times[i] for i in order]
+                seqs = [seqs[i] for i in order]
+                cols = {k: [c[i] for i in order] for k, c in cols.items()}
+            self._json = {"t": times, "seq": seqs, "untimed": self.untimed,
+                          "series": [{"name": n, "unit": u, "v": c}
+                                     for (n, u), c in cols.items()]}
+        return self._json
 
 
 def evidence_doc(led: Ledger, did: str, digest: str) -> str:
