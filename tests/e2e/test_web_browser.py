@@ -173,6 +173,8 @@ def test_proof_check_in_the_page_passes(fl: FleetLedger, url: str, page: Page) -
     p.goto(f"{url}ledger")
     p.wait_for_selector("#checkpoint-table")
     assert p.input_value("#ledger-key") == fl.verifier_key
+    assert p.locator("#growth-chart canvas").count() == 1
+    p.screenshot(path=str(artifacts() / "web-ledger.png"), full_page=True)
     _inert(page)
 
 

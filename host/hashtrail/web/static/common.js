@@ -87,5 +87,13 @@ const HT = (() => {
     }, 0)));
   }
 
-  return { el, time, getJSON, pinnedKey, pinKey, keyBox, renderCheck, statusClass, mark };
+  // a time axis over one instant (checkpoints signed in one second, a single reading)
+  // spans a minute either side instead of uPlot's default of years
+  // (uPlot has already widened such an axis to a day by then: the data tell)
+  function timeRange(u, min, max) {
+    const xs = u.data[0];
+    return xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 60, xs[0] + 60] : [min, max];
+  }
+
+  return { el, time, timeRange, getJSON, pinnedKey, pinKey, keyBox, renderCheck, statusClass, mark };
 })();

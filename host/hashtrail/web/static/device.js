@@ -96,7 +96,7 @@
         const holder = el("div", { class: "chart", "data-series": s.name });
         box.append(holder);
         const opts = {
-          title, width, height: 220, scales: { x: { time: true } }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+          title, width, height: 220, scales: { x: { time: true, range: HT.timeRange } }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
           cursor: { sync: { key: sync.key } },
           series: [{ label: "device time (UTC)", value: (u, v) => v == null ? "-" : time(v) },
                    { label: title, stroke: "#1f6feb", width: 1, spanGaps: false }],

@@ -13,7 +13,7 @@
     sec.append(box);
     const draw = () => new uPlot({
       title: "tree size", width: Math.max(400, Math.min(1200, box.clientWidth || 900)), height: 220,
-      scales: { x: { time: true } }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      scales: { x: { time: true, range: HT.timeRange } }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       series: [{ label: "signed at (UTC)", value: (u, v) => v == null ? "-" : time(v) },
                { label: "tree size", stroke: "#1f6feb", points: { show: true } }],
     }, [cps.map((c) => c.created), cps.map((c) => c.size)], box);
