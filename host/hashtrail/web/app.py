@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -265,10 +266,13 @@ def make_app(ledger: Ledger) -> web.Application:
             resp: web.StreamResponse = await handler(request)
         except data.NotFound as e:
             resp = web.Response(status=404, text=f"{e}\n")
-        except HashtrailError as e:
+        except (HashtrailError, sqlite3.Error) as e:
             resp = web.Response(status=503, text=f"the ledger cannot be read now: {e}\n")
         except web.HTTPException as e:     # 404, 405: answered as responses, not raised
             resp = web.Response(status=e.status, text=e.text, headers=e.headers)
+        except Exception:                  # a bug: logged, answered with the headers too
+            log.exception(f"hashtrail: {request.method} {request.path}")
+            resp = web.Response(status=500, text="internal error\n")
         resp.headers.update(SECURITY_HEADERS)
         return resp
 

@@ -26,7 +26,7 @@ from hashtrail.formats import note
 from hashtrail.formats.checkpoint import parse_checkpoint
 from hashtrail.formats.entry import KIND_NAMES, KIND_READING, Entry, parse_entry
 from hashtrail.formats.keys import key_fingerprint, parse_device_id
-from hashtrail.ledger.ledger_db import Device, Ledger
+from hashtrail.ledger.ledger_db import Device, Ledger, LedgerError
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
 from hashtrail.ledger.proof import build_inclusion_proof
 
@@ -291,8 +291,8 @@ def proof_json(led: Ledger, did: str, seq: int) -> dict[str, Any]:
     """The inclusion proof `hashtrail ledger prove --json` prints (hashtrail-proof/2)."""
     try:
         return build_inclusion_proof(led, did, seq)
-    except ConfigError as e:
-        raise NotFound(str(e)) from None
+    except (ConfigError, LedgerError) as e:    # not in the ledger, or not yet under a
+        raise NotFound(str(e)) from None       # signed checkpoint
 
 
 # -- the ledger --------------------------------------------------------------------------
