@@ -1,13 +1,18 @@
 """The fleet view's plot columns (hashtrail.web.data.Series) from device entries made by
 tools/devchain.py: in device time order even when the device's clock went back, a
 column per sensor with gaps where an entry lacks it, entries without device time
-counted and left out, and extending by the new entries equals decoding all again."""
+counted and left out, and extending by the new entries equals decoding all again; the
+devices' columns kept within a budget of readings, the largest prefetched first."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hashtrail.formats.entry import KIND_BOOT, KIND_READING, SENML_N, SENML_U, SENML_V
-from hashtrail.web.data import Series
-from ledgerkit import Device
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile import reconcile
+from hashtrail.web.data import Readings, Series
+from ledgerkit import Device, bundle, trust
 
 
 def _dev() -> tuple[Device, list[bytes]]:
@@ -42,3 +47,19 @@ def test_extending_equals_decoding_everything() -> None:
         parts.extend(bodies[lo:lo + 2], lo)
         parts.to_json()                 # a view between two appends
     assert parts.to_json() == whole.to_json() and parts.tip == whole.tip
+
+
+def test_readings_kept_within_budget_largest_prefetched(tmp_path: Path) -> None:
+    devs = [Device(40 + i, per_entry_sig=True) for i in range(3)]
+    for d, n in zip(devs, (9, 19, 29), strict=True):
+        d.readings(n)                   # 10, 20 and 30 entries with the key-created one
+    with Ledger.create(tmp_path / "l.db", "example.com/series") as led:
+        trust(led)
+        reconcile(led, bundle(devs))
+        r = Readings(budget=45)
+        sizes = [(d.id_hex, len(d.entries)) for d in devs]
+        assert r.prefetch(led, sizes) == 2 and r.kept() == 40     # 30 fits, 20 not, 10
+        assert len(r.get(led, devs[1].id_hex)["t"]) == 19         # viewed: evicts
+        assert r.kept() <= 45
+        assert len(r.get(led, devs[2].id_hex)["t"]) == 29
+        assert r.kept() <= 45 and r.get(led, devs[1].id_hex)["t"]

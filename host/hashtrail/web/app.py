@@ -15,7 +15,8 @@ Why worker threads: verifying a ledger or decoding 10^5 readings takes long enou
 stall every other request on the event loop (the tiles among them). Each worker thread
 opens its own connection to the ledger (an SQLite connection belongs to the thread that
 opened it): one for verification, which can take seconds, and one for the quick reads.
-The server verifies once as it starts, so the first page does not wait for it.
+The server verifies once as it starts (and decodes the largest devices' readings, up
+to a budget), so the first page does not wait for it.
 """
 
 from __future__ import annotations
@@ -157,10 +158,13 @@ def add_routes(app: web.Application, ledger: Ledger) -> None:
     files = static_files()
 
     async def warm(_: web.Application) -> None:
-        """Verify once as the server starts, so the first visitor does not wait for it."""
+        """Verify once as the server starts, and decode the plots of the largest devices
+        that fit in the readings budget, so the first visitor does not wait for either."""
         async def run() -> None:
             try:
-                await view.current()
+                f = await view.current()
+                sizes = [(d.device_id, d.entries) for d in f.report.devices]
+                await view.reads.run(lambda led: view.readings.prefetch(led, sizes))
             except Exception as e:      # the next request tries again and reports it
                 log.warning(f"hashtrail: the fleet view could not verify the ledger: {e}")
         view.warming = asyncio.ensure_future(run())

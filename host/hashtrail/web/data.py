@@ -31,7 +31,7 @@ from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
 from hashtrail.ledger.proof import build_inclusion_proof
 
 PAGE_MAX = 500          # entries per page of the entries table, at most
-_READINGS_CACHED = 4    # devices whose decoded readings are kept
+READINGS_KEPT = 300_000  # decoded readings kept for plots (some 30 MB), all devices
 
 
 class NotFound(HashtrailError):
@@ -193,11 +193,13 @@ def entries_page(led: Ledger, did: str, offset: int, limit: int) -> dict[str, An
 
 
 class Readings:
-    """Each sensor of a device as columns for a plot, kept for a few devices and brought
-    up to the device's tip by decoding only the entries accepted since (a device that
-    appends every few seconds costs O(new entries) per view, not its whole history)."""
+    """Each sensor of a device as columns for a plot, kept for the devices viewed last
+    (up to READINGS_KEPT readings in all) and brought up to the device's tip by decoding
+    only the entries accepted since (a device that appends every few seconds costs
+    O(new entries) per view, not its whole history). Called from one thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int = READINGS_KEPT) -> None:
+        self.budget = budget
         self._cache: OrderedDict[str, Series] = OrderedDict()
 
     def get(self, led: Ledger, did: str) -> dict[str, Any]:
@@ -205,12 +207,27 @@ class Readings:
         s = self._cache.get(did)
         if s is None or s.tip > dev.tip_seq:     # new, or not this ledger's history
             s = self._cache[did] = Series()
-            while len(self._cache) > _READINGS_CACHED:
-                self._cache.popitem(last=False)
         self._cache.move_to_end(did)
         if dev.tip_seq > s.tip:
             s.extend(led.entry_bodies(did, s.tip + 1, dev.tip_seq), s.tip + 1)
+        while len(self._cache) > 1 and self.kept() > self.budget:
+            self._cache.popitem(last=False)
         return s.to_json()
+
+    def kept(self) -> int:
+        return sum(s.tip + 1 for s in self._cache.values())
+
+    def prefetch(self, led: Ledger, sizes: list[tuple[str, int]]) -> int:
+        """Decode the largest devices first ((id, entries) pairs), as many as fit in the
+        budget, so their first view does not wait; the number decoded."""
+        done, room = 0, self.budget - self.kept()
+        for did, n in sorted(sizes, key=lambda x: -x[1]):
+            if n > room or did in self._cache:
+                continue
+            self.get(led, did)
+            self._cache.move_to_end(did, last=False)    # fetched, not viewed: evict first
+            done, room = done + 1, room - n
+        return done
 
 
 class Series:
