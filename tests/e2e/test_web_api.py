@@ -188,6 +188,7 @@ def test_pages_are_static_and_carry_no_device_text(fl: FleetLedger, url: str) ->
 
 
 def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
+    assert isinstance(fl.path, Path)
     before = hashlib.sha256(fl.path.read_bytes()).hexdigest()
     did = fl.ids["xss"]
     paths = ["", "ledger", f"device/{did}", "api/fleet", "api/ledger", f"api/device/{did}",
@@ -238,3 +239,24 @@ def test_the_view_follows_the_ledger(tmp_path: Path) -> None:
             led.revoke(did, "test")
         assert next(d for d in _json(u + "api/fleet")["devices"]
                     if d["id"] == did)["status"] == "revoked"
+
+
+@pytest.mark.postgresql
+def test_the_view_on_a_postgresql_ledger(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The same view over the PostgreSQL backend (--ledger postgresql://...)."""
+    import pgtest
+    pgtest.require_server()
+    with pgtest.databases() as made:
+        fl = make_fleet_ledger(pgtest.new_database(made), key_file=tmp_path / "k")
+        with served(fl.path) as u:
+            want = _cli_json(capsys, "verify", "--ledger", str(fl.path), "--json")
+            assert _json(u + "api/verify") == want
+            rows = {d["id"]: d for d in _json(u + "api/fleet")["devices"]}
+            for d in want["devices"]:
+                assert {k: rows[d["device_id"]][k] for k in d} == d
+            did = fl.ids["cp"]
+            assert len(_json(f"{u}api/device/{did}/readings")["t"]) == 39
+            doc = _json(f"{u}api/proof/{did}/5")
+            check_inclusion_proof(doc, note.Verifier.from_string(fl.verifier_key),
+                                  device_id=did)

@@ -32,7 +32,7 @@ XSS_SENSOR = '<img src=x onerror="window.__pwned=2">'
 
 @dataclass
 class FleetLedger:
-    path: Path
+    path: Path | str
     verifier_key: str
     ids: dict[str, str]         # role -> device id
     readings: dict[str, int]    # role -> timed readings made
@@ -56,7 +56,8 @@ def _labelled(b: Bundle, labels: dict[str, str]) -> Bundle:
     return parse_bundle(io.BytesIO(buf.getvalue().encode("ascii")))
 
 
-def make_fleet_ledger(path: Path) -> FleetLedger:
+def make_fleet_ledger(path: Path | str, key_file: Path | None = None) -> FleetLedger:
+    """The ledger at `path` (a file, or a postgresql:// URL with its `key_file`)."""
     xss = ledgerkit.Device(101, per_entry_sig=True)
     xss.key_created()
     for i in range(60):
@@ -74,7 +75,7 @@ def make_fleet_ledger(path: Path) -> FleetLedger:
     devs = {"xss": xss, "cp": cp, "forked": forked, "revoked": revoked}
     labels = {xss.id_hex: XSS_LABEL, cp.id_hex: "cold room 2", forked.id_hex: "truck 7",
               revoked.id_hex: "stolen sensor"}
-    with Ledger.create(path, ORIGIN) as led:
+    with Ledger.create(path, ORIGIN, key_file=key_file) as led:
         ledgerkit.trust(led)
         b = ledgerkit.bundle(list(devs.values()), cps=cps, signer=None)
         reconcile(led, _labelled(b, labels))
@@ -86,7 +87,7 @@ def make_fleet_ledger(path: Path) -> FleetLedger:
                        {"xss": 60, "cp": 45, "forked": 12, "revoked": 8}, devs)
 
 
-def served(path: Path) -> AbstractContextManager[str]:
+def served(path: Path | str) -> AbstractContextManager[str]:
     """The `hashtrail serve` application (tiles and fleet view) for the ledger at `path`,
     on a free loopback port, from a background thread; yields its URL."""
     return serving_app(lambda st: make_app(st.enter_context(Ledger.open(path))))
