@@ -30,7 +30,7 @@ import io
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -56,7 +56,7 @@ from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
 from hashtrail.ledger.serve import available as can_serve
-from hashtrail.ledger.serve import serving, serving_app
+from hashtrail.ledger.serve import serve_app, serving, serving_app
 from hashtrail.ledger.tiles_client import FetchError, verify_proof_url
 from hashtrail.ledger.witness_http import Witness, make_witness_app, request_cosignature
 from hashtrail.sim import Fleet, VirtualDevice, provision
@@ -68,6 +68,7 @@ from hashtrail.sim.tamper import (
     log_records,
     rewrite_chain,
 )
+from hashtrail.web.app import make_app as make_web_app
 
 SAMPLE_INTERVAL_S = 0.25
 # Over a broker a collection round costs more (Mosquitto's default Nagle: ~44 ms a
@@ -872,6 +873,16 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
     demo.rep.seconds = round(time.monotonic() - t0, 1)
     demo.summary()
     return demo.rep
+
+
+def serve_demo_ledger(directory: Path, host: str, port: int,
+                      ready: Callable[[str], None]) -> None:
+    """Serve the ledger a demo left in `directory` (tlog-tiles and the fleet view, as
+    `hashtrail serve` does) until interrupted; `ready(url)` once it listens."""
+    if not can_serve():
+        raise DemoError("serving needs aiohttp", hint="pip install 'hashtrail[serve]'")
+    with Ledger.open(directory / "ledger.db") as led:
+        serve_app(make_web_app(led), host, port, ready)
 
 
 def prove(ledger_path: Path, device_id: str, seq: int) -> dict[str, Any]:

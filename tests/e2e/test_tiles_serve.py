@@ -70,7 +70,7 @@ def test_bad_requests_are_4xx_and_change_nothing(tl: TileLedger, server: Server)
                  "/tile/0/" + "x999/" * 7 + "999", "/tile/0/" + "x999/" * 300 + "000",
                  f"/tile/0/{tiles.index_path(size // 256 + 1)}", "/tile/0/003.p/255",
                  "/tile/3/000.p/1", "/tile/entries/000.p/0", "/tile/0/000.p/256",
-                 "/tile/0/1", "/tile/64/000", "/checkpoint/x", "/", "/index.html",
+                 "/tile/0/1", "/tile/64/000", "/checkpoint/x", "/index.html",
                  "/hashtrail/word/" + "00" * 16 + "/000",
                  f"/hashtrail/word/{tl.unsigned.id_hex}/{tiles.index_path(10**9)}",
                  f"/hashtrail/word/{tl.unsigned.id_hex}/{tiles.index_path(2**64)}",

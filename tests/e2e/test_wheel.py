@@ -75,6 +75,12 @@ def test_wheel_carries_firmware_boards_and_rom(installed: Installed) -> None:
     for board in (ROOT / "boards").glob("*.json"):
         assert f"hashtrail/_data/boards/{board.name}" in names
     assert "hashtrail/sim/rom/rom.py" in names
+    # the fleet view's pages, scripts and vendored uPlot: it works with no internet
+    static = ROOT / "host" / "hashtrail" / "web" / "static"
+    for src in static.rglob("*"):
+        if src.is_file():
+            assert f"hashtrail/web/static/{src.relative_to(static).as_posix()}" in names, src
+    assert "hashtrail/web/static/vendor/uplot/uPlot.iife.min.js" in names
 
 
 def test_installed_demo_runs_away_from_the_source_tree(installed: Installed) -> None:

@@ -207,6 +207,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("serve", "--listen"): ("nope", "127.0.0.1:99999", "127.0.0.1:-1", ":8080",
                             "127.0.0.1:08080x"),
     ("demo", "--mqtt"): ("ftp://127.0.0.1", "mqtt://"),
+    ("demo", "--listen"): ("nope", "127.0.0.1:99999", ":8080"),
 }
 
 # Arguments that take no path and no checked value (free text, switches, names).
@@ -217,6 +218,7 @@ PLAIN: set[tuple[str, str]] = {
     ("collect", "--follow"), ("collect", "--mqtt-user"), ("collect", "--mqtt-password"),
     ("collect", "--mqtt-insecure"),
     ("demo", "--keep"), ("demo", "--dir"),  # --dir: the corpus below, via DIRS
+    ("demo", "--serve"),
     ("ledger init", "--origin"), ("ledger verify-proof", "--device"),
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),

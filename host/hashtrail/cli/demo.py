@@ -21,7 +21,8 @@ from typing import Any
 
 from hashtrail import userfile
 from hashtrail.cli.args import at_least
-from hashtrail.demo import run_demo
+from hashtrail.cli.serve import listen_arg
+from hashtrail.demo import run_demo, serve_demo_ledger
 from hashtrail.device.mqtt_link import parse_url
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ def register(sub: Any) -> None:
                         "instead of the pseudo-terminals")
     p.add_argument("--json", action="store_true",
                    help="print the final report as JSON on stdout (the steps go to stderr)")
+    p.add_argument("--serve", action="store_true",
+                   help="afterwards, keep the demo's ledger served (tlog-tiles and the fleet "
+                        "view in the browser) and print its URL, until Ctrl-C")
+    p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 0), metavar="HOST:PORT",
+                   help="with --serve: address to listen on (default 127.0.0.1 and a free "
+                        "port)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         rep = run_demo(folder, args.devices, out=sys.stderr if args.json else sys.stdout,
                        mqtt=args.mqtt)
+        if args.json:
+            print(json.dumps(rep.to_json(), indent=1), flush=True)
+        if args.serve:
+            _serve(folder, args)
     finally:
         signal.signal(signal.SIGTERM, old)
         if temp and not args.keep:
@@ -71,6 +82,18 @@ def run(args: argparse.Namespace) -> int:
                      "DIR (or --keep) to keep them and run the commands yourself")
         elif temp:
             log.info(f"files kept in {folder}: the $ commands above run as printed")
-    if args.json:
-        print(json.dumps(rep.to_json(), indent=1))
     return 0 if rep.ok else 1
+
+
+def _serve(folder: Path, args: argparse.Namespace) -> None:
+    """`--serve`: the demo's ledger over HTTP until Ctrl-C (or SIGTERM)."""
+    out = sys.stderr if args.json else sys.stdout
+
+    def ready(url: str) -> None:
+        print(f"serving the demo's ledger at {url}: fleet view {url}, ledger {url}ledger "
+              "(Ctrl-C stops)", file=out, flush=True)
+    host, port = args.listen
+    try:
+        serve_demo_ledger(folder, host, port, ready)
+    except KeyboardInterrupt:
+        print("hashtrail: stopped serving", file=out, flush=True)

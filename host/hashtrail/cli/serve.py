@@ -1,5 +1,6 @@
 """`hashtrail serve` and `hashtrail ledger publish`: the ledger as C2SP tlog-tiles, over
-HTTP or written to a folder (hashtrail.ledger.tiles, hashtrail.ledger.serve)."""
+HTTP or written to a folder (hashtrail.ledger.tiles, hashtrail.ledger.serve), and with
+a ledger, the read-only fleet view in the browser beside them (hashtrail.web)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof_file import CheckedProof
-from hashtrail.ledger.serve import parse_listen, serve
+from hashtrail.ledger.serve import parse_listen, serve, serve_app
 from hashtrail.ledger.trust import witness_keys
 from hashtrail.ledger.witness_push import publish_witnessed
+from hashtrail.web.app import make_app as make_web_app
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ def verify_url(args: argparse.Namespace, trusted: note.Verifier,
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve", help="serve the ledger over HTTP as C2SP tlog-tiles (checkpoint, tiles, "
-                      "entry bundles, device signatures)")
+                      "entry bundles, device signatures) and a read-only fleet view for the "
+                      "browser at / (with --ledger)")
     ledger = env_default("ledger")
     g = p.add_mutually_exclusive_group(required=ledger is None)
     g.add_argument("--ledger", metavar="LEDGER", default=ledger,
@@ -63,8 +66,8 @@ def register(sub: Any) -> None:
                    help="instead of a ledger, a folder `ledger publish` or `hashtrail "
                         "mirror` wrote (only read)")
     p.add_argument("--listen", type=listen_arg, default=("127.0.0.1", 8080),
-                   metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080; "
-                                             "port 0 picks a free one)")
+                   metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:8080, "
+                                             "this machine only; port 0 picks a free one)")
     p.add_argument("--json", action="store_true",
                    help="once listening, print {\"url\": ..., \"ledger\": ...} as one JSON "
                         "line (for a script that started it)")
@@ -134,10 +137,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     with Ledger.open(args.ledger) as led:
         def ready(url: str) -> None:
-            print(json.dumps({"url": url, "ledger": args.ledger}) if args.json else
-                  f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops)", flush=True)
+            print(json.dumps({"url": url, "ledger": args.ledger, "fleet": url}) if args.json
+                  else f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops); "
+                       f"fleet view: {url}", flush=True)
         try:
-            serve(led, host, port, ready)
+            serve_app(make_web_app(led), host, port, ready)
         except KeyboardInterrupt:
             log.info("hashtrail: stopped")
     return 0

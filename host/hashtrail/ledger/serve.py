@@ -51,8 +51,11 @@ def _require_aiohttp() -> None:
                           hint="install the extra: pip install 'hashtrail[serve]'") from None
 
 
-def make_app(ledger: Ledger) -> web.Application:
-    """The aiohttp application serving `ledger` (also used by tests in-process)."""
+def make_app(ledger: Ledger, before: Callable[[web.Application], None] | None = None
+             ) -> web.Application:
+    """The aiohttp application serving `ledger` (also used by tests in-process);
+    `before(app)` may add routes first (the fleet view, hashtrail.web), which then win
+    over the tiles' catch-all route."""
     _require_aiohttp()
     from aiohttp import web
 
@@ -72,6 +75,8 @@ def make_app(ledger: Ledger) -> web.Application:
             "Access-Control-Allow-Origin": "*"})
 
     app = web.Application(client_max_size=1024)
+    if before is not None:
+        before(app)
     app.router.add_get("/{tail:.*}", handle)   # GET and HEAD; other methods: 405
     return app
 

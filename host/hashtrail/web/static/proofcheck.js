@@ -1,0 +1,281 @@
+// The proof check in the page: a hashtrail-proof/2 inclusion proof (what
+// `hashtrail ledger prove` writes and /api/proof/ID/SEQ serves) checked in the browser
+// with WebCrypto, trusting nothing but the ledger key the user pinned. The steps and
+// their order are those of hashtrail.ledger.proof.check_inclusion_proof:
+//
+//   device key        SHA-256(pub) is the fingerprint; its first 16 bytes the device id
+//   leaf              "HTL1" || id || seq (u64 BE) || SHA-256(entry) || entry; the entry
+//                     (CBOR) states that seq; entry 0 is the key's key-created entry
+//   device signature  per-entry: ECDSA P-256 over SHA-256(entry). The device signs the
+//                     entry hash as a prehashed digest and WebCrypto hashes the message
+//                     itself, so the message given to verify() is the entry bytes (the
+//                     preimage), and the signature is raw r || s (what WebCrypto takes).
+//                     Checkpoints only: the chain links from the entry to the head of a
+//                     COSE_Sign1 device checkpoint, ES256 over its RFC 9052
+//                     Sig_structure
+//   inclusion         RFC 9162 2.1.3.2: the audit path from SHA-256(0x00 || leaf) to the
+//                     root, with SHA-256(0x01 || left || right) nodes
+//   checkpoint        the signed note's origin / size / base64 root lines name the
+//                     proof's tree size and root
+//   ledger signature  Ed25519 (C2SP signed note) by the pinned key: key id
+//                     SHA-256(name || "\n" || 0x01 || pub)[:4], over the note text
+//
+// Each step runs on its own, so a page shows every step passed or failed, and a proof
+// passes only when all of them did.
+"use strict";
+
+const HashtrailProof = (() => {
+  const enc = new TextEncoder();
+  const STEPS = ["input", "device key", "leaf", "device signature", "inclusion",
+                 "checkpoint", "ledger signature"];
+  const LEAF_TAG = enc.encode("HTL1");
+  const GENESIS_TAG = enc.encode("hashtrail/genesis/v1");
+  const KIND_KEY_CREATED = 3;
+  const SIG_PREFIX = "\u2014 ";
+
+  class StepError extends Error {}
+  const fail = (msg) => { throw new StepError(msg); };
+
+  function hex(s, what, size) {
+    if (typeof s !== "string" || !/^(?:[0-9a-f]{2})*$/.test(s)) fail(`${what} is not lower-case hex of whole bytes`);
+    if (size !== undefined && s.length !== 2 * size) fail(`${what} is not ${size} bytes`);
+    const b = new Uint8Array(s.length / 2);
+    for (let i = 0; i < b.length; i++) b[i] = parseInt(s.substr(2 * i, 2), 16);
+    return b;
+  }
+  const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const cat = (...parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  };
+  const eq = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const sha256 = async (b) => new Uint8Array(await crypto.subtle.digest("SHA-256", b));
+
+  function b64(text, what) {
+    let raw;
+    try { raw = Uint8Array.from(atob(text), (c) => c.charCodeAt(0)); }
+    catch (e) { fail(`${what}: bad base64`); }
+    if (btoa(String.fromCharCode(...raw)) !== text) fail(`${what}: non-canonical base64`);
+    return raw;
+  }
+
+  function uint(v, what) {
+    if (!Number.isSafeInteger(v) || v < 0) fail(`${what} is not an unsigned integer`);
+    return v;
+  }
+
+  // the proof's fields, strictly typed (the "input" step)
+  function parse(doc) {
+    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("the proof is not a JSON object");
+    if (doc.format !== "hashtrail-proof/2" || doc.type !== "inclusion") fail("not a hashtrail-proof/2 inclusion proof");
+    const d = doc.device || {}, ds = doc.device_signature || {};
+    const p = {
+      leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
+      size: uint(doc.tree_size, "tree_size"), root: hex(doc.root, "root", 32),
+      path: Array.isArray(doc.path) ? doc.path.map((h) => hex(h, "path hash", 32)) : fail("path is not a list"),
+      checkpoint: typeof doc.checkpoint === "string" ? doc.checkpoint : fail("checkpoint is not text"),
+      verifierKey: typeof doc.verifier_key === "string" ? doc.verifier_key : fail("verifier_key is not text"),
+      pub: hex(d.pub, "device pub", 65), id: d.id, fingerprint: d.fingerprint, kind: ds.kind,
+    };
+    if (!/^[0-9a-f]{32}$/.test(p.id || "") || !/^[0-9a-f]{64}$/.test(p.fingerprint || "")) fail("device id and fingerprint must be 32 and 64 lower-case hex");
+    if (p.kind === "entry") p.sig = hex(ds.sig, "device signature", 64);
+    else if (p.kind === "checkpoint") {
+      p.cose = hex(ds.cose, "device checkpoint");
+      if (!Array.isArray(ds.chain)) fail("device_signature chain is not a list");
+      p.chain = ds.chain.map((c) => hex(c, "chain entry"));
+    } else fail(`unknown device signature kind ${JSON.stringify(p.kind)}`);
+    return p;
+  }
+
+  function parseLeaf(leaf) {
+    const head = 4 + 16 + 8 + 32;
+    if (leaf.length <= head || !eq(leaf.subarray(0, 4), LEAF_TAG)) fail("not a hashtrail ledger leaf");
+    const dv = new DataView(leaf.buffer, leaf.byteOffset);
+    const hi = dv.getUint32(20), lo = dv.getUint32(24);
+    if (hi >= 0x200000) fail("leaf seq too large");
+    return { id: toHex(leaf.subarray(4, 20)), seq: hi * 0x100000000 + lo,
+             hash: leaf.subarray(28, 60), entry: leaf.subarray(60) };
+  }
+
+  function parseEntry(raw) {
+    let m;
+    try { m = HashtrailCBOR.decode(raw); } catch (e) { fail(`entry bytes: ${e.message}`); }
+    if (!(m instanceof Map) || m.get(0) !== 1) fail("entry bytes: not a version 1 entry");
+    const prev = m.get(5);
+    if (!(prev instanceof Uint8Array) || prev.length !== 32) fail("entry bytes: prev is not 32 bytes");
+    return { seq: uint(m.get(1), "entry seq"), prev, kind: m.get(7), body: m.get(8) };
+  }
+
+  async function ecdsaKey(pub) {
+    try {
+      return await crypto.subtle.importKey("raw", pub, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
+    } catch (e) { fail("device pub is not a P-256 key"); }
+  }
+  async function ecdsaOk(key, sig, message) {
+    return crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, sig, message);
+  }
+
+  // the COSE_Sign1 device checkpoint: [protected, {}, payload, signature] under tag 18
+  function parseCose(raw) {
+    let msg;
+    try { msg = HashtrailCBOR.decode(raw); } catch (e) { fail(`device checkpoint: ${e.message}`); }
+    if (!msg || msg.tag !== 18 || !Array.isArray(msg.value) || msg.value.length !== 4) fail("device checkpoint is not a tagged COSE_Sign1");
+    const [prot, unprot, payload, sig] = msg.value;
+    if (!(prot instanceof Uint8Array) || !(payload instanceof Uint8Array) || !(sig instanceof Uint8Array) || sig.length !== 64) fail("device checkpoint: malformed COSE_Sign1");
+    if (!(unprot instanceof Map) || unprot.size) fail("device checkpoint: unprotected header must be empty");
+    const hdr = HashtrailCBOR.decode(prot), p = HashtrailCBOR.decode(payload);
+    if (!(hdr instanceof Map) || hdr.get(1) !== -7) fail("device checkpoint: not ES256");
+    return { prot, payload, sig, kid: hdr.get(4), device: p.get(1), seq: p.get(2), head: p.get(3) };
+  }
+  function bstr(b) {
+    const n = b.length;
+    const head = n < 24 ? [0x40 | n] : n < 256 ? [0x58, n] : n < 65536 ? [0x59, n >> 8, n & 255] : fail("COSE part too large");
+    return cat(Uint8Array.from(head), b);
+  }
+  const sigStructure = (prot, payload) =>
+    cat(Uint8Array.from([0x84, 0x6a]), enc.encode("Signature1"), bstr(prot), Uint8Array.from([0x40]), bstr(payload));
+
+  // RFC 9162 2.1.3.2
+  async function rootFromPath(leafHash, index, size, path) {
+    if (index >= size) fail(`leaf index ${index} is not below tree size ${size}`);
+    let fn = index, sn = size - 1, r = leafHash;
+    for (const p of path) {
+      if (sn === 0) fail("the path is longer than the tree is deep");
+      if (fn % 2 === 1 || fn === sn) {
+        r = await sha256(cat(Uint8Array.of(1), p, r));
+        if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      } else {
+        r = await sha256(cat(Uint8Array.of(1), r, p));
+      }
+      fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+    }
+    if (sn !== 0) fail("the path is shorter than the tree is deep");
+    return r;
+  }
+
+  function parseNote(text) {
+    const cut = text.lastIndexOf("\n\n");
+    if (cut < 0) fail("signed note has no blank line before its signatures");
+    const body = text.slice(0, cut + 1), block = text.slice(cut + 2);
+    if (!block.endsWith("\n")) fail("signature block must end with a newline");
+    const sigs = block.slice(0, -1).split("\n").map((line) => {
+      if (!line.startsWith(SIG_PREFIX)) fail("signature line must start with an em dash and a space");
+      const f = line.slice(SIG_PREFIX.length).split(" ");
+      if (f.length !== 2) fail("signature line is `\u2014 <name> <base64>`");
+      const raw = b64(f[1], "signature");
+      return { name: f[0], keyId: raw.subarray(0, 4), sig: raw.subarray(4) };
+    });
+    return { body, sigs };
+  }
+
+  async function parseVerifierKey(text) {
+    // <name>+<key id>+<base64>: the name has no "+", the base64 may
+    const m = /^([^+]+)\+([0-9a-f]{8})\+(.+)$/.exec((text || "").trim());
+    if (!m) fail("the pinned ledger key is not <name>+<key id>+<base64 key>");
+    const parts = m.slice(1);
+    const raw = b64(parts[2], "pinned ledger key");
+    if (raw.length !== 33 || raw[0] !== 1) fail("the pinned ledger key is not an Ed25519 key");
+    const pub = raw.subarray(1);
+    const kid = (await sha256(cat(enc.encode(parts[0] + "\n"), Uint8Array.of(1), pub))).subarray(0, 4);
+    if (toHex(kid) !== parts[1]) fail("the pinned ledger key's id does not match its name and key");
+    return { name: parts[0], keyId: kid, pub, text: text.trim() };
+  }
+
+  // check(doc, pinnedKey, wantDevice) -> {ok, steps: [{step, ok, detail}]}
+  async function check(doc, pinnedKey, wantDevice) {
+    const results = [];
+    const run = async (step, fn) => {
+      try {
+        const detail = await fn();
+        results.push({ step, ok: true, detail: detail || "" });
+      } catch (e) {
+        results.push({ step, ok: false, detail: e instanceof StepError ? e.message : `${e.name}: ${e.message}` });
+      }
+    };
+    if (!globalThis.crypto || !crypto.subtle) {
+      results.push({ step: "input", ok: false, detail: "WebCrypto is not available: open the page over http://127.0.0.1 or https" });
+      return { ok: false, steps: results };
+    }
+    let p = null;
+    await run("input", async () => { p = parse(doc); return "a hashtrail-proof/2 inclusion proof"; });
+    if (!p) {
+      for (const s of STEPS.slice(1)) results.push({ step: s, ok: false, detail: "not run: the proof is malformed" });
+      return { ok: false, steps: results };
+    }
+    let leaf = null, key = null;
+    await run("device key", async () => {
+      key = await ecdsaKey(p.pub);
+      const fp = toHex(await sha256(p.pub));
+      if (fp !== p.fingerprint) fail(`device fingerprint ${p.fingerprint} is not SHA-256 of the device key (${fp})`);
+      if (fp.slice(0, 32) !== p.id) fail(`device id ${p.id} is not the key's id ${fp.slice(0, 32)}`);
+      if (wantDevice && wantDevice !== p.id) fail(`the proof is for device ${p.id}, not device ${wantDevice} you asked for`);
+      return `fingerprint ${fp}`;
+    });
+    await run("leaf", async () => {
+      const lf = parseLeaf(p.leaf);
+      if (lf.id !== p.id) fail(`leaf names device ${lf.id}, not ${p.id}`);
+      if (!eq(await sha256(lf.entry), lf.hash)) fail("leaf entry hash is not SHA-256 of its entry bytes");
+      const e = parseEntry(lf.entry);
+      if (e.seq !== lf.seq) fail(`leaf names seq ${lf.seq}, its entry says seq ${e.seq}`);
+      if (lf.seq === 0) {
+        const g = await sha256(cat(GENESIS_TAG, p.pub));
+        const pub = e.body instanceof Map ? e.body.get(1) : null;
+        if (!eq(e.prev, g) || e.kind !== KIND_KEY_CREATED || !(pub instanceof Uint8Array) || !eq(pub, p.pub)) fail("entry 0 is not this key's key-created entry");
+      }
+      leaf = lf;
+      return `seq ${lf.seq}, entry hash ${toHex(lf.hash)}`;
+    });
+    await run("device signature", async () => {
+      const lf = leaf || parseLeaf(p.leaf);
+      const k = key || fail("no device key to check with");
+      if (p.kind === "entry") {
+        if (!(await ecdsaOk(k, p.sig, lf.entry))) fail(`the device's signature over entry ${lf.seq} does not verify with its key`);
+        return "ECDSA P-256 over SHA-256 of the entry (its own per-entry signature)";
+      }
+      let head = lf.hash, s = lf.seq;
+      for (const link of p.chain) {
+        const n = parseEntry(link);
+        if (n.seq !== s + 1 || !eq(n.prev, head)) fail(`chain entry ${s + 1} does not link to entry ${s}`);
+        head = await sha256(link); s += 1;
+      }
+      const c = parseCose(p.cose);
+      if (!(c.kid instanceof Uint8Array) || toHex(c.kid) !== p.id) fail("device checkpoint is from another device");
+      if (!(await ecdsaOk(k, c.sig, sigStructure(c.prot, c.payload)))) fail("device checkpoint: bad signature");
+      if (c.seq !== s || !(c.head instanceof Uint8Array) || !eq(c.head, head)) fail(`device checkpoint covers seq ${c.seq}, not the chain head at seq ${s}`);
+      return `device checkpoint at seq ${c.seq} (COSE ES256) and ${p.chain.length} chain links to its head`;
+    });
+    await run("inclusion", async () => {
+      const lh = await sha256(cat(Uint8Array.of(0), p.leaf));
+      const r = await rootFromPath(lh, p.index, p.size, p.path);
+      if (!eq(r, p.root)) fail("the path does not lead to the proof's root");
+      return `leaf ${p.index} of ${p.size}, ${p.path.length} hashes to root ${toHex(p.root)}`;
+    });
+    let note = null;
+    await run("checkpoint", async () => {
+      note = parseNote(p.checkpoint);
+      const lines = note.body.slice(0, -1).split("\n");
+      if (lines.length < 3) fail("checkpoint needs origin, tree size and root hash lines");
+      const [origin, sizeS, rootS] = lines;
+      if (!/^(0|[1-9][0-9]*)$/.test(sizeS)) fail(`bad tree size ${JSON.stringify(sizeS)}`);
+      const root = b64(rootS, "root hash");
+      if (Number(sizeS) !== p.size || !eq(root, p.root)) fail("the proof's root and tree size differ from its checkpoint's");
+      return `${origin}, tree size ${sizeS}`;
+    });
+    await run("ledger signature", async () => {
+      const k = await parseVerifierKey(pinnedKey);
+      if (p.verifierKey !== k.text) fail(`the proof names ledger key ${p.verifierKey}, not the one you pinned`);
+      const n = note || parseNote(p.checkpoint);
+      const line = n.sigs.find((s) => s.name === k.name && eq(s.keyId, k.keyId));
+      if (!line) fail("no signature by the pinned key on the checkpoint");
+      if (line.sig.length !== 64) fail(`signature by ${k.name} is not 64 bytes`);
+      const pub = await crypto.subtle.importKey("raw", k.pub, { name: "Ed25519" }, false, ["verify"]);
+      if (!(await crypto.subtle.verify({ name: "Ed25519" }, pub, line.sig, enc.encode(n.body)))) fail(`signature by ${k.name} does not verify`);
+      return `Ed25519 signed note by your pinned key ${k.name}+${toHex(k.keyId)}`;
+    });
+    return { ok: results.every((r) => r.ok), steps: results };
+  }
+
+  return { check, STEPS };
+})();
