@@ -28,6 +28,9 @@ soft reset on entry, so main.py is stopped while files change.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
 import json
 import logging
 import time
@@ -41,7 +44,7 @@ from hashtrail.device.boardid import DeviceFacts
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import file_hashes, firmware_files
 from hashtrail.device.link import DeviceInfo, Link, LinkError
-from hashtrail.errors import HashtrailError, VerificationError
+from hashtrail.errors import HashtrailError, VerificationError, printable
 from hashtrail.formats.manifest import RELEASE_KEYS_PATH, release_keys_file
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 # the reset means main.py returned, i.e. the application is not running.
 _SOFT_REBOOT = b"soft reboot\r\n"
 _PROMPT = b">>> "
+_READ_TIMEOUT_S = 0.5  # pyserial read timeout on the port mpremote opens
+_RAW_REPL_TRIES = 2  # Ctrl-C, Ctrl-A rounds before a device is called silent
+_RAW_REPL_WAIT_S = 5  # each round's limit, mpremote's timeout_overall
 _SHOW_LINES = 12  # the device's last lines shown when its application does not start
 
 
@@ -142,12 +148,44 @@ def _transport(port: str, baud: int) -> Any:
         t = SerialTransport(port, baudrate=baud)
     except (TransportError, OSError) as e:
         raise DeployError(f"no MicroPython raw REPL on {port}: {e}") from e
-    try:
-        t.enter_raw_repl(soft_reset=True)
-    except (TransportError, OSError) as e:
-        t.close()
-        raise DeployError(f"no MicroPython raw REPL on {port}: {e}") from e
-    return t
+    # mpremote reads a pty byte by byte with pyserial's default of no read timeout, so a
+    # device that misses the Ctrl-C (one that is rebooting at that moment, or is not
+    # MicroPython at all) held deploy forever; with a read timeout mpremote's own overall
+    # limit applies. A missed interrupt is sent again before giving up.
+    t.serial.timeout = _READ_TIMEOUT_S
+    said = io.StringIO()  # mpremote prints what it got instead of the banner: keep it
+    for attempt in range(1, _RAW_REPL_TRIES + 1):
+        try:
+            with contextlib.redirect_stdout(said):
+                t.enter_raw_repl(soft_reset=True, timeout_overall=_RAW_REPL_WAIT_S)
+            return t
+        except TransportError as e:
+            log.debug("raw REPL on %s, try %d: %s", port, attempt, e)
+            if attempt == _RAW_REPL_TRIES:
+                t.close()
+                seen = printable(_printed_bytes(said.getvalue()).strip())[-200:]
+                raise DeployError(
+                    f"no MicroPython raw REPL on {port} after {_RAW_REPL_TRIES} tries"
+                    + (f"; the device printed: {seen}" if seen else "; the device was silent"),
+                    hint="is this a MicroPython board? press its reset button and run again, "
+                         "or check the port with `mpremote connect PORT`") from e
+        except OSError as e:
+            t.close()
+            raise DeployError(f"no MicroPython raw REPL on {port}: {e}") from e
+    raise AssertionError("unreachable")
+
+
+def _printed_bytes(printed: str) -> str:
+    """What the device sent, from mpremote's `print(data)` of it (one bytes repr a line)."""
+    got = b""
+    for line in printed.splitlines():
+        try:
+            value = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, bytes):
+            got += value
+    return got.decode("utf-8", "replace")
 
 
 class _PortStream:
