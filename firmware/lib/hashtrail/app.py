@@ -88,7 +88,10 @@ class App:
         # one contiguous block, held while the modules load and released just before
         # they are made; the log makes them before its boot work (devlog.Log).
         gc.collect()
-        room = bytearray(chunk + body * 3 + 1024)
+        try:
+            room = bytearray(chunk + body * 3 + 1024)
+        except MemoryError:
+            room = None  # the block is a layout aid, not a need: boot without it
         from hashtrail import devlog, link
 
         room = None
