@@ -66,8 +66,8 @@ def compiled_lib(lib: Path = LIB, cache: Path = CACHE) -> Path:
         shutil.copyfile(src, tmp / src.relative_to(lib))
     try:
         tmp.rename(out)
-    except OSError:  # another process finished the same version first
-        pass
+    except OSError:  # another process finished the same version first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
