@@ -218,6 +218,42 @@ def test_flash_full_keeps_the_reserve_and_recovers_after_prune():
     dtest.eq((st.last_seq, st.problems), (seq, []))
 
 
+def test_refusing_on_a_full_flash_does_not_grow_the_heap():
+    # A device left with a full flash refuses a reading at every sample. The refusal
+    # once reused one preallocated exception, to which MicroPython appends a traceback
+    # entry at every raise: 21.7 KB over 300 refused readings, until the heap ran out.
+    import gc
+
+    bd, root = _fresh(blocks=24)
+    st = logstore.LogStore(root, seg_records=1000, seg_bytes=4096)
+    seq = 0
+    prev = b"\0" * 32
+    body = None
+    while True:
+        body, nprev = ramblock.chain_body(prev, seq, 200)
+        try:
+            st.append(seq, body)
+        except logstore.LogFull:
+            break
+        prev = nprev
+        seq += 1
+
+    def refuse(n):
+        for _ in range(n):
+            try:
+                st.append(seq, body)
+            except logstore.LogFull:
+                pass
+
+    refuse(20)
+    gc.collect()
+    before = gc.mem_alloc()
+    refuse(300)
+    gc.collect()
+    grown = gc.mem_alloc() - before
+    dtest.true(grown < 1024, "300 refusals kept %d bytes" % grown)
+
+
 def test_reader_survives_appends_and_prune_between_records():
     bd, root = _fresh()
     st = logstore.LogStore(root, seg_records=10)

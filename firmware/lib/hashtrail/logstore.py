@@ -66,14 +66,14 @@ _STAT_SIZE = const(6)
 
 
 class LogFull(Exception):
-    """The filesystem is too full for this record (the reserve is kept for overflow)."""
+    """The filesystem is too full for this record (the reserve is kept for overflow).
+    Raised as a new instance each time: MicroPython appends a traceback entry to an
+    exception object at every raise, so one preallocated instance grew without bound on
+    a device refusing readings on a full flash."""
 
 
 class LogError(Exception):
     """A caller bug: wrong seq, body too long. Never a flash fault."""
-
-
-_FULL = LogFull("flash full")
 
 
 def _ticks_ms():
@@ -265,7 +265,7 @@ class LogStore:
                 self._measure()
             if self._free - rl - self._bsize < limit:
                 self._full = True
-                raise _FULL
+                raise LogFull()
         try:
             if self._f is None and self._segs and not self._sealed and (magic == CHECKPOINT or (
                     self._segs[-1] == seq or self._seg_n) and self._room(rl)):
@@ -274,7 +274,7 @@ class LogStore:
                 self._rotate(seq)
         except OSError:
             self._full = True
-            raise _FULL
+            raise LogFull()
         hdr = self._hdr
         struct.pack_into("<BBIH", hdr, 0, magic, FLAG_SIG if sig is not None else 0, seq, blen)
         c = crc32(hdr)
@@ -294,7 +294,7 @@ class LogStore:
             # committed by a later sync. Close, cut the tail back, reopen.
             self._repair_tail()
             self._full = True
-            raise _FULL
+            raise LogFull()
         if magic == ENTRY:
             self._last_off = self._seg_size
             self._last_len = rl
@@ -369,7 +369,7 @@ class LogStore:
                 # the last sync wrote. Reload the state from flash; caller re-reads it.
                 self.reload()
                 self._full = True
-                raise _FULL
+                raise LogFull()
         self._unflushed = 0
         self._flushed_at = self._ticks()
         self.flushes += 1
