@@ -15,9 +15,10 @@ from hashtrail.cli.args import at_least, env_default
 from hashtrail.errors import ConfigError
 from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
+from hashtrail.ledger.http_app import parse_listen
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof_file import CheckedProof
-from hashtrail.ledger.serve import parse_listen, serve
+from hashtrail.ledger.serve import serve
 from hashtrail.ledger.trust import witness_keys
 from hashtrail.ledger.witness_push import publish_witnessed
 
