@@ -210,6 +210,14 @@ class Ledger:
                               hint="the ledger file is damaged; run `hashtrail verify`")
         return h
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        """The stored hashes of `level` at indexes lo..hi (inclusive), one query."""
+        got = self.storage.nodes(level, lo, hi)
+        if len(got) != hi - lo + 1:
+            raise LedgerError(f"ledger tree is missing nodes of level {level} in {lo}..{hi}",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return got
+
     def root(self, size: int | None = None) -> bytes:
         return merkle.root(self.node, self.size if size is None else size)
 
@@ -248,6 +256,14 @@ class Ledger:
         if row is None:
             raise LedgerError(f"no leaf {index} in the ledger")
         return leaf_bytes(*row)
+
+    def leaves(self, lo: int, hi: int) -> list[bytes]:
+        """The leaf bytes of leaves lo..hi (inclusive), one query."""
+        rows = self.storage.leaf_entries(lo, hi)
+        if len(rows) != hi - lo + 1:
+            raise LedgerError(f"the ledger is missing leaves in {lo}..{hi}",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return [leaf_bytes(*r) for r in rows]
 
     # -- accepted entries (read-only: what an inclusion proof carries) ---------------------
 

@@ -99,6 +99,12 @@ class LedgerStorage(Protocol):
 
     def node(self, level: int, index: int) -> bytes | None: ...
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        """The hashes of level `level` at indexes lo..hi (inclusive), in index order, in
+        one query: a tile is 256 of them (publishing and serving tiles read whole
+        ranges). Indexes with no stored node are left out (the list is then short)."""
+        ...
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None: ...
 
     # -- accepted entries (the leaves) ---------------------------------------------------
@@ -109,6 +115,11 @@ class LedgerStorage(Protocol):
 
     def leaf_entry(self, index: int) -> tuple[str, int, bytes] | None:
         """(device id, seq, entry bytes) of leaf `index`."""
+        ...
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        """(device id, seq, entry bytes) of leaves lo..hi (inclusive), in leaf order, in
+        one query (an entry bundle is 256 leaves); leaves not stored are left out."""
         ...
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:

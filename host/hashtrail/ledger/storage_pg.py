@@ -421,6 +421,11 @@ class PgLedgerStorage:
         row = self._one("SELECT hash FROM nodes WHERE level=%s AND idx=%s", (level, index))
         return None if row is None else bytes(row[0])
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._q(
+            "SELECT hash FROM nodes WHERE level=%s AND idx BETWEEN %s AND %s ORDER BY idx",
+            (level, lo, hi))]
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None:
         self._copy("nodes", "level, idx, hash", ("int4", "int8", "bytea"), rows)
 
@@ -441,6 +446,11 @@ class PgLedgerStorage:
         row = self._one("SELECT device_id, seq, body FROM entries WHERE leaf_index=%s",
                         (index,))
         return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in self._q(
+            "SELECT device_id, seq, body FROM entries WHERE leaf_index BETWEEN %s AND %s "
+            "ORDER BY leaf_index", (lo, hi))]
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
         return {int(s): bytes(h) for s, h in self._q(

@@ -181,6 +181,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                (level, index)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT hash FROM nodes WHERE level=? AND idx BETWEEN ? AND ? ORDER BY idx",
+            (level, lo, hi))]
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None:
         insert_rows(self._w(), "nodes", rows)
 
@@ -200,6 +205,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         row = self._db.execute("SELECT device_id, seq, body FROM entries WHERE leaf_index=?",
                                (index,)).fetchone()
         return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in self._db.execute(
+            "SELECT device_id, seq, body FROM entries WHERE leaf_index BETWEEN ? AND ? "
+            "ORDER BY leaf_index", (lo, hi))]
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
         return {int(s): bytes(h) for s, h in self._db.execute(

@@ -245,18 +245,16 @@ class LedgerTiles:
         return data
 
     def _read(self, ref: TileRef) -> bytes:
-        start = ref.n * WIDTH
+        start, last = ref.n * WIDTH, ref.n * WIDTH + ref.width - 1
         if ref.level is None:
             out = bytearray()
-            for i in range(start, start + ref.width):
-                leaf = self.ledger.leaf(i)
+            for i, leaf in enumerate(self.ledger.leaves(start, last), start):
                 if len(leaf) > MAX_ENTRY:
                     raise TileError(f"leaf {i} is {len(leaf)} bytes: an entry bundle holds "
                                     f"entries of at most {MAX_ENTRY}")
                 out += struct.pack(">H", len(leaf)) + leaf
             return bytes(out)
-        level = HEIGHT * ref.level
-        return b"".join(self.ledger.node(level, i) for i in range(start, start + ref.width))
+        return b"".join(self.ledger.nodes(HEIGHT * ref.level, start, last))
 
     def word(self, ref: WordRef) -> bytes:
         """The device's word (module docstring) for one of its entries under the
