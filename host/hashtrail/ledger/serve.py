@@ -19,6 +19,7 @@ read-only in spirit: only reads are issued).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -30,6 +31,7 @@ from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.ledger.http_app import require_aiohttp, serve_app, serving_app
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError, WordRef, parse_path
+from hashtrail.ledger.witness_push import CosignedFeed
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -41,12 +43,14 @@ CONTENT_TYPES = {"checkpoint": "text/plain; charset=utf-8",
                  "word": "application/json"}
 
 
-def make_app(ledger: Ledger) -> web.Application:
-    """The aiohttp application serving `ledger` (also used by tests in-process)."""
+def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
+    """The aiohttp application serving `ledger` (also used by tests in-process).
+    `feed`: serve only checkpoints with enough witness cosignatures (the feed's
+    thread, started and stopped with the application, asks the witnesses)."""
     require_aiohttp()
     from aiohttp import web
 
-    tiles = LedgerTiles(ledger)
+    tiles = LedgerTiles(ledger, checkpoints=None if feed is None else feed.served)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path.removeprefix("/")
@@ -63,6 +67,14 @@ def make_app(ledger: Ledger) -> web.Application:
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/{tail:.*}", handle)   # GET and HEAD; other methods: 405
+    if feed is not None:
+        async def start(_: web.Application) -> None:
+            feed.start()
+
+        async def stop(_: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, feed.stop)
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
     return app
 
 
@@ -101,7 +113,8 @@ def make_dir_app(folder: Path) -> web.Application:
 
 
 def serve(ledger: Ledger | Path, host: str, port: int,
-          ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+          ready: Callable[[str], Awaitable[None] | None] | None = None,
+          feed: CosignedFeed | None = None) -> None:
     """Serve a ledger, or a published or mirrored folder (a Path), until interrupted;
     `ready(url)` is called once the socket listens."""
     require_aiohttp()
@@ -112,7 +125,7 @@ def serve(ledger: Ledger | Path, host: str, port: int,
                                    "mirror --out` wrote")
         app = make_dir_app(ledger)
     else:
-        app = make_app(ledger)
+        app = make_app(ledger, feed)
     serve_app(app, host, port, ready)
 
 

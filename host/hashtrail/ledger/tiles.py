@@ -29,6 +29,7 @@ with the leaf, path and checkpoint it took from tiles and checks the whole proof
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -203,19 +204,26 @@ class LedgerTiles:
     polling. Every tile below that size is immutable, so the bytes are cached (up to
     `cache_bytes`, oldest out first)."""
 
-    def __init__(self, ledger: Ledger, cache_bytes: int = 64 << 20) -> None:
+    def __init__(self, ledger: Ledger, cache_bytes: int = 64 << 20,
+                 checkpoints: Callable[[], bytes | None] | None = None) -> None:
         self.ledger = ledger
         self.verifier = ledger.verifier
+        self._source = checkpoints
         self._cp = b""
         self.size = 0
-        self.refresh()
         self._cache: dict[TileRef, bytes] = {}
         self._cached = 0
         self._limit = cache_bytes
+        with contextlib.suppress(NotFound):
+            self.refresh()
 
     def refresh(self) -> bytes:
-        """The newest signed checkpoint (checked under the ledger's own key)."""
-        data = self.ledger.latest_checkpoint()
+        """The checkpoint to serve (checked under the ledger's own key): the ledger's
+        newest, or what `checkpoints` gives (the newest with enough cosignatures,
+        hashtrail.ledger.witness_push); NotFound while it gives none."""
+        data = self.ledger.latest_checkpoint() if self._source is None else self._source()
+        if data is None:
+            raise NotFound("no checkpoint has the witness cosignatures required yet")
         if data != self._cp:
             cp, _ = note.open_checkpoint(data, [self.verifier])
             self._cp, self.size = data, cp.size

@@ -243,6 +243,6 @@ class WitnessRefused(VerificationError):
 class WitnessConflict(WitnessRefused):
     """409: the witness's latest size is not the old size the request gave."""
 
-    def __init__(self, size: int) -> None:
-        super().__init__(f"the witness's latest cosigned size is {size}")
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message or f"the witness's latest cosigned size is {size}")
         self.size = size
