@@ -134,7 +134,10 @@ def test_served_checkpoint_follows_k_cosignatures(
         # one witness down, k = 2: the served checkpoint stays at the last cosigned one
         ws[1].stop()
         s2 = tl.grow(30, 0)
-        time.sleep(1.5)
+        deadline = time.monotonic() + 15
+        while ws[0].size() != s2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)                      # a few more rounds, still one cosignature
         assert _served(srv, keys, tl.verifier_key) == (s1, names)
         last_full = (s1 // 256) * 256
         status, _, _ = srv.get(f"/tile/0/000.p/{s2 - last_full}")

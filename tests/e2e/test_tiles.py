@@ -96,7 +96,7 @@ def test_published_tiles_rebuild_the_signed_root(big: TileLedger, tmp_path: Path
                                  [note.Verifier.from_string(big.verifier_key)])
     size = cp.size
     assert res["size"] == size == 70_001 and res["kept"] == 0
-    expect = {r.path() for r in tiles.tiles_of(size)} | {"checkpoint"}
+    expect = {r.path() for r in tiles.tiles_of(size)} | {"checkpoint", tiles.REVOCATIONS}
     assert set(files) == expect
     # the leaves, from the entry bundles alone; every one a hashtrail leaf of an entry
     leaves: list[bytes] = []

@@ -40,7 +40,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=1"
 CONTENT_TYPES = {"checkpoint": "text/plain; charset=utf-8",
                  "tile": "application/octet-stream",
-                 "word": "application/json"}
+                 "word": "application/json",
+                 "revocations": "application/json"}
 
 
 def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
@@ -95,7 +96,7 @@ def make_dir_app(folder: Path) -> web.Application:
         except TileError:
             return web.Response(status=404, text="not found\n")
         kind = "checkpoint" if ref is None else "word" if isinstance(ref, WordRef) \
-            else "tile"
+            else "revocations" if isinstance(ref, str) else "tile"
         try:
             body = (root / path).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

@@ -191,6 +191,15 @@ class LedgerStorage(Protocol):
 
     def set_revoked(self, device_id: str, at: int, reason: str) -> None: ...
 
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        """Keep the ledger-signed statement of a device's revocation (hashtrail.ledger.
+        revocation); a device that has one keeps it. A write."""
+        ...
+
+    def revocations(self) -> list[bytes]:
+        """Every signed revocation statement, by device id."""
+        ...
+
     # -- fork evidence -------------------------------------------------------------------
 
     def add_evidence(self, device_id: str, seq: int, digest: bytes, doc: str,

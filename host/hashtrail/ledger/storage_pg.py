@@ -127,16 +127,22 @@ _V2 = (
         seq BIGINT NOT NULL, PRIMARY KEY (collector, device_id))""",
 )
 
+# ledger-signed revocation statements (as SQLite schema 4)
+_V3 = (
+    """CREATE TABLE revocations (device_id TEXT PRIMARY KEY, statement BYTEA NOT NULL)""",
+)
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
               _V1),
     Migration(2, "reconciled bundles and per-collector cursors (as SQLite schema 3)", _V2),
+    Migration(3, "signed revocation statements (as SQLite schema 4)", _V3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
                     "nodes", "checkpoints", "evidence", "bundles", "collectors",
-                    "cursors"})
+                    "cursors", "revocations"})
 # tables that tell a hashtrail collector store (storage_sqlite of the collector)
 _STORE_TABLES = frozenset({"enrollments", "state"})
 
@@ -540,6 +546,14 @@ class PgLedgerStorage:
     def set_revoked(self, device_id: str, at: int, reason: str) -> None:
         self._w("UPDATE devices SET revoked_at=%s, revoked_reason=%s WHERE device_id=%s",
                 (at, reason, device_id))
+
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        self._w("INSERT INTO revocations VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (device_id, statement))
+
+    def revocations(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._q(
+            "SELECT statement FROM revocations ORDER BY device_id")]
 
     # -- evidence ------------------------------------------------------------------------
 

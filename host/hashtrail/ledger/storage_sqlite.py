@@ -86,15 +86,23 @@ def _v3(db: sqlite3.Connection) -> None:
         PRIMARY KEY (collector, device_id)) WITHOUT ROWID""")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # ledger-signed revocation statements, served beside the tiles (docs/TILES.md)
+    db.execute("""CREATE TABLE IF NOT EXISTS revocations (device_id TEXT PRIMARY KEY,
+        statement BLOB NOT NULL)""")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
     sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
     sqlite_file.Migration(3, "reconciled bundles and per-collector cursors", _v3),
+    sqlite_file.Migration(4, "signed revocation statements", _v4),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
-                    "checkpoints", "evidence", "bundles", "collectors", "cursors"})
+                    "checkpoints", "evidence", "bundles", "collectors", "cursors",
+                    "revocations"})
 
 
 def insert_rows(db: sqlite3.Connection, table: str,
@@ -300,6 +308,14 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
     def set_revoked(self, device_id: str, at: int, reason: str) -> None:
         self._w().execute("UPDATE devices SET revoked_at=?, revoked_reason=? WHERE "
                           "device_id=?", (at, reason, device_id))
+
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        self._w().execute("INSERT OR IGNORE INTO revocations VALUES (?,?)",
+                          (device_id, statement))
+
+    def revocations(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT statement FROM revocations ORDER BY device_id")]
 
     # -- evidence ------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from hashtrail.errors import ConfigError, FormatError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import key_fingerprint, parse_device_id
-from hashtrail.ledger import proof
+from hashtrail.ledger import proof, revocation
 from hashtrail.ledger.ledger_db import Ledger
 
 WIDTH = 256                 # hashes (or entries) per full tile
@@ -51,6 +51,7 @@ MAX_LEVEL = 63
 MAX_ENTRY = 0xFFFF          # an entry bundle's length prefix is a uint16
 WORD_FORMAT = "hashtrail-word/1"
 CHECKPOINT = "checkpoint"
+REVOCATIONS = "hashtrail/revocations"   # ledger-signed revocations (ledger.revocation)
 # Longest tile path a reader accepts: an index of 2**64 is 7 groups (27 characters).
 _MAX_PATH = 96
 _GROUP = re.compile(r"x[0-9]{3}")
@@ -128,12 +129,15 @@ def word_path(device_id: str, seq: int) -> str:
     return f"hashtrail/word/{device_id}/{index_path(seq)}"
 
 
-def parse_path(path: str) -> TileRef | WordRef | None:
-    """A request path (no leading slash) as what it names; None for the checkpoint.
+def parse_path(path: str) -> TileRef | WordRef | str | None:
+    """A request path (no leading slash) as what it names; None for the checkpoint,
+    the path itself for REVOCATIONS.
     Anything else (another spelling, `..`, a level over 63, a width outside 1..255,
     a non-canonical index) is a TileError: there is one path per resource."""
     if path == CHECKPOINT:
         return None
+    if path == REVOCATIONS:
+        return REVOCATIONS
     if len(path) > _MAX_PATH or not path.isascii():
         raise TileError("no such path")
     parts = path.split("/")
@@ -276,6 +280,8 @@ class LedgerTiles:
         ref = parse_path(path)
         if ref is None:
             return "checkpoint", self.checkpoint()
+        if isinstance(ref, str):
+            return "revocations", revocation.format_list(self.ledger.revocations())
         if isinstance(ref, WordRef):
             try:
                 return "word", self.word(ref)
@@ -363,7 +369,7 @@ class Published(NamedTuple):
     words: int
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -403,7 +409,7 @@ def publish(ledger: Ledger, out: Path, words: bool = False,
         if not ref.partial and p.is_file() and p.stat().st_size > 0:
             kept += 1
             continue
-        _write_atomic(p, src.tile(ref))
+        write_atomic(p, src.tile(ref))
         written += 1
     if words:
         for dev in ledger.devices():
@@ -411,8 +417,9 @@ def publish(ledger: Ledger, out: Path, words: bool = False,
                 row = ledger.entry(dev.device_id, seq)
                 if row is None or row.leaf_index >= size:
                     continue
-                _write_atomic(out / word_path(dev.device_id, seq),
+                write_atomic(out / word_path(dev.device_id, seq),
                               src.word(WordRef(dev.device_id, seq)))
                 nwords += 1
-    _write_atomic(out / CHECKPOINT, cp)
-    return Published(size, written + nwords + 1, kept, nwords)
+    write_atomic(out / REVOCATIONS, revocation.format_list(ledger.revocations()))
+    write_atomic(out / CHECKPOINT, cp)
+    return Published(size, written + nwords + 2, kept, nwords)
