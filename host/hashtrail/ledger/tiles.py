@@ -206,7 +206,9 @@ class LedgerTiles:
     `size` is the newest signed checkpoint's tree size, re-read by `refresh`: a request
     past it refreshes once before it is refused, so a growing ledger is followed without
     polling. Every tile below that size is immutable, so the bytes are cached (up to
-    `cache_bytes`, oldest out first)."""
+    `cache_bytes`, oldest out first), keyed by the request path: a path names one tile
+    in one spelling only (parse_path), so a cached tile is served without parsing its
+    path or reading the ledger (tools/bench_serve.py)."""
 
     def __init__(self, ledger: Ledger, cache_bytes: int = 64 << 20,
                  checkpoints: Callable[[], bytes | None] | None = None) -> None:
@@ -215,7 +217,7 @@ class LedgerTiles:
         self._source = checkpoints
         self._cp = b""
         self.size = 0
-        self._cache: dict[TileRef, bytes] = {}
+        self._cache: dict[str, bytes] = {}
         self._cached = 0
         self._limit = cache_bytes
         with contextlib.suppress(NotFound):
@@ -243,13 +245,16 @@ class LedgerTiles:
             self.refresh()
             check_in_tree(ref, self.size)
 
-    def tile(self, ref: TileRef) -> bytes:
-        got = self._cache.get(ref)
+    def tile(self, ref: TileRef, path: str | None = None) -> bytes:
+        key = ref.path() if path is None else path
+        got = self._cache.get(key)
         if got is not None:
             return got
         self._covered(ref)
         data = self._read(ref)
-        self._cache[ref] = data
+        if self._limit <= 0:
+            return data
+        self._cache[key] = data
         self._cached += len(data)
         while self._cached > self._limit:
             old = next(iter(self._cache))
@@ -277,6 +282,9 @@ class LedgerTiles:
     def get(self, path: str) -> tuple[str, bytes]:
         """(kind, bytes) for a request path: kind is "checkpoint", "tile" or "word".
         TileError for a path that names nothing, NotFound past the signed tree."""
+        hit = self._cache.get(path)
+        if hit is not None:
+            return "tile", hit
         ref = parse_path(path)
         if ref is None:
             return "checkpoint", self.checkpoint()
@@ -288,7 +296,7 @@ class LedgerTiles:
             except NotFound:
                 self.refresh()
                 return "word", self.word(ref)
-        return "tile", self.tile(ref)
+        return "tile", self.tile(ref, path)
 
 
 def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str, Any]:
