@@ -44,6 +44,12 @@ CONTENT_TYPES = {"checkpoint": "text/plain; charset=utf-8",
                  "revocations": "application/json"}
 
 
+def _headers(kind: str) -> dict[str, str]:
+    return {"Content-Type": CONTENT_TYPES[kind],
+            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
+            "Access-Control-Allow-Origin": "*"}
+
+
 def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
     """The aiohttp application serving `ledger` (also used by tests in-process).
     `feed`: serve only checkpoints with enough witness cosignatures (the feed's
@@ -52,6 +58,7 @@ def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Applicatio
     from aiohttp import web
 
     tiles = LedgerTiles(ledger, checkpoints=None if feed is None else feed.served)
+    headers = {kind: _headers(kind) for kind in CONTENT_TYPES}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path.removeprefix("/")
@@ -61,10 +68,7 @@ def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Applicatio
             return web.Response(status=404, text="not found\n")
         except (HashtrailError, sqlite3.Error):
             return web.Response(status=503, text="the ledger cannot be read now\n")
-        return web.Response(body=body, headers={
-            "Content-Type": CONTENT_TYPES[kind],
-            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
-            "Access-Control-Allow-Origin": "*"})
+        return web.Response(body=body, headers=headers[kind])
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/{tail:.*}", handle)   # GET and HEAD; other methods: 405
@@ -103,10 +107,7 @@ def make_dir_app(folder: Path) -> web.Application:
             return web.Response(status=404, text="not found\n")
         except OSError:
             return web.Response(status=503, text="the folder cannot be read now\n")
-        return web.Response(body=body, headers={
-            "Content-Type": CONTENT_TYPES[kind],
-            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
-            "Access-Control-Allow-Origin": "*"})
+        return web.Response(body=body, headers=_headers(kind))
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/{tail:.*}", handle)
