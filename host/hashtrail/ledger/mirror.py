@@ -15,7 +15,9 @@ The replica is the published tlog-tiles layout (hashtrail.ledger.tiles), so any 
 web server can serve it and `verify-proof --url` works against it once it also holds
 the device words (`hashtrail/word/...`, not in the tree: with `words`, the mirror
 fetches each new entry's word and keeps it only if, joined with the verified leaf and
-path, it checks as a whole proof down to the device's signature).
+path, it checks as a whole proof down to the device's signature). The log's signed
+revocations (`hashtrail/revocations`, not in the tree either) are copied on every run
+once each statement checks with the ledger key (hashtrail.ledger.revocation).
 
 The last checkpoint the mirror saw is the replica's own `checkpoint` file: what it
 serves is what it checked. Full tiles of that tree are immutable and never fetched
