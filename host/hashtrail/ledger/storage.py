@@ -277,6 +277,10 @@ class LedgerStorage(Protocol):
         """(key, name, added_at)."""
         ...
 
+    def scan_revocations(self) -> Iterable[tuple[Any, ...]]:
+        """(device_id, statement), by device id."""
+        ...
+
     def count_bundles(self) -> int:
         """Rows in the bundles-seen table."""
         ...

@@ -635,6 +635,9 @@ class PgLedgerStorage:
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
 
+    def scan_revocations(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, statement FROM revocations ORDER BY device_id")
+
     def _scan(self, query: str, *args: Any) -> Iterator[tuple[Any, ...]]:
         """Rows a chunk at a time from a server-side cursor (WITH HOLD: it lives outside
         a transaction, and the server keeps the result, not this process)."""

@@ -401,6 +401,9 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
 
+    def scan_revocations(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, statement FROM revocations ORDER BY device_id")
+
     def _scan(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
         """Rows as SQLite returns them, one at a time (a cursor, not a list)."""
         return iter(self._db.execute(sql, args))
