@@ -8,6 +8,7 @@ test's own. Both served by a plain static server on loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -179,6 +180,23 @@ def test_device_signatures_and_signed_revocations(tmp_path: Path,
         p = _json(capsys)
         (d,) = p["devices"]
         assert (d["device"], d["revoked"][1], d["new"], p["alarm"]) == (dev, "stolen", 0, False)
+        # the operator (ledger file and key) appends two entries the device did make,
+        # one without its signature, one with the signature altered: each is reported
+        tl.signed.readings(2)
+        (s1, b1, _), (s2, b2, sig2) = tl.signed.entries[-2:]
+        with Ledger.open_signing(tl.path) as led:
+            with led.transaction():
+                i1 = led.append_leaves([leaf_bytes(dev, s1, b1), leaf_bytes(dev, s2, b2)])
+                led.storage.add_entries([
+                    (dev, s1, i1, hashlib.sha256(b1).digest(), b1, None),
+                    (dev, s2, i1 + 1, hashlib.sha256(b2).digest(), b2,
+                     bytes([sig2[0] ^ 1]) + sig2[1:])])
+            led.sign_checkpoint()
+        assert main([*base, "--state", str(state), url]) == 1
+        p = _json(capsys)
+        (d,) = p["devices"]
+        assert [s for s, _ in d["bad_signatures"]] == [s1, s2] and d["signed"] == 0, d
+        assert "no device signature served" in d["bad_signatures"][0][1] and d["alarm"]
     pub = tmp_path / "pub"
     with Ledger.open(tl.path) as led:
         tiles.publish(led, pub, words=True)
@@ -194,7 +212,7 @@ def test_device_signatures_and_signed_revocations(tmp_path: Path,
         assert main([*base, url]) == 1
         p = _json(capsys)
     devs = {d["device"]: d for d in p["devices"]}
-    assert [s for s, _ in devs[dev]["bad_signatures"]] == [7, 9] and devs[dev]["alarm"]
+    assert [s for s, _ in devs[dev]["bad_signatures"]] == [7, 9, s1, s2] and devs[dev]["alarm"]
     assert "no device signature served" in devs[dev]["bad_signatures"][1][1]
     assert devs[tl.unsigned.id_hex]["bad_signatures"] == [] and devs[dev]["signed"] == 39
     # the revocation seen before is withheld: an alarm for that device

@@ -261,6 +261,8 @@ def check_signatures(client: TileClient, replica: Path, cp_bytes: bytes,
     for did, seq in missing:
         news[did].bad_signatures.append([seq, "no device signature served for it"])
         state.devices[did].bad_signatures += 1
+    for nw in news.values():
+        nw.bad_signatures.sort(key=lambda b: int(b[0]))
     return "checked"
 
 

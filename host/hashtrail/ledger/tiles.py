@@ -43,7 +43,7 @@ from hashtrail.errors import ConfigError, FormatError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import key_fingerprint, parse_device_id
 from hashtrail.ledger import proof, revocation
-from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_db import Ledger, LedgerError
 
 WIDTH = 256                 # hashes (or entries) per full tile
 HEIGHT = 8                  # tree levels per tile: WIDTH = 2**HEIGHT
@@ -275,9 +275,13 @@ class LedgerTiles:
 
     def word(self, ref: WordRef) -> bytes:
         """The device's word (module docstring) for one of its entries under the
-        checkpoint, as JSON bytes."""
-        return json.dumps(device_word(self.ledger, ref.device_id, ref.seq, self.size),
-                          separators=(",", ":"), sort_keys=True).encode()
+        checkpoint, as JSON bytes. An entry the ledger holds no device signature for
+        (a row appended without the device) has none: NotFound, as for a monitor."""
+        try:
+            word = device_word(self.ledger, ref.device_id, ref.seq, self.size)
+        except LedgerError as e:
+            raise NotFound(f"no device word for {ref.device_id} seq {ref.seq}: {e}") from None
+        return json.dumps(word, separators=(",", ":"), sort_keys=True).encode()
 
     def get(self, path: str) -> tuple[str, bytes]:
         """(kind, bytes) for a request path: kind is "checkpoint", "tile" or "word".
