@@ -18,7 +18,10 @@ change, but the load on the machine is the same). Each measurement is bounded by
 The load generator is wrk (C, one thread) when installed, else this process (asyncio,
 one core, which then competes with the server for the CPU: its figures are a floor).
 Reported: requests/s, latency p50/p99, non-200 answers, and hashtrail's ratio to
-http.server.
+http.server; and each server's own CPU time per answered request (user + system of its
+process, from /proc, over the measured window): on a machine shared with other work the
+latencies and rates move with the load around (runs minutes apart differ by 3x), while
+CPU per request is the server's own cost.
 """
 
 from __future__ import annotations
@@ -87,30 +90,36 @@ async def _worker(port: int, paths: list[str], until: float, load: Load | None,
 
 
 async def _run(port: int, paths: list[str], conns: int, seconds: float,
-               max_requests: int) -> tuple[Load, float]:
+               max_requests: int, pid: int) -> tuple[Load, float, float]:
     rnd = random.Random(1)
     warm = time.perf_counter() + 1.0
     await asyncio.gather(*(_worker(port, paths, warm, None, rnd) for _ in range(conns)))
     load = Load(max_requests)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(pid), time.perf_counter()
     await asyncio.gather(*(_worker(port, paths, t0 + seconds, load, rnd)
                            for _ in range(conns)))
-    return load, time.perf_counter() - t0
+    return load, time.perf_counter() - t0, _cpu(pid) - c0
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (all its threads)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(port: int, paths: list[str], conns: int, seconds: float,
-            max_requests: int) -> dict[str, Any]:
-    load, wall = asyncio.run(_run(port, paths, conns, seconds, max_requests))
+            max_requests: int, pid: int) -> dict[str, Any]:
+    load, wall, cpu = asyncio.run(_run(port, paths, conns, seconds, max_requests, pid))
     lat = sorted(load.lat)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99
     return {"requests": len(lat), "seconds": round(wall, 3),
             "rps": round(len(lat) / wall), "p50_ms": round(q[49] * 1e3, 3),
             "p99_ms": round(q[98] * 1e3, 3), "max_ms": round(lat[-1] * 1e3, 3),
-            "non_200": load.bad}
+            "non_200": load.bad, "cpu_us_per_request": round(cpu * 1e6 / max(1, len(lat)))}
 
 
 def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
-                work: Path) -> dict[str, Any]:
+                work: Path, pid: int) -> dict[str, Any]:
     """The same load with wrk (C, one thread; warm-up second first): a client that
     costs the server's core less than this process does."""
     script = work / "paths.lua"
@@ -120,8 +129,10 @@ def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
     url = f"http://{HOST}:{port}/"
     base = ["wrk", "-t1", f"-c{conns}", "--latency", "-s", str(script)]
     subprocess.run([*base, "-d1s", url], capture_output=True, check=True, timeout=30)
+    c0 = _cpu(pid)
     r = subprocess.run([*base, f"-d{max(1, round(seconds))}s", "--timeout", "5s", url],
                        capture_output=True, text=True, check=True, timeout=seconds + 60)
+    cpu = _cpu(pid) - c0
     out: dict[str, Any] = {"client": "wrk"}
     units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     for line in r.stdout.splitlines():
@@ -136,6 +147,7 @@ def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
         elif line.strip().startswith("Non-2xx"):
             out["non_200"] = int(f[-1])
     out.setdefault("non_200", 0)
+    out["cpu_us_per_request"] = round(cpu * 1e6 / max(1, out.get("requests", 0)))
     return out
 
 
@@ -207,10 +219,10 @@ def main() -> int:
                 try:
                     if use_wrk:
                         results[name] = measure_wrk(srv.port, paths, a.connections,
-                                                    a.seconds, d)
+                                                    a.seconds, d, srv.proc.pid)
                     else:
                         results[name] = measure(srv.port, paths, a.connections, a.seconds,
-                                                a.max_requests)
+                                                a.max_requests, srv.proc.pid)
                 finally:
                     srv.stop()
         finally:
@@ -222,7 +234,9 @@ def main() -> int:
         report = {"machine": host_machine(), "leaves": size, "paths": len(paths),
                   "connections": a.connections, "results": results,
                   "appended_leaves": appended[0], "reconciles": appended[1],
-                  "ratio_rps": round(h["rps"] / max(1, s["rps"]), 2)}
+                  "ratio_rps": round(h["rps"] / max(1, s["rps"]), 2),
+                  "ratio_cpu_per_request": round(s["cpu_us_per_request"] /
+                                                 max(1, h["cpu_us_per_request"]), 2)}
     if a.json:
         print(json.dumps(report, indent=1))
     else:
@@ -231,10 +245,12 @@ def main() -> int:
               f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections")
         for name, r in results.items():
             print(f"  {name:16} {r['rps']:>7} req/s  p50 {r['p50_ms']:.2f} ms  p99 "
-                  f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  ({r.get('client', 'python')}"
+                  f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  "
+                  f"{r['cpu_us_per_request']} us CPU/request  ({r.get('client', 'python')}"
                   " client)")
         print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves")
-        print(f"  hashtrail serve / http.server: {report['ratio_rps']}x requests/s")
+        print(f"  hashtrail serve / http.server: {report['ratio_rps']}x requests/s, "
+              f"{report['ratio_cpu_per_request']}x less CPU per request")
     return 0
 
 

@@ -48,6 +48,8 @@ from hashtrail.errors import FormatError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
+from hashtrail.ledger.http_app import available as can_serve
+from hashtrail.ledger.http_app import serve_app, serving_app
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
 from hashtrail.ledger.mirror import mirror
@@ -55,8 +57,7 @@ from hashtrail.ledger.proof import SIG_ENTRY, check_proof_doc
 from hashtrail.ledger.proof_file import check_proof
 from hashtrail.ledger.proof_file import prove as prove_file
 from hashtrail.ledger.reconcile import Result, reconcile
-from hashtrail.ledger.serve import available as can_serve
-from hashtrail.ledger.serve import serve_app, serving, serving_app
+from hashtrail.ledger.serve import serving
 from hashtrail.ledger.tiles_client import FetchError, verify_proof_url
 from hashtrail.ledger.witness_http import Witness, make_witness_app, request_cosignature
 from hashtrail.sim import Fleet, VirtualDevice, provision

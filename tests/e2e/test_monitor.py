@@ -8,6 +8,7 @@ test's own. Both served by a plain static server on loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,11 +17,12 @@ import pytest
 from hashtrail.cli import main
 from hashtrail.formats import note
 from hashtrail.formats.leaf import leaf_bytes
-from hashtrail.ledger import tiles
+from hashtrail.ledger import revocation, tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.monitor import follow
+from hashtrail.ledger.serve import serving
 from ledgerkit import Device
-from tileskit import TileLedger, make_ledger, static, write_tiles
+from tileskit import ORIGIN, TileLedger, make_ledger, static, write_tiles
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_new_entries_per_device_pass_after_pass(
     assert (devs[tl.signed.id_hex]["new"], devs[tl.signed.id_hex]["last_seq"]) == (301, 300)
     assert (devs[tl.unsigned.id_hex]["new"], devs[tl.unsigned.id_hex]["last_seq"]) == (200, 199)
     assert all(d["gaps"] == d["forks"] == d["breaks"] == [] for d in p["devices"])
-    assert "operator metadata" in p["revocations"]
+    assert p["revocations"] == "checked" and p["signatures"].startswith("not served")
     with static(grown) as url:
         assert main([*base, url]) == 0
         p = _json(capsys)
@@ -152,3 +154,80 @@ def test_a_lying_server_is_refused_and_the_state_kept(
     with static(lying) as url:
         assert main(["monitor", "--verifier-key", tl.verifier_key, url]) == 1
     assert "does not hash to its level-0 tile hash" in capsys.readouterr().err
+
+
+def test_device_signatures_and_signed_revocations(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The monitor checks each new entry's device signature (its word, served beside
+    the tiles) and reports, per device, those that do not check or are missing; it
+    reports the ledger-signed revocations the server lists, and an alarm when one it
+    saw is withheld later or one does not check."""
+    tl = make_ledger(tmp_path / "l.db", 40, 100)
+    dev = tl.signed.id_hex
+    state = tmp_path / "m.json"
+    vkey = tl.verifier_key
+    base = ["monitor", "--verifier-key", vkey, "--json"]
+    with serving(tl.path) as url:
+        assert main([*base, "--state", str(state), url]) == 0
+        p = _json(capsys)
+        assert (p["signatures"], p["revocations"], p["alarm"]) == ("checked", "checked", False)
+        assert {d["device"]: d["signed"] for d in p["devices"]} == \
+            {dev: 41, tl.unsigned.id_hex: 100}
+        assert main(["devices", "revoke", dev, "--reason", "stolen", "--ledger",
+                     str(tl.path)]) == 0
+        capsys.readouterr()
+        assert main([*base, "--state", str(state), url]) == 0     # tree unchanged
+        p = _json(capsys)
+        (d,) = p["devices"]
+        assert (d["device"], d["revoked"][1], d["new"], p["alarm"]) == (dev, "stolen", 0, False)
+        # the operator (ledger file and key) appends two entries the device did make,
+        # one without its signature, one with the signature altered: each is reported
+        tl.signed.readings(2)
+        (s1, b1, _), (s2, b2, sig2) = tl.signed.entries[-2:]
+        with Ledger.open_signing(tl.path) as led:
+            with led.transaction():
+                i1 = led.append_leaves([leaf_bytes(dev, s1, b1), leaf_bytes(dev, s2, b2)])
+                led.storage.add_entries([
+                    (dev, s1, i1, hashlib.sha256(b1).digest(), b1, None),
+                    (dev, s2, i1 + 1, hashlib.sha256(b2).digest(), b2,
+                     bytes([sig2[0] ^ 1]) + sig2[1:])])
+            led.sign_checkpoint()
+        assert main([*base, "--state", str(state), url]) == 1
+        p = _json(capsys)
+        (d,) = p["devices"]
+        assert [s for s, _ in d["bad_signatures"]] == [s1, s2] and d["signed"] == 0, d
+        assert "no device signature served" in d["bad_signatures"][0][1] and d["alarm"]
+    pub = tmp_path / "pub"
+    with Ledger.open(tl.path) as led:
+        tiles.publish(led, pub, words=True)
+    assert b"stolen" in (pub / tiles.REVOCATIONS).read_bytes()
+    # a word whose device signature was altered, and one the server does not have
+    w = pub / tiles.word_path(dev, 7)
+    word = json.loads(w.read_text())
+    sig = word["device_signature"]["sig"]
+    word["device_signature"]["sig"] = ("1" if sig[0] == "0" else "0") + sig[1:]
+    w.write_text(json.dumps(word))
+    (pub / tiles.word_path(dev, 9)).unlink()
+    with static(pub) as url:
+        assert main([*base, url]) == 1
+        p = _json(capsys)
+    devs = {d["device"]: d for d in p["devices"]}
+    assert [s for s, _ in devs[dev]["bad_signatures"]] == [7, 9, s1, s2] and devs[dev]["alarm"]
+    assert "no device signature served" in devs[dev]["bad_signatures"][1][1]
+    assert devs[tl.unsigned.id_hex]["bad_signatures"] == [] and devs[dev]["signed"] == 39
+    # the revocation seen before is withheld: an alarm for that device
+    (pub / tiles.REVOCATIONS).write_bytes(revocation.format_list([]))
+    with static(pub) as url:
+        assert main([*base, "--state", str(state), "--no-signatures", url]) == 1
+        p = _json(capsys)
+    (d,) = p["devices"]
+    assert d["device"] == dev and "not listed now" in d["revocation_lost"] and p["alarm"]
+    # a revocation signed by another key does not check: refused, an alarm
+    other = note.Signer.generate(ORIGIN)
+    forged = revocation.sign_revocation(revocation.Revocation(ORIGIN, tl.unsigned.id_hex,
+                                                              1, "x"), other)
+    (pub / tiles.REVOCATIONS).write_bytes(revocation.format_list([forged]))
+    with static(pub) as url:
+        assert main([*base, "--no-signatures", url]) == 1
+        p = _json(capsys)
+    assert p["revocations"].startswith("refused") and "revocation list" in p["problems"][0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,7 @@ def test_published_tiles_rebuild_the_signed_root(big: TileLedger, tmp_path: Path
                                  [note.Verifier.from_string(big.verifier_key)])
     size = cp.size
     assert res["size"] == size == 70_001 and res["kept"] == 0
-    expect = {r.path() for r in tiles.tiles_of(size)} | {"checkpoint"}
+    expect = {r.path() for r in tiles.tiles_of(size)} | {"checkpoint", tiles.REVOCATIONS}
     assert set(files) == expect
     # the leaves, from the entry bundles alone; every one a hashtrail leaf of an entry
     leaves: list[bytes] = []
@@ -179,3 +180,23 @@ def test_publish_refuses_a_file_as_folder_and_writes_nothing(
     assert "is not a directory" in capsys.readouterr().err
     assert f.read_bytes() == b"x" and sorted(tmp_path.iterdir()) == [f]
 
+
+
+def test_a_cached_tile_is_served_without_the_ledger(tmp_path: Path) -> None:
+    """The server's hot path: a tile served once is served again from memory by its
+    path (no parse, no ledger read; tools/bench_serve.py), with the same bytes as a
+    fresh read; past the cache limit the oldest go and are read again."""
+    tl = make_ledger(tmp_path / "c.db", 300, 300)
+    with Ledger.open(tl.path) as led:
+        fresh = tiles.LedgerTiles(led, cache_bytes=0)
+        src = tiles.LedgerTiles(led, cache_bytes=3 * 8192)
+        paths = [r.path() for r in tiles.tiles_of(src.size)]
+        first = {p: src.get(p) for p in paths}
+        assert first == {p: fresh.get(p) for p in paths}
+        cached = [p for p in paths if p in src._cache]
+        assert cached and sum(len(src._cache[p]) for p in cached) <= 3 * 8192
+    # the ledger is closed: what is cached is still served, what is not fails
+    for p in cached:
+        assert src.get(p) == first[p]
+    with pytest.raises(sqlite3.ProgrammingError):           # the connection is closed
+        src.get(next(p for p in paths if p not in src._cache))

@@ -55,6 +55,9 @@ def test_serves_the_published_bytes_with_the_specs_headers(
         if path == "checkpoint":
             assert headers["content-type"] == "text/plain; charset=utf-8"
             assert headers["cache-control"] == "public, max-age=1"
+        elif path == tiles.REVOCATIONS:        # signed statements, not in the tree
+            assert headers["content-type"] == "application/json"
+            assert headers["cache-control"] == "public, max-age=1"
         else:
             assert headers["content-type"] == "application/octet-stream"
             assert headers["cache-control"] == "public, max-age=31536000, immutable"

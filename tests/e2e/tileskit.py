@@ -67,10 +67,11 @@ def make_ledger(path: Path, signed: int, unsigned: int) -> TileLedger:
 class Server:
     """A real `hashtrail serve` process on a free loopback port."""
 
-    def __init__(self, ledger: Path) -> None:
+    def __init__(self, ledger: Path, extra: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hashtrail", "serve", "--ledger", str(ledger), "--listen",
-             "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             "127.0.0.1:0", *(extra or [])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

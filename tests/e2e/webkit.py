@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 import ledgerkit
 from hashtrail.collector.bundle import Bundle, parse_bundle, write_bundle
 from hashtrail.formats.entry import KIND_READING, SENML_N, SENML_U, SENML_V
+from hashtrail.ledger.http_app import serving_app
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
-from hashtrail.ledger.serve import serving_app
 from hashtrail.web.app import make_app
 
 ORIGIN = "example.com/fleet"

@@ -193,6 +193,10 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ledger publish", "--witness"): ("ftp://x/", "not a url"),
     ("ledger publish", "--witness-key"): ("junk",),
     ("ledger publish", "--min-cosignatures"): ("-1", "x"),
+    ("serve", "--witness"): ("ftp://x/", "not a url"),
+    ("serve", "--witness-key"): ("junk",),
+    ("serve", "--min-cosignatures"): ("-1", "x"),
+    ("serve", "--witness-interval"): ("-1", "nan", "3601"),
     ("witness serve", "--listen"): ("nope", "127.0.0.1:99999"),
     ("monitor", "--device"): ("XYZ", DEVICE.upper()),
     ("monitor", "--interval"): ("-1", "nan"),
@@ -223,7 +227,7 @@ PLAIN: set[tuple[str, str]] = {
     ("ledger trust", "--name"), ("devices revoke", "--reason"),
     ("ledger prove", "--device"), ("ledger prove", "--seq"),
     ("ledger witness-key", "--name"), ("ledger publish", "--words"),
-    ("mirror", "--words"), ("monitor", "--follow"),
+    ("mirror", "--words"), ("monitor", "--follow"), ("monitor", "--no-signatures"),
 }
 DIRS = {("demo", "--dir")}      # a folder role, run like ("sim", "--dir")
 # Options every command takes (hashtrail.cli.logs): switches, so PLAIN for each command.

@@ -41,6 +41,7 @@ from hashtrail.formats import note
 from hashtrail.formats.keys import KEY_PATH, parse_key_file
 from hashtrail.formats.leaf import leaf_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT
+from hashtrail.ledger import revocation
 from hashtrail.ledger.ledger_db import Ledger
 from ledgerkit import COLLECTOR, Device, bundle, save, trust
 
@@ -618,3 +619,25 @@ def test_a_changed_pending_row_is_named(tmp_path: Path) -> None:
     c.sql("UPDATE pending SET body=? WHERE seq=6", body.replace(b"temp", b"tmpx"))
     _assert_named(c, "pending", f"device {d.id_hex}, seq 6",
                   "entry_hash is not the hash of its bytes")
+
+
+# -- revocations ---------------------------------------------------------------------
+
+def test_a_revocation_statement_that_does_not_match_is_named(ledger: Copy) -> None:
+    """A revocation made with the key keeps a statement signed by it (docs/TILES.md
+    "Revocations"): verify checks it against the key and the devices row."""
+    with Ledger.open_signing(ledger.path, ledger.base.key) as led:
+        led.revoke(ledger.base.cps, "retired")
+        origin = led.origin
+    code, rep = ledger.verify()
+    assert code == 0 and rep["problems"] == [], rep
+    ledger.sql("UPDATE devices SET revoked_reason='other' WHERE device_id=?", ledger.base.cps)
+    _assert_named(ledger, "revocations", ledger.base.cps, "the devices row says")
+    ledger.sql("UPDATE devices SET revoked_reason='retired' WHERE device_id=?",
+               ledger.base.cps)
+    forged = revocation.sign_revocation(
+        revocation.Revocation(origin, ledger.base.cps, 1, "retired"),
+        note.Signer.generate(origin))
+    ledger.sql("UPDATE revocations SET statement=? WHERE device_id=?", forged,
+               ledger.base.cps)
+    _assert_named(ledger, "revocations", ledger.base.cps, "not a revocation signed by")

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from hashtrail.cli.args import at_least, device_arg, ledger_arg, store_arg
 from hashtrail.collector.port import check_devices
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_key import LedgerKeyError
 
 
 def register(sub: Any) -> None:
@@ -59,8 +61,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    with Ledger.open(args.ledger) as led:
+    try:
+        led = Ledger.open_signing(args.ledger)
+    except LedgerKeyError:
+        led = Ledger.open(args.ledger)  # revoking needs no key; the signed statement does
+    with led:
         d = led.revoke(args.device, args.reason)
+        if not led.can_sign:
+            print("hashtrail: warning: no ledger key: the revocation is not signed, so "
+                  "`serve` and `ledger publish` do not show it to monitors; revoke again "
+                  "with the key (<ledger>.key or HASHTRAIL_LEDGER_KEY) to sign it",
+                  file=sys.stderr)
     print(json.dumps({"device": d.device_id, "revoked_at": d.revoked_at,
                       "reason": d.revoked_reason}) if args.json
           else f"revoked {d.device_id}: {d.revoked_reason}")

@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                    help="with --follow: seconds between passes (default 10)")
     p.add_argument("--passes", type=at_least(1), metavar="N",
                    help="with --follow: stop after N passes")
+    p.add_argument("--no-signatures", action="store_true",
+                   help="do not fetch and check each new entry's device signature (one "
+                        "request per entry)")
     p.add_argument("--json", action="store_true", help="one JSON object per pass")
     p.set_defaults(func=run)
 
@@ -49,12 +52,16 @@ def _print(p: Pass, as_json: bool) -> None:
             [f"FORK at seq {s}" for s in d.forks] + \
             [f"CHAIN BREAK at seq {s}" for s in d.breaks] + \
             [f"device reports its log altered (entry seq {s})" for s in d.altered] + \
-            [f"device reports an overflow (entry seq {s})" for s in d.overflows]
+            [f"device reports an overflow (entry seq {s})" for s in d.overflows] + \
+            [f"BAD DEVICE SIGNATURE at seq {s}: {why}" for s, why in d.bad_signatures] + \
+            ([f"revoked by the ledger at {d.revoked[0]}: {d.revoked[1]}"]
+             if d.revoked else []) + \
+            ([f"REVOCATION WITHDRAWN: {d.revocation_lost}"] if d.revocation_lost else [])
         print(f"  {d.device}  +{d.new:<6} {seqs:<20} total {d.entries}"
               + ("".join(f"\n      ! {n}" for n in notes)))
     for x in p.problems:
         print(f"  ! {x}")
-    print(f"  revocations: {p.revocations}", flush=True)
+    print(f"  device signatures: {p.signatures}; revocations: {p.revocations}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
         userfile.check_input(args.state, what, max_bytes=None) \
         if Path(args.state).exists() else userfile.check_output(args.state, what)
     if not args.follow:
-        p = monitor_once(args.url, trusted, state, args.device)
+        p = monitor_once(args.url, trusted, state, args.device,
+                         signatures=not args.no_signatures)
         _print(p, args.json)
         return 1 if p.alarm else 0
     alarms = follow(args.url, trusted, state, args.device, args.interval,
-                    lambda p: _print(p, args.json), args.passes)
+                    lambda p: _print(p, args.json), args.passes,
+                    signatures=not args.no_signatures)
     return 1 if alarms else 0

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from hashtrail import userfile
-from hashtrail.cli.args import at_least, env_default
+from hashtrail.cli.args import at_least, env_default, seconds
 from hashtrail.errors import ConfigError
 from hashtrail.formats import note
 from hashtrail.ledger import tiles, tiles_client
+from hashtrail.ledger.http_app import parse_listen, serve_app
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof_file import CheckedProof
-from hashtrail.ledger.serve import parse_listen, serve, serve_app
+from hashtrail.ledger.serve import serve
 from hashtrail.ledger.trust import witness_keys
-from hashtrail.ledger.witness_push import publish_witnessed
+from hashtrail.ledger.witness_push import CosignedFeed, publish_witnessed
 from hashtrail.web.app import make_app as make_web_app
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,32 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="once listening, print {\"url\": ..., \"ledger\": ...} as one JSON "
                         "line (for a script that started it)")
+    _witness_args(p, "serve only a checkpoint with at least K valid cosignatures "
+                     "(default: one per --witness-key); until the newest has them, the "
+                     "last one that had them")
+    p.add_argument("--witness-interval", type=seconds, default=1.0, metavar="S",
+                   help="seconds between rounds of asking the witnesses (default 1)")
     p.set_defaults(func=run_serve)
+
+
+def _witness_args(c: argparse.ArgumentParser, k_help: str) -> None:
+    c.add_argument("--witness", action="append", default=[], type=url_arg, metavar="URL",
+                   help="a witness to ask for a cosignature first (C2SP tlog-witness, "
+                        "`hashtrail witness serve`); repeatable")
+    c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                   help="a witness cosigner key whose cosignature counts; repeatable")
+    c.add_argument("--min-cosignatures", type=at_least(0), metavar="K", help=k_help)
+
+
+def _witnesses(args: argparse.Namespace) -> tuple[list[note.Verifier], int]:
+    """The witness keys given and the cosignatures required (K)."""
+    keys = witness_keys(args.witness_key)
+    if args.witness and not keys:
+        raise ConfigError("--witness needs --witness-key: whose cosignatures count",
+                          hint="the cosigner key `hashtrail witness serve` prints")
+    need = len({(k.name, k.pub) for k in keys}) if args.min_cosignatures is None \
+        else args.min_cosignatures
+    return keys, need
 
 
 def add_publish(cmd: Any) -> None:
@@ -86,24 +112,13 @@ def add_publish(cmd: Any) -> None:
                    help="also write each entry's device signature (hashtrail/word/...), "
                         "which `ledger verify-proof --url` needs beside the tiles: one "
                         "file per entry (`hashtrail serve` makes them on request)")
-    c.add_argument("--witness", action="append", default=[], type=url_arg, metavar="URL",
-                   help="a witness to ask for a cosignature first (C2SP tlog-witness, "
-                        "`hashtrail witness serve`); repeatable")
-    c.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
-                   help="a witness cosigner key whose cosignature counts; repeatable")
-    c.add_argument("--min-cosignatures", type=at_least(0), metavar="K",
-                   help="publish only with at least K valid cosignatures (default: one "
-                        "per --witness-key)")
+    _witness_args(c, "publish only with at least K valid cosignatures (default: one "
+                     "per --witness-key)")
 
 
 def run_publish(args: argparse.Namespace) -> int:
     out = userfile.check_dir(args.out, "a folder for the published log")
-    keys = witness_keys(args.witness_key)
-    if args.witness and not keys:
-        raise ConfigError("--witness needs --witness-key: whose cosignatures count",
-                          hint="the cosigner key `hashtrail witness serve` prints")
-    need = len({(k.name, k.pub) for k in keys}) if args.min_cosignatures is None \
-        else args.min_cosignatures
+    keys, need = _witnesses(args)
     cosigned: tuple[str, ...] = ()
     with Ledger.open(args.ledger) as led:
         if args.witness:
@@ -125,6 +140,11 @@ def run_publish(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     host, port = args.listen
+    if (args.witness_key or args.min_cosignatures is not None) and not args.witness:
+        raise ConfigError("--witness-key and --min-cosignatures need --witness URL")
+    if args.dir is not None and args.witness:
+        raise ConfigError("--witness needs --ledger: a folder is served as it was written",
+                          hint="publish it with `ledger publish --witness ...` instead")
     if args.dir is not None:
         folder = userfile.check_dir(args.dir, "a published or mirrored log")
 
@@ -135,13 +155,20 @@ def run_serve(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("hashtrail: stopped", file=sys.stderr)
         return 0
+    keys, need = _witnesses(args)
+    if args.witness_interval > 3600:
+        raise ConfigError("--witness-interval is at most 3600 seconds")
     with Ledger.open(args.ledger) as led:
+        feed = CosignedFeed(led.path, args.witness, keys, need, args.witness_interval) \
+            if args.witness else None
+        cosigned = f" once {need} witnesses cosign it" if feed is not None else ""
+
         def ready(url: str) -> None:
             print(json.dumps({"url": url, "ledger": args.ledger, "fleet": url}) if args.json
-                  else f"serving {args.ledger} as tlog-tiles at {url} (Ctrl-C stops); "
-                       f"fleet view: {url}", flush=True)
+                  else f"serving {args.ledger} as tlog-tiles at {url}{cosigned} (Ctrl-C "
+                       f"stops); fleet view: {url}", flush=True)
         try:
-            serve_app(make_web_app(led), host, port, ready)
+            serve_app(make_web_app(led, feed), host, port, ready)
         except KeyboardInterrupt:
             log.info("hashtrail: stopped")
     return 0

@@ -13,7 +13,7 @@ from hashtrail import userfile
 from hashtrail.cli.args import trusted_key, trusted_key_args
 from hashtrail.cli.serve import listen_arg
 from hashtrail.formats.notefile import read_checkpoint, read_signer
-from hashtrail.ledger.serve import serve_app
+from hashtrail.ledger.http_app import serve_app
 from hashtrail.ledger.witness_http import Witness, make_witness_app
 
 

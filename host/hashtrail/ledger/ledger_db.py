@@ -40,6 +40,7 @@ from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG, leaf_bytes, leaf_prefix, parse_leaf
 from hashtrail.ledger import backend
 from hashtrail.ledger.ledger_key import LedgerKeyError, read_key, write_key
+from hashtrail.ledger.revocation import Revocation, sign_revocation
 from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
 
 __all__ = ["LEAF_TAG", "Device", "Ledger", "LedgerError", "StoredEntry", "leaf_bytes",
@@ -210,6 +211,14 @@ class Ledger:
                               hint="the ledger file is damaged; run `hashtrail verify`")
         return h
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        """The stored hashes of `level` at indexes lo..hi (inclusive), one query."""
+        got = self.storage.nodes(level, lo, hi)
+        if len(got) != hi - lo + 1:
+            raise LedgerError(f"ledger tree is missing nodes of level {level} in {lo}..{hi}",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return got
+
     def root(self, size: int | None = None) -> bytes:
         return merkle.root(self.node, self.size if size is None else size)
 
@@ -248,6 +257,14 @@ class Ledger:
         if row is None:
             raise LedgerError(f"no leaf {index} in the ledger")
         return leaf_bytes(*row)
+
+    def leaves(self, lo: int, hi: int) -> list[bytes]:
+        """The leaf bytes of leaves lo..hi (inclusive), one query."""
+        rows = self.storage.leaf_entries(lo, hi)
+        if len(rows) != hi - lo + 1:
+            raise LedgerError(f"the ledger is missing leaves in {lo}..{hi}",
+                              hint="the ledger file is damaged; run `hashtrail verify`")
+        return [leaf_bytes(*r) for r in rows]
 
     # -- accepted entries (read-only: what an inclusion proof carries) ---------------------
 
@@ -319,6 +336,10 @@ class Ledger:
         return None if first is None else first[1]
 
     def revoke(self, device_id: str, reason: str) -> Device:
+        """Refuse the device's later entries. Opened with the key, the ledger also keeps
+        a statement of it signed by the ledger key (hashtrail.ledger.revocation), which
+        `serve` and `publish` serve to monitors; revoking again with the key signs a
+        revocation made without it (the first time and reason stay)."""
         device_id = parse_device_id(device_id)
         with self.storage.transaction():
             dev = self.device(device_id)
@@ -326,6 +347,14 @@ class Ledger:
                 raise LedgerError(f"device {device_id} is not enrolled in this ledger")
             if dev.revoked_at is None:
                 self.storage.set_revoked(device_id, int(time.time()), reason)
-        out = self.device(device_id)
-        assert out is not None
+            out = self.device(device_id)
+            assert out is not None and out.revoked_at is not None
+            if self._signer is not None:
+                r = Revocation(self.origin, device_id, out.revoked_at,
+                               out.revoked_reason or "")
+                self.storage.add_revocation(device_id, sign_revocation(r, self._signer))
         return out
+
+    def revocations(self) -> list[bytes]:
+        """Every ledger-signed revocation statement, by device id."""
+        return self.storage.revocations()

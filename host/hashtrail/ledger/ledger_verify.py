@@ -25,7 +25,9 @@ row of every table is re-derived from device-signed data or checked against it:
   cursors (what reconcile records to skip work, docs/BUNDLE.md "Incremental export"):
   well-formed rows naming a collector key (or none) and enrolled devices. No one signs
   them: a forged row can only make reconcile skip a bundle or export leave entries
-  out, which the device chains and witnesses then show as entries not received.
+  out, which the device chains and witnesses then show as entries not received;
+  revocations: each statement signed by the ledger key for this origin, naming its
+  row's device, which the devices row says is revoked at that time for that reason.
 Every problem names its table, its row's key and what is wrong.
 
 What no check on one file can see (docs/LEDGER.md): a row removed that nothing else
@@ -49,6 +51,7 @@ from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
+from hashtrail.ledger import revocation
 from hashtrail.ledger.ledger_db import Ledger
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}
@@ -193,6 +196,7 @@ def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
         _evidence_against_chain(led, p, did, d)
     _pending(led, p, devs)
     _collectors(led, p)
+    _revocations(led, p, devs, meta)
     _bundles(led, p, devs)
     rep.devices = [d.report for did, d in sorted(devs.items())
                    if device is None or did == device]
@@ -703,6 +707,29 @@ def _collectors(led: Ledger, p: _Problems) -> None:
             continue
         if not isinstance(name, str) or not name or type(added) is not int:
             p.add("collectors", k, "name or added_at of the wrong type")
+
+
+def _revocations(led: Ledger, p: _Problems, devs: dict[str, _Dev],
+                 meta: dict[str, Any]) -> None:
+    verifier: note.Verifier | None = meta["verifier"]
+    for did, statement in led.storage.scan_revocations():
+        k = f"device {did!r}"[:80]
+        if did not in devs:
+            p.add("revocations", k, "not an enrolled device in canonical form")
+            continue
+        if verifier is None or not isinstance(statement, bytes | memoryview):
+            p.add("revocations", k, "cannot be checked (no verifier key, or not bytes)")
+            continue
+        try:
+            r = revocation.open_revocation(bytes(statement), verifier, str(meta["origin"]))
+        except HashtrailError as e:
+            p.add("revocations", k, f"not a revocation signed by the ledger key: {e}")
+            continue
+        row = devs[did].row
+        if (r.device_id, r.revoked_at, r.reason) != (did, row[10], row[11]):
+            p.add("revocations", k, f"states {r.device_id} revoked at {r.revoked_at} "
+                                    f"({r.reason!r}); the devices row says revoked at "
+                                    f"{row[10]} ({row[11]!r})")
 
 
 def _collector_key(key: object) -> bool:

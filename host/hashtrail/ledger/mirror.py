@@ -15,7 +15,9 @@ The replica is the published tlog-tiles layout (hashtrail.ledger.tiles), so any 
 web server can serve it and `verify-proof --url` works against it once it also holds
 the device words (`hashtrail/word/...`, not in the tree: with `words`, the mirror
 fetches each new entry's word and keeps it only if, joined with the verified leaf and
-path, it checks as a whole proof down to the device's signature).
+path, it checks as a whole proof down to the device's signature). The log's signed
+revocations (`hashtrail/revocations`, not in the tree either) are copied on every run
+once each statement checks with the ledger key (hashtrail.ledger.revocation).
 
 The last checkpoint the mirror saw is the replica's own `checkpoint` file: what it
 serves is what it checked. Full tiles of that tree are immutable and never fetched
@@ -45,7 +47,7 @@ from typing import NamedTuple, TypeVar
 from hashtrail.errors import ConfigError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.leaf import parse_leaf
-from hashtrail.ledger import proof, tiles
+from hashtrail.ledger import proof, revocation, tiles
 from hashtrail.ledger.tiles import CHECKPOINT, WIDTH, TileError, TileHashes, TileRef
 from hashtrail.ledger.tiles_client import MAX_BUNDLE, MAX_WORD, FetchError, TileSession
 
@@ -258,16 +260,19 @@ def _hash_tile(client: TileSession, ref: TileRef) -> bytes:
 
 
 def mirror(url: str, out: Path, verifier: note.Verifier, timeout: float = 10.0,
-           words: bool = False, connections: int = 8) -> Mirrored:
+           words: bool = False, connections: int = 8,
+           revocations: bool = True) -> Mirrored:
     """Bring the replica in folder `out` up to the log at `url` (module docstring).
     `words`: also copy the device's word of every new entry, each checked first as
     part of a whole `hashtrail-proof/2` (down to the device's own signature) built from
-    the verified tiles, so `verify-proof --url` works against the replica."""
+    the verified tiles, so `verify-proof --url` works against the replica.
+    `revocations`: copy the signed revocation list, every statement checked first (the
+    monitor checks and reports it itself)."""
     t0 = time.monotonic()
     pool = _Pool(url, timeout, max(1, connections))
     made = not out.exists()
     try:
-        return _mirror(pool, out, verifier, t0, words)
+        return _mirror(pool, out, verifier, t0, words, revocations)
     except BaseException:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -277,7 +282,7 @@ def mirror(url: str, out: Path, verifier: note.Verifier, timeout: float = 10.0,
 
 
 def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
-            words: bool) -> Mirrored:
+            words: bool, revocations: bool) -> Mirrored:
     client = pool.session()
     cp_bytes = client.get(CHECKPOINT, note.MAX_NOTE)
     cp = _open_checkpoint(cp_bytes, verifier, "the served checkpoint")
@@ -301,6 +306,8 @@ def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
                               f"the served checkpoint (size {cp.size}) is not a prefix of "
                               f"the replica's (size {old.size})")
             return done("behind", time.monotonic() - t)
+        if revocations:
+            _copy_revocations(client, out, verifier, cp.origin)
         return done("unchanged")
 
     out.mkdir(parents=True, exist_ok=True)
@@ -373,11 +380,33 @@ def _mirror(pool: _Pool, out: Path, verifier: note.Verifier, t0: float,
                 _stage(staging, ref.path(), data)
         _stage(staging, CHECKPOINT, cp_bytes)
         _move_in(staging, out)
+        if revocations:
+            _copy_revocations(client, out, verifier, cp.origin)
     finally:
         pool.ex.shutdown(wait=True, cancel_futures=True)    # no worker writes after this
         shutil.rmtree(staging, ignore_errors=True)
     return Mirrored("updated", old_size, cp.size, fetched, kept, pool.requests,
                     pool.bytes, time.monotonic() - t0, verify_s, nwords, missing)
+
+
+def _copy_revocations(client: TileSession, out: Path, verifier: note.Verifier,
+                      origin: str) -> None:
+    """Copy the server's signed revocation list (hashtrail.ledger.revocation) once
+    every statement in it checks with the ledger key; a server without one: nothing.
+    Not part of the tree, so copied on every run, the tree grown or not."""
+    try:
+        data = client.get(tiles.REVOCATIONS, revocation.MAX_LIST)
+    except FetchError as e:
+        if "HTTP 404" in str(e):
+            return
+        raise
+    try:
+        revocation.open_list(data, verifier, origin)
+    except HashtrailError as e:
+        raise MirrorError(f"{tiles.REVOCATIONS}: {e}") from None
+    dst = out / tiles.REVOCATIONS
+    if not dst.exists() or dst.read_bytes() != data:
+        tiles.write_atomic(dst, data)
 
 
 def _missing_words(out: Path) -> list[int]:
@@ -387,6 +416,29 @@ def _missing_words(out: Path) -> list[int]:
     except (OSError, ValueError):
         return []
     return [i for i in got if type(i) is int and i >= 0] if isinstance(got, list) else []
+
+
+def check_word(raw: bytes, leaf_b: bytes, index: int, cp: note.Checkpoint,
+               cp_bytes: bytes, get: merkle.GetNode, verifier: note.Verifier,
+               device_id: str) -> None:
+    """A device's word (`hashtrail-word/1`, JSON bytes as served) for leaf `index`
+    (bytes `leaf_b`, proven under `cp` by `get`), checked as the whole
+    `hashtrail-proof/2` it completes, down to the device's signature against the key
+    its id names (ledger.proof). VerificationError saying why when it does not check."""
+    try:
+        word = json.loads(raw)
+        doc = {"format": proof.PROOF_FORMAT, "type": "inclusion",
+               "leaf": leaf_b.hex(), "leaf_index": index, "tree_size": cp.size,
+               "root": cp.root.hex(),
+               "path": [h.hex() for h in merkle.prove_inclusion(get, index, cp.size)],
+               "checkpoint": cp_bytes.decode("utf-8"),
+               "device": word["device"], "enrollment": word["enrollment"],
+               "device_signature": word["device_signature"]}
+        if word.get("format") != tiles.WORD_FORMAT or word.get("leaf_index") != index:
+            raise VerificationError(f"not {tiles.WORD_FORMAT} for leaf {index}")
+        proof.check_inclusion_proof(doc, verifier, device_id=device_id)
+    except (ValueError, TypeError, KeyError, AttributeError, HashtrailError) as e:
+        raise VerificationError(f"the device's word does not check: {e}") from None
 
 
 def _copy_words(client: TileSession, staging: Path, out: Path, cp: note.Checkpoint,
@@ -425,19 +477,9 @@ def _copy_words(client: TileSession, staging: Path, out: Path, cp: note.Checkpoi
             still.append(index)
             continue
         try:
-            word = json.loads(raw)
-            doc = {"format": proof.PROOF_FORMAT, "type": "inclusion",
-                   "leaf": leaf_b.hex(), "leaf_index": index, "tree_size": cp.size,
-                   "root": cp.root.hex(),
-                   "path": [h.hex() for h in merkle.prove_inclusion(get, index, cp.size)],
-                   "checkpoint": cp_bytes.decode("utf-8"),
-                   "device": word["device"], "enrollment": word["enrollment"],
-                   "device_signature": word["device_signature"]}
-            if word.get("format") != tiles.WORD_FORMAT or word.get("leaf_index") != index:
-                raise MirrorError(f"{rel}: not {tiles.WORD_FORMAT} for leaf {index}")
-            proof.check_inclusion_proof(doc, verifier, device_id=lf.device_id)
-        except (ValueError, TypeError, KeyError, HashtrailError) as e:
-            raise MirrorError(f"{rel}: the device's word does not check: {e}") from None
+            check_word(raw, leaf_b, index, cp, cp_bytes, get, verifier, lf.device_id)
+        except HashtrailError as e:
+            raise MirrorError(f"{rel}: {e}") from None
         _stage(staging, rel, raw)
         nwords += 1
     if still or (out / WORDS_MISSING).exists():

@@ -15,9 +15,15 @@ saw: a split view is refused there) and walks the new leaves in order, per devic
 - what the device itself reports: a log-altered entry (its boot check found its flash
   rewritten) and an overflow entry (it dropped entries for lack of space).
 
-Revocations are operator metadata (docs/LEDGER.md): no leaf, tile or word carries
-them, so no monitor of the served log can see one; the report says so rather than
-show nothing as if nothing were revoked.
+- device signatures: each new entry's word (`hashtrail/word/...`, the device's
+  per-entry signature or the device checkpoint covering it) is fetched and checked as
+  the whole proof it completes, against the key the device id names: an entry whose
+  word does not check, or that has none while the server serves words for others, is
+  reported for its device (a leaf the operator appended without the device);
+- revocations: the ledger-signed statements the server lists (hashtrail.ledger.
+  revocation), each checked with the ledger key; new ones are reported per device,
+  and one seen in an earlier pass that is no longer listed, or listed changed, is an
+  alarm (they are not in the tree: this is how a monitor notices one withheld).
 
 State (`--state FILE`, JSON `hashtrail-monitor/1`, replaced atomically after each pass)
 holds the tree size analysed and each device's position (next seq, hash of its last
@@ -42,13 +48,13 @@ from hashtrail.errors import ConfigError, HashtrailError
 from hashtrail.formats import note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, KIND_OVERFLOW, entry_hash, parse_entry
 from hashtrail.formats.leaf import parse_leaf
-from hashtrail.ledger import tiles
-from hashtrail.ledger.mirror import Mirrored, mirror
-from hashtrail.ledger.tiles import CHECKPOINT, WIDTH
+from hashtrail.ledger import revocation, tiles
+from hashtrail.ledger.mirror import Mirrored, check_word, mirror
+from hashtrail.ledger.tiles import CHECKPOINT, WIDTH, TileHashes
+from hashtrail.ledger.tiles_client import MAX_WORD, FetchError, TileClient, TileSession
 
 FORMAT = "hashtrail-monitor/1"
 MAX_STATE = 256 << 20
-REVOCATIONS = "not shown: revocations are operator metadata the served log does not carry"
 
 
 class MonitorStateError(ConfigError):
@@ -67,6 +73,8 @@ class DeviceState:
     breaks: int = 0
     altered: list[int] = field(default_factory=list)
     overflows: list[int] = field(default_factory=list)
+    bad_signatures: int = 0
+    revoked: list[Any] | None = None     # [revoked at, reason] as the ledger signed it
 
 
 @dataclass
@@ -83,10 +91,15 @@ class DeviceNews:
     breaks: list[int] = field(default_factory=list)        # seqs whose prev does not link
     altered: list[int] = field(default_factory=list)       # device: log altered from seq
     overflows: list[int] = field(default_factory=list)     # seqs of overflow entries
+    signed: int = 0                                         # words that checked
+    bad_signatures: list[list[Any]] = field(default_factory=list)  # [seq, why]
+    revoked: list[Any] | None = None     # newly listed: [revoked at (unix s), reason]
+    revocation_lost: str | None = None   # listed in an earlier pass, now not (or changed)
 
     @property
     def alarm(self) -> bool:
-        return bool(self.gaps or self.forks or self.breaks)
+        return bool(self.gaps or self.forks or self.breaks or self.bad_signatures
+                    or self.revocation_lost)
 
 
 @dataclass
@@ -98,7 +111,8 @@ class Pass:
     devices: list[DeviceNews]
     problems: list[str]          # leaves that are not hashtrail leaves
     seconds: float
-    revocations: str = REVOCATIONS
+    signatures: str = "checked"  # or why not: not served, --no-signatures
+    revocations: str = "checked"  # or why not (not served; a list that does not check)
 
     @property
     def alarm(self) -> bool:
@@ -210,10 +224,87 @@ def analyse(state: _State, replica: Path, size: int, only: str | None
     return news, problems
 
 
+def check_signatures(client: TileClient, replica: Path, cp_bytes: bytes,
+                     cp: note.Checkpoint, verifier: note.Verifier, lo: int,
+                     news: dict[str, DeviceNews], state: _State) -> str:
+    """Fetch and check the word of every leaf lo..cp.size-1 (module docstring); what
+    does not check goes to its device's news. Returns the pass's `signatures`."""
+    get = TileHashes(lambda ref: (replica / ref.path()).read_bytes(), cp.size).get
+    missing: list[tuple[str, int]] = []
+    served = 0
+    for index, raw in _leaves(replica, cp.size, lo):
+        try:
+            lf = parse_leaf(raw)
+        except HashtrailError:
+            continue                      # reported by analyse
+        nw = news.get(lf.device_id)
+        if nw is None or lf.seq in nw.forks:
+            continue                      # a fork's second leaf: its word is the first's
+        try:
+            word = client.get(tiles.word_path(lf.device_id, lf.seq), MAX_WORD)
+        except FetchError as e:
+            if "HTTP 404" not in str(e):
+                raise
+            missing.append((lf.device_id, lf.seq))
+            continue
+        served += 1
+        try:
+            check_word(word, raw, index, cp, cp_bytes, get, verifier, lf.device_id)
+        except HashtrailError as e:
+            nw.bad_signatures.append([lf.seq, str(e)])
+            state.devices[lf.device_id].bad_signatures += 1
+            continue
+        nw.signed += 1
+    if missing and not served:
+        return "not served: the server has no device word for any new entry (a folder " \
+               "published without --words?)"
+    for did, seq in missing:
+        news[did].bad_signatures.append([seq, "no device signature served for it"])
+        state.devices[did].bad_signatures += 1
+    for nw in news.values():
+        nw.bad_signatures.sort(key=lambda b: int(b[0]))
+    return "checked"
+
+
+def check_revocations(client: TileClient, verifier: note.Verifier, origin: str,
+                      news: dict[str, DeviceNews], state: _State,
+                      problems: list[str]) -> str:
+    """Fetch the server's signed revocations and compare them with those seen before
+    (module docstring). Returns the pass's `revocations`."""
+    try:
+        data = client.get(tiles.REVOCATIONS, revocation.MAX_LIST)
+        listed = {r.device_id: [r.revoked_at, r.reason]
+                  for r in revocation.open_list(data, verifier, origin)}
+        status = "checked"
+    except FetchError as e:
+        if "HTTP 404" not in str(e):
+            raise
+        listed, status = {}, "not served (a server or folder from before signed " \
+                             "revocations)"
+    except HashtrailError as e:
+        problems.append(f"the revocation list does not check: {e}")
+        return "refused: the list does not check"
+    for did, st in sorted(state.devices.items()):
+        if st.revoked is not None and listed.get(did) != st.revoked:
+            nw = news.setdefault(did, DeviceNews(did, entries=st.entries))
+            now = listed.get(did)
+            nw.revocation_lost = f"revoked at {st.revoked[0]} ({st.revoked[1]!r}) in an " \
+                                 f"earlier pass, " + ("not listed now" if now is None else
+                                                      f"now listed as {now}")
+    for did, rv in sorted(listed.items()):
+        st = state.devices.setdefault(did, DeviceState())
+        if st.revoked is None:
+            news.setdefault(did, DeviceNews(did, entries=st.entries)).revoked = rv
+            st.revoked = rv
+    return status
+
+
 def monitor_once(url: str, verifier: note.Verifier, state_path: Path | None = None,
-                 device: str | None = None, timeout: float = 10.0) -> Pass:
+                 device: str | None = None, timeout: float = 10.0,
+                 signatures: bool = True) -> Pass:
     """One pass: bring the replica up to the log (every tile proven), then report what
-    the new leaves say per device (`device`: only that one)."""
+    the new leaves say per device (`device`: only that one), their device signatures
+    (unless `signatures` is False) and the log's signed revocations."""
     t0 = time.monotonic()
     state = _State(state_path)
     with tempfile.TemporaryDirectory(prefix="hashtrail-monitor-") as tmp:
@@ -222,20 +313,31 @@ def monitor_once(url: str, verifier: note.Verifier, state_path: Path | None = No
         if state.size > _replica_size(replica, verifier):
             raise MonitorStateError(f"{state_path} has analysed tree size {state.size}, "
                                     f"more than its replica {replica} holds")
-        m: Mirrored = mirror(url, replica, verifier, timeout)
-        size = _replica_size(replica, verifier)
-        news, problems = analyse(state, replica, size, device)
+        m: Mirrored = mirror(url, replica, verifier, timeout, revocations=False)
+        cp_bytes = (replica / CHECKPOINT).read_bytes()
+        cp, _ = note.open_checkpoint(cp_bytes, [verifier])
+        lo = state.size
+        news, problems = analyse(state, replica, cp.size, None)
+        client = TileSession(url, timeout)
+        try:
+            sigs = check_signatures(client, replica, cp_bytes, cp, verifier, lo, news,
+                                    state) if signatures else "not checked (--no-signatures)"
+            revs = check_revocations(client, verifier, cp.origin, news, state, problems)
+        finally:
+            client.close()
         state.save()
-    devs = sorted(news.values(), key=lambda d: d.device)
+    devs = sorted((d for d in news.values() if device is None or d.device == device),
+                  key=lambda d: d.device)
     if device is not None and not devs:
         devs = [DeviceNews(device, entries=state.devices.get(device, DeviceState()).entries)]
-    return Pass(url, m.old_size, size, m.status, devs, problems,
-                round(time.monotonic() - t0, 3))
+    return Pass(url, m.old_size, cp.size, m.status, devs, problems,
+                round(time.monotonic() - t0, 3), sigs, revs)
 
 
 def follow(url: str, verifier: note.Verifier, state_path: Path | None,
            device: str | None, interval: float, report: Callable[[Pass], None],
-           passes: int | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
+           passes: int | None = None, sleep: Callable[[float], None] = time.sleep,
+           signatures: bool = True) -> int:
     """Pass after pass, `interval` seconds apart (`passes`: stop after that many);
     the number of passes that raised an alarm. Without a state file the monitor keeps
     one in a temporary folder for as long as it follows."""
@@ -245,7 +347,7 @@ def follow(url: str, verifier: note.Verifier, state_path: Path | None,
         while passes is None or done < passes:
             if done:
                 sleep(interval)
-            p = monitor_once(url, verifier, path, device)
+            p = monitor_once(url, verifier, path, device, signatures=signatures)
             alarms += p.alarm
             report(p)
             done += 1

@@ -22,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import sqlite3
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hashtrail.errors import ConfigError, HashtrailError
+from hashtrail.ledger.http_app import require_aiohttp, serve_app, serving_app
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.tiles import LedgerTiles, NotFound, TileError, WordRef, parse_path
+from hashtrail.ledger.witness_push import CosignedFeed
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -40,26 +40,28 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SHORT = "public, max-age=1"
 CONTENT_TYPES = {"checkpoint": "text/plain; charset=utf-8",
                  "tile": "application/octet-stream",
-                 "word": "application/json"}
+                 "word": "application/json",
+                 "revocations": "application/json"}
 
 
-def _require_aiohttp() -> None:
-    try:
-        import aiohttp.web  # noqa: F401
-    except ImportError:
-        raise ConfigError("serving needs aiohttp",
-                          hint="install the extra: pip install 'hashtrail[serve]'") from None
+def _headers(kind: str) -> dict[str, str]:
+    return {"Content-Type": CONTENT_TYPES[kind],
+            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
+            "Access-Control-Allow-Origin": "*"}
 
 
-def make_app(ledger: Ledger, before: Callable[[web.Application], None] | None = None
-             ) -> web.Application:
-    """The aiohttp application serving `ledger` (also used by tests in-process);
+def make_app(ledger: Ledger, feed: CosignedFeed | None = None,
+             before: Callable[[web.Application], None] | None = None) -> web.Application:
+    """The aiohttp application serving `ledger` (also used by tests in-process).
+    `feed`: serve only checkpoints with enough witness cosignatures (the feed's
+    thread, started and stopped with the application, asks the witnesses).
     `before(app)` may add routes first (the fleet view, hashtrail.web), which then win
     over the tiles' catch-all route."""
-    _require_aiohttp()
+    require_aiohttp()
     from aiohttp import web
 
-    tiles = LedgerTiles(ledger)
+    tiles = LedgerTiles(ledger, checkpoints=None if feed is None else feed.served)
+    headers = {kind: _headers(kind) for kind in CONTENT_TYPES}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path.removeprefix("/")
@@ -69,15 +71,20 @@ def make_app(ledger: Ledger, before: Callable[[web.Application], None] | None = 
             return web.Response(status=404, text="not found\n")
         except (HashtrailError, sqlite3.Error):
             return web.Response(status=503, text="the ledger cannot be read now\n")
-        return web.Response(body=body, headers={
-            "Content-Type": CONTENT_TYPES[kind],
-            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
-            "Access-Control-Allow-Origin": "*"})
+        return web.Response(body=body, headers=headers[kind])
 
     app = web.Application(client_max_size=1024)
     if before is not None:
         before(app)
     app.router.add_get("/{tail:.*}", handle)   # GET and HEAD; other methods: 405
+    if feed is not None:
+        async def start(_: web.Application) -> None:
+            feed.start()
+
+        async def stop(_: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, feed.stop)
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
     return app
 
 
@@ -86,7 +93,7 @@ def make_dir_app(folder: Path) -> web.Application:
     `hashtrail mirror`) with the same paths, headers and refusals as `make_app`: only
     paths tlog-tiles defines are looked up (so nothing outside the log's files, no
     `..`, no other spelling), each file read as it is on request."""
-    _require_aiohttp()
+    require_aiohttp()
     from aiohttp import web
 
     root = folder.resolve()
@@ -98,41 +105,26 @@ def make_dir_app(folder: Path) -> web.Application:
         except TileError:
             return web.Response(status=404, text="not found\n")
         kind = "checkpoint" if ref is None else "word" if isinstance(ref, WordRef) \
-            else "tile"
+            else "revocations" if isinstance(ref, str) else "tile"
         try:
             body = (root / path).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return web.Response(status=404, text="not found\n")
         except OSError:
             return web.Response(status=503, text="the folder cannot be read now\n")
-        return web.Response(body=body, headers={
-            "Content-Type": CONTENT_TYPES[kind],
-            "Cache-Control": IMMUTABLE if kind == "tile" else SHORT,
-            "Access-Control-Allow-Origin": "*"})
+        return web.Response(body=body, headers=_headers(kind))
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/{tail:.*}", handle)
     return app
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 as [::1]:PORT); ValueError when it is not one."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isascii() or not port.isdigit() or \
-            not 0 <= int(port) <= 65535 or len(port) > 5:
-        raise ValueError(f"expected HOST:PORT with a port 0..65535, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host or any(c.isspace() for c in host):
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 def serve(ledger: Ledger | Path, host: str, port: int,
-          ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
+          ready: Callable[[str], Awaitable[None] | None] | None = None,
+          feed: CosignedFeed | None = None) -> None:
     """Serve a ledger, or a published or mirrored folder (a Path), until interrupted;
     `ready(url)` is called once the socket listens."""
-    _require_aiohttp()
+    require_aiohttp()
     if isinstance(ledger, Path):
         if not ledger.is_dir():
             raise ConfigError(f"{ledger}: not a folder",
@@ -140,46 +132,8 @@ def serve(ledger: Ledger | Path, host: str, port: int,
                                    "mirror --out` wrote")
         app = make_dir_app(ledger)
     else:
-        app = make_app(ledger)
+        app = make_app(ledger, feed)
     serve_app(app, host, port, ready)
-
-
-def serve_app(app: web.Application, host: str, port: int,
-              ready: Callable[[str], Awaitable[None] | None] | None = None) -> None:
-    """Run an aiohttp application until interrupted (`serve`, `witness serve`)."""
-    from aiohttp import web
-
-    async def main() -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as e:
-            await runner.cleanup()
-            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}",
-                              hint="pick another --listen address or port") from None
-        bound = runner.addresses[0][1] if runner.addresses else port
-        shown = f"[{host}]" if ":" in host else host
-        if ready is not None:
-            r = ready(f"http://{shown}:{bound}/")
-            if r is not None:
-                await r
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(main())
-
-
-def available() -> bool:
-    """Whether aiohttp (the `serve` extra) is installed."""
-    try:
-        _require_aiohttp()
-    except ConfigError:
-        return False
-    return True
 
 
 def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0,
@@ -192,55 +146,3 @@ def serving(ledger_path: str | os.PathLike[str], host: str = "127.0.0.1", port: 
     connection belongs to the thread that opened it."""
     return serving_app(lambda st: make_app(st.enter_context(Ledger.open(ledger_path))),
                        host, port, timeout)
-
-
-@contextlib.contextmanager
-def serving_app(build: Callable[[contextlib.ExitStack], web.Application],
-                host: str = "127.0.0.1", port: int = 0,
-                timeout: float = 10.0) -> Iterator[str]:
-    """Run the application `build` makes (in the server's thread, with an ExitStack for
-    what it opens there) from a background thread; yields its URL, stops it on exit."""
-    _require_aiohttp()
-    from aiohttp import web
-
-    started: queue.Queue[str | BaseException] = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        with contextlib.ExitStack() as st:
-            runner = web.AppRunner(build(st), access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, host, port).start()
-                bound = runner.addresses[0][1]
-                started.put(f"http://{f'[{host}]' if ':' in host else host}:{bound}/")
-                await stop.wait()
-            finally:
-                await runner.cleanup()
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(main())
-        except BaseException as e:          # handed to the caller, never lost
-            started.put(e)
-        finally:
-            loop.close()
-
-    t = threading.Thread(target=run, name="hashtrail-serve", daemon=True)
-    t.start()
-    try:
-        got = started.get(timeout=timeout)
-    except queue.Empty:
-        raise ConfigError(f"the server did not start within {timeout} s") from None
-    if isinstance(got, BaseException):
-        t.join(timeout)
-        if isinstance(got, OSError):
-            raise ConfigError(f"cannot listen on {host}:{port}: {got.strerror or got}") \
-                from None
-        raise got
-    try:
-        yield got
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        t.join(timeout)

@@ -99,6 +99,12 @@ class LedgerStorage(Protocol):
 
     def node(self, level: int, index: int) -> bytes | None: ...
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        """The hashes of level `level` at indexes lo..hi (inclusive), in index order, in
+        one query: a tile is 256 of them (publishing and serving tiles read whole
+        ranges). Indexes with no stored node are left out (the list is then short)."""
+        ...
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None: ...
 
     # -- accepted entries (the leaves) ---------------------------------------------------
@@ -109,6 +115,11 @@ class LedgerStorage(Protocol):
 
     def leaf_entry(self, index: int) -> tuple[str, int, bytes] | None:
         """(device id, seq, entry bytes) of leaf `index`."""
+        ...
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        """(device id, seq, entry bytes) of leaves lo..hi (inclusive), in leaf order, in
+        one query (an entry bundle is 256 leaves); leaves not stored are left out."""
         ...
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
@@ -179,6 +190,15 @@ class LedgerStorage(Protocol):
     def set_forked(self, device_id: str) -> None: ...
 
     def set_revoked(self, device_id: str, at: int, reason: str) -> None: ...
+
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        """Keep the ledger-signed statement of a device's revocation (hashtrail.ledger.
+        revocation); a device that has one keeps it. A write."""
+        ...
+
+    def revocations(self) -> list[bytes]:
+        """Every signed revocation statement, by device id."""
+        ...
 
     # -- fork evidence -------------------------------------------------------------------
 
@@ -255,6 +275,10 @@ class LedgerStorage(Protocol):
 
     def scan_collectors(self) -> Iterable[tuple[Any, ...]]:
         """(key, name, added_at)."""
+        ...
+
+    def scan_revocations(self) -> Iterable[tuple[Any, ...]]:
+        """(device_id, statement), by device id."""
         ...
 
     def count_bundles(self) -> int:

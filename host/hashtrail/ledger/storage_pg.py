@@ -127,16 +127,22 @@ _V2 = (
         seq BIGINT NOT NULL, PRIMARY KEY (collector, device_id))""",
 )
 
+# ledger-signed revocation statements (as SQLite schema 4)
+_V3 = (
+    """CREATE TABLE revocations (device_id TEXT PRIMARY KEY, statement BYTEA NOT NULL)""",
+)
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
               _V1),
     Migration(2, "reconciled bundles and per-collector cursors (as SQLite schema 3)", _V2),
+    Migration(3, "signed revocation statements (as SQLite schema 4)", _V3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
                     "nodes", "checkpoints", "evidence", "bundles", "collectors",
-                    "cursors"})
+                    "cursors", "revocations"})
 # tables that tell a hashtrail collector store (storage_sqlite of the collector)
 _STORE_TABLES = frozenset({"enrollments", "state"})
 
@@ -421,6 +427,11 @@ class PgLedgerStorage:
         row = self._one("SELECT hash FROM nodes WHERE level=%s AND idx=%s", (level, index))
         return None if row is None else bytes(row[0])
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._q(
+            "SELECT hash FROM nodes WHERE level=%s AND idx BETWEEN %s AND %s ORDER BY idx",
+            (level, lo, hi))]
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None:
         self._copy("nodes", "level, idx, hash", ("int4", "int8", "bytea"), rows)
 
@@ -441,6 +452,11 @@ class PgLedgerStorage:
         row = self._one("SELECT device_id, seq, body FROM entries WHERE leaf_index=%s",
                         (index,))
         return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in self._q(
+            "SELECT device_id, seq, body FROM entries WHERE leaf_index BETWEEN %s AND %s "
+            "ORDER BY leaf_index", (lo, hi))]
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
         return {int(s): bytes(h) for s, h in self._q(
@@ -531,6 +547,14 @@ class PgLedgerStorage:
         self._w("UPDATE devices SET revoked_at=%s, revoked_reason=%s WHERE device_id=%s",
                 (at, reason, device_id))
 
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        self._w("INSERT INTO revocations VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (device_id, statement))
+
+    def revocations(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._q(
+            "SELECT statement FROM revocations ORDER BY device_id")]
+
     # -- evidence ------------------------------------------------------------------------
 
     def add_evidence(self, device_id: str, seq: int, digest: bytes, doc: str,
@@ -610,6 +634,9 @@ class PgLedgerStorage:
 
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
+
+    def scan_revocations(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, statement FROM revocations ORDER BY device_id")
 
     def _scan(self, query: str, *args: Any) -> Iterator[tuple[Any, ...]]:
         """Rows a chunk at a time from a server-side cursor (WITH HOLD: it lives outside

@@ -86,15 +86,23 @@ def _v3(db: sqlite3.Connection) -> None:
         PRIMARY KEY (collector, device_id)) WITHOUT ROWID""")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # ledger-signed revocation statements, served beside the tiles (docs/TILES.md)
+    db.execute("""CREATE TABLE IF NOT EXISTS revocations (device_id TEXT PRIMARY KEY,
+        statement BLOB NOT NULL)""")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
     sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
     sqlite_file.Migration(3, "reconciled bundles and per-collector cursors", _v3),
+    sqlite_file.Migration(4, "signed revocation statements", _v4),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
-                    "checkpoints", "evidence", "bundles", "collectors", "cursors"})
+                    "checkpoints", "evidence", "bundles", "collectors", "cursors",
+                    "revocations"})
 
 
 def insert_rows(db: sqlite3.Connection, table: str,
@@ -181,6 +189,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                (level, index)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT hash FROM nodes WHERE level=? AND idx BETWEEN ? AND ? ORDER BY idx",
+            (level, lo, hi))]
+
     def add_nodes(self, rows: Sequence[NodeRow]) -> None:
         insert_rows(self._w(), "nodes", rows)
 
@@ -200,6 +213,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         row = self._db.execute("SELECT device_id, seq, body FROM entries WHERE leaf_index=?",
                                (index,)).fetchone()
         return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
+    def leaf_entries(self, lo: int, hi: int) -> list[tuple[str, int, bytes]]:
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in self._db.execute(
+            "SELECT device_id, seq, body FROM entries WHERE leaf_index BETWEEN ? AND ? "
+            "ORDER BY leaf_index", (lo, hi))]
 
     def entry_hashes(self, device_id: str, lo: int, hi: int) -> dict[int, bytes]:
         return {int(s): bytes(h) for s, h in self._db.execute(
@@ -291,6 +309,14 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         self._w().execute("UPDATE devices SET revoked_at=?, revoked_reason=? WHERE "
                           "device_id=?", (at, reason, device_id))
 
+    def add_revocation(self, device_id: str, statement: bytes) -> None:
+        self._w().execute("INSERT OR IGNORE INTO revocations VALUES (?,?)",
+                          (device_id, statement))
+
+    def revocations(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT statement FROM revocations ORDER BY device_id")]
+
     # -- evidence ------------------------------------------------------------------------
 
     def add_evidence(self, device_id: str, seq: int, digest: bytes, doc: str,
@@ -374,6 +400,9 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
 
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
+
+    def scan_revocations(self) -> Iterator[tuple[Any, ...]]:
+        return self._scan("SELECT device_id, statement FROM revocations ORDER BY device_id")
 
     def _scan(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
         """Rows as SQLite returns them, one at a time (a cursor, not a list)."""

@@ -29,6 +29,7 @@ with the leaf, path and checkpoint it took from tiles and checks the whole proof
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,8 +42,8 @@ from typing import Any, NamedTuple
 from hashtrail.errors import ConfigError, FormatError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.keys import key_fingerprint, parse_device_id
-from hashtrail.ledger import proof
-from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger import proof, revocation
+from hashtrail.ledger.ledger_db import Ledger, LedgerError
 
 WIDTH = 256                 # hashes (or entries) per full tile
 HEIGHT = 8                  # tree levels per tile: WIDTH = 2**HEIGHT
@@ -50,6 +51,7 @@ MAX_LEVEL = 63
 MAX_ENTRY = 0xFFFF          # an entry bundle's length prefix is a uint16
 WORD_FORMAT = "hashtrail-word/1"
 CHECKPOINT = "checkpoint"
+REVOCATIONS = "hashtrail/revocations"   # ledger-signed revocations (ledger.revocation)
 # Longest tile path a reader accepts: an index of 2**64 is 7 groups (27 characters).
 _MAX_PATH = 96
 _GROUP = re.compile(r"x[0-9]{3}")
@@ -127,12 +129,15 @@ def word_path(device_id: str, seq: int) -> str:
     return f"hashtrail/word/{device_id}/{index_path(seq)}"
 
 
-def parse_path(path: str) -> TileRef | WordRef | None:
-    """A request path (no leading slash) as what it names; None for the checkpoint.
+def parse_path(path: str) -> TileRef | WordRef | str | None:
+    """A request path (no leading slash) as what it names; None for the checkpoint,
+    the path itself for REVOCATIONS.
     Anything else (another spelling, `..`, a level over 63, a width outside 1..255,
     a non-canonical index) is a TileError: there is one path per resource."""
     if path == CHECKPOINT:
         return None
+    if path == REVOCATIONS:
+        return REVOCATIONS
     if len(path) > _MAX_PATH or not path.isascii():
         raise TileError("no such path")
     parts = path.split("/")
@@ -201,21 +206,30 @@ class LedgerTiles:
     `size` is the newest signed checkpoint's tree size, re-read by `refresh`: a request
     past it refreshes once before it is refused, so a growing ledger is followed without
     polling. Every tile below that size is immutable, so the bytes are cached (up to
-    `cache_bytes`, oldest out first)."""
+    `cache_bytes`, oldest out first), keyed by the request path: a path names one tile
+    in one spelling only (parse_path), so a cached tile is served without parsing its
+    path or reading the ledger (tools/bench_serve.py)."""
 
-    def __init__(self, ledger: Ledger, cache_bytes: int = 64 << 20) -> None:
+    def __init__(self, ledger: Ledger, cache_bytes: int = 64 << 20,
+                 checkpoints: Callable[[], bytes | None] | None = None) -> None:
         self.ledger = ledger
         self.verifier = ledger.verifier
+        self._source = checkpoints
         self._cp = b""
         self.size = 0
-        self.refresh()
-        self._cache: dict[TileRef, bytes] = {}
+        self._cache: dict[str, bytes] = {}
         self._cached = 0
         self._limit = cache_bytes
+        with contextlib.suppress(NotFound):
+            self.refresh()
 
     def refresh(self) -> bytes:
-        """The newest signed checkpoint (checked under the ledger's own key)."""
-        data = self.ledger.latest_checkpoint()
+        """The checkpoint to serve (checked under the ledger's own key): the ledger's
+        newest, or what `checkpoints` gives (the newest with enough cosignatures,
+        hashtrail.ledger.witness_push); NotFound while it gives none."""
+        data = self.ledger.latest_checkpoint() if self._source is None else self._source()
+        if data is None:
+            raise NotFound("no checkpoint has the witness cosignatures required yet")
         if data != self._cp:
             cp, _ = note.open_checkpoint(data, [self.verifier])
             self._cp, self.size = data, cp.size
@@ -231,13 +245,16 @@ class LedgerTiles:
             self.refresh()
             check_in_tree(ref, self.size)
 
-    def tile(self, ref: TileRef) -> bytes:
-        got = self._cache.get(ref)
+    def tile(self, ref: TileRef, path: str | None = None) -> bytes:
+        key = ref.path() if path is None else path
+        got = self._cache.get(key)
         if got is not None:
             return got
         self._covered(ref)
         data = self._read(ref)
-        self._cache[ref] = data
+        if self._limit <= 0:
+            return data
+        self._cache[key] = data
         self._cached += len(data)
         while self._cached > self._limit:
             old = next(iter(self._cache))
@@ -245,38 +262,45 @@ class LedgerTiles:
         return data
 
     def _read(self, ref: TileRef) -> bytes:
-        start = ref.n * WIDTH
+        start, last = ref.n * WIDTH, ref.n * WIDTH + ref.width - 1
         if ref.level is None:
             out = bytearray()
-            for i in range(start, start + ref.width):
-                leaf = self.ledger.leaf(i)
+            for i, leaf in enumerate(self.ledger.leaves(start, last), start):
                 if len(leaf) > MAX_ENTRY:
                     raise TileError(f"leaf {i} is {len(leaf)} bytes: an entry bundle holds "
                                     f"entries of at most {MAX_ENTRY}")
                 out += struct.pack(">H", len(leaf)) + leaf
             return bytes(out)
-        level = HEIGHT * ref.level
-        return b"".join(self.ledger.node(level, i) for i in range(start, start + ref.width))
+        return b"".join(self.ledger.nodes(HEIGHT * ref.level, start, last))
 
     def word(self, ref: WordRef) -> bytes:
         """The device's word (module docstring) for one of its entries under the
-        checkpoint, as JSON bytes."""
-        return json.dumps(device_word(self.ledger, ref.device_id, ref.seq, self.size),
-                          separators=(",", ":"), sort_keys=True).encode()
+        checkpoint, as JSON bytes. An entry the ledger holds no device signature for
+        (a row appended without the device) has none: NotFound, as for a monitor."""
+        try:
+            word = device_word(self.ledger, ref.device_id, ref.seq, self.size)
+        except LedgerError as e:
+            raise NotFound(f"no device word for {ref.device_id} seq {ref.seq}: {e}") from None
+        return json.dumps(word, separators=(",", ":"), sort_keys=True).encode()
 
     def get(self, path: str) -> tuple[str, bytes]:
         """(kind, bytes) for a request path: kind is "checkpoint", "tile" or "word".
         TileError for a path that names nothing, NotFound past the signed tree."""
+        hit = self._cache.get(path)
+        if hit is not None:
+            return "tile", hit
         ref = parse_path(path)
         if ref is None:
             return "checkpoint", self.checkpoint()
+        if isinstance(ref, str):
+            return "revocations", revocation.format_list(self.ledger.revocations())
         if isinstance(ref, WordRef):
             try:
                 return "word", self.word(ref)
             except NotFound:
                 self.refresh()
                 return "word", self.word(ref)
-        return "tile", self.tile(ref)
+        return "tile", self.tile(ref, path)
 
 
 def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str, Any]:
@@ -357,7 +381,7 @@ class Published(NamedTuple):
     words: int
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -397,7 +421,7 @@ def publish(ledger: Ledger, out: Path, words: bool = False,
         if not ref.partial and p.is_file() and p.stat().st_size > 0:
             kept += 1
             continue
-        _write_atomic(p, src.tile(ref))
+        write_atomic(p, src.tile(ref))
         written += 1
     if words:
         for dev in ledger.devices():
@@ -405,8 +429,9 @@ def publish(ledger: Ledger, out: Path, words: bool = False,
                 row = ledger.entry(dev.device_id, seq)
                 if row is None or row.leaf_index >= size:
                     continue
-                _write_atomic(out / word_path(dev.device_id, seq),
+                write_atomic(out / word_path(dev.device_id, seq),
                               src.word(WordRef(dev.device_id, seq)))
                 nwords += 1
-    _write_atomic(out / CHECKPOINT, cp)
-    return Published(size, written + nwords + 1, kept, nwords)
+    write_atomic(out / REVOCATIONS, revocation.format_list(ledger.revocations()))
+    write_atomic(out / CHECKPOINT, cp)
+    return Published(size, written + nwords + 2, kept, nwords)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from hashtrail.chain.evidence import SPLIT_VIEW_FORMAT
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
-from hashtrail.ledger.serve import _require_aiohttp
+from hashtrail.ledger.http_app import require_aiohttp
 from hashtrail.ledger.witness import check_split_view
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class Witness:
 
 
 def make_witness_app(w: Witness) -> web.Application:
-    _require_aiohttp()
+    require_aiohttp()
     from aiohttp import web
 
     async def add(request: web.Request) -> web.StreamResponse:
@@ -243,6 +243,6 @@ class WitnessRefused(VerificationError):
 class WitnessConflict(WitnessRefused):
     """409: the witness's latest size is not the old size the request gave."""
 
-    def __init__(self, size: int) -> None:
-        super().__init__(f"the witness's latest cosigned size is {size}")
+    def __init__(self, size: int, message: str | None = None) -> None:
+        super().__init__(message or f"the witness's latest cosigned size is {size}")
         self.size = size

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hashtrail.errors import HashtrailError
 from hashtrail.ledger import serve
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.witness_push import CosignedFeed
 from hashtrail.web import data
 
 if TYPE_CHECKING:
@@ -259,9 +260,9 @@ def add_routes(app: web.Application, ledger: Ledger) -> None:
     app.router.add_get("/api/proof/{id}/{seq}", api_proof)
 
 
-def make_app(ledger: Ledger) -> web.Application:
+def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
     """The `hashtrail serve` application: the tiles and the fleet view, every answer
-    with the security headers."""
+    with the security headers; `feed` as in hashtrail.ledger.serve.make_app."""
     from aiohttp import web
 
     @web.middleware
@@ -280,6 +281,6 @@ def make_app(ledger: Ledger) -> web.Application:
         resp.headers.update(SECURITY_HEADERS)
         return resp
 
-    app = serve.make_app(ledger, before=lambda a: add_routes(a, ledger))
+    app = serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger))
     app.middlewares.append(headers)
     return app
