@@ -9,14 +9,19 @@ update must come back with the new version and an update entry in the chain.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import struct
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hashtrail.cli import main as cli
+from hashtrail.collector.export import collector_key
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
@@ -153,6 +158,26 @@ def test_good_update_installs_logs_on_and_is_in_the_chain(
     refused(dev, rel.package(5), "not above the installed 5")
     refused(dev, rel.package(4), "not above the installed 5")
     collect_all(dev, store)
+    # The ledger's firmware history: the update entry, as the device signed it.
+    hist = ledger_firmware(tmp_path, store)
+    assert [(h["device"], h["fw"]) for h in hist] == [(after.device_id, NEW)]
+    assert [(x["seq"], x["old"], x["new"], x["counter"], x["manifest"], x["findings"])
+            for x in hist[0]["updates"]] == [(u.seq, OLD, NEW, 5, m.hash.hex(), [])]
+
+
+def ledger_firmware(tmp: Path, store: Path) -> list[dict[str, Any]]:
+    """Export the store, reconcile it into a new ledger (which must verify) and return
+    `ledger firmware --json`."""
+    led, bundle = str(tmp / "l.db"), str(tmp / "b.jsonl")
+    assert cli(["export", "--store", str(store), "--out", bundle]) == 0
+    assert cli(["ledger", "init", "--ledger", led, "--origin", "test.example/u"]) == 0
+    assert cli(["ledger", "trust", "--ledger", led, collector_key(store)]) == 0
+    assert cli(["reconcile", "--ledger", led, bundle]) == 0
+    assert cli(["verify", "--ledger", led]) == 0
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli(["ledger", "firmware", "--ledger", led, "--json"]) == 0
+    return cast(list[dict[str, Any]], json.loads(out.getvalue()))
 
 
 def test_refusals_leave_the_device_logging_and_nothing_lost(

@@ -46,6 +46,9 @@ KIND_NAMES = {KIND_READING: "reading", KIND_BOOT: "boot", KIND_TIME_SET: "time_s
 # Body keys of an update entry (kind 7): the firmware it replaced, the one it installed,
 # the release's security counter and the SHA-256 of the signed manifest.
 UPDATE_OLD, UPDATE_NEW, UPDATE_COUNTER, UPDATE_MANIFEST = 1, 2, 3, 4
+# Bytes every canonical update entry holds: key 7 (kind), kind 7, key 8 (body). The
+# ledger finds a device's update entries by them without parsing the others.
+UPDATE_MARK = bytes([KEY_KIND, KIND_UPDATE, KEY_BODY])
 # Signing policy, recorded by the device in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
 POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
