@@ -29,7 +29,7 @@ from hashtrail.device.link import DeviceInfo, Link, open_serial
 from hashtrail.device.release import ReleaseKey, compile_release, keygen, load_key
 from hashtrail.device.update import UpdateRefused, send_package, update, wait_version
 from hashtrail.formats import manifest
-from hashtrail.formats.entry import KIND_UPDATE, parse_entry
+from hashtrail.formats.entry import KIND_UPDATE, KIND_UPDATE_REVERTED, parse_entry
 from hashtrail.sim import VirtualDevice, provision
 
 pytestmark = pytest.mark.e2e
@@ -313,7 +313,8 @@ def test_a_signed_firmware_that_cannot_start_is_rolled_back(
         tmp_path: Path, dev: VirtualDevice, rel: Rel) -> None:
     """Signed and intact, but broken (a module missing): the new firmware never opens its
     log, so after its second reset boot.py goes back to the old one, which logs on; the
-    counter was never stored and no update entry is in the chain."""
+    counter was never stored and no update entry is in the chain, but the old firmware's
+    update-reverted entry is (kind 8), and the ledger lists the failed update."""
     store = tmp_path / "c.db"
     collect_all(dev, store)
     broken = {p: d for p, d in rel.files.items() if not p.endswith("/devlog.mpy")}
@@ -330,5 +331,14 @@ def test_a_signed_firmware_that_cannot_start_is_rolled_back(
     still_logging(dev, info, OLD)
     entries = [parse_entry(e) for e in collect_all(dev, store)]
     assert not [e for e in entries if e.kind == KIND_UPDATE]
+    mh = manifest.parse_package(manifest.pack(m, list(broken.values()))).manifest.hash
+    rev = [e for e in entries if e.kind == KIND_UPDATE_REVERTED]
+    assert [(e.fw, e.body) for e in rev] == [
+        (OLD, {1: NEW, 2: OLD, 3: 12, 4: mh, 5: "not started in 3 boots"})]
+    hist = ledger_firmware(tmp_path, store)
+    assert [(x["seq"], x["old"], x["new"], x["counter"], x["manifest"], x["reverted"])
+            for x in hist[0]["updates"]] == [(rev[0].seq, OLD, NEW, 12, mh.hex(),
+                                              "not started in 3 boots")]
+    assert hist[0]["fw"] == OLD
     # The same counter can be installed by a working package.
     assert cli(["update", "--port", dev.port, str(rel.file(rel.package(12), "ok.htu"))]) == 0

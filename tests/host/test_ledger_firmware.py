@@ -86,6 +86,9 @@ def test_a_genuine_history_passes_and_is_listed(ledger: str) -> None:
     d.boot += 1
     d.fw = "0.3.1-usb"                       # a USB deploy between boots: the owner's act
     d.readings(1)
+    d.boot += 1                              # 0.4.0 never started; boot.py took it back
+    d.entry(1, {1: "power_on"})
+    d.entry(8, {1: "0.4.0", 2: "0.3.1-usb", 3: 7, 4: M1, 5: "not started in 3 boots"})
     assert _reconcile(ledger, d, n) == []
     code, rep = _verify(ledger)
     assert (code, rep["status"], rep["alarm"], rep["fw"]) == (0, "ok", False, "0.3.1-usb")
@@ -93,15 +96,20 @@ def test_a_genuine_history_passes_and_is_listed(ledger: str) -> None:
     assert code == 0
     (h,) = hist
     assert (h["device"], h["fw"]) == (d.id_hex, "0.3.1-usb")
-    assert [(u["seq"], u["old"], u["new"], u["counter"], u["manifest"], u["findings"])
-            for u in h["updates"]] == [(5, "0.1.0", "0.2.0", 5, M1.hex(), []),
-                                      (9, "0.2.0", "0.3.0", 6, M2.hex(), []),
-                                      (11, "0.2.0", "0.3.0", 6, M2.hex(), [])]
+    assert [(u["seq"], u["old"], u["new"], u["counter"], u["manifest"], u["findings"],
+             u["reverted"]) for u in h["updates"]] == [
+        (5, "0.1.0", "0.2.0", 5, M1.hex(), [], None),
+        (9, "0.2.0", "0.3.0", 6, M2.hex(), [], None),
+        (11, "0.2.0", "0.3.0", 6, M2.hex(), [], None),
+        (14, "0.3.1-usb", "0.4.0", 7, M1.hex(), [], "not started in 3 boots")]
     assert h["updates"][0]["t"] == d.t + 5
     code, text = _cli("ledger", "firmware", "--ledger", ledger, "--device", d.id_hex)
     assert code == 0
     assert f"seq      5  2023-11-14 22:13  0.1.0 -> 0.2.0  counter 5  manifest {M1.hex()}" \
         in text
+    assert (f"seq     14  2023-11-14 22:13  0.3.1-usb -> 0.4.0  counter 7  manifest "
+            f"{M1.hex()}  REVERTED (not started in 3 boots)") in text
+    assert "3 signed updates, 1 taken back" in text
     code, devs = _cli("devices", "list", "--ledger", ledger, "--json")
     assert [(r["fw"], r["updates"]) for r in devs] == [("0.3.1-usb", 3)]
     code, text = _cli("devices", "list", "--ledger", ledger)

@@ -9,14 +9,18 @@ pass would be one the collector refuses, or the other way round. The rules
                       in the same boot: a firmware changes only with a reboot, so the
                       entry claims a version the device never installed
   fw_update_mismatch  an update entry (kind 7) is written by the version it installed;
-                      one written by another version claims an install that did not run
+                      one written by another version claims an install that did not run.
+                      Likewise an update-reverted entry (kind 8: boot.py took an update
+                      back) is written by the version it says runs again
   fw_downgrade        an update entry's security counter is below one installed before,
                       or equal with another manifest (a rollback); the same counter and
                       manifest twice is the device repeating the entry after a power cut
 
 A version change between boots with no update entry is a USB deploy, the owner's act,
-and passes. `FirmwareRules` is fed entries in seq order; a caller that starts mid-chain
-(reconcile, a chunk at a time) first gives it the device's earlier update entries
+and passes; so is the version going back at a reboot before an update-reverted entry
+(the update never installed: its counter was never stored, docs/DEVICE.md).
+`FirmwareRules` is fed entries in seq order; a caller that starts mid-chain (reconcile,
+a chunk at a time) first gives it the device's earlier update entries
 (`install`), so "installed before" means the whole accepted history.
 """
 
@@ -27,6 +31,12 @@ from typing import NamedTuple
 
 from hashtrail.formats.entry import (
     KIND_UPDATE,
+    KIND_UPDATE_REVERTED,
+    REVERTED_COUNTER,
+    REVERTED_FAILED,
+    REVERTED_MANIFEST,
+    REVERTED_REASON,
+    REVERTED_RUNNING,
     UPDATE_COUNTER,
     UPDATE_MANIFEST,
     UPDATE_NEW,
@@ -42,7 +52,9 @@ class FwFinding(NamedTuple):
 
 
 class FwUpdate(NamedTuple):
-    """One update entry of a device's history, as the ledger lists it."""
+    """One update entry of a device's history, as the ledger lists it: an update
+    installed (kind 7), or one boot.py took back (kind 8: `reverted` gives the device's
+    reason; `old` is the version running again, `new` the one that failed)."""
 
     seq: int
     t: int | None
@@ -51,6 +63,7 @@ class FwUpdate(NamedTuple):
     counter: int
     manifest: bytes
     findings: tuple[str, ...]     # the rule codes this entry breaks (empty: genuine)
+    reverted: str | None = None
 
 
 class FirmwareRules:
@@ -72,6 +85,10 @@ class FirmwareRules:
         out: list[FwFinding] = []
         if e.kind == KIND_UPDATE:
             out += self._update(e)
+        elif e.kind == KIND_UPDATE_REVERTED and e.fw != e.body[REVERTED_RUNNING]:
+            out.append(FwFinding(e.seq, "fw_update_mismatch", (
+                f"update-reverted entry {e.seq} says firmware "
+                f"{e.body[REVERTED_RUNNING]!r} runs again but was written by {e.fw!r}")))
         if last is not None and last.seq == e.seq - 1 and last.boot == e.boot \
                 and last.fw != e.fw:
             out.append(FwFinding(e.seq, "fw_changed", (
@@ -98,17 +115,23 @@ class FirmwareRules:
 
 
 def update_history(entries: Iterable[Entry]) -> list[FwUpdate]:
-    """The update entries among `entries` (a device's, in seq order), each with the
+    """The update and update-reverted entries among `entries` (a device's, in seq
+    order), each with the
     rules it breaks against the updates before it (fw_update_mismatch, fw_downgrade;
     fw_changed needs every entry, which `verify --ledger` walks)."""
     rules = FirmwareRules()
     out: list[FwUpdate] = []
     for e in entries:
-        if e.kind != KIND_UPDATE:
-            continue
-        found = rules.check(None, e)
         b = e.body
-        out.append(FwUpdate(e.seq, e.t, str(b[UPDATE_OLD]), str(b[UPDATE_NEW]),
-                            int(b[UPDATE_COUNTER]), bytes(b[UPDATE_MANIFEST]),
-                            tuple(f.code for f in found)))
+        if e.kind == KIND_UPDATE:
+            found = rules.check(None, e)
+            out.append(FwUpdate(e.seq, e.t, str(b[UPDATE_OLD]), str(b[UPDATE_NEW]),
+                                int(b[UPDATE_COUNTER]), bytes(b[UPDATE_MANIFEST]),
+                                tuple(f.code for f in found)))
+        elif e.kind == KIND_UPDATE_REVERTED:
+            found = rules.check(None, e)
+            out.append(FwUpdate(e.seq, e.t, str(b[REVERTED_RUNNING]),
+                                str(b[REVERTED_FAILED]), int(b[REVERTED_COUNTER]),
+                                bytes(b[REVERTED_MANIFEST]), tuple(f.code for f in found),
+                                str(b[REVERTED_REASON])))
     return out

@@ -50,7 +50,7 @@ def run_list(args: argparse.Namespace) -> int:
         fws = {f.device_id: f for f in firmware.firmware_history(led)}
     rows = [{"device": d.device_id, "label": d.label, "board": d.board,
              "entries": d.tip_seq + 1, "fw": fws[d.device_id].fw,
-             "updates": len(fws[d.device_id].updates), "forked": d.forked,
+             "updates": fws[d.device_id].installed, "forked": d.forked,
              "revoked_at": d.revoked_at, "revoked_reason": d.revoked_reason}
             for d in devs]
     if args.json:

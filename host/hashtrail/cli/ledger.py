@@ -31,6 +31,7 @@ from hashtrail.cli.args import (
     trusted_key_args,
 )
 from hashtrail.cli.serve import add_publish, url_arg, verify_url
+from hashtrail.errors import printable
 from hashtrail.ledger import evidence_file, firmware, proof_file, trust, witness
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile_files import collector_cursor
@@ -256,13 +257,16 @@ def run_firmware(args: argparse.Namespace) -> int:
         print(json.dumps([d.as_json() for d in devs], indent=1))
         return 1 if bad else 0
     for d in devs:
-        n = len(d.updates)
-        print(f"{d.device_id}  {d.label}  running {d.fw or '-'}  "
-              f"{n} signed update{'' if n == 1 else 's'}")
+        n, back = d.installed, len(d.updates) - d.installed
+        print(f"{d.device_id}  {printable(d.label)}  running {printable(d.fw or '-')}  "
+              f"{n} signed update{'' if n == 1 else 's'}"
+              + (f", {back} taken back" if back else ""))
         for u in d.updates:
             flag = "  ! " + ", ".join(u.findings) if u.findings else ""
-            print(f"  seq {u.seq:>6}  {_utc(u.t)}  {u.old} -> {u.new}  counter "
-                  f"{u.counter}  manifest {u.manifest.hex()}{flag}")
+            what = "" if u.reverted is None else f"  REVERTED ({printable(u.reverted)})"
+            print(f"  seq {u.seq:>6}  {_utc(u.t)}  {printable(u.old)} -> "
+                  f"{printable(u.new)}  counter "
+                  f"{u.counter}  manifest {u.manifest.hex()}{what}{flag}")
     return 1 if bad else 0
 
 

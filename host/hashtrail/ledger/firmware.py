@@ -19,7 +19,7 @@ from typing import Any
 from hashtrail.chain.devicecheck import parse_entry
 from hashtrail.chain.fwrules import FirmwareRules, FwUpdate, update_history
 from hashtrail.errors import HashtrailError
-from hashtrail.formats.entry import KIND_UPDATE, Entry
+from hashtrail.formats.entry import KIND_UPDATE, KIND_UPDATE_REVERTED, Entry
 from hashtrail.formats.keys import parse_device_id
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
@@ -36,15 +36,22 @@ class DeviceFirmware:
         return {"device": self.device_id, "label": self.label, "fw": self.fw,
                 "updates": [{"seq": u.seq, "t": u.t, "old": u.old, "new": u.new,
                              "counter": u.counter, "manifest": u.manifest.hex(),
-                             "findings": list(u.findings)} for u in self.updates]}
+                             "findings": list(u.findings), "reverted": u.reverted}
+                            for u in self.updates]}
+
+    @property
+    def installed(self) -> int:
+        """How many updates installed (the reverted ones are listed, not counted)."""
+        return sum(1 for u in self.updates if u.reverted is None)
 
 
 def update_entries(db: LedgerStorage, device_id: str, hi: int) -> list[Entry]:
-    """The device's accepted update entries at seq <= hi, in seq order."""
+    """The device's accepted update and update-reverted entries at seq <= hi, in seq
+    order."""
     out = []
     for _seq, body in db.update_entries(device_id, hi):
         e = parse_entry(body)
-        if e.kind == KIND_UPDATE:
+        if e.kind in (KIND_UPDATE, KIND_UPDATE_REVERTED):
             out.append(e)
     return out
 
@@ -54,7 +61,8 @@ def installed_rules(db: LedgerStorage, device_id: str, hi: int) -> FirmwareRules
     reconcile that continues the chain after `hi` holds the next entries to."""
     rules = FirmwareRules()
     for e in update_entries(db, device_id, hi):
-        rules.install(e)
+        if e.kind == KIND_UPDATE:
+            rules.install(e)
     return rules
 
 

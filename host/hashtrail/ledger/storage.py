@@ -121,10 +121,11 @@ class LedgerStorage(Protocol):
 
     def update_entries(self, device_id: str, hi: int) -> list[tuple[int, bytes]]:
         """(seq, entry bytes) of the device's accepted entries at seq <= `hi` that may be
-        update entries, by seq: every entry whose bytes hold UPDATE_MARK (a canonical
-        kind-7 entry does, formats.entry), perhaps a few more; the caller parses them
-        and keeps kind 7. Scanned by the database, so a device's firmware history costs
-        no parse of its other entries."""
+        update or update-reverted entries, by seq: every entry whose bytes hold
+        UPDATE_MARK or REVERTED_MARK (a canonical kind-7 or kind-8 entry does,
+        formats.entry), perhaps a few more; the caller parses them and keeps kinds 7, 8.
+        Scanned by the database, so a device's firmware history costs no parse of its
+        other entries."""
         ...
 
     def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
