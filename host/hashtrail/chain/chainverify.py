@@ -107,7 +107,8 @@ class ChainReport:
 
 class _Walker:
     def __init__(self, key: DeviceKey, anchor: Anchor | None, report: ChainReport,
-                 policy: int | None = None) -> None:
+                 policy: int | None = None, fw: FirmwareRules | None = None,
+                 fw_last: Entry | None = None) -> None:
         self.key = key
         self.pub = self.key.pub
         self.dev = report.device_id
@@ -125,7 +126,10 @@ class _Walker:
         self.every_entry = policy == POLICY_EVERY_ENTRY
         report.policy = policy
         self.covers: dict[int, str] = {}    # seq -> what device signature covers it
-        self.fw = FirmwareRules()    # the firmware history (chain.fwrules)
+        self.fw = FirmwareRules() if fw is None else fw   # the firmware history
+        # the entry at the anchor, for the firmware rules of the first entry after it
+        self.fw_last = fw_last if anchor is not None and fw_last is not None \
+            and fw_last.seq == anchor.seq and fw_last.hash == anchor.head else None
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -188,7 +192,7 @@ class _Walker:
         if e.kind == KIND_LOG_ALTERED:
             self._altered(e, rec)
         last = self.last
-        for f in self.fw.check(last, e):      # the firmware history (chain.fwrules)
+        for f in self.fw.check(self.fw_last if last is None else last, e):
             self.brk(f.seq, f.code, f.text, rec)
         if last is not None and last.seq == e.seq - 1 and (
                 e.boot != last.boot or e.up < last.up
@@ -288,17 +292,22 @@ class _Walker:
 
 def verify_chain(pub: bytes, records: Sequence[Record],
                  problems: Sequence[RecordProblem] = (), *,
-                 anchor: Anchor | None = None, policy: int | None = None) -> ChainReport:
+                 anchor: Anchor | None = None, policy: int | None = None,
+                 fw: FirmwareRules | None = None, fw_last: Entry | None = None
+                 ) -> ChainReport:
     """Walk records (entries and checkpoint records, in log order); report every break.
 
     `policy` is the device's signing policy as the caller stored it from entry 0, for a
     walk that starts after entry 0 (an anchor); a walk from genesis reads entry 0's.
+    Likewise `fw`, the firmware rules with the updates accepted before the anchor
+    installed, and `fw_last`, the accepted entry at the anchor (collector.store
+    Store.firmware): without them a walk from an anchor knows no installed counter.
     Checkpoint records are checked after all entries, against the entries as walked,
     so a checkpoint written before a later damaged region is still judged.
     """
     key = DeviceKey(pub)
     report = ChainReport(key.id)
-    w = _Walker(key, anchor, report, policy)
+    w = _Walker(key, anchor, report, policy, fw, fw_last)
     # A damaged record ends its segment's valid data; what that loses shows up as a
     # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
     for p in problems:
