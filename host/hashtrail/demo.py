@@ -828,8 +828,8 @@ class _Demo:
         did = self.did(dev)
         n.step(8, "Signed firmware update on one device; an old release (rollback) refused")
         if self.mqtt is not None:
-            # Measured: a device serving the MQTT client at the 100 KB budget has no room
-            # left to load the update module (it refuses with MemoryError, logging on).
+            # Measured: a device serving the MQTT client at the 100 KB budget runs out of
+            # heap during the transfer (MemoryError, 4 of 4 runs; docs/DEVICE.md).
             self.rep.update_skipped = ("not run with --mqtt: a device that serves MQTT at "
                                        "the 100 KB heap budget has no room for an update")
             n.say(f"skipped: {self.rep.update_skipped} (`hashtrail demo` without --mqtt "
