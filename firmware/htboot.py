@@ -21,7 +21,9 @@
 #   yet opened its log and recorded the update (fwboot.py, which then removes both);
 #   each boot counts one try in /ht/update.try. At the third boot without that proof:
 # - roll back: /lib/hashtrail -> /lib/hashtrail.bad, /lib/hashtrail.old ->
-#   /lib/hashtrail, the count and the marker removed, then the rejected folder.
+#   /lib/hashtrail, the count removed, the marker renamed to /ht/update.reverted (the
+#   old firmware's fwboot appends the update-reverted entry, kind 8, from it and removes
+#   it: the chain says the update was tried and taken back), then the rejected folder.
 import os
 
 
@@ -52,7 +54,7 @@ def run(base=""):
         if _exists(tries):
             os.remove(tries)
         if _exists(marker):
-            os.remove(marker)
+            os.rename(marker, marker + ".reverted")
         _rm(lib + ".bad")
         return
     if not _exists(marker):
@@ -71,7 +73,7 @@ def run(base=""):
             os.rename(lib, lib + ".bad")
             os.rename(lib + ".old", lib)
             os.remove(tries)
-            os.remove(marker)
+            os.rename(marker, marker + ".reverted")
             _rm(lib + ".bad")
             print("hashtrail: the new firmware did not start twice: rolled back")
         else:

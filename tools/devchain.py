@@ -41,6 +41,10 @@ class Device:
     # entry 0's signing policy (docs/FORMATS.md); None: 1 when per_entry_sig, else an
     # entry 0 without key 2 (format 1 before the policy existed: checkpoints only)
     policy: int | None = None
+    # the boot counter and firmware version the next entries carry (a test reboots the
+    # device or changes its firmware by setting them)
+    boot: int = 1
+    fw: str = "0.1.0"
 
     def __post_init__(self) -> None:
         self.key = ec.derive_private_key(self.secret, ec.SECP256R1())
@@ -64,8 +68,9 @@ class Device:
         seq = len(self.entries)
         when = self.t + seq if t == -1 else t
         raw = canon({en.KEY_V: en.VERSION, en.KEY_SEQ: seq, en.KEY_T: when,
-                     en.KEY_UP: seq * 1000, en.KEY_BOOT: 1, en.KEY_PREV: self.head,
-                     en.KEY_FW: "0.1.0", en.KEY_KIND: kind, en.KEY_BODY: body})
+                     en.KEY_UP: seq * 1000, en.KEY_BOOT: self.boot,
+                     en.KEY_PREV: self.head, en.KEY_FW: self.fw, en.KEY_KIND: kind,
+                     en.KEY_BODY: body})
         self.head = hashlib.sha256(raw).digest()
         sig = self.sign(self.head) if self.per_entry_sig else None
         self.entries.append((seq, raw, sig))
@@ -81,6 +86,15 @@ class Device:
                     ) -> bytes:
         """The device's own report that entries first..seq-1 are not what it signed."""
         return self.entry(en.KIND_LOG_ALTERED, {1: first, 2: reason})
+
+    def update(self, old: str, new: str, counter: int, manifest: bytes) -> bytes:
+        """A reboot into firmware `new` and the update entry it writes (kind 7)."""
+        self.boot += 1
+        self.fw = new
+        self.entry(en.KIND_BOOT, {1: "soft"})
+        return self.entry(en.KIND_UPDATE, {en.UPDATE_OLD: old, en.UPDATE_NEW: new,
+                                           en.UPDATE_COUNTER: counter,
+                                           en.UPDATE_MANIFEST: manifest})
 
     def readings(self, n: int) -> None:
         if not self.entries:

@@ -44,10 +44,13 @@ from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
 from hashtrail.device.link import DeviceInfo, LinkError, open_serial
 from hashtrail.device.mqtt_link import Broker, open_broker, parse_url
+from hashtrail.device.release import compile_release, keygen, load_key
+from hashtrail.device.update import UpdateRefused, update
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
-from hashtrail.formats import merkle, note
+from hashtrail.formats import manifest, merkle, note
 from hashtrail.formats.entry import KIND_READING, entry_hash, parse_entry
 from hashtrail.formats.records import LOG_DIR, MAGIC_ENTRY, Record, parse_segments
+from hashtrail.ledger.firmware import firmware_history
 from hashtrail.ledger.http_app import available as can_serve
 from hashtrail.ledger.http_app import serve_app, serving_app
 from hashtrail.ledger.ledger_db import Ledger
@@ -76,6 +79,10 @@ SAMPLE_INTERVAL_S = 0.25
 # reply, docs/MQTT.md): sample slower so a round fits between two readings.
 MQTT_SAMPLE_INTERVAL_S = 1.0
 ORIGIN = "demo.hashtrail.example/ledger"
+# Step 8's releases: the firmware the devices run is release 1 (FW_VERSION of app.py);
+# the update is release 2, the rollback attempt release 1 offered again.
+OLD_RELEASE = ("0.1.0", 1)
+NEW_RELEASE = ("0.2.0", 2)
 _READY_TIMEOUT_S = 30.0
 _WAIT_S = 6 * SAMPLE_INTERVAL_S  # "time passes" between collection rounds: ~6 readings
 
@@ -110,7 +117,7 @@ class CollectionRow:
 
 @dataclass
 class TamperReport:
-    """Step 7, the keyless flash rewrite: what was changed on the flash, how it looked
+    """Step 9, the keyless flash rewrite: what was changed on the flash, how it looked
     to the record layer and the hash chain afterwards, and who caught it where."""
 
     device: str
@@ -141,6 +148,29 @@ class TamperReport:
 
 
 @dataclass
+class UpdateReport:
+    """Step 8, a signed firmware update on one device and a rollback refused."""
+
+    device: str
+    device_id: str
+    old_version: str
+    new_version: str
+    counter: int
+    manifest_sha256: str
+    package_bytes: int
+    seconds: float                   # BEGIN to the new firmware answering HELLO
+    update_seq: int | None           # the device's update entry (kind 7), in the ledger
+    history: list[dict[str, Any]]    # `ledger firmware --device` for it, as JSON
+    proof_ok: bool                   # its inclusion proof checks, down to its signature
+    rollback_counter: int
+    rollback_refused: bool
+    rollback_reason: str
+    still_logging: bool              # after the refusal, on the new firmware
+    ledger_ok: bool                  # the ledger verifies with the update in it
+    ok: bool = False
+
+
+@dataclass
 class DemoReport:
     directory: str
     devices: list[DeviceRow] = field(default_factory=list)
@@ -165,6 +195,8 @@ class DemoReport:
     mirror_size: int | None = None   # tree size a mirror proved (-1: it refused)
     tamper: TamperReport | None = None
     ledger_intact_after_tamper: bool = False
+    update: UpdateReport | None = None
+    update_skipped: str = ""         # why step 8 did not run (--mqtt), else ""
     seconds: float = 0.0
 
     @property
@@ -174,7 +206,9 @@ class DemoReport:
                 and self.served_proof_ok is not False and self.witness_ok is not False
                 and (self.mirror_size is None or self.mirror_size >= 0)
                 and self.tamper is not None and self.tamper.caught
-                and self.ledger_intact_after_tamper)
+                and self.ledger_intact_after_tamper
+                and (self.update.ok if self.update is not None
+                     else bool(self.update_skipped)))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -187,7 +221,7 @@ class DemoReport:
 class Narrator:
     """Step headings, indented lines and aligned tables, flushed as they happen."""
 
-    def __init__(self, out: IO[str], steps: int = 9) -> None:
+    def __init__(self, out: IO[str], steps: int = 10) -> None:
         self.out = out
         self.steps = steps
         self.t0 = time.monotonic()
@@ -236,17 +270,22 @@ def _q(path: Path) -> str:
 
 # -- devices -----------------------------------------------------------------------------
 
-def demo_image(board_name: str = "unix", mqtt: dict[str, Any] | None = None) -> bytes:
+def demo_image(board_name: str = "unix", mqtt: dict[str, Any] | None = None,
+               release_keys: Sequence[bytes] = ()) -> bytes:
     """One littlefs image for every demo device: the compiled firmware plus a
     /board.json with the demo's sampling interval (compiled once, copied to each device),
-    and the broker to serve when `mqtt` names one ({"host", "port"})."""
+    the broker to serve when `mqtt` names one ({"host", "port"}), and the release keys
+    it takes updates from pinned in /ht/release_keys (as `deploy --release-key` does)."""
     board = load_board(board_name)
-    if mqtt is None:
-        return provision.sampling_image(board, SAMPLE_INTERVAL_S)
     files = imagefs.firmware_files(board)
     cfg = json.loads(files[imagefs.BOARD_FILE])
-    cfg.update(sample_interval_s=MQTT_SAMPLE_INTERVAL_S, mqtt=mqtt)
+    if mqtt is None:
+        cfg["sample_interval_s"] = SAMPLE_INTERVAL_S
+    else:
+        cfg.update(sample_interval_s=MQTT_SAMPLE_INTERVAL_S, mqtt=mqtt)
     files[imagefs.BOARD_FILE] = json.dumps(cfg).encode()
+    if release_keys:
+        files[manifest.RELEASE_KEYS_PATH] = manifest.release_keys_file(release_keys)
     return imagefs.build_image(files, board.vfs_size, board.block_size)
 
 
@@ -403,11 +442,12 @@ def _reconcile_row(label: str, r: Result, size: int) -> dict[str, Any]:
 
 
 class _Demo:
-    """The nine steps over shared state; `run_demo` owns the processes and files."""
+    """The ten steps over shared state; `run_demo` owns the processes and files."""
 
     def __init__(self, directory: Path, fleet: Fleet, stack: contextlib.ExitStack,
-                 n: Narrator, mqtt: str | None = None) -> None:
+                 n: Narrator, mqtt: str | None = None, image: bytes = b"") -> None:
         self.dir = directory
+        self.image = image          # every device's first flash image
         self.mqtt = mqtt
         self.interval = SAMPLE_INTERVAL_S if mqtt is None else MQTT_SAMPLE_INTERVAL_S
         self.fleet = fleet
@@ -475,7 +515,7 @@ class _Demo:
         first_b = devs[1:] or devs
         # Round 2 runs without ACK: an ACK appends an "acknowledged" entry, signed by the
         # device like every entry, so after it the first entry no collector holds would
-        # not be a reading, and step 7 edits the first reading nobody collected (a ledger
+        # not be a reading, and step 9 edits the first reading nobody collected (a ledger
         # rightly takes device-signed entries before the edit from a refused run).
         rounds: list[tuple[str, list[tuple[Collector, VirtualDevice]], bool]] = [
             (f"A collects {_names(first_a)}; B collects {_names(first_b)}",
@@ -681,7 +721,7 @@ class _Demo:
     def tamper(self) -> None:
         n, rep, led = self.n, self.rep, self.ledger
         a, b = self.cols
-        n.step(8, "Tamper without the key: rewrite a reading on one device's flash, relink "
+        n.step(9, "Tamper without the key: rewrite a reading on one device's flash, relink "
                   "the chain, then collect it")
         victim = self.devs[1] if len(self.devs) > 1 else self.devs[0]
         info = self.infos[victim.name]
@@ -778,9 +818,112 @@ class _Demo:
               + ("; ".join(f"{self.names[d.device_id]}: {x}" for d in vr.devices
                            for x in d.anomalies) or "none"))
 
+    def update(self) -> None:
+        """Step 8: the owner's signed release installs on one device over its pty, its
+        update entry reaches the ledger's firmware history and a proof; the old release
+        offered again (a lower security counter: a rollback) is refused by the device,
+        which logs on. The release key was made before the devices started and its
+        public half pinned in their images, as `deploy --release-key` pins it."""
+        n, led = self.n, self.ledger
+        b = self.cols[1]     # B: its store already held dev0 beyond A's (step 4)
+        dev = self.devs[0]
+        did = self.did(dev)
+        n.step(8, "Signed firmware update on one device; an old release (rollback) refused")
+        if self.mqtt is not None:
+            # Measured: a device serving the MQTT client at the 100 KB budget runs out of
+            # heap during the transfer (MemoryError, 4 of 4 runs; docs/DEVICE.md).
+            self.rep.update_skipped = ("not run with --mqtt: a device that serves MQTT at "
+                                       "the 100 KB heap budget has no room for an update")
+            n.say(f"skipped: {self.rep.update_skipped} (`hashtrail demo` without --mqtt "
+                  "runs it)")
+            return
+        key_path = self.dir / "release.key"
+        key = load_key(key_path)
+        (new, counter), (old, old_counter) = NEW_RELEASE, OLD_RELEASE
+        pkgs = {}
+        # Release 1 is what the devices were imaged with (compiled once, in run_demo);
+        # release 2 is compiled here with its FW_VERSION.
+        running = {p: b for p, b in imagefs.read_image(self.image, dev.board.block_size)
+                   .items() if p.startswith(manifest.FW_DIR)}
+        for version, c in ((new, counter), (old, old_counter)):
+            if version == old:
+                files = running
+            else:
+                build = self.dir / f"release-{version}"
+                build.mkdir()
+                files = compile_release(dev.board.name, version, build)
+            raw = manifest.pack(manifest.sign_manifest(manifest.encode_payload(
+                version, c, dev.board.name, files), key.pub, key.sign), list(files.values()))
+            pkgs[version] = path = self.dir / f"firmware-{version}.htu"
+            path.write_bytes(raw)
+            n.say(f"$ hashtrail release build --key {_q(key_path)} --version {version} "
+                  f"--counter {c} --board {dev.board.name} --out {_q(path)}")
+        n.say("(the release key was made by `hashtrail release keygen` before step 1; "
+              "every device pins its public half in /ht/release_keys, as `deploy "
+              "--release-key` does)")
+        # (no `$`: the device is gone when the demo ends, so this one cannot be rerun)
+        n.say(f"as `hashtrail update --port {dev.port} {_q(pkgs[new])}` does:")
+        res = update(dev.port, pkgs[new])
+        n.say(f"{dev.name}: {res.old_version} -> {res.new_version}, security counter "
+              f"{res.counter}, {res.bytes_sent} bytes, {res.total_s:.1f} s (transfer "
+              f"{res.transfer_s:.1f} s, then the switch-over at reboot)", 6)
+        # The new firmware wrote its update entry at its first boot: collect, reconcile.
+        collect_one(b, dev, device_id=did)
+        bundle = self.dir / "bundle-B-update.jsonl"
+        with bundle.open("w", encoding="ascii") as f:
+            write_bundle(from_store(b.store, name="collector B", devices=[did]), f,
+                         b.store.signer)
+        r = reconcile(led, read_bundle(bundle))
+        n.say(f"collector B collects {dev.name}; reconcile {bundle.name}: accepted "
+              f"{r.accepted}, findings {len(r.findings)} -> ledger size {led.size}")
+        (hist,) = firmware_history(led, did)
+        n.say(f"$ hashtrail ledger firmware --ledger {_q(self.ledger_path)} --device {did}")
+        n.say(f"{dev.name}: running {hist.fw}, {len(hist.updates)} signed update(s)", 6)
+        for u in hist.updates:
+            n.say(f"seq {u.seq}  {_utc(u.t)}  {u.old} -> {u.new}  counter {u.counter}  "
+                  f"manifest {u.manifest.hex()}"
+                  + (f"  ! {', '.join(u.findings)}" if u.findings else ""), 8)
+        ups = [u for u in hist.updates if u.counter == counter and u.new == new]
+        seq = ups[0].seq if ups else None
+        proof_ok = False
+        if seq is not None:
+            doc = prove(self.ledger_path, did, seq)
+            (self.dir / "proof-update.json").write_text(json.dumps(doc, indent=1) + "\n")
+            msg, pc = check_proof_doc(doc, note.Verifier.from_string(self.rep.verifier_key))
+            proof_ok = (pc is not None and pc.device_id == did and pc.seq == seq
+                        and pc.signature_kind == SIG_ENTRY)
+            n.say(f"$ hashtrail ledger prove --ledger {_q(self.ledger_path)} --device {did} "
+                  f"--seq {seq} > {_q(self.dir / 'proof-update.json')}")
+            n.say(msg, 6)
+        # The old release, signed by the same key, offered again: a rollback.
+        before = hello(dev)
+        n.say(f"the old release {old} (counter {old_counter}), signed by the same key, as "
+              f"`hashtrail update --port {dev.port} {_q(pkgs[old])}` sends it:")
+        refused, reason = False, ""
+        try:
+            update(dev.port, pkgs[old], wait_s=10.0)
+            n.say("! the device INSTALLED the old release", 6)
+        except UpdateRefused as e:
+            refused, reason = True, str(e)
+            n.say(f"refused: {reason}", 6)
+        after = wait_for_entries(dev, (before.last_seq or 0) + 2)
+        logging = after.fw == new
+        n.say(f"{dev.name} goes on logging on {after.fw}: seq {before.last_seq} -> "
+              f"{after.last_seq}", 6)
+        vr = verify_ledger(led)
+        ur = UpdateReport(dev.name, did, res.old_version, res.new_version, res.counter,
+                         res.manifest_sha256, res.bytes_sent, round(res.total_s, 2), seq,
+                         hist.as_json()["updates"], proof_ok, old_counter, refused, reason,
+                         logging, vr.ok)
+        ur.ok = (res.new_version == new and seq is not None and proof_ok and refused
+                 and f"not above the installed {counter}" in reason and logging and vr.ok
+                 and not any(x.findings for x in hist.updates))
+        self.rep.update = ur
+        n.say(f"ledger re-verified with the update entry in it: {'OK' if vr.ok else 'FAILED'}")
+
     def summary(self) -> None:
         n, rep, t = self.n, self.rep, self.rep.tamper
-        n.step(9, "Summary")
+        n.step(10, "Summary")
         caught = "NOT CAUGHT" if t is None or not t.caught else (
             f"{t.device} seq {t.edited_seq}: device reports it altered from seq "
             f"{t.device_reported_seq}; A refuses ({t.caught_code} at seq {t.caught_seq}); "
@@ -805,6 +948,13 @@ class _Demo:
              else "yes" if rep.served_proof_ok else "NO"],
             ["keyless flash rewrite caught", caught],
             ["ledger intact after tampering", "yes" if rep.ledger_intact_after_tamper else "NO"],
+            ["signed update installed, in the ledger's firmware history and proved / "
+             "rollback refused", "skipped (--mqtt)" if rep.update_skipped else
+             "NOT RUN" if rep.update is None else
+             (f"{rep.update.device} {rep.update.old_version} -> {rep.update.new_version} "
+              f"(entry {rep.update.update_seq}) / "
+              + ("refused, still logging" if rep.update.rollback_refused
+                 and rep.update.still_logging else "NO"))],
             ["time", f"{rep.seconds} s"],
         ])
         n.say("all virtual devices stopped")
@@ -832,7 +982,7 @@ def _verify_table(n: Narrator, rep: LedgerReport, names: dict[str, str]) -> None
 
 def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
              mqtt: str | None = None) -> DemoReport:
-    """Run the nine steps in `directory` (must be new or empty); stop every device after.
+    """Run the ten steps in `directory` (must be new or empty); stop every device after.
     `mqtt`: a broker URL (mqtt://HOST:PORT): the devices serve it and the collectors
     collect through it instead of the ptys."""
     if not 1 <= devices <= 16:
@@ -856,13 +1006,14 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
                             "mqtt://HOST:PORT, no TLS or login")
         broker_cfg = {"host": o.host, "port": o.port}
     fleet = Fleet(directory / "devices", devices)
-    image = demo_image(mqtt=broker_cfg)
+    # the owner's release key (step 8), pinned in every device's image
+    image = demo_image(mqtt=broker_cfg, release_keys=[keygen(directory / "release.key")])
     (directory / "devices").mkdir()
     for d in fleet.devices:
         d.image_path.write_bytes(image)
     with contextlib.ExitStack() as stack:
         stack.callback(fleet.stop)
-        demo = _Demo(directory, fleet, stack, n, mqtt)
+        demo = _Demo(directory, fleet, stack, n, mqtt, image)
         demo.start()
         demo.enroll()
         demo.collect()
@@ -870,6 +1021,7 @@ def run_demo(directory: Path, devices: int = 3, out: IO[str] | None = None,
         demo.verify()
         demo.prove()
         demo.serve()
+        demo.update()
         demo.tamper()
     demo.rep.seconds = round(time.monotonic() - t0, 1)
     demo.summary()

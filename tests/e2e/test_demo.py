@@ -29,9 +29,16 @@ from hashtrail.cli import main as cli
 from hashtrail.collector.store import Store
 from hashtrail.device.boards import load_board
 from hashtrail.device.imagefs import read_image
-from hashtrail.formats import note
-from hashtrail.formats.entry import KIND_ACK, KIND_LOG_ALTERED, entry_hash, parse_entry
+from hashtrail.formats import manifest, note
+from hashtrail.formats.entry import (
+    KIND_ACK,
+    KIND_LOG_ALTERED,
+    KIND_UPDATE,
+    entry_hash,
+    parse_entry,
+)
 from hashtrail.formats.records import MAGIC_ENTRY, Record, log_segments, parse_segments
+from hashtrail.ledger.firmware import firmware_history
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import verify_ledger
 
@@ -115,7 +122,8 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
             s.close()
     with Ledger.open(d / "ledger.db") as led:
         vkey = led.verifier.to_string()
-        assert led.size == distinct == rep["entries_union"]
+        # (step 4's union is what its ledger held; step 8 collected and added more)
+        assert led.size == distinct and rep["entries_union"] == rep["ledger_size"] < distinct
         vr = verify_ledger(led)
         assert vr.problems == [] and all(x.problems == [] for x in vr.devices)
         tip = led.device(victim.device_id)
@@ -215,6 +223,32 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     assert cli(["ledger", "verify-proof", "--verifier-key", vkey, str(d / "proof.json")]) == 0
     assert cli(["ledger", "verify-proof", str(d / "proof.json")]) == 2
 
+    # Step 8: a signed release installed on dev0: its update entry is on dev0's flash,
+    # signed by dev0, naming the package's manifest; the ledger's firmware history lists
+    # it and its proof checks with the CLI. The old release offered again (counter 1
+    # after 2) was refused: no second update entry, dev0 logged on under 0.2.0.
+    u = rep["update"]
+    dev0 = by_name["dev0"]
+    assert u["ok"] and u["device_id"] == dev0.device_id
+    pkg = manifest.parse_package((d / "firmware-0.2.0.htu").read_bytes()).manifest
+    flash0 = _flash_chain(d / "devices" / "dev0.lfs")
+    ups = [e for e in (parse_entry(b) for b, _ in flash0.values()) if e.kind == KIND_UPDATE]
+    k = u["update_seq"]
+    assert [(e.seq, e.fw, e.body) for e in ups] == [
+        (k, "0.2.0", {1: "0.1.0", 2: "0.2.0", 3: 2, 4: pkg.hash})]
+    assert _sig_ok(dev0.pub, *flash0[k])
+    assert all(parse_entry(b).fw == "0.2.0" for s, (b, _) in flash0.items() if s > k)
+    assert "security counter 1 is not above the installed 2 (rollback)" in p.stderr
+    assert u["rollback_refused"] and u["still_logging"] and max(flash0) > k + 2
+    with Ledger.open(d / "ledger.db") as led:
+        (hist,) = firmware_history(led, dev0.device_id)
+    assert hist.fw == "0.2.0" and [(x.seq, x.counter, x.manifest, x.findings)
+                                   for x in hist.updates] == [(k, 2, pkg.hash, ())]
+    proof = json.loads((d / "proof-update.json").read_text())
+    assert bytes.fromhex(proof["leaf"])[60:] == flash0[k][0]
+    assert cli(["ledger", "verify-proof", "--verifier-key", vkey,
+                str(d / "proof-update.json")]) == 0
+
 
 def test_ctrl_c_stops_every_device(tmp_path: Path) -> None:
     d = tmp_path / "demo"
@@ -223,7 +257,7 @@ def test_ctrl_c_stops_every_device(tmp_path: Path) -> None:
     try:
         assert p.stdout is not None
         for line in p.stdout:
-            if line.startswith("[3/9]"):
+            if line.startswith("[3/10]"):
                 break
         assert len(_processes_using(d)) == 3  # the devices are up
         p.send_signal(signal.SIGINT)

@@ -51,11 +51,11 @@ def test_step_times_refused_line_and_temporary_folder() -> None:
     assert "1 virtual device," in out and "1 virtual devices" not in out
     # a step heading carries no clock; each step ends with its own duration, and the
     # durations add up to no more than the total
-    headings = [ln for ln in out.splitlines() if re.match(r"\[\d/9\]", ln)]
-    assert len(headings) == 9 and not any(re.search(r"\d s\)$", h) for h in headings)
-    took = [float(x) for x in re.findall(r"\(step \d took (\d+\.\d) s\)", out)]
+    headings = [ln for ln in out.splitlines() if re.match(r"\[\d+/10\]", ln)]
+    assert len(headings) == 10 and not any(re.search(r"\d s\)$", h) for h in headings)
+    took = [float(x) for x in re.findall(r"\(step \d+ took (\d+\.\d) s\)", out)]
     total = float(re.search(r"^\s+time\s+(\d+\.\d) s$", out, re.M).group(1))  # type: ignore[union-attr]
-    assert len(took) == 9 and sum(took) <= total + 0.1 * len(took)
+    assert len(took) == 10 and sum(took) <= total + 0.1 * len(took)
     # the refusal is said once; its findings follow, each once
     refused = [ln for ln in out.splitlines() if "REFUSED" in ln]
     assert len(refused) == 1 and "findings" in refused[0]

@@ -42,6 +42,7 @@ def test_demo_over_mqtt(tmp_path: Path) -> None:
     rep = json.loads(p.stdout)
     assert rep["ok"], rep
     assert rep["tamper"] is not None and rep["tamper"]["caught"]
+    assert rep["update"] is None and "no room for an update" in rep["update_skipped"]
     assert len(rep["collections"]) >= 8
     assert all(c["new_entries"] >= 0 for c in rep["collections"])
     # Both collectors filled what the other lacked; the ledger holds each entry once.

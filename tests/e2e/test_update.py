@@ -9,14 +9,19 @@ update must come back with the new version and an update entry in the chain.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import struct
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hashtrail.cli import main as cli
+from hashtrail.collector.export import collector_key
 from hashtrail.collector.store import Store
 from hashtrail.device import imagefs
 from hashtrail.device.boards import load_board
@@ -24,7 +29,7 @@ from hashtrail.device.link import DeviceInfo, Link, open_serial
 from hashtrail.device.release import ReleaseKey, compile_release, keygen, load_key
 from hashtrail.device.update import UpdateRefused, send_package, update, wait_version
 from hashtrail.formats import manifest
-from hashtrail.formats.entry import KIND_UPDATE, parse_entry
+from hashtrail.formats.entry import KIND_UPDATE, KIND_UPDATE_REVERTED, parse_entry
 from hashtrail.sim import VirtualDevice, provision
 
 pytestmark = pytest.mark.e2e
@@ -153,6 +158,26 @@ def test_good_update_installs_logs_on_and_is_in_the_chain(
     refused(dev, rel.package(5), "not above the installed 5")
     refused(dev, rel.package(4), "not above the installed 5")
     collect_all(dev, store)
+    # The ledger's firmware history: the update entry, as the device signed it.
+    hist = ledger_firmware(tmp_path, store)
+    assert [(h["device"], h["fw"]) for h in hist] == [(after.device_id, NEW)]
+    assert [(x["seq"], x["old"], x["new"], x["counter"], x["manifest"], x["findings"])
+            for x in hist[0]["updates"]] == [(u.seq, OLD, NEW, 5, m.hash.hex(), [])]
+
+
+def ledger_firmware(tmp: Path, store: Path) -> list[dict[str, Any]]:
+    """Export the store, reconcile it into a new ledger (which must verify) and return
+    `ledger firmware --json`."""
+    led, bundle = str(tmp / "l.db"), str(tmp / "b.jsonl")
+    assert cli(["export", "--store", str(store), "--out", bundle]) == 0
+    assert cli(["ledger", "init", "--ledger", led, "--origin", "test.example/u"]) == 0
+    assert cli(["ledger", "trust", "--ledger", led, collector_key(store)]) == 0
+    assert cli(["reconcile", "--ledger", led, bundle]) == 0
+    assert cli(["verify", "--ledger", led]) == 0
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli(["ledger", "firmware", "--ledger", led, "--json"]) == 0
+    return cast(list[dict[str, Any]], json.loads(out.getvalue()))
 
 
 def test_refusals_leave_the_device_logging_and_nothing_lost(
@@ -288,7 +313,8 @@ def test_a_signed_firmware_that_cannot_start_is_rolled_back(
         tmp_path: Path, dev: VirtualDevice, rel: Rel) -> None:
     """Signed and intact, but broken (a module missing): the new firmware never opens its
     log, so after its second reset boot.py goes back to the old one, which logs on; the
-    counter was never stored and no update entry is in the chain."""
+    counter was never stored and no update entry is in the chain, but the old firmware's
+    update-reverted entry is (kind 8), and the ledger lists the failed update."""
     store = tmp_path / "c.db"
     collect_all(dev, store)
     broken = {p: d for p, d in rel.files.items() if not p.endswith("/devlog.mpy")}
@@ -305,5 +331,14 @@ def test_a_signed_firmware_that_cannot_start_is_rolled_back(
     still_logging(dev, info, OLD)
     entries = [parse_entry(e) for e in collect_all(dev, store)]
     assert not [e for e in entries if e.kind == KIND_UPDATE]
+    mh = manifest.parse_package(manifest.pack(m, list(broken.values()))).manifest.hash
+    rev = [e for e in entries if e.kind == KIND_UPDATE_REVERTED]
+    assert [(e.fw, e.body) for e in rev] == [
+        (OLD, {1: NEW, 2: OLD, 3: 12, 4: mh, 5: "not started in 3 boots"})]
+    hist = ledger_firmware(tmp_path, store)
+    assert [(x["seq"], x["old"], x["new"], x["counter"], x["manifest"], x["reverted"])
+            for x in hist[0]["updates"]] == [(rev[0].seq, OLD, NEW, 12, mh.hex(),
+                                              "not started in 3 boots")]
+    assert hist[0]["fw"] == OLD
     # The same counter can be installed by a working package.
     assert cli(["update", "--port", dev.port, str(rel.file(rel.package(12), "ok.htu"))]) == 0

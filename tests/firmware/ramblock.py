@@ -5,7 +5,20 @@
 # (ioctl 6). cut_at=N lets operations 0..N-1 happen and fails operation N: either not
 # at all (half=False) or with only the first half of its bytes programmed (half=True),
 # then every later operation fails too, like a board without power. The failure is a
-# preallocated exception: littlefs calls the block device with the heap locked.
+# preallocated exception (littlefs calls the block device with the heap locked), or,
+# with errno=True, the error code -EIO returned as a flash driver returns it.
+#
+# Why errno: MicroPython calls writeblocks/ioctl from inside littlefs's C code without
+# catching (extmod/vfs_blockdev.c, mp_vfs_blockdev_call_rw), so a raised exception
+# unwinds (nlr longjmp) straight through littlefs, which never finishes the operation:
+# a file being closed is never taken off littlefs's list of open files, and once the
+# garbage collector frees it, a later operation walking that list reads freed memory.
+# The unix port then segfaulted in about 1 run of 3 of the update sweeps (plain and
+# half-programmed alike). An error code lets littlefs unwind itself (lfs_file_close
+# unlists the file even when its sync fails); the error reaches Python as OSError(EIO).
+# A real board's flash driver (esp32.Partition) returns codes, never raises. And a
+# device that has lost its power fails with EIO from the reboot on, whatever its mode:
+# its file objects, finalized later by the collector, must not raise through littlefs.
 #
 # Counters (ops, prog_calls, prog_bytes, erases) measure flash wear for docs/STORAGE.md.
 from micropython import const
@@ -16,6 +29,7 @@ _IOCTL_SYNC = const(3)
 _IOCTL_COUNT = const(4)
 _IOCTL_SIZE = const(5)
 _IOCTL_ERASE = const(6)
+_EIO = const(-5)
 
 
 class PowerCut(Exception):
@@ -40,15 +54,18 @@ class RamBlock:
         self.mem = io.BytesIO(b"\xff" * (block_size * blocks)) if mem is None else mem
         self.cut_at = -1
         self.half = False
+        self.errno = False
         self.exc = POWER_CUT
         self.reset_counters()
 
-    def arm(self, cut_at, half=False):
-        """Lose power at flash operation cut_at (counted from the last reset_counters).
-        A fresh exception per run: a preallocated one also collects every traceback."""
+    def arm(self, cut_at, half=False, errno=False):
+        """Lose power at flash operation cut_at (counted from the last reset_counters),
+        failing with -EIO (errno) or by raising. A fresh exception per run: a
+        preallocated one also collects every traceback."""
         self.exc = PowerCut("power cut at flash op %d" % cut_at)
         self.cut_at = cut_at
         self.half = half
+        self.errno = errno
 
     def image(self):
         return self.mem.getvalue()
@@ -81,6 +98,8 @@ class RamBlock:
                 for i in range(len(buf) // 2):
                     one[0] = buf[i]
                     m.write(one)
+            if self.errno:
+                return _EIO
             raise self.exc
         m.write(buf)
         self.prog_calls += 1
@@ -93,6 +112,8 @@ class RamBlock:
             return self.bs
         if op == _IOCTL_ERASE:
             if self._op():
+                if self.errno:
+                    return _EIO
                 raise self.exc
             self.mem.seek(arg * self.bs)
             self.mem.write(self._ff)
@@ -126,6 +147,7 @@ def reboot(bd):
     if bd.cut_at < 0:
         bd.arm(0)  # a clean reboot: the old objects are just as dead
         bd.reset_counters()
+    bd.errno = True  # its later operations (finalizers of its files) fail with EIO
     mount(nbd)
     return nbd
 

@@ -150,7 +150,7 @@ def make_entry_vectors(d: Path) -> None:
         if seq == 0:
             kind, body, dev = 3, {1: pub}, tagged({1: pub})
         else:
-            kind = rnd.choice([0, 0, 0, 1, 2, 4, 5])
+            kind = rnd.choice([0, 0, 0, 1, 2, 4, 5, 7, 8])
             if kind == 0:
                 rs = []
                 for i in range(rnd.randint(0, 4)):
@@ -170,6 +170,14 @@ def make_entry_vectors(d: Path) -> None:
                 dev = tagged(body)
             elif kind == 4:
                 body = {1: rnd.randint(0, 10**6), 2: "flash_full"}
+                dev = tagged(body)
+            elif kind == 7:     # update: old, new, counter, manifest hash
+                body = {1: "0.1.0", 2: "0.2.0", 3: rnd.randint(1, 2**32 - 1),
+                        4: hashlib.sha256(b"m%d" % seq).digest()}
+                dev = tagged(body)
+            elif kind == 8:     # update reverted: failed, running, counter, hash, reason
+                body = {1: "0.2.0", 2: "0.1.0", 3: rnd.randint(1, 2**32 - 1),
+                        4: hashlib.sha256(b"m%d" % seq).digest(), 5: "not started in 3 boots"}
                 dev = tagged(body)
             else:
                 body = {1: seq - 1, 2: rnd.randint(0, seq)}

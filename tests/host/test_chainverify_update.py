@@ -89,3 +89,24 @@ def test_rollback_after_an_installed_counter(counter: int, manifest: bytes) -> N
     c.boot(3, "0.1.5")
     c.update(3, "0.1.5", "0.2.0", "0.1.5", counter, manifest)
     assert c.codes() == [("fw_downgrade", 5)]
+
+
+def reverted(c: Chain, boot: int, fw: str, running: str) -> None:
+    c.add(boot, fw, en.KIND_UPDATE_REVERTED, {1: "0.3.0", 2: running, 3: 9, 4: M2,
+                                              5: "not started in 3 boots"})
+
+
+def test_an_update_taken_back_is_recorded_by_the_firmware_running_again() -> None:
+    c = history()
+    c.boot(3, "0.2.0")                   # 0.3.0 never started: boot.py took it back
+    reverted(c, 3, "0.2.0", "0.2.0")
+    c.update(3, "0.2.0", "0.1.0", "0.2.0", 5)   # its counter was never installed:
+    c.boot(4, "0.3.0")                          # the same release can come again
+    c.update(4, "0.3.0", "0.2.0", "0.3.0", 9, M2)
+    assert c.codes() == []
+
+
+def test_an_update_reverted_entry_written_by_another_version() -> None:
+    c = history()
+    reverted(c, 2, "0.2.0", "0.1.0")     # says 0.1.0 runs again, written by 0.2.0
+    assert c.codes() == [("fw_update_mismatch", 4)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hashtrail.collector import collect_verify
 from hashtrail.collector.store import Anchor, RawEntry, Store, device_id_of
-from hashtrail.formats.records import Record, format_record, parse_records
+from hashtrail.formats.records import MAGIC_ENTRY, Record, format_record, parse_records
 from ledgerkit import Device
 from mutation_vectors import by_name
 
@@ -116,3 +116,58 @@ def test_store_passes_the_policy_to_later_collections(tmp_path: Path) -> None:
                                     policy=st.policy(did))
         assert not rep.ok and rep.findings[0].startswith("seq 37: entry_unsigned"), \
             rep.findings
+
+
+def test_a_downgrade_across_collections_is_refused(tmp_path: Path) -> None:
+    """The second collection starts at the anchor; the counter the first one accepted
+    comes from the store (Store.firmware), so a lower one after it is a downgrade. The
+    same walk without the store's history saw nothing wrong (as collect did before)."""
+    m1, m2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
+    d = Device(0xD0D0, per_entry_sig=True)
+    d.readings(3)
+    d.update("0.1.0", "0.2.0", 5, m1)
+    d.readings(2)
+
+    def raw(lo: int) -> list[bytes]:
+        return [format_record(MAGIC_ENTRY, s, b, g) for s, b, g in d.entries[lo:]]
+
+    rep = collect_verify.verify(d.pub, None, raw(0), d.checkpoint(NONCE), NONCE)
+    assert rep.ok and rep.last_seq is not None and rep.head is not None, rep.findings
+    n = len(d.entries)
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(d.id_hex, d.pub, label="d")
+        st.quarantine(d.id_hex, [RawEntry(s, b, g) for s, b, g in d.entries])
+        st.accept(d.id_hex, rep.last_seq, rep.head)
+        d.update("0.2.0", "0.1.5", 4, m2)             # a rollback, signed by the device
+        d.readings(1)
+        anchor, policy = st.anchor(d.id_hex), st.policy(d.id_hex)
+        fw, last = st.firmware(d.id_hex)
+        assert fw.installed == (5, m1) and last is not None and last.seq == n - 1
+        blind = collect_verify.verify(d.pub, anchor, raw(n), d.checkpoint(NONCE), NONCE,
+                                      policy=policy)
+        assert blind.ok
+        rep = collect_verify.verify(d.pub, anchor, raw(n), d.checkpoint(NONCE), NONCE,
+                                    policy=policy, fw=fw, fw_last=last)
+        assert not rep.ok and any(f.startswith(f"seq {n + 1}: fw_downgrade:")
+                                  for f in rep.findings), rep.findings
+        # a version change inside the boot the anchor's entry belongs to, likewise
+        d2 = Device(0xD0D1, per_entry_sig=True)
+        d2.readings(3)
+        st.enroll(d2.id_hex, d2.pub, label="d2")
+        st.quarantine(d2.id_hex, [RawEntry(s, b, g) for s, b, g in d2.entries])
+        r2 = collect_verify.verify(d2.pub, None, [format_record(MAGIC_ENTRY, s, b, g)
+                                                  for s, b, g in d2.entries],
+                                   d2.checkpoint(NONCE), NONCE)
+        assert r2.ok and r2.last_seq is not None and r2.head is not None
+        st.accept(d2.id_hex, r2.last_seq, r2.head)
+        k = len(d2.entries)
+        d2.fw = "6.6.6"
+        d2.readings(1)
+        fw2, last2 = st.firmware(d2.id_hex)
+        rep = collect_verify.verify(d2.pub, st.anchor(d2.id_hex),
+                                    [format_record(MAGIC_ENTRY, s, b, g)
+                                     for s, b, g in d2.entries[k:]],
+                                    d2.checkpoint(NONCE), NONCE, policy=1, fw=fw2,
+                                    fw_last=last2)
+        assert not rep.ok and any(f.startswith(f"seq {k}: fw_changed:")
+                                  for f in rep.findings), rep.findings

@@ -85,7 +85,7 @@ def test_device_key_file() -> None:
 def test_entry() -> None:
     names = ["VERSION", "KIND_READING", "KIND_BOOT", "KIND_TIME_SET", "KIND_KEY_CREATED",
              "KIND_OVERFLOW", "KIND_ACK", "KIND_LOG_ALTERED", "KIND_UPDATE",
-             "POLICY_CHECKPOINTS",
+             "KIND_UPDATE_REVERTED", "POLICY_CHECKPOINTS",
              "POLICY_EVERY_ENTRY"]
     _same("entry", {n: getattr(entry, n) for n in names}
           | {"_KIND_MAX": max(entry.KIND_NAMES), "_SENML_N": entry.SENML_N,
@@ -102,7 +102,8 @@ def test_update_package() -> None:
                      "_PROTECTED": bytes([0xA2, checkpoint.HDR_ALG, 0x26,
                                           checkpoint.HDR_KID, 0x50])})
     _same("updcheck", {"_MAX_FILES": manifest.MAX_FILES})
-    _same("fwboot", {"_KIND_UPDATE": entry.KIND_UPDATE})
+    _same("fwboot", {"_KIND_UPDATE": entry.KIND_UPDATE,
+                     "_KIND_UPDATE_REVERTED": entry.KIND_UPDATE_REVERTED})
     _same("link", {"_E_UPDATE": link.E_UPDATE})
 
 

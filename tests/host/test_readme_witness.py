@@ -47,6 +47,8 @@ def test_readme_witness_evidence_and_devices_blocks_run_as_printed(tmp_path: Pat
     d = _dev(10, 3001)
     clone = d.fork(6)
     clone.readings(3)
+    d.update("0.1.0", "0.2.0", 3, bytes(range(32)))    # a signed update, after the fork
+    d.readings(1)
     with trust(Ledger.create(db, "example.com/hashtrail")) as led:
         reconcile(led, bundle([d]))
         reconcile(led, bundle([clone], name="c2"))      # the device's key: two histories
@@ -79,3 +81,5 @@ def test_readme_witness_evidence_and_devices_blocks_run_as_printed(tmp_path: Pat
     out = _run(devices.replace("DEVICE_PUBKEY", v["pub"]).replace("DEVICE_ID", d.id_hex),
                tmp_path, env)
     assert "FORKED" in out.stdout and "OK" in out.stdout and "revoked" in out.stdout
+    assert "fw 0.2.0 (1 update)" in out.stdout
+    assert f"0.1.0 -> 0.2.0  counter 3  manifest {bytes(range(32)).hex()}" in out.stdout

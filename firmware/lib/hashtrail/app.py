@@ -103,12 +103,17 @@ class App:
         self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
                               reset_cause=reset_cause)
         self.link.log = self.log
-        try:  # a switched-in update waits behind this marker: its entry, then cleanup
-            os.stat(root + "/update")
-            pending = True
-        except OSError:
-            pending = False  # the common boot: fwboot is not loaded at all (heap: with
-            # MQTT at the 100 KB budget every loaded module counts, see below)
+        # A switched-in update waits behind the marker (its entry, then cleanup); an
+        # update boot.py took back, behind update.reverted (its entry). The common
+        # boot has neither and fwboot is not loaded at all (heap: with MQTT at the
+        # 100 KB budget every loaded module counts, see below).
+        pending = False
+        for p in ("/update", "/update.reverted"):
+            try:
+                os.stat(root + p)
+                pending = True
+            except OSError:
+                pass
         if pending:
             from hashtrail import fwboot
 

@@ -2,7 +2,7 @@
 #
 # API
 #   VERSION, KIND_READING, KIND_BOOT, KIND_TIME_SET, KIND_KEY_CREATED, KIND_OVERFLOW,
-#   KIND_ACK, KIND_LOG_ALTERED, KIND_UPDATE,
+#   KIND_ACK, KIND_LOG_ALTERED, KIND_UPDATE, KIND_UPDATE_REVERTED,
 #   POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY    protocol numbers
 #   genesis_prev(pub) -> bytes(32)            prev of the entry with seq 0
 #   encode(w, seq, t, up, boot, prev, fw, kind, body) -> int
@@ -14,7 +14,8 @@
 #   boot_body(cause) time_set_body(prev_t, new_t) key_body(pub, policy)
 #   overflow_body(missed, reason) ack_body(acked_seq, first_held)
 #   altered_body(first_seq, reason)                                  -> dict
-#   (the update entry's body is made by fwboot.py, which appends it)
+#   (the update and update-reverted entries' bodies are made by fwboot.py, which
+#   appends them)
 #   EntryError (ValueError)                   a field of the wrong type or size
 #
 # Allocation: encode() allocates only small ints plus the UTF-8 copies of the firmware
@@ -36,7 +37,8 @@ KIND_OVERFLOW = const(4)
 KIND_ACK = const(5)
 KIND_LOG_ALTERED = const(6)
 KIND_UPDATE = const(7)
-_KIND_MAX = const(7)
+KIND_UPDATE_REVERTED = const(8)
+_KIND_MAX = const(8)
 
 # Signing policy, fixed at first boot and recorded in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = const(0)  # only checkpoints are signed: entries unprotected until one

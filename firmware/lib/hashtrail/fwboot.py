@@ -12,12 +12,19 @@
 # proof boot.py waits for: without it, boot.py rolls back at the third boot. A power
 # cut between the entry and the counter appends the entry again at the next boot (a
 # second, identical claim); after the counter, the entry is never repeated.
+#
+# When boot.py rolled an update back (the new firmware never proved itself), it left
+# the marker as /ht/update.reverted; the old firmware, running again, appends the
+# update-reverted entry (kind 8: the version that failed, the version running again,
+# the counter and manifest SHA-256 of the release taken back, the reason) and removes
+# the file. A power cut between the two appends it again at the next boot.
 import os
 import struct
 
 from micropython import const
 
 _KIND_UPDATE = const(7)
+_KIND_UPDATE_REVERTED = const(8)
 
 
 def paths(root):
@@ -83,7 +90,22 @@ def finish(log, root="/ht"):
         return None
 
 
+def _reverted(log, root):
+    p = root + "/update.reverted"
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return
+    b = f.read()
+    f.close()
+    counter, old, new, h = parse_marker(b)
+    log.append(_KIND_UPDATE_REVERTED, {1: new, 2: old, 3: counter, 4: h,
+                                       5: "not started in 3 boots"})
+    os.remove(p)
+
+
 def _finish(log, root, lib):
+    _reverted(log, root)
     marker = root + "/update"
     try:
         f = open(marker, "rb")

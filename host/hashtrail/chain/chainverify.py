@@ -37,11 +37,9 @@ Reason codes:
   entry_bad_sig      per-entry signature does not verify
   entry_unsigned     no per-entry signature, but entry 0 says the device signs every entry
   log_altered        the device reports entries X..A-1 altered on its flash (entry A, kind 6)
-  fw_changed         an entry claims another firmware version than the entry before it in
-                     the same boot (a firmware changes only with a reboot)
-  fw_update_mismatch an update entry (kind 7) written by another version than it installed
-  fw_downgrade       an update entry whose security counter is below one installed before
-                     in this walk, or equal with another manifest (a rollback)
+  fw_changed, fw_update_mismatch, fw_downgrade   the firmware history (chain.fwrules,
+                     the rules reconcile and `verify --ledger` apply too); the counter
+                     installed before is the highest in this walk
   checkpoint_bad     checkpoint bytes malformed
   checkpoint_bad_sig checkpoint signature does not verify / other device
   checkpoint_head_mismatch   signed head differs from the chain's entry at that seq
@@ -53,11 +51,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.errors import FormatError
 from hashtrail.formats.checkpoint import Checkpoint, parse_checkpoint, signed_by
 from hashtrail.formats.entry import (
     KIND_LOG_ALTERED,
-    KIND_UPDATE,
     POLICY_EVERY_ENTRY,
     Entry,
     is_key_created_by,
@@ -109,7 +107,8 @@ class ChainReport:
 
 class _Walker:
     def __init__(self, key: DeviceKey, anchor: Anchor | None, report: ChainReport,
-                 policy: int | None = None) -> None:
+                 policy: int | None = None, fw: FirmwareRules | None = None,
+                 fw_last: Entry | None = None) -> None:
         self.key = key
         self.pub = self.key.pub
         self.dev = report.device_id
@@ -127,7 +126,10 @@ class _Walker:
         self.every_entry = policy == POLICY_EVERY_ENTRY
         report.policy = policy
         self.covers: dict[int, str] = {}    # seq -> what device signature covers it
-        self.installed: tuple[int, bytes] | None = None  # highest (counter, manifest hash)
+        self.fw = FirmwareRules() if fw is None else fw   # the firmware history
+        # the entry at the anchor, for the firmware rules of the first entry after it
+        self.fw_last = fw_last if anchor is not None and fw_last is not None \
+            and fw_last.seq == anchor.seq and fw_last.hash == anchor.head else None
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -190,13 +192,8 @@ class _Walker:
         if e.kind == KIND_LOG_ALTERED:
             self._altered(e, rec)
         last = self.last
-        if e.kind == KIND_UPDATE:
-            self._update(e, rec)
-        if last is not None and last.seq == e.seq - 1 and last.boot == e.boot \
-                and last.fw != e.fw:
-            self.brk(e.seq, "fw_changed",
-                     f"entry {e.seq} claims firmware {e.fw!r}, entry {last.seq} of the same "
-                     f"boot {last.fw!r}: a firmware changes only with a reboot", rec)
+        for f in self.fw.check(self.fw_last if last is None else last, e):
+            self.brk(f.seq, f.code, f.text, rec)
         if last is not None and last.seq == e.seq - 1 and (
                 e.boot != last.boot or e.up < last.up
                 or (e.t is not None and last.t is not None and e.t < last.t)):
@@ -239,23 +236,6 @@ class _Walker:
         if r.verified_through is not None and r.verified_through >= first:
             lo = r.first_seq if r.first_seq is not None else 0
             r.verified_through = first - 1 if first - 1 >= lo else None
-
-    def _update(self, e: Entry, rec: Record) -> None:
-        """An update entry (kind 7) is written by the firmware it installed, and its
-        counter never goes below one installed before (the same counter and manifest
-        twice is the device repeating the entry after a power cut, docs/DEVICE.md)."""
-        new, counter, manifest = e.body[2], int(e.body[3]), e.body[4]
-        if e.fw != new:
-            self.brk(e.seq, "fw_update_mismatch",
-                     f"update entry {e.seq} installs firmware {new!r} but was written by "
-                     f"{e.fw!r}", rec)
-        top = self.installed
-        if top is not None and (counter < top[0] or (counter == top[0] and manifest != top[1])):
-            self.brk(e.seq, "fw_downgrade",
-                     f"update entry {e.seq} installs security counter {counter} after "
-                     f"counter {top[0]} was installed (a rollback)", rec)
-        if top is None or counter > top[0]:
-            self.installed = (counter, manifest)
 
     def _times(self, a: Entry, b: Entry, rec: Record) -> None:
         """Entry b follows a: within one boot, uptime and device time never go back."""
@@ -312,17 +292,22 @@ class _Walker:
 
 def verify_chain(pub: bytes, records: Sequence[Record],
                  problems: Sequence[RecordProblem] = (), *,
-                 anchor: Anchor | None = None, policy: int | None = None) -> ChainReport:
+                 anchor: Anchor | None = None, policy: int | None = None,
+                 fw: FirmwareRules | None = None, fw_last: Entry | None = None
+                 ) -> ChainReport:
     """Walk records (entries and checkpoint records, in log order); report every break.
 
     `policy` is the device's signing policy as the caller stored it from entry 0, for a
     walk that starts after entry 0 (an anchor); a walk from genesis reads entry 0's.
+    Likewise `fw`, the firmware rules with the updates accepted before the anchor
+    installed, and `fw_last`, the accepted entry at the anchor (collector.store
+    Store.firmware): without them a walk from an anchor knows no installed counter.
     Checkpoint records are checked after all entries, against the entries as walked,
     so a checkpoint written before a later damaged region is still judged.
     """
     key = DeviceKey(pub)
     report = ChainReport(key.id)
-    w = _Walker(key, anchor, report, policy)
+    w = _Walker(key, anchor, report, policy, fw, fw_last)
     # A damaged record ends its segment's valid data; what that loses shows up as a
     # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
     for p in problems:

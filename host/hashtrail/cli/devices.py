@@ -10,6 +10,7 @@ from typing import Any
 
 from hashtrail.cli.args import at_least, device_arg, ledger_arg, store_arg
 from hashtrail.collector.port import check_devices
+from hashtrail.ledger import firmware
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_key import LedgerKeyError
 
@@ -48,15 +49,22 @@ def register(sub: Any) -> None:
 def run_list(args: argparse.Namespace) -> int:
     with Ledger.open(args.ledger) as led:
         devs = led.devices()
+        fws = {f.device_id: f for f in firmware.firmware_history(led)}
     rows = [{"device": d.device_id, "label": d.label, "board": d.board,
-             "entries": d.tip_seq + 1, "forked": d.forked, "revoked_at": d.revoked_at,
-             "revoked_reason": d.revoked_reason} for d in devs]
+             "entries": d.tip_seq + 1, "fw": fws[d.device_id].fw,
+             "updates": fws[d.device_id].installed, "forked": d.forked,
+             "revoked_at": d.revoked_at, "revoked_reason": d.revoked_reason}
+            for d in devs]
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         for r in rows:
             state = "revoked" if r["revoked_at"] else "FORKED" if r["forked"] else "ok"
-            print(f"{r['device']}  {r['label']:<16} {r['entries']:>8} entries  {state}")
+            n = int(r["updates"] or 0)
+            fw = f"fw {r['fw'] or '-'}" + (f" ({n} update{'s' if n > 1 else ''})" if n
+                                            else "")
+            print(f"{r['device']}  {r['label']:<16} {r['entries']:>8} entries  "
+                  f"{fw:<24} {state}")
     return 0
 
 

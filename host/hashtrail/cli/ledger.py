@@ -31,7 +31,8 @@ from hashtrail.cli.args import (
     trusted_key_args,
 )
 from hashtrail.cli.serve import add_publish, url_arg, verify_url
-from hashtrail.ledger import evidence_file, proof_file, trust, witness
+from hashtrail.errors import printable
+from hashtrail.ledger import evidence_file, firmware, proof_file, trust, witness
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile_files import collector_cursor
 
@@ -105,6 +106,10 @@ def register(sub: Any) -> None:
     c.add_argument("--collector", required=True, metavar="VKEY_OR_FILE",
                    help="the collector's verifier key (`hashtrail export --show-key`), or "
                         "a file holding it")
+    c = cmd("firmware", run_firmware, "each device's firmware history: the running "
+            "version and every signed update (seq, time, old -> new, counter, manifest)")
+    c.add_argument("--device", type=device_arg,
+                   help="only this device (32 lower-case hex characters)")
     c = cmd("witness-key", run_witness_key, "make a witness's signing key for `ledger "
             "cosign`; prints the cosigner key proof checkers trust", ledger=False)
     c.add_argument("--name", required=True,
@@ -240,6 +245,34 @@ def run_cosign(args: argparse.Namespace) -> int:
                  f"(cosigner key {c.cosigner_key})"
                  + (f"; written to {args.out}" if args.out else ""))
     return 0
+
+
+def run_firmware(args: argparse.Namespace) -> int:
+    """Exit 1 when an update entry breaks the firmware rules (chain.fwrules), as
+    `verify --ledger` would for it."""
+    with Ledger.open(args.ledger) as led:
+        devs = firmware.firmware_history(led, args.device)
+    bad = any(u.findings for d in devs for u in d.updates)
+    if args.json:
+        print(json.dumps([d.as_json() for d in devs], indent=1))
+        return 1 if bad else 0
+    for d in devs:
+        n, back = d.installed, len(d.updates) - d.installed
+        print(f"{d.device_id}  {printable(d.label)}  running {printable(d.fw or '-')}  "
+              f"{n} signed update{'' if n == 1 else 's'}"
+              + (f", {back} taken back" if back else ""))
+        for u in d.updates:
+            flag = "  ! " + ", ".join(u.findings) if u.findings else ""
+            what = "" if u.reverted is None else f"  REVERTED ({printable(u.reverted)})"
+            print(f"  seq {u.seq:>6}  {_utc(u.t)}  {printable(u.old)} -> "
+                  f"{printable(u.new)}  counter "
+                  f"{u.counter}  manifest {u.manifest.hex()}{what}{flag}")
+    return 1 if bad else 0
+
+
+def _utc(t: int | None) -> str:
+    return "time unknown    " if t is None else time.strftime("%Y-%m-%d %H:%M",
+                                                              time.gmtime(t))
 
 
 def run_witness_key(args: argparse.Namespace) -> int:

@@ -270,8 +270,10 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
     # held to the signing policy of its entry 0, as accepted (this run reads it itself)
+    # and to the firmware history it accepted before (a downgrade across collections)
+    fw, fw_last = store.firmware(did)
     report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
-                                   policy=store.policy(did))
+                                   policy=store.policy(did), fw=fw, fw_last=fw_last)
     # Everything as received, even what fails, is kept in quarantine as evidence.
     for cp in report.checkpoints:
         store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 
 from hashtrail.chain.chainverify import Anchor as ChainAnchor
 from hashtrail.chain.chainverify import verify_chain
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.store import Anchor
 from hashtrail.errors import HashtrailError
 from hashtrail.formats.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
+from hashtrail.formats.entry import Entry
 from hashtrail.formats.records import parse_records
 
 
@@ -48,14 +50,16 @@ def checkpoint_seq(cose: bytes) -> int:
 
 
 def verify(pub: bytes, anchor: Anchor | None, raw_records: Sequence[bytes],
-           fresh_cose: bytes, nonce: bytes, *, policy: int | None = None) -> Report:
+           fresh_cose: bytes, nonce: bytes, *, policy: int | None = None,
+           fw: FirmwareRules | None = None, fw_last: Entry | None = None) -> Report:
     """Judge records pulled after `anchor` plus the fresh checkpoint for `nonce`;
-    `policy` is the device's signing policy as stored from its entry 0."""
+    `policy` is the device's signing policy as stored from its entry 0; `fw`, `fw_last`
+    what the store's accepted history says of its firmware (Store.firmware)."""
     records, problems = parse_records(b"".join(raw_records), source="serial")
     chain = verify_chain(pub, records, problems,
                          anchor=None if anchor is None else ChainAnchor(anchor.seq,
                                                                         anchor.head),
-                         policy=policy)
+                         policy=policy, fw=fw, fw_last=fw_last)
     cps: list[Checkpoint] = []
     for r in records:
         if not r.is_entry:

@@ -111,6 +111,12 @@ class StoreStorage(Protocol):
 
     def accepted_body(self, device_id: str, seq: int) -> bytes | None: ...
 
+    def accepted_update_bodies(self, device_id: str) -> list[bytes]:
+        """The accepted entries that may be update or update-reverted entries, by seq:
+        those whose bytes hold formats.entry.UPDATE_MARK or REVERTED_MARK (the caller
+        parses them and keeps kinds 7 and 8)."""
+        ...
+
     def is_accepted(self, device_id: str, seq: int, entry_hash: bytes) -> bool: ...
 
     def quarantined_hashes(self, device_id: str, lo: int, hi: int

@@ -25,6 +25,7 @@ from hashtrail.collector.storage import (
     entry0_policy,
 )
 from hashtrail.formats import note
+from hashtrail.formats.entry import REVERTED_MARK, UPDATE_MARK
 
 _BUSY_MS = 30_000
 
@@ -156,6 +157,12 @@ class SqliteStoreStorage(sqlite_file.SqliteFile):
         row = self._db.execute("SELECT body FROM entries WHERE device_id=? AND seq=? AND "
                                "accepted=1", (device_id, seq)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def accepted_update_bodies(self, device_id: str) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute(
+            "SELECT body FROM entries WHERE device_id=? AND accepted=1 AND "
+            "(instr(body, ?) > 0 OR instr(body, ?) > 0) ORDER BY seq",
+            (device_id, UPDATE_MARK, REVERTED_MARK))]
 
     def is_accepted(self, device_id: str, seq: int, entry_hash: bytes) -> bool:
         return self._db.execute("SELECT 1 FROM entries WHERE device_id=? AND seq=? AND "

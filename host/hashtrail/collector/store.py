@@ -61,6 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.storage import (
     Anchor,
     Enrollment,
@@ -72,6 +73,7 @@ from hashtrail.collector.storage import (
 from hashtrail.collector.storage_sqlite import SqliteStoreStorage
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
 from hashtrail.formats import keys, note
+from hashtrail.formats.entry import KIND_UPDATE, Entry, parse_entry
 from hashtrail.formats.keys import check_pub, parse_device_id
 
 __all__ = ["Anchor", "Enrollment", "RawEntry", "Store", "StoreError", "StoredCheckpoint",
@@ -186,6 +188,20 @@ class Store:
         """The signing policy the device's accepted entry 0 declares (None: entry 0 not
         accepted yet)."""
         return self.storage.policy(device_id)
+
+    def firmware(self, device_id: str) -> tuple[FirmwareRules, Entry | None]:
+        """What the next collection's entries are held to by the firmware rules
+        (chain.fwrules): the rules with every accepted update installed, and the
+        accepted entry at the anchor, which the first new entry follows. Read from the
+        accepted update entries only (found by their bytes), not the whole history."""
+        rules = FirmwareRules()
+        for body in self.storage.accepted_update_bodies(device_id):
+            e = parse_entry(body)
+            if e.kind == KIND_UPDATE:
+                rules.install(e)
+        anc = self.storage.anchor(device_id)
+        last = None if anc is None else self.storage.accepted_body(device_id, anc.seq)
+        return rules, None if last is None else parse_entry(last)
 
     def quarantine(self, device_id: str, records: Iterable[RawEntry]) -> int:
         """Store records exactly as received, unverified. Returns how many were new."""

@@ -39,13 +39,24 @@ KIND_OVERFLOW = 4
 KIND_ACK = 5
 KIND_LOG_ALTERED = 6
 KIND_UPDATE = 7
+KIND_UPDATE_REVERTED = 8
 KIND_NAMES = {KIND_READING: "reading", KIND_BOOT: "boot", KIND_TIME_SET: "time_set",
               KIND_KEY_CREATED: "key_created", KIND_OVERFLOW: "overflow",
               KIND_ACK: "acknowledged", KIND_LOG_ALTERED: "log_altered",
-              KIND_UPDATE: "update"}
+              KIND_UPDATE: "update", KIND_UPDATE_REVERTED: "update_reverted"}
 # Body keys of an update entry (kind 7): the firmware it replaced, the one it installed,
 # the release's security counter and the SHA-256 of the signed manifest.
 UPDATE_OLD, UPDATE_NEW, UPDATE_COUNTER, UPDATE_MANIFEST = 1, 2, 3, 4
+# Body keys of an update-reverted entry (kind 8), written by the firmware that runs
+# again after boot.py took an update back: the version that failed, the version running
+# again, the failed release's counter and manifest SHA-256, and why.
+REVERTED_FAILED, REVERTED_RUNNING, REVERTED_COUNTER, REVERTED_MANIFEST, REVERTED_REASON = (
+    1, 2, 3, 4, 5)
+# Bytes every canonical update (or update-reverted) entry holds: key 7 (kind), the kind,
+# key 8 (body). The ledger finds a device's update entries by them without parsing the
+# others.
+UPDATE_MARK = bytes([KEY_KIND, KIND_UPDATE, KEY_BODY])
+REVERTED_MARK = bytes([KEY_KIND, KIND_UPDATE_REVERTED, KEY_BODY])
 # Signing policy, recorded by the device in entry 0 (key-created body key 2).
 POLICY_CHECKPOINTS = 0      # only checkpoints are signed (entries unprotected until one)
 POLICY_EVERY_ENTRY = 1      # every entry carries its own device signature
@@ -181,6 +192,14 @@ def _check_body(kind: int, body: Any) -> None:
                 or not _uint(body[3]) or type(body[4]) is not bytes or len(body[4]) != 32:
             raise FormatError("update body must be {1: old version, 2: new version, "
                               "3: security counter, 4: manifest SHA-256 (32 bytes)}")
+    elif kind == KIND_UPDATE_REVERTED:
+        if list(body) != [1, 2, 3, 4, 5] or type(body[1]) is not str \
+                or type(body[2]) is not str or not _uint(body[3]) \
+                or type(body[4]) is not bytes or len(body[4]) != 32 \
+                or type(body[5]) is not str:
+            raise FormatError("update-reverted body must be {1: failed version, 2: running "
+                              "version, 3: security counter, 4: manifest SHA-256 (32 "
+                              "bytes), 5: reason}")
 
 
 _POLICIES = (POLICY_CHECKPOINTS, POLICY_EVERY_ENTRY)

@@ -17,6 +17,8 @@ row of every table is re-derived from device-signed data or checked against it:
   valid signature; policy 0, a verified device checkpoint (or a later signed entry) in
   the ledger, and then the device reports those entries "unprotected until checkpoint
   N", never plain "ok"; entries a log-altered entry (kind 6) disowns are a problem;
+  entries that break the firmware rules (chain.fwrules: a version changed inside a
+  boot, an update written by another version, a downgrade) are an alarm, as a fork is;
 - nodes and checkpoints: the stored subtree hashes, every one, and every stored signed
   checkpoint match the tree rebuilt from the entries;
 - pending, dev_checkpoints, evidence: every row belongs to an enrolled device, its
@@ -46,6 +48,7 @@ from typing import Any
 
 from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, parse_entry
 from hashtrail.chain.evidence import check_evidence
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
@@ -77,8 +80,10 @@ class DeviceReport:
     anomalies: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # an anomaly is an integrity problem of the device's history (the device key signed
-    # two histories): `verify` exits 1 for it; the others are expected and exit 0
+    # two histories, or entries no genuine firmware writes: chain.fwrules): `verify`
+    # exits 1 for it; the others are expected and exit 0
     alarm: bool = False
+    fw: str | None = None              # the firmware version of its last accepted entry
 
     @property
     def ok(self) -> bool:
@@ -512,6 +517,7 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
     head, prev_t, last_t = key.genesis_prev, None, None
     cover = _Cover(d.report)      # device signatures over the accepted entries, in order
     altered: list[tuple[int, int, str]] = []
+    fw, last = FirmwareRules(), None      # the firmware history (chain.fwrules)
     for i, (seq, h, body, sig) in enumerate(led.storage.scan_device_entries(did)):
         try:
             b = bytes(body)
@@ -544,11 +550,18 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
             r.first_t = e.t if r.first_t is None else r.first_t
             r.last_t = prev_t = last_t = e.t
         cover.add(seq, sig is not None, hb in d.heads.get(seq, ()))
+        for f in fw.check(last, e):
+            r.anomalies.append(f"seq {f.seq}: firmware {f.code}: {f.text}")
+            r.alarm = True
+        last = e
+        r.fw = e.fw
         if e.kind == KIND_LOG_ALTERED and int(e.body[1]) < seq:
             altered.append((int(e.body[1]), seq, str(e.body[2])))
         head, d.walked = hb, seq
         r.entries += 1
     _coverage(p, d, cover, altered)
+    if r.alarm:
+        r.status = "firmware alarm"
     _tip(led, p, d, head, last_t)
 
 

@@ -30,7 +30,9 @@ write lock: ledger.storage), reconcile
        disowns: a report at seq A disowning X..A-1 stops acceptance below X, even with
        a later checkpoint (finding). Entries already accepted stay.
      Holes wait for the collector that has the missing entries. Each accepted entry
-     becomes a Merkle leaf;
+     becomes a Merkle leaf. Entries that break the firmware rules (chain.fwrules: a
+     version changed inside a boot, an update written by another version, a
+     downgrade below an update accepted before) are accepted and flagged;
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
@@ -57,12 +59,19 @@ from typing import NamedTuple
 
 from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
 from hashtrail.chain.evidence import Branch, branch_hash, make_evidence
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
-from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
+from hashtrail.formats.entry import (
+    KIND_LOG_ALTERED,
+    KIND_UPDATE,
+    POLICY_EVERY_ENTRY,
+    signing_policy,
+)
 from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
+from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
 
@@ -506,6 +515,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
                                         f"({prev_t} -> {t}); accepted, flagged"))
         prev_t = t
     take = path[:covered]
+    _firmware(db, did, dev.tip_seq, take, res)
     pre = leaf_prefix(did)
     first = led.append_leaves([pre + c.seq.to_bytes(8, "big") + c.h + c.body for c in take])
     db.add_entries([(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
@@ -515,6 +525,31 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         last = take[-1]
         db.set_tip(did, last.seq, last.h, prev_t)
     return {c.seq: c for c in take}
+
+
+def _firmware(db: LedgerStorage, did: str, tip: int, take: list[_Cand], res: Result
+              ) -> None:
+    """The firmware rules (chain.fwrules, as the collector and `verify --ledger` apply
+    them) over the entries accepted now, against the accepted history before them.
+
+    Accepted, flagged: the entries carry the device's own signature, so like a fork
+    they are the evidence of a device whose firmware lied (or whose key signs for
+    someone else), kept in the log; `verify --ledger` raises the alarm. The earlier
+    updates are read only when an update entry arrives, and the tip entry once per
+    chunk: a reconcile still costs O(new entries)."""
+    if not take:
+        return
+    rules = (installed_rules(db, did, tip) if any(c.f.kind == KIND_UPDATE for c in take)
+             else FirmwareRules())
+    last = None
+    if tip >= 0:
+        se = db.entry(did, tip)
+        last = None if se is None else parse_entry(se.body)
+    for c in take:
+        for f in rules.check(last, c.f):
+            res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, "
+                                         "flagged"))
+        last = c.f
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],

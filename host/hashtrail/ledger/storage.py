@@ -130,6 +130,15 @@ class LedgerStorage(Protocol):
         """The accepted entry bytes of seqs lo..hi (inclusive), in seq order."""
         ...
 
+    def update_entries(self, device_id: str, hi: int) -> list[tuple[int, bytes]]:
+        """(seq, entry bytes) of the device's accepted entries at seq <= `hi` that may be
+        update or update-reverted entries, by seq: every entry whose bytes hold
+        UPDATE_MARK or REVERTED_MARK (a canonical kind-7 or kind-8 entry does,
+        formats.entry), perhaps a few more; the caller parses them and keeps kinds 7, 8.
+        Scanned by the database, so a device's firmware history costs no parse of its
+        other entries."""
+        ...
+
     def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
         """(seq, signature) of the first accepted entry at or after `seq` that carries
         its own device signature."""

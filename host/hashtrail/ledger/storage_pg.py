@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from hashtrail.errors import ConfigError, InputError
+from hashtrail.formats.entry import REVERTED_MARK, UPDATE_MARK
 from hashtrail.ledger.backend import display
 from hashtrail.ledger.storage import (
     Device,
@@ -467,6 +468,12 @@ class PgLedgerStorage:
         return [bytes(r[0]) for r in self._q(
             "SELECT body FROM entries WHERE device_id=%s AND seq BETWEEN %s AND %s "
             "ORDER BY seq", (device_id, lo, hi))]
+
+    def update_entries(self, device_id: str, hi: int) -> list[tuple[int, bytes]]:
+        return [(int(r[0]), bytes(r[1])) for r in self._q(
+            "SELECT seq, body FROM entries WHERE device_id=%s AND seq<=%s AND "
+            "(position(%s::bytea in body) > 0 OR position(%s::bytea in body) > 0) "
+            "ORDER BY seq", (device_id, hi, UPDATE_MARK, REVERTED_MARK))]
 
     def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
         row = self._one("SELECT seq, sig FROM entries WHERE device_id=%s AND seq>=%s "

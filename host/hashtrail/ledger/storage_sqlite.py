@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hashtrail import sqlite_file
+from hashtrail.formats.entry import REVERTED_MARK, UPDATE_MARK
 from hashtrail.ledger.storage import (
     Device,
     DeviceCheckpoint,
@@ -228,6 +229,12 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         return [bytes(r[0]) for r in self._db.execute(
             "SELECT body FROM entries WHERE device_id=? AND seq BETWEEN ? AND ? ORDER BY seq",
             (device_id, lo, hi))]
+
+    def update_entries(self, device_id: str, hi: int) -> list[tuple[int, bytes]]:
+        return [(int(r[0]), bytes(r[1])) for r in self._db.execute(
+            "SELECT seq, body FROM entries WHERE device_id=? AND seq<=? AND "
+            "(instr(body, ?) > 0 OR instr(body, ?) > 0) ORDER BY seq",
+            (device_id, hi, UPDATE_MARK, REVERTED_MARK))]
 
     def first_signed_entry(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
         row = self._db.execute("SELECT seq, sig FROM entries WHERE device_id=? AND seq>=? "
