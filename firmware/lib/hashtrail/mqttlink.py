@@ -7,19 +7,27 @@
 # (link.Link, a second instance whose `out` is this object) and lets the host run its
 # serial collection code unchanged over an MQTT byte stream (docs/MQTT.md).
 #
-# Topics, D = the device id (32 lowercase hex digits, log.device_id):
-#   hashtrail/D/req   collector -> device: one request line per message ("@HT" + hex,
-#                     as on the console), any command but ACK
-#   hashtrail/D/ack   collector -> device: ACK request lines only. Pruning is the one
-#                     request that loses data on the device, so it has its own topic a
-#                     broker ACL can reserve for trusted collectors; an ACK on req, or
-#                     anything else on ack, is dropped (counted in `refused`).
-#   hashtrail/D/rep   device -> collector: one link frame per message, byte for byte as
-#                     the console carries it (header check and CRC included), QoS 1.
-# Records go out as the console's records stream: bounded batches (CHUNK frames of at
-# most the board's link_chunk bytes, whole raw records as on flash), at most `credit`
-# of them in flight, one more per CREDIT the collector sends back.
-#
+# Topics, D = the device id (32 lowercase hex digits, log.device_id), C = the
+# collector's reply name (1.._MAXNAME characters of A-Z a-z 0-9 _ -, chosen by the
+# collector; "/C" may be left out, then the reply topic is plain "rep"):
+#   hashtrail/D/req/C   collector -> device: one request line per message ("@HT" + hex,
+#                       as on the console), any command but ACK
+#   hashtrail/D/ack/C   collector -> device: ACK request lines only. Pruning is the one
+#                       request that loses data on the device, so it has its own topic a
+#                       broker ACL can reserve for trusted collectors; an ACK on req, or
+#                       anything else on ack, is dropped (counted in `refused`).
+#   hashtrail/D/rep/C   device -> collector: the frames answering the requests that came
+#                       on .../C, one link frame per message, byte for byte as the
+#                       console carries it (header check and CRC included), QoS 1.
+# Why a reply topic per collector: two collectors on one device would otherwise read
+# each other's replies (request ids are one byte). The name comes from the topic the
+# request arrived on (the device subscribes hashtrail/D/req/# and .../ack/#) and is
+# checked before it is used in a topic: a name with "/", "+", "#", ".." or any other
+# character, or longer than _MAXNAME, is refused, so no requester can make the device
+# publish anywhere but under hashtrail/D/rep/.
+# One records stream at a time: while collector C's stream is open, other collectors'
+# requests wait in the queue (they are served when it ends, by END or after its 10 s
+# without credit) instead of closing C's stream; their CREDITs are dropped.
 # Loop contract (app.py): step() once per pass; it connects when the network is up
 # (retrying every _RETRY_MS), reads what the broker sent, serves the requests and sends
 # at most one chunk; `sock` is the broker socket while connected (None otherwise). A broker that goes away (OSError from the socket, a malformed
@@ -41,8 +49,23 @@ _RETRY_MS = 5000  # between connection attempts
 _KEEPALIVE_S = 60
 _PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
 _RX_PER_STEP = 8  # incoming packets read per step
+_MAXNAME = 32  # longest collector name in a topic
 _IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
 _TCP_NODELAY = 1  # port names neither
+
+
+def _name_ok(name):
+    # b"" (the plain topic) or b"/" + 1.._MAXNAME of A-Z a-z 0-9 _ -
+    n = len(name)
+    if n == 0:
+        return True
+    if n < 2 or n > _MAXNAME + 1 or name[0] != 47:
+        return False
+    for i in range(1, n):
+        c = name[i]
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 or c == 45):
+            return False
+    return True
 
 
 class MqttLink:
@@ -64,7 +87,9 @@ class MqttLink:
         self.client.set_callback(self._on_msg)
         self.net = net
         self.link = _link.Link(None, self, board, fw, clock, chunk=chunk)
-        self.t_req = self.t_ack = self.t_rep = None
+        self.t_base = self.t_rep = None
+        self._rt = None  # reply topic of the request (or stream) being served
+        self._st = None  # reply topic of the open records stream's collector
         self._q = []
         self.sock = None  # the broker socket while connected (app.py polls it)
         self._next_try = ticks_ms()
@@ -78,25 +103,37 @@ class MqttLink:
 
     def attach(self, log):
         """Serve `log` (devlog.Log): its device id names the topics."""
-        base = "hashtrail/" + log.device_id + "/"
-        self.t_req = (base + "req").encode()
-        self.t_ack = (base + "ack").encode()
-        self.t_rep = (base + "rep").encode()
+        self.t_base = ("hashtrail/" + log.device_id + "/").encode()
+        self.t_rep = self.t_base + b"rep"
         if not self.client.client_id:
             self.client.client_id = "hashtrail-" + log.device_id
         self.link.log = log
 
     def write(self, frame):
         # The Link's output: one frame, one QoS 1 message (umqtt waits for the PUBACK).
-        self.client.publish(self.t_rep, frame, False, 1)
+        self.client.publish(self._rt, frame, False, 1)
         self._last_tx = ticks_ms()
 
     def _on_msg(self, topic, msg):
         self.rx += 1
-        if len(self._q) >= _QUEUE or len(msg) > _MAXREQ:
-            self.overflow += 1  # the collector re-sends a request that got no answer
+        # topic: hashtrail/D/req or hashtrail/D/ack, then nothing or "/" + a name
+        b = self.t_base
+        n = len(b)
+        leaf = topic[n:n + 3]
+        name = topic[n + 3:]
+        if topic[:n] != b or (leaf != b"req" and leaf != b"ack") or not _name_ok(name):
+            self.refused += 1
             return
-        self._q.append((topic == self.t_ack, msg))
+        if len(msg) > _MAXREQ:
+            self.overflow += 1
+            return
+        q = self._q
+        if len(q) >= _QUEUE:
+            # Full (requests waiting behind another collector's stream): the oldest
+            # goes; its sender has re-sent it with a new id, the only one it still reads.
+            q.pop(0)
+            self.overflow += 1
+        q.append((leaf == b"ack", self.t_rep + name, msg))
 
     def drop(self, e=None):
         """Forget the connection (the broker went away or sent garbage): the open
@@ -123,7 +160,7 @@ class MqttLink:
         c = self.client
         try:
             if self.sock is None:
-                if self.t_req is None or ticks_diff(ticks_ms(), self._next_try) < 0 or (
+                if self.t_base is None or ticks_diff(ticks_ms(), self._next_try) < 0 or (
                         self.net is not None and not self.net.isconnected()):
                     return False
                 self.drop()
@@ -134,8 +171,9 @@ class MqttLink:
                     c.sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
                 except (OSError, AttributeError):
                     pass  # a TLS socket, a port without the option: slower, not wrong
-                c.subscribe(self.t_req, 1)
-                c.subscribe(self.t_ack, 1)
+                # "#" matches the parent level too: .../req and .../req/C
+                c.subscribe(self.t_base + b"req/#", 1)
+                c.subscribe(self.t_base + b"ack/#", 1)
                 self.sock = c.sock
                 self.connects += 1
                 self._last_tx = ticks_ms()
@@ -146,9 +184,15 @@ class MqttLink:
                 if self.rx == before:
                     break
             q = self._q
-            feed = self.link.feed_byte
-            while q:
-                is_ack, msg = q.pop(0)
+            link = self.link
+            feed = link.feed_byte
+            i = 0
+            while i < len(q):
+                is_ack, rt, msg = q[i]
+                if link._it is not None and rt != self._st:
+                    i += 1  # waits for the open stream of another collector to end
+                    continue
+                q.pop(i)
                 # One request line per message, its end of line optional: a line break
                 # inside would let a message on req smuggle a second line (an ACK) past
                 # the topic rule. Bytes 7..8 are the command ("@HT" version id cmd).
@@ -159,10 +203,14 @@ class MqttLink:
                         msg[7:9] == b"06") != is_ack:
                     self.refused += 1
                     continue
-                for i in range(n):
-                    feed(msg[i])
+                self._rt = rt
+                for j in range(n):
+                    feed(msg[j])
                 feed(10)
-            busy = self.link.step()
+                if link._it is not None:
+                    self._st = rt  # a RECORDS opened (or CREDIT fed) this stream
+            self._rt = self._st
+            busy = link.step()
             if ticks_diff(ticks_ms(), self._last_tx) > _PING_MS:
                 c.ping()
                 self._last_tx = ticks_ms()

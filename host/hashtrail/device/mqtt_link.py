@@ -6,11 +6,13 @@ the very code it runs over a serial port (HELLO, RECORDS with credit, a CHECKPOI
 its own nonce, ACK after the store committed) and proves exactly the same things. What
 this module adds is only transport:
 
-- requests: each request line is one QoS 1 message on `hashtrail/D/req`, except ACK,
-  which goes to `hashtrail/D/ack` (a broker ACL may reserve pruning for trusted
+- requests: each request line is one QoS 1 message on `hashtrail/D/req/C`, except
+  ACK, which goes to `hashtrail/D/ack/C` (a broker ACL may reserve pruning for trusted
   collectors); bytes that are not a request line (the serial REPL probe) are dropped:
-  there is no REPL behind a broker;
-- replies: messages on `hashtrail/D/rep`, one frame each, concatenated into the byte
+  there is no REPL behind a broker. C is this collector's reply name (`Broker.name`,
+  random per connection): the device answers on `hashtrail/D/rep/C`, so two
+  collectors on one device never read each other's replies;
+- replies: messages on `hashtrail/D/rep/C`, one frame each, concatenated into the byte
   stream the Link's resynchronising frame decoder reads. A message that repeats one of
   the last `DEDUP` byte for byte is a QoS 1 redelivery and is dropped (frames carry the
   request id and the chunk number, so two different frames are never equal); anything
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
+import secrets
 import socket
 import ssl
 import threading
@@ -41,10 +45,12 @@ TOPIC_ROOT = "hashtrail"
 DEDUP = 64  # recent reply messages remembered per device to drop redeliveries
 MAX_QUEUED = 1 << 22  # bytes of replies held per device before the oldest are dropped
 CONNECT_TIMEOUT_S = 10.0
+# A collector's reply name, as the device accepts it in a topic (mqttlink._name_ok).
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
-def topic(device_id: str, leaf: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+def topic(device_id: str, leaf: str, name: str = "") -> str:
+    return f"{TOPIC_ROOT}/{device_id}/{leaf}" + (f"/{name}" if name else "")
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class MqttStream:
         # Bytes of the MQTT PUBLISH packets (QoS 1) that carried the replies: what the
         # device's replies cost on the wire, beside the frame bytes the Link counts.
         self.wire_bytes = 0
-        self._rl = len(topic(device_id, "rep")) + 4  # topic length, topic, packet id
+        self._rl = len(topic(device_id, "rep", broker.name)) + 4  # topic length, topic, packet id
 
     def _deliver(self, payload: bytes) -> None:
         with self._cv:
@@ -142,7 +148,7 @@ class MqttStream:
             except ValueError:
                 cmd = -1
             leaf = "ack" if cmd == REQ_ACK else "req"
-            self.broker.publish(topic(self.device_id, leaf), line)
+            self.broker.publish(topic(self.device_id, leaf, self.broker.name), line)
 
     def close(self) -> None:
         self.broker.detach(self)
@@ -160,6 +166,9 @@ class Broker:
                               "installed", hint="pip install 'hashtrail[mqtt]'") from None
 
         self.options = options
+        # The reply name: the device answers this collector's requests on rep/<name>.
+        self.name = (options.client_id if NAME_RE.fullmatch(options.client_id)
+                     else secrets.token_hex(8))
         self._mqtt = mqtt
         self._streams: dict[str, MqttStream] = {}
         self._lock = threading.Lock()
@@ -199,7 +208,7 @@ class Broker:
         with self._lock:
             topics = list(self._streams)
         for did in topics:  # a clean session: subscriptions are per connection
-            client.subscribe(topic(did, "rep"), qos=1)
+            client.subscribe(topic(did, "rep", self.name), qos=1)
         self._connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
@@ -218,7 +227,7 @@ class Broker:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         parts = msg.topic.split("/")
-        if len(parts) != 3 or parts[0] != TOPIC_ROOT or parts[2] != "rep":
+        if parts[2:] != ["rep", self.name] or parts[0] != TOPIC_ROOT:
             return
         with self._lock:
             s = self._streams.get(parts[1])
@@ -264,7 +273,7 @@ class Broker:
         s = MqttStream(self, device_id)
         with self._lock:
             self._streams[device_id] = s
-        res, mid = self.client.subscribe(topic(device_id, "rep"), qos=1)
+        res, mid = self.client.subscribe(topic(device_id, "rep", self.name), qos=1)
         ev = threading.Event()
         if mid is not None:
             with self._lock:  # the SUBACK may have come already
@@ -284,7 +293,7 @@ class Broker:
             if self._streams.get(s.device_id) is not s:
                 return
             del self._streams[s.device_id]
-        self.client.unsubscribe(topic(s.device_id, "rep"))
+        self.client.unsubscribe(topic(s.device_id, "rep", self.name))
 
     def link(self, device_id: str, *, timeout: float = 3.0) -> Link:
         """A Link to one device over this broker (close it to unsubscribe)."""
