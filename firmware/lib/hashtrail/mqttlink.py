@@ -36,6 +36,16 @@
 # waits for its PUBACK are queued (at most _QUEUE, each at most one request line), not
 # served inside the publish: umqtt delivers them from inside publish().
 #
+# Stalls: every read and write on the broker socket is bounded by `timeout_s` (board.json
+# "mqtt", default _TIMEOUT_S): umqtt.simple reads the rest of a packet, a CONNACK, a
+# SUBACK or a PUBACK in blocking mode and sets no timeout, so a broker that stops in the
+# middle of a packet would hold the loop until the watchdog resets the board. connect()
+# takes the timeout (umqtt_simple.py), and the connected socket is wrapped (_Timed) so
+# umqtt's setblocking(True) becomes "blocking, at most timeout_s", and a short read or
+# write is an OSError: the link drops the connection and retries after retry_s.
+# Worst case for one step: connect + CONNACK + two SUBACKs, 4 x timeout_s (20 s at the
+# default, under the boards' 30 s watchdog); DNS (getaddrinfo) is not bounded.
+#
 # Memory: the Link's line and frame buffers (200 + chunk + 12 bytes), the request
 # queue (bounded), umqtt's per-packet headers. Publishing a frame sends the Link's own
 # buffer (a memoryview): no copy.
@@ -45,13 +55,46 @@ from hashtrail import link as _link
 
 _QUEUE = 8  # requests held while a publish waits for its PUBACK
 _MAXREQ = 202  # longest request line the Link accepts (link._MAXLINE) + CR LF
-_RETRY_MS = 5000  # between connection attempts
+_RETRY_MS = 5000  # between connection attempts (board.json "mqtt": "retry_s")
+_TIMEOUT_S = 5  # longest wait of one socket read or write ("timeout_s")
 _KEEPALIVE_S = 60
 _PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
 _RX_PER_STEP = 8  # incoming packets read per step
 _MAXNAME = 32  # longest collector name in a topic
 _IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
 _TCP_NODELAY = 1  # port names neither
+
+
+class _Timed:
+    # umqtt.simple's socket, every blocking read and write bounded (see "Stalls").
+    def __init__(self, s, t):
+        self.s = s
+        self.t = t
+        self.b = True
+        s.settimeout(t)
+
+    def setblocking(self, flag):
+        self.b = flag
+        self.s.settimeout(self.t if flag else 0)
+
+    def read(self, n):
+        r = self.s.read(n)
+        if self.b and (r is None or len(r) != n):
+            raise OSError(110)  # ETIMEDOUT (or EOF): the broker stalled mid-packet
+        return r
+
+    def write(self, b, n=None):
+        if n is None:
+            n = len(b)
+            r = self.s.write(b)
+        else:
+            r = self.s.write(b, n)
+        if r != n:
+            raise OSError(110)
+        return r
+
+    def close(self):
+        self.s.close()
 
 
 def _name_ok(name):
@@ -85,6 +128,8 @@ class MqttLink:
             int(cfg.get("port", 8883 if ssl else 1883)), cfg.get("user"),
             cfg.get("password"), keepalive=_KEEPALIVE_S, ssl=ssl)
         self.client.set_callback(self._on_msg)
+        self.timeout = float(cfg.get("timeout_s", _TIMEOUT_S))
+        self.retry = int(float(cfg.get("retry_s", _RETRY_MS / 1000)) * 1000)
         self.net = net
         self.link = _link.Link(None, self, board, fw, clock, chunk=chunk)
         self.t_base = self.t_rep = None
@@ -152,7 +197,7 @@ class MqttLink:
                 pass
         if e is not None:
             self.last_error = "%s: %s" % (type(e).__name__, e)
-        self._next_try = ticks_add(ticks_ms(), _RETRY_MS)
+        self._next_try = ticks_add(ticks_ms(), self.retry)
 
     def step(self):
         """One pass of the app loop. Returns True when it sent a chunk (more may follow
@@ -164,17 +209,19 @@ class MqttLink:
                         self.net is not None and not self.net.isconnected()):
                     return False
                 self.drop()
-                c.connect()
+                c.connect(True, self.timeout)
+                s = c.sock
                 try:
                     # umqtt writes a message in several small writes: without
                     # TCP_NODELAY each waits for the broker's delayed ACK (~40 ms).
-                    c.sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                    s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
                 except (OSError, AttributeError):
                     pass  # a TLS socket, a port without the option: slower, not wrong
+                c.sock = _Timed(s, self.timeout)
                 # "#" matches the parent level too: .../req and .../req/C
                 c.subscribe(self.t_base + b"req/#", 1)
                 c.subscribe(self.t_base + b"ack/#", 1)
-                self.sock = c.sock
+                self.sock = s
                 self.connects += 1
                 self._last_tx = ticks_ms()
                 return False
