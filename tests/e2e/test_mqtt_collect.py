@@ -54,11 +54,11 @@ INTERVAL = 0.5
 
 
 def mqtt_device(tmp: Path, name: str, port: int, interval: float = INTERVAL,
-                prune: bool = True) -> VirtualDevice:
+                prune: bool = True, push: float = 1) -> VirtualDevice:
     cfg = {"sample_interval_s": interval,
            "log": {"prune_on_ack": prune, "seg_records": SEG, "checkpoint_every": 20,
                    "checkpoint_s": 0},
-           "mqtt": {"host": "127.0.0.1", "port": port}}
+           "mqtt": {"host": "127.0.0.1", "port": port, "push": push}}
     dev = VirtualDevice(tmp, name, board=BOARD, config=cfg).start()
     provision.wait_ready(dev, timeout=20.0)
     return dev
@@ -204,6 +204,47 @@ def test_follow_leaves_an_idle_device_alone(tmp_path: Path,
     assert store_is_clean(store, did) == r2.upto_seq + 1
 
 
+def test_follow_collects_what_the_device_pushes(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """The device publishes its unacknowledged entries on hashtrail/D/log by itself; a
+    following collector whose round interval is far away collects them as they come:
+    the pushed records are verified with the rest (a fresh checkpoint over its nonce),
+    stored once, acknowledged, and the device prunes what was acknowledged. A stranger
+    replaying every push a little later (duplicates, out of order) changes nothing."""
+    url = require_shared()
+    store = tmp_path / "c.db"
+    dev = mqtt_device(tmp_path, "p0", 1883, interval=0.2, push=0.3)
+    devices.append(dev)
+    did = enroll(dev, store)
+    wait_entries(dev, SEG)
+    outs: list[Any] = []
+    stop = threading.Event()
+    rep = Replayer(url, did, leaf="log")
+
+    def seen(o: Any) -> None:
+        outs.append(o)
+        if sum(1 for x in outs if x.result is not None and x.result.pushed) >= 2:
+            stop.set()
+
+    threading.Timer(20, stop.set).start()
+    try:
+        with Store.open(store, create=False) as st:
+            collect_mqtt(parse_url(url), st, follow=True, interval=60, push_gap=0.5,
+                         stop=stop, on_outcome=seen)
+    finally:
+        stop.set()
+        rep.close()
+    assert [o.error for o in outs] == [None] * len(outs), outs
+    later = [o.result for o in outs[1:]]  # after the round at start
+    pushed = [r for r in later if r.pushed]
+    assert len(pushed) >= 2, later
+    assert all(r.acked and r.new_entries >= r.pushed for r in pushed), pushed
+    assert rep.sent > 0, "the replayer repeated pushes"
+    upto = store_is_clean(store, did) - 1
+    assert upto == max(r.upto_seq for r in pushed)
+    assert 0 < hello(dev).first_seq <= upto + 1  # pruned only what was acknowledged
+
+
 def test_two_collectors_at_once_on_one_device_both_succeed_and_reconcile(
         tmp_path: Path, devices: list[VirtualDevice]) -> None:
     """Collectors A and B collect the same device at the same moment, round after
@@ -296,8 +337,8 @@ class Replayer:
     """Every frame the device publishes is published once more by a stranger, a little
     later (so out of order with the next ones): QoS 1 duplicates, at will."""
 
-    def __init__(self, url: str, device_id: str) -> None:
-        self.topic = f"hashtrail/{device_id}/rep/#"  # every collector's replies
+    def __init__(self, url: str, device_id: str, leaf: str = "rep/#") -> None:
+        self.topic = f"hashtrail/{device_id}/{leaf}"  # every collector's replies
         self.seen: set[bytes] = set()
         self.sent = 0
         self.c = _client(url, "replayer")

@@ -124,5 +124,5 @@ def make_stall_broker(out: Path) -> None:
     cfg["sample_interval_s"] = 0.05
     cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0, "seg_records": 64}
     cfg["mqtt"] = {"host": "127.0.0.1", "port": lsock.getsockname()[1],
-                   "timeout_s": 0.5, "retry_s": 0.2}
+                   "timeout_s": 0.5, "retry_s": 0.2, "push": 0}
     (out / "board_stall.json").write_text(json.dumps(cfg, indent=2))

@@ -327,8 +327,18 @@ class Link:
         self._it = iter(self.log.records(frm))
 
     def _close_stream(self):
+        # Close the records generator, not just drop it: its open segment file is
+        # linked from littlefs's list of open files, which the GC sees, so a dropped
+        # generator keeps its file (and buffers) forever. A stream cut short (another
+        # request, a stall, every device push) leaked one file per stream before.
+        it = self._it
         self._it = None
         self._pending = 0
+        if it is not None:
+            try:
+                it.close()
+            except Exception:
+                pass
 
     def _end_stream(self):
         self._close_stream()

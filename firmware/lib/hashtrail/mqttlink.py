@@ -25,6 +25,20 @@
 # checked before it is used in a topic: a name with "/", "+", "#", ".." or any other
 # character, or longer than _MAXNAME, is refused, so no requester can make the device
 # publish anywhere but under hashtrail/D/rep/.
+#   hashtrail/D/log     device -> collectors: entries pushed without a request (below),
+#                       as CHUNK frames of request id 0 (and the END closing each), QoS 1.
+# Push: the device publishes its unacknowledged entries on its own (tick()), from the
+# first unacknowledged seq (log.acked + 1, or the first held), one chunk per push: the
+# records stream's own frame (CHUNK number 0 of request id 0, whole raw records as on
+# flash, at most link_chunk bytes; an END of request id 0 follows when the chunk held
+# the last record), from the Link's one frame buffer. At most one push per "push"
+# seconds (board.json "mqtt", default 1; 0 or false: no push), at most _PUSH_WINDOW
+# pushes beyond the last ACK; an ACK restarts the window at the new acknowledged seq,
+# and _REPUSH_MS without one after a push restarts it at the first unacknowledged seq
+# (a collector missed them, the broker lost them); so does a reconnect. A push prunes
+# nothing: only an ACK on the ack topic does. The device's own "acknowledged" entry
+# alone is not pushed (it waits for the next entry): acknowledging it would append
+# another one, forever.
 # One records stream at a time: while collector C's stream is open, other collectors'
 # requests wait in the queue (they are served when it ends, by END or after its 10 s
 # without credit) instead of closing C's stream; their CREDITs are dropped.
@@ -49,7 +63,10 @@
 # Memory: the Link's line and frame buffers (200 + chunk + 12 bytes), the request
 # queue (bounded), umqtt's per-packet headers. Publishing a frame sends the Link's own
 # buffer (a memoryview): no copy.
+from struct import unpack_from
 from time import ticks_add, ticks_diff, ticks_ms
+
+from micropython import const
 
 from hashtrail import link as _link
 
@@ -61,6 +78,18 @@ _KEEPALIVE_S = 60
 _PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
 _RX_PER_STEP = 8  # incoming packets read per step
 _MAXNAME = 32  # longest collector name in a topic
+# Push: the state list's slots (const: no names at run time), the window, the re-push
+_P_MS = const(0)  # least ms between two pushes (board.json "mqtt": "push", seconds)
+_P_NEXT = const(1)  # next seq to push (None: from the first unacknowledged)
+_P_COUNT = const(2)  # pushes since the last ACK (or restart)
+_P_AT = const(3)  # ticks of the last push
+_P_ACKED = const(4)  # log.acked last seen
+_P_ACKENTRY = const(5)  # seq of the "acknowledged" entry the last ACK appended
+_P_CONN = const(6)  # the connection (self.connects) the state belongs to
+_P_TOPIC = const(7)  # hashtrail/D/log
+_P_TOTAL = const(8)  # pushes made, for diagnostics and tests
+_PUSH_WINDOW = const(4)  # pushes beyond the last ACK before waiting for one
+_REPUSH_MS = const(30000)  # no ACK this long after a push: from the first unacked again
 _IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
 _TCP_NODELAY = 1  # port names neither
 
@@ -130,6 +159,12 @@ class MqttLink:
         self.client.set_callback(self._on_msg)
         self.timeout = float(cfg.get("timeout_s", _TIMEOUT_S))
         self.retry = int(float(cfg.get("retry_s", _RETRY_MS / 1000)) * 1000)
+        # Push state ("Push" above), a list: every new name is a qstr, and near the
+        # budget a new qstr pool found no room (test_app_mqtt.py); "push" is the one
+        # name pushing adds (board.json key, this attribute). None: pushing is off.
+        p = cfg.get("push", 1)
+        self.push = [int(float(p) * 1000), None, 0, ticks_ms(), None, -1, -1, None, 0
+                     ] if p else None
         self.net = net
         self.link = _link.Link(None, self, board, fw, clock, chunk=chunk)
         self.t_base = self.t_rep = None
@@ -263,6 +298,61 @@ class MqttLink:
                 self._last_tx = ticks_ms()
             return busy
         except Exception as e:  # OSError (broker gone), MQTTException, a bad packet
+            self.drop(e)
+            return False
+
+    def tick(self):
+        """Push one chunk of unacknowledged entries when due ("Push"); True when it
+        published. app.py calls it after step() when step() sent nothing."""
+        p = self.push
+        link = self.link
+        if p is None or self.sock is None or self._q or link._it is not None:
+            return False
+        try:
+            log = link.log
+            last = log.last_seq
+            if last is None:
+                return False
+            a = log.acked
+            una = log.first_seq if a is None else max(log.first_seq, a + 1)
+            now = ticks_ms()
+            if self.connects != p[_P_CONN]:  # a reconnect: from the first unacked
+                p[_P_CONN] = self.connects
+                p[_P_NEXT] = None
+                p[_P_TOPIC] = self.t_base + b"log"
+            if a != p[_P_ACKED]:  # an ACK: the window restarts there
+                p[_P_ACKED] = a
+                p[_P_ACKENTRY] = last  # served in this pass: its entry is the last
+                p[_P_COUNT] = 0
+            elif p[_P_COUNT] and ticks_diff(now, p[_P_AT]) >= _REPUSH_MS:
+                p[_P_NEXT] = una  # no ACK since: the collectors may have missed them
+                p[_P_COUNT] = 0
+            pn = p[_P_NEXT]
+            if pn is None or pn < una:
+                pn = una
+            p[_P_NEXT] = pn
+            if pn > last or p[_P_COUNT] >= _PUSH_WINDOW or ticks_diff(
+                    now, p[_P_AT]) < p[_P_MS] or (pn == last and last == p[_P_ACKENTRY]):
+                return False
+            self._rt = p[_P_TOPIC]
+            link._open_stream(0, pn, 1)
+            if link._it is not None:
+                link.step()  # one chunk; END too when that was the last record
+            if link._it is not None:
+                # More later: from the record carried over to the next chunk (its seq
+                # field is its entry's, or for a checkpoint record the entry before it,
+                # pushed once more then), else from the entry after the last one sent.
+                pn = unpack_from("<I", link._buf, 12)[0] if link._pending else link._next
+                link._close_stream()
+            else:
+                pn = link._next
+            p[_P_NEXT] = pn
+            self._rt = self._st
+            p[_P_AT] = now
+            p[_P_COUNT] += 1
+            p[_P_TOTAL] += 1
+            return True
+        except Exception as e:
             self.drop(e)
             return False
 

@@ -20,6 +20,13 @@ this module adds is only transport:
   decoder, which keeps only valid frames, and the collector's verification refuses what
   the device did not sign.
 
+- pushes: entries the device publishes on its own on `hashtrail/D/log` (CHUNK frames
+  of request id 0, docs/MQTT.md "Push") are kept by `Pushes`, per device, by seq:
+  duplicates and batches out of order are just the same records again; `take(start)`
+  hands the collector the run that continues its store's head, which it then verifies
+  exactly like records it pulled. A push proves nothing by itself: anyone may publish
+  there, and the collection still asks a fresh checkpoint over its own nonce.
+
 One `Broker` (one paho client, its network loop in a thread) serves every device; the
 broker connection reconnects by itself, re-subscribing what was subscribed.
 """
@@ -38,8 +45,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from hashtrail.device.link import PREFIX, REQ_ACK, Link, LinkError
-from hashtrail.errors import ConfigError, InputError, printable
+from hashtrail.device.link import PREFIX, REP_CHUNK, REQ_ACK, FrameDecoder, Link, LinkError
+from hashtrail.errors import ConfigError, FormatError, InputError, printable
+from hashtrail.formats.records import MAGIC_ENTRY, split_records
 
 TOPIC_ROOT = "hashtrail"
 DEDUP = 64  # recent reply messages remembered per device to drop redeliveries
@@ -154,6 +162,88 @@ class MqttStream:
         self.broker.detach(self)
 
 
+class Pushes:
+    """Records one device pushed (hashtrail/D/log), by seq, until a collection takes them.
+
+    Bounded: at most `cap` records are held (the lowest seqs first go: the collector
+    pulls what it misses). An entry seq with two different records (a stranger's forgery
+    beside the device's own) is held as both and ends what `take` hands out there, so
+    the collection pulls that seq from the device instead.
+    """
+
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._dec = FrameDecoder(keep_text=0)
+        self._entries: dict[int, set[bytes]] = {}
+        self._cps: dict[int, set[bytes]] = {}  # checkpoint records, by the seq they sign
+        self._n = 0
+        self.event = threading.Event()  # set when a push brought a record not held yet
+        self.messages = 0
+        self.records = 0  # records received, duplicates included
+        self.wire_bytes = 0
+
+    def deliver(self, payload: bytes, topic_len: int) -> None:
+        rl = topic_len + 4 + len(payload)
+        with self._lock:
+            self.messages += 1
+            self.wire_bytes += 2 + rl + (rl > 127) + (rl > 16383) + (rl > 2097151)
+            new = False
+            for f in self._dec.feed(payload):
+                if f.type != REP_CHUNK or f.req_id != 0 or len(f.payload) < 2:
+                    continue  # END, or anything else: no records
+                try:
+                    recs = list(split_records(f.payload[2:]))
+                except FormatError:
+                    continue  # not whole records: nothing to take from it
+                for r in recs:
+                    self.records += 1
+                    seq = int.from_bytes(r[2:6], "little")
+                    box = (self._entries if r[0] == MAGIC_ENTRY else self._cps).setdefault(
+                        seq, set())
+                    if r not in box:
+                        box.add(r)
+                        self._n += 1
+                        new = True
+            while self._n > self.cap and self._entries:
+                self.forget(min(self._entries))
+        if new:
+            self.event.set()
+
+    def forget(self, upto: int) -> None:
+        """Drop what a collection accepted (seqs <= upto); the caller may hold the lock."""
+        for d in (self._entries, self._cps):
+            for seq in [s for s in d if s <= upto]:
+                self._n -= len(d.pop(seq))
+
+    def done(self, upto: int | None) -> None:
+        with self._lock:
+            if upto is None:
+                self._entries.clear()
+                self._cps.clear()
+                self._n = 0
+            else:
+                self.forget(upto)
+
+    def pending(self, start: int) -> bool:
+        """Whether a push holds the entry `start` (the one after the store's head)."""
+        with self._lock:
+            return start in self._entries
+
+    def take(self, start: int) -> list[bytes]:
+        """The records continuing from entry `start`, in log order, while each seq has
+        exactly one entry record: entry, then the checkpoint records signing its seq."""
+        out: list[bytes] = []
+        with self._lock:
+            seq = start
+            while len(self._entries.get(seq, ())) == 1:
+                (e,) = self._entries[seq]
+                out.append(e)
+                out.extend(sorted(self._cps.get(seq, ())))
+                seq += 1
+        return out
+
+
 class Broker:
     """One connection to the broker for every device a collector talks to."""
 
@@ -189,6 +279,7 @@ class Broker:
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
         self._subacks: dict[int, threading.Event] = {}
+        self._pushes: dict[str, Pushes] = {}
         self.client = c
         self.reconnects = -1  # the first connection is not a reconnect
 
@@ -209,6 +300,10 @@ class Broker:
             topics = list(self._streams)
         for did in topics:  # a clean session: subscriptions are per connection
             client.subscribe(topic(did, "rep", self.name), qos=1)
+        with self._lock:
+            watched = list(self._pushes)
+        for did in watched:
+            client.subscribe(topic(did, "log"), qos=1)
         self._connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
@@ -227,6 +322,12 @@ class Broker:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         parts = msg.topic.split("/")
+        if parts[2:] == ["log"] and parts[0] == TOPIC_ROOT:
+            with self._lock:
+                p = self._pushes.get(parts[1])
+            if p is not None:
+                p.deliver(bytes(msg.payload), len(msg.topic))
+            return
         if parts[2:] != ["rep", self.name] or parts[0] != TOPIC_ROOT:
             return
         with self._lock:
@@ -287,6 +388,16 @@ class Broker:
             raise LinkError(f"MQTT subscribe for {device_id} failed: "
                             f"{self._mqtt.error_string(res)}")
         return s
+
+    def watch(self, device_id: str) -> Pushes:
+        """Keep what `device_id` pushes (hashtrail/D/log) from now on."""
+        with self._lock:
+            p = self._pushes.get(device_id)
+            if p is not None:
+                return p
+            p = self._pushes[device_id] = Pushes()
+        self.client.subscribe(topic(device_id, "log"), qos=1)
+        return p
 
     def detach(self, s: MqttStream) -> None:
         with self._lock:
