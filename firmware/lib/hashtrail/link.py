@@ -328,9 +328,8 @@ class Link:
 
     def _close_stream(self):
         # Close the records generator, not just drop it: its open segment file is
-        # linked from littlefs's list of open files, which the GC sees, so a dropped
-        # generator keeps its file (and buffers) forever. A stream cut short (another
-        # request, a stall, every device push) leaked one file per stream before.
+        # closed now rather than whenever the GC finalises it (a stream is cut short by
+        # another request, a stall, and every MQTT push of one chunk).
         it = self._it
         self._it = None
         self._pending = 0
