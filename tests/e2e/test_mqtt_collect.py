@@ -245,6 +245,48 @@ def test_follow_collects_what_the_device_pushes(
     assert 0 < hello(dev).first_seq <= upto + 1  # pruned only what was acknowledged
 
 
+def test_a_forged_push_does_not_stop_the_collection(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A stranger pushes, on the device's log topic, the device's next record altered
+    (CRC made right). The following collector takes it, verification refuses it, and the
+    collection runs again at once from the device alone: stored once, the true record."""
+    url = require_shared()
+    store = tmp_path / "c.db"
+    dev = mqtt_device(tmp_path, "g0", 1883, interval=0.2, push=0)  # only the forger pushes
+    devices.append(dev)
+    did = enroll(dev, store)
+    wait_entries(dev, SEG)
+    outs: list[Any] = []
+    stop = threading.Event()
+    forger = _client(url, "push-forger")
+
+    def seen(o: Any) -> None:
+        outs.append(o)
+        if len(outs) > 1:
+            stop.set()
+            return
+        # after the round at start: the next record, forged, pushed
+        upto = o.result.upto_seq
+        wait_entries(dev, upto + 2)
+        with open_serial(dev.port) as link:
+            true_rec = next(iter(link.records(upto + 1)))
+        forged = encode_frame(linkmod.REP_CHUNK, 0, b"\x00\x00" + _tampered(true_rec))
+        forger.publish(f"hashtrail/{did}/log", forged, qos=1)
+
+    threading.Timer(20, stop.set).start()
+    try:
+        with Store.open(store, create=False) as st:
+            collect_mqtt(parse_url(url), st, follow=True, interval=60, push_gap=0,
+                         stop=stop, on_outcome=seen)
+    finally:
+        stop.set()
+        forger.loop_stop()
+    assert len(outs) == 2, outs
+    o = outs[1]
+    assert o.error is None and o.result.pushed == 0 and o.result.new_entries > 0, o
+    assert store_is_clean(store, did) == o.result.upto_seq + 1
+
+
 def test_two_collectors_at_once_on_one_device_both_succeed_and_reconcile(
         tmp_path: Path, devices: list[VirtualDevice]) -> None:
     """Collectors A and B collect the same device at the same moment, round after

@@ -22,6 +22,7 @@ device, seq and reason like a bad serial line.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,9 @@ from hashtrail.collector.collect import (
 )
 from hashtrail.collector.store import Store, check_device_id
 from hashtrail.device.mqtt_link import Broker, BrokerOptions, Pushes, open_broker
-from hashtrail.errors import HashtrailError, InputError
+from hashtrail.errors import HashtrailError, InputError, VerificationError
+
+log = logging.getLogger(__name__)
 
 # Every collection that finds something new costs the device a signed checkpoint record
 # and an "acknowledged" entry on flash: a round a minute keeps that small beside
@@ -94,7 +97,17 @@ def collect_device(broker: Broker, store: Store, device_id: str, *, ack: bool = 
     over nothing new. Anything else (new entries, a head that differs, a log shorter
     than ours) is collected and judged as usual. `pushes`: what the device pushed,
     taken first (collect's `preload`); forgotten once accepted, dropped after a failed
-    run (the next one pulls everything from the device)."""
+    run. A run that took pushed records and failed verification is run again at once
+    with everything pulled from the device: anyone can publish on the log topic, and a
+    forged push must not stop the device's own records from being collected (what the
+    first run received stays in quarantine as evidence)."""
+    taken: list[int] = []
+
+    def take(start: int) -> list[bytes]:
+        recs = [] if pushes is None else pushes.take(start)
+        taken.append(len(recs))
+        return recs
+
     try:
         with broker.link(device_id, timeout=timeout) as link:
             if skip_idle:
@@ -105,13 +118,20 @@ def collect_device(broker: Broker, store: Store, device_id: str, *, ack: bool = 
                     return Outcome(device_id, idle=True)
             res = collect(link, store, ack=ack, set_time=set_time, notice=notice,
                           deadline=deadline, max_records=max_records, device_id=device_id,
-                          preload=None if pushes is None else pushes.take)
+                          preload=None if pushes is None else take)
         if pushes is not None:
             pushes.done(res.upto_seq)
         return Outcome(device_id, result=res)
     except HashtrailError as e:
         if pushes is not None:
             pushes.done(None)
+            if any(taken) and isinstance(e, VerificationError):
+                log.warning("device %s: a run with pushed records failed (%s); "
+                            "collecting it again from the device alone", device_id, e)
+                return collect_device(broker, store, device_id, ack=ack,
+                                      set_time=set_time, deadline=deadline,
+                                      max_records=max_records, notice=notice,
+                                      timeout=timeout)
         return Outcome(device_id, error=str(e), exit_code=e.exit_code)
 
 
