@@ -95,16 +95,23 @@ _TCP_NODELAY = 1  # port names neither
 
 
 class _Timed:
-    # umqtt.simple's socket, every blocking read and write bounded (see "Stalls").
+    # umqtt.simple's socket, every blocking read and write bounded (see "Stalls"). A
+    # TLS socket without settimeout (untested here) keeps umqtt's plain blocking mode.
     def __init__(self, s, t):
         self.s = s
         self.t = t
         self.b = True
-        s.settimeout(t)
+        try:
+            s.settimeout(t)
+        except AttributeError:
+            pass
 
     def setblocking(self, flag):
         self.b = flag
-        self.s.settimeout(self.t if flag else 0)
+        try:
+            self.s.settimeout(self.t if flag else 0)
+        except AttributeError:
+            self.s.setblocking(flag)
 
     def read(self, n):
         r = self.s.read(n)
