@@ -53,12 +53,12 @@ SEG = 8  # entries per segment file: an ACK past seq 8 prunes one
 INTERVAL = 0.5
 
 
-def mqtt_device(tmp: Path, name: str, port: int, interval: float = INTERVAL
-                ) -> VirtualDevice:
+def mqtt_device(tmp: Path, name: str, port: int, interval: float = INTERVAL,
+                prune: bool = True, push: float = 1) -> VirtualDevice:
     cfg = {"sample_interval_s": interval,
-           "log": {"prune_on_ack": True, "seg_records": SEG, "checkpoint_every": 20,
+           "log": {"prune_on_ack": prune, "seg_records": SEG, "checkpoint_every": 20,
                    "checkpoint_s": 0},
-           "mqtt": {"host": "127.0.0.1", "port": port}}
+           "mqtt": {"host": "127.0.0.1", "port": port, "push": push}}
     dev = VirtualDevice(tmp, name, board=BOARD, config=cfg).start()
     provision.wait_ready(dev, timeout=20.0)
     return dev
@@ -204,6 +204,174 @@ def test_follow_leaves_an_idle_device_alone(tmp_path: Path,
     assert store_is_clean(store, did) == r2.upto_seq + 1
 
 
+def test_follow_collects_what_the_device_pushes(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """The device publishes its unacknowledged entries on hashtrail/D/log by itself; a
+    following collector whose round interval is far away collects them as they come:
+    the pushed records are verified with the rest (a fresh checkpoint over its nonce),
+    stored once, acknowledged, and the device prunes what was acknowledged. A stranger
+    replaying every push a little later (duplicates, out of order) changes nothing."""
+    url = require_shared()
+    store = tmp_path / "c.db"
+    dev = mqtt_device(tmp_path, "p0", 1883, interval=0.2, push=0.3)
+    devices.append(dev)
+    did = enroll(dev, store)
+    wait_entries(dev, SEG)
+    outs: list[Any] = []
+    stop = threading.Event()
+    rep = Replayer(url, did, leaf="log")
+
+    def seen(o: Any) -> None:
+        outs.append(o)
+        if sum(1 for x in outs if x.result is not None and x.result.pushed) >= 2:
+            stop.set()
+
+    threading.Timer(20, stop.set).start()
+    try:
+        with Store.open(store, create=False) as st:
+            collect_mqtt(parse_url(url), st, follow=True, interval=60, push_gap=0.5,
+                         stop=stop, on_outcome=seen)
+    finally:
+        stop.set()
+        rep.close()
+    assert [o.error for o in outs] == [None] * len(outs), outs
+    later = [o.result for o in outs[1:]]  # after the round at start
+    pushed = [r for r in later if r.pushed]
+    assert len(pushed) >= 2, later
+    assert all(r.acked and r.new_entries >= r.pushed for r in pushed), pushed
+    assert rep.sent > 0, "the replayer repeated pushes"
+    upto = store_is_clean(store, did) - 1
+    assert upto == max(r.upto_seq for r in pushed)
+    assert 0 < hello(dev).first_seq <= upto + 1  # pruned only what was acknowledged
+
+
+def test_a_forged_push_does_not_stop_the_collection(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A stranger pushes, on the device's log topic, the device's next record altered
+    (CRC made right). The following collector takes it, verification refuses it, and the
+    collection runs again at once from the device alone: stored once, the true record."""
+    url = require_shared()
+    store = tmp_path / "c.db"
+    dev = mqtt_device(tmp_path, "g0", 1883, interval=0.2, push=0)  # only the forger pushes
+    devices.append(dev)
+    did = enroll(dev, store)
+    wait_entries(dev, SEG)
+    outs: list[Any] = []
+    stop = threading.Event()
+    forger = _client(url, "push-forger")
+
+    def seen(o: Any) -> None:
+        outs.append(o)
+        if len(outs) > 1:
+            stop.set()
+            return
+        # after the round at start: the next record, forged, pushed
+        upto = o.result.upto_seq
+        wait_entries(dev, upto + 2)
+        with open_serial(dev.port) as link:
+            true_rec = next(iter(link.records(upto + 1)))
+        forged = encode_frame(linkmod.REP_CHUNK, 0, b"\x00\x00" + _tampered(true_rec))
+        forger.publish(f"hashtrail/{did}/log", forged, qos=1)
+
+    threading.Timer(20, stop.set).start()
+    try:
+        with Store.open(store, create=False) as st:
+            collect_mqtt(parse_url(url), st, follow=True, interval=60, push_gap=0,
+                         stop=stop, on_outcome=seen)
+    finally:
+        stop.set()
+        forger.loop_stop()
+    assert len(outs) == 2, outs
+    o = outs[1]
+    assert o.error is None and o.result.pushed == 0 and o.result.new_entries > 0, o
+    assert store_is_clean(store, did) == o.result.upto_seq + 1
+
+
+def test_two_collectors_at_once_on_one_device_both_succeed_and_reconcile(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """Collectors A and B collect the same device at the same moment, round after
+    round: each gets its replies on its own topic (rep/<its name>), a stream of one
+    is not cut by the other's requests (they wait for it to end), and their bundles
+    reconcile into one ledger holding each entry once. The device keeps what was
+    acknowledged (prune_on_ack off): pruning after A's ACK would take from B what B
+    never received, as over serial."""
+    from hashtrail.collector.bundle import from_store, read_bundle, write_bundle
+    from hashtrail.ledger.ledger_db import Ledger
+    from hashtrail.ledger.reconcile import reconcile
+
+    url = require_shared()
+    dev = mqtt_device(tmp_path, "t0", 1883, interval=0.1, prune=False)
+    devices.append(dev)
+    stores = [tmp_path / f"{x}.db" for x in "AB"]
+    did = ""
+    for st in stores:
+        did = enroll(dev, st)
+    wait_entries(dev, 6 * SEG)
+    outs: dict[int, list[Any]] = {0: [], 1: []}
+    go = threading.Barrier(2)
+
+    def run(i: int) -> None:
+        with Store.open(stores[i], create=False) as st:
+            go.wait()
+            collect_mqtt(parse_url(url), st, follow=True, interval=0.1, rounds=3,
+                         on_outcome=outs[i].append)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    for i in (0, 1):
+        assert [o.error for o in outs[i]] == [None] * 3, outs[i]
+        assert all(o.result.retries == 0 for o in outs[i] if o.result), outs[i]
+    seqs = [store_is_clean(p, did) for p in stores]
+    assert min(seqs) >= 6 * SEG
+    led = Ledger.create(tmp_path / "ledger.db", "test.example/mqtt")
+    try:
+        for p in stores:
+            with Store.open(p, create=False) as st:
+                led.trust_collector(st.signer.verifier(), p.stem)
+                f = tmp_path / f"{p.stem}.jsonl"
+                with f.open("w", encoding="ascii") as out:
+                    write_bundle(from_store(st, name=p.stem), out, st.signer)
+            r = reconcile(led, read_bundle(f))
+            assert not r.findings, r.findings
+        assert led.size == max(seqs)  # each entry once: the union of both stores
+    finally:
+        led.close()
+
+
+def test_a_request_naming_a_bad_reply_topic_is_refused(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """The reply topic comes from the request's topic: names the device does not accept
+    (too long, a "/" level more, "..") get no answer anywhere; a good name is answered
+    on rep/<name> only."""
+    url = require_shared()
+    dev = mqtt_device(tmp_path, "n0", 1883, interval=600)
+    devices.append(dev)
+    did = hello(dev).device_id
+    got: list[str] = []
+    c = _client(url, "names")
+    c.on_message = lambda c_, u, m: got.append(m.topic)
+    c.subscribe(f"hashtrail/{did}/#", qos=1)
+    time.sleep(0.3)
+    line = linkmod.encode_request(9, linkmod.REQ_HELLO)
+    try:
+        for name in ("x" * 33, "a/b", "..", "a.b", "a b", "a/../../other"):
+            c.publish(f"hashtrail/{did}/req/{name}", line, qos=1)
+        time.sleep(1.0)
+        replies = [t for t in got if "/rep" in t]
+        assert replies == [], replies
+        c.publish(f"hashtrail/{did}/req/{'z' * 32}", line, qos=1)
+        stop = time.monotonic() + 10
+        while not any("/rep" in t for t in got) and time.monotonic() < stop:
+            time.sleep(0.05)
+        assert [t for t in got if "/rep" in t] == [f"hashtrail/{did}/rep/{'z' * 32}"]
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
 # -- faults ------------------------------------------------------------------------------
 
 
@@ -211,8 +379,8 @@ class Replayer:
     """Every frame the device publishes is published once more by a stranger, a little
     later (so out of order with the next ones): QoS 1 duplicates, at will."""
 
-    def __init__(self, url: str, device_id: str) -> None:
-        self.topic = f"hashtrail/{device_id}/rep"
+    def __init__(self, url: str, device_id: str, leaf: str = "rep/#") -> None:
+        self.topic = f"hashtrail/{device_id}/{leaf}"  # every collector's replies
         self.seen: set[bytes] = set()
         self.sent = 0
         self.c = _client(url, "replayer")
@@ -225,10 +393,10 @@ class Replayer:
         if p in self.seen:
             return
         self.seen.add(p)
-        threading.Timer(0.02, self._again, (p,)).start()
+        threading.Timer(0.02, self._again, (msg.topic, p)).start()
 
-    def _again(self, p: bytes) -> None:
-        self.c.publish(self.topic, p, qos=1)
+    def _again(self, t: str, p: bytes) -> None:
+        self.c.publish(t, p, qos=1)
         self.sent += 1
 
     def close(self) -> None:
@@ -247,12 +415,16 @@ def test_duplicates_and_garbage_on_the_topics_change_nothing(
     wait_entries(dev, 2 * SEG)
     rep = Replayer(url, did)
     junk = _client(url, "junk")
+    names: set[str] = set()  # the collector's reply name, learnt from its requests
+    junk.on_message = lambda c, u, m: names.add(m.topic.split("/")[3])
+    junk.subscribe(f"hashtrail/{did}/req/+", qos=1)
     rnd = random.Random(17)
     stop = threading.Event()
 
     def spray() -> None:
         while not stop.is_set():
-            for leaf in ("rep", "req", "ack"):
+            reps = [f"rep/{n}" for n in list(names)]
+            for leaf in ("rep", "req", "ack", "req/x", "ack/x", "req/a/b", *reps):
                 junk.publish(f"hashtrail/{did}/{leaf}", rnd.randbytes(rnd.randrange(1, 300)))
             junk.publish(f"hashtrail/{did}/req", b"@HT01zz\n")
             stop.wait(0.05)
@@ -299,12 +471,12 @@ class Forger:
         self.stopped = False
         self.c = _client(url, "forger")
         self.c.on_message = self._msg
-        self.c.subscribe(f"hashtrail/{device_id}/req", qos=1)
-        self.c.subscribe(f"hashtrail/{device_id}/rep", qos=1)
+        self.c.subscribe(f"hashtrail/{device_id}/req/#", qos=1)
+        self.c.subscribe(f"hashtrail/{device_id}/rep/#", qos=1)
         time.sleep(0.3)
 
     def _msg(self, c: Any, u: Any, msg: Any) -> None:
-        if msg.topic.endswith("/rep"):
+        if msg.topic.split("/")[2] == "rep":
             p = bytes(msg.payload)
             if len(p) > 3 and p[3] == linkmod.REP_INFO and not self.stopped:
                 self.stopped = True
@@ -317,7 +489,9 @@ class Forger:
         if cmd == linkmod.REQ_RECORDS and self.stopped and self.answered == 0:
             self.answered += 1
             frame = encode_frame(linkmod.REP_CHUNK, rid, b"\x00\x00" + self.record)
-            self.c.publish(f"hashtrail/{self.did}/rep", frame, qos=1)
+            # on the collector's own reply topic, named by the topic its request took
+            name = msg.topic.split("/")[3]
+            self.c.publish(f"hashtrail/{self.did}/rep/{name}", frame, qos=1)
             threading.Timer(0.3, os.kill, (self.pid, signal.SIGCONT)).start()
 
     def close(self) -> None:

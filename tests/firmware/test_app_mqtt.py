@@ -34,7 +34,9 @@ HEAP = 106496
 TIMEOUT = 300
 NEEDS = ("app_mqtt_board",)
 MARKS = ("e2e",)
-_MIN_FREE = 8 * 1024  # headroom required at the worst sampled point (measured ~12 KB)
+# Headroom required at the worst sampled point: 8.2-8.5 KB measured with the device
+# pushing its entries beside the collection (docs/MQTT.md "Heap"), 9.1-9.4 KB without.
+_MIN_FREE = 7 * 1024
 _IDLE_MS = 4000  # readings before the collector starts (~100/s), and idle steps
 _WAIT_MS = 15000  # longest wait for one reply over the broker
 
@@ -270,6 +272,7 @@ def test_app_over_mqtt_at_board_budget():
     dtest.eq(a.log.first_seq, h.first_seq)
     dtest.true(a.log.last_seq > h.last_seq + 5, "sampling went on after the ACK")
     dtest.eq(a.mqtt.connects, 1, "one connection")
+    dtest.true(a.mqtt.push[8] > 0, "the device pushed its entries (hashtrail/D/log)")
     vfs.umount("/fl")
     print("@@APPHEAP min_free=%d" % h.min_free)
     dtest.true(h.min_free >= _MIN_FREE, "headroom %d < %d bytes" % (h.min_free, _MIN_FREE))

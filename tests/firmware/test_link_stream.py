@@ -158,3 +158,43 @@ def test_hello_checkpoint_set_time_and_ack_on_a_real_log():
     log.close()
     vfs.umount("/ls")
     bd.close()
+
+
+class _Null:
+    def write(self, mv):
+        pass
+
+
+def test_streams_cut_short_leave_nothing_behind():
+    # A stream closed before its end (another request, a broker that went away, each
+    # MQTT push of one chunk) leaves nothing behind: Link._close_stream closes the
+    # records generator (and so its open segment file) at once, with readings appended
+    # between the streams as in the app.
+    try:
+        os.remove("cut.img")
+    except OSError:
+        pass
+    bd = blockdev_file.FileBlock("cut.img", 4096, 128)
+    vfs.VfsLfs2.mkfs(bd)
+    vfs.mount(vfs.VfsLfs2(bd), "/cs")
+    cfg = {"name": "esp32", "log": {"checkpoint_every": 200, "checkpoint_s": 0,
+                                    "seg_records": 32}}
+    log = devlog.Log("/cs/ht", "esp32", "0.1.0", devhelp.StepClock(1700000000), cfg)
+    r = [("mcu_temp", "Cel", 41.5)]
+    for _ in range(100):
+        log.reading(r)
+    svc = link.Link(log, _Null(), "esp32", "0.1.0", devhelp.StepClock(1700000000),
+                    chunk=_CHUNK)
+    free = []
+    for i in range(60):
+        svc._open_stream(1, (i * 7) % 90, 1)
+        svc.step()  # one chunk, the stream still open (no more credit)
+        svc._close_stream()
+        log.reading(r)  # the app appends between streams
+        if i in (9, 59):
+            gc.collect()
+            free.append(gc.mem_free())
+    log.close()
+    vfs.umount("/cs")
+    dtest.true(free[0] - free[1] < 512, "50 streams cut short took %d bytes" % (
+        free[0] - free[1]))

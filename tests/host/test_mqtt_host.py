@@ -56,3 +56,41 @@ def test_accept_takes_the_verified_candidate_of_a_seq(tmp_path: Path) -> None:
             st.quarantine(DEV, [RawEntry(3, b"entry-3"), RawEntry(4, b"entry-4")])
             st.accept(DEV, 4, RawEntry(4, b"entry-4").entry_hash,
                       hashes={RawEntry(4, b"entry-4").entry_hash})
+
+
+def _chunk(*recs: bytes) -> bytes:
+    from hashtrail.device.link import REP_CHUNK, encode_frame
+
+    return encode_frame(REP_CHUNK, 0, b"\x00\x00" + b"".join(recs))
+
+
+def test_pushes_are_kept_once_by_seq_whatever_the_order_and_repeats() -> None:
+    """What a device pushes (hashtrail/D/log) reaches `take` as one run from the store's
+    head: batches out of order, repeated (QoS 1), mixed with garbage, END frames and
+    replies of other ids; an entry seq pushed as two different records (a forgery beside
+    the true one) ends the run there, so the collection pulls it from the device."""
+    from hashtrail.device.link import REP_CHUNK, REP_END, encode_frame
+    from hashtrail.device.mqtt_link import Pushes
+    from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record
+
+    e = [format_record(MAGIC_ENTRY, s, b"entry %d" % s, None) for s in range(8)]
+    cp3 = format_record(MAGIC_CHECKPOINT, 3, b"checkpoint over 3", None)
+    p = Pushes()
+    t = len(f"hashtrail/{DEV}/log")
+    for payload in (_chunk(e[4], e[5]), _chunk(e[0], e[1]), b"\xa5\x5agarbage",
+                    _chunk(e[0], e[1]), _chunk(e[2], e[3], cp3),
+                    encode_frame(REP_END, 0, bytes(8)),
+                    encode_frame(REP_CHUNK, 7, b"\x00\x00" + e[6]),  # a reply, not a push
+                    _chunk(e[4], e[5]), _chunk(e[7])):
+        p.deliver(payload, t)
+    assert p.event.is_set() and p.messages == 9
+    assert p.take(0) == [*e[:4], cp3, *e[4:6]]  # 6 is missing: the run stops at 5
+    assert p.take(2) == [e[2], e[3], cp3, e[4], e[5]]
+    assert p.take(6) == [] and not p.pending(6) and p.pending(7)
+    p.done(3)  # accepted up to 3
+    assert p.take(0) == [] and p.take(4) == [e[4], e[5]]
+    forged = format_record(MAGIC_ENTRY, 4, b"entry 4, altered", None)
+    p.deliver(_chunk(forged), t)
+    assert p.take(4) == []  # two records for seq 4: the device is asked for it
+    p.done(None)
+    assert p.take(4) == [] and not p.pending(7)

@@ -205,6 +205,8 @@ class App:
                 if self.mqtt is not None:
                     try:
                         busy = self.mqtt.step() or busy
+                        if not busy:
+                            busy = self.mqtt.tick()  # a push of new entries when due
                     except Exception as e:
                         _log_error("mqtt", e)
                     s = self.mqtt.sock

@@ -327,8 +327,17 @@ class Link:
         self._it = iter(self.log.records(frm))
 
     def _close_stream(self):
+        # Close the records generator, not just drop it: its open segment file is
+        # closed now rather than whenever the GC finalises it (a stream is cut short by
+        # another request, a stall, and every MQTT push of one chunk).
+        it = self._it
         self._it = None
         self._pending = 0
+        if it is not None:
+            try:
+                it.close()
+            except Exception:
+                pass
 
     def _end_stream(self):
         self._close_stream()

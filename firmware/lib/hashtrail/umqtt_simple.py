@@ -1,4 +1,7 @@
-# umqtt.simple from micropython-lib, vendored unchanged below this header.
+# umqtt.simple from micropython-lib, vendored below this header with one change, marked
+# "hashtrail:": connect() takes a socket timeout (as later upstream versions do), so a
+# broker that accepts the TCP connection and never answers cannot hold the caller
+# (mqttlink.py bounds every later read and write itself, around this client's socket).
 #
 # Source: the PyPI sdist micropython-umqtt.simple 1.3.4 (file umqtt/simple.py),
 # https://github.com/micropython/micropython-lib, License: MIT (as its PKG-INFO states;
@@ -79,8 +82,9 @@ class MQTTClient:
         self.lw_qos = qos
         self.lw_retain = retain
 
-    def connect(self, clean_session=True):
+    def connect(self, clean_session=True, timeout=None):
         self.sock = socket.socket()
+        self.sock.settimeout(timeout)  # hashtrail: bounds connect() and the CONNACK read
         addr = socket.getaddrinfo(self.server, self.port)[0][-1]
         self.sock.connect(addr)
         if self.ssl:

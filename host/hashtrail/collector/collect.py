@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -66,6 +66,7 @@ class CollectResult:
     noise_bytes: int
     # The device's own report that its log no longer matches its signatures (HELLO).
     device_altered: dict[str, Any] | None = None
+    pushed: int = 0  # entries of this run that came from the device's pushes (MQTT)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +135,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             window: int = 4, notice: Notice | None = None,
             deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
             max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES,
-            device_id: str | None = None) -> CollectResult:
+            device_id: str | None = None,
+            preload: Callable[[int], Sequence[bytes]] | None = None) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
     HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
@@ -143,7 +145,10 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
     resumes at once and is never counted against the device. A bound hit raises
     BoundError naming the device and the bound; nothing of this run is accepted then.
     `device_id`: the device expected behind the link (a broker topic names it); another
-    one answering is refused before anything is pulled."""
+    one answering is refused before anything is pulled. `preload(start)`: records the
+    device already pushed (MQTT), from entry `start` (the store's head + 1) on, in log
+    order: taken as if pulled (quarantined, then verified with the rest), and the pull
+    asks only for what follows them."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
     info, label = identify(link, store, notice)
@@ -155,7 +160,7 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
         return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
                         progress=progress, attempts=attempts, window=window,
                         notice=notice, max_records=max_records, max_rounds=max_rounds,
-                        max_retries=max_retries)
+                        max_retries=max_retries, preload=preload)
     except BoundError as e:
         msg = str(e)
         raise BoundError(msg if msg.startswith(link.name) else f"{link.name}: {msg}"
@@ -176,7 +181,8 @@ def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None
 def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, *,
              set_time: bool, ack: bool, progress: Progress | None, attempts: int,
              window: int, notice: Notice | None, max_records: int, max_rounds: int,
-             max_retries: int) -> CollectResult:
+             max_retries: int, preload: Callable[[int], Sequence[bytes]] | None = None
+             ) -> CollectResult:
     did = info.device_id
     # The device's own report comes first, before anything can fail: what it does not
     # vouch for is for the verifier to refuse, the user must hear it either way.
@@ -197,6 +203,16 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                  "a chain with a hole")
     pull = _Pull(start)
     _bounds(link, pull, info, max_records)
+    pushed = 0
+    if preload is not None:
+        batch: list[RawEntry] = []
+        for rec in preload(start):
+            e = pull.add(rec)
+            if e is not None:
+                batch.append(e)
+        if batch:
+            store.quarantine(did, batch)
+        pushed = len(batch)
     rounds = 0
     retries = 0  # failed attempts, with or without progress (reported)
     idle = 0  # failed attempts that received no new entry, in all
@@ -314,7 +330,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
         noise_bytes=link.noise_bytes,
-        device_altered=None if altered is None else asdict(altered))
+        device_altered=None if altered is None else asdict(altered), pushed=pushed)
 
 
 def _more_than_acks(raw: list[bytes]) -> bool:

@@ -6,17 +6,26 @@ the very code it runs over a serial port (HELLO, RECORDS with credit, a CHECKPOI
 its own nonce, ACK after the store committed) and proves exactly the same things. What
 this module adds is only transport:
 
-- requests: each request line is one QoS 1 message on `hashtrail/D/req`, except ACK,
-  which goes to `hashtrail/D/ack` (a broker ACL may reserve pruning for trusted
+- requests: each request line is one QoS 1 message on `hashtrail/D/req/C`, except
+  ACK, which goes to `hashtrail/D/ack/C` (a broker ACL may reserve pruning for trusted
   collectors); bytes that are not a request line (the serial REPL probe) are dropped:
-  there is no REPL behind a broker;
-- replies: messages on `hashtrail/D/rep`, one frame each, concatenated into the byte
+  there is no REPL behind a broker. C is this collector's reply name (`Broker.name`,
+  random per connection): the device answers on `hashtrail/D/rep/C`, so two
+  collectors on one device never read each other's replies;
+- replies: messages on `hashtrail/D/rep/C`, one frame each, concatenated into the byte
   stream the Link's resynchronising frame decoder reads. A message that repeats one of
   the last `DEDUP` byte for byte is a QoS 1 redelivery and is dropped (frames carry the
   request id and the chunk number, so two different frames are never equal); anything
   else from anyone (a publisher on another device's topic, garbage) goes to the
   decoder, which keeps only valid frames, and the collector's verification refuses what
   the device did not sign.
+
+- pushes: entries the device publishes on its own on `hashtrail/D/log` (CHUNK frames
+  of request id 0, docs/MQTT.md "Push") are kept by `Pushes`, per device, by seq:
+  duplicates and batches out of order are just the same records again; `take(start)`
+  hands the collector the run that continues its store's head, which it then verifies
+  exactly like records it pulled. A push proves nothing by itself: anyone may publish
+  there, and the collection still asks a fresh checkpoint over its own nonce.
 
 One `Broker` (one paho client, its network loop in a thread) serves every device; the
 broker connection reconnects by itself, re-subscribing what was subscribed.
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
+import secrets
 import socket
 import ssl
 import threading
@@ -34,17 +45,20 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from hashtrail.device.link import PREFIX, REQ_ACK, Link, LinkError
-from hashtrail.errors import ConfigError, InputError, printable
+from hashtrail.device.link import PREFIX, REP_CHUNK, REQ_ACK, FrameDecoder, Link, LinkError
+from hashtrail.errors import ConfigError, FormatError, InputError, printable
+from hashtrail.formats.records import MAGIC_ENTRY, split_records
 
 TOPIC_ROOT = "hashtrail"
 DEDUP = 64  # recent reply messages remembered per device to drop redeliveries
 MAX_QUEUED = 1 << 22  # bytes of replies held per device before the oldest are dropped
 CONNECT_TIMEOUT_S = 10.0
+# A collector's reply name, as the device accepts it in a topic (mqttlink._name_ok).
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
-def topic(device_id: str, leaf: str) -> str:
-    return f"{TOPIC_ROOT}/{device_id}/{leaf}"
+def topic(device_id: str, leaf: str, name: str = "") -> str:
+    return f"{TOPIC_ROOT}/{device_id}/{leaf}" + (f"/{name}" if name else "")
 
 
 @dataclass(frozen=True)
@@ -104,7 +118,7 @@ class MqttStream:
         # Bytes of the MQTT PUBLISH packets (QoS 1) that carried the replies: what the
         # device's replies cost on the wire, beside the frame bytes the Link counts.
         self.wire_bytes = 0
-        self._rl = len(topic(device_id, "rep")) + 4  # topic length, topic, packet id
+        self._rl = len(topic(device_id, "rep", broker.name)) + 4  # topic length, topic, packet id
 
     def _deliver(self, payload: bytes) -> None:
         with self._cv:
@@ -142,10 +156,92 @@ class MqttStream:
             except ValueError:
                 cmd = -1
             leaf = "ack" if cmd == REQ_ACK else "req"
-            self.broker.publish(topic(self.device_id, leaf), line)
+            self.broker.publish(topic(self.device_id, leaf, self.broker.name), line)
 
     def close(self) -> None:
         self.broker.detach(self)
+
+
+class Pushes:
+    """Records one device pushed (hashtrail/D/log), by seq, until a collection takes them.
+
+    Bounded: at most `cap` records are held (the lowest seqs first go: the collector
+    pulls what it misses). An entry seq with two different records (a stranger's forgery
+    beside the device's own) is held as both and ends what `take` hands out there, so
+    the collection pulls that seq from the device instead.
+    """
+
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._dec = FrameDecoder(keep_text=0)
+        self._entries: dict[int, set[bytes]] = {}
+        self._cps: dict[int, set[bytes]] = {}  # checkpoint records, by the seq they sign
+        self._n = 0
+        self.event = threading.Event()  # set when a push brought a record not held yet
+        self.messages = 0
+        self.records = 0  # records received, duplicates included
+        self.wire_bytes = 0
+
+    def deliver(self, payload: bytes, topic_len: int) -> None:
+        rl = topic_len + 4 + len(payload)
+        with self._lock:
+            self.messages += 1
+            self.wire_bytes += 2 + rl + (rl > 127) + (rl > 16383) + (rl > 2097151)
+            new = False
+            for f in self._dec.feed(payload):
+                if f.type != REP_CHUNK or f.req_id != 0 or len(f.payload) < 2:
+                    continue  # END, or anything else: no records
+                try:
+                    recs = list(split_records(f.payload[2:]))
+                except FormatError:
+                    continue  # not whole records: nothing to take from it
+                for r in recs:
+                    self.records += 1
+                    seq = int.from_bytes(r[2:6], "little")
+                    box = (self._entries if r[0] == MAGIC_ENTRY else self._cps).setdefault(
+                        seq, set())
+                    if r not in box:
+                        box.add(r)
+                        self._n += 1
+                        new = True
+            while self._n > self.cap and self._entries:
+                self.forget(min(self._entries))
+        if new:
+            self.event.set()
+
+    def forget(self, upto: int) -> None:
+        """Drop what a collection accepted (seqs <= upto); the caller may hold the lock."""
+        for d in (self._entries, self._cps):
+            for seq in [s for s in d if s <= upto]:
+                self._n -= len(d.pop(seq))
+
+    def done(self, upto: int | None) -> None:
+        with self._lock:
+            if upto is None:
+                self._entries.clear()
+                self._cps.clear()
+                self._n = 0
+            else:
+                self.forget(upto)
+
+    def pending(self, start: int) -> bool:
+        """Whether a push holds the entry `start` (the one after the store's head)."""
+        with self._lock:
+            return start in self._entries
+
+    def take(self, start: int) -> list[bytes]:
+        """The records continuing from entry `start`, in log order, while each seq has
+        exactly one entry record: entry, then the checkpoint records signing its seq."""
+        out: list[bytes] = []
+        with self._lock:
+            seq = start
+            while len(self._entries.get(seq, ())) == 1:
+                (e,) = self._entries[seq]
+                out.append(e)
+                out.extend(sorted(self._cps.get(seq, ())))
+                seq += 1
+        return out
 
 
 class Broker:
@@ -160,6 +256,9 @@ class Broker:
                               "installed", hint="pip install 'hashtrail[mqtt]'") from None
 
         self.options = options
+        # The reply name: the device answers this collector's requests on rep/<name>.
+        self.name = (options.client_id if NAME_RE.fullmatch(options.client_id)
+                     else secrets.token_hex(8))
         self._mqtt = mqtt
         self._streams: dict[str, MqttStream] = {}
         self._lock = threading.Lock()
@@ -180,6 +279,7 @@ class Broker:
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
         self._subacks: dict[int, threading.Event] = {}
+        self._pushes: dict[str, Pushes] = {}
         self.client = c
         self.reconnects = -1  # the first connection is not a reconnect
 
@@ -199,7 +299,11 @@ class Broker:
         with self._lock:
             topics = list(self._streams)
         for did in topics:  # a clean session: subscriptions are per connection
-            client.subscribe(topic(did, "rep"), qos=1)
+            client.subscribe(topic(did, "rep", self.name), qos=1)
+        with self._lock:
+            watched = list(self._pushes)
+        for did in watched:
+            client.subscribe(topic(did, "log"), qos=1)
         self._connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
@@ -218,7 +322,13 @@ class Broker:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         parts = msg.topic.split("/")
-        if len(parts) != 3 or parts[0] != TOPIC_ROOT or parts[2] != "rep":
+        if parts[2:] == ["log"] and parts[0] == TOPIC_ROOT:
+            with self._lock:
+                p = self._pushes.get(parts[1])
+            if p is not None:
+                p.deliver(bytes(msg.payload), len(msg.topic))
+            return
+        if parts[2:] != ["rep", self.name] or parts[0] != TOPIC_ROOT:
             return
         with self._lock:
             s = self._streams.get(parts[1])
@@ -264,7 +374,7 @@ class Broker:
         s = MqttStream(self, device_id)
         with self._lock:
             self._streams[device_id] = s
-        res, mid = self.client.subscribe(topic(device_id, "rep"), qos=1)
+        res, mid = self.client.subscribe(topic(device_id, "rep", self.name), qos=1)
         ev = threading.Event()
         if mid is not None:
             with self._lock:  # the SUBACK may have come already
@@ -279,12 +389,22 @@ class Broker:
                             f"{self._mqtt.error_string(res)}")
         return s
 
+    def watch(self, device_id: str) -> Pushes:
+        """Keep what `device_id` pushes (hashtrail/D/log) from now on."""
+        with self._lock:
+            p = self._pushes.get(device_id)
+            if p is not None:
+                return p
+            p = self._pushes[device_id] = Pushes()
+        self.client.subscribe(topic(device_id, "log"), qos=1)
+        return p
+
     def detach(self, s: MqttStream) -> None:
         with self._lock:
             if self._streams.get(s.device_id) is not s:
                 return
             del self._streams[s.device_id]
-        self.client.unsubscribe(topic(s.device_id, "rep"))
+        self.client.unsubscribe(topic(s.device_id, "rep", self.name))
 
     def link(self, device_id: str, *, timeout: float = 3.0) -> Link:
         """A Link to one device over this broker (close it to unsubscribe)."""
