@@ -7,6 +7,7 @@ learns each witness's size from its 409 and sends the proof from there."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -131,6 +132,12 @@ def test_served_checkpoint_follows_k_cosignatures(
         assert s1 > s0
         assert _wait(srv, keys, tl.verifier_key, s1) == names
         assert [w.size() for w in ws] == [s1, s1]
+        # the fleet view's ledger page lists the served checkpoint's cosigners
+        status, _, body = srv.get("/api/ledger")
+        assert status == 200
+        listed = json.loads(body)["witnesses"]
+        assert sorted(w["name"] for w in listed) == names
+        assert all(w["served"] and w["size"] >= s1 for w in listed), listed
         # one witness down, k = 2: the served checkpoint stays at the last cosigned one
         ws[1].stop()
         s2 = tl.grow(30, 0)

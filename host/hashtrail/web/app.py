@@ -151,8 +151,10 @@ def _int(request: web.Request, name: str, default: int) -> int:
     return int(v)
 
 
-def add_routes(app: web.Application, ledger: Ledger) -> None:
-    """Register the fleet view on `app` (before the tiles' catch-all route)."""
+def add_routes(app: web.Application, ledger: Ledger,
+               feed: CosignedFeed | None = None) -> None:
+    """Register the fleet view on `app` (before the tiles' catch-all route); with a
+    witness `feed`, the ledger page lists the cosignatures of the checkpoint served."""
     from aiohttp import web
 
     view = WebView(ledger)
@@ -243,7 +245,8 @@ def add_routes(app: web.Application, ledger: Ledger) -> None:
                      if "download" in request.query else None)
 
     async def api_ledger(request: web.Request) -> web.Response:
-        return _json(await view.reads.run(data.ledger_json))
+        served = feed.served() if feed is not None else None
+        return _json(await view.reads.run(lambda led: data.ledger_json(led, served)))
 
     for path, name in PAGES.items():
         app.router.add_get(path, page(name))
@@ -281,6 +284,6 @@ def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Applicatio
         resp.headers.update(SECURITY_HEADERS)
         return resp
 
-    app = serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger))
+    app = serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger, feed))
     app.middlewares.append(headers)
     return app

@@ -331,7 +331,10 @@ def _signatures(data: bytes, origin: str) -> list[dict[str, Any]]:
     return out
 
 
-def ledger_json(led: Ledger) -> dict[str, Any]:
+def ledger_json(led: Ledger, served: bytes | None = None) -> dict[str, Any]:
+    """What the ledger page shows. `served`: the witness-cosigned checkpoint the server
+    serves (`serve --witness`), whose cosignatures the ledger itself does not store:
+    they are listed as the witnesses' latest, marked served."""
     origin = led.origin
     cps: list[dict[str, Any]] = []
     for size, data, created in led.storage.scan_checkpoints():
@@ -343,6 +346,16 @@ def ledger_json(led: Ledger) -> dict[str, Any]:
             if s["kind"] == "cosignature":
                 witnesses[s["name"]] = {"name": s["name"], "key_id": s["key_id"],
                                         "size": c["size"], "timestamp": s["timestamp"]}
+    if served is not None:
+        try:
+            size = note.parse_checkpoint(note.parse_note(served).text).size
+        except HashtrailError:
+            size = -1
+        for s in _signatures(served, origin):
+            if s["kind"] == "cosignature" and size >= 0:
+                witnesses[s["name"]] = {"name": s["name"], "key_id": s["key_id"],
+                                        "size": size, "timestamp": s["timestamp"],
+                                        "served": True}
     return {"origin": origin, "verifier_key": led.verifier.to_string(), "size": led.size,
             "root": led.root().hex(), "checkpoints": cps,
             "witnesses": sorted(witnesses.values(), key=lambda w: w["name"]),

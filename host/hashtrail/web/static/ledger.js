@@ -64,8 +64,8 @@
     fact("latest checkpoint", el("a", { href: "/checkpoint" }, "/checkpoint"));
     const g = growth(l);
     const wit = el("section", { id: "witnesses" }, el("h2", {}, "Witnesses and their latest cosignatures"));
-    if (!l.witnesses.length) wit.append(el("p", { class: "muted" }, "this ledger stores no witness cosignature (witnesses keep theirs; `ledger publish --witness` gathers them on the published checkpoint)"));
-    else wit.append(table(["witness", "key id", "tree size", "cosigned at (UTC)"], l.witnesses.map((w) => [w.name, w.key_id, w.size, time(w.timestamp)]), "witness-table"));
+    if (!l.witnesses.length) wit.append(el("p", { class: "muted" }, "no witness cosignature here (witnesses keep theirs; `serve --witness` serves a cosigned checkpoint, `ledger publish --witness` gathers them on the published one)"));
+    else wit.append(table(["witness", "key id", "tree size", "cosigned at (UTC)", "on"], l.witnesses.map((w) => [w.name, w.key_id, w.size, time(w.timestamp), w.served ? "the checkpoint served now" : "a stored checkpoint"]), "witness-table"));
     const cps = el("section", { id: "checkpoints" }, el("h2", {}, "Signed checkpoints"),
       table(["tree size", "signed at (UTC)", "signatures"], l.checkpoints.slice().reverse().map((c) =>
         [c.size, time(c.created), c.signatures.map((s) => `${s.name} (${s.kind}, key id ${s.key_id})`).join("; ")]), "checkpoint-table"));
