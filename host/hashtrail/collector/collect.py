@@ -15,6 +15,7 @@ altered, go through callbacks).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -37,7 +38,8 @@ Notice = Callable[[str], None]  # one line for the user, e.g. the device's alter
 # long and how much. Defaults are far above what an honest board needs: a full 4 MB
 # log is ~30,000 records, ~7 minutes at 115200 baud.
 DEADLINE_S = 900.0   # the whole command
-MAX_RECORDS = 200_000  # records per run whatever the device announces (memory: ~200 B each)
+MAX_RECORDS = 200_000  # records per run whatever the device announces
+BATCH = 1000         # records held before they are quarantined and verified
 MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
 MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with one
 
@@ -97,15 +99,22 @@ def identify(link: Link, store: Store, notice: Notice | None = None
 
 
 class _Pull:
-    """Raw records received in this run, in log order, from `start` on."""
+    """What this run received, from `start` on, without holding it: each record goes to
+    the pending batch; `flush` quarantines the batch's entries and feeds it to the
+    verifier, so memory is bounded by BATCH records, not by what the device sends."""
 
-    def __init__(self, start: int, cap: int = MAX_RECORDS) -> None:
+    def __init__(self, start: int, verifier: collect_verify.Verifier,
+                 cap: int = MAX_RECORDS) -> None:
         self.start = start
+        self.verifier = verifier
         self.cap = cap  # records this run may hold (set from what the device announced)
         self.why = "the ceiling"
-        self.raw: list[bytes] = []
-        self._seen: set[bytes] = set()
+        self.count = 0  # records received and kept
+        self.batch: list[bytes] = []
+        self.entries: list[RawEntry] = []
+        self._seen: set[bytes] = set()  # hashes of the checkpoint records received
         self.next = start  # the seq to ask for next
+        self.not_acks = False  # an entry other than the device's "acknowledged" ones
 
     def add(self, rec: bytes) -> RawEntry | None:
         """Keep one record; returns it as a store entry when it is an entry record.
@@ -115,18 +124,35 @@ class _Pull:
         device never streams an entry twice, so a repeat is a duplicate on its flash,
         and the verifier must see it to report it.
         """
-        if len(self.raw) >= self.cap:
+        if self.count >= self.cap:
             raise BoundError(f"stopped at the host's records bound ({self.cap} records "
                              f"this run: {self.why})")
         magic, seq, body, sig = record_fields(rec)
         if magic != MAGIC_ENTRY:
-            if rec not in self._seen:
-                self._seen.add(rec)
-                self.raw.append(rec)
+            h = hashlib.sha256(rec).digest()
+            if h not in self._seen:
+                self._seen.add(h)
+                self.batch.append(rec)
+                self.count += 1
             return None  # checkpoint records (or garbage: the verifier names it)
-        self.raw.append(rec)
+        self.batch.append(rec)
+        self.count += 1
         self.next = max(self.next, seq + 1)
-        return RawEntry(seq, body, sig)
+        if not self.not_acks:
+            self.not_acks = _not_ack(body)
+        e = RawEntry(seq, body, sig)
+        self.entries.append(e)
+        return e
+
+    def flush(self, store: Store, did: str) -> None:
+        """Quarantine the pending entries (as received, before anything is judged),
+        then walk the batch."""
+        if self.entries:
+            store.quarantine(did, self.entries)
+            self.entries = []
+        if self.batch:
+            self.verifier.feed(self.batch)
+            self.batch = []
 
 
 def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
@@ -195,7 +221,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             "collector never received (pruned after another collector's ACK?)",
             hint="collect its bundle from the other collector; this store cannot accept "
                  "a chain with a hole")
-    pull = _Pull(start)
+    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
+    pull = _Pull(start, collect_verify.Verifier(info.pub, anchor, policy=store.policy(did)))
     _bounds(link, pull, info, max_records)
     rounds = 0
     retries = 0  # failed attempts, with or without progress (reported)
@@ -269,16 +296,14 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             # Back off (0.25, 0.5, 1, 2 s): a busy host or a slow device gets time.
             time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
-    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
-    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
-                                   policy=store.policy(did))
+    report = pull.verifier.finish(cose, nonce)
     # Everything as received, even what fails, is kept in quarantine as evidence.
     for cp in report.checkpoints:
         store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
     if report.fresh is not None:
         store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
     if not report.ok or report.last_seq is None or report.head is None:
-        n = len(report.findings)
+        n = len(report.findings) + report.more
         raise VerificationError(
             f"device {did}: " + "; ".join(report.findings[:5])
             + (f" (and {n - 5} more)" if n > 5 else ""),
@@ -288,16 +313,15 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     if report.last_seq >= start:
         # exactly the entries this run verified: a forged copy of one of their seqs left
         # in quarantine by an earlier, refused run does not block them
-        verified = {RawEntry(0, record_fields(r)[2]).entry_hash for r in pull.raw
-                    if r[0] == MAGIC_ENTRY}
-        new = store.accept(did, report.last_seq, report.head, hashes=verified)
+        new = store.accept(did, report.last_seq, report.head,
+                           walked=pull.verifier.walked)
     store.accept_checkpoint(did, cose)
     for cp in report.checkpoints:
         if cp.seq <= report.last_seq:
             store.accept_checkpoint(did, cp.raw)
     acked = False
     first: int | None = info.first_seq
-    if ack and new and _more_than_acks(pull.raw):
+    if ack and new and pull.not_acks:
         try:
             first = link.ack(report.last_seq)
             acked = True
@@ -315,26 +339,22 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         device_altered=None if altered is None else asdict(altered))
 
 
-def _more_than_acks(raw: list[bytes]) -> bool:
-    """Whether a run brought an entry other than the device's own "acknowledged" ones.
-    Each ACK makes the device append one, so acknowledging a run that brought only those
-    would append one more every time: a collector running round after round (collect
-    --mqtt --follow) would keep an idle device writing forever. They are acknowledged
-    with the next entry of another kind."""
-    for r in raw:
-        if r[0] == MAGIC_ENTRY:
-            try:
-                if parse_entry(record_fields(r)[2]).kind != KIND_ACK:
-                    return True
-            except HashtrailError:
-                return True
-    return False
+def _not_ack(body: bytes) -> bool:
+    """Whether an entry is other than the device's own "acknowledged" ones. Each ACK
+    makes the device append one, so acknowledging a run that brought only those would
+    append one more every time: a collector running round after round (collect --mqtt
+    --follow) would keep an idle device writing forever. They are acknowledged with the
+    next entry of another kind."""
+    try:
+        return parse_entry(body).kind != KIND_ACK
+    except HashtrailError:
+        return True
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
             progress: Progress | None, window: int) -> None:
-    """One RECORDS stream from pull.next; each chunk is quarantined as it arrives."""
-    batch: list[RawEntry] = []
+    """One RECORDS stream from pull.next; records are quarantined and walked by the
+    verifier BATCH at a time as they arrive."""
     got = [0]
 
     def chunk_done(nbytes: int) -> None:
@@ -342,19 +362,12 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
         if progress is not None:
             progress(pull.next - pull.start, expected, got[0])
 
-    def flush() -> None:
-        if batch:
-            store.quarantine(did, batch)
-            batch.clear()
-
     try:
         for rec in link.records(pull.next, window=window, on_chunk=chunk_done):
-            e = pull.add(rec)
-            if e is not None:
-                batch.append(e)
-            if len(batch) >= 512:
-                flush()
+            pull.add(rec)
+            if len(pull.batch) >= BATCH:
+                pull.flush(store, did)
     finally:
-        flush()
+        pull.flush(store, did)
     if progress is not None:
         progress(pull.next - pull.start, expected, got[0])
