@@ -27,8 +27,9 @@ from typing import Any
 
 import cbor2
 import pytest
+from hashtrail.collector import collect as collect_mod
 from hashtrail.collector.store import Store, device_id_of
-from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO
+from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO, BoundError, open_serial
 from hashtrail.formats.keys import P
 from hashtrail.formats.records import MAGIC_ENTRY, format_record
 from hostile_device import SECRET, Behaviour, FakeDevice, devchain
@@ -216,6 +217,71 @@ def test_memory_is_bounded_by_the_batch_not_by_what_the_device_sends(tmp_path: P
     assert run.rc == 0, run.err
     assert json.loads(run.out)["new_entries"] == b.LONG + 1
     assert run.rss_mb - small.rss_mb < 15, (small.rss_mb, run.rss_mb)
+
+
+# -- the store's free space ------------------------------------------------------------------
+# In process, with the free-space probe given as a function (collect's `free_space`): the
+# store itself is real, only what the filesystem reports is chosen.
+
+PER = collect_mod.STORE_BYTES_PER_ENTRY
+MARGIN = collect_mod.STORE_MARGIN
+
+
+def collect_in_process(tmp: Path, b: Behaviour, free: Any) -> Any:
+    store = enrolled_store(tmp, b)
+    with FakeDevice(b) as dev, Store.open(store, create=False) as st, \
+            open_serial(dev.port) as link:
+        return collect_mod.collect(link, st, deadline=20, free_space=free)
+
+
+@pytest.mark.parametrize("spare", [0, -1])
+def test_announced_entries_must_fit_in_the_store_free_space(tmp_path: Path, spare: int
+                                                            ) -> None:
+    b = Behaviour()      # announces entries 0..20: 21 entries
+    need = (b.entries + 1) * PER + MARGIN
+    seen: list[Path] = []
+
+    def free(path: Path) -> int:
+        seen.append(path)
+        return need + spare
+
+    if spare >= 0:
+        res = collect_in_process(tmp_path, b, free)
+        assert res.new_entries == b.entries + 1
+    else:
+        with pytest.raises(BoundError) as e:
+            collect_in_process(tmp_path, b, free)
+        msg = str(e.value)
+        assert msg.startswith(f"device {device_id_of(b.pub)}: stopped at the host's bytes "
+                              "bound (the store's filesystem has"), msg
+        assert "\n" not in msg and "21 entries announced" in msg and "free" in msg
+        nothing_accepted(tmp_path / "c.db", b)
+        with Store.open(tmp_path / "c.db", create=False) as st:
+            assert st.quarantined(device_id_of(b.pub)) == []   # stopped before pulling
+    assert seen and all(p == tmp_path / "c.db" for p in seen)
+
+
+class MidChain(Behaviour):
+    entries = 2_500
+
+
+def test_free_space_running_out_while_receiving_stops_at_the_bytes_bound(tmp_path: Path
+                                                                         ) -> None:
+    """The probe runs again after every batch: space that runs out mid-stream stops the
+    run there, the batch received kept in quarantine, nothing accepted."""
+    b = MidChain()
+    calls = [0]
+
+    def free(path: Path) -> int:
+        calls[0] += 1
+        return (1 << 40) if calls[0] == 1 else MARGIN
+
+    with pytest.raises(BoundError, match=r"bytes bound .*has 64\.0 MB free"):
+        collect_in_process(tmp_path, b, free)
+    assert calls[0] == 2
+    nothing_accepted(tmp_path / "c.db", b)
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        assert len(st.quarantined(device_id_of(b.pub))) == collect_mod.BATCH
 
 
 class StrayTrickle(Behaviour):

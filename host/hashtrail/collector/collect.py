@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from hashtrail.collector import collect_verify
@@ -40,6 +42,17 @@ Notice = Callable[[str], None]  # one line for the user, e.g. the device's alter
 DEADLINE_S = 900.0   # the whole command
 MAX_RECORDS = 200_000  # records per run whatever the device announces
 BATCH = 1000         # records held before they are quarantined and verified
+# The store's filesystem must hold what the device announced: STORE_BYTES_PER_ENTRY for
+# each entry still to come (a ~141-byte record as received, its SQLite row and index, a
+# WAL copy until checkpointed), plus STORE_MARGIN left for everything else.
+STORE_BYTES_PER_ENTRY = 512
+STORE_MARGIN = 64 << 20
+FreeSpace = Callable[[Path], int]  # bytes free in the filesystem holding a store file
+
+
+def store_free_bytes(path: Path) -> int:
+    """Bytes free (for this user) in the filesystem that holds the store file `path`."""
+    return shutil.disk_usage(Path(path).resolve().parent).free
 MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
 MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with one
 
@@ -115,6 +128,7 @@ class _Pull:
         self._seen: set[bytes] = set()  # hashes of the checkpoint records received
         self.next = start  # the seq to ask for next
         self.not_acks = False  # an entry other than the device's "acknowledged" ones
+        self.announced_last = start - 1  # the last seq the device announced (HELLO)
 
     def add(self, rec: bytes) -> RawEntry | None:
         """Keep one record; returns it as a store entry when it is an entry record.
@@ -160,7 +174,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             window: int = 4, notice: Notice | None = None,
             deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
             max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES,
-            device_id: str | None = None) -> CollectResult:
+            device_id: str | None = None,
+            free_space: FreeSpace = store_free_bytes) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
     HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
@@ -169,7 +184,9 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
     resumes at once and is never counted against the device. A bound hit raises
     BoundError naming the device and the bound; nothing of this run is accepted then.
     `device_id`: the device expected behind the link (a broker topic names it); another
-    one answering is refused before anything is pulled."""
+    one answering is refused before anything is pulled. `free_space(store path)`: bytes
+    free where the store lives; the run stops at the bytes bound when what the device
+    announced would not fit, at HELLO and after every batch."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
     info, label = identify(link, store, notice)
@@ -181,28 +198,53 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
         return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
                         progress=progress, attempts=attempts, window=window,
                         notice=notice, max_records=max_records, max_rounds=max_rounds,
-                        max_retries=max_retries)
+                        max_retries=max_retries, free_space=free_space)
     except BoundError as e:
         msg = str(e)
         raise BoundError(msg if msg.startswith(link.name) else f"{link.name}: {msg}"
                          ) from None
 
 
-def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None:
+def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int,
+            space: Callable[[], None]) -> None:
     """Caps derived from what the device announced in its latest HELLO: its entries
     after our anchor, twice over (its checkpoint records are interleaved) plus slack,
-    never above max_records; bytes: a chunk holds at least one record."""
+    never above max_records; bytes: a chunk holds at least one record; and the store's
+    free space must hold those entries (`space`)."""
     announced = 0 if info.last_seq is None else max(0, info.last_seq + 1 - pull.start)
     pull.cap = min(max_records, 2 * announced + 64)
     pull.why = ("the --max-records ceiling" if pull.cap == max_records else
                 f"it announced {announced} entries after seq {pull.start - 1}")
     link.max_bytes = (1 << 20) + pull.cap * (max(info.chunk, 64) + 16)
+    pull.announced_last = pull.start - 1 if info.last_seq is None else info.last_seq
+    space()
+
+
+def _space_check(link: Link, store: Store, pull: _Pull, free_space: FreeSpace
+                 ) -> Callable[[], None]:
+    """The bytes bound on the store's side: the entries announced and not yet received
+    must fit in the store's filesystem, STORE_MARGIN kept free."""
+
+    def check() -> None:
+        left = min(max(0, pull.announced_last + 1 - pull.next), pull.cap - pull.count)
+        need = left * STORE_BYTES_PER_ENTRY
+        free = free_space(store.path)
+        if free - STORE_MARGIN < need:
+            raise link.bound("bytes", (
+                f"the store's filesystem has {_mb(free)} free, {_mb(STORE_MARGIN)} kept as "
+                f"margin; the {left} entries announced and not yet received need about "
+                f"{_mb(need)}"))
+    return check
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB"
 
 
 def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, *,
              set_time: bool, ack: bool, progress: Progress | None, attempts: int,
              window: int, notice: Notice | None, max_records: int, max_rounds: int,
-             max_retries: int) -> CollectResult:
+             max_retries: int, free_space: FreeSpace) -> CollectResult:
     did = info.device_id
     # The device's own report comes first, before anything can fail: what it does not
     # vouch for is for the verifier to refuse, the user must hear it either way.
@@ -223,7 +265,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                  "a chain with a hole")
     # held to the signing policy of its entry 0, as accepted (this run reads it itself)
     pull = _Pull(start, collect_verify.Verifier(info.pub, anchor, policy=store.policy(did)))
-    _bounds(link, pull, info, max_records)
+    space = _space_check(link, store, pull, free_space)
+    _bounds(link, pull, info, max_records, space)
     rounds = 0
     retries = 0  # failed attempts, with or without progress (reported)
     idle = 0  # failed attempts that received no new entry, in all
@@ -243,11 +286,11 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                 if info.device_id != did:
                     raise VerificationError("another device appeared on the port during "
                                             "collection")
-                _bounds(link, pull, info, max_records)
+                _bounds(link, pull, info, max_records, space)
             if info.last_seq is not None:
                 expected = max(expected, info.last_seq + 1 - start)
             if info.last_seq is not None and pull.next <= info.last_seq:
-                _stream(link, store, did, pull, expected, progress, window)
+                _stream(link, store, did, pull, expected, progress, window, space)
             nonce = os.urandom(16)
             cose = link.checkpoint(nonce)
             if collect_verify.checkpoint_seq(cose) >= pull.next:
@@ -257,7 +300,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                         f"{rounds} checkpoints in a row claimed entries beyond seq "
                         f"{pull.next - 1}, the last received"))
                 info = link.hello()  # the device appended meanwhile: fetch the rest
-                _bounds(link, pull, info, max_records)
+                _bounds(link, pull, info, max_records, space)
                 continue
             break
         except (LinkError, DeviceError) as e:
@@ -352,9 +395,9 @@ def _not_ack(body: bytes) -> bool:
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
-            progress: Progress | None, window: int) -> None:
+            progress: Progress | None, window: int, space: Callable[[], None]) -> None:
     """One RECORDS stream from pull.next; records are quarantined and walked by the
-    verifier BATCH at a time as they arrive."""
+    verifier BATCH at a time as they arrive, the store's free space checked after each."""
     got = [0]
 
     def chunk_done(nbytes: int) -> None:
@@ -367,6 +410,7 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
             pull.add(rec)
             if len(pull.batch) >= BATCH:
                 pull.flush(store, did)
+                space()
     finally:
         pull.flush(store, did)
     if progress is not None:
