@@ -30,8 +30,9 @@ import pytest
 from hashtrail.collector import collect as collect_mod
 from hashtrail.collector.store import Store, device_id_of
 from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO, BoundError, open_serial
+from hashtrail.errors import VerificationError
 from hashtrail.formats.keys import P
-from hashtrail.formats.records import MAGIC_ENTRY, format_record
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record
 from hostile_device import SECRET, Behaviour, FakeDevice, devchain
 
 pytestmark = pytest.mark.e2e
@@ -282,6 +283,48 @@ def test_free_space_running_out_while_receiving_stops_at_the_bytes_bound(tmp_pat
     nothing_accepted(tmp_path / "c.db", b)
     with Store.open(tmp_path / "c.db", create=False) as st:
         assert len(st.quarantined(device_id_of(b.pub))) == collect_mod.BATCH
+
+
+class WithCheckpoints(Behaviour):
+    """Honest, with a checkpoint record after every 100th entry of its log (as the
+    firmware writes them), over several of the collector's batches."""
+
+    entries = 2_500
+    bad: int | None = None  # the seq of a checkpoint record whose signature is broken
+
+    def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
+        recs = []
+        for s, raw, sig in self.chain.entries[from_seq:]:
+            recs.append(format_record(MAGIC_ENTRY, s, raw, sig))
+            if s and s % 100 == 0:
+                cose = self.chain.checkpoint(None, s)
+                if s == self.bad:
+                    cose = cose[:-1] + bytes((cose[-1] ^ 1,))
+                recs.append(format_record(MAGIC_CHECKPOINT, s, cose))
+        dev.stream(rid, recs, credit)
+
+
+def test_checkpoint_records_are_quarantined_per_batch_and_accepted_with_the_run(
+        tmp_path: Path) -> None:
+    b = WithCheckpoints()
+    res = collect_in_process(tmp_path, b, collect_mod.store_free_bytes)
+    assert res.new_entries == b.entries + 1 and res.checkpoints == 25 + 1
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        cps = st.checkpoints(device_id_of(b.pub))
+    assert len(cps) == 26 and all(c.accepted for c in cps)
+    assert sorted(c.seq for c in cps if c.nonce is None) == list(range(100, 2501, 100))
+
+
+def test_a_bad_checkpoint_record_refuses_the_run_and_stays_in_quarantine(tmp_path: Path
+                                                                        ) -> None:
+    b = WithCheckpoints()
+    b.bad = 1200
+    with pytest.raises(VerificationError, match="checkpoint_bad_sig"):
+        collect_in_process(tmp_path, b, collect_mod.store_free_bytes)
+    nothing_accepted(tmp_path / "c.db", b)
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        cps = st.checkpoints(device_id_of(b.pub))
+    assert len(cps) == 26 and not any(c.accepted for c in cps)   # 25 records + the fresh
 
 
 class StrayTrickle(Behaviour):

@@ -161,6 +161,7 @@ class _Walker:
         report.policy = policy
         self.covers: dict[int, str] = {}    # seq -> what device signature covers it
         self.installed: tuple[int, bytes] | None = None  # highest (counter, manifest hash)
+        self.keep_cps = True  # ChainReport.checkpoints: off for a walk whose caller keeps them
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -314,7 +315,8 @@ class _Walker:
             self.find(cp.seq, "checkpoint_bad_sig",
                       f"checkpoint for seq {cp.seq}: signature does not verify", rec)
             return
-        self.r.checkpoints.append(cp)
+        if self.keep_cps:
+            self.r.checkpoints.append(cp)
         h = self.seen.get(cp.seq)
         if h is None:
             if cp.seq >= self.next_seq:
@@ -348,7 +350,8 @@ class ChainWalk:
     sends (docs/PROTOCOL.md "Host bounds"): `feed` records as they arrive, `finish` for
     the report. It keeps the running head and link state, the hash of each seq walked
     (32 bytes; what checkpoint records and duplicates are judged against), and at most
-    `keep` findings (the rest are counted in `ChainReport.more`).
+    `keep` findings (the rest are counted in `ChainReport.more`); without
+    `keep_checkpoints`, the verified checkpoints are not listed in the report either.
 
     Same verdict as `verify_chain` over the concatenation of the batches: the records
     after the first damaged one are ignored (as parse_records ends a segment there), and
@@ -357,11 +360,13 @@ class ChainWalk:
     `finish`, against the entries as walked."""
 
     def __init__(self, pub: bytes, *, anchor: Anchor | None = None,
-                 policy: int | None = None, keep: int | None = None) -> None:
+                 policy: int | None = None, keep: int | None = None,
+                 keep_checkpoints: bool = True) -> None:
         self.key = DeviceKey(pub)
         self.report = ChainReport(self.key.id)
         self.keep = keep
         self._w = _Walker(self.key, anchor, self.report, policy)
+        self._w.keep_cps = keep_checkpoints
         self._later: list[Record] = []  # checkpoint records ahead of the chain so far
         self.damaged = False
 

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,7 @@ class _Pull:
         self.batch: list[bytes] = []
         self.entries: list[RawEntry] = []
         self._seen: set[bytes] = set()  # hashes of the checkpoint records received
+        self.cps = bytearray()  # seq (4 bytes) + SHA-256 of each checkpoint record parsed
         self.next = start  # the seq to ask for next
         self.not_acks = False  # an entry other than the device's "acknowledged" ones
         self.announced_last = start - 1  # the last seq the device announced (HELLO)
@@ -165,8 +166,16 @@ class _Pull:
             store.quarantine(did, self.entries)
             self.entries = []
         if self.batch:
-            self.verifier.feed(self.batch)
+            for cp in self.verifier.feed(self.batch):
+                # as received, before the verdict; 36 bytes kept to accept it after
+                store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+                self.cps += cp.seq.to_bytes(4, "big") + hashlib.sha256(cp.raw).digest()
             self.batch = []
+
+    def checkpoints(self) -> Iterator[tuple[int, bytes]]:
+        """(seq, SHA-256 of the COSE bytes) of the checkpoint records received."""
+        for i in range(0, len(self.cps), 36):
+            yield int.from_bytes(self.cps[i:i + 4], "big"), bytes(self.cps[i + 4:i + 36])
 
 
 def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
@@ -340,9 +349,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
     report = pull.verifier.finish(cose, nonce)
-    # Everything as received, even what fails, is kept in quarantine as evidence.
-    for cp in report.checkpoints:
-        store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+    # Everything as received, even what fails, is kept in quarantine as evidence (the
+    # checkpoint records were, batch by batch).
     if report.fresh is not None:
         store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
     if not report.ok or report.last_seq is None or report.head is None:
@@ -359,9 +367,9 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         new = store.accept(did, report.last_seq, report.head,
                            walked=pull.verifier.walked)
     store.accept_checkpoint(did, cose)
-    for cp in report.checkpoints:
-        if cp.seq <= report.last_seq:
-            store.accept_checkpoint(did, cp.raw)
+    for seq, h in pull.checkpoints():
+        if seq <= report.last_seq:
+            store.accept_checkpoint(did, b"", cose_hash=h)
     acked = False
     first: int | None = info.first_seq
     if ack and new and pull.not_acks:
@@ -375,7 +383,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                                     "collected")
     return CollectResult(
         device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
-        new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
+        new_entries=new, checkpoints=len(pull.cps) // 36 + 1, time_set=time_set,
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
         noise_bytes=link.noise_bytes,

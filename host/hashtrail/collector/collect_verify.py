@@ -33,6 +33,7 @@ from hashtrail.formats.records import parse_records
 class Report:
     fresh: Checkpoint | None
     checkpoints: list[Checkpoint]  # the checkpoint records found in the pulled log
+    # (Verifier fed in batches: empty, the caller keeps what `feed` returned)
     findings: list[str] = field(default_factory=list)
     last_seq: int | None = None  # last entry verified, when findings is empty
     head: bytes | None = None
@@ -50,32 +51,39 @@ def checkpoint_seq(cose: bytes) -> int:
 
 class Verifier:
     """`verify` fed in batches as records arrive (collect streams them to quarantine and
-    holds none): the chain walk keeps its running state (chainverify.ChainWalk), the
-    checkpoint records it parsed, and at most KEEP findings."""
+    holds none): the chain walk keeps its running state (chainverify.ChainWalk) and at
+    most KEEP findings; the checkpoint records of each batch go back to the caller."""
 
     KEEP = 100
 
     def __init__(self, pub: bytes, anchor: Anchor | None, *, policy: int | None = None,
-                 keep: int | None = KEEP) -> None:
+                 keep: int | None = KEEP, keep_checkpoints: bool = False) -> None:
         self.pub = pub
         self.anchor = anchor
         self.walk = ChainWalk(pub, anchor=None if anchor is None
                               else ChainAnchor(anchor.seq, anchor.head),
-                              policy=policy, keep=keep)
-        self.cps: list[Checkpoint] = []
+                              policy=policy, keep=keep, keep_checkpoints=False)
+        self.keep_checkpoints = keep_checkpoints
+        self.cps: list[Checkpoint] = []  # with keep_checkpoints: Report.checkpoints
 
-    def feed(self, raw_records: Sequence[bytes]) -> None:
+    def feed(self, raw_records: Sequence[bytes]) -> list[Checkpoint]:
+        """Walk one batch; returns the checkpoint records it parsed (the caller
+        quarantines them; kept in Report.checkpoints only with keep_checkpoints)."""
         if self.walk.damaged or not raw_records:
-            return
+            return []
         records, problems = parse_records(b"".join(raw_records), source="serial")
         self.walk.feed(records)
         self.walk.problems(problems)
+        cps: list[Checkpoint] = []
         for r in records:
             if not r.is_entry:
                 try:
-                    self.cps.append(parse_checkpoint(r.body))
+                    cps.append(parse_checkpoint(r.body))
                 except HashtrailError:
                     pass  # the chain report names it
+        if self.keep_checkpoints:
+            self.cps += cps
+        return cps
 
     def walked(self, seq: int, h: bytes) -> bool:
         """Entry `h` at `seq` was walked: what `Store.accept` may mark, when ok."""
@@ -115,6 +123,6 @@ def verify(pub: bytes, anchor: Anchor | None, raw_records: Sequence[bytes],
            fresh_cose: bytes, nonce: bytes, *, policy: int | None = None) -> Report:
     """Judge records pulled after `anchor` plus the fresh checkpoint for `nonce`;
     `policy` is the device's signing policy as stored from its entry 0."""
-    v = Verifier(pub, anchor, policy=policy, keep=None)
+    v = Verifier(pub, anchor, policy=policy, keep=None, keep_checkpoints=True)
     v.feed(raw_records)
     return v.finish(fresh_cose, nonce)

@@ -273,10 +273,13 @@ class Store:
                                      None if nonce is None else bytes(nonce), seq, head,
                                      int(time.time()))
 
-    def accept_checkpoint(self, device_id: str, cose: bytes) -> None:
-        """Mark a stored checkpoint verified (its signature and nonce checked by the caller)."""
+    def accept_checkpoint(self, device_id: str, cose: bytes, *,
+                          cose_hash: bytes | None = None) -> None:
+        """Mark a stored checkpoint verified (its signature and nonce checked by the
+        caller); named by its bytes, or by their SHA-256 (`cose_hash`, cose ignored)."""
+        h = hashlib.sha256(cose).digest() if cose_hash is None else cose_hash
         with self._tx() as db:
-            if not db.mark_checkpoint_accepted(device_id, hashlib.sha256(cose).digest()):
+            if not db.mark_checkpoint_accepted(device_id, h):
                 raise StoreError(f"device {device_id}: no such checkpoint in the store")
 
     def checkpoints(self, device_id: str) -> list[StoredCheckpoint]:
