@@ -27,11 +27,13 @@ from typing import Any
 
 import cbor2
 import pytest
+from hashtrail.collector import collect as collect_mod
 from hashtrail.collector.store import Store, device_id_of
-from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO
+from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO, BoundError, open_serial
+from hashtrail.errors import VerificationError
 from hashtrail.formats.keys import P
-from hashtrail.formats.records import MAGIC_ENTRY, format_record
-from hostile_device import Behaviour, FakeDevice
+from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record
+from hostile_device import SECRET, Behaviour, FakeDevice, devchain
 
 pytestmark = pytest.mark.e2e
 
@@ -187,6 +189,142 @@ def test_endless_stream_under_a_huge_announcement_stops_at_the_ceiling(tmp_path:
     run = collect(tmp_path, b, None, "--max-records", "20000")
     refused(run, device_id_of(b.pub), "records", "20000")
     nothing_accepted(tmp_path / "c.db", b)
+
+
+class LongChain(Behaviour):
+    """A valid chain of LONG entries (no per-entry signatures, so it builds fast): all
+    of it verifies and is accepted, which is where the old collector held every record,
+    its parsed copy and the walk's per-seq state at once."""
+
+    LONG = 60_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chain = devchain.Device(SECRET, per_entry_sig=False)
+        self.chain.readings(self.LONG)
+
+
+def test_memory_is_bounded_by_the_batch_not_by_what_the_device_sends(tmp_path: Path
+                                                                     ) -> None:
+    """Records are quarantined and verified BATCH at a time: collecting 60,000 entries
+    peaks within 15 MB of collecting 21 (the collector that held them all until the
+    fresh checkpoint peaked ~38 MB above; ~125 MB above at 199,000)."""
+    for d in ("small", "long"):
+        (tmp_path / d).mkdir()
+    small = collect(tmp_path / "small", Behaviour(), None, "--json")
+    assert small.rc == 0, small.err
+    b = LongChain()
+    run = collect(tmp_path / "long", b, None, "--json")
+    assert run.rc == 0, run.err
+    assert json.loads(run.out)["new_entries"] == b.LONG + 1
+    assert run.rss_mb - small.rss_mb < 15, (small.rss_mb, run.rss_mb)
+
+
+# -- the store's free space ------------------------------------------------------------------
+# In process, with the free-space probe given as a function (collect's `free_space`): the
+# store itself is real, only what the filesystem reports is chosen.
+
+PER = collect_mod.STORE_BYTES_PER_ENTRY
+MARGIN = collect_mod.STORE_MARGIN
+
+
+def collect_in_process(tmp: Path, b: Behaviour, free: Any) -> Any:
+    store = enrolled_store(tmp, b)
+    with FakeDevice(b) as dev, Store.open(store, create=False) as st, \
+            open_serial(dev.port) as link:
+        return collect_mod.collect(link, st, deadline=20, free_space=free)
+
+
+@pytest.mark.parametrize("spare", [0, -1])
+def test_announced_entries_must_fit_in_the_store_free_space(tmp_path: Path, spare: int
+                                                            ) -> None:
+    b = Behaviour()      # announces entries 0..20: 21 entries
+    need = (b.entries + 1) * PER + MARGIN
+    seen: list[Path] = []
+
+    def free(path: Path) -> int:
+        seen.append(path)
+        return need + spare
+
+    if spare >= 0:
+        res = collect_in_process(tmp_path, b, free)
+        assert res.new_entries == b.entries + 1
+    else:
+        with pytest.raises(BoundError) as e:
+            collect_in_process(tmp_path, b, free)
+        msg = str(e.value)
+        assert msg.startswith(f"device {device_id_of(b.pub)}: stopped at the host's bytes "
+                              "bound (the store's filesystem has"), msg
+        assert "\n" not in msg and "21 entries announced" in msg and "free" in msg
+        nothing_accepted(tmp_path / "c.db", b)
+        with Store.open(tmp_path / "c.db", create=False) as st:
+            assert st.quarantined(device_id_of(b.pub)) == []   # stopped before pulling
+    assert seen and all(p == tmp_path / "c.db" for p in seen)
+
+
+class MidChain(Behaviour):
+    entries = 2_500
+
+
+def test_free_space_running_out_while_receiving_stops_at_the_bytes_bound(tmp_path: Path
+                                                                         ) -> None:
+    """The probe runs again after every batch: space that runs out mid-stream stops the
+    run there, the batch received kept in quarantine, nothing accepted."""
+    b = MidChain()
+    calls = [0]
+
+    def free(path: Path) -> int:
+        calls[0] += 1
+        return (1 << 40) if calls[0] == 1 else MARGIN
+
+    with pytest.raises(BoundError, match=r"bytes bound .*has 64\.0 MB free"):
+        collect_in_process(tmp_path, b, free)
+    assert calls[0] == 2
+    nothing_accepted(tmp_path / "c.db", b)
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        assert len(st.quarantined(device_id_of(b.pub))) == collect_mod.BATCH
+
+
+class WithCheckpoints(Behaviour):
+    """Honest, with a checkpoint record after every 100th entry of its log (as the
+    firmware writes them), over several of the collector's batches."""
+
+    entries = 2_500
+    bad: int | None = None  # the seq of a checkpoint record whose signature is broken
+
+    def records(self, dev: FakeDevice, rid: int, from_seq: int, credit: int) -> None:
+        recs = []
+        for s, raw, sig in self.chain.entries[from_seq:]:
+            recs.append(format_record(MAGIC_ENTRY, s, raw, sig))
+            if s and s % 100 == 0:
+                cose = self.chain.checkpoint(None, s)
+                if s == self.bad:
+                    cose = cose[:-1] + bytes((cose[-1] ^ 1,))
+                recs.append(format_record(MAGIC_CHECKPOINT, s, cose))
+        dev.stream(rid, recs, credit)
+
+
+def test_checkpoint_records_are_quarantined_per_batch_and_accepted_with_the_run(
+        tmp_path: Path) -> None:
+    b = WithCheckpoints()
+    res = collect_in_process(tmp_path, b, collect_mod.store_free_bytes)
+    assert res.new_entries == b.entries + 1 and res.checkpoints == 25 + 1
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        cps = st.checkpoints(device_id_of(b.pub))
+    assert len(cps) == 26 and all(c.accepted for c in cps)
+    assert sorted(c.seq for c in cps if c.nonce is None) == list(range(100, 2501, 100))
+
+
+def test_a_bad_checkpoint_record_refuses_the_run_and_stays_in_quarantine(tmp_path: Path
+                                                                        ) -> None:
+    b = WithCheckpoints()
+    b.bad = 1200
+    with pytest.raises(VerificationError, match="checkpoint_bad_sig"):
+        collect_in_process(tmp_path, b, collect_mod.store_free_bytes)
+    nothing_accepted(tmp_path / "c.db", b)
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        cps = st.checkpoints(device_id_of(b.pub))
+    assert len(cps) == 26 and not any(c.accepted for c in cps)   # 25 records + the fresh
 
 
 class StrayTrickle(Behaviour):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from hashtrail import cli
-from hashtrail.chain.chainverify import Anchor, verify_chain
+from hashtrail.chain.chainverify import Anchor, ChainWalk, verify_chain
 from hashtrail.formats.entry import parse_entry, signing_policy
 from hashtrail.formats.records import parse_records
 from mutation_vectors import by_name, vectors
@@ -219,3 +219,43 @@ def test_policy_0_entries_are_reported_unprotected_until_their_checkpoint(
     assert cli.main(["verify-log", "--pubkey", v["pub"], "--json", str(d)]) == 0
     assert json.loads(capsys.readouterr().out)["unprotected"][0] == {
         "first": 0, "last": 9, "until": 9, "by": "checkpoint"}
+
+
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_a_walk_fed_in_batches_gives_the_same_verdict(name: str, size: int) -> None:
+    """collect feeds ChainWalk batch by batch as records arrive (memory bounded by the
+    batch): its report must be verify_chain's over the whole log, checkpoint records
+    judged whether their entry came in an earlier batch or comes later."""
+    v = by_name(name)
+    recs, probs = _records(v)
+    a = v["anchor"]
+    anchor = Anchor(a["seq"], bytes.fromhex(a["head"])) if a else None
+    whole = verify_chain(bytes.fromhex(v["pub"]), recs, probs, anchor=anchor)
+    walk = ChainWalk(bytes.fromhex(v["pub"]), anchor=anchor)
+    for i in range(0, len(recs), size):
+        walk.feed(recs[i:i + size])
+    walk.problems(probs)
+    rep = walk.finish()
+    assert sorted((f.code, f.seq, f.text) for f in rep.findings) == sorted(
+        (f.code, f.seq, f.text) for f in whole.findings)
+    assert (rep.last_seq, rep.head, rep.verified_through, rep.entries, rep.policy) == (
+        whole.last_seq, whole.head, whole.verified_through, whole.entries, whole.policy)
+    assert sorted(c.seq for c in rep.checkpoints) == sorted(c.seq for c in whole.checkpoints)
+    assert rep.unprotected == whole.unprotected
+    for r in recs:   # every entry walked is known by (seq, hash), nothing else
+        if r.is_entry and rep.ok:
+            assert walk.walked(r.seq, hashlib.sha256(r.body).digest())
+    assert not walk.walked(0, b"\0" * 32)
+
+
+def test_a_walk_keeps_a_bounded_number_of_findings() -> None:
+    v = by_name("entries-reordered")
+    recs, _ = _records(v)
+    dup = [r for r in recs if r.is_entry] * 30     # every entry again and again
+    walk = ChainWalk(bytes.fromhex(v["pub"]), keep=10)
+    walk.feed(dup)
+    rep = walk.finish()
+    whole = verify_chain(bytes.fromhex(v["pub"]), dup)
+    assert len(whole.findings) > 10
+    assert len(rep.findings) == 10 and rep.more == len(whole.findings) - 10

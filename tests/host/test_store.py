@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hashtrail.collector import store as store_mod
 from hashtrail.collector.store import RawEntry, Store, device_id_of
 from hashtrail.errors import FormatError, HashtrailError, VerificationError
 
@@ -51,6 +52,29 @@ def test_accept_refuses_unverifiable_ranges(tmp_path: Path) -> None:
         with pytest.raises(VerificationError):
             st.accept(DEV, 1, recs[1].entry_hash)
         assert st.accepted_records(DEV) == []
+
+
+def test_accept_reads_the_range_a_batch_at_a_time_in_one_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """accept marks ACCEPT_BATCH seqs at a time (its memory does not grow with the range),
+    still all or nothing: a hole in a later batch leaves the earlier ones unaccepted."""
+    monkeypatch.setattr(store_mod, "ACCEPT_BATCH", 3)
+    with Store.open(tmp_path / "c.db") as st:
+        st.enroll(DEV, PUB)
+        recs = _chain(11)
+        st.quarantine(DEV, [r for r in recs if r.seq != 7])
+        with pytest.raises(VerificationError):            # hole at seq 7, third batch
+            st.accept(DEV, 10, recs[10].entry_hash)
+        assert st.accepted_records(DEV) == [] and st.anchor(DEV) is None
+        with pytest.raises(VerificationError):            # a walk that did not take seq 4
+            st.accept(DEV, 5, recs[5].entry_hash,
+                      walked=lambda s, h: s != 4)
+        assert st.accepted_records(DEV) == []
+        st.quarantine(DEV, [recs[7], RawEntry(8, b"forged")])
+        ok = {(r.seq, r.entry_hash) for r in recs}
+        assert st.accept(DEV, 10, recs[10].entry_hash,
+                         walked=lambda s, h: (s, h) in ok) == 11
+        assert [r.body for r in st.accepted_records(DEV)] == [r.body for r in recs]
 
 
 def test_enrollment_rules(tmp_path: Path) -> None:

@@ -99,10 +99,43 @@ class ChainReport:
     # (first, last, seq of the covering signature or None, "checkpoint" | "entry" | "")
     # over the verified entries, unless the device signs every entry (policy 1)
     unprotected: list[tuple[int, int, int | None, str]] = field(default_factory=list)
+    more: int = 0  # findings not kept (an incremental walk keeps a bounded number)
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+
+class _Seen:
+    """seq -> entry hash as walked, 32 bytes a seq: one bytearray while the seqs run on
+    from the first one set (every walk of an honest log), a dict for the rest (after a
+    gap). A walk of 200,000 entries holds 6.4 MB here, not ~26 MB of dict and objects."""
+
+    def __init__(self) -> None:
+        self.base: int | None = None
+        self.run = bytearray()
+        self.other: dict[int, bytes] = {}
+
+    def __setitem__(self, seq: int, h: bytes) -> None:
+        if self.base is None:
+            self.base = seq
+        if seq == self.base + len(self.run) // 32 and seq not in self.other:
+            self.run += h
+        else:
+            self.other[seq] = h
+
+    def get(self, seq: int) -> bytes | None:
+        if self.base is not None and 0 <= seq - self.base < len(self.run) // 32:
+            i = (seq - self.base) * 32
+            return bytes(self.run[i:i + 32])
+        return self.other.get(seq)
+
+    def __contains__(self, pair: object) -> bool:
+        """(seq, hash) walked."""
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            return False
+        seq, h = pair
+        return isinstance(seq, int) and self.get(seq) == h
 
 
 class _Walker:
@@ -113,7 +146,7 @@ class _Walker:
         self.pub = self.key.pub
         self.dev = report.device_id
         self.r = report
-        self.seen: dict[int, bytes] = {}  # seq -> entry hash, as walked
+        self.seen = _Seen()  # seq -> entry hash, as walked
         self.anchor_seq = -1 if anchor is None else anchor.seq
         if anchor is None:
             self.next_seq, self.head = 0, self.key.genesis_prev
@@ -130,6 +163,7 @@ class _Walker:
         # the entry at the anchor, for the firmware rules of the first entry after it
         self.fw_last = fw_last if anchor is not None and fw_last is not None \
             and fw_last.seq == anchor.seq and fw_last.hash == anchor.head else None
+        self.keep_cps = True  # ChainReport.checkpoints: off for a walk whose caller keeps them
 
     def find(self, seq: int | None, code: str, text: str, rec: Record | None = None) -> None:
         self.r.findings.append(Finding(self.dev, seq, code, text,
@@ -261,7 +295,8 @@ class _Walker:
             self.find(cp.seq, "checkpoint_bad_sig",
                       f"checkpoint for seq {cp.seq}: signature does not verify", rec)
             return
-        self.r.checkpoints.append(cp)
+        if self.keep_cps:
+            self.r.checkpoints.append(cp)
         h = self.seen.get(cp.seq)
         if h is None:
             if cp.seq >= self.next_seq:
@@ -290,6 +325,80 @@ class _Walker:
             out.append((lo, r.verified_through, None, ""))
 
 
+class ChainWalk:
+    """The verifier fed in batches, for a collector that must not hold what a device
+    sends (docs/PROTOCOL.md "Host bounds"): `feed` records as they arrive, `finish` for
+    the report. It keeps the running head and link state, the hash of each seq walked
+    (32 bytes; what checkpoint records and duplicates are judged against), and at most
+    `keep` findings (the rest are counted in `ChainReport.more`); without
+    `keep_checkpoints`, the verified checkpoints are not listed in the report either.
+
+    Same verdict as `verify_chain` over the concatenation of the batches: the records
+    after the first damaged one are ignored (as parse_records ends a segment there), and
+    a checkpoint record is judged once its entry has been walked (a seq below the walk's
+    next is final: no later entry changes it) or, for one beyond the chain so far, at
+    `finish`, against the entries as walked."""
+
+    def __init__(self, pub: bytes, *, anchor: Anchor | None = None,
+                 policy: int | None = None, keep: int | None = None,
+                 keep_checkpoints: bool = True, fw: FirmwareRules | None = None,
+                 fw_last: Entry | None = None) -> None:
+        self.key = DeviceKey(pub)
+        self.report = ChainReport(self.key.id)
+        self.keep = keep
+        self._w = _Walker(self.key, anchor, self.report, policy, fw, fw_last)
+        self._w.keep_cps = keep_checkpoints
+        self._later: list[Record] = []  # checkpoint records ahead of the chain so far
+        self.damaged = False
+
+    def problems(self, problems: Sequence[RecordProblem]) -> None:
+        """A damaged record ends the stream's valid data: what that loses shows up as a
+        gap or a checkpoint beyond the chain, so the problem itself is reported as is."""
+        r = self.report
+        for p in problems:
+            r.findings.append(Finding(r.device_id, p.seq, f"record_{p.code}", p.text,
+                                      p.source, p.offset))
+        if problems:
+            self.damaged = True
+        self._trim()
+
+    def feed(self, records: Sequence[Record]) -> None:
+        """Walk one batch of records in log order (nothing once the stream is damaged)."""
+        if self.damaged:
+            return
+        w = self._w
+        for rec in records:
+            if rec.is_entry:
+                w.entry(rec)
+        for rec in records:
+            if not rec.is_entry:
+                if rec.seq < w.next_seq:
+                    w.checkpoint(rec)
+                else:
+                    self._later.append(rec)
+        self._trim()
+
+    def finish(self) -> ChainReport:
+        for rec in self._later:
+            self._w.checkpoint(rec)
+        self._later = []
+        self._w.unprotected()
+        self._trim()
+        self.report.findings.sort(key=lambda f: (f.seq if f.seq is not None else -1))
+        return self.report
+
+    def walked(self, seq: int, h: bytes) -> bool:
+        """Whether this walk took entry `h` at `seq` into its chain (or it is the
+        anchor's)."""
+        return (seq, h) in self._w.seen
+
+    def _trim(self) -> None:
+        f = self.report.findings
+        if self.keep is not None and len(f) > self.keep:
+            self.report.more += len(f) - self.keep
+            del f[self.keep:]
+
+
 def verify_chain(pub: bytes, records: Sequence[Record],
                  problems: Sequence[RecordProblem] = (), *,
                  anchor: Anchor | None = None, policy: int | None = None,
@@ -305,20 +414,9 @@ def verify_chain(pub: bytes, records: Sequence[Record],
     Checkpoint records are checked after all entries, against the entries as walked,
     so a checkpoint written before a later damaged region is still judged.
     """
-    key = DeviceKey(pub)
-    report = ChainReport(key.id)
-    w = _Walker(key, anchor, report, policy, fw, fw_last)
-    # A damaged record ends its segment's valid data; what that loses shows up as a
-    # gap or a checkpoint beyond the chain, so the problem itself is reported as is.
-    for p in problems:
-        report.findings.append(Finding(report.device_id, p.seq, f"record_{p.code}", p.text,
-                                       p.source, p.offset))
-    for rec in records:
-        if rec.is_entry:
-            w.entry(rec)
-    for rec in records:
-        if not rec.is_entry:
-            w.checkpoint(rec)
-    w.unprotected()
-    report.findings.sort(key=lambda f: (f.seq if f.seq is not None else -1))
-    return report
+    walk = ChainWalk(pub, anchor=anchor, policy=policy, fw=fw, fw_last=fw_last)
+    for p in problems:   # the records given are all before the damage: walk them all
+        walk.report.findings.append(Finding(walk.report.device_id, p.seq,
+                                            f"record_{p.code}", p.text, p.source, p.offset))
+    walk.feed(records)
+    return walk.finish()

@@ -15,11 +15,14 @@ altered, go through callbacks).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from hashtrail.collector import collect_verify
@@ -37,7 +40,19 @@ Notice = Callable[[str], None]  # one line for the user, e.g. the device's alter
 # long and how much. Defaults are far above what an honest board needs: a full 4 MB
 # log is ~30,000 records, ~7 minutes at 115200 baud.
 DEADLINE_S = 900.0   # the whole command
-MAX_RECORDS = 200_000  # records per run whatever the device announces (memory: ~200 B each)
+MAX_RECORDS = 200_000  # records per run whatever the device announces
+BATCH = 1000         # records held before they are quarantined and verified
+# The store's filesystem must hold what the device announced: STORE_BYTES_PER_ENTRY for
+# each entry still to come (a ~141-byte record as received, its SQLite row and index, a
+# WAL copy until checkpointed), plus STORE_MARGIN left for everything else.
+STORE_BYTES_PER_ENTRY = 512
+STORE_MARGIN = 64 << 20
+FreeSpace = Callable[[Path], int]  # bytes free in the filesystem holding a store file
+
+
+def store_free_bytes(path: Path) -> int:
+    """Bytes free (for this user) in the filesystem that holds the store file `path`."""
+    return shutil.disk_usage(Path(path).resolve().parent).free
 MAX_ROUNDS = 8       # RECORDS/CHECKPOINT/HELLO rounds (the head moving on meanwhile)
 MAX_RETRIES = 12     # failed attempts without a new entry, beyond those with one
 
@@ -98,15 +113,24 @@ def identify(link: Link, store: Store, notice: Notice | None = None
 
 
 class _Pull:
-    """Raw records received in this run, in log order, from `start` on."""
+    """What this run received, from `start` on, without holding it: each record goes to
+    the pending batch; `flush` quarantines the batch's entries and feeds it to the
+    verifier, so memory is bounded by BATCH records, not by what the device sends."""
 
-    def __init__(self, start: int, cap: int = MAX_RECORDS) -> None:
+    def __init__(self, start: int, verifier: collect_verify.Verifier,
+                 cap: int = MAX_RECORDS) -> None:
         self.start = start
+        self.verifier = verifier
         self.cap = cap  # records this run may hold (set from what the device announced)
         self.why = "the ceiling"
-        self.raw: list[bytes] = []
-        self._seen: set[bytes] = set()
+        self.count = 0  # records received and kept
+        self.batch: list[bytes] = []
+        self.entries: list[RawEntry] = []
+        self._seen: set[bytes] = set()  # hashes of the checkpoint records received
+        self.cps = bytearray()  # seq (4 bytes) + SHA-256 of each checkpoint record parsed
         self.next = start  # the seq to ask for next
+        self.not_acks = False  # an entry other than the device's "acknowledged" ones
+        self.announced_last = start - 1  # the last seq the device announced (HELLO)
 
     def add(self, rec: bytes) -> RawEntry | None:
         """Keep one record; returns it as a store entry when it is an entry record.
@@ -116,18 +140,43 @@ class _Pull:
         device never streams an entry twice, so a repeat is a duplicate on its flash,
         and the verifier must see it to report it.
         """
-        if len(self.raw) >= self.cap:
+        if self.count >= self.cap:
             raise BoundError(f"stopped at the host's records bound ({self.cap} records "
                              f"this run: {self.why})")
         magic, seq, body, sig = record_fields(rec)
         if magic != MAGIC_ENTRY:
-            if rec not in self._seen:
-                self._seen.add(rec)
-                self.raw.append(rec)
+            h = hashlib.sha256(rec).digest()
+            if h not in self._seen:
+                self._seen.add(h)
+                self.batch.append(rec)
+                self.count += 1
             return None  # checkpoint records (or garbage: the verifier names it)
-        self.raw.append(rec)
+        self.batch.append(rec)
+        self.count += 1
         self.next = max(self.next, seq + 1)
-        return RawEntry(seq, body, sig)
+        if not self.not_acks:
+            self.not_acks = _not_ack(body)
+        e = RawEntry(seq, body, sig)
+        self.entries.append(e)
+        return e
+
+    def flush(self, store: Store, did: str) -> None:
+        """Quarantine the pending entries (as received, before anything is judged),
+        then walk the batch."""
+        if self.entries:
+            store.quarantine(did, self.entries)
+            self.entries = []
+        if self.batch:
+            for cp in self.verifier.feed(self.batch):
+                # as received, before the verdict; 36 bytes kept to accept it after
+                store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+                self.cps += cp.seq.to_bytes(4, "big") + hashlib.sha256(cp.raw).digest()
+            self.batch = []
+
+    def checkpoints(self) -> Iterator[tuple[int, bytes]]:
+        """(seq, SHA-256 of the COSE bytes) of the checkpoint records received."""
+        for i in range(0, len(self.cps), 36):
+            yield int.from_bytes(self.cps[i:i + 4], "big"), bytes(self.cps[i + 4:i + 36])
 
 
 def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True,
@@ -136,7 +185,8 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
             deadline: float = DEADLINE_S, max_records: int = MAX_RECORDS,
             max_rounds: int = MAX_ROUNDS, max_retries: int = MAX_RETRIES,
             device_id: str | None = None,
-            preload: Callable[[int], Sequence[bytes]] | None = None) -> CollectResult:
+            preload: Callable[[int], Sequence[bytes]] | None = None,
+            free_space: FreeSpace = store_free_bytes) -> CollectResult:
     """Collect one device within host bounds: `deadline` seconds for everything,
     at most `max_records` records (fewer when the device announces fewer), `max_rounds`
     HELLO/CHECKPOINT rounds, and failed attempts that received no new entry: `attempts`
@@ -148,7 +198,9 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
     one answering is refused before anything is pulled. `preload(start)`: records the
     device already pushed (MQTT), from entry `start` (the store's head + 1) on, in log
     order: taken as if pulled (quarantined, then verified with the rest), and the pull
-    asks only for what follows them."""
+    asks only for what follows them. `free_space(store path)`: bytes free where the
+    store lives; the run stops at the bytes bound when what the device announced would
+    not fit, at HELLO and after every batch."""
     t0 = time.monotonic()
     link.set_deadline(deadline)
     info, label = identify(link, store, notice)
@@ -160,28 +212,54 @@ def collect(link: Link, store: Store, *, set_time: bool = True, ack: bool = True
         return _collect(link, store, info, label, t0, set_time=set_time, ack=ack,
                         progress=progress, attempts=attempts, window=window,
                         notice=notice, max_records=max_records, max_rounds=max_rounds,
-                        max_retries=max_retries, preload=preload)
+                        max_retries=max_retries, preload=preload, free_space=free_space)
     except BoundError as e:
         msg = str(e)
         raise BoundError(msg if msg.startswith(link.name) else f"{link.name}: {msg}"
                          ) from None
 
 
-def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int) -> None:
+def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int,
+            space: Callable[[], None]) -> None:
     """Caps derived from what the device announced in its latest HELLO: its entries
     after our anchor, twice over (its checkpoint records are interleaved) plus slack,
-    never above max_records; bytes: a chunk holds at least one record."""
+    never above max_records; bytes: a chunk holds at least one record; and the store's
+    free space must hold those entries (`space`)."""
     announced = 0 if info.last_seq is None else max(0, info.last_seq + 1 - pull.start)
     pull.cap = min(max_records, 2 * announced + 64)
     pull.why = ("the --max-records ceiling" if pull.cap == max_records else
                 f"it announced {announced} entries after seq {pull.start - 1}")
     link.max_bytes = (1 << 20) + pull.cap * (max(info.chunk, 64) + 16)
+    pull.announced_last = pull.start - 1 if info.last_seq is None else info.last_seq
+    space()
+
+
+def _space_check(link: Link, store: Store, pull: _Pull, free_space: FreeSpace
+                 ) -> Callable[[], None]:
+    """The bytes bound on the store's side: the entries announced and not yet received
+    must fit in the store's filesystem, STORE_MARGIN kept free."""
+
+    def check() -> None:
+        left = min(max(0, pull.announced_last + 1 - pull.next), pull.cap - pull.count)
+        need = left * STORE_BYTES_PER_ENTRY
+        free = free_space(store.path)
+        if free - STORE_MARGIN < need:
+            raise link.bound("bytes", (
+                f"the store's filesystem has {_mb(free)} free, {_mb(STORE_MARGIN)} kept as "
+                f"margin; the {left} entries announced and not yet received need about "
+                f"{_mb(need)}"))
+    return check
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MB"
 
 
 def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, *,
              set_time: bool, ack: bool, progress: Progress | None, attempts: int,
              window: int, notice: Notice | None, max_records: int, max_rounds: int,
-             max_retries: int, preload: Callable[[int], Sequence[bytes]] | None = None
+             max_retries: int, free_space: FreeSpace,
+             preload: Callable[[int], Sequence[bytes]] | None = None
              ) -> CollectResult:
     did = info.device_id
     # The device's own report comes first, before anything can fail: what it does not
@@ -201,18 +279,21 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             "collector never received (pruned after another collector's ACK?)",
             hint="collect its bundle from the other collector; this store cannot accept "
                  "a chain with a hole")
-    pull = _Pull(start)
-    _bounds(link, pull, info, max_records)
+    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
+    # and to the firmware history it accepted before (a downgrade across collections)
+    fw, fw_last = store.firmware(did)
+    pull = _Pull(start, collect_verify.Verifier(info.pub, anchor, policy=store.policy(did),
+                                                fw=fw, fw_last=fw_last))
+    space = _space_check(link, store, pull, free_space)
+    _bounds(link, pull, info, max_records, space)
     pushed = 0
     if preload is not None:
-        batch: list[RawEntry] = []
         for rec in preload(start):
-            e = pull.add(rec)
-            if e is not None:
-                batch.append(e)
-        if batch:
-            store.quarantine(did, batch)
-        pushed = len(batch)
+            if pull.add(rec) is not None:
+                pushed += 1
+            if len(pull.batch) >= BATCH:
+                pull.flush(store, did)
+        pull.flush(store, did)
     rounds = 0
     retries = 0  # failed attempts, with or without progress (reported)
     idle = 0  # failed attempts that received no new entry, in all
@@ -232,11 +313,11 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                 if info.device_id != did:
                     raise VerificationError("another device appeared on the port during "
                                             "collection")
-                _bounds(link, pull, info, max_records)
+                _bounds(link, pull, info, max_records, space)
             if info.last_seq is not None:
                 expected = max(expected, info.last_seq + 1 - start)
             if info.last_seq is not None and pull.next <= info.last_seq:
-                _stream(link, store, did, pull, expected, progress, window)
+                _stream(link, store, did, pull, expected, progress, window, space)
             nonce = os.urandom(16)
             cose = link.checkpoint(nonce)
             if collect_verify.checkpoint_seq(cose) >= pull.next:
@@ -246,7 +327,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                         f"{rounds} checkpoints in a row claimed entries beyond seq "
                         f"{pull.next - 1}, the last received"))
                 info = link.hello()  # the device appended meanwhile: fetch the rest
-                _bounds(link, pull, info, max_records)
+                _bounds(link, pull, info, max_records, space)
                 continue
             break
         except (LinkError, DeviceError) as e:
@@ -285,18 +366,13 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             # Back off (0.25, 0.5, 1, 2 s): a busy host or a slow device gets time.
             time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
-    # held to the signing policy of its entry 0, as accepted (this run reads it itself)
-    # and to the firmware history it accepted before (a downgrade across collections)
-    fw, fw_last = store.firmware(did)
-    report = collect_verify.verify(info.pub, anchor, pull.raw, cose, nonce,
-                                   policy=store.policy(did), fw=fw, fw_last=fw_last)
-    # Everything as received, even what fails, is kept in quarantine as evidence.
-    for cp in report.checkpoints:
-        store.add_checkpoint(did, cp.raw, cp.nonce, seq=cp.seq, head=cp.head)
+    report = pull.verifier.finish(cose, nonce)
+    # Everything as received, even what fails, is kept in quarantine as evidence (the
+    # checkpoint records were, batch by batch).
     if report.fresh is not None:
         store.add_checkpoint(did, cose, nonce, seq=report.fresh.seq, head=report.fresh.head)
     if not report.ok or report.last_seq is None or report.head is None:
-        n = len(report.findings)
+        n = len(report.findings) + report.more
         raise VerificationError(
             f"device {did}: " + "; ".join(report.findings[:5])
             + (f" (and {n - 5} more)" if n > 5 else ""),
@@ -306,16 +382,15 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     if report.last_seq >= start:
         # exactly the entries this run verified: a forged copy of one of their seqs left
         # in quarantine by an earlier, refused run does not block them
-        verified = {RawEntry(0, record_fields(r)[2]).entry_hash for r in pull.raw
-                    if r[0] == MAGIC_ENTRY}
-        new = store.accept(did, report.last_seq, report.head, hashes=verified)
+        new = store.accept(did, report.last_seq, report.head,
+                           walked=pull.verifier.walked)
     store.accept_checkpoint(did, cose)
-    for cp in report.checkpoints:
-        if cp.seq <= report.last_seq:
-            store.accept_checkpoint(did, cp.raw)
+    for seq, h in pull.checkpoints():
+        if seq <= report.last_seq:
+            store.accept_checkpoint(did, b"", cose_hash=h)
     acked = False
     first: int | None = info.first_seq
-    if ack and new and _more_than_acks(pull.raw):
+    if ack and new and pull.not_acks:
         try:
             first = link.ack(report.last_seq)
             acked = True
@@ -326,33 +401,29 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                                     "collected")
     return CollectResult(
         device_id=did, label=label, from_seq=start, upto_seq=report.last_seq,
-        new_entries=new, checkpoints=len(report.checkpoints) + 1, time_set=time_set,
+        new_entries=new, checkpoints=len(pull.cps) // 36 + 1, time_set=time_set,
         acked=acked, device_first_seq=first, bytes_in=link.bytes_in,
         seconds=round(time.monotonic() - t0, 3), retries=retries,
         noise_bytes=link.noise_bytes,
         device_altered=None if altered is None else asdict(altered), pushed=pushed)
 
 
-def _more_than_acks(raw: list[bytes]) -> bool:
-    """Whether a run brought an entry other than the device's own "acknowledged" ones.
-    Each ACK makes the device append one, so acknowledging a run that brought only those
-    would append one more every time: a collector running round after round (collect
-    --mqtt --follow) would keep an idle device writing forever. They are acknowledged
-    with the next entry of another kind."""
-    for r in raw:
-        if r[0] == MAGIC_ENTRY:
-            try:
-                if parse_entry(record_fields(r)[2]).kind != KIND_ACK:
-                    return True
-            except HashtrailError:
-                return True
-    return False
+def _not_ack(body: bytes) -> bool:
+    """Whether an entry is other than the device's own "acknowledged" ones. Each ACK
+    makes the device append one, so acknowledging a run that brought only those would
+    append one more every time: a collector running round after round (collect --mqtt
+    --follow) would keep an idle device writing forever. They are acknowledged with the
+    next entry of another kind."""
+    try:
+        return parse_entry(body).kind != KIND_ACK
+    except HashtrailError:
+        return True
 
 
 def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
-            progress: Progress | None, window: int) -> None:
-    """One RECORDS stream from pull.next; each chunk is quarantined as it arrives."""
-    batch: list[RawEntry] = []
+            progress: Progress | None, window: int, space: Callable[[], None]) -> None:
+    """One RECORDS stream from pull.next; records are quarantined and walked by the
+    verifier BATCH at a time as they arrive, the store's free space checked after each."""
     got = [0]
 
     def chunk_done(nbytes: int) -> None:
@@ -360,19 +431,13 @@ def _stream(link: Link, store: Store, did: str, pull: _Pull, expected: int,
         if progress is not None:
             progress(pull.next - pull.start, expected, got[0])
 
-    def flush() -> None:
-        if batch:
-            store.quarantine(did, batch)
-            batch.clear()
-
     try:
         for rec in link.records(pull.next, window=window, on_chunk=chunk_done):
-            e = pull.add(rec)
-            if e is not None:
-                batch.append(e)
-            if len(batch) >= 512:
-                flush()
+            pull.add(rec)
+            if len(pull.batch) >= BATCH:
+                pull.flush(store, did)
+                space()
     finally:
-        flush()
+        pull.flush(store, did)
     if progress is not None:
         progress(pull.next - pull.start, expected, got[0])

@@ -56,7 +56,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -78,6 +78,9 @@ from hashtrail.formats.keys import check_pub, parse_device_id
 
 __all__ = ["Anchor", "Enrollment", "RawEntry", "Store", "StoreError", "StoredCheckpoint",
            "check_device_id", "device_id_of"]
+
+
+ACCEPT_BATCH = 1000  # seqs read and marked at a time by accept()
 
 
 class StoreError(HashtrailError):
@@ -226,16 +229,18 @@ class Store:
         return self.storage.records(device_id, 0, None)
 
     def accept(self, device_id: str, upto_seq: int, head: bytes,
-               hashes: Collection[bytes] | None = None) -> int:
+               hashes: Collection[bytes] | None = None, *,
+               walked: Callable[[int, bytes], bool] | None = None) -> int:
         """Mark the quarantined entries after the anchor up to `upto_seq` as accepted.
 
         Call only after verifying them (links from the anchor, signatures, and `head`
         signed by the device). Refused unless every seq in the range is present exactly
         once and the entry at `upto_seq` hashes to `head`. Re-accepting an already
-        accepted point is a no-op (returns 0). `hashes`: the entry hashes that were
-        verified; other quarantined candidates for the same seqs (a record forged on
-        the way and refused by an earlier run, kept as evidence) are left out instead
-        of blocking every later acceptance.
+        accepted point is a no-op (returns 0). `hashes` (or `walked(seq, hash)`): the
+        entries that were verified; other quarantined candidates for the same seqs (a
+        record forged on the way and refused by an earlier run, kept as evidence) are
+        left out instead of blocking every later acceptance. One transaction, read and
+        marked ACCEPT_BATCH seqs at a time: memory does not grow with the range.
         """
         with self._tx() as db:
             anc = db.anchor(device_id)
@@ -246,25 +251,30 @@ class Store:
                         f"device {device_id}: seq {upto_seq} is behind the anchor and its "
                         "head differs from the accepted entry")
                 return 0
-            rows = db.quarantined_hashes(device_id, start, upto_seq)
-            if hashes is not None:
-                rows = [r for r in rows if r[1] in hashes]
-            seqs = [s for s, _ in rows]
-            if seqs != list(range(start, upto_seq + 1)):
-                raise VerificationError(
-                    f"device {device_id}: cannot accept seq {start}..{upto_seq}: "
-                    "a seq is missing or held twice (fork?)")
-            if rows[-1][1] != head:
+            last = b""
+            for lo in range(start, upto_seq + 1, ACCEPT_BATCH):
+                hi = min(upto_seq, lo + ACCEPT_BATCH - 1)
+                rows = db.quarantined_hashes(device_id, lo, hi)
+                if hashes is not None:
+                    rows = [r for r in rows if r[1] in hashes]
+                if walked is not None:
+                    rows = [r for r in rows if walked(*r)]
+                if [s for s, _ in rows] != list(range(lo, hi + 1)):
+                    raise VerificationError(
+                        f"device {device_id}: cannot accept seq {start}..{upto_seq}: "
+                        "a seq is missing or held twice (fork?)")
+                db.mark_accepted(device_id, rows)
+                last = rows[-1][1]
+            if last != head:
                 raise VerificationError(
                     f"device {device_id}: entry {upto_seq} does not hash to the verified head")
-            db.mark_accepted(device_id, rows)
             db.set_anchor(device_id, upto_seq, head)
             if start == 0:          # keep the policy its entry 0 declares
                 body = db.accepted_body(device_id, 0)
                 policy = None if body is None else entry0_policy(body)
                 if policy is not None:
                     db.set_policy(device_id, policy)
-            return len(seqs)
+            return upto_seq + 1 - start
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -279,10 +289,13 @@ class Store:
                                      None if nonce is None else bytes(nonce), seq, head,
                                      int(time.time()))
 
-    def accept_checkpoint(self, device_id: str, cose: bytes) -> None:
-        """Mark a stored checkpoint verified (its signature and nonce checked by the caller)."""
+    def accept_checkpoint(self, device_id: str, cose: bytes, *,
+                          cose_hash: bytes | None = None) -> None:
+        """Mark a stored checkpoint verified (its signature and nonce checked by the
+        caller); named by its bytes, or by their SHA-256 (`cose_hash`, cose ignored)."""
+        h = hashlib.sha256(cose).digest() if cose_hash is None else cose_hash
         with self._tx() as db:
-            if not db.mark_checkpoint_accepted(device_id, hashlib.sha256(cose).digest()):
+            if not db.mark_checkpoint_accepted(device_id, h):
                 raise StoreError(f"device {device_id}: no such checkpoint in the store")
 
     def checkpoints(self, device_id: str) -> list[StoredCheckpoint]:
