@@ -388,3 +388,23 @@ def test_verify_while_collectors_write_sees_one_state(
     finally:
         assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert len(sizes) >= 2, f"verify never ran between two commits ({runs} runs)"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_init_never_prints_the_password(tmp_path: Path, new_db: str, as_json: bool,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`ledger init` names the ledger as backend.display does: a URL's password (in
+    the userinfo or as ?password=) is shown as ***, on the terminal and in --json."""
+    user = new_db.split("://", 1)[1].split("@", 1)[0]
+    with_pw = new_db.replace(f"://{user}@", f"://{user}:s3cr3t-pw@", 1)
+    assert with_pw != new_db
+    url = with_pw + "?password=other-s3cr3t"
+    argv = ["ledger", "init", "--ledger", url, "--origin", "t.example/pw",
+            "--key-file", str(tmp_path / "k.key"), *(["--json"] if as_json else [])]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "s3cr3t" not in out.out + out.err
+    assert "***" in out.out
+    if as_json:
+        import json
+        assert json.loads(out.out)["ledger"].count("***") == 2
