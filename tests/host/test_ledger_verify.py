@@ -319,15 +319,17 @@ def test_a_deleted_devices_row_is_named(ledger: Copy) -> None:
 
 def test_a_pending_row_in_another_spelling_is_named(ledger: Copy) -> None:
     did = ledger.base.signed
-    ledger.sql("INSERT INTO pending SELECT upper(device_id), seq, entry_hash, body, sig "
-               "FROM entries WHERE device_id=? AND seq=2", did)
+    ledger.sql("INSERT INTO pending (device_id, seq, entry_hash, body, sig) "
+               "SELECT upper(device_id), seq, entry_hash, body, sig FROM entries "
+               "WHERE device_id=? AND seq=2", did)
     _assert_named(ledger, "pending", f"device {did.upper()}, seq 2", f"did you mean {did}?")
 
 
 def test_a_pending_copy_of_an_accepted_entry_is_named(ledger: Copy) -> None:
     did = ledger.base.cps
-    ledger.sql("INSERT INTO pending SELECT device_id, seq, entry_hash, body, sig "
-               "FROM entries WHERE device_id=? AND seq=2", did)
+    ledger.sql("INSERT INTO pending (device_id, seq, entry_hash, body, sig) "
+               "SELECT device_id, seq, entry_hash, body, sig FROM entries "
+               "WHERE device_id=? AND seq=2", did)
     _assert_named(ledger, "pending", f"device {did}, seq 2", "the same entry is accepted")
 
 
