@@ -19,7 +19,14 @@ import cbor2
 import pytest
 from hashtrail.errors import FormatError
 from hashtrail.formats import cbor_strict
-from hashtrail.formats.entry import _entry_fields, _fast_entry, _layout_entry, parse_entry
+from hashtrail.formats.entry import (
+    _entry_fields,
+    _fast_entry,
+    _layout_entry,
+    _number_at,
+    _Other,
+    parse_entry,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledgerkit import Device
@@ -93,28 +100,62 @@ def _reading(*values: bytes, name: bytes = b"\x61x") -> bytes:
                       + b"".join(b"\xa2\x00" + name + b"\x02" + v for v in values))
 
 
+def _number_same_as_reference(enc: bytes) -> bool:
+    """entry._number_at (the layout decoder's SenML value) against the reference on one
+    encoded number; True if it accepted."""
+    try:
+        v, end = _number_at(enc, 0)
+        got = v if end == len(enc) else None
+    except (_Other, IndexError, struct.error):
+        got = None
+    try:
+        ref = cbor_strict.loads(enc)
+    except FormatError:
+        assert got is None, enc.hex()
+        return False
+    assert got is None or (type(got) is type(ref) and _canon(got) == _canon(ref) == enc), \
+        enc.hex()
+    return got is not None
+
+
 def test_every_float16_and_float_widths_get_the_reference_verdict() -> None:
-    """Every float16 (NaNs and infinities included), and float32 / float64 values at
-    and around the widths' edges, written in each width: the layout decoder accepts
-    exactly the width the reference's canonical encoder picks."""
-    LAYOUT_DECIDED[0] = 0
+    """Every float16 (NaNs and infinities included), written as float16, float32 and
+    float64, and float32 / float64 values at and around the widths' edges, in each
+    width: the layout decoder accepts exactly the width the reference's canonical
+    encoder picks (value by value; a spread of them also inside whole entries)."""
+    taken = 0
     for h in range(0x10000):
-        _same_as_reference(_reading(b"\xf9" + h.to_bytes(2, "big")))
-    assert LAYOUT_DECIDED[0] == 0x10000 - 0x7FE          # all but the 2 x 1023 NaNs
+        enc = h.to_bytes(2, "big")
+        taken += _number_same_as_reference(b"\xf9" + enc)
+        x = struct.unpack(">e", enc)[0]
+        assert not _number_same_as_reference(b"\xfa" + struct.pack(">f", x))
+        assert not _number_same_as_reference(b"\xfb" + struct.pack(">d", x))
+        if h % 97 == 0:
+            _same_as_reference(_reading(b"\xf9" + enc))
+    assert taken == 0x10000 - 0x7FE          # all but the 2 x 1023 NaNs
     values = [0.0, -0.0, 1.0, 65504.0, 65505.0, 65520.0, 2.0**-24, 2.0**-25, 2.0**-14,
               1.5 * 2.0**-24, 3.4028234663852886e38, 2.0**-149, 2.0**-150, 0.1, 21.25,
               1e300, -1e-300, 5e-324, float("inf"), float("-inf"), 16777217.0, 1 / 3]
     for x in list(values):
         values += [struct.unpack(">f", struct.pack(">f", x))[0] if abs(x) < 3.4e38 else x]
-    for f32 in range(0, 1 << 32, 0x010F0F0F):
+    for f32 in range(0, 1 << 32, 0x0010F0F1):
         values.append(struct.unpack(">f", f32.to_bytes(4, "big"))[0])
-    for x in values:
+    for i, x in enumerate(values):
         for fmt, head in ((">e", b"\xf9"), (">f", b"\xfa"), (">d", b"\xfb")):
             try:
-                enc = struct.pack(fmt, x)
+                enc = head + struct.pack(fmt, x)
             except OverflowError:
                 continue
-            _same_as_reference(_reading(head + enc))
+            _number_same_as_reference(enc)
+            if i % 13 == 0:
+                _same_as_reference(_reading(enc))
+    for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        for major in (0x00, 0x20):                   # integers: every head width
+            for ai, size in ((n, 0), (24, 1), (25, 2), (26, 4), (27, 8)):
+                if n < 24 and size == 0:
+                    _number_same_as_reference(bytes([major | n]))
+                elif size and n < 1 << (8 * size):
+                    _number_same_as_reference(bytes([major | ai]) + n.to_bytes(size, "big"))
 
 
 _senml_value = (st.integers(-2**64, 2**64 - 1) | st.floats(width=16) | st.floats(width=32)

@@ -25,8 +25,6 @@ import hashlib
 import struct
 from typing import Any, NamedTuple
 
-from cbor2 import dumps as _dumps
-
 from hashtrail.errors import FormatError
 from hashtrail.formats import cbor_strict
 from hashtrail.formats.cbor_strict import (
@@ -192,17 +190,32 @@ def _number_at(raw: bytes, p: int) -> tuple[int | float, int]:
     if 0x20 <= b < 0x3C:
         v, q = _uint_at(raw, p, 0x20)
         return -1 - v, q
+    # The shortest exact width is canonical: a float16 always is (but NaN), a float32
+    # or float64 only when the value does not survive the trip through a narrower one.
     if b == 0xF9:
-        v, q = _HALF.unpack_from(raw, p + 1)[0], p + 3
-    elif b == 0xFA:
-        v, q = _SINGLE.unpack_from(raw, p + 1)[0], p + 5
-    elif b == 0xFB:
-        v, q = _DOUBLE.unpack_from(raw, p + 1)[0], p + 9
-    else:
-        raise _Other
-    if v != v or _dumps(v, canonical=True) != raw[p:q]:
-        raise _Other
-    return v, q
+        v = _HALF.unpack_from(raw, p + 1)[0]
+        if v != v:
+            raise _Other
+        return v, p + 3
+    if b == 0xFA:
+        v = _SINGLE.unpack_from(raw, p + 1)[0]
+        if v != v or _fits(_HALF, v):
+            raise _Other
+        return v, p + 5
+    if b == 0xFB:
+        v = _DOUBLE.unpack_from(raw, p + 1)[0]
+        if v != v or _fits(_SINGLE, v):
+            raise _Other
+        return v, p + 9
+    raise _Other
+
+
+def _fits(width: struct.Struct, v: float) -> bool:
+    """Whether float `v` is exactly representable in the narrower `width`."""
+    try:
+        return bool(width.unpack(width.pack(v))[0] == v)
+    except OverflowError:
+        return False
 
 
 def _layout_entry(raw: bytes) -> Entry | None:

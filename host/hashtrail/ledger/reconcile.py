@@ -132,6 +132,9 @@ class _Cand(NamedTuple):
     stored: bool            # already a row in `pending` (from an earlier run)
 
 
+_new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per entry)
+
+
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
               entries: Iterable[tuple[str, RawEntry]] | None = None,
               digest: bytes | None = None) -> Result:
@@ -351,7 +354,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
             continue
         cs = cands.get(seq)
         if cs is None:
-            cands[seq] = [_Cand(seq, h, body, sig, f, False)]
+            cands[seq] = [_new(_Cand, (seq, h, body, sig, f, False))]
             continue
         for i, c in enumerate(cs):
             if c.h == h:
