@@ -620,3 +620,22 @@ def test_a_changed_pending_row_is_named(tmp_path: Path) -> None:
     c.sql("UPDATE pending SET body=? WHERE seq=6", body.replace(b"temp", b"tmpx"))
     _assert_named(c, "pending", f"device {d.id_hex}, seq 6",
                   "entry_hash is not the hash of its bytes")
+
+
+@pytest.mark.parametrize("change", ["prev=zeroblob(32)", "kind=5", "t=t+1", "t=NULL"])
+def test_a_held_row_whose_walk_fields_disagree_is_named(tmp_path: Path, change: str) -> None:
+    """The prev, kind and t a held row keeps for reconcile's walk (instead of decoding
+    its body) are checked against the body; all three NULL (a row nobody filled) is
+    not a problem."""
+    from hashtrail.ledger.reconcile import reconcile
+    d = Device(9192)
+    d.readings(6)
+    c = _host_ledger(tmp_path, d, 4)
+    with Ledger.open_signing(c.path, c.base.key) as led:
+        assert reconcile(led, bundle([d], {d.id_hex: (5, 7)})).pending == 2
+    c.sql("UPDATE pending SET prev=NULL, kind=NULL, t=NULL WHERE seq=5")
+    _code, rep = c.verify()
+    assert rep["problems"] == [] and rep["devices"][0]["pending"] == 2, rep
+    c.sql(f"UPDATE pending SET {change} WHERE seq=6")
+    _assert_named(c, "pending", f"device {d.id_hex}, seq 6",
+                  "prev, kind or t is not what the entry says")

@@ -271,7 +271,7 @@ class LedgerStorage(Protocol):
         ...
 
     def scan_pending(self) -> Iterable[tuple[Any, ...]]:
-        """(device_id, seq, entry_hash, body, sig)."""
+        """(device_id, seq, entry_hash, body, sig, prev, kind, t)."""
         ...
 
     def scan_collectors(self) -> Iterable[tuple[Any, ...]]:

@@ -631,7 +631,8 @@ class PgLedgerStorage:
                           "device_id COLLATE \"C\", seq")
 
     def scan_pending(self) -> Iterator[tuple[Any, ...]]:
-        return self._scan("SELECT device_id, seq, entry_hash, body, sig FROM pending")
+        return self._scan("SELECT device_id, seq, entry_hash, body, sig, prev, kind, t "
+                          "FROM pending")
 
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
