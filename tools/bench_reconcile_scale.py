@@ -2,7 +2,8 @@
 """Reconcile and verify at scale (issue 12): entries/s and peak memory at 10^5..10^6.
 
     .venv/bin/python tools/bench_reconcile_scale.py [--entries 100000 1000000]
-        [--devices 20] [--new 1000] [--checkpoint-every 100] [--profile FILE] [--json]
+        [--devices 20] [--new 1000] [--checkpoint-every 100] [--rounds 1]
+        [--compare OTHER/host] [--profile FILE] [--json]
 
 For each N it writes one signed bundle of N entries from `--devices` host-made devices
 (tools/devchain.py format; policy 0, a device checkpoint every `--checkpoint-every`
@@ -18,7 +19,14 @@ in a fresh process, so its peak RSS (getrusage ru_maxrss) is its own:
 - seen: the N-entry bundle again (already reconciled: skipped).
 - verify: `verify_ledger` of the whole ledger.
 
-Times are measured inside the child (no interpreter start). `--profile FILE` also
+Times are measured inside the child (no interpreter start), as wall time and as the
+process's CPU time (on a shared machine the CPU ratio is the steadier one: other
+processes stretch wall time, much less CPU time). With `--rounds R` the floor and the
+reconcile run R times each, alternating, and the fastest of each counts (the least
+disturbed estimate, for the baseline as much as for reconcile). `--compare DIR` also
+reconciles the same bundle, in each round, with the hashtrail package in DIR (the
+`host` folder of another checkout, e.g. `git worktree add /tmp/old main`): before and
+after in one run, against the same floor. `--profile FILE` also
 writes a cProfile of the largest reconcile (pstats format) and prints its top entries.
 """
 
@@ -39,8 +47,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+HOST = Path(os.environ.get("BENCH_HASHTRAIL_HOST") or ROOT / "host")   # (--compare)
 sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "host"))
+sys.path.insert(0, str(HOST))
 
 import devchain  # noqa: E402
 from benchutil import host_machine  # noqa: E402
@@ -142,7 +151,7 @@ def _floor(bundle: Path, db: Path) -> dict[str, Any]:
     conn.execute("""CREATE TABLE entries (device_id TEXT NOT NULL, seq INTEGER NOT NULL,
         leaf_index INTEGER NOT NULL UNIQUE, entry_hash BLOB NOT NULL, body BLOB NOT NULL,
         sig BLOB, PRIMARY KEY (device_id, seq)) WITHOUT ROWID""")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sha, b64d, loads = hashlib.sha256, base64.b64decode, json.loads
     n = 0
     conn.execute("BEGIN IMMEDIATE")
@@ -164,12 +173,13 @@ def _floor(bundle: Path, db: Path) -> dict[str, Any]:
                 rows = []
     conn.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?)", rows)
     conn.execute("COMMIT")
-    return {"entries": n, "seconds": time.perf_counter() - t0}
+    return {"entries": n, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0}
 
 
 def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any]:
     from hashtrail.ledger.reconcile_files import reconcile_files
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if profile:
         import cProfile
         pr = cProfile.Profile()
@@ -179,7 +189,8 @@ def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any
         pr.disable()
         pr.dump_stats(profile)
     r = run.bundles[0].result
-    return {"seconds": time.perf_counter() - t0, "accepted": r.accepted,
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "accepted": r.accepted,
             "already": getattr(r, "already", False), "pending": r.pending,
             "findings": len(r.findings), "size": run.size}
 
@@ -198,6 +209,9 @@ def child(args: list[str]) -> None:
     step = args[0]
     if step == "floor":
         out = _floor(Path(args[1]), Path(args[2]))
+    elif step == "new-ledger":
+        _new_ledger(Path(args[1]))
+        out = {}
     elif step == "reconcile":
         out = _reconcile(Path(args[1]), Path(args[2]), args[3] if len(args) > 3 else None)
     else:
@@ -206,9 +220,12 @@ def child(args: list[str]) -> None:
     print(json.dumps(out))
 
 
-def _run(*args: str) -> dict[str, Any]:
+def _run(*args: str, host: Path | None = None) -> dict[str, Any]:
+    """A step in a fresh process, with this checkout's hashtrail or the one in `host`."""
+    h = str(host or ROOT / "host")
     r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "host")})
+                       text=True, env={**os.environ, "PYTHONPATH": h,
+                                       "BENCH_HASHTRAIL_HOST": h})
     if r.returncode != 0:
         raise SystemExit(f"step {args[0]} failed:\n{r.stderr}")
     return json.loads(r.stdout.splitlines()[-1])
@@ -226,11 +243,35 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"entries": n, "devices": a.devices,
                            "bundle_mb": big.stat().st_size / 2**20,
                            "make_seconds": time.perf_counter() - t0}
-    out["floor"] = _run("floor", str(big), str(work / f"floor-{n}.db"))
+    floors: list[dict[str, Any]] = []
+    recs: list[dict[str, Any]] = []
+    befores: list[dict[str, Any]] = []
     ledger = work / f"ledger-{n}.db"
-    _new_ledger(ledger)
-    prof = [a.profile] if a.profile and n == max(a.entries) else []
-    out["reconcile"] = _run("reconcile", str(big), str(ledger), *prof)
+    for r in range(a.rounds):
+        floors.append(_run("floor", str(big), str(work / f"floor-{n}.db")))
+        for p in work.glob(f"floor-{n}.db*"):
+            p.unlink()
+        if a.compare:
+            other = work / f"before-{n}.db"
+            _run("new-ledger", str(other), host=Path(a.compare))
+            befores.append(_run("reconcile", str(big), str(other), host=Path(a.compare)))
+            for p in work.glob(f"before-{n}.db*"):
+                p.unlink()
+        for p in work.glob(f"ledger-{n}.db*"):
+            p.unlink()
+        _run("new-ledger", str(ledger))
+        prof = [a.profile] if a.profile and n == max(a.entries) and r == 0 else []
+        recs.append(_run("reconcile", str(big), str(ledger), *prof))
+    out["floor"] = min(floors, key=lambda x: x["seconds"])
+    out["reconcile"] = min(recs, key=lambda x: x["seconds"])
+    out["rounds"] = {"floor": floors, "reconcile": recs, "before": befores}
+    if befores:
+        out["before"] = min(befores, key=lambda x: x["seconds"])
+        out["before_entries_per_s"] = n / out["before"]["seconds"]
+        out["ratio_before_vs_floor"] = out["before"]["seconds"] / out["floor"]["seconds"]
+        out["cpu_ratio_before_vs_floor"] = (min(x["cpu_seconds"] for x in befores)
+                                            / min(x["cpu_seconds"] for x in floors))
+    out["load_average_1min"] = round(os.getloadavg()[0], 2)
     out["incremental"] = _run("reconcile", str(new), str(ledger))
     out["seen"] = _run("reconcile", str(big), str(ledger))
     out["verify"] = _run("verify", str(ledger))
@@ -238,6 +279,8 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["reconcile_entries_per_s"] = n / rec["seconds"]
     out["floor_entries_per_s"] = n / out["floor"]["seconds"]
     out["ratio_reconcile_vs_floor"] = rec["seconds"] / out["floor"]["seconds"]
+    out["cpu_ratio_reconcile_vs_floor"] = (min(x["cpu_seconds"] for x in recs)
+                                           / min(x["cpu_seconds"] for x in floors))
     for p in work.glob(f"*-{n}*"):
         p.unlink()
     return out
@@ -252,6 +295,11 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--new", type=int, default=1000)
     ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--compare", metavar="DIR",
+                    help="also reconcile with the hashtrail package in DIR (another "
+                         "checkout's host folder), in the same rounds")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run floor and reconcile this many times each; the best counts")
     ap.add_argument("--profile", help="write a cProfile of the largest reconcile here")
     ap.add_argument("--dir", help="work folder (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
@@ -263,13 +311,21 @@ def main() -> None:
         print(json.dumps(report, indent=1))
     else:
         for r in results:
-            print(f"N={r['entries']:>9,}  bundle {r['bundle_mb']:.0f} MB")
+            print(f"N={r['entries']:>9,}  bundle {r['bundle_mb']:.0f} MB  (best of "
+                  f"{a.rounds}; load average {r['load_average_1min']})")
             print(f"  floor      {r['floor_entries_per_s']:>9,.0f} entries/s  "
                   f"peak {r['floor']['peak_mb']:.0f} MB")
             print(f"  reconcile  {r['reconcile_entries_per_s']:>9,.0f} entries/s  "
                   f"peak {r['reconcile']['peak_mb']:.0f} MB  "
-                  f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time; "
+                  f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time, "
+                  f"{r['cpu_ratio_reconcile_vs_floor']:.2f}x its CPU time; "
                   f"accepted {r['reconcile']['accepted']})")
+            if "before" in r:
+                print(f"  before     {r['before_entries_per_s']:>9,.0f} entries/s  "
+                      f"peak {r['before']['peak_mb']:.0f} MB  "
+                      f"({r['ratio_before_vs_floor']:.2f}x the floor's time, "
+                      f"{r['cpu_ratio_before_vs_floor']:.2f}x its CPU time; "
+                      f"{a.compare})")
             print(f"  +{a.new} new  {r['incremental']['seconds']:.3f} s  "
                   f"(accepted {r['incremental']['accepted']})")
             print(f"  seen again {r['seen']['seconds']:.4f} s  (already: "

@@ -246,6 +246,18 @@ def test_every_command_has_json_and_documented_options() -> None:
     assert {"--version", "-v", "-q"} <= top
 
 
+def test_every_ledger_option_says_it_takes_a_url() -> None:
+    """Every command's --ledger takes a SQLite file or a postgresql:// URL
+    (ledger.backend), and its help says so."""
+    seen = 0
+    for cmd, p in _leaves(build_parser()):
+        for a in p._actions:
+            if "--ledger" in a.option_strings:
+                seen += 1
+                assert a.help and "postgresql://" in a.help and "file" in a.help, cmd
+    assert seen > 10
+
+
 def test_flash_json_is_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`flash --json` prints what it wrote; a refused image prints nothing on stdout.
     (Writing needs a board; the refusal path runs here, the JSON shape below.)"""

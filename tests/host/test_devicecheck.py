@@ -1,11 +1,13 @@
 """The fast strict entry decoder never accepts what the reference decoder refuses.
 
-entry._fast_entry (cbor_strict.quick_loads + the schema) is the hot path of every entry
-parser on the host (collect, reconcile, verify); cbor_strict.loads is the reference.
-Every mutation of real entries (truncations, byte increments, xors, insertions) and a
-set of hand-made non-canonical encodings must get the same verdict and the same value
-from parse_entry as from the reference, and the fast path must actually be taken for
-ordinary entries (or it would be dead code hiding behind the reference).
+entry._layout_entry (the usual layout read from the bytes) and entry._fast_entry
+(cbor_strict.quick_loads + the schema) are the hot path of every entry parser on the
+host (collect, reconcile, verify); cbor_strict.loads is the reference. Every mutation
+of real entries (truncations, byte increments, xors, insertions), every float16 and a
+spread of float32/float64 values, random SenML bodies and a set of hand-made
+non-canonical encodings must get the same verdict and the same value from both fast
+decoders as from the reference, and each must actually be taken for ordinary entries
+(or it would be dead code hiding behind the reference).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import cbor2
 import pytest
 from hashtrail.errors import FormatError
 from hashtrail.formats import cbor_strict
-from hashtrail.formats.entry import _entry_fields, _fast_entry, parse_entry
+from hashtrail.formats.entry import (
+    _entry_fields,
+    _fast_entry,
+    _layout_entry,
+    _number_at,
+    _Other,
+    parse_entry,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledgerkit import Device
@@ -33,18 +42,24 @@ def _entries() -> list[bytes]:
 
 
 def _same_as_reference(raw: bytes) -> bool:
-    """Check the fast path against the reference; True if the fast path decided."""
-    fast = _fast_entry(raw)
+    """Check both fast decoders against the reference; True if `_fast_entry` decided
+    (`_layout_entry`'s decisions are counted in LAYOUT_DECIDED)."""
+    fast, layout = _fast_entry(raw), _layout_entry(raw)
     try:
         ref = _entry_fields(cbor_strict.loads(raw, what="entry"), raw)
     except FormatError:
-        assert fast is None, raw.hex()
+        assert fast is None and layout is None, raw.hex()
         return False
-    if fast is None:
-        return False
-    assert fast == ref and cbor2.dumps(fast.body, canonical=True) == \
-        cbor2.dumps(ref.body, canonical=True), raw.hex()
-    return True
+    for got in (fast, layout):
+        # == alone holds 1 == 1.0 and -0.0 == 0.0: the canonical bytes tell them apart
+        assert got is None or (got == ref and cbor2.dumps(got.body, canonical=True)
+                               == cbor2.dumps(ref.body, canonical=True)
+                               and list(map(type, got)) == list(map(type, ref))), raw.hex()
+    LAYOUT_DECIDED[0] += layout is not None
+    return fast is not None
+
+
+LAYOUT_DECIDED = [0]
 
 
 def _mutations(raw: bytes) -> list[bytes]:
@@ -60,17 +75,109 @@ def test_fast_path_is_taken_for_ordinary_entries() -> None:
     for raw in _entries():
         assert _fast_entry(raw) is not None
         assert parse_entry(raw) == _entry_fields(cbor2.loads(raw), raw)
+    layout = [raw for raw in _entries() if _layout_entry(raw) is not None]
+    assert len(layout) == len(_entries()) - 2       # all but key-created and boot
+    for raw in layout:
+        assert parse_entry(raw) == _entry_fields(cbor2.loads(raw), raw)
 
 
 def test_every_mutation_gets_the_reference_verdict() -> None:
     checked = decided = 0
+    LAYOUT_DECIDED[0] = 0
     for raw in _entries():
         for bad in _mutations(raw):
             decided += _same_as_reference(bad)
             checked += 1
     # many mutations stay canonical (a changed digit, a changed string byte) and so
-    # exercise the fast path's acceptance, the rest its refusal
+    # exercise the fast paths' acceptance, the rest their refusal
     assert checked > 3000 and 100 < decided < checked
+    assert 100 < LAYOUT_DECIDED[0] < decided
+
+
+def _reading(*values: bytes, name: bytes = b"\x61x") -> bytes:
+    """An entry whose SenML records hold these encoded values (any bytes)."""
+    return _with_body(bytes([0x80 + len(values)])
+                      + b"".join(b"\xa2\x00" + name + b"\x02" + v for v in values))
+
+
+def _number_same_as_reference(enc: bytes) -> bool:
+    """entry._number_at (the layout decoder's SenML value) against the reference on one
+    encoded number; True if it accepted."""
+    try:
+        v, end = _number_at(enc, 0)
+        got = v if end == len(enc) else None
+    except (_Other, IndexError, struct.error):
+        got = None
+    try:
+        ref = cbor_strict.loads(enc)
+    except FormatError:
+        assert got is None, enc.hex()
+        return False
+    assert got is None or (type(got) is type(ref) and _canon(got) == _canon(ref) == enc), \
+        enc.hex()
+    return got is not None
+
+
+def test_every_float16_and_float_widths_get_the_reference_verdict() -> None:
+    """Every float16 (NaNs and infinities included), written as float16, float32 and
+    float64, and float32 / float64 values at and around the widths' edges, in each
+    width: the layout decoder accepts exactly the width the reference's canonical
+    encoder picks (value by value; a spread of them also inside whole entries)."""
+    taken = 0
+    for h in range(0x10000):
+        enc = h.to_bytes(2, "big")
+        taken += _number_same_as_reference(b"\xf9" + enc)
+        x = struct.unpack(">e", enc)[0]
+        assert not _number_same_as_reference(b"\xfa" + struct.pack(">f", x))
+        assert not _number_same_as_reference(b"\xfb" + struct.pack(">d", x))
+        if h % 97 == 0:
+            _same_as_reference(_reading(b"\xf9" + enc))
+    assert taken == 0x10000 - 0x7FE          # all but the 2 x 1023 NaNs
+    values = [0.0, -0.0, 1.0, 65504.0, 65505.0, 65520.0, 2.0**-24, 2.0**-25, 2.0**-14,
+              1.5 * 2.0**-24, 3.4028234663852886e38, 2.0**-149, 2.0**-150, 0.1, 21.25,
+              1e300, -1e-300, 5e-324, float("inf"), float("-inf"), 16777217.0, 1 / 3]
+    for x in list(values):
+        values += [struct.unpack(">f", struct.pack(">f", x))[0] if abs(x) < 3.4e38 else x]
+    for f32 in range(0, 1 << 32, 0x0010F0F1):
+        values.append(struct.unpack(">f", f32.to_bytes(4, "big"))[0])
+    for i, x in enumerate(values):
+        for fmt, head in ((">e", b"\xf9"), (">f", b"\xfa"), (">d", b"\xfb")):
+            try:
+                enc = head + struct.pack(fmt, x)
+            except OverflowError:
+                continue
+            _number_same_as_reference(enc)
+            if i % 13 == 0:
+                _same_as_reference(_reading(enc))
+    for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        for major in (0x00, 0x20):                   # integers: every head width
+            for ai, size in ((n, 0), (24, 1), (25, 2), (26, 4), (27, 8)):
+                if n < 24 and size == 0:
+                    _number_same_as_reference(bytes([major | n]))
+                elif size and n < 1 << (8 * size):
+                    _number_same_as_reference(bytes([major | ai]) + n.to_bytes(size, "big"))
+
+
+_senml_value = (st.integers(-2**64, 2**64 - 1) | st.floats(width=16) | st.floats(width=32)
+                | st.floats())
+_senml = st.fixed_dictionaries({0: st.text(max_size=30)},
+                               optional={1: st.text(max_size=30), 2: _senml_value})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_senml, max_size=4), st.booleans(), st.integers(0, 200), st.integers(0, 255),
+       st.sampled_from(["0.1.0", "", "é", "x" * 23, "x" * 24]), st.none() | st.integers(0))
+def test_any_reading_same_verdict_as_reference(body: list[dict[int, Any]], canonical: bool,
+                                               at: int, byte: int, fw: str,
+                                               t: int | None) -> None:
+    """Random SenML bodies (short and long, ASCII and not), canonical or not, and each
+    with one byte set anywhere, truncated there, or a byte inserted there."""
+    raw = bytes(cbor2.dumps(_top(k8=body, k6=fw, k2=t), canonical=canonical))
+    _same_as_reference(raw)
+    i = at % len(raw)
+    _same_as_reference(raw[:i] + bytes([byte]) + raw[i + 1:])
+    _same_as_reference(raw[:i])
+    _same_as_reference(raw[:i] + bytes([byte]) + raw[i:])
 
 
 def _top(**over: Any) -> dict[int, Any]:
@@ -149,7 +256,7 @@ def test_noncanonical_vectors_are_what_they_claim() -> None:
 @pytest.mark.parametrize("name", sorted(NONCANONICAL))
 def test_noncanonical_or_mistyped_entries_are_refused(name: str) -> None:
     raw = NONCANONICAL[name]
-    assert _fast_entry(raw) is None
+    assert _fast_entry(raw) is None and _layout_entry(raw) is None
     with pytest.raises(FormatError):
         parse_entry(raw)
 

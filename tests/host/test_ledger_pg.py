@@ -388,3 +388,54 @@ def test_verify_while_collectors_write_sees_one_state(
     finally:
         assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert len(sizes) >= 2, f"verify never ran between two commits ({runs} runs)"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_init_never_prints_the_password(tmp_path: Path, new_db: str, as_json: bool,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`ledger init` names the ledger as backend.display does: a URL's password (in
+    the userinfo or as ?password=) is shown as ***, on the terminal and in --json."""
+    user = new_db.split("://", 1)[1].split("@", 1)[0]
+    with_pw = new_db.replace(f"://{user}@", f"://{user}:s3cr3t-pw@", 1)
+    assert with_pw != new_db
+    url = with_pw + "?password=other-s3cr3t"
+    argv = ["ledger", "init", "--ledger", url, "--origin", "t.example/pw",
+            "--key-file", str(tmp_path / "k.key"), *(["--json"] if as_json else [])]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "s3cr3t" not in out.out + out.err
+    assert "***" in out.out
+    if as_json:
+        import json
+        assert json.loads(out.out)["ledger"].count("***") == 2
+
+
+def test_a_schema_2_database_migrates_its_held_entries(tmp_path: Path, new_db: str) -> None:
+    """A ledger database from before schemas 3 and 4 (no revocations table, its
+    `pending` without prev, kind, t) is upgraded on open: the columns are added and every
+    held row gets the fields its body says; a reconcile afterwards accepts the held tail
+    once a checkpoint covers it."""
+    from hashtrail.formats.entry import parse_entry
+
+    d = Device(7300)
+    d.readings(12)
+    with trust(Ledger.create(new_db, "t.example/mig", key_file=tmp_path / "k.key")) as led:
+        r = reconcile(led, bundle([d], cps=[(d, d.checkpoint(seq=5))]))
+        assert r.accepted == 6 and r.pending == 7
+    # as schema 2 left it: no revocations table (schema 3), no walk columns (schema 4)
+    _rows(new_db, "DROP TABLE revocations")
+    _rows(new_db, "ALTER TABLE pending DROP COLUMN prev, DROP COLUMN kind, DROP COLUMN t")
+    _rows(new_db, "UPDATE meta SET value='2' WHERE key='schema'")
+    with Ledger.open(new_db) as led:
+        assert led.size == 6
+    assert _rows(new_db, "SELECT value FROM meta WHERE key='schema'") == [
+        (str(storage_pg.SCHEMA_VERSION),)]
+    held = _rows(new_db, "SELECT body, prev, kind, t FROM pending ORDER BY seq")
+    assert len(held) == 7
+    for body, prev, kind, t in held:
+        e = parse_entry(bytes(body))                 # type: ignore[arg-type]
+        assert (bytes(prev), kind, t) == (e.prev, e.kind, e.t)   # type: ignore[arg-type]
+    with Ledger.open_signing(new_db, tmp_path / "k.key") as led:
+        r = reconcile(led, bundle([d], ranges={d.id_hex: (12, 13)},
+                                  cps=[(d, d.checkpoint(seq=12))]))
+        assert r.accepted == 7 and led.size == 13 and verify_ledger(led).ok

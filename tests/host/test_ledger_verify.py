@@ -320,15 +320,17 @@ def test_a_deleted_devices_row_is_named(ledger: Copy) -> None:
 
 def test_a_pending_row_in_another_spelling_is_named(ledger: Copy) -> None:
     did = ledger.base.signed
-    ledger.sql("INSERT INTO pending SELECT upper(device_id), seq, entry_hash, body, sig "
-               "FROM entries WHERE device_id=? AND seq=2", did)
+    ledger.sql("INSERT INTO pending (device_id, seq, entry_hash, body, sig) "
+               "SELECT upper(device_id), seq, entry_hash, body, sig FROM entries "
+               "WHERE device_id=? AND seq=2", did)
     _assert_named(ledger, "pending", f"device {did.upper()}, seq 2", f"did you mean {did}?")
 
 
 def test_a_pending_copy_of_an_accepted_entry_is_named(ledger: Copy) -> None:
     did = ledger.base.cps
-    ledger.sql("INSERT INTO pending SELECT device_id, seq, entry_hash, body, sig "
-               "FROM entries WHERE device_id=? AND seq=2", did)
+    ledger.sql("INSERT INTO pending (device_id, seq, entry_hash, body, sig) "
+               "SELECT device_id, seq, entry_hash, body, sig FROM entries "
+               "WHERE device_id=? AND seq=2", did)
     _assert_named(ledger, "pending", f"device {did}, seq 2", "the same entry is accepted")
 
 
@@ -641,3 +643,22 @@ def test_a_revocation_statement_that_does_not_match_is_named(ledger: Copy) -> No
     ledger.sql("UPDATE revocations SET statement=? WHERE device_id=?", forged,
                ledger.base.cps)
     _assert_named(ledger, "revocations", ledger.base.cps, "not a revocation signed by")
+
+
+@pytest.mark.parametrize("change", ["prev=zeroblob(32)", "kind=5", "t=t+1", "t=NULL"])
+def test_a_held_row_whose_walk_fields_disagree_is_named(tmp_path: Path, change: str) -> None:
+    """The prev, kind and t a held row keeps for reconcile's walk (instead of decoding
+    its body) are checked against the body; all three NULL (a row nobody filled) is
+    not a problem."""
+    from hashtrail.ledger.reconcile import reconcile
+    d = Device(9192)
+    d.readings(6)
+    c = _host_ledger(tmp_path, d, 4)
+    with Ledger.open_signing(c.path, c.base.key) as led:
+        assert reconcile(led, bundle([d], {d.id_hex: (5, 7)})).pending == 2
+    c.sql("UPDATE pending SET prev=NULL, kind=NULL, t=NULL WHERE seq=5")
+    _code, rep = c.verify()
+    assert rep["problems"] == [] and rep["devices"][0]["pending"] == 2, rep
+    c.sql(f"UPDATE pending SET {change} WHERE seq=6")
+    _assert_named(c, "pending", f"device {d.id_hex}, seq 6",
+                  "prev, kind or t is not what the entry says")

@@ -155,6 +155,27 @@ def test_new_nodes_match_memory_tree(tree: merkle.MemoryTree) -> None:
     assert len(stored) == 2 * MAX - 1
 
 
+def test_appended_nodes_match_one_at_a_time(tree: merkle.MemoryTree) -> None:
+    """merkle.appended_nodes (a batch, hashing inlined) makes exactly the nodes
+    new_nodes makes leaf by leaf, in the same order, for batches starting at every
+    index, reading older nodes through `node` only."""
+    for start in range(MAX):
+        for k in sorted({1, 2, 3, 7, MAX - start}):
+            if start + k > MAX:
+                continue
+            want = [row for i in range(start, start + k)
+                    for row in merkle.new_nodes(tree.get, i, merkle.leaf_hash(LEAVES[i]))]
+            asked: list[tuple[int, int]] = []
+
+            def old(level: int, index: int, start: int = start,
+                    asked: list[tuple[int, int]] = asked) -> bytes:
+                asked.append((level, index))
+                assert (index + 1) << level <= start      # only nodes before the batch
+                return tree.get(level, index)
+            assert merkle.appended_nodes(start, LEAVES[start:start + k], old) == want
+            assert len(asked) == len(set(asked))
+
+
 def test_generation_rejects_bad_sizes(tree: merkle.MemoryTree) -> None:
     for args in [(0, 0), (5, 5), (-1, 3)]:
         with pytest.raises(VerificationError):

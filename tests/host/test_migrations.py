@@ -240,6 +240,61 @@ def test_upgraded_store_collects_exports_and_reconciles(
     _verify_cli(capsys, ledger)
 
 
+def test_held_entries_keep_what_the_walk_reads_after_the_upgrade(
+        old: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema 4 gives every held row of the old file its prev, kind and t (as the body
+    says), and a reconcile touching those devices then decodes none of them again."""
+    from hashtrail.formats.entry import parse_entry
+    from hashtrail.ledger import reconcile as rc
+    path = old / "ledger.db"
+    with _raw(path) as db:
+        assert [r[1] for r in db.execute("PRAGMA table_info(pending)")][-1] == "sig"
+        held = db.execute("SELECT device_id, seq, body FROM pending").fetchall()
+    assert len(held) == 10
+    with Ledger.open(path):
+        pass
+    with _raw(path) as db:
+        for did, seq, body in held:
+            e = parse_entry(body)
+            assert db.execute("SELECT prev, kind, t FROM pending WHERE device_id=? AND "
+                              "seq=?", (did, seq)).fetchall() == [(e.prev, e.kind, e.t)]
+    loaded: list[int] = []
+    decoded: list[bytes] = []
+    load = rc._load_pending
+
+    def counted_load(*args: Any) -> Any:
+        out = load(*args)
+        loaded.append(sum(len(cs) for cs in out.values()))
+        return out
+
+    def counted_parse(raw: bytes) -> Any:
+        if len(loaded) % 2:                     # inside _load_pending (see below)
+            decoded.append(raw)
+        return parse_entry(raw)
+
+    def load_marked(*args: Any) -> Any:
+        loaded.append(0)
+        return counted_load(*args)
+
+    monkeypatch.setattr(rc, "_load_pending", load_marked)
+    monkeypatch.setattr(rc, "parse_entry", counted_parse)
+    with Store.open(old / "store.db", create=False) as st:
+        b = from_store(st, name="again")
+
+    def run() -> None:
+        loaded.clear()
+        decoded.clear()
+        with Ledger.open_signing(path) as led:
+            r = reconcile(led, b)
+            assert r.accepted == 0 and r.duplicates == 26, r
+    run()
+    assert sum(loaded) == 10 and decoded == []    # all ten held rows read, none decoded
+    with _raw(path) as db, db:                    # a row without them is decoded, as before
+        db.execute("UPDATE pending SET kind=NULL WHERE seq=7")
+    run()
+    assert sum(loaded) == 10 and len(decoded) == 1
+
+
 def test_library_reconcile_of_a_fresh_bundle_into_the_upgraded_ledger(old: Path) -> None:
     """The same through the library, from a bundle the upgraded store signs."""
     with Store.open(old / "store.db", create=False) as st:

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 EPILOG = f"""\
 -v / -q work before or after the command name. --json prints data on stdout.
-environment: ${cli_args.LEDGER_ENV} (ledger file), ${cli_args.STORE_ENV} (collector store),
+environment: ${cli_args.LEDGER_ENV} (ledger file or postgresql:// URL),
+  ${cli_args.STORE_ENV} (collector store),
   ${cli_args.KEY_ENV} (ledger signing key file): used when the flag is not given.
 exit status: 0 done, 1 integrity problems found, 2 usage or input error."""
 

@@ -93,13 +93,16 @@ def _path_arg(c: argparse.ArgumentParser, dest: str, help: str, required: bool) 
                    help=f"{help} (default: ${var}{need})")
 
 
+LEDGER_HELP = "ledger: a SQLite file, or a postgresql:// URL"
+
+
 def env_default(dest: str) -> str | None:
     """The value of --DEST's HASHTRAIL_* variable (None when unset or empty), for a
     command that declares --DEST itself (e.g. in a mutually exclusive group)."""
     return _env(dest)
 
 
-def ledger_arg(c: argparse.ArgumentParser, help: str = "ledger file",
+def ledger_arg(c: argparse.ArgumentParser, help: str = LEDGER_HELP,
                required: bool = True) -> None:
     """--ledger, defaulting to $HASHTRAIL_LEDGER."""
     _path_arg(c, "ledger", help, required)

@@ -33,6 +33,7 @@ from hashtrail.cli.args import (
 from hashtrail.cli.serve import add_publish, url_arg, verify_url
 from hashtrail.errors import printable
 from hashtrail.ledger import evidence_file, firmware, proof_file, trust, witness
+from hashtrail.ledger.backend import display
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile_files import collector_cursor
 
@@ -51,7 +52,8 @@ def register(sub: Any) -> None:
         c.set_defaults(func=func)
         return c
 
-    c = cmd("init", run_init, "make a new ledger file and its Ed25519 checkpoint key")
+    c = cmd("init", run_init, "make a new ledger (a SQLite file, or a PostgreSQL "
+                           "database) and its Ed25519 checkpoint key")
     c.add_argument("--origin", required=True, help="checkpoint origin line, e.g. example.com/log")
     key_file_arg(c, "where to write the ledger's signing key (mode 0600, never "
                  "overwritten)")
@@ -138,9 +140,10 @@ def run_init(args: argparse.Namespace) -> int:
     with led:
         v = led.verifier.to_string()
         kp = str(led.key_file)
-    _emit(args, {"ledger": args.ledger, "origin": args.origin, "verifier_key": v,
+    shown = display(args.ledger)          # a URL's password is not for the terminal
+    _emit(args, {"ledger": shown, "origin": args.origin, "verifier_key": v,
                  "key_file": kp},
-          f"ledger {args.ledger} created\nverifier key: {v}\nsigning key: {kp} (mode 0600; "
+          f"ledger {shown} created\nverifier key: {v}\nsigning key: {kp} (mode 0600; "
           "keep it private, apart from the ledger: reconcile and `ledger checkpoint` "
           "need it)")
     return 0

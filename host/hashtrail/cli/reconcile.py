@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
         "reconcile", help="verify bundles and merge them into a ledger")
     p.add_argument("bundles", nargs="+", metavar="BUNDLE",
                    help="signed bundle files (`hashtrail export` writes them)")
-    ledger_arg(p, "ledger file (made by `ledger init`)")
+    ledger_arg(p, "ledger (made by `ledger init`): a SQLite file, or a postgresql:// URL")
     key_file_arg(p, "the ledger's signing key (a checkpoint is signed after each run)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)

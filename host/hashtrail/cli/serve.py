@@ -61,8 +61,8 @@ def register(sub: Any) -> None:
     ledger = env_default("ledger")
     g = p.add_mutually_exclusive_group(required=ledger is None)
     g.add_argument("--ledger", metavar="LEDGER", default=ledger,
-                   help="ledger file (only read; default: $HASHTRAIL_LEDGER; one of "
-                        "--ledger and --dir is required)")
+                   help="ledger, a SQLite file or a postgresql:// URL (only read; default: "
+                        "$HASHTRAIL_LEDGER; one of --ledger and --dir is required)")
     g.add_argument("--dir", metavar="DIR",
                    help="instead of a ledger, a folder `ledger publish` or `hashtrail "
                         "mirror` wrote (only read)")

@@ -29,7 +29,7 @@ from hashtrail.ledger.audit import audit
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "verify", help="re-verify device chains, checkpoints and the Merkle log of a ledger")
-    ledger_arg(p, "ledger file to re-verify")
+    ledger_arg(p, "ledger to re-verify: a SQLite file, or a postgresql:// URL")
     p.add_argument("--device", type=device_arg,
                    help="report only this device (every table is still checked)")
     g = p.add_mutually_exclusive_group()

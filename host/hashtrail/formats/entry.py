@@ -6,17 +6,23 @@ canonical version-1 entries whose fields and kind-specific bodies have the docum
 types, and keeps the raw bytes, so `entry_hash` is always computed over what was
 received.
 
-Entries are the hot path (every entry of every chain), so `parse_entry` first tries
-`_fast_entry`: `cbor_strict.quick_loads`, which only ever says "canonical, here is
-the value" or "ask the reference". Anything else goes to the reference decoder
-`cbor_strict.loads`, which decides and words the error. The schema check after
-either decoder is the same code (`_entry_fields`). tests/host/test_devicecheck.py
-holds the fast path to the reference's verdict and value on every mutation.
+Entries are the hot path (every entry of every chain), so `parse_entry` tries three
+decoders, each of which only ever says "canonical and well-formed, here is the entry"
+or "ask the next one":
+  1. `_layout_entry` reads the one layout nearly every entry has (the nine keys in
+     order, short ASCII `fw`, a reading body of SenML records with short ASCII names
+     and units) straight from the bytes, checking every head is the shortest;
+  2. `_fast_entry`: `cbor_strict.quick_loads` plus the schema, for any other body;
+  3. the reference decoder `cbor_strict.loads` plus the schema, which decides the rest
+     and words the error.
+tests/host/test_devicecheck.py and the entry fuzz target hold 1 and 2 to the
+reference's verdict and value on every mutation of real entries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Any, NamedTuple
 
 from hashtrail.errors import FormatError
@@ -90,6 +96,9 @@ def parse_entry(raw: bytes) -> Entry:
     """Decode canonical entry bytes; FormatError for anything else."""
     if type(raw) is not bytes:
         raw = bytes(raw)
+    e = _layout_entry(raw)
+    if e is not None:
+        return e
     e = _fast_entry(raw)
     if e is not None:
         return e
@@ -129,6 +138,165 @@ def _fast_entry(raw: bytes) -> Entry | None:
             + _head_size(e.up) + _head_size(e.boot) + _head_size(n) + n)
     return e if size == len(raw) else None
 
+
+# -- 1. the canonical layout, read from the bytes ------------------------------------
+
+class _Other(Exception):
+    """Not the layout `_layout_entry` reads (the next decoder decides)."""
+
+
+_START = b"\xa9\x00\x01\x01"        # map of 9; key 0: version 1; key 1 follows
+_PREV = b"\x05\x58\x20"             # key 5: a byte string of 32
+_U16, _U32, _U64S = struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
+_HALF, _SINGLE, _DOUBLE = struct.Struct(">e"), struct.Struct(">f"), struct.Struct(">d")
+
+
+def _uint_at(raw: bytes, p: int, major: int = 0) -> tuple[int, int]:
+    """The argument of the head at p, and the position after the head; _Other unless
+    the head is of major type `major` (as its top three bits: 0x00 unsigned, 0x20
+    negative) and the shortest for its argument (RFC 8949 4.2.1)."""
+    b = raw[p] - major
+    if not 0 <= b < 28:
+        raise _Other
+    if b < 24:
+        return b, p + 1
+    if b == 24:
+        v = raw[p + 1]
+        if v >= 24:
+            return v, p + 2
+    elif b == 25:
+        v = _U16.unpack_from(raw, p + 1)[0]
+        if v >= 0x100:
+            return v, p + 3
+    elif b == 26:
+        v = _U32.unpack_from(raw, p + 1)[0]
+        if v >= 0x10000:
+            return v, p + 5
+    elif b == 27:
+        v = _U64S.unpack_from(raw, p + 1)[0]
+        if v >= 1 << 32:
+            return v, p + 9
+    raise _Other
+
+
+def _text_at(raw: bytes, p: int) -> tuple[str, int]:
+    """A text string of 0..23 ASCII bytes whose head is at p (a one-byte head is the
+    shortest for such lengths; longer or non-ASCII text is left to the next decoder)."""
+    n = raw[p] - 0x60
+    if not 0 <= n < 24:
+        raise _Other
+    q = p + 1 + n
+    s = raw[p + 1:q]
+    if len(s) != n or not s.isascii():
+        raise _Other
+    return s.decode("ascii"), q
+
+
+def _number_at(raw: bytes, p: int) -> tuple[int | float, int]:
+    """A SenML value: an integer of 64 bits or a float in its shortest exact width
+    (NaN, whose payloads have no one encoding, is left to the next decoder)."""
+    b = raw[p]
+    if b < 0x1C:
+        return _uint_at(raw, p)
+    if 0x20 <= b < 0x3C:
+        v, q = _uint_at(raw, p, 0x20)
+        return -1 - v, q
+    # The shortest exact width is canonical: a float16 always is (but NaN), a float32
+    # or float64 only when the value does not survive the trip through a narrower one.
+    if b == 0xF9:
+        v = _HALF.unpack_from(raw, p + 1)[0]
+        if v != v:
+            raise _Other
+        return v, p + 3
+    if b == 0xFA:
+        v = _SINGLE.unpack_from(raw, p + 1)[0]
+        if v != v or _fits(_HALF, v):
+            raise _Other
+        return v, p + 5
+    if b == 0xFB:
+        v = _DOUBLE.unpack_from(raw, p + 1)[0]
+        if v != v or _fits(_SINGLE, v):
+            raise _Other
+        return v, p + 9
+    raise _Other
+
+
+def _fits(width: struct.Struct, v: float) -> bool:
+    """Whether float `v` is exactly representable in the narrower `width`."""
+    try:
+        return bool(width.unpack(width.pack(v))[0] == v)
+    except OverflowError:
+        return False
+
+
+def _layout_entry(raw: bytes) -> Entry | None:
+    """The entry if `raw` is a canonical, well-formed entry in the usual layout, else
+    None (then the next decoder decides). Never raises.
+
+    Why it is as strict as the reference: it reads the bytes as the canonical encoding
+    of exactly the value the reference would return: the map head and every key are
+    the fixed bytes canonical order requires, every integer and length head is checked
+    to be the shortest, each float to be the width cbor2's canonical encoder picks for
+    its value, strings ASCII (so valid UTF-8), and the item must end where `raw` ends.
+    Whatever else is valid (long or non-ASCII text, other kinds, tags, NaN) is not read
+    here but left to `_fast_entry` and the reference."""
+    try:
+        if not raw.startswith(_START):
+            return None
+        seq, p = _uint_at(raw, 4)
+        if raw[p] != 2:
+            return None
+        if raw[p + 1] == 0xF6:
+            t: int | None = None
+            p += 2
+        else:
+            t, p = _uint_at(raw, p + 1)
+        if raw[p] != 3:
+            return None
+        up, p = _uint_at(raw, p + 1)
+        if raw[p] != 4:
+            return None
+        boot, p = _uint_at(raw, p + 1)
+        if raw[p:p + 3] != _PREV:
+            return None
+        prev = raw[p + 3:p + 35]
+        p += 35
+        if raw[p] != 6:
+            return None
+        fw, p = _text_at(raw, p + 1)
+        if raw[p] != 7 or raw[p + 1] != KIND_READING or raw[p + 2] != 8:
+            return None
+        k = raw[p + 3] - 0x80
+        if not 0 <= k < 24:
+            return None
+        p += 4
+        body = []
+        for _ in range(k):
+            b = raw[p]
+            if raw[p + 1] != SENML_N or not 0xA2 <= b <= 0xA3:
+                return None
+            name, p = _text_at(raw, p + 2)
+            if b == 0xA3:
+                if raw[p] != SENML_U:
+                    return None
+                unit, p = _text_at(raw, p + 1)
+                if raw[p] != SENML_V:
+                    return None
+                v, p = _number_at(raw, p + 1)
+                body.append({SENML_N: name, SENML_U: unit, SENML_V: v})
+            else:
+                if raw[p] != SENML_V:
+                    return None
+                v, p = _number_at(raw, p + 1)
+                body.append({SENML_N: name, SENML_V: v})
+        if p != len(raw) or len(prev) != 32:
+            return None
+    except (_Other, IndexError, struct.error):
+        return None
+    return _new_entry(Entry, (seq, t, up, boot, prev, fw, KIND_READING, body, raw))
+
+
+# -- 2. any canonical entry, by decoded size -----------------------------------------
 
 _new_entry = tuple.__new__      # Entry without its Python-level __new__ (hot path)
 _INTS = [int] * 9

@@ -14,7 +14,7 @@ leftover hashes, too few hashes, wrong lengths or sizes raise `VerificationError
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from hashtrail.errors import VerificationError
 
@@ -29,6 +29,33 @@ def leaf_hash(leaf: bytes) -> bytes:
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode
+                   ) -> list[tuple[int, int, bytes]]:
+    """(level, index, hash) of every complete subtree that appending `leaves` to a tree
+    of `first` leaves makes, in order; `node(level, index)` reads an older one.
+
+    Why not leaf_hash / node_hash per node: this runs once or twice per entry a ledger
+    accepts, so the hashing is inlined. A level's nodes complete in index order, so the
+    left sibling of (level, i) is that level's newest node: from this batch, or (at most
+    once per level) from before it, through `node`."""
+    lefts: dict[int, bytes] = {}      # level -> its newest node, awaiting a right sibling
+    rows: list[tuple[int, int, bytes]] = []
+    add, sha256 = rows.append, hashlib.sha256
+    for index, leaf in enumerate(leaves, first):
+        h = sha256(b"\x00" + leaf).digest()
+        add((0, index, h))
+        level, i = 0, index
+        while i & 1:
+            left = lefts.pop(level, None)
+            if left is None:
+                left = node(level, i - 1)
+            h = sha256(b"\x01" + left + h).digest()
+            level, i = level + 1, i >> 1
+            add((level, i, h))
+        lefts[level] = h
+    return rows
 
 
 def _split(n: int) -> int:

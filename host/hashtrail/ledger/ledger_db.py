@@ -234,19 +234,7 @@ class Ledger:
         storage in one bulk write, so a batch costs a statement per few hundred rows
         instead of three per leaf."""
         first = self.size
-        made: dict[tuple[int, int], bytes] = {}
-        rows: list[tuple[int, int, bytes]] = []
-        leaf_hash, node_hash = merkle.leaf_hash, merkle.node_hash
-        for index, leaf in enumerate(leaves, first):
-            h = leaf_hash(leaf)
-            level, i = 0, index
-            rows.append((0, i, h))
-            while i & 1:
-                left = made.get((level, i - 1))
-                h = node_hash(self.node(level, i - 1) if left is None else left, h)
-                level, i = level + 1, i >> 1
-                rows.append((level, i, h))
-            made[(level, i)] = h    # the top new node: a left child, read back later
+        rows = merkle.appended_nodes(first, leaves, self.node)
         if rows:
             self.storage.add_nodes(rows)
             self.storage.set_meta("size", str(first + len(leaves)))

@@ -677,7 +677,7 @@ def _tip(led: Ledger, p: _Problems, d: _Dev, head: bytes, last_t: int | None) ->
 
 def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
     held: dict[str, int] = defaultdict(int)
-    for did_raw, seq, h, body, sig in led.storage.scan_pending():
+    for did_raw, seq, h, body, sig, prev, kind, t in led.storage.scan_pending():
         k, did = _row_device(p, "pending", did_raw, seq, devs,
                              "held entry of a device that is not enrolled")
         if did is None:
@@ -691,6 +691,10 @@ def _pending(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> None:
                 raise HashtrailError(f"the entry says seq {e.seq}")
             if hb != bytes(h):
                 raise HashtrailError("entry_hash is not the hash of its bytes")
+            # what reconcile's walk reads instead of the body (all NULL: not recorded)
+            if (prev, kind, t) != (None, None, None) and (
+                    None if prev is None else bytes(prev), kind, t) != (e.prev, e.kind, e.t):
+                raise HashtrailError("prev, kind or t is not what the entry says")
             if sig is not None and not d.key.signed(hb, bytes(sig)):
                 raise HashtrailError("per-entry signature does not verify")
             if _acc_hash(led, d, seq) == hb:

@@ -57,7 +57,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, EntryFields, parse_entry
+from hashtrail.chain.devicecheck import (
+    KIND_KEY_CREATED,
+    KIND_TIME_SET,
+    DeviceKey,
+    EntryFields,
+    parse_entry,
+)
 from hashtrail.chain.evidence import Branch, branch_hash, make_evidence
 from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint
@@ -111,13 +117,31 @@ class Result:
             self.findings.append(f)
 
 
+class _Walk(NamedTuple):
+    """What the chain walk reads of a held entry whose kind needs no body, as `pending`
+    keeps it (storage.HeldEntry): such an entry is not decoded again."""
+
+    prev: bytes
+    kind: int
+    t: int | None
+    body: None = None
+
+
+# kinds whose body the walk reads (entry 0's signing policy, a log-altered report):
+# held entries of these kinds are decoded whole when loaded
+_BODY_KINDS = frozenset({KIND_KEY_CREATED, KIND_LOG_ALTERED})
+
+
 class _Cand(NamedTuple):
     seq: int
     h: bytes
     body: bytes
     sig: bytes | None
-    f: EntryFields
+    f: EntryFields | _Walk
     stored: bool            # already a row in `pending` (from an earlier run)
+
+
+_new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per entry)
 
 
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
@@ -249,7 +273,7 @@ class _Run:
         self.keys: dict[str, DeviceKey | None] = {}
         self.taken: set[str] = set()           # devices whose entries were looked at
         self.held: dict[str, int] = {}         # device -> entries held above its tip
-        self.parsed: dict[bytes, EntryFields] = {}   # held entries decoded this run
+        self.parsed: dict[bytes, EntryFields | _Walk] = {}   # held entries read this run
 
     def chunk(self, did: str, recs: list[RawEntry]) -> None:
         if did in self.refused:
@@ -306,7 +330,7 @@ class _Run:
 
 def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list[RawEntry],
             res: Result, workers: int | None, new_cp: int | None,
-            parsed: dict[bytes, EntryFields]) -> int:
+            parsed: dict[bytes, EntryFields | _Walk]) -> int:
     """One chunk of a device's entries (the device enrolled, its checkpoints kept);
     returns how many entries the device holds above its tip afterwards."""
     dev = led.device(did)
@@ -339,7 +363,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
             continue
         cs = cands.get(seq)
         if cs is None:
-            cands[seq] = [_Cand(seq, h, body, sig, f, False)]
+            cands[seq] = [_new(_Cand, (seq, h, body, sig, f, False))]
             continue
         for i, c in enumerate(cs):
             if c.h == h:
@@ -362,8 +386,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
             for c in cs:
                 if taken.get(seq) is not c:
                     rest[seq].append(c)
-    db.add_pending([(did, c.seq, c.h, c.body, c.sig) for cs in rest.values() for c in cs
-                    if not c.stored])
+    db.add_pending([(did, c.seq, c.h, c.body, c.sig, c.f.prev, c.f.kind, c.f.t)
+                    for cs in rest.values() for c in cs if not c.stored])
     tip = led.device(did)
     assert tip is not None
     _forks(led, db, did, key, rest, res, old_tip + 1 if new_cp is None
@@ -404,16 +428,26 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
 
 
 def _load_pending(db: LedgerStorage, did: str, lo: int,
-                  parsed: dict[bytes, EntryFields]) -> dict[int, list[_Cand]]:
+                  parsed: dict[bytes, EntryFields | _Walk]) -> dict[int, list[_Cand]]:
     """The device's held entries as candidates. Each was checked when it was first
-    held; one decoded earlier in this run (an earlier chunk) is not decoded again."""
+    held, and `pending` keeps what the walk reads of it (prev, kind, t): only the kinds
+    whose body the walk reads, and rows held without those fields, are decoded, once
+    per run (`parsed`)."""
     out: dict[int, list[_Cand]] = defaultdict(list)
-    for s, h, b, sig in db.pending(did, lo):
+    for s, h, b, sig, prev, kind, t in db.pending(did, lo):
         f = parsed.get(h)
         if f is None:
-            f = parsed[h] = parse_entry(b)
+            if kind is None or prev is None or kind in _BODY_KINDS:
+                f = parsed[h] = parse_entry(b)
+            else:
+                f = parsed[h] = _Walk(prev, kind, t)
         out[s].append(_Cand(s, h, b, sig, f, True))
     return out
+
+
+def _entry(c: _Cand) -> EntryFields:
+    """The candidate's whole entry (decoded when it was loaded as a _Walk)."""
+    return parse_entry(c.body) if isinstance(c.f, _Walk) else c.f
 
 
 def _signed_heads(db: LedgerStorage, did: str, lo: int) -> set[tuple[int, bytes]]:
@@ -437,7 +471,8 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
     device's entries out of the ledger for good; it waits in `pending` instead."""
     stop: int | None = None
     for c in [c for cs in cands.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]:
-        first, a = min(int(c.f.body[1]), c.seq), c.seq
+        report = _entry(c).body                     # (loaded whole: _BODY_KINDS)
+        first, a = min(int(report[1]), c.seq), c.seq
         if a <= tip:         # a copy beside the accepted entry: fork evidence's concern
             continue
         if c.sig is None and not _signed_ahead(c, cands, heads):
@@ -445,7 +480,7 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
         span = (f"entries {first}..{a - 1}" if first < a - 1 else f"entry {first}"
                 if first == a - 1 else f"its log from entry {a}")
         said = (f"log altered: the device reports {span} altered on its flash (log-altered"
-                f" entry {a}): {c.f.body[2]}")
+                f" entry {a}): {report[2]}")
         if a == tip + 1:     # every entry it disowns was accepted before this report
             if first <= tip:
                 res.once(Finding(did, first, f"{said}; accepted before this "
@@ -489,7 +524,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
             opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads, every), c.h))
             c = opts[0]
         if s == 0:
-            every = signing_policy(c.f) == POLICY_EVERY_ENTRY
+            every = signing_policy(_entry(c)) == POLICY_EVERY_ENTRY
         if every:
             if c.sig is None:
                 res.once(Finding(did, s, "entry unsigned: it carries no device "

@@ -25,6 +25,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
+from hashtrail.errors import FormatError
+from hashtrail.formats.entry import parse_entry
+
 
 class StoredEntry(NamedTuple):
     """One accepted entry as the ledger holds it (read-only view of `entries`)."""
@@ -51,12 +54,19 @@ class Device(NamedTuple):
 
 
 class HeldEntry(NamedTuple):
-    """An entry waiting in `pending`: verified bytes, not (yet) on the accepted chain."""
+    """An entry waiting in `pending`: verified bytes, not (yet) on the accepted chain,
+    with the fields reconcile's chain walk reads (`prev`, `kind`, `t`), kept when the
+    entry was first held so that a held entry is decoded once, not at every reconcile
+    that touches its device. `kind` None: not recorded (a row no migration could read;
+    reconcile decodes the body instead)."""
 
     seq: int
     entry_hash: bytes
     body: bytes
     sig: bytes | None
+    prev: bytes | None = None
+    kind: int | None = None
+    t: int | None = None
 
 
 class DeviceCheckpoint(NamedTuple):
@@ -69,10 +79,21 @@ class DeviceCheckpoint(NamedTuple):
 
 # (device_id, seq, leaf_index, entry_hash, body, sig): one accepted entry
 EntryRow = tuple[str, int, int, bytes, bytes, bytes | None]
-# (device_id, seq, entry_hash, body, sig): one held entry
-PendingRow = tuple[str, int, bytes, bytes, bytes | None]
+# (device_id, seq, entry_hash, body, sig, prev, kind, t): one held entry, with the fields
+# of its body the chain walk reads (HeldEntry)
+PendingRow = tuple[str, int, bytes, bytes, bytes | None, bytes, int, int | None]
 # (level, index, hash): one complete subtree of the Merkle tree
 NodeRow = tuple[int, int, bytes]
+
+
+def walk_fields(body: bytes) -> tuple[bytes, int, int | None] | None:
+    """(prev, kind, t) of held entry bytes, for the migrations that add those columns to
+    `pending` (both backends); None for bytes that do not parse (left unrecorded)."""
+    try:
+        e = parse_entry(bytes(body))
+    except FormatError:
+        return None
+    return e.prev, e.kind, e.t
 
 
 class LedgerStorage(Protocol):
@@ -279,7 +300,7 @@ class LedgerStorage(Protocol):
         ...
 
     def scan_pending(self) -> Iterable[tuple[Any, ...]]:
-        """(device_id, seq, entry_hash, body, sig)."""
+        """(device_id, seq, entry_hash, body, sig, prev, kind, t)."""
         ...
 
     def scan_collectors(self) -> Iterable[tuple[Any, ...]]:

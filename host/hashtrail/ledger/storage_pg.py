@@ -46,6 +46,7 @@ from hashtrail.ledger.storage import (
     NodeRow,
     PendingRow,
     StoredEntry,
+    walk_fields,
 )
 
 # pg_advisory_xact_lock key of the ledger's one writer lock: "HTlg" (as SQLite's
@@ -81,11 +82,13 @@ def _first_line(e: BaseException) -> str:
 
 
 class Migration(NamedTuple):
-    """One step of the PostgreSQL schema (the counterpart of sqlite_file.Migration)."""
+    """One step of the PostgreSQL schema (the counterpart of sqlite_file.Migration):
+    its statements, then `fill` (rows the new columns need computed in Python)."""
 
     version: int
     why: str
     statements: tuple[str, ...]
+    fill: Callable[[psycopg.Connection[Any]], None] | None = None
 
 
 _V1 = (
@@ -132,6 +135,21 @@ _V2 = (
 _V3 = (
     """CREATE TABLE revocations (device_id TEXT PRIMARY KEY, statement BYTEA NOT NULL)""",
 )
+# A held entry keeps the fields the chain walk reads (storage.HeldEntry), so a reconcile
+# no longer decodes every held entry of the devices it touches; `_fill_walk` gives the
+# rows already held theirs. The same step as SQLite's schema 5.
+_V4 = tuple(f"ALTER TABLE pending ADD COLUMN {name} {kind}"
+            for name, kind in (("prev", "BYTEA"), ("kind", "INTEGER"), ("t", "BIGINT")))
+
+
+def _fill_walk(db: psycopg.Connection[Any]) -> None:
+    rows = db.execute("SELECT device_id, seq, entry_hash, body FROM pending").fetchall()
+    todo = [(*w, d, s, h) for d, s, h, b in rows if (w := walk_fields(b)) is not None]
+    if todo:
+        with db.cursor() as cur:
+            cur.executemany("UPDATE pending SET prev=%s, kind=%s, t=%s WHERE device_id=%s "
+                            "AND seq=%s AND entry_hash=%s", todo)
+
 
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
@@ -139,6 +157,8 @@ MIGRATIONS = [
               _V1),
     Migration(2, "reconciled bundles and per-collector cursors (as SQLite schema 3)", _V2),
     Migration(3, "signed revocation statements (as SQLite schema 4)", _V3),
+    Migration(4, "held entries keep what the chain walk reads (as SQLite schema 5)", _V4,
+              _fill_walk),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
@@ -313,6 +333,8 @@ class PgLedgerStorage:
         for m in MIGRATIONS[was:]:
             for stmt in m.statements:
                 self._db.execute(stmt)
+            if m.fill is not None:
+                m.fill(self._db)
         if was < SCHEMA_VERSION:
             self._db.execute("INSERT INTO meta VALUES ('schema', %s) ON CONFLICT (key) DO "
                              "UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
@@ -489,13 +511,15 @@ class PgLedgerStorage:
     # -- pending -------------------------------------------------------------------------
 
     def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
-        return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g)) for s, h, b, g in self._q(
-            "SELECT seq, entry_hash, body, sig FROM pending WHERE device_id=%s AND seq>=%s "
-            "ORDER BY seq, entry_hash", (device_id, lo))]
+        return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g), _blob(p),
+                          None if k is None else int(k), None if t is None else int(t))
+                for s, h, b, g, p, k, t in self._q(
+                    "SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending WHERE "
+                    "device_id=%s AND seq>=%s ORDER BY seq, entry_hash", (device_id, lo))]
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
-        self._many("INSERT INTO pending VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                   rows)
+        self._many("INSERT INTO pending VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                   "ON CONFLICT DO NOTHING", rows)
 
     def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
         self._w("UPDATE pending SET sig=%s WHERE device_id=%s AND seq=%s AND entry_hash=%s",
@@ -637,7 +661,8 @@ class PgLedgerStorage:
                           "device_id COLLATE \"C\", seq")
 
     def scan_pending(self) -> Iterator[tuple[Any, ...]]:
-        return self._scan("SELECT device_id, seq, entry_hash, body, sig FROM pending")
+        return self._scan("SELECT device_id, seq, entry_hash, body, sig, prev, kind, t "
+                          "FROM pending")
 
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")

@@ -31,6 +31,7 @@ from hashtrail.ledger.storage import (
     NodeRow,
     PendingRow,
     StoredEntry,
+    walk_fields,
 )
 
 _BUSY_MS = 60_000
@@ -93,12 +94,28 @@ def _v4(db: sqlite3.Connection) -> None:
         statement BLOB NOT NULL)""")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    # A held entry keeps the fields the chain walk reads (storage.HeldEntry), so a
+    # reconcile no longer decodes every held entry of the devices it touches; the rows
+    # already held get them here (a row that does not parse keeps NULLs: read as before).
+    have = {str(r[1]) for r in db.execute("PRAGMA table_info(pending)")}
+    for name, kind in (("prev", "BLOB"), ("kind", "INTEGER"), ("t", "INTEGER")):
+        if name not in have:
+            db.execute(f"ALTER TABLE pending ADD COLUMN {name} {kind}")
+    rows = db.execute("SELECT device_id, seq, entry_hash, body FROM pending").fetchall()
+    db.executemany("UPDATE pending SET prev=?, kind=?, t=? WHERE device_id=? AND seq=? "
+                   "AND entry_hash=?", [(*w, d, s, h) for d, s, h, b in rows
+                                         if (w := walk_fields(b)) is not None])
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
     sqlite_file.Migration(2, "trusted collectors (`ledger trust`)", _v2),
     sqlite_file.Migration(3, "reconciled bundles and per-collector cursors", _v3),
     sqlite_file.Migration(4, "signed revocation statements", _v4),
+    sqlite_file.Migration(5, "held entries keep what the chain walk reads (prev, kind, t)",
+                          _v5),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
@@ -251,13 +268,15 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
     # -- pending -------------------------------------------------------------------------
 
     def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
-        return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g)) for s, h, b, g in
-                self._db.execute("SELECT seq, entry_hash, body, sig FROM pending WHERE "
-                                 "device_id=? AND seq>=? ORDER BY seq, entry_hash",
-                                 (device_id, lo))]
+        return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g), _blob(p),
+                          None if k is None else int(k), None if t is None else int(t))
+                for s, h, b, g, p, k, t in self._db.execute(
+                    "SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending WHERE "
+                    "device_id=? AND seq>=? ORDER BY seq, entry_hash", (device_id, lo))]
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
-        self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?)", rows)
+        self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?,?)",
+                              rows)
 
     def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
         self._w().execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? AND "
@@ -403,7 +422,8 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                           "device_id, seq")
 
     def scan_pending(self) -> Iterator[tuple[Any, ...]]:
-        return self._scan("SELECT device_id, seq, entry_hash, body, sig FROM pending")
+        return self._scan("SELECT device_id, seq, entry_hash, body, sig, prev, kind, t "
+                          "FROM pending")
 
     def scan_collectors(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT key, name, added_at FROM collectors")
