@@ -176,3 +176,23 @@ def test_a_downgrade_below_a_counter_accepted_earlier(ledger: str, counter: int,
     assert code == 1
     assert f"0.2.0 -> 0.1.5  counter {counter}  manifest {manifest.hex()}  ! fw_downgrade" \
         in text
+
+
+def test_a_held_entry_is_held_to_the_rules_when_a_checkpoint_accepts_it(ledger: str
+                                                                        ) -> None:
+    """Entries held until a device checkpoint covers them keep only what the chain walk
+    reads (prev, kind, t); the firmware rules still judge them, when accepted."""
+    d = Device(0xF1A6)                      # checkpoints only: held until covered
+    d.readings(3)
+    d.fw = "6.6.6"
+    d.readings(2)
+    n = len(d.entries)
+    led = _OPEN[ledger]
+    first = reconcile(led, bundle([d], cps=[(d, d.checkpoint(seq=2))]))
+    assert (first.accepted, first.pending, first.findings) == (3, n - 3, [])
+    later = reconcile(led, bundle([d], {d.id_hex: (n, n)},
+                                  cps=[(d, d.checkpoint(seq=n - 1))], name="c2"))
+    assert later.accepted == n - 3
+    found = [f"seq {f.seq}: {f.reason}" for f in later.findings]
+    assert len(found) == 1 and found[0].startswith("seq 4: firmware: fw_changed: "), found
+    _alarm(ledger, "fw_changed", 4)

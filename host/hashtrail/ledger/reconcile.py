@@ -581,10 +581,12 @@ def _firmware(db: LedgerStorage, did: str, tip: int, take: list[_Cand], res: Res
         se = db.entry(did, tip)
         last = None if se is None else parse_entry(se.body)
     for c in take:
-        for f in rules.check(last, c.f):
+        # a held entry's row keeps only what the walk reads (_Walk): decoded once here
+        e = c.f if not isinstance(c.f, _Walk) else parse_entry(c.body)
+        for f in rules.check(last, e):
             res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, "
                                          "flagged"))
-        last = c.f
+        last = e
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
