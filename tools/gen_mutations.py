@@ -19,11 +19,14 @@ Output JSON: {"pub", "device_id", "vectors": [{"name", "description", "pub",
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,18 @@ def _micropython() -> str:
 
 
 _BUILT: list[Path] = []
+_WORK: list[Path] = []
+
+
+def _workdir() -> Path:
+    """This process's own folder for the compiled firmware and the generator script:
+    parallel test workers build the vectors at the same time, and one writing the
+    shared script while another ran it gave an empty chain."""
+    if not _WORK:
+        d = Path(tempfile.mkdtemp(prefix="gen-mutations-"))
+        atexit.register(shutil.rmtree, d, ignore_errors=True)
+        _WORK.append(d)
+    return _WORK[0]
 
 
 def _compiled_firmware() -> Path:
@@ -117,7 +132,7 @@ def _compiled_firmware() -> Path:
         sys.path.insert(0, str(ROOT / "tools"))
         import build_mpy
 
-        out = ROOT / "build" / "vectors" / "mpy"
+        out = _workdir() / "mpy"
         build_mpy.build(out)
         _BUILT.append(out)
     return _BUILT[0]
@@ -134,9 +149,9 @@ def device_chain(d: int, *, signed: bool = False, back_seq: int = -1,
     if policy is None:
         policy = 1 if signed else 0
     alt_at, alt_from = altered if altered is not None else (-1, 0)
-    script = ROOT / "build" / "vectors" / "_gen_chain.py"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(_DEVICE_SCRIPT)
+    script = _workdir() / "_gen_chain.py"
+    if not script.exists():
+        script.write_text(_DEVICE_SCRIPT)
     env = dict(os.environ, MICROPYPATH=str(_compiled_firmware() / "lib"))
     proc = subprocess.run(
         [_micropython(), "-X", "heapsize=102400", str(script), f"{d:064x}", str(n),
