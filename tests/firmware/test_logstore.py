@@ -186,10 +186,9 @@ def test_torn_tail_is_cut_and_appending_resumes():
         dtest.eq(_entries(st), bodies + more)
 
 
-def test_flash_full_keeps_the_reserve_and_recovers_after_prune():
-    # 24 blocks of 4 KB: littlefs uses 2 for the superblock, a few for directories.
-    bd, root = _fresh(blocks=24)
-    st = logstore.LogStore(root, seg_records=1000, seg_bytes=4096)
+def _fill_until_full(st):
+    """Append 200-byte chained entries until the store refuses one; returns (the seq
+    refused, the head before it, the body refused)."""
     seq = 0
     prev = b"\0" * 32
     while True:
@@ -197,9 +196,16 @@ def test_flash_full_keeps_the_reserve_and_recovers_after_prune():
         try:
             st.append(seq, body)
         except logstore.LogFull:
-            break
+            return seq, prev, body
         prev = nprev
         seq += 1
+
+
+def test_flash_full_keeps_the_reserve_and_recovers_after_prune():
+    # 24 blocks of 4 KB: littlefs uses 2 for the superblock, a few for directories.
+    bd, root = _fresh(blocks=24)
+    st = logstore.LogStore(root, seg_records=1000, seg_bytes=4096)
+    seq, prev, _ = _fill_until_full(st)
     dtest.true(seq > 100, "only %d entries fit" % seq)
     free = st.free_bytes()
     dtest.true(free >= st.reserve, "reserve eaten: %d < %d" % (free, st.reserve))
@@ -226,17 +232,7 @@ def test_refusing_on_a_full_flash_does_not_grow_the_heap():
 
     bd, root = _fresh(blocks=24)
     st = logstore.LogStore(root, seg_records=1000, seg_bytes=4096)
-    seq = 0
-    prev = b"\0" * 32
-    body = None
-    while True:
-        body, nprev = ramblock.chain_body(prev, seq, 200)
-        try:
-            st.append(seq, body)
-        except logstore.LogFull:
-            break
-        prev = nprev
-        seq += 1
+    seq, _, body = _fill_until_full(st)
 
     def refuse(n):
         for _ in range(n):
