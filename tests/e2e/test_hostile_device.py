@@ -29,7 +29,14 @@ import cbor2
 import pytest
 from hashtrail.collector import collect as collect_mod
 from hashtrail.collector.store import Store, device_id_of
-from hashtrail.device.link import REP_CHUNK, REP_ERROR, REP_INFO, BoundError, open_serial
+from hashtrail.device.link import (
+    REP_CHECKPOINT,
+    REP_CHUNK,
+    REP_ERROR,
+    REP_INFO,
+    BoundError,
+    open_serial,
+)
 from hashtrail.errors import VerificationError
 from hashtrail.formats.keys import P
 from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record
@@ -400,6 +407,33 @@ def test_checkpoint_always_one_ahead_caps_the_round_trips(tmp_path: Path) -> Non
     run = collect(tmp_path, b)
     refused(run, device_id_of(b.pub), "round trips")
     nothing_accepted(tmp_path / "c.db", b)
+
+
+class FastAppender(Behaviour):
+    """The control for OneAhead: an honest device that appends two readings between a
+    RECORDS stream and the CHECKPOINT after it (a fast sampling rate, a slow host), so
+    every checkpoint signs the first of them and the next stream brings both."""
+
+    def checkpoint(self, dev: FakeDevice, rid: int, nonce: bytes) -> None:
+        self.chain.readings(2)
+        dev.send(REP_CHECKPOINT, rid, self.chain.checkpoint(nonce, self.last_seq() - 1))
+
+
+def test_a_device_appending_faster_than_a_round_trip_is_collected_to_what_it_signed(
+        tmp_path: Path) -> None:
+    """The checkpoint asked for is judged over the entries up to the one it signs once
+    they have arrived; asking for a new one each time never converged (the round trips
+    bound refused an honest device)."""
+    b = FastAppender()
+    run = collect(tmp_path, b, None, "--json")
+    assert run.rc == 0, run.err
+    (res,) = json.loads(run.out) if run.out.lstrip().startswith("[") \
+        else [json.loads(run.out)]
+    last = len(b.chain.entries) - 1
+    assert res["upto_seq"] == last - 1, (res, last)   # signed; the newest waits
+    with Store.open(tmp_path / "c.db", create=False) as st:
+        assert st.anchor(device_id_of(b.pub)) is not None
+        assert st.anchor(device_id_of(b.pub)).seq == last - 1
 
 
 def test_the_total_deadline_is_configurable(tmp_path: Path) -> None:

@@ -304,7 +304,9 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
     nonce = b""
     cose = b""
     need_hello = False
+    earlier = False  # the checkpoint judged was asked for before the last records came
     while True:
+        earlier = False
         try:
             if need_hello:
                 # The device may have rebooted meanwhile: same id, new boot.
@@ -320,15 +322,24 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                 _stream(link, store, did, pull, expected, progress, window, space)
             nonce = os.urandom(16)
             cose = link.checkpoint(nonce)
-            if collect_verify.checkpoint_seq(cose) >= pull.next:
+            signed = collect_verify.checkpoint_seq(cose)
+            if signed >= pull.next:
                 rounds += 1
                 if rounds >= max_rounds:
                     raise link.bound("round trips", (
                         f"{rounds} checkpoints in a row claimed entries beyond seq "
                         f"{pull.next - 1}, the last received"))
-                info = link.hello()  # the device appended meanwhile: fetch the rest
+                # The device appended meanwhile: fetch the rest, then judge this same
+                # checkpoint over the entries up to the one it signs. Asking for a new
+                # one instead never converged with a device that appends faster than a
+                # round trip (a busy host, a fast sampling rate).
+                info = link.hello()
                 _bounds(link, pull, info, max_records, space)
-                continue
+                if info.last_seq is not None and pull.next <= info.last_seq:
+                    _stream(link, store, did, pull, expected, progress, window, space)
+                if signed >= pull.next:
+                    continue  # it did not send what it signed: ask again (bounded)
+                earlier = True
             break
         except (LinkError, DeviceError) as e:
             retries += 1
@@ -366,7 +377,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
             # Back off (0.25, 0.5, 1, 2 s): a busy host or a slow device gets time.
             time.sleep(min(2.0, 0.25 * 2 ** (stuck - 1)))
             link.drain()
-    report = pull.verifier.finish(cose, nonce)
+    report = pull.verifier.finish(cose, nonce, earlier=earlier)
     # Everything as received, even what fails, is kept in quarantine as evidence (the
     # checkpoint records were, batch by batch).
     if report.fresh is not None:

@@ -93,8 +93,11 @@ class Verifier:
         """Entry `h` at `seq` was walked: what `Store.accept` may mark, when ok."""
         return self.walk.walked(seq, h)
 
-    def finish(self, fresh_cose: bytes, nonce: bytes) -> Report:
-        """The verdict, with the fresh checkpoint for `nonce`."""
+    def finish(self, fresh_cose: bytes, nonce: bytes, *, earlier: bool = False) -> Report:
+        """The verdict, with the fresh checkpoint for `nonce`. `earlier`: the checkpoint
+        was asked for before the last records were pulled (the device kept appending),
+        so it may sign an entry before the last one received: then exactly the entries
+        up to the one it signs are vouched for (the rest wait for a later run)."""
         chain = self.walk.finish()
         anchor = self.anchor
         rep = Report(fresh=None, checkpoints=self.cps, more=chain.more)
@@ -113,6 +116,11 @@ class Verifier:
                     "(rolled back, cloned or truncated device?)")
             else:
                 rep.last_seq, rep.head = anchor.seq, anchor.head
+            return rep
+        if (earlier and fresh.seq < chain.last_seq and self.walk.walked(fresh.seq, fresh.head)
+                and (anchor is None or fresh.seq > anchor.seq)):
+            if not rep.findings:
+                rep.last_seq, rep.head = fresh.seq, fresh.head
             return rep
         if fresh.seq != chain.last_seq or fresh.head != chain.head:
             rep.findings.append(
