@@ -38,7 +38,7 @@ from hashtrail.device.link import (
     open_serial,
 )
 from hashtrail.errors import VerificationError
-from hashtrail.formats.keys import P
+from hashtrail.formats.keys import P, device_id_bytes
 from hashtrail.formats.records import MAGIC_CHECKPOINT, MAGIC_ENTRY, format_record
 from hostile_device import SECRET, Behaviour, FakeDevice, devchain
 
@@ -434,6 +434,37 @@ def test_a_device_appending_faster_than_a_round_trip_is_collected_to_what_it_sig
     with Store.open(tmp_path / "c.db", create=False) as st:
         assert st.anchor(device_id_of(b.pub)) is not None
         assert st.anchor(device_id_of(b.pub)).seq == last - 1
+
+
+class SwappedAfterCheckpoint(FastAppender):
+    """FastAppender whose HELLO after its first checkpoint (the collector fetching what
+    that checkpoint signs) announces another device: another board on the port."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hellos = 0
+        self.other = devchain.Device(SECRET ^ 0xFF, per_entry_sig=True)
+
+    def hello(self, dev: FakeDevice, rid: int) -> None:
+        self.hellos += 1
+        if self.hellos == 1:
+            return super().hello(dev, rid)
+        m = self.info_map()
+        pub = bytes(self.other.pub)
+        m[1], m[2] = device_id_bytes(pub), pub
+        dev.send(REP_INFO, rid, bytes(cbor2.dumps(m, canonical=True)))
+
+
+def test_another_device_answering_a_hello_mid_collection_is_refused(tmp_path: Path
+                                                                      ) -> None:
+    """Every HELLO inside a collection checks the device id, the one that follows a
+    checkpoint signed past the entries received too (that one took the new device's
+    word for its bounds and went on)."""
+    b = SwappedAfterCheckpoint()
+    run = collect(tmp_path, b)
+    refused(run, "another device appeared")
+    assert b.hellos == 2
+    nothing_accepted(tmp_path / "c.db", b)
 
 
 def test_the_total_deadline_is_configurable(tmp_path: Path) -> None:

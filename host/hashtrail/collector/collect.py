@@ -234,6 +234,17 @@ def _bounds(link: Link, pull: _Pull, info: DeviceInfo, max_records: int,
     space()
 
 
+def _hello_again(link: Link, did: str, pull: _Pull, max_records: int,
+                 space: Callable[[], None]) -> DeviceInfo:
+    """HELLO during a collection: the device may have rebooted (same id, new boot) or
+    appended (new bounds); another device on the port ends the run."""
+    info = link.hello()
+    if info.device_id != did:
+        raise VerificationError("another device appeared on the port during collection")
+    _bounds(link, pull, info, max_records, space)
+    return info
+
+
 def _space_check(link: Link, store: Store, pull: _Pull, free_space: FreeSpace
                  ) -> Callable[[], None]:
     """The bytes bound on the store's side: the entries announced and not yet received
@@ -309,13 +320,8 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
         earlier = False
         try:
             if need_hello:
-                # The device may have rebooted meanwhile: same id, new boot.
-                info = link.hello()
+                info = _hello_again(link, did, pull, max_records, space)
                 need_hello = False
-                if info.device_id != did:
-                    raise VerificationError("another device appeared on the port during "
-                                            "collection")
-                _bounds(link, pull, info, max_records, space)
             if info.last_seq is not None:
                 expected = max(expected, info.last_seq + 1 - start)
             if info.last_seq is not None and pull.next <= info.last_seq:
@@ -333,8 +339,7 @@ def _collect(link: Link, store: Store, info: DeviceInfo, label: str, t0: float, 
                 # checkpoint over the entries up to the one it signs. Asking for a new
                 # one instead never converged with a device that appends faster than a
                 # round trip (a busy host, a fast sampling rate).
-                info = link.hello()
-                _bounds(link, pull, info, max_records, space)
+                info = _hello_again(link, did, pull, max_records, space)
                 if info.last_seq is not None and pull.next <= info.last_seq:
                     _stream(link, store, did, pull, expected, progress, window, space)
                 if signed >= pull.next:
