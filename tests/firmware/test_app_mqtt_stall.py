@@ -15,7 +15,9 @@ import time
 import dtest
 import vfs
 
-HEAP = 106496  # as tests/firmware/test_app_mqtt.py
+# 104 KB: at the 100 KB budget a reading's 66-byte allocation fails during the stalls
+# (docs/MQTT.md "Heap"; test_app_mqtt.py runs the app with a live broker at 100 KB).
+HEAP = 106496
 TIMEOUT = 120
 NEEDS = ("stall_broker",)
 MARKS = ("e2e",)

@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -110,6 +111,177 @@ def _stall_server(lsock: socket.socket) -> None:
         except (OSError, AssertionError):
             pass
         k += 1
+
+
+# -- the collector of tests/firmware/test_app_mqtt.py, in this process ------------------
+#
+# It runs here, not in the device's VM: the app then has the heap of the board budget to
+# itself (less the test harness), and a second MQTT client and the replies it reads do
+# not compete with it (in the VM they did: under load the collector's own read of a
+# reply was the allocation that failed). The device test and this thread meet in the
+# data folder: the device writes app_mqtt.ready (its id) once it is connected and has
+# ~300 entries; this thread then speaks to it only through the broker and writes
+# app_mqtt.result (JSON), which ends the device's run.
+
+_READY = "app_mqtt.ready"
+_RESULT = "app_mqtt.result"
+_WAIT_S = 15.0  # longest wait for one reply over the broker
+_IDLE_S = 4.0  # a step that expects no reply waits this long
+
+
+class _AppCollector:
+    """Request by request over the broker; every reply frame checked (sync, header CRC,
+    one frame per message, CRC), every streamed record checked (CRC, whole records,
+    entries in seq order, END counts)."""
+
+    def __init__(self, did: str) -> None:
+        import queue
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.base = f"hashtrail/{did}/"
+        self.replies: queue.Queue[bytes] = queue.Queue()
+        self.got: list[int] = []
+        self.chunks = self.records = self.entries = 0
+        self.next_seq: int | None = None
+        self.last_seq = self.first_seq = -1
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dtest-collector-{did[:8]}")
+        c.on_message = lambda _c, _u, m: self.replies.put(bytes(m.payload))
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.connect(*BROKER)
+        c.loop_start()
+        c.subscribe(self.base + "rep", 1)
+        if not subscribed.wait(_WAIT_S):
+            raise AssertionError("no SUBACK from the broker")
+        self.c = c
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+    def send(self, leaf: str, rid: int, cmd: int, args: bytes = b"") -> None:
+        p = bytes((1, rid, cmd)) + args
+        p += struct.pack("<I", zlib.crc32(p))
+        self.c.publish(self.base + leaf, b"@HT" + p.hex().encode() + b"\n", qos=1)
+
+    def reply(self, timeout: float = _WAIT_S) -> tuple[int, bytes] | None:
+        import queue
+
+        try:
+            b = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if b[0:3] != b"\xa5\x5a\x01":
+            raise AssertionError(f"bad sync/version: {b[:8].hex()}")
+        n = struct.unpack_from("<H", b, 5)[0]
+        if len(b) != 8 + n + 4:
+            raise AssertionError(f"not one frame per message: {len(b)} bytes, length {n}")
+        if b[7] != zlib.crc32(b[0:7]) & 0xFF or struct.unpack_from("<I", b, 8 + n)[0] \
+                != zlib.crc32(b[0:8 + n]):
+            raise AssertionError("bad frame check")
+        if b[3] == 0xFF:
+            raise AssertionError(f"device error {b[8]}: {b[9:8 + n]!r}")
+        return b[3], b[8:8 + n]
+
+    def expect(self, want: int) -> bytes:
+        got = self.reply()
+        if got is None:
+            raise AssertionError(f"no reply 0x{want:02x} over MQTT in {_WAIT_S:.0f} s")
+        if got[0] != want:
+            raise AssertionError(f"reply 0x{got[0]:02x}, expected 0x{want:02x}")
+        self.got.append(want)
+        return got[1]
+
+    def chunk(self, body: bytes) -> None:
+        if struct.unpack_from("<H", body, 0)[0] != self.chunks:
+            raise AssertionError(f"chunk number, expected {self.chunks}")
+        self.chunks += 1
+        pos = 2
+        while pos < len(body):
+            ln = struct.unpack_from("<H", body, pos + 6)[0]
+            size = 8 + ln + (64 if body[pos + 1] & 1 else 0) + 4
+            if struct.unpack_from("<I", body, pos + size - 4)[0] != zlib.crc32(
+                    body[pos:pos + size - 4]):
+                raise AssertionError(f"record CRC in chunk {self.chunks - 1}")
+            if body[pos] == 0xA7:
+                seq = struct.unpack_from("<I", body, pos + 2)[0]
+                if self.next_seq is not None and seq != self.next_seq:
+                    raise AssertionError(f"seq {seq} after {self.next_seq - 1}")
+                self.next_seq = seq + 1
+                self.entries += 1
+            self.records += 1
+            pos += size
+        if pos != len(body):
+            raise AssertionError("a chunk ends inside a record")
+
+    def run(self) -> None:
+        self.send("req", 1, 0x01)  # HELLO
+        self.expect(0x81)
+        self.send("req", 2, 0x05, struct.pack("<Q", 1700000000))  # SET_TIME
+        self.expect(0x85)
+        self.send("req", 3, 0x04, b"mqtt-nonce-0123456789abcdef")  # CHECKPOINT
+        self.expect(0x84)
+        self.send("req", 4, 0x02, struct.pack("<IH", 0, 1))  # RECORDS from 0, 1 credit
+        while True:
+            got = self.reply()
+            if got is None:
+                raise AssertionError(f"records stream stalled after {self.chunks} chunks")
+            if got[0] != 0x82:
+                break
+            self.chunk(got[1])
+            self.send("req", 4, 0x03, struct.pack("<H", 1))  # one more credit
+        if got[0] != 0x83:
+            raise AssertionError(f"reply 0x{got[0]:02x} in a records stream")
+        self.got.append(0x83)
+        sent, nxt = struct.unpack_from("<II", got[1], 0)
+        if (sent, nxt) != (self.records, self.next_seq):
+            raise AssertionError(f"END says {sent} records up to {nxt}, "
+                                 f"got {self.records} up to {self.next_seq}")
+        self.last_seq = nxt - 1
+        # An ACK on the request topic is refused: no reply (the device checks it pruned
+        # nothing), then the same ACK on the ack topic prunes and is answered.
+        self.send("req", 6, 0x06, struct.pack("<I", self.last_seq))
+        late = self.reply(_IDLE_S)
+        if late is not None:
+            raise AssertionError(f"reply 0x{late[0]:02x} to an ACK on the request topic")
+        self.send("ack", 7, 0x06, struct.pack("<I", self.last_seq))
+        self.first_seq = struct.unpack_from("<I", self.expect(0x86), 0)[0]
+        time.sleep(_IDLE_S)  # sampling goes on after the ACK
+
+
+def _app_collector(out: Path) -> None:
+    ready = out / _READY
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if time.monotonic() > deadline:
+            return  # the device test fails on its own (it never got ready)
+        time.sleep(0.05)
+    res: dict[str, object] = {"error": None}
+    col: _AppCollector | None = None
+    try:
+        col = _AppCollector(ready.read_text().strip())
+        col.run()
+    except Exception as e:  # reported to the device test, which fails with it
+        res["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        if col is not None:
+            res.update(replies=col.got, chunks=col.chunks, entries=col.entries,
+                       last_seq=col.last_seq, first_seq=col.first_seq)
+            col.close()
+        tmp = out / (_RESULT + ".tmp")
+        tmp.write_text(json.dumps(res))
+        os.replace(tmp, out / _RESULT)
+
+
+def make_app_mqtt_collector(out: Path) -> None:
+    """The collector thread of test_app_mqtt.py, started before the device's VM; it waits
+    for app_mqtt.ready in `out`."""
+    require_broker()
+    for name in (_READY, _RESULT):
+        (out / name).unlink(missing_ok=True)
+    threading.Thread(target=_app_collector, args=(out,), daemon=True).start()
 
 
 def make_stall_broker(out: Path) -> None:
