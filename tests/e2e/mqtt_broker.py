@@ -3,17 +3,20 @@
 Why real brokers: what the tests check (QoS 1 redelivery, a broker going away under a
 device and a collector, topics shared with strangers) is the broker's behaviour as
 much as ours. The shared broker on 127.0.0.1:1883 serves the plain cases; a test that
-stops its broker starts a private `mosquitto -p PORT` so it never disturbs others.
+stops its broker starts a private `mosquitto -p PORT` so it never disturbs others; the
+TLS and password cases give theirs a second listener (make_tls_files).
 A missing broker fails under CI (CI=true: .ci/run starts one) and skips elsewhere.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,11 +55,71 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tool(name: str) -> str:
+    exe = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/bin") / name, Path("/usr/sbin") / name) if p.exists()),
+        None)
+    if exe is None:
+        _missing(f"{name} is not installed (apt-get install mosquitto)")
+    return str(exe)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS listener: a CA, and a server certificate for 127.0.0.1."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate it signs, for IP 127.0.0.1 (P-256 keys,
+    `cryptography`), written as PEM files into `directory`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+             signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hashtrail test CA")])
+    ca_cert = cert("hashtrail test CA", ca_key, ca_name, ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = cert("127.0.0.1", key, ca_name, ca_key, False)
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    return files
+
+
 class PrivateBroker:
     """`mosquitto -c CONF` on its own port, in the foreground, as our child: stop() and
     start() again on the same port is a broker restart nobody else sees."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: TlsFiles | None = None,
+                 users: dict[str, str] | None = None) -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
@@ -64,8 +127,27 @@ class PrivateBroker:
         self.exe = str(exe)
         self.port = free_port()
         self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\nset_tcp_nodelay true\n")
+        conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        self.tls_port = 0
+        if tls is not None:
+            # A second listener, TLS and (with users) a password file; the first stays
+            # plain and anonymous for the devices (the firmware's TLS is a board's).
+            self.tls_port = free_port()
+            # `user`: started as root, mosquitto would switch to its own user, which
+            # cannot read these files in the test's private temporary folder.
+            conf = (f"per_listener_settings true\nuser {getpass.getuser()}\n" + conf + (
+                f"listener {self.tls_port} 127.0.0.1\ncafile {tls.ca}\n"
+                f"certfile {tls.cert}\nkeyfile {tls.key}\n"))
+            if users:
+                pw = directory / "mosquitto.passwd"
+                pw.write_text("")
+                for name, password in users.items():
+                    subprocess.run([_tool("mosquitto_passwd"), "-b", str(pw), name,
+                                    password], check=True, capture_output=True)
+                conf += f"allow_anonymous false\npassword_file {pw}\n"
+            else:
+                conf += "allow_anonymous true\n"
+        self.conf.write_text(conf + "persistence false\nset_tcp_nodelay true\n")
         self.log = directory / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -78,7 +160,8 @@ class PrivateBroker:
             self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log,
                                          stderr=subprocess.STDOUT)
         stop = time.monotonic() + 10
-        while not answers("127.0.0.1", self.port):
+        while not (answers("127.0.0.1", self.port)
+                   and (not self.tls_port or answers("127.0.0.1", self.tls_port))):
             if self.proc.poll() is not None or time.monotonic() > stop:
                 raise RuntimeError(f"private mosquitto did not start: "
                                    f"{self.log.read_text()[-500:]}")

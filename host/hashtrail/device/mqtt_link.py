@@ -263,6 +263,10 @@ class Broker:
         self._streams: dict[str, MqttStream] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        # Set by the first CONNACK, refusal or not, or a close before one: connect()
+        # answers at once instead of waiting out its timeout (a wrong password, a plain
+        # client on a TLS port).
+        self._answered = threading.Event()
         self._refused: str | None = None
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id,
                         clean_session=True, protocol=mqtt.MQTTv311)
@@ -287,7 +291,8 @@ class Broker:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     props: Any) -> None:
         if reason.is_failure:
-            self._refused = str(reason)
+            self._refused = f"refused: {reason}"
+            self._answered.set()
             return
         self.reconnects += 1
         sock = client.socket()
@@ -305,10 +310,15 @@ class Broker:
         for did in watched:
             client.subscribe(topic(did, "log"), qos=1)
         self._connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        props: Any) -> None:
         self._connected.clear()
+        if not self._answered.is_set():
+            self._refused = self._refused or (
+                f"closed the connection before answering ({reason})")
+            self._answered.set()
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
                       props: Any) -> None:
@@ -345,9 +355,9 @@ class Broker:
                             hint="is the broker running (mosquitto) and the URL right?"
                             ) from e
         self.client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._answered.wait(timeout) or not self._connected.is_set():
             self.close()
-            why = f"refused: {self._refused}" if self._refused else "no CONNACK"
+            why = self._refused or f"no CONNACK in {timeout:.0f} s"
             raise LinkError(f"MQTT broker at {o.url}: {why}",
                             hint="check --mqtt-user/--mqtt-password and the TLS options")
         return self
