@@ -170,6 +170,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("collect", "--mqtt"): ("ftp://127.0.0.1", "mqtt://", "mqtt://h:99999"),
     ("collect", "--device"): ("XYZ", DEVICE.upper()),
     ("collect", "--interval"): ("0", "nan"),
+    ("collect", "--push-gap"): ("0", "nan", "-1"),
     ("verify-log", "--anchor"): ("5", "x:00", "1:" + "0" * 63),
     ("verify-log", "--policy"): ("2", "-1"),
     ("verify-log", "--pubkey"): ("04" + "00" * 64, "04" * 10),

@@ -94,3 +94,34 @@ def test_pushes_are_kept_once_by_seq_whatever_the_order_and_repeats() -> None:
     assert p.take(4) == []  # two records for seq 4: the device is asked for it
     p.done(None)
     assert p.take(4) == [] and not p.pending(7)
+
+
+def test_push_gap_reaches_the_follow_loop_and_needs_follow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`collect --mqtt --follow --push-gap S` hands S to collect_mqtt (the default
+    otherwise); without --follow, or without --mqtt, it is a usage error."""
+    import hashtrail.cli.collect as cli_collect
+    from hashtrail.cli import main as cli
+    from hashtrail.collector.mqtt import PUSH_GAP_S
+
+    store = tmp_path / "c.db"
+    Store.open(store).close()
+    seen: list[float] = []
+
+    def fake(opts: object, st: object, devices: object, **kw: float) -> list[object]:
+        seen.append(kw["push_gap"])
+        return []
+
+    monkeypatch.setattr(cli_collect, "collect_mqtt", fake)
+    base = ["collect", "--mqtt", "mqtt://127.0.0.1:1883", "--store", str(store)]
+    assert cli([*base, "--follow", "--push-gap", "2.5"]) == 0
+    assert cli([*base, "--follow"]) == 0
+    assert seen == [2.5, PUSH_GAP_S]
+    capsys.readouterr()
+    assert cli([*base, "--push-gap", "2"]) == 2
+    assert "--push-gap is for --follow" in capsys.readouterr().err
+    assert cli(["collect", "--port", "/dev/null", "--store", str(store), "--push-gap",
+                "2"]) == 2
+    assert "--push-gap is for collection over MQTT" in capsys.readouterr().err
+    assert seen == [2.5, PUSH_GAP_S]

@@ -12,7 +12,7 @@ from typing import Any
 from hashtrail.cli import progress
 from hashtrail.cli.args import at_least, device_arg, seconds, store_arg
 from hashtrail.collector.collect import DEADLINE_S, MAX_RECORDS
-from hashtrail.collector.mqtt import FOLLOW_INTERVAL_S, Outcome, collect_mqtt
+from hashtrail.collector.mqtt import FOLLOW_INTERVAL_S, PUSH_GAP_S, Outcome, collect_mqtt
 from hashtrail.collector.port import collect_port
 from hashtrail.collector.store import Store
 from hashtrail.device.mqtt_link import parse_url
@@ -51,6 +51,10 @@ def register(sub: Any) -> None:
     m.add_argument("--interval", type=seconds, default=FOLLOW_INTERVAL_S, metavar="SECONDS",
                    help=f"seconds between rounds with --follow (default "
                         f"{FOLLOW_INTERVAL_S:g})")
+    m.add_argument("--push-gap", type=seconds, default=None, metavar="SECONDS",
+                   help=f"with --follow: a device that pushed new entries is collected at "
+                        f"once, at most every SECONDS (default {PUSH_GAP_S:g}; each "
+                        "collection costs the device a checkpoint signature)")
     m.add_argument("--mqtt-user", metavar="NAME", help="broker user name")
     m.add_argument("--mqtt-password", metavar="PASSWORD", help="broker password")
     m.add_argument("--mqtt-ca", metavar="FILE", help="CA certificates for TLS (PEM)")
@@ -61,7 +65,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-_MQTT_ONLY = ("device", "follow", "mqtt_user", "mqtt_password", "mqtt_ca", "mqtt_cert",
+_MQTT_ONLY = ("device", "follow", "push_gap", "mqtt_user", "mqtt_password", "mqtt_ca", "mqtt_cert",
               "mqtt_key", "mqtt_insecure")
 
 
@@ -90,6 +94,8 @@ def _print_outcome(o: Outcome, as_json: bool) -> None:
 
 
 def run_mqtt(args: argparse.Namespace) -> int:
+    if args.push_gap is not None and not args.follow:
+        raise InputError("--push-gap is for --follow (collecting on pushes between rounds)")
     opts = parse_url(args.mqtt, username=args.mqtt_user, password=args.mqtt_password,
                      ca_certs=args.mqtt_ca, certfile=args.mqtt_cert, keyfile=args.mqtt_key,
                      tls_insecure=args.mqtt_insecure or None)
@@ -97,6 +103,8 @@ def run_mqtt(args: argparse.Namespace) -> int:
         try:
             outs = collect_mqtt(opts, st, args.device, follow=args.follow,
                                 interval=args.interval,
+                                push_gap=PUSH_GAP_S if args.push_gap is None
+                                else args.push_gap,
                                 on_outcome=lambda o: _print_outcome(o, args.json),
                                 ack=not args.no_ack, set_time=not args.no_set_time,
                                 deadline=args.deadline, max_records=args.max_records,
