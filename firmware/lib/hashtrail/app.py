@@ -26,10 +26,12 @@ import os
 import sys
 import time
 
+from micropython import const
+
 FW_VERSION = "0.1.0"
 ROOT = "/ht"
-_POLL_MS = 50  # longest console poll while idle: keeps request latency low
-_WDT_MS = 30000
+_POLL_MS = const(50)  # longest console poll while idle: keeps request latency low
+_WDT_MS = const(30000)
 
 
 def _log_error(what, e):
@@ -124,7 +126,9 @@ class App:
             # Loaded and made once the log has booted: the boot check's peak (bigints,
             # the recovery scan, boot-only modules, all dropped by now) does not have to
             # fit beside the MQTT client's ~9 KB (measured at 100 KB: boot fails with it
-            # loaded first, the whole run passes with it loaded here).
+            # loaded first, the whole run passes with it loaded here). Its names must
+            # fit the qstr pools made before the boot: a pool grown here is one block of
+            # ~7 KB (unix port) in a fragmented heap (docs/MQTT.md "Heap").
             gc.collect()
             from hashtrail import mqttlink
 

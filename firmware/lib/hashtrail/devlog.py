@@ -57,6 +57,8 @@ import os
 import struct
 from binascii import crc32
 
+from micropython import const
+
 from hashtrail import cose, drop, entry, logstore, p256
 from hashtrail.cbor import Writer
 
@@ -75,8 +77,8 @@ DEFAULTS = {
 }
 
 _STATE_MAGIC = b"HTS1"
-_STATE_LEN = 20  # magic 4 | boot u32 | acked u32 (0xFFFFFFFF: none) | dropped u32 | crc32
-_NONE32 = 0xFFFFFFFF
+_STATE_LEN = const(20)  # magic 4 | boot u32 | acked u32 (0xFFFFFFFF: none) | dropped u32 | crc32
+_NONE32 = const(0xFFFFFFFF)
 _REASON_FULL = "flash_full"
 
 

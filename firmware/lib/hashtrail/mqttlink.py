@@ -62,7 +62,9 @@
 #
 # Memory: the Link's line and frame buffers (200 + chunk + 12 bytes), the request
 # queue (bounded), umqtt's per-packet headers. Publishing a frame sends the Link's own
-# buffer (a memoryview): no copy.
+# buffer (a memoryview): no copy. The module's numbers are const(): a named global is
+# one more qstr for good, and this module's names must fit the qstr pools the boot
+# made (docs/MQTT.md "Heap").
 from struct import unpack_from
 from time import ticks_add, ticks_diff, ticks_ms
 
@@ -70,14 +72,14 @@ from micropython import const
 
 from hashtrail import link as _link
 
-_QUEUE = 8  # requests held while a publish waits for its PUBACK
-_MAXREQ = 202  # longest request line the Link accepts (link._MAXLINE) + CR LF
-_RETRY_MS = 5000  # between connection attempts (board.json "mqtt": "retry_s")
-_TIMEOUT_S = 5  # longest wait of one socket read or write ("timeout_s")
-_KEEPALIVE_S = 60
-_PING_MS = 20000  # a PINGREQ at least this often keeps the broker from dropping us
-_RX_PER_STEP = 8  # incoming packets read per step
-_MAXNAME = 32  # longest collector name in a topic
+_QUEUE = const(8)  # requests held while a publish waits for its PUBACK
+_MAXREQ = const(202)  # longest request line the Link accepts (link._MAXLINE) + CR LF
+_RETRY_MS = const(5000)  # between connection attempts (board.json "mqtt": "retry_s")
+_TIMEOUT_S = const(5)  # longest wait of one socket read or write ("timeout_s")
+_KEEPALIVE_S = const(60)
+_PING_MS = const(20000)  # a PINGREQ at least this often keeps the broker from dropping us
+_RX_PER_STEP = const(8)  # incoming packets read per step
+_MAXNAME = const(32)  # longest collector name in a topic
 # Push: the state list's slots (const: no names at run time), the window, the re-push
 _P_MS = const(0)  # least ms between two pushes (board.json "mqtt": "push", seconds)
 _P_NEXT = const(1)  # next seq to push (None: from the first unacknowledged)
@@ -90,8 +92,8 @@ _P_TOPIC = const(7)  # hashtrail/D/log
 _P_TOTAL = const(8)  # pushes made, for diagnostics and tests
 _PUSH_WINDOW = const(4)  # pushes beyond the last ACK before waiting for one
 _REPUSH_MS = const(30000)  # no ACK this long after a push: from the first unacked again
-_IPPROTO_TCP = 6  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
-_TCP_NODELAY = 1  # port names neither
+_IPPROTO_TCP = const(6)  # the socket option's numbers (POSIX and lwIP): MicroPython's unix
+_TCP_NODELAY = const(1)  # port names neither
 
 
 class _Timed:

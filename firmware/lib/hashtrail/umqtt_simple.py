@@ -1,7 +1,13 @@
-# umqtt.simple from micropython-lib, vendored below this header with one change, marked
-# "hashtrail:": connect() takes a socket timeout (as later upstream versions do), so a
-# broker that accepts the TCP connection and never answers cannot hold the caller
-# (mqttlink.py bounds every later read and write itself, around this client's socket).
+# umqtt.simple from micropython-lib, vendored below this header with two changes, marked
+# "hashtrail:":
+# - connect() takes a socket timeout (as later upstream versions do), so a broker that
+#   accepts the TCP connection and never answers cannot hold the caller (mqttlink.py
+#   bounds every later read and write itself, around this client's socket);
+# - the last will (set_last_will, the lw_* fields) and the unused hexlify import are
+#   left out: mqttlink sets no will, and every name a loaded module brings is a qstr
+#   for good. Near the budget the qstrs decide when MicroPython grows its qstr pool by
+#   one large block (7 KB at the sim's 64-bit words), and a growth after the boot check
+#   has fragmented the heap failed (tests/e2e/test_mqtt_tamper_boot.py).
 #
 # Source: the PyPI sdist micropython-umqtt.simple 1.3.4 (file umqtt/simple.py),
 # https://github.com/micropython/micropython-lib, License: MIT (as its PKG-INFO states;
@@ -30,7 +36,8 @@
 # OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 import usocket as socket
 import ustruct as struct
-from ubinascii import hexlify
+
+# hashtrail: no hexlify import (used only in upstream's commented-out prints)
 
 class MQTTException(Exception):
     pass
@@ -52,10 +59,7 @@ class MQTTClient:
         self.user = user
         self.pswd = password
         self.keepalive = keepalive
-        self.lw_topic = None
-        self.lw_msg = None
-        self.lw_qos = 0
-        self.lw_retain = False
+        # hashtrail: no last will (lw_topic, lw_msg, lw_qos, lw_retain)
 
     def _send_str(self, s):
         self.sock.write(struct.pack("!H", len(s)))
@@ -74,13 +78,7 @@ class MQTTClient:
     def set_callback(self, f):
         self.cb = f
 
-    def set_last_will(self, topic, msg, retain=False, qos=0):
-        assert 0 <= qos <= 2
-        assert topic
-        self.lw_topic = topic
-        self.lw_msg = msg
-        self.lw_qos = qos
-        self.lw_retain = retain
+    # hashtrail: no set_last_will()
 
     def connect(self, clean_session=True, timeout=None):
         self.sock = socket.socket()
@@ -102,10 +100,7 @@ class MQTTClient:
             assert self.keepalive < 65536
             msg[7] |= self.keepalive >> 8
             msg[8] |= self.keepalive & 0x00FF
-        if self.lw_topic:
-            sz += 2 + len(self.lw_topic) + 2 + len(self.lw_msg)
-            msg[6] |= 0x4 | (self.lw_qos & 0x1) << 3 | (self.lw_qos & 0x2) << 3
-            msg[6] |= self.lw_retain << 5
+        # hashtrail: no last will in the CONNECT flags and payload
 
         i = 1
         while sz > 0x7f:
@@ -118,9 +113,6 @@ class MQTTClient:
         self.sock.write(msg)
         #print(hex(len(msg)), hexlify(msg, ":"))
         self._send_str(self.client_id)
-        if self.lw_topic:
-            self._send_str(self.lw_topic)
-            self._send_str(self.lw_msg)
         if self.user is not None:
             self._send_str(self.user)
             self._send_str(self.pswd)

@@ -62,6 +62,13 @@ _SIGINT_GUARD_S = 0.02
 # module with reset(), _vmachine.py), of which 992 are the littlefs mount a board's
 # _boot.py also makes. tests/e2e/test_sim.py re-measures.
 ROM_HEAP_OVERHEAD = 8896
+# What the device printed since its last boot, kept by the supervisor (console()):
+# pyserial drops whatever waits on the pty when a client opens it, so a traceback
+# printed at boot is gone by the time a host asks why the device does not answer. The
+# first and the last CONSOLE_KEEP bytes are kept: a device stuck at the REPL answers
+# every request line with a SyntaxError, which would soon push the boot's own words
+# out of a plain tail.
+CONSOLE_KEEP = 2048
 
 
 def _catches_sigint(pid: int) -> bool:
@@ -101,6 +108,9 @@ class VirtualDevice:
         self._last_sigint = (0, 0.0)  # (pid, time) of the last SIGINT sent
         self.port = ""
         self.boots = 0
+        self._cause = ""
+        self._console = bytearray()  # since the last boot (CONSOLE_KEEP)
+        self._console_cut = 0        # bytes dropped from its middle
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> VirtualDevice:
@@ -159,6 +169,22 @@ class VirtualDevice:
             self._relay.join(timeout=2)
             self._relay = None
 
+    def console(self, n: int = 800) -> str:
+        """What the device printed on its console since its last boot (whether or not a
+        host read it), as text, after a line "[NAME: boot N (CAUSE)]" (the supervisor's);
+        past `n` bytes, its first and last n/2 bytes: what to show when it does not
+        answer (a "cannot start" and its traceback come first, the REPL last)."""
+        data = bytes(self._console)
+        cut = self._console_cut
+        if len(data) > n:
+            cut += len(data) - n
+            data = data[:n // 2] + b"\n[... %d bytes ...]\n" % cut + data[len(data) - n // 2:]
+        elif cut:
+            data = data[:len(data) // 2] + b"\n[... %d bytes ...]\n" % cut \
+                + data[len(data) // 2:]
+        head = f"[{self.name}: boot {self.boots} ({self._cause})]\n"
+        return head + data.decode("utf-8", "replace")
+
     @property
     def pid(self) -> int | None:
         proc = self._proc
@@ -200,6 +226,9 @@ class VirtualDevice:
                                       stderr=self._out_w, env=env, cwd=str(self.dir),
                                       start_new_session=True)
         self.boots += 1
+        self._cause = cause
+        self._console = bytearray()
+        self._console_cut = 0
         # --log asks for boots and resets (INFO); -v shows them anyway (DEBUG)
         (log.info if self.log else log.debug)(
             f"[{self.name}] boot {self.boots} ({cause}) pid {self._proc.pid}")
@@ -252,6 +281,11 @@ class VirtualDevice:
                 self._to_device(data)
 
     def _to_host(self, data: bytes) -> None:
+        c = self._console
+        c += data
+        if len(c) > 2 * CONSOLE_KEEP:
+            self._console_cut += len(c) - 2 * CONSOLE_KEEP
+            del c[CONSOLE_KEEP:len(c) - CONSOLE_KEEP]
         try:
             os.write(self._master, data)
         except BlockingIOError:

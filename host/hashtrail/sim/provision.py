@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hashtrail.device import imagefs
 from hashtrail.device.boards import Board, load_board
-from hashtrail.device.link import DeviceInfo, open_serial
+from hashtrail.device.link import DeviceInfo, LinkError, open_serial
 from hashtrail.errors import HashtrailError
 from hashtrail.sim.device import VirtualDevice
 
@@ -29,18 +29,23 @@ def sampling_image(board: Board, interval_s: float) -> bytes:
     return imagefs.build_image(files, board.vfs_size, board.block_size)
 
 
-def wait_ready(dev: VirtualDevice, timeout: float = 30.0, poll_s: float = 0.2) -> DeviceInfo:
+def wait_ready(dev: VirtualDevice, timeout: float = 30.0, poll_s: float = 0.2,
+               console: int = 800) -> DeviceInfo:
     """HELLO over the device's pty until the app answers (after a boot); its INFO.
-    Re-raises the last link error once `timeout` seconds have passed."""
+    Once `timeout` seconds have passed: a LinkError with the last link error and what
+    the device printed since its last boot, at most `console` bytes of it (a "cannot
+    start" and its traceback, the REPL: the only clue to why it is silent, and gone
+    from the pty once a client opened it)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with open_serial(dev.port) as link:
                 link.timeout = 1.0
                 return link.hello()
-        except (HashtrailError, OSError):
+        except (HashtrailError, OSError) as e:
             if time.monotonic() > deadline:
-                raise
+                raise LinkError(f"{e}\ndevice console since its last boot:\n"
+                                f"{dev.console(console).strip()}") from e
             time.sleep(poll_s)
 
 
