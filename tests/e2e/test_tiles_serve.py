@@ -122,6 +122,27 @@ def test_follows_the_ledger_and_restarts_identical(tl: TileLedger, tmp_path: Pat
         s.proc.wait()
 
 
+
+def test_a_reconcile_beside_the_server_leaves_its_reads_whole(tl: TileLedger,
+                                                               tmp_path: Path) -> None:
+    """The server's threads (tiles, the fleet view's workers) each open the ledger; a
+    reconcile in another process, closing, must still see the server holding the file,
+    so it neither checkpoints nor deletes the WAL the server reads through
+    (tests/host/test_sqlite_locks.py). Before: it did, and the server answered 503
+    (`database disk image is malformed`) to tiles it had not cached yet."""
+    s = Server(tl.path)
+    try:
+        assert s.get("/api/fleet")[0] == 200      # every worker has its connection
+        assert s.get("/tile/0/000")[0] == 200
+        size = tl.grow(100, 200)                  # opens and closes the ledger here
+        assert Path(f"{tl.path}-wal").exists()
+        files = _published(tl, tmp_path / "pub")
+        assert int(files["checkpoint"].split(b"\n")[1]) == size
+        for path, data in files.items():
+            assert s.get("/" + path)[:3:2] == (200, data), path
+    finally:
+        s.stop()
+
 # -- proofs over HTTP ---------------------------------------------------------------------
 
 def _verify(capsys: pytest.CaptureFixture[str], url: str, vkey: str, did: str, seq: int,
