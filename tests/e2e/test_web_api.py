@@ -193,7 +193,7 @@ def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
     before = hashlib.sha256(fl.path.read_bytes()).hexdigest()
     did = fl.ids["xss"]
     paths = ["", "ledger", f"device/{did}", "api/fleet", "api/ledger", f"api/device/{did}",
-             f"api/proof/{did}/1", "static/fleet.js", "checkpoint"]
+             f"api/proof/{did}/1", "static/fleet.js", "checkpoint", "tile/0/000.p/1"]
     for p in paths:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, _ = _get(url + p, method)
@@ -205,7 +205,8 @@ def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
         assert headers["x-content-type-options"] == "nosniff"
     for p in ("device/" + did.upper(), "device/xyz", f"api/device/{'0' * 32}",
               "static/../app.py", "static/%2e%2e/app.py", "static/nope.js",
-              f"api/device/{did}/entries?offset=-1", "api/proof/x/1"):
+              f"api/device/{did}/entries?offset=-1", "api/proof/x/1",
+              "tile/0/x999/000", "nope"):        # the tiles' route: headers built in
         status, headers, _ = _get(url + p)
         assert status == 404, p
         assert headers["content-security-policy"] == CSP

@@ -33,7 +33,7 @@ import os
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from importlib import resources
@@ -310,41 +310,47 @@ def add_routes(app: web.Application, ledger: Ledger,
         return _json(await view.reads.run(lambda led: data.ledger_json(led, served)))
 
     for path, name in PAGES.items():
-        app.router.add_get(path, page(name))
-    app.router.add_get("/device/{id}", device_page)
-    app.router.add_get("/static/{name:.+}", static)
-    app.router.add_get("/api/fleet", api_fleet)
-    app.router.add_get("/api/verify", api_verify)
-    app.router.add_get("/api/ledger", api_ledger)
-    app.router.add_get("/api/device/{id}", api_device)
-    app.router.add_get("/api/device/{id}/readings", api_readings)
-    app.router.add_get("/api/device/{id}/entries", api_entries)
-    app.router.add_get("/api/device/{id}/held", api_held)
-    app.router.add_get("/api/device/{id}/evidence/{digest}", api_evidence)
-    app.router.add_get("/api/proof/{id}/{seq}", api_proof)
+        app.router.add_get(path, _guarded(page(name)))
+    app.router.add_get("/device/{id}", _guarded(device_page))
+    app.router.add_get("/static/{name:.+}", _guarded(static))
+    app.router.add_get("/api/fleet", _guarded(api_fleet))
+    app.router.add_get("/api/verify", _guarded(api_verify))
+    app.router.add_get("/api/ledger", _guarded(api_ledger))
+    app.router.add_get("/api/device/{id}", _guarded(api_device))
+    app.router.add_get("/api/device/{id}/readings", _guarded(api_readings))
+    app.router.add_get("/api/device/{id}/entries", _guarded(api_entries))
+    app.router.add_get("/api/device/{id}/held", _guarded(api_held))
+    app.router.add_get("/api/device/{id}/evidence/{digest}", _guarded(api_evidence))
+    app.router.add_get("/api/proof/{id}/{seq}", _guarded(api_proof))
 
 
-def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
-    """The `hashtrail serve` application: the tiles and the fleet view, every answer
-    with the security headers; `feed` as in hashtrail.ledger.serve.make_app."""
+def _guarded(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+             ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler` answering every error as a response, all with the security headers.
+    Per route rather than a middleware: a middleware runs for every request, the tiles
+    too, which carry the headers already (hashtrail.ledger.serve.make_app)."""
     from aiohttp import web
 
-    @web.middleware
-    async def headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             resp: web.StreamResponse = await handler(request)
         except data.NotFound as e:
             resp = web.Response(status=404, text=f"{e}\n")
         except (HashtrailError, sqlite3.Error) as e:
             resp = web.Response(status=503, text=f"the ledger cannot be read now: {e}\n")
-        except web.HTTPException as e:     # 404, 405: answered as responses, not raised
+        except web.HTTPException as e:     # 404: answered as a response, not raised
             resp = web.Response(status=e.status, text=e.text, headers=e.headers)
         except Exception:                  # a bug: logged, answered with the headers too
             log.exception(f"hashtrail: {request.method} {request.path}")
             resp = web.Response(status=500, text="internal error\n")
         resp.headers.update(SECURITY_HEADERS)
         return resp
+    return guarded
 
-    app = serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger, feed))
-    app.middlewares.append(headers)
-    return app
+
+def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
+    """The `hashtrail serve` application: the tiles and the fleet view, every answer
+    with the security headers (405s too: the tiles' catch-all route answers them for
+    every path); `feed` as in hashtrail.ledger.serve.make_app."""
+    return serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger, feed),
+                          extra_headers=SECURITY_HEADERS)
