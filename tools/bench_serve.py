@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Loopback load on `hashtrail serve` against `python -m http.server` serving the same
-tiles, published to a folder, in the same run.
+"""Loopback load on `hashtrail serve` against `python -m http.server` (and nginx, when
+installed) serving the same tiles, published to a folder, in the same run.
 
     .venv/bin/python tools/bench_serve.py [--leaves 20000] [--seconds 5]
                                           [--connections 16] [--max-requests 200000]
@@ -17,11 +17,15 @@ change, but the load on the machine is the same). Each measurement is bounded by
 `seconds` (and, for the Python client, `max-requests`), after a one-second warm-up.
 The load generator is wrk (C, one thread) when installed, else this process (asyncio,
 one core, which then competes with the server for the CPU: its figures are a floor).
-Reported: requests/s, latency p50/p99, non-200 answers, and hashtrail's ratio to
-http.server; and each server's own CPU time per answered request (user + system of its
-process, from /proc, over the measured window): on a machine shared with other work the
-latencies and rates move with the load around (runs minutes apart differ by 3x), while
-CPU per request is the server's own cost.
+Reported: requests/s, latency p50/p99, non-200 answers (every request names a full
+tile of the published tree, immutable under tlog-tiles: any non-200 is a fault, and the
+figures are then not valid), and hashtrail's ratio to http.server; and each server's own
+CPU time per answered request (user + system of its process, from /proc, over the
+measured window): on a machine shared with other work the latencies and rates move with
+the load around (runs minutes apart differ by 3x), while CPU per request is the server's
+own cost. nginx (one process, `master_process off`, access log off), when installed, is
+the floor the machine allows in the same run: a p99 it cannot reach either is the
+machine's load, not the server's. The load average before the run is reported with it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -163,6 +168,40 @@ def _append(tl: TileLedger, stop: Any, out: Any) -> None:
     out.put((size - first, runs))
 
 
+class NginxServer:
+    """nginx serving the published folder: one process (its CPU is then one /proc
+    entry), no access log, on a free loopback port."""
+
+    def __init__(self, folder: Path, work: Path) -> None:
+        with socket.socket() as sk:
+            sk.bind((HOST, 0))
+            self.port = sk.getsockname()[1]
+        d = work / "nginx"
+        d.mkdir()
+        temps = "".join(f"  {k}_temp_path {d / k};\n"
+                        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (d / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "") +
+            f"daemon off;\nmaster_process off;\npid {d / 'nginx.pid'};\n"
+            f"error_log {d / 'error.log'};\nevents {{ worker_connections 1024; }}\n"
+            f"http {{\n  access_log off;\n{temps}"
+            f"  server {{ listen {HOST}:{self.port}; root {folder}; }}\n}}\n")
+        self.proc = subprocess.Popen(["nginx", "-p", str(d), "-c", str(d / "nginx.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not start: " + (d / "error.log").read_text()[-500:])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 class StaticServer:
     def __init__(self, folder: Path) -> None:
         self.proc = subprocess.Popen(
@@ -183,6 +222,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--no-nginx", dest="nginx", action="store_false",
+                    help="leave nginx out even when installed")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                     help="load generator: wrk when installed (auto), else this process")
@@ -212,10 +253,15 @@ def main() -> int:
         app = None if a.no_append else ctx.Process(target=_append, args=(tl, stop, q))
         if app is not None:
             app.start()
+        names = ["http.server", "hashtrail serve"]
+        if shutil.which("nginx") is not None and a.nginx:
+            names.insert(0, "nginx")
+        load_before = os.getloadavg()
         try:
-            for name in ("http.server", "hashtrail serve"):
-                srv: Server | StaticServer = StaticServer(out) if name == "http.server" \
-                    else Server(tl.path)
+            for name in names:
+                srv: Server | StaticServer | NginxServer = \
+                    StaticServer(out) if name == "http.server" else \
+                    NginxServer(out, d) if name == "nginx" else Server(tl.path)
                 try:
                     if use_wrk:
                         results[name] = measure_wrk(srv.port, paths, a.connections,
@@ -232,25 +278,38 @@ def main() -> int:
                 app.join(30)
         h, s = results["hashtrail serve"], results["http.server"]
         report = {"machine": host_machine(), "leaves": size, "paths": len(paths),
+                  "load_average_before": [round(x, 2) for x in load_before],
+                  "load_average_after": [round(x, 2) for x in os.getloadavg()],
                   "connections": a.connections, "results": results,
                   "appended_leaves": appended[0], "reconciles": appended[1],
                   "ratio_rps": round(h["rps"] / max(1, s["rps"]), 2),
                   "ratio_cpu_per_request": round(s["cpu_us_per_request"] /
                                                  max(1, h["cpu_us_per_request"]), 2)}
+        if "nginx" in results:
+            report["ratio_rps_nginx"] = round(h["rps"] / max(1, results["nginx"]["rps"]), 2)
     if a.json:
         print(json.dumps(report, indent=1))
     else:
         m = report["machine"]
         print(f"{m['cpu']}, {m['nproc']} CPUs, Python {m['python']}; tree of {size} "
-              f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections")
+              f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections; "
+              f"load average {report['load_average_before'][0]} before, "
+              f"{report['load_average_after'][0]} after")
         for name, r in results.items():
             print(f"  {name:16} {r['rps']:>7} req/s  p50 {r['p50_ms']:.2f} ms  p99 "
                   f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  "
                   f"{r['cpu_us_per_request']} us CPU/request  ({r.get('client', 'python')}"
                   " client)")
         print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves")
+        for name, r in results.items():
+            if r["non_200"]:
+                print(f"  WARNING: {name} answered {r['non_200']} requests with another "
+                      f"status than 200: every path asked is a full tile of the tree, so "
+                      f"these figures are not valid")
         print(f"  hashtrail serve / http.server: {report['ratio_rps']}x requests/s, "
               f"{report['ratio_cpu_per_request']}x less CPU per request")
+        if "ratio_rps_nginx" in report:
+            print(f"  hashtrail serve / nginx: {report['ratio_rps_nginx']}x requests/s")
     return 0
 
 

@@ -26,7 +26,10 @@ all, so a new file and an upgraded one come out of the same steps.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +37,9 @@ from typing import NamedTuple, Self
 
 from hashtrail.errors import InputError
 
-MAGIC = b"SQLite format 3\x00"
+MIN_SIZE = 512          # bytes: one page of the smallest size SQLite writes
+SQLITE_CANTOPEN = 14
+SQLITE_NOTADB = 26
 
 
 class Kind(NamedTuple):
@@ -83,26 +88,41 @@ def _refuse(p: Path, problem: str, kind: Kind, *, new: bool = False) -> InputErr
 
 def open_existing(path: Path, busy_ms: int, kind: Kind) -> sqlite3.Connection:
     """Open ``path``, which must already be ``kind``; InputError naming it otherwise,
-    with nothing created or changed. The settings above are applied only after."""
+    with nothing created or changed. The settings above are applied only after.
+
+    The file is only ever opened through SQLite, never with a descriptor of our own:
+    POSIX locks belong to the process, and closing any descriptor of the file drops the
+    locks every other connection of this process holds on it (a server's threads each
+    open the ledger), after which another process's reconcile, closing, takes itself for
+    the last connection and checkpoints and deletes the WAL under them
+    (tests/host/test_sqlite_locks.py). SQLite itself keeps such descriptors open."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(MAGIC))
+        st = os.stat(path)
     except FileNotFoundError:
         raise _refuse(path, "no such file", kind) from None
-    except IsADirectoryError:
-        raise _refuse(path, "is a directory", kind) from None
     except (OSError, ValueError) as e:
         raise _refuse(path, f"cannot read ({getattr(e, 'strerror', None) or e})", kind) \
             from None
-    if not head:
+    if stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, "is a directory", kind)
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(path, "is not a regular file", kind)
+    if not st.st_size:
         raise _refuse(path, "is empty", kind)
-    if head != MAGIC:
+    if st.st_size < MIN_SIZE:      # SQLite would take a 1-byte file for an empty one
         raise _refuse(path, "is not an SQLite file", kind)
     conn: sqlite3.Connection | None = None
     try:
-        # no pragma yet: a read of the schema changes nothing in the file
-        conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None)
-        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        # mode=rw: never creates the file; no pragma yet: a read of the schema changes
+        # nothing in the file
+        conn = sqlite3.connect(_rw_uri(path), timeout=busy_ms / 1000,
+                               isolation_level=None, uri=True)
+        try:
+            app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            if getattr(e, "sqlite_errorcode", None) == SQLITE_NOTADB:
+                raise _refuse(path, "is not an SQLite file", kind) from None
+            raise
         if app_id != kind.app_id:
             if app_id:
                 other = [k for k in KINDS if k.app_id == app_id]
@@ -118,11 +138,20 @@ def open_existing(path: Path, busy_ms: int, kind: Kind) -> sqlite3.Connection:
         connected = _configure(conn, busy_ms)
         conn = None
         return connected
+    except sqlite3.OperationalError as e:
+        if getattr(e, "sqlite_errorcode", None) == SQLITE_CANTOPEN:
+            raise _refuse(path, f"cannot read ({e})", kind) from None
+        raise _refuse(path, f"is not a readable SQLite file ({e})", kind) from None
     except sqlite3.DatabaseError as e:
         raise _refuse(path, f"is not a readable SQLite file ({e})", kind) from None
     finally:
         if conn is not None:
             conn.close()
+
+
+def _rw_uri(path: Path) -> str:
+    """`path` as an SQLite URI opened read-write, never created (mode=rw)."""
+    return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw"
 
 
 def check_new(path: Path, kind: Kind) -> None:

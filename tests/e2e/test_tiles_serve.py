@@ -14,6 +14,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +122,49 @@ def test_follows_the_ledger_and_restarts_identical(tl: TileLedger, tmp_path: Pat
         s.proc.kill()
         s.proc.wait()
 
+
+
+def test_a_reconcile_beside_the_server_leaves_its_reads_whole(tl: TileLedger,
+                                                               tmp_path: Path) -> None:
+    """The server's threads (tiles, the fleet view's workers) each open the ledger; a
+    reconcile in another process, closing, must still see the server holding the file,
+    so it neither checkpoints nor deletes the WAL the server reads through
+    (tests/host/test_sqlite_locks.py). Before: it did, and the server answered 503
+    (`database disk image is malformed`) to tiles it had not cached yet."""
+    s = Server(tl.path)
+    try:
+        assert s.get("/api/fleet")[0] == 200      # every worker has its connection
+        assert s.get("/tile/0/000")[0] == 200
+        size = tl.grow(100, 200)                  # opens and closes the ledger here
+        assert Path(f"{tl.path}-wal").exists()
+        files = _published(tl, tmp_path / "pub")
+        assert int(files["checkpoint"].split(b"\n")[1]) == size
+        for path, data in files.items():
+            assert s.get("/" + path)[:3:2] == (200, data), path
+    finally:
+        s.stop()
+
+
+def test_a_killed_server_leaves_no_process_behind(tl: TileLedger) -> None:
+    """The fleet view verifies in a process of its own (hashtrail.web.app): killed
+    outright, the server cannot stop it, and it ends by itself."""
+    s = Server(tl.path)
+    try:
+        assert s.get("/api/fleet")[0] == 200
+        kids = [int(k) for k in Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children")
+                .read_text().split()]
+        assert kids
+    finally:
+        s.proc.kill()
+        s.proc.communicate(timeout=30)       # returns once nothing holds its pipes
+    for k in kids:
+        for _ in range(100):
+            if not Path(f"/proc/{k}").exists() or \
+                    Path(f"/proc/{k}/stat").read_text().split(") ")[1][0] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"process {k} outlived the server")
 
 # -- proofs over HTTP ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from hashtrail.cli import build_parser, main
 from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof import check_inclusion_proof
+from hashtrail.web import data
 from hashtrail.web.app import CSP
 from hashtrail.web.data import Series
 from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, make_fleet_ledger, served
@@ -192,7 +193,7 @@ def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
     before = hashlib.sha256(fl.path.read_bytes()).hexdigest()
     did = fl.ids["xss"]
     paths = ["", "ledger", f"device/{did}", "api/fleet", "api/ledger", f"api/device/{did}",
-             f"api/proof/{did}/1", "static/fleet.js", "checkpoint"]
+             f"api/proof/{did}/1", "static/fleet.js", "checkpoint", "tile/0/000.p/1"]
     for p in paths:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             status, headers, _ = _get(url + p, method)
@@ -204,7 +205,8 @@ def test_read_only_and_csp_on_every_answer(fl: FleetLedger, url: str) -> None:
         assert headers["x-content-type-options"] == "nosniff"
     for p in ("device/" + did.upper(), "device/xyz", f"api/device/{'0' * 32}",
               "static/../app.py", "static/%2e%2e/app.py", "static/nope.js",
-              f"api/device/{did}/entries?offset=-1", "api/proof/x/1"):
+              f"api/device/{did}/entries?offset=-1", "api/proof/x/1",
+              "tile/0/x999/000", "nope"):        # the tiles' route: headers built in
         status, headers, _ = _get(url + p)
         assert status == 404, p
         assert headers["content-security-policy"] == CSP
@@ -260,3 +262,18 @@ def test_the_view_on_a_postgresql_ledger(tmp_path: Path,
             doc = _json(f"{u}api/proof/{did}/5")
             check_inclusion_proof(doc, note.Verifier.from_string(fl.verifier_key),
                                   device_id=did)
+
+
+def test_verification_runs_beside_the_event_loop(fl: FleetLedger,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet view verifies the ledger in a process of its own, not on a thread of the
+    server's: in a thread it held the interpreter's lock for seconds, 5 ms at a time, and
+    every tile answered meanwhile waited (p99 of tools/bench_serve.py). Here the
+    server's own build_fleet refuses to run: the view still answers, from the other
+    process."""
+    def not_here(led: Ledger) -> data.Fleet:
+        raise AssertionError("verified on the serving process")
+    monkeypatch.setattr(data, "build_fleet", not_here)
+    with served(fl.path) as u:
+        got = _json(u + "api/fleet")
+    assert got["size"] > 0 and len(got["devices"]) == len(fl.ids)

@@ -11,10 +11,14 @@ Why safe by default, and how:
   plugins, framing and `<base>`, so even markup that slipped into a page could not run;
 - the listening address is the CLI's (127.0.0.1 unless `--listen`).
 
-Why worker threads: verifying a ledger or decoding 10^5 readings takes long enough to
-stall every other request on the event loop (the tiles among them). Each worker thread
-opens its own connection to the ledger (an SQLite connection belongs to the thread that
-opened it): one for verification, which can take seconds, and one for the quick reads.
+Why a worker thread and a worker process: verifying a ledger or decoding 10^5 readings
+takes long enough to stall every other request on the event loop (the tiles among
+them). The quick reads run in a thread with its own connection to the ledger (an SQLite
+connection belongs to the thread that opened it). Verification, which re-checks every
+signature and takes seconds, runs in a process of its own with its own connection: in
+a thread it held the interpreter's lock for up to 5 ms at a time (the switch interval)
+for as long as it ran, so every tile answered meanwhile waited for it (p99 in
+tools/bench_serve.py); a process is scheduled by the OS beside the event loop instead.
 The server verifies once as it starts (and decodes the largest devices' readings, up
 to a budget), so the first page does not wait for it.
 """
@@ -24,16 +28,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import sqlite3
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hashtrail.errors import HashtrailError
 from hashtrail.ledger import serve
-from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_db import Ledger, LedgerError
 from hashtrail.ledger.witness_push import CosignedFeed
 from hashtrail.web import data
 
@@ -97,12 +105,65 @@ class _Worker:
         self.pool.shutdown()
 
 
+_fleet_ledger: Ledger | None = None     # the verification process's connection
+
+
+def _fleet_process_start() -> None:
+    """Ctrl-C in a terminal reaches the whole process group: the server stops this
+    process as it shuts down, without a traceback from it. A server that is killed
+    cannot: this process then ends as soon as the server has (it would otherwise wait
+    for work forever, holding the server's stdout open)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        def orphaned() -> None:
+            parent.join()
+            os._exit(0)
+        threading.Thread(target=orphaned, name="hashtrail-parent", daemon=True).start()
+
+
+def _fleet_in_process(path: Any) -> data.Fleet:
+    """data.build_fleet in the verification process, on a connection it keeps."""
+    global _fleet_ledger
+    if _fleet_ledger is None:
+        _fleet_ledger = Ledger.open(path)
+    return data.build_fleet(_fleet_ledger)
+
+
+class _FleetProcess:
+    """One process, started when first asked (spawned: a fork would copy the server's
+    open SQLite connections and threads), that verifies the ledger at `path`."""
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.pool: ProcessPoolExecutor | None = None
+
+    async def run(self) -> data.Fleet:
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_fleet_process_start)
+        pool = self.pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, _fleet_in_process, self.path)
+        except BrokenProcessPool:
+            if self.pool is pool:        # the next request starts another
+                self.pool = None
+            pool.shutdown(wait=False)
+            raise LedgerError("the verification process stopped; ask again") from None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
 class WebView:
     """The fleet view's state: the workers, the last verification, decoded readings."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.reads = _Worker(ledger.path, "hashtrail-web")
-        self.verifier = _Worker(ledger.path, "hashtrail-verify")
+        self.verifier = _FleetProcess(ledger.path)
         self.fleet: data.Fleet | None = None
         self._pending: tuple[tuple[Any, ...], asyncio.Future[data.Fleet]] | None = None
         self.readings = data.Readings()
@@ -116,7 +177,7 @@ class WebView:
             return self.fleet
         if self._pending is not None and self._pending[0] == key:
             return await asyncio.shield(self._pending[1])
-        fut = asyncio.ensure_future(self.verifier.run(data.build_fleet))
+        fut = asyncio.ensure_future(self.verifier.run())
         self._pending = (key, fut)
         try:
             f = await asyncio.shield(fut)
@@ -249,41 +310,47 @@ def add_routes(app: web.Application, ledger: Ledger,
         return _json(await view.reads.run(lambda led: data.ledger_json(led, served)))
 
     for path, name in PAGES.items():
-        app.router.add_get(path, page(name))
-    app.router.add_get("/device/{id}", device_page)
-    app.router.add_get("/static/{name:.+}", static)
-    app.router.add_get("/api/fleet", api_fleet)
-    app.router.add_get("/api/verify", api_verify)
-    app.router.add_get("/api/ledger", api_ledger)
-    app.router.add_get("/api/device/{id}", api_device)
-    app.router.add_get("/api/device/{id}/readings", api_readings)
-    app.router.add_get("/api/device/{id}/entries", api_entries)
-    app.router.add_get("/api/device/{id}/held", api_held)
-    app.router.add_get("/api/device/{id}/evidence/{digest}", api_evidence)
-    app.router.add_get("/api/proof/{id}/{seq}", api_proof)
+        app.router.add_get(path, _guarded(page(name)))
+    app.router.add_get("/device/{id}", _guarded(device_page))
+    app.router.add_get("/static/{name:.+}", _guarded(static))
+    app.router.add_get("/api/fleet", _guarded(api_fleet))
+    app.router.add_get("/api/verify", _guarded(api_verify))
+    app.router.add_get("/api/ledger", _guarded(api_ledger))
+    app.router.add_get("/api/device/{id}", _guarded(api_device))
+    app.router.add_get("/api/device/{id}/readings", _guarded(api_readings))
+    app.router.add_get("/api/device/{id}/entries", _guarded(api_entries))
+    app.router.add_get("/api/device/{id}/held", _guarded(api_held))
+    app.router.add_get("/api/device/{id}/evidence/{digest}", _guarded(api_evidence))
+    app.router.add_get("/api/proof/{id}/{seq}", _guarded(api_proof))
 
 
-def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
-    """The `hashtrail serve` application: the tiles and the fleet view, every answer
-    with the security headers; `feed` as in hashtrail.ledger.serve.make_app."""
+def _guarded(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+             ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`handler` answering every error as a response, all with the security headers.
+    Per route rather than a middleware: a middleware runs for every request, the tiles
+    too, which carry the headers already (hashtrail.ledger.serve.make_app)."""
     from aiohttp import web
 
-    @web.middleware
-    async def headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def guarded(request: web.Request) -> web.StreamResponse:
         try:
             resp: web.StreamResponse = await handler(request)
         except data.NotFound as e:
             resp = web.Response(status=404, text=f"{e}\n")
         except (HashtrailError, sqlite3.Error) as e:
             resp = web.Response(status=503, text=f"the ledger cannot be read now: {e}\n")
-        except web.HTTPException as e:     # 404, 405: answered as responses, not raised
+        except web.HTTPException as e:     # 404: answered as a response, not raised
             resp = web.Response(status=e.status, text=e.text, headers=e.headers)
         except Exception:                  # a bug: logged, answered with the headers too
             log.exception(f"hashtrail: {request.method} {request.path}")
             resp = web.Response(status=500, text="internal error\n")
         resp.headers.update(SECURITY_HEADERS)
         return resp
+    return guarded
 
-    app = serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger, feed))
-    app.middlewares.append(headers)
-    return app
+
+def make_app(ledger: Ledger, feed: CosignedFeed | None = None) -> web.Application:
+    """The `hashtrail serve` application: the tiles and the fleet view, every answer
+    with the security headers (405s too: the tiles' catch-all route answers them for
+    every path); `feed` as in hashtrail.ledger.serve.make_app."""
+    return serve.make_app(ledger, feed, before=lambda a: add_routes(a, ledger, feed),
+                          extra_headers=SECURITY_HEADERS)
