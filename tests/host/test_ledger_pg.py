@@ -25,7 +25,6 @@ import psycopg
 from hashtrail.cli import main
 from hashtrail.collector.bundle import read_bundle
 from hashtrail.errors import InputError
-from hashtrail.ledger import reconcile as reconcile_mod
 from hashtrail.ledger import storage_pg
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import verify_ledger
@@ -189,9 +188,6 @@ def test_connection_dropped_mid_reconcile(tmp_path: Path, new_db: str,
         real(self, rows)  # type: ignore[arg-type]
 
     monkeypatch.setattr(storage_pg.PgLedgerStorage, "add_entries", drop_then_write)
-    # a transaction per chunk (here: per device), so the first device is committed when
-    # the second one's write is cut off (by default one transaction takes both)
-    monkeypatch.setattr(reconcile_mod, "COMMIT_EVERY", 1)
     argv = ["reconcile", "--ledger", new_db, "--key-file", str(key), str(b)]
     assert main(argv) == 2
     line = _one_line(capsys.readouterr().err)
