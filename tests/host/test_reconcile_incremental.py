@@ -224,39 +224,6 @@ def test_small_chunks_give_the_same_ledger_as_one_batch(
         assert verify_ledger(led).ok
 
 
-def test_a_failure_mid_bundle_keeps_the_transactions_committed_before_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A transaction takes whole chunks up to COMMIT_EVERY entries: a reconcile that
-    fails in its third transaction leaves the first two committed (whole chunks, the
-    tree consistent) and nothing of the third; a rerun gives the one-batch ledger."""
-    signed, _ = _devices()
-    path = save(bundle([signed]), tmp_path / "b.jsonl")
-    whole = _ledger(tmp_path / "whole.db")
-    reconcile_files(whole, [str(path)])
-    monkeypatch.setattr(reconcile_mod, "CHUNK", 4)
-    monkeypatch.setattr(reconcile_mod, "COMMIT_EVERY", 8)    # two chunks a transaction
-    real, calls = reconcile_mod._device, [0]
-
-    def failing(*args: object, **kw: object) -> int:
-        calls[0] += 1
-        if calls[0] == 6:                  # the second chunk of the third transaction
-            raise RuntimeError("killed")
-        return real(*args, **kw)           # type: ignore[arg-type]
-
-    monkeypatch.setattr(reconcile_mod, "_device", failing)
-    led = _ledger(tmp_path / "l.db")
-    with pytest.raises(RuntimeError):
-        reconcile_files(led, [str(path)])
-    with Ledger.open(led) as ledger:
-        assert ledger.size == 16 and verify_ledger(ledger).ok
-        assert ledger.storage.count_bundles() == 0
-    monkeypatch.setattr(reconcile_mod, "_device", real)
-    reconcile_files(led, [str(path)])
-    assert _leaves(led) == _leaves(whole) and len(_leaves(whole)) == 31
-    with Ledger.open(led) as ledger:
-        assert verify_ledger(ledger).ok
-
-
 def test_the_file_reader_gives_what_the_parser_gives(tmp_path: Path) -> None:
     """The fast path for canonical entry lines and the general parser agree, and a line
     of the fast path's shape with a bad value gets the general parser's error."""

@@ -2,8 +2,8 @@
 
 Why this shape: bundles arrive from several collectors, overlapping, out of order,
 sometimes twice, sometimes from a cloned device. Per device, a chunk of its entries at
-a time (below), inside a storage transaction (all or nothing, under the ledger's write
-lock: ledger.storage) that takes whole chunks, reconcile
+a time (below), each in one storage transaction (all or nothing, under the ledger's
+write lock: ledger.storage), reconcile
   0. enrolls the devices the bundle's enrollment lines name, but only when the bundle is
      signed by a collector the ledger trusts (`ledger trust`): an enrollment is a bare
      claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
@@ -36,13 +36,9 @@ lock: ledger.storage) that takes whole chunks, reconcile
   4. looks for forks: a signed statement (checkpoint, or a signed chain in pending)
      about an accepted seq that disagrees with the accepted entry is kept as
      self-contained evidence (hashtrail.evidence) and the device is flagged.
-Entries come in chunks of at most CHUNK per device, so a bundle of any size streams in
-bounded memory (a bundle file is read in two passes: collector.bundle.BundleFile). A
-transaction takes whole chunks, up to about COMMIT_EVERY entries, then commits: the
-database holds what a chunk wrote, so memory stays bounded either way, and a commit
-per chunk cost a sync of the write-ahead log and often a WAL checkpoint each (about a
-tenth of a 10^6-entry reconcile's time, growing with the ledger; docs/LEDGER.md "At
-scale"). A killed reconcile leaves whole chunks done or untouched;
+Entries come in chunks of at most CHUNK per device, each chunk one transaction, so a
+bundle of any size streams in bounded memory (a bundle file is read in two passes:
+collector.bundle.BundleFile). A killed reconcile leaves whole chunks done or untouched;
 rerunning finishes the job and the same bundle twice is a no-op. A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
@@ -57,9 +53,8 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import NamedTuple
 
 from hashtrail.chain.devicecheck import (
@@ -86,8 +81,7 @@ from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
 
-CHUNK = 5_000       # entries per device per batch: what bounds reconcile's memory
-COMMIT_EVERY = 50_000   # entries per transaction (whole chunks): what bounds its commits
+CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 
 
 class Finding(NamedTuple):
@@ -197,13 +191,10 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
     run = _Run(led, res, workers, cps, counts, refused)
-    with _Batches(db) as batch:
-        for did, recs in _chunks(b.entries if entries is None else entries, entries is None):
-            batch.take(len(recs))
-            run.chunk(did, recs)
-        for did in sorted(set(cps) - run.started):
-            batch.take(0)
-            run.chunk(did, [])
+    for did, recs in _chunks(b.entries if entries is None else entries, entries is None):
+        run.chunk(did, recs)
+    for did in sorted(set(cps) - run.started):
+        run.chunk(did, [])
     res.pending = sum(run.held.values())
     if digest is not None and res.complete:
         with db.transaction():
@@ -253,37 +244,6 @@ def _untrusted(b: Bundle) -> str:
             "ledger does not trust (`hashtrail ledger trust` adds it)")
 
 
-class _Batches:
-    """Storage transactions that each take whole chunks, up to about COMMIT_EVERY
-    entries: `take(n)` before a chunk of n entries commits the open transaction if the
-    chunk would take it past that, and opens one if none is open. Leaving the `with`
-    commits the last one; an exception rolls back the one open (the chunks committed
-    before it stay: whole chunks done or untouched)."""
-
-    def __init__(self, db: LedgerStorage) -> None:
-        self.db = db
-        self.tx: ExitStack | None = None
-        self.n = 0
-
-    def take(self, n: int) -> None:
-        if self.tx is not None and self.n + n > COMMIT_EVERY:
-            tx, self.tx = self.tx, None
-            tx.close()                      # COMMIT
-        if self.tx is None:
-            tx = ExitStack()
-            tx.enter_context(self.db.transaction())
-            self.tx, self.n = tx, 0
-        self.n += n
-
-    def __enter__(self) -> _Batches:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> bool:
-        tx, self.tx = self.tx, None
-        return False if tx is None else bool(tx.__exit__(et, ev, tb))
-
-
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """Pause the cyclic collector for one device's batch (restoring its previous state).
@@ -301,9 +261,8 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 class _Run:
-    """One bundle's pass over its devices, a chunk of entries at a time, each inside the
-    storage transaction the caller holds open (_Batches: a killed run leaves whole
-    chunks done, a rerun finishes)."""
+    """One bundle's pass over its devices, a chunk of entries at a time; each chunk is
+    one storage transaction (a killed run leaves whole chunks done, a rerun finishes)."""
 
     def __init__(self, led: Ledger, res: Result, workers: int | None,
                  cps: dict[str, list[BundleCheckpoint]], counts: Mapping[str, int],
@@ -320,7 +279,7 @@ class _Run:
         if did in self.refused:
             return
         db = self.led.storage
-        with _no_cyclic_gc():
+        with _no_cyclic_gc(), db.transaction():
             new_cps: list[int] = []
             if did not in self.started:
                 self.started.add(did)
