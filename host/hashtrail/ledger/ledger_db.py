@@ -27,6 +27,7 @@ brings its schema up to date (the backend's MIGRATIONS), in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -47,6 +48,13 @@ from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
 __all__ = ["LEAF_TAG", "Device", "Ledger", "LedgerError", "StoredEntry", "leaf_bytes",
            "leaf_prefix", "parse_leaf"]
 
+
+
+def _leaf_hash(device_id: str, seq: int, entry: bytes) -> bytes:
+    """merkle.leaf_hash(leaf_bytes(...)) of an entries row, in one concatenation: level 0
+    of the tree, read for every leaf of a level-0 tile."""
+    return hashlib.sha256(b"\x00" + LEAF_TAG + bytes.fromhex(device_id) + seq.to_bytes(8, "big")
+                          + hashlib.sha256(entry).digest() + entry).digest()
 
 
 class LedgerError(HashtrailError):
@@ -213,7 +221,7 @@ class Ledger:
             if row is None:
                 raise LedgerError(f"ledger tree is missing leaf {index}",
                                   hint="the ledger file is damaged; run `hashtrail verify`")
-            return merkle.leaf_hash(leaf_bytes(*row))
+            return _leaf_hash(*row)
         h = self.storage.node(level, index)
         if h is None:
             raise LedgerError(f"ledger tree is missing node ({level}, {index})",
@@ -224,7 +232,7 @@ class Ledger:
         """The hashes of `level` at indexes lo..hi (inclusive), one query (level 0: the
         leaf hashes of the leaves' entries rows)."""
         if level == 0:
-            got = [merkle.leaf_hash(leaf_bytes(*r)) for r in self.storage.leaf_entries(lo, hi)]
+            got = [_leaf_hash(*r) for r in self.storage.leaf_entries(lo, hi)]
         else:
             got = self.storage.nodes(level, lo, hi)
         if len(got) != hi - lo + 1:
