@@ -258,7 +258,7 @@ class Ledger:
         storage in one bulk write, so a batch costs a statement per few hundred rows
         instead of one per node. Level 0 is not written: a leaf hash is the hash of
         its entries row's leaf bytes, so storing it was a second copy of what the
-        entries row holds, half the rows of `nodes` and a tenth of a large reconcile's
+        entries row holds, half the rows of `nodes` and about 7% of a large reconcile's
         time (docs/LEDGER.md "At scale")."""
         first = self.size
         if leaves:
