@@ -89,7 +89,7 @@ def _verify(target: str) -> tuple[float, float]:
 
 def _floor(target: str, key: Path, devs: list[Device]) -> float:
     """Entries per second for the storage's bulk writes alone (each: its entries row and
-    its ~2 tree nodes, hashed by Ledger.append_leaves)."""
+    its ~1 tree node above the leaves, hashed by Ledger.append_leaves)."""
     rows = []
     leaves = []
     for d in devs:

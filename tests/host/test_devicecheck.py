@@ -22,8 +22,10 @@ from hashtrail.formats import cbor_strict
 from hashtrail.formats.entry import (
     _entry_fields,
     _fast_entry,
+    _layout_bytes,
     _layout_entry,
     _number_at,
+    _one_reading,
     _Other,
     parse_entry,
 )
@@ -45,6 +47,16 @@ def _same_as_reference(raw: bytes) -> bool:
     """Check both fast decoders against the reference; True if `_fast_entry` decided
     (`_layout_entry`'s decisions are counted in LAYOUT_DECIDED)."""
     fast, layout = _fast_entry(raw), _layout_entry(raw)
+    # the one-pattern reader of the commonest entries is the head-by-head one, faster:
+    # it may only pass an entry on to it, never decide otherwise
+    one = _one_reading(raw)
+    if one is not None:
+        by_heads = _layout_bytes(raw)
+        assert by_heads is not None and one == by_heads and \
+            list(map(type, one)) == list(map(type, by_heads)) and \
+            cbor2.dumps(one.body, canonical=True) == cbor2.dumps(by_heads.body,
+                                                                 canonical=True), raw.hex()
+        ONE_READING_DECIDED[0] += 1
     try:
         ref = _entry_fields(cbor_strict.loads(raw, what="entry"), raw)
     except FormatError:
@@ -60,6 +72,7 @@ def _same_as_reference(raw: bytes) -> bool:
 
 
 LAYOUT_DECIDED = [0]
+ONE_READING_DECIDED = [0]
 
 
 def _mutations(raw: bytes) -> list[bytes]:
@@ -77,13 +90,14 @@ def test_fast_path_is_taken_for_ordinary_entries() -> None:
         assert parse_entry(raw) == _entry_fields(cbor2.loads(raw), raw)
     layout = [raw for raw in _entries() if _layout_entry(raw) is not None]
     assert len(layout) == len(_entries()) - 2       # all but key-created and boot
+    assert sum(_one_reading(raw) is not None for raw in layout) == 3    # d.readings(3)
     for raw in layout:
         assert parse_entry(raw) == _entry_fields(cbor2.loads(raw), raw)
 
 
 def test_every_mutation_gets_the_reference_verdict() -> None:
     checked = decided = 0
-    LAYOUT_DECIDED[0] = 0
+    LAYOUT_DECIDED[0] = ONE_READING_DECIDED[0] = 0
     for raw in _entries():
         for bad in _mutations(raw):
             decided += _same_as_reference(bad)
@@ -92,6 +106,7 @@ def test_every_mutation_gets_the_reference_verdict() -> None:
     # exercise the fast paths' acceptance, the rest their refusal
     assert checked > 3000 and 100 < decided < checked
     assert 100 < LAYOUT_DECIDED[0] < decided
+    assert 100 < ONE_READING_DECIDED[0] < LAYOUT_DECIDED[0]
 
 
 def _reading(*values: bytes, name: bytes = b"\x61x") -> bytes:
@@ -310,3 +325,22 @@ def test_quick_loads_never_accepts_what_loads_refuses(body: Any, canonical: bool
         i = at % len(raw)
         _quick_same_as_reference(raw[:i] + bytes([byte]) + raw[i + 1:])
         _quick_same_as_reference(raw[:i])
+
+
+def test_the_one_pattern_reader_on_every_head_width() -> None:
+    """`_one_reading` on integers at each head width's edges (1, 2, 3, 5 and 9 bytes,
+    each side of the shortest-form bounds), t null, empty and 23-byte texts, and every
+    mutation of them: the reference's verdict and `_layout_bytes`' value."""
+    edges = [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1]
+    raws = []
+    for i, v in enumerate(edges):
+        fields = {0: 1, 1: v, 2: None if i % 3 == 0 else edges[-1 - i], 3: v, 4: edges[i // 2],
+                  5: bytes(range(i, i + 32)), 6: "x" * (i * 23 // 9), 7: 0,
+                  8: [{0: "" if i % 2 else "t" * 23, 1: "u" * i, 2: 0.5 + i}]}
+        raws.append(cbor2.dumps(fields, canonical=True))
+    assert all(_one_reading(raw) is not None for raw in raws)
+    ONE_READING_DECIDED[0] = 0
+    for raw in raws:
+        for bad in [raw, *_mutations(raw)]:
+            _same_as_reference(bad)
+    assert ONE_READING_DECIDED[0] > 10 * len(raws)

@@ -439,3 +439,31 @@ def test_a_schema_2_database_migrates_its_held_entries(tmp_path: Path, new_db: s
         r = reconcile(led, bundle([d], ranges={d.id_hex: (12, 13)},
                                   cps=[(d, d.checkpoint(seq=12))]))
         assert r.accepted == 7 and led.size == 13 and verify_ledger(led).ok
+
+
+def test_a_schema_4_database_drops_its_stored_leaf_hashes(tmp_path: Path, new_db: str) -> None:
+    """A ledger database from before schema 5 keeps a row per leaf hash in `nodes`
+    (level 0): the upgrade drops them, the leaf hashes then come from the entries rows
+    and are the same, and the ledger verifies and takes more entries."""
+    d = Device(7400)
+    d.readings(20)
+    with trust(Ledger.create(new_db, "t.example/leaves", key_file=tmp_path / "k.key")) as led:
+        reconcile(led, bundle([d], ranges={d.id_hex: (0, 11)},
+                              cps=[(d, d.checkpoint(seq=10))]))
+        assert led.size == 11
+        want = [led.node(0, i) for i in range(11)]
+        root = led.root()
+        # as schema 4 left it: a row per leaf hash
+        with led.transaction():
+            led.storage.add_nodes([(0, i, h) for i, h in enumerate(want)])
+    _rows(new_db, "UPDATE meta SET value='4' WHERE key='schema'")
+    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=0") == [(11,)]
+    with Ledger.open(new_db) as led:
+        assert [led.node(0, i) for i in range(11)] == want and led.root() == root
+    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=0") == [(0,)]
+    assert _rows(new_db, "SELECT value FROM meta WHERE key='schema'") == [
+        (str(storage_pg.SCHEMA_VERSION),)]
+    with Ledger.open_signing(new_db, tmp_path / "k.key") as led:
+        r = reconcile(led, bundle([d], ranges={d.id_hex: (11, 21)},
+                                  cps=[(d, d.checkpoint(seq=20))]))
+        assert r.accepted == 10 and led.size == 21 and verify_ledger(led).ok

@@ -160,12 +160,14 @@ class Copy:
                          "--verifier-key", self.base.vkey)
         return code, rep
 
-    def operator_appends(self, leaf: bytes) -> int:
-        """What the key holder can do by hand: add the leaf's nodes, grow the size and
-        sign a checkpoint over it (with its key file)."""
+    def operator_appends(self, did: str, seq: int, body: bytes, sig: bytes | None) -> int:
+        """What the key holder can do by hand: add an entries row and its leaf's nodes,
+        grow the size and sign a checkpoint over it (with its key file)."""
         with Ledger.open_signing(self.path, self.base.key) as led:
             with led.transaction():
-                index = led.append_leaves([leaf])
+                index = led.append_leaves([leaf_bytes(did, seq, body)])
+                led.storage.add_entries([(did, seq, index, hashlib.sha256(body).digest(),
+                                          body, sig)])
             led.sign_checkpoint()
         return index
 
@@ -220,9 +222,7 @@ def test_attack_2_an_upper_case_id_row_is_named(ledger: Copy) -> None:
     did = ledger.base.signed
     seq, body, sig = ledger.one("SELECT seq, body, sig FROM entries WHERE device_id=? AND "
                                 "seq=3", did)
-    index = ledger.operator_appends(leaf_bytes(did.upper(), seq, body))
-    ledger.sql("INSERT INTO entries VALUES (?,?,?,?,?,?)", did.upper(), seq, index,
-               hashlib.sha256(body).digest(), body, sig)
+    index = ledger.operator_appends(did.upper(), seq, body, sig)
     code, rep = ledger.verify()
     assert code == 1
     assert _named(rep, "entries", f"device {did.upper()}, seq 3",
@@ -240,9 +240,7 @@ def test_a_made_up_reading_appended_by_the_operator_is_named(ledger: Copy) -> No
     last = cbor2.loads(body)
     made = cbor2.dumps({**last, 1: seq + 1, 5: hashlib.sha256(body).digest(),
                         8: [{0: "temp", 1: "Cel", 2: 99.5}], 7: 0}, canonical=True)
-    index = ledger.operator_appends(leaf_bytes(did, seq + 1, made))
-    ledger.sql("INSERT INTO entries VALUES (?,?,?,?,?,?)", did, seq + 1, index,
-               hashlib.sha256(made).digest(), made, None)
+    ledger.operator_appends(did, seq + 1, made, None)
     ledger.sql("UPDATE devices SET tip_seq=?, tip_head=? WHERE device_id=?", seq + 1,
                hashlib.sha256(made).digest(), did)
     _assert_named(ledger, "entries", f"device {did}, seq {seq + 1}",
@@ -279,7 +277,7 @@ def test_an_entry_moved_to_another_leaf_is_named(ledger: Copy) -> None:
     ledger.sql("UPDATE entries SET leaf_index=-1 WHERE device_id=? AND seq=2", did)
     ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=3", a, did)
     ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=2", b, did)
-    _assert_named(ledger, "nodes", "level 0, index", "hash differs from the tree rebuilt")
+    _assert_named(ledger, "nodes", "level 1, index", "hash differs from the tree rebuilt")
 
 
 # -- devices ---------------------------------------------------------------------------
@@ -361,14 +359,21 @@ def test_a_deleted_device_checkpoint_leaves_entries_unsigned(ledger: Copy) -> No
 # -- nodes, checkpoints, meta, collectors, bundles -------------------------------------
 
 def test_a_changed_node_off_the_root_path_is_named(ledger: Copy) -> None:
-    ledger.sql("UPDATE nodes SET hash=? WHERE level=0 AND idx=0", bytes(32))
-    _assert_named(ledger, "nodes", "level 0, index 0", "hash differs from the tree rebuilt")
+    ledger.sql("UPDATE nodes SET hash=? WHERE level=1 AND idx=0", bytes(32))
+    _assert_named(ledger, "nodes", "level 1, index 0", "hash differs from the tree rebuilt")
 
 
 def test_an_added_node_is_named(ledger: Copy) -> None:
     size = ledger.base.size
-    ledger.sql("INSERT INTO nodes VALUES (0, ?, ?)", size, bytes(32))
-    _assert_named(ledger, "nodes", f"level 0, index {size}", "not a node of the tree")
+    ledger.sql("INSERT INTO nodes VALUES (1, ?, ?)", size, bytes(32))
+    _assert_named(ledger, "nodes", f"level 1, index {size}", "not a node of the tree")
+
+
+def test_a_stored_leaf_hash_is_named(ledger: Copy) -> None:
+    """Leaf hashes come from the entries rows (schema 6): a level-0 row, even a right
+    one, is none that hashtrail writes."""
+    ledger.sql("INSERT INTO nodes VALUES (0, 0, ?)", bytes(32))
+    _assert_named(ledger, "nodes", "level 0, index 0", "a leaf hash row")
 
 
 def test_a_deleted_node_is_named(ledger: Copy) -> None:
@@ -524,9 +529,7 @@ def _operator_accepts(c: Copy, d: Device, seqs: range, cp: bytes) -> None:
     key = DeviceKey(d.pub)
     for s in seqs:
         _, body, sig = d.entries[s]
-        index = c.operator_appends(leaf_bytes(d.id_hex, s, body))
-        c.sql("INSERT INTO entries VALUES (?,?,?,?,?,?)", d.id_hex, s, index,
-              hashlib.sha256(body).digest(), body, sig)
+        c.operator_appends(d.id_hex, s, body, sig)
     chk = key.checkpoint(cp)
     c.sql("INSERT INTO dev_checkpoints VALUES (?,?,?,?,?,?)", d.id_hex,
           hashlib.sha256(cp).digest(), cp, None, chk.seq, chk.head)

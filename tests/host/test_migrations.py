@@ -295,6 +295,25 @@ def test_held_entries_keep_what_the_walk_reads_after_the_upgrade(
     assert sum(loaded) == 10 and len(decoded) == 1
 
 
+def test_stored_leaf_hashes_go_and_the_tree_reads_the_same(old: Path) -> None:
+    """Schema 6 drops the stored leaf hashes (level 0 of `nodes`): a leaf's hash now
+    comes from its entries row, and it is the hash the dropped row held, so every root
+    and proof reads as before; the other levels are kept as they were."""
+    path = old / "ledger.db"
+    with _raw(path) as db:
+        leaves = dict(db.execute("SELECT idx, hash FROM nodes WHERE level=0").fetchall())
+        upper = db.execute("SELECT level, idx, hash FROM nodes WHERE level>0 ORDER BY "
+                           "level, idx").fetchall()
+    assert sorted(leaves) == list(range(26)) and upper
+    with Ledger.open(path) as led:
+        assert [led.node(0, i) for i in range(26)] == [leaves[i] for i in range(26)]
+        assert led.nodes(0, 0, 25) == [leaves[i] for i in range(26)]
+    with _raw(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM nodes WHERE level=0").fetchone() == (0,)
+        assert db.execute("SELECT level, idx, hash FROM nodes WHERE level>0 ORDER BY "
+                          "level, idx").fetchall() == upper
+
+
 def test_library_reconcile_of_a_fresh_bundle_into_the_upgraded_ledger(old: Path) -> None:
     """The same through the library, from a bundle the upgraded store signs."""
     with Store.open(old / "store.db", create=False) as st:

@@ -32,8 +32,15 @@ def test_range_reads_match_single_reads(ledger_at: Callable[[str], str]) -> None
                 if lo > hi:
                     continue
                 want = [led.node(level, i) for i in range(lo, min(hi, count - 1) + 1)]
-                assert led.storage.nodes(level, lo, hi) == want, (level, lo, hi)
-        assert led.storage.nodes(0, size, size + 300) == []
+                if level == 0:        # leaf hashes: from the entries rows, not stored
+                    assert led.storage.nodes(level, lo, hi) == []
+                    if hi < count:
+                        assert led.nodes(level, lo, hi) == want, (level, lo, hi)
+                else:
+                    assert led.storage.nodes(level, lo, hi) == want, (level, lo, hi)
+                    if hi < count:
+                        assert led.nodes(level, lo, hi) == want, (level, lo, hi)
+        assert led.storage.nodes(1, size // 2, size + 300) == []
         assert led.leaves(0, size - 1) == [led.leaf(i) for i in range(size)]
         assert led.leaves(7, 7) == [led.leaf(7)]
         assert led.storage.leaf_entries(size, size + 10) == []

@@ -1,7 +1,8 @@
 """RFC 9162 Merkle tree math: hashes, inclusion and consistency proofs. Pure, no I/O.
 
 Why this shape: the ledger keeps one hash per complete subtree (like Go's tlog "stored
-hashes"), so a proof at a million leaves reads O(log n) rows. The algorithms here never
+hashes"; a leaf's hash it reads from the leaf's own row), so a proof at a million leaves
+reads O(log n) rows. The algorithms here never
 touch storage: they read hashes through a callable `get(level, index) -> bytes`, the hash
 of the complete subtree over leaves [index * 2**level, (index + 1) * 2**level). Tests
 hand them a list (`MemoryTree`); the ledger hands them an SQLite lookup.
@@ -31,10 +32,12 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode
-                   ) -> list[tuple[int, int, bytes]]:
+def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
+                   with_leaves: bool = True) -> list[tuple[int, int, bytes]]:
     """(level, index, hash) of every complete subtree that appending `leaves` to a tree
-    of `first` leaves makes, in order; `node(level, index)` reads an older one.
+    of `first` leaves makes, in order; `node(level, index)` reads an older one. Without
+    `with_leaves`, the leaf hashes (level 0) are left out of the list (a ledger keeps
+    none: it computes them from its entries).
 
     Why not leaf_hash / node_hash per node: this runs once or twice per entry a ledger
     accepts, so the hashing is inlined. A level's nodes complete in index order, so the
@@ -45,7 +48,8 @@ def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode
     add, sha256 = rows.append, hashlib.sha256
     for index, leaf in enumerate(leaves, first):
         h = sha256(b"\x00" + leaf).digest()
-        add((0, index, h))
+        if with_leaves:
+            add((0, index, h))
         level, i = 0, index
         while i & 1:
             left = lefts.pop(level, None)

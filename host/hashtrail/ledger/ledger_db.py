@@ -7,8 +7,9 @@ says, so every method below works on both.
 Why this facade: callers (the CLI, the demo, reconcile, verify, proof) open, create and
 read a ledger by its concepts; what is stored where, and in which SQL, is the storage's.
 Every change happens in one storage transaction (writers queue instead of failing or
-interleaving), and the tree keeps one row per complete subtree, so a proof reads at most
-~2 log2(n) nodes through `merkle`'s `get(level, index)` callable.
+interleaving), and the tree keeps one row per complete subtree above the leaves (a leaf's
+hash is computed from its entries row), so a proof reads at most ~2 log2(n) nodes
+through `merkle`'s `get(level, index)` callable.
 
 The ledger's Ed25519 note key is NOT in the file: `ledger init` writes it to a key file
 of its own (hashtrail.ledger_key) and the ledger keeps only the verifier key
@@ -26,6 +27,7 @@ brings its schema up to date (the backend's MIGRATIONS), in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -46,6 +48,13 @@ from hashtrail.ledger.storage import Device, LedgerStorage, StoredEntry
 __all__ = ["LEAF_TAG", "Device", "Ledger", "LedgerError", "StoredEntry", "leaf_bytes",
            "leaf_prefix", "parse_leaf"]
 
+
+
+def _leaf_hash(device_id: str, seq: int, entry: bytes) -> bytes:
+    """merkle.leaf_hash(leaf_bytes(...)) of an entries row, in one concatenation: level 0
+    of the tree, read for every leaf of a level-0 tile."""
+    return hashlib.sha256(b"\x00" + LEAF_TAG + bytes.fromhex(device_id) + seq.to_bytes(8, "big")
+                          + hashlib.sha256(entry).digest() + entry).digest()
 
 
 class LedgerError(HashtrailError):
@@ -205,6 +214,14 @@ class Ledger:
         return int(self._meta("size") or 0)
 
     def node(self, level: int, index: int) -> bytes:
+        """The hash of the complete subtree (level, index). A leaf's (level 0) is not
+        stored: it is computed from the leaf's entries row, the bytes it hashes."""
+        if level == 0:
+            row = self.storage.leaf_entry(index)
+            if row is None:
+                raise LedgerError(f"ledger tree is missing leaf {index}",
+                                  hint="the ledger file is damaged; run `hashtrail verify`")
+            return _leaf_hash(*row)
         h = self.storage.node(level, index)
         if h is None:
             raise LedgerError(f"ledger tree is missing node ({level}, {index})",
@@ -212,8 +229,12 @@ class Ledger:
         return h
 
     def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
-        """The stored hashes of `level` at indexes lo..hi (inclusive), one query."""
-        got = self.storage.nodes(level, lo, hi)
+        """The hashes of `level` at indexes lo..hi (inclusive), one query (level 0: the
+        leaf hashes of the leaves' entries rows)."""
+        if level == 0:
+            got = [_leaf_hash(*r) for r in self.storage.leaf_entries(lo, hi)]
+        else:
+            got = self.storage.nodes(level, lo, hi)
         if len(got) != hi - lo + 1:
             raise LedgerError(f"ledger tree is missing nodes of level {level} in {lo}..{hi}",
                               hint="the ledger file is damaged; run `hashtrail verify`")
@@ -228,15 +249,21 @@ class Ledger:
 
     def append_leaves(self, leaves: list[bytes]) -> int:
         """Inside a transaction: add leaves in order; returns the index of the first.
+        Each leaf must be the leaf bytes (leaf_bytes) of the entries row the caller
+        adds at its index in the same transaction: the tree keeps no leaf hashes, it
+        reads a leaf's from that row (`node`).
 
         The new subtree hashes are computed in memory (a left sibling comes from this
         batch or, at most once per level, from the stored tree) and handed to the
         storage in one bulk write, so a batch costs a statement per few hundred rows
-        instead of three per leaf."""
+        instead of one per node. Level 0 is not written: a leaf hash is the hash of
+        its entries row's leaf bytes, so storing it was a second copy of what the
+        entries row holds, half the rows of `nodes` and about 7% of a large reconcile's
+        time (docs/LEDGER.md "At scale")."""
         first = self.size
-        rows = merkle.appended_nodes(first, leaves, self.node)
-        if rows:
-            self.storage.add_nodes(rows)
+        if leaves:
+            self.storage.add_nodes(merkle.appended_nodes(first, leaves, self.node,
+                                                         with_leaves=False))
             self.storage.set_meta("size", str(first + len(leaves)))
         return first
 

@@ -12,8 +12,10 @@ tables). What any backend must give:
   failing half-way through a read-then-write). Every write method is called inside one;
   reads may be called anywhere and see the transaction's own writes.
 - bulk writes (`add_nodes`, `add_entries`, `add_pending`, `drop_pending`) take all
-  their rows at once: reconcile writes a row per entry and about two per leaf, and a
-  backend makes that a few statements (multi-row INSERT, COPY), not one per row.
+  their rows at once: reconcile writes a row per entry and about one node per leaf
+  (`nodes` holds the levels above the leaves: Ledger reads a leaf's hash from its
+  entries row), and a backend makes that a few statements (multi-row INSERT, COPY),
+  not one per row.
 - `scan_*`: the rows exactly as stored, in a fixed column order and with no type
   checked or converted: ledger_verify trusts no row and reports a column of the wrong
   type rather than failing on it.

@@ -151,6 +151,11 @@ def _fill_walk(db: psycopg.Connection[Any]) -> None:
                             "AND seq=%s AND entry_hash=%s", todo)
 
 
+# The tree no longer keeps leaf hashes (level 0): a leaf's hash is computed from its
+# entries row (Ledger.node). The same step as SQLite's schema 6.
+_V5 = ("DELETE FROM nodes WHERE level=0",)
+
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
@@ -159,6 +164,7 @@ MIGRATIONS = [
     Migration(3, "signed revocation statements (as SQLite schema 4)", _V3),
     Migration(4, "held entries keep what the chain walk reads (as SQLite schema 5)", _V4,
               _fill_walk),
+    Migration(5, "leaf hashes come from the entries rows (as SQLite schema 6)", _V5),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",

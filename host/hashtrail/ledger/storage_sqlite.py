@@ -3,7 +3,8 @@
 Why SQLite with stored subtree hashes: the ledger must stay consistent when killed at
 any point and must serve O(log n) proofs at a million leaves. Every change happens in
 one `BEGIN IMMEDIATE` transaction (sqlite_file.transaction), and the tree keeps one row
-per complete subtree (`nodes`), so a proof reads at most ~2 log2(n) rows.
+per complete subtree above the leaves (`nodes`; a leaf's hash comes from its `entries`
+row, Ledger.node), so a proof reads at most ~2 log2(n) rows.
 
 The schema is `MIGRATIONS`, run in order by sqlite_file.migrate at open (a new file
 runs them all). Version 1 is the first ledger; version 2 adds `collectors` (a ledger
@@ -108,6 +109,12 @@ def _v5(db: sqlite3.Connection) -> None:
                                          if (w := walk_fields(b)) is not None])
 
 
+def _v6(db: sqlite3.Connection) -> None:
+    # The tree no longer keeps leaf hashes (level 0): a leaf's hash is computed from its
+    # entries row (Ledger.node), so the stored copy goes (half the rows of `nodes`).
+    db.execute("DELETE FROM nodes WHERE level=0")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
@@ -116,6 +123,8 @@ MIGRATIONS = [
     sqlite_file.Migration(4, "signed revocation statements", _v4),
     sqlite_file.Migration(5, "held entries keep what the chain walk reads (prev, kind, t)",
                           _v5),
+    sqlite_file.Migration(6, "leaf hashes come from the entries rows, not from `nodes`",
+                          _v6),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
@@ -129,7 +138,7 @@ def insert_rows(db: sqlite3.Connection, table: str,
     a few hundred rows per statement.
 
     Why: `executemany` steps one single-row statement per row, and a reconcile of a
-    large bundle writes a row per entry and about two per Merkle leaf, all of it on the
+    large bundle writes a row per entry and about one per Merkle leaf, all of it on the
     one thread while the signature threads wait. Binding many rows to one statement
     halves the time per `nodes` row and cuts a quarter off an `entries` row
     (tools/bench_ledger.py); the rows, their order and the transaction are the same."""
