@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from hashtrail.formats.notefile import read_signer
 from hashtrail.ledger import tiles
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.serve import serving
-from tileskit import ROOT, TileLedger, make_ledger, static
+from tileskit import ROOT, TileLedger, interrupt, make_ledger, static
 
 pytest.importorskip("aiohttp")
 
@@ -235,12 +234,7 @@ def test_serve_dir_serves_a_replica_that_mirrors_and_proves(
                 assert r.getheader("Cache-Control") == "public, max-age=31536000, immutable"
                 assert body == (rep / "tile/0/000").read_bytes()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
 
 
 def test_a_checkpoint_claiming_a_huge_tree_costs_one_failed_fetch(

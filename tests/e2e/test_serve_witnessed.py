@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from hashtrail.cli import main
 from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
-from tileskit import ROOT, Server, TileLedger, make_ledger
+from tileskit import ROOT, Server, TileLedger, interrupt, make_ledger
 
 pytest.importorskip("aiohttp")
 
@@ -62,12 +61,7 @@ class Witness:
 
     def stop(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        interrupt(self.proc)
 
     def size(self) -> int:
         return note.parse_checkpoint(note.parse_note(self.state.read_bytes()).text).size

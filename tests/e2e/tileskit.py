@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 import ledgerkit
@@ -64,6 +65,16 @@ def make_ledger(path: Path, signed: int, unsigned: int) -> TileLedger:
         return TileLedger(path, led.verifier.to_string(), d1, d2)
 
 
+def interrupt(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server the way a user does, Ctrl-C (SIGINT); kill it after 10 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Server:
     """A real `hashtrail serve` process on a free loopback port."""
 
@@ -89,12 +100,7 @@ class Server:
             c.close()
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        interrupt(self.proc)
 
 
 @contextmanager
