@@ -56,6 +56,8 @@ def free_port() -> int:
 
 
 def _tool(name: str) -> str:
+    """A Mosquitto program (mosquitto, mosquitto_passwd): on PATH, else where Debian puts
+    it (root's PATH may lack /usr/sbin)."""
     exe = shutil.which(name) or next(
         (str(p) for p in (Path("/usr/bin") / name, Path("/usr/sbin") / name) if p.exists()),
         None)
@@ -120,11 +122,7 @@ class PrivateBroker:
 
     def __init__(self, directory: Path, tls: TlsFiles | None = None,
                  users: dict[str, str] | None = None) -> None:
-        exe = shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-        if exe is None:
-            _missing("mosquitto is not installed (apt-get install mosquitto)")
-        self.exe = str(exe)
+        self.exe = _tool("mosquitto")
         self.port = free_port()
         self.conf = directory / "mosquitto.conf"
         conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
