@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from hashtrail.ledger.proof import check_inclusion_proof
 from hashtrail.web import data
 from hashtrail.web.app import CSP
 from hashtrail.web.data import Series
+from tileskit import Server
 from webkit import XSS_LABEL, XSS_SENSOR, FleetLedger, make_fleet_ledger, served
 
 pytest.importorskip("aiohttp")
@@ -277,3 +280,38 @@ def test_verification_runs_beside_the_event_loop(fl: FleetLedger,
     with served(fl.path) as u:
         got = _json(u + "api/fleet")
     assert got["size"] > 0 and len(got["devices"]) == len(fl.ids)
+
+
+def test_sigterm_stops_the_server_and_its_verification_process_cleanly(
+        fl: FleetLedger) -> None:
+    """A service manager stops `hashtrail serve` with SIGTERM. It used to kill the server
+    outright: the fleet view's verification process was left to notice on its own and
+    the resource tracker printed 'leaked semaphore objects'. Now SIGTERM runs the same
+    cleanup as Ctrl-C: exit 0, nothing on stderr, the verification process gone."""
+    srv = Server(Path(fl.path))
+    try:
+        status, _, body = srv.get("/api/fleet")
+        assert status == 200, body
+        children = _children(srv.proc.pid)
+        assert children, "the fleet view verified in no process of its own"
+        srv.proc.send_signal(signal.SIGTERM)
+        _, err = srv.proc.communicate(timeout=20)
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    assert srv.proc.returncode == 0, err
+    assert err == "", err
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{c}").exists() for c in children), children
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids = (task / "children").read_text().split()
+        out += [int(k) for k in kids]
+    return out

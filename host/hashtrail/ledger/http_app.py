@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -78,8 +79,14 @@ def serve_app(
             r = ready(f"http://{shown}:{bound}/")
             if r is not None:
                 await r
+        # SIGTERM (a service manager's stop) ends the server as Ctrl-C does: through
+        # the cleanup, which stops the fleet view's verification process; killed
+        # outright, it left that process's semaphores to the resource tracker's warning
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
