@@ -124,13 +124,19 @@ def measure(port: int, paths: list[str], conns: int, seconds: float,
 
 
 def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
-                work: Path, pid: int) -> dict[str, Any]:
+                work: Path, pid: int, rate: int = 0) -> dict[str, Any]:
     """The same load with wrk (C, one thread; warm-up second first): a client that
-    costs the server's core less than this process does."""
+    costs the server's core less than this process does. `rate`: each connection
+    waits conns/rate s before its next request (wrk's delay()), so the load offered is
+    at most `rate` requests/s: the latency at that rate rather than at saturation
+    (paced per connection, not open-loop: a stalled answer delays that connection's
+    next request, so the p99 of a stalling server comes out a little low)."""
     script = work / "paths.lua"
     script.write_text("paths = {" + ",".join(f'"/{p}"' for p in paths) + "}\n"
                       "math.randomseed(1)\nrequest = function()\n"
-                      "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+                      "  return wrk.format('GET', paths[math.random(#paths)])\nend\n"
+                      + (f"delay = function()\n  return {conns * 1000 / rate:.3f}\nend\n"
+                         if rate else ""))
     url = f"http://{HOST}:{port}/"
     base = ["wrk", "-t1", f"-c{conns}", "--latency", "-s", str(script)]
     subprocess.run([*base, "-d1s", url], capture_output=True, check=True, timeout=30)
@@ -156,9 +162,12 @@ def measure_wrk(port: int, paths: list[str], conns: int, seconds: float,
     return out
 
 
-def _append(tl: TileLedger, stop: Any, out: Any) -> None:
+def _append(tl: TileLedger, stop: Any, out: Any, niceness: int = 0) -> None:
     """Reconcile more entries until `stop` is set (a child process); reports how many
-    leaves and reconciles."""
+    leaves and reconciles. `niceness`: the appender's scheduling priority lowered as an
+    operator would run a batch job beside a server (`nice hashtrail reconcile`)."""
+    if niceness:
+        os.nice(niceness)
     with Ledger.open(tl.path) as led:
         first = size = led.size
     runs = 0
@@ -222,6 +231,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--rate", type=int, default=0, metavar="R",
+                    help="offer at most R requests/s (wrk only; 0: as fast as answered)")
+    ap.add_argument("--append-nice", type=int, default=0, metavar="N",
+                    help="run the appending reconciles at nice N (0: same priority)")
     ap.add_argument("--no-nginx", dest="nginx", action="store_false",
                     help="leave nginx out even when installed")
     ap.add_argument("--json", action="store_true")
@@ -229,9 +242,10 @@ def main() -> int:
                     help="load generator: wrk when installed (auto), else this process")
     a = ap.parse_args()
     if not (0 < a.seconds <= 60 and 0 < a.connections <= 256 and 0 < a.max_requests
-            <= 10**6 and 256 <= a.leaves <= 2 * 10**6):
+            <= 10**6 and 256 <= a.leaves <= 2 * 10**6 and 0 <= a.append_nice <= 19
+            and 0 <= a.rate <= 10**6):
         ap.error("bounded: seconds 0..60, connections 1..256, max-requests 1..10^6, "
-                 "leaves 256..2*10^6")
+                 "leaves 256..2*10^6, append-nice 0..19, rate 0..10^6")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         d = Path(tmp)
         tl = make_ledger(d / "led.db", a.leaves // 10, a.leaves - a.leaves // 10)
@@ -248,9 +262,12 @@ def main() -> int:
                  (r.level == 0 or r.level is None)]
         results: dict[str, Any] = {}
         use_wrk = a.client == "wrk" or (a.client == "auto" and shutil.which("wrk") is not None)
+        if a.rate and not use_wrk:
+            ap.error("--rate needs wrk (the Python client runs as fast as answered)")
         ctx = multiprocessing.get_context("fork")
         stop, q = ctx.Event(), ctx.Queue()
-        app = None if a.no_append else ctx.Process(target=_append, args=(tl, stop, q))
+        app = None if a.no_append else ctx.Process(target=_append,
+                                                    args=(tl, stop, q, a.append_nice))
         if app is not None:
             app.start()
         names = ["http.server", "hashtrail serve"]
@@ -265,7 +282,7 @@ def main() -> int:
                 try:
                     if use_wrk:
                         results[name] = measure_wrk(srv.port, paths, a.connections,
-                                                    a.seconds, d, srv.proc.pid)
+                                                    a.seconds, d, srv.proc.pid, a.rate)
                     else:
                         results[name] = measure(srv.port, paths, a.connections, a.seconds,
                                                 a.max_requests, srv.proc.pid)
@@ -280,7 +297,9 @@ def main() -> int:
         report = {"machine": host_machine(), "leaves": size, "paths": len(paths),
                   "load_average_before": [round(x, 2) for x in load_before],
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                  "connections": a.connections, "results": results,
+                  "connections": a.connections, "rate": a.rate,
+                  "append_nice": a.append_nice,
+                  "results": results,
                   "appended_leaves": appended[0], "reconciles": appended[1],
                   "ratio_rps": round(h["rps"] / max(1, s["rps"]), 2),
                   "ratio_cpu_per_request": round(s["cpu_us_per_request"] /
@@ -292,7 +311,8 @@ def main() -> int:
     else:
         m = report["machine"]
         print(f"{m['cpu']}, {m['nproc']} CPUs, Python {m['python']}; tree of {size} "
-              f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections; "
+              f"leaves, {len(paths)} full tiles and bundles, {a.connections} connections"
+              f"{f' offering at most {a.rate} req/s' if a.rate else ''}; "
               f"load average {report['load_average_before'][0]} before, "
               f"{report['load_average_after'][0]} after")
         for name, r in results.items():
@@ -300,7 +320,8 @@ def main() -> int:
                   f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  "
                   f"{r['cpu_us_per_request']} us CPU/request  ({r.get('client', 'python')}"
                   " client)")
-        print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves")
+        print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves"
+              + (f" (at nice {a.append_nice})" if a.append_nice else ""))
         for name, r in results.items():
             if r["non_200"]:
                 print(f"  WARNING: {name} answered {r['non_200']} requests with another "
