@@ -36,6 +36,7 @@ N = 650
 @pytest.fixture(scope="module")
 def pool() -> Iterator[VerifyPool]:
     with VerifyPool(2) as p:
+        p.start()             # (a pool not running is started only from COLD_MIN entries)
         yield p
 
 
@@ -219,17 +220,29 @@ def _zombie(pid: int) -> bool:
 
 
 _PARENT = textwrap.dedent("""
-    import sys, time
+    import sys, tempfile
+    from pathlib import Path
     from hashtrail.chain.verify_pool import VerifyPool
-    pool = VerifyPool(2)
-    pool.start()
-    print(" ".join(str(w.proc.pid) for w in pool._workers), flush=True)
+    from hashtrail.ledger import reconcile as rec
+    from hashtrail.ledger.ledger_db import Ledger
+    from ledgerkit import Device, bundle, trust
+    rec.POOL_MIN, rec.BATCH = 50, 100
+    d = Device(99, per_entry_sig=True)
+    d.readings(1999)
+    b = bundle([d])
+    tmp = Path(tempfile.mkdtemp())
     try:
-        while True:
-            time.sleep(0.1)
+        with VerifyPool(2) as pool:
+            pool.start()
+            print(" ".join(str(w.proc.pid) for w in pool._workers), flush=True)
+            for k in range(10**6):         # reconciles until stopped
+                led = trust(Ledger.create(tmp / f"{k}.db", "t/o", key_file=tmp / f"{k}.k"))
+                with led:
+                    assert rec.reconcile(led, b, pool=pool).accepted == 2000
+                if k == 0:
+                    print("reconciling", flush=True)
     except KeyboardInterrupt:
-        pool.close()
-        print("closed", flush=True)
+        print("closed" if not pool.running else "left running", flush=True)
         sys.exit(130)
 """)
 
@@ -237,25 +250,45 @@ _PARENT = textwrap.dedent("""
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_workers_do_not_outlive_their_parent(how: str) -> None:
-    """A reconcile killed -9 leaves no worker behind (they read end-of-file and exit);
-    a Ctrl-C reaches the parent only (the workers are in their own process group) and it
-    closes them."""
+    """A reconcile killed -9 mid-run leaves no worker behind (they read end-of-file
+    and exit); a Ctrl-C reaches the parent only (the workers are in their own process
+    group) and ends its reconcile with KeyboardInterrupt, which closes them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE,
                          env=env, text=True)
     assert p.stdout is not None
     pids = [int(x) for x in p.stdout.readline().split()]
+    assert p.stdout.readline() == "reconciling\n"
     assert len(pids) == 2 and all(_alive(x) for x in pids)
     assert all(os.getpgid(x) == x for x in pids)          # not in the parent's group
     assert all(os.getsid(x) == os.getsid(p.pid) for x in pids)   # but in its session
-    if how == "SIGKILL":
+    try:
+        if how == "SIGKILL":
+            p.kill()
+            assert p.wait(10) == -signal.SIGKILL
+        else:
+            p.send_signal(signal.SIGINT)
+            assert p.stdout.readline() == "closed\n"
+            assert p.wait(10) == 130
+        assert _gone(pids)
+    finally:              # a failing run leaves nothing behind either
         p.kill()
-        assert p.wait(10) == -signal.SIGKILL
-    else:
-        p.send_signal(signal.SIGINT)
-        assert p.stdout.readline() == "closed\n"
-        assert p.wait(10) == 130
-    assert _gone(pids)
+        for x in pids:
+            if _alive(x) and not _zombie(x):
+                os.kill(x, signal.SIGKILL)
+
+
+def test_a_pool_starts_only_for_a_large_bundle(tmp_path: Path, small: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting workers costs more than checking a small bundle on threads (COLD_MIN)."""
+    d = _device()
+    b = bundle([d], cps=[(d, d.checkpoint())])
+    with VerifyPool(2) as p:
+        _run(tmp_path, "small", [b], pool=p)
+        assert not p.running
+        monkeypatch.setattr(rec, "COLD_MIN", N)
+        _run(tmp_path, "large", [b], pool=p)
+        assert p.running
 
 
 def test_a_worker_that_dies_fails_the_batch(tmp_path: Path, small: None) -> None:

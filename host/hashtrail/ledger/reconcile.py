@@ -47,9 +47,10 @@ export and reconcile"). Problems are returned as findings (device, seq, reason),
 silently dropped.
 
 Worker processes: a per-entry-signed chunk of at least POOL_MIN signatures goes to a
-chain.verify_pool.VerifyPool when one is running (the caller's `pool`, or one this
-reconcile starts for a bundle of at least COLD_MIN entries: starting one costs more
-than checking a smaller bundle on threads). The workers hash and verify while this
+chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one of
+this reconcile's own) when it is running, or when the bundle holds at least COLD_MIN
+entries, which starts it: starting workers costs more than checking a smaller bundle
+on threads. The workers hash and verify while this
 process parses, walks and writes: each chunk's batches are handed over one chunk
 ahead (_Ahead), and a chunk is walked BATCH entries at a time inside its one
 transaction, each batch as soon as its verdicts are back, so the walk of one batch
@@ -64,6 +65,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -174,9 +176,10 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
     end returns at once (`Result.already`), and one reconciled now is recorded, with
     its collector's cursor (docs/BUNDLE.md "Incremental export").
-    `pool`: worker processes to check per-entry signatures in, kept running by the
-    caller across bundles; without one, a bundle of COLD_MIN entries or more gets its
-    own for the run (none with `workers=1`)."""
+    `pool`: worker processes to check per-entry signatures in, kept by the caller
+    across bundles; without one, reconcile keeps its own for the run (none with
+    `workers=1`). A pool not running yet is started only for a bundle of COLD_MIN
+    entries or more."""
     led.require_signer()     # it signs a checkpoint at the end: no key, no change at all
     res = Result()
     db = led.storage
@@ -216,7 +219,7 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                                             " refused"))
     run = _Run(led, res, workers, cps, counts, refused)
     own = None
-    if pool is None and workers != 1 and sum(counts.values()) >= COLD_MIN:
+    if pool is None and workers != 1:      # (started only if a chunk asks: _Run.submit)
         pool = own = verify_pool.VerifyPool(workers)
     ahead = _Ahead(run, pool)
     try:
@@ -338,12 +341,12 @@ class _Run:
                 self.held[did] = _device(self.led, db, did, key, recs, self.res,
                                          self.workers, new_cp, self.parsed)
                 return
-            batches = verdicts.batches
+            batches, cuts = verdicts.batches, verdicts.cuts
             i = 0
             while i < len(batches):
                 # once entries are held, the rest in one walk (held rows load once)
                 j = len(batches) if i and self.held[did] else i + 1
-                part = recs[i * BATCH:j * BATCH]
+                part = recs[cuts[i]:cuts[j]]
                 self.held[did] = _device(self.led, db, did, key, part, self.res,
                                          self.workers, new_cp if i == 0 else None,
                                          self.parsed, _pooled(batches[i:j], part))
@@ -355,6 +358,8 @@ class _Run:
         (module docstring); None: checked on threads when its turn comes."""
         if did in self.refused or (did in self.keys and self.keys[did] is None):
             return None
+        if not pool.running and sum(self.counts.values()) < COLD_MIN:
+            return None
         signed = sum(1 for r in recs if r.sig is not None)
         if signed < POOL_MIN or 2 * signed < len(recs):
             return None
@@ -365,10 +370,10 @@ class _Run:
             check_pub(dev.pub)
         except FormatError:
             return None
-        return _Submitted(dev.pub, [
-            pool.submit(dev.pub, [r.body for r in recs[i:i + BATCH]],
-                        [r.sig for r in recs[i:i + BATCH]])
-            for i in range(0, len(recs), BATCH)])
+        cuts = _cuts(len(recs))
+        return _Submitted(dev.pub, cuts, [
+            pool.submit(dev.pub, [r.body for r in recs[lo:hi]], [r.sig for r in recs[lo:hi]])
+            for lo, hi in itertools.pairwise(cuts)])
 
     def _start(self, did: str, new_cps: list[int]) -> DeviceKey | None:
         """The device's key once it may take entries, after its bundle checkpoints are
@@ -481,11 +486,19 @@ _Checked = tuple[bytes, EntryFields | HashtrailError, bool]
 
 
 class _Submitted(NamedTuple):
-    """A chunk's signatures handed to a pool: the key they were checked with, and the
-    verdicts of each BATCH entries."""
+    """A chunk's signatures handed to a pool: the key they were checked with, where
+    its batches start (and the last ends), and each batch's verdicts."""
 
     pub: bytes
+    cuts: list[int]
     batches: list[verify_pool.Verdicts]
+
+
+def _cuts(n: int) -> list[int]:
+    """Batch boundaries for a chunk of n entries: BATCH entries each. (Cutting the last
+    batch smaller, so that less of the walk is left after the workers' last verdict,
+    measured no different: tools/bench_ledger.py, docs/LEDGER.md.)"""
+    return [*range(0, n, BATCH), n]
 
 
 class _Ahead:
