@@ -504,7 +504,8 @@ def _cuts(n: int) -> list[int]:
 class _Ahead:
     """Chunks paired with their pool verdicts, handed over one chunk ahead: while this
     process walks a chunk, the workers check the next. At most two chunks' entries are
-    in flight (the bound CHUNK keeps on memory, doubled)."""
+    in flight (the bound CHUNK keeps on memory, doubled); none ahead while no worker
+    runs (a bundle without per-entry signatures streams as it always did)."""
 
     def __init__(self, run: _Run, pool: verify_pool.VerifyPool | None) -> None:
         self.run, self.pool = run, pool
@@ -520,7 +521,8 @@ class _Ahead:
         waiting = self.waiting
         for did, recs in chunks:
             waiting.append((did, recs, self.run.submit(did, recs, pool)))
-            if len(waiting) > 1:
+            # (no workers, nothing to hand ahead: a chunk goes as soon as it is read)
+            while len(waiting) > 1 or (waiting and not pool.running):
                 yield waiting.popleft()
         while waiting:
             yield waiting.popleft()
