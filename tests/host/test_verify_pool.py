@@ -291,6 +291,20 @@ def test_a_pool_starts_only_for_a_large_bundle(tmp_path: Path, small: None,
         assert p.running
 
 
+def test_a_pool_that_cannot_start_leaves_the_work_to_threads(
+        tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    d = _bad(_device(), 233)
+    bundles = [bundle([d], cps=[(d, d.checkpoint())])]
+    threads = _run(tmp_path, "threads", bundles, workers=1)
+    monkeypatch.setattr(rec, "COLD_MIN", N)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    with VerifyPool(2) as p:
+        assert _run(tmp_path, "pooled", bundles, pool=p) == threads
+        assert not p.running
+    assert "cannot start a verify worker" in caplog.text
+
+
 def test_a_worker_that_dies_fails_the_batch(tmp_path: Path, small: None) -> None:
     d = _device()
     b = bundle([d], cps=[(d, d.checkpoint())])

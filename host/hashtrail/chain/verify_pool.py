@@ -184,6 +184,7 @@ class VerifyPool:
         self.close()
 
     def start(self) -> None:
+        """Start the workers (PoolError, and none left running, if one cannot start)."""
         if self._workers:
             return
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -194,6 +195,9 @@ class VerifyPool:
                 self._workers.append(_Worker(subprocess.Popen(
                     [sys.executable, "-c", code], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, process_group=0)))
+        except OSError as e:
+            self.close()
+            raise PoolError(f"cannot start a verify worker ({e})") from None
         except BaseException:
             self.close()
             raise

@@ -66,6 +66,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
+import logging
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -97,6 +98,8 @@ from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
+
+log = logging.getLogger(__name__)
 
 CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 # Worker processes (module docstring, "Worker processes"; measured in docs/LEDGER.md
@@ -311,6 +314,7 @@ class _Run:
         self.taken: set[str] = set()           # devices whose entries were looked at
         self.held: dict[str, int] = {}         # device -> entries held above its tip
         self.parsed: dict[bytes, EntryFields | _Walk] = {}   # held entries read this run
+        self.refused_pool = False              # the pool could not start: threads
 
     def chunk(self, did: str, recs: list[RawEntry],
               verdicts: _Submitted | None = None) -> None:
@@ -358,7 +362,8 @@ class _Run:
         (module docstring); None: checked on threads when its turn comes."""
         if did in self.refused or (did in self.keys and self.keys[did] is None):
             return None
-        if not pool.running and sum(self.counts.values()) < COLD_MIN:
+        if self.refused_pool or (not pool.running
+                                 and sum(self.counts.values()) < COLD_MIN):
             return None
         signed = sum(1 for r in recs if r.sig is not None)
         if signed < POOL_MIN or 2 * signed < len(recs):
@@ -370,6 +375,13 @@ class _Run:
             check_pub(dev.pub)
         except FormatError:
             return None
+        if not pool.running:
+            try:
+                pool.start()
+            except verify_pool.PoolError as e:    # (no interpreter to start, no fork...)
+                log.warning("%s; per-entry signatures are checked on threads", e)
+                self.refused_pool = True
+                return None
         cuts = _cuts(len(recs))
         return _Submitted(dev.pub, cuts, [
             pool.submit(dev.pub, [r.body for r in recs[lo:hi]], [r.sig for r in recs[lo:hi]])
