@@ -283,10 +283,15 @@ def test_a_pool_starts_only_for_a_large_bundle(tmp_path: Path, small: None,
     """Starting workers costs more than checking a small bundle on threads (COLD_MIN)."""
     d = _device()
     b = bundle([d], cps=[(d, d.checkpoint())])
+    plain = Device(778)                        # checkpoints only: nothing to verify
+    plain.readings(N - 1)
+    unsigned = bundle([plain], cps=[(plain, plain.checkpoint())])
     with VerifyPool(2) as p:
         _run(tmp_path, "small", [b], pool=p)
         assert not p.running
         monkeypatch.setattr(rec, "COLD_MIN", N)
+        (res,), _ = _run(tmp_path, "unsigned", [unsigned], pool=p)
+        assert res[0] == N and not p.running
         _run(tmp_path, "large", [b], pool=p)
         assert p.running
 
