@@ -50,15 +50,15 @@ Worker processes: a per-entry-signed chunk of at least POOL_MIN signatures goes 
 chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one of
 this reconcile's own) when it is running, or when the bundle holds at least COLD_MIN
 entries, which starts it: starting workers costs more than checking a smaller bundle
-on threads. The workers hash and verify while this
-process parses, walks and writes: each chunk's batches are handed over one chunk
-ahead (_Ahead), and a chunk is walked BATCH entries at a time inside its one
-transaction, each batch as soon as its verdicts are back, so the walk of one batch
-runs while the workers check the next. A batch's entries are accepted only with their
-own verdicts in hand, by the same walk (_device) as on threads: only the time changes.
-Walked batch by batch, a chunk is what smaller chunks in one transaction would be;
-once a batch leaves entries held (a hole, a refused signature), the rest of the chunk
-is walked in one go, so held entries are not reloaded per batch.
+on threads. The workers hash and verify while this process parses, walks and writes:
+each chunk's batches are handed over one chunk ahead (_Ahead), and a chunk is walked
+BATCH entries at a time inside its one transaction, each batch as soon as its
+verdicts are back, so the walk of one batch runs while the workers check the next. A
+batch's entries are accepted only with their own verdicts in hand, by the same walk
+(_device) as on threads: only the time changes. Walked batch by batch, a chunk is
+what smaller chunks in one transaction would be; once a batch leaves entries held (a
+hole, a refused signature), the rest of the chunk is walked in one go, so held
+entries are not reloaded per batch.
 """
 
 from __future__ import annotations
@@ -509,7 +509,7 @@ class _Submitted(NamedTuple):
 def _cuts(n: int) -> list[int]:
     """Batch boundaries for a chunk of n entries: BATCH entries each. (Cutting the last
     batch smaller, so that less of the walk is left after the workers' last verdict,
-    measured no different: tools/bench_ledger.py, docs/LEDGER.md.)"""
+    measured no different: docs/LEDGER.md "Per-entry signatures in worker processes".)"""
     return [*range(0, n, BATCH), n]
 
 
