@@ -220,7 +220,7 @@ def _zombie(pid: int) -> bool:
 
 
 _PARENT = textwrap.dedent("""
-    import sys, tempfile
+    import sys
     from pathlib import Path
     from hashtrail.chain.verify_pool import VerifyPool
     from hashtrail.ledger import reconcile as rec
@@ -230,7 +230,7 @@ _PARENT = textwrap.dedent("""
     d = Device(99, per_entry_sig=True)
     d.readings(1999)
     b = bundle([d])
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(sys.argv[1])
     try:
         with VerifyPool(2) as pool:
             pool.start()
@@ -249,13 +249,13 @@ _PARENT = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
-def test_workers_do_not_outlive_their_parent(how: str) -> None:
+def test_workers_do_not_outlive_their_parent(how: str, tmp_path: Path) -> None:
     """A reconcile killed -9 mid-run leaves no worker behind (they read end-of-file
     and exit); a Ctrl-C reaches the parent only (the workers are in their own process
     group) and ends its reconcile with KeyboardInterrupt, which closes them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    p = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE,
-                         env=env, text=True)
+    p = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path)],
+                         stdout=subprocess.PIPE, env=env, text=True)
     assert p.stdout is not None
     pids = [int(x) for x in p.stdout.readline().split()]
     assert p.stdout.readline() == "reconciling\n"
