@@ -13,7 +13,13 @@ Ingest is `reconcile` of that chain (a device whose entry 0 declares policy 1, s
 entry needs its own signature) into a fresh SQLite ledger, everything included:
 bundle parsing is not (the bundle is parsed before the clock starts), but the strict
 entry parser, the signature batch, the walk, the Merkle tree and the commit are.
-`ratio_ingest_vs_openssl_all_cores` is the figure; --leaves 0 skips the proofs.
+`ratio_ingest_vs_openssl_all_cores` is the figure for signatures checked on threads;
+`ratio_pool_vs_openssl_all_cores` the same reconcile with the signatures checked in
+worker processes (chain.verify_pool), the pool started before the clock as the
+OpenSSL threads are (what a process reconciling several bundles pays per bundle), and
+`ratio_pool_cold_vs_openssl_all_cores` with a pool started and stopped inside the
+clock (what one `hashtrail reconcile` of a single bundle would pay, if it started one:
+it does only from COLD_MIN entries). --leaves 0 skips the proofs.
 
 Reconcile: real bundles (host-made chains, tools/devchain.py) into a fresh real SQLite
 ledger, for a checkpoint-signed chain and a per-entry-signed chain; the latter twice,
@@ -53,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
     Prehashed,
     encode_dss_signature,
 )
+from hashtrail.chain.verify_pool import VerifyPool  # noqa: E402
 from hashtrail.formats import merkle  # noqa: E402
 from hashtrail.formats.keys import cpu_workers  # noqa: E402
 from hashtrail.formats.leaf import leaf_bytes  # noqa: E402
@@ -67,12 +74,19 @@ def _chain(n: int, sig: bool) -> Device:
     return d
 
 
-def _reconcile_rate(path: Path, d: Device, workers: int | None = None) -> tuple[float, float]:
+def _reconcile_rate(path: Path, d: Device, workers: int | None = None,
+                    pool: VerifyPool | None = None, cold: bool = False
+                    ) -> tuple[float, float]:
     n = len(d.entries)
     b = bundle([d], cps=[(d, d.checkpoint())])
     with trust(Ledger.create(path, "bench/ledger")) as led:
         t = time.perf_counter()
-        r = reconcile(led, b, workers)
+        if cold:                # (below COLD_MIN reconcile would not start it)
+            with VerifyPool() as own:
+                own.start()
+                r = reconcile(led, b, workers, pool=own)
+        else:
+            r = reconcile(led, b, workers, pool=pool)
         dt = time.perf_counter() - t
         if r.accepted != n or r.findings:
             raise SystemExit(f"reconcile did not accept the chain: {r}")
@@ -157,22 +171,35 @@ def main() -> int:
     a = ap.parse_args()
     plain, signed = _chain(a.entries, False), _chain(a.entries, True)
     rounds = []
-    with tempfile.TemporaryDirectory() as td:
+    with tempfile.TemporaryDirectory() as td, VerifyPool() as pool:
         tmp = Path(td)
+        pool.start()                    # before the clock, as the OpenSSL threads are
         for k in range(a.rounds):
             cp_rate, cp_size = _reconcile_rate(tmp / f"cp{k}.db", plain)
             sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
+            pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool)
+            cold_rate, _ = _reconcile_rate(tmp / f"cold{k}.db", signed, cold=True)
             one_rate, _ = _reconcile_rate(tmp / f"one{k}.db", signed, workers=1)
             raw = _openssl_rate(signed, cpu_workers())
             base = _ecdsa_rate(signed, min(a.entries, 1000))
             rounds.append({"checkpoint_signed": round(cp_rate), "per_entry_signed":
-                           round(sig_rate), "per_entry_signed_1_thread": round(one_rate),
+                           round(sig_rate), "per_entry_signed_pool": round(pool_rate),
+                           "per_entry_signed_pool_cold": round(cold_rate),
+                           "per_entry_signed_1_thread": round(one_rate),
                            "openssl_all_cores": round(raw), "python_ecdsa": round(base),
-                           "ratio_ingest_vs_openssl": round(sig_rate / raw, 3)})
+                           "ratio_ingest_vs_openssl": round(sig_rate / raw, 3),
+                           "ratio_pool_vs_openssl": round(pool_rate / raw, 3),
+                           "ratio_pool_cold_vs_openssl": round(cold_rate / raw, 3)})
         proofs = _proofs(tmp, a.leaves) if a.leaves else None
     cp_rate = max(r["checkpoint_signed"] for r in rounds)
     sig_rate = max(r["per_entry_signed"] for r in rounds)
     one_rate = max(r["per_entry_signed_1_thread"] for r in rounds)
+    pool_rate = max(r["per_entry_signed_pool"] for r in rounds)
+    cold_rate = max(r["per_entry_signed_pool_cold"] for r in rounds)
+
+    def median(k: str) -> float:
+        return sorted(r[k] for r in rounds)[len(rounds) // 2]
+
     base = max(r["python_ecdsa"] for r in rounds)
     raw = max(r["openssl_all_cores"] for r in rounds)
     out = {"machine": f"{platform.machine()} {platform.processor() or ''} "
@@ -185,8 +212,13 @@ def main() -> int:
            "verify_threads": min(cpu_workers(), a.entries // 64),
            "openssl_verify_all_cores_per_s": raw,
            "ratio_ingest_vs_openssl_all_cores": round(sig_rate / raw, 3),
-           "ratio_ingest_vs_openssl_median_round": sorted(
-               r["ratio_ingest_vs_openssl"] for r in rounds)[len(rounds) // 2],
+           "ratio_ingest_vs_openssl_median_round": median("ratio_ingest_vs_openssl"),
+           "per_entry_signed_pool_entries_per_s": pool_rate,
+           "ratio_pool_vs_openssl_all_cores": round(pool_rate / raw, 3),
+           "ratio_pool_vs_openssl_median_round": median("ratio_pool_vs_openssl"),
+           "per_entry_signed_pool_cold_entries_per_s": cold_rate,
+           "ratio_pool_cold_vs_openssl_all_cores": round(cold_rate / raw, 3),
+           "ratio_pool_cold_vs_openssl_median_round": median("ratio_pool_cold_vs_openssl"),
            "python_ecdsa_verify_per_s": base,
            "ratio_checkpoint_signed_vs_python_ecdsa": round(cp_rate / base, 1),
            "ratio_per_entry_signed_vs_python_ecdsa": round(sig_rate / base, 1),

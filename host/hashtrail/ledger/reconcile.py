@@ -15,7 +15,8 @@ write lock: ledger.storage), reconcile
      entries already accepted are duplicates; everything else waits in `pending`.
      Per-entry signatures are checked as one batch over `workers` threads (default:
      every CPU; OpenSSL drops the GIL while it verifies, keys.map_slices), each
-     thread hashing and parsing its slice too;
+     thread hashing and parsing its slice too; or, for bundles with many of them, in
+     worker processes (chain.verify_pool, below "Worker processes");
   3. walks `pending` from the device's accepted tip along `prev` links, and accepts
      what the device's signatures cover, by the signing policy its entry 0 declares
      (read from entry 0 in the ledger, or from the entry 0 being accepted):
@@ -44,19 +45,36 @@ reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
 silently dropped.
+
+Worker processes: a per-entry-signed chunk of at least POOL_MIN signatures goes to a
+chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one of
+this reconcile's own) when it is running, or when the bundle holds at least COLD_MIN
+entries, which starts it: starting workers costs more than checking a smaller bundle
+on threads. The workers hash and verify while this process parses, walks and writes:
+each chunk's batches are handed over one chunk ahead (_Ahead), and a chunk is walked
+BATCH entries at a time inside its one transaction, each batch as soon as its
+verdicts are back, so the walk of one batch runs while the workers check the next. A
+batch's entries are accepted only with their own verdicts in hand, by the same walk
+(_device) as on threads: only the time changes. Walked batch by batch, a chunk is
+what smaller chunks in one transaction would be; once a batch leaves entries held (a
+hole, a refused signature), the rest of the chunk is walked in one go, so held
+entries are not reloaded per batch.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
+import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from hashtrail.chain import verify_pool
 from hashtrail.chain.devicecheck import (
     KIND_KEY_CREATED,
     KIND_TIME_SET,
@@ -81,7 +99,14 @@ from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import LedgerStorage
 
+log = logging.getLogger(__name__)
+
 CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
+# Worker processes (module docstring, "Worker processes"; measured in docs/LEDGER.md
+# "Per-entry signatures in worker processes"):
+POOL_MIN = 512      # signatures in a chunk from which a running pool takes it
+COLD_MIN = 20_000   # entries in a bundle from which reconcile starts a pool of its own
+BATCH = 1_000       # entries walked at a time when a pool checks them
 
 
 class Finding(NamedTuple):
@@ -146,13 +171,18 @@ _new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per
 
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
               entries: Iterable[tuple[str, RawEntry]] | None = None,
-              digest: bytes | None = None) -> Result:
+              digest: bytes | None = None,
+              pool: verify_pool.VerifyPool | None = None) -> Result:
     """Merge bundle `b` into the ledger. Its entries are `b.entries`, or `entries`, an
     iterable read once in file order (collector.bundle.BundleFile.entries: the bundle
     streams and memory stays bounded; `b` then holds its counts, not its entries).
     With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
     end returns at once (`Result.already`), and one reconciled now is recorded, with
-    its collector's cursor (docs/BUNDLE.md "Incremental export")."""
+    its collector's cursor (docs/BUNDLE.md "Incremental export").
+    `pool`: worker processes to check per-entry signatures in, kept by the caller
+    across bundles; without one, reconcile keeps its own for the run (none with
+    `workers=1`). A pool not running yet is started only for a bundle of COLD_MIN
+    entries or more."""
     led.require_signer()     # it signs a checkpoint at the end: no key, no change at all
     res = Result()
     db = led.storage
@@ -191,8 +221,18 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
     run = _Run(led, res, workers, cps, counts, refused)
-    for did, recs in _chunks(b.entries if entries is None else entries, entries is None):
-        run.chunk(did, recs)
+    own = None
+    if pool is None and workers != 1:      # (started only if a chunk asks: _Run.submit)
+        pool = own = verify_pool.VerifyPool(workers)
+    ahead = _Ahead(run, pool)
+    try:
+        for did, recs, verdicts in ahead.chunks(
+                _chunks(b.entries if entries is None else entries, entries is None)):
+            run.chunk(did, recs, verdicts)
+    finally:
+        ahead.discard()
+        if own is not None:
+            own.close()
     for did in sorted(set(cps) - run.started):
         run.chunk(did, [])
     res.pending = sum(run.held.values())
@@ -274,8 +314,18 @@ class _Run:
         self.taken: set[str] = set()           # devices whose entries were looked at
         self.held: dict[str, int] = {}         # device -> entries held above its tip
         self.parsed: dict[bytes, EntryFields | _Walk] = {}   # held entries read this run
+        self.refused_pool = False              # the pool could not start: threads
 
-    def chunk(self, did: str, recs: list[RawEntry]) -> None:
+    def chunk(self, did: str, recs: list[RawEntry],
+              verdicts: _Submitted | None = None) -> None:
+        try:
+            self._chunk(did, recs, verdicts)
+        finally:          # answers this chunk did not read (refused, an error) are dropped
+            if verdicts is not None:
+                for v in verdicts.batches:
+                    v.discard()
+
+    def _chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None) -> None:
         if did in self.refused:
             return
         db = self.led.storage
@@ -290,8 +340,52 @@ class _Run:
             self.taken.add(did)
             if len(self.parsed) > 4 * CHUNK:
                 self.parsed.clear()
-            self.held[did] = _device(self.led, db, did, key, recs, self.res, self.workers,
-                                     min(new_cps, default=None), self.parsed)
+            new_cp = min(new_cps, default=None)
+            if verdicts is None or verdicts.pub != key.pub:
+                self.held[did] = _device(self.led, db, did, key, recs, self.res,
+                                         self.workers, new_cp, self.parsed)
+                return
+            batches, cuts = verdicts.batches, verdicts.cuts
+            i = 0
+            while i < len(batches):
+                # once entries are held, the rest in one walk (held rows load once)
+                j = len(batches) if i and self.held[did] else i + 1
+                part = recs[cuts[i]:cuts[j]]
+                self.held[did] = _device(self.led, db, did, key, part, self.res,
+                                         self.workers, new_cp if i == 0 else None,
+                                         self.parsed, _pooled(batches[i:j], part))
+                i = j
+
+    def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
+               ) -> _Submitted | None:
+        """Hand a chunk's signatures to the pool, BATCH entries a batch, when that pays
+        (module docstring); None: checked on threads when its turn comes."""
+        if did in self.refused or (did in self.keys and self.keys[did] is None):
+            return None
+        if self.refused_pool or (not pool.running
+                                 and sum(self.counts.values()) < COLD_MIN):
+            return None
+        signed = sum(1 for r in recs if r.sig is not None)
+        if signed < POOL_MIN or 2 * signed < len(recs):
+            return None
+        dev = self.led.device(did)
+        if dev is None or dev.revoked_at is not None:
+            return None
+        try:
+            check_pub(dev.pub)
+        except FormatError:
+            return None
+        if not pool.running:
+            try:
+                pool.start()
+            except verify_pool.PoolError as e:    # (no interpreter to start, no fork...)
+                log.warning("%s; per-entry signatures are checked on threads", e)
+                self.refused_pool = True
+                return None
+        cuts = _cuts(len(recs))
+        return _Submitted(dev.pub, cuts, [
+            pool.submit(dev.pub, [r.body for r in recs[lo:hi]], [r.sig for r in recs[lo:hi]])
+            for lo, hi in itertools.pairwise(cuts)])
 
     def _start(self, did: str, new_cps: list[int]) -> DeviceKey | None:
         """The device's key once it may take entries, after its bundle checkpoints are
@@ -330,9 +424,11 @@ class _Run:
 
 def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list[RawEntry],
             res: Result, workers: int | None, new_cp: int | None,
-            parsed: dict[bytes, EntryFields | _Walk]) -> int:
+            parsed: dict[bytes, EntryFields | _Walk],
+            checked: list[_Checked] | None = None) -> int:
     """One chunk of a device's entries (the device enrolled, its checkpoints kept);
-    returns how many entries the device holds above its tip afterwards."""
+    returns how many entries the device holds above its tip afterwards. `checked`:
+    the records' hashes, parses and verdicts when a pool checked them (_pooled)."""
     dev = led.device(did)
     assert dev is not None
     old_tip = dev.tip_seq
@@ -341,7 +437,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0, parsed)
-    checked = _check_entries(key, recs, workers)
+    if checked is None:
+        checked = _check_entries(key, recs, workers)
     for i, (seq, body, sig) in enumerate(recs):
         h, f, sig_ok = checked[i]
         try:
@@ -397,8 +494,84 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
 
 
 
+_Checked = tuple[bytes, EntryFields | HashtrailError, bool]
+
+
+class _Submitted(NamedTuple):
+    """A chunk's signatures handed to a pool: the key they were checked with, where
+    its batches start (and the last ends), and each batch's verdicts."""
+
+    pub: bytes
+    cuts: list[int]
+    batches: list[verify_pool.Verdicts]
+
+
+def _cuts(n: int) -> list[int]:
+    """Batch boundaries for a chunk of n entries: BATCH entries each. (Cutting the last
+    batch smaller, so that less of the walk is left after the workers' last verdict,
+    measured no different: docs/LEDGER.md "Per-entry signatures in worker processes".)"""
+    return [*range(0, n, BATCH), n]
+
+
+class _Ahead:
+    """Chunks paired with their pool verdicts, handed over one chunk ahead: while this
+    process walks a chunk, the workers check the next. At most two chunks' entries are
+    in flight (the bound CHUNK keeps on memory, doubled); none ahead while no worker
+    runs (a bundle without per-entry signatures streams as it always did)."""
+
+    def __init__(self, run: _Run, pool: verify_pool.VerifyPool | None) -> None:
+        self.run, self.pool = run, pool
+        self.waiting: deque[tuple[str, list[RawEntry], _Submitted | None]] = deque()
+
+    def chunks(self, chunks: Iterable[tuple[str, list[RawEntry]]]
+               ) -> Iterator[tuple[str, list[RawEntry], _Submitted | None]]:
+        pool = self.pool
+        if pool is None:
+            for did, recs in chunks:
+                yield did, recs, None
+            return
+        waiting = self.waiting
+        for did, recs in chunks:
+            waiting.append((did, recs, self.run.submit(did, recs, pool)))
+            # (no workers, nothing to hand ahead: a chunk goes as soon as it is read)
+            while len(waiting) > 1 or (waiting and not pool.running):
+                yield waiting.popleft()
+        while waiting:
+            yield waiting.popleft()
+
+    def discard(self) -> None:
+        """Drop the answers nobody will read (a run stopped by an error)."""
+        while self.waiting:
+            sub = self.waiting.popleft()[2]
+            if sub is not None:
+                for v in sub.batches:
+                    v.discard()
+
+
+def _pooled(vs: list[verify_pool.Verdicts], recs: list[RawEntry]) -> list[_Checked]:
+    """What _check_entries gives, from a pool's verdicts on `recs` (in order): the
+    entries are parsed here while the workers still check, the hashes and verdicts
+    come from the workers."""
+    fs: list[EntryFields | HashtrailError] = []
+    for r in recs:
+        try:
+            fs.append(parse_entry(r.body))
+        except HashtrailError as e:
+            fs.append(e)
+    hashes: list[bytes] = []
+    ok = b""
+    for v in vs:
+        h, k = v.result()
+        hashes += h
+        ok += k
+    if len(hashes) != len(recs):
+        raise verify_pool.PoolError(f"verify pool: {len(hashes)} verdicts for "
+                                    f"{len(recs)} entries")
+    return list(zip(hashes, fs, map(bool, ok), strict=True))
+
+
 def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
-                   ) -> list[tuple[bytes, EntryFields | HashtrailError, bool]]:
+                   ) -> list[_Checked]:
     """(entry hash, parsed entry or why not, signature ok or absent) for each record.
 
     Per-entry signatures are checked over every CPU (keys.map_slices; OpenSSL drops the

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hashtrail import userfile
+from hashtrail.chain.verify_pool import VerifyPool
 from hashtrail.collector.bundle import (
     Bundle,
     BundleFile,
@@ -88,7 +89,9 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
     files = [BundleFile(path) for path in bundles]
     heads = [None if d in seen else _scan(f) for d, f in zip(digests, files, strict=True)]
     runs = []
-    with Ledger.open_signing(ledger, key_file) as led:
+    # one pool of verify workers for all the bundles, started by the first that needs
+    # it (ledger.reconcile: COLD_MIN), ended before the ledger closes
+    with Ledger.open_signing(ledger, key_file) as led, VerifyPool() as pool:
         if led.migrated is not None and migrated is not None:
             migrated(led.migrated)
         for i, (path, f, head, digest) in enumerate(
@@ -99,7 +102,7 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
                 head = Bundle("", "", 0)       # seen: reconcile returns before reading
             t0 = time.monotonic()
             runs.append(BundleRun(path, reconcile(led, head, entries=f.entries(),
-                                                  digest=digest)))
+                                                  digest=digest, pool=pool)))
             log.debug("%s: reconciled in %.2f s", path, time.monotonic() - t0)
         if progress is not None:
             progress(len(bundles), len(bundles))
