@@ -5,7 +5,7 @@
 # The host streams the package bytes in order (UPDATE DATA, offset + up to 86 bytes per
 # request line); the device parses them as they come:
 #   "HTU1" | manifest length u32 LE | manifest (COSE_Sign1, ES256) | files in order
-# 1. The manifest (at most 2048 bytes) is checked before any file byte is accepted
+# 1. The manifest (at most 4096 bytes) is checked before any file byte is accepted
 #    (updcheck.py, loaded for that and dropped): its signature by a release key pinned
 #    in /ht/release_keys (the package never brings its own trust), its security
 #    counter above the stored one (/ht/fw_counter, anti-rollback), its board; file
@@ -20,6 +20,15 @@
 #    the new firmware's fwboot.py appends the update entry and stores the counter.
 # Any refusal removes what was staged and answers ERROR 8 (update-refused) with the
 # reason; the application never stopped logging meanwhile.
+#
+# A full firmware image instead (manifest key 5: size and SHA-256; docs/DEVICE.md
+# "Full-image updates"): the board layer's board_ota.py, loaded only then, writes the
+# bytes to the next OTA partition as they come and hashes them; at the last byte the
+# image is read back from the partition and must match the manifest's SHA-256. The draft
+# marker gets the partition's label. COMMIT renames it to /ht/update.img (the commit
+# point: from here the chain will say what became of the update), then set_boot(), then
+# the reset; fwboot.py finishes it at the next boot (the new image confirms itself, or the
+# old one, back after the bootloader's roll-back, records the update-reverted entry).
 #
 # Memory: nothing grows with the package. The manifest is hashed as it comes and its
 # payload written to /ht/update.pay (a 2 KB buffer for it was refused by a heap the app
@@ -38,7 +47,7 @@ _OP_DATA = const(1)
 _OP_COMMIT = const(2)
 _OP_ABORT = const(3)
 _MAGIC = b"HTU1"
-_MAX_MANIFEST = const(2048)
+_MAX_MANIFEST = const(4096)  # 48 file rows of ~80 bytes; streamed to flash, never buffered
 _PROTECTED = b"\xa2\x01\x26\x04\x50"  # {1: -7, 4: bstr(16)}, the kid follows
 _RESERVE = const(16384)  # flash left free for the log after staging
 _WINDOW = const(160)  # payload bytes read at once: the map's head fields, or one file row
@@ -132,6 +141,8 @@ class _Rx:
         self.want = None  # its SHA-256
         self.name = None
         self.done = False
+        self.image = 0  # an app image's size (updcheck sets it), 0 for files
+        self.w = None  # its board_ota.Writer
 
     # -- bytes in order ------------------------------------------------------------------
     def feed(self, data):
@@ -170,7 +181,10 @@ class _Rx:
             else:
                 k = min(self.left, n - i)
                 piece = mv[i:i + k]
-                self.f.write(piece)
+                if self.w is not None:
+                    self.w.write(piece)
+                else:
+                    self.f.write(piece)
                 self.h.update(piece)
                 self.left -= k
                 self.off += k
@@ -213,7 +227,31 @@ class _Rx:
             updcheck.check(self)
         finally:
             drop("updcheck")
+        if self.image:
+            self._image()
+            return
+        st = os.statvfs(LIB)
+        if self.total - self.mend + _RESERVE > st[0] * st[3]:
+            raise Refused("package of %d bytes does not fit the free flash" % self.total)
+        os.mkdir(LIB + "/hashtrail.new")
         self._next_file()
+
+    def _image(self):
+        if self.total - self.mend != self.image:
+            raise Refused("package holds %d image bytes, its manifest says %d" % (
+                self.total - self.mend, self.image))
+        try:
+            from hashtrail import board_ota
+        except ImportError:
+            raise Refused("this board has no OTA partitions (no esp32 module)")
+        self.w = board_ota.Writer(self.image)
+        lbl = self.w.label.encode()
+        f = open(ROOT + "/update.tmp", "ab")  # the marker draft names the partition
+        f.write(bytes((len(lbl),)))
+        f.write(lbl)
+        f.close()
+        self.left = self.image
+        self.h = hashlib.sha256()
 
     def _read(self, pos):
         # A window of the payload file from pos: every item the parser reads from one
@@ -252,6 +290,16 @@ class _Rx:
             self._file_done()
 
     def _file_done(self):
+        if self.w is not None:
+            self.w.end()
+            if self.h.digest() != self.want:
+                raise Refused("image: SHA-256 differs from the manifest")
+            if self.w.sha256() != self.want:
+                raise Refused("image: SHA-256 read back from partition %s differs" %
+                              self.w.label)
+            self.h = None
+            self.done = True
+            return
         self.f.close()
         self.f = None
         if self.h.digest() != self.want:
@@ -273,7 +321,7 @@ def _clean():
     # What a transfer that did not commit leaves: the staging folder and the marker draft.
     # Never while a committed update waits for its reboot (or its trial): its staged
     # folder is what boot.py switches to.
-    if _exists(ROOT + "/update"):
+    if _exists(ROOT + "/update") or _exists(ROOT + "/update.img"):
         return
     _rmdir(LIB + "/hashtrail.new")
     _remove(ROOT + "/update.tmp")
@@ -289,6 +337,7 @@ def _end():
     from hashtrail import drop
 
     drop("update")
+    drop("board_ota")
 
 
 def _reply(link, rid, op, value):
@@ -310,7 +359,7 @@ def serve(link, rid, a):
             if _st is not None:
                 _st.close()
                 _st = None
-            if _exists(ROOT + "/update"):
+            if _exists(ROOT + "/update") or _exists(ROOT + "/update.img"):
                 raise Refused("an update is installed and waits for a reboot")
             if not _exists(ROOT + "/release_keys"):
                 raise Refused("no release key pinned on this device")
@@ -319,10 +368,11 @@ def serve(link, rid, a):
 
             gc.collect()
             total = struct.unpack_from("<I", a, 1)[0]
+            # The manifest goes to flash first; what follows it is checked against the
+            # free flash (files) or the partition (an image) once the manifest says.
             st = os.statvfs(LIB)
-            if total + _RESERVE > st[0] * st[3]:
+            if min(total, _MAX_MANIFEST + 8) + _RESERVE > st[0] * st[3]:
                 raise Refused("package of %d bytes does not fit the free flash" % total)
-            os.mkdir(LIB + "/hashtrail.new")
             _st = _Rx(total, link.board, link.fw)
             _reply(link, rid, op, 0)
         elif op == _OP_DATA:
@@ -341,7 +391,15 @@ def serve(link, rid, a):
             if _st is None or not _st.done or _st.off != _st.total:
                 raise Refused("the package is incomplete")
             _remove(ROOT + "/update.pay")
-            os.rename(ROOT + "/update.tmp", ROOT + "/update")
+            if _st.w is not None:
+                os.rename(ROOT + "/update.tmp", ROOT + "/update.img")
+                try:
+                    _st.w.boot()
+                except OSError as e:  # the bootloader's own check of the image failed
+                    os.remove(ROOT + "/update.img")
+                    raise Refused("set_boot refused the image: %s" % e)
+            else:
+                os.rename(ROOT + "/update.tmp", ROOT + "/update")
             _reply(link, rid, op, _st.off)
             _end()
             _reset(link)
