@@ -74,6 +74,8 @@ def make_image_packages(d: Path) -> None:
     (d / "image_old.bin").write_bytes(old)
     (d / "image_new.bin").write_bytes(new)
     (d / "image_new.htu").write_bytes(_image_package(new, 3, "0.2.0"))
+    large = app_image("0.2.0", 120000, seed=6)  # the budget test: nothing grows with it
+    (d / "image_large.htu").write_bytes(_image_package(large, 3, "0.2.0"))
     nxt = app_image("0.3.0", IMAGE_SIZE - 700, seed=5)  # over the old image in ota_0
     (d / "image_next.bin").write_bytes(nxt)
     (d / "image_next.htu").write_bytes(_image_package(nxt, 4, "0.3.0"))
