@@ -22,13 +22,9 @@
 # reason; the application never stopped logging meanwhile.
 #
 # A full firmware image instead (manifest key 5: size and SHA-256; docs/DEVICE.md
-# "Full-image updates"): the board layer's board_ota.py, loaded only then, writes the
-# bytes to the next OTA partition as they come and hashes them; at the last byte the
-# image is read back from the partition and must match the manifest's SHA-256. The draft
-# marker gets the partition's label. COMMIT renames it to /ht/update.img (the commit
-# point: from here the chain will say what became of the update), then set_boot(), then
-# the reset; fwboot.py finishes it at the next boot (the new image confirms itself, or the
-# old one, back after the bootloader's roll-back, records the update-reverted entry).
+# "Full-image updates"): updimg.py and the board layer's board_ota.py, loaded only once
+# the checked manifest names an image (their code is not resident at the manifest check,
+# the transfer's heap peak), write it to the next OTA partition; see updimg.py.
 #
 # Memory: nothing grows with the package. The manifest is hashed as it comes and its
 # payload written to /ht/update.pay (a 2 KB buffer for it was refused by a heap the app
@@ -227,31 +223,16 @@ class _Rx:
             updcheck.check(self)
         finally:
             drop("updcheck")
-        if self.image:
-            self._image()
+        if self.image:  # the image's code is loaded only now (updimg, board_ota)
+            from hashtrail import updimg
+
+            updimg.start(self)
             return
         st = os.statvfs(LIB)
         if self.total - self.mend + _RESERVE > st[0] * st[3]:
             raise Refused("package of %d bytes does not fit the free flash" % self.total)
         os.mkdir(LIB + "/hashtrail.new")
         self._next_file()
-
-    def _image(self):
-        if self.total - self.mend != self.image:
-            raise Refused("package holds %d image bytes, its manifest says %d" % (
-                self.total - self.mend, self.image))
-        try:
-            from hashtrail import board_ota
-        except ImportError:
-            raise Refused("this board has no OTA partitions (no esp32 module)")
-        self.w = board_ota.Writer(self.image)
-        lbl = self.w.label.encode()
-        f = open(ROOT + "/update.tmp", "ab")  # the marker draft names the partition
-        f.write(bytes((len(lbl),)))
-        f.write(lbl)
-        f.close()
-        self.left = self.image
-        self.h = hashlib.sha256()
 
     def _read(self, pos):
         # A window of the payload file from pos: every item the parser reads from one
@@ -291,14 +272,9 @@ class _Rx:
 
     def _file_done(self):
         if self.w is not None:
-            self.w.end()
-            if self.h.digest() != self.want:
-                raise Refused("image: SHA-256 differs from the manifest")
-            if self.w.sha256() != self.want:
-                raise Refused("image: SHA-256 read back from partition %s differs" %
-                              self.w.label)
-            self.h = None
-            self.done = True
+            from hashtrail import updimg
+
+            updimg.done(self)
             return
         self.f.close()
         self.f = None
@@ -337,6 +313,7 @@ def _end():
     from hashtrail import drop
 
     drop("update")
+    drop("updimg")
     drop("board_ota")
 
 
@@ -392,12 +369,9 @@ def serve(link, rid, a):
                 raise Refused("the package is incomplete")
             _remove(ROOT + "/update.pay")
             if _st.w is not None:
-                os.rename(ROOT + "/update.tmp", ROOT + "/update.img")
-                try:
-                    _st.w.boot()
-                except OSError as e:  # the bootloader's own check of the image failed
-                    os.remove(ROOT + "/update.img")
-                    raise Refused("set_boot refused the image: %s" % e)
+                from hashtrail import updimg
+
+                updimg.commit(_st)
             else:
                 os.rename(ROOT + "/update.tmp", ROOT + "/update")
             _reply(link, rid, op, _st.off)
