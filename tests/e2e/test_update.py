@@ -220,6 +220,31 @@ def test_refusals_leave_the_device_logging_and_nothing_lost(
         == [7]
 
 
+def test_a_board_without_ota_partitions_refuses_an_image_package(
+        tmp_path: Path, dev: VirtualDevice, rel: Rel,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`hashtrail update` with a full-image package (manifest key 5) on the virtual board,
+    which has no esp32 module: the device checks the manifest (signature, counter,
+    board), then refuses for want of OTA partitions; it keeps its firmware and logs on."""
+    from appimg import app_image
+
+    image = app_image(NEW, 20000)
+    m = manifest.sign_manifest(manifest.encode_image_payload(NEW, 5, "unix", image),
+                               rel.key.pub, rel.key.sign)
+    pkg = rel.file(manifest.pack(m, [image]), "image.htu")
+    before = hello(dev)
+    capsys.readouterr()
+    assert cli(["update", "--port", dev.port, str(pkg)]) == 1
+    err = capsys.readouterr().err
+    assert "refused the update" in err and "no OTA partitions" in err
+    still_logging(dev, before, OLD)
+    # Its signature is checked first: another key's image is refused for that.
+    m = manifest.sign_manifest(manifest.encode_image_payload(NEW, 5, "unix", image),
+                               rel.other.pub, rel.other.sign)
+    refused(dev, manifest.pack(m, [image]), "not signed by a pinned release key")
+    collect_all(dev, tmp_path / "c.db")
+
+
 def test_device_without_pinned_key_refuses(tmp_path: Path, rel: Rel) -> None:
     d = make_device(tmp_path, "nokey", [])
     try:

@@ -20,7 +20,11 @@ from hashtrail import fwboot
 # The harness (this module compiled from source, its host, the block device and the
 # mount; ~16.7 KB measured) shares the VM's heap: the heap is the esp32 budget plus 8 KB
 # of it, and the test checks that what the firmware got was within the budget.
-HEAP = 110592  # 102400 + 8192
+# 102400 + 9216: the harness measured 21,760 B, then 22,848 B, and 23,744 B since app.py
+# names /update.img (one more qstr: a qstr pool block grown while the harness is measured).
+# What the firmware needs is unchanged (same-run bisection, 512 B steps: the transfer
+# completed with 86,720 B for the firmware before full-image updates, 86,848 B after).
+HEAP = 111616
 _BUDGET = 102400
 TIMEOUT = 600
 NEEDS = ("app_board", "update_packages")

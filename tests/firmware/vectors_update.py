@@ -9,6 +9,8 @@ real producer, never against a second encoder written for the test.
   counter 3, board "unix" (the app_board's name): what a device receives.
 - update_small.htu: three small files, counter 3 (the power-cut sweep replays it
   at every flash operation, so it is kept short); update_small.json lists its files.
+- image_*.htu / image_*.bin: full-image packages (manifest key 5) for the simulated OTA
+  partitions (test_update_image.py): the new image, and one per refusal.
 """
 
 from __future__ import annotations
@@ -47,3 +49,44 @@ def make_update_packages(d: Path) -> None:
     (d / "update_small.htu").write_bytes(_package(small, 3, "0.2.0"))
     (d / "update_small.json").write_text(json.dumps(
         {p.rsplit("/", 1)[1]: data.hex() for p, data in small.items()}))
+
+
+# -- full-image packages (tests/firmware/test_update_image.py) ----------------------------
+# Images laid out like ESP-IDF app images (tests/host/appimg.py): the simulated esp32
+# module reads the version an image "runs" from its app description.
+IMAGE_SIZE = 10000
+
+
+def _image_package(image: bytes, counter: int, version: str, board: str = "unix",
+                   key: ReleaseKey | None = None) -> bytes:
+    k = key or _key()
+    m = manifest.sign_manifest(manifest.encode_image_payload(version, counter, board, image),
+                               k.pub, k.sign)
+    return manifest.pack(m, [image])
+
+
+def make_image_packages(d: Path) -> None:
+    from appimg import app_image
+
+    (d / "update_pub.bin").write_bytes(_key().pub)
+    old = app_image("0.1.0", IMAGE_SIZE, seed=1)
+    new = app_image("0.2.0", IMAGE_SIZE, seed=2)
+    (d / "image_old.bin").write_bytes(old)
+    (d / "image_new.bin").write_bytes(new)
+    (d / "image_new.htu").write_bytes(_image_package(new, 3, "0.2.0"))
+    large = app_image("0.2.0", 120000, seed=6)  # the budget test: nothing grows with it
+    (d / "image_large.htu").write_bytes(_image_package(large, 3, "0.2.0"))
+    nxt = app_image("0.3.0", IMAGE_SIZE - 700, seed=5)  # over the old image in ota_0
+    (d / "image_next.bin").write_bytes(nxt)
+    (d / "image_next.htu").write_bytes(_image_package(nxt, 4, "0.3.0"))
+    other = ReleaseKey(ec.derive_private_key(_D + 1, ec.SECP256R1()))
+    (d / "image_other_key.htu").write_bytes(_image_package(new, 3, "0.2.0", key=other))
+    (d / "image_other_board.htu").write_bytes(_image_package(new, 3, "0.2.0", board="esp32"))
+    bad = bytearray(_image_package(new, 3, "0.2.0"))
+    bad[-5000] ^= 0x01  # one bit of the image, after signing: its SHA-256 differs
+    (d / "image_tampered.htu").write_bytes(bytes(bad))
+    (d / "image_badver.htu").write_bytes(_image_package(app_image("0.2.0-x", IMAGE_SIZE,
+                                                                  seed=3), 3, "0.2.0"))
+    (d / "image_big.htu").write_bytes(_image_package(app_image("0.2.0", 40000, seed=4), 3,
+                                                     "0.2.0"))
+    (d / "image_nohead.htu").write_bytes(_image_package(bytes(IMAGE_SIZE), 3, "0.2.0"))

@@ -85,6 +85,7 @@ PATHS: dict[tuple[str, str], str] = {
     ("deploy", "--port"): "port",
     ("release keygen", "--out"): "new-file",
     ("release build", "--key"): "input",
+    ("release build", "--image"): "input",
     ("release build", "--out"): "out",
     ("update", "--port"): "port",
     ("update", "package"): "input",

@@ -11,6 +11,7 @@ import threading
 import time
 import tty
 
+import pytest
 from hashtrail.device import deploy
 from hashtrail.device.deploy import DeployError
 
@@ -97,3 +98,13 @@ def test_a_silent_port_is_refused_in_bounded_time_with_what_it_printed() -> None
     assert isinstance(got, DeployError), got
     assert "no MicroPython raw REPL" in str(got) and "silent" in str(got), str(got)
     assert took < 2 * deploy._RAW_REPL_WAIT_S * deploy._RAW_REPL_TRIES, took
+
+
+def test_hash_lines_from_the_device_are_parsed_strictly() -> None:
+    """The device prints a line per file (deploy._HASH_CODE): a missing file is None, and a
+    line that is not "path digest" (a traceback, REPL noise) is an error, never a hash."""
+    out = b"/lib/hashtrail/app.mpy " + b"ab" * 32 + b"\r\n/ht/release_keys None\r\n"
+    assert deploy.parse_hashes(out) == {"/lib/hashtrail/app.mpy": "ab" * 32,
+                                        "/ht/release_keys": None}
+    with pytest.raises(ValueError):
+        deploy.parse_hashes(b"Traceback (most recent call last):\n")

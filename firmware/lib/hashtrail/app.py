@@ -106,11 +106,12 @@ class App:
                               reset_cause=reset_cause)
         self.link.log = self.log
         # A switched-in update waits behind the marker (its entry, then cleanup); an
-        # update boot.py took back, behind update.reverted (its entry). The common
+        # update boot.py took back, behind update.reverted (its entry); a full-image
+        # update, behind update.img (its entry and confirmation, or its roll-back's). The common
         # boot has neither and fwboot is not loaded at all (heap: with MQTT at the
         # 100 KB budget every loaded module counts, see below).
         pending = False
-        for p in ("/update", "/update.reverted"):
+        for p in ("/update", "/update.reverted", "/update.img"):
             try:
                 os.stat(root + p)
                 pending = True

@@ -18,6 +18,20 @@
 # update-reverted entry (kind 8: the version that failed, the version running again,
 # the counter and manifest SHA-256 of the release taken back, the reason) and removes
 # the file. A power cut between the two appends it again at the next boot.
+#
+# A full-image update (board_ota.py, docs/DEVICE.md "Full-image updates") leaves
+# /ht/update.img instead: the marker plus the label of the partition set to boot. When
+# the partition running is that one and the firmware reports the manifest's version, it
+# is the new image on its first boot, pending verification by the bootloader: it appends
+# the update entry, confirms itself (mark_app_valid_cancel_rollback), stores the counter
+# and removes the marker, in that order: a cut before the confirmation lets the
+# bootloader take it back (the entry then stands in the chain followed by the
+# update-reverted one); a cut after it repeats the entry at the next boot, as above.
+# When another partition runs, the new image never confirmed itself (the bootloader
+# rolled it back, or the cut came before set_boot): the firmware running appends the
+# update-reverted entry and removes the marker; the counter was never stored. A new
+# image that reports another version than its manifest does not confirm itself and
+# resets at once: the bootloader rolls it back.
 import os
 import struct
 
@@ -62,8 +76,9 @@ def _exists(p):
         return False
 
 
-def parse_marker(b):
-    """(counter, old version, new version, manifest SHA-256) from the marker's bytes."""
+def parse_marker(b, image=False):
+    """(counter, old version, new version, manifest SHA-256) from the marker's bytes,
+    and the partition label after them for a full-image marker (`image`)."""
     counter, n = struct.unpack_from("<IB", b, 0)
     i = 5
     old = str(b[i:i + n], "utf-8")
@@ -72,9 +87,16 @@ def parse_marker(b):
     new = str(b[i + 1:i + 1 + m], "utf-8")
     i += 1 + m
     h = bytes(b[i:i + 32])
-    if len(h) != 32 or i + 32 != len(b):
-        raise ValueError("update marker is malformed")
-    return counter, old, new, h
+    i += 32
+    if image and i < len(b):
+        n = b[i]
+        label = str(b[i + 1:i + 1 + n], "utf-8")
+        i += 1 + n
+        if len(h) == 32 and i == len(b):
+            return counter, old, new, h, label
+    elif not image and len(h) == 32 and i == len(b):
+        return counter, old, new, h
+    raise ValueError("update marker is malformed")
 
 
 def finish(log, root="/ht"):
@@ -83,7 +105,7 @@ def finish(log, root="/ht"):
     starts whatever the marker holds."""
     try:
         return _finish(log, *paths(root))
-    except (OSError, ValueError, IndexError, TypeError, MemoryError) as e:
+    except (OSError, ValueError, IndexError, TypeError, MemoryError, ImportError) as e:
         # The log is open and the device must keep logging: a failure here is printed
         # and retried at the next boot (the marker stays).
         print("hashtrail: update finish: %s: %s" % (type(e).__name__, e))
@@ -104,8 +126,45 @@ def _reverted(log, root):
     os.remove(p)
 
 
+def _image(log, root):
+    p = root + "/update.img"
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return None
+    b = f.read()
+    f.close()
+    counter, old, new, h, label = parse_marker(b, True)
+    from hashtrail import board_ota, drop
+
+    try:
+        if board_ota.running() != label:
+            log.append(_KIND_UPDATE_REVERTED, {1: new, 2: old, 3: counter, 4: h,
+                                               5: "image not confirmed at its first boot"})
+            os.remove(p)
+            return None
+        if log.fw != new:
+            print("hashtrail: the image in %s reports %s, its manifest %s: rolling back" % (
+                label, log.fw, new))
+            log.close()
+            board_ota.reset()
+            return None
+        due = read_counter(root) < counter
+        if due:
+            log.append(_KIND_UPDATE, {1: old, 2: new, 3: counter, 4: h})
+        board_ota.confirm()
+        if due:
+            write_counter(root, counter)
+        os.remove(p)
+        return new
+    finally:
+        drop("board_ota")
+
+
 def _finish(log, root, lib):
     _reverted(log, root)
+    if _exists(root + "/update.img"):
+        return _image(log, root)
     marker = root + "/update"
     try:
         f = open(marker, "rb")

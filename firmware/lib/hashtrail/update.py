@@ -5,7 +5,7 @@
 # The host streams the package bytes in order (UPDATE DATA, offset + up to 86 bytes per
 # request line); the device parses them as they come:
 #   "HTU1" | manifest length u32 LE | manifest (COSE_Sign1, ES256) | files in order
-# 1. The manifest (at most 2048 bytes) is checked before any file byte is accepted
+# 1. The manifest (at most 4096 bytes) is checked before any file byte is accepted
 #    (updcheck.py, loaded for that and dropped): its signature by a release key pinned
 #    in /ht/release_keys (the package never brings its own trust), its security
 #    counter above the stored one (/ht/fw_counter, anti-rollback), its board; file
@@ -20,6 +20,11 @@
 #    the new firmware's fwboot.py appends the update entry and stores the counter.
 # Any refusal removes what was staged and answers ERROR 8 (update-refused) with the
 # reason; the application never stopped logging meanwhile.
+#
+# A full firmware image instead (manifest key 5: size and SHA-256; docs/DEVICE.md
+# "Full-image updates"): updimg.py and the board layer's board_ota.py, loaded only once
+# the checked manifest names an image (their code is not resident at the manifest check,
+# the transfer's heap peak), write it to the next OTA partition; see updimg.py.
 #
 # Memory: nothing grows with the package. The manifest is hashed as it comes and its
 # payload written to /ht/update.pay (a 2 KB buffer for it was refused by a heap the app
@@ -38,7 +43,7 @@ _OP_DATA = const(1)
 _OP_COMMIT = const(2)
 _OP_ABORT = const(3)
 _MAGIC = b"HTU1"
-_MAX_MANIFEST = const(2048)
+_MAX_MANIFEST = const(4096)  # 48 file rows of ~80 bytes; streamed to flash, never buffered
 _PROTECTED = b"\xa2\x01\x26\x04\x50"  # {1: -7, 4: bstr(16)}, the kid follows
 _RESERVE = const(16384)  # flash left free for the log after staging
 _WINDOW = const(160)  # payload bytes read at once: the map's head fields, or one file row
@@ -132,6 +137,8 @@ class _Rx:
         self.want = None  # its SHA-256
         self.name = None
         self.done = False
+        self.image = 0  # an app image's size (updcheck sets it), 0 for files
+        self.w = None  # its board_ota.Writer
 
     # -- bytes in order ------------------------------------------------------------------
     def feed(self, data):
@@ -170,7 +177,10 @@ class _Rx:
             else:
                 k = min(self.left, n - i)
                 piece = mv[i:i + k]
-                self.f.write(piece)
+                if self.w is not None:
+                    self.w.write(piece)
+                else:
+                    self.f.write(piece)
                 self.h.update(piece)
                 self.left -= k
                 self.off += k
@@ -213,6 +223,15 @@ class _Rx:
             updcheck.check(self)
         finally:
             drop("updcheck")
+        if self.image:  # the image's code is loaded only now (updimg, board_ota)
+            from hashtrail import updimg
+
+            updimg.start(self)
+            return
+        st = os.statvfs(LIB)
+        if self.total - self.mend + _RESERVE > st[0] * st[3]:
+            raise Refused("package of %d bytes does not fit the free flash" % self.total)
+        os.mkdir(LIB + "/hashtrail.new")
         self._next_file()
 
     def _read(self, pos):
@@ -252,6 +271,11 @@ class _Rx:
             self._file_done()
 
     def _file_done(self):
+        if self.w is not None:
+            from hashtrail import updimg
+
+            updimg.done(self)
+            return
         self.f.close()
         self.f = None
         if self.h.digest() != self.want:
@@ -273,7 +297,7 @@ def _clean():
     # What a transfer that did not commit leaves: the staging folder and the marker draft.
     # Never while a committed update waits for its reboot (or its trial): its staged
     # folder is what boot.py switches to.
-    if _exists(ROOT + "/update"):
+    if _exists(ROOT + "/update") or _exists(ROOT + "/update.img"):
         return
     _rmdir(LIB + "/hashtrail.new")
     _remove(ROOT + "/update.tmp")
@@ -289,6 +313,8 @@ def _end():
     from hashtrail import drop
 
     drop("update")
+    drop("updimg")
+    drop("board_ota")
 
 
 def _reply(link, rid, op, value):
@@ -310,7 +336,7 @@ def serve(link, rid, a):
             if _st is not None:
                 _st.close()
                 _st = None
-            if _exists(ROOT + "/update"):
+            if _exists(ROOT + "/update") or _exists(ROOT + "/update.img"):
                 raise Refused("an update is installed and waits for a reboot")
             if not _exists(ROOT + "/release_keys"):
                 raise Refused("no release key pinned on this device")
@@ -319,10 +345,11 @@ def serve(link, rid, a):
 
             gc.collect()
             total = struct.unpack_from("<I", a, 1)[0]
+            # The manifest goes to flash first; what follows it is checked against the
+            # free flash (files) or the partition (an image) once the manifest says.
             st = os.statvfs(LIB)
-            if total + _RESERVE > st[0] * st[3]:
+            if min(total, _MAX_MANIFEST + 8) + _RESERVE > st[0] * st[3]:
                 raise Refused("package of %d bytes does not fit the free flash" % total)
-            os.mkdir(LIB + "/hashtrail.new")
             _st = _Rx(total, link.board, link.fw)
             _reply(link, rid, op, 0)
         elif op == _OP_DATA:
@@ -341,7 +368,12 @@ def serve(link, rid, a):
             if _st is None or not _st.done or _st.off != _st.total:
                 raise Refused("the package is incomplete")
             _remove(ROOT + "/update.pay")
-            os.rename(ROOT + "/update.tmp", ROOT + "/update")
+            if _st.w is not None:
+                from hashtrail import updimg
+
+                updimg.commit(_st)
+            else:
+                os.rename(ROOT + "/update.tmp", ROOT + "/update")
             _reply(link, rid, op, _st.off)
             _end()
             _reset(link)

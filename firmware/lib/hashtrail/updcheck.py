@@ -7,7 +7,8 @@
 #               update.Refused unless a pinned release key signed it, its counter is
 #               above the stored one, its board is this device's; then writes the
 #               marker draft /ht/update.tmp (counter, old and new version, manifest
-#               SHA-256) that COMMIT renames into place.
+#               SHA-256) that COMMIT renames into place. Sets rx.row and rx.left_files
+#               for a package of files, rx.image (size) and rx.want for an app image.
 import hashlib
 import struct
 
@@ -94,13 +95,24 @@ def check(rx):
     if len(version) > 32:
         raise update.Refused("version too long")
     key, i = update._item(pay, i, 0)
-    if key != 4:
+    if key == 5:  # a full firmware image: [size, SHA-256] (board_ota.py writes it)
+        mt, n, i = update._head(pay, i)
+        if mt != 4 or n != 2:
+            raise update.Refused("manifest image must be [size, sha256]")
+        size, i = update._item(pay, i, 0)
+        want, i = update._item(pay, i, 2)
+        if not size or len(want) != 32:
+            raise update.Refused("manifest image must be [size, sha256]")
+        rx.image = size
+        rx.want = bytes(want)
+    elif key != 4:
         raise update.Refused("manifest payload keys must be 0..4")
-    nfiles, i = update._item(pay, i, 4)
-    if not 0 < nfiles <= _MAX_FILES:
-        raise update.Refused("manifest lists %d files" % nfiles)
-    rx.row = i
-    rx.left_files = nfiles
+    else:
+        nfiles, i = update._item(pay, i, 4)
+        if not 0 < nfiles <= _MAX_FILES:
+            raise update.Refused("manifest lists %d files" % nfiles)
+        rx.row = i
+        rx.left_files = nfiles
     # Everything the update entry will say, kept by the marker written at COMMIT.
     old = rx.fw.encode()
     new = version.encode()

@@ -7,6 +7,10 @@ firmware for the board with that version and writes an update package: a manifes
 (version, security counter, board, SHA-256 and size of every file) signed with the
 release key, then the files. `hashtrail update` sends it; the device installs it only
 when a pinned key signed it and its counter is above every counter it installed.
+`release build ... --image FILE` signs a full firmware image instead (an ESP32 app
+image, `build-BOARD/micropython.bin` of a MicroPython built with the firmware frozen in
+and FW_VERSION set to V): the device writes it to its next OTA partition and boots it
+(docs/DEVICE.md "Full-image updates"; not run on a real board yet).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from hashtrail import userfile
 from hashtrail.cli.args import at_least
-from hashtrail.device.release import build_release, keygen
+from hashtrail.device.release import build_image_release, build_release, keygen
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import manifest
 
@@ -40,6 +44,9 @@ def register(sub: Any) -> None:
     b.add_argument("--counter", required=True, type=at_least(1),
                    help="security counter: higher than every release before it")
     b.add_argument("--board", default="esp32", help="board definition (default esp32)")
+    b.add_argument("--image", type=Path, metavar="FILE",
+                   help="sign this ESP32 app image (micropython.bin with the firmware "
+                   "frozen in) instead of compiling the firmware files")
     b.add_argument("--out", required=True, type=Path, help="package file to write")
     b.add_argument("--json", action="store_true", help="print the package as JSON")
     b.set_defaults(func=run_build)
@@ -65,12 +72,18 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     userfile.check_output(args.out, "update package")
-    r = build_release(args.key, args.fw_version, args.counter, args.board, args.out)
+    if args.image is not None:
+        r = build_image_release(args.key, args.fw_version, args.counter, args.board,
+                                args.image, args.out)
+    else:
+        r = build_release(args.key, args.fw_version, args.counter, args.board, args.out)
     if args.json:
         d = dataclasses.asdict(r)
         d["out"] = str(r.out)
         print(json.dumps(d, indent=2))
     else:
+        what = f"{len(r.files)} files" if r.image_size is None else \
+            f"an app image of {r.image_size} bytes"
         print(f"{r.out}: firmware {r.version} for {r.board}, counter {r.counter}, "
-              f"{len(r.files)} files, {r.size} bytes; manifest sha256 {r.manifest_sha256}")
+              f"{what}, {r.size} bytes; manifest sha256 {r.manifest_sha256}")
     return 0

@@ -4,6 +4,9 @@ The device checks it (a release key pinned on it signed the manifest, the securi
 counter is above every one it installed, the board, every file's SHA-256), stages it,
 resets and switches to it atomically; the update becomes an entry in its chain. On a
 refusal the device's reason is printed (exit 1) and it keeps its firmware and its log.
+A full-image package (`release build --image`) is written to the device's next OTA
+partition instead and booted once; the new image confirms itself or the bootloader
+brings the old one back (docs/DEVICE.md "Full-image updates").
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         d["info"] = {"fw": r.info.fw, "board": r.info.board, "last_seq": r.info.last_seq}
         print(json.dumps(d, indent=2))
     else:
+        what = "app image, " if r.image else ""
         print(f"device {r.device_id}: firmware {r.old_version} -> {r.new_version} "
-              f"(counter {r.counter}), {r.bytes_sent} bytes in {r.transfer_s:.1f} s, "
+              f"(counter {r.counter}), {what}{r.bytes_sent} bytes in {r.transfer_s:.1f} s, "
               f"back in {r.total_s:.1f} s", file=sys.stdout)
     return 0

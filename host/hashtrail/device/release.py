@@ -8,6 +8,11 @@ device gets only its public half, at deploy time (`RELEASE_KEYS_PATH`).
 The firmware version a package installs is the one the device reports (HELLO) and
 writes into every entry: the release build compiles app.py with `FW_VERSION` set to the
 release's version, so a version cannot be claimed by the manifest alone.
+
+A full-image release (`build_image_release`) signs an app image the owner built
+(MicroPython with the firmware frozen in, `build-BOARD/micropython.bin`) instead: its
+FW_VERSION is the owner's to set, and the device holds it to the manifest (the new
+image is confirmed only when it reports the manifest's version, fwboot.py).
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from hashtrail import userfile
 from hashtrail.device import mpybuild
 from hashtrail.device.boards import load_board
 from hashtrail.errors import ConfigError, FormatError, InputError
-from hashtrail.formats import manifest
+from hashtrail.formats import appimage, manifest
 from hashtrail.formats.keys import key_fingerprint
 from hashtrail.paths import FIRMWARE, require_tree
 
 MAX_PACKAGE = 1 << 20  # far above a firmware package (~100 KB), far below a board's flash
+# A full-image package: an app image fits an OTA partition (1.5 MiB on a 4 MiB board;
+# a 16 MiB board may have larger ones).
+MAX_IMAGE_PACKAGE = 8 << 20
 _APP = Path("lib/hashtrail/app.py")
 _FW_LINE = re.compile(r'^FW_VERSION = "[^"\n]*"$', re.MULTILINE)
 
@@ -67,6 +75,7 @@ class Release:
     manifest_sha256: str
     size: int
     key_fingerprint: str
+    image_size: int | None = None  # a full-image release: the app image's bytes
 
 
 def keygen(out: Path) -> bytes:
@@ -133,17 +142,46 @@ def build_release(key_path: Path, version: str, counter: int, board: str,
     m = manifest.parse_package(pkg).manifest  # what we wrote is what the device reads
     if len(raw) > manifest.MAX_MANIFEST:
         raise FormatError(f"manifest is {len(raw)} bytes, at most {manifest.MAX_MANIFEST}")
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_bytes(pkg)
-    os.replace(tmp_out, out)
+    _write(out, pkg)
     return Release(out=out, version=version, counter=counter, board=board,
                    files={p: len(d) for p, d in files.items()}, manifest_sha256=m.hash.hex(),
                    size=len(pkg), key_fingerprint=key_fingerprint(key.pub))
 
 
+def _write(out: Path, pkg: bytes) -> None:
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_bytes(pkg)
+    os.replace(tmp_out, out)
+
+
+def build_image_release(key_path: Path, version: str, counter: int, board: str,
+                        image_path: Path, out: Path) -> Release:
+    """Sign a full firmware image (an ESP-IDF app image for the board's chip) and write
+    the package to `out`. The image is checked, not built: the owner builds MicroPython
+    with the firmware frozen in (firmware/manifest.py) and FW_VERSION = `version`."""
+    key = load_key(key_path)
+    b = load_board(board)
+    if b.chip is None:
+        raise ConfigError(f"board {board} has no app image (a full-image update is for "
+                          "ESP32 boards with OTA partitions)")
+    image = userfile.read_bytes(image_path, "firmware image", max_bytes=MAX_IMAGE_PACKAGE)
+    try:
+        appimage.check_app_image(image, b.chip)
+    except FormatError as e:
+        raise InputError(f"{image_path}: {e}") from None
+    raw = manifest.sign_manifest(manifest.encode_image_payload(version, counter, board,
+                                                               image), key.pub, key.sign)
+    pkg = manifest.pack(raw, [image])
+    m = manifest.parse_package(pkg).manifest
+    _write(out, pkg)
+    return Release(out=out, version=version, counter=counter, board=board, files={},
+                   manifest_sha256=m.hash.hex(), size=len(pkg),
+                   key_fingerprint=key_fingerprint(key.pub), image_size=len(image))
+
+
 def read_package(path: Path) -> manifest.Package:
     """A package file a user names, parsed (its signature is the device's to judge)."""
-    raw = userfile.read_bytes(path, "update package", max_bytes=MAX_PACKAGE)
+    raw = userfile.read_bytes(path, "update package", max_bytes=MAX_IMAGE_PACKAGE)
     try:
         return manifest.parse_package(raw)
     except FormatError as e:

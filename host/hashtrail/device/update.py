@@ -1,7 +1,9 @@
 """Sending a signed firmware update to a device over the serial protocol.
 
 Why the host checks so little: the device is the judge (signature against its pinned
-release key, counter, board, every file hash; firmware/lib/hashtrail/update.py). The
+release key, counter, board, every file hash or the app image's hash read back from its
+OTA partition; firmware/lib/hashtrail/update.py, board_ota.py). A package of files and
+a full-image package travel the same way: the bytes are opaque here. The
 host only parses the package so that a file that is not one fails here, sends its bytes
 in order (UPDATE DATA, 86 bytes per request line), commits, and waits for the device to
 come back from its reset answering HELLO with the new version. A refusal is the
@@ -58,6 +60,7 @@ class UpdateResult:
     counter: int
     manifest_sha256: str
     bytes_sent: int
+    image: bool  # a full firmware image (written to an OTA partition), not files
     transfer_s: float
     total_s: float
     info: DeviceInfo
@@ -125,4 +128,5 @@ def update(port: str, package: Path, *, wait_s: float = 60.0,
     return UpdateResult(device_id=before.device_id, old_version=before.fw,
                         new_version=info.fw, counter=pkg.manifest.counter,
                         manifest_sha256=pkg.manifest.hash.hex(), bytes_sent=len(pkg.raw),
+                        image=pkg.manifest.image is not None,
                         transfer_s=t1 - t0, total_s=time.monotonic() - t0, info=info)

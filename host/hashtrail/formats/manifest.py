@@ -16,6 +16,15 @@ derivation of a device id). Its payload is a canonical CBOR map:
     {0: format version 1, 1: firmware version (tstr), 2: security counter (uint),
      3: board (tstr), 4: [[device path (tstr), size (uint), SHA-256 (bstr 32)], ...]}
 
+or, for a full firmware image (the MicroPython app image with the firmware frozen in,
+written to the board's next OTA partition: firmware/lib/hashtrail/board_ota.py), key 5
+in place of key 4:
+
+    {0: 1, 1: version, 2: counter, 3: board, 5: [image size (uint), SHA-256 (bstr 32)]}
+
+and the package carries the image's bytes after the manifest. Which of the two a
+package is, is signed: a device never takes an image for files or files for an image.
+
 The device trusts only keys pinned on it (`RELEASE_KEYS_PATH`); a package never brings
 its own trust: the kid only says which pinned key to try first.
 """
@@ -46,13 +55,16 @@ __all__ = [
     "M_BOARD",
     "M_COUNTER",
     "M_FILES",
+    "M_IMAGE",
     "M_V",
     "M_VERSION",
     "RELEASE_KEYS_PATH",
     "VERSION",
     "FileEntry",
+    "ImageEntry",
     "Manifest",
     "Package",
+    "encode_image_payload",
     "encode_payload",
     "pack",
     "parse_manifest",
@@ -64,13 +76,19 @@ __all__ = [
 
 MAGIC = b"HTU1"
 VERSION = 1
-M_V, M_VERSION, M_COUNTER, M_BOARD, M_FILES = range(5)
-# Bounds the device holds a package to (its heap and its link): the manifest is
-# buffered whole before its signature is checked.
-MAX_MANIFEST = 2048
+M_V, M_VERSION, M_COUNTER, M_BOARD, M_FILES, M_IMAGE = range(6)
+# Bounds the device holds a package to: the manifest is written to its flash as it comes
+# and checked whole before any file byte is taken. 4096 holds MAX_FILES rows (~80 bytes
+# each); it was 2048 until the firmware's 27th module (board_ota) made its own package's
+# manifest 2,099 bytes, which a device from before refuses (update it with a package of
+# at most 2048, or by USB).
+MAX_MANIFEST = 4096
 MAX_FILES = 48
 MAX_VERSION = 32
 MAX_COUNTER = 0xFFFFFFFF
+# An app image: at most what a u32 size says; the device refuses one larger than its
+# next OTA partition (1.5 MiB in MicroPython's 4 MiB OTA layout).
+MAX_IMAGE = 0xFFFFFFFF
 # Where the files go: only the firmware's own package folder, flat.
 FW_DIR = "/lib/hashtrail/"
 # The pinned release public keys on the device: 65-byte SEC1 keys, concatenated.
@@ -87,16 +105,23 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class ImageEntry:
+    size: int
+    sha256: bytes
+
+
+@dataclass(frozen=True)
 class Manifest:
     version: str
     counter: int
     board: str
-    files: tuple[FileEntry, ...]
+    files: tuple[FileEntry, ...]  # empty for an image package
     kid: bytes
     protected: bytes
     payload: bytes
     signature: bytes
     raw: bytes
+    image: ImageEntry | None = None  # a full firmware image instead of files
 
     @property
     def hash(self) -> bytes:
@@ -109,6 +134,7 @@ class Package:
     manifest: Manifest
     files: dict[str, bytes]
     raw: bytes
+    image: bytes | None = None
 
 
 def release_keys_file(keys: Sequence[bytes]) -> bytes:
@@ -136,17 +162,31 @@ def check_path(path: str) -> str:
     return path
 
 
-def encode_payload(version: str, counter: int, board: str,
-                   files: Mapping[str, bytes]) -> bytes:
-    """The manifest payload for these files (device path -> contents)."""
+def _check_head(version: str, counter: int) -> None:
     check_version(version)
     if not 0 < counter <= MAX_COUNTER:
         raise FormatError(f"security counter must be 1..{MAX_COUNTER}")
+
+
+def encode_payload(version: str, counter: int, board: str,
+                   files: Mapping[str, bytes]) -> bytes:
+    """The manifest payload for these files (device path -> contents)."""
+    _check_head(version, counter)
     if not files or len(files) > MAX_FILES:
         raise FormatError(f"a package holds 1 to {MAX_FILES} files")
     rows = [[check_path(p), len(d), hashlib.sha256(d).digest()] for p, d in files.items()]
     return cbor2.dumps({M_V: VERSION, M_VERSION: version, M_COUNTER: counter,
                         M_BOARD: board, M_FILES: rows}, canonical=True)
+
+
+def encode_image_payload(version: str, counter: int, board: str, image: bytes) -> bytes:
+    """The manifest payload for a full firmware image (key 5 in place of the files)."""
+    _check_head(version, counter)
+    if not 0 < len(image) <= MAX_IMAGE:
+        raise FormatError("a firmware image must not be empty")
+    return cbor2.dumps({M_V: VERSION, M_VERSION: version, M_COUNTER: counter,
+                        M_BOARD: board, M_IMAGE: [len(image), hashlib.sha256(image).digest()]},
+                       canonical=True)
 
 
 def sign_manifest(payload: bytes, pub: bytes, sign: Any) -> bytes:
@@ -188,8 +228,9 @@ def parse_manifest(raw: bytes) -> Manifest:
             or len(hdr[HDR_KID]) != 16:
         raise FormatError("manifest protected header must be {1: -7 (ES256), 4: kid (16)}")
     p = cbor_strict.loads(payload, what="manifest payload")
-    if not int_keys(p) or list(p) != [M_V, M_VERSION, M_COUNTER, M_BOARD, M_FILES]:
-        raise FormatError("manifest payload must be a map with keys 0..4")
+    if not int_keys(p) or list(p) not in ([M_V, M_VERSION, M_COUNTER, M_BOARD, M_FILES],
+                                          [M_V, M_VERSION, M_COUNTER, M_BOARD, M_IMAGE]):
+        raise FormatError("manifest payload must be a map with keys 0..4, or 0..3 and 5")
     if type(p[M_V]) is not int or p[M_V] != VERSION:
         raise FormatError(f"unsupported manifest version {p[M_V]!r}")
     version = check_version(_str(p[M_VERSION], "version", MAX_VERSION))
@@ -197,6 +238,15 @@ def parse_manifest(raw: bytes) -> Manifest:
     if not is_uint(counter) or not 0 < counter <= MAX_COUNTER:
         raise FormatError("manifest counter must be 1..2^32-1")
     board = _str(p[M_BOARD], "board", 64)
+    if M_IMAGE in p:
+        img = p[M_IMAGE]
+        if type(img) is not list or len(img) != 2 or not is_uint(img[0]) \
+                or not 0 < img[0] <= MAX_IMAGE or type(img[1]) is not bytes \
+                or len(img[1]) != 32:
+            raise FormatError("manifest image must be [size (1..2^32-1), SHA-256 (32 bytes)]")
+        return Manifest(version=version, counter=int(counter), board=board, files=(),
+                        kid=hdr[HDR_KID], protected=protected, payload=payload,
+                        signature=sig, raw=raw, image=ImageEntry(int(img[0]), img[1]))
     rows = p[M_FILES]
     if type(rows) is not list or not 0 < len(rows) <= MAX_FILES:
         raise FormatError(f"manifest must list 1 to {MAX_FILES} files")
@@ -233,6 +283,14 @@ def parse_package(raw: bytes) -> Package:
         raise FormatError("package manifest length is out of bounds")
     m = parse_manifest(raw[8:8 + n])
     pos = 8 + n
+    if m.image is not None:
+        image = raw[pos:]
+        if len(image) != m.image.size:
+            raise FormatError(f"package image is {len(image)} bytes, its manifest says "
+                              f"{m.image.size}")
+        if hashlib.sha256(image).digest() != m.image.sha256:
+            raise FormatError("package image does not match its manifest's SHA-256")
+        return Package(manifest=m, files={}, raw=raw, image=image)
     files: dict[str, bytes] = {}
     for f in m.files:
         data = raw[pos:pos + f.size]
