@@ -21,8 +21,9 @@ What is measured (one run, same machine):
   the pushes lacked, CHECKPOINT, ACK);
 - device heap: the firmware test tests/firmware/test_app_mqtt.py (the whole app, MQTT
   link publishing a records stream through the real broker, its collector a thread of
-  this process) and tests/firmware/test_app_mqtt_stall.py (the app against a server
-  that stalls it three ways) at the board's 100 KB budget and at --heap, --heap-runs
+  this process), the same over TLS (tests/firmware/test_app_mqtt_tls.py) and
+  tests/firmware/test_app_mqtt_stall.py (the app against a server that stalls it three
+  ways) at the board's 100 KB budget and at --heap, --heap-runs
   times each: the smallest free heap after gc at the points they measure (@@APPHEAP),
   or the error a run hit. Skipped with --no-heap.
 
@@ -65,8 +66,9 @@ def _device_test(fw: Path, data: Path, heap: int, module: str, func: str) -> dic
 
 
 def device_heap(heap: int, runs: int = 1) -> dict[str, Any]:
-    """Run the MQTT app firmware test (a live broker) at the 100 KB budget and at `heap`,
-    and the stalling-broker test (test_app_mqtt_stall.py) at both, `runs` times each."""
+    """Run the MQTT app firmware test (a live broker), the same over TLS
+    (test_app_mqtt_tls.py, a private broker's TLS listener) and the stalling-broker test
+    (test_app_mqtt_stall.py) at the 100 KB budget and at `heap`, `runs` times each."""
     import build_mpy
     import vectors_mqtt
 
@@ -77,11 +79,19 @@ def device_heap(heap: int, runs: int = 1) -> dict[str, Any]:
         data.mkdir()
         build_mpy.build(fw)
         vectors_mqtt.make_app_mqtt_board(data)
+        vectors_mqtt.make_app_mqtt_tls_board(data)
         for h in sorted({102400, heap}):
             for i in range(runs):
-                vectors_mqtt.make_app_mqtt_collector(data)  # its collector, a thread here
-                out[f"app_{h}_{i}"] = _device_test(fw, data, h, "test_app_mqtt",
-                                                   "test_app_over_mqtt_and_its_heap")
+                for name, make, module, func in (
+                        ("app", vectors_mqtt.make_app_mqtt_collector, "test_app_mqtt",
+                         "test_app_over_mqtt_and_its_heap"),
+                        ("tls", vectors_mqtt.make_app_mqtt_tls_collector,
+                         "test_app_mqtt_tls", "test_app_over_mqtt_tls_and_its_heap")):
+                    collector = make(data)  # a thread here, waiting for the device
+                    out[f"{name}_{h}_{i}"] = _device_test(fw, data, h, module, func)
+                    # a device that failed leaves its collector waiting: let it end
+                    # before the next run's collector reads the same files
+                    collector.join(150)
                 vectors_mqtt.make_stall_broker(data)  # a new stalling server, this run's
                 out[f"stall_{h}_{i}"] = _device_test(
                     fw, data, h, "test_app_mqtt_stall",
