@@ -75,6 +75,12 @@ class Console(io.IOBase):
 
 
 def test_a_stalled_broker_never_holds_the_loop():
+    run("board_stall.json")
+
+
+def run(cfg_path):
+    """The three stalls against the app booted from `cfg_path` (test_app_mqtt_stall_tls.py
+    runs them over TLS)."""
     os.chdir(dtest.DATA_DIR)
     from hashtrail import blockdev_file
 
@@ -89,7 +95,7 @@ def test_a_stalled_broker_never_holds_the_loop():
 
     app._log_error = _no_errors
     h = Console()
-    a = app.App(root="/fl/ht", cfg_path="board_stall.json", inp=h, out=h)
+    a = app.App(root="/fl/ht", cfg_path=cfg_path, inp=h, out=h)
     h.app = a
     h.last = time.ticks_ms()
     t0 = time.ticks_ms()

@@ -85,12 +85,15 @@ def _handshake(conn: socket.socket) -> str:
     return filters[0]
 
 
-def _stall_server(lsock: socket.socket) -> None:
+def _stall_server(lsock: socket.socket, tls: object = None) -> None:
     """Connection k gets scenario k (then silence for good): 0 accepts and never answers
     the CONNECT; 1 completes the handshake, then sends 3 bytes of a 50-byte PUBLISH; 2
     completes it, sends a HELLO request and never acknowledges the reply (no PUBACK).
     Each stalled connection is held open (not closed: a closed socket is an EOF, which
-    the client sees at once)."""
+    the client sees at once). With `tls` (an ssl.SSLContext), connections 1 and 2 are
+    TLS; 0 and the later ones never answer the ClientHello."""
+    import ssl
+
     held = []
     k = 0
     while True:
@@ -98,6 +101,9 @@ def _stall_server(lsock: socket.socket) -> None:
         held.append(conn)
         try:
             if k in (1, 2):
+                if isinstance(tls, ssl.SSLContext):
+                    conn = tls.wrap_socket(conn, server_side=True)
+                    held.append(conn)
                 req_filter = _handshake(conn)
                 if k == 1:
                     conn.sendall(b"\x30\x32\x00")
@@ -356,3 +362,35 @@ def make_app_mqtt_tls_collector(out: Path) -> threading.Thread:
                          daemon=True)
     t.start()
     return t
+
+
+def make_stall_broker_tls(out: Path) -> None:
+    """The stalling server of make_stall_broker over TLS (test_app_mqtt_stall_tls.py):
+    its certificate signed by a CA made here, which board_stall_tls.json names
+    (stall_ca.der, DER: MicroPython's mbedtls build parses no PEM)."""
+    import ssl
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mqtt_broker import make_tls_files
+
+    d = out / "stall-tls"
+    d.mkdir(exist_ok=True)
+    files = make_tls_files(d)
+    (out / "stall_ca.der").write_bytes(x509.load_pem_x509_certificate(
+        files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(files.cert, files.key)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    threading.Thread(target=_stall_server, args=(lsock, ctx), daemon=True).start()
+    cfg = json.loads((ROOT / "boards" / "unix.json").read_text())
+    cfg["sample_interval_s"] = 0.05
+    cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0, "seg_records": 64}
+    cfg["mqtt"] = {"host": "127.0.0.1", "port": lsock.getsockname()[1],
+                   "timeout_s": 0.5, "retry_s": 0.2, "push": 0, "ssl": True,
+                   "ca": str(out / "stall_ca.der")}
+    (out / "board_stall_tls.json").write_text(json.dumps(cfg, indent=2))
