@@ -107,8 +107,9 @@ _TCP_NODELAY = const(1)  # port names neither
 class _Timed:
     # umqtt.simple's socket, every blocking read and write bounded (see "Stalls"). `s` is
     # the stream umqtt reads (TLS or plain), `r` the TCP socket under it: the timeout is
-    # set on `r` (an SSL socket has no settimeout, and its setblocking would clear the
-    # TCP socket's timeout), so a TLS handshake, read or write is bounded the same way.
+    # set on `r` (an SSL socket has no settimeout, and its setblocking(True) reaches the
+    # TCP socket, where the ESP32 port's means "no timeout"), so a TLS handshake, read or
+    # write is bounded the same way.
     def __init__(self, s, r, t):
         self.s = s
         self.r = r
