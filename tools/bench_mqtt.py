@@ -21,8 +21,11 @@ What is measured (one run, same machine):
   the pushes lacked, CHECKPOINT, ACK);
 - device heap: the firmware test tests/firmware/test_app_mqtt.py (the whole app, MQTT
   link publishing a records stream through the real broker, its collector a thread of
-  this process) at the board's 100 KB budget and at --heap: its smallest free heap
-  after gc at any message (@@APPHEAP). Skipped with --no-heap.
+  this process), the same over TLS (tests/firmware/test_app_mqtt_tls.py) and
+  tests/firmware/test_app_mqtt_stall.py (the app against a server that stalls it three
+  ways) at the board's 100 KB budget and at --heap, --heap-runs
+  times each: the smallest free heap after gc at the points they measure (@@APPHEAP),
+  or the error a run hit. Skipped with --no-heap.
 
     python tools/bench_mqtt.py [--devices 1] [--fill 10] [--interval 0.02] [--json]
 """
@@ -45,11 +48,29 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT / "tests" / "firmware"))
 
 
-def device_heap(heap: int) -> dict[str, Any]:
-    """Run the MQTT app firmware test at the 100 KB budget and at `heap`."""
+def _device_test(fw: Path, data: Path, heap: int, module: str, func: str) -> dict[str, Any]:
+    """One firmware test run at `heap`: its @@APPHEAP figure, or the error it hit."""
+    from hashtrail.paths import venv_tool
+
+    proc = subprocess.run(
+        [venv_tool("micropython"), "-X", f"heapsize={heap}",
+         str(ROOT / "tests/firmware/_runner.py"), module, func, str(data)],
+        env={"MICROPYPATH": f"{fw / 'lib'}:{ROOT / 'tests/firmware'}",
+             "PATH": "/usr/bin:/bin"},
+        cwd=str(data), capture_output=True, text=True, timeout=600)
+    m = re.search(r"@@APPHEAP min_free=(\d+)", proc.stdout)
+    ok = re.search(r"@@DTEST status=0 ", proc.stdout) is not None
+    err = re.search(r"((?:MemoryError|AssertionError)[^\n]*)", proc.stdout + proc.stderr)
+    return {"min_free": int(m.group(1)) if m else None, "passed": ok,
+            "error": None if ok else (err.group(1) if err else proc.stdout[-300:])}
+
+
+def device_heap(heap: int, runs: int = 1) -> dict[str, Any]:
+    """Run the MQTT app firmware test (a live broker), the same over TLS
+    (test_app_mqtt_tls.py, a private broker's TLS listener) and the stalling-broker test
+    (test_app_mqtt_stall.py) at the 100 KB budget and at `heap`, `runs` times each."""
     import build_mpy
     import vectors_mqtt
-    from hashtrail.paths import venv_tool
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,20 +79,23 @@ def device_heap(heap: int) -> dict[str, Any]:
         data.mkdir()
         build_mpy.build(fw)
         vectors_mqtt.make_app_mqtt_board(data)
+        vectors_mqtt.make_app_mqtt_tls_board(data)
         for h in sorted({102400, heap}):
-            vectors_mqtt.make_app_mqtt_collector(data)  # its collector, a thread here
-            proc = subprocess.run(
-                [venv_tool("micropython"), "-X", f"heapsize={h}",
-                 str(ROOT / "tests/firmware/_runner.py"), "test_app_mqtt",
-                 "test_app_over_mqtt_and_its_heap", str(data)],
-                env={"MICROPYPATH": f"{fw / 'lib'}:{ROOT / 'tests/firmware'}",
-                     "PATH": "/usr/bin:/bin"},
-                cwd=str(data), capture_output=True, text=True, timeout=600)
-            m = re.search(r"@@APPHEAP min_free=(\d+)", proc.stdout)
-            err = re.search(r"(MemoryError[^\n]*)", proc.stdout + proc.stderr)
-            out[f"heap_{h}"] = {"min_free": int(m.group(1)) if m else None,
-                                "error": None if m else (err.group(1) if err else
-                                                         proc.stdout[-300:])}
+            for i in range(runs):
+                for name, make, module, func in (
+                        ("app", vectors_mqtt.make_app_mqtt_collector, "test_app_mqtt",
+                         "test_app_over_mqtt_and_its_heap"),
+                        ("tls", vectors_mqtt.make_app_mqtt_tls_collector,
+                         "test_app_mqtt_tls", "test_app_over_mqtt_tls_and_its_heap")):
+                    collector = make(data)  # a thread here, waiting for the device
+                    out[f"{name}_{h}_{i}"] = _device_test(fw, data, h, module, func)
+                    # a device that failed leaves its collector waiting: let it end
+                    # before the next run's collector reads the same files
+                    collector.join(150)
+                vectors_mqtt.make_stall_broker(data)  # a new stalling server, this run's
+                out[f"stall_{h}_{i}"] = _device_test(
+                    fw, data, h, "test_app_mqtt_stall",
+                    "test_a_stalled_broker_never_holds_the_loop")
     return out
 
 
@@ -187,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heap", type=int, default=102400,
                     help="a second heap for the device heap run (the budget, 100 KB, "
                          "is always run)")
+    ap.add_argument("--heap-runs", type=int, default=1,
+                    help="runs of each device heap test per heap")
     ap.add_argument("--no-heap", action="store_true")
     ap.add_argument("--push-seconds", type=float, default=20.0,
                     help="length of the push run (0: skip it)")
@@ -219,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if broker is not None:
                 broker.stop()
     if not args.no_heap:
-        res["device_heap"] = device_heap(args.heap)
+        res["device_heap"] = device_heap(args.heap, args.heap_runs)
     if args.json:
         print(json.dumps(res, indent=2))
     else:

@@ -138,6 +138,12 @@ class Console(io.IOBase):
 
 
 def test_app_over_mqtt_and_its_heap():
+    run("board_mqtt.json")
+
+
+def run(cfg_path):
+    """The whole exchange with the app booted from `cfg_path` (test_app_mqtt_tls.py runs
+    it over TLS)."""
     os.chdir(dtest.DATA_DIR)
     try:
         os.remove("mqtt.img")
@@ -152,7 +158,7 @@ def test_app_over_mqtt_and_its_heap():
     from hashtrail import app
 
     app._log_error = _no_errors
-    a = app.App(root="/fl/ht", cfg_path="board_mqtt.json", inp=h, out=h)
+    a = app.App(root="/fl/ht", cfg_path=cfg_path, inp=h, out=h)
     dtest.true(a.mqtt is not None, "board.json names a broker: MQTT link made")
     h.app = a
     h.measure()

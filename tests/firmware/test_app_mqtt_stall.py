@@ -7,7 +7,10 @@
 # then accepts and stays silent. Without a socket timeout each of these blocks umqtt's
 # read for good (on a board: until the watchdog resets it). Checked here: every loop
 # pass ends within a few socket timeouts (board_stall.json: 0.5 s), the link drops each
-# stalled connection and tries again, and the app keeps sampling meanwhile.
+# stalled connection and tries again, and the app keeps sampling meanwhile, at the
+# board's heap budget with a floor of free heap (measured after gc.collect() every
+# 200 ms, as in test_app_mqtt.py: @@APPHEAP).
+import gc
 import io
 import os
 import time
@@ -15,13 +18,17 @@ import time
 import dtest
 import vfs
 
-# 104 KB: at the 100 KB budget a reading's 66-byte allocation fails during the stalls
-# (docs/MQTT.md "Heap"; test_app_mqtt.py runs the app with a live broker at 100 KB).
-HEAP = 106496
+# The esp32 budget, 100 KB. This test ran at 104 KB while its flash (the firmware's
+# blockdev_file, virtual boards only) held a block-sized 4 KB erase buffer in the same
+# heap: at 100 KB about half the runs lost a reading's signature (MemoryError, 66
+# bytes). test_app_mqtt.py's own block device never had that buffer (docs/MQTT.md "Heap").
+BOARD = "esp32"
 TIMEOUT = 120
 NEEDS = ("stall_broker",)
 MARKS = ("e2e",)
 _MAX_GAP_MS = 2000  # 4 x the 0.5 s timeout: connect's worst case (mqttlink "Stalls")
+_MIN_FREE = 8 * 1024  # after gc, at the worst measured point (11.2-11.8 KB measured)
+_MEASURE_MS = 200
 
 
 def _no_errors(what, e):
@@ -37,6 +44,8 @@ class Console(io.IOBase):
         self.gap = 0
         self.done_at = None
         self.samples_at_drop = 0
+        self.next_check = 0
+        self.min_free = 1 << 30
 
     def ioctl(self, req, arg):
         if req == 10:
@@ -45,7 +54,11 @@ class Console(io.IOBase):
             return 0
         now = time.ticks_ms()
         self.gap = max(self.gap, time.ticks_diff(now, self.last))
-        self.last = now
+        if time.ticks_diff(now, self.next_check) >= 0:
+            gc.collect()
+            self.min_free = min(self.min_free, gc.mem_free())
+            self.next_check = time.ticks_add(time.ticks_ms(), _MEASURE_MS)
+        self.last = time.ticks_ms()
         m = self.app.mqtt
         if self.done_at is None and m.drops >= 2:
             self.done_at = now  # scenario 2 dropped: watch one more stalled connect
@@ -62,6 +75,12 @@ class Console(io.IOBase):
 
 
 def test_a_stalled_broker_never_holds_the_loop():
+    run("board_stall.json")
+
+
+def run(cfg_path):
+    """The three stalls against the app booted from `cfg_path` (test_app_mqtt_stall_tls.py
+    runs them over TLS)."""
     os.chdir(dtest.DATA_DIR)
     from hashtrail import blockdev_file
 
@@ -76,7 +95,7 @@ def test_a_stalled_broker_never_holds_the_loop():
 
     app._log_error = _no_errors
     h = Console()
-    a = app.App(root="/fl/ht", cfg_path="board_stall.json", inp=h, out=h)
+    a = app.App(root="/fl/ht", cfg_path=cfg_path, inp=h, out=h)
     h.app = a
     h.last = time.ticks_ms()
     t0 = time.ticks_ms()
@@ -94,3 +113,5 @@ def test_a_stalled_broker_never_holds_the_loop():
     dtest.true(h.gap <= _MAX_GAP_MS, "a loop pass took %d ms" % h.gap)
     dtest.true(a.samples > h.samples_at_drop, "sampling went on after the stalls")
     vfs.umount("/fl")
+    print("@@APPHEAP min_free=%d" % h.min_free)
+    dtest.true(h.min_free >= _MIN_FREE, "headroom %d < %d bytes" % (h.min_free, _MIN_FREE))

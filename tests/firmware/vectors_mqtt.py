@@ -85,12 +85,15 @@ def _handshake(conn: socket.socket) -> str:
     return filters[0]
 
 
-def _stall_server(lsock: socket.socket) -> None:
+def _stall_server(lsock: socket.socket, tls: object = None) -> None:
     """Connection k gets scenario k (then silence for good): 0 accepts and never answers
     the CONNECT; 1 completes the handshake, then sends 3 bytes of a 50-byte PUBLISH; 2
     completes it, sends a HELLO request and never acknowledges the reply (no PUBACK).
     Each stalled connection is held open (not closed: a closed socket is an EOF, which
-    the client sees at once)."""
+    the client sees at once). With `tls` (an ssl.SSLContext), connections 1 and 2 are
+    TLS; 0 and the later ones never answer the ClientHello."""
+    import ssl
+
     held = []
     k = 0
     while True:
@@ -98,6 +101,9 @@ def _stall_server(lsock: socket.socket) -> None:
         held.append(conn)
         try:
             if k in (1, 2):
+                if isinstance(tls, ssl.SSLContext):
+                    conn = tls.wrap_socket(conn, server_side=True)
+                    held.append(conn)
                 req_filter = _handshake(conn)
                 if k == 1:
                     conn.sendall(b"\x30\x32\x00")
@@ -134,7 +140,7 @@ class _AppCollector:
     one frame per message, CRC), every streamed record checked (CRC, whole records,
     entries in seq order, END counts)."""
 
-    def __init__(self, did: str) -> None:
+    def __init__(self, did: str, broker: tuple[str, int] = BROKER) -> None:
         import queue
 
         import paho.mqtt.client as mqtt
@@ -150,7 +156,7 @@ class _AppCollector:
         c.on_message = lambda _c, _u, m: self.replies.put(bytes(m.payload))
         subscribed = threading.Event()
         c.on_subscribe = lambda *_a: subscribed.set()
-        c.connect(*BROKER)
+        c.connect(*broker)
         c.loop_start()
         c.subscribe(self.base + "rep", 1)
         if not subscribed.wait(_WAIT_S):
@@ -251,7 +257,7 @@ class _AppCollector:
         time.sleep(_IDLE_S)  # sampling goes on after the ACK
 
 
-def _app_collector(out: Path) -> None:
+def _app_collector(out: Path, broker: tuple[str, int] = BROKER) -> None:
     ready = out / _READY
     deadline = time.monotonic() + 120
     while not ready.exists():
@@ -261,7 +267,7 @@ def _app_collector(out: Path) -> None:
     res: dict[str, object] = {"error": None}
     col: _AppCollector | None = None
     try:
-        col = _AppCollector(ready.read_text().strip())
+        col = _AppCollector(ready.read_text().strip(), broker)
         col.run()
     except Exception as e:  # reported to the device test, which fails with it
         res["error"] = f"{type(e).__name__}: {e}"
@@ -275,13 +281,15 @@ def _app_collector(out: Path) -> None:
         os.replace(tmp, out / _RESULT)
 
 
-def make_app_mqtt_collector(out: Path) -> None:
+def make_app_mqtt_collector(out: Path) -> threading.Thread:
     """The collector thread of test_app_mqtt.py, started before the device's VM; it waits
-    for app_mqtt.ready in `out`."""
+    for app_mqtt.ready in `out` (returned: tools/bench_mqtt.py waits for it to end)."""
     require_broker()
     for name in (_READY, _RESULT):
         (out / name).unlink(missing_ok=True)
-    threading.Thread(target=_app_collector, args=(out,), daemon=True).start()
+    t = threading.Thread(target=_app_collector, args=(out,), daemon=True)
+    t.start()
+    return t
 
 
 def make_stall_broker(out: Path) -> None:
@@ -298,3 +306,91 @@ def make_stall_broker(out: Path) -> None:
     cfg["mqtt"] = {"host": "127.0.0.1", "port": lsock.getsockname()[1],
                    "timeout_s": 0.5, "retry_s": 0.2, "push": 0}
     (out / "board_stall.json").write_text(json.dumps(cfg, indent=2))
+
+
+# -- the same app over TLS (tests/firmware/test_app_mqtt_tls.py) --------------------------
+#
+# A private Mosquitto (tests/e2e/mqtt_broker.py) with a TLS listener for the device and a
+# plain one for the collector thread (the device's side is what that test measures),
+# stopped when pytest exits. Its CA goes to the data folder in DER (ca.der): MicroPython's
+# mbedtls build parses no PEM.
+
+_TLS: dict[str, object] = {}
+
+
+def _tls_broker(out: Path) -> object:
+    if "broker" not in _TLS:
+        import atexit
+        import sys
+
+        sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from mqtt_broker import PrivateBroker, make_tls_files
+
+        d = out / "tls-broker"
+        d.mkdir(exist_ok=True)
+        files = make_tls_files(d)
+        (out / "ca.der").write_bytes(x509.load_pem_x509_certificate(
+            files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+        b = PrivateBroker(d, tls=files).start()
+        atexit.register(b.stop)
+        _TLS["broker"] = b
+    return _TLS["broker"]
+
+
+def make_app_mqtt_tls_board(out: Path) -> None:
+    """board_mqtt_tls.json: test_app_mqtt's board, its broker a private Mosquitto's TLS
+    listener, verified against ca.der (on the test's flash folder: the data folder)."""
+    b = _tls_broker(out)
+    cfg = json.loads((ROOT / "boards" / "unix.json").read_text())
+    cfg["sample_interval_s"] = 0.01
+    cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0, "prune_on_ack": True,
+                  "seg_records": 64}
+    cfg["mqtt"] = {"host": "127.0.0.1", "port": b.tls_port,  # type: ignore[attr-defined]
+                   "ssl": True, "ca": str(out / "ca.der")}
+    (out / "board_mqtt_tls.json").write_text(json.dumps(cfg, indent=2))
+
+
+def make_app_mqtt_tls_collector(out: Path) -> threading.Thread:
+    """test_app_mqtt's collector thread, on the private broker's plain listener."""
+    b = _tls_broker(out)
+    for name in (_READY, _RESULT):
+        (out / name).unlink(missing_ok=True)
+    t = threading.Thread(target=_app_collector,
+                         args=(out, ("127.0.0.1", b.port)),  # type: ignore[attr-defined]
+                         daemon=True)
+    t.start()
+    return t
+
+
+def make_stall_broker_tls(out: Path) -> None:
+    """The stalling server of make_stall_broker over TLS (test_app_mqtt_stall_tls.py):
+    its certificate signed by a CA made here, which board_stall_tls.json names
+    (stall_ca.der, DER: MicroPython's mbedtls build parses no PEM)."""
+    import ssl
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mqtt_broker import make_tls_files
+
+    d = out / "stall-tls"
+    d.mkdir(exist_ok=True)
+    files = make_tls_files(d)
+    (out / "stall_ca.der").write_bytes(x509.load_pem_x509_certificate(
+        files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(files.cert, files.key)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    threading.Thread(target=_stall_server, args=(lsock, ctx), daemon=True).start()
+    cfg = json.loads((ROOT / "boards" / "unix.json").read_text())
+    cfg["sample_interval_s"] = 0.05
+    cfg["log"] = {"checkpoint_every": 50, "checkpoint_s": 0, "seg_records": 64}
+    cfg["mqtt"] = {"host": "127.0.0.1", "port": lsock.getsockname()[1],
+                   "timeout_s": 0.5, "retry_s": 0.2, "push": 0, "ssl": True,
+                   "ca": str(out / "stall_ca.der")}
+    (out / "board_stall_tls.json").write_text(json.dumps(cfg, indent=2))

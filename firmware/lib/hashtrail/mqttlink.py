@@ -60,6 +60,14 @@
 # Worst case for one step: connect + CONNACK + two SUBACKs, 4 x timeout_s (20 s at the
 # default, under the boards' 30 s watchdog); DNS (getaddrinfo) is not bounded.
 #
+# TLS: board.json "mqtt": {"ssl": true, "ca": "/ca.der"} connects with an SSLContext
+# (MicroPython >= 1.23's `tls`) that requires the server's certificate to chain to that
+# CA (DER: MicroPython's mbedtls build parses no PEM) and to name "host" (a DNS name or
+# an IP address in the certificate). The handshake runs before umqtt writes the CONNECT,
+# so a broker the CA does not vouch for gets nothing but the TLS ClientHello; the link
+# drops the connection (last_error, one console line) and retries after retry_s. The
+# context and its CA are made once, at start.
+#
 # Memory: the Link's line and frame buffers (200 + chunk + 12 bytes), the request
 # queue (bounded), umqtt's per-packet headers. Publishing a frame sends the Link's own
 # buffer (a memoryview): no copy. The module's numbers are const(): a named global is
@@ -97,23 +105,20 @@ _TCP_NODELAY = const(1)  # port names neither
 
 
 class _Timed:
-    # umqtt.simple's socket, every blocking read and write bounded (see "Stalls"). A
-    # TLS socket without settimeout (untested here) keeps umqtt's plain blocking mode.
-    def __init__(self, s, t):
+    # umqtt.simple's socket, every blocking read and write bounded (see "Stalls"). `s` is
+    # the stream umqtt reads (TLS or plain), `r` the TCP socket under it: the timeout is
+    # set on `r` (an SSL socket has no settimeout, and its setblocking(True) reaches the
+    # TCP socket, where the ESP32 port's means "no timeout"), so a TLS handshake, read or
+    # write is bounded the same way.
+    def __init__(self, s, r, t):
         self.s = s
+        self.r = r
         self.t = t
         self.b = True
-        try:
-            s.settimeout(t)
-        except AttributeError:
-            pass
 
     def setblocking(self, flag):
         self.b = flag
-        try:
-            self.s.settimeout(self.t if flag else 0)
-        except AttributeError:
-            self.s.setblocking(flag)
+        self.r.settimeout(self.t if flag else 0)
 
     def read(self, n):
         r = self.s.read(n)
@@ -160,7 +165,22 @@ class MqttLink:
         later (attach)."""
         from hashtrail.umqtt_simple import MQTTClient
 
-        ssl = bool(cfg.get("ssl"))
+        self.last_error = None
+        ssl = None
+        if cfg.get("ssl"):
+            # TLS ("TLS" above): one context for every connection, the CA (DER) read
+            # once; without a readable CA it trusts nothing, so every handshake fails
+            # and nothing is sent in the clear.
+            import tls
+
+            ssl = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+            ssl.verify_mode = tls.CERT_REQUIRED
+            try:
+                with open(cfg["ca"], "rb") as f:
+                    ssl.load_verify_locations(f.read())
+            except (KeyError, OSError, ValueError) as e:
+                self.last_error = "ca: %s: %s" % (type(e).__name__, e)
+                print("hashtrail: mqtt:", self.last_error)
         self.client = MQTTClient(
             cfg.get("client_id") or "", cfg["host"],
             int(cfg.get("port", 8883 if ssl else 1883)), cfg.get("user"),
@@ -188,7 +208,6 @@ class MqttLink:
         self.drops = 0
         self.refused = 0
         self.overflow = 0
-        self.last_error = None
 
     def attach(self, log):
         """Serve `log` (devlog.Log): its device id names the topics."""
@@ -240,7 +259,10 @@ class MqttLink:
             except OSError:
                 pass
         if e is not None:
-            self.last_error = "%s: %s" % (type(e).__name__, e)
+            e = "%s: %s" % (type(e).__name__, ("%s" % e).strip())
+            if e != self.last_error:  # once per new error: the console is not a log
+                print("hashtrail: mqtt:", e)
+            self.last_error = e
         self._next_try = ticks_add(ticks_ms(), self.retry)
 
     def step(self):
@@ -258,10 +280,10 @@ class MqttLink:
                 try:
                     # umqtt writes a message in several small writes: without
                     # TCP_NODELAY each waits for the broker's delayed ACK (~40 ms).
-                    s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                    c.raw.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
                 except (OSError, AttributeError):
-                    pass  # a TLS socket, a port without the option: slower, not wrong
-                c.sock = _Timed(s, self.timeout)
+                    pass  # a port without the option: slower, not wrong
+                c.sock = _Timed(s, c.raw, self.timeout)
                 # "#" matches the parent level too: .../req and .../req/C
                 c.subscribe(self.t_base + b"req/#", 1)
                 c.subscribe(self.t_base + b"ack/#", 1)

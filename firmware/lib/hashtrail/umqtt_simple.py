@@ -1,8 +1,12 @@
-# umqtt.simple from micropython-lib, vendored below this header with two changes, marked
+# umqtt.simple from micropython-lib, vendored below this header with three changes, marked
 # "hashtrail:":
 # - connect() takes a socket timeout (as later upstream versions do), so a broker that
 #   accepts the TCP connection and never answers cannot hold the caller (mqttlink.py
 #   bounds every later read and write itself, around this client's socket);
+# - `ssl` is an SSLContext (as upstream 1.4 has it; MicroPython >= 1.23), not a flag with
+#   ssl_params: connect() wraps the socket with it, naming the server (the certificate
+#   must match it), and keeps the plain socket as `raw`, whose timeout bounds the TLS
+#   reads and writes too (an SSL socket has no settimeout);
 # - the last will (set_last_will, the lw_* fields) and the unused hexlify import are
 #   left out: mqttlink sets no will, and every name a loaded module brings is a qstr
 #   for good. Near the budget the qstrs decide when MicroPython grows its qstr pool by
@@ -45,15 +49,15 @@ class MQTTException(Exception):
 class MQTTClient:
 
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0,
-                 ssl=False, ssl_params={}):
+                 ssl=None):
         if port == 0:
             port = 8883 if ssl else 1883
         self.client_id = client_id
         self.sock = None
+        self.raw = None  # hashtrail: the TCP socket under a TLS one
         self.server = server
         self.port = port
-        self.ssl = ssl
-        self.ssl_params = ssl_params
+        self.ssl = ssl  # hashtrail: an SSLContext, or None (no ssl_params)
         self.pid = 0
         self.cb = None
         self.user = user
@@ -81,13 +85,15 @@ class MQTTClient:
     # hashtrail: no set_last_will()
 
     def connect(self, clean_session=True, timeout=None):
-        self.sock = socket.socket()
+        self.sock = self.raw = socket.socket()
         self.sock.settimeout(timeout)  # hashtrail: bounds connect() and the CONNACK read
         addr = socket.getaddrinfo(self.server, self.port)[0][-1]
         self.sock.connect(addr)
         if self.ssl:
-            import ussl
-            self.sock = ussl.wrap_socket(self.sock, **self.ssl_params)
+            # hashtrail: the context verifies the server's certificate chain and name
+            # in the handshake (bounded by the raw socket's timeout); nothing of MQTT is
+            # written before it succeeded
+            self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.server)
         premsg = bytearray(b"\x10\0\0\0\0\0")
         msg = bytearray(b"\x04MQTT\x04\x02\0\0")
 

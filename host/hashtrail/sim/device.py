@@ -87,7 +87,8 @@ class VirtualDevice:
     """A virtual board with a persistent flash image and a stable serial port."""
 
     def __init__(self, directory: Path | str, name: str, board: Board | str = "unix",
-                 log: bool = False, config: dict[str, Any] | None = None) -> None:
+                 log: bool = False, config: dict[str, Any] | None = None,
+                 files: dict[str, bytes] | None = None) -> None:
         self.board = load_board(board) if isinstance(board, str) else board
         if self.board.name != "unix":
             raise ConfigError(f"board {self.board.name!r} cannot run virtually",
@@ -99,6 +100,9 @@ class VirtualDevice:
         # Keys added to the board definition the device reads (/board.json), e.g.
         # {"mqtt": {"host": "127.0.0.1", "port": 1883}}: written into a new image.
         self.config = dict(config or {})
+        # Files put on its flash beside the firmware, by device path (e.g. the CA that
+        # board.json's "mqtt": {"ca": "/ca.der"} names): written into a new image.
+        self.files = dict(files or {})
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._master = self._slave = -1
@@ -133,6 +137,7 @@ class VirtualDevice:
         if self.config:
             files[BOARD_FILE] = json.dumps(
                 {**json.loads(files[BOARD_FILE]), **self.config}).encode()
+        files.update(self.files)
         data = build_image(files, self.board.vfs_size, self.board.block_size)
         tmp = self.image_path.with_suffix(".tmp")
         tmp.write_bytes(data)
