@@ -16,6 +16,7 @@ real producer, never against a second encoder written for the test.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -66,6 +67,11 @@ def _image_package(image: bytes, counter: int, version: str, board: str = "unix"
 
 
 def make_image_packages(d: Path) -> None:
+    # tests/host/appimg.py: on sys.path when pytest has collected a host test first,
+    # so the firmware tests run alone need it put there
+    host_tests = str(Path(__file__).resolve().parents[1] / "host")
+    if host_tests not in sys.path:
+        sys.path.insert(0, host_tests)
     from appimg import app_image
 
     (d / "update_pub.bin").write_bytes(_key().pub)
