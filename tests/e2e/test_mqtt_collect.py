@@ -29,13 +29,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hashtrail.cli import main as cli
 from hashtrail.collector.mqtt import collect_mqtt
 from hashtrail.collector.store import Store
 from hashtrail.device import link as linkmod
 from hashtrail.device.boards import load_board
 from hashtrail.device.link import DeviceInfo, encode_frame, open_serial
-from hashtrail.device.mqtt_link import parse_url
+from hashtrail.device.mqtt_link import open_broker, parse_url
+from hashtrail.device.update import PinRefused, pin_release_key
 from hashtrail.sim import VirtualDevice, provision
 from mqtt_broker import PrivateBroker, require_shared
 from paho.mqtt.enums import CallbackAPIVersion
@@ -669,3 +672,22 @@ def test_device_rebooting_mid_stream_loses_and_duplicates_nothing(
         assert store_is_clean(store, did) == r.upto_seq + 1 >= 12 * SEG
     finally:
         broker.stop()
+
+
+def test_a_release_key_is_never_pinned_over_the_broker(tmp_path: Path,
+                                                      devices: list[VirtualDevice]) -> None:
+    """UPDATE PIN (what `enroll --release-key` sends) pins a first release key over the
+    USB console only: over MQTT, whoever can publish to the device's request topic
+    would choose whose firmware it installs. Refused with the reason, nothing pinned:
+    the console can still pin the key afterwards."""
+    url = require_shared()
+    dev = mqtt_device(tmp_path, "pin", 1883)
+    devices.append(dev)
+    did = hello(dev).device_id
+    pub = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    with open_broker(parse_url(url)) as broker, \
+            pytest.raises(PinRefused, match="over the USB console only"):
+        pin_release_key(broker.link(did), pub)
+    with open_serial(dev.port) as link:
+        assert pin_release_key(link, pub) is True

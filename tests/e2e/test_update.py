@@ -367,3 +367,36 @@ def test_a_signed_firmware_that_cannot_start_is_rolled_back(
     assert hist[0]["fw"] == OLD
     # The same counter can be installed by a working package.
     assert cli(["update", "--port", dev.port, str(rel.file(rel.package(12), "ok.htu"))]) == 0
+
+
+def test_enroll_pins_a_first_release_key_and_only_that_key_installs(
+        tmp_path: Path, rel: Rel, capsys: pytest.CaptureFixture[str]) -> None:
+    """`enroll --release-key` pins the key on a device that has none (over its USB
+    console: UPDATE PIN), so updates signed with it install and others do not; a second
+    enroll with the same key confirms it, one with another key is refused on one line
+    and records nothing (deploy --release-key replaces pinned keys)."""
+    dev = make_device(tmp_path, "pin", [])
+    try:
+        store = tmp_path / "c.db"
+        key_file = rel.file(rel.key.pub.hex().encode(), "release.pub")
+        capsys.readouterr()
+        assert cli(["enroll", "--port", dev.port, "--store", str(store), "--label", "p",
+                    "--release-key", str(key_file), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["release_key"] == {"pub": rel.key.pub.hex(), "pinned_now": True}
+        assert cli(["enroll", "--port", dev.port, "--store", str(store), "--label", "p",
+                    "--release-key", rel.key.pub.hex()]) == 0
+        assert "was already pinned" in capsys.readouterr().out
+        other = tmp_path / "other.db"
+        assert cli(["enroll", "--port", dev.port, "--store", str(other), "--label", "p",
+                    "--release-key", rel.other.pub.hex()]) == 1
+        err = capsys.readouterr().err
+        assert "refused the release key: another release key is pinned" in err, err
+        with Store.open(other) as st:
+            assert st.enrollments() == []
+        refused(dev, rel.package(2, key=rel.other), "not pinned|release key")
+        with open_serial(dev.port) as link:
+            send_package(link, rel.package(2))
+            assert wait_version(link, NEW, 30.0).fw == NEW
+    finally:
+        dev.stop()

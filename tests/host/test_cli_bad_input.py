@@ -160,6 +160,7 @@ VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("deploy", "--wait"): ("-1", "nan", "inf"),
     ("deploy", "--release-key"): ("04" * 10, "04" + "00" * 64),
     ("image", "--release-key"): ("04" * 10, "04" + "00" * 64),
+    ("enroll", "--release-key"): ("04" * 10, "04" + "00" * 64),
     ("release build", "--counter"): ("0", "-1", "x"),
     ("release build", "--board"): ("nope", "../boards/esp32"),
     ("release build", "--version"): ("", "a b", "v" * 33),

@@ -98,7 +98,7 @@ def test_update_package() -> None:
                      "_REP_UPDATE": link.REP_UPDATE,
                      "_E_UPDATE": link.E_UPDATE, "_OP_BEGIN": link.UPDATE_BEGIN,
                      "_OP_DATA": link.UPDATE_DATA, "_OP_COMMIT": link.UPDATE_COMMIT,
-                     "_OP_ABORT": link.UPDATE_ABORT,
+                     "_OP_ABORT": link.UPDATE_ABORT, "_OP_PIN": link.UPDATE_PIN,
                      "_PROTECTED": bytes([0xA2, checkpoint.HDR_ALG, 0x26,
                                           checkpoint.HDR_KID, 0x50])})
     _same("updcheck", {"_MAX_FILES": manifest.MAX_FILES})

@@ -122,6 +122,8 @@ def _cbor_value(buf, pos, v):
 
 
 class Link:
+    console = True  # the USB console; mqttlink's Link says False (update.py's PIN)
+
     def __init__(self, log, out, board, fw, clock, chunk=512):
         self.log = log
         self.out = out  # .write(bytes-like), raw bytes to the console

@@ -196,6 +196,7 @@ class MqttLink:
                      ] if p else None
         self.net = net
         self.link = _link.Link(None, self, board, fw, clock, chunk=chunk)
+        self.link.console = False
         self.t_base = self.t_rep = None
         self._rt = None  # reply topic of the request (or stream) being served
         self._st = None  # reply topic of the open records stream's collector

@@ -42,6 +42,7 @@ _OP_BEGIN = const(0)
 _OP_DATA = const(1)
 _OP_COMMIT = const(2)
 _OP_ABORT = const(3)
+_OP_PIN = const(4)  # pin a first release key (hashtrail enroll --release-key)
 _MAGIC = b"HTU1"
 _MAX_MANIFEST = const(4096)  # 48 file rows of ~80 bytes; streamed to flash, never buffered
 _PROTECTED = b"\xa2\x01\x26\x04\x50"  # {1: -7, 4: bstr(16)}, the kid follows
@@ -380,6 +381,37 @@ def serve(link, rid, a):
         elif op == _OP_ABORT:
             _clean()
             _reply(link, rid, op, 0)
+            _end()
+        elif op == _OP_PIN:
+            # Trust on first use, at the console only: a device with no release key
+            # pinned takes one (whoever holds the console holds the REPL anyway); over
+            # MQTT a network publisher could otherwise choose whose firmware installs.
+            # A device with keys pinned only confirms one of them; deploy replaces them.
+            if not link.console:
+                raise Refused("release keys are pinned over the USB console only")
+            if len(a) != 66 or a[1] != 4:
+                raise Refused("PIN takes one 65-byte release public key")
+            key = bytes(a[1:])
+            try:
+                f = open(ROOT + "/release_keys", "rb")
+                k = f.read()
+                f.close()
+            except OSError:
+                k = None
+            if not k:  # none pinned (no file, or an empty one)
+                f = open(ROOT + "/release_keys.tmp", "wb")
+                f.write(key)
+                f.close()
+                os.rename(ROOT + "/release_keys.tmp", ROOT + "/release_keys")
+                _reply(link, rid, op, 1)
+            else:
+                i = 0
+                while i < len(k) and k[i:i + 65] != key:
+                    i += 65
+                if i >= len(k):
+                    raise Refused("another release key is pinned (hashtrail deploy "
+                                  "--release-key replaces pinned keys)")
+                _reply(link, rid, op, 0)
             _end()
         else:
             raise Refused("unknown UPDATE op %d" % op)

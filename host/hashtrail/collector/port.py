@@ -25,6 +25,7 @@ from hashtrail.collector.collect import (
 from hashtrail.collector.fleetcheck import DeviceCheck, check_ports
 from hashtrail.collector.store import Enrollment, Store, device_id_of
 from hashtrail.device.link import LogAltered, open_serial
+from hashtrail.device.update import pin_release_key
 from hashtrail.errors import VerificationError
 
 BAUD = 115200
@@ -34,24 +35,29 @@ _HELLO_DEADLINE_S = 60.0   # a HELLO and its retries; the device does not decide
 class Enrolled(NamedTuple):
     enrollment: Enrollment
     altered: LogAltered | None    # the device's own boot-check report, if any
+    key_pinned: bool | None = None  # release key: pinned now, already pinned, not asked
 
 
 def enroll_port(store: str | os.PathLike[str], port: str, label: str, baud: int = BAUD,
-                console: Callable[[str], None] | None = None) -> Enrolled:
+                console: Callable[[str], None] | None = None,
+                release_key: bytes | None = None) -> Enrolled:
     """Enroll the device on `port` into the collector store `store` (made when nothing
-    is there yet) under `label`. `console` sees the device's own lines while it wakes."""
+    is there yet) under `label`. `console` sees the device's own lines while it wakes.
+    `release_key`: pinned on a device that has none (device.update.pin_release_key)
+    before the enrollment is recorded; a refusal records nothing."""
     # enroll is the command that makes a store (collect and export need one): a path
     # that is not a store, or not a place for a new one, is refused before the device
     Store.check(store)
     with open_serial(port, baud) as link:
         link.set_deadline(_HELLO_DEADLINE_S)
         info = link.hello_waking(console)
-    if device_id_of(info.pub) != info.device_id:
-        raise VerificationError(f"device claims id {info.device_id}, its key gives "
-                                f"{device_id_of(info.pub)}")
+        if device_id_of(info.pub) != info.device_id:
+            raise VerificationError(f"device claims id {info.device_id}, its key gives "
+                                    f"{device_id_of(info.pub)}")
+        pinned = None if release_key is None else pin_release_key(link, release_key)
     with Store.open(store) as st:
         e = st.enroll(info.device_id, info.pub, label=label, board=info.board, fw=info.fw)
-    return Enrolled(e, info.altered)
+    return Enrolled(e, info.altered, pinned)
 
 
 def collect_port(store: str | os.PathLike[str], port: str, baud: int = BAUD, *,

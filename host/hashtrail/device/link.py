@@ -62,7 +62,7 @@ E_UPDATE = 8
 # UPDATE ops (first argument byte) and the data each DATA request carries: a request
 # line holds at most 98 payload bytes (200 hex characters); 7 of them are framing and 5
 # are the op and offset.
-UPDATE_BEGIN, UPDATE_DATA, UPDATE_COMMIT, UPDATE_ABORT = range(4)
+UPDATE_BEGIN, UPDATE_DATA, UPDATE_COMMIT, UPDATE_ABORT, UPDATE_PIN = range(5)
 UPDATE_CHUNK = 86
 
 

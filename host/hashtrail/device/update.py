@@ -28,6 +28,7 @@ from hashtrail.device.link import (
     UPDATE_CHUNK,
     UPDATE_COMMIT,
     UPDATE_DATA,
+    UPDATE_PIN,
     DeviceError,
     DeviceInfo,
     Link,
@@ -43,6 +44,13 @@ class UpdateRefused(VerificationError):
     """The device refused the update package; its reason says why."""
 
     hint = "the device runs its old firmware and keeps logging; nothing was installed"
+
+
+class PinRefused(VerificationError):
+    """The device refused to pin a release key; its reason says why."""
+
+    hint = ("nothing was pinned or enrolled; `hashtrail deploy --release-key` replaces "
+            "the keys a device has pinned")
 
 
 class UpdateError(HashtrailError):
@@ -66,17 +74,25 @@ class UpdateResult:
     info: DeviceInfo
 
 
-def _op(link: Link, args: bytes, timeout: float) -> int:
+def _op(link: Link, args: bytes, timeout: float,
+        refused: type[VerificationError] = UpdateRefused, what: str = "the update") -> int:
     try:
         f = link.request(REQ_UPDATE, args, expect=REP_UPDATE, timeout=timeout)
     except DeviceError as e:
         if e.code == E_UPDATE:
-            raise UpdateRefused(f"the device refused the update: {printable(e.reason)}") \
-                from None
+            raise refused(f"the device refused {what}: {printable(e.reason)}") from None
         raise UpdateError(str(e)) from None
     if len(f.payload) != 5 or f.payload[0] != args[0]:
         raise UpdateError("malformed UPDATE reply from the device")
     return int(struct.unpack_from("<I", f.payload, 1)[0])
+
+
+def pin_release_key(link: Link, pub: bytes) -> bool:
+    """Pin `pub` (65 bytes SEC1) as the release key of a device that has none (UPDATE
+    PIN, over its USB console only); a device with keys pinned only confirms that `pub`
+    is one of them, and refuses another (`hashtrail deploy --release-key` replaces
+    pinned keys). True when the key was pinned now, False when it already was."""
+    return _op(link, bytes([UPDATE_PIN]) + pub, 10.0, PinRefused, "the release key") == 1
 
 
 def send_package(link: Link, raw: bytes,
