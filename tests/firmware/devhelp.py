@@ -1,4 +1,6 @@
 # Shared by the devlog device tests: a settable clock and a chain walker.
+import os
+
 from hashtrail import devlog, entry, logstore
 
 
@@ -169,7 +171,6 @@ def make_image(path, readings=40, blocks=512, sign=False):
 
 def flash_records(root):
     """[(segment path, [[magic, flags, seq, body (bytearray), sig or None], ...])]."""
-    import os
     import struct
 
     d = root + "/log"
@@ -254,3 +255,17 @@ def replace_bytes(body, old, new):
             body[i:i + n] = new
             return
     raise ValueError("bytes not found")
+
+
+def read_file(path):
+    """The bytes of the file at `path` (the update tests' flash files)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False

@@ -40,17 +40,8 @@ def _put(path, data):
         f.write(data)
 
 
-def _get(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
+_get = devhelp.read_file
+_exists = devhelp.exists
 
 
 def _layout(base):

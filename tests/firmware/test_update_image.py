@@ -62,17 +62,8 @@ class _Out:
         return len(b)
 
 
-def _get(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
+_get = devhelp.read_file
+_exists = devhelp.exists
 
 
 def _copy(src, dst):
