@@ -13,7 +13,9 @@ from test_app_mqtt_stall import run
 
 # 104 KB, not the esp32 budget: MQTT over TLS does not fit 100 KB on this port
 # (test_app_mqtt_tls.py, docs/MQTT.md "TLS on the device").
-HEAP = 106496
+# 108 KB since: at 104 KB the SSLContext's one 3,048-byte block found no contiguous room
+# after the boot in 1 of 5 full-suite runs (docs/MQTT.md "TLS on the device").
+HEAP = 110592
 TIMEOUT = 120
 NEEDS = ("stall_broker_tls",)
 MARKS = ("e2e",)

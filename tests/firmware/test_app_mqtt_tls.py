@@ -15,7 +15,9 @@ from test_app_mqtt import run
 # 104 KB, not the esp32 budget: at 100 KB the TLS objects take ~4.3 KB of the app's
 # ~10 KB headroom and a reading's signature fails (MemoryError, 66 bytes; 4 of 4 runs).
 # docs/MQTT.md "TLS": on this port it does not fit the budget.
-HEAP = 106496
+# 108 KB since: at 104 KB the SSLContext's one 3,048-byte block found no contiguous room
+# after the boot in 1 of 5 full-suite runs (docs/MQTT.md "TLS on the device").
+HEAP = 110592
 TIMEOUT = 300
 NEEDS = ("app_mqtt_tls_board", "app_mqtt_tls_collector")
 MARKS = ("e2e",)
