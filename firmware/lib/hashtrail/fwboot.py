@@ -50,12 +50,9 @@ def paths(root):
 def read_counter(root):
     """The highest security counter installed (0 when none was). A counter file that
     is not 4 bytes raises: an unreadable floor must not allow a rollback."""
-    try:
-        f = open(root + "/fw_counter", "rb")
-    except OSError:
+    b = _read(root + "/fw_counter")
+    if b is None:
         return 0
-    b = f.read()
-    f.close()
     if len(b) != 4:
         raise ValueError("fw_counter is malformed")
     return struct.unpack("<I", b)[0]
@@ -74,6 +71,17 @@ def _exists(p):
         return True
     except OSError:
         return False
+
+
+def _read(p):
+    # The whole file, or None when it cannot be opened (a marker that is not there).
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return None
+    b = f.read()
+    f.close()
+    return b
 
 
 def parse_marker(b, image=False):
@@ -114,12 +122,9 @@ def finish(log, root="/ht"):
 
 def _reverted(log, root):
     p = root + "/update.reverted"
-    try:
-        f = open(p, "rb")
-    except OSError:
+    b = _read(p)
+    if b is None:
         return
-    b = f.read()
-    f.close()
     counter, old, new, h = parse_marker(b)
     log.append(_KIND_UPDATE_REVERTED, {1: new, 2: old, 3: counter, 4: h,
                                        5: "not started in 3 boots"})
@@ -128,12 +133,9 @@ def _reverted(log, root):
 
 def _image(log, root):
     p = root + "/update.img"
-    try:
-        f = open(p, "rb")
-    except OSError:
+    b = _read(p)
+    if b is None:
         return None
-    b = f.read()
-    f.close()
     counter, old, new, h, label = parse_marker(b, True)
     from hashtrail import board_ota, drop
 
@@ -166,12 +168,9 @@ def _finish(log, root, lib):
     if _exists(root + "/update.img"):
         return _image(log, root)
     marker = root + "/update"
-    try:
-        f = open(marker, "rb")
-    except OSError:
+    b = _read(marker)
+    if b is None:
         return None
-    b = f.read()
-    f.close()
     if _exists(lib + "/hashtrail.new") or _exists(lib + "/hashtrail.bad"):
         return None  # boot.py has not switched yet, or is rolling back: the old one runs
     counter, old, new, h = parse_marker(b)
