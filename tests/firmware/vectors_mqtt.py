@@ -17,6 +17,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -318,21 +319,31 @@ def make_stall_broker(out: Path) -> None:
 _TLS: dict[str, object] = {}
 
 
+def _tls_files(d: Path, ca_der: Path) -> Any:
+    """mqtt_broker.make_tls_files in the new folder `d`, and its CA as DER at `ca_der`
+    (MicroPython's mbedtls build parses no PEM)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from mqtt_broker import make_tls_files
+
+    d.mkdir(exist_ok=True)
+    files = make_tls_files(d)
+    ca_der.write_bytes(x509.load_pem_x509_certificate(
+        files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+    return files
+
+
 def _tls_broker(out: Path) -> object:
     if "broker" not in _TLS:
         import atexit
-        import sys
-
-        sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-        from mqtt_broker import PrivateBroker, make_tls_files
 
         d = out / "tls-broker"
-        d.mkdir(exist_ok=True)
-        files = make_tls_files(d)
-        (out / "ca.der").write_bytes(x509.load_pem_x509_certificate(
-            files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+        files = _tls_files(d, out / "ca.der")  # puts tests/e2e on the path
+        from mqtt_broker import PrivateBroker
+
         b = PrivateBroker(d, tls=files).start()
         atexit.register(b.stop)
         _TLS["broker"] = b
@@ -369,18 +380,8 @@ def make_stall_broker_tls(out: Path) -> None:
     its certificate signed by a CA made here, which board_stall_tls.json names
     (stall_ca.der, DER: MicroPython's mbedtls build parses no PEM)."""
     import ssl
-    import sys
 
-    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from mqtt_broker import make_tls_files
-
-    d = out / "stall-tls"
-    d.mkdir(exist_ok=True)
-    files = make_tls_files(d)
-    (out / "stall_ca.der").write_bytes(x509.load_pem_x509_certificate(
-        files.ca.read_bytes()).public_bytes(serialization.Encoding.DER))
+    files = _tls_files(out / "stall-tls", out / "stall_ca.der")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(files.cert, files.key)
     lsock = socket.socket()
