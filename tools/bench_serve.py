@@ -4,7 +4,7 @@ installed) serving the same tiles, published to a folder, in the same run.
 
     .venv/bin/python tools/bench_serve.py [--leaves 20000] [--seconds 5]
                                           [--connections 16] [--max-requests 200000]
-                                          [--no-append] [--json]
+                                          [--no-append] [--rate R] [--from-start] [--json]
 
 A real ledger (tests/e2e/tileskit.py: two devices through the real reconcile) is
 published with `ledger publish`; both servers run as their own processes on 127.0.0.1
@@ -15,6 +15,10 @@ Unless --no-append, a reconcile appends to the ledger in another process during 
 measurements (the issue's "while a reconcile appends"; the static folder does not
 change, but the load on the machine is the same). Each measurement is bounded by
 `seconds` (and, for the Python client, `max-requests`), after a one-second warm-up.
+`hashtrail serve` is measured once it says its fleet view is ready (the verification
+and readings decode it runs in side processes as it starts are done: a one-time start-up
+cost of seconds, reported); `--from-start` measures it from the moment it listens, that
+start-up included.
 The load generator is wrk (C, one thread) when installed, else this process (asyncio,
 one core, which then competes with the server for the CPU: its figures are a floor).
 Reported: requests/s, latency p50/p99, non-200 answers (every request names a full
@@ -177,6 +181,24 @@ def _append(tl: TileLedger, stop: Any, out: Any, niceness: int = 0) -> None:
     out.put((size - first, runs))
 
 
+def wait_ready(proc: subprocess.Popen[str], timeout: float = 300.0) -> float:
+    """Seconds until `hashtrail serve` says its fleet view is ready (its start-up
+    verification and readings decode are done), reading its stderr on a thread that
+    then keeps draining it."""
+    import threading
+    t0, ready = time.perf_counter(), threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "fleet view ready" in line:
+                ready.set()
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout):
+        raise RuntimeError(f"hashtrail serve was not ready in {timeout:.0f} s")
+    return time.perf_counter() - t0
+
+
 class NginxServer:
     """nginx serving the published folder: one process (its CPU is then one /proc
     entry), no access log, on a free loopback port."""
@@ -237,6 +259,9 @@ def main() -> int:
                     help="run the appending reconciles at nice N (0: same priority)")
     ap.add_argument("--no-nginx", dest="nginx", action="store_false",
                     help="leave nginx out even when installed")
+    ap.add_argument("--from-start", action="store_true",
+                    help="measure hashtrail serve as soon as it listens, while its fleet "
+                         "view verifies the ledger (default: once it says it is ready)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                     help="load generator: wrk when installed (auto), else this process")
@@ -274,12 +299,16 @@ def main() -> int:
         if shutil.which("nginx") is not None and a.nginx:
             names.insert(0, "nginx")
         load_before = os.getloadavg()
+        ready_s: float | None = None
         try:
             for name in names:
                 srv: Server | StaticServer | NginxServer = \
                     StaticServer(out) if name == "http.server" else \
                     NginxServer(out, d) if name == "nginx" else Server(tl.path)
                 try:
+                    if name == "hashtrail serve" and not a.from_start:
+                        assert isinstance(srv, Server)
+                        ready_s = wait_ready(srv.proc)
                     if use_wrk:
                         results[name] = measure_wrk(srv.port, paths, a.connections,
                                                     a.seconds, d, srv.proc.pid, a.rate)
@@ -299,6 +328,7 @@ def main() -> int:
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
                   "connections": a.connections, "rate": a.rate,
                   "append_nice": a.append_nice,
+                  "serve_ready_seconds": None if ready_s is None else round(ready_s, 2),
                   "results": results,
                   "appended_leaves": appended[0], "reconciles": appended[1],
                   "ratio_rps": round(h["rps"] / max(1, s["rps"]), 2),
@@ -320,6 +350,10 @@ def main() -> int:
                   f"{r['p99_ms']:.2f} ms  non-200 {r['non_200']}  "
                   f"{r['cpu_us_per_request']} us CPU/request  ({r.get('client', 'python')}"
                   " client)")
+        print("  hashtrail serve measured from the start, while its fleet view verifies"
+              if ready_s is None else f"  hashtrail serve measured once its fleet view was "
+              f"ready ({ready_s:.1f} s after it listened: verified and decoded in its side "
+              f"processes)")
         print(f"  meanwhile {appended[1]} reconciles appended {appended[0]} leaves"
               + (f" (at nice {a.append_nice})" if a.append_nice else ""))
         for name, r in results.items():

@@ -15,12 +15,13 @@ import hashlib
 import json
 import re
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from hashtrail.chain.evidence import check_evidence
@@ -287,13 +288,17 @@ def test_sigterm_stops_the_server_and_its_verification_process_cleanly(
     """A service manager stops `hashtrail serve` with SIGTERM. It used to kill the server
     outright: the fleet view's verification process was left to notice on its own and
     the resource tracker printed 'leaked semaphore objects'. Now SIGTERM runs the same
-    cleanup as Ctrl-C: exit 0, nothing on stderr, the verification process gone."""
+    cleanup as Ctrl-C: exit 0, nothing more on stderr, both side processes (verification,
+    readings) gone."""
     srv = Server(Path(fl.path))
     try:
         status, _, body = srv.get("/api/fleet")
         assert status == 200, body
+        assert srv.proc.stderr is not None     # the start-up warm-up says when it is done
+        ready = _line_within(srv.proc.stderr, 60)
+        assert ready.startswith("hashtrail: fleet view ready: "), ready
         children = _children(srv.proc.pid)
-        assert children, "the fleet view verified in no process of its own"
+        assert len(children) >= 2, "verification and readings in processes of their own"
         srv.proc.send_signal(signal.SIGTERM)
         _, err = srv.proc.communicate(timeout=20)
     finally:
@@ -306,6 +311,16 @@ def test_sigterm_stops_the_server_and_its_verification_process_cleanly(
     while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(Path(f"/proc/{c}").exists() for c in children), children
+
+
+def _line_within(stream: IO[str], seconds: float) -> str:
+    """The next line of `stream`, or a failure after `seconds` (a thread reads it)."""
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert got, f"no line within {seconds} s"
+    return got[0]
 
 
 def _children(pid: int) -> list[int]:

@@ -7,7 +7,9 @@ devices' columns kept within a budget of readings, the largest prefetched first.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hashtrail.formats.entry import KIND_BOOT, KIND_READING, SENML_N, SENML_U, SENML_V
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
@@ -63,3 +65,38 @@ def test_readings_kept_within_budget_largest_prefetched(tmp_path: Path) -> None:
         assert r.kept() <= 45
         assert len(r.get(led, devs[2].id_hex)["t"]) == 29
         assert r.kept() <= 45 and r.get(led, devs[1].id_hex)["t"]
+
+
+def test_server_process_decodes_no_readings(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The readings for plots are decoded, kept and serialised in a side process: a
+    thread of the server doing it held the interpreter lock 5 ms at a time and made the
+    tiles' latency tail (issue 13). Decoding here fails the test; the side process is
+    spawned, so it runs the real Series."""
+    import asyncio
+    import json
+
+    from hashtrail.web import app
+
+    def not_here(*_: object) -> None:
+        raise AssertionError("readings decoded in the server process")
+    monkeypatch.setattr(Series, "extend", not_here)
+    devs = [Device(50 + i, per_entry_sig=True) for i in range(2)]
+    for d, n in zip(devs, (9, 19), strict=True):
+        d.readings(n)
+    with Ledger.create(tmp_path / "l.db", "example.com/series") as led:
+        trust(led)
+        reconcile(led, bundle(devs))
+        view = app.WebView(led, readings_budget=25)
+
+        async def go() -> tuple[int, dict[str, Any], dict[str, Any]]:
+            n = await view.prefetch([(d.id_hex, len(d.entries)) for d in devs])
+            a = json.loads(await view.readings(devs[0].id_hex))
+            b = json.loads(await view.readings(devs[1].id_hex))
+            return n, a, b
+        try:
+            n, a, b = asyncio.run(go())
+        finally:
+            view.close()
+    assert n == 1                                   # 20 fits the budget of 25, 10 not
+    assert len(a["t"]) == 9 and len(b["t"]) == 19

@@ -11,16 +11,18 @@ Why safe by default, and how:
   plugins, framing and `<base>`, so even markup that slipped into a page could not run;
 - the listening address is the CLI's (127.0.0.1 unless `--listen`).
 
-Why a worker thread and a worker process: verifying a ledger or decoding 10^5 readings
-takes long enough to stall every other request on the event loop (the tiles among
-them). The quick reads run in a thread with its own connection to the ledger (an SQLite
-connection belongs to the thread that opened it). Verification, which re-checks every
-signature and takes seconds, runs in a process of its own with its own connection: in
-a thread it held the interpreter's lock for up to 5 ms at a time (the switch interval)
-for as long as it ran, so every tile answered meanwhile waited for it (p99 in
-tools/bench_serve.py); a process is scheduled by the OS beside the event loop instead.
-The server verifies once as it starts (and decodes the largest devices' readings, up
-to a budget), so the first page does not wait for it.
+Why a worker thread and two side processes: verifying a ledger or decoding 10^5
+readings takes long enough to stall every other request on the event loop (the tiles
+among them). The quick reads run in a thread with its own connection to the ledger (an
+SQLite connection belongs to the thread that opened it). Verification, which re-checks
+every signature and takes seconds, runs in a process of its own with its own connection,
+and so do the readings for plots, which it decodes, keeps and serialises to JSON there:
+in a thread of the server either held the interpreter's lock for up to 5 ms at a time
+(the switch interval) for as long as it ran, so every tile answered meanwhile waited for
+it (p99 in tools/bench_serve.py: 5-20 ms while a reconcile appended, against ~1 ms with
+no such thread); a process is scheduled by the OS beside the event loop instead. The
+server verifies once as it starts and decodes the largest devices' readings, up to a
+budget, so the first page waits for neither.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -105,10 +108,11 @@ class _Worker:
         self.pool.shutdown()
 
 
-_fleet_ledger: Ledger | None = None     # the verification process's connection
+_side_ledger: Ledger | None = None      # a side process's own connection
+_side_readings: data.Readings | None = None   # the readings process's decoded plots
 
 
-def _fleet_process_start() -> None:
+def _side_process_start() -> None:
     """Ctrl-C in a terminal reaches the whole process group: the server stops this
     process as it shuts down, without a traceback from it. A server that is killed
     cannot: this process then ends as soon as the server has (it would otherwise wait
@@ -122,35 +126,58 @@ def _fleet_process_start() -> None:
         threading.Thread(target=orphaned, name="hashtrail-parent", daemon=True).start()
 
 
-def _fleet_in_process(path: Any) -> data.Fleet:
-    """data.build_fleet in the verification process, on a connection it keeps."""
-    global _fleet_ledger
-    if _fleet_ledger is None:
-        _fleet_ledger = Ledger.open(path)
-    return data.build_fleet(_fleet_ledger)
+def _side_call(path: Any, job: Callable[..., _T], *args: Any) -> _T:
+    """job(ledger, *args) in a side process, on a connection it opens once and keeps."""
+    global _side_ledger
+    if _side_ledger is None:
+        _side_ledger = Ledger.open(path)
+    return job(_side_ledger, *args)
 
 
-class _FleetProcess:
+def _fleet_job(led: Ledger) -> data.Fleet:
+    return data.build_fleet(led)
+
+
+def _readings(budget: int) -> data.Readings:
+    global _side_readings
+    if _side_readings is None:
+        _side_readings = data.Readings(budget)
+    return _side_readings
+
+
+def _readings_job(led: Ledger, did: str, budget: int) -> bytes:
+    """A device's plot columns as JSON bytes: decoded and serialised here, so that the
+    server process only copies bytes (unpickling a list of 10^5 floats would hold its
+    interpreter lock as long as decoding them)."""
+    return json.dumps(_readings(budget).get(led, did), separators=(",", ":")).encode()
+
+
+def _prefetch_job(led: Ledger, sizes: list[tuple[str, int]], budget: int) -> int:
+    return _readings(budget).prefetch(led, sizes)
+
+
+class _SideProcess:
     """One process, started when first asked (spawned: a fork would copy the server's
-    open SQLite connections and threads), that verifies the ledger at `path`."""
+    open SQLite connections and threads), that runs jobs on the ledger at `path`."""
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, what: str) -> None:
         self.path = path
+        self.what = what
         self.pool: ProcessPoolExecutor | None = None
 
-    async def run(self) -> data.Fleet:
+    async def run(self, job: Callable[..., _T], *args: Any) -> _T:
         if self.pool is None:
             self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_fleet_process_start)
+                                            initializer=_side_process_start)
         pool = self.pool
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                pool, _fleet_in_process, self.path)
+                pool, _side_call, self.path, job, *args)
         except BrokenProcessPool:
             if self.pool is pool:        # the next request starts another
                 self.pool = None
             pool.shutdown(wait=False)
-            raise LedgerError("the verification process stopped; ask again") from None
+            raise LedgerError(f"the {self.what} process stopped; ask again") from None
 
     def close(self) -> None:
         if self.pool is not None:
@@ -161,12 +188,13 @@ class _FleetProcess:
 class WebView:
     """The fleet view's state: the workers, the last verification, decoded readings."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, readings_budget: int = data.READINGS_KEPT) -> None:
         self.reads = _Worker(ledger.path, "hashtrail-web")
-        self.verifier = _FleetProcess(ledger.path)
+        self.verifier = _SideProcess(ledger.path, "verification")
+        self.plots = _SideProcess(ledger.path, "readings")
+        self.readings_budget = readings_budget
         self.fleet: data.Fleet | None = None
         self._pending: tuple[tuple[Any, ...], asyncio.Future[data.Fleet]] | None = None
-        self.readings = data.Readings()
         self.warming: asyncio.Future[None] | None = None
 
     async def current(self) -> data.Fleet:
@@ -177,7 +205,7 @@ class WebView:
             return self.fleet
         if self._pending is not None and self._pending[0] == key:
             return await asyncio.shield(self._pending[1])
-        fut = asyncio.ensure_future(self.verifier.run())
+        fut = asyncio.ensure_future(self.verifier.run(_fleet_job))
         self._pending = (key, fut)
         try:
             f = await asyncio.shield(fut)
@@ -187,9 +215,16 @@ class WebView:
         self.fleet = f
         return f
 
+    async def readings(self, did: str) -> bytes:
+        return await self.plots.run(_readings_job, did, self.readings_budget)
+
+    async def prefetch(self, sizes: list[tuple[str, int]]) -> int:
+        return await self.plots.run(_prefetch_job, sizes, self.readings_budget)
+
     def close(self) -> None:
         self.reads.close()
         self.verifier.close()
+        self.plots.close()
 
 
 def _json(obj: Any, status: int = 200, download: str | None = None) -> web.Response:
@@ -223,14 +258,20 @@ def add_routes(app: web.Application, ledger: Ledger,
 
     async def warm(_: web.Application) -> None:
         """Verify once as the server starts, and decode the plots of the largest devices
-        that fit in the readings budget, so the first visitor does not wait for either."""
+        that fit in the readings budget, so the first visitor does not wait for either;
+        then say so (a line a script can wait for: tools/bench_serve.py does)."""
         async def run() -> None:
+            t0 = time.monotonic()
             try:
                 f = await view.current()
                 sizes = [(d.device_id, d.entries) for d in f.report.devices]
-                await view.reads.run(lambda led: view.readings.prefetch(led, sizes))
+                plotted = await view.prefetch(sizes)
             except Exception as e:      # the next request tries again and reports it
                 log.warning(f"hashtrail: the fleet view could not verify the ledger: {e}")
+                return
+            log.info(f"hashtrail: fleet view ready: {len(sizes)} devices, "
+                     f"{sum(n for _, n in sizes)} entries verified, readings of {plotted} "
+                     f"decoded, in {time.monotonic() - t0:.1f} s")
         view.warming = asyncio.ensure_future(run())
 
     async def on_cleanup(_: web.Application) -> None:
@@ -277,7 +318,10 @@ def add_routes(app: web.Application, ledger: Ledger,
 
     async def api_readings(request: web.Request) -> web.Response:
         did = data.device_id_or_404(request.match_info["id"])
-        return _json(await view.reads.run(lambda led: view.readings.get(led, did)))
+        r = web.Response(body=await view.readings(did), content_type="application/json",
+                         headers={"Cache-Control": "no-store"})
+        r.enable_compression()
+        return r
 
     async def api_entries(request: web.Request) -> web.Response:
         did = data.device_id_or_404(request.match_info["id"])
