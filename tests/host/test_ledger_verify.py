@@ -270,6 +270,15 @@ def test_a_deleted_entry_is_named(ledger: Copy) -> None:
     _assert_named(ledger, "entries", f"leaf {index}", "no entries row holds it")
 
 
+def test_an_entry_moved_far_past_the_tree_is_named_at_once(ledger: Copy) -> None:
+    """A leaf_index set to 10^12 by hand: verify used to stand in a missing leaf for
+    each index up to it (and ran out of memory); now it names the row and goes on."""
+    did = ledger.base.cps
+    ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=4", 10**12, did)
+    _assert_named(ledger, "entries", f"device {did}, seq 4",
+                  f"leaf_index {10**12} is ")
+
+
 def test_an_entry_moved_to_another_leaf_is_named(ledger: Copy) -> None:
     did = ledger.base.cps
     a, b = (ledger.one("SELECT leaf_index FROM entries WHERE device_id=? AND seq=?", did, s)[0]

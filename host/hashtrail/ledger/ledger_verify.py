@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +55,7 @@ from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
 from hashtrail.ledger import revocation
 from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.rebuilt_tree import RebuiltTree
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}
 _LEGACY_SIGNER = "signer"
@@ -183,16 +183,18 @@ def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
     if device is not None and device not in devs:
         raise HashtrailError(f"device {device} is not in this ledger")
     size = meta.get("size", -1)
-    tree, counts = _leaves(led, p, devs, size)
-    rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
-    if size != tree.size:
-        p.add("meta", "key size", f"says {size} leaves, the entries table holds "
-                                  f"{tree.size}")
-    if sum(counts.values()) != tree.size:
-        p.add("entries", "all rows", f"the enrolled devices' entries number "
-                                     f"{sum(counts.values())}, the tree {tree.size} leaves")
-    _nodes(led, p, tree)
-    _ledger_checkpoints(led, p, rep, tree, meta)
+    with RebuiltTree() as tree:
+        counts = _leaves(led, p, devs, size, tree)
+        rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
+        if size != tree.size:
+            p.add("meta", "key size", f"says {size} leaves, the entries table holds "
+                                      f"{tree.size}")
+        if sum(counts.values()) != tree.size:
+            p.add("entries", "all rows", f"the enrolled devices' entries number "
+                                         f"{sum(counts.values())}, the tree {tree.size} "
+                                         "leaves")
+        _nodes(led, p, tree)
+        _ledger_checkpoints(led, p, rep, tree, meta)
     _dev_checkpoints(led, p, devs)
     _evidence(led, p, devs)
     for d in devs.values():
@@ -278,61 +280,19 @@ def _devices(led: Ledger, p: _Problems) -> dict[str, _Dev]:
 
 # -- leaves, nodes, ledger checkpoints -------------------------------------------------
 
-class _PackedTree:
-    """merkle.MemoryTree's complete-subtree hashes, each level one bytearray (32 bytes
-    a hash, no object per hash): the rebuilt tree of a million leaves in 64 MB instead
-    of some 150, which is what keeps verify's memory in bounds."""
-
-    def __init__(self) -> None:
-        self.levels: list[bytearray] = []
-
-    def get(self, level: int, index: int) -> bytes:
-        return bytes(self.levels[level][32 * index:32 * index + 32])
-
-    @property
-    def size(self) -> int:
-        return len(self.levels[0]) // 32 if self.levels else 0
-
-    def append(self, leaf_h: bytes) -> None:
-        for level, index, h in merkle.new_nodes(self.get, self.size, leaf_h):
-            if level == len(self.levels):
-                self.levels.append(bytearray())
-            if index != len(self.levels[level]) // 32:
-                raise AssertionError("nodes appended out of order")
-            self.levels[level] += h
-
-    def nodes(self, lowest: int = 0) -> Iterator[tuple[int, int, bytes]]:
-        """(level, index, hash), by level then index, from level `lowest` up."""
-        for lv, hs in enumerate(self.levels[lowest:], lowest):
-            for ix in range(len(hs) // 32):
-                yield lv, ix, bytes(hs[32 * ix:32 * ix + 32])
-
-    def root(self, size: int | None = None) -> bytes:
-        return merkle.root(self.get, self.size if size is None else size)
-
-    def first_index(self, wanted: set[bytes]) -> dict[bytes, int]:
-        """The first leaf index of each hash in `wanted` (that the tree holds)."""
-        out: dict[bytes, int] = {}
-        lv0 = self.levels[0] if self.levels else bytearray()
-        for i in range(len(lv0) // 32):
-            h = bytes(lv0[32 * i:32 * i + 32])
-            if h in wanted and h not in out:
-                out[h] = i
-        return out
-
-
 _SEEN_BITS = 1 << 26    # 8 MB: leaf hashes already seen, one bit each (a filter)
+_GAP_MAX = 1 << 20      # missing leaves stood in for, at most, between two rows
 
 
-def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
-            ) -> tuple[_PackedTree, dict[str, int]]:
-    """Rebuild the tree from the entries rows in leaf order; check each row as a leaf.
+def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int,
+            tree: RebuiltTree) -> dict[str, int]:
+    """Rebuild the tree into `tree` from the entries rows in leaf order; check each row
+    as a leaf; the enrolled devices' rows counted by device.
 
     Duplicate leaves are found in bounded memory: a bit per leaf hash in a filter; a
     row whose bit is already set is a candidate, and after the scan each candidate's
     hash is looked up among the leaves before it (false candidates find only
     themselves)."""
-    tree = _PackedTree()
     counts: dict[str, int] = defaultdict(int)
     seen = bytearray(_SEEN_BITS // 8)
     cands: list[tuple[int, str, bytes]] = []       # (index, row key, leaf hash)
@@ -347,6 +307,11 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
             if index < tree.size:
                 p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
                       f"leaf_index {index} out of order")
+                continue
+            if index - tree.size > _GAP_MAX:     # a hand-made index: no row to align to
+                p.add("entries", f"{_did_key(did_raw)}, seq {seq}",
+                      f"leaf_index {index} is {index - tree.size} leaves past the last "
+                      "row before it")
                 continue
             p.add("entries", f"leaf {tree.size}" if index == tree.size + 1
                   else f"leaves {tree.size}..{index - 1}", "no entries row holds it")
@@ -377,7 +342,7 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int
     for index, k, lh in cands:
         if first[lh] != index:
             p.add("entries", k, f"leaf {index} duplicates leaf {first[lh]}")
-    return tree, counts
+    return counts
 
 
 def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | None]:
@@ -395,7 +360,7 @@ def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | N
     return LEAF_TAG + raw_id, None
 
 
-def _nodes(led: Ledger, p: _Problems, tree: _PackedTree) -> None:
+def _nodes(led: Ledger, p: _Problems, tree: RebuiltTree) -> None:
     """Every stored subtree hash is the rebuilt tree's, and none is missing. Leaf hashes
     (level 0) are not stored (each is computed from its entries row): a stored one is
     a row no hashtrail writes."""
@@ -424,7 +389,7 @@ def _nodes(led: Ledger, p: _Problems, tree: _PackedTree) -> None:
 
 
 def _ledger_checkpoints(led: Ledger, p: _Problems, rep: LedgerReport,
-                        tree: _PackedTree, meta: dict[str, Any]) -> None:
+                        tree: RebuiltTree, meta: dict[str, Any]) -> None:
     verifier: note.Verifier | None = meta["verifier"]
     newest = -1
     for size, data, _created in led.storage.scan_checkpoints():
