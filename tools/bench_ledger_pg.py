@@ -4,6 +4,7 @@
     .venv/bin/python tools/bench_ledger_pg.py [--entries 100000] [--devices 20]
                                               [--collectors 4] [--json]
                                               [--skip sqlite files collectors]
+                                              [--checkpoint-every K]
 
 Needs the PostgreSQL server (HASHTRAIL_TEST_PG, default
 postgresql://postgres@127.0.0.1:5432/postgres); each figure uses a fresh database
@@ -28,6 +29,11 @@ postgresql://postgres@127.0.0.1:5432/postgres); each figure uses a fresh databas
   first start to the last exit, interpreter start and bundle files included;
   `one_process_same_files_pg_entries_per_s` is the same files in one process, the
   serial baseline for it.
+
+Each device signs one checkpoint, over its last entry; with `--checkpoint-every K` also
+one every K entries. With only the last one, a device whose entries span several
+reconcile chunks (reconcile.CHUNK) has every chunk but its last held in `pending` until
+the checkpoint's chunk comes (the shape of a device collected rarely).
 
 `--skip` leaves parts out (at 10^6 each takes minutes): `sqlite` (every SQLite figure),
 `files` (the reconcile_file_* figures), `collectors` (the last two).
@@ -64,6 +70,17 @@ def _devices(n: int, k: int) -> list[Device]:
         d = Device(42_000 + i)
         d.readings(n // k - 1)
         out.append(d)
+    return out
+
+
+def _cps(devs: list[Device], every: int) -> list[tuple[Device, bytes]]:
+    """Each device's checkpoints: one over its last entry, and one every `every` entries
+    (0: none more)."""
+    out = []
+    for d in devs:
+        last = len(d.entries) - 1
+        seqs = range(every - 1, last, every) if every else range(0)
+        out += [(d, d.checkpoint(seq=s)) for s in seqs] + [(d, d.checkpoint())]
     return out
 
 
@@ -135,8 +152,8 @@ def _floor(target: str, key: Path, devs: list[Device]) -> float:
     return len(rows) / dt
 
 
-def _collectors(made: list[str], tmp: Path, devs: list[Device], n: int, collectors: int
-                ) -> dict[str, int]:
+def _collectors(made: list[str], tmp: Path, devs: list[Device], n: int, collectors: int,
+                every: int) -> dict[str, int]:
     """`collectors` reconcile processes at once into one PostgreSQL ledger, and the same
     files in one process (module doc)."""
     got: dict[str, int] = {}
@@ -147,7 +164,7 @@ def _collectors(made: list[str], tmp: Path, devs: list[Device], n: int, collecto
     files = []
     for c in range(collectors):
         part = devs[c::collectors]
-        files.append(save(bundle(part, cps=[(d, d.checkpoint()) for d in part],
+        files.append(save(bundle(part, cps=_cps(part, every),
                                  name=f"site-{c}"), tmp / f"site-{c}.jsonl"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "host")}
 
@@ -183,6 +200,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--collectors", type=int, default=4)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                    help="each device also signs a checkpoint every K entries (module doc)")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["sqlite", "files", "collectors"],
                     help="leave these parts out (module doc)")
@@ -193,11 +212,12 @@ def main() -> int:
     t = time.perf_counter()
     devs = _devices(a.entries, a.devices)
     n = sum(len(d.entries) for d in devs)
-    b = bundle(devs, cps=[(d, d.checkpoint()) for d in devs])
+    b = bundle(devs, cps=_cps(devs, a.checkpoint_every))
     made_s = time.perf_counter() - t
     out: dict[str, object] = {**host_machine(),
                               "load_average_1min": round(os.getloadavg()[0], 2),
                               "entries": n, "devices": a.devices,
+                              "checkpoint_every": a.checkpoint_every,
                               "chain_and_bundle_seconds": round(made_s, 1)}
     with tempfile.TemporaryDirectory() as td, pgtest.databases() as made:
         tmp = Path(td)
@@ -224,7 +244,7 @@ def main() -> int:
             _floor(pgtest.new_database(made), tmp / "g.key", devs))
         out["load_average_1min_end"] = round(os.getloadavg()[0], 2)
         if "collectors" not in skip:
-            out.update(_collectors(made, tmp, devs, n, a.collectors))
+            out.update(_collectors(made, tmp, devs, n, a.collectors, a.checkpoint_every))
     print(json.dumps(out, indent=1) if a.json else
           "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
