@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import sql as pgsql
@@ -53,6 +53,8 @@ from hashtrail.ledger.storage import (
     walk_fields,
 )
 
+T = TypeVar("T")
+
 # pg_advisory_xact_lock key of the ledger's one writer lock: "HTlg" (as SQLite's
 # application_id), so another program's advisory locks on the same database do not
 # collide with it by accident.
@@ -68,6 +70,8 @@ SESSION = {"idle_in_transaction_session_timeout": "600s", "tcp_keepalives_idle":
            "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
 # a server-side cursor hands verify this many rows at a time (bounded memory)
 _SCAN_CHUNK = 5000
+# held entries dropped by one statement
+_KEYS = 5000
 
 HINT = ("check the URL (postgresql://USER@HOST/DB), that the server runs and the database "
         "exists (`createdb`); make a ledger with `hashtrail ledger init --ledger URL`")
@@ -402,12 +406,14 @@ class PgLedgerStorage:
         row = self._q(query, args).fetchone()
         return None if row is None else tuple(row)
 
-    def _qb(self, query: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one statement in binary: each column already its Python type (BYTEA
-        bytes, BIGINT and INTEGER int, NULL None)."""
+    def _qb(self, query: str, args: Sequence[Any], make: Callable[[Any], T]) -> list[T]:
+        """`make` of each row of one statement read in binary: each column already its
+        Python type (BYTEA bytes, BIGINT and INTEGER int, NULL None). Rows are made one
+        at a time, never all as tuples first (held entries can be many)."""
         try:
             with self._db.cursor(binary=True) as cur:
-                return cur.execute(query, args).fetchall()
+                cur.execute(query, args)
+                return [make(r) for r in cur]
         except psycopg.Error as e:
             raise self._error(e) from None
 
@@ -543,9 +549,9 @@ class PgLedgerStorage:
         # binary: a chunk of a device whose signatures come later reloads every entry
         # held before it, so these rows are read many times; binary rows come as the
         # columns' Python types (no hex to decode, nothing to convert)
-        return [HeldEntry._make(r) for r in self._qb(
-            "SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending WHERE "
-            "device_id=%s AND seq>=%s ORDER BY seq, entry_hash", (device_id, lo))]
+        return self._qb("SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending "
+                        "WHERE device_id=%s AND seq>=%s ORDER BY seq, entry_hash",
+                        (device_id, lo), HeldEntry._make)
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         # binary COPY, which cannot skip a row already held, into a temporary table
@@ -568,15 +574,16 @@ class PgLedgerStorage:
                 (sig, device_id, seq, entry_hash))
 
     def drop_pending(self, keys: Sequence[tuple[str, int, bytes]]) -> None:
-        # one statement, the keys as three arrays: a quarter of the time of one
-        # pipelined DELETE per key
+        # a statement per _KEYS keys, each as three arrays: a quarter of the time of one
+        # pipelined DELETE per key, in batches so that the arrays of a device's whole
+        # held tail (accepted at once when its signature comes) are not all built at once
         self._in_tx()
-        if not keys:
-            return
-        dids, seqs, hashes = (list(c) for c in zip(*keys, strict=True))
-        self._wb("DELETE FROM pending p USING unnest(%b::text[], %b::int8[], %b::bytea[]) "
-                 "AS k(d, s, h) WHERE p.device_id=k.d AND p.seq=k.s AND p.entry_hash=k.h",
-                 (dids, seqs, hashes))
+        for i in range(0, len(keys), _KEYS):
+            part = keys[i:i + _KEYS]
+            self._wb("DELETE FROM pending p USING unnest(%b::text[], %b::int8[], "
+                     "%b::bytea[]) AS k(d, s, h) WHERE p.device_id=k.d AND p.seq=k.s AND "
+                     "p.entry_hash=k.h",
+                     ([k[0] for k in part], [k[1] for k in part], [k[2] for k in part]))
 
     # -- device checkpoints --------------------------------------------------------------
 
