@@ -1,0 +1,77 @@
+"""Held entries in storage (`add_pending`, `pending`, `drop_pending`), on both backends:
+the bulk paths (PostgreSQL: binary COPY through a temporary table, one DELETE over key
+arrays, binary reads) must keep the contract the one-row statements kept: a row held
+already stays as it is, rows come back typed and in (seq, hash) order, only the keys
+named are dropped, and a rolled-back transaction leaves nothing, after which holding
+works again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.storage import HeldEntry, PendingRow
+
+DID, OTHER = "ab" * 16, "cd" * 16
+
+
+@pytest.fixture(autouse=True)
+def _small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL drops held entries a batch of keys at a time: batches of 2 here, so
+    the drops below cross batches."""
+    try:
+        from hashtrail.ledger import storage_pg
+    except ImportError:
+        return
+    monkeypatch.setattr(storage_pg, "_KEYS", 2)
+
+
+def _row(did: str, seq: int, tag: int, sig: bytes | None = None,
+         t: int | None = 1_700_000_000) -> PendingRow:
+    return (did, seq, bytes([tag]) * 32, b"body-%d" % tag, sig, bytes([tag + 1]) * 32, 2, t)
+
+
+def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
+    with Ledger.create(ledger_at("l"), "test.example/pending") as led:
+        db = led.storage
+        with db.transaction():
+            db.add_pending([_row(DID, 5, 9), _row(DID, 3, 7, sig=b"s" * 64, t=None),
+                            _row(DID, 5, 1), _row(OTHER, 3, 7)])
+            # the same key again in the same transaction, with a signature: kept as is
+            db.add_pending([_row(DID, 5, 9, sig=b"x" * 64)])
+        with db.transaction():
+            db.add_pending([_row(DID, 3, 7), _row(DID, 8, 4)])
+        got = db.pending(DID, 0)
+        assert got == [
+            HeldEntry(3, b"\x07" * 32, b"body-7", b"s" * 64, b"\x08" * 32, 2, None),
+            HeldEntry(5, b"\x01" * 32, b"body-1", None, b"\x02" * 32, 2, 1_700_000_000),
+            HeldEntry(5, b"\x09" * 32, b"body-9", None, b"\x0a" * 32, 2, 1_700_000_000),
+            HeldEntry(8, b"\x04" * 32, b"body-4", None, b"\x05" * 32, 2, 1_700_000_000),
+        ]
+        for h in got:
+            assert [type(v) for v in h] == [int, bytes, bytes, type(h.sig), bytes, int,
+                                            type(h.t)]
+        assert [h.seq for h in db.pending(DID, 5)] == [5, 5, 8]
+        with db.transaction():
+            # only these keys go: (DID, 5, hash 9) stays, OTHER's seq 3 stays, a key
+            # that is not held is no error
+            db.drop_pending([(DID, 6, b"\x06" * 32), (DID, 5, b"\x01" * 32),
+                             (DID, 3, b"\x07" * 32)])
+        assert [(h.seq, h.entry_hash[0]) for h in db.pending(DID, 0)] == [(5, 9), (8, 4)]
+        assert [h.seq for h in db.pending(OTHER, 0)] == [3]
+        with pytest.raises(RuntimeError), db.transaction():
+            db.add_pending([_row(DID, 20, 20)])
+            db.drop_pending([(DID, 8, b"\x04" * 32)])
+            raise RuntimeError("stop before commit")
+        assert [(h.seq, h.entry_hash[0]) for h in db.pending(DID, 0)] == [(5, 9), (8, 4)]
+        with db.transaction():         # and holding works again after the rollback
+            db.add_pending([_row(DID, 21, 21)])
+        assert [h.seq for h in db.pending(DID, 0)] == [5, 8, 21]
+        # held, accepted and dropped, then others held, in one transaction (a chunk walked
+        # batch by batch): what was dropped is not held again
+        with db.transaction():
+            db.add_pending([_row(DID, 30, 30)])
+            db.drop_pending([(DID, 30, b"\x1e" * 32)])
+            db.add_pending([_row(DID, 31, 31)])
+        assert [h.seq for h in db.pending(DID, 0)] == [5, 8, 21, 31]
