@@ -17,6 +17,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.bundle import Bundle
 from hashtrail.formats import entry as en
 from hashtrail.ledger import reconcile as rec
@@ -195,3 +196,18 @@ def test_one_pass_decides_what_the_walk_decides(case: str, tmp_path: Path,
     if case.startswith("clean"):       # the one-pass path took every chunk
         assert all(taken) and not any(r[5] for r in fast[0])
 
+
+def test_check_all_is_check_entry_by_entry() -> None:
+    """FirmwareRules.check_all (what reconcile calls) skips only entries that `check`
+    finds nothing in: the same findings as `check` of each entry, from any start."""
+    es = [en.parse_entry(b) for _, b, _ in _firmware().entries]
+    assert len(es) > 100
+    for lo in range(0, len(es), 7):
+        for last in (None, es[lo - 1] if lo else None):
+            one_by_one, rules, prev = [], FirmwareRules(), last
+            for e in es[lo:]:
+                one_by_one += rules.check(prev, e)
+                prev = e
+            assert FirmwareRules().check_all(last, es[lo:]) == one_by_one
+    assert {f.code for f in FirmwareRules().check_all(None, es)} == {
+        "fw_changed", "fw_downgrade"}

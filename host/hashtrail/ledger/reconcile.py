@@ -77,6 +77,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import NamedTuple
 
 from hashtrail.chain import verify_pool
@@ -829,19 +830,19 @@ def _firmware(db: LedgerStorage, did: str, tip: int, take: list[_Cand], res: Res
     chunk: a reconcile still costs O(new entries)."""
     if not take:
         return
-    rules = (installed_rules(db, did, tip) if any(c.f.kind == KIND_UPDATE for c in take)
+    # a held entry's row keeps only what the walk reads (_Walk): decoded once here
+    es = [parse_entry(c.body) if isinstance(c.f, _Walk) else c.f for c in take]
+    rules = (installed_rules(db, did, tip) if KIND_UPDATE in map(_kind, es)
              else FirmwareRules())
     last = None
     if tip >= 0:
         se = db.entry(did, tip)
         last = None if se is None else parse_entry(se.body)
-    for c in take:
-        # a held entry's row keeps only what the walk reads (_Walk): decoded once here
-        e = c.f if not isinstance(c.f, _Walk) else parse_entry(c.body)
-        for f in rules.check(last, e):
-            res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, "
-                                         "flagged"))
-        last = e
+    for f in rules.check_all(last, es):
+        res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, flagged"))
+
+
+_kind = attrgetter("kind")
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
