@@ -19,6 +19,7 @@ import cbor2
 import pytest
 from hashtrail.errors import FormatError
 from hashtrail.formats import cbor_strict
+from hashtrail.formats import entry as entry_mod
 from hashtrail.formats.entry import (
     _entry_fields,
     _fast_entry,
@@ -344,3 +345,20 @@ def test_the_one_pattern_reader_on_every_head_width() -> None:
         for bad in [raw, *_mutations(raw)]:
             _same_as_reference(bad)
     assert ONE_READING_DECIDED[0] > 10 * len(raws)
+
+
+def test_the_one_pattern_readers_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """`_one_reading` keeps the texts and float16 values it converted, at most _KEEP
+    of each: past that it converts without keeping, with the same values."""
+    monkeypatch.setattr(entry_mod, "_KEEP", 20)
+    monkeypatch.setattr(entry_mod, "_TEXTS", {})
+    monkeypatch.setattr(entry_mod, "_HALVES", {})
+    for i in range(60):
+        raw = cbor2.dumps({0: 1, 1: i, 2: None, 3: i, 4: 1, 5: bytes(32), 6: f"fw{i}",
+                           7: 0, 8: [{0: f"n{i}", 1: f"u{i}", 2: 1 + i / 64}]},
+                          canonical=True)
+        one = _one_reading(raw)
+        assert one is not None and one == _layout_bytes(raw)
+        assert (one.fw, one.body[0][0], one.body[0][1]) == (f"fw{i}", f"n{i}", f"u{i}")
+    assert len(entry_mod._TEXTS) == 20 and len(entry_mod._HALVES) == 20

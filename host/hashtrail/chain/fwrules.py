@@ -96,6 +96,23 @@ class FirmwareRules:
                 f"boot {last.fw!r}: a firmware changes only with a reboot")))
         return out
 
+    def check_all(self, last: Entry | None, entries: Iterable[Entry]) -> list[FwFinding]:
+        """`check` of each of `entries` (in seq order) against the one before it, the
+        first against `last`; the findings in order.
+
+        Why: reconcile judges thousands of entries at a time, nearly all of which break
+        nothing. An entry that is neither an update nor an update-reverted entry, and
+        claims the firmware of the entry before it (or follows none), can break no rule,
+        so `check` runs only for the others."""
+        out: list[FwFinding] = []
+        for e in entries:
+            k = e.kind
+            if k == KIND_UPDATE or k == KIND_UPDATE_REVERTED or (
+                    last is not None and last.fw != e.fw):
+                out += self.check(last, e)
+            last = e
+        return out
+
     def _update(self, e: Entry) -> list[FwFinding]:
         out: list[FwFinding] = []
         new, counter = e.body[UPDATE_NEW], int(e.body[UPDATE_COUNTER])

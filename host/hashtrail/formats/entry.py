@@ -248,24 +248,57 @@ _ONE_READING = re.compile(
 
 def _one_reading(raw: bytes) -> Entry | None:
     """`_layout_bytes` for the entries `_ONE_READING` matches (None for any other), with
-    the same verdict and value at about half its cost: the pattern checks every head
-    and byte `_layout_bytes` checks, the code below only converts them
-    (tests/host/test_devicecheck.py holds the two to each other on every mutation)."""
+    the same verdict and value at about half its cost: the pattern checks every
+    head and byte `_layout_bytes` checks, the code below only converts them
+    (tests/host/test_devicecheck.py holds the two to each other on every mutation).
+
+    The conversions: a head the pattern took is the shortest for its argument, so its
+    length says its initial byte and the argument is the rest (`_uint_of`). A device
+    writes the same firmware version, names, units and, mostly, a handful of values
+    entry after entry, so text and float16 heads are converted once and kept
+    (`_TEXTS`, `_HALVES`, bounded): the same bytes always give the same value."""
     m = _ONE_READING(raw)
     if m is None:
         return None
     s, t, up, boot, prev, fw, name, unit, half = m.groups()
-    v = _HALF.unpack(half)[0]
-    if v != v:
-        return None
+    v = _HALVES.get(half)
+    if v is None:
+        v = _HALF.unpack(half)[0]
+        if v != v:
+            return None
+        if len(_HALVES) < _KEEP:
+            _HALVES[half] = v
+    texts = _TEXTS
+    f, n, u = texts.get(fw), texts.get(name), texts.get(unit)
+    if f is None:
+        f = _text_of(fw)
+    if n is None:
+        n = _text_of(name)
+    if u is None:
+        u = _text_of(unit)
     return _new_entry(Entry, (
-        s[0] if len(s) == 1 else int.from_bytes(s[1:], "big"),
-        None if t == b"\xf6" else t[0] if len(t) == 1 else int.from_bytes(t[1:], "big"),
-        up[0] if len(up) == 1 else int.from_bytes(up[1:], "big"),
-        boot[0] if len(boot) == 1 else int.from_bytes(boot[1:], "big"),
-        prev, fw[1:].decode("ascii"), KIND_READING,
-        [{SENML_N: name[1:].decode("ascii"), SENML_U: unit[1:].decode("ascii"), SENML_V: v}],
-        raw))
+        _uint_of(s, "big") - _BIAS[len(s)],
+        None if t == b"\xf6" else _uint_of(t, "big") - _BIAS[len(t)],
+        _uint_of(up, "big") - _BIAS[len(up)],
+        _uint_of(boot, "big") - _BIAS[len(boot)],
+        prev, f, KIND_READING, [{SENML_N: n, SENML_U: u, SENML_V: v}], raw))
+
+
+# What a shortest head of 1, 2, 3, 5 or 9 bytes adds to its argument, read big-endian
+# as one integer: its initial byte (0x18 to 0x1b, none for an argument below 24).
+_BIAS = [0, 0, 0x18 << 8, 0x19 << 16, 0, 0x1A << 32, 0, 0, 0, 0x1B << 64]
+_uint_of = int.from_bytes
+_KEEP = 1024                        # entries in each of the caches below, at most
+_TEXTS: dict[bytes, str] = {}       # a text item's bytes (head included) -> its text
+_HALVES: dict[bytes, float] = {}    # a float16's two bytes -> its value (never NaN)
+
+
+def _text_of(item: bytes) -> str:
+    """The text of an ASCII text item of 0..23 bytes (its one-byte head first)."""
+    text = item[1:].decode("ascii")
+    if len(_TEXTS) < _KEEP:
+        _TEXTS[item] = text
+    return text
 
 
 def _layout_entry(raw: bytes) -> Entry | None:

@@ -40,7 +40,12 @@ write lock: ledger.storage), reconcile
 Entries come in chunks of at most CHUNK per device, each chunk one transaction, so a
 bundle of any size streams in bounded memory (a bundle file is read in two passes:
 collector.bundle.BundleFile). A killed reconcile leaves whole chunks done or untouched;
-rerunning finishes the job and the same bundle twice is a no-op. A bundle file
+rerunning finishes the job and the same bundle twice is a no-op. Nearly every chunk
+of a large bundle just extends its device's chain from the tip (after the entries held
+from the chunk before): such a chunk is walked in one pass (_extend), which accepts
+what the general walk (_merge) would and hands it any other chunk whole, before doing
+anything (tests/host/test_reconcile_extend.py holds the two to the same ledger and
+findings). A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
@@ -72,6 +77,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import NamedTuple
 
 from hashtrail.chain import verify_pool
@@ -97,7 +103,7 @@ from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.storage import LedgerStorage
+from hashtrail.ledger.storage import Device, LedgerStorage
 
 log = logging.getLogger(__name__)
 
@@ -432,13 +438,89 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
     dev = led.device(did)
     assert dev is not None
     old_tip = dev.tip_seq
-    old = [r.seq for r in recs if r.seq <= dev.tip_seq]
-    accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     cands = _load_pending(db, did, 0, parsed)
     if checked is None:
         checked = _check_entries(key, recs, workers)
+    rest = _extend(led, db, did, dev, key, recs, checked, cands, res)
+    if rest is None:
+        rest = _merge(led, db, did, dev, key, recs, checked, cands, res)
+    db.add_pending([(did, c.seq, c.h, c.body, c.sig, c.f.prev, c.f.kind, c.f.t)
+                    for cs in rest.values() for c in cs if not c.stored])
+    tip = led.device(did)
+    assert tip is not None
+    _forks(led, db, did, key, rest, res, old_tip + 1 if new_cp is None
+           else min(old_tip + 1, new_cp))
+    return sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+
+
+def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+            recs: list[RawEntry], checked: list[_Checked], cands: dict[int, list[_Cand]],
+            res: Result) -> dict[int, list[_Cand]] | None:
+    """The usual chunk in one pass: entries that follow the device's tip, or the
+    entries it holds just above its tip (`cands`: the tail of the chunk before, which
+    no signature covered yet), one copy of each, in seq order, each well-formed,
+    linked to the one before and its signature (if any) valid. Accepts what `_merge`
+    would accept and returns the rest, as `_merge` does; None, with nothing done, for
+    any other chunk: then `_merge` decides (and words the findings).
+
+    Why: a large bundle is nearly all such chunks, and `_merge`'s general bookkeeping
+    (candidates per seq, duplicates, several copies, holes, log-altered reports) costs
+    a pass over the entries each, about 1 us an entry. Whatever would make `_merge`
+    say something or choose (a finding, a duplicate, a second copy, a hole, an
+    unsigned entry of a device that signs every entry, a log-altered report, an entry 0
+    that is not this key's) sends the chunk there whole."""
+    s, head = dev.tip_seq + 1, dev.tip_head
+    held = [cs[0] for _, cs in sorted(cands.items())]
+    if held and (held[0].seq != s or held[-1].seq != s + len(held) - 1
+                 or any(len(cs) != 1 for cs in cands.values())):
+        return None
+    if s > 0:
+        every = _policy(db, did) == POLICY_EVERY_ENTRY
+    else:         # entry 0 is this key's, bound to its genesis, and says the policy
+        f0 = held[0].f if held else checked[0][1] if recs else None
+        if type(f0) is not EntryFields or head != key.genesis_prev:
+            return None
+        try:
+            key.check_first_entry(f0)
+        except HashtrailError:
+            return None
+        every = signing_policy(f0) == POLICY_EVERY_ENTRY
+    heads = _signed_heads(db, did, s)
+    path: list[_Cand] = []
+    covered = 0
+    for c in held:
+        if c.f.prev != head or c.f.kind == KIND_LOG_ALTERED:
+            return None
+        path.append(c)
+        if c.sig is not None or (not every and (c.seq, c.h) in heads):
+            covered = len(path)
+        elif every:
+            return None
+        head, s = c.h, s + 1
+    for (seq, body, sig), (h, f, ok) in zip(recs, checked, strict=True):
+        if (seq != s or type(f) is not EntryFields or f.seq != seq or not ok
+                or f.prev != head or f.kind == KIND_LOG_ALTERED):
+            return None
+        path.append(_new(_Cand, (seq, h, body, sig, f, False)))
+        if sig is not None or (not every and (seq, h) in heads):
+            covered = len(path)
+        elif every:
+            return None
+        head, s = h, s + 1
+    _take(led, db, did, dev, path[:covered], res)
+    return {c.seq: [c] for c in path[covered:]}
+
+
+def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+           recs: list[RawEntry], checked: list[_Checked], cands: dict[int, list[_Cand]],
+           res: Result) -> dict[int, list[_Cand]]:
+    """Any chunk: check each entry (findings for those refused), count duplicates of
+    accepted ones, add the rest to the held candidates `cands`, accept the signed
+    prefix of the chain from the tip (_advance); returns the candidates not taken."""
+    old = [r.seq for r in recs if r.seq <= dev.tip_seq]
+    accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     for i, (seq, body, sig) in enumerate(recs):
         h, f, sig_ok = checked[i]
         try:
@@ -483,13 +565,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list
             for c in cs:
                 if taken.get(seq) is not c:
                     rest[seq].append(c)
-    db.add_pending([(did, c.seq, c.h, c.body, c.sig, c.f.prev, c.f.kind, c.f.t)
-                    for cs in rest.values() for c in cs if not c.stored])
-    tip = led.device(did)
-    assert tip is not None
-    _forks(led, db, did, key, rest, res, old_tip + 1 if new_cp is None
-           else min(old_tip + 1, new_cp))
-    return sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+    return rest
 
 
 
@@ -713,8 +789,17 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         head, s = c.h, s + 1
     if stop is not None:
         covered = min(covered, stop - dev.tip_seq - 1)
+    take = path[:covered]
+    _take(led, db, did, dev, take, res)
+    return {c.seq: c for c in take}
+
+
+def _take(led: Ledger, db: LedgerStorage, did: str, dev: Device, take: list[_Cand],
+          res: Result) -> None:
+    """Accept `take`, the chain that follows the device's tip `dev`: the time and
+    firmware findings, a leaf and an entries row each, the new tip."""
     prev_t = dev.tip_t
-    for c in path[:covered]:
+    for c in take:
         t = c.f.t
         if t is None:
             continue
@@ -722,17 +807,15 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
             res.once(Finding(did, c.seq, f"device time went backwards "
                                         f"({prev_t} -> {t}); accepted, flagged"))
         prev_t = t
-    take = path[:covered]
     _firmware(db, did, dev.tip_seq, take, res)
     pre = leaf_prefix(did)
     first = led.append_leaves([pre + c.seq.to_bytes(8, "big") + c.h + c.body for c in take])
     db.add_entries([(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
     db.drop_pending([(did, c.seq, c.h) for c in take if c.stored])
-    res.accepted += covered
-    if covered:
+    res.accepted += len(take)
+    if take:
         last = take[-1]
         db.set_tip(did, last.seq, last.h, prev_t)
-    return {c.seq: c for c in take}
 
 
 def _firmware(db: LedgerStorage, did: str, tip: int, take: list[_Cand], res: Result
@@ -747,19 +830,19 @@ def _firmware(db: LedgerStorage, did: str, tip: int, take: list[_Cand], res: Res
     chunk: a reconcile still costs O(new entries)."""
     if not take:
         return
-    rules = (installed_rules(db, did, tip) if any(c.f.kind == KIND_UPDATE for c in take)
+    # a held entry's row keeps only what the walk reads (_Walk): decoded once here
+    es = [parse_entry(c.body) if isinstance(c.f, _Walk) else c.f for c in take]
+    rules = (installed_rules(db, did, tip) if KIND_UPDATE in map(_kind, es)
              else FirmwareRules())
     last = None
     if tip >= 0:
         se = db.entry(did, tip)
         last = None if se is None else parse_entry(se.body)
-    for c in take:
-        # a held entry's row keeps only what the walk reads (_Walk): decoded once here
-        e = c.f if not isinstance(c.f, _Walk) else parse_entry(c.body)
-        for f in rules.check(last, e):
-            res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, "
-                                         "flagged"))
-        last = e
+    for f in rules.check_all(last, es):
+        res.once(Finding(did, f.seq, f"firmware: {f.code}: {f.text}; accepted, flagged"))
+
+
+_kind = attrgetter("kind")
 
 
 def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
