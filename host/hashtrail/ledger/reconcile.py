@@ -221,11 +221,11 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                     f"enrollment refused: {_untrusted(b)}; its {counts.get(e.device_id, 0)} "
                     f"entries and {len(cps[e.device_id])} checkpoints never enter")))
             elif dev is None:
-                signed = e.sig is not None and b.signer is not None
+                # the parser checked e.sig against b.signer (None: no signature line)
+                ekey = None if e.sig is None or b.signer is None else b.signer.to_string()
                 db.add_device(e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
-                              DeviceKey(e.pub).genesis_prev,
-                              b.signer.to_string() if signed and b.signer else None,
-                              e.sig if signed else None)
+                              DeviceKey(e.pub).genesis_prev, ekey,
+                              None if ekey is None else e.sig)
                 res.enrolled += 1
             elif dev.pub != e.pub:
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
