@@ -68,7 +68,10 @@ def _ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return out
 
 
-def _world(ledger_at: At, tmp: Path, capsys: pytest.CaptureFixture[str]) -> World:
+def _world(ledger_at: At, tmp: Path, capsys: pytest.CaptureFixture[str],
+           old: bool = False) -> World:
+    """Sites A (devices a, b) and B (device c), exported (`old`: as collectors did before
+    enrollment signatures) and reconciled into a ledger that trusts both."""
     a, b, c = _device(501), _device(502), _device(503)
     _store(tmp / "site-a.db", [(a, "cold room A"), (b, "cold room B")])
     _store(tmp / "site-b.db", [(c, "freezer C")])
@@ -76,8 +79,11 @@ def _world(ledger_at: At, tmp: Path, capsys: pytest.CaptureFixture[str]) -> Worl
     for site in ("site-a", "site-b"):
         keys.append(_ok(capsys, "export", "--store", str(tmp / f"{site}.db"),
                         "--show-key").strip())
-        _ok(capsys, "export", "--store", str(tmp / f"{site}.db"), "--out",
-            str(tmp / f"{site}.jsonl"))
+        if old:
+            _old_export(tmp / f"{site}.db", tmp / f"{site}.jsonl")
+        else:
+            _ok(capsys, "export", "--store", str(tmp / f"{site}.db"), "--out",
+                str(tmp / f"{site}.jsonl"))
     led = ledger_at("l")
     init = json.loads(_ok(capsys, "ledger", "init", "--ledger", led, "--origin",
                           "enroll.example/ledger", "--json"))
@@ -331,3 +337,31 @@ def test_an_old_bundle_still_enrolls_unsigned_and_a_fresh_export_signs_it(
                                   "--collector-key", key)
     assert code == 0 and f"enrollment signed by collector {_kid(key)}, a key you trust" \
         in out, err
+
+
+def test_a_ledger_from_before_enrollment_signatures_upgrades(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ledger whose `devices` has no signature columns (SQLite schema 6, PostgreSQL 5,
+    as the code before left it) gets them on open, NULL: its devices read as unsigned,
+    it verifies (with the note), and the next export of their collector signs them."""
+    w = _world(ledger_at, tmp_path, capsys, old=True)
+    pg = w.led.startswith("postgresql://")
+    for col in ("enroll_key", "enroll_sig"):
+        _sql(w.led, f"ALTER TABLE devices DROP COLUMN {col}")
+    _sql(w.led, "UPDATE meta SET value=? WHERE key='schema'", "5" if pg else "6")
+    code, rep = _verify_ledger(capsys, w)      # opening it migrates it
+    assert code == 0 and rep["notes"][0].startswith("3 device(s) enrolled without")
+    assert _sql(w.led, "SELECT value FROM meta WHERE key='schema'") == [("6" if pg else "7",)]
+    assert _sql(w.led, "SELECT COUNT(*) FROM devices WHERE enroll_sig IS NULL AND "
+                       "enroll_key IS NULL") == [(3,)]
+    code, out, _ = verify_proof(capsys, tmp_path, _proof(capsys, w, w.a), w.vkey)
+    assert code == 0 and "enrollment not signed (the operator's statement)" in out
+    _ok(capsys, "export", "--store", str(tmp_path / "site-a.db"), "--out",
+        str(tmp_path / "again.jsonl"))
+    out = _ok(capsys, "reconcile", "--ledger", w.led, str(tmp_path / "again.jsonl"))
+    assert "enrollment signatures added to 2 device(s)" in out
+    code, rep = _verify_ledger(capsys, w)
+    assert code == 0 and rep["notes"][0].startswith("1 device(s) enrolled without")
+    code, out, err = verify_proof(capsys, tmp_path, _proof(capsys, w, w.b), w.vkey,
+                                  "--collector-key", w.site_a)
+    assert code == 0, err

@@ -158,9 +158,9 @@ _V5 = ("DELETE FROM nodes WHERE level=0",)
 
 # A device keeps its enrolling collector's signature over the enrollment and that
 # collector's key (formats.enrollment); devices enrolled before stay unsigned (NULL).
-# The same step as SQLite's schema 7.
-_V6 = ("ALTER TABLE devices ADD COLUMN enroll_key TEXT",
-       "ALTER TABLE devices ADD COLUMN enroll_sig BYTEA")
+# The same step as SQLite's schema 7 (which, like it, tolerates columns already there).
+_V6 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_key TEXT",
+       "ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_sig BYTEA")
 
 
 MIGRATIONS = [
