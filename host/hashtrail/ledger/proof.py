@@ -256,7 +256,7 @@ def enrollment_doc(ledger: Ledger, dev: Device) -> dict[str, Any]:
     name = None
     if dev.enroll_key is not None and dev.enroll_sig is not None:
         sig = {"key": dev.enroll_key, "sig": dev.enroll_sig.hex()}
-        name = ledger.storage.collector_name(dev.enroll_key)
+        name = ledger.collector_name(dev.enroll_key)
     return {"label": dev.label, "board": dev.board, "fw": dev.fw,
             "enrolled_at": dev.enrolled_at, "collector": name, "signature": sig}
 
