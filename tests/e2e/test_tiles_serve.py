@@ -22,6 +22,7 @@ import pytest
 from hashtrail.cli import main
 from hashtrail.formats import note
 from hashtrail.ledger import tiles
+from ledgerkit import COLLECTOR
 from tileskit import Server, TileLedger, make_ledger
 
 
@@ -272,5 +273,33 @@ def test_a_static_copy_verifies_and_a_lying_one_is_refused(
             p.write_bytes(orig)
         code, _, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42)
         assert code == 0, err
+        # the enrollment's collector signature travels in the word (hashtrail-word/2):
+        # checked with the collector key the user brings, an edited label refused
+        ckey = COLLECTOR.verifier().to_string()
+        code, out, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42,
+                                 "--collector-key", ckey)
+        assert code == 0 and "enrollment signed by collector collector-test+" in out, err
+        other = note.Signer.generate("collector-other").verifier().to_string()
+        code, _, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42,
+                               "--collector-key", other)
+        assert code == 1 and "step 'enrollment'" in err, err
+        w = json.loads(good)
+        assert w["format"] == "hashtrail-word/2"
+        w["enrollment"]["label"] = "the operator's room"
+        w1.write_text(json.dumps(w))
+        code, _, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42)
+        assert code == 1 and "step 'enrollment': the enrollment signature by collector " \
+            "collector-test+" in err, err
+        # a word from a log published before enrollment signatures: a /2 proof, unsigned
+        del w["enrollment"]["signature"]
+        w["format"] = "hashtrail-word/1"
+        w1.write_text(json.dumps(w))
+        code, out, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42)
+        assert code == 0 and "enrollment not signed (the operator's statement): label " \
+            "\"the operator's room\"" in out, err
+        code, _, err = _verify(capsys, log.url, tl.verifier_key, d1.id_hex, 42,
+                               "--collector-key", ckey)
+        assert code == 1 and "step 'enrollment': the enrollment is not signed" in err, err
+        w1.write_bytes(good)
     finally:
         log.close()

@@ -375,7 +375,8 @@ def _norm_proof(doc: Any) -> Any:
     """What a proof says: hex case and unknown extra fields (which the consistency check
     ignores, found by the long run) do not change it; nor does leaving out the inclusion
     proof's `verifier_key` (a label: the verifier brings the key it trusts), nor its
-    `enrollment` (the operator's statement, signed by no one: docs/LEDGER.md "Proofs")."""
+    `enrollment` (without --collector-key, one whose collector signature is taken out
+    verifies as the operator's unsigned statement: docs/LEDGER.md "Proofs")."""
     if not isinstance(doc, dict):
         return doc
     out = {k: v for k, v in doc.items() if k in _PROOF_KEYS}

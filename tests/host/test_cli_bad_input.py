@@ -113,6 +113,7 @@ PATHS: dict[tuple[str, str], str] = {
     ("ledger consistency", "--ledger"): "ledger",
     ("ledger verify-proof", "--verifier-key-file"): "input",
     ("ledger verify-proof", "file"): "input",
+    ("ledger verify-proof", "--collector-key"): "input",     # a key string, or a file
     ("ledger evidence", "--ledger"): "ledger",
     ("ledger evidence", "--out"): "out",
     ("ledger check-evidence", "file"): "input",

@@ -20,6 +20,7 @@ from hashtrail.cli import main
 from hashtrail.formats import note
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.proof import ProofError, check_inclusion_proof
+from ledgerkit import COLLECTOR
 from proofkit import FirmwareLedger, cli, firmware_ledger, prove, verify_proof
 
 
@@ -256,17 +257,61 @@ def test_every_bit_flip_of_a_proof_fails(fw: FirmwareLedger, tmp_path: Path,
             "ledger signature", "witnesses"} <= steps, steps
 
 
-def test_enrollment_is_the_operators_unsigned_statement(fw: FirmwareLedger, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
-                                                        ) -> None:
-    """docs/LEDGER.md: nothing in a proof signs the enrollment. A changed label still
-    verifies, and verify-proof says whose word the enrollment is."""
+def test_an_enrollment_edited_in_the_proof_is_refused(fw: FirmwareLedger, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """docs/LEDGER.md: the collector signs the enrollment a /3 proof carries. A label,
+    board, firmware or time changed in the proof is refused at step 'enrollment', with
+    or without --collector-key; the honest proof names the collector key."""
     doc = prove(capsys, fw.path, fw.device_id, 2)
-    doc["enrollment"]["label"] = "someone else's room"
+    ckey = COLLECTOR.verifier()
+    who = f"{ckey.name}+{ckey.key_id.hex()}"
     code, out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key)
     assert code == 0, err
-    assert "enrollment (the operator's statement, signed by no one): label " \
-           "\"someone else's room\"" in out
+    assert f"enrollment signed by collector {who} (the proof's key; give --collector-key" \
+        in out
+    code, out, err = verify_proof(capsys, tmp_path, doc, fw.verifier_key, "--collector-key",
+                                  ckey.to_string())
+    assert code == 0, err
+    assert f"enrollment signed by collector {who}, a key you trust: label 'cold room 1'" \
+        in out
+    for k, v in (("label", "someone else's room"), ("board", "esp32s3"), ("fw", "9.9.9"),
+                 ("enrolled_at", 1_600_000_000)):
+        bad = copy.deepcopy(doc)
+        bad["enrollment"][k] = v
+        for extra in ((), ("--collector-key", ckey.to_string())):
+            code, out, err = verify_proof(capsys, tmp_path, bad, fw.verifier_key, *extra)
+            assert code == 1 and out == "", (k, out)
+            assert err.startswith("hashtrail: error: proof refused at step 'enrollment': the "
+                                  f"enrollment signature by collector {who} does not verify"), err
+
+
+def test_an_unsigned_enrollment_is_the_operators_statement(
+        fw: FirmwareLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An enrollment without a collector signature (signature null in a /3 proof, or a
+    hashtrail-proof/2) verifies as the operator's statement, and says so; with
+    --collector-key it is refused: the user asked for a collector's word."""
+    doc = prove(capsys, fw.path, fw.device_id, 2)
+    unsigned = copy.deepcopy(doc)
+    unsigned["enrollment"]["signature"] = None
+    unsigned["enrollment"]["label"] = "someone else's room"
+    old = copy.deepcopy(unsigned)
+    old["format"] = "hashtrail-proof/2"
+    del old["enrollment"]["signature"]
+    for d in (unsigned, old):
+        code, out, err = verify_proof(capsys, tmp_path, d, fw.verifier_key)
+        assert code == 0, err
+        assert "enrollment not signed (the operator's statement): label " \
+               "\"someone else's room\"" in out
+        code, out, err = verify_proof(capsys, tmp_path, d, fw.verifier_key, "--collector-key",
+                                      COLLECTOR.verifier().to_string())
+        assert code == 1 and "step 'enrollment': the enrollment is not signed by a " \
+            "collector" in err, err
+    # a /2 proof with a signature field is not a /2 proof
+    bad = copy.deepcopy(doc)
+    bad["format"] = "hashtrail-proof/2"
+    code, _, err = verify_proof(capsys, tmp_path, bad, fw.verifier_key)
+    assert code == 2 and "enrollment has unknown fields ['signature']" in err, err
 
 
 def test_prove_refuses_an_entry_without_the_devices_word(

@@ -30,7 +30,7 @@ from hashtrail.formats import merkle, note
 from hashtrail.formats.checkpoint import parse_checkpoint
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import reconcile
-from ledgerkit import Device
+from ledgerkit import COLLECTOR, Device
 from proofkit import (
     LABEL,
     FirmwareLedger,
@@ -70,8 +70,10 @@ def test_honest_proof_verifies_down_to_the_device(fw: FirmwareLedger, tmp_path: 
     fp = hashlib.sha256(fw.pub).hexdigest()
     for seq in (0, 7, fw.tip):
         doc = prove(capsys, fw.path, fw.device_id, seq)
-        assert doc["format"] == "hashtrail-proof/2"
+        assert doc["format"] == "hashtrail-proof/3"
         assert doc["device"] == {"id": fw.device_id, "pub": fw.pub.hex(), "fingerprint": fp}
+        assert doc["enrollment"]["signature"]["key"] == COLLECTOR.verifier().to_string()
+        assert doc["enrollment"]["collector"] == "test collector"
         kind = doc["device_signature"]["kind"]
         assert kind == ("entry" if any(r.sig for r in fw.records) else "checkpoint")
         if kind == "checkpoint":    # the links from the entry to the covering checkpoint

@@ -43,7 +43,8 @@ def _node(left: bytes, right: bytes) -> bytes:
 
 def independent_check(doc: dict[str, Any], ledger_vkey: str) -> tuple[str, str, int]:
     """(device id, key fingerprint, seq) the proof proves; Refused otherwise."""
-    if doc["format"] != "hashtrail-proof/2" or doc["type"] != "inclusion":
+    if doc["format"] not in ("hashtrail-proof/3", "hashtrail-proof/2") \
+            or doc["type"] != "inclusion":
         raise Refused("format")
     # the device key hashes to the device id
     pub = bytes.fromhex(doc["device"]["pub"])
@@ -114,6 +115,73 @@ def independent_check(doc: dict[str, Any], ledger_vkey: str) -> tuple[str, str, 
     if not ok:
         raise Refused("ledger signature")
     return device_id, fingerprint, seq
+
+
+def independent_enrollment_check(doc: dict[str, Any], collector_vkey: str) -> str:
+    """The collector's signature over the proof's enrollment, checked from docs/BUNDLE.md
+    "Enrollment signatures" alone: the proof's key must be `collector_vkey` (a C2SP
+    note verifier key, `<name>+<key id hex>+<base64(0x01 || Ed25519 key)>`), and its
+    Ed25519 signature must cover the seven-line text built here from the proof's device
+    and enrollment fields. Returns the collector key's name; Refused otherwise."""
+    e = doc["enrollment"]
+    sig = e.get("signature")
+    if sig is None:
+        raise Refused("enrollment not signed")
+    if sig["key"] != collector_vkey:
+        raise Refused("enrollment signed by another key")
+    name, kid_hex, key_b64 = collector_vkey.split("+", 2)
+    raw = base64.b64decode(key_b64)
+    if raw[0] != 0x01 or hashlib.sha256(name.encode() + b"\n\x01" + raw[1:]).digest()[:4] \
+            != bytes.fromhex(kid_hex):
+        raise Refused("collector key")
+    text = "".join(f"{line}\n" for line in (
+        "hashtrail enrollment v1", f"device {doc['device']['id']}",
+        f"pub {doc['device']['pub']}", f"label {e['label']}", f"board {e['board']}",
+        f"fw {e['fw']}", f"enrolled_at {e['enrolled_at']}"))
+    try:
+        Ed25519PublicKey.from_public_bytes(raw[1:]).verify(bytes.fromhex(sig["sig"]),
+                                                           text.encode("utf-8"))
+    except InvalidSignature:
+        raise Refused("enrollment signature") from None
+    return name
+
+
+def test_independent_checker_verifies_the_enrollment_signature(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The enrollment signature in a CLI proof checks with `cryptography` and the
+    documented bytes; an edited label, another device's signature, or a key the
+    checker did not bring are refused by it, as by `verify-proof --collector-key`.
+    The same bytes, as a C2SP signed note, open with the collector key."""
+    from hashtrail.formats import note
+    from hashtrail.formats.enrollment import enrollment_note
+    from ledgerkit import COLLECTOR
+    from proofkit import firmware_ledger, prove, verify_proof
+
+    fw = firmware_ledger(tmp_path / "fw", sign=True)
+    vkey = COLLECTOR.verifier().to_string()
+    doc = json.loads(json.dumps(prove(capsys, fw.path, fw.device_id, 4)))
+    assert independent_enrollment_check(doc, vkey) == "collector-test"
+    e = doc["enrollment"]
+    signed_note = enrollment_note(COLLECTOR.verifier(), bytes.fromhex(e["signature"]["sig"]),
+                                  fw.device_id, fw.pub, e["label"], e["board"], e["fw"],
+                                  e["enrolled_at"])
+    assert note.open_note(signed_note, [COLLECTOR.verifier()])[1] == ["collector-test"]
+    assert signed_note.decode().startswith("hashtrail enrollment v1\ndevice ")
+    other = note.Signer("collector-other", bytes(range(1, 33))).verifier().to_string()
+    edited = {**doc, "enrollment": {**e, "label": "another room"}}
+    from hashtrail.formats.enrollment import sign_enrollment
+    from ledgerkit import Device
+    d = Device(4242)
+    copied = {**doc, "enrollment": {**e, "signature": {**e["signature"], "sig": sign_enrollment(
+        COLLECTOR, d.id_hex, d.pub, e["label"], e["board"], e["fw"], e["enrolled_at"]).hex()}}}
+    for bad, key, why in ((edited, vkey, "enrollment signature"),
+                          (copied, vkey, "enrollment signature"),
+                          (doc, other, "another key")):
+        with pytest.raises(Refused, match=why):
+            independent_enrollment_check(bad, key)
+    for bad in (edited, copied):
+        assert verify_proof(capsys, tmp_path, bad, fw.verifier_key, "--collector-key",
+                            vkey)[0] == 1
 
 
 def test_independent_checker_accepts_the_cli_proof_and_refuses_a_made_up_one(

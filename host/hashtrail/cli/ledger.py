@@ -81,6 +81,10 @@ def register(sub: Any) -> None:
                         "prints it); repeatable")
     c.add_argument("--min-witnesses", type=at_least(0), metavar="N",
                    help="valid cosignatures required (default: every --witness-key)")
+    c.add_argument("--collector-key", action="append", default=[], metavar="VKEY_OR_FILE",
+                   help="require the enrollment to be signed by this collector key (as "
+                        "`hashtrail export --show-key` prints it, or a file holding it); "
+                        "repeatable")
     c.add_argument("--url", type=url_arg, help="instead of a file, fetch the proof of "
                    "--device's entry --seq from this log (`hashtrail serve`)")
     c.add_argument("--seq", type=at_least(0), help="with --url: the entry's sequence number")
@@ -171,11 +175,12 @@ def run_consistency(args: argparse.Namespace) -> int:
 
 def run_verify_proof(args: argparse.Namespace) -> int:
     witnesses = trust.witness_keys(args.witness_key)
+    collectors = [trust.collector_key(k) for k in args.collector_key]
     if args.url is not None or args.file is None:
-        checked = verify_url(args, trusted_key(args), witnesses)
+        checked = verify_url(args, trusted_key(args), witnesses, collectors)
     else:
         checked = proof_file.verify_proof_file(args.file, trusted_key(args), witnesses,
-                                               args.min_witnesses, args.device)
+                                               args.min_witnesses, args.device, collectors)
     _emit(args, checked.to_json(), checked.description)
     return 0
 

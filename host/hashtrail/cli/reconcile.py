@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{o['bundle']} ({who}): enrolled {o['enrolled']}, accepted "
                   f"{o['accepted']}, duplicates {o['duplicates']}, held {o['pending']}, "
                   f"forks {o['forks']}")
+            if o["enrollments_signed"]:
+                print(f"  enrollment signatures added to {o['enrollments_signed']} "
+                      "device(s) enrolled unsigned before")
             for f in o["findings"]:
                 print(f"  {f['device_id']} seq {f['seq']}: {printable(f['reason'])}")
         print(f"ledger size {run_.size}")

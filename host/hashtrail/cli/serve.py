@@ -42,7 +42,8 @@ def url_arg(text: str) -> str:
 
 
 def verify_url(args: argparse.Namespace, trusted: note.Verifier,
-               witnesses: list[note.Verifier]) -> CheckedProof:
+               witnesses: list[note.Verifier],
+               collectors: list[note.Verifier] | None = None) -> CheckedProof:
     """`ledger verify-proof --url URL --device ID --seq N`: the proof, assembled from the
     log and checked like a proof file."""
     if args.url is None or args.file is not None or args.device is None or args.seq is None:
@@ -50,7 +51,7 @@ def verify_url(args: argparse.Namespace, trusted: note.Verifier,
                           hint="e.g. hashtrail ledger verify-proof --url "
                                "http://127.0.0.1:8080/ --device ID --seq N --verifier-key VKEY")
     return tiles_client.verify_proof_url(args.url, args.device, args.seq, trusted, witnesses,
-                                         args.min_witnesses)
+                                         args.min_witnesses, collectors or [])
 
 
 def register(sub: Any) -> None:

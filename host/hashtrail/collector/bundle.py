@@ -15,6 +15,17 @@ only a claim, so the ledger counts enrollments only from bundles signed by a col
 it trusts (`ledger trust`). The parser checks the signature against the key the line
 names and sets `Bundle.signer`; a signature that does not verify refuses the whole
 bundle. Whether that key is trusted is the ledger's decision, not the parser's.
+
+The bundle signature vouches for the bundle as a whole, once, at reconcile; the ledger
+keeps nothing of it. So each enrollment line of a signed bundle also carries the
+collector's signature over that one enrollment (formats.enrollment), which the ledger
+keeps with the device and hands on in proofs: an auditor can then tell the collector's
+enrollment from the ledger operator's edits. The parser checks each against the
+bundle's signature key; one that does not verify refuses the whole bundle. In a bundle
+without a signature line they are left unchecked (no key to check them against) and
+count for nothing: reconcile takes an enrollment signature only from a bundle whose
+`signer` is set, and so checked. Lines without one (bundles from before these
+signatures) still read: their enrollments are unsigned.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,6 +47,7 @@ from typing import IO, Any
 from hashtrail.collector.store import Enrollment, RawEntry, Store, check_device_id, device_id_of
 from hashtrail.errors import FormatError, VerificationError
 from hashtrail.formats import note
+from hashtrail.formats.enrollment import enrollment_signed, sign_enrollment
 from hashtrail.formats.keys import parse_hex
 
 FORMAT = "hashtrail-bundle/1"
@@ -79,13 +92,31 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _lines(b: Bundle) -> Iterator[str]:
+def _enrollment_sig(e: Enrollment, signer: note.Signer | None) -> bytes | None:
+    """The collector's signature for an enrollment line: made now with `signer` (it is
+    deterministic, so a bundle written again carries the same bytes); none without a
+    signer, or for fields no enrollment text can carry (formats.enrollment: a label with
+    DEL, say), which the ledger then shows as unsigned."""
+    if signer is None:
+        return None
+    try:
+        return sign_enrollment(signer, e.device_id, e.pub, e.label, e.board, e.fw,
+                               e.enrolled_at)
+    except FormatError:
+        return None
+
+
+def _lines(b: Bundle, signer: note.Signer | None = None) -> Iterator[str]:
     yield _line({"collector": {"id": b.collector_id, "name": b.collector_name},
                  "created": b.created, "format": FORMAT})
     for e in b.enrollments:
-        yield _line({"type": "enrollment", "device": e.device_id, "pub": _b64(e.pub),
-                     "label": e.label, "board": e.board, "fw": e.fw,
-                     "enrolled_at": e.enrolled_at})
+        line = {"type": "enrollment", "device": e.device_id, "pub": _b64(e.pub),
+                "label": e.label, "board": e.board, "fw": e.fw,
+                "enrolled_at": e.enrolled_at}
+        sig = _enrollment_sig(e, signer)
+        if sig is not None:
+            line["sig"] = _b64(sig)
+        yield _line(line)
     for dev, r in b.entries:
         yield _line({"type": "entry", "device": dev, "seq": r.seq, "body": _b64(r.body),
                      "sig": _b64(r.sig)})
@@ -101,10 +132,11 @@ def signed_message(digest: bytes) -> bytes:
 
 
 def write_bundle(b: Bundle, out: IO[str], signer: note.Signer | None = None) -> int:
-    """Write the bundle's lines; with `signer`, end with its signature line."""
+    """Write the bundle's lines; with `signer`, sign each enrollment line and end with
+    the signature line."""
     n = 0
     h = hashlib.sha256()
-    for line in _lines(b):
+    for line in _lines(b, signer):
         data = line + "\n"
         out.write(data)
         h.update(data.encode("ascii"))
@@ -212,7 +244,7 @@ def parse_cursor(text: str, collector: str) -> dict[str, int]:
 class _Line:
     """Typed field access for one parsed line; every error names the line."""
 
-    def __init__(self, obj: Any, lineno: int, keys: set[str]) -> None:
+    def __init__(self, obj: Any, lineno: int, keys: AbstractSet[str]) -> None:
         self.n = lineno
         if not isinstance(obj, dict) or set(obj) != keys:
             raise self.err(f"expected exactly the fields {sorted(keys)}")
@@ -352,6 +384,7 @@ class _Parser:
         fast = False        # after the header and before any signature line
         counts: dict[str, int] = {}
         max_seq: dict[str, int] = {}
+        signed_enrollments: list[tuple[int, Enrollment]] = []
         for lineno, raw in enumerate(iter(partial(f.readline, MAX_LINE + 2), b""), 1):
             # The fast path: a canonical entry line (its shape implies the newline and
             # the length checks below); its body's decoded length follows from the
@@ -399,18 +432,22 @@ class _Parser:
             if kind == "signature":
                 b.signer = _check_signature(_Line(obj, lineno, {"type", "key", "sig"}),
                                             hsh.digest())
+                _check_enrollments(b.signer, signed_enrollments)
                 signed_at = lineno
                 continue
             hsh.update(raw)
             if kind == "enrollment":
-                x = _Line(obj, lineno, {"type", "device", "pub", "label", "board", "fw",
-                                        "enrolled_at"})
+                x = _Line(obj, lineno, _ENROLL_SIGNED if "sig" in obj else _ENROLL)
                 dev, pub = x.device(), x.blob("pub", 65, 65)
                 assert pub is not None
                 if device_id_of(pub) != dev:
                     raise x.err("device id is not derived from the public key")
-                b.enrollments.append(Enrollment(dev, pub, x.text("label"), x.text("board"),
-                                                x.text("fw"), x.uint("enrolled_at")))
+                e = Enrollment(dev, pub, x.text("label"), x.text("board"), x.text("fw"),
+                               x.uint("enrolled_at"),
+                               x.blob("sig", 64, 64) if "sig" in obj else None)
+                b.enrollments.append(e)
+                if e.sig is not None:
+                    signed_enrollments.append((lineno, e))
             elif kind == "entry":
                 x = _Line(obj, lineno, {"type", "device", "seq", "body", "sig"})
                 blob = x.blob("body", 1, MAX_ENTRY)
@@ -448,6 +485,25 @@ class _Parser:
         b.counts[did] = b.counts.get(did, 0) + 1
         if seq > b.max_seq.get(did, -1):
             b.max_seq[did] = seq
+
+
+_ENROLL = frozenset({"type", "device", "pub", "label", "board", "fw", "enrolled_at"})
+_ENROLL_SIGNED = _ENROLL | {"sig"}
+
+
+def _check_enrollments(v: note.Verifier, signed: list[tuple[int, Enrollment]]) -> None:
+    """Every enrollment signature of the bundle, by its signature key `v`: one that does
+    not verify refuses the bundle (the collector signed something else, or the line was
+    edited before the bundle was signed again by another key)."""
+    for lineno, e in signed:
+        assert e.sig is not None
+        if not enrollment_signed(v, e.sig, e.device_id, e.pub, e.label, e.board, e.fw,
+                                 e.enrolled_at):
+            raise VerificationError(f"bundle line {lineno}: the enrollment signature of "
+                                    f"device {e.device_id} by collector {v.name} does not "
+                                    "verify over that enrollment",
+                                    hint="the whole bundle is refused; get a fresh export "
+                                         "from its collector")
 
 
 def _check_signature(x: _Line, digest: bytes) -> note.Verifier:

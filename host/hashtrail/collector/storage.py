@@ -26,6 +26,9 @@ class Enrollment(NamedTuple):
     board: str
     fw: str
     enrolled_at: int
+    # The collector's signature over this enrollment (formats.enrollment), as a bundle's
+    # enrollment line carries it; None in the store, which signs at export with its key.
+    sig: bytes | None = None
 
 
 class Anchor(NamedTuple):

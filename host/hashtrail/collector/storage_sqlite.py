@@ -116,7 +116,8 @@ class SqliteStoreStorage(sqlite_file.SqliteFile):
             "ORDER BY device_id").fetchall()]
 
     def add_enrollment(self, e: Enrollment) -> None:
-        self._w().execute("INSERT INTO enrollments VALUES (?,?,?,?,?,?)", tuple(e))
+        self._w().execute("INSERT INTO enrollments VALUES (?,?,?,?,?,?)",
+                          (e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at))
 
     # -- state ---------------------------------------------------------------------------
 

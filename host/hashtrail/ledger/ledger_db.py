@@ -333,9 +333,10 @@ class Ledger:
         """(verifier key, name, added at) of every trusted collector, oldest first."""
         return self.storage.collectors()
 
-    def collector_name(self, key: note.Verifier) -> str | None:
-        """The name under which `key` is trusted, or None if it is not."""
-        return self.storage.collector_name(key.to_string())
+    def collector_name(self, key: note.Verifier | str) -> str | None:
+        """The name under which `key` (a verifier, or its key string as a devices row
+        keeps it) is trusted, or None if it is not."""
+        return self.storage.collector_name(key if isinstance(key, str) else key.to_string())
 
     # -- devices -------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ row of every table is re-derived from device-signed data or checked against it:
   `size` equal to the number of leaves;
 - devices: the id canonical (keys.parse_device_id) and the hash of the row's key;
   tip_seq / tip_head / tip_t what the device's accepted entries say; `forked` set
-  exactly when fork evidence is kept;
+  exactly when fork evidence is kept; a stored enrollment signature by a trusted
+  collector, over the row's id, key, label, board, firmware and enrollment time
+  (formats.enrollment; an unsigned enrollment, from before these signatures, is a note);
 - entries (the leaves): every row is exactly one entry of an enrolled device, at one
   leaf index, with its stored hash the hash of its bytes; leaf indexes run 0..size-1
   with no hole, no duplicate leaf; per-device counts sum to the tree size; each device's
@@ -34,8 +36,9 @@ Every problem names its table, its row's key and what is wrong.
 
 What no check on one file can see (docs/LEDGER.md): a row removed that nothing else
 depends on (a ledger checkpoint, a device checkpoint a later one supersedes, a held
-pending entry, a trusted collector), operator metadata nobody signed (label, board,
-revocation), and a consistent rewrite by the key holder: witnesses keep what they saw.
+pending entry, a trusted collector), operator metadata nobody signed (the label and
+board of an enrollment no collector signed, a stripped enrollment signature, revocation),
+and a consistent rewrite by the key holder: witnesses keep what they saw.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from hashtrail.chain.evidence import check_evidence
 from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
+from hashtrail.formats.enrollment import enrollment_signed
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
@@ -84,6 +88,10 @@ class DeviceReport:
     # exits 1 for it; the others are expected and exit 0
     alarm: bool = False
     fw: str | None = None              # the firmware version of its last accepted entry
+    # the trusted collector (its name in this ledger) whose signature over the stored
+    # enrollment verified; None: the enrollment is unsigned (or its signature failed,
+    # a problem)
+    enrollment_signed_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -203,6 +211,11 @@ def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
         _evidence_against_chain(led, p, did, d)
     _pending(led, p, devs)
     _collectors(led, p)
+    unsigned = _enrollments(led, p, devs)
+    if unsigned:
+        rep.notes.append(f"{unsigned} device(s) enrolled without a collector's signature "
+                         "(enrolled before collectors signed enrollments): their label, "
+                         "board and firmware are the operator's statement")
     _revocations(led, p, devs, meta)
     _bundles(led, p, devs)
     rep.devices = [d.report for did, d in sorted(devs.items())
@@ -695,6 +708,49 @@ def _collectors(led: Ledger, p: _Problems) -> None:
             continue
         if not isinstance(name, str) or not name or type(added) is not int:
             p.add("collectors", k, "name or added_at of the wrong type")
+
+
+def _enrollments(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> int:
+    """Each stored enrollment signature (formats.enrollment) must be by a collector the
+    ledger trusts and verify over the row's own id, key, label, board, firmware and
+    enrollment time: an operator who edits one of those, names another collector, or
+    copies another device's signature is named here. Returns how many devices are
+    unsigned (allowed: enrolled before collectors signed enrollments)."""
+    trusted = {str(k): str(n) for k, n, _ in led.storage.scan_collectors()}
+    unsigned = 0
+    for did, d in devs.items():
+        row = d.row
+        label, board, fw, at, ekey, esig = row[2], row[3], row[4], row[5], row[12], row[13]
+        k = _did_key(did)
+        if ekey is None and esig is None:
+            unsigned += 1
+            continue
+        if not isinstance(ekey, str) or not isinstance(esig, bytes | memoryview):
+            p.add("devices", k, "enrollment signature without its collector key, or of "
+                                "the wrong type")
+            continue
+        try:
+            v = note.Verifier.from_string(ekey)
+        except HashtrailError as e:
+            p.add("devices", k, f"enrollment signed by a key that is not a collector "
+                                f"verifier key: {e}")
+            continue
+        name = trusted.get(ekey)
+        if name is None:
+            p.add("devices", k, f"enrollment signed by collector key {v.name}+"
+                                f"{v.key_id.hex()}, which this ledger does not trust")
+            continue
+        ok = all(isinstance(x, str) for x in (label, board, fw)) and type(at) is int \
+            and enrollment_signed(v, bytes(esig), did, d.key.pub, label, board, fw, at)
+        if not ok:
+            p.add("devices", k, f"the enrollment signature by collector {name} ({v.name}+"
+                                f"{v.key_id.hex()}) does not verify over the stored "
+                                "enrollment: its label, board, firmware or time was changed "
+                                "after the collector signed it, or the signature is another "
+                                "enrollment's")
+            continue
+        d.report.enrollment_signed_by = name
+    return unsigned
 
 
 def _revocations(led: Ledger, p: _Problems, devs: dict[str, _Dev],

@@ -264,7 +264,7 @@ def mirror(url: str, out: Path, verifier: note.Verifier, timeout: float = 10.0,
            revocations: bool = True) -> Mirrored:
     """Bring the replica in folder `out` up to the log at `url` (module docstring).
     `words`: also copy the device's word of every new entry, each checked first as
-    part of a whole `hashtrail-proof/2` (down to the device's own signature) built from
+    part of a whole `hashtrail-proof/3` (down to the device's own signature) built from
     the verified tiles, so `verify-proof --url` works against the replica.
     `revocations`: copy the signed revocation list, every statement checked first (the
     monitor checks and reports it itself)."""
@@ -421,21 +421,23 @@ def _missing_words(out: Path) -> list[int]:
 def check_word(raw: bytes, leaf_b: bytes, index: int, cp: note.Checkpoint,
                cp_bytes: bytes, get: merkle.GetNode, verifier: note.Verifier,
                device_id: str) -> None:
-    """A device's word (`hashtrail-word/1`, JSON bytes as served) for leaf `index`
+    """A device's word (`hashtrail-word/2` or /1, JSON bytes as served) for leaf `index`
     (bytes `leaf_b`, proven under `cp` by `get`), checked as the whole
-    `hashtrail-proof/2` it completes, down to the device's signature against the key
-    its id names (ledger.proof). VerificationError saying why when it does not check."""
+    `hashtrail-proof/3` (or /2) it completes, down to the device's signature against the
+    key its id names (ledger.proof). VerificationError saying why when it does not
+    check."""
     try:
         word = json.loads(raw)
-        doc = {"format": proof.PROOF_FORMAT, "type": "inclusion",
+        fmt = tiles.word_proof_format(word.get("format"))
+        if fmt is None or word.get("leaf_index") != index:
+            raise VerificationError(f"not {tiles.WORD_FORMAT} for leaf {index}")
+        doc = {"format": fmt, "type": "inclusion",
                "leaf": leaf_b.hex(), "leaf_index": index, "tree_size": cp.size,
                "root": cp.root.hex(),
                "path": [h.hex() for h in merkle.prove_inclusion(get, index, cp.size)],
                "checkpoint": cp_bytes.decode("utf-8"),
                "device": word["device"], "enrollment": word["enrollment"],
                "device_signature": word["device_signature"]}
-        if word.get("format") != tiles.WORD_FORMAT or word.get("leaf_index") != index:
-            raise VerificationError(f"not {tiles.WORD_FORMAT} for leaf {index}")
         proof.check_inclusion_proof(doc, verifier, device_id=device_id)
     except (ValueError, TypeError, KeyError, AttributeError, HashtrailError) as e:
         raise VerificationError(f"the device's word does not check: {e}") from None

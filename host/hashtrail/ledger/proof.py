@@ -3,7 +3,7 @@
 Why: a Merkle inclusion proof under a signed ledger checkpoint only shows that the
 ledger operator put a leaf in the tree. Whoever holds the ledger key can append a leaf
 for a real, enrolled device that the device never produced, and sign it. So a
-`hashtrail-proof/2` inclusion proof also carries the device's public key and the
+inclusion proof (`hashtrail-proof/2` on) also carries the device's public key and the
 device's own signature over the entry: the per-entry signature (ECDSA P-256 over the
 entry hash) or, for a device that signs checkpoints only, the device's COSE checkpoint
 that covers the entry plus the entries linking the entry to that checkpoint's head.
@@ -15,9 +15,24 @@ Verb pair: `build_inclusion_proof` (reads a `Ledger` through its read accessors)
 trusts only the ledger key and witness keys its caller passes, never keys inside the
 proof. It runs named steps in a fixed order (`STEPS`) and raises `ProofError` naming the
 first that failed; malformed input (missing fields, wrong types, non-canonical hex) is
-`ProofFormatError` (a `ProofError`, exit 2). The enrollment a proof carries (label,
-board, firmware, enrollment time) is the ledger operator's statement: nothing in the
-proof signs it, and the checker reports it as such.
+`ProofFormatError` (a `ProofError`, exit 2).
+
+The enrollment a proof carries (label, board, firmware, enrollment time) is, in a
+`hashtrail-proof/3`, signed by the collector that enrolled the device when the ledger
+holds that signature (formats.enrollment): the proof carries the collector's verifier
+key and its signature, and the checker verifies it over the proof's own device id, key
+and enrollment fields, so an operator who edits the label, names another collector or
+copies another device's signature is refused at step "enrollment". A key carried by the
+proof proves only that someone holding it signed: the caller passes the collector keys
+it trusts (`verify-proof --collector-key`), and then an enrollment signed by no such key,
+or not signed at all, is refused too. Without them the checker says whose key signed
+and that it was not checked against a key the user trusts. An unsigned enrollment (a
+device enrolled before collectors signed enrollments, or a `hashtrail-proof/2`) is the
+ledger operator's statement, and the checker reports it as such.
+
+Why a new format version: a /2 checker refuses a field it does not know (strict), so a
+proof with the enrollment signature would fail there with a confusing message; /3 says
+what it is. /2 proofs are still checked (their enrollment as unsigned).
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from typing import Any
 from hashtrail.errors import ConfigError, FormatError, HashtrailError, VerificationError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.checkpoint import verify_checkpoint
+from hashtrail.formats.enrollment import enrollment_signed
 from hashtrail.formats.entry import (
     POLICY_EVERY_ENTRY,
     is_key_created_by,
@@ -42,9 +58,10 @@ from hashtrail.formats.entry import (
 from hashtrail.formats.keys import DeviceKey, genesis_prev, key_fingerprint, parse_device_id
 from hashtrail.formats.leaf import parse_leaf
 from hashtrail.ledger.ledger_db import Ledger, LedgerError
-from hashtrail.ledger.storage import StoredEntry
+from hashtrail.ledger.storage import Device, StoredEntry
 
-PROOF_FORMAT = "hashtrail-proof/2"          # inclusion, with the device's word
+PROOF_FORMAT = "hashtrail-proof/3"          # inclusion, with the collector's enrollment
+PROOF_FORMAT_2 = "hashtrail-proof/2"        # inclusion, with the device's word (read)
 CONSISTENCY_FORMAT = "hashtrail-proof/1"    # consistency proofs (unchanged)
 
 STEP_INPUT = "input"
@@ -55,8 +72,9 @@ STEP_INCLUSION = "inclusion"
 STEP_CHECKPOINT = "checkpoint"
 STEP_LEDGER_SIG = "ledger signature"
 STEP_WITNESSES = "witnesses"
+STEP_ENROLLMENT = "enrollment"
 STEPS = (STEP_DEVICE_KEY, STEP_LEAF, STEP_DEVICE_SIG, STEP_INCLUSION, STEP_CHECKPOINT,
-         STEP_LEDGER_SIG, STEP_WITNESSES)
+         STEP_LEDGER_SIG, STEP_WITNESSES, STEP_ENROLLMENT)
 
 SIG_ENTRY = "entry"
 SIG_CHECKPOINT = "checkpoint"
@@ -64,7 +82,9 @@ SIG_CHECKPOINT = "checkpoint"
 _KEYS = frozenset({"format", "type", "leaf", "leaf_index", "tree_size", "root", "path",
                    "checkpoint", "verifier_key", "device", "enrollment", "device_signature"})
 _DEVICE_KEYS = frozenset({"id", "pub", "fingerprint"})
-_ENROLL_KEYS = frozenset({"label", "board", "fw", "enrolled_at", "collector"})
+_ENROLL_KEYS_2 = frozenset({"label", "board", "fw", "enrolled_at", "collector"})
+_ENROLL_KEYS = _ENROLL_KEYS_2 | {"signature"}
+_ENROLL_SIG_KEYS = frozenset({"key", "sig"})
 _ID = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _MAX_CHAIN = 1 << 20
@@ -107,12 +127,32 @@ class ProofCheck:
     signature_kind: str         # "entry" (per-entry signature) or "checkpoint"
     device_checkpoint_seq: int | None   # seq of the covering device checkpoint, if used
     witnesses: tuple[str, ...]  # trusted witnesses whose cosignatures verified
-    enrollment: dict[str, Any]  # the operator's statement, not signed by anyone
+    enrollment: dict[str, Any]  # label, board, fw, enrolled_at, collector (as in the proof)
+    # The collector key whose signature over the enrollment verified, as
+    # `<name>+<key id>`; None: the enrollment is unsigned (the operator's statement).
+    enrollment_signer: str | None = None
+    # whether that key is one the caller trusts (`--collector-key`), not only the
+    # proof's own
+    enrollment_trusted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["witnesses"] = list(self.witnesses)
         return d
+
+    def enrollment_line(self) -> str:
+        """What the enrollment rests on: the collector's signature, or nobody's."""
+        e = self.enrollment
+        what = (f"label {e.get('label')!r}, board {e.get('board')}, enrolled at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e['enrolled_at']))}")
+        if self.enrollment_signer is None:
+            return (f"enrollment not signed (the operator's statement): {what}"
+                    + (f" by collector {e['collector']}" if e.get("collector") else ""))
+        if self.enrollment_trusted:
+            return (f"enrollment signed by collector {self.enrollment_signer}, a key you "
+                    f"trust: {what}")
+        return (f"enrollment signed by collector {self.enrollment_signer} (the proof's "
+                f"key; give --collector-key to require one you trust): {what}")
 
     def describe(self) -> str:
         """One summary line, then what each part rests on."""
@@ -122,7 +162,6 @@ class ProofCheck:
             links = (self.device_checkpoint_seq or 0) - self.seq
             sig = (f"device checkpoint at seq {self.device_checkpoint_seq} (COSE ES256) "
                    f"and {links} chain link{'s' if links != 1 else ''} to its head")
-        e = self.enrollment
         lines = [
             f"inclusion OK: device {self.device_id} seq {self.seq} is leaf "
             f"{self.leaf_index} of {self.tree_size} in {self.origin}",
@@ -132,10 +171,7 @@ class ProofCheck:
             f"  ledger checkpoint signed by your key {self.ledger_key}",
             "  witnesses: " + (", ".join(self.witnesses) if self.witnesses
                                else "none checked"),
-            f"  enrollment (the operator's statement, signed by no one): label "
-            f"{e.get('label')!r}, board {e.get('board')}, enrolled at "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e['enrolled_at']))}"
-            + (f" by collector {e['collector']}" if e.get("collector") else ""),
+            "  " + self.enrollment_line(),
         ]
         return "\n".join(lines)
 
@@ -155,7 +191,7 @@ def canonical_device_id(text: str) -> str:
 
 def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
                           checkpoint: bytes | None = None) -> dict[str, Any]:
-    """A `hashtrail-proof/2` inclusion proof of a device's accepted entry `seq`, under
+    """A `hashtrail-proof/3` inclusion proof of a device's accepted entry `seq`, under
     `checkpoint` (a signed, possibly cosigned, checkpoint of this ledger) or else the
     latest stored one. Reads only; never signs."""
     did = canonical_device_id(device_id)
@@ -206,10 +242,23 @@ def build_inclusion_proof(ledger: Ledger, device_id: str, seq: int,
         "tree_size": cp.size, "root": cp.root.hex(), "path": [h.hex() for h in path],
         "checkpoint": cp_bytes.decode("utf-8"), "verifier_key": mine.to_string(),
         "device": {"id": did, "pub": dev.pub.hex(), "fingerprint": fp},
-        "enrollment": {"label": dev.label, "board": dev.board, "fw": dev.fw,
-                       "enrolled_at": dev.enrolled_at, "collector": None},
+        "enrollment": enrollment_doc(ledger, dev),
         "device_signature": dsig,
     }
+
+
+def enrollment_doc(ledger: Ledger, dev: Device) -> dict[str, Any]:
+    """The proof's `enrollment`: the stored fields, the name the ledger trusts the
+    signing collector under (`collector`, a label only), and the collector's key and
+    signature as stored (`signature`, null when unsigned). Copied as stored, checked by
+    nothing here: the proof's checker verifies it, `verify` the ledger."""
+    sig = None
+    name = None
+    if dev.enroll_key is not None and dev.enroll_sig is not None:
+        sig = {"key": dev.enroll_key, "sig": dev.enroll_sig.hex()}
+        name = ledger.collector_name(dev.enroll_key)
+    return {"label": dev.label, "board": dev.board, "fw": dev.fw,
+            "enrolled_at": dev.enrolled_at, "collector": name, "signature": sig}
 
 
 def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> dict[str, Any]:
@@ -313,15 +362,20 @@ def _witness_keys(keys: Sequence[note.Verifier], min_witnesses: int) -> list[not
 
 def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
                           witness_keys: Sequence[note.Verifier] = (), min_witnesses: int = 0,
-                          device_id: str | None = None) -> ProofCheck:
-    """Check a `hashtrail-proof/2` inclusion proof down to the device's signature.
+                          device_id: str | None = None,
+                          collector_keys: Sequence[note.Verifier] = ()) -> ProofCheck:
+    """Check a `hashtrail-proof/3` (or /2) inclusion proof down to the device's
+    signature, and its enrollment down to the collector's.
 
-    Trusts only `ledger_key` (and `witness_keys`); `device_id`, when given, pins the
-    device the proof must be for. Steps, in order (STEPS): the device key hashes to the
-    device id; the leaf names that id and seq and carries SHA-256 of the entry bytes;
-    the device signature over the entry; the RFC 9162 inclusion path to the root; the
-    checkpoint's root and size; the checkpoint's signature by `ledger_key`; at least
-    `min_witnesses` valid cosignatures by `witness_keys`."""
+    Trusts only `ledger_key` (and `witness_keys`, `collector_keys`); `device_id`, when
+    given, pins the device the proof must be for. Steps, in order (STEPS): the device
+    key hashes to the device id; the leaf names that id and seq and carries SHA-256 of
+    the entry bytes; the device signature over the entry; the RFC 9162 inclusion path
+    to the root; the checkpoint's root and size; the checkpoint's signature by
+    `ledger_key`; at least `min_witnesses` valid cosignatures by `witness_keys`; the
+    enrollment's collector signature, when the proof carries one, over the proof's
+    device id and key and enrollment fields, and (with `collector_keys`) by one of
+    those keys, which then also refuses an unsigned enrollment."""
     witnesses = _witness_keys(witness_keys, min_witnesses)
     want = None if device_id is None else canonical_device_id(device_id)
     d = _only(doc, _KEYS, "proof")
@@ -329,9 +383,10 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
     if (fmt, typ) == (CONSISTENCY_FORMAT, "inclusion"):
         raise ProofFormatError("a hashtrail-proof/1 inclusion proof carries no device "
                                "signature", hint="make a new one with `hashtrail ledger "
-                                                 "prove` (hashtrail-proof/2)")
-    if (fmt, typ) != (PROOF_FORMAT, "inclusion"):
-        raise ProofFormatError(f"not a {PROOF_FORMAT} inclusion proof")
+                                                 f"prove` ({PROOF_FORMAT})")
+    if typ != "inclusion" or fmt not in (PROOF_FORMAT, PROOF_FORMAT_2):
+        raise ProofFormatError(f"not a {PROOF_FORMAT} (or {PROOF_FORMAT_2}) inclusion "
+                               "proof")
     leaf = _hex(_field(d, "leaf"), "leaf")
     index = _uint(_field(d, "leaf_index"), "leaf_index")
     size = _uint(_field(d, "tree_size"), "tree_size")
@@ -348,12 +403,14 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
     claimed_fp = _str(_field(dev, "fingerprint", "device"), "device fingerprint")
     if not _ID.fullmatch(claimed_id) or not re.fullmatch(r"[0-9a-f]{64}", claimed_fp):
         raise ProofFormatError("device id and fingerprint must be 32 and 64 lower-case hex")
-    enroll = _only(_field(d, "enrollment"), _ENROLL_KEYS, "enrollment")
+    enroll = _only(_field(d, "enrollment"),
+                   _ENROLL_KEYS if fmt == PROOF_FORMAT else _ENROLL_KEYS_2, "enrollment")
     for k in ("label", "board", "fw"):
         _str(_field(enroll, k, "enrollment"), f"enrollment {k}")
     _uint(_field(enroll, "enrolled_at", "enrollment"), "enrollment enrolled_at")
     if _field(enroll, "collector", "enrollment") is not None:
         _str(enroll["collector"], "enrollment collector")
+    esig = _enrollment_signature(enroll) if fmt == PROOF_FORMAT else None
     dsig = _field(d, "device_signature")
     kind = _field(dsig, "kind", "device_signature")
     if kind == SIG_ENTRY:
@@ -466,10 +523,70 @@ def check_inclusion_proof(doc: Any, ledger_key: note.Verifier,
                                          f"witnesses you trust, {min_witnesses} required",
                          hint="get a checkpoint your witnesses cosigned and prove against "
                               "it: `hashtrail ledger prove --checkpoint FILE`")
+    # 8. the enrollment's collector signature
+    signer, trusted = _check_enrollment(enroll, esig, key, collector_keys)
     return ProofCheck(device_id=key.id, fingerprint=fp, seq=seq, entry_hash=h.hex(),
                       leaf_index=index, tree_size=size, root=root.hex(), origin=cp.origin,
                       ledger_key=ledger_key.name, signature_kind=kind,
-                      device_checkpoint_seq=cseq, witnesses=seen, enrollment=dict(enroll))
+                      device_checkpoint_seq=cseq, witnesses=seen,
+                      enrollment={k: enroll[k] for k in sorted(_ENROLL_KEYS_2)},
+                      enrollment_signer=signer, enrollment_trusted=trusted)
+
+
+def _enrollment_signature(enroll: dict[str, Any]) -> tuple[note.Verifier, bytes] | None:
+    """The `signature` of a /3 enrollment, well-formed: (the collector key it names,
+    the 64 signature bytes), or None for null."""
+    v = _field(enroll, "signature", "enrollment")
+    if v is None:
+        return None
+    v = _only(v, _ENROLL_SIG_KEYS, "enrollment signature")
+    text = _str(_field(v, "key", "enrollment signature"), "enrollment signature key")
+    try:
+        key = note.Verifier.from_string(text)
+    except FormatError as e:
+        raise ProofFormatError(f"enrollment signature key is not a collector verifier key: "
+                               f"{e}") from None
+    if key.to_string() != text:
+        raise ProofFormatError("enrollment signature key must be an Ed25519 note key "
+                               "(<name>+<key id>+<base64>), as `hashtrail export "
+                               "--show-key` prints it")
+    return key, _hex(_field(v, "sig", "enrollment signature"), "enrollment signature", 64)
+
+
+def _check_enrollment(enroll: dict[str, Any], esig: tuple[note.Verifier, bytes] | None,
+                      key: DeviceKey, collector_keys: Sequence[note.Verifier]
+                      ) -> tuple[str | None, bool]:
+    """Step 8: (the signing collector key as `<name>+<key id>`, or None when unsigned;
+    whether it is one of `collector_keys`). ProofError when the signature does not
+    verify over this device's enrollment, or when the caller gave collector keys and
+    none of them signed it."""
+    mine = {(k.name, k.pub) for k in collector_keys}
+    if esig is None:
+        if mine:
+            raise ProofError(STEP_ENROLLMENT, "the enrollment is not signed by a collector "
+                                              "(it is the ledger operator's statement), and "
+                                              "you asked for one signed by --collector-key",
+                             hint="a ledger keeps the signature of devices enrolled from "
+                                  "bundles that carry one: ask its operator to reconcile "
+                                  "a fresh export of the enrolling collector")
+        return None, False
+    v, sig = esig
+    who = f"{v.name}+{v.key_id.hex()}"
+    if not enrollment_signed(v, sig, key.id, key.pub, enroll["label"], enroll["board"],
+                             enroll["fw"], enroll["enrolled_at"]):
+        raise ProofError(STEP_ENROLLMENT, f"the enrollment signature by collector {who} "
+                                          f"does not verify over device {key.id}'s "
+                                          "enrollment in the proof: its label, board, "
+                                          "firmware or time was changed after the collector "
+                                          "signed, or the signature is another device's",
+                         hint="the enrollment shown is not what the collector signed")
+    if mine and (v.name, v.pub) not in mine:
+        raise ProofError(STEP_ENROLLMENT, f"the enrollment is signed by collector key "
+                                          f"{who}, not by a --collector-key you trust",
+                         hint="a key carried by the proof proves nothing: give the key of "
+                              "the collector you expect (`hashtrail export --show-key` on "
+                              "it prints it)")
+    return who, bool(mine)
 
 
 def build_consistency_proof(ledger: Ledger, old: int, new: int | None) -> dict[str, Any]:
@@ -509,9 +626,12 @@ def check_consistency_proof(doc: Any) -> str:
 
 def check_proof_doc(doc: Any, ledger_key: note.Verifier,
                     witness_keys: Sequence[note.Verifier] = (), min_witnesses: int = 0,
-                    device_id: str | None = None) -> tuple[str, ProofCheck | None]:
+                    device_id: str | None = None,
+                    collector_keys: Sequence[note.Verifier] = ()
+                    ) -> tuple[str, ProofCheck | None]:
     """Either proof type: (description, ProofCheck for an inclusion proof)."""
     if isinstance(doc, dict) and doc.get("type") == "consistency":
         return check_consistency_proof(doc), None
-    pc = check_inclusion_proof(doc, ledger_key, witness_keys, min_witnesses, device_id)
+    pc = check_inclusion_proof(doc, ledger_key, witness_keys, min_witnesses, device_id,
+                               collector_keys)
     return pc.describe(), pc

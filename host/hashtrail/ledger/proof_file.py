@@ -26,7 +26,7 @@ PROOF_FILE = "a proof file (JSON, from `hashtrail ledger prove` or `consistency`
 
 def prove(ledger: str | os.PathLike[str], device_id: str, seq: int,
           checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The inclusion proof of a device's entry `seq` (hashtrail-proof/2), under the
+    """The inclusion proof of a device's entry `seq` (hashtrail-proof/3), under the
     signed (possibly cosigned) checkpoint in the file `checkpoint`, or else the latest
     stored one."""
     cp = None
@@ -63,10 +63,13 @@ class CheckedProof(NamedTuple):
 def verify_proof_file(path: str | os.PathLike[str], trusted: note.Verifier,
                       witness_keys: Sequence[note.Verifier] = (),
                       min_witnesses: int | None = None,
-                      device_id: str | None = None) -> CheckedProof:
+                      device_id: str | None = None,
+                      collector_keys: Sequence[note.Verifier] = ()) -> CheckedProof:
     """Check the proof file `path` offline against the ledger key `trusted`, with at
     least `min_witnesses` (default: every distinct witness key given) valid
-    cosignatures by `witness_keys`; `device_id` pins the device it must be for."""
+    cosignatures by `witness_keys`; `device_id` pins the device it must be for;
+    `collector_keys` (when given) are the collectors one of which must have signed the
+    enrollment (proof.check_inclusion_proof)."""
     need = len({(w.name, w.pub) for w in witness_keys}) if min_witnesses is None \
         else min_witnesses
     if device_id is not None:
@@ -77,5 +80,6 @@ def verify_proof_file(path: str | os.PathLike[str], trusted: note.Verifier,
     except proof.ProofFormatError as e:
         raise InputError(f"{os.fspath(path)}: {e}; expected {PROOF_FILE}",
                          hint=e.hint) from None
-    msg, pc = proof.check_proof_doc(doc, trusted, witness_keys, need, device_id)
+    msg, pc = proof.check_proof_doc(doc, trusted, witness_keys, need, device_id,
+                                    collector_keys)
     return CheckedProof(msg, pc)

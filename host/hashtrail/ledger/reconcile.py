@@ -9,7 +9,11 @@ write lock: ledger.storage), reconcile
      claim ("this key is one of ours"), so from an unsigned or untrusted bundle it is
      refused with a finding and that device's entries never enter. Entries and
      checkpoints of devices already enrolled carry their own device signatures, so
-     they count from any bundle, signed or not (a second party filling gaps);
+     they count from any bundle, signed or not (a second party filling gaps). The
+     collector's signature over each enrollment (formats.enrollment) is kept with the
+     device, with the collector's key, for proofs and `verify`; a device enrolled
+     unsigned gets it from a later bundle of its trusted collector that signs the same
+     enrollment;
   1. checks every device checkpoint (ES256 by the enrolled key) and keeps the good ones;
   2. checks every entry (strict CBOR, seq, per-entry signature, entry 0 = this key);
      entries already accepted are duplicates; everything else waits in `pending`.
@@ -91,8 +95,9 @@ from hashtrail.chain.devicecheck import (
 from hashtrail.chain.evidence import Branch, branch_hash, make_evidence
 from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.collector.bundle import Bundle, BundleCheckpoint
-from hashtrail.collector.store import RawEntry
+from hashtrail.collector.store import Enrollment, RawEntry
 from hashtrail.errors import FormatError, HashtrailError
+from hashtrail.formats import note
 from hashtrail.formats.entry import (
     KIND_LOG_ALTERED,
     KIND_UPDATE,
@@ -125,6 +130,8 @@ class Finding(NamedTuple):
 class Result:
     signed_by: str | None = None     # the trusted collector's name, None if not trusted
     enrolled: int = 0
+    # devices enrolled unsigned before whose enrollment this bundle's collector signed
+    enrollments_signed: int = 0
     accepted: int = 0
     duplicates: int = 0
     pending: int = 0
@@ -220,12 +227,19 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                     f"enrollment refused: {_untrusted(b)}; its {counts.get(e.device_id, 0)} "
                     f"entries and {len(cps[e.device_id])} checkpoints never enter")))
             elif dev is None:
+                # the parser checked e.sig against b.signer (None: no signature line)
+                ekey = None if e.sig is None or b.signer is None else b.signer.to_string()
                 db.add_device(e.device_id, e.pub, e.label, e.board, e.fw, e.enrolled_at,
-                              DeviceKey(e.pub).genesis_prev)
+                              DeviceKey(e.pub).genesis_prev, ekey,
+                              None if ekey is None else e.sig)
                 res.enrolled += 1
             elif dev.pub != e.pub:
                 res.findings.append(Finding(e.device_id, None, "enrollment with another key"
                                             " refused"))
+            elif _signs_stored(dev, e, b.signer, res.signed_by):
+                assert b.signer is not None and e.sig is not None
+                db.sign_enrollment(e.device_id, b.signer.to_string(), e.sig)
+                res.enrollments_signed += 1
     run = _Run(led, res, workers, cps, counts, refused)
     own = None
     if pool is None and workers != 1:      # (started only if a chunk asks: _Run.submit)
@@ -249,6 +263,19 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                                                    if d in run.taken))
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
+
+
+def _signs_stored(dev: Device, e: Enrollment, signer: note.Verifier | None,
+                  trusted: str | None) -> bool:
+    """Whether enrollment line `e` (its signature checked by the bundle parser against
+    `signer`) signs the device's stored enrollment, which nobody signed yet: a device
+    enrolled before collectors signed enrollments gets the signature when its trusted
+    collector next exports it, if the collector signed exactly what the ledger holds
+    (another label, say, is another statement and changes nothing)."""
+    return (dev.enroll_sig is None and e.sig is not None and signer is not None
+            and trusted is not None
+            and (dev.label, dev.board, dev.fw, dev.enrolled_at)
+            == (e.label, e.board, e.fw, e.enrolled_at))
 
 
 def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool

@@ -57,6 +57,7 @@ class BundleRun(NamedTuple):
         r = self.result
         return {"bundle": self.bundle, "already": r.already,
                 "signed_by": r.signed_by, "enrolled": r.enrolled,
+                "enrollments_signed": r.enrollments_signed,
                 "accepted": r.accepted, "duplicates": r.duplicates, "pending": r.pending,
                 "checkpoints": r.checkpoints, "forks": r.forks,
                 "findings": [f._asdict() for f in r.findings]}

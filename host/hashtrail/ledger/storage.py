@@ -53,6 +53,11 @@ class Device(NamedTuple):
     forked: bool
     revoked_at: int | None
     revoked_reason: str | None
+    # The enrolling collector's signature over (id, pub, label, board, fw, enrolled_at)
+    # (formats.enrollment) and that collector's verifier key; both None for an
+    # enrollment nobody signed (one from a bundle or a ledger before these signatures).
+    enroll_key: str | None = None
+    enroll_sig: bytes | None = None
 
 
 class HeldEntry(NamedTuple):
@@ -213,8 +218,15 @@ class LedgerStorage(Protocol):
     def devices(self) -> list[Device]: ...
 
     def add_device(self, device_id: str, pub: bytes, label: str, board: str, fw: str,
-                   enrolled_at: int, genesis: bytes) -> None:
-        """Enroll: tip before entry 0 (seq -1, head = the key's genesis)."""
+                   enrolled_at: int, genesis: bytes, enroll_key: str | None = None,
+                   enroll_sig: bytes | None = None) -> None:
+        """Enroll: tip before entry 0 (seq -1, head = the key's genesis), with the
+        enrolling collector's key and signature when it signed the enrollment."""
+        ...
+
+    def sign_enrollment(self, device_id: str, enroll_key: str, enroll_sig: bytes) -> None:
+        """Give an enrollment stored unsigned the collector signature a later bundle
+        carried over the same fields. A write."""
         ...
 
     def set_tip(self, device_id: str, seq: int, head: bytes, t: int | None) -> None: ...
@@ -274,7 +286,7 @@ class LedgerStorage(Protocol):
         ...
 
     def scan_devices(self) -> Iterable[tuple[Any, ...]]:
-        """Device columns in `Device` order, by device id."""
+        """Device columns in `Device` order (enroll_key, enroll_sig last), by device id."""
         ...
 
     def scan_entries(self) -> Iterator[tuple[Any, ...]]:

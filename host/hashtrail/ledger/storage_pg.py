@@ -164,6 +164,13 @@ def _fill_walk(db: psycopg.Connection[Any]) -> None:
 _V5 = ("DELETE FROM nodes WHERE level=0",)
 
 
+# A device keeps its enrolling collector's signature over the enrollment and that
+# collector's key (formats.enrollment); devices enrolled before stay unsigned (NULL).
+# The same step as SQLite's schema 7 (which, like it, tolerates columns already there).
+_V6 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_key TEXT",
+       "ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_sig BYTEA")
+
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
@@ -173,6 +180,8 @@ MIGRATIONS = [
     Migration(4, "held entries keep what the chain walk reads (as SQLite schema 5)", _V4,
               _fill_walk),
     Migration(5, "leaf hashes come from the entries rows (as SQLite schema 6)", _V5),
+    Migration(6, "devices keep their collector's enrollment signature (as SQLite schema "
+                 "7)", _V6),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
@@ -183,16 +192,17 @@ _STORE_TABLES = frozenset({"enrollments", "state"})
 
 _PENDING_COLS = "device_id, seq, entry_hash, body, sig, prev, kind, t"
 _DEVICE_COLS = ("device_id, pub, label, board, fw, enrolled_at, tip_seq, tip_head, tip_t, "
-                "forked, revoked_at, revoked_reason")
+                "forked, revoked_at, revoked_reason, enroll_key, enroll_sig")
 
 
 def _device(row: tuple[Any, ...]) -> Device:
     (did, pub, label, board, fw, enrolled, tip_seq, tip_head, tip_t, forked, rev_at,
-     rev_reason) = row
+     rev_reason, ekey, esig) = row
     return Device(str(did), bytes(pub), str(label), str(board), str(fw), int(enrolled),
                   int(tip_seq), bytes(tip_head), None if tip_t is None else int(tip_t),
                   bool(forked), None if rev_at is None else int(rev_at),
-                  None if rev_reason is None else str(rev_reason))
+                  None if rev_reason is None else str(rev_reason),
+                  None if ekey is None else str(ekey), _blob(esig))
 
 
 def _blob(b: Any) -> bytes | None:
@@ -618,10 +628,16 @@ class PgLedgerStorage:
                 self._q(f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device_id COLLATE \"C\"")]
 
     def add_device(self, device_id: str, pub: bytes, label: str, board: str, fw: str,
-                   enrolled_at: int, genesis: bytes) -> None:
+                   enrolled_at: int, genesis: bytes, enroll_key: str | None = None,
+                   enroll_sig: bytes | None = None) -> None:
         self._w("INSERT INTO devices (device_id, pub, label, board, fw, enrolled_at, "
-                "tip_head) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (device_id, pub, label, board, fw, enrolled_at, genesis))
+                "tip_head, enroll_key, enroll_sig) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s)", (device_id, pub, label, board, fw, enrolled_at, genesis, enroll_key,
+                        enroll_sig))
+
+    def sign_enrollment(self, device_id: str, enroll_key: str, enroll_sig: bytes) -> None:
+        self._w("UPDATE devices SET enroll_key=%s, enroll_sig=%s WHERE device_id=%s",
+                (enroll_key, enroll_sig, device_id))
 
     def set_tip(self, device_id: str, seq: int, head: bytes, t: int | None) -> None:
         self._w("UPDATE devices SET tip_seq=%s, tip_head=%s, tip_t=%s WHERE device_id=%s",

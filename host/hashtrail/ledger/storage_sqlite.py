@@ -8,9 +8,10 @@ row, Ledger.node), so a proof reads at most ~2 log2(n) rows.
 
 The schema is `MIGRATIONS`, run in order by sqlite_file.migrate at open (a new file
 runs them all). Version 1 is the first ledger; version 2 adds `collectors` (a ledger
-made before collector trust gets it, empty). Files written before the version was
-bumped past 1 may already hold `collectors`: each step tolerates what an older build
-created on the side.
+made before collector trust gets it, empty); ...; version 7 gives `devices` the
+enrolling collector's signature and key (NULL for the devices already there). Files
+written before the version was bumped past 1 may already hold `collectors`: each step
+tolerates what an older build created on the side.
 """
 
 from __future__ import annotations
@@ -115,6 +116,16 @@ def _v6(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM nodes WHERE level=0")
 
 
+def _v7(db: sqlite3.Connection) -> None:
+    # A device keeps its enrolling collector's signature over the enrollment and that
+    # collector's key (formats.enrollment, docs/BUNDLE.md); devices enrolled before stay
+    # unsigned (NULL), until a signed bundle of the same enrollment comes (reconcile).
+    have = {str(r[1]) for r in db.execute("PRAGMA table_info(devices)")}
+    for name, kind in (("enroll_key", "TEXT"), ("enroll_sig", "BLOB")):
+        if name not in have:
+            db.execute(f"ALTER TABLE devices ADD COLUMN {name} {kind}")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
@@ -125,6 +136,7 @@ MIGRATIONS = [
                           _v5),
     sqlite_file.Migration(6, "leaf hashes come from the entries rows, not from `nodes`",
                           _v6),
+    sqlite_file.Migration(7, "devices keep their collector's enrollment signature", _v7),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
@@ -160,13 +172,18 @@ def _blob(b: Any) -> bytes | None:
     return None if b is None else bytes(b)
 
 
+_DEVICE_COLS = ("device_id, pub, label, board, fw, enrolled_at, tip_seq, tip_head, tip_t, "
+                "forked, revoked_at, revoked_reason, enroll_key, enroll_sig")
+
+
 def _device(row: tuple[Any, ...]) -> Device:
     (did, pub, label, board, fw, enrolled, tip_seq, tip_head, tip_t, forked, rev_at,
-     rev_reason) = row
+     rev_reason, ekey, esig) = row
     return Device(str(did), bytes(pub), str(label), str(board), str(fw), int(enrolled),
                   int(tip_seq), bytes(tip_head), None if tip_t is None else int(tip_t),
                   bool(forked), None if rev_at is None else int(rev_at),
-                  None if rev_reason is None else str(rev_reason))
+                  None if rev_reason is None else str(rev_reason),
+                  None if ekey is None else str(ekey), _blob(esig))
 
 
 class SqliteLedgerStorage(sqlite_file.SqliteFile):
@@ -319,19 +336,26 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
     # -- devices -------------------------------------------------------------------------
 
     def device(self, device_id: str) -> Device | None:
-        row = self._db.execute("SELECT * FROM devices WHERE device_id=?",
+        row = self._db.execute(f"SELECT {_DEVICE_COLS} FROM devices WHERE device_id=?",
                                (device_id,)).fetchone()
         return None if row is None else _device(row)
 
     def devices(self) -> list[Device]:
-        return [_device(r) for r in
-                self._db.execute("SELECT * FROM devices ORDER BY device_id").fetchall()]
+        return [_device(r) for r in self._db.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device_id").fetchall()]
 
     def add_device(self, device_id: str, pub: bytes, label: str, board: str, fw: str,
-                   enrolled_at: int, genesis: bytes) -> None:
+                   enrolled_at: int, genesis: bytes, enroll_key: str | None = None,
+                   enroll_sig: bytes | None = None) -> None:
         self._w().execute("INSERT INTO devices (device_id, pub, label, board, fw, "
-                          "enrolled_at, tip_head) VALUES (?,?,?,?,?,?,?)",
-                          (device_id, pub, label, board, fw, enrolled_at, genesis))
+                          "enrolled_at, tip_head, enroll_key, enroll_sig) VALUES "
+                          "(?,?,?,?,?,?,?,?,?)", (device_id, pub, label, board, fw,
+                                                  enrolled_at, genesis, enroll_key,
+                                                  enroll_sig))
+
+    def sign_enrollment(self, device_id: str, enroll_key: str, enroll_sig: bytes) -> None:
+        self._w().execute("UPDATE devices SET enroll_key=?, enroll_sig=? WHERE device_id=?",
+                          (enroll_key, enroll_sig, device_id))
 
     def set_tip(self, device_id: str, seq: int, head: bytes, t: int | None) -> None:
         self._w().execute("UPDATE devices SET tip_seq=?, tip_head=?, tip_t=? WHERE "
@@ -404,9 +428,7 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         return self._db.execute("SELECT key, value FROM meta").fetchall()
 
     def scan_devices(self) -> Iterator[tuple[Any, ...]]:
-        return self._scan("SELECT device_id, pub, label, board, fw, enrolled_at, tip_seq, "
-                          "tip_head, tip_t, forked, revoked_at, revoked_reason FROM devices "
-                          "ORDER BY device_id")
+        return self._scan(f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device_id")
 
     def scan_entries(self) -> Iterator[tuple[Any, ...]]:
         return self._scan("SELECT leaf_index, device_id, seq, entry_hash, body, sig FROM "

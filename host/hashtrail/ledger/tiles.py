@@ -19,12 +19,15 @@ Layout, under the log's prefix (all of it derived from the ledger, nothing store
 but the last prefixed with `x` (1234067 -> x001/x234/067). Everything served stops at
 the checkpoint's tree size, so a reader never sees a tile no signed tree commits to.
 
-The word (`hashtrail-word/1`): a leaf only says "the operator put these bytes in the
+The word (`hashtrail-word/2`): a leaf only says "the operator put these bytes in the
 log", and the per-entry signature or device checkpoint is not in the leaf, so a proof
 fetched over the network needs the device's own signature beside the tiles. The word
-carries exactly the parts of a `hashtrail-proof/2` that the tiles do not (leaf index,
-device key, enrollment, device signature; see hashtrail.ledger.proof); a client joins it
-with the leaf, path and checkpoint it took from tiles and checks the whole proof.
+carries exactly the parts of a `hashtrail-proof/3` that the tiles do not (leaf index,
+device key, enrollment with its collector signature, device signature; see
+hashtrail.ledger.proof); a client joins it with the leaf, path and checkpoint it took
+from tiles and checks the whole proof. A `hashtrail-word/1` (served by a log or a
+replica from before enrollment signatures) joins into a `hashtrail-proof/2`
+(`word_proof_format`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ WIDTH = 256                 # hashes (or entries) per full tile
 HEIGHT = 8                  # tree levels per tile: WIDTH = 2**HEIGHT
 MAX_LEVEL = 63
 MAX_ENTRY = 0xFFFF          # an entry bundle's length prefix is a uint16
-WORD_FORMAT = "hashtrail-word/1"
+WORD_FORMAT = "hashtrail-word/2"
+WORD_FORMAT_1 = "hashtrail-word/1"      # before enrollment signatures (read)
 CHECKPOINT = "checkpoint"
 REVOCATIONS = "hashtrail/revocations"   # ledger-signed revocations (ledger.revocation)
 # Longest tile path a reader accepts: an index of 2**64 is 7 groups (27 characters).
@@ -303,8 +307,15 @@ class LedgerTiles:
         return "tile", self.tile(ref, path)
 
 
+def word_proof_format(word_format: object) -> str | None:
+    """The proof format a word of this format completes; None for no word format."""
+    if word_format == WORD_FORMAT:
+        return proof.PROOF_FORMAT
+    return proof.PROOF_FORMAT_2 if word_format == WORD_FORMAT_1 else None
+
+
 def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str, Any]:
-    """`hashtrail-word/1` for device entry `seq`, if its leaf is under tree `size`."""
+    """`hashtrail-word/2` for device entry `seq`, if its leaf is under tree `size`."""
     did = parse_device_id(device_id)
     if not 0 <= seq < 1 << 63:          # past any SQLite integer: no such entry
         raise NotFound(f"device {did} has no seq {seq}")
@@ -315,8 +326,7 @@ def device_word(ledger: Ledger, device_id: str, seq: int, size: int) -> dict[str
     return {"format": WORD_FORMAT, "leaf_index": row.leaf_index,
             "device": {"id": did, "pub": dev.pub.hex(),
                        "fingerprint": key_fingerprint(dev.pub)},
-            "enrollment": {"label": dev.label, "board": dev.board, "fw": dev.fw,
-                           "enrolled_at": dev.enrolled_at, "collector": None},
+            "enrollment": proof.enrollment_doc(ledger, dev),
             "device_signature": proof.device_signature(ledger, did, seq, row)}
 
 

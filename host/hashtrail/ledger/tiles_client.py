@@ -5,7 +5,7 @@ Why the client builds the proof itself: nothing a server sends is trusted. It fe
 the checkpoint and opens it with the ledger key the user brings, the device's word
 (hashtrail.ledger.tiles: leaf index, device key, device signature), the entry bundle
 holding the leaf and the hash tiles the RFC 9162 path needs, and assembles a
-`hashtrail-proof/2` document that hashtrail.ledger.proof.check_inclusion_proof then
+`hashtrail-proof/3` document that hashtrail.ledger.proof.check_inclusion_proof then
 checks like any proof file: down to the device's own signature, with the device id the
 user pins. A lying server can only make the check fail.
 
@@ -138,7 +138,8 @@ class TileSession(TileClient):
 
 def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.Verifier,
                           timeout: float = 10.0) -> dict[str, Any]:
-    """A `hashtrail-proof/2` document for device entry `seq`, assembled from the log at
+    """A `hashtrail-proof/3` document (/2 from a `hashtrail-word/1`) for device entry
+    `seq`, assembled from the log at
     `url` under its current checkpoint (which must be signed by `ledger_key`). Check it
     with proof.check_inclusion_proof; this only gathers and refuses what cannot be a
     proof at all (raising ProofError with the step that failed)."""
@@ -163,9 +164,10 @@ def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.V
         word = proof.load_proof(raw.decode("utf-8"))
     except UnicodeError:
         raise proof.ProofFormatError("the device word is not UTF-8 JSON") from None
-    if not isinstance(word, dict) or set(word) != _WORD_KEYS or \
-            word["format"] != tiles.WORD_FORMAT:
-        raise proof.ProofFormatError(f"the log's device word is not {tiles.WORD_FORMAT}")
+    fmt = tiles.word_proof_format(word.get("format")) if isinstance(word, dict) else None
+    if not isinstance(word, dict) or set(word) != _WORD_KEYS or fmt is None:
+        raise proof.ProofFormatError(f"the log's device word is not {tiles.WORD_FORMAT} "
+                                     f"(or {tiles.WORD_FORMAT_1})")
     index = word["leaf_index"]
     if type(index) is not int or not 0 <= index < cp.size:
         raise proof.ProofError(proof.STEP_INCLUSION, f"the log says the entry is leaf "
@@ -177,7 +179,7 @@ def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.V
         path = merkle.prove_inclusion(TileHashes(client.tile, cp.size).get, index, cp.size)
     except TileError as e:
         raise proof.ProofError(proof.STEP_INCLUSION, f"the log's tiles: {e}") from None
-    return {"format": proof.PROOF_FORMAT, "type": "inclusion", "leaf": leaf.hex(),
+    return {"format": fmt, "type": "inclusion", "leaf": leaf.hex(),
             "leaf_index": index, "tree_size": cp.size, "root": cp.root.hex(),
             "path": [h.hex() for h in path], "checkpoint": cp_bytes.decode("utf-8"),
             "device": word["device"], "enrollment": word["enrollment"],
@@ -186,12 +188,14 @@ def fetch_inclusion_proof(url: str, device_id: str, seq: int, ledger_key: note.V
 
 def verify_proof_url(url: str, device_id: str, seq: int, trusted: note.Verifier,
                      witness_keys: Sequence[note.Verifier] = (),
-                     min_witnesses: int | None = None) -> CheckedProof:
+                     min_witnesses: int | None = None,
+                     collector_keys: Sequence[note.Verifier] = ()) -> CheckedProof:
     """Fetch the proof of device entry `seq` from the log at `url` and check it against
-    the ledger key `trusted` (and witnesses, as for a proof file), pinned to
-    `device_id`."""
+    the ledger key `trusted` (and witnesses and collectors, as for a proof file), pinned
+    to `device_id`."""
     need = len({(w.name, w.pub) for w in witness_keys}) if min_witnesses is None \
         else min_witnesses
     doc = fetch_inclusion_proof(url, device_id, seq, trusted)
-    msg, pc = proof.check_proof_doc(doc, trusted, witness_keys, need, device_id)
+    msg, pc = proof.check_proof_doc(doc, trusted, witness_keys, need, device_id,
+                                    collector_keys)
     return CheckedProof(msg, pc)

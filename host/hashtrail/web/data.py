@@ -305,7 +305,7 @@ def held_json(led: Ledger, did: str) -> dict[str, Any]:
 
 
 def proof_json(led: Ledger, did: str, seq: int) -> dict[str, Any]:
-    """The inclusion proof `hashtrail ledger prove --json` prints (hashtrail-proof/2)."""
+    """The inclusion proof `hashtrail ledger prove --json` prints (hashtrail-proof/3)."""
     try:
         return build_inclusion_proof(led, did, seq)
     except (ConfigError, LedgerError) as e:    # not in the ledger, or not yet under a

@@ -1,4 +1,4 @@
-// The proof check in the page: a hashtrail-proof/2 inclusion proof (what
+// The proof check in the page: a hashtrail-proof/3 (or /2) inclusion proof (what
 // `hashtrail ledger prove` writes and /api/proof/ID/SEQ serves) checked in the browser
 // with WebCrypto, trusting nothing but the ledger key the user pinned. The steps and
 // their order are those of hashtrail.ledger.proof.check_inclusion_proof:
@@ -22,10 +22,16 @@
 //
 // Each step runs on its own, so a page shows every step passed or failed, and a proof
 // passes only when all of them did.
+//
+// Not checked here: the collector's signature over the enrollment (a /3 proof's
+// enrollment.signature, step "enrollment" of the Python checker). The page shows no
+// enrollment as proven; `hashtrail ledger verify-proof --collector-key K` checks it.
 "use strict";
 
 const HashtrailProof = (() => {
   const enc = new TextEncoder();
+  // the inclusion proof formats read (hashtrail.ledger.proof PROOF_FORMAT, PROOF_FORMAT_2)
+  const FORMATS = ["hashtrail-proof/3", "hashtrail-proof/2"];
   const STEPS = ["input", "device key", "leaf", "device signature", "inclusion",
                  "checkpoint", "ledger signature"];
   const LEAF_TAG = enc.encode("HTL1");
@@ -69,7 +75,7 @@ const HashtrailProof = (() => {
   // the proof's fields, strictly typed (the "input" step)
   function parse(doc) {
     if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("the proof is not a JSON object");
-    if (doc.format !== "hashtrail-proof/2" || doc.type !== "inclusion") fail("not a hashtrail-proof/2 inclusion proof");
+    if (!FORMATS.includes(doc.format) || doc.type !== "inclusion") fail("not a hashtrail-proof/3 (or /2) inclusion proof");
     const d = doc.device || {}, ds = doc.device_signature || {};
     const p = {
       leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
@@ -199,7 +205,7 @@ const HashtrailProof = (() => {
       return { ok: false, steps: results };
     }
     let p = null;
-    await run("input", async () => { p = parse(doc); return "a hashtrail-proof/2 inclusion proof"; });
+    await run("input", async () => { p = parse(doc); return `a ${doc.format} inclusion proof`; });
     if (!p) {
       for (const s of STEPS.slice(1)) results.push({ step: s, ok: false, detail: "not run: the proof is malformed" });
       return { ok: false, steps: results };
