@@ -625,13 +625,19 @@ class _Demo:
         # The verifier brings the ledger's key (printed by `ledger init`, step 4); the
         # key named inside the proof is never what makes it count.
         trusted = note.Verifier.from_string(rep.verifier_key)
-        msg, pc = check_proof_doc(json.loads(path.read_text()), trusted)
+        # Collector A's bundle was reconciled first, so A enrolled the devices: its key
+        # (`export --show-key`) is what the enrollment in the proof must be signed by.
+        enroller = a.store.signer.verifier()
+        msg, pc = check_proof_doc(json.loads(path.read_text()), trusted,
+                                  collector_keys=[enroller])
         rep.proof_check = None if pc is None else pc.to_json()
         # Checked down to the device's own signature: its per-entry signature over this
-        # very entry, with the key whose hash is the device id (not just the ledger's).
+        # very entry, with the key whose hash is the device id (not just the ledger's);
+        # and its enrollment down to collector A's signature.
         rep.proof_ok = (pc is not None and pc.device_id == did and pc.seq == seq
-                        and pc.signature_kind == SIG_ENTRY)
-        n.say(f"$ hashtrail ledger verify-proof --verifier-key {rep.verifier_key} {_q(path)}")
+                        and pc.signature_kind == SIG_ENTRY and pc.enrollment_trusted)
+        n.say(f"$ hashtrail ledger verify-proof --verifier-key {rep.verifier_key} "
+              f"--collector-key {enroller.to_string()} {_q(path)}")
         n.say(msg, indent=6)
         bad = dict(doc, leaf=_flip_hex(doc["leaf"], len(doc["leaf"]) // 2 - 1))
         refused = []

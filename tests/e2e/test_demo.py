@@ -197,6 +197,10 @@ def test_demo_outcomes_hold_in_its_files(tmp_path: Path) -> None:
     leaf = bytes.fromhex(doc["leaf"])
     assert _sig_ok(proved.pub, leaf[60:], bytes.fromhex(doc["device_signature"]["sig"]))
     assert "signed by the device: its own per-entry signature" in p.stderr
+    # ... and its enrollment down to the signature of collector A, which enrolled it
+    assert pc["enrollment_trusted"] and pc["enrollment_signer"].startswith("collector-")
+    assert f"enrollment signed by collector {pc['enrollment_signer']}, a key you trust: " \
+        "label 'dev0'" in p.stderr
     assert rep["proof_tampered_refused"]
     assert "the same proof with one leaf bit flipped: refused" in p.stderr
     assert "a made-up proof signed with the forger's own key: refused" in p.stderr

@@ -365,3 +365,63 @@ def test_a_ledger_from_before_enrollment_signatures_upgrades(
     code, out, err = verify_proof(capsys, tmp_path, _proof(capsys, w, w.b), w.vkey,
                                   "--collector-key", w.site_a)
     assert code == 0, err
+
+
+# -- the bundle's enrollment lines (docs/BUNDLE.md "Enrollment signatures") ---------------------
+
+def _resigned(lines: list[str], signer: note.Signer) -> bytes:
+    """Data lines signed again as a whole by `signer` (a collector that signed them so)."""
+    data = "".join(lines)
+    sig = signer.sign(bundle_mod.signed_message(hashlib.sha256(data.encode()).digest()))
+    return (data + json.dumps({"key": signer.verifier().to_string(),
+                               "sig": base64.b64encode(sig).decode(), "type": "signature"},
+                              sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def test_bundle_enrollment_signatures_are_checked_by_the_parser(tmp_path: Path) -> None:
+    """An enrollment signature that does not verify under the bundle's key refuses the
+    whole bundle, even when the bundle signature itself verifies; without a signature
+    line the enrollment signatures are left unchecked and the bundle is unsigned."""
+    from hashtrail.errors import VerificationError
+
+    d = _device(701)
+    _store(tmp_path / "s.db", [(d, "room")])
+    with Store.open(tmp_path / "s.db", create=False) as st:
+        signer = st.signer
+        buf = io.StringIO()
+        bundle_mod.write_bundle(bundle_mod.from_store(st), buf, signer)
+    lines = buf.getvalue().splitlines(keepends=True)
+    b = bundle_mod.parse_bundle(io.BytesIO("".join(lines).encode()))
+    assert b.signer is not None and b.enrollments[0].sig is not None
+    i = next(k for k, x in enumerate(lines) if '"type":"enrollment"' in x)
+    edited = json.loads(lines[i])
+    edited["label"] = "another room"
+    lines[i] = json.dumps(edited, sort_keys=True, separators=(",", ":")) + "\n"
+    with pytest.raises(VerificationError, match=f"line {i + 1}: the enrollment signature of "
+                       f"device {d.id_hex} by collector {signer.name} does not verify"):
+        bundle_mod.parse_bundle(io.BytesIO(_resigned(lines[:-1], signer)))
+    unsigned = bundle_mod.parse_bundle(io.BytesIO("".join(lines[:-1]).encode()))
+    assert unsigned.signer is None and unsigned.enrollments[0].label == "another room"
+
+
+def test_a_label_no_note_text_can_carry_is_exported_unsigned(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A DEL in a label (the bundle admits it, a signed-note text does not): that one
+    enrollment goes unsigned, the others signed, and the ledger shows it as such."""
+    d, e = _device(702), _device(703)
+    _store(tmp_path / "s.db", [(d, "room\x7f1"), (e, "room 2")])
+    key = _ok(capsys, "export", "--store", str(tmp_path / "s.db"), "--show-key").strip()
+    _ok(capsys, "export", "--store", str(tmp_path / "s.db"), "--out", str(tmp_path / "b.jsonl"))
+    sigs = {x["device"]: "sig" in x for x in map(json.loads, (tmp_path / "b.jsonl")
+                                                 .read_text().splitlines())
+            if x.get("type") == "enrollment"}
+    assert sigs == {d.id_hex: False, e.id_hex: True}
+    led = ledger_at("l")
+    vkey = json.loads(_ok(capsys, "ledger", "init", "--ledger", led, "--origin", "o.example/l",
+                          "--json"))["verifier_key"]
+    _ok(capsys, "ledger", "trust", "--ledger", led, key)
+    _ok(capsys, "reconcile", "--ledger", led, str(tmp_path / "b.jsonl"))
+    w = World(led, vkey, key, key, d.id_hex, e.id_hex, e.id_hex, tmp_path)
+    code, rep = _verify_ledger(capsys, w)
+    assert code == 0 and {x["device_id"]: x["enrollment_signed_by"] for x in rep["devices"]} \
+        == {d.id_hex: None, e.id_hex: key.split("+")[0]}
