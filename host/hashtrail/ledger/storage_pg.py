@@ -20,7 +20,7 @@ cannot be stored, which verify's type checks then never meet.
 Bulk writes: `nodes` and `entries` go in by binary COPY (a reconcile writes ~2 rows per
 accepted entry), `pending` by binary COPY into a temporary table and one INSERT ... ON
 CONFLICT DO NOTHING from it (COPY alone cannot keep a row already held), and held
-entries are dropped by one DELETE over arrays of their keys: a device whose entries
+entries are dropped by DELETEs over arrays of their keys: a device whose entries
 span several reconcile chunks before a signature covers them has each of them held,
 then dropped, once.
 
