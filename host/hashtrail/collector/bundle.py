@@ -354,6 +354,7 @@ _new = tuple.__new__        # RawEntry without its Python-level __new__ (per ent
 
 
 _MAX_B64 = (MAX_ENTRY + 2) // 3 * 4     # the longest base64 of at most MAX_ENTRY bytes
+_KEEP_IDS = 4096                        # device ids one pass keeps decoded, at most
 
 
 class _Parser:
@@ -385,15 +386,23 @@ class _Parser:
         counts: dict[str, int] = {}
         max_seq: dict[str, int] = {}
         signed_enrollments: list[tuple[int, Enrollment]] = []
+        ids: dict[bytes, str] = {}
         for lineno, raw in enumerate(iter(partial(f.readline, MAX_LINE + 2), b""), 1):
             # The fast path: a canonical entry line (its shape implies the newline and
             # the length checks below); its body's decoded length follows from the
             # base64 length, which must be a multiple of 4 to decode at all.
             m = match(raw) if fast else None
             if m is not None:
-                n64, seq = len(m[1]), int(m[3])
+                b64, dkey, sq, s64 = m.groups()
+                n64, seq = len(b64), int(sq)
                 if not n64 & 3 and n64 <= _MAX_B64 and seq < 1 << 63:
-                    did = m[2].decode("ascii")
+                    # (a bundle names a few devices line after line: each id is decoded
+                    # once, and the same str object keys every dict below)
+                    did = ids.get(dkey)
+                    if did is None:
+                        did = dkey.decode("ascii")
+                        if len(ids) < _KEEP_IDS:
+                            ids[dkey] = did
                     if mode != _ENTRIES:
                         hsh.update(raw)
                         counts[did] = counts.get(did, 0) + 1
@@ -401,7 +410,7 @@ class _Parser:
                             max_seq[did] = seq
                         if mode == _SCAN:
                             continue
-                    r = _new(RawEntry, (seq, a2b(m[1]), None if m[4] is None else a2b(m[4])))
+                    r = _new(RawEntry, (seq, a2b(b64), None if s64 is None else a2b(s64)))
                     if mode == _KEEP:
                         self.b.entries.append((did, r))  # type: ignore[union-attr]
                     yield did, r
