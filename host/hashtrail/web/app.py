@@ -228,12 +228,14 @@ class WebView:
 
 
 def _json(obj: Any, status: int = 200, download: str | None = None) -> web.Response:
+    """`obj` as a JSON answer; bytes are JSON serialised already (by a side process)."""
     from aiohttp import web
     headers = {"Cache-Control": "no-store"}
     if download is not None:
         headers["Content-Disposition"] = f'attachment; filename="{download}"'
-    r = web.Response(text=json.dumps(obj, separators=(",", ":")), status=status,
-                     content_type="application/json", headers=headers)
+    body = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
+    r = web.Response(body=body, status=status, content_type="application/json",
+                     charset="utf-8", headers=headers)
     r.enable_compression()
     return r
 
@@ -318,10 +320,7 @@ def add_routes(app: web.Application, ledger: Ledger,
 
     async def api_readings(request: web.Request) -> web.Response:
         did = data.device_id_or_404(request.match_info["id"])
-        r = web.Response(body=await view.readings(did), content_type="application/json",
-                         headers={"Cache-Control": "no-store"})
-        r.enable_compression()
-        return r
+        return _json(await view.readings(did))
 
     async def api_entries(request: web.Request) -> web.Response:
         did = data.device_id_or_404(request.match_info["id"])
