@@ -53,6 +53,9 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
             assert [type(v) for v in h] == [int, bytes, bytes, type(h.sig), bytes, int,
                                             type(h.t)]
         assert [h.seq for h in db.pending(DID, 5)] == [5, 5, 8]
+        # (rows, signed rows): what reconcile compares before it walks what it carried
+        assert (db.pending_count(DID), db.pending_count(OTHER)) == ((4, 1), (1, 0))
+        assert db.pending_count("ef" * 16) == (0, 0)
         with db.transaction():
             # only these keys go: (DID, 5, hash 9) stays, OTHER's seq 3 stays, a key
             # that is not held is no error
@@ -60,6 +63,7 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
                              (DID, 3, b"\x07" * 32)])
         assert [(h.seq, h.entry_hash[0]) for h in db.pending(DID, 0)] == [(5, 9), (8, 4)]
         assert [h.seq for h in db.pending(OTHER, 0)] == [3]
+        assert db.pending_count(DID) == (2, 0)
         with pytest.raises(RuntimeError), db.transaction():
             db.add_pending([_row(DID, 20, 20)])
             db.drop_pending([(DID, 8, b"\x04" * 32)])

@@ -255,6 +255,9 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
             own.close()
     for did in sorted(set(cps) - run.started):
         run.chunk(did, [])
+    if run.carry is not None:
+        with db.transaction():
+            run.flush()
     res.pending = sum(run.held.values())
     if digest is not None and res.complete:
         with db.transaction():
@@ -348,6 +351,7 @@ class _Run:
         self.held: dict[str, int] = {}         # device -> entries held above its tip
         self.parsed: dict[bytes, EntryFields | _Walk] = {}   # held entries read this run
         self.refused_pool = False              # the pool could not start: threads
+        self.carry: _Carry | None = None       # the last chunk's device's held entries
 
     def chunk(self, did: str, recs: list[RawEntry],
               verdicts: _Submitted | None = None) -> None:
@@ -363,6 +367,8 @@ class _Run:
             return
         db = self.led.storage
         with _no_cyclic_gc(), db.transaction():
+            if self.carry is not None and self.carry.did != did:
+                self.flush()
             new_cps: list[int] = []
             if did not in self.started:
                 self.started.add(did)
@@ -375,19 +381,54 @@ class _Run:
                 self.parsed.clear()
             new_cp = min(new_cps, default=None)
             if verdicts is None or verdicts.pub != key.pub:
-                self.held[did] = _device(self.led, db, did, key, recs, self.res,
-                                         self.workers, new_cp, self.parsed)
+                self._device(did, key, recs, new_cp)
                 return
             batches, cuts = verdicts.batches, verdicts.cuts
             i = 0
             while i < len(batches):
-                # once entries are held, the rest in one walk (held rows load once)
+                # once entries are held, the rest in one walk (fewer walks over them)
                 j = len(batches) if i and self.held[did] else i + 1
                 part = recs[cuts[i]:cuts[j]]
-                self.held[did] = _device(self.led, db, did, key, part, self.res,
-                                         self.workers, new_cp if i == 0 else None,
-                                         self.parsed, _pooled(batches[i:j], part))
+                self._device(did, key, part, new_cp if i == 0 else None,
+                             _pooled(batches[i:j], part))
                 i = j
+
+    def _device(self, did: str, key: DeviceKey, recs: list[RawEntry], new_cp: int | None,
+                checked: list[_Checked] | None = None) -> None:
+        """One walk of the device's held entries and `recs`; what stays held is carried
+        to the device's next chunk (_Carry)."""
+        db = self.led.storage
+        dev = self.led.device(did)
+        assert dev is not None
+        c = self.carry
+        if c is None or not c.holds(db, dev):
+            if c is not None:          # someone else changed the device's rows: theirs
+                self.flush()           # and ours, all from `pending`
+            c = _Carry(did, dev.tip_seq, dev.tip_head, (-1, -1),
+                       _load_pending(db, did, 0, self.parsed), None)
+        self.carry = None
+        w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
+                    checked)
+        self.held[did] = w.above
+        tip = self.led.device(did)
+        assert tip is not None
+        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, w.counts, w.rest, w.chain)
+
+    def flush(self) -> None:
+        """Write the carried entries that are not rows of `pending` yet (in the caller's
+        transaction), dropping those another reconcile accepted meanwhile, and forget
+        them."""
+        c, self.carry = self.carry, None
+        if c is None:
+            return
+        db = self.led.storage
+        new = [x for cs in c.cands.values() for x in cs if not x.stored]
+        dev = self.led.device(c.did)
+        if new and dev is not None and dev.tip_seq > c.tip_seq:
+            acc = db.entry_hashes(c.did, min(x.seq for x in new), dev.tip_seq)
+            new = [x for x in new if acc.get(x.seq) != x.h]
+        db.add_pending([(c.did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
+                        for x in new])
 
     def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
                ) -> _Submitted | None:
@@ -455,42 +496,84 @@ class _Run:
         return key
 
 
-def _device(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, recs: list[RawEntry],
-            res: Result, workers: int | None, new_cp: int | None,
-            parsed: dict[bytes, EntryFields | _Walk],
-            checked: list[_Checked] | None = None) -> int:
-    """One chunk of a device's entries (the device enrolled, its checkpoints kept);
-    returns how many entries the device holds above its tip afterwards. `checked`:
-    the records' hashes, parses and verdicts when a pool checked them (_pooled)."""
-    dev = led.device(did)
-    assert dev is not None
+class _Carry(NamedTuple):
+    """The entries a device holds after a walk, kept in memory for its next chunk, with
+    what `pending` held of them when they were walked.
+
+    Why: a device that signs rarely holds every chunk of its entries until the chunk
+    with the signature comes. Written to `pending` and read back at each chunk, that
+    tail was read again by every later chunk: quadratic in the unsigned span (4.5M rows
+    read back for 10^6 entries of devices signing once per 50,000; docs/LEDGER.md).
+    Carried, a held entry is walked from memory and written to `pending` once, only if
+    it is still held when the run moves on to another device (_Run.flush) or ends;
+    one accepted meanwhile is never written. A run killed before that loses nothing
+    the bundle does not still hold: the bundle is recorded as seen only at the end.
+    Before the next chunk uses them, the device's tip and `pending` counts must be
+    what they were (`holds`): another reconcile of the same ledger (PostgreSQL, many
+    collectors) that accepted, held or signed this device's entries in between sends
+    the walk back to `pending`, after the carried entries are written there."""
+
+    did: str
+    tip_seq: int
+    tip_head: bytes
+    counts: tuple[int, int]        # (rows, signed rows) of the device in `pending`
+    cands: dict[int, list[_Cand]]
+    # `cands` as the one linked chain from the tip that no signature covered, in seq
+    # order, when _extend left them so: the next _extend walks on from its end
+    # instead of walking them again (None: not known to be such a chain)
+    chain: list[_Cand] | None
+
+    def holds(self, db: LedgerStorage, dev: Device) -> bool:
+        return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
+                and db.pending_count(self.did) == self.counts)
+
+
+class _Walked(NamedTuple):
+    """What a walk leaves held: the candidates (rows of `pending` or not: _Cand.stored),
+    as a chain when _extend left them so (_Carry.chain), how many are above the tip,
+    and (rows, signed rows) of them that are in `pending`."""
+
+    rest: dict[int, list[_Cand]]
+    chain: list[_Cand] | None
+    above: int
+    counts: tuple[int, int]
+
+
+def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+            recs: list[RawEntry], res: Result, workers: int | None, new_cp: int | None,
+            held: _Carry, checked: list[_Checked] | None = None) -> _Walked:
+    """One chunk of a device's entries (the device enrolled, its checkpoints kept) with
+    the entries it held before (`held`). `checked`: the records' hashes, parses and
+    verdicts when a pool checked them (_pooled)."""
     old_tip = dev.tip_seq
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
-    cands = _load_pending(db, did, 0, parsed)
     if checked is None:
         checked = _check_entries(key, recs, workers)
-    rest = _extend(led, db, did, dev, key, recs, checked, cands, res)
-    if rest is None:
-        rest = _merge(led, db, did, dev, key, recs, checked, cands, res)
-    db.add_pending([(did, c.seq, c.h, c.body, c.sig, c.f.prev, c.f.kind, c.f.t)
-                    for cs in rest.values() for c in cs if not c.stored])
-    tip = led.device(did)
-    assert tip is not None
-    _forks(led, db, did, key, rest, res, old_tip + 1 if new_cp is None
-           else min(old_tip + 1, new_cp))
-    return sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+    w = _extend(led, db, did, dev, key, recs, checked, held, res)
+    if w is None:
+        rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res)
+        tip = led.device(did)
+        assert tip is not None
+        stored = [c for cs in rest.values() for c in cs if c.stored]
+        w = _Walked(rest, None, sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq),
+                    (len(stored), sum(1 for c in stored if c.sig is not None)))
+    _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
+           old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
+    return w
 
 
 def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
-            recs: list[RawEntry], checked: list[_Checked], cands: dict[int, list[_Cand]],
-            res: Result) -> dict[int, list[_Cand]] | None:
+            recs: list[RawEntry], checked: list[_Checked], carry: _Carry,
+            res: Result) -> _Walked | None:
     """The usual chunk in one pass: entries that follow the device's tip, or the
-    entries it holds just above its tip (`cands`: the tail of the chunk before, which
+    entries it holds just above its tip (`carry`: the tail of the chunks before, which
     no signature covered yet), one copy of each, in seq order, each well-formed,
     linked to the one before and its signature (if any) valid. Accepts what `_merge`
     would accept and returns the rest, as `_merge` does; None, with nothing done, for
-    any other chunk: then `_merge` decides (and words the findings).
+    any other chunk: then `_merge` decides (and words the findings). Held entries this
+    walk left as a chain (`carry.chain`) are not walked again: only a device
+    checkpoint over one of them can have changed (read from storage each chunk).
 
     Why: a large bundle is nearly all such chunks, and `_merge`'s general bookkeeping
     (candidates per seq, duplicates, several copies, holes, log-altered reports) costs
@@ -499,9 +582,11 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     unsigned entry of a device that signs every entry, a log-altered report, an entry 0
     that is not this key's) sends the chunk there whole."""
     s, head = dev.tip_seq + 1, dev.tip_head
-    held = [cs[0] for _, cs in sorted(cands.items())]
-    if held and (held[0].seq != s or held[-1].seq != s + len(held) - 1
-                 or any(len(cs) != 1 for cs in cands.values())):
+    cands, walked = carry.cands, carry.chain
+    held = walked if walked is not None else [cs[0] for _, cs in sorted(cands.items())]
+    if walked is None and held and (
+            held[0].seq != s or held[-1].seq != s + len(held) - 1
+            or any(len(cs) != 1 for cs in cands.values())):
         return None
     if s > 0:
         every = _policy(db, did) == POLICY_EVERY_ENTRY
@@ -517,15 +602,28 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     heads = _signed_heads(db, did, s)
     path: list[_Cand] = []
     covered = 0
-    for c in held:
-        if c.f.prev != head or c.f.kind == KIND_LOG_ALTERED:
+    if walked is not None:
+        # linked from this tip, one copy each, no log-altered report, none signed (all
+        # checked by the walk that left them); policy 0, or they would not be held
+        if every and held:
             return None
-        path.append(c)
-        if c.sig is not None or (not every and (c.seq, c.h) in heads):
-            covered = len(path)
-        elif every:
-            return None
-        head, s = c.h, s + 1
+        s0 = s
+        for seq, h in heads:
+            if s0 <= seq < s0 + len(held) and held[seq - s0].h == h:
+                covered = max(covered, seq - s0 + 1)
+        path = held.copy()
+        if held:
+            head, s = held[-1].h, held[-1].seq + 1
+    else:
+        for c in held:
+            if c.f.prev != head or c.f.kind == KIND_LOG_ALTERED:
+                return None
+            path.append(c)
+            if c.sig is not None or (not every and (c.seq, c.h) in heads):
+                covered = len(path)
+            elif every:
+                return None
+            head, s = c.h, s + 1
     for (seq, body, sig), (h, f, ok) in zip(recs, checked, strict=True):
         if (seq != s or type(f) is not EntryFields or f.seq != seq or not ok
                 or f.prev != head or f.kind == KIND_LOG_ALTERED):
@@ -537,7 +635,14 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             return None
         head, s = h, s + 1
     _take(led, db, did, dev, path[:covered], res)
-    return {c.seq: [c] for c in path[covered:]}
+    left = path[covered:]
+    if covered == 0 and walked is not None:          # nothing taken: the rows are as were
+        for c in path[len(held):]:
+            cands[c.seq] = [c]
+        return _Walked(cands, left, len(left), carry.counts)
+    stored = [c for c in left if c.stored]
+    return _Walked({c.seq: [c] for c in left}, left, len(left),
+                   (len(stored), sum(1 for c in stored if c.sig is not None)))
 
 
 def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,

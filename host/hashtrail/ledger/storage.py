@@ -183,6 +183,11 @@ class LedgerStorage(Protocol):
         """The device's held entries from seq `lo`, by seq then hash."""
         ...
 
+    def pending_count(self, device_id: str) -> tuple[int, int]:
+        """(rows, rows with a signature) the device holds in `pending`: how reconcile
+        sees that nobody changed them since it last read them (reconcile._Carry)."""
+        ...
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         """Hold these entries; one already held (same device, seq, hash) is kept as is."""
         ...

@@ -563,6 +563,12 @@ class PgLedgerStorage:
                         "WHERE device_id=%s AND seq>=%s ORDER BY seq, entry_hash",
                         (device_id, lo), HeldEntry._make)
 
+    def pending_count(self, device_id: str) -> tuple[int, int]:
+        row = self._one("SELECT count(*), count(sig) FROM pending WHERE device_id=%s",
+                        (device_id,))
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         # binary COPY, which cannot skip a row already held, into a temporary table
         # emptied at every commit, then one INSERT ... ON CONFLICT DO NOTHING: half the

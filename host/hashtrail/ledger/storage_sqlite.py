@@ -300,6 +300,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                     "SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending WHERE "
                     "device_id=? AND seq>=? ORDER BY seq, entry_hash", (device_id, lo))]
 
+    def pending_count(self, device_id: str) -> tuple[int, int]:
+        n, signed = self._db.execute("SELECT count(*), count(sig) FROM pending WHERE "
+                                     "device_id=?", (device_id,)).fetchone()
+        return int(n), int(signed)
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?,?)",
                               rows)
