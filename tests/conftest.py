@@ -7,8 +7,13 @@ test at one file."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from hashtrail.sim import VirtualDevice
 
 for _var in ("HASHTRAIL_LEDGER_KEY", "HASHTRAIL_LEDGER", "HASHTRAIL_STORE"):
     os.environ.pop(_var, None)
@@ -26,3 +31,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "device" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def devices() -> Iterator[list[VirtualDevice]]:
+    """Virtual devices a test started; all powered off and released at its end."""
+    made: list[VirtualDevice] = []
+    yield made
+    for d in made:
+        d.stop()

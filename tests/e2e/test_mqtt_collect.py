@@ -23,7 +23,6 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +106,6 @@ def collect_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, l
     out = capsys.readouterr().out
     return code, [json.loads(ln) for ln in out.splitlines() if ln.strip()]
 
-
-@pytest.fixture
-def devices() -> Iterator[list[VirtualDevice]]:
-    made: list[VirtualDevice] = []
-    yield made
-    for d in made:
-        d.stop()
 
 
 def _client(url: str, name: str) -> mqtt.Client:

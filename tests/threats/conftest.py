@@ -86,11 +86,3 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
     assert g.early_last < g.anchor <= g.last - _AFTER_ANCHOR, g
     yield g
 
-
-@pytest.fixture
-def devices() -> Iterator[list[VirtualDevice]]:
-    """Virtual devices a test started; all powered off and released at its end."""
-    made: list[VirtualDevice] = []
-    yield made
-    for d in made:
-        d.stop()
