@@ -49,7 +49,10 @@ of a large bundle just extends its device's chain from the tip (after the entrie
 from the chunk before): such a chunk is walked in one pass (_extend), which accepts
 what the general walk (_merge) would and hands it any other chunk whole, before doing
 anything (tests/host/test_reconcile_extend.py holds the two to the same ledger and
-findings). A bundle file
+findings). What a chunk leaves held goes on to the device's next chunk in memory
+(_Carry), not through `pending`: a device that signs once per many chunks is walked
+once, not once per chunk, and its held entries reach `pending` only if they are
+still held when the run moves on to another device or ends. A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
@@ -390,18 +393,19 @@ class _Run:
                 j = len(batches) if i and self.held[did] else i + 1
                 part = recs[cuts[i]:cuts[j]]
                 self._device(did, key, part, new_cp if i == 0 else None,
-                             _pooled(batches[i:j], part))
+                             _pooled(batches[i:j], part), same_tx=i > 0)
                 i = j
 
     def _device(self, did: str, key: DeviceKey, recs: list[RawEntry], new_cp: int | None,
-                checked: list[_Checked] | None = None) -> None:
+                checked: list[_Checked] | None = None, same_tx: bool = False) -> None:
         """One walk of the device's held entries and `recs`; what stays held is carried
-        to the device's next chunk (_Carry)."""
+        to the device's next chunk (_Carry). `same_tx`: the carry is from a walk in
+        this transaction (under the ledger's write lock: nobody else wrote since)."""
         db = self.led.storage
         dev = self.led.device(did)
         assert dev is not None
         c = self.carry
-        if c is None or not c.holds(db, dev):
+        if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
                 self.flush()           # and ours, all from `pending`
             c = _Carry(did, dev.tip_seq, dev.tip_head, (-1, -1),
