@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import Page, chromium, require_chromium
+from browserkit import Page, artifacts, chromium, require_chromium
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hashtrail.cli import main
 from hashtrail.formats import note
@@ -311,6 +311,7 @@ def test_verify_in_the_device_page_shows_the_enrollment_three_ways(
     verdict, steps, kind = _verify(p, url, xss, 60)
     assert (verdict, kind) == ("pass", "trusted")
     assert "a key you trust" in p.inner_text("#proof-result p.enrollment")
+    p.screenshot(path=str(artifacts() / "web-enrollment-trusted.png"), full_page=True)
     assert p.input_value("#collector-key") == COLLECTOR.verifier().to_string()
     verdict, steps, kind = _verify(p, url, cp, 39)
     assert (verdict, kind) == ("fail", None) and steps["enrollment"] == "0"
