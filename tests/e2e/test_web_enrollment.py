@@ -148,6 +148,11 @@ def _cases(fl: FleetLedger) -> list[tuple[str, dict[str, Any]]]:
             **sig, "key": sig["key"].replace("+", "+0", 1)[:len(sig["key"])]})),
         ("signature of 63 bytes", _edit(good, signature={**sig, "sig": sig["sig"][:-2]})),
         ("unknown enrollment field", _edit(good, note="x")),
+        ("unknown proof field", {**copy.deepcopy(good), "note": "x"}),
+        ("unknown device field", {**copy.deepcopy(good), "device": {**good["device"],
+                                                                    "label": "x"}}),
+        ("unknown device signature field", {**copy.deepcopy(good), "device_signature": {
+            **good["device_signature"], "cose": "00"}}),
         ("label not a string", _edit(good, label=7)),
         ("collector not a string", _edit(good, collector=7)),
         ("a label with a control character, raw-signed", _raw_signed(good, "room\x01",

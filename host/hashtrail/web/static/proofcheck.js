@@ -34,8 +34,9 @@
 //                     the ledger operator's statement (a /2 proof, or no signature).
 //
 // Each step runs on its own, so a page shows every step passed or failed, and a proof
-// passes only when all of them did. Malformed enrollment fields (unknown ones, wrong
-// types, a collector key not in its canonical form) fail at "input", as in Python.
+// passes only when all of them did. Malformed fields (unknown ones, in the proof, its
+// device, device signature or enrollment; wrong types; a collector key not in its
+// canonical form) fail at "input", as in Python.
 "use strict";
 
 const HashtrailProof = (() => {
@@ -49,6 +50,8 @@ const HashtrailProof = (() => {
   const ENROLL_MAX_TEXT = 200;
   const ENROLL_KEYS_2 = ["label", "board", "fw", "enrolled_at", "collector"];
   const ENROLL_KEYS_3 = [...ENROLL_KEYS_2, "signature"];
+  const PROOF_KEYS = ["format", "type", "leaf", "leaf_index", "tree_size", "root", "path",
+                      "checkpoint", "verifier_key", "device", "enrollment", "device_signature"];
   const LEAF_TAG = enc.encode("HTL1");
   const GENESIS_TAG = enc.encode("hashtrail/genesis/v1");
   const KIND_KEY_CREATED = 3;
@@ -138,9 +141,13 @@ const HashtrailProof = (() => {
 
   // the proof's fields, strictly typed (the "input" step)
   async function parse(doc) {
-    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("the proof is not a JSON object");
+    if (!isObject(doc)) fail("the proof is not a JSON object");
+    // no field a reader could take differently (hashtrail.ledger.proof: _KEYS, _only)
+    only(doc, PROOF_KEYS, "proof");
     if (!FORMATS.includes(doc.format) || doc.type !== "inclusion") fail("not a hashtrail-proof/3 (or /2) inclusion proof");
-    const d = doc.device || {}, ds = doc.device_signature || {};
+    const d = only(field(doc, "device", "proof"), ["id", "pub", "fingerprint"], "device");
+    const ds = field(doc, "device_signature", "proof");
+    if (!isObject(ds)) fail("device_signature is not an object");
     const p = {
       leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
       size: uint(doc.tree_size, "tree_size"), root: hex(doc.root, "root", 32),
@@ -150,8 +157,11 @@ const HashtrailProof = (() => {
       pub: hex(d.pub, "device pub", 65), id: d.id, fingerprint: d.fingerprint, kind: ds.kind,
     };
     if (!/^[0-9a-f]{32}$/.test(p.id || "") || !/^[0-9a-f]{64}$/.test(p.fingerprint || "")) fail("device id and fingerprint must be 32 and 64 lower-case hex");
-    if (p.kind === "entry") p.sig = hex(ds.sig, "device signature", 64);
-    else if (p.kind === "checkpoint") {
+    if (p.kind === "entry") {
+      only(ds, ["kind", "sig"], "device_signature");
+      p.sig = hex(ds.sig, "device signature", 64);
+    } else if (p.kind === "checkpoint") {
+      only(ds, ["kind", "cose", "chain"], "device_signature");
       p.cose = hex(ds.cose, "device checkpoint");
       if (!Array.isArray(ds.chain)) fail("device_signature chain is not a list");
       p.chain = ds.chain.map((c) => hex(c, "chain entry"));
