@@ -167,7 +167,8 @@ def test_proof_check_in_the_page_passes(fl: FleetLedger, url: str, page: Page) -
             verdict, steps = _verify_in_page(p, seq)
             assert verdict == "pass", (role, seq, p.inner_text("#proof-result"))
             assert set(steps) == {"input", "device key", "leaf", "device signature",
-                                  "inclusion", "checkpoint", "ledger signature"}
+                                  "inclusion", "checkpoint", "ledger signature",
+                                  "enrollment"}
             assert set(steps.values()) == {"1"}
     # the pinned key is kept in the browser: a fresh page has it
     p.goto(f"{url}ledger")

@@ -286,6 +286,93 @@ def test_operator_who_strips_the_signature_is_left_with_its_own_statement(
         in err, err
 
 
+# -- where devices are listed: `devices list` and the fleet view ----------------------------
+
+def _listed(capsys: pytest.CaptureFixture[str], w: World) -> tuple[dict[str, Any], str]:
+    """`devices list --json` by device id, and the text `devices list` prints."""
+    rows = json.loads(_ok(capsys, "devices", "list", "--ledger", w.led, "--json"))
+    return {r["device"]: r["enrollment"] for r in rows}, \
+        _ok(capsys, "devices", "list", "--ledger", w.led)
+
+
+def _fleet(w: World) -> dict[str, Any]:
+    """The fleet view's rows (web/data.py, what /api/fleet serves) by device id, with
+    what verify says of each enrollment."""
+    from hashtrail.ledger.ledger_db import Ledger
+    from hashtrail.web import data
+    with Ledger.open(w.led) as led:
+        f = data.build_fleet(led)
+    return {r["id"]: (r["enrollment"], r["enrollment_signed_by"]) for r in f.rows}
+
+
+def _line(text: str, did: str) -> str:
+    return next(x for x in text.splitlines() if x.startswith(did))
+
+
+def test_device_lists_say_whose_word_the_enrollment_is(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`devices list` (text and --json) and the fleet view's rows name the collector key
+    that signed each enrollment; an edited label reads as a signature that does not
+    verify, a stripped signature as the operator's word, never as signed."""
+    w = _world(ledger_at, tmp_path, capsys)
+    signed = {w.a: (w.site_a, "site A"), w.b: (w.site_a, "site A"),
+              w.c: (w.site_b, "site B")}
+    js, text = _listed(capsys, w)
+    fleet = _fleet(w)
+    for did, (key, name) in signed.items():
+        want = {"state": "signed", "signer": _kid(key), "collector": name,
+                "text": f"enrollment signed by collector {_kid(key)}"}
+        assert js[did] == want and fleet[did] == (want, name)
+        assert _line(text, did).endswith(f"  ok       enrollment signed by collector "
+                                         f"{_kid(key)}"), text
+    # the operator edits a's label and strips b's signature
+    _sql(w.led, "UPDATE devices SET label=? WHERE device_id=?", "cold room Z", w.a)
+    _sql(w.led, "UPDATE devices SET enroll_sig=NULL, enroll_key=NULL WHERE device_id=?", w.b)
+    js, text = _listed(capsys, w)
+    fleet = _fleet(w)
+    bad = {"state": "invalid", "signer": None, "collector": None,
+           "text": "enrollment signature does not verify (operator's word; see verify)"}
+    unsigned = {"state": "unsigned", "signer": None, "collector": None,
+                "text": "unsigned enrollment (operator's word)"}
+    assert (js[w.a], js[w.b]) == (bad, unsigned)
+    assert (fleet[w.a], fleet[w.b]) == ((bad, None), (unsigned, None))
+    assert _line(text, w.a).endswith(bad["text"]) and \
+        _line(text, w.b).endswith("unsigned enrollment (operator's word)")
+    assert "signed by" not in _line(text, w.a) + _line(text, w.b)
+    # a signature by a collector key the ledger does not trust is not "signed" either
+    stranger = note.Signer.generate("collector-stranger")
+    _sql(w.led, "UPDATE devices SET enroll_key=? WHERE device_id=?",
+         stranger.verifier().to_string(), w.c)
+    assert _listed(capsys, w)[0][w.c] == bad and _fleet(w)[w.c] == (bad, None)
+
+
+def test_the_fleet_view_sees_an_edited_enrollment_at_once(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The fleet view verifies again only when its state key changes: an edit of any
+    signed enrollment field, of the signature, or of the trusted collectors changes it
+    (before, only a label edit did, and a board edited under a running server kept
+    showing as verified)."""
+    from hashtrail.ledger.ledger_db import Ledger
+    from hashtrail.web import data
+    w = _world(ledger_at, tmp_path, capsys)
+
+    def key() -> Any:
+        with Ledger.open(w.led) as led:
+            return data.state_key(led)
+    k0 = key()
+    for column, value in (("board", "esp32s3"), ("fw", "9.9.9"),
+                          ("enrolled_at", 1_600_000_000), ("enroll_sig", b"\0" * 64),
+                          ("enroll_key", w.site_b)):
+        before = _sql(w.led, f"SELECT {column} FROM devices WHERE device_id=?", w.a)[0][0]
+        _sql(w.led, f"UPDATE devices SET {column}=? WHERE device_id=?", value, w.a)
+        assert key() != k0, column
+        _sql(w.led, f"UPDATE devices SET {column}=? WHERE device_id=?", before, w.a)
+        assert key() == k0, column
+    other = note.Signer.generate("collector-other").verifier().to_string()
+    _ok(capsys, "ledger", "trust", "--ledger", w.led, other, "--name", "other")
+    assert key() != k0
+
+
 # -- bundles and ledgers from before enrollment signatures -------------------------------------
 
 def _old_export(store: Path, out: Path) -> None:

@@ -117,6 +117,17 @@ def independent_check(doc: dict[str, Any], ledger_vkey: str) -> tuple[str, str, 
     return device_id, fingerprint, seq
 
 
+def independent_enrollment_text(doc: dict[str, Any]) -> bytes:
+    """The bytes the collector signed (docs/BUNDLE.md "Enrollment signatures"), from the
+    proof's device and enrollment fields: seven lines, each ending in a newline, UTF-8.
+    Also what the page's proof check (proofcheck.js) must rebuild, byte for byte."""
+    e = doc["enrollment"]
+    return "".join(f"{line}\n" for line in (
+        "hashtrail enrollment v1", f"device {doc['device']['id']}",
+        f"pub {doc['device']['pub']}", f"label {e['label']}", f"board {e['board']}",
+        f"fw {e['fw']}", f"enrolled_at {e['enrolled_at']}")).encode("utf-8")
+
+
 def independent_enrollment_check(doc: dict[str, Any], collector_vkey: str) -> str:
     """The collector's signature over the proof's enrollment, checked from docs/BUNDLE.md
     "Enrollment signatures" alone: the proof's key must be `collector_vkey` (a C2SP
@@ -134,13 +145,9 @@ def independent_enrollment_check(doc: dict[str, Any], collector_vkey: str) -> st
     if raw[0] != 0x01 or hashlib.sha256(name.encode() + b"\n\x01" + raw[1:]).digest()[:4] \
             != bytes.fromhex(kid_hex):
         raise Refused("collector key")
-    text = "".join(f"{line}\n" for line in (
-        "hashtrail enrollment v1", f"device {doc['device']['id']}",
-        f"pub {doc['device']['pub']}", f"label {e['label']}", f"board {e['board']}",
-        f"fw {e['fw']}", f"enrolled_at {e['enrolled_at']}"))
     try:
         Ed25519PublicKey.from_public_bytes(raw[1:]).verify(bytes.fromhex(sig["sig"]),
-                                                           text.encode("utf-8"))
+                                                           independent_enrollment_text(doc))
     except InvalidSignature:
         raise Refused("enrollment signature") from None
     return name

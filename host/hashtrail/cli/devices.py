@@ -11,6 +11,7 @@ from typing import Any
 from hashtrail.cli.args import at_least, device_arg, ledger_arg, store_arg
 from hashtrail.collector.port import check_devices
 from hashtrail.ledger import firmware
+from hashtrail.ledger.enrollment_state import enrollment_state, trusted_map
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_key import LedgerKeyError
 
@@ -19,7 +20,8 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "devices", help="list or revoke ledger devices; check devices on their ports")
     s = p.add_subparsers(dest="devices_cmd", required=True)
-    ls = s.add_parser("list", help="enrolled devices and their state")
+    ls = s.add_parser("list", help="enrolled devices, their state and whose signature "
+                                   "their enrollment carries")
     ledger_arg(ls)
     ls.add_argument("--json", action="store_true", help="print the devices as JSON")
     ls.set_defaults(func=run_list)
@@ -47,24 +49,31 @@ def register(sub: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """Each device's row, and its enrollment checked as `verify --ledger` checks it
+    (ledger.enrollment_state): a list must not show a label as the collector's word
+    when the operator changed it."""
     with Ledger.open(args.ledger) as led:
         devs = led.devices()
         fws = {f.device_id: f for f in firmware.firmware_history(led)}
-    rows = [{"device": d.device_id, "label": d.label, "board": d.board,
-             "entries": d.tip_seq + 1, "fw": fws[d.device_id].fw,
-             "updates": fws[d.device_id].installed, "forked": d.forked,
-             "revoked_at": d.revoked_at, "revoked_reason": d.revoked_reason}
-            for d in devs]
+        trusted = trusted_map(led.trusted_collectors())
+        enrolled = [enrollment_state(d, trusted) for d in devs]
+    rows: list[dict[str, Any]] = [
+        {"device": d.device_id, "label": d.label, "board": d.board,
+         "entries": d.tip_seq + 1, "fw": fws[d.device_id].fw,
+         "updates": fws[d.device_id].installed, "forked": d.forked,
+         "revoked_at": d.revoked_at, "revoked_reason": d.revoked_reason,
+         "enrollment": e.to_json()}
+        for d, e in zip(devs, enrolled, strict=True)]
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        for r in rows:
+        for r, e in zip(rows, enrolled, strict=True):
             state = "revoked" if r["revoked_at"] else "FORKED" if r["forked"] else "ok"
             n = int(r["updates"] or 0)
             fw = f"fw {r['fw'] or '-'}" + (f" ({n} update{'s' if n > 1 else ''})" if n
                                             else "")
             print(f"{r['device']}  {r['label']:<16} {r['entries']:>8} entries  "
-                  f"{fw:<24} {state}")
+                  f"{fw:<24} {state:<7}  {e.text()}")
     return 0
 
 

@@ -5,9 +5,10 @@ Why the status comes from `verify_ledger` and nothing else: the page must say wh
 `hashtrail verify --json` says (ok, unprotected until a checkpoint, forked, revoked,
 entries held back, problems), so it runs the same function and shows its report; the
 fleet rows only add what the report leaves out (key fingerprint, firmware version of
-the newest entry, the newest device checkpoint). Verifying re-checks every signature,
-so `FleetView` keeps the last result for one ledger state (`state_key`) and runs it
-again only when that state changes.
+the newest entry, the newest device checkpoint, and what the enrollment rests on:
+`ledger.enrollment_state`, by the rules verify checks it with). Verifying re-checks
+every signature, so `FleetView` keeps the last result for one ledger state
+(`state_key`) and runs it again only when that state changes.
 
 Everything a device supplied (labels, sensor names, units, reasons) is passed on as
 data; the pages put it into the DOM as text, never as markup.
@@ -26,6 +27,7 @@ from hashtrail.formats import note
 from hashtrail.formats.checkpoint import parse_checkpoint
 from hashtrail.formats.entry import KIND_NAMES, KIND_READING, Entry, parse_entry
 from hashtrail.formats.keys import key_fingerprint, parse_device_id
+from hashtrail.ledger.enrollment_state import enrollment_state, trusted_map
 from hashtrail.ledger.ledger_db import Device, Ledger, LedgerError
 from hashtrail.ledger.ledger_verify import LedgerReport, verify_ledger
 from hashtrail.ledger.proof import build_inclusion_proof
@@ -54,15 +56,19 @@ def _device(led: Ledger, did: str) -> Device:
 
 def state_key(led: Ledger) -> tuple[Any, ...]:
     """What changes whenever verify's answer can: the tree, every device's tip, fork
-    flag and revocation, the held entries, the device checkpoints and evidence."""
+    flag, revocation and enrollment (the fields its collector signed, and the
+    signature), the held entries, the device checkpoints and evidence, the trusted
+    collectors."""
     st = led.storage
     with st.snapshot():
-        devs = tuple((d.device_id, d.tip_seq, d.tip_head, d.forked, d.revoked_at, d.label)
+        devs = tuple((d.device_id, d.tip_seq, d.tip_head, d.forked, d.revoked_at, d.label,
+                      d.board, d.fw, d.enrolled_at, d.enroll_key, d.enroll_sig)
                      for d in led.devices())
         held = sum(1 for _ in st.scan_pending())
         cps = sum(1 for _ in st.scan_device_checkpoints())
         ev = sum(1 for _ in st.scan_evidence())
-        return (led.size, devs, held, cps, ev, len(led.checkpoints()))
+        return (led.size, devs, held, cps, ev, len(led.checkpoints()),
+                tuple(led.trusted_collectors()))
 
 
 # -- the fleet ---------------------------------------------------------------------------
@@ -117,6 +123,7 @@ def build_fleet(led: Ledger) -> Fleet:
     for did, *_ in led.storage.scan_evidence():
         evidence[str(did)] = evidence.get(str(did), 0) + 1
     devs = {d.device_id: d for d in led.devices()}
+    trusted = trusted_map(led.trusted_collectors())
     rows = []
     for r in vj["devices"]:
         dev = devs.get(r["device_id"])
@@ -127,7 +134,8 @@ def build_fleet(led: Ledger) -> Fleet:
             "fw": _fw(led, dev), "board": dev.board, "enrolled_at": dev.enrolled_at,
             "last_collection": _last_collection(led, dev),
             "evidence": evidence.get(dev.device_id, 0),
-            "revoked_at": dev.revoked_at, "revoked_reason": dev.revoked_reason})
+            "revoked_at": dev.revoked_at, "revoked_reason": dev.revoked_reason,
+            "enrollment": enrollment_state(dev, trusted).to_json()})
     return Fleet(key, rep, vj, rows, {r["id"]: r for r in rows},
                  round(time.monotonic() - t0, 3), int(time.time()))
 

@@ -5,6 +5,7 @@
 
 const HT = (() => {
   const KEY_STORE = "hashtrail.ledgerKey";
+  const COLLECTOR_STORE = "hashtrail.collectorKeys";
 
   // el("td", {class: "x", title: t}, "text", childNode, ...)
   function el(tag, attrs, ...children) {
@@ -33,25 +34,38 @@ const HT = (() => {
     return r.json();
   }
 
-  function pinnedKey() {
-    try { return localStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; }
+  function pinnedKey(store = KEY_STORE) {
+    try { return localStorage.getItem(store) || ""; } catch (e) { return ""; }
   }
-  function pinKey(text) {
-    try { localStorage.setItem(KEY_STORE, text.trim()); } catch (e) { /* private mode */ }
+  function pinKey(text, store = KEY_STORE) {
+    try { localStorage.setItem(store, text.trim()); } catch (e) { /* private mode */ }
+  }
+
+  // a key field with its "pin" button (kept in this browser)
+  function pinBox(host, id, store, label, placeholder) {
+    const input = el("input", { id, type: "text", size: 90, spellcheck: "false", placeholder });
+    input.value = pinnedKey(store);
+    const saved = el("span", { class: "muted", id: `${id}-saved` });
+    const save = el("button", { id: `${id}-pin`, type: "button", on: { click: () => {
+      pinKey(input.value, store);
+      saved.textContent = input.value.trim() ? "pinned (kept in this browser)" : "cleared";
+    } } }, "pin");
+    host.append(el("label", { for: id }, label), input, " ", save, " ", saved);
+    return input;
   }
 
   // the "ledger key you trust" field, on every page that checks proofs
   function keyBox(host) {
-    const input = el("input", { id: "ledger-key", type: "text", size: 90, spellcheck: "false",
-                                placeholder: "<name>+<key id>+<base64 key>, as `hashtrail ledger init` printed it" });
-    input.value = pinnedKey();
-    const saved = el("span", { class: "muted", id: "ledger-key-saved" });
-    const save = el("button", { id: "ledger-key-pin", type: "button", on: { click: () => {
-      pinKey(input.value);
-      saved.textContent = input.value.trim() ? "pinned (kept in this browser)" : "cleared";
-    } } }, "pin");
-    host.append(el("label", { for: "ledger-key" }, "Ledger key you trust: "), input, " ", save, " ", saved);
-    return input;
+    return pinBox(host, "ledger-key", KEY_STORE, "Ledger key you trust: ",
+                  "<name>+<key id>+<base64 key>, as `hashtrail ledger init` printed it");
+  }
+
+  // the collector keys the user trusts to have enrolled devices (verify-proof
+  // --collector-key): optional; with one pinned, an enrollment signed by another key or
+  // by none fails the proof
+  function collectorBox(host) {
+    return pinBox(host, "collector-key", COLLECTOR_STORE, "Collector keys you trust (optional): ",
+                  "<name>+<key id>+<base64 key> as `hashtrail export --show-key` prints it; several apart by spaces");
   }
 
   // the steps of a proof check, passed or failed, with the verdict first
@@ -66,6 +80,11 @@ const HT = (() => {
         el("strong", {}, s.step), ": ", s.detail));
     }
     host.append(ol);
+    if (res.enrollment) {
+      const e = res.enrollment;
+      host.append(el("p", { class: "enrollment " + (e.signer ? "good" : "warn"),
+                            "data-enrollment": e.trusted ? "trusted" : e.signer ? "signed" : "unsigned" }, e.line));
+    }
   }
 
   function statusClass(d) {
@@ -95,5 +114,5 @@ const HT = (() => {
     return xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 60, xs[0] + 60] : [min, max];
   }
 
-  return { el, time, timeRange, getJSON, pinnedKey, pinKey, keyBox, renderCheck, statusClass, mark };
+  return { el, time, timeRange, getJSON, pinnedKey, pinKey, keyBox, collectorBox, renderCheck, statusClass, mark };
 })();

@@ -8,7 +8,7 @@
   const PAGE = 50;
   const id = decodeURIComponent(location.pathname.split("/")[2] || "");
   const charts = [];
-  let proofOut, keyInput;
+  let proofOut, keyInput, collectorInput;
 
   function header(info) {
     const d = info.device || {};
@@ -20,6 +20,7 @@
     fact("key fingerprint", d.fingerprint, "mono");
     fact("firmware", d.fw);
     fact("board", d.board);
+    if (d.enrollment) fact("enrollment", d.enrollment.text, "enrollment " + { signed: "good", unsigned: "warn", invalid: "bad" }[d.enrollment.state]);
     fact("entries", d.entries);
     fact("first / last reading (UTC)", `${time(d.first_t)} / ${time(d.last_t)}`);
     fact("last collection (UTC)", d.last_collection ? `${time(d.last_collection.t)} (device checkpoint at seq ${d.last_collection.seq})` : "-");
@@ -153,7 +154,7 @@
       proofOut.replaceChildren(el("p", { class: "error" }, String(e)));
       return;
     }
-    const res = await HashtrailProof.check(doc, keyInput.value, id);
+    const res = await HashtrailProof.check(doc, keyInput.value, id, collectorInput.value);
     HT.renderCheck(proofOut, res, `device ${id} seq ${seq}`);
   }
 
@@ -165,14 +166,15 @@
     const infoP = HT.getJSON(`/api/device/${id}`), readP = HT.getJSON(`/api/device/${id}/readings`);
     infoP.catch(() => {}); readP.catch(() => {});
     const headBox = el("div", { id: "device-facts" }), plotBox = el("div", {}), findBox = el("div", {});
-    const keyRow = el("p", { class: "controls" });
+    const keyRow = el("p", { class: "controls" }), collectorRow = el("p", { class: "controls" });
     keyInput = HT.keyBox(keyRow);
+    collectorInput = HT.collectorBox(collectorRow);
     proofOut = el("div", { id: "proof-result", class: "proof", "aria-live": "polite" });
     const t = entriesTable();
     m.replaceChildren(headBox, plotBox, findBox,
       el("section", { id: "proof" }, el("h2", {}, "Proof check in this page"),
-        el("p", { class: "muted" }, "\u201cverify\u201d fetches the entry's inclusion proof and checks it here with WebCrypto: the device's own P-256 signature, the Merkle path, and the checkpoint's Ed25519 signature by the ledger key you pin."),
-        keyRow, proofOut),
+        el("p", { class: "muted" }, "\u201cverify\u201d fetches the entry's inclusion proof and checks it here with WebCrypto: the device's own P-256 signature, the Merkle path, the checkpoint's Ed25519 signature by the ledger key you pin, and the enrolling collector's Ed25519 signature over the enrollment (by a collector key you pin, if you pin one)."),
+        keyRow, collectorRow, proofOut),
       t.sec);
     let readings;
     try { readings = await readP; } catch (e) { return fail(e); }

@@ -15,6 +15,7 @@
     ["last_t", "last reading (UTC)", (d) => d.last_t ?? -1],
     ["last_collection", "last collection (UTC)", (d) => d.last_collection?.t ?? -1],
     ["pending", "held back", (d) => d.pending],
+    ["enrollment", "enrollment", (d) => d.enrollment.text],
     ["status", "status", (d) => d.status],
   ];
   const FILTERS = {
@@ -50,8 +51,10 @@
       el("td", { "data-col": "last_collection", title: d.last_collection ? `device checkpoint at seq ${d.last_collection.seq}` : "no device checkpoint in the ledger" },
         d.last_collection ? time(d.last_collection.t) : "-"),
       el("td", { "data-col": "pending", class: "num" }, d.pending),
+      el("td", { "data-col": "enrollment", "data-state": d.enrollment.state,
+                 class: { signed: "good", unsigned: "warn", invalid: "bad" }[d.enrollment.state] }, d.enrollment.text),
       statusCell(d));
-    tr._search = [d.label, d.id, d.fingerprint, d.fw, d.status, d.board].join(" ").toLowerCase();
+    tr._search = [d.label, d.id, d.fingerprint, d.fw, d.status, d.board, d.enrollment.text].join(" ").toLowerCase();
     tr._d = d;
     return tr;
   }
@@ -110,7 +113,7 @@
       el("table", { id: "fleet", class: "data" }, el("thead", {}, head), tbody),
       el("p", { class: "muted" }, "Status is what `hashtrail verify --json` says (",
         el("a", { href: "/api/verify?download=1" }, "download it"),
-        "). Last collection: device time of the newest device checkpoint in the ledger (signed by the device at a collection). Firmware: as the newest entry states it."));
+        "). Last collection: device time of the newest device checkpoint in the ledger (signed by the device at a collection). Firmware: as the newest entry states it. Enrollment: the label, board and firmware the device was enrolled with are signed by the collector that enrolled it (its key named, checked as verify checks it), or the operator's word (unsigned, or a signature that does not verify)."));
     await HT.mark("fleet");
   }
 

@@ -30,6 +30,8 @@
     const sec = el("section", { id: "check-file" }, el("h2", {}, "Check a proof file"));
     const keyRow = el("p", { class: "controls" });
     const key = HT.keyBox(keyRow);
+    const collectorRow = el("p", { class: "controls" });
+    const collectors = HT.collectorBox(collectorRow);
     const text = el("textarea", { id: "proof-text", rows: 8, cols: 100, spellcheck: "false",
                                   placeholder: "paste a proof (hashtrail ledger prove --json), or choose a file" });
     const file = el("input", { type: "file", id: "proof-file", accept: ".json,application/json" });
@@ -41,9 +43,9 @@
         HT.renderCheck(out, { ok: false, steps: [{ step: "input", ok: false, detail: "not JSON: " + e.message }] });
         return;
       }
-      HT.renderCheck(out, await HashtrailProof.check(doc, key.value, null));
+      HT.renderCheck(out, await HashtrailProof.check(doc, key.value, null, collectors.value));
     } } }, "check");
-    sec.append(keyRow, text, el("p", {}, file, " ", go), out);
+    sec.append(keyRow, collectorRow, text, el("p", {}, file, " ", go), out);
     return sec;
   }
 

@@ -1,6 +1,7 @@
 // The proof check in the page: a hashtrail-proof/3 (or /2) inclusion proof (what
 // `hashtrail ledger prove` writes and /api/proof/ID/SEQ serves) checked in the browser
-// with WebCrypto, trusting nothing but the ledger key the user pinned. The steps and
+// with WebCrypto, trusting nothing but the ledger key (and the collector keys) the user
+// pinned. The steps and
 // their order are those of hashtrail.ledger.proof.check_inclusion_proof:
 //
 //   device key        SHA-256(pub) is the fingerprint; its first 16 bytes the device id
@@ -19,13 +20,23 @@
 //                     proof's tree size and root
 //   ledger signature  Ed25519 (C2SP signed note) by the pinned key: key id
 //                     SHA-256(name || "\n" || 0x01 || pub)[:4], over the note text
+//   enrollment        a /3 proof's enrollment.signature: Ed25519 by the collector key it
+//                     names (<name>+<key id>+<base64>, the key id checked as above) over
+//                     the text hashtrail.formats.enrollment signs, rebuilt here from the
+//                     proof's device id and key and its enrollment fields:
+//                       "hashtrail enrollment v1\ndevice <id>\npub <hex>\nlabel <label>\n"
+//                       "board <board>\nfw <fw>\nenrolled_at <decimal>\n" (UTF-8)
+//                     A field no such text can carry (over 200 characters, a control
+//                     character, not well-formed Unicode) was signed by nobody: refused.
+//                     With collector keys pinned, the signature must be by one of them,
+//                     and an unsigned enrollment is refused too; without, the page says
+//                     whose key signed ("the proof's key"), or that the enrollment is
+//                     the ledger operator's statement (a /2 proof, or no signature).
 //
 // Each step runs on its own, so a page shows every step passed or failed, and a proof
-// passes only when all of them did.
-//
-// Not checked here: the collector's signature over the enrollment (a /3 proof's
-// enrollment.signature, step "enrollment" of the Python checker). The page shows no
-// enrollment as proven; `hashtrail ledger verify-proof --collector-key K` checks it.
+// passes only when all of them did. Malformed fields (unknown ones, in the proof, its
+// device, device signature or enrollment; wrong types; a collector key not in its
+// canonical form) fail at "input", as in Python.
 "use strict";
 
 const HashtrailProof = (() => {
@@ -33,7 +44,14 @@ const HashtrailProof = (() => {
   // the inclusion proof formats read (hashtrail.ledger.proof PROOF_FORMAT, PROOF_FORMAT_2)
   const FORMATS = ["hashtrail-proof/3", "hashtrail-proof/2"];
   const STEPS = ["input", "device key", "leaf", "device signature", "inclusion",
-                 "checkpoint", "ledger signature"];
+                 "checkpoint", "ledger signature", "enrollment"];
+  // hashtrail.formats.enrollment: CONTEXT, MAX_TEXT, SIG_SIZE
+  const ENROLL_CONTEXT = "hashtrail enrollment v1";
+  const ENROLL_MAX_TEXT = 200;
+  const ENROLL_KEYS_2 = ["label", "board", "fw", "enrolled_at", "collector"];
+  const ENROLL_KEYS_3 = [...ENROLL_KEYS_2, "signature"];
+  const PROOF_KEYS = ["format", "type", "leaf", "leaf_index", "tree_size", "root", "path",
+                      "checkpoint", "verifier_key", "device", "enrollment", "device_signature"];
   const LEAF_TAG = enc.encode("HTL1");
   const GENESIS_TAG = enc.encode("hashtrail/genesis/v1");
   const KIND_KEY_CREATED = 3;
@@ -72,11 +90,64 @@ const HashtrailProof = (() => {
     return v;
   }
 
+  const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+  function only(d, keys, where) {
+    if (!isObject(d)) fail(`${where} is not an object`);
+    const extra = Object.keys(d).filter((k) => !keys.includes(k)).sort();
+    if (extra.length) fail(`${where} has unknown fields ${JSON.stringify(extra)}`);
+    return d;
+  }
+  function field(d, key, where) {
+    if (!Object.prototype.hasOwnProperty.call(d, key)) fail(`${where} has no field '${key}'`);
+    return d[key];
+  }
+
+  // the proof's enrollment (hashtrail.ledger.proof: _ENROLL_KEYS, _enrollment_signature)
+  async function parseEnrollment(e, format) {
+    only(e, format === FORMATS[0] ? ENROLL_KEYS_3 : ENROLL_KEYS_2, "enrollment");
+    for (const k of ["label", "board", "fw"]) {
+      if (typeof field(e, k, "enrollment") !== "string") fail(`enrollment ${k} is not a string`);
+    }
+    uint(field(e, "enrolled_at", "enrollment"), "enrollment enrolled_at");
+    const collector = field(e, "collector", "enrollment");
+    if (collector !== null && typeof collector !== "string") fail("enrollment collector is not a string");
+    const out = { label: e.label, board: e.board, fw: e.fw, enrolledAt: e.enrolled_at, collector, sig: null };
+    if (format !== FORMATS[0]) return out;
+    const s = field(e, "signature", "enrollment");
+    if (s === null) return out;
+    only(s, ["key", "sig"], "enrollment signature");
+    const text = field(s, "key", "enrollment signature");
+    if (typeof text !== "string") fail("enrollment signature key is not a string");
+    let key;
+    try { key = await parseVerifierKey(text, "enrollment signature key"); } catch (err) {
+      fail(`enrollment signature key is not a collector verifier key: ${err.message}`);
+    }
+    if (key.text !== text) fail("enrollment signature key must be an Ed25519 note key (<name>+<key id>+<base64>), as `hashtrail export --show-key` prints it");
+    out.sig = { key, sig: hex(field(s, "sig", "enrollment signature"), "enrollment signature", 64) };
+    return out;
+  }
+
+  // hashtrail.formats.enrollment.enrollment_text: the bytes the collector signed, or
+  // null when a field cannot be written so (nothing signed it)
+  const CONTROL = /[\u0000-\u001f\u007f]/;
+  const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+  function enrollmentText(id, pub, e) {
+    for (const v of [e.label, e.board, e.fw]) {
+      if ([...v].length > ENROLL_MAX_TEXT || CONTROL.test(v) || LONE_SURROGATE.test(v)) return null;
+    }
+    return enc.encode(`${ENROLL_CONTEXT}\ndevice ${id}\npub ${toHex(pub)}\nlabel ${e.label}\n` +
+      `board ${e.board}\nfw ${e.fw}\nenrolled_at ${e.enrolledAt}\n`);
+  }
+
   // the proof's fields, strictly typed (the "input" step)
-  function parse(doc) {
-    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("the proof is not a JSON object");
+  async function parse(doc) {
+    if (!isObject(doc)) fail("the proof is not a JSON object");
+    // no field a reader could take differently (hashtrail.ledger.proof: _KEYS, _only)
+    only(doc, PROOF_KEYS, "proof");
     if (!FORMATS.includes(doc.format) || doc.type !== "inclusion") fail("not a hashtrail-proof/3 (or /2) inclusion proof");
-    const d = doc.device || {}, ds = doc.device_signature || {};
+    const d = only(field(doc, "device", "proof"), ["id", "pub", "fingerprint"], "device");
+    const ds = field(doc, "device_signature", "proof");
+    if (!isObject(ds)) fail("device_signature is not an object");
     const p = {
       leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
       size: uint(doc.tree_size, "tree_size"), root: hex(doc.root, "root", 32),
@@ -86,12 +157,16 @@ const HashtrailProof = (() => {
       pub: hex(d.pub, "device pub", 65), id: d.id, fingerprint: d.fingerprint, kind: ds.kind,
     };
     if (!/^[0-9a-f]{32}$/.test(p.id || "") || !/^[0-9a-f]{64}$/.test(p.fingerprint || "")) fail("device id and fingerprint must be 32 and 64 lower-case hex");
-    if (p.kind === "entry") p.sig = hex(ds.sig, "device signature", 64);
-    else if (p.kind === "checkpoint") {
+    if (p.kind === "entry") {
+      only(ds, ["kind", "sig"], "device_signature");
+      p.sig = hex(ds.sig, "device signature", 64);
+    } else if (p.kind === "checkpoint") {
+      only(ds, ["kind", "cose", "chain"], "device_signature");
       p.cose = hex(ds.cose, "device checkpoint");
       if (!Array.isArray(ds.chain)) fail("device_signature chain is not a list");
       p.chain = ds.chain.map((c) => hex(c, "chain entry"));
     } else fail(`unknown device signature kind ${JSON.stringify(p.kind)}`);
+    p.enrollment = await parseEnrollment(field(doc, "enrollment", "proof"), doc.format);
     return p;
   }
 
@@ -176,21 +251,42 @@ const HashtrailProof = (() => {
     return { body, sigs };
   }
 
-  async function parseVerifierKey(text) {
-    // <name>+<key id>+<base64>: the name has no "+", the base64 may
+  async function parseVerifierKey(text, what = "the pinned ledger key") {
+    // <name>+<key id>+<base64>: the name has no "+", space or control character
+    // (hashtrail.formats.note), the base64 may have "+"
     const m = /^([^+]+)\+([0-9a-f]{8})\+(.+)$/.exec((text || "").trim());
-    if (!m) fail("the pinned ledger key is not <name>+<key id>+<base64 key>");
+    if (!m) fail(`${what} is not <name>+<key id>+<base64 key>`);
     const parts = m.slice(1);
-    const raw = b64(parts[2], "pinned ledger key");
-    if (raw.length !== 33 || raw[0] !== 1) fail("the pinned ledger key is not an Ed25519 key");
+    if ([...parts[0]].some((c) => c.codePointAt(0) < 0x21) || LONE_SURROGATE.test(parts[0])) fail(`${what} has a bad key name`);
+    const raw = b64(parts[2], what);
+    if (raw.length !== 33 || raw[0] !== 1) fail(`${what} is not an Ed25519 key`);
     const pub = raw.subarray(1);
     const kid = (await sha256(cat(enc.encode(parts[0] + "\n"), Uint8Array.of(1), pub))).subarray(0, 4);
-    if (toHex(kid) !== parts[1]) fail("the pinned ledger key's id does not match its name and key");
-    return { name: parts[0], keyId: kid, pub, text: text.trim() };
+    if (toHex(kid) !== parts[1]) fail(`${what}'s id does not match its name and key`);
+    return { name: parts[0], keyId: kid, pub, text: text.trim(), who: `${parts[0]}+${parts[1]}` };
   }
 
-  // check(doc, pinnedKey, wantDevice) -> {ok, steps: [{step, ok, detail}]}
-  async function check(doc, pinnedKey, wantDevice) {
+  // the collector keys the user pinned: text, one or more keys apart by white space
+  async function parseCollectorKeys(text) {
+    const keys = [];
+    for (const k of (text || "").split(/\s+/).filter(Boolean)) keys.push(await parseVerifierKey(k, `the pinned collector key ${k}`));
+    return keys;
+  }
+
+  // what the enrollment rests on, as hashtrail.ledger.proof.ProofCheck.enrollment_line
+  function enrollmentLine(e, signer, trusted) {
+    const at = new Date(e.enrolledAt * 1000).toISOString().replace("T", " ").slice(0, 19);
+    const what = `label ${JSON.stringify(e.label)}, board ${e.board}, enrolled at ${at} UTC`;
+    if (!signer) return `enrollment not signed (the operator's statement): ${what}` + (e.collector ? ` by collector ${e.collector}` : "");
+    if (trusted) return `enrollment signed by collector ${signer}, a key you trust: ${what}`;
+    return `enrollment signed by collector ${signer} (the proof's key; pin a collector key to require one you trust): ${what}`;
+  }
+
+  // check(doc, pinnedKey, wantDevice, collectorKeys) ->
+  //   {ok, steps: [{step, ok, detail}], enrollment: {signer, trusted, line} | null}
+  // collectorKeys: the collector keys the user trusts (text, apart by white space), or
+  // none: then a signed enrollment is reported as signed by the proof's key.
+  async function check(doc, pinnedKey, wantDevice, collectorKeys) {
     const results = [];
     const run = async (step, fn) => {
       try {
@@ -205,10 +301,10 @@ const HashtrailProof = (() => {
       return { ok: false, steps: results };
     }
     let p = null;
-    await run("input", async () => { p = parse(doc); return `a ${doc.format} inclusion proof`; });
+    await run("input", async () => { p = await parse(doc); return `a ${doc.format} inclusion proof`; });
     if (!p) {
       for (const s of STEPS.slice(1)) results.push({ step: s, ok: false, detail: "not run: the proof is malformed" });
-      return { ok: false, steps: results };
+      return { ok: false, steps: results, enrollment: null };
     }
     let leaf = null, key = null;
     await run("device key", async () => {
@@ -280,8 +376,36 @@ const HashtrailProof = (() => {
       if (!(await crypto.subtle.verify({ name: "Ed25519" }, pub, line.sig, enc.encode(n.body)))) fail(`signature by ${k.name} does not verify`);
       return `Ed25519 signed note by your pinned key ${k.name}+${toHex(k.keyId)}`;
     });
-    return { ok: results.every((r) => r.ok), steps: results };
+    let enrollment = null;
+    await run("enrollment", async () => {
+      const e = p.enrollment;
+      const mine = await parseCollectorKeys(collectorKeys);
+      if (!e.sig) {
+        if (mine.length) fail("the enrollment is not signed by a collector (it is the ledger operator's statement), and you pinned a collector key to require one");
+        enrollment = { signer: null, trusted: false, line: enrollmentLine(e, null, false) };
+        return enrollment.line;
+      }
+      const { key: v, sig } = e.sig;
+      const text = enrollmentText(p.id, p.pub, e);
+      let good = false;
+      if (text) {
+        const pub = await crypto.subtle.importKey("raw", v.pub, { name: "Ed25519" }, false, ["verify"]);
+        good = await crypto.subtle.verify({ name: "Ed25519" }, pub, sig, text);
+      }
+      if (!good) fail(`the enrollment signature by collector ${v.who} does not verify over device ${p.id}'s enrollment in the proof: its label, board, firmware or time was changed after the collector signed, or the signature is another device's`);
+      if (mine.length && !mine.some((k) => k.name === v.name && eq(k.pub, v.pub))) fail(`the enrollment is signed by collector key ${v.who}, not by a collector key you pinned`);
+      enrollment = { signer: v.who, trusted: mine.length > 0, line: enrollmentLine(e, v.who, mine.length > 0) };
+      return enrollment.line;
+    });
+    return { ok: results.every((r) => r.ok), steps: results, enrollment };
   }
 
-  return { check, STEPS };
+  // enrollmentBytes(doc): the bytes a /3 proof's enrollment signature covers, as this
+  // page rebuilds them (null when no text can carry the fields); for cross-checks
+  async function enrollmentBytes(doc) {
+    const p = await parse(doc);
+    return enrollmentText(p.id, p.pub, p.enrollment);
+  }
+
+  return { check, enrollmentBytes, STEPS };
 })();
