@@ -361,7 +361,7 @@ _RUN = re.compile(
     rb'(?:0|[1-9][0-9]{0,18}),"sig":(?:null|"[A-Za-z0-9+/]{86}=="),"type":"entry"\}\n)*+')
 _RUN_SEQS = re.compile(rb'"seq":([0-9]+)')     # (base64, hex and "null" hold no quote)
 _RUN_BODIES = re.compile(rb'\{"body":"([^"]*)"')
-_BLOCK = 1 << 20        # bytes read at a time
+_BLOCK = 1 << 18        # bytes read at a time
 
 
 _KEEP, _SCAN, _ENTRIES = range(3)
