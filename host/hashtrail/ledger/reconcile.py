@@ -713,7 +713,18 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
         return out
 
     n = len(recs)
-    many = 2 * sum(1 for r in recs if r.sig is not None) >= n
+    signatures = sum(1 for r in recs if r.sig is not None)
+    if not signatures:
+        # (a checkpoint-signed chunk: each entry hashed and parsed by one map, no
+        # per-entry step; an entry that does not parse sends the chunk to `part`,
+        # which says why for each)
+        bodies = [r.body for r in recs]
+        try:
+            fs: list[EntryFields | HashtrailError] = list(map(parse_entry, bodies))
+        except HashtrailError:
+            return part(0, n)
+        return list(zip([sha256(b).digest() for b in bodies], fs, [True] * n, strict=True))
+    many = 2 * signatures >= n
     return map_slices(part, n, workers if many else 1)
 
 
