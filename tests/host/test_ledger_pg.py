@@ -441,6 +441,36 @@ def test_a_schema_2_database_migrates_its_held_entries(tmp_path: Path, new_db: s
         assert r.accepted == 7 and led.size == 13 and verify_ledger(led).ok
 
 
+def test_a_schema_6_database_drops_its_level_1_nodes(tmp_path: Path, new_db: str) -> None:
+    """A ledger database from before schema 7 keeps a row per level-1 node in `nodes`:
+    the upgrade drops them, they then come from the entries rows and are the same, and
+    the ledger verifies and takes more entries."""
+    d = Device(7401)
+    d.readings(20)
+    with trust(Ledger.create(new_db, "t.example/ones", key_file=tmp_path / "k.key")) as led:
+        reconcile(led, bundle([d], ranges={d.id_hex: (0, 11)},
+                              cps=[(d, d.checkpoint(seq=10))]))
+        assert led.size == 11
+        want = [led.node(1, i) for i in range(5)]
+        root = led.root()
+        # as schema 6 left it: a row per level-1 node
+        with led.transaction():
+            led.storage.add_nodes([(1, i, h) for i, h in enumerate(want)])
+    _rows(new_db, "UPDATE meta SET value='6' WHERE key='schema'")
+    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=1") == [(5,)]
+    with Ledger.open(new_db) as led:
+        assert [led.node(1, i) for i in range(5)] == want and led.root() == root
+        assert led.nodes(1, 0, 4) == want
+    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level<2") == [(0,)]
+    assert _rows(new_db, "SELECT value FROM meta WHERE key='schema'") == [
+        (str(storage_pg.SCHEMA_VERSION),)]
+    with Ledger.open_signing(new_db, tmp_path / "k.key") as led:
+        r = reconcile(led, bundle([d], ranges={d.id_hex: (11, 21)},
+                                  cps=[(d, d.checkpoint(seq=20))]))
+        assert r.accepted == 10 and led.size == 21 and verify_ledger(led).ok
+        assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level<2") == [(0,)]
+
+
 def test_a_schema_4_database_drops_its_stored_leaf_hashes(tmp_path: Path, new_db: str) -> None:
     """A ledger database from before schema 5 keeps a row per leaf hash in `nodes`
     (level 0): the upgrade drops them, the leaf hashes then come from the entries rows

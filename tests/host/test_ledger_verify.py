@@ -286,7 +286,7 @@ def test_an_entry_moved_to_another_leaf_is_named(ledger: Copy) -> None:
     ledger.sql("UPDATE entries SET leaf_index=-1 WHERE device_id=? AND seq=2", did)
     ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=3", a, did)
     ledger.sql("UPDATE entries SET leaf_index=? WHERE device_id=? AND seq=2", b, did)
-    _assert_named(ledger, "nodes", "level 1, index", "hash differs from the tree rebuilt")
+    _assert_named(ledger, "nodes", "level 2, index", "hash differs from the tree rebuilt")
 
 
 # -- devices ---------------------------------------------------------------------------
@@ -368,14 +368,14 @@ def test_a_deleted_device_checkpoint_leaves_entries_unsigned(ledger: Copy) -> No
 # -- nodes, checkpoints, meta, collectors, bundles -------------------------------------
 
 def test_a_changed_node_off_the_root_path_is_named(ledger: Copy) -> None:
-    ledger.sql("UPDATE nodes SET hash=? WHERE level=1 AND idx=0", bytes(32))
-    _assert_named(ledger, "nodes", "level 1, index 0", "hash differs from the tree rebuilt")
+    ledger.sql("UPDATE nodes SET hash=? WHERE level=2 AND idx=0", bytes(32))
+    _assert_named(ledger, "nodes", "level 2, index 0", "hash differs from the tree rebuilt")
 
 
 def test_an_added_node_is_named(ledger: Copy) -> None:
     size = ledger.base.size
-    ledger.sql("INSERT INTO nodes VALUES (1, ?, ?)", size, bytes(32))
-    _assert_named(ledger, "nodes", f"level 1, index {size}", "not a node of the tree")
+    ledger.sql("INSERT INTO nodes VALUES (2, ?, ?)", size, bytes(32))
+    _assert_named(ledger, "nodes", f"level 2, index {size}", "not a node of the tree")
 
 
 def test_a_stored_leaf_hash_is_named(ledger: Copy) -> None:
@@ -385,9 +385,16 @@ def test_a_stored_leaf_hash_is_named(ledger: Copy) -> None:
     _assert_named(ledger, "nodes", "level 0, index 0", "a leaf hash row")
 
 
+def test_a_stored_level_1_node_is_named(ledger: Copy) -> None:
+    """Level-1 nodes come from the entries rows too (schema 8): a stored one, even a
+    right one, is none that hashtrail writes."""
+    ledger.sql("INSERT INTO nodes VALUES (1, 0, ?)", bytes(32))
+    _assert_named(ledger, "nodes", "level 1, index 0", "a level-1 row")
+
+
 def test_a_deleted_node_is_named(ledger: Copy) -> None:
-    ledger.sql("DELETE FROM nodes WHERE level=1 AND idx=0")
-    _assert_named(ledger, "nodes", "level 1, index 0", "missing")
+    ledger.sql("DELETE FROM nodes WHERE level=2 AND idx=0")
+    _assert_named(ledger, "nodes", "level 2, index 0", "missing")
 
 
 def test_a_checkpoint_filed_under_another_size_is_named(ledger: Copy) -> None:

@@ -191,7 +191,8 @@ def test_generation_rejects_bad_sizes(tree: merkle.MemoryTree) -> None:
 def test_ledger_batched_appends_match_reference(tmp_path: Path) -> None:
     """Ledger.append_leaves (reconcile's batched path) stores the same subtree hashes as
     one-at-a-time appends, for batches that start and end at every kind of index; the
-    leaf hashes (level 0) are not stored but read from the entries rows."""
+    leaf hashes (level 0) and level-1 nodes are not stored but read from the entries
+    rows."""
     did = "ab" * 16
     bodies = [b"entry-%d" % i for i in range(MAX)]
     leaves = [leaf_bytes(did, i, b) for i, b in enumerate(bodies)]
@@ -208,9 +209,11 @@ def test_ledger_batched_appends_match_reference(tmp_path: Path) -> None:
             assert led.size == done and led.root() == mth(leaves[:done])
         stored = dict(((lv, ix), bytes(h)) for lv, ix, h in led.storage.scan_nodes())
         level0 = [led.node(0, i) for i in range(MAX)]
+        level1 = [led.node(1, i) for i in range(MAX // 2)]
+        assert led.nodes(1, 0, MAX // 2 - 1) == level1
     ref = merkle.MemoryTree()
     for leaf in leaves:
         ref.append(merkle.leaf_hash(leaf))
     assert stored == {(lv, ix): h for lv, row in enumerate(ref.levels)
-                      for ix, h in enumerate(row) if lv > 0}
-    assert level0 == ref.levels[0]
+                      for ix, h in enumerate(row) if lv > 1}
+    assert level0 == ref.levels[0] and level1 == ref.levels[1]

@@ -296,21 +296,26 @@ def test_held_entries_keep_what_the_walk_reads_after_the_upgrade(
 
 
 def test_stored_leaf_hashes_go_and_the_tree_reads_the_same(old: Path) -> None:
-    """Schema 6 drops the stored leaf hashes (level 0 of `nodes`): a leaf's hash now
-    comes from its entries row, and it is the hash the dropped row held, so every root
-    and proof reads as before; the other levels are kept as they were."""
+    """Schema 6 drops the stored leaf hashes (level 0 of `nodes`), schema 8 the level-1
+    nodes: a leaf's hash now comes from its entries row, a level-1 node's from two, and
+    each is the hash the dropped row held, so every root and proof reads as before; the
+    other levels are kept as they were."""
     path = old / "ledger.db"
     with _raw(path) as db:
         leaves = dict(db.execute("SELECT idx, hash FROM nodes WHERE level=0").fetchall())
-        upper = db.execute("SELECT level, idx, hash FROM nodes WHERE level>0 ORDER BY "
+        ones = dict(db.execute("SELECT idx, hash FROM nodes WHERE level=1").fetchall())
+        upper = db.execute("SELECT level, idx, hash FROM nodes WHERE level>1 ORDER BY "
                            "level, idx").fetchall()
-    assert sorted(leaves) == list(range(26)) and upper
+    assert sorted(leaves) == list(range(26)) and sorted(ones) == list(range(13)) and upper
     with Ledger.open(path) as led:
         assert [led.node(0, i) for i in range(26)] == [leaves[i] for i in range(26)]
         assert led.nodes(0, 0, 25) == [leaves[i] for i in range(26)]
+        assert [led.node(1, i) for i in range(13)] == [ones[i] for i in range(13)]
+        assert led.nodes(1, 0, 12) == [ones[i] for i in range(13)]
+        assert led.nodes(1, 3, 5) == [ones[i] for i in range(3, 6)]
     with _raw(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM nodes WHERE level=0").fetchone() == (0,)
-        assert db.execute("SELECT level, idx, hash FROM nodes WHERE level>0 ORDER BY "
+        assert db.execute("SELECT COUNT(*) FROM nodes WHERE level<2").fetchone() == (0,)
+        assert db.execute("SELECT level, idx, hash FROM nodes WHERE level>1 ORDER BY "
                           "level, idx").fetchall() == upper
 
 

@@ -40,7 +40,6 @@ import time
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -349,6 +348,22 @@ _ENTRY_LINE = re.compile(
     rb'"sig":(?:null|"([A-Za-z0-9+/]{86}==)"),"type":"entry"\}\n')
 
 
+# The first pass takes a run of such lines of one device at once (the exporter writes
+# each device's entries together): one match checks the shape of every line in it, and
+# the run is hashed, counted and its highest seq found without a Python step per line.
+# What the one-line pattern also checks per line (a base64 length that is a multiple of
+# 4 and at most _MAX_B64, a seq below 2**63) is checked over the run (_Parser._run);
+# a run that fails it is read line by line, as before, which says what is wrong.
+_RUN = re.compile(
+    rb'\{"body":"[A-Za-z0-9+/]+={0,2}","device":"(?P<d>[0-9a-f]{32})","seq":'
+    rb'(?:0|[1-9][0-9]{0,18}),"sig":(?:null|"[A-Za-z0-9+/]{86}=="),"type":"entry"\}\n'
+    rb'(?:\{"body":"[A-Za-z0-9+/]+={0,2}","device":"(?P=d)","seq":'
+    rb'(?:0|[1-9][0-9]{0,18}),"sig":(?:null|"[A-Za-z0-9+/]{86}=="),"type":"entry"\}\n)*+')
+_RUN_SEQS = re.compile(rb'"seq":([0-9]+)')     # (base64, hex and "null" hold no quote)
+_RUN_BODIES = re.compile(rb'\{"body":"([^"]*)"')
+_BLOCK = 1 << 18        # bytes read at a time
+
+
 _KEEP, _SCAN, _ENTRIES = range(3)
 _new = tuple.__new__        # RawEntry without its Python-level __new__ (per entry line)
 
@@ -378,7 +393,7 @@ class _Parser:
     def run(self, f: IO[bytes]) -> Iterator[tuple[str, RawEntry]]:
         hsh = hashlib.sha256()
         signed_at = 0
-        match, mode = _ENTRY_LINE.fullmatch, self.mode
+        match, mode = _ENTRY_LINE.match, self.mode
         # what b64decode does for bytes, without its Python wrapper: the line's shape
         # already admits only the base64 alphabet and padding
         a2b = binascii.a2b_base64
@@ -387,15 +402,62 @@ class _Parser:
         max_seq: dict[str, int] = {}
         signed_enrollments: list[tuple[int, Enrollment]] = []
         ids: dict[bytes, str] = {}
-        for lineno, raw in enumerate(iter(partial(f.readline, MAX_LINE + 2), b""), 1):
-            # The fast path: a canonical entry line (its shape implies the newline and
-            # the length checks below); its body's decoded length follows from the
-            # base64 length, which must be a multiple of 4 to decode at all.
-            m = match(raw) if fast else None
-            if m is not None:
+        # The file is read a block at a time and its lines found in the block (instead
+        # of a readline call per line); a line the general path reads is what
+        # readline(MAX_LINE + 2) would return at `pos`: through the newline, at most
+        # MAX_LINE + 2 bytes, or what is left at the end of the file.
+        buf, pos, eof = b"", 0, False
+        lineno = 0
+        run = _RUN.match if mode == _SCAN else None
+        no_run = 0          # (a run that failed its checks is read line by line)
+        while True:
+            # (the buffer holds MAX_LINE + 2 bytes from `pos`, or the rest of the file:
+            # every line that may be read here is whole in it)
+            if not eof and len(buf) - pos < MAX_LINE + 2:
+                more = f.read(_BLOCK)
+                buf, pos = buf[pos:] + more, 0
+                eof = not more
+                continue
+            if pos == len(buf):
+                break
+            if fast and run is not None and pos >= no_run:
+                rm = run(buf, pos)
+                if rm is not None:
+                    end = rm.end()
+                    seg = buf[pos:end]
+                    seqs = _RUN_SEQS.findall(seg)
+                    top = max(map(int, seqs))
+                    if top < 1 << 63 and all(not k & 3 and k <= _MAX_B64 for k in
+                                             set(map(len, _RUN_BODIES.findall(seg)))):
+                        dkey = rm.group("d")
+                        did = ids.get(dkey)
+                        if did is None:
+                            did = dkey.decode("ascii")
+                            if len(ids) < _KEEP_IDS:
+                                ids[dkey] = did
+                        hsh.update(seg)
+                        counts[did] = counts.get(did, 0) + len(seqs)
+                        if top > max_seq.get(did, -1):
+                            max_seq[did] = top
+                        lineno += len(seqs)
+                        pos = end
+                        continue
+                    no_run = end
+            # (the pattern ends at the line's newline, as fullmatch of the line would)
+            m = match(buf, pos) if fast else None
+            lineno += 1
+            if m is None:
+                nl = buf.find(b"\n", pos, pos + MAX_LINE + 2)
+                raw = buf[pos:pos + MAX_LINE + 2 if nl < 0 else nl + 1]
+                pos += len(raw)
+            else:
+                # The fast path: a canonical entry line (its shape implies the newline
+                # and the length checks below); its body's decoded length follows from
+                # the base64 length, which must be a multiple of 4 to decode at all.
                 b64, dkey, sq, s64 = m.groups()
                 n64, seq = len(b64), int(sq)
                 if not n64 & 3 and n64 <= _MAX_B64 and seq < 1 << 63:
+                    pos = m.end()
                     # (a bundle names a few devices line after line: each id is decoded
                     # once, and the same str object keys every dict below)
                     did = ids.get(dkey)
@@ -404,7 +466,7 @@ class _Parser:
                         if len(ids) < _KEEP_IDS:
                             ids[dkey] = did
                     if mode != _ENTRIES:
-                        hsh.update(raw)
+                        hsh.update(m.group())
                         counts[did] = counts.get(did, 0) + 1
                         if seq > max_seq.get(did, -1):
                             max_seq[did] = seq
@@ -415,6 +477,8 @@ class _Parser:
                         self.b.entries.append((did, r))  # type: ignore[union-attr]
                     yield did, r
                     continue
+                raw = m.group()       # (out of range: the general path says why)
+                pos = m.end()
             if not raw.endswith(b"\n") or len(raw) > MAX_LINE + 1:
                 raise FormatError(f"bundle line {lineno}: too long or not newline-terminated")
             if signed_at:

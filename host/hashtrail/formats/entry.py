@@ -98,7 +98,9 @@ def parse_entry(raw: bytes) -> Entry:
     """Decode canonical entry bytes; FormatError for anything else."""
     if type(raw) is not bytes:
         raw = bytes(raw)
-    e = _layout_entry(raw)
+    e = _one_reading(raw)       # (_layout_entry's first step, without its call: per entry)
+    if e is None:
+        e = _layout_bytes(raw)
     if e is not None:
         return e
     e = _fast_entry(raw)

@@ -25,7 +25,7 @@ from typing import NamedTuple, NewType, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from hashtrail.errors import FormatError, InputError
 
@@ -93,6 +93,26 @@ def ec_public_key(pub: bytes) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pub)
 
 
+_ZERO32 = bytes(32)
+_N32 = N.to_bytes(32, "big")
+
+
+def der_signature(r: bytes, s: bytes) -> bytes:
+    """The DER ECDSA-Sig-Value (SEQUENCE of two INTEGERs) of 32-byte big-endian r and s,
+    both non-zero: what `encode_dss_signature` makes of the same integers
+    (tests/host/test_keys_der.py holds the two equal), without the integers. Each is
+    its minimal two's-complement form: leading zero bytes dropped, one 0x00 put back
+    when the top bit is set; at most 70 bytes, so every length is one byte."""
+    r = r.lstrip(b"\0")
+    s = s.lstrip(b"\0")
+    if r[0] & 0x80:
+        r = b"\0" + r
+    if s[0] & 0x80:
+        s = b"\0" + s
+    lr, ls = len(r), len(s)
+    return bytes((0x30, lr + ls + 4, 2, lr)) + r + bytes((2, ls)) + s
+
+
 class DeviceKey:
     """A device's P-256 public key, checked and parsed once.
 
@@ -108,14 +128,20 @@ class DeviceKey:
         self.genesis_prev = genesis_prev(self.pub)
 
     def signed(self, digest: bytes, sig: bytes) -> bool:
-        """ECDSA P-256 over a SHA-256 digest, with a 64-byte r || s (0 < r, s < n)."""
+        """ECDSA P-256 over a SHA-256 digest, with a 64-byte r || s (0 < r, s < n).
+
+        The range check compares the 32-byte big-endian halves as bytes (for equal
+        lengths the same order as the integers) and the DER form is built by hand
+        (der_signature): a per-entry-signed reconcile calls this once per entry, and
+        the two integer conversions and the library's encoder cost about 2 us of the
+        verify's 60 (docs/LEDGER.md "Per-entry signatures in worker processes")."""
         if len(sig) != 64:
             return False
-        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-        if not (0 < r < N and 0 < s < N):
+        r, s = sig[:32], sig[32:]
+        if not (_ZERO32 < r < _N32 and _ZERO32 < s < _N32):
             return False
         try:
-            self._key.verify(encode_dss_signature(r, s), digest, _ES256_PREHASHED)
+            self._key.verify(der_signature(r, s), digest, _ES256_PREHASHED)
         except InvalidSignature:
             return False
         return True

@@ -33,11 +33,11 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
-                   with_leaves: bool = True) -> list[tuple[int, int, bytes]]:
+                   lowest: int = 0) -> list[tuple[int, int, bytes]]:
     """(level, index, hash) of every complete subtree that appending `leaves` to a tree
-    of `first` leaves makes, in order; `node(level, index)` reads an older one. Without
-    `with_leaves`, the leaf hashes (level 0) are left out of the list (a ledger keeps
-    none: it computes them from its entries).
+    of `first` leaves makes, in order; `node(level, index)` reads an older one. Levels
+    below `lowest` are left out of the list (a ledger keeps none of levels 0 and 1: it
+    computes them from its entries).
 
     Why not leaf_hash / node_hash per node: this runs once or twice per entry a ledger
     accepts, so the hashing is inlined. A level's nodes complete in index order, so the
@@ -48,7 +48,7 @@ def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
     add, sha256 = rows.append, hashlib.sha256
     for index, leaf in enumerate(leaves, first):
         h = sha256(b"\x00" + leaf).digest()
-        if with_leaves:
+        if not lowest:
             add((0, index, h))
         level, i = 0, index
         while i & 1:
@@ -57,7 +57,8 @@ def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
                 left = node(level, i - 1)
             h = sha256(b"\x01" + left + h).digest()
             level, i = level + 1, i >> 1
-            add((level, i, h))
+            if level >= lowest:
+                add((level, i, h))
         lefts[level] = h
     return rows
 

@@ -57,6 +57,14 @@ def _leaf_hash(device_id: str, seq: int, entry: bytes) -> bytes:
                           + hashlib.sha256(entry).digest() + entry).digest()
 
 
+# The lowest tree level `nodes` keeps. A leaf hash (level 0) is the hash of its entries
+# row's leaf bytes, and a level-1 node the hash of two of them: storing either was a
+# second copy of what the entries rows hold (SQLite schemas 6 and 8, PostgreSQL 5 and
+# 7 dropped them), and writing them cost a reconcile about 1.2 and 0.6 us an entry
+# (docs/LEDGER.md "At scale"). A proof or tile reads at most two more rows for them.
+STORED_LOWEST = 2
+
+
 class LedgerError(HashtrailError):
     hint = "check the --ledger path; make a ledger with `hashtrail ledger init`"
 
@@ -214,14 +222,11 @@ class Ledger:
         return int(self._meta("size") or 0)
 
     def node(self, level: int, index: int) -> bytes:
-        """The hash of the complete subtree (level, index). A leaf's (level 0) is not
-        stored: it is computed from the leaf's entries row, the bytes it hashes."""
-        if level == 0:
-            row = self.storage.leaf_entry(index)
-            if row is None:
-                raise LedgerError(f"ledger tree is missing leaf {index}",
-                                  hint="the ledger file is damaged; run `hashtrail verify`")
-            return _leaf_hash(*row)
+        """The hash of the complete subtree (level, index). Levels 0 and 1 are not
+        stored (STORED_LOWEST): a leaf's hash is computed from the leaf's entries row,
+        the bytes it hashes, and a level-1 node from its two leaves' rows."""
+        if level < STORED_LOWEST:
+            return self.nodes(level, index, index)[0]
         h = self.storage.node(level, index)
         if h is None:
             raise LedgerError(f"ledger tree is missing node ({level}, {index})",
@@ -229,10 +234,14 @@ class Ledger:
         return h
 
     def nodes(self, level: int, lo: int, hi: int) -> list[bytes]:
-        """The hashes of `level` at indexes lo..hi (inclusive), one query (level 0: the
-        leaf hashes of the leaves' entries rows)."""
+        """The hashes of `level` at indexes lo..hi (inclusive), one query (levels 0 and
+        1: from the leaves' entries rows)."""
         if level == 0:
             got = [_leaf_hash(*r) for r in self.storage.leaf_entries(lo, hi)]
+        elif level == 1:
+            hs = [_leaf_hash(*r) for r in self.storage.leaf_entries(2 * lo, 2 * hi + 1)]
+            got = ([] if len(hs) != 2 * (hi - lo + 1) else
+                   [merkle.node_hash(hs[i], hs[i + 1]) for i in range(0, len(hs), 2)])
         else:
             got = self.storage.nodes(level, lo, hi)
         if len(got) != hi - lo + 1:
@@ -256,14 +265,15 @@ class Ledger:
         The new subtree hashes are computed in memory (a left sibling comes from this
         batch or, at most once per level, from the stored tree) and handed to the
         storage in one bulk write, so a batch costs a statement per few hundred rows
-        instead of one per node. Level 0 is not written: a leaf hash is the hash of
-        its entries row's leaf bytes, so storing it was a second copy of what the
-        entries row holds, half the rows of `nodes` and about 7% of a large reconcile's
-        time (docs/LEDGER.md "At scale")."""
+        instead of one per node. Levels 0 and 1 are not written (STORED_LOWEST): a
+        leaf hash is the hash of its entries row's leaf bytes, a level-1 node that of
+        two, so storing them was a second copy of what the entries rows hold, three
+        quarters of the rows of `nodes` and about a tenth of a large reconcile's time
+        (docs/LEDGER.md "At scale")."""
         first = self.size
         if leaves:
             self.storage.add_nodes(merkle.appended_nodes(first, leaves, self.node,
-                                                         with_leaves=False))
+                                                         lowest=STORED_LOWEST))
             self.storage.set_meta("size", str(first + len(leaves)))
         return first
 

@@ -58,7 +58,7 @@ from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signin
 from hashtrail.formats.keys import parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
 from hashtrail.ledger import revocation
-from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_db import STORED_LOWEST, Ledger
 from hashtrail.ledger.rebuilt_tree import RebuiltTree
 
 _META_KEYS = {"schema", "origin", "size", "verifier"}
@@ -375,14 +375,16 @@ def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | N
 
 def _nodes(led: Ledger, p: _Problems, tree: RebuiltTree) -> None:
     """Every stored subtree hash is the rebuilt tree's, and none is missing. Leaf hashes
-    (level 0) are not stored (each is computed from its entries row): a stored one is
-    a row no hashtrail writes."""
-    want = tree.nodes(1)
+    (level 0) and level-1 nodes are not stored (each is computed from entries rows,
+    ledger_db.STORED_LOWEST): a stored one is a row no hashtrail writes."""
+    want = tree.nodes(STORED_LOWEST)
     got = ((int(lv), int(ix), bytes(h)) for lv, ix, h in led.storage.scan_nodes())
     w, g = next(want, None), next(got, None)
-    while g is not None and g[0] == 0:       # (first, by level then index)
-        p.add("nodes", f"level {g[0]}, index {g[1]}", "a leaf hash row: the ledger keeps "
-                                                      "none (each comes from its entries row)")
+    while g is not None and g[0] < STORED_LOWEST:       # (first, by level then index)
+        p.add("nodes", f"level {g[0]}, index {g[1]}",
+              "a leaf hash row: the ledger keeps none (each comes from its entries row)"
+              if g[0] == 0 else "a level-1 row: the ledger keeps none (each comes from "
+                                "its two leaves' entries rows)")
         g = next(got, None)
     while w is not None or g is not None:
         if g is None or (w is not None and w[:2] < g[:2]):

@@ -84,7 +84,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from hashtrail.chain import verify_pool
@@ -295,25 +295,39 @@ def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
     any other order is still correct, only in smaller batches (as several bundles)."""
     buf: dict[str, list[RawEntry]] = {}
     n = 0
-    for did, r in items:
-        lst = buf.get(did)
-        if lst is None:
-            lst = buf[did] = []
-        lst.append(r)
-        n += 1
-        if whole:
-            continue
-        if len(lst) >= CHUNK:
-            n -= len(lst)
-            yield did, buf.pop(did)
-        elif n >= CHUNK:
-            for d in sorted(buf):
-                yield d, buf[d]
-            buf, n = {}, 0
+    # A bundle names one device for many lines in a row: each such run is taken in
+    # slices that end exactly where the entry-by-entry rule below would act (a device's
+    # CHUNK-th entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are
+    # the same, without a Python step per entry.
+    for did, run in itertools.groupby(items, key=_first):
+        while True:
+            lst = buf.get(did)
+            if lst is None:
+                lst = buf[did] = []
+            room = -1 if whole else min(CHUNK - len(lst), CHUNK - n)
+            got = [r for _, r in (run if room < 0 else itertools.islice(run, room))]
+            if not got:
+                if not lst:
+                    del buf[did]
+                break
+            lst += got
+            n += len(got)
+            if whole:
+                continue
+            if len(lst) >= CHUNK:
+                n -= len(lst)
+                yield did, buf.pop(did)
+            elif n >= CHUNK:
+                for d in sorted(buf):
+                    yield d, buf[d]
+                buf, n = {}, 0
     for d in sorted(buf):
         lst = buf[d]
         for i in range(0, len(lst), CHUNK):
             yield d, lst[i:i + CHUNK]
+
+
+_first = itemgetter(0)
 
 
 def _untrusted(b: Bundle) -> str:
@@ -808,7 +822,18 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
         return out
 
     n = len(recs)
-    many = 2 * sum(1 for r in recs if r.sig is not None) >= n
+    signatures = sum(1 for r in recs if r.sig is not None)
+    if not signatures:
+        # (a checkpoint-signed chunk: each entry hashed and parsed by one map, no
+        # per-entry step; an entry that does not parse sends the chunk to `part`,
+        # which says why for each)
+        bodies = [r.body for r in recs]
+        try:
+            fs: list[EntryFields | HashtrailError] = list(map(parse_entry, bodies))
+        except HashtrailError:
+            return part(0, n)
+        return list(zip([sha256(b).digest() for b in bodies], fs, [True] * n, strict=True))
+    many = 2 * signatures >= n
     return map_slices(part, n, workers if many else 1)
 
 

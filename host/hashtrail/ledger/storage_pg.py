@@ -171,6 +171,11 @@ _V6 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_key TEXT",
        "ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_sig BYTEA")
 
 
+# Nor level-1 nodes: each is computed from its two leaves' entries rows
+# (ledger_db.STORED_LOWEST). The same step as SQLite's schema 8.
+_V7 = ("DELETE FROM nodes WHERE level=1",)
+
+
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
                  " device checkpoints, nodes, checkpoints, evidence, bundles, collectors",
@@ -182,6 +187,7 @@ MIGRATIONS = [
     Migration(5, "leaf hashes come from the entries rows (as SQLite schema 6)", _V5),
     Migration(6, "devices keep their collector's enrollment signature (as SQLite schema "
                  "7)", _V6),
+    Migration(7, "level-1 tree nodes come from the entries rows (as SQLite schema 8)", _V7),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",

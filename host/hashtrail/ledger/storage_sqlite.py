@@ -9,7 +9,8 @@ row, Ledger.node), so a proof reads at most ~2 log2(n) rows.
 The schema is `MIGRATIONS`, run in order by sqlite_file.migrate at open (a new file
 runs them all). Version 1 is the first ledger; version 2 adds `collectors` (a ledger
 made before collector trust gets it, empty); ...; version 7 gives `devices` the
-enrolling collector's signature and key (NULL for the devices already there). Files
+enrolling collector's signature and key (NULL for the devices already there); version 8
+drops the level-1 rows of `nodes` (computed from the entries rows since). Files
 written before the version was bumped past 1 may already hold `collectors`: each step
 tolerates what an older build created on the side.
 """
@@ -126,6 +127,12 @@ def _v7(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE devices ADD COLUMN {name} {kind}")
 
 
+def _v8(db: sqlite3.Connection) -> None:
+    # Nor level-1 nodes: each is the hash of its two leaves' hashes, computed from their
+    # entries rows (Ledger.nodes, ledger_db.STORED_LOWEST); half of the rows left.
+    db.execute("DELETE FROM nodes WHERE level=1")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
@@ -137,6 +144,8 @@ MIGRATIONS = [
     sqlite_file.Migration(6, "leaf hashes come from the entries rows, not from `nodes`",
                           _v6),
     sqlite_file.Migration(7, "devices keep their collector's enrollment signature", _v7),
+    sqlite_file.Migration(8, "level-1 tree nodes come from the entries rows, not from "
+                             "`nodes`", _v8),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",

@@ -1,0 +1,123 @@
+"""The bundle reader's block and run paths give the verdicts of its line-by-line path.
+
+Why: a bundle file is read a block at a time, and its first pass takes a run of one
+device's canonical entry lines with one pattern, checking the base64 lengths and seqs
+over the whole run (collector.bundle._Parser). A bundle that path accepts must give the
+same counts, highest seqs, digest check and entries as reading it line by line, and one
+it refuses the same error, naming the same line; a block boundary anywhere in a line
+must change nothing. Each mutation below sits in the middle of a device's run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hashtrail.collector import bundle as bm
+from hashtrail.errors import HashtrailError
+from ledgerkit import COLLECTOR, Device
+from ledgerkit import bundle as make_bundle
+
+
+def _lines(signed: bool) -> list[bytes]:
+    devs = [Device(900 + i, per_entry_sig=bool(i % 2)) for i in range(3)]
+    for d in devs:
+        d.readings(40)
+    b = make_bundle(devs, signer=None)
+    buf = io.StringIO()
+    bm.write_bundle(b, buf, COLLECTOR if signed else None)
+    return [ln.encode("ascii") + b"\n" for ln in buf.getvalue().splitlines()]
+
+
+def _entry(lines: list[bytes], k: int) -> int:
+    """The index of the k-th entry line."""
+    return [i for i, ln in enumerate(lines) if b'"type":"entry"' in ln][k]
+
+
+def _set(line: bytes, key: str, value: Any) -> bytes:
+    obj = json.loads(line)
+    obj[key] = value
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+
+
+def _mutations() -> list[tuple[str, Any]]:
+    big = base64.b64encode(bytes(bm.MAX_ENTRY + 3)).decode("ascii")
+    return [
+        ("none", None),
+        ("body length not a multiple of 4", lambda ln: _set(ln, "body",
+                                                            json.loads(ln)["body"][:-1])),
+        ("body one char past a quad", lambda ln: _set(ln, "body",
+                                                      json.loads(ln)["body"] + "A")),
+        ("body too long", lambda ln: _set(ln, "body", big)),
+        ("seq 2**63", lambda ln: _set(ln, "seq", 1 << 63)),
+        ("seq 2**63 - 1", lambda ln: _set(ln, "seq", (1 << 63) - 1)),
+        ("seq 10**19", lambda ln: _set(ln, "seq", 10 ** 19)),
+        ("seq with a leading zero", lambda ln: ln.replace(b'"seq":', b'"seq":0')),
+        ("short signature", lambda ln: _set(ln, "sig", base64.b64encode(bytes(63))
+                                            .decode("ascii"))),
+        ("upper-case device", lambda ln: _set(ln, "device", json.loads(ln)["device"]
+                                              .upper())),
+        ("a space", lambda ln: ln.replace(b'","device"', b'", "device"')),
+        ("another device's line", "swap"),
+        ("a garbage line", lambda ln: b"garbage\n"),
+        ("a line too long", lambda ln: b"x" * (bm.MAX_LINE + 5) + b"\n"),
+        ("no newline at the end", "cut"),
+        ("an entry after the signature", "after"),
+    ]
+
+
+def _variant(lines: list[bytes], how: Any) -> bytes:
+    lines = list(lines)
+    k = _entry(lines, 50)                  # the second device's run, in its middle
+    if how == "swap":
+        lines[k], lines[_entry(lines, 5)] = lines[_entry(lines, 5)], lines[k]
+    elif how == "cut":
+        lines[-1] = lines[-1][:-1]
+    elif how == "after":
+        lines.append(lines[k])
+    elif how is not None:
+        lines[k] = how(lines[k])
+    return b"".join(lines)
+
+
+def _read(path: Path) -> tuple[Any, ...]:
+    """Everything both passes say about the file: the scan's bundle or its error, the
+    streamed entries or their error."""
+    bf = bm.BundleFile(path)
+    try:
+        b = bf.scan()
+        scan: Any = (b.counts, b.max_seq, b.signer is not None, len(b.enrollments),
+                     len(b.checkpoints), b.collector_id)
+    except HashtrailError as e:
+        scan = (type(e).__name__, str(e))
+    out: list[Any] = []
+    try:
+        out.extend(bf.entries())
+    except HashtrailError as e:
+        out.append((type(e).__name__, str(e)))
+    return scan, out
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize(("name", "how"), _mutations(), ids=[m[0] for m in _mutations()])
+def test_runs_and_blocks_read_as_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       signed: bool, name: str, how: Any) -> None:
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(_variant(_lines(signed), how))
+    got = _read(path)
+    monkeypatch.setattr(bm, "_RUN", bm.re.compile(rb"(?!)"))    # line by line only
+    want = _read(path)
+    assert got == want
+    for block in (1, 7, 200, 4096):
+        monkeypatch.setattr(bm, "_BLOCK", block)
+        assert _read(path) == want, block
+    if name == "none":
+        assert isinstance(want[0][0], dict) and len(want[1]) == 123
+    else:
+        # each mutation is refused somewhere, or (seq 2**63 - 1, a swapped line, an
+        # unsigned bundle's edited body) read as what it now says
+        assert name in ("seq 2**63 - 1", "another device's line") or not signed \
+            or isinstance(want[0][0], str)
