@@ -431,8 +431,17 @@ class _Run:
         if new and dev is not None and dev.tip_seq > c.tip_seq:
             acc = db.entry_hashes(c.did, min(x.seq for x in new), dev.tip_seq)
             new = [x for x in new if acc.get(x.seq) != x.h]
+        # Another reconcile may have held an unsigned copy of a carried signed entry
+        # meanwhile, a row add_pending leaves as it is: the signature is what lets the
+        # entry in, so it goes onto that row, as _merge's sign_pending does
+        # (tests/host/test_reconcile_carry_attack.py). Only then: while the carry
+        # holds, nobody else wrote the device's rows.
+        signed = [(x.seq, x.h, x.sig) for x in new if x.sig is not None]
+        raced = bool(signed) and dev is not None and not c.holds(db, dev)
         db.add_pending([(c.did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
                         for x in new])
+        for seq, h, sig in signed if raced else ():
+            db.sign_pending(c.did, seq, h, sig)
 
     def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
                ) -> _Submitted | None:

@@ -1,0 +1,67 @@
+"""Attacks on the carry (reconcile._Carry): what another reconcile of the same ledger
+can do to the entries a run holds in memory between two chunks of a device.
+
+A held entry that carries its own device signature (a per-entry signed device above a
+hole) must keep it when the carry is written to `pending`, whoever wrote an unsigned
+copy of the same bytes there first: anyone may send a bundle, and a copy stripped of
+its signatures, raced in between two chunks, must not leave the device's entries held
+for good (before the carry, the signed copy was a row first, or signed the row).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.ledger_verify import verify_ledger
+from ledgerkit import Device, bundle, trust
+from test_reconcile_carry import _between_chunks, _other
+
+CHUNK = 37
+
+
+@pytest.fixture(autouse=True)
+def small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rec, "CHUNK", CHUNK)
+
+
+def _stripped(d: Device) -> Device:
+    """The same chain with every per-entry signature taken off (what anyone can send)."""
+    u = copy.copy(d)
+    u.entries = [(s, body, None) for s, body, _ in d.entries]
+    return u
+
+
+@pytest.mark.parametrize("when", ["between two chunks", "after the last chunk"])
+def test_an_unsigned_copy_raced_in_does_not_strip_carried_signatures(
+        when: str, tmp_path: Path, ledger_at: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    n, hole = 5 * CHUNK, 10
+    d = Device(711, per_entry_sig=True)
+    d.readings(n - 1)
+    other = Device(712)                  # a second device: the run moves on, flushes
+    other.readings(5)
+    # mine: every entry but `hole`, signed; 11.. are held (carried) above the hole
+    mine = bundle([d, other], cps=[(other, other.checkpoint())])
+    mine.entries = [(i, r) for i, r in mine.entries if not (i == d.id_hex and r.seq == hole)]
+    upto = 3 * CHUNK if when == "after the last chunk" else CHUNK
+    theirs = bundle([_stripped(d)], ranges={d.id_hex: (hole + 1, upto)}, name="c2")
+    target, key = ledger_at("l"), tmp_path / "l.key"
+    Ledger.create(target, "test/carry", key_file=key).close()
+    # chunk 1 of d is entries 0..37 (without 10); d has 5 chunks, `other` comes after
+    after = (1 if when == "between two chunks" else 5) + (other.id_hex < d.id_hex)
+    _between_chunks(monkeypatch, after, _other(target, key, theirs))
+    with trust(Ledger.open_signing(target, key)) as led:
+        r = rec.reconcile(led, mine, workers=1)
+        assert (r.accepted, r.pending) == (hole + 6, n - hole - 1)
+        # the missing entry comes, signed: everything above it is signed, accepted
+        r = rec.reconcile(led, bundle([d], ranges={d.id_hex: (hole, hole + 1)}, name="c3"),
+                          workers=1)
+        assert r.findings == []
+        assert r.accepted == n - hole
+        assert list(led.storage.scan_pending()) == []
+        assert verify_ledger(led).ok
