@@ -65,3 +65,35 @@ def test_an_unsigned_copy_raced_in_does_not_strip_carried_signatures(
         assert r.accepted == n - hole
         assert list(led.storage.scan_pending()) == []
         assert verify_ledger(led).ok
+
+
+@pytest.mark.parametrize("then", ["the run ends", "the run moves on to another device"])
+def test_a_signature_that_comes_after_the_last_chunk_is_not_missed(
+        then: str, tmp_path: Path, ledger_at: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another reconcile brings only a checkpoint over entries this run carries, after
+    this run's last chunk of the device, before the carry is written to `pending`: it
+    saw no entries to accept. Serially, in either order, they are accepted; so must
+    they be here (before the carry they were rows by then, and the other run took
+    them)."""
+    n = 4 * CHUNK
+    d = Device(713)
+    d.readings(n - 1)
+    devs = [d]
+    other = Device(714)
+    other.readings(5)
+    if then == "the run moves on to another device":
+        devs.append(other)
+    mine = bundle(devs, cps=[(other, other.checkpoint())] if len(devs) > 1 else [])
+    theirs = bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint(seq=n - 10))],
+                    name="c2")
+    target, key = ledger_at("l"), tmp_path / "l.key"
+    Ledger.create(target, "test/carry", key_file=key).close()
+    after = 4 + (len(devs) > 1 and other.id_hex < d.id_hex)
+    _between_chunks(monkeypatch, after, _other(target, key, theirs))
+    with trust(Ledger.open_signing(target, key)) as led:
+        rec.reconcile(led, mine, workers=1)
+        dev = led.storage.device(d.id_hex)
+        assert dev is not None and dev.tip_seq == n - 10
+        assert sorted(row[1] for row in led.storage.scan_pending()) == list(range(n - 9, n))
+        assert verify_ledger(led).ok
