@@ -44,6 +44,12 @@ from ledgerkit import Device, bundle, save, trust
 
 CHUNK = 23
 SEEDS = tuple(range(1, 9))
+# interleavings: 3 lost a carried signature (an unsigned copy raced in) before the
+# first fix in _Run.flush; 41, 63, 147 and 150 (found among seeds 1..160) left the
+# "hole" device's chain held whole: the entry filling its hole was held by another
+# run after this run's last chunk of the device, before its flush, and nobody walked
+# the two together (the flush's second fix)
+TURN_SEEDS = (1, 2, 3, 4, 5, 6, 41, 63, 147, 150)
 
 
 def _devices() -> dict[str, Device]:
@@ -355,7 +361,7 @@ class _Turns:
         return errors
 
 
-@pytest.mark.parametrize("seed", range(1, 13))
+@pytest.mark.parametrize("seed", TURN_SEEDS)
 def test_interleaved_reconciles_end_as_a_serial_build(
         seed: int, tmp_path: Path, ledger_at: Callable[[str], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
