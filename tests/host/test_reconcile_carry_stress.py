@@ -418,3 +418,62 @@ def test_interleaved_reconciles_end_as_a_serial_build(
     with Ledger.open(target) as led:
         _same(_state(led), want)
         _verified(led)
+
+
+def _killed_after(target: str, key: Path, path: str, chunks: int) -> None:
+    """Reconcile `path`, SIGKILLed right after its chunk number `chunks` committed."""
+    chunk = rec._Run.chunk
+    seen = [0]
+
+    def chunk_(self: rec._Run, *a: Any, **k: Any) -> None:
+        chunk(self, *a, **k)
+        seen[0] += 1
+        if seen[0] == chunks:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    rec._Run.chunk = chunk_  # type: ignore[method-assign]
+    reconcile_files(target, [path], key_file=key)
+
+
+@pytest.mark.parametrize("signed_at", [None, 2 * CHUNK + 5])
+def test_a_run_killed_while_it_carries_loses_nothing(
+        signed_at: int | None, tmp_path: Path, ledger_at: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after 4 of a device's 6 chunks, its held entries only in memory (not
+    in `pending`): the bundle is not recorded as seen, so the rerun reads it again
+    and the ledger is what a clean run makes; nothing was lost."""
+    monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    n = 6 * CHUNK
+    d = Device(9101)
+    d.readings(n - 1)
+    cps = [(d, d.checkpoint())] + ([] if signed_at is None else
+                                   [(d, d.checkpoint(seq=signed_at))])
+    path = str(save(bundle([d], cps=cps), tmp_path / "b.jsonl"))
+    clean = tmp_path / "clean.db"
+    with trust(Ledger.create(clean, "t/clean", key_file=tmp_path / "clean.key")):
+        pass
+    reconcile_files(clean, [path], key_file=tmp_path / "clean.key")
+    with Ledger.open(clean) as led:
+        want = _state(led)
+    assert len(want[0][d.id_hex]) == n and want[1] == []
+    target, key = ledger_at("l"), tmp_path / "l.key"
+    with trust(Ledger.create(target, "t/killed", key_file=key)):
+        pass
+    p = multiprocessing.get_context("fork").Process(target=_killed_after,
+                                                   args=(target, key, path, 4))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    with Ledger.open(target) as led:
+        dev = led.storage.device(d.id_hex)
+        assert dev is not None
+        # accepted: what the checkpoint at signed_at covered; the rest only in memory
+        assert dev.tip_seq == (-1 if signed_at is None else signed_at)
+        assert list(led.storage.scan_pending()) == []
+        assert led.storage.count_bundles() == 0
+        _verified(led)
+    reconcile_files(target, [path], key_file=key)
+    with Ledger.open(target) as led:
+        _same(_state(led), want)
+        assert led.storage.count_bundles() == 1
+        _verified(led)
