@@ -435,7 +435,8 @@ class _Run:
         if new and dev is not None and dev.tip_seq > c.tip_seq:
             acc = db.entry_hashes(c.did, min(x.seq for x in new), dev.tip_seq)
             new = [x for x in new if acc.get(x.seq) != x.h]
-        stale = bool(c.cands) and dev is not None and (
+        # (only entries nobody else could see need it: `new`)
+        stale = bool(new) and dev is not None and (
             not c.holds(db, dev) or _covered(c, _signed_heads(db, c.did, c.tip_seq + 1)))
         db.add_pending([(c.did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
                         for x in new])
@@ -534,7 +535,10 @@ class _Carry(NamedTuple):
     Before the next chunk uses them, the device's tip and `pending` counts must be
     what they were (`holds`): another reconcile of the same ledger (PostgreSQL, many
     collectors) that accepted, held or signed this device's entries in between sends
-    the walk back to `pending`, after the carried entries are written there."""
+    the walk back to `pending`, after the carried entries are written there. The same
+    change after the device's last chunk (or a checkpoint over a carried entry) is
+    seen when the carry is written (_Run.flush), which then walks the device once
+    more: that reconcile could not see the carried entries."""
 
     did: str
     tip_seq: int
