@@ -13,12 +13,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hashtrail.collector.bundle import BundleFile, bundle_digest
 from hashtrail.ledger import reconcile as rec
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import verify_ledger
-from ledgerkit import Device, bundle, trust
+from ledgerkit import Device, bundle, save, trust
 from test_reconcile_carry import _between_chunks, _other
 
 CHUNK = 37
@@ -97,3 +99,45 @@ def test_a_signature_that_comes_after_the_last_chunk_is_not_missed(
         assert dev is not None and dev.tip_seq == n - 10
         assert sorted(row[1] for row in led.storage.scan_pending()) == list(range(n - 9, n))
         assert verify_ledger(led).ok
+
+
+def test_a_refused_device_between_two_chunks_keeps_the_carry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamed bundle that interleaves a device of many chunks with one whose
+    enrollment is refused (the bundle is not signed by a trusted collector; the first
+    device was enrolled before): the refused device's chunks do nothing,
+    so the carry goes on (one read of `pending`, nothing written), and the ledger and
+    findings are those of reloading at every chunk."""
+    d = Device(721)
+    d.readings(6 * CHUNK - 1)
+    bad = Device(722)
+    bad.readings(3 * CHUNK)
+    b = bundle([d, bad], cps=[(d, d.checkpoint())], signer=None)
+    mine = [r for r in b.entries if r[0] == d.id_hex]
+    theirs = [r for r in b.entries if r[0] == bad.id_hex]
+    b.entries = [r for i in range(0, len(mine), 10)
+                 for r in mine[i:i + 10] + theirs[i // 2:i // 2 + 5]]
+    path = save(b, tmp_path / "b.jsonl")
+
+    def run(name: str) -> tuple[Any, ...]:
+        with trust(Ledger.create(tmp_path / f"{name}.db", "t/r",
+                                 key_file=tmp_path / f"{name}.key")) as led:
+            rec.reconcile(led, bundle([d], ranges={d.id_hex: (0, 0)}), workers=1)
+            f = BundleFile(path)
+            r = rec.reconcile(led, f.scan(), workers=1, entries=f.entries(),
+                              digest=bundle_digest(path))
+            return ((r.accepted, r.pending, r.findings),
+                    sorted(led.storage.entry_hashes(d.id_hex, 0, 10 ** 6).items()),
+                    sorted(row[:3] for row in led.storage.scan_pending()))
+
+    reads: list[str] = []
+    with Ledger.create(tmp_path / "probe.db", "t/p", key_file=tmp_path / "p.key") as probe:
+        db = type(probe.storage)
+    pending = db.pending
+    monkeypatch.setattr(db, "pending",
+                        lambda self, did, lo: reads.append(did) or pending(self, did, lo))
+    carried = run("carried")
+    assert carried[0][:2] == (6 * CHUNK, 0) and reads == [d.id_hex]
+    assert [f.device_id for f in carried[0][2]] == [bad.id_hex]
+    monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
+    assert run("reloaded") == carried
