@@ -141,3 +141,34 @@ def test_a_refused_device_between_two_chunks_keeps_the_carry(
     assert [f.device_id for f in carried[0][2]] == [bad.id_hex]
     monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
     assert run("reloaded") == carried
+
+
+def test_a_fork_accepted_by_another_run_after_the_last_chunk_is_evidence(
+        tmp_path: Path, ledger_at: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This run carries a clone's chain (unsigned, linked from the tip); after its last
+    chunk another run accepts the real chain over the same seqs and stores the clone's
+    checkpoint. The clone's entries reach `pending` only at the flush: the other run
+    could not see them, so it is the flush's walk that keeps the fork's evidence (as
+    the other run did when they were rows, before the carry)."""
+    k = 20
+    real = Device(731)
+    real.readings(k + 2 * CHUNK)
+    clone = real.fork(k)
+    clone.readings(4 * CHUNK)
+    target, key = ledger_at("l"), tmp_path / "l.key"
+    with trust(Ledger.create(target, "test/carry", key_file=key)) as led:
+        rec.reconcile(led, bundle([real], ranges={real.id_hex: (0, k)},
+                                  cps=[(real, real.checkpoint(seq=k - 1))], name="c0"),
+                      workers=1)
+    mine = bundle([clone], ranges={clone.id_hex: (k, len(clone.entries))})
+    theirs = bundle([real], ranges={real.id_hex: (k, len(real.entries))},
+                    cps=[(real, real.checkpoint()), (clone, clone.checkpoint())], name="c2")
+    _between_chunks(monkeypatch, 4, _other(target, key, theirs))
+    with trust(Ledger.open_signing(target, key)) as led:
+        r = rec.reconcile(led, mine, workers=1)
+        assert r.forks == 1
+        assert [(row[0], int(row[1])) for row in led.storage.scan_evidence()] == \
+            [(real.id_hex, k)]
+        dev = led.storage.device(real.id_hex)
+        assert dev is not None and dev.tip_seq == len(real.entries) - 1

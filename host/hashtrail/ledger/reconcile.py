@@ -425,7 +425,8 @@ class _Run:
         walk (its rows, its tip, or a checkpoint over a carried entry), walk the device
         once more from `pending`: that reconcile could not see the carried entries,
         and this run has no later chunk of the device to walk them with (before the
-        carry, they were rows when it looked; tests/host/test_reconcile_carry_attack.py)."""
+        carry, they were rows when it looked: a hole it filled, a checkpoint it
+        brought, a fork it accepted counted with them; test_reconcile_carry_attack.py)."""
         c, self.carry = self.carry, None
         if c is None:
             return
