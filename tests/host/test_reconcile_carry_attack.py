@@ -22,6 +22,7 @@ from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.ledger_verify import verify_ledger
 from ledgerkit import Device, bundle, save, trust
 from test_reconcile_carry import _between_chunks, _other
+from test_reconcile_extend import _run
 
 CHUNK = 37
 
@@ -172,3 +173,20 @@ def test_a_fork_accepted_by_another_run_after_the_last_chunk_is_evidence(
             [(real.id_hex, k)]
         dev = led.storage.device(real.id_hex)
         assert dev is not None and dev.tip_seq == len(real.entries) - 1
+
+
+def test_a_signed_copy_later_in_the_bundle_signs_a_carried_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One bundle holds a per-entry signed device's entries twice: stripped of their
+    signatures first (carried, chunk after chunk: not rows of `pending`), then signed.
+    The signed copy signs the carried candidate in memory (what sign_pending does to a
+    row): everything is accepted, as when every chunk went through `pending`."""
+    d = Device(741, per_entry_sig=True)
+    d.readings(3 * CHUNK)
+    b = bundle([d])
+    unsigned = [(did, r._replace(sig=None)) for did, r in b.entries]
+    b.entries = unsigned[1:] + b.entries[1:] + b.entries[:1]   # entry 0 last: all held
+    carried = _run(tmp_path, "carried", [b])
+    assert carried[0][0][:3] == (3 * CHUNK + 1, 0, 0)
+    monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
+    assert _run(tmp_path, "reloaded", [b]) == carried
