@@ -369,14 +369,20 @@ class _Turns:
         return errors
 
 
-@pytest.mark.parametrize("seed", TURN_SEEDS)
+@pytest.mark.parametrize(("seed", "pool"), [(s, False) for s in TURN_SEEDS]
+                         + [(s, True) for s in TURN_SEEDS[2:4]])
 def test_interleaved_reconciles_end_as_a_serial_build(
-        seed: int, tmp_path: Path, ledger_at: Callable[[str], str],
+        seed: int, pool: bool, tmp_path: Path, ledger_at: Callable[[str], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The same bundles, one reconcile each, interleaved chunk by chunk in a seeded
     order, two of them crashed (an exception inside a chunk's transaction, or between
-    two chunks) and rerun, interleaved again: the serial build's ledger."""
+    two chunks) and rerun, interleaved again: the serial build's ledger. `pool`: as
+    in the forked test."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    if pool:
+        monkeypatch.setattr(rec, "POOL_MIN", 4)
+        monkeypatch.setattr(rec, "BATCH", 5)
+        monkeypatch.setattr(rec, "COLD_MIN", 0)
     rng = random.Random(seed)
     paths = [str(p) for p in _bundles(tmp_path, rng)]
     serial_path = tmp_path / "serial.db"
