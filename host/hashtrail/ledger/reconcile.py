@@ -421,7 +421,7 @@ class _Run:
         c = self.carry
         if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
-                self.flush()           # and ours, all from `pending`
+                self.flush(walk=False)  # and ours, all from `pending` (walked now)
             c = _Carry(did, dev.tip_seq, dev.tip_head, (-1, -1),
                        _load_pending(db, did, 0, self.parsed), None)
         self.carry = None
@@ -432,10 +432,15 @@ class _Run:
         assert tip is not None
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, w.counts, w.rest, w.chain)
 
-    def flush(self) -> None:
+    def flush(self, walk: bool = True) -> None:
         """Write the carried entries that are not rows of `pending` yet (in the caller's
         transaction), dropping those another reconcile accepted meanwhile, and forget
-        them."""
+        them. With `walk`, when another reconcile changed the device since the carry's
+        walk (its rows, its tip, or a checkpoint over a carried entry), walk the device
+        once more from `pending`: that reconcile could not see the carried entries,
+        and this run has no later chunk of the device to walk them with (before the
+        carry, they were rows when it looked: a hole it filled, a checkpoint it
+        brought, a fork it accepted counted with them; test_reconcile_carry_attack.py)."""
         c, self.carry = self.carry, None
         if c is None:
             return
@@ -445,8 +450,24 @@ class _Run:
         if new and dev is not None and dev.tip_seq > c.tip_seq:
             acc = db.entry_hashes(c.did, min(x.seq for x in new), dev.tip_seq)
             new = [x for x in new if acc.get(x.seq) != x.h]
+        # (only entries nobody else could see need it: `new`)
+        stale = bool(new) and dev is not None and (
+            not c.holds(db, dev) or _covered(c, _signed_heads(db, c.did, c.tip_seq + 1)))
         db.add_pending([(c.did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
                         for x in new])
+        if not stale:
+            return
+        # Another reconcile may have held an unsigned copy of a carried signed entry
+        # meanwhile, a row add_pending leaves as it is: the signature is what lets the
+        # entry in, so it goes onto that row, as _merge's sign_pending does. (While
+        # the carry holds, nobody else wrote the device's rows.)
+        for x in new:
+            if x.sig is not None:
+                db.sign_pending(c.did, x.seq, x.h, x.sig)
+        key = self.keys.get(c.did)
+        if walk and key is not None:
+            self._device(c.did, key, [], None)
+            self.carry = None              # (every entry it holds is a row now)
 
     def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
                ) -> _Submitted | None:
@@ -529,7 +550,10 @@ class _Carry(NamedTuple):
     Before the next chunk uses them, the device's tip and `pending` counts must be
     what they were (`holds`): another reconcile of the same ledger (PostgreSQL, many
     collectors) that accepted, held or signed this device's entries in between sends
-    the walk back to `pending`, after the carried entries are written there."""
+    the walk back to `pending`, after the carried entries are written there. The same
+    change after the device's last chunk (or a checkpoint over a carried entry) is
+    seen when the carry is written (_Run.flush), which then walks the device once
+    more: that reconcile could not see the carried entries."""
 
     did: str
     tip_seq: int
@@ -544,6 +568,11 @@ class _Carry(NamedTuple):
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
                 and db.pending_count(self.did) == self.counts)
+
+
+def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
+    """Whether a device checkpoint (`heads`) is over one of the carried entries."""
+    return any(x.h == h for seq, h in heads for x in c.cands.get(seq, ()))
 
 
 class _Walked(NamedTuple):
