@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browserkit import Page, artifacts, chromium, require_chromium
+from browserkit import Page, artifacts, require_chromium
 from hashtrail.cli import main
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import note
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
 def fl(tmp_path_factory: pytest.TempPathFactory) -> FleetLedger:
     return make_fleet_ledger(tmp_path_factory.mktemp("webb") / "fleet.db")
 
@@ -46,13 +40,6 @@ def fl(tmp_path_factory: pytest.TempPathFactory) -> FleetLedger:
 def url(fl: FleetLedger) -> Iterator[str]:
     with served(fl.path) as u:
         yield u
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
-    p = Page(browser)
-    yield p
-    p.close()
 
 
 def _utc(t: int | None) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import Page, artifacts, chromium, require_chromium
+from browserkit import Page, artifacts, require_chromium
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hashtrail.cli import main
 from hashtrail.formats import note
@@ -52,12 +52,6 @@ INVALID = "enrollment signature does not verify (operator's word; see verify)"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
 def fl(tmp_path_factory: pytest.TempPathFactory) -> FleetLedger:
     """The fleet ledger, with the operator's hand on two enrollments: the "cp" device's
     signature stripped, the "forked" device's label edited after the collector signed."""
@@ -75,13 +69,6 @@ def fl(tmp_path_factory: pytest.TempPathFactory) -> FleetLedger:
 def url(fl: FleetLedger) -> Iterator[str]:
     with served(fl.path) as u:
         yield u
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
-    p = Page(browser)
-    yield p
-    p.close()
 
 
 def _proofs(fl: FleetLedger) -> dict[str, dict[str, Any]]:

@@ -238,6 +238,25 @@ def _same(got: tuple[Any, ...], want: tuple[Any, ...]) -> None:
     assert got == want
 
 
+def _serial_build(tmp: Path, rng: random.Random, pool: bool,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Any]:
+    """Small chunks (and, with `pool`, worker processes from the first few signatures,
+    in batches of 5) for this test; the seeded bundles, and the state of a ledger built
+    from them one after the other: what every racing build must end as."""
+    monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    if pool:
+        monkeypatch.setattr(rec, "POOL_MIN", 4)
+        monkeypatch.setattr(rec, "BATCH", 5)
+        monkeypatch.setattr(rec, "COLD_MIN", 0)
+    paths = [str(p) for p in _bundles(tmp, rng)]
+    serial_path = tmp / "serial.db"
+    with trust(Ledger.create(serial_path, "t/serial", key_file=tmp / "serial.key")):
+        pass
+    reconcile_files(serial_path, paths, key_file=tmp / "serial.key")
+    with Ledger.open(serial_path) as serial:
+        return paths, _state(serial)
+
+
 def _verified(led: Ledger) -> None:
     """`verify`: no problem anywhere, and the one alarm is the fork's device (forked)."""
     report = verify_ledger(led)
@@ -256,19 +275,8 @@ def test_racing_killed_reconciles_end_as_a_serial_build(
     """`pool`: per-entry signatures checked in worker processes (chain.verify_pool),
     a chunk walked a few entries at a time in one transaction (reconcile "Worker
     processes": later batches use the carry without the pending count check)."""
-    monkeypatch.setattr(rec, "CHUNK", CHUNK)
-    if pool:
-        monkeypatch.setattr(rec, "POOL_MIN", 4)
-        monkeypatch.setattr(rec, "BATCH", 5)
-        monkeypatch.setattr(rec, "COLD_MIN", 0)
     rng = random.Random(seed)
-    paths = [str(p) for p in _bundles(tmp_path, rng)]
-    serial_path = tmp_path / "serial.db"
-    with trust(Ledger.create(serial_path, "t/serial", key_file=tmp_path / "serial.key")):
-        pass
-    reconcile_files(serial_path, paths, key_file=tmp_path / "serial.key")
-    with Ledger.open(serial_path) as serial:
-        want = _state(serial)
+    paths, want = _serial_build(tmp_path, rng, pool, monkeypatch)
     per, held, evidence = want
     # the cases are there: entries held, a fork kept as evidence, a device accepted in
     # part, devices of many chunks
@@ -378,19 +386,8 @@ def test_interleaved_reconciles_end_as_a_serial_build(
     order, two of them crashed (an exception inside a chunk's transaction, or between
     two chunks) and rerun, interleaved again: the serial build's ledger. `pool`: as
     in the forked test."""
-    monkeypatch.setattr(rec, "CHUNK", CHUNK)
-    if pool:
-        monkeypatch.setattr(rec, "POOL_MIN", 4)
-        monkeypatch.setattr(rec, "BATCH", 5)
-        monkeypatch.setattr(rec, "COLD_MIN", 0)
     rng = random.Random(seed)
-    paths = [str(p) for p in _bundles(tmp_path, rng)]
-    serial_path = tmp_path / "serial.db"
-    with trust(Ledger.create(serial_path, "t/serial", key_file=tmp_path / "serial.key")):
-        pass
-    reconcile_files(serial_path, paths, key_file=tmp_path / "serial.key")
-    with Ledger.open(serial_path) as serial:
-        want = _state(serial)
+    paths, want = _serial_build(tmp_path, rng, pool, monkeypatch)
     target, key = ledger_at("l"), tmp_path / "l.key"
     with trust(Ledger.create(target, "t/turns", key_file=key)):
         pass
