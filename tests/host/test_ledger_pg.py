@@ -441,59 +441,41 @@ def test_a_schema_2_database_migrates_its_held_entries(tmp_path: Path, new_db: s
         assert r.accepted == 7 and led.size == 13 and verify_ledger(led).ok
 
 
-def test_a_schema_6_database_drops_its_level_1_nodes(tmp_path: Path, new_db: str) -> None:
-    """A ledger database from before schema 7 keeps a row per level-1 node in `nodes`:
-    the upgrade drops them, they then come from the entries rows and are the same, and
-    the ledger verifies and takes more entries."""
-    d = Device(7401)
+def _old_rows_are_dropped(tmp: Path, new_db: str, secret: int, level: int, count: int,
+                          schema: int) -> None:
+    """A ledger database at `schema` keeps a row per node of `level` in `nodes` (leaf
+    hashes before schema 5, level-1 nodes before schema 7): the upgrade drops them, they
+    then come from the entries rows and are the same, and the ledger verifies and takes
+    more entries without writing such rows again."""
+    d = Device(secret)
     d.readings(20)
-    with trust(Ledger.create(new_db, "t.example/ones", key_file=tmp_path / "k.key")) as led:
+    with trust(Ledger.create(new_db, f"t.example/level{level}", key_file=tmp / "k.key")) as led:
         reconcile(led, bundle([d], ranges={d.id_hex: (0, 11)},
                               cps=[(d, d.checkpoint(seq=10))]))
         assert led.size == 11
-        want = [led.node(1, i) for i in range(5)]
+        want = [led.node(level, i) for i in range(count)]
         root = led.root()
-        # as schema 6 left it: a row per level-1 node
+        # as the old schema left it: a row per node of that level
         with led.transaction():
-            led.storage.add_nodes([(1, i, h) for i, h in enumerate(want)])
-    _rows(new_db, "UPDATE meta SET value='6' WHERE key='schema'")
-    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=1") == [(5,)]
+            led.storage.add_nodes([(level, i, h) for i, h in enumerate(want)])
+    _rows(new_db, f"UPDATE meta SET value='{schema}' WHERE key='schema'")
+    assert _rows(new_db, f"SELECT COUNT(*) FROM nodes WHERE level={level}") == [(count,)]
     with Ledger.open(new_db) as led:
-        assert [led.node(1, i) for i in range(5)] == want and led.root() == root
-        assert led.nodes(1, 0, 4) == want
+        assert [led.node(level, i) for i in range(count)] == want and led.root() == root
+        assert led.nodes(level, 0, count - 1) == want
     assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level<2") == [(0,)]
     assert _rows(new_db, "SELECT value FROM meta WHERE key='schema'") == [
         (str(storage_pg.SCHEMA_VERSION),)]
-    with Ledger.open_signing(new_db, tmp_path / "k.key") as led:
+    with Ledger.open_signing(new_db, tmp / "k.key") as led:
         r = reconcile(led, bundle([d], ranges={d.id_hex: (11, 21)},
                                   cps=[(d, d.checkpoint(seq=20))]))
         assert r.accepted == 10 and led.size == 21 and verify_ledger(led).ok
         assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level<2") == [(0,)]
 
 
+def test_a_schema_6_database_drops_its_level_1_nodes(tmp_path: Path, new_db: str) -> None:
+    _old_rows_are_dropped(tmp_path, new_db, 7401, level=1, count=5, schema=6)
+
+
 def test_a_schema_4_database_drops_its_stored_leaf_hashes(tmp_path: Path, new_db: str) -> None:
-    """A ledger database from before schema 5 keeps a row per leaf hash in `nodes`
-    (level 0): the upgrade drops them, the leaf hashes then come from the entries rows
-    and are the same, and the ledger verifies and takes more entries."""
-    d = Device(7400)
-    d.readings(20)
-    with trust(Ledger.create(new_db, "t.example/leaves", key_file=tmp_path / "k.key")) as led:
-        reconcile(led, bundle([d], ranges={d.id_hex: (0, 11)},
-                              cps=[(d, d.checkpoint(seq=10))]))
-        assert led.size == 11
-        want = [led.node(0, i) for i in range(11)]
-        root = led.root()
-        # as schema 4 left it: a row per leaf hash
-        with led.transaction():
-            led.storage.add_nodes([(0, i, h) for i, h in enumerate(want)])
-    _rows(new_db, "UPDATE meta SET value='4' WHERE key='schema'")
-    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=0") == [(11,)]
-    with Ledger.open(new_db) as led:
-        assert [led.node(0, i) for i in range(11)] == want and led.root() == root
-    assert _rows(new_db, "SELECT COUNT(*) FROM nodes WHERE level=0") == [(0,)]
-    assert _rows(new_db, "SELECT value FROM meta WHERE key='schema'") == [
-        (str(storage_pg.SCHEMA_VERSION),)]
-    with Ledger.open_signing(new_db, tmp_path / "k.key") as led:
-        r = reconcile(led, bundle([d], ranges={d.id_hex: (11, 21)},
-                                  cps=[(d, d.checkpoint(seq=20))]))
-        assert r.accepted == 10 and led.size == 21 and verify_ledger(led).ok
+    _old_rows_are_dropped(tmp_path, new_db, 7400, level=0, count=11, schema=4)
