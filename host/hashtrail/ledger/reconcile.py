@@ -422,8 +422,9 @@ class _Run:
         if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
                 self.flush(walk=False)  # and ours, all from `pending` (walked now)
-            c = _Carry(did, dev.tip_seq, dev.tip_head, (-1, -1),
-                       _load_pending(db, did, 0, self.parsed), None)
+            cands = _load_pending(db, did, 0, self.parsed)
+            c = _Carry(did, dev.tip_seq, dev.tip_head,
+                       _row_counts(x for cs in cands.values() for x in cs), cands, None)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked)
@@ -570,6 +571,12 @@ class _Carry(NamedTuple):
                 and db.pending_count(self.did) == self.counts)
 
 
+def _row_counts(cands: Iterable[_Cand]) -> tuple[int, int]:
+    """(rows, signed rows) that these candidates are in `pending` (_Carry.counts)."""
+    stored = [c for c in cands if c.stored]
+    return len(stored), sum(1 for c in stored if c.sig is not None)
+
+
 def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
     """Whether a device checkpoint (`heads`) is over one of the carried entries."""
     return any(x.h == h for seq, h in heads for x in c.cands.get(seq, ()))
@@ -602,9 +609,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res)
         tip = led.device(did)
         assert tip is not None
-        stored = [c for cs in rest.values() for c in cs if c.stored]
         w = _Walked(rest, None, sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq),
-                    (len(stored), sum(1 for c in stored if c.sig is not None)))
+                    _row_counts(c for cs in rest.values() for c in cs))
     _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
     return w
@@ -687,9 +693,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         for c in path[len(held):]:
             cands[c.seq] = [c]
         return _Walked(cands, left, len(left), carry.counts)
-    stored = [c for c in left if c.stored]
-    return _Walked({c.seq: [c] for c in left}, left, len(left),
-                   (len(stored), sum(1 for c in stored if c.sig is not None)))
+    return _Walked({c.seq: [c] for c in left}, left, len(left), _row_counts(left))
 
 
 def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
