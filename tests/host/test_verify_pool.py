@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,6 +192,38 @@ def test_answers_read_out_of_order_and_dropped(pool: VerifyPool) -> None:
     assert later.result()[0] == [hashlib.sha256(b).digest() for b in bodies[:5]]
     assert vs[5].result()[0][-1] == hashlib.sha256(bodies[299]).digest()
     vs[2].discard()
+
+
+def test_a_free_worker_takes_the_work_a_busy_one_cannot(pool: VerifyPool) -> None:
+    """Tasks go to whichever worker is free, not a fixed slice to each: with one
+    worker stopped (SIGSTOP: as busy as a worker can be), the other answers the whole
+    batch. Cut one slice per worker, the batch would wait for the stopped one, as a
+    batch waited for the worker sharing its CPU with reconcile (docs/LEDGER.md
+    "Per-entry signatures in worker processes")."""
+    d = _device()
+    bodies = [b for _, b, _ in d.entries]
+    sigs = [s for _, _, s in d.entries]
+    slow = pool._workers[1].proc.pid
+    os.kill(slow, signal.SIGSTOP)
+    try:
+        got: list[tuple[list[bytes], bytes]] = []
+        t = threading.Thread(target=lambda: got.append(
+            pool.submit(d.pub, bodies, sigs).result()), daemon=True)
+        t.start()
+        t.join(30)
+        assert got, "the batch waited for the stopped worker"
+        assert got[0] == ([hashlib.sha256(b).digest() for b in bodies], b"\x01" * N)
+    finally:
+        os.kill(slow, signal.SIGCONT)
+
+
+def test_tasks_are_cut_by_size_too(pool: VerifyPool) -> None:
+    """Entries of up to 65,535 bytes (bundle.MAX_ENTRY) travel, a few to a task."""
+    key = Device(4242, per_entry_sig=True)
+    bodies = [bytes([i]) * 65_535 for i in range(5)] + [b"small"] * 200
+    hashes, ok = pool.submit(key.pub, bodies, [None] * len(bodies)).result()
+    assert hashes == [hashlib.sha256(b).digest() for b in bodies]
+    assert ok == b"\x01" * len(bodies)
 
 
 def _alive(pid: int) -> bool:

@@ -8,14 +8,15 @@ reconcile past about 0.7 of what OpenSSL alone verifies on all cores
 and checks its signature, while the calling process parses, walks the chain and
 writes the ledger.
 
-What a worker sees and does: one device key and a batch of (entry bytes, signature or
+What a worker sees and does: one device key and a task of (entry bytes, signature or
 none) as one bytes frame, and it answers SHA-256 of each entry with one verdict byte
 each (1: the signature verifies or there is none; 0: it does not), by the one check
 every host path uses (`keys.DeviceKey.signed`). It opens no file: no ledger, no store,
-no key file. It reads its batches on stdin and answers on stdout, so a worker whose
-parent is gone (killed, crashed, Ctrl-C) reads end-of-file and exits: no orphans. It
-runs in its own process group, so a Ctrl-C at the terminal reaches only the parent,
-which closes the pipes (`VerifyPool.close`); but in the parent's session, so the
+no key file. All workers read their tasks from one socket the parent holds the other
+end of, and answer on it, so a worker whose parent is gone (killed, crashed, Ctrl-C)
+reads end-of-file (or cannot answer) and exits: no orphans. It runs in its own process
+group, so a Ctrl-C at the terminal reaches only the parent, which closes the socket
+(`VerifyPool.close`); but in the parent's session, so the
 scheduler (autogroups) gives the workers the parent's share of the CPU, not one share
 each beside other sessions' work.
 
@@ -26,17 +27,18 @@ decides (ledger.reconcile: `POOL_MIN`, `COLD_MIN`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import queue
+import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
-import threading
 from array import array
+from collections import deque
 from collections.abc import Sequence
-from typing import IO
 
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import keys
@@ -45,6 +47,12 @@ _LEN = struct.Struct("<I")
 _PUB = 65
 _SIG = 64
 _NO_SIG = bytes(_SIG)
+_TICKET = struct.Struct("<Q")
+TASK = 125                  # entries a task at most: what one free worker takes at a time
+_TASK_BYTES = 96 * 1024     # entry bytes a task at most (one entry is at most 65,535)
+_TASK_MAX = 4 + _PUB + TASK * (4 + 1 + _SIG) + _TASK_BYTES    # a task's frame at most
+_ANSWER_MAX = _TICKET.size + 33 * TASK
+_LOOK = 0.5                 # seconds between looks at the workers while waiting
 
 
 class PoolError(HashtrailError):
@@ -65,7 +73,7 @@ def encode_batch(pub: bytes, bodies: Sequence[bytes], sigs: Sequence[bytes | Non
                      b"".join(bodies)))
 
 
-def check_batch(frame: bytes, key_cache: dict[bytes, keys.DeviceKey]) -> bytes:
+def check_batch(frame: bytes | memoryview, key_cache: dict[bytes, keys.DeviceKey]) -> bytes:
     """The worker's answer to one batch: SHA-256 of each body, then a verdict byte each
     (a signature of another length than 64 bytes travels as flag 2: it does not verify,
     as `DeviceKey.signed` says of it)."""
@@ -102,19 +110,19 @@ def check_batch(frame: bytes, key_cache: dict[bytes, keys.DeviceKey]) -> bytes:
 
 
 class Verdicts:
-    """The answer to one submitted batch, read when asked for (`result`)."""
+    """The answer to one submitted batch (its tasks' tickets), read when asked for."""
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_pool", "_tickets")
 
-    def __init__(self, parts: list[tuple[_Worker, int, int]]) -> None:
-        self._parts = parts
+    def __init__(self, pool: VerifyPool, tickets: list[tuple[int, int]]) -> None:
+        self._pool, self._tickets = pool, tickets
 
     def result(self) -> tuple[list[bytes], bytes]:
         """(entry hashes, verdict bytes) in the order the batch was submitted."""
         hashes: list[bytes] = []
         ok = bytearray()
-        for wk, ticket, k in self._parts:
-            ans = wk.answer(ticket)
+        for ticket, k in self._tickets:
+            ans = self._pool._answer(ticket)
             if len(ans) != 33 * k:
                 raise PoolError(f"verify worker: {len(ans)} bytes for {k} entries")
             hashes += [ans[i:i + 32] for i in range(0, 32 * k, 32)]
@@ -122,56 +130,46 @@ class Verdicts:
         return hashes, bytes(ok)
 
     def discard(self) -> None:
-        """Not needed (any more): answers not read yet are dropped when they arrive;
-        a no-op once `result` was read, and after the pool closed."""
-        for wk, ticket, _ in self._parts:
-            wk.drop(ticket)
+        """Not needed (any more): tasks not sent yet are never sent, answers not read
+        yet are dropped when they arrive; a no-op once `result` was read, and after the
+        pool closed."""
+        for ticket, _ in self._tickets:
+            self._pool._drop(ticket)
 
 
 class _Worker:
-    """One worker process and its answers, which come back in the order asked."""
+    """One worker process (it takes tasks from the pool's shared socket)."""
 
-    __slots__ = ("closed", "dropped", "proc", "read", "sent", "stash")
+    __slots__ = ("proc",)
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
-        self.sent = 0                        # tickets handed out
-        self.read = 0                        # answers read
-        self.stash: dict[int, bytes] = {}    # answers read ahead of their turn
-        self.dropped: set[int] = set()
-        self.closed = False
-
-    def answer(self, ticket: int) -> bytes:
-        got = self.stash.pop(ticket, None)
-        if got is not None:
-            return got
-        while not self.closed:
-            ans = _read_frame(self.proc.stdout)
-            if ans is None:
-                break
-            t = self.read
-            self.read += 1
-            if t == ticket:
-                return ans
-            if t in self.dropped:
-                self.dropped.discard(t)
-            else:
-                self.stash[t] = ans
-        raise PoolError(f"verify worker {self.proc.pid} stopped (exit status "
-                        f"{self.proc.poll()})")
-
-    def drop(self, ticket: int) -> None:
-        if self.stash.pop(ticket, None) is None and ticket >= self.read and not self.closed:
-            self.dropped.add(ticket)
 
 
 class VerifyPool:
     """Worker processes started on the first batch (or `start`), stopped by `close`
-    (or leaving the `with` block). Each batch is cut into one part per worker."""
+    (or leaving the `with` block).
+
+    Each batch is cut into tasks of at most TASK entries, and a task goes to whichever
+    worker is free: all workers read one socket (SOCK_SEQPACKET: each read takes one
+    whole task), so none idles while another still has work. Why: cut one slice per
+    worker, the worker that shared its CPU with this process (which wakes where the
+    answer came from) finished its slices a third later than the other, which then sat
+    idle (tools/bench_ledger.py; docs/LEDGER.md "Per-entry signatures in worker
+    processes"). This process sends tasks and reads answers without blocking, whenever
+    it submits or waits for a verdict; between those, the socket's buffers hold work
+    for the workers and their answers."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.size = workers or keys.cpu_workers()
         self._workers: list[_Worker] = []
+        self._sock: socket.socket | None = None
+        self._out: deque[tuple[int, bytes]] = deque()    # tasks not sent yet
+        self._open: set[int] = set()            # tickets whose answer nobody read yet
+        self._answers: dict[int, bytes] = {}    # answers read, not asked for yet
+        self._dropped: set[int] = set()         # open tickets nobody will ask for
+        self._next = 0
+        self._buf = bytearray(_ANSWER_MAX)
 
     @property
     def running(self) -> bool:
@@ -188,97 +186,153 @@ class VerifyPool:
         if self._workers:
             return
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sk in (mine, theirs):       # more tasks and answers in flight where allowed
+            with contextlib.suppress(OSError):
+                sk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         code = (f"import sys; sys.path.insert(0, {here!r}); "
-                "from hashtrail.chain.verify_pool import serve; serve()")
+                f"from hashtrail.chain.verify_pool import serve; serve({theirs.fileno()})")
         try:
             for _ in range(self.size):
                 self._workers.append(_Worker(subprocess.Popen(
-                    [sys.executable, "-c", code], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, process_group=0)))
+                    [sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                    pass_fds=(theirs.fileno(),), process_group=0)))
         except OSError as e:
+            mine.close()
             self.close()
             raise PoolError(f"cannot start a verify worker ({e})") from None
         except BaseException:
+            mine.close()
             self.close()
             raise
+        finally:
+            theirs.close()      # (the workers hold it: when all are gone, reads end)
+        mine.setblocking(False)
+        self._sock = mine
 
     def submit(self, pub: bytes, bodies: Sequence[bytes], sigs: Sequence[bytes | None]
                ) -> Verdicts:
-        """Hand a batch to the workers (one slice each); returns at once."""
+        """Hand a batch to the workers (TASK entries a task); returns at once."""
         self.start()
+        self._check_workers()
         n = len(bodies)
-        k = len(self._workers)
-        step = max(1, -(-n // k))
-        parts = []
-        for w, lo in enumerate(range(0, n, step)):
-            hi = min(n, lo + step)
-            wk = self._workers[w]
-            frame = encode_batch(pub, bodies[lo:hi], sigs[lo:hi])
-            stdin = wk.proc.stdin
-            assert stdin is not None
-            try:
-                stdin.write(_LEN.pack(len(frame)) + frame)
-                stdin.flush()
-            except OSError as e:
-                raise PoolError(f"verify worker {wk.proc.pid} is gone ({e})") from None
-            parts.append((wk, wk.sent, hi - lo))
-            wk.sent += 1
-        return Verdicts(parts)
+        tickets = []
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + TASK)
+            while hi - lo > 1 and sum(map(len, bodies[lo:hi])) > _TASK_BYTES:
+                hi = lo + (hi - lo) // 2
+            t = self._next
+            self._next += 1
+            self._out.append((t, _TICKET.pack(t) + encode_batch(pub, bodies[lo:hi],
+                                                                sigs[lo:hi])))
+            self._open.add(t)
+            tickets.append((t, hi - lo))
+            lo = hi
+        self._pump()
+        return Verdicts(self, tickets)
 
     def close(self) -> None:
-        """End every worker: end-of-file on its stdin ends it; one still there after a
-        second is killed. Safe to call twice."""
+        """End every worker: the socket closed, each reads end-of-file (or cannot answer)
+        and exits; one still there after a second is killed. Safe to call twice."""
         workers, self._workers = self._workers, []
-        for wk in workers:
-            wk.closed = True
-            try:
-                if wk.proc.stdin is not None:
-                    wk.proc.stdin.close()
-            except OSError:
-                pass
+        sock, self._sock = self._sock, None
+        self._out.clear()
+        self._open.clear()
+        self._answers.clear()
+        self._dropped.clear()
+        if sock is not None:
+            sock.close()
         for wk in workers:
             try:
                 wk.proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 wk.proc.kill()
                 wk.proc.wait()
-            if wk.proc.stdout is not None:
-                wk.proc.stdout.close()
 
-
-def _read_frame(f: IO[bytes] | None) -> bytes | None:
-    """One length-prefixed frame; None at end-of-file (also mid-frame: the peer is gone)."""
-    assert f is not None
-    head = f.read(4)
-    if len(head) < 4:
-        return None
-    (n,) = _LEN.unpack(head)
-    body = f.read(n)
-    return body if len(body) == n else None
-
-
-def serve() -> None:
-    """A worker's main loop: batches on stdin, answers on stdout, until end-of-file.
-
-    A thread reads stdin ahead, so the parent never waits to hand over the next batch
-    while this one is being checked (and this worker never idles between two)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    tasks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-
-    def reader() -> None:
+    def _pump(self) -> None:
+        """Send what the socket takes now, read every answer that is there."""
+        sock = self._sock
+        if sock is None:
+            raise PoolError("verify pool: closed")
+        out, dropped = self._out, self._dropped
         try:
-            while (frame := _read_frame(inp)) is not None:
-                tasks.put(frame)
-        finally:
-            tasks.put(None)
+            while out:
+                t, task = out[0]
+                if t in dropped:
+                    dropped.discard(t)
+                    self._open.discard(t)
+                else:
+                    sock.send(task)
+                out.popleft()
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise PoolError(f"verify workers are gone ({e})") from None
+        buf = self._buf
+        while True:
+            try:
+                n = sock.recv_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                raise PoolError(f"verify workers are gone ({e})") from None
+            if n < _TICKET.size:
+                self._check_workers()
+                raise PoolError("verify workers stopped")
+            (t,) = _TICKET.unpack_from(buf)
+            if t in dropped:
+                dropped.discard(t)
+                self._open.discard(t)
+            elif t in self._open:
+                self._answers[t] = bytes(buf[_TICKET.size:n])
+            else:
+                raise PoolError(f"verify worker: an answer to no task ({t})")
 
-    threading.Thread(target=reader, daemon=True).start()
+    def _answer(self, ticket: int) -> bytes:
+        while True:
+            got = self._answers.pop(ticket, None)
+            if got is not None:
+                self._open.discard(ticket)
+                return got
+            if ticket not in self._open:
+                raise PoolError("verify pool: that batch was dropped or the pool closed")
+            self._pump()
+            if ticket in self._answers:
+                continue
+            sock = self._sock
+            assert sock is not None
+            r, w, _ = select.select([sock], [sock] if self._out else [], [], _LOOK)
+            if not r and not w:         # a worker that died holding a task never answers
+                self._check_workers()
+
+    def _drop(self, ticket: int) -> None:
+        if ticket in self._open:
+            if self._answers.pop(ticket, None) is not None:
+                self._open.discard(ticket)
+            else:
+                self._dropped.add(ticket)
+
+    def _check_workers(self) -> None:
+        """PoolError when a worker has stopped: a task it took may never be answered."""
+        for wk in self._workers:
+            if wk.proc.poll() is not None:
+                raise PoolError(f"verify worker {wk.proc.pid} stopped (exit status "
+                                f"{wk.proc.returncode})")
+
+
+def serve(fd: int) -> None:
+    """A worker's main loop: one task at a time from the shared socket `fd`, its answer
+    back on the same socket, until end-of-file (the parent closed it or is gone: no
+    orphans) or the parent can no longer read answers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    buf = bytearray(_TICKET.size + _TASK_MAX)
+    view = memoryview(buf)
     cache: dict[bytes, keys.DeviceKey] = {}
     try:
-        while (task := tasks.get()) is not None:
-            ans = check_batch(task, cache)
-            out.write(_LEN.pack(len(ans)) + ans)
-            out.flush()
-    except BrokenPipeError:       # the parent is gone: nobody to answer
+        while (n := sock.recv_into(buf)) > 0:
+            sock.send(bytes(view[:_TICKET.size]) + check_batch(view[_TICKET.size:n], cache))
+    except (BrokenPipeError, ConnectionResetError):     # the parent is gone
         pass
