@@ -19,7 +19,11 @@ worker processes (chain.verify_pool), the pool started before the clock as the
 OpenSSL threads are (what a process reconciling several bundles pays per bundle), and
 `ratio_pool_cold_vs_openssl_all_cores` with a pool started and stopped inside the
 clock (what one `hashtrail reconcile` of a single bundle would pay, if it started one:
-it does only from COLD_MIN entries). --leaves 0 skips the proofs.
+it does only from COLD_MIN entries). `pool_cpu_use_median_round`: the share of the
+CPUs' time the reconcile process and its workers ran during the warm-pool reconcile
+(Linux; 1.0 = every core busy throughout): the ratio's bound, V / (W + M) from CPU
+times per entry, times this share is what the pool reaches, so it tells a slow spell
+of the machine from cores left idle. --leaves 0 skips the proofs.
 
 Reconcile: real bundles (host-made chains, tools/devchain.py) into a fresh real SQLite
 ledger, for a checkpoint-signed chain and a per-entry-signed chain; the latter twice,
@@ -74,12 +78,26 @@ def _chain(n: int, sig: bool) -> Device:
     return d
 
 
+def _on_cpu(pids: list[int]) -> float | None:
+    """Seconds these processes have run on a CPU (Linux /proc; None elsewhere)."""
+    try:
+        return sum(int(Path(f"/proc/{p}/schedstat").read_text().split()[0])
+                   for p in pids) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _reconcile_rate(path: Path, d: Device, workers: int | None = None,
-                    pool: VerifyPool | None = None, cold: bool = False
-                    ) -> tuple[float, float]:
+                    pool: VerifyPool | None = None, cold: bool = False,
+                    use: list[float] | None = None) -> tuple[float, float]:
+    """(entries/s, ledger bytes per entry). With `use` (and a started `pool`), the
+    share of the CPUs' time this process and the workers ran during the reconcile is
+    appended to it: where a pipeline leaves cores idle, this is below 1."""
     n = len(d.entries)
     b = bundle([d], cps=[(d, d.checkpoint())])
+    pids = [os.getpid()] + ([w.proc.pid for w in pool._workers] if pool else [])
     with trust(Ledger.create(path, "bench/ledger")) as led:
+        c0 = _on_cpu(pids)
         t = time.perf_counter()
         if cold:                # (below COLD_MIN reconcile would not start it)
             with VerifyPool() as own:
@@ -88,6 +106,9 @@ def _reconcile_rate(path: Path, d: Device, workers: int | None = None,
         else:
             r = reconcile(led, b, workers, pool=pool)
         dt = time.perf_counter() - t
+        c1 = _on_cpu(pids)
+        if use is not None and c0 is not None and c1 is not None:
+            use.append((c1 - c0) / (dt * cpu_workers()))
         if r.accepted != n or r.findings:
             raise SystemExit(f"reconcile did not accept the chain: {r}")
     return n / dt, os.path.getsize(path) / n
@@ -177,7 +198,8 @@ def main() -> int:
         for k in range(a.rounds):
             cp_rate, cp_size = _reconcile_rate(tmp / f"cp{k}.db", plain)
             sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
-            pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool)
+            use: list[float] = []
+            pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool, use=use)
             cold_rate, _ = _reconcile_rate(tmp / f"cold{k}.db", signed, cold=True)
             one_rate, _ = _reconcile_rate(tmp / f"one{k}.db", signed, workers=1)
             raw = _openssl_rate(signed, cpu_workers())
@@ -189,7 +211,8 @@ def main() -> int:
                            "openssl_all_cores": round(raw), "python_ecdsa": round(base),
                            "ratio_ingest_vs_openssl": round(sig_rate / raw, 3),
                            "ratio_pool_vs_openssl": round(pool_rate / raw, 3),
-                           "ratio_pool_cold_vs_openssl": round(cold_rate / raw, 3)})
+                           "ratio_pool_cold_vs_openssl": round(cold_rate / raw, 3),
+                           "pool_cpu_use": round(use[0], 3) if use else None})
         proofs = _proofs(tmp, a.leaves) if a.leaves else None
     cp_rate = max(r["checkpoint_signed"] for r in rounds)
     sig_rate = max(r["per_entry_signed"] for r in rounds)
@@ -216,6 +239,8 @@ def main() -> int:
            "per_entry_signed_pool_entries_per_s": pool_rate,
            "ratio_pool_vs_openssl_all_cores": round(pool_rate / raw, 3),
            "ratio_pool_vs_openssl_median_round": median("ratio_pool_vs_openssl"),
+           "pool_cpu_use_median_round": median("pool_cpu_use") if all(
+               r["pool_cpu_use"] is not None for r in rounds) else None,
            "per_entry_signed_pool_cold_entries_per_s": cold_rate,
            "ratio_pool_cold_vs_openssl_all_cores": round(cold_rate / raw, 3),
            "ratio_pool_cold_vs_openssl_median_round": median("ratio_pool_cold_vs_openssl"),

@@ -2,7 +2,8 @@
 """Reconcile and verify at scale (issue 12): entries/s and peak memory at 10^5..10^6.
 
     .venv/bin/python tools/bench_reconcile_scale.py [--entries 100000 1000000]
-        [--devices 20] [--new 1000] [--checkpoint-every 100] [--rounds 1]
+        [--devices 20] [--new 1000] [--checkpoint-every 100] [--per-entry-signed]
+        [--rounds 1]
         [--compare OTHER/host] [--profile FILE] [--json]
 
 For each N it writes one signed bundle of N entries from `--devices` host-made devices
@@ -11,6 +12,10 @@ entries, written as the exporter writes: devices in id order, each by seq) and a
 second bundle with `--new` more entries of the same devices. Each step below then runs
 in a fresh process, so its peak RSS (getrusage ru_maxrss) is its own:
 
+- openssl (with `--per-entry-signed`): raw OpenSSL verify on all cores over the
+  bundle's first 20,000 per-entry signatures; `ratio_reconcile_vs_openssl_all_cores`
+  is the whole `hashtrail reconcile` of the file (both passes, the pool's start)
+  against it.
 - floor: read the same bundle line by line (JSON, base64), hash each entry and its
   Merkle leaf, and insert the entries rows in one SQLite transaction. What any
   reconcile must at least do; the ratio reconcile / floor is measured in the same run.
@@ -75,15 +80,16 @@ class _Chain:
     """One device's chain, kept as its head only (a million entries stay out of
     memory): entries and checkpoints in the devchain format."""
 
-    def __init__(self, secret: int) -> None:
-        self.d = devchain.Device(secret, policy=0)
+    def __init__(self, secret: int, policy: int = 0) -> None:
+        self.d = devchain.Device(secret, policy=policy)
+        self.policy = policy
         self.head = genesis_prev(self.d.pub)
         self.seq = 0
 
     def entry(self) -> bytes:
         s = self.seq
         if s == 0:
-            kind, body = en.KIND_KEY_CREATED, {1: self.d.pub, 2: 0}
+            kind, body = en.KIND_KEY_CREATED, {1: self.d.pub, 2: self.policy}
         else:
             kind, body = en.KIND_READING, [{en.SENML_N: "temp", en.SENML_U: "Cel",
                                             en.SENML_V: 20 + (s % 10) / 4}]
@@ -105,10 +111,12 @@ class _Chain:
         return devchain.canon(cbor2.CBORTag(cp.TAG_COSE_SIGN1, [prot, {}, payload, sig]))
 
 
-def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int
-                 ) -> tuple[Path, Path]:
-    """The N-entry bundle and the `new`-entry continuation, both signed."""
-    chains = sorted((_Chain(50_000 + i) for i in range(devices)), key=lambda c: c.d.id_hex)
+def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int,
+                 per_entry: bool = False) -> tuple[Path, Path]:
+    """The N-entry bundle and the `new`-entry continuation, both signed (with
+    `per_entry`: every entry signed by its device, policy 1)."""
+    chains = sorted((_Chain(50_000 + i, 1 if per_entry else 0) for i in range(devices)),
+                    key=lambda c: c.d.id_hex)
     paths = []
     for part, total in (("big", n), ("new", new)):
         path = dirpath / f"{part}-{n}.jsonl"
@@ -128,8 +136,10 @@ def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int
                 k = total // devices + (1 if i < total % devices else 0)
                 for j in range(k):
                     s = c.seq
+                    raw = c.entry()
+                    sig = c.d.sign(hashlib.sha256(raw).digest()) if per_entry else None
                     put({"type": "entry", "device": c.d.id_hex, "seq": s,
-                         "body": _b64(c.entry()), "sig": None})
+                         "body": _b64(raw), "sig": _b64(sig)})
                     if (j + 1) % every == 0 or j == k - 1:
                         cps.append(_line({"type": "checkpoint", "device": c.d.id_hex,
                                           "cose": _b64(c.checkpoint()), "nonce": None}))
@@ -177,6 +187,50 @@ def _floor(bundle: Path, db: Path) -> dict[str, Any]:
             "cpu_seconds": time.process_time() - c0}
 
 
+def _openssl(bundle: Path, sample: int) -> dict[str, Any]:
+    """Raw OpenSSL on all cores over the bundle's first `sample` per-entry signatures:
+    each DER-encoded and its key parsed beforehand, verified by `cryptography` over
+    prehashed digests on one thread per CPU (OpenSSL drops the GIL), nothing else; as
+    tools/bench_ledger.py measures it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        Prehashed,
+        encode_dss_signature,
+    )
+    from hashtrail.formats.keys import cpu_workers
+    keys: dict[str, ec.EllipticCurvePublicKey] = {}
+    jobs = []
+    with open(bundle, "rb") as f:
+        for raw in f:
+            obj = json.loads(raw)
+            if obj.get("type") == "enrollment":
+                keys[obj["device"]] = ec.EllipticCurvePublicKey.from_encoded_point(
+                    ec.SECP256R1(), base64.b64decode(obj["pub"]))
+            elif obj.get("type") == "entry" and obj["sig"] is not None:
+                sig = base64.b64decode(obj["sig"])
+                jobs.append((keys[obj["device"]], encode_dss_signature(
+                    int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")),
+                    hashlib.sha256(base64.b64decode(obj["body"])).digest()))
+                if len(jobs) >= sample:
+                    break
+    alg = ec.ECDSA(Prehashed(hashes.SHA256()))
+    workers = cpu_workers()
+    step = -(-len(jobs) // workers)
+
+    def run(lo: int) -> None:
+        for key, der, h in jobs[lo:lo + step]:
+            key.verify(der, h, alg)
+
+    with ThreadPoolExecutor(workers) as pool:        # started before the clock
+        t0 = time.perf_counter()
+        list(pool.map(run, range(0, len(jobs), step)))
+        dt = time.perf_counter() - t0
+    return {"verifies": len(jobs), "seconds": dt, "threads": workers}
+
+
 def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any]:
     from hashtrail.ledger.reconcile_files import reconcile_files
     t0, c0 = time.perf_counter(), time.process_time()
@@ -212,6 +266,8 @@ def child(args: list[str]) -> None:
     elif step == "new-ledger":
         _new_ledger(Path(args[1]))
         out = {}
+    elif step == "openssl":
+        out = _openssl(Path(args[1]), int(args[2]))
     elif step == "reconcile":
         out = _reconcile(Path(args[1]), Path(args[2]), args[3] if len(args) > 3 else None)
     else:
@@ -239,15 +295,19 @@ def _new_ledger(path: Path) -> None:
 
 def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
-    big, new = make_bundles(work, n, a.devices, a.new, a.checkpoint_every)
+    big, new = make_bundles(work, n, a.devices, a.new, a.checkpoint_every,
+                            a.per_entry_signed)
     out: dict[str, Any] = {"entries": n, "devices": a.devices,
                            "bundle_mb": big.stat().st_size / 2**20,
                            "make_seconds": time.perf_counter() - t0}
     floors: list[dict[str, Any]] = []
     recs: list[dict[str, Any]] = []
     befores: list[dict[str, Any]] = []
+    raws: list[dict[str, Any]] = []
     ledger = work / f"ledger-{n}.db"
     for r in range(a.rounds):
+        if a.per_entry_signed:
+            raws.append(_run("openssl", str(big), str(min(n, 20_000))))
         floors.append(_run("floor", str(big), str(work / f"floor-{n}.db")))
         for p in work.glob(f"floor-{n}.db*"):
             p.unlink()
@@ -264,7 +324,13 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
         recs.append(_run("reconcile", str(big), str(ledger), *prof))
     out["floor"] = min(floors, key=lambda x: x["seconds"])
     out["reconcile"] = min(recs, key=lambda x: x["seconds"])
-    out["rounds"] = {"floor": floors, "reconcile": recs, "before": befores}
+    out["rounds"] = {"floor": floors, "reconcile": recs, "before": befores,
+                     "openssl": raws}
+    if raws:
+        best = min(raws, key=lambda x: x["seconds"] / x["verifies"])
+        out["openssl_verifies_per_s"] = best["verifies"] / best["seconds"]
+        out["ratio_reconcile_vs_openssl_all_cores"] = (
+            n / out["reconcile"]["seconds"] / out["openssl_verifies_per_s"])
     if befores:
         out["before"] = min(befores, key=lambda x: x["seconds"])
         out["before_entries_per_s"] = n / out["before"]["seconds"]
@@ -295,6 +361,9 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=20)
     ap.add_argument("--new", type=int, default=1000)
     ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--per-entry-signed", action="store_true",
+                    help="every entry signed by its device (policy 1); adds raw OpenSSL "
+                         "verify on all cores over the same signatures, and the ratio")
     ap.add_argument("--compare", metavar="DIR",
                     help="also reconcile with the hashtrail package in DIR (another "
                          "checkout's host folder), in the same rounds")
@@ -320,6 +389,10 @@ def main() -> None:
                   f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time, "
                   f"{r['cpu_ratio_reconcile_vs_floor']:.2f}x its CPU time; "
                   f"accepted {r['reconcile']['accepted']})")
+            if "openssl_verifies_per_s" in r:
+                print(f"  openssl    {r['openssl_verifies_per_s']:>9,.0f} verifies/s on all "
+                      f"cores; reconcile / openssl "
+                      f"{r['ratio_reconcile_vs_openssl_all_cores']:.3f}")
             if "before" in r:
                 print(f"  before     {r['before_entries_per_s']:>9,.0f} entries/s  "
                       f"peak {r['before']['peak_mb']:.0f} MB  "
