@@ -219,7 +219,16 @@ def test_the_pool_is_used_and_stops_at_a_broken_chain(
         return submit(pub, bodies, sigs)
 
     monkeypatch.setattr(pool, "submit", spy)
+    ahead: list[int] = []               # blocks already handed over when one more is
+    submit_block = lv._Blocks._submit
+
+    def spy_block(self: lv._Blocks, d: Any, block: Any) -> Any:
+        ahead.append(len(self.waiting))
+        return submit_block(self, d, block)
+
+    monkeypatch.setattr(lv._Blocks, "_submit", spy_block)
     assert _verify(_copy(made, tmp_path, []), pool=pool)["ok"]
+    assert max(ahead) == 1              # one block ahead of the walk, never more
     # a (400), c (250), d (200: mostly signed) go to the workers; b (unsigned) is hashed
     # by the walk's own process, as before
     assert sum(asked) == 850 and max(asked) == 64
