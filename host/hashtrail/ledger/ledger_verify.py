@@ -80,7 +80,8 @@ from hashtrail.ledger.rebuilt_tree import RebuiltTree
 _META_KEYS = {"schema", "origin", "size", "verifier"}
 _LEGACY_SIGNER = "signer"
 _MAX_PER_TABLE = 50          # problems listed per table before "... and N more"
-# Per-entry signatures (module docstring; measured in docs/LEDGER.md "verify"):
+# Per-entry signatures (module docstring; measured in docs/LEDGER.md "Per-entry
+# signatures in worker processes", `verify --ledger`):
 COLD_MIN = 20_000   # signed entries in the ledger from which verify starts a pool of its own
 BLOCK = 1_000       # entries rows read, checked and walked at a time
 
