@@ -272,3 +272,49 @@ def test_a_pool_that_cannot_start_leaves_the_work_to_threads(
         _walk_alone(m)
         walked = _verify(path, workers=1)
     assert _verify(path) == walked
+
+
+def test_a_worker_that_dies_stops_verify_with_a_clear_error(
+        made: tuple[Path, dict[str, str]], tmp_path: Path, small: None) -> None:
+    path = _copy(made, tmp_path, [])
+    with VerifyPool(2) as p:
+        p.start()
+        p._workers[1].proc.kill()
+        p._workers[1].proc.wait()
+        with pytest.raises(verify_pool.PoolError) as e:
+            _verify(path, pool=p)
+    assert "stopped" in str(e.value) and "not verified" in e.value.hint
+
+
+def test_an_interrupted_verify_leaves_no_worker(
+        made: tuple[Path, dict[str, str]], tmp_path: Path, small: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the middle of the walk: verify's own pool is closed on the way out."""
+    started: list[VerifyPool] = []
+    procs: list[Any] = []
+    start = VerifyPool.start
+
+    def spy(self: VerifyPool) -> None:
+        if not self.running:
+            started.append(self)
+        start(self)
+        procs.extend(w.proc for w in self._workers if w.proc not in procs)
+
+    calls = 0
+    parse = lv.parse_entry
+
+    def interrupted(b: bytes) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 300:
+            raise KeyboardInterrupt
+        return parse(b)
+
+    monkeypatch.setattr(VerifyPool, "start", spy)
+    monkeypatch.setattr(lv, "COLD_MIN", 500)
+    monkeypatch.setattr(lv, "parse_entry", interrupted)
+    path = _copy(made, tmp_path, [])
+    with pytest.raises(KeyboardInterrupt):
+        _verify(path)
+    assert len(started) == 1 and not started[0].running
+    assert len(procs) == 2 and all(x.poll() is not None for x in procs)

@@ -209,7 +209,11 @@ def verify_ledger(led: Ledger, device: str | None = None, *,
     if device is not None:
         device = parse_device_id(device)
     with led.storage.snapshot():      # one committed state, while collectors write
-        return _verify_ledger(led, device, pool, workers)
+        try:
+            return _verify_ledger(led, device, pool, workers)
+        except verify_pool.PoolError as e:     # (its own hint speaks of reconcile)
+            raise verify_pool.PoolError(str(e), hint="the ledger was not verified (no "
+                                                     "report); run verify again") from None
 
 
 def _verify_ledger(led: Ledger, device: str | None, pool: verify_pool.VerifyPool | None,
