@@ -224,32 +224,34 @@ def _verify_ledger(led: Ledger, device: str | None, pool: verify_pool.VerifyPool
     if device is not None and device not in devs:
         raise HashtrailError(f"device {device} is not in this ledger")
     size = meta.get("size", -1)
-    with RebuiltTree() as tree:
-        counts, signed = _leaves(led, p, devs, size, tree)
-        rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
-        if size != tree.size:
-            p.add("meta", "key size", f"says {size} leaves, the entries table holds "
-                                      f"{tree.size}")
-        if sum(counts.values()) != tree.size:
-            p.add("entries", "all rows", f"the enrolled devices' entries number "
-                                         f"{sum(counts.values())}, the tree {tree.size} "
-                                         "leaves")
-        _nodes(led, p, tree)
-        _ledger_checkpoints(led, p, rep, tree, meta)
-    _dev_checkpoints(led, p, devs)
-    _evidence(led, p, devs)
-    own = None
-    if workers == 1:
-        pool = None
-    elif pool is None and signed >= COLD_MIN:
-        pool = own = verify_pool.VerifyPool(workers)
-    blocks = _Blocks(led, list(devs.values()), pool, workers, signed >= COLD_MIN)
+    own = blocks = None
     try:
+        with RebuiltTree() as tree:
+            counts, signed = _leaves(led, p, devs, size, tree)
+            rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
+            if size != tree.size:
+                p.add("meta", "key size", f"says {size} leaves, the entries table holds "
+                                          f"{tree.size}")
+            if sum(counts.values()) != tree.size:
+                p.add("entries", "all rows", f"the enrolled devices' entries number "
+                                             f"{sum(counts.values())}, the tree "
+                                             f"{tree.size} leaves")
+            if workers == 1:
+                pool = None
+            elif pool is None and signed >= COLD_MIN:
+                pool = own = verify_pool.VerifyPool(workers)
+            blocks = _Blocks(led, list(devs.values()), pool, workers, signed >= COLD_MIN)
+            blocks.fill()     # the workers start on the first blocks meanwhile
+            _nodes(led, p, tree)
+            _ledger_checkpoints(led, p, rep, tree, meta)
+        _dev_checkpoints(led, p, devs)
+        _evidence(led, p, devs)
         for d in devs.values():
             _chain(led, p, d, blocks.rows(d))
             blocks.done(d)
     finally:
-        blocks.discard()
+        if blocks is not None:
+            blocks.discard()
         if own is not None:
             own.close()
     for did, d in devs.items():      # after every chain: evidence checks need the hashes
@@ -635,15 +637,20 @@ class _Blocks:
         """Device d's rows with their checks (call for each device in order)."""
         waiting = self.waiting
         while True:
-            while len(waiting) < 2:         # the block to walk, and one ahead
-                got = next(self.read, None)
-                if got is None:
-                    break
-                waiting.append((*got, self._submit(got[0], got[1])))
+            self.fill()
             if not waiting or waiting[0][0] is not d:
                 return
             _, block, sub = waiting.popleft()
             yield from zip(block, self._checks(d, block, sub), strict=True)
+
+    def fill(self) -> None:
+        """Read (and hand over) the block to walk next and one ahead."""
+        waiting = self.waiting
+        while len(waiting) < 2:
+            got = next(self.read, None)
+            if got is None:
+                return
+            waiting.append((*got, self._submit(*got)))
 
     def done(self, d: _Dev) -> None:
         """d's walk is over (maybe stopped at a problem): none of its rows is read or
