@@ -680,10 +680,9 @@ class _Blocks:
         pool = self.pool
         if pool is None:
             return None
-        plain = self._plain(block)
-        signed = sum(1 for i in plain if block[i][3] is not None)
-        if 2 * signed < len(block):        # mostly unsigned: hashing here costs less
+        if not _mostly_signed(block):      # hashing alone: the walk does it for less
             return None
+        plain = self._plain(block)
         if not pool.running:
             try:
                 pool.start()
@@ -707,8 +706,9 @@ class _Blocks:
             for i, h, v in zip(plain, hashes, ok, strict=True):
                 out[i] = (h, bool(v))
             return out
+        if self.workers == 1 or not _mostly_signed(block):
+            return out      # the walk hashes and checks each row itself, as it always did
         plain = self._plain(block)
-        signed = sum(1 for i in plain if block[i][3] is not None)
         key, sha256 = d.key, hashlib.sha256
 
         def check(lo: int, hi: int) -> list[_Check]:
@@ -719,13 +719,16 @@ class _Blocks:
                 got.append((h, sig is None or key.signed(h, bytes(sig))))
             return got
 
-        # threads only for signatures (hashing alone holds the GIL: they would only
-        # add their cost)
-        for i, c in zip(plain, map_slices(check, len(plain),
-                                          1 if 2 * signed < len(block) else self.workers),
-                        strict=True):
+        for i, c in zip(plain, map_slices(check, len(plain), self.workers), strict=True):
             out[i] = c
         return out
+
+
+def _mostly_signed(block: list[tuple[Any, ...]]) -> bool:
+    """Threads or workers pay for a block only for its signatures: hashing alone holds
+    the GIL (threads would only add their cost), and the walk hashes a row for less
+    than sending it to a worker."""
+    return 2 * sum(1 for r in block if r[3] is not None) >= len(block)
 
 
 class _Cover:
