@@ -44,13 +44,15 @@ Per-entry signatures on every CPU: the chain walk reads each device's entries BL
 rows at a time and takes each row's SHA-256 and signature verdict from a
 chain.verify_pool.VerifyPool (the caller's `pool`, or one of this run's own when the
 ledger holds at least COLD_MIN signed entries: starting workers costs more than
-checking fewer on threads), or else from threads (keys.map_slices). Blocks are handed
-to the workers one ahead, across devices, so they check the next block while this
-process walks the current one (as reconcile hands its chunks: ledger.reconcile
-"Worker processes"). The walk is the same, row by row, with the same checks in the
-same order: only where the hash and the verdict were computed changes (a row whose
-body or signature is not bytes is hashed and checked by the walk itself, as before).
-Held (pending) entries are few and stay on this thread.
+checking fewer on threads), or else from threads (keys.map_slices); a block mostly
+unsigned is hashed by the walk itself, as before. Blocks are handed to the workers
+one ahead, across devices (the first two before the nodes and checkpoints are
+checked), so they check the next block while this process walks the current one (as
+reconcile hands its chunks: ledger.reconcile "Worker processes"). The walk is the
+same, row by row, with the same checks in the same order: only where the hash and the
+verdict were computed changes (a row whose body or signature is not bytes is hashed
+and checked by the walk itself, as before). Held (pending) entries are few and stay
+on this thread.
 """
 
 from __future__ import annotations
