@@ -616,8 +616,9 @@ class _Blocks:
     its hash and verdict (module docstring): a block goes to the workers as soon as it
     is read, and one block is read ahead of the one being walked (across devices), so
     the workers check the next block while the walk takes the current one; at most
-    two blocks are in memory. Without a pool (or for a block mostly unsigned) the
-    rows are checked on threads when their turn comes."""
+    three blocks are in memory (the one walked, two handed over). Without a pool, a
+    block mostly signed is checked on threads when its turn comes; a block mostly
+    unsigned is left to the walk (_mostly_signed)."""
 
     def __init__(self, led: Ledger, order: list[_Dev], pool: verify_pool.VerifyPool | None,
                  workers: int | None, cold: bool) -> None:
