@@ -286,6 +286,19 @@ def test_operator_who_strips_the_signature_is_left_with_its_own_statement(
         in err, err
 
 
+def test_an_enrollment_time_past_year_9999_is_shown_in_unix_seconds(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A proof may state any integer as the enrollment time: one past year 9999 is
+    shown as unix seconds (as the page shows it), not a traceback (gmtime refused 2^60
+    with OSError)."""
+    w = _world(ledger_at, tmp_path, capsys)
+    _sql(w.led, "UPDATE devices SET enroll_sig=NULL, enroll_key=NULL, enrolled_at=? WHERE "
+                "device_id=?", 1 << 60, w.a)
+    code, out, err = verify_proof(capsys, tmp_path, _proof(capsys, w, w.a), w.vkey)
+    assert code == 0 and "enrollment not signed (the operator's statement): label " \
+        f"'cold room A', board esp32, enrolled at unix time {1 << 60}" in out, (out, err)
+
+
 # -- where devices are listed: `devices list` and the fleet view ----------------------------
 
 def _listed(capsys: pytest.CaptureFixture[str], w: World) -> tuple[dict[str, Any], str]:
