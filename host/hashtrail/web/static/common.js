@@ -28,11 +28,12 @@ const HT = (() => {
     return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
   }
 
-  async function getJSON(url) {
+  async function getText(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" } });
     if (!r.ok) throw new Error(`${url}: ${r.status} ${(await r.text()).trim()}`);
-    return r.json();
+    return r.text();
   }
+  const getJSON = async (url) => JSON.parse(await getText(url));
 
   function pinnedKey(store = KEY_STORE) {
     try { return localStorage.getItem(store) || ""; } catch (e) { return ""; }
@@ -114,5 +115,5 @@ const HT = (() => {
     return xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 60, xs[0] + 60] : [min, max];
   }
 
-  return { el, time, timeRange, getJSON, pinnedKey, pinKey, keyBox, collectorBox, renderCheck, statusClass, mark };
+  return { el, time, timeRange, getJSON, getText, pinnedKey, pinKey, keyBox, collectorBox, renderCheck, statusClass, mark };
 })();
