@@ -419,7 +419,7 @@ def _verify(p: Any, url: str, did: str, seq: int) -> tuple[str, dict[str, str], 
     p.wait_for_selector("#proof-result .verdict")
     steps = p.eval_on_selector_all("#proof-result li", "ls => Object.fromEntries("
                                    "ls.map(l => [l.dataset.step, l.dataset.ok]))")
-    loc = p.locator("#proof-result p.enrollment")
+    loc = p.locator("#proof-result .enrollment[data-enrollment]")
     kind = loc.get_attribute("data-enrollment") if loc.count() else None
     return p.get_attribute("#proof-result .verdict", "data-verdict"), steps, kind
 
@@ -439,10 +439,10 @@ def test_verify_in_the_device_page_shows_the_enrollment_three_ways(
     verdict, steps, kind = _verify(p, url, xss, 60)
     assert (verdict, steps["enrollment"], kind) == ("pass", "1", "signed")
     assert (f"enrollment signed by collector collector-test+{COLLECTOR.key_id.hex()} (the "
-            "proof's key") in p.inner_text("#proof-result p.enrollment")
+            "proof's key") in p.inner_text("#proof-result .enrollment[data-enrollment]")
     verdict, steps, kind = _verify(p, url, cp, 39)
     assert (verdict, steps["enrollment"], kind) == ("pass", "1", "unsigned")
-    assert p.inner_text("#proof-result p.enrollment").startswith(
+    assert p.inner_text("#proof-result .enrollment[data-enrollment]").startswith(
         "enrollment not signed (the operator's statement): label \"cold room 2\"")
     verdict, steps, kind = _verify(p, url, forked, 5)
     assert (verdict, kind) == ("fail", None)
@@ -454,7 +454,7 @@ def test_verify_in_the_device_page_shows_the_enrollment_three_ways(
     p.click("#collector-key-pin")
     verdict, steps, kind = _verify(p, url, xss, 60)
     assert (verdict, kind) == ("pass", "trusted")
-    assert "a key you trust" in p.inner_text("#proof-result p.enrollment")
+    assert "a key you trust" in p.inner_text("#proof-result .enrollment[data-enrollment]")
     p.screenshot(path=str(artifacts() / "web-enrollment-trusted.png"), full_page=True)
     assert p.input_value("#collector-key") == COLLECTOR.verifier().to_string()
     verdict, steps, kind = _verify(p, url, cp, 39)
@@ -484,4 +484,35 @@ def test_the_ledger_page_checks_a_proof_files_enrollment(
         p.wait_for_selector(f'#file-result .verdict[data-verdict="{want}"]')
         assert p.get_attribute('#file-result li[data-step="enrollment"]', "data-ok") == \
             ("1" if want == "pass" else "0")
+    assert page.errors == [], page.errors
+
+
+def test_the_proof_result_shows_the_enrollment_once(fl: FleetLedger, url: str,
+                                                    page: Page) -> None:
+    """What the enrollment rests on is said once in a proof's result, in its step (it
+    was said twice: the step's detail and a paragraph under the steps repeating it), on
+    the device page's "verify" and the ledger page's proof file check, signed or not."""
+    p = page.page
+    p.goto(f"{url}ledger")
+    p.wait_for_selector("#check-proof")
+    p.fill("#ledger-key", fl.verifier_key)
+    p.click("#ledger-key-pin")
+    docs = _proofs(fl)
+    for doc in (docs["xss"], docs["cp"]):
+        p.fill("#proof-text", json.dumps(doc))
+        p.click("#check-proof")
+        p.wait_for_selector('#file-result .verdict[data-verdict="pass"]')
+        shown = p.inner_text("#file-result")
+        line = p.inner_text('#file-result li[data-step="enrollment"]').split(
+            "enrollment: ", 1)[1]
+        assert line.startswith("enrollment "), line
+        assert shown.count(line) == 1 and shown.count("enrollment signed by") + \
+            shown.count("enrollment not signed") == 1, shown
+    for role, seq, kind in (("xss", 60, "signed"), ("cp", 39, "unsigned")):
+        verdict, _, got = _verify(p, url, fl.ids[role], seq)
+        assert (verdict, got) == ("pass", kind)
+        shown = p.inner_text("#proof-result")
+        line = p.inner_text("#proof-result .enrollment[data-enrollment]")
+        assert shown.count(line) == 1, shown
+        assert p.locator("#proof-result .enrollment").count() == 1
     assert page.errors == [], page.errors
