@@ -359,6 +359,41 @@ def test_device_lists_say_whose_word_the_enrollment_is(
     assert _listed(capsys, w)[0][w.c] == bad and _fleet(w)[w.c] == (bad, None)
 
 
+def test_lists_and_verify_decide_by_one_rule(ledger_at: At, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`devices list` (enrollment_state) and `verify --ledger` (_enrollments) decide each
+    enrollment by the one function (enrollment_state.check_enrollment): every way the
+    operator touches one, the list says invalid exactly for the devices verify names,
+    with verify's reason; unsigned is a note in verify, signed the collector's name."""
+    from hashtrail.ledger.enrollment_state import enrollment_state, trusted_map
+    from hashtrail.ledger.ledger_db import Ledger
+    w = _world(ledger_at, tmp_path, capsys)
+    stranger = note.Signer.generate("collector-stranger").verifier().to_string()
+    edits = [
+        ("UPDATE devices SET label=? WHERE device_id=?", "cold room Z", w.a),
+        ("UPDATE devices SET enroll_key=? WHERE device_id=?", stranger, w.b),
+        ("UPDATE devices SET enroll_key=? WHERE device_id=?", "not a key", w.b),
+        ("UPDATE devices SET enroll_sig=NULL WHERE device_id=?", w.c),
+        ("UPDATE devices SET enroll_sig=NULL, enroll_key=NULL WHERE device_id=?", w.c),
+        ("UPDATE devices SET enrolled_at=enrolled_at+1 WHERE device_id=?", w.a),
+    ]
+    for stmt, *args in [("SELECT 1",), *edits]:
+        _sql(w.led, stmt, *args)
+        code, rep = _verify_ledger(capsys, w)
+        with Ledger.open(w.led) as led:
+            trusted = trusted_map(led.trusted_collectors())
+            states = {d.device_id: enrollment_state(d, trusted) for d in led.devices()}
+        devices = {d["device_id"]: d for d in rep["devices"]}
+        for did, st in states.items():
+            assert _problems(rep, did) == ([f"devices (device {did}): {st.reason}"]
+                                           if st.state == "invalid" else []), (stmt, did)
+            assert devices[did]["enrollment_signed_by"] == st.collector, (stmt, did)
+        assert code == (1 if any(s.state == "invalid" for s in states.values()) else 0)
+        n = sum(s.state == "unsigned" for s in states.values())
+        assert any(x.startswith(f"{n} device(s) enrolled without") for x in rep["notes"]) \
+            == bool(n), (stmt, rep["notes"])
+
+
 def test_the_fleet_view_sees_an_edited_enrollment_at_once(
         ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The fleet view verifies again only when its state key changes: an edit of any
