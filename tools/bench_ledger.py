@@ -192,13 +192,29 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--leaves", type=int, default=1_000_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pool-only", action="store_true",
+                    help="each round only raw OpenSSL, the warm-pool reconcile, raw OpenSSL "
+                         "(more rounds in the same time, for the pool's ratio alone)")
     a = ap.parse_args()
     plain, signed = _chain(a.entries, False), _chain(a.entries, True)
     rounds = []
+    use: list[float]
     with tempfile.TemporaryDirectory() as td, VerifyPool() as pool:
         tmp = Path(td)
         pool.start()                    # before the clock, as the OpenSSL threads are
         for k in range(a.rounds):
+            if a.pool_only:
+                raw_b = _openssl_rate(signed, cpu_workers())
+                use = []
+                pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool,
+                                               use=use)
+                raw_c = _openssl_rate(signed, cpu_workers())
+                rounds.append({"per_entry_signed_pool": round(pool_rate),
+                               "openssl_around_each": [round(raw_b), round(raw_c)],
+                               "ratio_pool_vs_openssl_around": round(
+                                   2 * pool_rate / (raw_b + raw_c), 3),
+                               "pool_cpu_use": round(use[0], 3) if use else None})
+                continue
             cp_rate, cp_size = _reconcile_rate(tmp / f"cp{k}.db", plain)
             cold_rate, _ = _reconcile_rate(tmp / f"cold{k}.db", signed, cold=True)
             one_rate, _ = _reconcile_rate(tmp / f"one{k}.db", signed, workers=1)
@@ -208,7 +224,7 @@ def main() -> int:
             raw_a = _openssl_rate(signed, cpu_workers())
             sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
             raw_b = _openssl_rate(signed, cpu_workers())
-            use: list[float] = []
+            use = []
             pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool, use=use)
             raw_c = _openssl_rate(signed, cpu_workers())
             raw = max(raw_a, raw_b, raw_c)
@@ -227,6 +243,16 @@ def main() -> int:
                                2 * pool_rate / (raw_b + raw_c), 3),
                            "pool_cpu_use": round(use[0], 3) if use else None})
         proofs = _proofs(tmp, a.leaves) if a.leaves else None
+    if a.pool_only:
+        def med(k: str) -> float:
+            return sorted(r[k] for r in rounds)[len(rounds) // 2]
+        print(json.dumps({"entries": a.entries, "load_average_1min":
+                          round(os.getloadavg()[0], 2),
+                          "ratio_pool_vs_openssl_around_median":
+                          med("ratio_pool_vs_openssl_around"),
+                          "pool_cpu_use_median": med("pool_cpu_use"),
+                          "rounds": rounds}, indent=1))
+        return 0
     cp_rate = max(r["checkpoint_signed"] for r in rounds)
     sig_rate = max(r["per_entry_signed"] for r in rounds)
     one_rate = max(r["per_entry_signed_1_thread"] for r in rounds)
