@@ -19,11 +19,14 @@ worker processes (chain.verify_pool), the pool started before the clock as the
 OpenSSL threads are (what a process reconciling several bundles pays per bundle), and
 `ratio_pool_cold_vs_openssl_all_cores` with a pool started and stopped inside the
 clock (what one `hashtrail reconcile` of a single bundle would pay, if it started one:
-it does only from COLD_MIN entries). `pool_cpu_use_median_round`: the share of the
+it does only from COLD_MIN entries). `..._around_median`: each ingest is measured
+between two raw OpenSSL runs and divided by their mean (the machine's speed drifts by
+tens of percent within seconds on a shared VM: the neighbouring pair is the steadier
+figure); the median over the rounds. `pool_cpu_use_median_round`: the share of the
 CPUs' time the reconcile process and its workers ran during the warm-pool reconcile
 (Linux; 1.0 = every core busy throughout): the ratio's bound, V / (W + M) from CPU
-times per entry, times this share is what the pool reaches, so it tells a slow spell
-of the machine from cores left idle. --leaves 0 skips the proofs.
+times per entry, times this share is what the pool reaches, so it tells cores left
+idle (or taken by other work) from a slow spell of the machine. --leaves 0 skips the proofs.
 
 Reconcile: real bundles (host-made chains, tools/devchain.py) into a fresh real SQLite
 ledger, for a checkpoint-signed chain and a per-entry-signed chain; the latter twice,
@@ -189,31 +192,67 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--leaves", type=int, default=1_000_000)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pool-only", action="store_true",
+                    help="each round only raw OpenSSL, the warm-pool reconcile, raw OpenSSL "
+                         "(more rounds in the same time, for the pool's ratio alone)")
     a = ap.parse_args()
     plain, signed = _chain(a.entries, False), _chain(a.entries, True)
     rounds = []
+    use: list[float]
     with tempfile.TemporaryDirectory() as td, VerifyPool() as pool:
         tmp = Path(td)
         pool.start()                    # before the clock, as the OpenSSL threads are
         for k in range(a.rounds):
+            if a.pool_only:
+                raw_b = _openssl_rate(signed, cpu_workers())
+                use = []
+                pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool,
+                                               use=use)
+                raw_c = _openssl_rate(signed, cpu_workers())
+                rounds.append({"per_entry_signed_pool": round(pool_rate),
+                               "openssl_around_each": [round(raw_b), round(raw_c)],
+                               "ratio_pool_vs_openssl_around": round(
+                                   2 * pool_rate / (raw_b + raw_c), 3),
+                               "pool_cpu_use": round(use[0], 3) if use else None})
+                continue
             cp_rate, cp_size = _reconcile_rate(tmp / f"cp{k}.db", plain)
-            sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
-            use: list[float] = []
-            pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool, use=use)
             cold_rate, _ = _reconcile_rate(tmp / f"cold{k}.db", signed, cold=True)
             one_rate, _ = _reconcile_rate(tmp / f"one{k}.db", signed, workers=1)
-            raw = _openssl_rate(signed, cpu_workers())
             base = _ecdsa_rate(signed, min(a.entries, 1000))
+            # each ingest between two raw measurements, its ratio against their mean:
+            # the machine's speed drifts by tens of percent within seconds here
+            raw_a = _openssl_rate(signed, cpu_workers())
+            sig_rate, sig_size = _reconcile_rate(tmp / f"sig{k}.db", signed)
+            raw_b = _openssl_rate(signed, cpu_workers())
+            use = []
+            pool_rate, _ = _reconcile_rate(tmp / f"pool{k}.db", signed, pool=pool, use=use)
+            raw_c = _openssl_rate(signed, cpu_workers())
+            raw = max(raw_a, raw_b, raw_c)
             rounds.append({"checkpoint_signed": round(cp_rate), "per_entry_signed":
                            round(sig_rate), "per_entry_signed_pool": round(pool_rate),
                            "per_entry_signed_pool_cold": round(cold_rate),
                            "per_entry_signed_1_thread": round(one_rate),
                            "openssl_all_cores": round(raw), "python_ecdsa": round(base),
+                           "openssl_around_each": [round(raw_a), round(raw_b), round(raw_c)],
                            "ratio_ingest_vs_openssl": round(sig_rate / raw, 3),
                            "ratio_pool_vs_openssl": round(pool_rate / raw, 3),
                            "ratio_pool_cold_vs_openssl": round(cold_rate / raw, 3),
+                           "ratio_ingest_vs_openssl_around": round(
+                               2 * sig_rate / (raw_a + raw_b), 3),
+                           "ratio_pool_vs_openssl_around": round(
+                               2 * pool_rate / (raw_b + raw_c), 3),
                            "pool_cpu_use": round(use[0], 3) if use else None})
         proofs = _proofs(tmp, a.leaves) if a.leaves else None
+    if a.pool_only:
+        def med(k: str) -> float:
+            return sorted(r[k] for r in rounds)[len(rounds) // 2]
+        print(json.dumps({"entries": a.entries, "load_average_1min":
+                          round(os.getloadavg()[0], 2),
+                          "ratio_pool_vs_openssl_around_median":
+                          med("ratio_pool_vs_openssl_around"),
+                          "pool_cpu_use_median": med("pool_cpu_use"),
+                          "rounds": rounds}, indent=1))
+        return 0
     cp_rate = max(r["checkpoint_signed"] for r in rounds)
     sig_rate = max(r["per_entry_signed"] for r in rounds)
     one_rate = max(r["per_entry_signed_1_thread"] for r in rounds)
@@ -236,9 +275,11 @@ def main() -> int:
            "openssl_verify_all_cores_per_s": raw,
            "ratio_ingest_vs_openssl_all_cores": round(sig_rate / raw, 3),
            "ratio_ingest_vs_openssl_median_round": median("ratio_ingest_vs_openssl"),
+           "ratio_ingest_vs_openssl_around_median": median("ratio_ingest_vs_openssl_around"),
            "per_entry_signed_pool_entries_per_s": pool_rate,
            "ratio_pool_vs_openssl_all_cores": round(pool_rate / raw, 3),
            "ratio_pool_vs_openssl_median_round": median("ratio_pool_vs_openssl"),
+           "ratio_pool_vs_openssl_around_median": median("ratio_pool_vs_openssl_around"),
            "pool_cpu_use_median_round": median("pool_cpu_use") if all(
                r["pool_cpu_use"] is not None for r in rounds) else None,
            "per_entry_signed_pool_cold_entries_per_s": cold_rate,

@@ -19,6 +19,21 @@ DOM or the chart, and painting. The median of `--repeat` loads with the server's
 caches warm, and the first load apart (the server then verifies the whole ledger, or
 decodes every reading, once per ledger state). The baseline, measured in the same run
 and page: fetching and parsing the same JSON alone; the ratio says what the page adds.
+
+    .venv/bin/python tools/bench_web.py --state-key 1000,10000 [--repeat 9] [--json]
+
+The cost of the fleet view's state key (web/data.state_key), which every /api/fleet
+request computes to know whether its cached verification still holds: the key as it
+is (each device's enrollment fields, collector key and signature, and the trusted
+collectors, so an edited enrollment is seen at once) against the narrower key it was
+before those were added (tip, fork flag, revocation and label per device), timed
+alternately in one process on the same ledger, the median of `--repeat` rounds (and
+the ratio of the best rounds); and
+beside them a warm /api/fleet from a real `hashtrail serve` (the key plus the cached
+answer), for the share the widening adds to a request. The ledgers are built as above
+(5 entries per device), and every enrollment is then signed by the bench collector
+(formats.enrollment), as an exporting collector signs it, so the key holds the real
+key strings and 64-byte signatures.
 """
 
 from __future__ import annotations
@@ -109,13 +124,101 @@ def measure(page: Any, srv: Server, path: str, mark: str, api: str, repeat: int
             "under_target": med < TARGET_MS}
 
 
+def _sign_enrollments(ledger: Path) -> None:
+    """Every device's enrollment signed by the bench collector (as `export` signs it)."""
+    import sqlite3
+
+    from hashtrail.formats.enrollment import sign_enrollment
+    key = brs.COLLECTOR.verifier().to_string()
+    db = sqlite3.connect(ledger)
+    with db:
+        rows = db.execute("SELECT device_id, pub, label, board, fw, enrolled_at FROM "
+                          "devices").fetchall()
+        db.executemany("UPDATE devices SET enroll_key=?, enroll_sig=? WHERE device_id=?",
+                       [(key, sign_enrollment(brs.COLLECTOR, did, bytes(pub), label, board,
+                                              fw, at), did)
+                        for did, pub, label, board, fw, at in rows])
+    db.close()
+
+
+def _narrow_state_key(led: Any) -> tuple[Any, ...]:
+    """web/data.state_key as it was before it covered enrollments (commit 09a1f13^)."""
+    st = led.storage
+    with st.snapshot():
+        devs = tuple((d.device_id, d.tip_seq, d.tip_head, d.forked, d.revoked_at, d.label)
+                     for d in led.devices())
+        held = sum(1 for _ in st.scan_pending())
+        cps = sum(1 for _ in st.scan_device_checkpoints())
+        ev = sum(1 for _ in st.scan_evidence())
+        return (led.size, devs, held, cps, ev, len(led.checkpoints()))
+
+
+def state_key_cost(work: Path, devices: int, repeat: int) -> dict[str, Any]:
+    """The state key with and without the enrollment fields, alternately, on one
+    ledger of `devices` devices with signed enrollments; and a warm /api/fleet."""
+    from hashtrail.ledger.ledger_db import Ledger
+    from hashtrail.web import data
+    ledger, built = build(work, f"key-{devices}", 5 * devices, devices, 5)
+    _sign_enrollments(ledger)
+    wide: list[float] = []
+    narrow: list[float] = []
+    with Ledger.open(ledger) as led:
+        assert data.state_key(led)[1][0][-1] is not None      # the signatures are in it
+        data.state_key(led)
+        _narrow_state_key(led)                                # warm the page cache
+        pair = [(data.state_key, wide), (_narrow_state_key, narrow)]
+        for i in range(repeat):
+            for fn, out in pair if i % 2 == 0 else pair[::-1]:     # alternately first
+                t0 = time.perf_counter()
+                fn(led)
+                out.append(time.perf_counter() - t0)
+    srv = Server(ledger)
+    try:
+        first = srv.get_seconds("api/fleet")
+        warm = [srv.get_seconds("api/fleet") for _ in range(repeat)]
+    finally:
+        srv.stop()
+    w, n, f = (statistics.median(x) * 1000 for x in (wide, narrow, warm))
+    return {"devices": devices, "build_seconds": round(built, 1),
+            "state_key_ms": round(w, 2), "narrow_state_key_ms": round(n, 2),
+            "ratio": round(w / n, 2), "added_ms": round(w - n, 2),
+            "best_ratio": round(min(wide) / min(narrow), 2),
+            "wide_runs_ms": [round(x * 1000, 2) for x in wide],
+            "narrow_runs_ms": [round(x * 1000, 2) for x in narrow],
+            "first_api_fleet_s": round(first, 2), "warm_api_fleet_ms": round(f, 1),
+            "added_share_of_warm_request": round((w - n) / f, 3)}
+
+
+def main_state_key(a: argparse.Namespace) -> None:
+    report: dict[str, Any] = {"machine": host_machine(), "repeat": a.repeat, "runs": []}
+    with tempfile.TemporaryDirectory() as d:
+        for n in (int(x) for x in a.state_key.split(",")):
+            report["runs"].append(state_key_cost(Path(d), n, a.repeat))
+    if a.json:
+        print(json.dumps(report, indent=1))
+        return
+    m = report["machine"]
+    print(f"{m['cpu']}, {m['nproc']} CPUs, Python {m['python']}; median of {a.repeat}")
+    for r in report["runs"]:
+        print(f"  {r['devices']} devices (signed enrollments): state key "
+              f"{r['state_key_ms']} ms, without the enrollment fields "
+              f"{r['narrow_state_key_ms']} ms: ratio {r['ratio']}x (+{r['added_ms']} ms; "
+              f"best rounds {r['best_ratio']}x); warm /api/fleet {r['warm_api_fleet_ms']} "
+              f"ms, so the widening is {100 * r['added_share_of_warm_request']:.1f}% of a "
+              "request")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--readings", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--state-key", metavar="N,N", help="measure the state key's cost at "
+                    "these device counts instead (module doc)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.state_key:
+        return main_state_key(a)
     from playwright.sync_api import sync_playwright
 
     report: dict[str, Any] = {"machine": host_machine(), "target_ms": TARGET_MS}

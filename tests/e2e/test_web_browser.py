@@ -191,7 +191,7 @@ def test_a_bit_flipped_proof_fails_visibly_at_the_step_python_names(
     results = p.evaluate("""async ([cases, key]) => {
         const out = [];
         for (const [what, doc] of cases) out.push(await HashtrailProof.check(doc, key, null));
-        return out; }""", [[[w, d] for w, d, _ in cases], fl.verifier_key])
+        return out; }""", [[[w, json.dumps(d)] for w, d, _ in cases], fl.verifier_key])
     for (what, _, step), res in zip(cases, results, strict=True):
         failed = [s["step"] for s in res["steps"] if not s["ok"]]
         assert not res["ok"] and step in failed, (what, step, res["steps"])

@@ -36,6 +36,7 @@ from hashtrail.ledger.proof import (
     ProofError,
     build_inclusion_proof,
     check_inclusion_proof,
+    load_proof,
 )
 from ledgerkit import COLLECTOR
 from test_proof_independent import independent_enrollment_text
@@ -166,6 +167,157 @@ def _python(doc: dict[str, Any], key: str, collectors: list[str]
     return "pass", pc.enrollment_signer, pc.enrollment_trusted
 
 
+def _raw_signed_at(doc: dict[str, Any], at: int, written: str | None = None) -> str:
+    """`doc`'s JSON text with enrolled_at `at` (spelled `written`, when given), carrying
+    COLLECTOR's raw Ed25519 signature over the enrollment text with `at` (a time the
+    signer may refuse to make)."""
+    d = copy.deepcopy(doc)
+    e = d["enrollment"]
+    text = (f"hashtrail enrollment v1\ndevice {d['device']['id']}\npub {d['device']['pub']}"
+            f"\nlabel {e['label']}\nboard {e['board']}\nfw {e['fw']}\nenrolled_at {at}\n")
+    e["enrolled_at"] = at
+    e["signature"]["sig"] = COLLECTOR.sign(text.encode("utf-8")).hex()
+    out = json.dumps(d)
+    return out if written is None else _respell(out, f'"enrolled_at": {at}',
+                                                f'"enrolled_at": {written}')
+
+
+def _respell(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def _text_cases(fl: FleetLedger) -> list[tuple[str, str]]:
+    """Proof texts whose reading JSON.parse cannot tell from another's (a number's
+    spelling, a field named twice) and fields the page once took more loosely than
+    Python (types, large integers, a chain's length)."""
+    docs = _proofs(fl)
+    good, cp = docs["xss"], docs["cp"]
+    at = good["enrollment"]["enrolled_at"]
+    text = json.dumps(good)
+    unsigned = {**copy.deepcopy(good), "format": "hashtrail-proof/2"}
+    del unsigned["enrollment"]["signature"]
+    no_key = copy.deepcopy(good)
+    del no_key["verifier_key"]
+    long_chain = copy.deepcopy(cp)
+    long_chain["device_signature"]["chain"] = [""] * ((1 << 20) + 1)
+    return [
+        ("the honest proof's text", text),
+        ("enrolled_at written as a float", json.dumps(_edit(good, enrolled_at=float(at)))),
+        ("enrolled_at written with an exponent",
+         _respell(text, f'"enrolled_at": {at}', f'"enrolled_at": {at}e0')),
+        ("enrolled_at written as a float, /2",
+         json.dumps({**_edit(unsigned, enrolled_at=float(at))})),
+        ("enrolled_at NaN", _respell(text, f'"enrolled_at": {at}', '"enrolled_at": NaN')),
+        ("enrolled_at written -0, signed over 0", _raw_signed_at(good, 0, "-0")),
+        ("enrolled_at 2^60, signed by the collector", _raw_signed_at(good, 1 << 60)),
+        ("enrolled_at 2^63 - 1, signed by the collector", _raw_signed_at(good, (1 << 63) - 1)),
+        ("enrolled_at 2^63, raw-signed by the collector", _raw_signed_at(good, 1 << 63)),
+        ("enrolled_at 2^60, unsigned", json.dumps({**_edit(unsigned, enrolled_at=1 << 60)})),
+        ("leaf_index written as a float",
+         json.dumps({**good, "leaf_index": float(good["leaf_index"])})),
+        ("tree_size written as a float",
+         json.dumps({**good, "tree_size": float(good["tree_size"])})),
+        ("the enrollment names label twice, the signed one last",
+         _respell(text, '"label": ', '"label": "another room", "label": ')),
+        ("the proof names tree_size twice",
+         _respell(text, '"tree_size": ', '"tree_size": 1, "tree_size": ')),
+        ("an enrollment field named __proto__",
+         _respell(text, '"label": ', '"__proto__": {}, "label": ')),
+        ("device id as a list", json.dumps({**good, "device": {
+            **good["device"], "id": [good["device"]["id"]]}})),
+        ("device fingerprint as a list", json.dumps({**good, "device": {
+            **good["device"], "fingerprint": [good["device"]["fingerprint"]]}})),
+        ("no verifier_key (the pinned key is meant)", json.dumps(no_key)),
+        ("a chain of 2^20 + 1 entries", json.dumps(long_chain)),
+        ("a collector key name with a lone surrogate", _respell(
+            text, f'"key": "{good["enrollment"]["signature"]["key"][0]}',
+            '"key": "\\ud800')),
+        ("not JSON", text[:-1]),
+        ("extra data after the proof", text + " {}"),
+    ]
+
+
+def _python_text(text: str, key: str, collectors: list[str]
+                 ) -> tuple[str, str | None, bool]:
+    """`_python` on a proof's text, read as `verify-proof` reads a file."""
+    try:
+        doc = load_proof(text)
+    except ProofError as err:
+        return "fail", err.step, False
+    return _python(doc, key, collectors)
+
+
+def _agree(what: str, res: dict[str, Any], want: tuple[str, str | None, bool]) -> None:
+    """The page's result `res` is the Python checker's `want` (same step, signer, trust)."""
+    failed = [s["step"] for s in res["steps"] if not s["ok"]]
+    where = (what, want, res["steps"])
+    if want[0] == "pass":
+        assert res["ok"] and failed == [], where
+        e = res["enrollment"]
+        assert (e["signer"], e["trusted"]) == want[1:], where
+    elif want[1] == "input":
+        assert not res["ok"] and failed[0] == "input", where
+    else:
+        assert not res["ok"] and failed == [want[1]], where
+
+
+def test_the_page_reads_a_proofs_text_as_python_does(fl: FleetLedger, url: str,
+                                                     page: Page) -> None:
+    """A number written as a float (1700000000.0, 1.7e9) is refused where an integer is
+    due, a field named twice is refused, an enrolled_at beyond 2^53 is exact (signed up
+    to 2^63 - 1, no text beyond), a device id or fingerprint must be a string, a chain
+    at most 2^20 entries: in every case the page decides as `verify-proof` does, in the
+    ledger page's "check a proof file" and in the device page's "verify" (the proof as
+    the server's bytes). Before, JSON.parse made 1700000000.0 the integer and the page
+    passed the enrollment Python refuses."""
+    cases = _text_cases(fl)
+    p = page.page
+    # the ledger page's proof file box, given the text with enrolled_at as a float
+    p.goto(f"{url}ledger")
+    p.wait_for_selector("#check-proof")
+    p.fill("#ledger-key", fl.verifier_key)
+    p.click("#ledger-key-pin")
+    floated = dict(cases)["enrolled_at written as a float"]
+    assert _python_text(floated, fl.verifier_key, []) == ("fail", "input", False)
+    p.fill("#proof-text", floated)
+    p.click("#check-proof")
+    p.wait_for_selector("#file-result .verdict")
+    assert p.get_attribute("#file-result .verdict", "data-verdict") == "fail"
+    assert "enrollment enrolled_at is not an unsigned integer" in \
+        p.inner_text('#file-result li[data-step="input"]')
+    # the device page's verify, the server's proof spelling enrolled_at as a float
+    did = fl.ids["xss"]
+    doc = _proof_text(fl, did, 60)
+    at = json.loads(doc)["enrollment"]["enrolled_at"]
+    p.route(f"**/api/proof/{did}/60", lambda route: route.fulfill(
+        status=200, content_type="application/json",
+        body=_respell(doc, f'"enrolled_at": {at}', f'"enrolled_at": {at}.0')))
+    verdict, steps, kind = _verify(p, url, did, 60)
+    assert (verdict, steps["input"], kind) == ("fail", "0", None)
+    # every case, with and without the collector's key pinned
+    pins = [[], [COLLECTOR.verifier().to_string()]]
+    got = p.evaluate("""async ([cases, key, pins]) => {
+        const out = [];
+        for (const [what, text] of cases)
+          for (const pin of pins)
+            out.push(await HashtrailProof.check(text, key, null, pin.join(" ")));
+        return out; }""", [cases, fl.verifier_key, pins])
+    results = iter(got)
+    for what, text in cases:
+        for pin in pins:
+            res = next(results)
+            _agree(what, res, _python_text(text, fl.verifier_key, pin))
+            if what.startswith("enrolled_at 2^60") and res["ok"]:    # as verify-proof says
+                assert f"enrolled at unix time {1 << 60}" in res["enrollment"]["line"]
+    assert page.errors == [], page.errors
+
+
+def _proof_text(fl: FleetLedger, did: str, seq: int) -> str:
+    with Ledger.open(fl.path) as led:
+        return json.dumps(build_inclusion_proof(led, did, seq))
+
+
 def test_the_page_decides_every_enrollment_as_python_does(fl: FleetLedger, url: str,
                                                           page: Page) -> None:
     cases = _cases(fl)
@@ -178,7 +330,7 @@ def test_the_page_decides_every_enrollment_as_python_does(fl: FleetLedger, url: 
         const out = [];
         for (const [what, text] of cases)
           for (const pin of pins)
-            out.push(await HashtrailProof.check(JSON.parse(text), key, null, pin.join(" ")));
+            out.push(await HashtrailProof.check(text, key, null, pin.join(" ")));
         return out; }""", [[[w, json.dumps(d)] for w, d in cases], fl.verifier_key, pins])
     results = iter(got)
     outcomes = set()
@@ -223,7 +375,7 @@ def test_the_bytes_the_page_verifies_are_the_documented_ones(fl: FleetLedger, ur
     got = p.evaluate("""async (texts) => {
         const out = [];
         for (const t of texts)
-          out.push(Array.from(await HashtrailProof.enrollmentBytes(JSON.parse(t))));
+          out.push(Array.from(await HashtrailProof.enrollmentBytes(t)));
         return out; }""", [json.dumps(d) for d in docs])
     pub = Ed25519PublicKey.from_public_bytes(COLLECTOR.pub)
     for doc, raw in zip(docs, got, strict=True):
@@ -267,7 +419,7 @@ def _verify(p: Any, url: str, did: str, seq: int) -> tuple[str, dict[str, str], 
     p.wait_for_selector("#proof-result .verdict")
     steps = p.eval_on_selector_all("#proof-result li", "ls => Object.fromEntries("
                                    "ls.map(l => [l.dataset.step, l.dataset.ok]))")
-    loc = p.locator("#proof-result p.enrollment")
+    loc = p.locator("#proof-result .enrollment[data-enrollment]")
     kind = loc.get_attribute("data-enrollment") if loc.count() else None
     return p.get_attribute("#proof-result .verdict", "data-verdict"), steps, kind
 
@@ -287,10 +439,10 @@ def test_verify_in_the_device_page_shows_the_enrollment_three_ways(
     verdict, steps, kind = _verify(p, url, xss, 60)
     assert (verdict, steps["enrollment"], kind) == ("pass", "1", "signed")
     assert (f"enrollment signed by collector collector-test+{COLLECTOR.key_id.hex()} (the "
-            "proof's key") in p.inner_text("#proof-result p.enrollment")
+            "proof's key") in p.inner_text("#proof-result .enrollment[data-enrollment]")
     verdict, steps, kind = _verify(p, url, cp, 39)
     assert (verdict, steps["enrollment"], kind) == ("pass", "1", "unsigned")
-    assert p.inner_text("#proof-result p.enrollment").startswith(
+    assert p.inner_text("#proof-result .enrollment[data-enrollment]").startswith(
         "enrollment not signed (the operator's statement): label \"cold room 2\"")
     verdict, steps, kind = _verify(p, url, forked, 5)
     assert (verdict, kind) == ("fail", None)
@@ -302,7 +454,7 @@ def test_verify_in_the_device_page_shows_the_enrollment_three_ways(
     p.click("#collector-key-pin")
     verdict, steps, kind = _verify(p, url, xss, 60)
     assert (verdict, kind) == ("pass", "trusted")
-    assert "a key you trust" in p.inner_text("#proof-result p.enrollment")
+    assert "a key you trust" in p.inner_text("#proof-result .enrollment[data-enrollment]")
     p.screenshot(path=str(artifacts() / "web-enrollment-trusted.png"), full_page=True)
     assert p.input_value("#collector-key") == COLLECTOR.verifier().to_string()
     verdict, steps, kind = _verify(p, url, cp, 39)
@@ -332,4 +484,35 @@ def test_the_ledger_page_checks_a_proof_files_enrollment(
         p.wait_for_selector(f'#file-result .verdict[data-verdict="{want}"]')
         assert p.get_attribute('#file-result li[data-step="enrollment"]', "data-ok") == \
             ("1" if want == "pass" else "0")
+    assert page.errors == [], page.errors
+
+
+def test_the_proof_result_shows_the_enrollment_once(fl: FleetLedger, url: str,
+                                                    page: Page) -> None:
+    """What the enrollment rests on is said once in a proof's result, in its step (it
+    was said twice: the step's detail and a paragraph under the steps repeating it), on
+    the device page's "verify" and the ledger page's proof file check, signed or not."""
+    p = page.page
+    p.goto(f"{url}ledger")
+    p.wait_for_selector("#check-proof")
+    p.fill("#ledger-key", fl.verifier_key)
+    p.click("#ledger-key-pin")
+    docs = _proofs(fl)
+    for doc in (docs["xss"], docs["cp"]):
+        p.fill("#proof-text", json.dumps(doc))
+        p.click("#check-proof")
+        p.wait_for_selector('#file-result .verdict[data-verdict="pass"]')
+        shown = p.inner_text("#file-result")
+        line = p.inner_text('#file-result li[data-step="enrollment"]').split(
+            "enrollment: ", 1)[1]
+        assert line.startswith("enrollment "), line
+        assert shown.count(line) == 1 and shown.count("enrollment signed by") + \
+            shown.count("enrollment not signed") == 1, shown
+    for role, seq, kind in (("xss", 60, "signed"), ("cp", 39, "unsigned")):
+        verdict, _, got = _verify(p, url, fl.ids[role], seq)
+        assert (verdict, got) == ("pass", kind)
+        shown = p.inner_text("#proof-result")
+        line = p.inner_text("#proof-result .enrollment[data-enrollment]")
+        assert shown.count(line) == 1, shown
+        assert p.locator("#proof-result .enrollment").count() == 1
     assert page.errors == [], page.errors

@@ -286,6 +286,19 @@ def test_operator_who_strips_the_signature_is_left_with_its_own_statement(
         in err, err
 
 
+def test_an_enrollment_time_past_year_9999_is_shown_in_unix_seconds(
+        ledger_at: At, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A proof may state any integer as the enrollment time: one past year 9999 is
+    shown as unix seconds (as the page shows it), not a traceback (gmtime refused 2^60
+    with OSError)."""
+    w = _world(ledger_at, tmp_path, capsys)
+    _sql(w.led, "UPDATE devices SET enroll_sig=NULL, enroll_key=NULL, enrolled_at=? WHERE "
+                "device_id=?", 1 << 60, w.a)
+    code, out, err = verify_proof(capsys, tmp_path, _proof(capsys, w, w.a), w.vkey)
+    assert code == 0 and "enrollment not signed (the operator's statement): label " \
+        f"'cold room A', board esp32, enrolled at unix time {1 << 60}" in out, (out, err)
+
+
 # -- where devices are listed: `devices list` and the fleet view ----------------------------
 
 def _listed(capsys: pytest.CaptureFixture[str], w: World) -> tuple[dict[str, Any], str]:
@@ -344,6 +357,41 @@ def test_device_lists_say_whose_word_the_enrollment_is(
     _sql(w.led, "UPDATE devices SET enroll_key=? WHERE device_id=?",
          stranger.verifier().to_string(), w.c)
     assert _listed(capsys, w)[0][w.c] == bad and _fleet(w)[w.c] == (bad, None)
+
+
+def test_lists_and_verify_decide_by_one_rule(ledger_at: At, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`devices list` (enrollment_state) and `verify --ledger` (_enrollments) decide each
+    enrollment by the one function (enrollment_state.check_enrollment): every way the
+    operator touches one, the list says invalid exactly for the devices verify names,
+    with verify's reason; unsigned is a note in verify, signed the collector's name."""
+    from hashtrail.ledger.enrollment_state import enrollment_state, trusted_map
+    from hashtrail.ledger.ledger_db import Ledger
+    w = _world(ledger_at, tmp_path, capsys)
+    stranger = note.Signer.generate("collector-stranger").verifier().to_string()
+    edits = [
+        ("UPDATE devices SET label=? WHERE device_id=?", "cold room Z", w.a),
+        ("UPDATE devices SET enroll_key=? WHERE device_id=?", stranger, w.b),
+        ("UPDATE devices SET enroll_key=? WHERE device_id=?", "not a key", w.b),
+        ("UPDATE devices SET enroll_sig=NULL WHERE device_id=?", w.c),
+        ("UPDATE devices SET enroll_sig=NULL, enroll_key=NULL WHERE device_id=?", w.c),
+        ("UPDATE devices SET enrolled_at=enrolled_at+1 WHERE device_id=?", w.a),
+    ]
+    for stmt, *args in [("SELECT 1",), *edits]:
+        _sql(w.led, stmt, *args)
+        code, rep = _verify_ledger(capsys, w)
+        with Ledger.open(w.led) as led:
+            trusted = trusted_map(led.trusted_collectors())
+            states = {d.device_id: enrollment_state(d, trusted) for d in led.devices()}
+        devices = {d["device_id"]: d for d in rep["devices"]}
+        for did, st in states.items():
+            assert _problems(rep, did) == ([f"devices (device {did}): {st.reason}"]
+                                           if st.state == "invalid" else []), (stmt, did)
+            assert devices[did]["enrollment_signed_by"] == st.collector, (stmt, did)
+        assert code == (1 if any(s.state == "invalid" for s in states.values()) else 0)
+        n = sum(s.state == "unsigned" for s in states.values())
+        assert any(x.startswith(f"{n} device(s) enrolled without") for x in rep["notes"]) \
+            == bool(n), (stmt, rep["notes"])
 
 
 def test_the_fleet_view_sees_an_edited_enrollment_at_once(

@@ -40,6 +40,12 @@ def test_key_strings_round_trip_and_key_id_rule() -> None:
     bad = v.to_string().replace(want.hex(), "00000000")
     with pytest.raises(FormatError):
         note.Verifier.from_string(bad)
+    # a name with a lone surrogate (a proof's JSON may carry one) is bad input, not a
+    # UnicodeEncodeError out of the key id
+    with pytest.raises(FormatError, match="not valid Unicode text"):
+        note.Verifier.from_string("\ud800" + v.to_string())
+    with pytest.raises(FormatError, match="not valid Unicode text"):
+        note.Signer("a\udc00", bytes(32))
 
 
 @pytest.mark.parametrize("body", [

@@ -106,6 +106,10 @@ def check_origin(origin: str) -> str:
 def _check_name(name: str) -> str:
     if not name or any(c in "+ \n" or ord(c) < 0x21 for c in name):
         raise FormatError(f"bad key name {name!r}: non-empty, no spaces, '+' or newlines")
+    try:    # a lone surrogate (a JSON "\ud800" in a proof) has no UTF-8: no key id
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(f"bad key name {name!r}: not valid Unicode text") from None
     return name
 
 

@@ -71,11 +71,11 @@ from hashtrail.chain.evidence import check_evidence
 from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
-from hashtrail.formats.enrollment import enrollment_signed
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
 from hashtrail.formats.keys import map_slices, parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
 from hashtrail.ledger import revocation
+from hashtrail.ledger.enrollment_state import INVALID, UNSIGNED, check_enrollment
 from hashtrail.ledger.ledger_db import STORED_LOWEST, Ledger
 from hashtrail.ledger.rebuilt_tree import RebuiltTree
 
@@ -898,43 +898,22 @@ def _collectors(led: Ledger, p: _Problems) -> None:
 def _enrollments(led: Ledger, p: _Problems, devs: dict[str, _Dev]) -> int:
     """Each stored enrollment signature (formats.enrollment) must be by a collector the
     ledger trusts and verify over the row's own id, key, label, board, firmware and
-    enrollment time: an operator who edits one of those, names another collector, or
-    copies another device's signature is named here. Returns how many devices are
-    unsigned (allowed: enrolled before collectors signed enrollments)."""
+    enrollment time (enrollment_state.check_enrollment, the rules the device lists
+    use): an operator who edits one of those, names another collector, or copies
+    another device's signature is named here. Returns how many devices are unsigned
+    (allowed: enrolled before collectors signed enrollments)."""
     trusted = {str(k): str(n) for k, n, _ in led.storage.scan_collectors()}
     unsigned = 0
     for did, d in devs.items():
         row = d.row
-        label, board, fw, at, ekey, esig = row[2], row[3], row[4], row[5], row[12], row[13]
-        k = _did_key(did)
-        if ekey is None and esig is None:
+        st = check_enrollment(did, d.key.pub, row[2], row[3], row[4], row[5], row[12],
+                              row[13], trusted)
+        if st.state == UNSIGNED:
             unsigned += 1
-            continue
-        if not isinstance(ekey, str) or not isinstance(esig, bytes | memoryview):
-            p.add("devices", k, "enrollment signature without its collector key, or of "
-                                "the wrong type")
-            continue
-        try:
-            v = note.Verifier.from_string(ekey)
-        except HashtrailError as e:
-            p.add("devices", k, f"enrollment signed by a key that is not a collector "
-                                f"verifier key: {e}")
-            continue
-        name = trusted.get(ekey)
-        if name is None:
-            p.add("devices", k, f"enrollment signed by collector key {v.name}+"
-                                f"{v.key_id.hex()}, which this ledger does not trust")
-            continue
-        ok = all(isinstance(x, str) for x in (label, board, fw)) and type(at) is int \
-            and enrollment_signed(v, bytes(esig), did, d.key.pub, label, board, fw, at)
-        if not ok:
-            p.add("devices", k, f"the enrollment signature by collector {name} ({v.name}+"
-                                f"{v.key_id.hex()}) does not verify over the stored "
-                                "enrollment: its label, board, firmware or time was changed "
-                                "after the collector signed it, or the signature is another "
-                                "enrollment's")
-            continue
-        d.report.enrollment_signed_by = name
+        elif st.state == INVALID:
+            p.add("devices", _did_key(did), st.reason or "enrollment signature invalid")
+        else:
+            d.report.enrollment_signed_by = st.collector
     return unsigned
 
 

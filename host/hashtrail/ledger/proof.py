@@ -88,6 +88,7 @@ _ENROLL_SIG_KEYS = frozenset({"key", "sig"})
 _ID = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _MAX_CHAIN = 1 << 20
+_MAX_SHOWN_AT = 253402300799        # 9999-12-31 23:59:59 UTC
 
 
 class ProofError(VerificationError):
@@ -143,8 +144,12 @@ class ProofCheck:
     def enrollment_line(self) -> str:
         """What the enrollment rests on: the collector's signature, or nobody's."""
         e = self.enrollment
-        what = (f"label {e.get('label')!r}, board {e.get('board')}, enrolled at "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(e['enrolled_at']))}")
+        at = e["enrolled_at"]
+        # a time past year 9999 (a proof may state any integer) as its unix seconds, as
+        # the page's proof check shows it: gmtime refuses some, strftime pads others
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) \
+            if at <= _MAX_SHOWN_AT else f"unix time {at}"
+        what = f"label {e.get('label')!r}, board {e.get('board')}, enrolled at {when}"
         if self.enrollment_signer is None:
             return (f"enrollment not signed (the operator's statement): {what}"
                     + (f" by collector {e['collector']}" if e.get("collector") else ""))

@@ -28,11 +28,12 @@ const HT = (() => {
     return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
   }
 
-  async function getJSON(url) {
+  async function getText(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" } });
     if (!r.ok) throw new Error(`${url}: ${r.status} ${(await r.text()).trim()}`);
-    return r.json();
+    return r.text();
   }
+  const getJSON = async (url) => JSON.parse(await getText(url));
 
   function pinnedKey(store = KEY_STORE) {
     try { return localStorage.getItem(store) || ""; } catch (e) { return ""; }
@@ -68,23 +69,24 @@ const HT = (() => {
                   "<name>+<key id>+<base64 key> as `hashtrail export --show-key` prints it; several apart by spaces");
   }
 
-  // the steps of a proof check, passed or failed, with the verdict first
+  // the steps of a proof check, passed or failed, with the verdict first. What the
+  // enrollment rests on is said once, in its step (its detail is that line), marked
+  // as signed (good) or the operator's statement (warn)
   function renderCheck(host, res, title) {
     host.replaceChildren();
     host.append(el("div", { class: "verdict " + (res.ok ? "pass" : "fail"), "data-verdict": res.ok ? "pass" : "fail" },
       (res.ok ? "PROOF VERIFIED" : "PROOF FAILED") + (title ? ": " + title : "")));
     const ol = el("ol", { class: "steps" });
     for (const s of res.steps) {
+      const e = s.step === "enrollment" && s.ok ? res.enrollment : null;
+      const detail = e ? el("span", { class: "enrollment " + (e.signer ? "good" : "warn"),
+                                      "data-enrollment": e.trusted ? "trusted" : e.signer ? "signed" : "unsigned" }, s.detail)
+        : s.detail;
       ol.append(el("li", { class: s.ok ? "pass" : "fail", "data-step": s.step, "data-ok": s.ok ? "1" : "0" },
         el("span", { class: "mark" }, s.ok ? "\u2713 passed" : "\u2717 failed"), " ",
-        el("strong", {}, s.step), ": ", s.detail));
+        el("strong", {}, s.step), ": ", detail));
     }
     host.append(ol);
-    if (res.enrollment) {
-      const e = res.enrollment;
-      host.append(el("p", { class: "enrollment " + (e.signer ? "good" : "warn"),
-                            "data-enrollment": e.trusted ? "trusted" : e.signer ? "signed" : "unsigned" }, e.line));
-    }
   }
 
   function statusClass(d) {
@@ -114,5 +116,5 @@ const HT = (() => {
     return xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 60, xs[0] + 60] : [min, max];
   }
 
-  return { el, time, timeRange, getJSON, pinnedKey, pinKey, keyBox, collectorBox, renderCheck, statusClass, mark };
+  return { el, time, timeRange, getJSON, getText, pinnedKey, pinKey, keyBox, collectorBox, renderCheck, statusClass, mark };
 })();

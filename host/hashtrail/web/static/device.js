@@ -149,12 +149,13 @@
   async function verifyEntry(seq) {
     proofOut.replaceChildren(el("p", { class: "muted" }, `checking the proof of seq ${seq}\u2026`));
     proofOut.scrollIntoView({ block: "nearest" });
-    let doc;
-    try { doc = await HT.getJSON(`/api/proof/${id}/${seq}`); } catch (e) {
+    // the proof's text: the check reads it as Python does (proofcheck.js parseJSON)
+    let text;
+    try { text = await HT.getText(`/api/proof/${id}/${seq}`); } catch (e) {
       proofOut.replaceChildren(el("p", { class: "error" }, String(e)));
       return;
     }
-    const res = await HashtrailProof.check(doc, keyInput.value, id, collectorInput.value);
+    const res = await HashtrailProof.check(text, keyInput.value, id, collectorInput.value);
     HT.renderCheck(proofOut, res, `device ${id} seq ${seq}`);
   }
 

@@ -37,6 +37,12 @@
 // passes only when all of them did. Malformed fields (unknown ones, in the proof, its
 // device, device signature or enrollment; wrong types; a collector key not in its
 // canonical form) fail at "input", as in Python.
+//
+// The pages give check() the proof's JSON text, read here as
+// hashtrail.ledger.proof.load_proof reads it (parseJSON): JSON.parse cannot, since it
+// makes 1700000000.0 and 1.7e9 the integer 1700000000 and keeps the last of a field
+// named twice, where Python reads a float (refused wherever an integer is due) and
+// refuses the text.
 "use strict";
 
 const HashtrailProof = (() => {
@@ -56,6 +62,13 @@ const HashtrailProof = (() => {
   const GENESIS_TAG = enc.encode("hashtrail/genesis/v1");
   const KIND_KEY_CREATED = 3;
   const SIG_PREFIX = "\u2014 ";
+  // hashtrail.ledger.proof _MAX_CHAIN
+  const MAX_CHAIN = 1 << 20;
+  // hashtrail.formats.enrollment: enrolled_at < 2^63 (a later time no text carries)
+  const ENROLL_MAX_AT = 1n << 63n;
+  // the last second of year 9999: a later enrollment time is shown as unix seconds
+  // (hashtrail.ledger.proof.ProofCheck.enrollment_line)
+  const MAX_SHOWN_AT = 253402300799;
 
   class StepError extends Error {}
   const fail = (msg) => { throw new StepError(msg); };
@@ -85,7 +98,95 @@ const HashtrailProof = (() => {
     return raw;
   }
 
+  // A number of the proof's JSON written with a fraction or an exponent: Python's json
+  // reads it as a float, never an integer, whatever its value (1700000000.0, 1.7e9)
+  class JSONFloat { constructor(text) { this.text = text; } }
+  const JSON_WS = /[ \t\n\r]*/y;
+  const JSON_NUM = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/y;
+  const JSON_CHARS = /[^"\\\u0000-\u001f]*/y;
+  const JSON_ESC = new Map([['"', '"'], ["\\", "\\"], ["/", "/"], ["b", "\b"], ["f", "\f"],
+                            ["n", "\n"], ["r", "\r"], ["t", "\t"]]);
+  const JSON_LITERALS = [["true", true], ["false", false], ["null", null],
+                         ["NaN", new JSONFloat("NaN")], ["Infinity", new JSONFloat("Infinity")],
+                         ["-Infinity", new JSONFloat("-Infinity")]];
+  const JSON_MAX_DEPTH = 500;
+
+  // parseJSON(text): the proof's JSON text as hashtrail.ledger.proof.load_proof reads it
+  // (Python's json, a field named twice refused): an integer is a number, or a BigInt
+  // beyond 2^53 (Python's are exact); a number with a fraction or an exponent, NaN or
+  // Infinity is a JSONFloat; an object's fields are its own (a "__proto__" field too)
+  function parseJSON(text) {
+    if (typeof text !== "string") fail("the proof is not JSON text");
+    let i = 0;
+    const bad = (what) => fail(`not JSON: ${what} at character ${i}`);
+    const ws = () => { JSON_WS.lastIndex = i; JSON_WS.exec(text); i = JSON_WS.lastIndex; };
+    function string() {
+      i++;
+      let out = "";
+      for (;;) {
+        JSON_CHARS.lastIndex = i;
+        JSON_CHARS.exec(text);
+        out += text.slice(i, JSON_CHARS.lastIndex);
+        i = JSON_CHARS.lastIndex;
+        const c = text[i];
+        if (c === '"') { i++; return out; }
+        if (c !== "\\") bad(c === undefined ? "unterminated string" : "control character in a string");
+        const e = text[i + 1];
+        if (JSON_ESC.has(e)) { out += JSON_ESC.get(e); i += 2; continue; }
+        const u = text.slice(i + 2, i + 6);
+        if (e !== "u" || !/^[0-9a-fA-F]{4}$/.test(u)) bad("bad escape");
+        out += String.fromCharCode(parseInt(u, 16));
+        i += 6;
+      }
+    }
+    function value(depth) {
+      if (depth > JSON_MAX_DEPTH) bad("nested too deeply");
+      ws();
+      const c = text[i];
+      if (c === "{" || c === "[") {
+        const obj = c === "{", close = obj ? "}" : "]", out = obj ? {} : [], seen = new Set();
+        i++;
+        ws();
+        if (text[i] === close) { i++; return out; }
+        for (;;) {
+          ws();
+          if (obj) {
+            if (text[i] !== '"') bad("expected a field name in double quotes");
+            const k = string();
+            if (seen.has(k)) fail(`a JSON object names one field twice (${JSON.stringify(k)})`);
+            seen.add(k);
+            ws();
+            if (text[i] !== ":") bad("expected ':'");
+            i++;
+            Object.defineProperty(out, k, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
+          } else out.push(value(depth + 1));
+          ws();
+          if (text[i] === ",") { i++; continue; }
+          if (text[i] === close) { i++; return out; }
+          bad(`expected ',' or '${close}'`);
+        }
+      }
+      if (c === '"') return string();
+      for (const [word, v] of JSON_LITERALS) {
+        if (text.startsWith(word, i)) { i += word.length; return v; }
+      }
+      JSON_NUM.lastIndex = i;
+      const m = JSON_NUM.exec(text);
+      if (!m) bad(c === undefined ? "no value" : "expected a value");
+      i = JSON_NUM.lastIndex;
+      if (m[1] !== undefined || m[2] !== undefined) return new JSONFloat(m[0]);
+      const n = Number(m[0]);
+      return Number.isSafeInteger(n) ? n + 0 : BigInt(m[0]);
+    }
+    const v = value(0);
+    ws();
+    if (i !== text.length) bad("extra data");
+    return v;
+  }
+
+  // an unsigned integer this page computes with (a tree size, leaf index or seq)
   function uint(v, what) {
+    if (typeof v === "bigint" && v >= 0n) fail(`${what} ${v} is beyond what this page checks (2^53)`);
     if (!Number.isSafeInteger(v) || v < 0) fail(`${what} is not an unsigned integer`);
     return v;
   }
@@ -108,7 +209,8 @@ const HashtrailProof = (() => {
     for (const k of ["label", "board", "fw"]) {
       if (typeof field(e, k, "enrollment") !== "string") fail(`enrollment ${k} is not a string`);
     }
-    uint(field(e, "enrolled_at", "enrollment"), "enrollment enrolled_at");
+    const at = field(e, "enrolled_at", "enrollment");
+    if (!(typeof at === "bigint" ? at >= 0n : Number.isSafeInteger(at) && at >= 0)) fail("enrollment enrolled_at is not an unsigned integer");
     const collector = field(e, "collector", "enrollment");
     if (collector !== null && typeof collector !== "string") fail("enrollment collector is not a string");
     const out = { label: e.label, board: e.board, fw: e.fw, enrolledAt: e.enrolled_at, collector, sig: null };
@@ -135,12 +237,14 @@ const HashtrailProof = (() => {
     for (const v of [e.label, e.board, e.fw]) {
       if ([...v].length > ENROLL_MAX_TEXT || CONTROL.test(v) || LONE_SURROGATE.test(v)) return null;
     }
+    if (BigInt(e.enrolledAt) >= ENROLL_MAX_AT) return null;
     return enc.encode(`${ENROLL_CONTEXT}\ndevice ${id}\npub ${toHex(pub)}\nlabel ${e.label}\n` +
       `board ${e.board}\nfw ${e.fw}\nenrolled_at ${e.enrolledAt}\n`);
   }
 
   // the proof's fields, strictly typed (the "input" step)
-  async function parse(doc) {
+  async function parse(input) {
+    const doc = typeof input === "string" ? parseJSON(input) : input;
     if (!isObject(doc)) fail("the proof is not a JSON object");
     // no field a reader could take differently (hashtrail.ledger.proof: _KEYS, _only)
     only(doc, PROOF_KEYS, "proof");
@@ -149,21 +253,26 @@ const HashtrailProof = (() => {
     const ds = field(doc, "device_signature", "proof");
     if (!isObject(ds)) fail("device_signature is not an object");
     const p = {
-      leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
+      format: doc.format, leaf: hex(doc.leaf, "leaf"), index: uint(doc.leaf_index, "leaf_index"),
       size: uint(doc.tree_size, "tree_size"), root: hex(doc.root, "root", 32),
       path: Array.isArray(doc.path) ? doc.path.map((h) => hex(h, "path hash", 32)) : fail("path is not a list"),
       checkpoint: typeof doc.checkpoint === "string" ? doc.checkpoint : fail("checkpoint is not text"),
-      verifierKey: typeof doc.verifier_key === "string" ? doc.verifier_key : fail("verifier_key is not text"),
-      pub: hex(d.pub, "device pub", 65), id: d.id, fingerprint: d.fingerprint, kind: ds.kind,
+      // as in Python, a proof without verifier_key names the key you pinned
+      verifierKey: !Object.prototype.hasOwnProperty.call(doc, "verifier_key") ? null
+        : typeof doc.verifier_key === "string" ? doc.verifier_key : fail("verifier_key is not text"),
+      pub: hex(field(d, "pub", "device"), "device pub", 65), id: field(d, "id", "device"),
+      fingerprint: field(d, "fingerprint", "device"), kind: field(ds, "kind", "device_signature"),
     };
-    if (!/^[0-9a-f]{32}$/.test(p.id || "") || !/^[0-9a-f]{64}$/.test(p.fingerprint || "")) fail("device id and fingerprint must be 32 and 64 lower-case hex");
+    if (typeof p.id !== "string") fail("device id is not a string");
+    if (typeof p.fingerprint !== "string") fail("device fingerprint is not a string");
+    if (!/^[0-9a-f]{32}$/.test(p.id) || !/^[0-9a-f]{64}$/.test(p.fingerprint)) fail("device id and fingerprint must be 32 and 64 lower-case hex");
     if (p.kind === "entry") {
       only(ds, ["kind", "sig"], "device_signature");
       p.sig = hex(ds.sig, "device signature", 64);
     } else if (p.kind === "checkpoint") {
       only(ds, ["kind", "cose", "chain"], "device_signature");
       p.cose = hex(ds.cose, "device checkpoint");
-      if (!Array.isArray(ds.chain)) fail("device_signature chain is not a list");
+      if (!Array.isArray(ds.chain) || ds.chain.length > MAX_CHAIN) fail("device_signature chain is not a list of entries");
       p.chain = ds.chain.map((c) => hex(c, "chain entry"));
     } else fail(`unknown device signature kind ${JSON.stringify(p.kind)}`);
     p.enrollment = await parseEnrollment(field(doc, "enrollment", "proof"), doc.format);
@@ -275,18 +384,21 @@ const HashtrailProof = (() => {
 
   // what the enrollment rests on, as hashtrail.ledger.proof.ProofCheck.enrollment_line
   function enrollmentLine(e, signer, trusted) {
-    const at = new Date(e.enrolledAt * 1000).toISOString().replace("T", " ").slice(0, 19);
-    const what = `label ${JSON.stringify(e.label)}, board ${e.board}, enrolled at ${at} UTC`;
+    const t = Number(e.enrolledAt);
+    const at = t <= MAX_SHOWN_AT ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : `unix time ${e.enrolledAt}`;
+    const what = `label ${JSON.stringify(e.label)}, board ${e.board}, enrolled at ${at}`;
     if (!signer) return `enrollment not signed (the operator's statement): ${what}` + (e.collector ? ` by collector ${e.collector}` : "");
     if (trusted) return `enrollment signed by collector ${signer}, a key you trust: ${what}`;
     return `enrollment signed by collector ${signer} (the proof's key; pin a collector key to require one you trust): ${what}`;
   }
 
-  // check(doc, pinnedKey, wantDevice, collectorKeys) ->
+  // check(text, pinnedKey, wantDevice, collectorKeys) ->
   //   {ok, steps: [{step, ok, detail}], enrollment: {signer, trusted, line} | null}
+  // text: the proof's JSON text (an object already parsed is taken as it is, but has
+  // lost how its numbers were written: the pages give the text).
   // collectorKeys: the collector keys the user trusts (text, apart by white space), or
   // none: then a signed enrollment is reported as signed by the proof's key.
-  async function check(doc, pinnedKey, wantDevice, collectorKeys) {
+  async function check(text, pinnedKey, wantDevice, collectorKeys) {
     const results = [];
     const run = async (step, fn) => {
       try {
@@ -301,7 +413,7 @@ const HashtrailProof = (() => {
       return { ok: false, steps: results };
     }
     let p = null;
-    await run("input", async () => { p = await parse(doc); return `a ${doc.format} inclusion proof`; });
+    await run("input", async () => { p = await parse(text); return `a ${p.format} inclusion proof`; });
     if (!p) {
       for (const s of STEPS.slice(1)) results.push({ step: s, ok: false, detail: "not run: the proof is malformed" });
       return { ok: false, steps: results, enrollment: null };
@@ -367,7 +479,7 @@ const HashtrailProof = (() => {
     });
     await run("ledger signature", async () => {
       const k = await parseVerifierKey(pinnedKey);
-      if (p.verifierKey !== k.text) fail(`the proof names ledger key ${p.verifierKey}, not the one you pinned`);
+      if (p.verifierKey !== null && p.verifierKey !== k.text) fail(`the proof names ledger key ${p.verifierKey}, not the one you pinned`);
       const n = note || parseNote(p.checkpoint);
       const line = n.sigs.find((s) => s.name === k.name && eq(s.keyId, k.keyId));
       if (!line) fail("no signature by the pinned key on the checkpoint");
@@ -400,12 +512,12 @@ const HashtrailProof = (() => {
     return { ok: results.every((r) => r.ok), steps: results, enrollment };
   }
 
-  // enrollmentBytes(doc): the bytes a /3 proof's enrollment signature covers, as this
+  // enrollmentBytes(text): the bytes a /3 proof's enrollment signature covers, as this
   // page rebuilds them (null when no text can carry the fields); for cross-checks
-  async function enrollmentBytes(doc) {
-    const p = await parse(doc);
+  async function enrollmentBytes(text) {
+    const p = await parse(text);
     return enrollmentText(p.id, p.pub, p.enrollment);
   }
 
-  return { check, enrollmentBytes, STEPS };
+  return { check, enrollmentBytes, parseJSON, STEPS };
 })();
