@@ -39,22 +39,40 @@ depends on (a ledger checkpoint, a device checkpoint a later one supersedes, a h
 pending entry, a trusted collector), operator metadata nobody signed (the label and
 board of an enrollment no collector signed, a stripped enrollment signature, revocation),
 and a consistent rewrite by the key holder: witnesses keep what they saw.
+
+Per-entry signatures on every CPU: the chain walk reads each device's entries BLOCK
+rows at a time and takes each row's SHA-256 and signature verdict from a
+chain.verify_pool.VerifyPool (the caller's `pool`, or one of this run's own when the
+ledger holds at least COLD_MIN signed entries: starting workers costs more than
+checking fewer on threads), or else from threads (keys.map_slices); a block mostly
+unsigned is hashed by the walk itself, as before. Blocks are handed to the workers
+one ahead, across devices (the first two before the nodes and checkpoints are
+checked), so they check the next block while this process walks the current one (as
+reconcile hands its chunks: ledger.reconcile "Worker processes"). The walk is the
+same, row by row, with the same checks in the same order: only where the hash and the
+verdict were computed changes (a row whose body or signature is not bytes is hashed
+and checked by the walk itself, as before). Held (pending) entries are few and stay
+on this thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+import itertools
+import logging
+from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hashtrail.chain import verify_pool
 from hashtrail.chain.devicecheck import KIND_TIME_SET, DeviceKey, parse_entry
 from hashtrail.chain.evidence import check_evidence
 from hashtrail.chain.fwrules import FirmwareRules
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import merkle, note
 from hashtrail.formats.entry import KIND_LOG_ALTERED, POLICY_EVERY_ENTRY, signing_policy
-from hashtrail.formats.keys import parse_device_id
+from hashtrail.formats.keys import map_slices, parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
 from hashtrail.ledger import revocation
 from hashtrail.ledger.enrollment_state import INVALID, UNSIGNED, check_enrollment
@@ -64,6 +82,12 @@ from hashtrail.ledger.rebuilt_tree import RebuiltTree
 _META_KEYS = {"schema", "origin", "size", "verifier"}
 _LEGACY_SIGNER = "signer"
 _MAX_PER_TABLE = 50          # problems listed per table before "... and N more"
+# Per-entry signatures (module docstring; measured in docs/LEDGER.md "Per-entry
+# signatures in worker processes", `verify --ledger`):
+COLD_MIN = 20_000   # signed entries in the ledger from which verify starts a pool of its own
+BLOCK = 1_000       # entries rows read, checked and walked at a time
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,38 +199,63 @@ class _Dev:
     evidence_hash: dict[int, bytes] = field(default_factory=dict)  # its accepted side
 
 
-def verify_ledger(led: Ledger, device: str | None = None) -> LedgerReport:
+def verify_ledger(led: Ledger, device: str | None = None, *,
+                  pool: verify_pool.VerifyPool | None = None,
+                  workers: int | None = None) -> LedgerReport:
     """Check every table of the ledger (see the module doc); `device` limits the device
-    reports to one device (every table is still checked)."""
+    reports to one device (every table is still checked).
+    `pool`: worker processes to check per-entry signatures in (kept by the caller;
+    started here only for a ledger of COLD_MIN signed entries or more); without one,
+    verify starts its own for such a ledger and stops it at the end. `workers`: CPUs to
+    use (default all; 1: everything on this thread, no pool)."""
     if device is not None:
         device = parse_device_id(device)
     with led.storage.snapshot():      # one committed state, while collectors write
-        return _verify_ledger(led, device)
+        try:
+            return _verify_ledger(led, device, pool, workers)
+        except verify_pool.PoolError as e:     # (its own hint speaks of reconcile)
+            raise verify_pool.PoolError(str(e), hint="the ledger was not verified (no "
+                                                     "report); run verify again") from None
 
 
-def _verify_ledger(led: Ledger, device: str | None) -> LedgerReport:
+def _verify_ledger(led: Ledger, device: str | None, pool: verify_pool.VerifyPool | None,
+                   workers: int | None) -> LedgerReport:
     p = _Problems()
     meta = _meta(led, p)
     devs = _devices(led, p)
     if device is not None and device not in devs:
         raise HashtrailError(f"device {device} is not in this ledger")
     size = meta.get("size", -1)
-    with RebuiltTree() as tree:
-        counts = _leaves(led, p, devs, size, tree)
-        rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
-        if size != tree.size:
-            p.add("meta", "key size", f"says {size} leaves, the entries table holds "
-                                      f"{tree.size}")
-        if sum(counts.values()) != tree.size:
-            p.add("entries", "all rows", f"the enrolled devices' entries number "
-                                         f"{sum(counts.values())}, the tree {tree.size} "
-                                         "leaves")
-        _nodes(led, p, tree)
-        _ledger_checkpoints(led, p, rep, tree, meta)
-    _dev_checkpoints(led, p, devs)
-    _evidence(led, p, devs)
-    for d in devs.values():
-        _chain(led, p, d)
+    own = blocks = None
+    try:
+        with RebuiltTree() as tree:
+            counts, signed = _leaves(led, p, devs, size, tree)
+            rep = LedgerReport(tree.size, tree.root().hex(), 0, [])
+            if size != tree.size:
+                p.add("meta", "key size", f"says {size} leaves, the entries table holds "
+                                          f"{tree.size}")
+            if sum(counts.values()) != tree.size:
+                p.add("entries", "all rows", f"the enrolled devices' entries number "
+                                             f"{sum(counts.values())}, the tree "
+                                             f"{tree.size} leaves")
+            if workers == 1:
+                pool = None
+            elif pool is None and signed >= COLD_MIN:
+                pool = own = verify_pool.VerifyPool(workers)
+            blocks = _Blocks(led, list(devs.values()), pool, workers, signed >= COLD_MIN)
+            blocks.fill()     # the workers start on the first blocks meanwhile
+            _nodes(led, p, tree)
+            _ledger_checkpoints(led, p, rep, tree, meta)
+        _dev_checkpoints(led, p, devs)
+        _evidence(led, p, devs)
+        for d in devs.values():
+            _chain(led, p, d, blocks.rows(d))
+            blocks.done(d)
+    finally:
+        if blocks is not None:
+            blocks.discard()
+        if own is not None:
+            own.close()
     for did, d in devs.items():      # after every chain: evidence checks need the hashes
         _evidence_against_chain(led, p, did, d)
     _pending(led, p, devs)
@@ -298,20 +347,22 @@ _GAP_MAX = 1 << 20      # missing leaves stood in for, at most, between two rows
 
 
 def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int,
-            tree: RebuiltTree) -> dict[str, int]:
+            tree: RebuiltTree) -> tuple[dict[str, int], int]:
     """Rebuild the tree into `tree` from the entries rows in leaf order; check each row
-    as a leaf; the enrolled devices' rows counted by device.
+    as a leaf; the enrolled devices' rows counted by device, and how many of those
+    carry a per-entry signature.
 
     Duplicate leaves are found in bounded memory: a bit per leaf hash in a filter; a
     row whose bit is already set is a candidate, and after the scan each candidate's
     hash is looked up among the leaves before it (false candidates find only
     themselves)."""
     counts: dict[str, int] = defaultdict(int)
+    signed = 0
     seen = bytearray(_SEEN_BITS // 8)
     cands: list[tuple[int, str, bytes]] = []       # (index, row key, leaf hash)
     ids: dict[Any, tuple[bytes, str | None]] = {}   # device_id column -> (leaf prefix, why)
     sha256, leaf_hash = hashlib.sha256, merkle.leaf_hash
-    for index, did_raw, seq, h, body, _sig in led.storage.scan_entries():
+    for index, did_raw, seq, h, body, sig in led.storage.scan_entries():
         if type(index) is not int or type(seq) is not int or seq < 0 \
                 or not isinstance(body, bytes) or not isinstance(h, bytes):
             p.add("entries", f"{_did_key(did_raw)}, seq {seq}", "a column of the wrong type")
@@ -339,6 +390,7 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int,
         prefix, why = known
         if why is None:
             counts[did_raw] += 1
+            signed += sig is not None
         else:
             p.add("entries", f"{_did_key(did_raw)}, seq {seq}", why)
         hb = sha256(body).digest()
@@ -355,7 +407,7 @@ def _leaves(led: Ledger, p: _Problems, devs: dict[str, _Dev], size: int,
     for index, k, lh in cands:
         if first[lh] != index:
             p.add("entries", k, f"leaf {index} duplicates leaf {first[lh]}")
-    return counts
+    return counts, signed
 
 
 def _leaf_prefix(did_raw: object, devs: dict[str, _Dev]) -> tuple[bytes, str | None]:
@@ -496,15 +548,18 @@ def _evidence_against_chain(led: Ledger, p: _Problems, did: str, d: _Dev) -> Non
                                                           "accepted entry at that seq")
 
 
-def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
-    """Walk the device's entries from genesis; signatures under its entry-0 policy."""
+def _chain(led: Ledger, p: _Problems, d: _Dev,
+           rows: Iterator[tuple[tuple[Any, ...], _Check | None]]) -> None:
+    """Walk the device's entries from genesis; signatures under its entry-0 policy.
+    `rows`: its entries rows in seq order (_Blocks.rows), each with its hash and
+    verdict when they were computed ahead (None: hashed and checked here)."""
     r, key = d.report, d.key
     did = r.device_id
     head, prev_t, last_t = key.genesis_prev, None, None
     cover = _Cover(d.report)      # device signatures over the accepted entries, in order
     altered: list[tuple[int, int, str]] = []
     fw, last = FirmwareRules(), None      # the firmware history (chain.fwrules)
-    for i, (seq, h, body, sig) in enumerate(led.storage.scan_device_entries(did)):
+    for i, ((seq, h, body, sig), checked) in enumerate(rows):
         try:
             b = bytes(body)
             e = parse_entry(b)
@@ -521,10 +576,10 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
             if seq == 0:
                 key.check_first_entry(e)
                 r.policy = signing_policy(e)
-            hb = hashlib.sha256(b).digest()
+            hb, ok = (hashlib.sha256(b).digest(), None) if checked is None else checked
             if hb != bytes(h):
                 raise HashtrailError("stored entry hash does not match the entry bytes")
-            if sig is not None and not key.signed(hb, bytes(sig)):
+            if sig is not None and not (key.signed(hb, bytes(sig)) if ok is None else ok):
                 raise HashtrailError("per-entry signature does not verify")
         except (HashtrailError, TypeError) as ex:
             p.add("entries", f"device {did}, seq {seq}", str(ex))
@@ -549,6 +604,134 @@ def _chain(led: Ledger, p: _Problems, d: _Dev) -> None:
     if r.alarm:
         r.status = "firmware alarm"
     _tip(led, p, d, head, last_t)
+
+
+_Check = tuple[bytes, bool]      # (SHA-256 of an entry's bytes, its signature verifies
+                                 # or it has none)
+_BYTES = (bytes, bytearray, memoryview)
+
+
+class _Blocks:
+    """Every device's entries rows, BLOCK rows at a time in device order, each row with
+    its hash and verdict (module docstring): a block goes to the workers as soon as it
+    is read, and one block is read ahead of the one being walked (across devices), so
+    the workers check the next block while the walk takes the current one; at most
+    three blocks are in memory (the one walked, two handed over). Without a pool, a
+    block mostly signed is checked on threads when its turn comes; a block mostly
+    unsigned is left to the walk (_mostly_signed)."""
+
+    def __init__(self, led: Ledger, order: list[_Dev], pool: verify_pool.VerifyPool | None,
+                 workers: int | None, cold: bool) -> None:
+        self.led, self.workers = led, workers
+        # a pool not running yet is started for a ledger of COLD_MIN signed entries
+        self.pool = pool if pool is not None and (pool.running or cold) else None
+        self.skip: _Dev | None = None          # the device whose walk ended: read no more
+        self.waiting: deque[tuple[_Dev, list[tuple[Any, ...]],
+                                  tuple[list[int], verify_pool.Verdicts] | None]] = deque()
+        self.read = self._read(order)
+
+    def _read(self, order: list[_Dev]) -> Iterator[tuple[_Dev, list[tuple[Any, ...]]]]:
+        for d in order:
+            rows = self.led.storage.scan_device_entries(d.report.device_id)
+            while d is not self.skip and (block := list(itertools.islice(rows, BLOCK))):
+                yield d, block
+
+    def rows(self, d: _Dev) -> Iterator[tuple[tuple[Any, ...], _Check | None]]:
+        """Device d's rows with their checks (call for each device in order)."""
+        waiting = self.waiting
+        while True:
+            self.fill()
+            if not waiting or waiting[0][0] is not d:
+                return
+            _, block, sub = waiting.popleft()
+            yield from zip(block, self._checks(d, block, sub), strict=True)
+
+    def fill(self) -> None:
+        """Read (and hand over) the block to walk next and one ahead."""
+        waiting = self.waiting
+        while len(waiting) < 2:
+            got = next(self.read, None)
+            if got is None:
+                return
+            waiting.append((*got, self._submit(*got)))
+
+    def done(self, d: _Dev) -> None:
+        """d's walk is over (maybe stopped at a problem): none of its rows is read or
+        checked any more."""
+        self.skip = d
+        while self.waiting and self.waiting[0][0] is d:
+            sub = self.waiting.popleft()[2]
+            if sub is not None:
+                sub[1].discard()
+
+    def discard(self) -> None:
+        """Drop the answers nobody will read (a run stopped by an error)."""
+        while self.waiting:
+            sub = self.waiting.popleft()[2]
+            if sub is not None:
+                sub[1].discard()
+
+    @staticmethod
+    def _plain(block: list[tuple[Any, ...]]) -> list[int]:
+        """The rows whose body and signature are bytes (or none): the others are hashed
+        and checked by the walk, as it always did (a TypeError names them)."""
+        return [i for i, (_, _, body, sig) in enumerate(block)
+                if isinstance(body, _BYTES) and (sig is None or isinstance(sig, _BYTES))]
+
+    def _submit(self, d: _Dev, block: list[tuple[Any, ...]]
+                ) -> tuple[list[int], verify_pool.Verdicts] | None:
+        pool = self.pool
+        if pool is None:
+            return None
+        if not _mostly_signed(block):      # hashing alone: the walk does it for less
+            return None
+        plain = self._plain(block)
+        if not pool.running:
+            try:
+                pool.start()
+            except verify_pool.PoolError as e:  # (no interpreter to start, no fork...)
+                log.warning("%s; per-entry signatures are checked on threads", e)
+                self.pool = None
+                return None
+        return plain, pool.submit(d.key.pub, [bytes(block[i][2]) for i in plain],
+                                  [None if block[i][3] is None else bytes(block[i][3])
+                                   for i in plain])
+
+    def _checks(self, d: _Dev, block: list[tuple[Any, ...]],
+                sub: tuple[list[int], verify_pool.Verdicts] | None) -> list[_Check | None]:
+        out: list[_Check | None] = [None] * len(block)
+        if sub is not None:
+            plain, verdicts = sub
+            hashes, ok = verdicts.result()
+            if len(hashes) != len(plain):
+                raise verify_pool.PoolError(f"verify pool: {len(hashes)} verdicts for "
+                                            f"{len(plain)} entries")
+            for i, h, v in zip(plain, hashes, ok, strict=True):
+                out[i] = (h, bool(v))
+            return out
+        if self.workers == 1 or not _mostly_signed(block):
+            return out      # the walk hashes and checks each row itself, as it always did
+        plain = self._plain(block)
+        key, sha256 = d.key, hashlib.sha256
+
+        def check(lo: int, hi: int) -> list[_Check]:
+            got = []
+            for i in plain[lo:hi]:
+                _, _, body, sig = block[i]
+                h = sha256(body).digest()
+                got.append((h, sig is None or key.signed(h, bytes(sig))))
+            return got
+
+        for i, c in zip(plain, map_slices(check, len(plain), self.workers), strict=True):
+            out[i] = c
+        return out
+
+
+def _mostly_signed(block: list[tuple[Any, ...]]) -> bool:
+    """Threads or workers pay for a block only for its signatures: hashing alone holds
+    the GIL (threads would only add their cost), and the walk hashes a row for less
+    than sending it to a worker."""
+    return 2 * sum(1 for r in block if r[3] is not None) >= len(block)
 
 
 class _Cover:
