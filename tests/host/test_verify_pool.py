@@ -343,6 +343,26 @@ def test_a_pool_that_cannot_start_leaves_the_work_to_threads(
     assert "cannot start a verify worker" in caplog.text
 
 
+def test_a_system_without_the_task_socket_leaves_the_work_to_threads(
+        tmp_path: Path, small: None, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Where AF_UNIX has no SOCK_SEQPACKET (the workers' shared task socket), the pool
+    cannot start: reconcile says so once and checks on threads, no traceback."""
+    d = _bad(_device(), 233)
+    bundles = [bundle([d], cps=[(d, d.checkpoint())])]
+    threads = _run(tmp_path, "threads", bundles, workers=1)
+    monkeypatch.setattr(rec, "COLD_MIN", N)
+
+    def refused(*_: object) -> None:
+        raise OSError(93, "Protocol not supported")
+
+    monkeypatch.setattr(verify_pool.socket, "socketpair", refused)
+    with VerifyPool(2) as p:
+        assert _run(tmp_path, "pooled", bundles, pool=p) == threads
+        assert not p.running
+    assert "cannot start a verify worker (no task socket" in caplog.text
+
+
 def test_a_worker_that_dies_fails_the_batch(tmp_path: Path, small: None) -> None:
     d = _device()
     b = bundle([d], cps=[(d, d.checkpoint())])

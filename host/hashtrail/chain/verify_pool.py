@@ -186,7 +186,11 @@ class VerifyPool:
         if self._workers:
             return
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:      # (no SOCK_SEQPACKET for AF_UNIX on some systems: then threads)
+            mine, theirs = socket.socketpair(socket.AF_UNIX,
+                                             getattr(socket, "SOCK_SEQPACKET", -1))
+        except (OSError, AttributeError) as e:
+            raise PoolError(f"cannot start a verify worker (no task socket: {e})") from None
         for sk in (mine, theirs):       # more tasks and answers in flight where allowed
             with contextlib.suppress(OSError):
                 sk.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
