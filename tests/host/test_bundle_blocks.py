@@ -1,11 +1,12 @@
 """The bundle reader's block and run paths give the verdicts of its line-by-line path.
 
-Why: a bundle file is read a block at a time, and its first pass takes a run of one
+Why: a bundle file is read a block at a time, and each pass takes a run of one
 device's canonical entry lines with one pattern, checking the base64 lengths and seqs
-over the whole run (collector.bundle._Parser). A bundle that path accepts must give the
-same counts, highest seqs, digest check and entries as reading it line by line, and one
-it refuses the same error, naming the same line; a block boundary anywhere in a line
-must change nothing. Each mutation below sits in the middle of a device's run."""
+over the whole run (collector.bundle._Parser); the second pass and parse_bundle take the
+run's entries with one findall. A bundle that path accepts must give the same counts,
+highest seqs, digest check and entries as reading it line by line, and one it refuses
+the same error, naming the same line; a block boundary anywhere in a line must change
+nothing. Each mutation below sits in the middle of a device's run."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def _variant(lines: list[bytes], how: Any) -> bytes:
 
 def _read(path: Path) -> tuple[Any, ...]:
     """Everything both passes say about the file: the scan's bundle or its error, the
-    streamed entries or their error."""
+    streamed entries or their error (as entries, and as runs: the same entries), and
+    parse_bundle's."""
     bf = bm.BundleFile(path)
     try:
         b = bf.scan()
@@ -98,7 +100,22 @@ def _read(path: Path) -> tuple[Any, ...]:
         out.extend(bf.entries())
     except HashtrailError as e:
         out.append((type(e).__name__, str(e)))
-    return scan, out
+    runs: list[Any] = []
+    try:
+        for did, run in bf.runs():
+            assert run
+            runs.extend((did, r) for r in run)
+    except HashtrailError as e:
+        runs.append((type(e).__name__, str(e)))
+    assert runs == out
+    try:
+        with open(path, "rb") as f:
+            b = bm.parse_bundle(f)
+        kept: Any = (b.entries, b.counts, b.max_seq, b.signer is not None,
+                     b.enrollments, b.checkpoints)
+    except HashtrailError as e:
+        kept = (type(e).__name__, str(e))
+    return scan, out, kept
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -121,3 +138,18 @@ def test_runs_and_blocks_read_as_lines(tmp_path: Path, monkeypatch: pytest.Monke
         # unsigned bundle's edited body) read as what it now says
         assert name in ("seq 2**63 - 1", "another device's line") or not signed \
             or isinstance(want[0][0], str)
+
+
+def test_the_second_pass_takes_runs_whole(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above compares something: the second pass gives a device's canonical
+    lines as one list (the run path), the line-by-line path one entry at a time, and
+    both the same entries."""
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b"".join(_lines(True)))
+    runs = list(bm.BundleFile(path).runs())
+    assert [len(r) for _, r in runs] == [41, 41, 41]
+    monkeypatch.setattr(bm, "_RUN", bm.re.compile(rb"(?!)"))
+    lines = list(bm.BundleFile(path).runs())
+    assert [len(r) for _, r in lines] == [1] * 123
+    assert [(d, r) for d, rs in runs for r in rs] == [(d, r) for d, rs in lines for r in rs]

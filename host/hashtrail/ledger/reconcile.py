@@ -187,11 +187,13 @@ _new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per
 
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
               entries: Iterable[tuple[str, RawEntry]] | None = None,
+              runs: Iterable[tuple[str, list[RawEntry]]] | None = None,
               digest: bytes | None = None,
               pool: verify_pool.VerifyPool | None = None) -> Result:
     """Merge bundle `b` into the ledger. Its entries are `b.entries`, or `entries`, an
     iterable read once in file order (collector.bundle.BundleFile.entries: the bundle
-    streams and memory stays bounded; `b` then holds its counts, not its entries).
+    streams and memory stays bounded; `b` then holds its counts, not its entries),
+    or `runs`, the same a run of one device's entries at a time (BundleFile.runs).
     With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
     end returns at once (`Result.already`), and one reconciled now is recorded, with
     its collector's cursor (docs/BUNDLE.md "Incremental export").
@@ -205,7 +207,11 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     if digest is not None and db.bundle_seen(digest):
         res.already = True
         return res
-    counts = b.counts if entries is not None else Counter(d for d, _ in b.entries)
+    if entries is not None:
+        assert runs is None, "entries or runs, not both"
+        runs = _runs(entries)
+    whole = runs is None
+    counts = b.counts if not whole else Counter(d for d, _ in b.entries)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
     for c in b.checkpoints:
         cps[c.device_id].append(c)
@@ -250,7 +256,7 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     ahead = _Ahead(run, pool)
     try:
         for did, recs, verdicts in ahead.chunks(
-                _chunks(b.entries if entries is None else entries, entries is None)):
+                _chunks(_runs(b.entries) if runs is None else runs, whole)):
             run.chunk(did, recs, verdicts)
     finally:
         ahead.discard()
@@ -284,9 +290,10 @@ def _signs_stored(dev: Device, e: Enrollment, signer: note.Verifier | None,
             == (e.label, e.board, e.fw, e.enrolled_at))
 
 
-def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
+def _chunks(runs: Iterable[tuple[str, list[RawEntry]]], whole: bool
             ) -> Iterator[tuple[str, list[RawEntry]]]:
-    """(device, up to CHUNK of its entries in bundle order), each device's in order.
+    """(device, up to CHUNK of its entries in bundle order), each device's in order,
+    from `runs`: (device, some of its entries), in bundle order (_runs).
 
     An in-memory bundle (`whole`) goes by device id, as one batch per device up to
     CHUNK. A streamed one is buffered up to CHUNK entries in all: a device whose run
@@ -295,25 +302,28 @@ def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
     any other order is still correct, only in smaller batches (as several bundles)."""
     buf: dict[str, list[RawEntry]] = {}
     n = 0
-    # A bundle names one device for many lines in a row: each such run is taken in
-    # slices that end exactly where the entry-by-entry rule below would act (a device's
-    # CHUNK-th entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are
-    # the same, without a Python step per entry.
-    for did, run in itertools.groupby(items, key=_first):
-        while True:
+    # A bundle names one device for many lines in a row: each run is taken in slices
+    # that end exactly where the entry-by-entry rule would act (a device's CHUNK-th
+    # entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are the
+    # same, without a Python step per entry (tests/host/test_reconcile_chunks.py).
+    for did, run in runs:
+        if whole:
+            lst = buf.get(did)
+            if lst is None:
+                buf[did] = list(run)
+            else:
+                lst += run
+            continue
+        i, k = 0, len(run)
+        while i < k:
             lst = buf.get(did)
             if lst is None:
                 lst = buf[did] = []
-            room = -1 if whole else min(CHUNK - len(lst), CHUNK - n)
-            got = [r for _, r in (run if room < 0 else itertools.islice(run, room))]
-            if not got:
-                if not lst:
-                    del buf[did]
-                break
+            room = min(CHUNK - len(lst), CHUNK - n)
+            got = run if i == 0 and room >= k else run[i:i + room]
             lst += got
             n += len(got)
-            if whole:
-                continue
+            i += len(got)
             if len(lst) >= CHUNK:
                 n -= len(lst)
                 yield did, buf.pop(did)
@@ -325,6 +335,17 @@ def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
         lst = buf[d]
         for i in range(0, len(lst), CHUNK):
             yield d, lst[i:i + CHUNK]
+
+
+def _runs(items: Iterable[tuple[str, RawEntry]]) -> Iterator[tuple[str, list[RawEntry]]]:
+    """(device, entries) pairs as runs for _chunks: each device's run of consecutive
+    items, in lists of at most CHUNK (a stream stays bounded in memory)."""
+    for did, run in itertools.groupby(items, key=_first):
+        while True:
+            got = [r for _, r in itertools.islice(run, CHUNK)]
+            if not got:
+                break
+            yield did, got
 
 
 _first = itemgetter(0)
