@@ -111,7 +111,7 @@ from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.storage import Device, LedgerStorage
+from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage
 
 log = logging.getLogger(__name__)
 
@@ -673,7 +673,9 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         except HashtrailError:
             return None
         every = signing_policy(f0) == POLICY_EVERY_ENTRY
-    heads = _signed_heads(db, did, s)
+    # (only those over this walk's seqs: a device's checkpoints above them would be
+    # read again at each of its chunks, quadratic in its entries)
+    heads = _signed_heads(db, did, s, s + len(held) + len(recs) - 1)
     path: list[_Cand] = []
     covered = 0
     if walked is not None:
@@ -914,8 +916,10 @@ def _entry(c: _Cand) -> EntryFields:
     return parse_entry(c.body) if isinstance(c.f, _Walk) else c.f
 
 
-def _signed_heads(db: LedgerStorage, did: str, lo: int) -> set[tuple[int, bytes]]:
-    return {(c.seq, c.head) for c in db.device_checkpoints(did, lo)}
+def _signed_heads(db: LedgerStorage, did: str, lo: int, hi: int = MAX_SEQ
+                  ) -> set[tuple[int, bytes]]:
+    """(seq, head) of the device's checkpoints at lo <= seq <= hi."""
+    return {(c.seq, c.head) for c in db.device_checkpoints(did, lo, hi)}
 
 
 def _policy(db: LedgerStorage, did: str) -> int | None:
@@ -1134,7 +1138,9 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
         return h
 
     low = [s for s in cands if s <= dev.tip_seq]
-    dcps = db.device_checkpoints(did, min([*low, cp_lo]))
+    # (none above the tip and the candidates: a branch ends at the highest candidate,
+    # and the device's checkpoints further up would be read again at each chunk)
+    dcps = db.device_checkpoints(did, min([*low, cp_lo]), max([dev.tip_seq, *cands]))
     cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
                 if cp_lo <= c.seq <= dev.tip_seq and acc(c.seq) != c.head]
     heads = {(c.seq, c.head): c.cose for c in dcps}
