@@ -676,6 +676,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     # (only those over this walk's seqs: a device's checkpoints above them would be
     # read again at each of its chunks, quadratic in its entries)
     heads = _signed_heads(db, did, s, s + len(held) + len(recs) - 1)
+    first = s
     path: list[_Cand] = []
     covered = 0
     if walked is not None:
@@ -683,10 +684,6 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # checked by the walk that left them); policy 0, or they would not be held
         if every and held:
             return None
-        s0 = s
-        for seq, h in heads:
-            if s0 <= seq < s0 + len(held) and held[seq - s0].h == h:
-                covered = max(covered, seq - s0 + 1)
         path = held.copy()
         if held:
             head, s = held[-1].h, held[-1].seq + 1
@@ -695,7 +692,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             if c.f.prev != head or c.f.kind == KIND_LOG_ALTERED:
                 return None
             path.append(c)
-            if c.sig is not None or (not every and (c.seq, c.h) in heads):
+            if c.sig is not None:
                 covered = len(path)
             elif every:
                 return None
@@ -705,11 +702,19 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                 or f.prev != head or f.kind == KIND_LOG_ALTERED):
             return None
         path.append(_new(_Cand, (seq, h, body, sig, f, False)))
-        if sig is not None or (not every and (seq, h) in heads):
+        if sig is not None:
             covered = len(path)
         elif every:
             return None
         head, s = h, s + 1
+    if not every:
+        # a device checkpoint over an entry of the path (path[i] is seq first + i) covers
+        # it and those before it: looked up per checkpoint, not per entry
+        n = len(path)
+        for seq, h in heads:
+            i = seq - first
+            if 0 <= i < n and i >= covered and path[i].h == h:
+                covered = i + 1
     _take(led, db, did, dev, path[:covered], res)
     left = path[covered:]
     if covered == 0 and walked is not None:          # nothing taken: the rows are as were
