@@ -1,7 +1,8 @@
 """reconcile._chunks cuts a streamed bundle as the entry-by-entry rule does.
 
 Why: the chunks decide the leaf order (each is accepted in turn), and _chunks takes a
-device's run of lines in slices instead of one entry at a time; the ledger root must be
+device's run of lines (as the bundle reader gives them, BundleFile.runs) in slices
+instead of one entry at a time; the ledger root must be
 byte-identical to what the rule below gives, for any order of devices and entries."""
 
 from __future__ import annotations
@@ -52,5 +53,21 @@ def test_chunks_are_the_entry_by_entry_rule(monkeypatch: pytest.MonkeyPatch, see
                   for k in range(rnd.choice([1, 1, 2, chunk - 1, chunk, chunk + 1,
                                              3 * chunk + 2]))]
     for whole in (False, True):
-        got = list(reconcile._chunks(iter(items), whole))
-        assert got == list(_reference(items, whole, chunk)), (whole, chunk)
+        want = list(_reference(items, whole, chunk))
+        got = list(reconcile._chunks(reconcile._runs(iter(items)), whole))
+        assert got == want, (whole, chunk)
+        # runs as the bundle reader gives them: a device's consecutive lines split
+        # anywhere into lists (a run ends at a block's end, a line read alone...)
+        got = list(reconcile._chunks(iter(_split(rnd, items)), whole))
+        assert got == want, (whole, chunk)
+
+
+def _split(rnd: random.Random, items: list[tuple[str, RawEntry]]
+           ) -> list[tuple[str, list[RawEntry]]]:
+    runs: list[tuple[str, list[RawEntry]]] = []
+    for i, (did, r) in enumerate(items):
+        if runs and runs[-1][0] == did and rnd.random() < 0.7 and i:
+            runs[-1][1].append(r)
+        else:
+            runs.append((did, [r]))
+    return runs

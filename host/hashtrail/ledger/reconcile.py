@@ -111,7 +111,7 @@ from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.storage import Device, LedgerStorage
+from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +187,13 @@ _new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per
 
 def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
               entries: Iterable[tuple[str, RawEntry]] | None = None,
+              runs: Iterable[tuple[str, list[RawEntry]]] | None = None,
               digest: bytes | None = None,
               pool: verify_pool.VerifyPool | None = None) -> Result:
     """Merge bundle `b` into the ledger. Its entries are `b.entries`, or `entries`, an
     iterable read once in file order (collector.bundle.BundleFile.entries: the bundle
-    streams and memory stays bounded; `b` then holds its counts, not its entries).
+    streams and memory stays bounded; `b` then holds its counts, not its entries),
+    or `runs`, the same a run of one device's entries at a time (BundleFile.runs).
     With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
     end returns at once (`Result.already`), and one reconciled now is recorded, with
     its collector's cursor (docs/BUNDLE.md "Incremental export").
@@ -205,7 +207,11 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     if digest is not None and db.bundle_seen(digest):
         res.already = True
         return res
-    counts = b.counts if entries is not None else Counter(d for d, _ in b.entries)
+    if entries is not None:
+        assert runs is None, "entries or runs, not both"
+        runs = _runs(entries)
+    whole = runs is None
+    counts = b.counts if not whole else Counter(d for d, _ in b.entries)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
     for c in b.checkpoints:
         cps[c.device_id].append(c)
@@ -250,7 +256,7 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     ahead = _Ahead(run, pool)
     try:
         for did, recs, verdicts in ahead.chunks(
-                _chunks(b.entries if entries is None else entries, entries is None)):
+                _chunks(_runs(b.entries) if runs is None else runs, whole)):
             run.chunk(did, recs, verdicts)
     finally:
         ahead.discard()
@@ -284,9 +290,10 @@ def _signs_stored(dev: Device, e: Enrollment, signer: note.Verifier | None,
             == (e.label, e.board, e.fw, e.enrolled_at))
 
 
-def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
+def _chunks(runs: Iterable[tuple[str, list[RawEntry]]], whole: bool
             ) -> Iterator[tuple[str, list[RawEntry]]]:
-    """(device, up to CHUNK of its entries in bundle order), each device's in order.
+    """(device, up to CHUNK of its entries in bundle order), each device's in order,
+    from `runs`: (device, some of its entries), in bundle order (_runs).
 
     An in-memory bundle (`whole`) goes by device id, as one batch per device up to
     CHUNK. A streamed one is buffered up to CHUNK entries in all: a device whose run
@@ -295,25 +302,28 @@ def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
     any other order is still correct, only in smaller batches (as several bundles)."""
     buf: dict[str, list[RawEntry]] = {}
     n = 0
-    # A bundle names one device for many lines in a row: each such run is taken in
-    # slices that end exactly where the entry-by-entry rule below would act (a device's
-    # CHUNK-th entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are
-    # the same, without a Python step per entry.
-    for did, run in itertools.groupby(items, key=_first):
-        while True:
+    # A bundle names one device for many lines in a row: each run is taken in slices
+    # that end exactly where the entry-by-entry rule would act (a device's CHUNK-th
+    # entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are the
+    # same, without a Python step per entry (tests/host/test_reconcile_chunks.py).
+    for did, run in runs:
+        if whole:
+            lst = buf.get(did)
+            if lst is None:
+                buf[did] = list(run)
+            else:
+                lst += run
+            continue
+        i, k = 0, len(run)
+        while i < k:
             lst = buf.get(did)
             if lst is None:
                 lst = buf[did] = []
-            room = -1 if whole else min(CHUNK - len(lst), CHUNK - n)
-            got = [r for _, r in (run if room < 0 else itertools.islice(run, room))]
-            if not got:
-                if not lst:
-                    del buf[did]
-                break
+            room = min(CHUNK - len(lst), CHUNK - n)
+            got = run if i == 0 and room >= k else run[i:i + room]
             lst += got
             n += len(got)
-            if whole:
-                continue
+            i += len(got)
             if len(lst) >= CHUNK:
                 n -= len(lst)
                 yield did, buf.pop(did)
@@ -325,6 +335,17 @@ def _chunks(items: Iterable[tuple[str, RawEntry]], whole: bool
         lst = buf[d]
         for i in range(0, len(lst), CHUNK):
             yield d, lst[i:i + CHUNK]
+
+
+def _runs(items: Iterable[tuple[str, RawEntry]]) -> Iterator[tuple[str, list[RawEntry]]]:
+    """(device, entries) pairs as runs for _chunks: each device's run of consecutive
+    items, in lists of at most CHUNK (a stream stays bounded in memory)."""
+    for did, run in itertools.groupby(items, key=_first):
+        while True:
+            got = [r for _, r in itertools.islice(run, CHUNK)]
+            if not got:
+                break
+            yield did, got
 
 
 _first = itemgetter(0)
@@ -652,7 +673,10 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         except HashtrailError:
             return None
         every = signing_policy(f0) == POLICY_EVERY_ENTRY
-    heads = _signed_heads(db, did, s)
+    # (only those over this walk's seqs: a device's checkpoints above them would be
+    # read again at each of its chunks, quadratic in its entries)
+    heads = _signed_heads(db, did, s, s + len(held) + len(recs) - 1)
+    first = s
     path: list[_Cand] = []
     covered = 0
     if walked is not None:
@@ -660,10 +684,6 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # checked by the walk that left them); policy 0, or they would not be held
         if every and held:
             return None
-        s0 = s
-        for seq, h in heads:
-            if s0 <= seq < s0 + len(held) and held[seq - s0].h == h:
-                covered = max(covered, seq - s0 + 1)
         path = held.copy()
         if held:
             head, s = held[-1].h, held[-1].seq + 1
@@ -672,7 +692,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             if c.f.prev != head or c.f.kind == KIND_LOG_ALTERED:
                 return None
             path.append(c)
-            if c.sig is not None or (not every and (c.seq, c.h) in heads):
+            if c.sig is not None:
                 covered = len(path)
             elif every:
                 return None
@@ -682,11 +702,19 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                 or f.prev != head or f.kind == KIND_LOG_ALTERED):
             return None
         path.append(_new(_Cand, (seq, h, body, sig, f, False)))
-        if sig is not None or (not every and (seq, h) in heads):
+        if sig is not None:
             covered = len(path)
         elif every:
             return None
         head, s = h, s + 1
+    if not every:
+        # a device checkpoint over an entry of the path (path[i] is seq first + i) covers
+        # it and those before it: looked up per checkpoint, not per entry
+        n = len(path)
+        for seq, h in heads:
+            i = seq - first
+            if 0 <= i < n and i >= covered and path[i].h == h:
+                covered = i + 1
     _take(led, db, did, dev, path[:covered], res)
     left = path[covered:]
     if covered == 0 and walked is not None:          # nothing taken: the rows are as were
@@ -893,8 +921,10 @@ def _entry(c: _Cand) -> EntryFields:
     return parse_entry(c.body) if isinstance(c.f, _Walk) else c.f
 
 
-def _signed_heads(db: LedgerStorage, did: str, lo: int) -> set[tuple[int, bytes]]:
-    return {(c.seq, c.head) for c in db.device_checkpoints(did, lo)}
+def _signed_heads(db: LedgerStorage, did: str, lo: int, hi: int = MAX_SEQ
+                  ) -> set[tuple[int, bytes]]:
+    """(seq, head) of the device's checkpoints at lo <= seq <= hi."""
+    return {(c.seq, c.head) for c in db.device_checkpoints(did, lo, hi)}
 
 
 def _policy(db: LedgerStorage, did: str) -> int | None:
@@ -1113,7 +1143,9 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
         return h
 
     low = [s for s in cands if s <= dev.tip_seq]
-    dcps = db.device_checkpoints(did, min([*low, cp_lo]))
+    # (none above the tip and the candidates: a branch ends at the highest candidate,
+    # and the device's checkpoints further up would be read again at each chunk)
+    dcps = db.device_checkpoints(did, min([*low, cp_lo]), max([dev.tip_seq, *cands]))
     cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
                 if cp_lo <= c.seq <= dev.tip_seq and acc(c.seq) != c.head]
     heads = {(c.seq, c.head): c.cose for c in dcps}

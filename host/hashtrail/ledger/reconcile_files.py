@@ -102,7 +102,7 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
             if head is None:
                 head = Bundle("", "", 0)       # seen: reconcile returns before reading
             t0 = time.monotonic()
-            runs.append(BundleRun(path, reconcile(led, head, entries=f.entries(),
+            runs.append(BundleRun(path, reconcile(led, head, runs=f.runs(),
                                                   digest=digest, pool=pool)))
             log.debug("%s: reconciled in %.2f s", path, time.monotonic() - t0)
         if progress is not None:

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple, Protocol
 from hashtrail.errors import FormatError
 from hashtrail.formats.entry import parse_entry
 
+MAX_SEQ = (1 << 63) - 1         # the highest seq a device can write (a bundle's limit)
+
 
 class StoredEntry(NamedTuple):
     """One accepted entry as the ledger holds it (read-only view of `entries`)."""
@@ -207,8 +209,9 @@ class LedgerStorage(Protocol):
         """Keep a verified device checkpoint; False if it was kept already."""
         ...
 
-    def device_checkpoints(self, device_id: str, lo: int = 0) -> list[DeviceCheckpoint]:
-        """The device's checkpoints at seq >= lo, by seq."""
+    def device_checkpoints(self, device_id: str, lo: int = 0, hi: int = MAX_SEQ
+                           ) -> list[DeviceCheckpoint]:
+        """The device's checkpoints at lo <= seq <= hi, by seq."""
         ...
 
     def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:

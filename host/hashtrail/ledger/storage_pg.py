@@ -43,6 +43,7 @@ from hashtrail.errors import ConfigError, InputError
 from hashtrail.formats.entry import REVERTED_MARK, UPDATE_MARK
 from hashtrail.ledger.backend import display
 from hashtrail.ledger.storage import (
+    MAX_SEQ,
     Device,
     DeviceCheckpoint,
     EntryRow,
@@ -615,10 +616,11 @@ class PgLedgerStorage:
                       "ON CONFLICT DO NOTHING", (device_id, cose_hash, cose, nonce, seq, head))
         return cur.rowcount == 1
 
-    def device_checkpoints(self, device_id: str, lo: int = 0) -> list[DeviceCheckpoint]:
+    def device_checkpoints(self, device_id: str, lo: int = 0, hi: int = MAX_SEQ
+                           ) -> list[DeviceCheckpoint]:
         return [DeviceCheckpoint(int(s), bytes(h), bytes(c)) for s, h, c in self._q(
             "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=%s AND seq>=%s "
-            "ORDER BY seq", (device_id, lo))]
+            "AND seq<=%s ORDER BY seq", (device_id, lo, hi))]
 
     def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
         row = self._one(

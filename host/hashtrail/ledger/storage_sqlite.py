@@ -27,6 +27,7 @@ from typing import Any
 from hashtrail import sqlite_file
 from hashtrail.formats.entry import REVERTED_MARK, UPDATE_MARK
 from hashtrail.ledger.storage import (
+    MAX_SEQ,
     Device,
     DeviceCheckpoint,
     EntryRow,
@@ -334,10 +335,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                 (device_id, cose_hash, cose, nonce, seq, head))
         return cur.rowcount == 1
 
-    def device_checkpoints(self, device_id: str, lo: int = 0) -> list[DeviceCheckpoint]:
+    def device_checkpoints(self, device_id: str, lo: int = 0, hi: int = MAX_SEQ
+                           ) -> list[DeviceCheckpoint]:
         return [DeviceCheckpoint(int(s), bytes(h), bytes(c)) for s, h, c in self._db.execute(
             "SELECT seq, head, cose FROM dev_checkpoints WHERE device_id=? AND seq>=? "
-            "ORDER BY seq", (device_id, lo))]
+            "AND seq<=? ORDER BY seq", (device_id, lo, hi))]
 
     def covering_checkpoint(self, device_id: str, seq: int) -> tuple[int, bytes] | None:
         row = self._db.execute(
