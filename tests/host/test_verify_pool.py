@@ -217,6 +217,38 @@ def test_a_free_worker_takes_the_work_a_busy_one_cannot(pool: VerifyPool) -> Non
         os.kill(slow, signal.SIGCONT)
 
 
+def test_a_worker_that_dies_holding_a_task_fails_the_wait(tmp_path: Path) -> None:
+    """The other worker is alive (stopped here), so the socket never reads end-of-file:
+    the wait looks at the workers every half second and says which one died, instead
+    of waiting forever for an answer nobody will send."""
+    d = _device()
+    bodies = [b for _, b, _ in d.entries]
+    sigs = [s for _, _, s in d.entries]
+    with VerifyPool(2) as p:
+        p.start()
+        idle, busy = (w.proc for w in p._workers)
+        os.kill(idle.pid, signal.SIGSTOP)
+        try:
+            v = p.submit(d.pub, bodies, sigs)
+            busy.kill()
+            busy.wait()
+            got: list[BaseException] = []
+
+            def wait() -> None:
+                try:
+                    v.result()
+                except PoolError as e:
+                    got.append(e)
+
+            t = threading.Thread(target=wait, daemon=True)
+            t.start()
+            t.join(20)
+            assert got, "the wait did not notice the dead worker"
+            assert f"verify worker {busy.pid} stopped" in str(got[0])
+        finally:
+            os.kill(idle.pid, signal.SIGCONT)
+
+
 def test_tasks_are_cut_by_size_too(pool: VerifyPool) -> None:
     """Entries of up to 65,535 bytes (bundle.MAX_ENTRY) travel, a few to a task."""
     key = Device(4242, per_entry_sig=True)
