@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import select
 import signal
@@ -42,6 +43,8 @@ from collections.abc import Sequence
 
 from hashtrail.errors import HashtrailError
 from hashtrail.formats import keys
+
+log = logging.getLogger(__name__)
 
 _LEN = struct.Struct("<I")
 _PUB = 65
@@ -213,6 +216,19 @@ class VerifyPool:
             theirs.close()      # (the workers hold it: when all are gone, reads end)
         mine.setblocking(False)
         self._sock = mine
+
+    def start_or_warn(self) -> bool:
+        """Start the workers unless running; False, with one warning, when they cannot
+        start (no interpreter to start, no fork, no task socket...): the caller then
+        checks its signatures on threads."""
+        if self.running:
+            return True
+        try:
+            self.start()
+        except PoolError as e:
+            log.warning("%s; per-entry signatures are checked on threads", e)
+            return False
+        return True
 
     def submit(self, pub: bytes, bodies: Sequence[bytes], sigs: Sequence[bytes | None]
                ) -> Verdicts:

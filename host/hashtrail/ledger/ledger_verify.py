@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import logging
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -86,8 +85,6 @@ _MAX_PER_TABLE = 50          # problems listed per table before "... and N more"
 # signatures in worker processes", `verify --ledger`):
 COLD_MIN = 20_000   # signed entries in the ledger from which verify starts a pool of its own
 BLOCK = 1_000       # entries rows read, checked and walked at a time
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -686,13 +683,9 @@ class _Blocks:
         if not _mostly_signed(block):      # hashing alone: the walk does it for less
             return None
         plain = self._plain(block)
-        if not pool.running:
-            try:
-                pool.start()
-            except verify_pool.PoolError as e:  # (no interpreter to start, no fork...)
-                log.warning("%s; per-entry signatures are checked on threads", e)
-                self.pool = None
-                return None
+        if not pool.start_or_warn():
+            self.pool = None
+            return None
         return plain, pool.submit(d.key.pub, [bytes(block[i][2]) for i in plain],
                                   [None if block[i][3] is None else bytes(block[i][3])
                                    for i in plain])

@@ -78,7 +78,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
-import logging
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -112,8 +111,6 @@ from hashtrail.formats.leaf import leaf_prefix
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage
-
-log = logging.getLogger(__name__)
 
 CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 # Worker processes (module docstring, "Worker processes"; measured in docs/LEDGER.md
@@ -510,13 +507,9 @@ class _Run:
             check_pub(dev.pub)
         except FormatError:
             return None
-        if not pool.running:
-            try:
-                pool.start()
-            except verify_pool.PoolError as e:    # (no interpreter to start, no fork...)
-                log.warning("%s; per-entry signatures are checked on threads", e)
-                self.refused_pool = True
-                return None
+        if not pool.start_or_warn():
+            self.refused_pool = True
+            return None
         cuts = _cuts(len(recs))
         return _Submitted(dev.pub, cuts, [
             pool.submit(dev.pub, [r.body for r in recs[lo:hi]], [r.sig for r in recs[lo:hi]])
