@@ -426,7 +426,16 @@ class _Parser:
         counts: dict[str, int] = {}
         max_seq: dict[str, int] = {}
         signed_enrollments: list[tuple[int, Enrollment]] = []
+        # (a bundle names a few devices line after line: each id is decoded once, and
+        # the same str object keys every dict below; `ids.get(k) or device(k)`)
         ids: dict[bytes, str] = {}
+
+        def device(dkey: bytes) -> str:
+            did = dkey.decode("ascii")
+            if len(ids) < _KEEP_IDS:
+                ids[dkey] = did
+            return did
+
         # The file is read a block at a time and its lines found in the block (instead
         # of a readline call per line); a line the general path reads is what
         # readline(MAX_LINE + 2) would return at `pos`: through the newline, at most
@@ -468,11 +477,7 @@ class _Parser:
                         k = len(got)
                     if ok:
                         dkey = rm.group("d")
-                        did = ids.get(dkey)
-                        if did is None:
-                            did = dkey.decode("ascii")
-                            if len(ids) < _KEEP_IDS:
-                                ids[dkey] = did
+                        did = ids.get(dkey) or device(dkey)
                         lineno += k
                         if mode != _ENTRIES:
                             hsh.update(buf[pos:end])
@@ -505,9 +510,7 @@ class _Parser:
                             if mode == _ENTRIES:
                                 continue
                             hsh.update(cm.group())
-                            did = ids.get(dkey)
-                            if did is None:
-                                did = dkey.decode("ascii")
+                            did = ids.get(dkey) or device(dkey)
                             self.b.checkpoints.append(  # type: ignore[union-attr]
                                 BundleCheckpoint(did, cb, nonce))
                             continue
@@ -523,13 +526,7 @@ class _Parser:
                 n64, seq = len(b64), int(sq)
                 if not n64 & 3 and n64 <= _MAX_B64 and seq < 1 << 63:
                     pos = m.end()
-                    # (a bundle names a few devices line after line: each id is decoded
-                    # once, and the same str object keys every dict below)
-                    did = ids.get(dkey)
-                    if did is None:
-                        did = dkey.decode("ascii")
-                        if len(ids) < _KEEP_IDS:
-                            ids[dkey] = did
+                    did = ids.get(dkey) or device(dkey)
                     if mode != _ENTRIES:
                         hsh.update(m.group())
                         counts[did] = counts.get(did, 0) + 1
