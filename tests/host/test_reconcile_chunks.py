@@ -1,6 +1,6 @@
-"""reconcile._chunks cuts a streamed bundle as the entry-by-entry rule does.
+"""chunk_reader.chunks cuts a streamed bundle as the entry-by-entry rule does.
 
-Why: the chunks decide the leaf order (each is accepted in turn), and _chunks takes a
+Why: the chunks decide the leaf order (each is accepted in turn), and `chunks` takes a
 device's run of lines (as the bundle reader gives them, BundleFile.runs) in slices
 instead of one entry at a time; the ledger root must be
 byte-identical to what the rule below gives, for any order of devices and entries."""
@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 from hashtrail.collector.store import RawEntry
-from hashtrail.ledger import reconcile
+from hashtrail.ledger.chunk_reader import chunks, runs_of
 
 
 def _reference(items: Iterable[tuple[str, RawEntry]], whole: bool, chunk: int
                ) -> Iterator[tuple[str, list[RawEntry]]]:
-    """The rule, one entry at a time (as _chunks was written before)."""
+    """The rule, one entry at a time (as `chunks` was written before)."""
     buf: dict[str, list[RawEntry]] = {}
     n = 0
     for did, r in items:
@@ -40,11 +40,9 @@ def _reference(items: Iterable[tuple[str, RawEntry]], whole: bool, chunk: int
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_chunks_are_the_entry_by_entry_rule(monkeypatch: pytest.MonkeyPatch, seed: int
-                                            ) -> None:
+def test_chunks_are_the_entry_by_entry_rule(seed: int) -> None:
     rnd = random.Random(seed)
     chunk = rnd.choice([1, 2, 3, 5, 8, 13])
-    monkeypatch.setattr(reconcile, "CHUNK", chunk)
     devs = [f"{i:032x}" for i in range(rnd.randrange(1, 6))]
     items: list[tuple[str, RawEntry]] = []
     while len(items) < rnd.randrange(0, 120):
@@ -54,11 +52,11 @@ def test_chunks_are_the_entry_by_entry_rule(monkeypatch: pytest.MonkeyPatch, see
                                              3 * chunk + 2]))]
     for whole in (False, True):
         want = list(_reference(items, whole, chunk))
-        got = list(reconcile._chunks(reconcile._runs(iter(items)), whole))
+        got = list(chunks(runs_of(iter(items), chunk), whole, chunk))
         assert got == want, (whole, chunk)
         # runs as the bundle reader gives them: a device's consecutive lines split
         # anywhere into lists (a run ends at a block's end, a line read alone...)
-        got = list(reconcile._chunks(iter(_split(rnd, items)), whole))
+        got = list(chunks(iter(_split(rnd, items)), whole, chunk))
         assert got == want, (whole, chunk)
 
 

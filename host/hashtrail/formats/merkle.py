@@ -33,11 +33,12 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
-                   lowest: int = 0) -> list[tuple[int, int, bytes]]:
+                   lowest: int = 0, hashed: bool = False) -> list[tuple[int, int, bytes]]:
     """(level, index, hash) of every complete subtree that appending `leaves` to a tree
     of `first` leaves makes, in order; `node(level, index)` reads an older one. Levels
     below `lowest` are left out of the list (a ledger keeps none of levels 0 and 1: it
-    computes them from its entries).
+    computes them from its entries). `hashed`: `leaves` are leaf hashes (leaf_hash),
+    not leaf bytes.
 
     Why not leaf_hash / node_hash per node: this runs once or twice per entry a ledger
     accepts, so the hashing is inlined. A level's nodes complete in index order, so the
@@ -47,7 +48,7 @@ def appended_nodes(first: int, leaves: Iterable[bytes], node: GetNode, *,
     rows: list[tuple[int, int, bytes]] = []
     add, sha256 = rows.append, hashlib.sha256
     for index, leaf in enumerate(leaves, first):
-        h = sha256(b"\x00" + leaf).digest()
+        h = leaf if hashed else sha256(b"\x00" + leaf).digest()
         if not lowest:
             add((0, index, h))
         level, i = 0, index

@@ -43,7 +43,9 @@ write lock: ledger.storage), reconcile
      self-contained evidence (hashtrail.evidence) and the device is flagged.
 Entries come in chunks of at most CHUNK per device, each chunk one transaction, so a
 bundle of any size streams in bounded memory (a bundle file is read in two passes:
-collector.bundle.BundleFile). A killed reconcile leaves whole chunks done or untouched;
+collector.bundle.BundleFile; the second, for a large file, in a process of its own,
+which also decodes and hashes the entries of chunks without per-entry signatures a
+few chunks ahead: ledger.chunk_reader, `prepared`). A killed reconcile leaves whole chunks done or untouched;
 rerunning finishes the job and the same bundle twice is a no-op. Nearly every chunk
 of a large bundle just extends its device's chain from the tip (after the entries held
 from the chunk before): such a chunk is walked in one pass (_extend), which accepts
@@ -83,7 +85,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import NamedTuple
 
 from hashtrail.chain import verify_pool
@@ -108,6 +110,7 @@ from hashtrail.formats.entry import (
 )
 from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_prefix
+from hashtrail.ledger.chunk_reader import Prepared, chunks, runs_of
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage
@@ -177,6 +180,7 @@ class _Cand(NamedTuple):
     sig: bytes | None
     f: EntryFields | _Walk
     stored: bool            # already a row in `pending` (from an earlier run)
+    leaf: bytes | None = None   # its Merkle leaf hash, when the reader computed it
 
 
 _new = tuple.__new__        # a NamedTuple without its Python-level __new__ (per entry)
@@ -186,11 +190,14 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
               entries: Iterable[tuple[str, RawEntry]] | None = None,
               runs: Iterable[tuple[str, list[RawEntry]]] | None = None,
               digest: bytes | None = None,
-              pool: verify_pool.VerifyPool | None = None) -> Result:
+              pool: verify_pool.VerifyPool | None = None,
+              prepared: Iterable[Prepared] | None = None) -> Result:
     """Merge bundle `b` into the ledger. Its entries are `b.entries`, or `entries`, an
     iterable read once in file order (collector.bundle.BundleFile.entries: the bundle
     streams and memory stays bounded; `b` then holds its counts, not its entries),
-    or `runs`, the same a run of one device's entries at a time (BundleFile.runs).
+    or `runs`, the same a run of one device's entries at a time (BundleFile.runs),
+    or `prepared`, the file's chunks as a bundle reader read and decoded them in a
+    process of its own (chunk_reader.ChunkReader.prepared).
     With `digest` (collector.bundle.bundle_digest), a bundle already reconciled to the
     end returns at once (`Result.already`), and one reconciled now is recorded, with
     its collector's cursor (docs/BUNDLE.md "Incremental export").
@@ -206,8 +213,8 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
         return res
     if entries is not None:
         assert runs is None, "entries or runs, not both"
-        runs = _runs(entries)
-    whole = runs is None
+        runs = runs_of(entries, CHUNK)
+    whole = runs is None and prepared is None
     counts = b.counts if not whole else Counter(d for d, _ in b.entries)
     cps: dict[str, list[BundleCheckpoint]] = defaultdict(list)
     for c in b.checkpoints:
@@ -251,10 +258,12 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
     if pool is None and workers != 1:      # (started only if a chunk asks: _Run.submit)
         pool = own = verify_pool.VerifyPool(workers)
     ahead = _Ahead(run, pool)
+    if prepared is None:
+        prepared = (Prepared(did, recs, None, None) for did, recs in chunks(
+            runs_of(b.entries, CHUNK) if runs is None else runs, whole, CHUNK))
     try:
-        for did, recs, verdicts in ahead.chunks(
-                _chunks(_runs(b.entries) if runs is None else runs, whole)):
-            run.chunk(did, recs, verdicts)
+        for p, verdicts in ahead.chunks(prepared):
+            run.chunk(p.device_id, p.recs, verdicts, p.checked, p.leaves)
     finally:
         ahead.discard()
         if own is not None:
@@ -285,67 +294,6 @@ def _signs_stored(dev: Device, e: Enrollment, signer: note.Verifier | None,
             and trusted is not None
             and (dev.label, dev.board, dev.fw, dev.enrolled_at)
             == (e.label, e.board, e.fw, e.enrolled_at))
-
-
-def _chunks(runs: Iterable[tuple[str, list[RawEntry]]], whole: bool
-            ) -> Iterator[tuple[str, list[RawEntry]]]:
-    """(device, up to CHUNK of its entries in bundle order), each device's in order,
-    from `runs`: (device, some of its entries), in bundle order (_runs).
-
-    An in-memory bundle (`whole`) goes by device id, as one batch per device up to
-    CHUNK. A streamed one is buffered up to CHUNK entries in all: a device whose run
-    reaches CHUNK goes at once, a full buffer goes all, by device id. The exporter
-    writes devices in id order and each by seq, so a large bundle makes full chunks;
-    any other order is still correct, only in smaller batches (as several bundles)."""
-    buf: dict[str, list[RawEntry]] = {}
-    n = 0
-    # A bundle names one device for many lines in a row: each run is taken in slices
-    # that end exactly where the entry-by-entry rule would act (a device's CHUNK-th
-    # entry, the CHUNK-th entry in all), so the chunks, and the leaf order, are the
-    # same, without a Python step per entry (tests/host/test_reconcile_chunks.py).
-    for did, run in runs:
-        if whole:
-            lst = buf.get(did)
-            if lst is None:
-                buf[did] = list(run)
-            else:
-                lst += run
-            continue
-        i, k = 0, len(run)
-        while i < k:
-            lst = buf.get(did)
-            if lst is None:
-                lst = buf[did] = []
-            room = min(CHUNK - len(lst), CHUNK - n)
-            got = run if i == 0 and room >= k else run[i:i + room]
-            lst += got
-            n += len(got)
-            i += len(got)
-            if len(lst) >= CHUNK:
-                n -= len(lst)
-                yield did, buf.pop(did)
-            elif n >= CHUNK:
-                for d in sorted(buf):
-                    yield d, buf[d]
-                buf, n = {}, 0
-    for d in sorted(buf):
-        lst = buf[d]
-        for i in range(0, len(lst), CHUNK):
-            yield d, lst[i:i + CHUNK]
-
-
-def _runs(items: Iterable[tuple[str, RawEntry]]) -> Iterator[tuple[str, list[RawEntry]]]:
-    """(device, entries) pairs as runs for _chunks: each device's run of consecutive
-    items, in lists of at most CHUNK (a stream stays bounded in memory)."""
-    for did, run in itertools.groupby(items, key=_first):
-        while True:
-            got = [r for _, r in itertools.islice(run, CHUNK)]
-            if not got:
-                break
-            yield did, got
-
-
-_first = itemgetter(0)
 
 
 def _untrusted(b: Bundle) -> str:
@@ -388,16 +336,20 @@ class _Run:
         self.refused_pool = False              # the pool could not start: threads
         self.carry: _Carry | None = None       # the last chunk's device's held entries
 
-    def chunk(self, did: str, recs: list[RawEntry],
-              verdicts: _Submitted | None = None) -> None:
+    def chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None = None,
+              checked: list[_Checked] | None = None, leaves: list[bytes] | None = None
+              ) -> None:
+        """One chunk of a device's entries; `checked` and `leaves`: what the bundle
+        reader computed of them (chunk_reader.Prepared), else None."""
         try:
-            self._chunk(did, recs, verdicts)
+            self._chunk(did, recs, verdicts, checked, leaves)
         finally:          # answers this chunk did not read (refused, an error) are dropped
             if verdicts is not None:
                 for v in verdicts.batches:
                     v.discard()
 
-    def _chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None) -> None:
+    def _chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None,
+               checked: list[_Checked] | None, leaves: list[bytes] | None) -> None:
         if did in self.refused:
             return
         db = self.led.storage
@@ -416,7 +368,7 @@ class _Run:
                 self.parsed.clear()
             new_cp = min(new_cps, default=None)
             if verdicts is None or verdicts.pub != key.pub:
-                self._device(did, key, recs, new_cp)
+                self._device(did, key, recs, new_cp, checked, leaves=leaves)
                 return
             batches, cuts = verdicts.batches, verdicts.cuts
             i = 0
@@ -429,7 +381,8 @@ class _Run:
                 i = j
 
     def _device(self, did: str, key: DeviceKey, recs: list[RawEntry], new_cp: int | None,
-                checked: list[_Checked] | None = None, same_tx: bool = False) -> None:
+                checked: list[_Checked] | None = None, same_tx: bool = False,
+                leaves: list[bytes] | None = None) -> None:
         """One walk of the device's held entries and `recs`; what stays held is carried
         to the device's next chunk (_Carry). `same_tx`: the carry is from a walk in
         this transaction (under the ledger's write lock: nobody else wrote since)."""
@@ -445,7 +398,7 @@ class _Run:
                        _row_counts(x for cs in cands.values() for x in cs), cands, None)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
-                    checked)
+                    checked, leaves)
         self.held[did] = w.above
         tip = self.led.device(did)
         assert tip is not None
@@ -609,18 +562,20 @@ class _Walked(NamedTuple):
 
 def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             recs: list[RawEntry], res: Result, workers: int | None, new_cp: int | None,
-            held: _Carry, checked: list[_Checked] | None = None) -> _Walked:
+            held: _Carry, checked: list[_Checked] | None = None,
+            leaves: list[bytes] | None = None) -> _Walked:
     """One chunk of a device's entries (the device enrolled, its checkpoints kept) with
     the entries it held before (`held`). `checked`: the records' hashes, parses and
-    verdicts when a pool checked them (_pooled)."""
+    verdicts when a pool checked them (_pooled) or the bundle reader did
+    (chunk_reader); `leaves`: their Merkle leaf hashes, when the reader computed them."""
     old_tip = dev.tip_seq
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
         checked = _check_entries(key, recs, workers)
-    w = _extend(led, db, did, dev, key, recs, checked, held, res)
+    w = _extend(led, db, did, dev, key, recs, checked, held, res, leaves)
     if w is None:
-        rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res)
+        rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res, leaves)
         tip = led.device(did)
         assert tip is not None
         w = _Walked(rest, None, sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq),
@@ -632,7 +587,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
 
 def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             recs: list[RawEntry], checked: list[_Checked], carry: _Carry,
-            res: Result) -> _Walked | None:
+            res: Result, leaves: list[bytes] | None = None) -> _Walked | None:
     """The usual chunk in one pass: entries that follow the device's tip, or the
     entries it holds just above its tip (`carry`: the tail of the chunks before, which
     no signature covered yet), one copy of each, in seq order, each well-formed,
@@ -690,11 +645,13 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             elif every:
                 return None
             head, s = c.h, s + 1
-    for (seq, body, sig), (h, f, ok) in zip(recs, checked, strict=True):
+    for (seq, body, sig), (h, f, ok), lh in zip(
+            recs, checked, leaves if leaves is not None else itertools.repeat(None, len(recs)),
+            strict=True):
         if (seq != s or type(f) is not EntryFields or f.seq != seq or not ok
                 or f.prev != head or f.kind == KIND_LOG_ALTERED):
             return None
-        path.append(_new(_Cand, (seq, h, body, sig, f, False)))
+        path.append(_new(_Cand, (seq, h, body, sig, f, False, lh)))
         if sig is not None:
             covered = len(path)
         elif every:
@@ -719,7 +676,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
 
 def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
            recs: list[RawEntry], checked: list[_Checked], cands: dict[int, list[_Cand]],
-           res: Result) -> dict[int, list[_Cand]]:
+           res: Result, leaves: list[bytes] | None = None) -> dict[int, list[_Cand]]:
     """Any chunk: check each entry (findings for those refused), count duplicates of
     accepted ones, add the rest to the held candidates `cands`, accept the signed
     prefix of the chain from the tip (_advance); returns the candidates not taken."""
@@ -746,7 +703,8 @@ def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             continue
         cs = cands.get(seq)
         if cs is None:
-            cands[seq] = [_new(_Cand, (seq, h, body, sig, f, False))]
+            cands[seq] = [_new(_Cand, (seq, h, body, sig, f, False,
+                                       None if leaves is None else leaves[i]))]
             continue
         for i, c in enumerate(cs):
             if c.h == h:
@@ -801,18 +759,20 @@ class _Ahead:
 
     def __init__(self, run: _Run, pool: verify_pool.VerifyPool | None) -> None:
         self.run, self.pool = run, pool
-        self.waiting: deque[tuple[str, list[RawEntry], _Submitted | None]] = deque()
+        self.waiting: deque[tuple[Prepared, _Submitted | None]] = deque()
 
-    def chunks(self, chunks: Iterable[tuple[str, list[RawEntry]]]
-               ) -> Iterator[tuple[str, list[RawEntry], _Submitted | None]]:
+    def chunks(self, chunks: Iterable[Prepared]
+               ) -> Iterator[tuple[Prepared, _Submitted | None]]:
         pool = self.pool
         if pool is None:
-            for did, recs in chunks:
-                yield did, recs, None
+            for p in chunks:
+                yield p, None
             return
         waiting = self.waiting
-        for did, recs in chunks:
-            waiting.append((did, recs, self.run.submit(did, recs, pool)))
+        for p in chunks:
+            # (a chunk the reader prepared has no per-entry signature: nothing to hand)
+            waiting.append((p, None if p.checked is not None else
+                            self.run.submit(p.device_id, p.recs, pool)))
             # (no workers, nothing to hand ahead: a chunk goes as soon as it is read)
             while len(waiting) > 1 or (waiting and not pool.running):
                 yield waiting.popleft()
@@ -822,7 +782,7 @@ class _Ahead:
     def discard(self) -> None:
         """Drop the answers nobody will read (a run stopped by an error)."""
         while self.waiting:
-            sub = self.waiting.popleft()[2]
+            sub = self.waiting.popleft()[1]
             if sub is not None:
                 for v in sub.batches:
                     v.discard()
@@ -1025,8 +985,10 @@ def _take(led: Ledger, db: LedgerStorage, did: str, dev: Device, take: list[_Can
                                         f"({prev_t} -> {t}); accepted, flagged"))
         prev_t = t
     _firmware(db, did, dev.tip_seq, take, res)
-    pre = leaf_prefix(did)
-    first = led.append_leaves([pre + c.seq.to_bytes(8, "big") + c.h + c.body for c in take])
+    pre, sha256 = b"\x00" + leaf_prefix(did), hashlib.sha256
+    first = led.append_leaf_hashes([
+        c.leaf or sha256(pre + c.seq.to_bytes(8, "big") + c.h + c.body).digest()
+        for c in take])
     db.add_entries([(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
     db.drop_pending([(did, c.seq, c.h) for c in take if c.stored])
     res.accepted += len(take)

@@ -14,6 +14,7 @@ reported "already reconciled" and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -32,6 +33,9 @@ from hashtrail.collector.bundle import (
 )
 from hashtrail.errors import FormatError, HashtrailError, InputError
 from hashtrail.formats import note
+from hashtrail.formats.keys import cpu_workers
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.chunk_reader import READER_MIN_BYTES, ChunkReader
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.reconcile import Result, reconcile
 
@@ -88,7 +92,21 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
         raise InputError(f"cannot read bundle: {e}") from None
     seen = _seen(ledger, digests)
     files = [BundleFile(path) for path in bundles]
-    heads = [None if d in seen else _scan(f) for d, f in zip(digests, files, strict=True)]
+    new = [d not in seen for d in digests]
+    with contextlib.ExitStack() as stack:
+        readers = _Readers(stack, bundles, new)
+        # the first large bundle's reader reads ahead while the first pass runs
+        readers.start_first()
+        heads = [_scan(f) if n else None for n, f in zip(new, files, strict=True)]
+        return _merge(ledger, key_file, bundles, files, heads, digests, readers, migrated,
+                      progress)
+
+
+def _merge(ledger: str | os.PathLike[str], key_file: str | os.PathLike[str] | None,
+           bundles: Sequence[str], files: list[BundleFile], heads: list[Bundle | None],
+           digests: list[bytes], readers: _Readers,
+           migrated: Callable[[Path], None] | None,
+           progress: Callable[[int, int], None] | None) -> ReconcileRun:
     runs = []
     # one pool of verify workers for all the bundles, started by the first that needs
     # it (ledger.reconcile: COLD_MIN), ended before the ledger closes
@@ -102,13 +120,58 @@ def reconcile_files(ledger: str | os.PathLike[str], bundles: Sequence[str],
             if head is None:
                 head = Bundle("", "", 0)       # seen: reconcile returns before reading
             t0 = time.monotonic()
-            runs.append(BundleRun(path, reconcile(led, head, runs=f.runs(),
-                                                  digest=digest, pool=pool)))
+            reader = readers.get(i)
+            runs.append(BundleRun(path, reconcile(
+                led, head, runs=f.runs(), digest=digest, pool=pool,
+                prepared=None if reader is None else reader.prepared())))
+            readers.close(i)
             log.debug("%s: reconciled in %.2f s", path, time.monotonic() - t0)
         if progress is not None:
             progress(len(bundles), len(bundles))
         size = led.size
     return ReconcileRun(runs, size)
+
+
+class _Readers:
+    """The bundle readers (ledger.chunk_reader) of the large bundles not seen before, one
+    at a time: each started when its bundle's turn comes (the first one before the
+    first pass, which it overlaps), closed when its bundle is done or the run fails."""
+
+    def __init__(self, stack: contextlib.ExitStack, bundles: Sequence[str],
+                 new: list[bool]) -> None:
+        self.stack = stack
+        self.want = [n and _large(p) for n, p in zip(new, bundles, strict=True)]
+        self.bundles = bundles
+        self.started: dict[int, ChunkReader | None] = {}
+
+    def start_first(self) -> None:
+        if True in self.want:
+            self.get(self.want.index(True))
+
+    def get(self, i: int) -> ChunkReader | None:
+        if not self.want[i]:
+            return None
+        if i not in self.started:
+            r = self.started[i] = ChunkReader.start(self.bundles[i], rec.CHUNK)
+            if r is not None:
+                self.stack.callback(r.close)
+        return self.started[i]
+
+    def close(self, i: int) -> None:
+        r = self.started.get(i)
+        if r is not None:
+            r.close()
+
+
+def _large(path: str) -> bool:
+    """Whether a bundle file is large enough for a reader process to pay, on a machine
+    where it has a CPU of its own."""
+    if cpu_workers() < 2:
+        return False
+    try:
+        return os.path.getsize(path) >= READER_MIN_BYTES
+    except OSError:
+        return False
 
 
 def _scan(f: BundleFile) -> Bundle:
