@@ -283,6 +283,8 @@ def child(args: list[str]) -> None:
     else:
         out = _verify(Path(args[1]))
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # (the largest of its child processes waited for: the bundle reader, a verify worker)
+    out["children_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(out))
 
 
@@ -399,7 +401,8 @@ def main() -> None:
             print(f"  floor      {r['floor_entries_per_s']:>9,.0f} entries/s  "
                   f"peak {r['floor']['peak_mb']:.0f} MB")
             print(f"  reconcile  {r['reconcile_entries_per_s']:>9,.0f} entries/s  "
-                  f"peak {r['reconcile']['peak_mb']:.0f} MB  "
+                  f"peak {r['reconcile']['peak_mb']:.0f} MB (children "
+                  f"{r['reconcile'].get('children_peak_mb', 0):.0f} MB)  "
                   f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time, "
                   f"{r['cpu_ratio_reconcile_vs_floor']:.2f}x its CPU time, "
                   f"{r['cpu_ratio_with_children_vs_floor']:.2f}x with its child "
