@@ -348,3 +348,23 @@ def test_frames_round_trip_a_prepared_chunk() -> None:
     # a chunk with a per-entry signature, or an entry that does not decode: not prepared
     assert cr.prepare(d.id_hex, [*recs[:3], recs[3]._replace(sig=bytes(64))]) is None
     assert cr.prepare(d.id_hex, [*recs[:3], recs[3]._replace(body=b"\xa0")]) is None
+
+
+def test_a_bad_file_stops_its_reader_too(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass refuses a file (cut short inside a line) while the reader,
+    started before it, reads ahead: InputError, nothing merged, no reader left."""
+    from hashtrail.errors import InputError
+    paths = [str(p) for p in _bundles(tmp_path, random.Random(9))][:1]
+    data = Path(paths[0]).read_bytes()
+    Path(paths[0]).write_bytes(data[:len(data) * 3 // 4])
+    _reader(monkeypatch, True)
+    monkeypatch.setattr(cr, "_BUFFER", 8192)      # (so the reader is still at work)
+    led, key = tmp_path / "l.db", tmp_path / "l.key"
+    with trust(Ledger.create(led, "t/l", key_file=key)):
+        pass
+    with pytest.raises(InputError, match="not newline-terminated"):
+        reconcile_files(led, paths, key_file=key)
+    assert _readers_of(Path(paths[0])) == []
+    with Ledger.open(led) as after:
+        assert after.size == 0
