@@ -189,6 +189,8 @@ def serve(fd: int, path: str, size: int) -> None:
         except FormatError as e:
             _send(sock, _ERROR, str(e))
             return
+        except (BrokenPipeError, ConnectionResetError):
+            raise
         except Exception as e:      # a fault of the reader's own: said, not a traceback
             _send(sock, _FAILED, f"{type(e).__name__}: {e}")
             return

@@ -45,8 +45,9 @@ Entries come in chunks of at most CHUNK per device, each chunk one transaction, 
 bundle of any size streams in bounded memory (a bundle file is read in two passes:
 collector.bundle.BundleFile; the second, for a large file, in a process of its own,
 which also decodes and hashes the entries of chunks without per-entry signatures a
-few chunks ahead: ledger.chunk_reader, `prepared`). A killed reconcile leaves whole chunks done or untouched;
-rerunning finishes the job and the same bundle twice is a no-op. Nearly every chunk
+few chunks ahead: ledger.chunk_reader, `prepared`). A killed reconcile leaves whole
+chunks done or untouched; rerunning finishes the job and the same bundle twice is a
+no-op. Nearly every chunk
 of a large bundle just extends its device's chain from the tip (after the entries held
 from the chunk before): such a chunk is walked in one pass (_extend), which accepts
 what the general walk (_merge) would and hands it any other chunk whole, before doing
