@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ def _reader(monkeypatch: pytest.MonkeyPatch, on: bool) -> _Seen:
     return seen
 
 
-def _build(tmp: Path, name: str, paths: list[str]) -> tuple[Any, list[Any], bytes]:
-    led_path, key = tmp / f"{name}.db", tmp / f"{name}.key"
+def _build(tmp: Path, name: str, paths: list[str], at: str | None = None
+           ) -> tuple[Any, list[Any], bytes]:
+    led_path, key = at or str(tmp / f"{name}.db"), tmp / f"{name}.key"
     with trust(Ledger.create(led_path, f"t/{name}", key_file=key)):
         pass
     run = reconcile_files(led_path, paths, key_file=key)
@@ -109,6 +111,20 @@ def test_the_reader_changes_nothing_reconcile_decides(
     assert state == want_state
     assert root == want_root
     assert _results(results) == _results(want_results)
+
+
+def test_the_reader_feeds_either_backend_alike(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        ledger_at: Callable[[str], str]) -> None:
+    """The same with the reader as without on this backend (SQLite, PostgreSQL)."""
+    paths = [str(p) for p in _bundles(tmp_path, random.Random(10))]
+    _reader(monkeypatch, False)
+    want = _build(tmp_path, "without", paths, ledger_at("without"))
+    seen = _reader(monkeypatch, True)
+    got = _build(tmp_path, "with", paths, ledger_at("with"))
+    assert seen.prepared > 0
+    assert got[0] == want[0] and got[2] == want[2]
+    assert _results(got[1]) == _results(want[1])
 
 
 def test_a_reader_killed_mid_run_is_an_error_and_a_rerun_completes(
