@@ -7,6 +7,7 @@ test at one file."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,14 @@ if TYPE_CHECKING:
 
 for _var in ("HASHTRAIL_LEDGER_KEY", "HASHTRAIL_LEDGER", "HASHTRAIL_STORE"):
     os.environ.pop(_var, None)
+
+# Tests stop servers and reconciles with Ctrl-C (SIGINT). A shell that starts the suite
+# in the background (`cmd &`, not interactive) leaves SIGINT ignored, every process
+# started from it inherits that, and Python keeps an ignored SIGINT ignored: those
+# tests would wait out their timeouts. Restored here, in every pytest process, so the
+# processes the tests start get the default Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

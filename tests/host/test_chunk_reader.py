@@ -282,13 +282,8 @@ def test_a_reader_never_outlives_its_reconcile(how: int, tmp_path: Path) -> None
     import bench_reconcile_scale as bench
     led = tmp_path / "l.db"
     bench._new_ledger(led)           # (trusting the bench's collector: entries count)
-    # (Ctrl-C as at a terminal: a shell running this suite in the background may have
-    # left SIGINT ignored, which Python would keep)
-    p = subprocess.Popen([sys.executable, "-c",
-                          "import signal, sys; signal.signal(signal.SIGINT, "
-                          "signal.default_int_handler); from hashtrail.cli import main; "
-                          "sys.exit(main(sys.argv[1:]))",
-                          "reconcile", "--ledger", str(led), str(big)],
+    p = subprocess.Popen([sys.executable, "-m", "hashtrail", "reconcile", "--ledger",
+                          str(led), str(big)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
