@@ -379,3 +379,13 @@ def test_a_bad_file_stops_its_reader_too(tmp_path: Path,
     assert _readers_of(Path(paths[0])) == []
     with Ledger.open(led) as after:
         assert after.size == 0
+
+
+def test_a_bundle_named_twice_is_read_once(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reconcile a a`: the second turn finds the bundle seen and starts no reader."""
+    paths = [str(p) for p in _bundles(tmp_path, random.Random(11))][:1]
+    seen = _reader(monkeypatch, True)
+    _, results, _ = _build(tmp_path, "twice", paths * 2)
+    assert seen.started == 1
+    assert [r.already for r in results] == [False, True]

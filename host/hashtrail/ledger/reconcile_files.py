@@ -120,7 +120,8 @@ def _merge(ledger: str | os.PathLike[str], key_file: str | os.PathLike[str] | No
             if head is None:
                 head = Bundle("", "", 0)       # seen: reconcile returns before reading
             t0 = time.monotonic()
-            reader = readers.get(i)
+            # (a bundle named twice is seen by its second turn: no reader to start)
+            reader = None if led.storage.bundle_seen(digest) else readers.get(i)
             runs.append(BundleRun(path, reconcile(
                 led, head, runs=f.runs(), digest=digest, pool=pool,
                 prepared=None if reader is None else reader.prepared())))
