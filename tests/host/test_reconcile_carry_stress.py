@@ -446,14 +446,17 @@ def _killed_after(target: str, key: Path, path: str, chunks: int) -> None:
     reconcile_files(target, [path], key_file=key)
 
 
+@pytest.mark.parametrize("spill", [False, True])
 @pytest.mark.parametrize("signed_at", [None, 2 * CHUNK + 5])
 def test_a_run_killed_while_it_carries_loses_nothing(
-        signed_at: int | None, tmp_path: Path, ledger_at: Callable[[str], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        signed_at: int | None, spill: bool, tmp_path: Path,
+        ledger_at: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after 4 of a device's 6 chunks, its held entries only in memory (not
-    in `pending`): the bundle is not recorded as seen, so the rerun reads it again
-    and the ledger is what a clean run makes; nothing was lost."""
+    in `pending`; spilled, those of the chunks before in `pending`: reconcile._Spill):
+    the bundle is not recorded as seen, so the rerun reads it again and the ledger is
+    what a clean run makes; nothing was lost."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
     n = 6 * CHUNK
     d = Device(9101)
     d.readings(n - 1)
@@ -480,7 +483,9 @@ def test_a_run_killed_while_it_carries_loses_nothing(
         assert dev is not None
         # accepted: what the checkpoint at signed_at covered; the rest only in memory
         assert dev.tip_seq == (-1 if signed_at is None else signed_at)
-        assert list(led.storage.scan_pending()) == []
+        held = sorted(int(row[1]) for row in led.storage.scan_pending())
+        # (spilled: chunks 1-2 and 3-4; signed at 2 * CHUNK + 5, nothing spills after it)
+        assert held == (list(range(4 * CHUNK)) if spill and signed_at is None else [])
         assert led.storage.count_bundles() == 0
         _verified(led)
     reconcile_files(target, [path], key_file=key)
