@@ -125,9 +125,12 @@ CHUNK = 5_000       # entries per device per transaction: what bounds reconcile'
 POOL_MIN = 512      # signatures in a chunk from which a running pool takes it
 COLD_MIN = 20_000   # entries in a bundle from which reconcile starts a pool of its own
 BATCH = 1_000       # entries walked at a time when a pool checks them
-# A device's carried chain of held entries longer than SPILL_CHUNKS chunks is written to
-# `pending` and kept as a summary (_Spill): what bounds the memory of an unsigned span
-SPILL_CHUNKS = 4
+# A device's carried chain of held entries of SPILL_CHUNKS chunks is written to `pending`
+# and kept as a summary (_Spill): what bounds the memory of an unsigned span (about
+# 1.4 KB a carried entry: 70 MB). Spilled entries cost a write, a read and a delete
+# each, about 20 us (twice a whole reconcile's per-entry time): only spans longer than
+# this pay it (docs/LEDGER.md "PostgreSQL (many collectors at once)", peak memory)
+SPILL_CHUNKS = 10
 
 
 class Finding(NamedTuple):
