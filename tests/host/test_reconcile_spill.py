@@ -192,7 +192,12 @@ def test_a_checkpoint_stored_over_a_spilled_entry(over: str, tmp_path: Path,
 
 
 _CHILD = """
-import json, resource, sys
+import json, re, sys
+def _peak_kb():
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec, so a child
+    # of a large pytest process would start at the parent's peak
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
 from hashtrail.ledger import reconcile as rec
 from hashtrail.ledger.reconcile_files import reconcile_files
 import bench_reconcile_scale as bench
@@ -201,9 +206,9 @@ warm, big, d = sys.argv[2:5]
 bench._new_ledger(d + "/warm.db")
 bench._new_ledger(d + "/big.db")
 reconcile_files(d + "/warm.db", [warm])       # (imports, the reader, SQLite: warmed up)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = _peak_kb()
 r = reconcile_files(d + "/big.db", [big]).bundles[0].result
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = _peak_kb()
 print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
                   "pending": r.pending}))
 """
@@ -213,8 +218,8 @@ def test_an_unsigned_span_does_not_grow_reconciles_memory(tmp_path: Path) -> Non
     """One device, N entries, one checkpoint over the last: `hashtrail reconcile`'s
     peak RSS (a fresh process, after a small reconcile warmed it up) grows by less
     than 20 MB, with chunks of 500 entries. Carried whole in memory (before
-    reconcile._Spill), the N held entries grew it by about 1.1-1.3 KB each: 65-78 MB
-    for N = 60,000 (measured on 750237d: this test fails there); spilled, 6 MB."""
+    reconcile._Spill), the N held entries grew it by about 1.3 KB each: 79 MB for
+    N = 60,000 (750237d: this test fails there); spilled, about 6 MB."""
     import json
     import os
     import subprocess
@@ -256,3 +261,68 @@ def test_only_spans_beyond_spill_chunks_spill(n: int, spills: bool, tmp_path: Pa
         r = rec.reconcile(led, bundle([d], cps=[(d, d.checkpoint())]), workers=1)
         assert (r.accepted, r.pending) == (n, 0)
     assert (sum(writes) > 0) == spills
+
+
+_HELD_CHILD = """
+import json, re, sys
+def _peak_kb():
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec, so a child
+    # of a large pytest process would start at the parent's peak
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
+from pathlib import Path
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile_files import reconcile_files
+from ledgerkit import trust
+rec.CHUNK = int(sys.argv[1])
+d = Path(sys.argv[2])
+if sys.argv[3] == "hold":           # an earlier run: all of the device's entries held
+    trust(Ledger.create(d / "l.db", "t/s", key_file=d / "l.key")).close()
+    r = reconcile_files(d / "l.db", [str(d / "entries.jsonl")], key_file=d / "l.key")
+    print(json.dumps({"pending": r.bundles[0].result.pending}))
+    sys.exit(0)
+trust(Ledger.create(d / "w.db", "t/w", key_file=d / "w.key")).close()
+reconcile_files(d / "w.db", [str(d / "warm.jsonl")], key_file=d / "w.key")
+base = _peak_kb()
+r = reconcile_files(d / "l.db", [str(d / "cp.jsonl")], key_file=d / "l.key").bundles[0].result
+peak = _peak_kb()
+print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
+                  "pending": r.pending}))
+"""
+
+
+def test_a_span_held_by_an_earlier_run_is_not_loaded_whole(tmp_path: Path) -> None:
+    """An earlier run held N unsigned entries of one device (a device that never
+    signed, or a hostile bundle); a later bundle brings only the checkpoint over the
+    last. The later `hashtrail reconcile` (a fresh process, warmed up) grows its peak
+    RSS by less than 20 MB, chunks of 500: the held rows are walked a chunk at a time
+    (reconcile._pending_spill) and accepted a chunk at a time. Loaded whole from
+    `pending` (750237d), they grew it by 79 MB (this test fails there); now 1.3 MB."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ledgerkit import save
+    n = 60_000
+    d = _dev(810, n)
+    save(bundle([d]), tmp_path / "entries.jsonl")
+    save(bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2"),
+         tmp_path / "cp.jsonl")
+    w = _dev(811, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    import hashtrail
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
+
+    def child(step: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", _HELD_CHILD, "500", str(tmp_path), step],
+                             env=env, capture_output=True, text=True, check=True)
+        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+        return got
+
+    assert child("hold") == {"pending": n}
+    got = child("accept")
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got

@@ -403,9 +403,11 @@ class _Run:
         if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
                 self.flush(walk=False)  # and ours, all from `pending` (walked now)
-            cands = _load_pending(db, did, 0, self.parsed)
-            c = _Carry(did, dev.tip_seq, dev.tip_head,
-                       _row_counts(x for cs in cands.values() for x in cs), cands, None)
+            c = _pending_spill(db, did, dev, key)
+            if c is None:
+                cands = _load_pending(db, did, 0, self.parsed)
+                c = _Carry(did, dev.tip_seq, dev.tip_head,
+                           _row_counts(x for cs in cands.values() for x in cs), cands, None)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked, leaves)
@@ -632,6 +634,47 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
         upto + 1, sp.last, sp.head, frozenset(x for x in sp.checked | new if x[0] > upto))
     return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_count(did), c.cands, c.chain,
                   rest)
+
+
+def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
+                   ) -> _Carry | None:
+    """The device's held rows as a spilled chain (_Spill), when there are SPILL_CHUNKS
+    chunks of them or more and they are one: one copy of each seq from the tip up,
+    linked from it, none signed, no log-altered report, a policy 0 device (entry 0, if
+    among them, this key's). Read a chunk at a time and not kept: a long span held by
+    an earlier run (a device that never signs, a hostile bundle) is walked on from its
+    end, and accepted from `pending` in chunks, without being loaded whole. None: load
+    the rows as they are (_load_pending)."""
+    counts = db.pending_count(did)
+    if counts[0] < SPILL_CHUNKS * CHUNK or counts[1]:
+        return None
+    if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+        return None
+    lo = s = dev.tip_seq + 1
+    head = dev.tip_head
+    while rows := _load_pending(db, did, s, {}, s + CHUNK - 1):
+        for seq in sorted(rows):
+            cs = rows[seq]
+            x = cs[0]
+            if (seq != s or len(cs) != 1 or x.f.prev != head or x.sig is not None
+                    or x.f.kind == KIND_LOG_ALTERED):
+                return None
+            if s == 0:
+                f0 = x.f
+                if type(f0) is not EntryFields or head != key.genesis_prev:
+                    return None
+                try:
+                    key.check_first_entry(f0)
+                except HashtrailError:
+                    return None
+                if signing_policy(f0) == POLICY_EVERY_ENTRY:
+                    return None
+            head, s = x.h, s + 1
+    if s - lo != counts[0]:              # (rows at or below the tip too)
+        return None
+    # (no checkpoint counted as checked: one over the span is looked up by _unspill)
+    return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+                  _Spill(lo, s - 1, head, frozenset()))
 
 
 def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result) -> None:
