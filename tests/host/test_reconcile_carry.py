@@ -52,8 +52,13 @@ def _ledger(tmp: Path, name: str = "l") -> Ledger:
     return trust(Ledger.create(tmp / f"{name}.db", "test/carry", key_file=tmp / f"{name}.key"))
 
 
-def test_held_entries_are_read_back_once_per_run(tmp_path: Path,
+@pytest.mark.parametrize("spill", [False, True])
+def test_held_entries_are_read_back_once_per_run(spill: bool, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Carried, not one row is written or read back; spilled past SPILL_CHUNKS chunks
+    (reconcile._Spill), each spilled entry is written once and read back once, a
+    chunk at a time: linear either way."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 4 if spill else 10 ** 6)
     d = _dev(701, 20 * CHUNK)
     b = bundle([d], cps=[(d, d.checkpoint())])     # one signature, in the last chunk
     reads: list[int] = []
@@ -61,13 +66,23 @@ def test_held_entries_are_read_back_once_per_run(tmp_path: Path,
     with _ledger(tmp_path) as led:
         db = type(led.storage)
         pending, add = db.pending, db.add_pending
-        monkeypatch.setattr(db, "pending", lambda self, *a: reads.append(1) or pending(self, *a))
+
+        def read(self: Any, *a: Any) -> Any:
+            rows = pending(self, *a)
+            reads.append(len(rows))
+            return rows
+        monkeypatch.setattr(db, "pending", read)
         monkeypatch.setattr(db, "add_pending",
                             lambda self, rows: writes.append(len(rows)) or add(self, rows))
         r = rec.reconcile(led, b, workers=1)
         assert (r.accepted, r.pending, r.findings) == (20 * CHUNK, 0, [])
-        # (before: 20 reads, the last of 19 chunks' rows, and 19 chunks written)
-        assert len(reads) == 1 and sum(writes) == 0
+        if not spill:
+            # (before: 20 reads, the last of 19 chunks' rows, and 19 chunks written)
+            assert len(reads) == 1 and sum(writes) == 0
+        else:
+            # 16 chunks spilled, 4 at a time; read back at the signature, CHUNK a read
+            assert [w for w in writes if w] == [4 * CHUNK] * 4 and sum(reads) == 16 * CHUNK
+            assert len(reads) == 1 + 16 and max(reads) == CHUNK
         assert list(led.storage.scan_pending()) == []
 
 

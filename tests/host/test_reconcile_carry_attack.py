@@ -102,13 +102,16 @@ def test_a_signature_that_comes_after_the_last_chunk_is_not_missed(
         assert verify_ledger(led).ok
 
 
+@pytest.mark.parametrize("spill", [False, True])
 def test_a_refused_device_between_two_chunks_keeps_the_carry(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        spill: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A streamed bundle that interleaves a device of many chunks with one whose
     enrollment is refused (the bundle is not signed by a trusted collector; the first
     device was enrolled before): the refused device's chunks do nothing,
-    so the carry goes on (one read of `pending`, nothing written), and the ledger and
-    findings are those of reloading at every chunk."""
+    so the carry goes on (one read of `pending`, nothing written; spilled, its span
+    read back once), and the ledger and findings are those of reloading at every
+    chunk."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
     d = Device(721)
     d.readings(6 * CHUNK - 1)
     bad = Device(722)
@@ -136,22 +139,28 @@ def test_a_refused_device_between_two_chunks_keeps_the_carry(
         db = type(probe.storage)
     pending = db.pending
     monkeypatch.setattr(db, "pending",
-                        lambda self, did, lo: reads.append(did) or pending(self, did, lo))
+                        lambda self, did, *a: reads.append(did) or pending(self, did, *a))
     carried = run("carried")
-    assert carried[0][:2] == (6 * CHUNK, 0) and reads == [d.id_hex]
+    assert carried[0][:2] == (6 * CHUNK, 0)
+    # (spilled: the spilled span read back a chunk at a time, once: a few reads more)
+    assert reads[0] == d.id_hex and set(reads) == {d.id_hex}
+    assert len(reads) == 1 or spill
     assert [f.device_id for f in carried[0][2]] == [bad.id_hex]
     monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
     assert run("reloaded") == carried
 
 
+@pytest.mark.parametrize("spill", [False, True])
 def test_a_fork_accepted_by_another_run_after_the_last_chunk_is_evidence(
-        tmp_path: Path, ledger_at: Callable[[str], str],
+        spill: bool, tmp_path: Path, ledger_at: Callable[[str], str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """This run carries a clone's chain (unsigned, linked from the tip); after its last
     chunk another run accepts the real chain over the same seqs and stores the clone's
     checkpoint. The clone's entries reach `pending` only at the flush: the other run
     could not see them, so it is the flush's walk that keeps the fork's evidence (as
-    the other run did when they were rows, before the carry)."""
+    the other run did when they were rows, before the carry). Spilled (reconcile._Spill)
+    they were rows when the other run looked: that run keeps the evidence."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 4 if spill else 10 ** 6)
     k = 20
     real = Device(731)
     real.readings(k + 2 * CHUNK)
@@ -168,6 +177,17 @@ def test_a_fork_accepted_by_another_run_after_the_last_chunk_is_evidence(
     _between_chunks(monkeypatch, 4, _other(target, key, theirs))
     with trust(Ledger.open_signing(target, key)) as led:
         r = rec.reconcile(led, mine, workers=1)
+        if spill:
+            # the other run saw the clone's rows, a chain its checkpoint covers, before
+            # the real one's: it accepted the clone's and keeps the real checkpoint
+            # and the real chain that disagrees as the fork's evidence (before the
+            # carry, the same)
+            assert r.forks == 0
+            assert {row[0] for row in led.storage.scan_evidence()} == {real.id_hex}
+            dev = led.storage.device(real.id_hex)
+            assert dev is not None and dev.forked
+            assert verify_ledger(led).problems == []      # (an alarm: the fork)
+            return
         assert r.forks == 1
         assert [(row[0], int(row[1])) for row in led.storage.scan_evidence()] == \
             [(real.id_hex, k)]

@@ -10,11 +10,13 @@ here several race at seeded random points, over devices that sign rarely (a
 checkpoint only at a window's end, windows without one, one device never), sign
 every entry (policy 1), have a hole another bundle fills, a copy stripped of its
 signatures, a checkpoint that comes alone, a fork (two signed entries for one seq in
-one bundle), bundles that interleave their devices (chunks of several devices in
-turn), and children killed (SIGKILL) between chunks, inside a chunk's transaction or
-inside the flush of a carry, then rerun. The ledger must then be what reconciling the
-same bundles one after another makes: per device the same accepted (seq, hash), the
-same held rows, the same fork evidence; each leaf once; `verify` OK.
+one bundle), a long unsigned span written to `pending` while the run goes on
+(reconcile._Spill: SPILL_CHUNKS is 2 here), bundles that interleave their devices
+(chunks of several devices in turn), and children killed (SIGKILL) between chunks,
+inside a chunk's transaction or inside the flush of a carry, then rerun. The ledger
+must then be what reconciling the same bundles one after another makes: per device the
+same accepted (seq, hash), the same held rows, the same fork evidence; each leaf once;
+`verify` OK.
 
 Reconciles run as forked processes (multiprocessing "fork"), so they inherit the
 small CHUNK of this test process: every device spans several chunks.
@@ -50,6 +52,7 @@ SEEDS = tuple(range(1, 6))
 # run after this run's last chunk of the device, before its flush, and nobody walked
 # the two together (the flush's second fix)
 TURN_SEEDS = (1, 2, 3, 4, 5, 6, 41, 63, 147, 150)
+LONG = 12 * CHUNK     # the "long" device's entries
 
 
 def _devices() -> dict[str, Device]:
@@ -66,6 +69,7 @@ def _devices() -> dict[str, Device]:
         "fork": dev(9006, 120, True),    # policy 1: a second signed entry 30, one bundle
         "stripped": dev(9007, 130, True),  # policy 1, a hole, and an unsigned copy
         "alone": dev(9008, 100),         # policy 0: its checkpoint comes in its own bundle
+        "long": dev(9009, LONG),         # policy 0: spans that spill, signed in two bundles
     }
 
 
@@ -141,6 +145,16 @@ def _bundles(tmp: Path, rng: random.Random) -> list[Path]:
         lo = bundle([fork], ranges={fork.id_hex: (0, 20 + 5 * i)}, name="f2")
         out[i].enrollments += lo.enrollments
         out[i].entries += lo.entries
+    # the long spans (in bundles not interleaved: the seeded draws stay as they were):
+    # bundle 1 all of it, signed at 200 (a spilled span accepted, the rest spilled and
+    # held), bundle 3 from 150 on, signed at the end
+    long_ = ds["long"]
+    for i, lo, at in ((1, 0, 200), (3, 150, LONG - 1)):
+        lb = bundle([long_], ranges={long_.id_hex: (lo, LONG)},
+                    cps=[(long_, long_.checkpoint(seq=at))], name="l")
+        out[i].enrollments += lb.enrollments
+        out[i].entries += lb.entries
+        out[i].checkpoints += lb.checkpoints
     # the checkpoint of `alone`, alone (bundle 0), over its entry 80
     out[0].enrollments += bundle([alone], name="a").enrollments
     out[0].checkpoints += bundle([alone], cps=[(alone, alone.checkpoint(seq=80))],
@@ -244,6 +258,7 @@ def _serial_build(tmp: Path, rng: random.Random, pool: bool,
     in batches of 5) for this test; the seeded bundles, and the state of a ledger built
     from them one after the other: what every racing build must end as."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2)
     if pool:
         monkeypatch.setattr(rec, "POOL_MIN", 4)
         monkeypatch.setattr(rec, "BATCH", 5)
@@ -254,7 +269,10 @@ def _serial_build(tmp: Path, rng: random.Random, pool: bool,
         pass
     reconcile_files(serial_path, paths, key_file=tmp / "serial.key")
     with Ledger.open(serial_path) as serial:
-        return paths, _state(serial)
+        state = _state(serial)
+    # (what the spill must give whatever the interleaving: all of the long device)
+    assert len(state[0][Device(9009).id_hex]) == LONG
+    return paths, state
 
 
 def _verified(led: Ledger) -> None:
@@ -446,14 +464,17 @@ def _killed_after(target: str, key: Path, path: str, chunks: int) -> None:
     reconcile_files(target, [path], key_file=key)
 
 
+@pytest.mark.parametrize("spill", [False, True])
 @pytest.mark.parametrize("signed_at", [None, 2 * CHUNK + 5])
 def test_a_run_killed_while_it_carries_loses_nothing(
-        signed_at: int | None, tmp_path: Path, ledger_at: Callable[[str], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        signed_at: int | None, spill: bool, tmp_path: Path,
+        ledger_at: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after 4 of a device's 6 chunks, its held entries only in memory (not
-    in `pending`): the bundle is not recorded as seen, so the rerun reads it again
-    and the ledger is what a clean run makes; nothing was lost."""
+    in `pending`; spilled, those of the chunks before in `pending`: reconcile._Spill):
+    the bundle is not recorded as seen, so the rerun reads it again and the ledger is
+    what a clean run makes; nothing was lost."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
     n = 6 * CHUNK
     d = Device(9101)
     d.readings(n - 1)
@@ -480,7 +501,9 @@ def test_a_run_killed_while_it_carries_loses_nothing(
         assert dev is not None
         # accepted: what the checkpoint at signed_at covered; the rest only in memory
         assert dev.tip_seq == (-1 if signed_at is None else signed_at)
-        assert list(led.storage.scan_pending()) == []
+        held = sorted(int(row[1]) for row in led.storage.scan_pending())
+        # (spilled: chunks 1-2 and 3-4; signed at 2 * CHUNK + 5, nothing spills after it)
+        assert held == (list(range(4 * CHUNK)) if spill and signed_at is None else [])
         assert led.storage.count_bundles() == 0
         _verified(led)
     reconcile_files(target, [path], key_file=key)

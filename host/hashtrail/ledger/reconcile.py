@@ -55,7 +55,10 @@ anything (tests/host/test_reconcile_extend.py holds the two to the same ledger a
 findings). What a chunk leaves held goes on to the device's next chunk in memory
 (_Carry), not through `pending`: a device that signs once per many chunks is walked
 once, not once per chunk, and its held entries reach `pending` only if they are
-still held when the run moves on to another device or ends. A bundle file
+still held when the run moves on to another device or ends, or when they are more
+than SPILL_CHUNKS chunks: then they are written and only their ends are kept
+(_Spill), so what a device leaves unsigned, however long, takes bounded memory; they
+are read back once, a chunk at a time, when a signature accepts them. A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
@@ -122,6 +125,12 @@ CHUNK = 5_000       # entries per device per transaction: what bounds reconcile'
 POOL_MIN = 512      # signatures in a chunk from which a running pool takes it
 COLD_MIN = 20_000   # entries in a bundle from which reconcile starts a pool of its own
 BATCH = 1_000       # entries walked at a time when a pool checks them
+# A device's carried chain of held entries of SPILL_CHUNKS chunks is written to `pending`
+# and kept as a summary (_Spill): what bounds the memory of an unsigned span (about
+# 1.4 KB a carried entry: 70 MB). Spilled entries cost a write, a read and a delete
+# each, about 20 us (twice a whole reconcile's per-entry time): only spans longer than
+# this pay it (docs/LEDGER.md "PostgreSQL (many collectors at once)", peak memory)
+SPILL_CHUNKS = 10
 
 
 class Finding(NamedTuple):
@@ -394,16 +403,27 @@ class _Run:
         if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
                 self.flush(walk=False)  # and ours, all from `pending` (walked now)
-            cands = _load_pending(db, did, 0, self.parsed)
-            c = _Carry(did, dev.tip_seq, dev.tip_head,
-                       _row_counts(x for cs in cands.values() for x in cs), cands, None)
+            c = _pending_spill(db, did, dev, key)
+            if c is None:
+                cands = _load_pending(db, did, 0, self.parsed)
+                c = _Carry(did, dev.tip_seq, dev.tip_head,
+                           _row_counts(x for cs in cands.values() for x in cs), cands, None)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked, leaves)
         self.held[did] = w.above
         tip = self.led.device(did)
         assert tip is not None
-        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, w.counts, w.rest, w.chain)
+        rest, chain, counts, sp = w.rest, w.chain, w.counts, w.spill
+        if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
+            # (the chain's rows are all the device holds: those in memory go to
+            # `pending` now, and the spilled span is remembered by its ends)
+            db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
+                            for x in chain if not x.stored])
+            lo, last = tip.tip_seq + 1, chain[-1]
+            sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)))
+            rest, chain, counts = {}, [], db.pending_count(did)
+        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, counts, rest, chain, sp)
 
     def flush(self, walk: bool = True) -> None:
         """Write the carried entries that are not rows of `pending` yet (in the caller's
@@ -514,8 +534,11 @@ class _Carry(NamedTuple):
     read back for 10^6 entries of devices signing once per 50,000; docs/LEDGER.md).
     Carried, a held entry is walked from memory and written to `pending` once, only if
     it is still held when the run moves on to another device (_Run.flush) or ends;
-    one accepted meanwhile is never written. A run killed before that loses nothing
-    the bundle does not still hold: the bundle is recorded as seen only at the end.
+    one accepted meanwhile is never written. What bounds the carry's memory: a chain
+    of SPILL_CHUNKS chunks or more is written then and kept as its ends (`spill`,
+    _Spill), read back a chunk at a time only when a signature accepts it. A run
+    killed before that loses nothing the bundle does not still hold: the bundle is
+    recorded as seen only at the end.
     Before the next chunk uses them, the device's tip and `pending` counts must be
     what they were (`holds`): another reconcile of the same ledger (PostgreSQL, many
     collectors) that accepted, held or signed this device's entries in between sends
@@ -533,6 +556,9 @@ class _Carry(NamedTuple):
     # order, when _extend left them so: the next _extend walks on from its end
     # instead of walking them again (None: not known to be such a chain)
     chain: list[_Cand] | None
+    # the chain's first entries, when they were written to `pending` and dropped from
+    # memory (`cands` and `chain` then hold the rest of it)
+    spill: _Spill | None = None
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
@@ -550,6 +576,132 @@ def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
     return any(x.h == h for seq, h in heads for x in c.cands.get(seq, ()))
 
 
+class _Spill(NamedTuple):
+    """The first entries of a carried chain (_Carry.chain), rows of `pending` now and no
+    longer in memory: seqs first..last (first is the device's tip + 1), linked from the
+    tip, one copy each, none signed, no log-altered report, a policy 0 device.
+
+    Why: a device that leaves a long span unsigned (rarely, never, or a hostile bundle
+    that says so) would otherwise hold every entry of it in memory, about 1.5 KB each,
+    until a signature comes. The chain is walked on from `head` without these entries:
+    nothing is accepted while no signature covers any of them or anything after them,
+    and nothing else reads their bodies. When something does (a signature further
+    on, a device checkpoint over one of them), they are accepted from `pending` a
+    CHUNK at a time (_take_spilled); a chunk _extend hands to _merge gets them back
+    whole first (_unspill), since _merge walks every held entry."""
+
+    first: int
+    last: int
+    head: bytes                         # entry `last`'s hash
+    # device checkpoints over first..last seen not to be over these entries (a fork's):
+    # a checkpoint not among them is looked up in `pending` once
+    checked: frozenset[tuple[int, bytes]]
+
+
+class _NeedSpilled(Exception):
+    """_extend would accept spilled entries (or must know whether a checkpoint covers
+    one): raised before it does anything, so the walk is retried once they are
+    resolved (_unspill)."""
+
+
+def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
+             whole: bool) -> _Carry:
+    """The carry with its spilled entries resolved. `whole`: all read back into memory
+    (the chunk goes to _merge, which walks every held entry). Otherwise the device
+    checkpoints over the spilled seqs not seen before are looked up: those over a
+    spilled entry accept the chain up to the highest of them; if there are none, a
+    signature after the spilled entries covers them all (the reason _extend asked):
+    all are accepted. What is accepted is read from `pending` a block at a time."""
+    sp = c.spill
+    assert sp is not None and c.chain is not None
+    if whole:
+        rows = _load_pending(db, did, sp.first, {}, sp.last)
+        cands = dict(rows)
+        cands.update(c.cands)
+        return c._replace(cands=cands, chain=[cs[0] for _, cs in sorted(rows.items())]
+                          + c.chain, spill=None)
+    new = {x for x in _signed_heads(db, did, sp.first, sp.last) if x not in sp.checked}
+    upto = sp.last
+    if new:
+        over = [q for q, h in new if any(r.entry_hash == h for r in db.pending(did, q, q))]
+        if not over:
+            return c._replace(spill=sp._replace(checked=sp.checked | new))
+        upto = max(over)
+    _take_spilled(led, db, did, upto, res)
+    dev = led.device(did)
+    assert dev is not None and dev.tip_seq == upto
+    rest = None if upto == sp.last else _Spill(
+        upto + 1, sp.last, sp.head, frozenset(x for x in sp.checked | new if x[0] > upto))
+    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_count(did), c.cands, c.chain,
+                  rest)
+
+
+def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
+                   ) -> _Carry | None:
+    """The device's held rows as a spilled chain (_Spill), when there are SPILL_CHUNKS
+    chunks of them or more and they are one: one copy of each seq from the tip up,
+    linked from it, none signed, no log-altered report, a policy 0 device (entry 0, if
+    among them, this key's). Read a chunk at a time and not kept: a long span held by
+    an earlier run (a device that never signs, a hostile bundle) is walked on from its
+    end, and accepted from `pending` in chunks, without being loaded whole. None: load
+    the rows as they are (_load_pending)."""
+    counts = db.pending_count(did)
+    if counts[0] < SPILL_CHUNKS * CHUNK or counts[1]:
+        return None
+    if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+        return None
+    lo = s = dev.tip_seq + 1
+    head = dev.tip_head
+    while rows := _load_pending(db, did, s, {}, s + CHUNK - 1):
+        for seq in sorted(rows):
+            cs = rows[seq]
+            x = cs[0]
+            if (seq != s or len(cs) != 1 or x.f.prev != head or x.sig is not None
+                    or x.f.kind == KIND_LOG_ALTERED):
+                return None
+            if s == 0:
+                f0 = x.f
+                if type(f0) is not EntryFields or head != key.genesis_prev:
+                    return None
+                try:
+                    key.check_first_entry(f0)
+                except HashtrailError:
+                    return None
+                if signing_policy(f0) == POLICY_EVERY_ENTRY:
+                    return None
+            head, s = x.h, s + 1
+    if s - lo != counts[0]:              # (rows at or below the tip too)
+        return None
+    # (no checkpoint counted as checked: one over the span is looked up by _unspill)
+    return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+                  _Spill(lo, s - 1, head, frozenset()))
+
+
+def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result) -> None:
+    """Accept the device's spilled chain (_Spill) from its tip up to seq `upto`, read
+    from `pending` CHUNK rows at a time and taken in order (_take), in the caller's
+    transaction: accepting a long span costs one read of it and bounded memory."""
+    while True:
+        dev = led.device(did)
+        assert dev is not None
+        lo = dev.tip_seq + 1
+        if lo > upto:
+            return
+        hi = min(upto, lo + CHUNK - 1)
+        rows = _load_pending(db, did, lo, {}, hi)
+        block: list[_Cand] = []
+        head = dev.tip_head
+        for s in range(lo, hi + 1):
+            cs = rows.get(s, [])
+            if len(cs) != 1 or cs[0].f.prev != head:
+                # (the carry held: nobody else changed these rows since they were written)
+                raise HashtrailError(f"device {did}: spilled held entry {s} changed in "
+                                     "`pending` during the reconcile")
+            block.append(cs[0])
+            head = cs[0].h
+        _take(led, db, did, dev, block, res)
+
+
 class _Walked(NamedTuple):
     """What a walk leaves held: the candidates (rows of `pending` or not: _Cand.stored),
     as a chain when _extend left them so (_Carry.chain), how many are above the tip,
@@ -559,6 +711,7 @@ class _Walked(NamedTuple):
     chain: list[_Cand] | None
     above: int
     counts: tuple[int, int]
+    spill: _Spill | None = None     # the chain's spilled first entries (_Carry.spill)
 
 
 def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
@@ -574,7 +727,19 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
         checked = _check_entries(key, recs, workers)
-    w = _extend(led, db, did, dev, key, recs, checked, held, res, leaves)
+    while True:
+        try:
+            w = _extend(led, db, did, dev, key, recs, checked, held, res, leaves)
+        except _NeedSpilled:
+            w = None
+            held = _unspill(led, db, did, held, res, whole=False)
+        else:
+            if w is not None or held.spill is None:
+                break
+            held = _unspill(led, db, did, held, res, whole=True)
+        tip = led.device(did)
+        assert tip is not None
+        dev = tip
     if w is None:
         rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res, leaves)
         tip = led.device(did)
@@ -605,7 +770,11 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     unsigned entry of a device that signs every entry, a log-altered report, an entry 0
     that is not this key's) sends the chunk there whole."""
     s, head = dev.tip_seq + 1, dev.tip_head
-    cands, walked = carry.cands, carry.chain
+    cands, walked, sp = carry.cands, carry.chain, carry.spill
+    lo = s
+    if sp is not None:        # (a spilled chain: walked on from its end; _Spill)
+        assert walked is not None and sp.first == s
+        s, head = sp.last + 1, sp.head
     held = walked if walked is not None else [cs[0] for _, cs in sorted(cands.items())]
     if walked is None and held and (
             held[0].seq != s or held[-1].seq != s + len(held) - 1
@@ -624,14 +793,16 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         every = signing_policy(f0) == POLICY_EVERY_ENTRY
     # (only those over this walk's seqs: a device's checkpoints above them would be
     # read again at each of its chunks, quadratic in its entries)
-    heads = _signed_heads(db, did, s, s + len(held) + len(recs) - 1)
+    heads = _signed_heads(db, did, lo, s + len(held) + len(recs) - 1)
+    if sp is not None and any(q <= sp.last and (q, h) not in sp.checked for q, h in heads):
+        raise _NeedSpilled
     first = s
     path: list[_Cand] = []
     covered = 0
     if walked is not None:
         # linked from this tip, one copy each, no log-altered report, none signed (all
         # checked by the walk that left them); policy 0, or they would not be held
-        if every and held:
+        if every and (held or sp is not None):
             return None
         path = held.copy()
         if held:
@@ -666,12 +837,15 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             i = seq - first
             if 0 <= i < n and i >= covered and path[i].h == h:
                 covered = i + 1
+    if covered and sp is not None:
+        raise _NeedSpilled
     _take(led, db, did, dev, path[:covered], res)
     left = path[covered:]
     if covered == 0 and walked is not None:          # nothing taken: the rows are as were
         for c in path[len(held):]:
             cands[c.seq] = [c]
-        return _Walked(cands, left, len(left), carry.counts)
+        spilled = 0 if sp is None else sp.last - sp.first + 1
+        return _Walked(cands, left, spilled + len(left), carry.counts, sp)
     return _Walked({c.seq: [c] for c in left}, left, len(left), _row_counts(left))
 
 
@@ -853,13 +1027,14 @@ def _check_entries(key: DeviceKey, recs: list[RawEntry], workers: int | None
 
 
 def _load_pending(db: LedgerStorage, did: str, lo: int,
-                  parsed: dict[bytes, EntryFields | _Walk]) -> dict[int, list[_Cand]]:
+                  parsed: dict[bytes, EntryFields | _Walk], hi: int = MAX_SEQ
+                  ) -> dict[int, list[_Cand]]:
     """The device's held entries as candidates. Each was checked when it was first
     held, and `pending` keeps what the walk reads of it (prev, kind, t): only the kinds
     whose body the walk reads, and rows held without those fields, are decoded, once
     per run (`parsed`)."""
     out: dict[int, list[_Cand]] = defaultdict(list)
-    for s, h, b, sig, prev, kind, t in db.pending(did, lo):
+    for s, h, b, sig, prev, kind, t in db.pending(did, lo, hi):
         f = parsed.get(h)
         if f is None:
             if kind is None or prev is None or kind in _BODY_KINDS:

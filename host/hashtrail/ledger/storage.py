@@ -181,8 +181,9 @@ class LedgerStorage(Protocol):
 
     # -- held entries --------------------------------------------------------------------
 
-    def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
-        """The device's held entries from seq `lo`, by seq then hash."""
+    def pending(self, device_id: str, lo: int, hi: int = MAX_SEQ) -> list[HeldEntry]:
+        """The device's held entries at lo <= seq <= hi, by seq then hash (a bounded
+        range: reconcile reads a long held span back a block at a time)."""
         ...
 
     def pending_count(self, device_id: str) -> tuple[int, int]:

@@ -562,13 +562,13 @@ class PgLedgerStorage:
 
     # -- pending -------------------------------------------------------------------------
 
-    def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
+    def pending(self, device_id: str, lo: int, hi: int = MAX_SEQ) -> list[HeldEntry]:
         # binary: a chunk of a device whose signatures come later reloads every entry
         # held before it, so these rows are read many times; binary rows come as the
         # columns' Python types (no hex to decode, nothing to convert)
         return self._qb("SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending "
-                        "WHERE device_id=%s AND seq>=%s ORDER BY seq, entry_hash",
-                        (device_id, lo), HeldEntry._make)
+                        "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
+                        (device_id, lo, hi), HeldEntry._make)
 
     def pending_count(self, device_id: str) -> tuple[int, int]:
         row = self._one("SELECT count(*), count(sig) FROM pending WHERE device_id=%s",

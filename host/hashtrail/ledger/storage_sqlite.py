@@ -303,12 +303,13 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
 
     # -- pending -------------------------------------------------------------------------
 
-    def pending(self, device_id: str, lo: int) -> list[HeldEntry]:
+    def pending(self, device_id: str, lo: int, hi: int = MAX_SEQ) -> list[HeldEntry]:
         return [HeldEntry(int(s), bytes(h), bytes(b), _blob(g), _blob(p),
                           None if k is None else int(k), None if t is None else int(t))
                 for s, h, b, g, p, k, t in self._db.execute(
                     "SELECT seq, entry_hash, body, sig, prev, kind, t FROM pending WHERE "
-                    "device_id=? AND seq>=? ORDER BY seq, entry_hash", (device_id, lo))]
+                    "device_id=? AND seq>=? AND seq<=? ORDER BY seq, entry_hash",
+                    (device_id, lo, hi))]
 
     def pending_count(self, device_id: str) -> tuple[int, int]:
         n, signed = self._db.execute("SELECT count(*), count(sig) FROM pending WHERE "

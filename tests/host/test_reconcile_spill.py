@@ -1,0 +1,328 @@
+"""A carried chain of held entries past SPILL_CHUNKS chunks is written to `pending` and
+kept as its ends (reconcile._Spill): the ledger, `pending` and the findings are exactly
+those of carrying it whole in memory.
+
+Each case runs twice: spilling at every chunk whose carried chain reaches one chunk
+(SPILL_CHUNKS = 1, chunks of 37 entries), and never spilling. The cases are every case
+of test_reconcile_extend (the one-pass walk against the general one), and the ones
+the spill has its own paths for: devices that sign rarely, never, with a per-entry
+signature after a spilled span, a hole after a spilled span filled by a later
+bundle, a later bundle over spilled rows, a fork's checkpoint inside a spilled span,
+and a checkpoint over a spilled entry stored while the carry holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hashtrail.collector.bundle import Bundle
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.ledger_db import Ledger
+from ledgerkit import Device, bundle, trust
+from test_reconcile_carry import _between_chunks
+from test_reconcile_extend import _cases, _run, _state
+
+CHUNK = 37
+
+
+@pytest.fixture(autouse=True)
+def small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rec, "CHUNK", CHUNK)
+
+
+def _both(tmp: Path, monkeypatch: pytest.MonkeyPatch, bundles: list[Bundle]
+          ) -> tuple[Any, Any]:
+    """(spilled, carried whole) results and ledger states of the same bundles.
+
+    A reconcile's findings are compared as a multiset: a spilled span is accepted a
+    chunk at a time (as chunks are), so a time finding and a firmware finding of one
+    acceptance may come in another order; each is said once either way."""
+    def run(name: str) -> Any:
+        results, state = _run(tmp, name, bundles)
+        return [(*r[:5], sorted(r[5])) for r in results], state
+
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    spilled = run("spilled")
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
+    return spilled, run("whole")
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_spilled_decides_what_carried_decides(case: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    spilled, whole = _both(tmp_path, monkeypatch, _cases()[case]())
+    assert spilled == whole
+
+
+def _dev(secret: int, n: int) -> Device:
+    d = Device(secret, policy=0)
+    d.readings(n - 1)
+    return d
+
+
+def _signed_at(d: Device, seq: int) -> Device:
+    """d with entry `seq` carrying its own device signature (a policy 0 device may sign
+    any entry)."""
+    s, body, _ = d.entries[seq]
+    d.entries[seq] = (s, body, d.sign(hashlib.sha256(body).digest()))
+    return d
+
+
+def _rarely() -> list[Bundle]:
+    d = _dev(801, 20 * CHUNK)
+    return [bundle([d], cps=[(d, d.checkpoint(seq=s)) for s in (7 * CHUNK + 3, 15 * CHUNK)])]
+
+
+def _never() -> list[Bundle]:
+    d = _dev(802, 9 * CHUNK + 5)
+    # the signature comes later, alone, from another collector: accepted from `pending`
+    return [bundle([d]), bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())],
+                                name="c2")]
+
+
+def _entry_signed_after() -> list[Bundle]:
+    d = _signed_at(_dev(803, 10 * CHUNK), 8 * CHUNK + 2)
+    return [bundle([d])]
+
+
+def _hole_filled_later() -> list[Bundle]:
+    d = _dev(804, 10 * CHUNK)
+    hole = (5 * CHUNK + 3, 5 * CHUNK + 9)
+    first = bundle([d], cps=[(d, d.checkpoint())])
+    first.entries = [e for e in first.entries if not hole[0] <= e[1].seq < hole[1]]
+    return [first, bundle([d], ranges={d.id_hex: hole}, name="c2")]
+
+
+def _over_spilled_rows() -> list[Bundle]:
+    d = _dev(805, 12 * CHUNK)
+    # a first collector's entries held (spilled), then another's over part of them
+    # and on, and then the checkpoint
+    return [bundle([d], ranges={d.id_hex: (0, 6 * CHUNK)}),
+            bundle([d], ranges={d.id_hex: (3 * CHUNK, 12 * CHUNK)}, name="c2"),
+            bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c3")]
+
+
+def _fork_in_spilled_span() -> list[Bundle]:
+    k = 10
+    real = _dev(806, k + 8 * CHUNK)
+    clone = real.fork(k)
+    clone.readings(8 * CHUNK)
+    accepted = bundle([real], ranges={real.id_hex: (0, k)},
+                      cps=[(real, real.checkpoint(seq=k - 1))], name="c0")
+    # the clone's chain, held and spilled, with the real device's checkpoint over a seq
+    # inside it (it disagrees: nothing of the clone's is accepted); then the real chain
+    return [accepted,
+            bundle([clone], ranges={clone.id_hex: (k, len(clone.entries))},
+                   cps=[(real, real.checkpoint(seq=k + 3 * CHUNK))]),
+            bundle([real], ranges={real.id_hex: (k, len(real.entries))},
+                   cps=[(clone, clone.checkpoint())], name="c2")]
+
+
+SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "signs rarely": _rarely,
+    "never signs, then a checkpoint alone": _never,
+    "a per-entry signature after a spilled span": _entry_signed_after,
+    "a hole after a spilled span, filled later": _hole_filled_later,
+    "a later bundle over spilled rows": _over_spilled_rows,
+    "a fork's checkpoint inside a spilled span": _fork_in_spilled_span,
+}
+
+
+@pytest.mark.parametrize("case", list(SPILL_CASES))
+def test_spill_cases(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spilled, whole = _both(tmp_path, monkeypatch, SPILL_CASES[case]())
+    assert spilled == whole
+    assert sum(r[0] for r in whole[0]) > 0
+
+
+def test_a_spill_is_what_the_run_writes(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spill path is taken in these cases (a spilled chain left as rows, read back
+    a chunk at a time): a device that never signs leaves its entries in `pending`
+    during the run, not only at its end."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    d = _dev(807, 6 * CHUNK)
+    rows_seen: list[int] = []
+    with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
+        _between_chunks(monkeypatch, 3,
+                        lambda: rows_seen.append(len(list(led.storage.scan_pending()))))
+        r = rec.reconcile(led, bundle([d]), workers=1)
+        assert (r.accepted, r.pending) == (0, 6 * CHUNK)
+    assert rows_seen == [3 * CHUNK]
+
+
+@pytest.mark.parametrize("over", ["the clone's entry", "the real entry"])
+def test_a_checkpoint_stored_over_a_spilled_entry(over: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device checkpoint stored between two chunks without a walk (the carry still
+    holds: tip and `pending` counts unchanged) over a seq of the spilled span: looked
+    up in `pending` once; over the spilled entry it accepts the span up to it, over
+    another entry (a fork's) nothing. The ledger is that of reading everything back
+    from `pending` at every chunk."""
+    d = _dev(808, 8 * CHUNK)
+    other = d.fork(2 * CHUNK)
+    other.readings(10)
+    signer = d if over == "the clone's entry" else other
+    cose = signer.checkpoint(seq=2 * CHUNK + 4)
+    key = rec.DeviceKey(d.pub)
+    cp = key.checkpoint(cose)
+    b = bundle([d])
+
+    def run(name: str) -> tuple[Any, ...]:
+        with trust(Ledger.create(tmp_path / f"{name}.db", "t/s",
+                                 key_file=tmp_path / f"{name}.key")) as led:
+            def store() -> None:
+                with led.storage.transaction():
+                    led.storage.add_device_checkpoint(
+                        d.id_hex, hashlib.sha256(cose).digest(), cose, None, cp.seq,
+                        cp.head)
+            _between_chunks(monkeypatch, 4, store)
+            r = rec.reconcile(led, b, workers=1)
+            return (r.accepted, r.pending, r.findings), _state(led)
+
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    spilled = run("spilled")
+    assert spilled[0][0] == (2 * CHUNK + 5 if over == "the clone's entry" else 0)
+    monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
+    assert run("reloaded") == spilled
+
+
+_CHILD = """
+import json, re, sys
+def _peak_kb():
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec, so a child
+    # of a large pytest process would start at the parent's peak
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.reconcile_files import reconcile_files
+import bench_reconcile_scale as bench
+rec.CHUNK = int(sys.argv[1])
+warm, big, d = sys.argv[2:5]
+bench._new_ledger(d + "/warm.db")
+bench._new_ledger(d + "/big.db")
+reconcile_files(d + "/warm.db", [warm])       # (imports, the reader, SQLite: warmed up)
+base = _peak_kb()
+r = reconcile_files(d + "/big.db", [big]).bundles[0].result
+peak = _peak_kb()
+print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
+                  "pending": r.pending}))
+"""
+
+
+def test_an_unsigned_span_does_not_grow_reconciles_memory(tmp_path: Path) -> None:
+    """One device, N entries, one checkpoint over the last: `hashtrail reconcile`'s
+    peak RSS (a fresh process, after a small reconcile warmed it up) grows by less
+    than 20 MB, with chunks of 500 entries. Carried whole in memory (before
+    reconcile._Spill), the N held entries grew it by about 1.3 KB each: 79 MB for
+    N = 60,000 (750237d: this test fails there); spilled, about 6 MB."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import hashtrail
+    tools = Path(__file__).resolve().parents[2] / "tools"
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    sys.path.insert(0, str(tools))
+    import bench_reconcile_scale as bench
+    n = 60_000
+    (tmp_path / "w").mkdir()
+    (tmp_path / "b").mkdir()
+    warm, _ = bench.make_bundles(tmp_path / "w", 1000, 1, 1, 1000)
+    big, _ = bench.make_bundles(tmp_path / "b", n, 1, 1, n)
+    env = {**os.environ, "BENCH_HASHTRAIL_HOST": host,
+           "PYTHONPATH": os.pathsep.join([host, str(tools)])}
+    out = subprocess.run([sys.executable, "-c", _CHILD, "500", str(warm), str(big),
+                          str(tmp_path)], env=env, capture_output=True, text=True,
+                         check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got
+
+
+@pytest.mark.parametrize(("n", "spills"), [(rec.SPILL_CHUNKS * CHUNK, False),
+                                           ((rec.SPILL_CHUNKS + 1) * CHUNK, True)])
+def test_only_spans_beyond_spill_chunks_spill(n: int, spills: bool, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device signed once per SPILL_CHUNKS chunks (its checkpoint in the last) never
+    writes a held entry to `pending`: spilling costs only longer spans."""
+    d = _dev(809, n)
+    writes: list[int] = []
+    with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
+        db = type(led.storage)
+        add = db.add_pending
+        monkeypatch.setattr(db, "add_pending",
+                            lambda self, rows: writes.append(len(rows)) or add(self, rows))
+        r = rec.reconcile(led, bundle([d], cps=[(d, d.checkpoint())]), workers=1)
+        assert (r.accepted, r.pending) == (n, 0)
+    assert (sum(writes) > 0) == spills
+
+
+_HELD_CHILD = """
+import json, re, sys
+def _peak_kb():
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across exec, so a child
+    # of a large pytest process would start at the parent's peak
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
+from pathlib import Path
+from hashtrail.ledger import reconcile as rec
+from hashtrail.ledger.ledger_db import Ledger
+from hashtrail.ledger.reconcile_files import reconcile_files
+from ledgerkit import trust
+rec.CHUNK = int(sys.argv[1])
+d = Path(sys.argv[2])
+if sys.argv[3] == "hold":           # an earlier run: all of the device's entries held
+    trust(Ledger.create(d / "l.db", "t/s", key_file=d / "l.key")).close()
+    r = reconcile_files(d / "l.db", [str(d / "entries.jsonl")], key_file=d / "l.key")
+    print(json.dumps({"pending": r.bundles[0].result.pending}))
+    sys.exit(0)
+trust(Ledger.create(d / "w.db", "t/w", key_file=d / "w.key")).close()
+reconcile_files(d / "w.db", [str(d / "warm.jsonl")], key_file=d / "w.key")
+base = _peak_kb()
+r = reconcile_files(d / "l.db", [str(d / "cp.jsonl")], key_file=d / "l.key").bundles[0].result
+peak = _peak_kb()
+print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
+                  "pending": r.pending}))
+"""
+
+
+def test_a_span_held_by_an_earlier_run_is_not_loaded_whole(tmp_path: Path) -> None:
+    """An earlier run held N unsigned entries of one device (a device that never
+    signed, or a hostile bundle); a later bundle brings only the checkpoint over the
+    last. The later `hashtrail reconcile` (a fresh process, warmed up) grows its peak
+    RSS by less than 20 MB, chunks of 500: the held rows are walked a chunk at a time
+    (reconcile._pending_spill) and accepted a chunk at a time. Loaded whole from
+    `pending` (750237d), they grew it by 79 MB (this test fails there); now 1.3 MB."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ledgerkit import save
+    n = 60_000
+    d = _dev(810, n)
+    save(bundle([d]), tmp_path / "entries.jsonl")
+    save(bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2"),
+         tmp_path / "cp.jsonl")
+    w = _dev(811, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    import hashtrail
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
+
+    def child(step: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", _HELD_CHILD, "500", str(tmp_path), step],
+                             env=env, capture_output=True, text=True, check=True)
+        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+        return got
+
+    assert child("hold") == {"pending": n}
+    got = child("accept")
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got
