@@ -47,9 +47,9 @@ collector.bundle.BundleFile; the second, for a large file, in a process of its o
 which also decodes and hashes the entries of chunks without per-entry signatures a
 few chunks ahead: ledger.chunk_reader, `prepared`). A killed reconcile leaves whole
 chunks done or untouched; rerunning finishes the job and the same bundle twice is a
-no-op. Nearly every chunk
-of a large bundle just extends its device's chain from the tip (after the entries held
-from the chunk before): such a chunk is walked in one pass (_extend), which accepts
+no-op. Nearly every chunk of a large bundle just extends its device's chain from the
+tip (after the entries held from the chunk before): such a chunk is walked in one
+pass (_extend), which accepts
 what the general walk (_merge) would and hands it any other chunk whole, before doing
 anything (tests/host/test_reconcile_extend.py holds the two to the same ledger and
 findings). What a chunk leaves held goes on to the device's next chunk in memory
@@ -57,8 +57,10 @@ findings). What a chunk leaves held goes on to the device's next chunk in memory
 once, not once per chunk, and its held entries reach `pending` only if they are
 still held when the run moves on to another device or ends, or when they are more
 than SPILL_CHUNKS chunks: then they are written and only their ends are kept
-(_Spill), so what a device leaves unsigned, however long, takes bounded memory; they
-are read back once, a chunk at a time, when a signature accepts them. A bundle file
+(_Spill), so a long unsigned span that the usual chunks extend takes bounded memory;
+they are read back once, a chunk at a time, when a signature accepts them (a chunk
+for _merge reads them back whole first, and entries held above a hole stay in
+memory: docs/LEDGER.md). A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
