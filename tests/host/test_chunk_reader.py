@@ -12,6 +12,7 @@ READER_MIN_BYTES on a machine with two CPUs).
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
@@ -228,7 +229,17 @@ def test_a_fault_in_the_reader_is_said_not_a_traceback(
 
     monkeypatch.setattr(cr, "prepare", boom)
     mine, theirs = socket.socketpair()
-    cr.serve(theirs.detach(), str(path), CHUNK)       # (one frame: fits the buffer)
+    # serve() is a reader process's main: it ignores Ctrl-C and turns the cyclic
+    # collector off for good. Run here, in the test process, both are put back, or
+    # every later test of this process would start its children with Ctrl-C ignored
+    # (test_a_reader_never_outlives_its_reconcile[SIGINT] failed so, after this test)
+    old, was = signal.getsignal(signal.SIGINT), gc.isenabled()
+    try:
+        cr.serve(theirs.detach(), str(path), CHUNK)   # (one frame: fits the buffer)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if was:
+            gc.enable()
     with cr.ChunkReader(str(path), CHUNK, None, mine) as r, \
             pytest.raises(cr.ReaderError, match=r"failed reading .*RuntimeError: boom"):
         next(r.prepared())
