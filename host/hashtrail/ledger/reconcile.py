@@ -92,7 +92,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from hashtrail.chain import verify_pool
 from hashtrail.chain.devicecheck import (
@@ -663,13 +663,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 return None
             if s == 0:
                 f0 = x.f
-                if type(f0) is not EntryFields or head != key.genesis_prev:
-                    return None
-                try:
-                    key.check_first_entry(f0)
-                except HashtrailError:
-                    return None
-                if signing_policy(f0) == POLICY_EVERY_ENTRY:
+                if not (_own_first(f0, key, head)
+                        and signing_policy(f0) != POLICY_EVERY_ENTRY):
                     return None
             head, s = x.h, s + 1
     if s - lo != counts[0]:              # (rows at or below the tip too)
@@ -702,6 +697,19 @@ def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Resu
             block.append(cs[0])
             head = cs[0].h
         _take(led, db, did, dev, block, res)
+
+
+def _own_first(f0: object, key: DeviceKey, head: bytes) -> TypeGuard[EntryFields]:
+    """Whether `f0` is an entry 0 of this key, decoded whole, following `head`, the
+    genesis of this key (what the one-pass walks ask before walking from seq 0; _merge
+    says why for one that is not)."""
+    if type(f0) is not EntryFields or head != key.genesis_prev:
+        return False
+    try:
+        key.check_first_entry(f0)
+    except HashtrailError:
+        return False
+    return True
 
 
 class _Walked(NamedTuple):
@@ -786,13 +794,10 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         every = _policy(db, did) == POLICY_EVERY_ENTRY
     else:         # entry 0 is this key's, bound to its genesis, and says the policy
         f0 = held[0].f if held else checked[0][1] if recs else None
-        if type(f0) is not EntryFields or head != key.genesis_prev:
+        if _own_first(f0, key, head):
+            every = signing_policy(f0) == POLICY_EVERY_ENTRY
+        else:
             return None
-        try:
-            key.check_first_entry(f0)
-        except HashtrailError:
-            return None
-        every = signing_policy(f0) == POLICY_EVERY_ENTRY
     # (only those over this walk's seqs: a device's checkpoints above them would be
     # read again at each of its chunks, quadratic in its entries)
     heads = _signed_heads(db, did, lo, s + len(held) + len(recs) - 1)
