@@ -50,8 +50,7 @@ from hashtrail.collector.bundle import BundleFile
 from hashtrail.collector.store import RawEntry
 from hashtrail.errors import FormatError, HashtrailError
 from hashtrail.formats.entry import Entry, parse_entry
-from hashtrail.formats.leaf import leaf_prefix
-from hashtrail.formats.merkle import leaf_hash
+from hashtrail.formats.leaf import leaf_hashes
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +159,8 @@ def prepare(did: str, recs: list[RawEntry]) -> tuple[list[bytes], list[Entry],
         return None
     sha256 = hashlib.sha256
     hs = [sha256(r.body).digest() for r in recs]
-    pre = leaf_prefix(did)
-    return hs, fs, [leaf_hash(pre + r.seq.to_bytes(8, "big") + h + r.body)
-                    for r, h in zip(recs, hs, strict=True)]
+    return hs, fs, leaf_hashes(did, [(r.seq, h, r.body)
+                                     for r, h in zip(recs, hs, strict=True)])
 
 
 # -- the reader process -----------------------------------------------------------------

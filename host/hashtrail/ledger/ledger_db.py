@@ -270,20 +270,23 @@ class Ledger:
         two, so storing them was a second copy of what the entries rows hold, three
         quarters of the rows of `nodes` and about a tenth of a large reconcile's time
         (docs/LEDGER.md "At scale")."""
-        return self.append_leaf_hashes(leaves, hashed=False)
+        return self._append(leaves, hashed=False)
 
-    def append_leaf_hashes(self, hashes: list[bytes], *, hashed: bool = True) -> int:
+    def append_leaf_hashes(self, hashes: list[bytes]) -> int:
         """`append_leaves` given each leaf's hash (merkle.leaf_hash of its leaf bytes)
-        instead of its bytes: reconcile has them from its bundle reader, which hashed
-        the leaves on the other core (ledger.chunk_reader). The caller vouches that
-        each is the hash of its entries row's leaf bytes, as `append_leaves` asks of
-        the bytes: `verify --ledger` rebuilds the tree from the rows."""
+        instead of its bytes: reconcile has most of them from its bundle reader, which
+        hashed the leaves on the other core (ledger.chunk_reader). The caller vouches
+        that each is the hash of its entries row's leaf bytes, as `append_leaves` asks
+        of the bytes: `verify --ledger` rebuilds the tree from the rows."""
+        return self._append(hashes, hashed=True)
+
+    def _append(self, leaves: list[bytes], hashed: bool) -> int:
         first = self.size
-        if hashes:
-            self.storage.add_nodes(merkle.appended_nodes(first, hashes, self.node,
+        if leaves:
+            self.storage.add_nodes(merkle.appended_nodes(first, leaves, self.node,
                                                          lowest=STORED_LOWEST,
                                                          hashed=hashed))
-            self.storage.set_meta("size", str(first + len(hashes)))
+            self.storage.set_meta("size", str(first + len(leaves)))
         return first
 
     def leaf(self, index: int) -> bytes:

@@ -115,7 +115,7 @@ from hashtrail.formats.entry import (
     signing_policy,
 )
 from hashtrail.formats.keys import check_pub, map_slices
-from hashtrail.formats.leaf import leaf_prefix
+from hashtrail.formats.leaf import leaf_hashes
 from hashtrail.ledger.chunk_reader import Prepared, chunks, runs_of
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
@@ -1168,10 +1168,9 @@ def _take(led: Ledger, db: LedgerStorage, did: str, dev: Device, take: list[_Can
                                         f"({prev_t} -> {t}); accepted, flagged"))
         prev_t = t
     _firmware(db, did, dev.tip_seq, take, res)
-    pre, sha256 = b"\x00" + leaf_prefix(did), hashlib.sha256
-    first = led.append_leaf_hashes([
-        c.leaf or sha256(pre + c.seq.to_bytes(8, "big") + c.h + c.body).digest()
-        for c in take])
+    # (the leaves the bundle reader hashed come with the candidate: _Cand.leaf)
+    hashed = iter(leaf_hashes(did, [(c.seq, c.h, c.body) for c in take if c.leaf is None]))
+    first = led.append_leaf_hashes([c.leaf or next(hashed) for c in take])
     db.add_entries([(did, c.seq, first + i, c.h, c.body, c.sig) for i, c in enumerate(take)])
     db.drop_pending([(did, c.seq, c.h) for c in take if c.stored])
     res.accepted += len(take)
