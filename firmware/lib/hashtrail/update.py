@@ -314,6 +314,7 @@ def _end():
     from hashtrail import drop
 
     drop("update")
+    drop("updcheck")
     drop("updimg")
     drop("board_ota")
 
@@ -345,6 +346,11 @@ def serve(link, rid, a):
             import gc
 
             gc.collect()
+            # The manifest checker loads now, not once the manifest is in: its code
+            # needs a few contiguous blocks, which a heap the transfer and the logging
+            # have cut up may not have at the check, the transfer's peak.
+            from hashtrail import updcheck  # noqa: F401 (dropped after the check)
+
             total = struct.unpack_from("<I", a, 1)[0]
             # The manifest goes to flash first; what follows it is checked against the
             # free flash (files) or the partition (an image) once the manifest says.
@@ -383,35 +389,13 @@ def serve(link, rid, a):
             _reply(link, rid, op, 0)
             _end()
         elif op == _OP_PIN:
-            # Trust on first use, at the console only: a device with no release key
-            # pinned takes one (whoever holds the console holds the REPL anyway); over
-            # MQTT a network publisher could otherwise choose whose firmware installs.
-            # A device with keys pinned only confirms one of them; deploy replaces them.
-            if not link.console:
-                raise Refused("release keys are pinned over the USB console only")
-            if len(a) != 66 or a[1] != 4:
-                raise Refused("PIN takes one 65-byte release public key")
-            key = bytes(a[1:])
+            # Rare (once per device, at enrollment): its code loads for it alone.
+            from hashtrail import drop, updpin
+
             try:
-                f = open(ROOT + "/release_keys", "rb")
-                k = f.read()
-                f.close()
-            except OSError:
-                k = None
-            if not k:  # none pinned (no file, or an empty one)
-                f = open(ROOT + "/release_keys.tmp", "wb")
-                f.write(key)
-                f.close()
-                os.rename(ROOT + "/release_keys.tmp", ROOT + "/release_keys")
-                _reply(link, rid, op, 1)
-            else:
-                i = 0
-                while i < len(k) and k[i:i + 65] != key:
-                    i += 65
-                if i >= len(k):
-                    raise Refused("another release key is pinned (hashtrail deploy "
-                                  "--release-key replaces pinned keys)")
-                _reply(link, rid, op, 0)
+                updpin.pin(link, rid, a)
+            finally:
+                drop("updpin")
             _end()
         else:
             raise Refused("unknown UPDATE op %d" % op)
