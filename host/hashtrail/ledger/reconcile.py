@@ -58,9 +58,10 @@ once, not once per chunk, and its held entries reach `pending` only if they are
 still held when the run moves on to another device or ends, or when they are more
 than SPILL_CHUNKS chunks: then they are written and only their ends are kept
 (_Spill), so a long unsigned span that the usual chunks extend takes bounded memory;
-they are read back once, a chunk at a time, when a signature accepts them (a chunk
-for _merge reads them back whole first, and entries held above a hole stay in
-memory: docs/LEDGER.md). A bundle file
+they are read back once, a chunk at a time, when a signature accepts them. A chunk the
+general walk must take (a record refused, a duplicate, a gap) is walked on from the
+span's end too, unless it brings another copy of a spilled seq (then the span is read
+back whole; and entries held above a hole stay in memory: docs/LEDGER.md). A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
@@ -589,8 +590,9 @@ class _Spill(NamedTuple):
     nothing is accepted while no signature covers any of them or anything after them,
     and nothing else reads their bodies. When something does (a signature further
     on, a device checkpoint over one of them), they are accepted from `pending` a
-    CHUNK at a time (_take_spilled); a chunk _extend hands to _merge gets them back
-    whole first (_unspill), since _merge walks every held entry."""
+    CHUNK at a time (_take_spilled). A chunk _extend hands to _merge is walked on from
+    `head` as well (_merges_on says when: nothing in it for the spilled seqs but
+    unsigned copies); otherwise it gets them back whole first (_unspill)."""
 
     first: int
     last: int
@@ -615,13 +617,13 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
     signature after the spilled entries covers them all (the reason _extend asked):
     all are accepted. What is accepted is read from `pending` a block at a time."""
     sp = c.spill
-    assert sp is not None and c.chain is not None
+    assert sp is not None
     if whole:
         rows = _load_pending(db, did, sp.first, {}, sp.last)
         cands = dict(rows)
         cands.update(c.cands)
-        return c._replace(cands=cands, chain=[cs[0] for _, cs in sorted(rows.items())]
-                          + c.chain, spill=None)
+        return c._replace(cands=cands, spill=None, chain=None if c.chain is None else [
+            cs[0] for _, cs in sorted(rows.items())] + c.chain)
     new = {x for x in _signed_heads(db, did, sp.first, sp.last) if x not in sp.checked}
     upto = sp.last
     if new:
@@ -744,18 +746,35 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             w = None
             held = _unspill(led, db, did, held, res, whole=False)
         else:
-            if w is not None or held.spill is None:
+            sp = held.spill
+            if w is not None or sp is None:
                 break
-            held = _unspill(led, db, did, held, res, whole=True)
+            # The general walk takes the chunk: on from the spilled span's end when
+            # nothing in the chunk is about the span (_merges_on), else with the span
+            # read back whole.
+            if not _merges_on(db, did, key, sp, held, recs, checked):
+                held = _unspill(led, db, did, held, res, whole=True)
+            elif sp.checked >= _signed_heads(db, did, sp.first, sp.last):
+                break
+            else:          # (a device checkpoint over the span, not looked up yet)
+                held = _unspill(led, db, did, held, res, whole=False)
         tip = led.device(did)
         assert tip is not None
         dev = tip
     if w is None:
-        rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res, leaves)
+        sp = held.spill
+        rest = _merge(led, db, did, dev, key, recs, checked, held.cands, res, leaves, sp)
         tip = led.device(did)
         assert tip is not None
-        w = _Walked(rest, None, sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq),
-                    _row_counts(c for cs in rest.values() for c in cs))
+        if sp is not None and tip.tip_seq >= sp.last:
+            sp = None                                  # (accepted)
+        base = (tip.tip_seq + 1, tip.tip_head) if sp is None else (sp.last + 1, sp.head)
+        above = sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
+        w = _Walked(rest, _as_chain(db, did, key, rest, *base), above, _row_counts(
+                        c for cs in rest.values() for c in cs))
+        if sp is not None:
+            w = w._replace(above=above + sp.last - sp.first + 1,
+                           counts=db.pending_count(did), spill=sp)
     _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
     return w
@@ -783,7 +802,7 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     cands, walked, sp = carry.cands, carry.chain, carry.spill
     lo = s
     if sp is not None:        # (a spilled chain: walked on from its end; _Spill)
-        assert walked is not None and sp.first == s
+        assert sp.first == s
         s, head = sp.last + 1, sp.head
     held = walked if walked is not None else [cs[0] for _, cs in sorted(cands.items())]
     if walked is None and held and (
@@ -853,36 +872,114 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             cands[c.seq] = [c]
         spilled = 0 if sp is None else sp.last - sp.first + 1
         return _Walked(cands, left, spilled + len(left), carry.counts, sp)
+    if sp is not None:       # (covered == 0: the held entries, after the general walk's)
+        return _Walked({c.seq: [c] for c in left}, left, sp.last - sp.first + 1 + len(left),
+                       db.pending_count(did), sp)
     return _Walked({c.seq: [c] for c in left}, left, len(left), _row_counts(left))
+
+
+def _refusal(key: DeviceKey, seq: int, f: EntryFields | HashtrailError, sig_ok: bool
+             ) -> HashtrailError | None:
+    """Why the general walk refuses a record's entry outright (None: it does not)."""
+    if isinstance(f, HashtrailError):    # an entry that does not parse is refused for
+        return f                         # that, whatever its signature
+    if f.seq != seq:
+        return HashtrailError(f"record says seq {seq}, entry says {f.seq}")
+    if not sig_ok:
+        return HashtrailError("per-entry signature does not verify")
+    if seq == 0:
+        try:
+            key.check_first_entry(f)
+        except HashtrailError as e:
+            return e
+        if f.prev != key.genesis_prev:
+            return HashtrailError("entry 0 is not bound to this key's genesis")
+    return None
+
+
+def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _Carry,
+               recs: list[RawEntry], checked: list[_Checked]) -> bool:
+    """Whether the general walk (_merge) can take this chunk on from the spilled span's
+    end, leaving the span in `pending`: no entry of the chunk that it would keep is
+    for a seq of the span, unless it is an unsigned copy of the spilled entry (which
+    changes nothing), and no log-altered report is held or comes (its stop could fall
+    inside the span). Anything else (a second copy of a spilled seq, a signed copy of
+    a spilled entry) reads the span back whole, as before the general walk could go on
+    from a spill: still a memory gap, for those inputs alone."""
+    if any(c.f.kind == KIND_LOG_ALTERED for cs in held.cands.values() for c in cs):
+        return False
+    inside: dict[int, bytes] = {}
+    for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
+        if _refusal(key, seq, f, ok) is not None:
+            continue
+        assert type(f) is EntryFields
+        if f.kind == KIND_LOG_ALTERED:
+            return False
+        if sp.first <= seq <= sp.last:
+            if sig is not None:
+                return False
+            inside[seq] = h
+    if not inside:
+        return True
+    lo, hi = min(inside), max(inside)
+    if hi - lo >= 2 * CHUNK:
+        return False
+    rows = {(s, h) for s, h, *_ in db.pending(did, lo, hi)}
+    return all((s, h) in rows for s, h in inside.items())
+
+
+def _as_chain(db: LedgerStorage, did: str, key: DeviceKey, rest: dict[int, list[_Cand]],
+              s: int, head: bytes) -> list[_Cand] | None:
+    """The held candidates `rest` as one linked chain from seq `s` after `head` (the
+    tip, or a spilled span's end), one copy each, none signed, no log-altered report,
+    a device that does not sign every entry: what _extend leaves as `_Walked.chain`.
+    So a chunk the general walk took still lets the next ones walk on (and spill),
+    instead of keeping its held entries as candidates to walk again at every chunk.
+    None: they are not such a chain."""
+    if not rest or min(rest) != s or max(rest) != s + len(rest) - 1:
+        return None
+    chain: list[_Cand] = []
+    first_head = head
+    for seq in range(s, s + len(rest)):
+        cs = rest[seq]
+        if len(cs) != 1:
+            return None
+        c = cs[0]
+        if c.f.prev != head or c.sig is not None or c.f.kind == KIND_LOG_ALTERED:
+            return None
+        chain.append(c)
+        head = c.h
+    if s > 0:
+        return chain if _policy(db, did) != POLICY_EVERY_ENTRY else None
+    f0 = chain[0].f
+    return chain if _own_first(f0, key, first_head) and signing_policy(
+        f0) != POLICY_EVERY_ENTRY else None
 
 
 def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
            recs: list[RawEntry], checked: list[_Checked], cands: dict[int, list[_Cand]],
-           res: Result, leaves: list[bytes] | None = None) -> dict[int, list[_Cand]]:
+           res: Result, leaves: list[bytes] | None = None, spill: _Spill | None = None
+           ) -> dict[int, list[_Cand]]:
     """Any chunk: check each entry (findings for those refused), count duplicates of
     accepted ones, add the rest to the held candidates `cands`, accept the signed
-    prefix of the chain from the tip (_advance); returns the candidates not taken."""
+    prefix of the chain from the tip (_advance); returns the candidates not taken.
+    `spill`: the held chain's first entries are rows of `pending` only (_Spill), and
+    the chunk has nothing for their seqs but unsigned copies of them (_merges_on):
+    the walk goes on from the span's end."""
     old = [r.seq for r in recs if r.seq <= dev.tip_seq]
     accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     for i, (seq, body, sig) in enumerate(recs):
         h, f, sig_ok = checked[i]
-        try:
-            if isinstance(f, HashtrailError):    # an entry that does not parse is refused
-                raise f                          # for that, whatever its signature
-            if f.seq != seq:
-                raise HashtrailError(f"record says seq {seq}, entry says {f.seq}")
-            if not sig_ok:
-                raise HashtrailError("per-entry signature does not verify")
-            if seq == 0:
-                key.check_first_entry(f)
-                if f.prev != key.genesis_prev:
-                    raise HashtrailError("entry 0 is not bound to this key's genesis")
-        except HashtrailError as e:
-            res.findings.append(Finding(did, seq, f"entry refused: {e}"))
+        err = _refusal(key, seq, f, sig_ok)
+        if err is not None:
+            res.findings.append(Finding(did, seq, f"entry refused: {err}"))
             continue
+        assert type(f) is EntryFields
         if accepted and accepted.get(seq) == h:
             res.duplicates += 1
             continue
+        if spill is not None and spill.first <= seq <= spill.last:
+            continue                     # (a copy of the spilled entry: _merges_on)
         cs = cands.get(seq)
         if cs is None:
             cands[seq] = [_new(_Cand, (seq, h, body, sig, f, False,
@@ -902,7 +999,7 @@ def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     for cs in cands.values():
         if len(cs) > 1:
             cs.sort(key=lambda c: c.h)
-    taken = _advance(led, db, did, cands, res)
+    taken = _advance(led, db, did, cands, res, spill)
     rest: dict[int, list[_Cand]] = defaultdict(list)
     if len(taken) != len(cands) or any(len(cs) > 1 for cs in cands.values()):
         for seq, cs in cands.items():      # (all taken, one copy each: nothing is left)
@@ -1102,14 +1199,19 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
 
 
 def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Cand]],
-             res: Result) -> dict[int, _Cand]:
-    """Accept the signed prefix of the chain from the tip; returns the candidates taken."""
+             res: Result, spill: _Spill | None = None) -> dict[int, _Cand]:
+    """Accept the signed prefix of the chain from the tip; returns the candidates taken.
+    `spill`: the chain's first entries, rows of `pending` (_Spill: one linked copy
+    each, none signed or covered); the walk starts after them, and they are accepted
+    (a block at a time) when anything after them is."""
     dev = led.device(did)
     assert dev is not None
     heads = _signed_heads(db, did, dev.tip_seq + 1)
     path: list[_Cand] = []
     covered = 0
     s, head = dev.tip_seq + 1, dev.tip_head
+    if spill is not None:
+        s, head = spill.last + 1, spill.head
     every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
     stop = _altered_stop(did, dev.tip_seq, cands, heads, res)
     end = (1 << 63) if stop is None else stop
@@ -1148,8 +1250,13 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
                 covered = len(path)
         head, s = c.h, s + 1
     if stop is not None:
+        assert spill is None                # (_merges_on: no report with a spill)
         covered = min(covered, stop - dev.tip_seq - 1)
     take = path[:covered]
+    if take and spill is not None:
+        _take_spilled(led, db, did, spill.last, res)
+        dev = led.device(did)
+        assert dev is not None
     _take(led, db, did, dev, take, res)
     return {c.seq: c for c in take}
 
