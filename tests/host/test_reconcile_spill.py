@@ -196,7 +196,76 @@ def _hole_after_spilled() -> list[Bundle]:
     return [_resigned(first), bundle([d], ranges={d.id_hex: hole}, name="c2")]
 
 
+def _moved_to_end(d: Device, seqs: set[int], cps: list[tuple[Device, bytes]]) -> Bundle:
+    """d's bundle with the entries `seqs` taken out of their place and put at its end
+    (a hole, filled later in the same bundle)."""
+    b = bundle([d], cps=cps, signer=None)
+    b.entries = ([e for e in b.entries if e[1].seq not in seqs]
+                 + [e for e in b.entries if e[1].seq in seqs])
+    return _resigned(b)
+
+
+def _hole_filled_in_the_bundle() -> list[Bundle]:
+    d = _dev(820, 10 * CHUNK)
+    return [_moved_to_end(d, {6 * CHUNK + 5}, [(d, d.checkpoint())])]
+
+
+def _hole_filled_by_a_chunk_of_its_own() -> list[Bundle]:
+    d = _dev(824, 10 * CHUNK + 1)
+    # ten whole chunks without entry k, then k alone (in-memory bundles are cut by
+    # device, CHUNK entries a chunk)
+    return [_moved_to_end(d, {6 * CHUNK + 5}, [(d, d.checkpoint())])]
+
+
+def _hole_above_a_short_chain_filled_alone() -> list[Bundle]:
+    d = _dev(826, 10 * CHUNK + 1)
+    return [_moved_to_end(d, {3 * CHUNK + 20},
+                          [(d, d.checkpoint(seq=3 * CHUNK)), (d, d.checkpoint(seq=8 * CHUNK))])]
+
+
+def _hole_above_a_short_chain() -> list[Bundle]:
+    d = _dev(821, 10 * CHUNK)
+    # 0..3C accepted; 3C+1..3C+19 held in memory below the hole, the rest above it
+    return [_moved_to_end(d, {3 * CHUNK + 20},
+                          [(d, d.checkpoint(seq=3 * CHUNK)), (d, d.checkpoint())])]
+
+
+def _hole_across_bundles() -> list[Bundle]:
+    d = _dev(822, 11 * CHUNK)
+    k = 6 * CHUNK + 5
+    first = bundle([d], ranges={d.id_hex: (0, 10 * CHUNK)}, signer=None)
+    first.entries = [e for e in first.entries if e[1].seq != k]
+    # held: a spilled chain below the hole, entries above it; then more above, and a
+    # checkpoint below the hole; then the missing entry and a checkpoint at the end
+    return [_resigned(first),
+            bundle([d], ranges={d.id_hex: (10 * CHUNK, 11 * CHUNK)},
+                   cps=[(d, d.checkpoint(seq=4 * CHUNK))], name="c2"),
+            bundle([d], ranges={d.id_hex: (k, k + 1)}, cps=[(d, d.checkpoint())], name="c3")]
+
+
+def _hole_below_a_second_copy() -> list[Bundle]:
+    d = _dev(823, 10 * CHUNK)
+    k = 6 * CHUNK + 5
+    clone = d.fork(k - 3)
+    clone.readings(2)
+    b = _moved_to_end(d, {k}, [(d, d.checkpoint())])
+    # a second copy of an entry below the hole: those below it are not one chain
+    b2 = bundle([d], signer=None)
+    b2.entries = [e for e in b.entries]
+    i = next(i for i, e in enumerate(b2.entries) if e[1].seq == k - 2)
+    b2.entries[i:i] = [(d.id_hex, rec.RawEntry(*clone.entries[k - 3]))]
+    b2.checkpoints = b.checkpoints
+    return [_resigned(b2)]
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "a hole filled later in the same bundle": _hole_filled_in_the_bundle,
+    "a hole filled by a chunk of its own": _hole_filled_by_a_chunk_of_its_own,
+    "a hole above a short held chain, filled by a chunk of its own":
+        _hole_above_a_short_chain_filled_alone,
+    "a hole above a short held chain, filled in the same bundle": _hole_above_a_short_chain,
+    "a hole across bundles, a checkpoint below it between": _hole_across_bundles,
+    "a hole filled, a second copy below it": _hole_below_a_second_copy,
     "a garbage entry after a spilled span, the good one later": _garbage_after,
     "a garbage record after a spilled span": _garbage_record_after,
     "copies of spilled entries in a later chunk": _copies_of_spilled,
@@ -487,4 +556,73 @@ def test_a_bad_record_after_an_unsigned_span_does_not_load_it(tmp_path: Path) ->
                          env=env, capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.splitlines()[-1])
     assert (got["accepted"], got["pending"], got["findings"]) == (0, n, 1)
+    assert got["grew_mb"] < 20, got
+
+
+def test_entries_above_a_hole_are_not_held_in_memory(tmp_path: Path) -> None:
+    """A bundle that leaves out entry 10 of one device's N (a collector that missed
+    it, or a hostile one): every later entry is held above the hole. A fresh
+    reconcile's peak RSS (warmed up, chunks of 500) grows by less than 20 MB: those
+    entries go to `pending` once and are remembered by their ends (reconcile._Float).
+    Held in memory and walked again at every chunk (ae30264), they grew it by 80.2 MB
+    for N = 60,000 (this test fails there); now 7.8 MB."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ledgerkit import save
+    n = 60_000
+    d = _dev(827, n)
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq != 10]
+    save(_resigned(b), tmp_path / "big.jsonl")
+    w = _dev(819, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    import hashtrail
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
+    out = subprocess.run([sys.executable, "-c", _ONE_FILE_CHILD, "500", str(tmp_path)],
+                         env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert (got["accepted"], got["pending"], got["findings"]) == (0, n - 1, 0)
+    assert got["grew_mb"] < 20, got
+
+
+def test_a_hole_held_by_an_earlier_run_is_filled_without_loading_it(tmp_path: Path) -> None:
+    """An earlier run held N - 1 entries of one device, entry 10 missing; a later bundle
+    brings entry 10 and a checkpoint over the last. The later `hashtrail reconcile`
+    (a fresh process, warmed up, chunks of 500) accepts all N and grows its peak RSS
+    by less than 20 MB: the held rows are read as a chain below the hole and entries
+    above it (reconcile._pending_spill, _Float) and accepted a chunk at a time. Loaded
+    whole from `pending` (ae30264), they grew it by 78.2 MB (this test fails there);
+    now 1.4 MB."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ledgerkit import save
+    n = 60_000
+    d = _dev(828, n)
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq != 10]
+    save(_resigned(b), tmp_path / "entries.jsonl")
+    save(bundle([d], ranges={d.id_hex: (10, 11)}, cps=[(d, d.checkpoint())], name="c2"),
+         tmp_path / "cp.jsonl")
+    w = _dev(811, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    import hashtrail
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
+
+    def child(step: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", _HELD_CHILD, "500", str(tmp_path), step],
+                             env=env, capture_output=True, text=True, check=True)
+        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+        return got
+
+    assert child("hold") == {"pending": n - 1}
+    got = child("accept")
+    assert (got["accepted"], got["pending"]) == (n, 0)
     assert got["grew_mb"] < 20, got

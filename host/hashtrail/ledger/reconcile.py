@@ -61,7 +61,9 @@ than SPILL_CHUNKS chunks: then they are written and only their ends are kept
 they are read back once, a chunk at a time, when a signature accepts them. A chunk the
 general walk must take (a record refused, a duplicate, a gap) is walked on from the
 span's end too, unless it brings another copy of a spilled seq (then the span is read
-back whole; and entries held above a hole stay in memory: docs/LEDGER.md). A bundle file
+back whole: docs/LEDGER.md). Entries held above a hole (an entry left out) of
+SPILL_CHUNKS chunks or more are written too and kept as their ends (_Float); the chunk
+that fills the hole joins them to the spilled chain. A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
 export and reconcile"). Problems are returned as findings (device, seq, reason), never
@@ -417,7 +419,15 @@ class _Run:
         self.held[did] = w.above
         tip = self.led.device(did)
         assert tip is not None
-        rest, chain, counts, sp = w.rest, w.chain, w.counts, w.spill
+        rest, chain, counts, sp, fl = w.rest, w.chain, w.counts, w.spill, w.floating
+        if fl is None and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
+            # (entries held above a hole, SPILL_CHUNKS chunks or more: to `pending`,
+            # remembered by their ends; those below stay, as a chain when they are one)
+            rest, chain, top = cut
+            db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
+                            for x in top if not x.stored])
+            fl = _Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h)
+            counts = db.pending_count(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
             # (the chain's rows are all the device holds: those in memory go to
             # `pending` now, and the spilled span is remembered by its ends)
@@ -426,7 +436,7 @@ class _Run:
             lo, last = tip.tip_seq + 1, chain[-1]
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)))
             rest, chain, counts = {}, [], db.pending_count(did)
-        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, counts, rest, chain, sp)
+        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, counts, rest, chain, sp, fl)
 
     def flush(self, walk: bool = True) -> None:
         """Write the carried entries that are not rows of `pending` yet (in the caller's
@@ -562,6 +572,8 @@ class _Carry(NamedTuple):
     # the chain's first entries, when they were written to `pending` and dropped from
     # memory (`cands` and `chain` then hold the rest of it)
     spill: _Spill | None = None
+    # entries held above a hole, rows of `pending` only (_Float; not in `cands`)
+    floating: _Float | None = None
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
@@ -600,6 +612,31 @@ class _Spill(NamedTuple):
     # device checkpoints over first..last seen not to be over these entries (a fork's):
     # a checkpoint not among them is looked up in `pending` once
     checked: frozenset[tuple[int, bytes]]
+
+
+class _Float(NamedTuple):
+    """Entries held above a hole, rows of `pending` and no longer in memory: seqs
+    first..last, one linked copy each, none signed, no log-altered report, of a device
+    whose accepted entry 0 says it does not sign every entry; below `first` a seq that
+    nothing held fills (the hole), so nothing of them can be accepted until it is.
+
+    Why: a bundle that leaves out one entry (a collector that missed it, or a hostile
+    one) would otherwise have every later entry of the device held in memory and
+    walked again at every chunk, until the hole is filled: memory and time growing
+    with the span. They are written once; a chunk that goes on from `head` is written
+    too, without a walk; the chunk that fills the hole (its chain reaching first - 1
+    with hash `prev`) makes them one spilled chain from the tip (_Spill), accepted a
+    block at a time as far as a signature covers. A chunk with anything else for
+    their seqs or above reads them back whole first (_Walked as before)."""
+
+    first: int
+    last: int
+    prev: bytes                         # entry `first`'s prev: what the hole must end with
+    head: bytes                         # entry `last`'s hash
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
 
 
 class _NeedSpilled(Exception):
@@ -642,13 +679,16 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
 
 def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                    ) -> _Carry | None:
-    """The device's held rows as a spilled chain (_Spill), when there are SPILL_CHUNKS
-    chunks of them or more and they are one: one copy of each seq from the tip up,
-    linked from it, none signed, no log-altered report, a policy 0 device (entry 0, if
-    among them, this key's). Read a chunk at a time and not kept: a long span held by
-    an earlier run (a device that never signs, a hostile bundle) is walked on from its
-    end, and accepted from `pending` in chunks, without being loaded whole. None: load
-    the rows as they are (_load_pending)."""
+    """The device's held rows as a spilled chain (_Spill) and entries above a hole
+    (_Float), when there are SPILL_CHUNKS chunks of them or more and they are so: one
+    copy of each seq from the tip up, linked from it, then (after a seq nothing holds)
+    one linked copy of each seq to the end, none signed, no log-altered report, a
+    policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
+    not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks, kept as
+    the carried chain): a long span held by an earlier run (a device that never
+    signs, a bundle that left an entry out, a hostile one) is walked on from its end,
+    and accepted from `pending` in chunks, without being loaded whole. None: load the
+    rows as they are (_load_pending)."""
     counts = db.pending_count(did)
     if counts[0] < SPILL_CHUNKS * CHUNK or counts[1]:
         return None
@@ -656,10 +696,16 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return None
     lo = s = dev.tip_seq + 1
     head = dev.tip_head
+    # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
+    gap: tuple[int, bytes, int, bytes] | None = None
     while rows := _load_pending(db, did, s, {}, s + CHUNK - 1):
         for seq in sorted(rows):
             cs = rows[seq]
             x = cs[0]
+            if seq > s and gap is None and (dev.tip_seq >= 0 or s > lo):
+                # (a hole at entry 0 is not one: the policy would not be known)
+                gap = (seq, x.f.prev, s, head)
+                head, s = x.f.prev, seq
             if (seq != s or len(cs) != 1 or x.f.prev != head or x.sig is not None
                     or x.f.kind == KIND_LOG_ALTERED):
                 return None
@@ -669,11 +715,23 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                         and signing_policy(f0) != POLICY_EVERY_ENTRY):
                     return None
             head, s = x.h, s + 1
-    if s - lo != counts[0]:              # (rows at or below the tip too)
+    if gap is None:
+        if s - lo != counts[0]:              # (rows at or below the tip too)
+            return None
+        # (no checkpoint counted as checked: one over the span is looked up by _unspill)
+        return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+                      _Spill(lo, s - 1, head, frozenset()))
+    first, prev, below, below_head = gap
+    if (below - lo) + (s - first) != counts[0]:
         return None
-    # (no checkpoint counted as checked: one over the span is looked up by _unspill)
-    return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
-                  _Spill(lo, s - 1, head, frozenset()))
+    fl = _Float(first, s - 1, prev, head)
+    if below - lo >= SPILL_CHUNKS * CHUNK:
+        return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+                      _Spill(lo, below - 1, below_head, frozenset()), fl)
+    # (the chain below the hole is short: carried in memory, walked with the chunks)
+    rows = _load_pending(db, did, lo, {}, below - 1)
+    chain = [rows[q][0] for q in range(lo, below)]
+    return _Carry(did, dev.tip_seq, dev.tip_head, counts, dict(rows), chain, None, fl)
 
 
 def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result) -> None:
@@ -724,6 +782,7 @@ class _Walked(NamedTuple):
     above: int
     counts: tuple[int, int]
     spill: _Spill | None = None     # the chain's spilled first entries (_Carry.spill)
+    floating: _Float | None = None  # entries held above a hole (_Carry.floating)
 
 
 def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
@@ -733,12 +792,125 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     """One chunk of a device's entries (the device enrolled, its checkpoints kept) with
     the entries it held before (`held`). `checked`: the records' hashes, parses and
     verdicts when a pool checked them (_pooled) or the bundle reader did
-    (chunk_reader); `leaves`: their Merkle leaf hashes, when the reader computed them."""
-    old_tip = dev.tip_seq
+    (chunk_reader); `leaves`: their Merkle leaf hashes, when the reader computed them.
+    Entries held above a hole (`held.floating`, _Float) stay rows of `pending`: a
+    chunk that goes on from them is written beside them, one with nothing for their
+    seqs or above is walked without them, and then joins them to the chain when it
+    filled the hole; any other reads them back first."""
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
         checked = _check_entries(key, recs, workers)
+    fl = held.floating
+    if fl is None:
+        return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
+    on = _goes_on(key, fl, recs, checked)
+    if on is None and any(r.seq >= fl.first and _refusal(key, r.seq, f, ok) is None
+                          for r, (_, f, ok) in zip(recs, checked, strict=True)):
+        return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
+                     _unfloat(db, did, held), checked, leaves)
+    below = held._replace(floating=None)
+    if on is None:
+        w = _walk(led, db, did, dev, key, recs, res, workers, new_cp, below, checked, leaves)
+    else:
+        # (the entries below the hole walked with none of the chunk's: a checkpoint
+        # new since their last walk may cover some)
+        w = _walk(led, db, did, dev, key, [], res, workers, new_cp, below, [], None)
+        db.add_pending([(did, r.seq, h, r.body, r.sig, f.prev, f.kind, f.t)
+                        for r, (h, f) in zip(recs, on, strict=True)])
+        fl = fl._replace(last=recs[-1].seq, head=on[-1][0])
+    tip = led.device(did)
+    assert tip is not None
+    sp = w.spill
+    end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
+           if sp is not None else (tip.tip_seq, tip.tip_head))
+    if w.chain is not None and end == (fl.first - 1, fl.prev):
+        # The hole is filled: the held chain and the entries above it are one chain
+        # from the tip now, written and spilled whole, and walked once more (with no
+        # entries) for what covers them.
+        db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
+                        for x in w.chain if not x.stored])
+        joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_count(did), {}, [],
+                        _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset()))
+        return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
+    if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
+        # (filled, but below it the held entries are not one chain: read back whole)
+        c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_count(did), w.rest, None,
+                   sp, fl)
+        return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
+                     [], None)
+    return w._replace(above=w.above + fl.size, counts=db.pending_count(did), floating=fl)
+
+
+def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked]
+             ) -> list[tuple[bytes, EntryFields]] | None:
+    """The records' (hash, entry) when the chunk only goes on from the entries held
+    above a hole: the next seqs, one copy each, well-formed, linked, unsigned, no
+    log-altered report (the general walk would hold every one of them and say
+    nothing). None otherwise."""
+    if not recs:
+        return None
+    out: list[tuple[bytes, EntryFields]] = []
+    s, head = fl.last + 1, fl.head
+    for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
+        if (seq != s or type(f) is not EntryFields or f.seq != seq or not ok
+                or sig is not None or f.prev != head or f.kind == KIND_LOG_ALTERED):
+            return None
+        out.append((h, f))
+        head, s = h, s + 1
+    return out
+
+
+def _unfloat(db: LedgerStorage, did: str, c: _Carry) -> _Carry:
+    """The carry with the entries held above a hole read back into memory."""
+    fl = c.floating
+    assert fl is not None
+    cands = dict(c.cands)
+    cands.update(_load_pending(db, did, fl.first, {}, fl.last))
+    return c._replace(cands=cands, chain=None, floating=None)
+
+
+def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
+              rest: dict[int, list[_Cand]], key: DeviceKey
+              ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, list[_Cand]] | None:
+    """The held candidates `rest` cut into (those below, as a dict and as a chain when
+    they are one, _as_chain; those above a hole, as a chain of at least SPILL_CHUNKS
+    chunks that can float, _Float), or None when they cannot be cut so."""
+    seqs = sorted(rest)
+    j = len(seqs) - 1
+    while j > 0 and seqs[j - 1] == seqs[j] - 1:
+        j -= 1
+    base = tip.tip_seq + 1 if sp is None else sp.last + 1
+    if len(seqs) - j < SPILL_CHUNKS * CHUNK or seqs[j] <= base:
+        return None
+    if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+        return None
+    top: list[_Cand] = []
+    for seq in seqs[j:]:
+        cs = rest[seq]
+        if len(cs) != 1:
+            return None
+        c = cs[0]
+        if (top and c.f.prev != top[-1].h) or c.sig is not None \
+                or c.f.kind == KIND_LOG_ALTERED:
+            return None
+        top.append(c)
+    lower = {seq: rest[seq] for seq in seqs[:j]}
+    head = tip.tip_head if sp is None else sp.head
+    chain = _as_chain(db, did, key, lower, base, head) if lower else []
+    if tip.tip_seq < 0 and sp is None and not chain:
+        return None          # (entry 0 not accepted, spilled or held as a chain: the
+                             # policy is not known to be one that floats may have)
+    return lower, chain, top
+
+
+def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+          recs: list[RawEntry], res: Result, workers: int | None, new_cp: int | None,
+          held: _Carry, checked: list[_Checked], leaves: list[bytes] | None) -> _Walked:
+    """_device's walk of a chunk and the held entries in memory or spilled (not those
+    above a hole: the caller's)."""
+    assert held.floating is None
+    old_tip = dev.tip_seq
     while True:
         try:
             w = _extend(led, db, did, dev, key, recs, checked, held, res, leaves)
