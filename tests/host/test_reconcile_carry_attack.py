@@ -210,3 +210,33 @@ def test_a_signed_copy_later_in_the_bundle_signs_a_carried_entry(
     assert carried[0][0][:3] == (3 * CHUNK + 1, 0, 0)
     monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)
     assert _run(tmp_path, "reloaded", [b]) == carried
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_pending_says_what_is_held_at_the_end(
+        spill: bool, tmp_path: Path, ledger_at: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """This run holds a device's entries (no signature in its bundle, spilled or
+    carried); after the device's last chunk, another run brings the checkpoint over
+    them and accepts them. Result.pending is what the ledger holds when this run ends
+    (0), not what this run's walks left held (4 chunks): summed from the walks (before
+    this change), the spilled case said 148. (Carried, the entries reach
+    `pending` only at the flush, whose walk sees the checkpoint: 0 either way.)"""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
+    d = Device(751)
+    d.readings(4 * CHUNK - 1)
+    other = Device(752)                  # a second device: a chunk after d's last
+    other.readings(5)
+    mine = bundle([d, other], cps=[(other, other.checkpoint())])
+    theirs = bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2")
+    target, key = ledger_at("l"), tmp_path / "l.key"
+    Ledger.create(target, "test/carry", key_file=key).close()
+    # (in-memory bundles go by device id: d's 4 chunks first, or other's one first)
+    after = 4 + (other.id_hex < d.id_hex)
+    _between_chunks(monkeypatch, after, _other(target, key, theirs))
+    with trust(Ledger.open_signing(target, key)) as led:
+        r = rec.reconcile(led, mine, workers=1)
+        dev = led.storage.device(d.id_hex)
+        assert dev is not None and dev.tip_seq == 4 * CHUNK - 1
+        assert list(led.storage.scan_pending()) == []
+        assert r.pending == 0

@@ -285,10 +285,13 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
             own.close()
     for did in sorted(set(cps) - run.started):
         run.chunk(did, [])
-    if run.carry is not None:
-        with db.transaction():
+    with db.transaction():
+        if run.carry is not None:
             run.flush()
-    res.pending = sum(run.held.values())
+        # (read now, not summed from the walks: another reconcile of the same ledger
+        # may have accepted or held some of these devices' entries since their last
+        # chunk here)
+        res.pending = sum(db.pending_count(did, _tip(led, did))[0] for did in run.held)
     if digest is not None and res.complete:
         with db.transaction():
             db.add_bundle(digest, "" if b.signer is None else b.signer.to_string(),
@@ -296,6 +299,12 @@ def reconcile(led: Ledger, b: Bundle, workers: int | None = None, *,
                                                    if d in run.taken))
     led.sign_checkpoint()     # once per tree size: a rerun that changed nothing adds nothing
     return res
+
+
+def _tip(led: Ledger, did: str) -> int:
+    dev = led.device(did)
+    assert dev is not None
+    return dev.tip_seq
 
 
 def _signs_stored(dev: Device, e: Enrollment, signer: note.Verifier | None,

@@ -186,9 +186,10 @@ class LedgerStorage(Protocol):
         range: reconcile reads a long held span back a block at a time)."""
         ...
 
-    def pending_count(self, device_id: str) -> tuple[int, int]:
-        """(rows, rows with a signature) the device holds in `pending`: how reconcile
-        sees that nobody changed them since it last read them (reconcile._Carry)."""
+    def pending_count(self, device_id: str, above: int = -1) -> tuple[int, int]:
+        """(rows, rows with a signature) the device holds in `pending` at seqs above
+        `above` (all by default): how reconcile sees that nobody changed them since it
+        last read them (reconcile._Carry), and what it reports held at its end."""
         ...
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:

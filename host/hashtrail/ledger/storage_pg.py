@@ -570,9 +570,9 @@ class PgLedgerStorage:
                         "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
                         (device_id, lo, hi), HeldEntry._make)
 
-    def pending_count(self, device_id: str) -> tuple[int, int]:
-        row = self._one("SELECT count(*), count(sig) FROM pending WHERE device_id=%s",
-                        (device_id,))
+    def pending_count(self, device_id: str, above: int = -1) -> tuple[int, int]:
+        row = self._one("SELECT count(*), count(sig) FROM pending WHERE device_id=%s "
+                        "AND seq>%s", (device_id, above))
         assert row is not None
         return int(row[0]), int(row[1])
 

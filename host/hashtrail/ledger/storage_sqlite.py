@@ -311,9 +311,9 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                     "device_id=? AND seq>=? AND seq<=? ORDER BY seq, entry_hash",
                     (device_id, lo, hi))]
 
-    def pending_count(self, device_id: str) -> tuple[int, int]:
+    def pending_count(self, device_id: str, above: int = -1) -> tuple[int, int]:
         n, signed = self._db.execute("SELECT count(*), count(sig) FROM pending WHERE "
-                                     "device_id=?", (device_id,)).fetchone()
+                                     "device_id=? AND seq>?", (device_id, above)).fetchone()
         return int(n), int(signed)
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
