@@ -243,6 +243,15 @@ def _hole_across_bundles() -> list[Bundle]:
             bundle([d], ranges={d.id_hex: (k, k + 1)}, cps=[(d, d.checkpoint())], name="c3")]
 
 
+def _wide_hole_across_bundles() -> list[Bundle]:
+    d = _dev(829, 12 * CHUNK)
+    hole = (5 * CHUNK + 3, 7 * CHUNK + 10)       # wider than a chunk's read of `pending`
+    first = bundle([d], signer=None)
+    first.entries = [e for e in first.entries if not hole[0] <= e[1].seq < hole[1]]
+    return [_resigned(first), bundle([d], ranges={d.id_hex: hole}, cps=[(d, d.checkpoint())],
+                                     name="c2")]
+
+
 def _hole_below_a_second_copy() -> list[Bundle]:
     d = _dev(823, 10 * CHUNK)
     k = 6 * CHUNK + 5
@@ -266,6 +275,7 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
     "a hole above a short held chain, filled in the same bundle": _hole_above_a_short_chain,
     "a hole across bundles, a checkpoint below it between": _hole_across_bundles,
     "a hole filled, a second copy below it": _hole_below_a_second_copy,
+    "a hole wider than a chunk, held by an earlier run, filled": _wide_hole_across_bundles,
     "a garbage entry after a spilled span, the good one later": _garbage_after,
     "a garbage record after a spilled span": _garbage_record_after,
     "copies of spilled entries in a later chunk": _copies_of_spilled,

@@ -56,6 +56,11 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
         # (rows, signed rows): what reconcile compares before it walks what it carried
         assert (db.pending_count(DID), db.pending_count(OTHER)) == ((4, 1), (1, 0))
         assert db.pending_count("ef" * 16) == (0, 0)
+        # above a seq: what reconcile reports held above a device's tip
+        assert (db.pending_count(DID, 3), db.pending_count(DID, 5)) == ((3, 0), (1, 0))
+        # the next held seq: how reconcile steps over a wide hole in a device's rows
+        assert [db.next_pending_seq(DID, lo) for lo in (0, 4, 6, 9)] == [3, 5, 8, None]
+        assert db.next_pending_seq("ef" * 16, 0) is None
         with db.transaction():
             # only these keys go: (DID, 5, hash 9) stays, OTHER's seq 3 stays, a key
             # that is not held is no error

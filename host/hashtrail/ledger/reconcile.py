@@ -695,7 +695,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
     not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks, kept as
     the carried chain): a long span held by an earlier run (a device that never
-    signs, a bundle that left an entry out, a hostile one) is walked on from its end,
+    signs, a bundle that left entries out, a hostile one) is walked on from its end,
     and accepted from `pending` in chunks, without being loaded whole. None: load the
     rows as they are (_load_pending)."""
     counts = db.pending_count(did)
@@ -707,7 +707,14 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     head = dev.tip_head
     # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
     gap: tuple[int, bytes, int, bytes] | None = None
-    while rows := _load_pending(db, did, s, {}, s + CHUNK - 1):
+    while True:
+        rows = _load_pending(db, did, s, {}, s + CHUNK - 1)
+        if not rows:
+            # (a hole wider than a read: the held seq above it, if any)
+            nxt = None if gap is not None else db.next_pending_seq(did, s)
+            if nxt is None:
+                break
+            rows = _load_pending(db, did, nxt, {}, nxt + CHUNK - 1)
         for seq in sorted(rows):
             cs = rows[seq]
             x = cs[0]

@@ -192,6 +192,11 @@ class LedgerStorage(Protocol):
         last read them (reconcile._Carry), and what it reports held at its end."""
         ...
 
+    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
+        """The lowest seq >= lo at which the device holds a row (None: none): how
+        reconcile finds the entries above a hole wider than it reads at once."""
+        ...
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         """Hold these entries; one already held (same device, seq, hash) is kept as is."""
         ...

@@ -576,6 +576,11 @@ class PgLedgerStorage:
         assert row is not None
         return int(row[0]), int(row[1])
 
+    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
+        row = self._one("SELECT min(seq) FROM pending WHERE device_id=%s AND seq>=%s",
+                        (device_id, lo))
+        return None if row is None or row[0] is None else int(row[0])
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         # binary COPY, which cannot skip a row already held, into a temporary table
         # emptied at every commit, then one INSERT ... ON CONFLICT DO NOTHING: half the

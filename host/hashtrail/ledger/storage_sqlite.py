@@ -316,6 +316,11 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                      "device_id=? AND seq>?", (device_id, above)).fetchone()
         return int(n), int(signed)
 
+    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
+        row = self._db.execute("SELECT min(seq) FROM pending WHERE device_id=? AND seq>=?",
+                               (device_id, lo)).fetchone()
+        return None if row[0] is None else int(row[0])
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?,?)",
                               rows)
