@@ -84,3 +84,37 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
             db.drop_pending([(DID, 30, b"\x1e" * 32)])
             db.add_pending([_row(DID, 31, 31)])
         assert [h.seq for h in db.pending(DID, 0)] == [5, 8, 21, 31]
+
+
+def test_every_write_to_a_devices_held_rows_raises_its_revision(
+        ledger_at: Callable[[str], str]) -> None:
+    """storage.pending_rev: reconcile compares it (one row) to see that nobody changed a
+    device's held rows since it walked them (reconcile._Carry.holds). Holding, signing
+    and dropping raise it, for that device only, also as another connection sees it;
+    a rolled-back write leaves it as it was."""
+    at = ledger_at("l")
+    with Ledger.create(at, "test.example/pending") as led:
+        db = led.storage
+        with db.transaction():
+            for d in (DID, OTHER):
+                db.add_device(d, b"\x04" + bytes(64), "l", "unix", "0.1.0", 1, b"g" * 32)
+        revs = [(db.pending_rev(DID), db.pending_rev(OTHER))]
+        with db.transaction():
+            db.add_pending([_row(DID, 3, 3), _row(DID, 4, 4)])
+        revs.append((db.pending_rev(DID), db.pending_rev(OTHER)))
+        with db.transaction():
+            db.sign_pending(DID, 3, b"\x03" * 32, b"s" * 64)
+        revs.append((db.pending_rev(DID), db.pending_rev(OTHER)))
+        with Ledger.open(at) as other:
+            assert other.storage.pending_rev(DID) == revs[-1][0]
+        with db.transaction():
+            db.drop_pending([(DID, 4, b"\x04" * 32)])
+        revs.append((db.pending_rev(DID), db.pending_rev(OTHER)))
+        with pytest.raises(RuntimeError), db.transaction():
+            db.add_pending([_row(DID, 9, 9)])
+            raise RuntimeError("stop before commit")
+        revs.append((db.pending_rev(DID), db.pending_rev(OTHER)))
+        assert [r[1] for r in revs] == [0] * 5
+        assert [r[0] for r in revs[:4]] == sorted(set(r[0] for r in revs[:4]))  # rising
+        assert revs[4] == revs[3]
+        assert db.pending_rev("ef" * 16) == 0

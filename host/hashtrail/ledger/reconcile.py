@@ -421,14 +421,14 @@ class _Run:
             if c is None:
                 cands = _load_pending(db, did, 0, self.parsed)
                 c = _Carry(did, dev.tip_seq, dev.tip_head,
-                           _row_counts(x for cs in cands.values() for x in cs), cands, None)
+                           db.pending_rev(did), cands, None)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked, leaves)
         self.held[did] = w.above
         tip = self.led.device(did)
         assert tip is not None
-        rest, chain, counts, sp, fl = w.rest, w.chain, w.counts, w.spill, w.floating
+        rest, chain, rev, sp, fl = w.rest, w.chain, w.rev, w.spill, w.floating
         if fl is None and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
             # (entries held above a hole, SPILL_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
@@ -436,7 +436,7 @@ class _Run:
             db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
                             for x in top if not x.stored])
             fl = _Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h)
-            counts = db.pending_count(did)
+            rev = db.pending_rev(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
             # (the chain's rows are all the device holds: those in memory go to
             # `pending` now, and the spilled span is remembered by its ends)
@@ -444,8 +444,8 @@ class _Run:
                             for x in chain if not x.stored])
             lo, last = tip.tip_seq + 1, chain[-1]
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)))
-            rest, chain, counts = {}, [], db.pending_count(did)
-        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, counts, rest, chain, sp, fl)
+            rest, chain, rev = {}, [], db.pending_rev(did)
+        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
 
     def flush(self, walk: bool = True) -> None:
         """Write the carried entries that are not rows of `pending` yet (in the caller's
@@ -561,7 +561,7 @@ class _Carry(NamedTuple):
     _Spill), read back a chunk at a time only when a signature accepts it. A run
     killed before that loses nothing the bundle does not still hold: the bundle is
     recorded as seen only at the end.
-    Before the next chunk uses them, the device's tip and `pending` counts must be
+    Before the next chunk uses them, the device's tip and `pending` revision must be
     what they were (`holds`): another reconcile of the same ledger (PostgreSQL, many
     collectors) that accepted, held or signed this device's entries in between sends
     the walk back to `pending`, after the carried entries are written there. The same
@@ -572,7 +572,7 @@ class _Carry(NamedTuple):
     did: str
     tip_seq: int
     tip_head: bytes
-    counts: tuple[int, int]        # (rows, signed rows) of the device in `pending`
+    rev: int                       # the device's `pending` revision after the walk
     cands: dict[int, list[_Cand]]
     # `cands` as the one linked chain from the tip that no signature covered, in seq
     # order, when _extend left them so: the next _extend walks on from its end
@@ -586,13 +586,7 @@ class _Carry(NamedTuple):
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
-                and db.pending_count(self.did) == self.counts)
-
-
-def _row_counts(cands: Iterable[_Cand]) -> tuple[int, int]:
-    """(rows, signed rows) that these candidates are in `pending` (_Carry.counts)."""
-    stored = [c for c in cands if c.stored]
-    return len(stored), sum(1 for c in stored if c.sig is not None)
+                and db.pending_rev(self.did) == self.rev)
 
 
 def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
@@ -682,7 +676,7 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
     assert dev is not None and dev.tip_seq == upto
     rest = None if upto == sp.last else _Spill(
         upto + 1, sp.last, sp.head, frozenset(x for x in sp.checked | new if x[0] > upto))
-    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_count(did), c.cands, c.chain,
+    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), c.cands, c.chain,
                   rest)
 
 
@@ -735,19 +729,20 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         if s - lo != counts[0]:              # (rows at or below the tip too)
             return None
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
-        return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+        return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset()))
     first, prev, below, below_head = gap
     if (below - lo) + (s - first) != counts[0]:
         return None
     fl = _Float(first, s - 1, prev, head)
     if below - lo >= SPILL_CHUNKS * CHUNK:
-        return _Carry(did, dev.tip_seq, dev.tip_head, counts, {}, [],
+        return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, below - 1, below_head, frozenset()), fl)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
     rows = _load_pending(db, did, lo, {}, below - 1)
     chain = [rows[q][0] for q in range(lo, below)]
-    return _Carry(did, dev.tip_seq, dev.tip_head, counts, dict(rows), chain, None, fl)
+    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), dict(rows), chain,
+                  None, fl)
 
 
 def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result) -> None:
@@ -796,7 +791,7 @@ class _Walked(NamedTuple):
     rest: dict[int, list[_Cand]]
     chain: list[_Cand] | None
     above: int
-    counts: tuple[int, int]
+    rev: int
     spill: _Spill | None = None     # the chain's spilled first entries (_Carry.spill)
     floating: _Float | None = None  # entries held above a hole (_Carry.floating)
 
@@ -846,16 +841,16 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # entries) for what covers them.
         db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
                         for x in w.chain if not x.stored])
-        joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_count(did), {}, [],
+        joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset()))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
     if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
-        c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_count(did), w.rest, None,
+        c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
                    sp, fl)
         return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
                      [], None)
-    return w._replace(above=w.above + fl.size, counts=db.pending_count(did), floating=fl)
+    return w._replace(above=w.above + fl.size, rev=db.pending_rev(did), floating=fl)
 
 
 def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked]
@@ -958,11 +953,9 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             sp = None                                  # (accepted)
         base = (tip.tip_seq + 1, tip.tip_head) if sp is None else (sp.last + 1, sp.head)
         above = sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
-        w = _Walked(rest, _as_chain(db, did, key, rest, *base), above, _row_counts(
-                        c for cs in rest.values() for c in cs))
+        w = _Walked(rest, _as_chain(db, did, key, rest, *base), above, db.pending_rev(did))
         if sp is not None:
-            w = w._replace(above=above + sp.last - sp.first + 1,
-                           counts=db.pending_count(did), spill=sp)
+            w = w._replace(above=above + sp.last - sp.first + 1, spill=sp)
     _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
     return w
@@ -1059,11 +1052,11 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         for c in path[len(held):]:
             cands[c.seq] = [c]
         spilled = 0 if sp is None else sp.last - sp.first + 1
-        return _Walked(cands, left, spilled + len(left), carry.counts, sp)
+        return _Walked(cands, left, spilled + len(left), carry.rev, sp)
     if sp is not None:       # (covered == 0: the held entries, after the general walk's)
         return _Walked({c.seq: [c] for c in left}, left, sp.last - sp.first + 1 + len(left),
-                       db.pending_count(did), sp)
-    return _Walked({c.seq: [c] for c in left}, left, len(left), _row_counts(left))
+                       db.pending_rev(did), sp)
+    return _Walked({c.seq: [c] for c in left}, left, len(left), db.pending_rev(did))
 
 
 def _refusal(key: DeviceKey, seq: int, f: EntryFields | HashtrailError, sig_ok: bool

@@ -192,6 +192,13 @@ class LedgerStorage(Protocol):
         last read them (reconcile._Carry), and what it reports held at its end."""
         ...
 
+    def pending_rev(self, device_id: str) -> int:
+        """The revision of the device's rows in `pending`, raised by every write to
+        them (add_pending, sign_pending, drop_pending, by any process): how reconcile
+        sees in one read that nobody changed them since it last walked them
+        (reconcile._Carry.holds)."""
+        ...
+
     def next_pending_seq(self, device_id: str, lo: int) -> int | None:
         """The lowest seq >= lo at which the device holds a row (None: none): how
         reconcile finds the entries above a hole wider than it reads at once."""

@@ -32,7 +32,7 @@ server, so a rerun completes it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
@@ -176,6 +176,10 @@ _V6 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS enroll_key TEXT",
 # (ledger_db.STORED_LOWEST). The same step as SQLite's schema 8.
 _V7 = ("DELETE FROM nodes WHERE level=1",)
 
+# A revision of each device's held rows, raised by every write to them (as SQLite's
+# schema 9): reconcile reads one row instead of counting them.
+_V8 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS pending_rev BIGINT NOT NULL DEFAULT 0",)
+
 
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
@@ -189,6 +193,7 @@ MIGRATIONS = [
     Migration(6, "devices keep their collector's enrollment signature (as SQLite schema "
                  "7)", _V6),
     Migration(7, "level-1 tree nodes come from the entries rows (as SQLite schema 8)", _V7),
+    Migration(8, "a revision of each device's held rows (as SQLite schema 9)", _V8),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
@@ -596,10 +601,21 @@ class PgLedgerStorage:
         self._w(f"INSERT INTO pending ({_PENDING_COLS}) SELECT {_PENDING_COLS} FROM "
                 "pending_in ON CONFLICT DO NOTHING")
         self._w("DELETE FROM pending_in")
+        self._bump(r[0] for r in rows)
+
+    def pending_rev(self, device_id: str) -> int:
+        row = self._one("SELECT pending_rev FROM devices WHERE device_id=%s", (device_id,))
+        return 0 if row is None else int(row[0])
+
+    def _bump(self, devices: Iterable[str]) -> None:
+        # (in id order: two writers' row locks in one order)
+        self._w("UPDATE devices SET pending_rev=pending_rev+1 WHERE device_id = ANY(%s)",
+                (sorted(set(devices)),))
 
     def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
         self._w("UPDATE pending SET sig=%s WHERE device_id=%s AND seq=%s AND entry_hash=%s",
                 (sig, device_id, seq, entry_hash))
+        self._bump((device_id,))
 
     def drop_pending(self, keys: Sequence[tuple[str, int, bytes]]) -> None:
         # a statement per _KEYS keys, each as three arrays: a quarter of the time of one
@@ -612,6 +628,8 @@ class PgLedgerStorage:
                      "%b::bytea[]) AS k(d, s, h) WHERE p.device_id=k.d AND p.seq=k.s AND "
                      "p.entry_hash=k.h",
                      ([k[0] for k in part], [k[1] for k in part], [k[2] for k in part]))
+        if keys:
+            self._bump(k[0] for k in keys)
 
     # -- device checkpoints --------------------------------------------------------------
 

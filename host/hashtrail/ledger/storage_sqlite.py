@@ -18,7 +18,7 @@ tolerates what an older build created on the side.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -134,6 +134,15 @@ def _v8(db: sqlite3.Connection) -> None:
     db.execute("DELETE FROM nodes WHERE level=1")
 
 
+def _v9(db: sqlite3.Connection) -> None:
+    # A device's held rows get a revision, raised by every write to them: reconcile
+    # reads it (one row) to see that nobody changed them since it last walked them,
+    # where it counted them (a count that grew with a long held span, at every chunk).
+    have = {str(r[1]) for r in db.execute("PRAGMA table_info(devices)")}
+    if "pending_rev" not in have:
+        db.execute("ALTER TABLE devices ADD COLUMN pending_rev INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
@@ -147,6 +156,7 @@ MIGRATIONS = [
     sqlite_file.Migration(7, "devices keep their collector's enrollment signature", _v7),
     sqlite_file.Migration(8, "level-1 tree nodes come from the entries rows, not from "
                              "`nodes`", _v8),
+    sqlite_file.Migration(9, "a revision of each device's held rows", _v9),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
@@ -321,17 +331,29 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                (device_id, lo)).fetchone()
         return None if row[0] is None else int(row[0])
 
+    def pending_rev(self, device_id: str) -> int:
+        row = self._db.execute("SELECT pending_rev FROM devices WHERE device_id=?",
+                               (device_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _bump(self, devices: Iterable[str]) -> None:
+        self._w().executemany("UPDATE devices SET pending_rev=pending_rev+1 WHERE "
+                              "device_id=?", [(d,) for d in sorted(set(devices))])
+
     def add_pending(self, rows: Sequence[PendingRow]) -> None:
         self._w().executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?,?)",
                               rows)
+        self._bump(r[0] for r in rows)
 
     def sign_pending(self, device_id: str, seq: int, entry_hash: bytes, sig: bytes) -> None:
         self._w().execute("UPDATE pending SET sig=? WHERE device_id=? AND seq=? AND "
                           "entry_hash=?", (sig, device_id, seq, entry_hash))
+        self._bump((device_id,))
 
     def drop_pending(self, keys: Sequence[tuple[str, int, bytes]]) -> None:
         self._w().executemany("DELETE FROM pending WHERE device_id=? AND seq=? AND "
                               "entry_hash=?", keys)
+        self._bump(k[0] for k in keys)
 
     # -- device checkpoints --------------------------------------------------------------
 
