@@ -115,9 +115,12 @@ class _Chain:
 
 
 def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int,
-                 per_entry: bool = False) -> tuple[Path, Path]:
+                 per_entry: bool = False, leave_out: int | None = None
+                 ) -> tuple[Path, Path]:
     """The N-entry bundle and the `new`-entry continuation, both signed (with
-    `per_entry`: every entry signed by its device, policy 1)."""
+    `per_entry`: every entry signed by its device, policy 1; with `leave_out`, each
+    device's entry of that index is not in the N-entry bundle: a hole, every entry
+    above it held, as a collector that missed one, or a hostile bundle, leaves it)."""
     chains = sorted((_Chain(50_000 + i, 1 if per_entry else 0) for i in range(devices)),
                     key=lambda c: c.d.id_hex)
     paths = []
@@ -141,6 +144,8 @@ def make_bundles(dirpath: Path, n: int, devices: int, new: int, every: int,
                     s = c.seq
                     raw = c.entry()
                     sig = c.d.sign(hashlib.sha256(raw).digest()) if per_entry else None
+                    if part == "big" and j == leave_out:
+                        continue
                     put({"type": "entry", "device": c.d.id_hex, "seq": s,
                          "body": _b64(raw), "sig": _b64(sig)})
                     if (j + 1) % every == 0 or j == k - 1:
@@ -308,7 +313,7 @@ def _new_ledger(path: Path) -> None:
 def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     big, new = make_bundles(work, n, a.devices, a.new, a.checkpoint_every,
-                            a.per_entry_signed)
+                            a.per_entry_signed, a.leave_out)
     out: dict[str, Any] = {"entries": n, "devices": a.devices,
                            "bundle_mb": big.stat().st_size / 2**20,
                            "make_seconds": time.perf_counter() - t0}
@@ -383,6 +388,9 @@ def main() -> None:
     ap.add_argument("--compare", metavar="DIR",
                     help="also reconcile with the hashtrail package in DIR (another "
                          "checkout's host folder), in the same rounds")
+    ap.add_argument("--leave-out", type=int, metavar="K",
+                    help="leave each device's K-th entry out of the bundle: everything "
+                         "above it is held (memory must stay flat: issue 12)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run floor and reconcile this many times each; the best counts")
     ap.add_argument("--profile", help="write a cProfile of the largest reconcile here")
@@ -406,7 +414,8 @@ def main() -> None:
                   f"({r['ratio_reconcile_vs_floor']:.2f}x the floor's time, "
                   f"{r['cpu_ratio_reconcile_vs_floor']:.2f}x its CPU time, "
                   f"{r['cpu_ratio_with_children_vs_floor']:.2f}x with its child "
-                  f"processes'; accepted {r['reconcile']['accepted']})")
+                  f"processes'; accepted {r['reconcile']['accepted']}, held "
+                  f"{r['reconcile']['pending']})")
             if "openssl_verifies_per_s" in r:
                 print(f"  openssl    {r['openssl_verifies_per_s']:>9,.0f} verifies/s on all "
                       f"cores; reconcile / openssl "

@@ -59,6 +59,7 @@ def test_held_entries_are_read_back_once_per_run(spill: bool, tmp_path: Path,
     (reconcile._Spill), each spilled entry is written once and read back once, a
     chunk at a time: linear either way."""
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 4 if spill else 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 4 if spill else 10 ** 6)
     d = _dev(701, 20 * CHUNK)
     b = bundle([d], cps=[(d, d.checkpoint())])     # one signature, in the last chunk
     reads: list[int] = []

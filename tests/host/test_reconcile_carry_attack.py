@@ -112,6 +112,7 @@ def test_a_refused_device_between_two_chunks_keeps_the_carry(
     read back once), and the ledger and findings are those of reloading at every
     chunk."""
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 2 if spill else 10 ** 6)
     d = Device(721)
     d.readings(6 * CHUNK - 1)
     bad = Device(722)
@@ -161,6 +162,7 @@ def test_a_fork_accepted_by_another_run_after_the_last_chunk_is_evidence(
     the other run did when they were rows, before the carry). Spilled (reconcile._Spill)
     they were rows when the other run looked: that run keeps the evidence."""
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 4 if spill else 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 4 if spill else 10 ** 6)
     k = 20
     real = Device(731)
     real.readings(k + 2 * CHUNK)
@@ -223,6 +225,7 @@ def test_pending_says_what_is_held_at_the_end(
     this change), the spilled case said 148. (Carried, the entries reach
     `pending` only at the flush, whose walk sees the checkpoint: 0 either way.)"""
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 2 if spill else 10 ** 6)
     d = Device(751)
     d.readings(4 * CHUNK - 1)
     other = Device(752)                  # a second device: a chunk after d's last

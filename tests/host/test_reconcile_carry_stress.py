@@ -259,6 +259,7 @@ def _serial_build(tmp: Path, rng: random.Random, pool: bool,
     from them one after the other: what every racing build must end as."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 2)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 2)
     if pool:
         monkeypatch.setattr(rec, "POOL_MIN", 4)
         monkeypatch.setattr(rec, "BATCH", 5)
@@ -475,6 +476,7 @@ def test_a_run_killed_while_it_carries_loses_nothing(
     what a clean run makes; nothing was lost."""
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 2 if spill else 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 2 if spill else 10 ** 6)
     n = 6 * CHUNK
     d = Device(9101)
     d.readings(n - 1)

@@ -49,8 +49,10 @@ def _both(tmp: Path, monkeypatch: pytest.MonkeyPatch, bundles: list[Bundle]
         return [(*r[:5], sorted(r[5])) for r in results], state
 
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 1)
     spilled = run("spilled")
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 10 ** 6)
     return spilled, run("whole")
 
 
@@ -324,6 +326,7 @@ def test_the_general_walk_goes_on_from_a_spilled_span(
     monkeypatch.setattr(rec, "_unspill", counted_unspill)
     monkeypatch.setattr(rec, "_merge", counted_merge)
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 1)
     _run(tmp_path, "spilled", SPILL_CASES[case]())
     assert calls["whole"] == whole
     assert (calls["on"] > 0) == (not whole)
@@ -335,6 +338,7 @@ def test_a_spill_is_what_the_run_writes(tmp_path: Path,
     a chunk at a time): a device that never signs leaves its entries in `pending`
     during the run, not only at its end."""
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 1)
     d = _dev(807, 6 * CHUNK)
     rows_seen: list[int] = []
     with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
@@ -375,6 +379,7 @@ def test_a_checkpoint_stored_over_a_spilled_entry(over: str, tmp_path: Path,
             return (r.accepted, r.pending, r.findings), _state(led)
 
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 1)
     spilled = run("spilled")
     assert spilled[0][0] == (2 * CHUNK + 5 if over == "the clone's entry" else 0)
     monkeypatch.setattr(rec._Carry, "holds", lambda self, db, dev: False)

@@ -136,6 +136,10 @@ BATCH = 1_000       # entries walked at a time when a pool checks them
 # each, about 20 us (twice a whole reconcile's per-entry time): only spans longer than
 # this pay it (docs/LEDGER.md "PostgreSQL (many collectors at once)", peak memory)
 SPILL_CHUNKS = 10
+# Entries held above a hole are written to `pending` once they are FLOAT_CHUNKS chunks
+# (_Float): nothing of them can be accepted before the hole is filled, and walked in
+# memory they cost a walk of all of them at each chunk (docs/LEDGER.md)
+FLOAT_CHUNKS = 1
 
 
 class Finding(NamedTuple):
@@ -682,8 +686,9 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
 
 def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                    ) -> _Carry | None:
-    """The device's held rows as a spilled chain (_Spill) and entries above a hole
-    (_Float), when there are SPILL_CHUNKS chunks of them or more and they are so: one
+    """The device's held rows as a spilled chain (_Spill) of SPILL_CHUNKS chunks or
+    more, or a chain and entries above a hole (_Float) of FLOAT_CHUNKS chunks or more,
+    when they are so: one
     copy of each seq from the tip up, linked from it, then (after a seq nothing holds)
     one linked copy of each seq to the end, none signed, no log-altered report, a
     policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
@@ -693,7 +698,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     and accepted from `pending` in chunks, without being loaded whole. None: load the
     rows as they are (_load_pending)."""
     counts = db.pending_count(did)
-    if counts[0] < SPILL_CHUNKS * CHUNK or counts[1]:
+    if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
         return None
     if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
@@ -726,13 +731,13 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                     return None
             head, s = x.h, s + 1
     if gap is None:
-        if s - lo != counts[0]:              # (rows at or below the tip too)
-            return None
+        if s - lo != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:  # (rows at or below the
+            return None                                          # tip; a short chain)
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset()))
     first, prev, below, below_head = gap
-    if (below - lo) + (s - first) != counts[0]:
+    if (below - lo) + (s - first) != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
         return None
     fl = _Float(first, s - 1, prev, head)
     if below - lo >= SPILL_CHUNKS * CHUNK:
@@ -885,14 +890,14 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
               rest: dict[int, list[_Cand]], key: DeviceKey
               ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, list[_Cand]] | None:
     """The held candidates `rest` cut into (those below, as a dict and as a chain when
-    they are one, _as_chain; those above a hole, as a chain of at least SPILL_CHUNKS
+    they are one, _as_chain; those above a hole, as a chain of at least FLOAT_CHUNKS
     chunks that can float, _Float), or None when they cannot be cut so."""
     seqs = sorted(rest)
     j = len(seqs) - 1
     while j > 0 and seqs[j - 1] == seqs[j] - 1:
         j -= 1
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
-    if len(seqs) - j < SPILL_CHUNKS * CHUNK or seqs[j] <= base:
+    if len(seqs) - j < FLOAT_CHUNKS * CHUNK or seqs[j] <= base:
         return None
     if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
