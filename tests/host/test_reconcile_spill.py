@@ -479,12 +479,56 @@ if sys.argv[3] == "hold":           # an earlier run: all of the device's entrie
     sys.exit(0)
 trust(Ledger.create(d / "w.db", "t/w", key_file=d / "w.key")).close()
 reconcile_files(d / "w.db", [str(d / "warm.jsonl")], key_file=d / "w.key")
+if sys.argv[3] == "one":            # one bundle onto a new ledger
+    trust(Ledger.create(d / "l.db", "t/s", key_file=d / "l.key")).close()
 base = _peak_kb()
-r = reconcile_files(d / "l.db", [str(d / "cp.jsonl")], key_file=d / "l.key").bundles[0].result
+name = "cp.jsonl" if sys.argv[3] == "accept" else "big.jsonl"
+r = reconcile_files(d / "l.db", [str(d / name)], key_file=d / "l.key").bundles[0].result
 peak = _peak_kb()
 print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
-                  "pending": r.pending}))
+                  "pending": r.pending, "findings": len(r.findings)}))
 """
+
+
+def _child(tmp_path: Path, script: str, *args: str) -> dict[str, Any]:
+    """The last line of `script` run in a fresh interpreter (chunks of 500), as JSON."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import hashtrail
+    host = str(Path(hashtrail.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
+    out = subprocess.run([sys.executable, "-c", script, "500", str(tmp_path), *args],
+                         env=env, capture_output=True, text=True, check=True)
+    got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    return got
+
+
+def _held_then_accepted(tmp_path: Path, entries: Bundle, cp: Bundle
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`entries` reconciled by one process (what it held), then `cp` by another, warmed
+    up (what it accepted, held, and how much its peak RSS grew)."""
+    from ledgerkit import save
+    save(entries, tmp_path / "entries.jsonl")
+    save(cp, tmp_path / "cp.jsonl")
+    w = _dev(811, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    held = _child(tmp_path, _HELD_CHILD, "hold")
+    got = _child(tmp_path, _HELD_CHILD, "accept")
+    del got["findings"]
+    return held, got
+
+
+def _one_file(tmp_path: Path, big: Bundle) -> dict[str, Any]:
+    """`big` reconciled by a fresh process, warmed up: what it accepted, held, found,
+    and how much its peak RSS grew."""
+    from ledgerkit import save
+    save(big, tmp_path / "big.jsonl")
+    w = _dev(819, 1000)
+    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
+    return _child(tmp_path, _HELD_CHILD, "one")
 
 
 def test_a_span_held_by_an_earlier_run_is_not_loaded_whole(tmp_path: Path) -> None:
@@ -494,56 +538,15 @@ def test_a_span_held_by_an_earlier_run_is_not_loaded_whole(tmp_path: Path) -> No
     RSS by less than 20 MB, chunks of 500: the held rows are walked a chunk at a time
     (reconcile._pending_spill) and accepted a chunk at a time. Loaded whole from
     `pending` (750237d), they grew it by 79 MB (this test fails there); now 1.3 MB."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from ledgerkit import save
     n = 60_000
     d = _dev(810, n)
-    save(bundle([d]), tmp_path / "entries.jsonl")
-    save(bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2"),
-         tmp_path / "cp.jsonl")
-    w = _dev(811, 1000)
-    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
-    import hashtrail
-    host = str(Path(hashtrail.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
-
-    def child(step: str) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-c", _HELD_CHILD, "500", str(tmp_path), step],
-                             env=env, capture_output=True, text=True, check=True)
-        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-        return got
-
-    assert child("hold") == {"pending": n}
-    got = child("accept")
+    held, got = _held_then_accepted(tmp_path, bundle([d]), bundle(
+        [d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2"))
+    assert held == {"pending": n}
     assert (got["accepted"], got["pending"]) == (n, 0)
     assert got["grew_mb"] < 20, got
 
 
-_ONE_FILE_CHILD = """
-import json, re, sys
-def _peak_kb():
-    with open("/proc/self/status") as f:
-        return int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1))
-from pathlib import Path
-from hashtrail.ledger import reconcile as rec
-from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.reconcile_files import reconcile_files
-from ledgerkit import trust
-rec.CHUNK = int(sys.argv[1])
-d = Path(sys.argv[2])
-trust(Ledger.create(d / "w.db", "t/w", key_file=d / "w.key")).close()
-reconcile_files(d / "w.db", [str(d / "warm.jsonl")], key_file=d / "w.key")
-trust(Ledger.create(d / "l.db", "t/s", key_file=d / "l.key")).close()
-base = _peak_kb()
-r = reconcile_files(d / "l.db", [str(d / "big.jsonl")], key_file=d / "l.key").bundles[0].result
-peak = _peak_kb()
-print(json.dumps({"grew_mb": (peak - base) / 1024, "accepted": r.accepted,
-                  "pending": r.pending, "findings": len(r.findings)}))
-"""
 
 
 def test_a_bad_record_after_an_unsigned_span_does_not_load_it(tmp_path: Path) -> None:
@@ -553,23 +556,9 @@ def test_a_bad_record_after_an_unsigned_span_does_not_load_it(tmp_path: Path) ->
     fresh process, warmed up, chunks of 500) grows by less than 20 MB. Before, the
     span was read back whole into memory for that chunk: 55.9 MB for N = 60,000 (a2f895e:
     this test fails there); now 7.6 MB."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from ledgerkit import save
     n = 60_000
     d = _dev(818, n)
-    save(_inserted(d, n - 10, [(n - 10, b"\xa0", None)], []), tmp_path / "big.jsonl")
-    w = _dev(819, 1000)
-    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
-    import hashtrail
-    host = str(Path(hashtrail.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
-    out = subprocess.run([sys.executable, "-c", _ONE_FILE_CHILD, "500", str(tmp_path)],
-                         env=env, capture_output=True, text=True, check=True)
-    got = json.loads(out.stdout.splitlines()[-1])
+    got = _one_file(tmp_path, _inserted(d, n - 10, [(n - 10, b"\xa0", None)], []))
     assert (got["accepted"], got["pending"], got["findings"]) == (0, n, 1)
     assert got["grew_mb"] < 20, got
 
@@ -581,25 +570,11 @@ def test_entries_above_a_hole_are_not_held_in_memory(tmp_path: Path) -> None:
     entries go to `pending` once and are remembered by their ends (reconcile._Float).
     Held in memory and walked again at every chunk (ae30264), they grew it by 80.2 MB
     for N = 60,000 (this test fails there); now 7.8 MB."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from ledgerkit import save
     n = 60_000
     d = _dev(827, n)
     b = bundle([d], signer=None)
     b.entries = [e for e in b.entries if e[1].seq != 10]
-    save(_resigned(b), tmp_path / "big.jsonl")
-    w = _dev(819, 1000)
-    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
-    import hashtrail
-    host = str(Path(hashtrail.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
-    out = subprocess.run([sys.executable, "-c", _ONE_FILE_CHILD, "500", str(tmp_path)],
-                         env=env, capture_output=True, text=True, check=True)
-    got = json.loads(out.stdout.splitlines()[-1])
+    got = _one_file(tmp_path, _resigned(b))
     assert (got["accepted"], got["pending"], got["findings"]) == (0, n - 1, 0)
     assert got["grew_mb"] < 20, got
 
@@ -612,32 +587,12 @@ def test_a_hole_held_by_an_earlier_run_is_filled_without_loading_it(tmp_path: Pa
     above it (reconcile._pending_spill, _Float) and accepted a chunk at a time. Loaded
     whole from `pending` (ae30264), they grew it by 78.2 MB (this test fails there);
     now 1.4 MB."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from ledgerkit import save
     n = 60_000
     d = _dev(828, n)
     b = bundle([d], signer=None)
     b.entries = [e for e in b.entries if e[1].seq != 10]
-    save(_resigned(b), tmp_path / "entries.jsonl")
-    save(bundle([d], ranges={d.id_hex: (10, 11)}, cps=[(d, d.checkpoint())], name="c2"),
-         tmp_path / "cp.jsonl")
-    w = _dev(811, 1000)
-    save(bundle([w], cps=[(w, w.checkpoint())]), tmp_path / "warm.jsonl")
-    import hashtrail
-    host = str(Path(hashtrail.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([host, str(Path(__file__).parent)])}
-
-    def child(step: str) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-c", _HELD_CHILD, "500", str(tmp_path), step],
-                             env=env, capture_output=True, text=True, check=True)
-        got: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
-        return got
-
-    assert child("hold") == {"pending": n - 1}
-    got = child("accept")
+    held, got = _held_then_accepted(tmp_path, _resigned(b), bundle(
+        [d], ranges={d.id_hex: (10, 11)}, cps=[(d, d.checkpoint())], name="c2"))
+    assert held == {"pending": n - 1}
     assert (got["accepted"], got["pending"]) == (n, 0)
     assert got["grew_mb"] < 20, got
