@@ -58,6 +58,11 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
         assert db.pending_count("ef" * 16) == (0, 0)
         # above a seq: what reconcile reports held above a device's tip
         assert (db.pending_count(DID, 3), db.pending_count(DID, 5)) == ((3, 0), (1, 0))
+        # without their bodies: how reconcile learns the shape of a long held span
+        assert db.pending_links(DID, 4, 9) == [
+            (5, b"\x01" * 32, False, b"\x02" * 32, 2), (5, b"\x09" * 32, False, b"\x0a" * 32, 2),
+            (8, b"\x04" * 32, False, b"\x05" * 32, 2)]
+        assert db.pending_links(DID, 3, 3) == [(3, b"\x07" * 32, True, b"\x08" * 32, 2)]
         # the next held seq: how reconcile steps over a wide hole in a device's rows
         assert [db.next_pending_seq(DID, lo) for lo in (0, 4, 6, 9)] == [3, 5, 8, None]
         assert db.next_pending_seq("ef" * 16, 0) is None

@@ -707,29 +707,30 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
     gap: tuple[int, bytes, int, bytes] | None = None
     while True:
-        rows = _load_pending(db, did, s, {}, s + CHUNK - 1)
+        # (what the walk reads of each row, without its body: storage.pending_links)
+        rows = db.pending_links(did, s, s + CHUNK - 1)
         if not rows:
             # (a hole wider than a read: the held seq above it, if any)
             nxt = None if gap is not None else db.next_pending_seq(did, s)
             if nxt is None:
                 break
-            rows = _load_pending(db, did, nxt, {}, nxt + CHUNK - 1)
-        for seq in sorted(rows):
-            cs = rows[seq]
-            x = cs[0]
+            rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
+        for seq, h, signed, prev, kind in rows:
+            if prev is None or kind is None:
+                return None                 # (a row held without those fields)
             if seq > s and gap is None and (dev.tip_seq >= 0 or s > lo):
                 # (a hole at entry 0 is not one: the policy would not be known)
-                gap = (seq, x.f.prev, s, head)
-                head, s = x.f.prev, seq
-            if (seq != s or len(cs) != 1 or x.f.prev != head or x.sig is not None
-                    or x.f.kind == KIND_LOG_ALTERED):
+                gap = (seq, prev, s, head)
+                head, s = prev, seq
+            # (a second copy of a seq comes as a row whose seq is not s)
+            if seq != s or signed or prev != head or kind == KIND_LOG_ALTERED:
                 return None
             if s == 0:
-                f0 = x.f
+                f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
                 if not (_own_first(f0, key, head)
                         and signing_policy(f0) != POLICY_EVERY_ENTRY):
                     return None
-            head, s = x.h, s + 1
+            head, s = h, s + 1
     if gap is None:
         if s - lo != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:  # (rows at or below the
             return None                                          # tip; a short chain)
@@ -744,9 +745,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, below - 1, below_head, frozenset()), fl)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
-    rows = _load_pending(db, did, lo, {}, below - 1)
-    chain = [rows[q][0] for q in range(lo, below)]
-    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), dict(rows), chain,
+    held = _load_pending(db, did, lo, {}, below - 1)
+    chain = [held[q][0] for q in range(lo, below)]
+    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), dict(held), chain,
                   None, fl)
 
 

@@ -199,6 +199,14 @@ class LedgerStorage(Protocol):
         (reconcile._Carry.holds)."""
         ...
 
+    def pending_links(self, device_id: str, lo: int, hi: int
+                      ) -> list[tuple[int, bytes, bool, bytes | None, int | None]]:
+        """(seq, entry hash, signed, prev, kind) of the device's held rows at
+        lo <= seq <= hi, in (seq, hash) order, without their bodies: what reconcile
+        reads to learn the shape of a long held span (a chain, a hole) before it
+        decides to walk it from `pending` a chunk at a time."""
+        ...
+
     def next_pending_seq(self, device_id: str, lo: int) -> int | None:
         """The lowest seq >= lo at which the device holds a row (None: none): how
         reconcile finds the entries above a hole wider than it reads at once."""

@@ -581,6 +581,15 @@ class PgLedgerStorage:
         assert row is not None
         return int(row[0]), int(row[1])
 
+    def pending_links(self, device_id: str, lo: int, hi: int
+                      ) -> list[tuple[int, bytes, bool, bytes | None, int | None]]:
+        return [(int(s), bytes(h), bool(g), None if p is None else bytes(p),
+                 None if k is None else int(k))
+                for s, h, g, p, k in self._q(
+                    "SELECT seq, entry_hash, sig IS NOT NULL, prev, kind FROM pending "
+                    "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
+                    (device_id, lo, hi))]
+
     def next_pending_seq(self, device_id: str, lo: int) -> int | None:
         row = self._one("SELECT min(seq) FROM pending WHERE device_id=%s AND seq>=%s",
                         (device_id, lo))

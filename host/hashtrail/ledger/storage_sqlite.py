@@ -326,6 +326,14 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                                      "device_id=? AND seq>?", (device_id, above)).fetchone()
         return int(n), int(signed)
 
+    def pending_links(self, device_id: str, lo: int, hi: int
+                      ) -> list[tuple[int, bytes, bool, bytes | None, int | None]]:
+        return [(int(s), bytes(h), bool(g), _blob(p), None if k is None else int(k))
+                for s, h, g, p, k in self._db.execute(
+                    "SELECT seq, entry_hash, sig IS NOT NULL, prev, kind FROM pending "
+                    "WHERE device_id=? AND seq>=? AND seq<=? ORDER BY seq, entry_hash",
+                    (device_id, lo, hi))]
+
     def next_pending_seq(self, device_id: str, lo: int) -> int | None:
         row = self._db.execute("SELECT min(seq) FROM pending WHERE device_id=? AND seq>=?",
                                (device_id, lo)).fetchone()
