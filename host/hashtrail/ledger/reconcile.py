@@ -62,7 +62,7 @@ they are read back once, a chunk at a time, when a signature accepts them. A chu
 general walk must take (a record refused, a duplicate, a gap) is walked on from the
 span's end too, unless it brings another copy of a spilled seq (then the span is read
 back whole: docs/LEDGER.md). Entries held above a hole (an entry left out) of
-SPILL_CHUNKS chunks or more are written too and kept as their ends (_Float); the chunk
+FLOAT_CHUNKS chunks or more are written too and kept as their ends (_Float); the chunk
 that fills the hole joins them to the spilled chain. A bundle file
 reconciled to the end is recorded by its digest (storage `bundles`), with its
 collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
@@ -434,18 +434,16 @@ class _Run:
         assert tip is not None
         rest, chain, rev, sp, fl = w.rest, w.chain, w.rev, w.spill, w.floating
         if fl is None and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
-            # (entries held above a hole, SPILL_CHUNKS chunks or more: to `pending`,
+            # (entries held above a hole, FLOAT_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
             rest, chain, top = cut
-            db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
-                            for x in top if not x.stored])
+            _hold(db, did, top)
             fl = _Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h)
             rev = db.pending_rev(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
             # (the chain's rows are all the device holds: those in memory go to
             # `pending` now, and the spilled span is remembered by its ends)
-            db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
-                            for x in chain if not x.stored])
+            _hold(db, did, chain)
             lo, last = tip.tip_seq + 1, chain[-1]
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)))
             rest, chain, rev = {}, [], db.pending_rev(did)
@@ -472,8 +470,7 @@ class _Run:
         # (only entries nobody else could see need it: `new`)
         stale = bool(new) and dev is not None and (
             not c.holds(db, dev) or _covered(c, _signed_heads(db, c.did, c.tip_seq + 1)))
-        db.add_pending([(c.did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
-                        for x in new])
+        _hold(db, c.did, new)
         if not stale:
             return
         # Another reconcile may have held an unsigned copy of a carried signed entry
@@ -593,6 +590,13 @@ class _Carry(NamedTuple):
                 and db.pending_rev(self.did) == self.rev)
 
 
+def _hold(db: LedgerStorage, did: str, cands: Iterable[_Cand]) -> None:
+    """Write the candidates that are not rows of `pending` yet there, with what the walk
+    reads of each (prev, kind, t)."""
+    db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
+                    for x in cands if not x.stored])
+
+
 def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
     """Whether a device checkpoint (`heads`) is over one of the carried entries."""
     return any(x.h == h for seq, h in heads for x in c.cands.get(seq, ()))
@@ -619,6 +623,10 @@ class _Spill(NamedTuple):
     # device checkpoints over first..last seen not to be over these entries (a fork's):
     # a checkpoint not among them is looked up in `pending` once
     checked: frozenset[tuple[int, bytes]]
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
 
 
 class _Float(NamedTuple):
@@ -671,7 +679,7 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
     new = {x for x in _signed_heads(db, did, sp.first, sp.last) if x not in sp.checked}
     upto = sp.last
     if new:
-        over = [q for q, h in new if any(r.entry_hash == h for r in db.pending(did, q, q))]
+        over = [q for q, h in new if any(r[1] == h for r in db.pending_links(did, q, q))]
         if not over:
             return c._replace(spill=sp._replace(checked=sp.checked | new))
         upto = max(over)
@@ -845,8 +853,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
         # entries) for what covers them.
-        db.add_pending([(did, x.seq, x.h, x.body, x.sig, x.f.prev, x.f.kind, x.f.t)
-                        for x in w.chain if not x.stored])
+        _hold(db, did, w.chain)
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset()))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
@@ -900,18 +907,12 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     if len(seqs) - j < FLOAT_CHUNKS * CHUNK or seqs[j] <= base:
         return None
-    if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+    # (one linked copy each from its first entry, whatever that links to; seqs[j] > 0,
+    # so _as_chain asks the accepted entry 0 whether the device signs every entry)
+    upper = {seq: rest[seq] for seq in seqs[j:]}
+    top = _as_chain(db, did, key, upper, seqs[j], upper[seqs[j]][0].f.prev)
+    if top is None:
         return None
-    top: list[_Cand] = []
-    for seq in seqs[j:]:
-        cs = rest[seq]
-        if len(cs) != 1:
-            return None
-        c = cs[0]
-        if (top and c.f.prev != top[-1].h) or c.sig is not None \
-                or c.f.kind == KIND_LOG_ALTERED:
-            return None
-        top.append(c)
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
     chain = _as_chain(db, did, key, lower, base, head) if lower else []
@@ -961,7 +962,7 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
         above = sum(len(cs) for seq, cs in rest.items() if seq > tip.tip_seq)
         w = _Walked(rest, _as_chain(db, did, key, rest, *base), above, db.pending_rev(did))
         if sp is not None:
-            w = w._replace(above=above + sp.last - sp.first + 1, spill=sp)
+            w = w._replace(above=above + sp.size, spill=sp)
     _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
     return w
@@ -1057,10 +1058,10 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if covered == 0 and walked is not None:          # nothing taken: the rows are as were
         for c in path[len(held):]:
             cands[c.seq] = [c]
-        spilled = 0 if sp is None else sp.last - sp.first + 1
+        spilled = 0 if sp is None else sp.size
         return _Walked(cands, left, spilled + len(left), carry.rev, sp)
     if sp is not None:       # (covered == 0: the held entries, after the general walk's)
-        return _Walked({c.seq: [c] for c in left}, left, sp.last - sp.first + 1 + len(left),
+        return _Walked({c.seq: [c] for c in left}, left, sp.size + len(left),
                        db.pending_rev(did), sp)
     return _Walked({c.seq: [c] for c in left}, left, len(left), db.pending_rev(did))
 
@@ -1111,7 +1112,7 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
     lo, hi = min(inside), max(inside)
     if hi - lo >= 2 * CHUNK:
         return False
-    rows = {(s, h) for s, h, *_ in db.pending(did, lo, hi)}
+    rows = {(s, h) for s, h, *_ in db.pending_links(did, lo, hi)}
     return all((s, h) in rows for s, h in inside.items())
 
 

@@ -583,12 +583,10 @@ class PgLedgerStorage:
 
     def pending_links(self, device_id: str, lo: int, hi: int
                       ) -> list[tuple[int, bytes, bool, bytes | None, int | None]]:
-        return [(int(s), bytes(h), bool(g), None if p is None else bytes(p),
-                 None if k is None else int(k))
-                for s, h, g, p, k in self._q(
-                    "SELECT seq, entry_hash, sig IS NOT NULL, prev, kind FROM pending "
-                    "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
-                    (device_id, lo, hi))]
+        # (binary, as `pending`: the columns come as their Python types)
+        return self._qb("SELECT seq, entry_hash, sig IS NOT NULL, prev, kind FROM pending "
+                        "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
+                        (device_id, lo, hi), tuple)
 
     def next_pending_seq(self, device_id: str, lo: int) -> int | None:
         row = self._one("SELECT min(seq) FROM pending WHERE device_id=%s AND seq>=%s",
@@ -617,7 +615,7 @@ class PgLedgerStorage:
         return 0 if row is None else int(row[0])
 
     def _bump(self, devices: Iterable[str]) -> None:
-        # (in id order: two writers' row locks in one order)
+        # (under the ledger's write lock, as every write: no other writer meanwhile)
         self._w("UPDATE devices SET pending_rev=pending_rev+1 WHERE device_id = ANY(%s)",
                 (sorted(set(devices)),))
 
