@@ -261,12 +261,9 @@ def _hole_below_a_second_copy() -> list[Bundle]:
     clone.readings(2)
     b = _moved_to_end(d, {k}, [(d, d.checkpoint())])
     # a second copy of an entry below the hole: those below it are not one chain
-    b2 = bundle([d], signer=None)
-    b2.entries = [e for e in b.entries]
-    i = next(i for i, e in enumerate(b2.entries) if e[1].seq == k - 2)
-    b2.entries[i:i] = [(d.id_hex, rec.RawEntry(*clone.entries[k - 3]))]
-    b2.checkpoints = b.checkpoints
-    return [_resigned(b2)]
+    i = next(i for i, e in enumerate(b.entries) if e[1].seq == k - 2)
+    b.entries[i:i] = [(d.id_hex, rec.RawEntry(*clone.entries[k - 3]))]
+    return [_resigned(b)]
 
 
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
