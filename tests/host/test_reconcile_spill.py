@@ -266,7 +266,29 @@ def _hole_below_a_second_copy() -> list[Bundle]:
     return [_resigned(b)]
 
 
+def _made_up_copy_before() -> list[Bundle]:
+    d = _dev(830, 10 * CHUNK)
+    clone = d.fork(5)
+    clone.readings(2)
+    # another entry for accepted seq 5 (made up, or a fork's), in the chunk before a
+    # span that spills: held as a row, not walked with the span
+    return [_inserted(d, 30, clone.entries[5:6],
+                      [(d, d.checkpoint(seq=20)), (d, d.checkpoint())])]
+
+
+def _made_up_copy_held_before() -> list[Bundle]:
+    d = _dev(831, 10 * CHUNK)
+    clone = d.fork(5)
+    clone.readings(3)
+    # held by an earlier run; later runs hold a span above it, then accept it
+    return [_inserted(d, 24, clone.entries[5:7], [(d, d.checkpoint(seq=20))]),
+            bundle([d], ranges={d.id_hex: (24, 10 * CHUNK)}, name="c2"),
+            bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c3")]
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "a made-up copy of an accepted entry before a spilled span": _made_up_copy_before,
+    "a made-up copy of an accepted entry held by an earlier run": _made_up_copy_held_before,
     "a hole filled later in the same bundle": _hole_filled_in_the_bundle,
     "a hole filled by a chunk of its own": _hole_filled_by_a_chunk_of_its_own,
     "a hole above a short held chain, filled by a chunk of its own":
@@ -592,4 +614,41 @@ def test_a_hole_held_by_an_earlier_run_is_filled_without_loading_it(tmp_path: Pa
         [d], ranges={d.id_hex: (10, 11)}, cps=[(d, d.checkpoint())], name="c2"))
     assert held == {"pending": n - 1}
     assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got
+
+
+def _made_up_copy(d: Device, at: int) -> Bundle:
+    """d's bundle, entries 0..20 under a checkpoint, with another entry for seq 5 (made
+    up: unsigned, linked to entry 4) inserted before entry `at`."""
+    clone = d.fork(5)
+    clone.readings(2)
+    return _inserted(d, at, clone.entries[5:6], [(d, d.checkpoint(seq=20))])
+
+
+def test_a_made_up_copy_of_an_accepted_entry_does_not_hold_a_span(tmp_path: Path) -> None:
+    """A hostile bundle: another entry for an accepted seq (anyone can make one), then
+    N unsigned entries of the device. A fresh reconcile's peak RSS (warmed up, chunks
+    of 500) grows by less than 20 MB: the copy is a row of `pending` that the walk does
+    not carry (reconcile._without_low), so the span still spills. Carried as a held
+    entry (46297f3), it kept the rest from being one chain and the span was held in
+    memory: 80.1 MB for N = 60,000 (this test fails there); now 7.7 MB."""
+    n = 60_000
+    got = _one_file(tmp_path, _made_up_copy(_dev(832, n), 30))
+    assert (got["accepted"], got["pending"], got["findings"]) == (21, n - 21, 1)
+    assert got["grew_mb"] < 20, got
+
+
+def test_a_made_up_copy_held_before_does_not_load_a_span(tmp_path: Path) -> None:
+    """An earlier run held a made-up copy of an accepted entry and N unsigned entries;
+    a later bundle brings the checkpoint over the last. The later reconcile (a fresh
+    process, warmed up, chunks of 500) grows its peak RSS by less than 20 MB: the rows
+    at or below the tip are not walked (reconcile._pending_spill counts those above).
+    Before (46297f3) that one row made every later reconcile load the device's held
+    rows whole: 78.4 MB for N = 60,000 (this test fails there); now 1.5 MB."""
+    n = 60_000
+    d = _dev(833, n)
+    held, got = _held_then_accepted(tmp_path, _made_up_copy(d, n - 10), bundle(
+        [d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2"))
+    assert held == {"pending": n - 21}
+    assert (got["accepted"], got["pending"]) == (n - 21, 0)
     assert got["grew_mb"] < 20, got

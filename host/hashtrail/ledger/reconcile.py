@@ -91,7 +91,7 @@ import hashlib
 import itertools
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -421,9 +421,12 @@ class _Run:
         if c is None or not (same_tx or c.holds(db, dev)):
             if c is not None:          # someone else changed the device's rows: theirs
                 self.flush(walk=False)  # and ours, all from `pending` (walked now)
+                self._passed(c, key)
             c = _pending_spill(db, did, dev, key)
             if c is None:
-                cands = _load_pending(db, did, 0, self.parsed)
+                # (rows at or below the tip are other copies of accepted entries: fork
+                # candidates, looked at when they came, not walked: _forks)
+                cands = _load_pending(db, did, dev.tip_seq + 1, self.parsed)
                 c = _Carry(did, dev.tip_seq, dev.tip_head,
                            db.pending_rev(did), cands, None)
         self.carry = None
@@ -482,8 +485,22 @@ class _Run:
                 db.sign_pending(c.did, x.seq, x.h, x.sig)
         key = self.keys.get(c.did)
         if walk and key is not None:
+            self._passed(c, key)
             self._device(c.did, key, [], None)
             self.carry = None              # (every entry it holds is a row now)
+
+    def _passed(self, c: _Carry, key: DeviceKey) -> None:
+        """Fork candidates among the rows another reconcile's tip passed since the
+        carry's walk (the carried entries it could not see, written now, and others):
+        walks load only rows above the tip (_without_low), so they are looked at here,
+        a chunk of seqs at a time."""
+        db = self.led.storage
+        dev = self.led.device(c.did)
+        assert dev is not None
+        for lo in range(c.tip_seq + 1, dev.tip_seq + 1, CHUNK):
+            block = _load_pending(db, c.did, lo, {}, min(lo + CHUNK - 1, dev.tip_seq))
+            if block:
+                _forks(self.led, db, c.did, key, block, self.res, dev.tip_seq + 1)
 
     def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
                ) -> _Submitted | None:
@@ -705,7 +722,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     signs, a bundle that left entries out, a hostile one) is walked on from its end,
     and accepted from `pending` in chunks, without being loaded whole. None: load the
     rows as they are (_load_pending)."""
-    counts = db.pending_count(did)
+    counts = db.pending_count(did, dev.tip_seq)     # (rows below: _without_low)
     if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
         return None
     if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
@@ -965,7 +982,34 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             w = w._replace(above=above + sp.size, spill=sp)
     _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
-    return w
+    return _without_low(db, did, key, w)
+
+
+def _without_low(db: LedgerStorage, did: str, key: DeviceKey, w: _Walked) -> _Walked:
+    """The walk's result without the candidates at or below the tip, written to
+    `pending` (with the signature a copy of a held row carried) instead.
+
+    Why: they are other copies of accepted entries (a fork's, or made up: anyone can
+    write an unsigned entry), which the chain walk never takes; _forks has looked at
+    them. Kept as candidates, they were walked with the device's chunks and loaded by
+    every later reconcile, and one of them kept a long held span from streaming
+    (_as_chain, _pending_spill): anyone could make a device's later reconciles hold
+    its held entries in memory. A later signature over one is found through `pending`
+    (_forks follows branches there)."""
+    tip = db.device(did)
+    assert tip is not None
+    low = [c for seq, cs in w.rest.items() if seq <= tip.tip_seq for c in cs]
+    if not low:
+        return w
+    _hold(db, did, low)
+    for c in low:
+        if c.sig is not None and not c.stored:
+            db.sign_pending(did, c.seq, c.h, c.sig)
+    rest = {seq: cs for seq, cs in w.rest.items() if seq > tip.tip_seq}
+    sp = w.spill
+    base = (tip.tip_seq + 1, tip.tip_head) if sp is None else (sp.last + 1, sp.head)
+    chain = w.chain if w.chain is not None else _as_chain(db, did, key, rest, *base)
+    return w._replace(rest=rest, chain=chain, rev=db.pending_rev(did))
 
 
 def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
@@ -1534,23 +1578,62 @@ def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
     return Branch(db.entry_bodies(did, seq, end), kind, stmt)
 
 
-def _pending_branch(did: str, start: _Cand,
-                    cands: dict[int, list[_Cand]], heads: dict[tuple[int, bytes], bytes]
-                    ) -> Branch | None:
-    """Follow pending entries from `start` along prev links to a device signature."""
+def _held_at(db: LedgerStorage, did: str, seq: int, cands: dict[int, list[_Cand]]
+             ) -> list[_Cand]:
+    """The device's candidates for `seq`: those in memory and its rows of `pending`
+    (copies of accepted entries are rows only: _without_low)."""
+    cs = cands.get(seq, [])
+    seen = {c.h for c in cs}
+    return cs + [c for c in _load_pending(db, did, seq, {}, seq).get(seq, ())
+                 if c.h not in seen]
+
+
+def _pending_branch(db: LedgerStorage, did: str, start: _Cand,
+                    cands: dict[int, list[_Cand]], heads: dict[tuple[int, bytes], bytes],
+                    hi: int) -> Branch | None:
+    """Follow held entries (in memory or rows of `pending`) from `start` along prev
+    links to a device signature. `heads`: the device's checkpoints up to seq `hi`
+    (those above are read as the branch reaches them)."""
     chain = [start]
     cur = start
     while True:
         if cur.sig is not None:
             return Branch([c.body for c in chain], "entry-sig", cur.sig)
+        if cur.seq > hi:
+            heads = {(c.seq, c.head): c.cose for c in db.device_checkpoints(
+                did, cur.seq, cur.seq + CHUNK - 1)}
+            hi = cur.seq + CHUNK - 1
         cose = heads.get((cur.seq, cur.h))
         if cose is not None:
             return Branch([c.body for c in chain], "checkpoint", cose)
         nxt = [c for c in cands.get(cur.seq + 1, []) if c.f.prev == cur.h]
-        if not nxt or len(chain) > 100_000:
+        if not nxt:
+            nxt = [c for c in _held_at(db, did, cur.seq + 1, cands) if c.f.prev == cur.h]
+        if not nxt or len(chain) > _BRANCH_MAX:
             return None
         cur = nxt[0]
         chain.append(cur)
+
+
+_BRANCH_MAX = 100_000    # entries a fork branch is followed for (up, or down to its start)
+
+
+def _branch_start(db: LedgerStorage, did: str, c: _Cand, diverges: Callable[[_Cand], bool]
+                  ) -> _Cand | None:
+    """The held row where the branch `c` is on leaves the accepted chain (its prev is
+    the accepted entry before it, `diverges`), followed down prev links through
+    `pending`; None if the branch does not reach one there."""
+    cur = c
+    for _ in range(_BRANCH_MAX):
+        if cur.seq == 0:
+            return None
+        below = [x for x in _held_at(db, did, cur.seq - 1, {}) if x.h == cur.f.prev]
+        if not below:
+            return None
+        cur = below[0]
+        if diverges(cur):
+            return cur
+    return None
 
 
 def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
@@ -1574,26 +1657,43 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
             h = acc_seen[seq] = e.entry_hash
         return h
 
+    def diverges(c: _Cand) -> bool:
+        """An entry linking to the accepted entry before it, not the accepted one."""
+        s = c.seq
+        return acc(s) != c.h and c.f.prev == (key.genesis_prev if s == 0 else acc(s - 1))
+
     low = [s for s in cands if s <= dev.tip_seq]
+    # Where each held branch leaves the accepted chain (its divergence point): the
+    # candidate itself, or a row of `pending` below it (_branch_start; a branch whose
+    # lower part is a candidate too is found from that one).
+    starts: dict[tuple[int, bytes], _Cand] = {}
+    for s in sorted(low):
+        for c in cands[s]:
+            if acc(s) == c.h:
+                continue
+            if diverges(c):
+                d: _Cand | None = c
+            elif any(x.h == c.f.prev for x in cands.get(s - 1, ())):
+                continue
+            else:
+                d = _branch_start(db, did, c, diverges)
+            if d is not None:
+                starts.setdefault((d.seq, d.h), d)
     # (none above the tip and the candidates: a branch ends at the highest candidate,
     # and the device's checkpoints further up would be read again at each chunk)
-    dcps = db.device_checkpoints(did, min([*low, cp_lo]), max([dev.tip_seq, *cands]))
+    hi = max([dev.tip_seq, *cands])
+    dcps = db.device_checkpoints(did, min([*low, *(q for q, _ in starts), cp_lo]), hi)
     cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
                 if cp_lo <= c.seq <= dev.tip_seq and acc(c.seq) != c.head]
     heads = {(c.seq, c.head): c.cose for c in dcps}
     found: list[tuple[int, Branch]] = []
-    for s in sorted(low):
-        for c in cands[s]:
-            # only the divergence point: an entry linking to the accepted entry s - 1
-            want_prev = key.genesis_prev if s == 0 else acc(s - 1)
-            if acc(s) == c.h or c.f.prev != want_prev:
-                continue
-            br = _pending_branch(did, c, cands, heads)
-            if br is None:
-                res.once(Finding(did, s, "entry conflicts with the accepted one"
-                                 " but no device signature covers it; held"))
-            else:
-                found.append((s, br))
+    for (s, _), c in sorted(starts.items()):
+        br = _pending_branch(db, did, c, cands, heads, hi)
+        if br is None:
+            res.once(Finding(did, s, "entry conflicts with the accepted one"
+                             " but no device signature covers it; held"))
+        else:
+            found.append((s, br))
     # A mismatching checkpoint is its own evidence unless a branch above already shows
     # the same fork from its divergence point, or evidence for this device is stored.
     known = db.first_evidence(did)
