@@ -60,14 +60,15 @@ than SPILL_CHUNKS chunks: then they are written and only their ends are kept
 (_Spill), so a long unsigned span that the usual chunks extend takes bounded memory;
 they are read back once, a chunk at a time, when a signature accepts them. A chunk the
 general walk must take (a record refused, a duplicate, a gap) is walked on from the
-span's end too, unless it brings another copy of a spilled seq (then the span is read
-back whole: docs/LEDGER.md). Entries held above a hole (an entry left out) of
-FLOAT_CHUNKS chunks or more are written too and kept as their ends (_Float); the chunk
-that fills the hole joins them to the spilled chain. A bundle file
-reconciled to the end is recorded by its digest (storage `bundles`), with its
-collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
-export and reconcile"). Problems are returned as findings (device, seq, reason), never
-silently dropped.
+span's end too, unless it brings another entry for a spilled seq (then the span is
+read back whole: docs/LEDGER.md; a signed copy of a spilled entry accepts the span up
+to it). Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more
+are written too and kept as their ends (_Float); the chunk that fills the hole joins
+them to the spilled chain. Other copies of accepted entries are rows of `pending` that
+no walk carries (_without_low). A bundle file reconciled to the end is recorded by its
+digest (storage `bundles`), with its collector's cursor, and offered again it returns
+at once (docs/BUNDLE.md "Incremental export and reconcile"). Problems are returned as
+findings (device, seq, reason), never silently dropped.
 
 Worker processes: a per-entry-signed chunk of at least POOL_MIN signatures goes to a
 chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one of
@@ -632,7 +633,8 @@ class _Spill(NamedTuple):
     on, a device checkpoint over one of them), they are accepted from `pending` a
     CHUNK at a time (_take_spilled). A chunk _extend hands to _merge is walked on from
     `head` as well (_merges_on says when: nothing in it for the spilled seqs but
-    unsigned copies); otherwise it gets them back whole first (_unspill)."""
+    copies of them; signed ones accept the span up to them first, _signs_spilled);
+    otherwise it gets them back whole first (_unspill)."""
 
     first: int
     last: int
@@ -700,11 +702,20 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
         if not over:
             return c._replace(spill=sp._replace(checked=sp.checked | new))
         upto = max(over)
+    return _spilled_to(led, db, did, c, upto, sp.checked | new, res)
+
+
+def _spilled_to(led: Ledger, db: LedgerStorage, did: str, c: _Carry, upto: int,
+                checked: frozenset[tuple[int, bytes]], res: Result) -> _Carry:
+    """The carry once its spilled span is accepted up to seq `upto` (_take_spilled);
+    `checked`: the device checkpoints over the span seen not to be over it."""
+    sp = c.spill
+    assert sp is not None
     _take_spilled(led, db, did, upto, res)
     dev = led.device(did)
     assert dev is not None and dev.tip_seq == upto
     rest = None if upto == sp.last else _Spill(
-        upto + 1, sp.last, sp.head, frozenset(x for x in sp.checked | new if x[0] > upto))
+        upto + 1, sp.last, sp.head, frozenset(x for x in checked if x[0] > upto))
     return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), c.cands, c.chain,
                   rest)
 
@@ -959,8 +970,12 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             # The general walk takes the chunk: on from the spilled span's end when
             # nothing in the chunk is about the span (_merges_on), else with the span
             # read back whole.
-            if not _merges_on(db, did, key, sp, held, recs, checked):
+            signed = _merges_on(db, did, key, sp, held, recs, checked)
+            if signed is None:
                 held = _unspill(led, db, did, held, res, whole=True)
+            elif signed:
+                held, recs, checked, leaves = _signs_spilled(
+                    led, db, did, key, held, signed, recs, checked, leaves, res)
             elif sp.checked >= _signed_heads(db, did, sp.first, sp.last):
                 break
             else:          # (a device checkpoint over the span, not looked up yet)
@@ -996,6 +1011,8 @@ def _without_low(db: LedgerStorage, did: str, key: DeviceKey, w: _Walked) -> _Wa
     (_as_chain, _pending_spill): anyone could make a device's later reconciles hold
     its held entries in memory. A later signature over one is found through `pending`
     (_forks follows branches there)."""
+    if w.chain is not None:          # (a chain from the tip: all above it)
+        return w
     tip = db.device(did)
     assert tip is not None
     low = [c for seq, cs in w.rest.items() if seq <= tip.tip_seq for c in cs]
@@ -1008,8 +1025,8 @@ def _without_low(db: LedgerStorage, did: str, key: DeviceKey, w: _Walked) -> _Wa
     rest = {seq: cs for seq, cs in w.rest.items() if seq > tip.tip_seq}
     sp = w.spill
     base = (tip.tip_seq + 1, tip.tip_head) if sp is None else (sp.last + 1, sp.head)
-    chain = w.chain if w.chain is not None else _as_chain(db, did, key, rest, *base)
-    return w._replace(rest=rest, chain=chain, rev=db.pending_rev(did))
+    return w._replace(rest=rest, chain=_as_chain(db, did, key, rest, *base),
+                      rev=db.pending_rev(did))
 
 
 def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
@@ -1130,34 +1147,58 @@ def _refusal(key: DeviceKey, seq: int, f: EntryFields | HashtrailError, sig_ok: 
 
 
 def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _Carry,
-               recs: list[RawEntry], checked: list[_Checked]) -> bool:
+               recs: list[RawEntry], checked: list[_Checked]
+               ) -> list[tuple[int, bytes, bytes]] | None:
     """Whether the general walk (_merge) can take this chunk on from the spilled span's
     end, leaving the span in `pending`: no entry of the chunk that it would keep is
-    for a seq of the span, unless it is an unsigned copy of the spilled entry (which
-    changes nothing), and no log-altered report is held or comes (its stop could fall
-    inside the span). Anything else (a second copy of a spilled seq, a signed copy of
-    a spilled entry) reads the span back whole, as before the general walk could go on
-    from a spill: still a memory gap, for those inputs alone."""
+    for a seq of the span, unless it is a copy of the spilled entry, and no log-altered
+    report is held or comes (its stop could fall inside the span). Returns the signed
+    copies (seq, hash, signature), which _signs_spilled accepts the span up to first
+    (an unsigned copy changes nothing); None: anything else (another entry for a
+    spilled seq, a fork's or made up) reads the span back whole, as before the general
+    walk could go on from a spill: still a memory gap, for that input alone."""
     if any(c.f.kind == KIND_LOG_ALTERED for cs in held.cands.values() for c in cs):
-        return False
+        return None
     inside: dict[int, bytes] = {}
+    signed: list[tuple[int, bytes, bytes]] = []
     for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
         if _refusal(key, seq, f, ok) is not None:
             continue
         assert type(f) is EntryFields
         if f.kind == KIND_LOG_ALTERED:
-            return False
+            return None
         if sp.first <= seq <= sp.last:
+            if inside.setdefault(seq, h) != h:
+                return None
             if sig is not None:
-                return False
-            inside[seq] = h
+                signed.append((seq, h, sig))
     if not inside:
-        return True
+        return signed
     lo, hi = min(inside), max(inside)
     if hi - lo >= 2 * CHUNK:
-        return False
+        return None
     rows = {(s, h) for s, h, *_ in db.pending_links(did, lo, hi)}
-    return all((s, h) in rows for s, h in inside.items())
+    return signed if all((s, h) in rows for s, h in inside.items()) else None
+
+
+def _signs_spilled(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, c: _Carry,
+                   signed: list[tuple[int, bytes, bytes]], recs: list[RawEntry],
+                   checked: list[_Checked], leaves: list[bytes] | None, res: Result
+                   ) -> tuple[_Carry, list[RawEntry], list[_Checked], list[bytes] | None]:
+    """Signed copies of spilled entries (_merges_on) give the rows their signatures, and
+    the span is accepted from `pending` up to the highest (the device's signature covers
+    it and every entry it links back to), a block at a time; the chunk's copies of the
+    entries now accepted are dropped from it, as the general walk would have merged
+    them with the held ones (not duplicates). Returns the carry and the chunk left."""
+    sp = c.spill
+    assert sp is not None
+    for seq, h, sig in signed:
+        db.sign_pending(did, seq, h, sig)
+    upto = max(seq for seq, _, _ in signed)
+    keep = [i for i, (r, (_, f, ok)) in enumerate(zip(recs, checked, strict=True))
+            if not (sp.first <= r.seq <= upto and _refusal(key, r.seq, f, ok) is None)]
+    return (_spilled_to(led, db, did, c, upto, sp.checked, res), [recs[i] for i in keep],
+            [checked[i] for i in keep], None if leaves is None else [leaves[i] for i in keep])
 
 
 def _as_chain(db: LedgerStorage, did: str, key: DeviceKey, rest: dict[int, list[_Cand]],
@@ -1196,8 +1237,8 @@ def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     accepted ones, add the rest to the held candidates `cands`, accept the signed
     prefix of the chain from the tip (_advance); returns the candidates not taken.
     `spill`: the held chain's first entries are rows of `pending` only (_Spill), and
-    the chunk has nothing for their seqs but unsigned copies of them (_merges_on):
-    the walk goes on from the span's end."""
+    the chunk has nothing for their seqs but unsigned copies of them (_merges_on,
+    _signs_spilled): the walk goes on from the span's end."""
     old = [r.seq for r in recs if r.seq <= dev.tip_seq]
     accepted: dict[int, bytes] = {} if not old else db.entry_hashes(did, min(old), max(old))
     for i, (seq, body, sig) in enumerate(recs):
