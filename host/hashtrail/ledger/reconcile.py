@@ -60,11 +60,12 @@ than SPILL_CHUNKS chunks: then they are written and only their ends are kept
 (_Spill), so a long unsigned span that the usual chunks extend takes bounded memory;
 they are read back once, a chunk at a time, when a signature accepts them. A chunk the
 general walk must take (a record refused, a duplicate, a gap) is walked on from the
-span's end too, unless it brings another entry for a spilled seq (then the span is
-read back whole: docs/LEDGER.md; a signed copy of a spilled entry accepts the span up
-to it). Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more
-are written too and kept as their ends (_Float); the chunk that fills the hole joins
-them to the spilled chain. Other copies of accepted entries are rows of `pending` that
+span's end too: a signed copy of a spilled entry accepts the span up to it, another
+entry for a spilled seq is held beside the span (a fork, the span's `forked`), and only
+one that a device signature covers reads the span back whole (docs/LEDGER.md).
+Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more are
+written too and kept as their ends (_Float); the chunk that fills the hole joins them
+to the spilled chain. Other copies of accepted entries are rows of `pending` that
 no walk carries (_without_low). A bundle file reconciled to the end is recorded by its
 digest (storage `bundles`), with its collector's cursor, and offered again it returns
 at once (docs/BUNDLE.md "Incremental export and reconcile"). Problems are returned as
@@ -95,7 +96,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple, TypeGuard
 
 from hashtrail.chain import verify_pool
@@ -445,11 +446,13 @@ class _Run:
             fl = _Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h)
             rev = db.pending_rev(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
-            # (the chain's rows are all the device holds: those in memory go to
-            # `pending` now, and the spilled span is remembered by its ends)
+            # (the chain's rows are all the device holds, but for entries beside a
+            # forked span: those in memory go to `pending` now, and the spilled span
+            # is remembered by its ends)
             _hold(db, did, chain)
             lo, last = tip.tip_seq + 1, chain[-1]
-            sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)))
+            sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
+                        sp is not None and sp.forked, sp is not None and sp.stops)
             rest, chain, rev = {}, [], db.pending_rev(did)
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
 
@@ -623,7 +626,8 @@ def _covered(c: _Carry, heads: set[tuple[int, bytes]]) -> bool:
 class _Spill(NamedTuple):
     """The first entries of a carried chain (_Carry.chain), rows of `pending` now and no
     longer in memory: seqs first..last (first is the device's tip + 1), linked from the
-    tip, one copy each, none signed, no log-altered report, a policy 0 device.
+    tip, one copy each (other entries for some of its seqs may be held beside it:
+    `forked`), none signed, no log-altered report, a policy 0 device.
 
     Why: a device that leaves a long span unsigned (rarely, never, or a hostile bundle
     that says so) would otherwise hold every entry of it in memory, about 1.5 KB each,
@@ -633,8 +637,9 @@ class _Spill(NamedTuple):
     on, a device checkpoint over one of them), they are accepted from `pending` a
     CHUNK at a time (_take_spilled). A chunk _extend hands to _merge is walked on from
     `head` as well (_merges_on says when: nothing in it for the spilled seqs but
-    copies of them; signed ones accept the span up to them first, _signs_spilled);
-    otherwise it gets them back whole first (_unspill)."""
+    copies of them, signed ones accepting the span up to them first, _signs_spilled, and
+    other unsigned entries, held beside it, _fork_spill); otherwise it gets them back
+    whole first (_unspill)."""
 
     first: int
     last: int
@@ -642,6 +647,13 @@ class _Spill(NamedTuple):
     # device checkpoints over first..last seen not to be over these entries (a fork's):
     # a checkpoint not among them is looked up in `pending` once
     checked: frozenset[tuple[int, bytes]]
+    # `pending` holds other entries for some of these seqs too (unsigned, no device
+    # signature over them or anything chained after them: _fork_spill), so the chain's
+    # rows are told from them by following prev links down from `head` (_chain_tops)
+    forked: bool = False
+    # one of them links to the chain's entry before it (a fork): where the general walk
+    # stops while no device signature covers the chain past it (_advance)
+    stops: bool = False
 
     @property
     def size(self) -> int:
@@ -680,7 +692,7 @@ class _NeedSpilled(Exception):
 
 
 def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
-             whole: bool) -> _Carry:
+             whole: bool, key: DeviceKey | None = None) -> _Carry:
     """The carry with its spilled entries resolved. `whole`: all read back into memory
     (the chunk goes to _merge, which walks every held entry). Otherwise the device
     checkpoints over the spilled seqs not seen before are looked up: those over a
@@ -693,29 +705,39 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
         rows = _load_pending(db, did, sp.first, {}, sp.last)
         cands = dict(rows)
         cands.update(c.cands)
-        return c._replace(cands=cands, spill=None, chain=None if c.chain is None else [
-            cs[0] for _, cs in sorted(rows.items())] + c.chain)
+        return c._replace(cands=cands, spill=None,
+                          chain=None if c.chain is None or sp.forked else [
+                              cs[0] for _, cs in sorted(rows.items())] + c.chain)
     new = {x for x in _signed_heads(db, did, sp.first, sp.last) if x not in sp.checked}
-    upto = sp.last
+    upto, top = sp.last, sp.head
     if new:
-        over = [q for q, h in new if any(r[1] == h for r in db.pending_links(did, q, q))]
+        over = [(q, h) for q, h in new if any(r[1] == h for r in db.pending_links(did, q, q))]
+        if sp.forked and over:
+            # (over the chain's entry, or another held one: a device signature over
+            # another branch, whose choice the general walk makes with all in memory)
+            tops = _chain_tops(db, did, sp, [q for q, _ in over])
+            if any(tops[q] != h for q, h in over):
+                return _unspill(led, db, did, c, res, whole=True)
         if not over:
             return c._replace(spill=sp._replace(checked=sp.checked | new))
-        upto = max(over)
-    return _spilled_to(led, db, did, c, upto, sp.checked | new, res)
+        upto, top = max(over)
+    return _spilled_to(led, db, did, c, upto, top, sp.checked | new, res, key)
 
 
 def _spilled_to(led: Ledger, db: LedgerStorage, did: str, c: _Carry, upto: int,
-                checked: frozenset[tuple[int, bytes]], res: Result) -> _Carry:
-    """The carry once its spilled span is accepted up to seq `upto` (_take_spilled);
-    `checked`: the device checkpoints over the span seen not to be over it."""
+                top: bytes, checked: frozenset[tuple[int, bytes]], res: Result,
+                key: DeviceKey | None) -> _Carry:
+    """The carry once its spilled span is accepted up to seq `upto`, whose entry's hash
+    is `top` (_take_spilled); `checked`: the device checkpoints over the span seen not
+    to be over it."""
     sp = c.spill
     assert sp is not None
-    _take_spilled(led, db, did, upto, res)
+    _take_spilled(led, db, did, upto, res, (top, key, sp) if sp.forked else None)
     dev = led.device(did)
     assert dev is not None and dev.tip_seq == upto
     rest = None if upto == sp.last else _Spill(
-        upto + 1, sp.last, sp.head, frozenset(x for x in checked if x[0] > upto))
+        upto + 1, sp.last, sp.head, frozenset(x for x in checked if x[0] > upto),
+        *(_fork_state(db, did, upto + 1, sp.last, sp.head) if sp.forked else (False, False)))
     return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), c.cands, c.chain,
                   rest)
 
@@ -739,9 +761,12 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
     lo = s = dev.tip_seq + 1
-    head = dev.tip_head
+    # the held rows reached from the tip through prev links, at the seq before s: one
+    # row a seq, but for entries held beside a spilled chain (_Spill.forked)
+    live = {dev.tip_head}
     # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
     gap: tuple[int, bytes, int, bytes] | None = None
+    n, forked, stops = 0, False, False
     while True:
         # (what the walk reads of each row, without its body: storage.pending_links)
         rows = db.pending_links(did, s, s + CHUNK - 1)
@@ -751,30 +776,45 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             if nxt is None:
                 break
             rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
-        for seq, h, signed, prev, kind in rows:
-            if prev is None or kind is None:
-                return None                 # (a row held without those fields)
-            if seq > s and gap is None and (dev.tip_seq >= 0 or s > lo):
-                # (a hole at entry 0 is not one: the policy would not be known)
-                gap = (seq, prev, s, head)
-                head, s = prev, seq
-            # (a second copy of a seq comes as a row whose seq is not s)
-            if seq != s or signed or prev != head or kind == KIND_LOG_ALTERED:
+        for seq, group in itertools.groupby(rows, key=itemgetter(0)):
+            at = list(group)
+            if seq > s:
+                # (a hole at entry 0 is not one: the policy would not be known; below a
+                # hole, one chain, and above it one linked row a seq: _Float)
+                if gap is not None or forked or not (dev.tip_seq >= 0 or s > lo) \
+                        or len(at) != 1 or at[0][3] is None:
+                    return None
+                (under,) = live
+                gap = (seq, at[0][3], s, under)
+                live, s = {at[0][3]}, seq
+            reached = set()
+            for _, h, signed, prev, kind in at:
+                if prev is None or kind is None:
+                    return None                 # (a row held without those fields)
+                if signed or kind == KIND_LOG_ALTERED:
+                    return None
+                if prev in live:
+                    reached.add(h)
+            if not reached or (len(at) > 1 and (gap is not None or s == 0)):
                 return None
             if s == 0:
                 f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
-                if not (_own_first(f0, key, head)
+                if not (_own_first(f0, key, dev.tip_head)
                         and signing_policy(f0) != POLICY_EVERY_ENTRY):
                     return None
-            head, s = h, s + 1
+            forked |= len(at) > 1
+            stops |= len(reached) > 1
+            n += len(at)
+            live, s = reached, s + 1
+    head = min(live)         # (forked: the end of one chain from the tip; others beside)
     if gap is None:
-        if s - lo != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:  # (rows at or below the
-            return None                                          # tip; a short chain)
+        if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:    # (rows at or below the
+            return None                                        # tip; a short chain)
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
-                      _Spill(lo, s - 1, head, frozenset()))
+                      _Spill(lo, s - 1, head, frozenset(), forked, stops))
     first, prev, below, below_head = gap
-    if (below - lo) + (s - first) != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
+    if n != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
         return None
     fl = _Float(first, s - 1, prev, head)
     if below - lo >= SPILL_CHUNKS * CHUNK:
@@ -787,10 +827,21 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                   None, fl)
 
 
-def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result) -> None:
+def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result,
+                  fork: tuple[bytes, DeviceKey | None, _Spill] | None = None) -> None:
     """Accept the device's spilled chain (_Spill) from its tip up to seq `upto`, read
     from `pending` CHUNK rows at a time and taken in order (_take), in the caller's
-    transaction: accepting a long span costs one read of it and bounded memory."""
+    transaction: accepting a long span costs one read of it and bounded memory.
+    `fork`: the span is forked (_Spill.forked): (the hash of entry `upto`, the device's
+    key, the span); the chain's entries are told from the others by their hashes
+    (_chain_tops, one more read of the span's links), and the others, passed by the
+    tip now, are looked at as fork candidates (_forks), as the general walk would."""
+    dev = led.device(did)
+    assert dev is not None
+    tops: dict[int, bytes] = {}
+    if fork is not None:
+        tops = _chain_tops(db, did, fork[2], list(range(dev.tip_seq + CHUNK, upto, CHUNK)),
+                           (upto, fork[0]))
     while True:
         dev = led.device(did)
         assert dev is not None
@@ -799,17 +850,81 @@ def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Resu
             return
         hi = min(upto, lo + CHUNK - 1)
         rows = _load_pending(db, did, lo, {}, hi)
+        if fork is not None:
+            want = tops[hi]              # (the chain's entry at each seq, down from hi)
+            for s in range(hi, lo - 1, -1):
+                cs = rows.get(s, [])
+                rows[s] = sorted(cs, key=lambda x: x.h != want)
+                if rows[s] and rows[s][0].h == want:
+                    want = rows[s][0].f.prev
         block: list[_Cand] = []
         head = dev.tip_head
         for s in range(lo, hi + 1):
             cs = rows.get(s, [])
-            if len(cs) != 1 or cs[0].f.prev != head:
+            if not cs or (len(cs) != 1 and fork is None) or cs[0].f.prev != head:
                 # (the carry held: nobody else changed these rows since they were written)
                 raise HashtrailError(f"device {did}: spilled held entry {s} changed in "
                                      "`pending` during the reconcile")
             block.append(cs[0])
             head = cs[0].h
         _take(led, db, did, dev, block, res)
+        others = {s: cs[1:] for s, cs in rows.items() if len(cs) > 1}
+        if fork is not None and fork[1] is not None and others:
+            _forks(led, db, did, fork[1], others, res, hi + 1)
+
+
+def _chain_tops(db: LedgerStorage, did: str, sp: _Spill, seqs: list[int],
+                top: tuple[int, bytes] | None = None) -> dict[int, bytes]:
+    """The hashes of a forked spilled chain's entries at `seqs` (and at `top`'s seq),
+    found by following prev links down from `top` (default: the span's end), a block of
+    links at a time: the chain is the one that reaches there, and only its ends are
+    kept (_Spill). Raises if a link is missing."""
+    at, want = top if top is not None else (sp.last, sp.head)
+    out = {at: want}
+    need = set(seqs)
+    lo = min(need, default=at)
+    while at > lo:
+        blo = max(lo, at - CHUNK)
+        by = {(q, h): prev for q, h, _, prev, _ in db.pending_links(did, blo + 1, at)}
+        while at > blo:
+            prev = by.get((at, want))
+            if prev is None:
+                raise HashtrailError(f"device {did}: spilled held entry {at} changed in "
+                                     "`pending` during the reconcile")
+            at, want = at - 1, prev
+            if at in need:
+                out[at] = want
+    return out
+
+
+def _fork_state(db: LedgerStorage, did: str, first: int, last: int, head: bytes
+                ) -> tuple[bool, bool]:
+    """(_Spill.forked, _Spill.stops) of the spilled chain first..last ending in `head`
+    (the rest of a forked span, once its lower part is accepted), read down from its
+    end a block of links at a time."""
+    forked = False
+    at, want = last, head
+    while at >= first:
+        blo = max(first, at - CHUNK + 1)
+        by: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for q, h, _, prev, _ in db.pending_links(did, blo, at):
+            by[q].append((h, prev))
+        chain: dict[int, bytes] = {}
+        for q in range(at, blo - 1, -1):
+            chain[q] = want
+            nxt = next((prev for h, prev in by[q] if h == want), None)
+            if nxt is None:
+                raise HashtrailError(f"device {did}: spilled held entry {q} changed in "
+                                     "`pending` during the reconcile")
+            want = nxt
+        chain[blo - 1] = want
+        for q in range(blo, at + 1):
+            if len(by[q]) > 1:
+                forked = True
+                if any(h != chain[q] and prev == chain[q - 1] for h, prev in by[q]):
+                    return True, True
+        at = blo - 1
+    return forked, False
 
 
 def _own_first(f0: object, key: DeviceKey, head: bytes) -> TypeGuard[EntryFields]:
@@ -883,7 +998,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # entries) for what covers them.
         _hold(db, did, w.chain)
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
-                        _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset()))
+                        _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset(),
+                               sp is not None and sp.forked, sp is not None and sp.stops))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
     if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
@@ -962,7 +1078,7 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             w = _extend(led, db, did, dev, key, recs, checked, held, res, leaves)
         except _NeedSpilled:
             w = None
-            held = _unspill(led, db, did, held, res, whole=False)
+            held = _unspill(led, db, did, held, res, whole=False, key=key)
         else:
             sp = held.spill
             if w is not None or sp is None:
@@ -970,16 +1086,24 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             # The general walk takes the chunk: on from the spilled span's end when
             # nothing in the chunk is about the span (_merges_on), else with the span
             # read back whole.
-            signed = _merges_on(db, did, key, sp, held, recs, checked)
-            if signed is None:
+            on = _merges_on(db, did, key, sp, held, recs, checked)
+            if on is None:
                 held = _unspill(led, db, did, held, res, whole=True)
-            elif signed:
+                continue
+            if on.others:
+                held = _fork_spill(db, did, held, recs, checked, on.others)
+                sp = held.spill
+                assert sp is not None
+            if not sp.checked >= _signed_heads(db, did, sp.first, sp.last):
+                # (a device checkpoint over the span, not looked up yet: first)
+                held = _unspill(led, db, did, held, res, whole=False, key=key)
+            elif sp.forked and _other_signed(db, did, sp, held, recs, checked, key):
+                held = _unspill(led, db, did, held, res, whole=True)
+            elif on.signed:
                 held, recs, checked, leaves = _signs_spilled(
-                    led, db, did, key, held, signed, recs, checked, leaves, res)
-            elif sp.checked >= _signed_heads(db, did, sp.first, sp.last):
+                    led, db, did, key, held, on.signed, recs, checked, leaves, res)
+            else:
                 break
-            else:          # (a device checkpoint over the span, not looked up yet)
-                held = _unspill(led, db, did, held, res, whole=False)
         tip = led.device(did)
         assert tip is not None
         dev = tip
@@ -1146,39 +1270,129 @@ def _refusal(key: DeviceKey, seq: int, f: EntryFields | HashtrailError, sig_ok: 
     return None
 
 
+class _OnSpill(NamedTuple):
+    """What a chunk the general walk takes brings for a spilled span's seqs (_merges_on):
+    signed copies of its entries (seq, hash, signature), and the indexes in the chunk
+    of other entries for its seqs, unsigned (a fork's, or made up)."""
+
+    signed: list[tuple[int, bytes, bytes]]
+    others: list[int]
+
+
 def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _Carry,
-               recs: list[RawEntry], checked: list[_Checked]
-               ) -> list[tuple[int, bytes, bytes]] | None:
+               recs: list[RawEntry], checked: list[_Checked]) -> _OnSpill | None:
     """Whether the general walk (_merge) can take this chunk on from the spilled span's
-    end, leaving the span in `pending`: no entry of the chunk that it would keep is
-    for a seq of the span, unless it is a copy of the spilled entry, and no log-altered
-    report is held or comes (its stop could fall inside the span). Returns the signed
-    copies (seq, hash, signature), which _signs_spilled accepts the span up to first
-    (an unsigned copy changes nothing); None: anything else (another entry for a
-    spilled seq, a fork's or made up) reads the span back whole, as before the general
-    walk could go on from a spill: still a memory gap, for that input alone."""
+    end, leaving the span in `pending`, and what the chunk brings for the span's seqs
+    (_OnSpill): copies of held entries (unsigned ones change nothing; signed copies of
+    the span's accept it up to them first, _signs_spilled), and other unsigned entries,
+    which are held beside the span (_fork_spill). None: a log-altered report is held or
+    comes (its stop could fall inside the span), or another entry for a spilled seq
+    carries a device signature: the span is read back whole (a fork signed by the
+    device: the general walk chooses between the branches, with all in memory)."""
     if any(c.f.kind == KIND_LOG_ALTERED for cs in held.cands.values() for c in cs):
         return None
-    inside: dict[int, bytes] = {}
-    signed: list[tuple[int, bytes, bytes]] = []
-    for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
+    inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    for i, ((seq, _, _), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
         if _refusal(key, seq, f, ok) is not None:
             continue
         assert type(f) is EntryFields
         if f.kind == KIND_LOG_ALTERED:
             return None
         if sp.first <= seq <= sp.last:
-            if inside.setdefault(seq, h) != h:
-                return None
-            if sig is not None:
-                signed.append((seq, h, sig))
+            inside[seq, h].append(i)
+    on = _OnSpill([], [])
     if not inside:
-        return signed
-    lo, hi = min(inside), max(inside)
-    if hi - lo >= 2 * CHUNK:
-        return None
-    rows = {(s, h) for s, h, *_ in db.pending_links(did, lo, hi)}
-    return signed if all((s, h) in rows for s, h in inside.items()) else None
+        return on
+    seqs = sorted({q for q, _ in inside})
+    rows: set[tuple[int, bytes]] = set()
+    a = 0
+    while a < len(seqs):          # (the rows at those seqs, 2 chunks of seqs a read)
+        lo = seqs[a]
+        while a < len(seqs) and seqs[a] - lo < 2 * CHUNK:
+            a += 1
+        rows.update((q, h) for q, h, *_ in db.pending_links(did, lo, seqs[a - 1]))
+    for (seq, h), idx in sorted(inside.items()):
+        sigs = [s for s in (recs[i].sig for i in idx) if s is not None]
+        if (seq, h) in rows:
+            if sigs:
+                on.signed.append((seq, h, sigs[0]))
+        elif sigs:
+            return None
+        else:
+            on.others.append(idx[0])
+    return on
+
+
+def _fork_spill(db: LedgerStorage, did: str, c: _Carry, recs: list[RawEntry],
+                checked: list[_Checked], others: list[int]) -> _Carry:
+    """Hold the chunk's other entries for the spilled span's seqs (_OnSpill.others) as
+    rows beside it, and mark it forked (_Spill.forked).
+
+    Why: anyone can write an unsigned entry for an unsigned seq. Read back whole for
+    such an entry (before), the span was held in memory and walked at each chunk: a
+    hostile bundle grew reconcile's memory with the span again. While no device
+    signature covers another branch, the general walk takes the span's chain wherever
+    a signature covers it (the only branch signed ahead) and stops at the fork where
+    none does (_advance): so the span is walked on from its end as before, and accepted
+    down the chain that reaches its end (_take_spilled). A device signature over
+    another branch reads it back whole (_unspill, _signs_spilled, _other_signed)."""
+    sp = c.spill
+    assert sp is not None
+    rows = []
+    for i in others:
+        r, (h, f, _) = recs[i], checked[i]
+        assert type(f) is EntryFields
+        rows.append((did, r.seq, h, r.body, None, f.prev, f.kind, f.t))
+    db.add_pending(rows)
+    stops = sp.stops
+    for _, seq, _h, _, _, prev, _, _ in rows:
+        if stops:
+            break
+        if seq == sp.first:
+            stops = prev == c.tip_head
+            continue
+        below = {r[1] for r in db.pending_links(did, seq - 1, seq - 1)}
+        if prev in below:         # (the chain's entry there, or another branch's)
+            stops = len(below) == 1 or _chain_tops(db, did, sp, [seq - 1])[seq - 1] == prev
+    return c._replace(spill=sp._replace(forked=True, stops=stops), rev=db.pending_rev(did))
+
+
+def _other_signed(db: LedgerStorage, did: str, sp: _Spill, c: _Carry,
+                  recs: list[RawEntry], checked: list[_Checked], key: DeviceKey) -> bool:
+    """Whether a device signature (its own, or a checkpoint) covers an entry held or
+    coming above a forked span's end that chains down to another of the span's last
+    entries than the span's: two branches signed ahead, the general walk's choice (with
+    all in memory)."""
+    prevs: dict[tuple[int, bytes], bytes] = {}
+    signed: list[tuple[int, bytes]] = []
+    for cs in c.cands.values():
+        for x in cs:
+            if x.seq > sp.last:
+                prevs[x.seq, x.h] = x.f.prev
+                if x.sig is not None:
+                    signed.append((x.seq, x.h))
+    for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
+        if seq > sp.last and _refusal(key, seq, f, ok) is None:
+            assert type(f) is EntryFields
+            prevs[seq, h] = f.prev
+            if sig is not None:
+                signed.append((seq, h))
+    if not prevs:
+        return False
+    hi = max(q for q, _ in prevs)
+    signed += [x for x in _signed_heads(db, did, sp.last + 1, hi) if x in prevs]
+    last: set[bytes] | None = None
+    for q, h in signed:
+        # (down the held entries to the one just above the span's end)
+        while q > sp.last + 1 and (q - 1, prevs[q, h]) in prevs:
+            q, h = q - 1, prevs[q, h]
+        if q != sp.last + 1 or prevs[q, h] == sp.head:
+            continue
+        if last is None:
+            last = {r[1] for r in db.pending_links(did, sp.last, sp.last)}
+        if prevs[q, h] in last:
+            return True
+    return False
 
 
 def _signs_spilled(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, c: _Carry,
@@ -1192,13 +1406,20 @@ def _signs_spilled(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, c: 
     them with the held ones (not duplicates). Returns the carry and the chunk left."""
     sp = c.spill
     assert sp is not None
+    if sp.forked:
+        # (copies of the chain's entries, or of another branch's: a device signature
+        # over another branch, whose choice the general walk makes with all in memory)
+        tops = _chain_tops(db, did, sp, [q for q, _, _ in signed])
+        if any(tops[q] != h for q, h, _ in signed):
+            return _unspill(led, db, did, c, res, whole=True), recs, checked, leaves
     for seq, h, sig in signed:
         db.sign_pending(did, seq, h, sig)
-    upto = max(seq for seq, _, _ in signed)
+    upto, top, _ = max(signed)
     keep = [i for i, (r, (_, f, ok)) in enumerate(zip(recs, checked, strict=True))
             if not (sp.first <= r.seq <= upto and _refusal(key, r.seq, f, ok) is None)]
-    return (_spilled_to(led, db, did, c, upto, sp.checked, res), [recs[i] for i in keep],
-            [checked[i] for i in keep], None if leaves is None else [leaves[i] for i in keep])
+    return (_spilled_to(led, db, did, c, upto, top, sp.checked, res, key),
+            [recs[i] for i in keep], [checked[i] for i in keep],
+            None if leaves is None else [leaves[i] for i in keep])
 
 
 def _as_chain(db: LedgerStorage, did: str, key: DeviceKey, rest: dict[int, list[_Cand]],
@@ -1272,7 +1493,7 @@ def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     for cs in cands.values():
         if len(cs) > 1:
             cs.sort(key=lambda c: c.h)
-    taken = _advance(led, db, did, cands, res, spill)
+    taken = _advance(led, db, did, cands, res, spill, key)
     rest: dict[int, list[_Cand]] = defaultdict(list)
     if len(taken) != len(cands) or any(len(cs) > 1 for cs in cands.values()):
         for seq, cs in cands.items():      # (all taken, one copy each: nothing is left)
@@ -1472,7 +1693,8 @@ def _altered_stop(did: str, tip: int, cands: dict[int, list[_Cand]],
 
 
 def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Cand]],
-             res: Result, spill: _Spill | None = None) -> dict[int, _Cand]:
+             res: Result, spill: _Spill | None = None, key: DeviceKey | None = None
+             ) -> dict[int, _Cand]:
     """Accept the signed prefix of the chain from the tip; returns the candidates taken.
     `spill`: the chain's first entries, rows of `pending` (_Spill: one linked copy
     each, none signed or covered); the walk starts after them, and they are accepted
@@ -1488,6 +1710,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
     every = s > 0 and _policy(db, did) == POLICY_EVERY_ENTRY   # (at 0: entry 0 says)
     stop = _altered_stop(did, dev.tip_seq, cands, heads, res)
     end = (1 << 63) if stop is None else stop
+    said: list[Finding] = []
     # (policy 0 walks on past a disowned range: a later signature still covers what
     # lies below it, since the links commit to those entries whatever follows)
     while s in cands and (s < end or not every):
@@ -1497,15 +1720,19 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         else:
             opts = [c for c in cs if c.f.prev == head]
             if not opts:
-                res.once(Finding(did, s, "entry does not link to the previous "
+                said.append(Finding(did, s, "entry does not link to the previous "
                                             "entry (edited, reordered or from another "
                                             "chain); held"))
                 break
             # Two linked candidates for one seq (say an edited copy from one collector
             # and the real entry from another): take the one whose chain reaches a
             # device signature; the other stays pending, and becomes fork evidence once
-            # signed too.
-            opts.sort(key=lambda c: (not _signed_ahead(c, cands, heads, every), c.h))
+            # signed too. When none does (policy 0), nothing past here can be accepted
+            # yet, and which way to walk on is nobody's word: the walk stops here.
+            ahead = {id(c) for c in opts if _signed_ahead(c, cands, heads, every)}
+            if not ahead and not every and len(opts) > 1:
+                break
+            opts.sort(key=lambda c: (id(c) not in ahead, c.h))
             c = opts[0]
         if s == 0:
             every = signing_policy(_entry(c)) == POLICY_EVERY_ENTRY
@@ -1525,9 +1752,15 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
     if stop is not None:
         assert spill is None                # (_merges_on: no report with a spill)
         covered = min(covered, stop - dev.tip_seq - 1)
+    if covered or spill is None or not spill.stops:
+        # (a forked span the chain past it does not cover: the whole walk stops at
+        # the fork, below what this walk met)
+        for f in said:
+            res.once(f)
     take = path[:covered]
     if take and spill is not None:
-        _take_spilled(led, db, did, spill.last, res)
+        _take_spilled(led, db, did, spill.last, res,
+                      (spill.head, key, spill) if spill.forked else None)
         dev = led.device(did)
         assert dev is not None
     _take(led, db, did, dev, take, res)
