@@ -1852,14 +1852,23 @@ def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
     return Branch(db.entry_bodies(did, seq, end), kind, stmt)
 
 
-def _held_at(db: LedgerStorage, did: str, seq: int, cands: dict[int, list[_Cand]]
-             ) -> list[_Cand]:
-    """The device's candidates for `seq`: those in memory and its rows of `pending`
-    (copies of accepted entries are rows only: _without_low)."""
-    cs = cands.get(seq, [])
-    seen = {c.h for c in cs}
-    return cs + [c for c in _load_pending(db, did, seq, {}, seq).get(seq, ())
-                 if c.h not in seen]
+class _Links:
+    """The links of the device's rows of `pending` (seq -> [(hash, signed, prev)]),
+    read a block of seqs at a time without their bodies: what a fork's branch is
+    followed along (_pending_branch, _branch_start), so a long made-up branch costs
+    reads, not memory."""
+
+    def __init__(self, db: LedgerStorage, did: str) -> None:
+        self.db, self.did, self.lo, self.hi = db, did, 0, -1
+        self.rows: dict[int, list[tuple[bytes, bool, bytes | None]]] = {}
+
+    def at(self, seq: int, up: bool) -> list[tuple[bytes, bool, bytes | None]]:
+        if not self.lo <= seq <= self.hi:
+            self.lo, self.hi = (seq, seq + CHUNK - 1) if up else (max(0, seq - CHUNK + 1), seq)
+            self.rows = defaultdict(list)
+            for q, h, signed, prev, _ in self.db.pending_links(self.did, self.lo, self.hi):
+                self.rows[q].append((h, signed, prev))
+        return self.rows.get(seq, [])
 
 
 def _pending_branch(db: LedgerStorage, did: str, start: _Cand,
@@ -1867,46 +1876,75 @@ def _pending_branch(db: LedgerStorage, did: str, start: _Cand,
                     hi: int) -> Branch | None:
     """Follow held entries (in memory or rows of `pending`) from `start` along prev
     links to a device signature. `heads`: the device's checkpoints up to seq `hi`
-    (those above are read as the branch reaches them)."""
-    chain = [start]
-    cur = start
+    (those above are read as the branch reaches them). The bodies are read only for
+    a branch that reaches a signature (_branch_of)."""
+    path = [(start.seq, start.h)]
+    seq, h, signed = start.seq, start.h, start.sig is not None
+    links = _Links(db, did)
     while True:
-        if cur.sig is not None:
-            return Branch([c.body for c in chain], "entry-sig", cur.sig)
-        if cur.seq > hi:
+        if signed:
+            return _branch_of(db, did, path, cands, "entry-sig", None)
+        if seq > hi:
             heads = {(c.seq, c.head): c.cose for c in db.device_checkpoints(
-                did, cur.seq, cur.seq + CHUNK - 1)}
-            hi = cur.seq + CHUNK - 1
-        cose = heads.get((cur.seq, cur.h))
+                did, seq, seq + CHUNK - 1)}
+            hi = seq + CHUNK - 1
+        cose = heads.get((seq, h))
         if cose is not None:
-            return Branch([c.body for c in chain], "checkpoint", cose)
-        nxt = [c for c in cands.get(cur.seq + 1, []) if c.f.prev == cur.h]
+            return _branch_of(db, did, path, cands, "checkpoint", cose)
+        nxt = [(c.h, c.sig is not None) for c in cands.get(seq + 1, ()) if c.f.prev == h]
         if not nxt:
-            nxt = [c for c in _held_at(db, did, cur.seq + 1, cands) if c.f.prev == cur.h]
-        if not nxt or len(chain) > _BRANCH_MAX:
+            nxt = [(x, s) for x, s, p in links.at(seq + 1, up=True) if p == h]
+        if not nxt or len(path) > _BRANCH_MAX:
             return None
-        cur = nxt[0]
-        chain.append(cur)
+        (h, signed), seq = nxt[0], seq + 1
+        path.append((seq, h))
+
+
+def _branch_of(db: LedgerStorage, did: str, path: list[tuple[int, bytes]],
+               cands: dict[int, list[_Cand]], kind: str, cose: bytes | None) -> Branch:
+    """The branch `path` (seq, hash) with its entries' bodies (from memory, or read from
+    `pending` a block at a time) and its signature: the last entry's own, or `cose`."""
+    bodies: list[bytes] = []
+    last: _Cand | None = None
+    for i in range(0, len(path), CHUNK):
+        part = path[i:i + CHUNK]
+        rows: dict[int, list[_Cand]] | None = None
+        for seq, h in part:
+            c = next((x for x in cands.get(seq, ()) if x.h == h), None)
+            if c is None:
+                if rows is None:
+                    rows = _load_pending(db, did, part[0][0], {}, part[-1][0])
+                c = next(x for x in rows.get(seq, ()) if x.h == h)
+            bodies.append(c.body)
+            last = c
+    assert last is not None
+    stmt = last.sig if kind == "entry-sig" else cose
+    assert stmt is not None
+    return Branch(bodies, kind, stmt)
 
 
 _BRANCH_MAX = 100_000    # entries a fork branch is followed for (up, or down to its start)
 
 
-def _branch_start(db: LedgerStorage, did: str, c: _Cand, diverges: Callable[[_Cand], bool]
-                  ) -> _Cand | None:
+def _branch_start(db: LedgerStorage, did: str, c: _Cand,
+                  diverges: Callable[[int, bytes, bytes | None], bool]) -> _Cand | None:
     """The held row where the branch `c` is on leaves the accepted chain (its prev is
     the accepted entry before it, `diverges`), followed down prev links through
-    `pending`; None if the branch does not reach one there."""
-    cur = c
+    `pending` (_Links); None if the branch does not reach one there."""
+    links = _Links(db, did)
+    seq, prev = c.seq, c.f.prev
     for _ in range(_BRANCH_MAX):
-        if cur.seq == 0:
+        if seq == 0:
             return None
-        below = [x for x in _held_at(db, did, cur.seq - 1, {}) if x.h == cur.f.prev]
+        below = [(h, p) for h, _, p in links.at(seq - 1, up=False) if h == prev]
         if not below:
             return None
-        cur = below[0]
-        if diverges(cur):
-            return cur
+        (h, p), seq = below[0], seq - 1
+        if diverges(seq, h, p):
+            return next(x for x in _load_pending(db, did, seq, {}, seq)[seq] if x.h == h)
+        if p is None:
+            return None                 # (a row held without its prev: not followed)
+        prev = p
     return None
 
 
@@ -1931,10 +1969,9 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
             h = acc_seen[seq] = e.entry_hash
         return h
 
-    def diverges(c: _Cand) -> bool:
+    def diverges(s: int, h: bytes, prev: bytes | None) -> bool:
         """An entry linking to the accepted entry before it, not the accepted one."""
-        s = c.seq
-        return acc(s) != c.h and c.f.prev == (key.genesis_prev if s == 0 else acc(s - 1))
+        return acc(s) != h and prev == (key.genesis_prev if s == 0 else acc(s - 1))
 
     low = [s for s in cands if s <= dev.tip_seq]
     # Where each held branch leaves the accepted chain (its divergence point): the
@@ -1945,9 +1982,10 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
         for c in cands[s]:
             if acc(s) == c.h:
                 continue
-            if diverges(c):
+            if diverges(c.seq, c.h, c.f.prev):
                 d: _Cand | None = c
-            elif any(x.h == c.f.prev for x in cands.get(s - 1, ())):
+            elif c.stored or any(x.h == c.f.prev for x in cands.get(s - 1, ())):
+                # (a row: the rows below it were looked at when the tip passed them)
                 continue
             else:
                 d = _branch_start(db, did, c, diverges)
