@@ -96,7 +96,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import NamedTuple, TypeGuard
 
 from hashtrail.chain import verify_pool
@@ -763,7 +763,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     lo = s = dev.tip_seq + 1
     # the held rows reached from the tip through prev links, at the seq before s: one
     # row a seq, but for entries held beside a spilled chain (_Spill.forked)
-    live = {dev.tip_head}
+    live: tuple[bytes, ...] = (dev.tip_head,)
     # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
     gap: tuple[int, bytes, int, bytes] | None = None
     n, forked, stops = 0, False, False
@@ -776,36 +776,47 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             if nxt is None:
                 break
             rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
-        for seq, group in itertools.groupby(rows, key=itemgetter(0)):
-            at = list(group)
+        i, m = 0, len(rows)
+        while i < m:
+            seq, h, signed, prev, kind = rows[i]
+            j = i + 1
+            while j < m and rows[j][0] == seq:
+                j += 1
+            if prev is None or kind is None:
+                return None                     # (a row held without those fields)
             if seq > s:
                 # (a hole at entry 0 is not one: the policy would not be known; below a
                 # hole, one chain, and above it one linked row a seq: _Float)
                 if gap is not None or forked or not (dev.tip_seq >= 0 or s > lo) \
-                        or len(at) != 1 or at[0][3] is None:
+                        or j - i != 1:
                     return None
                 (under,) = live
-                gap = (seq, at[0][3], s, under)
-                live, s = {at[0][3]}, seq
-            reached = set()
-            for _, h, signed, prev, kind in at:
-                if prev is None or kind is None:
-                    return None                 # (a row held without those fields)
-                if signed or kind == KIND_LOG_ALTERED:
+                gap = (seq, prev, s, under)
+                live, s = (prev,), seq
+            if j - i == 1 and s:                # (the usual row: its seq's only one)
+                if signed or kind == KIND_LOG_ALTERED or prev not in live:
                     return None
-                if prev in live:
-                    reached.add(h)
-            if not reached or (len(at) > 1 and (gap is not None or s == 0)):
-                return None
-            if s == 0:
-                f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
-                if not (_own_first(f0, key, dev.tip_head)
-                        and signing_policy(f0) != POLICY_EVERY_ENTRY):
+                live = (h,)
+            else:
+                reached = []
+                for _, h, signed, prev, kind in rows[i:j]:
+                    if prev is None or kind is None or signed or kind == KIND_LOG_ALTERED:
+                        return None
+                    if prev in live:
+                        reached.append(h)
+                if not reached or (j - i > 1 and (gap is not None or s == 0)):
                     return None
-            forked |= len(at) > 1
-            stops |= len(reached) > 1
-            n += len(at)
-            live, s = reached, s + 1
+                if s == 0:
+                    f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
+                    if not (_own_first(f0, key, dev.tip_head)
+                            and signing_policy(f0) != POLICY_EVERY_ENTRY):
+                        return None
+                forked |= j - i > 1
+                stops |= len(reached) > 1
+                live = tuple(reached)
+            n += j - i
+            s += 1
+            i = j
     head = min(live)         # (forked: the end of one chain from the tip; others beside)
     if gap is None:
         if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:    # (rows at or below the
