@@ -86,3 +86,29 @@ def test_a_copy_of_an_accepted_entry_is_said_once_and_kept(ledger_at: At) -> Non
         assert r.forks == 1
         rows = [(row[1], row[4] is not None) for row in led.storage.scan_pending()]
         assert rows == [(K, True)]
+
+
+@pytest.mark.parametrize("middle", [False, True])
+def test_a_signed_entry_above_the_tip_on_a_held_branch_is_evidence(
+        middle: bool, ledger_at: At) -> None:
+    """The real chain accepted to seq K; the clone's entry K held (another copy of an
+    accepted entry, a row only); then the clone's entry K + 1 with the device's own
+    signature, above the tip (or K + 2 signed, and K + 1 last): the branch from K to
+    the signature is the fork's evidence as soon as it is whole, though the tip never
+    passes it."""
+    real, clone = _real_and_clone()
+    first = bundle([real], ranges={real.id_hex: (0, K + 1)},
+                   cps=[(real, real.checkpoint(seq=K))], name="c0")
+    held = bundle([clone], ranges={clone.id_hex: (K, K + 1)}, name="c1")
+    if middle:
+        later = [bundle([_signed_at(clone, K + 2)], ranges={clone.id_hex: (K + 2, K + 3)},
+                        name="c2"),
+                 bundle([clone], ranges={clone.id_hex: (K + 1, K + 2)}, name="c3")]
+    else:
+        later = [bundle([_signed_at(clone, K + 1)], ranges={clone.id_hex: (K + 1, K + 2)},
+                        name="c2")]
+    with trust(Ledger.create(ledger_at("l"), "t/low")) as led:
+        results = [reconcile(led, b, workers=1) for b in [first, held, *later]]
+        assert [r.forks for r in results] == [0] * (len(results) - 1) + [1]
+        (row,) = list(led.storage.scan_evidence())
+        assert check_evidence(row[3]).seq == K

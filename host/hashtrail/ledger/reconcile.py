@@ -504,7 +504,8 @@ class _Run:
         for lo in range(c.tip_seq + 1, dev.tip_seq + 1, CHUNK):
             block = _load_pending(db, c.did, lo, {}, min(lo + CHUNK - 1, dev.tip_seq))
             if block:
-                _forks(self.led, db, c.did, key, block, self.res, dev.tip_seq + 1)
+                _forks(self.led, db, c.did, key, block, self.res, dev.tip_seq + 1,
+                       down=False)
 
     def submit(self, did: str, recs: list[RawEntry], pool: verify_pool.VerifyPool
                ) -> _Submitted | None:
@@ -881,7 +882,7 @@ def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Resu
         _take(led, db, did, dev, block, res)
         others = {s: cs[1:] for s, cs in rows.items() if len(cs) > 1}
         if fork is not None and fork[1] is not None and others:
-            _forks(led, db, did, fork[1], others, res, hi + 1)
+            _forks(led, db, did, fork[1], others, res, hi + 1, down=False)
 
 
 def _chain_tops(db: LedgerStorage, did: str, sp: _Spill, seqs: list[int],
@@ -1938,29 +1939,43 @@ _BRANCH_MAX = 100_000    # entries a fork branch is followed for (up, or down to
 
 
 def _branch_start(db: LedgerStorage, did: str, c: _Cand,
-                  diverges: Callable[[int, bytes, bytes | None], bool]) -> _Cand | None:
-    """The held row where the branch `c` is on leaves the accepted chain (its prev is
-    the accepted entry before it, `diverges`), followed down prev links through
-    `pending` (_Links); None if the branch does not reach one there."""
+                  diverges: Callable[[int, bytes, bytes | None], bool],
+                  cands: dict[int, list[_Cand]], tip: int, seen: set[tuple[int, bytes]]
+                  ) -> _Cand | None:
+    """The held entry where the branch `c` is on leaves the accepted chain (at or below
+    the tip, its prev the accepted entry before it: `diverges`), followed down prev
+    links through the candidates and, at or below the tip, the rows of `pending`
+    (_Links); None if the branch does not reach one, or meets an entry already walked
+    down from (`seen`) in this look."""
     links = _Links(db, did)
-    seq, prev = c.seq, c.f.prev
+    seq, h = c.seq, c.h
+    prev: bytes | None = c.f.prev
     for _ in range(_BRANCH_MAX):
-        if seq == 0:
+        if (seq, h) in seen or seq == 0 or prev is None:
             return None
-        below = [(h, p) for h, _, p in links.at(seq - 1, up=False) if h == prev]
+        seen.add((seq, h))
+        q = seq - 1
+        mem = [x for x in cands.get(q, ()) if x.h == prev]
+        if mem:
+            x = mem[0]
+            seq, h, prev = q, x.h, x.f.prev
+            if q <= tip and diverges(q, h, prev):
+                return x
+            continue
+        if q > tip:
+            return None
+        below = [p for x, _, p in links.at(q, up=False) if x == prev]
         if not below:
             return None
-        (h, p), seq = below[0], seq - 1
-        if diverges(seq, h, p):
-            return next(x for x in _load_pending(db, did, seq, {}, seq)[seq] if x.h == h)
-        if p is None:
-            return None                 # (a row held without its prev: not followed)
-        prev = p
+        seq, h, prev = q, prev, below[0]
+        if diverges(q, h, prev):
+            return next(x for x in _load_pending(db, did, q, {}, q)[q] if x.h == h)
     return None
 
 
 def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
-           cands: dict[int, list[_Cand]], res: Result, cp_lo: int) -> None:
+           cands: dict[int, list[_Cand]], res: Result, cp_lo: int, down: bool = True
+           ) -> None:
     """Fork evidence from candidates not on the accepted chain (`cands`) and from
     device checkpoints that disagree with it.
 
@@ -1984,31 +1999,40 @@ def _forks(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
         """An entry linking to the accepted entry before it, not the accepted one."""
         return acc(s) != h and prev == (key.genesis_prev if s == 0 else acc(s - 1))
 
-    low = [s for s in cands if s <= dev.tip_seq]
-    # Where each held branch leaves the accepted chain (its divergence point): the
-    # candidate itself, or a row of `pending` below it (_branch_start; a branch whose
-    # lower part is a candidate too is found from that one).
-    starts: dict[tuple[int, bytes], _Cand] = {}
-    for s in sorted(low):
-        for c in cands[s]:
-            if acc(s) == c.h:
-                continue
-            if diverges(c.seq, c.h, c.f.prev):
-                d: _Cand | None = c
-            elif c.stored or any(x.h == c.f.prev for x in cands.get(s - 1, ())):
-                # (a row: the rows below it were looked at when the tip passed them)
-                continue
-            else:
-                d = _branch_start(db, did, c, diverges)
-            if d is not None:
-                starts.setdefault((d.seq, d.h), d)
+    tip = dev.tip_seq
+    low = [s for s in cands if s <= tip]
     # (none above the tip and the candidates: a branch ends at the highest candidate,
     # and the device's checkpoints further up would be read again at each chunk)
-    hi = max([dev.tip_seq, *cands])
-    dcps = db.device_checkpoints(did, min([*low, *(q for q, _ in starts), cp_lo]), hi)
+    hi = max([tip, *cands])
+    dcps = db.device_checkpoints(did, min([*low, cp_lo]), hi)
     cp_forks = [(c.seq, Branch([], "checkpoint", c.cose)) for c in dcps
-                if cp_lo <= c.seq <= dev.tip_seq and acc(c.seq) != c.head]
+                if cp_lo <= c.seq <= tip and acc(c.seq) != c.head]
     heads = {(c.seq, c.head): c.cose for c in dcps}
+    # Where each held branch leaves the accepted chain (its divergence point): the
+    # candidate itself, or a held entry below it (_branch_start: down the candidates,
+    # and at or below the tip down the rows of `pending`, which walks do not load).
+    # Looked for from the candidates at or just above the tip, and from those above
+    # it a device signature covers (the piece that can make a held branch evidence);
+    # `down`: also from rows (not from rows the tip passed here: their lower rows
+    # were looked at when it passed them, a block before).
+    starts: dict[tuple[int, bytes], _Cand] = {}
+    seen: set[tuple[int, bytes]] = set()
+    for s in sorted(cands):
+        for c in cands[s]:
+            if s <= tip and acc(s) == c.h:
+                continue
+            if s <= tip and diverges(s, c.h, c.f.prev):
+                d: _Cand | None = c
+            elif (s > tip + 1 and c.sig is None and (s, c.h) not in heads) \
+                    or (c.stored and not down) or (s == tip + 1 and c.f.prev == dev.tip_head):
+                continue
+            else:
+                d = _branch_start(db, did, c, diverges, cands, tip, seen)
+            if d is not None:
+                starts.setdefault((d.seq, d.h), d)
+    if starts and min(q for q, _ in starts) < min([*low, cp_lo]):
+        heads.update({(c.seq, c.head): c.cose for c in db.device_checkpoints(
+            did, min(q for q, _ in starts), min([*low, cp_lo]) - 1)})
     found: list[tuple[int, Branch]] = []
     for (s, _), c in sorted(starts.items()):
         br = _pending_branch(db, did, c, cands, heads, hi)
