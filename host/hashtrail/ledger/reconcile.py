@@ -452,7 +452,9 @@ class _Run:
             _hold(db, did, chain)
             lo, last = tip.tip_seq + 1, chain[-1]
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
-                        sp is not None and sp.forked, sp is not None and sp.stops)
+                        sp is not None and sp.forked, sp is not None and sp.stops,
+                        sp.altered if sp is not None and sp.altered is not None
+                        else _report_in(chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
 
@@ -612,6 +614,11 @@ class _Carry(NamedTuple):
                 and db.pending_rev(self.did) == self.rev)
 
 
+def _report_in(chain: list[_Cand] | None) -> int | None:
+    """The seq of the first log-altered report in `chain` (None: none)."""
+    return next((c.seq for c in chain or () if c.f.kind == KIND_LOG_ALTERED), None)
+
+
 def _hold(db: LedgerStorage, did: str, cands: Iterable[_Cand]) -> None:
     """Write the candidates that are not rows of `pending` yet there, with what the walk
     reads of each (prev, kind, t)."""
@@ -628,7 +635,8 @@ class _Spill(NamedTuple):
     """The first entries of a carried chain (_Carry.chain), rows of `pending` now and no
     longer in memory: seqs first..last (first is the device's tip + 1), linked from the
     tip, one copy each (other entries for some of its seqs may be held beside it:
-    `forked`), none signed, no log-altered report, a policy 0 device.
+    `forked`), none signed, a policy 0 device (a log-altered report among them counts
+    once a signature covers it: `altered`).
 
     Why: a device that leaves a long span unsigned (rarely, never, or a hostile bundle
     that says so) would otherwise hold every entry of it in memory, about 1.5 KB each,
@@ -655,6 +663,10 @@ class _Spill(NamedTuple):
     # one of them links to the chain's entry before it (a fork): where the general walk
     # stops while no device signature covers the chain past it (_advance)
     stops: bool = False
+    # the lowest seq of a log-altered report among these entries (None: none): it has
+    # no effect while no device signature covers it or anything chained after it
+    # (_altered_stop); one that does sends the span to the general walk (_unspill)
+    altered: int | None = None
 
     @property
     def size(self) -> int:
@@ -722,6 +734,10 @@ def _unspill(led: Ledger, db: LedgerStorage, did: str, c: _Carry, res: Result,
         if not over:
             return c._replace(spill=sp._replace(checked=sp.checked | new))
         upto, top = max(over)
+    if sp.altered is not None and upto >= sp.altered:
+        # (a device signature over a log-altered report or after it: the general walk
+        # applies the report's stop, with the span in memory)
+        return _unspill(led, db, did, c, res, whole=True)
     return _spilled_to(led, db, did, c, upto, top, sp.checked | new, res, key)
 
 
@@ -738,7 +754,8 @@ def _spilled_to(led: Ledger, db: LedgerStorage, did: str, c: _Carry, upto: int,
     assert dev is not None and dev.tip_seq == upto
     rest = None if upto == sp.last else _Spill(
         upto + 1, sp.last, sp.head, frozenset(x for x in checked if x[0] > upto),
-        *(_fork_state(db, did, upto + 1, sp.last, sp.head) if sp.forked else (False, False)))
+        *(_fork_state(db, did, upto + 1, sp.last, sp.head) if sp.forked else (False, False)),
+        sp.altered)
     return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), c.cands, c.chain,
                   rest)
 
@@ -768,6 +785,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
     gap: tuple[int, bytes, int, bytes] | None = None
     n, forked, stops = 0, False, False
+    altered: int | None = None          # (the lowest log-altered report: _Spill.altered)
     while True:
         # (what the walk reads of each row, without its body: storage.pending_links)
         rows = db.pending_links(did, s, s + CHUNK - 1)
@@ -795,14 +813,18 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 gap = (seq, prev, s, under)
                 live, s = (prev,), seq
             if j - i == 1 and s:                # (the usual row: its seq's only one)
-                if signed or kind == KIND_LOG_ALTERED or prev not in live:
+                if signed or prev not in live:
                     return None
+                if kind == KIND_LOG_ALTERED and altered is None:
+                    altered = seq
                 live = (h,)
             else:
                 reached = []
                 for _, h, signed, prev, kind in rows[i:j]:
-                    if prev is None or kind is None or signed or kind == KIND_LOG_ALTERED:
+                    if prev is None or kind is None or signed:
                         return None
+                    if kind == KIND_LOG_ALTERED and altered is None:
+                        altered = seq
                     if prev in live:
                         reached.append(h)
                 if not reached or (j - i > 1 and (gap is not None or s == 0)):
@@ -824,7 +846,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             return None                                        # tip; a short chain)
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
-                      _Spill(lo, s - 1, head, frozenset(), forked, stops))
+                      _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
+    if altered is not None:
+        return None           # (a report among entries held around a hole: loaded)
     first, prev, below, below_head = gap
     if n != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
         return None
@@ -1011,7 +1035,9 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         _hold(db, did, w.chain)
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset(),
-                               sp is not None and sp.forked, sp is not None and sp.stops))
+                               sp is not None and sp.forked, sp is not None and sp.stops,
+                               _report_in(w.chain) if sp is None or sp.altered is None
+                               else sp.altered))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
     if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
@@ -1067,8 +1093,8 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     # so _as_chain asks the accepted entry 0 whether the device signs every entry)
     upper = {seq: rest[seq] for seq in seqs[j:]}
     top = _as_chain(db, did, key, upper, seqs[j], upper[seqs[j]][0].f.prev)
-    if top is None:
-        return None
+    if top is None or _report_in(top) is not None:
+        return None           # (a log-altered report above a hole: walked in memory)
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
     chain = _as_chain(db, did, key, lower, base, head) if lower else []
@@ -1211,8 +1237,9 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     path: list[_Cand] = []
     covered = 0
     if walked is not None:
-        # linked from this tip, one copy each, no log-altered report, none signed (all
-        # checked by the walk that left them); policy 0, or they would not be held
+        # linked from this tip, one copy each, none signed (all checked by the walk that
+        # left them; a log-altered report among them only counts once covered, below);
+        # policy 0, or they would not be held
         if every and (held or sp is not None):
             return None
         path = held.copy()
@@ -1248,6 +1275,10 @@ def _extend(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             i = seq - first
             if 0 <= i < n and i >= covered and path[i].h == h:
                 covered = i + 1
+    if covered and ((sp is not None and sp.altered is not None)
+                    or (walked is not None and _report_in(path[:min(covered, len(held))])
+                        is not None)):
+        return None          # (a held log-altered report now covered: the general walk)
     if covered and sp is not None:
         raise _NeedSpilled
     _take(led, db, did, dev, path[:covered], res)
@@ -1297,21 +1328,29 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
     end, leaving the span in `pending`, and what the chunk brings for the span's seqs
     (_OnSpill): copies of held entries (unsigned ones change nothing; signed copies of
     the span's accept it up to them first, _signs_spilled), and other unsigned entries,
-    which are held beside the span (_fork_spill). None: a log-altered report is held or
-    comes (its stop could fall inside the span), or another entry for a spilled seq
-    carries a device signature: the span is read back whole (a fork signed by the
-    device: the general walk chooses between the branches, with all in memory)."""
-    if any(c.f.kind == KIND_LOG_ALTERED for cs in held.cands.values() for c in cs):
-        return None
+    which are held beside the span (_fork_spill). None: a log-altered report is held,
+    spilled or comes and a device signature may cover it (a signed entry held or in
+    the chunk, a checkpoint at or above it: its stop could fall inside the span), or
+    another entry for a spilled seq carries a device signature: the span is read back
+    whole (the device's word: the general walk applies it, with all in memory)."""
+    reports = [c.seq for cs in held.cands.values() for c in cs
+               if c.f.kind == KIND_LOG_ALTERED]
+    signed = any(c.sig is not None for cs in held.cands.values() for c in cs)
+    if sp.altered is not None:
+        reports.append(sp.altered)
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for i, ((seq, _, _), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
+    for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
         if _refusal(key, seq, f, ok) is not None:
             continue
         assert type(f) is EntryFields
         if f.kind == KIND_LOG_ALTERED:
-            return None
+            reports.append(seq)
+        signed |= sig is not None
         if sp.first <= seq <= sp.last:
             inside[seq, h].append(i)
+    if reports and (signed or _signed_heads(db, did, min(reports))):
+        return None          # (a report a signature may cover: its stop could fall
+                             # inside the span, the general walk's to apply)
     on = _OnSpill([], [])
     if not inside:
         return on
@@ -1424,9 +1463,11 @@ def _signs_spilled(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, c: 
         tops = _chain_tops(db, did, sp, [q for q, _, _ in signed])
         if any(tops[q] != h for q, h, _ in signed):
             return _unspill(led, db, did, c, res, whole=True), recs, checked, leaves
+    upto, top, _ = max(signed)
+    if sp.altered is not None and upto >= sp.altered:     # (as _unspill says)
+        return _unspill(led, db, did, c, res, whole=True), recs, checked, leaves
     for seq, h, sig in signed:
         db.sign_pending(did, seq, h, sig)
-    upto, top, _ = max(signed)
     keep = [i for i, (r, (_, f, ok)) in enumerate(zip(recs, checked, strict=True))
             if not (sp.first <= r.seq <= upto and _refusal(key, r.seq, f, ok) is None)]
     return (_spilled_to(led, db, did, c, upto, top, sp.checked, res, key),
@@ -1437,8 +1478,9 @@ def _signs_spilled(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, c: 
 def _as_chain(db: LedgerStorage, did: str, key: DeviceKey, rest: dict[int, list[_Cand]],
               s: int, head: bytes) -> list[_Cand] | None:
     """The held candidates `rest` as one linked chain from seq `s` after `head` (the
-    tip, or a spilled span's end), one copy each, none signed, no log-altered report,
-    a device that does not sign every entry: what _extend leaves as `_Walked.chain`.
+    tip, or a spilled span's end), one copy each, none signed, a device that does not
+    sign every entry: what _extend leaves as `_Walked.chain` (a log-altered report
+    among them counts only once a signature covers it: _extend, _Spill.altered).
     So a chunk the general walk took still lets the next ones walk on (and spill),
     instead of keeping its held entries as candidates to walk again at every chunk.
     None: they are not such a chain."""
@@ -1451,7 +1493,7 @@ def _as_chain(db: LedgerStorage, did: str, key: DeviceKey, rest: dict[int, list[
         if len(cs) != 1:
             return None
         c = cs[0]
-        if c.f.prev != head or c.sig is not None or c.f.kind == KIND_LOG_ALTERED:
+        if c.f.prev != head or c.sig is not None:
             return None
         chain.append(c)
         head = c.h
