@@ -6,7 +6,7 @@ Why: every entry is signed by default on every board, so each append costs
 one ECDSA signature; a battery-bound board may switch it off (board config
 `log.sign_entries`). This measures what that choice costs: ms per append both ways
 and their ratio, flash bytes per entry both ways, and the boot check for logs of N
-entries (devlog.boot_walk/boot_verdict, bootcheck.py: the device checks its own log
+entries (logboot.boot_walk/boot_verdict, bootcheck.py: the device checks its own log
 against its signatures before it appends anything).
 
     python tools/bench_append.py [--board esp32] [--appends 200] [--boot-n 100,500,1000]
@@ -113,7 +113,7 @@ print("@@BENCH {}")
 # (timed for scale), then the scan with the boot check's walk riding on it plus its
 # verdict, as devlog.Log runs them at boot; the check's cost is the difference.
 _BOOT = _COMMON + r"""
-from hashtrail import keyfile
+from hashtrail import keyfile, logboot
 root = mount(%(image)r, %(blocks)d, False)
 for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not timed
     gc.collect()
@@ -125,10 +125,10 @@ for _ in range(2):  # the first scan warms littlefs's and the OS's caches: not t
 ident = keyfile.load(root)
 gc.collect()
 t = time.ticks_us()
-store = logstore.LogStore(root, boot_check=True, observe=lambda: devlog.boot_walk(%(sign)r))
+store = logstore.LogStore(root, boot_check=True, observe=lambda: logboot.boot_walk(%(sign)r))
 wk = store.observed.result(store)
 store.observed = None
-found = devlog.boot_verdict(store, wk, ident.pub, ident.device_id)
+found = logboot.boot_verdict(store, wk, ident.pub, ident.device_id)
 t_check = time.ticks_diff(time.ticks_us(), t) - t_scan
 per_entry = wk[0]
 if found is not None or per_entry != %(sign)r:

@@ -94,9 +94,11 @@ class App:
             room = bytearray(chunk + body * 3 + 1024)
         except MemoryError:
             room = None  # the block is a layout aid, not a need: boot without it
-        from hashtrail import devlog, link
+        # logboot (devlog.Log's boot-only half, dropped once the log is open) loads
+        # here too, so its code is not placed where those buffers should go.
+        from hashtrail import devlog, link, logboot
 
-        room = None
+        room = logboot = None
         gc.collect()
         self.inp = inp if inp is not None else sys.stdin.buffer
         out = out if out is not None else sys.stdout.buffer
