@@ -184,7 +184,8 @@ def test_p256_named_as_a_frozen_module_takes_the_table_constant(tmp_path: Path) 
     which a frozen build keeps in flash. Imported here relative to the current folder,
     which gives the same __file__, with the table file beside it all the same."""
     (tmp_path / "hashtrail").mkdir()
-    for name in ("__init__.py", "p256.py", "p256_table.py", "hmac256.py", "p256_table.bin"):
+    for name in ("__init__.py", "p256.py", "p256v.py", "p256_table.py", "hmac256.py",
+                 "p256_table.bin"):
         shutil.copyfile(PKG / name, tmp_path / "hashtrail" / name)
     code = ("import sys\nsys.path[:] = ['']\nfrom hashtrail import p256\n"
             "print(p256.__file__, p256._TABLE_FILE, p256.COMB is not None and len(p256.COMB))\n"

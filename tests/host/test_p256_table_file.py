@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import build_mpy  # noqa: E402
 
-MODULES = ("__init__.mpy", "p256.mpy", "p256_table.mpy", "hmac256.mpy")
+MODULES = ("__init__.mpy", "p256.mpy", "p256v.mpy", "p256_table.mpy", "hmac256.mpy")
 D = 0x1234567890ABCDEF1234567890ABCDEF
 DIGEST = hashlib.sha256(b"hashtrail").digest()
 # The signature must be the one python-ecdsa makes (RFC 6979): a wrong table row

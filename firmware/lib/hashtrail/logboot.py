@@ -188,6 +188,7 @@ def boot(self, root, board_name, fw_version, clock, cfg, reset_cause):
         alerts = wk[8]
         found = boot_verdict(self.store, wk, self.pub, self.ident.device_id)
         wk = None
+        drop("p256v")  # the boot's verifying is done: the app only signs (p256.verify)
     self._write_state()
     if self._next == 0:
         self._append(entry.KIND_KEY_CREATED, entry.key_body(

@@ -7,7 +7,9 @@
 #                                     byte-identical to python-ecdsa's
 #                                     sign_digest_deterministic(digest, hashlib.sha256)
 #   verify(pub, digest, sig) -> bool  strict; returns False for anything malformed and
-#                                     never raises on bytes-like input
+#                                     never raises on bytes-like input. Its code is
+#                                     p256v.py, loaded on the first call: the running
+#                                     app only signs (see verify below)
 #   rfc6979_k(d, digest) -> k         the first RFC 6979 nonce (tests use it)
 #   N, P, GX, GY                      curve order, field prime, generator
 #
@@ -26,7 +28,7 @@
 # - Modular inverses use the extended Euclidean algorithm in Python: about 10x
 #   faster here than Fermat's pow(x, m - 2, m) (pow(x, -1, m) returns 0 on this
 #   MicroPython). Signing needs two inverses (affine x of R, and 1/k).
-# - verify interleaves u2*Q (width-4 wNAF over 4 odd multiples of Q, made with
+# - verify (p256v.py) interleaves u2*Q (width-4 wNAF over 4 odd multiples of Q, made with
 #   co-Z additions and one inverse) with u1*G (the comb columns, added in
 #   the last 32 of the 257 doubling steps, so G costs no doublings of its own), and
 #   compares x(R) with r in Jacobian coordinates (r * Z^2 == X): no final inverse.
@@ -65,15 +67,6 @@ B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
 N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
 GX = const(0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296)
 GY = const(0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
-# wNAF window for u2*Q in verify: digits odd in (-2^(w-1), 2^(w-1)), table of the
-# 2^(w-2) odd multiples Q, 3Q, ... (w = 4: 4 points, ~51 additions for 256 bits). w = 5
-# took ~1.2 KB more heap (8 points, 7 co-Z factors) for no time measurably saved (3.45
-# against 3.50 ms a verify, unix port); verify runs in an update's manifest check, the
-# transfer's heap peak, where an edge case of the app's heap left less than that.
-_WNAF_W = const(4)
-_WMASK = const((1 << _WNAF_W) - 1)
-_WHALF = const(1 << (_WNAF_W - 1))
-_WSIZE = const(1 << (_WNAF_W - 2))
 _NO_DIGITS = bytes(32)  # the wNAF of u2 = 0, as far as the comb-only loop reads it
 _TABLE_LEN = const(16320)  # 255 rows of X || Y, 64 bytes each
 _ROW = bytearray(64)  # one table row read from the file (and the hashing chunk)
@@ -197,7 +190,7 @@ def public_key(d):
     """SEC1 uncompressed public key (65 bytes) of the private scalar d."""
     if not 0 < d < N:
         raise ValueError("private key out of range")
-    X, Y, Z = _mul2(d, 0, 0, 0)
+    X, Y, Z = _mul2(d, None, None, None)
     zi = _inv(Z, P)
     zi2 = zi * zi % P
     return b"\x04" + _i2b(X * zi2 % P) + _i2b(Y * zi2 % P * zi % P)
@@ -229,7 +222,7 @@ def rfc6979_k(d, digest):
 
 
 def _sign_k(d, e, k):
-    X, _, Z = _mul2(k, 0, 0, 0)
+    X, _, Z = _mul2(k, None, None, None)
     zi = _inv(Z, P)
     r = X * (zi * zi % P) % P % N
     if not r:
@@ -262,102 +255,25 @@ def sign(d, digest, k=None):
             return _i2b(r) + _i2b(s)
 
 
-def _wnaf(k):
-    """Width-_WNAF_W NAF of 0 <= k < 2^256: bytearray(257) with digit i stored as
-    d & 0xFF (0x81..0xFF are negative); non-zero digits are odd, |d| < 2^(w-1)."""
-    out = bytearray(257)
-    i = 0
-    while k:
-        if k & 1:
-            d = k & _WMASK
-            if d > _WHALF:
-                d -= _WMASK + 1
-            k -= d
-            out[i] = d & 0xFF
-        k >>= 1
-        i += 1
-    return out
-
-
-def _odd_multiples(x, y):
-    """Affine Q, 3Q, 5Q, ... (_WSIZE points) of Q = (x, y), as lists of x and of y.
-
-    Co-Z arithmetic (Meloni; Goundar et al.): T = 2Q is made with Q rescaled to the
-    same Z (DBLU), then each ZADDU adds T to the last odd multiple and rescales T to
-    the new common Z, for 7 products instead of 16 for a general addition. The Z of
-    the i-th multiple is Z0 * t_1 * ... * t_i, so one inverse of the last Z and a
-    walk back through the t's make all of them affine. Q has order n (on the curve,
-    cofactor 1): no multiple here is infinity and no ZADDU meets equal x.
-    """
-    # DBLU from affine Q (Z = 1, a = -3): T = 2Q with Z0 = 2y; Q becomes (S, 8L, Z0).
-    E = y * y % P
-    L = E * E % P
-    S = (x * E << 2) % P
-    M = (x * x - 1) * 3 % P
-    TX = (M * M - (S << 1)) % P
-    TY = (M * (S - TX) - (L << 3)) % P
-    QX = S
-    QY = (L << 3) % P
-    xs = [QX]
-    ys = [QY]
-    ts = []
-    z = (y << 1) % P
-    for _ in range(_WSIZE - 1):
-        # ZADDU: (Q + T, T rescaled), both with Z * t.
-        t = (TX - QX) % P
-        C = t * t % P
-        W1 = TX * C % P
-        W2 = QX * C % P
-        D = TY - QY
-        TY = TY * (W1 - W2) % P
-        QX = (D * D - W1 - W2) % P
-        QY = (D * (W1 - QX) - TY) % P
-        TX = W1
-        z = z * t % P
-        ts.append(t)
-        xs.append(QX)
-        ys.append(QY)
-    zi = _inv(z, P)
-    for i in range(_WSIZE - 1, -1, -1):
-        zi2 = zi * zi % P
-        xs[i] = xs[i] * zi2 % P
-        ys[i] = ys[i] * zi2 % P * zi % P
-        if i:
-            zi = zi * ts[i - 1] % P
-    return xs, ys
-
-
 def verify(pub, digest, sig):
     """True iff sig (r || s, 64 bytes) is a valid ECDSA signature of digest under pub
-    (65-byte SEC1 uncompressed point). Any malformed input gives False."""
-    try:
-        if len(pub) != 65 or pub[0] != 4 or len(sig) != 64:
-            return False
-        x = _b2i(pub[1:33])
-        y = _b2i(pub[33:65])
-        r = _b2i(sig[:32])
-        s = _b2i(sig[32:64])
-        e = _bits2int(digest)
-    except (TypeError, ValueError, IndexError):
-        return False
-    if x >= P or y >= P or (y * y - (x * x + A) * x - B) % P:
-        return False  # coordinates out of range or not on the curve (incl. (0, 0))
-    if not (0 < r < N and 0 < s < N):
-        return False
-    w = _inv(s, N)
-    X, Y, Z = _mul2(e * w % N, r * w % N, x, y)
-    if not Z:
-        return False
-    zz = Z * Z % P
-    # x(R) = X / Z^2 is in [0, p); x(R) mod n == r iff x(R) == r or x(R) == r + n.
-    if (r * zz - X) % P == 0:
-        return True
-    return r + N < P and ((r + N) * zz - X) % P == 0
+    (65-byte SEC1 uncompressed point). Any malformed input gives False.
+
+    The code is in p256v.py, loaded on the first call and left loaded: verifying is
+    the boot check's and an update's work, never the running app's, so whoever is done
+    with it drops p256v again (logboot.py after the boot, updcheck.py after the
+    manifest), and the app runs with only the signing code resident."""
+    from hashtrail import p256v
+
+    return p256v.verify(pub, digest, sig)
 
 
 def _mul2(u1, u2, x, y):
-    """u1*G + u2*(x, y) in Jacobian coordinates (Z == 0: infinity); u2 = 0 gives
-    u1*G alone (sign, public_key) and skips everything about (x, y).
+    """u1*G + u2*Q in Jacobian coordinates (Z == 0: infinity). u2 is not the scalar
+    but its wNAF digits, and x, y the lists of Q's odd multiples' coordinates (p256v.py
+    makes both: verify); u2 None gives u1*G alone (sign, public_key) and skips
+    everything about Q. (The parameters keep their old names: every new name is one
+    more qstr for good, docs/MQTT.md "Heap".)
 
     u1*G is the fixed-base comb: column i (31 down to 0) indexes COMB with bit
     i + 32*j of u1 as bit j of the index, and u1*G = sum 2^i * COMB[index_i].
@@ -368,12 +284,10 @@ def _mul2(u1, u2, x, y):
     _dbl and the general case of mixed addition are inlined (a call costs ~15%
     of a doubling here).
     """
-    if u2:
-        xs, ys = _odd_multiples(x, y)
-        naf = _wnaf(u2)
+    if u2 is not None:
         top = 256
     else:
-        naf = _NO_DIGITS
+        u2 = _NO_DIGITS
         top = 31
     kb = u1.to_bytes(32, "big")
     T = COMB
@@ -390,7 +304,7 @@ def _mul2(u1, u2, x, y):
                 X = (a * a - (b << 3)) % P
                 Z = (Y * Z << 1) % P
                 Y = (a * ((b << 2) - X) - ((g * g) << 3)) % P
-            v = naf[i]
+            v = u2[i]
             if i < 32:
                 o = 31 - (i >> 3)
                 sh = i & 7
@@ -404,11 +318,11 @@ def _mul2(u1, u2, x, y):
             while v or idx:
                 if v:
                     if v < 128:
-                        x2 = xs[v >> 1]
-                        y2 = ys[v >> 1]
+                        x2 = x[v >> 1]
+                        y2 = y[v >> 1]
                     else:
-                        x2 = xs[(256 - v) >> 1]
-                        y2 = P - ys[(256 - v) >> 1]  # -(2m+1)Q: made when used
+                        x2 = x[(256 - v) >> 1]
+                        y2 = P - y[(256 - v) >> 1]  # -(2m+1)Q: made when used
                     v = 0
                 else:
                     off = (idx - 1) << 6

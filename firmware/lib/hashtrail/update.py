@@ -224,6 +224,7 @@ class _Rx:
             updcheck.check(self)
         finally:
             drop("updcheck")
+            drop("p256v")  # the manifest's signature checked: no more verifying
         if self.image:  # the image's code is loaded only now (updimg, board_ota)
             from hashtrail import updimg
 
@@ -315,6 +316,7 @@ def _end():
 
     drop("update")
     drop("updcheck")
+    drop("p256v")
     drop("updimg")
     drop("board_ota")
 
@@ -348,8 +350,9 @@ def serve(link, rid, a):
             gc.collect()
             # The manifest checker loads now, not once the manifest is in: its code
             # needs a few contiguous blocks, which a heap the transfer and the logging
-            # have cut up may not have at the check, the transfer's peak.
-            from hashtrail import updcheck  # noqa: F401 (dropped after the check)
+            # have cut up may not have at the check, the transfer's peak. So does
+            # p256.verify's code (p256v.py), which the running app does not keep.
+            from hashtrail import p256v, updcheck  # noqa: F401 (dropped after the check)
 
             total = struct.unpack_from("<I", a, 1)[0]
             # The manifest goes to flash first; what follows it is checked against the
