@@ -216,8 +216,8 @@ def _no_errors(what, e):
 
 
 # Loaded for the boot only (hashtrail.drop): their code must not stay resident.
-_BOOT_ONLY = ("boardcfg", "logboot", "keyfile", "logscan", "bootcheck", "bootfind", "fwboot",
-              "p256v")
+_BOOT_ONLY = ("boardcfg", "logboot", "keyfile", "logscan", "bootcheck", "bootfind",
+              "fwboot", "p256v")
 
 
 def _boot(root, cfg_path, steps):

@@ -22,7 +22,6 @@
 #
 # Allocation per loop pass: poll() returns a small list; a sample allocates the
 # readings (a few small tuples) and whatever devlog.reading() needs.
-import os
 import sys
 import time
 
@@ -31,7 +30,6 @@ from micropython import const
 FW_VERSION = "0.1.0"
 ROOT = "/ht"
 _POLL_MS = const(50)  # longest console poll while idle: keeps request latency low
-_WDT_MS = const(30000)
 
 
 def _log_error(what, e):
@@ -57,93 +55,15 @@ class _IntClock:
 
 class App:
     def __init__(self, root=ROOT, cfg_path="/board.json", inp=None, out=None):
-        import gc
+        # The boot (board definition, board layer, log, links) runs once: logboot.py,
+        # boot-only, dropped again, so that code is not resident while the app runs.
+        from hashtrail import drop, logboot
 
-        from hashtrail import boardcfg, drop
-
-        cfg, layer = boardcfg.load(cfg_path)
-        # The parsed board definition takes about 4 KB of heap and boardcfg 1.7 KB:
-        # take what the app needs, build the sensors, then drop both before the log
-        # and the link make their long-lived buffers.
-        drop("boardcfg")
-        # The layer is named at run time (board_esp32 / board_unix): a non-empty
-        # fromlist makes __import__ return hashtrail.<layer> itself, not the package.
-        board = __import__("hashtrail." + layer, None, None, (layer,))
-        name = cfg["name"]
-        self.cfg = {"name": name}
-        self.clock = _IntClock(board.Clock())
-        self.sensors = board.sensors(cfg)
-        wdt_ms = int(cfg.get("watchdog_ms", _WDT_MS)) if cfg.get("watchdog") else 0
-        self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
-        chunk = int(cfg.get("link_chunk", 512))
-        log_cfg = {"log": cfg.get("log")}
-        body = int((log_cfg["log"] or {}).get("max_body", 1024))
-        reset_cause = board.reset_cause()
-        mqtt_cfg = cfg.get("mqtt")
-        net = board.network(cfg) if mqtt_cfg else None
-        cfg = boardcfg = None
-        # MicroPython's GC never moves objects. Loading modules leaves many small holes
-        # between the code it keeps, and so do the identity check's bigints and the
-        # recovery scan, so near the budget a 1 KB buffer made after them finds no
-        # room although the heap has 15 KB free. The long-lived buffers (the log's
-        # entry and record buffers, the link's frame and line buffers) therefore get
-        # one contiguous block, held while the modules load and released just before
-        # they are made; the log makes them before its boot work (devlog.Log).
-        gc.collect()
         try:
-            room = bytearray(chunk + body * 3 + 1024)
-        except MemoryError:
-            room = None  # the block is a layout aid, not a need: boot without it
-        # logboot (devlog.Log's boot-only half, dropped once the log is open) loads
-        # here too, so its code is not placed where those buffers should go.
-        from hashtrail import devlog, link, logboot
-
-        room = logboot = None
-        gc.collect()
-        self.inp = inp if inp is not None else sys.stdin.buffer
-        out = out if out is not None else sys.stdout.buffer
-        self.link = link.Link(None, out, name, FW_VERSION, self.clock, chunk=chunk)
-        self._one = bytearray(1)
-        self.log = devlog.Log(root, name, FW_VERSION, self.clock, log_cfg,
-                              reset_cause=reset_cause)
-        self.link.log = self.log
-        # A switched-in update waits behind the marker (its entry, then cleanup); an
-        # update boot.py took back, behind update.reverted (its entry); a full-image
-        # update, behind update.img (its entry and confirmation, or its roll-back's). The common
-        # boot has neither and fwboot is not loaded at all (heap: with MQTT at the
-        # 100 KB budget every loaded module counts, see below).
-        pending = False
-        for p in ("/update", "/update.reverted", "/update.img"):
-            try:
-                os.stat(root + p)
-                pending = True
-            except OSError:
-                pass
-        if pending:
-            from hashtrail import fwboot
-
-            fwboot.finish(self.log, root)
-            drop("fwboot")
-        self.mqtt = None
-        if mqtt_cfg:
-            # Loaded and made once the log has booted: the boot check's peak (bigints,
-            # the recovery scan, boot-only modules, all dropped by now) does not have to
-            # fit beside the MQTT client's ~9 KB (measured at 100 KB: boot fails with it
-            # loaded first, the whole run passes with it loaded here). Its names must
-            # fit the qstr pools made before the boot: a pool grown here is one block of
-            # ~7 KB (unix port) in a fragmented heap (docs/MQTT.md "Heap").
-            gc.collect()
-            from hashtrail import mqttlink
-
-            self.mqtt = mqttlink.MqttLink(name, FW_VERSION, self.clock, mqtt_cfg,
-                                          chunk=chunk, net=net)
-            self.mqtt.attach(self.log)
-        net = mqtt_cfg = None
-        # The watchdog starts once the log is open: a boot check of a long log can take
-        # longer than its timeout.
-        self.wdt = board.watchdog(wdt_ms) if wdt_ms else None
-        board = None
-        self.samples = 0
+            logboot.start(self, root, cfg_path, inp, out)
+        finally:
+            logboot = None
+            drop("logboot")
 
     def sample(self):
         readings = []

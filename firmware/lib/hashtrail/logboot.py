@@ -1,33 +1,45 @@
-# Boot-only part of devlog.py: what devlog.Log does once, when it opens the log
-# (recovery, identity, state file, the boot check, the boot's own entries).
+# Boot-only part of devlog.py and app.py: what devlog.Log does once, when it opens the
+# log (recovery, identity, state file, the boot check, the boot's own entries), and what
+# app.App does once, at boot (board definition, board layer, sensors, log, links,
+# watchdog).
 #
 # Why a module of its own: this code runs once per boot, while the heap is the device's
 # scarcest resource (boards/esp32.json: 100 KB for everything, the app with MQTT and a
-# signature in flight just inside it). Log.__init__ imports it, runs boot() and drops it
-# again (hashtrail.drop), so its code is not resident while the app runs: 1.6-1.7 KB
-# more free heap after boot on the unix port, console-only or with MQTT (tests/firmware/
-# test_app_mqtt.py, test_app_budget.py). app.py loads it beside devlog, before the
-# log's long-lived buffers are made (app.py: "one contiguous block"), so its code is not
-# placed where those buffers should go.
-# It gets the log as an argument; devlog's API (devlog.py) is unchanged.
+# signature in flight just inside it). Log.__init__ and App.__init__ import it, run
+# boot() or start() and drop it again (hashtrail.drop), so its code is not resident
+# while the app runs: 2.7 KB more free heap after boot on the unix port, console-only
+# or with MQTT (tests/firmware/test_app_mqtt.py, test_app_budget.py). (App's start()
+# makes the Log, whose __init__ drops this module while start() runs on: harmless, a
+# running function keeps its module's globals.) One module for both, not two: every
+# module brings ~4 names interned for good (its name, its dotted name, its source and
+# its file path), and the boot after a keyless flash rewrite with MQTT must fit the qstr
+# pools made before it (docs/MQTT.md "Heap", tests/e2e/test_mqtt_tamper_boot.py).
+# It gets the log or the app as an argument; the APIs of devlog.py and app.py are
+# unchanged.
 #
 #   boot(log, root, board_name, fw_version, clock, cfg, reset_cause)
 #       everything Log.__init__ did after merging the config into cfg
+#   start(app, root, cfg_path, inp, out)   everything App.__init__ did
 #   boot_walk(sign_cfg), boot_verdict(store, wk, pub, device_id)   the boot check's
 #       two halves (tools/bench_append.py times them)
 #   boot_of(b)   the boot counter of canonical entry bytes
 import hashlib
 import os
 import struct
+import sys
 from binascii import crc32
 
 from micropython import const
 
-from hashtrail import devlog, drop, entry, logstore, p256
-from hashtrail.cbor import Writer
+from hashtrail import drop
+
+# The modules the log needs (devlog, logstore, entry, cbor, p256) are imported where
+# they are used, not here: App's start() loads this module first, and those must load
+# where they did before, inside app's layout block ("one contiguous block" below).
 
 _STATE_LEN = const(20)  # devlog.py: magic 4 | boot u32 | acked u32 | dropped u32 | crc32
 _NONE32 = const(0xFFFFFFFF)
+_WDT_MS = const(30000)  # app.py: watchdog timeout when board.json gives none
 
 
 def boot_walk(sign_cfg):
@@ -49,6 +61,8 @@ def boot_verdict(store, wk, pub, device_id):
     The common case, every entry signed, links intact, no gap: the newest entry's own
     signature covers the whole log, one ECDSA verify. Anything else goes to
     bootfind.decide (boot-only, imported and dropped again)."""
+    from hashtrail import p256
+
     if wk[0] and wk[5] is None and not wk[6] and wk[4] is not None and \
             p256.verify(pub, wk[3], wk[4]):
         return None
@@ -92,6 +106,8 @@ def boot_of(b):
 
 
 def _read_state(log):
+    from hashtrail import devlog
+
     try:
         with open(log.root + "/state", "rb") as f:
             raw = f.read()
@@ -107,6 +123,9 @@ def _read_state(log):
 
 def boot(self, root, board_name, fw_version, clock, cfg, reset_cause):
     # `self` is the devlog.Log being made (this was its __init__).
+    from hashtrail import entry, logstore
+    from hashtrail.cbor import Writer
+
     self.cfg = cfg
     self.root = root
     self.board = board_name
@@ -200,3 +219,94 @@ def boot(self, root, board_name, fw_version, clock, cfg, reset_cause):
     elif alerts:
         self.altered = alerts[-1]  # reported at an earlier boot: still not vouched for
     self._append(entry.KIND_BOOT, entry.boot_body(reset_cause), True)
+
+
+def start(self, root, cfg_path, inp, out):
+    # `self` is the app.App being made (this was its __init__).
+    import gc
+
+    from hashtrail import app, boardcfg
+
+    cfg, layer = boardcfg.load(cfg_path)
+    # The parsed board definition takes about 4 KB of heap and boardcfg 1.7 KB:
+    # take what the app needs, build the sensors, then drop both before the log
+    # and the link make their long-lived buffers.
+    drop("boardcfg")
+    # The layer is named at run time (board_esp32 / board_unix): a non-empty
+    # fromlist makes __import__ return hashtrail.<layer> itself, not the package.
+    board = __import__("hashtrail." + layer, None, None, (layer,))
+    name = cfg["name"]
+    self.cfg = {"name": name}
+    self.clock = app._IntClock(board.Clock())
+    self.sensors = board.sensors(cfg)
+    wdt_ms = int(cfg.get("watchdog_ms", _WDT_MS)) if cfg.get("watchdog") else 0
+    self.interval = int(float(cfg.get("sample_interval_s", 10)) * 1000)
+    chunk = int(cfg.get("link_chunk", 512))
+    log_cfg = {"log": cfg.get("log")}
+    body = int((log_cfg["log"] or {}).get("max_body", 1024))
+    reset_cause = board.reset_cause()
+    mqtt_cfg = cfg.get("mqtt")
+    net = board.network(cfg) if mqtt_cfg else None
+    cfg = boardcfg = None
+    # MicroPython's GC never moves objects. Loading modules leaves many small holes
+    # between the code it keeps, and so do the identity check's bigints and the
+    # recovery scan, so near the budget a 1 KB buffer made after them finds no
+    # room although the heap has 15 KB free. The long-lived buffers (the log's
+    # entry and record buffers, the link's frame and line buffers) therefore get
+    # one contiguous block, held while the modules load and released just before
+    # they are made; the log makes them before its boot work (devlog.Log).
+    gc.collect()
+    try:
+        room = bytearray(chunk + body * 3 + 1024)
+    except MemoryError:
+        room = None  # the block is a layout aid, not a need: boot without it
+    # p256 too (the log signs with it; devlog itself does not import it): its code
+    # goes with the others.
+    from hashtrail import devlog, link, p256  # noqa: F401
+
+    room = p256 = None
+    gc.collect()
+    self.inp = inp if inp is not None else sys.stdin.buffer
+    out = out if out is not None else sys.stdout.buffer
+    self.link = link.Link(None, out, name, app.FW_VERSION, self.clock, chunk=chunk)
+    self._one = bytearray(1)
+    self.log = devlog.Log(root, name, app.FW_VERSION, self.clock, log_cfg,
+                          reset_cause=reset_cause)
+    self.link.log = self.log
+    # A switched-in update waits behind the marker (its entry, then cleanup); an
+    # update boot.py took back, behind update.reverted (its entry); a full-image
+    # update, behind update.img (its entry and confirmation, or its roll-back's). The common
+    # boot has neither and fwboot is not loaded at all (heap: with MQTT at the
+    # 100 KB budget every loaded module counts, see below).
+    pending = False
+    for p in ("/update", "/update.reverted", "/update.img"):
+        try:
+            os.stat(root + p)
+            pending = True
+        except OSError:
+            pass
+    if pending:
+        from hashtrail import fwboot
+
+        fwboot.finish(self.log, root)
+        drop("fwboot")
+    self.mqtt = None
+    if mqtt_cfg:
+        # Loaded and made once the log has booted: the boot check's peak (bigints,
+        # the recovery scan, boot-only modules, all dropped by now) does not have to
+        # fit beside the MQTT client's ~9 KB (measured at 100 KB: boot fails with it
+        # loaded first, the whole run passes with it loaded here). Its names must
+        # fit the qstr pools made before the boot: a pool grown here is one block of
+        # ~7 KB (unix port) in a fragmented heap (docs/MQTT.md "Heap").
+        gc.collect()
+        from hashtrail import mqttlink
+
+        self.mqtt = mqttlink.MqttLink(name, app.FW_VERSION, self.clock, mqtt_cfg,
+                                      chunk=chunk, net=net)
+        self.mqtt.attach(self.log)
+    net = mqtt_cfg = None
+    # The watchdog starts once the log is open: a boot check of a long log can take
+    # longer than its timeout.
+    self.wdt = board.watchdog(wdt_ms) if wdt_ms else None
+    board = None
+    self.samples = 0
