@@ -486,7 +486,7 @@ def test_a_ledger_from_before_enrollment_signatures_upgrades(
     _sql(w.led, "UPDATE meta SET value=? WHERE key='schema'", "5" if pg else "6")
     code, rep = _verify_ledger(capsys, w)      # opening it migrates it
     assert code == 0 and rep["notes"][0].startswith("3 device(s) enrolled without")
-    assert _sql(w.led, "SELECT value FROM meta WHERE key='schema'") == [("8" if pg else "9",)]
+    assert _sql(w.led, "SELECT value FROM meta WHERE key='schema'") == [("9" if pg else "10",)]
     assert _sql(w.led, "SELECT COUNT(*) FROM devices WHERE enroll_sig IS NULL AND "
                        "enroll_key IS NULL") == [(3,)]
     code, out, _ = verify_proof(capsys, tmp_path, _proof(capsys, w, w.a), w.vkey)

@@ -295,7 +295,8 @@ def test_an_upper_case_devices_row_is_named(ledger: Copy) -> None:
     did = ledger.base.signed
     ledger.sql("INSERT INTO devices SELECT upper(device_id), pub, label, board, fw, "
                "enrolled_at, tip_seq, tip_head, tip_t, forked, revoked_at, revoked_reason, "
-               "enroll_key, enroll_sig, pending_rev FROM devices WHERE device_id=?", did)
+               "enroll_key, enroll_sig, pending_rev, held_shape FROM devices WHERE device_id=?",
+               did)
     _assert_named(ledger, "devices", f"device {did.upper()}", f"did you mean {did}?")
 
 

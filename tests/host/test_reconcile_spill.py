@@ -37,6 +37,8 @@ CHUNK = 37
 @pytest.fixture(autouse=True)
 def small(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rec, "CHUNK", CHUNK)
+    # (every stored shape of held rows a run uses is checked against reading the rows)
+    monkeypatch.setattr(rec, "_VERIFY_SHAPES", True)
 
 
 def _both(tmp: Path, monkeypatch: pytest.MonkeyPatch, bundles: list[Bundle]
@@ -939,3 +941,49 @@ def test_an_unsigned_log_altered_report_does_not_hold_a_span(tmp_path: Path) -> 
     got = _one_file(tmp_path, bundle([d], cps=[(d, d.checkpoint(seq=40))]))
     assert (got["accepted"], got["pending"], got["findings"]) == (41, n + 60, 0)
     assert got["grew_mb"] < 20, got
+
+
+@pytest.mark.parametrize("hole", [False, True])
+def test_a_small_bundle_onto_held_rows_reads_their_shape(
+        hole: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that leaves a device's entries held as a spilled span (or as entries above a
+    hole) stores their shape (storage `held_shape`); a later run with a few more
+    entries reads that one row, not the held rows' links (reconcile._held_carry), and
+    decides what reading them would (_VERIFY_SHAPES checks it). Before (886d38a) the
+    later run read every held row's links: 1.7 s for 1,000 new entries onto 10^6 held
+    above holes (`tools/bench_reconcile_scale.py --entries 1000000 --devices 2
+    --leave-out 10`), 0.22 s now."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 1)
+    monkeypatch.setattr(rec, "_VERIFY_SHAPES", False)     # (that check reads the rows)
+    d = _dev(870 + hole, 12 * CHUNK)
+    first = bundle([d], ranges={d.id_hex: (0, 11 * CHUNK)}, signer=None)
+    if hole:
+        first.entries = [e for e in first.entries if e[1].seq != 3 * CHUNK]
+    with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
+        rec.reconcile(led, _resigned(first), workers=1)
+        db = type(led.storage)
+        links = db.pending_links
+        read: list[int] = []
+        monkeypatch.setattr(db, "pending_links", lambda self, *a: read.append(
+            len(got := links(self, *a))) or got)
+        r = rec.reconcile(led, bundle([d], ranges={d.id_hex: (11 * CHUNK, 12 * CHUNK)},
+                                      name="c2"), workers=1)
+        assert (r.accepted, r.pending) == (0, 12 * CHUNK - hole)
+        assert sum(read) == 0, read
+
+
+@pytest.mark.parametrize("text", ["not json", '{"rev": "x"}', "[]", '{"rev": 0, "tip": -1}'])
+def test_a_held_shape_reconcile_did_not_write_is_not_used(
+        text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `held_shape` that is not what reconcile writes (a ledger edited by hand) is
+    ignored: the held rows are read instead, and a checkpoint still accepts them."""
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 2)
+    d = _dev(872, 5 * CHUNK)
+    with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
+        rec.reconcile(led, bundle([d]), workers=1)
+        with led.storage.transaction():
+            led.storage.set_held_shape(d.id_hex, text)
+        r = rec.reconcile(led, bundle([d], ranges={d.id_hex: (0, 0)},
+                                      cps=[(d, d.checkpoint())], name="c2"), workers=1)
+        assert (r.accepted, r.pending) == (5 * CHUNK, 0)

@@ -123,3 +123,30 @@ def test_every_write_to_a_devices_held_rows_raises_its_revision(
         assert [r[0] for r in revs[:4]] == sorted(set(r[0] for r in revs[:4]))  # rising
         assert revs[4] == revs[3]
         assert db.pending_rev("ef" * 16) == 0
+
+
+def test_a_devices_held_shape_is_kept_without_raising_its_revision(
+        ledger_at: Callable[[str], str]) -> None:
+    """storage.held_shape: what reconcile learnt of the shape of a device's held rows
+    (reconcile._held_carry), kept per device, seen by another connection once
+    committed, gone with a rolled-back write, and not a write to the rows: the
+    revision it names stays the rows' (pending_rev unchanged)."""
+    at = ledger_at("l")
+    with Ledger.create(at, "test.example/pending") as led:
+        db = led.storage
+        with db.transaction():
+            for d in (DID, OTHER):
+                db.add_device(d, b"\x04" + bytes(64), "l", "unix", "0.1.0", 1, b"g" * 32)
+            db.add_pending([_row(DID, 3, 3)])
+        rev = db.pending_rev(DID)
+        assert (db.held_shape(DID), db.held_shape("ef" * 16)) == (None, None)
+        with db.transaction():
+            db.set_held_shape(DID, '{"rev": 1}')
+        assert (db.held_shape(DID), db.held_shape(OTHER)) == ('{"rev": 1}', None)
+        assert db.pending_rev(DID) == rev
+        with Ledger.open(at) as other:
+            assert other.storage.held_shape(DID) == '{"rev": 1}'
+        with pytest.raises(RuntimeError), db.transaction():
+            db.set_held_shape(DID, '{"rev": 2}')
+            raise RuntimeError("stop before commit")
+        assert db.held_shape(DID) == '{"rev": 1}'

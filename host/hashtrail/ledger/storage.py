@@ -199,6 +199,17 @@ class LedgerStorage(Protocol):
         (reconcile._Carry.holds)."""
         ...
 
+    def held_shape(self, device_id: str) -> str | None:
+        """What reconcile last learnt of the shape of the device's held rows (text it
+        wrote, reconcile._shape_text), or None: a cache, valid only for the `pending_rev`
+        and tip it names, so it never needs clearing."""
+        ...
+
+    def set_held_shape(self, device_id: str, shape: str) -> None:
+        """Keep the device's held shape (in the caller's transaction); `pending_rev` is
+        left as it is: the shape describes the rows, it is not one."""
+        ...
+
     def pending_links(self, device_id: str, lo: int, hi: int
                       ) -> list[tuple[int, bytes, bool, bytes | None, int | None]]:
         """(seq, entry hash, signed, prev, kind) of the device's held rows at

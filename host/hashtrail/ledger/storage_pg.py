@@ -180,6 +180,9 @@ _V7 = ("DELETE FROM nodes WHERE level=1",)
 # schema 9): reconcile reads one row instead of counting them.
 _V8 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS pending_rev BIGINT NOT NULL DEFAULT 0",)
 
+# The shape of each device's held rows, as reconcile learnt it (as SQLite's schema 10).
+_V9 = ("ALTER TABLE devices ADD COLUMN IF NOT EXISTS held_shape TEXT",)
+
 
 MIGRATIONS = [
     Migration(1, "the ledger (as SQLite schema 2): marker, meta, devices, entries, pending,"
@@ -194,6 +197,7 @@ MIGRATIONS = [
                  "7)", _V6),
     Migration(7, "level-1 tree nodes come from the entries rows (as SQLite schema 8)", _V7),
     Migration(8, "a revision of each device's held rows (as SQLite schema 9)", _V8),
+    Migration(9, "the shape of each device's held rows (as SQLite schema 10)", _V9),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({KIND_TABLE, "meta", "devices", "entries", "pending", "dev_checkpoints",
@@ -613,6 +617,13 @@ class PgLedgerStorage:
     def pending_rev(self, device_id: str) -> int:
         row = self._one("SELECT pending_rev FROM devices WHERE device_id=%s", (device_id,))
         return 0 if row is None else int(row[0])
+
+    def held_shape(self, device_id: str) -> str | None:
+        row = self._one("SELECT held_shape FROM devices WHERE device_id=%s", (device_id,))
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_held_shape(self, device_id: str, shape: str) -> None:
+        self._w("UPDATE devices SET held_shape=%s WHERE device_id=%s", (shape, device_id))
 
     def _bump(self, devices: Iterable[str]) -> None:
         # (under the ledger's write lock, as every write: no other writer meanwhile)

@@ -143,6 +143,15 @@ def _v9(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE devices ADD COLUMN pending_rev INTEGER NOT NULL DEFAULT 0")
 
 
+def _v10(db: sqlite3.Connection) -> None:
+    # What reconcile learnt of the shape of a device's held rows (a spilled chain, entries
+    # above a hole), valid for the `pending_rev` and tip it names: a small bundle onto a
+    # device holding a long span reads one row instead of the span's links.
+    have = {str(r[1]) for r in db.execute("PRAGMA table_info(devices)")}
+    if "held_shape" not in have:
+        db.execute("ALTER TABLE devices ADD COLUMN held_shape TEXT")
+
+
 MIGRATIONS = [
     sqlite_file.Migration(1, "the ledger: devices, entries, pending, device checkpoints,"
                              " nodes, checkpoints, evidence, bundles", _v1),
@@ -157,6 +166,8 @@ MIGRATIONS = [
     sqlite_file.Migration(8, "level-1 tree nodes come from the entries rows, not from "
                              "`nodes`", _v8),
     sqlite_file.Migration(9, "a revision of each device's held rows", _v9),
+    sqlite_file.Migration(10, "the shape of each device's held rows, as reconcile learnt it",
+                          _v10),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = frozenset({"meta", "devices", "entries", "pending", "dev_checkpoints", "nodes",
@@ -343,6 +354,15 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
         row = self._db.execute("SELECT pending_rev FROM devices WHERE device_id=?",
                                (device_id,)).fetchone()
         return 0 if row is None else int(row[0])
+
+    def held_shape(self, device_id: str) -> str | None:
+        row = self._db.execute("SELECT held_shape FROM devices WHERE device_id=?",
+                               (device_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_held_shape(self, device_id: str, shape: str) -> None:
+        self._w().execute("UPDATE devices SET held_shape=? WHERE device_id=?",
+                          (shape, device_id))
 
     def _bump(self, devices: Iterable[str]) -> None:
         self._w().executemany("UPDATE devices SET pending_rev=pending_rev+1 WHERE "
