@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.storage import HeldEntry, PendingRow
+from hashtrail.ledger.storage import HeldEntry, LedgerStorage, PendingRow
 
 DID, OTHER = "ab" * 16, "cd" * 16
 
@@ -91,6 +91,13 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
         assert [h.seq for h in db.pending(DID, 0)] == [5, 8, 21, 31]
 
 
+def _two_devices(db: LedgerStorage) -> None:
+    """Enroll DID and OTHER (a bare key: these tests look at their rows only)."""
+    with db.transaction():
+        for d in (DID, OTHER):
+            db.add_device(d, b"\x04" + bytes(64), "l", "unix", "0.1.0", 1, b"g" * 32)
+
+
 def test_every_write_to_a_devices_held_rows_raises_its_revision(
         ledger_at: Callable[[str], str]) -> None:
     """storage.pending_rev: reconcile compares it (one row) to see that nobody changed a
@@ -100,9 +107,7 @@ def test_every_write_to_a_devices_held_rows_raises_its_revision(
     at = ledger_at("l")
     with Ledger.create(at, "test.example/pending") as led:
         db = led.storage
-        with db.transaction():
-            for d in (DID, OTHER):
-                db.add_device(d, b"\x04" + bytes(64), "l", "unix", "0.1.0", 1, b"g" * 32)
+        _two_devices(db)
         revs = [(db.pending_rev(DID), db.pending_rev(OTHER))]
         with db.transaction():
             db.add_pending([_row(DID, 3, 3), _row(DID, 4, 4)])
@@ -134,9 +139,8 @@ def test_a_devices_held_shape_is_kept_without_raising_its_revision(
     at = ledger_at("l")
     with Ledger.create(at, "test.example/pending") as led:
         db = led.storage
+        _two_devices(db)
         with db.transaction():
-            for d in (DID, OTHER):
-                db.add_device(d, b"\x04" + bytes(64), "l", "unix", "0.1.0", 1, b"g" * 32)
             db.add_pending([_row(DID, 3, 3)])
         rev = db.pending_rev(DID)
         assert (db.held_shape(DID), db.held_shape("ef" * 16)) == (None, None)
