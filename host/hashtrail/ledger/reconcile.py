@@ -453,9 +453,7 @@ class _Run:
             _hold(db, did, chain)
             lo, last = tip.tip_seq + 1, chain[-1]
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
-                        sp is not None and sp.forked, sp is not None and sp.stops,
-                        sp.altered if sp is not None and sp.altered is not None
-                        else _report_in(chain))
+                        *_spill_flags(sp, chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
 
@@ -625,6 +623,16 @@ class _Carry(NamedTuple):
 def _report_in(chain: list[_Cand] | None) -> int | None:
     """The seq of the first log-altered report in `chain` (None: none)."""
     return next((c.seq for c in chain or () if c.f.kind == KIND_LOG_ALTERED), None)
+
+
+def _spill_flags(sp: _Spill | None, chain: list[_Cand] | None
+                 ) -> tuple[bool, bool, int | None]:
+    """(forked, stops, altered) of a span from the tip made of spilled span `sp` (if
+    any) and the chain above it: the span's, and a report of the chain's when the span
+    has none (_Spill)."""
+    if sp is None:
+        return False, False, _report_in(chain)
+    return sp.forked, sp.stops, sp.altered if sp.altered is not None else _report_in(chain)
 
 
 def _hold(db: LedgerStorage, did: str, cands: Iterable[_Cand]) -> None:
@@ -797,7 +805,9 @@ def _held_carry(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Ca
                 assert _same_carry(c, _pending_spill(db, did, dev, key)), (stored, did)
             return c
     c = _pending_spill(db, did, dev, key)
-    db.set_held_shape(did, _shape_text(rev, dev.tip_seq, c))
+    db.set_held_shape(did, _shape_text(
+        rev, dev.tip_seq, c is None, *(() if c is None else (
+            c.spill, c.floating, (c.chain[0].seq, c.chain[-1].seq) if c.chain else None))))
     return c
 
 
@@ -809,16 +819,16 @@ def _same_carry(a: _Carry | None, b: _Carry | None) -> bool:
                                  sorted(b.cands))
 
 
-def _shape_text(rev: int, tip: int, c: _Carry | None) -> str:
-    """A carry of _pending_spill's kinds as storage `held_shape` text (None: the rows
-    are read whole)."""
-    sp, fl = (None, None) if c is None else (c.spill, c.floating)
+def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
+                fl: _Float | None = None, short: tuple[int, int] | None = None) -> str:
+    """A held shape as storage `held_shape` text: `none` (the rows are read whole), or
+    a spilled span, entries above a hole, and the seqs of a short chain below them."""
     return json.dumps({
-        "rev": rev, "tip": tip, "none": c is None,
+        "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
                                           sp.stops, sp.altered],
         "float": None if fl is None else [fl.first, fl.last, fl.prev.hex(), fl.head.hex()],
-        "short": None if c is None or not c.chain else [c.chain[0].seq, c.chain[-1].seq]})
+        "short": None if short is None else list(short)})
 
 
 def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str, Any]
@@ -847,30 +857,22 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
     if c.chain is None:
         return None
     sp, fl, chain = c.spill, c.floating, c.chain
-    lo = dev.tip_seq + 1
+    lo, tip = dev.tip_seq + 1, dev.tip_seq
     last, head = ((chain[-1].seq, chain[-1].h) if chain else (sp.last, sp.head)
-                  if sp is not None else (dev.tip_seq, dev.tip_head))
-    forked, stops, altered = (False, False, None) if sp is None else (
-        sp.forked, sp.stops, sp.altered)
-    if altered is None:
-        altered = _report_in(chain)
+                  if sp is not None else (tip, dev.tip_head))
+    forked, stops, altered = _spill_flags(sp, chain)
     below = last - lo + 1
     if fl is None:
         if below < SPILL_CHUNKS * CHUNK:
-            return _shape_text(rev, dev.tip_seq, None)
-        return _shape_text(rev, dev.tip_seq, _Carry(
-            c.did, dev.tip_seq, dev.tip_head, rev, {}, [],
-            _Spill(lo, last, head, frozenset(), forked, stops, altered)))
-    if forked or altered is not None or (dev.tip_seq < 0 and below == 0) \
+            return _shape_text(rev, tip, True)
+        return _shape_text(rev, tip, False,
+                           _Spill(lo, last, head, frozenset(), forked, stops, altered))
+    if forked or altered is not None or (tip < 0 and below == 0) \
             or fl.size < FLOAT_CHUNKS * CHUNK:
-        return _shape_text(rev, dev.tip_seq, None)
+        return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
-        return _shape_text(rev, dev.tip_seq, _Carry(
-            c.did, dev.tip_seq, dev.tip_head, rev, {}, [], _Spill(lo, last, head, frozenset()),
-            fl))
-    return json.dumps({"rev": rev, "tip": dev.tip_seq, "none": False, "spill": None,
-                       "float": [fl.first, fl.last, fl.prev.hex(), fl.head.hex()],
-                       "short": [lo, last] if below else None})
+        return _shape_text(rev, tip, False, _Spill(lo, last, head, frozenset()), fl)
+    return _shape_text(rev, tip, False, None, fl, (lo, last) if below else None)
 
 
 def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
@@ -1022,40 +1024,18 @@ def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Resu
             _forks(led, db, did, fork[1], others, res, hi + 1, down=False)
 
 
-def _chain_tops(db: LedgerStorage, did: str, sp: _Spill, seqs: list[int],
-                top: tuple[int, bytes] | None = None) -> dict[int, bytes]:
-    """The hashes of a forked spilled chain's entries at `seqs` (and at `top`'s seq),
-    found by following prev links down from `top` (default: the span's end), a block of
-    links at a time: the chain is the one that reaches there, and only its ends are
-    kept (_Spill). Raises if a link is missing."""
-    at, want = top if top is not None else (sp.last, sp.head)
-    out = {at: want}
-    need = set(seqs)
-    lo = min(need, default=at)
-    while at > lo:
-        blo = max(lo, at - CHUNK)
-        by = {(q, h): prev for q, h, _, prev, _ in db.pending_links(did, blo + 1, at)}
-        while at > blo:
-            prev = by.get((at, want))
-            if prev is None:
-                raise HashtrailError(f"device {did}: spilled held entry {at} changed in "
-                                     "`pending` during the reconcile")
-            at, want = at - 1, prev
-            if at in need:
-                out[at] = want
-    return out
+_LinksBySeq = dict[int, list[tuple[bytes, bytes | None]]]     # seq -> [(hash, prev)]
 
 
-def _fork_state(db: LedgerStorage, did: str, first: int, last: int, head: bytes
-                ) -> tuple[bool, bool]:
-    """(_Spill.forked, _Spill.stops) of the spilled chain first..last ending in `head`
-    (the rest of a forked span, once its lower part is accepted), read down from its
-    end a block of links at a time."""
-    forked = False
-    at, want = last, head
-    while at >= first:
-        blo = max(first, at - CHUNK + 1)
-        by: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+def _chain_blocks(db: LedgerStorage, did: str, lo: int, top: tuple[int, bytes]
+                  ) -> Iterator[tuple[dict[int, bytes], _LinksBySeq]]:
+    """Down a spilled chain from `top` (seq, hash) to seq `lo` by its prev links, a block
+    of links at a time: each block's rows by seq, (hash, prev), and the chain's hash at
+    each of its seqs and at the seq below it. Raises if a link is missing."""
+    at, want = top
+    while at >= lo:
+        blo = max(lo, at - CHUNK + 1)
+        by: _LinksBySeq = defaultdict(list)
         for q, h, _, prev, _ in db.pending_links(did, blo, at):
             by[q].append((h, prev))
         chain: dict[int, bytes] = {}
@@ -1067,12 +1047,36 @@ def _fork_state(db: LedgerStorage, did: str, first: int, last: int, head: bytes
                                      "`pending` during the reconcile")
             want = nxt
         chain[blo - 1] = want
-        for q in range(blo, at + 1):
-            if len(by[q]) > 1:
-                forked = True
-                if any(h != chain[q] and prev == chain[q - 1] for h, prev in by[q]):
-                    return True, True
+        yield chain, by
         at = blo - 1
+
+
+def _chain_tops(db: LedgerStorage, did: str, sp: _Spill, seqs: list[int],
+                top: tuple[int, bytes] | None = None) -> dict[int, bytes]:
+    """The hashes of a forked spilled chain's entries at `seqs` (and at `top`'s seq),
+    found by following prev links down from `top` (default: the span's end): the chain
+    is the one that reaches there, and only its ends are kept (_Spill)."""
+    top = top if top is not None else (sp.last, sp.head)
+    out = {top[0]: top[1]}
+    need = set(seqs) - {top[0]}
+    if need:
+        for chain, _ in _chain_blocks(db, did, min(need) + 1, top):
+            out.update((q, h) for q, h in chain.items() if q in need)
+    return out
+
+
+def _fork_state(db: LedgerStorage, did: str, first: int, last: int, head: bytes
+                ) -> tuple[bool, bool]:
+    """(_Spill.forked, _Spill.stops) of the spilled chain first..last ending in `head`
+    (the rest of a forked span, once its lower part is accepted), read down from its
+    end a block of links at a time."""
+    forked = False
+    for chain, by in _chain_blocks(db, did, first, (last, head)):
+        for q, rows in by.items():
+            if len(rows) > 1:
+                forked = True
+                if any(h != chain[q] and prev == chain[q - 1] for h, prev in rows):
+                    return True, True
     return forked, False
 
 
@@ -1148,9 +1152,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         _hold(db, did, w.chain)
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset(),
-                               sp is not None and sp.forked, sp is not None and sp.stops,
-                               _report_in(w.chain) if sp is None or sp.altered is None
-                               else sp.altered))
+                               *_spill_flags(sp, w.chain)))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
     if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
@@ -1508,7 +1510,10 @@ def _fork_spill(db: LedgerStorage, did: str, c: _Carry, recs: list[RawEntry],
         assert type(f) is EntryFields
         rows.append((did, r.seq, h, r.body, None, f.prev, f.kind, f.t))
     db.add_pending(rows)
+    # (one links to the chain's entry below it: the tip, the one row held there, or
+    # the chain's among several, found for all of those seqs in one walk down)
     stops = sp.stops
+    several: list[tuple[int, bytes]] = []
     for _, seq, _h, _, _, prev, _, _ in rows:
         if stops:
             break
@@ -1516,8 +1521,14 @@ def _fork_spill(db: LedgerStorage, did: str, c: _Carry, recs: list[RawEntry],
             stops = prev == c.tip_head
             continue
         below = {r[1] for r in db.pending_links(did, seq - 1, seq - 1)}
-        if prev in below:         # (the chain's entry there, or another branch's)
-            stops = len(below) == 1 or _chain_tops(db, did, sp, [seq - 1])[seq - 1] == prev
+        if prev in below:
+            if len(below) == 1:
+                stops = True
+            else:
+                several.append((seq - 1, prev))
+    if several and not stops:
+        tops = _chain_tops(db, did, sp, [q for q, _ in several])
+        stops = any(tops[q] == prev for q, prev in several)
     return c._replace(spill=sp._replace(forked=True, stops=stops), rev=db.pending_rev(did))
 
 
