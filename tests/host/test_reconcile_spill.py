@@ -435,7 +435,73 @@ def _report_in_span(when: str) -> Callable[[], list[Bundle]]:
     return case
 
 
+def _holed(d: Device, hole: int, extra: list[tuple[int, bytes, bytes | None]] = (),  # type: ignore[assignment]
+           at: int = 9 * CHUNK) -> Bundle:
+    """d's entries without entry `hole` (all later ones held above it: a float, once a
+    chunk of them is held), `extra` records inserted before entry `at`."""
+    b = _inserted(d, at, extra, [])
+    b.entries = [e for e in b.entries if not (e[1].seq == hole and tuple(e[1]) == d.entries[hole])]
+    return _resigned(b)
+
+
+_HOLE = 3 * CHUNK + 5
+
+
+def _filled(d: Device, cp: bool = True, name: str = "c2") -> Bundle:
+    """The missing entry of _holed, from another collector, and (`cp`) a checkpoint over
+    d's last entry."""
+    return bundle([d], ranges={d.id_hex: (_HOLE, _HOLE + 1)},
+                  cps=[(d, d.checkpoint())] if cp else [], name=name)
+
+
+def _float_copied() -> list[Bundle]:
+    d = _dev(870, 10 * CHUNK)
+    # entries held above a hole; then another collector's copy of the whole chain
+    return [_holed(d, _HOLE), bundle([d], cps=[(d, d.checkpoint())], name="c2")]
+
+
+def _float_copied_in_part() -> list[Bundle]:
+    d = _dev(871, 10 * CHUNK)
+    # copies of some entries above the hole, in a later chunk of the same bundle
+    return [_holed(d, _HOLE, d.entries[5 * CHUNK:5 * CHUNK + 20]), _filled(d)]
+
+
+def _float_forked(at: int, n: int, name: str) -> Callable[[], list[Bundle]]:
+    def case() -> list[Bundle]:
+        d, clone = _forked(872 + at + n, at, n)
+        # other entries for seqs held above the hole (a clone's, or made up: unsigned),
+        # in a later chunk; then the missing entry and the checkpoint
+        if name == "then":
+            return [_holed(d, _HOLE, clone.entries[at:at + n]), _filled(d)]
+        if name == "held":         # filled by a run of its own, signed by a third
+            return [_holed(d, _HOLE, clone.entries[at:at + n]), _filled(d, cp=False),
+                    bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())],
+                           name="c3")]
+        if name == "other signed":     # the clone's checkpoint over its own entry
+            return [_holed(d, _HOLE, clone.entries[at:at + n]),
+                    bundle([clone], ranges={clone.id_hex: (0, 0)},
+                           cps=[(clone, clone.checkpoint(seq=at + n - 1))], name="c3"),
+                    _filled(d)]
+        assert name == "copied"        # the whole chain from another collector
+        return [_holed(d, _HOLE, clone.entries[at:at + n]),
+                bundle([d], cps=[(d, d.checkpoint())], name="c2")]
+    return case
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "entries above a hole, then a copy of the whole chain": _float_copied,
+    "entries above a hole, copies of some of them later": _float_copied_in_part,
+    "a made-up entry above a hole, then the hole filled": _float_forked(6 * CHUNK, 1, "then"),
+    "a made-up branch above a hole, then the hole filled": _float_forked(6 * CHUNK, 3, "then"),
+    "a made-up entry at the first seq above a hole": _float_forked(_HOLE + 1, 1, "then"),
+    "a made-up entry above a hole, the hole filled alone, a checkpoint later":
+        _float_forked(6 * CHUNK, 2, "held"),
+    "a made-up entry at the first seq above a hole, held, a checkpoint later":
+        _float_forked(_HOLE + 1, 2, "held"),
+    "a fork above a hole, the other branch's checkpoint": _float_forked(6 * CHUNK, 2,
+                                                                         "other signed"),
+    "a made-up entry above a hole, then a copy of the whole chain":
+        _float_forked(6 * CHUNK, 1, "copied"),
     "a log-altered report in a spilled span, nothing covers it": _report_in_span("never"),
     "a log-altered report in a spilled span, a checkpoint at the end":
         _report_in_span("at the end"),
@@ -498,7 +564,8 @@ def test_spill_cases(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 _PG_CASES = [c for c in SPILL_CASES
-             if any(w in c for w in ("fork", "log-altered", "copy", "signed"))]
+             if any(w in c for w in ("fork", "log-altered", "copy", "signed",
+                                     "above a hole"))]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -826,6 +893,58 @@ def test_a_hole_held_by_an_earlier_run_is_filled_without_loading_it(tmp_path: Pa
     held, got = _held_then_accepted(tmp_path, _resigned(b), bundle(
         [d], ranges={d.id_hex: (10, 11)}, cps=[(d, d.checkpoint())], name="c2"))
     assert held == {"pending": n - 1}
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got
+
+
+def _holed_file(d: Device, extra: list[tuple[int, bytes, bytes | None]] = (),  # type: ignore[assignment]
+                at: int = 0) -> Bundle:
+    """d's bundle without entry 10 (`extra` records inserted before entry `at`)."""
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq != 10]
+    i = next(i for i, (_, r) in enumerate(b.entries) if r.seq == at) if extra else 0
+    b.entries[i:i] = [(d.id_hex, rec.RawEntry(*x)) for x in extra]
+    return _resigned(b)
+
+
+def test_a_whole_copy_onto_entries_held_above_a_hole_does_not_load_them(
+        tmp_path: Path) -> None:
+    """An earlier run held N - 1 entries of one device, entry 10 missing; another
+    collector then brings the whole chain and a checkpoint over the last (the usual
+    way a hole is filled). The later `hashtrail reconcile` (a fresh process, warmed
+    up, chunks of 500) accepts all N and grows its peak RSS by less than 20 MB: the
+    copies of held entries are dropped from their chunks (reconcile._beside_float).
+    Before (e0fb4ba: this test fails there), the chunk that filled the hole also
+    held copies of entries above it, which read every held entry back: 75.1 MB for
+    N = 60,000; now 1.0 MB."""
+    n = 60_000
+    d = _dev(836, n)
+    held, got = _held_then_accepted(tmp_path, _holed_file(d), bundle(
+        [d], cps=[(d, d.checkpoint())], name="c2"))
+    assert held == {"pending": n - 1}
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got
+
+
+def test_a_made_up_entry_above_a_hole_does_not_load_the_entries_there(
+        tmp_path: Path) -> None:
+    """A hostile bundle: N entries of one device without entry 10, and late in it another
+    entry for seq N/2 (unsigned, linked to entry N/2 - 1: anyone can write one). A
+    fresh reconcile's peak RSS (warmed up, chunks of 500) grows by less than 20 MB:
+    the entry is held beside those above the hole (reconcile._Float.forked). Before
+    (e0fb4ba: this test fails there) it read them all back: 52.5 MB for N = 60,000;
+    now 0.5 MB. Then the hole is filled by a whole copy and a checkpoint: all N are
+    accepted and memory stays flat (before: 76.1 MB)."""
+    n = 60_000
+    d = _dev(837, n)
+    got = _one_file(tmp_path, _holed_file(d, _made_up_entry(d, n // 2), n - 10))
+    assert (got["accepted"], got["pending"], got["findings"]) == (0, n, 0)
+    assert got["grew_mb"] < 20, got
+    (tmp_path / "later").mkdir()
+    held, got = _held_then_accepted(
+        tmp_path / "later", _holed_file(d, _made_up_entry(d, n // 2), n - 10),
+        bundle([d], cps=[(d, d.checkpoint())], name="c2"))
+    assert held == {"pending": n}
     assert (got["accepted"], got["pending"]) == (n, 0)
     assert got["grew_mb"] < 20, got
 

@@ -65,7 +65,8 @@ entry for a spilled seq is held beside the span (a fork, the span's `forked`), a
 one that a device signature covers reads the span back whole (docs/LEDGER.md).
 Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more are
 written too and kept as their ends (_Float); the chunk that fills the hole joins them
-to the spilled chain. Other copies of accepted entries are rows of `pending` that
+to the spilled chain. Copies of their entries in a chunk are dropped from it, and other
+unsigned entries for their seqs are held beside them (_beside_float). Other copies of accepted entries are rows of `pending` that
 no walk carries (_without_low). A bundle file reconciled to the end is recorded by its
 digest (storage `bundles`), with its collector's cursor, and offered again it returns
 at once (docs/BUNDLE.md "Incremental export and reconcile"). Problems are returned as
@@ -125,7 +126,7 @@ from hashtrail.formats.leaf import leaf_hashes
 from hashtrail.ledger.chunk_reader import Prepared, chunks, runs_of
 from hashtrail.ledger.firmware import installed_rules
 from hashtrail.ledger.ledger_db import Ledger
-from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage
+from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage, PendingRow
 
 CHUNK = 5_000       # entries per device per transaction: what bounds reconcile's memory
 # Worker processes (module docstring, "Worker processes"; measured in docs/LEDGER.md
@@ -701,13 +702,21 @@ class _Float(NamedTuple):
     with the span. They are written once; a chunk that goes on from `head` is written
     too, without a walk; the chunk that fills the hole (its chain reaching first - 1
     with hash `prev`) makes them one spilled chain from the tip (_Spill), accepted a
-    block at a time as far as a signature covers. A chunk with anything else for
-    their seqs or above reads them back whole first (_Walked as before)."""
+    block at a time as far as a signature covers. Copies of their entries in a chunk
+    change nothing and are dropped from it, and other unsigned entries for their seqs
+    (a fork's, or made up: anyone can write one) are held beside them (`forked`,
+    _beside_float); a chunk with anything else for their seqs or above (a signed
+    entry, a log-altered report, an entry above them that does not go on) reads them
+    back whole first (_Walked as before)."""
 
     first: int
     last: int
     prev: bytes                         # entry `first`'s prev: what the hole must end with
     head: bytes                         # entry `last`'s hash
+    # `pending` holds other entries for some of these seqs too (unsigned, no report:
+    # _beside_float); the float's own are told from them by following prev links down
+    # from `head`, and the spilled span the hole's filling makes is forked (_Spill)
+    forked: bool = False
 
     @property
     def size(self) -> int:
@@ -827,7 +836,8 @@ def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
         "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
                                           sp.stops, sp.altered],
-        "float": None if fl is None else [fl.first, fl.last, fl.prev.hex(), fl.head.hex()],
+        "float": None if fl is None else [fl.first, fl.last, fl.prev.hex(), fl.head.hex(),
+                                          fl.forked],
         "short": None if short is None else list(short)})
 
 
@@ -841,7 +851,8 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
         s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
         *s["spill"][3:])
     f = s["float"]
-    fl = None if f is None else _Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]))
+    fl = None if f is None else _Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]),
+                                       bool(f[4]))
     if s["short"] is None:
         return _Carry(did, dev.tip_seq, dev.tip_head, rev, {}, [], sp, fl)
     lo, hi = s["short"]
@@ -897,9 +908,11 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     # the held rows reached from the tip through prev links, at the seq before s: one
     # row a seq, but for entries held beside a spilled chain (_Spill.forked)
     live: tuple[bytes, ...] = (dev.tip_head,)
-    # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it)
-    gap: tuple[int, bytes, int, bytes] | None = None
+    # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it);
+    # the prev is None when several rows are held at that seq (found from the end)
+    gap: tuple[int, bytes | None, int, bytes] | None = None
     n, forked, stops = 0, False, False
+    floated = False                     # (other rows beside the float: _Float.forked)
     altered: int | None = None          # (the lowest log-altered report: _Spill.altered)
     while True:
         # (what the walk reads of each row, without its body: storage.pending_links)
@@ -920,13 +933,13 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 return None                     # (a row held without those fields)
             if seq > s:
                 # (a hole at entry 0 is not one: the policy would not be known; below a
-                # hole, one chain, and above it one linked row a seq: _Float)
-                if gap is not None or forked or not (dev.tip_seq >= 0 or s > lo) \
-                        or j - i != 1:
+                # hole, one chain, and above it one linked row a seq, or more beside
+                # them: _Float)
+                if gap is not None or forked or not (dev.tip_seq >= 0 or s > lo):
                     return None
                 (under,) = live
-                gap = (seq, prev, s, under)
-                live, s = (prev,), seq
+                gap = (seq, prev if j - i == 1 else None, s, under)
+                live, s = tuple(r[3] for r in rows[i:j] if r[3] is not None), seq
             if j - i == 1 and s:                # (the usual row: its seq's only one)
                 if signed or prev not in live:
                     return None
@@ -942,15 +955,18 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                         altered = seq
                     if prev in live:
                         reached.append(h)
-                if not reached or (j - i > 1 and (gap is not None or s == 0)):
+                if not reached or (j - i > 1 and s == 0):
                     return None
                 if s == 0:
                     f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
                     if not (_own_first(f0, key, dev.tip_head)
                             and signing_policy(f0) != POLICY_EVERY_ENTRY):
                         return None
-                forked |= j - i > 1
-                stops |= len(reached) > 1
+                if gap is None:
+                    forked |= j - i > 1
+                    stops |= len(reached) > 1
+                else:
+                    floated |= j - i > 1
                 live = tuple(reached)
             n += j - i
             s += 1
@@ -967,7 +983,11 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     first, prev, below, below_head = gap
     if n != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
         return None
-    fl = _Float(first, s - 1, prev, head)
+    if prev is None:          # (the float's first entry: the one its chain reaches down to)
+        for links, _ in _chain_blocks(db, did, first, (s - 1, head)):
+            prev = links.get(first - 1)
+        assert prev is not None
+    fl = _Float(first, s - 1, prev, head, floated)
     if below - lo >= SPILL_CHUNKS * CHUNK:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, below - 1, below_head, frozenset()), fl)
@@ -1117,7 +1137,9 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     Entries held above a hole (`held.floating`, _Float) stay rows of `pending`: a
     chunk that goes on from them is written beside them, one with nothing for their
     seqs or above is walked without them, and then joins them to the chain when it
-    filled the hole; any other reads them back first."""
+    filled the hole (copies of their entries are dropped from the chunk first, other
+    unsigned entries for their seqs held beside them: _beside_float); any other reads
+    them back first."""
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
@@ -1125,6 +1147,15 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     fl = held.floating
     if fl is None:
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
+    beside = _beside_float(db, did, key, fl, recs, checked)
+    if beside is not None and beside.inside:
+        if beside.others:
+            db.add_pending(beside.others)
+            fl = fl._replace(forked=True)
+            held = held._replace(floating=fl, rev=db.pending_rev(did))
+        keep = [i for i in range(len(recs)) if i not in beside.inside]
+        recs, checked = [recs[i] for i in keep], [checked[i] for i in keep]
+        leaves = None if leaves is None else [leaves[i] for i in keep]
     on = _goes_on(key, fl, recs, checked)
     if on is None and any(r.seq >= fl.first and _refusal(key, r.seq, f, ok) is None
                           for r, (_, f, ok) in zip(recs, checked, strict=True)):
@@ -1150,9 +1181,14 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # from the tip now, written and spilled whole, and walked once more (with no
         # entries) for what covers them.
         _hold(db, did, w.chain)
+        forked, stops, altered = _spill_flags(sp, w.chain)
+        if fl.forked and not stops:
+            # (the entries held beside the float: one linking to the float's entry
+            # below it makes the span stop there, as one beside a span does)
+            stops = _fork_state(db, did, fl.first, fl.last, fl.head)[1]
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset(),
-                               *_spill_flags(sp, w.chain)))
+                               forked or fl.forked, stops, altered))
         return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
     if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
@@ -1161,6 +1197,60 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
                      [], None)
     return w._replace(above=w.above + fl.size, rev=db.pending_rev(did), floating=fl)
+
+
+class _BesideFloat(NamedTuple):
+    """What a chunk brings for the seqs of entries held above a hole (_beside_float):
+    the indexes in the chunk of its entries for those seqs (unsigned copies of rows
+    held there, or others), and the others as rows to hold (storage.PendingRow)."""
+
+    inside: set[int]
+    others: list[PendingRow]
+
+
+def _beside_float(db: LedgerStorage, did: str, key: DeviceKey, fl: _Float,
+                  recs: list[RawEntry], checked: list[_Checked]) -> _BesideFloat | None:
+    """The chunk's entries for the float's seqs, when the general walk would only hold
+    them (None: one is signed, or a log-altered report, and the float is read back).
+
+    Why: until its hole is filled nothing of the float can be accepted, so the
+    general walk holds whatever comes for its seqs and says nothing. An unsigned copy
+    of a held row changes nothing (_merge keeps the row); another unsigned entry (a
+    fork's, or made up: anyone can write one) is a candidate beside the float's own,
+    which the filled hole turns into a forked spilled span (_Spill.forked). Read back
+    whole for either (before), the float made a second collector's copy of the whole
+    chain, or one made-up entry, load every held entry into memory."""
+    inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
+        if fl.first <= seq <= fl.last and _refusal(key, seq, f, ok) is None:
+            assert type(f) is EntryFields
+            if sig is not None or f.kind == KIND_LOG_ALTERED:
+                return None
+            inside[seq, h].append(i)
+    out = _BesideFloat(set(), [])
+    if not inside:
+        return out
+    rows = _rows_at(db, did, sorted({q for q, _ in inside}))
+    for (seq, h), idx in sorted(inside.items()):
+        out.inside.update(idx)
+        if (seq, h) not in rows:
+            r, f = recs[idx[0]], checked[idx[0]][1]
+            assert type(f) is EntryFields
+            out.others.append((did, seq, h, r.body, None, f.prev, f.kind, f.t))
+    return out
+
+
+def _rows_at(db: LedgerStorage, did: str, seqs: list[int]) -> set[tuple[int, bytes]]:
+    """(seq, hash) of the device's held rows at `seqs` (sorted), read two chunks of
+    seqs at a time: seqs spread over a long held span do not read all of it."""
+    rows: set[tuple[int, bytes]] = set()
+    a = 0
+    while a < len(seqs):
+        lo = seqs[a]
+        while a < len(seqs) and seqs[a] - lo < 2 * CHUNK:
+            a += 1
+        rows.update((q, h) for q, h, *_ in db.pending_links(did, lo, seqs[a - 1]))
+    return rows
 
 
 def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked]
@@ -1469,14 +1559,7 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
     on = _OnSpill([], [])
     if not inside:
         return on
-    seqs = sorted({q for q, _ in inside})
-    rows: set[tuple[int, bytes]] = set()
-    a = 0
-    while a < len(seqs):          # (the rows at those seqs, 2 chunks of seqs a read)
-        lo = seqs[a]
-        while a < len(seqs) and seqs[a] - lo < 2 * CHUNK:
-            a += 1
-        rows.update((q, h) for q, h, *_ in db.pending_links(did, lo, seqs[a - 1]))
+    rows = _rows_at(db, did, sorted({q for q, _ in inside}))
     for (seq, h), idx in sorted(inside.items()):
         sigs = [s for s in (recs[i].sig for i in idx) if s is not None]
         if (seq, h) in rows:
