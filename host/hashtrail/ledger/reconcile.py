@@ -63,14 +63,15 @@ general walk must take (a record refused, a duplicate, a gap) is walked on from 
 span's end too: a signed copy of a spilled entry accepts the span up to it, another
 entry for a spilled seq is held beside the span (a fork, the span's `forked`), and only
 one that a device signature covers reads the span back whole (docs/LEDGER.md).
-Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more are
-written too and kept as their ends (_Float); the chunk that fills the hole joins them
-to the spilled chain. Copies of their entries in a chunk are dropped from it, and other
-unsigned entries for their seqs are held beside them (_beside_float). Other copies of accepted entries are rows of `pending` that
-no walk carries (_without_low). A bundle file reconciled to the end is recorded by its
-digest (storage `bundles`), with its collector's cursor, and offered again it returns
-at once (docs/BUNDLE.md "Incremental export and reconcile"). Problems are returned as
-findings (device, seq, reason), never silently dropped.
+Entries held above a hole (an entry left out) of FLOAT_CHUNKS chunks or more are written
+too and kept as their ends (_Float); the chunk that fills the hole joins them to the
+spilled chain. Whatever else a chunk brings at their seqs or above, unsigned, is written
+beside them too, and kept as floats above holes (_above_hole). Other copies of accepted
+entries are rows of `pending` that no walk carries (_without_low). A bundle file
+reconciled to the end is recorded by its digest (storage `bundles`), with its
+collector's cursor, and offered again it returns at once (docs/BUNDLE.md "Incremental
+export and reconcile"). Problems are returned as findings (device, seq, reason), never
+silently dropped.
 
 Worker processes: a per-entry-signed chunk of at least POOL_MIN signatures goes to a
 chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one of
@@ -94,6 +95,7 @@ import hashlib
 import itertools
 import json
 import time
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -440,12 +442,13 @@ class _Run:
         tip = self.led.device(did)
         assert tip is not None
         rest, chain, rev, sp, fl = w.rest, w.chain, w.rev, w.spill, w.floating
-        if fl is None and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
+        if not fl and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
             # (entries held above a hole, FLOAT_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
             rest, chain, top = cut
             _hold(db, did, top)
-            fl = _Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h)
+            fl = (_Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h, False,
+                         _report_in(top)),)
             rev = db.pending_rev(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
             # (the chain's rows are all the device holds, but for entries beside a
@@ -613,8 +616,9 @@ class _Carry(NamedTuple):
     # the chain's first entries, when they were written to `pending` and dropped from
     # memory (`cands` and `chain` then hold the rest of it)
     spill: _Spill | None = None
-    # entries held above a hole, rows of `pending` only (_Float; not in `cands`)
-    floating: _Float | None = None
+    # entries held above holes, rows of `pending` only (_Float; not in `cands`): runs
+    # of linked entries in seq order, a hole (or a broken link) between each two
+    floating: tuple[_Float, ...] = ()
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
@@ -692,9 +696,10 @@ class _Spill(NamedTuple):
 
 class _Float(NamedTuple):
     """Entries held above a hole, rows of `pending` and no longer in memory: seqs
-    first..last, one linked copy each, none signed, no log-altered report, of a device
+    first..last, one linked copy each, none signed, of a device
     whose accepted entry 0 says it does not sign every entry; below `first` a seq that
-    nothing held fills (the hole), so nothing of them can be accepted until it is.
+    nothing held fills (the hole), or, for a float above another, an entry that does
+    not link to it, so nothing of them can be accepted until it is filled.
 
     Why: a bundle that leaves out one entry (a collector that missed it, or a hostile
     one) would otherwise have every later entry of the device held in memory and
@@ -703,20 +708,26 @@ class _Float(NamedTuple):
     too, without a walk; the chunk that fills the hole (its chain reaching first - 1
     with hash `prev`) makes them one spilled chain from the tip (_Spill), accepted a
     block at a time as far as a signature covers. Copies of their entries in a chunk
-    change nothing and are dropped from it, and other unsigned entries for their seqs
-    (a fork's, or made up: anyone can write one) are held beside them (`forked`,
-    _beside_float); a chunk with anything else for their seqs or above (a signed
-    entry, a log-altered report, an entry above them that does not go on) reads them
-    back whole first (_Walked as before)."""
+    change nothing and are dropped from it; other unsigned entries for their seqs (a
+    fork's, or made up: anyone can write one) are held beside them (`forked`), and
+    others above them make more floats (a second hole: _Carry.floating, _above_hole);
+    a log-altered report among them is kept (`altered`) while no device signature may
+    cover it; a chunk with a signed entry at their seqs or above, or a device
+    checkpoint at or above such a report, reads them back whole first (_Walked as
+    before)."""
 
     first: int
     last: int
     prev: bytes                         # entry `first`'s prev: what the hole must end with
     head: bytes                         # entry `last`'s hash
     # `pending` holds other entries for some of these seqs too (unsigned, no report:
-    # _beside_float); the float's own are told from them by following prev links down
+    # _above_hole); the float's own are told from them by following prev links down
     # from `head`, and the spilled span the hole's filling makes is forked (_Spill)
     forked: bool = False
+    # the lowest seq of a log-altered report among these seqs' rows (None: none): it
+    # has no effect while no device signature covers it; one that may reads the floats
+    # back (_device), and the filled hole passes it on (_Spill.altered)
+    altered: int | None = None
 
     @property
     def size(self) -> int:
@@ -829,15 +840,15 @@ def _same_carry(a: _Carry | None, b: _Carry | None) -> bool:
 
 
 def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
-                fl: _Float | None = None, short: tuple[int, int] | None = None) -> str:
+                fl: tuple[_Float, ...] = (), short: tuple[int, int] | None = None) -> str:
     """A held shape as storage `held_shape` text: `none` (the rows are read whole), or
     a spilled span, entries above a hole, and the seqs of a short chain below them."""
     return json.dumps({
         "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
                                           sp.stops, sp.altered],
-        "float": None if fl is None else [fl.first, fl.last, fl.prev.hex(), fl.head.hex(),
-                                          fl.forked],
+        "float": [[f.first, f.last, f.prev.hex(), f.head.hex(), f.forked, f.altered]
+                  for f in fl],
         "short": None if short is None else list(short)})
 
 
@@ -850,9 +861,8 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
     sp = None if s["spill"] is None else _Spill(
         s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
         *s["spill"][3:])
-    f = s["float"]
-    fl = None if f is None else _Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]),
-                                       bool(f[4]))
+    fl = tuple(_Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]), bool(f[4]),
+                      f[5]) for f in s["float"])
     if s["short"] is None:
         return _Carry(did, dev.tip_seq, dev.tip_head, rev, {}, [], sp, fl)
     lo, hi = s["short"]
@@ -873,13 +883,13 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
                   if sp is not None else (tip, dev.tip_head))
     forked, stops, altered = _spill_flags(sp, chain)
     below = last - lo + 1
-    if fl is None:
+    if not fl:
         if below < SPILL_CHUNKS * CHUNK:
             return _shape_text(rev, tip, True)
         return _shape_text(rev, tip, False,
                            _Spill(lo, last, head, frozenset(), forked, stops, altered))
     if forked or altered is not None or (tip < 0 and below == 0) \
-            or fl.size < FLOAT_CHUNKS * CHUNK:
+            or _floated(fl) < FLOAT_CHUNKS * CHUNK:
         return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
         return _shape_text(rev, tip, False, _Spill(lo, last, head, frozenset()), fl)
@@ -889,11 +899,11 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
 def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                    ) -> _Carry | None:
     """The device's held rows as a spilled chain (_Spill) of SPILL_CHUNKS chunks or
-    more, or a chain and entries above a hole (_Float) of FLOAT_CHUNKS chunks or more,
-    when they are so: one
-    copy of each seq from the tip up, linked from it, then (after a seq nothing holds)
-    one linked copy of each seq to the end, none signed, no log-altered report, a
-    policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
+    more, or a chain and entries above holes (_Float) of FLOAT_CHUNKS chunks or more,
+    when they are so: one copy of each seq from the tip up, linked from it (others
+    beside it), then (after a seq nothing holds) the floats _float_runs reads, none
+    signed, no log-altered report, a policy 0 device (entry 0, if among them, this
+    key's). Read a chunk at a time and
     not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks, kept as
     the carried chain): a long span held by an earlier run (a device that never
     signs, a bundle that left entries out, a hostile one) is walked on from its end,
@@ -908,18 +918,16 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     # the held rows reached from the tip through prev links, at the seq before s: one
     # row a seq, but for entries held beside a spilled chain (_Spill.forked)
     live: tuple[bytes, ...] = (dev.tip_head,)
-    # the hole, if any: (the seq above it, that entry's prev, the seq and hash below it);
-    # the prev is None when several rows are held at that seq (found from the end)
-    gap: tuple[int, bytes | None, int, bytes] | None = None
+    # the hole, if any: the seq above it (the floats start there: _float_runs)
+    gap: int | None = None
     n, forked, stops = 0, False, False
-    floated = False                     # (other rows beside the float: _Float.forked)
     altered: int | None = None          # (the lowest log-altered report: _Spill.altered)
-    while True:
+    while gap is None:
         # (what the walk reads of each row, without its body: storage.pending_links)
         rows = db.pending_links(did, s, s + CHUNK - 1)
         if not rows:
             # (a hole wider than a read: the held seq above it, if any)
-            nxt = None if gap is not None else db.next_pending_seq(did, s)
+            nxt = db.next_pending_seq(did, s)
             if nxt is None:
                 break
             rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
@@ -933,13 +941,11 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 return None                     # (a row held without those fields)
             if seq > s:
                 # (a hole at entry 0 is not one: the policy would not be known; below a
-                # hole, one chain, and above it one linked row a seq, or more beside
-                # them: _Float)
-                if gap is not None or forked or not (dev.tip_seq >= 0 or s > lo):
+                # hole, one chain, and above it floats)
+                if forked or not (dev.tip_seq >= 0 or s > lo):
                     return None
-                (under,) = live
-                gap = (seq, prev if j - i == 1 else None, s, under)
-                live, s = tuple(r[3] for r in rows[i:j] if r[3] is not None), seq
+                gap = seq
+                break
             if j - i == 1 and s:                # (the usual row: its seq's only one)
                 if signed or prev not in live:
                     return None
@@ -962,11 +968,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                     if not (_own_first(f0, key, dev.tip_head)
                             and signing_policy(f0) != POLICY_EVERY_ENTRY):
                         return None
-                if gap is None:
-                    forked |= j - i > 1
-                    stops |= len(reached) > 1
-                else:
-                    floated |= j - i > 1
+                forked |= j - i > 1
+                stops |= len(reached) > 1
                 live = tuple(reached)
             n += j - i
             s += 1
@@ -980,17 +983,16 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                       _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
     if altered is not None:
         return None           # (a report among entries held around a hole: loaded)
-    first, prev, below, below_head = gap
-    if n != counts[0] or s - first < FLOAT_CHUNKS * CHUNK:
+    runs = _float_runs(db, did, gap)
+    if runs is None:
         return None
-    if prev is None:          # (the float's first entry: the one its chain reaches down to)
-        for links, _ in _chain_blocks(db, did, first, (s - 1, head)):
-            prev = links.get(first - 1)
-        assert prev is not None
-    fl = _Float(first, s - 1, prev, head, floated)
+    fl = tuple(runs[0])
+    if n + runs[1] != counts[0] or _floated(fl) < FLOAT_CHUNKS * CHUNK:
+        return None
+    below = s
     if below - lo >= SPILL_CHUNKS * CHUNK:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
-                      _Spill(lo, below - 1, below_head, frozenset()), fl)
+                      _Spill(lo, below - 1, head, frozenset()), fl)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
     held = _load_pending(db, did, lo, {}, below - 1)
     chain = [held[q][0] for q in range(lo, below)]
@@ -1123,7 +1125,7 @@ class _Walked(NamedTuple):
     above: int
     rev: int
     spill: _Spill | None = None     # the chain's spilled first entries (_Carry.spill)
-    floating: _Float | None = None  # entries held above a hole (_Carry.floating)
+    floating: tuple[_Float, ...] = ()   # entries held above holes (_Carry.floating)
 
 
 def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
@@ -1137,51 +1139,46 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     Entries held above a hole (`held.floating`, _Float) stay rows of `pending`: a
     chunk that goes on from them is written beside them, one with nothing for their
     seqs or above is walked without them, and then joins them to the chain when it
-    filled the hole (copies of their entries are dropped from the chunk first, other
-    unsigned entries for their seqs held beside them: _beside_float); any other reads
-    them back first."""
+    filled the hole; a chunk's other entries at their seqs or above are written
+    beside them first (_above_hole), unless one is signed or a log-altered report:
+    then they are read back first."""
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
         checked = _check_entries(key, recs, workers)
-    fl = held.floating
-    if fl is None:
+    if not held.floating:
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
-    beside = _beside_float(db, did, key, fl, recs, checked)
-    if beside is not None and beside.inside:
-        if beside.others:
-            db.add_pending(beside.others)
-            fl = fl._replace(forked=True)
-            held = held._replace(floating=fl, rev=db.pending_rev(did))
-        keep = [i for i in range(len(recs)) if i not in beside.inside]
-        recs, checked = [recs[i] for i in keep], [checked[i] for i in keep]
-        leaves = None if leaves is None else [leaves[i] for i in keep]
-    on = _goes_on(key, fl, recs, checked)
-    if on is None and any(r.seq >= fl.first and _refusal(key, r.seq, f, ok) is None
-                          for r, (_, f, ok) in zip(recs, checked, strict=True)):
+    up = _above_hole(db, did, key, held.floating, recs, checked)
+    if up is not None:
+        floats, keep = up
+        if len(keep) != len(recs):
+            recs, checked = [recs[i] for i in keep], [checked[i] for i in keep]
+            leaves = None if leaves is None else [leaves[i] for i in keep]
+    reports = [] if up is None else [f.altered for f in floats if f.altered is not None]
+    if up is None or (reports and _signed_heads(db, did, min(reports))):
+        # (a signed entry at the floats' seqs or above, or a device checkpoint that may
+        # cover a log-altered report among them: the general walk's, with all in
+        # memory; what _above_hole wrote is read back with the rest)
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
-                     _unfloat(db, did, held), checked, leaves)
-    below = held._replace(floating=None)
-    if on is None:
-        w = _walk(led, db, did, dev, key, recs, res, workers, new_cp, below, checked, leaves)
-    else:
-        # (the entries below the hole walked with none of the chunk's: a checkpoint
-        # new since their last walk may cover some)
-        w = _walk(led, db, did, dev, key, [], res, workers, new_cp, below, [], None)
-        db.add_pending([(did, r.seq, h, r.body, r.sig, f.prev, f.kind, f.t)
-                        for r, (h, f) in zip(recs, on, strict=True)])
-        fl = fl._replace(last=recs[-1].seq, head=on[-1][0])
+                     _unfloat(db, did, held._replace(rev=db.pending_rev(did))), checked,
+                     leaves)
+    # (the entries below the hole walked with the chunk's below it, or with none: a
+    # checkpoint new since their last walk may cover some)
+    w = _walk(led, db, did, dev, key, recs, res, workers, new_cp,
+              held._replace(floating=()), checked, leaves)
     tip = led.device(did)
     assert tip is not None
-    sp = w.spill
+    sp, fl = w.spill, floats[0]
     end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
            if sp is not None else (tip.tip_seq, tip.tip_head))
     if w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
-        # entries) for what covers them.
+        # entries) for what covers them; the runs above the next hole stay afloat.
         _hold(db, did, w.chain)
         forked, stops, altered = _spill_flags(sp, w.chain)
+        if altered is None:
+            altered = fl.altered
         if fl.forked and not stops:
             # (the entries held beside the float: one linking to the float's entry
             # below it makes the span stop there, as one beside a span does)
@@ -1189,55 +1186,118 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         joined = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), {}, [],
                         _Spill(tip.tip_seq + 1, fl.last, fl.head, frozenset(),
                                forked or fl.forked, stops, altered))
-        return _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
-    if w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
+        w = _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
+        floats = floats[1:]
+        if not floats:
+            return w
+    elif w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
         c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
-                   sp, fl)
+                   sp, floats)
         return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
                      [], None)
-    return w._replace(above=w.above + fl.size, rev=db.pending_rev(did), floating=fl)
+    _no_link_below(led, did, dev.tip_seq, w, floats[0], res)
+    return w._replace(above=w.above + _floated(floats), rev=db.pending_rev(did),
+                      floating=floats)
 
 
-class _BesideFloat(NamedTuple):
-    """What a chunk brings for the seqs of entries held above a hole (_beside_float):
-    the indexes in the chunk of its entries for those seqs (unsigned copies of rows
-    held there, or others), and the others as rows to hold (storage.PendingRow)."""
+def _no_link_below(led: Ledger, did: str, old_tip: int, w: _Walked, fl: _Float,
+                   res: Result) -> None:
+    """Say what the general walk says when the chain from the tip ends just below a
+    float that does not link to it: the float's first entry does not link (_advance,
+    which does not see the float's rows: _NO_LINK). As there, not when the walk
+    took nothing and a fork in the spilled span stops it below (_Spill.stops)."""
+    tip = led.device(did)
+    assert tip is not None
+    sp = w.spill
+    if w.chain is None:
+        return
+    end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
+           if sp is not None else (tip.tip_seq, tip.tip_head))
+    if end[0] == fl.first - 1 and end[1] != fl.prev and (
+            tip.tip_seq != old_tip or sp is None or not sp.stops):
+        res.once(Finding(did, fl.first, _NO_LINK))
 
-    inside: set[int]
-    others: list[PendingRow]
+
+def _floated(floats: Iterable[_Float]) -> int:
+    """How many entries runs above holes hold (their own, not those beside them)."""
+    return sum(f.size for f in floats)
 
 
-def _beside_float(db: LedgerStorage, did: str, key: DeviceKey, fl: _Float,
-                  recs: list[RawEntry], checked: list[_Checked]) -> _BesideFloat | None:
-    """The chunk's entries for the float's seqs, when the general walk would only hold
-    them (None: one is signed, or a log-altered report, and the float is read back).
+def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Float, ...],
+                recs: list[RawEntry], checked: list[_Checked]
+                ) -> tuple[tuple[_Float, ...], list[int]] | None:
+    """Hold the chunk's entries at or above the lowest float's first seq as rows of
+    `pending`, when the general walk would only hold them, and return the floats
+    they make and the indexes of the chunk's other records (below the hole, or
+    refused: walked). None: one of them is signed (the floats are read back: the
+    general walk decides, with all in memory).
 
-    Why: until its hole is filled nothing of the float can be accepted, so the
-    general walk holds whatever comes for its seqs and says nothing. An unsigned copy
-    of a held row changes nothing (_merge keeps the row); another unsigned entry (a
-    fork's, or made up: anyone can write one) is a candidate beside the float's own,
-    which the filled hole turns into a forked spilled span (_Spill.forked). Read back
-    whole for either (before), the float made a second collector's copy of the whole
-    chain, or one made-up entry, load every held entry into memory."""
+    Why: until the hole below them is filled, nothing of the floats can be accepted,
+    so the general walk holds whatever comes for their seqs or above and says nothing.
+    - An unsigned copy of a held row changes nothing (_merge keeps the row).
+    - Another unsigned entry for a float's seq (a fork's, or made up: anyone can write
+      one) is a candidate beside the float's own: the float is forked, and the filled
+      hole makes a forked spilled span (_Spill.forked). A log-altered report is such
+      an entry too, while no device signature may cover it (_Float.altered).
+    - Entries that go on from the top float's end extend it.
+    - Anything else (a second hole, an entry that links to nothing held, one in the
+      hole between two floats) is written, and the floats from the lowest one it can
+      change up are read again from their rows' links (_float_runs).
+    Read back whole for any of these (before), the floats made a second collector's
+    copy of the whole chain, a second entry a collector missed, or one made-up entry,
+    load every held entry into memory."""
+    lowest = floats[0].first
+    firsts = [f.first for f in floats]
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    outside: list[int] = []
+    keep: list[int] = []
     for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
-        if fl.first <= seq <= fl.last and _refusal(key, seq, f, ok) is None:
-            assert type(f) is EntryFields
-            if sig is not None or f.kind == KIND_LOG_ALTERED:
-                return None
+        if seq < lowest or _refusal(key, seq, f, ok) is not None:
+            keep.append(i)
+            continue
+        assert type(f) is EntryFields
+        if sig is not None:
+            return None
+        if seq <= floats[bisect_right(firsts, seq) - 1].last:
             inside[seq, h].append(i)
-    out = _BesideFloat(set(), [])
-    if not inside:
-        return out
-    rows = _rows_at(db, did, sorted({q for q, _ in inside}))
-    for (seq, h), idx in sorted(inside.items()):
-        out.inside.update(idx)
-        if (seq, h) not in rows:
+        else:
+            outside.append(i)
+    runs = list(floats)
+    redo = MAX_SEQ + 1            # (the lowest seq whose float is read again)
+    rows: dict[tuple[int, bytes], PendingRow] = {}
+    if inside:
+        held = _rows_at(db, did, sorted({q for q, _ in inside}))
+        for (seq, h), idx in sorted(inside.items()):
+            if (seq, h) in held:
+                continue
             r, f = recs[idx[0]], checked[idx[0]][1]
             assert type(f) is EntryFields
-            out.others.append((did, seq, h, r.body, None, f.prev, f.kind, f.t))
-    return out
+            rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
+            k = bisect_right(firsts, seq) - 1
+            runs[k] = runs[k]._replace(forked=True)
+            if f.kind == KIND_LOG_ALTERED:
+                runs[k] = runs[k]._replace(altered=min(seq, runs[k].altered or seq))
+            if seq == runs[k].last:       # (which entry ends the float: from the rows)
+                redo = min(redo, seq)
+    if outside:
+        out = [recs[i] for i in outside]
+        on = _goes_on(key, runs[-1], out, [checked[i] for i in outside])
+        for r, i in zip(out, outside, strict=True):
+            h, f, _ = checked[i]
+            assert type(f) is EntryFields
+            rows[r.seq, h] = (did, r.seq, h, r.body, None, f.prev, f.kind, f.t)
+        if on is not None:
+            runs[-1] = runs[-1]._replace(last=out[-1].seq, head=on[-1][0])
+        else:
+            redo = min(redo, min(r.seq for r in out))
+    db.add_pending(list(rows.values()))
+    if redo <= MAX_SEQ:
+        again = _refloat(db, did, runs, redo)
+        if again is None:
+            return None
+        runs = again
+    return tuple(runs), keep
 
 
 def _rows_at(db: LedgerStorage, did: str, seqs: list[int]) -> set[tuple[int, bytes]]:
@@ -1251,6 +1311,95 @@ def _rows_at(db: LedgerStorage, did: str, seqs: list[int]) -> set[tuple[int, byt
             a += 1
         rows.update((q, h) for q, h, *_ in db.pending_links(did, lo, seqs[a - 1]))
     return rows
+
+
+# Runs above holes a device's carry keeps (_Carry.floating) before they are read back
+# whole: each costs about 200 bytes (a bundle that leaves out every other entry makes
+# one per entry)
+MAX_FLOATS = 1_000
+
+
+def _refloat(db: LedgerStorage, did: str, runs: list[_Float], redo: int
+             ) -> list[_Float] | None:
+    """The floats once rows at seqs from `redo` up were written: those below the one
+    `redo` can change kept, the rest read again from the rows' links (_float_runs)."""
+    k = max(0, bisect_left([f.first for f in runs], redo) - 1)
+    f = runs[k]
+    # (a float with one row a seq is resumed from its end when nothing came for it)
+    more = _float_runs(db, did, f.first, f if redo > f.last and not f.forked else None)
+    if more is None or k + len(more[0]) > MAX_FLOATS:
+        return None
+    return runs[:k] + more[0]
+
+
+def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None = None
+                ) -> tuple[list[_Float], int] | None:
+    """The device's held rows from seq `start` up read as floats (_Float), a chunk of
+    links at a time, and how many rows they are; None: a row is signed, or they are
+    more than MAX_FLOATS floats. `resume`: a float
+    starting at `start` with one row a seq, read on from its end.
+
+    A float starts at `start`, after a seq no row is held at, and at a seq where no row
+    links to one the float below reached (a broken link); at the seq above, the rows
+    that link to one reached are reached (several: the float is forked, the others
+    held beside it), and the float's end is the lowest hash reached at its last seq.
+    This is what _above_hole keeps: the same rows read the same (_VERIFY_SHAPES)."""
+    out: list[_Float] = []
+    s, n = start, 0
+    # the float being read: [first, prev, forked, altered]
+    cur: list[Any] | None = None
+    live: tuple[bytes, ...] = ()
+    if resume is not None:
+        cur = [resume.first, resume.prev, False, resume.altered]
+        live, s = (resume.head,), resume.last + 1
+
+    def close(last: int) -> None:
+        assert cur is not None
+        head, prev = min(live), cur[1]
+        if prev is None:      # (its first entry: the one its chain reaches down to)
+            for links, _ in _chain_blocks(db, did, cur[0], (last, head)):
+                prev = links.get(cur[0] - 1, prev)
+        out.append(_Float(cur[0], last, prev, head, cur[2], cur[3]))
+
+    while True:
+        rows = db.pending_links(did, s, s + CHUNK - 1)
+        if not rows:
+            nxt = db.next_pending_seq(did, s)
+            if nxt is None:
+                break
+            rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
+        i, m = 0, len(rows)
+        while i < m:
+            seq = rows[i][0]
+            j = i + 1
+            while j < m and rows[j][0] == seq:
+                j += 1
+            group = rows[i:j]
+            if any(signed or prev is None or kind is None
+                   for _, _, signed, prev, kind in group):
+                return None
+            report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
+            reached = tuple(h for _, h, _, prev, _ in group if prev in live) \
+                if cur is not None and seq == s else ()
+            if reached:
+                assert cur is not None
+                cur[2] |= j - i > 1
+                if report and cur[3] is None:
+                    cur[3] = seq
+                live = reached
+            else:
+                if cur is not None:
+                    close(s - 1)
+                    if len(out) > MAX_FLOATS:
+                        return None
+                cur = [seq, group[0][3] if j - i == 1 else None, j - i > 1,
+                       seq if report else None]
+                live = tuple(h for _, h, _, _, _ in group)
+            n += j - i
+            s, i = seq + 1, j
+    if cur is not None:
+        close(s - 1)
+    return out, n
 
 
 def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked]
@@ -1273,12 +1422,12 @@ def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Ch
 
 
 def _unfloat(db: LedgerStorage, did: str, c: _Carry) -> _Carry:
-    """The carry with the entries held above a hole read back into memory."""
+    """The carry with the entries held above holes read back into memory."""
     fl = c.floating
-    assert fl is not None
+    assert fl
     cands = dict(c.cands)
-    cands.update(_load_pending(db, did, fl.first, {}, fl.last))
-    return c._replace(cands=cands, chain=None, floating=None)
+    cands.update(_load_pending(db, did, fl[0].first, {}, fl[-1].last))
+    return c._replace(cands=cands, chain=None, floating=())
 
 
 def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
@@ -1298,8 +1447,11 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     # so _as_chain asks the accepted entry 0 whether the device signs every entry)
     upper = {seq: rest[seq] for seq in seqs[j:]}
     top = _as_chain(db, did, key, upper, seqs[j], upper[seqs[j]][0].f.prev)
-    if top is None or _report_in(top) is not None:
-        return None           # (a log-altered report above a hole: walked in memory)
+    if top is None:
+        return None
+    report = _report_in(top)
+    if report is not None and _signed_heads(db, did, report):
+        return None           # (a report a device checkpoint may cover: walked in memory)
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
     chain = _as_chain(db, did, key, lower, base, head) if lower else []
@@ -1314,7 +1466,7 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
           held: _Carry, checked: list[_Checked], leaves: list[bytes] | None) -> _Walked:
     """_device's walk of a chunk and the held entries in memory or spilled (not those
     above a hole: the caller's)."""
-    assert held.floating is None
+    assert not held.floating
     old_tip = dev.tip_seq
     while True:
         try:
@@ -1768,6 +1920,9 @@ def _merge(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey
 
 _Checked = tuple[bytes, EntryFields | HashtrailError, bool]
 
+_NO_LINK = ("entry does not link to the previous entry (edited, reordered or from another "
+            "chain); held")
+
 
 class _Submitted(NamedTuple):
     """A chunk's signatures handed to a pool: the key they were checked with, where
@@ -1981,9 +2136,7 @@ def _advance(led: Ledger, db: LedgerStorage, did: str, cands: dict[int, list[_Ca
         else:
             opts = [c for c in cs if c.f.prev == head]
             if not opts:
-                said.append(Finding(did, s, "entry does not link to the previous "
-                                            "entry (edited, reordered or from another "
-                                            "chain); held"))
+                said.append(Finding(did, s, _NO_LINK))
                 break
             # Two linked candidates for one seq (say an edited copy from one collector
             # and the real entry from another): take the one whose chain reaches a
