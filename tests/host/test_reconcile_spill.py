@@ -575,7 +575,26 @@ def _report_above_hole(when: str) -> Callable[[], list[Bundle]]:
     return case
 
 
+def _junk_in_every_chunk() -> list[Bundle]:
+    d = _dev(898, 10 * CHUNK)
+    far = d.fork(10 * CHUNK - 1)
+    far.readings(40)
+    beside = _made_up_entry(d, 5 * CHUNK)
+    b = bundle([d], signer=None)
+    out = []
+    # a made-up entry far above in every chunk, one beside the entries above the hole
+    for i, e in enumerate(x for x in b.entries if x[1].seq != _HOLE):
+        out.append(e)
+        if i == 5 * CHUNK + 3:
+            out.append((d.id_hex, rec.RawEntry(*beside[0])))
+        if i % 30 == 29:
+            out.append((d.id_hex, rec.RawEntry(*far.entries[10 * CHUNK + i // 30 + 3])))
+    b.entries = out
+    return [_resigned(b), _filled(d)]
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "made-up entries far above in every chunk, the hole filled": _junk_in_every_chunk,
     "a log-altered report above a hole, filled, nothing covers it":
         _report_above_hole("never"),
     "a log-altered report above a hole, filled with a checkpoint at the end":
@@ -1023,7 +1042,7 @@ def test_a_whole_copy_onto_entries_held_above_a_hole_does_not_load_them(
     copies of held entries are dropped from their chunks (reconcile._beside_float).
     Before (e0fb4ba: this test fails there), the chunk that filled the hole also
     held copies of entries above it, which read every held entry back: 75.1 MB for
-    N = 60,000; now 1.0 MB."""
+    N = 60,000; now 0.9 MB."""
     n = 60_000
     d = _dev(836, n)
     held, got = _held_then_accepted(tmp_path, _holed_file(d), bundle(
@@ -1040,8 +1059,8 @@ def test_a_made_up_entry_above_a_hole_does_not_load_the_entries_there(
     fresh reconcile's peak RSS (warmed up, chunks of 500) grows by less than 20 MB:
     the entry is held beside those above the hole (reconcile._Float.forked). Before
     (e0fb4ba: this test fails there) it read them all back: 52.5 MB for N = 60,000;
-    now 0.5 MB. Then the hole is filled by a whole copy and a checkpoint: all N are
-    accepted and memory stays flat (before: 76.1 MB)."""
+    now 0.9 MB. Then the hole is filled by a whole copy and a checkpoint: all N are
+    accepted and memory stays flat (76.1 MB before, 0.9 MB now)."""
     n = 60_000
     d = _dev(837, n)
     got = _one_file(tmp_path, _holed_file(d, _made_up_entry(d, n // 2), n - 10))
@@ -1063,7 +1082,7 @@ def test_two_entries_left_out_do_not_hold_the_entries_above_in_memory(
     than 20 MB, the entries above each hole held as a float of their own
     (reconcile._Carry.floating, _above_hole). Before (e0fb4ba: this test fails there)
     the second hole read the first float back, and everything above the first hole
-    was held in memory: 67.1 MB for N = 60,000; now 0.3 MB. A made-up entry far above
+    was held in memory: 67.1 MB for N = 60,000; now 0.9 MB. A made-up entry far above
     them (anyone can write one) is a float of its own too."""
     n = 60_000
     d = _dev(838, n)
@@ -1074,6 +1093,34 @@ def test_two_entries_left_out_do_not_hold_the_entries_above_in_memory(
     b.entries.append((d.id_hex, rec.RawEntry(*dead.entries[n + 20])))
     got = _one_file(tmp_path, _resigned(b))
     assert (got["accepted"], got["pending"], got["findings"]) == (0, n - 1, 0)
+    assert got["grew_mb"] < 20, got
+
+
+def test_made_up_entries_far_above_do_not_keep_a_hole_in_memory(tmp_path: Path) -> None:
+    """A hostile bundle: N entries of one device without entry 10, another entry for seq
+    100 beside them, and in every chunk an entry made up far above them (linked to
+    nothing held: anyone can write one). A fresh reconcile's peak RSS (warmed up,
+    chunks of 500) grows by less than 20 MB: what lies above the first hole floats,
+    however short the run at the top (reconcile._float_of). Before (e0fb4ba: this test
+    fails there) the short run at the top kept anything from floating: 83.0 MB for
+    N = 60,000; now 0.9 MB."""
+    n = 60_000
+    d = _dev(839, n)
+    beside = _made_up_entry(d, 100)
+    far = d.fork(n - 1)
+    far.readings(n // 200 + 10)
+    b = bundle([d], signer=None)
+    out = []
+    for i, e in enumerate(x for x in b.entries if x[1].seq != 10):
+        out.append(e)
+        if i == 200:
+            out.append((d.id_hex, rec.RawEntry(*beside[0])))
+        if i % 400 == 399:
+            out.append((d.id_hex, rec.RawEntry(*far.entries[n + i // 200 + 5])))
+    b.entries = out
+    got = _one_file(tmp_path, _resigned(b))
+    assert (got["accepted"], got["findings"]) == (0, 0)
+    assert got["pending"] == n + (n - 1) // 400
     assert got["grew_mb"] < 20, got
 
 

@@ -445,10 +445,7 @@ class _Run:
         if not fl and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
             # (entries held above a hole, FLOAT_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
-            rest, chain, top = cut
-            _hold(db, did, top)
-            fl = (_Float(top[0].seq, top[-1].seq, top[0].f.prev, top[-1].h, False,
-                         _report_in(top)),)
+            rest, chain, fl = cut
             rev = db.pending_rev(did)
         if chain and len(chain) >= SPILL_CHUNKS * CHUNK:
             # (the chain's rows are all the device holds, but for entries beside a
@@ -1316,7 +1313,7 @@ def _rows_at(db: LedgerStorage, did: str, seqs: list[int]) -> set[tuple[int, byt
 # Runs above holes a device's carry keeps (_Carry.floating) before they are read back
 # whole: each costs about 200 bytes (a bundle that leaves out every other entry makes
 # one per entry)
-MAX_FLOATS = 1_000
+MAX_FLOATS = 20_000
 
 
 def _refloat(db: LedgerStorage, did: str, runs: list[_Float], redo: int
@@ -1325,8 +1322,10 @@ def _refloat(db: LedgerStorage, did: str, runs: list[_Float], redo: int
     `redo` can change kept, the rest read again from the rows' links (_float_runs)."""
     k = max(0, bisect_left([f.first for f in runs], redo) - 1)
     f = runs[k]
-    # (a float with one row a seq is resumed from its end when nothing came for it)
-    more = _float_runs(db, did, f.first, f if redo > f.last and not f.forked else None)
+    # (resumed from its end when nothing came for its seqs and one row is held at its
+    # last: the rows reached there are its end alone; else read from its first)
+    on = redo > f.last and (not f.forked or len(db.pending_links(did, f.last, f.last)) == 1)
+    more = _float_runs(db, did, f.first, f if on else None)
     if more is None or k + len(more[0]) > MAX_FLOATS:
         return None
     return runs[:k] + more[0]
@@ -1336,8 +1335,8 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
                 ) -> tuple[list[_Float], int] | None:
     """The device's held rows from seq `start` up read as floats (_Float), a chunk of
     links at a time, and how many rows they are; None: a row is signed, or they are
-    more than MAX_FLOATS floats. `resume`: a float
-    starting at `start` with one row a seq, read on from its end.
+    more than MAX_FLOATS floats. `resume`: a float starting at `start` with one row
+    held at its last seq, read on from its end.
 
     A float starts at `start`, after a seq no row is held at, and at a seq where no row
     links to one the float below reached (a broken link); at the seq above, the rows
@@ -1350,7 +1349,7 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
     cur: list[Any] | None = None
     live: tuple[bytes, ...] = ()
     if resume is not None:
-        cur = [resume.first, resume.prev, False, resume.altered]
+        cur = [resume.first, resume.prev, resume.forked, resume.altered]
         live, s = (resume.head,), resume.last + 1
 
     def close(last: int) -> None:
@@ -1432,25 +1431,28 @@ def _unfloat(db: LedgerStorage, did: str, c: _Carry) -> _Carry:
 
 def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
               rest: dict[int, list[_Cand]], key: DeviceKey
-              ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, list[_Cand]] | None:
-    """The held candidates `rest` cut into (those below, as a dict and as a chain when
-    they are one, _as_chain; those above a hole, as a chain of at least FLOAT_CHUNKS
-    chunks that can float, _Float), or None when they cannot be cut so."""
+              ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, tuple[_Float, ...]] | None:
+    """The held candidates `rest` cut at the first hole above the chain from the tip
+    (or the spilled span): those below, as a dict and as a chain when they are one
+    (_as_chain), and those above it, FLOAT_CHUNKS chunks or more, none signed,
+    written to `pending` (in the caller's transaction) and read as floats
+    (_float_runs); None when they cannot be cut so.
+
+    Why the first hole, whatever lies above it: an entry made up far above (anyone can
+    write one) in each chunk kept the run at the top short, so nothing floated and
+    everything above the hole stayed in memory."""
     seqs = sorted(rest)
-    j = len(seqs) - 1
-    while j > 0 and seqs[j - 1] == seqs[j] - 1:
-        j -= 1
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
-    if len(seqs) - j < FLOAT_CHUNKS * CHUNK or seqs[j] <= base:
+    j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
+    if j is None:
         return None
-    # (one linked copy each from its first entry, whatever that links to; seqs[j] > 0,
-    # so _as_chain asks the accepted entry 0 whether the device signs every entry)
-    upper = {seq: rest[seq] for seq in seqs[j:]}
-    top = _as_chain(db, did, key, upper, seqs[j], upper[seqs[j]][0].f.prev)
-    if top is None:
+    upper = [c for q in seqs[j:] for c in rest[q]]
+    if len(upper) < FLOAT_CHUNKS * CHUNK or any(c.sig is not None for c in upper):
         return None
-    report = _report_in(top)
-    if report is not None and _signed_heads(db, did, report):
+    if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+        return None
+    reports = [c.seq for c in upper if c.f.kind == KIND_LOG_ALTERED]
+    if reports and _signed_heads(db, did, min(reports)):
         return None           # (a report a device checkpoint may cover: walked in memory)
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
@@ -1458,7 +1460,11 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     if tip.tip_seq < 0 and sp is None and not chain:
         return None          # (entry 0 not accepted, spilled or held as a chain: the
                              # policy is not known to be one that floats may have)
-    return lower, chain, top
+    _hold(db, did, upper)
+    runs = _float_runs(db, did, seqs[j])
+    if runs is None:
+        return None          # (more than MAX_FLOATS: they stay in memory)
+    return lower, chain, tuple(runs[0])
 
 
 def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
