@@ -689,9 +689,20 @@ def test_spill_cases(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert sum(r[0] for r in whole[0]) > 0
 
 
+@pytest.mark.parametrize("case", [
+    "an entry missed every 20 above a hole, then a copy of the whole chain",
+    "made-up entries far above in every chunk, the hole filled"])
+def test_more_floats_than_max_floats_are_read_back(case: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_FLOATS floats the entries above the holes are read back (the general
+    walk decides): the same ledger and findings as carried whole."""
+    monkeypatch.setattr(rec, "MAX_FLOATS", 3)
+    spilled, whole = _both(tmp_path, monkeypatch, SPILL_CASES[case]())
+    assert spilled == whole
+
+
 _PG_CASES = [c for c in SPILL_CASES
-             if any(w in c for w in ("fork", "log-altered", "copy", "signed",
-                                     "above a hole"))]
+             if any(w in c for w in ("fork", "log-altered", "copy", "signed", "hole"))]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -699,7 +710,7 @@ _PG_CASES = [c for c in SPILL_CASES
 def test_spill_cases_on_postgresql(case: str, ledger_at: Callable[[str], str],
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cases whose spilled paths read and write `pending` in new ways (forks beside a
-    span, copies, log-altered reports) decide the same on PostgreSQL: the same results
+    span, copies, log-altered reports, entries above holes) decide the same on PostgreSQL: the same results
     and ledger spilled at every chunk as carried whole."""
     bundles = SPILL_CASES[case]()
 
