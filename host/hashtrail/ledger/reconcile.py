@@ -919,58 +919,44 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     gap: int | None = None
     n, forked, stops = 0, False, False
     altered: int | None = None          # (the lowest log-altered report: _Spill.altered)
-    while gap is None:
-        # (what the walk reads of each row, without its body: storage.pending_links)
-        rows = db.pending_links(did, s, s + CHUNK - 1)
-        if not rows:
-            # (a hole wider than a read: the held seq above it, if any)
-            nxt = db.next_pending_seq(did, s)
-            if nxt is None:
-                break
-            rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
-        i, m = 0, len(rows)
-        while i < m:
-            seq, h, signed, prev, kind = rows[i]
-            j = i + 1
-            while j < m and rows[j][0] == seq:
-                j += 1
-            if prev is None or kind is None:
-                return None                     # (a row held without those fields)
-            if seq > s:
-                # (a hole at entry 0 is not one: the policy would not be known; below a
-                # hole, one chain, and above it floats)
-                if forked or not (dev.tip_seq >= 0 or s > lo):
-                    return None
-                gap = seq
-                break
-            if j - i == 1 and s:                # (the usual row: its seq's only one)
-                if signed or prev not in live:
+    for group in _held_links(db, did, s):
+        seq, h, signed, prev, kind = group[0]
+        if prev is None or kind is None:
+            return None                         # (a row held without those fields)
+        if seq > s:
+            # (a hole at entry 0 is not one: the policy would not be known; below a hole,
+            # one chain, and above it floats)
+            if forked or not (dev.tip_seq >= 0 or s > lo):
+                return None
+            gap = seq
+            break
+        if len(group) == 1 and s:               # (the usual row: its seq's only one)
+            if signed or prev not in live:
+                return None
+            if kind == KIND_LOG_ALTERED and altered is None:
+                altered = seq
+            live = (h,)
+        else:
+            reached = []
+            for _, h, signed, prev, kind in group:
+                if prev is None or kind is None or signed:
                     return None
                 if kind == KIND_LOG_ALTERED and altered is None:
                     altered = seq
-                live = (h,)
-            else:
-                reached = []
-                for _, h, signed, prev, kind in rows[i:j]:
-                    if prev is None or kind is None or signed:
-                        return None
-                    if kind == KIND_LOG_ALTERED and altered is None:
-                        altered = seq
-                    if prev in live:
-                        reached.append(h)
-                if not reached or (j - i > 1 and s == 0):
+                if prev in live:
+                    reached.append(h)
+            if not reached or (len(group) > 1 and s == 0):
+                return None
+            if s == 0:
+                f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
+                if not (_own_first(f0, key, dev.tip_head)
+                        and signing_policy(f0) != POLICY_EVERY_ENTRY):
                     return None
-                if s == 0:
-                    f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
-                    if not (_own_first(f0, key, dev.tip_head)
-                            and signing_policy(f0) != POLICY_EVERY_ENTRY):
-                        return None
-                forked |= j - i > 1
-                stops |= len(reached) > 1
-                live = tuple(reached)
-            n += j - i
-            s += 1
-            i = j
+            forked |= len(group) > 1
+            stops |= len(reached) > 1
+            live = tuple(reached)
+        n += len(group)
+        s += 1
     head = min(live)         # (forked: the end of one chain from the tip; others beside)
     if gap is None:
         if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:    # (rows at or below the
@@ -995,6 +981,30 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     chain = [held[q][0] for q in range(lo, below)]
     return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), dict(held), chain,
                   None, fl)
+
+
+_LinkRows = list[tuple[int, bytes, bool, bytes | None, int | None]]   # pending_links
+
+
+def _held_links(db: LedgerStorage, did: str, s: int) -> Iterator[_LinkRows]:
+    """The links of the device's held rows from seq `s` up (storage.pending_links: what
+    a walk reads of each row, without its body), one seq's rows at a time, read a
+    chunk of seqs at a time; a hole wider than a read is skipped in one lookup."""
+    while True:
+        rows = db.pending_links(did, s, s + CHUNK - 1)
+        if not rows:
+            nxt = db.next_pending_seq(did, s)
+            if nxt is None:
+                return
+            rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
+        i, m = 0, len(rows)
+        while i < m:
+            j = i + 1
+            while j < m and rows[j][0] == rows[i][0]:
+                j += 1
+            yield rows[i:j]
+            i = j
+        s = rows[-1][0] + 1
 
 
 def _take_spilled(led: Ledger, db: LedgerStorage, did: str, upto: int, res: Result,
@@ -1360,42 +1370,29 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
                 prev = links.get(cur[0] - 1, prev)
         out.append(_Float(cur[0], last, prev, head, cur[2], cur[3]))
 
-    while True:
-        rows = db.pending_links(did, s, s + CHUNK - 1)
-        if not rows:
-            nxt = db.next_pending_seq(did, s)
-            if nxt is None:
-                break
-            rows = db.pending_links(did, nxt, nxt + CHUNK - 1)
-        i, m = 0, len(rows)
-        while i < m:
-            seq = rows[i][0]
-            j = i + 1
-            while j < m and rows[j][0] == seq:
-                j += 1
-            group = rows[i:j]
-            if any(signed or prev is None or kind is None
-                   for _, _, signed, prev, kind in group):
-                return None
-            report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
-            reached = tuple(h for _, h, _, prev, _ in group if prev in live) \
-                if cur is not None and seq == s else ()
-            if reached:
-                assert cur is not None
-                cur[2] |= j - i > 1
-                if report and cur[3] is None:
-                    cur[3] = seq
-                live = reached
-            else:
-                if cur is not None:
-                    close(s - 1)
-                    if len(out) > MAX_FLOATS:
-                        return None
-                cur = [seq, group[0][3] if j - i == 1 else None, j - i > 1,
-                       seq if report else None]
-                live = tuple(h for _, h, _, _, _ in group)
-            n += j - i
-            s, i = seq + 1, j
+    for group in _held_links(db, did, s):
+        seq = group[0][0]
+        if any(signed or prev is None or kind is None for _, _, signed, prev, kind in group):
+            return None
+        report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
+        reached = tuple(h for _, h, _, prev, _ in group if prev in live) \
+            if cur is not None and seq == s else ()
+        if reached:
+            assert cur is not None
+            cur[2] |= len(group) > 1
+            if report and cur[3] is None:
+                cur[3] = seq
+            live = reached
+        else:
+            if cur is not None:
+                close(s - 1)
+                if len(out) > MAX_FLOATS:
+                    return None
+            cur = [seq, group[0][3] if len(group) == 1 else None, len(group) > 1,
+                   seq if report else None]
+            live = tuple(h for _, h, _, _, _ in group)
+        n += len(group)
+        s = seq + 1
     if cur is not None:
         close(s - 1)
     return out, n
