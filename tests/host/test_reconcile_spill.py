@@ -710,8 +710,8 @@ _PG_CASES = [c for c in SPILL_CASES
 def test_spill_cases_on_postgresql(case: str, ledger_at: Callable[[str], str],
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cases whose spilled paths read and write `pending` in new ways (forks beside a
-    span, copies, log-altered reports, entries above holes) decide the same on PostgreSQL: the same results
-    and ledger spilled at every chunk as carried whole."""
+    span, copies, log-altered reports, entries above holes) decide the same on
+    PostgreSQL: the same results and ledger spilled at every chunk as carried whole."""
     bundles = SPILL_CASES[case]()
 
     def run(name: str) -> Any:

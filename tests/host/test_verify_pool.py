@@ -194,6 +194,20 @@ def test_answers_read_out_of_order_and_dropped(pool: VerifyPool) -> None:
     vs[2].discard()
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP the process and wait until it is stopped: a stop is delivered on the way
+    back from the kernel, so a worker woken in its read could still take a task after
+    kill() returned (CI saw the batch wait for it under load)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def test_a_free_worker_takes_the_work_a_busy_one_cannot(pool: VerifyPool) -> None:
     """Tasks go to whichever worker is free, not a fixed slice to each: with one
     worker stopped (SIGSTOP: as busy as a worker can be), the other answers the whole
@@ -204,7 +218,7 @@ def test_a_free_worker_takes_the_work_a_busy_one_cannot(pool: VerifyPool) -> Non
     bodies = [b for _, b, _ in d.entries]
     sigs = [s for _, _, s in d.entries]
     slow = pool._workers[1].proc.pid
-    os.kill(slow, signal.SIGSTOP)
+    _stop(slow)
     try:
         got: list[tuple[list[bytes], bytes]] = []
         t = threading.Thread(target=lambda: got.append(
