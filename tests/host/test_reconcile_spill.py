@@ -560,6 +560,17 @@ def _report_above_hole(when: str) -> Callable[[], list[Bundle]]:
             return [_holed(d, 30, clone.entries[6 * CHUNK:6 * CHUNK + 3]),
                     bundle([d], ranges={d.id_hex: (30, 31)}, cps=[(d, d.checkpoint())],
                            name="c2")]
+        if when == "made up, going on with the hole filled":
+            d = _dev(899, 10 * CHUNK)
+            clone = d.fork(2 * CHUNK)
+            clone.log_altered(CHUNK)
+            first = _holed(d, 30, clone.entries[2 * CHUNK:2 * CHUNK + 1], at=4 * CHUNK)
+            first.entries = [e for e in first.entries if e[1].seq < 5 * CHUNK]
+            # (the chunk that goes on is written as the floats' rows before the
+            # checkpoint reads them back: read back with them, and the hole filled
+            # at the bundle's end accepts them)
+            return [_resigned(first), _moved_to_end(d, {30} | set(range(5 * CHUNK)),
+                                                    [(d, d.checkpoint())])]
         d = _reported(897 + len(when))       # (entry 40 reports 20..39 altered)
         holed = _holed(d, 30)
         fill = bundle([d], ranges={d.id_hex: (30, 31)}, name="c2",
@@ -571,6 +582,14 @@ def _report_above_hole(when: str) -> Callable[[], list[Bundle]]:
         if when == "a checkpoint later":
             return [holed, fill, bundle([d], ranges={d.id_hex: (0, 0)},
                                         cps=[(d, d.checkpoint())], name="c3")]
+        if when == "going on with a checkpoint above it":
+            # (the chunk that goes on is written as the floats' rows before the
+            # checkpoint over the float reads them back: read back with them)
+            first = bundle([d], ranges={d.id_hex: (0, 5 * CHUNK)}, signer=None)
+            first.entries = [e for e in first.entries if e[1].seq != 30]
+            return [_resigned(first),
+                    bundle([d], ranges={d.id_hex: (5 * CHUNK, len(d.entries))},
+                           cps=[(d, d.checkpoint(seq=4 * CHUNK))], name="c3"), fill]
         return [holed, fill]
     return case
 
@@ -603,6 +622,10 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
         _report_above_hole("a checkpoint before the fill"),
     "a log-altered report above a hole, filled, a checkpoint later":
         _report_above_hole("a checkpoint later"),
+    "a log-altered report above a hole, entries going on with a checkpoint above it":
+        _report_above_hole("going on with a checkpoint above it"),
+    "a made-up log-altered report above a hole, entries going on, the hole filled":
+        _report_above_hole("made up, going on with the hole filled"),
     "a made-up log-altered report above a hole, filled with a checkpoint":
         _report_above_hole("made up"),
     "three holes, filled lowest first": _holes("filled lowest first"),

@@ -1165,10 +1165,12 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if up is None or (reports and _signed_heads(db, did, min(reports))):
         # (a signed entry at the floats' seqs or above, or a device checkpoint that may
         # cover a log-altered report among them: the general walk's, with all in
-        # memory; what _above_hole wrote is read back with the rest)
-        return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
-                     _unfloat(db, did, held._replace(rev=db.pending_rev(did))), checked,
-                     leaves)
+        # memory; what _above_hole wrote, now rows of the floats, is read back with
+        # the rest)
+        return _walk(led, db, did, dev, key, recs, res, workers, new_cp, _unfloat(
+            db, did, held._replace(rev=db.pending_rev(did),
+                                   floating=held.floating if up is None else floats)),
+            checked, leaves)
     # (the entries below the hole walked with the chunk's below it, or with none: a
     # checkpoint new since their last walk may cover some)
     w = _walk(led, db, did, dev, key, recs, res, workers, new_cp,
