@@ -529,12 +529,15 @@ def _stray_above(where: str) -> Callable[[], list[Bundle]]:
         # the seq after them (9C); then the hole filled and a checkpoint
         at, cut = {"far above": (9 * CHUNK + 21, 9 * CHUNK + 20),
                    "in a second hole": (8 * CHUNK + 1, 8 * CHUNK),
+                   "in a second hole, two": (8 * CHUNK + 1, 8 * CHUNK),
                    "after them": (9 * CHUNK, 9 * CHUNK - 1)}[where]
         dead = d.fork(cut)
-        dead.readings(at - cut + 1)
+        dead.readings(at - cut + 2)
         b = bundle([d], ranges={d.id_hex: (0, 9 * CHUNK)}, signer=None)
         b.entries = [e for e in b.entries if e[1].seq not in (_HOLE, 8 * CHUNK + 1)]
         b.entries.append((d.id_hex, rec.RawEntry(*dead.entries[at])))
+        if where == "in a second hole, two":        # (and the one after it, on it)
+            b.entries.append((d.id_hex, rec.RawEntry(*dead.entries[at + 1])))
         return [_resigned(b), bundle([d], cps=[(d, d.checkpoint())], name="c2")]
     return case
 
@@ -635,6 +638,8 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
     "an entry missed every 20 above a hole, then a copy of the whole chain": _many_holes,
     "a made-up entry far above a hole's float": _stray_above("far above"),
     "a made-up entry in a second hole above a hole": _stray_above("in a second hole"),
+    "two made-up entries from a second hole above a hole":
+        _stray_above("in a second hole, two"),
     "a made-up entry after a hole's float, linked to nothing held":
         _stray_above("after them"),
     "two holes held by an earlier run, filled one by one": _holes_held_before,

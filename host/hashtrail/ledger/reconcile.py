@@ -1199,6 +1199,19 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         floats = floats[1:]
         if not floats:
             return w
+    elif w.chain is not None and end[0] == fl.first - 1 and any(
+            r[3] == end[1] for r in db.pending_links(did, fl.first, fl.first)):
+        # A row at the float's first seq links to the chain below, but not the one the
+        # float's own chain reaches down to (an entry held beside it there, or made up
+        # on it): the chain goes on through that row, which the float does not say.
+        # The held rows are read again from the tip, as a later reconcile would, and
+        # walked once more (with no entries).
+        _hold(db, did, w.chain)
+        c = _pending_spill(db, did, tip, key)
+        if c is None:
+            c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
+                       _load_pending(db, did, tip.tip_seq + 1, {}), None)
+        return _device(led, db, did, tip, key, [], res, workers, None, c, [], None)
     elif w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
         # (filled, but below it the held entries are not one chain: read back whole)
         c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
@@ -1287,7 +1300,9 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             runs[k] = runs[k]._replace(forked=True)
             if f.kind == KIND_LOG_ALTERED:
                 runs[k] = runs[k]._replace(altered=min(seq, runs[k].altered or seq))
-            if seq == runs[k].last:       # (which entry ends the float: from the rows)
+            if seq in (runs[k].first, runs[k].last):
+                # (which entry ends the float, whether it still starts there: from
+                # the rows)
                 redo = min(redo, seq)
     if outside:
         out = [recs[i] for i in outside]
