@@ -1178,6 +1178,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     tip = led.device(did)
     assert tip is not None
     sp, fl = w.spill, floats[0]
+    if w.chain is None and not w.rest:
+        w = w._replace(chain=[])        # (nothing held below: the general walk took all)
     end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
            if sp is not None else (tip.tip_seq, tip.tip_head))
     if w.chain is not None and end == (fl.first - 1, fl.prev):
