@@ -626,7 +626,51 @@ def _holes_taken_by_the_general_walk() -> list[Bundle]:
     return [_resigned(b), bundle([d], cps=[(d, d.checkpoint())], name="c2")]
 
 
+def _made_up_at_a_floats_end() -> list[Bundle]:
+    d = _dev(884, 10 * CHUNK)
+    h2 = 6 * CHUNK + 7
+    junk = d.fork(h2)
+    junk.readings(1)
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq not in (_HOLE, h2)]
+    b.entries.append((d.id_hex, rec.RawEntry(*junk.entries[h2])))
+    # a made-up entry in the second hole, linked to the entry below it: it ends the
+    # float, which the first hole's filling makes a spilled span; then the real entry
+    # beside it, and the float above links to that one
+    return [_resigned(b), bundle([d], cps=[(d, d.checkpoint())], name="c2")]
+
+
+def _made_up_branch_to_a_floats_end(secret: int) -> Callable[[], list[Bundle]]:
+    def case() -> list[Bundle]:
+        d = _dev(secret, 10 * CHUNK)
+        top = 6 * CHUNK
+        junk = d.fork(top - 1)
+        junk.readings(2)
+        b = bundle([d], signer=None)
+        b.entries = [e for e in b.entries if e[1].seq not in (_HOLE, top + 1)]
+        b.entries.append((d.id_hex, rec.RawEntry(*junk.entries[top])))
+        # a made-up entry at a float's last seq, then (later) the one below it that it
+        # links to: a branch that reaches the float's end, which may end it now
+        return [_resigned(b),
+                _resigned(_with(bundle([d], ranges={d.id_hex: (0, 0)}, name="c2",
+                                       signer=None), junk.entries[top - 1:top])),
+                bundle([d], cps=[(d, d.checkpoint())], name="c3")]
+    return case
+
+
+def _with(b: Bundle, extra: list[tuple[int, bytes, bytes | None]]) -> Bundle:
+    b.entries += [(b.enrollments[0].device_id, rec.RawEntry(*x)) for x in extra]
+    return b
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "a made-up entry ends a float, then the real one beside it": _made_up_at_a_floats_end,
+    "a made-up branch reaches a float's end, its lower entry later (1)":
+        _made_up_branch_to_a_floats_end(885),
+    "a made-up branch reaches a float's end, its lower entry later (2)":
+        _made_up_branch_to_a_floats_end(886),
+    "a made-up branch reaches a float's end, its lower entry later (3)":
+        _made_up_branch_to_a_floats_end(887),
     "three holes, the general walk takes the chunk that fills the last":
         _holes_taken_by_the_general_walk,
     "made-up entries far above in every chunk, the hole filled": _junk_in_every_chunk,
@@ -813,7 +857,7 @@ def test_random_holes_and_other_entries_decide_as_carried_whole(
 
 
 _PG_CASES = [c for c in SPILL_CASES
-             if any(w in c for w in ("fork", "log-altered", "copy", "signed", "hole"))]
+             if any(w in c for w in ("fork", "log-altered", "copy", "signed", "hole", "float"))]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -1202,12 +1202,13 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         if not floats:
             return w
     elif w.chain is not None and end[0] == fl.first - 1 and any(
-            r[3] == end[1] for r in db.pending_links(did, fl.first, fl.first)):
-        # A row at the float's first seq links to the chain below, but not the one the
-        # float's own chain reaches down to (an entry held beside it there, or made up
-        # on it): the chain goes on through that row, which the float does not say.
-        # The held rows are read again from the tip, as a later reconcile would, and
-        # walked once more (with no entries).
+            r[3] in _ends_below(db, did, w, end) for r in db.pending_links(
+                did, fl.first, fl.first)):
+        # A row at the float's first seq links to the chain below (to its end, or to
+        # an entry beside a spilled span's end), but the float's own chain does not:
+        # the chain may go on through that row, which neither says. The held rows are
+        # read again from the tip, as a later reconcile would, and walked once more
+        # (with no entries).
         _hold(db, did, w.chain)
         c = _pending_spill(db, did, tip, key)
         if c is None:
@@ -1241,6 +1242,18 @@ def _no_link_below(led: Ledger, did: str, old_tip: int, w: _Walked, fl: _Float,
     if end[0] == fl.first - 1 and end[1] != fl.prev and (
             tip.tip_seq != old_tip or sp is None or not sp.stops):
         res.once(Finding(did, fl.first, _NO_LINK))
+
+
+def _ends_below(db: LedgerStorage, did: str, w: _Walked, end: tuple[int, bytes]
+                ) -> set[bytes]:
+    """The hashes a float's first entry may link to, to go on from the chain a walk left
+    (`end`: its last seq and hash): its end, and, for a forked spilled span that ends
+    there, the other rows held at its last seq (a branch a signature may reach through
+    the float: the general walk's choice)."""
+    sp = w.spill
+    if w.chain or sp is None or not sp.forked:
+        return {end[1]}
+    return {end[1], *(r[1] for r in db.pending_links(did, end[0], end[0]))}
 
 
 def _floated(floats: Iterable[_Float]) -> int:
@@ -1291,7 +1304,8 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     redo = MAX_SEQ + 1            # (the lowest seq whose float is read again)
     rows: dict[tuple[int, bytes], PendingRow] = {}
     if inside:
-        held = _rows_at(db, did, sorted({q for q, _ in inside}))
+        # (the rows at those seqs, and at the seqs above them: which link to them)
+        held = _rows_at(db, did, sorted({q + d for q, _ in inside for d in (0, 1)}))
         for (seq, h), idx in sorted(inside.items()):
             if (seq, h) in held:
                 continue
@@ -1302,9 +1316,13 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             runs[k] = runs[k]._replace(forked=True)
             if f.kind == KIND_LOG_ALTERED:
                 runs[k] = runs[k]._replace(altered=min(seq, runs[k].altered or seq))
-            if seq in (runs[k].first, runs[k].last):
-                # (which entry ends the float, whether it still starts there: from
-                # the rows)
+            if seq in (runs[k].first, runs[k].last) or any(
+                    q == seq + 1 and prev == h
+                    for (q, _), prev in itertools.chain(held.items(), (
+                        ((x[1], x[2]), x[5]) for x in rows.values()))):
+                # (which entry ends the float, whether it still starts there; or the
+                # entry has one linked on it, a branch that may reach the float's end:
+                # from the rows)
                 redo = min(redo, seq)
     if outside:
         out = [recs[i] for i in outside]
@@ -1326,16 +1344,18 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     return tuple(runs), keep
 
 
-def _rows_at(db: LedgerStorage, did: str, seqs: list[int]) -> set[tuple[int, bytes]]:
-    """(seq, hash) of the device's held rows at `seqs` (sorted), read two chunks of
-    seqs at a time: seqs spread over a long held span do not read all of it."""
-    rows: set[tuple[int, bytes]] = set()
+def _rows_at(db: LedgerStorage, did: str, seqs: list[int]
+             ) -> dict[tuple[int, bytes], bytes | None]:
+    """(seq, hash) -> prev of the device's held rows at `seqs` (sorted), read two chunks
+    of seqs at a time: seqs spread over a long held span do not read all of it."""
+    rows: dict[tuple[int, bytes], bytes | None] = {}
     a = 0
     while a < len(seqs):
         lo = seqs[a]
         while a < len(seqs) and seqs[a] - lo < 2 * CHUNK:
             a += 1
-        rows.update((q, h) for q, h, *_ in db.pending_links(did, lo, seqs[a - 1]))
+        rows.update(((q, h), prev) for q, h, _, prev, _ in db.pending_links(
+            did, lo, seqs[a - 1]))
     return rows
 
 
