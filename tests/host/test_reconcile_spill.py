@@ -663,7 +663,26 @@ def _with(b: Bundle, extra: list[tuple[int, bytes, bytes | None]]) -> Bundle:
     return b
 
 
+def _float_on_a_broken_link() -> list[Bundle]:
+    d = _dev(888, 10 * CHUNK)
+    h2 = 6 * CHUNK + 7
+    junk = d.fork(h2 - 1)
+    junk.readings(2)
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq not in (_HOLE, h2)]
+    b.entries.append((d.id_hex, rec.RawEntry(*junk.entries[h2])))
+    # a made-up entry in the second hole linked to nothing held: the floats above the
+    # first hole end there on a broken link, not a hole; the first hole filled alone
+    # leaves a spilled span with them just above it, read by the next run from the
+    # rows; then the real entry there and the checkpoint
+    return [_resigned(b), _filled(d, cp=False),
+            bundle([d], ranges={d.id_hex: (h2, h2 + 1)}, cps=[(d, d.checkpoint())],
+                   name="c3")]
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "a float on a broken link above a spilled span, held by an earlier run":
+        _float_on_a_broken_link,
     "a made-up entry ends a float, then the real one beside it": _made_up_at_a_floats_end,
     "a made-up branch reaches a float's end, its lower entry later (1)":
         _made_up_branch_to_a_floats_end(885),

@@ -923,9 +923,10 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         seq, h, signed, prev, kind = group[0]
         if prev is None or kind is None:
             return None                         # (a row held without those fields)
-        if seq > s:
-            # (a hole at entry 0 is not one: the policy would not be known; below a hole,
-            # one chain, and above it floats)
+        if seq > s or not any(r[3] in live for r in group):
+            # (a hole, or no row here linking to the chain: a broken link, where a float
+            # starts as well, _float_runs; a hole at entry 0 is not one: the policy would
+            # not be known; below a hole, one chain, and above it floats)
             if forked or not (dev.tip_seq >= 0 or s > lo):
                 return None
             gap = seq
@@ -1221,17 +1222,20 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                    sp, floats)
         return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
                      [], None)
-    _no_link_below(led, did, dev.tip_seq, w, floats[0], res)
+    _no_link_below(led, db, did, key, dev.tip_seq, w, floats[0], res)
     return w._replace(above=w.above + _floated(floats), rev=db.pending_rev(did),
                       floating=floats)
 
 
-def _no_link_below(led: Ledger, did: str, old_tip: int, w: _Walked, fl: _Float,
-                   res: Result) -> None:
+def _no_link_below(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
+                   old_tip: int, w: _Walked, fl: _Float, res: Result) -> None:
     """Say what the general walk says when the chain from the tip ends just below a
     float that does not link to it: the float's first entry does not link (_advance,
     which does not see the float's rows: _NO_LINK). As there, not when the walk
-    took nothing and a fork in the spilled span stops it below (_Spill.stops)."""
+    took nothing and a fork in the spilled span stops it below (_Spill.stops). When
+    the float starts just above the tip, its first entries may be a fork's branch
+    (linked to another entry for the tip's seq): they are fork candidates, as the
+    general walk's are (_forks; the checkpoints were compared by the walk)."""
     tip = led.device(did)
     assert tip is not None
     sp = w.spill
@@ -1242,6 +1246,9 @@ def _no_link_below(led: Ledger, did: str, old_tip: int, w: _Walked, fl: _Float,
     if end[0] == fl.first - 1 and end[1] != fl.prev and (
             tip.tip_seq != old_tip or sp is None or not sp.stops):
         res.once(Finding(did, fl.first, _NO_LINK))
+    if fl.first == tip.tip_seq + 1:
+        _forks(led, db, did, key, _load_pending(db, did, fl.first, {}, fl.first), res,
+               fl.first)
 
 
 def _ends_below(db: LedgerStorage, did: str, w: _Walked, end: tuple[int, bytes]
