@@ -622,6 +622,17 @@ class _Carry(NamedTuple):
                 and db.pending_rev(self.did) == self.rev)
 
 
+def _chain_end(chain: list[_Cand] | None, sp: _Spill | None, tip: Device
+               ) -> tuple[int, bytes]:
+    """(seq, hash) of the last entry of the chain from the tip that a walk left: its
+    last carried entry, else the spilled span's end, else the tip itself."""
+    if chain:
+        return chain[-1].seq, chain[-1].h
+    if sp is not None:
+        return sp.last, sp.head
+    return tip.tip_seq, tip.tip_head
+
+
 def _report_in(chain: list[_Cand] | None) -> int | None:
     """The seq of the first log-altered report in `chain` (None: none)."""
     return next((c.seq for c in chain or () if c.f.kind == KIND_LOG_ALTERED), None)
@@ -876,8 +887,7 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
         return None
     sp, fl, chain = c.spill, c.floating, c.chain
     lo, tip = dev.tip_seq + 1, dev.tip_seq
-    last, head = ((chain[-1].seq, chain[-1].h) if chain else (sp.last, sp.head)
-                  if sp is not None else (tip, dev.tip_head))
+    last, head = _chain_end(chain, sp, dev)
     forked, stops, altered = _spill_flags(sp, chain)
     below = last - lo + 1
     if not fl:
@@ -1181,8 +1191,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     sp, fl = w.spill, floats[0]
     if w.chain is None and not w.rest:
         w = w._replace(chain=[])        # (nothing held below: the general walk took all)
-    end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
-           if sp is not None else (tip.tip_seq, tip.tip_head))
+    end = _chain_end(w.chain, sp, tip)
     if w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
@@ -1241,8 +1250,7 @@ def _no_link_below(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
     sp = w.spill
     if w.chain is None:
         return
-    end = ((w.chain[-1].seq, w.chain[-1].h) if w.chain else (sp.last, sp.head)
-           if sp is not None else (tip.tip_seq, tip.tip_head))
+    end = _chain_end(w.chain, sp, tip)
     if end[0] == fl.first - 1 and end[1] != fl.prev and (
             tip.tip_seq != old_tip or sp is None or not sp.stops):
         res.once(Finding(did, fl.first, _NO_LINK))
