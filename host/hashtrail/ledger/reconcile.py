@@ -1302,6 +1302,8 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     lowest = floats[0].first
     firsts = [f.first for f in floats]
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
+    # (seq, prev) of the chunk's entries for the floats' seqs: which link on which
+    linked: set[tuple[int, bytes]] = set()
     outside: list[int] = []
     keep: list[int] = []
     for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
@@ -1313,6 +1315,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             return None
         if seq <= floats[bisect_right(firsts, seq) - 1].last:
             inside[seq, h].append(i)
+            linked.add((seq, f.prev))
         else:
             outside.append(i)
     runs = list(floats)
@@ -1321,6 +1324,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     if inside:
         # (the rows at those seqs, and at the seqs above them: which link to them)
         held = _rows_at(db, did, sorted({q + d for q, _ in inside for d in (0, 1)}))
+        linked.update((q, prev) for (q, _), prev in held.items() if prev is not None)
         for (seq, h), idx in sorted(inside.items()):
             if (seq, h) in held:
                 continue
@@ -1331,10 +1335,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             runs[k] = runs[k]._replace(forked=True)
             if f.kind == KIND_LOG_ALTERED:
                 runs[k] = runs[k]._replace(altered=min(seq, runs[k].altered or seq))
-            if seq in (runs[k].first, runs[k].last) or any(
-                    q == seq + 1 and prev == h
-                    for (q, _), prev in itertools.chain(held.items(), (
-                        ((x[1], x[2]), x[5]) for x in rows.values()))):
+            if seq in (runs[k].first, runs[k].last) or (seq + 1, h) in linked:
                 # (which entry ends the float, whether it still starts there; or the
                 # entry has one linked on it, a branch that may reach the float's end:
                 # from the rows)
