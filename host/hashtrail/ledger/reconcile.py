@@ -908,9 +908,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     """The device's held rows as a spilled chain (_Spill) of SPILL_CHUNKS chunks or
     more, or a chain and entries above holes (_Float) of FLOAT_CHUNKS chunks or more,
     when they are so: one copy of each seq from the tip up, linked from it (others
-    beside it), then (after a seq nothing holds) the floats _float_runs reads, none
-    signed, no log-altered report, a policy 0 device (entry 0, if among them, this
-    key's). Read a chunk at a time and
+    beside it), then (after a seq nothing holds, or one where no row links to it)
+    the floats _float_runs reads, none signed, no log-altered report below the
+    floats, a policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
     not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks, kept as
     the carried chain): a long span held by an earlier run (a device that never
     signs, a bundle that left entries out, a hostile one) is walked on from its end,
@@ -1158,8 +1158,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     chunk that goes on from them is written beside them, one with nothing for their
     seqs or above is walked without them, and then joins them to the chain when it
     filled the hole; a chunk's other entries at their seqs or above are written
-    beside them first (_above_hole), unless one is signed or a log-altered report:
-    then they are read back first."""
+    beside them first (_above_hole), unless one is signed, or a device checkpoint
+    may cover a log-altered report among them: then they are read back first."""
     # Every candidate is decoded and checked exactly once, here or (for rows an earlier
     # run left in `pending`) in _load_pending; the walk below works on these objects.
     if checked is None:
