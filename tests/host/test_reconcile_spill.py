@@ -680,7 +680,86 @@ def _float_on_a_broken_link() -> list[Bundle]:
                    name="c3")]
 
 
+def _made_up_report_case(where: str) -> Callable[[], list[Bundle]]:
+    def case() -> list[Bundle]:
+        d = _dev(906 + len(where), 10 * CHUNK)
+        cp = [(d, d.checkpoint())]
+        later = bundle([d], ranges={d.id_hex: (0, 0)}, cps=cp, name="c2")
+        beside = _made_up_report(d, 5 * CHUNK)
+        if where == "beside":
+            return [_inserted(d, 8 * CHUNK, beside, cp)]
+        if where == "beside, held":
+            return [_inserted(d, 8 * CHUNK, beside, []), later]
+        if where == "ahead":
+            return [_inserted(d, 3 * CHUNK, _made_up_report(d, 9 * CHUNK, b"\7" * 32), cp)]
+        if where == "ahead, an entry":
+            junk = d.fork(9 * CHUNK)
+            junk.head = b"\7" * 32
+            junk.readings(1)
+            return [_inserted(d, 3 * CHUNK, junk.entries[9 * CHUNK:], cp)]
+        if where == "ahead, held":
+            return [_inserted(d, 3 * CHUNK, _made_up_report(d, 9 * CHUNK, b"\7" * 32), []),
+                    later]
+        if where == "ahead, in every chunk":
+            b = bundle([d], cps=cp, signer=None)
+            for k in range(1, 10):
+                at = next(i for i, (_, r) in enumerate(b.entries) if r.seq == k * CHUNK)
+                b.entries.insert(at, (d.id_hex, rec.RawEntry(*_made_up_report(
+                    d, k * CHUNK + 2 * CHUNK // 3, bytes([k]) * 32)[0])))
+            return [_resigned(b)]
+        assert where == "above a hole, held"
+        return [_holed(d, _HOLE, beside), bundle([d], cps=cp, name="c2")]
+    return case
+
+
+def _covered_report_branch(where: str) -> Callable[[], list[Bundle]]:
+    def case() -> list[Bundle]:
+        # the device's own fork: a branch with a log-altered report, and the device's
+        # checkpoint over it (the device's word: the report counts)
+        d, clone = _forked(913 + len(where), 5 * CHUNK, 0)
+        clone.log_altered(5 * CHUNK - 20)
+        clone.readings(3)
+        branch = clone.entries[5 * CHUNK:]
+        signed = bundle([clone], ranges={clone.id_hex: (0, 0)}, cps=[(clone, clone.checkpoint())],
+                        name="c3")
+        if where == "beside a span":
+            return [_inserted(d, 8 * CHUNK, branch, []), signed,
+                    bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())],
+                           name="c2")]
+        assert where == "above a hole"
+        return [_holed(d, _HOLE, branch), signed, _filled(d)]
+    return case
+
+
+def _own_report_below_a_hole() -> list[Bundle]:
+    d = _reported(917)            # (entry 40 reports 20..39 altered)
+    # the report on the chain below a hole, held by an earlier run: read from its rows
+    # (the spilled span below the floats says where the report is); filled later
+    return [_holed(d, 6 * CHUNK), bundle([d], ranges={d.id_hex: (6 * CHUNK, 6 * CHUNK + 1)},
+                                         cps=[(d, d.checkpoint())], name="c2")]
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
+    "a made-up log-altered report beside a spilled span, a checkpoint at the end":
+        _made_up_report_case("beside"),
+    "a made-up log-altered report beside a spilled span, held, a checkpoint later":
+        _made_up_report_case("beside, held"),
+    "a made-up log-altered report ahead of the chain, a checkpoint at the end":
+        _made_up_report_case("ahead"),
+    "a made-up entry ahead of the chain, a checkpoint at the end":
+        _made_up_report_case("ahead, an entry"),
+    "a made-up log-altered report ahead of the chain, held, a checkpoint later":
+        _made_up_report_case("ahead, held"),
+    "made-up log-altered reports ahead of the chain in every chunk":
+        _made_up_report_case("ahead, in every chunk"),
+    "a made-up log-altered report above a hole, held, then a copy of the whole chain":
+        _made_up_report_case("above a hole, held"),
+    "the device's own branch with a report beside a spilled span, its checkpoint":
+        _covered_report_branch("beside a span"),
+    "the device's own branch with a report above a hole, its checkpoint":
+        _covered_report_branch("above a hole"),
+    "the device's own report below a hole, held by an earlier run, filled":
+        _own_report_below_a_hole,
     "a float on a broken link above a spilled span, held by an earlier run":
         _float_on_a_broken_link,
     "a made-up entry ends a float, then the real one beside it": _made_up_at_a_floats_end,
@@ -1466,3 +1545,50 @@ def test_a_held_shape_reconcile_did_not_write_is_not_used(
         r = rec.reconcile(led, bundle([d], ranges={d.id_hex: (0, 0)},
                                       cps=[(d, d.checkpoint())], name="c2"), workers=1)
         assert (r.accepted, r.pending) == (5 * CHUNK, 0)
+
+
+def _made_up_report(d: Device, seq: int, prev: bytes | None = None
+                    ) -> list[tuple[int, bytes, bytes | None]]:
+    """A log-altered report for d's seq `seq` that d never wrote (unsigned: anyone can
+    write one), linked to d's entry before it, or to `prev`."""
+    clone = d.fork(seq)
+    if prev is not None:
+        clone.head = prev
+    clone.log_altered(seq // 2)
+    return clone.entries[seq:seq + 1]
+
+
+@pytest.mark.parametrize("where", ["beside a span", "beside a span, held before",
+                                   "ahead of the chain", "above a hole"])
+def test_a_made_up_log_altered_report_does_not_load_held_entries(
+        where: str, tmp_path: Path) -> None:
+    """A hostile bundle: N unsigned entries of one device and a log-altered report the
+    device never wrote (anyone can write one), then the device's checkpoint over its
+    last entry. The report is beside the chain (another entry for seq N/2, held by the
+    same run or an earlier one), ahead of it (for a seq the chain has not reached yet,
+    linked to nothing), or beside entries held above a hole that a second collector's
+    copy fills. No device signature covers the report, so it changes nothing the
+    general walk decides, and a fresh reconcile's peak RSS (warmed up, chunks of 500)
+    grows by less than 20 MB. Before, a checkpoint at or above the report's seq read
+    the held entries back whole."""
+    n = 60_000
+    d = _dev(905, n)
+    cp = bundle([d], ranges={d.id_hex: (0, 0)}, cps=[(d, d.checkpoint())], name="c2")
+    if where == "beside a span":
+        got = _one_file(tmp_path, _inserted(d, n - 10, _made_up_report(d, n // 2),
+                                            [(d, d.checkpoint())]))
+    elif where == "ahead of the chain":
+        got = _one_file(tmp_path, _inserted(
+            d, 3 * CHUNK, _made_up_report(d, n - 100, b"\x07" * 32), [(d, d.checkpoint())]))
+    elif where == "beside a span, held before":
+        held, got = _held_then_accepted(
+            tmp_path, _inserted(d, n - 10, _made_up_report(d, n // 2), []), cp)
+        assert held == {"pending": n + 1}
+    else:
+        held, got = _held_then_accepted(
+            tmp_path, _holed_file(d, _made_up_report(d, n // 2), n - 10),
+            bundle([d], cps=[(d, d.checkpoint())], name="c2"))
+        assert held == {"pending": n}
+    print(where, got)
+    assert (got["accepted"], got["pending"]) == (n, 0)
+    assert got["grew_mb"] < 20, got

@@ -732,10 +732,16 @@ class _Float(NamedTuple):
     # _above_hole); the float's own are told from them by following prev links down
     # from `head`, and the spilled span the hole's filling makes is forked (_Spill)
     forked: bool = False
-    # the lowest seq of a log-altered report among these seqs' rows (None: none): it
-    # has no effect while no device signature covers it; one that may reads the floats
-    # back (_device), and the filled hole passes it on (_Spill.altered)
+    # the lowest seq of a log-altered report on the float's chain, the one that ends in
+    # `head` (None: none): it has no effect while no device signature covers it; one
+    # that does reads the floats back (_device), and the filled hole passes it on
+    # (_Spill.altered)
     altered: int | None = None
+    # the lowest seq of a log-altered report among these seqs' rows, on the chain or
+    # beside it (None: none): a device checkpoint over another branch at or above it
+    # reads the floats back as well (the device's word on a report beside the chain:
+    # _covered_float_report)
+    reported: int | None = None
 
     @property
     def size(self) -> int:
@@ -855,8 +861,8 @@ def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
         "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
                                           sp.stops, sp.altered],
-        "float": [[f.first, f.last, f.prev.hex(), f.head.hex(), f.forked, f.altered]
-                  for f in fl],
+        "float": [[f.first, f.last, f.prev.hex(), f.head.hex(), f.forked, f.altered,
+                   f.reported] for f in fl],
         "short": None if short is None else list(short)})
 
 
@@ -870,7 +876,7 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
         s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
         *s["spill"][3:])
     fl = tuple(_Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]), bool(f[4]),
-                      f[5]) for f in s["float"])
+                      f[5], f[6]) for f in s["float"])
     if s["short"] is None:
         return _Carry(did, dev.tip_seq, dev.tip_head, rev, {}, [], sp, fl)
     lo, hi = s["short"]
@@ -895,11 +901,11 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
             return _shape_text(rev, tip, True)
         return _shape_text(rev, tip, False,
                            _Spill(lo, last, head, frozenset(), forked, stops, altered))
-    if forked or altered is not None or (tip < 0 and below == 0) \
-            or _floated(fl) < FLOAT_CHUNKS * CHUNK:
+    if forked or (tip < 0 and below == 0) or _floated(fl) < FLOAT_CHUNKS * CHUNK:
         return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
-        return _shape_text(rev, tip, False, _Spill(lo, last, head, frozenset()), fl)
+        return _shape_text(rev, tip, False,
+                           _Spill(lo, last, head, frozenset(), altered=altered), fl)
     return _shape_text(rev, tip, False, None, fl, (lo, last) if below else None)
 
 
@@ -909,26 +915,26 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     more, or a chain and entries above holes (_Float) of FLOAT_CHUNKS chunks or more,
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
-    the floats _float_runs reads, none signed, no log-altered report below the
-    floats, a policy 0 device (entry 0, if among them, this key's). Read a chunk at a time and
-    not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks, kept as
-    the carried chain): a long span held by an earlier run (a device that never
-    signs, a bundle that left entries out, a hostile one) is walked on from its end,
-    and accepted from `pending` in chunks, without being loaded whole. None: load the
-    rows as they are (_load_pending)."""
+    the floats _float_runs reads, none signed, a policy 0 device (entry 0, if among
+    them, this key's). Read a chunk at a time and not kept (but for a chain below the
+    hole shorter than SPILL_CHUNKS chunks, kept as the carried chain): a long span held
+    by an earlier run (a device that never signs, a bundle that left entries out, a
+    hostile one) is walked on from its end, and accepted from `pending` in chunks,
+    without being loaded whole. None: load the rows as they are (_load_pending)."""
     counts = db.pending_count(did, dev.tip_seq)     # (rows below: _without_low)
     if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
         return None
     if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
     lo = s = dev.tip_seq + 1
-    # the held rows reached from the tip through prev links, at the seq before s: one
-    # row a seq, but for entries held beside a spilled chain (_Spill.forked)
-    live: tuple[bytes, ...] = (dev.tip_head,)
+    # the held rows reached from the tip through prev links, at the seq before s (one
+    # row a seq, but for entries held beside a spilled chain: _Spill.forked), each with
+    # the lowest seq of a log-altered report on its way from the tip (_Spill.altered:
+    # a report beside the chain is not on the way to its end)
+    live: dict[bytes, int | None] = {dev.tip_head: None}
     # the hole, if any: the seq above it (the floats start there: _float_runs)
     gap: int | None = None
     n, forked, stops = 0, False, False
-    altered: int | None = None          # (the lowest log-altered report: _Spill.altered)
     for group in _held_links(db, did, s):
         seq, h, signed, prev, kind = group[0]
         if prev is None or kind is None:
@@ -944,18 +950,16 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         if len(group) == 1 and s:               # (the usual row: its seq's only one)
             if signed or prev not in live:
                 return None
-            if kind == KIND_LOG_ALTERED and altered is None:
-                altered = seq
-            live = (h,)
+            a = live[prev]
+            live = {h: seq if a is None and kind == KIND_LOG_ALTERED else a}
         else:
-            reached = []
+            reached: dict[bytes, int | None] = {}
             for _, h, signed, prev, kind in group:
                 if prev is None or kind is None or signed:
                     return None
-                if kind == KIND_LOG_ALTERED and altered is None:
-                    altered = seq
                 if prev in live:
-                    reached.append(h)
+                    a = live[prev]
+                    reached[h] = seq if a is None and kind == KIND_LOG_ALTERED else a
             if not reached or (len(group) > 1 and s == 0):
                 return None
             if s == 0:
@@ -965,18 +969,17 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                     return None
             forked |= len(group) > 1
             stops |= len(reached) > 1
-            live = tuple(reached)
+            live = reached
         n += len(group)
         s += 1
     head = min(live)         # (forked: the end of one chain from the tip; others beside)
+    altered = live[head]
     if gap is None:
         if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:    # (rows at or below the
             return None                                        # tip; a short chain)
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
-    if altered is not None:
-        return None           # (a report among entries held around a hole: loaded)
     runs = _float_runs(db, did, gap)
     if runs is None:
         return None
@@ -986,7 +989,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     below = s
     if below - lo >= SPILL_CHUNKS * CHUNK:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
-                      _Spill(lo, below - 1, head, frozenset()), fl)
+                      _Spill(lo, below - 1, head, frozenset(), altered=altered), fl)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
     held = _load_pending(db, did, lo, {}, below - 1)
     chain = [held[q][0] for q in range(lo, below)]
@@ -1172,11 +1175,10 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         if len(keep) != len(recs):
             recs, checked = [recs[i] for i in keep], [checked[i] for i in keep]
             leaves = None if leaves is None else [leaves[i] for i in keep]
-    reports = [] if up is None else [f.altered for f in floats if f.altered is not None]
-    if up is None or (reports and _signed_heads(db, did, min(reports))):
-        # (a signed entry at the floats' seqs or above, or a device checkpoint that may
-        # cover a log-altered report among them: the general walk's, with all in
-        # memory; what _above_hole wrote, now rows of the floats, is read back with
+    if up is None or _covered_float_report(db, did, floats):
+        # (a signed entry at the floats' seqs or above, or a device checkpoint that
+        # covers a log-altered report on their chains: the general walk's, with all
+        # in memory; what _above_hole wrote, now rows of the floats, is read back with
         # the rest)
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, _unfloat(
             db, did, held._replace(rev=db.pending_rev(did),
@@ -1236,6 +1238,74 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                       floating=floats)
 
 
+def _covered_float_report(db: LedgerStorage, did: str, floats: tuple[_Float, ...]
+                          ) -> bool:
+    """Whether a device checkpoint covers a log-altered report held above a hole, or
+    may: one over a report on a float's chain (_Float.altered) or an entry chained
+    after it, found by following the links up from the report's rows through
+    `pending` (_signed_ahead's question; no row held above a hole is signed:
+    _float_runs), or one over another branch than a float's chain at or above a
+    report held there (_Float.reported: the device's word on a branch beside it).
+
+    Why not any checkpoint at or above a report: anyone can write an unsigned report
+    (beside the chain, or ahead of it, linked to nothing: a float of its own), and the
+    device's next routine checkpoint above its seq read every entry held above a hole
+    back."""
+    lows = [r for f in floats for r in (f.altered, f.reported) if r is not None]
+    if not lows:
+        return False
+    heads = _signed_heads(db, did, min(lows), floats[-1].last)
+    if not heads:
+        return False
+    if _signed_beside(db, did, floats, heads):
+        return True
+    high = max(q for q, _ in heads)
+    for r in sorted(f.altered for f in floats if f.altered is not None):
+        if r > high:
+            break
+        live = {h for _, h, _, _, kind in db.pending_links(did, r, r)
+                if kind == KIND_LOG_ALTERED}
+        if any((r, h) in heads for h in live):
+            return True
+        s = r
+        for group in _held_links(db, did, r + 1):
+            s += 1
+            if group[0][0] != s or s > high:
+                break
+            live = {h for _, h, _, prev, _ in group if prev in live}
+            if not live:
+                break
+            if any((s, h) in heads for h in live):
+                return True
+    return False
+
+
+def _signed_beside(db: LedgerStorage, did: str, floats: tuple[_Float, ...],
+                   heads: set[tuple[int, bytes]]) -> bool:
+    """Whether one of the device checkpoints `heads` is over a row held beside a
+    float's chain, at or above a log-altered report held there (_Float.reported)."""
+    firsts = [f.first for f in floats]
+    over: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    for q, h in heads:
+        k = bisect_right(firsts, q) - 1
+        f = floats[k] if k >= 0 else None
+        if f is not None and f.forked and f.reported is not None \
+                and f.reported <= q <= f.last:
+            over[k].append((q, h))
+    for k, hs in over.items():
+        rows = _rows_at(db, did, sorted({q for q, _ in hs}))
+        held = [(q, h) for q, h in hs if (q, h) in rows]
+        if not held:
+            continue
+        f = floats[k]
+        chain = {f.last: f.head}
+        for links, _ in _chain_blocks(db, did, min(q for q, _ in held), (f.last, f.head)):
+            chain.update(links)
+        if any(chain[q] != h for q, h in held):
+            return True
+    return False
+
+
 def _no_link_below(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
                    old_tip: int, w: _Walked, fl: _Float, res: Result) -> None:
     """Say what the general walk says when the chain from the tip ends just below a
@@ -1291,7 +1361,9 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     - Another unsigned entry for a float's seq (a fork's, or made up: anyone can write
       one) is a candidate beside the float's own: the float is forked, and the filled
       hole makes a forked spilled span (_Spill.forked). A log-altered report is such
-      an entry too, while no device signature may cover it (_Float.altered).
+      an entry too: beside the float's chain, it is not on the way to its end
+      (_Float.altered), and only a device checkpoint over its branch, another than
+      the float's, would make it count (_Float.reported).
     - Entries that go on from the top float's end extend it.
     - Anything else (a second hole, an entry that links to nothing held, one in the
       hole between two floats) is written, and the floats from the lowest one it can
@@ -1334,7 +1406,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             k = bisect_right(firsts, seq) - 1
             runs[k] = runs[k]._replace(forked=True)
             if f.kind == KIND_LOG_ALTERED:
-                runs[k] = runs[k]._replace(altered=min(seq, runs[k].altered or seq))
+                runs[k] = runs[k]._replace(reported=min(seq, runs[k].reported or seq))
             if seq in (runs[k].first, runs[k].last) or (seq + 1, h) in linked:
                 # (which entry ends the float, whether it still starts there; or the
                 # entry has one linked on it, a branch that may reach the float's end:
@@ -1410,12 +1482,14 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
     This is what _above_hole keeps: the same rows read the same (_VERIFY_SHAPES)."""
     out: list[_Float] = []
     s, n = start, 0
-    # the float being read: [first, prev, forked, altered]
+    # the float being read: [first, prev, forked, reported]
     cur: list[Any] | None = None
-    live: tuple[bytes, ...] = ()
+    # the rows it reached at the seq before s, each with the lowest seq of a log-altered
+    # report on its way from the float's first (_Float.altered: one beside it is not)
+    live: dict[bytes, int | None] = {}
     if resume is not None:
-        cur = [resume.first, resume.prev, resume.forked, resume.altered]
-        live, s = (resume.head,), resume.last + 1
+        cur = [resume.first, resume.prev, resume.forked, resume.reported]
+        live, s = {resume.head: resume.altered}, resume.last + 1
 
     def close(last: int) -> None:
         assert cur is not None
@@ -1423,15 +1497,19 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
         if prev is None:      # (its first entry: the one its chain reaches down to)
             for links, _ in _chain_blocks(db, did, cur[0], (last, head)):
                 prev = links.get(cur[0] - 1, prev)
-        out.append(_Float(cur[0], last, prev, head, cur[2], cur[3]))
+        out.append(_Float(cur[0], last, prev, head, cur[2], live[head], cur[3]))
 
     for group in _held_links(db, did, s):
         seq = group[0][0]
         if any(signed or prev is None or kind is None for _, _, signed, prev, kind in group):
             return None
         report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
-        reached = tuple(h for _, h, _, prev, _ in group if prev in live) \
-            if cur is not None and seq == s else ()
+        reached: dict[bytes, int | None] = {}
+        if cur is not None and seq == s:
+            for _, h, _, prev, kind in group:
+                if prev in live:
+                    a = live[prev]
+                    reached[h] = seq if a is None and kind == KIND_LOG_ALTERED else a
         if reached:
             assert cur is not None
             cur[2] |= len(group) > 1
@@ -1445,7 +1523,8 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
                     return None
             cur = [seq, group[0][3] if len(group) == 1 else None, len(group) > 1,
                    seq if report else None]
-            live = tuple(h for _, h, _, _, _ in group)
+            live = {h: seq if kind == KIND_LOG_ALTERED else None
+                    for _, h, _, _, kind in group}
         n += len(group)
         s = seq + 1
     if cur is not None:
@@ -1492,20 +1571,26 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
 
     Why the first hole, whatever lies above it: an entry made up far above (anyone can
     write one) in each chunk kept the run at the top short, so nothing floated and
-    everything above the hole stayed in memory."""
+    everything above the hole stayed in memory. And why fewer than FLOAT_CHUNKS chunks
+    above it when the chain below is spilled or long enough to be: one entry made up
+    ahead of the chain, linked to nothing, kept the whole chain below it from being
+    one, so it stayed in memory and grew with every chunk after it."""
     seqs = sorted(rest)
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
     if j is None:
         return None
     upper = [c for q in seqs[j:] for c in rest[q]]
-    if len(upper) < FLOAT_CHUNKS * CHUNK or any(c.sig is not None for c in upper):
+    if (len(upper) < FLOAT_CHUNKS * CHUNK and sp is None and j < SPILL_CHUNKS * CHUNK) \
+            or any(c.sig is not None for c in upper):
         return None
     if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
-    reports = [c.seq for c in upper if c.f.kind == KIND_LOG_ALTERED]
-    if reports and _signed_heads(db, did, min(reports)):
-        return None           # (a report a device checkpoint may cover: walked in memory)
+    reports = [c for c in upper if c.f.kind == KIND_LOG_ALTERED]
+    if reports:
+        heads = _signed_heads(db, did, min(c.seq for c in reports))
+        if any(_signed_ahead(c, rest, heads) for c in reports):
+            return None       # (a report the device's checkpoint covers: walked in memory)
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
     chain = _as_chain(db, did, key, lower, base, head) if lower else []
@@ -1748,24 +1833,41 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
     the chunk, a checkpoint at or above it: its stop could fall inside the span), or
     another entry for a spilled seq carries a device signature: the span is read back
     whole (the device's word: the general walk applies it, with all in memory)."""
-    reports = [c.seq for cs in held.cands.values() for c in cs
-               if c.f.kind == KIND_LOG_ALTERED]
-    signed = any(c.sig is not None for cs in held.cands.values() for c in cs)
+    # reports on the span's chain or below it, and those above it, held or in the chunk
+    # (one for a spilled seq, not a copy, is beside the chain: only a device signature
+    # over its branch, another than the span's, could cover it, and one reads the span
+    # back anyway, _other_signed and _unspill)
+    low = [c.seq for cs in held.cands.values() for c in cs
+           if c.f.kind == KIND_LOG_ALTERED and c.seq <= sp.last]
     if sp.altered is not None:
-        reports.append(sp.altered)
+        low.append(sp.altered)
+    # the entries above the span, held or in the chunk: (hash, prev, signed) by seq
+    ups: dict[int, list[tuple[bytes, bytes | None, bool]]] = defaultdict(list)
+    above: list[tuple[int, bytes]] = []           # (the reports among them)
+    for q, cs in held.cands.items():
+        if q > sp.last:
+            ups[q].extend((c.h, c.f.prev, c.sig is not None) for c in cs)
+            above.extend((q, c.h) for c in cs if c.f.kind == KIND_LOG_ALTERED)
+    signed = any(c.sig is not None for cs in held.cands.values() for c in cs)
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
     for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
         if _refusal(key, seq, f, ok) is not None:
             continue
         assert type(f) is EntryFields
-        if f.kind == KIND_LOG_ALTERED:
-            reports.append(seq)
         signed |= sig is not None
         if sp.first <= seq <= sp.last:
             inside[seq, h].append(i)
-    if reports and (signed or _signed_heads(db, did, min(reports))):
+        elif seq > sp.last:
+            ups[seq].append((h, f.prev, sig is not None))
+            if f.kind == KIND_LOG_ALTERED:
+                above.append((seq, h))
+        elif f.kind == KIND_LOG_ALTERED:
+            low.append(seq)
+    if low and (signed or _signed_heads(db, did, min(low))):
         return None          # (a report a signature may cover: its stop could fall
                              # inside the span, the general walk's to apply)
+    if _covered_report(db, did, above, ups):
+        return None          # (the device's word above the span: the general walk's)
     on = _OnSpill([], [])
     if not inside:
         return on
@@ -1780,6 +1882,33 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
         else:
             on.others.append(idx[0])
     return on
+
+
+def _covered_report(db: LedgerStorage, did: str, reports: list[tuple[int, bytes]],
+                    ups: dict[int, list[tuple[bytes, bytes | None, bool]]]) -> bool:
+    """Whether a device signature covers one of the log-altered `reports` ((seq, hash),
+    entries in memory: `ups`, their (hash, prev, signed) by seq): its own, or one on
+    an entry chained after it (_signed_ahead, what the general walk asks of a report,
+    _altered_stop).
+
+    Why not any signature at or above the report: anyone can write an unsigned report
+    linked to nothing, ahead of the chain; the device's next routine checkpoint above
+    its seq then read a long spilled span back whole."""
+    if not reports:
+        return False
+    heads = _signed_heads(db, did, min(q for q, _ in reports))
+    if not heads and not any(x[2] for xs in ups.values() for x in xs):
+        return False
+    stack, seen = list(set(reports)), set(reports)
+    while stack:
+        q, h = stack.pop()
+        if (q, h) in heads or any(x[0] == h and x[2] for x in ups.get(q, ())):
+            return True
+        for nh, prev, _ in ups.get(q + 1, ()):
+            if prev == h and (q + 1, nh) not in seen:
+                seen.add((q + 1, nh))
+                stack.append((q + 1, nh))
+    return False
 
 
 def _fork_spill(db: LedgerStorage, did: str, c: _Carry, recs: list[RawEntry],
