@@ -75,6 +75,7 @@ from hashtrail.formats.keys import map_slices, parse_device_id
 from hashtrail.formats.leaf import LEAF_TAG
 from hashtrail.ledger import revocation
 from hashtrail.ledger.enrollment_state import INVALID, UNSIGNED, check_enrollment
+from hashtrail.ledger.held_cover import held_cover
 from hashtrail.ledger.ledger_db import STORED_LOWEST, Ledger
 from hashtrail.ledger.rebuilt_tree import RebuiltTree
 
@@ -597,6 +598,14 @@ def _chain(led: Ledger, p: _Problems, d: _Dev,
             altered.append((int(e.body[1]), seq, str(e.body[2])))
         head, d.walked = hb, seq
         r.entries += 1
+    if r.policy != POLICY_EVERY_ENTRY and not r.problems and cover.lo < r.entries:
+        # (accepted under a checkpoint past a range the device disowned: the links to
+        # it pass held entries, held_cover)
+        hc = held_cover(led.storage, did, d.walked, head, sorted(
+            (q, h, b"") for q, hs in d.heads.items() if q > d.walked for h in hs),
+            bodies=False)
+        if hc is not None:
+            cover.held(d.walked, hc.seq)
     _coverage(p, d, cover, altered)
     if r.alarm:
         r.status = "firmware alarm"
@@ -754,6 +763,13 @@ class _Cover:
             self.r.unprotected.append({"first": self.lo, "last": last, "until": seq,
                                        "by": "signed entry" if signed else "checkpoint"})
         self.lo = seq + 1
+
+    def held(self, last: int, until: int) -> None:
+        """Entries up to `last` (the tip) covered by the device checkpoint over seq
+        `until`, past it, through held entries (held_cover)."""
+        self.r.unprotected.append({"first": self.lo, "last": last, "until": until,
+                                   "by": "checkpoint"})
+        self.lo = last + 1
 
 
 def _coverage(p: _Problems, d: _Dev, cover: _Cover,

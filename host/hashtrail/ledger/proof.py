@@ -57,6 +57,7 @@ from hashtrail.formats.entry import (
 )
 from hashtrail.formats.keys import DeviceKey, genesis_prev, key_fingerprint, parse_device_id
 from hashtrail.formats.leaf import parse_leaf
+from hashtrail.ledger.held_cover import held_cover
 from hashtrail.ledger.ledger_db import Ledger, LedgerError
 from hashtrail.ledger.storage import Device, StoredEntry
 
@@ -286,12 +287,23 @@ def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> di
                           hint="the ledger file is damaged; run `hashtrail verify`")
     else:
         cov = ledger.covering_checkpoint(did, seq)
+        held: list[bytes] = []
         if cov is None:
-            raise LedgerError(f"no device checkpoint in the ledger covers device {did} "
-                              f"seq {seq}", hint="the ledger file is damaged; run "
-                                                 "`hashtrail verify`")
+            # (accepted under a checkpoint past a range the device disowned: the links
+            # to it pass held entries, held_cover)
+            dev = ledger.device(did)
+            hc = None if dev is None else held_cover(
+                ledger.storage, did, dev.tip_seq, dev.tip_head,
+                ((c.seq, c.head, c.cose)
+                 for c in ledger.storage.device_checkpoints(did, dev.tip_seq + 1)))
+            if dev is None or hc is None:
+                raise LedgerError(f"no device checkpoint in the ledger covers device {did} "
+                                  f"seq {seq}", hint="the ledger file is damaged; run "
+                                                     "`hashtrail verify`")
+            cov, held = (dev.tip_seq, hc.cose), hc.chain
         cseq, cose = cov
-        chain = ledger.entry_bodies(did, seq + 1, cseq)
+        chain = ledger.entry_bodies(did, seq + 1, cseq) + held
+        cseq += len(held)
         if len(chain) != cseq - seq:
             raise LedgerError(f"device {did}: entries {seq + 1}..{cseq} are not all in "
                               "the ledger", hint="run `hashtrail verify`")

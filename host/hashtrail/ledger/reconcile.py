@@ -127,6 +127,7 @@ from hashtrail.formats.keys import check_pub, map_slices
 from hashtrail.formats.leaf import leaf_hashes
 from hashtrail.ledger.chunk_reader import Prepared, chunks, runs_of
 from hashtrail.ledger.firmware import installed_rules
+from hashtrail.ledger.held_cover import held_cover
 from hashtrail.ledger.ledger_db import Ledger
 from hashtrail.ledger.storage import MAX_SEQ, Device, LedgerStorage, PendingRow
 
@@ -2439,7 +2440,9 @@ def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
 
 
 def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
-    """The shortest signed branch of the accepted chain that covers `seq`."""
+    """The shortest signed branch of the accepted chain that covers `seq`: up to a
+    device signature on an accepted entry, or else up to the device checkpoint past a
+    range the device disowned, through the held entries there (held_cover)."""
     cp = db.covering_checkpoint(did, seq)
     sg = db.first_signed_entry(did, seq)
     options = []
@@ -2448,7 +2451,15 @@ def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
     if sg is not None:
         options.append((sg[0], "entry-sig", sg[1]))
     if not options:
-        raise HashtrailError(f"device {did}: no signed statement covers accepted seq {seq}")
+        dev = db.device(did)
+        hc = None if dev is None else held_cover(
+            db, did, dev.tip_seq, dev.tip_head,
+            ((c.seq, c.head, c.cose) for c in db.device_checkpoints(did, dev.tip_seq + 1)))
+        if dev is None or hc is None:
+            raise HashtrailError(f"device {did}: no signed statement covers accepted seq "
+                                 f"{seq}")
+        return Branch(db.entry_bodies(did, seq, dev.tip_seq) + hc.chain, "checkpoint",
+                      hc.cose)
     end, kind, stmt = min(options)
     return Branch(db.entry_bodies(did, seq, end), kind, stmt)
 
