@@ -1228,8 +1228,11 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
                        _load_pending(db, did, tip.tip_seq + 1, {}), None)
         return _device(led, db, did, tip, key, [], res, workers, None, c, [], None)
-    elif w.chain is None and any(x.h == fl.prev for x in w.rest.get(fl.first - 1, ())):
-        # (filled, but below it the held entries are not one chain: read back whole)
+    elif w.chain is None and (_floated(floats) < FLOAT_CHUNKS * CHUNK or any(
+            x.h == fl.prev for x in w.rest.get(fl.first - 1, ()))):
+        # (filled, but below it the held entries are not one chain; or a few entries
+        # floated above a hole while below them was a chain that spilled, and now is
+        # none: read back whole, as the general walk has them)
         c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
                    sp, floats)
         return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(db, did, c),
@@ -1323,7 +1326,7 @@ def _no_link_below(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey,
         return
     end = _chain_end(w.chain, sp, tip)
     if end[0] == fl.first - 1 and end[1] != fl.prev and (
-            tip.tip_seq != old_tip or sp is None or not sp.stops):
+            sp is None or not sp.stops):
         res.once(Finding(did, fl.first, _NO_LINK))
     if fl.first == tip.tip_seq + 1:
         _forks(led, db, did, key, _load_pending(db, did, fl.first, {}, fl.first), res,
@@ -1573,17 +1576,18 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     Why the first hole, whatever lies above it: an entry made up far above (anyone can
     write one) in each chunk kept the run at the top short, so nothing floated and
     everything above the hole stayed in memory. And why fewer than FLOAT_CHUNKS chunks
-    above it when the chain below is spilled or long enough to be: one entry made up
-    ahead of the chain, linked to nothing, kept the whole chain below it from being
-    one, so it stayed in memory and grew with every chunk after it."""
+    above it when below it is a chain that is spilled or long enough to be: one entry
+    made up ahead of the chain, linked to nothing, kept the whole chain below it from
+    being one, so it stayed in memory and grew with every chunk after it."""
     seqs = sorted(rest)
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
     if j is None:
         return None
     upper = [c for q in seqs[j:] for c in rest[q]]
-    if (len(upper) < FLOAT_CHUNKS * CHUNK and sp is None and j < SPILL_CHUNKS * CHUNK) \
-            or any(c.sig is not None for c in upper):
+    few = len(upper) < FLOAT_CHUNKS * CHUNK
+    if (few and sp is None and j < SPILL_CHUNKS * CHUNK) or any(c.sig is not None
+                                                                for c in upper):
         return None
     if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
         return None
@@ -1595,6 +1599,9 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     lower = {seq: rest[seq] for seq in seqs[:j]}
     head = tip.tip_head if sp is None else sp.head
     chain = _as_chain(db, did, key, lower, base, head) if lower else []
+    if few and chain is None:
+        return None          # (below a few entries, no chain that spills: in memory, as
+                             # the general walk has them)
     if tip.tip_seq < 0 and sp is None and not chain:
         return None          # (entry 0 not accepted, spilled or held as a chain: the
                              # policy is not known to be one that floats may have)
