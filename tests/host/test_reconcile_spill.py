@@ -1592,3 +1592,22 @@ def test_a_made_up_log_altered_report_does_not_load_held_entries(
     print(where, got)
     assert (got["accepted"], got["pending"]) == (n, 0)
     assert got["grew_mb"] < 20, got
+
+
+@pytest.mark.parametrize("at", [100, 20_100])
+def test_a_made_up_entry_beside_one_not_spilled_yet_does_not_hold_the_chain(
+        at: int, tmp_path: Path) -> None:
+    """A hostile bundle: N unsigned entries of one device, and another entry for seq
+    `at` (unsigned, linked to entry `at` - 1: anyone can write one) in the same chunk
+    as the real one, before the chain there spills; then a checkpoint over the last.
+    A fresh reconcile's peak RSS (warmed up, chunks of 500) grows by less than 20 MB:
+    the held entries, no longer one chain, are written and read back from their rows
+    as a spilled span with an entry beside it (reconcile._Run._device,
+    _pending_spill). Before, they stayed in memory and were walked at every chunk,
+    growing with every chunk after: 64 MB for N = 60,000."""
+    n = 60_000
+    d = _dev(921, n)
+    got = _one_file(tmp_path, _inserted(d, at + 3, _made_up_entry(d, at),
+                                        [(d, d.checkpoint())]))
+    assert (got["accepted"], got["pending"], got["findings"]) == (n, 0, 1)
+    assert got["grew_mb"] < 20, got

@@ -370,6 +370,9 @@ class _Run:
         self.parsed: dict[bytes, EntryFields | _Walk] = {}   # held entries read this run
         self.refused_pool = False              # the pool could not start: threads
         self.carry: _Carry | None = None       # the last chunk's device's held entries
+        # device -> how many held entries, no chain, were last found not to read back
+        # as a spilled span (_respill)
+        self.unspilled: dict[str, int] = {}
 
     def chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None = None,
               checked: list[_Checked] | None = None, leaves: list[bytes] | None = None
@@ -457,7 +460,29 @@ class _Run:
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
                         *_spill_flags(sp, chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
+        elif chain is None and not fl and self._respill(did, rest):
+            # The held entries are no chain from the tip (another entry beside one of
+            # them, anyone's to write, or a hole), SPILL_CHUNKS chunks or more: in
+            # memory, they were all walked again at every chunk and grew with each.
+            # Written, they are read back from their rows as a later reconcile would
+            # (_pending_spill): a spilled span, forked, and entries above a hole.
+            _hold(db, did, [x for cs in rest.values() for x in cs])
+            rev = db.pending_rev(did)
+            c2 = _pending_spill(db, did, tip, key)
+            if c2 is not None:
+                rest, chain, sp, fl = c2.cands, c2.chain, c2.spill, c2.floating
+            else:
+                self.unspilled[did] = sum(len(cs) for cs in rest.values())
+                rest = {q: [x._replace(stored=True) for x in cs] for q, cs in rest.items()}
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
+
+    def _respill(self, did: str, rest: dict[int, list[_Cand]]) -> bool:
+        """Whether to write held entries that are no chain and read them back as a
+        spilled span (_device): SPILL_CHUNKS chunks of them or more, and twice as many
+        as when that last found them not so (then they stay in memory: a read of all
+        of them per chunk would be quadratic)."""
+        n = sum(len(cs) for cs in rest.values())
+        return n >= max(SPILL_CHUNKS * CHUNK, 2 * self.unspilled.get(did, 0))
 
     def flush(self, walk: bool = True) -> None:
         """Write the carried entries that are not rows of `pending` yet (in the caller's
