@@ -927,7 +927,8 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
             return _shape_text(rev, tip, True)
         return _shape_text(rev, tip, False,
                            _Spill(lo, last, head, frozenset(), forked, stops, altered))
-    if forked or (tip < 0 and below == 0) or _floated(fl) < FLOAT_CHUNKS * CHUNK:
+    if forked or (tip < 0 and below == 0) or (_floated(fl) < FLOAT_CHUNKS * CHUNK
+                                              and below < SPILL_CHUNKS * CHUNK):
         return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
         return _shape_text(rev, tip, False,
@@ -1010,9 +1011,10 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if runs is None:
         return None
     fl = tuple(runs[0])
-    if n + runs[1] != counts[0] or _floated(fl) < FLOAT_CHUNKS * CHUNK:
-        return None
     below = s
+    if n + runs[1] != counts[0] or (_floated(fl) < FLOAT_CHUNKS * CHUNK
+                                    and below - lo < SPILL_CHUNKS * CHUNK):
+        return None           # (a few above a hole float over a chain that spills: _float_of)
     if below - lo >= SPILL_CHUNKS * CHUNK:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, below - 1, head, frozenset(), altered=altered), fl)
