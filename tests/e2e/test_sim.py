@@ -27,14 +27,24 @@ pytestmark = pytest.mark.e2e
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 
 
-def mpremote(port: str, *args: str, timeout: float = 60) -> str:
+def mpremote(port: str, *args: str, timeout: float = 60, dev: VirtualDevice | None = None
+             ) -> str:
     # (every call enters mpremote's raw REPL first: three phases of up to 10 s each
     # while the device, just booted or soft-rebooted, runs main.py; on a loaded CI
     # machine that took more than 30 s in all, once for the sleeping-code test and once
     # for the power-cut test's first `exec pass`. A hang guard, not a figure checked.)
-    proc = subprocess.run([*MPREMOTE, "connect", port, *args], capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"mpremote {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    # `dev`: its console goes into the failure (the power-cut test's second `exec pass`
+    # hung once in CI with no output; what the device printed says why next time)
+    def said() -> str:
+        return "" if dev is None else f"\ndevice console:\n{dev.console()}"
+    try:
+        proc = subprocess.run([*MPREMOTE, "connect", port, *args], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"mpremote {args}: no answer in {timeout} s:\n{e.stdout!r}\n"
+                             f"{e.stderr!r}{said()}") from None
+    assert proc.returncode == 0, \
+        f"mpremote {args} failed:\n{proc.stdout}\n{proc.stderr}{said()}"
     return proc.stdout
 
 
@@ -147,7 +157,7 @@ def test_power_cut_keeps_the_log(dev: VirtualDevice) -> None:
     dev.power_cut()
     dev.start()
     time.sleep(2.0)
-    mpremote(dev.port, "exec", "pass")
+    mpremote(dev.port, "exec", "pass", dev=dev)
     after = _log_files(dev)
     for path, old in before.items():
         if path in after:  # (a segment may be pruned only once acknowledged)
