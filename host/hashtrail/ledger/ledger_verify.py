@@ -604,8 +604,9 @@ def _chain(led: Ledger, p: _Problems, d: _Dev,
         hc = held_cover(led.storage, did, d.walked, head, sorted(
             (q, h, b"") for q, hs in d.heads.items() if q > d.walked for h in hs),
             bodies=False)
-        if hc is not None:
-            cover.held(d.walked, hc.seq)
+        if hc is not None and (hc.kind == "checkpoint" or d.key.signed(hc.head,
+                                                                        hc.statement)):
+            cover.held(d.walked, hc.seq, hc.kind)
     _coverage(p, d, cover, altered)
     if r.alarm:
         r.status = "firmware alarm"
@@ -764,11 +765,13 @@ class _Cover:
                                        "by": "signed entry" if signed else "checkpoint"})
         self.lo = seq + 1
 
-    def held(self, last: int, until: int) -> None:
-        """Entries up to `last` (the tip) covered by the device checkpoint over seq
-        `until`, past it, through held entries (held_cover)."""
+    def held(self, last: int, until: int, kind: str) -> None:
+        """Entries up to `last` (the tip) covered by the device's signature over seq
+        `until` (a checkpoint, or that entry's own: `kind`), past it, through held
+        entries (held_cover)."""
         self.r.unprotected.append({"first": self.lo, "last": last, "until": until,
-                                   "by": "checkpoint"})
+                                   "by": "checkpoint" if kind == "checkpoint"
+                                   else "signed entry"})
         self.lo = last + 1
 
 

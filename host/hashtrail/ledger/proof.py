@@ -295,12 +295,13 @@ def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> di
             hc = None if dev is None else held_cover(
                 ledger.storage, did, dev.tip_seq, dev.tip_head,
                 ((c.seq, c.head, c.cose)
-                 for c in ledger.storage.device_checkpoints(did, dev.tip_seq + 1)))
+                 for c in ledger.storage.device_checkpoints(did, dev.tip_seq + 1)),
+                signed=False)
             if dev is None or hc is None:
                 raise LedgerError(f"no device checkpoint in the ledger covers device {did} "
                                   f"seq {seq}", hint="the ledger file is damaged; run "
                                                      "`hashtrail verify`")
-            cov, held = (dev.tip_seq, hc.cose), hc.chain
+            cov, held = (dev.tip_seq, hc.statement), hc.chain
         cseq, cose = cov
         chain = ledger.entry_bodies(did, seq + 1, cseq) + held
         cseq += len(held)

@@ -2475,8 +2475,8 @@ def _signed_ahead(start: _Cand, cands: dict[int, list[_Cand]],
 
 def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
     """The shortest signed branch of the accepted chain that covers `seq`: up to a
-    device signature on an accepted entry, or else up to the device checkpoint past a
-    range the device disowned, through the held entries there (held_cover)."""
+    device signature on an accepted entry, or else up to the device's signature past a
+    range it disowned, through the held entries there (held_cover)."""
     cp = db.covering_checkpoint(did, seq)
     sg = db.first_signed_entry(did, seq)
     options = []
@@ -2492,8 +2492,8 @@ def accepted_branch(db: LedgerStorage, did: str, seq: int) -> Branch:
         if dev is None or hc is None:
             raise HashtrailError(f"device {did}: no signed statement covers accepted seq "
                                  f"{seq}")
-        return Branch(db.entry_bodies(did, seq, dev.tip_seq) + hc.chain, "checkpoint",
-                      hc.cose)
+        return Branch(db.entry_bodies(did, seq, dev.tip_seq) + hc.chain, hc.kind,
+                      hc.statement)
     end, kind, stmt = min(options)
     return Branch(db.entry_bodies(did, seq, end), kind, stmt)
 
