@@ -1,14 +1,15 @@
-"""The device checkpoint over accepted entries that reaches them only through held ones.
+"""The device signature over accepted entries that reaches them only through held ones.
 
 Why: a device's own log-altered report disowns a range of its entries, which is then
 never accepted, and the device signature that covers the entries below that range may
-come only after it: a checkpoint over a later entry commits to them through the links
-of the disowned range and of the report. reconcile accepts those entries (its
-_altered_stop), but then no device signature among the ledger's accepted entries
-covers them. A proof, `verify` and a fork's evidence reach that checkpoint through the
-held rows the links pass, which stay in `pending`: nothing past the disowned range is
-accepted while the report stands. The links are checked here from the bytes (each
-body hashed, its prev read), not taken from the rows' stored columns."""
+come only after it: a checkpoint over a later entry (or that entry's own signature)
+commits to them through the links of the disowned range and of the report. reconcile
+accepts those entries (its _altered_stop), but then no device signature among the
+ledger's accepted entries covers them. A proof, `verify` and a fork's evidence reach
+that signature through the held rows the links pass, which stay in `pending`: nothing
+past the disowned range is accepted while the report stands. The links are checked
+here from the bytes (each body hashed, its prev read), not taken from the rows' stored
+columns."""
 
 from __future__ import annotations
 

@@ -287,8 +287,10 @@ def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> di
                           hint="the ledger file is damaged; run `hashtrail verify`")
     else:
         cov = ledger.covering_checkpoint(did, seq)
-        held: list[bytes] = []
-        if cov is None:
+        if cov is not None:
+            cseq, cose = cov
+            chain = ledger.entry_bodies(did, seq + 1, cseq)
+        else:
             # (accepted under a checkpoint past a range the device disowned: the links
             # to it pass held entries, held_cover)
             dev = ledger.device(did)
@@ -301,10 +303,8 @@ def device_signature(ledger: Ledger, did: str, seq: int, row: StoredEntry) -> di
                 raise LedgerError(f"no device checkpoint in the ledger covers device {did} "
                                   f"seq {seq}", hint="the ledger file is damaged; run "
                                                      "`hashtrail verify`")
-            cov, held = (dev.tip_seq, hc.statement), hc.chain
-        cseq, cose = cov
-        chain = ledger.entry_bodies(did, seq + 1, cseq) + held
-        cseq += len(held)
+            cseq, cose = hc.seq, hc.statement
+            chain = ledger.entry_bodies(did, seq + 1, dev.tip_seq) + hc.chain
         if len(chain) != cseq - seq:
             raise LedgerError(f"device {did}: entries {seq + 1}..{cseq} are not all in "
                               "the ledger", hint="run `hashtrail verify`")

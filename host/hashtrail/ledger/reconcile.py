@@ -460,7 +460,8 @@ class _Run:
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
                         *_spill_flags(sp, chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
-        elif chain is None and not fl and self._respill(did, rest):
+        elif chain is None and not fl and self._respill(did, n := sum(
+                len(cs) for cs in rest.values())):
             # The held entries are no chain from the tip (another entry beside one of
             # them, anyone's to write, or a hole), SPILL_CHUNKS chunks or more: in
             # memory, they were all walked again at every chunk and grew with each.
@@ -472,16 +473,15 @@ class _Run:
             if c2 is not None:
                 rest, chain, sp, fl = c2.cands, c2.chain, c2.spill, c2.floating
             else:
-                self.unspilled[did] = sum(len(cs) for cs in rest.values())
+                self.unspilled[did] = n
                 rest = {q: [x._replace(stored=True) for x in cs] for q, cs in rest.items()}
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
 
-    def _respill(self, did: str, rest: dict[int, list[_Cand]]) -> bool:
-        """Whether to write held entries that are no chain and read them back as a
+    def _respill(self, did: str, n: int) -> bool:
+        """Whether to write `n` held entries that are no chain and read them back as a
         spilled span (_device): SPILL_CHUNKS chunks of them or more, and twice as many
         as when that last found them not so (then they stay in memory: a read of all
         of them per chunk would be quadratic)."""
-        n = sum(len(cs) for cs in rest.values())
         return n >= max(SPILL_CHUNKS * CHUNK, 2 * self.unspilled.get(did, 0))
 
     def flush(self, walk: bool = True) -> None:
