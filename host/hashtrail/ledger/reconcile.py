@@ -1876,16 +1876,14 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
            if c.f.kind == KIND_LOG_ALTERED and c.seq <= sp.last]
     if sp.altered is not None:
         low.append(sp.altered)
-    # the entries above the span, held or in the chunk: (hash, prev, signed) by seq
-    ups: dict[int, list[tuple[bytes, bytes | None, bool]]] = defaultdict(list)
-    above: list[tuple[int, bytes]] = []           # (the reports among them)
+    # the entries above the span, held or in the chunk, as candidates by seq
+    ups: dict[int, list[_Cand]] = defaultdict(list)
     for q, cs in held.cands.items():
         if q > sp.last:
-            ups[q].extend((c.h, c.f.prev, c.sig is not None) for c in cs)
-            above.extend((q, c.h) for c in cs if c.f.kind == KIND_LOG_ALTERED)
+            ups[q].extend(cs)
     signed = any(c.sig is not None for cs in held.cands.values() for c in cs)
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for i, ((seq, _, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
+    for i, ((seq, body, sig), (h, f, ok)) in enumerate(zip(recs, checked, strict=True)):
         if _refusal(key, seq, f, ok) is not None:
             continue
         assert type(f) is EntryFields
@@ -1893,15 +1891,13 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
         if sp.first <= seq <= sp.last:
             inside[seq, h].append(i)
         elif seq > sp.last:
-            ups[seq].append((h, f.prev, sig is not None))
-            if f.kind == KIND_LOG_ALTERED:
-                above.append((seq, h))
+            ups[seq].append(_new(_Cand, (seq, h, body, sig, f, False, None)))
         elif f.kind == KIND_LOG_ALTERED:
             low.append(seq)
     if low and (signed or _signed_heads(db, did, min(low))):
         return None          # (a report a signature may cover: its stop could fall
                              # inside the span, the general walk's to apply)
-    if _covered_report(db, did, above, ups):
+    if _covered_report(db, did, ups):
         return None          # (the device's word above the span: the general walk's)
     on = _OnSpill([], [])
     if not inside:
@@ -1919,31 +1915,19 @@ def _merges_on(db: LedgerStorage, did: str, key: DeviceKey, sp: _Spill, held: _C
     return on
 
 
-def _covered_report(db: LedgerStorage, did: str, reports: list[tuple[int, bytes]],
-                    ups: dict[int, list[tuple[bytes, bytes | None, bool]]]) -> bool:
-    """Whether a device signature covers one of the log-altered `reports` ((seq, hash),
-    entries in memory: `ups`, their (hash, prev, signed) by seq): its own, or one on
-    an entry chained after it (_signed_ahead, what the general walk asks of a report,
-    _altered_stop).
+def _covered_report(db: LedgerStorage, did: str, ups: dict[int, list[_Cand]]) -> bool:
+    """Whether a device signature covers a log-altered report among the candidates
+    `ups` (by seq): its own, or one on an entry chained after it (_signed_ahead, what
+    the general walk asks of a report, _altered_stop).
 
     Why not any signature at or above the report: anyone can write an unsigned report
     linked to nothing, ahead of the chain; the device's next routine checkpoint above
     its seq then read a long spilled span back whole."""
+    reports = [c for cs in ups.values() for c in cs if c.f.kind == KIND_LOG_ALTERED]
     if not reports:
         return False
-    heads = _signed_heads(db, did, min(q for q, _ in reports))
-    if not heads and not any(x[2] for xs in ups.values() for x in xs):
-        return False
-    stack, seen = list(set(reports)), set(reports)
-    while stack:
-        q, h = stack.pop()
-        if (q, h) in heads or any(x[0] == h and x[2] for x in ups.get(q, ())):
-            return True
-        for nh, prev, _ in ups.get(q + 1, ()):
-            if prev == h and (q + 1, nh) not in seen:
-                seen.add((q + 1, nh))
-                stack.append((q + 1, nh))
-    return False
+    heads = _signed_heads(db, did, min(c.seq for c in reports))
+    return any(_signed_ahead(c, ups, heads) for c in reports)
 
 
 def _fork_spill(db: LedgerStorage, did: str, c: _Carry, recs: list[RawEntry],
