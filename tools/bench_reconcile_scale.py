@@ -13,9 +13,14 @@ second bundle with `--new` more entries of the same devices. Each step below the
 in a fresh process, so its peak RSS (getrusage ru_maxrss) is its own:
 
 - openssl (with `--per-entry-signed`): raw OpenSSL verify on all cores over the
-  bundle's first 20,000 per-entry signatures; `ratio_reconcile_vs_openssl_all_cores`
-  is the whole `hashtrail reconcile` of the file (both passes, the pool's start)
-  against it.
+  bundle's first 20,000 per-entry signatures, right before and right after each
+  round's reconcile; `ratio_reconcile_vs_openssl_all_cores` is the whole `hashtrail
+  reconcile` of the file (both passes, the pool's start) against the mean of the two,
+  the median over the rounds (this machine's speed drifts by a fifth within minutes:
+  a baseline measured once, apart, moved the ratio more than any change did).
+  `cpu_ratio_verify_vs_reconcile`: a verify's CPU time against all the CPU time
+  reconcile took per entry, its child processes' too: the share of the work that is
+  the verifies; with both cores busy throughout, the ratio above is about this.
 - floor: read the same bundle line by line (JSON, base64), hash each entry and its
   Merkle leaf, and insert the entries rows in one SQLite transaction. What any
   reconcile must at least do; the ratio reconcile / floor is measured in the same run.
@@ -47,6 +52,7 @@ import json
 import os
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,10 +239,10 @@ def _openssl(bundle: Path, sample: int) -> dict[str, Any]:
             key.verify(der, h, alg)
 
     with ThreadPoolExecutor(workers) as pool:        # started before the clock
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         list(pool.map(run, range(0, len(jobs), step)))
-        dt = time.perf_counter() - t0
-    return {"verifies": len(jobs), "seconds": dt, "threads": workers}
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return {"verifies": len(jobs), "seconds": dt, "cpu_seconds": dc, "threads": workers}
 
 
 def _reconcile(bundle: Path, ledger: Path, profile: str | None) -> dict[str, Any]:
@@ -322,6 +328,8 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     befores: list[dict[str, Any]] = []
     raws: list[dict[str, Any]] = []
     ledger = work / f"ledger-{n}.db"
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []
     for r in range(a.rounds):
         if a.per_entry_signed:
             raws.append(_run("openssl", str(big), str(min(n, 20_000))))
@@ -339,6 +347,17 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
         _run("new-ledger", str(ledger))
         prof = [a.profile] if a.profile and n == max(a.entries) and r == 0 else []
         recs.append(_run("reconcile", str(big), str(ledger), *prof))
+        if a.per_entry_signed:
+            # (again right after: this round's reconcile against the mean of the two,
+            # so that the machine's drift over the round counts for both sides alike)
+            raws.append(_run("openssl", str(big), str(min(n, 20_000))))
+            pair, rc = raws[-2:], recs[-1]
+            ratios.append(n / rc["seconds"] / (sum(x["verifies"] / x["seconds"]
+                                                   for x in pair) / 2))
+            # CPU: a verify's core time against all of reconcile's per entry (its
+            # children's too); the share of the work that is the verifies themselves
+            cpu_ratios.append(sum(x["cpu_seconds"] / x["verifies"] for x in pair) / 2
+                              / ((rc["cpu_seconds"] + rc["children_cpu_seconds"]) / n))
     out["floor"] = min(floors, key=lambda x: x["seconds"])
     out["reconcile"] = min(recs, key=lambda x: x["seconds"])
     out["rounds"] = {"floor": floors, "reconcile": recs, "before": befores,
@@ -346,8 +365,9 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     if raws:
         best = min(raws, key=lambda x: x["seconds"] / x["verifies"])
         out["openssl_verifies_per_s"] = best["verifies"] / best["seconds"]
-        out["ratio_reconcile_vs_openssl_all_cores"] = (
-            n / out["reconcile"]["seconds"] / out["openssl_verifies_per_s"])
+        out["ratio_reconcile_vs_openssl_all_cores"] = statistics.median(ratios)
+        out["ratios_by_round"] = ratios
+        out["cpu_ratio_verify_vs_reconcile"] = statistics.median(cpu_ratios)
     if befores:
         out["before"] = min(befores, key=lambda x: x["seconds"])
         out["before_entries_per_s"] = n / out["before"]["seconds"]
@@ -419,7 +439,10 @@ def main() -> None:
             if "openssl_verifies_per_s" in r:
                 print(f"  openssl    {r['openssl_verifies_per_s']:>9,.0f} verifies/s on all "
                       f"cores; reconcile / openssl "
-                      f"{r['ratio_reconcile_vs_openssl_all_cores']:.3f}")
+                      f"{r['ratio_reconcile_vs_openssl_all_cores']:.3f} (median of the "
+                      f"rounds: {', '.join(f'{x:.3f}' for x in r['ratios_by_round'])}); "
+                      f"verify CPU / reconcile CPU "
+                      f"{r['cpu_ratio_verify_vs_reconcile']:.3f}")
             if "before" in r:
                 print(f"  before     {r['before_entries_per_s']:>9,.0f} entries/s  "
                       f"peak {r['before']['peak_mb']:.0f} MB  "

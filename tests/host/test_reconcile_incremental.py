@@ -277,6 +277,26 @@ def test_bench_reconcile_scale_runs(tmp_path: Path) -> None:
     assert r["reconcile"]["peak_mb"] > 0 and r["ratio_reconcile_vs_floor"] > 0
 
 
+def test_bench_per_entry_signed_ratio_is_taken_round_by_round(tmp_path: Path) -> None:
+    """With --per-entry-signed the bench measures raw OpenSSL before and after each
+    round's reconcile and reports the median of the rounds' ratios, and the CPU share
+    of the verifies: one ratio per round, each of the same reconcile."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "tools" / "bench_reconcile_scale.py"),
+                           "--entries", "2000", "--devices", "2", "--new", "10",
+                           "--per-entry-signed", "--rounds", "2",
+                           "--dir", str(tmp_path), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)["results"][0]
+    assert r["reconcile"]["accepted"] == 2000 and r["verify"]["ok"]
+    assert len(r["rounds"]["openssl"]) == 4 and len(r["ratios_by_round"]) == 2
+    assert r["ratio_reconcile_vs_openssl_all_cores"] == pytest.approx(
+        sum(r["ratios_by_round"]) / 2)          # (the median of two)
+    assert all(x > 0 for x in r["ratios_by_round"])
+    assert 0 < r["cpu_ratio_verify_vs_reconcile"] < 1
+
+
 def test_a_clones_checkpoint_above_the_tip_is_evidence_once_the_tip_passes_it(
         tmp_path: Path) -> None:
     """Reconcile compares only checkpoints new to the ledger or that the tip just
