@@ -927,8 +927,11 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
             return _shape_text(rev, tip, True)
         return _shape_text(rev, tip, False,
                            _Spill(lo, last, head, frozenset(), forked, stops, altered))
-    if forked or (tip < 0 and below == 0) or (_floated(fl) < FLOAT_CHUNKS * CHUNK
-                                              and below < SPILL_CHUNKS * CHUNK):
+    if forked:
+        return None    # (floats over a forked span: whether its rows read so depends on
+                       # how many of its ends reach the hole; the next run reads them)
+    if (tip < 0 and below == 0) or (_floated(fl) < FLOAT_CHUNKS * CHUNK
+                                    and below < SPILL_CHUNKS * CHUNK):
         return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
         return _shape_text(rev, tip, False,
@@ -943,8 +946,12 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
     the floats _float_runs reads, none signed, a policy 0 device (entry 0, if among
-    them, this key's). Read a chunk at a time and not kept (but for a chain below the
-    hole shorter than SPILL_CHUNKS chunks, kept as the carried chain): a long span held
+    them, this key's); below a hole, others beside the chain when one end of it
+    reaches the hole (a forked span, of SPILL_CHUNKS chunks or more: a made-up entry
+    beside one not spilled yet and another ahead of the chain kept all of it in
+    memory). Read a
+    chunk at a time and not kept (but for a chain below the hole shorter than
+    SPILL_CHUNKS chunks and not forked, kept as the carried chain): a long span held
     by an earlier run (a device that never signs, a bundle that left entries out, a
     hostile one) is walked on from its end, and accepted from `pending` in chunks,
     without being loaded whole. None: load the rows as they are (_load_pending)."""
@@ -970,7 +977,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             # (a hole, or no row here linking to the chain: a broken link, where a float
             # starts as well, _float_runs; a hole at entry 0 is not one: the policy would
             # not be known; below a hole, one chain, and above it floats)
-            if forked or not (dev.tip_seq >= 0 or s > lo):
+            # (a fork below the hole is read as a forked span when one of its ends
+            # reaches the hole: which one the floats go on from is then not a choice)
+            if (forked and len(live) > 1) or not (dev.tip_seq >= 0 or s > lo):
                 return None
             gap = seq
             break
@@ -1017,7 +1026,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return None           # (a few above a hole float over a chain that spills: _float_of)
     if below - lo >= SPILL_CHUNKS * CHUNK:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
-                      _Spill(lo, below - 1, head, frozenset(), altered=altered), fl)
+                      _Spill(lo, below - 1, head, frozenset(), forked, stops, altered), fl)
+    if forked:
+        return None           # (a short chain with entries beside it: in memory)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
     held = _load_pending(db, did, lo, {}, below - 1)
     chain = [held[q][0] for q in range(lo, below)]
@@ -1197,6 +1208,18 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         checked = _check_entries(key, recs, workers)
     if not held.floating:
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
+    sp0 = held.spill
+    if sp0 is not None and sp0.forked and (
+            any(r.seq == held.floating[0].first - 1 for r in recs)
+            or any(f.altered is not None or f.reported is not None for f in held.floating)):
+        # A forked spilled span below the holes (entries beside its chain: anyone's to
+        # write) and a chunk that may fill the hole below the floats, or a log-altered
+        # report among them: which branch of the fork a device signature reaches, and
+        # when a report counts, may then run through the floats' entries. The floats
+        # are read back and walked with the chunk, as the general walk has them; the
+        # span stays in `pending`. Any other chunk is walked below the holes as usual.
+        return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
+                     _unfloat(db, did, held), checked, leaves)
     up = _above_hole(db, did, key, held.floating, recs, checked)
     if up is not None:
         floats, keep = up
@@ -1251,7 +1274,10 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         # (with no entries).
         _hold(db, did, w.chain)
         c = _pending_spill(db, did, tip, key)
-        if c is None:
+        if c is None or (c.floating and c.spill is not None and c.spill.forked):
+            # (a forked span under floats again: the row links to an entry beside the
+            # span's end, which the reading from the tip does not reach, and reading it
+            # again would come back here: whole, the general walk decides)
             c = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
                        _load_pending(db, did, tip.tip_seq + 1, {}), None)
         return _device(led, db, did, tip, key, [], res, workers, None, c, [], None)
@@ -1692,7 +1718,16 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
         w = _Walked(rest, _as_chain(db, did, key, rest, *base), above, db.pending_rev(did))
         if sp is not None:
             w = w._replace(above=above + sp.size, spill=sp)
-    _forks(led, db, did, key, {} if w.chain is not None else w.rest, res,
+    looked: dict[int, list[_Cand]] = {} if w.chain is not None else w.rest
+    sp = w.spill
+    now = led.device(did)
+    assert now is not None
+    if sp is not None and sp.forked and sp.first == now.tip_seq + 1:
+        # (the rows held at the seq just above the tip are fork candidates, as the
+        # general walk's are, spilled or not: one beside the chain's may start a
+        # branch a device checkpoint covers, below the tip)
+        looked = {**looked, **_load_pending(db, did, sp.first, {}, sp.first)}
+    _forks(led, db, did, key, looked, res,
            old_tip + 1 if new_cp is None else min(old_tip + 1, new_cp))
     return _without_low(db, did, key, w)
 
