@@ -1210,14 +1210,18 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
     sp0 = held.spill
     if sp0 is not None and sp0.forked and (
-            any(r.seq == held.floating[0].first - 1 for r in recs)
-            or any(f.altered is not None or f.reported is not None for f in held.floating)):
+            any(r.seq <= sp0.last or r.seq == held.floating[0].first - 1 for r in recs)
+            or any(f.altered is not None or f.reported is not None for f in held.floating)
+            or not sp0.checked >= _signed_heads(db, did, sp0.first, sp0.last)):
         # A forked spilled span below the holes (entries beside its chain: anyone's to
-        # write) and a chunk that may fill the hole below the floats, or a log-altered
-        # report among them: which branch of the fork a device signature reaches, and
-        # when a report counts, may then run through the floats' entries. The floats
-        # are read back and walked with the chunk, as the general walk has them; the
-        # span stays in `pending`. Any other chunk is walked below the holes as usual.
+        # write) and a chunk with entries for its seqs or for the one below the
+        # floats, a device checkpoint over the span not looked up yet, or a log-altered
+        # report among the floats: the walk may then take the span whole and go on to
+        # the floats (which branch of the fork a signature reaches, whether the first
+        # float links, when a report counts). The floats are read back and walked with
+        # the chunk, as the general walk has them; the span stays in `pending`. Any
+        # other chunk (entries above the span: the usual one) is walked below the
+        # holes as before.
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
                      _unfloat(db, did, held), checked, leaves)
     up = _above_hole(db, did, key, held.floating, recs, checked)
