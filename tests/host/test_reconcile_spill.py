@@ -1769,3 +1769,52 @@ def test_a_made_up_entry_beside_one_not_spilled_yet_does_not_hold_the_chain(
                                         [(d, d.checkpoint())]))
     assert (got["accepted"], got["pending"], got["findings"]) == (n, 0, 1)
     assert got["grew_mb"] < 20, got
+
+
+@pytest.mark.parametrize("every_chunk", ["a made-up report above the hole",
+                                         "an entry made up beside the span"])
+def test_floats_read_back_chunk_after_chunk_are_read_back_ever_more_rarely(
+        every_chunk: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked spilled span (another entry made up for seq 100) below a hole, entries
+    above the hole, and what makes each chunk read those back (reconcile._device): a
+    made-up log-altered report among them, or an entry made up for one of the span's
+    seqs in every chunk (anyone can write either). Read back and floated again at
+    every chunk, the reads grew with the square of the entries (23 s for 60,000,
+    against 6.6 s before the forked span was read so, aac9f90); after two chunks in a
+    row, they are floated again only once twice as many (reconcile._Run._refloat):
+    7.8 s. Counted here: reads of the floats. The ledger is what carried whole gives."""
+    n = 60 * CHUNK
+    d = _dev(951, n)
+    b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
+
+    def insert(at: int, extra: list[tuple[int, bytes, bytes | None]]) -> None:
+        i = next(i for i, (_, r) in enumerate(b.entries) if r.seq == at)
+        b.entries[i:i] = [(d.id_hex, rec.RawEntry(*x)) for x in extra]
+    insert(103, _made_up_entry(d, 100))
+    b.entries = [e for e in b.entries if e[1].seq != 12 * CHUNK]
+    if every_chunk.startswith("a made-up report"):
+        insert(20 * CHUNK, _made_up_report(d, 18 * CHUNK))
+    else:
+        for k in range(13 * CHUNK, n, CHUNK):
+            insert(k, _made_up_entry(d, 200 + k // CHUNK))
+    cases = [_resigned(b)]
+    reads: list[int] = []
+    unfloat = rec._unfloat
+
+    def counted(*a: Any) -> Any:
+        reads.append(1)
+        return unfloat(*a)
+    monkeypatch.setattr(rec, "_unfloat", counted)
+    refloat = rec._Run._refloat
+    monkeypatch.setattr(rec._Run, "_refloat", lambda self, did, k: True)
+    _run(tmp_path, "every", cases)
+    every = len(reads)
+    monkeypatch.setattr(rec._Run, "_refloat", refloat)
+    reads.clear()
+    _, got = _run(tmp_path, "rarely", cases)
+    rarely = len(reads)
+    assert every > 30 and rarely <= 12, (every, rarely)
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 10 ** 6)
+    _, whole = _run(tmp_path, "whole", cases)
+    assert got == whole

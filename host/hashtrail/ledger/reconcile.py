@@ -373,6 +373,11 @@ class _Run:
         # device -> how many held entries, no chain, were last found not to read back
         # as a spilled span (_respill)
         self.unspilled: dict[str, int] = {}
+        # device -> whether its last chunk read its floats back over a forked span
+        # (_device), and how many entries it held when two chunks in a row did
+        # (_refloat)
+        self.read_back: dict[str, bool] = {}
+        self.unfloated: dict[str, int] = {}
 
     def chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None = None,
               checked: list[_Checked] | None = None, leaves: list[bytes] | None = None
@@ -446,7 +451,13 @@ class _Run:
         tip = self.led.device(did)
         assert tip is not None
         rest, chain, rev, sp, fl = w.rest, w.chain, w.rev, w.spill, w.floating
-        if not fl and chain is None and (cut := _float_of(db, did, tip, sp, rest, key)):
+        n = sum(len(cs) for cs in rest.values())
+        back = bool(c.floating) and c.spill is not None and c.spill.forked and not fl
+        if back and self.read_back.get(did):
+            self.unfloated[did] = n
+        self.read_back[did] = back
+        if not fl and chain is None and self._refloat(did, n) and (
+                cut := _float_of(db, did, tip, sp, rest, key)):
             # (entries held above a hole, FLOAT_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
             rest, chain, fl = cut
@@ -460,8 +471,7 @@ class _Run:
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
                         *_spill_flags(sp, chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
-        elif chain is None and not fl and self._respill(did, n := sum(
-                len(cs) for cs in rest.values())):
+        elif chain is None and not fl and self._refloat(did, n) and self._respill(did, n):
             # The held entries are no chain from the tip (another entry beside one of
             # them, anyone's to write, or a hole), SPILL_CHUNKS chunks or more: in
             # memory, they were all walked again at every chunk and grew with each.
@@ -476,6 +486,15 @@ class _Run:
                 self.unspilled[did] = n
                 rest = {q: [x._replace(stored=True) for x in cs] for q, cs in rest.items()}
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl)
+
+    def _refloat(self, did: str, n: int) -> bool:
+        """Whether `n` held entries, read back from above the holes over a forked span,
+        may be written and floated again: unless two chunks in a row read them back
+        (a made-up log-altered report among them, or entries made up for the span's
+        seqs in every chunk: anyone can write those), then only once they are twice as
+        many. Each read-back reads all of them: once per chunk it was quadratic in
+        time, while in memory they are walked as the general walk walks them."""
+        return n >= 2 * self.unfloated.get(did, 0)
 
     def _respill(self, did: str, n: int) -> bool:
         """Whether to write `n` held entries that are no chain and read them back as a
