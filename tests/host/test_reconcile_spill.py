@@ -1653,6 +1653,13 @@ def test_a_held_shape_reconcile_did_not_write_is_not_used(
         assert (r.accepted, r.pending) == (5 * CHUNK, 0)
 
 
+def _insert_before(b: Bundle, d: Device, at: int,
+                   extra: list[tuple[int, bytes, bytes | None]]) -> None:
+    """Put `extra` records into the unsigned bundle `b` just before d's entry `at`."""
+    i = next(i for i, (_, r) in enumerate(b.entries) if r.seq == at)
+    b.entries[i:i] = [(d.id_hex, rec.RawEntry(*x)) for x in extra]
+
+
 def _made_up_ahead(d: Device, seq: int) -> list[tuple[int, bytes, bytes | None]]:
     """An entry for d's seq `seq` that d never wrote, linked to nothing d holds."""
     clone = d.fork(seq)
@@ -1680,8 +1687,7 @@ def test_a_made_up_entry_beside_and_one_ahead_do_not_hold_the_chain(
     b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
 
     def insert(at: int, extra: list[tuple[int, bytes, bytes | None]]) -> None:
-        i = next(i for i, (_, r) in enumerate(b.entries) if r.seq == at)
-        b.entries[i:i] = [(d.id_hex, rec.RawEntry(*x)) for x in extra]
+        _insert_before(b, d, at, extra)
     insert(103, _made_up_entry(d, 100))
     if ahead == "a hole":
         b.entries = [e for e in b.entries if e[1].seq != 5000]
@@ -1788,8 +1794,7 @@ def test_floats_read_back_chunk_after_chunk_are_read_back_ever_more_rarely(
     b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
 
     def insert(at: int, extra: list[tuple[int, bytes, bytes | None]]) -> None:
-        i = next(i for i, (_, r) in enumerate(b.entries) if r.seq == at)
-        b.entries[i:i] = [(d.id_hex, rec.RawEntry(*x)) for x in extra]
+        _insert_before(b, d, at, extra)
     insert(103, _made_up_entry(d, 100))
     b.entries = [e for e in b.entries if e[1].seq != 12 * CHUNK]
     if every_chunk.startswith("a made-up report"):
