@@ -451,8 +451,9 @@ class _Run:
         tip = self.led.device(did)
         assert tip is not None
         rest, chain, rev, sp, fl = w.rest, w.chain, w.rev, w.spill, w.floating
-        n = sum(len(cs) for cs in rest.values())
         back = bool(c.floating) and c.spill is not None and c.spill.forked and not fl
+        # (how many are held in memory: only asked of entries that are no chain)
+        n = sum(len(cs) for cs in rest.values()) if chain is None or back else 0
         if back and self.read_back.get(did):
             self.unfloated[did] = n
         self.read_back[did] = back
@@ -968,12 +969,12 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     them, this key's); below a hole, others beside the chain when one end of it
     reaches the hole (a forked span, of SPILL_CHUNKS chunks or more: a made-up entry
     beside one not spilled yet and another ahead of the chain kept all of it in
-    memory). Read a
-    chunk at a time and not kept (but for a chain below the hole shorter than
-    SPILL_CHUNKS chunks and not forked, kept as the carried chain): a long span held
-    by an earlier run (a device that never signs, a bundle that left entries out, a
-    hostile one) is walked on from its end, and accepted from `pending` in chunks,
-    without being loaded whole. None: load the rows as they are (_load_pending)."""
+    memory). Read a chunk at a time and not kept (but for a chain below the hole
+    shorter than SPILL_CHUNKS chunks and not forked, kept as the carried chain): a long
+    span held by an earlier run (a device that never signs, a bundle that left
+    entries out, a hostile one) is walked on from its end, and accepted from `pending`
+    in chunks, without being loaded whole. None: load the rows as they are
+    (_load_pending)."""
     counts = db.pending_count(did, dev.tip_seq)     # (rows below: _without_low)
     if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
         return None
@@ -1743,9 +1744,7 @@ def _walk(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
             w = w._replace(above=above + sp.size, spill=sp)
     looked: dict[int, list[_Cand]] = {} if w.chain is not None else w.rest
     sp = w.spill
-    now = led.device(did)
-    assert now is not None
-    if sp is not None and sp.forked and sp.first == now.tip_seq + 1:
+    if sp is not None and sp.forked and sp.first == _tip(led, did) + 1:
         # (the rows held at the seq just above the tip are fork candidates, as the
         # general walk's are, spilled or not: one beside the chain's may start a
         # branch a device checkpoint covers, below the tip)
