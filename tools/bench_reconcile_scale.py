@@ -330,6 +330,7 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
     ledger = work / f"ledger-{n}.db"
     ratios: list[float] = []
     cpu_ratios: list[float] = []
+    before_ratios: list[float] = []
     for r in range(a.rounds):
         if a.per_entry_signed:
             raws.append(_run("openssl", str(big), str(min(n, 20_000))))
@@ -352,8 +353,10 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
             # so that the machine's drift over the round counts for both sides alike)
             raws.append(_run("openssl", str(big), str(min(n, 20_000))))
             pair, rc = raws[-2:], recs[-1]
-            ratios.append(n / rc["seconds"] / (sum(x["verifies"] / x["seconds"]
-                                                   for x in pair) / 2))
+            raw = sum(x["verifies"] / x["seconds"] for x in pair) / 2
+            ratios.append(n / rc["seconds"] / raw)
+            if a.compare:       # (the other code's reconcile ran between the same two)
+                before_ratios.append(n / befores[-1]["seconds"] / raw)
             # CPU: a verify's core time against all of reconcile's per entry (its
             # children's too); the share of the work that is the verifies themselves
             cpu_ratios.append(sum(x["cpu_seconds"] / x["verifies"] for x in pair) / 2
@@ -368,6 +371,9 @@ def measure(n: int, a: argparse.Namespace, work: Path) -> dict[str, Any]:
         out["ratio_reconcile_vs_openssl_all_cores"] = statistics.median(ratios)
         out["ratios_by_round"] = ratios
         out["cpu_ratio_verify_vs_reconcile"] = statistics.median(cpu_ratios)
+    if before_ratios:
+        out["ratio_before_vs_openssl_all_cores"] = statistics.median(before_ratios)
+        out["before_ratios_by_round"] = before_ratios
     if befores:
         out["before"] = min(befores, key=lambda x: x["seconds"])
         out["before_entries_per_s"] = n / out["before"]["seconds"]
@@ -449,6 +455,10 @@ def main() -> None:
                       f"({r['ratio_before_vs_floor']:.2f}x the floor's time, "
                       f"{r['cpu_ratio_before_vs_floor']:.2f}x its CPU time; "
                       f"{a.compare})")
+                if "ratio_before_vs_openssl_all_cores" in r:
+                    print(f"             before / openssl "
+                          f"{r['ratio_before_vs_openssl_all_cores']:.3f} (rounds: "
+                          f"{', '.join(f'{x:.3f}' for x in r['before_ratios_by_round'])})")
             print(f"  +{a.new} new  {r['incremental']['seconds']:.3f} s  "
                   f"(accepted {r['incremental']['accepted']})")
             print(f"  seen again {r['seen']['seconds']:.4f} s  (already: "

@@ -57,3 +57,32 @@ def test_signed_accepts_real_signatures_and_refuses_out_of_range() -> None:
     for bad in (bytes(64), _b32(0) + _b32(1), _b32(1) + _b32(0), _b32(N) + _b32(1),
                 _b32(1) + _b32(N), b"\xff" * 64, bytes(63), bytes(65)):
         assert not key.signed(d, bad)
+
+
+def test_signed_all_gives_the_verdicts_of_signed() -> None:
+    """The table's DER heads and the first-byte range check of signed_all against
+    `signed`, signature by signature: halves with and without their top bit set,
+    leading zero bytes, 0xff first bytes (n - 1 and above), good and bad ones."""
+    priv = ec.generate_private_key(ec.SECP256R1())
+    pub = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                         serialization.PublicFormat.UncompressedPoint)
+    key = DeviceKey(pub)
+    algo = ec.ECDSA(Prehashed(hashes.SHA256()))
+    rnd = random.Random(7)
+    digests: list[bytes] = []
+    sigs: list[bytes] = []
+    for i in range(300):
+        d = hashlib.sha256(i.to_bytes(4, "big")).digest()
+        r, s = decode_dss_signature(priv.sign(d, algo))
+        for sig in (_b32(r) + _b32(s), _b32(r) + _b32(N - s), _b32(r ^ 1) + _b32(s)):
+            digests.append(d)
+            sigs.append(sig)
+    d = hashlib.sha256(b"x").digest()
+    for r in (0, 1, 0x7F << 248, 0x80 << 248, (0xFF << 248) - 1, N - 1, N, (1 << 256) - 1,
+              rnd.randrange(1, 1 << 200)):
+        for s in (1, 0x80 << 248, N - 1, N, rnd.randrange(1, N)):
+            digests.append(d)
+            sigs.append(_b32(r) + _b32(s))
+    got = key.signed_all(digests, b"".join(sigs))
+    assert list(got) == [int(key.signed(h, sg)) for h, sg in zip(digests, sigs, strict=True)]
+    assert sum(got) >= 600          # (the good ones and their n - s twins verify)

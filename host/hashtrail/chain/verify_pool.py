@@ -11,13 +11,14 @@ writes the ledger.
 What a worker sees and does: one device key and a task of (entry bytes, signature or
 none) as one bytes frame, and it answers SHA-256 of each entry with one verdict byte
 each (1: the signature verifies or there is none; 0: it does not), by the one check
-every host path uses (`keys.DeviceKey.signed`). It opens no file: no ledger, no store,
-no key file. All workers read their tasks from one socket the parent holds the other
-end of, and answer on it, so a worker whose parent is gone (killed, crashed, Ctrl-C)
-reads end-of-file (or cannot answer) and exits: no orphans. It runs in its own process
-group, so a Ctrl-C at the terminal reaches only the parent, which closes the socket
-(`VerifyPool.close`); but in the parent's session, so the
-scheduler (autogroups) gives the workers the parent's share of the CPU, not one share
+every host path uses (`keys.DeviceKey.signed`; a task whose entries all carry a
+signature through `signed_all`, the same verdicts for less per entry). It opens no
+file: no ledger, no store, no key file. All workers read their tasks from one socket
+the parent holds the other end of, and answer on it, so a worker whose parent is gone
+(killed, crashed, Ctrl-C) reads end-of-file (or cannot answer) and exits: no
+orphans. It runs in its own process group, so a Ctrl-C at the terminal reaches only
+the parent, which closes the socket (`VerifyPool.close`); but in the parent's session,
+so the scheduler (autogroups) gives the workers the parent's share of the CPU, not one share
 each beside other sessions' work.
 
 Starting a worker costs a fresh interpreter and the `cryptography` import (about
@@ -50,6 +51,7 @@ _LEN = struct.Struct("<I")
 _PUB = 65
 _SIG = 64
 _NO_SIG = bytes(_SIG)
+_ALL_SIGNED = b"\x01" * 1024        # flags of a task whose entries all carry a signature
 _TICKET = struct.Struct("<Q")
 TASK = 125                  # entries a task at most: what one free worker takes at a time
 _TASK_BYTES = 96 * 1024     # entry bytes a task at most (one entry is at most 65,535)
@@ -91,24 +93,24 @@ def check_batch(frame: bytes | memoryview, key_cache: dict[bytes, keys.DeviceKey
     lens = array("I")
     lens.frombytes(mv[at:at + 4 * n])
     at += 4 * n
-    flags = mv[at:at + n]
+    flags = bytes(mv[at:at + n])
     at += n
-    sig_at, at = at, at + _SIG * n
-    sha256, signed = hashlib.sha256, key.signed
+    sigs = bytes(mv[at:at + _SIG * n])
+    at += _SIG * n
+    sha256 = hashlib.sha256
     hashes = []
-    ok = bytearray(n)
-    for i, ln in enumerate(lens):
-        h = sha256(mv[at:at + ln]).digest()
+    for ln in lens:
+        hashes.append(sha256(mv[at:at + ln]).digest())
         at += ln
-        hashes.append(h)
-        f = flags[i]
-        if f == 0:
-            ok[i] = 1
-        elif f == 1:
-            s = sig_at + _SIG * i
-            ok[i] = signed(h, bytes(mv[s:s + _SIG]))
     if at != len(frame):
         raise PoolError("verify batch: lengths do not add up")
+    if flags == _ALL_SIGNED[:n]:        # (a per-entry-signed chunk: every entry signed)
+        ok = key.signed_all(hashes, sigs)
+    else:
+        ok = bytearray(n)
+        for i, f in enumerate(flags):
+            ok[i] = 1 if f == 0 else f == 1 and key.signed(hashes[i],
+                                                           sigs[_SIG * i:_SIG * i + _SIG])
     return b"".join(hashes) + ok
 
 

@@ -78,7 +78,7 @@ chain.verify_pool.VerifyPool (the caller's `pool`, kept across bundles, or one o
 this reconcile's own) when it is running, or when the bundle holds at least COLD_MIN
 entries, which starts it: starting workers costs more than checking a smaller bundle
 on threads. The workers hash and verify while this process parses, walks and writes:
-each chunk's batches are handed over one chunk ahead (_Ahead), and a chunk is walked
+each chunk's batches are handed over AHEAD chunks ahead (_Ahead), and a chunk is walked
 BATCH entries at a time inside its one transaction, each batch as soon as its
 verdicts are back, so the walk of one batch runs while the workers check the next. A
 batch's entries are accepted only with their own verdicts in hand, by the same walk
@@ -137,6 +137,7 @@ CHUNK = 5_000       # entries per device per transaction: what bounds reconcile'
 POOL_MIN = 512      # signatures in a chunk from which a running pool takes it
 COLD_MIN = 20_000   # entries in a bundle from which reconcile starts a pool of its own
 BATCH = 1_000       # entries walked at a time when a pool checks them
+AHEAD = 2           # chunks handed to the pool before the one walked (_Ahead)
 # A device's carried chain of held entries of SPILL_CHUNKS chunks is written to `pending`
 # and kept as a summary (_Spill): what bounds the memory of an unsigned span (about
 # 1.4 KB a carried entry: 70 MB). Spilled entries cost a write, a read and a delete
@@ -2204,10 +2205,13 @@ def _cuts(n: int) -> list[int]:
 
 
 class _Ahead:
-    """Chunks paired with their pool verdicts, handed over one chunk ahead: while this
-    process walks a chunk, the workers check the next. At most two chunks' entries are
-    in flight (the bound CHUNK keeps on memory, doubled); none ahead while no worker
-    runs (a bundle without per-entry signatures streams as it always did)."""
+    """Chunks paired with their pool verdicts, handed over two chunks ahead (AHEAD):
+    while this process walks a chunk, the workers check the next ones. At most three
+    chunks' entries are in flight (the bound CHUNK keeps on memory, tripled); none
+    ahead while no worker runs (a bundle without per-entry signatures streams as it
+    always did). Why two: with one, the workers ran out of tasks while this process
+    finished a chunk's walk, committed it and read the next one (cores 1.945 to 1.976
+    busy of 2 in a 200k-entry run, against 1.970 to 1.977 with two: docs/LEDGER.md)."""
 
     def __init__(self, run: _Run, pool: verify_pool.VerifyPool | None) -> None:
         self.run, self.pool = run, pool
@@ -2226,7 +2230,7 @@ class _Ahead:
             waiting.append((p, None if p.checked is not None else
                             self.run.submit(p.device_id, p.recs, pool)))
             # (no workers, nothing to hand ahead: a chunk goes as soon as it is read)
-            while len(waiting) > 1 or (waiting and not pool.running):
+            while len(waiting) > AHEAD or (waiting and not pool.running):
                 yield waiting.popleft()
         while waiting:
             yield waiting.popleft()
