@@ -159,11 +159,11 @@ class DeviceKey:
 
         Why: a verify worker (chain.verify_pool) checks a task of per-entry signatures
         at once, and `signed` spends about 5 us a call around OpenSSL's own verify.
-        Here a signature whose halves each start with a byte from 0x01 to 0xfe (about
-        99% of them) is in range without comparing (0 < r, s < n: n starts with 0xff)
-        and its DER form is the halves between two heads from a table (`_DER_HEADS`,
-        each half padded with a 0x00 when its top bit is set, as der_signature does):
-        about 2 us less an entry (tools/bench_reconcile_scale.py --per-entry-signed).
+        Here a signature whose halves each start with a byte from 0x01 to 0xfe (98% of
+        them) is in range without comparing (0 < r, s < n: n starts with 0xff) and its
+        DER form is the halves between two heads from a table (`_DER_HEADS`, each half
+        padded with a 0x00 when its top bit is set, as der_signature does): 2.8 us
+        around the verify instead of 4.8 (docs/LEDGER.md, after "Balanced workers").
         Any other signature takes `signed` (tests/host/test_keys_der.py holds the two
         to each other)."""
         n = len(digests)
