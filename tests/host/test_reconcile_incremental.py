@@ -280,11 +280,13 @@ def test_bench_reconcile_scale_runs(tmp_path: Path) -> None:
 def test_bench_per_entry_signed_ratio_is_taken_round_by_round(tmp_path: Path) -> None:
     """With --per-entry-signed the bench measures raw OpenSSL before and after each
     round's reconcile and reports the median of the rounds' ratios, and the CPU share
-    of the verifies: one ratio per round, each of the same reconcile."""
+    of the verifies: one ratio per round, each of the same reconcile. With --compare,
+    the other code's reconcile of each round is divided by the same two raw runs."""
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "tools" / "bench_reconcile_scale.py"),
                            "--entries", "2000", "--devices", "2", "--new", "10",
                            "--per-entry-signed", "--rounds", "2",
+                           "--compare", str(root / "host"),
                            "--dir", str(tmp_path), "--json"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -295,6 +297,14 @@ def test_bench_per_entry_signed_ratio_is_taken_round_by_round(tmp_path: Path) ->
         sum(r["ratios_by_round"]) / 2)          # (the median of two)
     assert all(x > 0 for x in r["ratios_by_round"])
     assert 0 < r["cpu_ratio_verify_vs_reconcile"] < 1
+    assert len(r["before_ratios_by_round"]) == 2 and all(
+        x > 0 for x in r["before_ratios_by_round"])
+    assert r["ratio_before_vs_openssl_all_cores"] == pytest.approx(
+        sum(r["before_ratios_by_round"]) / 2)
+    raw = [sum(x["verifies"] / x["seconds"] for x in r["rounds"]["openssl"][i:i + 2]) / 2
+           for i in (0, 2)]
+    assert r["before_ratios_by_round"] == pytest.approx(
+        [2000 / b["seconds"] / w for b, w in zip(r["rounds"]["before"], raw, strict=True)])
 
 
 def test_a_clones_checkpoint_above_the_tip_is_evidence_once_the_tip_passes_it(
