@@ -884,6 +884,41 @@ def test_more_floats_than_max_floats_are_read_back(case: str, tmp_path: Path,
     assert spilled == whole
 
 
+def test_floats_past_max_floats_are_not_read_again_at_every_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle that leaves out every other entry of a device (a collector that lost
+    them, or a hostile one: anyone can make one) makes a float of every entry above the
+    first hole; past MAX_FLOATS floats they stay in memory. Every chunk then read all
+    of the device's held rows again from `pending`, three times (a try at floating them
+    wrote the chunk's rows, so the carry did not hold at the next chunk): quadratic in
+    time, 9.5 s for 80,000 entries and 36 s for 160,000 (chunks of 500, a fresh
+    process). Now a try waits until they are twice as many (reconcile._Run._overfloat):
+    1.9 s and 5.3 s. Here (1,480 entries, chunks of 37) 262 held rows are read, 8,409
+    before (this test fails there). Decided as carried whole."""
+    from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage as Db
+    monkeypatch.setattr(rec, "MAX_FLOATS", 20)
+    n = 40 * CHUNK
+    d = _dev(850, n)
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq % 2 == 0]
+    b = _resigned(b)
+    read = [0]
+    for name in ("pending", "pending_links"):
+        orig = getattr(Db, name)
+
+        def counted(self: Any, *a: Any, _orig: Any = orig, **k: Any) -> Any:
+            rows = _orig(self, *a, **k)
+            read[0] += len(rows)
+            return rows
+        monkeypatch.setattr(Db, name, counted)
+    with trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")) as led:
+        r = rec.reconcile(led, b, workers=1)
+    assert (r.accepted, r.pending) == (0, n // 2)
+    assert read[0] < n, read
+    spilled, whole = _both(tmp_path, monkeypatch, [b])
+    assert spilled == whole
+
+
 def _random_case(seed: int) -> list[Bundle]:
     """A device of 6 to 12 chunks with 1 to 4 entries left out, up to 4 other entries
     inserted anywhere (beside a held one, linked to nothing held, a made-up log-altered

@@ -379,6 +379,9 @@ class _Run:
         # (_refloat)
         self.read_back: dict[str, bool] = {}
         self.unfloated: dict[str, int] = {}
+        # device -> how many held entries it held when _float_of last found more than
+        # MAX_FLOATS floats above a hole (_overfloat)
+        self.overfloated: dict[str, int] = {}
 
     def chunk(self, did: str, recs: list[RawEntry], verdicts: _Submitted | None = None,
               checked: list[_Checked] | None = None, leaves: list[bytes] | None = None
@@ -458,8 +461,16 @@ class _Run:
         if back and self.read_back.get(did):
             self.unfloated[did] = n
         self.read_back[did] = back
-        if not fl and chain is None and self._refloat(did, n) and (
-                cut := _float_of(db, did, tip, sp, rest, key)):
+        cut = _float_of(db, did, tip, sp, rest, key) if (
+            not fl and chain is None and self._refloat(did, n) and self._overfloat(did, n)
+        ) else None
+        if isinstance(cut, _TooManyFloats):
+            # (written, but too many floats: they stay in memory, rows of `pending` now)
+            self.overfloated[did] = n
+            rest = {q: [x._replace(stored=True) for x in cs] if q >= cut.first else cs
+                    for q, cs in rest.items()}
+            rev = db.pending_rev(did)
+        elif cut is not None:
             # (entries held above a hole, FLOAT_CHUNKS chunks or more: to `pending`,
             # remembered by their ends; those below stay, as a chain when they are one)
             rest, chain, fl = cut
@@ -497,6 +508,16 @@ class _Run:
         many. Each read-back reads all of them: once per chunk it was quadratic in
         time, while in memory they are walked as the general walk walks them."""
         return n >= 2 * self.unfloated.get(did, 0)
+
+    def _overfloat(self, did: str, n: int) -> bool:
+        """Whether to try floating `n` held entries again once _float_of found more than
+        MAX_FLOATS floats among them (a bundle that leaves out every other entry, or
+        makes up that many linked to nothing: anyone can write one): only once they are
+        twice as many. Each try reads all of their rows' links; it wrote the new ones
+        as well, so the carry did not hold at the next chunk, which read every held row
+        again from `pending` too: once per chunk, that was quadratic in time (36 s for
+        160,000 entries, every other one left out)."""
+        return n >= 2 * self.overfloated.get(did, 0)
 
     def _respill(self, did: str, n: int) -> bool:
         """Whether to write `n` held entries that are no chain and read them back as a
@@ -1642,14 +1663,24 @@ def _unfloat(db: LedgerStorage, did: str, c: _Carry) -> _Carry:
     return c._replace(cands=cands, chain=None, floating=())
 
 
+class _TooManyFloats(NamedTuple):
+    """_float_of's answer when the entries above the hole are more than MAX_FLOATS
+    floats (or the rows there hold a signed one): it wrote them to `pending` (the held
+    candidates from seq `first` up), and they stay in memory."""
+
+    first: int
+
+
 def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
               rest: dict[int, list[_Cand]], key: DeviceKey
-              ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, tuple[_Float, ...]] | None:
+              ) -> tuple[dict[int, list[_Cand]], list[_Cand] | None, tuple[_Float, ...]] | \
+        _TooManyFloats | None:
     """The held candidates `rest` cut at the first hole above the chain from the tip
     (or the spilled span): those below, as a dict and as a chain when they are one
     (_as_chain), and those above it, FLOAT_CHUNKS chunks or more, none signed,
     written to `pending` (in the caller's transaction) and read as floats
-    (_float_runs); None when they cannot be cut so.
+    (_float_runs); None when they cannot be cut so (nothing written), _TooManyFloats
+    when written but more than MAX_FLOATS floats.
 
     Why the first hole, whatever lies above it: an entry made up far above (anyone can
     write one) in each chunk kept the run at the top short, so nothing floated and
@@ -1686,7 +1717,7 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     _hold(db, did, upper)
     runs = _float_runs(db, did, seqs[j])
     if runs is None:
-        return None          # (more than MAX_FLOATS: they stay in memory)
+        return _TooManyFloats(seqs[j])     # (they stay in memory)
     return lower, chain, tuple(runs[0])
 
 
