@@ -988,15 +988,15 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
     the floats _float_runs reads, none signed, a policy 0 device (entry 0, if among
-    them, this key's); below a hole, others beside the chain when one end of it
-    reaches the hole (a forked span, of SPILL_CHUNKS chunks or more: a made-up entry
-    beside one not spilled yet and another ahead of the chain kept all of it in
-    memory). Read a chunk at a time and not kept (but for a chain below the hole
-    shorter than SPILL_CHUNKS chunks and not forked, kept as the carried chain): a long
-    span held by an earlier run (a device that never signs, a bundle that left
-    entries out, a hostile one) is walked on from its end, and accepted from `pending`
-    in chunks, without being loaded whole. None: load the rows as they are
-    (_load_pending)."""
+    them, this key's); below a hole, others beside the chain (a forked span, of
+    SPILL_CHUNKS chunks or more, whether one end of it reaches the hole or more: a
+    made-up entry beside one not spilled yet and another ahead of the chain kept all
+    of it in memory, and so did one made up for the seq below the hole). Read a chunk at
+    a time and not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks
+    and not forked, kept as the carried chain): a long span held by an earlier run (a
+    device that never signs, a bundle that left entries out, a hostile one) is walked on
+    from its end, and accepted from `pending` in chunks, without being loaded whole.
+    None: load the rows as they are (_load_pending)."""
     counts = db.pending_count(did, dev.tip_seq)     # (rows below: _without_low)
     if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
         return None
@@ -1019,9 +1019,12 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             # (a hole, or no row here linking to the chain: a broken link, where a float
             # starts as well, _float_runs; a hole at entry 0 is not one: the policy would
             # not be known; below a hole, one chain, and above it floats)
-            # (a fork below the hole is read as a forked span when one of its ends
-            # reaches the hole: which one the floats go on from is then not a choice)
-            if (forked and len(live) > 1) or not (dev.tip_seq >= 0 or s > lo):
+            # (a fork below the hole is read as a forked span, however many of its
+            # ends reach the hole: which one the hole's filling goes on from is the
+            # walk's to find, _ends_below and the rows at the float's first seq, as
+            # for one; with two, every held entry stayed in memory and was walked at
+            # every chunk: 128.2 MB for 60,000)
+            if not (dev.tip_seq >= 0 or s > lo):
                 return None
             gap = seq
             break
