@@ -1886,6 +1886,31 @@ def _forked_span_under_floats(n: int, hole: int, report: int | None = None,
     return _resigned(b)
 
 
+def _unfloats_counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each read of floats back into memory (_unfloat)."""
+    reads: list[int] = []
+    unfloat = rec._unfloat
+
+    def counted(*a: Any) -> Any:
+        reads.append(1)
+        return unfloat(*a)
+    monkeypatch.setattr(rec, "_unfloat", counted)
+    return reads
+
+
+def _floated_as_whole_without_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    cases: list[Bundle]) -> None:
+    """`cases` reconciled with none of the floats read back into memory (_unfloat),
+    to the ledger and findings carried whole gives."""
+    reads = _unfloats_counted(monkeypatch)
+    _, got = _run(tmp_path, "floated", cases)
+    assert reads == []
+    monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
+    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 10 ** 6)
+    _, whole = _run(tmp_path, "whole", cases)
+    assert got == whole
+
+
 def test_a_made_up_report_above_a_hole_over_a_forked_span_is_not_read_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked spilled span (another entry made up for seq 100) below a hole, entries
@@ -1896,14 +1921,8 @@ def test_a_made_up_report_above_a_hole_over_a_forked_span_is_not_read_back(
     a report on a float's chain, or one a device checkpoint covers
     (_covered_float_report), does: here none is read back. Carried whole decides the
     same (and so did 4,800 random cases: docs/LEDGER.md)."""
-    reads = _unfloats_counted(monkeypatch)
-    cases = [_forked_span_under_floats(60 * CHUNK, 12 * CHUNK, report=18 * CHUNK)]
-    _, got = _run(tmp_path, "floated", cases)
-    assert reads == []
-    monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
-    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 10 ** 6)
-    _, whole = _run(tmp_path, "whole", cases)
-    assert got == whole
+    _floated_as_whole_without_reads(tmp_path, monkeypatch, [_forked_span_under_floats(
+        60 * CHUNK, 12 * CHUNK, report=18 * CHUNK)])
 
 
 def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
@@ -1916,18 +1935,6 @@ def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
     got = _one_file(tmp_path, _forked_span_under_floats(n, 5000, report=9000))
     assert (got["accepted"], got["pending"], got["findings"]) == (0, n + 1, 0)
     assert got["grew_mb"] < 20, got
-
-
-def _unfloats_counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that grows by one at each read of floats back into memory (_unfloat)."""
-    reads: list[int] = []
-    unfloat = rec._unfloat
-
-    def counted(*a: Any) -> Any:
-        reads.append(1)
-        return unfloat(*a)
-    monkeypatch.setattr(rec, "_unfloat", counted)
-    return reads
 
 
 @pytest.mark.parametrize("where", ["below its last", "at its last",
@@ -1943,15 +1950,8 @@ def test_entries_made_up_for_a_forked_spans_seqs_do_not_read_the_floats_back(
     its last (9547812: it fails there). Unsigned, such an entry is held beside the span
     (_fork_spill), and the hole's filling finds which end it goes on from (_ends_below):
     none is read back now. Carried whole decides the same."""
-    reads = _unfloats_counted(monkeypatch)
-    cases = [_forked_span_under_floats(60 * CHUNK, 12 * CHUNK, every=CHUNK,
-                                       where=where)]
-    _, got = _run(tmp_path, "floated", cases)
-    assert reads == []
-    monkeypatch.setattr(rec, "SPILL_CHUNKS", 10 ** 6)
-    monkeypatch.setattr(rec, "FLOAT_CHUNKS", 10 ** 6)
-    _, whole = _run(tmp_path, "whole", cases)
-    assert got == whole
+    _floated_as_whole_without_reads(tmp_path, monkeypatch, [_forked_span_under_floats(
+        60 * CHUNK, 12 * CHUNK, every=CHUNK, where=where)])
 
 
 def test_entries_made_up_for_a_forked_spans_seqs_do_not_grow_memory(
