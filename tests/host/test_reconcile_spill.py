@@ -1932,13 +1932,22 @@ def _forked_span_under_floats(n: int, hole: int, report: int | None = None,
     `every`-th entry above the hole another entry made up (anyone can write one):
     `where` "below its last" (for one of the span's seqs), "at its last" (linked to
     the chain, or "..., linked to nothing"), or "at the hole" (linked to the span's
-    end)."""
+    end); or once, "a report ahead": three entries made up from seq n - 1 on, linked
+    to nothing, the last a log-altered report."""
     d = _dev(951, n)
     b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
     _insert_before(b, d, 103, _made_up_entry(d, 100))
     b.entries = [e for e in b.entries if e[1].seq != hole]
     if report is not None:
         _insert_before(b, d, report + min(1000, 2 * CHUNK), _made_up_report(d, report))
+    if where == "a report ahead":
+        # (entries made up from seq n - 1 on, linked to nothing, the last a log-altered
+        # report: a float of their own above the device's, the report on its chain)
+        ahead = d.fork(n - 1)
+        ahead.head = b"\x07" * 32
+        ahead.readings(2)
+        ahead.log_altered(n // 2)
+        _insert_before(b, d, hole + CHUNK, ahead.entries[n - 1:n + 2])
     for k in range(hole + every, n, every) if every else ():
         if where == "below its last":
             _insert_before(b, d, k, _made_up_entry(d, 200 + k // every))
@@ -2005,7 +2014,7 @@ def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
 
 
 @pytest.mark.parametrize("where", ["below its last", "at its last",
-                                   "at its last, linked to nothing"])
+                                   "at its last, linked to nothing", "at the hole"])
 def test_entries_made_up_for_a_forked_spans_seqs_do_not_read_the_floats_back(
         where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked spilled span (another entry made up for seq 100) below a hole, entries
@@ -2060,16 +2069,16 @@ def test_floats_read_back_chunk_after_chunk_are_read_back_ever_more_rarely(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked spilled span (another entry made up for seq 100) below a hole, entries
     above the hole, and what makes each chunk read those back (reconcile._device):
-    an entry made up in every chunk for the hole's seq, linked to the span's end
-    (anyone can write one: whether it fills the hole for the floats is the walk's
-    question, with the floats).
+    entries made up ahead of the device's, linked to nothing, with a log-altered report
+    on their chain (anyone can write them: whether a device signature covers the
+    report is the walk's question, with the floats).
     Read back and floated again at every chunk, the reads grew with the
     square of the entries (23 s for 60,000, against 6.6 s before the forked span was
     read so, aac9f90); after two chunks in a row, they are floated again only once
     twice as many (reconcile._Run._refloat): 7.8 s. Counted here: reads of the
     floats. The ledger is what carried whole gives."""
     n = 60 * CHUNK
-    cases = [_forked_span_under_floats(n, 12 * CHUNK, every=CHUNK, where="at the hole")]
+    cases = [_forked_span_under_floats(n, 12 * CHUNK, where="a report ahead")]
     reads = _unfloats_counted(monkeypatch)
     refloat = rec._Run._refloat
     monkeypatch.setattr(rec._Run, "_refloat", lambda self, did, k: True)

@@ -1255,25 +1255,24 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
     sp0 = held.spill
     if sp0 is not None and sp0.forked and (
-            any((r.seq <= sp0.last and r.sig is not None)
-                or r.seq == held.floating[0].first - 1 for r in recs)
+            any(r.seq <= sp0.last and r.sig is not None for r in recs)
             or any(f.altered is not None for f in held.floating)
             or _covered_float_report(db, did, held.floating)
             or not sp0.checked >= _signed_heads(db, did, sp0.first, sp0.last)):
         # A forked spilled span below the holes (entries beside its chain: anyone's to
-        # write) and a chunk with a signed entry for its seqs or an entry for the seq
-        # below the floats, a device checkpoint over the span not looked up yet, or a
-        # log-altered report on a float's chain or one a device checkpoint may cover:
-        # the walk may then take the span whole and go on to the floats (which branch of
-        # the fork a signature reaches, whether the first float links, when a report
+        # write) and a chunk with a signed entry for its seqs, a device checkpoint over
+        # the span not looked up yet, or a log-altered report on a float's chain or one
+        # a device checkpoint may cover: the walk may then take the span whole and go on
+        # to the floats (which branch of the fork a signature reaches, when a report
         # counts). The floats are read back and walked with the chunk, as the general
-        # walk has them; the span stays in `pending`. Any other chunk (entries above the
-        # span: the usual one) is walked below the holes as before. (An unsigned entry
-        # for the span's seqs is held beside it, and which of its ends the hole's
-        # filling goes on from is found when it comes, _ends_below; a report beside the
-        # floats' chains that no device checkpoint covers changes none of this either.
-        # Anyone can write those; they read the floats back at every chunk, and then
-        # kept them in memory: 63.2 and 104.8 MB for 60,000 entries.)
+        # walk has them; the span stays in `pending`. Any other chunk is walked below
+        # the holes as before. (An unsigned entry for the span's seqs or for the hole's
+        # is held beside the span or goes on from it, and the filling of the hole finds
+        # which end the floats go on from when it comes, _ends_below and the rows at the
+        # float's first seq; a report beside the floats' chains that no device
+        # checkpoint covers changes none of this either. Anyone can write those; they
+        # read the floats back at every chunk, and then kept them in memory: 57.1 to
+        # 104.8 MB for 60,000 entries.)
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp,
                      _unfloat(db, did, held), checked, leaves)
     up = _above_hole(db, did, key, held.floating, recs, checked)
