@@ -963,6 +963,29 @@ def test_floats_past_max_floats_are_not_read_again_at_every_chunk(
     assert spilled == whole
 
 
+def _holes_filled(d: Device, n: int, holes: list[int], how: str) -> list[Bundle]:
+    """The bundles after a random case's first that fill its holes `how`: "one by one"
+    (the last with the device's checkpoint), "together, a checkpoint later", "a copy"
+    of the whole chain with the checkpoint, "the first" with a checkpoint 50 above it,
+    or "a checkpoint alone"."""
+    cp = [(d, d.checkpoint())]
+    if how == "a copy" or not holes:
+        return [bundle([d], cps=cp, name="c2")]
+    if how == "one by one":
+        return [bundle([d], ranges={d.id_hex: (h, h + 1)}, name=f"f{i}",
+                       cps=cp if i == len(holes) - 1 else [])
+                for i, h in enumerate(holes)]
+    if how == "together, a checkpoint later":
+        fill = bundle([d], signer=None)
+        fill.entries = [e for e in fill.entries if e[1].seq in holes]
+        return [_resigned(fill), bundle([d], ranges={d.id_hex: (0, 0)}, cps=cp, name="c3")]
+    if how == "a checkpoint alone":
+        return [bundle([d], ranges={d.id_hex: (0, 0)}, cps=cp, name="c3")]
+    h = holes[0]
+    return [bundle([d], ranges={d.id_hex: (h, h + 1)}, name="c2",
+                   cps=[(d, d.checkpoint(seq=min(n - 1, h + 50)))])]
+
+
 def _random_case(seed: int) -> list[Bundle]:
     """A device of 6 to 12 chunks with 1 to 4 entries left out, up to 4 other entries
     inserted anywhere (beside a held one, linked to nothing held, a made-up log-altered
@@ -1006,20 +1029,7 @@ def _random_case(seed: int) -> list[Bundle]:
         first.checkpoints.append(BundleCheckpoint(d.id_hex, d.checkpoint(
             seq=rnd.randint(0, n - 1)), None))
     how = rnd.choice(["one by one", "together, a checkpoint later", "a copy", "the first"])
-    if how == "a copy":
-        return [first, bundle([d], cps=[(d, d.checkpoint())], name="c2")]
-    if how == "one by one":
-        return [first] + [bundle([d], ranges={d.id_hex: (h, h + 1)}, name=f"f{i}",
-                                 cps=[(d, d.checkpoint())] if i == len(holes) - 1 else [])
-                          for i, h in enumerate(holes)]
-    if how == "together, a checkpoint later":
-        fill = bundle([d], signer=None)
-        fill.entries = [e for e in fill.entries if e[1].seq in holes]
-        return [first, _resigned(fill), bundle([d], ranges={d.id_hex: (0, 0)},
-                                               cps=[(d, d.checkpoint())], name="c3")]
-    h = holes[0]
-    return [first, bundle([d], ranges={d.id_hex: (h, h + 1)}, name="c2",
-                          cps=[(d, d.checkpoint(seq=min(n - 1, h + 50)))])]
+    return [first, *_holes_filled(d, n, holes, how)]
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -1098,23 +1108,10 @@ def _random_report_case(seed: int) -> list[Bundle]:
         out.append(_resigned(sb))
     how = rnd.choice(["one by one", "together, a checkpoint later", "a copy", "the first",
                       "a checkpoint only"])
-    if how == "a copy" or not holes:
-        return [*out, bundle([d], cps=[(d, d.checkpoint())], name="c2")]
-    if how == "a checkpoint only":
+    if how == "a checkpoint only" and holes:
         return [*out, bundle([d], ranges={d.id_hex: (0, 0)}, name="c4", cps=[
             (d, d.checkpoint(seq=rnd.randint(0, n - 1)))])]
-    if how == "one by one":
-        return out + [bundle([d], ranges={d.id_hex: (h, h + 1)}, name=f"f{i}",
-                             cps=[(d, d.checkpoint())] if i == len(holes) - 1 else [])
-                      for i, h in enumerate(holes)]
-    if how == "together, a checkpoint later":
-        fill = bundle([d], signer=None)
-        fill.entries = [e for e in fill.entries if e[1].seq in holes]
-        return [*out, _resigned(fill), bundle([d], ranges={d.id_hex: (0, 0)},
-                                              cps=[(d, d.checkpoint())], name="c3")]
-    h = holes[0]
-    return [*out, bundle([d], ranges={d.id_hex: (h, h + 1)}, name="c2",
-                         cps=[(d, d.checkpoint(seq=min(n - 1, h + 50)))])]
+    return [*out, *_holes_filled(d, n, holes, how)]
 
 
 @pytest.mark.parametrize("seed", [*range(24), 291, 392, 602, 1415])
@@ -1175,19 +1172,8 @@ def _random_fork_at_hole_case(seed: int) -> list[Bundle]:
     elif r < 0.4:
         first.checkpoints.append(BundleCheckpoint(d.id_hex, rnd.choice(
             branches).checkpoint(), None))
-    cp = [(d, d.checkpoint())]
     how = rnd.choice(["one by one", "a copy", "the first", "a checkpoint alone"])
-    if how == "a copy":
-        return [first, bundle([d], cps=cp, name="c2")]
-    if how == "one by one":
-        return [first] + [bundle([d], ranges={d.id_hex: (h, h + 1)}, name=f"f{i}",
-                                 cps=cp if i == len(holes) - 1 else [])
-                          for i, h in enumerate(holes)]
-    if how == "a checkpoint alone":
-        return [first, bundle([d], ranges={d.id_hex: (0, 0)}, cps=cp, name="c3")]
-    h = holes[0]
-    return [first, bundle([d], ranges={d.id_hex: (h, h + 1)}, name="c2",
-                          cps=[(d, d.checkpoint(seq=min(n - 1, h + 50)))])]
+    return [first, *_holes_filled(d, n, holes, how)]
 
 
 @pytest.mark.parametrize("seed", range(16))
