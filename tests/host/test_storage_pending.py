@@ -28,8 +28,9 @@ def _small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _row(did: str, seq: int, tag: int, sig: bytes | None = None,
-         t: int | None = 1_700_000_000) -> PendingRow:
-    return (did, seq, bytes([tag]) * 32, b"body-%d" % tag, sig, bytes([tag + 1]) * 32, 2, t)
+         t: int | None = 1_700_000_000, kind: int = 2) -> PendingRow:
+    return (did, seq, bytes([tag]) * 32, b"body-%d" % tag, sig, bytes([tag + 1]) * 32, kind,
+            t)
 
 
 def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
@@ -41,13 +42,13 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
             # the same key again in the same transaction, with a signature: kept as is
             db.add_pending([_row(DID, 5, 9, sig=b"x" * 64)])
         with db.transaction():
-            db.add_pending([_row(DID, 3, 7), _row(DID, 8, 4)])
+            db.add_pending([_row(DID, 3, 7), _row(DID, 8, 4, kind=5)])
         got = db.pending(DID, 0)
         assert got == [
             HeldEntry(3, b"\x07" * 32, b"body-7", b"s" * 64, b"\x08" * 32, 2, None),
             HeldEntry(5, b"\x01" * 32, b"body-1", None, b"\x02" * 32, 2, 1_700_000_000),
             HeldEntry(5, b"\x09" * 32, b"body-9", None, b"\x0a" * 32, 2, 1_700_000_000),
-            HeldEntry(8, b"\x04" * 32, b"body-4", None, b"\x05" * 32, 2, 1_700_000_000),
+            HeldEntry(8, b"\x04" * 32, b"body-4", None, b"\x05" * 32, 5, 1_700_000_000),
         ]
         for h in got:
             assert [type(v) for v in h] == [int, bytes, bytes, type(h.sig), bytes, int,
@@ -61,11 +62,15 @@ def test_held_rows_keep_their_contract(ledger_at: Callable[[str], str]) -> None:
         # without their bodies: how reconcile learns the shape of a long held span
         assert db.pending_links(DID, 4, 9) == [
             (5, b"\x01" * 32, False, b"\x02" * 32, 2), (5, b"\x09" * 32, False, b"\x0a" * 32, 2),
-            (8, b"\x04" * 32, False, b"\x05" * 32, 2)]
+            (8, b"\x04" * 32, False, b"\x05" * 32, 5)]
         assert db.pending_links(DID, 3, 3) == [(3, b"\x07" * 32, True, b"\x08" * 32, 2)]
         # the next held seq: how reconcile steps over a wide hole in a device's rows
         assert [db.next_pending_seq(DID, lo) for lo in (0, 4, 6, 9)] == [3, 5, 8, None]
         assert db.next_pending_seq("ef" * 16, 0) is None
+        # of one kind: how reconcile finds the first log-altered report among rows it
+        # keeps no shape of (reconcile._Beyond)
+        assert [db.next_pending_seq(DID, lo, 5) for lo in (0, 8, 9)] == [8, 8, None]
+        assert [db.next_pending_seq(DID, lo, 2) for lo in (0, 4, 6)] == [3, 5, None]
         with db.transaction():
             # only these keys go: (DID, 5, hash 9) stays, OTHER's seq 3 stays, a key
             # that is not held is no error

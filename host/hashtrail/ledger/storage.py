@@ -218,9 +218,12 @@ class LedgerStorage(Protocol):
         decides to walk it from `pending` a chunk at a time."""
         ...
 
-    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
-        """The lowest seq >= lo at which the device holds a row (None: none): how
-        reconcile finds the entries above a hole wider than it reads at once."""
+    def next_pending_seq(self, device_id: str, lo: int, kind: int | None = None
+                         ) -> int | None:
+        """The lowest seq >= lo at which the device holds a row (of entry kind `kind`,
+        when given; None: none): how reconcile finds the entries above a hole wider
+        than it reads at once, and the first log-altered report among rows it keeps
+        no shape of (reconcile._Beyond)."""
         ...
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:

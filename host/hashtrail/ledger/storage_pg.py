@@ -592,9 +592,11 @@ class PgLedgerStorage:
                         "WHERE device_id=%s AND seq>=%s AND seq<=%s ORDER BY seq, entry_hash",
                         (device_id, lo, hi), tuple)
 
-    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
-        row = self._one("SELECT min(seq) FROM pending WHERE device_id=%s AND seq>=%s",
-                        (device_id, lo))
+    def next_pending_seq(self, device_id: str, lo: int, kind: int | None = None
+                         ) -> int | None:
+        row = self._one("SELECT min(seq) FROM pending WHERE device_id=%s AND seq>=%s" + (
+            "" if kind is None else " AND kind=%s"),
+            (device_id, lo) if kind is None else (device_id, lo, kind))
         return None if row is None or row[0] is None else int(row[0])
 
     def add_pending(self, rows: Sequence[PendingRow]) -> None:

@@ -345,9 +345,12 @@ class SqliteLedgerStorage(sqlite_file.SqliteFile):
                     "WHERE device_id=? AND seq>=? AND seq<=? ORDER BY seq, entry_hash",
                     (device_id, lo, hi))]
 
-    def next_pending_seq(self, device_id: str, lo: int) -> int | None:
-        row = self._db.execute("SELECT min(seq) FROM pending WHERE device_id=? AND seq>=?",
-                               (device_id, lo)).fetchone()
+    def next_pending_seq(self, device_id: str, lo: int, kind: int | None = None
+                         ) -> int | None:
+        row = self._db.execute(
+            "SELECT min(seq) FROM pending WHERE device_id=? AND seq>=?" + (
+                "" if kind is None else " AND kind=?"),
+            (device_id, lo) if kind is None else (device_id, lo, kind)).fetchone()
         return None if row[0] is None else int(row[0])
 
     def pending_rev(self, device_id: str) -> int:
