@@ -1988,7 +1988,10 @@ def _forked_span_under_floats(n: int, hole: int, report: int | None = None,
     `where` "below its last" (for one of the span's seqs), "at its last" (linked to
     the chain, or "..., linked to nothing"), or "at the hole" (linked to the span's
     end); or once, "a report ahead": three entries made up from seq n - 1 on, linked
-    to nothing, the last a log-altered report."""
+    to nothing, the last a log-altered report; or "a report past the floats": entries
+    at every other seq from the hole + 2 to + 8 left out too (more floats than a
+    MAX_FLOATS of 2 keeps), and a log-altered report made up for seq hole + 2 * CHUNK
+    (beside the chain) in a chunk above it."""
     d = _dev(951, n)
     b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
     _insert_before(b, d, 103, _made_up_entry(d, 100))
@@ -2003,6 +2006,10 @@ def _forked_span_under_floats(n: int, hole: int, report: int | None = None,
         ahead.readings(2)
         ahead.log_altered(n // 2)
         _insert_before(b, d, hole + CHUNK, ahead.entries[n - 1:n + 2])
+    if where == "a report past the floats":
+        b.entries = [e for e in b.entries if not (hole < e[1].seq < hole + 9
+                                                  and e[1].seq % 2 == 0)]
+        _insert_before(b, d, hole + 4 * CHUNK, _made_up_report(d, hole + 2 * CHUNK))
     for k in range(hole + every, n, every) if every else ():
         if where == "below its last":
             _insert_before(b, d, k, _made_up_entry(d, 200 + k // every))
@@ -2068,6 +2075,22 @@ def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
     assert got["grew_mb"] < 20, got
 
 
+def test_a_made_up_report_ahead_over_a_forked_span_does_not_grow_memory(
+        tmp_path: Path) -> None:
+    """The same span and hole, and entries made up ahead of the device's, linked to
+    nothing, a log-altered report on their chain (anyone can write them: a float of
+    their own, the report on its chain): a fresh reconcile's peak RSS grows by less
+    than 20 MB. Any report on a float's chain read the floats back at every chunk over
+    a forked span, and they then stayed in memory: 89.9 MB, 8.9 s (1bf7106: this test
+    fails there); now the floats are read back only when a device checkpoint covers a
+    report, its links followed up from every report's row (reconcile._report_reaches):
+    11.8 MB, 1.9 s."""
+    n = 60_000
+    got = _one_file(tmp_path, _forked_span_under_floats(n, 5000, where="a report ahead"))
+    assert (got["accepted"], got["pending"], got["findings"]) == (0, n + 3, 0)
+    assert got["grew_mb"] < 20, got
+
+
 @pytest.mark.parametrize("where", ["below its last", "at its last",
                                    "at its last, linked to nothing", "at the hole"])
 def test_entries_made_up_for_a_forked_spans_seqs_do_not_read_the_floats_back(
@@ -2125,17 +2148,18 @@ def test_a_fork_with_both_ends_at_a_hole_does_not_hold_the_chain(tmp_path: Path)
 def test_floats_read_back_chunk_after_chunk_are_read_back_ever_more_rarely(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked spilled span (another entry made up for seq 100) below a hole, entries
-    above the hole, and what makes each chunk read those back (reconcile._device):
-    entries made up ahead of the device's, linked to nothing, with a log-altered report
-    on their chain (anyone can write them: whether a device signature covers the
-    report is the walk's question, with the floats).
-    Read back and floated again at every chunk, the reads grew with the
-    square of the entries (23 s for 60,000, against 6.6 s before the forked span was
-    read so, aac9f90); after two chunks in a row, they are floated again only once
-    twice as many (reconcile._Run._refloat): 7.8 s. Counted here: reads of the
-    floats. The ledger is what carried whole gives."""
+    above the hole, and what makes each chunk read those back (reconcile._device): a
+    log-altered report made up past the floats kept (MAX_FLOATS, at 2 here, with more
+    holes above the first: reconcile._Beyond), and the device's checkpoint above it
+    (whether it covers the report is not looked up past the floats). Read back and
+    floated again at every chunk, the reads grew with the square of the entries (23 s
+    for 60,000, against 6.6 s before the forked span was read so, aac9f90, with a report
+    on a float's chain, which no longer reads them back); after two chunks in a row,
+    they are floated again only once twice as many (reconcile._Run._refloat): 7.8 s.
+    Counted here: reads of the floats. The ledger is what carried whole gives."""
     n = 60 * CHUNK
-    cases = [_forked_span_under_floats(n, 12 * CHUNK, where="a report ahead")]
+    monkeypatch.setattr(rec, "MAX_FLOATS", 2)
+    cases = [_forked_span_under_floats(n, 12 * CHUNK, where="a report past the floats")]
     reads = _unfloats_counted(monkeypatch)
     refloat = rec._Run._refloat
     monkeypatch.setattr(rec._Run, "_refloat", lambda self, did, k: True)
