@@ -1017,12 +1017,13 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
     the floats _float_runs reads, none signed, a policy 0 device (entry 0, if among
-    them, this key's); below a hole, others beside the chain (a forked span, of
-    SPILL_CHUNKS chunks or more, whether one end of it reaches the hole or more: a
-    made-up entry beside one not spilled yet and another ahead of the chain kept all
-    of it in memory, and so did one made up for the seq below the hole). Read a chunk at
-    a time and not kept (but for a chain below the hole shorter than SPILL_CHUNKS chunks
-    and not forked, kept as the carried chain): a long span held by an earlier run (a
+    them, this key's); below a hole, others beside the chain (a forked span, of any
+    length, whether one end of it reaches the hole or more: a made-up entry beside one
+    not spilled yet and another ahead of the chain kept all of it in memory, and so did
+    one made up for the seq below the hole, or one beside a chain shorter than
+    SPILL_CHUNKS chunks below it). Read a chunk at a time and not kept (but for a chain
+    below the hole shorter than SPILL_CHUNKS chunks and not forked, kept as the carried
+    chain): a long span held by an earlier run (a
     device that never signs, a bundle that left entries out, a hostile one) is walked on
     from its end, and accepted from `pending` in chunks, without being loaded whole.
     None: load the rows as they are (_load_pending)."""
@@ -1099,12 +1100,13 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if n + runs[1] + past != counts[0] or (_floated(fl) + past < FLOAT_CHUNKS * CHUNK
                                            and below - lo < SPILL_CHUNKS * CHUNK):
         return None           # (a few above a hole float over a chain that spills: _float_of)
-    if below - lo >= SPILL_CHUNKS * CHUNK:
+    if below - lo >= SPILL_CHUNKS * CHUNK or forked:
+        # (a short chain with entries beside it too: read whole, it kept every entry
+        # above the hole in memory, walked at every chunk, 128 MB for 60,000 entries
+        # with an entry made up at seq 100 and entry 1,000 left out)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, below - 1, head, frozenset(), forked, stops, altered), fl,
                       bey)
-    if forked:
-        return None           # (a short chain with entries beside it: in memory)
     # (the chain below the hole is short: carried in memory, walked with the chunks)
     held = _load_pending(db, did, lo, {}, below - 1)
     chain = [held[q][0] for q in range(lo, below)]
