@@ -2095,6 +2095,20 @@ def test_a_made_up_report_above_a_hole_over_a_forked_span_is_not_read_back(
         60 * CHUNK, 12 * CHUNK, report=18 * CHUNK)])
 
 
+def test_a_made_up_report_past_the_floats_kept_is_not_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked span and hole, more floats above it than MAX_FLOATS (at 2 here) keeps,
+    a log-altered report made up beside the chain past them (anyone can write one),
+    and the device's checkpoint above it. Any device checkpoint at or above a report
+    past the floats kept read every entry above the hole back at every chunk
+    (f3615d2: this test fails there); now only one the report's links reach does
+    (reconcile._report_reaches, from the report's row up): none is read back.
+    Carried whole decides the same."""
+    monkeypatch.setattr(rec, "MAX_FLOATS", 2)
+    _floated_as_whole_without_reads(tmp_path, monkeypatch, [_forked_span_under_floats(
+        60 * CHUNK, 12 * CHUNK, where="a report past the floats")])
+
+
 def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
         tmp_path: Path) -> None:
     """The shape above at N = 60,000, a hole at 5,000 and the report at 9,000: a fresh
@@ -2193,18 +2207,19 @@ def test_a_fork_with_both_ends_at_a_hole_does_not_hold_the_chain(tmp_path: Path)
 def test_floats_read_back_chunk_after_chunk_are_read_back_ever_more_rarely(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A forked spilled span (another entry made up for seq 100) below a hole, entries
-    above the hole, and what makes each chunk read those back (reconcile._device): a
-    log-altered report made up past the floats kept (MAX_FLOATS, at 2 here, with more
-    holes above the first: reconcile._Beyond), and the device's checkpoint above it
-    (whether it covers the report is not looked up past the floats). Read back and
-    floated again at every chunk, the reads grew with the square of the entries (23 s
-    for 60,000, against 6.6 s before the forked span was read so, aac9f90, with a report
-    on a float's chain, which no longer reads them back); after two chunks in a row,
-    they are floated again only once twice as many (reconcile._Run._refloat): 7.8 s.
-    Counted here: reads of the floats. The ledger is what carried whole gives."""
+    above the hole, and something that makes each chunk read those back
+    (reconcile._device): here a device checkpoint said to cover a log-altered report
+    among them at every chunk (_covered_float_report forced; the shapes that did so
+    and anyone could write are each read back no more: entries made up ahead with a
+    report on their chain, 1bf7106; a report made up past the floats kept, f3615d2).
+    Read back and floated again at every chunk, the reads grew with the square of the
+    entries (23 s for 60,000, against 6.6 s before the forked span was read so,
+    aac9f90); after two chunks in a row, they are floated again only once twice as
+    many (reconcile._Run._refloat): 7.8 s. Counted here: reads of the floats. The
+    ledger is what carried whole gives."""
     n = 60 * CHUNK
-    monkeypatch.setattr(rec, "MAX_FLOATS", 2)
-    cases = [_forked_span_under_floats(n, 12 * CHUNK, where="a report past the floats")]
+    monkeypatch.setattr(rec, "_covered_float_report", lambda *a: True)
+    cases = [_forked_span_under_floats(n, 12 * CHUNK)]
     reads = _unfloats_counted(monkeypatch)
     refloat = rec._Run._refloat
     monkeypatch.setattr(rec._Run, "_refloat", lambda self, did, k: True)

@@ -1401,10 +1401,14 @@ def _covered_float_report(db: LedgerStorage, did: str, floats: tuple[_Float, ...
     Why not any checkpoint at or above a report: anyone can write an unsigned report
     (beside the chain, or ahead of it, linked to nothing: a float of its own), and the
     device's next routine checkpoint above its seq read every entry held above a hole
-    back. Past the floats (_Beyond), any device checkpoint at or above a report held
-    there: its rows' links are not read while the floats below them stand."""
-    if bey is not None and bey.report is not None and _signed_heads(db, did, bey.report):
-        return True
+    back. Past the floats (_Beyond), where no float says which row is a chain's: one
+    a report's links reach as well, or one over a row held beside another at its seq
+    (_forked_over), at or above a report held there."""
+    if bey is not None and bey.report is not None:
+        past = _signed_heads(db, did, bey.report)
+        if past and (_forked_over(db, did, past)
+                     or _report_reaches(db, did, bey.report, MAX_SEQ, past)):
+            return True
     lows = [r for f in floats for r in (f.altered, f.reported) if r is not None]
     if not lows:
         return False
@@ -1413,6 +1417,17 @@ def _covered_float_report(db: LedgerStorage, did: str, floats: tuple[_Float, ...
         return False
     return _signed_beside(db, did, floats, heads) or _report_reaches(
         db, did, min(lows), floats[-1].last, heads)
+
+
+def _forked_over(db: LedgerStorage, did: str, heads: set[tuple[int, bytes]]) -> bool:
+    """Whether one of the device checkpoints `heads` is over a held row with another
+    held at its seq: past the floats (_Beyond), the one question of _signed_beside that
+    needs no float's chain (a row beside a chain has another at its seq)."""
+    for q, h in heads:
+        rows = db.pending_links(did, q, q)
+        if len(rows) > 1 and any(r[1] == h for r in rows):
+            return True
+    return False
 
 
 def _report_reaches(db: LedgerStorage, did: str, lo: int, top: int,
