@@ -830,9 +830,9 @@ class _Beyond(NamedTuple):
     MAX_FLOATS floats only once the floats below them are all joined to the chain
     (_device). Meanwhile a chunk's unsigned entries there are written without a walk
     (_above_hole); a signed one reads all back whole, as for the floats.
-    `report`: the lowest seq of a log-altered report among them (None: none); a device
-    checkpoint at or above it reads them all back (_covered_float_report: whether it
-    covers the report is not looked up there)."""
+    `report`: the lowest seq of a log-altered report among them (None: none), where
+    _covered_float_report starts following reports' links up past the floats: a device
+    checkpoint they reach reads them all back."""
 
     first: int
     report: int | None
@@ -1298,7 +1298,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                 any(r.seq <= sp0.last and r.sig is not None for r in recs)
                 or not sp0.checked >= _signed_heads(db, did, sp0.first, sp0.last))):
         # A signed entry at the floats' seqs or above, or a device checkpoint that
-        # covers a log-altered report on their chains: the general walk's, with all in
+        # covers a log-altered report held above the hole: the general walk's, with all in
         # memory; what _above_hole wrote, now rows of the floats, is read back with the
         # rest. And over a forked spilled span below the holes (entries beside its
         # chain: anyone's to write), a signed entry for its seqs, or a device checkpoint
@@ -1405,17 +1405,14 @@ def _covered_float_report(db: LedgerStorage, did: str, floats: tuple[_Float, ...
     a float's chain is the lowest hash at its last seq, which a made-up branch can take,
     and the device's own entries were then another branch; over 7,200 random shapes,
     and 120 times it said so, following the links decided the same."""
-    if bey is not None and bey.report is not None:
-        past = _signed_heads(db, did, bey.report)
-        if past and _report_reaches(db, did, bey.report, MAX_SEQ, past):
-            return True
     lows = [r for f in floats for r in (f.altered, f.reported) if r is not None]
+    if bey is not None and bey.report is not None:
+        lows.append(bey.report)
     if not lows:
         return False
-    heads = _signed_heads(db, did, min(lows), floats[-1].last if bey is None else MAX_SEQ)
-    if not heads:
-        return False
-    return _report_reaches(db, did, min(lows), floats[-1].last, heads)
+    top = floats[-1].last if bey is None else MAX_SEQ
+    heads = _signed_heads(db, did, min(lows), top)
+    return bool(heads) and _report_reaches(db, did, min(lows), top, heads)
 
 
 def _report_reaches(db: LedgerStorage, did: str, lo: int, top: int,
