@@ -1173,10 +1173,7 @@ def test_random_reports_and_branches_decide_as_carried_whole(
     came back to the same shape without end, fork evidence from a checkpoint alone, a
     report said a run late.)"""
     spilled, whole = _both(tmp_path, monkeypatch, _random_report_case(seed))
-
-    def without_duplicates(x: Any) -> Any:
-        return [(r[0], *r[2:]) for r in x[0]], x[1]
-    assert without_duplicates(spilled) == without_duplicates(whole)
+    assert _without_duplicates(spilled) == _without_duplicates(whole)
 
 
 def _random_fork_at_hole_case(seed: int) -> list[Bundle]:
@@ -1233,6 +1230,7 @@ def test_random_forks_at_holes_decide_as_carried_whole(
 
 
 def _without_duplicates(x: Any) -> Any:
+    """_both's results without each reconcile's duplicates count (the random tests)."""
     return [(r[0], *r[2:]) for r in x[0]], x[1]
 
 
