@@ -2107,6 +2107,53 @@ def test_a_made_up_report_past_the_floats_kept_is_not_read_back(
         60 * CHUNK, 12 * CHUNK, where="a report past the floats")])
 
 
+def _lower_branch(d: Device, lo: int, hi: int) -> list[tuple[int, bytes, bytes | None]]:
+    """Entries made up for d's seqs lo..hi (unsigned: anyone can write them), the first
+    a log-altered report linked to d's entry lo - 1, each ground (its time changed
+    until it is) to a lower hash than d's own entry at its seq: at every seq the
+    lowest hash, so a float's chain (_float_runs: the lowest hash reached at its last
+    seq) is theirs, and d's own entries are beside it."""
+    import itertools
+
+    from hashtrail.formats import entry as en
+    c = d.fork(lo)
+    for s in range(lo, hi + 1):
+        own, prev = hashlib.sha256(d.entries[s][1]).digest(), c.head
+        for k in itertools.count():
+            c.head = prev
+            raw = c.entry(*((en.KIND_LOG_ALTERED, {1: lo // 2, 2: "entry edited"})
+                            if s == lo else (en.KIND_READING, [{en.SENML_N: "temp",
+                                                                en.SENML_V: 20}])),
+                          t=c.t + s + k)
+            if hashlib.sha256(raw).digest() < own:
+                break
+            c.entries.pop()
+    return c.entries[lo:hi + 1]
+
+
+def test_a_made_up_branch_that_takes_a_floats_chain_is_not_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked span and hole, and above them a branch made up from a log-altered
+    report up to the device's last seq, ground to a lower hash than the device's entry
+    at every seq (anyone can write one, about two tries an entry): the floats' chain
+    is the branch's, and the device's own entries are beside it; and the device's
+    checkpoints over its entry 20 chunks up and over its last. A device checkpoint
+    over a row beside a float's chain, at or above a report held there, read every
+    entry above the hole back (_signed_beside: eeedec9 reads them back 7 times here,
+    and not once with that rule made to say no; this test fails there). The rule is
+    gone, and the report's links (_report_reaches) do not reach the device's entries:
+    none is read back. Carried whole decides the same."""
+    n, hole = 60 * CHUNK, 12 * CHUNK
+    d = _dev(971, n)
+    b = bundle([d], cps=[(d, d.checkpoint(seq=20 * CHUNK)), (d, d.checkpoint())],
+               signer=None)
+    _insert_before(b, d, 103, _made_up_entry(d, 100))
+    b.entries = [e for e in b.entries if e[1].seq != hole]
+    for x in _lower_branch(d, 18 * CHUNK, n - 1):
+        _insert_before(b, d, x[0], [x])
+    _floated_as_whole_without_reads(tmp_path, monkeypatch, [_resigned(b)])
+
+
 def test_a_made_up_report_above_a_hole_over_a_forked_span_does_not_grow_memory(
         tmp_path: Path) -> None:
     """The shape above at N = 60,000, a hole at 5,000 and the report at 9,000: a fresh
