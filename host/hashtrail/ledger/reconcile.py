@@ -774,7 +774,9 @@ class _Spill(NamedTuple):
 class _Float(NamedTuple):
     """Entries held above a hole, rows of `pending` and no longer in memory: seqs
     first..last, one linked copy each, none signed, of a device
-    whose accepted entry 0 says it does not sign every entry; below `first` a seq that
+    whose accepted entry 0 says it does not sign every entry (or each signed by the
+    device, one a seq and no log-altered report, of one that does: below); below
+    `first` a seq that
     nothing held fills (the hole), or, for a float above another, an entry that does
     not link to it, so nothing of them can be accepted until it is filled.
 
@@ -791,7 +793,16 @@ class _Float(NamedTuple):
     a log-altered report among them is kept (`altered`) while no device signature may
     cover it; a chunk with a signed entry at their seqs or above, or a device
     checkpoint at or above such a report, reads them back whole first (_Walked as
-    before)."""
+    before).
+
+    A device that signs every entry (POLICY_EVERY_ENTRY, every board's default) holds
+    entries above a hole the same way, and a collector that missed one entry, or a
+    second collector's bundle reconciled before the first's, held every later one in
+    memory (137 MB for 60,000). Its floats are its own signed entries, one a seq, no
+    report; the filled hole accepts them from `pending` a block at a time, each under
+    its own signature, as the general walk would (_device). Anything else among them
+    (an unsigned entry, a second signed one for a seq: a fork, a log-altered report)
+    is the general walk's, read back whole."""
 
     first: int
     last: int
@@ -1015,7 +1026,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     more, or a chain and entries above holes (_Float) of FLOAT_CHUNKS chunks or more,
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
-    the floats _float_runs reads, none signed, a policy 0 device (entry 0, if among
+    the floats _float_runs reads, none signed (or, of a device that signs every entry,
+    all signed, with nothing held below the hole), a policy 0 device (entry 0, if among
     them, this key's); below a hole, others beside the chain (a forked span, of any
     length, whether one end of it reaches the hole or more: a made-up entry beside one
     not spilled yet and another ahead of the chain kept all of it in memory, and so did
@@ -1027,9 +1039,12 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     from its end, and accepted from `pending` in chunks, without being loaded whole.
     None: load the rows as they are (_load_pending)."""
     counts = db.pending_count(did, dev.tip_seq)     # (rows below: _without_low)
-    if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK or counts[1]:
+    if counts[0] < min(SPILL_CHUNKS, FLOAT_CHUNKS) * CHUNK:
         return None
-    if dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
+    # (a device that signs every entry: its signed rows above a hole, nothing below it;
+    # _float_of)
+    every = dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
+    if counts[1] != (counts[0] if every else 0):
         return None
     lo = s = dev.tip_seq + 1
     # the held rows reached from the tip through prev links, at the seq before s (one
@@ -1057,6 +1072,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 return None
             gap = seq
             break
+        if every:
+            return None
         if len(group) == 1 and s:               # (the usual row: its seq's only one)
             if signed or prev not in live:
                 return None
@@ -1090,7 +1107,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
-    runs = _float_runs(db, did, gap)
+    runs = _float_runs(db, did, gap, every=every)
     if runs is None:
         return None
     fl, bey = tuple(runs[0]), runs[2]
@@ -1287,7 +1304,9 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if not held.floating:
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
     sp0, bey = held.spill, held.beyond
-    up = _above_hole(db, did, key, held.floating, bey, recs, checked)
+    # (a device that signs every entry: floats of its signed entries, _float_of)
+    every = _policy(db, did) == POLICY_EVERY_ENTRY
+    up = _above_hole(db, did, key, held.floating, bey, recs, checked, every)
     if up is not None:
         floats, bey, keep = up
         if len(keep) != len(recs):
@@ -1326,7 +1345,35 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if w.chain is None and not w.rest:
         w = w._replace(chain=[])        # (nothing held below: the general walk took all)
     end = _chain_end(w.chain, sp, tip)
-    if w.chain is not None and end == (fl.first - 1, fl.prev):
+    if every and w.chain is not None and end == (fl.first - 1, fl.prev) and (
+            w.chain or sp is not None):
+        # (filled, but by entries held below the float, unsigned: not its own
+        # signatures, the general walk's, with all in memory)
+        whole = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
+                       sp, floats, bey)
+        return _walk(led, db, did, tip, key, [], res, workers, None,
+                     _unfloat(db, did, whole), [], None)
+    if every and w.chain is not None and end == (fl.first - 1, fl.prev):
+        # The hole is filled from the tip, and the float's entries each carry the
+        # device's signature, one a seq, linked: the general walk would accept them all
+        # (_advance); accepted from `pending` a block at a time, and the device's
+        # checkpoints the tip passed compared with them (_forks, as the walk does).
+        _take_spilled(led, db, did, fl.last, res)
+        _forks(led, db, did, key, {}, res, tip.tip_seq + 1)
+        w = _Walked({}, [], 0, db.pending_rev(did))
+        floats = floats[1:]
+        if not floats and bey is not None:
+            more = _float_runs(db, did, bey.first, every=True)
+            if more is None:
+                tip = led.device(did)
+                assert tip is not None
+                return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
+                    db, did, _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
+                                    {}, [], None, (), bey)), [], None)
+            floats, bey = tuple(more[0]), more[2]
+        if not floats:
+            return w
+    elif w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
         # entries) for what covers them; the runs above the next hole stay afloat.
@@ -1497,7 +1544,8 @@ def _afloat(db: LedgerStorage, did: str, floats: tuple[_Float, ...], bey: _Beyon
 
 
 def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Float, ...],
-                bey: _Beyond | None, recs: list[RawEntry], checked: list[_Checked]
+                bey: _Beyond | None, recs: list[RawEntry], checked: list[_Checked],
+                every: bool = False
                 ) -> tuple[tuple[_Float, ...], _Beyond | None, list[int]] | None:
     """Hold the chunk's entries at or above the lowest float's first seq as rows of
     `pending`, when the general walk would only hold them, and return the floats
@@ -1524,7 +1572,12 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
       link them to the top float: it is read again from there.
     Read back whole for any of these (before), the floats made a second collector's
     copy of the whole chain, a second entry a collector missed, or one made-up entry,
-    load every held entry into memory."""
+    load every held entry into memory.
+
+    `every`: a device that signs every entry (POLICY_EVERY_ENTRY), its floats all
+    signed rows, one a seq (_float_runs): the chunk's entries there are held so when
+    each is signed and no log-altered report, and none is another entry for a float's
+    seq (two signed ones: a fork, for the general walk); else None."""
     lowest = floats[0].first
     firsts = [f.first for f in floats]
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
@@ -1538,7 +1591,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             keep.append(i)
             continue
         assert type(f) is EntryFields
-        if sig is not None:
+        if (sig is not None) != every or (every and f.kind == KIND_LOG_ALTERED):
             return None
         if bey is not None and seq > bey.first:
             past.append(i)
@@ -1559,6 +1612,8 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
         for (seq, h), idx in sorted(inside.items()):
             if (seq, h) in held:
                 continue
+            if every:
+                return None
             r, f = recs[idx[0]], checked[idx[0]][1]
             assert type(f) is EntryFields
             rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
@@ -1573,24 +1628,24 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
                 redo = min(redo, seq)
     if outside:
         out = [recs[i] for i in outside]
-        on = _goes_on(key, runs[-1], out, [checked[i] for i in outside])
+        on = _goes_on(key, runs[-1], out, [checked[i] for i in outside], every)
         for r, i in zip(out, outside, strict=True):
             h, f, _ = checked[i]
             assert type(f) is EntryFields
-            rows[r.seq, h] = (did, r.seq, h, r.body, None, f.prev, f.kind, f.t)
+            rows[r.seq, h] = (did, r.seq, h, r.body, r.sig, f.prev, f.kind, f.t)
         if on is not None and (bey is None or out[-1].seq < bey.first - 1):
             runs[-1] = runs[-1]._replace(last=out[-1].seq, head=on[-1][0])
         else:
             redo = min(redo, min(r.seq for r in out))
     for i in past:
-        (seq, body, _), (h, f, _) = recs[i], checked[i]
+        (seq, body, sig), (h, f, _) = recs[i], checked[i]
         assert type(f) is EntryFields and bey is not None
-        rows[seq, h] = (did, seq, h, body, None, f.prev, f.kind, f.t)
+        rows[seq, h] = (did, seq, h, body, sig, f.prev, f.kind, f.t)
         if f.kind == KIND_LOG_ALTERED and (bey.report is None or seq < bey.report):
             bey = bey._replace(report=seq)
     db.add_pending(list(rows.values()))
     if redo <= MAX_SEQ:
-        again = _refloat(db, did, runs, bey, redo, changed)
+        again = _refloat(db, did, runs, bey, redo, changed, every)
         if again is None:
             return None
         runs, bey = list(again[0]), again[1]
@@ -1619,7 +1674,8 @@ MAX_FLOATS = 20_000
 
 
 def _refloat(db: LedgerStorage, did: str, runs: list[_Float], bey: _Beyond | None,
-             redo: int, changed: int) -> tuple[list[_Float], _Beyond | None] | None:
+             redo: int, changed: int, every: bool = False
+             ) -> tuple[list[_Float], _Beyond | None] | None:
     """The floats (`runs`, stopping at `bey`) once rows at seqs from `redo` to `changed`
     were written (and past `bey`): those below the one `redo` can change kept, the
     rest read again from the rows' links (_float_runs) up to the first float above
@@ -1636,7 +1692,7 @@ def _refloat(db: LedgerStorage, did: str, runs: list[_Float], bey: _Beyond | Non
     # last: the rows reached there are its end alone; else read from its first)
     on = redo > f.last and (not f.forked or len(db.pending_links(did, f.last, f.last)) == 1)
     kept = {g.first: i for i, g in enumerate(runs) if i > k and g.first > changed}
-    more = _float_runs(db, did, f.first, f if on else None, MAX_FLOATS - k, kept)
+    more = _float_runs(db, did, f.first, f if on else None, MAX_FLOATS - k, kept, every)
     if more is None:
         return None
     got, _, stop = more
@@ -1646,19 +1702,23 @@ def _refloat(db: LedgerStorage, did: str, runs: list[_Float], bey: _Beyond | Non
     room = MAX_FLOATS - k - len(got)
     if len(tail) <= room:
         return runs[:k] + got + tail, bey
-    cut = _beyond_at(db, did, tail[room].first)
+    cut = _beyond_at(db, did, tail[room].first, every)
     return None if cut is None else (runs[:k] + got + tail[:room], cut)
 
 
-def _beyond_at(db: LedgerStorage, did: str, seq: int) -> _Beyond | None:
-    """Floats stopping at `seq` (_Beyond); None: a row held from there up is signed."""
-    if db.pending_count(did, seq - 1)[1]:
+def _beyond_at(db: LedgerStorage, did: str, seq: int, every: bool = False
+               ) -> _Beyond | None:
+    """Floats stopping at `seq` (_Beyond); None: a row held from there up is signed (of
+    a device that signs every entry, `every`: one is not, or is a log-altered report)."""
+    rows, signed = db.pending_count(did, seq - 1)
+    if signed != (rows if every else 0):
         return None
-    return _Beyond(seq, db.next_pending_seq(did, seq, KIND_LOG_ALTERED))
+    report = db.next_pending_seq(did, seq, KIND_LOG_ALTERED)
+    return None if every and report is not None else _Beyond(seq, report)
 
 
 def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None = None,
-                limit: int | None = None, kept: Container[int] = ()
+                limit: int | None = None, kept: Container[int] = (), every: bool = False
                 ) -> tuple[list[_Float], int, _Beyond | None] | None:
     """The device's held rows from seq `start` up read as floats (_Float), a chunk of
     links at a time, how many rows they are, and, past `limit` floats (default
@@ -1666,6 +1726,8 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
     a row is signed. `resume`: a float starting at `start` with one row held at its
     last seq, read on from its end. `kept`: seqs where a float that starts there is
     known (_refloat): the reading stops there too, a _Beyond with no report looked up.
+    `every`: the device signs every entry (POLICY_EVERY_ENTRY): the rows must then all
+    be signed, one a seq, none a log-altered report (None otherwise).
 
     A float starts at `start`, after a seq no row is held at, and at a seq where no row
     links to one the float below reached (a broken link); at the seq above, the rows
@@ -1694,9 +1756,12 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
 
     for group in _held_links(db, did, s):
         seq = group[0][0]
-        if any(signed or prev is None or kind is None for _, _, signed, prev, kind in group):
+        if any(signed != every or prev is None or kind is None
+               for _, _, signed, prev, kind in group):
             return None
         report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
+        if every and (report or len(group) > 1):
+            return None
         reached: dict[bytes, int | None] = {}
         if cur is not None and seq == s:
             for _, h, _, prev, kind in group:
@@ -1715,7 +1780,7 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
                 if seq in kept:
                     return out, n, _Beyond(seq, None)
                 if len(out) >= most:
-                    stop = _beyond_at(db, did, seq)
+                    stop = _beyond_at(db, did, seq, every)
                     return None if stop is None else (out, n, stop)
             cur = [seq, group[0][3] if len(group) == 1 else None, len(group) > 1,
                    seq if report else None]
@@ -1728,19 +1793,20 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
     return out, n, None
 
 
-def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked]
-             ) -> list[tuple[bytes, EntryFields]] | None:
+def _goes_on(key: DeviceKey, fl: _Float, recs: list[RawEntry], checked: list[_Checked],
+             every: bool = False) -> list[tuple[bytes, EntryFields]] | None:
     """The records' (hash, entry) when the chunk only goes on from the entries held
-    above a hole: the next seqs, one copy each, well-formed, linked, unsigned, no
-    log-altered report (the general walk would hold every one of them and say
-    nothing). None otherwise."""
+    above a hole: the next seqs, one copy each, well-formed, linked, unsigned (each
+    signed, `every`: a device that signs every entry), no log-altered report (the
+    general walk would hold every one of them and say nothing). None otherwise."""
     if not recs:
         return None
     out: list[tuple[bytes, EntryFields]] = []
     s, head = fl.last + 1, fl.head
     for (seq, _, sig), (h, f, ok) in zip(recs, checked, strict=True):
         if (seq != s or type(f) is not EntryFields or f.seq != seq or not ok
-                or sig is not None or f.prev != head or f.kind == KIND_LOG_ALTERED):
+                or (sig is not None) != every or f.prev != head
+                or f.kind == KIND_LOG_ALTERED):
             return None
         out.append((h, f))
         head, s = h, s + 1
@@ -1791,12 +1857,15 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
         return None
     upper = [c for q in seqs[j:] for c in rest[q]]
     few = len(upper) < FLOAT_CHUNKS * CHUNK
-    if (few and sp is None and j < SPILL_CHUNKS * CHUNK) or any(c.sig is not None
-                                                                for c in upper):
+    if few and sp is None and j < SPILL_CHUNKS * CHUNK:
         return None
-    if tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY:
-        return None
+    every = tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
     reports = [c for c in upper if c.f.kind == KIND_LOG_ALTERED]
+    if any((c.sig is not None) != every for c in upper) or (every and (
+            j or sp is not None or reports or len(upper) != len(seqs) - j)):
+        # (a device that signs every entry: its signed entries, one a seq, none a
+        # log-altered report, with nothing held below the hole; else the general walk's)
+        return None
     if reports:
         heads = _signed_heads(db, did, min(c.seq for c in reports))
         if any(_signed_ahead(c, rest, heads) for c in reports):
@@ -1811,7 +1880,7 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
         return None          # (entry 0 not accepted, spilled or held as a chain: the
                              # policy is not known to be one that floats may have)
     _hold(db, did, upper)
-    runs = _float_runs(db, did, seqs[j])
+    runs = _float_runs(db, did, seqs[j], every=every)
     if runs is None:
         return _TooManyFloats(seqs[j])     # (they stay in memory)
     return lower, chain, tuple(runs[0]), runs[2]
