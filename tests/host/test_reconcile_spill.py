@@ -1273,9 +1273,10 @@ def _random_signed_case(seed: int) -> list[Bundle]:
     chunks, maybe its own log-altered report on the chain, 1 to 4 entries left out, up
     to 4 other records inserted anywhere: a copy of one of its entries with the
     signature stripped, an entry made up beside one (unsigned), or linked to nothing,
-    a clone's branch (entries the same key signed, beside its own), or one far above
-    the last; maybe a device checkpoint anywhere, or a clone's; then the holes filled
-    as in _random_case, or a checkpoint alone."""
+    or for a hole's seq, a clone's branch (entries the same key signed, beside its
+    own), or one far above the last (a clone's, or unsigned); maybe a device
+    checkpoint anywhere, or a clone's; then the holes filled as in _random_case, or a
+    checkpoint alone."""
     import random
 
     from hashtrail.collector.bundle import BundleCheckpoint
@@ -1296,7 +1297,9 @@ def _random_signed_case(seed: int) -> list[Bundle]:
     for _ in range(rnd.randint(0, 4)):
         at = rnd.randint(6, n - 3)
         kind = rnd.choice(["stripped", "made up beside", "linked to nothing", "clone",
-                           "far above"])
+                           "far above", "unsigned far above", "unsigned at a hole"])
+        if kind == "unsigned at a hole":
+            kind, at = "made up beside", rnd.choice(holes)
         c = d.fork(at if kind != "linked to nothing" else at - 1)
         c.t += 3 + seed
         if kind == "stripped":
@@ -1316,7 +1319,7 @@ def _random_signed_case(seed: int) -> list[Bundle]:
             c = d.fork(n - 1)
             c.readings(30)
             q = n + rnd.randint(2, 20)
-            extra += c.entries[q:q + 1]
+            extra += [c.entries[q] if kind == "far above" else (q, c.entries[q][1], None)]
     b = bundle([d], signer=None)
     b.entries = [e for e in b.entries if e[1].seq not in holes]
     for x in extra:

@@ -796,13 +796,17 @@ class _Float(NamedTuple):
     before).
 
     A device that signs every entry (POLICY_EVERY_ENTRY, every board's default) holds
-    entries above a hole the same way, and a collector that missed one entry, or a
-    second collector's bundle reconciled before the first's, held every later one in
-    memory (137 MB for 60,000). Its floats are its own signed entries, one a seq, no
-    report; the filled hole accepts them from `pending` a block at a time, each under
-    its own signature, as the general walk would (_device). Anything else among them
-    (an unsigned entry, a second signed one for a seq: a fork, a log-altered report)
-    is the general walk's, read back whole."""
+    entries above a hole too: a collector that missed one entry, or a second
+    collector's bundle reconciled before the first's, held every later one in memory
+    (137 MB for 60,000). Its floats are its own signed entries, one a seq, no report;
+    unsigned ones for their seqs (anyone's to write) are held beside them (`forked`:
+    the general walk never takes one while a signed one is there), and a seq with
+    only unsigned ones ends a float (a hole; those below the lowest float, or between
+    two once the lower is joined, are carried in memory and walked). The filled hole
+    accepts a float from `pending` a block at a time, each entry under its own
+    signature, as the general walk would (_device). A second signed entry for a seq
+    (a fork: only the device's key makes one) or a log-altered report among them is
+    the general walk's: read back whole."""
 
     first: int
     last: int
@@ -1027,7 +1031,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
     the floats _float_runs reads, none signed (or, of a device that signs every entry,
-    all signed, with nothing held below the hole), a policy 0 device (entry 0, if among
+    one signed a seq, with nothing held below the hole and the first row above it
+    signed), a policy 0 device (entry 0, if among
     them, this key's); below a hole, others beside the chain (a forked span, of any
     length, whether one end of it reaches the hole or more: a made-up entry beside one
     not spilled yet and another ahead of the chain kept all of it in memory, and so did
@@ -1044,7 +1049,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     # (a device that signs every entry: its signed rows above a hole, nothing below it;
     # _float_of)
     every = dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
-    if counts[1] != (counts[0] if every else 0):
+    if counts[1] and not every:
         return None
     lo = s = dev.tip_seq + 1
     # the held rows reached from the tip through prev links, at the seq before s (one
@@ -1356,12 +1361,24 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if every and w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled from the tip, and the float's entries each carry the
         # device's signature, one a seq, linked: the general walk would accept them all
-        # (_advance); accepted from `pending` a block at a time, and the device's
+        # (_advance); accepted from `pending` a block at a time (the unsigned ones
+        # beside them, passed, looked at as fork candidates), and the device's
         # checkpoints the tip passed compared with them (_forks, as the walk does).
-        _take_spilled(led, db, did, fl.last, res)
+        _take_spilled(led, db, did, fl.last, res, (fl.head, key, _Spill(
+            tip.tip_seq + 1, fl.last, fl.head, frozenset(), True)) if fl.forked else None)
         _forks(led, db, did, key, {}, res, tip.tip_seq + 1)
         w = _Walked({}, [], 0, db.pending_rev(did))
         floats = floats[1:]
+        top = (floats[0].first if floats else MAX_SEQ if bey is None else bey.first) - 1
+        nxt = db.next_pending_seq(did, fl.last + 1)
+        if nxt is not None and nxt <= top:
+            # (rows below the next float with no signed one beside them, unsigned: in
+            # memory, what the general walk says of them, as for those below a float)
+            tip = led.device(did)
+            assert tip is not None
+            w = _walk(led, db, did, tip, key, [], res, workers, None, _Carry(
+                did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
+                _load_pending(db, did, nxt, {}, top), None), [], None)
         if not floats and bey is not None:
             more = _float_runs(db, did, bey.first, every=True)
             if more is None:
@@ -1369,7 +1386,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                 assert tip is not None
                 return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
                     db, did, _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
-                                    {}, [], None, (), bey)), [], None)
+                                    w.rest, w.chain, None, (), bey)), [], None)
             floats, bey = tuple(more[0]), more[2]
         if not floats:
             return w
@@ -1591,7 +1608,7 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             keep.append(i)
             continue
         assert type(f) is EntryFields
-        if (sig is not None) != every or (every and f.kind == KIND_LOG_ALTERED):
+        if (sig is not None and not every) or (every and f.kind == KIND_LOG_ALTERED):
             return None
         if bey is not None and seq > bey.first:
             past.append(i)
@@ -1607,14 +1624,22 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     rows: dict[tuple[int, bytes], PendingRow] = {}
     if inside:
         # (the rows at those seqs, and at the seqs above them: which link to them)
-        held = _rows_at(db, did, sorted({q + d for q, _ in inside for d in (0, 1)}))
+        signed: set[tuple[int, bytes]] = set()
+        held = _rows_at(db, did, sorted({q + d for q, _ in inside for d in (0, 1)}), signed)
         linked.update((q, prev) for (q, _), prev in held.items() if prev is not None)
         for (seq, h), idx in sorted(inside.items()):
+            if every and (seq, h) not in signed and any(recs[i].sig for i in idx):
+                return None         # (a second signed entry for the seq: a fork)
             if (seq, h) in held:
                 continue
-            if every:
-                return None
             r, f = recs[idx[0]], checked[idx[0]][1]
+            if every:
+                # (an unsigned one beside the float's own, which the chain is: held)
+                assert type(f) is EntryFields
+                rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
+                k = bisect_right(firsts, seq) - 1
+                runs[k] = runs[k]._replace(forked=True)
+                continue
             assert type(f) is EntryFields
             rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
             k = bisect_right(firsts, seq) - 1
@@ -1626,13 +1651,23 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
                 # entry has one linked on it, a branch that may reach the float's end:
                 # from the rows)
                 redo = min(redo, seq)
+    # (a device that signs every entry: rows already held unsigned where the chunk's
+    # entries are written, their signature added as the general walk adds it)
+    present: dict[tuple[int, bytes], bytes | None] = {}
+    signed_present: set[tuple[int, bytes]] = set()
+    if every and (outside or past):
+        present = _rows_at(db, did, sorted({recs[i].seq for i in (*outside, *past)}),
+                           signed_present)
     if outside:
         out = [recs[i] for i in outside]
         on = _goes_on(key, runs[-1], out, [checked[i] for i in outside], every)
+        if present and on is not None and any(q >= out[0].seq for q, _ in present):
+            on = None         # (read again: an unsigned row beside, now signed or not)
         for r, i in zip(out, outside, strict=True):
             h, f, _ = checked[i]
             assert type(f) is EntryFields
-            rows[r.seq, h] = (did, r.seq, h, r.body, r.sig, f.prev, f.kind, f.t)
+            if rows.get((r.seq, h), (None,) * 5)[4] is None:     # (a signed copy wins)
+                rows[r.seq, h] = (did, r.seq, h, r.body, r.sig, f.prev, f.kind, f.t)
         if on is not None and (bey is None or out[-1].seq < bey.first - 1):
             runs[-1] = runs[-1]._replace(last=out[-1].seq, head=on[-1][0])
         else:
@@ -1640,10 +1675,14 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     for i in past:
         (seq, body, sig), (h, f, _) = recs[i], checked[i]
         assert type(f) is EntryFields and bey is not None
-        rows[seq, h] = (did, seq, h, body, sig, f.prev, f.kind, f.t)
+        if rows.get((seq, h), (None,) * 5)[4] is None:
+            rows[seq, h] = (did, seq, h, body, sig, f.prev, f.kind, f.t)
         if f.kind == KIND_LOG_ALTERED and (bey.report is None or seq < bey.report):
             bey = bey._replace(report=seq)
     db.add_pending(list(rows.values()))
+    for (q, h), row in rows.items():
+        if row[4] is not None and (q, h) in present and (q, h) not in signed_present:
+            db.sign_pending(did, q, h, row[4])
     if redo <= MAX_SEQ:
         again = _refloat(db, did, runs, bey, redo, changed, every)
         if again is None:
@@ -1652,18 +1691,22 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     return tuple(runs), bey, keep
 
 
-def _rows_at(db: LedgerStorage, did: str, seqs: list[int]
+def _rows_at(db: LedgerStorage, did: str, seqs: list[int],
+             signed: set[tuple[int, bytes]] | None = None
              ) -> dict[tuple[int, bytes], bytes | None]:
     """(seq, hash) -> prev of the device's held rows at `seqs` (sorted), read two chunks
-    of seqs at a time: seqs spread over a long held span do not read all of it."""
+    of seqs at a time: seqs spread over a long held span do not read all of it. The
+    (seq, hash) of those that are signed are added to `signed`, if given."""
     rows: dict[tuple[int, bytes], bytes | None] = {}
     a = 0
     while a < len(seqs):
         lo = seqs[a]
         while a < len(seqs) and seqs[a] - lo < 2 * CHUNK:
             a += 1
-        rows.update(((q, h), prev) for q, h, _, prev, _ in db.pending_links(
-            did, lo, seqs[a - 1]))
+        for q, h, sg, prev, _ in db.pending_links(did, lo, seqs[a - 1]):
+            rows[q, h] = prev
+            if sg and signed is not None:
+                signed.add((q, h))
     return rows
 
 
@@ -1709,9 +1752,8 @@ def _refloat(db: LedgerStorage, did: str, runs: list[_Float], bey: _Beyond | Non
 def _beyond_at(db: LedgerStorage, did: str, seq: int, every: bool = False
                ) -> _Beyond | None:
     """Floats stopping at `seq` (_Beyond); None: a row held from there up is signed (of
-    a device that signs every entry, `every`: one is not, or is a log-altered report)."""
-    rows, signed = db.pending_count(did, seq - 1)
-    if signed != (rows if every else 0):
+    a device that signs every entry, `every`: one is a log-altered report)."""
+    if not every and db.pending_count(did, seq - 1)[1]:
         return None
     report = db.next_pending_seq(did, seq, KIND_LOG_ALTERED)
     return None if every and report is not None else _Beyond(seq, report)
@@ -1756,12 +1798,29 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
 
     for group in _held_links(db, did, s):
         seq = group[0][0]
-        if any(signed != every or prev is None or kind is None
+        if any((signed and not every) or prev is None or kind is None
                for _, _, signed, prev, kind in group):
             return None
         report = any(kind == KIND_LOG_ALTERED for *_, kind in group)
-        if every and (report or len(group) > 1):
-            return None
+        rows = len(group)
+        many = rows > 1
+        if every:
+            # (the device's one signed row a seq is the chain; unsigned ones beside it
+            # are not the general walk's to take while it is there, and a seq with
+            # none ends the float below: a hole)
+            own = [r for r in group if r[2]]
+            if report or len(own) > 1:
+                return None
+            if not own:
+                if cur is None and not out:
+                    return None          # (at the start: the general walk's to say)
+                if cur is not None:
+                    close(s - 1)
+                    cur = None
+                n += rows
+                s = seq + 1
+                continue
+            group = own
         reached: dict[bytes, int | None] = {}
         if cur is not None and seq == s:
             for _, h, _, prev, kind in group:
@@ -1770,23 +1829,24 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
                     reached[h] = seq if a is None and kind == KIND_LOG_ALTERED else a
         if reached:
             assert cur is not None
-            cur[2] |= len(group) > 1
+            cur[2] |= many
             if report and cur[3] is None:
                 cur[3] = seq
             live = reached
         else:
             if cur is not None:
                 close(s - 1)
+            if out:
                 if seq in kept:
                     return out, n, _Beyond(seq, None)
                 if len(out) >= most:
                     stop = _beyond_at(db, did, seq, every)
                     return None if stop is None else (out, n, stop)
-            cur = [seq, group[0][3] if len(group) == 1 else None, len(group) > 1,
+            cur = [seq, group[0][3] if len(group) == 1 else None, many,
                    seq if report else None]
             live = {h: seq if kind == KIND_LOG_ALTERED else None
                     for _, h, _, _, kind in group}
-        n += len(group)
+        n += rows
         s = seq + 1
     if cur is not None:
         close(s - 1)
@@ -1820,7 +1880,9 @@ def _unfloat(db: LedgerStorage, did: str, c: _Carry) -> _Carry:
     lo = fl[0].first if fl else bey.first if bey is not None else None
     assert lo is not None
     cands = dict(c.cands)
-    cands.update(_load_pending(db, did, lo, {}, MAX_SEQ if bey else fl[-1].last))
+    # (to the top: of a device that signs every entry, rows with no signed one beside
+    # them are in no float, above the top one too; _float_runs)
+    cands.update(_load_pending(db, did, lo, {}))
     return c._replace(cands=cands, chain=None, floating=(), beyond=None)
 
 
@@ -1861,10 +1923,19 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
         return None
     every = tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
     reports = [c for c in upper if c.f.kind == KIND_LOG_ALTERED]
-    if any((c.sig is not None) != every for c in upper) or (every and (
-            j or sp is not None or reports or len(upper) != len(seqs) - j)):
-        # (a device that signs every entry: its signed entries, one a seq, none a
-        # log-altered report, with nothing held below the hole; else the general walk's)
+    if every:
+        if j or sp is not None or reports or any(
+                sum(c.sig is not None for c in rest[q]) > 1 for q in seqs[j:]):
+            # (a device that signs every entry: its signed entries, one a seq, no
+            # log-altered report, with nothing held below the hole; else the walk's)
+            return None
+        # (rows with no signed one beside them below the first that has: in memory)
+        j = next((i for i in range(j, len(seqs)) if any(
+            c.sig is not None for c in rest[seqs[i]])), len(seqs))
+        if j == len(seqs):
+            return None
+        upper = [c for q in seqs[j:] for c in rest[q]]
+    elif any(c.sig is not None for c in upper):
         return None
     if reports:
         heads = _signed_heads(db, did, min(c.seq for c in reports))
