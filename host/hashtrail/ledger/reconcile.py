@@ -1077,8 +1077,9 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
                 return None
             gap = seq
             break
-        if every:
-            return None
+        if every and len(group) > 1:
+            return None             # (a fork below the hole, of a device that signs every
+                                    # entry: the general walk's)
         if len(group) == 1 and s:               # (the usual row: its seq's only one)
             if signed or prev not in live:
                 return None
@@ -1107,8 +1108,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     head = min(live)         # (forked: the end of one chain from the tip; others beside)
     altered = live[head]
     if gap is None:
-        if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK:    # (rows at or below the
-            return None                                        # tip; a short chain)
+        if n != counts[0] or s - lo < SPILL_CHUNKS * CHUNK or every:   # (rows at or
+            return None                                 # below the tip; a short chain)
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
@@ -1121,6 +1122,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if n + runs[1] + past != counts[0] or (_floated(fl) + past < FLOAT_CHUNKS * CHUNK
                                            and below - lo < SPILL_CHUNKS * CHUNK):
         return None           # (a few above a hole float over a chain that spills: _float_of)
+    if (below - lo >= SPILL_CHUNKS * CHUNK or forked) and every:
+        return None
     if below - lo >= SPILL_CHUNKS * CHUNK or forked:
         # (a short chain with entries beside it too: read whole, it kept every entry
         # above the hole in memory, walked at every chunk, 128 MB for 60,000 entries
@@ -1350,14 +1353,11 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if w.chain is None and not w.rest:
         w = w._replace(chain=[])        # (nothing held below: the general walk took all)
     end = _chain_end(w.chain, sp, tip)
-    if every and w.chain is not None and end == (fl.first - 1, fl.prev) and (
-            w.chain or sp is not None):
-        # (filled, but by entries held below the float, unsigned: not its own
-        # signatures, the general walk's, with all in memory)
-        whole = _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest, None,
-                       sp, floats, bey)
-        return _walk(led, db, did, tip, key, [], res, workers, None,
-                     _unfloat(db, did, whole), [], None)
+    if every and (w.chain or sp is not None):
+        # (below the float, entries held from the tip, unsigned: the general walk stops
+        # at the first, "entry unsigned", and says nothing of the floats above it)
+        return w._replace(above=w.above + _floated(floats), rev=db.pending_rev(did),
+                          floating=floats, beyond=bey)
     if every and w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled from the tip, and the float's entries each carry the
         # device's signature, one a seq, linked: the general walk would accept them all
@@ -1439,7 +1439,8 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                        _load_pending(db, did, tip.tip_seq + 1, {}), None)
         return _device(led, db, did, tip, key, [], res, workers, None, c, [], None)
     elif w.chain is None and (_afloat(db, did, floats, bey) < FLOAT_CHUNKS * CHUNK or any(
-            x.h == fl.prev for x in w.rest.get(fl.first - 1, ()))):
+            x.h == fl.prev and (x.sig is not None or not every)
+            for x in w.rest.get(fl.first - 1, ()))):
         # (filled, but below it the held entries are not one chain; or a few entries
         # floated above a hole while below them was a chain that spilled, and now is
         # none: read back whole, as the general walk has them)
@@ -1924,10 +1925,10 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     every = tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
     reports = [c for c in upper if c.f.kind == KIND_LOG_ALTERED]
     if every:
-        if j or sp is not None or reports or any(
+        if sp is not None or j >= SPILL_CHUNKS * CHUNK or reports or any(
                 sum(c.sig is not None for c in rest[q]) > 1 for q in seqs[j:]):
             # (a device that signs every entry: its signed entries, one a seq, no
-            # log-altered report, with nothing held below the hole; else the walk's)
+            # log-altered report; else the walk's)
             return None
         # (rows with no signed one beside them below the first that has: in memory)
         j = next((i for i in range(j, len(seqs)) if any(
