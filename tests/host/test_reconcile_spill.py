@@ -18,6 +18,7 @@ entries before a spilled span are rows the walk does not carry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -816,6 +817,9 @@ def _signing_every(how: str) -> Callable[[], list[Bundle]]:
             c.t += 5
             c.readings(4)
             _insert_before(b, d, 9 * CHUNK, c.entries[6 * CHUNK:6 * CHUNK + 4])
+        if how.startswith("an unsigned entry linked to nothing for its seq"):
+            _insert_before(b, d, h + 2, [(q, body, None) for q, body, _ in
+                                         _made_up_ahead(d, h)])
         if how == "an unsigned entry made up for its seq, filled":
             _insert_before(b, d, 5 * CHUNK, [(q, body, None) for q, body, _ in
                                              _made_up_entry(d, h)])
@@ -825,6 +829,10 @@ def _signing_every(how: str) -> Callable[[], list[Bundle]]:
                                          _made_up_entry(d, k - 3)])
         fills = [bundle([d], ranges={d.id_hex: (q, q + 1)}, name=f"f{q}")
                  for q in sorted(holes, reverse=how.endswith("highest first"))]
+        if how.endswith("two copies of its first entries, filled"):
+            # (each a run that reads the held rows, the second from their stored shape)
+            fills = [bundle([d], ranges={d.id_hex: (0, 5)}, name=f"k{i}") for i in (1, 2)
+                     ] + fills
         if how == "its signature stripped from the filling entry, then signed":
             stripped = bundle([d], ranges={d.id_hex: (h, h + 1)}, name="s", signer=None)
             stripped.entries = [(i, r._replace(sig=None)) for i, r in stripped.entries]
@@ -979,6 +987,8 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
         "a clone's branch above it, filled",
         "an unsigned entry made up above it in every chunk, filled",
         "an unsigned entry made up for its seq, filled",
+        "an unsigned entry linked to nothing for its seq, two copies of its first entries, "
+        "filled",
         "its signature stripped from the filling entry, then signed")},
 }
 
@@ -1277,7 +1287,7 @@ def _random_signed_case(seed: int) -> list[Bundle]:
     chunks, maybe its own log-altered report on the chain, 1 to 4 entries left out, up
     to 4 other records inserted anywhere: a copy of one of its entries with the
     signature stripped, an entry made up beside one (unsigned), or linked to nothing,
-    or for a hole's seq, a clone's branch (entries the same key signed, beside its
+    or for a hole's seq (linked or not), a clone's branch (entries the same key signed, beside its
     own), or one far above the last (a clone's, or unsigned); maybe a device
     checkpoint anywhere, or a clone's; then the holes filled as in _random_case, or a
     checkpoint alone."""
@@ -1301,9 +1311,11 @@ def _random_signed_case(seed: int) -> list[Bundle]:
     for _ in range(rnd.randint(0, 4)):
         at = rnd.randint(6, n - 3)
         kind = rnd.choice(["stripped", "made up beside", "linked to nothing", "clone",
-                           "far above", "unsigned far above", "unsigned at a hole"])
-        if kind == "unsigned at a hole":
-            kind, at = "made up beside", rnd.choice(holes)
+                           "far above", "unsigned far above", "unsigned at a hole",
+                           "linked to nothing at a hole"])
+        if kind.endswith("at a hole"):
+            at = rnd.choice(holes)
+            kind = "made up beside" if kind == "unsigned at a hole" else "linked to nothing"
         c = d.fork(at if kind != "linked to nothing" else at - 1)
         c.t += 3 + seed
         if kind == "stripped":
@@ -1731,12 +1743,20 @@ def test_entries_above_a_hole_are_not_held_in_memory(tmp_path: Path) -> None:
     assert got["grew_mb"] < 20, got
 
 
+@functools.lru_cache(maxsize=1)
+def _signing_every_device(n: int) -> Device:
+    """A device that signs every entry (policy 1) and its n entries (made once: 30,000
+    ECDSA signatures take seconds)."""
+    d = Device(990, per_entry_sig=True)
+    d.readings(n - 1)
+    return d
+
+
 def _signing_every_holed(n: int, hole: int) -> tuple[Device, Bundle]:
     """A device that signs every entry (policy 1), n entries, and its bundle without
     entry `hole` (a collector that missed it, or a second collector's bundle of the
     entries after it, reconciled first)."""
-    d = Device(990, per_entry_sig=True)
-    d.readings(n - 1)
+    d = _signing_every_device(n)
     b = bundle([d], cps=[(d, d.checkpoint())], signer=None)
     b.entries = [e for e in b.entries if e[1].seq != hole]
     return d, _resigned(b)
@@ -1744,31 +1764,35 @@ def _signing_every_holed(n: int, hole: int) -> tuple[Device, Bundle]:
 
 def test_entries_above_a_hole_of_a_device_that_signs_every_entry_are_not_held(
         tmp_path: Path) -> None:
-    """A device that signs every entry (every board's default), N = 60,000 entries,
+    """A device that signs every entry (every board's default), N = 30,000 entries,
     entry 1,000 left out: a fresh reconcile's peak RSS (warmed up, chunks of 500) grows
     by less than 20 MB. Its entries above the hole were held in memory, and walked
-    again at every chunk: 137.1 MB, 41.7 MB at 20,000 (658b87a: this test fails
-    there); now they float as signed rows (reconcile._Float, _float_runs `every`):
-    0.6 MB at both."""
-    n = 60_000
+    again at every chunk: 67.3 MB (658b87a: this test fails there; 137.1 MB at
+    60,000); now they float as signed rows (reconcile._Float, _float_runs `every`):
+    0.6 MB."""
+    n = 30_000
     _, b = _signing_every_holed(n, 1000)
     got = _one_file(tmp_path, b)
     assert (got["accepted"], got["pending"], got["findings"]) == (1000, n - 1001, 0)
     assert got["grew_mb"] < 20, got
 
 
+@pytest.mark.parametrize("linked", [True, False])
 def test_an_unsigned_entry_made_up_for_the_hole_does_not_hold_the_entries_above(
-        tmp_path: Path) -> None:
+        linked: bool, tmp_path: Path) -> None:
     """The same device and hole, and in the same chunk an unsigned entry made up for the
-    hole's seq, linked to the entry below it (anyone can write one): the general walk
-    stops there ("entry unsigned") and holds it. The entries above the hole then
-    stayed in memory, walked again at every chunk: 137.7 MB, 14.9 s (45a6807: this
-    test fails there); now the held entry is carried below the floats (_float_of):
-    5.9 MB, 4.1 s. (Held by an earlier run, the hole then filled: 87.3 MB before,
-    0.5 MB now: _pending_spill reads such a chain below the floats.)"""
-    n = 60_000
+    hole's seq (anyone can write one), linked to the entry below it or to nothing: the
+    general walk stops there ("entry unsigned", or "does not link") and holds it. The
+    entries above the hole then stayed in memory, walked again at every chunk: linked,
+    66.9 MB (45a6807: this test fails there; 137.7 MB at 60,000); linked to nothing,
+    67.1 MB (eb7d090: it fails there). Now the held entry is carried below the floats
+    (_float_of cuts where the chain from the tip breaks): 0.9 and 0.6 MB. (Held by an
+    earlier run, the hole then filled: 87.3 MB before, 0.5 MB now, at 60,000:
+    _pending_spill reads such rows below the floats.)"""
+    n = 30_000
     d, b = _signing_every_holed(n, 1000)
-    _insert_before(b, d, 1002, [(q, body, None) for q, body, _ in _made_up_entry(d, 1000)])
+    made = _made_up_entry(d, 1000) if linked else _made_up_ahead(d, 1000)
+    _insert_before(b, d, 1002, [(q, body, None) for q, body, _ in made])
     got = _one_file(tmp_path, _resigned(b))
     assert (got["accepted"], got["pending"], got["findings"]) == (1000, n - 1000, 1)
     assert got["grew_mb"] < 20, got
@@ -1779,9 +1803,9 @@ def test_a_hole_of_a_device_that_signs_every_entry_is_filled_without_loading(
     """The same entries held by an earlier run, then the entry left out, alone: the
     reconcile that accepts all of them grows its peak RSS by less than 20 MB (they are
     accepted from `pending` a block at a time, each under its own signature). Before
-    (658b87a: this test fails there) it loaded every held entry: 87.8 MB; now 0.5 MB
-    (both runs: 15.8 s before, 4.4 s now)."""
-    n = 60_000
+    (658b87a: this test fails there) it loaded every held entry: 42.6 MB (87.8 MB at
+    60,000, 15.8 s for both runs); now 0.4 MB (0.5 MB, 4.4 s)."""
+    n = 30_000
     d, b = _signing_every_holed(n, 1000)
     held, got = _held_then_accepted(tmp_path, b, bundle([d], ranges={d.id_hex: (1000, 1001)},
                                                         name="c2"))

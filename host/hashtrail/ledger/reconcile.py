@@ -947,7 +947,8 @@ def _held_carry(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Ca
     db.set_held_shape(did, _shape_text(
         rev, dev.tip_seq, c is None, *(() if c is None else (
             c.spill, c.floating, (c.chain[0].seq, c.chain[-1].seq) if c.chain else None,
-            c.beyond))))
+            c.beyond, (min(c.cands), max(c.cands)) if c.cands and not c.chain
+            else None))))
     return c
 
 
@@ -961,10 +962,12 @@ def _same_carry(a: _Carry | None, b: _Carry | None) -> bool:
 
 def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
                 fl: tuple[_Float, ...] = (), short: tuple[int, int] | None = None,
-                beyond: _Beyond | None = None) -> str:
+                beyond: _Beyond | None = None, loose: tuple[int, int] | None = None
+                ) -> str:
     """A held shape as storage `held_shape` text: `none` (the rows are read whole), or
     a spilled span, entries above a hole (and where they stop), and the seqs of a
-    short chain below them."""
+    short chain below them, or of rows below them that are no chain (`loose`: a
+    device that signs every entry, its unsigned rows below its floats)."""
     return json.dumps({
         "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
@@ -972,6 +975,7 @@ def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
         "float": [[f.first, f.last, f.prev.hex(), f.head.hex(), f.forked, f.altered,
                    f.reported] for f in fl],
         "short": None if short is None else list(short),
+        "loose": None if loose is None else list(loose),
         "beyond": None if beyond is None else list(beyond)})
 
 
@@ -987,6 +991,10 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
     fl = tuple(_Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]), bool(f[4]),
                       f[5], f[6]) for f in s["float"])
     bey = None if s["beyond"] is None else _Beyond(*s["beyond"])
+    if s.get("loose") is not None:
+        lo, hi = s["loose"]
+        return _Carry(did, dev.tip_seq, dev.tip_head, rev,
+                      dict(_load_pending(db, did, lo, {}, hi)), None, sp, fl, bey)
     if s["short"] is None:
         return _Carry(did, dev.tip_seq, dev.tip_head, rev, {}, [], sp, fl, bey)
     lo, hi = s["short"]
@@ -1113,17 +1121,34 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         # (no checkpoint counted as checked: one over the span is looked up by _unspill)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did), {}, [],
                       _Spill(lo, s - 1, head, frozenset(), forked, stops, altered))
-    runs = _float_runs(db, did, gap, every=every)
+    start, loose = gap, 0
+    if every:
+        # (a device that signs every entry: rows with no signed one beside them from the
+        # hole up to the first that has, unsigned, anyone's to write: in memory, below
+        # the floats, as _float_of leaves them)
+        for group in _held_links(db, did, gap):
+            if any(r[2] for r in group):
+                start = group[0][0]
+                break
+            loose += len(group)
+            if group[0][0] - gap >= SPILL_CHUNKS * CHUNK:
+                return None
+        else:
+            return None
+    runs = _float_runs(db, did, start, every=every)
     if runs is None:
         return None
     fl, bey = tuple(runs[0]), runs[2]
     past = 0 if bey is None else db.pending_count(did, bey.first - 1)[0]
     below = s
-    if n + runs[1] + past != counts[0] or (_floated(fl) + past < FLOAT_CHUNKS * CHUNK
-                                           and below - lo < SPILL_CHUNKS * CHUNK):
+    if n + loose + runs[1] + past != counts[0] or (
+            _floated(fl) + past < FLOAT_CHUNKS * CHUNK and below - lo < SPILL_CHUNKS * CHUNK):
         return None           # (a few above a hole float over a chain that spills: _float_of)
     if (below - lo >= SPILL_CHUNKS * CHUNK or forked) and every:
         return None
+    if loose:
+        return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
+                      dict(_load_pending(db, did, lo, {}, start - 1)), None, None, fl, bey)
     if below - lo >= SPILL_CHUNKS * CHUNK or forked:
         # (a short chain with entries beside it too: read whole, it kept every entry
         # above the hole in memory, walked at every chunk, 128 MB for 60,000 entries
@@ -1916,13 +1941,26 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     seqs = sorted(rest)
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
+    every = bool(seqs) and tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
+    if every and sp is None:
+        # (a device that signs every entry: cut where the chain from the tip breaks,
+        # a hole or a seq whose rows do not link to it, say an entry made up for the
+        # hole's seq; its entries held from the tip are unsigned, one a seq)
+        live, j = tip.tip_head, None
+        for i, q in enumerate(seqs):
+            on = [c for c in rest[q] if c.f.prev == live] if q == base + i else []
+            if not on:
+                j = i
+                break
+            if len(rest[q]) > 1:
+                return None
+            live = on[0].h
     if j is None:
         return None
     upper = [c for q in seqs[j:] for c in rest[q]]
     few = len(upper) < FLOAT_CHUNKS * CHUNK
     if few and sp is None and j < SPILL_CHUNKS * CHUNK:
         return None
-    every = tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
     reports = [c for c in upper if c.f.kind == KIND_LOG_ALTERED]
     if every:
         if sp is not None or j >= SPILL_CHUNKS * CHUNK or reports or any(
