@@ -1139,6 +1139,19 @@ def test_random_holes_and_other_entries_decide_as_carried_whole(
     assert spilled == whole
 
 
+def _readings_maybe_reported(d: Device, rnd: Any, n: int, p: float) -> int:
+    """d's entries up to about n: readings, and with probability p the device's own
+    log-altered report among them (a random generator's device); how many there are."""
+    if rnd.random() < p:
+        k = rnd.randint(3 * CHUNK, n - 2 * CHUNK)
+        d.readings(k)
+        d.log_altered(max(1, k - rnd.randint(1, 30)))
+        d.readings(n - k - 1)
+    else:
+        d.readings(n - 1)
+    return len(d.entries)
+
+
 def _random_report_case(seed: int) -> list[Bundle]:
     """A device of 6 to 12 chunks, maybe with its own log-altered report on the chain,
     0 to 4 entries left out, up to 5 other runs of entries inserted anywhere: beside
@@ -1153,14 +1166,7 @@ def _random_report_case(seed: int) -> list[Bundle]:
     rnd = random.Random(seed)
     n = rnd.randint(6 * CHUNK, 12 * CHUNK)
     d = _dev(3000 + seed % 700, 0)
-    if rnd.random() < 0.3:
-        k = rnd.randint(3 * CHUNK, n - 2 * CHUNK)
-        d.readings(k)
-        d.log_altered(max(1, k - rnd.randint(1, 30)))
-        d.readings(n - k - 1)
-    else:
-        d.readings(n - 1)
-    n = len(d.entries)
+    n = _readings_maybe_reported(d, rnd, n, 0.3)
     holes = sorted(rnd.sample(range(5, n - 1), rnd.randint(0, 4)))
     extra: list[tuple[int, bytes, bytes | None]] = []
     covers: list[bytes] = []
@@ -1297,14 +1303,7 @@ def _random_signed_case(seed: int) -> list[Bundle]:
     rnd = random.Random(seed)
     n = rnd.randint(6 * CHUNK, 12 * CHUNK)
     d = Device(4000 + seed % 500, per_entry_sig=True)
-    if rnd.random() < 0.2:
-        k = rnd.randint(3 * CHUNK, n - 2 * CHUNK)
-        d.readings(k)
-        d.log_altered(max(1, k - rnd.randint(1, 30)))
-        d.readings(n - k - 1)
-    else:
-        d.readings(n - 1)
-    n = len(d.entries)
+    n = _readings_maybe_reported(d, rnd, n, 0.2)
     holes = sorted(rnd.sample(range(5, n - 1), rnd.randint(1, 4)))
     extra: list[tuple[int, bytes, bytes | None]] = []
     clones: list[Device] = []
