@@ -1082,6 +1082,17 @@ def _holes_filled(d: Device, n: int, holes: list[int], how: str) -> list[Bundle]
                    cps=[(d, d.checkpoint(seq=min(n - 1, h + 50)))])]
 
 
+def _holed_with(d: Device, holes: list[int], extra: list[tuple[int, bytes, bytes | None]],
+                rnd: Any) -> Bundle:
+    """d's bundle without its entries at `holes`, the `extra` records put in at random
+    places (a random generator's first bundle), signed."""
+    b = bundle([d], signer=None)
+    b.entries = [e for e in b.entries if e[1].seq not in holes]
+    for x in extra:
+        b.entries.insert(rnd.randint(0, len(b.entries)), (d.id_hex, rec.RawEntry(*x)))
+    return _resigned(b)
+
+
 def _random_case(seed: int) -> list[Bundle]:
     """A device of 6 to 12 chunks with 1 to 4 entries left out, up to 4 other entries
     inserted anywhere (beside a held one, linked to nothing held, a made-up log-altered
@@ -1116,11 +1127,7 @@ def _random_case(seed: int) -> list[Bundle]:
             c.readings(30)
             q = n + rnd.randint(2, 20)
             extra += c.entries[q:q + 1]
-    b = bundle([d], signer=None)
-    b.entries = [e for e in b.entries if e[1].seq not in holes]
-    for x in extra:
-        b.entries.insert(rnd.randint(0, len(b.entries)), (d.id_hex, rec.RawEntry(*x)))
-    first = _resigned(b)
+    first = _holed_with(d, holes, extra, rnd)
     if rnd.random() < 0.5:
         first.checkpoints.append(BundleCheckpoint(d.id_hex, d.checkpoint(
             seq=rnd.randint(0, n - 1)), None))
@@ -1259,11 +1266,7 @@ def _random_fork_at_hole_case(seed: int) -> list[Bundle]:
         c.readings(k + rnd.randint(0, 3))
         extra += c.entries[h - k:h + (1 if rnd.random() < 0.3 else 0)]
         branches.append(c)
-    b = bundle([d], signer=None)
-    b.entries = [e for e in b.entries if e[1].seq not in holes]
-    for x in extra:
-        b.entries.insert(rnd.randint(0, len(b.entries)), (d.id_hex, rec.RawEntry(*x)))
-    first = _resigned(b)
+    first = _holed_with(d, holes, extra, rnd)
     r = rnd.random()
     if r < 0.3:
         first.checkpoints.append(BundleCheckpoint(d.id_hex, d.checkpoint(
@@ -1335,11 +1338,7 @@ def _random_signed_case(seed: int) -> list[Bundle]:
             c.readings(30)
             q = n + rnd.randint(2, 20)
             extra += [c.entries[q] if kind == "far above" else (q, c.entries[q][1], None)]
-    b = bundle([d], signer=None)
-    b.entries = [e for e in b.entries if e[1].seq not in holes]
-    for x in extra:
-        b.entries.insert(rnd.randint(0, len(b.entries)), (d.id_hex, rec.RawEntry(*x)))
-    first = _resigned(b)
+    first = _holed_with(d, holes, extra, rnd)
     r = rnd.random()
     if r < 0.4:
         first.checkpoints.append(BundleCheckpoint(d.id_hex, d.checkpoint(
