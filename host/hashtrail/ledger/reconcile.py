@@ -1378,12 +1378,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     if w.chain is None and not w.rest:
         w = w._replace(chain=[])        # (nothing held below: the general walk took all)
     end = _chain_end(w.chain, sp, tip)
-    if every and (w.chain or sp is not None):
-        # (below the float, entries held from the tip, unsigned: the general walk stops
-        # at the first, "entry unsigned", and says nothing of the floats above it)
-        return w._replace(above=w.above + _floated(floats), rev=db.pending_rev(did),
-                          floating=floats, beyond=bey)
-    if every and w.chain is not None and end == (fl.first - 1, fl.prev):
+    if every and w.chain == [] and sp is None and end == (fl.first - 1, fl.prev):
         # The hole is filled from the tip, and the float's entries each carry the
         # device's signature, one a seq, linked: the general walk would accept them all
         # (_advance); accepted from `pending` a block at a time (the unsigned ones
@@ -1405,17 +1400,13 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                 did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
                 _load_pending(db, did, nxt, {}, top), None), [], None)
         if not floats and bey is not None:
-            more = _float_runs(db, did, bey.first, every=True)
-            if more is None:
-                tip = led.device(did)
-                assert tip is not None
-                return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
-                    db, did, _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
-                                    w.rest, w.chain, None, (), bey)), [], None)
-            floats, bey = tuple(more[0]), more[2]
+            got = _refill(led, db, did, key, w, bey, res, workers, every)
+            if isinstance(got, _Walked):
+                return got
+            floats, bey = got
         if not floats:
             return w
-    elif w.chain is not None and end == (fl.first - 1, fl.prev):
+    elif not every and w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
         # entries) for what covers them; the runs above the next hole stay afloat.
@@ -1433,17 +1424,10 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         w = _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
         floats = floats[1:]
         if not floats and bey is not None:
-            # (the floats kept are all joined: the next MAX_FLOATS from the rows past
-            # them, _Beyond; their first does not link to the last one joined)
-            more = _float_runs(db, did, bey.first)
-            if more is None:
-                # (a signed row among them, which another reconcile wrote: whole)
-                tip = led.device(did)
-                assert tip is not None
-                return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
-                    db, did, _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
-                                    w.rest, w.chain, w.spill, (), bey)), [], None)
-            floats, bey = tuple(more[0]), more[2]
+            got = _refill(led, db, did, key, w, bey, res, workers, every)
+            if isinstance(got, _Walked):
+                return got
+            floats, bey = got
         if not floats:
             return w
     elif w.chain is not None and end[0] == fl.first - 1 and any(
@@ -1476,6 +1460,24 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
     _no_link_below(led, db, did, key, dev.tip_seq, w, floats[0], res)
     return w._replace(above=w.above + _floated(floats), rev=db.pending_rev(did),
                       floating=floats, beyond=bey)
+
+
+def _refill(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, w: _Walked,
+            bey: _Beyond, res: Result, workers: int | None, every: bool
+            ) -> tuple[tuple[_Float, ...], _Beyond | None] | _Walked:
+    """The floats kept all joined to the chain (the walk left `w`): the next MAX_FLOATS
+    from the rows past them (_Beyond; their first does not link to the last one
+    joined), and where those stop; or, when they cannot be read so (a signed row among
+    them, which another reconcile wrote; a fork or a report, of a device that signs
+    every entry), the general walk's with all in memory."""
+    more = _float_runs(db, did, bey.first, every=every)
+    if more is not None:
+        return tuple(more[0]), more[2]
+    tip = led.device(did)
+    assert tip is not None
+    return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
+        db, did, _Carry(did, tip.tip_seq, tip.tip_head, db.pending_rev(did), w.rest,
+                        w.chain, w.spill, (), bey)), [], None)
 
 
 def _covered_float_report(db: LedgerStorage, did: str, floats: tuple[_Float, ...],
@@ -1659,17 +1661,12 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
             if (seq, h) in held:
                 continue
             r, f = recs[idx[0]], checked[idx[0]][1]
-            if every:
-                # (an unsigned one beside the float's own, which the chain is: held)
-                assert type(f) is EntryFields
-                rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
-                k = bisect_right(firsts, seq) - 1
-                runs[k] = runs[k]._replace(forked=True)
-                continue
             assert type(f) is EntryFields
             rows[seq, h] = (did, seq, h, r.body, None, f.prev, f.kind, f.t)
             k = bisect_right(firsts, seq) - 1
             runs[k] = runs[k]._replace(forked=True)
+            if every:
+                continue     # (unsigned, beside the float's own signed one: its chain)
             if f.kind == KIND_LOG_ALTERED:
                 runs[k] = runs[k]._replace(reported=min(seq, runs[k].reported or seq))
             if seq in (runs[k].first, runs[k].last) or (seq + 1, h) in linked:
