@@ -1399,13 +1399,10 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
             w = _walk(led, db, did, tip, key, [], res, workers, None, _Carry(
                 did, tip.tip_seq, tip.tip_head, db.pending_rev(did),
                 _load_pending(db, did, nxt, {}, top), None), [], None)
-        if not floats and bey is not None:
-            got = _refill(led, db, did, key, w, bey, res, workers, every)
-            if isinstance(got, _Walked):
-                return got
-            floats, bey = got
-        if not floats:
-            return w
+        got = _left_afloat(led, db, did, key, w, floats, bey, res, workers, every)
+        if isinstance(got, _Walked):
+            return got
+        floats, bey = got
     elif not every and w.chain is not None and end == (fl.first - 1, fl.prev):
         # The hole is filled: the held chain and the entries above it are one chain
         # from the tip now, written and spilled whole, and walked once more (with no
@@ -1423,13 +1420,10 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                                forked or fl.forked, stops, altered))
         w = _walk(led, db, did, tip, key, [], res, workers, None, joined, [], None)
         floats = floats[1:]
-        if not floats and bey is not None:
-            got = _refill(led, db, did, key, w, bey, res, workers, every)
-            if isinstance(got, _Walked):
-                return got
-            floats, bey = got
-        if not floats:
-            return w
+        got = _left_afloat(led, db, did, key, w, floats, bey, res, workers, every)
+        if isinstance(got, _Walked):
+            return got
+        floats, bey = got
     elif w.chain is not None and end[0] == fl.first - 1 and any(
             r[3] in _ends_below(db, did, w, end) for r in db.pending_links(
                 did, fl.first, fl.first)):
@@ -1462,17 +1456,21 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
                       floating=floats, beyond=bey)
 
 
-def _refill(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, w: _Walked,
-            bey: _Beyond, res: Result, workers: int | None, every: bool
-            ) -> tuple[tuple[_Float, ...], _Beyond | None] | _Walked:
-    """The floats kept all joined to the chain (the walk left `w`): the next MAX_FLOATS
-    from the rows past them (_Beyond; their first does not link to the last one
-    joined), and where those stop; or, when they cannot be read so (a signed row among
+def _left_afloat(led: Ledger, db: LedgerStorage, did: str, key: DeviceKey, w: _Walked,
+                 floats: tuple[_Float, ...], bey: _Beyond | None, res: Result,
+                 workers: int | None, every: bool
+                 ) -> tuple[tuple[_Float, ...], _Beyond | None] | _Walked:
+    """The floats left once the lowest was joined to the chain (the walk left `w`), and
+    where they stop: `floats`, or, all joined, the next MAX_FLOATS from the rows past
+    them (_Beyond; their first does not link to the last one joined). A _Walked when
+    none is left (`w`), or when the rows past cannot be read so (a signed row among
     them, which another reconcile wrote; a fork or a report, of a device that signs
-    every entry), the general walk's with all in memory."""
+    every entry): the general walk's, with all in memory."""
+    if floats or bey is None:
+        return (floats, bey) if floats else w
     more = _float_runs(db, did, bey.first, every=every)
     if more is not None:
-        return tuple(more[0]), more[2]
+        return (tuple(more[0]), more[2]) if more[0] else w
     tip = led.device(did)
     assert tip is not None
     return _walk(led, db, did, tip, key, [], res, workers, None, _unfloat(
