@@ -774,11 +774,10 @@ class _Spill(NamedTuple):
 class _Float(NamedTuple):
     """Entries held above a hole, rows of `pending` and no longer in memory: seqs
     first..last, one linked copy each, none signed, of a device
-    whose accepted entry 0 says it does not sign every entry (or each signed by the
-    device, one a seq and no log-altered report, of one that does: below); below
-    `first` a seq that
-    nothing held fills (the hole), or, for a float above another, an entry that does
-    not link to it, so nothing of them can be accepted until it is filled.
+    whose accepted entry 0 says it does not sign every entry (of one that does: its own
+    signed entries, one a seq, below); below `first` a seq that nothing held fills (the
+    hole), or, for a float above another, an entry that does not link to it, so
+    nothing of them can be accepted until it is filled.
 
     Why: a bundle that leaves out one entry (a collector that missed it, or a hostile
     one) would otherwise have every later entry of the device held in memory and
@@ -1038,9 +1037,10 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     more, or a chain and entries above holes (_Float) of FLOAT_CHUNKS chunks or more,
     when they are so: one copy of each seq from the tip up, linked from it (others
     beside it), then (after a seq nothing holds, or one where no row links to it)
-    the floats _float_runs reads, none signed (or, of a device that signs every entry,
-    one signed a seq, with nothing held below the hole and the first row above it
-    signed), a policy 0 device (entry 0, if among
+    the floats _float_runs reads, none signed, a policy 0 device (or one that signs
+    every entry: below the hole a short chain of unsigned rows at most, then unsigned
+    rows only up to the first signed one, carried in memory, and the floats of its
+    signed rows from there: the stored shape's `loose`) (entry 0, if among
     them, this key's); below a hole, others beside the chain (a forked span, of any
     length, whether one end of it reaches the hole or more: a made-up entry beside one
     not spilled yet and another ahead of the chain kept all of it in memory, and so did
@@ -1617,10 +1617,12 @@ def _above_hole(db: LedgerStorage, did: str, key: DeviceKey, floats: tuple[_Floa
     copy of the whole chain, a second entry a collector missed, or one made-up entry,
     load every held entry into memory.
 
-    `every`: a device that signs every entry (POLICY_EVERY_ENTRY), its floats all
-    signed rows, one a seq (_float_runs): the chunk's entries there are held so when
-    each is signed and no log-altered report, and none is another entry for a float's
-    seq (two signed ones: a fork, for the general walk); else None."""
+    `every`: a device that signs every entry (POLICY_EVERY_ENTRY), its floats its own
+    signed rows, one a seq (_float_runs): an unsigned entry for a float's seq is held
+    beside it without reading the floats again (the general walk never takes it while
+    the signed one is there), a signed copy of a row held unsigned signs it, and a log-
+    altered report or a second signed entry for a float's seq (a fork, the general
+    walk's) gives None."""
     lowest = floats[0].first
     firsts = [f.first for f in floats]
     inside: dict[tuple[int, bytes], list[int]] = defaultdict(list)
@@ -1789,8 +1791,10 @@ def _float_runs(db: LedgerStorage, did: str, start: int, resume: _Float | None =
     a row is signed. `resume`: a float starting at `start` with one row held at its
     last seq, read on from its end. `kept`: seqs where a float that starts there is
     known (_refloat): the reading stops there too, a _Beyond with no report looked up.
-    `every`: the device signs every entry (POLICY_EVERY_ENTRY): the rows must then all
-    be signed, one a seq, none a log-altered report (None otherwise).
+    `every`: the device signs every entry (POLICY_EVERY_ENTRY): a float is its one
+    signed row a seq (unsigned ones beside it make it `forked`), a seq with no signed
+    row ends it (None at `start`), and a second signed row or a log-altered report
+    gives None.
 
     A float starts at `start`, after a seq no row is held at, and at a seq where no row
     links to one the float below reached (a broken link); at the seq above, the rows
