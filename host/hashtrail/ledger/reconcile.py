@@ -448,6 +448,12 @@ class _Run:
                 cands = _load_pending(db, did, dev.tip_seq + 1, self.parsed)
                 c = _Carry(did, dev.tip_seq, dev.tip_head,
                            db.pending_rev(did), cands, None)
+        if c.aside is not None:
+            # (a device that signs every entry: what the walk reads of its rows set
+            # aside, _set_aside)
+            if checked is None:
+                checked = _check_entries(key, recs, self.workers)
+            c = _aside_in(db, did, dev, c, recs, checked, self.parsed)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked, leaves)
@@ -455,6 +461,14 @@ class _Run:
         tip = self.led.device(did)
         assert tip is not None
         rest, chain, rev, sp, fl, bey = w.rest, w.chain, w.rev, w.spill, w.floating, w.beyond
+        aside = None
+        put = None if fl or sp is not None or bey is not None else _set_aside(
+            db, did, tip, rest, c.aside)
+        if put is not None:
+            rest, aside = put
+            rev = db.pending_rev(did)
+            if aside is not None:
+                chain = None       # (held rows: no chain from the tip, as _merge says)
         back = bool(c.floating) and c.spill is not None and c.spill.forked and not fl
         # (how many are held in memory: only asked of entries that are no chain)
         n = sum(len(cs) for cs in rest.values()) if chain is None or back else 0
@@ -462,7 +476,8 @@ class _Run:
             self.unfloated[did] = n
         self.read_back[did] = back
         cut = _float_of(db, did, tip, sp, rest, key) if (
-            not fl and chain is None and self._refloat(did, n) and self._overfloat(did, n)
+            aside is None and not fl and chain is None and self._refloat(did, n)
+            and self._overfloat(did, n)
         ) else None
         if isinstance(cut, _TooManyFloats):
             # (written, but too many floats: they stay in memory, rows of `pending` now)
@@ -484,7 +499,8 @@ class _Run:
             sp = _Spill(lo, last.seq, last.h, frozenset(_signed_heads(db, did, lo, last.seq)),
                         *_spill_flags(sp, chain))
             rest, chain, rev = {}, [], db.pending_rev(did)
-        elif chain is None and not fl and self._refloat(did, n) and self._respill(did, n):
+        elif (aside is None and chain is None and not fl and self._refloat(did, n)
+              and self._respill(did, n)):
             # The held entries are no chain from the tip (another entry beside one of
             # them, anyone's to write, or a hole), SPILL_CHUNKS chunks or more: in
             # memory, they were all walked again at every chunk and grew with each.
@@ -498,7 +514,8 @@ class _Run:
             else:
                 self.unspilled[did] = n
                 rest = {q: [x._replace(stored=True) for x in cs] for q, cs in rest.items()}
-        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl, bey)
+        self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl, bey,
+                            aside)
 
     def _refloat(self, did: str, n: int) -> bool:
         """Whether `n` held entries, read back from above the holes over a forked span,
@@ -685,6 +702,10 @@ class _Carry(NamedTuple):
     floating: tuple[_Float, ...] = ()
     # where `floating` stops when there are more (_Beyond; None: it holds them all)
     beyond: _Beyond | None = None
+    # (lo, hi): a device that signs every entry, its held seqs from lo to hi with
+    # unsigned rows only are rows of `pending`, not in memory (_Aside); those `cands`
+    # has are there with all their rows
+    aside: tuple[int, int] | None = None
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
         return ((dev.tip_seq, dev.tip_head) == (self.tip_seq, self.tip_head)
@@ -852,6 +873,127 @@ class _Beyond(NamedTuple):
     report: int | None
 
 
+def _set_aside(db: LedgerStorage, did: str, tip: Device, rest: dict[int, list[_Cand]],
+               aside: tuple[int, int] | None
+               ) -> tuple[dict[int, list[_Cand]], tuple[int, int] | None] | None:
+    """The held candidates `rest` of a device that signs every entry without those at
+    seqs where all are unsigned, written to `pending` (in the caller's transaction),
+    and the seqs where such rows are now kept only there (_Carry.aside); None: kept
+    as they are (fewer than SPILL_CHUNKS chunks of them and none set aside before,
+    another policy, or a log-altered report held).
+
+    Why: such a device's unsigned entry is never accepted (each needs its own
+    signature), so the general walk stops at the first one from the tip. But every
+    such entry stayed in memory, and was walked again at every chunk: a collector that
+    strips the signatures, or anyone writing unsigned entries for the device's seqs,
+    grew reconcile by about 1.3 KB an entry (38 MB for 30,000). What a walk reads of
+    them is read back for it (_aside_in): the rows at the seqs the chunk's entries and
+    the held ones are at and just above (where the walk stops, and says why), and at
+    the tip's next seq: a branch that leaves the accepted chain at or below the tip
+    and goes on through set-aside seqs passes there, and _forks finds where it starts
+    from that row (from a row further up, a device checkpoint's or a clone's, it would
+    walk down to the same; up from there, _pending_branch follows `pending`). A
+    log-altered report held among them, which a signature further up can make count
+    (_altered_stop follows links up through held entries), is the general walk's: all
+    are read back (_aside_in), and none is set aside."""
+    lo = tip.tip_seq + 1
+    if aside is not None and aside[1] < lo:
+        aside = None
+    if aside is None and (tip.tip_seq < 0 or sum(
+            len(cs) for cs in rest.values()) < SPILL_CHUNKS * CHUNK):
+        return None
+    put = [q for q, cs in rest.items() if q >= lo and all(x.sig is None for x in cs)]
+    if aside is None and (sum(len(rest[q]) for q in put) < SPILL_CHUNKS * CHUNK
+                          or _policy(db, did) != POLICY_EVERY_ENTRY):
+        return None
+    if any(x.f.kind == KIND_LOG_ALTERED for cs in rest.values() for x in cs):
+        # (none comes while rows are set aside, _aside_in; but if one did, they are
+        # all read back rather than left unknown)
+        if aside is None:
+            return None
+        return {**_load_pending(db, did, max(aside[0], lo), {}, aside[1]), **rest}, None
+    if not put:
+        return rest, None if aside is None else (max(aside[0], lo), aside[1])
+    _hold(db, did, [x for q in put for x in rest[q]])
+    bounds = (min(put), max(put)) if aside is None else (
+        max(min(aside[0], *put), lo), max(aside[1], *put))
+    drop = set(put)
+    return {q: cs for q, cs in rest.items() if q not in drop}, bounds
+
+
+def _aside_in(db: LedgerStorage, did: str, dev: Device, c: _Carry, recs: list[RawEntry],
+              checked: list[_Checked], parsed: dict[bytes, EntryFields | _Walk]) -> _Carry:
+    """The carry with the rows set aside (_set_aside) that a walk of `recs` reads loaded
+    into `cands`: at the seqs of the chunk's entries and of the held ones and the seq
+    above each, and at the tip's next. All of them, and none set aside any more, when
+    the chunk holds a log-altered report (_set_aside)."""
+    assert c.aside is not None
+    lo, hi = c.aside
+    tip = dev.tip_seq
+    if any(type(f) is EntryFields and f.kind == KIND_LOG_ALTERED for _, f, _ in checked):
+        # (a seq `cands` has is there with all its rows, some maybe not written yet)
+        return c._replace(cands={**_load_pending(db, did, max(lo, tip + 1), parsed, hi),
+                                 **c.cands}, aside=None)
+    want = {tip + 1}
+    for r in recs:
+        want.add(r.seq)
+        want.add(r.seq + 1)
+    want.update(q + 1 for q in c.cands)
+    seqs = sorted(q for q in want if lo <= q <= hi and q not in c.cands)
+    if not seqs:
+        return c
+    cands = dict(c.cands)
+    cands.update(_rows_of(db, did, seqs, parsed))
+    return c._replace(cands=cands)
+
+
+def _pending_aside(db: LedgerStorage, did: str, dev: Device) -> _Carry | None:
+    """The held rows of a device that signs every entry as a later reconcile keeps them
+    (_set_aside): those at seqs with a signed row loaded, those at seqs with unsigned
+    rows only, SPILL_CHUNKS chunks of them or more, set aside. None: not so (fewer,
+    another policy, a log-altered report held). Reads every row's links once, not
+    their bodies."""
+    if dev.tip_seq < 0 or db.pending_count(did, dev.tip_seq)[0] < SPILL_CHUNKS * CHUNK:
+        return None
+    if _policy(db, did) != POLICY_EVERY_ENTRY or db.next_pending_seq(
+            did, dev.tip_seq + 1, KIND_LOG_ALTERED) is not None:
+        return None
+    keep: list[int] = []
+    lo = hi = -1
+    n = 0
+    for group in _held_links(db, did, dev.tip_seq + 1):
+        q = group[0][0]
+        if any(r[2] for r in group):
+            keep.append(q)
+            continue
+        n += len(group)
+        hi = q
+        if lo < 0:
+            lo = q
+    if n < SPILL_CHUNKS * CHUNK:
+        return None
+    return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
+                  _rows_of(db, did, keep), None, aside=(lo, hi))
+
+
+def _rows_of(db: LedgerStorage, did: str, seqs: list[int],
+             parsed: dict[bytes, EntryFields | _Walk] | None = None
+             ) -> dict[int, list[_Cand]]:
+    """The device's held rows at `seqs` (sorted) as candidates (_load_pending), read in
+    runs of seqs close together: seqs spread over a long held span do not read all
+    of it."""
+    out: dict[int, list[_Cand]] = {}
+    i = 0
+    while i < len(seqs):
+        j = i
+        while j + 1 < len(seqs) and seqs[j + 1] - seqs[j] <= 8:
+            j += 1
+        got = _load_pending(db, did, seqs[i], {} if parsed is None else parsed, seqs[j])
+        out.update((q, got[q]) for q in seqs[i:j + 1] if q in got)
+        i = j + 1
+    return out
+
+
 class _NeedSpilled(Exception):
     """_extend would accept spilled entries (or must know whether a checkpoint covers
     one): raised before it does anything, so the walk is retried once they are
@@ -940,9 +1082,13 @@ def _held_carry(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Ca
             valid = False            # (not text reconcile wrote: read the rows instead)
         if valid:
             if _VERIFY_SHAPES:
-                assert _same_carry(c, _pending_spill(db, did, dev, key)), (stored, did)
+                assert _same_carry(c, _read_held(db, did, dev, key)), (stored, did)
             return c
-    c = _pending_spill(db, did, dev, key)
+    c = _read_held(db, did, dev, key)
+    if c is not None and c.aside is not None:
+        db.set_held_shape(did, _shape_text(rev, dev.tip_seq, False,
+                                           aside=(*c.aside, sorted(c.cands))))
+        return c
     db.set_held_shape(did, _shape_text(
         rev, dev.tip_seq, c is None, *(() if c is None else (
             c.spill, c.floating, (c.chain[0].seq, c.chain[-1].seq) if c.chain else None,
@@ -951,23 +1097,34 @@ def _held_carry(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Ca
     return c
 
 
+def _read_held(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Carry | None:
+    """The device's held rows as a carry that does not load them whole (_pending_spill,
+    else _pending_aside); None: load them as they are."""
+    c = _pending_spill(db, did, dev, key)
+    return c if c is not None else _pending_aside(db, did, dev)
+
+
 def _same_carry(a: _Carry | None, b: _Carry | None) -> bool:
     if a is None or b is None:
         return a is b
     return (a.spill, a.floating, a.beyond, [x.h for x in a.chain or ()],
-            sorted(a.cands)) == (b.spill, b.floating, b.beyond,
-                                 [x.h for x in b.chain or ()], sorted(b.cands))
+            sorted(a.cands), a.aside) == (b.spill, b.floating, b.beyond,
+                                          [x.h for x in b.chain or ()], sorted(b.cands),
+                                          b.aside)
 
 
 def _shape_text(rev: int, tip: int, none: bool, sp: _Spill | None = None,
                 fl: tuple[_Float, ...] = (), short: tuple[int, int] | None = None,
-                beyond: _Beyond | None = None, loose: tuple[int, int] | None = None
-                ) -> str:
+                beyond: _Beyond | None = None, loose: tuple[int, int] | None = None,
+                aside: tuple[int, int, list[int]] | None = None) -> str:
     """A held shape as storage `held_shape` text: `none` (the rows are read whole), or
     a spilled span, entries above a hole (and where they stop), and the seqs of a
     short chain below them, or of rows below them that are no chain (`loose`: a
-    device that signs every entry, its unsigned rows below its floats)."""
+    device that signs every entry, its unsigned rows below its floats), or the seqs
+    a device that signs every entry has rows set aside from and to, and the seqs of
+    the rows loaded (`aside`, _pending_aside)."""
     return json.dumps({
+        "aside": aside,
         "rev": rev, "tip": tip, "none": none,
         "spill": None if sp is None else [sp.first, sp.last, sp.head.hex(), sp.forked,
                                           sp.stops, sp.altered],
@@ -983,7 +1140,13 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
     """The carry a stored shape (_shape_text) describes: what _pending_spill would read
     from the same rows (a short chain below a hole is loaded, as it does)."""
     if s["none"]:
-        return None
+        # (_carry_shape says so of rows _pending_spill reads whole; of a device that
+        # signs every entry, they may be rows to set aside)
+        return _pending_aside(db, did, dev)
+    if s.get("aside") is not None:
+        lo, hi, keep = s["aside"]
+        return _Carry(did, dev.tip_seq, dev.tip_head, rev, _rows_of(db, did, keep), None,
+                      aside=(lo, hi))
     sp = None if s["spill"] is None else _Spill(
         s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
         *s["spill"][3:])
@@ -1006,7 +1169,7 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
     """The shape text of the rows a carry leaves in `pending` once written (_Run.flush),
     when it is what _pending_spill would read from them; None: not known so (the next
     run reads the rows)."""
-    if c.chain is None or c.beyond is not None:
+    if c.chain is None or c.beyond is not None or c.aside is not None:
         return None    # (past MAX_FLOATS floats, what _pending_spill reads from their
                        # first is not what a carry with some of them joined keeps)
     sp, fl, chain = c.spill, c.floating, c.chain
