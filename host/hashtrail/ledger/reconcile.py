@@ -461,14 +461,16 @@ class _Run:
         tip = self.led.device(did)
         assert tip is not None
         rest, chain, rev, sp, fl, bey = w.rest, w.chain, w.rev, w.spill, w.floating, w.beyond
-        aside = None
+        # (rows set aside stay so while entries float above a hole: those are the
+        # device's signed entries, the set-aside rows below them or beside)
+        aside = c.aside if c.aside is not None and c.aside[1] > tip.tip_seq else None
         put = None if fl or sp is not None or bey is not None else _set_aside(
-            db, did, tip, rest, c.aside)
+            db, did, tip, rest, aside)
         if put is not None:
             rest, aside = put
             rev = db.pending_rev(did)
-            if aside is not None:
-                chain = None       # (held rows: no chain from the tip, as _merge says)
+        elif not (fl or bey is not None):
+            aside = None
         back = bool(c.floating) and c.spill is not None and c.spill.forked and not fl
         # (how many are held in memory: only asked of entries that are no chain)
         n = sum(len(cs) for cs in rest.values()) if chain is None or back else 0
@@ -476,8 +478,7 @@ class _Run:
             self.unfloated[did] = n
         self.read_back[did] = back
         cut = _float_of(db, did, tip, sp, rest, key) if (
-            aside is None and not fl and chain is None and self._refloat(did, n)
-            and self._overfloat(did, n)
+            not fl and chain is None and self._refloat(did, n) and self._overfloat(did, n)
         ) else None
         if isinstance(cut, _TooManyFloats):
             # (written, but too many floats: they stay in memory, rows of `pending` now)
@@ -514,6 +515,8 @@ class _Run:
             else:
                 self.unspilled[did] = n
                 rest = {q: [x._replace(stored=True) for x in cs] for q, cs in rest.items()}
+        if aside is not None:
+            chain = None           # (held rows: no chain from the tip, as _merge says)
         self.carry = _Carry(did, tip.tip_seq, tip.tip_head, rev, rest, chain, sp, fl, bey,
                             aside)
 
@@ -929,6 +932,11 @@ def _aside_in(db: LedgerStorage, did: str, dev: Device, c: _Carry, recs: list[Ra
     the chunk holds a log-altered report (_set_aside)."""
     assert c.aside is not None
     lo, hi = c.aside
+    # (not the seqs of entries held above a hole: rows of `pending` only, the floats')
+    if c.floating:
+        hi = min(hi, c.floating[0].first - 1)
+    elif c.beyond is not None:
+        hi = min(hi, c.beyond.first - 1)
     tip = dev.tip_seq
     if any(type(f) is EntryFields and f.kind == KIND_LOG_ALTERED for _, f, _ in checked):
         # (a seq `cands` has is there with all its rows, some maybe not written yet)
