@@ -1094,7 +1094,8 @@ def _held_carry(db: LedgerStorage, did: str, dev: Device, key: DeviceKey) -> _Ca
             return c
     c = _read_held(db, did, dev, key)
     if c is not None and c.aside is not None:
-        db.set_held_shape(did, _shape_text(rev, dev.tip_seq, False,
+        db.set_held_shape(did, _shape_text(rev, dev.tip_seq, False, fl=c.floating,
+                                           beyond=c.beyond,
                                            aside=(*c.aside, sorted(c.cands))))
         return c
     db.set_held_shape(did, _shape_text(
@@ -1151,16 +1152,16 @@ def _from_shape(db: LedgerStorage, did: str, dev: Device, rev: int, s: dict[str,
         # (_carry_shape says so of rows _pending_spill reads whole; of a device that
         # signs every entry, they may be rows to set aside)
         return _pending_aside(db, did, dev)
-    if s.get("aside") is not None:
-        lo, hi, keep = s["aside"]
-        return _Carry(did, dev.tip_seq, dev.tip_head, rev, _rows_of(db, did, keep), None,
-                      aside=(lo, hi))
-    sp = None if s["spill"] is None else _Spill(
-        s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
-        *s["spill"][3:])
     fl = tuple(_Float(f[0], f[1], bytes.fromhex(f[2]), bytes.fromhex(f[3]), bool(f[4]),
                       f[5], f[6]) for f in s["float"])
     bey = None if s["beyond"] is None else _Beyond(*s["beyond"])
+    if s.get("aside") is not None:
+        lo, hi, keep = s["aside"]
+        return _Carry(did, dev.tip_seq, dev.tip_head, rev, _rows_of(db, did, keep), None,
+                      None, fl, bey, (lo, hi))
+    sp = None if s["spill"] is None else _Spill(
+        s["spill"][0], s["spill"][1], bytes.fromhex(s["spill"][2]), frozenset(),
+        *s["spill"][3:])
     if s.get("loose") is not None:
         lo, hi = s["loose"]
         return _Carry(did, dev.tip_seq, dev.tip_head, rev,
@@ -1296,16 +1297,19 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if every:
         # (a device that signs every entry: rows with no signed one beside them from the
         # hole up to the first that has, unsigned, anyone's to write: in memory, below
-        # the floats, as _float_of leaves them)
+        # the floats, as _float_of leaves them; SPILL_CHUNKS chunks of seqs or more of
+        # them, set aside, _set_aside)
+        report = False
         for group in _held_links(db, did, gap):
             if any(r[2] for r in group):
                 start = group[0][0]
                 break
             loose += len(group)
-            if group[0][0] - gap >= SPILL_CHUNKS * CHUNK:
-                return None
+            report |= any(r[4] == KIND_LOG_ALTERED for r in group)
         else:
             return None
+        if report and start - gap >= SPILL_CHUNKS * CHUNK:
+            return None            # (a log-altered report: none set aside, _set_aside)
     runs = _float_runs(db, did, start, every=every)
     if runs is None:
         return None
@@ -1317,6 +1321,10 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return None           # (a few above a hole float over a chain that spills: _float_of)
     if (below - lo >= SPILL_CHUNKS * CHUNK or forked) and every:
         return None
+    if loose and start - gap >= SPILL_CHUNKS * CHUNK:
+        return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
+                      dict(_load_pending(db, did, lo, {}, gap - 1)), None, None, fl, bey,
+                      (gap, start - 1))
     if loose:
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
                       dict(_load_pending(db, did, lo, {}, start - 1)), None, None, fl, bey)
