@@ -706,8 +706,9 @@ class _Carry(NamedTuple):
     # where `floating` stops when there are more (_Beyond; None: it holds them all)
     beyond: _Beyond | None = None
     # (lo, hi): a device that signs every entry, its held seqs from lo to hi with
-    # unsigned rows only are rows of `pending`, not in memory (_Aside); those `cands`
-    # has are there with all their rows
+    # unsigned rows only are rows of `pending`, not in memory (_set_aside); those
+    # `cands` has are there with all their rows, and those above a float are the
+    # floats' (_aside_in)
     aside: tuple[int, int] | None = None
 
     def holds(self, db: LedgerStorage, dev: Device) -> bool:
