@@ -1995,7 +1995,8 @@ def test_a_made_up_log_altered_report_does_not_keep_unsigned_entries_in_memory(
     made up for seq 20,000 (anyone can write one): a fresh reconcile's peak RSS grows
     by less than 20 MB. A report held among them kept them all in memory: a signature
     further up its chain makes it count, and the walk followed its links up through
-    held entries only (37.1 MB: 2acc197, this test fails there). Now the report stays
+    held entries only (26.8 MB at 2acc197: this test fails there; 37.1 MB with the
+    report among the first of them in the bundle). Now the report stays
     in memory, the rows around it are set aside, and its links are followed up through
     `pending` (reconcile._signed_ahead `up`): 5.8 MB."""
     n = 30_000

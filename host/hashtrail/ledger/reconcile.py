@@ -901,8 +901,8 @@ def _set_aside(db: LedgerStorage, did: str, tip: Device, rest: dict[int, list[_C
     log-altered report stays in memory: a signature further up its chain makes it
     count (_altered_stop), and its links are followed up through the rows set aside in
     `pending` (_signed_ahead `up`). Anyone can write an unsigned one: when a report
-    held kept them all in memory, one made-up report did what setting aside undoes
-    (37.1 MB for 30,000)."""
+    held kept them all in memory, one made-up report undid setting aside (up to 37.1 MB
+    for 30,000)."""
     lo = tip.tip_seq + 1
     if aside is not None and aside[1] < lo:
         aside = None
