@@ -903,9 +903,7 @@ def _set_aside(db: LedgerStorage, did: str, tip: Device, rest: dict[int, list[_C
     `pending` (_signed_ahead `up`). Anyone can write an unsigned one: when a report
     held kept them all in memory, one made-up report undid setting aside (up to 37.1 MB
     for 30,000)."""
-    lo = tip.tip_seq + 1
-    if aside is not None and aside[1] < lo:
-        aside = None
+    lo = tip.tip_seq + 1              # (`aside` reaches above it: the caller's check)
     if aside is None and (tip.tip_seq < 0 or sum(
             len(cs) for cs in rest.values()) < SPILL_CHUNKS * CHUNK):
         return None
