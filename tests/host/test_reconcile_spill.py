@@ -883,6 +883,34 @@ def _signing_every_stripped(how: str) -> Callable[[], list[Bundle]]:
     return make
 
 
+def _stripped_report(how: str) -> Callable[[], list[Bundle]]:
+    """A device that signs every entry (policy 1), 12 chunks, its own log-altered report
+    at the start of the fourth, and the report and the entries above it stripped of
+    their signatures in one bundle (rows set aside, the report followed up through
+    them: _signed_ahead `up`); then, later in the same bundle, `how`: a signature that
+    covers the report below the top the follow reached at an earlier chunk
+    (_Followed.came)."""
+    def make() -> list[Bundle]:
+        d = Device(894, per_entry_sig=True)
+        d.readings(3 * CHUNK - 1)
+        r = len(d.entries)
+        d.log_altered(r - 5)
+        d.readings(12 * CHUNK - len(d.entries))
+        b = bundle([d], ranges={d.id_hex: (0, r)}, signer=None)
+        b.entries += _stripped(d, r, 12 * CHUNK, "s").entries
+        if how == "a signed copy of one above it":
+            b.entries += bundle([d], ranges={d.id_hex: (r + CHUNK, r + CHUNK + 1)},
+                                signer=None).entries
+        elif how == "a clone's signed branch above it":
+            c = d.fork(r + 2 * CHUNK)
+            c.t += 5
+            c.readings(3)
+            b.entries += [(d.id_hex, rec.RawEntry(*x))
+                          for x in c.entries[r + 2 * CHUNK:r + 2 * CHUNK + 2]]
+        return [_resigned(b), bundle([d], cps=[(d, d.checkpoint())], name="c2")]
+    return make
+
+
 SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
     "a made-up log-altered report beside a spilled span, a checkpoint at the end":
         _made_up_report_case("beside"),
@@ -1038,6 +1066,9 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
         "an unsigned branch made up beside them, then signed",
         "held by an earlier run, copies of some, then signed",
         "the signed ones in pieces, highest first")},
+    **{f"a device that signs every entry, its own log-altered report stripped with the "
+       f"entries above it, then {how}": _stripped_report(how) for how in (
+        "nothing", "a signed copy of one above it", "a clone's signed branch above it")},
 }
 
 
@@ -1544,6 +1575,9 @@ _PG_CASES: list[tuple[str, int | None]] = [
     ("a device that signs every entry, its signature stripped from the filling "
      "entry, then signed", None),
     ("a hole filled, a second copy below it", None),
+    # (since: the follow of a report that goes on from where it stopped)
+    ("a device that signs every entry, its own log-altered report stripped with the "
+     "entries above it, then a signed copy of one above it", None),
 ]
 
 
