@@ -2161,9 +2161,11 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     if few and chain is None:
         return None          # (below a few entries, no chain that spills: in memory, as
                              # the general walk has them)
-    if tip.tip_seq < 0 and sp is None and not chain:
-        return None          # (entry 0 not accepted, spilled or held as a chain: the
-                             # policy is not known to be one that floats may have)
+    if tip.tip_seq < 0 and sp is None and not chain and 0 in rest:
+        return None          # (entry 0 held, not accepted, spilled or held as a chain:
+                             # the policy is not known to be one that floats may have;
+                             # with entry 0 missing, the hole is at 0 and what floats is
+                             # read back whole when it comes, as above any hole)
     _hold(db, did, upper)
     runs = _float_runs(db, did, seqs[j], every=every)
     if runs is None:
