@@ -242,11 +242,8 @@ def test_a_stripped_report_is_not_followed_up_again_at_every_chunk(
     at 5f4bf8b; 817 when any entry that comes at or below the top starts it again).
     The same is accepted and held (the equivalence: SPILL_CASES "its own log-altered
     report stripped")."""
-    from hashtrail.ledger.ledger_db import Ledger
-    from hashtrail.ledger.reconcile_files import reconcile_files
     from hashtrail.ledger.storage_sqlite import SqliteLedgerStorage
-    from ledgerkit import save, trust
-    from test_reconcile_spill import CHUNK
+    from test_reconcile_spill import CHUNK, _run
 
     monkeypatch.setattr(rec, "SPILL_CHUNKS", 1)
     d = Device(895, per_entry_sig=True)
@@ -259,7 +256,6 @@ def test_a_stripped_report_is_not_followed_up_again_at_every_chunk(
     if below:
         for i in range(len(b.entries) - CHUNK, r, -CHUNK):
             _insert_before(b, d, b.entries[i][1].seq, _made_up_ahead(d, r - 2 - i % 20))
-    save(_resigned(b), tmp_path / "b.jsonl")
     reads = [0]
     links = SqliteLedgerStorage.pending_links
 
@@ -267,8 +263,6 @@ def test_a_stripped_report_is_not_followed_up_again_at_every_chunk(
         reads[0] += 1
         return links(self, *a)  # type: ignore[arg-type]
     monkeypatch.setattr(SqliteLedgerStorage, "pending_links", counted)
-    trust(Ledger.create(tmp_path / "l.db", "t/s", key_file=tmp_path / "l.key")).close()
-    got = reconcile_files(tmp_path / "l.db", [str(tmp_path / "b.jsonl")],
-                          key_file=tmp_path / "l.key").bundles[0].result
-    assert got.accepted == r and got.pending >= 40 * CHUNK - r
+    ((accepted, _, pending, *_),), _ = _run(tmp_path, "l", [_resigned(b)])
+    assert accepted == r and pending >= 40 * CHUNK - r
     assert reads[0] < 3 * 40, reads[0]
