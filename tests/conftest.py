@@ -44,6 +44,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test: teardown then knows it failed."""
+    report = yield
+    setattr(item, f"_ht_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _device_consoles_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test fails, print what each virtual device it started printed last (in
+    the report's captured teardown output): a device that stopped answering or logging
+    then says why (a traceback, a "sample:" error, the REPL) on the machine that ran
+    the suite, CI included. Its own MonkeyPatch: a test's monkeypatch.undo() leaves it."""
+    from hashtrail.sim.device import VirtualDevice
+
+    started: list[VirtualDevice] = []
+    start = VirtualDevice.start
+
+    def recorded(self: VirtualDevice) -> VirtualDevice:
+        started.append(self)
+        return start(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(VirtualDevice, "start", recorded)
+        yield
+    node = request.node
+    if any(getattr(getattr(node, f"_ht_{w}", None), "failed", False)
+           for w in ("setup", "call")):
+        for d in dict.fromkeys(started):
+            print(d.console(4000))
+
+
 @pytest.fixture
 def devices() -> Iterator[list[VirtualDevice]]:
     """Virtual devices a test started; all powered off and released at its end."""

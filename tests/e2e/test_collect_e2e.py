@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,14 +50,6 @@ def make_device(tmp: Path, name: str, interval: float = 0.05) -> VirtualDevice:
 
 def wait_ready(dev: VirtualDevice) -> DeviceInfo:
     return provision.wait_ready(dev, timeout=20.0)
-
-
-@pytest.fixture
-def devices(tmp_path: Path) -> Iterator[list[VirtualDevice]]:
-    made: list[VirtualDevice] = []
-    yield made
-    for d in made:
-        d.stop()
 
 
 def store_is_clean(path: Path, device_id: str) -> int:
