@@ -22,12 +22,14 @@ def _dev() -> ModuleType:
 
 def test_readme_says_what_the_test_command_does() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "two pytest workers per core (at\nmost 4, each taking whole test files)" in readme
+    assert ("a pytest worker per core plus one\n(at most 4, each taking whole test files)"
+            in readme)
     assert "`-n 0`\nruns the suite in one process" in readme
 
 
-@pytest.mark.parametrize("cpus,want", [(1, "2"), (2, "4"), (16, "4"), (None, "2")])
-def test_two_workers_per_core_at_most_four_files_whole(monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("cpus,want", [(1, "2"), (2, "3"), (3, "4"), (16, "4"),
+                                       (None, "2")])
+def test_a_worker_per_core_plus_one_at_most_four_files_whole(monkeypatch: pytest.MonkeyPatch,
                                                        cpus: int | None, want: str) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     assert _dev()._workers(["tests/host"]) == ["-n", want, "--dist", "loadfile"]
