@@ -75,7 +75,14 @@ def _device_consoles_on_failure(request: pytest.FixtureRequest) -> Iterator[None
     if any(getattr(getattr(node, f"_ht_{w}", None), "failed", False)
            for w in ("setup", "call")):
         for d in dict.fromkeys(started):
-            print(d.console(4000))
+            print(_text_lines(d.console(4096)))
+
+
+def _text_lines(console: str) -> str:
+    """The console's lines of text: the link's frames between them are binary."""
+    return "\n".join(ln for ln in console.splitlines()
+                     if ln.strip() and sum(" " <= c <= "~" or c == "\t" for c in ln)
+                     >= 0.9 * len(ln))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ def _mpremote(port: str, *args: str) -> str:
 def test_deploy_copies_verifies_and_keeps_data(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     with VirtualDevice(tmp_path, "dev0") as dev:
+        wait_ready(dev, timeout=20)  # mpremote's 0x03 while the VM starts is a byte
         # A stale module of the firmware, the flat /lib modules of an earlier release,
         # another package's files, a changed file, and device data that must survive.
         _mpremote(dev.port, "exec",
