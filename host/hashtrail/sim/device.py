@@ -252,7 +252,12 @@ class VirtualDevice:
                 self._spawn("hard", "friendly")
                 return
         # The VM died on its own (fatal error, killed): a board would reset.
-        (log.info if self.log else log.debug)(f"[{self.name}] VM exited with {rc}; rebooting")
+        # (a warning, with the VM's last line of text: a reboot nobody asked for is what
+        # a soak or a test then reports, and the console is cleared by the next boot)
+        last = [ln for ln in bytes(self._console).decode("ascii", "replace").splitlines()
+                if ln.strip() and sum(" " <= c <= "~" for c in ln) >= 0.9 * len(ln)][-1:]
+        log.warning(f"[{self.name}] VM exited with {rc}; rebooting"
+                    + (f" (it last printed: {last[0][:200]})" if last else ""))
         time.sleep(0.2)
         with self._lock:
             if self._proc is proc and self._running:
