@@ -59,7 +59,7 @@ def _device_consoles_on_failure(request: pytest.FixtureRequest) -> Iterator[None
     the report's captured teardown output): a device that stopped answering or logging
     then says why (a traceback, a "sample:" error, the REPL) on the machine that ran
     the suite, CI included. Its own MonkeyPatch: a test's monkeypatch.undo() leaves it."""
-    from hashtrail.sim.device import VirtualDevice
+    from hashtrail.sim.device import VirtualDevice, text_lines
 
     started: list[VirtualDevice] = []
     start = VirtualDevice.start
@@ -75,14 +75,7 @@ def _device_consoles_on_failure(request: pytest.FixtureRequest) -> Iterator[None
     if any(getattr(getattr(node, f"_ht_{w}", None), "failed", False)
            for w in ("setup", "call")):
         for d in dict.fromkeys(started):
-            print(_text_lines(d.console(4096)))
-
-
-def _text_lines(console: str) -> str:
-    """The console's lines of text: the link's frames between them are binary."""
-    return "\n".join(ln for ln in console.splitlines()
-                     if ln.strip() and sum(" " <= c <= "~" or c == "\t" for c in ln)
-                     >= 0.9 * len(ln))
+            print("\n".join(text_lines(d.console(4096))))
 
 
 @pytest.fixture

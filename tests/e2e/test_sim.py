@@ -7,7 +7,10 @@ pass here means a real board's users would see the same behaviour.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,8 @@ from hashtrail.device.imagefs import firmware_files, read_image
 from hashtrail.formats.records import LOG_DIR
 from hashtrail.paths import BOARDS
 from hashtrail.sim import VirtualDevice
+from hashtrail.sim.device import text_lines
+from hashtrail.sim.provision import wait_ready
 
 pytestmark = pytest.mark.e2e
 MPREMOTE = [sys.executable, "-m", "mpremote"]
@@ -134,6 +139,35 @@ def test_reset_causes_and_persistence(dev: VirtualDevice) -> None:
     dev.start()
     assert dev.boots == boots + 1
     assert exec_value(dev.port, "open('/persist.txt').read()") == "kept"
+
+
+def test_a_vm_that_dies_on_its_own_reboots_with_a_warning_of_its_last_words(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As a board resets after a crash; and a reboot nobody asked for is one warning
+    line naming the device and what it printed last (the next boot clears its console)."""
+    with VirtualDevice(tmp_path, "dies") as d:
+        wait_ready(d, timeout=20)
+        boots = d.boots
+        pid = d.pid
+        assert pid is not None
+        with caplog.at_level(logging.WARNING, logger="hashtrail.sim.device"):
+            os.kill(pid, signal.SIGKILL)
+            end = time.monotonic() + 20
+            while d.boots == boots and time.monotonic() < end:
+                time.sleep(0.05)
+        assert d.boots == boots + 1 and d.pid != pid
+        wait_ready(d, timeout=20)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0].startswith("[dies] VM exited with -9; rebooting (it last printed: "
+                              "hashtrail "), said
+    assert " on unix: device " in said[0], said
+
+
+def test_text_lines_leave_out_the_frames_between_them() -> None:
+    frame = "\x00\x11Z\x01\ufffd\ufffd\ufffdA\x04\ufffd\x02"
+    assert text_lines(f"boot\n{frame}\n\nsample: MemoryError\n{frame}ok") == [
+        "boot", "sample: MemoryError"]
 
 
 def _log_files(dev: VirtualDevice) -> dict[str, bytes]:

@@ -254,8 +254,7 @@ class VirtualDevice:
         # The VM died on its own (fatal error, killed): a board would reset.
         # (a warning, with the VM's last line of text: a reboot nobody asked for is what
         # a soak or a test then reports, and the console is cleared by the next boot)
-        last = [ln for ln in bytes(self._console).decode("ascii", "replace").splitlines()
-                if ln.strip() and sum(" " <= c <= "~" for c in ln) >= 0.9 * len(ln)][-1:]
+        last = text_lines(bytes(self._console).decode("ascii", "replace"))[-1:]
         log.warning(f"[{self.name}] VM exited with {rc}; rebooting"
                     + (f" (it last printed: {last[0][:200]})" if last else ""))
         time.sleep(0.2)
@@ -323,6 +322,13 @@ class VirtualDevice:
             else:
                 os.write(self._in_w, b"\x03")
             start = i + 1
+
+
+def text_lines(console: str) -> list[str]:
+    """The console's lines of text, without the link's frames between them (binary):
+    what a person reads of a device that stopped answering or died."""
+    return [ln for ln in console.splitlines()
+            if ln.strip() and sum(" " <= c <= "~" or c == "\t" for c in ln) >= 0.9 * len(ln)]
 
 
 def measure_rom_heap(image: Path, block_size: int) -> int:
