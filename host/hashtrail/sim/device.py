@@ -21,7 +21,9 @@ Output nobody reads is dropped once the pty's buffer is full, like a UART nobody
 listens to. A soft reset (Ctrl-D) makes the ROM exit with a code the supervisor
 answers by starting a fresh VM with reset cause "soft"; `power_cut()` is kill -9;
 `restart()` is a hard reset (the EN button), and so is `machine.reset()` (the ROM exits
-with EXIT_HARD).
+with EXIT_HARD). A Ctrl-C the unix port raised inside its garbage collector (a board
+never does) ends the VM with EXIT_KBD_IN_GC: a fresh one starts at the REPL, counted in
+`kbd_in_gc` (rom.py says why).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ ROM_DIR = Path(__file__).resolve().parent / "rom"
 EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py
 EXIT_SOFT_RAW = 81
 EXIT_HARD = 82  # machine.reset()
+EXIT_KBD_IN_GC = 83  # a Ctrl-C the unix port raised inside its GC (rom.py): to the REPL
 # The unix port exits if a second SIGINT arrives before it raised the first: two 0x03
 # closer than this, to the same VM, count as one (as two taps on a board would).
 _SIGINT_GUARD_S = 0.02
@@ -69,6 +72,9 @@ ROM_HEAP_OVERHEAD = 8896
 # every request line with a SyntaxError, which would soon push the boot's own words
 # out of a plain tail.
 CONSOLE_KEEP = 2048
+# Lines of text a VM that died on its own printed last, in the supervisor's warning: a
+# traceback's innermost frames and its error.
+_LAST_WORDS = 8
 
 
 def _catches_sigint(pid: int) -> bool:
@@ -112,6 +118,7 @@ class VirtualDevice:
         self._last_sigint = (0, 0.0)  # (pid, time) of the last SIGINT sent
         self.port = ""
         self.boots = 0
+        self.kbd_in_gc = 0  # boots after a Ctrl-C the unix port took inside its GC
         self._cause = ""
         self._console = bytearray()  # since the last boot (CONSOLE_KEEP)
         self._console_cut = 0        # bytes dropped from its middle
@@ -248,15 +255,23 @@ class VirtualDevice:
             if rc in (EXIT_SOFT_FRIENDLY, EXIT_SOFT_RAW):
                 self._spawn("soft", "raw" if rc == EXIT_SOFT_RAW else "friendly")
                 return
+            if rc == EXIT_KBD_IN_GC:
+                # (where a board stops at the REPL after Ctrl-C: a fresh VM there, its
+                # heap whole again; counted apart from the reboots the device chose)
+                self.kbd_in_gc += 1
+                log.info(f"[{self.name}] Ctrl-C landed inside the VM's GC: "
+                         "restarted at the REPL")
+                self._spawn("soft", "repl")
+                return
             if rc == EXIT_HARD:  # machine.reset(): boot.py and main.py, like EN
                 self._spawn("hard", "friendly")
                 return
         # The VM died on its own (fatal error, killed): a board would reset.
-        # (a warning, with the VM's last line of text: a reboot nobody asked for is what
+        # (a warning, with the VM's last lines of text: a reboot nobody asked for is what
         # a soak or a test then reports, and the console is cleared by the next boot)
-        last = text_lines(bytes(self._console).decode("ascii", "replace"))[-1:]
+        last = text_lines(bytes(self._console).decode("ascii", "replace"))[-_LAST_WORDS:]
         log.warning(f"[{self.name}] VM exited with {rc}; rebooting"
-                    + (f" (it last printed: {last[0][:200]})" if last else ""))
+                    + "".join(f"\n  {ln[:200]}" for ln in last))
         time.sleep(0.2)
         with self._lock:
             if self._proc is proc and self._running:

@@ -22,6 +22,15 @@
 # SIGINT, i.e. while micropython.kbd_intr(3) is in force (code is running). The ROM
 # disables it while it reads the console itself, so the REPLs see 0x03 as a byte, and
 # firmware that calls micropython.kbd_intr(-1) receives 0x03 as data, as on a board.
+# Where the unix port differs from a board: it raises KeyboardInterrupt from inside the
+# signal handler (asynchronously), so a Ctrl-C can land inside the garbage collector
+# and leave its heap locked (and its mark bits half set: collecting again cannot be
+# trusted). A board raises it between bytecodes, never there. When the code's
+# KeyboardInterrupt comes with the heap locked, the ROM prints it and a line saying
+# so, and exits with EXIT_KBD_IN_GC: the supervisor starts a fresh VM at the friendly
+# REPL (boot.py, not main.py), where a board would have stopped after Ctrl-C. Before,
+# the REPL's first allocation failed ("heap is locked"), the VM died, and the board
+# came back running main.py: a reboot nobody asked for (tools/soak.py under load).
 import sys
 import os
 import gc
@@ -36,6 +45,9 @@ sys.modules["machine"] = _vmachine
 EXIT_SOFT_FRIENDLY = 80
 EXIT_SOFT_RAW = 81
 EXIT_HARD = 82
+EXIT_KBD_IN_GC = 83
+_KBD_IN_GC = (b"[virtual board: that Ctrl-C landed inside the unix port's garbage "
+              b"collector; restarting at the REPL]\r\n")
 _WINDOW = 256  # raw-paste flow-control window (MICROPY_REPL_STDIN_BUFFER_MAX)
 _FORCED_EXIT = 1
 _ok = 2
@@ -107,6 +119,13 @@ def execute(src, name, g, mode, print_eof, ack=b""):
             out(b"\x04")
     except BaseException as e:
         micropython.kbd_intr(-1)
+        if isinstance(e, KeyboardInterrupt):
+            try:
+                bytearray(1)
+            except MemoryError:  # (no allocation before this: the heap may be locked)
+                sys.print_exception(e, sys.stdout)
+                _out.write(_KBD_IN_GC)
+                sys.exit(EXIT_KBD_IN_GC)
         if print_eof:
             out(b"\x04")
         if isinstance(e, SystemExit):
@@ -292,6 +311,7 @@ def main():
     if _vboard.report_heap:
         out(b"ROM heap in use: %d\r\n" % gc.mem_alloc())
     ret = run_file("boot.py", g)
+    # (mode "repl": after a Ctrl-C the unix port took inside its GC, EXIT_KBD_IN_GC)
     if ret != _FORCED_EXIT and mode == "friendly" and ret:
         ret = run_file("main.py", g)
     while ret != _FORCED_EXIT:
