@@ -116,9 +116,24 @@ def _lines(b: Bundle, signer: note.Signer | None = None) -> Iterator[str]:
         if sig is not None:
             line["sig"] = _b64(sig)
         yield _line(line)
+    # Entry lines, the bulk of a bundle, are formatted here rather than by the JSON
+    # encoder (a fifth of the cost): the same bytes as _line makes of them
+    # (tests/host/test_bundle_write.py), since base64 needs no escaping and the
+    # device id is encoded by json once per device.
+    b2a = binascii.b2a_base64
+    ids: dict[str, str] = {}
     for dev, r in b.entries:
-        yield _line({"type": "entry", "device": dev, "seq": r.seq, "body": _b64(r.body),
-                     "sig": _b64(r.sig)})
+        seq = r.seq
+        did = ids.get(dev)
+        if did is None:
+            did = ids[dev] = json.dumps(dev, ensure_ascii=True)
+        if type(seq) is not int or not isinstance(r.body, bytes):
+            yield _line({"type": "entry", "device": dev, "seq": seq, "body": _b64(r.body),
+                         "sig": _b64(r.sig)})
+            continue
+        s64 = "null" if r.sig is None else f'"{b2a(r.sig, newline=False).decode()}"'
+        yield (f'{{"body":"{b2a(r.body, newline=False).decode()}","device":{did},'
+               f'"seq":{seq},"sig":{s64},"type":"entry"}}')
     for c in b.checkpoints:
         yield _line({"type": "checkpoint", "device": c.device_id, "cose": _b64(c.cose),
                      "nonce": _b64(c.nonce)})
@@ -135,11 +150,20 @@ def write_bundle(b: Bundle, out: IO[str], signer: note.Signer | None = None) -> 
     the signature line."""
     n = 0
     h = hashlib.sha256()
+    block: list[str] = []
     for line in _lines(b, signer):
-        data = line + "\n"
+        block.append(line)
+        if len(block) == 1024:      # (written and hashed a block of lines at a time)
+            data = "\n".join(block) + "\n"
+            out.write(data)
+            h.update(data.encode("ascii"))
+            n += len(block)
+            block.clear()
+    if block:
+        data = "\n".join(block) + "\n"
         out.write(data)
         h.update(data.encode("ascii"))
-        n += 1
+        n += len(block)
     if signer is not None:
         sig = signer.sign(signed_message(h.digest()))
         out.write(_line({"type": "signature", "key": signer.verifier().to_string(),
