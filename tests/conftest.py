@@ -6,9 +6,11 @@ test at one file."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,7 +35,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="serial port of a real ESP32 board, for tests marked `device`")
 
 
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Order the files by their time in tests/file_times.json, longest first (a file
+    it does not know last), each file's tests in their own order. With `tools/dev.py
+    test`'s workers taking whole files in this order, no long file starts near the end
+    of the run, and the files that mostly wait on virtual devices run beside the ones
+    that compute (by the test count xdist would order by, they all ran together at the
+    end, a third of two cores idle). `tools/dev.py times JUNIT.xml` refreshes it."""
+    path = Path(__file__).with_name("file_times.json")
+    try:
+        times: dict[str, float] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::", 1)[0], i)
+    items.sort(key=lambda it: (-times.get(f := it.nodeid.split("::", 1)[0], -1.0),
+                               first[f]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _longest_files_first(items)
     if config.getoption("--port"):
         return
     skip = pytest.mark.skip(reason="needs a real board: pass --port PORT")

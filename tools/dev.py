@@ -10,15 +10,18 @@ holds their hash).
     python3 tools/dev.py demo    # the main job: the demo on virtual devices
     python3 tools/dev.py test    # the whole test suite (what .ci/run calls)
     python3 tools/dev.py hashtrail ARGS...   # any CLI command inside the env
+    python3 tools/dev.py times JUNIT.xml...  # tests/file_times.json from runs' junit
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import venv
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +69,30 @@ def _workers(rest: list[str]) -> list[str]:
     if any(a == "-n" or a.startswith(("-n", "--numprocesses")) or a == "no:xdist"
            for a in rest):
         return []
-    return ["-n", str(min((os.cpu_count() or 1) + 1, 4)), "--dist", "loadfile"]
+    # (xdist would hand out the files by their number of tests; tests/conftest.py
+    # orders them by their time instead: file_times)
+    return ["-n", str(min((os.cpu_count() or 1) + 1, 4)), "--dist", "loadfile",
+            "--no-loadscope-reorder"]
+
+
+TIMES = ROOT / "tests" / "file_times.json"
+
+
+def file_times(junit: list[Path]) -> dict[str, float]:
+    """Seconds per test file (path from the root), averaged over the runs' junit XML
+    (pytest --junitxml). tests/conftest.py hands the files to the workers longest
+    first, so that no long file starts last, and the files that wait on virtual
+    devices run beside the ones that compute."""
+    total: dict[str, float] = {}
+    for path in junit:
+        for case in ET.parse(path).iter("testcase"):
+            parts = case.get("classname", "").split(".")
+            last = max((i for i, p in enumerate(parts) if p.startswith("test_")), default=-1)
+            if last < 0:
+                continue
+            name = "/".join(parts[:last + 1]) + ".py"
+            total[name] = total.get(name, 0.0) + float(case.get("time", 0)) / len(junit)
+    return {k: round(v, 1) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args else 2
+    verb, rest = args[0], args[1:]
+    if verb == "times":
+        TIMES.write_text(json.dumps(file_times([Path(p) for p in rest]), indent=0) + "\n")
+        print(f"[dev] wrote {TIMES.relative_to(ROOT)}")
+        return 0
     ensure_env()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    verb, rest = args[0], args[1:]
     if verb == "test":
         cmd = [str(BIN / "python"), "-m", "pytest", *_workers(rest), *rest]
     elif verb == "demo":
@@ -84,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     elif verb == "hashtrail":
         cmd = [str(BIN / "hashtrail"), *rest]
     else:
-        print(f"unknown command {verb!r}; use demo, test or hashtrail", file=sys.stderr)
+        print(f"unknown command {verb!r}; use demo, test, hashtrail or times", file=sys.stderr)
         return 2
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
