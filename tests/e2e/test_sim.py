@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -191,6 +192,36 @@ def test_a_ctrl_c_inside_the_unix_ports_gc_stops_at_the_repl_not_a_reboot(
         assert d.boots == boots + 1 and d.kbd_in_gc == 1
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], \
             caplog.records  # not a VM that died
+
+
+def test_a_ctrl_c_inside_the_gc_in_raw_repl_code_ends_it_as_the_raw_repl_does(
+        tmp_path: Path) -> None:
+    """The same Ctrl-C in code the raw REPL runs (mpremote exec): the host reads the
+    run's end as a board's raw REPL writes it (0x04, the error, 0x04, its prompt) and
+    the raw REPL goes on, so the next command runs; before, the fresh VM came back at
+    the friendly REPL without the 0x04s, and a host waiting for them hung."""
+    with VirtualDevice(tmp_path, "gcraw") as d:
+        wait_ready(d, timeout=20)
+        boots = d.boots
+        with serial.Serial(d.port, 115200, timeout=0.2) as ser:
+            ser.reset_input_buffer()
+            ser.write(b"\x03")
+            read_until(ser, b">>> ")
+            ser.write(b"\x01")
+            read_until(ser, b"raw REPL; CTRL-B to exit\r\n>")
+            ser.write(b"import micropython\nprint('locked')\nmicropython.heap_lock()\n"
+                      b"while 1: pass\x04")
+            read_until(ser, b"OKlocked")
+            time.sleep(0.3)
+            ser.write(b"\x03")
+            out = read_until(ser, b"\x04>", timeout=20)
+            assert re.fullmatch(rb"\x04Traceback[^\x04]*KeyboardInterrupt[^\x04]*"
+                                rb"Ctrl-C inside the GC[^\x04]*\x04>", out, re.S), out
+            ser.write(b"print(6*7)\x04")
+            assert re.search(rb"OK42\r?\n\x04\x04>$", read_until(ser, b"\x04>"))
+            ser.write(b"\x02")
+            read_until(ser, b">>> ")
+        assert d.boots == boots + 1 and d.kbd_in_gc == 1
 
 
 def test_text_lines_leave_out_the_frames_between_them() -> None:

@@ -22,7 +22,8 @@ listens to. A soft reset (Ctrl-D) makes the ROM exit with a code the supervisor
 answers by starting a fresh VM with reset cause "soft"; `power_cut()` is kill -9;
 `restart()` is a hard reset (the EN button), and so is `machine.reset()` (the ROM exits
 with EXIT_HARD). A Ctrl-C the unix port raised inside its garbage collector (a board
-never does) ends the VM with EXIT_KBD_IN_GC: a fresh one starts at the REPL, counted in
+never does) ends the VM with EXIT_KBD_IN_GC: a fresh one starts at the REPL (at the raw
+REPL's prompt after EXIT_KBD_IN_GC_RAW, when the raw REPL ran the code), counted in
 `kbd_in_gc` (rom.py says why).
 """
 
@@ -56,16 +57,17 @@ EXIT_SOFT_FRIENDLY = 80  # must match rom/rom.py
 EXIT_SOFT_RAW = 81
 EXIT_HARD = 82  # machine.reset()
 EXIT_KBD_IN_GC = 83  # a Ctrl-C the unix port raised inside its GC (rom.py): to the REPL
+EXIT_KBD_IN_GC_RAW = 84  # the same in code the raw REPL ran: to the raw REPL's prompt
 # The unix port exits if a second SIGINT arrives before it raised the first: two 0x03
 # closer than this, to the same VM, count as one (as two taps on a board would).
 _SIGINT_GUARD_S = 0.02
 # The ROM lives in the VM's heap, where a board's ROM is C in flash: its code and
 # objects are added to the board's heap budget so the firmware gets the budget. Measured
-# with measure_rom_heap(): 10016 bytes in use before boot.py (576 of them the `machine`
-# module with reset(), _vmachine.py; 160 the ROM's answer to a Ctrl-C the unix port
-# raised inside its GC), of which 992 are the littlefs mount a board's _boot.py also
-# makes. tests/e2e/test_sim.py re-measures.
-ROM_HEAP_OVERHEAD = 9024
+# with measure_rom_heap(): 10112 bytes in use before boot.py (576 of them the `machine`
+# module with reset(), _vmachine.py; 256 the ROM's answers to a Ctrl-C the unix port
+# raised inside its GC, at either REPL), of which 992 are the littlefs mount a board's
+# _boot.py also makes. tests/e2e/test_sim.py re-measures.
+ROM_HEAP_OVERHEAD = 9120
 # What the device printed since its last boot, kept by the supervisor (console()):
 # pyserial drops whatever waits on the pty when a client opens it, so a traceback
 # printed at boot is gone by the time a host asks why the device does not answer. The
@@ -256,13 +258,13 @@ class VirtualDevice:
             if rc in (EXIT_SOFT_FRIENDLY, EXIT_SOFT_RAW):
                 self._spawn("soft", "raw" if rc == EXIT_SOFT_RAW else "friendly")
                 return
-            if rc == EXIT_KBD_IN_GC:
+            if rc in (EXIT_KBD_IN_GC, EXIT_KBD_IN_GC_RAW):
                 # (where a board stops at the REPL after Ctrl-C: a fresh VM there, its
                 # heap whole again; counted apart from the reboots the device chose)
                 self.kbd_in_gc += 1
                 log.info(f"[{self.name}] Ctrl-C landed inside the VM's GC: "
                          "restarted at the REPL")
-                self._spawn("soft", "repl")
+                self._spawn("soft", "raw>" if rc == EXIT_KBD_IN_GC_RAW else "repl")
                 return
             if rc == EXIT_HARD:  # machine.reset(): boot.py and main.py, like EN
                 self._spawn("hard", "friendly")

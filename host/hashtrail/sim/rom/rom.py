@@ -28,7 +28,9 @@
 # trusted). A board raises it between bytecodes, never there. When the code's
 # KeyboardInterrupt comes with the heap locked, the ROM prints it and a line saying
 # so, and exits with EXIT_KBD_IN_GC: the supervisor starts a fresh VM at the friendly
-# REPL (boot.py, not main.py), where a board would have stopped after Ctrl-C. Before,
+# REPL (boot.py, not main.py), where a board would have stopped after Ctrl-C; code the
+# raw REPL ran ends as there (0x04, the error, 0x04) and EXIT_KBD_IN_GC_RAW (84) brings a
+# fresh VM back to the raw REPL's prompt, as a board's raw REPL goes on. Before,
 # the REPL's first allocation failed ("heap is locked"), the VM died, and the board
 # came back running main.py: a reboot nobody asked for (tools/soak.py under load).
 import sys
@@ -122,9 +124,13 @@ def execute(src, name, g, mode, print_eof, ack=b""):
             try:
                 bytearray(1)
             except MemoryError:  # (no allocation before this: the heap may be locked)
+                if print_eof:  # (raw REPL: the error between the output's 0x04s)
+                    _out.write(b"\x04")
                 sys.print_exception(e, sys.stdout)
                 _out.write(b"[virtual board: Ctrl-C inside the GC: to the REPL]\r\n")
-                sys.exit(83)  # EXIT_KBD_IN_GC
+                if print_eof:
+                    _out.write(b"\x04")
+                sys.exit(84 if print_eof else 83)  # EXIT_KBD_IN_GC(_RAW)
         if print_eof:
             out(b"\x04")
         if isinstance(e, SystemExit):
@@ -168,9 +174,10 @@ def raw_paste(g):
     return execute(bytes(buf), "<stdin>", g, "exec", True, b"\x04")
 
 
-def raw_repl(g):
+def raw_repl(g, banner):
     """pyexec_raw_repl: returns "friendly" for Ctrl-B or "soft" for a soft reset."""
-    out(b"raw REPL; CTRL-B to exit\r\n")
+    if banner:
+        out(b"raw REPL; CTRL-B to exit\r\n")
     line = bytearray()
     out(b">")
     while True:
@@ -313,9 +320,15 @@ def main():
     # (mode "repl": after a Ctrl-C the unix port took inside its GC, EXIT_KBD_IN_GC)
     if ret != _FORCED_EXIT and mode == "friendly" and ret:
         ret = run_file("main.py", g)
+    # (mode "raw>": after such a Ctrl-C in code the raw REPL ran, EXIT_KBD_IN_GC_RAW:
+    # its prompt again, without the banner, as a board's raw REPL goes on)
+    banner = mode != "raw>"
+    if not banner:
+        mode = "raw"
     while ret != _FORCED_EXIT:
         if mode == "raw":
-            nxt = raw_repl(g)
+            nxt = raw_repl(g, banner)
+            banner = True
         else:
             nxt = friendly_repl(g)
         if nxt == "soft":
