@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,17 @@ def test_a_vm_that_dies_on_its_own_reboots_with_a_warning_of_its_last_words(
     assert " on unix: device " in said[0], said
 
 
+@contextmanager
+def _stopped_at_the_repl(d: VirtualDevice) -> Iterator[serial.Serial]:
+    """The device's console, once its app ran and a Ctrl-C stopped it at the REPL."""
+    wait_ready(d, timeout=20)
+    with serial.Serial(d.port, 115200, timeout=0.2) as ser:
+        ser.reset_input_buffer()
+        ser.write(b"\x03")
+        read_until(ser, b">>> ")
+        yield ser
+
+
 def test_a_ctrl_c_inside_the_unix_ports_gc_stops_at_the_repl_not_a_reboot(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The unix port raises KeyboardInterrupt from its signal handler, so a Ctrl-C can
@@ -174,12 +186,8 @@ def test_a_ctrl_c_inside_the_unix_ports_gc_stops_at_the_repl_not_a_reboot(
     is locked by hand, as the GC leaves it; the device must stop at the REPL, as a
     board does after Ctrl-C, and say why it is a fresh VM."""
     with VirtualDevice(tmp_path, "gc") as d, caplog.at_level(logging.INFO):
-        wait_ready(d, timeout=20)
         boots = d.boots
-        with serial.Serial(d.port, 115200, timeout=0.2) as ser:
-            ser.reset_input_buffer()
-            ser.write(b"\x03")
-            read_until(ser, b">>> ")
+        with _stopped_at_the_repl(d) as ser:
             ser.write(b"exec('import micropython\\nmicropython.heap_lock()\\nwhile 1: pass')\r")
             read_until(ser, b"pass')\r\n")
             time.sleep(0.3)
@@ -201,12 +209,8 @@ def test_a_ctrl_c_inside_the_gc_in_raw_repl_code_ends_it_as_the_raw_repl_does(
     the raw REPL goes on, so the next command runs; before, the fresh VM came back at
     the friendly REPL without the 0x04s, and a host waiting for them hung."""
     with VirtualDevice(tmp_path, "gcraw") as d:
-        wait_ready(d, timeout=20)
         boots = d.boots
-        with serial.Serial(d.port, 115200, timeout=0.2) as ser:
-            ser.reset_input_buffer()
-            ser.write(b"\x03")
-            read_until(ser, b">>> ")
+        with _stopped_at_the_repl(d) as ser:
             ser.write(b"\x01")
             read_until(ser, b"raw REPL; CTRL-B to exit\r\n>")
             ser.write(b"import micropython\nprint('locked')\nmicropython.heap_lock()\n"
