@@ -148,22 +148,25 @@ def signed_message(digest: bytes) -> bytes:
 def write_bundle(b: Bundle, out: IO[str], signer: note.Signer | None = None) -> int:
     """Write the bundle's lines; with `signer`, sign each enrollment line and end with
     the signature line."""
-    n = 0
     h = hashlib.sha256()
     block: list[str] = []
-    for line in _lines(b, signer):
-        block.append(line)
-        if len(block) == 1024:      # (written and hashed a block of lines at a time)
-            data = "\n".join(block) + "\n"
-            out.write(data)
-            h.update(data.encode("ascii"))
-            n += len(block)
-            block.clear()
-    if block:
+
+    def flush() -> int:
+        """Write and hash the lines held (a block at a time: fewer, larger calls)."""
         data = "\n".join(block) + "\n"
         out.write(data)
         h.update(data.encode("ascii"))
-        n += len(block)
+        k = len(block)
+        block.clear()
+        return k
+
+    n = 0
+    for line in _lines(b, signer):
+        block.append(line)
+        if len(block) == 1024:
+            n += flush()
+    if block:
+        n += flush()
     if signer is not None:
         sig = signer.sign(signed_message(h.digest()))
         out.write(_line({"type": "signature", "key": signer.verifier().to_string(),
