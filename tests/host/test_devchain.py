@@ -24,6 +24,7 @@ def _by_entry(d: Device, n: int) -> None:
     (20, 0, 23, "0.1.0", False),                            # seq and t across 24
     (250, 2 ** 32 - 300, 24, "1.2.3-with-a-long-suffix", False),   # 256; t past 2^32
     (65_530, 2 ** 16 - 65_535, 255, "", False),              # seq past 2^16
+    (2, -20, 0, "0.1.0", False),                            # t from below 0 to above
     (3, 1_700_000_000, 256, "0.2.0", True),                 # RFC 6979 per-entry sigs
 ])
 def test_readings_are_the_bytes_entry_writes(start: int, t: int, boot: int, fw: str,
