@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        broker = None if args.shared else PrivateBroker(Path(tmp)).start()
+        broker = None if args.shared else PrivateBroker(Path(tmp), trace=False).start()
         url = "mqtt://127.0.0.1:1883" if broker is None else broker.url
         res["broker"] = "shared 127.0.0.1:1883" if broker is None else \
             "private mosquitto, set_tcp_nodelay true"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 SHARED = ("127.0.0.1", 1883)
+LOG_LINES = (150, 450)  # a private broker's log printed when it stops: first, last lines
 
 
 def in_ci() -> bool:
@@ -121,7 +122,7 @@ class PrivateBroker:
     start() again on the same port is a broker restart nobody else sees."""
 
     def __init__(self, directory: Path, tls: TlsFiles | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, trace: bool = True) -> None:
         self.exe = _tool("mosquitto")
         self.port = free_port()
         self.conf = directory / "mosquitto.conf"
@@ -145,7 +146,13 @@ class PrivateBroker:
                 conf += f"allow_anonymous false\npassword_file {pw}\n"
             else:
                 conf += "allow_anonymous true\n"
-        self.conf.write_text(conf + "persistence false\nset_tcp_nodelay true\n")
+        # trace: every packet in and out is logged (a few hundred lines a test), and stop()
+        # prints the log: when a device or collector stops answering, it says where the
+        # messages went (shown with a failed test's captured output, nowhere else).
+        # Benchmarks leave it off: it costs the broker a log line a packet.
+        self.trace = trace
+        self.conf.write_text(conf + "persistence false\nset_tcp_nodelay true\n" + (
+            "log_type all\nlog_timestamp_format %H:%M:%S\n" if trace else ""))
         self.log = directory / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -164,6 +171,8 @@ class PrivateBroker:
                 raise RuntimeError(f"private mosquitto did not start: "
                                    f"{self.log.read_text()[-500:]}")
             time.sleep(0.05)
+        if self.proc.poll() is not None:  # the port answered, but for another program
+            raise RuntimeError(f"private mosquitto exited: {self.log.read_text()[-500:]}")
         return self
 
     def stop(self) -> None:
@@ -174,4 +183,10 @@ class PrivateBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            if self.trace:
+                lines = self.log.read_text(errors="replace").splitlines()
+                head, tail = LOG_LINES
+                if len(lines) > head + tail:
+                    lines[head:-tail] = [f"[... {len(lines) - head - tail} lines ...]"]
+                print(f"[private mosquitto on port {self.port}: its log]", *lines, sep="\n")
         self.proc = None
