@@ -603,10 +603,11 @@ def test_broker_restart_device_reconnects_and_collection_resumes(
 
 
 def test_broker_restart_in_the_middle_of_a_records_stream(
-        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+        tmp_path: Path, devices: list[VirtualDevice], caplog: pytest.LogCaptureFixture) -> None:
     """The broker goes away after the first chunk of a collection and comes back a
     second later: device and collector reconnect, the stream resumes from the last entry
-    kept, and every entry is stored once."""
+    kept, and every entry is stored once. The collector says that it lost the broker and
+    that it is back (a collection that fails meanwhile says why)."""
     from hashtrail.collector.collect import collect
     from hashtrail.device.mqtt_link import open_broker
 
@@ -630,6 +631,9 @@ def test_broker_restart_in_the_middle_of_a_records_stream(
             r = collect(link, st, progress=cut_once, device_id=did)
         assert cut, "the broker was stopped mid-stream"
         assert r.retries > 0 and r.acked
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any(f"{broker.url} closed the connection" in m for m in said), said
+        assert any(f"{broker.url}: connected again" in m for m in said), said
         assert store_is_clean(store, did) == r.upto_seq + 1 >= 12 * SEG
     finally:
         broker.stop()

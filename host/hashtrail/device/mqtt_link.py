@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import re
 import secrets
 import socket
@@ -48,6 +49,8 @@ from typing import Any
 from hashtrail.device.link import PREFIX, REP_CHUNK, REQ_ACK, FrameDecoder, Link, LinkError
 from hashtrail.errors import ConfigError, FormatError, InputError, printable
 from hashtrail.formats.records import MAGIC_ENTRY, split_records
+
+log = logging.getLogger(__name__)
 
 TOPIC_ROOT = "hashtrail"
 DEDUP = 64  # recent reply messages remembered per device to drop redeliveries
@@ -286,6 +289,7 @@ class Broker:
         self._pushes: dict[str, Pushes] = {}
         self.client = c
         self.reconnects = -1  # the first connection is not a reconnect
+        self._closing = False
 
     # -- paho callbacks (its network thread) -------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
@@ -295,6 +299,9 @@ class Broker:
             self._answered.set()
             return
         self.reconnects += 1
+        if self.reconnects:
+            log.warning("MQTT broker at %s: connected again (reconnection %d)",
+                        self.options.url, self.reconnects)
         sock = client.socket()
         if sock is not None:
             # A request written right after the PUBACK of a reply would otherwise wait
@@ -314,7 +321,13 @@ class Broker:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        props: Any) -> None:
+        was_up = self._connected.is_set()
         self._connected.clear()
+        if was_up and not self._closing:
+            # paho reconnects by itself (1 to 8 s); requests meanwhile go unanswered and
+            # are re-sent, so a collection that then fails says why here.
+            log.warning("MQTT broker at %s closed the connection (%s); reconnecting",
+                        self.options.url, reason)
         if not self._answered.is_set():
             self._refused = self._refused or (
                 f"closed the connection before answering ({reason})")
@@ -363,6 +376,7 @@ class Broker:
         return self
 
     def close(self) -> None:
+        self._closing = True
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -393,7 +407,10 @@ class Broker:
                     del self._subacks[mid]
         if res == self._mqtt.MQTT_ERR_SUCCESS:
             # A request sent before the broker confirmed would lose its reply.
-            ev.wait(timeout)
+            if not ev.wait(timeout):
+                log.warning("MQTT broker at %s did not confirm the subscription to %s's "
+                            "replies within %.0f s; asking anyway", self.options.url,
+                            device_id, timeout)
         elif res != self._mqtt.MQTT_ERR_NO_CONN:
             raise LinkError(f"MQTT subscribe for {device_id} failed: "
                             f"{self._mqtt.error_string(res)}")
