@@ -69,9 +69,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Keep each phase's report on the test: teardown then knows it failed."""
+    """Keep each phase's report on the test: teardown then knows it failed. A failed
+    call also reports what the VM of each virtual device it started was doing at that
+    moment (VirtualDevice.vm_state: blocked in which system call, or running), before
+    the teardown powers them off: a device that stopped answering without printing a
+    word says where it stopped."""
     report = yield
     setattr(item, f"_ht_{report.when}", report)
+    started = getattr(item, "_ht_started", ())
+    if report.when == "call" and report.failed and started:
+        report.sections.append(("virtual devices when it failed",
+                                "\n".join(d.vm_state() for d in dict.fromkeys(started))))
     return report
 
 
@@ -84,6 +92,7 @@ def _device_consoles_on_failure(request: pytest.FixtureRequest) -> Iterator[None
     from hashtrail.sim.device import VirtualDevice, text_lines
 
     started: list[VirtualDevice] = []
+    request.node._ht_started = started  # pytest_runtest_makereport reads it
     start = VirtualDevice.start
 
     def recorded(self: VirtualDevice) -> VirtualDevice:

@@ -234,6 +234,20 @@ def test_text_lines_leave_out_the_frames_between_them() -> None:
         "boot", "sample: MemoryError"]
 
 
+def test_vm_state_says_what_the_vm_is_blocked_in(tmp_path: Path) -> None:
+    """What a failed test prints of each device it started (tests/conftest.py): the
+    VM's process state and system call, read from /proc while it runs."""
+    d = VirtualDevice(tmp_path, "st")
+    with d:
+        wait_ready(d, timeout=20)
+        pid = d.pid
+        line = d.vm_state()
+        # the app waits for the console between samples: asleep in poll (7) or ppoll (271)
+        assert re.fullmatch(rf"\[st: VM pid {pid}, stat [RS], wchan \S+, syscall \S.*\]",
+                            line), line
+    assert d.vm_state() == "[st: no VM running]"
+
+
 def _log_files(dev: VirtualDevice) -> dict[str, bytes]:
     files = read_image(dev.image_path.read_bytes(), load_board("unix").block_size)
     return {p: b for p, b in files.items() if p.startswith(LOG_DIR + "/")}

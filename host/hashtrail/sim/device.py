@@ -205,6 +205,26 @@ class VirtualDevice:
         proc = self._proc
         return proc.pid if proc is not None else None
 
+    def vm_state(self) -> str:
+        """One line on what the VM process is doing now, from /proc (Linux): its state,
+        the kernel function it sleeps in and its system call with arguments. For a
+        device that stopped answering but printed nothing: blocked in a read or a write
+        (which descriptor), or running."""
+        pid = self.pid
+        if pid is None:
+            return f"[{self.name}: no VM running]"
+        proc = Path(f"/proc/{pid}")
+        parts = [f"[{self.name}: VM pid {pid}"]
+        for name in ("stat", "wchan", "syscall"):
+            try:
+                text = (proc / name).read_text().strip()
+            except OSError as e:
+                text = f"unreadable ({e.strerror})"
+            if name == "stat":  # "pid (comm) S ...": the state letter after the name
+                text = text.rpartition(")")[2].split()[0] if ")" in text else text
+            parts.append(f"{name} {text}")
+        return ", ".join(parts) + "]"
+
     @property
     def running(self) -> bool:
         proc = self._proc
