@@ -15,6 +15,7 @@ still holds: it prunes only what was acknowledged), and the CLI's exit code and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -635,6 +636,49 @@ def test_broker_restart_in_the_middle_of_a_records_stream(
         assert any(f"{broker.url} closed the connection" in m for m in said), said
         assert any(f"{broker.url}: connected again" in m for m in said), said
         assert store_is_clean(store, did) == r.upto_seq + 1 >= 12 * SEG
+    finally:
+        broker.stop()
+
+
+def test_a_console_request_while_the_broker_sends_does_not_hold_the_loop(
+        tmp_path: Path, devices: list[VirtualDevice]) -> None:
+    """A request line on the USB console while the broker socket has data waiting: the
+    device answers it and goes on sampling and serving MQTT. The app read the console
+    until a poll said nothing at all was ready; with the socket ready, it read the empty
+    console next and blocked there, answering console lines but never sampling or
+    reading the broker again (stop 39's CI failure, and stop 38's "answered HELLO but
+    logged nothing"). A stranger's junk on the device's request topic, refused by the
+    device, keeps its socket ready here."""
+    broker = PrivateBroker(tmp_path, trace=False).start()  # the flood would fill its log
+    try:
+        dev = mqtt_device(tmp_path, "q0", broker.port, interval=0.05)
+        devices.append(dev)
+        did = hello(dev).device_id
+        flooding = threading.Event()
+        flooding.set()
+        junk = _client(broker.url, "junk")
+
+        def flood() -> None:
+            while flooding.is_set():
+                junk.publish(f"hashtrail/{did}/req/junk", b"x", qos=0)
+                time.sleep(0.001)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            seqs: list[int] = []
+            for _ in range(4):  # each line a chance to block; before the fix, the first did
+                last = hello(dev).last_seq
+                seqs.append(-1 if last is None else last)
+                time.sleep(1.0)  # 20 readings' time
+        finally:
+            flooding.clear()
+            flooder.join()
+            junk.loop_stop()
+            junk.disconnect()
+        assert all(b > a for a, b in itertools.pairwise(seqs)), f"sampling stopped: {seqs}"
+        with open_broker(parse_url(broker.url)) as b, b.link(did) as link:
+            assert link.hello().device_id == did
     finally:
         broker.stop()
 

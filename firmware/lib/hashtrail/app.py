@@ -78,26 +78,24 @@ class App:
 
     def _serve(self, poller, timeout_ms):
         # Read every byte already waiting, one at a time: a board's stdin read blocks
-        # until it has as many bytes as asked for.
-        ready = poller.poll(timeout_ms)
-        if not ready:
-            return
-        if self.mqtt is not None:
-            # The broker socket is polled too: read the console only when it is ready.
-            for ev in ready:
-                if ev[0] is self._src:
-                    break
-            else:
-                return
+        # until it has as many bytes as asked for. So each byte is read only once the
+        # poller said the console itself is ready: the broker socket is polled too, and
+        # "something is ready" may be the socket alone; reading the empty console then
+        # held the loop (no sampling, no MQTT) until the next byte came on the console.
         one = self._one
         inp = self.inp
         feed = self.link.feed_byte
+        src = self._src
         while True:
+            for ev in poller.poll(timeout_ms):
+                if ev[0] is src:
+                    break
+            else:
+                return
             if inp.readinto(one) != 1:
                 return
             feed(one[0])
-            if not poller.poll(0):
-                return
+            timeout_ms = 0
 
     def run(self, poll_src=None, loops=-1):
         """The main loop. `loops` bounds the passes (tests); -1 runs until Ctrl-C."""
