@@ -502,24 +502,35 @@ class Link:
         """Bytes received that were not part of a used frame, over the link's lifetime."""
         return self._noise_before + self.decoder.skipped
 
+    # How often a request with `give_up` asks it while it waits for the answer.
+    GIVE_UP_POLL_S = 0.2
+
     def request(self, cmd: int, args: bytes = b"", *, expect: int, timeout: float | None = None,
-                retries: int = 2) -> Frame:
+                retries: int = 2, give_up: Callable[[], bool] | None = None) -> Frame:
         """Send a request and wait for its reply; frames for other ids are ignored.
 
         A request with no answer is re-sent (`retries` times, each with a new id):
-        requests are idempotent or harmless to repeat (see docs/PROTOCOL.md).
+        requests are idempotent or harmless to repeat (see docs/PROTOCOL.md). `give_up`,
+        asked every GIVE_UP_POLL_S while no answer came, ends the tries when it says True.
         """
         wait = self.timeout if timeout is None else timeout
+        tried = 0
         for attempt in range(retries + 1):
             if attempt:
                 log.debug("%s: no answer to request 0x%02x within %.1f s; re-sent "
                           "(try %d of %d)", self.name, cmd, wait, attempt + 1, retries + 1)
             rid = self._next_id()
             self.send(rid, cmd, args)
+            tried += 1
             deadline = time.monotonic() + wait
             while True:
-                f = self.next_frame(deadline - time.monotonic())
+                left = deadline - time.monotonic()
+                f = self.next_frame(left if give_up is None else min(left, self.GIVE_UP_POLL_S))
                 if f is None:
+                    if give_up is not None and give_up():
+                        raise self._no_answer(cmd, tried)
+                    if time.monotonic() < deadline:
+                        continue
                     break
                 if f.req_id != rid:
                     continue
@@ -528,8 +539,11 @@ class Link:
                     raise DeviceError(code, f.payload[1:].decode("utf-8", "replace"))
                 if f.type == expect:
                     return f
-        raise LinkError(f"no answer from the {self.name} to request 0x{cmd:02x} "
-                        f"after {retries + 1} tries")
+        raise self._no_answer(cmd, tried)
+
+    def _no_answer(self, cmd: int, tried: int) -> LinkError:
+        return LinkError(f"no answer from the {self.name} to request 0x{cmd:02x} "
+                        f"after {tried} {'try' if tried == 1 else 'tries'}")
 
     # -- operations --------------------------------------------------------------------
 
@@ -565,11 +579,24 @@ class Link:
         is soft-reset (Ctrl-D at the empty friendly prompt: boot.py, then main.py, as
         on a board) and asked again until its application answers, with one line to
         `notice` (default: this module's logger, INFO). A device that does not answer and
-        is not at the REPL: the HELLO error."""
+        is not at the REPL: the HELLO error.
+
+        The REPL answers a request line with its prompt (after a SyntaxError): once that
+        prompt is seen, the probe runs at once instead of after three unanswered tries
+        of `timeout` each (an enroll of a device left at the REPL by mpremote: 9.4 s
+        before, 0.6 s now, on the virtual board)."""
+        found = False
+
+        def at_prompt() -> bool:
+            nonlocal found
+            found = b">>> " in self.decoder.text and self.at_repl()
+            return found
+
         try:
-            return self.hello()
+            return parse_info(self.request(REQ_HELLO, expect=REP_INFO,
+                                           give_up=at_prompt).payload)
         except LinkError:
-            if not self.at_repl():
+            if not (found or self.at_repl()):
                 raise
         (notice or log.info)(f"{self.name} was at the MicroPython REPL, not running "
                              "hashtrail: soft reset it (Ctrl-D) to start the application")
