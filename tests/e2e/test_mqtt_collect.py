@@ -714,6 +714,46 @@ def test_device_rebooting_mid_stream_loses_and_duplicates_nothing(
         broker.stop()
 
 
+def test_a_stranger_posing_as_a_repl_on_the_broker_is_no_repl(tmp_path: Path) -> None:
+    """Behind a broker there is no REPL: a stranger who publishes MicroPython's prompt on
+    a collector's reply topic, for a device that does not answer, gets the plain "no
+    answer" error, not a soft reset and a 30 s wait for an application "at the REPL"
+    (the prompt seen, hello_waking probed for the REPL over MQTT too, and the
+    stranger's prompt confirmed it)."""
+    url = require_shared()
+    did = os.urandom(16).hex()
+    names: list[str] = []
+    stranger = _client(url, "repl-poser")
+    stranger.on_message = lambda c, u, m: names.append(m.topic.rsplit("/", 1)[1])
+    stranger.subscribe(f"hashtrail/{did}/req/+", qos=1)
+    posing = threading.Event()
+    posing.set()
+
+    def pose() -> None:
+        i = 0
+        while posing.is_set():
+            i += 1  # (each message new: the stream drops repeats as redeliveries)
+            for n in set(names):
+                stranger.publish(f"hashtrail/{did}/rep/{n}", b"%d\r\n>>> " % i, qos=0)
+            time.sleep(0.05)
+
+    poser = threading.Thread(target=pose, daemon=True)
+    poser.start()
+    said: list[str] = []
+    try:
+        with open_broker(parse_url(url)) as b, b.link(did, timeout=1.0) as link:
+            link.WAKE_LIMIT = 3.0
+            with pytest.raises(linkmod.LinkError) as e:
+                link.hello_waking(said.append)
+    finally:
+        posing.clear()
+        poser.join()
+        stranger.loop_stop()
+        stranger.disconnect()
+    assert names, "the stranger saw the collector's requests"
+    assert "no answer" in str(e.value) and not said, (str(e.value), said)
+
+
 def test_a_release_key_is_never_pinned_over_the_broker(tmp_path: Path,
                                                       devices: list[VirtualDevice]) -> None:
     """UPDATE PIN (what `enroll --release-key` sends) pins a first release key over the

@@ -315,7 +315,9 @@ def parse_info(payload: bytes) -> DeviceInfo:
 
 
 class ByteStream(Protocol):
-    """What a Link needs from a port: read what is there (b"" after `timeout`), write all."""
+    """What a Link needs from a port: read what is there (b"" after `timeout`), write all.
+    A stream with a class attribute `console = False` reaches no REPL (MQTT: only the
+    application answers behind a broker), so the Link never probes for one over it."""
 
     def read(self, n: int, timeout: float) -> bytes: ...
 
@@ -561,7 +563,11 @@ class Link:
         """True when the device answers like MicroPython's REPL rather than hashtrail:
         "\r" then Ctrl-B (leave the raw REPL; at the friendly REPL it reprints the
         banner) bring back the ">>> " prompt. Both are data bytes to a running
-        application, which ignores lines that are not requests, and neither is Ctrl-C."""
+        application, which ignores lines that are not requests, and neither is Ctrl-C.
+        False at once over a stream that reaches no console (ByteStream): there, a
+        ">>> " could only be a stranger's bytes."""
+        if not getattr(self.stream, "console", True):
+            return False
         self.drain()
         self.stream.write(b"\r\x02")
         seen = b""

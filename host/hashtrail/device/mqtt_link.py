@@ -109,6 +109,8 @@ def parse_url(url: str, **options: Any) -> BrokerOptions:
 class MqttStream:
     """The ByteStream of one device behind the broker (see the module docstring)."""
 
+    console = False  # no REPL behind a broker: Link.at_repl never probes over it
+
     def __init__(self, broker: Broker, device_id: str) -> None:
         self.broker = broker
         self.device_id = device_id
