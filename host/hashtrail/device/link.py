@@ -505,20 +505,20 @@ class Link:
         """Bytes received that were not part of a used frame, over the link's lifetime."""
         return self._noise_before + self.decoder.skipped
 
-    # How often a request with `give_up` asks it while it waits for the answer.
+    # How often a request asks the link's give-up test (hello_waking's) while it waits.
     GIVE_UP_POLL_S = 0.2
 
     def request(self, cmd: int, args: bytes = b"", *, expect: int, timeout: float | None = None,
-                retries: int = 2, give_up: Callable[[], bool] | None = None) -> Frame:
+                retries: int = 2) -> Frame:
         """Send a request and wait for its reply; frames for other ids are ignored.
 
         A request with no answer is re-sent (`retries` times, each with a new id):
-        requests are idempotent or harmless to repeat (see docs/PROTOCOL.md). `give_up`
-        (default: the one `hello_waking` set for its HELLO), asked every GIVE_UP_POLL_S
-        while no answer came, ends the tries when it says True.
+        requests are idempotent or harmless to repeat (see docs/PROTOCOL.md). The give-up
+        test `hello_waking` sets for its HELLO, when set, is asked every GIVE_UP_POLL_S
+        while no answer came, and ends the tries when it says True.
         """
         wait = self.timeout if timeout is None else timeout
-        give_up = give_up or self._give_up
+        give_up = self._give_up
         tried = 0
         for attempt in range(retries + 1):
             if attempt:
