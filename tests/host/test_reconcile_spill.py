@@ -883,6 +883,59 @@ def _signing_every_stripped(how: str) -> Callable[[], list[Bundle]]:
     return make
 
 
+def _stripped_from_entry_0(how: str) -> Callable[[], list[Bundle]]:
+    """A device that signs every entry (policy 1), 12 chunks, all its entries stripped of
+    their signatures, entry 0's too, so that no entry of it is accepted (rows set aside
+    all the same: reconcile._firsts_sign_every), then `how`; or its twin that signs
+    checkpoints only (the same key, policy 0), its entries held after those of a
+    made-up chain of policy 1 from entry 0 (anyone can write one: they are unsigned)."""
+    def make() -> list[Bundle]:
+        d = Device(896, per_entry_sig=True)
+        d.readings(12 * CHUNK - 1)
+        less = Device(896, policy=0)          # (entry 0 of the same key, policy 0)
+        less.readings(12 * CHUNK - 1)
+        first = _stripped(d, 0, 12 * CHUNK, "s")
+        last = bundle([d], cps=[(d, d.checkpoint())], name="c2")
+        made_up = [(0, less.entries[0][1], None)]
+        if how == "a made-up entry 0 that signs less in the same bundle, then signed":
+            _insert_before(first, d, 6 * CHUNK, made_up)
+            return [_resigned(first), last]
+        if how == "held by an earlier run, a made-up entry 0 that signs less, then signed":
+            b = bundle([d], ranges={d.id_hex: (0, 0)}, signer=None, name="m")
+            b.entries = [(d.id_hex, rec.RawEntry(*x)) for x in made_up]
+            return [first, _resigned(b), last]
+        if how.startswith("its twin that signs checkpoints only"):
+            twin = bundle([less], cps=[(less, less.checkpoint())], name="t")
+            if how.endswith("in the same bundle"):
+                first.entries += twin.entries
+                first.checkpoints += twin.checkpoints
+                return [_resigned(first)]
+            return [first, twin]
+        return [first, bundle([d], ranges={d.id_hex: (0, 3 * CHUNK)}, name="p"), last]
+    return make
+
+
+def _one_stripped(how: str) -> Callable[[], list[Bundle]]:
+    """A device that signs every entry (policy 1), 12 chunks, one entry in the fourth
+    stripped of its signature, the signed ones above it floating over it
+    (reconcile._float_of), then `how`."""
+    def make() -> list[Bundle]:
+        d = Device(897, per_entry_sig=True)
+        d.readings(12 * CHUNK - 1)
+        t = 3 * CHUNK + 5
+        first = bundle([d], ranges={d.id_hex: (0, t)}, signer=None)
+        first.entries += _stripped(d, t, t + 1, "s").entries
+        first.entries += bundle([d], ranges={d.id_hex: (t + 1, 12 * CHUNK)},
+                                signer=None).entries
+        if how == "an unsigned entry made up beside it":
+            _insert_before(first, d, t + 2 * CHUNK, _made_up_entry(d, t))
+        out = [_resigned(first)]
+        if how == "held by an earlier run, a copy of it, then signed":
+            out.append(_stripped(d, t, t + 1, "s2"))
+        return [*out, bundle([d], ranges={d.id_hex: (t, t + 1)}, name="c2")]
+    return make
+
+
 def _stripped_report(how: str) -> Callable[[], list[Bundle]]:
     """A device that signs every entry (policy 1), 12 chunks, its own log-altered report
     at the start of the fourth, and the report and the entries above it stripped of
@@ -1066,6 +1119,16 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
         "an unsigned branch made up beside them, then signed",
         "held by an earlier run, copies of some, then signed",
         "the signed ones in pieces, highest first")},
+    **{f"a device that signs every entry, one entry stripped, {how}": _one_stripped(how)
+       for how in ("then signed", "an unsigned entry made up beside it",
+                   "held by an earlier run, a copy of it, then signed")},
+    **{f"a device that signs every entry, stripped from its entry 0, {how}":
+       _stripped_from_entry_0(how) for how in (
+           "then its first chunks signed, then all",
+           "a made-up entry 0 that signs less in the same bundle, then signed",
+           "held by an earlier run, a made-up entry 0 that signs less, then signed",
+           "its twin that signs checkpoints only, later",
+           "its twin that signs checkpoints only, in the same bundle")},
     **{f"a device that signs every entry, its own log-altered report stripped with the "
        f"entries above it, then {how}": _stripped_report(how) for how in (
         "nothing", "a signed copy of one above it", "a clone's signed branch above it")},
@@ -1567,6 +1630,55 @@ def test_random_shapes_without_entry_0_decide_as_carried_whole(
     assert _without_duplicates(spilled) == _without_duplicates(whole)
 
 
+def _stripped_from_0(make: Callable[[int], list[Bundle]], seed: int) -> list[Bundle]:
+    """`make(seed)`'s bundles (of a device that signs every entry) with the first 3 to 8
+    chunks of the first one stripped of their signatures, entry 0's too, so that no
+    entry of it is accepted; maybe signed entry 0 left out of the others until a bundle
+    of its own at the end, maybe an entry 0 that signs checkpoints only (made up:
+    unsigned, anyone's to write) in one of them."""
+    import copy
+    import random
+
+    import cbor2
+    from devchain import canon
+    from hashtrail.formats import entry as en
+    rnd = random.Random(seed)
+    out = make(seed)
+    first = out[0]
+    k = rnd.randint(3 * CHUNK, 8 * CHUNK)
+    zero = [e for e in first.entries if e[1].seq == 0 and e[1].sig is not None]
+    first.entries = [(i, r._replace(sig=None) if r.seq < k else r) for i, r in first.entries]
+    late = rnd.random() < 0.5
+    if late:
+        for b in out[1:]:
+            b.entries = [e for e in b.entries if e[1].seq != 0]
+    if zero and rnd.random() < 0.4:
+        did, r = zero[0]
+        m = cbor2.loads(r.body)
+        m[en.KEY_BODY][2] = 0
+        b = rnd.choice(out)
+        b.entries.insert(rnd.randint(0, len(b.entries)), (did, rec.RawEntry(0, canon(m), None)))
+    out = [_resigned(b) for b in out]
+    if zero and late:
+        z = copy.deepcopy(first)
+        z.collector_name, z.entries, z.checkpoints = "zero", zero, []
+        out.append(_resigned(z))
+    return out
+
+
+@pytest.mark.parametrize("make", [_random_signed_case, _random_unsigned_case])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_shapes_stripped_from_entry_0_decide_as_carried_whole(
+        seed: int, make: Callable[[int], list[Bundle]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random shapes of a device that signs every entry, stripped from entry 0
+    (_stripped_from_0): with no entry accepted, its unsigned rows are set aside all the
+    same (reconcile._firsts_sign_every), and read back when an entry 0 that signs less
+    comes. They decide what carried whole decides (the duplicates count left out)."""
+    spilled, whole = _both(tmp_path, monkeypatch, _stripped_from_0(make, seed))
+    assert _without_duplicates(spilled) == _without_duplicates(whole)
+
+
 # The spill cases run on PostgreSQL too. Not all of them: these are the fewest that
 # together reach every line of reconcile.py, storage.py and storage_pg.py that all of
 # them reach on PostgreSQL (the 93 cases about forks, log-altered reports, copies,
@@ -1613,6 +1725,11 @@ _PG_CASES: list[tuple[str, int | None]] = [
     # (since: the follow of a report that goes on from where it stopped)
     ("a device that signs every entry, its own log-altered report stripped with the "
      "entries above it, then a signed copy of one above it", None),
+    # (since: rows set aside with nothing accepted, read back; floats over one stripped)
+    ("a device that signs every entry, stripped from its entry 0, held by an earlier "
+     "run, a made-up entry 0 that signs less, then signed", None),
+    ("a device that signs every entry, one entry stripped, held by an earlier run, a "
+     "copy of it, then signed", None),
 ]
 
 

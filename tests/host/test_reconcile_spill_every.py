@@ -266,3 +266,53 @@ def test_a_stripped_report_is_not_followed_up_again_at_every_chunk(
     ((accepted, _, pending, *_),), _ = _run(tmp_path, "l", [_resigned(b)])
     assert accepted == r and pending >= 40 * CHUNK - r
     assert reads[0] < 3 * 40, reads[0]
+
+
+@pytest.mark.parametrize("run", ["in one run", "held by an earlier run"])
+def test_a_device_stripped_from_its_entry_0_is_not_held(run: str, tmp_path: Path) -> None:
+    """The device that signs every entry, N = 30,000, all its entries stripped of their
+    signatures, entry 0 too (a collector that strips them, or anyone: unsigned entries
+    are anyone's to write), so that the ledger has no entry of it to read its policy
+    from. Reconciled in one run, or held by an earlier run and then its first 100
+    signed entries come: a reconcile's peak RSS grows by less than 20 MB."""
+    n = 30_000
+    d = _signing_every_device(n)
+    b = _stripped(d, 0, n, "s")
+    if run == "in one run":
+        got = _one_file(tmp_path, b)
+        assert (got["accepted"], got["pending"], got["findings"]) == (0, n, 1), got
+    else:
+        held, got = _held_then_accepted(tmp_path, b, bundle(
+            [d], ranges={d.id_hex: (0, 100)}, name="c2"))
+        assert held == {"pending": n}
+        assert (got["accepted"], got["pending"]) == (100, n - 100), got
+    print("GOT", run, got)
+    assert got["grew_mb"] < 20, got
+
+
+
+@pytest.mark.parametrize("run", ["in one run", "held by an earlier run"])
+def test_one_stripped_entry_does_not_hold_the_signed_ones_above(
+        run: str, tmp_path: Path) -> None:
+    """The device that signs every entry, N = 30,000: its first 1,000 entries, entry
+    1,000 stripped of its signature (one entry: a collector that strips it, or anyone
+    who copies the bundle), then its signed ones. Reconciled in one run, or held by an
+    earlier run and then the signed copy of entry 1,000 comes: a reconcile's peak RSS
+    grows by less than 20 MB. Nothing above the stripped entry can be accepted until
+    its signature comes, and with no hole below them the signed ones stayed in memory,
+    walked again at every chunk."""
+    n = 30_000
+    d = _signing_every_device(n)
+    b = bundle([d], ranges={d.id_hex: (0, 1000)}, signer=None)
+    b.entries += _stripped(d, 1000, 1001, "s").entries
+    b.entries += bundle([d], ranges={d.id_hex: (1001, n)}, signer=None).entries
+    if run == "in one run":
+        got = _one_file(tmp_path, _resigned(b))
+        assert (got["accepted"], got["pending"], got["findings"]) == (1000, n - 1000, 1)
+    else:
+        held, got = _held_then_accepted(tmp_path, _resigned(b), bundle(
+            [d], ranges={d.id_hex: (1000, 1001)}, name="c2"))
+        assert held == {"pending": n - 1000}
+        assert (got["accepted"], got["pending"]) == (n - 1000, 0), got
+    print("GOT", run, got)
+    assert got["grew_mb"] < 20, got
