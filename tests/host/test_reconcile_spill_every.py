@@ -274,7 +274,10 @@ def test_a_device_stripped_from_its_entry_0_is_not_held(run: str, tmp_path: Path
     signatures, entry 0 too (a collector that strips them, or anyone: unsigned entries
     are anyone's to write), so that the ledger has no entry of it to read its policy
     from. Reconciled in one run, or held by an earlier run and then its first 100
-    signed entries come: a reconcile's peak RSS grows by less than 20 MB."""
+    signed entries come: a reconcile's peak RSS grows by less than 20 MB. No row was
+    set aside while the ledger had no entry 0 to read the policy from: 38.4 MB and 25.5
+    MB (4731ac7: this test fails there); now the entries held for seq 0 say it
+    (reconcile._firsts_sign_every): 5.3 MB and 0.004 MB."""
     n = 30_000
     d = _signing_every_device(n)
     b = _stripped(d, 0, n, "s")
@@ -286,7 +289,6 @@ def test_a_device_stripped_from_its_entry_0_is_not_held(run: str, tmp_path: Path
             [d], ranges={d.id_hex: (0, 100)}, name="c2"))
         assert held == {"pending": n}
         assert (got["accepted"], got["pending"]) == (100, n - 100), got
-    print("GOT", run, got)
     assert got["grew_mb"] < 20, got
 
 
@@ -300,7 +302,8 @@ def test_one_stripped_entry_does_not_hold_the_signed_ones_above(
     earlier run and then the signed copy of entry 1,000 comes: a reconcile's peak RSS
     grows by less than 20 MB. Nothing above the stripped entry can be accepted until
     its signature comes, and with no hole below them the signed ones stayed in memory,
-    walked again at every chunk."""
+    walked again at every chunk: 40.6 MB and 41.2 MB (4731ac7: this test fails there);
+    now they float above it (reconcile._float_of, _pending_spill): 0.2 MB and 0.02 MB."""
     n = 30_000
     d = _signing_every_device(n)
     b = bundle([d], ranges={d.id_hex: (0, 1000)}, signer=None)
@@ -314,5 +317,4 @@ def test_one_stripped_entry_does_not_hold_the_signed_ones_above(
             [d], ranges={d.id_hex: (1000, 1001)}, name="c2"))
         assert held == {"pending": n - 1000}
         assert (got["accepted"], got["pending"]) == (n - 1000, 0), got
-    print("GOT", run, got)
     assert got["grew_mb"] < 20, got
