@@ -917,22 +917,55 @@ def _stripped_from_entry_0(how: str) -> Callable[[], list[Bundle]]:
 
 def _one_stripped(how: str) -> Callable[[], list[Bundle]]:
     """A device that signs every entry (policy 1), 12 chunks, one entry in the fourth
-    stripped of its signature, the signed ones above it floating over it
-    (reconcile._float_of), then `how`."""
+    stripped of its signature (or two chunks from there), the signed ones above it
+    floating over it (reconcile._float_of, _pending_spill), then `how`."""
     def make() -> list[Bundle]:
         d = Device(897, per_entry_sig=True)
         d.readings(12 * CHUNK - 1)
         t = 3 * CHUNK + 5
+        u = t + (2 * CHUNK if how.startswith("two chunks") else 1)
         first = bundle([d], ranges={d.id_hex: (0, t)}, signer=None)
-        first.entries += _stripped(d, t, t + 1, "s").entries
-        first.entries += bundle([d], ranges={d.id_hex: (t + 1, 12 * CHUNK)},
+        first.entries += _stripped(d, t, u, "s").entries
+        first.entries += bundle([d], ranges={d.id_hex: (u, 12 * CHUNK)},
                                 signer=None).entries
         if how == "an unsigned entry made up beside it":
             _insert_before(first, d, t + 2 * CHUNK, _made_up_entry(d, t))
         out = [_resigned(first)]
-        if how == "held by an earlier run, a copy of it, then signed":
+        if how.endswith("held by an earlier run, a copy of it, then signed"):
             out.append(_stripped(d, t, t + 1, "s2"))
-        return [*out, bundle([d], ranges={d.id_hex: (t, t + 1)}, name="c2")]
+        return [*out, bundle([d], ranges={d.id_hex: (t, u)}, name="c2")]
+    return make
+
+
+def _signed_above_entry_0(how: str) -> Callable[[], list[Bundle]]:
+    """A device that signs every entry (policy 1), 12 chunks, entry 0 left out or its
+    first two chunks stripped of their signatures, the signed ones above floating at a
+    hole at 0 (reconcile._held_signs_every), then `how`; or a device of policy 0 that
+    signs every entry all the same, entry 0 left out, then its entry 0 (which says
+    less: the floats are read back)."""
+    def make() -> list[Bundle]:
+        policy = 0 if how.startswith("policy 0") else None
+        d = Device(898, per_entry_sig=True, policy=policy)
+        d.readings(12 * CHUNK - 1)
+        less = Device(898, policy=0)
+        less.readings(1)
+        if "stripped" in how:
+            first = _stripped(d, 0, 2 * CHUNK, "s")
+            first.entries += bundle([d], ranges={d.id_hex: (2 * CHUNK, 12 * CHUNK)},
+                                    signer=None).entries
+        else:
+            first = bundle([d], ranges={d.id_hex: (1, 12 * CHUNK)}, signer=None)
+        out = [_resigned(first)]
+        if "a made-up entry 0 that signs less" in how:
+            b = bundle([d], ranges={d.id_hex: (0, 0)}, signer=None, name="m")
+            b.entries = [(d.id_hex, rec.RawEntry(0, less.entries[0][1], None))]
+            out.append(_resigned(b))
+        if "its entry 0 stripped" in how:
+            out.append(_stripped(d, 0, 1, "z"))
+        if "a checkpoint" in how:
+            out.append(bundle([d], ranges={d.id_hex: (0, 0)}, name="k",
+                              cps=[(d, d.checkpoint(seq=5 * CHUNK))]))
+        return [*out, bundle([d], ranges={d.id_hex: (0, 2 * CHUNK)}, name="c2")]
     return make
 
 
@@ -1121,7 +1154,15 @@ SPILL_CASES: dict[str, Callable[[], list[Bundle]]] = {
         "the signed ones in pieces, highest first")},
     **{f"a device that signs every entry, one entry stripped, {how}": _one_stripped(how)
        for how in ("then signed", "an unsigned entry made up beside it",
-                   "held by an earlier run, a copy of it, then signed")},
+                   "held by an earlier run, a copy of it, then signed",
+                   "two chunks stripped, held by an earlier run, a copy of it, then signed")},
+    **{f"a device that signs every entry, {how}": _signed_above_entry_0(how) for how in (
+        "entry 0 left out, then signed",
+        "entry 0 left out, a made-up entry 0 that signs less, then signed",
+        "entry 0 left out, its entry 0 stripped, a checkpoint, then signed",
+        "its first chunks stripped, a made-up entry 0 that signs less, then signed",
+        "its first chunks stripped, a checkpoint, then signed",
+        "policy 0 but all signed, entry 0 left out, then signed")},
     **{f"a device that signs every entry, stripped from its entry 0, {how}":
        _stripped_from_entry_0(how) for how in (
            "then its first chunks signed, then all",

@@ -449,6 +449,16 @@ class _Run:
                 cands = _load_pending(db, did, dev.tip_seq + 1, self.parsed)
                 c = _Carry(did, dev.tip_seq, dev.tip_head,
                            db.pending_rev(did), cands, None)
+        if dev.tip_seq < 0 and (c.aside is not None or c.floating) and any(
+                r.seq == 0 for r in recs):
+            if checked is None:
+                checked = _check_entries(key, recs, self.workers)
+            if _says_less(key, [checked[i][1] for i, r in enumerate(recs) if r.seq == 0]
+                          ) and _carry_signs_every(db, did, dev, key, c):
+                # (an entry 0 that signs less came: what was set aside or floats may be
+                # accepted under a later signature, _carry_signs_every; the general walk
+                # takes them all)
+                c = _read_back(db, did, c, self.parsed)
         if c.aside is not None:
             # (a device that signs every entry: what the walk reads of its rows set
             # aside, _set_aside)
@@ -458,11 +468,6 @@ class _Run:
             followed.came(recs)
             c = _aside_in(db, did, dev, c, recs, checked, self.parsed)._replace(
                 followed=followed)
-            if dev.tip_seq < 0 and not _firsts_sign_every(key, [x.f for x in c.cands.get(
-                    0, ())] + [checked[i][1] for i, r in enumerate(recs) if r.seq == 0]):
-                # (an entry 0 that may sign less came: what was set aside may be
-                # accepted under a later signature, _firsts_sign_every)
-                c = _aside_back(db, did, c, self.parsed)
         self.carry = None
         w = _device(self.led, db, did, dev, key, recs, self.res, self.workers, new_cp, c,
                     checked, leaves)
@@ -922,7 +927,7 @@ def _set_aside(db: LedgerStorage, did: str, tip: Device, key: DeviceKey,
     put = [q for q, cs in rest.items() if q >= lo and all(
         x.sig is None and x.f.kind != KIND_LOG_ALTERED for x in cs)]
     if aside is None and (sum(len(rest[q]) for q in put) < SPILL_CHUNKS * CHUNK
-                          or not _signs_every(db, did, tip, key, rest.get(0, ()))):
+                          or not _held_signs_every(db, did, tip, key, rest.get(0, ()))):
         return None
     if not put:
         return rest, None if aside is None else (max(aside[0], lo), aside[1])
@@ -931,6 +936,19 @@ def _set_aside(db: LedgerStorage, did: str, tip: Device, key: DeviceKey,
         max(min(aside[0], *put), lo), max(aside[1], *put))
     drop = set(put)
     return {q: cs for q, cs in rest.items() if q not in drop}, bounds
+
+
+def _own_firsts(key: DeviceKey, firsts: Iterable[object]) -> list[EntryFields]:
+    """Those of `firsts` (decoded entries for seq 0) that can be the device's accepted
+    entry 0: its key's, bound to its genesis."""
+    return [f for f in firsts if type(f) is EntryFields and f.prev == key.genesis_prev
+            and _own_first(f, key, key.genesis_prev)]
+
+
+def _says_less(key: DeviceKey, firsts: Iterable[object]) -> bool:
+    """Whether one of `firsts` is an entry 0 of the key that does not declare that the
+    device signs every entry."""
+    return any(signing_policy(f) != POLICY_EVERY_ENTRY for f in _own_firsts(key, firsts))
 
 
 def _firsts_sign_every(key: DeviceKey, firsts: Iterable[object]) -> bool:
@@ -945,19 +963,52 @@ def _firsts_sign_every(key: DeviceKey, firsts: Iterable[object]) -> bool:
     too (or anyone: unsigned entries are anyone's to write), left the ledger with no
     policy to read, and every held entry stayed in memory and was walked again at
     every chunk: 38.3 MB for 30,000. An entry 0 that says less (made up: anyone can
-    write one) reads back whatever was set aside (_aside_back)."""
-    own = [f for f in firsts if type(f) is EntryFields and f.prev == key.genesis_prev
-           and _own_first(f, key, key.genesis_prev)]
+    write one) reads back whatever was set aside (_read_back)."""
+    own = _own_firsts(key, firsts)
     return bool(own) and all(signing_policy(f) == POLICY_EVERY_ENTRY for f in own)
 
 
-def _signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
-                 firsts: Iterable[_Cand]) -> bool:
-    """Whether the device signs every entry: its accepted entry 0 says so, or with none
-    accepted, its entries held for seq 0 (`firsts`: _firsts_sign_every)."""
+def _held_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+                      firsts: Iterable[_Cand], lowest: Iterable[bool] = ()) -> bool:
+    """Whether the device's held rows are read as a device's that signs every entry
+    (its unsigned rows set aside, its signed ones floating: _set_aside, _float_runs
+    `every`): its accepted entry 0 says so; with none accepted, its entries held for
+    seq 0 (`firsts`, in memory, and those in `pending`) say so (_firsts_sign_every),
+    or with none of its key held there, a row held at the lowest seq held is signed
+    (`lowest`: whether each is; floats only, no rows set aside). Until entry 0 is
+    accepted, an entry 0 that says less reads them back (_read_back).
+
+    Why: until its entry 0 is accepted, nothing of it is, and its signed entries
+    above a hole at 0 (a collector that missed entry 0, or a second collector's bundle
+    reconciled before the first's) stayed in memory, walked again at every chunk:
+    41.9 MB for 30,000; and so did those above its entries stripped from entry 0 on."""
     if dev.tip_seq >= 0:
         return _policy(db, did) == POLICY_EVERY_ENTRY
-    return _firsts_sign_every(key, [x.f for x in firsts])
+    fs = [x.f for x in firsts] + [x.f for x in _load_pending(db, did, 0, {}, 0).get(0, ())]
+    if _own_firsts(key, fs):
+        return _firsts_sign_every(key, fs)
+    return any(lowest)
+
+
+def _carry_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
+                       c: _Carry) -> bool:
+    """_held_signs_every of a carry's rows (the lowest of them floating: its floats'
+    first seq)."""
+    if c.floating and dev.tip_seq < 0:
+        fl = c.floating[0]
+        lowest = [r[3] is not None for r in db.pending(did, fl.first, fl.first)
+                  if r[4] == fl.prev]
+    else:
+        lowest = []
+    return _held_signs_every(db, did, dev, key, c.cands.get(0, ()), lowest)
+
+
+def _read_back(db: LedgerStorage, did: str, c: _Carry,
+               parsed: dict[bytes, EntryFields | _Walk]) -> _Carry:
+    """The carry with its rows set aside and its floats read back into memory."""
+    if c.aside is not None:
+        c = _aside_back(db, did, c, parsed)
+    return _unfloat(db, did, c) if c.floating or c.beyond is not None else c
 
 
 def _aside_back(db: LedgerStorage, did: str, c: _Carry,
@@ -1010,8 +1061,7 @@ def _pending_aside(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     row's links once, not their bodies."""
     if db.pending_count(did, dev.tip_seq)[0] < SPILL_CHUNKS * CHUNK:
         return None
-    if not _signs_every(db, did, dev, key, () if dev.tip_seq >= 0 else _load_pending(
-            db, did, 0, {}, 0).get(0, ())):
+    if not _held_signs_every(db, did, dev, key, ()):
         return None
     keep: list[int] = []
     lo = hi = -1
@@ -1241,8 +1291,10 @@ def _carry_shape(c: _Carry, dev: Device, rev: int) -> str | None:
     if forked:
         return None    # (floats over a forked span: whether its rows read so depends on
                        # how many of its ends reach the hole; the next run reads them)
-    if (tip < 0 and below == 0) or (_floated(fl) < FLOAT_CHUNKS * CHUNK
-                                    and below < SPILL_CHUNKS * CHUNK):
+    if tip < 0 and below == 0:
+        return None    # (floats at a hole at 0: read so when the held rows say the
+                       # device signs every entry, _pending_spill; the next run reads)
+    if _floated(fl) < FLOAT_CHUNKS * CHUNK and below < SPILL_CHUNKS * CHUNK:
         return _shape_text(rev, tip, True)
     if below >= SPILL_CHUNKS * CHUNK:
         return _shape_text(rev, tip, False,
@@ -1275,7 +1327,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return None
     # (a device that signs every entry: its signed rows above a hole, nothing below it;
     # _float_of)
-    every = dev.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
+    every = _held_signs_every(db, did, dev, key, (), [r[2] for r in next(iter(
+        _held_links(db, did, 0)), [])] if dev.tip_seq < 0 else ())
     if counts[1] and not every:
         return None
     lo = s = dev.tip_seq + 1
@@ -1300,7 +1353,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             # walk's to find, _ends_below and the rows at the float's first seq, as
             # for one; with two, every held entry stayed in memory and was walked at
             # every chunk: 128.2 MB for 60,000)
-            if not (dev.tip_seq >= 0 or s > lo):
+            if not (dev.tip_seq >= 0 or s > lo or every):
                 return None
             gap = seq
             break
@@ -1328,7 +1381,7 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
             if s == 0:
                 f0 = _load_pending(db, did, 0, {}, 0)[0][0].f
                 if not (_own_first(f0, key, dev.tip_head)
-                        and signing_policy(f0) != POLICY_EVERY_ENTRY):
+                        and (signing_policy(f0) == POLICY_EVERY_ENTRY) == every):
                     return None
             forked |= len(group) > 1
             stops |= len(reached) > 1
@@ -1368,8 +1421,16 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
     if n + loose + runs[1] + past != counts[0] or (
             _floated(fl) + past < FLOAT_CHUNKS * CHUNK and below - lo < SPILL_CHUNKS * CHUNK):
         return None           # (a few above a hole float over a chain that spills: _float_of)
-    if (below - lo >= SPILL_CHUNKS * CHUNK or forked) and every:
+    if forked and every:
         return None
+    if below - lo >= SPILL_CHUNKS * CHUNK and every:
+        if altered is not None:
+            return None     # (a log-altered report on the chain: in memory, _pending_aside)
+        # (its unsigned rows from the tip up, SPILL_CHUNKS chunks or more, set aside and
+        # its signed ones above them afloat, as _set_aside and _float_of leave them: a
+        # later reconcile held the signed ones in memory, 26.4 MB for 23,000)
+        return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
+                      _rows_of(db, did, reports), None, None, fl, bey, (lo, start - 1))
     if loose and start - gap >= SPILL_CHUNKS * CHUNK:
         # (a log-altered report among them stays in memory, as _set_aside leaves it)
         return _Carry(did, dev.tip_seq, dev.tip_head, db.pending_rev(did),
@@ -1567,7 +1628,7 @@ def _device(led: Ledger, db: LedgerStorage, did: str, dev: Device, key: DeviceKe
         return _walk(led, db, did, dev, key, recs, res, workers, new_cp, held, checked, leaves)
     sp0, bey = held.spill, held.beyond
     # (a device that signs every entry: floats of its signed entries, _float_of)
-    every = _policy(db, did) == POLICY_EVERY_ENTRY
+    every = _carry_signs_every(db, did, dev, key, held)
     up = _above_hole(db, did, key, held.floating, bey, recs, checked, every)
     if up is not None:
         floats, bey, keep = up
@@ -2169,7 +2230,8 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     seqs = sorted(rest)
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
-    every = bool(seqs) and tip.tip_seq >= 0 and _policy(db, did) == POLICY_EVERY_ENTRY
+    every = bool(seqs) and _held_signs_every(db, did, tip, key, rest.get(0, ()), [
+        c.sig is not None for c in rest[seqs[0]]])
     if every and sp is None:
         # (a device that signs every entry: cut where the chain from the tip breaks,
         # a hole or a seq whose rows do not link to it, say an entry made up for the
@@ -2217,7 +2279,7 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     if few and chain is None:
         return None          # (below a few entries, no chain that spills: in memory, as
                              # the general walk has them)
-    if tip.tip_seq < 0 and sp is None and not chain and 0 in rest:
+    if tip.tip_seq < 0 and sp is None and not chain and 0 in rest and not every:
         return None          # (entry 0 held, not accepted, spilled or held as a chain:
                              # the policy is not known to be one that floats may have;
                              # with entry 0 missing, the hole is at 0 and what floats is
