@@ -1014,16 +1014,23 @@ def _read_back(db: LedgerStorage, did: str, c: _Carry,
 def _aside_back(db: LedgerStorage, did: str, c: _Carry,
                 parsed: dict[bytes, EntryFields | _Walk]) -> _Carry:
     """The carry with every row set aside (_set_aside) loaded, and none set aside."""
+    lo, hi = _aside_seqs(c)
+    cands = dict(c.cands)
+    for q, cs in _load_pending(db, did, lo, parsed, hi).items():
+        cands.setdefault(q, cs)
+    return c._replace(cands=cands, aside=None, followed=None)
+
+
+def _aside_seqs(c: _Carry) -> tuple[int, int]:
+    """The seqs a carry's rows set aside are at, from and to: not those of entries held
+    above a hole (rows of `pending` only, the floats')."""
     assert c.aside is not None
     lo, hi = c.aside
     if c.floating:
         hi = min(hi, c.floating[0].first - 1)
     elif c.beyond is not None:
         hi = min(hi, c.beyond.first - 1)
-    cands = dict(c.cands)
-    for q, cs in _load_pending(db, did, lo, parsed, hi).items():
-        cands.setdefault(q, cs)
-    return c._replace(cands=cands, aside=None, followed=None)
+    return lo, hi
 
 
 def _aside_in(db: LedgerStorage, did: str, dev: Device, c: _Carry, recs: list[RawEntry],
@@ -1031,13 +1038,7 @@ def _aside_in(db: LedgerStorage, did: str, dev: Device, c: _Carry, recs: list[Ra
     """The carry with the rows set aside (_set_aside) that a walk of `recs` reads loaded
     into `cands`: at the seqs of the chunk's entries and of the held ones and the seq
     above each, and at the tip's next."""
-    assert c.aside is not None
-    lo, hi = c.aside
-    # (not the seqs of entries held above a hole: rows of `pending` only, the floats')
-    if c.floating:
-        hi = min(hi, c.floating[0].first - 1)
-    elif c.beyond is not None:
-        hi = min(hi, c.beyond.first - 1)
+    lo, hi = _aside_seqs(c)
     tip = dev.tip_seq
     want = {tip + 1}
     for r in recs:
