@@ -973,7 +973,7 @@ def _held_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
     """Whether the device's held rows are read as a device's that signs every entry
     (its unsigned rows set aside, its signed ones floating: _set_aside, _float_runs
     `every`): its accepted entry 0 says so; with none accepted, its entries held for
-    seq 0 (`firsts`, in memory, and those in `pending`) say so (_firsts_sign_every),
+    seq 0 (`firsts`, in memory, else those in `pending`) say so (_firsts_sign_every),
     or with none of its key held there, a row held at the lowest seq held is signed
     (`lowest`: whether each is; floats only, no rows set aside). Until entry 0 is
     accepted, an entry 0 that says less reads them back (_read_back).
@@ -984,7 +984,9 @@ def _held_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
     41.9 MB for 30,000; and so did those above its entries stripped from entry 0 on."""
     if dev.tip_seq >= 0:
         return _policy(db, did) == POLICY_EVERY_ENTRY
-    fs = [x.f for x in firsts] + [x.f for x in _load_pending(db, did, 0, {}, 0).get(0, ())]
+    # (rows held for seq 0 that a walk carries are all in memory: `pending` is read
+    # only when it carries none)
+    fs = [x.f for x in firsts] or [x.f for x in _load_pending(db, did, 0, {}, 0).get(0, ())]
     if _own_firsts(key, fs):
         return _firsts_sign_every(key, fs)
     return any(lowest)
