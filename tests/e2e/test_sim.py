@@ -417,3 +417,36 @@ def test_a_device_whose_main_returns_is_reported_with_what_it_printed(
     assert len(err) == 1 and "returned to the REPL" in err[0], p.stderr
     assert "cannot start: OSError: sensor missing" in err[0], p.stderr
     assert secs < 25, secs  # not the 30 s wait: the prompt came back
+
+
+def test_a_vm_does_not_outlive_its_supervisor(tmp_path: Path) -> None:
+    """A process that runs a virtual device and is killed (SIGKILL: no `finally`, no
+    stop()) takes the device's VM with it (the ROM's lifeline terminal: its hangup sends
+    SIGHUP). Before, the orphaned VM read end-of-file from its console pipe at every
+    pass of the app's loop and spun at full CPU until someone killed it (a killed test
+    worker or demo left such VMs behind)."""
+    code = (
+        "import sys, time\n"
+        "from hashtrail.sim import VirtualDevice\n"
+        "from hashtrail.sim.provision import wait_ready\n"
+        f"v = VirtualDevice({str(tmp_path)!r}, 'orphan').start()\n"
+        "wait_ready(v)\n"
+        "print(v._proc.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    host = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        vm = int(host.stdout.readline() if host.stdout else "")
+    finally:
+        host.kill()
+        host.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{vm}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return                                   # (gone, reaped)
+        if state == "Z":
+            return                                   # (ended, not reaped yet)
+        time.sleep(0.1)
+    os.kill(vm, signal.SIGKILL)
+    pytest.fail(f"the VM (pid {vm}) still runs 10 s after its supervisor was killed")

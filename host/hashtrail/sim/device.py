@@ -63,11 +63,12 @@ EXIT_KBD_IN_GC_RAW = 84  # the same in code the raw REPL ran: to the raw REPL's 
 _SIGINT_GUARD_S = 0.02
 # The ROM lives in the VM's heap, where a board's ROM is C in flash: its code and
 # objects are added to the board's heap budget so the firmware gets the budget. Measured
-# with measure_rom_heap(): 10112 bytes in use before boot.py (576 of them the `machine`
+# with measure_rom_heap(): 10208 bytes in use before boot.py (576 of them the `machine`
 # module with reset(), _vmachine.py; 256 the ROM's answers to a Ctrl-C the unix port
-# raised inside its GC, at either REPL), of which 992 are the littlefs mount a board's
-# _boot.py also makes. tests/e2e/test_sim.py re-measures.
-ROM_HEAP_OVERHEAD = 9120
+# raised inside its GC, at either REPL; 96 the lifeline, _open_console), of which 992
+# are the littlefs mount a board's _boot.py also makes. tests/e2e/test_sim.py
+# re-measures.
+ROM_HEAP_OVERHEAD = 9216
 # What the device printed since its last boot, kept by the supervisor (console()):
 # pyserial drops whatever waits on the pty when a client opens it, so a traceback
 # printed at boot is gone by the time a host asks why the device does not answer. The
@@ -115,6 +116,7 @@ class VirtualDevice:
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._master = self._slave = -1
+        self._life, self._life_path = -1, ""   # the VM's lifeline (_open_console)
         self._in_r = self._in_w = self._out_r = self._out_w = -1
         self._relay: threading.Thread | None = None
         self._running = False
@@ -174,11 +176,11 @@ class VirtualDevice:
         self.power_cut()
         with self._lock:
             for fd in (self._master, self._slave, self._in_r, self._in_w, self._out_r,
-                       self._out_w):
+                       self._out_w, self._life):
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            self._master = self._slave = self._in_r = self._in_w = -1
+            self._master = self._slave = self._in_r = self._in_w = self._life = -1
             self._out_r = self._out_w = -1
         if self._relay is not None:
             self._relay.join(timeout=2)
@@ -247,12 +249,21 @@ class VirtualDevice:
         fcntl.fcntl(self._master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
         self._in_r, self._in_w = os.pipe()
         self._out_r, self._out_w = os.pipe()
+        # The VM's lifeline: a terminal the ROM opens first, which becomes its
+        # controlling one (rom.py); this process holds the other end. However this
+        # process ends (SIGKILL, a crash, a killed test worker), the kernel closes that
+        # end and hangs the terminal up, and the VM gets SIGHUP. Before, an orphaned VM
+        # read end-of-file from its console pipe at every pass of the app's loop and
+        # spun at full CPU until someone killed it.
+        self._life, life = os.openpty()
+        self._life_path = os.ttyname(life)
+        os.close(life)
         self._relay = threading.Thread(target=self._relay_loop, name=f"vdev-{self.name}",
                                        daemon=True)
         self._relay.start()
 
     def _spawn(self, cause: str, mode: str) -> None:
-        env = dict(os.environ, MICROPYPATH=str(ROM_DIR))
+        env = dict(os.environ, MICROPYPATH=str(ROM_DIR), HASHTRAIL_LIFELINE=self._life_path)
         cmd = [venv_tool("micropython"), "-X",
                f"heapsize={self.board.heap_budget + ROM_HEAP_OVERHEAD}",
                str(ROM_DIR / "rom.py"), str(self.image_path), str(self.board.block_size),

@@ -299,6 +299,15 @@ def friendly_repl(g):
 def main():
     micropython.kbd_intr(-1)
     image, bs, name, cause, mode = sys.argv[1:6]
+    # The supervisor's lifeline (HASHTRAIL_LIFELINE, sim/device.py): opened first, as
+    # this process leads a session of its own, the terminal becomes its controlling one
+    # (closing it keeps that), so the supervisor's death hangs it up: SIGHUP ends the VM.
+    life = os.getenv("HASHTRAIL_LIFELINE")
+    if life:
+        try:
+            open(life, "rb").close()
+        except OSError:
+            pass
     _vboard.name = name
     _vboard.reset_cause = cause
     _vboard.report_heap = len(sys.argv) > 6 and sys.argv[6] == "report-heap"
