@@ -27,7 +27,7 @@ from hashtrail.device.imagefs import firmware_files, read_image
 from hashtrail.formats.records import LOG_DIR
 from hashtrail.paths import BOARDS
 from hashtrail.sim import VirtualDevice
-from hashtrail.sim.device import text_lines
+from hashtrail.sim.device import stat_state, text_lines
 from hashtrail.sim.provision import wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -431,7 +431,7 @@ def test_a_vm_does_not_outlive_its_supervisor(tmp_path: Path) -> None:
         "from hashtrail.sim.provision import wait_ready\n"
         f"v = VirtualDevice({str(tmp_path)!r}, 'orphan').start()\n"
         "wait_ready(v)\n"
-        "print(v._proc.pid, flush=True)\n"
+        "print(v.pid, flush=True)\n"
         "time.sleep(600)\n")
     host = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -442,7 +442,7 @@ def test_a_vm_does_not_outlive_its_supervisor(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            state = Path(f"/proc/{vm}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            state = stat_state(Path(f"/proc/{vm}/stat").read_text())
         except FileNotFoundError:
             return                                   # (gone, reaped)
         if state == "Z":

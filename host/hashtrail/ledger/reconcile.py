@@ -969,13 +969,14 @@ def _firsts_sign_every(key: DeviceKey, firsts: Iterable[object]) -> bool:
 
 
 def _held_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
-                      firsts: Iterable[_Cand], lowest: Iterable[bool] = ()) -> bool:
+                      firsts: Iterable[_Cand],
+                      lowest: Callable[[], Iterable[bool]] = tuple) -> bool:
     """Whether the device's held rows are read as a device's that signs every entry
     (its unsigned rows set aside, its signed ones floating: _set_aside, _float_runs
     `every`): its accepted entry 0 says so; with none accepted, its entries held for
     seq 0 (`firsts`, in memory, else those in `pending`) say so (_firsts_sign_every),
     or with none of its key held there, a row held at the lowest seq held is signed
-    (`lowest`: whether each is; floats only, no rows set aside). Until entry 0 is
+    (`lowest()`: whether each is, asked only then; floats only, no rows set aside). Until entry 0 is
     accepted, an entry 0 that says less reads them back (_read_back).
 
     Why: until its entry 0 is accepted, nothing of it is, and its signed entries
@@ -989,19 +990,18 @@ def _held_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
     fs = [x.f for x in firsts] or [x.f for x in _load_pending(db, did, 0, {}, 0).get(0, ())]
     if _own_firsts(key, fs):
         return _firsts_sign_every(key, fs)
-    return any(lowest)
+    return any(lowest())
 
 
 def _carry_signs_every(db: LedgerStorage, did: str, dev: Device, key: DeviceKey,
                        c: _Carry) -> bool:
     """_held_signs_every of a carry's rows (the lowest of them floating: its floats'
     first seq)."""
-    if c.floating and dev.tip_seq < 0:
+    def lowest() -> list[bool]:
+        if not c.floating:
+            return []
         fl = c.floating[0]
-        lowest = [r[3] is not None for r in db.pending(did, fl.first, fl.first)
-                  if r[4] == fl.prev]
-    else:
-        lowest = []
+        return [r[2] for r in db.pending_links(did, fl.first, fl.first) if r[3] == fl.prev]
     return _held_signs_every(db, did, dev, key, c.cands.get(0, ()), lowest)
 
 
@@ -1330,8 +1330,8 @@ def _pending_spill(db: LedgerStorage, did: str, dev: Device, key: DeviceKey
         return None
     # (a device that signs every entry: its signed rows above a hole, nothing below it;
     # _float_of)
-    every = _held_signs_every(db, did, dev, key, (), [r[2] for r in next(iter(
-        _held_links(db, did, 0)), [])] if dev.tip_seq < 0 else ())
+    every = _held_signs_every(db, did, dev, key, (), lambda: [
+        r[2] for r in next(iter(_held_links(db, did, 0)), [])])
     if counts[1] and not every:
         return None
     lo = s = dev.tip_seq + 1
@@ -2233,7 +2233,7 @@ def _float_of(db: LedgerStorage, did: str, tip: Device, sp: _Spill | None,
     seqs = sorted(rest)
     base = tip.tip_seq + 1 if sp is None else sp.last + 1
     j = next((i for i, q in enumerate(seqs) if q > (seqs[i - 1] + 1 if i else base)), None)
-    every = bool(seqs) and _held_signs_every(db, did, tip, key, rest.get(0, ()), [
+    every = bool(seqs) and _held_signs_every(db, did, tip, key, rest.get(0, ()), lambda: [
         c.sig is not None for c in rest[seqs[0]]])
     if every and sp is None:
         # (a device that signs every entry: cut where the chain from the tip breaks,

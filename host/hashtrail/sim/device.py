@@ -93,6 +93,12 @@ def _catches_sigint(pid: int) -> bool:
     return True  # no /proc (not Linux): assume interrupts are enabled
 
 
+def stat_state(stat: str) -> str:
+    """The state letter of a /proc/PID/stat line ("pid (comm) S ..."; the name may hold
+    spaces and parentheses): R running, S sleeping, Z ended and not reaped yet."""
+    return stat.rpartition(")")[2].split()[0] if ")" in stat else stat
+
+
 class VirtualDevice:
     """A virtual board with a persistent flash image and a stable serial port."""
 
@@ -222,8 +228,8 @@ class VirtualDevice:
                 text = (proc / name).read_text().strip()
             except OSError as e:
                 text = f"unreadable ({e.strerror})"
-            if name == "stat":  # "pid (comm) S ...": the state letter after the name
-                text = text.rpartition(")")[2].split()[0] if ")" in text else text
+            if name == "stat":
+                text = stat_state(text)
             parts.append(f"{name} {text}")
         return ", ".join(parts) + "]"
 
